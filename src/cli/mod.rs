@@ -1,0 +1,68 @@
+//! The `sluice` command line: one binary for the daemon and the everyday Kafka tools.
+//!
+//! Owns: argument parsing and the mapping of every failure to one clear line on stderr and a
+//! non-zero exit. Must not: panic on user input or print stack traces.
+
+mod serve;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+/// Where client-side subcommands connect unless told otherwise.
+pub const DEFAULT_BOOTSTRAP_SERVER: &str = "127.0.0.1:9092";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "sluice",
+    version,
+    about = "Kafka-compatible storage node (thread-per-core, io_uring, zero-copy fetch)"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the broker.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// TOML config file; every key has an embedded default.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Kafka listener, HOST:PORT.
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// Address given to clients in Metadata, HOST:PORT.
+    #[arg(long)]
+    pub advertised_listener: Option<String>,
+    /// Admin HTTP listener (metrics, health), HOST:PORT.
+    #[arg(long)]
+    pub admin_listen: Option<String>,
+    /// Cores to run shards on: "all", a count, or a list like "0,2-3".
+    #[arg(long)]
+    pub cores: Option<String>,
+    /// Validate the configuration and exit.
+    #[arg(long)]
+    pub check_config: bool,
+}
+
+/// Parses arguments, runs the subcommand, and returns the process exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => serve::run(args),
+    };
+    match result {
+        Ok(()) => 0,
+        Err(message) => {
+            eprintln!("sluice: {message}");
+            1
+        }
+    }
+}

@@ -1,0 +1,228 @@
+//! Broker and topic configuration.
+//!
+//! Owns: every tunable and every limit, with its embedded default, so that `sluice serve`
+//! runs with no config file at all. A TOML file (`--config`) and command-line flags override
+//! the defaults, in that order. Must not: read anything at run time after start-up except
+//! on an explicit reload (SIGHUP).
+
+mod cores;
+mod log_config;
+
+pub use cores::{CoreSpec, CoreSpecError};
+pub use log_config::{CleanupPolicy, Durability, LogConfig, TimestampType, TopicConfigError};
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// Largest request frame a client may send (Kafka's `socket.request.max.bytes`).
+pub const DEFAULT_MAX_REQUEST_BYTES: u32 = 100 * 1024 * 1024;
+/// Requests a single connection may have decoded but not yet answered.
+pub const DEFAULT_MAX_IN_FLIGHT_REQUESTS_PER_CONNECTION: u32 = 64;
+/// Connections across the whole broker.
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 20_000;
+/// Memory the kernel may pin for all io_uring rings (RLIMIT_MEMLOCK of an unprivileged user).
+pub const DEFAULT_MEMLOCK_BUDGET_BYTES: u64 = 8 * 1024 * 1024;
+/// Submission-queue entries per shard ring.
+pub const DEFAULT_RING_ENTRIES: u32 = 1024;
+/// Produce payload a shard may hold in memory before it stops reading sockets.
+pub const DEFAULT_SHARD_PRODUCE_MEMORY_BYTES: u64 = 256 * 1024 * 1024;
+/// Segment files a shard keeps open at once.
+pub const DEFAULT_MAX_OPEN_SEGMENTS_PER_SHARD: u32 = 4096;
+
+/// Errors while loading or validating configuration: one line each, for the CLI.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid value for `{key}`: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+/// The whole broker configuration, with every default embedded.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BrokerConfig {
+    /// Where partitions, metadata and group offsets live.
+    pub data_dir: PathBuf,
+    /// Kafka listener; every shard binds it with SO_REUSEPORT.
+    pub listen: SocketAddr,
+    /// Address handed to clients in Metadata; defaults to `listen`.
+    pub advertised_listener: Option<String>,
+    /// Admin HTTP listener (metrics, health, status).
+    pub admin_listen: SocketAddr,
+    /// Which cores run shards: "all", a count, or a list such as "0,2-3".
+    pub cores: String,
+    pub node_id: i32,
+    /// Log filter (tracing `EnvFilter` syntax); `RUST_LOG` overrides it.
+    pub log_level: String,
+    pub auto_create_topics: bool,
+    /// Partitions of an auto-created topic (Kafka's `num.partitions`).
+    pub default_partitions: i32,
+    pub max_request_bytes: u32,
+    pub max_in_flight_requests_per_connection: u32,
+    pub max_connections: u32,
+    pub memlock_budget_bytes: u64,
+    pub ring_entries: u32,
+    pub shard_produce_memory_bytes: u64,
+    pub max_open_segments_per_shard: u32,
+    /// Kafka's `group.initial.rebalance.delay.ms`.
+    pub group_initial_rebalance_delay_ms: u64,
+    pub group_min_session_timeout_ms: i32,
+    pub group_max_session_timeout_ms: i32,
+    /// Committed offsets of an empty group expire after this long (Kafka's
+    /// `offsets.retention.minutes`).
+    pub offsets_retention_ms: i64,
+    /// How often retention and background flush run.
+    pub log_retention_check_interval_ms: u64,
+    /// Metrics recording on the hot path; off only for overhead measurements.
+    pub metrics_enabled: bool,
+    /// Defaults for every topic; per-topic overrides come from CreateTopics / AlterConfigs.
+    pub log: LogConfig,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            data_dir: PathBuf::from("sluice-data"),
+            listen: SocketAddr::from(([127, 0, 0, 1], 9092)),
+            advertised_listener: None,
+            admin_listen: SocketAddr::from(([127, 0, 0, 1], 9644)),
+            cores: "all".to_string(),
+            node_id: 0,
+            log_level: "info".to_string(),
+            auto_create_topics: true,
+            default_partitions: 1,
+            max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
+            max_in_flight_requests_per_connection: DEFAULT_MAX_IN_FLIGHT_REQUESTS_PER_CONNECTION,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            memlock_budget_bytes: DEFAULT_MEMLOCK_BUDGET_BYTES,
+            ring_entries: DEFAULT_RING_ENTRIES,
+            shard_produce_memory_bytes: DEFAULT_SHARD_PRODUCE_MEMORY_BYTES,
+            max_open_segments_per_shard: DEFAULT_MAX_OPEN_SEGMENTS_PER_SHARD,
+            group_initial_rebalance_delay_ms: 3000,
+            group_min_session_timeout_ms: 6_000,
+            group_max_session_timeout_ms: 1_800_000,
+            offsets_retention_ms: 7 * 24 * 3600 * 1000,
+            log_retention_check_interval_ms: 30_000,
+            metrics_enabled: true,
+            log: LogConfig::default(),
+        }
+    }
+}
+
+impl BrokerConfig {
+    /// Reads a TOML file on top of the embedded defaults.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_toml(&text).map_err(|message| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message,
+        })
+    }
+
+    pub fn from_toml(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| e.message().to_string())
+    }
+
+    /// Checks cross-field constraints; called once after every override is applied.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.core_spec()?;
+        if self.default_partitions < 1 {
+            return Err(ConfigError::Invalid {
+                key: "default_partitions",
+                message: "must be at least 1".into(),
+            });
+        }
+        if self.max_request_bytes < 1024 {
+            return Err(ConfigError::Invalid {
+                key: "max_request_bytes",
+                message: "must be at least 1024".into(),
+            });
+        }
+        if self.max_in_flight_requests_per_connection == 0 {
+            return Err(ConfigError::Invalid {
+                key: "max_in_flight_requests_per_connection",
+                message: "must be at least 1".into(),
+            });
+        }
+        if self.max_connections == 0 {
+            return Err(ConfigError::Invalid {
+                key: "max_connections",
+                message: "must be at least 1".into(),
+            });
+        }
+        if !self.ring_entries.is_power_of_two() || self.ring_entries < 8 {
+            return Err(ConfigError::Invalid {
+                key: "ring_entries",
+                message: "must be a power of two, at least 8".into(),
+            });
+        }
+        self.log.validate().map_err(|e| ConfigError::Invalid {
+            key: "log",
+            message: e.to_string(),
+        })?;
+        Ok(())
+    }
+
+    pub fn core_spec(&self) -> Result<CoreSpec, ConfigError> {
+        CoreSpec::parse(&self.cores).map_err(|e| ConfigError::Invalid {
+            key: "cores",
+            message: e.to_string(),
+        })
+    }
+
+    /// The `host:port` clients are told to connect to.
+    pub fn advertised_address(&self) -> (String, i32) {
+        if let Some(adv) = &self.advertised_listener
+            && let Some((host, port)) = adv.rsplit_once(':')
+            && let Ok(port) = port.parse::<u16>()
+        {
+            return (host.trim_matches(['[', ']']).to_string(), i32::from(port));
+        }
+        (self.listen.ip().to_string(), i32::from(self.listen.port()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_embedded_defaults() {
+        let cfg = BrokerConfig::from_toml("").unwrap();
+        assert_eq!(cfg.listen.port(), 9092);
+        assert!(cfg.auto_create_topics);
+        cfg.validate().unwrap();
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let err = BrokerConfig::from_toml("listne = \"x\"").unwrap_err();
+        assert!(err.contains("listne"), "{err}");
+    }
+
+    #[test]
+    fn advertised_listener_overrides_listen() {
+        let cfg =
+            BrokerConfig::from_toml("advertised_listener = \"broker.example:19092\"").unwrap();
+        assert_eq!(
+            cfg.advertised_address(),
+            ("broker.example".to_string(), 19092)
+        );
+    }
+
+    #[test]
+    fn nested_log_section_is_read() {
+        let cfg = BrokerConfig::from_toml("[log]\nsegment_bytes = 1048576\n").unwrap();
+        assert_eq!(cfg.log.segment_bytes, 1_048_576);
+    }
+}
