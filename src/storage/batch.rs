@@ -1,0 +1,460 @@
+//! RecordBatch v2 header: parsing, validation at the broker boundary (CRC-32C checked once,
+//! here) and the in-place patches the log applies (base offset, leader epoch, LogAppendTime).
+//! Must not decode or re-encode records: batches are stored exactly as the client sent them.
+
+use super::error::codes;
+
+/// Size of the fixed v2 batch header, up to and including the record count.
+pub const RECORD_BATCH_HEADER_BYTES: usize = 61;
+/// Bytes before `batchLength` counts: baseOffset (8) + batchLength (4).
+pub const LOG_OVERHEAD_BYTES: usize = 12;
+/// Smallest legal `batchLength`: header after the length field, no records.
+pub const MIN_BATCH_LENGTH: i32 = (RECORD_BATCH_HEADER_BYTES - LOG_OVERHEAD_BYTES) as i32;
+/// Position of the magic byte; the same for every message format version.
+pub const MAGIC_OFFSET: usize = 16;
+pub const CRC_OFFSET: usize = 17;
+/// The CRC covers attributes..end.
+pub const ATTRIBUTES_OFFSET: usize = 21;
+pub const MAX_TIMESTAMP_OFFSET: usize = 35;
+pub const PARTITION_LEADER_EPOCH_OFFSET: usize = 12;
+pub const CURRENT_MAGIC: i8 = 2;
+
+pub const COMPRESSION_CODEC_MASK: i16 = 0x07;
+pub const TIMESTAMP_TYPE_LOG_APPEND_BIT: i16 = 0x08;
+pub const TRANSACTIONAL_BIT: i16 = 0x10;
+pub const CONTROL_BIT: i16 = 0x20;
+
+/// "No producer" marker for non-idempotent batches.
+pub const NO_PRODUCER_ID: i64 = -1;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BatchError {
+    #[error("empty record set")]
+    Empty,
+    #[error("truncated batch at byte {position}: need {needed} bytes, have {available}")]
+    Truncated {
+        position: usize,
+        needed: usize,
+        available: usize,
+    },
+    #[error("invalid batch length {length} at byte {position}")]
+    InvalidLength { position: usize, length: i32 },
+    #[error("unsupported message format magic {magic} at byte {position}")]
+    UnsupportedMagic { position: usize, magic: i8 },
+    #[error("CRC mismatch at byte {position}: stored {stored:#010x}, computed {computed:#010x}")]
+    CrcMismatch {
+        position: usize,
+        stored: u32,
+        computed: u32,
+    },
+    #[error(
+        "record count {record_count} does not match last offset delta {last_offset_delta} at byte {position}"
+    )]
+    InvalidRecordCount {
+        position: usize,
+        record_count: i32,
+        last_offset_delta: i32,
+    },
+    #[error("batch of {size_bytes} bytes exceeds the limit of {max_bytes} bytes")]
+    TooLarge { size_bytes: usize, max_bytes: usize },
+}
+
+impl BatchError {
+    pub fn kafka_error_code(&self) -> i16 {
+        match self {
+            BatchError::UnsupportedMagic { .. } => codes::UNSUPPORTED_FOR_MESSAGE_FORMAT,
+            BatchError::InvalidRecordCount { .. } => codes::INVALID_RECORD,
+            BatchError::TooLarge { .. } => codes::MESSAGE_TOO_LARGE,
+            BatchError::Empty
+            | BatchError::Truncated { .. }
+            | BatchError::InvalidLength { .. }
+            | BatchError::CrcMismatch { .. } => codes::CORRUPT_MESSAGE,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchHeader {
+    pub base_offset: i64,
+    pub batch_length: i32,
+    pub partition_leader_epoch: i32,
+    pub magic: i8,
+    pub crc: u32,
+    pub attributes: i16,
+    pub last_offset_delta: i32,
+    pub base_timestamp: i64,
+    pub max_timestamp: i64,
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub base_sequence: i32,
+    pub record_count: i32,
+}
+
+fn be_i64(b: &[u8], at: usize) -> i64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[at..at + 8]);
+    i64::from_be_bytes(a)
+}
+fn be_i32(b: &[u8], at: usize) -> i32 {
+    let mut a = [0u8; 4];
+    a.copy_from_slice(&b[at..at + 4]);
+    i32::from_be_bytes(a)
+}
+fn be_i16(b: &[u8], at: usize) -> i16 {
+    i16::from_be_bytes([b[at], b[at + 1]])
+}
+
+impl BatchHeader {
+    /// Parses the fixed header at the start of `buf` (structure only: no CRC check).
+    /// Rejects magic < 2 and lengths below the header size.
+    pub fn parse(buf: &[u8]) -> Result<BatchHeader, BatchError> {
+        Self::parse_at(buf, 0)
+    }
+
+    /// Like [`BatchHeader::parse`], reporting `position` in errors.
+    pub fn parse_at(buf: &[u8], position: usize) -> Result<BatchHeader, BatchError> {
+        if buf.len() <= MAGIC_OFFSET {
+            return Err(BatchError::Truncated {
+                position,
+                needed: MAGIC_OFFSET + 1,
+                available: buf.len(),
+            });
+        }
+        let magic = buf[MAGIC_OFFSET] as i8;
+        if magic != CURRENT_MAGIC {
+            return Err(BatchError::UnsupportedMagic { position, magic });
+        }
+        if buf.len() < RECORD_BATCH_HEADER_BYTES {
+            return Err(BatchError::Truncated {
+                position,
+                needed: RECORD_BATCH_HEADER_BYTES,
+                available: buf.len(),
+            });
+        }
+        let batch_length = be_i32(buf, 8);
+        if batch_length < MIN_BATCH_LENGTH {
+            return Err(BatchError::InvalidLength {
+                position,
+                length: batch_length,
+            });
+        }
+        let header = BatchHeader {
+            base_offset: be_i64(buf, 0),
+            batch_length,
+            partition_leader_epoch: be_i32(buf, 12),
+            magic,
+            crc: be_i32(buf, CRC_OFFSET) as u32,
+            attributes: be_i16(buf, 21),
+            last_offset_delta: be_i32(buf, 23),
+            base_timestamp: be_i64(buf, 27),
+            max_timestamp: be_i64(buf, 35),
+            producer_id: be_i64(buf, 43),
+            producer_epoch: be_i16(buf, 51),
+            base_sequence: be_i32(buf, 53),
+            record_count: be_i32(buf, 57),
+        };
+        if header.record_count < 1
+            || header.last_offset_delta < 0
+            || header.record_count as i64 != header.last_offset_delta as i64 + 1
+        {
+            return Err(BatchError::InvalidRecordCount {
+                position,
+                record_count: header.record_count,
+                last_offset_delta: header.last_offset_delta,
+            });
+        }
+        Ok(header)
+    }
+
+    /// Whole batch size on disk / on the wire, including baseOffset and batchLength.
+    pub fn size_bytes(&self) -> usize {
+        LOG_OVERHEAD_BYTES + self.batch_length as usize
+    }
+    pub fn last_offset(&self) -> i64 {
+        self.base_offset + self.last_offset_delta as i64
+    }
+    pub fn compression(&self) -> u8 {
+        (self.attributes & COMPRESSION_CODEC_MASK) as u8
+    }
+    pub fn is_transactional(&self) -> bool {
+        self.attributes & TRANSACTIONAL_BIT != 0
+    }
+    pub fn is_control(&self) -> bool {
+        self.attributes & CONTROL_BIT != 0
+    }
+    pub fn is_log_append_time(&self) -> bool {
+        self.attributes & TIMESTAMP_TYPE_LOG_APPEND_BIT != 0
+    }
+    pub fn has_producer_id(&self) -> bool {
+        self.producer_id > NO_PRODUCER_ID
+    }
+    /// Last sequence number of the batch; sequences wrap at i32::MAX like Kafka's.
+    pub fn last_sequence(&self) -> i32 {
+        add_sequence(self.base_sequence, self.last_offset_delta)
+    }
+}
+
+/// `seq + delta` with Kafka's wrap-around at i32::MAX back to 0.
+pub fn add_sequence(seq: i32, delta: i32) -> i32 {
+    let sum = seq as i64 + delta as i64;
+    (sum % (i32::MAX as i64 + 1)) as i32
+}
+
+/// CRC-32C of a complete batch, over attributes..end.
+pub fn compute_crc(batch: &[u8]) -> u32 {
+    crc32c::crc32c(&batch[ATTRIBUTES_OFFSET..])
+}
+
+/// Checks the stored CRC of a complete batch (`batch.len() == header.size_bytes()`).
+pub fn verify_crc(batch: &[u8], header: &BatchHeader, position: usize) -> Result<(), BatchError> {
+    let computed = compute_crc(batch);
+    if computed != header.crc {
+        return Err(BatchError::CrcMismatch {
+            position,
+            stored: header.crc,
+            computed,
+        });
+    }
+    Ok(())
+}
+
+/// One batch of a validated payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchSummary {
+    pub header: BatchHeader,
+    /// Byte position of the batch in the payload.
+    pub position: usize,
+}
+
+impl BatchSummary {
+    pub fn size_bytes(&self) -> usize {
+        self.header.size_bytes()
+    }
+}
+
+/// Validates a produce payload at the broker boundary: one or more complete v2 batches, sizes
+/// consistent, magic == 2, CRC-32C correct, record_count >= 1 and == last_offset_delta + 1,
+/// no trailing bytes. The CRC is checked once, here; the log trusts it afterwards.
+pub fn validate_batches(buf: &[u8]) -> Result<Vec<BatchSummary>, BatchError> {
+    if buf.is_empty() {
+        return Err(BatchError::Empty);
+    }
+    let mut out = Vec::with_capacity(1);
+    let mut position = 0usize;
+    while position < buf.len() {
+        let rest = &buf[position..];
+        let header = BatchHeader::parse_at(rest, position)?;
+        let size = header.size_bytes();
+        if size > rest.len() {
+            return Err(BatchError::Truncated {
+                position,
+                needed: size,
+                available: rest.len(),
+            });
+        }
+        verify_crc(&rest[..size], &header, position)?;
+        out.push(BatchSummary { header, position });
+        position += size;
+    }
+    Ok(out)
+}
+
+/// Walks the batch headers of a payload that was already validated (no CRC work).
+pub fn walk_headers(
+    buf: &[u8],
+    mut f: impl FnMut(usize, &BatchHeader),
+) -> Result<usize, BatchError> {
+    if buf.is_empty() {
+        return Err(BatchError::Empty);
+    }
+    let mut position = 0usize;
+    let mut count = 0usize;
+    while position < buf.len() {
+        let rest = &buf[position..];
+        let header = BatchHeader::parse_at(rest, position)?;
+        let size = header.size_bytes();
+        if size > rest.len() {
+            return Err(BatchError::Truncated {
+                position,
+                needed: size,
+                available: rest.len(),
+            });
+        }
+        f(position, &header);
+        count += 1;
+        position += size;
+    }
+    Ok(count)
+}
+
+/// Broker-side patch: the assigned base offset (bytes 0..8, outside the CRC).
+pub fn patch_base_offset(batch: &mut [u8], base_offset: i64) {
+    batch[0..8].copy_from_slice(&base_offset.to_be_bytes());
+}
+
+/// Broker-side patch: the partition leader epoch (bytes 12..16, outside the CRC).
+pub fn patch_leader_epoch(batch: &mut [u8], epoch: i32) {
+    batch[PARTITION_LEADER_EPOCH_OFFSET..PARTITION_LEADER_EPOCH_OFFSET + 4]
+        .copy_from_slice(&epoch.to_be_bytes());
+}
+
+/// LogAppendTime topics: set the timestamp-type bit and maxTimestamp, then recompute the CRC,
+/// as Kafka does. Returns the new CRC.
+pub fn apply_log_append_time(batch: &mut [u8], now_ms: i64) -> u32 {
+    let attributes = be_i16(batch, ATTRIBUTES_OFFSET) | TIMESTAMP_TYPE_LOG_APPEND_BIT;
+    batch[ATTRIBUTES_OFFSET..ATTRIBUTES_OFFSET + 2].copy_from_slice(&attributes.to_be_bytes());
+    batch[MAX_TIMESTAMP_OFFSET..MAX_TIMESTAMP_OFFSET + 8].copy_from_slice(&now_ms.to_be_bytes());
+    let crc = compute_crc(batch);
+    batch[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
+    crc
+}
+
+/// Test and bench helper: builds an uncompressed v2 batch with `count` records of
+/// `value_len` bytes each (values filled with `fill`).
+#[doc(hidden)]
+pub fn build_test_batch(
+    count: i32,
+    value_len: usize,
+    base_timestamp: i64,
+    producer: Option<(i64, i16, i32)>,
+) -> Vec<u8> {
+    fn varint(out: &mut Vec<u8>, v: i64) {
+        let mut z = ((v << 1) ^ (v >> 63)) as u64;
+        loop {
+            if z < 0x80 {
+                out.push(z as u8);
+                break;
+            }
+            out.push((z as u8 & 0x7f) | 0x80);
+            z >>= 7;
+        }
+    }
+    let mut records = Vec::with_capacity(count as usize * (value_len + 16));
+    let mut body = Vec::with_capacity(value_len + 16);
+    for i in 0..count {
+        body.clear();
+        body.push(0); // attributes
+        varint(&mut body, i as i64); // timestamp delta
+        varint(&mut body, i as i64); // offset delta
+        varint(&mut body, -1); // null key
+        varint(&mut body, value_len as i64);
+        body.extend(std::iter::repeat_n(b'x', value_len));
+        varint(&mut body, 0); // headers
+        varint(&mut records, body.len() as i64);
+        records.extend_from_slice(&body);
+    }
+    let (pid, epoch, seq) = producer.unwrap_or((NO_PRODUCER_ID, -1, -1));
+    let mut b = Vec::with_capacity(RECORD_BATCH_HEADER_BYTES + records.len());
+    b.extend_from_slice(&0i64.to_be_bytes());
+    let batch_length = (RECORD_BATCH_HEADER_BYTES - LOG_OVERHEAD_BYTES + records.len()) as i32;
+    b.extend_from_slice(&batch_length.to_be_bytes());
+    b.extend_from_slice(&(-1i32).to_be_bytes());
+    b.push(CURRENT_MAGIC as u8);
+    b.extend_from_slice(&0u32.to_be_bytes());
+    b.extend_from_slice(&0i16.to_be_bytes());
+    b.extend_from_slice(&(count - 1).to_be_bytes());
+    b.extend_from_slice(&base_timestamp.to_be_bytes());
+    b.extend_from_slice(&(base_timestamp + count as i64 - 1).to_be_bytes());
+    b.extend_from_slice(&pid.to_be_bytes());
+    b.extend_from_slice(&epoch.to_be_bytes());
+    b.extend_from_slice(&seq.to_be_bytes());
+    b.extend_from_slice(&count.to_be_bytes());
+    b.extend_from_slice(&records);
+    let crc = compute_crc(&b);
+    b[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
+    b
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn valid_batch_round_trips_its_header() {
+        let b = build_test_batch(3, 10, 1000, Some((7, 1, 5)));
+        let s = validate_batches(&b).unwrap();
+        assert_eq!(s.len(), 1);
+        let h = s[0].header;
+        assert_eq!(h.record_count, 3);
+        assert_eq!(h.last_offset_delta, 2);
+        assert_eq!(h.max_timestamp, 1002);
+        assert_eq!(
+            (h.producer_id, h.producer_epoch, h.base_sequence),
+            (7, 1, 5)
+        );
+        assert_eq!(h.last_sequence(), 7);
+        assert_eq!(h.size_bytes(), b.len());
+    }
+
+    #[test]
+    fn two_batches_are_both_reported() {
+        let mut b = build_test_batch(1, 5, 0, None);
+        let second = build_test_batch(2, 5, 0, None);
+        b.extend_from_slice(&second);
+        let s = validate_batches(&b).unwrap();
+        assert_eq!(s.len(), 2);
+        assert_eq!(s[1].position, b.len() - second.len());
+    }
+
+    #[test]
+    fn flipped_record_byte_fails_crc() {
+        let mut b = build_test_batch(2, 10, 0, None);
+        let last = b.len() - 3;
+        b[last] ^= 0x40;
+        let e = validate_batches(&b).unwrap_err();
+        assert!(matches!(e, BatchError::CrcMismatch { .. }));
+        assert_eq!(e.kafka_error_code(), 2);
+    }
+
+    #[test]
+    fn base_offset_patch_keeps_crc_valid() {
+        let mut b = build_test_batch(2, 10, 0, None);
+        patch_base_offset(&mut b, 12345);
+        patch_leader_epoch(&mut b, 3);
+        let s = validate_batches(&b).unwrap();
+        assert_eq!(s[0].header.base_offset, 12345);
+    }
+
+    #[test]
+    fn log_append_time_recomputes_crc() {
+        let mut b = build_test_batch(2, 10, 0, None);
+        apply_log_append_time(&mut b, 99_000);
+        let h = validate_batches(&b).unwrap()[0].header;
+        assert!(h.is_log_append_time());
+        assert_eq!(h.max_timestamp, 99_000);
+    }
+
+    #[test]
+    fn old_magic_is_unsupported_for_message_format() {
+        let mut b = build_test_batch(1, 10, 0, None);
+        b[MAGIC_OFFSET] = 1;
+        let e = validate_batches(&b).unwrap_err();
+        assert_eq!(e.kafka_error_code(), 43);
+    }
+
+    #[test]
+    fn trailing_bytes_and_truncation_are_rejected() {
+        let mut b = build_test_batch(1, 10, 0, None);
+        b.push(0);
+        assert!(validate_batches(&b).is_err());
+        let b = build_test_batch(1, 10, 0, None);
+        for cut in 0..b.len() {
+            assert!(validate_batches(&b[..cut]).is_err(), "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn inconsistent_record_count_is_invalid_record() {
+        let mut b = build_test_batch(2, 10, 0, None);
+        b[57..61].copy_from_slice(&5i32.to_be_bytes());
+        let crc = compute_crc(&b);
+        b[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
+        assert_eq!(validate_batches(&b).unwrap_err().kafka_error_code(), 87);
+    }
+
+    #[test]
+    fn sequences_wrap_at_i32_max() {
+        assert_eq!(add_sequence(i32::MAX, 1), 0);
+        assert_eq!(add_sequence(i32::MAX - 1, 3), 1);
+    }
+}

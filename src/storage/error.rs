@@ -1,0 +1,88 @@
+//! Errors of the partition log. Owns the mapping from storage failures to Kafka error codes;
+//! must not decide how a handler answers beyond that code.
+
+use std::io;
+use std::path::PathBuf;
+
+use super::batch::BatchError;
+
+/// Kafka error codes the storage layer can produce.
+pub mod codes {
+    pub const OFFSET_OUT_OF_RANGE: i16 = 1;
+    pub const CORRUPT_MESSAGE: i16 = 2;
+    pub const MESSAGE_TOO_LARGE: i16 = 10;
+    pub const UNSUPPORTED_FOR_MESSAGE_FORMAT: i16 = 43;
+    pub const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
+    pub const INVALID_PRODUCER_EPOCH: i16 = 47;
+    pub const KAFKA_STORAGE_ERROR: i16 = 56;
+    pub const INVALID_RECORD: i16 = 87;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("offset {offset} is out of range [{log_start_offset}, {log_end_offset}]")]
+    OffsetOutOfRange {
+        offset: i64,
+        log_start_offset: i64,
+        log_end_offset: i64,
+    },
+    #[error("batch of {size_bytes} bytes exceeds max.message.bytes {max_bytes}")]
+    MessageTooLarge { size_bytes: usize, max_bytes: u32 },
+    #[error(
+        "out of order sequence for producer {producer_id}: got {first_sequence}, expected after {last_sequence}"
+    )]
+    OutOfOrderSequence {
+        producer_id: i64,
+        first_sequence: i32,
+        last_sequence: i32,
+    },
+    #[error("producer {producer_id} epoch {epoch} is older than current epoch {current_epoch}")]
+    InvalidProducerEpoch {
+        producer_id: i64,
+        epoch: i16,
+        current_epoch: i16,
+    },
+    #[error("invalid record batch: {0}")]
+    InvalidBatch(#[from] BatchError),
+    #[error("corrupt log {}: at byte {position}: {reason}", file.display())]
+    Corrupt {
+        file: PathBuf,
+        position: u64,
+        reason: String,
+    },
+    #[error("i/o error on {}: {source}", path.display())]
+    Io { path: PathBuf, source: io::Error },
+    #[error("partition {partition} is offline: {reason}")]
+    Offline { partition: String, reason: String },
+}
+
+impl StorageError {
+    pub fn io(path: impl Into<PathBuf>, source: io::Error) -> StorageError {
+        StorageError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub fn corrupt(file: impl Into<PathBuf>, position: u64, reason: impl Into<String>) -> Self {
+        StorageError::Corrupt {
+            file: file.into(),
+            position,
+            reason: reason.into(),
+        }
+    }
+
+    /// The Kafka error code a handler should answer with.
+    pub fn kafka_error_code(&self) -> i16 {
+        match self {
+            StorageError::OffsetOutOfRange { .. } => codes::OFFSET_OUT_OF_RANGE,
+            StorageError::MessageTooLarge { .. } => codes::MESSAGE_TOO_LARGE,
+            StorageError::OutOfOrderSequence { .. } => codes::OUT_OF_ORDER_SEQUENCE_NUMBER,
+            StorageError::InvalidProducerEpoch { .. } => codes::INVALID_PRODUCER_EPOCH,
+            StorageError::InvalidBatch(e) => e.kafka_error_code(),
+            StorageError::Corrupt { .. } => codes::KAFKA_STORAGE_ERROR,
+            StorageError::Io { .. } => codes::KAFKA_STORAGE_ERROR,
+            StorageError::Offline { .. } => codes::KAFKA_STORAGE_ERROR,
+        }
+    }
+}

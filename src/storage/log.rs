@@ -1,0 +1,850 @@
+//! `PartitionLog`: one partition's append-only log, owned by exactly one shard thread (`!Send`,
+//! lives in an `Rc`). Owns offset assignment, the write queue with group commit (one writev and
+//! one fdatasync shared by every append waiting at that moment), reads as file regions for
+//! zero-copy fetch, flushing and the state file. Interior mutability only through `Cell` /
+//! `RefCell`, and no borrow is ever held across an `.await`. Must not parse records, talk to
+//! sockets or know about other partitions.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::future::Future;
+use std::os::fd::{AsRawFd, RawFd};
+use std::path::{Path, PathBuf};
+use std::rc::{Rc, Weak};
+
+use bytes::BytesMut;
+use compio::buf::BufResult;
+use compio::io::AsyncWriteAtExt;
+
+use super::batch::{BatchHeader, apply_log_append_time, patch_base_offset, patch_leader_epoch};
+use super::error::StorageError;
+use super::notify::{AsyncLock, Event};
+use super::offset_index::OFFSET_INDEX_ENTRY_BYTES;
+use super::producer_state::{
+    ProducerEntry, ProducerStateInfo, ProducerStateManager, SequenceCheck, check_sequence,
+};
+use super::segment::{MAX_SEGMENT_POSITION_BYTES, Segment};
+use super::state::{PartitionState, read_exact_at, write_state};
+use super::time_index::TIME_INDEX_ENTRY_BYTES;
+use crate::config::{Durability, LogConfig, TimestampType};
+
+/// The leader epoch written into every stored batch (single-replica broker: always 0).
+pub const LEADER_EPOCH: i32 = 0;
+/// Most buffers handed to one writev (Linux IOV_MAX).
+pub const MAX_IOVECS_PER_WRITE: usize = 1024;
+/// DeleteRecords sentinel meaning "up to the high watermark".
+pub const DELETE_RECORDS_TO_HIGH_WATERMARK: i64 = -1;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendOutcome {
+    pub base_offset: i64,
+    pub last_offset: i64,
+    /// The broker's append time for LogAppendTime topics, -1 for CreateTime.
+    pub log_append_time_ms: i64,
+    pub log_start_offset: i64,
+    /// The batch was a retry of one already in the log; offsets are the original ones.
+    pub duplicate: bool,
+}
+
+/// A byte range of a segment file, for zero-copy fetch. Cloning keeps the fd open even if
+/// retention deletes the segment meanwhile.
+#[derive(Debug, Clone)]
+pub struct FileRegion {
+    pub file: compio::fs::File,
+    pub path: PathBuf,
+    pub position: u64,
+    pub len: u32,
+}
+
+impl FileRegion {
+    pub fn raw_fd(&self) -> RawFd {
+        self.file.as_raw_fd()
+    }
+
+    /// Copies the region into memory (tests, tools, non-splice fallbacks).
+    pub async fn read_to_vec(&self) -> Result<Vec<u8>, StorageError> {
+        read_exact_at(&self.file, &self.path, self.position, self.len as usize).await
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ReadSlice {
+    pub regions: Vec<FileRegion>,
+    pub high_watermark: i64,
+    pub log_start_offset: i64,
+    pub total_bytes: u64,
+}
+
+pub(super) enum WriteItem {
+    Write {
+        segment: Rc<Segment>,
+        position: u64,
+        buf: BytesMut,
+        /// One past the last offset in `buf`.
+        end_offset: i64,
+    },
+    /// The segment was rolled: sync it and persist its indexes before later writes.
+    Seal(Rc<Segment>),
+}
+
+pub struct PartitionLog {
+    pub(super) self_ref: Weak<PartitionLog>,
+    pub(super) dir: PathBuf,
+    pub(super) name: String,
+    pub(super) config: RefCell<LogConfig>,
+    pub(super) segments: RefCell<VecDeque<Rc<Segment>>>,
+    pub(super) log_start_offset: Cell<i64>,
+    /// Log end offset: one past the last offset assigned (dispatched).
+    pub(super) next_offset: Cell<i64>,
+    /// One past the last offset written to the file (readable).
+    pub(super) high_watermark: Cell<i64>,
+    /// One past the last offset known to be on stable storage.
+    pub(super) durable_offset: Cell<i64>,
+    /// The recovery point last persisted in the state file.
+    pub(super) recovery_point: Cell<i64>,
+    /// End offset of the newest append that asked for durability.
+    pub(super) durable_requested: Cell<i64>,
+    pub(super) queue: RefCell<VecDeque<WriteItem>>,
+    pub(super) writer_running: Cell<bool>,
+    pub(super) hw_advanced: Rc<Event>,
+    pub(super) synced: Rc<Event>,
+    pub(super) offline: RefCell<Option<String>>,
+    pub(super) closed: Cell<bool>,
+    pub(super) producers: RefCell<ProducerStateManager>,
+    pub(super) dispatch_lock: AsyncLock,
+    pub(super) state_lock: AsyncLock,
+    pub(super) unflushed_records: Cell<i64>,
+    pub(super) last_flush_ms: Cell<i64>,
+    pub(super) fdatasyncs: Cell<u64>,
+}
+
+impl PartitionLog {
+    pub(super) fn new_in(
+        self_ref: Weak<PartitionLog>,
+        dir: PathBuf,
+        name: String,
+        config: LogConfig,
+    ) -> PartitionLog {
+        PartitionLog {
+            self_ref,
+            dir,
+            name,
+            config: RefCell::new(config),
+            segments: RefCell::new(VecDeque::new()),
+            log_start_offset: Cell::new(0),
+            next_offset: Cell::new(0),
+            high_watermark: Cell::new(0),
+            durable_offset: Cell::new(0),
+            recovery_point: Cell::new(0),
+            durable_requested: Cell::new(0),
+            queue: RefCell::new(VecDeque::new()),
+            writer_running: Cell::new(false),
+            hw_advanced: Rc::new(Event::default()),
+            synced: Rc::new(Event::default()),
+            offline: RefCell::new(None),
+            closed: Cell::new(false),
+            producers: RefCell::new(ProducerStateManager::default()),
+            dispatch_lock: AsyncLock::default(),
+            state_lock: AsyncLock::default(),
+            unflushed_records: Cell::new(0),
+            last_flush_ms: Cell::new(0),
+            fdatasyncs: Cell::new(0),
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+    pub fn log_start_offset(&self) -> i64 {
+        self.log_start_offset.get()
+    }
+    pub fn log_end_offset(&self) -> i64 {
+        self.next_offset.get()
+    }
+    pub fn high_watermark(&self) -> i64 {
+        self.high_watermark.get()
+    }
+    /// One past the last offset known to be synced to stable storage.
+    pub fn durable_offset(&self) -> i64 {
+        self.durable_offset.get()
+    }
+    pub fn size_bytes(&self) -> u64 {
+        self.segments
+            .borrow()
+            .iter()
+            .map(|s| s.size_bytes.get())
+            .sum()
+    }
+    pub fn segment_count(&self) -> usize {
+        self.segments.borrow().len()
+    }
+    /// Base offsets of the segments, oldest first.
+    pub fn segment_base_offsets(&self) -> Vec<i64> {
+        self.segments
+            .borrow()
+            .iter()
+            .map(|s| s.base_offset)
+            .collect()
+    }
+    /// fdatasync calls on log files since open (observability; group-commit tests).
+    pub fn fdatasync_count(&self) -> u64 {
+        self.fdatasyncs.get()
+    }
+    pub fn config(&self) -> LogConfig {
+        self.config.borrow().clone()
+    }
+    pub fn update_config(&self, config: LogConfig) {
+        *self.config.borrow_mut() = config;
+    }
+    pub fn producer_states(&self) -> Vec<ProducerStateInfo> {
+        self.producers.borrow().infos()
+    }
+
+    /// (max timestamp, offset) over the whole log for ListOffsets MAX_TIMESTAMP; (-1, -1) if
+    /// no batch carries a timestamp.
+    pub fn max_timestamp(&self) -> (i64, i64) {
+        let mut best = (-1i64, -1i64);
+        for s in self.segments.borrow().iter() {
+            if s.max_timestamp.get() > best.0
+                && s.offset_of_max_timestamp.get() < self.high_watermark.get()
+            {
+                best = (s.max_timestamp.get(), s.offset_of_max_timestamp.get());
+            }
+        }
+        best
+    }
+
+    /// Completes when the high watermark next advances (Fetch long-poll). Owns its state,
+    /// so it can be raced against a timer.
+    pub fn wait_for_append(&self) -> impl Future<Output = ()> + 'static {
+        self.hw_advanced.listen()
+    }
+
+    pub(super) fn check_online(&self) -> Result<(), StorageError> {
+        if let Some(reason) = self.offline.borrow().as_ref() {
+            return Err(StorageError::Offline {
+                partition: self.name.clone(),
+                reason: reason.clone(),
+            });
+        }
+        if self.closed.get() {
+            return Err(StorageError::Offline {
+                partition: self.name.clone(),
+                reason: "log is closed".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Stops the partition loudly: in-memory state may be ahead of the file, so nothing more
+    /// is appended or acknowledged until it is reopened (which runs recovery).
+    pub(super) fn go_offline(&self, error: &StorageError) {
+        tracing::error!(partition = %self.name, %error, "partition log going offline");
+        self.offline
+            .borrow_mut()
+            .get_or_insert_with(|| error.to_string());
+        self.queue.borrow_mut().clear();
+        self.hw_advanced.notify();
+        self.synced.notify();
+    }
+
+    pub(super) fn active_segment(&self) -> Rc<Segment> {
+        let segs = self.segments.borrow();
+        Rc::clone(segs.back().expect("a log always has an active segment"))
+    }
+
+    pub(super) fn segment_for(&self, offset: i64) -> Option<Rc<Segment>> {
+        let segs = self.segments.borrow();
+        let idx = segs.partition_point(|s| s.base_offset <= offset);
+        if idx == 0 {
+            None
+        } else {
+            Some(Rc::clone(&segs[idx - 1]))
+        }
+    }
+
+    fn needs_roll(&self, seg: &Segment, payload_bytes: u64, last_offset: i64, now_ms: i64) -> bool {
+        if seg.is_empty() {
+            return false;
+        }
+        let cfg = self.config.borrow();
+        let size = seg.size_bytes.get();
+        size + payload_bytes > cfg.segment_bytes
+            || size + payload_bytes > MAX_SEGMENT_POSITION_BYTES
+            || (seg.first_append_ms.get() >= 0
+                && now_ms - seg.first_append_ms.get() >= cfg.segment_ms)
+            || (seg.offset_index.borrow().len() + 1) * OFFSET_INDEX_ENTRY_BYTES
+                > cfg.segment_index_bytes as usize
+            || (seg.time_index.borrow().len() + 2) * TIME_INDEX_ENTRY_BYTES
+                > cfg.segment_index_bytes as usize
+            || last_offset - seg.base_offset > i32::MAX as i64
+    }
+
+    /// Starts a new active segment at the log end offset. Caller holds the dispatch lock.
+    pub(super) async fn roll(&self) -> Result<(), StorageError> {
+        let old = self.active_segment();
+        let base = self.next_offset.get();
+        assert_eq!(
+            old.next_offset.get(),
+            base,
+            "active segment ends at the log end"
+        );
+        let seg = Segment::create(&self.dir, base).await?;
+        super::state::sync_dir(&self.dir).await?;
+        old.seal_time_index();
+        self.segments.borrow_mut().push_back(seg);
+        self.queue.borrow_mut().push_back(WriteItem::Seal(old));
+        self.ensure_writer();
+        Ok(())
+    }
+
+    /// Appends already-validated batches (CRC was checked at the boundary), bytes exactly as
+    /// received except the broker-owned fields patched in place. Returns once the data is
+    /// written (and, if `durable`, synced — group-committed with concurrent appends).
+    pub async fn append(
+        &self,
+        mut batches: BytesMut,
+        durable: bool,
+        now_ms: i64,
+    ) -> Result<AppendOutcome, StorageError> {
+        self.check_online()?;
+        let (max_bytes, timestamp_type, durability, index_interval) = {
+            let c = self.config.borrow();
+            (
+                c.max_message_bytes,
+                c.message_timestamp_type,
+                c.durability,
+                c.index_interval_bytes,
+            )
+        };
+        let durable = match durability {
+            Durability::Always => true,
+            Durability::None => false,
+            Durability::AcksAll => durable,
+        };
+        // Structure and size limits first: nothing below may fail on a malformed payload.
+        let mut record_count: i64 = 0;
+        let mut offset_span: i64 = 0;
+        {
+            let mut pos = 0usize;
+            if batches.is_empty() {
+                return Err(super::batch::BatchError::Empty.into());
+            }
+            while pos < batches.len() {
+                let h = BatchHeader::parse_at(&batches[pos..], pos)?;
+                let size = h.size_bytes();
+                if size > batches.len() - pos {
+                    return Err(super::batch::BatchError::Truncated {
+                        position: pos,
+                        needed: size,
+                        available: batches.len() - pos,
+                    }
+                    .into());
+                }
+                if size > max_bytes as usize {
+                    return Err(StorageError::MessageTooLarge {
+                        size_bytes: size,
+                        max_bytes,
+                    });
+                }
+                record_count += h.record_count as i64;
+                offset_span += h.last_offset_delta as i64 + 1;
+                pos += size;
+            }
+        }
+
+        let guard = self.dispatch_lock.lock().await;
+        self.check_online()?;
+        let active = self.active_segment();
+        if self.needs_roll(
+            &active,
+            batches.len() as u64,
+            self.next_offset.get() + offset_span - 1,
+            now_ms,
+        ) {
+            self.roll().await?;
+        }
+        // From here to the enqueue there is no await: offsets, producer state and the queue
+        // change together.
+        let base_offset = self.next_offset.get();
+        let mut staged: Vec<ProducerEntry> = Vec::new();
+        let mut duplicate = None;
+        'check: {
+            let producers = self.producers.borrow();
+            let mut pos = 0usize;
+            let mut next = base_offset;
+            while pos < batches.len() {
+                let mut h = BatchHeader::parse_at(&batches[pos..], pos)?;
+                h.base_offset = next;
+                if h.has_producer_id() {
+                    let current = staged
+                        .iter()
+                        .find(|e| e.producer_id == h.producer_id)
+                        .or_else(|| producers.get(h.producer_id))
+                        .copied();
+                    match check_sequence(current.as_ref(), &h)? {
+                        SequenceCheck::Duplicate(m) => {
+                            duplicate = Some(m);
+                            break 'check;
+                        }
+                        SequenceCheck::Append => {
+                            let mut e = current.unwrap_or_else(|| {
+                                ProducerEntry::new(h.producer_id, h.producer_epoch)
+                            });
+                            e.record(&h, next);
+                            match staged.iter_mut().find(|s| s.producer_id == h.producer_id) {
+                                Some(s) => *s = e,
+                                None => staged.push(e),
+                            }
+                        }
+                    }
+                }
+                next = h.last_offset() + 1;
+                pos += h.size_bytes();
+            }
+        }
+        if let Some(m) = duplicate {
+            drop(guard);
+            return self
+                .finish_duplicate(
+                    m.base_offset,
+                    m.last_offset,
+                    durable,
+                    timestamp_type,
+                    m.max_timestamp,
+                )
+                .await;
+        }
+        let segment = self.active_segment();
+        let position = segment.size_bytes.get();
+        let log_append_time_ms = match timestamp_type {
+            TimestampType::LogAppendTime => now_ms,
+            TimestampType::CreateTime => -1,
+        };
+        let mut pos = 0usize;
+        let mut next = base_offset;
+        while pos < batches.len() {
+            let size = {
+                let h = BatchHeader::parse_at(&batches[pos..], pos)?;
+                h.size_bytes()
+            };
+            let batch = &mut batches[pos..pos + size];
+            patch_base_offset(batch, next);
+            patch_leader_epoch(batch, LEADER_EPOCH);
+            if timestamp_type == TimestampType::LogAppendTime {
+                apply_log_append_time(batch, now_ms);
+            }
+            let h = BatchHeader::parse_at(batch, pos)?;
+            segment.record_batch(&h, position + pos as u64, index_interval);
+            next = h.last_offset() + 1;
+            pos += size;
+        }
+        assert_eq!(next, base_offset + offset_span, "offsets are gap-free");
+        if segment.first_append_ms.get() < 0 {
+            segment.first_append_ms.set(now_ms);
+        }
+        {
+            let mut producers = self.producers.borrow_mut();
+            for e in staged {
+                producers.insert(e);
+            }
+        }
+        self.next_offset.set(next);
+        self.unflushed_records
+            .set(self.unflushed_records.get() + record_count);
+        if durable {
+            self.durable_requested.set(next);
+        }
+        self.queue.borrow_mut().push_back(WriteItem::Write {
+            segment,
+            position,
+            buf: batches,
+            end_offset: next,
+        });
+        drop(guard);
+        self.ensure_writer();
+        self.wait_written(next, durable).await?;
+        Ok(AppendOutcome {
+            base_offset,
+            last_offset: next - 1,
+            log_append_time_ms,
+            log_start_offset: self.log_start_offset.get(),
+            duplicate: false,
+        })
+    }
+
+    async fn finish_duplicate(
+        &self,
+        base_offset: i64,
+        last_offset: i64,
+        durable: bool,
+        timestamp_type: TimestampType,
+        max_timestamp: i64,
+    ) -> Result<AppendOutcome, StorageError> {
+        if durable && self.durable_requested.get() < last_offset + 1 {
+            self.durable_requested.set(last_offset + 1);
+            self.ensure_writer();
+        }
+        self.wait_written(last_offset + 1, durable).await?;
+        Ok(AppendOutcome {
+            base_offset,
+            last_offset,
+            log_append_time_ms: match timestamp_type {
+                TimestampType::LogAppendTime => max_timestamp,
+                TimestampType::CreateTime => -1,
+            },
+            log_start_offset: self.log_start_offset.get(),
+            duplicate: true,
+        })
+    }
+
+    /// Waits until `end_offset` is readable (and synced if `durable`).
+    async fn wait_written(&self, end_offset: i64, durable: bool) -> Result<(), StorageError> {
+        loop {
+            let event = if durable {
+                &self.synced
+            } else {
+                &self.hw_advanced
+            };
+            let listen = event.listen();
+            if let Some(reason) = self.offline.borrow().as_ref() {
+                return Err(StorageError::Offline {
+                    partition: self.name.clone(),
+                    reason: reason.clone(),
+                });
+            }
+            let done = if durable {
+                self.durable_offset.get() >= end_offset
+            } else {
+                self.high_watermark.get() >= end_offset
+            };
+            if done {
+                return Ok(());
+            }
+            if durable && self.durable_requested.get() < end_offset {
+                self.durable_requested.set(end_offset);
+            }
+            // A durable wait with an idle writer (e.g. a duplicate of data written without
+            // sync) needs someone to sync.
+            if !self.writer_running.get() {
+                self.spawn_writer();
+            }
+            listen.await;
+        }
+    }
+
+    pub(super) fn ensure_writer(&self) {
+        if self.writer_running.get() || self.queue.borrow().is_empty() {
+            return;
+        }
+        self.spawn_writer();
+    }
+
+    fn spawn_writer(&self) {
+        let Some(me) = self.self_ref.upgrade() else {
+            return;
+        };
+        self.writer_running.set(true);
+        // A detached task, not the appending future: a dropped append (client went away)
+        // must not strand the queue or lose a buffer mid-write.
+        compio::runtime::spawn(async move { me.run_writer().await }).detach();
+    }
+
+    async fn run_writer(self: Rc<Self>) {
+        let mut iov: Vec<BytesMut> = Vec::new();
+        let mut items: VecDeque<WriteItem> = VecDeque::new();
+        loop {
+            std::mem::swap(&mut items, &mut *self.queue.borrow_mut());
+            let need_sync = self.durable_requested.get() > self.durable_offset.get();
+            if items.is_empty() && !need_sync {
+                break;
+            }
+            if let Err(e) = self.write_items(&mut items, &mut iov).await {
+                items.clear();
+                self.go_offline(&e);
+                break;
+            }
+        }
+        self.writer_running.set(false);
+        // Wake anyone waiting for the writer to go idle (close, delete).
+        self.hw_advanced.notify();
+    }
+
+    async fn write_items(
+        &self,
+        items: &mut VecDeque<WriteItem>,
+        iov: &mut Vec<BytesMut>,
+    ) -> Result<(), StorageError> {
+        while let Some(item) = items.pop_front() {
+            match item {
+                WriteItem::Write {
+                    segment,
+                    position,
+                    buf,
+                    end_offset,
+                } => {
+                    let mut end_position = position + buf.len() as u64;
+                    let mut end_offset = end_offset;
+                    iov.push(buf);
+                    while iov.len() < MAX_IOVECS_PER_WRITE {
+                        match items.front() {
+                            Some(WriteItem::Write {
+                                segment: s,
+                                position: p,
+                                ..
+                            }) if Rc::ptr_eq(s, &segment) && *p == end_position => {}
+                            _ => break,
+                        }
+                        if let Some(WriteItem::Write {
+                            buf, end_offset: e, ..
+                        }) = items.pop_front()
+                        {
+                            end_position += buf.len() as u64;
+                            end_offset = e;
+                            iov.push(buf);
+                        }
+                    }
+                    assert_eq!(
+                        segment.visible_bytes.get(),
+                        position,
+                        "writes to {} are sequential",
+                        segment.log_path.display()
+                    );
+                    let mut file = &segment.log;
+                    let BufResult(r, back) = file
+                        .write_vectored_all_at(std::mem::take(iov), position)
+                        .await;
+                    *iov = back;
+                    iov.clear();
+                    r.map_err(|e| StorageError::io(&segment.log_path, e))?;
+                    segment.dirty.set(true);
+                    segment.visible_bytes.set(end_position);
+                    assert!(
+                        end_offset > self.high_watermark.get(),
+                        "high watermark only grows"
+                    );
+                    self.high_watermark.set(end_offset);
+                    self.hw_advanced.notify();
+                }
+                WriteItem::Seal(segment) => {
+                    if segment.dirty.get() {
+                        segment.sync_log().await?;
+                        self.fdatasyncs.set(self.fdatasyncs.get() + 1);
+                    }
+                    segment.persist_indexes().await?;
+                }
+            }
+        }
+        // Group commit: one fdatasync covers every append written so far.
+        if self.durable_requested.get() > self.durable_offset.get() {
+            let target = self.high_watermark.get();
+            let active = self.active_segment();
+            if active.dirty.get() {
+                active.sync_log().await?;
+                self.fdatasyncs.set(self.fdatasyncs.get() + 1);
+            }
+            if target > self.durable_offset.get() {
+                self.durable_offset.set(target);
+            }
+            self.synced.notify();
+        }
+        Ok(())
+    }
+
+    /// Waits until every queued write has reached the file.
+    pub(super) async fn wait_writer_idle(&self) {
+        loop {
+            let listen = self.hw_advanced.listen();
+            if !self.writer_running.get() && self.queue.borrow().is_empty() {
+                return;
+            }
+            listen.await;
+        }
+    }
+
+    /// File regions for a fetch at `fetch_offset`: starts at the batch holding it, ends on a
+    /// batch boundary, never past the high watermark, at most `max_bytes` except that the
+    /// first batch is always whole (KIP-74).
+    pub async fn read(&self, fetch_offset: i64, max_bytes: u32) -> Result<ReadSlice, StorageError> {
+        self.check_online()?;
+        let hw = self.high_watermark.get();
+        let log_start = self.log_start_offset.get();
+        let empty = ReadSlice {
+            regions: Vec::new(),
+            high_watermark: hw,
+            log_start_offset: log_start,
+            total_bytes: 0,
+        };
+        if fetch_offset < log_start || fetch_offset > self.next_offset.get() {
+            return Err(StorageError::OffsetOutOfRange {
+                offset: fetch_offset,
+                log_start_offset: log_start,
+                log_end_offset: self.next_offset.get(),
+            });
+        }
+        if fetch_offset >= hw {
+            return Ok(empty);
+        }
+        let Some(segment) = self.segment_for(fetch_offset) else {
+            return Ok(empty);
+        };
+        let Some((header, position)) = segment.find_batch(fetch_offset).await? else {
+            return Ok(empty);
+        };
+        let first_end = position + header.size_bytes() as u64;
+        let limit = (position + max_bytes as u64).max(first_end);
+        let end = segment.boundary_at_or_before(first_end, limit).await?;
+        let len = end - position;
+        Ok(ReadSlice {
+            regions: vec![FileRegion {
+                file: segment.log.clone(),
+                path: segment.log_path.clone(),
+                position,
+                len: len as u32,
+            }],
+            high_watermark: hw,
+            log_start_offset: self.log_start_offset.get(),
+            total_bytes: len,
+        })
+    }
+
+    /// ListOffsets by time: the first batch whose max timestamp is >= `timestamp_ms`, as
+    /// (offset, timestamp). Batch granularity: records are never decoded here.
+    pub async fn offset_for_timestamp(
+        &self,
+        timestamp_ms: i64,
+    ) -> Result<Option<(i64, i64)>, StorageError> {
+        self.check_online()?;
+        let segments: Vec<Rc<Segment>> = self.segments.borrow().iter().cloned().collect();
+        for segment in segments {
+            if segment.max_timestamp.get() < timestamp_ms {
+                continue;
+            }
+            let rel = segment.time_index.borrow().lookup(timestamp_ms);
+            let (_, start) = segment.offset_index.borrow().lookup(rel);
+            let end = segment.visible_bytes.get();
+            if let Some((h, _)) = segment
+                .find_from(start as u64, end, |h| h.max_timestamp >= timestamp_ms)
+                .await?
+            {
+                let offset = h.base_offset.max(self.log_start_offset.get());
+                if offset < self.high_watermark.get() {
+                    return Ok(Some((offset, h.max_timestamp)));
+                }
+                return Ok(None);
+            }
+        }
+        Ok(None)
+    }
+
+    /// Writes the state file (serialised: one writer at a time).
+    pub(super) async fn persist_state(&self, clean_shutdown: bool) -> Result<(), StorageError> {
+        let _g = self.state_lock.lock().await;
+        let state = PartitionState {
+            log_start_offset: self.log_start_offset.get(),
+            recovery_point: self.recovery_point.get(),
+            high_watermark: self.high_watermark.get(),
+            clean_shutdown,
+        };
+        write_state(&self.dir, &state).await
+    }
+
+    /// fdatasyncs every segment with unsynced data, persists new index entries and advances
+    /// the recovery point in the state file.
+    pub async fn flush(&self) -> Result<(), StorageError> {
+        self.check_online()?;
+        self.flush_inner().await
+    }
+
+    async fn flush_inner(&self) -> Result<(), StorageError> {
+        let target = self.high_watermark.get();
+        let flushed_records = self.unflushed_records.get();
+        let segments: Vec<Rc<Segment>> = self.segments.borrow().iter().cloned().collect();
+        for s in &segments {
+            if s.dirty.get() {
+                s.sync_log().await?;
+                self.fdatasyncs.set(self.fdatasyncs.get() + 1);
+            }
+            s.persist_indexes().await?;
+        }
+        if target > self.durable_offset.get() {
+            self.durable_offset.set(target);
+        }
+        self.unflushed_records
+            .set((self.unflushed_records.get() - flushed_records).max(0));
+        if target > self.recovery_point.get() {
+            self.recovery_point.set(target);
+            self.persist_state(false).await?;
+        }
+        Ok(())
+    }
+
+    /// Background flush by `flush.messages` / `flush.ms`.
+    pub async fn flush_if_due(&self, now_ms: i64) -> Result<(), StorageError> {
+        self.check_online()?;
+        let (flush_messages, flush_ms) = {
+            let c = self.config.borrow();
+            (c.flush_messages, c.flush_ms)
+        };
+        let unflushed = self.unflushed_records.get();
+        let by_count = flush_messages > 0 && unflushed >= flush_messages;
+        let by_time = flush_ms >= 0
+            && now_ms - self.last_flush_ms.get() >= flush_ms
+            && (unflushed > 0 || self.recovery_point.get() < self.high_watermark.get());
+        if by_count || by_time {
+            self.last_flush_ms.set(now_ms);
+            self.flush_inner().await?;
+        }
+        Ok(())
+    }
+
+    /// Flushes, seals the active segment's indexes, writes the producer snapshot and marks
+    /// a clean shutdown so the next open skips the recovery scan.
+    pub async fn close(&self) -> Result<(), StorageError> {
+        self.check_online()?;
+        let guard = self.dispatch_lock.lock().await;
+        self.closed.set(true);
+        drop(guard);
+        self.wait_writer_idle().await;
+        if let Some(reason) = self.offline.borrow().clone() {
+            return Err(StorageError::Offline {
+                partition: self.name.clone(),
+                reason,
+            });
+        }
+        self.flush_inner().await?;
+        let active = self.active_segment();
+        active.seal_time_index();
+        active.persist_indexes().await?;
+        let segments: Vec<Rc<Segment>> = self.segments.borrow().iter().cloned().collect();
+        for s in &segments {
+            s.sync_indexes().await?;
+        }
+        super::recovery::write_producer_snapshot(self).await?;
+        self.persist_state(true).await
+    }
+
+    /// DeleteTopics: stops the log and removes its directory.
+    pub async fn delete(&self) -> Result<(), StorageError> {
+        let guard = self.dispatch_lock.lock().await;
+        self.closed.set(true);
+        drop(guard);
+        self.wait_writer_idle().await;
+        let dir = self.dir.clone();
+        let entries = std::fs::read_dir(&dir).map_err(|e| StorageError::io(&dir, e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| StorageError::io(&dir, e))?;
+            let path = entry.path();
+            compio::fs::remove_file(&path)
+                .await
+                .map_err(|e| StorageError::io(&path, e))?;
+        }
+        compio::fs::remove_dir(&dir)
+            .await
+            .map_err(|e| StorageError::io(&dir, e))?;
+        if let Some(parent) = dir.parent() {
+            super::state::sync_dir(parent).await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,26 @@
+//! The partition log: Kafka's on-disk layout (`<topic>-<partition>/<base:020>.log`, `.index`,
+//! `.timeindex`), record batches stored exactly as received, group-committed appends through
+//! io_uring, recovery, retention and idempotent-producer state. See
+//! `docs/decisions/0002-storage-format.md`. Must not know about sockets, requests or shards.
+
+pub mod batch;
+pub mod error;
+pub mod log;
+mod notify;
+pub mod offset_index;
+pub mod producer_state;
+mod recovery;
+mod retention;
+pub mod segment;
+pub mod state;
+pub mod time_index;
+
+#[cfg(test)]
+mod tests;
+
+pub use batch::{
+    BatchError, BatchHeader, BatchSummary, RECORD_BATCH_HEADER_BYTES, validate_batches,
+};
+pub use error::StorageError;
+pub use log::{AppendOutcome, FileRegion, PartitionLog, ReadSlice};
+pub use producer_state::ProducerStateInfo;

@@ -1,0 +1,375 @@
+//! Opening a partition directory: loading segments, validating them, truncating a torn tail
+//! and rebuilding derived data (indexes, producer state). The rules:
+//! * clean shutdown flag set: trust the files; cheap checks only (index sanity, first batch
+//!   offset, a header walk of each segment's tail);
+//! * otherwise every batch from the segment holding the recovery point onward is re-validated
+//!   (length, magic, CRC-32C, gap-free offsets). A bad batch at or after the recovery point in
+//!   the last non-empty segment is a torn tail and is truncated; anything else — in particular
+//!   corruption before the recovery point — fails the open with the file and byte position.
+//!
+//! Must not serve or silently drop data it could not validate.
+
+use std::path::Path;
+use std::rc::Rc;
+
+use super::error::StorageError;
+use super::log::PartitionLog;
+use super::producer_state::{ProducerStateManager, SNAPSHOT_SUFFIX, snapshot_file_name};
+use super::segment::{LOG_SUFFIX, RECOVERY_SCAN_CHUNK_BYTES, Segment};
+use super::state::{read_small_file, read_state, write_file_atomically};
+use crate::config::LogConfig;
+
+/// How many producer snapshots are kept (newest first); older ones are deleted.
+pub const PRODUCER_SNAPSHOTS_RETAINED: usize = 2;
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Files of one suffix named `<offset:020>.<suffix>`, sorted by offset.
+fn list_offsets(dir: &Path, suffix: &str) -> Result<Vec<i64>, StorageError> {
+    let mut out = Vec::new();
+    let entries = std::fs::read_dir(dir).map_err(|e| StorageError::io(dir, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| StorageError::io(dir, e))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let Some(stem) = name.strip_suffix(suffix).and_then(|s| s.strip_suffix('.')) else {
+            continue;
+        };
+        if stem.len() == 20
+            && let Ok(o) = stem.parse::<i64>()
+        {
+            out.push(o);
+        }
+    }
+    out.sort_unstable();
+    Ok(out)
+}
+
+impl PartitionLog {
+    /// Opens or creates `<data_dir>/<topic>-<partition>/` and runs recovery.
+    pub async fn open(
+        data_dir: &Path,
+        topic: &str,
+        partition: i32,
+        config: LogConfig,
+    ) -> Result<Rc<PartitionLog>, StorageError> {
+        let name = format!("{topic}-{partition}");
+        let dir = data_dir.join(&name);
+        compio::fs::create_dir_all(&dir)
+            .await
+            .map_err(|e| StorageError::io(&dir, e))?;
+        let log = Rc::new_cyclic(|weak| PartitionLog::new_in(weak.clone(), dir, name, config));
+        log.recover().await?;
+        Ok(log)
+    }
+
+    async fn recover(&self) -> Result<(), StorageError> {
+        let dir = self.dir.clone();
+        let state = match read_state(&dir).await {
+            Ok(s) => s,
+            Err(e @ StorageError::Corrupt { .. }) => {
+                // The state file is replaced atomically, so this is media damage: distrust it
+                // and re-validate the whole log instead.
+                tracing::warn!(error = %e, "state file unreadable; full recovery");
+                None
+            }
+            Err(e) => return Err(e),
+        };
+        let mut bases = list_offsets(&dir, LOG_SUFFIX)?;
+        let clean = state.is_some_and(|s| s.clean_shutdown);
+        let recovery_point = state.map(|s| s.recovery_point).unwrap_or(0);
+        let state_log_start = state.map(|s| s.log_start_offset).unwrap_or(0);
+        if bases.is_empty() {
+            bases.push(state_log_start.max(0));
+            let seg = Segment::create(&dir, bases[0]).await?;
+            self.segments.borrow_mut().push_back(seg);
+            super::state::sync_dir(&dir).await?;
+        } else {
+            for &b in &bases {
+                let seg = Segment::open(&dir, b).await?;
+                self.segments.borrow_mut().push_back(seg);
+            }
+        }
+        let interval = self.config.borrow().index_interval_bytes;
+        let segments: Vec<Rc<Segment>> = self.segments.borrow().iter().cloned().collect();
+        // First segment that gets the full CRC re-validation.
+        let full_from = if clean {
+            segments.len()
+        } else {
+            segments
+                .iter()
+                .rposition(|s| s.base_offset <= recovery_point)
+                .unwrap_or(0)
+        };
+        let mut truncated_at: Option<usize> = None;
+        for (i, seg) in segments.iter().enumerate() {
+            if i < full_from {
+                self.load_trusted(seg, interval).await?;
+                continue;
+            }
+            let file_size = seg.size_bytes.get();
+            seg.reset_bookkeeping();
+            let scan = seg
+                .scan(0, file_size, true, RECOVERY_SCAN_CHUNK_BYTES, |h, pos| {
+                    if h.base_offset != seg.next_offset.get() {
+                        return Err(format!(
+                            "batch offset {} does not follow {}",
+                            h.base_offset,
+                            seg.next_offset.get()
+                        ));
+                    }
+                    seg.record_batch(h, pos, interval);
+                    Ok(true)
+                })
+                .await?;
+            if let Some((position, reason)) = scan.invalid {
+                let first_bad_offset = seg.next_offset.get();
+                let later_all_empty = segments[i + 1..].iter().all(|s| s.size_bytes.get() == 0);
+                if first_bad_offset < recovery_point || !later_all_empty {
+                    return Err(StorageError::corrupt(&seg.log_path, position, reason));
+                }
+                tracing::warn!(
+                    file = %seg.log_path.display(),
+                    position,
+                    %reason,
+                    "truncating torn tail"
+                );
+                seg.truncate_to(position).await?;
+                seg.sync_log().await?;
+                truncated_at = Some(i);
+            }
+            seg.visible_bytes.set(seg.size_bytes.get());
+            seg.rewrite_indexes().await?;
+            if truncated_at.is_some() {
+                break;
+            }
+        }
+        if let Some(i) = truncated_at {
+            // Later segments are empty and would now leave a gap: remove them.
+            let removed: Vec<Rc<Segment>> = self.segments.borrow_mut().drain(i + 1..).collect();
+            for s in removed {
+                remove_segment_files(&s).await?;
+            }
+            super::state::sync_dir(&dir).await?;
+        }
+        // Offsets must be gap-free across segments.
+        let segments: Vec<Rc<Segment>> = self.segments.borrow().iter().cloned().collect();
+        for pair in segments.windows(2) {
+            if pair[0].next_offset.get() != pair[1].base_offset {
+                return Err(StorageError::corrupt(
+                    &pair[1].log_path,
+                    0,
+                    format!(
+                        "segment starts at offset {} but the previous one ends at {}",
+                        pair[1].base_offset,
+                        pair[0].next_offset.get()
+                    ),
+                ));
+            }
+        }
+        let first = &segments[0];
+        let last = &segments[segments.len() - 1];
+        let log_end = last.next_offset.get();
+        self.next_offset.set(log_end);
+        self.high_watermark.set(log_end);
+        self.durable_requested.set(log_end);
+        self.log_start_offset
+            .set(state_log_start.max(first.base_offset).min(log_end));
+        if !last.is_empty() {
+            last.first_append_ms.set(now_ms());
+        }
+        // Everything recovered is synced now (the scan touched it; sync what may be dirty).
+        if !clean {
+            for s in &segments[full_from.min(segments.len() - 1)..] {
+                s.sync_log().await?;
+            }
+        }
+        self.durable_offset.set(log_end);
+        self.recovery_point.set(log_end);
+        self.last_flush_ms.set(now_ms());
+        self.rebuild_producer_state().await?;
+        // From now on a crash is an unclean shutdown.
+        self.persist_state(false).await
+    }
+
+    /// Cheap checks for a segment whose contents are trusted (clean shutdown, or before the
+    /// recovery point): index files sane, first batch at the segment base, and the tail after
+    /// the last index entry walks to exactly the end of the file.
+    async fn load_trusted(&self, seg: &Rc<Segment>, interval: u32) -> Result<(), StorageError> {
+        let file_size = seg.size_bytes.get();
+        if file_size == 0 {
+            seg.reset_bookkeeping();
+            return Ok(());
+        }
+        let loaded = seg.load_indexes().await? && !seg.time_index.borrow().is_empty();
+        let (tail_rel, tail_pos) = if loaded {
+            seg.offset_index.borrow().last().unwrap_or((0, 0))
+        } else {
+            (0, 0)
+        };
+        let index = seg.offset_index.borrow().clone();
+        let time_index = seg.time_index.borrow().clone();
+        seg.reset_bookkeeping();
+        if loaded {
+            *seg.offset_index.borrow_mut() = index;
+            *seg.time_index.borrow_mut() = time_index;
+            if let Some((ts, rel)) = seg.time_index.borrow().last() {
+                seg.max_timestamp.set(ts);
+                seg.offset_of_max_timestamp
+                    .set(seg.base_offset + rel as i64);
+            }
+            // Check the first batch's offset before trusting the rest.
+            let first = seg.find_from(0, file_size, |_| true).await?;
+            match first {
+                Some((h, _)) if h.base_offset == seg.base_offset => {}
+                Some((h, _)) => {
+                    return Err(StorageError::corrupt(
+                        &seg.log_path,
+                        0,
+                        format!(
+                            "first batch has offset {}, expected {}",
+                            h.base_offset, seg.base_offset
+                        ),
+                    ));
+                }
+                None => return Err(StorageError::corrupt(&seg.log_path, 0, "no batch")),
+            }
+        }
+        seg.size_bytes.set(tail_pos as u64);
+        let mut first_in_tail = true;
+        let expected_last = seg.base_offset + tail_rel as i64;
+        let scan = seg
+            .scan(
+                tail_pos as u64,
+                file_size,
+                false,
+                RECOVERY_SCAN_CHUNK_BYTES,
+                |h, pos| {
+                    if first_in_tail {
+                        first_in_tail = false;
+                        if tail_pos == 0 && h.base_offset != seg.base_offset {
+                            return Err(format!(
+                                "first batch has offset {}, expected {}",
+                                h.base_offset, seg.base_offset
+                            ));
+                        }
+                        if tail_pos > 0 && h.last_offset() != expected_last {
+                            return Err(format!(
+                                "index entry says offset {expected_last} but the batch ends at {}",
+                                h.last_offset()
+                            ));
+                        }
+                        seg.next_offset.set(h.base_offset);
+                    } else if h.base_offset != seg.next_offset.get() {
+                        return Err(format!(
+                            "batch offset {} does not follow {}",
+                            h.base_offset,
+                            seg.next_offset.get()
+                        ));
+                    }
+                    seg.record_batch(h, pos, interval);
+                    Ok(true)
+                },
+            )
+            .await?;
+        if let Some((position, reason)) = scan.invalid {
+            return Err(StorageError::corrupt(&seg.log_path, position, reason));
+        }
+        seg.visible_bytes.set(seg.size_bytes.get());
+        if !loaded {
+            seg.rewrite_indexes().await?;
+        }
+        Ok(())
+    }
+
+    /// Loads the newest usable producer snapshot and replays batch headers after it.
+    async fn rebuild_producer_state(&self) -> Result<(), StorageError> {
+        let log_end = self.next_offset.get();
+        let mut snapshots = list_offsets(&self.dir, SNAPSHOT_SUFFIX)?;
+        let mut from = self.segments.borrow()[0].base_offset;
+        let mut manager = ProducerStateManager::default();
+        while let Some(offset) = snapshots.pop() {
+            let path = self.dir.join(snapshot_file_name(offset));
+            if offset > log_end {
+                // Taken before a truncation: describes batches that are gone.
+                let _ = compio::fs::remove_file(&path).await;
+                continue;
+            }
+            let Some(raw) = read_small_file(&path).await? else {
+                continue;
+            };
+            match ProducerStateManager::decode_snapshot(&raw, &path) {
+                Ok(m) => {
+                    manager = m;
+                    from = offset;
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "ignoring unreadable producer snapshot");
+                }
+            }
+        }
+        if from < log_end {
+            let segments: Vec<Rc<Segment>> = self.segments.borrow().iter().cloned().collect();
+            for seg in segments {
+                if seg.next_offset.get() <= from {
+                    continue;
+                }
+                let start = if seg.base_offset >= from {
+                    0
+                } else {
+                    let rel = (from - seg.base_offset) as u32;
+                    seg.offset_index.borrow().lookup(rel).1 as u64
+                };
+                let end = seg.size_bytes.get();
+                let scan = seg
+                    .scan(start, end, false, RECOVERY_SCAN_CHUNK_BYTES, |h, _| {
+                        if h.base_offset >= from {
+                            manager.replay(h);
+                        }
+                        Ok(true)
+                    })
+                    .await?;
+                if let Some((position, reason)) = scan.invalid {
+                    return Err(StorageError::corrupt(&seg.log_path, position, reason));
+                }
+            }
+        }
+        *self.producers.borrow_mut() = manager;
+        Ok(())
+    }
+}
+
+/// Writes `<log_end:020>.snapshot` and deletes all but the newest few.
+pub(super) async fn write_producer_snapshot(log: &PartitionLog) -> Result<(), StorageError> {
+    let offset = log.next_offset.get();
+    let bytes = log.producers.borrow().encode_snapshot();
+    write_file_atomically(&log.dir, &snapshot_file_name(offset), bytes).await?;
+    let snapshots = list_offsets(&log.dir, SNAPSHOT_SUFFIX)?;
+    if snapshots.len() > PRODUCER_SNAPSHOTS_RETAINED {
+        for o in &snapshots[..snapshots.len() - PRODUCER_SNAPSHOTS_RETAINED] {
+            let path = log.dir.join(snapshot_file_name(*o));
+            compio::fs::remove_file(&path)
+                .await
+                .map_err(|e| StorageError::io(&path, e))?;
+        }
+    }
+    Ok(())
+}
+
+/// Unlinks a segment's three files (missing index files are fine).
+pub(super) async fn remove_segment_files(seg: &Segment) -> Result<(), StorageError> {
+    for path in [&seg.log_path, &seg.index_path, &seg.time_index_path] {
+        match compio::fs::remove_file(path).await {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(StorageError::io(path, e)),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,452 @@
+//! One log segment: `<base_offset:020>.log` plus its `.index` and `.timeindex`. Owns the
+//! per-segment bookkeeping (sizes, next offset, max timestamp, sparse indexes) and the batch
+//! scanner used by lookups and recovery. Must not decide when to roll or delete segments
+//! (that is the log's job) and never re-encodes batches.
+
+use std::cell::{Cell, RefCell};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use compio::buf::{BufResult, IntoInner, IoBuf};
+use compio::fs::{File, OpenOptions};
+use compio::io::{AsyncReadAtExt, AsyncWriteAtExt};
+
+use super::batch::{BatchHeader, MAGIC_OFFSET, RECORD_BATCH_HEADER_BYTES};
+use super::error::StorageError;
+use super::offset_index::OffsetIndex;
+use super::time_index::TimeIndex;
+
+pub const LOG_SUFFIX: &str = "log";
+pub const INDEX_SUFFIX: &str = "index";
+pub const TIME_INDEX_SUFFIX: &str = "timeindex";
+/// Read size when walking batch headers for lookups (about a few index intervals).
+pub const LOOKUP_SCAN_CHUNK_BYTES: usize = 16 * 1024;
+/// Read size for recovery / rebuild scans.
+pub const RECOVERY_SCAN_CHUNK_BYTES: usize = 1024 * 1024;
+/// A batch claiming to be larger than this is treated as corrupt by the scanner.
+pub const MAX_BATCH_BYTES_ON_DISK: u64 = 256 * 1024 * 1024;
+/// Segment byte positions are 32-bit in the index format.
+pub const MAX_SEGMENT_POSITION_BYTES: u64 = i32::MAX as u64;
+
+pub fn file_name(base_offset: i64, suffix: &str) -> String {
+    format!("{base_offset:020}.{suffix}")
+}
+
+/// How a scan ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScanEnd {
+    /// Position just past the last batch accepted by the scan.
+    pub valid_end: u64,
+    /// Why the scan stopped before `end`, if it did because of bad data.
+    pub invalid: Option<(u64, String)>,
+}
+
+pub struct Segment {
+    pub base_offset: i64,
+    pub log_path: PathBuf,
+    pub index_path: PathBuf,
+    pub time_index_path: PathBuf,
+    pub log: File,
+    index_file: File,
+    time_index_file: File,
+    /// Bytes assigned to batches (some may still be queued for writing).
+    pub size_bytes: Cell<u64>,
+    /// Bytes written to the file and visible to readers.
+    pub visible_bytes: Cell<u64>,
+    /// One past the last offset assigned in this segment.
+    pub next_offset: Cell<i64>,
+    pub max_timestamp: Cell<i64>,
+    pub offset_of_max_timestamp: Cell<i64>,
+    pub offset_index: RefCell<OffsetIndex>,
+    pub time_index: RefCell<TimeIndex>,
+    bytes_since_index_entry: Cell<u64>,
+    /// When the segment received its first batch (for segment.ms); -1 while empty.
+    pub first_append_ms: Cell<i64>,
+    /// Data written since the last fdatasync.
+    pub dirty: Cell<bool>,
+}
+
+async fn open_rw(path: &Path, truncate: bool) -> Result<File, StorageError> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(truncate)
+        .open(path)
+        .await
+        .map_err(|e| StorageError::io(path, e))
+}
+
+impl Segment {
+    /// Creates an empty segment (truncating leftovers of the same name).
+    pub async fn create(dir: &Path, base_offset: i64) -> Result<Rc<Segment>, StorageError> {
+        Self::open_files(dir, base_offset, true).await
+    }
+
+    /// Opens an existing segment; sizes are taken from the log file, bookkeeping is filled
+    /// in by recovery.
+    pub async fn open(dir: &Path, base_offset: i64) -> Result<Rc<Segment>, StorageError> {
+        Self::open_files(dir, base_offset, false).await
+    }
+
+    async fn open_files(
+        dir: &Path,
+        base_offset: i64,
+        truncate: bool,
+    ) -> Result<Rc<Segment>, StorageError> {
+        let log_path = dir.join(file_name(base_offset, LOG_SUFFIX));
+        let index_path = dir.join(file_name(base_offset, INDEX_SUFFIX));
+        let time_index_path = dir.join(file_name(base_offset, TIME_INDEX_SUFFIX));
+        let log = open_rw(&log_path, truncate).await?;
+        let index_file = open_rw(&index_path, truncate).await?;
+        let time_index_file = open_rw(&time_index_path, truncate).await?;
+        let size = log
+            .metadata()
+            .await
+            .map_err(|e| StorageError::io(&log_path, e))?
+            .len();
+        Ok(Rc::new(Segment {
+            base_offset,
+            log_path,
+            index_path,
+            time_index_path,
+            log,
+            index_file,
+            time_index_file,
+            size_bytes: Cell::new(size),
+            visible_bytes: Cell::new(size),
+            next_offset: Cell::new(base_offset),
+            max_timestamp: Cell::new(-1),
+            offset_of_max_timestamp: Cell::new(-1),
+            offset_index: RefCell::new(OffsetIndex::default()),
+            time_index: RefCell::new(TimeIndex::default()),
+            bytes_since_index_entry: Cell::new(0),
+            first_append_ms: Cell::new(-1),
+            dirty: Cell::new(false),
+        }))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.size_bytes.get() == 0
+    }
+
+    /// Bookkeeping for a batch placed at `position` (offsets already assigned): sparse index
+    /// entries every `index_interval_bytes`, max timestamp, next offset, size.
+    pub fn record_batch(&self, header: &BatchHeader, position: u64, index_interval_bytes: u32) {
+        let size = header.size_bytes() as u64;
+        assert_eq!(
+            header.base_offset,
+            self.next_offset.get(),
+            "offsets must be gap-free within {}",
+            self.log_path.display()
+        );
+        assert_eq!(
+            position,
+            self.size_bytes.get(),
+            "batches are placed back to back"
+        );
+        if header.max_timestamp > self.max_timestamp.get() {
+            self.max_timestamp.set(header.max_timestamp);
+            self.offset_of_max_timestamp.set(header.last_offset());
+        }
+        if self.bytes_since_index_entry.get() > index_interval_bytes as u64 {
+            let rel = (header.last_offset() - self.base_offset) as u32;
+            self.offset_index.borrow_mut().append(rel, position as u32);
+            self.time_index
+                .borrow_mut()
+                .maybe_append(self.max_timestamp.get(), rel);
+            self.bytes_since_index_entry.set(0);
+        }
+        self.bytes_since_index_entry
+            .set(self.bytes_since_index_entry.get() + size);
+        self.next_offset.set(header.last_offset() + 1);
+        self.size_bytes.set(position + size);
+    }
+
+    /// Resets bookkeeping before a rebuild from the log.
+    pub fn reset_bookkeeping(&self) {
+        self.size_bytes.set(0);
+        self.next_offset.set(self.base_offset);
+        self.max_timestamp.set(-1);
+        self.offset_of_max_timestamp.set(-1);
+        *self.offset_index.borrow_mut() = OffsetIndex::default();
+        *self.time_index.borrow_mut() = TimeIndex::default();
+        self.bytes_since_index_entry.set(0);
+    }
+
+    /// Sealing (roll / close): a final time index entry with the segment's max timestamp so
+    /// a reopened segment knows it without a scan (Kafka does the same).
+    pub fn seal_time_index(&self) {
+        if self.max_timestamp.get() >= 0 && self.next_offset.get() > self.base_offset {
+            let rel = (self.next_offset.get() - 1 - self.base_offset) as u32;
+            self.time_index
+                .borrow_mut()
+                .maybe_append(self.max_timestamp.get(), rel);
+        }
+    }
+
+    /// Writes index entries not yet on disk (no sync: indexes are rebuilt when bad).
+    pub async fn persist_indexes(&self) -> Result<(), StorageError> {
+        let (bytes, at, count) = {
+            let i = self.offset_index.borrow();
+            let mut b = Vec::new();
+            i.encode_from(i.persisted, &mut b);
+            (b, i.persisted as u64 * 8, i.len())
+        };
+        if !bytes.is_empty() {
+            let mut f = &self.index_file;
+            let BufResult(r, _) = f.write_all_at(bytes, at).await;
+            r.map_err(|e| StorageError::io(&self.index_path, e))?;
+            let mut i = self.offset_index.borrow_mut();
+            i.persisted = i.persisted.max(count.min(i.len()));
+        }
+        let (bytes, at, count) = {
+            let i = self.time_index.borrow();
+            let mut b = Vec::new();
+            i.encode_from(i.persisted, &mut b);
+            (b, i.persisted as u64 * 12, i.len())
+        };
+        if !bytes.is_empty() {
+            let mut f = &self.time_index_file;
+            let BufResult(r, _) = f.write_all_at(bytes, at).await;
+            r.map_err(|e| StorageError::io(&self.time_index_path, e))?;
+            let mut i = self.time_index.borrow_mut();
+            i.persisted = i.persisted.max(count.min(i.len()));
+        }
+        Ok(())
+    }
+
+    /// Replaces both index files with the in-memory indexes.
+    pub async fn rewrite_indexes(&self) -> Result<(), StorageError> {
+        self.index_file
+            .set_len(0)
+            .await
+            .map_err(|e| StorageError::io(&self.index_path, e))?;
+        self.time_index_file
+            .set_len(0)
+            .await
+            .map_err(|e| StorageError::io(&self.time_index_path, e))?;
+        self.offset_index.borrow_mut().persisted = 0;
+        self.time_index.borrow_mut().persisted = 0;
+        self.persist_indexes().await
+    }
+
+    pub async fn sync_indexes(&self) -> Result<(), StorageError> {
+        self.index_file
+            .sync_data()
+            .await
+            .map_err(|e| StorageError::io(&self.index_path, e))?;
+        self.time_index_file
+            .sync_data()
+            .await
+            .map_err(|e| StorageError::io(&self.time_index_path, e))
+    }
+
+    pub async fn sync_log(&self) -> Result<(), StorageError> {
+        self.dirty.set(false);
+        let r = self.log.sync_data().await;
+        if r.is_err() {
+            self.dirty.set(true);
+        }
+        r.map_err(|e| StorageError::io(&self.log_path, e))
+    }
+
+    /// Loads index files; `false` if either is missing or inconsistent (caller rebuilds).
+    pub async fn load_indexes(&self) -> Result<bool, StorageError> {
+        let size = self.size_bytes.get();
+        let raw = compio::fs::read(&self.index_path)
+            .await
+            .map_err(|e| StorageError::io(&self.index_path, e))?;
+        let Some(index) = OffsetIndex::decode(&raw, size) else {
+            return Ok(false);
+        };
+        let raw = compio::fs::read(&self.time_index_path)
+            .await
+            .map_err(|e| StorageError::io(&self.time_index_path, e))?;
+        let max_rel = u32::MAX;
+        let Some(time_index) = TimeIndex::decode(&raw, max_rel) else {
+            return Ok(false);
+        };
+        *self.offset_index.borrow_mut() = index;
+        *self.time_index.borrow_mut() = time_index;
+        Ok(true)
+    }
+
+    /// Drops every byte from `position` on (torn tail) and the index entries pointing there.
+    pub async fn truncate_to(&self, position: u64) -> Result<(), StorageError> {
+        self.log
+            .set_len(position)
+            .await
+            .map_err(|e| StorageError::io(&self.log_path, e))?;
+        self.offset_index
+            .borrow_mut()
+            .truncate_to_position(position as u32);
+        self.size_bytes.set(position);
+        self.visible_bytes.set(position);
+        Ok(())
+    }
+
+    /// Walks batches in `[start, end)`. Each header is checked structurally (and its CRC when
+    /// `verify_crc`); `f` sees each good batch and returns Ok(true) to continue, Ok(false) to
+    /// stop, Err(reason) to declare the batch invalid. Bad data stops the scan with
+    /// `invalid = Some((position, reason))`; it is the caller's call what that means.
+    pub async fn scan(
+        &self,
+        start: u64,
+        end: u64,
+        verify_crc: bool,
+        chunk_bytes: usize,
+        mut f: impl FnMut(&BatchHeader, u64) -> Result<bool, String>,
+    ) -> Result<ScanEnd, StorageError> {
+        let mut buf: Vec<u8> = Vec::new();
+        let mut buf_start = start;
+        let mut pos = start;
+        let invalid = |pos: u64, why: String| {
+            Ok(ScanEnd {
+                valid_end: pos,
+                invalid: Some((pos, why)),
+            })
+        };
+        while pos < end {
+            let remaining = end - pos;
+            if remaining < RECORD_BATCH_HEADER_BYTES as u64 && remaining <= MAGIC_OFFSET as u64 {
+                return invalid(pos, format!("torn batch header ({remaining} bytes)"));
+            }
+            let want = (RECORD_BATCH_HEADER_BYTES as u64).min(remaining) as usize;
+            buf = self
+                .ensure(buf, &mut buf_start, pos, want, end, chunk_bytes)
+                .await?;
+            let off = (pos - buf_start) as usize;
+            let header = match BatchHeader::parse_at(&buf[off..], pos as usize) {
+                Ok(h) => h,
+                Err(e) => return invalid(pos, e.to_string()),
+            };
+            let size = header.size_bytes() as u64;
+            if size > MAX_BATCH_BYTES_ON_DISK || pos + size > end {
+                return invalid(
+                    pos,
+                    format!("batch of {size} bytes runs past the end of the data ({end})"),
+                );
+            }
+            if verify_crc {
+                buf = self
+                    .ensure(buf, &mut buf_start, pos, size as usize, end, chunk_bytes)
+                    .await?;
+                let off = (pos - buf_start) as usize;
+                if let Err(e) =
+                    super::batch::verify_crc(&buf[off..off + size as usize], &header, pos as usize)
+                {
+                    return invalid(pos, e.to_string());
+                }
+            }
+            match f(&header, pos) {
+                Ok(true) => {}
+                Ok(false) => {
+                    return Ok(ScanEnd {
+                        valid_end: pos + size,
+                        invalid: None,
+                    });
+                }
+                Err(why) => return invalid(pos, why),
+            }
+            pos += size;
+        }
+        Ok(ScanEnd {
+            valid_end: pos,
+            invalid: None,
+        })
+    }
+
+    /// Makes `buf` (holding file bytes from `buf_start`) cover `[pos, pos + need)`.
+    async fn ensure(
+        &self,
+        mut buf: Vec<u8>,
+        buf_start: &mut u64,
+        pos: u64,
+        need: usize,
+        end: u64,
+        chunk_bytes: usize,
+    ) -> Result<Vec<u8>, StorageError> {
+        if pos >= *buf_start && pos + need as u64 <= *buf_start + buf.len() as u64 {
+            return Ok(buf);
+        }
+        let len = (need.max(chunk_bytes) as u64).min(end - pos) as usize;
+        // Zero-filled to `len` so the vector's length is right whatever the read reports.
+        buf.clear();
+        buf.resize(len, 0);
+        let BufResult(r, slice) = self.log.read_exact_at(buf.slice(0..len), pos).await;
+        let buf = slice.into_inner();
+        r.map_err(|e| StorageError::io(&self.log_path, e))?;
+        assert_eq!(buf.len(), len, "read_exact_at fills the whole slice");
+        *buf_start = pos;
+        Ok(buf)
+    }
+
+    /// The batch holding `offset`, searching visible bytes only: (header, position).
+    pub async fn find_batch(
+        &self,
+        offset: i64,
+    ) -> Result<Option<(BatchHeader, u64)>, StorageError> {
+        let rel = (offset - self.base_offset).clamp(0, u32::MAX as i64) as u32;
+        let (_, start) = self.offset_index.borrow().lookup(rel);
+        let start = start as u64;
+        let end = self.visible_bytes.get();
+        self.find_from(start, end, |h| h.last_offset() >= offset)
+            .await
+    }
+
+    /// The first batch at or after `start` whose header satisfies `pred`.
+    pub async fn find_from(
+        &self,
+        start: u64,
+        end: u64,
+        mut pred: impl FnMut(&BatchHeader) -> bool,
+    ) -> Result<Option<(BatchHeader, u64)>, StorageError> {
+        let mut found = None;
+        let scan = self
+            .scan(start, end, false, LOOKUP_SCAN_CHUNK_BYTES, |h, p| {
+                if pred(h) {
+                    found = Some((*h, p));
+                    Ok(false)
+                } else {
+                    Ok(true)
+                }
+            })
+            .await?;
+        if let Some((pos, why)) = scan.invalid {
+            return Err(StorageError::corrupt(&self.log_path, pos, why));
+        }
+        Ok(found)
+    }
+
+    /// The last batch boundary in `(from, limit]` reachable from `from` (a batch start),
+    /// never past the visible end.
+    pub async fn boundary_at_or_before(&self, from: u64, limit: u64) -> Result<u64, StorageError> {
+        let visible = self.visible_bytes.get();
+        if visible <= limit {
+            return Ok(visible);
+        }
+        let mut start = from;
+        if let Some((_, p)) = self.offset_index.borrow().floor_position(limit as u32)
+            && p as u64 > from
+        {
+            start = p as u64;
+        }
+        let mut boundary = start;
+        let scan = self
+            .scan(start, visible, false, LOOKUP_SCAN_CHUNK_BYTES, |h, p| {
+                let e = p + h.size_bytes() as u64;
+                if e <= limit {
+                    boundary = e;
+                    Ok(true)
+                } else {
+                    Ok(false)
+                }
+            })
+            .await?;
+        if let Some((pos, why)) = scan.invalid {
+            return Err(StorageError::corrupt(&self.log_path, pos, why));
+        }
+        Ok(boundary)
+    }
+}

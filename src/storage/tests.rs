@@ -1,0 +1,601 @@
+//! Behaviour tests of the partition log through its public API, against real files.
+
+use std::path::Path;
+use std::rc::Rc;
+
+use bytes::BytesMut;
+
+use super::batch::{BatchHeader, build_test_batch, validate_batches};
+use super::error::StorageError;
+use super::log::PartitionLog;
+use super::state::read_state;
+use crate::config::{LogConfig, TimestampType};
+
+const TOPIC: &str = "t";
+
+fn small_config() -> LogConfig {
+    LogConfig {
+        segment_bytes: 4096,
+        index_interval_bytes: 256,
+        ..LogConfig::default()
+    }
+}
+
+fn batch(count: i32, value_len: usize, ts: i64) -> BytesMut {
+    BytesMut::from(&build_test_batch(count, value_len, ts, None)[..])
+}
+
+fn pbatch(pid: i64, epoch: i16, seq: i32, count: i32) -> BytesMut {
+    BytesMut::from(&build_test_batch(count, 8, 1000, Some((pid, epoch, seq)))[..])
+}
+
+async fn open(dir: &Path, config: LogConfig) -> Result<Rc<PartitionLog>, StorageError> {
+    PartitionLog::open(dir, TOPIC, 0, config).await
+}
+
+/// Every batch from the log start to the high watermark, CRC-checked, via `read`.
+async fn read_all(log: &PartitionLog) -> Vec<BatchHeader> {
+    let mut out = Vec::new();
+    let mut offset = log.log_start_offset();
+    while offset < log.high_watermark() {
+        let slice = log.read(offset, 1000).await.unwrap();
+        assert!(!slice.regions.is_empty(), "no data at {offset}");
+        for r in &slice.regions {
+            let bytes = r.read_to_vec().await.unwrap();
+            let batches = validate_batches(&bytes).expect("served bytes are whole valid batches");
+            for b in batches {
+                out.push(b.header);
+                offset = b.header.last_offset() + 1;
+            }
+        }
+    }
+    out
+}
+
+fn assert_gap_free(headers: &[BatchHeader], from: i64) {
+    let mut next = from;
+    for h in headers {
+        assert_eq!(h.base_offset, next, "gap or overlap before {h:?}");
+        next = h.last_offset() + 1;
+    }
+}
+
+#[compio::test]
+async fn offsets_are_monotonic_and_gap_free_across_rolls() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), small_config()).await.unwrap();
+    let mut expected = 0;
+    for i in 0..120 {
+        let count = 1 + (i % 4);
+        let out = log
+            .append(batch(count, 40, 1000 + i as i64), false, 0)
+            .await
+            .unwrap();
+        assert_eq!(out.base_offset, expected);
+        assert_eq!(out.last_offset, expected + count as i64 - 1);
+        assert!(!out.duplicate);
+        expected = out.last_offset + 1;
+    }
+    assert_eq!(log.log_end_offset(), expected);
+    assert_eq!(log.high_watermark(), expected);
+    assert!(log.segment_count() > 3, "rolled: {}", log.segment_count());
+    let headers = read_all(&log).await;
+    assert_gap_free(&headers, 0);
+    assert_eq!(headers.len(), 120);
+    // Kafka names, on disk.
+    assert!(dir.path().join("t-0/00000000000000000000.log").exists());
+    assert!(dir.path().join("t-0/00000000000000000000.index").exists());
+    assert!(
+        dir.path()
+            .join("t-0/00000000000000000000.timeindex")
+            .exists()
+    );
+    log.close().await.unwrap();
+    assert!(
+        read_state(&dir.path().join("t-0"))
+            .await
+            .unwrap()
+            .unwrap()
+            .clean_shutdown
+    );
+
+    let log = open(dir.path(), small_config()).await.unwrap();
+    assert_eq!(log.log_end_offset(), expected);
+    assert_gap_free(&read_all(&log).await, 0);
+    let out = log.append(batch(2, 40, 5000), false, 0).await.unwrap();
+    assert_eq!(out.base_offset, expected);
+}
+
+#[compio::test]
+async fn every_offset_is_found_in_the_batch_holding_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), small_config()).await.unwrap();
+    for i in 0..60 {
+        log.append(batch(1 + i % 5, 30, i as i64), false, 0)
+            .await
+            .unwrap();
+    }
+    let check = |log: Rc<PartitionLog>| async move {
+        for o in 0..log.high_watermark() {
+            let slice = log.read(o, 1).await.unwrap();
+            let bytes = slice.regions[0].read_to_vec().await.unwrap();
+            let h = validate_batches(&bytes).unwrap()[0].header;
+            assert!(
+                h.base_offset <= o && o <= h.last_offset(),
+                "offset {o} in {h:?}"
+            );
+            assert_eq!(slice.total_bytes, bytes.len() as u64);
+        }
+    };
+    check(Rc::clone(&log)).await;
+    // Unclean reopen (no close): indexes rebuilt by recovery.
+    drop(log);
+    let log = open(dir.path(), small_config()).await.unwrap();
+    check(Rc::clone(&log)).await;
+    log.close().await.unwrap();
+    // Clean reopen: indexes loaded from disk.
+    let log = open(dir.path(), small_config()).await.unwrap();
+    check(log).await;
+}
+
+#[compio::test]
+async fn reads_end_on_batch_boundaries_within_max_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), LogConfig::default()).await.unwrap();
+    let one = batch(3, 100, 0);
+    let size = one.len() as u32;
+    for _ in 0..10 {
+        log.append(batch(3, 100, 0), false, 0).await.unwrap();
+    }
+    // Smaller than one batch: the first batch anyway (KIP-74).
+    let s = log.read(0, 10).await.unwrap();
+    assert_eq!(s.total_bytes, size as u64);
+    // 2.5 batches: two whole batches.
+    let s = log.read(3, size * 5 / 2).await.unwrap();
+    let bytes = s.regions[0].read_to_vec().await.unwrap();
+    let v = validate_batches(&bytes).unwrap();
+    assert_eq!(v.len(), 2);
+    assert_eq!(v[0].header.base_offset, 3);
+    // Everything.
+    let s = log.read(0, u32::MAX).await.unwrap();
+    assert_eq!(s.total_bytes, size as u64 * 10);
+    // At the high watermark: empty. Past the end or before the start: out of range.
+    let s = log.read(30, 1000).await.unwrap();
+    assert!(s.regions.is_empty());
+    assert_eq!(s.high_watermark, 30);
+    assert!(matches!(
+        log.read(31, 1000).await,
+        Err(StorageError::OffsetOutOfRange { .. })
+    ));
+    assert_eq!(log.read(31, 1000).await.unwrap_err().kafka_error_code(), 1);
+    log.delete_records(6).await.unwrap();
+    assert!(matches!(
+        log.read(5, 1000).await,
+        Err(StorageError::OffsetOutOfRange { .. })
+    ));
+}
+
+#[compio::test]
+async fn timestamp_lookup_finds_first_batch_at_or_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), small_config()).await.unwrap();
+    // Batch i has timestamps 1000*i .. 1000*i+1 (two records).
+    for i in 0..50i64 {
+        log.append(batch(2, 50, 1000 * i), false, 0).await.unwrap();
+    }
+    assert!(log.segment_count() > 1);
+    for i in 0..50i64 {
+        let got = log.offset_for_timestamp(1000 * i).await.unwrap();
+        assert_eq!(got, Some((2 * i, 1000 * i + 1)), "target {}", 1000 * i);
+        let got = log.offset_for_timestamp(1000 * i + 500).await.unwrap();
+        if i < 49 {
+            assert_eq!(got, Some((2 * (i + 1), 1000 * (i + 1) + 1)));
+        } else {
+            assert_eq!(got, None);
+        }
+    }
+    assert_eq!(log.offset_for_timestamp(-5).await.unwrap(), Some((0, 1)));
+    assert_eq!(log.max_timestamp(), (49_001, 99));
+    // Survives a clean reopen (time index and sealed max timestamps from disk).
+    log.close().await.unwrap();
+    let log = open(dir.path(), small_config()).await.unwrap();
+    assert_eq!(
+        log.offset_for_timestamp(25_000).await.unwrap(),
+        Some((50, 25_001))
+    );
+    assert_eq!(log.max_timestamp(), (49_001, 99));
+}
+
+#[compio::test]
+async fn log_append_time_stamps_the_batch_and_keeps_crc_valid() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        message_timestamp_type: TimestampType::LogAppendTime,
+        ..LogConfig::default()
+    };
+    let log = open(dir.path(), config).await.unwrap();
+    let out = log.append(batch(2, 10, 5), false, 777_000).await.unwrap();
+    assert_eq!(out.log_append_time_ms, 777_000);
+    let h = read_all(&log).await[0];
+    assert!(h.is_log_append_time());
+    assert_eq!(h.max_timestamp, 777_000);
+}
+
+#[compio::test]
+async fn oversized_batches_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        max_message_bytes: 200,
+        ..LogConfig::default()
+    };
+    let log = open(dir.path(), config).await.unwrap();
+    let e = log.append(batch(5, 100, 0), false, 0).await.unwrap_err();
+    assert_eq!(e.kafka_error_code(), 10);
+    assert_eq!(log.log_end_offset(), 0);
+    log.append(batch(1, 10, 0), false, 0).await.unwrap();
+}
+
+#[compio::test]
+async fn retention_by_time_deletes_only_whole_expired_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        retention_ms: 10_000,
+        ..small_config()
+    };
+    let log = open(dir.path(), config).await.unwrap();
+    // Old data (timestamps 0..), then new data (timestamps 100_000..).
+    for i in 0..40i64 {
+        log.append(batch(1, 100, i), false, 0).await.unwrap();
+    }
+    let old_segments = log.segment_count();
+    for i in 0..40i64 {
+        log.append(batch(1, 100, 100_000 + i), false, 0)
+            .await
+            .unwrap();
+    }
+    let before = log.segment_count();
+    let deleted = log.enforce_retention(105_000).await.unwrap();
+    assert!(
+        deleted >= old_segments - 1,
+        "deleted {deleted} of {old_segments} old"
+    );
+    assert_eq!(log.segment_count(), before - deleted);
+    // Log start moved to a segment base; every remaining batch is readable.
+    let first_base = log.segment_base_offsets()[0];
+    assert_eq!(log.log_start_offset(), first_base);
+    let headers = read_all(&log).await;
+    assert_gap_free(&headers, first_base);
+    assert!(headers.iter().any(|h| h.max_timestamp < 100_000) || first_base >= 40);
+    assert!(headers.iter().all(|h| h.base_offset >= first_base));
+    // Everything expired: the active segment stays.
+    let deleted = log.enforce_retention(1_000_000).await.unwrap();
+    assert!(deleted > 0);
+    assert_eq!(log.segment_count(), 1);
+    assert!(log.read(log.log_start_offset(), 100).await.is_ok());
+    // Files of deleted segments are gone.
+    assert!(!dir.path().join("t-0/00000000000000000000.log").exists());
+}
+
+#[compio::test]
+async fn retention_by_size_keeps_the_newest_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        retention_bytes: 10_000,
+        retention_ms: -1,
+        ..small_config()
+    };
+    let log = open(dir.path(), config).await.unwrap();
+    for i in 0..200i64 {
+        log.append(batch(1, 100, i), false, 0).await.unwrap();
+    }
+    assert!(log.size_bytes() > 20_000);
+    let deleted = log.enforce_retention(0).await.unwrap();
+    assert!(deleted > 0);
+    assert!(
+        log.size_bytes() >= 10_000 - 4096,
+        "kept {}",
+        log.size_bytes()
+    );
+    assert!(
+        log.size_bytes() <= 10_000 + 4096,
+        "kept {}",
+        log.size_bytes()
+    );
+    assert_eq!(log.enforce_retention(0).await.unwrap(), 0, "idempotent");
+    assert_gap_free(&read_all(&log).await, log.log_start_offset());
+}
+
+#[compio::test]
+async fn segment_ms_rolls_the_active_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        segment_ms: 1000,
+        ..LogConfig::default()
+    };
+    let log = open(dir.path(), config).await.unwrap();
+    log.append(batch(1, 10, 0), false, 50).await.unwrap();
+    log.enforce_retention(500).await.unwrap();
+    assert_eq!(log.segment_count(), 1);
+    log.enforce_retention(2000).await.unwrap();
+    assert_eq!(log.segment_count(), 2);
+    let out = log.append(batch(1, 10, 0), false, 2001).await.unwrap();
+    assert_eq!(out.base_offset, 1);
+    assert_eq!(log.segment_base_offsets(), vec![0, 1]);
+}
+
+#[compio::test]
+async fn delete_records_advances_start_and_drops_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), small_config()).await.unwrap();
+    for i in 0..100i64 {
+        log.append(batch(1, 100, i), false, 0).await.unwrap();
+    }
+    let segs = log.segment_count();
+    assert_eq!(log.delete_records(50).await.unwrap(), 50);
+    assert_eq!(log.log_start_offset(), 50);
+    assert!(log.segment_count() < segs);
+    let headers = read_all(&log).await;
+    assert_eq!(headers.last().unwrap().last_offset(), 99);
+    assert!(headers[0].base_offset <= 50);
+    assert!(log.delete_records(101).await.is_err());
+    assert_eq!(
+        log.delete_records(10).await.unwrap(),
+        50,
+        "never moves back"
+    );
+    // Persisted.
+    drop(log);
+    let log = open(dir.path(), small_config()).await.unwrap();
+    assert_eq!(log.log_start_offset(), 50);
+    assert_eq!(log.delete_records(-1).await.unwrap(), 100);
+    assert_eq!(log.read(100, 10).await.unwrap().total_bytes, 0);
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
+}
+
+#[compio::test]
+async fn recovery_truncates_a_torn_last_batch_at_every_byte() {
+    let src = tempfile::tempdir().unwrap();
+    let log = open(src.path(), small_config()).await.unwrap();
+    let mut last = None;
+    for i in 0..12i64 {
+        last = Some(log.append(batch(3, 20, i), false, 0).await.unwrap());
+    }
+    let last = last.unwrap();
+    let segs = log.segment_base_offsets();
+    drop(log); // no close: unclean
+    let part = src.path().join("t-0");
+    let seg_path = part.join(format!("{:020}.log", segs[segs.len() - 1]));
+    let full = std::fs::metadata(&seg_path).unwrap().len();
+    let last_size = build_test_batch(3, 20, 0, None).len() as u64;
+    for cut in (full - last_size)..full {
+        let trial = tempfile::tempdir().unwrap();
+        let tpart = trial.path().join("t-0");
+        copy_dir(&part, &tpart);
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(tpart.join(seg_path.file_name().unwrap()))
+            .unwrap();
+        f.set_len(cut).unwrap();
+        drop(f);
+        let log = open(trial.path(), small_config()).await.unwrap();
+        assert_eq!(log.log_end_offset(), last.base_offset, "cut at {cut}");
+        assert_eq!(log.high_watermark(), last.base_offset);
+        let headers = read_all(&log).await;
+        assert_gap_free(&headers, 0);
+        assert_eq!(headers.len(), 11);
+        assert!(
+            log.read(last.base_offset, 100)
+                .await
+                .unwrap()
+                .regions
+                .is_empty()
+        );
+        // The log keeps working where it was cut.
+        let out = log.append(batch(1, 5, 0), true, 0).await.unwrap();
+        assert_eq!(out.base_offset, last.base_offset);
+    }
+}
+
+#[compio::test]
+async fn corruption_before_the_recovery_point_fails_the_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig::default();
+    let log = open(dir.path(), config.clone()).await.unwrap();
+    for i in 0..10i64 {
+        log.append(batch(2, 50, i), false, 0).await.unwrap();
+    }
+    log.flush().await.unwrap(); // recovery point = 20
+    for i in 0..3i64 {
+        log.append(batch(2, 50, i), false, 0).await.unwrap();
+    }
+    drop(log); // unclean
+    let seg = dir.path().join("t-0/00000000000000000000.log");
+    let size = build_test_batch(2, 50, 0, None).len() as u64;
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let flip_at = size * 3 + 70; // inside the 4th batch's records
+    bytes[flip_at as usize] ^= 0x01;
+    std::fs::write(&seg, &bytes).unwrap();
+    let err = match open(dir.path(), config.clone()).await {
+        Ok(_) => panic!("open must fail on corruption before the recovery point"),
+        Err(e) => e,
+    };
+    let msg = err.to_string();
+    assert!(msg.contains("00000000000000000000.log"), "{msg}");
+    assert!(msg.contains(&format!("byte {}", size * 3)), "{msg}");
+    assert!(matches!(err, StorageError::Corrupt { .. }));
+    // The same flip after the recovery point is a torn tail: truncated, nothing after served.
+    bytes[flip_at as usize] ^= 0x01;
+    let after = size * 11 + 70;
+    bytes[after as usize] ^= 0x01;
+    std::fs::write(&seg, &bytes).unwrap();
+    let log = open(dir.path(), config).await.unwrap();
+    assert_eq!(log.log_end_offset(), 22);
+    assert_gap_free(&read_all(&log).await, 0);
+}
+
+#[compio::test]
+async fn idempotent_producer_duplicates_gaps_and_fencing() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), LogConfig::default()).await.unwrap();
+    let a = log.append(pbatch(7, 0, 0, 3), false, 0).await.unwrap();
+    let b = log.append(pbatch(7, 0, 3, 2), false, 0).await.unwrap();
+    assert_eq!((a.base_offset, b.base_offset), (0, 3));
+    // Retry of the first batch: original offsets, nothing appended.
+    let dup = log.append(pbatch(7, 0, 0, 3), true, 0).await.unwrap();
+    assert!(dup.duplicate);
+    assert_eq!((dup.base_offset, dup.last_offset), (0, 2));
+    assert_eq!(log.log_end_offset(), 5);
+    // Gap.
+    let e = log.append(pbatch(7, 0, 9, 1), false, 0).await.unwrap_err();
+    assert_eq!(e.kafka_error_code(), 45);
+    // New epoch starts at 0; then the old epoch is fenced.
+    log.append(pbatch(7, 1, 0, 1), false, 0).await.unwrap();
+    let e = log.append(pbatch(7, 0, 5, 1), false, 0).await.unwrap_err();
+    assert_eq!(e.kafka_error_code(), 47);
+    // Non-idempotent batches are not tracked.
+    log.append(batch(1, 5, 0), false, 0).await.unwrap();
+    let infos = log.producer_states();
+    assert_eq!(infos.len(), 1);
+    assert_eq!((infos[0].producer_epoch, infos[0].last_sequence), (1, 0));
+    let end = log.log_end_offset();
+
+    // Clean close: snapshot.
+    log.close().await.unwrap();
+    let log = open(dir.path(), LogConfig::default()).await.unwrap();
+    let dup = log.append(pbatch(7, 1, 0, 1), false, 0).await.unwrap();
+    assert!(dup.duplicate);
+    assert_eq!(dup.base_offset, 5);
+    log.append(pbatch(7, 1, 1, 1), false, 0).await.unwrap();
+    assert_eq!(log.log_end_offset(), end + 1);
+    // Unclean: rebuilt from the snapshot + batch headers after it.
+    drop(log);
+    let log = open(dir.path(), LogConfig::default()).await.unwrap();
+    assert!(
+        log.append(pbatch(7, 1, 1, 1), false, 0)
+            .await
+            .unwrap()
+            .duplicate
+    );
+    assert_eq!(
+        log.append(pbatch(7, 1, 5, 1), false, 0)
+            .await
+            .unwrap_err()
+            .kafka_error_code(),
+        45
+    );
+    // No snapshot at all: rebuilt from the whole log.
+    drop(log);
+    for e in std::fs::read_dir(dir.path().join("t-0")).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "snapshot") {
+            std::fs::remove_file(p).unwrap();
+        }
+    }
+    let log = open(dir.path(), LogConfig::default()).await.unwrap();
+    assert!(
+        log.append(pbatch(7, 1, 1, 1), false, 0)
+            .await
+            .unwrap()
+            .duplicate
+    );
+    assert_eq!(
+        log.append(pbatch(7, 0, 2, 1), false, 0)
+            .await
+            .unwrap_err()
+            .kafka_error_code(),
+        47
+    );
+}
+
+#[compio::test]
+async fn concurrent_durable_appends_share_fdatasyncs() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), LogConfig::default()).await.unwrap();
+    let before = log.fdatasync_count();
+    let appends = 200;
+    let futures = (0..appends).map(|i| {
+        let log = Rc::clone(&log);
+        async move { log.append(batch(1, 100, i), true, 0).await.unwrap() }
+    });
+    let outs = futures_util::future::join_all(futures).await;
+    let mut offsets: Vec<i64> = outs.iter().map(|o| o.base_offset).collect();
+    offsets.sort_unstable();
+    assert_eq!(offsets, (0..appends).collect::<Vec<_>>());
+    let syncs = log.fdatasync_count() - before;
+    assert!(syncs >= 1, "durable appends must sync");
+    assert!(
+        syncs <= 10,
+        "{syncs} fdatasyncs for {appends} concurrent durable appends"
+    );
+    assert_eq!(log.durable_offset(), appends);
+    // A lone durable append syncs by itself.
+    let before = log.fdatasync_count();
+    log.append(batch(1, 100, 0), true, 0).await.unwrap();
+    assert_eq!(log.fdatasync_count() - before, 1);
+    // Non-durable appends do not sync.
+    let before = log.fdatasync_count();
+    log.append(batch(1, 100, 0), false, 0).await.unwrap();
+    assert_eq!(log.fdatasync_count(), before);
+    assert!(log.durable_offset() < log.high_watermark());
+    log.flush().await.unwrap();
+    assert_eq!(log.durable_offset(), log.high_watermark());
+}
+
+#[compio::test]
+async fn wait_for_append_completes_when_the_high_watermark_moves() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), LogConfig::default()).await.unwrap();
+    let waiter = log.wait_for_append();
+    let l2 = Rc::clone(&log);
+    let task = compio::runtime::spawn(async move {
+        waiter.await;
+        l2.high_watermark()
+    });
+    log.append(batch(1, 10, 0), false, 0).await.unwrap();
+    assert_eq!(task.await.unwrap(), 1);
+}
+
+#[compio::test]
+async fn flush_if_due_follows_flush_ms_and_flush_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        flush_ms: 1000,
+        flush_messages: 5,
+        ..LogConfig::default()
+    };
+    let log = open(dir.path(), config).await.unwrap();
+    let part = dir.path().join("t-0");
+    let t0 = {
+        // open() stamps the last flush with the wall clock; use times relative to it.
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64
+    };
+    log.append(batch(2, 10, 0), false, 0).await.unwrap();
+    log.flush_if_due(t0).await.unwrap();
+    assert_eq!(read_state(&part).await.unwrap().unwrap().recovery_point, 0);
+    log.append(batch(3, 10, 0), false, 0).await.unwrap(); // 5 unflushed records
+    log.flush_if_due(t0).await.unwrap();
+    assert_eq!(read_state(&part).await.unwrap().unwrap().recovery_point, 5);
+    log.append(batch(1, 10, 0), false, 0).await.unwrap();
+    log.flush_if_due(t0 + 5000).await.unwrap();
+    assert_eq!(read_state(&part).await.unwrap().unwrap().recovery_point, 6);
+}
+
+#[compio::test]
+async fn delete_removes_the_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), LogConfig::default()).await.unwrap();
+    log.append(batch(1, 10, 0), false, 0).await.unwrap();
+    log.delete().await.unwrap();
+    assert!(!dir.path().join("t-0").exists());
+    assert!(log.append(batch(1, 10, 0), false, 0).await.is_err());
+}
