@@ -157,6 +157,27 @@ impl PartitionLog {
             }
             super::state::sync_dir(&dir).await?;
         }
+        // A crash right after a roll leaves empty segment files whose base is past the data
+        // that reached the previous segment: they hold nothing, so drop them.
+        loop {
+            let stale = {
+                let segs = self.segments.borrow();
+                let n = segs.len();
+                if n > 1
+                    && segs[n - 1].is_empty()
+                    && segs[n - 1].base_offset != segs[n - 2].next_offset.get()
+                {
+                    segs.back().cloned()
+                } else {
+                    None
+                }
+            };
+            let Some(stale) = stale else { break };
+            tracing::warn!(file = %stale.log_path.display(), "removing empty segment left by a crash during a roll");
+            self.segments.borrow_mut().pop_back();
+            remove_segment_files(&stale).await?;
+            super::state::sync_dir(&dir).await?;
+        }
         // Offsets must be gap-free across segments.
         let segments: Vec<Rc<Segment>> = self.segments.borrow().iter().cloned().collect();
         for pair in segments.windows(2) {

@@ -599,3 +599,39 @@ async fn delete_removes_the_directory() {
     assert!(!dir.path().join("t-0").exists());
     assert!(log.append(batch(1, 10, 0), false, 0).await.is_err());
 }
+
+#[compio::test]
+async fn crash_during_roll_leaves_no_gap() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), small_config()).await.unwrap();
+    let one = build_test_batch(1, 100, 0, None).len() as u64;
+    while log.segment_count() < 3 {
+        log.append(batch(1, 100, 0), false, 0).await.unwrap();
+    }
+    let bases = log.segment_base_offsets();
+    drop(log);
+    let part = dir.path().join("t-0");
+    // The middle segment lost its last batch (never written), the newest one is empty.
+    let mid = part.join(format!("{:020}.log", bases[1]));
+    let len = std::fs::metadata(&mid).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&mid)
+        .unwrap()
+        .set_len(len - one)
+        .unwrap();
+    let last = part.join(format!("{:020}.log", bases[2]));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&last)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    let log = open(dir.path(), small_config()).await.unwrap();
+    assert_eq!(log.log_end_offset(), bases[2] - 1);
+    assert_eq!(log.segment_base_offsets(), bases[..2].to_vec());
+    assert!(!last.exists());
+    assert_gap_free(&read_all(&log).await, 0);
+    let out = log.append(batch(1, 100, 0), false, 0).await.unwrap();
+    assert_eq!(out.base_offset, bases[2] - 1);
+}
