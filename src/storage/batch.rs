@@ -309,6 +309,57 @@ pub fn apply_log_append_time(batch: &mut [u8], now_ms: i64) -> u32 {
     crc
 }
 
+/// Reads a zig-zag varint (Kafka record encoding); `None` if malformed or truncated.
+fn read_varint(buf: &[u8], at: &mut usize) -> Option<i64> {
+    let mut raw: u64 = 0;
+    for shift in (0..70).step_by(7) {
+        let b = *buf.get(*at)?;
+        *at += 1;
+        raw |= ((b & 0x7f) as u64) << shift;
+        if b & 0x80 == 0 {
+            return Some(((raw >> 1) as i64) ^ -((raw & 1) as i64));
+        }
+    }
+    None
+}
+
+/// For an uncompressed CreateTime batch, the (offset, timestamp) of the first record with
+/// timestamp >= `target` and offset >= `min_offset`, by walking record headers only (no
+/// allocation, nothing decoded beyond the timestamp and offset deltas). `None` for compressed
+/// or LogAppendTime batches, malformed records, or no match — the caller then falls back to
+/// batch granularity.
+pub fn first_record_at_or_after(
+    batch: &[u8],
+    header: &BatchHeader,
+    target: i64,
+    min_offset: i64,
+) -> Option<(i64, i64)> {
+    if header.compression() != 0 || header.is_log_append_time() || batch.len() < header.size_bytes()
+    {
+        return None;
+    }
+    let records = &batch[RECORD_BATCH_HEADER_BYTES..header.size_bytes()];
+    let mut at = 0usize;
+    for _ in 0..header.record_count {
+        let len = read_varint(records, &mut at)?;
+        let start = at;
+        let end = start.checked_add(usize::try_from(len).ok()?)?;
+        if end > records.len() {
+            return None;
+        }
+        let mut p = start + 1; // attributes
+        let ts_delta = read_varint(&records[..end], &mut p)?;
+        let offset_delta = read_varint(&records[..end], &mut p)?;
+        let ts = header.base_timestamp.checked_add(ts_delta)?;
+        let offset = header.base_offset + offset_delta;
+        if ts >= target && offset >= min_offset {
+            return Some((offset, ts));
+        }
+        at = end;
+    }
+    None
+}
+
 /// Test and bench helper: builds an uncompressed v2 batch with `count` records of
 /// `value_len` bytes each (values filled with `fill`).
 #[doc(hidden)]
@@ -450,6 +501,20 @@ mod tests {
         let crc = compute_crc(&b);
         b[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
         assert_eq!(validate_batches(&b).unwrap_err().kafka_error_code(), 87);
+    }
+
+    #[test]
+    fn record_level_timestamp_search() {
+        // Records i have timestamps 100 + i and offsets base + i.
+        let mut b = build_test_batch(5, 3, 100, None);
+        patch_base_offset(&mut b, 40);
+        let h = BatchHeader::parse(&b).unwrap();
+        assert_eq!(first_record_at_or_after(&b, &h, 102, 0), Some((42, 102)));
+        assert_eq!(first_record_at_or_after(&b, &h, 0, 43), Some((43, 103)));
+        assert_eq!(first_record_at_or_after(&b, &h, 105, 0), None);
+        apply_log_append_time(&mut b, 7);
+        let h = BatchHeader::parse(&b).unwrap();
+        assert_eq!(first_record_at_or_after(&b, &h, 0, 0), None);
     }
 
     #[test]

@@ -16,7 +16,10 @@ use bytes::BytesMut;
 use compio::buf::BufResult;
 use compio::io::AsyncWriteAtExt;
 
-use super::batch::{BatchHeader, apply_log_append_time, patch_base_offset, patch_leader_epoch};
+use super::batch::{
+    BatchHeader, apply_log_append_time, first_record_at_or_after, patch_base_offset,
+    patch_leader_epoch,
+};
 use super::error::StorageError;
 use super::notify::{AsyncLock, Event};
 use super::offset_index::OFFSET_INDEX_ENTRY_BYTES;
@@ -723,13 +726,21 @@ impl PartitionLog {
             let rel = segment.time_index.borrow().lookup(timestamp_ms);
             let (_, start) = segment.offset_index.borrow().lookup(rel);
             let end = segment.visible_bytes.get();
-            if let Some((h, _)) = segment
-                .find_from(start as u64, end, |h| h.max_timestamp >= timestamp_ms)
-                .await?
-            {
-                let offset = h.base_offset.max(self.log_start_offset.get());
+            let log_start = self.log_start_offset.get();
+            let found = segment
+                .find_from(start as u64, end, |h| {
+                    h.max_timestamp >= timestamp_ms && h.last_offset() >= log_start
+                })
+                .await?;
+            if let Some((h, position)) = found {
+                // Record granularity when the batch is plain (Kafka answers with the record).
+                let bytes =
+                    read_exact_at(&segment.log, &segment.log_path, position, h.size_bytes())
+                        .await?;
+                let (offset, ts) = first_record_at_or_after(&bytes, &h, timestamp_ms, log_start)
+                    .unwrap_or((h.base_offset.max(log_start), h.max_timestamp));
                 if offset < self.high_watermark.get() {
-                    return Ok(Some((offset, h.max_timestamp)));
+                    return Ok(Some((offset, ts)));
                 }
                 return Ok(None);
             }

@@ -186,22 +186,25 @@ async fn timestamp_lookup_finds_first_batch_at_or_after() {
     assert!(log.segment_count() > 1);
     for i in 0..50i64 {
         let got = log.offset_for_timestamp(1000 * i).await.unwrap();
-        assert_eq!(got, Some((2 * i, 1000 * i + 1)), "target {}", 1000 * i);
+        assert_eq!(got, Some((2 * i, 1000 * i)), "target {}", 1000 * i);
+        // The second record of the batch, not the batch start.
+        let got = log.offset_for_timestamp(1000 * i + 1).await.unwrap();
+        assert_eq!(got, Some((2 * i + 1, 1000 * i + 1)));
         let got = log.offset_for_timestamp(1000 * i + 500).await.unwrap();
         if i < 49 {
-            assert_eq!(got, Some((2 * (i + 1), 1000 * (i + 1) + 1)));
+            assert_eq!(got, Some((2 * (i + 1), 1000 * (i + 1))));
         } else {
             assert_eq!(got, None);
         }
     }
-    assert_eq!(log.offset_for_timestamp(-5).await.unwrap(), Some((0, 1)));
+    assert_eq!(log.offset_for_timestamp(-5).await.unwrap(), Some((0, 0)));
     assert_eq!(log.max_timestamp(), (49_001, 99));
     // Survives a clean reopen (time index and sealed max timestamps from disk).
     log.close().await.unwrap();
     let log = open(dir.path(), small_config()).await.unwrap();
     assert_eq!(
         log.offset_for_timestamp(25_000).await.unwrap(),
-        Some((50, 25_001))
+        Some((50, 25_000))
     );
     assert_eq!(log.max_timestamp(), (49_001, 99));
 }
