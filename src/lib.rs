@@ -3,4 +3,8 @@
 
 pub mod cli;
 pub mod config;
+pub mod metadata;
+pub mod protocol;
+pub mod server;
+pub mod shard;
 pub mod storage;

@@ -9,7 +9,9 @@ mod cores;
 mod log_config;
 
 pub use cores::{CoreSpec, CoreSpecError};
-pub use log_config::{CleanupPolicy, Durability, LogConfig, TimestampType, TopicConfigError};
+pub use log_config::{
+    CleanupPolicy, Durability, LogConfig, TOPIC_CONFIG_KEYS, TimestampType, TopicConfigError,
+};
 
 use serde::Deserialize;
 use std::net::SocketAddr;

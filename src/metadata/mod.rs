@@ -1,0 +1,506 @@
+//! Cluster metadata: topics, their ids, partition counts and config overrides.
+//!
+//! One writer, many readers. `MetadataWriter` lives on shard 0 only; it validates a change,
+//! persists `<data_dir>/meta/topics.json` atomically, then publishes a new immutable
+//! `MetadataSnapshot` through an `ArcSwap`. Every shard reads the current snapshot with a
+//! wait-free load. Handlers never change metadata themselves: they ask shard 0.
+//! Must not: open or delete partition logs (the owning shards do that when told).
+
+use crate::config::{LogConfig, TopicConfigError};
+use arc_swap::ArcSwap;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Kafka's limit on topic-name length.
+pub const MAX_TOPIC_NAME_BYTES: usize = 249;
+/// Upper bound on partitions per topic, so one request cannot create millions of files.
+pub const MAX_PARTITIONS_PER_TOPIC: i32 = 10_000;
+/// Upper bound on topics in one broker (each partition holds open files and memory).
+pub const MAX_TOPICS: usize = 100_000;
+
+pub type MetadataView = Arc<ArcSwap<MetadataSnapshot>>;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TopicMeta {
+    pub name: String,
+    pub id: uuid::Uuid,
+    pub partitions: i32,
+    /// Only the keys set for this topic; everything else comes from the broker defaults.
+    pub overrides: BTreeMap<String, String>,
+    /// Effective config: broker defaults with `overrides` applied.
+    #[serde(skip)]
+    pub config: LogConfig,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct MetadataSnapshot {
+    pub cluster_id: String,
+    pub topics: HashMap<String, Arc<TopicMeta>>,
+    pub topic_names_by_id: HashMap<uuid::Uuid, String>,
+    /// Bumped on every change; lets caches notice staleness cheaply.
+    pub version: u64,
+}
+
+impl MetadataSnapshot {
+    pub fn topic(&self, name: &str) -> Option<&Arc<TopicMeta>> {
+        self.topics.get(name)
+    }
+
+    pub fn topic_by_id(&self, id: &uuid::Uuid) -> Option<&Arc<TopicMeta>> {
+        self.topic_names_by_id
+            .get(id)
+            .and_then(|n| self.topics.get(n))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MetadataError {
+    #[error("topic `{0}` already exists")]
+    TopicExists(String),
+    #[error("unknown topic `{0}`")]
+    UnknownTopic(String),
+    #[error("invalid topic name `{0}`: {1}")]
+    InvalidTopicName(String, &'static str),
+    #[error("invalid partition count {0}: {1}")]
+    InvalidPartitions(i32, &'static str),
+    #[error("replication factor {0} is not possible on a single broker")]
+    InvalidReplicationFactor(i16),
+    #[error(transparent)]
+    InvalidConfig(#[from] TopicConfigError),
+    #[error("too many topics (limit {MAX_TOPICS})")]
+    TooManyTopics,
+    #[error("cannot persist metadata at {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("metadata file {path} is corrupt: {message}")]
+    Corrupt { path: PathBuf, message: String },
+}
+
+impl MetadataError {
+    pub fn kafka_error_code(&self) -> i16 {
+        use kafka_protocol::ResponseError as E;
+        match self {
+            MetadataError::TopicExists(_) => E::TopicAlreadyExists.code(),
+            MetadataError::UnknownTopic(_) => E::UnknownTopicOrPartition.code(),
+            MetadataError::InvalidTopicName(..) => E::InvalidTopicException.code(),
+            MetadataError::InvalidPartitions(..) => E::InvalidPartitions.code(),
+            MetadataError::InvalidReplicationFactor(_) => E::InvalidReplicationFactor.code(),
+            MetadataError::InvalidConfig(_) => E::InvalidConfig.code(),
+            MetadataError::TooManyTopics => E::PolicyViolation.code(),
+            MetadataError::Io { .. } | MetadataError::Corrupt { .. } => E::KafkaStorageError.code(),
+        }
+    }
+}
+
+/// Kafka's topic-name rules: 1..=249 bytes of `[a-zA-Z0-9._-]`, not "." or "..".
+pub fn validate_topic_name(name: &str) -> Result<(), MetadataError> {
+    let bad = |why| Err(MetadataError::InvalidTopicName(name.to_string(), why));
+    if name.is_empty() {
+        return bad("empty");
+    }
+    if name.len() > MAX_TOPIC_NAME_BYTES {
+        return bad("longer than 249 bytes");
+    }
+    if name == "." || name == ".." {
+        return bad("`.` and `..` are reserved");
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+    {
+        return bad("only ASCII letters, digits, '.', '_' and '-' are allowed");
+    }
+    Ok(())
+}
+
+#[derive(Serialize, Deserialize)]
+struct PersistedMetadata {
+    cluster_id: String,
+    topics: Vec<TopicMeta>,
+}
+
+/// The single writer of cluster metadata (shard 0).
+pub struct MetadataWriter {
+    path: PathBuf,
+    defaults: LogConfig,
+    view: MetadataView,
+    producer_ids: std::cell::RefCell<ProducerIdAllocator>,
+}
+
+/// Producer ids handed out per persisted block: one small fsync'ed write per block.
+pub const PRODUCER_ID_BLOCK_SIZE: i64 = 1000;
+
+/// Hands out producer ids that are never reused, even after a crash: the end of the
+/// current block is persisted before any id of it is given out.
+struct ProducerIdAllocator {
+    path: PathBuf,
+    next: i64,
+    block_end: i64,
+}
+
+impl ProducerIdAllocator {
+    fn open(dir: &Path) -> Result<ProducerIdAllocator, MetadataError> {
+        let path = dir.join("producer_ids");
+        let start = match std::fs::read_to_string(&path) {
+            Ok(text) => text
+                .trim()
+                .parse::<i64>()
+                .map_err(|e| MetadataError::Corrupt {
+                    path: path.clone(),
+                    message: e.to_string(),
+                })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+            Err(source) => return Err(MetadataError::Io { path, source }),
+        };
+        Ok(ProducerIdAllocator {
+            path,
+            next: start,
+            block_end: start,
+        })
+    }
+
+    fn allocate(&mut self) -> Result<i64, MetadataError> {
+        if self.next >= self.block_end {
+            let end = self.block_end + PRODUCER_ID_BLOCK_SIZE;
+            write_atomically(&self.path, end.to_string().as_bytes()).map_err(|source| {
+                MetadataError::Io {
+                    path: self.path.clone(),
+                    source,
+                }
+            })?;
+            self.next = self.block_end;
+            self.block_end = end;
+        }
+        let id = self.next;
+        self.next += 1;
+        Ok(id)
+    }
+}
+
+impl MetadataWriter {
+    /// Loads `<data_dir>/meta/topics.json` (or starts empty) and returns the writer and the
+    /// view every shard will read.
+    pub fn open(
+        data_dir: &Path,
+        defaults: LogConfig,
+    ) -> Result<(MetadataWriter, MetadataView), MetadataError> {
+        let dir = data_dir.join("meta");
+        std::fs::create_dir_all(&dir).map_err(|source| MetadataError::Io {
+            path: dir.clone(),
+            source,
+        })?;
+        let path = dir.join("topics.json");
+        let mut snapshot = MetadataSnapshot::default();
+        match std::fs::read(&path) {
+            Ok(bytes) => {
+                let persisted: PersistedMetadata =
+                    serde_json::from_slice(&bytes).map_err(|e| MetadataError::Corrupt {
+                        path: path.clone(),
+                        message: e.to_string(),
+                    })?;
+                snapshot.cluster_id = persisted.cluster_id;
+                for mut topic in persisted.topics {
+                    topic.config = effective_config(&defaults, &topic.overrides).map_err(|e| {
+                        MetadataError::Corrupt {
+                            path: path.clone(),
+                            message: format!("topic {}: {e}", topic.name),
+                        }
+                    })?;
+                    snapshot
+                        .topic_names_by_id
+                        .insert(topic.id, topic.name.clone());
+                    snapshot.topics.insert(topic.name.clone(), Arc::new(topic));
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                snapshot.cluster_id = uuid::Uuid::new_v4().simple().to_string();
+            }
+            Err(source) => return Err(MetadataError::Io { path, source }),
+        }
+        let view = Arc::new(ArcSwap::from_pointee(snapshot));
+        let writer = MetadataWriter {
+            path,
+            defaults,
+            view: view.clone(),
+            producer_ids: std::cell::RefCell::new(ProducerIdAllocator::open(&dir)?),
+        };
+        writer.persist(&writer.view.load())?;
+        Ok((writer, view))
+    }
+
+    /// A producer id never handed out before (InitProducerId).
+    pub fn allocate_producer_id(&self) -> Result<i64, MetadataError> {
+        self.producer_ids.borrow_mut().allocate()
+    }
+
+    pub fn snapshot(&self) -> Arc<MetadataSnapshot> {
+        self.view.load_full()
+    }
+
+    pub fn create_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        replication_factor: i16,
+        overrides: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<Arc<TopicMeta>, MetadataError> {
+        validate_topic_name(name)?;
+        if !(1..=MAX_PARTITIONS_PER_TOPIC).contains(&partitions) {
+            return Err(MetadataError::InvalidPartitions(
+                partitions,
+                "must be between 1 and 10000",
+            ));
+        }
+        if replication_factor != 1 && replication_factor != -1 {
+            return Err(MetadataError::InvalidReplicationFactor(replication_factor));
+        }
+        let current = self.snapshot();
+        if current.topics.contains_key(name) {
+            return Err(MetadataError::TopicExists(name.to_string()));
+        }
+        if current.topics.len() >= MAX_TOPICS {
+            return Err(MetadataError::TooManyTopics);
+        }
+        let config = effective_config(&self.defaults, &overrides)?;
+        let topic = Arc::new(TopicMeta {
+            name: name.to_string(),
+            id: uuid::Uuid::new_v4(),
+            partitions,
+            overrides,
+            config,
+        });
+        if validate_only {
+            return Ok(topic);
+        }
+        let mut next = (*current).clone();
+        next.topic_names_by_id.insert(topic.id, topic.name.clone());
+        next.topics.insert(topic.name.clone(), topic.clone());
+        self.publish(next)?;
+        Ok(topic)
+    }
+
+    pub fn delete_topic(&self, name: &str) -> Result<Arc<TopicMeta>, MetadataError> {
+        let current = self.snapshot();
+        let topic = current
+            .topics
+            .get(name)
+            .cloned()
+            .ok_or_else(|| MetadataError::UnknownTopic(name.to_string()))?;
+        let mut next = (*current).clone();
+        next.topics.remove(name);
+        next.topic_names_by_id.remove(&topic.id);
+        self.publish(next)?;
+        Ok(topic)
+    }
+
+    /// Grows a topic to `total` partitions (Kafka never shrinks them).
+    pub fn create_partitions(
+        &self,
+        name: &str,
+        total: i32,
+        validate_only: bool,
+    ) -> Result<Arc<TopicMeta>, MetadataError> {
+        let current = self.snapshot();
+        let topic = current
+            .topics
+            .get(name)
+            .ok_or_else(|| MetadataError::UnknownTopic(name.to_string()))?;
+        if total <= topic.partitions {
+            return Err(MetadataError::InvalidPartitions(
+                total,
+                "must be larger than the current count",
+            ));
+        }
+        if total > MAX_PARTITIONS_PER_TOPIC {
+            return Err(MetadataError::InvalidPartitions(
+                total,
+                "above the limit of 10000",
+            ));
+        }
+        let mut grown = (**topic).clone();
+        grown.partitions = total;
+        let grown = Arc::new(grown);
+        if validate_only {
+            return Ok(grown);
+        }
+        let mut next = (*current).clone();
+        next.topics.insert(name.to_string(), grown.clone());
+        self.publish(next)?;
+        Ok(grown)
+    }
+
+    /// Replaces (`incremental == false`) or edits the topic's overrides. `None` deletes a key.
+    pub fn alter_topic_config(
+        &self,
+        name: &str,
+        changes: &[(String, Option<String>)],
+        incremental: bool,
+        validate_only: bool,
+    ) -> Result<Arc<TopicMeta>, MetadataError> {
+        let current = self.snapshot();
+        let topic = current
+            .topics
+            .get(name)
+            .ok_or_else(|| MetadataError::UnknownTopic(name.to_string()))?;
+        let mut overrides = if incremental {
+            topic.overrides.clone()
+        } else {
+            BTreeMap::new()
+        };
+        for (key, value) in changes {
+            match value {
+                Some(v) => {
+                    overrides.insert(key.clone(), v.clone());
+                }
+                None => {
+                    overrides.remove(key);
+                }
+            }
+        }
+        let config = effective_config(&self.defaults, &overrides)?;
+        let mut altered = (**topic).clone();
+        altered.overrides = overrides;
+        altered.config = config;
+        let altered = Arc::new(altered);
+        if validate_only {
+            return Ok(altered);
+        }
+        let mut next = (*current).clone();
+        next.topics.insert(name.to_string(), altered.clone());
+        self.publish(next)?;
+        Ok(altered)
+    }
+
+    fn publish(&self, mut next: MetadataSnapshot) -> Result<(), MetadataError> {
+        next.version += 1;
+        self.persist(&next)?;
+        self.view.store(Arc::new(next));
+        Ok(())
+    }
+
+    /// Write-temp, fsync, rename, fsync-dir: a crash leaves the old or the new file, whole.
+    fn persist(&self, snapshot: &MetadataSnapshot) -> Result<(), MetadataError> {
+        let mut topics: Vec<TopicMeta> = snapshot.topics.values().map(|t| (**t).clone()).collect();
+        topics.sort_by(|a, b| a.name.cmp(&b.name));
+        let persisted = PersistedMetadata {
+            cluster_id: snapshot.cluster_id.clone(),
+            topics,
+        };
+        let bytes = serde_json::to_vec_pretty(&persisted).map_err(|e| MetadataError::Corrupt {
+            path: self.path.clone(),
+            message: e.to_string(),
+        })?;
+        write_atomically(&self.path, &bytes).map_err(|source| MetadataError::Io {
+            path: self.path.clone(),
+            source,
+        })
+    }
+}
+
+/// Broker defaults with a topic's overrides applied; the first bad key is the error.
+pub fn effective_config(
+    defaults: &LogConfig,
+    overrides: &BTreeMap<String, String>,
+) -> Result<LogConfig, TopicConfigError> {
+    let mut config = defaults.clone();
+    for (key, value) in overrides {
+        config.set(key, value)?;
+    }
+    config.validate()?;
+    Ok(config)
+}
+
+/// Replaces `path` with `bytes` so that a crash leaves either the old or the new content.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_data()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_names_follow_kafka_rules() {
+        assert!(validate_topic_name("orders.v1_eu-west").is_ok());
+        assert!(validate_topic_name("").is_err());
+        assert!(validate_topic_name("..").is_err());
+        assert!(validate_topic_name("a b").is_err());
+        assert!(validate_topic_name(&"x".repeat(250)).is_err());
+    }
+
+    #[test]
+    fn writer_persists_and_reloads() {
+        let dir = tempfile::tempdir().unwrap();
+        let (writer, view) = MetadataWriter::open(dir.path(), LogConfig::default()).unwrap();
+        let mut overrides = BTreeMap::new();
+        overrides.insert("retention.ms".to_string(), "1000".to_string());
+        let t = writer
+            .create_topic("orders", 3, 1, overrides, false)
+            .unwrap();
+        assert_eq!(view.load().topic("orders").unwrap().partitions, 3);
+        assert!(matches!(
+            writer.create_topic("orders", 1, 1, BTreeMap::new(), false),
+            Err(MetadataError::TopicExists(_))
+        ));
+        writer.create_partitions("orders", 5, false).unwrap();
+        let cluster_id = view.load().cluster_id.clone();
+        drop(writer);
+
+        let (_writer, view) = MetadataWriter::open(dir.path(), LogConfig::default()).unwrap();
+        let snap = view.load();
+        let reloaded = snap.topic("orders").unwrap();
+        assert_eq!(reloaded.partitions, 5);
+        assert_eq!(reloaded.id, t.id);
+        assert_eq!(reloaded.config.retention_ms, 1000);
+        assert_eq!(snap.cluster_id, cluster_id);
+        assert_eq!(snap.topic_by_id(&t.id).unwrap().name, "orders");
+    }
+
+    #[test]
+    fn producer_ids_are_never_reused_across_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        let (writer, _) = MetadataWriter::open(dir.path(), LogConfig::default()).unwrap();
+        let first = writer.allocate_producer_id().unwrap();
+        let second = writer.allocate_producer_id().unwrap();
+        assert_eq!(second, first + 1);
+        drop(writer);
+        let (writer, _) = MetadataWriter::open(dir.path(), LogConfig::default()).unwrap();
+        assert!(writer.allocate_producer_id().unwrap() > second);
+    }
+
+    #[test]
+    fn validate_only_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (writer, view) = MetadataWriter::open(dir.path(), LogConfig::default()).unwrap();
+        writer
+            .create_topic("t", 1, 1, BTreeMap::new(), true)
+            .unwrap();
+        assert!(view.load().topic("t").is_none());
+        assert!(matches!(
+            writer.create_topic("t", 1, 3, BTreeMap::new(), false),
+            Err(MetadataError::InvalidReplicationFactor(3))
+        ));
+        let mut bad = BTreeMap::new();
+        bad.insert("retention.ms".to_string(), "soon".to_string());
+        assert!(matches!(
+            writer.create_topic("t", 1, 1, bad, false),
+            Err(MetadataError::InvalidConfig(_))
+        ));
+    }
+}

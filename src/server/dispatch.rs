@@ -1,0 +1,120 @@
+//! Request dispatch: parse the header, check the API and version against what we serve,
+//! decode the body with the generated codec, call the API's handler, encode its answer.
+//! One table (`protocol::api::SUPPORTED_APIS`) decides what is served.
+
+use super::connection::ConnectionState;
+use super::handlers;
+use super::response::{Reply, encode_frame};
+use crate::protocol::supported_range;
+use crate::shard::Shard;
+use bytes::Bytes;
+use kafka_protocol::messages::{ApiKey, RequestHeader};
+use kafka_protocol::protocol::{Decodable, Encodable};
+use std::rc::Rc;
+
+/// What every handler knows about the request it serves.
+pub struct RequestContext<'a> {
+    pub shard: &'a Rc<Shard>,
+    pub api: ApiKey,
+    pub version: i16,
+    pub correlation_id: i32,
+    pub client_id: Option<String>,
+}
+
+impl RequestContext<'_> {
+    /// Encodes a response body in this request's version, with the matching header.
+    pub fn reply<B: Encodable>(&self, body: &B) -> Reply {
+        match encode_frame(
+            self.correlation_id,
+            self.api.response_header_version(self.version),
+            body,
+            self.version,
+        ) {
+            Ok(frame) => Reply::Frame(frame),
+            Err(e) => Reply::Close(format!("{:?} v{}: {e}", self.api, self.version)),
+        }
+    }
+}
+
+fn decode<T: Decodable>(buf: &mut Bytes, version: i16) -> Result<T, Reply> {
+    T::decode(buf, version).map_err(|e| Reply::Close(format!("malformed request body: {e}")))
+}
+
+pub async fn dispatch(shard: &Rc<Shard>, state: &mut ConnectionState, frame: Bytes) -> Reply {
+    // The first 8 bytes of every request header version are fixed: key, version, correlation id.
+    let raw_key = i16::from_be_bytes([frame[0], frame[1]]);
+    let version = i16::from_be_bytes([frame[2], frame[3]]);
+    let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
+    let Ok(api) = ApiKey::try_from(raw_key) else {
+        return Reply::Close(format!("unknown API key {raw_key}"));
+    };
+    let Some((min, max)) = supported_range(api) else {
+        return Reply::Close(format!("API {api:?} is not served"));
+    };
+    if version < min || version > max {
+        if api == ApiKey::ApiVersions {
+            return handlers::api_versions::unsupported_version(correlation_id);
+        }
+        return Reply::Close(format!("{api:?} v{version} is not served ({min}..={max})"));
+    }
+    let mut buf = frame;
+    let header = match RequestHeader::decode(&mut buf, api.request_header_version(version)) {
+        Ok(h) => h,
+        Err(e) => return Reply::Close(format!("malformed request header: {e}")),
+    };
+    let ctx = RequestContext {
+        shard,
+        api,
+        version,
+        correlation_id,
+        client_id: header.client_id.map(|s| s.to_string()),
+    };
+    match route(&ctx, state, &mut buf).await {
+        Ok(reply) | Err(reply) => reply,
+    }
+}
+
+async fn route(
+    ctx: &RequestContext<'_>,
+    state: &mut ConnectionState,
+    buf: &mut Bytes,
+) -> Result<Reply, Reply> {
+    let v = ctx.version;
+    Ok(match ctx.api {
+        ApiKey::ApiVersions => ctx.reply(&handlers::api_versions::handle(ctx, decode(buf, v)?)),
+        ApiKey::Metadata => ctx.reply(&handlers::metadata::handle(ctx, decode(buf, v)?).await),
+        ApiKey::Produce => handlers::produce::handle(ctx, decode(buf, v)?).await,
+        ApiKey::Fetch => handlers::fetch::handle(ctx, state, decode(buf, v)?).await,
+        ApiKey::ListOffsets => {
+            ctx.reply(&handlers::list_offsets::handle(ctx, decode(buf, v)?).await)
+        }
+        ApiKey::CreateTopics => {
+            ctx.reply(&handlers::create_topics::handle(ctx, decode(buf, v)?).await)
+        }
+        ApiKey::DeleteTopics => {
+            ctx.reply(&handlers::delete_topics::handle(ctx, decode(buf, v)?).await)
+        }
+        ApiKey::CreatePartitions => {
+            ctx.reply(&handlers::create_partitions::handle(ctx, decode(buf, v)?).await)
+        }
+        ApiKey::InitProducerId => {
+            ctx.reply(&handlers::init_producer_id::handle(ctx, decode(buf, v)?).await)
+        }
+        ApiKey::DescribeCluster => {
+            ctx.reply(&handlers::describe_cluster::handle(ctx, decode(buf, v)?))
+        }
+        ApiKey::DescribeConfigs => {
+            ctx.reply(&handlers::describe_configs::handle(ctx, decode(buf, v)?))
+        }
+        ApiKey::AlterConfigs => {
+            ctx.reply(&handlers::alter_configs::handle(ctx, decode(buf, v)?).await)
+        }
+        ApiKey::IncrementalAlterConfigs => {
+            ctx.reply(&handlers::alter_configs::handle_incremental(ctx, decode(buf, v)?).await)
+        }
+        ApiKey::DeleteRecords => {
+            ctx.reply(&handlers::delete_records::handle(ctx, decode(buf, v)?).await)
+        }
+        other => Reply::Close(format!("API {other:?} has no handler")),
+    })
+}

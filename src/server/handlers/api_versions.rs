@@ -1,0 +1,40 @@
+//! ApiVersions: what this broker serves. Default-valued tagged fields are never written
+//! (as Apache Kafka does): Debian's kcat (librdkafka 2.0.2) mis-parses them.
+
+use crate::protocol::SUPPORTED_APIS;
+use crate::server::dispatch::RequestContext;
+use crate::server::response::{Reply, encode_frame};
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::api_versions_response::ApiVersion;
+use kafka_protocol::messages::{ApiVersionsRequest, ApiVersionsResponse};
+
+fn served() -> Vec<ApiVersion> {
+    SUPPORTED_APIS
+        .iter()
+        .map(|&(api, min, max)| {
+            ApiVersion::default()
+                .with_api_key(api as i16)
+                .with_min_version(min)
+                .with_max_version(max)
+        })
+        .collect()
+}
+
+pub fn handle(_ctx: &RequestContext<'_>, _request: ApiVersionsRequest) -> ApiVersionsResponse {
+    ApiVersionsResponse::default()
+        .with_error_code(0)
+        .with_api_keys(served())
+        .with_throttle_time_ms(0)
+}
+
+/// A client asked for an ApiVersions version we do not serve: answer in v0 (which every
+/// client can parse) with UNSUPPORTED_VERSION and our list, so it can retry lower.
+pub fn unsupported_version(correlation_id: i32) -> Reply {
+    let body = ApiVersionsResponse::default()
+        .with_error_code(ResponseError::UnsupportedVersion.code())
+        .with_api_keys(served());
+    match encode_frame(correlation_id, 0, &body, 0) {
+        Ok(frame) => Reply::Frame(frame),
+        Err(e) => Reply::Close(e),
+    }
+}

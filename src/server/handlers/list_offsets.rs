@@ -1,0 +1,88 @@
+//! ListOffsets: earliest (-2), latest (-1), max timestamp (-3), or the first offset whose
+//! timestamp is at or after a given time. Answered by each partition's owning shard.
+
+use crate::server::dispatch::RequestContext;
+use crate::shard::{Lookup, Shard};
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
+use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
+use std::rc::Rc;
+
+const LATEST: i64 = -1;
+const EARLIEST: i64 = -2;
+const MAX_TIMESTAMP: i64 = -3;
+
+/// (error code, timestamp, offset)
+async fn lookup_local(
+    shard: &Rc<Shard>,
+    topic: &str,
+    partition: i32,
+    target: i64,
+) -> (i16, i64, i64) {
+    let log = match shard.partitions.get(topic, partition) {
+        Lookup::Online(log) => log,
+        Lookup::Offline(_) => return (ResponseError::KafkaStorageError.code(), -1, -1),
+        Lookup::Missing => return (ResponseError::UnknownTopicOrPartition.code(), -1, -1),
+    };
+    match target {
+        LATEST => (0, -1, log.high_watermark()),
+        EARLIEST => (0, -1, log.log_start_offset()),
+        MAX_TIMESTAMP => {
+            let (ts, offset) = log.max_timestamp();
+            (0, ts, offset)
+        }
+        t if t >= 0 => match log.offset_for_timestamp(t).await {
+            Ok(Some((offset, ts))) => (0, ts, offset),
+            Ok(None) => (0, -1, -1),
+            Err(e) => (e.kafka_error_code(), -1, -1),
+        },
+        _ => (ResponseError::InvalidRequest.code(), -1, -1),
+    }
+}
+
+pub async fn handle(ctx: &RequestContext<'_>, request: ListOffsetsRequest) -> ListOffsetsResponse {
+    let shard = ctx.shard;
+    let snapshot = shard.metadata.load_full();
+    let mut topics = Vec::with_capacity(request.topics.len());
+    for topic in request.topics {
+        let name = topic.name.0.to_string();
+        let known = snapshot.topic(&name).map(|t| t.partitions);
+        // leader_epoch exists from v4; older versions must leave it at its default.
+        let leader_epoch = if ctx.version >= 4 { 0 } else { -1 };
+        let calls = topic.partitions.iter().map(|p| {
+            let (partition, target) = (p.partition_index, p.timestamp);
+            let name = name.clone();
+            async move {
+                let (code, ts, offset) = match known {
+                    Some(n) if partition >= 0 && partition < n => {
+                        let owner = shard.owner_of_partition(&name, partition);
+                        shard
+                            .invoke_on(owner, move |s| async move {
+                                lookup_local(&s, &name, partition, target).await
+                            })
+                            .await
+                            .unwrap_or((ResponseError::BrokerNotAvailable.code(), -1, -1))
+                    }
+                    _ => (ResponseError::UnknownTopicOrPartition.code(), -1, -1),
+                };
+                ListOffsetsPartitionResponse::default()
+                    .with_partition_index(partition)
+                    .with_error_code(code)
+                    .with_timestamp(ts)
+                    .with_offset(offset)
+                    .with_leader_epoch(leader_epoch)
+            }
+        });
+        let partitions = futures_util::future::join_all(calls).await;
+        topics.push(
+            ListOffsetsTopicResponse::default()
+                .with_name(topic.name)
+                .with_partitions(partitions),
+        );
+    }
+    ListOffsetsResponse::default()
+        .with_throttle_time_ms(0)
+        .with_topics(topics)
+}

@@ -1,0 +1,106 @@
+//! Metadata: brokers (just this one), topics with ids, partitions and their leader.
+//! Auto-creates requested topics when both the request and the broker allow it.
+
+use crate::server::dispatch::RequestContext;
+use crate::shard::topics::ensure_topic;
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+
+fn topic_entry(
+    ctx: &RequestContext<'_>,
+    topic: &crate::metadata::TopicMeta,
+) -> MetadataResponseTopic {
+    let node = BrokerId(ctx.shard.config.node_id);
+    let partitions = (0..topic.partitions)
+        .map(|p| {
+            MetadataResponsePartition::default()
+                .with_error_code(0)
+                .with_partition_index(p)
+                .with_leader_id(node)
+                .with_leader_epoch(0)
+                .with_replica_nodes(vec![node])
+                .with_isr_nodes(vec![node])
+                .with_offline_replicas(vec![])
+        })
+        .collect();
+    MetadataResponseTopic::default()
+        .with_error_code(0)
+        .with_name(Some(TopicName(StrBytes::from_string(topic.name.clone()))))
+        .with_topic_id(topic.id)
+        .with_is_internal(false)
+        .with_partitions(partitions)
+        .with_topic_authorized_operations(i32::MIN)
+}
+
+pub async fn handle(ctx: &RequestContext<'_>, request: MetadataRequest) -> MetadataResponse {
+    let shard = ctx.shard;
+    let (host, port) = shard.config.advertised_address();
+    let broker = MetadataResponseBroker::default()
+        .with_node_id(BrokerId(shard.config.node_id))
+        .with_host(StrBytes::from_string(host))
+        .with_port(port)
+        .with_rack(None);
+    // v0 has no "all topics" null: an empty list means all. v1+ uses null for all.
+    let requested = match request.topics {
+        None => None,
+        Some(list) if list.is_empty() && ctx.version == 0 => None,
+        Some(list) => Some(list),
+    };
+    // v4+ carries the client's own auto-create flag; older versions always allow it.
+    let allow_auto_create = ctx.version < 4 || request.allow_auto_topic_creation;
+    let mut topics = Vec::new();
+    match requested {
+        None => {
+            let snapshot = shard.metadata.load_full();
+            let mut all: Vec<_> = snapshot.topics.values().cloned().collect();
+            all.sort_by(|a, b| a.name.cmp(&b.name));
+            topics.extend(all.iter().map(|t| topic_entry(ctx, t)));
+        }
+        Some(list) => {
+            for wanted in list {
+                let name = match (&wanted.name, wanted.topic_id.is_nil()) {
+                    (Some(n), _) => n.0.to_string(),
+                    (None, false) => match shard.metadata.load().topic_by_id(&wanted.topic_id) {
+                        Some(t) => t.name.clone(),
+                        None => {
+                            topics.push(
+                                MetadataResponseTopic::default()
+                                    .with_error_code(ResponseError::UnknownTopicId.code())
+                                    .with_topic_id(wanted.topic_id),
+                            );
+                            continue;
+                        }
+                    },
+                    (None, true) => {
+                        topics.push(
+                            MetadataResponseTopic::default()
+                                .with_error_code(ResponseError::InvalidRequest.code()),
+                        );
+                        continue;
+                    }
+                };
+                match ensure_topic(shard, &name, allow_auto_create).await {
+                    Ok(topic) => topics.push(topic_entry(ctx, &topic)),
+                    Err(e) => topics.push(
+                        MetadataResponseTopic::default()
+                            .with_error_code(e.code)
+                            .with_name(Some(TopicName(StrBytes::from_string(name)))),
+                    ),
+                }
+            }
+        }
+    }
+    MetadataResponse::default()
+        .with_throttle_time_ms(0)
+        .with_brokers(vec![broker])
+        .with_cluster_id(Some(StrBytes::from_string(
+            shard.metadata.load().cluster_id.clone(),
+        )))
+        .with_controller_id(BrokerId(shard.config.node_id))
+        .with_topics(topics)
+        .with_cluster_authorized_operations(i32::MIN)
+}

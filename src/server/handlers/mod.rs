@@ -1,0 +1,16 @@
+//! One file per Kafka API, each exposing `handle(ctx, request)`; `dispatch::route` is the
+//! table that maps API keys to them.
+
+pub mod alter_configs;
+pub mod api_versions;
+pub mod create_partitions;
+pub mod create_topics;
+pub mod delete_records;
+pub mod delete_topics;
+pub mod describe_cluster;
+pub mod describe_configs;
+pub mod fetch;
+pub mod init_producer_id;
+pub mod list_offsets;
+pub mod metadata;
+pub mod produce;

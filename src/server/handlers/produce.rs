@@ -1,0 +1,281 @@
+//! Produce: validate every batch once at the boundary (sizes, magic, CRC-32C), send each
+//! partition's bytes to its owning shard, and answer when every append is *produced*
+//! (written; and fdatasync'ed first when the topic's durability policy asks for it).
+//! With acks=0 nothing is answered.
+
+use crate::config::Durability;
+use crate::server::dispatch::RequestContext;
+use crate::server::response::Reply;
+use crate::shard::topics::ensure_topic;
+use crate::shard::{Lookup, Shard, now_ms};
+use crate::storage::batch::{BatchError, validate_batches};
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use kafka_protocol::protocol::StrBytes;
+use std::rc::Rc;
+
+/// Result of one partition's append, sent back from the owning shard.
+struct Appended {
+    topic_index: usize,
+    partition: i32,
+    error_code: i16,
+    error_message: Option<String>,
+    base_offset: i64,
+    log_append_time_ms: i64,
+    log_start_offset: i64,
+}
+
+struct PendingAppend {
+    topic_index: usize,
+    topic: String,
+    partition: i32,
+    records: Bytes,
+    durable: bool,
+}
+
+fn partition_error(
+    topic_index: usize,
+    partition: i32,
+    code: i16,
+    message: Option<String>,
+) -> Appended {
+    Appended {
+        topic_index,
+        partition,
+        error_code: code,
+        error_message: message,
+        base_offset: -1,
+        log_append_time_ms: -1,
+        log_start_offset: -1,
+    }
+}
+
+fn batch_error_code(e: &BatchError) -> i16 {
+    e.kafka_error_code()
+}
+
+pub async fn handle(ctx: &RequestContext<'_>, request: ProduceRequest) -> Reply {
+    let shard = ctx.shard;
+    let acks = request.acks;
+    let mut results: Vec<Appended> = Vec::new();
+    let mut pending: Vec<PendingAppend> = Vec::new();
+    let topic_names: Vec<String> = request
+        .topic_data
+        .iter()
+        .map(|t| t.name.0.to_string())
+        .collect();
+    let transactional = request.transactional_id.is_some();
+
+    for (topic_index, topic_data) in request.topic_data.into_iter().enumerate() {
+        let name = &topic_names[topic_index];
+        let topic = if acks != -1 && acks != 0 && acks != 1 {
+            Err(ResponseError::InvalidRequiredAcks.code())
+        } else {
+            ensure_topic(shard, name, true).await.map_err(|e| e.code)
+        };
+        for partition_data in topic_data.partition_data {
+            let p = partition_data.index;
+            let topic = match &topic {
+                Ok(t) => t,
+                Err(code) => {
+                    results.push(partition_error(topic_index, p, *code, None));
+                    continue;
+                }
+            };
+            if p < 0 || p >= topic.partitions {
+                results.push(partition_error(
+                    topic_index,
+                    p,
+                    ResponseError::UnknownTopicOrPartition.code(),
+                    None,
+                ));
+                continue;
+            }
+            let Some(records) = partition_data.records else {
+                results.push(partition_error(
+                    topic_index,
+                    p,
+                    ResponseError::InvalidRecord.code(),
+                    None,
+                ));
+                continue;
+            };
+            // The boundary check: every batch's structure and CRC, exactly once.
+            let batches = match validate_batches(&records) {
+                Ok(b) => b,
+                Err(e) => {
+                    results.push(partition_error(
+                        topic_index,
+                        p,
+                        batch_error_code(&e),
+                        Some(e.to_string()),
+                    ));
+                    continue;
+                }
+            };
+            if let Some(big) = batches
+                .iter()
+                .find(|b| b.size_bytes() > topic.config.max_message_bytes as usize)
+            {
+                results.push(partition_error(
+                    topic_index,
+                    p,
+                    ResponseError::MessageTooLarge.code(),
+                    Some(format!(
+                        "batch of {} bytes exceeds max.message.bytes {}",
+                        big.size_bytes(),
+                        topic.config.max_message_bytes
+                    )),
+                ));
+                continue;
+            }
+            if !transactional && batches.iter().any(|b| b.header.is_transactional()) {
+                results.push(partition_error(
+                    topic_index,
+                    p,
+                    ResponseError::InvalidRecord.code(),
+                    Some("transactional batches need a transactional id".into()),
+                ));
+                continue;
+            }
+            if transactional {
+                results.push(partition_error(
+                    topic_index,
+                    p,
+                    ResponseError::InvalidRequest.code(),
+                    Some("transactions are not supported by this broker".into()),
+                ));
+                continue;
+            }
+            let durable = match topic.config.durability {
+                Durability::AcksAll => acks == -1,
+                Durability::Always => true,
+                Durability::None => false,
+            };
+            pending.push(PendingAppend {
+                topic_index,
+                topic: topic.name.clone(),
+                partition: p,
+                records,
+                durable,
+            });
+        }
+    }
+
+    results.extend(append_on_owners(shard, pending).await);
+
+    if acks == 0 {
+        return Reply::None;
+    }
+    let mut responses: Vec<TopicProduceResponse> = topic_names
+        .into_iter()
+        .map(|n| {
+            TopicProduceResponse::default().with_name(kafka_protocol::messages::TopicName(
+                StrBytes::from_string(n),
+            ))
+        })
+        .collect();
+    for r in results {
+        let mut partition = PartitionProduceResponse::default()
+            .with_index(r.partition)
+            .with_error_code(r.error_code)
+            .with_base_offset(r.base_offset)
+            .with_log_append_time_ms(r.log_append_time_ms)
+            .with_log_start_offset(r.log_start_offset);
+        if let Some(m) = r.error_message {
+            partition = partition.with_error_message(Some(StrBytes::from_string(m)));
+        }
+        responses[r.topic_index].partition_responses.push(partition);
+    }
+    ctx.reply(
+        &ProduceResponse::default()
+            .with_responses(responses)
+            .with_throttle_time_ms(0),
+    )
+}
+
+/// Groups appends by owning shard and runs each group there, all groups concurrently.
+async fn append_on_owners(shard: &Rc<Shard>, pending: Vec<PendingAppend>) -> Vec<Appended> {
+    let mut by_owner: Vec<Vec<PendingAppend>> = (0..shard.count()).map(|_| Vec::new()).collect();
+    for append in pending {
+        let owner = shard.owner_of_partition(&append.topic, append.partition);
+        by_owner[owner].push(append);
+    }
+    let calls = by_owner
+        .into_iter()
+        .enumerate()
+        .filter(|(_, group)| !group.is_empty())
+        .map(|(owner, group)| {
+            let fallback: Vec<(usize, i32)> =
+                group.iter().map(|a| (a.topic_index, a.partition)).collect();
+            async move {
+                match shard
+                    .invoke_on(owner, move |s| async move { append_local(&s, group).await })
+                    .await
+                {
+                    Ok(done) => done,
+                    Err(_) => fallback
+                        .into_iter()
+                        .map(|(t, p)| {
+                            partition_error(t, p, ResponseError::BrokerNotAvailable.code(), None)
+                        })
+                        .collect(),
+                }
+            }
+        });
+    futures_util::future::join_all(calls)
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
+/// Runs on the owning shard: appends to each partition (different partitions concurrently).
+async fn append_local(shard: &Rc<Shard>, group: Vec<PendingAppend>) -> Vec<Appended> {
+    let now = now_ms();
+    let appends = group.into_iter().map(|a| async move {
+        let log = match shard.partitions.get(&a.topic, a.partition) {
+            Lookup::Online(log) => log,
+            Lookup::Offline(why) => {
+                return partition_error(
+                    a.topic_index,
+                    a.partition,
+                    ResponseError::KafkaStorageError.code(),
+                    Some(why),
+                );
+            }
+            // Metadata says it exists but the owner has not opened it yet (creation in flight).
+            Lookup::Missing => {
+                return partition_error(
+                    a.topic_index,
+                    a.partition,
+                    ResponseError::NotLeaderOrFollower.code(),
+                    None,
+                );
+            }
+        };
+        // The request buffer is shared by every partition of the request; the log needs its
+        // own mutable copy to patch base offsets (the one copy: request buffer -> log buffer).
+        let records = BytesMut::from(&a.records[..]);
+        match log.append(records, a.durable, now).await {
+            Ok(outcome) => Appended {
+                topic_index: a.topic_index,
+                partition: a.partition,
+                error_code: 0,
+                error_message: None,
+                base_offset: outcome.base_offset,
+                log_append_time_ms: outcome.log_append_time_ms,
+                log_start_offset: outcome.log_start_offset,
+            },
+            Err(e) => partition_error(
+                a.topic_index,
+                a.partition,
+                e.kafka_error_code(),
+                Some(e.to_string()),
+            ),
+        }
+    });
+    futures_util::future::join_all(appends).await
+}

@@ -1,0 +1,72 @@
+//! The Kafka endpoint of one shard: accept loop, connections, dispatch, handlers.
+//!
+//! Owns: sockets and the request/response cycle. Each shard accepts on its own
+//! SO_REUSEPORT listener and serves those connections itself; partition work goes to the
+//! owning shard through `Shard::invoke_on`. Must not: touch another shard's state directly.
+
+mod connection;
+pub mod dispatch;
+pub mod handlers;
+pub mod response;
+
+use crate::shard::Shard;
+use futures_util::FutureExt;
+use std::cell::Cell;
+use std::rc::Rc;
+use std::time::Duration;
+
+/// How long shutdown waits for connections to finish the request they are serving.
+pub const SHUTDOWN_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+thread_local! {
+    /// Connections open on this shard (each shard thread has its own count).
+    static OPEN_CONNECTIONS: Cell<u32> = const { Cell::new(0) };
+}
+
+/// Connections currently open on the calling shard.
+pub fn open_connections() -> u32 {
+    OPEN_CONNECTIONS.with(Cell::get)
+}
+
+/// Accepts connections until shutdown, then waits (bounded) for them to drain.
+pub async fn serve(shard: Rc<Shard>, listener: compio::net::TcpListener) {
+    // Each shard gets an equal share of the broker-wide connection limit.
+    let per_shard_limit = (shard.config.max_connections as usize).div_ceil(shard.count()) as u32;
+    loop {
+        let accepted = {
+            let mut stop = shard.shutdown_signal().fuse();
+            let mut accept = std::pin::pin!(listener.accept().fuse());
+            futures_util::select! {
+                _ = stop => break,
+                result = accept => result,
+            }
+        };
+        let (stream, peer) = match accepted {
+            Ok(pair) => pair,
+            Err(e) => {
+                // EMFILE and friends: back off briefly instead of spinning.
+                tracing::warn!(shard = shard.id, error = %e, "accept failed");
+                compio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        if open_connections() >= per_shard_limit {
+            tracing::warn!(shard = shard.id, %peer, limit = shard.config.max_connections, "connection limit reached; closing new connection");
+            drop(stream);
+            continue;
+        }
+        let _ = stream.set_nodelay(true);
+        OPEN_CONNECTIONS.with(|c| c.set(c.get() + 1));
+        let conn_shard = shard.clone();
+        compio::runtime::spawn(async move {
+            connection::run(conn_shard, stream).await;
+            OPEN_CONNECTIONS.with(|c| c.set(c.get().saturating_sub(1)));
+        })
+        .detach();
+    }
+    drop(listener);
+    let deadline = std::time::Instant::now() + SHUTDOWN_DRAIN_TIMEOUT;
+    while open_connections() > 0 && std::time::Instant::now() < deadline {
+        compio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

@@ -1,0 +1,119 @@
+//! Shards: one thread per configured core, pinned, each with its own io_uring ring and
+//! executor (compio). A shard owns the partitions and groups that `placement` gives it and
+//! serves the connections the kernel hands its SO_REUSEPORT listener.
+//!
+//! Owns: thread start-up and shutdown, the cross-shard message channels, the per-shard
+//! partition table. Must not: share mutable state between shards — everything crosses by
+//! message (`Shard::invoke_on`), except the read-only metadata snapshot.
+
+pub mod placement;
+mod runtime;
+mod table;
+pub mod topics;
+
+pub use runtime::{BrokerHandle, StartError, open_partition, start_broker};
+pub use table::{Lookup, PartitionSlot, PartitionTable};
+
+use crate::config::BrokerConfig;
+use crate::metadata::{MetadataView, MetadataWriter};
+use futures_util::future::LocalBoxFuture;
+use std::cell::Cell;
+use std::future::Future;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+/// Cross-shard messages a shard may have queued before senders wait (backpressure).
+pub const SHARD_CHANNEL_CAPACITY: usize = 4096;
+
+/// A unit of work sent to another shard: runs there, with that shard's state.
+pub type ShardTask = Box<dyn FnOnce(Rc<Shard>) -> LocalBoxFuture<'static, ()> + Send>;
+
+#[derive(Debug, thiserror::Error)]
+#[error("shard {0} is shutting down")]
+pub struct ShardGone(pub usize);
+
+/// Everything one shard owns. Lives in an `Rc` on its own thread.
+pub struct Shard {
+    pub id: usize,
+    /// The CPU this shard's thread is pinned to.
+    pub core: usize,
+    pub config: Arc<BrokerConfig>,
+    peers: Arc<[flume::Sender<ShardTask>]>,
+    /// Read-only copy of cluster metadata (one writer: shard 0).
+    pub metadata: MetadataView,
+    /// Present on shard 0 only: the single writer of cluster metadata.
+    pub metadata_writer: Option<Rc<MetadataWriter>>,
+    pub partitions: PartitionTable,
+    /// Incremented by this shard's loop only; read by the systemd watchdog thread.
+    pub heartbeat: Arc<AtomicU64>,
+    pub shutting_down: Cell<bool>,
+    shutdown_waiters: std::cell::RefCell<Vec<futures_channel::oneshot::Sender<()>>>,
+    pub started: std::time::Instant,
+}
+
+impl Shard {
+    pub fn count(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// Runs `work` on shard `target` and returns its result. On the same shard it runs
+    /// inline; otherwise the closure crosses by channel and the answer comes back by oneshot.
+    pub async fn invoke_on<R, F, Fut>(
+        self: &Rc<Self>,
+        target: usize,
+        work: F,
+    ) -> Result<R, ShardGone>
+    where
+        F: FnOnce(Rc<Shard>) -> Fut + Send + 'static,
+        Fut: Future<Output = R> + 'static,
+        R: Send + 'static,
+    {
+        if target == self.id {
+            return Ok(work(self.clone()).await);
+        }
+        let sender = self.peers.get(target).ok_or(ShardGone(target))?;
+        let (reply_tx, reply_rx) = futures_channel::oneshot::channel();
+        let task: ShardTask = Box::new(move |shard| {
+            Box::pin(async move {
+                let result = work(shard).await;
+                let _ = reply_tx.send(result);
+            })
+        });
+        sender
+            .send_async(task)
+            .await
+            .map_err(|_| ShardGone(target))?;
+        reply_rx.await.map_err(|_| ShardGone(target))
+    }
+
+    /// Runs `work` on every shard concurrently and collects the results in shard order.
+    pub async fn invoke_on_all<R, F, Fut>(self: &Rc<Self>, work: F) -> Vec<Result<R, ShardGone>>
+    where
+        F: Fn(Rc<Shard>) -> Fut + Send + Sync + Clone + 'static,
+        Fut: Future<Output = R> + 'static,
+        R: Send + 'static,
+    {
+        let calls = (0..self.count()).map(|target| {
+            let work = work.clone();
+            async move { self.invoke_on(target, work).await }
+        });
+        futures_util::future::join_all(calls).await
+    }
+
+    pub fn owner_of_partition(&self, topic: &str, partition: i32) -> usize {
+        placement::shard_for_partition(topic, partition, self.count())
+    }
+
+    pub fn owner_of_group(&self, group_id: &str) -> usize {
+        placement::shard_for_group(group_id, self.count())
+    }
+}
+
+/// Milliseconds since the Unix epoch (wall clock, for record timestamps and retention).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

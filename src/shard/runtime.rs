@@ -1,0 +1,410 @@
+//! Starting and stopping the shard threads.
+//!
+//! Start-up order: lock the data directory, load metadata, bind one SO_REUSEPORT listener
+//! per shard (so a busy port fails before any thread starts), start the threads (each pins
+//! itself, builds its io_uring ring, opens and recovers its partitions, then accepts), and
+//! wait until every shard reports ready. Shutdown: every shard stops accepting, lets each
+//! connection finish the request it is serving, flushes and closes its logs cleanly.
+
+use super::{PartitionSlot, PartitionTable, SHARD_CHANNEL_CAPACITY, Shard, ShardTask};
+use crate::config::BrokerConfig;
+use crate::metadata::{MetadataView, MetadataWriter};
+use crate::storage::PartitionLog;
+use std::cell::Cell;
+use std::collections::HashSet;
+use std::net::TcpListener;
+use std::path::Path;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::thread::JoinHandle;
+
+/// Pending connections the kernel queues per listener before refusing.
+pub const LISTEN_BACKLOG: i32 = 1024;
+/// Bytes of locked memory one io_uring entry costs (SQE 64 B + two CQEs 16 B each), used to
+/// check the rings fit the memlock budget before the kernel refuses them.
+const RING_BYTES_PER_ENTRY: u64 = 64 + 2 * 16;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Config(String),
+    #[error("cannot use data directory {path}: {message}")]
+    DataDir { path: String, message: String },
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(
+        "cannot create an io_uring ring on shard {shard}: {source}. io_uring may be disabled \
+         (kernel.io_uring_disabled, a seccomp filter in a container) or the locked-memory limit \
+         (ulimit -l, LimitMEMLOCK=) is below what {entries} ring entries need; lower `ring_entries` \
+         or raise the limit"
+    )]
+    Ring {
+        shard: usize,
+        entries: u32,
+        source: std::io::Error,
+    },
+    #[error("shard {0} failed to start: {1}")]
+    Shard(usize, String),
+}
+
+/// The running broker, as seen from the main thread.
+pub struct BrokerHandle {
+    threads: Vec<JoinHandle<()>>,
+    senders: Arc<[flume::Sender<ShardTask>]>,
+    pub heartbeats: Vec<Arc<AtomicU64>>,
+    pub metadata: MetadataView,
+    pub cores: Vec<usize>,
+    _data_dir_lock: std::fs::File,
+}
+
+impl BrokerHandle {
+    /// Asks every shard to stop and waits for their threads to exit.
+    pub fn shutdown(self) {
+        for sender in self.senders.iter() {
+            let task: ShardTask = Box::new(|shard: Rc<Shard>| {
+                Box::pin(async move {
+                    shard.begin_shutdown();
+                })
+            });
+            let _ = sender.send(task);
+        }
+        for thread in self.threads {
+            let _ = thread.join();
+        }
+    }
+
+    /// Sends a task to one shard from outside the shard threads (admin, signals).
+    pub fn send(&self, shard: usize, task: ShardTask) -> bool {
+        self.senders
+            .get(shard)
+            .is_some_and(|s| s.send(task).is_ok())
+    }
+
+    pub fn shard_count(&self) -> usize {
+        self.senders.len()
+    }
+}
+
+fn lock_data_dir(dir: &Path) -> Result<std::fs::File, StartError> {
+    use std::os::fd::AsRawFd;
+    let err = |message: String| StartError::DataDir {
+        path: dir.display().to_string(),
+        message,
+    };
+    std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
+    let lock_path = dir.join(".lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| err(e.to_string()))?;
+    // SAFETY: flock on a descriptor we own; non-blocking.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        return Err(err("it is in use by another sluice process".to_string()));
+    }
+    Ok(file)
+}
+
+fn bind_reuseport(addr: std::net::SocketAddr) -> Result<TcpListener, StartError> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let fail = |source| StartError::Listen { addr, source };
+    let socket =
+        Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(fail)?;
+    socket.set_reuse_address(true).map_err(fail)?;
+    socket.set_reuse_port(true).map_err(fail)?;
+    socket.set_tcp_nodelay(true).map_err(fail)?;
+    socket.bind(&addr.into()).map_err(fail)?;
+    socket.listen(LISTEN_BACKLOG).map_err(fail)?;
+    Ok(socket.into())
+}
+
+/// Starts every shard and returns once all of them have recovered and are listening.
+pub fn start_broker(config: BrokerConfig) -> Result<BrokerHandle, StartError> {
+    config
+        .validate()
+        .map_err(|e| StartError::Config(e.to_string()))?;
+    let available = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let cores = config
+        .core_spec()
+        .map_err(|e| StartError::Config(e.to_string()))?
+        .resolve(available);
+    let ring_bytes = u64::from(config.ring_entries) * RING_BYTES_PER_ENTRY * cores.len() as u64;
+    if ring_bytes > config.memlock_budget_bytes {
+        return Err(StartError::Config(format!(
+            "{} shards with ring_entries={} need about {ring_bytes} bytes of locked memory, \
+             above memlock_budget_bytes={}",
+            cores.len(),
+            config.ring_entries,
+            config.memlock_budget_bytes
+        )));
+    }
+    let lock = lock_data_dir(&config.data_dir)?;
+    let (writer, view) =
+        MetadataWriter::open(&config.data_dir, config.log.clone()).map_err(|e| {
+            StartError::DataDir {
+                path: config.data_dir.display().to_string(),
+                message: e.to_string(),
+            }
+        })?;
+
+    // Bind every listener before starting any thread, so a busy port is a clean error.
+    let mut listeners = Vec::with_capacity(cores.len());
+    for _ in &cores {
+        listeners.push(bind_reuseport(config.listen)?);
+    }
+
+    let (senders, receivers): (Vec<_>, Vec<_>) = cores
+        .iter()
+        .map(|_| flume::bounded::<ShardTask>(SHARD_CHANNEL_CAPACITY))
+        .unzip();
+    let senders: Arc<[flume::Sender<ShardTask>]> = senders.into();
+    let heartbeats: Vec<Arc<AtomicU64>> =
+        cores.iter().map(|_| Arc::new(AtomicU64::new(0))).collect();
+    let config = Arc::new(config);
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<usize, StartError>>();
+
+    let mut writer = Some(writer);
+    let mut threads = Vec::with_capacity(cores.len());
+    for (id, ((core, listener), receiver)) in cores
+        .iter()
+        .copied()
+        .zip(listeners)
+        .zip(receivers)
+        .enumerate()
+    {
+        let ctx = ShardStart {
+            id,
+            core,
+            config: config.clone(),
+            peers: senders.clone(),
+            metadata: view.clone(),
+            writer: if id == 0 { writer.take() } else { None },
+            heartbeat: heartbeats[id].clone(),
+            listener,
+            receiver,
+            ready: ready_tx.clone(),
+        };
+        let thread = std::thread::Builder::new()
+            .name(format!("sluice-shard-{id}"))
+            .spawn(move || run_shard_thread(ctx))
+            .map_err(|e| StartError::Shard(id, e.to_string()))?;
+        threads.push(thread);
+    }
+    drop(ready_tx);
+
+    let handle = BrokerHandle {
+        threads,
+        senders,
+        heartbeats,
+        metadata: view,
+        cores,
+        _data_dir_lock: lock,
+    };
+    let mut ready = 0;
+    while ready < handle.shard_count() {
+        match ready_rx.recv() {
+            Ok(Ok(_)) => ready += 1,
+            Ok(Err(e)) => {
+                handle.shutdown();
+                return Err(e);
+            }
+            Err(_) => {
+                handle.shutdown();
+                return Err(StartError::Shard(
+                    0,
+                    "a shard thread exited during start-up".into(),
+                ));
+            }
+        }
+    }
+    Ok(handle)
+}
+
+struct ShardStart {
+    id: usize,
+    core: usize,
+    config: Arc<BrokerConfig>,
+    peers: Arc<[flume::Sender<ShardTask>]>,
+    metadata: MetadataView,
+    writer: Option<MetadataWriter>,
+    heartbeat: Arc<AtomicU64>,
+    listener: TcpListener,
+    receiver: flume::Receiver<ShardTask>,
+    ready: std::sync::mpsc::Sender<Result<usize, StartError>>,
+}
+
+fn run_shard_thread(start: ShardStart) {
+    let mut proactor = compio::driver::ProactorBuilder::new();
+    proactor.capacity(start.config.ring_entries);
+    let runtime = compio::runtime::RuntimeBuilder::new()
+        .with_proactor(proactor)
+        .thread_affinity(HashSet::from([start.core]))
+        .build();
+    let runtime = match runtime {
+        Ok(rt) => rt,
+        Err(source) => {
+            let _ = start.ready.send(Err(StartError::Ring {
+                shard: start.id,
+                entries: start.config.ring_entries,
+                source,
+            }));
+            return;
+        }
+    };
+    runtime.block_on(shard_main(start));
+}
+
+async fn shard_main(start: ShardStart) {
+    let shard = Rc::new(Shard {
+        id: start.id,
+        core: start.core,
+        config: start.config.clone(),
+        peers: start.peers,
+        metadata: start.metadata,
+        metadata_writer: start.writer.map(Rc::new),
+        partitions: PartitionTable::default(),
+        heartbeat: start.heartbeat,
+        shutting_down: Cell::new(false),
+        shutdown_waiters: Default::default(),
+        started: std::time::Instant::now(),
+    });
+
+    // Serve cross-shard tasks from the start: recovery on other shards may already need us.
+    let inbox = start.receiver;
+    let inbox_shard = shard.clone();
+    compio::runtime::spawn(async move {
+        while let Ok(task) = inbox.recv_async().await {
+            compio::runtime::spawn(task(inbox_shard.clone())).detach();
+        }
+    })
+    .detach();
+
+    open_owned_partitions(&shard).await;
+    compio::runtime::spawn(maintenance(shard.clone())).detach();
+
+    let listener = match compio::net::TcpListener::from_std(start.listener) {
+        Ok(l) => l,
+        Err(e) => {
+            let _ = start
+                .ready
+                .send(Err(StartError::Shard(start.id, format!("listener: {e}"))));
+            return;
+        }
+    };
+    tracing::info!(shard = shard.id, core = shard.core, "shard ready");
+    let _ = start.ready.send(Ok(start.id));
+    drop(start.ready);
+
+    crate::server::serve(shard.clone(), listener).await;
+    close_partitions(&shard).await;
+    tracing::info!(shard = shard.id, "shard stopped");
+}
+
+/// Opens (and recovers) every partition this shard owns according to metadata.
+pub async fn open_owned_partitions(shard: &Rc<Shard>) {
+    let snapshot = shard.metadata.load_full();
+    for topic in snapshot.topics.values() {
+        for partition in 0..topic.partitions {
+            if shard.owner_of_partition(&topic.name, partition) == shard.id {
+                open_partition(shard, &topic.name, partition, &topic.config).await;
+            }
+        }
+    }
+}
+
+/// Opens one partition on its owning shard; a partition that fails recovery is kept
+/// offline with the reason, never served.
+pub async fn open_partition(
+    shard: &Rc<Shard>,
+    topic: &str,
+    partition: i32,
+    config: &crate::config::LogConfig,
+) {
+    if shard.partitions.contains(topic, partition) {
+        return;
+    }
+    let slot =
+        match PartitionLog::open(&shard.config.data_dir, topic, partition, config.clone()).await {
+            Ok(log) => PartitionSlot::Online(log),
+            Err(e) => {
+                tracing::error!(topic, partition, error = %e, "partition offline");
+                PartitionSlot::Offline(e.to_string())
+            }
+        };
+    shard.partitions.insert(topic, partition, slot);
+}
+
+/// How often a shard wakes for background work (heartbeat, background flush checks).
+pub const MAINTENANCE_TICK: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Background work of one shard: the watchdog heartbeat, the background flush
+/// (`flush.ms` / `flush.messages`) and retention. Runs until shutdown.
+async fn maintenance(shard: Rc<Shard>) {
+    use std::sync::atomic::Ordering;
+    let retention_every =
+        std::time::Duration::from_millis(shard.config.log_retention_check_interval_ms.max(100));
+    let mut last_retention = std::time::Instant::now();
+    while !shard.shutting_down.get() {
+        compio::time::sleep(MAINTENANCE_TICK).await;
+        // Written only by this shard; the watchdog thread only reads it.
+        shard.heartbeat.fetch_add(1, Ordering::Relaxed);
+        let now = super::now_ms();
+        let logs = shard.partitions.all_online();
+        for (topic, partition, log) in &logs {
+            if let Err(e) = log.flush_if_due(now).await {
+                tracing::error!(topic, partition, error = %e, "background flush failed");
+            }
+        }
+        if last_retention.elapsed() >= retention_every {
+            last_retention = std::time::Instant::now();
+            for (topic, partition, log) in &logs {
+                match log.enforce_retention(now).await {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        tracing::info!(topic, partition, segments = n, "retention deleted segments")
+                    }
+                    Err(e) => tracing::error!(topic, partition, error = %e, "retention failed"),
+                }
+            }
+        }
+    }
+}
+
+async fn close_partitions(shard: &Rc<Shard>) {
+    for (topic, partition, log) in shard.partitions.all_online() {
+        if let Err(e) = log.close().await {
+            tracing::error!(topic, partition, error = %e, "close failed");
+        }
+    }
+}
+
+impl Shard {
+    /// Marks the shard as stopping and wakes everything waiting for that.
+    pub fn begin_shutdown(&self) {
+        if self.shutting_down.replace(true) {
+            return;
+        }
+        for waiter in self.shutdown_waiters.borrow_mut().drain(..) {
+            let _ = waiter.send(());
+        }
+    }
+
+    /// Completes when shutdown begins (immediately if it already has).
+    pub fn shutdown_signal(&self) -> futures_channel::oneshot::Receiver<()> {
+        let (tx, rx) = futures_channel::oneshot::channel();
+        if self.shutting_down.get() {
+            let _ = tx.send(());
+        } else {
+            self.shutdown_waiters.borrow_mut().push(tx);
+        }
+        rx
+    }
+}

@@ -1,0 +1,92 @@
+//! The partitions one shard owns: open logs, or the reason a partition is offline.
+//! Lookups are synchronous and borrow nothing across `.await` (the `Rc` is cloned out).
+
+use crate::storage::PartitionLog;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+pub enum PartitionSlot {
+    Online(Rc<PartitionLog>),
+    /// Refused at open (corruption before the recovery point, I/O error): never served.
+    Offline(String),
+}
+
+#[derive(Default)]
+pub struct PartitionTable {
+    topics: RefCell<HashMap<String, HashMap<i32, PartitionSlot>>>,
+}
+
+pub enum Lookup {
+    Online(Rc<PartitionLog>),
+    Offline(String),
+    Missing,
+}
+
+impl PartitionTable {
+    pub fn get(&self, topic: &str, partition: i32) -> Lookup {
+        let topics = self.topics.borrow();
+        match topics.get(topic).and_then(|p| p.get(&partition)) {
+            Some(PartitionSlot::Online(log)) => Lookup::Online(log.clone()),
+            Some(PartitionSlot::Offline(why)) => Lookup::Offline(why.clone()),
+            None => Lookup::Missing,
+        }
+    }
+
+    pub fn contains(&self, topic: &str, partition: i32) -> bool {
+        self.topics
+            .borrow()
+            .get(topic)
+            .is_some_and(|p| p.contains_key(&partition))
+    }
+
+    pub fn insert(&self, topic: &str, partition: i32, slot: PartitionSlot) {
+        self.topics
+            .borrow_mut()
+            .entry(topic.to_string())
+            .or_default()
+            .insert(partition, slot);
+    }
+
+    /// Removes a whole topic and returns its online logs (to close or delete them).
+    pub fn remove_topic(&self, topic: &str) -> Vec<(i32, Rc<PartitionLog>)> {
+        let removed = self.topics.borrow_mut().remove(topic);
+        removed
+            .into_iter()
+            .flatten()
+            .filter_map(|(p, slot)| match slot {
+                PartitionSlot::Online(log) => Some((p, log)),
+                PartitionSlot::Offline(_) => None,
+            })
+            .collect()
+    }
+
+    /// Every online log, cloned out so callers may await on them.
+    pub fn all_online(&self) -> Vec<(String, i32, Rc<PartitionLog>)> {
+        let topics = self.topics.borrow();
+        let mut out = Vec::new();
+        for (topic, parts) in topics.iter() {
+            for (p, slot) in parts {
+                if let PartitionSlot::Online(log) = slot {
+                    out.push((topic.clone(), *p, log.clone()));
+                }
+            }
+        }
+        out
+    }
+
+    /// (topic, partition, online?) for status reporting.
+    pub fn describe(&self) -> Vec<(String, i32, bool)> {
+        let topics = self.topics.borrow();
+        let mut out: Vec<_> = topics
+            .iter()
+            .flat_map(|(t, parts)| {
+                parts
+                    .iter()
+                    .map(move |(p, s)| (t.clone(), *p, matches!(s, PartitionSlot::Online(_))))
+            })
+            .collect();
+        out.sort();
+        out
+    }
+}

@@ -1,0 +1,194 @@
+//! Topic lifecycle across shards. Every change goes to shard 0 (the metadata writer),
+//! which validates and persists it, publishes the new snapshot, and then tells each owning
+//! shard to open, reconfigure or delete its partitions. The caller gets the answer after
+//! the owners have acted, so a topic is usable as soon as CreateTopics returns.
+
+use super::{Shard, ShardGone, open_partition};
+use crate::metadata::{MetadataError, TopicMeta};
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::sync::Arc;
+
+/// A metadata change failed: the Kafka error code and a one-line message.
+#[derive(Debug, Clone)]
+pub struct TopicOpError {
+    pub code: i16,
+    pub message: String,
+}
+
+impl From<MetadataError> for TopicOpError {
+    fn from(e: MetadataError) -> Self {
+        TopicOpError {
+            code: e.kafka_error_code(),
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<ShardGone> for TopicOpError {
+    fn from(e: ShardGone) -> Self {
+        TopicOpError {
+            code: kafka_protocol::ResponseError::BrokerNotAvailable.code(),
+            message: e.to_string(),
+        }
+    }
+}
+
+fn writer(shard: &Shard) -> Result<&crate::metadata::MetadataWriter, TopicOpError> {
+    shard.metadata_writer.as_deref().ok_or(TopicOpError {
+        code: kafka_protocol::ResponseError::NotController.code(),
+        message: "metadata writer lives on shard 0".into(),
+    })
+}
+
+/// Opens partitions `from..to` of `topic` on their owning shards.
+async fn open_on_owners(
+    shard: &Rc<Shard>,
+    topic: &Arc<TopicMeta>,
+    from: i32,
+) -> Result<(), TopicOpError> {
+    let opens = (from..topic.partitions).map(|p| {
+        let topic = topic.clone();
+        let owner = shard.owner_of_partition(&topic.name, p);
+        shard.invoke_on(owner, move |s| async move {
+            open_partition(&s, &topic.name, p, &topic.config).await;
+        })
+    });
+    for result in futures_util::future::join_all(opens).await {
+        result?;
+    }
+    Ok(())
+}
+
+pub async fn create_topic(
+    shard: &Rc<Shard>,
+    name: String,
+    partitions: i32,
+    replication_factor: i16,
+    overrides: BTreeMap<String, String>,
+    validate_only: bool,
+) -> Result<Arc<TopicMeta>, TopicOpError> {
+    shard
+        .invoke_on(0, move |s| async move {
+            let topic = writer(&s)?.create_topic(
+                &name,
+                partitions,
+                replication_factor,
+                overrides,
+                validate_only,
+            )?;
+            if !validate_only {
+                open_on_owners(&s, &topic, 0).await?;
+            }
+            Ok(topic)
+        })
+        .await?
+}
+
+pub async fn delete_topic(shard: &Rc<Shard>, name: String) -> Result<Arc<TopicMeta>, TopicOpError> {
+    shard
+        .invoke_on(0, move |s| async move {
+            let topic = writer(&s)?.delete_topic(&name)?;
+            let deleted_name = topic.name.clone();
+            s.invoke_on_all(move |owner| {
+                let name = deleted_name.clone();
+                async move {
+                    for (partition, log) in owner.partitions.remove_topic(&name) {
+                        if let Err(e) = log.delete().await {
+                            tracing::error!(topic = %name, partition, error = %e, "deleting partition files failed");
+                        }
+                    }
+                }
+            })
+            .await;
+            Ok(topic)
+        })
+        .await?
+}
+
+pub async fn create_partitions(
+    shard: &Rc<Shard>,
+    name: String,
+    total: i32,
+    validate_only: bool,
+) -> Result<Arc<TopicMeta>, TopicOpError> {
+    shard
+        .invoke_on(0, move |s| async move {
+            let before = s
+                .metadata
+                .load()
+                .topic(&name)
+                .map(|t| t.partitions)
+                .unwrap_or(0);
+            let topic = writer(&s)?.create_partitions(&name, total, validate_only)?;
+            if !validate_only {
+                open_on_owners(&s, &topic, before).await?;
+            }
+            Ok(topic)
+        })
+        .await?
+}
+
+pub async fn alter_topic_config(
+    shard: &Rc<Shard>,
+    name: String,
+    changes: Vec<(String, Option<String>)>,
+    incremental: bool,
+    validate_only: bool,
+) -> Result<Arc<TopicMeta>, TopicOpError> {
+    shard
+        .invoke_on(0, move |s| async move {
+            let topic =
+                writer(&s)?.alter_topic_config(&name, &changes, incremental, validate_only)?;
+            if !validate_only {
+                let altered = topic.clone();
+                s.invoke_on_all(move |owner| {
+                    let altered = altered.clone();
+                    async move {
+                        for p in 0..altered.partitions {
+                            if let super::table::Lookup::Online(log) =
+                                owner.partitions.get(&altered.name, p)
+                            {
+                                log.update_config(altered.config.clone());
+                            }
+                        }
+                    }
+                })
+                .await;
+            }
+            Ok(topic)
+        })
+        .await?
+}
+
+/// The topic's metadata, creating it with broker defaults first when auto-creation is on
+/// (Kafka's `auto.create.topics.enable`).
+pub async fn ensure_topic(
+    shard: &Rc<Shard>,
+    name: &str,
+    allow_auto_create: bool,
+) -> Result<Arc<TopicMeta>, TopicOpError> {
+    if let Some(topic) = shard.metadata.load().topic(name) {
+        return Ok(topic.clone());
+    }
+    if !(allow_auto_create && shard.config.auto_create_topics) {
+        return Err(MetadataError::UnknownTopic(name.to_string()).into());
+    }
+    match create_topic(
+        shard,
+        name.to_string(),
+        shard.config.default_partitions,
+        1,
+        BTreeMap::new(),
+        false,
+    )
+    .await
+    {
+        Ok(topic) => Ok(topic),
+        // Another connection created it first: fine.
+        Err(e) if e.code == kafka_protocol::ResponseError::TopicAlreadyExists.code() => {
+            shard.metadata.load().topic(name).cloned().ok_or(e)
+        }
+        Err(e) => Err(e),
+    }
+}
