@@ -21,7 +21,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
 use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 use std::collections::HashMap;
 use std::io::{ErrorKind, Read, Write};
@@ -345,7 +345,8 @@ fn record_batch(count: i64) -> BytesMut {
     record_batch_with_value_bytes(count, 72)
 }
 
-/// An uncompressed RecordBatch v2 with `count` records of `value_bytes` each.
+/// One uncompressed RecordBatch v2 with `count` records of `value_bytes` each (Produce v3+
+/// allows exactly one batch per partition).
 fn record_batch_with_value_bytes(count: i64, value_bytes: usize) -> BytesMut {
     let records: Vec<Record> = (0..count)
         .map(|i| Record {
@@ -357,7 +358,9 @@ fn record_batch_with_value_bytes(count: i64, value_bytes: usize) -> BytesMut {
             producer_epoch: -1,
             timestamp_type: TimestampType::Creation,
             offset: i,
-            sequence: -1,
+            // The encoder starts a new batch unless offset - sequence stays constant; the
+            // first record's -1 makes the batch's base sequence -1 (not idempotent).
+            sequence: i as i32 - 1,
             timestamp: 1_700_000_000_000 + i,
             key: Some(Bytes::from(format!("key-{i}"))),
             value: Some(Bytes::from(vec![b'a' + (i % 26) as u8; value_bytes])),
@@ -374,6 +377,15 @@ fn record_batch_with_value_bytes(count: i64, value_bytes: usize) -> BytesMut {
         },
     )
     .unwrap_or_else(|e| panic!("encode record batch: {e}"));
+    match RecordBatchDecoder::decode_batch_info(&mut buf.clone().freeze()) {
+        Ok(info) => assert!(
+            info.len() == 1
+                && i64::from(info[0].record_count) == count
+                && info[0].base_sequence == -1,
+            "test premise: one batch of {count} records without a sequence, got {info:?}"
+        ),
+        Err(e) => panic!("test premise: the encoded batch decodes: {e}"),
+    }
     buf
 }
 
@@ -588,9 +600,18 @@ fn produce_with_corrupt_batch_crc_answers_corrupt_message() {
 
     let good = record_batch(3);
     let mut corrupt = good.clone();
-    // The last byte is inside the last record's value, which the CRC covers.
-    let last = corrupt.len() - 1;
-    corrupt[last] ^= 0xff;
+    // The last record ends with its value (72 bytes) and a one-byte header count, so this
+    // byte is inside that value, which the CRC covers; the batch still parses structurally.
+    let inside_last_value = corrupt.len() - 10;
+    corrupt[inside_last_value] ^= 0x01;
+    assert!(
+        RecordBatchDecoder::decode_all(&mut corrupt.clone().freeze()).is_err(),
+        "test premise: the client-side decoder also rejects the corrupted batch"
+    );
+    assert!(
+        RecordBatchDecoder::decode_all(&mut good.clone().freeze()).is_ok(),
+        "test premise: the intact batch decodes"
+    );
     let (error, _) = produce(&mut conn, version, &topic, corrupt.freeze());
     assert_eq!(
         error, ERROR_CORRUPT_MESSAGE,
