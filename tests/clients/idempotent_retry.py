@@ -346,6 +346,14 @@ def main():
         (API_INIT_PRODUCER_ID, "InitProducerId"),
     ]:
         rc.check(key in versions, f"ApiVersions lists {name} ({versions.get(key)})")
+    # The fixed versions this script uses for the read-back (Kafka 4's minimums).
+    for key, name, version in [
+        (API_FETCH, "Fetch", 4),
+        (API_LIST_OFFSETS, "ListOffsets", 1),
+        (API_CREATE_TOPICS, "CreateTopics", 2),
+    ]:
+        lo, hi = versions[key]
+        rc.check(lo <= version <= hi, f"{name} v{version} supported (broker {lo}..{hi})")
     lo, hi = versions[API_PRODUCE]
     produce_version = min(hi, PRODUCE_VERSION_MAX)
     rc.check(
