@@ -3,7 +3,10 @@
 //! Owns: argument parsing and the mapping of every failure to one clear line on stderr and a
 //! non-zero exit. Must not: panic on user input or print stack traces.
 
+mod consume;
+mod produce;
 mod serve;
+mod topic;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -26,6 +29,12 @@ pub struct Cli {
 pub enum Command {
     /// Run the broker.
     Serve(ServeArgs),
+    /// Create, list, describe and delete topics on any Kafka-compatible broker.
+    Topic(topic::TopicArgs),
+    /// Produce lines from stdin, one record per line.
+    Produce(produce::ProduceArgs),
+    /// Print records of a topic to stdout.
+    Consume(consume::ConsumeArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -54,15 +63,44 @@ pub struct ServeArgs {
 
 /// Parses arguments, runs the subcommand, and returns the process exit code.
 pub fn main() -> i32 {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
+        Command::Topic(args) => topic::run(args),
+        Command::Produce(args) => produce::run(args),
+        Command::Consume(args) => consume::run(args),
     };
     match result {
         Ok(()) => 0,
         Err(message) => {
             eprintln!("sluice: {message}");
             1
+        }
+    }
+}
+
+/// Help and version go to stdout as clap prints them; a usage error becomes one line.
+fn usage_error(error: clap::Error) -> i32 {
+    use clap::error::ErrorKind;
+    match error.kind() {
+        ErrorKind::DisplayHelp
+        | ErrorKind::DisplayVersion
+        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = error.print();
+            if error.use_stderr() { 2 } else { 0 }
+        }
+        _ => {
+            let text = error.to_string();
+            let line = text
+                .lines()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("invalid arguments");
+            let line = line.strip_prefix("error: ").unwrap_or(line);
+            eprintln!("sluice: {line} (see --help)");
+            2
         }
     }
 }

@@ -8,13 +8,21 @@
 
 pub mod cluster;
 pub mod connection;
+pub mod consumer;
 pub mod error;
+pub mod group;
 pub mod partitioner;
+pub mod producer;
 
 pub use cluster::{
     BrokerMetadata, Client, ConfigEntry, NewTopic, OffsetSpec, PartitionMetadata, TopicMetadata,
 };
 pub use connection::{Connection, ConnectionConfig};
+pub use consumer::{ConsumedRecord, Consumer, ConsumerConfig, StartOffset};
 pub use error::{ClientError, KafkaCode, Result, error_name};
+pub use group::{GroupConfig, GroupMember, HeartbeatStatus};
 pub use kafka_protocol::records::Compression;
 pub use partitioner::{NullKeyStrategy, Partitioner, murmur2, partition_for_key};
+pub use producer::{
+    Acks, DeliveryFailure, FlushReport, Producer, ProducerConfig, ProducerRecord, parse_compression,
+};
