@@ -93,12 +93,18 @@ fn usage_error(error: clap::Error) -> i32 {
             if error.use_stderr() { 2 } else { 0 }
         }
         _ => {
+            // clap writes a paragraph; keep its first sentence, joined with the line it
+            // introduces (e.g. the missing argument names).
             let text = error.to_string();
-            let line = text
-                .lines()
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or("invalid arguments");
-            let line = line.strip_prefix("error: ").unwrap_or(line);
+            let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+            let first = lines.next().unwrap_or("invalid arguments");
+            let first = first.strip_prefix("error: ").unwrap_or(first);
+            let line = match lines.next() {
+                Some(next) if first.ends_with(':') && !next.starts_with("Usage") => {
+                    format!("{first} {next}")
+                }
+                _ => first.to_string(),
+            };
             eprintln!("sluice: {line} (see --help)");
             2
         }
