@@ -429,3 +429,75 @@ fn lines_without_the_key_separator_are_reported_and_fail_the_run() {
     );
     assert_eq!(out, "a\t1\nb\t2\n");
 }
+
+/// The library surface the benchmark harness uses: many Produce requests in flight on one
+/// connection, answered in order, then the records read back with a raw Fetch.
+#[test]
+fn client_pipelines_produce_requests_on_one_connection() {
+    use bytes::Bytes;
+    use kafka_protocol::messages::ProduceRequest;
+    use sluice::client::{
+        Acks, Client, Compression, ConsumerConfig, decode_batches, encode_batch, fetch_request,
+        produce_request,
+    };
+
+    const REQUESTS: usize = 64;
+    const RECORDS_PER_BATCH: usize = 10;
+    let t = target();
+    let name = unique("pipelined");
+    t.create_topic(&name, 1);
+    let mut client = Client::connect(&t.bootstrap).expect("connect");
+    let leader = client.leader_for(&name, 0).expect("leader");
+    let conn = client.broker_connection(leader).expect("leader connection");
+    let records: Vec<(Option<Bytes>, Option<Bytes>)> = (0..RECORDS_PER_BATCH)
+        .map(|i| (None, Some(Bytes::from(format!("r{i}")))))
+        .collect();
+    let batch = encode_batch(&records, Compression::Lz4, 1_700_000_000_000).expect("encode");
+    let request = produce_request(&name, 0, batch, Acks::All, 30_000);
+
+    let ids: Vec<i32> = (0..REQUESTS)
+        .map(|_| conn.send(&request).expect("send"))
+        .collect();
+    assert_eq!(conn.in_flight(), REQUESTS);
+    let mut base_offsets = Vec::new();
+    for id in ids {
+        let (correlation_id, response) = conn.receive::<ProduceRequest>().expect("receive");
+        assert_eq!(correlation_id, id, "responses arrive in send order");
+        let p = &response.responses[0].partition_responses[0];
+        assert_eq!(p.error_code, 0);
+        base_offsets.push(p.base_offset);
+    }
+    assert_eq!(conn.in_flight(), 0);
+    let expected: Vec<i64> = (0..REQUESTS as i64)
+        .map(|i| i * RECORDS_PER_BATCH as i64)
+        .collect();
+    assert_eq!(base_offsets, expected);
+
+    let mut out = Vec::new();
+    let mut position = 0;
+    let key = (name.clone(), 0);
+    while out.len() < REQUESTS * RECORDS_PER_BATCH {
+        let response = conn
+            .call(&fetch_request(
+                &name,
+                0,
+                position,
+                &ConsumerConfig::default(),
+            ))
+            .expect("fetch");
+        let partition = &response.responses[0].partitions[0];
+        assert_eq!(partition.error_code, 0);
+        let Some(bytes) = partition.records.clone() else {
+            panic!("no records at offset {position}");
+        };
+        position = decode_batches(&key, bytes, position, &mut out).expect("decode");
+    }
+    assert_eq!(out.len(), REQUESTS * RECORDS_PER_BATCH);
+    for (i, r) in out.iter().enumerate() {
+        assert_eq!(r.offset, i as i64);
+        assert_eq!(
+            r.value.as_deref(),
+            Some(format!("r{}", i % RECORDS_PER_BATCH).as_bytes())
+        );
+    }
+}

@@ -12,10 +12,27 @@ use crate::client::{
 use clap::Args;
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// Longest single Fetch wait, so `--timeout-ms` and heartbeats are checked often enough.
 const POLL_WAIT_MS_MAX: i32 = 500;
+
+/// Set by SIGINT/SIGTERM: stop after the current poll, commit what was printed, leave.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_interrupt(_signal: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::Relaxed);
+}
+
+fn install_interrupt_handler() {
+    let handler: extern "C" fn(libc::c_int) = on_interrupt;
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe {
+        libc::signal(libc::SIGINT, handler as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, handler as libc::sighandler_t);
+    }
+}
 
 #[derive(Debug, Args)]
 pub struct ConsumeArgs {
@@ -215,6 +232,7 @@ pub fn run(args: ConsumeArgs) -> Result<(), String> {
         None => format_from_flags(&args),
     };
     let mut client = Client::connect(&args.bootstrap_server).map_err(|e| e.to_string())?;
+    install_interrupt_handler();
     let meta = client
         .describe_topic(&args.topic)
         .map_err(|e| e.to_string())?;
@@ -338,7 +356,7 @@ fn member_committed(
         consumer.client(),
         coordinator,
         member.group_id(),
-        &wanted,
+        Some(&wanted),
     )
     .map_err(|e| e.to_string())?;
     Ok(committed
@@ -361,7 +379,9 @@ struct Session {
 
 impl Session {
     fn done(&self) -> bool {
-        self.closed || self.max_messages.is_some_and(|m| self.printed >= m)
+        self.closed
+            || INTERRUPTED.load(Ordering::Relaxed)
+            || self.max_messages.is_some_and(|m| self.printed >= m)
     }
 
     /// Prints records until done; returns how many were printed.

@@ -4,6 +4,7 @@
 //! non-zero exit. Must not: panic on user input or print stack traces.
 
 mod consume;
+mod group;
 mod produce;
 mod serve;
 mod topic;
@@ -35,6 +36,8 @@ pub enum Command {
     Produce(produce::ProduceArgs),
     /// Print records of a topic to stdout.
     Consume(consume::ConsumeArgs),
+    /// List, describe and delete consumer groups.
+    Group(group::GroupArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -72,6 +75,7 @@ pub fn main() -> i32 {
         Command::Topic(args) => topic::run(args),
         Command::Produce(args) => produce::run(args),
         Command::Consume(args) => consume::run(args),
+        Command::Group(args) => group::run(args),
     };
     match result {
         Ok(()) => 0,

@@ -31,6 +31,8 @@ pub const LEADER_WAIT_BACKOFF_MS: u64 = 100;
 pub const OFFSET_EARLIEST: i64 = -2;
 /// `ListOffsets` timestamp meaning "log end" (high watermark).
 pub const OFFSET_LATEST: i64 = -1;
+const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+const LEADER_NOT_AVAILABLE: i16 = 5;
 /// DescribeConfigs resource type of a topic.
 const RESOURCE_TYPE_TOPIC: i8 = 2;
 
@@ -350,16 +352,46 @@ impl Client {
     /// Metadata of one topic, freshly fetched. Errors with the broker's code (e.g.
     /// UNKNOWN_TOPIC_OR_PARTITION) if the topic does not exist.
     pub fn describe_topic(&mut self, topic: &str) -> Result<TopicMetadata> {
-        self.fetch_topic(topic, false)
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.fetch_topic(topic, false) {
+                Err(e)
+                    if attempt < LEADER_WAIT_ATTEMPTS_MAX
+                        && e.kafka_code() == Some(LEADER_NOT_AVAILABLE) =>
+                {
+                    std::thread::sleep(Duration::from_millis(LEADER_WAIT_BACKOFF_MS));
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Metadata of one topic from the cache, fetching it if unknown. With
     /// `allow_auto_topic_creation` a broker configured for it creates the topic.
+    ///
+    /// Retries (with backoff) while the broker says LEADER_NOT_AVAILABLE (topic being
+    /// created) and, when auto-creation was asked for, UNKNOWN_TOPIC_OR_PARTITION (metadata
+    /// not yet propagated).
     pub fn topic(&mut self, topic: &str, allow_auto_topic_creation: bool) -> Result<TopicMetadata> {
         if let Some(meta) = self.topics.get(topic) {
             return Ok(meta.clone());
         }
-        self.fetch_topic(topic, allow_auto_topic_creation)
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.fetch_topic(topic, allow_auto_topic_creation) {
+                Err(e)
+                    if attempt < LEADER_WAIT_ATTEMPTS_MAX
+                        && (e.kafka_code() == Some(LEADER_NOT_AVAILABLE)
+                            || (allow_auto_topic_creation
+                                && e.kafka_code() == Some(UNKNOWN_TOPIC_OR_PARTITION))) =>
+                {
+                    std::thread::sleep(Duration::from_millis(LEADER_WAIT_BACKOFF_MS));
+                }
+                other => return other,
+            }
+        }
     }
 
     fn fetch_topic(
@@ -404,7 +436,11 @@ impl Client {
             attempt += 1;
             if attempt >= LEADER_WAIT_ATTEMPTS_MAX {
                 return Err(ClientError::from_code(
-                    if p.error_code != 0 { p.error_code } else { 5 },
+                    if p.error_code != 0 {
+                        p.error_code
+                    } else {
+                        LEADER_NOT_AVAILABLE
+                    },
                     format!("no leader for {topic}-{partition}"),
                     None,
                 )

@@ -284,6 +284,31 @@ impl Consumer {
     }
 }
 
+/// A Fetch request for one partition from `offset`, for harnesses driving a `Connection`
+/// directly; decode the answer's records with `decode_batches`.
+pub fn fetch_request(
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    config: &ConsumerConfig,
+) -> FetchRequest {
+    FetchRequest::default()
+        .with_max_wait_ms(config.max_wait_ms)
+        .with_min_bytes(config.min_bytes)
+        .with_max_bytes(config.max_bytes)
+        .with_isolation_level(config.isolation_level)
+        .with_topics(vec![
+            FetchTopic::default()
+                .with_topic(TopicName(StrBytes::from_string(topic.to_string())))
+                .with_partitions(vec![
+                    FetchPartition::default()
+                        .with_partition(partition)
+                        .with_fetch_offset(offset)
+                        .with_partition_max_bytes(config.partition_max_bytes),
+                ]),
+        ])
+}
+
 /// Decodes every complete batch in `records` (a trailing partial batch is normal: the broker
 /// cut the response at max bytes), appends records at or after `position` to `out`, and
 /// returns the next position.

@@ -444,7 +444,12 @@ impl GroupMember {
             .iter()
             .map(|(t, p)| (t.clone(), p.clone()))
             .collect();
-        fetch_committed(client, self.coordinator, &self.config.group_id, &wanted)
+        fetch_committed(
+            client,
+            self.coordinator,
+            &self.config.group_id,
+            Some(&wanted),
+        )
     }
 
     /// Leaves the group so the others rebalance without waiting for the session timeout.
@@ -566,12 +571,13 @@ pub fn commit_offsets(
     Ok(())
 }
 
-/// OffsetFetch from `coordinator` for (topic, partitions); `None` = nothing committed.
+/// OffsetFetch from `coordinator` for (topic, partitions), or every committed partition
+/// when `wanted` is `None`. An offset of `None` means nothing is committed.
 pub fn fetch_committed(
     client: &mut Client,
     coordinator: i32,
     group_id: &str,
-    wanted: &[(String, Vec<i32>)],
+    wanted: Option<&[(String, Vec<i32>)]>,
 ) -> Result<Vec<(String, i32, Option<i64>)>> {
     let conn = client.broker_connection(coordinator)?;
     let version = conn.version_of::<OffsetFetchRequest>()?;
@@ -580,30 +586,28 @@ pub fn fetch_committed(
         OffsetFetchRequest::default().with_groups(vec![
             OffsetFetchRequestGroup::default()
                 .with_group_id(group)
-                .with_topics(Some(
-                    wanted
-                        .iter()
+                .with_topics(wanted.map(|w| {
+                    w.iter()
                         .map(|(t, p)| {
                             OffsetFetchRequestTopics::default()
                                 .with_name(TopicName(StrBytes::from_string(t.clone())))
                                 .with_partition_indexes(p.clone())
                         })
-                        .collect(),
-                )),
+                        .collect()
+                })),
         ])
     } else {
         OffsetFetchRequest::default()
             .with_group_id(group)
-            .with_topics(Some(
-                wanted
-                    .iter()
+            .with_topics(wanted.map(|w| {
+                w.iter()
                     .map(|(t, p)| {
                         OffsetFetchRequestTopic::default()
                             .with_name(TopicName(StrBytes::from_string(t.clone())))
                             .with_partition_indexes(p.clone())
                     })
-                    .collect(),
-            ))
+                    .collect()
+            }))
     };
     let response = conn.call(&request)?;
     let context = format!("fetch committed offsets of group `{group_id}`");

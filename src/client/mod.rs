@@ -18,11 +18,14 @@ pub use cluster::{
     BrokerMetadata, Client, ConfigEntry, NewTopic, OffsetSpec, PartitionMetadata, TopicMetadata,
 };
 pub use connection::{Connection, ConnectionConfig};
-pub use consumer::{ConsumedRecord, Consumer, ConsumerConfig, StartOffset};
+pub use consumer::{
+    ConsumedRecord, Consumer, ConsumerConfig, StartOffset, decode_batches, fetch_request,
+};
 pub use error::{ClientError, KafkaCode, Result, error_name};
 pub use group::{GroupConfig, GroupMember, HeartbeatStatus};
 pub use kafka_protocol::records::Compression;
 pub use partitioner::{NullKeyStrategy, Partitioner, murmur2, partition_for_key};
 pub use producer::{
-    Acks, DeliveryFailure, FlushReport, Producer, ProducerConfig, ProducerRecord, parse_compression,
+    Acks, DeliveryFailure, FlushReport, Producer, ProducerConfig, ProducerRecord, encode_batch,
+    parse_compression, produce_request,
 };

@@ -547,3 +547,64 @@ impl CloneLossy for ClientError {
         ClientError::Invalid(self.to_string())
     }
 }
+
+/// Encodes `(key, value)` pairs as one RecordBatch v2 with creation time `timestamp_ms`:
+/// for harnesses that build batches once and send them many times.
+pub fn encode_batch(
+    records: &[(Option<Bytes>, Option<Bytes>)],
+    compression: Compression,
+    timestamp_ms: i64,
+) -> Result<Bytes> {
+    let records: Vec<Record> = records
+        .iter()
+        .enumerate()
+        .map(|(i, (key, value))| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: NO_PARTITION_LEADER_EPOCH,
+            producer_id: NO_PRODUCER_ID,
+            producer_epoch: NO_PRODUCER_EPOCH,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            sequence: (i as i32).wrapping_sub(1),
+            timestamp: timestamp_ms,
+            key: key.clone(),
+            value: value.clone(),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        records.iter(),
+        &RecordEncodeOptions {
+            version: 2,
+            compression,
+        },
+    )
+    .map_err(|e| ClientError::Invalid(format!("encode batch: {e}")))?;
+    Ok(buf.freeze())
+}
+
+/// A Produce request carrying one pre-encoded `batch` for one partition.
+pub fn produce_request(
+    topic: &str,
+    partition: i32,
+    batch: Bytes,
+    acks: Acks,
+    timeout_ms: i32,
+) -> ProduceRequest {
+    ProduceRequest::default()
+        .with_acks(acks.wire())
+        .with_timeout_ms(timeout_ms)
+        .with_topic_data(vec![
+            TopicProduceData::default()
+                .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+                .with_partition_data(vec![
+                    PartitionProduceData::default()
+                        .with_index(partition)
+                        .with_records(Some(batch)),
+                ]),
+        ])
+}
