@@ -15,6 +15,11 @@ use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+/// Consecutive retriable poll failures (broker restart, leader move) tolerated before
+/// giving up.
+const POLL_FAILURES_MAX: u32 = 20;
+/// Pause after a failed poll.
+const POLL_RETRY_BACKOFF_MS: u64 = 250;
 /// Longest single Fetch wait, so `--timeout-ms` and heartbeats are checked often enough.
 const POLL_WAIT_MS_MAX: i32 = 500;
 
@@ -433,6 +438,7 @@ fn consume_loop(
     timeout: Option<Duration>,
 ) -> Result<(), String> {
     let mut last_record = Instant::now();
+    let mut failures = 0;
     while !session.done() {
         if timeout.is_some_and(|t| last_record.elapsed() >= t) {
             break;
@@ -442,7 +448,18 @@ fn consume_loop(
             std::thread::sleep(Duration::from_millis(POLL_WAIT_MS_MAX as u64));
             Vec::new()
         } else {
-            consumer.poll().map_err(|e| e.to_string())?
+            match consumer.poll() {
+                Ok(records) => {
+                    failures = 0;
+                    records
+                }
+                Err(e) if e.is_retriable() && failures < POLL_FAILURES_MAX => {
+                    failures += 1;
+                    std::thread::sleep(Duration::from_millis(POLL_RETRY_BACKOFF_MS));
+                    Vec::new()
+                }
+                Err(e) => return Err(e.to_string()),
+            }
         };
         if session.print(&records)? > 0 {
             last_record = Instant::now();

@@ -98,6 +98,7 @@ pub struct Connection {
     versions: HashMap<i16, i16>,
     write_buf: BytesMut,
     broken: bool,
+    io_timeout: Duration,
 }
 
 impl Connection {
@@ -137,6 +138,7 @@ impl Connection {
             versions: HashMap::new(),
             write_buf: BytesMut::with_capacity(64 * 1024),
             broken: false,
+            io_timeout: config.io_timeout,
         };
         conn.negotiate_versions()?;
         Ok(conn)
@@ -334,6 +336,21 @@ impl Connection {
                     addr: self.addr.clone(),
                     api: api_name(api_key),
                 })
+            }
+            // A socket read timeout surfaces as WouldBlock (EAGAIN) on Linux.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                self.broken = true;
+                Err(ClientError::Timeout(format!(
+                    "no {} response from {} within {} ms",
+                    api_name(api_key),
+                    self.addr,
+                    self.io_timeout.as_millis()
+                )))
             }
             Err(source) => {
                 self.broken = true;

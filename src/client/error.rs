@@ -84,7 +84,7 @@ impl ClientError {
             ClientError::Kafka { code, .. } => {
                 ResponseError::try_from_code(*code).is_some_and(|e| e.is_retriable())
             }
-            ClientError::Io { .. } | ClientError::Closed { .. } => true,
+            ClientError::Io { .. } | ClientError::Closed { .. } | ClientError::Timeout(_) => true,
             _ => false,
         }
     }
