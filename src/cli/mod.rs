@@ -3,7 +3,11 @@
 //! Owns: argument parsing and the mapping of every failure to one clear line on stderr and a
 //! non-zero exit. Must not: panic on user input or print stack traces.
 
+mod consume;
+mod group;
+mod produce;
 mod serve;
+mod topic;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -26,6 +30,14 @@ pub struct Cli {
 pub enum Command {
     /// Run the broker.
     Serve(ServeArgs),
+    /// Create, list, describe and delete topics on any Kafka-compatible broker.
+    Topic(topic::TopicArgs),
+    /// Produce lines from stdin, one record per line.
+    Produce(produce::ProduceArgs),
+    /// Print records of a topic to stdout.
+    Consume(consume::ConsumeArgs),
+    /// List, describe and delete consumer groups.
+    Group(group::GroupArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -54,15 +66,51 @@ pub struct ServeArgs {
 
 /// Parses arguments, runs the subcommand, and returns the process exit code.
 pub fn main() -> i32 {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
+        Command::Topic(args) => topic::run(args),
+        Command::Produce(args) => produce::run(args),
+        Command::Consume(args) => consume::run(args),
+        Command::Group(args) => group::run(args),
     };
     match result {
         Ok(()) => 0,
         Err(message) => {
             eprintln!("sluice: {message}");
             1
+        }
+    }
+}
+
+/// Help and version go to stdout as clap prints them; a usage error becomes one line.
+fn usage_error(error: clap::Error) -> i32 {
+    use clap::error::ErrorKind;
+    match error.kind() {
+        ErrorKind::DisplayHelp
+        | ErrorKind::DisplayVersion
+        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = error.print();
+            if error.use_stderr() { 2 } else { 0 }
+        }
+        _ => {
+            // clap writes a paragraph; keep its first sentence, joined with the line it
+            // introduces (e.g. the missing argument names).
+            let text = error.to_string();
+            let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+            let first = lines.next().unwrap_or("invalid arguments");
+            let first = first.strip_prefix("error: ").unwrap_or(first);
+            let line = match lines.next() {
+                Some(next) if first.ends_with(':') && !next.starts_with("Usage") => {
+                    format!("{first} {next}")
+                }
+                _ => first.to_string(),
+            };
+            eprintln!("sluice: {line} (see --help)");
+            2
         }
     }
 }

@@ -1,0 +1,162 @@
+//! `sluice topic create|list|describe|delete`: topic administration through the client,
+//! against any Kafka-compatible broker.
+//!
+//! Must not: reach into broker internals; everything goes over the wire.
+
+use super::DEFAULT_BOOTSTRAP_SERVER;
+use crate::client::{Client, NewTopic, OffsetSpec};
+use clap::{Args, Subcommand};
+
+#[derive(Debug, Args)]
+pub struct TopicArgs {
+    /// Broker to bootstrap from, HOST:PORT[,HOST:PORT...].
+    #[arg(long, global = true, default_value = DEFAULT_BOOTSTRAP_SERVER)]
+    pub bootstrap_server: String,
+    #[command(subcommand)]
+    pub command: TopicCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TopicCommand {
+    /// Create a topic.
+    Create {
+        name: String,
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..))]
+        partitions: i32,
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(i16).range(1..))]
+        replication_factor: i16,
+        /// Topic config KEY=VALUE (repeatable), e.g. retention.ms=60000.
+        #[arg(long = "config", value_parser = parse_key_value)]
+        configs: Vec<(String, String)>,
+    },
+    /// List topic names.
+    List,
+    /// Show partitions, leaders, offsets and configs of a topic.
+    Describe { name: String },
+    /// Delete a topic.
+    Delete { name: String },
+    /// Grow a topic to N partitions.
+    AddPartitions {
+        name: String,
+        #[arg(long, value_parser = clap::value_parser!(i32).range(1..))]
+        partitions: i32,
+    },
+}
+
+/// Parses `KEY=VALUE` (value may contain `=`).
+pub fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("`{s}` is not KEY=VALUE")),
+    }
+}
+
+pub fn run(args: TopicArgs) -> Result<(), String> {
+    let mut client = Client::connect(&args.bootstrap_server).map_err(|e| e.to_string())?;
+    match args.command {
+        TopicCommand::Create {
+            name,
+            partitions,
+            replication_factor,
+            configs,
+        } => {
+            client
+                .create_topic(&NewTopic {
+                    name: name.clone(),
+                    partitions,
+                    replication_factor,
+                    configs,
+                })
+                .map_err(|e| e.to_string())?;
+            println!("created topic {name} with {partitions} partition(s)");
+        }
+        TopicCommand::List => {
+            for topic in client.list_topics().map_err(|e| e.to_string())? {
+                println!("{}", topic.name);
+            }
+        }
+        TopicCommand::Describe { name } => describe(&mut client, &name)?,
+        TopicCommand::Delete { name } => {
+            client.delete_topic(&name).map_err(|e| e.to_string())?;
+            println!("deleted topic {name}");
+        }
+        TopicCommand::AddPartitions { name, partitions } => {
+            client
+                .create_partitions(&name, partitions)
+                .map_err(|e| e.to_string())?;
+            println!("topic {name} now has {partitions} partition(s)");
+        }
+    }
+    Ok(())
+}
+
+fn describe(client: &mut Client, name: &str) -> Result<(), String> {
+    let meta = client.describe_topic(name).map_err(|e| e.to_string())?;
+    let ids: Vec<i32> = meta.partitions.iter().map(|p| p.partition).collect();
+    let earliest = client
+        .list_offsets(name, &ids, OffsetSpec::Earliest)
+        .map_err(|e| e.to_string())?;
+    let latest = client
+        .list_offsets(name, &ids, OffsetSpec::Latest)
+        .map_err(|e| e.to_string())?;
+    println!(
+        "Topic: {}\tPartitionCount: {}\tReplicationFactor: {}",
+        meta.name,
+        meta.partitions.len(),
+        meta.partitions.first().map_or(0, |p| p.replicas.len())
+    );
+    for (i, p) in meta.partitions.iter().enumerate() {
+        println!(
+            "\tPartition: {}\tLeader: {}\tReplicas: {}\tIsr: {}\tEarliest: {}\tLatest: {}",
+            p.partition,
+            p.leader,
+            join(&p.replicas),
+            join(&p.isr),
+            earliest.get(i).map_or(-1, |(_, o)| *o),
+            latest.get(i).map_or(-1, |(_, o)| *o),
+        );
+    }
+    // Configs are optional for a broker; show what it reports, note if it cannot.
+    match client.describe_topic_configs(name) {
+        Ok(configs) => {
+            let set: Vec<String> = configs
+                .iter()
+                .filter(|c| !c.is_default)
+                .map(|c| {
+                    let value = if c.is_sensitive {
+                        "<sensitive>"
+                    } else {
+                        c.value.as_deref().unwrap_or("null")
+                    };
+                    format!("{}={}", c.name, value)
+                })
+                .collect();
+            println!("Configs: {}", set.join(","));
+        }
+        Err(e) => println!("Configs: unavailable ({e})"),
+    }
+    Ok(())
+}
+
+fn join(ids: &[i32]) -> String {
+    ids.iter().map(i32::to_string).collect::<Vec<_>>().join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_value_splits_at_first_equals() {
+        assert_eq!(
+            parse_key_value("cleanup.policy=compact"),
+            Ok(("cleanup.policy".to_string(), "compact".to_string()))
+        );
+        assert_eq!(
+            parse_key_value("a=b=c"),
+            Ok(("a".to_string(), "b=c".to_string()))
+        );
+        assert!(parse_key_value("novalue").is_err());
+        assert!(parse_key_value("=x").is_err());
+    }
+}
