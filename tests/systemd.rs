@@ -121,8 +121,10 @@ fn example_config_lists_every_key_with_its_default() {
     );
 
     // Every value is the embedded default, except data_dir (the service's state directory).
-    let mut expected = BrokerConfig::default();
-    expected.data_dir = "/var/lib/sluice".into();
+    let expected = BrokerConfig {
+        data_dir: "/var/lib/sluice".into(),
+        ..BrokerConfig::default()
+    };
     assert_eq!(format!("{parsed:?}"), format!("{expected:?}"));
 }
 

@@ -4,6 +4,7 @@
 //! non-zero exit. Must not: panic on user input or print stack traces.
 
 mod serve;
+pub mod top;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -26,6 +27,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the broker.
     Serve(ServeArgs),
+    /// Live view of a broker's shards, topics and latency (from its admin /metrics).
+    Top(top::TopArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -57,6 +60,7 @@ pub fn main() -> i32 {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
+        Command::Top(args) => top::run(args),
     };
     match result {
         Ok(()) => 0,

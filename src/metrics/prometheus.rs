@@ -461,7 +461,7 @@ mod tests {
 
     /// A strict little parser of the subset we emit: every sample line belongs to the family
     /// declared by the last `# TYPE`, label syntax is well formed, values parse as floats.
-    fn parse(text: &str) -> Vec<(String, Vec<(String, String)>, f64)> {
+    fn parse(text: &str) -> Parsed {
         let mut samples = Vec::new();
         let mut current: Option<(String, String)> = None;
         let mut seen_families = std::collections::HashSet::new();
@@ -544,11 +544,7 @@ mod tests {
         labels
     }
 
-    fn find(
-        samples: &[(String, Vec<(String, String)>, f64)],
-        name: &str,
-        want: &[(&str, &str)],
-    ) -> Option<f64> {
+    fn find(samples: &Parsed, name: &str, want: &[(&str, &str)]) -> Option<f64> {
         samples
             .iter()
             .find(|(n, labels, _)| {
@@ -584,6 +580,8 @@ mod tests {
         b.set_consumer_lag("g1", "orders", 2, 42);
         vec![a.snapshot(), b.snapshot()]
     }
+
+    type Parsed = Vec<(String, Vec<(String, String)>, f64)>;
 
     #[test]
     fn output_parses_and_merges_shards() {
