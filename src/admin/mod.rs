@@ -22,6 +22,10 @@ use std::thread::JoinHandle;
 /// Admin connections served at once; more are answered 503 and closed.
 pub const MAX_ADMIN_CONNECTIONS: usize = 16;
 
+/// How long an [`AdminSource`] should wait for each shard's answer before leaving it out
+/// (a stuck shard must not hang `/metrics`; the watchdog reports it).
+pub const ADMIN_COLLECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// What the admin listener shows. Implemented by the server; each call may message every shard,
 /// so implementations should bound their wait (a stuck shard must not hang `/metrics` forever).
 pub trait AdminSource: Send + Sync {

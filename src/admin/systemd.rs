@@ -36,6 +36,19 @@ pub fn notify(state: &str) -> bool {
     }
 }
 
+/// Asks systemd for more start-up (or stop) time: call during long recovery, before the
+/// current `TimeoutStartSec` runs out, with the time still needed from now.
+pub fn extend_timeout(more: Duration) -> bool {
+    notify(&format!("EXTEND_TIMEOUT_USEC={}", more.as_micros()))
+}
+
+/// A one-line human status shown by `systemctl status` (e.g. "recovering 12/40 partitions").
+pub fn notify_status(text: &str) -> bool {
+    // A newline would end the assignment and start another: keep the first line only.
+    let line = text.lines().next().unwrap_or_default();
+    notify(&format!("STATUS={line}"))
+}
+
 /// Sends `state` to the notify socket at `socket` (a path, or `@name` for an abstract socket).
 pub fn notify_to(socket: &OsStr, state: &str) -> io::Result<()> {
     let bytes = socket.as_bytes();

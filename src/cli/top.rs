@@ -618,6 +618,53 @@ sluice_shard_ring_depth{shard="0"} 12
         assert_eq!(restarted.topics[0].bytes_in_rate, None);
     }
 
+    /// End to end: what the admin listener renders is what `top` reads.
+    #[test]
+    fn reads_a_live_admin_listener() {
+        use crate::admin::{AdminSource, spawn_admin_server};
+        use crate::metrics::{BrokerInfo, ShardMetrics, ShardSnapshot};
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicU64, Ordering};
+
+        struct Source(AtomicU64);
+        impl AdminSource for Source {
+            fn collect(&self) -> Vec<ShardSnapshot> {
+                let scrape = self.0.fetch_add(1, Ordering::SeqCst);
+                let m = ShardMetrics::new(0, true);
+                m.partition("orders", 0)
+                    .record_in(1000 * (scrape + 1), 10 * (scrape + 1));
+                m.record_request(0, 1_000, 1_000, 2_000_000);
+                m.connection_opened();
+                vec![m.snapshot()]
+            }
+            fn status(&self) -> serde_json::Value {
+                serde_json::Value::Null
+            }
+            fn ready(&self) -> bool {
+                true
+            }
+            fn broker_info(&self) -> BrokerInfo {
+                BrokerInfo::new(0, Instant::now())
+            }
+        }
+        let handle = spawn_admin_server(
+            "127.0.0.1:0".parse().unwrap(),
+            Arc::new(Source(AtomicU64::new(0))),
+        )
+        .unwrap();
+        let admin = handle.local_addr().to_string();
+        let first = Scrape::take(&admin).unwrap();
+        let second = Scrape::take(&admin).unwrap();
+        let frame = Frame::new(Some(&first), &second);
+        assert_eq!(frame.version, env!("CARGO_PKG_VERSION"));
+        assert_eq!(frame.shards[0].connections, 1.0);
+        assert_eq!(frame.topics[0].topic, "orders");
+        assert!(frame.topics[0].bytes_in_rate.is_some_and(|r| r > 0.0));
+        let p50 = frame.latency[0].p50.unwrap();
+        assert!((p50 - 0.002).abs() / 0.002 < 0.01, "{p50}");
+        assert!(frame.render(&admin).contains("Produce"));
+    }
+
     #[test]
     fn scraping_a_closed_port_is_an_error_naming_it() {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
