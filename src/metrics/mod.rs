@@ -464,6 +464,13 @@ pub fn merge_api_latency(snapshots: &[ShardSnapshot]) -> Vec<(i16, ApiLatency)> 
 mod tests {
     use super::*;
 
+    /// Snapshots cross threads; the recorder itself must not (no hidden sharing).
+    #[test]
+    fn snapshot_is_send_and_clone() {
+        fn assert_send_clone<T: Send + Clone + 'static>() {}
+        assert_send_clone::<ShardSnapshot>();
+    }
+
     #[test]
     fn disabled_metrics_record_nothing() {
         let m = ShardMetrics::new(0, false);
