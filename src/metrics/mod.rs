@@ -8,6 +8,7 @@
 
 mod api_names;
 mod histogram;
+mod loop_sampler;
 mod prometheus;
 
 pub use api_names::{API_NAMES, UNKNOWN_API_NAME, api_name};
@@ -15,6 +16,7 @@ pub use histogram::{
     EXPORTED_QUANTILES, HISTOGRAM_HIGHEST_NS, HISTOGRAM_LOWEST_NS, HISTOGRAM_SIGNIFICANT_DIGITS,
     LATENCY_BUCKETS_SECONDS, LatencyHistogram,
 };
+pub use loop_sampler::LoopSampler;
 pub use prometheus::{BrokerInfo, PROMETHEUS_CONTENT_TYPE, render_prometheus};
 
 use std::cell::{Cell, RefCell};
@@ -364,8 +366,9 @@ impl ShardMetrics {
         self.group_rebalances.borrow_mut().remove(group);
     }
 
-    /// One pass of the shard's event loop: time spent running tasks and time parked waiting
-    /// for completions. Feeds the busy counters and the windowed busy ratio.
+    /// Busy and idle time of the shard's event loop since the last call (e.g. from
+    /// [`LoopSampler::sample`] on the shard's periodic timer, or measured per loop iteration).
+    /// Feeds the busy/idle counters and the windowed busy ratio.
     #[inline]
     pub fn record_loop(&self, busy_ns: u64, idle_ns: u64) {
         self.busy_ns_total
