@@ -22,6 +22,11 @@ use std::thread::JoinHandle;
 /// Admin connections served at once; more are answered 503 and closed.
 pub const MAX_ADMIN_CONNECTIONS: usize = 16;
 
+/// How long to wait for a client to close after its response, and how much of an unread
+/// request body to swallow meanwhile.
+const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(500);
+const MAX_DRAIN_BYTES: usize = 64 * 1024;
+
 /// How long an [`AdminSource`] should wait for each shard's answer before leaving it out
 /// (a stuck shard must not hang `/metrics`; the watchdog reports it).
 pub const ADMIN_COLLECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
@@ -98,7 +103,9 @@ pub fn status_document(
     })
 }
 
-/// The running admin listener. Dropping it stops accepting (in-flight requests finish).
+/// The running admin listener. Dropping the handle leaves the listener running (like a
+/// `JoinHandle`); call [`shutdown`](Self::shutdown) to stop it.
+#[must_use = "dropping the handle detaches the listener; keep it to shut it down"]
 pub struct AdminHandle {
     local_addr: SocketAddr,
     stop: Arc<AtomicBool>,
@@ -111,24 +118,14 @@ impl AdminHandle {
         self.local_addr
     }
 
-    /// Stops the accept loop and waits for it.
+    /// Stops the accept loop and waits for it (requests being answered finish on their own).
     pub fn shutdown(mut self) {
-        self.stop_and_join();
-    }
-
-    fn stop_and_join(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
         // Wake the blocking accept() with a connection of our own.
         let _ = TcpStream::connect_timeout(&wake_address(self.local_addr), READ_TIMEOUT);
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
-    }
-}
-
-impl Drop for AdminHandle {
-    fn drop(&mut self) {
-        self.stop_and_join();
     }
 }
 
@@ -225,6 +222,19 @@ fn serve_connection(stream: &mut TcpStream, source: &dyn AdminSource) {
     };
     if let Err(e) = response.write_to(stream) {
         tracing::debug!("admin: writing response failed: {e}");
+        return;
+    }
+    // Half-close, then drain what the client still sends (a body we never read) until it
+    // closes: closing with unread input would reset the connection and lose the response.
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    let _ = stream.set_read_timeout(Some(DRAIN_TIMEOUT));
+    let mut sink = [0u8; 4096];
+    let mut drained = 0;
+    while drained < MAX_DRAIN_BYTES {
+        match std::io::Read::read(stream, &mut sink) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => drained += n,
+        }
     }
 }
 
@@ -352,6 +362,13 @@ mod tests {
         assert_eq!(status, 405);
         assert!(head.contains("Allow: GET"));
         assert_eq!(get(addr, "GARBAGE\r\n\r\n").0, 400);
+        // A body we never read must not reset the connection before the answer arrives.
+        let body = "x".repeat(30_000);
+        let post = format!(
+            "POST /metrics HTTP/1.1\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        assert_eq!(get(addr, &post).0, 405);
         handle.shutdown();
         assert!(
             TcpStream::connect(addr).is_err(),

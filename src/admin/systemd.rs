@@ -186,7 +186,9 @@ impl ProgressCheck {
     }
 }
 
-/// The running watchdog thread.
+/// The running watchdog thread. Dropping the handle leaves it running (like a `JoinHandle`);
+/// call [`stop`](Self::stop) at shutdown, after `STOPPING=1`.
+#[must_use = "dropping the handle detaches the watchdog; keep it to stop it"]
 pub struct WatchdogHandle {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
@@ -195,21 +197,11 @@ pub struct WatchdogHandle {
 impl WatchdogHandle {
     /// Stops pinging (call after `STOPPING=1`, before shards stop ticking) and joins.
     pub fn stop(mut self) {
-        self.stop_and_join();
-    }
-
-    fn stop_and_join(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
         if let Some(t) = self.thread.take() {
             t.thread().unpark();
             let _ = t.join();
         }
-    }
-}
-
-impl Drop for WatchdogHandle {
-    fn drop(&mut self) {
-        self.stop_and_join();
     }
 }
 
