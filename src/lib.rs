@@ -1,10 +1,12 @@
 //! Sluice: a Kafka-compatible storage node. Thread-per-core, shared-nothing: each core runs
 //! its own io_uring event loop and owns a set of partitions. See `docs/architecture.md`.
 
+pub mod admin;
 pub mod cli;
 pub mod client;
 pub mod config;
 pub mod metadata;
+pub mod metrics;
 pub mod protocol;
 pub mod server;
 pub mod shard;

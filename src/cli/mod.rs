@@ -8,6 +8,7 @@ mod group;
 mod produce;
 mod serve;
 mod topic;
+pub mod top;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -38,6 +39,8 @@ pub enum Command {
     Consume(consume::ConsumeArgs),
     /// List, describe and delete consumer groups.
     Group(group::GroupArgs),
+    /// Live view of a broker's shards, topics and latency (from its admin /metrics).
+    Top(top::TopArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -76,6 +79,7 @@ pub fn main() -> i32 {
         Command::Produce(args) => produce::run(args),
         Command::Consume(args) => consume::run(args),
         Command::Group(args) => group::run(args),
+        Command::Top(args) => top::run(args),
     };
     match result {
         Ok(()) => 0,

@@ -30,6 +30,8 @@ pub struct Broker {
     /// Keeps the temporary directory alive while the broker runs.
     _temp: Option<tempfile::TempDir>,
     pub extra_args: Vec<String>,
+    /// Environment variables set on the broker process (after NOTIFY_SOCKET is cleared).
+    pub extra_env: Vec<(String, String)>,
 }
 
 impl Broker {
@@ -48,6 +50,28 @@ impl Broker {
             data_dir,
             _temp: Some(temp),
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            extra_env: Vec::new(),
+        };
+        broker.spawn();
+        broker
+    }
+
+    /// Starts a broker with a fresh data directory and extra environment variables
+    /// (e.g. `NOTIFY_SOCKET`, `WATCHDOG_USEC` for the systemd tests).
+    pub fn start_with_env(extra_args: &[&str], env: &[(&str, &str)]) -> Broker {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let data_dir = temp.path().join("data");
+        let mut broker = Broker {
+            child: None,
+            port: free_port(),
+            admin_port: free_port(),
+            data_dir,
+            _temp: Some(temp),
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            extra_env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         broker.spawn();
         broker
@@ -62,6 +86,7 @@ impl Broker {
             data_dir: data_dir.to_path_buf(),
             _temp: None,
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            extra_env: Vec::new(),
         };
         broker.spawn();
         broker
@@ -87,6 +112,7 @@ impl Broker {
             .arg(format!("127.0.0.1:{}", self.admin_port))
             .args(&self.extra_args)
             .env_remove("NOTIFY_SOCKET")
+            .envs(self.extra_env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null());
         if std::env::var_os("SLUICE_TEST_BROKER_LOGS").is_none() {
             cmd.stdout(Stdio::null()).stderr(Stdio::null());
