@@ -19,13 +19,13 @@
 //! Owns: group membership, rebalances, committed offsets and their files.
 //! Must not: know about sockets, other shards or topics' existence — handlers do that.
 
-mod group;
 pub mod offset_log;
+mod state;
 #[cfg(test)]
 mod tests;
 
-pub use group::{GroupState, GroupTimings, MAX_MEMBERS_PER_GROUP, Pending};
 pub use offset_log::{GroupOffsets, OffsetEntry, OffsetLogError};
+pub use state::{GroupState, GroupTimings, MAX_MEMBERS_PER_GROUP, Pending};
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -60,8 +60,8 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 
 use crate::config::BrokerConfig;
-use group::{Group, GroupLog, JoinArgs, PendingWrite, join_error, sync_error};
 use offset_log::LogRecord;
+use state::{Group, GroupLog, JoinArgs, PendingWrite, join_error, sync_error};
 
 /// Kafka's `offset.metadata.max.bytes`: longer commit metadata gets OFFSET_METADATA_TOO_LARGE.
 pub const MAX_OFFSET_METADATA_BYTES: usize = 4096;
@@ -71,6 +71,12 @@ pub const COMPACTION_RATIO: u64 = 4;
 pub const COMPACTION_MIN_LOG_BYTES: u64 = 64 * 1024;
 /// Kafka's group type name for the protocol served here (ListGroups v5).
 pub const CLASSIC_GROUP_TYPE: &str = "classic";
+
+/// Topics and their partitions asked for by OffsetFetch; `None` at the use site means all.
+pub type TopicPartitions = Vec<(String, Vec<i32>)>;
+
+/// A partition of an OffsetCommit: accepted for the log, or refused with an error code.
+type PartitionOutcome = (i32, Result<(), i16>);
 
 /// Who sent a JoinGroup (shown by DescribeGroups).
 #[derive(Clone, Debug, Default)]
@@ -591,7 +597,7 @@ impl GroupCoordinator {
         let group_id = request.group_id.0.to_string();
         let wall = self.wall_ms(now);
         // Per topic: (partition, accepted | error code).
-        let mut outcome: Vec<(TopicName, Vec<(i32, Result<(), i16>)>)> = Vec::new();
+        let mut outcome: Vec<(TopicName, Vec<PartitionOutcome>)> = Vec::new();
         let mut records = Vec::new();
         let ack = {
             let mut groups = self.inner.groups.borrow_mut();
@@ -694,7 +700,7 @@ impl GroupCoordinator {
     pub fn fetch_offsets(
         &self,
         group_id: &str,
-        topics: Option<Vec<(String, Vec<i32>)>>,
+        topics: Option<TopicPartitions>,
     ) -> OffsetFetchResponseGroup {
         let groups = self.inner.groups.borrow();
         let offsets = groups.get(group_id).map(|g| &g.offsets);
@@ -1032,7 +1038,7 @@ fn live_bytes(group_id: &str, offsets: &GroupOffsets) -> u64 {
 pub fn offset_fetch_wanted(
     request: &OffsetFetchRequest,
     version: i16,
-) -> Vec<(String, Option<Vec<(String, Vec<i32>)>>)> {
+) -> Vec<(String, Option<TopicPartitions>)> {
     if version >= 8 {
         request
             .groups
