@@ -27,7 +27,7 @@ mod tests;
 pub use offset_log::{GroupOffsets, OffsetEntry, OffsetLogError};
 pub use state::{GroupState, GroupTimings, MAX_MEMBERS_PER_GROUP, Pending};
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -137,6 +137,8 @@ struct Inner {
     clock_origin: Instant,
     wall_origin_ms: i64,
     groups: RefCell<HashMap<String, Group>>,
+    /// fdatasyncs of group logs; fewer than commits when group commit batches them.
+    log_flushes_total: Cell<u64>,
 }
 
 /// The consumer-group coordinator of one shard. Cheap to clone (shared `Rc`).
@@ -197,6 +199,7 @@ impl GroupCoordinator {
                 clock_origin: Instant::now(),
                 wall_origin_ms,
                 groups: RefCell::new(groups),
+                log_flushes_total: Cell::new(0),
             }),
         })
     }
@@ -496,6 +499,8 @@ impl GroupCoordinator {
                 };
                 match result {
                     Ok(file) => {
+                        let flushes = &self.inner.log_flushes_total;
+                        flushes.set(flushes.get() + 1);
                         g.log.file = Some(file);
                         g.log.durable_len_bytes = position + written;
                         g.log.needs_truncate = false;
@@ -1004,6 +1009,11 @@ impl GroupCoordinator {
             .collect();
         counts.sort();
         counts
+    }
+
+    /// Group-log appends (each one fdatasync) since this shard started (for metrics).
+    pub fn log_flushes_total(&self) -> u64 {
+        self.inner.log_flushes_total.get()
     }
 
     /// State and generation of a group (None if unknown): for tests and the admin API.

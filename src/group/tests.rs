@@ -870,3 +870,45 @@ fn responses_encode_in_every_served_version() {
             .unwrap_or_else(|e| panic!("leave v{v}: {e}"));
     }
 }
+
+#[test]
+fn concurrent_commits_share_fsyncs_and_are_all_durable() {
+    let mut h = Harness::new(0);
+    let commits = 20;
+    let responses = run(async {
+        let calls = (0..commits).map(|i| {
+            let request = OffsetCommitRequest::default()
+                .with_group_id(GroupId(sb("g")))
+                .with_generation_id_or_member_epoch(-1)
+                .with_topics(vec![
+                    OffsetCommitRequestTopic::default()
+                        .with_name(TopicName(sb("t")))
+                        .with_partitions(vec![
+                            OffsetCommitRequestPartition::default()
+                                .with_partition_index(i)
+                                .with_committed_offset(i64::from(i) * 100),
+                        ]),
+                ]);
+            h.c.offset_commit(request, h.at(0))
+        });
+        futures_util::future::join_all(calls).await
+    });
+    assert!(
+        responses
+            .iter()
+            .all(|r| r.topics[0].partitions[0].error_code == 0)
+    );
+    let flushes = h.c.log_flushes_total();
+    assert!(
+        (1..commits as u64).contains(&flushes),
+        "{commits} concurrent commits took {flushes} fsyncs"
+    );
+    h.reopen();
+    let committed = h.committed("g");
+    assert_eq!(committed.len(), commits as usize);
+    assert!(
+        committed
+            .iter()
+            .all(|(_, p, o, _)| *o == i64::from(*p) * 100)
+    );
+}
