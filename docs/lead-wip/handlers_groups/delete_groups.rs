@@ -7,7 +7,10 @@ use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
 use kafka_protocol::messages::{DeleteGroupsRequest, DeleteGroupsResponse};
 use std::time::Instant;
 
-pub async fn handle(ctx: &RequestContext<'_>, request: DeleteGroupsRequest) -> DeleteGroupsResponse {
+pub async fn handle(
+    ctx: &RequestContext<'_>,
+    request: DeleteGroupsRequest,
+) -> DeleteGroupsResponse {
     let calls = request.groups_names.into_iter().map(|group_id| {
         let owner = ctx.shard.owner_of_group(&group_id.0);
         let name = group_id.0.to_string();

@@ -6,7 +6,10 @@ use kafka_protocol::ResponseError;
 use kafka_protocol::messages::describe_groups_response::DescribedGroup;
 use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse};
 
-pub async fn handle(ctx: &RequestContext<'_>, request: DescribeGroupsRequest) -> DescribeGroupsResponse {
+pub async fn handle(
+    ctx: &RequestContext<'_>,
+    request: DescribeGroupsRequest,
+) -> DescribeGroupsResponse {
     let version = ctx.version;
     let calls = request.groups.into_iter().map(|group_id| {
         let owner = ctx.shard.owner_of_group(&group_id.0);
@@ -15,7 +18,9 @@ pub async fn handle(ctx: &RequestContext<'_>, request: DescribeGroupsRequest) ->
             .with_error_code(ResponseError::CoordinatorNotAvailable.code());
         async move {
             ctx.shard
-                .invoke_on(owner, move |s| async move { s.groups.describe_group(&group_id.0, version) })
+                .invoke_on(owner, move |s| async move {
+                    s.groups.describe_group(&group_id.0, version)
+                })
                 .await
                 .unwrap_or(fallback)
         }

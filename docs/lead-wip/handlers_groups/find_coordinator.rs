@@ -6,7 +6,10 @@ use crate::group;
 use crate::server::dispatch::RequestContext;
 use kafka_protocol::messages::{FindCoordinatorRequest, FindCoordinatorResponse};
 
-pub fn handle(ctx: &RequestContext<'_>, request: FindCoordinatorRequest) -> FindCoordinatorResponse {
+pub fn handle(
+    ctx: &RequestContext<'_>,
+    request: FindCoordinatorRequest,
+) -> FindCoordinatorResponse {
     let config = &ctx.shard.config;
     let (host, port) = config.advertised_address();
     group::find_coordinator(&request, ctx.version, config.node_id, &host, port)

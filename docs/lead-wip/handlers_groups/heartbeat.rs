@@ -9,7 +9,9 @@ use std::time::Instant;
 pub async fn handle(ctx: &RequestContext<'_>, request: HeartbeatRequest) -> HeartbeatResponse {
     let owner = ctx.shard.owner_of_group(&request.group_id.0);
     ctx.shard
-        .invoke_on(owner, move |s| async move { s.groups.heartbeat(request, Instant::now()) })
+        .invoke_on(owner, move |s| async move {
+            s.groups.heartbeat(request, Instant::now())
+        })
         .await
         .unwrap_or_else(|_| {
             HeartbeatResponse::default()

@@ -19,7 +19,9 @@ pub async fn handle(ctx: &RequestContext<'_>, request: JoinGroupRequest) -> Join
     let owner = ctx.shard.owner_of_group(&request.group_id.0);
     ctx.shard
         .invoke_on(owner, move |s| async move {
-            s.groups.join(request, client, version, Instant::now()).await
+            s.groups
+                .join(request, client, version, Instant::now())
+                .await
         })
         .await
         .unwrap_or_else(|_| {

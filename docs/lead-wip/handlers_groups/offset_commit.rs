@@ -15,22 +15,27 @@ fn all_failed(request: &OffsetCommitRequest, code: i16) -> OffsetCommitResponse 
         .topics
         .iter()
         .map(|t| {
-            OffsetCommitResponseTopic::default().with_name(t.name.clone()).with_partitions(
-                t.partitions
-                    .iter()
-                    .map(|p| {
-                        OffsetCommitResponsePartition::default()
-                            .with_partition_index(p.partition_index)
-                            .with_error_code(code)
-                    })
-                    .collect(),
-            )
+            OffsetCommitResponseTopic::default()
+                .with_name(t.name.clone())
+                .with_partitions(
+                    t.partitions
+                        .iter()
+                        .map(|p| {
+                            OffsetCommitResponsePartition::default()
+                                .with_partition_index(p.partition_index)
+                                .with_error_code(code)
+                        })
+                        .collect(),
+                )
         })
         .collect();
     OffsetCommitResponse::default().with_topics(topics)
 }
 
-pub async fn handle(ctx: &RequestContext<'_>, request: OffsetCommitRequest) -> OffsetCommitResponse {
+pub async fn handle(
+    ctx: &RequestContext<'_>,
+    request: OffsetCommitRequest,
+) -> OffsetCommitResponse {
     let owner = ctx.shard.owner_of_group(&request.group_id.0);
     // Kept for the error path: the request itself moves to the owning shard.
     let fallback = all_failed(&request, ResponseError::CoordinatorNotAvailable.code());

@@ -6,7 +6,10 @@ use kafka_protocol::ResponseError;
 use kafka_protocol::messages::{OffsetDeleteRequest, OffsetDeleteResponse};
 use std::time::Instant;
 
-pub async fn handle(ctx: &RequestContext<'_>, request: OffsetDeleteRequest) -> OffsetDeleteResponse {
+pub async fn handle(
+    ctx: &RequestContext<'_>,
+    request: OffsetDeleteRequest,
+) -> OffsetDeleteResponse {
     let owner = ctx.shard.owner_of_group(&request.group_id.0);
     ctx.shard
         .invoke_on(owner, move |s| async move {

@@ -15,7 +15,9 @@ pub async fn handle(ctx: &RequestContext<'_>, request: OffsetFetchRequest) -> Of
         let name = group_id.clone();
         async move {
             ctx.shard
-                .invoke_on(owner, move |s| async move { s.groups.fetch_offsets(&group_id, topics) })
+                .invoke_on(owner, move |s| async move {
+                    s.groups.fetch_offsets(&group_id, topics)
+                })
                 .await
                 .unwrap_or_else(|_| {
                     OffsetFetchResponseGroup::default()
