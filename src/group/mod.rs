@@ -65,6 +65,12 @@ use state::{Group, GroupLog, JoinArgs, PendingWrite, join_error, sync_error};
 
 /// Kafka's `offset.metadata.max.bytes`: longer commit metadata gets OFFSET_METADATA_TOO_LARGE.
 pub const MAX_OFFSET_METADATA_BYTES: usize = 4096;
+/// Kafka's longest legal topic name; longer names never reach the offsets log (whose
+/// records are bounded by `offset_log::MAX_RECORD_PAYLOAD_BYTES`).
+pub const MAX_TOPIC_NAME_BYTES: usize = 249;
+/// Groups one shard keeps (with members or committed offsets). Creating more is refused
+/// with COORDINATOR_NOT_AVAILABLE; a guard against clients inventing group ids in a loop.
+pub const MAX_GROUPS_PER_SHARD: usize = 100_000;
 /// Compact a group log when it is this many times larger than its live state...
 pub const COMPACTION_RATIO: u64 = 4;
 /// ...and at least this large (tiny logs are not worth a rewrite).
@@ -286,6 +292,13 @@ impl GroupCoordinator {
             if !member_id.is_empty() {
                 return Pending::Ready(join_error(ResponseError::UnknownMemberId, &member_id));
             }
+            if groups.len() >= MAX_GROUPS_PER_SHARD {
+                tracing::warn!(group = %group_id, "refusing a new group: {MAX_GROUPS_PER_SHARD} groups on this shard");
+                return Pending::Ready(join_error(
+                    ResponseError::CoordinatorNotAvailable,
+                    &member_id,
+                ));
+            }
             let Some(group) = self.new_group(&group_id) else {
                 return Pending::Ready(join_error(ResponseError::InvalidGroupId, &member_id));
             };
@@ -460,6 +473,9 @@ impl GroupCoordinator {
                 };
                 if g.log.pending.is_empty() {
                     g.log.flushing = false;
+                    // Idle logs hold no file descriptor: thousands of groups must not
+                    // exhaust RLIMIT_NOFILE. Re-opening costs far less than the fsync.
+                    g.log.file = None;
                     if g.is_removable() {
                         groups.remove(&group_id);
                     }
@@ -617,12 +633,14 @@ impl GroupCoordinator {
                 )
             } else if request.generation_id_or_member_epoch < 0 {
                 // A standalone consumer (no group management) may commit to a new group.
-                match self.new_group(&group_id) {
-                    Some(g) => {
-                        groups.insert(group_id.clone(), g);
-                        Ok(())
-                    }
-                    None => Err(ResponseError::InvalidGroupId),
+                if groups.len() >= MAX_GROUPS_PER_SHARD {
+                    tracing::warn!(group = %group_id, "refusing a new group: {MAX_GROUPS_PER_SHARD} groups on this shard");
+                    Err(ResponseError::CoordinatorNotAvailable)
+                } else if let Some(g) = self.new_group(&group_id) {
+                    groups.insert(group_id.clone(), g);
+                    Ok(())
+                } else {
+                    Err(ResponseError::InvalidGroupId)
                 }
             } else {
                 Err(ResponseError::IllegalGeneration)
@@ -638,7 +656,9 @@ impl GroupCoordinator {
                                 .committed_metadata
                                 .map(|m| m.to_string())
                                 .unwrap_or_default();
-                            if metadata.len() > MAX_OFFSET_METADATA_BYTES {
+                            if name.is_empty() || name.len() > MAX_TOPIC_NAME_BYTES {
+                                Err(ResponseError::InvalidTopicException.code())
+                            } else if metadata.len() > MAX_OFFSET_METADATA_BYTES {
                                 Err(ResponseError::OffsetMetadataTooLarge.code())
                             } else {
                                 records.push(LogRecord::Commit {
@@ -761,8 +781,9 @@ impl GroupCoordinator {
         offset_fetch_response(groups, version)
     }
 
-    /// OffsetDelete: refused (GROUP_SUBSCRIBED_TO_TOPIC per partition) while the group has
-    /// members; otherwise tombstones are written durably before answering.
+    /// OffsetDelete: partitions of topics the group's members subscribe to are refused with
+    /// GROUP_SUBSCRIBED_TO_TOPIC (a non-consumer group with members: NON_EMPTY_GROUP); the
+    /// rest are deleted durably (tombstones fdatasync'ed) before answering.
     pub async fn offset_delete(
         &self,
         request: OffsetDeleteRequest,
@@ -770,52 +791,77 @@ impl GroupCoordinator {
     ) -> OffsetDeleteResponse {
         let group_id = request.group_id.0.to_string();
         let wall = self.wall_ms(now);
-        let (top_error, partition_error, rx) = {
+        // Per requested partition: Ok = delete (if committed), Err = refused with a code.
+        let mut decisions: Vec<(TopicName, Vec<(i32, i16)>)> = Vec::new();
+        let (top_error, rx) = {
             let mut groups = self.inner.groups.borrow_mut();
             match groups.get_mut(&group_id) {
-                None => (ResponseError::GroupIdNotFound.code(), 0, None),
-                Some(g) if g.has_members() => {
-                    (0, ResponseError::GroupSubscribedToTopic.code(), None)
-                }
+                None => (ResponseError::GroupIdNotFound.code(), None),
                 Some(g) => {
-                    let records: Vec<LogRecord> = request
-                        .topics
-                        .iter()
-                        .flat_map(|t| {
-                            t.partitions.iter().map(|p| LogRecord::DeletePartition {
-                                topic: t.name.0.to_string(),
-                                partition: p.partition_index,
-                                at_ms: wall,
-                            })
-                        })
-                        .collect();
-                    let rx = (!records.is_empty()).then(|| self.enqueue(g, records));
-                    (0, 0, rx)
+                    // Kafka: a non-empty group may only drop offsets of topics it does not
+                    // consume; a non-consumer group that has members may drop none.
+                    let subscribed = g.subscribed_topics();
+                    if g.has_members() && subscribed.is_none() {
+                        (ResponseError::NonEmptyGroup.code(), None)
+                    } else {
+                        let mut records = Vec::new();
+                        for t in &request.topics {
+                            let topic = t.name.0.as_str();
+                            let refused = subscribed.as_ref().is_some_and(|s| s.contains(topic));
+                            let mut parts = Vec::new();
+                            for p in &t.partitions {
+                                if refused {
+                                    parts.push((
+                                        p.partition_index,
+                                        ResponseError::GroupSubscribedToTopic.code(),
+                                    ));
+                                    continue;
+                                }
+                                let committed = g
+                                    .offsets
+                                    .get(topic)
+                                    .is_some_and(|ps| ps.contains_key(&p.partition_index));
+                                if committed {
+                                    records.push(LogRecord::DeletePartition {
+                                        topic: topic.to_string(),
+                                        partition: p.partition_index,
+                                        at_ms: wall,
+                                    });
+                                }
+                                parts.push((p.partition_index, 0));
+                            }
+                            decisions.push((t.name.clone(), parts));
+                        }
+                        let rx = (!records.is_empty()).then(|| self.enqueue(g, records));
+                        (0, rx)
+                    }
                 }
             }
         };
-        let mut partition_error = partition_error;
-        if let Some(rx) = rx
-            && !matches!(rx.await, Ok(Ok(())))
-        {
-            partition_error = ResponseError::CoordinatorNotAvailable.code();
-        }
         if top_error != 0 {
             return OffsetDeleteResponse::default().with_error_code(top_error);
         }
-        let topics = request
-            .topics
+        let durable = match rx {
+            None => true,
+            Some(rx) => matches!(rx.await, Ok(Ok(()))),
+        };
+        let topics = decisions
             .into_iter()
-            .map(|t| {
+            .map(|(name, parts)| {
                 OffsetDeleteResponseTopic::default()
-                    .with_name(t.name)
+                    .with_name(name)
                     .with_partitions(
-                        t.partitions
+                        parts
                             .into_iter()
-                            .map(|p| {
+                            .map(|(partition, code)| {
+                                let code = if code == 0 && !durable {
+                                    ResponseError::CoordinatorNotAvailable.code()
+                                } else {
+                                    code
+                                };
                                 OffsetDeleteResponsePartition::default()
-                                    .with_partition_index(p.partition_index)
-                                    .with_error_code(partition_error)
+                                    .with_partition_index(partition)
+                                    .with_error_code(code)
                             })
                             .collect(),
                     )

@@ -14,7 +14,10 @@ use bytes::Bytes;
 use futures_channel::oneshot;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
-use kafka_protocol::messages::{JoinGroupResponse, SyncGroupResponse};
+use kafka_protocol::messages::{
+    ConsumerProtocolSubscription, JoinGroupResponse, SyncGroupResponse,
+};
+use kafka_protocol::protocol::Decodable;
 use kafka_protocol::protocol::StrBytes;
 
 use super::offset_log::{GroupOffsets, LogRecord};
@@ -907,6 +910,33 @@ impl Group {
             m.session_deadline = now + m.session_timeout;
         }
         Ok(())
+    }
+
+    /// Topics the members subscribe to, decoded from their `consumer` protocol metadata
+    /// (KIP-429 and the eager assignors share that format). Empty set for a group without
+    /// members; None when the group is not a consumer group or a subscription is unreadable.
+    pub fn subscribed_topics(&self) -> Option<std::collections::HashSet<String>> {
+        let mut topics = std::collections::HashSet::new();
+        if self.members.is_empty() {
+            return Some(topics);
+        }
+        if self.protocol_type.as_deref() != Some("consumer") {
+            return None;
+        }
+        let protocol = self.protocol_name.as_deref()?;
+        for m in self.members.values() {
+            let mut metadata = m.metadata_for(protocol);
+            if metadata.len() < 2 {
+                return None;
+            }
+            // The first two bytes are the subscription's own version; decode with the newest
+            // we know for anything newer (later versions only add trailing fields).
+            let version = i16::from_be_bytes([metadata[0], metadata[1]]).clamp(0, 3);
+            let _ = metadata.split_to(2);
+            let subscription = ConsumerProtocolSubscription::decode(&mut metadata, version).ok()?;
+            topics.extend(subscription.topics.iter().map(|t| t.to_string()));
+        }
+        Some(topics)
     }
 
     pub fn has_members(&self) -> bool {

@@ -912,3 +912,49 @@ fn concurrent_commits_share_fsyncs_and_are_all_durable() {
             .all(|(_, p, o, _)| *o == i64::from(*p) * 100)
     );
 }
+
+#[test]
+fn offset_delete_refuses_topics_the_members_subscribe_to() {
+    use kafka_protocol::messages::ConsumerProtocolSubscription;
+    use kafka_protocol::messages::offset_delete_request::{
+        OffsetDeleteRequestPartition, OffsetDeleteRequestTopic,
+    };
+    let h = Harness::new(0);
+    let mut subscription = BytesMut::new();
+    subscription.extend_from_slice(&1i16.to_be_bytes());
+    ConsumerProtocolSubscription::default()
+        .with_topics(vec![sb("orders")])
+        .encode(&mut subscription, 1)
+        .unwrap();
+    let first = ready(h.join_v("g", "", None, &subscription, 30_000, 9, 0));
+    let id = first.member_id.to_string();
+    let joined = ready(h.join_v("g", &id, None, &subscription, 30_000, 9, 0));
+    assert_eq!(joined.error_code, 0);
+    ready(h.sync("g", &id, 1, &[(id.as_str(), b"a")], 0));
+    assert_eq!(
+        h.commit("g", &id, 1, &[("orders", 0, 5), ("old", 0, 3)], 10),
+        vec![0, 0]
+    );
+    let topic = |name: &str| {
+        OffsetDeleteRequestTopic::default()
+            .with_name(TopicName(sb(name)))
+            .with_partitions(vec![
+                OffsetDeleteRequestPartition::default().with_partition_index(0),
+            ])
+    };
+    let request = OffsetDeleteRequest::default()
+        .with_group_id(GroupId(sb("g")))
+        .with_topics(vec![topic("orders"), topic("old")]);
+    let r = run(h.c.offset_delete(request, h.at(20)));
+    assert_eq!(r.error_code, 0);
+    let codes: Vec<i16> = r
+        .topics
+        .iter()
+        .map(|t| t.partitions[0].error_code)
+        .collect();
+    assert_eq!(codes, vec![ResponseError::GroupSubscribedToTopic.code(), 0]);
+    assert_eq!(
+        h.committed("g"),
+        vec![("orders".to_string(), 0, 5, "m5".to_string())]
+    );
+}
