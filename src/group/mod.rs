@@ -502,7 +502,7 @@ impl GroupCoordinator {
             let result = async {
                 let file = match file {
                     Some(f) => f,
-                    None => Rc::new(offset_log::open_for_append(&path).await?),
+                    None => Rc::new(offset_log::open_for_append(&path, position == 0).await?),
                 };
                 offset_log::append_durably(&file, position, bytes, truncate).await?;
                 Ok::<_, std::io::Error>(file)

@@ -326,10 +326,16 @@ pub fn load_owned(
     dir: &Path,
     owns: impl Fn(&str) -> bool,
 ) -> Result<Vec<LoadedGroup>, OffsetLogError> {
-    std::fs::create_dir_all(dir).map_err(|source| OffsetLogError::CreateDir {
-        dir: dir.to_path_buf(),
-        source,
-    })?;
+    if !dir.is_dir() {
+        let created = std::fs::create_dir_all(dir).and_then(|()| match dir.parent() {
+            Some(parent) => sync_dir(parent),
+            None => Ok(()),
+        });
+        created.map_err(|source| OffsetLogError::CreateDir {
+            dir: dir.to_path_buf(),
+            source,
+        })?;
+    }
     let entries = std::fs::read_dir(dir).map_err(|source| OffsetLogError::ListDir {
         dir: dir.to_path_buf(),
         source,
@@ -409,13 +415,19 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
 
-/// Opens (creating) a group log for appending at a known position.
-pub async fn open_for_append(path: &Path) -> io::Result<compio::fs::File> {
-    compio::fs::OpenOptions::new()
+/// Opens (creating) a group log for appending at a known position. A log that may be new
+/// (`may_be_new`: nothing durable in it yet) also gets its directory entry fsync'ed, or a
+/// crash could lose the whole file although its data was synced.
+pub async fn open_for_append(path: &Path, may_be_new: bool) -> io::Result<compio::fs::File> {
+    let file = compio::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .open(path)
-        .await
+        .await?;
+    if may_be_new && let Some(dir) = path.parent() {
+        sync_dir(dir)?;
+    }
+    Ok(file)
 }
 
 /// Writes `bytes` at `position` and fdatasyncs: the acknowledgement point of a commit.
