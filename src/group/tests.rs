@@ -958,3 +958,84 @@ fn offset_delete_refuses_topics_the_members_subscribe_to() {
         vec![("orders".to_string(), 0, 5, "m5".to_string())]
     );
 }
+
+#[test]
+fn protocol_is_chosen_by_member_votes_among_common_ones() {
+    let h = Harness::new(0);
+    let join = |member_id: &str, protocols: &[&str], at_ms: u64| {
+        let request = JoinGroupRequest::default()
+            .with_group_id(GroupId(sb("g")))
+            .with_session_timeout_ms(SESSION_MS)
+            .with_rebalance_timeout_ms(30_000)
+            .with_member_id(sb(member_id))
+            .with_protocol_type(sb("consumer"))
+            .with_protocols(
+                protocols
+                    .iter()
+                    .map(|p| {
+                        JoinGroupRequestProtocol::default()
+                            .with_name(sb(p))
+                            .with_metadata(Bytes::from(format!("meta-{p}")))
+                    })
+                    .collect(),
+            );
+        h.c.join_group(request, &ClientInfo::default(), 3, h.at(at_ms))
+    };
+    // v3: no MEMBER_ID_REQUIRED. A joins alone (generation 1, its favourite "cooperative").
+    let a = ready(join("", &["cooperative", "range"], 0));
+    assert_eq!(a.protocol_name.as_deref(), Some("cooperative"));
+    let a_id = a.member_id.to_string();
+    // B and C prefer "range"; all three support both: "range" wins 2 votes to 1.
+    let mut b = waiting(join("", &["range", "cooperative"], 10));
+    let mut c = waiting(join("", &["range", "cooperative"], 10));
+    let mut a2 = waiting(join(&a_id, &["cooperative", "range"], 20));
+    let leader = answered(&mut a2).unwrap();
+    assert_eq!(leader.protocol_name.as_deref(), Some("range"));
+    assert!(
+        leader
+            .members
+            .iter()
+            .all(|m| m.metadata.as_ref() == b"meta-range")
+    );
+    assert_eq!(answered(&mut b).unwrap().generation_id, 2);
+    assert_eq!(answered(&mut c).unwrap().generation_id, 2);
+    // A member that shares no protocol with the group is refused.
+    let odd = ready(join("", &["sticky"], 30));
+    assert_eq!(
+        odd.error_code,
+        ResponseError::InconsistentGroupProtocol.code()
+    );
+}
+
+#[test]
+fn static_member_leaves_by_instance_id() {
+    let h = Harness::new(0);
+    let a = ready(h.join("g", "", Some("inst-a"), 0));
+    let a_id = a.member_id.to_string();
+    let leave = |members: Vec<MemberIdentity>| {
+        let request = LeaveGroupRequest::default()
+            .with_group_id(GroupId(sb("g")))
+            .with_members(members);
+        h.c.leave_group(request, 4, h.at(10))
+    };
+    let wrong = leave(vec![
+        MemberIdentity::default()
+            .with_member_id(sb("someone-else"))
+            .with_group_instance_id(Some(sb("inst-a"))),
+    ]);
+    assert_eq!(
+        wrong.members[0].error_code,
+        ResponseError::FencedInstanceId.code()
+    );
+    let ok = leave(vec![
+        MemberIdentity::default()
+            .with_member_id(StrBytes::default())
+            .with_group_instance_id(Some(sb("inst-a"))),
+    ]);
+    assert_eq!(ok.members[0].error_code, 0);
+    assert_eq!(h.c.group_state("g"), Some((GroupState::Empty, 2)));
+    assert_eq!(
+        h.heartbeat("g", &a_id, Some("inst-a"), 1, 20),
+        ResponseError::UnknownMemberId.code()
+    );
+}
