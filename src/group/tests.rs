@@ -899,6 +899,7 @@ fn concurrent_commits_share_fsyncs_and_are_all_durable() {
             .all(|r| r.topics[0].partitions[0].error_code == 0)
     );
     let flushes = h.c.log_flushes_total();
+    eprintln!("{commits} concurrent commits -> {flushes} log appends (fdatasync)");
     assert!(
         (1..commits as u64).contains(&flushes),
         "{commits} concurrent commits took {flushes} fsyncs"
