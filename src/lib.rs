@@ -5,6 +5,7 @@ pub mod admin;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod group;
 pub mod metadata;
 pub mod metrics;
 pub mod protocol;

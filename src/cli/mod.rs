@@ -7,8 +7,8 @@ mod consume;
 mod group;
 mod produce;
 mod serve;
-mod topic;
 pub mod top;
+mod topic;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;

@@ -115,6 +115,29 @@ async fn route(
         ApiKey::DeleteRecords => {
             ctx.reply(&handlers::delete_records::handle(ctx, decode(buf, v)?).await)
         }
+        ApiKey::FindCoordinator => {
+            ctx.reply(&handlers::find_coordinator::handle(ctx, decode(buf, v)?))
+        }
+        ApiKey::JoinGroup => ctx.reply(&handlers::join_group::handle(ctx, decode(buf, v)?).await),
+        ApiKey::SyncGroup => ctx.reply(&handlers::sync_group::handle(ctx, decode(buf, v)?).await),
+        ApiKey::Heartbeat => ctx.reply(&handlers::heartbeat::handle(ctx, decode(buf, v)?).await),
+        ApiKey::LeaveGroup => ctx.reply(&handlers::leave_group::handle(ctx, decode(buf, v)?).await),
+        ApiKey::OffsetCommit => {
+            ctx.reply(&handlers::offset_commit::handle(ctx, decode(buf, v)?).await)
+        }
+        ApiKey::OffsetFetch => {
+            ctx.reply(&handlers::offset_fetch::handle(ctx, decode(buf, v)?).await)
+        }
+        ApiKey::OffsetDelete => {
+            ctx.reply(&handlers::offset_delete::handle(ctx, decode(buf, v)?).await)
+        }
+        ApiKey::ListGroups => ctx.reply(&handlers::list_groups::handle(ctx, decode(buf, v)?).await),
+        ApiKey::DescribeGroups => {
+            ctx.reply(&handlers::describe_groups::handle(ctx, decode(buf, v)?).await)
+        }
+        ApiKey::DeleteGroups => {
+            ctx.reply(&handlers::delete_groups::handle(ctx, decode(buf, v)?).await)
+        }
         other => Reply::Close(format!("API {other:?} has no handler")),
     })
 }

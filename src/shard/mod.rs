@@ -21,7 +21,6 @@ use std::cell::Cell;
 use std::future::Future;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 
 /// Cross-shard messages a shard may have queued before senders wait (backpressure).
 pub const SHARD_CHANNEL_CAPACITY: usize = 4096;
@@ -45,8 +44,11 @@ pub struct Shard {
     /// Present on shard 0 only: the single writer of cluster metadata.
     pub metadata_writer: Option<Rc<MetadataWriter>>,
     pub partitions: PartitionTable,
-    /// Incremented by this shard's loop only; read by the systemd watchdog thread.
-    pub heartbeat: Arc<AtomicU64>,
+    /// Consumer groups this shard coordinates (placement::shard_for_group).
+    pub groups: crate::group::GroupCoordinator,
+    pub metrics: Rc<crate::metrics::ShardMetrics>,
+    /// Ticked by this shard's loop only; read by the systemd watchdog thread.
+    pub heartbeat: crate::admin::systemd::ShardHeartbeat,
     pub shutting_down: Cell<bool>,
     shutdown_waiters: std::cell::RefCell<Vec<futures_channel::oneshot::Sender<()>>>,
     pub started: std::time::Instant,

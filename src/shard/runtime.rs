@@ -16,7 +16,6 @@ use std::net::TcpListener;
 use std::path::Path;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 use std::thread::JoinHandle;
 
 /// Pending connections the kernel queues per listener before refusing.
@@ -55,7 +54,7 @@ pub enum StartError {
 pub struct BrokerHandle {
     threads: Vec<JoinHandle<()>>,
     senders: Arc<[flume::Sender<ShardTask>]>,
-    pub heartbeats: Vec<Arc<AtomicU64>>,
+    pub heartbeats: crate::admin::systemd::Heartbeats,
     pub metadata: MetadataView,
     pub cores: Vec<usize>,
     _data_dir_lock: std::fs::File,
@@ -166,8 +165,7 @@ pub fn start_broker(config: BrokerConfig) -> Result<BrokerHandle, StartError> {
         .map(|_| flume::bounded::<ShardTask>(SHARD_CHANNEL_CAPACITY))
         .unzip();
     let senders: Arc<[flume::Sender<ShardTask>]> = senders.into();
-    let heartbeats: Vec<Arc<AtomicU64>> =
-        cores.iter().map(|_| Arc::new(AtomicU64::new(0))).collect();
+    let heartbeats = crate::admin::systemd::Heartbeats::new(cores.len());
     let config = Arc::new(config);
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<usize, StartError>>();
 
@@ -187,7 +185,9 @@ pub fn start_broker(config: BrokerConfig) -> Result<BrokerHandle, StartError> {
             peers: senders.clone(),
             metadata: view.clone(),
             writer: if id == 0 { writer.take() } else { None },
-            heartbeat: heartbeats[id].clone(),
+            heartbeat: heartbeats
+                .for_shard(id)
+                .ok_or_else(|| StartError::Shard(id, "no heartbeat slot".into()))?,
             listener,
             receiver,
             ready: ready_tx.clone(),
@@ -235,7 +235,7 @@ struct ShardStart {
     peers: Arc<[flume::Sender<ShardTask>]>,
     metadata: MetadataView,
     writer: Option<MetadataWriter>,
-    heartbeat: Arc<AtomicU64>,
+    heartbeat: crate::admin::systemd::ShardHeartbeat,
     listener: TcpListener,
     receiver: flume::Receiver<ShardTask>,
     ready: std::sync::mpsc::Sender<Result<usize, StartError>>,
@@ -263,6 +263,21 @@ fn run_shard_thread(start: ShardStart) {
 }
 
 async fn shard_main(start: ShardStart) {
+    let groups = match crate::group::GroupCoordinator::open(
+        &start.config.data_dir,
+        start.id,
+        start.peers.len(),
+        &start.config,
+    ) {
+        Ok(g) => g,
+        Err(e) => {
+            let _ = start.ready.send(Err(StartError::Shard(
+                start.id,
+                format!("consumer groups: {e}"),
+            )));
+            return;
+        }
+    };
     let shard = Rc::new(Shard {
         id: start.id,
         core: start.core,
@@ -271,6 +286,11 @@ async fn shard_main(start: ShardStart) {
         metadata: start.metadata,
         metadata_writer: start.writer.map(Rc::new),
         partitions: PartitionTable::default(),
+        groups,
+        metrics: Rc::new(crate::metrics::ShardMetrics::new(
+            start.id,
+            start.config.metrics_enabled,
+        )),
         heartbeat: start.heartbeat,
         shutting_down: Cell::new(false),
         shutdown_waiters: Default::default(),
@@ -348,23 +368,40 @@ pub const MAINTENANCE_TICK: std::time::Duration = std::time::Duration::from_mill
 /// Background work of one shard: the watchdog heartbeat, the background flush
 /// (`flush.ms` / `flush.messages`) and retention. Runs until shutdown.
 async fn maintenance(shard: Rc<Shard>) {
-    use std::sync::atomic::Ordering;
     let retention_every =
         std::time::Duration::from_millis(shard.config.log_retention_check_interval_ms.max(100));
     let mut last_retention = std::time::Instant::now();
+    let mut loop_sampler = crate::metrics::LoopSampler::new();
     while !shard.shutting_down.get() {
         compio::time::sleep(MAINTENANCE_TICK).await;
-        // Written only by this shard; the watchdog thread only reads it.
-        shard.heartbeat.fetch_add(1, Ordering::Relaxed);
+        // Only ticks while this shard's loop runs: a stuck shard stops the watchdog pings.
+        shard.heartbeat.tick();
+        let (busy_ns, idle_ns) = loop_sampler.sample();
+        shard.metrics.record_loop(busy_ns, idle_ns);
+        shard.groups.tick(std::time::Instant::now());
         let now = super::now_ms();
         let logs = shard.partitions.all_online();
         for (topic, partition, log) in &logs {
             if let Err(e) = log.flush_if_due(now).await {
                 tracing::error!(topic, partition, error = %e, "background flush failed");
             }
+            shard.metrics.partition(topic, *partition).set_storage(
+                log.segment_count() as u64,
+                log.size_bytes(),
+                log.log_start_offset(),
+                log.log_end_offset(),
+            );
         }
         if last_retention.elapsed() >= retention_every {
             last_retention = std::time::Instant::now();
+            let expired = shard.groups.expire_offsets(last_retention).await;
+            if expired > 0 {
+                tracing::info!(
+                    shard = shard.id,
+                    expired,
+                    "expired committed offsets of empty groups"
+                );
+            }
             for (topic, partition, log) in &logs {
                 match log.enforce_retention(now).await {
                     Ok(0) => {}

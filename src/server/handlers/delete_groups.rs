@@ -1,0 +1,32 @@
+//! DeleteGroups (v0–v2): each group is deleted by its owning shard — NON_EMPTY_GROUP while
+//! it has members, GROUP_ID_NOT_FOUND if unknown, else its offsets are durably removed.
+
+use crate::server::dispatch::RequestContext;
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
+use kafka_protocol::messages::{DeleteGroupsRequest, DeleteGroupsResponse};
+use std::time::Instant;
+
+pub async fn handle(
+    ctx: &RequestContext<'_>,
+    request: DeleteGroupsRequest,
+) -> DeleteGroupsResponse {
+    let calls = request.groups_names.into_iter().map(|group_id| {
+        let owner = ctx.shard.owner_of_group(&group_id.0);
+        let name = group_id.0.to_string();
+        async move {
+            let error_code = ctx
+                .shard
+                .invoke_on(owner, move |s| async move {
+                    s.groups.delete_group(&name, Instant::now()).await
+                })
+                .await
+                .unwrap_or(ResponseError::CoordinatorNotAvailable.code());
+            DeletableGroupResult::default()
+                .with_group_id(group_id)
+                .with_error_code(error_code)
+        }
+    });
+    let results = futures_util::future::join_all(calls).await;
+    DeleteGroupsResponse::default().with_results(results)
+}

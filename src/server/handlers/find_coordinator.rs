@@ -1,0 +1,16 @@
+//! FindCoordinator (v0–v5, batched `coordinator_keys` from v4): this broker coordinates
+//! every group and transactional id — the owning shard is reached internally — so the
+//! answer is always this node's advertised address. No shard hop needed.
+
+use crate::group;
+use crate::server::dispatch::RequestContext;
+use kafka_protocol::messages::{FindCoordinatorRequest, FindCoordinatorResponse};
+
+pub fn handle(
+    ctx: &RequestContext<'_>,
+    request: FindCoordinatorRequest,
+) -> FindCoordinatorResponse {
+    let config = &ctx.shard.config;
+    let (host, port) = config.advertised_address();
+    group::find_coordinator(&request, ctx.version, config.node_id, &host, port)
+}

@@ -1,0 +1,34 @@
+//! JoinGroup: forwarded to the shard that owns the group. The answer usually waits for the
+//! join phase to complete (all members rejoined, the initial delay or the rebalance timeout).
+
+use crate::group::ClientInfo;
+use crate::server::dispatch::RequestContext;
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::{JoinGroupRequest, JoinGroupResponse};
+use kafka_protocol::protocol::StrBytes;
+use std::time::Instant;
+
+pub async fn handle(ctx: &RequestContext<'_>, request: JoinGroupRequest) -> JoinGroupResponse {
+    let version = ctx.version;
+    let client = ClientInfo {
+        client_id: ctx.client_id.clone().unwrap_or_default(),
+        // TODO(lead): the peer address ("/ip") once RequestContext carries it.
+        client_host: String::new(),
+    };
+    let member_id = request.member_id.clone();
+    let owner = ctx.shard.owner_of_group(&request.group_id.0);
+    ctx.shard
+        .invoke_on(owner, move |s| async move {
+            s.groups
+                .join(request, client, version, Instant::now())
+                .await
+        })
+        .await
+        .unwrap_or_else(|_| {
+            JoinGroupResponse::default()
+                .with_error_code(ResponseError::CoordinatorNotAvailable.code())
+                .with_generation_id(-1)
+                .with_protocol_name(Some(StrBytes::default()))
+                .with_member_id(member_id)
+        })
+}

@@ -1,0 +1,31 @@
+//! OffsetFetch (v1–v7 one group, v8+ several): each group is read on its owning shard and
+//! the answers are put back into the request's version. `topics: null` means all.
+
+use crate::group;
+use crate::server::dispatch::RequestContext;
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::offset_fetch_response::OffsetFetchResponseGroup;
+use kafka_protocol::messages::{GroupId, OffsetFetchRequest, OffsetFetchResponse};
+use kafka_protocol::protocol::StrBytes;
+
+pub async fn handle(ctx: &RequestContext<'_>, request: OffsetFetchRequest) -> OffsetFetchResponse {
+    let wanted = group::offset_fetch_wanted(&request, ctx.version);
+    let calls = wanted.into_iter().map(|(group_id, topics)| {
+        let owner = ctx.shard.owner_of_group(&group_id);
+        let name = group_id.clone();
+        async move {
+            ctx.shard
+                .invoke_on(owner, move |s| async move {
+                    s.groups.fetch_offsets(&group_id, topics)
+                })
+                .await
+                .unwrap_or_else(|_| {
+                    OffsetFetchResponseGroup::default()
+                        .with_group_id(GroupId(StrBytes::from_string(name)))
+                        .with_error_code(ResponseError::CoordinatorNotAvailable.code())
+                })
+        }
+    });
+    let groups = futures_util::future::join_all(calls).await;
+    group::offset_fetch_response(groups, ctx.version)
+}
