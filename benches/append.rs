@@ -24,6 +24,7 @@ fn bench_append(c: &mut Criterion) {
         segment_bytes: 128 * 1024 * 1024,
         retention_bytes: RETENTION_BYTES,
         retention_ms: -1,
+        max_message_bytes: 8 * 1024 * 1024,
         ..LogConfig::default()
     };
     let log: Rc<PartitionLog> = rt

@@ -58,6 +58,7 @@ fn main() {
     rt.block_on(async {
         let config = LogConfig {
             flush_ms: -1,
+            max_message_bytes: 8 * 1024 * 1024,
             retention_ms: -1,
             ..LogConfig::default()
         };
