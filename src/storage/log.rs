@@ -296,6 +296,9 @@ impl PartitionLog {
         super::state::sync_dir(&self.dir).await?;
         old.seal_time_index();
         self.segments.borrow_mut().push_back(seg);
+        // Bounds producer-state replay after a crash to the active segment. The snapshot may
+        // describe batches still queued; recovery ignores snapshots past the recovered end.
+        super::recovery::write_producer_snapshot(self).await?;
         self.queue.borrow_mut().push_back(WriteItem::Seal(old));
         self.ensure_writer();
         Ok(())
@@ -529,7 +532,7 @@ impl PartitionLog {
             }
             // A durable wait with an idle writer (e.g. a duplicate of data written without
             // sync) needs someone to sync.
-            if !self.writer_running.get() {
+            if durable && !self.writer_running.get() {
                 self.spawn_writer();
             }
             listen.await;

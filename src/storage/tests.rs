@@ -638,3 +638,47 @@ async fn crash_during_roll_leaves_no_gap() {
     let out = log.append(batch(1, 100, 0), false, 0).await.unwrap();
     assert_eq!(out.base_offset, bases[2] - 1);
 }
+
+#[compio::test]
+async fn producer_snapshots_at_roll_bound_replay_and_survive_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), small_config()).await.unwrap();
+    let mut seq = 0;
+    while log.segment_count() < 4 {
+        log.append(pbatch(3, 0, seq, 2), false, 0).await.unwrap();
+        seq += 2;
+    }
+    let snapshots = || {
+        std::fs::read_dir(dir.path().join("t-0"))
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .path()
+                    .extension()
+                    .is_some_and(|x| x == "snapshot")
+            })
+            .count()
+    };
+    assert_eq!(snapshots(), 2, "one per roll, newest two kept");
+    drop(log); // crash
+    let log = open(dir.path(), small_config()).await.unwrap();
+    let dup = log
+        .append(pbatch(3, 0, seq - 2, 2), false, 0)
+        .await
+        .unwrap();
+    assert!(dup.duplicate);
+    assert_eq!(
+        log.append(pbatch(3, 0, seq + 4, 1), false, 0)
+            .await
+            .unwrap_err()
+            .kafka_error_code(),
+        45
+    );
+    assert!(
+        !log.append(pbatch(3, 0, seq, 1), false, 0)
+            .await
+            .unwrap()
+            .duplicate
+    );
+}
