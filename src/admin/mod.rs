@@ -7,7 +7,6 @@
 //! server implements with cross-shard messages.
 
 pub mod http;
-pub mod signals;
 pub mod systemd;
 
 use crate::metrics::{BrokerInfo, PROMETHEUS_CONTENT_TYPE, ShardSnapshot, render_prometheus};

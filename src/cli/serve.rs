@@ -31,21 +31,61 @@ pub fn load_config(args: &ServeArgs) -> Result<BrokerConfig, String> {
     Ok(config)
 }
 
-fn init_logging(level: &str) {
-    use tracing_subscriber::EnvFilter;
+type LogFilterHandle =
+    tracing_subscriber::reload::Handle<tracing_subscriber::EnvFilter, tracing_subscriber::Registry>;
+
+/// Installs the log subscriber; the returned handle changes the level on SIGHUP.
+fn init_logging(level: &str) -> Option<LogFilterHandle> {
+    use tracing_subscriber::prelude::*;
+    use tracing_subscriber::{EnvFilter, fmt, reload};
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
+    let (filter, handle) = reload::Layer::new(filter);
     // journald adds its own timestamps; keep lines short when run under systemd.
     let under_systemd = std::env::var_os("INVOCATION_ID").is_some();
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false);
-    let _ = if under_systemd {
-        builder.without_time().with_ansi(false).try_init()
+    let installed = if under_systemd {
+        tracing_subscriber::registry()
+            .with(filter)
+            .with(
+                fmt::layer()
+                    .without_time()
+                    .with_ansi(false)
+                    .with_target(false),
+            )
+            .try_init()
     } else {
-        builder.try_init()
+        tracing_subscriber::registry()
+            .with(filter)
+            .with(fmt::layer().with_target(false))
+            .try_init()
     };
+    installed.ok().map(|_| handle)
+}
+
+/// SIGHUP: re-read the config file and apply what can change live (the log level).
+fn reload(args: &ServeArgs, handle: Option<&LogFilterHandle>) {
+    let Some(path) = &args.config else {
+        tracing::info!("SIGHUP: no --config file to reload");
+        return;
+    };
+    match crate::config::BrokerConfig::from_file(path) {
+        Ok(config) => match (
+            handle,
+            tracing_subscriber::EnvFilter::try_new(&config.log_level),
+        ) {
+            (Some(h), Ok(filter)) => {
+                if h.reload(filter).is_ok() {
+                    tracing::info!(log_level = %config.log_level, "SIGHUP: log level reloaded");
+                }
+            }
+            (_, Err(e)) => {
+                tracing::warn!(error = %e, "SIGHUP: invalid log_level; keeping the current one")
+            }
+            (None, _) => {}
+        },
+        Err(e) => tracing::warn!(error = %e, "SIGHUP: config not reloaded"),
+    }
 }
 
 /// Blocks SIGTERM, SIGINT and SIGHUP in this thread (and the shard threads it spawns, which
@@ -78,30 +118,44 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
         println!("configuration OK");
         return Ok(());
     }
-    init_logging(&config.log_level);
+    let log_handle = init_logging(&config.log_level);
     let signals = block_signals();
     let listen = config.listen;
     let data_dir = config.data_dir.clone();
+    // The admin listener starts first so /v1/health answers during recovery.
+    let observer = std::sync::Arc::new(crate::shard::observe::BrokerObserver::new(config.node_id));
+    let admin = crate::admin::spawn_admin_server(config.admin_listen, observer.clone())
+        .map_err(|e| e.to_string())?;
+    crate::admin::systemd::notify_status("recovering partitions");
     let broker = crate::shard::start_broker(config).map_err(|e| e.to_string())?;
+    observer.attach(broker.shard_senders(), broker.cores.clone());
+    crate::admin::systemd::notify("READY=1\nSTATUS=serving");
+    let watchdog = crate::admin::systemd::spawn_watchdog(broker.heartbeats.clone())
+        .map_err(|e| format!("cannot start the systemd watchdog: {e}"))?;
     tracing::info!(
         %listen,
         data_dir = %data_dir.display(),
+        admin = %admin.local_addr(),
         shards = broker.shard_count(),
         cores = ?broker.cores,
         "sluice ready"
     );
     loop {
         match wait_for_signal(&signals) {
-            libc::SIGHUP => {
-                tracing::info!("SIGHUP: nothing to reload yet beyond RUST_LOG at start")
-            }
+            libc::SIGHUP => reload(&args, log_handle.as_ref()),
             signal => {
                 tracing::info!(signal, "shutting down");
                 break;
             }
         }
     }
+    crate::admin::systemd::notify("STOPPING=1");
+    observer.set_not_ready();
+    if let Some(w) = watchdog {
+        w.stop();
+    }
     broker.shutdown();
+    admin.shutdown();
     tracing::info!("stopped cleanly");
     Ok(())
 }

@@ -23,7 +23,13 @@ pub struct ConnectionState {
     pub fetch_sessions: super::handlers::fetch::FetchSessions,
 }
 
-pub async fn run(shard: Rc<Shard>, mut stream: TcpStream) {
+pub async fn run(shard: Rc<Shard>, stream: TcpStream) {
+    shard.metrics.connection_opened();
+    serve_requests(&shard, stream).await;
+    shard.metrics.connection_closed();
+}
+
+async fn serve_requests(shard: &Rc<Shard>, mut stream: TcpStream) {
     let mut state = ConnectionState::default();
     let mut pipe: Option<SplicePipe> = None;
     let max_request = shard.config.max_request_bytes as usize;
@@ -52,16 +58,29 @@ pub async fn run(shard: Rc<Shard>, mut stream: TcpStream) {
         if result.is_err() || body.len() != size as usize {
             return;
         }
-        let reply = dispatch::dispatch(&shard, &mut state, bytes::Bytes::from(body)).await;
+        let api_key = i16::from_be_bytes([body[0], body[1]]);
+        let received = std::time::Instant::now();
+        shard.metrics.in_flight_add(1);
+        let reply = dispatch::dispatch(shard, &mut state, bytes::Bytes::from(body)).await;
+        let handled = std::time::Instant::now();
         let written = match reply {
             Reply::None => Ok(()),
             Reply::Frame(frame) => write_all(&mut stream, frame).await,
             Reply::Chunks(chunks) => write_chunks(&mut stream, &mut pipe, chunks).await,
             Reply::Close(reason) => {
+                shard.metrics.in_flight_add(-1);
                 tracing::debug!(shard = shard.id, %reason, "closing connection");
                 return;
             }
         };
+        shard.metrics.in_flight_add(-1);
+        // One request at a time per connection: nothing queues between read and handler.
+        shard.metrics.record_request(
+            api_key,
+            0,
+            (handled - received).as_nanos() as u64,
+            received.elapsed().as_nanos() as u64,
+        );
         if let Err(e) = written {
             tracing::debug!(shard = shard.id, error = %e, "write failed; closing connection");
             return;

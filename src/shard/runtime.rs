@@ -86,6 +86,11 @@ impl BrokerHandle {
     pub fn shard_count(&self) -> usize {
         self.senders.len()
     }
+
+    /// The channels to every shard, for the admin thread's observer.
+    pub fn shard_senders(&self) -> Arc<[flume::Sender<ShardTask>]> {
+        self.senders.clone()
+    }
 }
 
 fn lock_data_dir(dir: &Path) -> Result<std::fs::File, StartError> {
@@ -338,6 +343,27 @@ pub async fn open_owned_partitions(shard: &Rc<Shard>) {
             }
         }
     }
+    let (mut clean, mut recovered, mut offline) = (0usize, 0usize, 0usize);
+    for (_, _, online) in shard.partitions.describe() {
+        if !online {
+            offline += 1;
+        }
+    }
+    for (_, _, log, _) in shard.partitions.all_online() {
+        if log.opened_clean() {
+            clean += 1;
+        } else {
+            recovered += 1;
+        }
+    }
+    // Operators (and the lifecycle test) read this line to see whether recovery ran.
+    tracing::info!(
+        shard = shard.id,
+        clean_shutdown = clean,
+        recovered,
+        offline,
+        "partitions opened (clean_shutdown = recovery scan skipped)"
+    );
 }
 
 /// Opens one partition on its owning shard; a partition that fails recovery is kept
@@ -353,7 +379,7 @@ pub async fn open_partition(
     }
     let slot =
         match PartitionLog::open(&shard.config.data_dir, topic, partition, config.clone()).await {
-            Ok(log) => PartitionSlot::Online(log),
+            Ok(log) => PartitionSlot::Online(log, shard.metrics.partition(topic, partition)),
             Err(e) => {
                 tracing::error!(topic, partition, error = %e, "partition offline");
                 PartitionSlot::Offline(e.to_string())
@@ -381,11 +407,11 @@ async fn maintenance(shard: Rc<Shard>) {
         shard.groups.tick(std::time::Instant::now());
         let now = super::now_ms();
         let logs = shard.partitions.all_online();
-        for (topic, partition, log) in &logs {
+        for (topic, partition, log, metrics) in &logs {
             if let Err(e) = log.flush_if_due(now).await {
                 tracing::error!(topic, partition, error = %e, "background flush failed");
             }
-            shard.metrics.partition(topic, *partition).set_storage(
+            metrics.set_storage(
                 log.segment_count() as u64,
                 log.size_bytes(),
                 log.log_start_offset(),
@@ -402,7 +428,7 @@ async fn maintenance(shard: Rc<Shard>) {
                     "expired committed offsets of empty groups"
                 );
             }
-            for (topic, partition, log) in &logs {
+            for (topic, partition, log, _) in &logs {
                 match log.enforce_retention(now).await {
                     Ok(0) => {}
                     Ok(n) => {
@@ -416,7 +442,7 @@ async fn maintenance(shard: Rc<Shard>) {
 }
 
 async fn close_partitions(shard: &Rc<Shard>) {
-    for (topic, partition, log) in shard.partitions.all_online() {
+    for (topic, partition, log, _) in shard.partitions.all_online() {
         if let Err(e) = log.close().await {
             tracing::error!(topic, partition, error = %e, "close failed");
         }

@@ -1,13 +1,15 @@
 //! The partitions one shard owns: open logs, or the reason a partition is offline.
 //! Lookups are synchronous and borrow nothing across `.await` (the `Rc` is cloned out).
 
+use crate::metrics::PartitionMetrics;
 use crate::storage::PartitionLog;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
 pub enum PartitionSlot {
-    Online(Rc<PartitionLog>),
+    /// The log and the metrics handle its traffic is recorded through (no map lookup per request).
+    Online(Rc<PartitionLog>, Rc<PartitionMetrics>),
     /// Refused at open (corruption before the recovery point, I/O error): never served.
     Offline(String),
 }
@@ -18,7 +20,7 @@ pub struct PartitionTable {
 }
 
 pub enum Lookup {
-    Online(Rc<PartitionLog>),
+    Online(Rc<PartitionLog>, Rc<PartitionMetrics>),
     Offline(String),
     Missing,
 }
@@ -27,7 +29,9 @@ impl PartitionTable {
     pub fn get(&self, topic: &str, partition: i32) -> Lookup {
         let topics = self.topics.borrow();
         match topics.get(topic).and_then(|p| p.get(&partition)) {
-            Some(PartitionSlot::Online(log)) => Lookup::Online(log.clone()),
+            Some(PartitionSlot::Online(log, metrics)) => {
+                Lookup::Online(log.clone(), metrics.clone())
+            }
             Some(PartitionSlot::Offline(why)) => Lookup::Offline(why.clone()),
             None => Lookup::Missing,
         }
@@ -55,20 +59,20 @@ impl PartitionTable {
             .into_iter()
             .flatten()
             .filter_map(|(p, slot)| match slot {
-                PartitionSlot::Online(log) => Some((p, log)),
+                PartitionSlot::Online(log, _) => Some((p, log)),
                 PartitionSlot::Offline(_) => None,
             })
             .collect()
     }
 
-    /// Every online log, cloned out so callers may await on them.
-    pub fn all_online(&self) -> Vec<(String, i32, Rc<PartitionLog>)> {
+    /// Every online log with its metrics handle, cloned out so callers may await on them.
+    pub fn all_online(&self) -> Vec<(String, i32, Rc<PartitionLog>, Rc<PartitionMetrics>)> {
         let topics = self.topics.borrow();
         let mut out = Vec::new();
         for (topic, parts) in topics.iter() {
             for (p, slot) in parts {
-                if let PartitionSlot::Online(log) = slot {
-                    out.push((topic.clone(), *p, log.clone()));
+                if let PartitionSlot::Online(log, metrics) = slot {
+                    out.push((topic.clone(), *p, log.clone(), metrics.clone()));
                 }
             }
         }
@@ -83,7 +87,7 @@ impl PartitionTable {
             .flat_map(|(t, parts)| {
                 parts
                     .iter()
-                    .map(move |(p, s)| (t.clone(), *p, matches!(s, PartitionSlot::Online(_))))
+                    .map(move |(p, s)| (t.clone(), *p, matches!(s, PartitionSlot::Online(..))))
             })
             .collect();
         out.sort();

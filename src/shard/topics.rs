@@ -146,7 +146,7 @@ pub async fn alter_topic_config(
                     let altered = altered.clone();
                     async move {
                         for p in 0..altered.partitions {
-                            if let super::table::Lookup::Online(log) =
+                            if let super::table::Lookup::Online(log, _) =
                                 owner.partitions.get(&altered.name, p)
                             {
                                 log.update_config(altered.config.clone());

@@ -76,6 +76,8 @@ pub struct ReadSlice {
     pub high_watermark: i64,
     pub log_start_offset: i64,
     pub total_bytes: u64,
+    /// Records in the returned batches (offsets they span), for the records-out counter.
+    pub record_count: u64,
 }
 
 pub(super) enum WriteItem {
@@ -119,6 +121,8 @@ pub struct PartitionLog {
     pub(super) unflushed_records: Cell<i64>,
     pub(super) last_flush_ms: Cell<i64>,
     pub(super) fdatasyncs: Cell<u64>,
+    /// Whether the last open found a clean-shutdown mark (and so skipped the recovery scan).
+    pub(super) opened_clean: Cell<bool>,
 }
 
 impl PartitionLog {
@@ -152,6 +156,7 @@ impl PartitionLog {
             unflushed_records: Cell::new(0),
             last_flush_ms: Cell::new(0),
             fdatasyncs: Cell::new(0),
+            opened_clean: Cell::new(false),
         }
     }
 
@@ -190,6 +195,11 @@ impl PartitionLog {
             .collect()
     }
     /// fdatasync calls on log files since open (observability; group-commit tests).
+    /// True when the last open found a clean-shutdown mark and skipped the recovery scan.
+    pub fn opened_clean(&self) -> bool {
+        self.opened_clean.get()
+    }
+
     pub fn fdatasync_count(&self) -> u64 {
         self.fdatasyncs.get()
     }
@@ -680,6 +690,7 @@ impl PartitionLog {
             high_watermark: hw,
             log_start_offset: log_start,
             total_bytes: 0,
+            record_count: 0,
         };
         if fetch_offset < log_start || fetch_offset > self.next_offset.get() {
             return Err(StorageError::OffsetOutOfRange {
@@ -699,7 +710,9 @@ impl PartitionLog {
         };
         let first_end = position + header.size_bytes() as u64;
         let limit = (position + max_bytes as u64).max(first_end);
-        let end = segment.boundary_at_or_before(first_end, limit).await?;
+        let (end, next_offset) = segment
+            .boundary_at_or_before(first_end, limit, header.last_offset() + 1, hw)
+            .await?;
         let len = end - position;
         Ok(ReadSlice {
             regions: vec![FileRegion {
@@ -711,6 +724,7 @@ impl PartitionLog {
             high_watermark: hw,
             log_start_offset: self.log_start_offset.get(),
             total_bytes: len,
+            record_count: (next_offset - header.base_offset).max(0) as u64,
         })
     }
 

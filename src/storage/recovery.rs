@@ -82,6 +82,7 @@ impl PartitionLog {
         };
         let mut bases = list_offsets(&dir, LOG_SUFFIX)?;
         let clean = state.is_some_and(|s| s.clean_shutdown);
+        self.opened_clean.set(clean);
         let recovery_point = state.map(|s| s.recovery_point).unwrap_or(0);
         let state_log_start = state.map(|s| s.log_start_offset).unwrap_or(0);
         if bases.is_empty() {

@@ -419,12 +419,19 @@ impl Segment {
         Ok(found)
     }
 
-    /// The last batch boundary in `(from, limit]` reachable from `from` (a batch start),
-    /// never past the visible end.
-    pub async fn boundary_at_or_before(&self, from: u64, limit: u64) -> Result<u64, StorageError> {
+    /// The last batch boundary in `from..=limit` (a position just past a whole batch, never
+    /// past what is visible), and the offset one past the last record before it.
+    /// `from` must itself be a batch boundary and `next_offset_at_from` the offset there.
+    pub async fn boundary_at_or_before(
+        &self,
+        from: u64,
+        limit: u64,
+        next_offset_at_from: i64,
+        high_watermark: i64,
+    ) -> Result<(u64, i64), StorageError> {
         let visible = self.visible_bytes.get();
         if visible <= limit {
-            return Ok(visible);
+            return Ok((visible, self.next_offset.get().min(high_watermark)));
         }
         let mut start = from;
         if let Some((_, p)) = self.offset_index.borrow().floor_position(limit as u32)
@@ -433,11 +440,13 @@ impl Segment {
             start = p as u64;
         }
         let mut boundary = start;
+        let mut next_offset = next_offset_at_from;
         let scan = self
             .scan(start, visible, false, LOOKUP_SCAN_CHUNK_BYTES, |h, p| {
                 let e = p + h.size_bytes() as u64;
                 if e <= limit {
                     boundary = e;
+                    next_offset = h.last_offset() + 1;
                     Ok(true)
                 } else {
                     Ok(false)
@@ -447,6 +456,6 @@ impl Segment {
         if let Some((pos, why)) = scan.invalid {
             return Err(StorageError::corrupt(&self.log_path, pos, why));
         }
-        Ok(boundary)
+        Ok((boundary, next_offset))
     }
 }

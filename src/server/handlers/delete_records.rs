@@ -24,7 +24,7 @@ pub async fn handle(
             let topic_name = name.clone();
             let (code, low) = shard
                 .invoke_on(owner, move |s| async move {
-                    let Lookup::Online(log) = s.partitions.get(&topic_name, partition) else {
+                    let Lookup::Online(log, _) = s.partitions.get(&topic_name, partition) else {
                         return (ResponseError::UnknownTopicOrPartition.code(), -1);
                     };
                     let target = if offset == -1 {

@@ -254,7 +254,13 @@ pub async fn handle(
         }
         reads = read_all(shard, &wants, max_bytes).await;
     }
-    let _long_poll = wait_started.elapsed();
+    let waited = wait_started.elapsed();
+    if !waited.is_zero() {
+        shard.metrics.record_fetch_wait(waited.as_nanos() as u64);
+    }
+    for r in reads.iter().filter(|r| r.error_code != 0) {
+        shard.metrics.record_error(ctx.api as i16, r.error_code);
+    }
 
     // Incremental sessions: answer only partitions that changed, and remember what we said.
     let mut include: Vec<bool> = vec![true; wants.len()];
@@ -323,8 +329,8 @@ async fn read_local(
     offset: i64,
     max_bytes: u32,
 ) -> PartitionRead {
-    let log = match shard.partitions.get(topic, partition) {
-        Lookup::Online(log) => log,
+    let (log, metrics) = match shard.partitions.get(topic, partition) {
+        Lookup::Online(log, metrics) => (log, metrics),
         Lookup::Offline(_) => return PartitionRead::error(ResponseError::KafkaStorageError.code()),
         Lookup::Missing => {
             let exists = shard
@@ -346,7 +352,9 @@ async fn read_local(
             let Ok(regions) = regions else {
                 return PartitionRead::error(ResponseError::KafkaStorageError.code());
             };
-            let bytes = regions.iter().map(|r| r.len as usize).sum();
+            let bytes: usize = regions.iter().map(|r| r.len as usize).sum();
+            // Records are counted from the batch headers' last offset, not decoded.
+            metrics.record_out(bytes as u64, slice.record_count);
             PartitionRead {
                 error_code: 0,
                 high_watermark: slice.high_watermark,
@@ -379,7 +387,7 @@ async fn wait_for_append(shard: &Rc<Shard>, wants: &[Want], deadline: Instant) {
         waits.push(Box::pin(
             shard
                 .invoke_on(owner, move |s| async move {
-                    let Lookup::Online(log) = s.partitions.get(&topic, partition) else {
+                    let Lookup::Online(log, _) = s.partitions.get(&topic, partition) else {
                         return;
                     };
                     let mut appended = std::pin::pin!(log.wait_for_append().fuse());

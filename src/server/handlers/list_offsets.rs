@@ -22,7 +22,7 @@ async fn lookup_local(
     target: i64,
 ) -> (i16, i64, i64) {
     let log = match shard.partitions.get(topic, partition) {
-        Lookup::Online(log) => log,
+        Lookup::Online(log, _) => log,
         Lookup::Offline(_) => return (ResponseError::KafkaStorageError.code(), -1, -1),
         Lookup::Missing => return (ResponseError::UnknownTopicOrPartition.code(), -1, -1),
     };

@@ -32,6 +32,8 @@ struct PendingAppend {
     topic: String,
     partition: i32,
     records: Bytes,
+    /// Records in all batches (from the boundary validation), for the records-in counter.
+    record_count: u64,
     durable: bool,
 }
 
@@ -159,6 +161,10 @@ pub async fn handle(ctx: &RequestContext<'_>, request: ProduceRequest) -> Reply 
                 topic: topic.name.clone(),
                 partition: p,
                 records,
+                record_count: batches
+                    .iter()
+                    .map(|b| b.header.record_count.max(0) as u64)
+                    .sum(),
                 durable,
             });
         }
@@ -166,6 +172,9 @@ pub async fn handle(ctx: &RequestContext<'_>, request: ProduceRequest) -> Reply 
 
     results.extend(append_on_owners(shard, pending).await);
 
+    for r in results.iter().filter(|r| r.error_code != 0) {
+        shard.metrics.record_error(ctx.api as i16, r.error_code);
+    }
     if acks == 0 {
         return Reply::None;
     }
@@ -236,8 +245,8 @@ async fn append_on_owners(shard: &Rc<Shard>, pending: Vec<PendingAppend>) -> Vec
 async fn append_local(shard: &Rc<Shard>, group: Vec<PendingAppend>) -> Vec<Appended> {
     let now = now_ms();
     let appends = group.into_iter().map(|a| async move {
-        let log = match shard.partitions.get(&a.topic, a.partition) {
-            Lookup::Online(log) => log,
+        let (log, metrics) = match shard.partitions.get(&a.topic, a.partition) {
+            Lookup::Online(log, metrics) => (log, metrics),
             Lookup::Offline(why) => {
                 return partition_error(
                     a.topic_index,
@@ -259,8 +268,14 @@ async fn append_local(shard: &Rc<Shard>, group: Vec<PendingAppend>) -> Vec<Appen
         // The request buffer is shared by every partition of the request; the log needs its
         // own mutable copy to patch base offsets (the one copy: request buffer -> log buffer).
         let records = BytesMut::from(&a.records[..]);
-        match log.append(records, a.durable, now).await {
-            Ok(outcome) => Appended {
+        let bytes = a.records.len() as u64;
+        let started = std::time::Instant::now();
+        let appended = log.append(records, a.durable, now).await;
+        shard
+            .metrics
+            .record_append(started.elapsed().as_nanos() as u64);
+        match appended {
+            Ok(outcome) if outcome.duplicate => Appended {
                 topic_index: a.topic_index,
                 partition: a.partition,
                 error_code: 0,
@@ -269,6 +284,18 @@ async fn append_local(shard: &Rc<Shard>, group: Vec<PendingAppend>) -> Vec<Appen
                 log_append_time_ms: outcome.log_append_time_ms,
                 log_start_offset: outcome.log_start_offset,
             },
+            Ok(outcome) => {
+                metrics.record_in(bytes, a.record_count);
+                Appended {
+                    topic_index: a.topic_index,
+                    partition: a.partition,
+                    error_code: 0,
+                    error_message: None,
+                    base_offset: outcome.base_offset,
+                    log_append_time_ms: outcome.log_append_time_ms,
+                    log_start_offset: outcome.log_start_offset,
+                }
+            }
             Err(e) => partition_error(
                 a.topic_index,
                 a.partition,

@@ -1,0 +1,104 @@
+//! What the admin listener sees of the shards: metric snapshots gathered by message from
+//! every shard (merged only when read), readiness, and the `/v1/status` document.
+//! Runs on the admin thread; never touches shard state directly.
+
+use super::{Shard, ShardTask};
+use crate::admin::{ADMIN_COLLECT_TIMEOUT, AdminSource, ShardStatus, status_document};
+use crate::metrics::{BrokerInfo, ShardSnapshot};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+/// Each shard's channel, and the core it is pinned to.
+struct AttachedShards {
+    senders: Arc<[flume::Sender<ShardTask>]>,
+    cores: Vec<usize>,
+}
+
+/// The admin thread's view of the broker. Shards are attached once they exist.
+pub struct BrokerObserver {
+    node_id: i32,
+    started: Instant,
+    ready: AtomicBool,
+    shards: OnceLock<AttachedShards>,
+}
+
+impl BrokerObserver {
+    pub fn new(node_id: i32) -> BrokerObserver {
+        BrokerObserver {
+            node_id,
+            started: Instant::now(),
+            ready: AtomicBool::new(false),
+            shards: OnceLock::new(),
+        }
+    }
+
+    /// Called once every shard has recovered and listens.
+    pub fn attach(&self, senders: Arc<[flume::Sender<ShardTask>]>, cores: Vec<usize>) {
+        let _ = self.shards.set(AttachedShards { senders, cores });
+        self.ready.store(true, Ordering::Release);
+    }
+
+    /// Called when shutdown begins: `/v1/ready` answers 503 again.
+    pub fn set_not_ready(&self) {
+        self.ready.store(false, Ordering::Release);
+    }
+}
+
+impl AdminSource for BrokerObserver {
+    fn collect(&self) -> Vec<ShardSnapshot> {
+        let Some(AttachedShards { senders, .. }) = self.shards.get() else {
+            return Vec::new();
+        };
+        let (tx, rx) = std::sync::mpsc::channel::<ShardSnapshot>();
+        let mut asked = 0;
+        for sender in senders.iter() {
+            let tx = tx.clone();
+            let task: ShardTask = Box::new(move |shard: Rc<Shard>| {
+                Box::pin(async move {
+                    let _ = tx.send(shard.metrics.snapshot());
+                })
+            });
+            if sender.try_send(task).is_ok() {
+                asked += 1;
+            }
+        }
+        drop(tx);
+        // A stuck shard must not hang /metrics: its snapshot is left out (the watchdog
+        // reports it).
+        let deadline = Instant::now() + ADMIN_COLLECT_TIMEOUT;
+        let mut snapshots = Vec::with_capacity(asked);
+        while snapshots.len() < asked {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(s) => snapshots.push(s),
+                Err(_) => break,
+            }
+        }
+        snapshots.sort_by_key(|s| s.shard_id);
+        snapshots
+    }
+
+    fn status(&self) -> serde_json::Value {
+        let cores = self
+            .shards
+            .get()
+            .map(|a| a.cores.clone())
+            .unwrap_or_default();
+        let shards: Vec<ShardStatus> = self
+            .collect()
+            .iter()
+            .map(|s| ShardStatus::from_snapshot(s, cores.get(s.shard_id).copied().unwrap_or(0)))
+            .collect();
+        status_document(&self.broker_info(), self.ready(), &shards)
+    }
+
+    fn ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    fn broker_info(&self) -> BrokerInfo {
+        BrokerInfo::new(self.node_id, self.started)
+    }
+}
