@@ -40,6 +40,7 @@ install_debian_packages() {
     fi
     command -v node >/dev/null || missing+=(nodejs)
     command -v npm >/dev/null || missing+=(npm)
+    command -v systemd-analyze >/dev/null || missing+=(systemd)
     if ((${#missing[@]} == 0)); then
         echo "Debian packages: all present"
         return 0
