@@ -80,6 +80,7 @@ impl PartitionLog {
             }
             Err(e) => return Err(e),
         };
+        remove_temp_files(&dir).await?;
         let mut bases = list_offsets(&dir, LOG_SUFFIX)?;
         let clean = state.is_some_and(|s| s.clean_shutdown);
         let recovery_point = state.map(|s| s.recovery_point).unwrap_or(0);
@@ -375,6 +376,20 @@ pub(super) async fn write_producer_snapshot(log: &PartitionLog) -> Result<(), St
     if snapshots.len() > PRODUCER_SNAPSHOTS_RETAINED {
         for o in &snapshots[..snapshots.len() - PRODUCER_SNAPSHOTS_RETAINED] {
             let path = log.dir.join(snapshot_file_name(*o));
+            compio::fs::remove_file(&path)
+                .await
+                .map_err(|e| StorageError::io(&path, e))?;
+        }
+    }
+    Ok(())
+}
+
+/// Removes `*.tmp` leftovers of atomic writes interrupted by a crash.
+async fn remove_temp_files(dir: &Path) -> Result<(), StorageError> {
+    let entries = std::fs::read_dir(dir).map_err(|e| StorageError::io(dir, e))?;
+    for entry in entries {
+        let path = entry.map_err(|e| StorageError::io(dir, e))?.path();
+        if path.extension().is_some_and(|x| x == "tmp") {
             compio::fs::remove_file(&path)
                 .await
                 .map_err(|e| StorageError::io(&path, e))?;
