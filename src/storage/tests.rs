@@ -682,3 +682,13 @@ async fn producer_snapshots_at_roll_bound_replay_and_survive_a_crash() {
             .duplicate
     );
 }
+
+/// Fetch results cross shards (connection shard != partition shard): regions must be `Send`.
+#[test]
+fn file_regions_can_cross_threads() {
+    fn assert_send<T: Send + 'static>() {}
+    assert_send::<super::log::FileRegion>();
+    assert_send::<super::log::ReadSlice>();
+    assert_send::<super::log::AppendOutcome>();
+    assert_send::<StorageError>();
+}
