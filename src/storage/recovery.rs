@@ -216,7 +216,19 @@ impl PartitionLog {
         self.last_flush_ms.set(now_ms());
         self.rebuild_producer_state().await?;
         // From now on a crash is an unclean shutdown.
-        self.persist_state(false).await
+        self.persist_state(false).await?;
+        // Segments wholly below the log start (a crash between persisting a new log start
+        // and unlinking them) are finished off now.
+        let stale: Vec<Rc<Segment>> = {
+            let segs = self.segments.borrow();
+            let log_start = self.log_start_offset.get();
+            segs.iter()
+                .take(segs.len().saturating_sub(1))
+                .take_while(|s| s.next_offset.get() <= log_start)
+                .cloned()
+                .collect()
+        };
+        self.drop_segments(&stale).await
     }
 
     /// Cheap checks for a segment whose contents are trusted (clean shutdown, or before the

@@ -692,3 +692,30 @@ fn file_regions_can_cross_threads() {
     assert_send::<super::log::AppendOutcome>();
     assert_send::<StorageError>();
 }
+
+#[compio::test]
+async fn segments_below_a_persisted_log_start_are_removed_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), small_config()).await.unwrap();
+    for i in 0..100i64 {
+        log.append(batch(1, 100, i), false, 0).await.unwrap();
+    }
+    let bases = log.segment_base_offsets();
+    assert!(bases.len() > 3);
+    drop(log);
+    // A crash after persisting the new log start but before unlinking the segments below it.
+    let part = dir.path().join("t-0");
+    let state = super::state::PartitionState {
+        log_start_offset: bases[2] + 1,
+        recovery_point: 0,
+        high_watermark: 0,
+        clean_shutdown: false,
+    };
+    super::state::write_state(&part, &state).await.unwrap();
+    let log = open(dir.path(), small_config()).await.unwrap();
+    assert_eq!(log.log_start_offset(), bases[2] + 1);
+    assert_eq!(log.segment_base_offsets()[0], bases[2]);
+    assert!(!part.join(format!("{:020}.log", bases[0])).exists());
+    assert!(!part.join(format!("{:020}.index", bases[1])).exists());
+    assert_eq!(read_all(&log).await.last().unwrap().last_offset(), 99);
+}
