@@ -719,3 +719,70 @@ async fn segments_below_a_persisted_log_start_are_removed_on_open() {
     assert!(!part.join(format!("{:020}.index", bases[1])).exists());
     assert_eq!(read_all(&log).await.last().unwrap().last_offset(), 99);
 }
+
+#[compio::test]
+async fn missing_or_garbled_indexes_are_rebuilt() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), small_config()).await.unwrap();
+    for i in 0..80i64 {
+        log.append(batch(1 + (i % 3) as i32, 60, i * 10), false, 0)
+            .await
+            .unwrap();
+    }
+    let bases = log.segment_base_offsets();
+    let end = log.log_end_offset();
+    let mut by_time = Vec::new();
+    for t in (0..800).step_by(7) {
+        by_time.push(log.offset_for_timestamp(t).await.unwrap());
+    }
+    log.close().await.unwrap();
+    let part = dir.path().join("t-0");
+    let index0 = part.join(format!("{:020}.index", bases[0]));
+    let len = std::fs::metadata(&index0).unwrap().len();
+    assert!(len > 0 && len % 8 == 0);
+    std::fs::write(&index0, vec![0xff; len as usize - 3]).unwrap();
+    std::fs::remove_file(part.join(format!("{:020}.timeindex", bases[1]))).unwrap();
+    let log = open(dir.path(), small_config()).await.unwrap();
+    assert_eq!(log.log_end_offset(), end);
+    for o in 0..end {
+        let s = log.read(o, 1).await.unwrap();
+        let h = validate_batches(&s.regions[0].read_to_vec().await.unwrap()).unwrap()[0].header;
+        assert!(h.base_offset <= o && o <= h.last_offset());
+    }
+    assert_eq!(
+        std::fs::metadata(&index0).unwrap().len(),
+        len,
+        "rebuilt identically"
+    );
+    for (i, t) in (0..800).step_by(7).enumerate() {
+        assert_eq!(
+            log.offset_for_timestamp(t).await.unwrap(),
+            by_time[i],
+            "time {t}"
+        );
+    }
+}
+
+#[compio::test]
+async fn durability_always_syncs_every_append() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        durability: crate::config::Durability::Always,
+        ..LogConfig::default()
+    };
+    let log = open(dir.path(), config).await.unwrap();
+    let before = log.fdatasync_count();
+    log.append(batch(1, 10, 0), false, 0).await.unwrap();
+    assert_eq!(log.fdatasync_count(), before + 1);
+    assert_eq!(log.durable_offset(), 1);
+    let mut lowered = log.config();
+    lowered.max_message_bytes = 50;
+    log.update_config(lowered);
+    assert_eq!(
+        log.append(batch(1, 100, 0), false, 0)
+            .await
+            .unwrap_err()
+            .kafka_error_code(),
+        10
+    );
+}
