@@ -739,7 +739,7 @@ async fn missing_or_garbled_indexes_are_rebuilt() {
     let part = dir.path().join("t-0");
     let index0 = part.join(format!("{:020}.index", bases[0]));
     let len = std::fs::metadata(&index0).unwrap().len();
-    assert!(len > 0 && len % 8 == 0);
+    assert!(len > 0 && len.is_multiple_of(8));
     std::fs::write(&index0, vec![0xff; len as usize - 3]).unwrap();
     std::fs::remove_file(part.join(format!("{:020}.timeindex", bases[1]))).unwrap();
     let log = open(dir.path(), small_config()).await.unwrap();
