@@ -3,7 +3,7 @@
 //! fdatasync. Runs on the target directory's disk (not tmpfs).
 
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::BytesMut;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
@@ -31,7 +31,6 @@ fn bench_append(c: &mut Criterion) {
         .block_on(PartitionLog::open(dir.path(), "bench", 0, config))
         .expect("open");
     let mut group = c.benchmark_group("append");
-    group.measurement_time(Duration::from_secs(5));
     for (durable, sizes) in [
         (false, &BATCH_SIZES_BYTES[..]),
         (true, &BATCH_SIZES_BYTES[1..2]),

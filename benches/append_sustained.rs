@@ -37,7 +37,19 @@ fn cpu_seconds() -> (f64, f64) {
     (tv(usage.ru_utime), tv(usage.ru_stime))
 }
 
+/// Keeps glibc from returning freed 1 MiB request buffers to the kernel after every append
+/// (mmap/munmap or heap trimming), which would charge page faults and page zeroing to the
+/// append path. A server's buffer pool avoids the same cost.
+fn keep_freed_buffers() {
+    // SAFETY: mallopt only tunes allocator thresholds; called before any threads exist.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 64 * 1024 * 1024);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 512 * 1024 * 1024);
+    }
+}
+
 fn main() {
+    keep_freed_buffers();
     let total_bytes = env_u64("SLUICE_BENCH_BYTES", 2 * GIB);
     let batch_bytes = env_u64("SLUICE_BENCH_BATCH_BYTES", 1024 * 1024) as usize;
     let inflight = env_u64("SLUICE_BENCH_INFLIGHT", 4).max(1) as usize;

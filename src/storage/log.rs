@@ -8,12 +8,13 @@
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::future::Future;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::rc::{Rc, Weak};
+use std::sync::Arc;
 
 use bytes::BytesMut;
-use compio::buf::BufResult;
+use compio::buf::{BufResult, IntoInner, IoBuf};
 use compio::io::AsyncWriteAtExt;
 
 use super::batch::{
@@ -49,24 +50,51 @@ pub struct AppendOutcome {
     pub duplicate: bool,
 }
 
-/// A byte range of a segment file, for zero-copy fetch. Cloning keeps the fd open even if
-/// retention deletes the segment meanwhile.
+/// A byte range of a segment file, for zero-copy fetch (`splice` from `fd`). `Send + Sync`
+/// so it can travel from the partition's shard to the connection's; cloning keeps the fd open
+/// even if retention deletes the segment meanwhile.
 #[derive(Debug, Clone)]
 pub struct FileRegion {
-    pub file: compio::fs::File,
-    pub path: PathBuf,
+    pub fd: Arc<OwnedFd>,
+    pub path: Arc<Path>,
     pub position: u64,
     pub len: u32,
 }
 
 impl FileRegion {
     pub fn raw_fd(&self) -> RawFd {
-        self.file.as_raw_fd()
+        self.fd.as_raw_fd()
     }
 
-    /// Copies the region into memory (tests, tools, non-splice fallbacks).
+    /// Copies the region into memory through io_uring (tests, tools, non-splice fallbacks).
     pub async fn read_to_vec(&self) -> Result<Vec<u8>, StorageError> {
-        read_exact_at(&self.file, &self.path, self.position, self.len as usize).await
+        let len = self.len as usize;
+        let mut buf = vec![0u8; len];
+        let mut done = 0usize;
+        while done < len {
+            let op = compio::driver::op::ReadAt::new(
+                Arc::clone(&self.fd),
+                self.position + done as u64,
+                buf.slice(done..len),
+            );
+            let BufResult(r, slice) = compio::runtime::submit(op).await.into_inner();
+            buf = slice.into_inner();
+            let n = r.map_err(|e| StorageError::io(self.path.as_ref(), e))?;
+            if n == 0 {
+                return Err(StorageError::io(
+                    self.path.as_ref(),
+                    std::io::Error::from(std::io::ErrorKind::UnexpectedEof),
+                ));
+            }
+            done += n;
+        }
+        Ok(buf)
+    }
+}
+
+impl AsFd for FileRegion {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
     }
 }
 
@@ -716,8 +744,8 @@ impl PartitionLog {
         let len = end - position;
         Ok(ReadSlice {
             regions: vec![FileRegion {
-                file: segment.log.clone(),
-                path: segment.log_path.clone(),
+                fd: Arc::clone(&segment.shared_log_fd),
+                path: Arc::clone(&segment.shared_log_path),
                 position,
                 len: len as u32,
             }],

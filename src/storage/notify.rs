@@ -36,26 +36,64 @@ impl Event {
         Listen {
             event: Rc::clone(self),
             generation: self.generation.get(),
+            registered: None,
         }
+    }
+
+    #[cfg(test)]
+    fn waiting(&self) -> usize {
+        self.wakers.borrow().len()
     }
 }
 
 pub struct Listen {
     event: Rc<Event>,
     generation: u64,
+    /// The waker this listener left in the event, so dropping it (a long-poll that timed
+    /// out) takes it back out instead of leaking it until the next notify.
+    registered: Option<Waker>,
 }
 
 impl Future for Listen {
     type Output = ();
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         if self.event.generation.get() != self.generation {
+            self.registered = None;
             return Poll::Ready(());
         }
-        let mut wakers = self.event.wakers.borrow_mut();
-        if !wakers.iter().any(|w| w.will_wake(cx.waker())) {
+        if self
+            .registered
+            .as_ref()
+            .is_some_and(|w| w.will_wake(cx.waker()))
+        {
+            return Poll::Pending;
+        }
+        {
+            let mut wakers = self.event.wakers.borrow_mut();
+            if let Some(old) = self.registered.as_ref()
+                && let Some(i) = wakers.iter().position(|w| w.will_wake(old))
+            {
+                wakers.swap_remove(i);
+            }
             wakers.push(cx.waker().clone());
         }
+        self.registered = Some(cx.waker().clone());
         Poll::Pending
+    }
+}
+
+impl Drop for Listen {
+    fn drop(&mut self) {
+        let Some(mine) = self.registered.take() else {
+            return;
+        };
+        if self.event.generation.get() != self.generation {
+            return; // already drained by notify
+        }
+        let mut wakers = self.event.wakers.borrow_mut();
+        if let Some(i) = wakers.iter().position(|w| w.will_wake(&mine)) {
+            wakers.swap_remove(i);
+        }
     }
 }
 
@@ -85,5 +123,30 @@ impl Drop for AsyncLockGuard<'_> {
     fn drop(&mut self) {
         self.lock.held.set(false);
         self.lock.released.notify();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::task::Waker;
+
+    #[test]
+    fn dropped_listeners_leave_no_wakers_behind() {
+        let event = Rc::new(Event::default());
+        let waker = Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        for _ in 0..100 {
+            let mut l = Box::pin(event.listen());
+            assert!(l.as_mut().poll(&mut cx).is_pending());
+            assert!(l.as_mut().poll(&mut cx).is_pending());
+        }
+        assert_eq!(event.waiting(), 0);
+        let mut l = Box::pin(event.listen());
+        assert!(l.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(event.waiting(), 1);
+        event.notify();
+        assert!(l.as_mut().poll(&mut cx).is_ready());
+        assert_eq!(event.waiting(), 0);
     }
 }

@@ -80,6 +80,7 @@ impl PartitionLog {
             }
             Err(e) => return Err(e),
         };
+        remove_temp_files(&dir).await?;
         let mut bases = list_offsets(&dir, LOG_SUFFIX)?;
         let clean = state.is_some_and(|s| s.clean_shutdown);
         self.opened_clean.set(clean);
@@ -216,7 +217,19 @@ impl PartitionLog {
         self.last_flush_ms.set(now_ms());
         self.rebuild_producer_state().await?;
         // From now on a crash is an unclean shutdown.
-        self.persist_state(false).await
+        self.persist_state(false).await?;
+        // Segments wholly below the log start (a crash between persisting a new log start
+        // and unlinking them) are finished off now.
+        let stale: Vec<Rc<Segment>> = {
+            let segs = self.segments.borrow();
+            let log_start = self.log_start_offset.get();
+            segs.iter()
+                .take(segs.len().saturating_sub(1))
+                .take_while(|s| s.next_offset.get() <= log_start)
+                .cloned()
+                .collect()
+        };
+        self.drop_segments(&stale).await
     }
 
     /// Cheap checks for a segment whose contents are trusted (clean shutdown, or before the
@@ -376,6 +389,20 @@ pub(super) async fn write_producer_snapshot(log: &PartitionLog) -> Result<(), St
     if snapshots.len() > PRODUCER_SNAPSHOTS_RETAINED {
         for o in &snapshots[..snapshots.len() - PRODUCER_SNAPSHOTS_RETAINED] {
             let path = log.dir.join(snapshot_file_name(*o));
+            compio::fs::remove_file(&path)
+                .await
+                .map_err(|e| StorageError::io(&path, e))?;
+        }
+    }
+    Ok(())
+}
+
+/// Removes `*.tmp` leftovers of atomic writes interrupted by a crash.
+async fn remove_temp_files(dir: &Path) -> Result<(), StorageError> {
+    let entries = std::fs::read_dir(dir).map_err(|e| StorageError::io(dir, e))?;
+    for entry in entries {
+        let path = entry.map_err(|e| StorageError::io(dir, e))?.path();
+        if path.extension().is_some_and(|x| x == "tmp") {
             compio::fs::remove_file(&path)
                 .await
                 .map_err(|e| StorageError::io(&path, e))?;

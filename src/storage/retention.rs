@@ -92,7 +92,7 @@ impl PartitionLog {
     }
 
     /// Removes a prefix of segments from the log and the disk, advancing the log start.
-    async fn drop_segments(&self, doomed: &[Rc<Segment>]) -> Result<(), StorageError> {
+    pub(super) async fn drop_segments(&self, doomed: &[Rc<Segment>]) -> Result<(), StorageError> {
         if doomed.is_empty() {
             return Ok(());
         }

@@ -4,8 +4,10 @@
 //! (that is the log's job) and never re-encodes batches.
 
 use std::cell::{Cell, RefCell};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::sync::Arc;
 
 use compio::buf::{BufResult, IntoInner, IoBuf};
 use compio::fs::{File, OpenOptions};
@@ -44,6 +46,10 @@ pub struct ScanEnd {
 pub struct Segment {
     pub base_offset: i64,
     pub log_path: PathBuf,
+    /// The log file again, as a `Send + Sync` handle for fetch regions that cross shards
+    /// (compio's own handle is `Rc`-based). A `dup` made once per segment.
+    pub shared_log_fd: Arc<OwnedFd>,
+    pub shared_log_path: Arc<Path>,
     pub index_path: PathBuf,
     pub time_index_path: PathBuf,
     pub log: File,
@@ -100,6 +106,12 @@ impl Segment {
         let log = open_rw(&log_path, truncate).await?;
         let index_file = open_rw(&index_path, truncate).await?;
         let time_index_file = open_rw(&time_index_path, truncate).await?;
+        let shared_log_fd = Arc::new(
+            log.as_fd()
+                .try_clone_to_owned()
+                .map_err(|e| StorageError::io(&log_path, e))?,
+        );
+        let shared_log_path: Arc<Path> = Arc::from(log_path.as_path());
         let size = log
             .metadata()
             .await
@@ -108,6 +120,8 @@ impl Segment {
         Ok(Rc::new(Segment {
             base_offset,
             log_path,
+            shared_log_fd,
+            shared_log_path,
             index_path,
             time_index_path,
             log,

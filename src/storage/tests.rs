@@ -682,3 +682,107 @@ async fn producer_snapshots_at_roll_bound_replay_and_survive_a_crash() {
             .duplicate
     );
 }
+
+/// Fetch results cross shards (connection shard != partition shard): regions must be `Send`.
+#[test]
+fn file_regions_can_cross_threads() {
+    fn assert_send<T: Send + 'static>() {}
+    assert_send::<super::log::FileRegion>();
+    assert_send::<super::log::ReadSlice>();
+    assert_send::<super::log::AppendOutcome>();
+    assert_send::<StorageError>();
+}
+
+#[compio::test]
+async fn segments_below_a_persisted_log_start_are_removed_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), small_config()).await.unwrap();
+    for i in 0..100i64 {
+        log.append(batch(1, 100, i), false, 0).await.unwrap();
+    }
+    let bases = log.segment_base_offsets();
+    assert!(bases.len() > 3);
+    drop(log);
+    // A crash after persisting the new log start but before unlinking the segments below it.
+    let part = dir.path().join("t-0");
+    let state = super::state::PartitionState {
+        log_start_offset: bases[2] + 1,
+        recovery_point: 0,
+        high_watermark: 0,
+        clean_shutdown: false,
+    };
+    super::state::write_state(&part, &state).await.unwrap();
+    let log = open(dir.path(), small_config()).await.unwrap();
+    assert_eq!(log.log_start_offset(), bases[2] + 1);
+    assert_eq!(log.segment_base_offsets()[0], bases[2]);
+    assert!(!part.join(format!("{:020}.log", bases[0])).exists());
+    assert!(!part.join(format!("{:020}.index", bases[1])).exists());
+    assert_eq!(read_all(&log).await.last().unwrap().last_offset(), 99);
+}
+
+#[compio::test]
+async fn missing_or_garbled_indexes_are_rebuilt() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), small_config()).await.unwrap();
+    for i in 0..80i64 {
+        log.append(batch(1 + (i % 3) as i32, 60, i * 10), false, 0)
+            .await
+            .unwrap();
+    }
+    let bases = log.segment_base_offsets();
+    let end = log.log_end_offset();
+    let mut by_time = Vec::new();
+    for t in (0..800).step_by(7) {
+        by_time.push(log.offset_for_timestamp(t).await.unwrap());
+    }
+    log.close().await.unwrap();
+    let part = dir.path().join("t-0");
+    let index0 = part.join(format!("{:020}.index", bases[0]));
+    let len = std::fs::metadata(&index0).unwrap().len();
+    assert!(len > 0 && len.is_multiple_of(8));
+    std::fs::write(&index0, vec![0xff; len as usize - 3]).unwrap();
+    std::fs::remove_file(part.join(format!("{:020}.timeindex", bases[1]))).unwrap();
+    let log = open(dir.path(), small_config()).await.unwrap();
+    assert_eq!(log.log_end_offset(), end);
+    for o in 0..end {
+        let s = log.read(o, 1).await.unwrap();
+        let h = validate_batches(&s.regions[0].read_to_vec().await.unwrap()).unwrap()[0].header;
+        assert!(h.base_offset <= o && o <= h.last_offset());
+    }
+    assert_eq!(
+        std::fs::metadata(&index0).unwrap().len(),
+        len,
+        "rebuilt identically"
+    );
+    for (i, t) in (0..800).step_by(7).enumerate() {
+        assert_eq!(
+            log.offset_for_timestamp(t).await.unwrap(),
+            by_time[i],
+            "time {t}"
+        );
+    }
+}
+
+#[compio::test]
+async fn durability_always_syncs_every_append() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        durability: crate::config::Durability::Always,
+        ..LogConfig::default()
+    };
+    let log = open(dir.path(), config).await.unwrap();
+    let before = log.fdatasync_count();
+    log.append(batch(1, 10, 0), false, 0).await.unwrap();
+    assert_eq!(log.fdatasync_count(), before + 1);
+    assert_eq!(log.durable_offset(), 1);
+    let mut lowered = log.config();
+    lowered.max_message_bytes = 50;
+    log.update_config(lowered);
+    assert_eq!(
+        log.append(batch(1, 100, 0), false, 0)
+            .await
+            .unwrap_err()
+            .kafka_error_code(),
+        10
+    );
+}
