@@ -154,7 +154,7 @@ impl SplicePipe {
     async fn splice_region(
         &self,
         stream: &TcpStream,
-        region: &super::response::FileChunk,
+        region: &crate::storage::FileRegion,
     ) -> std::io::Result<()> {
         use compio::driver::ToSharedFd;
         use compio::driver::op::{Splice, SpliceFlags};

@@ -2,11 +2,10 @@
 //! frame made of inline bytes and file regions that go from the page cache to the socket
 //! with splice (Fetch).
 
+use crate::storage::FileRegion;
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::ResponseHeader;
 use kafka_protocol::protocol::Encodable;
-use std::os::fd::OwnedFd;
-use std::sync::Arc;
 
 pub enum Reply {
     /// The request expects no response (Produce with acks=0).
@@ -21,29 +20,8 @@ pub enum Reply {
 
 pub enum Chunk {
     Inline(Bytes),
-    File(FileChunk),
-}
-
-/// A region of a segment file, with a descriptor of its own so it can cross from the
-/// owning shard to the connection's shard, and stays readable even if retention unlinks
-/// the segment meanwhile.
-pub struct FileChunk {
-    pub fd: Arc<OwnedFd>,
-    pub position: u64,
-    pub len: u32,
-}
-
-impl FileChunk {
-    /// Duplicates the region's descriptor (one dup per region per fetch, not per record).
-    pub fn from_region(region: &crate::storage::FileRegion) -> std::io::Result<FileChunk> {
-        use std::os::fd::AsFd;
-        let fd = region.file.as_fd().try_clone_to_owned()?;
-        Ok(FileChunk {
-            fd: Arc::new(fd),
-            position: region.position,
-            len: region.len,
-        })
-    }
+    /// Record bytes that go from the page cache to the socket by splice.
+    File(FileRegion),
 }
 
 /// Encodes `header` + `body` as one frame: 4-byte size, header, body.

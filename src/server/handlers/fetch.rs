@@ -11,8 +11,9 @@
 use crate::protocol::fetch_encoder::{FetchFraming, PartitionHeader};
 use crate::server::connection::ConnectionState;
 use crate::server::dispatch::RequestContext;
-use crate::server::response::{Chunk, FileChunk, Reply};
+use crate::server::response::{Chunk, Reply};
 use crate::shard::{Lookup, Shard};
+use crate::storage::FileRegion;
 use bytes::{BufMut, BytesMut};
 use futures_util::FutureExt;
 use kafka_protocol::ResponseError;
@@ -61,7 +62,7 @@ struct PartitionRead {
     error_code: i16,
     high_watermark: i64,
     log_start_offset: i64,
-    regions: Vec<FileChunk>,
+    regions: Vec<FileRegion>,
     bytes: usize,
 }
 
@@ -347,11 +348,7 @@ async fn read_local(
     };
     match log.read(offset, max_bytes).await {
         Ok(slice) => {
-            let regions: std::io::Result<Vec<FileChunk>> =
-                slice.regions.iter().map(FileChunk::from_region).collect();
-            let Ok(regions) = regions else {
-                return PartitionRead::error(ResponseError::KafkaStorageError.code());
-            };
+            let regions = slice.regions;
             let bytes: usize = regions.iter().map(|r| r.len as usize).sum();
             // Records are counted from the batch headers' last offset, not decoded.
             metrics.record_out(bytes as u64, slice.record_count);
