@@ -55,9 +55,11 @@ fn init_logging(level: &str) -> Option<LogFilterHandle> {
             )
             .try_init()
     } else {
+        // Colours only on a terminal: log files and pipes get plain text.
+        let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
         tracing_subscriber::registry()
             .with(filter)
-            .with(fmt::layer().with_target(false))
+            .with(fmt::layer().with_target(false).with_ansi(ansi))
             .try_init()
     };
     installed.ok().map(|_| handle)

@@ -32,6 +32,8 @@ pub struct Broker {
     pub extra_args: Vec<String>,
     /// Environment variables set on the broker process (after NOTIFY_SOCKET is cleared).
     pub extra_env: Vec<(String, String)>,
+    /// When set, the next `spawn` appends the broker's stdout and stderr to this file.
+    pub log_path: Option<PathBuf>,
 }
 
 impl Broker {
@@ -51,6 +53,7 @@ impl Broker {
             _temp: Some(temp),
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             extra_env: Vec::new(),
+            log_path: None,
         };
         broker.spawn();
         broker
@@ -72,6 +75,7 @@ impl Broker {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            log_path: None,
         };
         broker.spawn();
         broker
@@ -87,6 +91,7 @@ impl Broker {
             _temp: None,
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             extra_env: Vec::new(),
+            log_path: None,
         };
         broker.spawn();
         broker
@@ -114,7 +119,15 @@ impl Broker {
             .env_remove("NOTIFY_SOCKET")
             .envs(self.extra_env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null());
-        if std::env::var_os("SLUICE_TEST_BROKER_LOGS").is_none() {
+        if let Some(path) = &self.log_path {
+            let log = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .expect("open broker log file");
+            let log2 = log.try_clone().expect("clone log file");
+            cmd.stdout(log).stderr(log2);
+        } else if std::env::var_os("SLUICE_TEST_BROKER_LOGS").is_none() {
             cmd.stdout(Stdio::null()).stderr(Stdio::null());
         }
         let child = cmd.spawn().expect("spawn sluice serve");
