@@ -72,6 +72,20 @@ impl StorageError {
         }
     }
 
+    /// No space (or quota) left on the device: recoverable once space is freed.
+    pub fn is_out_of_space(&self) -> bool {
+        match self {
+            StorageError::Io { source, .. } => {
+                source.kind() == io::ErrorKind::StorageFull
+                    || matches!(
+                        source.raw_os_error(),
+                        Some(libc::ENOSPC) | Some(libc::EDQUOT)
+                    )
+            }
+            _ => false,
+        }
+    }
+
     /// The Kafka error code a handler should answer with.
     pub fn kafka_error_code(&self) -> i16 {
         match self {

@@ -36,6 +36,9 @@ use crate::config::{Durability, LogConfig, TimestampType};
 pub const LEADER_EPOCH: i32 = 0;
 /// Most buffers handed to one writev (Linux IOV_MAX).
 pub const MAX_IOVECS_PER_WRITE: usize = 1024;
+/// After a write fails for lack of space, appends are refused at once for this long before
+/// the next attempt (so a full disk costs one failed write per interval, not per request).
+pub const WRITE_RETRY_BACKOFF_MS: i64 = 500;
 /// DeleteRecords sentinel meaning "up to the high watermark".
 pub const DELETE_RECORDS_TO_HIGH_WATERMARK: i64 = -1;
 
@@ -151,6 +154,11 @@ pub struct PartitionLog {
     pub(super) fdatasyncs: Cell<u64>,
     /// Whether the last open found a clean-shutdown mark (and so skipped the recovery scan).
     pub(super) opened_clean: Cell<bool>,
+    /// Bumped when queued writes are abandoned (disk full): waiters from an older epoch fail
+    /// instead of mistaking later appends at the same offsets for their own.
+    pub(super) write_epoch: Cell<u64>,
+    /// Appends are refused until this wall-clock time after a failed write (disk full).
+    pub(super) writes_refused_until_ms: Cell<i64>,
 }
 
 impl PartitionLog {
@@ -185,6 +193,8 @@ impl PartitionLog {
             last_flush_ms: Cell::new(0),
             fdatasyncs: Cell::new(0),
             opened_clean: Cell::new(false),
+            write_epoch: Cell::new(0),
+            writes_refused_until_ms: Cell::new(0),
         }
     }
 
@@ -352,6 +362,12 @@ impl PartitionLog {
         now_ms: i64,
     ) -> Result<AppendOutcome, StorageError> {
         self.check_online()?;
+        if now_ms < self.writes_refused_until_ms.get() {
+            return Err(StorageError::io(
+                &self.dir,
+                std::io::Error::from_raw_os_error(libc::ENOSPC),
+            ));
+        }
         let (max_bytes, timestamp_type, durability, index_interval) = {
             let c = self.config.borrow();
             (
@@ -447,10 +463,12 @@ impl PartitionLog {
                 pos += h.size_bytes();
             }
         }
+        let epoch = self.write_epoch.get();
         if let Some(m) = duplicate {
             drop(guard);
             return self
                 .finish_duplicate(
+                    epoch,
                     m.base_offset,
                     m.last_offset,
                     durable,
@@ -507,7 +525,7 @@ impl PartitionLog {
         });
         drop(guard);
         self.ensure_writer();
-        self.wait_written(next, durable).await?;
+        self.wait_written(next, durable, epoch).await?;
         Ok(AppendOutcome {
             base_offset,
             last_offset: next - 1,
@@ -519,6 +537,7 @@ impl PartitionLog {
 
     async fn finish_duplicate(
         &self,
+        epoch: u64,
         base_offset: i64,
         last_offset: i64,
         durable: bool,
@@ -529,7 +548,7 @@ impl PartitionLog {
             self.durable_requested.set(last_offset + 1);
             self.ensure_writer();
         }
-        self.wait_written(last_offset + 1, durable).await?;
+        self.wait_written(last_offset + 1, durable, epoch).await?;
         Ok(AppendOutcome {
             base_offset,
             last_offset,
@@ -543,7 +562,12 @@ impl PartitionLog {
     }
 
     /// Waits until `end_offset` is readable (and synced if `durable`).
-    async fn wait_written(&self, end_offset: i64, durable: bool) -> Result<(), StorageError> {
+    async fn wait_written(
+        &self,
+        end_offset: i64,
+        durable: bool,
+        epoch: u64,
+    ) -> Result<(), StorageError> {
         loop {
             let event = if durable {
                 &self.synced
@@ -551,6 +575,15 @@ impl PartitionLog {
                 &self.hw_advanced
             };
             let listen = event.listen();
+            if self.write_epoch.get() != epoch {
+                return Err(StorageError::io(
+                    &self.dir,
+                    std::io::Error::new(
+                        std::io::ErrorKind::StorageFull,
+                        "the write was abandoned after a failed write (disk full); not stored",
+                    ),
+                ));
+            }
             if let Some(reason) = self.offline.borrow().as_ref() {
                 return Err(StorageError::Offline {
                     partition: self.name.clone(),
@@ -605,7 +638,16 @@ impl PartitionLog {
             }
             if let Err(e) = self.write_items(&mut items, &mut iov).await {
                 items.clear();
-                self.go_offline(&e);
+                iov.clear();
+                if e.is_out_of_space() {
+                    if let Err(e2) = self.abandon_unwritten(&e).await {
+                        self.go_offline(&e2);
+                    }
+                } else {
+                    // Any other I/O error: stop the partition loudly, as Kafka takes a log
+                    // directory offline; reopening runs recovery.
+                    self.go_offline(&e);
+                }
                 break;
             }
         }
@@ -692,6 +734,44 @@ impl PartitionLog {
             }
             self.synced.notify();
         }
+        Ok(())
+    }
+
+    /// Disk full: drop every queued (unwritten) append, cut the active segment back to what
+    /// was written, rebuild producer state for that end, and refuse appends for a short
+    /// while. Reads go on; nothing acknowledged is touched; writes resume once space is free.
+    async fn abandon_unwritten(&self, cause: &StorageError) -> Result<(), StorageError> {
+        tracing::warn!(partition = %self.name, error = %cause, "write failed for lack of space; abandoning unwritten appends");
+        self.writes_refused_until_ms
+            .set(super::recovery::wall_clock_ms() + WRITE_RETRY_BACKOFF_MS);
+        let guard = self.dispatch_lock.lock().await;
+        self.queue.borrow_mut().clear();
+        self.write_epoch.set(self.write_epoch.get() + 1);
+        let hw = self.high_watermark.get();
+        let active = self.active_segment();
+        if active.base_offset > hw {
+            // The failure hit the tail of a segment that has since been rolled: not a state
+            // we can cut back safely in place. Reopening (recovery) handles it.
+            return Err(StorageError::Offline {
+                partition: self.name.clone(),
+                reason: format!("{cause}; unwritten data spans a segment roll"),
+            });
+        }
+        active.truncate_to(active.visible_bytes.get()).await?;
+        active
+            .time_index
+            .borrow_mut()
+            .truncate_to_offset((hw - active.base_offset) as u32);
+        active.next_offset.set(hw);
+        self.next_offset.set(hw);
+        if self.durable_requested.get() > hw {
+            self.durable_requested.set(hw);
+        }
+        self.rebuild_producer_state().await?;
+        drop(guard);
+        // Waiters of abandoned appends see the new epoch and fail.
+        self.hw_advanced.notify();
+        self.synced.notify();
         Ok(())
     }
 

@@ -22,6 +22,11 @@ use crate::config::LogConfig;
 /// How many producer snapshots are kept (newest first); older ones are deleted.
 pub const PRODUCER_SNAPSHOTS_RETAINED: usize = 2;
 
+/// Wall-clock milliseconds (also used by the log's disk-full backoff).
+pub(super) fn wall_clock_ms() -> i64 {
+    now_ms()
+}
+
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -323,7 +328,7 @@ impl PartitionLog {
     }
 
     /// Loads the newest usable producer snapshot and replays batch headers after it.
-    async fn rebuild_producer_state(&self) -> Result<(), StorageError> {
+    pub(super) async fn rebuild_producer_state(&self) -> Result<(), StorageError> {
         let log_end = self.next_offset.get();
         let mut snapshots = list_offsets(&self.dir, SNAPSHOT_SUFFIX)?;
         let mut from = self.segments.borrow()[0].base_offset;
