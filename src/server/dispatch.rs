@@ -62,12 +62,17 @@ pub async fn dispatch(shard: &Rc<Shard>, state: &mut ConnectionState, frame: Byt
         Ok(h) => h,
         Err(e) => return Reply::Close(format!("malformed request header: {e}")),
     };
+    // Copy the client id out and drop the header: its strings point into the frame buffer.
+    let client_id = {
+        let header = header;
+        header.client_id.map(|s| s.to_string())
+    };
     let ctx = RequestContext {
         shard,
         api,
         version,
         correlation_id,
-        client_id: header.client_id.map(|s| s.to_string()),
+        client_id,
     };
     match route(&ctx, state, &mut buf).await {
         Ok(reply) | Err(reply) => reply,
@@ -83,7 +88,13 @@ async fn route(
     Ok(match ctx.api {
         ApiKey::ApiVersions => ctx.reply(&handlers::api_versions::handle(ctx, decode(buf, v)?)),
         ApiKey::Metadata => ctx.reply(&handlers::metadata::handle(ctx, decode(buf, v)?).await),
-        ApiKey::Produce => handlers::produce::handle(ctx, decode(buf, v)?).await,
+        ApiKey::Produce => {
+            let request = decode(buf, v)?;
+            // Release the frame so a partition's record bytes can be the only reference to
+            // their buffer: the log then patches them in place instead of copying.
+            *buf = Bytes::new();
+            handlers::produce::handle(ctx, request).await
+        }
         ApiKey::Fetch => handlers::fetch::handle(ctx, state, decode(buf, v)?).await,
         ApiKey::ListOffsets => {
             ctx.reply(&handlers::list_offsets::handle(ctx, decode(buf, v)?).await)

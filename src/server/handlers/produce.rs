@@ -60,24 +60,29 @@ fn batch_error_code(e: &BatchError) -> i16 {
 
 pub async fn handle(ctx: &RequestContext<'_>, request: ProduceRequest) -> Reply {
     let shard = ctx.shard;
-    let acks = request.acks;
+    // Take the request apart now: every string in it points into the request buffer, and
+    // the record bytes can only be patched in place once nothing else refers to it.
+    let ProduceRequest {
+        acks,
+        topic_data,
+        transactional_id,
+        ..
+    } = request;
+    let transactional = transactional_id.is_some();
+    drop(transactional_id);
     let mut results: Vec<Appended> = Vec::new();
     let mut pending: Vec<PendingAppend> = Vec::new();
-    let topic_names: Vec<String> = request
-        .topic_data
-        .iter()
-        .map(|t| t.name.0.to_string())
-        .collect();
-    let transactional = request.transactional_id.is_some();
+    let topic_names: Vec<String> = topic_data.iter().map(|t| t.name.0.to_string()).collect();
 
-    for (topic_index, topic_data) in request.topic_data.into_iter().enumerate() {
+    for (topic_index, topic_data) in topic_data.into_iter().enumerate() {
         let name = &topic_names[topic_index];
         let topic = if acks != -1 && acks != 0 && acks != 1 {
             Err(ResponseError::InvalidRequiredAcks.code())
         } else {
             ensure_topic(shard, name, true).await.map_err(|e| e.code)
         };
-        for partition_data in topic_data.partition_data {
+        let partitions = topic_data.partition_data;
+        for partition_data in partitions {
             let p = partition_data.index;
             let topic = match &topic {
                 Ok(t) => t,
@@ -265,10 +270,11 @@ async fn append_local(shard: &Rc<Shard>, group: Vec<PendingAppend>) -> Vec<Appen
                 );
             }
         };
-        // The request buffer is shared by every partition of the request; the log needs its
-        // own mutable copy to patch base offsets (the one copy: request buffer -> log buffer).
-        let records = BytesMut::from(&a.records[..]);
+        // The log patches base offsets in place. When this partition's bytes are the only
+        // reference to the request buffer (one partition per request) that costs nothing;
+        // when several partitions share it, `BytesMut::from` makes the one copy.
         let bytes = a.records.len() as u64;
+        let records = BytesMut::from(a.records);
         let started = std::time::Instant::now();
         let appended = log.append(records, a.durable, now).await;
         shard
