@@ -821,6 +821,12 @@ impl PartitionLog {
         let (end, next_offset) = segment
             .boundary_at_or_before(first_end, limit, header.last_offset() + 1, hw)
             .await?;
+        // Data trusted from disk (clean shutdown, or before the recovery point) is CRC-checked
+        // once before its first read; damage takes the partition offline, never to a client.
+        if let Err(e) = segment.verify_before_serving(end).await {
+            self.go_offline(&e);
+            return Err(e);
+        }
         let len = end - position;
         Ok(ReadSlice {
             regions: vec![FileRegion {

@@ -70,6 +70,12 @@ pub struct Segment {
     pub first_append_ms: Cell<i64>,
     /// Data written since the last fdatasync.
     pub dirty: Cell<bool>,
+    /// Bytes from the start of the file whose batches have passed a CRC-32C check since
+    /// this process opened the segment.
+    pub crc_verified_bytes: Cell<u64>,
+    /// Bytes at or past this position were appended by this process (their CRCs were
+    /// checked at the broker boundary); bytes before it came from disk.
+    pub appended_from: Cell<u64>,
 }
 
 async fn open_rw(path: &Path, truncate: bool) -> Result<File, StorageError> {
@@ -137,11 +143,38 @@ impl Segment {
             bytes_since_index_entry: Cell::new(0),
             first_append_ms: Cell::new(-1),
             dirty: Cell::new(false),
+            crc_verified_bytes: Cell::new(0),
+            appended_from: Cell::new(size),
         }))
     }
 
     pub fn is_empty(&self) -> bool {
         self.size_bytes.get() == 0
+    }
+
+    /// Makes sure the bytes before `end` (a batch boundary) that came from disk have had
+    /// their CRCs checked once in this process, so damaged data is never served. Checks only
+    /// what was not checked before: the first read of an old segment pays once.
+    pub async fn verify_before_serving(&self, end: u64) -> Result<(), StorageError> {
+        // The whole part that came from disk, not just up to `end`: a damaged segment is
+        // refused at its first read rather than after part of it was served.
+        let _ = end;
+        let target = self.appended_from.get().min(self.visible_bytes.get());
+        let from = self.crc_verified_bytes.get();
+        if from >= target {
+            return Ok(());
+        }
+        let scan = self
+            .scan(from, target, true, RECOVERY_SCAN_CHUNK_BYTES, |_, _| {
+                Ok(true)
+            })
+            .await?;
+        if let Some((position, reason)) = scan.invalid {
+            return Err(StorageError::corrupt(&self.log_path, position, reason));
+        }
+        self.crc_verified_bytes
+            .set(self.crc_verified_bytes.get().max(target));
+        Ok(())
     }
 
     /// Bookkeeping for a batch placed at `position` (offsets already assigned): sparse index
@@ -297,6 +330,10 @@ impl Segment {
             .truncate_to_position(position as u32);
         self.size_bytes.set(position);
         self.visible_bytes.set(position);
+        self.appended_from
+            .set(self.appended_from.get().min(position));
+        self.crc_verified_bytes
+            .set(self.crc_verified_bytes.get().min(position));
         Ok(())
     }
 
@@ -402,11 +439,74 @@ impl Segment {
         offset: i64,
     ) -> Result<Option<(BatchHeader, u64)>, StorageError> {
         let rel = (offset - self.base_offset).clamp(0, u32::MAX as i64) as u32;
-        let (_, start) = self.offset_index.borrow().lookup(rel);
+        let (entry_rel, start) = self.offset_index.borrow().lookup(rel);
         let start = start as u64;
         let end = self.visible_bytes.get();
-        self.find_from(start, end, |h| h.last_offset() >= offset)
+        if start > 0 {
+            // An index read from disk is trusted only as far as each entry checks out: the
+            // batch at the entry's position must end at the entry's offset.
+            let expected_last = self.base_offset + i64::from(entry_rel);
+            let mut entry_ok: Option<bool> = None;
+            let mut found = None;
+            let scan = self
+                .scan(start, end, false, LOOKUP_SCAN_CHUNK_BYTES, |h, p| {
+                    if entry_ok.is_none() {
+                        entry_ok = Some(h.last_offset() == expected_last);
+                        if entry_ok == Some(false) {
+                            return Ok(false);
+                        }
+                    }
+                    if h.last_offset() >= offset {
+                        found = Some((*h, p));
+                        Ok(false)
+                    } else {
+                        Ok(true)
+                    }
+                })
+                .await?;
+            if scan.invalid.is_none() && entry_ok != Some(false) {
+                return Ok(found);
+            }
+            tracing::warn!(
+                index = %self.index_path.display(),
+                position = start,
+                "offset index entry does not point at its batch; rebuilding the index from the log"
+            );
+            self.rebuild_offset_index().await?;
+        }
+        let (_, start) = self.offset_index.borrow().lookup(rel);
+        self.find_from(start as u64, end, |h| h.last_offset() >= offset)
             .await
+    }
+
+    /// Rebuilds the sparse offset index from the batch headers in the log (no CRC work)
+    /// and rewrites the index files.
+    async fn rebuild_offset_index(&self) -> Result<(), StorageError> {
+        let interval = u64::from(crate::config::DEFAULT_INDEX_INTERVAL_BYTES);
+        let mut index = OffsetIndex::default();
+        let mut since_entry = 0u64;
+        let base = self.base_offset;
+        let scan = self
+            .scan(
+                0,
+                self.visible_bytes.get(),
+                false,
+                RECOVERY_SCAN_CHUNK_BYTES,
+                |h, p| {
+                    if since_entry > interval {
+                        index.append((h.last_offset() - base) as u32, p as u32);
+                        since_entry = 0;
+                    }
+                    since_entry += h.size_bytes() as u64;
+                    Ok(true)
+                },
+            )
+            .await?;
+        if let Some((position, reason)) = scan.invalid {
+            return Err(StorageError::corrupt(&self.log_path, position, reason));
+        }
+        *self.offset_index.borrow_mut() = index;
+        self.rewrite_indexes().await
     }
 
     /// The first batch at or after `start` whose header satisfies `pred`.
@@ -453,23 +553,42 @@ impl Segment {
         {
             start = p as u64;
         }
-        let mut boundary = start;
-        let mut next_offset = next_offset_at_from;
-        let scan = self
-            .scan(start, visible, false, LOOKUP_SCAN_CHUNK_BYTES, |h, p| {
-                let e = p + h.size_bytes() as u64;
-                if e <= limit {
-                    boundary = e;
-                    next_offset = h.last_offset() + 1;
-                    Ok(true)
-                } else {
-                    Ok(false)
+        loop {
+            let mut boundary = start;
+            let mut next_offset = next_offset_at_from;
+            let mut first = true;
+            let scan = self
+                .scan(start, visible, false, LOOKUP_SCAN_CHUNK_BYTES, |h, p| {
+                    // Starting from an index position, the offset there is only known once
+                    // the first header is read.
+                    if first && start != from {
+                        next_offset = h.base_offset;
+                    }
+                    first = false;
+                    let e = p + h.size_bytes() as u64;
+                    if e <= limit {
+                        boundary = e;
+                        next_offset = h.last_offset() + 1;
+                        Ok(true)
+                    } else {
+                        Ok(false)
+                    }
+                })
+                .await?;
+            match scan.invalid {
+                None => return Ok((boundary, next_offset)),
+                // A damaged index entry pointed into the middle of a batch: walk from the
+                // known boundary instead.
+                Some(_) if start != from => {
+                    tracing::warn!(
+                        index = %self.index_path.display(),
+                        position = start,
+                        "offset index entry does not point at a batch; scanning from a known boundary"
+                    );
+                    start = from;
                 }
-            })
-            .await?;
-        if let Some((pos, why)) = scan.invalid {
-            return Err(StorageError::corrupt(&self.log_path, pos, why));
+                Some((pos, why)) => return Err(StorageError::corrupt(&self.log_path, pos, why)),
+            }
         }
-        Ok((boundary, next_offset))
     }
 }
