@@ -8,6 +8,7 @@
 use super::dispatch;
 use super::response::{Chunk, Reply};
 use crate::shard::Shard;
+use crate::shard::budget::MemoryPermit;
 use compio::BufResult;
 use compio::io::{AsyncReadExt, AsyncWriteExt};
 use compio::net::TcpStream;
@@ -29,9 +30,86 @@ pub async fn run(shard: Rc<Shard>, stream: TcpStream) {
     shard.metrics.connection_closed();
 }
 
-async fn serve_requests(shard: &Rc<Shard>, mut stream: TcpStream) {
+/// A request read off the socket, waiting for its turn: its bytes, the memory it holds,
+/// and when it was read (for the queue-wait metric).
+struct ReadRequest {
+    body: Vec<u8>,
+    _memory: MemoryPermit,
+    _in_flight: InFlight,
+    read_at: std::time::Instant,
+}
+
+/// Counts a request in the in-flight gauge from the moment it is read until it is answered
+/// or dropped with its connection.
+struct InFlight(Rc<crate::metrics::ShardMetrics>);
+
+impl InFlight {
+    fn new(metrics: &Rc<crate::metrics::ShardMetrics>) -> InFlight {
+        metrics.in_flight_add(1);
+        InFlight(metrics.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight_add(-1);
+    }
+}
+
+async fn serve_requests(shard: &Rc<Shard>, stream: TcpStream) {
+    // Read ahead up to the in-flight limit while earlier requests are served; requests are
+    // still handled one at a time, in order, so a producer's batches stay ordered.
+    let read_ahead =
+        (shard.config.max_in_flight_requests_per_connection as usize).saturating_sub(1);
+    let (tx, rx) = flume::bounded::<ReadRequest>(read_ahead);
+    // Dropping the handle cancels the reader when this connection ends.
+    let _reader = compio::runtime::spawn(read_requests(shard.clone(), stream.clone(), tx));
+    let mut stream = stream;
     let mut state = ConnectionState::default();
     let mut pipe: Option<SplicePipe> = None;
+    while let Ok(request) = rx.recv_async().await {
+        let ReadRequest {
+            body,
+            _memory: memory,
+            _in_flight: in_flight,
+            read_at,
+        } = request;
+        let api_key = i16::from_be_bytes([body[0], body[1]]);
+        let started = std::time::Instant::now();
+        let reply = dispatch::dispatch(shard, &mut state, bytes::Bytes::from(body)).await;
+        let handled = std::time::Instant::now();
+        let written = match reply {
+            Reply::None => Ok(()),
+            Reply::Frame(frame) => write_all(&mut stream, frame).await,
+            Reply::Chunks(chunks) => write_chunks(&mut stream, &mut pipe, chunks).await,
+            Reply::Close(reason) => {
+                tracing::debug!(shard = shard.id, %reason, "closing connection");
+                return;
+            }
+        };
+        // Answered: the request no longer counts, and its bytes go back to the budget.
+        drop(in_flight);
+        drop(memory);
+        shard.metrics.record_request(
+            api_key,
+            (started - read_at).as_nanos() as u64,
+            (handled - started).as_nanos() as u64,
+            read_at.elapsed().as_nanos() as u64,
+        );
+        if let Err(e) = written {
+            tracing::debug!(shard = shard.id, error = %e, "write failed; closing connection");
+            return;
+        }
+        if shard.shutting_down.get() {
+            return;
+        }
+    }
+}
+
+/// Reads frames until the socket closes, a frame is invalid, shutdown begins, or the
+/// connection stops taking them. Each body first takes its size from the shard's request
+/// memory budget: when that is spent, this stops reading the socket (backpressure).
+async fn read_requests(shard: Rc<Shard>, mut stream: TcpStream, tx: flume::Sender<ReadRequest>) {
     let max_request = shard.config.max_request_bytes as usize;
     loop {
         // Wait for the next frame's size; an idle connection closes at shutdown.
@@ -53,39 +131,19 @@ async fn serve_requests(shard: &Rc<Shard>, mut stream: TcpStream) {
             tracing::debug!(shard = shard.id, size, "closing connection: bad frame size");
             return;
         }
+        let memory = shard.request_memory.acquire(size as u64).await;
         let body = Vec::with_capacity(size as usize);
         let BufResult(result, body) = stream.read_exact(body).await;
         if result.is_err() || body.len() != size as usize {
             return;
         }
-        let api_key = i16::from_be_bytes([body[0], body[1]]);
-        let received = std::time::Instant::now();
-        shard.metrics.in_flight_add(1);
-        let reply = dispatch::dispatch(shard, &mut state, bytes::Bytes::from(body)).await;
-        let handled = std::time::Instant::now();
-        let written = match reply {
-            Reply::None => Ok(()),
-            Reply::Frame(frame) => write_all(&mut stream, frame).await,
-            Reply::Chunks(chunks) => write_chunks(&mut stream, &mut pipe, chunks).await,
-            Reply::Close(reason) => {
-                shard.metrics.in_flight_add(-1);
-                tracing::debug!(shard = shard.id, %reason, "closing connection");
-                return;
-            }
+        let request = ReadRequest {
+            body,
+            _memory: memory,
+            _in_flight: InFlight::new(&shard.metrics),
+            read_at: std::time::Instant::now(),
         };
-        shard.metrics.in_flight_add(-1);
-        // One request at a time per connection: nothing queues between read and handler.
-        shard.metrics.record_request(
-            api_key,
-            0,
-            (handled - received).as_nanos() as u64,
-            received.elapsed().as_nanos() as u64,
-        );
-        if let Err(e) = written {
-            tracing::debug!(shard = shard.id, error = %e, "write failed; closing connection");
-            return;
-        }
-        if shard.shutting_down.get() {
+        if tx.send_async(request).await.is_err() {
             return;
         }
     }

@@ -6,6 +6,7 @@
 //! partition table. Must not: share mutable state between shards — everything crosses by
 //! message (`Shard::invoke_on`), except the read-only metadata snapshot.
 
+pub mod budget;
 pub mod observe;
 pub mod placement;
 mod runtime;
@@ -48,6 +49,8 @@ pub struct Shard {
     /// Consumer groups this shard coordinates (placement::shard_for_group).
     pub groups: crate::group::GroupCoordinator,
     pub metrics: Rc<crate::metrics::ShardMetrics>,
+    /// Request bytes this shard may hold in memory (`shard_produce_memory_bytes`).
+    pub request_memory: Rc<budget::MemoryBudget>,
     /// Ticked by this shard's loop only; read by the systemd watchdog thread.
     pub heartbeat: crate::admin::systemd::ShardHeartbeat,
     pub shutting_down: Cell<bool>,

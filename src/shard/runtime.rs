@@ -296,6 +296,7 @@ async fn shard_main(start: ShardStart) {
             start.id,
             start.config.metrics_enabled,
         )),
+        request_memory: super::budget::MemoryBudget::new(start.config.shard_produce_memory_bytes),
         heartbeat: start.heartbeat,
         shutting_down: Cell::new(false),
         shutdown_waiters: Default::default(),
