@@ -138,6 +138,15 @@ async fn route(
         ApiKey::DeleteGroups => {
             ctx.reply(&handlers::delete_groups::handle(ctx, decode(buf, v)?).await)
         }
+        ApiKey::DescribeLogDirs => {
+            ctx.reply(&handlers::describe_log_dirs::handle(ctx, decode(buf, v)?).await)
+        }
+        ApiKey::OffsetForLeaderEpoch => {
+            ctx.reply(&handlers::offset_for_leader_epoch::handle(ctx, decode(buf, v)?).await)
+        }
+        ApiKey::DescribeProducers => {
+            ctx.reply(&handlers::describe_producers::handle(ctx, decode(buf, v)?).await)
+        }
         other => Reply::Close(format!("API {other:?} has no handler")),
     })
 }

@@ -122,12 +122,14 @@ class Member:
             return f"{self.name}: owns {self.partitions}, alive={self.alive()}, stderr tail: {tail!r}"
 
 
-def wait_for(condition, what, timeout=SETTLE_TIMEOUT_S, members=()):
+def wait_for(condition, what, timeout=SETTLE_TIMEOUT_S, members=(), fail=True):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():
             return time.monotonic()
         time.sleep(0.02)
+    if not fail:
+        return None
     state = "; ".join(m.describe() for m in members)
     rc.check(False, f"{what} within {timeout:.0f} s ({state})")
     return None
@@ -256,7 +258,20 @@ def scenario_commit_restart(args, admin):
                         last[p] = max(last.get(p, -1), o)
             return all(last.get(p, -1) >= per_partition - 1 for p in range(PARTITIONS))
 
-        wait_for(all_done, "the restarted group consumes every partition to its end", members=second)
+        if not wait_for(all_done, "", timeout=SETTLE_TIMEOUT_S, members=(), fail=False):
+            progress = {}
+            for m in second:
+                with m.lock:
+                    for p, o in m.records:
+                        lo, hi = progress.get(p, (o, o))
+                        progress[p] = (min(lo, o), max(hi, o))
+            rc.check(
+                False,
+                f"the restarted group consumes every partition to its end (committed "
+                f"{dict(sorted(committed.items()))}, phase-2 offsets seen per partition "
+                f"{dict(sorted(progress.items()))}; "
+                + "; ".join(m.describe() for m in second) + ")",
+            )
         # A broker that lost a commit would now redeliver from an older offset: give it time.
         time.sleep(1.0)
     finally:
