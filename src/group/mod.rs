@@ -1052,6 +1052,21 @@ impl GroupCoordinator {
         counts
     }
 
+    /// Every committed offset this shard holds, as (group, topic, partition, offset), for
+    /// the consumer-lag metric. Copies; callers run it now and then, not per request.
+    pub fn committed_offsets(&self) -> Vec<(String, String, i32, i64)> {
+        let groups = self.inner.groups.borrow();
+        let mut out = Vec::new();
+        for g in groups.values() {
+            for (topic, partitions) in &g.offsets {
+                for (p, entry) in partitions {
+                    out.push((g.id.clone(), topic.clone(), *p, entry.offset));
+                }
+            }
+        }
+        out
+    }
+
     /// Group-log appends (each one fdatasync) since this shard started (for metrics).
     pub fn log_flushes_total(&self) -> u64 {
         self.inner.log_flushes_total.get()

@@ -6,6 +6,7 @@
 //! partition table. Must not: share mutable state between shards — everything crosses by
 //! message (`Shard::invoke_on`), except the read-only metadata snapshot.
 
+mod group_metrics;
 pub mod placement;
 mod runtime;
 mod table;
