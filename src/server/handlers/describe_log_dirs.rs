@@ -65,7 +65,7 @@ pub async fn handle(
                 let size = shard
                     .invoke_on(owner, move |s| async move {
                         match s.partitions.get(&topic, partition) {
-                            Lookup::Online(log) => Some(log.size_bytes()),
+                            Lookup::Online(log, ..) => Some(log.size_bytes()),
                             _ => None,
                         }
                     })

@@ -38,7 +38,7 @@ pub async fn handle(
                     shard
                         .invoke_on(owner, move |s| async move {
                             match s.partitions.get(&name, partition) {
-                                Lookup::Online(log) => Ok(log
+                                Lookup::Online(log, ..) => Ok(log
                                     .producer_states()
                                     .iter()
                                     .map(producer)
