@@ -6,6 +6,9 @@ mod support;
 use sluice::client::{Client, GroupConfig, GroupMember};
 use std::collections::BTreeMap;
 
+/// (topic, partition) -> (committed, log end, lag) as `group describe` prints them.
+type DescribeRows = BTreeMap<(String, i32), (String, String, String)>;
+
 struct Target {
     _broker: support::Broker,
     _conf: tempfile::TempDir,
@@ -72,7 +75,7 @@ impl Target {
     }
 
     /// (topic, partition) -> (current, log end, lag) rows of `group describe`, and the total.
-    fn describe(&self, group: &str) -> (BTreeMap<(String, i32), (String, String, String)>, i64) {
+    fn describe(&self, group: &str) -> (DescribeRows, i64) {
         let out = self.ok(&["group", "describe", group], None);
         let mut rows = BTreeMap::new();
         let mut total = None;
