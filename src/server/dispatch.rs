@@ -147,6 +147,12 @@ async fn route(
         ApiKey::DescribeProducers => {
             ctx.reply(&handlers::describe_producers::handle(ctx, decode(buf, v)?).await)
         }
+        ApiKey::ConsumerGroupHeartbeat => {
+            ctx.reply(&handlers::consumer_group_heartbeat::handle(ctx, decode(buf, v)?).await)
+        }
+        ApiKey::ConsumerGroupDescribe => {
+            ctx.reply(&handlers::consumer_group_describe::handle(ctx, decode(buf, v)?).await)
+        }
         other => Reply::Close(format!("API {other:?} has no handler")),
     })
 }

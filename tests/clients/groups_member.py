@@ -57,7 +57,11 @@ def run_confluent(args):
         "enable.auto.commit": False,
         "auto.offset.reset": "earliest",
     }
-    if not args.defaults:
+    if args.group_protocol == "consumer":
+        # KIP-848: the broker assigns and sets the timings; librdkafka refuses the classic
+        # settings with this protocol.
+        config["group.protocol"] = "consumer"
+    elif not args.defaults:
         config.update(
             {
                 "session.timeout.ms": args.session_ms,
@@ -168,6 +172,7 @@ def main():
     parser.add_argument("--commit", action="store_true", help="commit each record after processing")
     parser.add_argument("--process-ms", type=int, default=0, help="simulated work per record")
     parser.add_argument("--defaults", action="store_true", help="client's default group settings")
+    parser.add_argument("--group-protocol", choices=["classic", "consumer"], default="classic")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, on_term)
     emit(event="started")
