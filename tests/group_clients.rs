@@ -1,6 +1,8 @@
 //! Consumer groups with real clients: for confluent-kafka, kafka-python and KafkaJS, start a
 //! broker (initial rebalance delay shortened to `INITIAL_DELAY_MS` by a config file) and run
-//! `tests/clients/groups_scenarios.py`, which spawns one process per group member. When the
+//! `tests/clients/groups_scenarios.py`, which spawns one process per group member (scenarios
+//! listed in its docstring; confluent-kafka also runs static membership, cooperative-sticky
+//! and KIP-848 `group.protocol=consumer`). When the
 //! script prints `@@restart-broker` this test kills the broker (SIGKILL) and starts it again
 //! on the same data directory and port, then answers `restarted` on the script's stdin.
 //!
@@ -191,9 +193,9 @@ fn run_scenarios(test: &str, client: &str) {
 }
 
 #[test]
-fn confluent_kafka_groups_split_rebalance_resume_static_cooperative() {
+fn confluent_kafka_groups_split_rebalance_resume_static_cooperative_kip848() {
     run_scenarios(
-        "confluent_kafka_groups_split_rebalance_resume_static_cooperative",
+        "confluent_kafka_groups_split_rebalance_resume_static_cooperative_kip848",
         "confluent",
     );
 }

@@ -302,6 +302,7 @@ impl ConsumerGroup {
                         .extend(tp.partitions.iter().copied());
                 }
             }
+            reported.retain(|_, ps| !ps.is_empty());
             // Revocations the member no longer reports are done.
             let still: Partitions = m
                 .pending_revocation

@@ -18,6 +18,9 @@ test. Scenarios:
                    timeout gets its partitions back; no other member sees a rebalance.
   cooperative      (confluent-kafka) cooperative-sticky: when a fourth member joins, only the
                    partitions that move are revoked; members keep the rest throughout.
+  consumer-protocol (confluent-kafka, group.protocol=consumer, KIP-848) the broker assigns;
+                   a fourth member takes partitions only from members that give some up;
+                   commits with member epochs are accepted.
 """
 
 import argparse
@@ -382,15 +385,64 @@ def scenario_cooperative(args, admin):
         stop_all(members)
 
 
+def scenario_consumer_protocol(args, admin):
+    """KIP-848 (group.protocol=consumer): the broker assigns; a newcomer takes partitions
+    only from members that must give some up; commits carry the member epoch."""
+    per_partition = 20
+    topic = make_topic(admin, "kip848")
+    produce(args.bootstrap, topic, per_partition)
+    group = group_name("kip848")
+    extra = ["--group-protocol", "consumer", "--commit"]
+    members = [Member(args.client, args.bootstrap, group, topic, f"n{i}", extra) for i in range(3)]
+    try:
+        wait_for(lambda: split_evenly(members), "three consumer-protocol members split six partitions", members=members)
+        sizes = sorted(len(m.owned()) for m in members)
+        rc.check(sizes == [2, 2, 2], f"the broker's assignor gives each member two partitions ({sizes})")
+        before = {m.name: set(m.owned()) for m in members}
+        marks = {m.name: len(m.assignment_events()) for m in members}
+        members.append(Member(args.client, args.bootstrap, group, topic, "n3", extra))
+        wait_for(lambda: split_evenly(members), "four consumer-protocol members cover all six", members=members)
+        sizes = sorted(len(m.owned()) for m in members)
+        rc.check(sizes == [1, 1, 2, 2], f"the newcomer gets partitions ({sizes})")
+        revoked_total = set()
+        for m in members[:3]:
+            later = m.assignment_events()[marks[m.name]:]
+            revoked = set(p for _, e in later if e["kind"] in ("revoke", "lost") for p in e["delta"])
+            revoked_total |= revoked
+            kept = before[m.name] - revoked
+            rc.check(bool(kept) and revoked <= before[m.name] - set(m.owned()),
+                     f"{m.name} kept {sorted(kept)} and gave up only {sorted(revoked)}")
+        rc.check(
+            revoked_total == set(members[3].owned()),
+            f"only the newcomer's partitions moved ({sorted(revoked_total)} vs {members[3].owned()})",
+        )
+
+        def consumed_all():
+            last = {}
+            for m in members:
+                with m.lock:
+                    for p, o in m.records:
+                        last[p] = max(last.get(p, -1), o)
+            return all(last.get(p, -1) >= per_partition - 1 for p in range(PARTITIONS))
+
+        wait_for(consumed_all, "the group consumes every record", members=members)
+        commits = sum(len(m.committed) for m in members)
+        errors = [e for m in members for _, e in m.events if e.get("event") == "error"]
+        rc.check(commits > 0 and not errors, f"commits with member epochs accepted ({commits} partitions, errors {errors[:2]})")
+    finally:
+        stop_all(members)
+
+
 SCENARIOS = {
     "split-join-kill": scenario_split_join_kill,
     "commit-restart": scenario_commit_restart,
     "initial-delay": scenario_initial_delay,
     "static": scenario_static,
     "cooperative": scenario_cooperative,
+    "consumer-protocol": scenario_consumer_protocol,
 }
 
-CONFLUENT_ONLY = ("static", "cooperative")
+CONFLUENT_ONLY = ("static", "cooperative", "consumer-protocol")
 
 
 def main():
