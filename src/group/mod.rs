@@ -19,6 +19,7 @@
 //! Owns: group membership, rebalances, committed offsets and their files.
 //! Must not: know about sockets, other shards or topics' existence — handlers do that.
 
+pub mod consumer;
 pub mod offset_log;
 mod state;
 #[cfg(test)]
@@ -51,11 +52,11 @@ use kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseTopic, OffsetFetchResponseTopics,
 };
 use kafka_protocol::messages::{
-    BrokerId, FindCoordinatorRequest, FindCoordinatorResponse, GroupId, HeartbeatRequest,
-    HeartbeatResponse, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest, LeaveGroupResponse,
-    ListGroupsRequest, OffsetCommitRequest, OffsetCommitResponse, OffsetDeleteRequest,
-    OffsetDeleteResponse, OffsetFetchRequest, OffsetFetchResponse, SyncGroupRequest,
-    SyncGroupResponse, TopicName,
+    BrokerId, ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse,
+    FindCoordinatorRequest, FindCoordinatorResponse, GroupId, HeartbeatRequest, HeartbeatResponse,
+    JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest, LeaveGroupResponse, ListGroupsRequest,
+    OffsetCommitRequest, OffsetCommitResponse, OffsetDeleteRequest, OffsetDeleteResponse,
+    OffsetFetchRequest, OffsetFetchResponse, SyncGroupRequest, SyncGroupResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -77,6 +78,8 @@ pub const COMPACTION_RATIO: u64 = 4;
 pub const COMPACTION_MIN_LOG_BYTES: u64 = 64 * 1024;
 /// Kafka's group type name for the protocol served here (ListGroups v5).
 pub const CLASSIC_GROUP_TYPE: &str = "classic";
+/// Kafka's group type name for KIP-848 groups.
+pub const CONSUMER_GROUP_TYPE: &str = "consumer";
 
 /// Topics and their partitions asked for by OffsetFetch; `None` at the use site means all.
 pub type TopicPartitions = Vec<(String, Vec<i32>)>;
@@ -238,6 +241,88 @@ impl GroupCoordinator {
         ))
     }
 
+    // ----- KIP-848: ConsumerGroupHeartbeat / ConsumerGroupDescribe ------------------------
+
+    /// ConsumerGroupHeartbeat: join, heartbeat, reconcile or leave (see `consumer`).
+    pub fn consumer_heartbeat(
+        &self,
+        request: &ConsumerGroupHeartbeatRequest,
+        client: &ClientInfo,
+        topics: &consumer::TopicsView,
+        now: Instant,
+    ) -> ConsumerGroupHeartbeatResponse {
+        let group_id = request.group_id.0.to_string();
+        let refuse = |code: ResponseError, message: &str| {
+            ConsumerGroupHeartbeatResponse::default()
+                .with_error_code(code.code())
+                .with_error_message(Some(sb(message)))
+                .with_member_epoch(-1)
+        };
+        if group_id.is_empty() || offset_log::escape_group_id(&group_id).is_none() {
+            return refuse(ResponseError::InvalidGroupId, "invalid group id");
+        }
+        let wall = self.wall_ms(now);
+        let mut groups = self.inner.groups.borrow_mut();
+        if !groups.contains_key(&group_id) {
+            if request.member_epoch != 0 {
+                return refuse(ResponseError::UnknownMemberId, "unknown group");
+            }
+            if groups.len() >= MAX_GROUPS_PER_SHARD {
+                return refuse(ResponseError::CoordinatorNotAvailable, "too many groups");
+            }
+            let Some(group) = self.new_group(&group_id) else {
+                return refuse(ResponseError::InvalidGroupId, "invalid group id");
+            };
+            groups.insert(group_id.clone(), group);
+        }
+        let Some(group) = groups.get_mut(&group_id) else {
+            return refuse(ResponseError::CoordinatorNotAvailable, "group vanished");
+        };
+        if !group.members.is_empty() || group.state != GroupState::Empty {
+            // Kafka's answer for a consumer-protocol member of a classic group.
+            return refuse(
+                ResponseError::GroupIdNotFound,
+                "the group uses the classic protocol",
+            );
+        }
+        let response = group.consumer.heartbeat(
+            request,
+            consumer::ClientIdentity {
+                client_id: &client.client_id,
+                client_host: &client.client_host,
+            },
+            topics,
+            now,
+        );
+        if !group.consumer.has_members() {
+            group.empty_since_ms = Some(wall);
+        } else {
+            group.empty_since_ms = None;
+        }
+        response
+    }
+
+    /// ConsumerGroupDescribe for one group: GROUP_ID_NOT_FOUND for unknown or classic groups.
+    pub fn consumer_group_describe(
+        &self,
+        group_id: &str,
+        topics: &consumer::TopicsView,
+    ) -> kafka_protocol::messages::consumer_group_describe_response::DescribedGroup {
+        let groups = self.inner.groups.borrow();
+        match groups.get(group_id) {
+            Some(g) if g.members.is_empty() && g.state == GroupState::Empty => {
+                g.consumer.describe(group_id, topics)
+            }
+            _ => {
+                kafka_protocol::messages::consumer_group_describe_response::DescribedGroup::default(
+                )
+                .with_group_id(GroupId(sb(group_id)))
+                .with_error_code(ResponseError::GroupIdNotFound.code())
+                .with_error_message(Some(sb("no consumer-protocol group with this id")))
+            }
+        }
+    }
+
     // ----- JoinGroup / SyncGroup / Heartbeat / LeaveGroup ----------------------------------
 
     /// JoinGroup. The answer is often `Waiting`: it arrives when the join phase completes.
@@ -305,6 +390,12 @@ impl GroupCoordinator {
                 &member_id,
             ));
         };
+        if group.consumer.has_members() {
+            return Pending::Ready(join_error(
+                ResponseError::InconsistentGroupProtocol,
+                &member_id,
+            ));
+        }
         group.join(args, now, &self.inner.timings, wall)
     }
 
@@ -927,19 +1018,25 @@ impl GroupCoordinator {
             .iter()
             .map(|s| s.to_lowercase())
             .collect();
-        if !types.is_empty() && !types.iter().any(|t| t == CLASSIC_GROUP_TYPE) {
-            return Vec::new();
-        }
         let groups = self.inner.groups.borrow();
         let mut listed: Vec<ListedGroup> = groups
             .values()
-            .filter(|g| states.is_empty() || states.contains(&g.state.name().to_lowercase()))
             .map(|g| {
+                if g.consumer.has_members() {
+                    (g, CONSUMER_GROUP_TYPE, g.consumer.state_name(), "consumer")
+                } else {
+                    let protocol = g.protocol_type.as_deref().unwrap_or("");
+                    (g, CLASSIC_GROUP_TYPE, g.state.name(), protocol)
+                }
+            })
+            .filter(|(_, kind, _, _)| types.is_empty() || types.iter().any(|t| t == kind))
+            .filter(|(_, _, state, _)| states.is_empty() || states.contains(&state.to_lowercase()))
+            .map(|(g, kind, state, protocol)| {
                 ListedGroup::default()
                     .with_group_id(GroupId(sb(&g.id)))
-                    .with_protocol_type(sb(g.protocol_type.as_deref().unwrap_or("")))
-                    .with_group_state(sb(g.state.name()))
-                    .with_group_type(sb(CLASSIC_GROUP_TYPE))
+                    .with_protocol_type(sb(protocol))
+                    .with_group_state(sb(state))
+                    .with_group_type(sb(kind))
             })
             .collect();
         listed.sort_by(|a, b| a.group_id.0.cmp(&b.group_id.0));
@@ -1046,10 +1143,28 @@ impl GroupCoordinator {
         let groups = self.inner.groups.borrow();
         let mut counts: Vec<(String, u64)> = groups
             .values()
-            .map(|g| (g.id.clone(), g.rebalances_total))
+            .map(|g| {
+                let total = g.rebalances_total + g.consumer.rebalances_total;
+                (g.id.clone(), total)
+            })
             .collect();
         counts.sort();
         counts
+    }
+
+    /// Every committed offset this shard holds, as (group, topic, partition, offset), for
+    /// the consumer-lag metric. Copies; callers run it now and then, not per request.
+    pub fn committed_offsets(&self) -> Vec<(String, String, i32, i64)> {
+        let groups = self.inner.groups.borrow();
+        let mut out = Vec::new();
+        for g in groups.values() {
+            for (topic, partitions) in &g.offsets {
+                for (p, entry) in partitions {
+                    out.push((g.id.clone(), topic.clone(), *p, entry.offset));
+                }
+            }
+        }
+        out
     }
 
     /// Group-log appends (each one fdatasync) since this shard started (for metrics).

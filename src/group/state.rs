@@ -156,6 +156,8 @@ pub struct Group {
     pub empty_since_ms: Option<i64>,
     pub rebalances_total: u64,
     pub log: GroupLog,
+    /// Members using the KIP-848 protocol (a group has those or classic members, never both).
+    pub consumer: super::consumer::ConsumerGroup,
 }
 
 fn sb(s: &str) -> StrBytes {
@@ -194,6 +196,7 @@ impl Group {
             empty_since_ms: None,
             rebalances_total: 0,
             log,
+            consumer: Default::default(),
         }
     }
 
@@ -201,6 +204,7 @@ impl Group {
     pub fn is_removable(&self) -> bool {
         self.state == GroupState::Empty
             && self.members.is_empty()
+            && !self.consumer.has_members()
             && self.pending_members.is_empty()
             && self.offsets.is_empty()
             && !self.log.flushing
@@ -833,6 +837,9 @@ impl Group {
 
     /// Timers: expired MEMBER_ID_REQUIRED ids, initial delay, rebalance timeout, sessions.
     pub fn tick(&mut self, now: Instant, timings: &GroupTimings, wall_ms: i64) {
+        if self.consumer.tick(&self.id, now) && !self.consumer.has_members() {
+            self.empty_since_ms = Some(wall_ms);
+        }
         let before = self.pending_members.len();
         self.pending_members.retain(|_, deadline| *deadline > now);
         let pending_expired = self.pending_members.len() != before;
@@ -892,6 +899,10 @@ impl Group {
         generation: i32,
         now: Instant,
     ) -> Result<(), ResponseError> {
+        if self.consumer.has_members() {
+            // KIP-848 members commit with their member epoch.
+            return self.consumer.check_commit(member_id, generation);
+        }
         if generation < 0 && self.members.is_empty() && self.state == GroupState::Empty {
             return Ok(());
         }
@@ -917,6 +928,10 @@ impl Group {
     /// members; None when the group is not a consumer group or a subscription is unreadable.
     pub fn subscribed_topics(&self) -> Option<std::collections::HashSet<String>> {
         let mut topics = std::collections::HashSet::new();
+        if self.consumer.has_members() {
+            topics.extend(self.consumer.subscribed_topics());
+            return Some(topics);
+        }
         if self.members.is_empty() {
             return Some(topics);
         }
@@ -940,7 +955,7 @@ impl Group {
     }
 
     pub fn has_members(&self) -> bool {
-        !self.members.is_empty()
+        !self.members.is_empty() || self.consumer.has_members()
     }
 
     pub fn member_list(&self) -> Vec<&Member> {

@@ -149,6 +149,21 @@ async fn route(
         ApiKey::DeleteGroups => {
             ctx.reply(&handlers::delete_groups::handle(ctx, decode(buf, v)?).await)
         }
+        ApiKey::DescribeLogDirs => {
+            ctx.reply(&handlers::describe_log_dirs::handle(ctx, decode(buf, v)?).await)
+        }
+        ApiKey::OffsetForLeaderEpoch => {
+            ctx.reply(&handlers::offset_for_leader_epoch::handle(ctx, decode(buf, v)?).await)
+        }
+        ApiKey::DescribeProducers => {
+            ctx.reply(&handlers::describe_producers::handle(ctx, decode(buf, v)?).await)
+        }
+        ApiKey::ConsumerGroupHeartbeat => {
+            ctx.reply(&handlers::consumer_group_heartbeat::handle(ctx, decode(buf, v)?).await)
+        }
+        ApiKey::ConsumerGroupDescribe => {
+            ctx.reply(&handlers::consumer_group_describe::handle(ctx, decode(buf, v)?).await)
+        }
         other => Reply::Close(format!("API {other:?} has no handler")),
     })
 }

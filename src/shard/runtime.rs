@@ -399,6 +399,7 @@ async fn maintenance(shard: Rc<Shard>) {
         std::time::Duration::from_millis(shard.config.log_retention_check_interval_ms.max(100));
     let mut last_retention = std::time::Instant::now();
     let mut loop_sampler = crate::metrics::LoopSampler::new();
+    let mut group_metrics = super::group_metrics::GroupMetricsState::default();
     while !shard.shutting_down.get() {
         compio::time::sleep(MAINTENANCE_TICK).await;
         // Only ticks while this shard's loop runs: a stuck shard stops the watchdog pings.
@@ -406,6 +407,9 @@ async fn maintenance(shard: Rc<Shard>) {
         let (busy_ns, idle_ns) = loop_sampler.sample();
         shard.metrics.record_loop(busy_ns, idle_ns);
         shard.groups.tick(std::time::Instant::now());
+        group_metrics
+            .maybe_refresh(&shard, std::time::Instant::now())
+            .await;
         let now = super::now_ms();
         let logs = shard.partitions.all_online();
         for (topic, partition, log, metrics) in &logs {

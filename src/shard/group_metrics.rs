@@ -1,0 +1,96 @@
+//! Consumer-group metrics a shard publishes for the groups it coordinates: completed
+//! rebalances (from the coordinator's per-group totals) and consumer lag (log end minus
+//! committed offset, the log end asked of each partition's owning shard).
+//!
+//! Runs from the maintenance loop, at most every `GROUP_METRICS_INTERVAL`, never on a
+//! request path. Must not: change group or partition state.
+
+use super::{Lookup, Shard};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+/// How often rebalance counts and consumer lag are refreshed.
+pub const GROUP_METRICS_INTERVAL: Duration = Duration::from_secs(5);
+
+/// What the previous refresh saw, to turn cumulative counts into increments.
+#[derive(Default)]
+pub struct GroupMetricsState {
+    last_run: Option<Instant>,
+    rebalances_seen: HashMap<String, u64>,
+    groups_with_series: HashSet<String>,
+}
+
+impl GroupMetricsState {
+    /// Refreshes the metrics when the interval has passed since the last refresh.
+    pub async fn maybe_refresh(&mut self, shard: &Rc<Shard>, now: Instant) {
+        if self
+            .last_run
+            .is_some_and(|t| now.duration_since(t) < GROUP_METRICS_INTERVAL)
+        {
+            return;
+        }
+        self.last_run = Some(now);
+        self.refresh(shard).await;
+    }
+
+    async fn refresh(&mut self, shard: &Rc<Shard>) {
+        let mut present: HashSet<String> = HashSet::new();
+        for (group, total) in shard.groups.rebalance_counts() {
+            let seen = self.rebalances_seen.get(&group).copied().unwrap_or(0);
+            for _ in seen..total {
+                shard.metrics.record_rebalance(&group);
+            }
+            self.rebalances_seen.insert(group.clone(), total);
+            present.insert(group);
+        }
+        // One cross-shard call per owning shard with every partition it must answer for.
+        let committed = shard.groups.committed_offsets();
+        let mut by_owner: BTreeMap<usize, Vec<(String, i32)>> = BTreeMap::new();
+        for (_, topic, partition, _) in &committed {
+            let owner = shard.owner_of_partition(topic, *partition);
+            by_owner
+                .entry(owner)
+                .or_default()
+                .push((topic.clone(), *partition));
+        }
+        let mut ends: HashMap<(String, i32), i64> = HashMap::new();
+        for (owner, mut wanted) in by_owner {
+            wanted.sort();
+            wanted.dedup();
+            let asked = wanted.clone();
+            let answer = shard
+                .invoke_on(owner, move |s| async move {
+                    asked
+                        .iter()
+                        .map(|(t, p)| match s.partitions.get(t, *p) {
+                            Lookup::Online(log, ..) => Some(log.high_watermark()),
+                            _ => None,
+                        })
+                        .collect::<Vec<_>>()
+                })
+                .await;
+            if let Ok(found) = answer {
+                for (key, end) in wanted.into_iter().zip(found) {
+                    if let Some(end) = end {
+                        ends.insert(key, end);
+                    }
+                }
+            }
+        }
+        for (group, topic, partition, offset) in committed {
+            if let Some(end) = ends.get(&(topic.clone(), partition)) {
+                shard
+                    .metrics
+                    .set_consumer_lag(&group, &topic, partition, (end - offset).max(0));
+            }
+            present.insert(group);
+        }
+        // Deleted or expired groups: their series go away.
+        for gone in self.groups_with_series.difference(&present) {
+            shard.metrics.remove_group(gone);
+            self.rebalances_seen.remove(gone);
+        }
+        self.groups_with_series = present;
+    }
+}
