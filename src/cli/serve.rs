@@ -96,6 +96,11 @@ fn reload(args: &ServeArgs, handle: Option<&LogFilterHandle>) {
 fn install_panic_abort() {
     let default_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
+        if crate::protocol::alloc_guard::in_guarded_decode() {
+            // A decoder choking on malformed input: it unwinds into a decode error.
+            tracing::debug!(%info, "decoder panicked on malformed input");
+            return;
+        }
         tracing::error!(%info, "panic: aborting the broker so it restarts whole");
         default_hook(info);
         std::process::abort();

@@ -948,7 +948,11 @@ impl Group {
             // we know for anything newer (later versions only add trailing fields).
             let version = i16::from_be_bytes([metadata[0], metadata[1]]).clamp(0, 3);
             let _ = metadata.split_to(2);
-            let subscription = ConsumerProtocolSubscription::decode(&mut metadata, version).ok()?;
+            // Member metadata comes from clients: decoded under the allocation/panic guard.
+            let subscription = crate::protocol::alloc_guard::decode_guarded(|| {
+                ConsumerProtocolSubscription::decode(&mut metadata, version)
+            })
+            .ok()?;
             topics.extend(subscription.topics.iter().map(|t| t.to_string()));
         }
         Some(topics)

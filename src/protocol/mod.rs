@@ -3,6 +3,7 @@
 //! here is the table of what Sluice serves and the hand-written hot paths (Fetch framing
 //! around zero-copy file regions). RecordBatch validation is `storage::batch`.
 
+pub mod alloc_guard;
 pub mod api;
 pub mod fetch_encoder;
 

@@ -5,6 +5,7 @@
 use super::connection::ConnectionState;
 use super::handlers;
 use super::response::{Reply, encode_frame};
+use crate::protocol::alloc_guard::decode_guarded;
 use crate::protocol::supported_range;
 use crate::shard::Shard;
 use bytes::Bytes;
@@ -37,7 +38,8 @@ impl RequestContext<'_> {
 }
 
 fn decode<T: Decodable>(buf: &mut Bytes, version: i16) -> Result<T, Reply> {
-    T::decode(buf, version).map_err(|e| Reply::Close(format!("malformed request body: {e}")))
+    decode_guarded(|| T::decode(buf, version))
+        .map_err(|e| Reply::Close(format!("malformed request body: {e}")))
 }
 
 pub async fn dispatch(shard: &Rc<Shard>, state: &mut ConnectionState, frame: Bytes) -> Reply {
@@ -58,7 +60,8 @@ pub async fn dispatch(shard: &Rc<Shard>, state: &mut ConnectionState, frame: Byt
         return Reply::Close(format!("{api:?} v{version} is not served ({min}..={max})"));
     }
     let mut buf = frame;
-    let header = match RequestHeader::decode(&mut buf, api.request_header_version(version)) {
+    let header_version = api.request_header_version(version);
+    let header = match decode_guarded(|| RequestHeader::decode(&mut buf, header_version)) {
         Ok(h) => h,
         Err(e) => return Reply::Close(format!("malformed request header: {e}")),
     };
