@@ -664,3 +664,33 @@ fn raw_header_matches_the_protocol_crate_encoding() {
     ours.put_u8(0);
     assert_eq!(ours, theirs_v2.to_vec());
 }
+
+#[test]
+fn pre_0_11_produce_gets_unsupported_for_message_format_not_a_dropped_connection() {
+    use bytes::Buf;
+    let mut target = Target::start();
+    let mut conn = target.connect();
+    let header = Conn::raw_header_v1(ApiKey::Produce as i16, 2, 41);
+    // acks=1, timeout, one topic "legacy" with partition 0 and a (magic 1) message set.
+    let mut body = Vec::new();
+    body.extend_from_slice(&1i16.to_be_bytes());
+    body.extend_from_slice(&1000i32.to_be_bytes());
+    body.extend_from_slice(&1i32.to_be_bytes());
+    body.extend_from_slice(&6i16.to_be_bytes());
+    body.extend_from_slice(b"legacy");
+    body.extend_from_slice(&1i32.to_be_bytes());
+    body.extend_from_slice(&0i32.to_be_bytes());
+    let message_set = [0u8; 26];
+    body.extend_from_slice(&(message_set.len() as i32).to_be_bytes());
+    body.extend_from_slice(&message_set);
+    conn.send_raw(&Conn::frame(&header, &body)).expect("send");
+    let mut response = conn.read_frame("Produce v2");
+    assert_eq!(response.get_i32(), 41, "correlation id");
+    assert_eq!(response.get_i32(), 1, "one topic");
+    let name_len = response.get_i16() as usize;
+    assert_eq!(&response.split_to(name_len)[..], b"legacy");
+    assert_eq!(response.get_i32(), 1, "one partition");
+    assert_eq!(response.get_i32(), 0, "partition index");
+    assert_eq!(response.get_i16(), 43, "UNSUPPORTED_FOR_MESSAGE_FORMAT");
+    target.assert_healthy("Produce v2");
+}

@@ -53,6 +53,20 @@ pub async fn dispatch(shard: &Rc<Shard>, state: &mut ConnectionState, frame: Byt
     let Some((min, max)) = supported_range(api) else {
         return Reply::Close(format!("API {api:?} is not served"));
     };
+    if api == ApiKey::Produce && (0..min).contains(&version) {
+        // Pre-0.11 clients: a proper refusal instead of a dropped connection. Header v1:
+        // key, version, correlation id, then a nullable client id string.
+        let mut rest = frame.slice(8..);
+        if rest.len() < 2 {
+            return Reply::Close("truncated request header".into());
+        }
+        let client_id_len = i16::from_be_bytes([rest[0], rest[1]]).max(0) as usize;
+        if rest.len() < 2 + client_id_len {
+            return Reply::Close("truncated request header".into());
+        }
+        rest = rest.slice(2 + client_id_len..);
+        return handlers::produce_legacy::handle(version, correlation_id, rest);
+    }
     if version < min || version > max {
         if api == ApiKey::ApiVersions {
             return handlers::api_versions::unsupported_version(correlation_id);

@@ -115,6 +115,18 @@ fn lock_data_dir(dir: &Path) -> Result<std::fs::File, StartError> {
     Ok(file)
 }
 
+/// Fails if anything already listens on `addr` (with or without SO_REUSEPORT).
+fn probe_exclusive(addr: std::net::SocketAddr) -> Result<(), StartError> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let fail = |source| StartError::Listen { addr, source };
+    let socket =
+        Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(fail)?;
+    // Tolerate TIME_WAIT leftovers of a previous run; a live listener still refuses the bind.
+    socket.set_reuse_address(true).map_err(fail)?;
+    socket.bind(&addr.into()).map_err(fail)?;
+    Ok(())
+}
+
 fn bind_reuseport(addr: std::net::SocketAddr) -> Result<TcpListener, StartError> {
     use socket2::{Domain, Protocol, Socket, Type};
     let fail = |source| StartError::Listen { addr, source };
@@ -159,6 +171,9 @@ pub fn start_broker(config: BrokerConfig) -> Result<BrokerHandle, StartError> {
             }
         })?;
 
+    // SO_REUSEPORT would let a second broker silently share a port another process holds;
+    // a plain bind first turns that into a clean "address in use" error.
+    probe_exclusive(config.listen)?;
     // Bind every listener before starting any thread, so a busy port is a clean error.
     let mut listeners = Vec::with_capacity(cores.len());
     for _ in &cores {

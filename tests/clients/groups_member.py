@@ -19,6 +19,8 @@ import signal
 import sys
 import time
 
+RETRIABLE_COMMIT_ERRORS = set()
+
 START = time.monotonic()
 STOP = False
 
@@ -47,7 +49,17 @@ class Assignment:
 
 
 def run_confluent(args):
-    from confluent_kafka import Consumer
+    from confluent_kafka import Consumer, KafkaError, KafkaException
+
+    # Commit refusals that only mean "a rebalance moved on meanwhile".
+    global RETRIABLE_COMMIT_ERRORS
+    RETRIABLE_COMMIT_ERRORS = {
+        KafkaError.STALE_MEMBER_EPOCH,
+        KafkaError.REBALANCE_IN_PROGRESS,
+        KafkaError.ILLEGAL_GENERATION,
+        KafkaError.UNKNOWN_MEMBER_ID,
+        KafkaError._ASSIGNMENT_LOST,
+    }
 
     restart_clock()
 
@@ -95,7 +107,15 @@ def run_confluent(args):
         if args.process_ms:
             time.sleep(args.process_ms / 1000.0)
         if args.commit:
-            consumer.commit(message=msg, asynchronous=False)
+            try:
+                consumer.commit(message=msg, asynchronous=False)
+            except KafkaException as e:
+                # A commit racing a rebalance (a stale member epoch, a rebalance in progress)
+                # is refused by design; the record is redelivered to its next owner.
+                if e.args[0].code() not in RETRIABLE_COMMIT_ERRORS:
+                    raise
+                emit(event="commit-refused", p=msg.partition(), o=msg.offset() + 1, error=str(e))
+                continue
             emit(event="committed", p=msg.partition(), o=msg.offset() + 1)
     consumer.close()
     emit(event="closed")

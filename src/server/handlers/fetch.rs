@@ -249,7 +249,8 @@ pub async fn handle(
         {
             break;
         }
-        wait_for_append(shard, &wants, deadline).await;
+        let seen: Vec<i64> = reads.iter().map(|r| r.high_watermark).collect();
+        wait_for_append(shard, &wants, &seen, deadline).await;
         if shard.shutting_down.get() {
             break;
         }
@@ -372,10 +373,12 @@ async fn read_local(
 
 /// Waits until any wanted partition's owner reports an append, or the deadline passes.
 /// The waiters left on owner shards are cancelled when this returns.
-async fn wait_for_append(shard: &Rc<Shard>, wants: &[Want], deadline: Instant) {
+/// `seen` holds the high watermark each read saw: an append that landed between that read
+/// and the registration on the owner shard must wake us at once, not after the timeout.
+async fn wait_for_append(shard: &Rc<Shard>, wants: &[Want], seen: &[i64], deadline: Instant) {
     let mut cancels = Vec::with_capacity(wants.len());
     let mut waits = Vec::with_capacity(wants.len());
-    for w in wants {
+    for (w, &seen_high_watermark) in wants.iter().zip(seen) {
         let owner = shard.owner_of_partition(&w.topic, w.partition);
         let (cancel_tx, cancel_rx) = futures_channel::oneshot::channel::<()>();
         cancels.push(cancel_tx);
@@ -387,6 +390,10 @@ async fn wait_for_append(shard: &Rc<Shard>, wants: &[Want], deadline: Instant) {
                     let Lookup::Online(log, _) = s.partitions.get(&topic, partition) else {
                         return;
                     };
+                    // Checked and registered without an await in between: no lost wake-up.
+                    if log.high_watermark() != seen_high_watermark {
+                        return;
+                    }
                     let mut appended = std::pin::pin!(log.wait_for_append().fuse());
                     let mut cancelled = cancel_rx.fuse();
                     futures_util::select! {

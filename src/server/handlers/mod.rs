@@ -29,4 +29,5 @@ pub mod offset_delete;
 pub mod offset_fetch;
 pub mod offset_for_leader_epoch;
 pub mod produce;
+pub mod produce_legacy;
 pub mod sync_group;
