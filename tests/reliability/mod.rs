@@ -469,3 +469,57 @@ pub fn write_config(dir: &std::path::Path, toml: &str) -> std::path::PathBuf {
     std::fs::write(&path, toml).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
     path
 }
+
+/// (Re)starts `broker` on its data directory and ports with stdout and stderr appended to
+/// `log_path` (the support helper discards them), and waits until it listens. Returns false
+/// if the process exited instead (its output is in `log_path`).
+pub fn spawn_logged(broker: &mut crate::support::Broker, log_path: &std::path::Path) -> bool {
+    use std::process::{Command, Stdio};
+    let open = || {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log_path)
+            .unwrap_or_else(|e| panic!("open {}: {e}", log_path.display()))
+    };
+    let child = Command::new(crate::support::sluice_bin())
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(&broker.data_dir)
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{}", broker.port))
+        .arg("--admin-listen")
+        .arg(format!("127.0.0.1:{}", broker.admin_port))
+        .args(&broker.extra_args)
+        .env_remove("NOTIFY_SOCKET")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(open()))
+        .stderr(Stdio::from(open()))
+        .spawn()
+        .expect("spawn sluice serve");
+    broker.child = Some(child);
+    let deadline = Instant::now() + crate::support::BROKER_START_TIMEOUT;
+    let addr: std::net::SocketAddr = broker.bootstrap().parse().expect("addr");
+    loop {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return true;
+        }
+        if let Some(child) = broker.child.as_mut()
+            && let Ok(Some(_)) = child.try_wait()
+        {
+            broker.child = None;
+            return false;
+        }
+        assert!(Instant::now() < deadline, "broker did not listen on {addr}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// True if the broker process is still running.
+pub fn alive(broker: &mut crate::support::Broker) -> bool {
+    broker
+        .child
+        .as_mut()
+        .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+}
