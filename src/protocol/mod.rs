@@ -4,6 +4,8 @@
 //! around zero-copy file regions). RecordBatch validation is `storage::batch`.
 
 pub mod api;
+pub mod decode;
 pub mod fetch_encoder;
 
 pub use api::{SUPPORTED_APIS, supported_range};
+pub use decode::{DecodedRequest, decode_request};
