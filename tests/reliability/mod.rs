@@ -6,6 +6,8 @@
 //! silently), or use broker internals beyond the public wire protocol.
 #![allow(dead_code)]
 
+pub mod fuzz_inputs;
+
 use bytes::{Buf, Bytes, BytesMut};
 use kafka_protocol::messages::{
     ApiVersionsRequest, CreateTopicsRequest, FetchRequest, InitProducerIdRequest,
