@@ -84,12 +84,18 @@ fn max_connections_is_enforced_and_freed_slots_are_reused() {
                 reopened += 1;
             }
             None => {
-                assert!(Instant::now() < deadline, "freed slots not reusable ({reopened}/5)");
+                assert!(
+                    Instant::now() < deadline,
+                    "freed slots not reusable ({reopened}/5)"
+                );
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
     }
-    assert!(answers(&bootstrap).is_none(), "limit still holds after reuse");
+    assert!(
+        answers(&bootstrap).is_none(),
+        "limit still holds after reuse"
+    );
 }
 
 #[test]
@@ -101,15 +107,24 @@ fn frames_over_max_request_bytes_are_refused_and_just_under_are_served() {
     conn.create_topic("big", 1, &[]).expect("create");
     // A produce whose frame is a little under the limit is served.
     let under = batch(&[vec![b'u'; MAX_REQUEST_BYTES - 1024]], None, 1);
-    let (code, _) = conn.produce("big", 0, under, -1).expect("produce under the limit");
+    let (code, _) = conn
+        .produce("big", 0, under, -1)
+        .expect("produce under the limit");
     assert_eq!(code, 0, "produce just under max_request_bytes");
     // Over the limit: the connection is closed without the body being read.
     let over = batch(&[vec![b'o'; MAX_REQUEST_BYTES + 1024]], None, 1);
     let result = conn.produce("big", 0, over, -1);
-    assert!(result.is_err(), "a frame over max_request_bytes was answered: {result:?}");
+    assert!(
+        result.is_err(),
+        "a frame over max_request_bytes was answered: {result:?}"
+    );
     let mut fresh = answers(&bootstrap).expect("broker serves new connections after");
     let (code, hw, ..) = fresh.fetch("big", 0, 0, 1 << 20).expect("fetch");
-    assert_eq!((code, hw), (0, 1), "only the frame under the limit was appended");
+    assert_eq!(
+        (code, hw),
+        (0, 1),
+        "only the frame under the limit was appended"
+    );
 }
 
 #[test]
@@ -176,8 +191,8 @@ fn ten_thousand_idle_connections_are_held_and_the_broker_stays_responsive() {
     let mut idle = Vec::with_capacity(IDLE_CONNECTIONS);
     let started = Instant::now();
     for i in 0..IDLE_CONNECTIONS {
-        let s = TcpStream::connect(&bootstrap)
-            .unwrap_or_else(|e| panic!("idle connection {i}: {e}"));
+        let s =
+            TcpStream::connect(&bootstrap).unwrap_or_else(|e| panic!("idle connection {i}: {e}"));
         idle.push(s);
     }
     let connect_s = started.elapsed().as_secs_f64();
@@ -193,7 +208,8 @@ fn ten_thousand_idle_connections_are_held_and_the_broker_stays_responsive() {
     for k in 0..probes {
         let i = k * (IDLE_CONNECTIONS / probes);
         let s = &mut idle[i];
-        s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
         let framed = RawConn::encode(&ApiVersionsRequest::default(), 0, 1).expect("encode");
         s.write_all(&framed)
             .unwrap_or_else(|e| panic!("idle connection {i} was closed: {e}"));
@@ -221,8 +237,12 @@ fn a_consumer_that_never_reads_does_not_grow_the_broker() {
     conn.create_topic("slow", 1, &[]).expect("create");
     // ~8 MiB of records, so every fetch has up to 1 MiB to send.
     for i in 0..64 {
-        let values: Vec<Vec<u8>> = (0..8).map(|r| vec![b'a' + (i + r) as u8 % 26; 16 * 1024]).collect();
-        let (code, _) = conn.produce("slow", 0, batch(&values, None, 1), -1).expect("produce");
+        let values: Vec<Vec<u8>> = (0..8)
+            .map(|r| vec![b'a' + (i + r) as u8 % 26; 16 * 1024])
+            .collect();
+        let (code, _) = conn
+            .produce("slow", 0, batch(&values, None, 1), -1)
+            .expect("produce");
         assert_eq!(code, 0);
     }
     let rss_before = rss_kib(pid).expect("VmRSS");
@@ -248,8 +268,8 @@ fn a_consumer_that_never_reads_does_not_grow_the_broker() {
                             .with_partition_max_bytes(1 << 20),
                     ]),
             ]);
-        let framed = RawConn::encode(&request, reliability::FETCH_VERSION, i as i32)
-            .expect("encode fetch");
+        let framed =
+            RawConn::encode(&request, reliability::FETCH_VERSION, i as i32).expect("encode fetch");
         // Once the broker stops reading (its answers are stuck), our writes block: that is
         // the backpressure we want; stop sending then.
         if slow.write_all(&framed).is_err() {
@@ -311,7 +331,9 @@ fn unfinished_large_frames_cannot_exceed_the_produce_memory_budget() {
                 s.set_write_timeout(Some(Duration::from_secs(3)))
                     .expect("timeout");
                 let mut sent = 0usize;
-                if s.write_all(&(BUDGET_FRAME_BYTES as i32).to_be_bytes()).is_err() {
+                if s.write_all(&(BUDGET_FRAME_BYTES as i32).to_be_bytes())
+                    .is_err()
+                {
                     return (s, sent);
                 }
                 let chunk = vec![0x11u8; 64 * 1024];

@@ -139,7 +139,9 @@ impl Fixture {
 #[derive(Debug, PartialEq, Eq)]
 enum Outcome {
     /// Online; records [0, end) served, all correct.
-    Recovered { end: i64 },
+    Recovered {
+        end: i64,
+    },
     Refused,
 }
 
@@ -171,7 +173,11 @@ fn check(f: &mut Fixture, damaged_file: &Path) -> Outcome {
     }
     // The healthy partition: every record intact, and it accepts writes.
     let (batches, hw, _) = read_all(&mut conn, TOPIC, HEALTHY, 0).expect("healthy partition reads");
-    assert_eq!(hw, f.acked[1].len() as i64, "healthy partition high watermark");
+    assert_eq!(
+        hw,
+        f.acked[1].len() as i64,
+        "healthy partition high watermark"
+    );
     for b in &batches {
         for (o, _, v) in &b.records {
             assert_eq!(
@@ -250,7 +256,12 @@ fn check(f: &mut Fixture, damaged_file: &Path) -> Outcome {
 fn flip_byte(path: &Path, at: u64) {
     let mut raw = std::fs::read(path).expect("read");
     let i = at as usize;
-    assert!(i < raw.len(), "{} has {} bytes, flip at {i}", path.display(), raw.len());
+    assert!(
+        i < raw.len(),
+        "{} has {} bytes, flip at {i}",
+        path.display(),
+        raw.len()
+    );
     raw[i] ^= 0x5a;
     std::fs::write(path, raw).expect("write");
 }
@@ -381,7 +392,11 @@ fn flipped_length_in_an_old_segment_after_a_crash_is_refused_or_truncated() {
 fn offset_index_damage_is_repaired(damage: impl FnOnce(&Path)) {
     let mut f = Fixture::new();
     let indexes = f.files("index");
-    assert!(indexes.len() >= 3, "want ≥ 3 segments, got {}", indexes.len());
+    assert!(
+        indexes.len() >= 3,
+        "want ≥ 3 segments, got {}",
+        indexes.len()
+    );
     let target = indexes[indexes.len() / 2].clone();
     damage(&target);
     f.restart();

@@ -88,7 +88,11 @@ impl ProducerSession {
                 v
             })
             .collect();
-        let bytes = batch(&values, Some((self.pid, self.epoch, self.next_seq)), now_ms());
+        let bytes = batch(
+            &values,
+            Some((self.pid, self.epoch, self.next_seq)),
+            now_ms(),
+        );
         Pending {
             seq: self.next_seq,
             values,
@@ -249,7 +253,8 @@ fn check_partition(
     let (batches, hw, lso) = match read_all(conn, TOPIC, partition, 0) {
         Ok(r) => r,
         Err(e) => {
-            f.other.push(format!("trial {trial}: read partition {partition}: {e}"));
+            f.other
+                .push(format!("trial {trial}: read partition {partition}: {e}"));
             return;
         }
     };
@@ -327,16 +332,16 @@ fn probe_indexes(
                         other.map(|b| (b.base_offset, b.last_offset))
                     )),
                 },
-                Err(e) => f
-                    .index
-                    .push(format!("trial {trial}: p{partition} fetch at {offset}: {e}")),
+                Err(e) => f.index.push(format!(
+                    "trial {trial}: p{partition} fetch at {offset}: {e}"
+                )),
             },
             Ok((code, ..)) => f.index.push(format!(
                 "trial {trial}: p{partition} fetch at {offset}: error {code}"
             )),
-            Err(e) => f
-                .other
-                .push(format!("trial {trial}: p{partition} fetch at {offset}: {e}")),
+            Err(e) => f.other.push(format!(
+                "trial {trial}: p{partition} fetch at {offset}: {e}"
+            )),
         }
         let Some(&(_, ts)) = records.get(rng.random_range(0..records.len())) else {
             continue;
@@ -358,12 +363,7 @@ fn probe_indexes(
     }
 }
 
-fn check_commits(
-    bootstrap: &str,
-    progress: &[ConsumerProgress],
-    trial: usize,
-    f: &mut Findings,
-) {
+fn check_commits(bootstrap: &str, progress: &[ConsumerProgress], trial: usize, f: &mut Findings) {
     let committed = Client::connect(bootstrap).and_then(|mut client| {
         let coordinator = group::find_coordinator(&mut client, GROUP)?;
         let wanted = [(TOPIC.to_string(), (0..PARTITIONS).collect::<Vec<_>>())];
@@ -509,5 +509,9 @@ fn crash_matrix_acknowledged_records_survive_sigkill() {
         .chain(&findings.other)
         .collect();
     all.truncate(40);
-    assert_eq!(findings.total(), 0, "crash matrix problems (first 40): {all:#?}");
+    assert_eq!(
+        findings.total(),
+        0,
+        "crash matrix problems (first 40): {all:#?}"
+    );
 }

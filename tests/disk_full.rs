@@ -116,7 +116,11 @@ fn verify(conn: &mut RawConn, acked: &BTreeMap<i64, Vec<u8>>, when: &str) -> Res
             }
         }
     }
-    assert_eq!(seen, acked.len(), "{when}: acknowledged records readable (hw {hw})");
+    assert_eq!(
+        seen,
+        acked.len(),
+        "{when}: acknowledged records readable (hw {hw})"
+    );
     Ok(())
 }
 
@@ -153,11 +157,18 @@ fn disk_full_answers_storage_error_keeps_reads_and_resumes() {
         code
     };
     for n in 0..BATCHES_BEFORE_FULL {
-        assert_eq!(produce(&mut conn, &mut acked, "before", n), 0, "produce before full");
+        assert_eq!(
+            produce(&mut conn, &mut acked, "before", n),
+            0,
+            "produce before full"
+        );
     }
     let filler = tmpfs.dir.join("filler");
     let filled = fill(&filler);
-    eprintln!("filler took {filled} bytes; {} records acknowledged", acked.len());
+    eprintln!(
+        "filler took {filled} bytes; {} records acknowledged",
+        acked.len()
+    );
 
     let mut codes = Vec::new();
     let mut got_storage_error = false;
@@ -209,7 +220,11 @@ fn disk_full_answers_storage_error_keeps_reads_and_resumes() {
     };
     if resumed {
         for k in 0..10 {
-            assert_eq!(produce(&mut conn, &mut acked, "resumed", k), 0, "produce after resume");
+            assert_eq!(
+                produce(&mut conn, &mut acked, "resumed", k),
+                0,
+                "produce after resume"
+            );
         }
         if let Err(e) = verify(&mut conn, &acked, "after resume") {
             failures.push(e);
@@ -221,7 +236,10 @@ fn disk_full_answers_storage_error_keeps_reads_and_resumes() {
     let mut conn = RawConn::connect(&bootstrap).expect("connect after restart");
     let deadline = Instant::now() + Duration::from_secs(20);
     while conn.fetch(TOPIC, 0, 0, 1).map(|r| r.0).unwrap_or(-1) != 0 {
-        assert!(Instant::now() < deadline, "partition not back after restart");
+        assert!(
+            Instant::now() < deadline,
+            "partition not back after restart"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     verify(&mut conn, &acked, "after restart").unwrap_or_else(|e| panic!("{e}"));
@@ -231,5 +249,8 @@ fn disk_full_answers_storage_error_keeps_reads_and_resumes() {
         "produce after restart"
     );
     drop(broker);
-    assert!(failures.is_empty(), "disk-full requirements not met: {failures:#?}");
+    assert!(
+        failures.is_empty(),
+        "disk-full requirements not met: {failures:#?}"
+    );
 }

@@ -12,8 +12,8 @@ mod reliability;
 mod support;
 
 use reliability::{ERROR_OFFSET_OUT_OF_RANGE, RawConn, batch, split_batches, write_config};
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 use support::Broker;
 
@@ -107,13 +107,17 @@ fn reader(
                         return report;
                     }
                     other => {
-                        report.errors.push(format!("{who}: ListOffsets earliest: {other:?}"));
+                        report
+                            .errors
+                            .push(format!("{who}: ListOffsets earliest: {other:?}"));
                         return report;
                     }
                 }
             }
             Ok((code, ..)) => {
-                report.errors.push(format!("{who}: fetch at {offset}: error {code}"));
+                report
+                    .errors
+                    .push(format!("{who}: fetch at {offset}: error {code}"));
                 return report;
             }
             Err(e) => {
@@ -156,7 +160,8 @@ fn lagging_reader_gets_offset_out_of_range_and_current_reader_stays_correct() {
             let mut next = 0i64;
             while !stop.load(Ordering::Relaxed) {
                 let values: Vec<Vec<u8>> = (next..next + RECORDS_PER_BATCH).map(value).collect();
-                let (code, base) = conn.produce(TOPIC, 0, batch(&values, None, reliability::now_ms()), -1)?;
+                let (code, base) =
+                    conn.produce(TOPIC, 0, batch(&values, None, reliability::now_ms()), -1)?;
                 if code != 0 || base != next {
                     return Err(format!("produce at {next}: error {code}, base {base}"));
                 }
@@ -185,7 +190,10 @@ fn lagging_reader_gets_offset_out_of_range_and_current_reader_stays_correct() {
     }
     stop.store(true, Ordering::Relaxed);
     let produce_result = producer.join().expect("producer");
-    let reports: Vec<ReaderReport> = readers.into_iter().map(|r| r.join().expect("reader")).collect();
+    let reports: Vec<ReaderReport> = readers
+        .into_iter()
+        .map(|r| r.join().expect("reader"))
+        .collect();
     let alive = reliability::alive(&mut broker);
     let (code, log_start, _) = conn
         .list_offsets(TOPIC, 0, LIST_OFFSETS_EARLIEST)
@@ -199,7 +207,10 @@ fn lagging_reader_gets_offset_out_of_range_and_current_reader_stays_correct() {
     );
     assert!(alive, "the broker died during retention under load");
     produce_result.unwrap_or_else(|e| panic!("producer: {e}"));
-    assert!(log_start > 0, "retention deleted nothing (log start {log_start})");
+    assert!(
+        log_start > 0,
+        "retention deleted nothing (log start {log_start})"
+    );
     for r in &reports {
         assert!(r.errors.is_empty(), "reader errors: {:?}", r.errors);
     }

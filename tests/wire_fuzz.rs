@@ -90,7 +90,11 @@ fn fuzz_connection(
         match s.read(&mut sink) {
             Ok(0) => stream = None,
             Ok(_) => {}
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
             Err(_) => stream = None,
         }
     }
@@ -111,7 +115,9 @@ fn broker_survives_mutated_frames_while_a_healthy_client_works() {
         .map(|i| {
             let (stop, sent, last) = (stop.clone(), sent.clone(), last_frames.clone());
             let bootstrap = bootstrap.clone();
-            std::thread::spawn(move || fuzz_connection(&bootstrap, 0xf0f0 + i as u64, &stop, &sent, &last))
+            std::thread::spawn(move || {
+                fuzz_connection(&bootstrap, 0xf0f0 + i as u64, &stop, &sent, &last)
+            })
         })
         .collect();
     // The healthy client: produce, then read back from where it last was.
@@ -123,7 +129,12 @@ fn broker_survives_mutated_frames_while_a_healthy_client_works() {
     while started.elapsed() < duration() {
         n += 1;
         let values = vec![format!("healthy-{n}").into_bytes()];
-        match healthy.produce(HEALTHY_TOPIC, 0, batch(&values, None, reliability::now_ms()), -1) {
+        match healthy.produce(
+            HEALTHY_TOPIC,
+            0,
+            batch(&values, None, reliability::now_ms()),
+            -1,
+        ) {
             Ok((0, base)) => {
                 acked.insert(base, values[0].clone());
             }
@@ -183,7 +194,11 @@ fn broker_survives_mutated_frames_while_a_healthy_client_works() {
             }
         }
     }
-    assert_eq!(seen, acked.len(), "every acknowledged healthy record is intact");
+    assert_eq!(
+        seen,
+        acked.len(),
+        "every acknowledged healthy record is intact"
+    );
 }
 
 /// Metadata v0 whose topics array claims i32::MAX entries in a 14-byte frame: a decoder

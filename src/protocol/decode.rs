@@ -30,7 +30,10 @@ fn body<T: Decodable>(buf: &mut Bytes, version: i16) -> Result<(), String> {
 /// Decodes one request frame (size prefix already removed) as `server::dispatch` does.
 pub fn decode_request(frame: Bytes) -> Result<DecodedRequest, String> {
     if frame.len() < REQUEST_HEADER_FIXED_BYTES {
-        return Err(format!("frame of {} bytes is shorter than a header", frame.len()));
+        return Err(format!(
+            "frame of {} bytes is shorter than a header",
+            frame.len()
+        ));
     }
     let raw_key = i16::from_be_bytes([frame[0], frame[1]]);
     let version = i16::from_be_bytes([frame[2], frame[3]]);

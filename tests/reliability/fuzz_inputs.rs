@@ -5,13 +5,27 @@
 use bytes::Bytes;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Request, StrBytes};
-use rand::rngs::StdRng;
 use rand::Rng;
+use rand::rngs::StdRng;
 use sluice::protocol::SUPPORTED_APIS;
 
 /// Integers that tend to break length and count fields.
 pub const INTERESTING_I32: &[i32] = &[
-    0, 1, -1, 2, 7, 8, 0x7f, 0x80, 0xff, 0x7fff, 0x8000, 0xffff, 0x7fff_ffff, i32::MIN, -2,
+    0,
+    1,
+    -1,
+    2,
+    7,
+    8,
+    0x7f,
+    0x80,
+    0xff,
+    0x7fff,
+    0x8000,
+    0xffff,
+    0x7fff_ffff,
+    i32::MIN,
+    -2,
 ];
 
 /// A frame body (no size prefix) for `request` at every served version.
@@ -49,11 +63,13 @@ pub fn seed_requests() -> Vec<Vec<u8>> {
         &mut out,
     );
     frames_of(
-        FetchRequest::default().with_max_bytes(1024).with_topics(vec![
-            fetch_request::FetchTopic::default()
-                .with_topic(name("t"))
-                .with_partitions(vec![fetch_request::FetchPartition::default()]),
-        ]),
+        FetchRequest::default()
+            .with_max_bytes(1024)
+            .with_topics(vec![
+                fetch_request::FetchTopic::default()
+                    .with_topic(name("t"))
+                    .with_partitions(vec![fetch_request::FetchPartition::default()]),
+            ]),
         &mut out,
     );
     frames_of(
@@ -116,7 +132,10 @@ pub fn seed_requests() -> Vec<Vec<u8>> {
     frames_of(HeartbeatRequest::default(), &mut out);
     frames_of(OffsetFetchRequest::default(), &mut out);
     frames_of(FindCoordinatorRequest::default(), &mut out);
-    frames_of(InitProducerIdRequest::default().with_transactional_id(None), &mut out);
+    frames_of(
+        InitProducerIdRequest::default().with_transactional_id(None),
+        &mut out,
+    );
     frames_of(DescribeConfigsRequest::default(), &mut out);
     frames_of(DeleteTopicsRequest::default(), &mut out);
     frames_of(DeleteRecordsRequest::default(), &mut out);
@@ -190,7 +209,6 @@ pub fn mutate(rng: &mut StdRng, seeds: &[Vec<u8>]) -> Vec<u8> {
     }
     data
 }
-
 
 pub fn hex(data: &[u8]) -> String {
     data.iter().map(|b| format!("{b:02x}")).collect()

@@ -131,7 +131,11 @@ impl RawConn {
         Ok(Bytes::from(body))
     }
 
-    pub fn receive<R: Request>(&mut self, version: i16, correlation_id: i32) -> Result<R::Response, String> {
+    pub fn receive<R: Request>(
+        &mut self,
+        version: i16,
+        correlation_id: i32,
+    ) -> Result<R::Response, String> {
         let mut body = self.read_frame()?;
         let header = ResponseHeader::decode(&mut body, R::Response::header_version(version))
             .map_err(|e| format!("response header: {e}"))?;
@@ -327,11 +331,7 @@ pub fn topic_name(name: &str) -> TopicName {
 
 /// A RecordBatch v2; `producer` = Some((id, epoch, base sequence)) makes it idempotent.
 /// Record i gets timestamp `timestamp_base + i`.
-pub fn batch(
-    values: &[Vec<u8>],
-    producer: Option<(i64, i16, i32)>,
-    timestamp_base: i64,
-) -> Bytes {
+pub fn batch(values: &[Vec<u8>], producer: Option<(i64, i16, i32)>, timestamp_base: i64) -> Bytes {
     let (pid, epoch, seq) = producer.unwrap_or((-1, -1, -1));
     let records: Vec<Record> = values
         .iter()
@@ -345,7 +345,11 @@ pub fn batch(
             producer_epoch: epoch,
             timestamp_type: TimestampType::Creation,
             offset: i as i64,
-            sequence: if producer.is_some() { seq + i as i32 } else { -1 },
+            sequence: if producer.is_some() {
+                seq + i as i32
+            } else {
+                -1
+            },
             timestamp: timestamp_base + i as i64,
             key: None,
             value: Some(Bytes::from(v.clone())),
@@ -425,16 +429,22 @@ pub fn read_all(
     let mut offset = from;
     let (code, hw, lso, _) = conn.fetch(topic, partition, offset, 1)?;
     if code != 0 {
-        return Err(format!("{topic}-{partition} fetch at {offset}: error {code}"));
+        return Err(format!(
+            "{topic}-{partition} fetch at {offset}: error {code}"
+        ));
     }
     while offset < hw {
         let (code, _, _, bytes) = conn.fetch(topic, partition, offset, 1 << 20)?;
         if code != 0 {
-            return Err(format!("{topic}-{partition} fetch at {offset}: error {code}"));
+            return Err(format!(
+                "{topic}-{partition} fetch at {offset}: error {code}"
+            ));
         }
         let batches = split_batches(bytes)?;
         if batches.is_empty() {
-            return Err(format!("{topic}-{partition} fetch at {offset} < hw {hw}: no batch"));
+            return Err(format!(
+                "{topic}-{partition} fetch at {offset} < hw {hw}: no batch"
+            ));
         }
         for b in batches {
             if b.last_offset < offset {
