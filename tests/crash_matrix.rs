@@ -6,7 +6,7 @@
 //! * offsets are gap-free and every batch decodes (CRC checked by the decoder);
 //! * no record appears twice (idempotent retries were deduplicated) and nothing appears that
 //!   no producer sent;
-//! * the committed offset is at least the last acknowledged commit and never beyond what the
+//! * the group member's committed offset is at least its last acknowledged commit and never beyond what the
 //!   consumer had consumed (nor beyond the high watermark);
 //! * indexes agree with the log: fetch at random offsets returns the batch holding that
 //!   offset first, and ListOffsets by timestamp returns the first offset at or after it.
@@ -36,6 +36,11 @@ const PARTITIONS: i32 = 2;
 /// their batches interleave).
 const PRODUCERS: usize = 3;
 const GROUP: &str = "crash-matrix-group";
+/// Short, so a member lost in a kill does not hold up the next trial's join for long.
+const GROUP_SESSION_TIMEOUT_MS: i32 = 6_000;
+/// Broker config: no initial rebalance delay (each trial's consumer joins a fresh broker).
+const BROKER_CONFIG: &str =
+    "group_initial_rebalance_delay_ms = 0\ngroup_min_session_timeout_ms = 1000\n";
 /// Small segments so kills also land around segment rolls and index writes.
 const SEGMENT_BYTES: &str = "65536";
 /// Kill window after the clients start, in ms.
@@ -180,7 +185,9 @@ struct ConsumerProgress {
     commit_acked: i64,
 }
 
-/// Reads both partitions and commits the position after each poll, until the broker dies.
+/// A group member (JoinGroup/SyncGroup, range assignment of both partitions) that reads its
+/// assignment and commits its position after each poll with its generation, until the broker
+/// dies. Positions start from the last acknowledged commit.
 fn run_consumer(bootstrap: &str, progress: &Mutex<Vec<ConsumerProgress>>, stop: &AtomicBool) {
     let Ok(mut conn) = RawConn::connect(bootstrap) else {
         return;
@@ -188,15 +195,18 @@ fn run_consumer(bootstrap: &str, progress: &Mutex<Vec<ConsumerProgress>>, stop: 
     let Ok(mut client) = Client::connect(bootstrap) else {
         return;
     };
-    let Ok(coordinator) = group::find_coordinator(&mut client, GROUP) else {
+    let mut config = group::GroupConfig::new(GROUP);
+    config.session_timeout_ms = GROUP_SESSION_TIMEOUT_MS;
+    let Ok(mut member) = group::GroupMember::join(&mut client, config, &[TOPIC.to_string()]) else {
         return;
     };
+    let assigned: Vec<i32> = member.assignment().get(TOPIC).cloned().unwrap_or_default();
     let mut positions: Vec<i64> = match progress.lock() {
         Ok(p) => p.iter().map(|c| c.commit_acked).collect(),
         Err(_) => return,
     };
     while !stop.load(Ordering::Relaxed) {
-        for p in 0..PARTITIONS {
+        for &p in &assigned {
             let Ok((0, _, _, bytes)) = conn.fetch(TOPIC, p, positions[p as usize], 64 * 1024)
             else {
                 return;
@@ -211,12 +221,15 @@ fn run_consumer(bootstrap: &str, progress: &Mutex<Vec<ConsumerProgress>>, stop: 
                 prog[p as usize].consumed_upto = positions[p as usize];
             }
             let commit = [(TOPIC.to_string(), p, positions[p as usize])];
-            if group::commit_offsets(&mut client, coordinator, GROUP, -1, "", &commit).is_err() {
+            if member.commit(&mut client, &commit).is_err() {
                 return;
             }
             if let Ok(mut prog) = progress.lock() {
                 prog[p as usize].commit_acked = positions[p as usize];
             }
+        }
+        if member.maybe_heartbeat(&mut client).is_err() {
+            return;
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -395,7 +408,10 @@ fn crash_matrix_acknowledged_records_survive_sigkill() {
     } else {
         TRIALS_DEFAULT
     };
-    let mut broker = Broker::start();
+    let config_dir = tempfile::tempdir().expect("tempdir");
+    let config = reliability::write_config(config_dir.path(), BROKER_CONFIG);
+    let config = config.to_str().expect("utf-8 path").to_string();
+    let mut broker = Broker::start_with(&["--config", &config]);
     let bootstrap = broker.bootstrap();
     let mut admin = RawConn::connect(&bootstrap).expect("connect");
     admin
