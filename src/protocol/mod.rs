@@ -5,6 +5,8 @@
 
 pub mod alloc_guard;
 pub mod api;
+pub mod decode;
 pub mod fetch_encoder;
 
 pub use api::{SUPPORTED_APIS, supported_range};
+pub use decode::{DecodedRequest, decode_request};
