@@ -33,8 +33,11 @@ fn skip_bytes(buf: &mut Bytes) -> Option<()> {
     (buf.remaining() >= len).then(|| buf.advance(len))
 }
 
+/// A topic named in a legacy request, with the partitions it targets.
+type LegacyTopic = (Bytes, Vec<i32>);
+
 /// The request body after the v1 header: acks, timeout, [topic [partition, message set]].
-fn parse(body: &mut Bytes) -> Option<(i16, Vec<(Bytes, Vec<i32>)>)> {
+fn parse(body: &mut Bytes) -> Option<(i16, Vec<LegacyTopic>)> {
     let acks = read_i16(body)?;
     let _timeout_ms = read_i32(body)?;
     let topic_count = read_i32(body)?;
