@@ -16,6 +16,12 @@ use reliability::fuzz_inputs::{hex, mutate, seed_batches, seed_requests};
 use sluice::protocol::decode_request;
 use sluice::storage::validate_batches;
 
+/// The broker binary's allocator: huge allocations asked for by lying wire counts are
+/// mapped lazily instead of aborting (see `protocol::alloc_guard`).
+#[global_allocator]
+static ALLOCATOR: sluice::protocol::alloc_guard::LazyHugeAllocator =
+    sluice::protocol::alloc_guard::LazyHugeAllocator;
+
 const INPUTS_DEFAULT: u64 = 200_000;
 const INPUTS_LONG: u64 = 10_000_000;
 const SEED: u64 = 0x0051_11ce_f022;

@@ -22,7 +22,7 @@ pub struct DecodedRequest {
 }
 
 fn body<T: Decodable>(buf: &mut Bytes, version: i16) -> Result<(), String> {
-    T::decode(buf, version)
+    super::alloc_guard::decode_guarded(|| T::decode(buf, version))
         .map(drop)
         .map_err(|e| format!("malformed request body: {e}"))
 }
@@ -44,7 +44,8 @@ pub fn decode_request(frame: Bytes) -> Result<DecodedRequest, String> {
         return Err(format!("{api:?} v{version} is not served ({min}..={max})"));
     }
     let mut buf = frame;
-    RequestHeader::decode(&mut buf, api.request_header_version(version))
+    let header_version = api.request_header_version(version);
+    super::alloc_guard::decode_guarded(|| RequestHeader::decode(&mut buf, header_version))
         .map_err(|e| format!("malformed request header: {e}"))?;
     let v = version;
     match api {

@@ -15,6 +15,12 @@ use compio::net::TcpStream;
 use futures_util::FutureExt;
 use std::rc::Rc;
 
+/// A connection with nothing else in flight may always read one request up to this size,
+/// even when the shard's request-memory budget is spent: clients keep getting metadata,
+/// heartbeats and small fetches answered while big produce frames wait. The memory this
+/// allows is bounded by `max_connections` × this.
+pub const SMALL_REQUEST_ALLOWANCE_BYTES: usize = 64 * 1024;
+
 /// Bytes the kernel pipe between a segment file and the socket may hold (F_SETPIPE_SZ).
 pub const SPLICE_PIPE_BYTES: i32 = 1024 * 1024;
 
@@ -131,7 +137,13 @@ async fn read_requests(shard: Rc<Shard>, mut stream: TcpStream, tx: flume::Sende
             tracing::debug!(shard = shard.id, size, "closing connection: bad frame size");
             return;
         }
-        let memory = shard.request_memory.acquire(size as u64).await;
+        // The channel holds what is read but not yet answered (the one being served has
+        // left it): with nothing queued, a small request skips the budget.
+        let memory = if size as usize <= SMALL_REQUEST_ALLOWANCE_BYTES && tx.is_empty() {
+            shard.request_memory.unmetered()
+        } else {
+            shard.request_memory.acquire(size as u64).await
+        };
         let body = Vec::with_capacity(size as usize);
         let BufResult(result, body) = stream.read_exact(body).await;
         if result.is_err() || body.len() != size as usize {

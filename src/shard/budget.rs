@@ -29,6 +29,15 @@ impl MemoryBudget {
         })
     }
 
+    /// A permit that takes nothing from the budget (see the small-request allowance in the
+    /// connection reader).
+    pub fn unmetered(self: &Rc<Self>) -> MemoryPermit {
+        MemoryPermit {
+            budget: self.clone(),
+            bytes: 0,
+        }
+    }
+
     pub fn in_use(&self) -> u64 {
         self.in_use.get()
     }
@@ -98,6 +107,9 @@ impl Drop for PassOnWake<'_> {
 
 impl Drop for MemoryPermit {
     fn drop(&mut self) {
+        if self.bytes == 0 {
+            return;
+        }
         self.budget
             .in_use
             .set(self.budget.in_use.get().saturating_sub(self.bytes));
