@@ -10,7 +10,7 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use kafka_protocol::messages::{ApiKey, ProduceRequest, RequestHeader};
-use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use sluice::client::{Acks, produce_request};
 use sluice::protocol::fetch_encoder::{FetchFraming, PartitionHeader};
 use sluice::storage::batch::{build_test_batch, validate_batches};
@@ -29,7 +29,13 @@ fn payload(bytes: usize) -> Vec<u8> {
 
 /// A Produce request frame body (header + request), as the broker receives it.
 fn produce_frame(batch: &[u8], version: i16) -> Bytes {
-    let request = produce_request("bench-topic", 0, Bytes::copy_from_slice(batch), Acks::All, 30_000);
+    let request = produce_request(
+        "bench-topic",
+        0,
+        Bytes::copy_from_slice(batch),
+        Acks::All,
+        30_000,
+    );
     let header = RequestHeader::default()
         .with_request_api_key(ApiKey::Produce as i16)
         .with_request_api_version(version)
@@ -37,7 +43,7 @@ fn produce_frame(batch: &[u8], version: i16) -> Bytes {
         .with_client_id(Some(StrBytes::from_static_str("bench")));
     let mut buf = BytesMut::new();
     header
-        .encode(&mut buf, ProduceRequest::header_version(version))
+        .encode(&mut buf, ApiKey::Produce.request_header_version(version))
         .expect("encode header");
     request.encode(&mut buf, version).expect("encode request");
     buf.freeze()

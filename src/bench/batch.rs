@@ -166,7 +166,8 @@ impl BatchTemplate {
         };
         Ok(BatchTemplate {
             bytes,
-            records: (spec.stamp_values && spec.compression != Compression::None).then_some(records),
+            records: (spec.stamp_values && spec.compression != Compression::None)
+                .then_some(records),
             compression: spec.compression,
             value_offsets,
             record_count: spec.count,
@@ -330,7 +331,8 @@ pub fn summarize_fetched(
         let b = &records[at..];
         let base_offset = i64::from_be_bytes(read_array(b, 0));
         let length = i32::from_be_bytes(read_array(b, BATCH_LENGTH_AT));
-        let whole = BATCH_LENGTH_PREFIX_BYTES + usize::try_from(length).map_err(|_| "negative batch length")?;
+        let whole = BATCH_LENGTH_PREFIX_BYTES
+            + usize::try_from(length).map_err(|_| "negative batch length")?;
         if whole > b.len() {
             break;
         }
@@ -364,7 +366,8 @@ pub fn summarize_fetched(
                     let value_len = r.value.as_ref().map_or(0, Bytes::len);
                     summary.payload_bytes +=
                         (r.key.as_ref().map_or(0, Bytes::len) + value_len) as u64;
-                    if send_times && value_len >= SEND_TIME_BYTES
+                    if send_times
+                        && value_len >= SEND_TIME_BYTES
                         && let Some(v) = &r.value
                     {
                         on_send_time(u64::from_be_bytes(read_array(v, 0)));
@@ -415,10 +418,11 @@ mod tests {
             let mut t = BatchTemplate::build(&spec(compression, true), &mut rng).expect("build");
             assert_eq!(t.producer_identity(), (42, 3));
             let times = [10u64, 11, 12, 13, 14];
-            let bytes = t.prepare(1_700_000_000_123, Some(77), Some(&times)).expect("prepare");
+            let bytes = t
+                .prepare(1_700_000_000_123, Some(77), Some(&times))
+                .expect("prepare");
             // The broker's own validator accepts it (CRC, lengths, counts).
-            let summaries =
-                crate::storage::batch::validate_batches(&bytes).expect("valid batch");
+            let summaries = crate::storage::batch::validate_batches(&bytes).expect("valid batch");
             assert_eq!(summaries.len(), 1);
             let mut decoded = bytes.clone();
             let set = RecordBatchDecoder::decode(&mut decoded).expect("decode");

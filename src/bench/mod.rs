@@ -166,7 +166,12 @@ fn prepare_topic(config: &BenchConfig) -> Result<u32, String> {
             Ok(_) | Err(_) if Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(100))
             }
-            Ok(_) => return Err(format!("topic `{}`: partitions without a leader", config.topic)),
+            Ok(_) => {
+                return Err(format!(
+                    "topic `{}`: partitions without a leader",
+                    config.topic
+                ));
+            }
             Err(e) => return Err(format!("describe topic `{}`: {e}", config.topic)),
         }
     }
@@ -229,7 +234,9 @@ pub fn run(config: &BenchConfig) -> Result<Report, String> {
             });
         }
     }
-    let keys: Vec<Bytes> = (0..config.keys).map(|k| Bytes::from(format!("key-{k}"))).collect();
+    let keys: Vec<Bytes> = (0..config.keys)
+        .map(|k| Bytes::from(format!("key-{k}")))
+        .collect();
     let records_per_batch = records_per_batch(config);
     let broker_cpu0 = config
         .broker_pid
@@ -265,6 +272,7 @@ pub fn run(config: &BenchConfig) -> Result<Report, String> {
                 deadline,
                 rate: config.rate.map(|r| r / config.producers as f64),
                 records_per_batch,
+                records_per_batch_max: records_per_batch_max(config),
                 keys: keys.clone(),
             };
             let config = config.clone();
@@ -340,14 +348,18 @@ pub fn run(config: &BenchConfig) -> Result<Report, String> {
         Mode::E2e => "e2e",
     };
     for t in producer_threads {
-        let r = t.join().map_err(|_| "a producer thread panicked".to_string())?;
+        let r = t
+            .join()
+            .map_err(|_| "a producer thread panicked".to_string())?;
         if config.mode == Mode::Produce {
             recorder.merge(&r.recorder);
         }
         errors.extend(r.error);
     }
     for t in consumer_threads {
-        let r = t.join().map_err(|_| "a consumer thread panicked".to_string())?;
+        let r = t
+            .join()
+            .map_err(|_| "a consumer thread panicked".to_string())?;
         recorder.merge(&r.recorder);
         errors.extend(r.error);
     }
@@ -388,7 +400,8 @@ pub fn run(config: &BenchConfig) -> Result<Report, String> {
         }
         _ => None,
     };
-    let latency = (!recorder.total.is_empty()).then(|| stats::summarize(latency_kind, &recorder.total));
+    let latency =
+        (!recorder.total.is_empty()).then(|| stats::summarize(latency_kind, &recorder.total));
     Ok(Report {
         mode: config.mode,
         bootstrap: config.bootstrap.clone(),
@@ -420,6 +433,11 @@ pub fn run(config: &BenchConfig) -> Result<Report, String> {
 
 fn per_gb(cpu_s: f64, gb: f64) -> f64 {
     if gb > 0.0 { cpu_s / gb } else { f64::NAN }
+}
+
+/// Records in a full batch: as many as fit in `batch_bytes` (at least one).
+pub fn records_per_batch_max(config: &BenchConfig) -> usize {
+    (config.batch_bytes / config.record_size.mean().max(1)).max(1)
 }
 
 /// Records in one batch: as many as fit in `batch_bytes`; in fixed-rate mode no more than

@@ -41,8 +41,8 @@ impl Recorder {
     pub fn record_n(&mut self, at: Instant, latency: Duration, count: u64) {
         let us = (latency.as_micros() as u64).clamp(1, LATENCY_US_MAX);
         self.total.saturating_record_n(us, count);
-        let index = (at.saturating_duration_since(self.start).as_nanos() / INTERVAL.as_nanos())
-            as usize;
+        let index =
+            (at.saturating_duration_since(self.start).as_nanos() / INTERVAL.as_nanos()) as usize;
         while self.intervals.len() <= index {
             self.intervals.push(new_histogram());
         }
@@ -123,8 +123,8 @@ pub fn process_rss_bytes(pid: u32) -> Result<(u64, u64), String> {
 pub const SUMMARY_PERCENTILES: &[f64] = &[50.0, 90.0, 99.0, 99.9, 99.99];
 /// Points of the percentile curve in the JSON (for plots): 0 to 99.999 %.
 pub const CURVE_PERCENTILES: &[f64] = &[
-    0.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 75.0, 80.0, 85.0, 90.0, 92.5, 95.0, 96.0,
-    97.0, 98.0, 99.0, 99.5, 99.75, 99.9, 99.95, 99.99, 99.995, 99.999,
+    0.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 75.0, 80.0, 85.0, 90.0, 92.5, 95.0, 96.0, 97.0,
+    98.0, 99.0, 99.5, 99.75, 99.9, 99.95, 99.99, 99.995, 99.999,
 ];
 
 /// A histogram summarised in milliseconds.
@@ -226,9 +226,17 @@ mod tests {
         let start = Instant::now();
         let mut a = Recorder::new(start);
         a.record_n(start, Duration::from_micros(100), 3);
-        a.record_n(start + Duration::from_millis(2500), Duration::from_millis(5), 1);
+        a.record_n(
+            start + Duration::from_millis(2500),
+            Duration::from_millis(5),
+            1,
+        );
         let mut b = Recorder::new(start);
-        b.record_n(start + Duration::from_millis(1500), Duration::from_millis(1), 1);
+        b.record_n(
+            start + Duration::from_millis(1500),
+            Duration::from_millis(1),
+            1,
+        );
         a.merge(&b);
         assert_eq!(a.total.len(), 5);
         assert_eq!(a.intervals.len(), 3);
@@ -241,6 +249,9 @@ mod tests {
         write_hdr_log(&path, &a, 1_700_000_000.0, "e2e").expect("log");
         let text = std::fs::read_to_string(&path).expect("read");
         assert!(text.contains("#[StartTime: 1700000000"), "{text}");
-        assert_eq!(text.lines().filter(|l| l.starts_with("Tag=e2e,")).count(), 3);
+        assert_eq!(
+            text.lines().filter(|l| l.starts_with("Tag=e2e,")).count(),
+            3
+        );
     }
 }
