@@ -293,11 +293,13 @@ pub fn run(config: &BenchConfig) -> Result<Report, String> {
     let mut last_t = 0.0;
     let mut next_sample = start + stats::INTERVAL;
     let mut producers_finished = false;
+    let mut producers_elapsed = None;
     loop {
         let all_done = producer_threads.iter().all(|t| t.is_finished())
             && consumer_threads.iter().all(|t| t.is_finished());
         if !producers_finished && producer_threads.iter().all(|t| t.is_finished()) {
             producers_finished = true;
+            producers_elapsed = Some(start.elapsed().as_secs_f64());
             counters.producers_done.store(true, Ordering::Relaxed);
         }
         let now = Instant::now();
@@ -363,22 +365,28 @@ pub fn run(config: &BenchConfig) -> Result<Report, String> {
         recorder.merge(&r.recorder);
         errors.extend(r.error);
     }
-    let throughput = |records: u64, payload: u64, batch: u64| Throughput {
+    // Rates over each side's active time: producers until the last answer, consumers until
+    // the last record (not the final empty long-poll).
+    let throughput = |records: u64, payload: u64, batch: u64, secs: f64| Throughput {
         records,
         payload_bytes: payload,
         batch_bytes: batch,
-        records_per_s: records as f64 / elapsed,
-        mb_per_s: payload as f64 / elapsed / BYTES_PER_MB,
+        records_per_s: records as f64 / secs,
+        mb_per_s: payload as f64 / secs / BYTES_PER_MB,
     };
+    let last_consumed_s = counters.last_consumed_ns.load(Ordering::Relaxed) as f64 / 1e9;
+    let consumed_secs = if last_consumed_s > 0.0 { last_consumed_s } else { elapsed };
     let produced = throughput(
         counters.produced_records.load(Ordering::Relaxed),
         counters.produced_payload_bytes.load(Ordering::Relaxed),
         counters.produced_batch_bytes.load(Ordering::Relaxed),
+        producers_elapsed.unwrap_or(elapsed).max(1e-9),
     );
     let consumed = throughput(
         counters.consumed_records.load(Ordering::Relaxed),
         counters.consumed_payload_bytes.load(Ordering::Relaxed),
         counters.consumed_batch_bytes.load(Ordering::Relaxed),
+        consumed_secs.max(1e-9),
     );
     let moved_gb = (produced.payload_bytes + consumed.payload_bytes) as f64 / BYTES_PER_GB;
     let broker_gb = match config.mode {

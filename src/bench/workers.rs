@@ -50,6 +50,8 @@ pub struct Counters {
     pub consumed_payload_bytes: AtomicU64,
     pub consumed_batch_bytes: AtomicU64,
     pub errors: AtomicU64,
+    /// Nanoseconds from the start to the latest fetch that returned records.
+    pub last_consumed_ns: AtomicU64,
     /// Set when every producer has finished (e2e consumers then drain and stop).
     pub producers_done: AtomicBool,
     /// Set to stop everybody early (a fatal error).
@@ -685,6 +687,10 @@ fn consume_loop(
                         ));
                     }
                     consumed += summary.records;
+                    if summary.records > 0 {
+                        let at = received_at.saturating_duration_since(start).as_nanos() as u64;
+                        counters.last_consumed_ns.fetch_max(at, Ordering::Relaxed);
+                    }
                     counters
                         .consumed_records
                         .fetch_add(summary.records, Ordering::Relaxed);
