@@ -375,7 +375,11 @@ pub fn run(config: &BenchConfig) -> Result<Report, String> {
         mb_per_s: payload as f64 / secs / BYTES_PER_MB,
     };
     let last_consumed_s = counters.last_consumed_ns.load(Ordering::Relaxed) as f64 / 1e9;
-    let consumed_secs = if last_consumed_s > 0.0 { last_consumed_s } else { elapsed };
+    let consumed_secs = if last_consumed_s > 0.0 {
+        last_consumed_s
+    } else {
+        elapsed
+    };
     let produced = throughput(
         counters.produced_records.load(Ordering::Relaxed),
         counters.produced_payload_bytes.load(Ordering::Relaxed),
