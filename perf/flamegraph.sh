@@ -13,7 +13,7 @@ PID="${1:?usage: perf/flamegraph.sh PID OUT_PREFIX [SECONDS]}"
 OUT="${2:?usage: perf/flamegraph.sh PID OUT_PREFIX [SECONDS]}"
 SECONDS_TO_RECORD="${3:-10}"
 DATA="$OUT.perf.data"
-perf record -F 499 --call-graph dwarf,16384 -p "$PID" -o "$DATA" -- sleep "$SECONDS_TO_RECORD" \
+perf record -F "${PERF_FREQ:-199}" --call-graph dwarf,16384 -p "$PID" -o "$DATA" -- sleep "$SECONDS_TO_RECORD" \
   2> >(grep -v "^\[ perf record" >&2)
 perf report -i "$DATA" --stdio --no-children --percent-limit 0.5 --sort symbol \
   > "$OUT.txt" 2>/dev/null
