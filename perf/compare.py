@@ -118,6 +118,9 @@ def flags(table):
         if isinstance(value, bool):
             if value:
                 out.append(f"--{key}")
+        elif isinstance(value, list):  # a repeatable flag
+            for v in value:
+                out += [f"--{key}", str(v)]
         else:
             out += [f"--{key}", str(value)]
     return out

@@ -63,6 +63,8 @@ pub struct BenchConfig {
     pub produce_timeout_ms: i32,
     pub fetch: ConsumerConfig,
     pub broker_pid: Option<u32>,
+    /// Configs for the topic if this run creates it.
+    pub topic_configs: Vec<(String, String)>,
 }
 
 /// One row of the per-interval timeline.
@@ -141,7 +143,7 @@ fn prepare_topic(config: &BenchConfig) -> Result<u32, String> {
         name: config.topic.clone(),
         partitions: config.partitions as i32,
         replication_factor: 1,
-        configs: Vec::new(),
+        configs: config.topic_configs.clone(),
     }) {
         Ok(()) => {}
         Err(ClientError::Kafka { code: 36, .. }) => {} // TOPIC_ALREADY_EXISTS

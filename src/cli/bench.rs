@@ -90,6 +90,10 @@ pub struct CommonArgs {
     pub fetch_max_bytes: i32,
     #[arg(long, default_value_t = crate::client::consumer::FETCH_PARTITION_MAX_BYTES_DEFAULT)]
     pub fetch_partition_max_bytes: i32,
+    /// Topic config KEY=VALUE used if the topic is created (repeatable), e.g.
+    /// `sluice.durability=none` on Sluice.
+    #[arg(long = "topic-config", value_parser = super::topic::parse_key_value)]
+    pub topic_configs: Vec<(String, String)>,
     /// Broker process to measure: CPU-seconds per GB and peak RSS from /proc.
     #[arg(long)]
     pub broker_pid: Option<u32>,
@@ -159,6 +163,7 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
             reset: OffsetSpec::Earliest,
         },
         broker_pid: a.broker_pid,
+        topic_configs: a.topic_configs,
     };
     let report = bench::run(&config)?;
     if let Some(path) = &a.hdr_log {
