@@ -62,18 +62,44 @@ impl Drop for InFlight {
     }
 }
 
+/// An answer on its way to the socket, in request order, with what the metrics need.
+struct Outgoing {
+    reply: Reply,
+    api_key: i16,
+    read_at: std::time::Instant,
+    started: std::time::Instant,
+    handled: std::time::Instant,
+    _memory: MemoryPermit,
+    _in_flight: InFlight,
+}
+
 async fn serve_requests(shard: &Rc<Shard>, stream: TcpStream) {
     // Read ahead up to the in-flight limit while earlier requests are served; requests are
-    // still handled one at a time, in order, so a producer's batches stay ordered.
-    let read_ahead =
-        (shard.config.max_in_flight_requests_per_connection as usize).saturating_sub(1);
-    let (tx, rx) = flume::bounded::<ReadRequest>(read_ahead);
-    // Dropping the handle cancels the reader when this connection ends.
+    // dispatched one at a time, in order, so a producer's batches stay ordered. Answers
+    // that wait (produce waiting for durability) go to the writer, which sends them in
+    // request order while the next requests are dispatched.
+    let in_flight_max = (shard.config.max_in_flight_requests_per_connection as usize).max(1);
+    let (tx, rx) = flume::bounded::<ReadRequest>(in_flight_max - 1);
+    let (out_tx, out_rx) = flume::bounded::<Outgoing>(in_flight_max);
+    // Dropping the handles cancels the reader and the writer when this connection ends.
     let _reader = compio::runtime::spawn(read_requests(shard.clone(), stream.clone(), tx));
-    let mut stream = stream;
+    let closer = stream.clone();
+    // The writer drops `writer_gone` when it stops (a closing answer, a failed write).
+    // (Fused by `fuse()`, not by the receiver itself: a receiver whose sender was dropped
+    // reports itself terminated and `select!` would never see it complete.)
+    let (writer_gone, writer_stopped) = futures_channel::oneshot::channel::<()>();
+    let mut writer_stopped = writer_stopped.fuse();
+    let writer = compio::runtime::spawn(write_replies(shard.clone(), stream, out_rx, writer_gone));
     let mut state = ConnectionState::default();
-    let mut pipe: Option<SplicePipe> = None;
-    while let Ok(request) = rx.recv_async().await {
+    loop {
+        let next = {
+            let mut next = std::pin::pin!(rx.recv_async().fuse());
+            futures_util::select! {
+                r = next => r,
+                _ = writer_stopped => break,
+            }
+        };
+        let Ok(request) = next else { break };
         let ReadRequest {
             body,
             _memory: memory,
@@ -83,30 +109,66 @@ async fn serve_requests(shard: &Rc<Shard>, stream: TcpStream) {
         let api_key = i16::from_be_bytes([body[0], body[1]]);
         let started = std::time::Instant::now();
         let reply = dispatch::dispatch(shard, &mut state, bytes::Bytes::from(body)).await;
-        let handled = std::time::Instant::now();
+        let outgoing = Outgoing {
+            reply,
+            api_key,
+            read_at,
+            started,
+            handled: std::time::Instant::now(),
+            _memory: memory,
+            _in_flight: in_flight,
+        };
+        if out_tx.send_async(outgoing).await.is_err() {
+            break;
+        }
+        if shard.shutting_down.get() {
+            break;
+        }
+    }
+    // Let the writer finish the answers already dispatched, then close.
+    drop(out_tx);
+    let _ = writer.await;
+    // A read still pending in the ring holds the descriptor open: shut the socket down so
+    // the peer sees the close now and the pending read completes.
+    let _ = socket2::SockRef::from(&closer).shutdown(std::net::Shutdown::Both);
+}
+
+/// Writes answers in request order; a deferred answer is awaited in its turn.
+async fn write_replies(
+    shard: Rc<Shard>,
+    mut stream: TcpStream,
+    rx: flume::Receiver<Outgoing>,
+    _gone: futures_channel::oneshot::Sender<()>,
+) {
+    let mut pipe: Option<SplicePipe> = None;
+    while let Ok(outgoing) = rx.recv_async().await {
+        let mut reply = outgoing.reply;
+        let mut handled = outgoing.handled;
+        if let Reply::Deferred(answer) = reply {
+            reply = answer.await;
+            handled = std::time::Instant::now();
+        }
         let written = match reply {
             Reply::None => Ok(()),
             Reply::Frame(frame) => write_all(&mut stream, frame).await,
             Reply::Chunks(chunks) => write_chunks(&mut stream, &mut pipe, chunks).await,
+            Reply::Deferred(_) => Err(std::io::Error::other("an answer deferred twice")),
             Reply::Close(reason) => {
                 tracing::debug!(shard = shard.id, %reason, "closing connection");
                 return;
             }
         };
-        // Answered: the request no longer counts, and its bytes go back to the budget.
-        drop(in_flight);
-        drop(memory);
         shard.metrics.record_request(
-            api_key,
-            (started - read_at).as_nanos() as u64,
-            (handled - started).as_nanos() as u64,
-            read_at.elapsed().as_nanos() as u64,
+            outgoing.api_key,
+            (outgoing.started - outgoing.read_at).as_nanos() as u64,
+            (handled - outgoing.started).as_nanos() as u64,
+            outgoing.read_at.elapsed().as_nanos() as u64,
         );
+        // Answered: the request no longer counts, and its bytes go back to the budget.
+        drop(outgoing._in_flight);
+        drop(outgoing._memory);
         if let Err(e) = written {
             tracing::debug!(shard = shard.id, error = %e, "write failed; closing connection");
-            return;
-        }
-        if shard.shutting_down.get() {
             return;
         }
     }

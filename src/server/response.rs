@@ -16,6 +16,10 @@ pub enum Reply {
     Chunks(Vec<Chunk>),
     /// The request was malformed in a way that leaves the stream unusable: close it.
     Close(String),
+    /// The request is dispatched; its answer comes when this completes (Produce waiting
+    /// for durability). The connection serves the next request meanwhile and still
+    /// writes answers in request order.
+    Deferred(futures_util::future::LocalBoxFuture<'static, Reply>),
 }
 
 pub enum Chunk {

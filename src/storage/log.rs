@@ -357,9 +357,25 @@ impl PartitionLog {
     /// written (and, if `durable`, synced — group-committed with concurrent appends).
     pub async fn append(
         &self,
+        batches: BytesMut,
+        durable: bool,
+        now_ms: i64,
+    ) -> Result<AppendOutcome, StorageError> {
+        self.append_staged(batches, durable, now_ms, || {}).await
+    }
+
+    /// `append` in its two stages: `on_dispatched` runs once the batches have their offsets
+    /// and their place in the write queue (order fixed; later appends go after them), and
+    /// the future completes when they are *produced* (written, and synced if durable).
+    /// Callers use the first stage to dispatch the next request while this one syncs, so
+    /// pipelined requests share one fdatasync. Not called when the append fails before
+    /// dispatch.
+    pub async fn append_staged(
+        &self,
         mut batches: BytesMut,
         durable: bool,
         now_ms: i64,
+        on_dispatched: impl FnOnce(),
     ) -> Result<AppendOutcome, StorageError> {
         self.check_online()?;
         if now_ms < self.writes_refused_until_ms.get() {
@@ -466,6 +482,7 @@ impl PartitionLog {
         let epoch = self.write_epoch.get();
         if let Some(m) = duplicate {
             drop(guard);
+            on_dispatched();
             return self
                 .finish_duplicate(
                     epoch,
@@ -525,6 +542,7 @@ impl PartitionLog {
         });
         drop(guard);
         self.ensure_writer();
+        on_dispatched();
         self.wait_written(next, durable, epoch).await?;
         Ok(AppendOutcome {
             base_offset,

@@ -5,7 +5,7 @@
 
 use crate::config::Durability;
 use crate::server::dispatch::RequestContext;
-use crate::server::response::Reply;
+use crate::server::response::{Reply, encode_frame};
 use crate::shard::topics::ensure_topic;
 use crate::shard::{Lookup, Shard, now_ms};
 use crate::storage::batch::{BatchError, validate_batches};
@@ -175,81 +175,167 @@ pub async fn handle(ctx: &RequestContext<'_>, request: ProduceRequest) -> Reply 
         }
     }
 
-    results.extend(append_on_owners(shard, pending).await);
-
-    for r in results.iter().filter(|r| r.error_code != 0) {
-        shard.metrics.record_error(ctx.api as i16, r.error_code);
-    }
-    if acks == 0 {
-        return Reply::None;
-    }
-    let mut responses: Vec<TopicProduceResponse> = topic_names
-        .into_iter()
-        .map(|n| {
-            TopicProduceResponse::default().with_name(kafka_protocol::messages::TopicName(
-                StrBytes::from_string(n),
-            ))
-        })
-        .collect();
-    for r in results {
-        let mut partition = PartitionProduceResponse::default()
-            .with_index(r.partition)
-            .with_error_code(r.error_code)
-            .with_base_offset(r.base_offset)
-            .with_log_append_time_ms(r.log_append_time_ms)
-            .with_log_start_offset(r.log_start_offset);
-        if let Some(m) = r.error_message {
-            partition = partition.with_error_message(Some(StrBytes::from_string(m)));
+    // Stage one, *dispatched*: every append has its offsets and its place in its log's
+    // write queue. The connection may then dispatch the next request while these become
+    // durable, so pipelined acks=all requests share one fdatasync.
+    let produced = dispatch_on_owners(shard, pending).await;
+    let metrics = shard.metrics.clone();
+    let api_key = ctx.api as i16;
+    let (correlation_id, version) = (ctx.correlation_id, ctx.version);
+    let header_version = ctx.api.response_header_version(version);
+    // Stage two, *produced*: the answer once every append is written (and synced).
+    let answer = async move {
+        results.extend(produced.await);
+        for r in results.iter().filter(|r| r.error_code != 0) {
+            metrics.record_error(api_key, r.error_code);
         }
-        responses[r.topic_index].partition_responses.push(partition);
-    }
-    ctx.reply(
-        &ProduceResponse::default()
+        if acks == 0 {
+            return Reply::None;
+        }
+        let mut responses: Vec<TopicProduceResponse> = topic_names
+            .into_iter()
+            .map(|n| {
+                TopicProduceResponse::default().with_name(kafka_protocol::messages::TopicName(
+                    StrBytes::from_string(n),
+                ))
+            })
+            .collect();
+        for r in results {
+            let mut partition = PartitionProduceResponse::default()
+                .with_index(r.partition)
+                .with_error_code(r.error_code)
+                .with_base_offset(r.base_offset)
+                .with_log_append_time_ms(r.log_append_time_ms)
+                .with_log_start_offset(r.log_start_offset);
+            if let Some(m) = r.error_message {
+                partition = partition.with_error_message(Some(StrBytes::from_string(m)));
+            }
+            responses[r.topic_index].partition_responses.push(partition);
+        }
+        let body = ProduceResponse::default()
             .with_responses(responses)
-            .with_throttle_time_ms(0),
-    )
+            .with_throttle_time_ms(0);
+        match encode_frame(correlation_id, header_version, &body, version) {
+            Ok(frame) => Reply::Frame(frame),
+            Err(e) => Reply::Close(format!("Produce v{version}: {e}")),
+        }
+    };
+    Reply::Deferred(Box::pin(answer))
 }
 
-/// Groups appends by owning shard and runs each group there, all groups concurrently.
-async fn append_on_owners(shard: &Rc<Shard>, pending: Vec<PendingAppend>) -> Vec<Appended> {
+/// Sends each owning shard its appends (all shards at once), waits until every one is
+/// dispatched, and returns the future of their results.
+async fn dispatch_on_owners(
+    shard: &Rc<Shard>,
+    pending: Vec<PendingAppend>,
+) -> impl std::future::Future<Output = Vec<Appended>> + 'static {
     let mut by_owner: Vec<Vec<PendingAppend>> = (0..shard.count()).map(|_| Vec::new()).collect();
     for append in pending {
         let owner = shard.owner_of_partition(&append.topic, append.partition);
         by_owner[owner].push(append);
     }
-    let calls = by_owner
-        .into_iter()
-        .enumerate()
-        .filter(|(_, group)| !group.is_empty())
-        .map(|(owner, group)| {
-            let fallback: Vec<(usize, i32)> =
-                group.iter().map(|a| (a.topic_index, a.partition)).collect();
-            async move {
-                match shard
-                    .invoke_on(owner, move |s| async move { append_local(&s, group).await })
-                    .await
-                {
-                    Ok(done) => done,
-                    Err(_) => fallback
-                        .into_iter()
-                        .map(|(t, p)| {
-                            partition_error(t, p, ResponseError::BrokerNotAvailable.code(), None)
-                        })
-                        .collect(),
-                }
+    let mut dispatched = Vec::new();
+    let mut running = Vec::new();
+    for (owner, group) in by_owner.into_iter().enumerate() {
+        if group.is_empty() {
+            continue;
+        }
+        let fallback: Vec<(usize, i32)> =
+            group.iter().map(|a| (a.topic_index, a.partition)).collect();
+        let (dispatched_tx, dispatched_rx) = futures_channel::oneshot::channel::<()>();
+        // A spawned task: tasks run in spawn order, so messages leave in request order.
+        let shard = shard.clone();
+        let task = compio::runtime::spawn(async move {
+            let call = shard.invoke_on(owner, move |s| async move {
+                append_local(&s, group, dispatched_tx).await
+            });
+            match call.await {
+                Ok(done) => done,
+                Err(_) => fallback
+                    .into_iter()
+                    .map(|(t, p)| {
+                        partition_error(t, p, ResponseError::BrokerNotAvailable.code(), None)
+                    })
+                    .collect(),
             }
         });
-    futures_util::future::join_all(calls)
-        .await
-        .into_iter()
-        .flatten()
-        .collect()
+        dispatched.push(dispatched_rx);
+        running.push(task);
+    }
+    // A dropped sender (owner gone, or append failed early) also means "nothing pending".
+    for d in dispatched {
+        let _ = d.await;
+    }
+    async move {
+        let mut all = Vec::new();
+        for task in running {
+            if let Ok(done) = task.await {
+                all.extend(done);
+            }
+        }
+        all
+    }
+}
+
+/// Counts the appends of one owner's group that are dispatched; tells the connection when
+/// all are (errors before dispatch count as dispatched: they wait for nothing).
+struct DispatchGate {
+    remaining: std::cell::Cell<usize>,
+    tx: std::cell::RefCell<Option<futures_channel::oneshot::Sender<()>>>,
+}
+
+impl DispatchGate {
+    fn arrive(&self) {
+        let left = self.remaining.get().saturating_sub(1);
+        self.remaining.set(left);
+        if left == 0
+            && let Some(tx) = self.tx.borrow_mut().take()
+        {
+            let _ = tx.send(());
+        }
+    }
 }
 
 /// Runs on the owning shard: appends to each partition (different partitions concurrently).
-async fn append_local(shard: &Rc<Shard>, group: Vec<PendingAppend>) -> Vec<Appended> {
+async fn append_local(
+    shard: &Rc<Shard>,
+    group: Vec<PendingAppend>,
+    dispatched: futures_channel::oneshot::Sender<()>,
+) -> Vec<Appended> {
     let now = now_ms();
-    let appends = group.into_iter().map(|a| async move {
+    let gate = Rc::new(DispatchGate {
+        remaining: std::cell::Cell::new(group.len()),
+        tx: std::cell::RefCell::new(Some(dispatched)),
+    });
+    let appends = group.into_iter().map(|a| {
+        let gate = gate.clone();
+        async move {
+            let arrived = Rc::new(std::cell::Cell::new(false));
+            let appended = append_one(shard, a, now, {
+                let (gate, arrived) = (gate.clone(), arrived.clone());
+                move || {
+                    arrived.set(true);
+                    gate.arrive();
+                }
+            })
+            .await;
+            if !arrived.get() {
+                gate.arrive();
+            }
+            appended
+        }
+    });
+    futures_util::future::join_all(appends).await
+}
+
+/// One partition's append on its owning shard; `on_dispatched` as in `append_staged`.
+async fn append_one(
+    shard: &Rc<Shard>,
+    a: PendingAppend,
+    now: i64,
+    on_dispatched: impl FnOnce(),
+) -> Appended {
+    {
         let (log, metrics) = match shard.partitions.get(&a.topic, a.partition) {
             Lookup::Online(log, metrics) => (log, metrics),
             Lookup::Offline(why) => {
@@ -276,7 +362,9 @@ async fn append_local(shard: &Rc<Shard>, group: Vec<PendingAppend>) -> Vec<Appen
         let bytes = a.records.len() as u64;
         let records = BytesMut::from(a.records);
         let started = std::time::Instant::now();
-        let appended = log.append(records, a.durable, now).await;
+        let appended = log
+            .append_staged(records, a.durable, now, on_dispatched)
+            .await;
         shard
             .metrics
             .record_append(started.elapsed().as_nanos() as u64);
@@ -309,6 +397,5 @@ async fn append_local(shard: &Rc<Shard>, group: Vec<PendingAppend>) -> Vec<Appen
                 Some(e.to_string()),
             ),
         }
-    });
-    futures_util::future::join_all(appends).await
+    }
 }
