@@ -113,8 +113,9 @@ fn produce_consume_and_e2e_account_for_every_record() {
             "1",
         ],
     );
+    // How many get sent in 1 s depends on the machine; that all of them arrive does not.
     let produced = r["produced"]["records"].as_u64().unwrap_or(0);
-    assert!(produced >= 1500, "{r}");
+    assert!(produced > 0, "{r}");
     assert_eq!(r["consumed"]["records"].as_u64(), Some(produced), "{r}");
     assert_eq!(r["latency"]["kind"], "e2e");
     assert_eq!(r["latency"]["count"].as_u64(), Some(produced), "{r}");
