@@ -428,6 +428,10 @@ async fn maintenance(shard: Rc<Shard>) {
         let now = super::now_ms();
         let logs = shard.partitions.all_online();
         for (topic, partition, log, metrics) in &logs {
+            // Shutdown closes the logs (with a final flush): no background work after that.
+            if shard.shutting_down.get() {
+                return;
+            }
             if let Err(e) = log.flush_if_due(now).await {
                 tracing::error!(topic, partition, error = %e, "background flush failed");
             }
@@ -449,6 +453,9 @@ async fn maintenance(shard: Rc<Shard>) {
                 );
             }
             for (topic, partition, log, _) in &logs {
+                if shard.shutting_down.get() {
+                    return;
+                }
                 match log.enforce_retention(now).await {
                     Ok(0) => {}
                     Ok(n) => {
