@@ -115,15 +115,32 @@ fn lock_data_dir(dir: &Path) -> Result<std::fs::File, StartError> {
     Ok(file)
 }
 
-/// Fails if anything already listens on `addr` (with or without SO_REUSEPORT).
+/// How long the start-up check waits for an existing listener to answer.
+const LISTENER_PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(300);
+
+/// Fails if something already accepts connections on `addr`. A connect, not a bind: a
+/// bind would also trip over sockets a killed broker left closing on that port, which
+/// SO_REUSEADDR/SO_REUSEPORT rightly ignore.
 fn probe_exclusive(addr: std::net::SocketAddr) -> Result<(), StartError> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let fail = |source| StartError::Listen { addr, source };
-    let socket =
-        Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(fail)?;
-    // Tolerate TIME_WAIT leftovers of a previous run; a live listener still refuses the bind.
-    socket.set_reuse_address(true).map_err(fail)?;
-    socket.bind(&addr.into()).map_err(fail)?;
+    let mut target = addr;
+    if target.ip().is_unspecified() {
+        target.set_ip(if addr.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        });
+    }
+    if addr.port() != 0
+        && std::net::TcpStream::connect_timeout(&target, LISTENER_PROBE_TIMEOUT).is_ok()
+    {
+        return Err(StartError::Listen {
+            addr,
+            source: std::io::Error::new(
+                std::io::ErrorKind::AddrInUse,
+                "another process already accepts connections on this address",
+            ),
+        });
+    }
     Ok(())
 }
 
