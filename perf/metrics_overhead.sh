@@ -25,7 +25,7 @@ run_once() { # $1 = true|false
     pid=$!
     for _ in $(seq 100); do (echo > "/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
     mbps="$("$BIN" bench produce --bootstrap-server "127.0.0.1:$port" --acks 1 \
-        --duration "$DURATION" --json | python3 -c 'import json,sys; r=json.load(sys.stdin); print(r["produce"]["mb_per_s"])')"
+        --duration "$DURATION" --json | python3 -c 'import json,sys; r=json.load(sys.stdin); print(r["produced"]["mb_per_s"])')"
     kill "$pid"; wait "$pid" 2>/dev/null || true
     echo "$mbps"
 }
