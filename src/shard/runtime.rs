@@ -117,6 +117,10 @@ fn lock_data_dir(dir: &Path) -> Result<std::fs::File, StartError> {
 
 /// How long the start-up check waits for an existing listener to answer.
 const LISTENER_PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(300);
+/// How long a start-up keeps checking before it calls the port taken: after a crash the
+/// kernel tears the dead broker's io_uring down asynchronously, and its listening socket
+/// (held by a pending accept) can answer for a moment after the process is gone.
+const LISTENER_PROBE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Fails if something already accepts connections on `addr`. A connect, not a bind: a
 /// bind would also trip over sockets a killed broker left closing on that port, which
@@ -130,9 +134,19 @@ fn probe_exclusive(addr: std::net::SocketAddr) -> Result<(), StartError> {
             std::net::Ipv6Addr::LOCALHOST.into()
         });
     }
-    if addr.port() != 0
-        && std::net::TcpStream::connect_timeout(&target, LISTENER_PROBE_TIMEOUT).is_ok()
-    {
+    // A connect that lands on its own source port (a TCP self-connect, possible when the
+    // port is in the ephemeral range) is not another listener.
+    let answered_by_other = || {
+        std::net::TcpStream::connect_timeout(&target, LISTENER_PROBE_TIMEOUT)
+            .is_ok_and(|s| s.local_addr().ok() != s.peer_addr().ok())
+    };
+    let deadline = std::time::Instant::now() + LISTENER_PROBE_PATIENCE;
+    let mut taken = addr.port() != 0 && answered_by_other();
+    while taken && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        taken = answered_by_other();
+    }
+    if taken {
         return Err(StartError::Listen {
             addr,
             source: std::io::Error::new(

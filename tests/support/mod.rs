@@ -15,10 +15,27 @@ pub fn sluice_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_sluice"))
 }
 
-/// A loopback port nobody is listening on right now.
+/// Ports handed to test brokers come from below Linux's ephemeral range (32768–60999):
+/// a client reconnecting to a stopped broker on an ephemeral port can be given that very
+/// port as its own source port (a TCP self-connect) and hold it, so the restarted broker
+/// could not bind it again.
+const TEST_PORT_RANGE: std::ops::Range<u16> = 20_000..32_000;
+
+/// A loopback port nobody is listening on right now, outside the ephemeral range.
 pub fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    listener.local_addr().expect("local addr").port()
+    use std::sync::atomic::{AtomicU16, Ordering};
+    // Spread concurrent test processes over the range; walk from a per-process start.
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let span = TEST_PORT_RANGE.end - TEST_PORT_RANGE.start;
+    let seed = (std::process::id() as u16).wrapping_mul(7919) % span;
+    for _ in 0..span {
+        let step = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = TEST_PORT_RANGE.start + (seed.wrapping_add(step.wrapping_mul(13))) % span;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in {TEST_PORT_RANGE:?}");
 }
 
 /// A running broker; killed (SIGKILL) on drop unless stopped first.
