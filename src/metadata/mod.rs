@@ -324,14 +324,7 @@ impl MetadataWriter {
         }
         let mut grown = (**topic).clone();
         grown.partitions = total;
-        let grown = Arc::new(grown);
-        if validate_only {
-            return Ok(grown);
-        }
-        let mut next = (*current).clone();
-        next.topics.insert(name.to_string(), grown.clone());
-        self.publish(next)?;
-        Ok(grown)
+        self.replace_topic(&current, grown, validate_only)
     }
 
     /// Replaces (`incremental == false`) or edits the topic's overrides. `None` deletes a key.
@@ -366,14 +359,24 @@ impl MetadataWriter {
         let mut altered = (**topic).clone();
         altered.overrides = overrides;
         altered.config = config;
-        let altered = Arc::new(altered);
+        self.replace_topic(&current, altered, validate_only)
+    }
+
+    /// Publishes `topic` in place of the topic of the same name (unless only validating).
+    fn replace_topic(
+        &self,
+        current: &MetadataSnapshot,
+        topic: TopicMeta,
+        validate_only: bool,
+    ) -> Result<Arc<TopicMeta>, MetadataError> {
+        let topic = Arc::new(topic);
         if validate_only {
-            return Ok(altered);
+            return Ok(topic);
         }
-        let mut next = (*current).clone();
-        next.topics.insert(name.to_string(), altered.clone());
+        let mut next = current.clone();
+        next.topics.insert(topic.name.clone(), topic.clone());
         self.publish(next)?;
-        Ok(altered)
+        Ok(topic)
     }
 
     fn publish(&self, mut next: MetadataSnapshot) -> Result<(), MetadataError> {
