@@ -358,6 +358,19 @@ fn partition_counters_match_the_traffic_and_metrics_parse() {
         .and_then(|v| v.parse::<f64>().ok())
         .expect("Produce request count");
     assert!(produce_count >= (PARTITIONS as usize * BATCHES_PER_PARTITION) as f64);
+    // Default durability syncs before an acks=all answer, and each request above waited for
+    // its answer, so every one of them needed its own fdatasync, each timed.
+    let fsync_count = text
+        .lines()
+        .find(|l| l.starts_with("sluice_fsync_duration_seconds_count"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .expect("fsync count");
+    assert!(
+        fsync_count >= (PARTITIONS as usize * BATCHES_PER_PARTITION) as f64,
+        "{fsync_count} fdatasyncs timed for {} sequential acks=all requests",
+        PARTITIONS as usize * BATCHES_PER_PARTITION
+    );
 }
 
 #[test]

@@ -426,7 +426,11 @@ pub async fn open_partition(
     }
     let slot =
         match PartitionLog::open(&shard.config.data_dir, topic, partition, config.clone()).await {
-            Ok(log) => PartitionSlot::Online(log, shard.metrics.partition(topic, partition)),
+            Ok(log) => {
+                let metrics = shard.metrics.clone();
+                log.observe_syncs(Rc::new(move |ns| metrics.record_fsync(ns)));
+                PartitionSlot::Online(log, shard.metrics.partition(topic, partition))
+            }
             Err(e) => {
                 tracing::error!(topic, partition, error = %e, "partition offline");
                 PartitionSlot::Offline(e.to_string())

@@ -123,6 +123,10 @@ pub(super) enum WriteItem {
     Seal(Rc<Segment>),
 }
 
+/// Receives the duration in nanoseconds of each segment fdatasync. Storage knows nothing of
+/// metrics; the owning shard installs this hook when it opens the partition.
+pub type SyncObserver = Rc<dyn Fn(u64)>;
+
 pub struct PartitionLog {
     pub(super) self_ref: Weak<PartitionLog>,
     pub(super) dir: PathBuf,
@@ -152,6 +156,8 @@ pub struct PartitionLog {
     pub(super) unflushed_records: Cell<i64>,
     pub(super) last_flush_ms: Cell<i64>,
     pub(super) fdatasyncs: Cell<u64>,
+    /// Told the duration (ns) of every segment fdatasync: the shard's metrics hook.
+    pub(super) sync_observer: RefCell<Option<SyncObserver>>,
     /// Whether the last open found a clean-shutdown mark (and so skipped the recovery scan).
     pub(super) opened_clean: Cell<bool>,
     /// Bumped when queued writes are abandoned (disk full): waiters from an older epoch fail
@@ -192,6 +198,7 @@ impl PartitionLog {
             unflushed_records: Cell::new(0),
             last_flush_ms: Cell::new(0),
             fdatasyncs: Cell::new(0),
+            sync_observer: RefCell::new(None),
             opened_clean: Cell::new(false),
             write_epoch: Cell::new(0),
             writes_refused_until_ms: Cell::new(0),
@@ -731,10 +738,7 @@ impl PartitionLog {
                     self.hw_advanced.notify();
                 }
                 WriteItem::Seal(segment) => {
-                    if segment.dirty.get() {
-                        segment.sync_log().await?;
-                        self.fdatasyncs.set(self.fdatasyncs.get() + 1);
-                    }
+                    self.sync_if_dirty(&segment).await?;
                     segment.persist_indexes().await?;
                 }
             }
@@ -742,11 +746,7 @@ impl PartitionLog {
         // Group commit: one fdatasync covers every append written so far.
         if self.durable_requested.get() > self.durable_offset.get() {
             let target = self.high_watermark.get();
-            let active = self.active_segment();
-            if active.dirty.get() {
-                active.sync_log().await?;
-                self.fdatasyncs.set(self.fdatasyncs.get() + 1);
-            }
+            self.sync_if_dirty(&self.active_segment()).await?;
             if target > self.durable_offset.get() {
                 self.durable_offset.set(target);
             }
@@ -909,6 +909,25 @@ impl PartitionLog {
         write_state(&self.dir, &state).await
     }
 
+    /// Reports the duration of every segment fdatasync to `observer` (the shard's metrics).
+    pub fn observe_syncs(&self, observer: SyncObserver) {
+        *self.sync_observer.borrow_mut() = Some(observer);
+    }
+
+    /// fdatasyncs `segment` if it holds unsynced writes; counts and times the sync.
+    async fn sync_if_dirty(&self, segment: &Segment) -> Result<(), StorageError> {
+        if !segment.dirty.get() {
+            return Ok(());
+        }
+        let started = std::time::Instant::now();
+        segment.sync_log().await?;
+        self.fdatasyncs.set(self.fdatasyncs.get() + 1);
+        if let Some(observer) = self.sync_observer.borrow().as_ref() {
+            observer(started.elapsed().as_nanos() as u64);
+        }
+        Ok(())
+    }
+
     /// fdatasyncs every segment with unsynced data, persists new index entries and advances
     /// the recovery point in the state file.
     pub async fn flush(&self) -> Result<(), StorageError> {
@@ -921,10 +940,7 @@ impl PartitionLog {
         let flushed_records = self.unflushed_records.get();
         let segments: Vec<Rc<Segment>> = self.segments.borrow().iter().cloned().collect();
         for s in &segments {
-            if s.dirty.get() {
-                s.sync_log().await?;
-                self.fdatasyncs.set(self.fdatasyncs.get() + 1);
-            }
+            self.sync_if_dirty(s).await?;
             s.persist_indexes().await?;
         }
         if target > self.durable_offset.get() {

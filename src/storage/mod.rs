@@ -22,5 +22,5 @@ pub use batch::{
     BatchError, BatchHeader, BatchSummary, RECORD_BATCH_HEADER_BYTES, validate_batches,
 };
 pub use error::StorageError;
-pub use log::{AppendOutcome, FileRegion, PartitionLog, ReadSlice};
+pub use log::{AppendOutcome, FileRegion, PartitionLog, ReadSlice, SyncObserver};
 pub use producer_state::ProducerStateInfo;
