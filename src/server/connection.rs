@@ -62,15 +62,38 @@ impl Drop for InFlight {
     }
 }
 
+/// Ready answers the writer may send with one vectored write. On loopback every send also
+/// delivers to, and wakes, the client, so pipelined answers that complete together (one
+/// group commit, one coalesced file write) go out in one send.
+pub const MAX_ANSWERS_PER_WRITE: usize = 16;
+
 /// An answer on its way to the socket, in request order, with what the metrics need.
 struct Outgoing {
     reply: Reply,
+    answered: Answered,
+}
+
+/// Everything about a request but its answer: timings for the metrics, and the memory and
+/// in-flight count it holds until its answer is written.
+struct Answered {
     api_key: i16,
     read_at: std::time::Instant,
     started: std::time::Instant,
     handled: std::time::Instant,
     _memory: MemoryPermit,
     _in_flight: InFlight,
+}
+
+impl Answered {
+    /// Records the request's latency; dropping `self` releases its memory and in-flight slot.
+    fn record(self, shard: &Shard) {
+        shard.metrics.record_request(
+            self.api_key,
+            (self.started - self.read_at).as_nanos() as u64,
+            (self.handled - self.started).as_nanos() as u64,
+            self.read_at.elapsed().as_nanos() as u64,
+        );
+    }
 }
 
 async fn serve_requests(shard: &Rc<Shard>, stream: TcpStream) {
@@ -111,12 +134,14 @@ async fn serve_requests(shard: &Rc<Shard>, stream: TcpStream) {
         let reply = dispatch::dispatch(shard, &mut state, bytes::Bytes::from(body)).await;
         let outgoing = Outgoing {
             reply,
-            api_key,
-            read_at,
-            started,
-            handled: std::time::Instant::now(),
-            _memory: memory,
-            _in_flight: in_flight,
+            answered: Answered {
+                api_key,
+                read_at,
+                started,
+                handled: std::time::Instant::now(),
+                _memory: memory,
+                _in_flight: in_flight,
+            },
         };
         if out_tx.send_async(outgoing).await.is_err() {
             break;
@@ -133,7 +158,8 @@ async fn serve_requests(shard: &Rc<Shard>, stream: TcpStream) {
     let _ = socket2::SockRef::from(&closer).shutdown(std::net::Shutdown::Both);
 }
 
-/// Writes answers in request order; a deferred answer is awaited in its turn.
+/// Writes answers in request order; a deferred answer is awaited in its turn. Answers
+/// queued behind it that are ready too are gathered into the same write.
 async fn write_replies(
     shard: Rc<Shard>,
     mut stream: TcpStream,
@@ -141,32 +167,42 @@ async fn write_replies(
     _gone: futures_channel::oneshot::Sender<()>,
 ) {
     let mut pipe: Option<SplicePipe> = None;
-    while let Ok(outgoing) = rx.recv_async().await {
-        let mut reply = outgoing.reply;
-        let mut handled = outgoing.handled;
-        if let Reply::Deferred(answer) = reply {
-            reply = answer.await;
-            handled = std::time::Instant::now();
+    let mut frames: Vec<bytes::Bytes> = Vec::with_capacity(MAX_ANSWERS_PER_WRITE);
+    let mut answered: Vec<Answered> = Vec::with_capacity(MAX_ANSWERS_PER_WRITE);
+    // Taken off the queue while gathering but not ready yet: the next in line.
+    let mut held: Option<Outgoing> = None;
+    loop {
+        let mut outgoing = match held.take() {
+            Some(o) => o,
+            None => match rx.recv_async().await {
+                Ok(o) => o,
+                Err(_) => return,
+            },
+        };
+        if let Reply::Deferred(answer) = outgoing.reply {
+            outgoing.reply = answer.await;
+            outgoing.answered.handled = std::time::Instant::now();
         }
-        let written = match reply {
-            Reply::None => Ok(()),
-            Reply::Frame(frame) => write_all(&mut stream, frame).await,
-            Reply::Chunks(chunks) => write_chunks(&mut stream, &mut pipe, chunks).await,
+        let written = match outgoing.reply {
+            Reply::None | Reply::Frame(_) => {
+                gather_ready(outgoing, &rx, &mut held, &mut frames, &mut answered);
+                let written = write_frames(&mut stream, &mut frames).await;
+                for a in answered.drain(..) {
+                    a.record(&shard);
+                }
+                written
+            }
+            Reply::Chunks(chunks) => {
+                let written = write_chunks(&mut stream, &mut pipe, chunks).await;
+                outgoing.answered.record(&shard);
+                written
+            }
             Reply::Deferred(_) => Err(std::io::Error::other("an answer deferred twice")),
             Reply::Close(reason) => {
                 tracing::debug!(shard = shard.id, %reason, "closing connection");
                 return;
             }
         };
-        shard.metrics.record_request(
-            outgoing.api_key,
-            (outgoing.started - outgoing.read_at).as_nanos() as u64,
-            (handled - outgoing.started).as_nanos() as u64,
-            outgoing.read_at.elapsed().as_nanos() as u64,
-        );
-        // Answered: the request no longer counts, and its bytes go back to the budget.
-        drop(outgoing._in_flight);
-        drop(outgoing._memory);
         if let Err(e) = written {
             tracing::debug!(shard = shard.id, error = %e, "write failed; closing connection");
             return;
@@ -174,43 +210,124 @@ async fn write_replies(
     }
 }
 
+/// Takes `first` (a frame or no answer) and every answer queued behind it that is a frame
+/// or no answer and is ready now, in order, up to `MAX_ANSWERS_PER_WRITE`. The first one
+/// that is not ready, or needs a splice, is left in `held`.
+fn gather_ready(
+    first: Outgoing,
+    rx: &flume::Receiver<Outgoing>,
+    held: &mut Option<Outgoing>,
+    frames: &mut Vec<bytes::Bytes>,
+    answered: &mut Vec<Answered>,
+) {
+    let mut next = Some(first);
+    while let Some(mut outgoing) = next.take() {
+        if let Reply::Deferred(answer) = &mut outgoing.reply {
+            match answer.now_or_never() {
+                Some(reply) => {
+                    outgoing.reply = reply;
+                    outgoing.answered.handled = std::time::Instant::now();
+                }
+                None => {
+                    *held = Some(outgoing);
+                    return;
+                }
+            }
+        }
+        match outgoing.reply {
+            Reply::Frame(frame) => frames.push(frame),
+            Reply::None => {}
+            _ => {
+                *held = Some(outgoing);
+                return;
+            }
+        }
+        answered.push(outgoing.answered);
+        if answered.len() < MAX_ANSWERS_PER_WRITE {
+            next = rx.try_recv().ok();
+        }
+    }
+}
+
+/// Sends `frames` (emptied) with one write, vectored when there are several.
+async fn write_frames(
+    stream: &mut TcpStream,
+    frames: &mut Vec<bytes::Bytes>,
+) -> std::io::Result<()> {
+    match frames.len() {
+        0 => Ok(()),
+        1 => {
+            let frame = frames.pop().unwrap_or_default();
+            write_all(stream, frame).await
+        }
+        _ => {
+            let BufResult(result, back) = stream.write_vectored_all(std::mem::take(frames)).await;
+            *frames = back;
+            frames.clear();
+            result
+        }
+    }
+}
+
+/// Bytes of the size prefix in front of every request frame.
+const FRAME_SIZE_BYTES: usize = 4;
+
 /// Reads frames until the socket closes, a frame is invalid, shutdown begins, or the
 /// connection stops taking them. Each body first takes its size from the shard's request
 /// memory budget: when that is spent, this stops reading the socket (backpressure).
+///
+/// A body's read may also take the next frame's size prefix, when the client has already
+/// sent it (pipelined requests): one receive per request instead of two. Only those few
+/// prefix bytes are ever carried over; record bytes are read once, into their own buffer.
 async fn read_requests(shard: Rc<Shard>, mut stream: TcpStream, tx: flume::Sender<ReadRequest>) {
     let max_request = shard.config.max_request_bytes as usize;
+    let mut prefix: Vec<u8> = Vec::with_capacity(FRAME_SIZE_BYTES);
     loop {
-        // Wait for the next frame's size; an idle connection closes at shutdown.
-        let size_buf = Vec::with_capacity(4);
-        let read = {
-            let mut stop = shard.shutdown_signal().fuse();
-            let mut read = std::pin::pin!(stream.read_exact(size_buf).fuse());
-            futures_util::select! {
-                _ = stop => return,
-                r = read => r,
+        // Wait for the rest of the next frame's size; an idle connection closes at shutdown.
+        while prefix.len() < FRAME_SIZE_BYTES {
+            let read = {
+                let mut stop = shard.shutdown_signal().fuse();
+                let mut read = std::pin::pin!(stream.append(prefix).fuse());
+                futures_util::select! {
+                    _ = stop => return,
+                    r = read => r,
+                }
+            };
+            let BufResult(result, back) = read;
+            prefix = back;
+            if !matches!(result, Ok(n) if n > 0) {
+                return;
             }
-        };
-        let BufResult(result, size_buf) = read;
-        if result.is_err() || size_buf.len() != 4 {
-            return;
         }
-        let size = i32::from_be_bytes([size_buf[0], size_buf[1], size_buf[2], size_buf[3]]);
+        let size = i32::from_be_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]);
+        prefix.clear();
         if size < 8 || size as usize > max_request {
             tracing::debug!(shard = shard.id, size, "closing connection: bad frame size");
             return;
         }
+        let size = size as usize;
         // The channel holds what is read but not yet answered (the one being served has
         // left it): with nothing queued, a small request skips the budget.
-        let memory = if size as usize <= SMALL_REQUEST_ALLOWANCE_BYTES && tx.is_empty() {
+        let memory = if size <= SMALL_REQUEST_ALLOWANCE_BYTES && tx.is_empty() {
             shard.request_memory.unmetered()
         } else {
             shard.request_memory.acquire(size as u64).await
         };
-        let body = Vec::with_capacity(size as usize);
-        let BufResult(result, body) = stream.read_exact(body).await;
-        if result.is_err() || body.len() != size as usize {
-            return;
+        let mut body = Vec::with_capacity(size + FRAME_SIZE_BYTES);
+        while body.len() < size {
+            let BufResult(result, back) = stream.append(body).await;
+            body = back;
+            if !matches!(result, Ok(n) if n > 0) {
+                return;
+            }
         }
+        // `with_capacity` is exact, so at most one size prefix can have come along.
+        assert!(
+            body.len() - size <= FRAME_SIZE_BYTES,
+            "read past the next size prefix"
+        );
+        prefix.extend_from_slice(&body[size..]);
+        body.truncate(size);
         let request = ReadRequest {
             body,
             _memory: memory,
