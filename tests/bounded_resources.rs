@@ -15,6 +15,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 use support::Broker;
+use support::wire::{DEFAULT_CLIENT_ID, encode_request};
 
 const MAX_CONNECTIONS: u32 = 20;
 const MAX_REQUEST_BYTES: usize = 64 * 1024;
@@ -210,7 +211,8 @@ fn ten_thousand_idle_connections_are_held_and_the_broker_stays_responsive() {
         let s = &mut idle[i];
         s.set_read_timeout(Some(Duration::from_secs(10)))
             .expect("timeout");
-        let framed = RawConn::encode(&ApiVersionsRequest::default(), 0, 1).expect("encode");
+        let framed = encode_request(&ApiVersionsRequest::default(), 0, 1, DEFAULT_CLIENT_ID)
+            .expect("encode");
         s.write_all(&framed)
             .unwrap_or_else(|e| panic!("idle connection {i} was closed: {e}"));
         let mut len = [0u8; 4];
@@ -268,8 +270,13 @@ fn a_consumer_that_never_reads_does_not_grow_the_broker() {
                             .with_partition_max_bytes(1 << 20),
                     ]),
             ]);
-        let framed =
-            RawConn::encode(&request, reliability::FETCH_VERSION, i as i32).expect("encode fetch");
+        let framed = encode_request(
+            &request,
+            reliability::FETCH_VERSION,
+            i as i32,
+            DEFAULT_CLIENT_ID,
+        )
+        .expect("encode fetch");
         // Once the broker stops reading (its answers are stuck), our writes block: that is
         // the backpressure we want; stop sending then.
         if slow.write_all(&framed).is_err() {

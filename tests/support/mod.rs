@@ -2,6 +2,8 @@
 //! ports with a fresh data directory, and stop it again.
 #![allow(dead_code)]
 
+pub mod wire;
+
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
