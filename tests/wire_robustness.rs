@@ -23,8 +23,8 @@ use kafka_protocol::records::{Record, RecordBatchDecoder};
 use std::collections::HashMap;
 use std::io::{ErrorKind, Read};
 use std::time::{Duration, Instant};
-use support::Broker;
 use support::wire::{self, RawConn};
+use support::{Broker, Target};
 
 /// How long a read may wait for the broker to answer or close.
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -39,32 +39,9 @@ const ERROR_NONE: i16 = 0;
 const ERROR_CORRUPT_MESSAGE: i16 = 2;
 const ERROR_UNSUPPORTED_VERSION: i16 = 35;
 
-/// The broker under test: one started for this test, or an external one.
-struct Target {
-    broker: Option<Broker>,
-    bootstrap: String,
-}
-
+/// What these tests do with the broker under test (`Target::from_env_or_start`, or one
+/// started with a special configuration).
 impl Target {
-    fn start() -> Target {
-        match std::env::var("SLUICE_TEST_BOOTSTRAP") {
-            Ok(bootstrap) if !bootstrap.is_empty() => Target {
-                broker: None,
-                bootstrap,
-            },
-            _ => Self::start_with(&[]),
-        }
-    }
-
-    fn start_with(args: &[&str]) -> Target {
-        let broker = Broker::start_with(args);
-        let bootstrap = broker.bootstrap();
-        Target {
-            broker: Some(broker),
-            bootstrap,
-        }
-    }
-
     fn connect(&self) -> RawConn {
         RawConn::connect_with(&self.bootstrap, CLIENT_ID, IO_TIMEOUT)
             .unwrap_or_else(|e| panic!("broker at {}: {e}", self.bootstrap))
@@ -303,7 +280,7 @@ fn unique_topic(prefix: &str) -> String {
 
 #[test]
 fn garbage_bytes_close_only_that_connection() {
-    let mut target = Target::start();
+    let mut target = Target::from_env_or_start();
     let mut bystander = target.connect();
     bystander.api_versions();
 
@@ -334,7 +311,7 @@ fn garbage_bytes_close_only_that_connection() {
 
 #[test]
 fn negative_frame_length_closes_the_connection() {
-    let mut target = Target::start();
+    let mut target = Target::from_env_or_start();
     for length in [-1i32, i32::MIN] {
         let mut conn = target.connect();
         let _ = conn.send_raw(&length.to_be_bytes());
@@ -345,7 +322,7 @@ fn negative_frame_length_closes_the_connection() {
 
 #[test]
 fn huge_frame_length_closes_without_waiting_for_the_body() {
-    let mut target = Target::start();
+    let mut target = Target::from_env_or_start();
     let mut conn = target.connect();
     // Only the length and a header are sent; a broker that waits for 2 GiB would hang here.
     let header = raw_header_v1(ApiKey::Produce as i16, 7, 1);
@@ -358,15 +335,10 @@ fn huge_frame_length_closes_without_waiting_for_the_body() {
 
 #[test]
 fn frame_over_max_request_bytes_closes_the_connection() {
-    let config_dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
-    let config_path = config_dir.path().join("sluice.toml");
-    std::fs::write(
-        &config_path,
-        format!("max_request_bytes = {SMALL_MAX_REQUEST_BYTES}\n"),
-    )
-    .unwrap_or_else(|e| panic!("write {}: {e}", config_path.display()));
-    let config_arg = config_path.to_string_lossy().into_owned();
-    let mut target = Target::start_with(&["--config", &config_arg]);
+    let mut target = Target::started(Broker::start_with_config(
+        &format!("max_request_bytes = {SMALL_MAX_REQUEST_BYTES}\n"),
+        &[],
+    ));
 
     // A produce just under the limit is served.
     let mut conn = target.connect();
@@ -400,7 +372,7 @@ fn frame_over_max_request_bytes_closes_the_connection() {
 
 #[test]
 fn unknown_api_key_closes_the_connection() {
-    let mut target = Target::start();
+    let mut target = Target::from_env_or_start();
     let mut bystander = target.connect();
     bystander.api_versions();
     for api_key in [9_999i16, i16::MAX] {
@@ -415,7 +387,7 @@ fn unknown_api_key_closes_the_connection() {
 
 #[test]
 fn api_versions_with_unsupported_version_answers_unsupported_version() {
-    let mut target = Target::start();
+    let mut target = Target::from_env_or_start();
     let mut conn = target.connect();
     let correlation_id = 77;
     // Header v2 (a flexible ApiVersions request) with an empty tagged-field section and an
@@ -468,7 +440,7 @@ fn api_versions_with_unsupported_version_answers_unsupported_version() {
 
 #[test]
 fn other_api_with_unsupported_version_closes_the_connection() {
-    let mut target = Target::start();
+    let mut target = Target::from_env_or_start();
     let mut conn = target.connect();
     let header = raw_header_v1(ApiKey::Metadata as i16, 127, 5);
     let _ = conn.send_raw(&wire::frame(&[&header, &[0u8; 8]]));
@@ -478,7 +450,7 @@ fn other_api_with_unsupported_version_closes_the_connection() {
 
 #[test]
 fn produce_with_corrupt_batch_crc_answers_corrupt_message() {
-    let mut target = Target::start();
+    let mut target = Target::from_env_or_start();
     let mut conn = target.connect();
     let versions = conn.api_versions();
     let topic = unique_topic("corrupt-crc");
@@ -555,7 +527,7 @@ fn raw_header_matches_the_protocol_crate_encoding() {
 #[test]
 fn pre_0_11_produce_gets_unsupported_for_message_format_not_a_dropped_connection() {
     use bytes::Buf;
-    let mut target = Target::start();
+    let mut target = Target::from_env_or_start();
     let mut conn = target.connect();
     let header = raw_header_v1(ApiKey::Produce as i16, 2, 41);
     // acks=1, timeout, one topic "legacy" with partition 0 and a (magic 1) message set.
