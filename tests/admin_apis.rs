@@ -4,7 +4,7 @@
 
 mod support;
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::describe_log_dirs_request::DescribableLogDirTopic;
 use kafka_protocol::messages::describe_producers_request::TopicRequest;
@@ -13,62 +13,28 @@ use kafka_protocol::messages::offset_for_leader_epoch_request::{
 };
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    ApiKey, BrokerId, DescribeLogDirsRequest, DescribeLogDirsResponse, DescribeProducersRequest,
+    BrokerId, DescribeLogDirsRequest, DescribeLogDirsResponse, DescribeProducersRequest,
     DescribeProducersResponse, OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse,
-    RequestHeader, ResponseHeader, TopicName,
+    TopicName,
 };
 use kafka_protocol::messages::{
     InitProducerIdRequest, InitProducerIdResponse, ProduceRequest, ProduceResponse, ProducerId,
 };
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::protocol::{Request, StrBytes};
+use kafka_protocol::records::Record;
 use sluice::client::{Client, NewTopic};
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::time::Duration;
-use support::Broker;
+use support::{Broker, wire};
 
 fn sb(s: &str) -> StrBytes {
     StrBytes::from_string(s.to_string())
 }
 
-/// Sends one request at `version` and decodes its response.
-fn call<Req: Encodable, Resp: Decodable>(
-    broker: &Broker,
-    api: ApiKey,
-    version: i16,
-    request: &Req,
-) -> Resp {
-    let mut stream = TcpStream::connect(broker.bootstrap()).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    let mut body = BytesMut::new();
-    RequestHeader::default()
-        .with_request_api_key(api as i16)
-        .with_request_api_version(version)
-        .with_correlation_id(7)
-        .with_client_id(Some(sb("admin-apis-test")))
-        .encode(&mut body, api.request_header_version(version))
-        .expect("encode header");
-    request.encode(&mut body, version).expect("encode body");
-    let mut frame = BytesMut::new();
-    frame.put_i32(body.len() as i32);
-    frame.extend_from_slice(&body);
-    stream.write_all(&frame).expect("send");
-    let mut len = [0u8; 4];
-    stream.read_exact(&mut len).expect("response length");
-    let mut buf = vec![0u8; i32::from_be_bytes(len) as usize];
-    stream.read_exact(&mut buf).expect("response body");
-    let mut buf = Bytes::from(buf);
-    let header = ResponseHeader::decode(&mut buf, api.response_header_version(version))
-        .expect("response header");
-    assert_eq!(header.correlation_id, 7);
-    let response = Resp::decode(&mut buf, version).expect("decode response");
-    assert_eq!(buf.remaining(), 0, "{api:?} v{version}: trailing bytes");
-    response
+/// Client id in this test's request headers.
+const CLIENT_ID: &str = "admin-apis-test";
+
+/// Sends one request at `version` on a new connection and decodes its response.
+fn call<R: Request>(broker: &Broker, request: &R, version: i16) -> R::Response {
+    wire::call_once(&broker.bootstrap(), CLIENT_ID, request, version)
 }
 
 /// A 2-partition topic with `records` records in partition 0, written as one batch by an
@@ -85,13 +51,12 @@ fn topic_with_records(broker: &Broker, topic: &str, records: usize) {
         .expect("create topic");
     let init: InitProducerIdResponse = call(
         broker,
-        ApiKey::InitProducerId,
-        4,
         &InitProducerIdRequest::default()
             .with_transactional_id(None)
             .with_transaction_timeout_ms(60_000)
             .with_producer_id(ProducerId(-1))
             .with_producer_epoch(-1),
+        4,
     );
     assert_eq!(init.error_code, 0, "InitProducerId");
     let now_ms = std::time::SystemTime::now()
@@ -100,35 +65,16 @@ fn topic_with_records(broker: &Broker, topic: &str, records: usize) {
         .as_millis() as i64;
     let batch: Vec<Record> = (0..records)
         .map(|i| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
             partition_leader_epoch: 0,
             producer_id: init.producer_id.0,
             producer_epoch: init.producer_epoch,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
             sequence: i as i32,
-            timestamp: now_ms,
-            key: None,
-            value: Some(Bytes::from(format!("value-{i}"))),
-            headers: Default::default(),
+            ..wire::plain_record(i as i64, now_ms, Bytes::from(format!("value-{i}")))
         })
         .collect();
-    let mut encoded = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut encoded,
-        &batch,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .expect("encode batch");
+    let encoded = wire::encode_batch(&batch);
     let produced: ProduceResponse = call(
         broker,
-        ApiKey::Produce,
-        9,
         &ProduceRequest::default()
             .with_acks(-1)
             .with_timeout_ms(10_000)
@@ -141,6 +87,7 @@ fn topic_with_records(broker: &Broker, topic: &str, records: usize) {
                             .with_records(Some(encoded.freeze())),
                     ]),
             ]),
+        9,
     );
     let code = produced.responses[0].partition_responses[0].error_code;
     assert_eq!(code, 0, "produce");
@@ -153,9 +100,8 @@ fn describe_log_dirs_reports_the_data_dir_and_partition_sizes() {
     for version in [1i16, 4] {
         let all: DescribeLogDirsResponse = call(
             &broker,
-            ApiKey::DescribeLogDirs,
-            version,
             &DescribeLogDirsRequest::default().with_topics(None),
+            version,
         );
         assert_eq!(all.results.len(), 1, "one log dir");
         let dir = &all.results[0];
@@ -186,8 +132,6 @@ fn describe_log_dirs_reports_the_data_dir_and_partition_sizes() {
     }
     let some: DescribeLogDirsResponse = call(
         &broker,
-        ApiKey::DescribeLogDirs,
-        4,
         &DescribeLogDirsRequest::default().with_topics(Some(vec![
             DescribableLogDirTopic::default()
                 .with_topic(TopicName(sb("sized")))
@@ -196,6 +140,7 @@ fn describe_log_dirs_reports_the_data_dir_and_partition_sizes() {
                 .with_topic(TopicName(sb("no-such-topic")))
                 .with_partitions(vec![0]),
         ])),
+        4,
     );
     let topics = &some.results[0].topics;
     assert_eq!(topics.len(), 1, "unknown topics are left out");
@@ -215,8 +160,6 @@ fn offset_for_leader_epoch_zero_ends_at_the_log_end() {
     };
     let response: OffsetForLeaderEpochResponse = call(
         &broker,
-        ApiKey::OffsetForLeaderEpoch,
-        4,
         &OffsetForLeaderEpochRequest::default()
             .with_replica_id(BrokerId(-1))
             .with_topics(vec![
@@ -233,6 +176,7 @@ fn offset_for_leader_epoch_zero_ends_at_the_log_end() {
                     .with_topic(TopicName(sb("missing")))
                     .with_partitions(vec![partition(0, 0, 0)]),
             ]),
+        4,
     );
     let got: Vec<(i32, i16, i32, i64)> = response.topics[0]
         .partitions
@@ -261,13 +205,12 @@ fn describe_producers_lists_the_idempotent_producer() {
     topic_with_records(&broker, "producers", 10);
     let response: DescribeProducersResponse = call(
         &broker,
-        ApiKey::DescribeProducers,
-        0,
         &DescribeProducersRequest::default().with_topics(vec![
             TopicRequest::default()
                 .with_name(TopicName(sb("producers")))
                 .with_partition_indexes(vec![0, 1, 7]),
         ]),
+        0,
     );
     let parts = &response.topics[0].partitions;
     assert_eq!(parts.len(), 3);

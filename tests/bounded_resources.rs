@@ -10,11 +10,12 @@ mod reliability;
 mod support;
 
 use kafka_protocol::messages::{ApiVersionsRequest, MetadataRequest};
-use reliability::{RawConn, batch, rss_kib, write_config};
+use reliability::{RawConn, batch, rss_kib};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 use support::Broker;
+use support::wire::{DEFAULT_CLIENT_ID, encode_request};
 
 const MAX_CONNECTIONS: u32 = 20;
 const MAX_REQUEST_BYTES: usize = 64 * 1024;
@@ -30,17 +31,15 @@ const SLOW_CONSUMER_FETCHES: usize = 2_000;
 const SLOW_CONSUMER_RSS_GROWTH_KIB_MAX: u64 = 128 * 1024;
 
 /// A broker on one core (so per-shard limits equal broker-wide ones) with a small config.
-fn limited_broker(dir: &tempfile::TempDir) -> Broker {
-    let config = write_config(
-        dir.path(),
+fn limited_broker() -> Broker {
+    Broker::start_with_config(
         &format!(
             "max_connections = {MAX_CONNECTIONS}\n\
              max_request_bytes = {MAX_REQUEST_BYTES}\n\
              max_in_flight_requests_per_connection = {MAX_IN_FLIGHT}\n"
         ),
-    );
-    let config = config.to_str().expect("utf-8 path").to_string();
-    Broker::start_with(&["--config", &config, "--cores", "1"])
+        &["--cores", "1"],
+    )
 }
 
 /// True if a new connection gets an ApiVersions answer.
@@ -52,8 +51,7 @@ fn answers(bootstrap: &str) -> Option<RawConn> {
 
 #[test]
 fn max_connections_is_enforced_and_freed_slots_are_reused() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let broker = limited_broker(&dir);
+    let broker = limited_broker();
     let bootstrap = broker.bootstrap();
     let mut open = Vec::new();
     let mut refused = 0;
@@ -100,8 +98,7 @@ fn max_connections_is_enforced_and_freed_slots_are_reused() {
 
 #[test]
 fn frames_over_max_request_bytes_are_refused_and_just_under_are_served() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let broker = limited_broker(&dir);
+    let broker = limited_broker();
     let bootstrap = broker.bootstrap();
     let mut conn = RawConn::connect(&bootstrap).expect("connect");
     conn.create_topic("big", 1, &[]).expect("create");
@@ -129,8 +126,7 @@ fn frames_over_max_request_bytes_are_refused_and_just_under_are_served() {
 
 #[test]
 fn requests_pipelined_beyond_the_in_flight_limit_are_answered_in_order() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let broker = limited_broker(&dir);
+    let broker = limited_broker();
     let mut conn = RawConn::connect(&broker.bootstrap()).expect("connect");
     let mut ids = Vec::new();
     for i in 0..PIPELINED_REQUESTS {
@@ -210,7 +206,8 @@ fn ten_thousand_idle_connections_are_held_and_the_broker_stays_responsive() {
         let s = &mut idle[i];
         s.set_read_timeout(Some(Duration::from_secs(10)))
             .expect("timeout");
-        let framed = RawConn::encode(&ApiVersionsRequest::default(), 0, 1).expect("encode");
+        let framed = encode_request(&ApiVersionsRequest::default(), 0, 1, DEFAULT_CLIENT_ID)
+            .expect("encode");
         s.write_all(&framed)
             .unwrap_or_else(|e| panic!("idle connection {i} was closed: {e}"));
         let mut len = [0u8; 4];
@@ -268,8 +265,13 @@ fn a_consumer_that_never_reads_does_not_grow_the_broker() {
                             .with_partition_max_bytes(1 << 20),
                     ]),
             ]);
-        let framed =
-            RawConn::encode(&request, reliability::FETCH_VERSION, i as i32).expect("encode fetch");
+        let framed = encode_request(
+            &request,
+            reliability::FETCH_VERSION,
+            i as i32,
+            DEFAULT_CLIENT_ID,
+        )
+        .expect("encode fetch");
         // Once the broker stops reading (its answers are stuck), our writes block: that is
         // the backpressure we want; stop sending then.
         if slow.write_all(&framed).is_err() {
@@ -312,13 +314,10 @@ const BUDGET_RSS_SLACK_KIB: u64 = 24 * 1024;
 
 #[test]
 fn unfinished_large_frames_cannot_exceed_the_produce_memory_budget() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let config = write_config(
-        dir.path(),
+    let mut broker = Broker::start_with_config(
         &format!("shard_produce_memory_bytes = {PRODUCE_BUDGET_BYTES}\n"),
+        &["--cores", "1"],
     );
-    let config = config.to_str().expect("utf-8 path").to_string();
-    let mut broker = Broker::start_with(&["--config", &config, "--cores", "1"]);
     let bootstrap = broker.bootstrap();
     let pid = broker.pid().expect("pid");
     let rss_before = rss_kib(pid).expect("VmRSS");

@@ -7,34 +7,13 @@ mod support;
 use sluice::client::partition_for_key;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
+use support::Target;
 
 /// Longest a consume in these tests waits for a record before giving up.
 const CONSUME_TIMEOUT_MS: &str = "10000";
 
-/// A broker to talk to: ours (kept alive by `_broker`) or an external one.
-struct Target {
-    _broker: Option<support::Broker>,
-    bootstrap: String,
-    external: bool,
-}
-
 fn target() -> Target {
-    match std::env::var("SLUICE_TEST_BOOTSTRAP") {
-        Ok(bootstrap) if !bootstrap.is_empty() => Target {
-            _broker: None,
-            bootstrap,
-            external: true,
-        },
-        _ => {
-            let broker = support::Broker::start();
-            let bootstrap = broker.bootstrap();
-            Target {
-                _broker: Some(broker),
-                bootstrap,
-                external: false,
-            }
-        }
-    }
+    Target::from_env_or_start()
 }
 
 /// A topic name no earlier run used (external brokers keep state between runs).
@@ -42,33 +21,20 @@ fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
 }
 
-impl Target {
-    fn run(&self, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
-        support::sluice_cli(&self.bootstrap, args, stdin)
-    }
-
-    /// Runs a command that must succeed; returns stdout.
-    fn ok(&self, args: &[&str], stdin: Option<&str>) -> String {
-        let (ok, out, err) = self.run(args, stdin);
-        assert!(ok, "sluice {args:?} failed:\nstdout: {out}\nstderr: {err}");
-        out
-    }
-
-    fn create_topic(&self, name: &str, partitions: u32) {
-        let partitions = partitions.to_string();
-        self.ok(
-            &[
-                "topic",
-                "create",
-                name,
-                "--partitions",
-                &partitions,
-                "--replication-factor",
-                "1",
-            ],
-            None,
-        );
-    }
+fn create_topic(t: &Target, name: &str, partitions: u32) {
+    let partitions = partitions.to_string();
+    t.ok(
+        &[
+            "topic",
+            "create",
+            name,
+            "--partitions",
+            &partitions,
+            "--replication-factor",
+            "1",
+        ],
+        None,
+    );
 }
 
 /// A failing command printed exactly one `sluice: ...` line and no panic or backtrace.
@@ -155,7 +121,7 @@ fn topic_create_list_describe_delete_round_trip() {
 fn keyed_lines_with_headers_come_back_in_order_from_the_beginning() {
     let t = target();
     let name = unique("keyed");
-    t.create_topic(&name, 1);
+    create_topic(&t, &name, 1);
     let input: String = (0..200)
         .map(|i| format!("key{}:value-{i}\n", i % 7))
         .collect();
@@ -198,7 +164,7 @@ fn keyed_lines_with_headers_come_back_in_order_from_the_beginning() {
 fn keyed_records_land_on_the_java_partition_and_keep_per_partition_order() {
     let t = target();
     let name = unique("partitioned");
-    t.create_topic(&name, 4);
+    create_topic(&t, &name, 4);
     let input: String = (0..120).map(|i| format!("k{}\t{i}\n", i % 10)).collect();
     t.ok(&["produce", &name, "--key-separator", "\t"], Some(&input));
     let out = t.ok(
@@ -244,7 +210,7 @@ fn every_compression_codec_round_trips() {
     let t = target();
     for codec in ["none", "gzip", "snappy", "lz4", "zstd"] {
         let name = unique(&format!("codec-{codec}"));
-        t.create_topic(&name, 1);
+        create_topic(&t, &name, 1);
         // Repetitive text so every codec actually compresses.
         let input: String = (0..500)
             .map(|i| format!("{codec} record number {i} {}\n", "abc".repeat(i % 20)))
@@ -270,7 +236,7 @@ fn every_compression_codec_round_trips() {
 fn consume_defaults_to_the_end_of_the_log() {
     let t = target();
     let name = unique("latest");
-    t.create_topic(&name, 1);
+    create_topic(&t, &name, 1);
     // Two runs, one record each: some brokers (tansu 0.6) report the high watermark as the
     // last batch's base offset + 1, which would hide the second record of one batch.
     t.ok(&["produce", &name], Some("old-1\n"));
@@ -303,7 +269,7 @@ fn group_consumer_commits_and_the_next_run_resumes_after_the_commit() {
     let t = target();
     let name = unique("grouped");
     let group = unique("group");
-    t.create_topic(&name, 2);
+    create_topic(&t, &name, 2);
     let input: String = (0..30).map(|i| format!("k{i}:v{i}\n")).collect();
     t.ok(&["produce", &name, "--key-separator", ":"], Some(&input));
 
@@ -394,7 +360,7 @@ fn unreachable_bootstrap_fails_fast_with_one_line() {
 fn producing_to_a_missing_partition_fails_and_says_why() {
     let t = target();
     let name = unique("narrow");
-    t.create_topic(&name, 1);
+    create_topic(&t, &name, 1);
     let (ok, _, err) = t.run(&["produce", &name, "--partition", "5"], None);
     assert!(!ok);
     assert!(
@@ -407,7 +373,7 @@ fn producing_to_a_missing_partition_fails_and_says_why() {
 fn lines_without_the_key_separator_are_reported_and_fail_the_run() {
     let t = target();
     let name = unique("nosep");
-    t.create_topic(&name, 1);
+    create_topic(&t, &name, 1);
     let (ok, _, err) = t.run(
         &["produce", &name, "--key-separator", "="],
         Some("a=1\nbroken\nb=2\n"),
@@ -446,7 +412,7 @@ fn client_pipelines_produce_requests_on_one_connection() {
     const RECORDS_PER_BATCH: usize = 10;
     let t = target();
     let name = unique("pipelined");
-    t.create_topic(&name, 1);
+    create_topic(&t, &name, 1);
     let mut client = Client::connect(&t.bootstrap).expect("connect");
     let leader = client.leader_for(&name, 0).expect("leader");
     let conn = client.broker_connection(leader).expect("leader connection");

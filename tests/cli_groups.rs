@@ -5,41 +5,21 @@ mod support;
 
 use sluice::client::{Client, GroupConfig, GroupMember};
 use std::collections::BTreeMap;
+use support::{Broker, Target};
 
 /// (topic, partition) -> (committed, log end, lag) as `group describe` prints them.
 type DescribeRows = BTreeMap<(String, i32), (String, String, String)>;
 
-struct Target {
-    _broker: support::Broker,
-    _conf: tempfile::TempDir,
-    bootstrap: String,
-}
-
+/// A broker started with no initial rebalance delay.
 fn target() -> Target {
-    let conf = tempfile::tempdir().expect("temp dir");
-    let path = conf.path().join("sluice.toml");
-    std::fs::write(&path, "group_initial_rebalance_delay_ms = 0\n").expect("write config");
-    let path = path.display().to_string();
-    let broker = support::Broker::start_with(&["--config", &path]);
-    let bootstrap = broker.bootstrap();
-    Target {
-        _broker: broker,
-        _conf: conf,
-        bootstrap,
-    }
+    Target::started(Broker::start_with_config(
+        "group_initial_rebalance_delay_ms = 0\n",
+        &[],
+    ))
 }
 
+/// The commands these tests run, on top of `Target::run` and `Target::ok`.
 impl Target {
-    fn run(&self, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
-        support::sluice_cli(&self.bootstrap, args, stdin)
-    }
-
-    fn ok(&self, args: &[&str], stdin: Option<&str>) -> String {
-        let (ok, out, err) = self.run(args, stdin);
-        assert!(ok, "sluice {args:?} failed:\nstdout: {out}\nstderr: {err}");
-        out
-    }
-
     fn create_topic(&self, name: &str, partitions: u32, configs: &[&str]) {
         let partitions = partitions.to_string();
         let mut args = vec!["topic", "create", name, "--partitions", &partitions];

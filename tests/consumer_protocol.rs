@@ -4,21 +4,16 @@
 
 mod support;
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::consumer_group_heartbeat_request::TopicPartitions;
 use kafka_protocol::messages::{
-    ApiKey, ConsumerGroupDescribeRequest, ConsumerGroupDescribeResponse,
-    ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse, GroupId, RequestHeader,
-    ResponseHeader, TopicName,
+    ConsumerGroupDescribeRequest, ConsumerGroupDescribeResponse, ConsumerGroupHeartbeatRequest,
+    ConsumerGroupHeartbeatResponse, GroupId, TopicName,
 };
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::protocol::{Request, StrBytes};
 use sluice::client::{Client, NewTopic};
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::time::Duration;
-use support::Broker;
+use support::{Broker, wire};
 
 const HEARTBEAT_VERSION: i16 = 1;
 const GROUP: &str = "kip848-raw";
@@ -27,38 +22,12 @@ fn sb(s: &str) -> StrBytes {
     StrBytes::from_string(s.to_string())
 }
 
-fn call<Req: Encodable, Resp: Decodable>(
-    broker: &Broker,
-    api: ApiKey,
-    version: i16,
-    request: &Req,
-) -> Resp {
-    let mut stream = TcpStream::connect(broker.bootstrap()).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    let mut body = BytesMut::new();
-    RequestHeader::default()
-        .with_request_api_key(api as i16)
-        .with_request_api_version(version)
-        .with_correlation_id(3)
-        .with_client_id(Some(sb("kip848-test")))
-        .encode(&mut body, api.request_header_version(version))
-        .expect("encode header");
-    request.encode(&mut body, version).expect("encode body");
-    let mut frame = BytesMut::new();
-    frame.put_i32(body.len() as i32);
-    frame.extend_from_slice(&body);
-    stream.write_all(&frame).expect("send");
-    let mut len = [0u8; 4];
-    stream.read_exact(&mut len).expect("response length");
-    let mut buf = vec![0u8; i32::from_be_bytes(len) as usize];
-    stream.read_exact(&mut buf).expect("response body");
-    let mut buf = Bytes::from(buf);
-    ResponseHeader::decode(&mut buf, api.response_header_version(version)).expect("header");
-    let response = Resp::decode(&mut buf, version).expect("decode response");
-    assert_eq!(buf.remaining(), 0, "{api:?}: trailing bytes");
-    response
+/// Client id in this test's request headers.
+const CLIENT_ID: &str = "kip848-test";
+
+/// Sends one request at `version` on a new connection and decodes its response.
+fn call<R: Request>(broker: &Broker, request: &R, version: i16) -> R::Response {
+    wire::call_once(&broker.bootstrap(), CLIENT_ID, request, version)
 }
 
 /// One heartbeat; `owned` is what the member reports it owns (None = unchanged).
@@ -82,12 +51,7 @@ fn heartbeat(
                     .with_partitions(partitions),
             ]
         }));
-    call(
-        broker,
-        ApiKey::ConsumerGroupHeartbeat,
-        HEARTBEAT_VERSION,
-        &request,
-    )
+    call(broker, &request, HEARTBEAT_VERSION)
 }
 
 fn assigned(response: &ConsumerGroupHeartbeatResponse) -> Option<Vec<i32>> {
@@ -105,9 +69,8 @@ fn assigned(response: &ConsumerGroupHeartbeatResponse) -> Option<Vec<i32>> {
 fn describe(broker: &Broker, group: &str) -> ConsumerGroupDescribeResponse {
     call(
         broker,
-        ApiKey::ConsumerGroupDescribe,
-        0,
         &ConsumerGroupDescribeRequest::default().with_group_ids(vec![GroupId(sb(group))]),
+        0,
     )
 }
 

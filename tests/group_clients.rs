@@ -14,72 +14,29 @@
 mod support;
 
 use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
-use support::Broker;
+use support::{Broker, CLIENTS_INSTALL_HINT, clients_dir, real_clients_skipped};
 
 /// The broker's `group_initial_rebalance_delay_ms` in these tests (Kafka's default is 3 s).
 const INITIAL_DELAY_MS: u64 = 300;
 /// Upper bound on one client's whole scenario run (normally 30–60 s).
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(180);
-const INSTALL_HINT: &str = "run `bash tests/run.sh` (installs everything), or set \
-    SLUICE_SKIP_REAL_CLIENTS=1 to skip these tests on purpose";
-
 static SERIAL: Mutex<()> = Mutex::new(());
 
-fn clients_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients")
-}
-
-fn skipped(test: &str) -> bool {
-    if std::env::var("SLUICE_SKIP_REAL_CLIENTS").as_deref() == Ok("1") {
-        let notice = format!(
-            "\n!!! SKIPPED real-client test `{test}`: SLUICE_SKIP_REAL_CLIENTS=1 is set. \
-             Nothing was checked. !!!\n"
-        );
-        let _ = std::io::stderr().write_all(notice.as_bytes());
-        return true;
-    }
-    false
-}
-
-/// The Python with confluent-kafka and kafka-python (same lookup as `real_clients.rs`).
+/// The Python with confluent-kafka and kafka-python.
 fn python() -> PathBuf {
-    let python = match std::env::var_os("SLUICE_TEST_PYTHON") {
-        Some(p) if !p.is_empty() => PathBuf::from(p),
-        _ => Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"),
-    };
-    let probe = Command::new(&python)
-        .args(["-c", "import confluent_kafka, kafka"])
-        .stdin(Stdio::null())
-        .output();
-    match probe {
-        Ok(out) if out.status.success() => python,
-        Ok(out) => panic!(
-            "{} cannot import confluent_kafka and kafka: {}\n{INSTALL_HINT}",
-            python.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ),
-        Err(e) => panic!(
-            "cannot run Python at {} (set SLUICE_TEST_PYTHON): {e}\n{INSTALL_HINT}",
-            python.display()
-        ),
-    }
+    support::client_python("confluent_kafka, kafka")
 }
 
-fn start_broker() -> (Broker, tempfile::TempDir) {
-    let conf_dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
-    let conf = conf_dir.path().join("sluice.toml");
-    std::fs::write(
-        &conf,
-        format!("group_initial_rebalance_delay_ms = {INITIAL_DELAY_MS}\n"),
+fn start_broker() -> Broker {
+    Broker::start_with_config(
+        &format!("group_initial_rebalance_delay_ms = {INITIAL_DELAY_MS}\n"),
+        &[],
     )
-    .unwrap_or_else(|e| panic!("write {}: {e}", conf.display()));
-    let conf_arg = conf.display().to_string();
-    (Broker::start_with(&["--config", &conf_arg]), conf_dir)
 }
 
 /// `SLUICE_GROUP_SCENARIOS=a,b` runs only those scenarios (for debugging one of them).
@@ -92,7 +49,7 @@ fn scenario_filter() -> Vec<String> {
 
 /// Runs every scenario for `client`, restarting the broker when the script asks.
 fn run_scenarios(test: &str, client: &str) {
-    if skipped(test) {
+    if real_clients_skipped(test) {
         return;
     }
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
@@ -101,11 +58,11 @@ fn run_scenarios(test: &str, client: &str) {
         let module = clients_dir().join("node_modules/kafkajs/package.json");
         assert!(
             module.exists(),
-            "{} is missing: run `npm ci` in tests/clients; {INSTALL_HINT}",
+            "{} is missing: run `npm ci` in tests/clients; {CLIENTS_INSTALL_HINT}",
             module.display()
         );
     }
-    let (mut broker, _conf) = start_broker();
+    let mut broker = start_broker();
     let mut child = Command::new(&python)
         .arg("groups_scenarios.py")
         .args(["--client", client, "--bootstrap", &broker.bootstrap()])

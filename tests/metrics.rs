@@ -6,24 +6,22 @@
 
 mod support;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use kafka_protocol::messages::{
-    ApiVersionsRequest, CreateTopicsRequest, FetchRequest, ProduceRequest, RequestHeader,
-    ResponseHeader, TopicName,
+    ApiVersionsRequest, CreateTopicsRequest, FetchRequest, ProduceRequest, TopicName,
     create_topics_request::CreatableTopic,
     fetch_request::{FetchPartition, FetchTopic},
     produce_request::{PartitionProduceData, TopicProduceData},
 };
-use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::protocol::{Request, StrBytes};
+use kafka_protocol::records::{Record, RecordBatchDecoder};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::Command;
 use std::time::{Duration, Instant};
 use support::Broker;
+use support::wire::{RawConn, encode_batch, plain_record};
 
 const TOPIC: &str = "metrics-test";
 const PARTITIONS: i32 = 2;
@@ -31,33 +29,26 @@ const BATCHES_PER_PARTITION: usize = 4;
 /// How long counters may take to show a request the client already saw answered.
 const METRICS_SETTLE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// A raw connection that knows the broker's highest version of each API.
 struct Client {
-    stream: TcpStream,
-    correlation_id: i32,
+    conn: RawConn,
     /// Highest version the broker speaks, by API key.
     versions: BTreeMap<i16, i16>,
 }
 
 impl Client {
     fn connect(addr: &str) -> Client {
-        let stream = TcpStream::connect(addr).expect("connect to broker");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(30)))
-            .unwrap();
-        let mut client = Client {
-            stream,
-            correlation_id: 0,
-            versions: BTreeMap::new(),
-        };
+        let mut conn = RawConn::connect_with(addr, "sluice-metrics-test", Duration::from_secs(30))
+            .unwrap_or_else(|e| panic!("{e}"));
         // ApiVersions v0 is understood by every broker.
-        let response = client.call(ApiVersionsRequest::default(), 0);
+        let response = conn.call(&ApiVersionsRequest::default(), 0);
         assert_eq!(response.error_code, 0, "ApiVersions error");
-        client.versions = response
+        let versions = response
             .api_keys
             .iter()
             .map(|k| (k.api_key, k.max_version))
             .collect();
-        client
+        Client { conn, versions }
     }
 
     /// The version to use for `R`: the newest both sides know, capped at `preferred`.
@@ -74,72 +65,16 @@ impl Client {
         );
         v
     }
-
-    fn call<R: Request>(&mut self, request: R, version: i16) -> R::Response {
-        self.correlation_id += 1;
-        let header = RequestHeader::default()
-            .with_request_api_key(R::KEY)
-            .with_request_api_version(version)
-            .with_correlation_id(self.correlation_id)
-            .with_client_id(Some(StrBytes::from_static_str("sluice-metrics-test")));
-        let mut body = BytesMut::new();
-        header
-            .encode(&mut body, R::header_version(version))
-            .expect("encode header");
-        request.encode(&mut body, version).expect("encode request");
-        let mut frame = (body.len() as i32).to_be_bytes().to_vec();
-        frame.extend_from_slice(&body);
-        self.stream.write_all(&frame).expect("send request");
-
-        let mut size = [0u8; 4];
-        self.stream
-            .read_exact(&mut size)
-            .expect("read response size");
-        let mut payload = vec![0u8; i32::from_be_bytes(size) as usize];
-        self.stream.read_exact(&mut payload).expect("read response");
-        let mut buf = Bytes::from(payload);
-        let header = ResponseHeader::decode(
-            &mut buf,
-            <R::Response as HeaderVersion>::header_version(version),
-        )
-        .expect("decode response header");
-        assert_eq!(header.correlation_id, self.correlation_id);
-        R::Response::decode(&mut buf, version).expect("decode response")
-    }
 }
 
 fn batch(records: usize, seed: usize) -> Bytes {
     let records: Vec<Record> = (0..records)
-        .map(|i| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: -1,
-            timestamp: 1_700_000_000_000,
-            key: None,
-            value: Some(Bytes::from(format!(
-                "value-{seed}-{i}-{}",
-                "x".repeat(seed * 7)
-            ))),
-            headers: Default::default(),
+        .map(|i| {
+            let value = format!("value-{seed}-{i}-{}", "x".repeat(seed * 7));
+            plain_record(i as i64, 1_700_000_000_000, Bytes::from(value))
         })
         .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .expect("encode batch");
-    buf.freeze()
+    encode_batch(&records).freeze()
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq)]
@@ -255,7 +190,7 @@ fn partition_counters_match_the_traffic_and_metrics_parse() {
                 .with_replication_factor(1),
         ]);
     let v = client.version::<CreateTopicsRequest>(5, 0);
-    let created = client.call(create, v);
+    let created = client.conn.call(&create, v);
     assert_eq!(created.topics[0].error_code, 0, "CreateTopics failed");
 
     // Produce: several batches of different sizes to each partition, acks=all.
@@ -280,7 +215,7 @@ fn partition_counters_match_the_traffic_and_metrics_parse() {
                                 .with_records(Some(bytes)),
                         ]),
                 ]);
-            let response = client.call(request, produce_version);
+            let response = client.conn.call(&request, produce_version);
             let p = &response.responses[0].partition_responses[0];
             assert_eq!(p.error_code, 0, "produce to partition {partition} failed");
         }
@@ -313,7 +248,7 @@ fn partition_counters_match_the_traffic_and_metrics_parse() {
                                 .with_partition_max_bytes(16 * 1024 * 1024),
                         ]),
                 ]);
-            let response = client.call(request, fetch_version);
+            let response = client.conn.call(&request, fetch_version);
             let data = &response.responses[0].partitions[0];
             assert_eq!(
                 data.error_code, 0,

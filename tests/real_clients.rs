@@ -20,92 +20,15 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use support::Broker;
+use support::{CLIENTS_INSTALL_HINT, Target, clients_dir, real_clients_skipped};
 
 /// Upper bound on one client script; each needs well under a minute on a healthy broker.
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(300);
 /// Python modules the scripts import.
 const PYTHON_MODULES: &str = "confluent_kafka, kafka, snappy, lz4, zstandard";
-const INSTALL_HINT: &str = "run `bash tests/run.sh` (installs everything), or set \
-    SLUICE_SKIP_REAL_CLIENTS=1 to skip these tests on purpose";
 
-fn clients_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients")
-}
-
-/// True (after a loud notice) when the runner asked to skip real-client tests.
-fn skipped(test: &str) -> bool {
-    if std::env::var("SLUICE_SKIP_REAL_CLIENTS").as_deref() == Ok("1") {
-        // Written to the stderr handle, not with eprintln!, so the test harness's output
-        // capture does not hide it when the (skipped) test "passes".
-        let notice = format!(
-            "\n!!! SKIPPED real-client test `{test}`: SLUICE_SKIP_REAL_CLIENTS=1 is set. \
-             Nothing was checked. !!!\n"
-        );
-        let _ = std::io::stderr().write_all(notice.as_bytes());
-        return true;
-    }
-    false
-}
-
-/// The broker a script talks to: a fresh one, or `SLUICE_TEST_BOOTSTRAP`.
-struct Target {
-    _broker: Option<Broker>,
-    bootstrap: String,
-    external: bool,
-}
-
-fn target() -> Target {
-    match std::env::var("SLUICE_TEST_BOOTSTRAP") {
-        Ok(bootstrap) if !bootstrap.is_empty() => Target {
-            _broker: None,
-            bootstrap,
-            external: true,
-        },
-        _ => {
-            let broker = Broker::start();
-            let bootstrap = broker.bootstrap();
-            Target {
-                _broker: Some(broker),
-                bootstrap,
-                external: false,
-            }
-        }
-    }
-}
-
-/// The venv Python with every module the scripts import, or a failure saying how to get it.
 fn python() -> PathBuf {
-    let python = match std::env::var_os("SLUICE_TEST_PYTHON") {
-        Some(p) if !p.is_empty() => PathBuf::from(p),
-        _ => {
-            let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
-            if !venv.exists() {
-                panic!(
-                    "SLUICE_TEST_PYTHON is not set and {} does not exist: {INSTALL_HINT}",
-                    venv.display()
-                );
-            }
-            venv
-        }
-    };
-    let probe = Command::new(&python)
-        .args(["-c", &format!("import {PYTHON_MODULES}")])
-        .stdin(Stdio::null())
-        .output();
-    match probe {
-        Ok(out) if out.status.success() => python,
-        Ok(out) => panic!(
-            "{} cannot import {PYTHON_MODULES}: {}\n{INSTALL_HINT} \
-             (pip install confluent-kafka kafka-python python-snappy lz4 zstandard)",
-            python.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ),
-        Err(e) => panic!(
-            "cannot run Python at {}: {e}\n{INSTALL_HINT}",
-            python.display()
-        ),
-    }
+    support::client_python(PYTHON_MODULES)
 }
 
 /// A tool on PATH, or a failure naming the Debian package.
@@ -120,7 +43,7 @@ fn require_tool(tool: &str, package: &str) {
         .unwrap_or(false);
     assert!(
         found,
-        "`{tool}` is not installed: apt-get install -y {package}; {INSTALL_HINT}"
+        "`{tool}` is not installed: apt-get install -y {package}; {CLIENTS_INSTALL_HINT}"
     );
 }
 
@@ -191,11 +114,11 @@ fn tolerance_flags(target: &Target, script: &str) -> Vec<String> {
 }
 
 fn python_script(test: &str, script: &str) {
-    if skipped(test) {
+    if real_clients_skipped(test) {
         return;
     }
     let python = python();
-    let target = target();
+    let target = Target::from_env_or_start();
     let mut args = vec![
         script.to_string(),
         "--bootstrap".to_string(),
@@ -231,7 +154,7 @@ fn idempotent_retry_of_the_same_batch_is_written_once() {
 
 #[test]
 fn kafkajs_roundtrip_codecs_and_idempotence() {
-    if skipped("kafkajs_roundtrip_codecs_and_idempotence") {
+    if real_clients_skipped("kafkajs_roundtrip_codecs_and_idempotence") {
         return;
     }
     require_tool("node", "nodejs");
@@ -239,11 +162,11 @@ fn kafkajs_roundtrip_codecs_and_idempotence() {
     for package in ["kafkajs", "kafkajs-snappy", "lz4js"] {
         assert!(
             modules.join(package).join("package.json").exists(),
-            "{} is missing: run `npm ci` in tests/clients; {INSTALL_HINT}",
+            "{} is missing: run `npm ci` in tests/clients; {CLIENTS_INSTALL_HINT}",
             modules.join(package).display()
         );
     }
-    let target = target();
+    let target = Target::from_env_or_start();
     let mut args = vec![
         "kafkajs_roundtrip.js".to_string(),
         "--bootstrap".to_string(),
@@ -255,11 +178,11 @@ fn kafkajs_roundtrip_codecs_and_idempotence() {
 
 #[test]
 fn kcat_roundtrip_all_codecs_and_idempotence() {
-    if skipped("kcat_roundtrip_all_codecs_and_idempotence") {
+    if real_clients_skipped("kcat_roundtrip_all_codecs_and_idempotence") {
         return;
     }
     require_tool("kcat", "kcat");
-    let target = target();
+    let target = Target::from_env_or_start();
     let mut args = vec![
         "kcat_roundtrip.sh".to_string(),
         "--bootstrap".to_string(),

@@ -11,7 +11,7 @@
 mod reliability;
 mod support;
 
-use reliability::{ERROR_OFFSET_OUT_OF_RANGE, RawConn, batch, split_batches, write_config};
+use reliability::{ERROR_OFFSET_OUT_OF_RANGE, RawConn, batch, split_batches};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::{Duration, Instant};
@@ -132,13 +132,10 @@ fn reader(
 
 #[test]
 fn lagging_reader_gets_offset_out_of_range_and_current_reader_stays_correct() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let config = write_config(
-        dir.path(),
+    let mut broker = Broker::start_with_config(
         &format!("log_retention_check_interval_ms = {RETENTION_CHECK_INTERVAL_MS}\n"),
+        &[],
     );
-    let config = config.to_str().expect("utf-8").to_string();
-    let mut broker = Broker::start_with(&["--config", &config]);
     let bootstrap = broker.bootstrap();
     let mut conn = RawConn::connect(&bootstrap).expect("connect");
     conn.create_topic(

@@ -7,7 +7,6 @@ back by partition assignment and check order, key placement and content. Exits n
 a clear message on the first failed check.
 """
 
-import argparse
 import time
 
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
@@ -121,33 +120,20 @@ def consume_all(bootstrap, topic, expected_count):
 
 
 def roundtrip(admin, bootstrap, label, extra_config, skip_watermarks):
-    topic = rc.unique_topic(f"ck-{label}")
-    print(f"--- confluent-kafka {label}: topic {topic}", flush=True)
-    create_topic(admin, topic)
-    messages = rc.expected_messages(label)
-    delivered = produce(bootstrap, topic, messages, extra_config)
-    consumed, watermarks = consume_all(bootstrap, topic, len(messages))
-    rc.verify_roundtrip(f"confluent-kafka {label}", messages, consumed, delivered)
-    per_partition = [sum(1 for c in consumed if c[0] == p) for p in range(rc.PARTITION_COUNT)]
-    if skip_watermarks:
-        print(f"skip {topic}: ListOffsets check (--skip-watermark-check)", flush=True)
-        return
-    rc.check(
-        watermarks == [(0, n) for n in per_partition],
-        f"{topic}: ListOffsets (low, high) per partition {watermarks} match records "
-        f"consumed {per_partition}",
+    rc.roundtrip(
+        "confluent-kafka",
+        rc.unique_topic(f"ck-{label}"),
+        label,
+        create_topic=lambda topic: create_topic(admin, topic),
+        produce=lambda topic, messages: produce(bootstrap, topic, messages, extra_config),
+        consume_all=lambda topic, count: consume_all(bootstrap, topic, count),
+        skip_watermarks=skip_watermarks,
+        watermark_names="low, high",
     )
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--bootstrap", required=True, help="HOST:PORT of the broker")
-    parser.add_argument(
-        "--skip-watermark-check",
-        action="store_true",
-        help="only for trying this script on brokers with a known ListOffsets bug (tansu 0.6)",
-    )
-    args = parser.parse_args()
+    args = rc.roundtrip_args(__doc__.splitlines()[0])
     import confluent_kafka
 
     print(

@@ -353,6 +353,34 @@ def scenario_static(args, admin):
         stop_all(members)
 
 
+def join_newcomer_incrementally(args, group, topic, members, name, extra, kind):
+    """Adds member `name` to three members that split six partitions with an incremental
+    protocol (cooperative-sticky or KIP-848) and checks the rebalance: the newcomer gets
+    partitions, each earlier member gives up only partitions that moved away and keeps
+    some, and exactly the newcomer's partitions were revoked."""
+    before = {m.name: set(m.owned()) for m in members}
+    marks = {m.name: len(m.assignment_events()) for m in members}
+    members.append(Member(args.client, args.bootstrap, group, topic, name, extra))
+    wait_for(lambda: split_evenly(members), f"four {kind} members cover all six partitions", members=members)
+    sizes = sorted(len(m.owned()) for m in members)
+    rc.check(sizes == [1, 1, 2, 2], f"{kind} rebalance gives the newcomer partitions ({sizes})")
+    revoked_total = set()
+    for m in members[:3]:
+        later = m.assignment_events()[marks[m.name]:]
+        revoked = set(p for _, e in later if e["kind"] in ("revoke", "lost") for p in e["delta"])
+        revoked_total |= revoked
+        kept = before[m.name] - revoked
+        rc.check(
+            revoked <= before[m.name] - set(m.owned()),
+            f"{m.name} revoked only partitions that moved away ({sorted(revoked)}, kept {sorted(kept)})",
+        )
+        rc.check(bool(kept), f"{m.name} kept partitions throughout the rebalance ({sorted(kept)})")
+    rc.check(
+        revoked_total == set(members[3].owned()),
+        f"exactly the newcomer's partitions were revoked ({sorted(revoked_total)} vs {members[3].owned()})",
+    )
+
+
 def scenario_cooperative(args, admin):
     topic = make_topic(admin, "coop")
     group = group_name("coop")
@@ -360,27 +388,7 @@ def scenario_cooperative(args, admin):
     members = [Member(args.client, args.bootstrap, group, topic, f"c{i}", extra) for i in range(3)]
     try:
         wait_for(lambda: split_evenly(members), "three cooperative members split six partitions", members=members)
-        before = {m.name: set(m.owned()) for m in members}
-        marks = {m.name: len(m.assignment_events()) for m in members}
-        members.append(Member(args.client, args.bootstrap, group, topic, "c3", extra))
-        wait_for(lambda: split_evenly(members), "four cooperative members cover all six partitions", members=members)
-        sizes = sorted(len(m.owned()) for m in members)
-        rc.check(sizes == [1, 1, 2, 2], f"cooperative rebalance gives the newcomer partitions ({sizes})")
-        revoked_total = set()
-        for m in members[:3]:
-            later = m.assignment_events()[marks[m.name]:]
-            revoked = set(p for _, e in later if e["kind"] in ("revoke", "lost") for p in e["delta"])
-            revoked_total |= revoked
-            kept = before[m.name] - revoked
-            rc.check(
-                revoked <= before[m.name] - set(m.owned()),
-                f"{m.name} revoked only partitions that moved away ({sorted(revoked)}, kept {sorted(kept)})",
-            )
-            rc.check(bool(kept), f"{m.name} kept partitions throughout the rebalance ({sorted(kept)})")
-        rc.check(
-            revoked_total == set(members[3].owned()),
-            f"exactly the newcomer's partitions were revoked ({sorted(revoked_total)} vs {members[3].owned()})",
-        )
+        join_newcomer_incrementally(args, group, topic, members, "c3", extra, "cooperative")
     finally:
         stop_all(members)
 
@@ -398,24 +406,7 @@ def scenario_consumer_protocol(args, admin):
         wait_for(lambda: split_evenly(members), "three consumer-protocol members split six partitions", members=members)
         sizes = sorted(len(m.owned()) for m in members)
         rc.check(sizes == [2, 2, 2], f"the broker's assignor gives each member two partitions ({sizes})")
-        before = {m.name: set(m.owned()) for m in members}
-        marks = {m.name: len(m.assignment_events()) for m in members}
-        members.append(Member(args.client, args.bootstrap, group, topic, "n3", extra))
-        wait_for(lambda: split_evenly(members), "four consumer-protocol members cover all six", members=members)
-        sizes = sorted(len(m.owned()) for m in members)
-        rc.check(sizes == [1, 1, 2, 2], f"the newcomer gets partitions ({sizes})")
-        revoked_total = set()
-        for m in members[:3]:
-            later = m.assignment_events()[marks[m.name]:]
-            revoked = set(p for _, e in later if e["kind"] in ("revoke", "lost") for p in e["delta"])
-            revoked_total |= revoked
-            kept = before[m.name] - revoked
-            rc.check(bool(kept) and revoked <= before[m.name] - set(m.owned()),
-                     f"{m.name} kept {sorted(kept)} and gave up only {sorted(revoked)}")
-        rc.check(
-            revoked_total == set(members[3].owned()),
-            f"only the newcomer's partitions moved ({sorted(revoked_total)} vs {members[3].owned()})",
-        )
+        join_newcomer_incrementally(args, group, topic, members, "n3", extra, "consumer-protocol")
 
         def consumed_all():
             last = {}

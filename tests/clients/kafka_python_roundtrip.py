@@ -8,7 +8,6 @@ that ListOffsets agrees. Codecs need python-snappy, lz4 and zstandard; a missing
 failure with an install hint, never a silent skip.
 """
 
-import argparse
 import time
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
@@ -108,33 +107,20 @@ def consume_all(bootstrap, topic, expected_count):
 
 
 def roundtrip(admin, bootstrap, label, extra_config, skip_watermarks):
-    topic = rc.unique_topic(f"kp-{label}")
-    print(f"--- kafka-python {label}: topic {topic}", flush=True)
-    create_topic(admin, bootstrap, topic)
-    messages = rc.expected_messages(label)
-    delivered = produce(bootstrap, topic, messages, extra_config)
-    consumed, watermarks = consume_all(bootstrap, topic, len(messages))
-    rc.verify_roundtrip(f"kafka-python {label}", messages, consumed, delivered)
-    per_partition = [sum(1 for c in consumed if c[0] == p) for p in range(rc.PARTITION_COUNT)]
-    if skip_watermarks:
-        print(f"skip {topic}: ListOffsets check (--skip-watermark-check)", flush=True)
-        return
-    rc.check(
-        watermarks == [(0, n) for n in per_partition],
-        f"{topic}: ListOffsets (earliest, latest) per partition {watermarks} match records "
-        f"consumed {per_partition}",
+    rc.roundtrip(
+        "kafka-python",
+        rc.unique_topic(f"kp-{label}"),
+        label,
+        create_topic=lambda topic: create_topic(admin, bootstrap, topic),
+        produce=lambda topic, messages: produce(bootstrap, topic, messages, extra_config),
+        consume_all=lambda topic, count: consume_all(bootstrap, topic, count),
+        skip_watermarks=skip_watermarks,
+        watermark_names="earliest, latest",
     )
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--bootstrap", required=True, help="HOST:PORT of the broker")
-    parser.add_argument(
-        "--skip-watermark-check",
-        action="store_true",
-        help="only for trying this script on brokers with a known ListOffsets bug (tansu 0.6)",
-    )
-    args = parser.parse_args()
+    args = rc.roundtrip_args(__doc__.splitlines()[0])
     import kafka
 
     print(f"kafka-python {kafka.__version__}", flush=True)

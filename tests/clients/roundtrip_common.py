@@ -1,9 +1,12 @@
 """Shared checks for the Python real-client scripts.
 
-Owns: the test message set (keys, values, headers) and the assertions made on what was
-consumed back. Must not: talk to a broker itself; each client script does its own I/O.
+Owns: the test message set (keys, values, headers), the assertions made on what was
+consumed back, and the per-topic round trip the client scripts run (create, produce,
+consume, verify, ListOffsets). Must not: talk to a broker itself; each client script passes
+in its own I/O.
 """
 
+import argparse
 import sys
 import uuid
 
@@ -136,6 +139,45 @@ def verify_roundtrip(label, expected, consumed, delivered=None):
             f"{label}: acknowledged partition/offset equals consumed partition/offset"
             + (f" (first mismatches {mismatched[:3]})" if mismatched else ""),
         )
+
+
+def roundtrip_args(description):
+    """The round-trip scripts' command line: --bootstrap and --skip-watermark-check."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--bootstrap", required=True, help="HOST:PORT of the broker")
+    parser.add_argument(
+        "--skip-watermark-check",
+        action="store_true",
+        help="only for trying this script on brokers with a known ListOffsets bug (tansu 0.6)",
+    )
+    return parser.parse_args()
+
+
+def roundtrip(
+    client, topic, label, create_topic, produce, consume_all, skip_watermarks, watermark_names
+):
+    """One round trip of `label`'s message set through a fresh `topic` with `client`.
+
+    The client's own I/O: `create_topic(topic)`; `produce(topic, messages)` returning the
+    delivered {seq: (partition, offset)}; `consume_all(topic, count)` returning (consumed
+    tuples, ListOffsets (first, last) per partition), the pair `watermark_names` names in
+    the check's message.
+    """
+    print(f"--- {client} {label}: topic {topic}", flush=True)
+    create_topic(topic)
+    messages = expected_messages(label)
+    delivered = produce(topic, messages)
+    consumed, watermarks = consume_all(topic, len(messages))
+    verify_roundtrip(f"{client} {label}", messages, consumed, delivered)
+    per_partition = [sum(1 for c in consumed if c[0] == p) for p in range(PARTITION_COUNT)]
+    if skip_watermarks:
+        print(f"skip {topic}: ListOffsets check (--skip-watermark-check)", flush=True)
+        return
+    check(
+        watermarks == [(0, n) for n in per_partition],
+        f"{topic}: ListOffsets ({watermark_names}) per partition {watermarks} match records "
+        f"consumed {per_partition}",
+    )
 
 
 def run_main(main):

@@ -2,6 +2,7 @@
 //! version, valid record batches, and a seeded mutator (bit flips, interesting integers over
 //! length and count fields, truncation, extension, splices). Must not: depend on a broker.
 
+use crate::support::wire::encode_request;
 use bytes::Bytes;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Request, StrBytes};
@@ -28,13 +29,16 @@ pub const INTERESTING_I32: &[i32] = &[
     -2,
 ];
 
+/// Client id in the seed frames (part of the bytes the seeded mutations start from).
+const SEED_CLIENT_ID: &str = "reliability";
+
 /// A frame body (no size prefix) for `request` at every served version.
 pub fn frames_of<R: Request + Clone>(request: R, out: &mut Vec<Vec<u8>>) {
     let Some(&(_, min, max)) = SUPPORTED_APIS.iter().find(|(k, ..)| *k as i16 == R::KEY) else {
         return;
     };
     for v in min..=max {
-        if let Ok(framed) = super::RawConn::encode(&request, v, 7) {
+        if let Ok(framed) = encode_request(&request, v, 7, SEED_CLIENT_ID) {
             out.push(framed[4..].to_vec());
         }
     }

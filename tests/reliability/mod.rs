@@ -1,6 +1,6 @@
-//! Shared helpers of the reliability tests (issue 7): a raw, fallible Kafka connection whose
-//! errors are values (the broker under test may be killed at any moment), idempotent record
-//! batches, partition reads that keep batch boundaries, and small process probes.
+//! Shared helpers of the reliability tests (issue 7): Kafka operations on the raw, fallible
+//! connection of `support::wire` (errors are values: the broker under test may be killed at
+//! any moment), idempotent record batches, partition reads that keep batch boundaries, and small process probes.
 //!
 //! Must not: hide a broker failure (every error is returned with context, never retried
 //! silently), or use broker internals beyond the public wire protocol.
@@ -8,27 +8,23 @@
 
 pub mod fuzz_inputs;
 
-use bytes::{Buf, Bytes, BytesMut};
+pub use crate::support::wire::RawConn;
+
+use crate::support::wire::{encode_batch, plain_record};
+use bytes::{Buf, Bytes};
 use kafka_protocol::messages::{
     ApiVersionsRequest, CreateTopicsRequest, FetchRequest, InitProducerIdRequest,
-    ListOffsetsRequest, ProduceRequest, RequestHeader, ResponseHeader, TopicName,
+    ListOffsetsRequest, ProduceRequest, TopicName,
     create_topics_request::{CreatableTopic, CreatableTopicConfig},
     fetch_request::{FetchPartition, FetchTopic},
     list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic},
     produce_request::{PartitionProduceData, TopicProduceData},
 };
-use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
-use std::io::{Read, Write};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::{Record, RecordBatchDecoder};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-/// How long one request may wait for its answer.
-pub const IO_TIMEOUT: Duration = Duration::from_secs(15);
-/// Largest response frame accepted.
-pub const RESPONSE_BYTES_MAX: usize = 64 * 1024 * 1024;
 /// Versions used: old enough to address topics by name, new enough for RecordBatch v2.
 pub const PRODUCE_VERSION: i16 = 7;
 pub const FETCH_VERSION: i16 = 11;
@@ -58,103 +54,10 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// One raw connection; any I/O or codec failure is an `Err(String)`.
-pub struct RawConn {
-    pub stream: TcpStream,
-    correlation_id: i32,
-}
-
+/// The Kafka operations the reliability tests use, on the shared raw connection.
 impl RawConn {
-    pub fn connect(addr: &str) -> Result<RawConn, String> {
-        let sock: std::net::SocketAddr = addr.parse().map_err(|e| format!("{addr}: {e}"))?;
-        let stream = TcpStream::connect_timeout(&sock, Duration::from_secs(5))
-            .map_err(|e| format!("connect {addr}: {e}"))?;
-        stream
-            .set_read_timeout(Some(IO_TIMEOUT))
-            .map_err(|e| format!("read timeout: {e}"))?;
-        stream
-            .set_write_timeout(Some(IO_TIMEOUT))
-            .map_err(|e| format!("write timeout: {e}"))?;
-        let _ = stream.set_nodelay(true);
-        Ok(RawConn {
-            stream,
-            correlation_id: 0,
-        })
-    }
-
-    /// The framed bytes of a request (size prefix included).
-    pub fn encode<R: Request>(
-        request: &R,
-        version: i16,
-        correlation_id: i32,
-    ) -> Result<Vec<u8>, String> {
-        let header = RequestHeader::default()
-            .with_request_api_key(R::KEY)
-            .with_request_api_version(version)
-            .with_correlation_id(correlation_id)
-            .with_client_id(Some(StrBytes::from_static_str("reliability")));
-        let mut buf = BytesMut::new();
-        header
-            .encode(&mut buf, R::header_version(version))
-            .map_err(|e| format!("encode header: {e}"))?;
-        request
-            .encode(&mut buf, version)
-            .map_err(|e| format!("encode key {} v{version}: {e}", R::KEY))?;
-        let mut out = Vec::with_capacity(4 + buf.len());
-        out.extend_from_slice(&(buf.len() as i32).to_be_bytes());
-        out.extend_from_slice(&buf);
-        Ok(out)
-    }
-
-    pub fn send<R: Request>(&mut self, request: &R, version: i16) -> Result<i32, String> {
-        self.correlation_id += 1;
-        let framed = Self::encode(request, version, self.correlation_id)?;
-        self.stream
-            .write_all(&framed)
-            .map_err(|e| format!("send key {}: {e}", R::KEY))?;
-        Ok(self.correlation_id)
-    }
-
-    pub fn read_frame(&mut self) -> Result<Bytes, String> {
-        let mut len = [0u8; 4];
-        self.stream
-            .read_exact(&mut len)
-            .map_err(|e| format!("read response size: {e}"))?;
-        let len = i32::from_be_bytes(len);
-        if len < 4 || len as usize > RESPONSE_BYTES_MAX {
-            return Err(format!("bad response size {len}"));
-        }
-        let mut body = vec![0u8; len as usize];
-        self.stream
-            .read_exact(&mut body)
-            .map_err(|e| format!("read response body: {e}"))?;
-        Ok(Bytes::from(body))
-    }
-
-    pub fn receive<R: Request>(
-        &mut self,
-        version: i16,
-        correlation_id: i32,
-    ) -> Result<R::Response, String> {
-        let mut body = self.read_frame()?;
-        let header = ResponseHeader::decode(&mut body, R::Response::header_version(version))
-            .map_err(|e| format!("response header: {e}"))?;
-        if header.correlation_id != correlation_id {
-            return Err(format!(
-                "correlation id {} != {correlation_id}",
-                header.correlation_id
-            ));
-        }
-        R::Response::decode(&mut body, version).map_err(|e| format!("response body: {e}"))
-    }
-
-    pub fn call<R: Request>(&mut self, request: &R, version: i16) -> Result<R::Response, String> {
-        let id = self.send(request, version)?;
-        self.receive::<R>(version, id)
-    }
-
     pub fn api_versions_ok(&mut self) -> Result<(), String> {
-        let r = self.call(&ApiVersionsRequest::default(), 0)?;
+        let r = self.try_call(&ApiVersionsRequest::default(), 0)?;
         if r.error_code != 0 || r.api_keys.is_empty() {
             return Err(format!("ApiVersions error {}", r.error_code));
         }
@@ -163,7 +66,7 @@ impl RawConn {
 
     /// (producer id, epoch) for an idempotent (non-transactional) producer.
     pub fn init_producer_id(&mut self) -> Result<(i64, i16), String> {
-        let r = self.call(
+        let r = self.try_call(
             &InitProducerIdRequest::default()
                 .with_transactional_id(None)
                 .with_transaction_timeout_ms(60_000)
@@ -197,7 +100,7 @@ impl RawConn {
                             .with_records(Some(batch)),
                     ]),
             ]);
-        let r = self.call(&request, PRODUCE_VERSION)?;
+        let r = self.try_call(&request, PRODUCE_VERSION)?;
         let p = r
             .responses
             .first()
@@ -233,7 +136,7 @@ impl RawConn {
                             .with_partition_max_bytes(max_bytes),
                     ]),
             ]);
-        let r = self.call(&request, FETCH_VERSION)?;
+        let r = self.try_call(&request, FETCH_VERSION)?;
         if r.error_code != 0 {
             return Err(format!("fetch top-level error {}", r.error_code));
         }
@@ -268,7 +171,7 @@ impl RawConn {
                             .with_timestamp(timestamp),
                     ]),
             ]);
-        let r = self.call(&request, LIST_OFFSETS_VERSION)?;
+        let r = self.try_call(&request, LIST_OFFSETS_VERSION)?;
         let p = r
             .topics
             .first()
@@ -298,7 +201,7 @@ impl RawConn {
                     })
                     .collect(),
             );
-        let r = self.call(
+        let r = self.try_call(
             &CreateTopicsRequest::default()
                 .with_topics(vec![topic])
                 .with_timeout_ms(30_000),
@@ -337,37 +240,17 @@ pub fn batch(values: &[Vec<u8>], producer: Option<(i64, i16, i32)>, timestamp_ba
         .iter()
         .enumerate()
         .map(|(i, v)| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
             producer_id: pid,
             producer_epoch: epoch,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
             sequence: if producer.is_some() {
                 seq + i as i32
             } else {
                 -1
             },
-            timestamp: timestamp_base + i as i64,
-            key: None,
-            value: Some(Bytes::from(v.clone())),
-            headers: Default::default(),
+            ..plain_record(i as i64, timestamp_base + i as i64, Bytes::from(v.clone()))
         })
         .collect();
-    let mut buf = BytesMut::new();
-    // Encoding records we built ourselves cannot fail; an error here is a test bug.
-    RecordBatchEncoder::encode(
-        &mut buf,
-        records.iter(),
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .expect("encode a test batch");
-    buf.freeze()
+    encode_batch(&records).freeze()
 }
 
 /// One batch as read back: its offset range and its records (offset, timestamp, value).

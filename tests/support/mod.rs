@@ -2,6 +2,8 @@
 //! ports with a fresh data directory, and stop it again.
 #![allow(dead_code)]
 
+pub mod wire;
+
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -60,20 +62,7 @@ impl Broker {
     }
 
     pub fn start_with(extra_args: &[&str]) -> Broker {
-        let temp = tempfile::tempdir().expect("temp dir");
-        let data_dir = temp.path().join("data");
-        let mut broker = Broker {
-            child: None,
-            port: free_port(),
-            admin_port: free_port(),
-            data_dir,
-            _temp: Some(temp),
-            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
-            extra_env: Vec::new(),
-            log_path: None,
-        };
-        broker.spawn();
-        broker
+        Self::start_with_env(extra_args, &[])
     }
 
     /// Starts a broker with a fresh data directory and extra environment variables
@@ -81,33 +70,44 @@ impl Broker {
     pub fn start_with_env(extra_args: &[&str], env: &[(&str, &str)]) -> Broker {
         let temp = tempfile::tempdir().expect("temp dir");
         let data_dir = temp.path().join("data");
+        Self::launch(data_dir, Some(temp), extra_args, env)
+    }
+
+    /// Starts a broker with a fresh data directory and a config file holding `toml`
+    /// (`--config`, before `extra_args`); the file lives as long as the broker.
+    pub fn start_with_config(toml: &str, extra_args: &[&str]) -> Broker {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let config = temp.path().join("sluice.toml");
+        std::fs::write(&config, toml).unwrap_or_else(|e| panic!("write {}: {e}", config.display()));
+        let config = config.display().to_string();
+        let mut args = vec!["--config", config.as_str()];
+        args.extend_from_slice(extra_args);
+        let data_dir = temp.path().join("data");
+        Self::launch(data_dir, Some(temp), &args, &[])
+    }
+
+    /// Starts a broker on an existing data directory (for restart tests).
+    pub fn start_in(data_dir: &Path, extra_args: &[&str]) -> Broker {
+        Self::launch(data_dir.to_path_buf(), None, extra_args, &[])
+    }
+
+    fn launch(
+        data_dir: PathBuf,
+        temp: Option<tempfile::TempDir>,
+        extra_args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Broker {
         let mut broker = Broker {
             child: None,
             port: free_port(),
             admin_port: free_port(),
             data_dir,
-            _temp: Some(temp),
+            _temp: temp,
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             extra_env: env
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
-            log_path: None,
-        };
-        broker.spawn();
-        broker
-    }
-
-    /// Starts a broker on an existing data directory (for restart tests).
-    pub fn start_in(data_dir: &Path, extra_args: &[&str]) -> Broker {
-        let mut broker = Broker {
-            child: None,
-            port: free_port(),
-            admin_port: free_port(),
-            data_dir: data_dir.to_path_buf(),
-            _temp: None,
-            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
-            extra_env: Vec::new(),
             log_path: None,
         };
         broker.spawn();
@@ -237,4 +237,111 @@ pub fn sluice_cli(bootstrap: &str, args: &[&str], stdin: Option<&str>) -> (bool,
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// The broker a test talks to: one started for it, or an external one named by
+/// `SLUICE_TEST_BOOTSTRAP=host:port`.
+pub struct Target {
+    /// The broker this test started (kept alive with the target); None if external.
+    pub broker: Option<Broker>,
+    pub bootstrap: String,
+    pub external: bool,
+}
+
+impl Target {
+    /// `SLUICE_TEST_BOOTSTRAP` if set, else a fresh broker.
+    pub fn from_env_or_start() -> Target {
+        match std::env::var("SLUICE_TEST_BOOTSTRAP") {
+            Ok(bootstrap) if !bootstrap.is_empty() => Target {
+                broker: None,
+                bootstrap,
+                external: true,
+            },
+            _ => Self::started(Broker::start()),
+        }
+    }
+
+    /// A target on a broker this test started.
+    pub fn started(broker: Broker) -> Target {
+        let bootstrap = broker.bootstrap();
+        Target {
+            broker: Some(broker),
+            bootstrap,
+            external: false,
+        }
+    }
+
+    /// Runs `sluice <args>` against this broker: (exit ok, stdout, stderr).
+    pub fn run(&self, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+        sluice_cli(&self.bootstrap, args, stdin)
+    }
+
+    /// Runs a `sluice` command that must succeed; returns its stdout.
+    pub fn ok(&self, args: &[&str], stdin: Option<&str>) -> String {
+        let (ok, out, err) = self.run(args, stdin);
+        assert!(ok, "sluice {args:?} failed:\nstdout: {out}\nstderr: {err}");
+        out
+    }
+}
+
+/// Where the real-client scripts live (`tests/clients`); they run with it as working dir.
+pub fn clients_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients")
+}
+
+/// How to get the tools the real-client tests need, for their failure messages.
+pub const CLIENTS_INSTALL_HINT: &str = "run `bash tests/run.sh` (installs everything), or set \
+    SLUICE_SKIP_REAL_CLIENTS=1 to skip these tests on purpose";
+
+/// True (after a loud notice) when the runner asked to skip real-client tests with
+/// `SLUICE_SKIP_REAL_CLIENTS=1`.
+pub fn real_clients_skipped(test: &str) -> bool {
+    if std::env::var("SLUICE_SKIP_REAL_CLIENTS").as_deref() == Ok("1") {
+        // Written to the stderr handle, not with eprintln!, so the test harness's output
+        // capture does not hide it when the (skipped) test "passes".
+        use std::io::Write;
+        let notice = format!(
+            "\n!!! SKIPPED real-client test `{test}`: SLUICE_SKIP_REAL_CLIENTS=1 is set. \
+             Nothing was checked. !!!\n"
+        );
+        let _ = std::io::stderr().write_all(notice.as_bytes());
+        return true;
+    }
+    false
+}
+
+/// The Python of the client scripts: `SLUICE_TEST_PYTHON` (set by `tests/run.sh` to its
+/// venv), else `<repo>/.venv/bin/python`; fails the test, saying how to get one, unless it
+/// imports `modules` (comma-separated, as in an `import` statement).
+pub fn client_python(modules: &str) -> PathBuf {
+    let python = match std::env::var_os("SLUICE_TEST_PYTHON") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => {
+            let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+            if !venv.exists() {
+                panic!(
+                    "SLUICE_TEST_PYTHON is not set and {} does not exist: {CLIENTS_INSTALL_HINT}",
+                    venv.display()
+                );
+            }
+            venv
+        }
+    };
+    let probe = Command::new(&python)
+        .args(["-c", &format!("import {modules}")])
+        .stdin(Stdio::null())
+        .output();
+    match probe {
+        Ok(out) if out.status.success() => python,
+        Ok(out) => panic!(
+            "{} cannot import {modules}: {}\n{CLIENTS_INSTALL_HINT} \
+             (pip install -r tests/requirements.txt)",
+            python.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ),
+        Err(e) => panic!(
+            "cannot run Python at {} (set SLUICE_TEST_PYTHON): {e}\n{CLIENTS_INSTALL_HINT}",
+            python.display()
+        ),
+    }
 }
