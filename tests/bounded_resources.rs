@@ -9,8 +9,12 @@
 mod reliability;
 mod support;
 
-use kafka_protocol::messages::{ApiVersionsRequest, MetadataRequest};
-use reliability::{RawConn, batch, rss_kib};
+use kafka_protocol::messages::{
+    ApiVersionsRequest, FetchRequest, MetadataRequest, ProduceRequest,
+    fetch_request::{FetchPartition, FetchTopic},
+    produce_request::{PartitionProduceData, TopicProduceData},
+};
+use reliability::{FETCH_VERSION, PRODUCE_VERSION, RawConn, batch, rss_kib, topic_name};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
@@ -144,6 +148,108 @@ fn requests_pipelined_beyond_the_in_flight_limit_are_answered_in_order() {
             conn.receive::<MetadataRequest>(1, *id).map(|_| ())
         };
         answer.unwrap_or_else(|e| panic!("pipelined request {i} (correlation {id}): {e}"));
+    }
+}
+
+/// Rounds of mixed requests pipelined on one connection in the next test.
+const MIXED_ROUNDS: i64 = 50;
+
+fn produce_request(topic: &str, values: &[Vec<u8>], acks: i16) -> ProduceRequest {
+    ProduceRequest::default()
+        .with_acks(acks)
+        .with_timeout_ms(30_000)
+        .with_topic_data(vec![
+            TopicProduceData::default()
+                .with_name(topic_name(topic))
+                .with_partition_data(vec![
+                    PartitionProduceData::default()
+                        .with_index(0)
+                        .with_records(Some(batch(values, None, 1))),
+                ]),
+        ])
+}
+
+/// Answers that complete at different moments (acks=1 after the write, acks=all after the
+/// fsync, fetches spliced from the file, ApiVersions at once) and requests with no answer
+/// (acks=0), pipelined without reading: every answer comes back once, in request order, and
+/// each produce's offset is the one its place in the pipeline gives it.
+#[test]
+fn mixed_pipelined_answers_keep_request_order() {
+    let broker = Broker::start();
+    let mut conn = RawConn::connect(&broker.bootstrap()).expect("connect");
+    conn.create_topic("mixed", 1, &[]).expect("create topic");
+    enum Expect {
+        Produce(i32, i64),
+        Fetch(i32, i64),
+        Versions(i32),
+    }
+    let mut expected = Vec::new();
+    let mut next_offset = 0i64;
+    for round in 0..MIXED_ROUNDS {
+        for acks in [1i16, 0, -1] {
+            let value = format!("round {round} acks {acks}").into_bytes();
+            let id = conn
+                .send(&produce_request("mixed", &[value], acks), PRODUCE_VERSION)
+                .expect("pipeline a produce");
+            if acks != 0 {
+                expected.push(Expect::Produce(id, next_offset));
+            }
+            next_offset += 1;
+        }
+        let fetch = FetchRequest::default()
+            .with_replica_id(kafka_protocol::messages::BrokerId(-1))
+            // Long poll: the produces ahead of it may still be on their way to the file.
+            .with_max_wait_ms(10_000)
+            .with_min_bytes(1)
+            .with_max_bytes(1 << 20)
+            .with_session_epoch(-1)
+            .with_topics(vec![
+                FetchTopic::default()
+                    .with_topic(topic_name("mixed"))
+                    .with_partitions(vec![
+                        FetchPartition::default()
+                            .with_fetch_offset(round * 3)
+                            .with_log_start_offset(-1)
+                            .with_partition_max_bytes(1 << 20),
+                    ]),
+            ]);
+        let id = conn.send(&fetch, FETCH_VERSION).expect("pipeline a fetch");
+        expected.push(Expect::Fetch(id, round * 3));
+        let id = conn
+            .send(&ApiVersionsRequest::default(), 0)
+            .expect("pipeline ApiVersions");
+        expected.push(Expect::Versions(id));
+    }
+    for e in expected {
+        match e {
+            Expect::Produce(id, offset) => {
+                let r = conn
+                    .receive::<ProduceRequest>(PRODUCE_VERSION, id)
+                    .unwrap_or_else(|e| panic!("produce answer {id}: {e}"));
+                let p = &r.responses[0].partition_responses[0];
+                assert_eq!((p.error_code, p.base_offset), (0, offset), "produce {id}");
+            }
+            Expect::Fetch(id, offset) => {
+                let r = conn
+                    .receive::<FetchRequest>(FETCH_VERSION, id)
+                    .unwrap_or_else(|e| panic!("fetch answer {id}: {e}"));
+                let p = &r.responses[0].partitions[0];
+                assert_eq!(p.error_code, 0, "fetch {id}");
+                // The round's first batch was dispatched before the fetch, so the long poll
+                // ends with it: this answer holds the batch at the offset asked for.
+                let records = p.records.clone().unwrap_or_default();
+                let batches = reliability::split_batches(records).expect("fetched batches");
+                assert_eq!(
+                    batches.first().map(|b| b.base_offset),
+                    Some(offset),
+                    "fetch {id} starts at its offset"
+                );
+            }
+            Expect::Versions(id) => {
+                conn.receive::<ApiVersionsRequest>(0, id)
+                    .unwrap_or_else(|e| panic!("ApiVersions answer {id}: {e}"));
+            }
+        }
     }
 }
 
