@@ -236,26 +236,15 @@ impl BatchSummary {
 /// consistent, magic == 2, CRC-32C correct, record_count >= 1 and == last_offset_delta + 1,
 /// no trailing bytes. The CRC is checked once, here; the log trusts it afterwards.
 pub fn validate_batches(buf: &[u8]) -> Result<Vec<BatchSummary>, BatchError> {
-    if buf.is_empty() {
-        return Err(BatchError::Empty);
-    }
     let mut out = Vec::with_capacity(1);
-    let mut position = 0usize;
-    while position < buf.len() {
-        let rest = &buf[position..];
-        let header = BatchHeader::parse_at(rest, position)?;
-        let size = header.size_bytes();
-        if size > rest.len() {
-            return Err(BatchError::Truncated {
-                position,
-                needed: size,
-                available: rest.len(),
-            });
-        }
-        verify_crc(&rest[..size], &header, position)?;
-        out.push(BatchSummary { header, position });
-        position += size;
-    }
+    each_batch(buf, |position, header, bytes| {
+        verify_crc(bytes, header, position)?;
+        out.push(BatchSummary {
+            header: *header,
+            position,
+        });
+        Ok(())
+    })?;
     Ok(out)
 }
 
@@ -263,6 +252,19 @@ pub fn validate_batches(buf: &[u8]) -> Result<Vec<BatchSummary>, BatchError> {
 pub fn walk_headers(
     buf: &[u8],
     mut f: impl FnMut(usize, &BatchHeader),
+) -> Result<usize, BatchError> {
+    each_batch(buf, |position, header, _| {
+        f(position, header);
+        Ok(())
+    })
+}
+
+/// Calls `f` with the position, header and bytes of each complete batch of a non-empty
+/// payload, in order; a truncated batch or a bad header ends the walk with its error.
+/// Returns how many batches there were.
+fn each_batch(
+    buf: &[u8],
+    mut f: impl FnMut(usize, &BatchHeader, &[u8]) -> Result<(), BatchError>,
 ) -> Result<usize, BatchError> {
     if buf.is_empty() {
         return Err(BatchError::Empty);
@@ -280,7 +282,7 @@ pub fn walk_headers(
                 available: rest.len(),
             });
         }
-        f(position, &header);
+        f(position, &header, &rest[..size])?;
         count += 1;
         position += size;
     }
