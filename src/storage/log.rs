@@ -41,6 +41,9 @@ pub const MAX_IOVECS_PER_WRITE: usize = 1024;
 pub const WRITE_RETRY_BACKOFF_MS: i64 = 500;
 /// DeleteRecords sentinel meaning "up to the high watermark".
 pub const DELETE_RECORDS_TO_HIGH_WATERMARK: i64 = -1;
+/// Rolled segments whose fdatasync may run at once, off the write path. Past this the
+/// writer waits, so tiny `segment.bytes` cannot pile up syncs (and io-wq threads).
+pub const MAX_SEALS_IN_FLIGHT: usize = 2;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AppendOutcome {
@@ -119,7 +122,7 @@ pub(super) enum WriteItem {
         /// One past the last offset in `buf`.
         end_offset: i64,
     },
-    /// The segment was rolled: sync it and persist its indexes before later writes.
+    /// The segment was rolled: sync it and persist its indexes, alongside later writes.
     Seal(Rc<Segment>),
 }
 
@@ -148,6 +151,9 @@ pub struct PartitionLog {
     pub(super) writer_running: Cell<bool>,
     pub(super) hw_advanced: Rc<Event>,
     pub(super) synced: Rc<Event>,
+    /// Rolled segments still being synced (see `start_seal`).
+    pub(super) seals_in_flight: Cell<usize>,
+    pub(super) seal_finished: Rc<Event>,
     pub(super) offline: RefCell<Option<String>>,
     pub(super) closed: Cell<bool>,
     pub(super) producers: RefCell<ProducerStateManager>,
@@ -190,6 +196,8 @@ impl PartitionLog {
             writer_running: Cell::new(false),
             hw_advanced: Rc::new(Event::default()),
             synced: Rc::new(Event::default()),
+            seals_in_flight: Cell::new(0),
+            seal_finished: Rc::new(Event::default()),
             offline: RefCell::new(None),
             closed: Cell::new(false),
             producers: RefCell::new(ProducerStateManager::default()),
@@ -737,15 +745,15 @@ impl PartitionLog {
                     self.high_watermark.set(end_offset);
                     self.hw_advanced.notify();
                 }
-                WriteItem::Seal(segment) => {
-                    self.sync_if_dirty(&segment).await?;
-                    segment.persist_indexes().await?;
-                }
+                WriteItem::Seal(segment) => self.start_seal(segment).await?,
             }
         }
         // Group commit: one fdatasync covers every append written so far.
         if self.durable_requested.get() > self.durable_offset.get() {
             let target = self.high_watermark.get();
+            // Everything below `target` in rolled segments must be on disk too.
+            self.wait_seals(0).await;
+            self.check_online()?;
             self.sync_if_dirty(&self.active_segment()).await?;
             if target > self.durable_offset.get() {
                 self.durable_offset.set(target);
@@ -753,6 +761,46 @@ impl PartitionLog {
             self.synced.notify();
         }
         Ok(())
+    }
+
+    /// Syncs a rolled segment and persists its indexes in a task of its own, so appends to
+    /// the new segment go on meanwhile: with a full segment's pages still dirty that
+    /// fdatasync takes up to a second here, and acks=1 producers stalled behind it. Durable
+    /// acknowledgements still wait for it (`wait_seals` in the group commit).
+    async fn start_seal(&self, segment: Rc<Segment>) -> Result<(), StorageError> {
+        self.wait_seals(MAX_SEALS_IN_FLIGHT - 1).await;
+        let Some(me) = self.self_ref.upgrade() else {
+            // The log is being dropped: nothing runs after us, seal in line.
+            self.sync_if_dirty(&segment).await?;
+            return segment.persist_indexes().await;
+        };
+        self.seals_in_flight.set(self.seals_in_flight.get() + 1);
+        compio::runtime::spawn(async move {
+            let sealed = match me.sync_if_dirty(&segment).await {
+                Ok(()) => segment.persist_indexes().await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = sealed {
+                me.go_offline(&e);
+            }
+            me.seals_in_flight.set(me.seals_in_flight.get() - 1);
+            me.seal_finished.notify();
+            // `wait_writer_idle` counts seals as writer work.
+            me.hw_advanced.notify();
+        })
+        .detach();
+        Ok(())
+    }
+
+    /// Waits until at most `at_most` rolled segments are still being synced.
+    async fn wait_seals(&self, at_most: usize) {
+        loop {
+            let listen = self.seal_finished.listen();
+            if self.seals_in_flight.get() <= at_most {
+                return;
+            }
+            listen.await;
+        }
     }
 
     /// Disk full: drop every queued (unwritten) append, cut the active segment back to what
@@ -797,7 +845,10 @@ impl PartitionLog {
     pub(super) async fn wait_writer_idle(&self) {
         loop {
             let listen = self.hw_advanced.listen();
-            if !self.writer_running.get() && self.queue.borrow().is_empty() {
+            if !self.writer_running.get()
+                && self.queue.borrow().is_empty()
+                && self.seals_in_flight.get() == 0
+            {
                 return;
             }
             listen.await;

@@ -552,6 +552,32 @@ async fn concurrent_durable_appends_share_fdatasyncs() {
 }
 
 #[compio::test]
+async fn a_durable_append_waits_for_rolled_segments_to_sync() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        segment_bytes: 8 << 20,
+        ..LogConfig::default()
+    };
+    let log = open(dir.path(), config).await.unwrap();
+    // acks=1 appends fill most of a segment, leaving megabytes of dirty pages...
+    for i in 0..15 {
+        log.append(batch(1, 512 << 10, i), false, 0).await.unwrap();
+    }
+    assert_eq!(log.segment_count(), 1);
+    assert_eq!(log.fdatasync_count(), 0);
+    // ...then a durable append rolls. The rolled segment's sync runs off the write path and
+    // takes far longer than the new segment's, yet the append is acknowledged only after it.
+    log.append(batch(1, 768 << 10, 15), true, 0).await.unwrap();
+    assert_eq!(log.segment_count(), 2);
+    assert_eq!(
+        log.fdatasync_count(),
+        2,
+        "rolled segment and active segment"
+    );
+    assert_eq!(log.durable_offset(), log.high_watermark());
+}
+
+#[compio::test]
 async fn wait_for_append_completes_when_the_high_watermark_moves() {
     let dir = tempfile::tempdir().unwrap();
     let log = open(dir.path(), LogConfig::default()).await.unwrap();
