@@ -12,9 +12,10 @@ mod support;
 use kafka_protocol::messages::{
     ApiVersionsRequest, FetchRequest, MetadataRequest, ProduceRequest,
     fetch_request::{FetchPartition, FetchTopic},
-    produce_request::{PartitionProduceData, TopicProduceData},
 };
-use reliability::{FETCH_VERSION, PRODUCE_VERSION, RawConn, batch, rss_kib, topic_name};
+use reliability::{
+    FETCH_VERSION, PRODUCE_VERSION, RawConn, batch, produce_request, rss_kib, topic_name,
+};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
@@ -154,21 +155,6 @@ fn requests_pipelined_beyond_the_in_flight_limit_are_answered_in_order() {
 /// Rounds of mixed requests pipelined on one connection in the next test.
 const MIXED_ROUNDS: i64 = 50;
 
-fn produce_request(topic: &str, values: &[Vec<u8>], acks: i16) -> ProduceRequest {
-    ProduceRequest::default()
-        .with_acks(acks)
-        .with_timeout_ms(30_000)
-        .with_topic_data(vec![
-            TopicProduceData::default()
-                .with_name(topic_name(topic))
-                .with_partition_data(vec![
-                    PartitionProduceData::default()
-                        .with_index(0)
-                        .with_records(Some(batch(values, None, 1))),
-                ]),
-        ])
-}
-
 /// Answers that complete at different moments (acks=1 after the write, acks=all after the
 /// fsync, fetches spliced from the file, ApiVersions at once) and requests with no answer
 /// (acks=0), pipelined without reading: every answer comes back once, in request order, and
@@ -189,7 +175,10 @@ fn mixed_pipelined_answers_keep_request_order() {
         for acks in [1i16, 0, -1] {
             let value = format!("round {round} acks {acks}").into_bytes();
             let id = conn
-                .send(&produce_request("mixed", &[value], acks), PRODUCE_VERSION)
+                .send(
+                    &produce_request("mixed", 0, batch(&[value], None, 1), acks),
+                    PRODUCE_VERSION,
+                )
                 .expect("pipeline a produce");
             if acks != 0 {
                 expected.push(Expect::Produce(id, next_offset));

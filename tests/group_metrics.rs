@@ -6,36 +6,11 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
+use support::{metric_sample, scrape_metrics};
 
 /// Longer than the shard's refresh interval (5 s) plus a slow debug build's start.
 const METRICS_WAIT: Duration = Duration::from_secs(20);
-
-/// The `/metrics` text, or "" while the admin listener is not up yet.
-fn scrape(port: u16) -> String {
-    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
-        return String::new();
-    };
-    s.set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    write!(
-        s,
-        "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .expect("send");
-    let mut out = String::new();
-    s.read_to_string(&mut out).expect("read metrics");
-    out
-}
-
-/// The value of the sample whose line starts with `series` (name and labels).
-fn sample(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series))
-        .and_then(|rest| rest.trim().parse().ok())
-}
 
 #[test]
 fn rebalances_and_consumer_lag_of_a_group_are_exported() {
@@ -73,18 +48,20 @@ fn rebalances_and_consumer_lag_of_a_group_are_exported() {
     let deadline = Instant::now() + METRICS_WAIT;
     let mut text = String::new();
     while Instant::now() < deadline {
-        text = scrape(broker.admin_port);
-        if sample(&text, lag_series).is_some() && sample(&text, rebalance_series).is_some() {
+        text = scrape_metrics(broker.admin_port);
+        if metric_sample(&text, lag_series).is_some()
+            && metric_sample(&text, rebalance_series).is_some()
+        {
             break;
         }
         std::thread::sleep(Duration::from_millis(250));
     }
     assert_eq!(
-        sample(&text, lag_series),
+        metric_sample(&text, lag_series),
         Some(18.0),
         "30 records, 12 committed:\n{text}"
     );
-    let rebalances = sample(&text, rebalance_series).unwrap_or(0.0);
+    let rebalances = metric_sample(&text, rebalance_series).unwrap_or(0.0);
     assert!(
         rebalances >= 1.0,
         "the consume joined the group at least once ({rebalances}):\n{text}"
@@ -95,11 +72,11 @@ fn rebalances_and_consumer_lag_of_a_group_are_exported() {
     cli(&["produce", "metered"], Some(&more));
     let deadline = Instant::now() + METRICS_WAIT;
     while Instant::now() < deadline {
-        text = scrape(broker.admin_port);
-        if sample(&text, lag_series) == Some(28.0) {
+        text = scrape_metrics(broker.admin_port);
+        if metric_sample(&text, lag_series) == Some(28.0) {
             break;
         }
         std::thread::sleep(Duration::from_millis(250));
     }
-    assert_eq!(sample(&text, lag_series), Some(28.0), "{text}");
+    assert_eq!(metric_sample(&text, lag_series), Some(28.0), "{text}");
 }

@@ -88,18 +88,7 @@ impl RawConn {
         batch: Bytes,
         acks: i16,
     ) -> Result<(i16, i64), String> {
-        let request = ProduceRequest::default()
-            .with_acks(acks)
-            .with_timeout_ms(30_000)
-            .with_topic_data(vec![
-                TopicProduceData::default()
-                    .with_name(topic_name(topic))
-                    .with_partition_data(vec![
-                        PartitionProduceData::default()
-                            .with_index(partition)
-                            .with_records(Some(batch)),
-                    ]),
-            ]);
+        let request = produce_request(topic, partition, batch, acks);
         let r = self.try_call(&request, PRODUCE_VERSION)?;
         let p = r
             .responses
@@ -226,6 +215,22 @@ impl RawConn {
         }
         Ok(())
     }
+}
+
+/// A Produce request carrying one batch for one partition.
+pub fn produce_request(topic: &str, partition: i32, batch: Bytes, acks: i16) -> ProduceRequest {
+    ProduceRequest::default()
+        .with_acks(acks)
+        .with_timeout_ms(30_000)
+        .with_topic_data(vec![
+            TopicProduceData::default()
+                .with_name(topic_name(topic))
+                .with_partition_data(vec![
+                    PartitionProduceData::default()
+                        .with_index(partition)
+                        .with_records(Some(batch)),
+                ]),
+        ])
 }
 
 pub fn topic_name(name: &str) -> TopicName {
