@@ -139,6 +139,8 @@ pub struct ShardSnapshot {
     pub errors: Vec<((i16, i16), u64)>,
     pub connections: i64,
     pub connections_accepted: u64,
+    /// Connections this shard took over from another (they serve its partitions).
+    pub connections_moved_in: u64,
     pub requests_in_flight: i64,
     pub append: LatencyHistogram,
     pub fsync: LatencyHistogram,
@@ -165,6 +167,7 @@ pub struct ShardMetrics {
     errors: RefCell<HashMap<(i16, i16), u64>>,
     connections: Cell<i64>,
     connections_accepted: Cell<u64>,
+    connections_moved_in: Cell<u64>,
     in_flight: Cell<i64>,
     append: RefCell<LatencyHistogram>,
     fsync: RefCell<LatencyHistogram>,
@@ -192,6 +195,7 @@ impl ShardMetrics {
             errors: RefCell::new(HashMap::new()),
             connections: Cell::new(0),
             connections_accepted: Cell::new(0),
+            connections_moved_in: Cell::new(0),
             in_flight: Cell::new(0),
             append: RefCell::new(LatencyHistogram::new()),
             fsync: RefCell::new(LatencyHistogram::new()),
@@ -268,6 +272,13 @@ impl ShardMetrics {
         self.connections.set(self.connections.get() + 1);
         self.connections_accepted
             .set(self.connections_accepted.get() + 1);
+    }
+
+    /// A connection handed over by another shard (counted open here, not accepted).
+    pub fn connection_moved_in(&self) {
+        self.connections.set(self.connections.get() + 1);
+        self.connections_moved_in
+            .set(self.connections_moved_in.get() + 1);
     }
 
     pub fn connection_closed(&self) {
@@ -422,6 +433,7 @@ impl ShardMetrics {
             errors: self.errors.borrow().iter().map(|(k, v)| (*k, *v)).collect(),
             connections: self.connections.get(),
             connections_accepted: self.connections_accepted.get(),
+            connections_moved_in: self.connections_moved_in.get(),
             requests_in_flight: self.in_flight.get(),
             append: self.append.borrow().clone(),
             fsync: self.fsync.borrow().clone(),

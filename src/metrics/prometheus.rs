@@ -345,6 +345,18 @@ pub fn render_prometheus(snapshots: &[ShardSnapshot], info: &BrokerInfo) -> Stri
             .sum::<u64>() as f64,
     );
     out.family(
+        "sluice_connections_moved_total",
+        "counter",
+        "Connections moved to the shard that owns their partitions, by receiving shard.",
+    );
+    for s in snapshots {
+        out.sample(
+            "sluice_connections_moved_total",
+            &[("shard", &s.shard_id.to_string())],
+            s.connections_moved_in as f64,
+        );
+    }
+    out.family(
         "sluice_requests_in_flight",
         "gauge",
         "Requests decoded but not yet answered, by shard.",

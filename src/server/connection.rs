@@ -5,6 +5,7 @@
 //! batches for one partition in order. Record bytes are read once from the socket into the
 //! request buffer; fetched record bytes never enter user space (splice file → pipe → socket).
 
+use super::affinity::ShardAffinity;
 use super::dispatch;
 use super::response::{Chunk, Reply};
 use crate::shard::Shard;
@@ -13,6 +14,7 @@ use compio::BufResult;
 use compio::io::{AsyncReadExt, AsyncWriteExt};
 use compio::net::TcpStream;
 use futures_util::FutureExt;
+use std::cell::Cell;
 use std::rc::Rc;
 
 /// A connection with nothing else in flight may always read one request up to this size,
@@ -24,16 +26,90 @@ pub const SMALL_REQUEST_ALLOWANCE_BYTES: usize = 64 * 1024;
 /// Bytes the kernel pipe between a segment file and the socket may hold (F_SETPIPE_SZ).
 pub const SPLICE_PIPE_BYTES: i32 = 1024 * 1024;
 
-/// Per-connection state handlers may keep between requests (fetch sessions).
+/// Per-connection state handlers may keep between requests (fetch sessions, and where the
+/// connection's partitions live). Moves with the connection to another shard.
 #[derive(Default)]
 pub struct ConnectionState {
     pub fetch_sessions: super::handlers::fetch::FetchSessions,
+    pub affinity: ShardAffinity,
 }
 
+/// A connection on its way to another shard, taken at a frame boundary with nothing in
+/// flight: the socket (a duplicate descriptor, so the old shard's ring can close its own),
+/// the bytes of the next size prefix already read, and the connection state.
+pub struct Handover {
+    pub socket: socket2::Socket,
+    pub prefix: Vec<u8>,
+    pub state: ConnectionState,
+}
+
+/// Serves a connection the listener accepted.
 pub async fn run(shard: Rc<Shard>, stream: TcpStream) {
     shard.metrics.connection_opened();
-    serve_requests(&shard, stream).await;
+    serve(shard, stream, Vec::new(), ConnectionState::default()).await;
+}
+
+/// Serves a connection another shard handed over (see `affinity`).
+pub async fn resume(shard: Rc<Shard>, stream: TcpStream, prefix: Vec<u8>, state: ConnectionState) {
+    shard.metrics.connection_moved_in();
+    serve(shard, stream, prefix, state).await;
+}
+
+async fn serve(
+    shard: Rc<Shard>,
+    mut stream: TcpStream,
+    mut prefix: Vec<u8>,
+    mut state: ConnectionState,
+) {
+    loop {
+        let (target, handover) = match serve_requests(&shard, stream, prefix, state).await {
+            Ended::Closed => break,
+            Ended::Moving { target, handover } => (target, handover),
+        };
+        let moved = shard
+            .invoke_on(
+                target,
+                move |owner| async move { super::adopt(owner, handover) },
+            )
+            .await;
+        let back = match moved {
+            Ok(Ok(())) => break,
+            Ok(Err(refused)) => refused,
+            // The target is shutting down: the handover (and its socket) went with it.
+            Err(_) => break,
+        };
+        // The target was full: keep serving here, and stop trying to move.
+        match TcpStream::from_std(back.socket.into()) {
+            Ok(s) => stream = s,
+            Err(e) => {
+                tracing::warn!(shard = shard.id, error = %e, "could not take a connection back; closing it");
+                break;
+            }
+        }
+        prefix = back.prefix;
+        state = back.state;
+        state.affinity.reset(true);
+    }
     shard.metrics.connection_closed();
+}
+
+/// How `serve_requests` ended.
+enum Ended {
+    Closed,
+    /// Every request read so far is answered; the connection goes to shard `target`.
+    Moving {
+        target: usize,
+        handover: Handover,
+    },
+}
+
+/// How the reader stopped.
+enum ReaderExit {
+    /// The socket closed, a frame was invalid, shutdown began, or the dispatcher went away.
+    Closed,
+    /// Asked to pause: stopped at a frame boundary with these bytes of the next size
+    /// prefix already read.
+    Paused { prefix: Vec<u8> },
 }
 
 /// A request read off the socket, waiting for its turn: its bytes, the memory it holds,
@@ -96,7 +172,12 @@ impl Answered {
     }
 }
 
-async fn serve_requests(shard: &Rc<Shard>, stream: TcpStream) {
+async fn serve_requests(
+    shard: &Rc<Shard>,
+    stream: TcpStream,
+    prefix: Vec<u8>,
+    mut state: ConnectionState,
+) -> Ended {
     // Read ahead up to the in-flight limit while earlier requests are served; requests are
     // dispatched one at a time, in order, so a producer's batches stay ordered. Answers
     // that wait (produce waiting for durability) go to the writer, which sends them in
@@ -105,7 +186,14 @@ async fn serve_requests(shard: &Rc<Shard>, stream: TcpStream) {
     let (tx, rx) = flume::bounded::<ReadRequest>(in_flight_max - 1);
     let (out_tx, out_rx) = flume::bounded::<Outgoing>(in_flight_max);
     // Dropping the handles cancels the reader and the writer when this connection ends.
-    let _reader = compio::runtime::spawn(read_requests(shard.clone(), stream.clone(), tx));
+    let pause = Rc::new(Cell::new(false));
+    let reader = compio::runtime::spawn(read_requests(
+        shard.clone(),
+        stream.clone(),
+        tx,
+        pause.clone(),
+        prefix,
+    ));
     let closer = stream.clone();
     // The writer drops `writer_gone` when it stops (a closing answer, a failed write).
     // (Fused by `fuse()`, not by the receiver itself: a receiver whose sender was dropped
@@ -113,7 +201,7 @@ async fn serve_requests(shard: &Rc<Shard>, stream: TcpStream) {
     let (writer_gone, writer_stopped) = futures_channel::oneshot::channel::<()>();
     let mut writer_stopped = writer_stopped.fuse();
     let writer = compio::runtime::spawn(write_replies(shard.clone(), stream, out_rx, writer_gone));
-    let mut state = ConnectionState::default();
+    let mut moving_to = None;
     loop {
         let next = {
             let mut next = std::pin::pin!(rx.recv_async().fuse());
@@ -149,23 +237,54 @@ async fn serve_requests(shard: &Rc<Shard>, stream: TcpStream) {
         if shard.shutting_down.get() {
             break;
         }
+        if moving_to.is_none()
+            && let Some(target) = state.affinity.move_target(shard.id)
+        {
+            // The reader stops at the next frame boundary; what it read before is still
+            // served here, in order, and the channel then closes.
+            moving_to = Some(target);
+            pause.set(true);
+        }
     }
-    // Let the writer finish the answers already dispatched, then close.
+    // Let the writer finish the answers already dispatched, then close (or move).
     drop(out_tx);
-    let _ = writer.await;
+    let drained = matches!(writer.await, Ok(true));
+    if let Some(target) = moving_to
+        && drained
+        && !shard.shutting_down.get()
+        && let Ok(ReaderExit::Paused { prefix }) = reader.await
+    {
+        match socket2::SockRef::from(&closer).try_clone() {
+            Ok(socket) => {
+                return Ended::Moving {
+                    target,
+                    handover: Handover {
+                        socket,
+                        prefix,
+                        state,
+                    },
+                };
+            }
+            Err(e) => {
+                tracing::warn!(shard = shard.id, error = %e, "could not hand a connection over; closing it");
+            }
+        }
+    }
     // A read still pending in the ring holds the descriptor open: shut the socket down so
     // the peer sees the close now and the pending read completes.
     let _ = socket2::SockRef::from(&closer).shutdown(std::net::Shutdown::Both);
+    Ended::Closed
 }
 
 /// Writes answers in request order; a deferred answer is awaited in its turn. Answers
-/// queued behind it that are ready too are gathered into the same write.
+/// queued behind it that are ready too are gathered into the same write. `true` when it
+/// stopped because every answer was written and the channel closed.
 async fn write_replies(
     shard: Rc<Shard>,
     mut stream: TcpStream,
     rx: flume::Receiver<Outgoing>,
     _gone: futures_channel::oneshot::Sender<()>,
-) {
+) -> bool {
     let mut pipe: Option<SplicePipe> = None;
     let mut frames: Vec<bytes::Bytes> = Vec::with_capacity(MAX_ANSWERS_PER_WRITE);
     let mut answered: Vec<Answered> = Vec::with_capacity(MAX_ANSWERS_PER_WRITE);
@@ -176,7 +295,7 @@ async fn write_replies(
             Some(o) => o,
             None => match rx.recv_async().await {
                 Ok(o) => o,
-                Err(_) => return,
+                Err(_) => return true,
             },
         };
         if let Reply::Deferred(answer) = outgoing.reply {
@@ -200,12 +319,12 @@ async fn write_replies(
             Reply::Deferred(_) => Err(std::io::Error::other("an answer deferred twice")),
             Reply::Close(reason) => {
                 tracing::debug!(shard = shard.id, %reason, "closing connection");
-                return;
+                return false;
             }
         };
         if let Err(e) = written {
             tracing::debug!(shard = shard.id, error = %e, "write failed; closing connection");
-            return;
+            return false;
         }
     }
 }
@@ -279,31 +398,45 @@ const FRAME_SIZE_BYTES: usize = 4;
 /// A body's read may also take the next frame's size prefix, when the client has already
 /// sent it (pipelined requests): one receive per request instead of two. Only those few
 /// prefix bytes are ever carried over; record bytes are read once, into their own buffer.
-async fn read_requests(shard: Rc<Shard>, mut stream: TcpStream, tx: flume::Sender<ReadRequest>) {
+///
+/// When `pause` is set it stops at the next frame boundary and returns the prefix bytes it
+/// already holds, so the connection can move to another shard without losing a byte.
+async fn read_requests(
+    shard: Rc<Shard>,
+    mut stream: TcpStream,
+    tx: flume::Sender<ReadRequest>,
+    pause: Rc<Cell<bool>>,
+    carried: Vec<u8>,
+) -> ReaderExit {
     let max_request = shard.config.max_request_bytes as usize;
+    // Exactly a size prefix of capacity: a prefix read never takes a body's bytes.
     let mut prefix: Vec<u8> = Vec::with_capacity(FRAME_SIZE_BYTES);
+    prefix.extend_from_slice(&carried[..carried.len().min(FRAME_SIZE_BYTES)]);
     loop {
+        if pause.get() {
+            return ReaderExit::Paused { prefix };
+        }
         // Wait for the rest of the next frame's size; an idle connection closes at shutdown.
         while prefix.len() < FRAME_SIZE_BYTES {
             let read = {
                 let mut stop = shard.shutdown_signal().fuse();
                 let mut read = std::pin::pin!(stream.append(prefix).fuse());
                 futures_util::select! {
-                    _ = stop => return,
+                    _ = stop => return ReaderExit::Closed,
                     r = read => r,
                 }
             };
             let BufResult(result, back) = read;
             prefix = back;
             if !matches!(result, Ok(n) if n > 0) {
-                return;
+                return ReaderExit::Closed;
             }
         }
         let size = i32::from_be_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]);
         prefix.clear();
         if size < 8 || size as usize > max_request {
             tracing::debug!(shard = shard.id, size, "closing connection: bad frame size");
-            return;
+            return ReaderExit::Closed;
         }
         let size = size as usize;
         // The channel holds what is read but not yet answered (the one being served has
@@ -318,7 +451,7 @@ async fn read_requests(shard: Rc<Shard>, mut stream: TcpStream, tx: flume::Sende
             let BufResult(result, back) = stream.append(body).await;
             body = back;
             if !matches!(result, Ok(n) if n > 0) {
-                return;
+                return ReaderExit::Closed;
             }
         }
         // `with_capacity` is exact, so at most one size prefix can have come along.
@@ -335,7 +468,7 @@ async fn read_requests(shard: Rc<Shard>, mut stream: TcpStream, tx: flume::Sende
             read_at: std::time::Instant::now(),
         };
         if tx.send_async(request).await.is_err() {
-            return;
+            return ReaderExit::Closed;
         }
     }
 }

@@ -110,7 +110,7 @@ async fn route(
             // Release the frame so a partition's record bytes can be the only reference to
             // their buffer: the log then patches them in place instead of copying.
             *buf = Bytes::new();
-            handlers::produce::handle(ctx, request).await
+            handlers::produce::handle(ctx, state, request).await
         }
         ApiKey::Fetch => handlers::fetch::handle(ctx, state, decode(buf, v)?).await,
         ApiKey::ListOffsets => {

@@ -4,6 +4,7 @@
 //! SO_REUSEPORT listener and serves those connections itself; partition work goes to the
 //! owning shard through `Shard::invoke_on`. Must not: touch another shard's state directly.
 
+pub mod affinity;
 mod connection;
 pub mod dispatch;
 pub mod handlers;
@@ -28,10 +29,47 @@ pub fn open_connections() -> u32 {
     OPEN_CONNECTIONS.with(Cell::get)
 }
 
+/// Each shard's equal share of the broker-wide connection limit.
+fn per_shard_connection_limit(shard: &Shard) -> u32 {
+    (shard.config.max_connections as usize).div_ceil(shard.count()) as u32
+}
+
+/// Runs a connection task on this shard, counted in `open_connections` while it lives.
+fn spawn_connection(serve: impl std::future::Future<Output = ()> + 'static) {
+    OPEN_CONNECTIONS.with(|c| c.set(c.get() + 1));
+    compio::runtime::spawn(async move {
+        serve.await;
+        OPEN_CONNECTIONS.with(|c| c.set(c.get().saturating_sub(1)));
+    })
+    .detach();
+}
+
+/// Takes over a connection another shard hands this one (it owns the connection's
+/// partitions). Refused, and given back, when this shard is at its connection limit or
+/// shutting down.
+pub fn adopt(shard: Rc<Shard>, handover: connection::Handover) -> Result<(), connection::Handover> {
+    if shard.shutting_down.get() || open_connections() >= per_shard_connection_limit(&shard) {
+        return Err(handover);
+    }
+    let connection::Handover {
+        socket,
+        prefix,
+        state,
+    } = handover;
+    let stream = match compio::net::TcpStream::from_std(socket.into()) {
+        Ok(stream) => stream,
+        Err(e) => {
+            tracing::warn!(shard = shard.id, error = %e, "could not adopt a connection; closing it");
+            return Ok(());
+        }
+    };
+    spawn_connection(connection::resume(shard, stream, prefix, state));
+    Ok(())
+}
+
 /// Accepts connections until shutdown, then waits (bounded) for them to drain.
 pub async fn serve(shard: Rc<Shard>, listener: compio::net::TcpListener) {
-    // Each shard gets an equal share of the broker-wide connection limit.
-    let per_shard_limit = (shard.config.max_connections as usize).div_ceil(shard.count()) as u32;
+    let per_shard_limit = per_shard_connection_limit(&shard);
     loop {
         let accepted = {
             let mut stop = shard.shutdown_signal().fuse();
@@ -56,13 +94,7 @@ pub async fn serve(shard: Rc<Shard>, listener: compio::net::TcpListener) {
             continue;
         }
         let _ = stream.set_nodelay(true);
-        OPEN_CONNECTIONS.with(|c| c.set(c.get() + 1));
-        let conn_shard = shard.clone();
-        compio::runtime::spawn(async move {
-            connection::run(conn_shard, stream).await;
-            OPEN_CONNECTIONS.with(|c| c.set(c.get().saturating_sub(1)));
-        })
-        .detach();
+        spawn_connection(connection::run(shard.clone(), stream));
     }
     drop(listener);
     let deadline = std::time::Instant::now() + SHUTDOWN_DRAIN_TIMEOUT;

@@ -238,6 +238,12 @@ pub async fn handle(
         usize::MAX
     };
     let wait_started = Instant::now();
+    state.affinity.observe(
+        wants
+            .iter()
+            .filter(|w| !w.topic.is_empty())
+            .map(|w| shard.owner_of_partition(&w.topic, w.partition)),
+    );
     let mut reads = read_all(shard, &wants, max_bytes).await;
     loop {
         let available: usize = reads.iter().map(|r| r.bytes).sum();

@@ -4,6 +4,7 @@
 //! With acks=0 nothing is answered.
 
 use crate::config::Durability;
+use crate::server::connection::ConnectionState;
 use crate::server::dispatch::RequestContext;
 use crate::server::response::{Reply, encode_frame};
 use crate::shard::topics::ensure_topic;
@@ -58,7 +59,11 @@ fn batch_error_code(e: &BatchError) -> i16 {
     e.kafka_error_code()
 }
 
-pub async fn handle(ctx: &RequestContext<'_>, request: ProduceRequest) -> Reply {
+pub async fn handle(
+    ctx: &RequestContext<'_>,
+    state: &mut ConnectionState,
+    request: ProduceRequest,
+) -> Reply {
     let shard = ctx.shard;
     // Take the request apart now: every string in it points into the request buffer, and
     // the record bytes can only be patched in place once nothing else refers to it.
@@ -178,6 +183,11 @@ pub async fn handle(ctx: &RequestContext<'_>, request: ProduceRequest) -> Reply 
     // Stage one, *dispatched*: every append has its offsets and its place in its log's
     // write queue. The connection may then dispatch the next request while these become
     // durable, so pipelined acks=all requests share one fdatasync.
+    state.affinity.observe(
+        pending
+            .iter()
+            .map(|a| shard.owner_of_partition(&a.topic, a.partition)),
+    );
     let produced = dispatch_on_owners(shard, pending).await;
     let metrics = shard.metrics.clone();
     let api_key = ctx.api as i16;
