@@ -3,9 +3,15 @@
 //! * clean shutdown flag set: trust the files; cheap checks only (index sanity, first batch
 //!   offset, a header walk of each segment's tail);
 //! * otherwise every batch from the segment holding the recovery point onward is re-validated
-//!   (length, magic, CRC-32C, gap-free offsets). A bad batch at or after the recovery point in
-//!   the last non-empty segment is a torn tail and is truncated; anything else — in particular
-//!   corruption before the recovery point — fails the open with the file and byte position.
+//!   (length, magic, CRC-32C, gap-free offsets). A bad batch at or after the recovery point is
+//!   a torn tail: the log is truncated there and any later segments are removed. They can
+//!   hold only unsynced appends: a rolled segment is synced off the write path, but its seal
+//!   persists its end as the recovery point before any later durable acknowledgement
+//!   (`PartitionLog::start_seal`), so a tear past the recovery point means nothing after it
+//!   was acknowledged as durable (Kafka's log recovery drops the later segments the same
+//!   way). A bad batch before the recovery point, or in any segment but the last with data
+//!   when the state file is unreadable, is corruption and fails the open with the file and
+//!   byte position.
 //!
 //! Must not serve or silently drop data it could not validate.
 
@@ -75,12 +81,16 @@ impl PartitionLog {
 
     async fn recover(&self) -> Result<(), StorageError> {
         let dir = self.dir.clone();
+        // Whether the recovery point can be trusted to cover every sealed segment (see the
+        // torn-tail rule below).
+        let mut state_trusted = true;
         let state = match read_state(&dir).await {
             Ok(s) => s,
             Err(e @ StorageError::Corrupt { .. }) => {
                 // The state file is replaced atomically, so this is media damage: distrust it
                 // and re-validate the whole log instead.
                 tracing::warn!(error = %e, "state file unreadable; full recovery");
+                state_trusted = false;
                 None
             }
             Err(e) => return Err(e),
@@ -136,15 +146,23 @@ impl PartitionLog {
                 .await?;
             if let Some((position, reason)) = scan.invalid {
                 let first_bad_offset = seg.next_offset.get();
-                let later_all_empty = segments[i + 1..].iter().all(|s| s.size_bytes.get() == 0);
-                if first_bad_offset < recovery_point || !later_all_empty {
+                let later_segments_with_data = segments[i + 1..]
+                    .iter()
+                    .filter(|s| s.size_bytes.get() > 0)
+                    .count();
+                // Without a readable state file nothing says which segments were sealed:
+                // only the last one with data may have a torn tail.
+                if first_bad_offset < recovery_point
+                    || (!state_trusted && later_segments_with_data > 0)
+                {
                     return Err(StorageError::corrupt(&seg.log_path, position, reason));
                 }
                 tracing::warn!(
                     file = %seg.log_path.display(),
                     position,
                     %reason,
-                    "truncating torn tail"
+                    later_segments_with_data,
+                    "truncating torn tail (unsynced appends after it are dropped)"
                 );
                 seg.truncate_to(position).await?;
                 seg.sync_log().await?;
@@ -159,7 +177,8 @@ impl PartitionLog {
             }
         }
         if let Some(i) = truncated_at {
-            // Later segments are empty and would now leave a gap: remove them.
+            // Later segments (empty, or holding only unsynced appends) would now leave a
+            // gap: remove them.
             let removed: Vec<Rc<Segment>> = self.segments.borrow_mut().drain(i + 1..).collect();
             for s in removed {
                 remove_segment_files(&s).await?;
@@ -388,14 +407,16 @@ impl PartitionLog {
 }
 
 /// Writes `<log_end:020>.snapshot` and deletes all but the newest few.
-pub(super) async fn write_producer_snapshot(log: &PartitionLog) -> Result<(), StorageError> {
-    let offset = log.next_offset.get();
-    let bytes = log.producers.borrow().encode_snapshot();
-    write_file_atomically(&log.dir, &snapshot_file_name(offset), bytes).await?;
-    let snapshots = list_offsets(&log.dir, SNAPSHOT_SUFFIX)?;
+pub(super) async fn write_producer_snapshot(
+    dir: &Path,
+    offset: i64,
+    bytes: Vec<u8>,
+) -> Result<(), StorageError> {
+    write_file_atomically(dir, &snapshot_file_name(offset), bytes).await?;
+    let snapshots = list_offsets(dir, SNAPSHOT_SUFFIX)?;
     if snapshots.len() > PRODUCER_SNAPSHOTS_RETAINED {
         for o in &snapshots[..snapshots.len() - PRODUCER_SNAPSHOTS_RETAINED] {
-            let path = log.dir.join(snapshot_file_name(*o));
+            let path = dir.join(snapshot_file_name(*o));
             compio::fs::remove_file(&path)
                 .await
                 .map_err(|e| StorageError::io(&path, e))?;

@@ -8,7 +8,7 @@ use bytes::BytesMut;
 use super::batch::{BatchHeader, build_test_batch, validate_batches};
 use super::error::StorageError;
 use super::log::PartitionLog;
-use super::state::read_state;
+use super::state::{PartitionState, read_state, write_state};
 use crate::config::{LogConfig, TimestampType};
 
 const TOPIC: &str = "t";
@@ -31,6 +31,14 @@ fn pbatch(pid: i64, epoch: i16, seq: i32, count: i32) -> BytesMut {
 
 async fn open(dir: &Path, config: LogConfig) -> Result<Rc<PartitionLog>, StorageError> {
     PartitionLog::open(dir, TOPIC, 0, config).await
+}
+
+/// Drops the handle without `close`, as a crash would. A crash also ends the log's
+/// background seal tasks; in a test they would outlive the handle and race the reopen, so
+/// they finish first. Nothing else is flushed or marked clean.
+async fn crash(log: Rc<PartitionLog>) {
+    log.wait_writer_idle().await;
+    drop(log);
 }
 
 /// Every batch from the log start to the high watermark, CRC-checked, via `read`.
@@ -129,7 +137,7 @@ async fn every_offset_is_found_in_the_batch_holding_it() {
     };
     check(Rc::clone(&log)).await;
     // Unclean reopen (no close): indexes rebuilt by recovery.
-    drop(log);
+    crash(log).await;
     let log = open(dir.path(), small_config()).await.unwrap();
     check(Rc::clone(&log)).await;
     log.close().await.unwrap();
@@ -347,7 +355,7 @@ async fn delete_records_advances_start_and_drops_segments() {
         "never moves back"
     );
     // Persisted.
-    drop(log);
+    crash(log).await;
     let log = open(dir.path(), small_config()).await.unwrap();
     assert_eq!(log.log_start_offset(), 50);
     assert_eq!(log.delete_records(-1).await.unwrap(), 100);
@@ -372,7 +380,7 @@ async fn recovery_truncates_a_torn_last_batch_at_every_byte() {
     }
     let last = last.unwrap();
     let segs = log.segment_base_offsets();
-    drop(log); // no close: unclean
+    crash(log).await; // no close: unclean
     let part = src.path().join("t-0");
     let seg_path = part.join(format!("{:020}.log", segs[segs.len() - 1]));
     let full = std::fs::metadata(&seg_path).unwrap().len();
@@ -418,7 +426,7 @@ async fn corruption_before_the_recovery_point_fails_the_open() {
     for i in 0..3i64 {
         log.append(batch(2, 50, i), false, 0).await.unwrap();
     }
-    drop(log); // unclean
+    crash(log).await; // unclean
     let seg = dir.path().join("t-0/00000000000000000000.log");
     let size = build_test_batch(2, 50, 0, None).len() as u64;
     let mut bytes = std::fs::read(&seg).unwrap();
@@ -478,7 +486,7 @@ async fn idempotent_producer_duplicates_gaps_and_fencing() {
     log.append(pbatch(7, 1, 1, 1), false, 0).await.unwrap();
     assert_eq!(log.log_end_offset(), end + 1);
     // Unclean: rebuilt from the snapshot + batch headers after it.
-    drop(log);
+    crash(log).await;
     let log = open(dir.path(), LogConfig::default()).await.unwrap();
     assert!(
         log.append(pbatch(7, 1, 1, 1), false, 0)
@@ -494,7 +502,7 @@ async fn idempotent_producer_duplicates_gaps_and_fencing() {
         45
     );
     // No snapshot at all: rebuilt from the whole log.
-    drop(log);
+    crash(log).await;
     for e in std::fs::read_dir(dir.path().join("t-0")).unwrap() {
         let p = e.unwrap().path();
         if p.extension().is_some_and(|x| x == "snapshot") {
@@ -638,7 +646,7 @@ async fn crash_during_roll_leaves_no_gap() {
         log.append(batch(1, 100, 0), false, 0).await.unwrap();
     }
     let bases = log.segment_base_offsets();
-    drop(log);
+    crash(log).await;
     let part = dir.path().join("t-0");
     // The middle segment lost its last batch (never written), the newest one is empty.
     let mid = part.join(format!("{:020}.log", bases[1]));
@@ -665,6 +673,103 @@ async fn crash_during_roll_leaves_no_gap() {
     assert_eq!(out.base_offset, bases[2] - 1);
 }
 
+/// Appends across three segments without durability, then "crashes" (no close) with the
+/// middle segment missing its last batch, as if its seal never finished: the state file's
+/// recovery point is the middle segment's base.
+/// `recovery_point_at` of `None` leaves an unreadable state file instead.
+async fn crash_with_a_torn_middle_segment(
+    recovery_point_at: impl Fn(&[i64]) -> Option<i64>,
+) -> (
+    tempfile::TempDir,
+    Vec<i64>,
+    Result<Rc<PartitionLog>, StorageError>,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), small_config()).await.unwrap();
+    let one = build_test_batch(1, 100, 0, None).len() as u64;
+    while log.segment_count() < 3 {
+        log.append(batch(1, 100, 0), false, 0).await.unwrap();
+    }
+    log.append(batch(1, 100, 0), false, 0).await.unwrap();
+    let bases = log.segment_base_offsets();
+    crash(log).await;
+    let part = dir.path().join("t-0");
+    match recovery_point_at(&bases) {
+        Some(recovery_point) => write_state(
+            &part,
+            &PartitionState {
+                log_start_offset: 0,
+                recovery_point,
+                high_watermark: 0,
+                clean_shutdown: false,
+            },
+        )
+        .await
+        .unwrap(),
+        None => std::fs::write(part.join("partition.state"), b"garbage").unwrap(),
+    }
+    let mid = part.join(format!("{:020}.log", bases[1]));
+    let len = std::fs::metadata(&mid).unwrap().len();
+    let file = std::fs::OpenOptions::new().write(true).open(&mid).unwrap();
+    file.set_len(len - one / 2).unwrap();
+    let reopened = open(dir.path(), small_config()).await;
+    (dir, bases, reopened)
+}
+
+#[compio::test]
+async fn a_tear_past_the_recovery_point_drops_the_unsynced_segments_after_it() {
+    let (dir, bases, reopened) = crash_with_a_torn_middle_segment(|bases| Some(bases[1])).await;
+    let log = reopened.expect("a torn unsynced tail is recovered, not refused");
+    assert_eq!(log.log_end_offset(), bases[2] - 1, "cut at the torn batch");
+    assert_eq!(log.segment_base_offsets(), bases[..2].to_vec());
+    let last = dir.path().join("t-0").join(format!("{:020}.log", bases[2]));
+    assert!(
+        !last.exists(),
+        "the later segment's unsynced appends are gone"
+    );
+    assert_gap_free(&read_all(&log).await, 0);
+    let out = log.append(batch(1, 100, 0), false, 0).await.unwrap();
+    assert_eq!(out.base_offset, bases[2] - 1);
+}
+
+#[compio::test]
+async fn a_tear_before_the_recovery_point_fails_the_open() {
+    // The middle segment's seal finished (recovery point at its end): a bad batch in it is
+    // damage to synced data, not a tear.
+    let (_dir, _bases, reopened) = crash_with_a_torn_middle_segment(|bases| Some(bases[2])).await;
+    match reopened {
+        Err(e @ StorageError::Corrupt { .. }) => assert!(e.to_string().contains(".log")),
+        Err(e) => panic!("expected a corruption error, got {e}"),
+        Ok(_) => panic!("a tear before the recovery point must fail the open"),
+    }
+}
+
+#[compio::test]
+async fn with_an_unreadable_state_file_only_the_last_segment_may_be_torn() {
+    let (_dir, _bases, reopened) = crash_with_a_torn_middle_segment(|_| None).await;
+    assert!(
+        matches!(reopened, Err(StorageError::Corrupt { .. })),
+        "nothing says the middle segment was unsealed: refuse, do not drop later segments"
+    );
+}
+
+#[compio::test]
+async fn a_seal_persists_the_rolled_segment_end_as_the_recovery_point() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), small_config()).await.unwrap();
+    while log.segment_count() < 3 {
+        log.append(batch(1, 100, 0), false, 0).await.unwrap();
+    }
+    // A durable append waits for every seal.
+    log.append(batch(1, 10, 0), true, 0).await.unwrap();
+    let bases = log.segment_base_offsets();
+    let state = read_state(&dir.path().join("t-0")).await.unwrap().unwrap();
+    assert_eq!(
+        state.recovery_point, bases[2],
+        "the last rolled segment's end"
+    );
+}
+
 #[compio::test]
 async fn producer_snapshots_at_roll_bound_replay_and_survive_a_crash() {
     let dir = tempfile::tempdir().unwrap();
@@ -674,6 +779,8 @@ async fn producer_snapshots_at_roll_bound_replay_and_survive_a_crash() {
         log.append(pbatch(3, 0, seq, 2), false, 0).await.unwrap();
         seq += 2;
     }
+    // Snapshots are written by the seals, off the write path.
+    log.wait_writer_idle().await;
     let snapshots = || {
         std::fs::read_dir(dir.path().join("t-0"))
             .unwrap()
@@ -687,7 +794,7 @@ async fn producer_snapshots_at_roll_bound_replay_and_survive_a_crash() {
             .count()
     };
     assert_eq!(snapshots(), 2, "one per roll, newest two kept");
-    drop(log); // crash
+    crash(log).await; // crash
     let log = open(dir.path(), small_config()).await.unwrap();
     let dup = log
         .append(pbatch(3, 0, seq - 2, 2), false, 0)
@@ -728,7 +835,7 @@ async fn segments_below_a_persisted_log_start_are_removed_on_open() {
     }
     let bases = log.segment_base_offsets();
     assert!(bases.len() > 3);
-    drop(log);
+    crash(log).await;
     // A crash after persisting the new log start but before unlinking the segments below it.
     let part = dir.path().join("t-0");
     let state = super::state::PartitionState {
