@@ -105,7 +105,8 @@ fn max_connections_is_enforced_and_freed_slots_are_reused() {
 fn frames_over_max_request_bytes_are_refused_and_just_under_are_served() {
     let broker = limited_broker();
     let bootstrap = broker.bootstrap();
-    let mut conn = RawConn::connect(&bootstrap).expect("connect");
+    let mut conn = RawConn::connect(&bootstrap)
+        .unwrap_or_else(|e| panic!("connect: {e}\n{}", broker.diagnostics()));
     conn.create_topic("big", 1, &[]).expect("create");
     // A produce whose frame is a little under the limit is served.
     let under = batch(&[vec![b'u'; MAX_REQUEST_BYTES - 1024]], None, 1);

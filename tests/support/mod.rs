@@ -98,6 +98,8 @@ impl Broker {
         extra_args: &[&str],
         env: &[(&str, &str)],
     ) -> Broker {
+        // The broker's own output goes next to its data, so a failing test can show it.
+        let log_path = temp.as_ref().map(|t| t.path().join("broker.log"));
         let mut broker = Broker {
             child: None,
             port: free_port(),
@@ -109,10 +111,32 @@ impl Broker {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
-            log_path: None,
+            log_path,
         };
         broker.spawn();
         broker
+    }
+
+    /// The last lines the broker printed (when its output goes to a file), and whether the
+    /// process is still running: for failure messages.
+    pub fn diagnostics(&self) -> String {
+        let log = self
+            .log_path
+            .as_ref()
+            .and_then(|p| std::fs::read_to_string(p).ok())
+            .unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(20).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        let pid = self.pid().map_or("no process".to_string(), |p| {
+            // An exited child stays a zombie (state Z) until it is waited for.
+            let state = std::fs::read_to_string(format!("/proc/{p}/stat"))
+                .ok()
+                .and_then(|s| s.rsplit_once(") ").map(|(_, rest)| rest.chars().next()))
+                .flatten();
+            let alive = matches!(state, Some(c) if c != 'Z' && c != 'X');
+            format!("pid {p}, {}", if alive { "running" } else { "exited" })
+        });
+        format!("broker {pid}; its last output:\n{}", tail.join("\n"))
     }
 
     pub fn bootstrap(&self) -> String {
@@ -280,7 +304,14 @@ impl Target {
     /// Runs a `sluice` command that must succeed; returns its stdout.
     pub fn ok(&self, args: &[&str], stdin: Option<&str>) -> String {
         let (ok, out, err) = self.run(args, stdin);
-        assert!(ok, "sluice {args:?} failed:\nstdout: {out}\nstderr: {err}");
+        if !ok {
+            let broker = self
+                .broker
+                .as_ref()
+                .map(Broker::diagnostics)
+                .unwrap_or_default();
+            panic!("sluice {args:?} failed:\nstdout: {out}\nstderr: {err}\n{broker}");
+        }
         out
     }
 }
