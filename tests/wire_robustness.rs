@@ -14,16 +14,14 @@ mod support;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, CreateTopicsRequest, MetadataRequest, ProduceRequest,
-    RequestHeader, TopicName, create_topics_request::CreatableTopic,
-    metadata_request::MetadataRequestTopic, produce_request::PartitionProduceData,
-    produce_request::TopicProduceData,
+    RequestHeader, create_topics_request::CreatableTopic, metadata_request::MetadataRequestTopic,
 };
 use kafka_protocol::protocol::{Encodable, Request, StrBytes};
 use kafka_protocol::records::{Record, RecordBatchDecoder};
 use std::collections::HashMap;
 use std::io::{ErrorKind, Read};
 use std::time::{Duration, Instant};
-use support::wire::{self, RawConn};
+use support::wire::{self, RawConn, topic_name};
 use support::{Broker, Target};
 
 /// How long a read may wait for the broker to answer or close.
@@ -166,10 +164,6 @@ fn negotiate<R: Request>(versions: &HashMap<i16, (i16, i16)>, cap: i16) -> i16 {
     version
 }
 
-fn topic_name(name: &str) -> TopicName {
-    TopicName(StrBytes::from_string(name.to_string()))
-}
-
 /// Creates a one-partition topic and waits until Metadata shows its leader.
 fn create_topic(conn: &mut RawConn, versions: &HashMap<i16, (i16, i16)>, name: &str) {
     let version = negotiate::<CreateTopicsRequest>(versions, i16::MAX);
@@ -253,18 +247,7 @@ fn record_batch_with_value_bytes(count: i64, value_bytes: usize) -> BytesMut {
 
 /// Produces `batch` to partition 0 of `topic`; returns (error code, base offset).
 fn produce(conn: &mut RawConn, version: i16, topic: &str, batch: Bytes) -> (i16, i64) {
-    let request = ProduceRequest::default()
-        .with_acks(-1)
-        .with_timeout_ms(30_000)
-        .with_topic_data(vec![
-            TopicProduceData::default()
-                .with_name(topic_name(topic))
-                .with_partition_data(vec![
-                    PartitionProduceData::default()
-                        .with_index(0)
-                        .with_records(Some(batch)),
-                ]),
-        ]);
+    let request = wire::produce_request(topic, 0, batch, -1);
     let response = conn.call(&request, version);
     let partition = response
         .responses

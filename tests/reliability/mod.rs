@@ -8,17 +8,16 @@
 
 pub mod fuzz_inputs;
 
-pub use crate::support::wire::RawConn;
+pub use crate::support::wire::{RawConn, produce_request, topic_name};
 
 use crate::support::wire::{encode_batch, plain_record};
 use bytes::{Buf, Bytes};
 use kafka_protocol::messages::{
     ApiVersionsRequest, CreateTopicsRequest, FetchRequest, InitProducerIdRequest,
-    ListOffsetsRequest, ProduceRequest, TopicName,
+    ListOffsetsRequest,
     create_topics_request::{CreatableTopic, CreatableTopicConfig},
     fetch_request::{FetchPartition, FetchTopic},
     list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic},
-    produce_request::{PartitionProduceData, TopicProduceData},
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{Record, RecordBatchDecoder};
@@ -215,26 +214,6 @@ impl RawConn {
         }
         Ok(())
     }
-}
-
-/// A Produce request carrying one batch for one partition.
-pub fn produce_request(topic: &str, partition: i32, batch: Bytes, acks: i16) -> ProduceRequest {
-    ProduceRequest::default()
-        .with_acks(acks)
-        .with_timeout_ms(30_000)
-        .with_topic_data(vec![
-            TopicProduceData::default()
-                .with_name(topic_name(topic))
-                .with_partition_data(vec![
-                    PartitionProduceData::default()
-                        .with_index(partition)
-                        .with_records(Some(batch)),
-                ]),
-        ])
-}
-
-pub fn topic_name(name: &str) -> TopicName {
-    TopicName(StrBytes::from_string(name.to_string()))
 }
 
 /// A RecordBatch v2; `producer` = Some((id, epoch, base sequence)) makes it idempotent.
