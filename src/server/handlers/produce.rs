@@ -4,6 +4,7 @@
 //! With acks=0 nothing is answered.
 
 use crate::config::Durability;
+use crate::server::affinity::ShardAffinity;
 use crate::server::connection::ConnectionState;
 use crate::server::dispatch::RequestContext;
 use crate::server::response::{Reply, encode_frame};
@@ -183,12 +184,7 @@ pub async fn handle(
     // Stage one, *dispatched*: every append has its offsets and its place in its log's
     // write queue. The connection may then dispatch the next request while these become
     // durable, so pipelined acks=all requests share one fdatasync.
-    state.affinity.observe(
-        pending
-            .iter()
-            .map(|a| shard.owner_of_partition(&a.topic, a.partition)),
-    );
-    let produced = dispatch_on_owners(shard, pending).await;
+    let produced = dispatch_on_owners(shard, pending, &mut state.affinity).await;
     let metrics = shard.metrics.clone();
     let api_key = ctx.api as i16;
     let (correlation_id, version) = (ctx.correlation_id, ctx.version);
@@ -234,16 +230,24 @@ pub async fn handle(
 }
 
 /// Sends each owning shard its appends (all shards at once), waits until every one is
-/// dispatched, and returns the future of their results.
+/// dispatched, and returns the future of their results. Notes the owners in `affinity`.
 async fn dispatch_on_owners(
     shard: &Rc<Shard>,
     pending: Vec<PendingAppend>,
+    affinity: &mut ShardAffinity,
 ) -> impl std::future::Future<Output = Vec<Appended>> + 'static {
     let mut by_owner: Vec<Vec<PendingAppend>> = (0..shard.count()).map(|_| Vec::new()).collect();
     for append in pending {
         let owner = shard.owner_of_partition(&append.topic, append.partition);
         by_owner[owner].push(append);
     }
+    affinity.observe(
+        by_owner
+            .iter()
+            .enumerate()
+            .filter(|(_, group)| !group.is_empty())
+            .map(|(owner, _)| owner),
+    );
     let mut dispatched = Vec::new();
     let mut running = Vec::new();
     for (owner, group) in by_owner.into_iter().enumerate() {
