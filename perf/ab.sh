@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# A/B two Sluice binaries on one `sluice bench` command, alternating, a fresh broker and data
+# directory per run, so a change's effect is measured in one sitting on the same machine.
+#
+#   perf/ab.sh OLD_BIN NEW_BIN ROUNDS -- produce --acks 1 --duration 6s [more bench flags]
+#
+# Prints one line per run: MB/s, produce/fetch latency percentiles, broker CPU-s/GB, peak
+# RSS and the broker's minor page faults. Quote medians over rounds, not single runs.
+# The session-3 A/Bs (decisions 0001 addendum and 0004, mallopt, background seals) were
+# taken with this loop.
+set -euo pipefail
+OLD="${1:?usage: perf/ab.sh OLD_BIN NEW_BIN ROUNDS -- BENCH_ARGS...}"
+NEW="${2:?usage: perf/ab.sh OLD_BIN NEW_BIN ROUNDS -- BENCH_ARGS...}"
+ROUNDS="${3:?usage: perf/ab.sh OLD_BIN NEW_BIN ROUNDS -- BENCH_ARGS...}"
+shift 3
+[[ "${1:-}" == "--" ]] && shift
+[[ $# -gt 0 ]] || { echo "perf/ab.sh: no bench arguments after --" >&2; exit 2; }
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+WORK="$(mktemp -d)"
+trap 'rm -rf "$WORK"' EXIT
+for round in $(seq 1 "$ROUNDS"); do
+  for side in old new; do
+    bin="$OLD"; [[ $side == new ]] && bin="$NEW"
+    rm -rf "$WORK/data"
+    port="$(free_port)"; admin="$(free_port)"
+    "$bin" serve --data-dir "$WORK/data" --listen "127.0.0.1:$port" \
+      --admin-listen "127.0.0.1:$admin" > "$WORK/broker.log" 2>&1 &
+    pid=$!
+    for _ in $(seq 1 100); do
+      (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+      sleep 0.1
+    done
+    faults_before="$(awk '{print $10}' "/proc/$pid/stat")"
+    out="$("$bin" bench "$@" --bootstrap-server "127.0.0.1:$port" --broker-pid "$pid" 2>&1)" || true
+    faults_after="$(awk '{print $10}' "/proc/$pid/stat")"
+    kill "$pid"; wait "$pid" 2>/dev/null || true
+    rate="$(grep -oE '[0-9.]+ MB/s' <<<"$out" | head -1)"
+    latency="$(grep -E '^latency' <<<"$out" | head -1 | sed 's/^latency ([a-z_]*) *//')"
+    cpu="$(grep 'broker CPU' <<<"$out" | grep -oE '[0-9.]+ CPU-s/GB|peak RSS [0-9.]+ MB' | paste -sd' ')"
+    echo "round $round $side | $rate | $latency | $cpu | minor faults $((faults_after - faults_before))"
+  done
+done
