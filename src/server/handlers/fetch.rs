@@ -55,6 +55,8 @@ struct Want {
     partition: i32,
     fetch_offset: i64,
     max_bytes: i32,
+    /// The shard that owns the partition, worked out once per request.
+    owner: usize,
 }
 
 /// What the owning shard answered for one partition.
@@ -131,6 +133,7 @@ pub async fn handle(
         .flat_map(|t| {
             let (name, id) = resolve(&t.topic.0, &t.topic_id);
             t.partitions.iter().map(move |p| Want {
+                owner: shard.owner_of_partition(&name, p.partition),
                 topic: name.clone(),
                 topic_id: id,
                 partition: p.partition,
@@ -220,6 +223,7 @@ pub async fn handle(
         keys.sort_by(|a, b| a.0.cmp(b.0));
         for ((topic, partition), sp) in keys {
             wants.push(Want {
+                owner: shard.owner_of_partition(topic, *partition),
                 topic: topic.clone(),
                 topic_id: snapshot.topic(topic).map(|t| t.id).unwrap_or_default(),
                 partition: *partition,
@@ -242,7 +246,7 @@ pub async fn handle(
         wants
             .iter()
             .filter(|w| !w.topic.is_empty())
-            .map(|w| shard.owner_of_partition(&w.topic, w.partition)),
+            .map(|w| w.owner),
     );
     let mut reads = read_all(shard, &wants, max_bytes).await;
     loop {
@@ -297,7 +301,7 @@ pub async fn handle(
 /// request order (the first partition with data always gets at least one whole batch).
 async fn read_all(shard: &Rc<Shard>, wants: &[Want], max_bytes: usize) -> Vec<PartitionRead> {
     let calls = wants.iter().map(|w| {
-        let owner = shard.owner_of_partition(&w.topic, w.partition);
+        let owner = w.owner;
         let topic = w.topic.clone();
         let (partition, offset) = (w.partition, w.fetch_offset);
         let limit = w.max_bytes.max(0) as u32;
@@ -385,7 +389,7 @@ async fn wait_for_append(shard: &Rc<Shard>, wants: &[Want], seen: &[i64], deadli
     let mut cancels = Vec::with_capacity(wants.len());
     let mut waits = Vec::with_capacity(wants.len());
     for (w, &seen_high_watermark) in wants.iter().zip(seen) {
-        let owner = shard.owner_of_partition(&w.topic, w.partition);
+        let owner = w.owner;
         let (cancel_tx, cancel_rx) = futures_channel::oneshot::channel::<()>();
         cancels.push(cancel_tx);
         let topic = w.topic.clone();
