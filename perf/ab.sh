@@ -4,6 +4,9 @@
 #
 #   perf/ab.sh OLD_BIN NEW_BIN ROUNDS -- produce --acks 1 --duration 6s [more bench flags]
 #
+# OLD_DATA_PARENT / NEW_DATA_PARENT (default: a temporary directory) put each side's data
+# directory on a chosen filesystem, so one binary can be A/B-tested on two (say ext4, XFS).
+#
 # Prints one line per run: MB/s, produce/fetch latency percentiles, broker CPU-s/GB, peak
 # RSS and the broker's minor page faults. Quote medians over rounds, not single runs.
 # The session-3 A/Bs (decisions 0001 addendum and 0004, mallopt, background seals) were
@@ -24,10 +27,12 @@ WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
 for round in $(seq 1 "$ROUNDS"); do
   for side in old new; do
-    bin="$OLD"; [[ $side == new ]] && bin="$NEW"
-    rm -rf "$WORK/data"
+    bin="$OLD"; parent="${OLD_DATA_PARENT:-$WORK}"
+    [[ $side == new ]] && bin="$NEW" && parent="${NEW_DATA_PARENT:-$WORK}"
+    data="$parent/sluice-ab-data"
+    rm -rf "$data"
     port="$(free_port)"; admin="$(free_port)"
-    "$bin" serve --data-dir "$WORK/data" --listen "127.0.0.1:$port" \
+    "$bin" serve --data-dir "$data" --listen "127.0.0.1:$port" \
       --admin-listen "127.0.0.1:$admin" > "$WORK/broker.log" 2>&1 &
     pid=$!
     for _ in $(seq 1 100); do
@@ -38,6 +43,7 @@ for round in $(seq 1 "$ROUNDS"); do
     out="$("$bin" bench "$@" --bootstrap-server "127.0.0.1:$port" --broker-pid "$pid" 2>&1)" || true
     faults_after="$(awk '{print $10}' "/proc/$pid/stat")"
     kill "$pid"; wait "$pid" 2>/dev/null || true
+    rm -rf "$data"
     rate="$(grep -oE '[0-9.]+ MB/s' <<<"$out" | head -1)"
     latency="$(grep -E '^latency' <<<"$out" | head -1 | sed 's/^latency ([a-z_]*) *//')"
     cpu="$(grep 'broker CPU' <<<"$out" | grep -oE '[0-9.]+ CPU-s/GB|peak RSS [0-9.]+ MB' | paste -sd' ')"

@@ -242,6 +242,17 @@ def table(results, baseline):
                 out += (f"\n- best {broker} produce {mbs:.1f} MB/s = "
                         f"{100 * mbs / baseline['fio_write_mb_per_s']:.1f} % of fio sequential "
                         f"write, {100 * mbs / baseline['loopback_mb_per_s']:.1f} % of loopback TCP")
+        floor = baseline.get("produce_cpu_floor_s_per_gb")
+        if floor:
+            cheapest = {}
+            for res in results:
+                x = row(res)
+                if x["broker_cpu_per_gb"] and (res.get("report") or {}).get("mode") == "produce":
+                    b = res["broker"]
+                    cheapest[b] = min(cheapest.get(b, float("inf")), x["broker_cpu_per_gb"])
+            for broker, cpu in cheapest.items():
+                out += (f"\n- cheapest {broker} produce {cpu:.3f} broker CPU-s/GB = "
+                        f"{cpu / floor:.1f}× the kernel's own floor of {floor:.3f}")
         out += "\n"
     return out
 
@@ -249,7 +260,16 @@ def table(results, baseline):
 def baseline_text(b):
     return (f"fio sequential write {b.get('fio_write_mb_per_s', 0):.0f} MB/s "
             f"(bs=1M, 2 GB, end_fsync), loopback TCP {b.get('loopback_mb_per_s', 0):.0f} MB/s "
-            f"(one stream, {b.get('loopback_tool', '?')})")
+            f"(one stream, {b.get('loopback_tool', '?')})" + floor_text(b))
+
+
+def floor_text(b):
+    floor = b.get("produce_cpu_floor_s_per_gb")
+    if not floor:
+        return ""
+    return (f"; kernel CPU floor of producing {floor:.3f} CPU-s/GB = loopback TCP receive "
+            f"{b['loopback_recv_cpu_s_per_gb']:.3f} + page-cache write (16 KiB) "
+            f"{b['pagecache_write_cpu_s_per_gb']:.3f}")
 
 
 def plots(results, outdir):
