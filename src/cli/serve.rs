@@ -153,14 +153,26 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
     crate::admin::systemd::notify("READY=1\nSTATUS=serving");
     let watchdog = crate::admin::systemd::spawn_watchdog(broker.heartbeats.clone())
         .map_err(|e| format!("cannot start the systemd watchdog: {e}"))?;
+    let (data_fs, append_path) = crate::storage::filesystem::describe(&data_dir)
+        .map_or(("unknown".to_string(), None), |(name, path)| {
+            (name, Some(path))
+        });
     tracing::info!(
         %listen,
         data_dir = %data_dir.display(),
+        %data_fs,
         admin = %admin.local_addr(),
         shards = broker.shard_count(),
         cores = ?broker.cores,
         "sluice ready"
     );
+    if append_path == Some(crate::storage::filesystem::AppendPath::WorkerThread) {
+        tracing::info!(
+            %data_fs,
+            "appends on this filesystem run on io_uring worker threads (iou-wrk); on XFS \
+             they complete inline: see docs/decisions/0005-filesystem.md for the trade-off"
+        );
+    }
     loop {
         match wait_for_signal(&signals) {
             libc::SIGHUP => reload(&args, log_handle.as_ref()),

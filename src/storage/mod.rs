@@ -5,6 +5,7 @@
 
 pub mod batch;
 pub mod error;
+pub mod filesystem;
 pub mod log;
 mod notify;
 pub mod offset_index;
