@@ -13,6 +13,13 @@ pub const MIN_SEGMENT_BYTES: u64 = 14;
 pub const DEFAULT_INDEX_INTERVAL_BYTES: u32 = 4096;
 /// Kafka's default `segment.index.bytes`: the preallocated size of each index file.
 pub const DEFAULT_SEGMENT_INDEX_BYTES: u32 = 10 * 1024 * 1024;
+/// `flush.ms`: how long an acks=0/1 append may stay only in the page cache. Kafka never
+/// syncs by default (it relies on replicas); a single Sluice node bounds that window
+/// instead. 100 ms, as Redpanda does, not 1 s: each sync writes back what piled up since
+/// the last one while appends to the file wait, so smaller syncs stall less. Measured at
+/// 50 MB/s acks=1 on ext4 without a journal: p99 1.2 ms and p99.9 4.4 ms at 100 ms, against
+/// 5.8–13 ms and 21–56 ms at 1 s (decision 0002 addendum).
+pub const DEFAULT_FLUSH_MS: i64 = 100;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -90,7 +97,7 @@ impl Default for LogConfig {
             index_interval_bytes: DEFAULT_INDEX_INTERVAL_BYTES,
             segment_index_bytes: DEFAULT_SEGMENT_INDEX_BYTES,
             flush_messages: -1,
-            flush_ms: 1000,
+            flush_ms: DEFAULT_FLUSH_MS,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             message_timestamp_type: TimestampType::CreateTime,
             cleanup_policy: CleanupPolicy::Delete,

@@ -34,6 +34,10 @@ use crate::config::{Durability, LogConfig, TimestampType};
 
 /// The leader epoch written into every stored batch (single-replica broker: always 0).
 pub const LEADER_EPOCH: i32 = 0;
+/// Least time between two background rewrites of a partition's state file (recovery point).
+/// `flush.ms` syncs the data itself more often than this (default 100 ms).
+pub const RECOVERY_POINT_PERSIST_MS: i64 = 1000;
+
 /// Most buffers handed to one writev (Linux IOV_MAX).
 pub const MAX_IOVECS_PER_WRITE: usize = 1024;
 /// After a write fails for lack of space, appends are refused at once for this long before
@@ -174,6 +178,8 @@ pub struct PartitionLog {
     pub(super) state_lock: AsyncLock,
     pub(super) unflushed_records: Cell<i64>,
     pub(super) last_flush_ms: Cell<i64>,
+    /// When a background flush last rewrote the state file (see `RECOVERY_POINT_PERSIST_MS`).
+    pub(super) last_state_persist_ms: Cell<i64>,
     pub(super) fdatasyncs: Cell<u64>,
     /// Told the duration (ns) of every segment fdatasync: the shard's metrics hook.
     pub(super) sync_observer: RefCell<Option<SyncObserver>>,
@@ -219,6 +225,7 @@ impl PartitionLog {
             state_lock: AsyncLock::default(),
             unflushed_records: Cell::new(0),
             last_flush_ms: Cell::new(0),
+            last_state_persist_ms: Cell::new(0),
             fdatasyncs: Cell::new(0),
             sync_observer: RefCell::new(None),
             opened_clean: Cell::new(false),
@@ -1048,15 +1055,33 @@ impl PartitionLog {
     /// the recovery point in the state file.
     pub async fn flush(&self) -> Result<(), StorageError> {
         self.check_online()?;
-        self.flush_inner().await
+        self.flush_inner(true, true).await
     }
 
-    async fn flush_inner(&self) -> Result<(), StorageError> {
-        let target = self.high_watermark.get();
+    /// `persist_recovery_point`: also rewrite the state file when the recovery point moved.
+    /// Background flushes do that at most every `RECOVERY_POINT_PERSIST_MS`: the rewrite
+    /// costs a file create, two fsyncs and a rename, and a recovery point that lags only
+    /// makes recovery scan a little more (it is never ahead of the synced data).
+    ///
+    /// `sync_data` false: a group commit already pending will sync everything written (see
+    /// `flush_if_due`), so only indexes and the recovery point (up to what is durable) are
+    /// persisted.
+    async fn flush_inner(
+        &self,
+        persist_recovery_point: bool,
+        sync_data: bool,
+    ) -> Result<(), StorageError> {
+        let target = if sync_data {
+            self.high_watermark.get()
+        } else {
+            self.durable_offset.get()
+        };
         let flushed_records = self.unflushed_records.get();
         let segments: Vec<Rc<Segment>> = self.segments.borrow().iter().cloned().collect();
         for s in &segments {
-            self.sync_if_dirty(s).await?;
+            if sync_data {
+                self.sync_if_dirty(s).await?;
+            }
             s.persist_indexes().await?;
         }
         if target > self.durable_offset.get() {
@@ -1064,7 +1089,7 @@ impl PartitionLog {
         }
         self.unflushed_records
             .set((self.unflushed_records.get() - flushed_records).max(0));
-        if target > self.recovery_point.get() {
+        if persist_recovery_point && target > self.recovery_point.get() {
             self.recovery_point.set(target);
             self.persist_state(false).await?;
         }
@@ -1085,7 +1110,16 @@ impl PartitionLog {
             && (unflushed > 0 || self.recovery_point.get() < self.high_watermark.get());
         if by_count || by_time {
             self.last_flush_ms.set(now_ms);
-            self.flush_inner().await?;
+            let persist = now_ms - self.last_state_persist_ms.get() >= RECOVERY_POINT_PERSIST_MS;
+            if persist {
+                self.last_state_persist_ms.set(now_ms);
+            }
+            // Durable appends waiting for the writer's group commit (acks=all traffic): it
+            // will fdatasync everything written so far, so a second, concurrent fdatasync
+            // of the same file would only contend with it.
+            let group_commit_covers = self.durable_requested.get() >= self.high_watermark.get()
+                && self.durable_requested.get() > self.durable_offset.get();
+            self.flush_inner(persist, !group_commit_covers).await?;
         }
         Ok(())
     }
@@ -1104,7 +1138,7 @@ impl PartitionLog {
                 reason,
             });
         }
-        self.flush_inner().await?;
+        self.flush_inner(true, true).await?;
         let active = self.active_segment();
         active.seal_time_index();
         active.persist_indexes().await?;

@@ -241,6 +241,7 @@ impl PartitionLog {
         self.durable_offset.set(log_end);
         self.recovery_point.set(log_end);
         self.last_flush_ms.set(now_ms());
+        self.last_state_persist_ms.set(self.last_flush_ms.get());
         self.rebuild_producer_state().await?;
         // From now on a crash is an unclean shutdown.
         self.persist_state(false).await?;

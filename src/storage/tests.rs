@@ -616,15 +616,62 @@ async fn flush_if_due_follows_flush_ms_and_flush_messages() {
             .unwrap()
             .as_millis() as i64
     };
+    let syncs_at_open = log.fdatasync_count();
     log.append(batch(2, 10, 0), false, 0).await.unwrap();
     log.flush_if_due(t0).await.unwrap();
-    assert_eq!(read_state(&part).await.unwrap().unwrap().recovery_point, 0);
+    assert_eq!(log.durable_offset(), 0, "2 records: neither limit reached");
+    assert_eq!(log.fdatasync_count(), syncs_at_open);
     log.append(batch(3, 10, 0), false, 0).await.unwrap(); // 5 unflushed records
     log.flush_if_due(t0).await.unwrap();
-    assert_eq!(read_state(&part).await.unwrap().unwrap().recovery_point, 5);
+    assert_eq!(
+        log.durable_offset(),
+        5,
+        "flush.messages = 5 reached: synced"
+    );
+    assert_eq!(log.fdatasync_count(), syncs_at_open + 1);
+    // The state file is rewritten at most every RECOVERY_POINT_PERSIST_MS.
+    assert_eq!(read_state(&part).await.unwrap().unwrap().recovery_point, 0);
     log.append(batch(1, 10, 0), false, 0).await.unwrap();
+    log.flush_if_due(t0 + 500).await.unwrap();
+    assert_eq!(log.durable_offset(), 5, "flush.ms = 1000 not yet due");
     log.flush_if_due(t0 + 5000).await.unwrap();
+    assert_eq!(log.durable_offset(), 6, "flush.ms = 1000 due");
     assert_eq!(read_state(&part).await.unwrap().unwrap().recovery_point, 6);
+}
+
+#[compio::test]
+async fn background_flush_leaves_the_sync_to_a_pending_group_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        flush_ms: 100,
+        ..LogConfig::default()
+    };
+    let log = open(dir.path(), config).await.unwrap();
+    log.append(batch(3, 10, 0), false, 0).await.unwrap();
+    let syncs = log.fdatasync_count();
+    let later = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+        + 10_000;
+    // As if a durable append of offsets 0..3 were waiting for the writer's group commit.
+    log.durable_requested.set(3);
+    log.flush_if_due(later).await.unwrap();
+    assert_eq!(
+        log.fdatasync_count(),
+        syncs,
+        "no second fdatasync beside the group commit"
+    );
+    assert_eq!(
+        log.durable_offset(),
+        0,
+        "nothing was synced by the background flush"
+    );
+    // With no durable append pending, the background flush syncs the data itself.
+    log.durable_requested.set(0);
+    log.flush_if_due(later + 1_000).await.unwrap();
+    assert_eq!(log.fdatasync_count(), syncs + 1);
+    assert_eq!(log.durable_offset(), 3);
 }
 
 #[compio::test]
