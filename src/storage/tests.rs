@@ -599,6 +599,14 @@ async fn wait_for_append_completes_when_the_high_watermark_moves() {
     assert_eq!(task.await.unwrap(), 1);
 }
 
+/// Milliseconds since the Unix epoch, the clock `flush_if_due` is given.
+fn wall_clock_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
 #[compio::test]
 async fn flush_if_due_follows_flush_ms_and_flush_messages() {
     let dir = tempfile::tempdir().unwrap();
@@ -609,13 +617,8 @@ async fn flush_if_due_follows_flush_ms_and_flush_messages() {
     };
     let log = open(dir.path(), config).await.unwrap();
     let part = dir.path().join("t-0");
-    let t0 = {
-        // open() stamps the last flush with the wall clock; use times relative to it.
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as i64
-    };
+    // open() stamps the last flush with the wall clock; use times relative to it.
+    let t0 = wall_clock_ms();
     let syncs_at_open = log.fdatasync_count();
     log.append(batch(2, 10, 0), false, 0).await.unwrap();
     log.flush_if_due(t0).await.unwrap();
@@ -649,11 +652,7 @@ async fn background_flush_leaves_the_sync_to_a_pending_group_commit() {
     let log = open(dir.path(), config).await.unwrap();
     log.append(batch(3, 10, 0), false, 0).await.unwrap();
     let syncs = log.fdatasync_count();
-    let later = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-        + 10_000;
+    let later = wall_clock_ms() + 10_000;
     // As if a durable append of offsets 0..3 were waiting for the writer's group commit.
     log.durable_requested.set(3);
     log.flush_if_due(later).await.unwrap();
