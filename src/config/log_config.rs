@@ -17,8 +17,8 @@ pub const DEFAULT_SEGMENT_INDEX_BYTES: u32 = 10 * 1024 * 1024;
 /// syncs by default (it relies on replicas); a single Sluice node bounds that window
 /// instead. 100 ms, as Redpanda does, not 1 s: each sync writes back what piled up since
 /// the last one while appends to the file wait, so smaller syncs stall less. Measured at
-/// 50 MB/s acks=1 on ext4 without a journal: p99 1.2 ms and p99.9 4.4 ms at 100 ms, against
-/// 5.8–13 ms and 21–56 ms at 1 s (decision 0002 addendum).
+/// 50 MB/s acks=1 on ext4 without a journal: p99 1.1–1.9 ms and p99.9 4–12 ms at 100 ms,
+/// against 5.8–24 ms and 21–60 ms at 1 s (decision 0002 amendment).
 pub const DEFAULT_FLUSH_MS: i64 = 100;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -21,8 +21,10 @@ const KNOWN_FILESYSTEMS: &[(i64, &str)] = &[
 pub enum AppendPath {
     /// Buffered writes can complete inside the ring (FMODE_BUF_WASYNC: XFS, btrfs).
     Inline,
-    /// Every buffered write is handed to an io-wq worker thread (ext4 and others).
+    /// Every buffered write is handed to an io-wq worker thread (ext4; measured).
     WorkerThread,
+    /// Not measured here.
+    Unknown,
 }
 
 /// The filesystem's name (or its magic number in hex when it is not one we know), and
@@ -44,10 +46,10 @@ pub fn describe(path: &Path) -> Option<(String, AppendPath)> {
         .iter()
         .find(|(m, _)| *m == magic)
         .map_or_else(|| format!("{magic:#x}"), |(_, n)| n.to_string());
-    let path = if matches!(name.as_str(), "xfs" | "btrfs") {
-        AppendPath::Inline
-    } else {
-        AppendPath::WorkerThread
+    let path = match name.as_str() {
+        "xfs" | "btrfs" => AppendPath::Inline,
+        "ext4" => AppendPath::WorkerThread,
+        _ => AppendPath::Unknown,
     };
     Some((name, path))
 }
@@ -64,7 +66,7 @@ mod tests {
         // /proc is procfs everywhere: not in the table, so reported by its magic number.
         let (proc_name, proc_path) = describe(Path::new("/proc")).expect("statfs /proc");
         assert_eq!(proc_name, "0x9fa0");
-        assert_eq!(proc_path, AppendPath::WorkerThread);
+        assert_eq!(proc_path, AppendPath::Unknown);
     }
 
     #[test]
