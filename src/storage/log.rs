@@ -781,10 +781,24 @@ impl PartitionLog {
         // Group commit: one fdatasync covers every append written so far.
         if self.durable_requested.get() > self.durable_offset.get() {
             let target = self.high_watermark.get();
-            // Everything below `target` in rolled segments must be on disk too.
+            // Everything below `target` in rolled segments must be on disk too: seals in
+            // flight finish first, and a segment rolled while this pass was writing (its
+            // seal is still queued behind this writer) is synced here, not left to that
+            // seal. Segments wholly below the durable offset are synced already.
             self.wait_seals(0).await;
             self.check_online()?;
-            self.sync_if_dirty(&self.active_segment()).await?;
+            let durable = self.durable_offset.get();
+            let not_yet_durable: Vec<Rc<Segment>> = self
+                .segments
+                .borrow()
+                .iter()
+                .rev()
+                .take_while(|s| s.next_offset.get() > durable)
+                .cloned()
+                .collect();
+            for segment in &not_yet_durable {
+                self.sync_if_dirty(segment).await?;
+            }
             if target > self.durable_offset.get() {
                 self.durable_offset.set(target);
             }

@@ -673,6 +673,61 @@ async fn background_flush_leaves_the_sync_to_a_pending_group_commit() {
     assert_eq!(log.durable_offset(), 3);
 }
 
+/// A durable acknowledgement must not come before every segment holding its data is synced,
+/// including a segment rolled while the writer's group commit was waiting for an earlier
+/// seal: that segment's own seal is still queued behind the writer then, so the group
+/// commit cannot leave it to the seal.
+#[compio::test]
+async fn a_durable_ack_waits_for_the_sync_of_a_segment_rolled_mid_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        segment_bytes: 8 * 1024 * 1024,
+        ..LogConfig::default()
+    };
+    let log = open(dir.path(), config).await.unwrap();
+    // Several batches in one append: 7 MB, so each append below rolls the segment.
+    let big = || {
+        let mut b = BytesMut::new();
+        for _ in 0..7 {
+            b.extend_from_slice(&batch(1, 1_000_000, 0));
+        }
+        b
+    };
+    for round in 0..5 {
+        // Written, not synced: the next roll's seal has 7 MB to fdatasync.
+        log.append(big(), false, 0).await.unwrap();
+        // Rolls (queueing that slow seal) and asks for durability: its group commit waits
+        // for the seal, and meanwhile the next append rolls the segment holding this one.
+        // The check runs in the acknowledged task itself, before anything else can run:
+        // a seal started later clears the segment's dirty flag as its own sync begins.
+        let durable = {
+            let log = log.clone();
+            compio::runtime::spawn(async move {
+                let acked = log.append(big(), true, 0).await.unwrap();
+                let unsynced: Vec<i64> = log
+                    .segments
+                    .borrow()
+                    .iter()
+                    .filter(|s| s.base_offset <= acked.last_offset && s.dirty.get())
+                    .map(|s| s.base_offset)
+                    .collect();
+                (acked.last_offset, unsynced)
+            })
+        };
+        let rolling = {
+            let log = log.clone();
+            compio::runtime::spawn(async move { log.append(big(), false, 0).await })
+        };
+        let (last_offset, unsynced) = durable.await.unwrap();
+        assert!(
+            unsynced.is_empty(),
+            "round {round}: offset {last_offset} acknowledged as durable while segments \
+             {unsynced:?} held unsynced data"
+        );
+        rolling.await.unwrap().unwrap();
+    }
+}
+
 #[compio::test]
 async fn delete_removes_the_directory() {
     let dir = tempfile::tempdir().unwrap();
