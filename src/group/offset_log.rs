@@ -326,16 +326,10 @@ pub fn load_owned(
     dir: &Path,
     owns: impl Fn(&str) -> bool,
 ) -> Result<Vec<LoadedGroup>, OffsetLogError> {
-    if !dir.is_dir() {
-        let created = std::fs::create_dir_all(dir).and_then(|()| match dir.parent() {
-            Some(parent) => sync_dir(parent),
-            None => Ok(()),
-        });
-        created.map_err(|source| OffsetLogError::CreateDir {
-            dir: dir.to_path_buf(),
-            source,
-        })?;
-    }
+    crate::storage::state::create_dir_durably(dir).map_err(|source| OffsetLogError::CreateDir {
+        dir: dir.to_path_buf(),
+        source,
+    })?;
     let entries = std::fs::read_dir(dir).map_err(|source| OffsetLogError::ListDir {
         dir: dir.to_path_buf(),
         source,

@@ -189,20 +189,10 @@ impl MetadataWriter {
         defaults: LogConfig,
     ) -> Result<(MetadataWriter, MetadataView), MetadataError> {
         let dir = data_dir.join("meta");
-        let created = !dir.exists();
-        std::fs::create_dir_all(&dir).map_err(|source| MetadataError::Io {
+        crate::storage::state::create_dir_durably(&dir).map_err(|source| MetadataError::Io {
             path: dir.clone(),
             source,
         })?;
-        if created {
-            // The new directory's entry, so a power loss cannot take the topic list with it.
-            std::fs::File::open(data_dir)
-                .and_then(|d| d.sync_all())
-                .map_err(|source| MetadataError::Io {
-                    path: data_dir.to_path_buf(),
-                    source,
-                })?;
-        }
         let path = dir.join("topics.json");
         let mut snapshot = MetadataSnapshot::default();
         match std::fs::read(&path) {

@@ -71,15 +71,7 @@ impl PartitionLog {
     ) -> Result<Rc<PartitionLog>, StorageError> {
         let name = format!("{topic}-{partition}");
         let dir = data_dir.join(&name);
-        let created = !dir.exists();
-        compio::fs::create_dir_all(&dir)
-            .await
-            .map_err(|e| StorageError::io(&dir, e))?;
-        if created {
-            // The new directory's entry in the data directory: without this fsync a power
-            // loss could drop the whole partition, fdatasync'ed appends and all.
-            super::state::sync_dir(data_dir).await?;
-        }
+        super::state::create_dir_durably(&dir).map_err(|e| StorageError::io(&dir, e))?;
         let log = Rc::new_cyclic(|weak| PartitionLog::new_in(weak.clone(), dir, name, config));
         log.recover().await?;
         Ok(log)

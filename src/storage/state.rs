@@ -91,6 +91,20 @@ pub async fn write_state(dir: &Path, state: &PartitionState) -> Result<(), Stora
     write_file_atomically(dir, STATE_FILE_NAME, state.encode()).await
 }
 
+/// Creates `dir` (and missing parents) and, when it did not exist, fsyncs its parent so the
+/// new entry survives a power loss; without it, everything later synced inside `dir` could
+/// vanish with the directory. Blocking: for start-up and partition creation, not hot paths.
+pub fn create_dir_durably(dir: &Path) -> std::io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(dir)?;
+    match dir.parent() {
+        Some(parent) => std::fs::File::open(parent)?.sync_all(),
+        None => Ok(()),
+    }
+}
+
 /// fsyncs a directory so renames/creates/unlinks inside it are durable.
 pub async fn sync_dir(dir: &Path) -> Result<(), StorageError> {
     let d = OpenOptions::new()
