@@ -357,6 +357,31 @@ pub fn render_prometheus(snapshots: &[ShardSnapshot], info: &BrokerInfo) -> Stri
         );
     }
     out.family(
+        "sluice_fetch_file_sends_total",
+        "counter",
+        "Fetched log regions sent to a socket, by path: sendfile when every page was in the \
+         page cache, splice (on an io_uring worker) when some had to come from disk.",
+    );
+    for (path, count) in [
+        (
+            "sendfile",
+            snapshots
+                .iter()
+                .map(|s| s.fetch_sends_sendfile)
+                .sum::<u64>(),
+        ),
+        (
+            "splice",
+            snapshots.iter().map(|s| s.fetch_sends_splice).sum::<u64>(),
+        ),
+    ] {
+        out.sample(
+            "sluice_fetch_file_sends_total",
+            &[("path", path)],
+            count as f64,
+        );
+    }
+    out.family(
         "sluice_requests_in_flight",
         "gauge",
         "Requests decoded but not yet answered, by shard.",

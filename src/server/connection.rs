@@ -3,7 +3,8 @@
 //! Kafka clients pipeline requests but the protocol requires responses in request order;
 //! like Kafka, we serve one request at a time per connection, which also keeps a producer's
 //! batches for one partition in order. Record bytes are read once from the socket into the
-//! request buffer; fetched record bytes never enter user space (splice file → pipe → socket).
+//! request buffer; fetched record bytes never enter user space (sendfile when they are in the
+//! page cache, else splice file → pipe → socket on an io-wq worker).
 
 use super::affinity::ShardAffinity;
 use super::dispatch;
@@ -286,6 +287,10 @@ async fn write_replies(
     _gone: futures_channel::oneshot::Sender<()>,
 ) -> bool {
     let mut pipe: Option<SplicePipe> = None;
+    // Fetched record bytes that are in the page cache are sent with sendfile(2) from this
+    // thread, which needs a socket that never blocks it; the ring's own socket operations
+    // do not depend on the flag. If it cannot be set, every fetch takes the splice path.
+    let nonblocking = set_nonblocking(&stream).is_ok();
     let mut frames: Vec<bytes::Bytes> = Vec::with_capacity(MAX_ANSWERS_PER_WRITE);
     let mut answered: Vec<Answered> = Vec::with_capacity(MAX_ANSWERS_PER_WRITE);
     // Taken off the queue while gathering but not ready yet: the next in line.
@@ -312,7 +317,8 @@ async fn write_replies(
                 written
             }
             Reply::Chunks(chunks) => {
-                let written = write_chunks(&mut stream, &mut pipe, chunks).await;
+                let written =
+                    write_chunks(&shard, &mut stream, &mut pipe, nonblocking, chunks).await;
                 outgoing.answered.record(&shard);
                 written
             }
@@ -479,14 +485,21 @@ async fn write_all(stream: &mut TcpStream, bytes: bytes::Bytes) -> std::io::Resu
 }
 
 async fn write_chunks(
+    shard: &Shard,
     stream: &mut TcpStream,
     pipe: &mut Option<SplicePipe>,
+    nonblocking: bool,
     chunks: Vec<Chunk>,
 ) -> std::io::Result<()> {
     for chunk in chunks {
         match chunk {
             Chunk::Inline(bytes) => write_all(stream, bytes).await?,
+            Chunk::File(region) if nonblocking && region.is_fully_cached() => {
+                shard.metrics.fetch_file_sent(true);
+                send_cached_region(stream, &region).await?
+            }
             Chunk::File(region) => {
+                shard.metrics.fetch_file_sent(false);
                 if pipe.is_none() {
                     *pipe = Some(SplicePipe::new()?);
                 }
@@ -494,6 +507,70 @@ async fn write_chunks(
                     p.splice_region(stream, &region).await?;
                 }
             }
+        }
+    }
+    Ok(())
+}
+
+/// Marks the socket O_NONBLOCK (a property of the open socket, so a descriptor handed to
+/// another shard keeps it).
+fn set_nonblocking(stream: &TcpStream) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let fd = stream.as_raw_fd();
+    // SAFETY: fcntl on a descriptor this connection owns; no memory is passed.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: as above.
+    if unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Waits, through the ring, until the socket has room to send.
+async fn wait_writable(stream: &TcpStream) -> std::io::Result<()> {
+    use compio::driver::ToSharedFd;
+    use compio::driver::op::{Interest, PollOnce};
+    let op = PollOnce::new(stream.to_shared_fd(), Interest::Writable);
+    let BufResult(result, _) = compio::runtime::submit(op).await;
+    result.map(|_| ())
+}
+
+/// Sends a region whose pages are all cached with sendfile(2) on this thread: no user-space
+/// copy, and no hand-off to an io-wq worker, which io_uring SPLICE always makes (two per
+/// region: file → pipe, pipe → socket). For a consumer reading the tail that hand-off was
+/// most of the cost of a fetch. The socket is non-blocking; when it is full, the wait is a
+/// ring poll. Pages evicted between the check and the call make this one call wait for the
+/// disk; that window is microseconds long.
+async fn send_cached_region(
+    stream: &TcpStream,
+    region: &crate::storage::FileRegion,
+) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let socket = stream.as_raw_fd();
+    let mut offset = region.position as libc::off_t;
+    let end = offset + libc::off_t::from(region.len);
+    while offset < end {
+        let want = (end - offset) as usize;
+        // SAFETY: sendfile between a socket and a file this task keeps open; the kernel
+        // advances `offset`, which lives on this stack frame.
+        let sent = unsafe { libc::sendfile(socket, region.raw_fd(), &mut offset, want) };
+        if sent > 0 {
+            continue;
+        }
+        if sent == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "segment file ended before the fetched region",
+            ));
+        }
+        let error = std::io::Error::last_os_error();
+        match error.kind() {
+            std::io::ErrorKind::Interrupted => {}
+            std::io::ErrorKind::WouldBlock => wait_writable(stream).await?,
+            _ => return Err(error),
         }
     }
     Ok(())
@@ -568,7 +645,14 @@ impl SplicePipe {
                 let read_end = self.read_end.clone();
                 let op = Splice::new(read_end, -1, socket.clone(), -1, in_pipe, SpliceFlags::MOVE);
                 let BufResult(result, _) = compio::runtime::submit(op).await;
-                let sent = result?;
+                let sent = match result {
+                    // A non-blocking socket that is full: wait for room, then go on.
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        wait_writable(stream).await?;
+                        continue;
+                    }
+                    r => r?,
+                };
                 if sent == 0 {
                     return Err(std::io::Error::new(
                         std::io::ErrorKind::WriteZero,

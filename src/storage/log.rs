@@ -78,6 +78,11 @@ impl FileRegion {
         self.fd.as_raw_fd()
     }
 
+    /// Every page of the region is in the page cache, so reading it cannot wait on the disk.
+    pub fn is_fully_cached(&self) -> bool {
+        super::page_cache::is_fully_cached(self.raw_fd(), self.position, u64::from(self.len))
+    }
+
     /// Copies the region into memory through io_uring (tests, tools, non-splice fallbacks).
     pub async fn read_to_vec(&self) -> Result<Vec<u8>, StorageError> {
         let len = self.len as usize;

@@ -9,6 +9,7 @@ pub mod filesystem;
 pub mod log;
 mod notify;
 pub mod offset_index;
+pub mod page_cache;
 pub mod producer_state;
 mod recovery;
 mod retention;
