@@ -288,9 +288,9 @@ async fn write_replies(
 ) -> bool {
     let mut pipe: Option<SplicePipe> = None;
     // Fetched record bytes that are in the page cache are sent with sendfile(2) from this
-    // thread, which needs a socket that never blocks it; the ring's own socket operations
-    // do not depend on the flag. If it cannot be set, every fetch takes the splice path.
-    let nonblocking = set_nonblocking(&stream).is_ok();
+    // thread, with the socket non-blocking for that call only. Without its flags every
+    // fetch takes the splice path.
+    let socket_flags = socket_status_flags(&stream).ok();
     let mut frames: Vec<bytes::Bytes> = Vec::with_capacity(MAX_ANSWERS_PER_WRITE);
     let mut answered: Vec<Answered> = Vec::with_capacity(MAX_ANSWERS_PER_WRITE);
     // Taken off the queue while gathering but not ready yet: the next in line.
@@ -318,7 +318,7 @@ async fn write_replies(
             }
             Reply::Chunks(chunks) => {
                 let written =
-                    write_chunks(&shard, &mut stream, &mut pipe, nonblocking, chunks).await;
+                    write_chunks(&shard, &mut stream, &mut pipe, socket_flags, chunks).await;
                 outgoing.answered.record(&shard);
                 written
             }
@@ -488,15 +488,18 @@ async fn write_chunks(
     shard: &Shard,
     stream: &mut TcpStream,
     pipe: &mut Option<SplicePipe>,
-    nonblocking: bool,
+    socket_flags: Option<libc::c_int>,
     chunks: Vec<Chunk>,
 ) -> std::io::Result<()> {
     for chunk in chunks {
         match chunk {
             Chunk::Inline(bytes) => write_all(stream, bytes).await?,
-            Chunk::File(region) if nonblocking && region.is_fully_cached() => {
+            Chunk::File(region)
+                if let Some(flags) = socket_flags
+                    && region.is_fully_cached() =>
+            {
                 shard.metrics.fetch_file_sent(true);
-                send_cached_region(stream, &region).await?
+                send_cached_region(stream, flags, &region).await?
             }
             Chunk::File(region) => {
                 shard.metrics.fetch_file_sent(false);
@@ -512,21 +515,45 @@ async fn write_chunks(
     Ok(())
 }
 
-/// Marks the socket O_NONBLOCK (a property of the open socket, so a descriptor handed to
-/// another shard keeps it).
-fn set_nonblocking(stream: &TcpStream) -> std::io::Result<()> {
+/// The socket's file status flags (F_GETFL), as they are while the ring uses it.
+fn socket_status_flags(stream: &TcpStream) -> std::io::Result<libc::c_int> {
     use std::os::fd::AsRawFd;
-    let fd = stream.as_raw_fd();
     // SAFETY: fcntl on a descriptor this connection owns; no memory is passed.
-    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    let flags = unsafe { libc::fcntl(stream.as_raw_fd(), libc::F_GETFL) };
     if flags < 0 {
         return Err(std::io::Error::last_os_error());
     }
-    // SAFETY: as above.
-    if unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
-        return Err(std::io::Error::last_os_error());
+    Ok(flags)
+}
+
+/// O_NONBLOCK on a socket for as long as this lives; dropping it restores `flags`.
+///
+/// Only for the length of one direct send. The flag belongs to the open socket, not to one
+/// call, and the ring's `SENDMSG` honours it: a send the ring hands to an io-wq worker on a
+/// non-blocking socket would fail with EAGAIN instead of waiting. No ring send runs on the
+/// socket meanwhile (one task writes each connection's answers, one at a time), and the
+/// ring's `RECV` ignores the flag.
+struct NonBlockingWhileSending {
+    fd: std::os::fd::RawFd,
+    flags: libc::c_int,
+}
+
+impl NonBlockingWhileSending {
+    fn set(fd: std::os::fd::RawFd, flags: libc::c_int) -> std::io::Result<Self> {
+        // SAFETY: fcntl on a descriptor the caller owns; no memory is passed.
+        if unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(NonBlockingWhileSending { fd, flags })
     }
-    Ok(())
+}
+
+impl Drop for NonBlockingWhileSending {
+    fn drop(&mut self) {
+        // SAFETY: as in `set`. Failing to clear the flag cannot corrupt data: a later ring
+        // send that meets EAGAIN fails, and the connection closes.
+        unsafe { libc::fcntl(self.fd, libc::F_SETFL, self.flags) };
+    }
 }
 
 /// Waits, through the ring, until the socket has room to send.
@@ -541,15 +568,17 @@ async fn wait_writable(stream: &TcpStream) -> std::io::Result<()> {
 /// Sends a region whose pages are all cached with sendfile(2) on this thread: no user-space
 /// copy, and no hand-off to an io-wq worker, which io_uring SPLICE always makes (two per
 /// region: file → pipe, pipe → socket). For a consumer reading the tail that hand-off was
-/// most of the cost of a fetch. The socket is non-blocking; when it is full, the wait is a
-/// ring poll. Pages evicted between the check and the call make this one call wait for the
-/// disk; that window is microseconds long.
+/// most of the cost of a fetch. The socket is non-blocking during the call; when it is
+/// full, the wait is a ring poll. Pages evicted between the check and the call make this one
+/// call wait for the disk; that window is microseconds long.
 async fn send_cached_region(
     stream: &TcpStream,
+    socket_flags: libc::c_int,
     region: &crate::storage::FileRegion,
 ) -> std::io::Result<()> {
     use std::os::fd::AsRawFd;
     let socket = stream.as_raw_fd();
+    let _nonblocking = NonBlockingWhileSending::set(socket, socket_flags)?;
     let mut offset = region.position as libc::off_t;
     let end = offset + libc::off_t::from(region.len);
     while offset < end {
@@ -645,14 +674,7 @@ impl SplicePipe {
                 let read_end = self.read_end.clone();
                 let op = Splice::new(read_end, -1, socket.clone(), -1, in_pipe, SpliceFlags::MOVE);
                 let BufResult(result, _) = compio::runtime::submit(op).await;
-                let sent = match result {
-                    // A non-blocking socket that is full: wait for room, then go on.
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                        wait_writable(stream).await?;
-                        continue;
-                    }
-                    r => r?,
-                };
+                let sent = result?;
                 if sent == 0 {
                     return Err(std::io::Error::new(
                         std::io::ErrorKind::WriteZero,
@@ -663,5 +685,29 @@ impl SplicePipe {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsRawFd;
+
+    fn status_flags(fd: std::os::fd::RawFd) -> libc::c_int {
+        // SAFETY: fcntl on a descriptor the test owns.
+        unsafe { libc::fcntl(fd, libc::F_GETFL) }
+    }
+
+    #[test]
+    fn the_socket_is_non_blocking_only_while_the_guard_lives() {
+        let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let fd = a.as_raw_fd();
+        let before = status_flags(fd);
+        assert_eq!(before & libc::O_NONBLOCK, 0, "sockets start blocking");
+        {
+            let _guard = NonBlockingWhileSending::set(fd, before).unwrap();
+            assert_ne!(status_flags(fd) & libc::O_NONBLOCK, 0);
+        }
+        assert_eq!(status_flags(fd), before, "flags restored");
     }
 }
