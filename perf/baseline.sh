@@ -6,6 +6,9 @@
 #    loopback TCP (iperf3's receiver) and to copy them into the page cache (fio, buffered
 #    16 KiB writes, no fsync: the flusher's writeback is nobody's process CPU, as for a
 #    broker). A broker that did nothing else would still spend their sum per GB produced.
+#  - the disk's fdatasync tail: 4 files each appending 16 KiB and fdatasyncing every write
+#    (fio, SYNC_SECONDS), as acks=all partitions do. Its p99.9 is a floor under the tail of
+#    any broker that fdatasyncs before acknowledging, on this disk.
 # Writes JSON to stdout and to $OUT (default perf/results/baseline.json).
 # Usage: perf/baseline.sh [DIR]   (DIR: where fio writes; default $TMPDIR or /tmp)
 set -euo pipefail
@@ -14,6 +17,7 @@ DIR="${1:-${TMPDIR:-/tmp}}"
 OUT="${OUT:-$ROOT/perf/results/baseline.json}"
 FIO_SIZE="${FIO_SIZE:-2G}"
 LOOPBACK_SECONDS="${LOOPBACK_SECONDS:-5}"
+SYNC_SECONDS="${SYNC_SECONDS:-6}"
 mkdir -p "$(dirname "$OUT")"
 
 work="$(mktemp -d "$DIR/sluice-fio-XXXXXX")"
@@ -32,6 +36,18 @@ import json, sys
 j = json.load(sys.stdin)["jobs"][0]
 cpu_s = (j["usr_cpu"] + j["sys_cpu"]) / 100 * j["job_runtime"] / 1000
 print(round(cpu_s / (j["write"]["io_bytes"] / 1e9), 4))')"
+rm -rf "${work:?}"/*
+# fdatasync latency of 4 concurrent appenders (fio's sync_ percentiles, in ns).
+sync_json="$(fio --name=fdatasync --rw=write --bs=16k --size=1G --numjobs=4 --fdatasync=1 \
+  --time_based --runtime="$SYNC_SECONDS" --group_reporting --directory="$work" \
+  --percentile_list=50:99:99.9 --output-format=json)"
+read -r sync_p50 sync_p99 sync_p999 sync_max sync_iops < <(printf '%s' "$sync_json" | python3 -c '
+import json, sys
+j = json.load(sys.stdin)["jobs"][0]
+s = j["sync"]["lat_ns"]
+p = s["percentile"]
+ms = lambda ns: round(ns / 1e6, 3)
+print(ms(p["50.000000"]), ms(p["99.000000"]), ms(p["99.900000"]), ms(s["max"]), round(j["write"]["iops"]))')
 rm -rf "${work:?}"/*
 
 if command -v iperf3 >/dev/null; then
@@ -85,6 +101,8 @@ cat > "$OUT" <<JSON
  "pagecache_write_cpu_s_per_gb": $pagecache_cpu,
  "loopback_recv_cpu_s_per_gb": $recv_cpu, "loopback_send_cpu_s_per_gb": $send_cpu,
  "produce_cpu_floor_s_per_gb": $floor,
+ "fdatasync_4x16k_ms": {"p50": $sync_p50, "p99": $sync_p99, "p99.9": $sync_p999, "max": $sync_max},
+ "fdatasync_4x16k_write_iops": $sync_iops,
  "date": "$(date -u +%FT%TZ)"}
 JSON
 cat "$OUT"

@@ -260,7 +260,16 @@ def table(results, baseline):
 def baseline_text(b):
     return (f"fio sequential write {b.get('fio_write_mb_per_s', 0):.0f} MB/s "
             f"(bs=1M, 2 GB, end_fsync), loopback TCP {b.get('loopback_mb_per_s', 0):.0f} MB/s "
-            f"(one stream, {b.get('loopback_tool', '?')})" + floor_text(b))
+            f"(one stream, {b.get('loopback_tool', '?')})" + floor_text(b) + sync_text(b))
+
+
+def sync_text(b):
+    sync = b.get("fdatasync_4x16k_ms")
+    if not sync:
+        return ""
+    return (f"; fdatasync latency of 4 files appending 16 KiB and syncing each write (fio, "
+            f"{b.get('fdatasync_4x16k_write_iops', 0)} writes/s): p50 {sync['p50']:.2f} ms, "
+            f"p99 {sync['p99']:.2f}, p99.9 {sync['p99.9']:.2f}, max {sync['max']:.2f}")
 
 
 def floor_text(b):
