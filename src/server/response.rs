@@ -1,6 +1,6 @@
 //! What a handler hands back to the connection: nothing (acks=0), an encoded frame, or a
 //! frame made of inline bytes and file regions that go from the page cache to the socket
-//! with splice (Fetch).
+//! with sendfile or splice (Fetch).
 
 use crate::storage::FileRegion;
 use bytes::{BufMut, Bytes, BytesMut};
@@ -24,7 +24,7 @@ pub enum Reply {
 
 pub enum Chunk {
     Inline(Bytes),
-    /// Record bytes that go from the page cache to the socket by splice.
+    /// Record bytes that go from the page cache to the socket without a copy.
     File(FileRegion),
 }
 

@@ -1,5 +1,6 @@
 //! Fetch: read file regions from each partition's owning shard and frame them around the
-//! record bytes, which then go from the page cache to the socket by splice (zero copy).
+//! record bytes, which then go from the page cache to the socket without a copy (sendfile
+//! or splice, chosen by the connection's writer).
 //!
 //! Long poll: if fewer than `min_bytes` are available, wait until an owning shard reports
 //! an append to one of the fetched partitions (then read again) or until `max_wait_ms`
