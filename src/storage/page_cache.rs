@@ -78,21 +78,30 @@ mod tests {
     use std::io::Write;
     use std::os::fd::AsRawFd;
 
+    /// A file of `len` bytes just written (and synced), kept alive with its directory; `None`
+    /// when this kernel has no cachestat, the only case in which written pages may read as
+    /// not cached.
+    fn written_file(len: usize) -> Option<(tempfile::TempDir, std::fs::File)> {
+        let dir = tempfile::tempdir().unwrap();
+        let mut file = std::fs::File::create(dir.path().join("f")).unwrap();
+        file.write_all(&vec![7u8; len]).unwrap();
+        file.sync_all().unwrap();
+        if is_fully_cached(file.as_raw_fd(), 0, len as u64) {
+            return Some((dir, file));
+        }
+        assert!(
+            UNSUPPORTED.load(Ordering::Relaxed),
+            "written pages not cached"
+        );
+        None
+    }
+
     #[test]
     fn a_range_just_written_is_cached_and_one_past_the_end_is_not() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("f");
-        let mut file = std::fs::File::create(&path).unwrap();
-        file.write_all(&vec![7u8; 64 * 1024]).unwrap();
-        let fd = file.as_raw_fd();
-        if UNSUPPORTED.load(Ordering::Relaxed) || !is_fully_cached(fd, 0, 64 * 1024) {
-            // Only a kernel without cachestat may say no to pages it was just given.
-            assert!(
-                UNSUPPORTED.load(Ordering::Relaxed),
-                "written pages not cached"
-            );
+        let Some((_dir, file)) = written_file(64 * 1024) else {
             return;
-        }
+        };
+        let fd = file.as_raw_fd();
         assert!(is_fully_cached(fd, 1000, 5000));
         assert!(
             !is_fully_cached(fd, 60 * 1024, 8 * 1024),
@@ -103,19 +112,10 @@ mod tests {
 
     #[test]
     fn pages_dropped_from_the_cache_are_reported_missing() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("f");
-        let mut file = std::fs::File::create(&path).unwrap();
-        file.write_all(&vec![7u8; 256 * 1024]).unwrap();
-        file.sync_all().unwrap();
-        let fd = file.as_raw_fd();
-        if !is_fully_cached(fd, 0, 256 * 1024) {
-            assert!(
-                UNSUPPORTED.load(Ordering::Relaxed),
-                "written pages not cached"
-            );
+        let Some((_dir, file)) = written_file(256 * 1024) else {
             return;
-        }
+        };
+        let fd = file.as_raw_fd();
         // Clean pages of a synced file can be dropped on request.
         // SAFETY: posix_fadvise on a descriptor we own.
         unsafe { libc::posix_fadvise(fd, 0, 0, libc::POSIX_FADV_DONTNEED) };
