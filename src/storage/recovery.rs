@@ -222,10 +222,11 @@ impl PartitionLog {
         let first = &segments[0];
         let last = &segments[segments.len() - 1];
         let log_end = last.next_offset.get();
-        self.next_offset.set(log_end);
-        self.high_watermark.set(log_end);
-        self.durable_requested.set(log_end);
-        self.log_start_offset
+        self.offsets.next_offset.set(log_end);
+        self.offsets.high_watermark.set(log_end);
+        self.writer.durable_requested.set(log_end);
+        self.offsets
+            .log_start_offset
             .set(state_log_start.max(first.base_offset).min(log_end));
         if !last.is_empty() {
             last.first_append_ms.set(now_ms());
@@ -236,10 +237,12 @@ impl PartitionLog {
                 s.sync_log().await?;
             }
         }
-        self.durable_offset.set(log_end);
-        self.recovery_point.set(log_end);
-        self.last_flush_ms.set(now_ms());
-        self.last_state_persist_ms.set(self.last_flush_ms.get());
+        self.offsets.durable_offset.set(log_end);
+        self.offsets.recovery_point.set(log_end);
+        self.flush.last_flush_ms.set(now_ms());
+        self.flush
+            .last_state_persist_ms
+            .set(self.flush.last_flush_ms.get());
         self.rebuild_producer_state().await?;
         // From now on a crash is an unclean shutdown.
         self.persist_state(false).await?;
@@ -247,7 +250,7 @@ impl PartitionLog {
         // and unlinking them) are finished off now.
         let stale: Vec<Rc<Segment>> = {
             let segs = self.segments.borrow();
-            let log_start = self.log_start_offset.get();
+            let log_start = self.offsets.log_start_offset.get();
             segs.iter()
                 .take(segs.len().saturating_sub(1))
                 .take_while(|s| s.next_offset.get() <= log_start)
@@ -349,7 +352,7 @@ impl PartitionLog {
 
     /// Loads the newest usable producer snapshot and replays batch headers after it.
     pub(super) async fn rebuild_producer_state(&self) -> Result<(), StorageError> {
-        let log_end = self.next_offset.get();
+        let log_end = self.offsets.next_offset.get();
         let mut snapshots = list_offsets(&self.dir, SNAPSHOT_SUFFIX)?;
         let mut from = self.segments.borrow()[0].base_offset;
         let mut manager = ProducerStateManager::default();

@@ -124,7 +124,7 @@ async fn background_flush_leaves_the_sync_to_a_pending_group_commit() {
     let syncs = log.fdatasync_count();
     let later = wall_clock_ms() + 10_000;
     // As if a durable append of offsets 0..3 were waiting for the writer's group commit.
-    log.durable_requested.set(3);
+    log.writer.durable_requested.set(3);
     log.flush_if_due(later).await.unwrap();
     assert_eq!(
         log.fdatasync_count(),
@@ -137,7 +137,7 @@ async fn background_flush_leaves_the_sync_to_a_pending_group_commit() {
         "nothing was synced by the background flush"
     );
     // With no durable append pending, the background flush syncs the data itself.
-    log.durable_requested.set(0);
+    log.writer.durable_requested.set(0);
     log.flush_if_due(later + 1_000).await.unwrap();
     assert_eq!(log.fdatasync_count(), syncs + 1);
     assert_eq!(log.durable_offset(), 3);
