@@ -183,16 +183,24 @@ impl PartitionLog {
     }
 
     pub(super) fn check_online(&self) -> Result<(), StorageError> {
-        if let Some(reason) = self.offline.borrow().as_ref() {
-            return Err(StorageError::Offline {
-                partition: self.name.clone(),
-                reason: reason.clone(),
-            });
-        }
+        self.check_not_offline()?;
         if self.closed.get() {
             return Err(StorageError::Offline {
                 partition: self.name.clone(),
                 reason: "log is closed".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Like `check_online`, but a closed log passes. For the writer and sealer: `close` waits
+    /// for them to finish what was dispatched before it (`wait_writer_idle`), so to them
+    /// closing is not a failure; only a failed write or seal (offline) stops them.
+    pub(super) fn check_not_offline(&self) -> Result<(), StorageError> {
+        if let Some(reason) = self.offline.borrow().as_ref() {
+            return Err(StorageError::Offline {
+                partition: self.name.clone(),
+                reason: reason.clone(),
             });
         }
         Ok(())

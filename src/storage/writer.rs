@@ -267,7 +267,11 @@ impl PartitionLog {
         // seal is still queued behind this writer) is synced here, not left to that
         // seal. Segments wholly below the durable offset are synced already.
         self.wait_seals(0).await;
-        self.check_online()?;
+        // Stop if a seal failed meanwhile (offline). Not `check_online`: a close that began
+        // while this pass was writing waits for it to finish; failing here would take the
+        // partition offline, fail the close and leave no clean-shutdown mark, so the next
+        // start would run recovery (issue 19, point 5).
+        self.check_not_offline()?;
         let durable = self.offsets.durable_offset.get();
         let not_yet_durable: Vec<Rc<Segment>> = self
             .segments

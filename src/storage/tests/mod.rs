@@ -2,6 +2,7 @@
 //! file per topic; shared set-up lives in `support`.
 
 mod append;
+mod close;
 mod durability;
 mod read;
 mod recovery;
