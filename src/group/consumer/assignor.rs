@@ -10,11 +10,6 @@ use std::time::Instant;
 
 use super::{ConsumerGroup, Partitions, TopicsView};
 
-/// Partitions in a topic -> partitions map.
-pub(super) fn count(p: &Partitions) -> usize {
-    p.values().map(BTreeSet::len).sum()
-}
-
 /// The partitions of `a` that are not in `b`.
 fn minus(a: &Partitions, b: &Partitions) -> Partitions {
     let mut out = Partitions::new();

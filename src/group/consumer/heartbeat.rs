@@ -1,6 +1,6 @@
 //! ConsumerGroupHeartbeat for one KIP-848 group: joining (epoch 0), leaving (epoch -1/-2),
 //! heartbeating with the owned partitions, and the answer carrying the member's assignment
-//! when it changed.
+//! when it changed; and `tick`, which removes members whose heartbeats stopped.
 //!
 //! Owns: the request's validation and the member's lifecycle through heartbeats. Must not:
 //! compute assignments (that is `assignor`) or read the clock (`now` is an argument).
@@ -201,6 +201,35 @@ impl ConsumerGroup {
             self.bump_and_assign(topics);
         }
         Ok(())
+    }
+
+    /// Removes members whose session ended or who did not revoke in time; true if any.
+    pub fn tick(&mut self, group_id: &str, now: Instant) -> bool {
+        let expired: Vec<String> = self
+            .members
+            .values()
+            .filter(|m| {
+                m.session_deadline <= now || m.revocation_deadline.is_some_and(|d| d <= now)
+            })
+            .map(|m| m.member_id.clone())
+            .collect();
+        for id in &expired {
+            tracing::info!(group = %group_id, member = %id, "consumer-protocol member removed (session or revocation timeout)");
+            self.members.remove(id);
+            self.target.remove(id);
+        }
+        if expired.is_empty() {
+            return false;
+        }
+        // The assignor needs names and partition counts only; the ones the last target was
+        // computed with serve (the next heartbeat notices any change).
+        let view: TopicsView = self
+            .topics_seen
+            .iter()
+            .map(|(t, n)| (t.clone(), (Uuid::nil(), *n)))
+            .collect();
+        self.bump_and_assign(&view);
+        true
     }
 }
 

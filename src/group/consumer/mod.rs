@@ -12,8 +12,10 @@
 //! the clock (`now` is an argument) or look up topics — the caller passes the topics it
 //! knows as `TopicsView`.
 //!
-//! This file holds the group's data and what the rest of the coordinator asks of it; the
-//! heartbeat itself is in `heartbeat`, the assignor and reconciliation in `assignor`.
+//! This file holds the group's data and what the rest of the coordinator reads from it;
+//! members come and go in `heartbeat` (heartbeats and session expiry), and the assignor and
+//! reconciliation are in `assignor`. Calls go one way: `heartbeat` uses `assignor`, both use
+//! this file.
 
 mod assignor;
 mod heartbeat;
@@ -32,7 +34,6 @@ use kafka_protocol::messages::{GroupId, TopicName};
 use uuid::Uuid;
 
 use super::wire::sb;
-use assignor::count;
 
 /// How often members heartbeat (Kafka's `group.consumer.heartbeat.interval.ms` is 5 s; a
 /// shorter interval makes reconciliation, which takes a few heartbeats, quicker).
@@ -52,6 +53,11 @@ pub type TopicsView = HashMap<String, (Uuid, i32)>;
 
 /// topic -> partitions.
 type Partitions = BTreeMap<String, BTreeSet<i32>>;
+
+/// Partitions in a topic -> partitions map.
+fn count(p: &Partitions) -> usize {
+    p.values().map(BTreeSet::len).sum()
+}
 
 pub struct ConsumerMember {
     pub member_id: String,
@@ -131,35 +137,6 @@ impl ConsumerGroup {
             return Err(ResponseError::StaleMemberEpoch);
         }
         Ok(())
-    }
-
-    /// Removes members whose session ended or who did not revoke in time; true if any.
-    pub fn tick(&mut self, group_id: &str, now: Instant) -> bool {
-        let expired: Vec<String> = self
-            .members
-            .values()
-            .filter(|m| {
-                m.session_deadline <= now || m.revocation_deadline.is_some_and(|d| d <= now)
-            })
-            .map(|m| m.member_id.clone())
-            .collect();
-        for id in &expired {
-            tracing::info!(group = %group_id, member = %id, "consumer-protocol member removed (session or revocation timeout)");
-            self.members.remove(id);
-            self.target.remove(id);
-        }
-        if expired.is_empty() {
-            return false;
-        }
-        // The assignor needs names and partition counts only; the ones the last target was
-        // computed with serve (the next heartbeat notices any change).
-        let view: TopicsView = self
-            .topics_seen
-            .iter()
-            .map(|(t, n)| (t.clone(), (Uuid::nil(), *n)))
-            .collect();
-        self.bump_and_assign(&view);
-        true
     }
 
     /// ConsumerGroupDescribe's view of this group.

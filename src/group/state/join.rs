@@ -1,38 +1,22 @@
-//! JoinGroup for one classic group: who may join, new and rejoining members, static
-//! members replacing their previous incarnation (KIP-345), and protocol selection.
+//! JoinGroup for one classic group: who may join, new and rejoining members, and static
+//! members replacing their previous incarnation (KIP-345).
 //!
 //! Owns: the JoinGroup answers and the member table's growth. Must not: end a join phase
 //! (that is `rebalance`) or read the clock.
 
-use std::collections::HashMap;
 use std::time::Instant;
 
 use bytes::Bytes;
 use futures_channel::oneshot;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::JoinGroupResponse;
-use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
 
-use super::super::wire::sb;
 use super::{
     Group, GroupState, GroupTimings, JoinArgs, JoinWaiter, MAX_MEMBERS_PER_GROUP, Member, Pending,
     join_error, sync_error,
 };
 
 impl Group {
-    /// Protocols every member supports, in the order the leader (or anyone) listed them.
-    fn candidate_protocols(&self) -> Vec<String> {
-        let mut members = self.members.values();
-        let Some(first) = members.next() else {
-            return Vec::new();
-        };
-        let mut candidates: Vec<String> = first.protocols.iter().map(|(n, _)| n.clone()).collect();
-        for m in members {
-            candidates.retain(|c| m.protocols.iter().any(|(n, _)| n == c));
-        }
-        candidates
-    }
-
     /// Whether a joining member's protocols fit the group (Kafka's INCONSISTENT_GROUP_PROTOCOL).
     fn supports(&self, args: &JoinArgs) -> bool {
         if args.protocol_type.is_empty() || args.protocols.is_empty() {
@@ -46,68 +30,6 @@ impl Group {
         }
         let candidates = self.candidate_protocols();
         args.protocols.iter().any(|(n, _)| candidates.contains(n))
-    }
-
-    /// Each member votes for its most preferred candidate; most votes wins, ties go to the
-    /// leader's preference order.
-    pub(super) fn select_protocol(&self) -> Option<String> {
-        let candidates = self.candidate_protocols();
-        let mut votes: HashMap<&str, usize> = HashMap::new();
-        for m in self.members.values() {
-            if let Some((name, _)) = m.protocols.iter().find(|(n, _)| candidates.contains(n)) {
-                *votes.entry(name.as_str()).or_default() += 1;
-            }
-        }
-        let order: Vec<&str> = match self.leader.as_ref().and_then(|l| self.members.get(l)) {
-            Some(leader) => leader.protocols.iter().map(|(n, _)| n.as_str()).collect(),
-            None => candidates.iter().map(String::as_str).collect(),
-        };
-        let mut best: Option<(&str, usize)> = None;
-        for name in order {
-            let v = votes.get(name).copied().unwrap_or(0);
-            if v > 0 && best.is_none_or(|(_, bv)| v > bv) {
-                best = Some((name, v));
-            }
-        }
-        best.map(|(n, _)| n.to_string())
-    }
-
-    /// The JoinGroup answer for `member_id` in the current generation. The leader gets
-    /// every member's metadata unless `skip_assignment` (v9, static leader rejoin).
-    pub(super) fn join_response(
-        &self,
-        member_id: &str,
-        version: i16,
-        with_members: bool,
-        skip_assignment: bool,
-    ) -> JoinGroupResponse {
-        let protocol = self.protocol_name.clone().unwrap_or_default();
-        let members = if with_members {
-            self.members_in_join_order()
-                .into_iter()
-                .map(|m| {
-                    JoinGroupResponseMember::default()
-                        .with_member_id(sb(&m.member_id))
-                        .with_group_instance_id(if version >= 5 {
-                            m.group_instance_id.as_deref().map(sb)
-                        } else {
-                            None
-                        })
-                        .with_metadata(m.metadata_for(&protocol))
-                })
-                .collect()
-        } else {
-            Vec::new()
-        };
-        JoinGroupResponse::default()
-            .with_error_code(0)
-            .with_generation_id(self.generation)
-            .with_protocol_type(self.protocol_type.as_deref().map(sb))
-            .with_protocol_name(Some(sb(&protocol)))
-            .with_leader(sb(self.leader.as_deref().unwrap_or("")))
-            .with_skip_assignment(skip_assignment && version >= 9)
-            .with_member_id(sb(member_id))
-            .with_members(members)
     }
 
     fn add_member(

@@ -2,10 +2,12 @@
 //! Empty -> PreparingRebalance -> CompletingRebalance -> Stable), static membership (KIP-345)
 //! and its committed offsets in memory.
 //!
-//! This file holds the group's data and the questions asked of it from outside; the
-//! behaviour is split by phase: `join` (JoinGroup and who the members are), `rebalance`
-//! (ending and starting generations, timers) and `generation` (SyncGroup, Heartbeat,
-//! LeaveGroup and OffsetCommit's membership check inside a generation).
+//! This file holds the group's data and what is read from it (protocol selection, the
+//! JoinGroup answer of the current generation, subscriptions). The behaviour is split by
+//! phase: `join` (JoinGroup and who the members are), `generation` (SyncGroup, Heartbeat,
+//! LeaveGroup and OffsetCommit's membership check inside a generation) and `rebalance`
+//! (ending and starting generations, timers). Calls go one way: `join` and `generation`
+//! use `rebalance`, and all three use this file, never the reverse.
 //!
 //! Owns: the membership rules and the wire answers to JoinGroup/SyncGroup/Heartbeat/LeaveGroup
 //! for this group. Must not: do I/O or read the clock — `now` comes from the caller, and
@@ -22,6 +24,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures_channel::oneshot;
 use kafka_protocol::ResponseError;
+use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
 use kafka_protocol::messages::{
     ConsumerProtocolSubscription, JoinGroupResponse, SyncGroupResponse,
 };
@@ -239,6 +242,81 @@ impl Group {
             && self.offsets.is_empty()
             && !self.log.flushing
             && self.log.pending.is_empty()
+    }
+
+    /// Protocols every member supports, in the order the leader (or anyone) listed them.
+    fn candidate_protocols(&self) -> Vec<String> {
+        let mut members = self.members.values();
+        let Some(first) = members.next() else {
+            return Vec::new();
+        };
+        let mut candidates: Vec<String> = first.protocols.iter().map(|(n, _)| n.clone()).collect();
+        for m in members {
+            candidates.retain(|c| m.protocols.iter().any(|(n, _)| n == c));
+        }
+        candidates
+    }
+
+    /// Each member votes for its most preferred candidate; most votes wins, ties go to the
+    /// leader's preference order.
+    fn select_protocol(&self) -> Option<String> {
+        let candidates = self.candidate_protocols();
+        let mut votes: HashMap<&str, usize> = HashMap::new();
+        for m in self.members.values() {
+            if let Some((name, _)) = m.protocols.iter().find(|(n, _)| candidates.contains(n)) {
+                *votes.entry(name.as_str()).or_default() += 1;
+            }
+        }
+        let order: Vec<&str> = match self.leader.as_ref().and_then(|l| self.members.get(l)) {
+            Some(leader) => leader.protocols.iter().map(|(n, _)| n.as_str()).collect(),
+            None => candidates.iter().map(String::as_str).collect(),
+        };
+        let mut best: Option<(&str, usize)> = None;
+        for name in order {
+            let v = votes.get(name).copied().unwrap_or(0);
+            if v > 0 && best.is_none_or(|(_, bv)| v > bv) {
+                best = Some((name, v));
+            }
+        }
+        best.map(|(n, _)| n.to_string())
+    }
+
+    /// The JoinGroup answer for `member_id` in the current generation. The leader gets
+    /// every member's metadata unless `skip_assignment` (v9, static leader rejoin).
+    fn join_response(
+        &self,
+        member_id: &str,
+        version: i16,
+        with_members: bool,
+        skip_assignment: bool,
+    ) -> JoinGroupResponse {
+        let protocol = self.protocol_name.clone().unwrap_or_default();
+        let members = if with_members {
+            self.members_in_join_order()
+                .into_iter()
+                .map(|m| {
+                    JoinGroupResponseMember::default()
+                        .with_member_id(sb(&m.member_id))
+                        .with_group_instance_id(if version >= 5 {
+                            m.group_instance_id.as_deref().map(sb)
+                        } else {
+                            None
+                        })
+                        .with_metadata(m.metadata_for(&protocol))
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        JoinGroupResponse::default()
+            .with_error_code(0)
+            .with_generation_id(self.generation)
+            .with_protocol_type(self.protocol_type.as_deref().map(sb))
+            .with_protocol_name(Some(sb(&protocol)))
+            .with_leader(sb(self.leader.as_deref().unwrap_or("")))
+            .with_skip_assignment(skip_assignment && version >= 9)
+            .with_member_id(sb(member_id))
+            .with_members(members)
     }
 
     fn members_in_join_order(&self) -> Vec<&Member> {
