@@ -1,0 +1,73 @@
+//! FindCoordinator: which broker coordinates a group or transaction id.
+//!
+//! Owns: the answer's shape in every served version. Must not: look at group state — this
+//! broker coordinates every id (the owning shard is reached internally), so the answer is
+//! always this node.
+
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::find_coordinator_response::Coordinator;
+use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
+use kafka_protocol::protocol::StrBytes;
+
+use super::wire::{error_code, sb};
+
+/// FindCoordinator (v0–v6): this broker coordinates every group and transaction id (the
+/// owning shard is reached internally), so the answer is always this node.
+pub fn find_coordinator(
+    request: &FindCoordinatorRequest,
+    version: i16,
+    node_id: i32,
+    host: &str,
+    port: i32,
+) -> FindCoordinatorResponse {
+    const KEY_TYPE_GROUP: i8 = 0;
+    const KEY_TYPE_TRANSACTION: i8 = 1;
+    let check = |key: &str| -> Result<(), ResponseError> {
+        let key_type = if version >= 1 {
+            request.key_type
+        } else {
+            KEY_TYPE_GROUP
+        };
+        if key_type != KEY_TYPE_GROUP && key_type != KEY_TYPE_TRANSACTION {
+            return Err(ResponseError::InvalidRequest);
+        }
+        if key.is_empty() {
+            return Err(ResponseError::InvalidRequest);
+        }
+        Ok(())
+    };
+    if version >= 4 {
+        let coordinators = request
+            .coordinator_keys
+            .iter()
+            .map(|key| {
+                let checked = check(key);
+                let c = Coordinator::default()
+                    .with_key(key.clone())
+                    .with_error_code(error_code(checked));
+                if checked.is_ok() {
+                    c.with_node_id(BrokerId(node_id))
+                        .with_host(sb(host))
+                        .with_port(port)
+                } else {
+                    c.with_node_id(BrokerId(-1))
+                        .with_host(StrBytes::default())
+                        .with_port(-1)
+                }
+            })
+            .collect();
+        return FindCoordinatorResponse::default().with_coordinators(coordinators);
+    }
+    if let Err(e) = check(&request.key) {
+        return FindCoordinatorResponse::default()
+            .with_error_code(e.code())
+            .with_node_id(BrokerId(-1))
+            .with_host(StrBytes::default())
+            .with_port(-1);
+    }
+    FindCoordinatorResponse::default()
+        .with_error_code(0)
+        .with_node_id(BrokerId(node_id))
+        .with_host(sb(host))
+        .with_port(port)
+}
