@@ -68,8 +68,12 @@ pub struct Segment {
     bytes_since_index_entry: Cell<u64>,
     /// When the segment received its first batch (for segment.ms); -1 while empty.
     pub first_append_ms: Cell<i64>,
-    /// Data written since the last fdatasync.
-    pub dirty: Cell<bool>,
+    /// Writes made to the log file, counted; `synced_writes` is the count the last
+    /// *completed* fdatasync covers. The segment is dirty while they differ. A count, not a
+    /// flag cleared when a sync starts: a caller that finds a sync in flight must not take
+    /// its data for durable before that sync returns.
+    writes: Cell<u64>,
+    synced_writes: Cell<u64>,
     /// Bytes from the start of the file whose batches have passed a CRC-32C check since
     /// this process opened the segment.
     pub crc_verified_bytes: Cell<u64>,
@@ -142,7 +146,8 @@ impl Segment {
             time_index: RefCell::new(TimeIndex::default()),
             bytes_since_index_entry: Cell::new(0),
             first_append_ms: Cell::new(-1),
-            dirty: Cell::new(false),
+            writes: Cell::new(0),
+            synced_writes: Cell::new(0),
             crc_verified_bytes: Cell::new(0),
             appended_from: Cell::new(size),
         }))
@@ -289,13 +294,29 @@ impl Segment {
             .map_err(|e| StorageError::io(&self.time_index_path, e))
     }
 
+    /// Notes a completed write to the log file: the segment is dirty until a sync that
+    /// starts after it completes.
+    pub fn mark_written(&self) {
+        self.writes.set(self.writes.get() + 1);
+    }
+
+    /// Holds writes no completed fdatasync covers.
+    pub fn is_dirty(&self) -> bool {
+        self.synced_writes.get() < self.writes.get()
+    }
+
+    /// fdatasyncs the log file. Covers the writes made before it starts; writes made while
+    /// it runs leave the segment dirty.
     pub async fn sync_log(&self) -> Result<(), StorageError> {
-        self.dirty.set(false);
-        let r = self.log.sync_data().await;
-        if r.is_err() {
-            self.dirty.set(true);
+        let covered = self.writes.get();
+        self.log
+            .sync_data()
+            .await
+            .map_err(|e| StorageError::io(&self.log_path, e))?;
+        if covered > self.synced_writes.get() {
+            self.synced_writes.set(covered);
         }
-        r.map_err(|e| StorageError::io(&self.log_path, e))
+        Ok(())
     }
 
     /// Loads index files; `false` if either is missing or inconsistent (caller rebuilds).

@@ -248,7 +248,7 @@ impl PartitionLog {
         *iov = back;
         iov.clear();
         r.map_err(|e| StorageError::io(&segment.log_path, e))?;
-        segment.dirty.set(true);
+        segment.mark_written();
         segment.visible_bytes.set(end_position);
         assert!(
             end_offset > self.offsets.high_watermark.get(),
@@ -293,7 +293,7 @@ impl PartitionLog {
 
     /// fdatasyncs `segment` if it holds unsynced writes; counts and times the sync.
     pub(super) async fn sync_if_dirty(&self, segment: &Segment) -> Result<(), StorageError> {
-        if !segment.dirty.get() {
+        if !segment.is_dirty() {
             return Ok(());
         }
         let started = std::time::Instant::now();

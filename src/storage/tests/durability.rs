@@ -169,7 +169,7 @@ async fn a_durable_ack_waits_for_the_sync_of_a_segment_rolled_mid_commit() {
         // Rolls (queueing that slow seal) and asks for durability: its group commit waits
         // for the seal, and meanwhile the next append rolls the segment holding this one.
         // The check runs in the acknowledged task itself, before anything else can run:
-        // a seal started later clears the segment's dirty flag as its own sync begins.
+        // a seal started later must not count as a sync this ack waited for.
         let durable = {
             let log = log.clone();
             compio::runtime::spawn(async move {
@@ -178,7 +178,7 @@ async fn a_durable_ack_waits_for_the_sync_of_a_segment_rolled_mid_commit() {
                     .segments
                     .borrow()
                     .iter()
-                    .filter(|s| s.base_offset <= acked.last_offset && s.dirty.get())
+                    .filter(|s| s.base_offset <= acked.last_offset && s.is_dirty())
                     .map(|s| s.base_offset)
                     .collect();
                 (acked.last_offset, unsynced)
@@ -237,4 +237,23 @@ async fn durability_always_syncs_every_append() {
             .kafka_error_code(),
         10
     );
+}
+
+#[compio::test]
+async fn a_segment_stays_dirty_until_its_sync_completes() {
+    // A background flush's sync in flight must not make the data look durable to a group
+    // commit that checks meanwhile: it would acknowledge before the fdatasync returned.
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), small_config()).await.unwrap();
+    log.append(batch(1, 100, 0), false, 0).await.unwrap();
+    let segment = log.segments.borrow().back().cloned().unwrap();
+    assert!(segment.is_dirty(), "a written segment is dirty");
+    let mut sync = std::pin::pin!(segment.sync_log());
+    assert!(
+        futures_util::poll!(&mut sync).is_pending(),
+        "the fdatasync is in flight on the ring"
+    );
+    assert!(segment.is_dirty(), "dirty while its sync is in flight");
+    sync.await.unwrap();
+    assert!(!segment.is_dirty(), "clean once the sync returned");
 }
