@@ -6,7 +6,7 @@
 //! request buffer; fetched record bytes never enter user space (sendfile when they are in the
 //! page cache, else splice file → pipe → socket on an io-wq worker).
 
-use super::affinity::ShardAffinity;
+use super::connection_state::ConnectionState;
 use super::dispatch;
 use super::response::{Chunk, Reply};
 use crate::shard::Shard;
@@ -15,7 +15,7 @@ use compio::BufResult;
 use compio::io::{AsyncReadExt, AsyncWriteExt};
 use compio::net::TcpStream;
 use futures_util::FutureExt;
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 /// A connection with nothing else in flight may always read one request up to this size,
@@ -26,14 +26,6 @@ pub const SMALL_REQUEST_ALLOWANCE_BYTES: usize = 64 * 1024;
 
 /// Bytes the kernel pipe between a segment file and the socket may hold (F_SETPIPE_SZ).
 pub const SPLICE_PIPE_BYTES: i32 = 1024 * 1024;
-
-/// Per-connection state handlers may keep between requests (fetch sessions, and where the
-/// connection's partitions live). Moves with the connection to another shard.
-#[derive(Default)]
-pub struct ConnectionState {
-    pub fetch_sessions: super::handlers::fetch::FetchSessions,
-    pub affinity: ShardAffinity,
-}
 
 /// A connection on its way to another shard, taken at a frame boundary with nothing in
 /// flight: the socket (a duplicate descriptor, so the old shard's ring can close its own),
@@ -177,8 +169,9 @@ async fn serve_requests(
     shard: &Rc<Shard>,
     stream: TcpStream,
     prefix: Vec<u8>,
-    mut state: ConnectionState,
+    state: ConnectionState,
 ) -> Ended {
+    let state = RefCell::new(state);
     // Read ahead up to the in-flight limit while earlier requests are served; requests are
     // dispatched one at a time, in order, so a producer's batches stay ordered. Answers
     // that wait (produce waiting for durability) go to the writer, which sends them in
@@ -220,7 +213,7 @@ async fn serve_requests(
         } = request;
         let api_key = i16::from_be_bytes([body[0], body[1]]);
         let started = std::time::Instant::now();
-        let reply = dispatch::dispatch(shard, &mut state, bytes::Bytes::from(body)).await;
+        let reply = dispatch::dispatch(shard, &state, bytes::Bytes::from(body)).await;
         let outgoing = Outgoing {
             reply,
             answered: Answered {
@@ -239,7 +232,7 @@ async fn serve_requests(
             break;
         }
         if moving_to.is_none()
-            && let Some(target) = state.affinity.move_target(shard.id)
+            && let Some(target) = state.borrow().affinity.move_target(shard.id)
         {
             // The reader stops at the next frame boundary; what it read before is still
             // served here, in order, and the channel then closes.
@@ -250,10 +243,24 @@ async fn serve_requests(
     // Let the writer finish the answers already dispatched, then close (or move).
     drop(out_tx);
     let drained = matches!(writer.await, Ok(true));
+    let reader_exit = match moving_to {
+        Some(_) if drained && !shard.shutting_down.get() => reader.await.ok(),
+        _ => None,
+    };
+    end_or_hand_over(shard, closer, moving_to, reader_exit, state.into_inner())
+}
+
+/// The connection's end once its answers are written: handed to `moving_to` when the reader
+/// paused at a frame boundary for the move, else shut down.
+fn end_or_hand_over(
+    shard: &Rc<Shard>,
+    closer: TcpStream,
+    moving_to: Option<usize>,
+    reader_exit: Option<ReaderExit>,
+    state: ConnectionState,
+) -> Ended {
     if let Some(target) = moving_to
-        && drained
-        && !shard.shutting_down.get()
-        && let Ok(ReaderExit::Paused { prefix }) = reader.await
+        && let Some(ReaderExit::Paused { prefix }) = reader_exit
     {
         match socket2::SockRef::from(&closer).try_clone() {
             Ok(socket) => {
