@@ -3,6 +3,7 @@
 //! io_uring, recovery, retention and idempotent-producer state. See
 //! `docs/decisions/0002-storage-format.md`. Must not know about sockets, requests or shards.
 
+mod append;
 pub mod batch;
 pub mod error;
 pub mod filesystem;
@@ -11,11 +12,14 @@ mod notify;
 pub mod offset_index;
 pub mod page_cache;
 pub mod producer_state;
+mod read;
 mod recovery;
 mod retention;
+mod sealer;
 pub mod segment;
 pub mod state;
 pub mod time_index;
+mod writer;
 
 #[cfg(test)]
 mod tests;

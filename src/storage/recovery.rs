@@ -22,7 +22,7 @@ use super::error::StorageError;
 use super::log::PartitionLog;
 use super::producer_state::{ProducerStateManager, SNAPSHOT_SUFFIX, snapshot_file_name};
 use super::segment::{LOG_SUFFIX, RECOVERY_SCAN_CHUNK_BYTES, Segment};
-use super::state::{read_small_file, read_state, write_file_atomically};
+use super::state::{PartitionState, read_small_file, read_state, write_file_atomically};
 use crate::config::LogConfig;
 
 /// How many producer snapshots are kept (newest first); older ones are deleted.
@@ -78,38 +78,76 @@ impl PartitionLog {
     }
 
     async fn recover(&self) -> Result<(), StorageError> {
-        let dir = self.dir.clone();
-        // Whether the recovery point can be trusted to cover every sealed segment (see the
-        // torn-tail rule below).
-        let mut state_trusted = true;
-        let state = match read_state(&dir).await {
-            Ok(s) => s,
-            Err(e @ StorageError::Corrupt { .. }) => {
-                // The state file is replaced atomically, so this is media damage: distrust it
-                // and re-validate the whole log instead.
-                tracing::warn!(error = %e, "state file unreadable; full recovery");
-                state_trusted = false;
-                None
-            }
-            Err(e) => return Err(e),
-        };
-        remove_temp_files(&dir).await?;
-        let mut bases = list_offsets(&dir, LOG_SUFFIX)?;
+        let (state, state_trusted) = read_state_or_distrust(&self.dir).await?;
+        remove_temp_files(&self.dir).await?;
         let clean = state.is_some_and(|s| s.clean_shutdown);
         self.opened_clean.set(clean);
         let recovery_point = state.map(|s| s.recovery_point).unwrap_or(0);
         let state_log_start = state.map(|s| s.log_start_offset).unwrap_or(0);
+        self.load_segment_files(state_log_start).await?;
+        let full_from = self
+            .validate_segments(clean, recovery_point, state_trusted)
+            .await?;
+        self.remove_empty_rolled_segments().await?;
+        let segments = self.check_gap_free()?;
+        let log_end = self.set_recovered_offsets(&segments, state_log_start);
+        // Everything recovered is synced now (the scan touched it; sync what may be dirty).
+        if !clean {
+            for s in &segments[full_from.min(segments.len() - 1)..] {
+                s.sync_log().await?;
+            }
+        }
+        self.offsets.durable_offset.set(log_end);
+        self.offsets.recovery_point.set(log_end);
+        self.flush.last_flush_ms.set(now_ms());
+        self.flush
+            .last_state_persist_ms
+            .set(self.flush.last_flush_ms.get());
+        self.rebuild_producer_state().await?;
+        // From now on a crash is an unclean shutdown.
+        self.persist_state(false).await?;
+        // Segments wholly below the log start (a crash between persisting a new log start
+        // and unlinking them) are finished off now.
+        let stale: Vec<Rc<Segment>> = {
+            let segs = self.segments.borrow();
+            let log_start = self.offsets.log_start_offset.get();
+            segs.iter()
+                .take(segs.len().saturating_sub(1))
+                .take_while(|s| s.next_offset.get() <= log_start)
+                .cloned()
+                .collect()
+        };
+        self.drop_segments(&stale).await
+    }
+
+    /// Opens every `*.log` file in the directory as a segment, or creates the first one at
+    /// the persisted log start when there is none.
+    async fn load_segment_files(&self, state_log_start: i64) -> Result<(), StorageError> {
+        let dir = &self.dir;
+        let bases = list_offsets(dir, LOG_SUFFIX)?;
         if bases.is_empty() {
-            bases.push(state_log_start.max(0));
-            let seg = Segment::create(&dir, bases[0]).await?;
+            let seg = Segment::create(dir, state_log_start.max(0)).await?;
             self.segments.borrow_mut().push_back(seg);
-            super::state::sync_dir(&dir).await?;
+            super::state::sync_dir(dir).await?;
         } else {
             for &b in &bases {
-                let seg = Segment::open(&dir, b).await?;
+                let seg = Segment::open(dir, b).await?;
                 self.segments.borrow_mut().push_back(seg);
             }
         }
+        Ok(())
+    }
+
+    /// Checks every segment: cheaply before the recovery point (all of them after a clean
+    /// shutdown), batch by batch from the segment holding it. A torn tail is truncated and
+    /// the segments after it removed. Returns the index of the first fully re-validated
+    /// segment (the segment count after a clean shutdown).
+    async fn validate_segments(
+        &self,
+        clean: bool,
+        recovery_point: i64,
+        state_trusted: bool,
+    ) -> Result<usize, StorageError> {
         let interval = self.config.borrow().index_interval_bytes;
         let segments: Vec<Rc<Segment>> = self.segments.borrow().iter().cloned().collect();
         // First segment that gets the full CRC re-validation.
@@ -121,70 +159,29 @@ impl PartitionLog {
                 .rposition(|s| s.base_offset <= recovery_point)
                 .unwrap_or(0)
         };
-        let mut truncated_at: Option<usize> = None;
         for (i, seg) in segments.iter().enumerate() {
             if i < full_from {
                 self.load_trusted(seg, interval).await?;
                 continue;
             }
-            let file_size = seg.size_bytes.get();
-            seg.reset_bookkeeping();
-            let scan = seg
-                .scan(0, file_size, true, RECOVERY_SCAN_CHUNK_BYTES, |h, pos| {
-                    if h.base_offset != seg.next_offset.get() {
-                        return Err(format!(
-                            "batch offset {} does not follow {}",
-                            h.base_offset,
-                            seg.next_offset.get()
-                        ));
-                    }
-                    seg.record_batch(h, pos, interval);
-                    Ok(true)
-                })
-                .await?;
-            if let Some((position, reason)) = scan.invalid {
-                let first_bad_offset = seg.next_offset.get();
-                let later_segments_with_data = segments[i + 1..]
-                    .iter()
-                    .filter(|s| s.size_bytes.get() > 0)
-                    .count();
-                // Without a readable state file nothing says which segments were sealed:
-                // only the last one with data may have a torn tail.
-                if first_bad_offset < recovery_point
-                    || (!state_trusted && later_segments_with_data > 0)
-                {
-                    return Err(StorageError::corrupt(&seg.log_path, position, reason));
+            let later = &segments[i + 1..];
+            if revalidate(seg, later, recovery_point, state_trusted, interval).await? {
+                // Later segments (empty, or holding only unsynced appends) would now leave a
+                // gap: remove them.
+                let removed: Vec<Rc<Segment>> = self.segments.borrow_mut().drain(i + 1..).collect();
+                for s in removed {
+                    remove_segment_files(&s).await?;
                 }
-                tracing::warn!(
-                    file = %seg.log_path.display(),
-                    position,
-                    %reason,
-                    later_segments_with_data,
-                    "truncating torn tail (unsynced appends after it are dropped)"
-                );
-                seg.truncate_to(position).await?;
-                seg.sync_log().await?;
-                truncated_at = Some(i);
-            }
-            seg.visible_bytes.set(seg.size_bytes.get());
-            // Every batch kept was CRC-checked by the scan above.
-            seg.crc_verified_bytes.set(seg.size_bytes.get());
-            seg.rewrite_indexes().await?;
-            if truncated_at.is_some() {
+                super::state::sync_dir(&self.dir).await?;
                 break;
             }
         }
-        if let Some(i) = truncated_at {
-            // Later segments (empty, or holding only unsynced appends) would now leave a
-            // gap: remove them.
-            let removed: Vec<Rc<Segment>> = self.segments.borrow_mut().drain(i + 1..).collect();
-            for s in removed {
-                remove_segment_files(&s).await?;
-            }
-            super::state::sync_dir(&dir).await?;
-        }
-        // A crash right after a roll leaves empty segment files whose base is past the data
-        // that reached the previous segment: they hold nothing, so drop them.
+        Ok(full_from)
+    }
+
+    /// A crash right after a roll leaves empty segment files whose base is past the data
+    /// that reached the previous segment: they hold nothing, so drop them.
+    async fn remove_empty_rolled_segments(&self) -> Result<(), StorageError> {
         loop {
             let stale = {
                 let segs = self.segments.borrow();
@@ -198,13 +195,16 @@ impl PartitionLog {
                     None
                 }
             };
-            let Some(stale) = stale else { break };
+            let Some(stale) = stale else { return Ok(()) };
             tracing::warn!(file = %stale.log_path.display(), "removing empty segment left by a crash during a roll");
             self.segments.borrow_mut().pop_back();
             remove_segment_files(&stale).await?;
-            super::state::sync_dir(&dir).await?;
+            super::state::sync_dir(&self.dir).await?;
         }
-        // Offsets must be gap-free across segments.
+    }
+
+    /// Offsets must be gap-free across segments. Returns the segments, oldest first.
+    fn check_gap_free(&self) -> Result<Vec<Rc<Segment>>, StorageError> {
         let segments: Vec<Rc<Segment>> = self.segments.borrow().iter().cloned().collect();
         for pair in segments.windows(2) {
             if pair[0].next_offset.get() != pair[1].base_offset {
@@ -219,42 +219,25 @@ impl PartitionLog {
                 ));
             }
         }
+        Ok(segments)
+    }
+
+    /// Sets the log end, high watermark and log start from the recovered segments; returns
+    /// the log end.
+    fn set_recovered_offsets(&self, segments: &[Rc<Segment>], state_log_start: i64) -> i64 {
         let first = &segments[0];
         let last = &segments[segments.len() - 1];
         let log_end = last.next_offset.get();
-        self.next_offset.set(log_end);
-        self.high_watermark.set(log_end);
-        self.durable_requested.set(log_end);
-        self.log_start_offset
+        self.offsets.next_offset.set(log_end);
+        self.offsets.high_watermark.set(log_end);
+        self.writer.durable_requested.set(log_end);
+        self.offsets
+            .log_start_offset
             .set(state_log_start.max(first.base_offset).min(log_end));
         if !last.is_empty() {
             last.first_append_ms.set(now_ms());
         }
-        // Everything recovered is synced now (the scan touched it; sync what may be dirty).
-        if !clean {
-            for s in &segments[full_from.min(segments.len() - 1)..] {
-                s.sync_log().await?;
-            }
-        }
-        self.durable_offset.set(log_end);
-        self.recovery_point.set(log_end);
-        self.last_flush_ms.set(now_ms());
-        self.last_state_persist_ms.set(self.last_flush_ms.get());
-        self.rebuild_producer_state().await?;
-        // From now on a crash is an unclean shutdown.
-        self.persist_state(false).await?;
-        // Segments wholly below the log start (a crash between persisting a new log start
-        // and unlinking them) are finished off now.
-        let stale: Vec<Rc<Segment>> = {
-            let segs = self.segments.borrow();
-            let log_start = self.log_start_offset.get();
-            segs.iter()
-                .take(segs.len().saturating_sub(1))
-                .take_while(|s| s.next_offset.get() <= log_start)
-                .cloned()
-                .collect()
-        };
-        self.drop_segments(&stale).await
+        log_end
     }
 
     /// Cheap checks for a segment whose contents are trusted (clean shutdown, or before the
@@ -349,7 +332,7 @@ impl PartitionLog {
 
     /// Loads the newest usable producer snapshot and replays batch headers after it.
     pub(super) async fn rebuild_producer_state(&self) -> Result<(), StorageError> {
-        let log_end = self.next_offset.get();
+        let log_end = self.offsets.next_offset.get();
         let mut snapshots = list_offsets(&self.dir, SNAPSHOT_SUFFIX)?;
         let mut from = self.segments.borrow()[0].base_offset;
         let mut manager = ProducerStateManager::default();
@@ -403,6 +386,76 @@ impl PartitionLog {
         *self.producers.borrow_mut() = manager;
         Ok(())
     }
+}
+
+/// The state file, and whether its recovery point can be trusted to cover every sealed
+/// segment (see the torn-tail rule in the module comment).
+async fn read_state_or_distrust(
+    dir: &Path,
+) -> Result<(Option<PartitionState>, bool), StorageError> {
+    match read_state(dir).await {
+        Ok(s) => Ok((s, true)),
+        Err(e @ StorageError::Corrupt { .. }) => {
+            // The state file is replaced atomically, so this is media damage: distrust it
+            // and re-validate the whole log instead.
+            tracing::warn!(error = %e, "state file unreadable; full recovery");
+            Ok((None, false))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Re-validates every batch of `seg` (length, magic, CRC, gap-free offsets), rebuilding its
+/// bookkeeping and indexes. A bad batch is a torn tail, truncated here, unless it sits
+/// before the recovery point or (state file unreadable) a later segment holds data: that is
+/// corruption and fails the open. Returns whether the segment was truncated.
+async fn revalidate(
+    seg: &Segment,
+    later: &[Rc<Segment>],
+    recovery_point: i64,
+    state_trusted: bool,
+    interval: u32,
+) -> Result<bool, StorageError> {
+    let file_size = seg.size_bytes.get();
+    seg.reset_bookkeeping();
+    let scan = seg
+        .scan(0, file_size, true, RECOVERY_SCAN_CHUNK_BYTES, |h, pos| {
+            if h.base_offset != seg.next_offset.get() {
+                return Err(format!(
+                    "batch offset {} does not follow {}",
+                    h.base_offset,
+                    seg.next_offset.get()
+                ));
+            }
+            seg.record_batch(h, pos, interval);
+            Ok(true)
+        })
+        .await?;
+    let mut truncated = false;
+    if let Some((position, reason)) = scan.invalid {
+        let first_bad_offset = seg.next_offset.get();
+        let later_segments_with_data = later.iter().filter(|s| s.size_bytes.get() > 0).count();
+        // Without a readable state file nothing says which segments were sealed:
+        // only the last one with data may have a torn tail.
+        if first_bad_offset < recovery_point || (!state_trusted && later_segments_with_data > 0) {
+            return Err(StorageError::corrupt(&seg.log_path, position, reason));
+        }
+        tracing::warn!(
+            file = %seg.log_path.display(),
+            position,
+            %reason,
+            later_segments_with_data,
+            "truncating torn tail (unsynced appends after it are dropped)"
+        );
+        seg.truncate_to(position).await?;
+        seg.sync_log().await?;
+        truncated = true;
+    }
+    seg.visible_bytes.set(seg.size_bytes.get());
+    // Every batch kept was CRC-checked by the scan above.
+    seg.crc_verified_bytes.set(seg.size_bytes.get());
+    seg.rewrite_indexes().await?;
+    Ok(truncated)
 }
 
 /// Writes `<log_end:020>.snapshot` and deletes all but the newest few.

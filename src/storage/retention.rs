@@ -31,7 +31,7 @@ impl PartitionLog {
             }
             drop(guard);
         }
-        let hw = self.high_watermark.get();
+        let hw = self.offsets.high_watermark.get();
         let doomed: Vec<Rc<Segment>> = {
             let segs = self.segments.borrow();
             let mut total: i64 = segs.iter().map(|s| s.size_bytes.get() as i64).sum();
@@ -61,7 +61,7 @@ impl PartitionLog {
     /// watermark), deletes whole segments below it and persists the new start.
     pub async fn delete_records(&self, before_offset: i64) -> Result<i64, StorageError> {
         self.check_online()?;
-        let hw = self.high_watermark.get();
+        let hw = self.offsets.high_watermark.get();
         let target = if before_offset == DELETE_RECORDS_TO_HIGH_WATERMARK {
             hw
         } else {
@@ -70,14 +70,14 @@ impl PartitionLog {
         if target < 0 || target > hw {
             return Err(StorageError::OffsetOutOfRange {
                 offset: before_offset,
-                log_start_offset: self.log_start_offset.get(),
+                log_start_offset: self.offsets.log_start_offset.get(),
                 log_end_offset: hw,
             });
         }
-        if target <= self.log_start_offset.get() {
-            return Ok(self.log_start_offset.get());
+        if target <= self.offsets.log_start_offset.get() {
+            return Ok(self.offsets.log_start_offset.get());
         }
-        self.log_start_offset.set(target);
+        self.offsets.log_start_offset.set(target);
         let doomed: Vec<Rc<Segment>> = {
             let segs = self.segments.borrow();
             segs.iter()
@@ -105,8 +105,8 @@ impl PartitionLog {
                 segs.pop_front();
             }
             let new_start = segs.front().map(|s| s.base_offset).unwrap_or(0);
-            if new_start > self.log_start_offset.get() {
-                self.log_start_offset.set(new_start);
+            if new_start > self.offsets.log_start_offset.get() {
+                self.offsets.log_start_offset.set(new_start);
             }
         }
         // Persist the new start first: a crash between the two leaves extra files, never a

@@ -1,0 +1,189 @@
+//! Reading the log: Fetch as file regions for zero-copy sends (`read`), ListOffsets by
+//! timestamp (`offset_for_timestamp`, `max_timestamp`). Never serves past the high
+//! watermark, and data trusted from disk is CRC-checked once before its first read. Must not
+//! change offsets, the write queue or the files.
+
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::path::Path;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use compio::buf::{BufResult, IntoInner, IoBuf};
+
+use super::batch::first_record_at_or_after;
+use super::error::StorageError;
+use super::log::PartitionLog;
+use super::segment::Segment;
+use super::state::read_exact_at;
+
+/// A byte range of a segment file, for zero-copy fetch (`splice` from `fd`). `Send + Sync`
+/// so it can travel from the partition's shard to the connection's; cloning keeps the fd open
+/// even if retention deletes the segment meanwhile.
+#[derive(Debug, Clone)]
+pub struct FileRegion {
+    pub fd: Arc<OwnedFd>,
+    pub path: Arc<Path>,
+    pub position: u64,
+    pub len: u32,
+}
+
+impl FileRegion {
+    pub fn raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    /// Every page of the region is in the page cache, so reading it cannot wait on the disk.
+    pub fn is_fully_cached(&self) -> bool {
+        super::page_cache::is_fully_cached(self.raw_fd(), self.position, u64::from(self.len))
+    }
+
+    /// Copies the region into memory through io_uring (tests, tools, non-splice fallbacks).
+    pub async fn read_to_vec(&self) -> Result<Vec<u8>, StorageError> {
+        let len = self.len as usize;
+        let mut buf = vec![0u8; len];
+        let mut done = 0usize;
+        while done < len {
+            let op = compio::driver::op::ReadAt::new(
+                Arc::clone(&self.fd),
+                self.position + done as u64,
+                buf.slice(done..len),
+            );
+            let BufResult(r, slice) = compio::runtime::submit(op).await.into_inner();
+            buf = slice.into_inner();
+            let n = r.map_err(|e| StorageError::io(self.path.as_ref(), e))?;
+            if n == 0 {
+                return Err(StorageError::io(
+                    self.path.as_ref(),
+                    std::io::Error::from(std::io::ErrorKind::UnexpectedEof),
+                ));
+            }
+            done += n;
+        }
+        Ok(buf)
+    }
+}
+
+impl AsFd for FileRegion {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ReadSlice {
+    pub regions: Vec<FileRegion>,
+    pub high_watermark: i64,
+    pub log_start_offset: i64,
+    pub total_bytes: u64,
+    /// Records in the returned batches (offsets they span), for the records-out counter.
+    pub record_count: u64,
+}
+
+impl PartitionLog {
+    /// (max timestamp, offset) over the whole log for ListOffsets MAX_TIMESTAMP; (-1, -1) if
+    /// no batch carries a timestamp.
+    pub fn max_timestamp(&self) -> (i64, i64) {
+        let mut best = (-1i64, -1i64);
+        for s in self.segments.borrow().iter() {
+            if s.max_timestamp.get() > best.0
+                && s.offset_of_max_timestamp.get() < self.offsets.high_watermark.get()
+            {
+                best = (s.max_timestamp.get(), s.offset_of_max_timestamp.get());
+            }
+        }
+        best
+    }
+
+    /// File regions for a fetch at `fetch_offset`: starts at the batch holding it, ends on a
+    /// batch boundary, never past the high watermark, at most `max_bytes` except that the
+    /// first batch is always whole (KIP-74).
+    pub async fn read(&self, fetch_offset: i64, max_bytes: u32) -> Result<ReadSlice, StorageError> {
+        self.check_online()?;
+        let hw = self.offsets.high_watermark.get();
+        let log_start = self.offsets.log_start_offset.get();
+        let empty = ReadSlice {
+            regions: Vec::new(),
+            high_watermark: hw,
+            log_start_offset: log_start,
+            total_bytes: 0,
+            record_count: 0,
+        };
+        if fetch_offset < log_start || fetch_offset > self.offsets.next_offset.get() {
+            return Err(StorageError::OffsetOutOfRange {
+                offset: fetch_offset,
+                log_start_offset: log_start,
+                log_end_offset: self.offsets.next_offset.get(),
+            });
+        }
+        if fetch_offset >= hw {
+            return Ok(empty);
+        }
+        let Some(segment) = self.segment_for(fetch_offset) else {
+            return Ok(empty);
+        };
+        let Some((header, position)) = segment.find_batch(fetch_offset).await? else {
+            return Ok(empty);
+        };
+        let first_end = position + header.size_bytes() as u64;
+        let limit = (position + max_bytes as u64).max(first_end);
+        let (end, next_offset) = segment
+            .boundary_at_or_before(first_end, limit, header.last_offset() + 1, hw)
+            .await?;
+        // Data trusted from disk (clean shutdown, or before the recovery point) is CRC-checked
+        // once before its first read; damage takes the partition offline, never to a client.
+        if let Err(e) = segment.verify_before_serving(end).await {
+            self.go_offline(&e);
+            return Err(e);
+        }
+        let len = end - position;
+        Ok(ReadSlice {
+            regions: vec![FileRegion {
+                fd: Arc::clone(&segment.shared_log_fd),
+                path: Arc::clone(&segment.shared_log_path),
+                position,
+                len: len as u32,
+            }],
+            high_watermark: hw,
+            log_start_offset: self.offsets.log_start_offset.get(),
+            total_bytes: len,
+            record_count: (next_offset - header.base_offset).max(0) as u64,
+        })
+    }
+
+    /// ListOffsets by time: the first batch whose max timestamp is >= `timestamp_ms`, as
+    /// (offset, timestamp). Batch granularity: records are never decoded here.
+    pub async fn offset_for_timestamp(
+        &self,
+        timestamp_ms: i64,
+    ) -> Result<Option<(i64, i64)>, StorageError> {
+        self.check_online()?;
+        let segments: Vec<Rc<Segment>> = self.segments.borrow().iter().cloned().collect();
+        for segment in segments {
+            if segment.max_timestamp.get() < timestamp_ms {
+                continue;
+            }
+            let rel = segment.time_index.borrow().lookup(timestamp_ms);
+            let (_, start) = segment.offset_index.borrow().lookup(rel);
+            let end = segment.visible_bytes.get();
+            let log_start = self.offsets.log_start_offset.get();
+            let found = segment
+                .find_from(start as u64, end, |h| {
+                    h.max_timestamp >= timestamp_ms && h.last_offset() >= log_start
+                })
+                .await?;
+            if let Some((h, position)) = found {
+                // Record granularity when the batch is plain (Kafka answers with the record).
+                let bytes =
+                    read_exact_at(&segment.log, &segment.log_path, position, h.size_bytes())
+                        .await?;
+                let (offset, ts) = first_record_at_or_after(&bytes, &h, timestamp_ms, log_start)
+                    .unwrap_or((h.base_offset.max(log_start), h.max_timestamp));
+                if offset < self.offsets.high_watermark.get() {
+                    return Ok(Some((offset, ts)));
+                }
+                return Ok(None);
+            }
+        }
+        Ok(None)
+    }
+}

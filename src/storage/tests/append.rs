@@ -1,0 +1,155 @@
+//! Appending: gap-free offsets across rolls, broker-stamped fields, size limits and
+//! idempotent-producer dedup. Must not test recovery or durability (their own files).
+
+use super::support::{assert_gap_free, batch, crash, open, pbatch, read_all, small_config};
+use crate::config::{LogConfig, TimestampType};
+use crate::storage::state::read_state;
+
+#[compio::test]
+async fn offsets_are_monotonic_and_gap_free_across_rolls() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), small_config()).await.unwrap();
+    let mut expected = 0;
+    for i in 0..120 {
+        let count = 1 + (i % 4);
+        let out = log
+            .append(batch(count, 40, 1000 + i as i64), false, 0)
+            .await
+            .unwrap();
+        assert_eq!(out.base_offset, expected);
+        assert_eq!(out.last_offset, expected + count as i64 - 1);
+        assert!(!out.duplicate);
+        expected = out.last_offset + 1;
+    }
+    assert_eq!(log.log_end_offset(), expected);
+    assert_eq!(log.high_watermark(), expected);
+    assert!(log.segment_count() > 3, "rolled: {}", log.segment_count());
+    let headers = read_all(&log).await;
+    assert_gap_free(&headers, 0);
+    assert_eq!(headers.len(), 120);
+    // Kafka names, on disk.
+    assert!(dir.path().join("t-0/00000000000000000000.log").exists());
+    assert!(dir.path().join("t-0/00000000000000000000.index").exists());
+    assert!(
+        dir.path()
+            .join("t-0/00000000000000000000.timeindex")
+            .exists()
+    );
+    log.close().await.unwrap();
+    assert!(
+        read_state(&dir.path().join("t-0"))
+            .await
+            .unwrap()
+            .unwrap()
+            .clean_shutdown
+    );
+
+    let log = open(dir.path(), small_config()).await.unwrap();
+    assert_eq!(log.log_end_offset(), expected);
+    assert_gap_free(&read_all(&log).await, 0);
+    let out = log.append(batch(2, 40, 5000), false, 0).await.unwrap();
+    assert_eq!(out.base_offset, expected);
+}
+
+#[compio::test]
+async fn log_append_time_stamps_the_batch_and_keeps_crc_valid() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        message_timestamp_type: TimestampType::LogAppendTime,
+        ..LogConfig::default()
+    };
+    let log = open(dir.path(), config).await.unwrap();
+    let out = log.append(batch(2, 10, 5), false, 777_000).await.unwrap();
+    assert_eq!(out.log_append_time_ms, 777_000);
+    let h = read_all(&log).await[0];
+    assert!(h.is_log_append_time());
+    assert_eq!(h.max_timestamp, 777_000);
+}
+
+#[compio::test]
+async fn oversized_batches_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        max_message_bytes: 200,
+        ..LogConfig::default()
+    };
+    let log = open(dir.path(), config).await.unwrap();
+    let e = log.append(batch(5, 100, 0), false, 0).await.unwrap_err();
+    assert_eq!(e.kafka_error_code(), 10);
+    assert_eq!(log.log_end_offset(), 0);
+    log.append(batch(1, 10, 0), false, 0).await.unwrap();
+}
+
+#[compio::test]
+async fn idempotent_producer_duplicates_gaps_and_fencing() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), LogConfig::default()).await.unwrap();
+    let a = log.append(pbatch(7, 0, 0, 3), false, 0).await.unwrap();
+    let b = log.append(pbatch(7, 0, 3, 2), false, 0).await.unwrap();
+    assert_eq!((a.base_offset, b.base_offset), (0, 3));
+    // Retry of the first batch: original offsets, nothing appended.
+    let dup = log.append(pbatch(7, 0, 0, 3), true, 0).await.unwrap();
+    assert!(dup.duplicate);
+    assert_eq!((dup.base_offset, dup.last_offset), (0, 2));
+    assert_eq!(log.log_end_offset(), 5);
+    // Gap.
+    let e = log.append(pbatch(7, 0, 9, 1), false, 0).await.unwrap_err();
+    assert_eq!(e.kafka_error_code(), 45);
+    // New epoch starts at 0; then the old epoch is fenced.
+    log.append(pbatch(7, 1, 0, 1), false, 0).await.unwrap();
+    let e = log.append(pbatch(7, 0, 5, 1), false, 0).await.unwrap_err();
+    assert_eq!(e.kafka_error_code(), 47);
+    // Non-idempotent batches are not tracked.
+    log.append(batch(1, 5, 0), false, 0).await.unwrap();
+    let infos = log.producer_states();
+    assert_eq!(infos.len(), 1);
+    assert_eq!((infos[0].producer_epoch, infos[0].last_sequence), (1, 0));
+    let end = log.log_end_offset();
+
+    // Clean close: snapshot.
+    log.close().await.unwrap();
+    let log = open(dir.path(), LogConfig::default()).await.unwrap();
+    let dup = log.append(pbatch(7, 1, 0, 1), false, 0).await.unwrap();
+    assert!(dup.duplicate);
+    assert_eq!(dup.base_offset, 5);
+    log.append(pbatch(7, 1, 1, 1), false, 0).await.unwrap();
+    assert_eq!(log.log_end_offset(), end + 1);
+    // Unclean: rebuilt from the snapshot + batch headers after it.
+    crash(log).await;
+    let log = open(dir.path(), LogConfig::default()).await.unwrap();
+    assert!(
+        log.append(pbatch(7, 1, 1, 1), false, 0)
+            .await
+            .unwrap()
+            .duplicate
+    );
+    assert_eq!(
+        log.append(pbatch(7, 1, 5, 1), false, 0)
+            .await
+            .unwrap_err()
+            .kafka_error_code(),
+        45
+    );
+    // No snapshot at all: rebuilt from the whole log.
+    crash(log).await;
+    for e in std::fs::read_dir(dir.path().join("t-0")).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "snapshot") {
+            std::fs::remove_file(p).unwrap();
+        }
+    }
+    let log = open(dir.path(), LogConfig::default()).await.unwrap();
+    assert!(
+        log.append(pbatch(7, 1, 1, 1), false, 0)
+            .await
+            .unwrap()
+            .duplicate
+    );
+    assert_eq!(
+        log.append(pbatch(7, 0, 2, 1), false, 0)
+            .await
+            .unwrap_err()
+            .kafka_error_code(),
+        47
+    );
+}

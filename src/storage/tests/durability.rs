@@ -1,0 +1,240 @@
+//! Durability: group commit sharing fdatasyncs, durable acks waiting for rolled segments,
+//! background flushes, the recovery point and `durability = always`.
+
+use std::rc::Rc;
+
+use bytes::BytesMut;
+
+use super::support::{batch, open, small_config};
+use crate::config::LogConfig;
+use crate::storage::state::read_state;
+
+/// Milliseconds since the Unix epoch, the clock `flush_if_due` is given.
+fn wall_clock_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+#[compio::test]
+async fn concurrent_durable_appends_share_fdatasyncs() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), LogConfig::default()).await.unwrap();
+    let before = log.fdatasync_count();
+    let appends = 200;
+    let futures = (0..appends).map(|i| {
+        let log = Rc::clone(&log);
+        async move { log.append(batch(1, 100, i), true, 0).await.unwrap() }
+    });
+    let outs = futures_util::future::join_all(futures).await;
+    let mut offsets: Vec<i64> = outs.iter().map(|o| o.base_offset).collect();
+    offsets.sort_unstable();
+    assert_eq!(offsets, (0..appends).collect::<Vec<_>>());
+    let syncs = log.fdatasync_count() - before;
+    assert!(syncs >= 1, "durable appends must sync");
+    assert!(
+        syncs <= 10,
+        "{syncs} fdatasyncs for {appends} concurrent durable appends"
+    );
+    assert_eq!(log.durable_offset(), appends);
+    // A lone durable append syncs by itself.
+    let before = log.fdatasync_count();
+    log.append(batch(1, 100, 0), true, 0).await.unwrap();
+    assert_eq!(log.fdatasync_count() - before, 1);
+    // Non-durable appends do not sync.
+    let before = log.fdatasync_count();
+    log.append(batch(1, 100, 0), false, 0).await.unwrap();
+    assert_eq!(log.fdatasync_count(), before);
+    assert!(log.durable_offset() < log.high_watermark());
+    log.flush().await.unwrap();
+    assert_eq!(log.durable_offset(), log.high_watermark());
+}
+
+#[compio::test]
+async fn a_durable_append_waits_for_rolled_segments_to_sync() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        segment_bytes: 8 << 20,
+        ..LogConfig::default()
+    };
+    let log = open(dir.path(), config).await.unwrap();
+    // acks=1 appends fill most of a segment, leaving megabytes of dirty pages...
+    for i in 0..15 {
+        log.append(batch(1, 512 << 10, i), false, 0).await.unwrap();
+    }
+    assert_eq!(log.segment_count(), 1);
+    assert_eq!(log.fdatasync_count(), 0);
+    // ...then a durable append rolls. The rolled segment's sync runs off the write path and
+    // takes far longer than the new segment's, yet the append is acknowledged only after it.
+    log.append(batch(1, 768 << 10, 15), true, 0).await.unwrap();
+    assert_eq!(log.segment_count(), 2);
+    assert_eq!(
+        log.fdatasync_count(),
+        2,
+        "rolled segment and active segment"
+    );
+    assert_eq!(log.durable_offset(), log.high_watermark());
+}
+
+#[compio::test]
+async fn flush_if_due_follows_flush_ms_and_flush_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        flush_ms: 1000,
+        flush_messages: 5,
+        ..LogConfig::default()
+    };
+    let log = open(dir.path(), config).await.unwrap();
+    let part = dir.path().join("t-0");
+    // open() stamps the last flush with the wall clock; use times relative to it.
+    let t0 = wall_clock_ms();
+    let syncs_at_open = log.fdatasync_count();
+    log.append(batch(2, 10, 0), false, 0).await.unwrap();
+    log.flush_if_due(t0).await.unwrap();
+    assert_eq!(log.durable_offset(), 0, "2 records: neither limit reached");
+    assert_eq!(log.fdatasync_count(), syncs_at_open);
+    log.append(batch(3, 10, 0), false, 0).await.unwrap(); // 5 unflushed records
+    log.flush_if_due(t0).await.unwrap();
+    assert_eq!(
+        log.durable_offset(),
+        5,
+        "flush.messages = 5 reached: synced"
+    );
+    assert_eq!(log.fdatasync_count(), syncs_at_open + 1);
+    // The state file is rewritten at most every RECOVERY_POINT_PERSIST_MS.
+    assert_eq!(read_state(&part).await.unwrap().unwrap().recovery_point, 0);
+    log.append(batch(1, 10, 0), false, 0).await.unwrap();
+    log.flush_if_due(t0 + 500).await.unwrap();
+    assert_eq!(log.durable_offset(), 5, "flush.ms = 1000 not yet due");
+    log.flush_if_due(t0 + 5000).await.unwrap();
+    assert_eq!(log.durable_offset(), 6, "flush.ms = 1000 due");
+    assert_eq!(read_state(&part).await.unwrap().unwrap().recovery_point, 6);
+}
+
+#[compio::test]
+async fn background_flush_leaves_the_sync_to_a_pending_group_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        flush_ms: 100,
+        ..LogConfig::default()
+    };
+    let log = open(dir.path(), config).await.unwrap();
+    log.append(batch(3, 10, 0), false, 0).await.unwrap();
+    let syncs = log.fdatasync_count();
+    let later = wall_clock_ms() + 10_000;
+    // As if a durable append of offsets 0..3 were waiting for the writer's group commit.
+    log.writer.durable_requested.set(3);
+    log.flush_if_due(later).await.unwrap();
+    assert_eq!(
+        log.fdatasync_count(),
+        syncs,
+        "no second fdatasync beside the group commit"
+    );
+    assert_eq!(
+        log.durable_offset(),
+        0,
+        "nothing was synced by the background flush"
+    );
+    // With no durable append pending, the background flush syncs the data itself.
+    log.writer.durable_requested.set(0);
+    log.flush_if_due(later + 1_000).await.unwrap();
+    assert_eq!(log.fdatasync_count(), syncs + 1);
+    assert_eq!(log.durable_offset(), 3);
+}
+
+/// A durable acknowledgement must not come before every segment holding its data is synced,
+/// including a segment rolled while the writer's group commit was waiting for an earlier
+/// seal: that segment's own seal is still queued behind the writer then, so the group
+/// commit cannot leave it to the seal.
+#[compio::test]
+async fn a_durable_ack_waits_for_the_sync_of_a_segment_rolled_mid_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        segment_bytes: 8 * 1024 * 1024,
+        ..LogConfig::default()
+    };
+    let log = open(dir.path(), config).await.unwrap();
+    // Several batches in one append: 7 MB, so each append below rolls the segment.
+    let big = || {
+        let mut b = BytesMut::new();
+        for _ in 0..7 {
+            b.extend_from_slice(&batch(1, 1_000_000, 0));
+        }
+        b
+    };
+    for round in 0..5 {
+        // Written, not synced: the next roll's seal has 7 MB to fdatasync.
+        log.append(big(), false, 0).await.unwrap();
+        // Rolls (queueing that slow seal) and asks for durability: its group commit waits
+        // for the seal, and meanwhile the next append rolls the segment holding this one.
+        // The check runs in the acknowledged task itself, before anything else can run:
+        // a seal started later clears the segment's dirty flag as its own sync begins.
+        let durable = {
+            let log = log.clone();
+            compio::runtime::spawn(async move {
+                let acked = log.append(big(), true, 0).await.unwrap();
+                let unsynced: Vec<i64> = log
+                    .segments
+                    .borrow()
+                    .iter()
+                    .filter(|s| s.base_offset <= acked.last_offset && s.dirty.get())
+                    .map(|s| s.base_offset)
+                    .collect();
+                (acked.last_offset, unsynced)
+            })
+        };
+        let rolling = {
+            let log = log.clone();
+            compio::runtime::spawn(async move { log.append(big(), false, 0).await })
+        };
+        let (last_offset, unsynced) = durable.await.unwrap();
+        assert!(
+            unsynced.is_empty(),
+            "round {round}: offset {last_offset} acknowledged as durable while segments \
+             {unsynced:?} held unsynced data"
+        );
+        rolling.await.unwrap().unwrap();
+    }
+}
+
+#[compio::test]
+async fn a_seal_persists_the_rolled_segment_end_as_the_recovery_point() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), small_config()).await.unwrap();
+    while log.segment_count() < 3 {
+        log.append(batch(1, 100, 0), false, 0).await.unwrap();
+    }
+    // A durable append waits for every seal.
+    log.append(batch(1, 10, 0), true, 0).await.unwrap();
+    let bases = log.segment_base_offsets();
+    let state = read_state(&dir.path().join("t-0")).await.unwrap().unwrap();
+    assert_eq!(
+        state.recovery_point, bases[2],
+        "the last rolled segment's end"
+    );
+}
+
+#[compio::test]
+async fn durability_always_syncs_every_append() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        durability: crate::config::Durability::Always,
+        ..LogConfig::default()
+    };
+    let log = open(dir.path(), config).await.unwrap();
+    let before = log.fdatasync_count();
+    log.append(batch(1, 10, 0), false, 0).await.unwrap();
+    assert_eq!(log.fdatasync_count(), before + 1);
+    assert_eq!(log.durable_offset(), 1);
+    let mut lowered = log.config();
+    lowered.max_message_bytes = 50;
+    log.update_config(lowered);
+    assert_eq!(
+        log.append(batch(1, 100, 0), false, 0)
+            .await
+            .unwrap_err()
+            .kafka_error_code(),
+        10
+    );
+}

@@ -1,0 +1,9 @@
+//! Behaviour tests of the partition log through its public API, against real files, one
+//! file per topic; shared set-up lives in `support`.
+
+mod append;
+mod durability;
+mod read;
+mod recovery;
+mod retention;
+mod support;

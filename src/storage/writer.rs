@@ -1,0 +1,387 @@
+//! The partition's writer: the queue of dispatched writes and rolls, the one detached task
+//! that drains it (adjacent writes to a segment coalesced into one writev), group commit
+//! (one fdatasync shared by every durable append waiting at that moment) and the waits
+//! appends make for their data to be written or synced. Also the disk-full path: abandon
+//! what was not written, refuse appends for a while. Must not assign offsets or decide
+//! rolls (`append.rs`, `sealer.rs`); it only writes what was dispatched, in order.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::rc::Rc;
+
+use bytes::BytesMut;
+use compio::buf::BufResult;
+use compio::io::AsyncWriteAtExt;
+
+use super::error::StorageError;
+use super::log::{PartitionLog, SyncObserver};
+use super::notify::Event;
+use super::sealer::ProducerSnapshot;
+use super::segment::Segment;
+
+/// Most buffers handed to one writev (Linux IOV_MAX).
+pub const MAX_IOVECS_PER_WRITE: usize = 1024;
+/// After a write fails for lack of space, appends are refused at once for this long before
+/// the next attempt (so a full disk costs one failed write per interval, not per request).
+pub const WRITE_RETRY_BACKOFF_MS: i64 = 500;
+
+pub(super) enum WriteItem {
+    Write {
+        segment: Rc<Segment>,
+        position: u64,
+        buf: BytesMut,
+        /// One past the last offset in `buf`.
+        end_offset: i64,
+    },
+    /// The segment was rolled: sync it, persist its indexes, the new segment's directory
+    /// entry and the producer snapshot taken at the roll, alongside later writes.
+    Seal {
+        segment: Rc<Segment>,
+        producer_snapshot: ProducerSnapshot,
+    },
+}
+
+/// What the writer task shares with the appends waiting on it.
+#[derive(Default)]
+pub(super) struct WriterState {
+    pub(super) queue: RefCell<VecDeque<WriteItem>>,
+    /// A writer task is running; at most one per log.
+    pub(super) running: Cell<bool>,
+    /// End offset of the newest append that asked for durability.
+    pub(super) durable_requested: Cell<i64>,
+    /// Notified when the high watermark advances, the writer goes idle or the log fails.
+    pub(super) hw_advanced: Rc<Event>,
+    /// Notified after each group commit, and when waiters must give up.
+    pub(super) synced: Rc<Event>,
+    /// Bumped when queued writes are abandoned (disk full): waiters from an older epoch fail
+    /// instead of mistaking later appends at the same offsets for their own.
+    pub(super) epoch: Cell<u64>,
+    /// Appends are refused until this wall-clock time after a failed write (disk full).
+    pub(super) refused_until_ms: Cell<i64>,
+    /// fdatasync calls on log files since open.
+    pub(super) fdatasyncs: Cell<u64>,
+    /// Told the duration (ns) of every segment fdatasync: the shard's metrics hook.
+    pub(super) sync_observer: RefCell<Option<SyncObserver>>,
+}
+
+impl PartitionLog {
+    /// Refuses an append while a failed write's backoff lasts (disk full).
+    pub(super) fn check_writes_allowed(&self, now_ms: i64) -> Result<(), StorageError> {
+        if now_ms < self.writer.refused_until_ms.get() {
+            return Err(StorageError::io(
+                &self.dir,
+                std::io::Error::from_raw_os_error(libc::ENOSPC),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Queues dispatched bytes behind everything dispatched before. Caller holds the
+    /// dispatch lock and starts the writer (`ensure_writer`) once it is released.
+    pub(super) fn enqueue_write(
+        &self,
+        segment: Rc<Segment>,
+        position: u64,
+        buf: BytesMut,
+        end_offset: i64,
+        durable: bool,
+    ) {
+        if durable {
+            self.writer.durable_requested.set(end_offset);
+        }
+        self.writer.queue.borrow_mut().push_back(WriteItem::Write {
+            segment,
+            position,
+            buf,
+            end_offset,
+        });
+    }
+
+    /// Waits until `end_offset` is readable (and synced if `durable`).
+    pub(super) async fn wait_written(
+        &self,
+        end_offset: i64,
+        durable: bool,
+        epoch: u64,
+    ) -> Result<(), StorageError> {
+        loop {
+            let event = if durable {
+                &self.writer.synced
+            } else {
+                &self.writer.hw_advanced
+            };
+            let listen = event.listen();
+            if self.writer.epoch.get() != epoch {
+                return Err(StorageError::io(
+                    &self.dir,
+                    std::io::Error::new(
+                        std::io::ErrorKind::StorageFull,
+                        "the write was abandoned after a failed write (disk full); not stored",
+                    ),
+                ));
+            }
+            if let Some(reason) = self.offline.borrow().as_ref() {
+                return Err(StorageError::Offline {
+                    partition: self.name.clone(),
+                    reason: reason.clone(),
+                });
+            }
+            let done = if durable {
+                self.offsets.durable_offset.get() >= end_offset
+            } else {
+                self.offsets.high_watermark.get() >= end_offset
+            };
+            if done {
+                return Ok(());
+            }
+            if durable && self.writer.durable_requested.get() < end_offset {
+                self.writer.durable_requested.set(end_offset);
+            }
+            // A durable wait with an idle writer (e.g. a duplicate of data written without
+            // sync) needs someone to sync.
+            if durable && !self.writer.running.get() {
+                self.spawn_writer();
+            }
+            listen.await;
+        }
+    }
+
+    pub(super) fn ensure_writer(&self) {
+        if self.writer.running.get() || self.writer.queue.borrow().is_empty() {
+            return;
+        }
+        self.spawn_writer();
+    }
+
+    fn spawn_writer(&self) {
+        let Some(me) = self.self_ref.upgrade() else {
+            return;
+        };
+        self.writer.running.set(true);
+        // A detached task, not the appending future: a dropped append (client went away)
+        // must not strand the queue or lose a buffer mid-write.
+        compio::runtime::spawn(async move { me.run_writer().await }).detach();
+    }
+
+    async fn run_writer(self: Rc<Self>) {
+        let mut iov: Vec<BytesMut> = Vec::new();
+        let mut items: VecDeque<WriteItem> = VecDeque::new();
+        loop {
+            std::mem::swap(&mut items, &mut *self.writer.queue.borrow_mut());
+            let need_sync = self.writer.durable_requested.get() > self.offsets.durable_offset.get();
+            if items.is_empty() && !need_sync {
+                break;
+            }
+            if let Err(e) = self.write_items(&mut items, &mut iov).await {
+                items.clear();
+                iov.clear();
+                if e.is_out_of_space() {
+                    if let Err(e2) = self.abandon_unwritten(&e).await {
+                        self.go_offline(&e2);
+                    }
+                } else {
+                    // Any other I/O error: stop the partition loudly, as Kafka takes a log
+                    // directory offline; reopening runs recovery.
+                    self.go_offline(&e);
+                }
+                break;
+            }
+        }
+        self.writer.running.set(false);
+        // Wake anyone waiting for the writer to go idle (close, delete).
+        self.writer.hw_advanced.notify();
+    }
+
+    /// Writes (or hands to the sealer) every item taken from the queue, in order, then
+    /// group-commits if a durable append is waiting.
+    async fn write_items(
+        &self,
+        items: &mut VecDeque<WriteItem>,
+        iov: &mut Vec<BytesMut>,
+    ) -> Result<(), StorageError> {
+        while let Some(item) = items.pop_front() {
+            match item {
+                WriteItem::Write {
+                    segment,
+                    position,
+                    buf,
+                    end_offset,
+                } => {
+                    let end_position = position + buf.len() as u64;
+                    iov.push(buf);
+                    let (end_position, end_offset) =
+                        take_contiguous(&segment, end_position, end_offset, items, iov);
+                    self.write_run(&segment, position, end_position, end_offset, iov)
+                        .await?;
+                }
+                WriteItem::Seal {
+                    segment,
+                    producer_snapshot,
+                } => self.start_seal(segment, producer_snapshot).await?,
+            }
+        }
+        if self.writer.durable_requested.get() > self.offsets.durable_offset.get() {
+            self.group_commit().await?;
+        }
+        Ok(())
+    }
+
+    /// One writev of `iov` at `position`, then the high watermark moves to `end_offset`.
+    async fn write_run(
+        &self,
+        segment: &Segment,
+        position: u64,
+        end_position: u64,
+        end_offset: i64,
+        iov: &mut Vec<BytesMut>,
+    ) -> Result<(), StorageError> {
+        assert_eq!(
+            segment.visible_bytes.get(),
+            position,
+            "writes to {} are sequential",
+            segment.log_path.display()
+        );
+        let mut file = &segment.log;
+        let BufResult(r, back) = file
+            .write_vectored_all_at(std::mem::take(iov), position)
+            .await;
+        *iov = back;
+        iov.clear();
+        r.map_err(|e| StorageError::io(&segment.log_path, e))?;
+        segment.dirty.set(true);
+        segment.visible_bytes.set(end_position);
+        assert!(
+            end_offset > self.offsets.high_watermark.get(),
+            "high watermark only grows"
+        );
+        self.offsets.high_watermark.set(end_offset);
+        self.writer.hw_advanced.notify();
+        Ok(())
+    }
+
+    /// Group commit: one fdatasync covers every append written so far.
+    async fn group_commit(&self) -> Result<(), StorageError> {
+        let target = self.offsets.high_watermark.get();
+        // Everything below `target` in rolled segments must be on disk too: seals in
+        // flight finish first, and a segment rolled while this pass was writing (its
+        // seal is still queued behind this writer) is synced here, not left to that
+        // seal. Segments wholly below the durable offset are synced already.
+        self.wait_seals(0).await;
+        self.check_online()?;
+        let durable = self.offsets.durable_offset.get();
+        let not_yet_durable: Vec<Rc<Segment>> = self
+            .segments
+            .borrow()
+            .iter()
+            .rev()
+            .take_while(|s| s.next_offset.get() > durable)
+            .cloned()
+            .collect();
+        for segment in &not_yet_durable {
+            self.sync_if_dirty(segment).await?;
+        }
+        if target > self.offsets.durable_offset.get() {
+            self.offsets.durable_offset.set(target);
+        }
+        self.writer.synced.notify();
+        Ok(())
+    }
+
+    /// fdatasyncs `segment` if it holds unsynced writes; counts and times the sync.
+    pub(super) async fn sync_if_dirty(&self, segment: &Segment) -> Result<(), StorageError> {
+        if !segment.dirty.get() {
+            return Ok(());
+        }
+        let started = std::time::Instant::now();
+        segment.sync_log().await?;
+        self.writer.fdatasyncs.set(self.writer.fdatasyncs.get() + 1);
+        if let Some(observer) = self.writer.sync_observer.borrow().as_ref() {
+            observer(started.elapsed().as_nanos() as u64);
+        }
+        Ok(())
+    }
+
+    /// Disk full: drop every queued (unwritten) append, cut the active segment back to what
+    /// was written, rebuild producer state for that end, and refuse appends for a short
+    /// while. Reads go on; nothing acknowledged is touched; writes resume once space is free.
+    async fn abandon_unwritten(&self, cause: &StorageError) -> Result<(), StorageError> {
+        tracing::warn!(partition = %self.name, error = %cause, "write failed for lack of space; abandoning unwritten appends");
+        self.writer
+            .refused_until_ms
+            .set(super::recovery::wall_clock_ms() + WRITE_RETRY_BACKOFF_MS);
+        let guard = self.dispatch_lock.lock().await;
+        self.writer.queue.borrow_mut().clear();
+        self.writer.epoch.set(self.writer.epoch.get() + 1);
+        let hw = self.offsets.high_watermark.get();
+        let active = self.active_segment();
+        if active.base_offset > hw {
+            // The failure hit the tail of a segment that has since been rolled: not a state
+            // we can cut back safely in place. Reopening (recovery) handles it.
+            return Err(StorageError::Offline {
+                partition: self.name.clone(),
+                reason: format!("{cause}; unwritten data spans a segment roll"),
+            });
+        }
+        active.truncate_to(active.visible_bytes.get()).await?;
+        active
+            .time_index
+            .borrow_mut()
+            .truncate_to_offset((hw - active.base_offset) as u32);
+        active.next_offset.set(hw);
+        self.offsets.next_offset.set(hw);
+        if self.writer.durable_requested.get() > hw {
+            self.writer.durable_requested.set(hw);
+        }
+        self.rebuild_producer_state().await?;
+        drop(guard);
+        // Waiters of abandoned appends see the new epoch and fail.
+        self.writer.hw_advanced.notify();
+        self.writer.synced.notify();
+        Ok(())
+    }
+
+    /// Waits until every queued write has reached the file.
+    pub(super) async fn wait_writer_idle(&self) {
+        loop {
+            let listen = self.writer.hw_advanced.listen();
+            if !self.writer.running.get()
+                && self.writer.queue.borrow().is_empty()
+                && self.sealer.in_flight.get() == 0
+            {
+                return;
+            }
+            listen.await;
+        }
+    }
+}
+
+/// Moves the queued writes that continue `segment` at `end_position` into `iov` (up to
+/// `MAX_IOVECS_PER_WRITE`), so one writev carries them all. Returns the run's new end
+/// position and end offset.
+fn take_contiguous(
+    segment: &Rc<Segment>,
+    mut end_position: u64,
+    mut end_offset: i64,
+    items: &mut VecDeque<WriteItem>,
+    iov: &mut Vec<BytesMut>,
+) -> (u64, i64) {
+    while iov.len() < MAX_IOVECS_PER_WRITE {
+        match items.front() {
+            Some(WriteItem::Write {
+                segment: s,
+                position: p,
+                ..
+            }) if Rc::ptr_eq(s, segment) && *p == end_position => {}
+            _ => break,
+        }
+        if let Some(WriteItem::Write {
+            buf, end_offset: e, ..
+        }) = items.pop_front()
+        {
+            end_position += buf.len() as u64;
+            end_offset = e;
+            iov.push(buf);
+        }
+    }
+    (end_position, end_offset)
+}
