@@ -12,6 +12,7 @@ pub mod connection_state;
 pub mod context;
 pub mod dispatch;
 pub mod fetch_sessions;
+mod file_send;
 pub mod handlers;
 pub mod registry;
 pub mod response;
