@@ -62,7 +62,9 @@ pub enum BatchError {
 impl BatchError {
     pub fn kafka_error_code(&self) -> i16 {
         match self {
-            BatchError::UnsupportedMagic { .. } => ResponseError::UnsupportedForMessageFormat.code(),
+            BatchError::UnsupportedMagic { .. } => {
+                ResponseError::UnsupportedForMessageFormat.code()
+            }
             BatchError::InvalidRecordCount { .. } => ResponseError::InvalidRecord.code(),
             BatchError::TooLarge { .. } => ResponseError::MessageTooLarge.code(),
             BatchError::Empty

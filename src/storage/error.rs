@@ -80,7 +80,9 @@ impl StorageError {
         match self {
             StorageError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange.code(),
             StorageError::MessageTooLarge { .. } => ResponseError::MessageTooLarge.code(),
-            StorageError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber.code(),
+            StorageError::OutOfOrderSequence { .. } => {
+                ResponseError::OutOfOrderSequenceNumber.code()
+            }
             StorageError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch.code(),
             StorageError::InvalidBatch(e) => e.kafka_error_code(),
             StorageError::Corrupt { .. } => ResponseError::KafkaStorageError.code(),
