@@ -1,4 +1,4 @@
-//! DescribeLogDirs, OffsetForLeaderEpoch and DescribeProducers over the raw protocol (the
+//! DescribeLogDirs, OffsetForLeaderEpoch, DescribeProducers and ListPartitionReassignments over the raw protocol (the
 //! crate's client does not speak them): frames are built with kafka-protocol's structs and
 //! sent on a plain socket, so the broker's answers are checked field by field.
 
@@ -13,9 +13,10 @@ use kafka_protocol::messages::offset_for_leader_epoch_request::{
 };
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    BrokerId, DescribeLogDirsRequest, DescribeLogDirsResponse, DescribeProducersRequest,
-    DescribeProducersResponse, OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse,
-    TopicName,
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, BrokerId, DescribeLogDirsRequest,
+    DescribeLogDirsResponse, DescribeProducersRequest, DescribeProducersResponse,
+    ListPartitionReassignmentsRequest, ListPartitionReassignmentsResponse,
+    OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse, TopicName,
 };
 use kafka_protocol::messages::{
     InitProducerIdRequest, InitProducerIdResponse, ProduceRequest, ProduceResponse, ProducerId,
@@ -226,4 +227,40 @@ fn describe_producers_lists_the_idempotent_producer() {
         parts[2].error_code,
         ResponseError::UnknownTopicOrPartition.code()
     );
+}
+
+#[test]
+fn list_partition_reassignments_reports_none_in_progress() {
+    let broker = Broker::start();
+    topic_with_records(&broker, "reassign", 1);
+    let versions: ApiVersionsResponse = call(&broker, &ApiVersionsRequest::default(), 3);
+    let advertised = versions
+        .api_keys
+        .iter()
+        .find(|k| k.api_key == ApiKey::ListPartitionReassignments as i16)
+        .expect("ListPartitionReassignments is advertised");
+    assert_eq!((advertised.min_version, advertised.max_version), (0, 0));
+
+    // All topics, then one named topic and one that does not exist: nothing is moving.
+    let all: ListPartitionReassignmentsResponse = call(
+        &broker,
+        &ListPartitionReassignmentsRequest::default().with_topics(None),
+        0,
+    );
+    assert_eq!(all.error_code, 0);
+    assert_eq!(all.error_message, None);
+    assert!(all.topics.is_empty(), "{:?}", all.topics);
+    let named = ListPartitionReassignmentsRequest::default()
+        .with_timeout_ms(1_000)
+        .with_topics(Some(vec![
+            kafka_protocol::messages::list_partition_reassignments_request::ListPartitionReassignmentsTopics::default()
+                .with_name(TopicName(sb("reassign")))
+                .with_partition_indexes(vec![0, 1]),
+            kafka_protocol::messages::list_partition_reassignments_request::ListPartitionReassignmentsTopics::default()
+                .with_name(TopicName(sb("no-such-topic")))
+                .with_partition_indexes(vec![0]),
+        ]));
+    let answer: ListPartitionReassignmentsResponse = call(&broker, &named, 0);
+    assert_eq!(answer.error_code, 0);
+    assert!(answer.topics.is_empty(), "{:?}", answer.topics);
 }

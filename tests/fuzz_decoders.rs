@@ -1,5 +1,5 @@
 //! Deterministic, seeded fuzzing of the two hostile-input decoders (issue 7), runnable on
-//! stable without cargo-fuzz: `protocol::decode_request` (frame → header → body, as
+//! stable without cargo-fuzz: `server::dispatch::decode_request` (frame → header → body, as
 //! `server::dispatch` does) and `storage::validate_batches`. Inputs are mutations of real,
 //! valid requests and record batches (bit flips, interesting integers over length fields,
 //! truncation, extension, splices) plus pure random bytes. Any panic fails the test with the
@@ -13,7 +13,7 @@ use bytes::Bytes;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use reliability::fuzz_inputs::{hex, mutate, seed_batches, seed_requests};
-use sluice::protocol::decode_request;
+use sluice::server::dispatch::decode_request;
 use sluice::storage::validate_batches;
 
 /// The broker binary's allocator: huge allocations asked for by lying wire counts are

@@ -6,16 +6,17 @@
 //! request buffer; fetched record bytes never enter user space (sendfile when they are in the
 //! page cache, else splice file → pipe → socket on an io-wq worker).
 
-use super::affinity::ShardAffinity;
+use super::connection_state::ConnectionState;
 use super::dispatch;
-use super::response::{Chunk, Reply};
+use super::file_send::{SplicePipe, socket_status_flags, write_all, write_chunks};
+use super::response::Reply;
 use crate::shard::Shard;
 use crate::shard::budget::MemoryPermit;
 use compio::BufResult;
 use compio::io::{AsyncReadExt, AsyncWriteExt};
 use compio::net::TcpStream;
 use futures_util::FutureExt;
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 /// A connection with nothing else in flight may always read one request up to this size,
@@ -23,17 +24,6 @@ use std::rc::Rc;
 /// heartbeats and small fetches answered while big produce frames wait. The memory this
 /// allows is bounded by `max_connections` × this.
 pub const SMALL_REQUEST_ALLOWANCE_BYTES: usize = 64 * 1024;
-
-/// Bytes the kernel pipe between a segment file and the socket may hold (F_SETPIPE_SZ).
-pub const SPLICE_PIPE_BYTES: i32 = 1024 * 1024;
-
-/// Per-connection state handlers may keep between requests (fetch sessions, and where the
-/// connection's partitions live). Moves with the connection to another shard.
-#[derive(Default)]
-pub struct ConnectionState {
-    pub fetch_sessions: super::handlers::fetch::FetchSessions,
-    pub affinity: ShardAffinity,
-}
 
 /// A connection on its way to another shard, taken at a frame boundary with nothing in
 /// flight: the socket (a duplicate descriptor, so the old shard's ring can close its own),
@@ -177,8 +167,9 @@ async fn serve_requests(
     shard: &Rc<Shard>,
     stream: TcpStream,
     prefix: Vec<u8>,
-    mut state: ConnectionState,
+    state: ConnectionState,
 ) -> Ended {
+    let state = RefCell::new(state);
     // Read ahead up to the in-flight limit while earlier requests are served; requests are
     // dispatched one at a time, in order, so a producer's batches stay ordered. Answers
     // that wait (produce waiting for durability) go to the writer, which sends them in
@@ -220,7 +211,7 @@ async fn serve_requests(
         } = request;
         let api_key = i16::from_be_bytes([body[0], body[1]]);
         let started = std::time::Instant::now();
-        let reply = dispatch::dispatch(shard, &mut state, bytes::Bytes::from(body)).await;
+        let reply = dispatch::dispatch(shard, &state, bytes::Bytes::from(body)).await;
         let outgoing = Outgoing {
             reply,
             answered: Answered {
@@ -239,7 +230,7 @@ async fn serve_requests(
             break;
         }
         if moving_to.is_none()
-            && let Some(target) = state.affinity.move_target(shard.id)
+            && let Some(target) = state.borrow().affinity.move_target(shard.id)
         {
             // The reader stops at the next frame boundary; what it read before is still
             // served here, in order, and the channel then closes.
@@ -250,10 +241,24 @@ async fn serve_requests(
     // Let the writer finish the answers already dispatched, then close (or move).
     drop(out_tx);
     let drained = matches!(writer.await, Ok(true));
+    let reader_exit = match moving_to {
+        Some(_) if drained && !shard.shutting_down.get() => reader.await.ok(),
+        _ => None,
+    };
+    end_or_hand_over(shard, closer, moving_to, reader_exit, state.into_inner())
+}
+
+/// The connection's end once its answers are written: handed to `moving_to` when the reader
+/// paused at a frame boundary for the move, else shut down.
+fn end_or_hand_over(
+    shard: &Rc<Shard>,
+    closer: TcpStream,
+    moving_to: Option<usize>,
+    reader_exit: Option<ReaderExit>,
+    state: ConnectionState,
+) -> Ended {
     if let Some(target) = moving_to
-        && drained
-        && !shard.shutting_down.get()
-        && let Ok(ReaderExit::Paused { prefix }) = reader.await
+        && let Some(ReaderExit::Paused { prefix }) = reader_exit
     {
         match socket2::SockRef::from(&closer).try_clone() {
             Ok(socket) => {
@@ -476,238 +481,5 @@ async fn read_requests(
         if tx.send_async(request).await.is_err() {
             return ReaderExit::Closed;
         }
-    }
-}
-
-async fn write_all(stream: &mut TcpStream, bytes: bytes::Bytes) -> std::io::Result<()> {
-    let BufResult(result, _) = stream.write_all(bytes).await;
-    result
-}
-
-async fn write_chunks(
-    shard: &Shard,
-    stream: &mut TcpStream,
-    pipe: &mut Option<SplicePipe>,
-    socket_flags: Option<libc::c_int>,
-    chunks: Vec<Chunk>,
-) -> std::io::Result<()> {
-    for chunk in chunks {
-        match chunk {
-            Chunk::Inline(bytes) => write_all(stream, bytes).await?,
-            Chunk::File(region)
-                if let Some(flags) = socket_flags
-                    && region.is_fully_cached() =>
-            {
-                shard.metrics.fetch_file_sent(true);
-                send_cached_region(stream, flags, &region).await?
-            }
-            Chunk::File(region) => {
-                shard.metrics.fetch_file_sent(false);
-                if pipe.is_none() {
-                    *pipe = Some(SplicePipe::new()?);
-                }
-                if let Some(p) = pipe.as_ref() {
-                    p.splice_region(stream, &region).await?;
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
-/// The socket's file status flags (F_GETFL), as they are while the ring uses it.
-fn socket_status_flags(stream: &TcpStream) -> std::io::Result<libc::c_int> {
-    use std::os::fd::AsRawFd;
-    // SAFETY: fcntl on a descriptor this connection owns; no memory is passed.
-    let flags = unsafe { libc::fcntl(stream.as_raw_fd(), libc::F_GETFL) };
-    if flags < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(flags)
-}
-
-/// O_NONBLOCK on a socket for as long as this lives; dropping it restores `flags`.
-///
-/// Only for the length of one direct send. The flag belongs to the open socket, not to one
-/// call, and the ring's `SENDMSG` honours it: a send the ring hands to an io-wq worker on a
-/// non-blocking socket would fail with EAGAIN instead of waiting. No ring send runs on the
-/// socket meanwhile (one task writes each connection's answers, one at a time), and the
-/// ring's `RECV` ignores the flag.
-struct NonBlockingWhileSending {
-    fd: std::os::fd::RawFd,
-    flags: libc::c_int,
-}
-
-impl NonBlockingWhileSending {
-    fn set(fd: std::os::fd::RawFd, flags: libc::c_int) -> std::io::Result<Self> {
-        // SAFETY: fcntl on a descriptor the caller owns; no memory is passed.
-        if unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(NonBlockingWhileSending { fd, flags })
-    }
-}
-
-impl Drop for NonBlockingWhileSending {
-    fn drop(&mut self) {
-        // SAFETY: as in `set`. Failing to clear the flag cannot corrupt data: a later ring
-        // send that meets EAGAIN fails, and the connection closes.
-        unsafe { libc::fcntl(self.fd, libc::F_SETFL, self.flags) };
-    }
-}
-
-/// Waits, through the ring, until the socket has room to send.
-async fn wait_writable(stream: &TcpStream) -> std::io::Result<()> {
-    use compio::driver::ToSharedFd;
-    use compio::driver::op::{Interest, PollOnce};
-    let op = PollOnce::new(stream.to_shared_fd(), Interest::Writable);
-    let BufResult(result, _) = compio::runtime::submit(op).await;
-    result.map(|_| ())
-}
-
-/// Sends a region whose pages are all cached with sendfile(2) on this thread: no user-space
-/// copy, and no hand-off to an io-wq worker, which io_uring SPLICE always makes (two per
-/// region: file → pipe, pipe → socket). For a consumer reading the tail that hand-off was
-/// most of the cost of a fetch. The socket is non-blocking during the call; when it is
-/// full, the wait is a ring poll. Pages evicted between the check and the call make this one
-/// call wait for the disk; that window is microseconds long.
-async fn send_cached_region(
-    stream: &TcpStream,
-    socket_flags: libc::c_int,
-    region: &crate::storage::FileRegion,
-) -> std::io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let socket = stream.as_raw_fd();
-    let _nonblocking = NonBlockingWhileSending::set(socket, socket_flags)?;
-    let mut offset = region.position as libc::off_t;
-    let end = offset + libc::off_t::from(region.len);
-    while offset < end {
-        let want = (end - offset) as usize;
-        // SAFETY: sendfile between a socket and a file this task keeps open; the kernel
-        // advances `offset`, which lives on this stack frame.
-        let sent = unsafe { libc::sendfile(socket, region.raw_fd(), &mut offset, want) };
-        if sent > 0 {
-            continue;
-        }
-        if sent == 0 {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                "segment file ended before the fetched region",
-            ));
-        }
-        let error = std::io::Error::last_os_error();
-        match error.kind() {
-            std::io::ErrorKind::Interrupted => {}
-            std::io::ErrorKind::WouldBlock => wait_writable(stream).await?,
-            _ => return Err(error),
-        }
-    }
-    Ok(())
-}
-
-/// A pipe reused for every splice on one connection.
-pub struct SplicePipe {
-    read_end: Rc<std::os::fd::OwnedFd>,
-    write_end: Rc<std::os::fd::OwnedFd>,
-}
-
-impl SplicePipe {
-    pub fn new() -> std::io::Result<SplicePipe> {
-        use std::os::fd::FromRawFd;
-        let mut fds = [0i32; 2];
-        // SAFETY: pipe2 writes two descriptors we then own.
-        let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
-        if rc != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        // SAFETY: both descriptors were just created and are owned by nobody else.
-        let (read_end, write_end) = unsafe {
-            (
-                std::os::fd::OwnedFd::from_raw_fd(fds[0]),
-                std::os::fd::OwnedFd::from_raw_fd(fds[1]),
-            )
-        };
-        // A larger pipe means fewer splice round trips; failure only costs speed.
-        // SAFETY: fcntl on a descriptor we own.
-        unsafe {
-            libc::fcntl(fds[1], libc::F_SETPIPE_SZ, SPLICE_PIPE_BYTES);
-        }
-        Ok(SplicePipe {
-            read_end: Rc::new(read_end),
-            write_end: Rc::new(write_end),
-        })
-    }
-
-    /// Moves `region` from its file to the socket through the pipe, via io_uring SPLICE.
-    async fn splice_region(
-        &self,
-        stream: &TcpStream,
-        region: &crate::storage::FileRegion,
-    ) -> std::io::Result<()> {
-        use compio::driver::ToSharedFd;
-        use compio::driver::op::{Splice, SpliceFlags};
-        let mut offset = region.position;
-        let mut remaining = region.len as usize;
-        let socket = stream.to_shared_fd();
-        while remaining > 0 {
-            let file = region.fd.clone();
-            let write_end = self.write_end.clone();
-            let op = Splice::new(
-                file,
-                offset as i64,
-                write_end,
-                -1,
-                remaining.min(SPLICE_PIPE_BYTES as usize),
-                SpliceFlags::MOVE,
-            );
-            let BufResult(result, _) = compio::runtime::submit(op).await;
-            let mut in_pipe = result?;
-            if in_pipe == 0 {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    "segment file ended before the fetched region",
-                ));
-            }
-            offset += in_pipe as u64;
-            remaining -= in_pipe;
-            while in_pipe > 0 {
-                let read_end = self.read_end.clone();
-                let op = Splice::new(read_end, -1, socket.clone(), -1, in_pipe, SpliceFlags::MOVE);
-                let BufResult(result, _) = compio::runtime::submit(op).await;
-                let sent = result?;
-                if sent == 0 {
-                    return Err(std::io::Error::new(
-                        std::io::ErrorKind::WriteZero,
-                        "socket closed during splice",
-                    ));
-                }
-                in_pipe -= sent;
-            }
-        }
-        Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::os::fd::AsRawFd;
-
-    fn status_flags(fd: std::os::fd::RawFd) -> libc::c_int {
-        // SAFETY: fcntl on a descriptor the test owns.
-        unsafe { libc::fcntl(fd, libc::F_GETFL) }
-    }
-
-    #[test]
-    fn the_socket_is_non_blocking_only_while_the_guard_lives() {
-        let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
-        let fd = a.as_raw_fd();
-        let before = status_flags(fd);
-        assert_eq!(before & libc::O_NONBLOCK, 0, "sockets start blocking");
-        {
-            let _guard = NonBlockingWhileSending::set(fd, before).unwrap();
-            assert_ne!(status_flags(fd) & libc::O_NONBLOCK, 0);
-        }
-        assert_eq!(status_flags(fd), before, "flags restored");
     }
 }

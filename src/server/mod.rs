@@ -5,10 +5,19 @@
 //! owning shard through `Shard::invoke_on`. Must not: touch another shard's state directly.
 
 pub mod affinity;
+pub mod authorization;
+pub mod config_resources;
 mod connection;
+pub mod connection_state;
+pub mod context;
 pub mod dispatch;
+pub mod fetch_sessions;
+mod file_send;
 pub mod handlers;
+pub mod registry;
 pub mod response;
+mod routing;
+pub mod views;
 
 use crate::shard::Shard;
 use futures_util::FutureExt;

@@ -2,7 +2,7 @@
 //! here) and the in-place patches the log applies (base offset, leader epoch, LogAppendTime).
 //! Must not decode or re-encode records: batches are stored exactly as the client sent them.
 
-use super::error::codes;
+use kafka_protocol::ResponseError;
 
 /// Size of the fixed v2 batch header, up to and including the record count.
 pub const RECORD_BATCH_HEADER_BYTES: usize = 61;
@@ -62,13 +62,15 @@ pub enum BatchError {
 impl BatchError {
     pub fn kafka_error_code(&self) -> i16 {
         match self {
-            BatchError::UnsupportedMagic { .. } => codes::UNSUPPORTED_FOR_MESSAGE_FORMAT,
-            BatchError::InvalidRecordCount { .. } => codes::INVALID_RECORD,
-            BatchError::TooLarge { .. } => codes::MESSAGE_TOO_LARGE,
+            BatchError::UnsupportedMagic { .. } => {
+                ResponseError::UnsupportedForMessageFormat.code()
+            }
+            BatchError::InvalidRecordCount { .. } => ResponseError::InvalidRecord.code(),
+            BatchError::TooLarge { .. } => ResponseError::MessageTooLarge.code(),
             BatchError::Empty
             | BatchError::Truncated { .. }
             | BatchError::InvalidLength { .. }
-            | BatchError::CrcMismatch { .. } => codes::CORRUPT_MESSAGE,
+            | BatchError::CrcMismatch { .. } => ResponseError::CorruptMessage.code(),
         }
     }
 }

@@ -1,22 +1,11 @@
 //! Errors of the partition log. Owns the mapping from storage failures to Kafka error codes;
 //! must not decide how a handler answers beyond that code.
 
+use kafka_protocol::ResponseError;
 use std::io;
 use std::path::PathBuf;
 
 use super::batch::BatchError;
-
-/// Kafka error codes the storage layer can produce.
-pub mod codes {
-    pub const OFFSET_OUT_OF_RANGE: i16 = 1;
-    pub const CORRUPT_MESSAGE: i16 = 2;
-    pub const MESSAGE_TOO_LARGE: i16 = 10;
-    pub const UNSUPPORTED_FOR_MESSAGE_FORMAT: i16 = 43;
-    pub const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
-    pub const INVALID_PRODUCER_EPOCH: i16 = 47;
-    pub const KAFKA_STORAGE_ERROR: i16 = 56;
-    pub const INVALID_RECORD: i16 = 87;
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -89,14 +78,16 @@ impl StorageError {
     /// The Kafka error code a handler should answer with.
     pub fn kafka_error_code(&self) -> i16 {
         match self {
-            StorageError::OffsetOutOfRange { .. } => codes::OFFSET_OUT_OF_RANGE,
-            StorageError::MessageTooLarge { .. } => codes::MESSAGE_TOO_LARGE,
-            StorageError::OutOfOrderSequence { .. } => codes::OUT_OF_ORDER_SEQUENCE_NUMBER,
-            StorageError::InvalidProducerEpoch { .. } => codes::INVALID_PRODUCER_EPOCH,
+            StorageError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange.code(),
+            StorageError::MessageTooLarge { .. } => ResponseError::MessageTooLarge.code(),
+            StorageError::OutOfOrderSequence { .. } => {
+                ResponseError::OutOfOrderSequenceNumber.code()
+            }
+            StorageError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch.code(),
             StorageError::InvalidBatch(e) => e.kafka_error_code(),
-            StorageError::Corrupt { .. } => codes::KAFKA_STORAGE_ERROR,
-            StorageError::Io { .. } => codes::KAFKA_STORAGE_ERROR,
-            StorageError::Offline { .. } => codes::KAFKA_STORAGE_ERROR,
+            StorageError::Corrupt { .. } => ResponseError::KafkaStorageError.code(),
+            StorageError::Io { .. } => ResponseError::KafkaStorageError.code(),
+            StorageError::Offline { .. } => ResponseError::KafkaStorageError.code(),
         }
     }
 }

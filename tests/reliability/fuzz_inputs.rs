@@ -8,7 +8,7 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Request, StrBytes};
 use rand::Rng;
 use rand::rngs::StdRng;
-use sluice::protocol::SUPPORTED_APIS;
+use sluice::server::registry::supported_range;
 
 /// Integers that tend to break length and count fields.
 pub const INTERESTING_I32: &[i32] = &[
@@ -34,7 +34,7 @@ const SEED_CLIENT_ID: &str = "reliability";
 
 /// A frame body (no size prefix) for `request` at every served version.
 pub fn frames_of<R: Request + Clone>(request: R, out: &mut Vec<Vec<u8>>) {
-    let Some(&(_, min, max)) = SUPPORTED_APIS.iter().find(|(k, ..)| *k as i16 == R::KEY) else {
+    let Some((min, max)) = ApiKey::try_from(R::KEY).ok().and_then(supported_range) else {
         return;
     };
     for v in min..=max {

@@ -1,26 +1,26 @@
 //! ApiVersions: what this broker serves. Default-valued tagged fields are never written
 //! (as Apache Kafka does): Debian's kcat (librdkafka 2.0.2) mis-parses them.
 
-use crate::protocol::SUPPORTED_APIS;
-use crate::server::dispatch::RequestContext;
+use crate::server::context::RequestContext;
+use crate::server::registry::SERVED_APIS;
 use crate::server::response::{Reply, encode_frame};
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::{ApiVersionsRequest, ApiVersionsResponse};
 
 fn served() -> Vec<ApiVersion> {
-    SUPPORTED_APIS
+    SERVED_APIS
         .iter()
-        .map(|&(api, min, max)| {
+        .map(|served| {
             ApiVersion::default()
-                .with_api_key(api as i16)
-                .with_min_version(min)
-                .with_max_version(max)
+                .with_api_key(served.api as i16)
+                .with_min_version(served.min_version)
+                .with_max_version(served.max_version)
         })
         .collect()
 }
 
-pub fn handle(_ctx: &RequestContext<'_>, _request: ApiVersionsRequest) -> ApiVersionsResponse {
+pub async fn handle(_ctx: &RequestContext<'_>, _request: ApiVersionsRequest) -> ApiVersionsResponse {
     ApiVersionsResponse::default()
         .with_error_code(0)
         .with_api_keys(served())

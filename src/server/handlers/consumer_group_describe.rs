@@ -1,7 +1,8 @@
 //! ConsumerGroupDescribe (KIP-848): each group is described by its owning shard — members,
 //! epochs, current and target assignments. Classic or unknown groups get GROUP_ID_NOT_FOUND.
 
-use crate::server::dispatch::RequestContext;
+use crate::server::context::RequestContext;
+use crate::server::views::topics_view;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::consumer_group_describe_response::DescribedGroup;
 use kafka_protocol::messages::{ConsumerGroupDescribeRequest, ConsumerGroupDescribeResponse};
@@ -10,7 +11,7 @@ pub async fn handle(
     ctx: &RequestContext<'_>,
     request: ConsumerGroupDescribeRequest,
 ) -> ConsumerGroupDescribeResponse {
-    let topics = super::consumer_group_heartbeat::topics_view(ctx);
+    let topics = topics_view(ctx.shard);
     let calls = request.group_ids.into_iter().map(|group_id| {
         let owner = ctx.shard.owner_of_group(&group_id.0);
         let topics = topics.clone();

@@ -1,25 +1,13 @@
 //! ConsumerGroupHeartbeat (KIP-848): forwarded to the shard that owns the group, with the
 //! cluster's topics (name -> id, partition count) so the coordinator can assign partitions
-//! and name them by topic id. Copying every topic per heartbeat is O(topics); fine at the
-//! topic counts one node holds, and it keeps the coordinator free of metadata access.
+//! and name them by topic id (`server::views::topics_view`).
 
 use crate::group::ClientInfo;
-use crate::group::consumer::TopicsView;
-use crate::server::dispatch::RequestContext;
+use crate::server::context::RequestContext;
+use crate::server::views::topics_view;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::{ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse};
 use std::time::Instant;
-
-/// Every topic the broker knows, as the coordinator's assignor needs them.
-pub fn topics_view(ctx: &RequestContext<'_>) -> TopicsView {
-    ctx.shard
-        .metadata
-        .load_full()
-        .topics
-        .values()
-        .map(|t| (t.name.clone(), (t.id, t.partitions)))
-        .collect()
-}
 
 pub async fn handle(
     ctx: &RequestContext<'_>,
@@ -29,7 +17,7 @@ pub async fn handle(
         client_id: ctx.client_id.clone().unwrap_or_default(),
         client_host: String::new(),
     };
-    let topics = topics_view(ctx);
+    let topics = topics_view(ctx.shard);
     let owner = ctx.shard.owner_of_group(&request.group_id.0);
     ctx.shard
         .invoke_on(owner, move |s| async move {

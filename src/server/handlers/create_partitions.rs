@@ -1,6 +1,6 @@
 //! CreatePartitions: grow a topic (never shrink), with `validate_only`.
 
-use crate::server::dispatch::RequestContext;
+use crate::server::context::RequestContext;
 use crate::shard::topics::create_partitions;
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};

@@ -1,6 +1,6 @@
 //! CreateTopics: partitions, replication factor 1, per-topic configs, `validate_only`.
 
-use crate::server::dispatch::RequestContext;
+use crate::server::context::RequestContext;
 use crate::shard::topics::create_topic;
 use kafka_protocol::messages::create_topics_response::{
     CreatableTopicConfigs, CreatableTopicResult,

@@ -1,7 +1,7 @@
 //! DeleteGroups (v0–v2): each group is deleted by its owning shard — NON_EMPTY_GROUP while
 //! it has members, GROUP_ID_NOT_FOUND if unknown, else its offsets are durably removed.
 
-use crate::server::dispatch::RequestContext;
+use crate::server::context::RequestContext;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
 use kafka_protocol::messages::{DeleteGroupsRequest, DeleteGroupsResponse};

@@ -1,7 +1,7 @@
 //! DeleteRecords: advance a partition's log start offset (whole segments below it are
 //! removed by the owning shard). Offset -1 means "up to the high watermark".
 
-use crate::server::dispatch::RequestContext;
+use crate::server::context::RequestContext;
 use crate::shard::Lookup;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::delete_records_response::{

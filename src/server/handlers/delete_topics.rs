@@ -1,6 +1,6 @@
 //! DeleteTopics: by name (all versions) or by topic id (v6+).
 
-use crate::server::dispatch::RequestContext;
+use crate::server::context::RequestContext;
 use crate::shard::topics::delete_topic;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;

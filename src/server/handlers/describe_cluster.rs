@@ -1,11 +1,11 @@
 //! DescribeCluster: this single node, which is also the controller.
 
-use crate::server::dispatch::RequestContext;
+use crate::server::context::RequestContext;
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
 use kafka_protocol::protocol::StrBytes;
 
-pub fn handle(
+pub async fn handle(
     ctx: &RequestContext<'_>,
     _request: DescribeClusterRequest,
 ) -> DescribeClusterResponse {

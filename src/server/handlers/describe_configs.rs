@@ -2,7 +2,8 @@
 //! and the broker's own settings.
 
 use crate::config::{BrokerConfig, TOPIC_CONFIG_KEYS};
-use crate::server::dispatch::RequestContext;
+use crate::server::config_resources::{RESOURCE_BROKER, RESOURCE_TOPIC};
+use crate::server::context::RequestContext;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResult,
@@ -10,8 +11,6 @@ use kafka_protocol::messages::describe_configs_response::{
 use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 use kafka_protocol::protocol::StrBytes;
 
-pub const RESOURCE_TOPIC: i8 = 2;
-pub const RESOURCE_BROKER: i8 = 4;
 const SOURCE_TOPIC: i8 = 1;
 const SOURCE_STATIC_BROKER: i8 = 4;
 const SOURCE_DEFAULT: i8 = 5;
@@ -93,7 +92,7 @@ fn wanted(keys: &Option<Vec<StrBytes>>, name: &str) -> bool {
     }
 }
 
-pub fn handle(
+pub async fn handle(
     ctx: &RequestContext<'_>,
     request: DescribeConfigsRequest,
 ) -> DescribeConfigsResponse {

@@ -1,7 +1,7 @@
 //! DescribeGroups (v0–v5): each group is described by its owning shard; unknown groups
 //! come back as state "Dead" without an error, as in Kafka.
 
-use crate::server::dispatch::RequestContext;
+use crate::server::context::RequestContext;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::describe_groups_response::DescribedGroup;
 use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse};

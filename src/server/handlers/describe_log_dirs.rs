@@ -2,7 +2,7 @@
 //! null), its size on disk as its owning shard reports it (`PartitionLog::size_bytes`).
 //! Total and usable bytes (v4) come from statvfs of the data directory.
 
-use crate::server::dispatch::RequestContext;
+use crate::server::context::RequestContext;
 use crate::shard::Lookup;
 use kafka_protocol::messages::describe_log_dirs_response::{
     DescribeLogDirsPartition, DescribeLogDirsResult, DescribeLogDirsTopic,

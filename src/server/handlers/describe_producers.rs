@@ -1,7 +1,7 @@
 //! DescribeProducers: the idempotent producers each partition remembers (id, epoch, last
 //! sequence, last timestamp), read from `PartitionLog::producer_states` on the owning shard.
 
-use crate::server::dispatch::RequestContext;
+use crate::server::context::RequestContext;
 use crate::shard::Lookup;
 use crate::storage::ProducerStateInfo;
 use kafka_protocol::ResponseError;

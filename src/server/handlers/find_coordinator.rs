@@ -3,10 +3,10 @@
 //! answer is always this node's advertised address. No shard hop needed.
 
 use crate::group;
-use crate::server::dispatch::RequestContext;
+use crate::server::context::RequestContext;
 use kafka_protocol::messages::{FindCoordinatorRequest, FindCoordinatorResponse};
 
-pub fn handle(
+pub async fn handle(
     ctx: &RequestContext<'_>,
     request: FindCoordinatorRequest,
 ) -> FindCoordinatorResponse {

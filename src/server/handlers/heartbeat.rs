@@ -1,7 +1,7 @@
 //! Heartbeat: forwarded to the owning shard; resets the member's session deadline and
 //! answers REBALANCE_IN_PROGRESS while the group rebalances (so the member rejoins).
 
-use crate::server::dispatch::RequestContext;
+use crate::server::context::RequestContext;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::{HeartbeatRequest, HeartbeatResponse};
 use std::time::Instant;

@@ -2,7 +2,7 @@
 //! shard 0's allocator, which persists blocks so ids are never reused after a restart.
 //! Transactions are not supported: a transactional id is refused with a clear message.
 
-use crate::server::dispatch::RequestContext;
+use crate::server::context::RequestContext;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 

@@ -2,7 +2,7 @@
 //! join phase to complete (all members rejoined, the initial delay or the rebalance timeout).
 
 use crate::group::ClientInfo;
-use crate::server::dispatch::RequestContext;
+use crate::server::context::RequestContext;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::{JoinGroupRequest, JoinGroupResponse};
 use kafka_protocol::protocol::StrBytes;

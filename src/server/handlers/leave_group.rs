@@ -1,7 +1,7 @@
 //! LeaveGroup (v0–v2 one member, v3+ a batch by member or instance id): forwarded to the
 //! owning shard; the leaving members are removed and the group rebalances.
 
-use crate::server::dispatch::RequestContext;
+use crate::server::context::RequestContext;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::{LeaveGroupRequest, LeaveGroupResponse};
 use std::time::Instant;

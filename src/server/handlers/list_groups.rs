@@ -1,7 +1,7 @@
 //! ListGroups (v0–v5; v4+ states filter, v5 types filter): every shard lists the groups it
 //! owns; the answers are concatenated, sorted by group id.
 
-use crate::server::dispatch::RequestContext;
+use crate::server::context::RequestContext;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::{ListGroupsRequest, ListGroupsResponse};
 

@@ -1,7 +1,7 @@
 //! ListOffsets: earliest (-2), latest (-1), max timestamp (-3), or the first offset whose
 //! timestamp is at or after a given time. Answered by each partition's owning shard.
 
-use crate::server::dispatch::RequestContext;
+use crate::server::context::RequestContext;
 use crate::shard::{Lookup, Shard};
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::list_offsets_response::{

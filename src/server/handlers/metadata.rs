@@ -1,7 +1,7 @@
 //! Metadata: brokers (just this one), topics with ids, partitions and their leader.
 //! Auto-creates requested topics when both the request and the broker allow it.
 
-use crate::server::dispatch::RequestContext;
+use crate::server::context::RequestContext;
 use crate::shard::topics::ensure_topic;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::metadata_response::{

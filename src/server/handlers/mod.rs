@@ -1,33 +1,16 @@
-//! One file per Kafka API, each exposing `handle(ctx, request)`; `dispatch::route` is the
-//! table that maps API keys to them.
+//! One file per Kafka API, each exposing `handle(ctx, request)`. The modules are declared
+//! from `registry::api_table!`, so a new API's handler file is picked up by its table line;
+//! routing to them is `server::routing`. A handler must not call another handler.
 
-pub mod alter_configs;
-pub mod api_versions;
-pub mod consumer_group_describe;
-pub mod consumer_group_heartbeat;
-pub mod create_partitions;
-pub mod create_topics;
-pub mod delete_groups;
-pub mod delete_records;
-pub mod delete_topics;
-pub mod describe_cluster;
-pub mod describe_configs;
-pub mod describe_groups;
-pub mod describe_log_dirs;
-pub mod describe_producers;
-pub mod fetch;
-pub mod find_coordinator;
-pub mod heartbeat;
-pub mod init_producer_id;
-pub mod join_group;
-pub mod leave_group;
-pub mod list_groups;
-pub mod list_offsets;
-pub mod metadata;
-pub mod offset_commit;
-pub mod offset_delete;
-pub mod offset_fetch;
-pub mod offset_for_leader_epoch;
-pub mod produce;
+use super::registry::api_table;
+
+macro_rules! handler_modules {
+    ($( $api:ident $min:literal ..= $max:literal, $request:ty => $module:ident, $authorize:expr; )*) => {
+        $( pub mod $module; )*
+    };
+}
+
+api_table!(handler_modules);
+
+/// Not an API of its own: the refusal of pre-0.11 Produce versions, answered by dispatch.
 pub mod produce_legacy;
-pub mod sync_group;

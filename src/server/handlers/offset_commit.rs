@@ -2,7 +2,7 @@
 //! (generation -1 = simple commit for groups without members) and answers only after the
 //! offsets are fdatasync'ed to the group's log.
 
-use crate::server::dispatch::RequestContext;
+use crate::server::context::RequestContext;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,

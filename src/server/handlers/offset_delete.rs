@@ -1,7 +1,7 @@
 //! OffsetDelete: forwarded to the owning shard; refused per partition
 //! (GROUP_SUBSCRIBED_TO_TOPIC) while the group has members, otherwise deleted durably.
 
-use crate::server::dispatch::RequestContext;
+use crate::server::context::RequestContext;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::{OffsetDeleteRequest, OffsetDeleteResponse};
 use std::time::Instant;

@@ -2,7 +2,7 @@
 //! the answers are put back into the request's version. `topics: null` means all.
 
 use crate::group;
-use crate::server::dispatch::RequestContext;
+use crate::server::context::RequestContext;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::offset_fetch_response::OffsetFetchResponseGroup;
 use kafka_protocol::messages::{GroupId, OffsetFetchRequest, OffsetFetchResponse};

@@ -3,7 +3,7 @@
 //! is what Kafka answers for epochs outside its leader-epoch cache. Clients use it to check
 //! for log truncation after a leader change; here nothing is ever truncated that way.
 
-use crate::server::dispatch::RequestContext;
+use crate::server::context::RequestContext;
 use crate::shard::Lookup;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::offset_for_leader_epoch_response::{

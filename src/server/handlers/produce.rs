@@ -4,11 +4,11 @@
 //! With acks=0 nothing is answered.
 
 use crate::config::Durability;
-use crate::server::affinity::ShardAffinity;
-use crate::server::connection::ConnectionState;
-use crate::server::dispatch::RequestContext;
+use crate::server::connection_state::ConnectionState;
+use crate::server::context::RequestContext;
 use crate::server::response::{Reply, encode_frame};
 use crate::shard::topics::ensure_topic;
+use crate::metadata::TopicMeta;
 use crate::shard::{Lookup, Shard, now_ms};
 use crate::storage::batch::{BatchError, validate_batches};
 use bytes::{Bytes, BytesMut};
@@ -16,6 +16,7 @@ use kafka_protocol::ResponseError;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
+use std::cell::RefCell;
 use std::rc::Rc;
 
 /// Result of one partition's append, sent back from the owning shard.
@@ -60,11 +61,7 @@ fn batch_error_code(e: &BatchError) -> i16 {
     e.kafka_error_code()
 }
 
-pub async fn handle(
-    ctx: &RequestContext<'_>,
-    state: &mut ConnectionState,
-    request: ProduceRequest,
-) -> Reply {
+pub async fn handle(ctx: &RequestContext<'_>, request: ProduceRequest) -> Reply {
     let shard = ctx.shard;
     // Take the request apart now: every string in it points into the request buffer, and
     // the record bytes can only be patched in place once nothing else refers to it.
@@ -87,104 +84,30 @@ pub async fn handle(
         } else {
             ensure_topic(shard, name, true).await.map_err(|e| e.code)
         };
-        let partitions = topic_data.partition_data;
-        for partition_data in partitions {
+        for partition_data in topic_data.partition_data {
             let p = partition_data.index;
-            let topic = match &topic {
-                Ok(t) => t,
-                Err(code) => {
-                    results.push(partition_error(topic_index, p, *code, None));
-                    continue;
-                }
+            let checked = match &topic {
+                Ok(topic) => check_partition(
+                    topic,
+                    topic_index,
+                    p,
+                    partition_data.records,
+                    transactional,
+                    acks,
+                ),
+                Err(code) => Err(partition_error(topic_index, p, *code, None)),
             };
-            if p < 0 || p >= topic.partitions {
-                results.push(partition_error(
-                    topic_index,
-                    p,
-                    ResponseError::UnknownTopicOrPartition.code(),
-                    None,
-                ));
-                continue;
+            match checked {
+                Ok(append) => pending.push(append),
+                Err(refused) => results.push(refused),
             }
-            let Some(records) = partition_data.records else {
-                results.push(partition_error(
-                    topic_index,
-                    p,
-                    ResponseError::InvalidRecord.code(),
-                    None,
-                ));
-                continue;
-            };
-            // The boundary check: every batch's structure and CRC, exactly once.
-            let batches = match validate_batches(&records) {
-                Ok(b) => b,
-                Err(e) => {
-                    results.push(partition_error(
-                        topic_index,
-                        p,
-                        batch_error_code(&e),
-                        Some(e.to_string()),
-                    ));
-                    continue;
-                }
-            };
-            if let Some(big) = batches
-                .iter()
-                .find(|b| b.size_bytes() > topic.config.max_message_bytes as usize)
-            {
-                results.push(partition_error(
-                    topic_index,
-                    p,
-                    ResponseError::MessageTooLarge.code(),
-                    Some(format!(
-                        "batch of {} bytes exceeds max.message.bytes {}",
-                        big.size_bytes(),
-                        topic.config.max_message_bytes
-                    )),
-                ));
-                continue;
-            }
-            if !transactional && batches.iter().any(|b| b.header.is_transactional()) {
-                results.push(partition_error(
-                    topic_index,
-                    p,
-                    ResponseError::InvalidRecord.code(),
-                    Some("transactional batches need a transactional id".into()),
-                ));
-                continue;
-            }
-            if transactional {
-                results.push(partition_error(
-                    topic_index,
-                    p,
-                    ResponseError::InvalidRequest.code(),
-                    Some("transactions are not supported by this broker".into()),
-                ));
-                continue;
-            }
-            let durable = match topic.config.durability {
-                Durability::AcksAll => acks == -1,
-                Durability::Always => true,
-                Durability::None => false,
-            };
-            pending.push(PendingAppend {
-                topic_index,
-                topic: topic.name.clone(),
-                partition: p,
-                records,
-                record_count: batches
-                    .iter()
-                    .map(|b| b.header.record_count.max(0) as u64)
-                    .sum(),
-                durable,
-            });
         }
     }
 
     // Stage one, *dispatched*: every append has its offsets and its place in its log's
     // write queue. The connection may then dispatch the next request while these become
     // durable, so pipelined acks=all requests share one fdatasync.
-    let produced = dispatch_on_owners(shard, pending, &mut state.affinity).await;
+    let produced = dispatch_on_owners(shard, pending, ctx.connection).await;
     let metrics = shard.metrics.clone();
     let api_key = ctx.api as i16;
     let (correlation_id, version) = (ctx.correlation_id, ctx.version);
@@ -198,29 +121,7 @@ pub async fn handle(
         if acks == 0 {
             return Reply::None;
         }
-        let mut responses: Vec<TopicProduceResponse> = topic_names
-            .into_iter()
-            .map(|n| {
-                TopicProduceResponse::default().with_name(kafka_protocol::messages::TopicName(
-                    StrBytes::from_string(n),
-                ))
-            })
-            .collect();
-        for r in results {
-            let mut partition = PartitionProduceResponse::default()
-                .with_index(r.partition)
-                .with_error_code(r.error_code)
-                .with_base_offset(r.base_offset)
-                .with_log_append_time_ms(r.log_append_time_ms)
-                .with_log_start_offset(r.log_start_offset);
-            if let Some(m) = r.error_message {
-                partition = partition.with_error_message(Some(StrBytes::from_string(m)));
-            }
-            responses[r.topic_index].partition_responses.push(partition);
-        }
-        let body = ProduceResponse::default()
-            .with_responses(responses)
-            .with_throttle_time_ms(0);
+        let body = response(topic_names, results);
         match encode_frame(correlation_id, header_version, &body, version) {
             Ok(frame) => Reply::Frame(frame),
             Err(e) => Reply::Close(format!("Produce v{version}: {e}")),
@@ -229,19 +130,108 @@ pub async fn handle(
     Reply::Deferred(Box::pin(answer))
 }
 
+/// The boundary checks of one partition's records (structure and CRC exactly once, sizes,
+/// transactional markers), and whether its append must be durable before the answer.
+fn check_partition(
+    topic: &TopicMeta,
+    topic_index: usize,
+    p: i32,
+    records: Option<Bytes>,
+    transactional: bool,
+    acks: i16,
+) -> Result<PendingAppend, Appended> {
+    let refuse = |code: i16, message: Option<String>| partition_error(topic_index, p, code, message);
+    if p < 0 || p >= topic.partitions {
+        return Err(refuse(ResponseError::UnknownTopicOrPartition.code(), None));
+    }
+    let Some(records) = records else {
+        return Err(refuse(ResponseError::InvalidRecord.code(), None));
+    };
+    let batches = validate_batches(&records)
+        .map_err(|e| refuse(batch_error_code(&e), Some(e.to_string())))?;
+    if let Some(big) = batches
+        .iter()
+        .find(|b| b.size_bytes() > topic.config.max_message_bytes as usize)
+    {
+        return Err(refuse(
+            ResponseError::MessageTooLarge.code(),
+            Some(format!(
+                "batch of {} bytes exceeds max.message.bytes {}",
+                big.size_bytes(),
+                topic.config.max_message_bytes
+            )),
+        ));
+    }
+    if !transactional && batches.iter().any(|b| b.header.is_transactional()) {
+        return Err(refuse(
+            ResponseError::InvalidRecord.code(),
+            Some("transactional batches need a transactional id".into()),
+        ));
+    }
+    if transactional {
+        return Err(refuse(
+            ResponseError::InvalidRequest.code(),
+            Some("transactions are not supported by this broker".into()),
+        ));
+    }
+    let durable = match topic.config.durability {
+        Durability::AcksAll => acks == -1,
+        Durability::Always => true,
+        Durability::None => false,
+    };
+    Ok(PendingAppend {
+        topic_index,
+        topic: topic.name.clone(),
+        partition: p,
+        records,
+        record_count: batches
+            .iter()
+            .map(|b| b.header.record_count.max(0) as u64)
+            .sum(),
+        durable,
+    })
+}
+
+/// The ProduceResponse for every partition's result, topics in request order.
+fn response(topic_names: Vec<String>, results: Vec<Appended>) -> ProduceResponse {
+    let mut responses: Vec<TopicProduceResponse> = topic_names
+        .into_iter()
+        .map(|n| {
+            TopicProduceResponse::default().with_name(kafka_protocol::messages::TopicName(
+                StrBytes::from_string(n),
+            ))
+        })
+        .collect();
+    for r in results {
+        let mut partition = PartitionProduceResponse::default()
+            .with_index(r.partition)
+            .with_error_code(r.error_code)
+            .with_base_offset(r.base_offset)
+            .with_log_append_time_ms(r.log_append_time_ms)
+            .with_log_start_offset(r.log_start_offset);
+        if let Some(m) = r.error_message {
+            partition = partition.with_error_message(Some(StrBytes::from_string(m)));
+        }
+        responses[r.topic_index].partition_responses.push(partition);
+    }
+    ProduceResponse::default()
+        .with_responses(responses)
+        .with_throttle_time_ms(0)
+}
+
 /// Sends each owning shard its appends (all shards at once), waits until every one is
-/// dispatched, and returns the future of their results. Notes the owners in `affinity`.
+/// dispatched, and returns the future of their results. Notes the owners in the connection's affinity.
 async fn dispatch_on_owners(
     shard: &Rc<Shard>,
     pending: Vec<PendingAppend>,
-    affinity: &mut ShardAffinity,
+    connection: &RefCell<ConnectionState>,
 ) -> impl std::future::Future<Output = Vec<Appended>> + 'static {
     let mut by_owner: Vec<Vec<PendingAppend>> = (0..shard.count()).map(|_| Vec::new()).collect();
     for append in pending {
         let owner = shard.owner_of_partition(&append.topic, append.partition);
         by_owner[owner].push(append);
     }
-    affinity.observe(
+    connection.borrow_mut().affinity.observe(
         by_owner
             .iter()
             .enumerate()

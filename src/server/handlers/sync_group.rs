@@ -1,7 +1,7 @@
 //! SyncGroup: forwarded to the owning shard. Followers wait until the leader sends the
 //! assignments; the leader's request releases everyone.
 
-use crate::server::dispatch::RequestContext;
+use crate::server::context::RequestContext;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::{SyncGroupRequest, SyncGroupResponse};
 use std::time::Instant;

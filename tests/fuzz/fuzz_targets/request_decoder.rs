@@ -1,5 +1,5 @@
 //! Fuzz target: any byte string as a request frame (size prefix removed) through
-//! `protocol::decode_request`, the frame → header → body path of `server::dispatch`.
+//! `server::dispatch::decode_request`, the frame → header → body path of `server::dispatch`.
 //! Must not panic, whatever the input.
 #![no_main]
 
@@ -12,10 +12,10 @@ static ALLOCATOR: sluice::protocol::alloc_guard::LazyHugeAllocator =
 
 fuzz_target!(|data: &[u8]| {
     let frame = bytes::Bytes::copy_from_slice(data);
-    if let Ok(decoded) = sluice::protocol::decode_request(frame) {
+    if let Ok(decoded) = sluice::server::dispatch::decode_request(frame) {
         // A decoded request names a served API and version.
         let (min, max) =
-            sluice::protocol::supported_range(decoded.api).expect("decoded API is served");
+            sluice::server::registry::supported_range(decoded.api).expect("decoded API is served");
         assert!(min <= decoded.version && decoded.version <= max);
     }
 });

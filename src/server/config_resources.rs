@@ -1,0 +1,54 @@
+//! Config resources (DescribeConfigs, AlterConfigs, IncrementalAlterConfigs): their type
+//! codes on the wire and the change path both alter handlers share. Must not: know a
+//! request's encoding (each handler reads its own).
+
+use super::context::RequestContext;
+use crate::shard::topics::alter_topic_config;
+use kafka_protocol::ResponseError;
+
+/// Kafka's `ConfigResource.Type` codes.
+pub const RESOURCE_TOPIC: i8 = 2;
+pub const RESOURCE_BROKER: i8 = 4;
+
+/// Applies `changes` (key, new value or None to delete) to one resource: (error code,
+/// message). `incremental` keeps the keys not named; otherwise they return to defaults.
+pub async fn alter(
+    ctx: &RequestContext<'_>,
+    resource_type: i8,
+    name: &str,
+    changes: Result<Vec<(String, Option<String>)>, String>,
+    incremental: bool,
+    validate_only: bool,
+) -> (i16, Option<String>) {
+    match resource_type {
+        RESOURCE_TOPIC => {}
+        RESOURCE_BROKER => {
+            return (
+                ResponseError::PolicyViolation.code(),
+                Some("broker configs are static here: edit the config file and restart".into()),
+            );
+        }
+        _ => {
+            return (
+                ResponseError::InvalidRequest.code(),
+                Some("unsupported resource type".into()),
+            );
+        }
+    }
+    let changes = match changes {
+        Ok(c) => c,
+        Err(message) => return (ResponseError::InvalidConfig.code(), Some(message)),
+    };
+    match alter_topic_config(
+        ctx.shard,
+        name.to_string(),
+        changes,
+        incremental,
+        validate_only,
+    )
+    .await
+    {
+        Ok(_) => (0, None),
+        Err(e) => (e.code, Some(e.message)),
+    }
+}

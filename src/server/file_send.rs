@@ -1,0 +1,248 @@
+//! Sending an answer's pieces to the socket: inline bytes with the ring's send, file regions
+//! without a copy — `sendfile(2)` from the shard thread when every page is cached
+//! (`cachestat`), else splice file → pipe → socket on an io-wq worker, so a read from disk
+//! never stalls the shard (decision 0001). Must not: decide what is sent (the connection's
+//! writer does) or read record bytes into user space.
+
+use super::response::Chunk;
+use crate::shard::Shard;
+use compio::BufResult;
+use compio::io::AsyncWriteExt;
+use compio::net::TcpStream;
+use std::rc::Rc;
+
+/// Bytes the kernel pipe between a segment file and the socket may hold (F_SETPIPE_SZ).
+pub const SPLICE_PIPE_BYTES: i32 = 1024 * 1024;
+
+pub(super) async fn write_all(stream: &mut TcpStream, bytes: bytes::Bytes) -> std::io::Result<()> {
+    let BufResult(result, _) = stream.write_all(bytes).await;
+    result
+}
+
+pub(super) async fn write_chunks(
+    shard: &Shard,
+    stream: &mut TcpStream,
+    pipe: &mut Option<SplicePipe>,
+    socket_flags: Option<libc::c_int>,
+    chunks: Vec<Chunk>,
+) -> std::io::Result<()> {
+    for chunk in chunks {
+        match chunk {
+            Chunk::Inline(bytes) => write_all(stream, bytes).await?,
+            Chunk::File(region)
+                if let Some(flags) = socket_flags
+                    && region.is_fully_cached() =>
+            {
+                shard.metrics.fetch_file_sent(true);
+                send_cached_region(stream, flags, &region).await?
+            }
+            Chunk::File(region) => {
+                shard.metrics.fetch_file_sent(false);
+                if pipe.is_none() {
+                    *pipe = Some(SplicePipe::new()?);
+                }
+                if let Some(p) = pipe.as_ref() {
+                    p.splice_region(stream, &region).await?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The socket's file status flags (F_GETFL), as they are while the ring uses it.
+pub(super) fn socket_status_flags(stream: &TcpStream) -> std::io::Result<libc::c_int> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: fcntl on a descriptor this connection owns; no memory is passed.
+    let flags = unsafe { libc::fcntl(stream.as_raw_fd(), libc::F_GETFL) };
+    if flags < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(flags)
+}
+
+/// O_NONBLOCK on a socket for as long as this lives; dropping it restores `flags`.
+///
+/// Only for the length of one direct send. The flag belongs to the open socket, not to one
+/// call, and the ring's `SENDMSG` honours it: a send the ring hands to an io-wq worker on a
+/// non-blocking socket would fail with EAGAIN instead of waiting. No ring send runs on the
+/// socket meanwhile (one task writes each connection's answers, one at a time), and the
+/// ring's `RECV` ignores the flag.
+struct NonBlockingWhileSending {
+    fd: std::os::fd::RawFd,
+    flags: libc::c_int,
+}
+
+impl NonBlockingWhileSending {
+    fn set(fd: std::os::fd::RawFd, flags: libc::c_int) -> std::io::Result<Self> {
+        // SAFETY: fcntl on a descriptor the caller owns; no memory is passed.
+        if unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(NonBlockingWhileSending { fd, flags })
+    }
+}
+
+impl Drop for NonBlockingWhileSending {
+    fn drop(&mut self) {
+        // SAFETY: as in `set`. Failing to clear the flag cannot corrupt data: a later ring
+        // send that meets EAGAIN fails, and the connection closes.
+        unsafe { libc::fcntl(self.fd, libc::F_SETFL, self.flags) };
+    }
+}
+
+/// Waits, through the ring, until the socket has room to send.
+async fn wait_writable(stream: &TcpStream) -> std::io::Result<()> {
+    use compio::driver::ToSharedFd;
+    use compio::driver::op::{Interest, PollOnce};
+    let op = PollOnce::new(stream.to_shared_fd(), Interest::Writable);
+    let BufResult(result, _) = compio::runtime::submit(op).await;
+    result.map(|_| ())
+}
+
+/// Sends a region whose pages are all cached with sendfile(2) on this thread: no user-space
+/// copy, and no hand-off to an io-wq worker, which io_uring SPLICE always makes (two per
+/// region: file → pipe, pipe → socket). For a consumer reading the tail that hand-off was
+/// most of the cost of a fetch. The socket is non-blocking during the call; when it is
+/// full, the wait is a ring poll. Pages evicted between the check and the call make this one
+/// call wait for the disk; that window is microseconds long.
+async fn send_cached_region(
+    stream: &TcpStream,
+    socket_flags: libc::c_int,
+    region: &crate::storage::FileRegion,
+) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let socket = stream.as_raw_fd();
+    let _nonblocking = NonBlockingWhileSending::set(socket, socket_flags)?;
+    let mut offset = region.position as libc::off_t;
+    let end = offset + libc::off_t::from(region.len);
+    while offset < end {
+        let want = (end - offset) as usize;
+        // SAFETY: sendfile between a socket and a file this task keeps open; the kernel
+        // advances `offset`, which lives on this stack frame.
+        let sent = unsafe { libc::sendfile(socket, region.raw_fd(), &mut offset, want) };
+        if sent > 0 {
+            continue;
+        }
+        if sent == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "segment file ended before the fetched region",
+            ));
+        }
+        let error = std::io::Error::last_os_error();
+        match error.kind() {
+            std::io::ErrorKind::Interrupted => {}
+            std::io::ErrorKind::WouldBlock => wait_writable(stream).await?,
+            _ => return Err(error),
+        }
+    }
+    Ok(())
+}
+
+/// A pipe reused for every splice on one connection.
+pub struct SplicePipe {
+    read_end: Rc<std::os::fd::OwnedFd>,
+    write_end: Rc<std::os::fd::OwnedFd>,
+}
+
+impl SplicePipe {
+    pub fn new() -> std::io::Result<SplicePipe> {
+        use std::os::fd::FromRawFd;
+        let mut fds = [0i32; 2];
+        // SAFETY: pipe2 writes two descriptors we then own.
+        let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: both descriptors were just created and are owned by nobody else.
+        let (read_end, write_end) = unsafe {
+            (
+                std::os::fd::OwnedFd::from_raw_fd(fds[0]),
+                std::os::fd::OwnedFd::from_raw_fd(fds[1]),
+            )
+        };
+        // A larger pipe means fewer splice round trips; failure only costs speed.
+        // SAFETY: fcntl on a descriptor we own.
+        unsafe {
+            libc::fcntl(fds[1], libc::F_SETPIPE_SZ, SPLICE_PIPE_BYTES);
+        }
+        Ok(SplicePipe {
+            read_end: Rc::new(read_end),
+            write_end: Rc::new(write_end),
+        })
+    }
+
+    /// Moves `region` from its file to the socket through the pipe, via io_uring SPLICE.
+    async fn splice_region(
+        &self,
+        stream: &TcpStream,
+        region: &crate::storage::FileRegion,
+    ) -> std::io::Result<()> {
+        use compio::driver::ToSharedFd;
+        use compio::driver::op::{Splice, SpliceFlags};
+        let mut offset = region.position;
+        let mut remaining = region.len as usize;
+        let socket = stream.to_shared_fd();
+        while remaining > 0 {
+            let file = region.fd.clone();
+            let write_end = self.write_end.clone();
+            let op = Splice::new(
+                file,
+                offset as i64,
+                write_end,
+                -1,
+                remaining.min(SPLICE_PIPE_BYTES as usize),
+                SpliceFlags::MOVE,
+            );
+            let BufResult(result, _) = compio::runtime::submit(op).await;
+            let mut in_pipe = result?;
+            if in_pipe == 0 {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "segment file ended before the fetched region",
+                ));
+            }
+            offset += in_pipe as u64;
+            remaining -= in_pipe;
+            while in_pipe > 0 {
+                let read_end = self.read_end.clone();
+                let op = Splice::new(read_end, -1, socket.clone(), -1, in_pipe, SpliceFlags::MOVE);
+                let BufResult(result, _) = compio::runtime::submit(op).await;
+                let sent = result?;
+                if sent == 0 {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::WriteZero,
+                        "socket closed during splice",
+                    ));
+                }
+                in_pipe -= sent;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsRawFd;
+
+    fn status_flags(fd: std::os::fd::RawFd) -> libc::c_int {
+        // SAFETY: fcntl on a descriptor the test owns.
+        unsafe { libc::fcntl(fd, libc::F_GETFL) }
+    }
+
+    #[test]
+    fn the_socket_is_non_blocking_only_while_the_guard_lives() {
+        let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let fd = a.as_raw_fd();
+        let before = status_flags(fd);
+        assert_eq!(before & libc::O_NONBLOCK, 0, "sockets start blocking");
+        {
+            let _guard = NonBlockingWhileSending::set(fd, before).unwrap();
+            assert_ne!(status_flags(fd) & libc::O_NONBLOCK, 0);
+        }
+        assert_eq!(status_flags(fd), before, "flags restored");
+    }
+}

@@ -1,0 +1,128 @@
+//! Fetch's reads: each wanted partition from its owning shard, as file regions, within the
+//! response-wide byte budget. Must not copy record bytes: regions go to the socket as they are.
+
+use crate::server::fetch_sessions::{Answered, WantedPartition};
+use crate::shard::{Lookup, Shard};
+use crate::storage::FileRegion;
+use kafka_protocol::ResponseError;
+use std::rc::Rc;
+
+/// What the owning shard answered for one partition.
+pub(super) struct PartitionRead {
+    pub error_code: i16,
+    pub high_watermark: i64,
+    pub log_start_offset: i64,
+    pub regions: Vec<FileRegion>,
+    pub bytes: usize,
+}
+
+impl PartitionRead {
+    fn error(code: i16) -> PartitionRead {
+        PartitionRead {
+            error_code: code,
+            high_watermark: -1,
+            log_start_offset: -1,
+            regions: Vec::new(),
+            bytes: 0,
+        }
+    }
+
+    /// What the fetch session remembers of this answer.
+    pub fn answered(&self) -> Answered {
+        Answered {
+            bytes: self.bytes,
+            error_code: self.error_code,
+            high_watermark: self.high_watermark,
+            log_start_offset: self.log_start_offset,
+        }
+    }
+}
+
+/// Reads every wanted partition from its owner, sharing the response-wide byte budget in
+/// request order (the first partition with data always gets at least one whole batch).
+pub(super) async fn read_all(
+    shard: &Rc<Shard>,
+    wants: &[WantedPartition],
+    max_bytes: usize,
+) -> Vec<PartitionRead> {
+    let calls = wants.iter().map(|w| {
+        let owner = w.owner;
+        let topic = w.topic.clone();
+        let (partition, offset) = (w.partition, w.fetch_offset);
+        let limit = w.max_bytes.max(0) as u32;
+        async move {
+            if topic.is_empty() {
+                return PartitionRead::error(ResponseError::UnknownTopicId.code());
+            }
+            shard
+                .invoke_on(owner, move |s| async move {
+                    read_local(&s, &topic, partition, offset, limit).await
+                })
+                .await
+                .unwrap_or_else(|_| PartitionRead::error(ResponseError::BrokerNotAvailable.code()))
+        }
+    });
+    let mut reads = futures_util::future::join_all(calls).await;
+    // Enforce the response-wide max_bytes by dropping whole partitions past the budget.
+    let mut used = 0usize;
+    for r in reads.iter_mut() {
+        if r.bytes == 0 {
+            continue;
+        }
+        if used > 0 && used + r.bytes > max_bytes {
+            r.regions.clear();
+            r.bytes = 0;
+            continue;
+        }
+        used += r.bytes;
+    }
+    reads
+}
+
+async fn read_local(
+    shard: &Rc<Shard>,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    max_bytes: u32,
+) -> PartitionRead {
+    let (log, metrics) = match shard.partitions.get(topic, partition) {
+        Lookup::Online(log, metrics) => (log, metrics),
+        Lookup::Offline(_) => return PartitionRead::error(ResponseError::KafkaStorageError.code()),
+        Lookup::Missing => {
+            let exists = shard
+                .metadata
+                .load()
+                .topic(topic)
+                .is_some_and(|t| partition >= 0 && partition < t.partitions);
+            return PartitionRead::error(if exists {
+                ResponseError::NotLeaderOrFollower.code()
+            } else {
+                ResponseError::UnknownTopicOrPartition.code()
+            });
+        }
+    };
+    match log.read(offset, max_bytes).await {
+        Ok(slice) => {
+            let regions = slice.regions;
+            let bytes: usize = regions.iter().map(|r| r.len as usize).sum();
+            // Records are counted from the batch headers' last offset, not decoded.
+            metrics.record_out(bytes as u64, slice.record_count);
+            PartitionRead {
+                error_code: 0,
+                high_watermark: slice.high_watermark,
+                log_start_offset: slice.log_start_offset,
+                regions,
+                bytes,
+            }
+        }
+        Err(e) => PartitionRead {
+            error_code: e.kafka_error_code(),
+            high_watermark: log.high_watermark(),
+            log_start_offset: log.log_start_offset(),
+            regions: Vec::new(),
+            bytes: 0,
+        },
+    }
+}
+
