@@ -2,7 +2,7 @@
 //! pipelined), decodes record batches (any codec), skips control batches and records below
 //! the position, and keeps per-partition positions.
 //!
-//! Must not: commit offsets or talk to group coordinators (`group.rs` does).
+//! Must not: commit offsets or talk to group coordinators (`group/` does).
 
 use super::admin::OffsetSpec;
 use super::cluster::Client;
