@@ -66,7 +66,9 @@ pub fn split_key(line: &[u8], separator: &[u8]) -> Option<(Bytes, Bytes)> {
     ))
 }
 
-pub fn run(args: ProduceArgs) -> Result<(), String> {
+/// Checks the flags, connects, and fails fast (one line) if the topic or the requested
+/// partition does not exist, before any input is read.
+fn open_producer(args: &ProduceArgs) -> Result<Producer, String> {
     if let Some(sep) = &args.key_separator
         && sep.is_empty()
     {
@@ -84,7 +86,6 @@ pub fn run(args: ProduceArgs) -> Result<(), String> {
         ..ProducerConfig::default()
     };
     let mut producer = Producer::new(client, config);
-    // Fail fast (one line) if the topic is unknown, before reading any input.
     producer
         .client()
         .topic(&args.topic, true)
@@ -103,6 +104,11 @@ pub fn run(args: ProduceArgs) -> Result<(), String> {
             ));
         }
     }
+    Ok(producer)
+}
+
+pub fn run(args: ProduceArgs) -> Result<(), String> {
+    let mut producer = open_producer(&args)?;
 
     let (tx, rx) = mpsc::sync_channel::<std::io::Result<Vec<u8>>>(LINE_QUEUE_DEPTH);
     std::thread::spawn(move || read_lines(tx));

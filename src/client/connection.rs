@@ -6,6 +6,7 @@
 
 use super::error::{ClientError, Result};
 use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::ResponseError;
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestHeader, ResponseHeader,
 };
@@ -374,7 +375,7 @@ impl Connection {
     /// ApiVersions v3 first; a broker that does not know v3 answers UNSUPPORTED_VERSION in
     /// the v0 format (KIP-511), so fall back to v0.
     fn negotiate_versions(&mut self) -> Result<()> {
-        const UNSUPPORTED_VERSION: i16 = 35;
+        const UNSUPPORTED_VERSION: i16 = ResponseError::UnsupportedVersion.code();
         let request = ApiVersionsRequest::default()
             .with_client_software_name(StrBytes::from_static_str("sluice"))
             .with_client_software_version(StrBytes::from_static_str(env!("CARGO_PKG_VERSION")));

@@ -2,11 +2,13 @@
 //! pipelined), decodes record batches (any codec), skips control batches and records below
 //! the position, and keeps per-partition positions.
 //!
-//! Must not: commit offsets or talk to group coordinators (`group.rs` does).
+//! Must not: commit offsets or talk to group coordinators (`group/` does).
 
-use super::cluster::{Client, OffsetSpec};
+use super::admin::OffsetSpec;
+use super::cluster::Client;
 use super::error::{ClientError, Result};
 use bytes::Bytes;
+use kafka_protocol::ResponseError;
 use kafka_protocol::messages::{
     FetchRequest, TopicName,
     fetch_request::{FetchPartition, FetchTopic},
@@ -28,7 +30,7 @@ const BATCH_LENGTH_PREFIX_BYTES: usize = 12;
 /// Offset of `lastOffsetDelta` from the start of a v2 batch.
 const LAST_OFFSET_DELTA_AT: usize = 23;
 /// Kafka error codes the consumer handles itself.
-const OFFSET_OUT_OF_RANGE: i16 = 1;
+const OFFSET_OUT_OF_RANGE: i16 = ResponseError::OffsetOutOfRange.code();
 
 #[derive(Debug, Clone)]
 pub struct ConsumerConfig {

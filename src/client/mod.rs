@@ -2,10 +2,11 @@
 //! `sluice` CLI tools and the benchmark harness.
 //!
 //! Layers, one direction only: `connection` (one socket: framing, versions, pipelining) ←
-//! `cluster` (metadata, per-broker connections, admin calls) ← `producer` / `consumer` /
-//! `group`. Must not: depend on broker internals (`server`, `storage`); it speaks only the
-//! wire protocol.
+//! `cluster` (metadata, per-broker connections) ← `admin` (topic, config and offset admin
+//! calls) / `producer` / `consumer` / `group`. Must not: depend on broker internals
+//! (`server`, `storage`); it speaks only the wire protocol.
 
+pub mod admin;
 pub mod cluster;
 pub mod connection;
 pub mod consumer;
@@ -14,9 +15,8 @@ pub mod group;
 pub mod partitioner;
 pub mod producer;
 
-pub use cluster::{
-    BrokerMetadata, Client, ConfigEntry, NewTopic, OffsetSpec, PartitionMetadata, TopicMetadata,
-};
+pub use admin::{ConfigEntry, NewTopic, OffsetSpec};
+pub use cluster::{BrokerMetadata, Client, PartitionMetadata, TopicMetadata};
 pub use connection::{Connection, ConnectionConfig};
 pub use consumer::{
     ConsumedRecord, Consumer, ConsumerConfig, StartOffset, decode_batches, fetch_request,

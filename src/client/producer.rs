@@ -320,6 +320,24 @@ impl Producer {
         report: &mut FlushReport,
     ) -> BTreeMap<(String, i32), PartitionBatch> {
         let mut retry = BTreeMap::new();
+        let by_leader = self.group_by_leader(pending, report, &mut retry);
+        // Phase 1: send to every leader.
+        let sent = self.send_to_leaders(by_leader, pending, report, &mut retry);
+        // Phase 2: collect the answers.
+        for (leader, keys) in sent {
+            self.collect_answer(leader, keys, pending, report, &mut retry);
+        }
+        retry
+    }
+
+    /// The pending partitions by leader node; a partition whose leader cannot be found
+    /// fails or waits for the next round.
+    fn group_by_leader(
+        &mut self,
+        pending: &mut BTreeMap<(String, i32), PartitionBatch>,
+        report: &mut FlushReport,
+        retry: &mut BTreeMap<(String, i32), PartitionBatch>,
+    ) -> BTreeMap<i32, Vec<(String, i32)>> {
         let mut by_leader: BTreeMap<i32, Vec<(String, i32)>> = BTreeMap::new();
         for (key, batch) in std::mem::take(pending) {
             match self.client.leader_for(&key.0, key.1) {
@@ -327,10 +345,21 @@ impl Producer {
                     by_leader.entry(leader).or_default().push(key.clone());
                     pending.insert(key, batch);
                 }
-                Err(e) => self.fail_or_retry(key, batch, e, report, &mut retry),
+                Err(e) => self.fail_or_retry(key, batch, e, report, retry),
             }
         }
-        // Phase 1: send to every leader.
+        by_leader
+    }
+
+    /// Writes one Produce request per leader without waiting for answers. With acks=0 the
+    /// batches count as delivered once written; otherwise returns the leaders to read from.
+    fn send_to_leaders(
+        &mut self,
+        by_leader: BTreeMap<i32, Vec<(String, i32)>>,
+        pending: &mut BTreeMap<(String, i32), PartitionBatch>,
+        report: &mut FlushReport,
+        retry: &mut BTreeMap<(String, i32), PartitionBatch>,
+    ) -> Vec<(i32, Vec<(String, i32)>)> {
         let mut sent: Vec<(i32, Vec<(String, i32)>)> = Vec::new();
         for (leader, keys) in by_leader {
             let request = match self.build_request(&keys, pending) {
@@ -363,66 +392,82 @@ impl Producer {
                 Ok(_) => sent.push((leader, keys)),
                 Err(e) => {
                     self.client.drop_connection(leader);
-                    for key in keys {
-                        if let Some(batch) = pending.remove(&key) {
-                            self.fail_or_retry(key, batch, e.clone_lossy(), report, &mut retry);
-                        }
-                    }
+                    self.fail_or_retry_all(keys, &e, pending, report, retry);
                 }
             }
         }
-        // Phase 2: collect the answers.
-        for (leader, keys) in sent {
-            let response = self
-                .client
-                .broker_connection(leader)
-                .and_then(|conn| conn.receive::<ProduceRequest>());
-            let response = match response {
-                Ok((_, r)) => r,
-                Err(e) => {
-                    self.client.drop_connection(leader);
-                    for key in keys {
-                        if let Some(batch) = pending.remove(&key) {
-                            self.fail_or_retry(key, batch, e.clone_lossy(), report, &mut retry);
-                        }
-                    }
+        sent
+    }
+
+    /// Reads one leader's Produce answer and settles every batch sent to it.
+    fn collect_answer(
+        &mut self,
+        leader: i32,
+        keys: Vec<(String, i32)>,
+        pending: &mut BTreeMap<(String, i32), PartitionBatch>,
+        report: &mut FlushReport,
+        retry: &mut BTreeMap<(String, i32), PartitionBatch>,
+    ) {
+        let response = self
+            .client
+            .broker_connection(leader)
+            .and_then(|conn| conn.receive::<ProduceRequest>());
+        let response = match response {
+            Ok((_, r)) => r,
+            Err(e) => {
+                self.client.drop_connection(leader);
+                self.fail_or_retry_all(keys, &e, pending, report, retry);
+                return;
+            }
+        };
+        for topic in &response.responses {
+            for p in &topic.partition_responses {
+                let key = (topic.name.0.to_string(), p.index);
+                let Some(batch) = pending.remove(&key) else {
                     continue;
-                }
-            };
-            for topic in &response.responses {
-                for p in &topic.partition_responses {
-                    let key = (topic.name.0.to_string(), p.index);
-                    let Some(batch) = pending.remove(&key) else {
-                        continue;
-                    };
-                    match ClientError::from_code(
-                        p.error_code,
-                        format!("produce to {}-{}", key.0, key.1),
-                        p.error_message.as_deref(),
-                    ) {
-                        None => {
-                            report.delivered += batch.records.len() as u64;
-                            report.base_offsets.push((key.0, key.1, p.base_offset));
-                        }
-                        Some(err) => {
-                            self.client.invalidate_topic(&key.0);
-                            self.fail_or_retry(key, batch, err, report, &mut retry);
-                        }
+                };
+                match ClientError::from_code(
+                    p.error_code,
+                    format!("produce to {}-{}", key.0, key.1),
+                    p.error_message.as_deref(),
+                ) {
+                    None => {
+                        report.delivered += batch.records.len() as u64;
+                        report.base_offsets.push((key.0, key.1, p.base_offset));
+                    }
+                    Some(err) => {
+                        self.client.invalidate_topic(&key.0);
+                        self.fail_or_retry(key, batch, err, report, retry);
                     }
                 }
             }
-            // Partitions the broker did not answer for.
-            for key in keys {
-                if let Some(batch) = pending.remove(&key) {
-                    let err = ClientError::Invalid(format!(
-                        "produce response from node {leader} omitted {}-{}",
-                        key.0, key.1
-                    ));
-                    self.fail(key, batch, err, report);
-                }
+        }
+        // Partitions the broker did not answer for.
+        for key in keys {
+            if let Some(batch) = pending.remove(&key) {
+                let err = ClientError::Invalid(format!(
+                    "produce response from node {leader} omitted {}-{}",
+                    key.0, key.1
+                ));
+                self.fail(key, batch, err, report);
             }
         }
-        retry
+    }
+
+    /// A transport failure with `leader`: every batch sent to it fails or is retried.
+    fn fail_or_retry_all(
+        &mut self,
+        keys: Vec<(String, i32)>,
+        error: &ClientError,
+        pending: &mut BTreeMap<(String, i32), PartitionBatch>,
+        report: &mut FlushReport,
+        retry: &mut BTreeMap<(String, i32), PartitionBatch>,
+    ) {
+        for key in keys {
+            if let Some(batch) = pending.remove(&key) {
+                self.fail_or_retry(key, batch, error.clone_lossy(), report, retry);
+            }
+        }
     }
 
     fn build_request(

@@ -1,21 +1,25 @@
 //! `sluice top`: a live terminal view of a broker, built from successive scrapes of its admin
 //! `/metrics` endpoint: per-shard load, per-topic throughput, per-API latency percentiles.
 //!
-//! Owns: a minimal HTTP GET client, a parser for the Prometheus text format, rate computation
-//! between two scrapes and plain-ANSI rendering. Must not: talk to the Kafka port, or depend on
-//! anything but the metric names documented in `docs/metrics.md`.
+//! Owns: rate computation between two scrapes and plain-ANSI rendering; `scrape` owns the
+//! minimal HTTP GET client and the Prometheus text parser. Must not: talk to the Kafka port,
+//! or depend on anything but the metric names documented in `docs/metrics.md`.
+
+mod scrape;
+
+pub use scrape::{
+    MAX_SCRAPE_BYTES, SCRAPE_TIMEOUT, Sample, Scrape, fetch_metrics, parse_prometheus,
+};
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
-use std::time::{Duration, Instant};
+use std::io::Write;
+use std::time::Duration;
+// The tests build scrapes at chosen instants.
+#[cfg(test)]
+use std::time::Instant;
 
 /// Where `sluice top` scrapes unless told otherwise (the broker's default `admin_listen`).
 pub const DEFAULT_ADMIN_ADDRESS: &str = "127.0.0.1:9644";
-/// Largest `/metrics` response accepted.
-pub const MAX_SCRAPE_BYTES: u64 = 64 * 1024 * 1024;
-/// Connect, read and write timeout of one scrape.
-pub const SCRAPE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Shortest refresh interval accepted, to keep a typo from hammering the broker.
 pub const MIN_INTERVAL_MS: u64 = 100;
 /// APIs shown in the latency table, in this order, when they have traffic.
@@ -60,158 +64,6 @@ pub fn run(args: TopArgs) -> Result<(), String> {
         // Home + clear screen, then the frame.
         let _ = write!(stdout, "\x1b[H\x1b[2J{screen}");
         let _ = stdout.flush();
-    }
-}
-
-/// `GET /metrics` from `admin` (HOST:PORT); the body on a 200.
-pub fn fetch_metrics(admin: &str) -> Result<String, String> {
-    let addr = admin
-        .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve admin address {admin}: {e}"))?
-        .next()
-        .ok_or_else(|| format!("admin address {admin} resolves to nothing"))?;
-    let mut stream = TcpStream::connect_timeout(&addr, SCRAPE_TIMEOUT)
-        .map_err(|e| format!("cannot connect to admin listener {admin}: {e}"))?;
-    let _ = stream.set_read_timeout(Some(SCRAPE_TIMEOUT));
-    let _ = stream.set_write_timeout(Some(SCRAPE_TIMEOUT));
-    let request = format!("GET /metrics HTTP/1.1\r\nHost: {admin}\r\nConnection: close\r\n\r\n");
-    stream
-        .write_all(request.as_bytes())
-        .map_err(|e| format!("sending request to {admin}: {e}"))?;
-    let mut raw = Vec::new();
-    stream
-        .take(MAX_SCRAPE_BYTES + 1)
-        .read_to_end(&mut raw)
-        .map_err(|e| format!("reading /metrics from {admin}: {e}"))?;
-    if raw.len() as u64 > MAX_SCRAPE_BYTES {
-        return Err(format!(
-            "/metrics from {admin} is larger than {MAX_SCRAPE_BYTES} bytes"
-        ));
-    }
-    let text = String::from_utf8(raw).map_err(|_| format!("/metrics from {admin} is not UTF-8"))?;
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| format!("malformed HTTP response from {admin}"))?;
-    let status = head.split(' ').nth(1).unwrap_or_default();
-    if status != "200" {
-        return Err(format!(
-            "GET /metrics on {admin} answered {}",
-            head.lines().next().unwrap_or("")
-        ));
-    }
-    Ok(body.to_string())
-}
-
-/// One sample line of the text format.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Sample {
-    pub name: String,
-    pub labels: Vec<(String, String)>,
-    pub value: f64,
-}
-
-impl Sample {
-    pub fn label(&self, key: &str) -> Option<&str> {
-        self.labels
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// Parses Prometheus text format 0.0.4 (comments skipped, escapes decoded, timestamps ignored).
-pub fn parse_prometheus(text: &str) -> Result<Vec<Sample>, String> {
-    let mut samples = Vec::new();
-    for (n, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        samples.push(parse_line(line).map_err(|e| format!("metrics line {}: {e}: {line}", n + 1))?);
-    }
-    Ok(samples)
-}
-
-fn parse_line(line: &str) -> Result<Sample, &'static str> {
-    let name_end = line
-        .find(|c: char| c == '{' || c.is_whitespace())
-        .ok_or("no value")?;
-    let name = &line[..name_end];
-    if name.is_empty() {
-        return Err("empty metric name");
-    }
-    let mut rest = &line[name_end..];
-    let mut labels = Vec::new();
-    if let Some(body) = rest.strip_prefix('{') {
-        let mut chars = body.char_indices();
-        let mut key = String::new();
-        loop {
-            let (i, c) = chars.next().ok_or("unterminated labels")?;
-            match c {
-                '}' if key.trim().is_empty() => {
-                    rest = &body[i + 1..];
-                    break;
-                }
-                ',' if key.trim().is_empty() => {}
-                '=' => {
-                    if chars.next().map(|(_, c)| c) != Some('"') {
-                        return Err("label value not quoted");
-                    }
-                    let mut value = String::new();
-                    loop {
-                        match chars.next().ok_or("unterminated label value")?.1 {
-                            '"' => break,
-                            '\\' => match chars.next().map(|(_, c)| c) {
-                                Some('n') => value.push('\n'),
-                                Some('\\') => value.push('\\'),
-                                Some('"') => value.push('"'),
-                                _ => return Err("bad escape in label value"),
-                            },
-                            c => value.push(c),
-                        }
-                    }
-                    labels.push((std::mem::take(&mut key).trim().to_string(), value));
-                }
-                '}' | ',' | '"' => return Err("label without a value"),
-                c => key.push(c),
-            }
-        }
-    }
-    let value_text = rest.split_whitespace().next().ok_or("no value")?;
-    let value = match value_text {
-        "+Inf" | "Inf" => f64::INFINITY,
-        "-Inf" => f64::NEG_INFINITY,
-        "NaN" => f64::NAN,
-        v => v.parse().map_err(|_| "bad value")?,
-    };
-    Ok(Sample {
-        name: name.to_string(),
-        labels,
-        value,
-    })
-}
-
-/// One scrape and when it was taken.
-pub struct Scrape {
-    pub at: Instant,
-    pub samples: Vec<Sample>,
-}
-
-impl Scrape {
-    pub fn take(admin: &str) -> Result<Scrape, String> {
-        let text = fetch_metrics(admin)?;
-        Ok(Scrape {
-            at: Instant::now(),
-            samples: parse_prometheus(&text)?,
-        })
-    }
-
-    fn sum(&self, name: &str, filter: impl Fn(&Sample) -> bool) -> f64 {
-        self.samples
-            .iter()
-            .filter(|s| s.name == name && filter(s))
-            .map(|s| s.value)
-            .sum()
     }
 }
 
@@ -262,6 +114,110 @@ fn rate(prev: Option<(&Scrape, f64)>, now: f64, elapsed: f64) -> Option<f64> {
     (elapsed > 0.0 && now >= before).then(|| (now - before) / elapsed)
 }
 
+/// One row per shard label seen in `current`.
+fn shard_rows(current: &Scrape) -> Vec<ShardRow> {
+    let mut shards: BTreeMap<(usize, String), ShardRow> = BTreeMap::new();
+    for s in &current.samples {
+        let Some(shard) = s.label("shard") else {
+            continue;
+        };
+        let key = (
+            shard.parse::<usize>().unwrap_or(usize::MAX),
+            shard.to_string(),
+        );
+        let row = shards.entry(key).or_insert_with(|| ShardRow {
+            shard: shard.to_string(),
+            ..ShardRow::default()
+        });
+        match s.name.as_str() {
+            "sluice_shard_busy_ratio" => row.busy_ratio = Some(s.value),
+            "sluice_connections" => row.connections = s.value,
+            "sluice_requests_in_flight" => row.in_flight = s.value,
+            "sluice_shard_ring_depth" => row.ring_depth = s.value,
+            _ => {}
+        }
+    }
+    shards.into_values().collect()
+}
+
+/// One row per topic with partition size series, with rates against `previous`.
+fn topic_rows(previous: Option<&Scrape>, current: &Scrape, elapsed: f64) -> Vec<TopicRow> {
+    let mut topics: BTreeMap<String, TopicRow> = BTreeMap::new();
+    for s in &current.samples {
+        if s.name == "sluice_partition_size_bytes"
+            && let Some(topic) = s.label("topic")
+        {
+            let row = topics.entry(topic.to_string()).or_insert_with(|| TopicRow {
+                topic: topic.to_string(),
+                ..TopicRow::default()
+            });
+            row.partitions += 1;
+            row.size_bytes += s.value;
+        }
+    }
+    for row in topics.values_mut() {
+        let of_topic = |s: &Sample| s.label("topic") == Some(row.topic.as_str());
+        let counter = |name: &str| {
+            let now = current.sum(name, of_topic);
+            let before = previous.map(|p| (p, p.sum(name, of_topic)));
+            rate(before, now, elapsed)
+        };
+        row.bytes_in_rate = counter("sluice_partition_bytes_in_total");
+        row.records_in_rate = counter("sluice_partition_records_in_total");
+        row.bytes_out_rate = counter("sluice_partition_bytes_out_total");
+        row.records_out_rate = counter("sluice_partition_records_out_total");
+    }
+    topics.into_values().collect()
+}
+
+/// One row per API with requests, Produce and Fetch first, with rates against `previous`.
+fn latency_rows(previous: Option<&Scrape>, current: &Scrape, elapsed: f64) -> Vec<LatencyRow> {
+    let mut rows = Vec::new();
+    let mut apis: Vec<String> = current
+        .samples
+        .iter()
+        .filter(|s| {
+            s.name == "sluice_request_duration_seconds_count" && s.label("stage") == Some("total")
+        })
+        .filter_map(|s| s.label("api").map(str::to_string))
+        .collect();
+    apis.sort_by_key(|a| {
+        (
+            LATENCY_APIS_FIRST
+                .iter()
+                .position(|f| f == a)
+                .unwrap_or(usize::MAX),
+            a.clone(),
+        )
+    });
+    apis.dedup();
+    for api in apis {
+        let of_api =
+            |s: &Sample| s.label("api") == Some(api.as_str()) && s.label("stage") == Some("total");
+        let quantile = |q: &str| {
+            current
+                .samples
+                .iter()
+                .find(|s| {
+                    s.name == "sluice_request_duration_seconds_quantile"
+                        && of_api(s)
+                        && s.label("quantile") == Some(q)
+                })
+                .map(|s| s.value)
+        };
+        let now = current.sum("sluice_request_duration_seconds_count", of_api);
+        let before = previous.map(|p| (p, p.sum("sluice_request_duration_seconds_count", of_api)));
+        rows.push(LatencyRow {
+            requests_rate: rate(before, now, elapsed),
+            p50: quantile("0.5"),
+            p99: quantile("0.99"),
+            p999: quantile("0.999"),
+            api,
+        });
+    }
+    rows
+}
+
 impl Frame {
     /// Builds a frame from the current scrape, with rates against `previous` if given.
     pub fn new(previous: Option<&Scrape>, current: &Scrape) -> Frame {
@@ -277,101 +233,9 @@ impl Frame {
             }
         }
 
-        let mut shards: BTreeMap<(usize, String), ShardRow> = BTreeMap::new();
-        for s in &current.samples {
-            let Some(shard) = s.label("shard") else {
-                continue;
-            };
-            let key = (
-                shard.parse::<usize>().unwrap_or(usize::MAX),
-                shard.to_string(),
-            );
-            let row = shards.entry(key).or_insert_with(|| ShardRow {
-                shard: shard.to_string(),
-                ..ShardRow::default()
-            });
-            match s.name.as_str() {
-                "sluice_shard_busy_ratio" => row.busy_ratio = Some(s.value),
-                "sluice_connections" => row.connections = s.value,
-                "sluice_requests_in_flight" => row.in_flight = s.value,
-                "sluice_shard_ring_depth" => row.ring_depth = s.value,
-                _ => {}
-            }
-        }
-        frame.shards = shards.into_values().collect();
-
-        let mut topics: BTreeMap<String, TopicRow> = BTreeMap::new();
-        for s in &current.samples {
-            if s.name == "sluice_partition_size_bytes"
-                && let Some(topic) = s.label("topic")
-            {
-                let row = topics.entry(topic.to_string()).or_insert_with(|| TopicRow {
-                    topic: topic.to_string(),
-                    ..TopicRow::default()
-                });
-                row.partitions += 1;
-                row.size_bytes += s.value;
-            }
-        }
-        for row in topics.values_mut() {
-            let of_topic = |s: &Sample| s.label("topic") == Some(row.topic.as_str());
-            let counter = |name: &str| {
-                let now = current.sum(name, of_topic);
-                let before = previous.map(|p| (p, p.sum(name, of_topic)));
-                rate(before, now, elapsed)
-            };
-            row.bytes_in_rate = counter("sluice_partition_bytes_in_total");
-            row.records_in_rate = counter("sluice_partition_records_in_total");
-            row.bytes_out_rate = counter("sluice_partition_bytes_out_total");
-            row.records_out_rate = counter("sluice_partition_records_out_total");
-        }
-        frame.topics = topics.into_values().collect();
-
-        let mut apis: Vec<String> = current
-            .samples
-            .iter()
-            .filter(|s| {
-                s.name == "sluice_request_duration_seconds_count"
-                    && s.label("stage") == Some("total")
-            })
-            .filter_map(|s| s.label("api").map(str::to_string))
-            .collect();
-        apis.sort_by_key(|a| {
-            (
-                LATENCY_APIS_FIRST
-                    .iter()
-                    .position(|f| f == a)
-                    .unwrap_or(usize::MAX),
-                a.clone(),
-            )
-        });
-        apis.dedup();
-        for api in apis {
-            let of_api = |s: &Sample| {
-                s.label("api") == Some(api.as_str()) && s.label("stage") == Some("total")
-            };
-            let quantile = |q: &str| {
-                current
-                    .samples
-                    .iter()
-                    .find(|s| {
-                        s.name == "sluice_request_duration_seconds_quantile"
-                            && of_api(s)
-                            && s.label("quantile") == Some(q)
-                    })
-                    .map(|s| s.value)
-            };
-            let now = current.sum("sluice_request_duration_seconds_count", of_api);
-            let before =
-                previous.map(|p| (p, p.sum("sluice_request_duration_seconds_count", of_api)));
-            frame.latency.push(LatencyRow {
-                requests_rate: rate(before, now, elapsed),
-                p50: quantile("0.5"),
-                p99: quantile("0.99"),
-                p999: quantile("0.999"),
-                api,
-            });
-        }
+        frame.shards = shard_rows(current);
+        frame.topics = topic_rows(previous, current, elapsed);
+        frame.latency = latency_rows(previous, current, elapsed);
         frame
     }
 

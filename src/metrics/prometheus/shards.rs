@@ -1,0 +1,150 @@
+//! Per-shard and connection families: open, accepted and moved connections, fetch file
+//! sends by path, requests in flight, event-loop busy/idle time, ring depth and dropped
+//! series. Gauges keep a `shard` label; counters without one sum over shards.
+//!
+//! Must not: emit partition or group series.
+
+use super::text::Out;
+use crate::metrics::ShardSnapshot;
+
+/// Connections, fetch file sends and requests in flight.
+pub(super) fn write_connections(out: &mut Out, snapshots: &[ShardSnapshot]) {
+    out.family(
+        "sluice_connections",
+        "gauge",
+        "Open client connections, by shard.",
+    );
+    for s in snapshots {
+        out.sample(
+            "sluice_connections",
+            &[("shard", &s.shard_id.to_string())],
+            s.connections as f64,
+        );
+    }
+    out.family(
+        "sluice_connections_accepted_total",
+        "counter",
+        "Client connections accepted.",
+    );
+    out.sample(
+        "sluice_connections_accepted_total",
+        &[],
+        snapshots
+            .iter()
+            .map(|s| s.connections_accepted)
+            .sum::<u64>() as f64,
+    );
+    out.family(
+        "sluice_connections_moved_total",
+        "counter",
+        "Connections moved to the shard that owns their partitions, by receiving shard.",
+    );
+    for s in snapshots {
+        out.sample(
+            "sluice_connections_moved_total",
+            &[("shard", &s.shard_id.to_string())],
+            s.connections_moved_in as f64,
+        );
+    }
+    out.family(
+        "sluice_fetch_file_sends_total",
+        "counter",
+        "Fetched log regions sent to a socket, by path: sendfile when every page was in the \
+         page cache, splice (on an io_uring worker) when some had to come from disk.",
+    );
+    for (path, count) in [
+        (
+            "sendfile",
+            snapshots
+                .iter()
+                .map(|s| s.fetch_sends_sendfile)
+                .sum::<u64>(),
+        ),
+        (
+            "splice",
+            snapshots.iter().map(|s| s.fetch_sends_splice).sum::<u64>(),
+        ),
+    ] {
+        out.sample(
+            "sluice_fetch_file_sends_total",
+            &[("path", path)],
+            count as f64,
+        );
+    }
+    out.family(
+        "sluice_requests_in_flight",
+        "gauge",
+        "Requests decoded but not yet answered, by shard.",
+    );
+    for s in snapshots {
+        out.sample(
+            "sluice_requests_in_flight",
+            &[("shard", &s.shard_id.to_string())],
+            s.requests_in_flight as f64,
+        );
+    }
+}
+
+/// Event-loop busy ratio and time, idle time, ring depth, and series dropped.
+pub(super) fn write_event_loops(out: &mut Out, snapshots: &[ShardSnapshot]) {
+    out.family(
+        "sluice_shard_busy_ratio",
+        "gauge",
+        "Share of the last second the shard's event loop spent running tasks.",
+    );
+    for s in snapshots {
+        if let Some(r) = s.busy_ratio {
+            out.sample(
+                "sluice_shard_busy_ratio",
+                &[("shard", &s.shard_id.to_string())],
+                r,
+            );
+        }
+    }
+    out.family(
+        "sluice_shard_busy_seconds_total",
+        "counter",
+        "Time the shard's event loop ran tasks.",
+    );
+    for s in snapshots {
+        out.sample(
+            "sluice_shard_busy_seconds_total",
+            &[("shard", &s.shard_id.to_string())],
+            s.busy_ns_total as f64 / 1e9,
+        );
+    }
+    out.family(
+        "sluice_shard_idle_seconds_total",
+        "counter",
+        "Time the shard's event loop waited for completions.",
+    );
+    for s in snapshots {
+        out.sample(
+            "sluice_shard_idle_seconds_total",
+            &[("shard", &s.shard_id.to_string())],
+            s.idle_ns_total as f64 / 1e9,
+        );
+    }
+    out.family(
+        "sluice_shard_ring_depth",
+        "gauge",
+        "io_uring submissions in flight on the shard's ring.",
+    );
+    for s in snapshots {
+        out.sample(
+            "sluice_shard_ring_depth",
+            &[("shard", &s.shard_id.to_string())],
+            s.ring_depth as f64,
+        );
+    }
+    out.family(
+        "sluice_metrics_series_dropped_total",
+        "counter",
+        "Labelled series not created because a shard reached its series limit.",
+    );
+    out.sample(
+        "sluice_metrics_series_dropped_total",
+        &[],
+        snapshots.iter().map(|s| s.series_dropped).sum::<u64>() as f64,
+    );
+}
