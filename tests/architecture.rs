@@ -47,7 +47,11 @@ fn no_source_file_is_over_the_line_limit() {
         .filter(|(_, n)| *n > MAX_FILE_LINES)
         .map(|(f, n)| format!("{} has {n} lines", f.display()))
         .collect();
-    assert!(over.is_empty(), "split along a real seam:\n{}", over.join("\n"));
+    assert!(
+        over.is_empty(),
+        "split along a real seam:\n{}",
+        over.join("\n")
+    );
 }
 
 /// (name, first line, length) of each function outside `#[cfg(test)]` code, found by its
@@ -91,24 +95,43 @@ fn functions_on_the_request_path_are_short() {
     for dir in REQUEST_PATH_DIRS {
         let mut files = Vec::new();
         rust_files(&source_root().join(dir), &mut files);
-        for file in files.iter().filter(|f| !f.components().any(|c| c.as_os_str() == "tests")) {
+        for file in files
+            .iter()
+            .filter(|f| !f.components().any(|c| c.as_os_str() == "tests"))
+        {
             for (name, line, length) in functions(&read(file)) {
                 seen += 1;
                 if length > MAX_FUNCTION_LINES {
-                    long.push(format!("{}:{line} fn {name} has {length} lines", file.display()));
+                    long.push(format!(
+                        "{}:{line} fn {name} has {length} lines",
+                        file.display()
+                    ));
                 }
             }
         }
     }
-    assert!(seen > 300, "found only {seen} functions: is the layout check still right?");
-    assert!(long.is_empty(), "break into named steps:\n{}", long.join("\n"));
+    assert!(
+        seen > 300,
+        "found only {seen} functions: is the layout check still right?"
+    );
+    assert!(
+        long.is_empty(),
+        "break into named steps:\n{}",
+        long.join("\n")
+    );
 }
 
 /// The top-level module of `server/` a path inside it belongs to.
 fn server_module(server: &Path, file: &Path) -> String {
     let relative = file.strip_prefix(server).unwrap_or(file);
-    let first = relative.components().next().map(|c| c.as_os_str().to_string_lossy().to_string());
-    first.unwrap_or_default().trim_end_matches(".rs").to_string()
+    let first = relative
+        .components()
+        .next()
+        .map(|c| c.as_os_str().to_string_lossy().to_string());
+    first
+        .unwrap_or_default()
+        .trim_end_matches(".rs")
+        .to_string()
 }
 
 /// Modules of `server/` this file names (`crate::server::x`, or `super::x` at top level).
@@ -120,7 +143,10 @@ fn server_imports(text: &str, top_level: bool, modules: &BTreeSet<String>) -> BT
         }
         for (at, _) in text.match_indices(prefix) {
             let rest = &text[at + prefix.len()..];
-            let name: String = rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
             if modules.contains(&name) {
                 out.insert(name);
             }
@@ -170,7 +196,11 @@ fn server_modules_import_without_a_circle() {
         let edges = graph.entry(module.clone()).or_default();
         edges.extend(imports.into_iter().filter(|m| *m != module));
     }
-    assert!(graph.len() > 10, "found only {} server modules", graph.len());
+    assert!(
+        graph.len() > 10,
+        "found only {} server modules",
+        graph.len()
+    );
     for module in graph.keys() {
         if let Some(cycle) = cycle_from(&graph, module) {
             panic!("import circle in server/: {}", cycle.join(" -> "));
@@ -189,10 +219,16 @@ fn handlers_never_call_each_other() {
         let own = server_module(&handlers, file);
         let text = read(file);
         for name in names.iter().filter(|n| **n != own && n.as_str() != "mod") {
-            if text.contains(&format!("handlers::{name}")) || text.contains(&format!("super::{name}::")) {
+            if text.contains(&format!("handlers::{name}"))
+                || text.contains(&format!("super::{name}::"))
+            {
                 calls.push(format!("{} uses handler {name}", file.display()));
             }
         }
     }
-    assert!(calls.is_empty(), "move the shared piece to server/views.rs or its own module:\n{}", calls.join("\n"));
+    assert!(
+        calls.is_empty(),
+        "move the shared piece to server/views.rs or its own module:\n{}",
+        calls.join("\n")
+    );
 }
