@@ -9,6 +9,7 @@ pub mod config;
 pub mod group;
 pub mod metadata;
 pub mod metrics;
+pub mod partition;
 pub mod protocol;
 pub mod server;
 pub mod shard;

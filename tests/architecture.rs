@@ -9,8 +9,15 @@ use std::path::{Path, PathBuf};
 const MAX_FILE_LINES: usize = 700;
 /// Lines a function on the request path may have.
 const MAX_FUNCTION_LINES: usize = 100;
-/// Layers a request passes through: socket → decode → handler → shard → log.
-const REQUEST_PATH_DIRS: &[&str] = &["server", "protocol", "shard", "storage", "group"];
+/// Layers a request passes through: socket → decode → handler → shard → partition → log.
+const REQUEST_PATH_DIRS: &[&str] = &[
+    "server",
+    "protocol",
+    "shard",
+    "partition",
+    "storage",
+    "group",
+];
 
 fn source_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("src")
@@ -230,5 +237,51 @@ fn handlers_never_call_each_other() {
         calls.is_empty(),
         "move the shared piece to server/views.rs or its own module:\n{}",
         calls.join("\n")
+    );
+}
+
+/// Layers below the handlers never reach back up: the partition layer and the log know
+/// nothing of requests or shards, and only the partition layer (and the shard, which opens a
+/// log and wraps it) names the log's type.
+#[test]
+fn lower_layers_never_import_the_layers_above() {
+    let mut refs = Vec::new();
+    for (dir, above) in [
+        ("partition", &["crate::server", "crate::shard"][..]),
+        (
+            "storage",
+            &["crate::server", "crate::shard", "crate::partition"][..],
+        ),
+    ] {
+        let mut files = Vec::new();
+        rust_files(&source_root().join(dir), &mut files);
+        assert!(!files.is_empty(), "no files in src/{dir}");
+        for file in &files {
+            let text = read(file);
+            for layer in above.iter().filter(|l| text.contains(*l)) {
+                refs.push(format!("{} uses {layer}", file.display()));
+            }
+        }
+    }
+    assert!(
+        refs.is_empty(),
+        "a lower layer reaches up:\n{}",
+        refs.join("\n")
+    );
+}
+
+#[test]
+fn handlers_reach_the_log_only_through_the_partition() {
+    let mut files = Vec::new();
+    rust_files(&source_root().join("server"), &mut files);
+    let direct: Vec<String> = files
+        .iter()
+        .filter(|f| read(f).contains("PartitionLog"))
+        .map(|f| format!("{} names PartitionLog", f.display()))
+        .collect();
+    assert!(
+        direct.is_empty(),
+        "go through partition::Partition:\n{}",
+        direct.join("\n")
     );
 }

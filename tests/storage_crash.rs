@@ -148,7 +148,7 @@ fn crash_test_acknowledged_batches_survive_sigkill() {
             let mut batches = std::collections::HashMap::new();
             let mut offset = log.log_start_offset();
             let mut next_expected = offset;
-            while offset < log.high_watermark() {
+            while offset < log.written_end_offset() {
                 let slice = log.read(offset, 1 << 20).await.expect("read");
                 for r in &slice.regions {
                     let bytes = r.read_to_vec().await.expect("region");

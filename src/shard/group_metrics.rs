@@ -64,7 +64,7 @@ impl GroupMetricsState {
                     asked
                         .iter()
                         .map(|(t, p)| match s.partitions.get(t, *p) {
-                            Lookup::Online(log, ..) => Some(log.high_watermark()),
+                            Lookup::Online(online) => Some(online.high_watermark()),
                             _ => None,
                         })
                         .collect::<Vec<_>>()

@@ -9,6 +9,7 @@
 use super::{PartitionSlot, PartitionTable, SHARD_CHANNEL_CAPACITY, Shard, ShardTask};
 use crate::config::BrokerConfig;
 use crate::metadata::{MetadataView, MetadataWriter};
+use crate::partition::Partition;
 use crate::storage::PartitionLog;
 use std::cell::Cell;
 use std::collections::HashSet;
@@ -462,8 +463,8 @@ pub async fn open_owned_partitions(shard: &Rc<Shard>) {
             offline += 1;
         }
     }
-    for (_, _, log, _) in shard.partitions.all_online() {
-        if log.opened_clean() {
+    for (_, _, p) in shard.partitions.all_online() {
+        if p.opened_clean() {
             clean += 1;
         } else {
             recovered += 1;
@@ -495,7 +496,8 @@ pub async fn open_partition(
             Ok(log) => {
                 let metrics = shard.metrics.clone();
                 log.observe_syncs(Rc::new(move |ns| metrics.record_fsync(ns)));
-                PartitionSlot::Online(log, shard.metrics.partition(topic, partition))
+                let metrics = shard.metrics.partition(topic, partition);
+                PartitionSlot::Online(Rc::new(Partition::new(log, metrics)))
             }
             Err(e) => {
                 tracing::error!(topic, partition, error = %e, "partition offline");
@@ -528,20 +530,15 @@ async fn maintenance(shard: Rc<Shard>) {
             .await;
         let now = super::now_ms();
         let logs = shard.partitions.all_online();
-        for (topic, partition, log, metrics) in &logs {
+        for (topic, partition, p) in &logs {
             // Shutdown closes the logs (with a final flush): no background work after that.
             if shard.shutting_down.get() {
                 return;
             }
-            if let Err(e) = log.flush_if_due(now).await {
+            if let Err(e) = p.flush_if_due(now).await {
                 tracing::error!(topic, partition, error = %e, "background flush failed");
             }
-            metrics.set_storage(
-                log.segment_count() as u64,
-                log.size_bytes(),
-                log.log_start_offset(),
-                log.log_end_offset(),
-            );
+            p.publish_storage_metrics();
         }
         if last_retention.elapsed() >= retention_every {
             last_retention = std::time::Instant::now();
@@ -553,11 +550,11 @@ async fn maintenance(shard: Rc<Shard>) {
                     "expired committed offsets of empty groups"
                 );
             }
-            for (topic, partition, log, _) in &logs {
+            for (topic, partition, p) in &logs {
                 if shard.shutting_down.get() {
                     return;
                 }
-                match log.enforce_retention(now).await {
+                match p.enforce_retention(now).await {
                     Ok(0) => {}
                     Ok(n) => {
                         tracing::info!(topic, partition, segments = n, "retention deleted segments")
@@ -570,8 +567,8 @@ async fn maintenance(shard: Rc<Shard>) {
 }
 
 async fn close_partitions(shard: &Rc<Shard>) {
-    for (topic, partition, log, _) in shard.partitions.all_online() {
-        if let Err(e) = log.close().await {
+    for (topic, partition, p) in shard.partitions.all_online() {
+        if let Err(e) = p.close().await {
             tracing::error!(topic, partition, error = %e, "close failed");
         }
     }

@@ -1,15 +1,15 @@
-//! The partitions one shard owns: open logs, or the reason a partition is offline.
+//! The partitions one shard owns: each an online `Partition`, or the reason it is offline.
 //! Lookups are synchronous and borrow nothing across `.await` (the `Rc` is cloned out).
 
-use crate::metrics::PartitionMetrics;
-use crate::storage::PartitionLog;
+use crate::partition::Partition;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
 pub enum PartitionSlot {
-    /// The log and the metrics handle its traffic is recorded through (no map lookup per request).
-    Online(Rc<PartitionLog>, Rc<PartitionMetrics>),
+    /// Served: the partition holds its log and the metrics handle its traffic is recorded
+    /// through (no map lookup per request).
+    Online(Rc<Partition>),
     /// Refused at open (corruption before the recovery point, I/O error): never served.
     Offline(String),
 }
@@ -20,7 +20,7 @@ pub struct PartitionTable {
 }
 
 pub enum Lookup {
-    Online(Rc<PartitionLog>, Rc<PartitionMetrics>),
+    Online(Rc<Partition>),
     Offline(String),
     Missing,
 }
@@ -29,9 +29,7 @@ impl PartitionTable {
     pub fn get(&self, topic: &str, partition: i32) -> Lookup {
         let topics = self.topics.borrow();
         match topics.get(topic).and_then(|p| p.get(&partition)) {
-            Some(PartitionSlot::Online(log, metrics)) => {
-                Lookup::Online(log.clone(), metrics.clone())
-            }
+            Some(PartitionSlot::Online(online)) => Lookup::Online(Rc::clone(online)),
             Some(PartitionSlot::Offline(why)) => Lookup::Offline(why.clone()),
             None => Lookup::Missing,
         }
@@ -52,27 +50,27 @@ impl PartitionTable {
             .insert(partition, slot);
     }
 
-    /// Removes a whole topic and returns its online logs (to close or delete them).
-    pub fn remove_topic(&self, topic: &str) -> Vec<(i32, Rc<PartitionLog>)> {
+    /// Removes a whole topic and returns its online partitions (to close or delete them).
+    pub fn remove_topic(&self, topic: &str) -> Vec<(i32, Rc<Partition>)> {
         let removed = self.topics.borrow_mut().remove(topic);
         removed
             .into_iter()
             .flatten()
             .filter_map(|(p, slot)| match slot {
-                PartitionSlot::Online(log, _) => Some((p, log)),
+                PartitionSlot::Online(partition) => Some((p, partition)),
                 PartitionSlot::Offline(_) => None,
             })
             .collect()
     }
 
-    /// Every online log with its metrics handle, cloned out so callers may await on them.
-    pub fn all_online(&self) -> Vec<(String, i32, Rc<PartitionLog>, Rc<PartitionMetrics>)> {
+    /// Every online partition, cloned out so callers may await on them.
+    pub fn all_online(&self) -> Vec<(String, i32, Rc<Partition>)> {
         let topics = self.topics.borrow();
         let mut out = Vec::new();
         for (topic, parts) in topics.iter() {
             for (p, slot) in parts {
-                if let PartitionSlot::Online(log, metrics) = slot {
-                    out.push((topic.clone(), *p, log.clone(), metrics.clone()));
+                if let PartitionSlot::Online(partition) = slot {
+                    out.push((topic.clone(), *p, Rc::clone(partition)));
                 }
             }
         }

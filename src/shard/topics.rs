@@ -93,8 +93,8 @@ pub async fn delete_topic(shard: &Rc<Shard>, name: String) -> Result<Arc<TopicMe
             s.invoke_on_all(move |owner| {
                 let name = deleted_name.clone();
                 async move {
-                    for (partition, log) in owner.partitions.remove_topic(&name) {
-                        if let Err(e) = log.delete().await {
+                    for (partition, p) in owner.partitions.remove_topic(&name) {
+                        if let Err(e) = p.delete().await {
                             tracing::error!(topic = %name, partition, error = %e, "deleting partition files failed");
                         }
                     }
@@ -146,10 +146,10 @@ pub async fn alter_topic_config(
                     let altered = altered.clone();
                     async move {
                         for p in 0..altered.partitions {
-                            if let super::table::Lookup::Online(log, _) =
+                            if let super::table::Lookup::Online(online) =
                                 owner.partitions.get(&altered.name, p)
                             {
-                                log.update_config(altered.config.clone());
+                                online.update_config(altered.config.clone());
                             }
                         }
                     }

@@ -12,7 +12,7 @@ use super::error::StorageError;
 use super::log::{AppendOutcome, PartitionLog};
 use super::producer_state::{BatchMetadata, ProducerEntry, SequenceCheck, check_sequence};
 use super::segment::Segment;
-use crate::config::{Durability, TimestampType};
+use crate::config::TimestampType;
 
 /// The leader epoch written into every stored batch (single-replica broker: always 0).
 pub const LEADER_EPOCH: i32 = 0;
@@ -22,7 +22,8 @@ pub const LEADER_EPOCH: i32 = 0;
 pub(super) struct AppendSettings {
     pub(super) max_bytes: u32,
     pub(super) timestamp_type: TimestampType,
-    /// Whether to wait for the sync: the request's wish after the topic's `durability`.
+    /// Whether to wait for the sync. Decided by the caller (`partition::Partition::append`
+    /// from the topic's `durability` and the producer's acks); the log only carries it out.
     pub(super) durable: bool,
     pub(super) index_interval: u32,
 }
@@ -122,16 +123,12 @@ pub(super) fn stamp_batches(
 }
 
 impl PartitionLog {
-    pub(super) fn append_settings(&self, requested_durable: bool) -> AppendSettings {
+    pub(super) fn append_settings(&self, durable: bool) -> AppendSettings {
         let c = self.config.borrow();
         AppendSettings {
             max_bytes: c.max_message_bytes,
             timestamp_type: c.message_timestamp_type,
-            durable: match c.durability {
-                Durability::Always => true,
-                Durability::None => false,
-                Durability::AcksAll => requested_durable,
-            },
+            durable,
             index_interval: c.index_interval_bytes,
         }
     }

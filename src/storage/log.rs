@@ -35,8 +35,9 @@ pub use super::writer::{MAX_IOVECS_PER_WRITE, WRITE_RETRY_BACKOFF_MS};
 /// Least time between two background rewrites of a partition's state file (recovery point).
 /// `flush.ms` syncs the data itself more often than this (default 100 ms).
 pub const RECOVERY_POINT_PERSIST_MS: i64 = 1000;
-/// DeleteRecords sentinel meaning "up to the high watermark".
-pub const DELETE_RECORDS_TO_HIGH_WATERMARK: i64 = -1;
+/// DeleteRecords sentinel meaning "up to the written end" (Kafka's -1; the partition layer
+/// resolves it to the high watermark before it gets here).
+pub const DELETE_RECORDS_TO_WRITTEN_END: i64 = -1;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AppendOutcome {
@@ -59,8 +60,9 @@ pub(super) struct Offsets {
     pub(super) log_start_offset: Cell<i64>,
     /// Log end offset: one past the last offset assigned (dispatched).
     pub(super) next_offset: Cell<i64>,
-    /// One past the last offset written to the file (readable).
-    pub(super) high_watermark: Cell<i64>,
+    /// One past the last offset written to the file (readable). Not Kafka's high watermark:
+    /// `partition::Partition` derives that from it (equal on one node with RF=1).
+    pub(super) written_end_offset: Cell<i64>,
     /// One past the last offset known to be on stable storage.
     pub(super) durable_offset: Cell<i64>,
     /// The recovery point last persisted in the state file.
@@ -133,8 +135,10 @@ impl PartitionLog {
     pub fn log_end_offset(&self) -> i64 {
         self.offsets.next_offset.get()
     }
-    pub fn high_watermark(&self) -> i64 {
-        self.offsets.high_watermark.get()
+    /// One past the last offset written to the file: what a read may serve. Kafka's high
+    /// watermark is derived from it by `partition::Partition`.
+    pub fn written_end_offset(&self) -> i64 {
+        self.offsets.written_end_offset.get()
     }
     /// One past the last offset known to be synced to stable storage.
     pub fn durable_offset(&self) -> i64 {
@@ -176,10 +180,11 @@ impl PartitionLog {
         self.producers.borrow().infos()
     }
 
-    /// Completes when the high watermark next advances (Fetch long-poll). Owns its state,
-    /// so it can be raced against a timer.
+    /// Completes when the written end next advances (an append was written), the writer goes
+    /// idle or the log fails; `Partition::wait_for_append` (Fetch long-poll) builds on it.
+    /// Owns its state, so it can be raced against a timer.
     pub fn wait_for_append(&self) -> impl Future<Output = ()> + 'static {
-        self.writer.hw_advanced.listen()
+        self.writer.written_advanced.listen()
     }
 
     pub(super) fn check_online(&self) -> Result<(), StorageError> {
@@ -214,7 +219,7 @@ impl PartitionLog {
             .borrow_mut()
             .get_or_insert_with(|| error.to_string());
         self.writer.queue.borrow_mut().clear();
-        self.writer.hw_advanced.notify();
+        self.writer.written_advanced.notify();
         self.writer.synced.notify();
     }
 
@@ -236,6 +241,8 @@ impl PartitionLog {
     /// Appends already-validated batches (CRC was checked at the boundary), bytes exactly as
     /// received except the broker-owned fields patched in place. Returns once the data is
     /// written (and, if `durable`, synced — group-committed with concurrent appends).
+    /// `durable` is the caller's decision: the topic's `durability` policy is applied once,
+    /// by `partition::Partition::append`, never again here.
     pub async fn append(
         &self,
         batches: BytesMut,
@@ -328,7 +335,7 @@ impl PartitionLog {
         let state = PartitionState {
             log_start_offset: self.offsets.log_start_offset.get(),
             recovery_point: self.offsets.recovery_point.get(),
-            high_watermark: self.offsets.high_watermark.get(),
+            written_end_offset: self.offsets.written_end_offset.get(),
             clean_shutdown,
         };
         write_state(&self.dir, &state).await
@@ -360,7 +367,7 @@ impl PartitionLog {
         sync_data: bool,
     ) -> Result<(), StorageError> {
         let target = if sync_data {
-            self.offsets.high_watermark.get()
+            self.offsets.written_end_offset.get()
         } else {
             self.offsets.durable_offset.get()
         };
@@ -393,11 +400,11 @@ impl PartitionLog {
             (c.flush_messages, c.flush_ms)
         };
         let unflushed = self.flush.unflushed_records.get();
-        let hw = self.offsets.high_watermark.get();
+        let written_end = self.offsets.written_end_offset.get();
         let by_count = flush_messages > 0 && unflushed >= flush_messages;
         let by_time = flush_ms >= 0
             && now_ms - self.flush.last_flush_ms.get() >= flush_ms
-            && (unflushed > 0 || self.offsets.recovery_point.get() < hw);
+            && (unflushed > 0 || self.offsets.recovery_point.get() < written_end);
         if by_count || by_time {
             self.flush.last_flush_ms.set(now_ms);
             let persist =
@@ -410,7 +417,7 @@ impl PartitionLog {
             // of the same file would only contend with it.
             let requested = self.writer.durable_requested.get();
             let group_commit_covers =
-                requested >= hw && requested > self.offsets.durable_offset.get();
+                requested >= written_end && requested > self.offsets.durable_offset.get();
             self.flush_inner(persist, !group_commit_covers).await?;
         }
         Ok(())

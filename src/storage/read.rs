@@ -1,6 +1,6 @@
 //! Reading the log: Fetch as file regions for zero-copy sends (`read`), ListOffsets by
-//! timestamp (`offset_for_timestamp`, `max_timestamp`). Never serves past the high
-//! watermark, and data trusted from disk is CRC-checked once before its first read. Must not
+//! timestamp (`offset_for_timestamp`, `max_timestamp`). Never serves past the written
+//! end, and data trusted from disk is CRC-checked once before its first read. Must not
 //! change offsets, the write queue or the files.
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
@@ -72,7 +72,7 @@ impl AsFd for FileRegion {
 #[derive(Debug, Clone)]
 pub struct ReadSlice {
     pub regions: Vec<FileRegion>,
-    pub high_watermark: i64,
+    pub written_end_offset: i64,
     pub log_start_offset: i64,
     pub total_bytes: u64,
     /// Records in the returned batches (offsets they span), for the records-out counter.
@@ -86,7 +86,7 @@ impl PartitionLog {
         let mut best = (-1i64, -1i64);
         for s in self.segments.borrow().iter() {
             if s.max_timestamp.get() > best.0
-                && s.offset_of_max_timestamp.get() < self.offsets.high_watermark.get()
+                && s.offset_of_max_timestamp.get() < self.offsets.written_end_offset.get()
             {
                 best = (s.max_timestamp.get(), s.offset_of_max_timestamp.get());
             }
@@ -95,15 +95,15 @@ impl PartitionLog {
     }
 
     /// File regions for a fetch at `fetch_offset`: starts at the batch holding it, ends on a
-    /// batch boundary, never past the high watermark, at most `max_bytes` except that the
+    /// batch boundary, never past the written end, at most `max_bytes` except that the
     /// first batch is always whole (KIP-74).
     pub async fn read(&self, fetch_offset: i64, max_bytes: u32) -> Result<ReadSlice, StorageError> {
         self.check_online()?;
-        let hw = self.offsets.high_watermark.get();
+        let written_end = self.offsets.written_end_offset.get();
         let log_start = self.offsets.log_start_offset.get();
         let empty = ReadSlice {
             regions: Vec::new(),
-            high_watermark: hw,
+            written_end_offset: written_end,
             log_start_offset: log_start,
             total_bytes: 0,
             record_count: 0,
@@ -115,7 +115,7 @@ impl PartitionLog {
                 log_end_offset: self.offsets.next_offset.get(),
             });
         }
-        if fetch_offset >= hw {
+        if fetch_offset >= written_end {
             return Ok(empty);
         }
         let Some(segment) = self.segment_for(fetch_offset) else {
@@ -127,7 +127,7 @@ impl PartitionLog {
         let first_end = position + header.size_bytes() as u64;
         let limit = (position + max_bytes as u64).max(first_end);
         let (end, next_offset) = segment
-            .boundary_at_or_before(first_end, limit, header.last_offset() + 1, hw)
+            .boundary_at_or_before(first_end, limit, header.last_offset() + 1, written_end)
             .await?;
         // Data trusted from disk (clean shutdown, or before the recovery point) is CRC-checked
         // once before its first read; damage takes the partition offline, never to a client.
@@ -143,7 +143,7 @@ impl PartitionLog {
                 position,
                 len: len as u32,
             }],
-            high_watermark: hw,
+            written_end_offset: written_end,
             log_start_offset: self.offsets.log_start_offset.get(),
             total_bytes: len,
             record_count: (next_offset - header.base_offset).max(0) as u64,
@@ -178,7 +178,7 @@ impl PartitionLog {
                         .await?;
                 let (offset, ts) = first_record_at_or_after(&bytes, &h, timestamp_ms, log_start)
                     .unwrap_or((h.base_offset.max(log_start), h.max_timestamp));
-                if offset < self.offsets.high_watermark.get() {
+                if offset < self.offsets.written_end_offset.get() {
                     return Ok(Some((offset, ts)));
                 }
                 return Ok(None);

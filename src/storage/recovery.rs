@@ -222,14 +222,14 @@ impl PartitionLog {
         Ok(segments)
     }
 
-    /// Sets the log end, high watermark and log start from the recovered segments; returns
+    /// Sets the log end, written end and log start from the recovered segments; returns
     /// the log end.
     fn set_recovered_offsets(&self, segments: &[Rc<Segment>], state_log_start: i64) -> i64 {
         let first = &segments[0];
         let last = &segments[segments.len() - 1];
         let log_end = last.next_offset.get();
         self.offsets.next_offset.set(log_end);
-        self.offsets.high_watermark.set(log_end);
+        self.offsets.written_end_offset.set(log_end);
         self.writer.durable_requested.set(log_end);
         self.offsets
             .log_start_offset

@@ -6,7 +6,7 @@
 use std::rc::Rc;
 
 use super::error::StorageError;
-use super::log::{DELETE_RECORDS_TO_HIGH_WATERMARK, PartitionLog};
+use super::log::{DELETE_RECORDS_TO_WRITTEN_END, PartitionLog};
 use super::recovery::remove_segment_files;
 use super::segment::Segment;
 
@@ -31,13 +31,13 @@ impl PartitionLog {
             }
             drop(guard);
         }
-        let hw = self.offsets.high_watermark.get();
+        let written_end = self.offsets.written_end_offset.get();
         let doomed: Vec<Rc<Segment>> = {
             let segs = self.segments.borrow();
             let mut total: i64 = segs.iter().map(|s| s.size_bytes.get() as i64).sum();
             let mut doomed = Vec::new();
             for s in segs.iter().take(segs.len().saturating_sub(1)) {
-                if s.next_offset.get() > hw {
+                if s.next_offset.get() > written_end {
                     break;
                 }
                 let size = s.size_bytes.get() as i64;
@@ -57,21 +57,21 @@ impl PartitionLog {
         Ok(doomed.len())
     }
 
-    /// DeleteRecords: advances the log start offset to `before_offset` (-1: the high
-    /// watermark), deletes whole segments below it and persists the new start.
+    /// DeleteRecords: advances the log start offset to `before_offset` (-1: the written
+    /// end), deletes whole segments below it and persists the new start.
     pub async fn delete_records(&self, before_offset: i64) -> Result<i64, StorageError> {
         self.check_online()?;
-        let hw = self.offsets.high_watermark.get();
-        let target = if before_offset == DELETE_RECORDS_TO_HIGH_WATERMARK {
-            hw
+        let written_end = self.offsets.written_end_offset.get();
+        let target = if before_offset == DELETE_RECORDS_TO_WRITTEN_END {
+            written_end
         } else {
             before_offset
         };
-        if target < 0 || target > hw {
+        if target < 0 || target > written_end {
             return Err(StorageError::OffsetOutOfRange {
                 offset: before_offset,
                 log_start_offset: self.offsets.log_start_offset.get(),
-                log_end_offset: hw,
+                log_end_offset: written_end,
             });
         }
         if target <= self.offsets.log_start_offset.get() {

@@ -139,7 +139,7 @@ impl PartitionLog {
             self.sealer.in_flight.set(self.sealer.in_flight.get() - 1);
             self.sealer.finished.notify();
             // `wait_writer_idle` counts seals as writer work.
-            self.writer.hw_advanced.notify();
+            self.writer.written_advanced.notify();
         }
     }
 

@@ -562,11 +562,11 @@ impl Segment {
         from: u64,
         limit: u64,
         next_offset_at_from: i64,
-        high_watermark: i64,
+        written_end_offset: i64,
     ) -> Result<(u64, i64), StorageError> {
         let visible = self.visible_bytes.get();
         if visible <= limit {
-            return Ok((visible, self.next_offset.get().min(high_watermark)));
+            return Ok((visible, self.next_offset.get().min(written_end_offset)));
         }
         let mut start = from;
         if let Some((_, p)) = self.offset_index.borrow().floor_position(limit as u32)

@@ -22,7 +22,7 @@ pub struct PartitionState {
     pub log_start_offset: i64,
     /// Every batch below this offset was synced to disk; recovery re-validates from here.
     pub recovery_point: i64,
-    pub high_watermark: i64,
+    pub written_end_offset: i64,
     pub clean_shutdown: bool,
 }
 
@@ -33,7 +33,7 @@ impl PartitionState {
         b.extend_from_slice(&STATE_VERSION.to_be_bytes());
         b.extend_from_slice(&self.log_start_offset.to_be_bytes());
         b.extend_from_slice(&self.recovery_point.to_be_bytes());
-        b.extend_from_slice(&self.high_watermark.to_be_bytes());
+        b.extend_from_slice(&self.written_end_offset.to_be_bytes());
         b.push(self.clean_shutdown as u8);
         let crc = crc32c::crc32c(&b);
         b.extend_from_slice(&crc.to_be_bytes());
@@ -64,7 +64,7 @@ impl PartitionState {
         Ok(PartitionState {
             log_start_offset: i64_at(6),
             recovery_point: i64_at(14),
-            high_watermark: i64_at(22),
+            written_end_offset: i64_at(22),
             clean_shutdown: buf[30] == 1,
         })
     }
@@ -159,7 +159,7 @@ mod tests {
         let s = PartitionState {
             log_start_offset: 5,
             recovery_point: 10,
-            high_watermark: 12,
+            written_end_offset: 12,
             clean_shutdown: true,
         };
         let b = s.encode();
@@ -178,11 +178,11 @@ mod tests {
         let mut s = PartitionState {
             log_start_offset: 0,
             recovery_point: 0,
-            high_watermark: 0,
+            written_end_offset: 0,
             clean_shutdown: false,
         };
         write_state(dir.path(), &s).await.unwrap();
-        s.high_watermark = 99;
+        s.written_end_offset = 99;
         write_state(dir.path(), &s).await.unwrap();
         assert_eq!(read_state(dir.path()).await.unwrap(), Some(s));
         assert!(!dir.path().join("partition.state.tmp").exists());

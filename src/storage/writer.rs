@@ -49,8 +49,8 @@ pub(super) struct WriterState {
     pub(super) running: Cell<bool>,
     /// End offset of the newest append that asked for durability.
     pub(super) durable_requested: Cell<i64>,
-    /// Notified when the high watermark advances, the writer goes idle or the log fails.
-    pub(super) hw_advanced: Rc<Event>,
+    /// Notified when the written end advances, the writer goes idle or the log fails.
+    pub(super) written_advanced: Rc<Event>,
     /// Notified after each group commit, and when waiters must give up.
     pub(super) synced: Rc<Event>,
     /// Bumped when queued writes are abandoned (disk full): waiters from an older epoch fail
@@ -108,7 +108,7 @@ impl PartitionLog {
             let event = if durable {
                 &self.writer.synced
             } else {
-                &self.writer.hw_advanced
+                &self.writer.written_advanced
             };
             let listen = event.listen();
             if self.writer.epoch.get() != epoch {
@@ -129,7 +129,7 @@ impl PartitionLog {
             let done = if durable {
                 self.offsets.durable_offset.get() >= end_offset
             } else {
-                self.offsets.high_watermark.get() >= end_offset
+                self.offsets.written_end_offset.get() >= end_offset
             };
             if done {
                 return Ok(());
@@ -189,7 +189,7 @@ impl PartitionLog {
         }
         self.writer.running.set(false);
         // Wake anyone waiting for the writer to go idle (close, delete).
-        self.writer.hw_advanced.notify();
+        self.writer.written_advanced.notify();
     }
 
     /// Writes (or hands to the sealer) every item taken from the queue, in order, then
@@ -226,7 +226,7 @@ impl PartitionLog {
         Ok(())
     }
 
-    /// One writev of `iov` at `position`, then the high watermark moves to `end_offset`.
+    /// One writev of `iov` at `position`, then the written end moves to `end_offset`.
     async fn write_run(
         &self,
         segment: &Segment,
@@ -251,17 +251,17 @@ impl PartitionLog {
         segment.mark_written();
         segment.visible_bytes.set(end_position);
         assert!(
-            end_offset > self.offsets.high_watermark.get(),
-            "high watermark only grows"
+            end_offset > self.offsets.written_end_offset.get(),
+            "the written end only grows"
         );
-        self.offsets.high_watermark.set(end_offset);
-        self.writer.hw_advanced.notify();
+        self.offsets.written_end_offset.set(end_offset);
+        self.writer.written_advanced.notify();
         Ok(())
     }
 
     /// Group commit: one fdatasync covers every append written so far.
     async fn group_commit(&self) -> Result<(), StorageError> {
-        let target = self.offsets.high_watermark.get();
+        let target = self.offsets.written_end_offset.get();
         // Everything below `target` in rolled segments must be on disk too: seals in
         // flight finish first, and a segment rolled while this pass was writing (its
         // seal is still queued behind this writer) is synced here, not left to that
@@ -316,9 +316,9 @@ impl PartitionLog {
         let guard = self.dispatch_lock.lock().await;
         self.writer.queue.borrow_mut().clear();
         self.writer.epoch.set(self.writer.epoch.get() + 1);
-        let hw = self.offsets.high_watermark.get();
+        let written_end = self.offsets.written_end_offset.get();
         let active = self.active_segment();
-        if active.base_offset > hw {
+        if active.base_offset > written_end {
             // The failure hit the tail of a segment that has since been rolled: not a state
             // we can cut back safely in place. Reopening (recovery) handles it.
             return Err(StorageError::Offline {
@@ -330,16 +330,16 @@ impl PartitionLog {
         active
             .time_index
             .borrow_mut()
-            .truncate_to_offset((hw - active.base_offset) as u32);
-        active.next_offset.set(hw);
-        self.offsets.next_offset.set(hw);
-        if self.writer.durable_requested.get() > hw {
-            self.writer.durable_requested.set(hw);
+            .truncate_to_offset((written_end - active.base_offset) as u32);
+        active.next_offset.set(written_end);
+        self.offsets.next_offset.set(written_end);
+        if self.writer.durable_requested.get() > written_end {
+            self.writer.durable_requested.set(written_end);
         }
         self.rebuild_producer_state().await?;
         drop(guard);
         // Waiters of abandoned appends see the new epoch and fail.
-        self.writer.hw_advanced.notify();
+        self.writer.written_advanced.notify();
         self.writer.synced.notify();
         Ok(())
     }
@@ -347,7 +347,7 @@ impl PartitionLog {
     /// Waits until every queued write has reached the file.
     pub(super) async fn wait_writer_idle(&self) {
         loop {
-            let listen = self.writer.hw_advanced.listen();
+            let listen = self.writer.written_advanced.listen();
             if !self.writer.running.get()
                 && self.writer.queue.borrow().is_empty()
                 && self.sealer.in_flight.get() == 0

@@ -24,18 +24,12 @@ pub async fn handle(
             let topic_name = name.clone();
             let (code, low) = shard
                 .invoke_on(owner, move |s| async move {
-                    let Lookup::Online(log, _) = s.partitions.get(&topic_name, partition) else {
+                    let Lookup::Online(p) = s.partitions.get(&topic_name, partition) else {
                         return (ResponseError::UnknownTopicOrPartition.code(), -1);
                     };
-                    let target = if offset == -1 {
-                        log.high_watermark()
-                    } else {
-                        offset
-                    };
-                    if target < 0 || target > log.high_watermark() {
-                        return (ResponseError::OffsetOutOfRange.code(), -1);
-                    }
-                    match log.delete_records(target).await {
+                    // The partition resolves -1 to its high watermark and refuses offsets
+                    // past it (OFFSET_OUT_OF_RANGE).
+                    match p.delete_records(offset).await {
                         Ok(start) => (0, start),
                         Err(e) => (e.kafka_error_code(), -1),
                     }

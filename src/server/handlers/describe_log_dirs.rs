@@ -1,5 +1,5 @@
 //! DescribeLogDirs: the one data directory and, per partition asked (all when `topics` is
-//! null), its size on disk as its owning shard reports it (`PartitionLog::size_bytes`).
+//! null), its size on disk as its owning shard reports it (`Partition::size_bytes`).
 //! Total and usable bytes (v4) come from statvfs of the data directory.
 
 use crate::server::context::RequestContext;
@@ -65,7 +65,7 @@ pub async fn handle(
                 let size = shard
                     .invoke_on(owner, move |s| async move {
                         match s.partitions.get(&topic, partition) {
-                            Lookup::Online(log, ..) => Some(log.size_bytes()),
+                            Lookup::Online(p) => Some(p.size_bytes()),
                             _ => None,
                         }
                     })

@@ -1,5 +1,5 @@
 //! DescribeProducers: the idempotent producers each partition remembers (id, epoch, last
-//! sequence, last timestamp), read from `PartitionLog::producer_states` on the owning shard.
+//! sequence, last timestamp), read from `Partition::producer_states` on the owning shard.
 
 use crate::server::context::RequestContext;
 use crate::shard::Lookup;
@@ -38,7 +38,7 @@ pub async fn handle(
                     shard
                         .invoke_on(owner, move |s| async move {
                             match s.partitions.get(&name, partition) {
-                                Lookup::Online(log, ..) => Ok(log
+                                Lookup::Online(p) => Ok(p
                                     .producer_states()
                                     .iter()
                                     .map(producer)

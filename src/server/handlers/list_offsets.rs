@@ -21,19 +21,19 @@ async fn lookup_local(
     partition: i32,
     target: i64,
 ) -> (i16, i64, i64) {
-    let log = match shard.partitions.get(topic, partition) {
-        Lookup::Online(log, _) => log,
+    let p = match shard.partitions.get(topic, partition) {
+        Lookup::Online(p) => p,
         Lookup::Offline(_) => return (ResponseError::KafkaStorageError.code(), -1, -1),
         Lookup::Missing => return (ResponseError::UnknownTopicOrPartition.code(), -1, -1),
     };
     match target {
-        LATEST => (0, -1, log.high_watermark()),
-        EARLIEST => (0, -1, log.log_start_offset()),
+        LATEST => (0, -1, p.high_watermark()),
+        EARLIEST => (0, -1, p.log_start_offset()),
         MAX_TIMESTAMP => {
-            let (ts, offset) = log.max_timestamp();
+            let (ts, offset) = p.max_timestamp();
             (0, ts, offset)
         }
-        t if t >= 0 => match log.offset_for_timestamp(t).await {
+        t if t >= 0 => match p.offset_for_timestamp(t).await {
             Ok(Some((offset, ts))) => (0, ts, offset),
             Ok(None) => (0, -1, -1),
             Err(e) => (e.kafka_error_code(), -1, -1),

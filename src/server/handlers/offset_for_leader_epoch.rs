@@ -57,7 +57,7 @@ pub async fn handle(
                 let end = shard
                     .invoke_on(owner, move |s| async move {
                         match s.partitions.get(&name, partition) {
-                            Lookup::Online(log, ..) => Ok(log.log_end_offset()),
+                            Lookup::Online(p) => Ok(p.log_end_offset()),
                             Lookup::Offline(_) => Err(ResponseError::KafkaStorageError.code()),
                             Lookup::Missing => Err(ResponseError::UnknownTopicOrPartition.code()),
                         }

@@ -1,9 +1,8 @@
 //! Produce: validate every batch once at the boundary (sizes, magic, CRC-32C), send each
 //! partition's bytes to its owning shard, and answer when every append is *produced*
-//! (written; and fdatasync'ed first when the topic's durability policy asks for it).
-//! With acks=0 nothing is answered.
+//! (written; and fdatasync'ed first when the partition decides so from the topic's
+//! durability policy and the acks). With acks=0 nothing is answered.
 
-use crate::config::Durability;
 use crate::server::connection_state::ConnectionState;
 use crate::server::context::RequestContext;
 use crate::server::response::{Reply, encode_frame};
@@ -37,7 +36,9 @@ struct PendingAppend {
     records: Bytes,
     /// Records in all batches (from the boundary validation), for the records-in counter.
     record_count: u64,
-    durable: bool,
+    /// The producer's acks: with the topic's durability, the partition decides from it
+    /// whether the answer waits for fdatasync.
+    acks: i16,
 }
 
 fn partition_error(
@@ -131,7 +132,7 @@ pub async fn handle(ctx: &RequestContext<'_>, request: ProduceRequest) -> Reply 
 }
 
 /// The boundary checks of one partition's records (structure and CRC exactly once, sizes,
-/// transactional markers), and whether its append must be durable before the answer.
+/// transactional markers).
 fn check_partition(
     topic: &TopicMeta,
     topic_index: usize,
@@ -174,11 +175,6 @@ fn check_partition(
             Some("transactions are not supported by this broker".into()),
         ));
     }
-    let durable = match topic.config.durability {
-        Durability::AcksAll => acks == -1,
-        Durability::Always => true,
-        Durability::None => false,
-    };
     Ok(PendingAppend {
         topic_index,
         topic: topic.name.clone(),
@@ -188,7 +184,7 @@ fn check_partition(
             .iter()
             .map(|b| b.header.record_count.max(0) as u64)
             .sum(),
-        durable,
+        acks,
     })
 }
 
@@ -332,74 +328,60 @@ async fn append_local(
     futures_util::future::join_all(appends).await
 }
 
-/// One partition's append on its owning shard; `on_dispatched` as in `append_staged`.
+/// One partition's append on its owning shard; `on_dispatched` as in `Partition::append`.
 async fn append_one(
     shard: &Rc<Shard>,
     a: PendingAppend,
     now: i64,
     on_dispatched: impl FnOnce(),
 ) -> Appended {
-    {
-        let (log, metrics) = match shard.partitions.get(&a.topic, a.partition) {
-            Lookup::Online(log, metrics) => (log, metrics),
-            Lookup::Offline(why) => {
-                return partition_error(
-                    a.topic_index,
-                    a.partition,
-                    ResponseError::KafkaStorageError.code(),
-                    Some(why),
-                );
-            }
-            // Metadata says it exists but the owner has not opened it yet (creation in flight).
-            Lookup::Missing => {
-                return partition_error(
-                    a.topic_index,
-                    a.partition,
-                    ResponseError::NotLeaderOrFollower.code(),
-                    None,
-                );
-            }
-        };
-        // The log patches base offsets in place. When this partition's bytes are the only
-        // reference to the request buffer (one partition per request) that costs nothing;
-        // when several partitions share it, `BytesMut::from` makes the one copy.
-        let bytes = a.records.len() as u64;
-        let records = BytesMut::from(a.records);
-        let started = std::time::Instant::now();
-        let appended = log
-            .append_staged(records, a.durable, now, on_dispatched)
-            .await;
-        shard
-            .metrics
-            .record_append(started.elapsed().as_nanos() as u64);
-        match appended {
-            Ok(outcome) if outcome.duplicate => Appended {
-                topic_index: a.topic_index,
-                partition: a.partition,
-                error_code: 0,
-                error_message: None,
-                base_offset: outcome.base_offset,
-                log_append_time_ms: outcome.log_append_time_ms,
-                log_start_offset: outcome.log_start_offset,
-            },
-            Ok(outcome) => {
-                metrics.record_in(bytes, a.record_count);
-                Appended {
-                    topic_index: a.topic_index,
-                    partition: a.partition,
-                    error_code: 0,
-                    error_message: None,
-                    base_offset: outcome.base_offset,
-                    log_append_time_ms: outcome.log_append_time_ms,
-                    log_start_offset: outcome.log_start_offset,
-                }
-            }
-            Err(e) => partition_error(
+    let partition = match shard.partitions.get(&a.topic, a.partition) {
+        Lookup::Online(partition) => partition,
+        Lookup::Offline(why) => {
+            return partition_error(
                 a.topic_index,
                 a.partition,
-                e.kafka_error_code(),
-                Some(e.to_string()),
-            ),
+                ResponseError::KafkaStorageError.code(),
+                Some(why),
+            );
         }
+        // Metadata says it exists but the owner has not opened it yet (creation in flight).
+        Lookup::Missing => {
+            return partition_error(
+                a.topic_index,
+                a.partition,
+                ResponseError::NotLeaderOrFollower.code(),
+                None,
+            );
+        }
+    };
+    // The log patches base offsets in place. When this partition's bytes are the only
+    // reference to the request buffer (one partition per request) that costs nothing;
+    // when several partitions share it, `BytesMut::from` makes the one copy.
+    let records = BytesMut::from(a.records);
+    let started = std::time::Instant::now();
+    let appended = partition
+        .append(records, a.record_count, a.acks, now, on_dispatched)
+        .await;
+    shard
+        .metrics
+        .record_append(started.elapsed().as_nanos() as u64);
+    match appended {
+        // A retried duplicate answers with the original offsets, like a new append.
+        Ok(outcome) => Appended {
+            topic_index: a.topic_index,
+            partition: a.partition,
+            error_code: 0,
+            error_message: None,
+            base_offset: outcome.base_offset,
+            log_append_time_ms: outcome.log_append_time_ms,
+            log_start_offset: outcome.log_start_offset,
+        },
+        Err(e) => partition_error(
+            a.topic_index,
+            a.partition,
+            e.kafka_error_code(),
+            Some(e.to_string()),
+        ),
     }
 }

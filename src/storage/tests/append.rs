@@ -22,7 +22,7 @@ async fn offsets_are_monotonic_and_gap_free_across_rolls() {
         expected = out.last_offset + 1;
     }
     assert_eq!(log.log_end_offset(), expected);
-    assert_eq!(log.high_watermark(), expected);
+    assert_eq!(log.written_end_offset(), expected);
     assert!(log.segment_count() > 3, "rolled: {}", log.segment_count());
     let headers = read_all(&log).await;
     assert_gap_free(&headers, 0);

@@ -1,5 +1,6 @@
 //! Durability: group commit sharing fdatasyncs, durable acks waiting for rolled segments,
-//! background flushes, the recovery point and `durability = always`.
+//! background flushes and the recovery point. (`durability = always` is decided above the log:
+//! see `partition::tests`.)
 
 use std::rc::Rc;
 
@@ -46,9 +47,9 @@ async fn concurrent_durable_appends_share_fdatasyncs() {
     let before = log.fdatasync_count();
     log.append(batch(1, 100, 0), false, 0).await.unwrap();
     assert_eq!(log.fdatasync_count(), before);
-    assert!(log.durable_offset() < log.high_watermark());
+    assert!(log.durable_offset() < log.written_end_offset());
     log.flush().await.unwrap();
-    assert_eq!(log.durable_offset(), log.high_watermark());
+    assert_eq!(log.durable_offset(), log.written_end_offset());
 }
 
 #[compio::test]
@@ -74,7 +75,7 @@ async fn a_durable_append_waits_for_rolled_segments_to_sync() {
         2,
         "rolled segment and active segment"
     );
-    assert_eq!(log.durable_offset(), log.high_watermark());
+    assert_eq!(log.durable_offset(), log.written_end_offset());
 }
 
 #[compio::test]
@@ -212,30 +213,6 @@ async fn a_seal_persists_the_rolled_segment_end_as_the_recovery_point() {
     assert_eq!(
         state.recovery_point, bases[2],
         "the last rolled segment's end"
-    );
-}
-
-#[compio::test]
-async fn durability_always_syncs_every_append() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = LogConfig {
-        durability: crate::config::Durability::Always,
-        ..LogConfig::default()
-    };
-    let log = open(dir.path(), config).await.unwrap();
-    let before = log.fdatasync_count();
-    log.append(batch(1, 10, 0), false, 0).await.unwrap();
-    assert_eq!(log.fdatasync_count(), before + 1);
-    assert_eq!(log.durable_offset(), 1);
-    let mut lowered = log.config();
-    lowered.max_message_bytes = 50;
-    log.update_config(lowered);
-    assert_eq!(
-        log.append(batch(1, 100, 0), false, 0)
-            .await
-            .unwrap_err()
-            .kafka_error_code(),
-        10
     );
 }
 

@@ -19,7 +19,7 @@ async fn every_offset_is_found_in_the_batch_holding_it() {
             .unwrap();
     }
     let check = |log: Rc<PartitionLog>| async move {
-        for o in 0..log.high_watermark() {
+        for o in 0..log.written_end_offset() {
             let slice = log.read(o, 1).await.unwrap();
             let bytes = slice.regions[0].read_to_vec().await.unwrap();
             let h = validate_batches(&bytes).unwrap()[0].header;
@@ -62,10 +62,10 @@ async fn reads_end_on_batch_boundaries_within_max_bytes() {
     // Everything.
     let s = log.read(0, u32::MAX).await.unwrap();
     assert_eq!(s.total_bytes, size as u64 * 10);
-    // At the high watermark: empty. Past the end or before the start: out of range.
+    // At the written end: empty. Past the end or before the start: out of range.
     let s = log.read(30, 1000).await.unwrap();
     assert!(s.regions.is_empty());
-    assert_eq!(s.high_watermark, 30);
+    assert_eq!(s.written_end_offset, 30);
     assert!(matches!(
         log.read(31, 1000).await,
         Err(StorageError::OffsetOutOfRange { .. })
@@ -113,14 +113,14 @@ async fn timestamp_lookup_finds_first_batch_at_or_after() {
 }
 
 #[compio::test]
-async fn wait_for_append_completes_when_the_high_watermark_moves() {
+async fn wait_for_append_completes_when_the_written_end_moves() {
     let dir = tempfile::tempdir().unwrap();
     let log = open(dir.path(), LogConfig::default()).await.unwrap();
     let waiter = log.wait_for_append();
     let l2 = Rc::clone(&log);
     let task = compio::runtime::spawn(async move {
         waiter.await;
-        l2.high_watermark()
+        l2.written_end_offset()
     });
     log.append(batch(1, 10, 0), false, 0).await.unwrap();
     assert_eq!(task.await.unwrap(), 1);

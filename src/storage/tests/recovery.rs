@@ -46,7 +46,7 @@ async fn crash_with_a_torn_middle_segment(
             &PartitionState {
                 log_start_offset: 0,
                 recovery_point,
-                high_watermark: 0,
+                written_end_offset: 0,
                 clean_shutdown: false,
             },
         )
@@ -89,7 +89,7 @@ async fn recovery_truncates_a_torn_last_batch_at_every_byte() {
         drop(f);
         let log = open(trial.path(), small_config()).await.unwrap();
         assert_eq!(log.log_end_offset(), last.base_offset, "cut at {cut}");
-        assert_eq!(log.high_watermark(), last.base_offset);
+        assert_eq!(log.written_end_offset(), last.base_offset);
         let headers = read_all(&log).await;
         assert_gap_free(&headers, 0);
         assert_eq!(headers.len(), 11);

@@ -145,7 +145,7 @@ async fn segments_below_a_persisted_log_start_are_removed_on_open() {
     let state = crate::storage::state::PartitionState {
         log_start_offset: bases[2] + 1,
         recovery_point: 0,
-        high_watermark: 0,
+        written_end_offset: 0,
         clean_shutdown: false,
     };
     crate::storage::state::write_state(&part, &state)

@@ -41,11 +41,11 @@ pub(super) async fn crash(log: Rc<PartitionLog>) {
     drop(log);
 }
 
-/// Every batch from the log start to the high watermark, CRC-checked, via `read`.
+/// Every batch from the log start to the written end, CRC-checked, via `read`.
 pub(super) async fn read_all(log: &PartitionLog) -> Vec<BatchHeader> {
     let mut out = Vec::new();
     let mut offset = log.log_start_offset();
-    while offset < log.high_watermark() {
+    while offset < log.written_end_offset() {
         let slice = log.read(offset, 1000).await.unwrap();
         assert!(!slice.regions.is_empty(), "no data at {offset}");
         for r in &slice.regions {

@@ -58,7 +58,7 @@ pub(super) fn encode(
                     partition_index: wants[i].partition,
                     error_code: read.error_code,
                     high_watermark: read.high_watermark,
-                    last_stable_offset: read.high_watermark,
+                    last_stable_offset: read.last_stable_offset,
                     log_start_offset: read.log_start_offset,
                 },
                 read.bytes,

@@ -59,14 +59,14 @@ async fn wait_for_append(
         waits.push(Box::pin(
             shard
                 .invoke_on(owner, move |s| async move {
-                    let Lookup::Online(log, _) = s.partitions.get(&topic, partition) else {
+                    let Lookup::Online(p) = s.partitions.get(&topic, partition) else {
                         return;
                     };
                     // Checked and registered without an await in between: no lost wake-up.
-                    if log.high_watermark() != seen_high_watermark {
+                    if p.high_watermark() != seen_high_watermark {
                         return;
                     }
-                    let mut appended = std::pin::pin!(log.wait_for_append().fuse());
+                    let mut appended = std::pin::pin!(p.wait_for_high_watermark().fuse());
                     let mut cancelled = cancel_rx.fuse();
                     futures_util::select! {
                         _ = appended => {},

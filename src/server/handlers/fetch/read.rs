@@ -11,6 +11,7 @@ use std::rc::Rc;
 pub(super) struct PartitionRead {
     pub error_code: i16,
     pub high_watermark: i64,
+    pub last_stable_offset: i64,
     pub log_start_offset: i64,
     pub regions: Vec<FileRegion>,
     pub bytes: usize,
@@ -21,6 +22,7 @@ impl PartitionRead {
         PartitionRead {
             error_code: code,
             high_watermark: -1,
+            last_stable_offset: -1,
             log_start_offset: -1,
             regions: Vec::new(),
             bytes: 0,
@@ -86,8 +88,8 @@ async fn read_local(
     offset: i64,
     max_bytes: u32,
 ) -> PartitionRead {
-    let (log, metrics) = match shard.partitions.get(topic, partition) {
-        Lookup::Online(log, metrics) => (log, metrics),
+    let p = match shard.partitions.get(topic, partition) {
+        Lookup::Online(p) => p,
         Lookup::Offline(_) => return PartitionRead::error(ResponseError::KafkaStorageError.code()),
         Lookup::Missing => {
             let exists = shard
@@ -102,24 +104,20 @@ async fn read_local(
             });
         }
     };
-    match log.read(offset, max_bytes).await {
-        Ok(slice) => {
-            let regions = slice.regions;
-            let bytes: usize = regions.iter().map(|r| r.len as usize).sum();
-            // Records are counted from the batch headers' last offset, not decoded.
-            metrics.record_out(bytes as u64, slice.record_count);
-            PartitionRead {
-                error_code: 0,
-                high_watermark: slice.high_watermark,
-                log_start_offset: slice.log_start_offset,
-                regions,
-                bytes,
-            }
-        }
+    match p.read(offset, max_bytes).await {
+        Ok(slice) => PartitionRead {
+            error_code: 0,
+            high_watermark: slice.high_watermark,
+            last_stable_offset: slice.last_stable_offset,
+            log_start_offset: slice.log_start_offset,
+            regions: slice.regions,
+            bytes: slice.bytes,
+        },
         Err(e) => PartitionRead {
             error_code: e.kafka_error_code(),
-            high_watermark: log.high_watermark(),
-            log_start_offset: log.log_start_offset(),
+            high_watermark: p.high_watermark(),
+            last_stable_offset: p.last_stable_offset(),
+            log_start_offset: p.log_start_offset(),
             regions: Vec::new(),
             bytes: 0,
         },

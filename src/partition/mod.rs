@@ -1,0 +1,246 @@
+//! The partition layer: one `Partition` per partition, on the shard that owns it, between
+//! the handlers and the log (Redpanda's `cluster::partition` over `storage::log`, Kafka's
+//! `Partition` over `UnifiedLog`).
+//!
+//! Owns: the partition's `PartitionLog` and its metrics handle; Kafka's offsets under the
+//! names Kafka gives them (log start, log end, high watermark, last stable offset); the
+//! durability decision of an append (the topic's `sluice.durability` against the producer's
+//! acks, made here and nowhere else). The log below only knows what it has written and
+//! synced. This is where replication (high watermark = min over the ISR), transactions (the
+//! LSO) and share-partition state attach.
+//!
+//! Must not: know about requests, sockets, shards or the wire (it never imports `server/` or
+//! `shard/`); hold a `RefCell` borrow across an `.await`; allocate on the append or read path
+//! beyond what the log does.
+
+use std::future::Future;
+use std::rc::Rc;
+
+use bytes::BytesMut;
+
+use crate::config::{Durability, LogConfig};
+use crate::metrics::PartitionMetrics;
+use crate::storage::{AppendOutcome, FileRegion, PartitionLog, ProducerStateInfo, StorageError};
+
+#[cfg(test)]
+mod tests;
+
+/// Kafka's `acks=all`: the producer asks for the append to be as safe as the topic allows.
+pub const ACKS_ALL: i16 = -1;
+/// DeleteRecords' offset meaning "up to the high watermark".
+pub const DELETE_RECORDS_TO_HIGH_WATERMARK: i64 = -1;
+
+/// One fetch read in Kafka's terms: the file regions to send and the offsets the answer
+/// carries, all taken at the moment of the read.
+#[derive(Debug)]
+pub struct FetchSlice {
+    pub regions: Vec<FileRegion>,
+    /// Bytes in `regions`.
+    pub bytes: usize,
+    pub high_watermark: i64,
+    pub last_stable_offset: i64,
+    pub log_start_offset: i64,
+}
+
+/// A partition this shard owns and serves. Lives in an `Rc` in the shard's partition table;
+/// every handler and the shard's background work go through it, never to the log.
+pub struct Partition {
+    log: Rc<PartitionLog>,
+    metrics: Rc<PartitionMetrics>,
+}
+
+impl Partition {
+    /// Wraps a log the shard has opened (and recovered), with the metrics handle its traffic
+    /// is recorded through (taken once: no map lookup per request).
+    pub fn new(log: Rc<PartitionLog>, metrics: Rc<PartitionMetrics>) -> Partition {
+        Partition { log, metrics }
+    }
+
+    /// The first offset still in the log (DeleteRecords and retention move it up).
+    pub fn log_start_offset(&self) -> i64 {
+        self.log.log_start_offset()
+    }
+
+    /// One past the last offset assigned to an append (dispatched, maybe not yet written).
+    pub fn log_end_offset(&self) -> i64 {
+        self.log.log_end_offset()
+    }
+
+    /// Kafka's high watermark: one past the last offset consumers may read. On one node with
+    /// replication factor 1 every written offset is fully replicated, so the high watermark
+    /// is the end of what the log has written to the file. This is the one place replication
+    /// changes: there it becomes the minimum log end offset over the in-sync replicas.
+    pub fn high_watermark(&self) -> i64 {
+        self.log.written_end_offset()
+    }
+
+    /// Kafka's last stable offset: one past the last offset a `read_committed` consumer may
+    /// read. Without transactions nothing is ever pending, so it is the high watermark; with
+    /// transactions it stops at the first open transaction.
+    pub fn last_stable_offset(&self) -> i64 {
+        self.high_watermark()
+    }
+
+    /// Whether an append with the producer's `acks` is answered only once it is fdatasync'ed:
+    /// the topic's `sluice.durability` decides, here and nowhere else.
+    fn must_sync(&self, acks: i16) -> bool {
+        must_sync(self.log.config().durability, acks)
+    }
+
+    /// Appends batches validated at the boundary (`record_count` records from that check),
+    /// in the log's two stages: `on_dispatched` runs once they have their offsets and their
+    /// place in the write queue; the future completes when they are *produced* (written, and
+    /// synced first when `must_sync` says so). A retried duplicate answers with the original
+    /// offsets and is not counted as traffic again.
+    pub async fn append(
+        &self,
+        records: BytesMut,
+        record_count: u64,
+        acks: i16,
+        now_ms: i64,
+        on_dispatched: impl FnOnce(),
+    ) -> Result<AppendOutcome, StorageError> {
+        let bytes = records.len() as u64;
+        let durable = self.must_sync(acks);
+        let outcome = self
+            .log
+            .append_staged(records, durable, now_ms, on_dispatched)
+            .await?;
+        if !outcome.duplicate {
+            self.metrics.record_in(bytes, record_count);
+        }
+        Ok(outcome)
+    }
+
+    /// Fetch: file regions from `fetch_offset`, at most `max_bytes` (the first batch always
+    /// whole), never past the high watermark, with the offsets the answer carries. The
+    /// bytes handed out are counted as this partition's outgoing traffic.
+    pub async fn read(
+        &self,
+        fetch_offset: i64,
+        max_bytes: u32,
+    ) -> Result<FetchSlice, StorageError> {
+        // Taken in the same poll as the log's own look at its written end (nothing awaits
+        // in between), so the offsets describe the data returned.
+        let high_watermark = self.high_watermark();
+        let last_stable_offset = self.last_stable_offset();
+        let slice = self.log.read(fetch_offset, max_bytes).await?;
+        let bytes: usize = slice.regions.iter().map(|r| r.len as usize).sum();
+        // Records are counted from the batch headers' last offset, not decoded.
+        self.metrics.record_out(bytes as u64, slice.record_count);
+        Ok(FetchSlice {
+            regions: slice.regions,
+            bytes,
+            high_watermark,
+            last_stable_offset,
+            log_start_offset: slice.log_start_offset,
+        })
+    }
+
+    /// Completes when the high watermark may have advanced (Fetch's long poll reads again
+    /// then). Today the writer's notification that an append was written *is* the high
+    /// watermark's advance; it also fires when the writer goes idle or the log fails, which
+    /// costs a waiter one more read. Replication attaches here (the high watermark moves on
+    /// the in-sync replicas' acks, not on the local write), and so do transactions (the LSO
+    /// moves on commit and abort markers). Owns its state, so it can be raced against a timer.
+    pub fn wait_for_high_watermark(&self) -> impl Future<Output = ()> + 'static {
+        self.log.wait_for_append()
+    }
+
+    /// ListOffsets by time: the first (offset, timestamp) at or after `timestamp_ms` below
+    /// the high watermark.
+    pub async fn offset_for_timestamp(
+        &self,
+        timestamp_ms: i64,
+    ) -> Result<Option<(i64, i64)>, StorageError> {
+        self.log.offset_for_timestamp(timestamp_ms).await
+    }
+
+    /// ListOffsets MAX_TIMESTAMP: (max timestamp, its offset) below the high watermark, or
+    /// (-1, -1) when no batch carries a timestamp.
+    pub fn max_timestamp(&self) -> (i64, i64) {
+        self.log.max_timestamp()
+    }
+
+    /// DeleteRecords: advances the log start offset to `before_offset`
+    /// (`DELETE_RECORDS_TO_HIGH_WATERMARK`: to the high watermark) and returns the new log
+    /// start. Past the high watermark is out of range: only what consumers may read can be
+    /// deleted.
+    pub async fn delete_records(&self, before_offset: i64) -> Result<i64, StorageError> {
+        let high_watermark = self.high_watermark();
+        let target = if before_offset == DELETE_RECORDS_TO_HIGH_WATERMARK {
+            high_watermark
+        } else {
+            before_offset
+        };
+        if target < 0 || target > high_watermark {
+            return Err(StorageError::OffsetOutOfRange {
+                offset: before_offset,
+                log_start_offset: self.log_start_offset(),
+                log_end_offset: high_watermark,
+            });
+        }
+        self.log.delete_records(target).await
+    }
+
+    /// The idempotent producers this partition knows (DescribeProducers).
+    pub fn producer_states(&self) -> Vec<ProducerStateInfo> {
+        self.log.producer_states()
+    }
+
+    /// Bytes the partition's segments take on disk (DescribeLogDirs).
+    pub fn size_bytes(&self) -> u64 {
+        self.log.size_bytes()
+    }
+
+    /// A topic config change (AlterConfigs): later appends, rolls and retention follow it.
+    pub fn update_config(&self, config: LogConfig) {
+        self.log.update_config(config);
+    }
+
+    /// Whether the last open found a clean-shutdown mark (and skipped the recovery scan).
+    pub fn opened_clean(&self) -> bool {
+        self.log.opened_clean()
+    }
+
+    /// The background flush (`flush.messages`, `flush.ms`), when due.
+    pub async fn flush_if_due(&self, now_ms: i64) -> Result<(), StorageError> {
+        self.log.flush_if_due(now_ms).await
+    }
+
+    /// Retention by time and size, and time-based rolling. Returns segments deleted.
+    pub async fn enforce_retention(&self, now_ms: i64) -> Result<usize, StorageError> {
+        self.log.enforce_retention(now_ms).await
+    }
+
+    /// Copies the storage gauges (segments, size, log start and end) into the metrics.
+    pub fn publish_storage_metrics(&self) {
+        self.metrics.set_storage(
+            self.log.segment_count() as u64,
+            self.log.size_bytes(),
+            self.log.log_start_offset(),
+            self.log.log_end_offset(),
+        );
+    }
+
+    /// Shutdown: flushes and marks the log clean so the next open skips the recovery scan.
+    pub async fn close(&self) -> Result<(), StorageError> {
+        self.log.close().await
+    }
+
+    /// DeleteTopics: stops the log and removes its files.
+    pub async fn delete(&self) -> Result<(), StorageError> {
+        self.log.delete().await
+    }
+}
+
+/// The durability decision: `Always` syncs every append before its answer, `None` never
+/// does (the background flush syncs), `AcksAll` syncs the appends whose producer asked
+/// for acks=all. With replication, acks=all will also wait for the in-sync replicas.
+fn must_sync(durability: Durability, acks: i16) -> bool {
+    match durability {
+        Durability::AcksAll => acks == ACKS_ALL,
+        Durability::Always => true,
+        Durability::None => false,
+    }
+}
