@@ -12,6 +12,7 @@ pub mod observe;
 pub mod placement;
 mod runtime;
 mod table;
+pub mod timer;
 pub mod topics;
 
 pub use runtime::{BrokerHandle, StartError, open_partition, start_broker};

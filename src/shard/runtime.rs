@@ -350,7 +350,7 @@ const LOCAL_TICKS_BEFORE_POLL: u32 = 4;
 /// 6 A/B pairs and more throughput in 5; max-throughput produce unchanged within noise.
 ///
 /// A panic is not caught here: the broker's panic hook aborts the process (`cli/serve.rs`).
-fn block_on_batched<F: std::future::Future>(
+pub(super) fn block_on_batched<F: std::future::Future>(
     runtime: &compio::runtime::Runtime,
     future: F,
 ) -> F::Output {
