@@ -409,6 +409,7 @@ async fn shard_main(start: ShardStart) {
             start.config.metrics_enabled,
         )),
         request_memory: super::budget::MemoryBudget::new(start.config.shard_produce_memory_bytes),
+        timer: super::timer::Timer::start(),
         heartbeat: start.heartbeat,
         shutting_down: Cell::new(false),
         shutdown_waiters: Default::default(),
@@ -505,7 +506,8 @@ pub async fn open_partition(
     shard.partitions.insert(topic, partition, slot);
 }
 
-/// How often a shard wakes for background work (heartbeat, background flush checks).
+/// How often a shard wakes for background work (heartbeat, background flush checks). A
+/// sleep on the shard's timer, like every other deadline on the shard.
 pub const MAINTENANCE_TICK: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Background work of one shard: the watchdog heartbeat, the background flush
@@ -517,7 +519,7 @@ async fn maintenance(shard: Rc<Shard>) {
     let mut loop_sampler = crate::metrics::LoopSampler::new();
     let mut group_metrics = super::group_metrics::GroupMetricsState::default();
     while !shard.shutting_down.get() {
-        compio::time::sleep(MAINTENANCE_TICK).await;
+        shard.timer.sleep(MAINTENANCE_TICK).await;
         // Only ticks while this shard's loop runs: a stuck shard stops the watchdog pings.
         shard.heartbeat.tick();
         let (busy_ns, idle_ns) = loop_sampler.sample();
