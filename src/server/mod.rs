@@ -27,6 +27,10 @@ use std::time::Duration;
 
 /// How long shutdown waits for connections to finish the request they are serving.
 pub const SHUTDOWN_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often the shutdown drain looks at the open connection count.
+const SHUTDOWN_DRAIN_CHECK: Duration = Duration::from_millis(10);
+/// How long the accept loop pauses after a failed accept (EMFILE and friends).
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 thread_local! {
     /// Connections open on this shard (each shard thread has its own count).
@@ -93,7 +97,7 @@ pub async fn serve(shard: Rc<Shard>, listener: compio::net::TcpListener) {
             Err(e) => {
                 // EMFILE and friends: back off briefly instead of spinning.
                 tracing::warn!(shard = shard.id, error = %e, "accept failed");
-                compio::time::sleep(Duration::from_millis(50)).await;
+                shard.timer.sleep(ACCEPT_BACKOFF).await;
                 continue;
             }
         };
@@ -108,6 +112,6 @@ pub async fn serve(shard: Rc<Shard>, listener: compio::net::TcpListener) {
     drop(listener);
     let deadline = std::time::Instant::now() + SHUTDOWN_DRAIN_TIMEOUT;
     while open_connections() > 0 && std::time::Instant::now() < deadline {
-        compio::time::sleep(Duration::from_millis(10)).await;
+        shard.timer.sleep(SHUTDOWN_DRAIN_CHECK).await;
     }
 }

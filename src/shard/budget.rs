@@ -124,6 +124,7 @@ mod tests {
     #[compio::test]
     async fn permits_beyond_the_budget_wait_until_bytes_are_given_back() {
         let budget = MemoryBudget::new(100);
+        let timer = crate::shard::timer::Timer::start();
         let a = budget.acquire(60).await;
         let b = budget.acquire(40).await;
         assert_eq!(budget.in_use(), 100);
@@ -131,7 +132,7 @@ mod tests {
             let budget = budget.clone();
             compio::runtime::spawn(async move { budget.acquire(50).await })
         };
-        compio::time::sleep(std::time::Duration::from_millis(20)).await;
+        timer.sleep(std::time::Duration::from_millis(20)).await;
         assert_eq!(budget.in_use(), 100, "the third request must wait");
         drop(a);
         let c = waiting.await.expect("task");

@@ -12,6 +12,7 @@ pub mod observe;
 pub mod placement;
 mod runtime;
 mod table;
+pub mod timer;
 pub mod topics;
 
 pub use runtime::{BrokerHandle, StartError, open_partition, start_broker};
@@ -52,6 +53,8 @@ pub struct Shard {
     pub metrics: Rc<crate::metrics::ShardMetrics>,
     /// Request bytes this shard may hold in memory (`shard_produce_memory_bytes`).
     pub request_memory: Rc<budget::MemoryBudget>,
+    /// Every deadline on this shard (maintenance, back-offs, waits) sits in this one wheel.
+    pub timer: timer::Timer,
     /// Ticked by this shard's loop only; read by the systemd watchdog thread.
     pub heartbeat: crate::admin::systemd::ShardHeartbeat,
     pub shutting_down: Cell<bool>,

@@ -351,7 +351,7 @@ const LOCAL_TICKS_BEFORE_POLL: u32 = 4;
 /// 6 A/B pairs and more throughput in 5; max-throughput produce unchanged within noise.
 ///
 /// A panic is not caught here: the broker's panic hook aborts the process (`cli/serve.rs`).
-fn block_on_batched<F: std::future::Future>(
+pub(super) fn block_on_batched<F: std::future::Future>(
     runtime: &compio::runtime::Runtime,
     future: F,
 ) -> F::Output {
@@ -410,6 +410,7 @@ async fn shard_main(start: ShardStart) {
             start.config.metrics_enabled,
         )),
         request_memory: super::budget::MemoryBudget::new(start.config.shard_produce_memory_bytes),
+        timer: super::timer::Timer::start(),
         heartbeat: start.heartbeat,
         shutting_down: Cell::new(false),
         shutdown_waiters: Default::default(),
@@ -427,7 +428,7 @@ async fn shard_main(start: ShardStart) {
     .detach();
 
     open_owned_partitions(&shard).await;
-    compio::runtime::spawn(maintenance(shard.clone())).detach();
+    let maintenance = compio::runtime::spawn(maintenance(shard.clone()));
 
     let listener = match compio::net::TcpListener::from_std(start.listener) {
         Ok(l) => l,
@@ -443,6 +444,9 @@ async fn shard_main(start: ShardStart) {
     drop(start.ready);
 
     crate::server::serve(shard.clone(), listener).await;
+    // A background flush still running would persist its state after `close` wrote the
+    // clean-shutdown mark and erase it (the next start would then run recovery).
+    let _ = maintenance.await;
     close_partitions(&shard).await;
     tracing::info!(shard = shard.id, "shard stopped");
 }
@@ -507,19 +511,28 @@ pub async fn open_partition(
     shard.partitions.insert(topic, partition, slot);
 }
 
-/// How often a shard wakes for background work (heartbeat, background flush checks).
+/// How often a shard wakes for background work (heartbeat, background flush checks). A
+/// sleep on the shard's timer, like every other deadline on the shard.
 pub const MAINTENANCE_TICK: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Background work of one shard: the watchdog heartbeat, the background flush
-/// (`flush.ms` / `flush.messages`) and retention. Runs until shutdown.
+/// (`flush.ms` / `flush.messages`) and retention. Runs until shutdown, which ends it at once
+/// while it sleeps, else after the flush or retention step in progress.
 async fn maintenance(shard: Rc<Shard>) {
+    use futures_util::FutureExt;
+    // One shutdown receiver for the whole loop (each `shutdown_signal` call registers one).
+    let mut stop = shard.shutdown_signal().fuse();
     let retention_every =
         std::time::Duration::from_millis(shard.config.log_retention_check_interval_ms.max(100));
     let mut last_retention = std::time::Instant::now();
     let mut loop_sampler = crate::metrics::LoopSampler::new();
     let mut group_metrics = super::group_metrics::GroupMetricsState::default();
     while !shard.shutting_down.get() {
-        compio::time::sleep(MAINTENANCE_TICK).await;
+        let mut tick = shard.timer.sleep(MAINTENANCE_TICK).fuse();
+        futures_util::select! {
+            _ = stop => return,
+            _ = tick => {},
+        }
         // Only ticks while this shard's loop runs: a stuck shard stops the watchdog pings.
         shard.heartbeat.tick();
         let (busy_ns, idle_ns) = loop_sampler.sample();
