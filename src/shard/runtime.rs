@@ -174,26 +174,7 @@ fn bind_reuseport(addr: std::net::SocketAddr) -> Result<TcpListener, StartError>
 
 /// Starts every shard and returns once all of them have recovered and are listening.
 pub fn start_broker(config: BrokerConfig) -> Result<BrokerHandle, StartError> {
-    config
-        .validate()
-        .map_err(|e| StartError::Config(e.to_string()))?;
-    let available = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
-    let cores = config
-        .core_spec()
-        .map_err(|e| StartError::Config(e.to_string()))?
-        .resolve(available);
-    let ring_bytes = u64::from(config.ring_entries) * RING_BYTES_PER_ENTRY * cores.len() as u64;
-    if ring_bytes > config.memlock_budget_bytes {
-        return Err(StartError::Config(format!(
-            "{} shards with ring_entries={} need about {ring_bytes} bytes of locked memory, \
-             above memlock_budget_bytes={}",
-            cores.len(),
-            config.ring_entries,
-            config.memlock_budget_bytes
-        )));
-    }
+    let cores = cores_within_budget(&config)?;
     let lock = lock_data_dir(&config.data_dir)?;
     let (writer, view) =
         MetadataWriter::open(&config.data_dir, config.log.clone()).map_err(|e| {
@@ -223,6 +204,7 @@ pub fn start_broker(config: BrokerConfig) -> Result<BrokerHandle, StartError> {
 
     let mut writer = Some(writer);
     let mut threads = Vec::with_capacity(cores.len());
+    let mut serve_gates = Vec::with_capacity(cores.len());
     for (id, ((core, listener), receiver)) in cores
         .iter()
         .copied()
@@ -230,6 +212,8 @@ pub fn start_broker(config: BrokerConfig) -> Result<BrokerHandle, StartError> {
         .zip(receivers)
         .enumerate()
     {
+        let (open_gate, serve_gate) = futures_channel::oneshot::channel::<()>();
+        serve_gates.push(open_gate);
         let ctx = ShardStart {
             id,
             core,
@@ -243,6 +227,7 @@ pub fn start_broker(config: BrokerConfig) -> Result<BrokerHandle, StartError> {
             listener,
             receiver,
             ready: ready_tx.clone(),
+            serve_gate,
         };
         let thread = std::thread::Builder::new()
             .name(format!("sluice-shard-{id}"))
@@ -260,16 +245,55 @@ pub fn start_broker(config: BrokerConfig) -> Result<BrokerHandle, StartError> {
         cores,
         _data_dir_lock: lock,
     };
-    let mut ready = 0;
-    while ready < handle.shard_count() {
+    if let Err(e) = wait_until_every_shard_is_ready(&handle, &ready_rx) {
+        // Closed gates first: shards waiting at theirs then close down instead of serving.
+        drop(serve_gates);
+        handle.shutdown();
+        return Err(e);
+    }
+    // Every partition of every shard is open: only now may any shard serve requests, or a
+    // request for a partition another shard is still recovering would be refused as unknown.
+    for gate in serve_gates {
+        let _ = gate.send(());
+    }
+    Ok(handle)
+}
+
+/// The cores to run on, once the rings' locked memory fits `memlock_budget_bytes`.
+fn cores_within_budget(config: &BrokerConfig) -> Result<Vec<usize>, StartError> {
+    config
+        .validate()
+        .map_err(|e| StartError::Config(e.to_string()))?;
+    let available = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let cores = config
+        .core_spec()
+        .map_err(|e| StartError::Config(e.to_string()))?
+        .resolve(available);
+    let ring_bytes = u64::from(config.ring_entries) * RING_BYTES_PER_ENTRY * cores.len() as u64;
+    if ring_bytes > config.memlock_budget_bytes {
+        return Err(StartError::Config(format!(
+            "{} shards with ring_entries={} need about {ring_bytes} bytes of locked memory, \
+             above memlock_budget_bytes={}",
+            cores.len(),
+            config.ring_entries,
+            config.memlock_budget_bytes
+        )));
+    }
+    Ok(cores)
+}
+
+/// Waits for every shard to report its partitions open (or the first failure).
+fn wait_until_every_shard_is_ready(
+    handle: &BrokerHandle,
+    ready_rx: &std::sync::mpsc::Receiver<Result<usize, StartError>>,
+) -> Result<(), StartError> {
+    for _ in 0..handle.shard_count() {
         match ready_rx.recv() {
-            Ok(Ok(_)) => ready += 1,
-            Ok(Err(e)) => {
-                handle.shutdown();
-                return Err(e);
-            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(e),
             Err(_) => {
-                handle.shutdown();
                 return Err(StartError::Shard(
                     0,
                     "a shard thread exited during start-up".into(),
@@ -277,7 +301,7 @@ pub fn start_broker(config: BrokerConfig) -> Result<BrokerHandle, StartError> {
             }
         }
     }
-    Ok(handle)
+    Ok(())
 }
 
 struct ShardStart {
@@ -291,6 +315,8 @@ struct ShardStart {
     listener: TcpListener,
     receiver: flume::Receiver<ShardTask>,
     ready: std::sync::mpsc::Sender<Result<usize, StartError>>,
+    /// Opened by `start_broker` once every shard is ready; dropped if start-up failed.
+    serve_gate: futures_channel::oneshot::Receiver<()>,
 }
 
 /// The shard's ring: only this thread submits to it (SINGLE_ISSUER), so the kernel may hold
@@ -443,7 +469,10 @@ async fn shard_main(start: ShardStart) {
     let _ = start.ready.send(Ok(start.id));
     drop(start.ready);
 
-    crate::server::serve(shard.clone(), listener).await;
+    // Connections wait in the listen backlog until every shard has opened its partitions.
+    if start.serve_gate.await.is_ok() {
+        crate::server::serve(shard.clone(), listener).await;
+    }
     // A background flush still running would persist its state after `close` wrote the
     // clean-shutdown mark and erase it (the next start would then run recovery).
     let _ = maintenance.await;

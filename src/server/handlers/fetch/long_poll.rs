@@ -76,9 +76,9 @@ async fn wait_for_append(
                 .map(|_| ()),
         ));
     }
-    let remaining = deadline.saturating_duration_since(Instant::now());
     let mut any = futures_util::future::select_all(waits).fuse();
-    let mut timeout = std::pin::pin!(compio::time::sleep(remaining).fuse());
+    // On the shard's timing wheel: a long poll answered early cancels its entry in O(1).
+    let mut timeout = shard.timer.sleep_until(deadline).fuse();
     let mut stop = shard.shutdown_signal().fuse();
     futures_util::select! {
         _ = any => {},
