@@ -5,6 +5,7 @@
 
 mod support;
 
+use kafka_protocol::ResponseError;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Request, StrBytes};
 use support::{Broker, wire};
@@ -119,8 +120,11 @@ fn describe_groups_returns_authorized_operations_when_asked() {
     let request = DescribeGroupsRequest::default().with_groups(vec![GroupId(sb("authorized"))]);
     let without: DescribeGroupsResponse = call(&broker, &request, 5);
     assert_eq!(without.groups[0].authorized_operations, i32::MIN);
-    let asked: DescribeGroupsResponse =
-        call(&broker, &request.with_include_authorized_operations(true), 5);
+    let asked: DescribeGroupsResponse = call(
+        &broker,
+        &request.with_include_authorized_operations(true),
+        5,
+    );
     assert_eq!(
         asked.groups[0].authorized_operations,
         bits(GROUP_OPERATIONS)
@@ -139,9 +143,7 @@ fn metadata_and_describe_cluster_return_authorized_operations_when_asked() {
     assert_eq!(without.topics[0].topic_authorized_operations, i32::MIN);
     let asked: MetadataResponse = call(
         &broker,
-        &plain
-            .clone()
-            .with_include_topic_authorized_operations(true),
+        &plain.clone().with_include_topic_authorized_operations(true),
         12,
     );
     assert_eq!(
@@ -175,4 +177,170 @@ fn metadata_and_describe_cluster_return_authorized_operations_when_asked() {
     );
     let cluster: DescribeClusterResponse = call(&broker, &DescribeClusterRequest::default(), 1);
     assert_eq!(cluster.cluster_authorized_operations, i32::MIN);
+}
+
+/// A CreateTopics topic with manual `assignments` (partition index, broker ids).
+fn assigned_topic(
+    name: &str,
+    assignments: &[(i32, &[i32])],
+) -> create_topics_request::CreatableTopic {
+    create_topics_request::CreatableTopic::default()
+        .with_name(TopicName(sb(name)))
+        .with_num_partitions(-1)
+        .with_replication_factor(-1)
+        .with_assignments(
+            assignments
+                .iter()
+                .map(|(index, brokers)| {
+                    create_topics_request::CreatableReplicaAssignment::default()
+                        .with_partition_index(*index)
+                        .with_broker_ids(brokers.iter().map(|b| BrokerId(*b)).collect())
+                })
+                .collect(),
+        )
+}
+
+fn partition_count(broker: &Broker, topic: &str) -> usize {
+    let answer: MetadataResponse = call(
+        broker,
+        &MetadataRequest::default().with_topics(Some(vec![
+            metadata_request::MetadataRequestTopic::default().with_name(Some(TopicName(sb(topic)))),
+        ])),
+        12,
+    );
+    assert_eq!(answer.topics[0].error_code, 0, "{topic}");
+    answer.topics[0].partitions.len()
+}
+
+#[test]
+fn create_topics_takes_manual_assignments_that_name_this_broker() {
+    let broker = Broker::start();
+    let invalid = ResponseError::InvalidReplicaAssignment.code();
+    let request = CreateTopicsRequest::default()
+        .with_timeout_ms(10_000)
+        .with_topics(vec![
+            assigned_topic("manual", &[(0, &[0]), (1, &[0]), (2, &[0])]),
+            assigned_topic("unknown-broker", &[(0, &[0]), (1, &[10])]),
+            assigned_topic("twice", &[(0, &[0, 0])]),
+            assigned_topic("gap", &[(0, &[0]), (2, &[0])]),
+            assigned_topic("empty-list", &[(0, &[])]),
+            assigned_topic("with-count", &[(0, &[0])]).with_num_partitions(1),
+            assigned_topic("with-factor", &[(0, &[0])]).with_replication_factor(1),
+        ]);
+    let answer: CreateTopicsResponse = call(&broker, &request, 7);
+    let by_name = |name: &str| {
+        answer
+            .topics
+            .iter()
+            .find(|t| t.name.0.as_str() == name)
+            .unwrap_or_else(|| panic!("{name} answered"))
+    };
+    let manual = by_name("manual");
+    assert_eq!(manual.error_code, 0, "{manual:?}");
+    // (Its null error_message is issue 15 item 3's, not checked here.)
+    assert_eq!(manual.num_partitions, 3);
+    assert_eq!(manual.replication_factor, 1);
+    assert_eq!(partition_count(&broker, "manual"), 3);
+    let refused = [
+        (
+            "unknown-broker",
+            invalid,
+            "includes broker 10, but no such broker is registered",
+        ),
+        ("twice", invalid, "includes the broker 0 more than once"),
+        ("gap", invalid, "consecutive 0-based integer sequence"),
+        ("empty-list", invalid, "empty replica list"),
+        (
+            "with-count",
+            ResponseError::InvalidPartitions.code(),
+            "numPartitions was not set to -1",
+        ),
+        (
+            "with-factor",
+            ResponseError::InvalidReplicationFactor.code(),
+            "replication factor was not set to -1",
+        ),
+    ];
+    for (name, code, message) in refused {
+        let topic = by_name(name);
+        assert_eq!(topic.error_code, code, "{name}: {topic:?}");
+        let said = topic
+            .error_message
+            .as_ref()
+            .map(|m| m.to_string())
+            .unwrap_or_default();
+        assert!(said.contains(message), "{name}: {said}");
+    }
+    // Nothing refused was created.
+    let all: MetadataResponse = call(&broker, &MetadataRequest::default().with_topics(None), 12);
+    let names: Vec<&str> = all
+        .topics
+        .iter()
+        .filter_map(|t| t.name.as_ref())
+        .map(|n| n.0.as_str())
+        .collect();
+    assert_eq!(names, vec!["manual"]);
+}
+
+fn grow(
+    name: &str,
+    count: i32,
+    assignments: Option<&[&[i32]]>,
+) -> create_partitions_request::CreatePartitionsTopic {
+    create_partitions_request::CreatePartitionsTopic::default()
+        .with_name(TopicName(sb(name)))
+        .with_count(count)
+        .with_assignments(assignments.map(|lists| {
+            lists
+                .iter()
+                .map(|brokers| {
+                    create_partitions_request::CreatePartitionsAssignment::default()
+                        .with_broker_ids(brokers.iter().map(|b| BrokerId(*b)).collect())
+                })
+                .collect()
+        }))
+}
+
+#[test]
+fn create_partitions_checks_manual_assignments() {
+    let broker = Broker::start();
+    create_topic(&broker, "grown", 1);
+    let invalid = ResponseError::InvalidReplicaAssignment.code();
+    let cases: [(Option<&[&[i32]]>, &str); 4] = [
+        (
+            Some(&[&[10]]),
+            "includes broker 10, but no such broker is registered",
+        ),
+        (Some(&[&[0, 0]]), "includes the broker 0 more than once"),
+        (
+            Some(&[]),
+            "Attempted to add 1 additional partition(s), but only 0 assignment(s) were specified.",
+        ),
+        (
+            Some(&[&[0], &[0]]),
+            "Attempted to add 1 additional partition(s), but only 2 assignment(s) were specified.",
+        ),
+    ];
+    for (assignments, message) in cases {
+        let request = CreatePartitionsRequest::default()
+            .with_timeout_ms(10_000)
+            .with_topics(vec![grow("grown", 2, assignments)]);
+        let answer: CreatePartitionsResponse = call(&broker, &request, 3);
+        let result = &answer.results[0];
+        assert_eq!(result.error_code, invalid, "{assignments:?}: {result:?}");
+        let said = result
+            .error_message
+            .as_ref()
+            .map(|m| m.to_string())
+            .unwrap_or_default();
+        assert!(said.contains(message), "{said}");
+        assert_eq!(partition_count(&broker, "grown"), 1, "nothing was added");
+    }
+    let request = CreatePartitionsRequest::default()
+        .with_timeout_ms(10_000)
+        .with_topics(vec![grow("grown", 3, Some(&[&[0], &[0]]))]);
+    let answer: CreatePartitionsResponse = call(&broker, &request, 3);
+    assert_eq!(answer.results[0].error_code, 0, "{:?}", answer.results[0]);
+    assert_eq!(answer.results[0].error_message, None);
+    assert_eq!(partition_count(&broker, "grown"), 3);
 }

@@ -134,7 +134,10 @@ mod tests {
     #[test]
     fn bitfields_match_kafkas_supported_operations() {
         // READ WRITE CREATE DELETE ALTER DESCRIBE DESCRIBE_CONFIGS ALTER_CONFIGS.
-        let topic = [3, 4, 5, 6, 7, 8, 10, 11].iter().map(|b| 1 << b).sum::<i32>();
+        let topic = [3, 4, 5, 6, 7, 8, 10, 11]
+            .iter()
+            .map(|b| 1 << b)
+            .sum::<i32>();
         assert_eq!(authorized_operations(ResourceType::Topic), topic);
         // READ DELETE DESCRIBE DESCRIBE_CONFIGS ALTER_CONFIGS.
         let group = [3, 6, 8, 10, 11].iter().map(|b| 1 << b).sum::<i32>();
