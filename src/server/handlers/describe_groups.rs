@@ -1,5 +1,6 @@
-//! DescribeGroups (v0–v5): each group is described by its owning shard; unknown groups
-//! come back as state "Dead" without an error, as in Kafka.
+//! DescribeGroups (v0–v6): each group is described by its owning shard; unknown groups
+//! come back as state "Dead" without an error up to v5 and as GROUP_ID_NOT_FOUND from v6
+//! (KIP-1043), as in Kafka.
 
 use crate::server::authorization::{ResourceType, authorized_operations};
 use crate::server::context::RequestContext;
