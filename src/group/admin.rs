@@ -63,6 +63,12 @@ impl GroupCoordinator {
             .with_error_code(0)
             .with_group_id(GroupId(sb(group_id)));
         let Some(g) = groups.get(group_id) else {
+            // KIP-1043: v6+ reports an unknown group as an error instead of a Dead group.
+            if version >= 6 {
+                return described
+                    .with_error_code(ResponseError::GroupIdNotFound.code())
+                    .with_error_message(Some(sb(&format!("Group {group_id} not found."))));
+            }
             return described.with_group_state(sb(GroupState::Dead.name()));
         };
         let stable = g.state == GroupState::Stable;

@@ -31,6 +31,62 @@ pub enum AclOperation {
     DescribeConfigs = 10,
     AlterConfigs = 11,
     IdempotentWrite = 12,
+    CreateTokens = 13,
+    DescribeTokens = 14,
+}
+
+impl AclOperation {
+    /// This operation's bit in a KIP-430 authorized-operations bitfield.
+    const fn bit(self) -> i32 {
+        1 << (self as i32)
+    }
+}
+
+impl ResourceType {
+    /// The operations an ACL on this resource type can grant (Kafka's
+    /// `AclEntry.supportedOperations`).
+    pub const fn supported_operations(self) -> &'static [AclOperation] {
+        use AclOperation::*;
+        match self {
+            ResourceType::Topic => &[
+                Read,
+                Write,
+                Create,
+                Describe,
+                Delete,
+                Alter,
+                DescribeConfigs,
+                AlterConfigs,
+            ],
+            ResourceType::Group => &[Read, Describe, Delete, DescribeConfigs, AlterConfigs],
+            ResourceType::Cluster => &[
+                Create,
+                ClusterAction,
+                DescribeConfigs,
+                AlterConfigs,
+                IdempotentWrite,
+                Alter,
+                Describe,
+            ],
+            ResourceType::TransactionalId => &[Describe, Write],
+            ResourceType::DelegationToken => &[Describe],
+            ResourceType::User => &[CreateTokens, DescribeTokens],
+        }
+    }
+}
+
+/// Kafka's "authorized operations not requested" value in Metadata, DescribeCluster and
+/// DescribeGroups answers.
+pub const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
+
+/// The KIP-430 bitfield of the operations the caller may perform on a resource of this type
+/// (bit n set = `AclOperation` code n allowed). With no authorizer configured every
+/// supported operation is allowed, as Kafka answers without one.
+pub fn authorized_operations(resource: ResourceType) -> i32 {
+    resource
+        .supported_operations()
+        .iter()
+        .fold(0, |bits, operation| bits | operation.bit())
 }
 
 /// One permission an API needs: `operation` on each resource of `resource` type the request
@@ -68,5 +124,26 @@ pub const fn needs(resource: ResourceType, operation: AclOperation) -> Requireme
     Requirement {
         resource,
         operation,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bitfields_match_kafkas_supported_operations() {
+        // READ WRITE CREATE DELETE ALTER DESCRIBE DESCRIBE_CONFIGS ALTER_CONFIGS.
+        let topic = [3, 4, 5, 6, 7, 8, 10, 11]
+            .iter()
+            .map(|b| 1 << b)
+            .sum::<i32>();
+        assert_eq!(authorized_operations(ResourceType::Topic), topic);
+        // READ DELETE DESCRIBE DESCRIBE_CONFIGS ALTER_CONFIGS.
+        let group = [3, 6, 8, 10, 11].iter().map(|b| 1 << b).sum::<i32>();
+        assert_eq!(authorized_operations(ResourceType::Group), group);
+        // CREATE ALTER DESCRIBE CLUSTER_ACTION DESCRIBE_CONFIGS ALTER_CONFIGS IDEMPOTENT_WRITE.
+        let cluster = [5, 7, 8, 9, 10, 11, 12].iter().map(|b| 1 << b).sum::<i32>();
+        assert_eq!(authorized_operations(ResourceType::Cluster), cluster);
     }
 }

@@ -11,6 +11,7 @@ mod connection;
 pub mod connection_state;
 pub mod context;
 pub mod dispatch;
+pub mod features;
 pub mod fetch_sessions;
 mod file_send;
 pub mod handlers;

@@ -26,20 +26,20 @@ macro_rules! api_table {
     ($generate:ident) => {
         $generate! {
             Produce 3..=12, ProduceRequest => produce, Authorize::All(&[needs(Topic, Write)]);
-            Fetch 4..=16, FetchRequest => fetch, Authorize::Any(&[needs(Topic, Read), needs(Cluster, ClusterAction)]);
-            ListOffsets 1..=9, ListOffsetsRequest => list_offsets, Authorize::All(&[needs(Topic, Describe)]);
-            Metadata 0..=12, MetadataRequest => metadata, Authorize::All(&[needs(Topic, Describe)]);
+            Fetch 4..=17, FetchRequest => fetch, Authorize::Any(&[needs(Topic, Read), needs(Cluster, ClusterAction)]);
+            ListOffsets 1..=10, ListOffsetsRequest => list_offsets, Authorize::All(&[needs(Topic, Describe)]);
+            Metadata 0..=13, MetadataRequest => metadata, Authorize::All(&[needs(Topic, Describe)]);
             ApiVersions 0..=4, ApiVersionsRequest => api_versions, Authorize::Nothing;
             CreateTopics 2..=7, CreateTopicsRequest => create_topics, Authorize::Any(&[CLUSTER_CREATE, TOPIC_CREATE]);
             DeleteTopics 1..=6, DeleteTopicsRequest => delete_topics, Authorize::All(&[needs(Topic, Delete)]);
             CreatePartitions 0..=3, CreatePartitionsRequest => create_partitions, Authorize::All(&[needs(Topic, Alter)]);
             InitProducerId 0..=5, InitProducerIdRequest => init_producer_id, Authorize::Any(&[needs(TransactionalId, Write), needs(Cluster, IdempotentWrite)]);
-            DescribeCluster 0..=1, DescribeClusterRequest => describe_cluster, Authorize::All(&[CLUSTER_DESCRIBE]);
+            DescribeCluster 0..=2, DescribeClusterRequest => describe_cluster, Authorize::All(&[CLUSTER_DESCRIBE]);
             DescribeConfigs 1..=4, DescribeConfigsRequest => describe_configs, Authorize::Any(&[needs(Topic, DescribeConfigs), needs(Cluster, DescribeConfigs)]);
             AlterConfigs 0..=2, AlterConfigsRequest => alter_configs, Authorize::Any(&[needs(Topic, AlterConfigs), needs(Cluster, AlterConfigs)]);
             IncrementalAlterConfigs 0..=1, IncrementalAlterConfigsRequest => incremental_alter_configs, Authorize::Any(&[needs(Topic, AlterConfigs), needs(Cluster, AlterConfigs)]);
             DeleteRecords 0..=2, DeleteRecordsRequest => delete_records, Authorize::All(&[needs(Topic, Delete)]);
-            FindCoordinator 0..=5, FindCoordinatorRequest => find_coordinator, Authorize::Any(&[needs(Group, Describe), needs(TransactionalId, Describe)]);
+            FindCoordinator 0..=6, FindCoordinatorRequest => find_coordinator, Authorize::Any(&[needs(Group, Describe), needs(TransactionalId, Describe)]);
             JoinGroup 0..=9, JoinGroupRequest => join_group, Authorize::All(&[needs(Group, Read)]);
             SyncGroup 0..=5, SyncGroupRequest => sync_group, Authorize::All(&[needs(Group, Read)]);
             Heartbeat 0..=4, HeartbeatRequest => heartbeat, Authorize::All(&[needs(Group, Read)]);
@@ -48,7 +48,7 @@ macro_rules! api_table {
             OffsetFetch 1..=9, OffsetFetchRequest => offset_fetch, Authorize::All(&[needs(Group, Describe), needs(Topic, Describe)]);
             OffsetDelete 0..=0, OffsetDeleteRequest => offset_delete, Authorize::All(&[needs(Group, Delete), needs(Topic, Read)]);
             ListGroups 0..=5, ListGroupsRequest => list_groups, Authorize::Any(&[CLUSTER_DESCRIBE, needs(Group, Describe)]);
-            DescribeGroups 0..=5, DescribeGroupsRequest => describe_groups, Authorize::All(&[needs(Group, Describe)]);
+            DescribeGroups 0..=6, DescribeGroupsRequest => describe_groups, Authorize::All(&[needs(Group, Describe)]);
             DeleteGroups 0..=2, DeleteGroupsRequest => delete_groups, Authorize::All(&[needs(Group, Delete)]);
             DescribeLogDirs 1..=4, DescribeLogDirsRequest => describe_log_dirs, Authorize::All(&[CLUSTER_DESCRIBE]);
             OffsetForLeaderEpoch 2..=4, OffsetForLeaderEpochRequest => offset_for_leader_epoch, Authorize::Any(&[needs(Topic, Describe), needs(Cluster, ClusterAction)]);
@@ -56,6 +56,12 @@ macro_rules! api_table {
             ConsumerGroupHeartbeat 0..=1, ConsumerGroupHeartbeatRequest => consumer_group_heartbeat, Authorize::All(&[needs(Group, Read), needs(Topic, Describe)]);
             ConsumerGroupDescribe 0..=1, ConsumerGroupDescribeRequest => consumer_group_describe, Authorize::All(&[needs(Group, Describe)]);
             ListPartitionReassignments 0..=0, ListPartitionReassignmentsRequest => list_partition_reassignments, Authorize::All(&[CLUSTER_DESCRIBE]);
+            ElectLeaders 0..=2, ElectLeadersRequest => elect_leaders, Authorize::All(&[CLUSTER_ALTER]);
+            AlterPartitionReassignments 0..=0, AlterPartitionReassignmentsRequest => alter_partition_reassignments, Authorize::All(&[CLUSTER_ALTER]);
+            DescribeTopicPartitions 0..=0, DescribeTopicPartitionsRequest => describe_topic_partitions, Authorize::All(&[needs(Topic, Describe)]);
+            DescribeQuorum 0..=2, DescribeQuorumRequest => describe_quorum, Authorize::All(&[CLUSTER_DESCRIBE]);
+            UpdateFeatures 0..=2, UpdateFeaturesRequest => update_features, Authorize::All(&[CLUSTER_ALTER]);
+            AlterReplicaLogDirs 1..=2, AlterReplicaLogDirsRequest => alter_replica_log_dirs, Authorize::All(&[CLUSTER_ALTER]);
         }
     };
 }
@@ -79,6 +85,7 @@ macro_rules! served_apis {
 const TOPIC_CREATE: Requirement = needs(Topic, Create);
 const CLUSTER_CREATE: Requirement = needs(Cluster, Create);
 const CLUSTER_DESCRIBE: Requirement = needs(Cluster, Describe);
+const CLUSTER_ALTER: Requirement = needs(Cluster, Alter);
 
 api_table!(served_apis);
 

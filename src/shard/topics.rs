@@ -192,3 +192,85 @@ pub async fn ensure_topic(
         Err(e) => Err(e),
     }
 }
+
+fn invalid_assignment(message: String) -> TopicOpError {
+    TopicOpError {
+        code: kafka_protocol::ResponseError::InvalidReplicaAssignment.code(),
+        message,
+    }
+}
+
+/// Kafka's check of one manually assigned partition's replica list on a cluster whose only
+/// registered broker is `node_id`: not empty, every broker registered and named once, and
+/// as many replicas as the partitions before it (`replication_factor`, once known).
+pub fn check_partition_assignment(
+    node_id: i32,
+    replicas: &[i32],
+    replication_factor: Option<usize>,
+) -> Result<(), TopicOpError> {
+    if replicas.is_empty() {
+        return Err(invalid_assignment(
+            "The manual partition assignment includes an empty replica list.".into(),
+        ));
+    }
+    for (i, broker) in replicas.iter().enumerate() {
+        if *broker != node_id {
+            return Err(invalid_assignment(format!(
+                "The manual partition assignment includes broker {broker}, but no such broker is registered."
+            )));
+        }
+        if replicas[..i].contains(broker) {
+            return Err(invalid_assignment(format!(
+                "The manual partition assignment includes the broker {broker} more than once."
+            )));
+        }
+    }
+    match replication_factor {
+        Some(expected) if replicas.len() != expected => Err(invalid_assignment(format!(
+            "The manual partition assignment includes a partition with {} replica(s), but this is not consistent with previous partitions, which have {expected} replica(s).",
+            replicas.len()
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// CreateTopics' manual assignments, `(partition index, replicas)` in request order: the
+/// indexes must run 0, 1, 2, ... and every list pass `check_partition_assignment`. Returns
+/// the partition count they describe.
+pub fn check_topic_assignments(
+    node_id: i32,
+    assignments: &[(i32, Vec<i32>)],
+) -> Result<i32, TopicOpError> {
+    let mut count: i32 = 0;
+    let mut replication_factor = None;
+    for (index, replicas) in assignments {
+        if *index != count {
+            return Err(invalid_assignment(
+                "partitions should be a consecutive 0-based integer sequence".into(),
+            ));
+        }
+        check_partition_assignment(node_id, replicas, replication_factor)?;
+        replication_factor = Some(replicas.len());
+        count = count.saturating_add(1);
+    }
+    Ok(count)
+}
+
+/// CreatePartitions' manual assignments for `additional` new partitions of a topic whose
+/// partitions each have one replica.
+pub fn check_new_partition_assignments(
+    node_id: i32,
+    additional: i32,
+    assignments: &[Vec<i32>],
+) -> Result<(), TopicOpError> {
+    if usize::try_from(additional).ok() != Some(assignments.len()) {
+        return Err(invalid_assignment(format!(
+            "Attempted to add {additional} additional partition(s), but only {} assignment(s) were specified.",
+            assignments.len()
+        )));
+    }
+    for replicas in assignments {
+        check_partition_assignment(node_id, replicas, Some(1))?;
+    }
+    Ok(())
+}

@@ -120,7 +120,8 @@ impl Group {
         if self.members.is_empty() {
             self.state = GroupState::Empty;
             self.protocol_name = None;
-            self.protocol_type = None;
+            // Kafka's classic group keeps its protocol type once it is Empty: ListGroups and
+            // DescribeGroups still say "consumer", and the next member must match it.
             self.leader = None;
             self.empty_since_ms = Some(wall_ms);
             return;

@@ -2,10 +2,14 @@
 //! (as Apache Kafka does): Debian's kcat (librdkafka 2.0.2) mis-parses them.
 
 use crate::server::context::RequestContext;
+use crate::server::features::{FEATURES, FINALIZED_FEATURES_EPOCH};
 use crate::server::registry::SERVED_APIS;
 use crate::server::response::{Reply, encode_frame};
 use kafka_protocol::ResponseError;
-use kafka_protocol::messages::api_versions_response::ApiVersion;
+use kafka_protocol::messages::api_versions_response::{
+    ApiVersion, FinalizedFeatureKey, SupportedFeatureKey,
+};
+use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::messages::{ApiVersionsRequest, ApiVersionsResponse};
 
 fn served() -> Vec<ApiVersion> {
@@ -20,11 +24,44 @@ fn served() -> Vec<ApiVersion> {
         .collect()
 }
 
-pub async fn handle(_ctx: &RequestContext<'_>, _request: ApiVersionsRequest) -> ApiVersionsResponse {
-    ApiVersionsResponse::default()
+/// KIP-584's supported and finalized features (tagged fields of v3+), as a Kafka 4.x
+/// broker lists them: finalized only where the level is above 0.
+fn with_features(response: ApiVersionsResponse) -> ApiVersionsResponse {
+    let supported = FEATURES
+        .iter()
+        .map(|f| {
+            SupportedFeatureKey::default()
+                .with_name(StrBytes::from_static_str(f.name))
+                .with_min_version(f.min_version)
+                .with_max_version(f.max_version)
+        })
+        .collect();
+    let finalized = FEATURES
+        .iter()
+        .filter(|f| f.finalized_level > 0)
+        .map(|f| {
+            FinalizedFeatureKey::default()
+                .with_name(StrBytes::from_static_str(f.name))
+                .with_min_version_level(f.finalized_level)
+                .with_max_version_level(f.finalized_level)
+        })
+        .collect();
+    response
+        .with_supported_features(supported)
+        .with_finalized_features_epoch(FINALIZED_FEATURES_EPOCH)
+        .with_finalized_features(finalized)
+}
+
+pub async fn handle(ctx: &RequestContext<'_>, _request: ApiVersionsRequest) -> ApiVersionsResponse {
+    let response = ApiVersionsResponse::default()
         .with_error_code(0)
         .with_api_keys(served())
-        .with_throttle_time_ms(0)
+        .with_throttle_time_ms(0);
+    if ctx.version >= 3 {
+        with_features(response)
+    } else {
+        response
+    }
 }
 
 /// A client asked for an ApiVersions version we do not serve: answer in v0 (which every

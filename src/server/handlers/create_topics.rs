@@ -1,7 +1,9 @@
 //! CreateTopics: partitions, replication factor 1, per-topic configs, `validate_only`.
 
 use crate::server::context::RequestContext;
-use crate::shard::topics::create_topic;
+use crate::shard::topics::{TopicOpError, check_topic_assignments, create_topic};
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::create_topics_response::{
     CreatableTopicConfigs, CreatableTopicResult,
 };
@@ -13,6 +15,37 @@ use std::collections::BTreeMap;
 const CONFIG_SOURCE_TOPIC: i8 = 1;
 const CONFIG_SOURCE_DEFAULT: i8 = 5;
 
+/// The partition count a topic is created with: its manual assignments' (checked as Kafka's
+/// controller does: replication factor and partition count must then be -1), else the
+/// requested count or the broker default.
+fn partition_count(ctx: &RequestContext<'_>, topic: &CreatableTopic) -> Result<i32, TopicOpError> {
+    if topic.assignments.is_empty() {
+        return Ok(if topic.num_partitions == -1 {
+            ctx.shard.config.default_partitions
+        } else {
+            topic.num_partitions
+        });
+    }
+    if topic.replication_factor != -1 {
+        return Err(TopicOpError {
+            code: ResponseError::InvalidReplicationFactor.code(),
+            message: "A manual partition assignment was specified, but replication factor was not set to -1.".into(),
+        });
+    }
+    if topic.num_partitions != -1 {
+        return Err(TopicOpError {
+            code: ResponseError::InvalidPartitions.code(),
+            message: "A manual partition assignment was specified, but numPartitions was not set to -1.".into(),
+        });
+    }
+    let assignments: Vec<(i32, Vec<i32>)> = topic
+        .assignments
+        .iter()
+        .map(|a| (a.partition_index, a.broker_ids.iter().map(|b| b.0).collect()))
+        .collect();
+    check_topic_assignments(ctx.shard.config.node_id, &assignments)
+}
+
 pub async fn handle(
     ctx: &RequestContext<'_>,
     request: CreateTopicsRequest,
@@ -20,11 +53,6 @@ pub async fn handle(
     let mut results = Vec::with_capacity(request.topics.len());
     for topic in request.topics {
         let name = topic.name.0.to_string();
-        let partitions = if topic.num_partitions == -1 {
-            ctx.shard.config.default_partitions
-        } else {
-            topic.num_partitions
-        };
         let mut overrides = BTreeMap::new();
         for c in &topic.configs {
             if let Some(v) = &c.value {
@@ -35,15 +63,17 @@ pub async fn handle(
             .with_name(topic.name.clone())
             .with_num_partitions(-1)
             .with_replication_factor(-1);
-        if !topic.assignments.is_empty() {
-            result = result
-                .with_error_code(kafka_protocol::ResponseError::InvalidReplicaAssignment.code())
-                .with_error_message(Some(StrBytes::from_static_str(
-                    "manual replica assignment is not supported on a single node",
-                )));
-            results.push(result);
-            continue;
-        }
+        let partitions = match partition_count(ctx, &topic) {
+            Ok(partitions) => partitions,
+            Err(e) => {
+                results.push(
+                    result
+                        .with_error_code(e.code)
+                        .with_error_message(Some(StrBytes::from_string(e.message))),
+                );
+                continue;
+            }
+        };
         match create_topic(
             ctx.shard,
             name,

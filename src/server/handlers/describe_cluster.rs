@@ -1,5 +1,8 @@
 //! DescribeCluster: this single node, which is also the controller.
 
+use crate::server::authorization::{
+    AUTHORIZED_OPERATIONS_OMITTED, ResourceType, authorized_operations,
+};
 use crate::server::context::RequestContext;
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
@@ -7,7 +10,7 @@ use kafka_protocol::protocol::StrBytes;
 
 pub async fn handle(
     ctx: &RequestContext<'_>,
-    _request: DescribeClusterRequest,
+    request: DescribeClusterRequest,
 ) -> DescribeClusterResponse {
     let config = &ctx.shard.config;
     let (host, port) = config.advertised_address();
@@ -27,5 +30,9 @@ pub async fn handle(
                 .with_rack(None)
                 .with_is_fenced(false),
         ])
-        .with_cluster_authorized_operations(i32::MIN)
+        .with_cluster_authorized_operations(if request.include_cluster_authorized_operations {
+            authorized_operations(ResourceType::Cluster)
+        } else {
+            AUTHORIZED_OPERATIONS_OMITTED
+        })
 }

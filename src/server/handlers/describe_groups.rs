@@ -1,6 +1,8 @@
-//! DescribeGroups (v0–v5): each group is described by its owning shard; unknown groups
-//! come back as state "Dead" without an error, as in Kafka.
+//! DescribeGroups (v0–v6): each group is described by its owning shard; unknown groups
+//! come back as state "Dead" without an error up to v5 and as GROUP_ID_NOT_FOUND from v6
+//! (KIP-1043), as in Kafka.
 
+use crate::server::authorization::{ResourceType, authorized_operations};
 use crate::server::context::RequestContext;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::describe_groups_response::DescribedGroup;
@@ -11,6 +13,7 @@ pub async fn handle(
     request: DescribeGroupsRequest,
 ) -> DescribeGroupsResponse {
     let version = ctx.version;
+    let include_operations = request.include_authorized_operations;
     let calls = request.groups.into_iter().map(|group_id| {
         let owner = ctx.shard.owner_of_group(&group_id.0);
         let fallback = DescribedGroup::default()
@@ -25,6 +28,13 @@ pub async fn handle(
                 .unwrap_or(fallback)
         }
     });
-    let groups = futures_util::future::join_all(calls).await;
+    let mut groups = futures_util::future::join_all(calls).await;
+    // KIP-430 (v3+): the bitfield only for groups described without error, as Kafka does;
+    // the others keep the "not requested" default.
+    if version >= 3 && include_operations {
+        for group in groups.iter_mut().filter(|g| g.error_code == 0) {
+            group.authorized_operations = authorized_operations(ResourceType::Group);
+        }
+    }
     DescribeGroupsResponse::default().with_groups(groups)
 }

@@ -1,5 +1,6 @@
-//! FindCoordinator (v0–v5, batched `coordinator_keys` from v4): this broker coordinates
-//! every group and transactional id — the owning shard is reached internally — so the
+//! FindCoordinator (v0–v6, batched `coordinator_keys` from v4; v6's share-group keys are
+//! INVALID_REQUEST: no share groups here): this broker coordinates every group and
+//! transactional id — the owning shard is reached internally — so the
 //! answer is always this node's advertised address. No shard hop needed.
 
 use crate::group;

@@ -1,6 +1,9 @@
 //! Metadata: brokers (just this one), topics with ids, partitions and their leader.
 //! Auto-creates requested topics when both the request and the broker allow it.
 
+use crate::server::authorization::{
+    AUTHORIZED_OPERATIONS_OMITTED, ResourceType, authorized_operations,
+};
 use crate::server::context::RequestContext;
 use crate::shard::topics::ensure_topic;
 use kafka_protocol::ResponseError;
@@ -33,7 +36,6 @@ fn topic_entry(
         .with_topic_id(topic.id)
         .with_is_internal(false)
         .with_partitions(partitions)
-        .with_topic_authorized_operations(i32::MIN)
 }
 
 pub async fn handle(ctx: &RequestContext<'_>, request: MetadataRequest) -> MetadataResponse {
@@ -94,6 +96,22 @@ pub async fn handle(ctx: &RequestContext<'_>, request: MetadataRequest) -> Metad
             }
         }
     }
+    // KIP-430: asked-for bitfields for every listed topic (errors included, as Kafka does),
+    // and the cluster's only in v8-v10 (v11 moved it to DescribeCluster).
+    let topic_operations = if request.include_topic_authorized_operations {
+        authorized_operations(ResourceType::Topic)
+    } else {
+        AUTHORIZED_OPERATIONS_OMITTED
+    };
+    for topic in &mut topics {
+        topic.topic_authorized_operations = topic_operations;
+    }
+    let cluster_operations =
+        if (8..=10).contains(&ctx.version) && request.include_cluster_authorized_operations {
+            authorized_operations(ResourceType::Cluster)
+        } else {
+            AUTHORIZED_OPERATIONS_OMITTED
+        };
     MetadataResponse::default()
         .with_throttle_time_ms(0)
         .with_brokers(vec![broker])
@@ -102,5 +120,5 @@ pub async fn handle(ctx: &RequestContext<'_>, request: MetadataRequest) -> Metad
         )))
         .with_controller_id(BrokerId(shard.config.node_id))
         .with_topics(topics)
-        .with_cluster_authorized_operations(i32::MIN)
+        .with_cluster_authorized_operations(cluster_operations)
 }

@@ -1,0 +1,87 @@
+//! AlterPartitionReassignments (KIP-455) on one node: the only possible replica set is
+//! `[node_id]`, which every partition already has, so reassigning to it completes at once
+//! (success, nothing moves); any other set fails Kafka's manual-assignment check with
+//! INVALID_REPLICA_ASSIGNMENT. Cancelling (null replicas) finds no reassignment in progress.
+
+use crate::server::context::RequestContext;
+use crate::shard::topics::check_partition_assignment;
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::alter_partition_reassignments_response::{
+    ReassignablePartitionResponse, ReassignableTopicResponse,
+};
+use kafka_protocol::messages::{
+    AlterPartitionReassignmentsRequest, AlterPartitionReassignmentsResponse, BrokerId,
+};
+use kafka_protocol::protocol::StrBytes;
+
+fn refused(partition: i32, error: ResponseError, message: String) -> ReassignablePartitionResponse {
+    ReassignablePartitionResponse::default()
+        .with_partition_index(partition)
+        .with_error_code(error.code())
+        .with_error_message(Some(StrBytes::from_string(message)))
+}
+
+/// One partition's answer; `partitions` is the topic's count when it exists.
+fn reassign(
+    node_id: i32,
+    topic: &str,
+    partitions: Option<i32>,
+    partition: i32,
+    replicas: Option<&[BrokerId]>,
+) -> ReassignablePartitionResponse {
+    if !partitions.is_some_and(|count| (0..count).contains(&partition)) {
+        return refused(
+            partition,
+            ResponseError::UnknownTopicOrPartition,
+            format!("Unable to find partition {topic}-{partition}."),
+        );
+    }
+    let Some(replicas) = replicas else {
+        return refused(
+            partition,
+            ResponseError::NoReassignmentInProgress,
+            format!("No ongoing reassignment for partition {topic}-{partition}."),
+        );
+    };
+    let replicas: Vec<i32> = replicas.iter().map(|b| b.0).collect();
+    match check_partition_assignment(node_id, &replicas, None) {
+        Ok(()) => ReassignablePartitionResponse::default()
+            .with_partition_index(partition)
+            .with_error_code(0)
+            .with_error_message(None),
+        Err(e) => ReassignablePartitionResponse::default()
+            .with_partition_index(partition)
+            .with_error_code(e.code)
+            .with_error_message(Some(StrBytes::from_string(e.message))),
+    }
+}
+
+pub async fn handle(
+    ctx: &RequestContext<'_>,
+    request: AlterPartitionReassignmentsRequest,
+) -> AlterPartitionReassignmentsResponse {
+    let node_id = ctx.shard.config.node_id;
+    let snapshot = ctx.shard.metadata.load_full();
+    let responses = request
+        .topics
+        .into_iter()
+        .map(|topic| {
+            let count = snapshot.topic(&topic.name.0).map(|t| t.partitions);
+            let partitions = topic
+                .partitions
+                .iter()
+                .map(|p| {
+                    reassign(node_id, &topic.name.0, count, p.partition_index, p.replicas.as_deref())
+                })
+                .collect();
+            ReassignableTopicResponse::default()
+                .with_name(topic.name)
+                .with_partitions(partitions)
+        })
+        .collect();
+    AlterPartitionReassignmentsResponse::default()
+        .with_throttle_time_ms(0)
+        .with_error_code(0)
+        .with_error_message(None)
+        .with_responses(responses)
+}
