@@ -455,6 +455,7 @@ async fn shard_main(start: ShardStart) {
 
     open_owned_partitions(&shard).await;
     let maintenance = compio::runtime::spawn(maintenance(shard.clone()));
+    let group_deadlines = compio::runtime::spawn(group_deadlines(shard.clone()));
 
     let listener = match compio::net::TcpListener::from_std(start.listener) {
         Ok(l) => l,
@@ -476,6 +477,7 @@ async fn shard_main(start: ShardStart) {
     // A background flush still running would persist its state after `close` wrote the
     // clean-shutdown mark and erase it (the next start would then run recovery).
     let _ = maintenance.await;
+    let _ = group_deadlines.await;
     close_partitions(&shard).await;
     tracing::info!(shard = shard.id, "shard stopped");
 }
@@ -544,6 +546,24 @@ pub async fn open_partition(
 /// sleep on the shard's timer, like every other deadline on the shard.
 pub const MAINTENANCE_TICK: std::time::Duration = std::time::Duration::from_millis(100);
 
+/// How often group deadlines (session timeouts, rebalance and join delays) are checked.
+pub const GROUP_DEADLINE_TICK: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Group deadlines on the shard's timer, in a loop of their own: a background flush's
+/// fdatasync in the maintenance loop must not hold back a rebalance or a session expiry.
+async fn group_deadlines(shard: Rc<Shard>) {
+    use futures_util::FutureExt;
+    let mut stop = shard.shutdown_signal().fuse();
+    while !shard.shutting_down.get() {
+        let mut tick = shard.timer.sleep(GROUP_DEADLINE_TICK).fuse();
+        futures_util::select! {
+            _ = stop => return,
+            _ = tick => {},
+        }
+        shard.groups.tick(std::time::Instant::now());
+    }
+}
+
 /// Background work of one shard: the watchdog heartbeat, the background flush
 /// (`flush.ms` / `flush.messages`) and retention. Runs until shutdown, which ends it at once
 /// while it sleeps, else after the flush or retention step in progress.
@@ -566,7 +586,6 @@ async fn maintenance(shard: Rc<Shard>) {
         shard.heartbeat.tick();
         let (busy_ns, idle_ns) = loop_sampler.sample();
         shard.metrics.record_loop(busy_ns, idle_ns);
-        shard.groups.tick(std::time::Instant::now());
         group_metrics
             .maybe_refresh(&shard, std::time::Instant::now())
             .await;
