@@ -327,11 +327,11 @@ impl MetadataWriter {
         self.replace_topic(&current, grown, validate_only)
     }
 
-    /// Replaces (`incremental == false`) or edits the topic's overrides. `None` deletes a key.
+    /// Replaces (`incremental == false`) or edits the topic's overrides.
     pub fn alter_topic_config(
         &self,
         name: &str,
-        changes: &[(String, Option<String>)],
+        changes: &[(String, ConfigOp)],
         incremental: bool,
         validate_only: bool,
     ) -> Result<Arc<TopicMeta>, MetadataError> {
@@ -345,13 +345,21 @@ impl MetadataWriter {
         } else {
             BTreeMap::new()
         };
-        for (key, value) in changes {
-            match value {
-                Some(v) => {
+        for (key, op) in changes {
+            match op {
+                ConfigOp::Set(v) => {
                     overrides.insert(key.clone(), v.clone());
                 }
-                None => {
+                ConfigOp::Delete => {
                     overrides.remove(key);
+                }
+                ConfigOp::Append(v) | ConfigOp::Subtract(v) => {
+                    let current = match overrides.get(key) {
+                        Some(current) => current.clone(),
+                        None => self.defaults.get(key).unwrap_or_default(),
+                    };
+                    let edited = edit_list(key, &current, v, matches!(op, ConfigOp::Append(_)))?;
+                    overrides.insert(key.clone(), edited);
                 }
             }
         }
@@ -403,6 +411,51 @@ impl MetadataWriter {
             source,
         })
     }
+}
+
+/// One change of IncrementalAlterConfigs (AlterConfigs only sets).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigOp {
+    Set(String),
+    /// Back to the broker default.
+    Delete,
+    /// Add the listed elements to a list config, skipping ones already present.
+    Append(String),
+    /// Remove the listed elements from a list config; absent ones are ignored.
+    Subtract(String),
+}
+
+/// APPEND / SUBTRACT on a list-typed config, as Kafka does: only list configs take them.
+fn edit_list(
+    key: &str,
+    current: &str,
+    change: &str,
+    append: bool,
+) -> Result<String, TopicConfigError> {
+    let is_list = crate::config::topic_config_spec::topic_config_spec(key)
+        .ok_or_else(|| TopicConfigError::UnknownKey(key.to_string()))?
+        .kind
+        .is_list();
+    if !is_list {
+        let verb = if append { "append" } else { "subtract" };
+        return Err(TopicConfigError::Conflict(format!(
+            "Config value {verb} is not allowed for config key: {key}"
+        )));
+    }
+    let elements = crate::config::topic_config_spec::list_elements;
+    let mut list: Vec<&str> = elements(current);
+    list.dedup();
+    let named = elements(change);
+    if append {
+        for e in named {
+            if !list.contains(&e) {
+                list.push(e);
+            }
+        }
+    } else {
+        list.retain(|e| !named.contains(e));
+    }
+    Ok(list.join(","))
 }
 
 /// Broker defaults with a topic's overrides applied; the first bad key is the error.

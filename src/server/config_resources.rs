@@ -3,6 +3,7 @@
 //! request's encoding (each handler reads its own).
 
 use super::context::RequestContext;
+use crate::metadata::ConfigOp;
 use crate::shard::topics::alter_topic_config;
 use kafka_protocol::ResponseError;
 
@@ -10,13 +11,13 @@ use kafka_protocol::ResponseError;
 pub const RESOURCE_TOPIC: i8 = 2;
 pub const RESOURCE_BROKER: i8 = 4;
 
-/// Applies `changes` (key, new value or None to delete) to one resource: (error code,
+/// Applies `changes` (key, operation) to one resource: (error code,
 /// message). `incremental` keeps the keys not named; otherwise they return to defaults.
 pub async fn alter(
     ctx: &RequestContext<'_>,
     resource_type: i8,
     name: &str,
-    changes: Result<Vec<(String, Option<String>)>, String>,
+    changes: Result<Vec<(String, ConfigOp)>, (i16, String)>,
     incremental: bool,
     validate_only: bool,
 ) -> (i16, Option<String>) {
@@ -37,7 +38,7 @@ pub async fn alter(
     }
     let changes = match changes {
         Ok(c) => c,
-        Err(message) => return (ResponseError::InvalidConfig.code(), Some(message)),
+        Err((code, message)) => return (code, Some(message)),
     };
     match alter_topic_config(
         ctx.shard,
