@@ -501,3 +501,145 @@ fn broker_resource_shows_kafka_names_and_sources() {
         ResponseError::InvalidRequest.code()
     );
 }
+
+fn alter_group(broker: &Broker, group: &str, ops: &[(&str, i8, &str)]) -> (i16, Option<String>) {
+    let response: IncrementalAlterConfigsResponse = call(
+        broker,
+        &IncrementalAlterConfigsRequest::default().with_resources(vec![
+            AlterConfigsResource::default()
+                .with_resource_type(RESOURCE_GROUP)
+                .with_resource_name(sb(group))
+                .with_configs(
+                    ops.iter()
+                        .map(|(k, op, v)| {
+                            AlterableConfig::default()
+                                .with_name(sb(k))
+                                .with_config_operation(*op)
+                                .with_value(Some(sb(v)))
+                        })
+                        .collect(),
+                ),
+        ]),
+        1,
+    );
+    let r = &response.responses[0];
+    (
+        r.error_code,
+        r.error_message.as_ref().map(|m| m.to_string()),
+    )
+}
+
+const RESOURCE_GROUP: i8 = 32;
+const OP_DELETE: i8 = 1;
+
+/// A new member's ConsumerGroupHeartbeat: the interval the coordinator tells it to use.
+fn join_interval(broker: &Broker, group: &str) -> i32 {
+    use kafka_protocol::messages::{
+        ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse, GroupId, TopicName,
+    };
+    let response: ConsumerGroupHeartbeatResponse = call(
+        broker,
+        &ConsumerGroupHeartbeatRequest::default()
+            .with_group_id(GroupId(sb(group)))
+            .with_member_id(sb(&format!("member-{}", now_ms())))
+            .with_member_epoch(0)
+            .with_rebalance_timeout_ms(30_000)
+            .with_subscribed_topic_names(Some(vec![TopicName(sb("plain"))]))
+            .with_topic_partitions(Some(Vec::new())),
+        1,
+    );
+    assert_eq!(response.error_code, 0, "{:?}", response.error_message);
+    response.heartbeat_interval_ms
+}
+
+#[test]
+fn group_configs_are_described_altered_validated_and_used_by_the_coordinator() {
+    let broker = Broker::start();
+    let described = describe(&broker, RESOURCE_GROUP, "payments", true);
+    assert_eq!(
+        (
+            described.results[0].error_code,
+            &described.results[0].error_message
+        ),
+        (0, &None)
+    );
+    assert_eq!(value_of(&described, "consumer.session.timeout.ms"), "45000");
+    assert_eq!(
+        config(&described, "consumer.session.timeout.ms").config_source,
+        SOURCE_DEFAULT
+    );
+    assert!(
+        config(&described, "consumer.heartbeat.interval.ms")
+            .documentation
+            .is_some()
+    );
+
+    let set = [
+        ("consumer.session.timeout.ms", OP_SET, "50000"),
+        ("consumer.heartbeat.interval.ms", OP_SET, "6000"),
+    ];
+    assert_eq!(alter_group(&broker, "payments", &set), (0, None));
+    let described = describe(&broker, RESOURCE_GROUP, "payments", false);
+    let session = config(&described, "consumer.session.timeout.ms");
+    assert_eq!(session.value.as_deref(), Some("50000"));
+    assert_eq!(session.config_source, 8, "GROUP_CONFIG");
+    assert_eq!(
+        value_of(&described, "consumer.heartbeat.interval.ms"),
+        "6000"
+    );
+    assert_eq!(
+        join_interval(&broker, "payments"),
+        6000,
+        "the coordinator uses it"
+    );
+    assert_ne!(
+        join_interval(&broker, "other-group"),
+        6000,
+        "only for that group"
+    );
+
+    for (key, value) in [
+        ("consumer.session.timeout.ms", "1000"),
+        ("consumer.session.timeout.ms", "600000"),
+        ("consumer.heartbeat.interval.ms", "100"),
+        ("consumer.no.such", "1"),
+    ] {
+        let (code, message) = alter_group(&broker, "payments", &[(key, OP_SET, value)]);
+        assert_eq!(
+            code,
+            ResponseError::InvalidConfig.code(),
+            "{key}={value}: {message:?}"
+        );
+    }
+    let (code, _) = alter_group(
+        &broker,
+        "payments",
+        &[("consumer.session.timeout.ms", OP_APPEND, "1")],
+    );
+    assert_eq!(code, ResponseError::InvalidConfig.code());
+
+    // Durable: a restart keeps the group's configs.
+    let data_dir = broker.data_dir.clone();
+    let mut broker = broker;
+    broker.terminate();
+    let restarted = Broker::start_in(&data_dir, &[]);
+    let described = describe(&restarted, RESOURCE_GROUP, "payments", false);
+    assert_eq!(
+        value_of(&described, "consumer.heartbeat.interval.ms"),
+        "6000"
+    );
+    assert_eq!(
+        alter_group(
+            &restarted,
+            "payments",
+            &[("consumer.heartbeat.interval.ms", OP_DELETE, "")]
+        )
+        .0,
+        0
+    );
+    let described = describe(&restarted, RESOURCE_GROUP, "payments", false);
+    assert_eq!(
+        config(&described, "consumer.heartbeat.interval.ms").config_source,
+        SOURCE_DEFAULT
+    );
+}

@@ -6,6 +6,7 @@
 //! on an explicit reload (SIGHUP).
 
 mod cores;
+pub mod group_config;
 mod log_config;
 pub mod topic_config_spec;
 

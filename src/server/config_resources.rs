@@ -4,12 +4,13 @@
 
 use super::context::RequestContext;
 use crate::metadata::ConfigOp;
-use crate::shard::topics::alter_topic_config;
+use crate::shard::topics::{alter_group_config, alter_topic_config};
 use kafka_protocol::ResponseError;
 
 /// Kafka's `ConfigResource.Type` codes.
 pub const RESOURCE_TOPIC: i8 = 2;
 pub const RESOURCE_BROKER: i8 = 4;
+pub const RESOURCE_GROUP: i8 = 32;
 
 /// Applies `changes` (key, operation) to one resource: (error code,
 /// message). `incremental` keeps the keys not named; otherwise they return to defaults.
@@ -22,7 +23,7 @@ pub async fn alter(
     validate_only: bool,
 ) -> (i16, Option<String>) {
     match resource_type {
-        RESOURCE_TOPIC => {}
+        RESOURCE_TOPIC | RESOURCE_GROUP => {}
         RESOURCE_BROKER => {
             return (
                 ResponseError::PolicyViolation.code(),
@@ -40,6 +41,25 @@ pub async fn alter(
         Ok(c) => c,
         Err((code, message)) => return (code, Some(message)),
     };
+    if resource_type == RESOURCE_GROUP {
+        if name.is_empty() {
+            return (
+                ResponseError::InvalidRequest.code(),
+                Some("a group config resource needs a group id".into()),
+            );
+        }
+        let altered = alter_group_config(
+            ctx.shard,
+            name.to_string(),
+            changes,
+            incremental,
+            validate_only,
+        );
+        return match altered.await {
+            Ok(()) => (0, None),
+            Err(e) => (e.code, Some(e.message)),
+        };
+    }
     match alter_topic_config(
         ctx.shard,
         name.to_string(),

@@ -161,6 +161,23 @@ pub async fn alter_topic_config(
         .await?
 }
 
+/// Sets or deletes configs of one group (GROUP config resource) on the metadata writer.
+/// The group coordinator reads them from the metadata snapshot on every heartbeat.
+pub async fn alter_group_config(
+    shard: &Rc<Shard>,
+    group: String,
+    changes: Vec<(String, ConfigOp)>,
+    incremental: bool,
+    validate_only: bool,
+) -> Result<(), TopicOpError> {
+    shard
+        .invoke_on(0, move |s| async move {
+            writer(&s)?.alter_group_config(&group, &changes, incremental, validate_only)?;
+            Ok(())
+        })
+        .await?
+}
+
 /// The topic's metadata, creating it with broker defaults first when auto-creation is on
 /// (Kafka's `auto.create.topics.enable`).
 pub async fn ensure_topic(

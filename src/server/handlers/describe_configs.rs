@@ -4,7 +4,10 @@
 use crate::config::topic_config_spec::{TOPIC_CONFIG_SPECS, TopicConfigSpec, documentation};
 use crate::metadata::TopicMeta;
 use crate::server::broker_configs::broker_entries;
-use crate::server::config_resources::{RESOURCE_BROKER, RESOURCE_TOPIC};
+use crate::config::group_config::{GROUP_CONFIG_KEYS, GroupTimeouts};
+use crate::config::topic_config_spec::TYPE_INT;
+use crate::group::consumer::DEFAULT_TIMEOUTS;
+use crate::server::config_resources::{RESOURCE_BROKER, RESOURCE_GROUP, RESOURCE_TOPIC};
 use crate::server::context::RequestContext;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::describe_configs_response::{
@@ -17,6 +20,7 @@ use kafka_protocol::protocol::StrBytes;
 const SOURCE_TOPIC: i8 = 1;
 const SOURCE_STATIC_BROKER: i8 = 4;
 const SOURCE_DEFAULT: i8 = 5;
+const SOURCE_GROUP: i8 = 8;
 
 /// What the request asked to see besides names and values.
 #[derive(Clone, Copy)]
@@ -139,6 +143,37 @@ fn describe_broker(
         .collect()
 }
 
+/// A group's configs: its own where set (GROUP_CONFIG), else the broker's defaults under
+/// their broker names (`group.consumer.session.timeout.ms`, ...).
+fn describe_group(
+    detail: Detail,
+    overrides: Option<&std::collections::BTreeMap<String, String>>,
+    keys: &Option<Vec<StrBytes>>,
+) -> Vec<DescribeConfigsResourceResult> {
+    let effective = GroupTimeouts::with_overrides(DEFAULT_TIMEOUTS, overrides);
+    GROUP_CONFIG_KEYS
+        .iter()
+        .filter(|(name, _)| wanted(keys, name))
+        .filter_map(|(name, doc)| {
+            let value = effective.get(name)?;
+            let overridden = overrides.is_some_and(|o| o.contains_key(*name));
+            let source = if overridden { SOURCE_GROUP } else { SOURCE_DEFAULT };
+            let mut e = entry(detail, name, value.clone(), source, TYPE_INT, || doc.to_string());
+            if detail.synonyms && detail.version >= 1 {
+                let mut synonyms = Vec::with_capacity(2);
+                if overridden {
+                    synonyms.push(synonym(name, &value, SOURCE_GROUP));
+                }
+                let broker_name = format!("group.{name}");
+                let default = DEFAULT_TIMEOUTS.get(name).unwrap_or_default();
+                synonyms.push(synonym(&broker_name, &default, SOURCE_DEFAULT));
+                e = e.with_synonyms(synonyms);
+            }
+            Some(e)
+        })
+        .collect()
+}
+
 pub async fn handle(
     ctx: &RequestContext<'_>,
     request: DescribeConfigsRequest,
@@ -172,6 +207,10 @@ pub async fn handle(
                 } else {
                     Ok(describe_broker(ctx, detail, keys))
                 }
+            }
+            RESOURCE_GROUP if !resource.resource_name.is_empty() => {
+                let configs = snapshot.group_configs.get(resource.resource_name.as_str());
+                Ok(describe_group(detail, configs.map(|c| &**c), keys))
             }
             _ => Err((
                 ResponseError::InvalidRequest.code(),
