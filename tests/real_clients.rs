@@ -200,3 +200,11 @@ fn kcat_roundtrip_all_codecs_and_idempotence() {
     args.extend(tolerance_flags(&target, "kcat_roundtrip.sh"));
     run_script("kcat_roundtrip.sh", Path::new("bash"), &args);
 }
+
+#[test]
+fn admin_clients_create_describe_and_alter_configs() {
+    python_script(
+        "admin_clients_create_describe_and_alter_configs",
+        "admin_configs.py",
+    );
+}
