@@ -495,6 +495,31 @@ fn broker_resource_shows_kafka_names_and_sources() {
             "set on the command line"
         );
     }
+    let response: IncrementalAlterConfigsResponse = call(
+        &broker,
+        &IncrementalAlterConfigsRequest::default().with_resources(vec![
+            AlterConfigsResource::default()
+                .with_resource_type(RESOURCE_BROKER)
+                .with_resource_name(sb("0"))
+                .with_configs(vec![
+                    AlterableConfig::default()
+                        .with_name(sb("log.retention.ms"))
+                        .with_config_operation(OP_SET)
+                        .with_value(Some(sb("1000"))),
+                ]),
+        ]),
+        1,
+    );
+    let refused = &response.responses[0];
+    assert_eq!(refused.error_code, ResponseError::PolicyViolation.code());
+    assert!(
+        refused
+            .error_message
+            .as_deref()
+            .is_some_and(|m| m.contains("log.retention.ms")),
+        "the refusal names the key: {:?}",
+        refused.error_message
+    );
     let other = describe(&broker, RESOURCE_BROKER, "7", false);
     assert_eq!(
         other.results[0].error_code,

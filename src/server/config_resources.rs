@@ -25,9 +25,21 @@ pub async fn alter(
     match resource_type {
         RESOURCE_TOPIC | RESOURCE_GROUP => {}
         RESOURCE_BROKER => {
+            // Sluice reads broker settings once at start-up; nothing is applied live yet, so
+            // say which keys were refused rather than pretend they took effect.
+            let keys = match &changes {
+                Ok(c) => c
+                    .iter()
+                    .map(|(k, _)| k.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                Err(_) => String::new(),
+            };
             return (
                 ResponseError::PolicyViolation.code(),
-                Some("broker configs are static here: edit the config file and restart".into()),
+                Some(format!(
+                    "broker configs are static on Sluice ({keys}): set them in the config file and restart"
+                )),
             );
         }
         _ => {
