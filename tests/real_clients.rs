@@ -200,3 +200,26 @@ fn kcat_roundtrip_all_codecs_and_idempotence() {
     args.extend(tolerance_flags(&target, "kcat_roundtrip.sh"));
     run_script("kcat_roundtrip.sh", Path::new("bash"), &args);
 }
+
+#[test]
+fn admin_clients_create_describe_and_alter_configs() {
+    python_script(
+        "admin_clients_create_describe_and_alter_configs",
+        "admin_configs.py",
+    );
+}
+
+#[test]
+fn kafkajs_admin_creates_and_describes_topic_configs() {
+    if real_clients_skipped("kafkajs_admin_creates_and_describes_topic_configs") {
+        return;
+    }
+    require_tool("node", "nodejs");
+    let target = Target::from_env_or_start();
+    let args = vec![
+        "kafkajs_configs.js".to_string(),
+        "--bootstrap".to_string(),
+        target.bootstrap.clone(),
+    ];
+    run_script("kafkajs_configs.js", Path::new("node"), &args);
+}

@@ -1,7 +1,9 @@
 //! Per-topic log configuration, under Kafka's own config names so that `kafka-configs`,
 //! admin clients and `sluice topic alter-config` speak the same keys.
 
+use super::topic_config_spec::{TOPIC_CONFIG_SPECS, check_value, list_elements, topic_config_spec};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// Kafka's default `max.message.bytes` (a whole batch, after compression).
 pub const DEFAULT_MAX_MESSAGE_BYTES: u32 = 1_048_588;
@@ -21,11 +23,76 @@ pub const DEFAULT_SEGMENT_INDEX_BYTES: u32 = 10 * 1024 * 1024;
 /// against 5.8–24 ms and 21–60 ms at 1 s (decision 0002 amendment).
 pub const DEFAULT_FLUSH_MS: i64 = 100;
 
+/// `cleanup.policy`, a Kafka list of `delete` and `compact`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CleanupPolicy {
     Delete,
     Compact,
+    CompactAndDelete,
+    /// An empty list: neither deletion nor compaction.
+    Neither,
+}
+
+impl CleanupPolicy {
+    fn from_list(value: &str) -> CleanupPolicy {
+        let elements = list_elements(value);
+        let compact = elements.contains(&"compact");
+        let delete = elements.contains(&"delete");
+        match (compact, delete) {
+            (true, true) => CleanupPolicy::CompactAndDelete,
+            (true, false) => CleanupPolicy::Compact,
+            (false, true) => CleanupPolicy::Delete,
+            (false, false) => CleanupPolicy::Neither,
+        }
+    }
+
+    fn as_list(self) -> &'static str {
+        match self {
+            CleanupPolicy::Delete => "delete",
+            CleanupPolicy::Compact => "compact",
+            CleanupPolicy::CompactAndDelete => "compact,delete",
+            CleanupPolicy::Neither => "",
+        }
+    }
+}
+
+/// `compression.type`: the codec batches end up in. `Producer` keeps the producer's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CompressionType {
+    Producer,
+    Uncompressed,
+    Gzip,
+    Snappy,
+    Lz4,
+    Zstd,
+}
+
+impl CompressionType {
+    pub fn name(self) -> &'static str {
+        match self {
+            CompressionType::Producer => "producer",
+            CompressionType::Uncompressed => "uncompressed",
+            CompressionType::Gzip => "gzip",
+            CompressionType::Snappy => "snappy",
+            CompressionType::Lz4 => "lz4",
+            CompressionType::Zstd => "zstd",
+        }
+    }
+
+    fn from_name(name: &str) -> Option<CompressionType> {
+        [
+            CompressionType::Producer,
+            CompressionType::Uncompressed,
+            CompressionType::Gzip,
+            CompressionType::Snappy,
+            CompressionType::Lz4,
+            CompressionType::Zstd,
+        ]
+        .into_iter()
+        .find(|c| c.name() == name)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,14 +115,17 @@ pub enum Durability {
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum TopicConfigError {
-    #[error("unknown topic config `{0}`")]
+    #[error("Unknown topic config name: {0}")]
     UnknownKey(String),
-    #[error("invalid value `{value}` for `{key}`: {reason}")]
+    #[error("Invalid value {value} for configuration {key}: {reason}")]
     InvalidValue {
         key: String,
         value: String,
-        reason: &'static str,
+        reason: String,
     },
+    /// Two configs that are each valid but not together.
+    #[error("{0}")]
+    Conflict(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -85,6 +155,24 @@ pub struct LogConfig {
     pub cleanup_policy: CleanupPolicy,
     /// `sluice.durability`: when appends are synced before acknowledgement.
     pub durability: Durability,
+    /// `compression.type`.
+    pub compression_type: CompressionType,
+    /// `compression.gzip.level`, `compression.lz4.level`, `compression.zstd.level`.
+    pub compression_gzip_level: i32,
+    pub compression_lz4_level: i32,
+    pub compression_zstd_level: i32,
+    /// `message.timestamp.before.max.ms`: CreateTime records older than now minus this
+    /// are refused with INVALID_TIMESTAMP.
+    pub message_timestamp_before_max_ms: i64,
+    /// `message.timestamp.after.max.ms`: CreateTime records newer than now plus this are
+    /// refused.
+    pub message_timestamp_after_max_ms: i64,
+    /// `message.timestamp.difference.max.ms` (Kafka 3.x): bounds both directions.
+    pub message_timestamp_difference_max_ms: i64,
+    /// Every other Kafka topic config: validated and stored, not acted on (see
+    /// `topic_config_spec::has_no_effect_here`). Keyed by Kafka name; absent means default.
+    #[serde(skip)]
+    pub stored_only: BTreeMap<String, String>,
 }
 
 impl Default for LogConfig {
@@ -102,94 +190,132 @@ impl Default for LogConfig {
             message_timestamp_type: TimestampType::CreateTime,
             cleanup_policy: CleanupPolicy::Delete,
             durability: Durability::AcksAll,
+            compression_type: CompressionType::Producer,
+            compression_gzip_level: -1,
+            compression_lz4_level: 9,
+            compression_zstd_level: 3,
+            message_timestamp_before_max_ms: i64::MAX,
+            message_timestamp_after_max_ms: i64::MAX,
+            message_timestamp_difference_max_ms: i64::MAX,
+            stored_only: BTreeMap::new(),
         }
     }
 }
 
-/// The Kafka names of every topic config this broker understands.
-pub const TOPIC_CONFIG_KEYS: &[&str] = &[
-    "segment.bytes",
-    "segment.ms",
-    "retention.ms",
-    "retention.bytes",
-    "index.interval.bytes",
-    "segment.index.bytes",
-    "flush.messages",
-    "flush.ms",
-    "max.message.bytes",
-    "message.timestamp.type",
-    "cleanup.policy",
-    "sluice.durability",
-];
+/// The Kafka names of every topic config this broker understands, in the order
+/// DescribeConfigs lists them.
+pub fn topic_config_keys() -> impl Iterator<Item = &'static str> {
+    TOPIC_CONFIG_SPECS.iter().map(|s| s.name)
+}
 
-fn invalid(key: &str, value: &str, reason: &'static str) -> TopicConfigError {
+fn invalid(key: &str, value: &str, reason: impl Into<String>) -> TopicConfigError {
     TopicConfigError::InvalidValue {
         key: key.to_string(),
         value: value.to_string(),
-        reason,
+        reason: reason.into(),
     }
 }
 
-fn parse_i64(key: &str, value: &str, min: i64) -> Result<i64, TopicConfigError> {
-    let v: i64 = value
+/// An integer the spec table has already range-checked.
+fn parse_i64(key: &str, value: &str) -> Result<i64, TopicConfigError> {
+    value
         .trim()
         .parse()
-        .map_err(|_| invalid(key, value, "not an integer"))?;
-    if v < min {
-        return Err(invalid(key, value, "below the minimum"));
-    }
-    Ok(v)
+        .map_err(|_| invalid(key, value, "Not a number of type LONG"))
+}
+
+fn parse_i32(key: &str, value: &str) -> Result<i32, TopicConfigError> {
+    i32::try_from(parse_i64(key, value)?)
+        .map_err(|_| invalid(key, value, "Not a number of type INT"))
+}
+
+fn parse_u32(key: &str, value: &str) -> Result<u32, TopicConfigError> {
+    u32::try_from(parse_i64(key, value)?)
+        .map_err(|_| invalid(key, value, "Value must be at least 0"))
 }
 
 impl LogConfig {
-    /// Applies one Kafka-named config (from CreateTopics, AlterConfigs, or the CLI).
+    /// Applies one Kafka-named config (from CreateTopics, AlterConfigs, or the CLI),
+    /// validated against Kafka's rules for it first.
     pub fn set(&mut self, key: &str, value: &str) -> Result<(), TopicConfigError> {
+        let spec =
+            topic_config_spec(key).ok_or_else(|| TopicConfigError::UnknownKey(key.to_string()))?;
+        check_value(spec, value).map_err(|reason| invalid(key, value, reason))?;
+        let value = value.trim();
         match key {
-            "segment.bytes" => {
-                self.segment_bytes = parse_i64(key, value, MIN_SEGMENT_BYTES as i64)? as u64
-            }
-            "segment.ms" => self.segment_ms = parse_i64(key, value, 1)?,
-            "retention.ms" => self.retention_ms = parse_i64(key, value, -1)?,
-            "retention.bytes" => self.retention_bytes = parse_i64(key, value, -1)?,
-            "index.interval.bytes" => {
-                self.index_interval_bytes = u32::try_from(parse_i64(key, value, 0)?)
-                    .map_err(|_| invalid(key, value, "too large"))?
-            }
-            "segment.index.bytes" => {
-                self.segment_index_bytes = u32::try_from(parse_i64(key, value, 8)?)
-                    .map_err(|_| invalid(key, value, "too large"))?
-            }
-            "flush.messages" => self.flush_messages = parse_i64(key, value, -1)?,
-            "flush.ms" => self.flush_ms = parse_i64(key, value, -1)?,
-            "max.message.bytes" => {
-                self.max_message_bytes = u32::try_from(parse_i64(key, value, 0)?)
-                    .map_err(|_| invalid(key, value, "too large"))?
-            }
+            "segment.bytes" => self.segment_bytes = parse_i64(key, value)? as u64,
+            "segment.ms" => self.segment_ms = parse_i64(key, value)?,
+            "retention.ms" => self.retention_ms = parse_i64(key, value)?,
+            "retention.bytes" => self.retention_bytes = parse_i64(key, value)?,
+            "index.interval.bytes" => self.index_interval_bytes = parse_u32(key, value)?,
+            "segment.index.bytes" => self.segment_index_bytes = parse_u32(key, value)?,
+            "flush.messages" => self.flush_messages = parse_i64(key, value)?,
+            "flush.ms" => self.flush_ms = parse_i64(key, value)?,
+            "max.message.bytes" => self.max_message_bytes = parse_u32(key, value)?,
             "message.timestamp.type" => {
-                self.message_timestamp_type = match value {
-                    "CreateTime" => TimestampType::CreateTime,
-                    "LogAppendTime" => TimestampType::LogAppendTime,
-                    _ => return Err(invalid(key, value, "expected CreateTime or LogAppendTime")),
+                self.message_timestamp_type = if value == "LogAppendTime" {
+                    TimestampType::LogAppendTime
+                } else {
+                    TimestampType::CreateTime
                 }
             }
             "cleanup.policy" => {
-                self.cleanup_policy = match value {
-                    "delete" => CleanupPolicy::Delete,
-                    "compact" | "compact,delete" | "delete,compact" => CleanupPolicy::Compact,
-                    _ => return Err(invalid(key, value, "expected delete or compact")),
-                }
+                self.cleanup_policy = CleanupPolicy::from_list(value);
+                // Kafka shows the list in the order it was given.
+                self.stored_only
+                    .insert(key.to_string(), list_elements(value).join(","));
             }
             "sluice.durability" => {
                 self.durability = match value {
-                    "acks-all" => Durability::AcksAll,
                     "always" => Durability::Always,
                     "none" => Durability::None,
-                    _ => return Err(invalid(key, value, "expected acks-all, always or none")),
+                    _ => Durability::AcksAll,
                 }
             }
-            _ => return Err(TopicConfigError::UnknownKey(key.to_string())),
+            "compression.type" => {
+                self.compression_type = CompressionType::from_name(value)
+                    .ok_or_else(|| invalid(key, value, "unknown codec"))?
+            }
+            "compression.gzip.level" => self.compression_gzip_level = parse_i32(key, value)?,
+            "compression.lz4.level" => self.compression_lz4_level = parse_i32(key, value)?,
+            "compression.zstd.level" => self.compression_zstd_level = parse_i32(key, value)?,
+            "message.timestamp.before.max.ms" => {
+                self.message_timestamp_before_max_ms = parse_i64(key, value)?
+            }
+            "message.timestamp.after.max.ms" => {
+                self.message_timestamp_after_max_ms = parse_i64(key, value)?
+            }
+            "message.timestamp.difference.max.ms" => {
+                self.message_timestamp_difference_max_ms = parse_i64(key, value)?
+            }
+            "remote.storage.enable" if value.eq_ignore_ascii_case("true") => {
+                return Err(invalid(
+                    key,
+                    value,
+                    "Tiered Storage functionality is disabled in the broker. Topic cannot be configured with remote log storage.",
+                ));
+            }
+            _ => {
+                let normalized = if spec.kind.is_list() {
+                    list_elements(value).join(",")
+                } else {
+                    value.to_string()
+                };
+                self.stored_only.insert(key.to_string(), normalized);
+            }
         }
         Ok(())
+    }
+
+    /// The widest window CreateTime timestamps may lie in the past and in the future of the
+    /// broker's clock: the 4.x bounds and the 3.x difference bound, whichever is tighter.
+    pub fn timestamp_bounds_ms(&self) -> (i64, i64) {
+        (
+            self.message_timestamp_before_max_ms
+                .min(self.message_timestamp_difference_max_ms),
+            self.message_timestamp_after_max_ms
+                .min(self.message_timestamp_difference_max_ms),
+        )
     }
 
     /// The current value of one Kafka-named config, as DescribeConfigs shows it.
@@ -208,16 +334,34 @@ impl LogConfig {
                 TimestampType::CreateTime => "CreateTime".to_string(),
                 TimestampType::LogAppendTime => "LogAppendTime".to_string(),
             },
-            "cleanup.policy" => match self.cleanup_policy {
-                CleanupPolicy::Delete => "delete".to_string(),
-                CleanupPolicy::Compact => "compact".to_string(),
-            },
+            "cleanup.policy" => self
+                .stored_only
+                .get(key)
+                .cloned()
+                .unwrap_or_else(|| self.cleanup_policy.as_list().to_string()),
             "sluice.durability" => match self.durability {
                 Durability::AcksAll => "acks-all".to_string(),
                 Durability::Always => "always".to_string(),
                 Durability::None => "none".to_string(),
             },
-            _ => return None,
+            "compression.type" => self.compression_type.name().to_string(),
+            "compression.gzip.level" => self.compression_gzip_level.to_string(),
+            "compression.lz4.level" => self.compression_lz4_level.to_string(),
+            "compression.zstd.level" => self.compression_zstd_level.to_string(),
+            "message.timestamp.before.max.ms" => self.message_timestamp_before_max_ms.to_string(),
+            "message.timestamp.after.max.ms" => self.message_timestamp_after_max_ms.to_string(),
+            "message.timestamp.difference.max.ms" => {
+                self.message_timestamp_difference_max_ms.to_string()
+            }
+            _ => {
+                let spec = topic_config_spec(key)?;
+                return Some(
+                    self.stored_only
+                        .get(key)
+                        .cloned()
+                        .unwrap_or_else(|| spec.default.to_string()),
+                );
+            }
         })
     }
 
@@ -226,15 +370,28 @@ impl LogConfig {
             return Err(invalid(
                 "segment.bytes",
                 &self.segment_bytes.to_string(),
-                "below the minimum",
+                format!("Value must be at least {MIN_SEGMENT_BYTES}"),
             ));
         }
         if self.segment_index_bytes < 8 {
             return Err(invalid(
                 "segment.index.bytes",
                 &self.segment_index_bytes.to_string(),
-                "below the minimum",
+                "Value must be at least 8",
             ));
+        }
+        let min_lag = self
+            .get("min.compaction.lag.ms")
+            .and_then(|v| v.parse::<i64>().ok());
+        let max_lag = self
+            .get("max.compaction.lag.ms")
+            .and_then(|v| v.parse::<i64>().ok());
+        if let (Some(min_lag), Some(max_lag)) = (min_lag, max_lag)
+            && min_lag > max_lag
+        {
+            return Err(TopicConfigError::Conflict(format!(
+                "conflict topic config setting min.compaction.lag.ms ({min_lag}) > max.compaction.lag.ms ({max_lag})"
+            )));
         }
         Ok(())
     }
@@ -247,11 +404,14 @@ mod tests {
     #[test]
     fn every_key_round_trips_through_set_and_get() {
         let mut cfg = LogConfig::default();
-        for key in TOPIC_CONFIG_KEYS {
+        let defaults = LogConfig::default();
+        for key in topic_config_keys() {
             let value = cfg.get(key).unwrap();
             cfg.set(key, &value).unwrap();
         }
-        assert_eq!(cfg, LogConfig::default());
+        for key in topic_config_keys() {
+            assert_eq!(cfg.get(key), defaults.get(key), "{key}");
+        }
     }
 
     #[test]
@@ -264,5 +424,20 @@ mod tests {
             Err(TopicConfigError::UnknownKey("nope".into()))
         );
         assert!(cfg.set("segment.bytes", "1").is_err());
+    }
+
+    #[test]
+    fn stored_only_configs_read_back_and_typed_ones_are_typed() {
+        let mut cfg = LogConfig::default();
+        cfg.set("preallocate", "true").unwrap();
+        cfg.set("cleanup.policy", " delete , compact").unwrap();
+        cfg.set("compression.type", "zstd").unwrap();
+        assert_eq!(cfg.get("preallocate").as_deref(), Some("true"));
+        assert_eq!(cfg.cleanup_policy, CleanupPolicy::CompactAndDelete);
+        assert_eq!(cfg.compression_type, CompressionType::Zstd);
+        assert!(cfg.set("remote.storage.enable", "true").is_err());
+        cfg.set("min.compaction.lag.ms", "10").unwrap();
+        cfg.set("max.compaction.lag.ms", "5").unwrap();
+        assert!(matches!(cfg.validate(), Err(TopicConfigError::Conflict(_))));
     }
 }

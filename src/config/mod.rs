@@ -6,12 +6,14 @@
 //! on an explicit reload (SIGHUP).
 
 mod cores;
+pub mod group_config;
 mod log_config;
+pub mod topic_config_spec;
 
 pub use cores::{CoreSpec, CoreSpecError};
 pub use log_config::{
-    CleanupPolicy, DEFAULT_INDEX_INTERVAL_BYTES, Durability, LogConfig, TOPIC_CONFIG_KEYS,
-    TimestampType, TopicConfigError,
+    CleanupPolicy, CompressionType, DEFAULT_INDEX_INTERVAL_BYTES, Durability, LogConfig,
+    TimestampType, TopicConfigError, topic_config_keys,
 };
 
 use serde::Deserialize;

@@ -18,6 +18,7 @@ use super::coordinator::{ClientInfo, GroupCoordinator, MAX_GROUPS_PER_SHARD};
 use super::offset_log;
 use super::state::GroupState;
 use super::wire::sb;
+use crate::config::group_config::GroupTimeouts;
 
 impl GroupCoordinator {
     /// ConsumerGroupHeartbeat: join, heartbeat, reconcile or leave (see `consumer`).
@@ -26,6 +27,7 @@ impl GroupCoordinator {
         request: &ConsumerGroupHeartbeatRequest,
         client: &ClientInfo,
         topics: &consumer::TopicsView,
+        timeouts: GroupTimeouts,
         now: Instant,
     ) -> ConsumerGroupHeartbeatResponse {
         let group_id = request.group_id.0.to_string();
@@ -62,6 +64,7 @@ impl GroupCoordinator {
                 "the group uses the classic protocol",
             );
         }
+        group.consumer.timeouts = Some(timeouts);
         let response = group.consumer.heartbeat(
             request,
             consumer::ClientIdentity {

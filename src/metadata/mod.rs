@@ -41,6 +41,8 @@ pub struct MetadataSnapshot {
     pub topic_names_by_id: HashMap<uuid::Uuid, String>,
     /// Bumped on every change; lets caches notice staleness cheaply.
     pub version: u64,
+    /// GROUP config resources: group id -> the configs set on it.
+    pub group_configs: HashMap<String, Arc<BTreeMap<String, String>>>,
 }
 
 impl MetadataSnapshot {
@@ -71,6 +73,8 @@ pub enum MetadataError {
     InvalidConfig(#[from] TopicConfigError),
     #[error("too many topics (limit {MAX_TOPICS})")]
     TooManyTopics,
+    #[error("too many groups with configs (limit {MAX_GROUP_CONFIGS})")]
+    TooManyGroupConfigs,
     #[error("cannot persist metadata at {path}: {source}")]
     Io {
         path: PathBuf,
@@ -90,7 +94,9 @@ impl MetadataError {
             MetadataError::InvalidPartitions(..) => E::InvalidPartitions.code(),
             MetadataError::InvalidReplicationFactor(_) => E::InvalidReplicationFactor.code(),
             MetadataError::InvalidConfig(_) => E::InvalidConfig.code(),
-            MetadataError::TooManyTopics => E::PolicyViolation.code(),
+            MetadataError::TooManyTopics | MetadataError::TooManyGroupConfigs => {
+                E::PolicyViolation.code()
+            }
             MetadataError::Io { .. } | MetadataError::Corrupt { .. } => E::KafkaStorageError.code(),
         }
     }
@@ -121,7 +127,12 @@ pub fn validate_topic_name(name: &str) -> Result<(), MetadataError> {
 struct PersistedMetadata {
     cluster_id: String,
     topics: Vec<TopicMeta>,
+    #[serde(default)]
+    group_configs: BTreeMap<String, BTreeMap<String, String>>,
 }
+
+/// Groups that may carry configs, so a client cannot grow the metadata file without bound.
+pub const MAX_GROUP_CONFIGS: usize = 100_000;
 
 /// The single writer of cluster metadata (shard 0).
 pub struct MetadataWriter {
@@ -203,6 +214,11 @@ impl MetadataWriter {
                         message: e.to_string(),
                     })?;
                 snapshot.cluster_id = persisted.cluster_id;
+                snapshot.group_configs = persisted
+                    .group_configs
+                    .into_iter()
+                    .map(|(group, configs)| (group, Arc::new(configs)))
+                    .collect();
                 for mut topic in persisted.topics {
                     topic.config = effective_config(&defaults, &topic.overrides).map_err(|e| {
                         MetadataError::Corrupt {
@@ -327,11 +343,11 @@ impl MetadataWriter {
         self.replace_topic(&current, grown, validate_only)
     }
 
-    /// Replaces (`incremental == false`) or edits the topic's overrides. `None` deletes a key.
+    /// Replaces (`incremental == false`) or edits the topic's overrides.
     pub fn alter_topic_config(
         &self,
         name: &str,
-        changes: &[(String, Option<String>)],
+        changes: &[(String, ConfigOp)],
         incremental: bool,
         validate_only: bool,
     ) -> Result<Arc<TopicMeta>, MetadataError> {
@@ -345,13 +361,21 @@ impl MetadataWriter {
         } else {
             BTreeMap::new()
         };
-        for (key, value) in changes {
-            match value {
-                Some(v) => {
+        for (key, op) in changes {
+            match op {
+                ConfigOp::Set(v) => {
                     overrides.insert(key.clone(), v.clone());
                 }
-                None => {
+                ConfigOp::Delete => {
                     overrides.remove(key);
+                }
+                ConfigOp::Append(v) | ConfigOp::Subtract(v) => {
+                    let current = match overrides.get(key) {
+                        Some(current) => current.clone(),
+                        None => self.defaults.get(key).unwrap_or_default(),
+                    };
+                    let edited = edit_list(key, &current, v, matches!(op, ConfigOp::Append(_)))?;
+                    overrides.insert(key.clone(), edited);
                 }
             }
         }
@@ -360,6 +384,55 @@ impl MetadataWriter {
         altered.overrides = overrides;
         altered.config = config;
         self.replace_topic(&current, altered, validate_only)
+    }
+
+    /// Sets or deletes configs of one group (GROUP config resource); `Err` is the message
+    /// INVALID_CONFIG carries.
+    pub fn alter_group_config(
+        &self,
+        group: &str,
+        changes: &[(String, ConfigOp)],
+        incremental: bool,
+        validate_only: bool,
+    ) -> Result<(), MetadataError> {
+        let current = self.snapshot();
+        let mut configs = match (incremental, current.group_configs.get(group)) {
+            (true, Some(existing)) => (**existing).clone(),
+            _ => BTreeMap::new(),
+        };
+        for (key, op) in changes {
+            let invalid =
+                |message: String| MetadataError::InvalidConfig(TopicConfigError::Conflict(message));
+            match op {
+                ConfigOp::Set(value) => {
+                    crate::config::group_config::check_group_config(key, value).map_err(invalid)?;
+                    configs.insert(key.clone(), value.trim().to_string());
+                }
+                ConfigOp::Delete => {
+                    configs.remove(key);
+                }
+                ConfigOp::Append(_) | ConfigOp::Subtract(_) => {
+                    return Err(invalid(format!(
+                        "Config value append/subtract is not allowed for config key: {key}"
+                    )));
+                }
+            }
+        }
+        let is_new = !current.group_configs.contains_key(group);
+        if is_new && current.group_configs.len() >= MAX_GROUP_CONFIGS {
+            return Err(MetadataError::TooManyGroupConfigs);
+        }
+        if validate_only {
+            return Ok(());
+        }
+        let mut next = (*current).clone();
+        if configs.is_empty() {
+            next.group_configs.remove(group);
+        } else {
+            next.group_configs
+                .insert(group.to_string(), Arc::new(configs));
+        }
+        self.publish(next)
     }
 
     /// Publishes `topic` in place of the topic of the same name (unless only validating).
@@ -393,6 +466,11 @@ impl MetadataWriter {
         let persisted = PersistedMetadata {
             cluster_id: snapshot.cluster_id.clone(),
             topics,
+            group_configs: snapshot
+                .group_configs
+                .iter()
+                .map(|(group, configs)| (group.clone(), (**configs).clone()))
+                .collect(),
         };
         let bytes = serde_json::to_vec_pretty(&persisted).map_err(|e| MetadataError::Corrupt {
             path: self.path.clone(),
@@ -403,6 +481,51 @@ impl MetadataWriter {
             source,
         })
     }
+}
+
+/// One change of IncrementalAlterConfigs (AlterConfigs only sets).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigOp {
+    Set(String),
+    /// Back to the broker default.
+    Delete,
+    /// Add the listed elements to a list config, skipping ones already present.
+    Append(String),
+    /// Remove the listed elements from a list config; absent ones are ignored.
+    Subtract(String),
+}
+
+/// APPEND / SUBTRACT on a list-typed config, as Kafka does: only list configs take them.
+fn edit_list(
+    key: &str,
+    current: &str,
+    change: &str,
+    append: bool,
+) -> Result<String, TopicConfigError> {
+    let is_list = crate::config::topic_config_spec::topic_config_spec(key)
+        .ok_or_else(|| TopicConfigError::UnknownKey(key.to_string()))?
+        .kind
+        .is_list();
+    if !is_list {
+        let verb = if append { "append" } else { "subtract" };
+        return Err(TopicConfigError::Conflict(format!(
+            "Config value {verb} is not allowed for config key: {key}"
+        )));
+    }
+    let elements = crate::config::topic_config_spec::list_elements;
+    let mut list: Vec<&str> = elements(current);
+    list.dedup();
+    let named = elements(change);
+    if append {
+        for e in named {
+            if !list.contains(&e) {
+                list.push(e);
+            }
+        }
+    } else {
+        list.retain(|e| !named.contains(e));
+    }
+    Ok(list.join(","))
 }
 
 /// Broker defaults with a topic's overrides applied; the first bad key is the error.

@@ -6,6 +6,7 @@
 
 pub mod affinity;
 pub mod authorization;
+pub mod broker_configs;
 pub mod config_resources;
 mod connection;
 pub mod connection_state;
@@ -18,6 +19,7 @@ pub mod handlers;
 pub mod registry;
 pub mod response;
 mod routing;
+pub mod timestamp_bounds;
 pub mod views;
 
 use crate::shard::Shard;

@@ -4,7 +4,7 @@
 //! the owners have acted, so a topic is usable as soon as CreateTopics returns.
 
 use super::{Shard, ShardGone, open_partition};
-use crate::metadata::{MetadataError, TopicMeta};
+use crate::metadata::{ConfigOp, MetadataError, TopicMeta};
 use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -132,7 +132,7 @@ pub async fn create_partitions(
 pub async fn alter_topic_config(
     shard: &Rc<Shard>,
     name: String,
-    changes: Vec<(String, Option<String>)>,
+    changes: Vec<(String, ConfigOp)>,
     incremental: bool,
     validate_only: bool,
 ) -> Result<Arc<TopicMeta>, TopicOpError> {
@@ -157,6 +157,23 @@ pub async fn alter_topic_config(
                 .await;
             }
             Ok(topic)
+        })
+        .await?
+}
+
+/// Sets or deletes configs of one group (GROUP config resource) on the metadata writer.
+/// The group coordinator reads them from the metadata snapshot on every heartbeat.
+pub async fn alter_group_config(
+    shard: &Rc<Shard>,
+    group: String,
+    changes: Vec<(String, ConfigOp)>,
+    incremental: bool,
+    validate_only: bool,
+) -> Result<(), TopicOpError> {
+    shard
+        .invoke_on(0, move |s| async move {
+            writer(&s)?.alter_group_config(&group, &changes, incremental, validate_only)?;
+            Ok(())
         })
         .await?
 }

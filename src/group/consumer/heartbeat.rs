@@ -16,8 +16,8 @@ use uuid::Uuid;
 
 use super::super::wire::sb;
 use super::{
-    CONSUMER_HEARTBEAT_INTERVAL_MS, CONSUMER_SESSION_TIMEOUT_MS, ClientIdentity, ConsumerGroup,
-    ConsumerMember, LEAVE_EPOCH, MAX_SUBSCRIBED_TOPICS, Partitions, STATIC_LEAVE_EPOCH, TopicsView,
+    CONSUMER_HEARTBEAT_INTERVAL_MS, ClientIdentity, ConsumerGroup, ConsumerMember, LEAVE_EPOCH,
+    MAX_SUBSCRIBED_TOPICS, Partitions, STATIC_LEAVE_EPOCH, TopicsView,
 };
 
 /// Why a heartbeat is refused: the error code and the message sent with it.
@@ -71,6 +71,7 @@ impl ConsumerGroup {
             record_owned(m, owned, topics);
         }
         self.reconcile(&member_id, now);
+        let heartbeat_interval_ms = self.heartbeat_interval_ms();
         let Some(m) = self.members.get_mut(&member_id) else {
             return error(ResponseError::UnknownMemberId, "unknown member id");
         };
@@ -78,7 +79,7 @@ impl ConsumerGroup {
         ConsumerGroupHeartbeatResponse::default()
             .with_member_id(Some(sb(&member_id)))
             .with_member_epoch(m.member_epoch)
-            .with_heartbeat_interval_ms(CONSUMER_HEARTBEAT_INTERVAL_MS)
+            .with_heartbeat_interval_ms(heartbeat_interval_ms)
             .with_assignment(assignment)
     }
 
@@ -140,7 +141,7 @@ impl ConsumerGroup {
             assigned: Partitions::new(),
             pending_revocation: Partitions::new(),
             revocation_deadline: None,
-            session_deadline: now + Duration::from_millis(CONSUMER_SESSION_TIMEOUT_MS),
+            session_deadline: now + self.session_timeout(),
             sent: None,
         };
         let unchanged_static = match predecessor.and_then(|p| self.members.remove(&p)) {
@@ -185,7 +186,11 @@ impl ConsumerGroup {
                 "the member epoch is fenced",
             ));
         }
-        m.session_deadline = now + Duration::from_millis(CONSUMER_SESSION_TIMEOUT_MS);
+        let session_timeout = self.session_timeout();
+        let Some(m) = self.members.get_mut(member_id) else {
+            return Err((ResponseError::UnknownMemberId, "unknown member id"));
+        };
+        m.session_deadline = now + session_timeout;
         if request.rebalance_timeout_ms > 0 {
             m.rebalance_timeout = Duration::from_millis(request.rebalance_timeout_ms as u64);
         }

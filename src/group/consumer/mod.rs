@@ -34,6 +34,7 @@ use kafka_protocol::messages::{GroupId, TopicName};
 use uuid::Uuid;
 
 use super::wire::sb;
+use crate::config::group_config::GroupTimeouts;
 
 /// How often members heartbeat (Kafka's `group.consumer.heartbeat.interval.ms` is 5 s; a
 /// shorter interval makes reconciliation, which takes a few heartbeats, quicker).
@@ -90,7 +91,16 @@ pub struct ConsumerGroup {
     topics_seen: BTreeMap<String, i32>,
     /// Completed target computations (rebalances), for metrics.
     pub rebalances_total: u64,
+    /// The group's session timeout and heartbeat interval (its GROUP configs, else the
+    /// broker defaults), refreshed from metadata on every heartbeat.
+    pub timeouts: Option<GroupTimeouts>,
 }
+
+/// The broker's defaults for every consumer group without configs of its own.
+pub const DEFAULT_TIMEOUTS: GroupTimeouts = GroupTimeouts {
+    session_timeout_ms: CONSUMER_SESSION_TIMEOUT_MS as i32,
+    heartbeat_interval_ms: CONSUMER_HEARTBEAT_INTERVAL_MS,
+};
 
 /// Who is asking, for ConsumerGroupDescribe.
 pub struct ClientIdentity<'a> {
@@ -99,6 +109,17 @@ pub struct ClientIdentity<'a> {
 }
 
 impl ConsumerGroup {
+    fn session_timeout(&self) -> Duration {
+        let ms = self.timeouts.unwrap_or(DEFAULT_TIMEOUTS).session_timeout_ms;
+        Duration::from_millis(ms.max(0) as u64)
+    }
+
+    fn heartbeat_interval_ms(&self) -> i32 {
+        self.timeouts
+            .unwrap_or(DEFAULT_TIMEOUTS)
+            .heartbeat_interval_ms
+    }
+
     pub fn has_members(&self) -> bool {
         !self.members.is_empty()
     }

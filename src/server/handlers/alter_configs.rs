@@ -1,5 +1,6 @@
 //! AlterConfigs: replace all of a topic's overrides. Broker configs are static (config file).
 
+use crate::metadata::ConfigOp;
 use crate::server::config_resources::alter;
 use crate::server::context::RequestContext;
 use kafka_protocol::messages::{AlterConfigsRequest, AlterConfigsResponse, alter_configs_response};
@@ -14,7 +15,13 @@ pub async fn handle(
         let changes = resource
             .configs
             .iter()
-            .map(|c| (c.name.to_string(), c.value.as_ref().map(|v| v.to_string())))
+            .map(|c| {
+                let op = match &c.value {
+                    Some(v) => ConfigOp::Set(v.to_string()),
+                    None => ConfigOp::Delete,
+                };
+                (c.name.to_string(), op)
+            })
             .collect();
         let (code, message) = alter(
             ctx,

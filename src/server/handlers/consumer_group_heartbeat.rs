@@ -2,7 +2,9 @@
 //! cluster's topics (name -> id, partition count) so the coordinator can assign partitions
 //! and name them by topic id (`server::views::topics_view`).
 
+use crate::config::group_config::GroupTimeouts;
 use crate::group::ClientInfo;
+use crate::group::consumer::DEFAULT_TIMEOUTS;
 use crate::server::context::RequestContext;
 use crate::server::views::topics_view;
 use kafka_protocol::ResponseError;
@@ -18,11 +20,21 @@ pub async fn handle(
         client_host: String::new(),
     };
     let topics = topics_view(ctx.shard);
+    // The group's own session timeout / heartbeat interval (GROUP configs), if any.
+    let timeouts = GroupTimeouts::with_overrides(
+        DEFAULT_TIMEOUTS,
+        ctx.shard
+            .metadata
+            .load()
+            .group_configs
+            .get(request.group_id.0.as_str())
+            .map(|c| &**c),
+    );
     let owner = ctx.shard.owner_of_group(&request.group_id.0);
     ctx.shard
         .invoke_on(owner, move |s| async move {
             s.groups
-                .consumer_heartbeat(&request, &client, &topics, Instant::now())
+                .consumer_heartbeat(&request, &client, &topics, timeouts, Instant::now())
         })
         .await
         .unwrap_or_else(|_| {

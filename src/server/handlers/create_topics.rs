@@ -85,15 +85,17 @@ pub async fn handle(
         .await
         {
             Ok(meta) => {
-                let configs = crate::config::TOPIC_CONFIG_KEYS
+                let configs = crate::config::topic_config_spec::TOPIC_CONFIG_SPECS
                     .iter()
+                    .filter(|s| !s.legacy || meta.overrides.contains_key(s.name))
+                    .map(|s| s.name)
                     .filter_map(|key| {
                         meta.config.get(key).map(|value| {
                             CreatableTopicConfigs::default()
                                 .with_name(StrBytes::from_static_str(key))
                                 .with_value(Some(StrBytes::from_string(value)))
                                 .with_read_only(false)
-                                .with_config_source(if meta.overrides.contains_key(*key) {
+                                .with_config_source(if meta.overrides.contains_key(key) {
                                     CONFIG_SOURCE_TOPIC
                                 } else {
                                     CONFIG_SOURCE_DEFAULT
@@ -105,6 +107,7 @@ pub async fn handle(
                 result = result
                     .with_topic_id(meta.id)
                     .with_error_code(0)
+                    .with_error_message(None)
                     .with_num_partitions(meta.partitions)
                     .with_replication_factor(1)
                     .with_configs(Some(configs));

@@ -1,88 +1,98 @@
-//! DescribeConfigs: topic configs (overrides marked as such, the rest as broker defaults)
-//! and the broker's own settings.
+//! DescribeConfigs: every Kafka topic config of a topic (override, broker setting or
+//! default, with synonyms and documentation when asked) and the broker's own settings.
 
-use crate::config::{BrokerConfig, TOPIC_CONFIG_KEYS};
-use crate::server::config_resources::{RESOURCE_BROKER, RESOURCE_TOPIC};
+use crate::config::topic_config_spec::{TOPIC_CONFIG_SPECS, TopicConfigSpec, documentation};
+use crate::metadata::TopicMeta;
+use crate::server::broker_configs::broker_entries;
+use crate::config::group_config::{GROUP_CONFIG_KEYS, GroupTimeouts};
+use crate::config::topic_config_spec::TYPE_INT;
+use crate::group::consumer::DEFAULT_TIMEOUTS;
+use crate::server::config_resources::{RESOURCE_BROKER, RESOURCE_GROUP, RESOURCE_TOPIC};
 use crate::server::context::RequestContext;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::describe_configs_response::{
-    DescribeConfigsResourceResult, DescribeConfigsResult,
+    DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
 };
 use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 use kafka_protocol::protocol::StrBytes;
 
+/// Kafka's `ConfigSource` codes.
 const SOURCE_TOPIC: i8 = 1;
 const SOURCE_STATIC_BROKER: i8 = 4;
 const SOURCE_DEFAULT: i8 = 5;
-const TYPE_BOOLEAN: i8 = 1;
-const TYPE_STRING: i8 = 2;
-const TYPE_INT: i8 = 3;
-const TYPE_LONG: i8 = 5;
+const SOURCE_GROUP: i8 = 8;
 
-fn topic_config_type(key: &str) -> i8 {
-    match key {
-        "message.timestamp.type" | "cleanup.policy" | "sluice.durability" => TYPE_STRING,
-        "index.interval.bytes" | "segment.index.bytes" | "max.message.bytes" => TYPE_INT,
-        _ => TYPE_LONG,
-    }
+/// What the request asked to see besides names and values.
+#[derive(Clone, Copy)]
+struct Detail {
+    version: i16,
+    synonyms: bool,
+    documentation: bool,
 }
 
-/// The broker settings shown under Kafka's names, where one exists.
-fn broker_entries(config: &BrokerConfig) -> Vec<(String, String, i8)> {
-    let mut out = vec![
-        (
-            "broker.id".to_string(),
-            config.node_id.to_string(),
-            TYPE_INT,
-        ),
-        (
-            "log.dirs".to_string(),
-            config.data_dir.display().to_string(),
-            TYPE_STRING,
-        ),
-        (
-            "listeners".to_string(),
-            format!("PLAINTEXT://{}", config.listen),
-            TYPE_STRING,
-        ),
-        (
-            "auto.create.topics.enable".to_string(),
-            config.auto_create_topics.to_string(),
-            TYPE_BOOLEAN,
-        ),
-        (
-            "num.partitions".to_string(),
-            config.default_partitions.to_string(),
-            TYPE_INT,
-        ),
-        (
-            "socket.request.max.bytes".to_string(),
-            config.max_request_bytes.to_string(),
-            TYPE_INT,
-        ),
-        (
-            "max.connections".to_string(),
-            config.max_connections.to_string(),
-            TYPE_INT,
-        ),
-        (
-            "group.initial.rebalance.delay.ms".to_string(),
-            config.group_initial_rebalance_delay_ms.to_string(),
-            TYPE_INT,
-        ),
-        (
-            "offsets.retention.minutes".to_string(),
-            (config.offsets_retention_ms / 60_000).to_string(),
-            TYPE_INT,
-        ),
-    ];
-    // Topic defaults appear on the broker as `log.<key>` (Kafka's naming, roughly).
-    for key in TOPIC_CONFIG_KEYS {
-        if let Some(v) = config.log.get(key) {
-            out.push((format!("log.{key}"), v, topic_config_type(key)));
+fn synonym(name: &str, value: &str, source: i8) -> DescribeConfigsSynonym {
+    DescribeConfigsSynonym::default()
+        .with_name(StrBytes::from_string(name.to_string()))
+        .with_value(Some(StrBytes::from_string(value.to_string())))
+        .with_source(source)
+}
+
+fn entry(
+    detail: Detail,
+    name: &str,
+    value: String,
+    source: i8,
+    config_type: i8,
+    doc: impl FnOnce() -> String,
+) -> DescribeConfigsResourceResult {
+    let mut e = DescribeConfigsResourceResult::default()
+        .with_name(StrBytes::from_string(name.to_string()))
+        .with_value(Some(StrBytes::from_string(value)))
+        .with_read_only(false)
+        .with_config_source(source)
+        .with_is_sensitive(false)
+        .with_documentation(None);
+    if detail.version >= 3 {
+        e = e.with_config_type(config_type);
+        if detail.documentation {
+            e = e.with_documentation(Some(StrBytes::from_string(doc())));
         }
     }
-    out
+    e
+}
+
+/// One topic config as Kafka shows it: the override, else the broker's setting (under its
+/// synonym), else the default; synonyms list them in that order of precedence.
+fn topic_entry(
+    detail: Detail,
+    topic: &TopicMeta,
+    broker_value: Option<String>,
+    spec: &TopicConfigSpec,
+) -> Option<DescribeConfigsResourceResult> {
+    let value = topic.config.get(spec.name)?;
+    let overridden = topic.overrides.contains_key(spec.name);
+    let broker_set = broker_value.as_deref().is_some_and(|v| v != spec.default);
+    let source = match (overridden, broker_set) {
+        (true, _) => SOURCE_TOPIC,
+        (false, true) => SOURCE_STATIC_BROKER,
+        (false, false) => SOURCE_DEFAULT,
+    };
+    let mut e = entry(detail, spec.name, value.clone(), source, spec.kind.wire_type(), || {
+        documentation(spec)
+    });
+    if detail.synonyms && detail.version >= 1 {
+        let mut synonyms = Vec::with_capacity(3);
+        if overridden {
+            synonyms.push(synonym(spec.name, &value, SOURCE_TOPIC));
+        }
+        let default_name = spec.synonym.unwrap_or(spec.name);
+        if let Some(v) = broker_value.filter(|_| broker_set) {
+            synonyms.push(synonym(default_name, &v, SOURCE_STATIC_BROKER));
+        }
+        synonyms.push(synonym(default_name, spec.default, SOURCE_DEFAULT));
+        e = e.with_synonyms(synonyms);
+    }
+    Some(e)
 }
 
 fn wanted(keys: &Option<Vec<StrBytes>>, name: &str) -> bool {
@@ -92,78 +102,127 @@ fn wanted(keys: &Option<Vec<StrBytes>>, name: &str) -> bool {
     }
 }
 
+fn describe_topic(
+    ctx: &RequestContext<'_>,
+    detail: Detail,
+    topic: &TopicMeta,
+    keys: &Option<Vec<StrBytes>>,
+) -> Vec<DescribeConfigsResourceResult> {
+    TOPIC_CONFIG_SPECS
+        .iter()
+        // Kafka 4.x no longer knows the 3.x-only configs: shown only where a topic sets one.
+        .filter(|s| !s.legacy || topic.overrides.contains_key(s.name))
+        .filter(|s| wanted(keys, s.name))
+        .filter_map(|s| topic_entry(detail, topic, ctx.shard.config.log.get(s.name), s))
+        .collect()
+}
+
+fn describe_broker(
+    ctx: &RequestContext<'_>,
+    detail: Detail,
+    keys: &Option<Vec<StrBytes>>,
+) -> Vec<DescribeConfigsResourceResult> {
+    broker_entries(&ctx.shard.config)
+        .into_iter()
+        .filter(|b| wanted(keys, &b.name))
+        .map(|b| {
+            let source = if b.is_default {
+                SOURCE_DEFAULT
+            } else {
+                SOURCE_STATIC_BROKER
+            };
+            let doc = b.doc;
+            let mut e = entry(detail, &b.name, b.value.clone(), source, b.config_type, || doc)
+                // Set in the config file; changing them needs a restart.
+                .with_read_only(true);
+            if detail.synonyms && detail.version >= 1 {
+                e = e.with_synonyms(vec![synonym(&b.name, &b.value, source)]);
+            }
+            e
+        })
+        .collect()
+}
+
+/// A group's configs: its own where set (GROUP_CONFIG), else the broker's defaults under
+/// their broker names (`group.consumer.session.timeout.ms`, ...).
+fn describe_group(
+    detail: Detail,
+    overrides: Option<&std::collections::BTreeMap<String, String>>,
+    keys: &Option<Vec<StrBytes>>,
+) -> Vec<DescribeConfigsResourceResult> {
+    let effective = GroupTimeouts::with_overrides(DEFAULT_TIMEOUTS, overrides);
+    GROUP_CONFIG_KEYS
+        .iter()
+        .filter(|(name, _)| wanted(keys, name))
+        .filter_map(|(name, doc)| {
+            let value = effective.get(name)?;
+            let overridden = overrides.is_some_and(|o| o.contains_key(*name));
+            let source = if overridden { SOURCE_GROUP } else { SOURCE_DEFAULT };
+            let mut e = entry(detail, name, value.clone(), source, TYPE_INT, || doc.to_string());
+            if detail.synonyms && detail.version >= 1 {
+                let mut synonyms = Vec::with_capacity(2);
+                if overridden {
+                    synonyms.push(synonym(name, &value, SOURCE_GROUP));
+                }
+                let broker_name = format!("group.{name}");
+                let default = DEFAULT_TIMEOUTS.get(name).unwrap_or_default();
+                synonyms.push(synonym(&broker_name, &default, SOURCE_DEFAULT));
+                e = e.with_synonyms(synonyms);
+            }
+            Some(e)
+        })
+        .collect()
+}
+
 pub async fn handle(
     ctx: &RequestContext<'_>,
     request: DescribeConfigsRequest,
 ) -> DescribeConfigsResponse {
     let snapshot = ctx.shard.metadata.load_full();
+    let detail = Detail {
+        version: ctx.version,
+        synonyms: request.include_synonyms,
+        documentation: request.include_documentation,
+    };
     let mut results = Vec::with_capacity(request.resources.len());
     for resource in request.resources {
-        let mut result = DescribeConfigsResult::default()
+        let result = DescribeConfigsResult::default()
             .with_resource_type(resource.resource_type)
-            .with_resource_name(resource.resource_name.clone());
-        let entry = |name: String, value: String, source: i8, config_type: i8| {
-            let mut e = DescribeConfigsResourceResult::default()
-                .with_name(StrBytes::from_string(name))
-                .with_value(Some(StrBytes::from_string(value)))
-                .with_read_only(false)
-                .with_config_source(source)
-                .with_is_sensitive(false);
-            if ctx.version >= 3 {
-                e = e.with_config_type(config_type);
-            }
-            e
-        };
-        match resource.resource_type {
+            .with_resource_name(resource.resource_name.clone())
+            .with_error_code(0)
+            .with_error_message(None);
+        let keys = &resource.configuration_keys;
+        let outcome: Result<_, (i16, &'static str)> = match resource.resource_type {
             RESOURCE_TOPIC => match snapshot.topic(resource.resource_name.as_str()) {
-                Some(topic) => {
-                    let configs = TOPIC_CONFIG_KEYS
-                        .iter()
-                        .filter(|k| wanted(&resource.configuration_keys, k))
-                        .filter_map(|k| {
-                            let source = if topic.overrides.contains_key(*k) {
-                                SOURCE_TOPIC
-                            } else {
-                                SOURCE_DEFAULT
-                            };
-                            topic
-                                .config
-                                .get(k)
-                                .map(|v| entry(k.to_string(), v, source, topic_config_type(k)))
-                        })
-                        .collect();
-                    result = result.with_error_code(0).with_configs(configs);
-                }
-                None => {
-                    result = result
-                        .with_error_code(ResponseError::UnknownTopicOrPartition.code())
-                        .with_error_message(Some(StrBytes::from_static_str("unknown topic")));
-                }
+                Some(topic) => Ok(describe_topic(ctx, detail, topic, keys)),
+                None => Err((
+                    ResponseError::UnknownTopicOrPartition.code(),
+                    "This server does not host this topic-partition.",
+                )),
             },
             RESOURCE_BROKER => {
                 let name = resource.resource_name.as_str();
                 if !name.is_empty() && name != ctx.shard.config.node_id.to_string() {
-                    result = result
-                        .with_error_code(ResponseError::InvalidRequest.code())
-                        .with_error_message(Some(StrBytes::from_static_str("unknown broker id")));
+                    Err((ResponseError::InvalidRequest.code(), "unknown broker id"))
                 } else {
-                    let configs = broker_entries(&ctx.shard.config)
-                        .into_iter()
-                        .filter(|(k, _, _)| wanted(&resource.configuration_keys, k))
-                        .map(|(k, v, t)| entry(k, v, SOURCE_STATIC_BROKER, t))
-                        .collect();
-                    result = result.with_error_code(0).with_configs(configs);
+                    Ok(describe_broker(ctx, detail, keys))
                 }
             }
-            _ => {
-                result = result
-                    .with_error_code(ResponseError::InvalidRequest.code())
-                    .with_error_message(Some(StrBytes::from_static_str(
-                        "only topic and broker configs exist here",
-                    )));
+            RESOURCE_GROUP if !resource.resource_name.is_empty() => {
+                let configs = snapshot.group_configs.get(resource.resource_name.as_str());
+                Ok(describe_group(detail, configs.map(|c| &**c), keys))
             }
-        }
-        results.push(result);
+            _ => Err((
+                ResponseError::InvalidRequest.code(),
+                "only topic, broker and group configs exist here",
+            )),
+        };
+        results.push(match outcome {
+            Ok(configs) => result.with_configs(configs),
+            Err((code, message)) => result
+                .with_error_code(code)
+                .with_error_message(Some(StrBytes::from_static_str(message))),
+        });
     }
     DescribeConfigsResponse::default()
         .with_throttle_time_ms(0)

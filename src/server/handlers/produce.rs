@@ -6,13 +6,16 @@
 use crate::server::connection_state::ConnectionState;
 use crate::server::context::RequestContext;
 use crate::server::response::{Reply, encode_frame};
+use crate::server::timestamp_bounds;
 use crate::shard::topics::ensure_topic;
 use crate::metadata::TopicMeta;
 use crate::shard::{Lookup, Shard, now_ms};
 use crate::storage::batch::{BatchError, validate_batches};
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::ResponseError;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
 use std::cell::RefCell;
@@ -24,6 +27,8 @@ struct Appended {
     partition: i32,
     error_code: i16,
     error_message: Option<String>,
+    /// Kafka's per-record errors: (index of the record in its batch, message).
+    record_errors: Vec<(i32, String)>,
     base_offset: i64,
     log_append_time_ms: i64,
     log_start_offset: i64,
@@ -52,6 +57,7 @@ fn partition_error(
         partition,
         error_code: code,
         error_message: message,
+        record_errors: Vec::new(),
         base_offset: -1,
         log_append_time_ms: -1,
         log_start_offset: -1,
@@ -163,6 +169,11 @@ fn check_partition(
             )),
         ));
     }
+    if let Err(refused) = timestamp_bounds::check(&topic.config, &records, &batches, now_ms()) {
+        let mut answer = refuse(ResponseError::InvalidTimestamp.code(), Some(refused.message));
+        answer.record_errors = refused.record_errors;
+        return Err(answer);
+    }
     if !transactional && batches.iter().any(|b| b.header.is_transactional()) {
         return Err(refuse(
             ResponseError::InvalidRecord.code(),
@@ -207,6 +218,18 @@ fn response(topic_names: Vec<String>, results: Vec<Appended>) -> ProduceResponse
             .with_log_start_offset(r.log_start_offset);
         if let Some(m) = r.error_message {
             partition = partition.with_error_message(Some(StrBytes::from_string(m)));
+        }
+        if !r.record_errors.is_empty() {
+            partition = partition.with_record_errors(
+                r.record_errors
+                    .into_iter()
+                    .map(|(index, message)| {
+                        BatchIndexAndErrorMessage::default()
+                            .with_batch_index(index)
+                            .with_batch_index_error_message(Some(StrBytes::from_string(message)))
+                    })
+                    .collect(),
+            );
         }
         responses[r.topic_index].partition_responses.push(partition);
     }
@@ -373,6 +396,7 @@ async fn append_one(
             partition: a.partition,
             error_code: 0,
             error_message: None,
+            record_errors: Vec::new(),
             base_offset: outcome.base_offset,
             log_append_time_ms: outcome.log_append_time_ms,
             log_start_offset: outcome.log_start_offset,
