@@ -5,15 +5,19 @@
 
 mod support;
 
+use bytes::Bytes;
 use kafka_protocol::ResponseError;
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
 };
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
 use kafka_protocol::messages::{
-    GroupId, OffsetCommitRequest, OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse,
+    BrokerId, GroupId, ListOffsetsRequest, ListOffsetsResponse, OffsetCommitRequest,
+    OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse, ProduceResponse,
 };
 use kafka_protocol::protocol::{Request, StrBytes};
+use kafka_protocol::records::Record;
 use sluice::client::{Client, NewTopic};
 use support::{Broker, wire};
 
@@ -146,4 +150,103 @@ fn offset_commit_of_only_unknown_topics_answers_every_partition() {
             ("absent".to_string(), 3, unknown)
         ]
     );
+}
+
+/// Produces one uncompressed batch whose records carry `timestamps` (CreateTime) to
+/// partition 0 and returns the partition's answer (base offset, log append time).
+fn produce_timestamps(broker: &Broker, topic: &str, timestamps: &[i64]) -> (i64, i64) {
+    let records: Vec<Record> = timestamps
+        .iter()
+        .enumerate()
+        .map(|(i, &ts)| wire::plain_record(i as i64, ts, Bytes::from(format!("value-{i}"))))
+        .collect();
+    let batch = wire::encode_batch(&records).freeze();
+    let response: ProduceResponse = call(broker, &wire::produce_request(topic, 0, batch, -1), 9);
+    let partition = &response.responses[0].partition_responses[0];
+    assert_eq!(partition.error_code, 0, "produce to {topic}: {response:?}");
+    (partition.base_offset, partition.log_append_time_ms)
+}
+
+/// ListOffsets MAX_TIMESTAMP (-3) on partition 0: (error code, timestamp, offset).
+fn max_timestamp_of(broker: &Broker, topic: &str) -> (i16, i64, i64) {
+    let request = ListOffsetsRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_topics(vec![
+            ListOffsetsTopic::default()
+                .with_name(wire::topic_name(topic))
+                .with_partitions(vec![
+                    ListOffsetsPartition::default()
+                        .with_partition_index(0)
+                        .with_timestamp(-3),
+                ]),
+        ]);
+    let response: ListOffsetsResponse = call(broker, &request, 9);
+    let p = &response.topics[0].partitions[0];
+    (p.error_code, p.timestamp, p.offset)
+}
+
+/// `max_timestamp_of` on a broker that just restarted: its first connections may be reset
+/// and its topics may not be served yet for a moment, so retry for a bounded time.
+fn max_timestamp_after_restart(broker: &Broker, topic: &str) -> (i16, i64, i64) {
+    let unknown = ResponseError::UnknownTopicOrPartition.code();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let answer = std::panic::catch_unwind(|| max_timestamp_of(broker, topic));
+        match answer {
+            Ok(a) if a.0 != unknown => return a,
+            _ if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(100))
+            }
+            Ok(a) => return a,
+            Err(_) => panic!("ListOffsets failed for 10 s after a restart"),
+        }
+    }
+}
+
+#[test]
+fn list_offsets_max_timestamp_names_the_record_with_the_largest_timestamp() {
+    let mut broker = Broker::start();
+    create_topic(&broker, "max-ts", 1, Vec::new());
+    let (base, _) = produce_timestamps(&broker, "max-ts", &[1; 10]);
+    assert_eq!(base, 0);
+    // Offsets 10, 11, 12 carry timestamps 5, 9, 3: Kafka answers offset 11, not 12.
+    let (base, _) = produce_timestamps(&broker, "max-ts", &[5, 9, 3]);
+    assert_eq!(base, 10);
+    produce_timestamps(&broker, "max-ts", &[4, 8]);
+    assert_eq!(max_timestamp_of(&broker, "max-ts"), (0, 9, 11));
+    // The same after a clean restart and after a crash (recovery rebuilds it).
+    broker.terminate();
+    broker.spawn();
+    assert_eq!(
+        max_timestamp_after_restart(&broker, "max-ts"),
+        (0, 9, 11),
+        "after restart"
+    );
+    broker.kill();
+    broker.spawn();
+    assert_eq!(
+        max_timestamp_after_restart(&broker, "max-ts"),
+        (0, 9, 11),
+        "after a crash"
+    );
+}
+
+#[test]
+fn list_offsets_max_timestamp_with_log_append_time_names_the_batch_start() {
+    let broker = Broker::start();
+    let log_append_time = vec![(
+        "message.timestamp.type".to_string(),
+        "LogAppendTime".to_string(),
+    )];
+    create_topic(&broker, "max-ts-lat", 1, log_append_time);
+    produce_timestamps(&broker, "max-ts-lat", &[5, 9, 3]);
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    // Every record of a LogAppendTime batch has the batch's time: Kafka answers its first.
+    let (base, appended_at) = produce_timestamps(&broker, "max-ts-lat", &[1, 2]);
+    assert_eq!(base, 3);
+    assert!(
+        appended_at > 0,
+        "LogAppendTime answers carry the append time"
+    );
+    assert_eq!(max_timestamp_of(&broker, "max-ts-lat"), (0, appended_at, 3));
 }

@@ -364,6 +364,28 @@ pub fn first_record_at_or_after(
     None
 }
 
+/// The offset of the first record whose timestamp is the batch's max timestamp (Kafka's
+/// `RecordBatch.offsetOfMaxTimestamp`, ListOffsets MAX_TIMESTAMP since KAFKA-16310). With
+/// LogAppendTime every record carries the batch's time, so it is the first record.
+/// Compressed batches are decompressed (a query-time cost, never paid on append). `None`
+/// when the batch is malformed or no record has that timestamp.
+pub fn offset_of_max_timestamp(batch: &[u8], header: &BatchHeader) -> Option<i64> {
+    if header.is_log_append_time() {
+        return Some(header.base_offset);
+    }
+    if header.compression() == 0 {
+        return first_record_at_or_after(batch, header, header.max_timestamp, i64::MIN)
+            .filter(|&(_, ts)| ts == header.max_timestamp)
+            .map(|(offset, _)| offset);
+    }
+    let mut whole = bytes::Bytes::copy_from_slice(batch.get(..header.size_bytes())?);
+    let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut whole).ok()?;
+    set.records
+        .iter()
+        .find(|r| r.timestamp == header.max_timestamp)
+        .map(|r| r.offset)
+}
+
 /// Test and bench helper: builds an uncompressed v2 batch with `count` records of
 /// `value_len` bytes each (values filled with `fill`).
 #[doc(hidden)]
