@@ -200,3 +200,13 @@ fn kcat_roundtrip_all_codecs_and_idempotence() {
     args.extend(tolerance_flags(&target, "kcat_roundtrip.sh"));
     run_script("kcat_roundtrip.sh", Path::new("bash"), &args);
 }
+
+/// Issue 15: list_offsets with OffsetSpec.max_timestamp() and alter_consumer_group_offsets
+/// naming topics and partitions that do not exist, through confluent-kafka's AdminClient.
+#[test]
+fn confluent_kafka_admin_max_timestamp_and_alter_offsets_of_unknown_topics() {
+    python_script(
+        "confluent_kafka_admin_max_timestamp_and_alter_offsets_of_unknown_topics",
+        "confluent_admin_offsets.py",
+    );
+}
