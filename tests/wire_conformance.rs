@@ -152,14 +152,44 @@ fn offset_commit_of_only_unknown_topics_answers_every_partition() {
     );
 }
 
+/// The `index`th record of a batch: kafka-protocol's encoder starts a new batch unless
+/// offset - sequence stays the same, so the sequence follows the offset (the first is -1,
+/// the batch's base sequence for a producer without idempotence).
+fn single_batch(index: usize, record: Record) -> Record {
+    Record {
+        sequence: index as i32 - 1,
+        ..record
+    }
+}
+
+/// How many record batches `bytes` holds (each is 12 bytes of offset and length + length).
+fn batch_count(bytes: &[u8]) -> usize {
+    let mut count = 0;
+    let mut at = 0usize;
+    while at + 12 <= bytes.len() {
+        let length =
+            i32::from_be_bytes([bytes[at + 8], bytes[at + 9], bytes[at + 10], bytes[at + 11]]);
+        at += 12 + length.max(0) as usize;
+        count += 1;
+    }
+    count
+}
+
 /// Produces one uncompressed batch whose records carry `timestamps` (CreateTime) to
 /// partition 0 and returns the partition's answer (base offset, log append time).
 fn produce_timestamps(broker: &Broker, topic: &str, timestamps: &[i64]) -> (i64, i64) {
     let records: Vec<Record> = timestamps
         .iter()
         .enumerate()
-        .map(|(i, &ts)| wire::plain_record(i as i64, ts, Bytes::from(format!("value-{i}"))))
+        .map(|(i, &ts)| {
+            single_batch(
+                i,
+                wire::plain_record(i as i64, ts, Bytes::from(format!("value-{i}"))),
+            )
+        })
         .collect();
+    let batch = wire::encode_batch(&records).freeze();
+    assert_eq!(batch_count(&batch), 1, "the records form one batch");
     let batch = wire::encode_batch(&records).freeze();
     let response: ProduceResponse = call(broker, &wire::produce_request(topic, 0, batch, -1), 9);
     let partition = &response.responses[0].partition_responses[0];
@@ -249,4 +279,105 @@ fn list_offsets_max_timestamp_with_log_append_time_names_the_batch_start() {
         "LogAppendTime answers carry the append time"
     );
     assert_eq!(max_timestamp_of(&broker, "max-ts-lat"), (0, appended_at, 3));
+}
+
+/// A batch of one record per key (`None`: no key), compressed with `compression`.
+fn keyed_batch(keys: &[Option<&str>], compression: kafka_protocol::records::Compression) -> Bytes {
+    use kafka_protocol::records::{RecordBatchEncoder, RecordEncodeOptions};
+    let records: Vec<Record> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, key)| {
+            let record = Record {
+                key: key.map(|k| Bytes::from(k.to_string())),
+                ..wire::plain_record(i as i64, 1_700_000_000_000, Bytes::from(format!("v{i}")))
+            };
+            single_batch(i, record)
+        })
+        .collect();
+    let mut buf = bytes::BytesMut::new();
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression,
+    };
+    RecordBatchEncoder::encode(&mut buf, &records, &options).expect("encode a test batch");
+    let batch = buf.freeze();
+    assert_eq!(batch_count(&batch), 1, "the records form one batch");
+    batch
+}
+
+fn produce_partition(
+    broker: &Broker,
+    topic: &str,
+    batch: Bytes,
+) -> kafka_protocol::messages::produce_response::PartitionProduceResponse {
+    let response: ProduceResponse = call(broker, &wire::produce_request(topic, 0, batch, -1), 9);
+    response.responses[0].partition_responses[0].clone()
+}
+
+#[test]
+fn compacted_topic_refuses_records_without_a_key() {
+    use kafka_protocol::records::Compression;
+    let broker = Broker::start();
+    let compact = vec![("cleanup.policy".to_string(), "compact".to_string())];
+    create_topic(&broker, "compacted", 1, compact);
+    create_topic(&broker, "not-compacted", 1, Vec::new());
+    let invalid_record = ResponseError::InvalidRecord.code();
+    let expected_record_message =
+        "Compacted topic cannot accept message without key in topic partition compacted-0.";
+    for compression in [Compression::None, Compression::Gzip] {
+        let refused = produce_partition(
+            &broker,
+            "compacted",
+            keyed_batch(&[Some("k0"), None, Some("k2"), None], compression),
+        );
+        assert_eq!(
+            refused.error_code, invalid_record,
+            "{compression:?}: {refused:?}"
+        );
+        assert_eq!(refused.base_offset, -1);
+        let errors: Vec<(i32, Option<String>)> = refused
+            .record_errors
+            .iter()
+            .map(|e| {
+                (
+                    e.batch_index,
+                    e.batch_index_error_message.as_ref().map(|m| m.to_string()),
+                )
+            })
+            .collect();
+        assert_eq!(
+            errors,
+            vec![
+                (1, Some(expected_record_message.to_string())),
+                (3, Some(expected_record_message.to_string())),
+            ],
+            "{compression:?}"
+        );
+        let message = refused
+            .error_message
+            .as_ref()
+            .map(|m| m.to_string())
+            .unwrap_or_default();
+        assert!(
+            message.starts_with("One or more records have been rejected due to 2 record errors"),
+            "{compression:?}: {message}"
+        );
+    }
+    // Nothing of the refused batches was appended: the first keyed batch lands at 0.
+    let accepted = produce_partition(
+        &broker,
+        "compacted",
+        keyed_batch(&[Some("a"), Some("b")], Compression::None),
+    );
+    assert_eq!((accepted.error_code, accepted.base_offset), (0, 0));
+    assert!(accepted.record_errors.is_empty());
+    assert_eq!(accepted.error_message, None);
+    // Other topics take records without keys.
+    let plain = produce_partition(
+        &broker,
+        "not-compacted",
+        keyed_batch(&[None, None], Compression::None),
+    );
+    assert_eq!((plain.error_code, plain.base_offset), (0, 0));
 }

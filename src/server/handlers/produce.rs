@@ -9,14 +9,20 @@ use crate::server::response::{Reply, encode_frame};
 use crate::shard::topics::ensure_topic;
 use crate::metadata::TopicMeta;
 use crate::shard::{Lookup, Shard, now_ms};
-use crate::storage::batch::{BatchError, validate_batches};
+use crate::config::CleanupPolicy;
+use crate::storage::batch::{BatchError, BatchSummary, keyless_records, validate_batches};
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::ResponseError;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
 use std::cell::RefCell;
 use std::rc::Rc;
+
+/// (batch index, message) of each refused record.
+type RecordErrors = Vec<(i32, String)>;
 
 /// Result of one partition's append, sent back from the owning shard.
 struct Appended {
@@ -24,6 +30,8 @@ struct Appended {
     partition: i32,
     error_code: i16,
     error_message: Option<String>,
+    /// Per-record errors (batch index, message), v8+: the compacted-topic key rule.
+    record_errors: RecordErrors,
     base_offset: i64,
     log_append_time_ms: i64,
     log_start_offset: i64,
@@ -52,6 +60,7 @@ fn partition_error(
         partition,
         error_code: code,
         error_message: message,
+        record_errors: Vec::new(),
         base_offset: -1,
         log_append_time_ms: -1,
         log_start_offset: -1,
@@ -163,6 +172,14 @@ fn check_partition(
             )),
         ));
     }
+    if topic.config.cleanup_policy == CleanupPolicy::Compact {
+        reject_keyless_records(&topic.name, p, &records, &batches).map_err(|(message, errors)| {
+            Appended {
+                record_errors: errors,
+                ..refuse(ResponseError::InvalidRecord.code(), Some(message))
+            }
+        })?;
+    }
     if !transactional && batches.iter().any(|b| b.header.is_transactional()) {
         return Err(refuse(
             ResponseError::InvalidRecord.code(),
@@ -188,6 +205,45 @@ fn check_partition(
     })
 }
 
+/// Kafka's rule for compacted topics: every record needs a key, else the partition's whole
+/// append is refused with INVALID_RECORD and one record error per keyless record.
+fn reject_keyless_records(
+    topic: &str,
+    partition: i32,
+    records: &[u8],
+    batches: &[BatchSummary],
+) -> Result<(), (String, RecordErrors)> {
+    let mut errors = Vec::new();
+    for batch in batches {
+        let bytes = &records[batch.position..];
+        let Some(keyless) = keyless_records(bytes, &batch.header) else {
+            let message = format!("malformed records in the batch at offset {}", batch.header.base_offset);
+            return Err((message, Vec::new()));
+        };
+        errors.extend(keyless.into_iter().map(|index| {
+            let message = format!(
+                "Compacted topic cannot accept message without key in topic partition {topic}-{partition}."
+            );
+            (index, message)
+        }));
+    }
+    if errors.is_empty() {
+        return Ok(());
+    }
+    let shown: Vec<String> = errors
+        .iter()
+        .take(3)
+        .map(|(index, message)| format!("RecordError(batchIndex={index}, message='{message}')"))
+        .collect();
+    let message = format!(
+        "One or more records have been rejected due to {} record errors in total, and only \
+         showing the first three errors at most: [{}]",
+        errors.len(),
+        shown.join(", ")
+    );
+    Err((message, errors))
+}
+
 /// The ProduceResponse for every partition's result, topics in request order.
 fn response(topic_names: Vec<String>, results: Vec<Appended>) -> ProduceResponse {
     let mut responses: Vec<TopicProduceResponse> = topic_names
@@ -207,6 +263,18 @@ fn response(topic_names: Vec<String>, results: Vec<Appended>) -> ProduceResponse
             .with_log_start_offset(r.log_start_offset);
         if let Some(m) = r.error_message {
             partition = partition.with_error_message(Some(StrBytes::from_string(m)));
+        }
+        if !r.record_errors.is_empty() {
+            partition = partition.with_record_errors(
+                r.record_errors
+                    .into_iter()
+                    .map(|(index, message)| {
+                        BatchIndexAndErrorMessage::default()
+                            .with_batch_index(index)
+                            .with_batch_index_error_message(Some(StrBytes::from_string(message)))
+                    })
+                    .collect(),
+            );
         }
         responses[r.topic_index].partition_responses.push(partition);
     }
@@ -373,6 +441,7 @@ async fn append_one(
             partition: a.partition,
             error_code: 0,
             error_message: None,
+            record_errors: Vec::new(),
             base_offset: outcome.base_offset,
             log_append_time_ms: outcome.log_append_time_ms,
             log_start_offset: outcome.log_start_offset,

@@ -154,7 +154,8 @@ fn batch_with_timestamps(
             producer_epoch: -1,
             timestamp_type: TimestampType::Creation,
             offset: i as i64,
-            sequence: -1,
+            // The encoder starts a new batch unless offset - sequence stays constant.
+            sequence: i as i32 - 1,
             timestamp,
             key: None,
             value: Some(bytes::Bytes::from(vec![b'v'; 40])),
