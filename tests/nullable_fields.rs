@@ -8,12 +8,14 @@ mod support;
 use bytes::Bytes;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
 use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{
-    CreateTopicsRequest, CreateTopicsResponse, DescribeClusterRequest, DescribeClusterResponse,
-    FindCoordinatorRequest, FindCoordinatorResponse, GroupId, JoinGroupRequest, JoinGroupResponse,
-    MetadataRequest, MetadataResponse, ProduceResponse,
+    CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
+    DescribeClusterRequest, DescribeClusterResponse, FindCoordinatorRequest,
+    FindCoordinatorResponse, GroupId, JoinGroupRequest, JoinGroupResponse, MetadataRequest,
+    MetadataResponse, ProduceResponse,
 };
 use kafka_protocol::protocol::{Request, StrBytes};
 use support::{Broker, wire};
@@ -152,4 +154,35 @@ fn metadata_cluster_and_produce_nullables_are_null() {
     );
     let p = &produced.responses[0].partition_responses[0];
     assert_eq!((p.error_code, &p.error_message), (0, &None), "{p:?}");
+}
+
+#[test]
+fn delete_topics_by_id_names_the_topic_and_null_when_unknown() {
+    let broker = Broker::start();
+    let create = CreateTopicsRequest::default()
+        .with_timeout_ms(30_000)
+        .with_topics(vec![creatable("nullable-delete", 1)]);
+    let created: CreateTopicsResponse = call(&broker, &create, 7);
+    let id = created.topics[0].topic_id;
+    let unknown_id = uuid::Uuid::from_u128(0x1234);
+    let request = DeleteTopicsRequest::default()
+        .with_timeout_ms(30_000)
+        .with_topics(vec![
+            DeleteTopicState::default()
+                .with_name(None)
+                .with_topic_id(id),
+            DeleteTopicState::default()
+                .with_name(None)
+                .with_topic_id(unknown_id),
+        ]);
+    let response: DeleteTopicsResponse = call(&broker, &request, 6);
+    let deleted = &response.responses[0];
+    assert_eq!(deleted.error_code, 0, "{deleted:?}");
+    assert_eq!(
+        deleted.name.as_ref().map(|n| n.0.to_string()).as_deref(),
+        Some("nullable-delete")
+    );
+    let unknown = &response.responses[1];
+    assert_eq!(unknown.error_code, ResponseError::UnknownTopicId.code());
+    assert_eq!(unknown.name, None);
 }
