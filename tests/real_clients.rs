@@ -223,3 +223,13 @@ fn kafkajs_admin_creates_and_describes_topic_configs() {
     ];
     run_script("kafkajs_configs.js", Path::new("node"), &args);
 }
+
+/// Issue 15: list_offsets with OffsetSpec.max_timestamp() and alter_consumer_group_offsets
+/// naming topics and partitions that do not exist, through confluent-kafka's AdminClient.
+#[test]
+fn confluent_kafka_admin_max_timestamp_and_alter_offsets_of_unknown_topics() {
+    python_script(
+        "confluent_kafka_admin_max_timestamp_and_alter_offsets_of_unknown_topics",
+        "confluent_admin_offsets.py",
+    );
+}

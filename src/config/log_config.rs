@@ -35,6 +35,15 @@ pub enum CleanupPolicy {
 }
 
 impl CleanupPolicy {
+    /// The policy keeps the newest record per key (`compact` or `compact,delete`): records
+    /// must then have keys.
+    pub fn compacts(self) -> bool {
+        matches!(
+            self,
+            CleanupPolicy::Compact | CleanupPolicy::CompactAndDelete
+        )
+    }
+
     fn from_list(value: &str) -> CleanupPolicy {
         let elements = list_elements(value);
         let compact = elements.contains(&"compact");

@@ -44,7 +44,8 @@ pub fn find_coordinator(
                 let checked = check(key);
                 let c = Coordinator::default()
                     .with_key(key.clone())
-                    .with_error_code(error_code(checked));
+                    .with_error_code(error_code(checked))
+                    .with_error_message(Some(sb(error_message(checked))));
                 if checked.is_ok() {
                     c.with_node_id(BrokerId(node_id))
                         .with_host(sb(host))
@@ -61,13 +62,29 @@ pub fn find_coordinator(
     if let Err(e) = check(&request.key) {
         return FindCoordinatorResponse::default()
             .with_error_code(e.code())
+            .with_error_message(Some(sb(error_message(Err(e)))))
             .with_node_id(BrokerId(-1))
             .with_host(StrBytes::default())
             .with_port(-1);
     }
     FindCoordinatorResponse::default()
         .with_error_code(0)
+        .with_error_message(Some(sb(error_message(Ok(())))))
         .with_node_id(BrokerId(node_id))
         .with_host(sb(host))
         .with_port(port)
+}
+
+/// The error message Kafka's FindCoordinator carries: `Errors.message()`, which is "NONE"
+/// on success and the error's default message otherwise (never null, never "").
+fn error_message(checked: Result<(), ResponseError>) -> &'static str {
+    match checked {
+        Ok(()) => "NONE",
+        Err(ResponseError::InvalidRequest) => {
+            "This most likely occurs because of a request being malformed by the client \
+             library or the message was sent to an incompatible broker. See the broker logs \
+             for more details."
+        }
+        Err(_) => "The server experienced an unexpected error when processing the request.",
+    }
 }

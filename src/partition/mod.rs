@@ -158,8 +158,8 @@ impl Partition {
 
     /// ListOffsets MAX_TIMESTAMP: (max timestamp, its offset) below the high watermark, or
     /// (-1, -1) when no batch carries a timestamp.
-    pub fn max_timestamp(&self) -> (i64, i64) {
-        self.log.max_timestamp()
+    pub async fn max_timestamp(&self) -> Result<(i64, i64), StorageError> {
+        self.log.max_timestamp().await
     }
 
     /// DeleteRecords: advances the log start offset to `before_offset`

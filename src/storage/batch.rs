@@ -364,6 +364,66 @@ pub fn first_record_at_or_after(
     None
 }
 
+/// The offset of the first record whose timestamp is the batch's max timestamp (Kafka's
+/// `RecordBatch.offsetOfMaxTimestamp`, ListOffsets MAX_TIMESTAMP since KAFKA-16310). With
+/// LogAppendTime every record carries the batch's time, so it is the first record.
+/// Compressed batches are decompressed (a query-time cost, never paid on append). `None`
+/// when the batch is malformed or no record has that timestamp.
+pub fn offset_of_max_timestamp(batch: &[u8], header: &BatchHeader) -> Option<i64> {
+    if header.is_log_append_time() {
+        return Some(header.base_offset);
+    }
+    if header.compression() == 0 {
+        return first_record_at_or_after(batch, header, header.max_timestamp, i64::MIN)
+            .filter(|&(_, ts)| ts == header.max_timestamp)
+            .map(|(offset, _)| offset);
+    }
+    let mut whole = bytes::Bytes::copy_from_slice(batch.get(..header.size_bytes())?);
+    let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut whole).ok()?;
+    set.records
+        .iter()
+        .find(|r| r.timestamp == header.max_timestamp)
+        .map(|r| r.offset)
+}
+
+/// Indices (within the batch, as Kafka's `RecordError.batch_index`) of the records without a
+/// key, for the produce rule of compacted topics. Uncompressed batches are walked record
+/// header by record header; compressed ones are decompressed (only compacted topics pay
+/// this). `None` when the records are malformed. Control batches have keys by construction.
+pub fn keyless_records(batch: &[u8], header: &BatchHeader) -> Option<Vec<i32>> {
+    if header.is_control() {
+        return Some(Vec::new());
+    }
+    let whole = batch.get(..header.size_bytes())?;
+    if header.compression() != 0 {
+        let mut bytes = bytes::Bytes::copy_from_slice(whole);
+        let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut bytes).ok()?;
+        return Some(
+            (0i32..)
+                .zip(&set.records)
+                .filter(|(_, r)| r.key.is_none())
+                .map(|(i, _)| i)
+                .collect(),
+        );
+    }
+    let records = whole.get(RECORD_BATCH_HEADER_BYTES..)?;
+    let mut keyless = Vec::new();
+    let mut at = 0usize;
+    for index in 0..header.record_count.max(0) {
+        let len = read_varint(records, &mut at)?;
+        let end = at.checked_add(usize::try_from(len).ok()?)?;
+        let record = records.get(..end)?;
+        let mut p = at + 1; // attributes
+        read_varint(record, &mut p)?; // timestamp delta
+        read_varint(record, &mut p)?; // offset delta
+        if read_varint(record, &mut p)? < 0 {
+            keyless.push(index);
+        }
+        at = end;
+    }
+    Some(keyless)
+}
+
 /// Test and bench helper: builds an uncompressed v2 batch with `count` records of
 /// `value_len` bytes each (values filled with `fill`).
 #[doc(hidden)]
@@ -525,5 +585,57 @@ mod tests {
     fn sequences_wrap_at_i32_max() {
         assert_eq!(add_sequence(i32::MAX, 1), 0);
         assert_eq!(add_sequence(i32::MAX - 1, 3), 1);
+    }
+}
+
+#[cfg(test)]
+mod keyless_tests {
+    use super::*;
+    use kafka_protocol::records::{
+        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    };
+
+    fn batch(keys: &[Option<&str>], compression: Compression) -> Vec<u8> {
+        let records: Vec<Record> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, key)| Record {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: -1,
+                producer_id: -1,
+                producer_epoch: -1,
+                timestamp_type: TimestampType::Creation,
+                offset: i as i64,
+                // The encoder starts a new batch unless offset - sequence stays constant.
+                sequence: i as i32 - 1,
+                timestamp: 1_000,
+                key: key.map(|k| bytes::Bytes::from(k.to_string())),
+                value: Some(bytes::Bytes::from_static(b"value")),
+                headers: Default::default(),
+            })
+            .collect();
+        let mut buf = bytes::BytesMut::new();
+        let options = RecordEncodeOptions {
+            version: 2,
+            compression,
+        };
+        RecordBatchEncoder::encode(&mut buf, &records, &options).unwrap();
+        buf.to_vec()
+    }
+
+    #[test]
+    fn keyless_records_are_found_by_their_index_in_the_batch() {
+        for compression in [Compression::None, Compression::Gzip] {
+            let bytes = batch(&[Some("k0"), None, Some("k2"), None], compression);
+            let batches = validate_batches(&bytes).unwrap();
+            assert_eq!(batches.len(), 1, "one batch of four records");
+            let header = batches[0].header;
+            assert_eq!(keyless_records(&bytes, &header), Some(vec![1, 3]));
+            let bytes = batch(&[Some("a"), Some("b")], compression);
+            let header = validate_batches(&bytes).unwrap()[0].header;
+            assert_eq!(keyless_records(&bytes, &header), Some(Vec::new()));
+        }
     }
 }

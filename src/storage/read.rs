@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use compio::buf::{BufResult, IntoInner, IoBuf};
 
-use super::batch::first_record_at_or_after;
+use super::batch::{BatchHeader, first_record_at_or_after, offset_of_max_timestamp};
 use super::error::StorageError;
 use super::log::PartitionLog;
 use super::segment::Segment;
@@ -80,18 +80,50 @@ pub struct ReadSlice {
 }
 
 impl PartitionLog {
-    /// (max timestamp, offset) over the whole log for ListOffsets MAX_TIMESTAMP; (-1, -1) if
-    /// no batch carries a timestamp.
-    pub fn max_timestamp(&self) -> (i64, i64) {
-        let mut best = (-1i64, -1i64);
+    /// ListOffsets MAX_TIMESTAMP over the whole log: (max timestamp, offset of the first
+    /// record carrying it), as Kafka answers since KAFKA-16310; (-1, -1) if no batch carries
+    /// a timestamp. Segments track only which batch holds their max; the record is found
+    /// here, by reading that one batch, so appends never walk records for it.
+    pub async fn max_timestamp(&self) -> Result<(i64, i64), StorageError> {
+        self.check_online()?;
+        let mut best: Option<Rc<Segment>> = None;
         for s in self.segments.borrow().iter() {
-            if s.max_timestamp.get() > best.0
+            if s.max_timestamp.get() > best.as_ref().map_or(-1, |b| b.max_timestamp.get())
                 && s.offset_of_max_timestamp.get() < self.offsets.written_end_offset.get()
             {
-                best = (s.max_timestamp.get(), s.offset_of_max_timestamp.get());
+                best = Some(Rc::clone(s));
             }
         }
-        best
+        let Some(segment) = best else {
+            return Ok((-1, -1));
+        };
+        let (timestamp, batch_offset) = (
+            segment.max_timestamp.get(),
+            segment.offset_of_max_timestamp.get(),
+        );
+        let end = segment.visible_bytes.get();
+        let rel = u32::try_from(batch_offset - segment.base_offset).unwrap_or(0);
+        let (_, hint) = segment.offset_index.borrow().lookup(rel);
+        let holds_max = |h: &BatchHeader| h.max_timestamp == timestamp;
+        // The hint can point past the batch (segments sealed by older versions stored the
+        // segment's last offset): then look from the segment's start, once, and remember.
+        let found = match segment.find_from(hint as u64, end, holds_max).await? {
+            Some(found) => Some(found),
+            None => segment.find_from(0, end, holds_max).await?,
+        };
+        let Some((header, position)) = found else {
+            return Ok((timestamp, batch_offset));
+        };
+        segment.offset_of_max_timestamp.set(header.last_offset());
+        let bytes = read_exact_at(
+            &segment.log,
+            &segment.log_path,
+            position,
+            header.size_bytes(),
+        )
+        .await?;
+        let offset = offset_of_max_timestamp(&bytes, &header).unwrap_or(header.last_offset());
+        Ok((timestamp, offset))
     }
 
     /// File regions for a fetch at `fetch_offset`: starts at the batch holding it, ends on a

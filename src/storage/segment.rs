@@ -204,9 +204,12 @@ impl Segment {
         if self.bytes_since_index_entry.get() > index_interval_bytes as u64 {
             let rel = (header.last_offset() - self.base_offset) as u32;
             self.offset_index.borrow_mut().append(rel, position as u32);
+            // Entries name the batch holding the max (as Kafka's do), so a reopened segment
+            // knows where its max timestamp is.
+            let rel_of_max = (self.offset_of_max_timestamp.get() - self.base_offset) as u32;
             self.time_index
                 .borrow_mut()
-                .maybe_append(self.max_timestamp.get(), rel);
+                .maybe_append(self.max_timestamp.get(), rel_of_max);
             self.bytes_since_index_entry.set(0);
         }
         self.bytes_since_index_entry
@@ -230,7 +233,7 @@ impl Segment {
     /// a reopened segment knows it without a scan (Kafka does the same).
     pub fn seal_time_index(&self) {
         if self.max_timestamp.get() >= 0 && self.next_offset.get() > self.base_offset {
-            let rel = (self.next_offset.get() - 1 - self.base_offset) as u32;
+            let rel = (self.offset_of_max_timestamp.get() - self.base_offset) as u32;
             self.time_index
                 .borrow_mut()
                 .maybe_append(self.max_timestamp.get(), rel);

@@ -29,7 +29,6 @@ use kafka_protocol::messages::{
     ConsumerProtocolSubscription, JoinGroupResponse, SyncGroupResponse,
 };
 use kafka_protocol::protocol::Decodable;
-use kafka_protocol::protocol::StrBytes;
 
 use super::consumer::ConsumerGroup;
 use super::offset_log::{GroupOffsets, LogRecord};
@@ -197,11 +196,13 @@ pub struct Group {
     pub consumer: ConsumerGroup,
 }
 
+/// A JoinGroup refusal. The protocol name is null, as Kafka sends from v7 (where it became
+/// nullable); the JoinGroup handler writes "" for older versions.
 pub fn join_error(code: ResponseError, member_id: &str) -> JoinGroupResponse {
     JoinGroupResponse::default()
         .with_error_code(code.code())
         .with_generation_id(-1)
-        .with_protocol_name(Some(StrBytes::default()))
+        .with_protocol_name(None)
         .with_member_id(sb(member_id))
 }
 

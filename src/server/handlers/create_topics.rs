@@ -59,7 +59,9 @@ pub async fn handle(
                 overrides.insert(c.name.to_string(), v.to_string());
             }
         }
+        // error_message is null unless there is an error (the codec's default is "").
         let mut result = CreatableTopicResult::default()
+            .with_error_message(None)
             .with_name(topic.name.clone())
             .with_num_partitions(-1)
             .with_replication_factor(-1);

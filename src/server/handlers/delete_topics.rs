@@ -34,8 +34,9 @@ pub async fn handle(
                 .topic_by_id(&id)
                 .map(|t| t.name.clone()),
         };
+        // Named as Kafka does: the topic's name also when asked by id, null when unknown.
         let mut result = DeletableTopicResult::default()
-            .with_name(name.clone().map(|n| TopicName(StrBytes::from_string(n))))
+            .with_name(resolved.clone().map(|n| TopicName(StrBytes::from_string(n))))
             .with_topic_id(id);
         match resolved {
             None => {

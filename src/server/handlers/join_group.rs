@@ -17,7 +17,8 @@ pub async fn handle(ctx: &RequestContext<'_>, request: JoinGroupRequest) -> Join
     };
     let member_id = request.member_id.clone();
     let owner = ctx.shard.owner_of_group(&request.group_id.0);
-    ctx.shard
+    let mut response = ctx
+        .shard
         .invoke_on(owner, move |s| async move {
             s.groups
                 .join(request, client, version, Instant::now())
@@ -28,7 +29,13 @@ pub async fn handle(ctx: &RequestContext<'_>, request: JoinGroupRequest) -> Join
             JoinGroupResponse::default()
                 .with_error_code(ResponseError::CoordinatorNotAvailable.code())
                 .with_generation_id(-1)
-                .with_protocol_name(Some(StrBytes::default()))
+                .with_protocol_name(None)
                 .with_member_id(member_id)
-        })
+        });
+    // The protocol name is nullable from v7 only: older versions carry "" (as Kafka's
+    // JoinGroupResponse does).
+    if version < 7 && response.protocol_name.is_none() {
+        response.protocol_name = Some(StrBytes::default());
+    }
+    response
 }

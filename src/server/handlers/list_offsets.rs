@@ -29,10 +29,10 @@ async fn lookup_local(
     match target {
         LATEST => (0, -1, p.high_watermark()),
         EARLIEST => (0, -1, p.log_start_offset()),
-        MAX_TIMESTAMP => {
-            let (ts, offset) = p.max_timestamp();
-            (0, ts, offset)
-        }
+        MAX_TIMESTAMP => match p.max_timestamp().await {
+            Ok((ts, offset)) => (0, ts, offset),
+            Err(e) => (e.kafka_error_code(), -1, -1),
+        },
         t if t >= 0 => match p.offset_for_timestamp(t).await {
             Ok(Some((offset, ts))) => (0, ts, offset),
             Ok(None) => (0, -1, -1),

@@ -10,7 +10,7 @@ use crate::server::timestamp_bounds;
 use crate::shard::topics::ensure_topic;
 use crate::metadata::TopicMeta;
 use crate::shard::{Lookup, Shard, now_ms};
-use crate::storage::batch::{BatchError, validate_batches};
+use crate::storage::batch::{BatchError, BatchSummary, keyless_records, validate_batches};
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::produce_response::{
@@ -21,14 +21,18 @@ use kafka_protocol::protocol::StrBytes;
 use std::cell::RefCell;
 use std::rc::Rc;
 
+/// (batch index, message) of each refused record.
+type RecordErrors = Vec<(i32, String)>;
+
 /// Result of one partition's append, sent back from the owning shard.
 struct Appended {
     topic_index: usize,
     partition: i32,
     error_code: i16,
     error_message: Option<String>,
-    /// Kafka's per-record errors: (index of the record in its batch, message).
-    record_errors: Vec<(i32, String)>,
+    /// Kafka's per-record errors (index of the record in its batch, message), v8+: the
+    /// timestamp bounds and the compacted-topic key rule.
+    record_errors: RecordErrors,
     base_offset: i64,
     log_append_time_ms: i64,
     log_start_offset: i64,
@@ -174,6 +178,14 @@ fn check_partition(
         answer.record_errors = refused.record_errors;
         return Err(answer);
     }
+    if topic.config.cleanup_policy.compacts() {
+        reject_keyless_records(&topic.name, p, &records, &batches).map_err(|(message, errors)| {
+            Appended {
+                record_errors: errors,
+                ..refuse(ResponseError::InvalidRecord.code(), Some(message))
+            }
+        })?;
+    }
     if !transactional && batches.iter().any(|b| b.header.is_transactional()) {
         return Err(refuse(
             ResponseError::InvalidRecord.code(),
@@ -197,6 +209,45 @@ fn check_partition(
             .sum(),
         acks,
     })
+}
+
+/// Kafka's rule for compacted topics: every record needs a key, else the partition's whole
+/// append is refused with INVALID_RECORD and one record error per keyless record.
+fn reject_keyless_records(
+    topic: &str,
+    partition: i32,
+    records: &[u8],
+    batches: &[BatchSummary],
+) -> Result<(), (String, RecordErrors)> {
+    let mut errors = Vec::new();
+    for batch in batches {
+        let bytes = &records[batch.position..];
+        let Some(keyless) = keyless_records(bytes, &batch.header) else {
+            let message = format!("malformed records in the batch at offset {}", batch.header.base_offset);
+            return Err((message, Vec::new()));
+        };
+        errors.extend(keyless.into_iter().map(|index| {
+            let message = format!(
+                "Compacted topic cannot accept message without key in topic partition {topic}-{partition}."
+            );
+            (index, message)
+        }));
+    }
+    if errors.is_empty() {
+        return Ok(());
+    }
+    let shown: Vec<String> = errors
+        .iter()
+        .take(3)
+        .map(|(index, message)| format!("RecordError(batchIndex={index}, message='{message}')"))
+        .collect();
+    let message = format!(
+        "One or more records have been rejected due to {} record errors in total, and only \
+         showing the first three errors at most: [{}]",
+        errors.len(),
+        shown.join(", ")
+    );
+    Err((message, errors))
 }
 
 /// The ProduceResponse for every partition's result, topics in request order.

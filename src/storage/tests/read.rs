@@ -101,7 +101,7 @@ async fn timestamp_lookup_finds_first_batch_at_or_after() {
         }
     }
     assert_eq!(log.offset_for_timestamp(-5).await.unwrap(), Some((0, 0)));
-    assert_eq!(log.max_timestamp(), (49_001, 99));
+    assert_eq!(log.max_timestamp().await.unwrap(), (49_001, 99));
     // Survives a clean reopen (time index and sealed max timestamps from disk).
     log.close().await.unwrap();
     let log = open(dir.path(), small_config()).await.unwrap();
@@ -109,7 +109,7 @@ async fn timestamp_lookup_finds_first_batch_at_or_after() {
         log.offset_for_timestamp(25_000).await.unwrap(),
         Some((50, 25_000))
     );
-    assert_eq!(log.max_timestamp(), (49_001, 99));
+    assert_eq!(log.max_timestamp().await.unwrap(), (49_001, 99));
 }
 
 #[compio::test]
@@ -134,4 +134,79 @@ fn file_regions_can_cross_threads() {
     assert_send::<crate::storage::log::ReadSlice>();
     assert_send::<crate::storage::log::AppendOutcome>();
     assert_send::<StorageError>();
+}
+
+/// One batch whose records carry `timestamps` in order (offsets assigned by the log).
+fn batch_with_timestamps(
+    timestamps: &[i64],
+    compression: kafka_protocol::records::Compression,
+) -> bytes::BytesMut {
+    use kafka_protocol::records::{Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+    let records: Vec<Record> = timestamps
+        .iter()
+        .enumerate()
+        .map(|(i, &timestamp)| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            // The encoder starts a new batch unless offset - sequence stays constant.
+            sequence: i as i32 - 1,
+            timestamp,
+            key: None,
+            value: Some(bytes::Bytes::from(vec![b'v'; 40])),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = bytes::BytesMut::new();
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression,
+    };
+    RecordBatchEncoder::encode(&mut buf, &records, &options).unwrap();
+    buf
+}
+
+#[compio::test]
+async fn max_timestamp_names_the_record_not_the_batch_end() {
+    use kafka_protocol::records::Compression;
+    for compression in [Compression::None, Compression::Gzip] {
+        let dir = tempfile::tempdir().unwrap();
+        let log = open(dir.path(), small_config()).await.unwrap();
+        log.append(batch_with_timestamps(&[1; 10], compression), false, 0)
+            .await
+            .unwrap();
+        // Offsets 10, 11, 12 with timestamps 5, 9, 3: the max is the middle record.
+        log.append(batch_with_timestamps(&[5, 9, 3], compression), false, 0)
+            .await
+            .unwrap();
+        log.append(batch_with_timestamps(&[4, 8], compression), false, 0)
+            .await
+            .unwrap();
+        assert_eq!(
+            log.max_timestamp().await.unwrap(),
+            (9, 11),
+            "{compression:?}"
+        );
+        // Clean reopen: from the time index the close wrote.
+        log.close().await.unwrap();
+        let log = open(dir.path(), small_config()).await.unwrap();
+        assert_eq!(
+            log.max_timestamp().await.unwrap(),
+            (9, 11),
+            "{compression:?}"
+        );
+        // Unclean reopen: recovery rebuilds it from the log.
+        crash(log).await;
+        let log = open(dir.path(), small_config()).await.unwrap();
+        assert_eq!(
+            log.max_timestamp().await.unwrap(),
+            (9, 11),
+            "{compression:?}"
+        );
+    }
 }
