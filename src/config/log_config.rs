@@ -46,6 +46,35 @@ pub enum Durability {
     None,
 }
 
+/// `compression.type`: the codec batches are stored in. `Producer` keeps each batch exactly as
+/// the producer sent it (the zero-copy append); any other value makes the owning shard
+/// recompress a batch whose codec differs, as Kafka's broker does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CompressionType {
+    Producer,
+    Uncompressed,
+    Gzip,
+    Snappy,
+    Lz4,
+    Zstd,
+}
+
+impl CompressionType {
+    /// Kafka's names, in Kafka's order (also the accepted values).
+    pub const NAMES: [&str; 6] = ["producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"];
+
+    pub fn name(self) -> &'static str {
+        Self::NAMES[self as usize]
+    }
+
+    pub fn parse(value: &str) -> Option<CompressionType> {
+        use CompressionType::*;
+        let all = [Producer, Uncompressed, Gzip, Snappy, Lz4, Zstd];
+        Self::NAMES.iter().position(|n| *n == value).map(|i| all[i])
+    }
+}
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum TopicConfigError {
     #[error("unknown topic config `{0}`")]
@@ -85,6 +114,8 @@ pub struct LogConfig {
     pub cleanup_policy: CleanupPolicy,
     /// `sluice.durability`: when appends are synced before acknowledgement.
     pub durability: Durability,
+    /// `compression.type`.
+    pub compression_type: CompressionType,
 }
 
 impl Default for LogConfig {
@@ -102,6 +133,7 @@ impl Default for LogConfig {
             message_timestamp_type: TimestampType::CreateTime,
             cleanup_policy: CleanupPolicy::Delete,
             durability: Durability::AcksAll,
+            compression_type: CompressionType::Producer,
         }
     }
 }
@@ -120,6 +152,7 @@ pub const TOPIC_CONFIG_KEYS: &[&str] = &[
     "message.timestamp.type",
     "cleanup.policy",
     "sluice.durability",
+    "compression.type",
 ];
 
 fn invalid(key: &str, value: &str, reason: &'static str) -> TopicConfigError {
@@ -187,6 +220,15 @@ impl LogConfig {
                     _ => return Err(invalid(key, value, "expected acks-all, always or none")),
                 }
             }
+            "compression.type" => {
+                self.compression_type = CompressionType::parse(value).ok_or_else(|| {
+                    invalid(
+                        key,
+                        value,
+                        "expected producer, uncompressed, gzip, snappy, lz4 or zstd",
+                    )
+                })?
+            }
             _ => return Err(TopicConfigError::UnknownKey(key.to_string())),
         }
         Ok(())
@@ -217,6 +259,7 @@ impl LogConfig {
                 Durability::Always => "always".to_string(),
                 Durability::None => "none".to_string(),
             },
+            "compression.type" => self.compression_type.name().to_string(),
             _ => return None,
         })
     }
@@ -264,5 +307,17 @@ mod tests {
             Err(TopicConfigError::UnknownKey("nope".into()))
         );
         assert!(cfg.set("segment.bytes", "1").is_err());
+        assert!(cfg.set("compression.type", "brotli").is_err());
+        assert!(cfg.set("compression.type", "ZSTD").is_err());
+    }
+
+    #[test]
+    fn every_compression_type_round_trips() {
+        let mut cfg = LogConfig::default();
+        assert_eq!(cfg.get("compression.type").as_deref(), Some("producer"));
+        for name in CompressionType::NAMES {
+            cfg.set("compression.type", name).unwrap();
+            assert_eq!(cfg.get("compression.type").as_deref(), Some(name));
+        }
     }
 }

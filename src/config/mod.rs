@@ -10,8 +10,8 @@ mod log_config;
 
 pub use cores::{CoreSpec, CoreSpecError};
 pub use log_config::{
-    CleanupPolicy, DEFAULT_INDEX_INTERVAL_BYTES, Durability, LogConfig, TOPIC_CONFIG_KEYS,
-    TimestampType, TopicConfigError,
+    CleanupPolicy, CompressionType, DEFAULT_INDEX_INTERVAL_BYTES, Durability, LogConfig,
+    TOPIC_CONFIG_KEYS, TimestampType, TopicConfigError,
 };
 
 use serde::Deserialize;
