@@ -177,6 +177,26 @@ fn kafkajs_roundtrip_codecs_and_idempotence() {
 }
 
 #[test]
+fn kafkajs_admin_creates_topics_with_compression_type() {
+    if real_clients_skipped("kafkajs_admin_creates_topics_with_compression_type") {
+        return;
+    }
+    require_tool("node", "nodejs");
+    let modules = clients_dir().join("node_modules");
+    assert!(
+        modules.join("kafkajs").join("package.json").exists(),
+        "kafkajs is missing: run `npm ci` in tests/clients; {CLIENTS_INSTALL_HINT}"
+    );
+    let target = Target::from_env_or_start();
+    let args = vec![
+        "kafkajs_compression_type.js".to_string(),
+        "--bootstrap".to_string(),
+        target.bootstrap.clone(),
+    ];
+    run_script("kafkajs_compression_type.js", Path::new("node"), &args);
+}
+
+#[test]
 fn kcat_roundtrip_all_codecs_and_idempotence() {
     if real_clients_skipped("kcat_roundtrip_all_codecs_and_idempotence") {
         return;

@@ -184,6 +184,18 @@ pub struct LogConfig {
     pub stored_only: BTreeMap<String, String>,
 }
 
+impl LogConfig {
+    /// The topic's `compression.<codec>.level` for `codec`, where Kafka has one.
+    pub fn compression_level(&self, codec: CompressionType) -> Option<i32> {
+        match codec {
+            CompressionType::Gzip => Some(self.compression_gzip_level),
+            CompressionType::Lz4 => Some(self.compression_lz4_level),
+            CompressionType::Zstd => Some(self.compression_zstd_level),
+            _ => None,
+        }
+    }
+}
+
 impl Default for LogConfig {
     fn default() -> Self {
         LogConfig {

@@ -11,7 +11,8 @@
 //!
 //! Must not: know about requests, sockets, shards or the wire (it never imports `server/` or
 //! `shard/`); hold a `RefCell` borrow across an `.await`; allocate on the append or read path
-//! beyond what the log does.
+//! beyond what the log does — except to recompress for a topic whose `compression.type` is
+//! not `producer` (Kafka's recompression on append; `producer` stays zero-copy).
 
 use std::future::Future;
 use std::rc::Rc;
@@ -20,6 +21,7 @@ use bytes::BytesMut;
 
 use crate::config::{Durability, LogConfig};
 use crate::metrics::PartitionMetrics;
+use crate::storage::recompress::{MAX_DECOMPRESSED_BATCH_BYTES, recompress_batches, target_codec};
 use crate::storage::{AppendOutcome, FileRegion, PartitionLog, ProducerStateInfo, StorageError};
 
 #[cfg(test)]
@@ -81,17 +83,12 @@ impl Partition {
         self.high_watermark()
     }
 
-    /// Whether an append with the producer's `acks` is answered only once it is fdatasync'ed:
-    /// the topic's `sluice.durability` decides, here and nowhere else.
-    fn must_sync(&self, acks: i16) -> bool {
-        must_sync(self.log.config().durability, acks)
-    }
-
     /// Appends batches validated at the boundary (`record_count` records from that check),
     /// in the log's two stages: `on_dispatched` runs once they have their offsets and their
     /// place in the write queue; the future completes when they are *produced* (written, and
     /// synced first when `must_sync` says so). A retried duplicate answers with the original
-    /// offsets and is not counted as traffic again.
+    /// offsets and is not counted as traffic again. A topic whose `compression.type` is not
+    /// `producer` has its batches recompressed here first, on the owning shard.
     pub async fn append(
         &self,
         records: BytesMut,
@@ -100,8 +97,17 @@ impl Partition {
         now_ms: i64,
         on_dispatched: impl FnOnce(),
     ) -> Result<AppendOutcome, StorageError> {
+        let config = self.log.config();
+        let records = match target_codec(config.compression_type) {
+            None => records,
+            Some(codec) => {
+                let level = config.compression_level(config.compression_type);
+                recompress_batches(&records, codec, level, MAX_DECOMPRESSED_BATCH_BYTES)?
+                    .unwrap_or(records)
+            }
+        };
         let bytes = records.len() as u64;
-        let durable = self.must_sync(acks);
+        let durable = must_sync(config.durability, acks);
         let outcome = self
             .log
             .append_staged(records, durable, now_ms, on_dispatched)

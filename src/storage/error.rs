@@ -6,6 +6,7 @@ use std::io;
 use std::path::PathBuf;
 
 use super::batch::BatchError;
+use super::recompress::RecompressError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -33,6 +34,8 @@ pub enum StorageError {
     },
     #[error("invalid record batch: {0}")]
     InvalidBatch(#[from] BatchError),
+    #[error("cannot recompress for compression.type: {0}")]
+    Recompress(#[from] RecompressError),
     #[error("corrupt log {}: at byte {position}: {reason}", file.display())]
     Corrupt {
         file: PathBuf,
@@ -85,6 +88,7 @@ impl StorageError {
             }
             StorageError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch.code(),
             StorageError::InvalidBatch(e) => e.kafka_error_code(),
+            StorageError::Recompress(e) => e.kafka_error_code(),
             StorageError::Corrupt { .. } => ResponseError::KafkaStorageError.code(),
             StorageError::Io { .. } => ResponseError::KafkaStorageError.code(),
             StorageError::Offline { .. } => ResponseError::KafkaStorageError.code(),

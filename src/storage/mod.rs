@@ -5,6 +5,7 @@
 
 mod append;
 pub mod batch;
+pub mod codec;
 pub mod error;
 pub mod filesystem;
 pub mod log;
@@ -13,6 +14,7 @@ pub mod offset_index;
 pub mod page_cache;
 pub mod producer_state;
 mod read;
+pub mod recompress;
 mod recovery;
 mod retention;
 mod sealer;
