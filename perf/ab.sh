@@ -4,6 +4,11 @@
 #
 #   perf/ab.sh OLD_BIN NEW_BIN ROUNDS -- produce --acks 1 --duration 6s [more bench flags]
 #
+# AB_PRELOAD, when set, is a bench command run (unmeasured) before the measured one on the same
+# broker, e.g. to fill a topic for a consume A/B:
+#   AB_PRELOAD="produce --topic ab --records 300000 --acks 1" \
+#     perf/ab.sh OLD NEW 3 -- consume --topic ab --records 300000
+#
 # OLD_DATA_PARENT / NEW_DATA_PARENT (default: a temporary directory) put each side's data
 # directory on a chosen filesystem, so one binary can be A/B-tested on two (say ext4, XFS).
 #
@@ -39,6 +44,11 @@ for round in $(seq 1 "$ROUNDS"); do
       (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
       sleep 0.1
     done
+    if [[ -n "${AB_PRELOAD:-}" ]]; then
+      # shellcheck disable=SC2086 # AB_PRELOAD is a list of bench arguments
+      "$bin" bench $AB_PRELOAD --bootstrap-server "127.0.0.1:$port" > "$WORK/preload.log" 2>&1 ||
+        { echo "round $round $side: preload failed: $(tail -1 "$WORK/preload.log")"; }
+    fi
     faults_before="$(awk '{print $10}' "/proc/$pid/stat")"
     out="$("$bin" bench "$@" --bootstrap-server "127.0.0.1:$port" --broker-pid "$pid" 2>&1)" || true
     faults_after="$(awk '{print $10}' "/proc/$pid/stat")"
