@@ -113,6 +113,27 @@ fn tolerance_flags(target: &Target, script: &str) -> Vec<String> {
     flags
 }
 
+/// Runs a KafkaJS script from tests/clients against the target broker.
+fn node_script(test: &str, script: &str) {
+    if real_clients_skipped(test) {
+        return;
+    }
+    require_tool("node", "nodejs");
+    assert!(
+        clients_dir()
+            .join("node_modules/kafkajs/package.json")
+            .exists(),
+        "kafkajs is missing: run `npm ci` in tests/clients; {CLIENTS_INSTALL_HINT}"
+    );
+    let target = Target::from_env_or_start();
+    let args = vec![
+        script.to_string(),
+        "--bootstrap".to_string(),
+        target.bootstrap.clone(),
+    ];
+    run_script(script, Path::new("node"), &args);
+}
+
 fn python_script(test: &str, script: &str) {
     if real_clients_skipped(test) {
         return;
@@ -178,22 +199,10 @@ fn kafkajs_roundtrip_codecs_and_idempotence() {
 
 #[test]
 fn kafkajs_admin_creates_topics_with_compression_type() {
-    if real_clients_skipped("kafkajs_admin_creates_topics_with_compression_type") {
-        return;
-    }
-    require_tool("node", "nodejs");
-    let modules = clients_dir().join("node_modules");
-    assert!(
-        modules.join("kafkajs").join("package.json").exists(),
-        "kafkajs is missing: run `npm ci` in tests/clients; {CLIENTS_INSTALL_HINT}"
+    node_script(
+        "kafkajs_admin_creates_topics_with_compression_type",
+        "kafkajs_compression_type.js",
     );
-    let target = Target::from_env_or_start();
-    let args = vec![
-        "kafkajs_compression_type.js".to_string(),
-        "--bootstrap".to_string(),
-        target.bootstrap.clone(),
-    ];
-    run_script("kafkajs_compression_type.js", Path::new("node"), &args);
 }
 
 #[test]
@@ -231,17 +240,30 @@ fn admin_clients_create_describe_and_alter_configs() {
 
 #[test]
 fn kafkajs_admin_creates_and_describes_topic_configs() {
-    if real_clients_skipped("kafkajs_admin_creates_and_describes_topic_configs") {
-        return;
-    }
-    require_tool("node", "nodejs");
-    let target = Target::from_env_or_start();
-    let args = vec![
-        "kafkajs_configs.js".to_string(),
-        "--bootstrap".to_string(),
-        target.bootstrap.clone(),
-    ];
-    run_script("kafkajs_configs.js", Path::new("node"), &args);
+    node_script(
+        "kafkajs_admin_creates_and_describes_topic_configs",
+        "kafkajs_configs.js",
+    );
+}
+
+/// Issue 15 items 6-8: confluent-kafka create_partitions with a replica assignment;
+/// kafka-python's inferred broker version, elect_leaders, describe_topic_partitions,
+/// describe_features and update_features.
+#[test]
+fn confluent_and_kafka_python_admin_against_kafka_4_behaviour() {
+    python_script(
+        "confluent_and_kafka_python_admin_against_kafka_4_behaviour",
+        "admin_kafka4.py",
+    );
+}
+
+/// Issue 15 item 6: KafkaJS createPartitions with assignments.
+#[test]
+fn kafkajs_create_partitions_with_assignments() {
+    node_script(
+        "kafkajs_create_partitions_with_assignments",
+        "admin_kafka4.js",
+    );
 }
 
 /// Issue 15: list_offsets with OffsetSpec.max_timestamp() and alter_consumer_group_offsets
