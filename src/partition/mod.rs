@@ -97,17 +97,19 @@ impl Partition {
         now_ms: i64,
         on_dispatched: impl FnOnce(),
     ) -> Result<AppendOutcome, StorageError> {
-        let config = self.log.config();
-        let records = match target_codec(config.compression_type) {
+        let (compression, level, durability) = self.log.with_config(|c| {
+            let level = c.compression_level(c.compression_type);
+            (c.compression_type, level, c.durability)
+        });
+        let records = match target_codec(compression) {
             None => records,
             Some(codec) => {
-                let level = config.compression_level(config.compression_type);
                 recompress_batches(&records, codec, level, MAX_DECOMPRESSED_BATCH_BYTES)?
                     .unwrap_or(records)
             }
         };
         let bytes = records.len() as u64;
-        let durable = must_sync(config.durability, acks);
+        let durable = must_sync(durability, acks);
         let outcome = self
             .log
             .append_staged(records, durable, now_ms, on_dispatched)

@@ -173,6 +173,11 @@ impl PartitionLog {
     pub fn config(&self) -> LogConfig {
         self.config.borrow().clone()
     }
+    /// Reads the config in place: for the append path, which must not copy the whole
+    /// config (its stored-only map included) per request.
+    pub fn with_config<R>(&self, read: impl FnOnce(&LogConfig) -> R) -> R {
+        read(&self.config.borrow())
+    }
     pub fn update_config(&self, config: LogConfig) {
         *self.config.borrow_mut() = config;
     }
