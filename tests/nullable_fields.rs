@@ -9,13 +9,25 @@ use bytes::Bytes;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
+use kafka_protocol::messages::describe_producers_request::TopicRequest;
+use kafka_protocol::messages::elect_leaders_request::TopicPartitions as ElectTopicPartitions;
+use kafka_protocol::messages::incremental_alter_configs_request::{
+    AlterConfigsResource, AlterableConfig,
+};
 use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::offset_fetch_request::{
+    OffsetFetchRequestGroup, OffsetFetchRequestTopics,
+};
 use kafka_protocol::messages::{
-    CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
-    DescribeClusterRequest, DescribeClusterResponse, FindCoordinatorRequest,
-    FindCoordinatorResponse, GroupId, JoinGroupRequest, JoinGroupResponse, MetadataRequest,
-    MetadataResponse, ProduceResponse,
+    ConsumerGroupDescribeRequest, ConsumerGroupDescribeResponse, ConsumerGroupHeartbeatRequest,
+    ConsumerGroupHeartbeatResponse, CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest,
+    DeleteTopicsResponse, DescribeClusterRequest, DescribeClusterResponse, DescribeGroupsRequest,
+    DescribeGroupsResponse, DescribeProducersRequest, DescribeProducersResponse,
+    ElectLeadersRequest, ElectLeadersResponse, FindCoordinatorRequest, FindCoordinatorResponse,
+    GroupId, IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse, JoinGroupRequest,
+    JoinGroupResponse, MetadataRequest, MetadataResponse, OffsetFetchRequest, OffsetFetchResponse,
+    ProduceResponse, SyncGroupRequest, SyncGroupResponse,
 };
 use kafka_protocol::protocol::{Request, StrBytes};
 use support::{Broker, wire};
@@ -185,4 +197,185 @@ fn delete_topics_by_id_names_the_topic_and_null_when_unknown() {
     let unknown = &response.responses[1];
     assert_eq!(unknown.error_code, ResponseError::UnknownTopicId.code());
     assert_eq!(unknown.name, None);
+}
+
+#[test]
+fn group_responses_send_null_where_kafka_does() {
+    let broker = Broker::start();
+    let create = CreateTopicsRequest::default()
+        .with_timeout_ms(30_000)
+        .with_topics(vec![creatable("nullable-groups", 2)]);
+    let _: CreateTopicsResponse = call(&broker, &create, 7);
+
+    // SyncGroup v5: a refusal carries null protocol type and name.
+    let sync = SyncGroupRequest::default()
+        .with_group_id(GroupId(sb("nullable-sync")))
+        .with_generation_id(1)
+        .with_member_id(sb("not-a-member"))
+        .with_group_instance_id(None)
+        .with_protocol_type(Some(sb("consumer")))
+        .with_protocol_name(Some(sb("range")));
+    let synced: SyncGroupResponse = call(&broker, &sync, 5);
+    assert_ne!(synced.error_code, 0, "{synced:?}");
+    assert_eq!(
+        (&synced.protocol_type, &synced.protocol_name),
+        (&None, &None),
+        "{synced:?}"
+    );
+
+    // ConsumerGroupHeartbeat v1: a successful join has a null error message.
+    let heartbeat = ConsumerGroupHeartbeatRequest::default()
+        .with_group_id(GroupId(sb("nullable-consumer")))
+        .with_member_id(sb(&uuid::Uuid::new_v4().simple().to_string()))
+        .with_member_epoch(0)
+        .with_instance_id(None)
+        .with_rack_id(None)
+        .with_rebalance_timeout_ms(30_000)
+        .with_subscribed_topic_names(Some(vec![wire::topic_name("nullable-groups")]))
+        .with_subscribed_topic_regex(None)
+        .with_server_assignor(None)
+        .with_topic_partitions(Some(Vec::new()));
+    let joined: ConsumerGroupHeartbeatResponse = call(&broker, &heartbeat, 1);
+    assert_eq!(
+        (joined.error_code, &joined.error_message),
+        (0, &None),
+        "{joined:?}"
+    );
+    assert!(joined.member_id.is_some(), "{joined:?}");
+
+    // ConsumerGroupDescribe v1: no error message, no instance id, rack or regex.
+    let described: ConsumerGroupDescribeResponse = call(
+        &broker,
+        &ConsumerGroupDescribeRequest::default()
+            .with_group_ids(vec![GroupId(sb("nullable-consumer"))]),
+        1,
+    );
+    let group = &described.groups[0];
+    assert_eq!(
+        (group.error_code, &group.error_message),
+        (0, &None),
+        "{group:?}"
+    );
+    assert!(!group.members.is_empty(), "{group:?}");
+    for m in &group.members {
+        assert_eq!(
+            (&m.instance_id, &m.rack_id, &m.subscribed_topic_regex),
+            (&None, &None, &None),
+            "{m:?}"
+        );
+    }
+
+    // DescribeGroups v6: a described group has a null error message (and a dynamic member
+    // a null instance id); an unknown group carries Kafka's message.
+    let groups: DescribeGroupsResponse = call(
+        &broker,
+        &DescribeGroupsRequest::default().with_groups(vec![
+            GroupId(sb("nullable-consumer")),
+            GroupId(sb("nullable-missing")),
+        ]),
+        6,
+    );
+    let known = &groups.groups[0];
+    assert_eq!(
+        (known.error_code, &known.error_message),
+        (0, &None),
+        "{known:?}"
+    );
+    assert!(
+        known.members.iter().all(|m| m.group_instance_id.is_none()),
+        "{known:?}"
+    );
+    let missing = &groups.groups[1];
+    assert_eq!(missing.error_code, ResponseError::GroupIdNotFound.code());
+    assert!(missing.error_message.is_some(), "{missing:?}");
+
+    // OffsetFetch v9: metadata is not null when nothing is committed — Kafka sends "".
+    let fetched: OffsetFetchResponse = call(
+        &broker,
+        &OffsetFetchRequest::default().with_groups(vec![
+            OffsetFetchRequestGroup::default()
+                .with_group_id(GroupId(sb("nullable-offsets")))
+                .with_member_id(None)
+                .with_member_epoch(-1)
+                .with_topics(Some(vec![
+                    OffsetFetchRequestTopics::default()
+                        .with_name(wire::topic_name("nullable-groups"))
+                        .with_partition_indexes(vec![0]),
+                ])),
+        ]),
+        9,
+    );
+    let o = &fetched.groups[0].topics[0].partitions[0];
+    assert_eq!(
+        (o.committed_offset, o.metadata.as_deref()),
+        (-1, Some("")),
+        "{o:?}"
+    );
+}
+
+#[test]
+fn topic_admin_responses_send_null_where_kafka_does() {
+    let broker = Broker::start();
+    let create = CreateTopicsRequest::default()
+        .with_timeout_ms(30_000)
+        .with_topics(vec![creatable("nullable-admin", 1)]);
+    let _: CreateTopicsResponse = call(&broker, &create, 7);
+
+    // DescribeProducers v0: a described partition has a null error message.
+    let producers: DescribeProducersResponse = call(
+        &broker,
+        &DescribeProducersRequest::default().with_topics(vec![
+            TopicRequest::default()
+                .with_name(wire::topic_name("nullable-admin"))
+                .with_partition_indexes(vec![0]),
+        ]),
+        0,
+    );
+    let p = &producers.topics[0].partitions[0];
+    assert_eq!((p.error_code, &p.error_message), (0, &None), "{p:?}");
+
+    // IncrementalAlterConfigs v1: success has a null error message.
+    let altered: IncrementalAlterConfigsResponse = call(
+        &broker,
+        &IncrementalAlterConfigsRequest::default()
+            .with_validate_only(false)
+            .with_resources(vec![
+                AlterConfigsResource::default()
+                    .with_resource_type(2)
+                    .with_resource_name(sb("nullable-admin"))
+                    .with_configs(vec![
+                        AlterableConfig::default()
+                            .with_name(sb("retention.ms"))
+                            .with_config_operation(0)
+                            .with_value(Some(sb("3600000"))),
+                    ]),
+            ]),
+        1,
+    );
+    let r = &altered.responses[0];
+    assert_eq!((r.error_code, &r.error_message), (0, &None), "{r:?}");
+
+    // ElectLeaders v2: Kafka sends ELECTION_NOT_NEEDED with its message, never "".
+    let elected: ElectLeadersResponse = call(
+        &broker,
+        &ElectLeadersRequest::default()
+            .with_election_type(0)
+            .with_timeout_ms(30_000)
+            .with_topic_partitions(Some(vec![
+                ElectTopicPartitions::default()
+                    .with_topic(wire::topic_name("nullable-admin"))
+                    .with_partitions(vec![0]),
+            ])),
+        2,
+    );
+    let e = &elected.replica_election_results[0].partition_result[0];
+    assert_eq!(
+        e.error_code,
+        ResponseError::ElectionNotNeeded.code(),
+        "{e:?}"
+    );
+    assert!(
+        e.error_message.as_ref().is_some_and(|m| !m.is_empty()),
+        "{e:?}"
+    );
 }
