@@ -6,8 +6,11 @@
 //! wait-free load. Handlers never change metadata themselves: they ask shard 0.
 //! Must not: open or delete partition logs (the owning shards do that when told).
 
+pub mod dynamic_broker;
+
 use crate::config::{LogConfig, TopicConfigError};
 use arc_swap::ArcSwap;
+use dynamic_broker::{BrokerConfigLevel, DynamicBrokerConfigs};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -43,6 +46,9 @@ pub struct MetadataSnapshot {
     pub version: u64,
     /// GROUP config resources: group id -> the configs set on it.
     pub group_configs: HashMap<String, Arc<BTreeMap<String, String>>>,
+    /// Dynamic broker configs (per broker and cluster default), folded into every topic's
+    /// effective config.
+    pub dynamic_broker: Arc<DynamicBrokerConfigs>,
 }
 
 impl MetadataSnapshot {
@@ -129,6 +135,8 @@ struct PersistedMetadata {
     topics: Vec<TopicMeta>,
     #[serde(default)]
     group_configs: BTreeMap<String, BTreeMap<String, String>>,
+    #[serde(default)]
+    dynamic_broker: DynamicBrokerConfigs,
 }
 
 /// Groups that may carry configs, so a client cannot grow the metadata file without bound.
@@ -219,13 +227,23 @@ impl MetadataWriter {
                     .into_iter()
                     .map(|(group, configs)| (group, Arc::new(configs)))
                     .collect();
+                let corrupt = |message: String| MetadataError::Corrupt {
+                    path: path.clone(),
+                    message,
+                };
+                let topic_defaults = persisted
+                    .dynamic_broker
+                    .topic_defaults(&defaults)
+                    .map_err(|e| corrupt(format!("dynamic broker configs: {e}")))?;
+                snapshot.dynamic_broker = Arc::new(persisted.dynamic_broker);
                 for mut topic in persisted.topics {
-                    topic.config = effective_config(&defaults, &topic.overrides).map_err(|e| {
-                        MetadataError::Corrupt {
-                            path: path.clone(),
-                            message: format!("topic {}: {e}", topic.name),
-                        }
-                    })?;
+                    topic.config =
+                        effective_config(&topic_defaults, &topic.overrides).map_err(|e| {
+                            MetadataError::Corrupt {
+                                path: path.clone(),
+                                message: format!("topic {}: {e}", topic.name),
+                            }
+                        })?;
                     snapshot
                         .topic_names_by_id
                         .insert(topic.id, topic.name.clone());
@@ -282,7 +300,7 @@ impl MetadataWriter {
         if current.topics.len() >= MAX_TOPICS {
             return Err(MetadataError::TooManyTopics);
         }
-        let config = effective_config(&self.defaults, &overrides)?;
+        let config = effective_config(&self.topic_defaults(&current)?, &overrides)?;
         let topic = Arc::new(TopicMeta {
             name: name.to_string(),
             id: uuid::Uuid::new_v4(),
@@ -356,6 +374,7 @@ impl MetadataWriter {
             .topics
             .get(name)
             .ok_or_else(|| MetadataError::UnknownTopic(name.to_string()))?;
+        let defaults = self.topic_defaults(&current)?;
         let mut overrides = if incremental {
             topic.overrides.clone()
         } else {
@@ -372,18 +391,59 @@ impl MetadataWriter {
                 ConfigOp::Append(v) | ConfigOp::Subtract(v) => {
                     let current = match overrides.get(key) {
                         Some(current) => current.clone(),
-                        None => self.defaults.get(key).unwrap_or_default(),
+                        None => defaults.get(key).unwrap_or_default(),
                     };
                     let edited = edit_list(key, &current, v, matches!(op, ConfigOp::Append(_)))?;
                     overrides.insert(key.clone(), edited);
                 }
             }
         }
-        let config = effective_config(&self.defaults, &overrides)?;
+        let config = effective_config(&defaults, &overrides)?;
         let mut altered = (**topic).clone();
         altered.overrides = overrides;
         altered.config = config;
         self.replace_topic(&current, altered, validate_only)
+    }
+
+    /// The topic defaults in force: the static file's with the dynamic broker configs on top.
+    fn topic_defaults(&self, snapshot: &MetadataSnapshot) -> Result<LogConfig, MetadataError> {
+        Ok(snapshot.dynamic_broker.topic_defaults(&self.defaults)?)
+    }
+
+    /// Edits one level of the dynamic broker configs and re-derives every topic's effective
+    /// config from the new defaults. Returns the topics whose effective config changed (their
+    /// partitions must be told).
+    pub fn alter_broker_config(
+        &self,
+        level: BrokerConfigLevel,
+        changes: &[(String, ConfigOp)],
+        incremental: bool,
+        validate_only: bool,
+    ) -> Result<Vec<Arc<TopicMeta>>, MetadataError> {
+        let current = self.snapshot();
+        let dynamic = current
+            .dynamic_broker
+            .edited(&self.defaults, level, changes, incremental)?;
+        let defaults = dynamic.topic_defaults(&self.defaults)?;
+        let mut changed = Vec::new();
+        for topic in current.topics.values() {
+            let config = effective_config(&defaults, &topic.overrides)?;
+            if config != topic.config {
+                let mut altered = (**topic).clone();
+                altered.config = config;
+                changed.push(Arc::new(altered));
+            }
+        }
+        if validate_only {
+            return Ok(Vec::new());
+        }
+        let mut next = (*current).clone();
+        next.dynamic_broker = Arc::new(dynamic);
+        for topic in &changed {
+            next.topics.insert(topic.name.clone(), topic.clone());
+        }
+        self.publish(next)?;
+        Ok(changed)
     }
 
     /// Sets or deletes configs of one group (GROUP config resource); `Err` is the message
@@ -471,6 +531,7 @@ impl MetadataWriter {
                 .iter()
                 .map(|(group, configs)| (group.clone(), (**configs).clone()))
                 .collect(),
+            dynamic_broker: (*snapshot.dynamic_broker).clone(),
         };
         let bytes = serde_json::to_vec_pretty(&persisted).map_err(|e| MetadataError::Corrupt {
             path: self.path.clone(),

@@ -1,9 +1,11 @@
 //! The broker's settings under Kafka's config names, for DescribeConfigs on the BROKER
-//! resource. Must not: change anything (broker settings come from the config file).
+//! resource. Must not: change anything (static settings come from the config file; the
+//! dynamic ones live in the metadata snapshot, see `metadata::dynamic_broker`).
 
 use crate::config::BrokerConfig;
 use crate::config::topic_config_spec::{
     ConfigKind, TOPIC_CONFIG_SPECS, TYPE_BOOLEAN, TYPE_INT, TYPE_LIST, TYPE_LONG, TYPE_STRING,
+    TopicConfigSpec,
 };
 
 /// One broker setting: Kafka name, value, config type, and whether it still has Sluice's
@@ -141,16 +143,20 @@ fn topic_default_values(config: &BrokerConfig) -> Vec<Entry> {
     let mut out = Vec::new();
     for spec in TOPIC_CONFIG_SPECS {
         if let (Some(synonym), Some(value)) = (spec.synonym, config.log.get(spec.name)) {
-            let config_type = match spec.kind {
-                // Kafka types these broker synonyms as it types the topic config.
-                ConfigKind::Int { .. } => TYPE_INT,
-                ConfigKind::Long { .. } => TYPE_LONG,
-                kind => kind.wire_type(),
-            };
-            out.push((synonym, value, config_type, spec.doc));
+            out.push((synonym, value, broker_config_type(spec), spec.doc));
         }
     }
     out
+}
+
+/// The config type of a topic config's broker synonym (Kafka types them as it types the
+/// topic config).
+pub fn broker_config_type(spec: &TopicConfigSpec) -> i8 {
+    match spec.kind {
+        ConfigKind::Int { .. } => TYPE_INT,
+        ConfigKind::Long { .. } => TYPE_LONG,
+        kind => kind.wire_type(),
+    }
 }
 
 /// Every broker setting Sluice can name the Kafka way.

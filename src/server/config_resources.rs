@@ -4,7 +4,9 @@
 
 use super::context::RequestContext;
 use crate::metadata::ConfigOp;
-use crate::shard::topics::{alter_group_config, alter_topic_config};
+use crate::metadata::dynamic_broker::{BrokerConfigLevel, is_dynamic};
+use crate::server::broker_configs::broker_entries;
+use crate::shard::topics::{alter_broker_config, alter_group_config, alter_topic_config};
 use kafka_protocol::ResponseError;
 
 /// Kafka's `ConfigResource.Type` codes.
@@ -25,22 +27,7 @@ pub async fn alter(
     match resource_type {
         RESOURCE_TOPIC | RESOURCE_GROUP => {}
         RESOURCE_BROKER => {
-            // Sluice reads broker settings once at start-up; nothing is applied live yet, so
-            // say which keys were refused rather than pretend they took effect.
-            let keys = match &changes {
-                Ok(c) => c
-                    .iter()
-                    .map(|(k, _)| k.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                Err(_) => String::new(),
-            };
-            return (
-                ResponseError::PolicyViolation.code(),
-                Some(format!(
-                    "broker configs are static on Sluice ({keys}): set them in the config file and restart"
-                )),
-            );
+            return alter_broker(ctx, name, changes, incremental, validate_only).await;
         }
         _ => {
             return (
@@ -82,6 +69,60 @@ pub async fn alter(
     .await
     {
         Ok(_) => (0, None),
+        Err(e) => (e.code, Some(e.message)),
+    }
+}
+
+/// The BROKER resource: `name` is this node's id (per-broker configs) or "" (the
+/// cluster-wide default). As Kafka does, one key that cannot change at run time refuses the
+/// whole resource with INVALID_REQUEST; an unknown key is INVALID_CONFIG.
+async fn alter_broker(
+    ctx: &RequestContext<'_>,
+    name: &str,
+    changes: Result<Vec<(String, ConfigOp)>, (i16, String)>,
+    incremental: bool,
+    validate_only: bool,
+) -> (i16, Option<String>) {
+    let level = if name.is_empty() {
+        BrokerConfigLevel::ClusterDefault
+    } else if name == ctx.shard.config.node_id.to_string() {
+        BrokerConfigLevel::PerBroker
+    } else {
+        return (
+            ResponseError::InvalidRequest.code(),
+            Some(format!(
+                "Unexpected broker id, expected {} or empty string, but received {name}",
+                ctx.shard.config.node_id
+            )),
+        );
+    };
+    let changes = match changes {
+        Ok(c) => c,
+        Err((code, message)) => return (code, Some(message)),
+    };
+    let known = broker_entries(&ctx.shard.config);
+    let static_keys: Vec<&str> = changes
+        .iter()
+        .map(|(k, _)| k.as_str())
+        .filter(|k| !is_dynamic(k) && known.iter().any(|e| e.name == *k))
+        .collect();
+    if !static_keys.is_empty() {
+        return (
+            ResponseError::InvalidRequest.code(),
+            Some(format!(
+                "Cannot update these configs dynamically: [{}] (Sluice reads them from its config file at start-up; change them there and restart)",
+                static_keys.join(", ")
+            )),
+        );
+    }
+    if let Some((unknown, _)) = changes.iter().find(|(k, _)| !is_dynamic(k)) {
+        return (
+            ResponseError::InvalidConfig.code(),
+            Some(format!("Unknown broker config: {unknown}")),
+        );
+    }
+    match alter_broker_config(ctx.shard, level, changes, incremental, validate_only).await {
+        Ok(()) => (0, None),
         Err(e) => (e.code, Some(e.message)),
     }
 }

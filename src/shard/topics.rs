@@ -141,22 +141,53 @@ pub async fn alter_topic_config(
             let topic =
                 writer(&s)?.alter_topic_config(&name, &changes, incremental, validate_only)?;
             if !validate_only {
-                let altered = topic.clone();
-                s.invoke_on_all(move |owner| {
-                    let altered = altered.clone();
-                    async move {
-                        for p in 0..altered.partitions {
-                            if let super::table::Lookup::Online(online) =
-                                owner.partitions.get(&altered.name, p)
-                            {
-                                online.update_config(altered.config.clone());
-                            }
-                        }
-                    }
-                })
-                .await;
+                reconfigure_on_owners(&s, vec![topic.clone()]).await;
             }
             Ok(topic)
+        })
+        .await?
+}
+
+/// Tells every shard the new effective config of `topics`; each updates the partitions it
+/// owns (one owner per partition, so no partition is touched from two shards).
+async fn reconfigure_on_owners(shard: &Rc<Shard>, topics: Vec<Arc<TopicMeta>>) {
+    if topics.is_empty() {
+        return;
+    }
+    let topics = Arc::new(topics);
+    shard
+        .invoke_on_all(move |owner| {
+            let topics = topics.clone();
+            async move {
+                for altered in topics.iter() {
+                    for p in 0..altered.partitions {
+                        if let super::table::Lookup::Online(online) =
+                            owner.partitions.get(&altered.name, p)
+                        {
+                            online.update_config(altered.config.clone());
+                        }
+                    }
+                }
+            }
+        })
+        .await;
+}
+
+/// Edits the dynamic broker configs (BROKER resource) on the metadata writer, then applies
+/// the new defaults to every partition of every topic that has no override of its own.
+pub async fn alter_broker_config(
+    shard: &Rc<Shard>,
+    level: crate::metadata::dynamic_broker::BrokerConfigLevel,
+    changes: Vec<(String, ConfigOp)>,
+    incremental: bool,
+    validate_only: bool,
+) -> Result<(), TopicOpError> {
+    shard
+        .invoke_on(0, move |s| async move {
+            let changed =
+                writer(&s)?.alter_broker_config(level, &changes, incremental, validate_only)?;
+            reconfigure_on_owners(&s, changed).await;
+            Ok(())
         })
         .await?
 }

@@ -1,4 +1,5 @@
-//! AlterConfigs: replace all of a topic's overrides. Broker configs are static (config file).
+//! AlterConfigs: replace all of a topic's overrides, or all dynamic configs of one BROKER
+//! level (this node's id, or "" for the cluster default).
 
 use crate::metadata::ConfigOp;
 use crate::server::config_resources::alter;

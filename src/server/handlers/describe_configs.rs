@@ -3,7 +3,11 @@
 
 use crate::config::topic_config_spec::{TOPIC_CONFIG_SPECS, TopicConfigSpec, documentation};
 use crate::metadata::TopicMeta;
-use crate::server::broker_configs::broker_entries;
+use crate::config::LogConfig;
+use crate::metadata::dynamic_broker::{
+    DynamicBrokerConfigs, broker_keys_of, dynamic_keys, is_unit_synonym, topic_config_of,
+};
+use crate::server::broker_configs::{broker_config_type, broker_entries};
 use crate::config::group_config::{GROUP_CONFIG_KEYS, GroupTimeouts};
 use crate::config::topic_config_spec::TYPE_INT;
 use crate::group::consumer::DEFAULT_TIMEOUTS;
@@ -18,6 +22,8 @@ use kafka_protocol::protocol::StrBytes;
 
 /// Kafka's `ConfigSource` codes.
 const SOURCE_TOPIC: i8 = 1;
+const SOURCE_DYNAMIC_BROKER: i8 = 2;
+const SOURCE_DYNAMIC_DEFAULT: i8 = 3;
 const SOURCE_STATIC_BROKER: i8 = 4;
 const SOURCE_DEFAULT: i8 = 5;
 const SOURCE_GROUP: i8 = 8;
@@ -61,35 +67,64 @@ fn entry(
     e
 }
 
+/// A (name, value, source) synonym before it goes on the wire.
+type Level = (String, String, i8);
+
+/// Where a topic config's default comes from, strongest first: this broker's dynamic
+/// value, the cluster-wide dynamic default, the config file, then Kafka's default.
+fn broker_levels(
+    dynamic: &DynamicBrokerConfigs,
+    static_log: &LogConfig,
+    spec: &TopicConfigSpec,
+) -> Vec<Level> {
+    let keys = broker_keys_of(spec.name);
+    let mut out = Vec::with_capacity(4);
+    for (level, source) in [
+        (&dynamic.per_broker, SOURCE_DYNAMIC_BROKER),
+        (&dynamic.cluster_default, SOURCE_DYNAMIC_DEFAULT),
+    ] {
+        for key in &keys {
+            if let Some(v) = level.get(*key) {
+                out.push((key.to_string(), v.clone(), source));
+            }
+        }
+    }
+    let default_name = spec.synonym.unwrap_or(spec.name).to_string();
+    if let Some(v) = static_log.get(spec.name).filter(|v| v != spec.default) {
+        out.push((default_name.clone(), v, SOURCE_STATIC_BROKER));
+    }
+    out.push((default_name, spec.default.to_string(), SOURCE_DEFAULT));
+    out
+}
+
+fn synonyms_of(levels: &[Level]) -> Vec<DescribeConfigsSynonym> {
+    levels.iter().map(|(n, v, s)| synonym(n, v, *s)).collect()
+}
+
 /// One topic config as Kafka shows it: the override, else the broker's setting (under its
 /// synonym), else the default; synonyms list them in that order of precedence.
 fn topic_entry(
     detail: Detail,
     topic: &TopicMeta,
-    broker_value: Option<String>,
+    broker: &[Level],
     spec: &TopicConfigSpec,
 ) -> Option<DescribeConfigsResourceResult> {
     let value = topic.config.get(spec.name)?;
     let overridden = topic.overrides.contains_key(spec.name);
-    let broker_set = broker_value.as_deref().is_some_and(|v| v != spec.default);
-    let source = match (overridden, broker_set) {
+    let source = match (overridden, broker.first()) {
         (true, _) => SOURCE_TOPIC,
-        (false, true) => SOURCE_STATIC_BROKER,
-        (false, false) => SOURCE_DEFAULT,
+        (false, Some((_, _, s))) => *s,
+        (false, None) => SOURCE_DEFAULT,
     };
     let mut e = entry(detail, spec.name, value.clone(), source, spec.kind.wire_type(), || {
         documentation(spec)
     });
     if detail.synonyms && detail.version >= 1 {
-        let mut synonyms = Vec::with_capacity(3);
+        let mut synonyms = Vec::with_capacity(broker.len() + 1);
         if overridden {
             synonyms.push(synonym(spec.name, &value, SOURCE_TOPIC));
         }
-        let default_name = spec.synonym.unwrap_or(spec.name);
-        if let Some(v) = broker_value.filter(|_| broker_set) {
-            synonyms.push(synonym(default_name, &v, SOURCE_STATIC_BROKER));
-        }
-        synonyms.push(synonym(default_name, spec.default, SOURCE_DEFAULT));
+        synonyms.extend(synonyms_of(broker));
         e = e.with_synonyms(synonyms);
     }
     Some(e)
@@ -105,6 +140,7 @@ fn wanted(keys: &Option<Vec<StrBytes>>, name: &str) -> bool {
 fn describe_topic(
     ctx: &RequestContext<'_>,
     detail: Detail,
+    dynamic: &DynamicBrokerConfigs,
     topic: &TopicMeta,
     keys: &Option<Vec<StrBytes>>,
 ) -> Vec<DescribeConfigsResourceResult> {
@@ -113,32 +149,104 @@ fn describe_topic(
         // Kafka 4.x no longer knows the 3.x-only configs: shown only where a topic sets one.
         .filter(|s| !s.legacy || topic.overrides.contains_key(s.name))
         .filter(|s| wanted(keys, s.name))
-        .filter_map(|s| topic_entry(detail, topic, ctx.shard.config.log.get(s.name), s))
+        .filter_map(|s| {
+            let levels = broker_levels(dynamic, &ctx.shard.config.log, s);
+            topic_entry(detail, topic, &levels, s)
+        })
         .collect()
 }
 
+/// The levels of one broker key that Kafka lists on the BROKER resource.
+fn broker_key_levels(
+    dynamic: &DynamicBrokerConfigs,
+    static_log: &LogConfig,
+    key: &str,
+) -> Option<(&'static TopicConfigSpec, Vec<Level>)> {
+    let (spec, _) = topic_config_of(key)?;
+    let levels = broker_levels(dynamic, static_log, spec)
+        .into_iter()
+        .filter(|(n, _, _)| n == key)
+        .collect();
+    Some((spec, levels))
+}
+
+fn broker_entry(
+    detail: Detail,
+    name: &str,
+    levels: &[Level],
+    config_type: i8,
+    read_only: bool,
+    doc: String,
+) -> Option<DescribeConfigsResourceResult> {
+    let (_, value, source) = levels.first()?;
+    let mut e = entry(detail, name, value.clone(), *source, config_type, || doc)
+        .with_read_only(read_only);
+    if detail.synonyms && detail.version >= 1 {
+        e = e.with_synonyms(synonyms_of(levels));
+    }
+    Some(e)
+}
+
+/// This broker's settings (resource name = its node id): the dynamic ones with their
+/// levels, the static ones read-only (set in the config file; changing them needs a
+/// restart).
 fn describe_broker(
     ctx: &RequestContext<'_>,
     detail: Detail,
+    dynamic: &DynamicBrokerConfigs,
     keys: &Option<Vec<StrBytes>>,
 ) -> Vec<DescribeConfigsResourceResult> {
-    broker_entries(&ctx.shard.config)
+    let static_log = &ctx.shard.config.log;
+    let mut out: Vec<_> = broker_entries(&ctx.shard.config)
         .into_iter()
         .filter(|b| wanted(keys, &b.name))
-        .map(|b| {
+        .filter_map(|b| {
+            if let Some((_, levels)) = broker_key_levels(dynamic, static_log, &b.name) {
+                return broker_entry(detail, &b.name, &levels, b.config_type, false, b.doc);
+            }
             let source = if b.is_default {
                 SOURCE_DEFAULT
             } else {
                 SOURCE_STATIC_BROKER
             };
-            let doc = b.doc;
-            let mut e = entry(detail, &b.name, b.value.clone(), source, b.config_type, || doc)
-                // Set in the config file; changing them needs a restart.
-                .with_read_only(true);
-            if detail.synonyms && detail.version >= 1 {
-                e = e.with_synonyms(vec![synonym(&b.name, &b.value, source)]);
-            }
-            e
+            let levels = [(b.name.clone(), b.value.clone(), source)];
+            broker_entry(detail, &b.name, &levels, b.config_type, true, b.doc)
+        })
+        .collect();
+    // `log.retention.hours` and the like: listed where set dynamically.
+    let units = dynamic_keys().filter(|k| is_unit_synonym(k) && wanted(keys, k));
+    for key in units {
+        if let Some((spec, levels)) = broker_key_levels(dynamic, static_log, key) {
+            out.extend(broker_entry(detail, key, &levels, TYPE_INT, false, spec.doc.into()));
+        }
+    }
+    out
+}
+
+/// The cluster-wide default resource (empty name): only the dynamic defaults set on it,
+/// as Kafka lists them.
+fn describe_cluster_default(
+    ctx: &RequestContext<'_>,
+    detail: Detail,
+    dynamic: &DynamicBrokerConfigs,
+    keys: &Option<Vec<StrBytes>>,
+) -> Vec<DescribeConfigsResourceResult> {
+    dynamic
+        .cluster_default
+        .keys()
+        .filter(|k| wanted(keys, k))
+        .filter_map(|key| {
+            let (spec, levels) = broker_key_levels(dynamic, &ctx.shard.config.log, key)?;
+            let levels: Vec<Level> = levels
+                .into_iter()
+                .filter(|(_, _, s)| *s != SOURCE_DYNAMIC_BROKER)
+                .collect();
+            let config_type = if is_unit_synonym(key) {
+                TYPE_INT
+            } else {
+                broker_config_type(spec)
+            };
+            broker_entry(detail, key, &levels, config_type, false, spec.doc.into())
         })
         .collect()
 }
@@ -179,6 +287,7 @@ pub async fn handle(
     request: DescribeConfigsRequest,
 ) -> DescribeConfigsResponse {
     let snapshot = ctx.shard.metadata.load_full();
+    let dynamic = &*snapshot.dynamic_broker;
     let detail = Detail {
         version: ctx.version,
         synonyms: request.include_synonyms,
@@ -194,7 +303,7 @@ pub async fn handle(
         let keys = &resource.configuration_keys;
         let outcome: Result<_, (i16, &'static str)> = match resource.resource_type {
             RESOURCE_TOPIC => match snapshot.topic(resource.resource_name.as_str()) {
-                Some(topic) => Ok(describe_topic(ctx, detail, topic, keys)),
+                Some(topic) => Ok(describe_topic(ctx, detail, dynamic, topic, keys)),
                 None => Err((
                     ResponseError::UnknownTopicOrPartition.code(),
                     "This server does not host this topic-partition.",
@@ -202,10 +311,12 @@ pub async fn handle(
             },
             RESOURCE_BROKER => {
                 let name = resource.resource_name.as_str();
-                if !name.is_empty() && name != ctx.shard.config.node_id.to_string() {
+                if name.is_empty() {
+                    Ok(describe_cluster_default(ctx, detail, dynamic, keys))
+                } else if name != ctx.shard.config.node_id.to_string() {
                     Err((ResponseError::InvalidRequest.code(), "unknown broker id"))
                 } else {
-                    Ok(describe_broker(ctx, detail, keys))
+                    Ok(describe_broker(ctx, detail, dynamic, keys))
                 }
             }
             RESOURCE_GROUP if !resource.resource_name.is_empty() => {
