@@ -458,8 +458,13 @@ fn timestamps_outside_the_bounds_are_refused_with_invalid_timestamp() {
 #[test]
 fn broker_resource_shows_kafka_names_and_sources() {
     let broker = Broker::start();
-    for name in ["0", ""] {
-        let described = describe(&broker, RESOURCE_BROKER, name, true);
+    // The cluster-wide default resource ("") lists only its dynamic configs: none yet
+    // (tests/dynamic_broker_configs.rs covers setting them).
+    let defaults = describe(&broker, RESOURCE_BROKER, "", true);
+    assert_eq!(defaults.results[0].error_code, 0);
+    assert!(defaults.results[0].configs.is_empty());
+    {
+        let described = describe(&broker, RESOURCE_BROKER, "0", true);
         let result = &described.results[0];
         assert_eq!((result.error_code, &result.error_message), (0, &None));
         for key in [
@@ -503,20 +508,21 @@ fn broker_resource_shows_kafka_names_and_sources() {
                 .with_resource_name(sb("0"))
                 .with_configs(vec![
                     AlterableConfig::default()
-                        .with_name(sb("log.retention.ms"))
+                        .with_name(sb("num.partitions"))
                         .with_config_operation(OP_SET)
-                        .with_value(Some(sb("1000"))),
+                        .with_value(Some(sb("3"))),
                 ]),
         ]),
         1,
     );
+    // Read from the config file at start-up only: refused as Kafka refuses a static key.
     let refused = &response.responses[0];
-    assert_eq!(refused.error_code, ResponseError::PolicyViolation.code());
+    assert_eq!(refused.error_code, ResponseError::InvalidRequest.code());
     assert!(
         refused
             .error_message
             .as_deref()
-            .is_some_and(|m| m.contains("log.retention.ms")),
+            .is_some_and(|m| m.contains("num.partitions")),
         "the refusal names the key: {:?}",
         refused.error_message
     );

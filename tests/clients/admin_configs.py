@@ -3,9 +3,11 @@
 
 confluent-kafka: create a topic with Kafka 4.x configs (compression.type, timestamp
 bounds), describe it (values, sources, synonyms), APPEND compact to cleanup.policy with
-incremental_alter_configs. kafka-python: describe_configs of the BROKER resource and read
-Kafka's names (num.partitions, log.retention.ms, advertised.listeners). Exits non-zero with a
-clear message on the first failed check.
+incremental_alter_configs; set log.retention.ms live on the BROKER resource with
+incremental_alter_configs, describe it back (DYNAMIC_BROKER_CONFIG on the broker and on a
+topic without an override), then DELETE it. kafka-python: describe_configs of the BROKER
+resource and read Kafka's names (num.partitions, log.retention.ms, advertised.listeners).
+Exits non-zero with a clear message on the first failed check.
 """
 
 from confluent_kafka.admin import (
@@ -78,6 +80,45 @@ def confluent_topic_configs(bootstrap):
     rc.check(policy == "delete,compact", f"cleanup.policy after APPEND compact: {policy}")
 
 
+def confluent_dynamic_broker_config(bootstrap):
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    node_id = str(next(iter(admin.list_topics(timeout=TIMEOUT_S).brokers)))
+    topic = rc.unique_topic("dynamic-broker")
+    admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])[topic].result(
+        timeout=TIMEOUT_S
+    )
+    broker = ConfigResource(ResourceType.BROKER, node_id)
+    topic_resource = ConfigResource(ResourceType.TOPIC, topic)
+
+    def alter(operation, value):
+        change = ConfigResource(
+            ResourceType.BROKER,
+            node_id,
+            incremental_configs=[
+                ConfigEntry("log.retention.ms", value, incremental_operation=operation)
+            ],
+        )
+        admin.incremental_alter_configs([change])[change].result(timeout=TIMEOUT_S)
+
+    def described(resource, key):
+        configs = admin.describe_configs([resource], request_timeout=TIMEOUT_S)[resource]
+        entry = configs.result(timeout=TIMEOUT_S)[key]
+        return entry.value, entry.source
+
+    alter(AlterConfigOpType.SET, "7200000")
+    dynamic = ConfigSource.DYNAMIC_BROKER_CONFIG.value
+    got = described(broker, "log.retention.ms")
+    rc.check(got == ("7200000", dynamic), f"broker log.retention.ms after SET: {got}")
+    got = described(topic_resource, "retention.ms")
+    rc.check(got == ("7200000", dynamic), f"topic retention.ms inherits it live: {got}")
+    alter(AlterConfigOpType.DELETE, None)
+    got = described(topic_resource, "retention.ms")
+    rc.check(
+        got == ("604800000", ConfigSource.DEFAULT_CONFIG.value),
+        f"topic retention.ms after DELETE on the broker: {got}",
+    )
+
+
 def kafka_python_broker_configs(bootstrap):
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30_000)
     try:
@@ -103,6 +144,7 @@ def kafka_python_broker_configs(bootstrap):
 def main():
     args = rc.roundtrip_args(__doc__)
     confluent_topic_configs(args.bootstrap)
+    confluent_dynamic_broker_config(args.bootstrap)
     kafka_python_broker_configs(args.bootstrap)
 
 
