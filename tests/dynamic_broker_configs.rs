@@ -455,3 +455,44 @@ fn dynamic_broker_configs_survive_a_restart() {
         config_of(&broker, RESOURCE_BROKER, CLUSTER, "message.max.bytes").expect("default");
     assert_eq!((value.as_str(), source), ("3000", SOURCE_DYNAMIC_DEFAULT));
 }
+
+/// `.log` segment files of partition 0 of `topic`.
+fn segment_count(broker: &Broker, topic: &str) -> usize {
+    let dir = broker.data_dir.join(format!("{topic}-0"));
+    std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().extension().is_some_and(|x| x == "log"))
+        .count()
+}
+
+#[test]
+fn a_dynamic_segment_size_reaches_the_partitions_on_their_shards() {
+    let broker = Broker::start();
+    create_topic(&broker, "rolls", &[]);
+    create_topic(&broker, "keeps", &[("segment.bytes", "1073741824")]);
+    for topic in ["rolls", "keeps"] {
+        for _ in 0..3 {
+            assert_eq!(produce(&broker, topic, 1_000), 0);
+        }
+        assert_eq!(segment_count(&broker, topic), 1, "{topic} before");
+    }
+    alter_ok(
+        &broker,
+        NODE,
+        &[("log.segment.bytes", OP_SET, Some("2048"))],
+    );
+    for topic in ["rolls", "keeps"] {
+        for _ in 0..8 {
+            assert_eq!(produce(&broker, topic, 1_000), 0);
+        }
+    }
+    // About two 1 kB batches per 2 kB segment: several rolls, whatever the exact framing.
+    let rolled = segment_count(&broker, "rolls");
+    assert!(rolled >= 4, "the new default rolls segments: {rolled}");
+    assert_eq!(
+        segment_count(&broker, "keeps"),
+        1,
+        "the topic override wins"
+    );
+}
