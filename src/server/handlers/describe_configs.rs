@@ -156,16 +156,18 @@ fn describe_topic(
         .collect()
 }
 
-/// The levels of one broker key that Kafka lists on the BROKER resource.
+/// The levels of one broker key that Kafka lists on the BROKER resource (empty when the
+/// key itself is set nowhere, e.g. `log.retention.hours` when only `.ms` is).
 fn broker_key_levels(
     dynamic: &DynamicBrokerConfigs,
     static_log: &LogConfig,
     key: &str,
 ) -> Option<(&'static TopicConfigSpec, Vec<Level>)> {
     let (spec, _) = topic_config_of(key)?;
+    // As Kafka: every synonym at every level, from the first one of this key's own name.
     let levels = broker_levels(dynamic, static_log, spec)
         .into_iter()
-        .filter(|(n, _, _)| n == key)
+        .skip_while(|(n, _, _)| n != key)
         .collect();
     Some((spec, levels))
 }
