@@ -50,7 +50,13 @@ fn call<R: Request>(broker: &Broker, request: &R, version: i16) -> R::Response {
     wire::call_once(&broker.bootstrap(), CLIENT_ID, request, version)
 }
 
-fn create_topic(broker: &Broker, name: &str, configs: &[(&str, &str)]) {
+/// Creates a one-partition topic and returns the configs CreateTopics answered with:
+/// (name, value, source).
+fn create_topic(
+    broker: &Broker,
+    name: &str,
+    configs: &[(&str, &str)],
+) -> Vec<(String, Option<String>, i8)> {
     let topic = CreatableTopic::default()
         .with_name(wire::topic_name(name))
         .with_num_partitions(1)
@@ -72,7 +78,20 @@ fn create_topic(broker: &Broker, name: &str, configs: &[(&str, &str)]) {
             .with_timeout_ms(10_000),
         7,
     );
-    assert_eq!(response.topics[0].error_code, 0, "create {name}");
+    let created = response.topics.into_iter().next().expect("one topic");
+    assert_eq!(created.error_code, 0, "create {name}");
+    created
+        .configs
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| {
+            (
+                c.name.to_string(),
+                c.value.map(|v| v.to_string()),
+                c.config_source,
+            )
+        })
+        .collect()
 }
 
 /// One IncrementalAlterConfigs resource: (key, operation, value).
@@ -494,5 +513,43 @@ fn a_dynamic_segment_size_reaches_the_partitions_on_their_shards() {
         segment_count(&broker, "keeps"),
         1,
         "the topic override wins"
+    );
+}
+
+#[test]
+fn create_topics_answers_each_config_with_the_level_it_came_from() {
+    let broker = Broker::start();
+    alter_ok(
+        &broker,
+        CLUSTER,
+        &[("log.retention.ms", OP_SET, Some("1234567"))],
+    );
+    alter_ok(
+        &broker,
+        NODE,
+        &[("log.segment.bytes", OP_SET, Some("2097152"))],
+    );
+    let configs = create_topic(&broker, "created-sources", &[("cleanup.policy", "compact")]);
+    let find = |key: &str| {
+        configs
+            .iter()
+            .find(|(name, _, _)| name == key)
+            .map(|(_, value, source)| (value.clone(), *source))
+    };
+    assert_eq!(
+        find("retention.ms"),
+        Some((Some("1234567".to_string()), SOURCE_DYNAMIC_DEFAULT))
+    );
+    assert_eq!(
+        find("segment.bytes"),
+        Some((Some("2097152".to_string()), SOURCE_DYNAMIC_BROKER))
+    );
+    assert_eq!(
+        find("cleanup.policy"),
+        Some((Some("compact".to_string()), SOURCE_TOPIC))
+    );
+    assert_eq!(
+        find("max.message.bytes").map(|(_, source)| source),
+        Some(SOURCE_DEFAULT)
     );
 }

@@ -8,6 +8,7 @@ pub mod affinity;
 pub mod authorization;
 pub mod broker_configs;
 pub mod config_resources;
+pub mod config_sources;
 mod connection;
 pub mod connection_state;
 pub mod context;

@@ -1,5 +1,8 @@
 //! CreateTopics: partitions, replication factor 1, per-topic configs, `validate_only`.
 
+use crate::config::topic_config_spec::TOPIC_CONFIG_SPECS;
+use crate::metadata::TopicMeta;
+use crate::server::config_sources::{broker_levels, topic_config_source};
 use crate::server::context::RequestContext;
 use crate::shard::topics::{TopicOpError, check_topic_assignments, create_topic};
 use kafka_protocol::ResponseError;
@@ -11,9 +14,28 @@ use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 use kafka_protocol::protocol::StrBytes;
 use std::collections::BTreeMap;
 
-/// Kafka's config source code for a topic-level override (DescribeConfigs' TOPIC_CONFIG).
-const CONFIG_SOURCE_TOPIC: i8 = 1;
-const CONFIG_SOURCE_DEFAULT: i8 = 5;
+/// The configs a created topic answers with: every Kafka topic config with its effective
+/// value and where that value comes from (override, dynamic or static broker setting,
+/// default), as Kafka's CreateTopics v5+ does.
+fn created_configs(ctx: &RequestContext<'_>, meta: &TopicMeta) -> Vec<CreatableTopicConfigs> {
+    let snapshot = ctx.shard.metadata.load();
+    TOPIC_CONFIG_SPECS
+        .iter()
+        .filter(|s| !s.legacy || meta.overrides.contains_key(s.name))
+        .filter_map(|spec| {
+            let value = meta.config.get(spec.name)?;
+            let levels = broker_levels(&snapshot.dynamic_broker, &ctx.shard.config.log, spec);
+            Some(
+                CreatableTopicConfigs::default()
+                    .with_name(StrBytes::from_static_str(spec.name))
+                    .with_value(Some(StrBytes::from_string(value)))
+                    .with_read_only(false)
+                    .with_config_source(topic_config_source(meta, spec, &levels))
+                    .with_is_sensitive(false),
+            )
+        })
+        .collect()
+}
 
 /// The partition count a topic is created with: its manual assignments' (checked as Kafka's
 /// controller does: replication factor and partition count must then be -1), else the
@@ -87,25 +109,7 @@ pub async fn handle(
         .await
         {
             Ok(meta) => {
-                let configs = crate::config::topic_config_spec::TOPIC_CONFIG_SPECS
-                    .iter()
-                    .filter(|s| !s.legacy || meta.overrides.contains_key(s.name))
-                    .map(|s| s.name)
-                    .filter_map(|key| {
-                        meta.config.get(key).map(|value| {
-                            CreatableTopicConfigs::default()
-                                .with_name(StrBytes::from_static_str(key))
-                                .with_value(Some(StrBytes::from_string(value)))
-                                .with_read_only(false)
-                                .with_config_source(if meta.overrides.contains_key(key) {
-                                    CONFIG_SOURCE_TOPIC
-                                } else {
-                                    CONFIG_SOURCE_DEFAULT
-                                })
-                                .with_is_sensitive(false)
-                        })
-                    })
-                    .collect();
+                let configs = created_configs(ctx, &meta);
                 result = result
                     .with_topic_id(meta.id)
                     .with_error_code(0)

@@ -5,7 +5,11 @@ use crate::config::topic_config_spec::{TOPIC_CONFIG_SPECS, TopicConfigSpec, docu
 use crate::metadata::TopicMeta;
 use crate::config::LogConfig;
 use crate::metadata::dynamic_broker::{
-    DynamicBrokerConfigs, broker_keys_of, dynamic_keys, is_unit_synonym, topic_config_of,
+    DynamicBrokerConfigs, dynamic_keys, is_unit_synonym, topic_config_of,
+};
+use crate::server::config_sources::{
+    Level, SOURCE_DEFAULT, SOURCE_DYNAMIC_BROKER, SOURCE_GROUP,
+    SOURCE_STATIC_BROKER, SOURCE_TOPIC, broker_levels, topic_config_source,
 };
 use crate::server::broker_configs::{broker_config_type, broker_entries};
 use crate::config::group_config::{GROUP_CONFIG_KEYS, GroupTimeouts};
@@ -19,14 +23,6 @@ use kafka_protocol::messages::describe_configs_response::{
 };
 use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 use kafka_protocol::protocol::StrBytes;
-
-/// Kafka's `ConfigSource` codes.
-const SOURCE_TOPIC: i8 = 1;
-const SOURCE_DYNAMIC_BROKER: i8 = 2;
-const SOURCE_DYNAMIC_DEFAULT: i8 = 3;
-const SOURCE_STATIC_BROKER: i8 = 4;
-const SOURCE_DEFAULT: i8 = 5;
-const SOURCE_GROUP: i8 = 8;
 
 /// What the request asked to see besides names and values.
 #[derive(Clone, Copy)]
@@ -67,36 +63,6 @@ fn entry(
     e
 }
 
-/// A (name, value, source) synonym before it goes on the wire.
-type Level = (String, String, i8);
-
-/// Where a topic config's default comes from, strongest first: this broker's dynamic
-/// value, the cluster-wide dynamic default, the config file, then Kafka's default.
-fn broker_levels(
-    dynamic: &DynamicBrokerConfigs,
-    static_log: &LogConfig,
-    spec: &TopicConfigSpec,
-) -> Vec<Level> {
-    let keys = broker_keys_of(spec.name);
-    let mut out = Vec::with_capacity(4);
-    for (level, source) in [
-        (&dynamic.per_broker, SOURCE_DYNAMIC_BROKER),
-        (&dynamic.cluster_default, SOURCE_DYNAMIC_DEFAULT),
-    ] {
-        for key in &keys {
-            if let Some(v) = level.get(*key) {
-                out.push((key.to_string(), v.clone(), source));
-            }
-        }
-    }
-    let default_name = spec.synonym.unwrap_or(spec.name).to_string();
-    if let Some(v) = static_log.get(spec.name).filter(|v| v != spec.default) {
-        out.push((default_name.clone(), v, SOURCE_STATIC_BROKER));
-    }
-    out.push((default_name, spec.default.to_string(), SOURCE_DEFAULT));
-    out
-}
-
 fn synonyms_of(levels: &[Level]) -> Vec<DescribeConfigsSynonym> {
     levels.iter().map(|(n, v, s)| synonym(n, v, *s)).collect()
 }
@@ -111,11 +77,7 @@ fn topic_entry(
 ) -> Option<DescribeConfigsResourceResult> {
     let value = topic.config.get(spec.name)?;
     let overridden = topic.overrides.contains_key(spec.name);
-    let source = match (overridden, broker.first()) {
-        (true, _) => SOURCE_TOPIC,
-        (false, Some((_, _, s))) => *s,
-        (false, None) => SOURCE_DEFAULT,
-    };
+    let source = topic_config_source(topic, spec, broker);
     let mut e = entry(detail, spec.name, value.clone(), source, spec.kind.wire_type(), || {
         documentation(spec)
     });
