@@ -536,3 +536,74 @@ fn an_open_transaction_survives_a_crash_and_the_next_incarnation_aborts_it() {
     let aborted = fetch(&broker, "crash", 0, READ_COMMITTED).aborted;
     assert_eq!(aborted, Some(vec![(pid, 0)]));
 }
+
+#[test]
+fn describe_and_list_transactions_show_the_coordinators_state() {
+    use kafka_protocol::messages::{
+        DescribeTransactionsRequest, DescribeTransactionsResponse, ListTransactionsRequest,
+        ListTransactionsResponse,
+    };
+    let broker = Broker::start();
+    create_topic(&broker, "seen", 2);
+    let (_, pid, epoch) = init(&broker, "tx-seen", 45_000, None);
+    let codes = add_partitions(&broker, "tx-seen", pid, epoch, "seen", &[1, 0], 3);
+    assert_eq!(codes, vec![0, 0]);
+    let (_, other_pid, _) = init(&broker, "tx-idle", 45_000, None);
+
+    let described: DescribeTransactionsResponse = call(
+        &broker,
+        &DescribeTransactionsRequest::default().with_transactional_ids(vec![
+            TransactionalId(sb("tx-seen")),
+            TransactionalId(sb("tx-never")),
+        ]),
+        0,
+    );
+    let open = &described.transaction_states[0];
+    assert_eq!(open.error_code, 0);
+    assert_eq!(open.transaction_state.as_str(), "Ongoing");
+    assert_eq!((open.producer_id.0, open.producer_epoch), (pid, epoch));
+    assert_eq!(open.transaction_timeout_ms, 45_000);
+    assert!(open.transaction_start_time_ms > 0);
+    assert_eq!(open.topics.len(), 1);
+    assert_eq!(open.topics[0].topic.0.as_str(), "seen");
+    assert_eq!(open.topics[0].partitions, vec![0, 1]);
+    assert_eq!(
+        described.transaction_states[1].error_code,
+        ResponseError::TransactionalIdNotFound.code()
+    );
+
+    let listed: ListTransactionsResponse = call(
+        &broker,
+        &ListTransactionsRequest::default()
+            .with_state_filters(vec![sb("Ongoing"), sb("Bogus")])
+            .with_duration_filter(-1),
+        1,
+    );
+    let ids: Vec<(&str, i64, &str)> = listed
+        .transaction_states
+        .iter()
+        .map(|t| {
+            (
+                t.transactional_id.0.as_str(),
+                t.producer_id.0,
+                t.transaction_state.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(ids, vec![("tx-seen", pid, "Ongoing")]);
+    assert_eq!(listed.unknown_state_filters, vec![sb("Bogus")]);
+    let all: ListTransactionsResponse = call(&broker, &ListTransactionsRequest::default(), 0);
+    let mut ids: Vec<(String, i64)> = all
+        .transaction_states
+        .iter()
+        .map(|t| (t.transactional_id.0.to_string(), t.producer_id.0))
+        .collect();
+    ids.sort();
+    assert_eq!(
+        ids,
+        vec![
+            ("tx-idle".to_string(), other_pid),
+            ("tx-seen".to_string(), pid)
+        ]
+    );
+}

@@ -56,6 +56,8 @@ macro_rules! api_table {
             AddOffsetsToTxn 0..=4, AddOffsetsToTxnRequest => add_offsets_to_txn, Authorize::All(&[needs(TransactionalId, Write), needs(Group, Read)]);
             EndTxn 0..=4, EndTxnRequest => end_txn, Authorize::All(&[needs(TransactionalId, Write)]);
             TxnOffsetCommit 0..=4, TxnOffsetCommitRequest => txn_offset_commit, Authorize::All(&[needs(TransactionalId, Write), needs(Group, Read), needs(Topic, Read)]);
+            DescribeTransactions 0..=0, DescribeTransactionsRequest => describe_transactions, Authorize::All(&[needs(TransactionalId, Describe)]);
+            ListTransactions 0..=1, ListTransactionsRequest => list_transactions, Authorize::Any(&[needs(TransactionalId, Describe), CLUSTER_DESCRIBE]);
             DescribeProducers 0..=0, DescribeProducersRequest => describe_producers, Authorize::All(&[needs(Topic, Read)]);
             ConsumerGroupHeartbeat 0..=1, ConsumerGroupHeartbeatRequest => consumer_group_heartbeat, Authorize::All(&[needs(Group, Read), needs(Topic, Describe)]);
             ConsumerGroupDescribe 0..=1, ConsumerGroupDescribeRequest => consumer_group_describe, Authorize::All(&[needs(Group, Describe)]);

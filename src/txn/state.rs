@@ -23,6 +23,17 @@ pub const MAX_GROUPS_PER_TRANSACTION: usize = 1_000;
 pub const MAX_TRANSACTIONAL_IDS_PER_SHARD: usize = 100_000;
 /// Longest transactional id accepted (it is stored in every record of the log).
 pub const MAX_TRANSACTIONAL_ID_BYTES: usize = 4_096;
+/// Longest consumer group id a transaction may name (AddOffsetsToTxn). With the other
+/// limits this keeps one id's whole state inside `log::MAX_RECORD_PAYLOAD_BYTES`.
+pub const MAX_GROUP_ID_BYTES: usize = 1_024;
+/// Longest topic name Kafka allows (partitions come from existing topics).
+const MAX_TOPIC_NAME_BYTES: usize = 249;
+/// Bytes one id's record takes at most: every limit at once, with length prefixes.
+pub const MAX_TXN_RECORD_BYTES: usize = 64
+    + MAX_TRANSACTIONAL_ID_BYTES
+    + MAX_PARTITIONS_PER_TRANSACTION * (2 + MAX_TOPIC_NAME_BYTES + 4)
+    + MAX_GROUPS_PER_TRANSACTION * (2 + MAX_GROUP_ID_BYTES);
+const _: () = assert!(MAX_TXN_RECORD_BYTES <= super::log::MAX_RECORD_PAYLOAD_BYTES as usize);
 /// The coordinator epoch written into markers: one coordinator per id on a single node,
 /// never moved, so its epoch never changes.
 pub const COORDINATOR_EPOCH: i32 = 0;
@@ -285,7 +296,16 @@ impl TxnMetadata {
         next.state = TxnState::Ongoing;
         next.partitions.extend(partitions.iter().cloned());
         if let Some(g) = group {
+            if g.is_empty() || g.len() > MAX_GROUP_ID_BYTES {
+                return Err(TxnError::InvalidRequest);
+            }
             next.groups.insert(g.to_string());
+        }
+        if partitions
+            .iter()
+            .any(|(t, _)| t.is_empty() || t.len() > MAX_TOPIC_NAME_BYTES)
+        {
+            return Err(TxnError::InvalidRequest);
         }
         if next.partitions.len() > MAX_PARTITIONS_PER_TRANSACTION
             || next.groups.len() > MAX_GROUPS_PER_TRANSACTION
