@@ -607,3 +607,86 @@ fn describe_and_list_transactions_show_the_coordinators_state() {
         ]
     );
 }
+
+/// Offsets of a group committed in a transaction: pending (UNSTABLE_OFFSET_COMMIT for
+/// require_stable, invisible otherwise) until EndTxn(commit), and durable with the
+/// transaction across a SIGKILL before the commit.
+#[test]
+fn transactional_offsets_are_visible_only_at_commit_and_survive_a_crash() {
+    use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+    use kafka_protocol::messages::txn_offset_commit_request::{
+        TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
+    };
+    use kafka_protocol::messages::{
+        AddOffsetsToTxnRequest, AddOffsetsToTxnResponse, GroupId, OffsetFetchRequest,
+        OffsetFetchResponse, TxnOffsetCommitRequest, TxnOffsetCommitResponse,
+    };
+    let mut broker = Broker::start();
+    create_topic(&broker, "input", 1);
+    let (_, pid, epoch) = init(&broker, "tx-offsets", 60_000, None);
+    let added: AddOffsetsToTxnResponse = call(
+        &broker,
+        &AddOffsetsToTxnRequest::default()
+            .with_transactional_id(TransactionalId(sb("tx-offsets")))
+            .with_producer_id(ProducerId(pid))
+            .with_producer_epoch(epoch)
+            .with_group_id(GroupId(sb("etl"))),
+        3,
+    );
+    assert_eq!(added.error_code, 0);
+    let committed: TxnOffsetCommitResponse = call(
+        &broker,
+        &TxnOffsetCommitRequest::default()
+            .with_transactional_id(TransactionalId(sb("tx-offsets")))
+            .with_group_id(GroupId(sb("etl")))
+            .with_producer_id(ProducerId(pid))
+            .with_producer_epoch(epoch)
+            .with_generation_id(-1)
+            .with_topics(vec![
+                TxnOffsetCommitRequestTopic::default()
+                    .with_name(TopicName(sb("input")))
+                    .with_partitions(vec![
+                        TxnOffsetCommitRequestPartition::default()
+                            .with_partition_index(0)
+                            .with_committed_offset(17)
+                            .with_committed_leader_epoch(-1),
+                    ]),
+            ]),
+        3,
+    );
+    assert_eq!(committed.topics[0].partitions[0].error_code, 0);
+    let fetch_offset = |broker: &Broker, require_stable: bool| -> (i16, i64) {
+        let r: OffsetFetchResponse = call(
+            broker,
+            &OffsetFetchRequest::default()
+                .with_group_id(GroupId(sb("etl")))
+                .with_require_stable(require_stable)
+                .with_topics(Some(vec![
+                    OffsetFetchRequestTopic::default()
+                        .with_name(TopicName(sb("input")))
+                        .with_partition_indexes(vec![0]),
+                ])),
+            7,
+        );
+        let p = &r.topics[0].partitions[0];
+        (p.error_code, p.committed_offset)
+    };
+    assert_eq!(
+        fetch_offset(&broker, true).0,
+        ResponseError::UnstableOffsetCommit.code()
+    );
+    assert_eq!(
+        fetch_offset(&broker, false),
+        (0, -1),
+        "invisible until the commit"
+    );
+    broker.kill();
+    broker.spawn();
+    wait_until_serving(&broker);
+    assert_eq!(end_txn(&broker, "tx-offsets", pid, epoch, true), 0);
+    assert_eq!(
+        fetch_offset(&broker, true),
+        (0, 17),
+        "committed with the transaction"
+    );
+}

@@ -123,32 +123,49 @@ impl GroupCoordinator {
         codes
     }
 
-    /// The transaction coordinator's marker for this group: `commit` writes the producer's
-    /// pending offsets durably and makes them visible; abort drops them. Err when the write
-    /// failed (the coordinator retries the marker).
+    /// The transaction coordinator's marker for this group: `commit` writes `offsets` (the
+    /// transaction's, from its durable record) to the offsets log and makes them visible;
+    /// abort drops them. Either way the producer's pending marks go. Err when the write
+    /// failed (the coordinator retries).
     pub async fn complete_txn_offsets(
         &self,
         group_id: &str,
         producer_id: i64,
         commit: bool,
+        offsets: Vec<TxnOffset>,
     ) -> Result<(), String> {
         let ack = {
             let mut groups = self.inner.groups.borrow_mut();
-            let Some(g) = groups.get_mut(group_id) else {
-                return Ok(());
-            };
-            let Some(pending) = g.pending_txn_offsets.remove(&producer_id) else {
-                return Ok(());
-            };
-            if !commit || pending.is_empty() {
+            if let Some(g) = groups.get_mut(group_id) {
+                g.pending_txn_offsets.remove(&producer_id);
+            }
+            if !commit || offsets.is_empty() {
                 return Ok(());
             }
-            let records = pending
+            if !groups.contains_key(group_id) {
+                if groups.len() >= MAX_GROUPS_PER_SHARD {
+                    return Err(format!("{MAX_GROUPS_PER_SHARD} groups on this shard"));
+                }
+                let Some(g) = self.new_group(group_id) else {
+                    return Err(format!("group id {group_id:?} cannot name a log"));
+                };
+                groups.insert(group_id.to_string(), g);
+            }
+            let Some(g) = groups.get_mut(group_id) else {
+                return Err("group vanished".to_string());
+            };
+            let commit_ms = self.wall_ms(Instant::now());
+            let records = offsets
                 .into_iter()
-                .map(|p| LogRecord::Commit {
-                    topic: p.topic,
-                    partition: p.partition,
-                    entry: p.entry,
+                .map(|o| LogRecord::Commit {
+                    topic: o.topic,
+                    partition: o.partition,
+                    entry: OffsetEntry {
+                        offset: o.offset,
+                        leader_epoch: o.leader_epoch,
+                        metadata: o.metadata,
+                        commit_ms,
+                    },
                 })
                 .collect();
             self.enqueue(g, records)

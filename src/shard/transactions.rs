@@ -17,7 +17,8 @@
 use std::rc::Rc;
 
 use super::{Lookup, Shard, now_ms};
-use crate::txn::state::{COORDINATOR_EPOCH, check_timeout};
+use crate::group::TxnOffset;
+use crate::txn::state::{COORDINATOR_EPOCH, TxnGroupOffset, check_timeout};
 use crate::txn::{Lease, TxnError, TxnMetadata, TxnState};
 
 /// How often the shard looks for timed-out transactions and unfinished completions (Kafka
@@ -225,11 +226,24 @@ async fn complete(shard: &Rc<Shard>, lease: &mut Lease) -> Result<(), TxnError> 
         })
     });
     let groups = meta.groups.iter().map(|group| {
+        // The offsets come from the durable transaction record, not the group's memory:
+        // a restart between TxnOffsetCommit and the commit loses nothing.
+        let offsets: Vec<TxnOffset> = meta
+            .offsets_of(group)
+            .into_iter()
+            .map(|(topic, partition, o)| TxnOffset {
+                topic,
+                partition,
+                offset: o.offset,
+                leader_epoch: o.leader_epoch,
+                metadata: o.metadata,
+            })
+            .collect();
         let group = group.clone();
         let owner = shard.owner_of_group(&group);
         shard.invoke_on(owner, move |s| async move {
             s.groups
-                .complete_txn_offsets(&group, producer_id, commit)
+                .complete_txn_offsets(&group, producer_id, commit, offsets)
                 .await
         })
     });
@@ -324,6 +338,34 @@ pub async fn complete_preparing(shard: &Rc<Shard>) {
             tracing::warn!(id = %id, error = %e, "decided transaction not yet completed");
         }
     }
+}
+
+/// TxnOffsetCommit's durable half: the offsets become part of the transaction's record
+/// (written before the answer) and go to the group's offsets log when it commits.
+pub async fn add_txn_offsets(
+    shard: &Rc<Shard>,
+    transactional_id: &str,
+    producer_id: i64,
+    producer_epoch: i16,
+    group_id: &str,
+    offsets: Vec<TxnOffset>,
+) -> Result<(), TxnError> {
+    let mut lease = shard.txns.lease(transactional_id)?;
+    let meta = current(&lease)?;
+    meta.check_producer(producer_id, producer_epoch)?;
+    let offsets = offsets
+        .into_iter()
+        .map(|o| {
+            let offset = TxnGroupOffset {
+                offset: o.offset,
+                leader_epoch: o.leader_epoch,
+                metadata: o.metadata,
+            };
+            (o.topic, o.partition, offset)
+        })
+        .collect();
+    let next = meta.with_offsets(group_id, offsets, now_ms())?;
+    lease.persist(next).await
 }
 
 /// Whether the producer's open transaction includes `group_id` (TxnOffsetCommit is

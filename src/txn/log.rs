@@ -10,7 +10,9 @@
 //! Payload: `format u8 | update_ms i64 | id (u16 len + bytes) | producer_id i64 |
 //! producer_epoch i16 | last_producer_id i64 | last_producer_epoch i16 | timeout_ms i32 |
 //! state u8 | start_ms i64 | partitions (u32 count, then topic u16 len + bytes, partition
-//! i32) | groups (u32 count, then u16 len + bytes)`. Every record is the id's whole state,
+//! i32) | groups (u32 count, then u16 len + bytes) | offsets (u32 count, then group and
+//! topic (u16 len + bytes each), partition i32, offset i64, leader_epoch i32, metadata (u16
+//! len + bytes))`. Every record is the id's whole state,
 //! so the last record of an id wins and compaction keeps one record per id. Replay stops at
 //! the first short, oversized or CRC-failing frame (a torn tail) and truncates there.
 //!
@@ -31,7 +33,7 @@ pub const TXN_DIR_NAME: &str = "__transaction_state";
 pub const TXN_LOG_SLOTS: usize = 50;
 /// Largest payload a frame may carry (a transaction of `MAX_PARTITIONS_PER_TRANSACTION`
 /// partitions with long topic names fits); anything larger on replay is corruption.
-pub const MAX_RECORD_PAYLOAD_BYTES: u32 = 4 * 1024 * 1024;
+pub const MAX_RECORD_PAYLOAD_BYTES: u32 = 16 * 1024 * 1024;
 pub const FRAME_HEADER_BYTES: usize = 8;
 const RECORD_FORMAT: u8 = 1;
 
@@ -80,6 +82,15 @@ pub fn encode_record(buf: &mut Vec<u8>, meta: &TxnMetadata) {
     for group in &meta.groups {
         put_str16(buf, group);
     }
+    buf.extend_from_slice(&(meta.offsets.len() as u32).to_le_bytes());
+    for ((group, topic, partition), o) in &meta.offsets {
+        put_str16(buf, group);
+        put_str16(buf, topic);
+        buf.extend_from_slice(&partition.to_le_bytes());
+        buf.extend_from_slice(&o.offset.to_le_bytes());
+        buf.extend_from_slice(&o.leader_epoch.to_le_bytes());
+        put_str16(buf, &o.metadata);
+    }
     let payload_len = (buf.len() - start - FRAME_HEADER_BYTES) as u32;
     debug_assert!(payload_len <= MAX_RECORD_PAYLOAD_BYTES);
     let crc = crc32c::crc32c(&buf[start + FRAME_HEADER_BYTES..]);
@@ -89,14 +100,19 @@ pub fn encode_record(buf: &mut Vec<u8>, meta: &TxnMetadata) {
 
 /// Bytes `encode_record` takes for `meta` (for the compaction ratio, without encoding).
 pub fn record_len(meta: &TxnMetadata) -> u64 {
-    let fixed = FRAME_HEADER_BYTES + 1 + 8 + 2 + 8 + 2 + 8 + 2 + 4 + 1 + 8 + 4 + 4;
+    let fixed = FRAME_HEADER_BYTES + 1 + 8 + 2 + 8 + 2 + 8 + 2 + 4 + 1 + 8 + 4 + 4 + 4;
     let ids = meta.transactional_id.len()
         + meta
             .partitions
             .iter()
             .map(|(t, _)| 2 + t.len() + 4)
             .sum::<usize>()
-        + meta.groups.iter().map(|g| 2 + g.len()).sum::<usize>();
+        + meta.groups.iter().map(|g| 2 + g.len()).sum::<usize>()
+        + meta
+            .offsets
+            .iter()
+            .map(|((g, t, _), o)| 2 + g.len() + 2 + t.len() + 4 + 8 + 4 + 2 + o.metadata.len())
+            .sum::<usize>();
     (fixed + ids) as u64
 }
 
@@ -159,6 +175,16 @@ fn decode_payload(payload: &[u8]) -> Option<TxnMetadata> {
     for _ in 0..r.u32()? {
         groups.insert(r.str16()?);
     }
+    let mut offsets = super::state::TxnOffsets::new();
+    for _ in 0..r.u32()? {
+        let key = (r.str16()?, r.str16()?, r.i32()?);
+        let offset = super::state::TxnGroupOffset {
+            offset: r.i64()?,
+            leader_epoch: r.i32()?,
+            metadata: r.str16()?,
+        };
+        offsets.insert(key, offset);
+    }
     (r.pos == payload.len()).then_some(TxnMetadata {
         transactional_id,
         producer_id,
@@ -169,6 +195,7 @@ fn decode_payload(payload: &[u8]) -> Option<TxnMetadata> {
         state,
         partitions,
         groups,
+        offsets,
         start_ms,
         update_ms,
     })
@@ -280,6 +307,14 @@ mod tests {
         let mut m = TxnMetadata::new("orders-tx".into(), 9, 30_000, 5);
         m = m
             .with_added(&[("a".into(), 1), ("b".into(), 0)], Some("g"), 6)
+            .unwrap();
+        let offset = crate::txn::state::TxnGroupOffset {
+            offset: 42,
+            leader_epoch: 3,
+            metadata: "meta".into(),
+        };
+        m = m
+            .with_offsets("g", vec![("in".into(), 2, offset)], 7)
             .unwrap();
         let mut buf = Vec::new();
         encode_record(&mut buf, &m);

@@ -7,7 +7,7 @@
 //! Must not: do I/O or know about shards — the coordinator persists, the shard driver
 //! writes markers.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use kafka_protocol::ResponseError;
 
@@ -23,6 +23,11 @@ pub const MAX_GROUPS_PER_TRANSACTION: usize = 1_000;
 pub const MAX_TRANSACTIONAL_IDS_PER_SHARD: usize = 100_000;
 /// Longest transactional id accepted (it is stored in every record of the log).
 pub const MAX_TRANSACTIONAL_ID_BYTES: usize = 4_096;
+/// Offsets one transaction may commit for its groups (TxnOffsetCommit), all groups
+/// together: they are part of the id's durable record until the transaction ends.
+pub const MAX_OFFSETS_PER_TRANSACTION: usize = 1_000;
+/// Kafka's `offset.metadata.max.bytes` default, for transactional commits too.
+pub const MAX_TXN_OFFSET_METADATA_BYTES: usize = 4_096;
 /// Longest consumer group id a transaction may name (AddOffsetsToTxn). With the other
 /// limits this keeps one id's whole state inside `log::MAX_RECORD_PAYLOAD_BYTES`.
 pub const MAX_GROUP_ID_BYTES: usize = 1_024;
@@ -32,7 +37,16 @@ const MAX_TOPIC_NAME_BYTES: usize = 249;
 pub const MAX_TXN_RECORD_BYTES: usize = 64
     + MAX_TRANSACTIONAL_ID_BYTES
     + MAX_PARTITIONS_PER_TRANSACTION * (2 + MAX_TOPIC_NAME_BYTES + 4)
-    + MAX_GROUPS_PER_TRANSACTION * (2 + MAX_GROUP_ID_BYTES);
+    + MAX_GROUPS_PER_TRANSACTION * (2 + MAX_GROUP_ID_BYTES)
+    + MAX_OFFSETS_PER_TRANSACTION
+        * (2 + MAX_GROUP_ID_BYTES
+            + 2
+            + MAX_TOPIC_NAME_BYTES
+            + 4
+            + 8
+            + 4
+            + 2
+            + MAX_TXN_OFFSET_METADATA_BYTES);
 const _: () = assert!(MAX_TXN_RECORD_BYTES <= super::log::MAX_RECORD_PAYLOAD_BYTES as usize);
 /// The coordinator epoch written into markers: one coordinator per id on a single node,
 /// never moved, so its epoch never changes.
@@ -152,6 +166,18 @@ impl TxnError {
     }
 }
 
+/// An offset a transaction commits for a consumer group (TxnOffsetCommit): durable with
+/// the transaction, written to the group's offsets log only when it commits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TxnGroupOffset {
+    pub offset: i64,
+    pub leader_epoch: i32,
+    pub metadata: String,
+}
+
+/// The transaction's offsets by (group, topic, partition); the last commit of a partition wins.
+pub type TxnOffsets = BTreeMap<(String, String, i32), TxnGroupOffset>;
+
 /// A transactional id's durable state; every change is written whole to the log before it
 /// is acted on or answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -167,6 +193,7 @@ pub struct TxnMetadata {
     pub state: TxnState,
     pub partitions: BTreeSet<(String, i32)>,
     pub groups: BTreeSet<String>,
+    pub offsets: TxnOffsets,
     /// Wall-clock start of the open transaction (-1 when none is open).
     pub start_ms: i64,
     pub update_ms: i64,
@@ -201,6 +228,7 @@ impl TxnMetadata {
             state: TxnState::Empty,
             partitions: BTreeSet::new(),
             groups: BTreeSet::new(),
+            offsets: TxnOffsets::new(),
             start_ms: -1,
             update_ms: now_ms,
         }
@@ -270,6 +298,7 @@ impl TxnMetadata {
         };
         next.partitions.clear();
         next.groups.clear();
+        next.offsets.clear();
         next.start_ms = -1;
         next.update_ms = now_ms;
         next
@@ -314,6 +343,43 @@ impl TxnMetadata {
         }
         next.update_ms = now_ms;
         Ok(next)
+    }
+
+    /// TxnOffsetCommit: the group must be in the open transaction (AddOffsetsToTxn first).
+    pub fn with_offsets(
+        &self,
+        group: &str,
+        offsets: Vec<(String, i32, TxnGroupOffset)>,
+        now_ms: i64,
+    ) -> Result<TxnMetadata, TxnError> {
+        if self.state != TxnState::Ongoing || !self.groups.contains(group) {
+            return Err(TxnError::InvalidTxnState);
+        }
+        let mut next = self.clone();
+        for (topic, partition, offset) in offsets {
+            if topic.is_empty()
+                || topic.len() > MAX_TOPIC_NAME_BYTES
+                || offset.metadata.len() > MAX_TXN_OFFSET_METADATA_BYTES
+            {
+                return Err(TxnError::InvalidRequest);
+            }
+            next.offsets
+                .insert((group.to_string(), topic, partition), offset);
+        }
+        if next.offsets.len() > MAX_OFFSETS_PER_TRANSACTION {
+            return Err(TxnError::TooLarge);
+        }
+        next.update_ms = now_ms;
+        Ok(next)
+    }
+
+    /// The offsets this transaction commits for `group`.
+    pub fn offsets_of(&self, group: &str) -> Vec<(String, i32, TxnGroupOffset)> {
+        self.offsets
+            .iter()
+            .filter(|((g, _, _), _)| g == group)
+            .map(|((_, t, p), o)| (t.clone(), *p, o.clone()))
+            .collect()
     }
 
     /// Whether the open transaction is past its timeout at `now_ms`.
