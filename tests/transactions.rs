@@ -351,6 +351,31 @@ fn an_aborted_transaction_is_listed_and_the_lso_waits_for_the_marker() {
         "{committed:?} {all:?}"
     );
     assert_eq!(all.aborted, None, "read_uncommitted carries none");
+    // Metrics: the partition's LSO and the coordinator's open transactions (timer-updated).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = support::scrape_metrics(broker.admin_port);
+        let lso = support::metric_sample(
+            &text,
+            "sluice_partition_last_stable_offset{topic=\"orders\",partition=\"0\"}",
+        );
+        let open: f64 = (0..2)
+            .filter_map(|shard| {
+                support::metric_sample(
+                    &text,
+                    &format!("sluice_shard_open_transactions{{shard=\"{shard}\"}}"),
+                )
+            })
+            .sum();
+        if lso == Some(2.0) && open == 1.0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "metrics: lso {lso:?}, open {open}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 
     // The abort, a retry of it, and a commit that contradicts it.
     assert_eq!(end_txn(&broker, "tx-orders", pid, epoch, false), 0);

@@ -314,6 +314,8 @@ impl Partition {
             self.log.log_start_offset(),
             self.log.log_end_offset(),
         );
+        self.metrics
+            .set_last_stable_offset(self.last_stable_offset());
     }
 
     /// Shutdown: flushes and marks the log clean so the next open skips the recovery scan.

@@ -41,5 +41,8 @@ pub(super) async fn txn_deadlines(shard: Rc<Shard>) {
             _ = tick => {},
         }
         run_timer_tick(&shard).await;
+        shard
+            .metrics
+            .set_open_transactions(shard.txns.open_count() as u64);
     }
 }

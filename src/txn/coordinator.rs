@@ -183,6 +183,14 @@ impl TxnCoordinator {
         v
     }
 
+    /// Transactions open now (metrics).
+    pub fn open_count(&self) -> usize {
+        let txns = self.inner.txns.borrow();
+        txns.values()
+            .filter(|m| m.state == super::TxnState::Ongoing)
+            .count()
+    }
+
     /// Ids whose open transaction is past its timeout at `now_ms`.
     pub fn expired(&self, now_ms: i64) -> Vec<String> {
         let txns = self.inner.txns.borrow();
