@@ -631,6 +631,35 @@ fn describe_and_list_transactions_show_the_coordinators_state() {
             ("tx-seen".to_string(), pid)
         ]
     );
+
+    // The CLI shows the same.
+    let (ok, out, err) = support::sluice_cli(&broker.bootstrap(), &["txn", "list"], None);
+    assert!(ok, "sluice txn list: {err}");
+    let rows: Vec<Vec<String>> = out
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().map(str::to_string).collect())
+        .collect();
+    let want =
+        |id: &str, pid: i64, state: &str| vec![id.to_string(), pid.to_string(), state.to_string()];
+    assert_eq!(
+        rows,
+        vec![
+            want("tx-idle", other_pid, "Empty"),
+            want("tx-seen", pid, "Ongoing")
+        ]
+    );
+    let (ok, out, err) =
+        support::sluice_cli(&broker.bootstrap(), &["txn", "describe", "tx-seen"], None);
+    assert!(ok, "sluice txn describe: {err}");
+    assert!(out.contains("state:            Ongoing"), "{out}");
+    assert!(
+        out.contains("partition:        seen-0") && out.contains("seen-1"),
+        "{out}"
+    );
+    let (ok, _, err) =
+        support::sluice_cli(&broker.bootstrap(), &["txn", "describe", "tx-never"], None);
+    assert!(!ok && err.contains("TRANSACTIONAL_ID_NOT_FOUND"), "{err}");
 }
 
 /// Offsets of a group committed in a transaction: pending (UNSTABLE_OFFSET_COMMIT for
