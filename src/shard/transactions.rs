@@ -67,9 +67,8 @@ pub async fn init_producer_id(
     check_timeout(timeout_ms)?;
     let mut lease = shard.txns.lease(transactional_id)?;
     let Some(meta) = lease.current.clone() else {
-        if expected.is_some() {
-            return Err(TxnError::InvalidProducerIdMapping);
-        }
+        // As Kafka: an id the coordinator does not know starts afresh, whatever producer id
+        // the client remembers (its state may be gone with a wiped data directory).
         let producer_id = allocate_producer_id(shard).await?;
         let meta = TxnMetadata::new(
             transactional_id.to_string(),
