@@ -98,6 +98,7 @@ fn fetch_framing(c: &mut Criterion) {
                             high_watermark: 1_000_000,
                             last_stable_offset: 1_000_000,
                             log_start_offset: 0,
+                            aborted_transactions: None,
                         };
                         framing.begin_partition(&mut buf, &header, 1024 * 1024);
                         framing.end_partition(&mut buf);

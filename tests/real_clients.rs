@@ -15,15 +15,12 @@
 
 mod support;
 
-use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use support::scripts::run_script;
 use support::{CLIENTS_INSTALL_HINT, Target, clients_dir, real_clients_skipped};
 
-/// Upper bound on one client script; each needs well under a minute on a healthy broker.
-const SCRIPT_TIMEOUT: Duration = Duration::from_secs(300);
 /// Python modules the scripts import.
 const PYTHON_MODULES: &str = "confluent_kafka, kafka, snappy, lz4, zstandard";
 
@@ -45,57 +42,6 @@ fn require_tool(tool: &str, package: &str) {
         found,
         "`{tool}` is not installed: apt-get install -y {package}; {CLIENTS_INSTALL_HINT}"
     );
-}
-
-/// Runs one client script to completion (or SCRIPT_TIMEOUT) and fails with its full output
-/// unless it exits 0.
-fn run_script(name: &str, program: &Path, args: &[String]) {
-    let logs = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
-    let out_path = logs.path().join("stdout");
-    let err_path = logs.path().join("stderr");
-    let stdout = File::create(&out_path).unwrap_or_else(|e| panic!("create stdout log: {e}"));
-    let stderr = File::create(&err_path).unwrap_or_else(|e| panic!("create stderr log: {e}"));
-    let started = Instant::now();
-    let mut child = Command::new(program)
-        .args(args)
-        .current_dir(clients_dir())
-        .env("PYTHONUNBUFFERED", "1")
-        .stdin(Stdio::null())
-        .stdout(stdout)
-        .stderr(stderr)
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {} for {name}: {e}", program.display()));
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break Some(status),
-            Ok(None) if started.elapsed() > SCRIPT_TIMEOUT => {
-                let _ = child.kill();
-                let _ = child.wait();
-                break None;
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(100)),
-            Err(e) => panic!("waiting for {name}: {e}"),
-        }
-    };
-    let out = std::fs::read_to_string(&out_path).unwrap_or_default();
-    let err = std::fs::read_to_string(&err_path).unwrap_or_default();
-    let elapsed = started.elapsed();
-    match status {
-        Some(s) if s.success() => {
-            let checks = out.lines().filter(|l| l.starts_with("ok ")).count();
-            println!("{name}: passed {checks} checks in {elapsed:.1?}");
-            assert!(
-                checks > 0 && out.contains("all checks passed"),
-                "{name} exited 0 but reported no passed checks:\n{out}\n{err}"
-            );
-        }
-        Some(s) => panic!(
-            "{name} failed ({s}) after {elapsed:.1?}\n----- stdout -----\n{out}\n----- stderr -----\n{err}"
-        ),
-        None => panic!(
-            "{name} did not finish within {SCRIPT_TIMEOUT:?}\n----- stdout -----\n{out}\n----- stderr -----\n{err}"
-        ),
-    }
 }
 
 /// Extra script flags for `SLUICE_TEST_TOLERATE_TANSU=1` with an external broker.

@@ -10,6 +10,7 @@ mod produce;
 mod serve;
 pub mod top;
 mod topic;
+mod txn;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -40,6 +41,8 @@ pub enum Command {
     Consume(consume::ConsumeArgs),
     /// List, describe and delete consumer groups.
     Group(group::GroupArgs),
+    /// List and describe transactions.
+    Txn(txn::TxnArgs),
     /// Live view of a broker's shards, topics and latency (from its admin /metrics).
     Top(top::TopArgs),
     /// Load-test any Kafka-compatible broker: produce, consume, end-to-end.
@@ -82,6 +85,7 @@ pub fn main() -> i32 {
         Command::Produce(args) => produce::run(args),
         Command::Consume(args) => consume::run(args),
         Command::Group(args) => group::run(args),
+        Command::Txn(args) => txn::run(args),
         Command::Top(args) => top::run(args),
         Command::Bench(args) => bench::run(args),
     };

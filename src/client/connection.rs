@@ -52,6 +52,8 @@ pub const CLIENT_API_VERSIONS: &[(ApiKey, &str, i16, i16)] = &[
     (ApiKey::AlterConfigs, "AlterConfigs", 0, 2),
     (ApiKey::CreatePartitions, "CreatePartitions", 0, 3),
     (ApiKey::DeleteGroups, "DeleteGroups", 0, 2),
+    (ApiKey::DescribeTransactions, "DescribeTransactions", 0, 0),
+    (ApiKey::ListTransactions, "ListTransactions", 0, 1),
 ];
 
 /// The name of an API key for messages ("Produce"), or "Unknown".

@@ -14,6 +14,7 @@ pub mod error;
 pub mod group;
 pub mod partitioner;
 pub mod producer;
+pub mod transactions;
 
 pub use admin::{ConfigEntry, NewTopic, OffsetSpec};
 pub use cluster::{BrokerMetadata, Client, PartitionMetadata, TopicMetadata};

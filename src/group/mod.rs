@@ -25,6 +25,7 @@
 //! - `offsets`: OffsetCommit / OffsetFetch / OffsetDelete and retention;
 //! - `offset_log_writer`: the single writer of each group's offsets log and its compaction
 //!   (the file format is `offset_log`);
+//! - `txn_offsets`: TxnOffsetCommit offsets held until their transaction completes;
 //! - `admin`: ListGroups / DescribeGroups / DeleteGroups; `find_coordinator`: FindCoordinator.
 //!
 //! Owns: group membership, rebalances, committed offsets and their files.
@@ -44,6 +45,7 @@ mod offsets;
 mod state;
 #[cfg(test)]
 mod tests;
+mod txn_offsets;
 mod wire;
 
 pub use coordinator::{
@@ -58,3 +60,4 @@ pub use offsets::{
     offset_fetch_wanted,
 };
 pub use state::{GroupState, GroupTimings, MAX_MEMBERS_PER_GROUP, Pending};
+pub use txn_offsets::{MAX_PENDING_TXN_OFFSETS_PER_PRODUCER, TxnCommitter, TxnOffset};

@@ -63,6 +63,7 @@ pub struct PartitionMetrics {
     size_bytes: Cell<u64>,
     log_start_offset: Cell<i64>,
     log_end_offset: Cell<i64>,
+    last_stable_offset: Cell<i64>,
 }
 
 impl PartitionMetrics {
@@ -97,6 +98,12 @@ impl PartitionMetrics {
         self.log_end_offset.set(log_end);
     }
 
+    /// The last stable offset (transactions): its distance to the log end is how much a
+    /// read_committed consumer cannot read yet.
+    pub fn set_last_stable_offset(&self, last_stable_offset: i64) {
+        self.last_stable_offset.set(last_stable_offset);
+    }
+
     fn snapshot(&self, topic: &str, partition: i32) -> PartitionSnapshot {
         PartitionSnapshot {
             topic: topic.to_string(),
@@ -109,6 +116,7 @@ impl PartitionMetrics {
             size_bytes: self.size_bytes.get(),
             log_start_offset: self.log_start_offset.get(),
             log_end_offset: self.log_end_offset.get(),
+            last_stable_offset: self.last_stable_offset.get(),
         }
     }
 }
@@ -126,6 +134,7 @@ pub struct PartitionSnapshot {
     pub size_bytes: u64,
     pub log_start_offset: i64,
     pub log_end_offset: i64,
+    pub last_stable_offset: i64,
 }
 
 /// Everything one shard recorded, as plain data: `Send + Clone`, built on the shard thread by
@@ -157,6 +166,8 @@ pub struct ShardSnapshot {
     /// Busy share of the last complete window of [`BUSY_RATIO_WINDOW_NS`]; `None` before one.
     pub busy_ratio: Option<f64>,
     pub ring_depth: u64,
+    /// Transactions open on the ids this shard coordinates.
+    pub open_transactions: u64,
     /// Labelled series refused because a shard hit [`MAX_LABELLED_SERIES_PER_SHARD`].
     pub series_dropped: u64,
 }
@@ -186,6 +197,7 @@ pub struct ShardMetrics {
     window_idle_ns: Cell<u64>,
     busy_ratio: Cell<Option<f64>>,
     ring_depth: Cell<u64>,
+    open_transactions: Cell<u64>,
     series_dropped: Cell<u64>,
 }
 
@@ -216,6 +228,7 @@ impl ShardMetrics {
             window_idle_ns: Cell::new(0),
             busy_ratio: Cell::new(None),
             ring_depth: Cell::new(0),
+            open_transactions: Cell::new(0),
             series_dropped: Cell::new(0),
         }
     }
@@ -419,6 +432,11 @@ impl ShardMetrics {
     }
 
     /// io_uring submissions in flight on this shard's ring.
+    /// Transactions open on the ids this shard coordinates (the transaction timer sets it).
+    pub fn set_open_transactions(&self, open: u64) {
+        self.open_transactions.set(open);
+    }
+
     pub fn set_ring_depth(&self, depth: u64) {
         self.ring_depth.set(depth);
     }
@@ -476,6 +494,7 @@ impl ShardMetrics {
             idle_ns_total: self.idle_ns_total.get(),
             busy_ratio: self.busy_ratio.get(),
             ring_depth: self.ring_depth.get(),
+            open_transactions: self.open_transactions.get(),
             series_dropped: self.series_dropped.get(),
         }
     }
@@ -546,6 +565,7 @@ mod tests {
                 size_bytes: 4096,
                 log_start_offset: 10,
                 log_end_offset: 15,
+                last_stable_offset: 0,
             }]
         );
         m.remove_partition("orders", 1);

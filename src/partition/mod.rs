@@ -21,11 +21,16 @@ use bytes::BytesMut;
 
 use crate::config::{Durability, LogConfig};
 use crate::metrics::PartitionMetrics;
+use crate::storage::control::build_marker_batch;
 use crate::storage::recompress::{MAX_DECOMPRESSED_BATCH_BYTES, recompress_batches, target_codec};
-use crate::storage::{AppendOutcome, FileRegion, PartitionLog, ProducerStateInfo, StorageError};
+use crate::storage::{
+    AbortedTxn, AppendOutcome, FileRegion, PartitionLog, ProducerStateInfo, StorageError,
+};
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod txn_tests;
 
 /// Kafka's `acks=all`: the producer asks for the append to be as safe as the topic allows.
 pub const ACKS_ALL: i16 = -1;
@@ -42,6 +47,28 @@ pub struct FetchSlice {
     pub high_watermark: i64,
     pub last_stable_offset: i64,
     pub log_start_offset: i64,
+    /// read_committed only: the aborted transactions the returned range overlaps, so the
+    /// client can skip their records (empty for read_uncommitted).
+    pub aborted_transactions: Vec<AbortedTxn>,
+}
+
+/// Kafka's fetch isolation levels (`isolation_level` in Fetch and ListOffsets).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isolation {
+    ReadUncommitted,
+    /// Never past the last stable offset; answers carry the aborted transactions.
+    ReadCommitted,
+}
+
+impl Isolation {
+    /// From the wire's `isolation_level` (1 = READ_COMMITTED, anything else uncommitted).
+    pub fn from_wire(level: i8) -> Isolation {
+        if level == 1 {
+            Isolation::ReadCommitted
+        } else {
+            Isolation::ReadUncommitted
+        }
+    }
 }
 
 /// A partition this shard owns and serves. Lives in an `Rc` in the shard's partition table;
@@ -77,10 +104,44 @@ impl Partition {
     }
 
     /// Kafka's last stable offset: one past the last offset a `read_committed` consumer may
-    /// read. Without transactions nothing is ever pending, so it is the high watermark; with
-    /// transactions it stops at the first open transaction.
+    /// read: the first offset of the oldest open transaction, else the high watermark.
     pub fn last_stable_offset(&self) -> i64 {
-        self.high_watermark()
+        let high_watermark = self.high_watermark();
+        match self.log.first_unstable_offset() {
+            Some(first) => first.min(high_watermark),
+            None => high_watermark,
+        }
+    }
+
+    /// Writes a transaction's COMMIT (`commit`) or ABORT marker for the producer, as the
+    /// transaction coordinator asks, synced when the topic's durability would sync an
+    /// acks=all append. Returns the marker's offset.
+    pub async fn write_txn_marker(
+        &self,
+        producer_id: i64,
+        producer_epoch: i16,
+        commit: bool,
+        coordinator_epoch: i32,
+        now_ms: i64,
+    ) -> Result<i64, StorageError> {
+        let durability = self.log.with_config(|c| c.durability);
+        let marker = build_marker_batch(
+            producer_id,
+            producer_epoch,
+            commit,
+            coordinator_epoch,
+            now_ms,
+        );
+        let outcome = self
+            .log
+            .append_staged(
+                BytesMut::from(&marker[..]),
+                must_sync(durability, ACKS_ALL),
+                now_ms,
+                || {},
+            )
+            .await?;
+        Ok(outcome.base_offset)
     }
 
     /// Appends batches validated at the boundary (`record_count` records from that check),
@@ -127,13 +188,30 @@ impl Partition {
         &self,
         fetch_offset: i64,
         max_bytes: u32,
+        isolation: Isolation,
     ) -> Result<FetchSlice, StorageError> {
         // Taken in the same poll as the log's own look at its written end (nothing awaits
         // in between), so the offsets describe the data returned.
         let high_watermark = self.high_watermark();
         let last_stable_offset = self.last_stable_offset();
-        let slice = self.log.read(fetch_offset, max_bytes).await?;
+        let slice = match isolation {
+            Isolation::ReadUncommitted => self.log.read(fetch_offset, max_bytes).await?,
+            Isolation::ReadCommitted => {
+                self.log
+                    .read_until(fetch_offset, max_bytes, last_stable_offset)
+                    .await?
+            }
+        };
         let bytes: usize = slice.regions.iter().map(|r| r.len as usize).sum();
+        let aborted_transactions = match isolation {
+            Isolation::ReadCommitted if bytes > 0 => {
+                // At or past the end of the returned batches (the first may start before
+                // `fetch_offset`): a wider range only lists aborts the client ignores.
+                let upper = fetch_offset + slice.record_count.max(1) as i64;
+                self.log.aborted_transactions(fetch_offset, upper)
+            }
+            _ => Vec::new(),
+        };
         // Records are counted from the batch headers' last offset, not decoded.
         self.metrics.record_out(bytes as u64, slice.record_count);
         Ok(FetchSlice {
@@ -142,6 +220,7 @@ impl Partition {
             high_watermark,
             last_stable_offset,
             log_start_offset: slice.log_start_offset,
+            aborted_transactions,
         })
     }
 
@@ -188,7 +267,9 @@ impl Partition {
                 log_end_offset: high_watermark,
             });
         }
-        self.log.delete_records(target).await
+        let log_start = self.log.delete_records(target).await?;
+        self.log.trim_aborted_transactions();
+        Ok(log_start)
     }
 
     /// The idempotent producers this partition knows (DescribeProducers).
@@ -218,7 +299,11 @@ impl Partition {
 
     /// Retention by time and size, and time-based rolling. Returns segments deleted.
     pub async fn enforce_retention(&self, now_ms: i64) -> Result<usize, StorageError> {
-        self.log.enforce_retention(now_ms).await
+        let deleted = self.log.enforce_retention(now_ms).await?;
+        if deleted > 0 {
+            self.log.trim_aborted_transactions();
+        }
+        Ok(deleted)
     }
 
     /// Copies the storage gauges (segments, size, log start and end) into the metrics.
@@ -229,6 +314,8 @@ impl Partition {
             self.log.log_start_offset(),
             self.log.log_end_offset(),
         );
+        self.metrics
+            .set_last_stable_offset(self.last_stable_offset());
     }
 
     /// Shutdown: flushes and marks the log clean so the next open skips the recovery scan.

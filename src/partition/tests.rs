@@ -5,7 +5,7 @@ use std::rc::Rc;
 
 use bytes::BytesMut;
 
-use super::{ACKS_ALL, DELETE_RECORDS_TO_HIGH_WATERMARK, Partition, must_sync};
+use super::{ACKS_ALL, DELETE_RECORDS_TO_HIGH_WATERMARK, Isolation, Partition, must_sync};
 use crate::config::{Durability, LogConfig};
 use crate::metrics::ShardMetrics;
 use crate::storage::PartitionLog;
@@ -119,7 +119,10 @@ async fn on_one_node_the_high_watermark_and_lso_are_the_written_end() {
     );
     assert_eq!(partition.high_watermark(), 3);
     assert_eq!(partition.last_stable_offset(), partition.high_watermark());
-    let slice = partition.read(0, 1000).await.unwrap();
+    let slice = partition
+        .read(0, 1000, Isolation::ReadUncommitted)
+        .await
+        .unwrap();
     assert_eq!(
         (
             slice.high_watermark,
@@ -197,7 +200,10 @@ async fn traffic_is_counted_once_and_a_duplicate_is_not_counted_again() {
         .await
         .unwrap();
     assert!(again.duplicate);
-    let slice = partition.read(0, 1000).await.unwrap();
+    let slice = partition
+        .read(0, 1000, Isolation::ReadUncommitted)
+        .await
+        .unwrap();
     partition.publish_storage_metrics();
     let snapshot = metrics.snapshot();
     let counted = &snapshot.partitions[0];

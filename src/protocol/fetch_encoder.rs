@@ -12,12 +12,15 @@ pub struct FetchFraming {
 }
 
 /// One partition's fixed fields, written before its records.
-pub struct PartitionHeader {
+pub struct PartitionHeader<'a> {
     pub partition_index: i32,
     pub error_code: i16,
     pub high_watermark: i64,
     pub last_stable_offset: i64,
     pub log_start_offset: i64,
+    /// (producer id, first offset) of each aborted transaction the records overlap; None
+    /// answers read_uncommitted fetches (a null array, as Kafka sends).
+    pub aborted_transactions: Option<&'a [(i64, i64)]>,
 }
 
 impl FetchFraming {
@@ -86,11 +89,19 @@ impl FetchFraming {
         if self.version >= 5 {
             buf.put_i64(p.log_start_offset);
         }
-        // aborted_transactions: null (no transactions are ever aborted here).
-        if self.flexible {
-            put_unsigned_varint(buf, 0);
-        } else {
-            buf.put_i32(-1);
+        match p.aborted_transactions {
+            None if self.flexible => put_unsigned_varint(buf, 0),
+            None => buf.put_i32(-1),
+            Some(aborted) => {
+                self.put_array_len(buf, aborted.len());
+                for (producer_id, first_offset) in aborted {
+                    buf.put_i64(*producer_id);
+                    buf.put_i64(*first_offset);
+                    if self.flexible {
+                        buf.put_u8(0);
+                    }
+                }
+            }
         }
         if self.version >= 11 {
             buf.put_i32(-1); // preferred_read_replica
@@ -139,14 +150,30 @@ mod tests {
     use kafka_protocol::messages::{ResponseHeader, TopicName};
     use kafka_protocol::protocol::{Encodable, StrBytes};
 
-    fn reference(version: i16, records: &Bytes, topic_id: uuid::Uuid) -> Vec<u8> {
+    fn reference(
+        version: i16,
+        records: &Bytes,
+        topic_id: uuid::Uuid,
+        aborted: Option<&[(i64, i64)]>,
+    ) -> Vec<u8> {
+        use kafka_protocol::messages::ProducerId;
+        use kafka_protocol::messages::fetch_response::AbortedTransaction;
+        let aborted = aborted.map(|list| {
+            list.iter()
+                .map(|(pid, first)| {
+                    AbortedTransaction::default()
+                        .with_producer_id(ProducerId(*pid))
+                        .with_first_offset(*first)
+                })
+                .collect()
+        });
         let partition = PartitionData::default()
             .with_partition_index(2)
             .with_error_code(0)
             .with_high_watermark(100)
             .with_last_stable_offset(100)
             .with_log_start_offset(7)
-            .with_aborted_transactions(None)
+            .with_aborted_transactions(aborted)
             .with_preferred_read_replica(kafka_protocol::messages::BrokerId(-1))
             .with_records(Some(records.clone()));
         // Names up to v12, ids from v13: the generated encoder refuses the other one.
@@ -176,7 +203,8 @@ mod tests {
     fn framing_matches_the_generated_encoder_for_every_version() {
         let records = Bytes::from_static(b"0123456789abcdef-record-bytes");
         let topic_id = uuid::Uuid::from_u128(0x1234_5678_9abc_def0_1122_3344_5566_7788);
-        for version in 4..=16 {
+        let aborted: &[(i64, i64)] = &[(5, 10), (6, 20)];
+        for (version, aborted) in (4..=16).flat_map(|v| [(v, None), (v, Some(aborted))]) {
             let f = FetchFraming::new(version);
             let mut buf = BytesMut::new();
             f.begin(&mut buf, 9, 0, if version >= 7 { 42 } else { 0 }, 1);
@@ -189,6 +217,7 @@ mod tests {
                     high_watermark: 100,
                     last_stable_offset: 100,
                     log_start_offset: 7,
+                    aborted_transactions: aborted,
                 },
                 records.len(),
             );
@@ -198,7 +227,7 @@ mod tests {
             f.end(&mut buf);
             assert_eq!(
                 buf.to_vec(),
-                reference(version, &records, topic_id),
+                reference(version, &records, topic_id, aborted),
                 "version {version}"
             );
         }

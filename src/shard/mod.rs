@@ -7,6 +7,7 @@
 //! message (`Shard::invoke_on`), except the read-only metadata snapshot.
 
 pub mod budget;
+mod deadlines;
 mod group_metrics;
 pub mod observe;
 pub mod placement;
@@ -14,6 +15,7 @@ mod runtime;
 mod table;
 pub mod timer;
 pub mod topics;
+pub mod transactions;
 
 pub use runtime::{BrokerHandle, StartError, open_partition, start_broker};
 pub use table::{Lookup, PartitionSlot, PartitionTable};
@@ -50,6 +52,8 @@ pub struct Shard {
     pub partitions: PartitionTable,
     /// Consumer groups this shard coordinates (placement::shard_for_group).
     pub groups: crate::group::GroupCoordinator,
+    /// Transactional ids this shard coordinates (`txn::owner_shard`).
+    pub txns: crate::txn::TxnCoordinator,
     pub metrics: Rc<crate::metrics::ShardMetrics>,
     /// Request bytes this shard may hold in memory (`shard_produce_memory_bytes`).
     pub request_memory: Rc<budget::MemoryBudget>,

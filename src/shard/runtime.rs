@@ -407,18 +407,20 @@ pub(super) fn block_on_batched<F: std::future::Future>(
 }
 
 async fn shard_main(start: ShardStart) {
-    let groups = match crate::group::GroupCoordinator::open(
+    let groups = crate::group::GroupCoordinator::open(
         &start.config.data_dir,
         start.id,
         start.peers.len(),
         &start.config,
-    ) {
-        Ok(g) => g,
-        Err(e) => {
-            let _ = start.ready.send(Err(StartError::Shard(
-                start.id,
-                format!("consumer groups: {e}"),
-            )));
+    )
+    .map_err(|e| format!("consumer groups: {e}"));
+    let txns =
+        crate::txn::TxnCoordinator::open(&start.config.data_dir, start.id, start.peers.len())
+            .map_err(|e| format!("transactions: {e}"));
+    let (groups, txns) = match (groups, txns) {
+        (Ok(g), Ok(t)) => (g, t),
+        (Err(e), _) | (_, Err(e)) => {
+            let _ = start.ready.send(Err(StartError::Shard(start.id, e)));
             return;
         }
     };
@@ -431,6 +433,7 @@ async fn shard_main(start: ShardStart) {
         metadata_writer: start.writer.map(Rc::new),
         partitions: PartitionTable::default(),
         groups,
+        txns,
         metrics: Rc::new(crate::metrics::ShardMetrics::new(
             start.id,
             start.config.metrics_enabled,
@@ -455,7 +458,8 @@ async fn shard_main(start: ShardStart) {
 
     open_owned_partitions(&shard).await;
     let maintenance = compio::runtime::spawn(maintenance(shard.clone()));
-    let group_deadlines = compio::runtime::spawn(group_deadlines(shard.clone()));
+    let group_deadlines = compio::runtime::spawn(super::deadlines::group_deadlines(shard.clone()));
+    let txn_deadlines = compio::runtime::spawn(super::deadlines::txn_deadlines(shard.clone()));
 
     let listener = match compio::net::TcpListener::from_std(start.listener) {
         Ok(l) => l,
@@ -478,6 +482,7 @@ async fn shard_main(start: ShardStart) {
     // clean-shutdown mark and erase it (the next start would then run recovery).
     let _ = maintenance.await;
     let _ = group_deadlines.await;
+    let _ = txn_deadlines.await;
     close_partitions(&shard).await;
     tracing::info!(shard = shard.id, "shard stopped");
 }
@@ -545,24 +550,6 @@ pub async fn open_partition(
 /// How often a shard wakes for background work (heartbeat, background flush checks). A
 /// sleep on the shard's timer, like every other deadline on the shard.
 pub const MAINTENANCE_TICK: std::time::Duration = std::time::Duration::from_millis(100);
-
-/// How often group deadlines (session timeouts, rebalance and join delays) are checked.
-pub const GROUP_DEADLINE_TICK: std::time::Duration = std::time::Duration::from_millis(50);
-
-/// Group deadlines on the shard's timer, in a loop of their own: a background flush's
-/// fdatasync in the maintenance loop must not hold back a rebalance or a session expiry.
-async fn group_deadlines(shard: Rc<Shard>) {
-    use futures_util::FutureExt;
-    let mut stop = shard.shutdown_signal().fuse();
-    while !shard.shutting_down.get() {
-        let mut tick = shard.timer.sleep(GROUP_DEADLINE_TICK).fuse();
-        futures_util::select! {
-            _ = stop => return,
-            _ = tick => {},
-        }
-        shard.groups.tick(std::time::Instant::now());
-    }
-}
 
 /// Background work of one shard: the watchdog heartbeat, the background flush
 /// (`flush.ms` / `flush.messages`) and retention. Runs until shutdown, which ends it at once

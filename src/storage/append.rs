@@ -8,9 +8,12 @@
 use super::batch::{
     BatchError, BatchHeader, apply_log_append_time, patch_base_offset, patch_leader_epoch,
 };
+use super::control::{CONTROL_TYPE_ABORT, control_record_type};
 use super::error::StorageError;
 use super::log::{AppendOutcome, PartitionLog};
-use super::producer_state::{BatchMetadata, ProducerEntry, SequenceCheck, check_sequence};
+use super::producer_state::{
+    BatchMetadata, NO_OPEN_TRANSACTION, ProducerEntry, SequenceCheck, check_sequence,
+};
 use super::segment::Segment;
 use crate::config::TimestampType;
 
@@ -47,10 +50,18 @@ pub(super) struct PayloadShape {
     pub(super) offset_span: i64,
 }
 
+/// Producer state an append changes, staged by the check and recorded at dispatch.
+#[derive(Default)]
+pub(super) struct Staged {
+    pub(super) entries: Vec<ProducerEntry>,
+    /// ABORT markers in the payload: (producer id, transaction's first offset, marker offset).
+    pub(super) aborts: Vec<(i64, i64, i64)>,
+}
+
 /// What the producer-sequence check decided for a whole payload.
 pub(super) enum ProducerCheck {
     /// New batches: the producers' updated entries, recorded once the append is dispatched.
-    Append(Vec<ProducerEntry>),
+    Append(Staged),
     /// A retry of a batch already in the log.
     Duplicate(BatchMetadata),
 }
@@ -142,7 +153,7 @@ impl PartitionLog {
         base_offset: i64,
     ) -> Result<ProducerCheck, StorageError> {
         let producers = self.producers.borrow();
-        let mut staged: Vec<ProducerEntry> = Vec::new();
+        let mut staged = Staged::default();
         let mut pos = 0usize;
         let mut next = base_offset;
         while pos < batches.len() {
@@ -150,6 +161,7 @@ impl PartitionLog {
             h.base_offset = next;
             if h.has_producer_id() {
                 let current = staged
+                    .entries
                     .iter()
                     .find(|e| e.producer_id == h.producer_id)
                     .or_else(|| producers.get(h.producer_id))
@@ -159,10 +171,22 @@ impl PartitionLog {
                     SequenceCheck::Append => {
                         let mut e = current
                             .unwrap_or_else(|| ProducerEntry::new(h.producer_id, h.producer_epoch));
+                        let open = e.current_txn_first_offset;
+                        if h.is_control()
+                            && open != NO_OPEN_TRANSACTION
+                            && control_record_type(&batches[pos..pos + h.size_bytes()])
+                                == Some(CONTROL_TYPE_ABORT)
+                        {
+                            staged.aborts.push((h.producer_id, open, next));
+                        }
                         e.record(&h, next);
-                        match staged.iter_mut().find(|s| s.producer_id == h.producer_id) {
+                        match staged
+                            .entries
+                            .iter_mut()
+                            .find(|s| s.producer_id == h.producer_id)
+                        {
                             Some(s) => *s = e,
-                            None => staged.push(e),
+                            None => staged.entries.push(e),
                         }
                     }
                 }
@@ -174,10 +198,13 @@ impl PartitionLog {
     }
 
     /// Makes the entries `check_producers` staged the producers' state.
-    pub(super) fn record_producers(&self, staged: Vec<ProducerEntry>) {
+    pub(super) fn record_producers(&self, staged: Staged) {
         let mut producers = self.producers.borrow_mut();
-        for e in staged {
+        for e in staged.entries {
             producers.insert(e);
+        }
+        for (producer_id, first_offset, marker_offset) in staged.aborts {
+            producers.record_abort(producer_id, first_offset, marker_offset);
         }
     }
 

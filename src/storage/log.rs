@@ -20,7 +20,7 @@ use bytes::BytesMut;
 use super::append::{ProducerCheck, check_payload, stamp_batches};
 use super::error::StorageError;
 use super::notify::AsyncLock;
-use super::producer_state::{ProducerStateInfo, ProducerStateManager};
+use super::producer_state::{AbortedTxn, ProducerStateInfo, ProducerStateManager};
 use super::sealer::SealerState;
 use super::segment::Segment;
 use super::state::{PartitionState, write_state};
@@ -183,6 +183,23 @@ impl PartitionLog {
     }
     pub fn producer_states(&self) -> Vec<ProducerStateInfo> {
         self.producers.borrow().infos()
+    }
+
+    /// First offset of the oldest transaction still open in this log, if any.
+    pub fn first_unstable_offset(&self) -> Option<i64> {
+        self.producers.borrow().first_unstable_offset()
+    }
+
+    /// Aborted transactions overlapping `[from_offset, to_offset)` (read_committed fetch).
+    pub fn aborted_transactions(&self, from_offset: i64, to_offset: i64) -> Vec<AbortedTxn> {
+        self.producers.borrow().aborted_in(from_offset, to_offset)
+    }
+
+    /// Forgets aborted transactions wholly below the log start (after retention or
+    /// DeleteRecords moved it).
+    pub fn trim_aborted_transactions(&self) {
+        let log_start = self.offsets.log_start_offset.get();
+        self.producers.borrow_mut().trim_aborted_before(log_start);
     }
 
     /// Completes when the written end next advances (an append was written), the writer goes

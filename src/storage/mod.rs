@@ -6,6 +6,7 @@
 mod append;
 pub mod batch;
 pub mod codec;
+pub mod control;
 pub mod error;
 pub mod filesystem;
 pub mod log;
@@ -31,4 +32,4 @@ pub use batch::{
 };
 pub use error::StorageError;
 pub use log::{AppendOutcome, FileRegion, PartitionLog, ReadSlice, SyncObserver};
-pub use producer_state::ProducerStateInfo;
+pub use producer_state::{AbortedTxn, ProducerStateInfo};

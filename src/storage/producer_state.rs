@@ -4,7 +4,7 @@
 //! `<offset:020>.snapshot` file at clean close and rebuilt from batch headers otherwise.
 //! Must not touch the log files.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use super::batch::{BatchHeader, add_sequence};
@@ -15,7 +15,12 @@ use super::error::StorageError;
 pub const PRODUCER_BATCHES_RETAINED: usize = 5;
 pub const SNAPSHOT_SUFFIX: &str = "snapshot";
 const SNAPSHOT_MAGIC: &[u8; 4] = b"SLPR";
-const SNAPSHOT_VERSION: u16 = 1;
+/// Version 2 adds each producer's open transaction and the aborted transactions.
+const SNAPSHOT_VERSION: u16 = 2;
+const SNAPSHOT_VERSION_WITHOUT_TRANSACTIONS: u16 = 1;
+/// No transaction open (`ProducerEntry::current_txn_first_offset`).
+pub const NO_OPEN_TRANSACTION: i64 = -1;
+const SNAPSHOT_ABORTED_BYTES: usize = 8 * 4;
 const SNAPSHOT_BATCH_BYTES: usize = 4 + 4 + 8 + 8 + 8;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -36,6 +41,21 @@ pub struct ProducerEntry {
     /// Oldest first; only the first `len` are valid.
     batches: [BatchMetadata; PRODUCER_BATCHES_RETAINED],
     len: u8,
+    /// First offset of the producer's open transaction in this partition, or
+    /// `NO_OPEN_TRANSACTION`: the last stable offset cannot pass it.
+    pub current_txn_first_offset: i64,
+}
+
+/// One aborted transaction of a partition (Kafka's `AbortedTxn`): read_committed fetches
+/// carry these so clients skip the aborted records themselves (zero-copy reads).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AbortedTxn {
+    pub producer_id: i64,
+    pub first_offset: i64,
+    /// Offset of the ABORT marker.
+    pub last_offset: i64,
+    /// The partition's last stable offset once this transaction ended.
+    pub last_stable_offset: i64,
 }
 
 impl ProducerEntry {
@@ -45,6 +65,7 @@ impl ProducerEntry {
             epoch,
             batches: [BatchMetadata::default(); PRODUCER_BATCHES_RETAINED],
             len: 0,
+            current_txn_first_offset: NO_OPEN_TRANSACTION,
         }
     }
     pub fn batches(&self) -> &[BatchMetadata] {
@@ -71,7 +92,12 @@ impl ProducerEntry {
             self.len = 0;
         }
         if header.is_control() {
+            // A COMMIT or ABORT marker ends the producer's transaction here.
+            self.current_txn_first_offset = NO_OPEN_TRANSACTION;
             return;
+        }
+        if header.is_transactional() && self.current_txn_first_offset == NO_OPEN_TRANSACTION {
+            self.current_txn_first_offset = base_offset;
         }
         self.push(BatchMetadata {
             first_sequence: header.base_sequence,
@@ -159,6 +185,10 @@ pub struct ProducerStateInfo {
 #[derive(Debug, Default)]
 pub struct ProducerStateManager {
     producers: HashMap<i64, ProducerEntry>,
+    /// Open transactions by first offset (-> producer id): the smallest bounds the LSO.
+    ongoing: BTreeMap<i64, i64>,
+    /// Aborted transactions in marker order (`last_offset` ascending).
+    aborted: Vec<AbortedTxn>,
 }
 
 impl ProducerStateManager {
@@ -166,7 +196,58 @@ impl ProducerStateManager {
         self.producers.get(&producer_id)
     }
     pub fn insert(&mut self, entry: ProducerEntry) {
-        self.producers.insert(entry.producer_id, entry);
+        let before = self
+            .producers
+            .insert(entry.producer_id, entry)
+            .map_or(NO_OPEN_TRANSACTION, |old| old.current_txn_first_offset);
+        if before != entry.current_txn_first_offset {
+            if before != NO_OPEN_TRANSACTION {
+                self.ongoing.remove(&before);
+            }
+            if entry.current_txn_first_offset != NO_OPEN_TRANSACTION {
+                self.ongoing
+                    .insert(entry.current_txn_first_offset, entry.producer_id);
+            }
+        }
+    }
+
+    /// First offset of the oldest open transaction (the LSO's bound), if any is open.
+    pub fn first_unstable_offset(&self) -> Option<i64> {
+        self.ongoing.keys().next().copied()
+    }
+
+    /// Records an ABORT marker at `marker_offset` for a transaction that began at
+    /// `first_offset` (markers arrive in offset order, so the list stays sorted).
+    pub fn record_abort(&mut self, producer_id: i64, first_offset: i64, marker_offset: i64) {
+        let last_stable_offset = self.first_unstable_offset().unwrap_or(marker_offset + 1);
+        self.aborted.push(AbortedTxn {
+            producer_id,
+            first_offset,
+            last_offset: marker_offset,
+            last_stable_offset,
+        });
+    }
+
+    /// Aborted transactions overlapping `[from_offset, to_offset)`: their marker at or past
+    /// `from_offset` and their first record before `to_offset` (Kafka's fetch rule).
+    pub fn aborted_in(&self, from_offset: i64, to_offset: i64) -> Vec<AbortedTxn> {
+        let start = self
+            .aborted
+            .partition_point(|a| a.last_offset < from_offset);
+        self.aborted[start..]
+            .iter()
+            .filter(|a| a.first_offset < to_offset)
+            .copied()
+            .collect()
+    }
+
+    /// Forgets aborted transactions whose marker is below the log start (retention,
+    /// DeleteRecords): no fetch can reach them any more.
+    pub fn trim_aborted_before(&mut self, log_start_offset: i64) {
+        let gone = self
+            .aborted
+            .partition_point(|a| a.last_offset < log_start_offset);
+        self.aborted.drain(..gone);
     }
     pub fn len(&self) -> usize {
         self.producers.len()
@@ -176,25 +257,37 @@ impl ProducerStateManager {
     }
     pub fn clear(&mut self) {
         self.producers.clear();
+        self.ongoing.clear();
+        self.aborted.clear();
     }
 
-    /// Replays a batch read back from the log (no checks: the log is the truth).
-    pub fn replay(&mut self, header: &BatchHeader) {
+    /// Replays a batch read back from the log (no checks: the log is the truth). For a
+    /// control batch that ended an open transaction, returns that transaction's first
+    /// offset (the caller reads the marker's type and records an abort).
+    pub fn replay(&mut self, header: &BatchHeader) -> Option<i64> {
         if !header.has_producer_id() {
-            return;
+            return None;
         }
-        let e = self
+        let mut e = self
             .producers
-            .entry(header.producer_id)
-            .or_insert_with(|| ProducerEntry::new(header.producer_id, header.producer_epoch));
+            .get(&header.producer_id)
+            .copied()
+            .unwrap_or_else(|| ProducerEntry::new(header.producer_id, header.producer_epoch));
+        let open = e.current_txn_first_offset;
         e.record(header, header.base_offset);
+        self.insert(e);
+        (header.is_control() && open != NO_OPEN_TRANSACTION).then_some(open)
     }
 
     /// Forgets batches at or after `offset` (log truncation) by dropping producers whose
     /// newest batch is past it; they are re-learned from later appends.
     pub fn truncate_from(&mut self, offset: i64) {
-        self.producers
-            .retain(|_, e| e.last_batch().is_none_or(|b| b.last_offset < offset));
+        self.producers.retain(|_, e| {
+            e.last_batch().is_none_or(|b| b.last_offset < offset)
+                && e.current_txn_first_offset < offset
+        });
+        self.ongoing.retain(|first, _| *first < offset);
+        self.aborted.retain(|a| a.last_offset < offset);
     }
 
     pub fn infos(&self) -> Vec<ProducerStateInfo> {
@@ -207,7 +300,7 @@ impl ProducerStateManager {
                 last_sequence: e.last_batch().map(|b| b.last_sequence).unwrap_or(-1),
                 last_timestamp: e.last_batch().map(|b| b.max_timestamp).unwrap_or(-1),
                 coordinator_epoch: -1,
-                current_txn_start_offset: -1,
+                current_txn_start_offset: e.current_txn_first_offset,
             })
             .collect();
         v.sort_by_key(|i| i.producer_id);
@@ -225,12 +318,24 @@ impl ProducerStateManager {
             b.extend_from_slice(&e.producer_id.to_be_bytes());
             b.extend_from_slice(&e.epoch.to_be_bytes());
             b.push(e.len);
+            b.extend_from_slice(&e.current_txn_first_offset.to_be_bytes());
             for m in e.batches() {
                 b.extend_from_slice(&m.first_sequence.to_be_bytes());
                 b.extend_from_slice(&m.last_sequence.to_be_bytes());
                 b.extend_from_slice(&m.base_offset.to_be_bytes());
                 b.extend_from_slice(&m.last_offset.to_be_bytes());
                 b.extend_from_slice(&m.max_timestamp.to_be_bytes());
+            }
+        }
+        b.extend_from_slice(&(self.aborted.len() as u32).to_be_bytes());
+        for a in &self.aborted {
+            for v in [
+                a.producer_id,
+                a.first_offset,
+                a.last_offset,
+                a.last_stable_offset,
+            ] {
+                b.extend_from_slice(&v.to_be_bytes());
             }
         }
         let crc = crc32c::crc32c(&b);
@@ -247,9 +352,13 @@ impl ProducerStateManager {
         if crc32c::crc32c(body) != u32::from_be_bytes([crc[0], crc[1], crc[2], crc[3]]) {
             return Err(bad(body.len(), "producer snapshot CRC mismatch"));
         }
-        if &body[0..4] != SNAPSHOT_MAGIC || body[4..6] != SNAPSHOT_VERSION.to_be_bytes() {
+        let version = u16::from_be_bytes([body[4], body[5]]);
+        if &body[0..4] != SNAPSHOT_MAGIC
+            || (version != SNAPSHOT_VERSION && version != SNAPSHOT_VERSION_WITHOUT_TRANSACTIONS)
+        {
             return Err(bad(0, "producer snapshot magic/version mismatch"));
         }
+        let with_transactions = version == SNAPSHOT_VERSION;
         let mut pos = 6usize;
         let take = |pos: &mut usize, n: usize| -> Result<&[u8], StorageError> {
             let s = body
@@ -275,6 +384,9 @@ impl ProducerStateManager {
                 return Err(bad(pos, "producer snapshot batch count too large"));
             }
             let mut e = ProducerEntry::new(pid, epoch);
+            if with_transactions {
+                e.current_txn_first_offset = i64_of(take(&mut pos, 8)?);
+            }
             for _ in 0..len {
                 let s = take(&mut pos, SNAPSHOT_BATCH_BYTES)?;
                 e.push(BatchMetadata {
@@ -285,7 +397,19 @@ impl ProducerStateManager {
                     max_timestamp: i64_of(&s[24..32]),
                 });
             }
-            m.producers.insert(pid, e);
+            m.insert(e);
+        }
+        if with_transactions {
+            let aborted = i32_of(take(&mut pos, 4)?) as u32;
+            for _ in 0..aborted {
+                let s = take(&mut pos, SNAPSHOT_ABORTED_BYTES)?;
+                m.aborted.push(AbortedTxn {
+                    producer_id: i64_of(&s[0..8]),
+                    first_offset: i64_of(&s[8..16]),
+                    last_offset: i64_of(&s[16..24]),
+                    last_stable_offset: i64_of(&s[24..32]),
+                });
+            }
         }
         if pos != body.len() {
             return Err(bad(pos, "producer snapshot has trailing bytes"));

@@ -130,6 +130,17 @@ impl PartitionLog {
     /// batch boundary, never past the written end, at most `max_bytes` except that the
     /// first batch is always whole (KIP-74).
     pub async fn read(&self, fetch_offset: i64, max_bytes: u32) -> Result<ReadSlice, StorageError> {
+        self.read_until(fetch_offset, max_bytes, i64::MAX).await
+    }
+
+    /// `read`, also never past `end_offset` (read_committed: the last stable offset, which
+    /// is always a batch boundary: a transaction's first batch, or the high watermark).
+    pub async fn read_until(
+        &self,
+        fetch_offset: i64,
+        max_bytes: u32,
+        end_offset: i64,
+    ) -> Result<ReadSlice, StorageError> {
         self.check_online()?;
         let written_end = self.offsets.written_end_offset.get();
         let log_start = self.offsets.log_start_offset.get();
@@ -147,7 +158,7 @@ impl PartitionLog {
                 log_end_offset: self.offsets.next_offset.get(),
             });
         }
-        if fetch_offset >= written_end {
+        if fetch_offset >= written_end.min(end_offset) {
             return Ok(empty);
         }
         let Some(segment) = self.segment_for(fetch_offset) else {
@@ -157,7 +168,16 @@ impl PartitionLog {
             return Ok(empty);
         };
         let first_end = position + header.size_bytes() as u64;
-        let limit = (position + max_bytes as u64).max(first_end);
+        let mut limit = (position + max_bytes as u64).max(first_end);
+        if end_offset < written_end && end_offset < segment.next_offset.get() {
+            // The bound falls in this segment: stop at the batch that starts there.
+            if let Some((_, bound_position)) = segment.find_batch(end_offset).await? {
+                limit = limit.min(bound_position);
+            }
+            if limit < first_end {
+                return Ok(empty);
+            }
+        }
         let (end, next_offset) = segment
             .boundary_at_or_before(first_end, limit, header.last_offset() + 1, written_end)
             .await?;

@@ -18,11 +18,14 @@
 use std::path::Path;
 use std::rc::Rc;
 
+use super::control::{CONTROL_TYPE_ABORT, control_record_type};
 use super::error::StorageError;
 use super::log::PartitionLog;
 use super::producer_state::{ProducerStateManager, SNAPSHOT_SUFFIX, snapshot_file_name};
 use super::segment::{LOG_SUFFIX, RECOVERY_SCAN_CHUNK_BYTES, Segment};
-use super::state::{PartitionState, read_small_file, read_state, write_file_atomically};
+use super::state::{
+    PartitionState, read_exact_at, read_small_file, read_state, write_file_atomically,
+};
 use crate::config::LogConfig;
 
 /// How many producer snapshots are kept (newest first); older ones are deleted.
@@ -370,16 +373,34 @@ impl PartitionLog {
                     seg.offset_index.borrow().lookup(rel).1 as u64
                 };
                 let end = seg.size_bytes.get();
+                // Markers that ended a transaction: (producer, first offset, header, position).
+                let mut ended = Vec::new();
                 let scan = seg
-                    .scan(start, end, false, RECOVERY_SCAN_CHUNK_BYTES, |h, _| {
-                        if h.base_offset >= from {
-                            manager.replay(h);
-                        }
-                        Ok(true)
-                    })
+                    .scan(
+                        start,
+                        end,
+                        false,
+                        RECOVERY_SCAN_CHUNK_BYTES,
+                        |h, position| {
+                            if h.base_offset >= from
+                                && let Some(first) = manager.replay(h)
+                            {
+                                ended.push((h.producer_id, first, *h, position));
+                            }
+                            Ok(true)
+                        },
+                    )
                     .await?;
                 if let Some((position, reason)) = scan.invalid {
                     return Err(StorageError::corrupt(&seg.log_path, position, reason));
+                }
+                // Which markers were aborts is in the record key: read those few batches.
+                for (producer_id, first, h, position) in ended {
+                    let bytes =
+                        read_exact_at(&seg.log, &seg.log_path, position, h.size_bytes()).await?;
+                    if control_record_type(&bytes) == Some(CONTROL_TYPE_ABORT) {
+                        manager.record_abort(producer_id, first, h.base_offset);
+                    }
                 }
             }
         }

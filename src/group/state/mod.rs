@@ -171,6 +171,14 @@ pub struct PendingWrite {
     pub done: Option<oneshot::Sender<Result<(), String>>>,
 }
 
+/// One offset a transaction committed, waiting for its COMMIT (or dropped on ABORT).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PendingTxnOffset {
+    pub topic: String,
+    pub partition: i32,
+    pub entry: super::offset_log::OffsetEntry,
+}
+
 pub struct Group {
     pub id: String,
     pub state: GroupState,
@@ -188,6 +196,8 @@ pub struct Group {
     new_member_added: bool,
     next_join_seq: u64,
     pub offsets: GroupOffsets,
+    /// TxnOffsetCommit offsets per producer id, visible only once its transaction commits.
+    pub pending_txn_offsets: HashMap<i64, Vec<PendingTxnOffset>>,
     /// Wall-clock time the group last became Empty at run time (KIP-211 expiry base).
     pub empty_since_ms: Option<i64>,
     pub rebalances_total: u64,
@@ -227,6 +237,7 @@ impl Group {
             new_member_added: false,
             next_join_seq: 0,
             offsets: GroupOffsets::new(),
+            pending_txn_offsets: HashMap::new(),
             empty_since_ms: None,
             rebalances_total: 0,
             log,
@@ -241,6 +252,7 @@ impl Group {
             && !self.consumer.has_members()
             && self.pending_members.is_empty()
             && self.offsets.is_empty()
+            && self.pending_txn_offsets.is_empty()
             && !self.log.flushing
             && self.log.pending.is_empty()
     }

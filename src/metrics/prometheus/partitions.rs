@@ -31,7 +31,7 @@ pub(super) fn write_partitions(out: &mut Out, snapshots: &[ShardSnapshot]) {
         }
     }
     type Field = fn(&PartitionSnapshot) -> f64;
-    let partition_families: [(&str, &str, &str, Field); 8] = [
+    let partition_families: [(&str, &str, &str, Field); 9] = [
         (
             "sluice_partition_bytes_in_total",
             "counter",
@@ -79,6 +79,12 @@ pub(super) fn write_partitions(out: &mut Out, snapshots: &[ShardSnapshot]) {
             "gauge",
             "Offset the next appended record gets.",
             |p| p.log_end_offset as f64,
+        ),
+        (
+            "sluice_partition_last_stable_offset",
+            "gauge",
+            "First offset read_committed consumers cannot read yet (oldest open transaction).",
+            |p| p.last_stable_offset as f64,
         ),
     ];
     for (name, kind, help, field) in partition_families {

@@ -126,6 +126,18 @@ pub(super) fn write_event_loops(out: &mut Out, snapshots: &[ShardSnapshot]) {
         );
     }
     out.family(
+        "sluice_shard_open_transactions",
+        "gauge",
+        "Transactions open on the transactional ids the shard coordinates.",
+    );
+    for s in snapshots {
+        out.sample(
+            "sluice_shard_open_transactions",
+            &[("shard", &s.shard_id.to_string())],
+            s.open_transactions as f64,
+        );
+    }
+    out.family(
         "sluice_shard_ring_depth",
         "gauge",
         "io_uring submissions in flight on the shard's ring.",

@@ -1,6 +1,7 @@
 //! ListOffsets: earliest (-2), latest (-1), max timestamp (-3), or the first offset whose
 //! timestamp is at or after a given time. Answered by each partition's owning shard.
 
+use crate::partition::Isolation;
 use crate::server::context::RequestContext;
 use crate::shard::{Lookup, Shard};
 use kafka_protocol::ResponseError;
@@ -20,6 +21,7 @@ async fn lookup_local(
     topic: &str,
     partition: i32,
     target: i64,
+    isolation: Isolation,
 ) -> (i16, i64, i64) {
     let p = match shard.partitions.get(topic, partition) {
         Lookup::Online(p) => p,
@@ -27,7 +29,10 @@ async fn lookup_local(
         Lookup::Missing => return (ResponseError::UnknownTopicOrPartition.code(), -1, -1),
     };
     match target {
-        LATEST => (0, -1, p.high_watermark()),
+        LATEST => match isolation {
+            Isolation::ReadUncommitted => (0, -1, p.high_watermark()),
+            Isolation::ReadCommitted => (0, -1, p.last_stable_offset()),
+        },
         EARLIEST => (0, -1, p.log_start_offset()),
         MAX_TIMESTAMP => match p.max_timestamp().await {
             Ok((ts, offset)) => (0, ts, offset),
@@ -46,6 +51,7 @@ pub async fn handle(ctx: &RequestContext<'_>, request: ListOffsetsRequest) -> Li
     let shard = ctx.shard;
     let snapshot = shard.metadata.load_full();
     let mut topics = Vec::with_capacity(request.topics.len());
+    let isolation = Isolation::from_wire(request.isolation_level);
     for topic in request.topics {
         let name = topic.name.0.to_string();
         let known = snapshot.topic(&name).map(|t| t.partitions);
@@ -60,7 +66,7 @@ pub async fn handle(ctx: &RequestContext<'_>, request: ListOffsetsRequest) -> Li
                         let owner = shard.owner_of_partition(&name, partition);
                         shard
                             .invoke_on(owner, move |s| async move {
-                                lookup_local(&s, &name, partition, target).await
+                                lookup_local(&s, &name, partition, target, isolation).await
                             })
                             .await
                             .unwrap_or((ResponseError::BrokerNotAvailable.code(), -1, -1))

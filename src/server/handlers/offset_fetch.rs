@@ -10,13 +10,18 @@ use kafka_protocol::protocol::StrBytes;
 
 pub async fn handle(ctx: &RequestContext<'_>, request: OffsetFetchRequest) -> OffsetFetchResponse {
     let wanted = group::offset_fetch_wanted(&request, ctx.version);
+    let require_stable = ctx.version >= 7 && request.require_stable;
     let calls = wanted.into_iter().map(|(group_id, topics)| {
         let owner = ctx.shard.owner_of_group(&group_id);
         let name = group_id.clone();
         async move {
             ctx.shard
                 .invoke_on(owner, move |s| async move {
-                    s.groups.fetch_offsets(&group_id, topics)
+                    let mut answer = s.groups.fetch_offsets(&group_id, topics);
+                    if require_stable {
+                        mark_unstable(&s.groups, &group_id, &mut answer);
+                    }
+                    answer
                 })
                 .await
                 .unwrap_or_else(|_| {
@@ -28,4 +33,21 @@ pub async fn handle(ctx: &RequestContext<'_>, request: OffsetFetchRequest) -> Of
     });
     let groups = futures_util::future::join_all(calls).await;
     group::offset_fetch_response(groups, ctx.version)
+}
+
+/// `require_stable` (KIP-447): a partition with a transactional offset commit still pending
+/// answers UNSTABLE_OFFSET_COMMIT (the client retries) instead of the older offset.
+fn mark_unstable(
+    groups: &group::GroupCoordinator,
+    group_id: &str,
+    answer: &mut OffsetFetchResponseGroup,
+) {
+    for topic in answer.topics.iter_mut() {
+        for p in topic.partitions.iter_mut() {
+            if groups.has_pending_txn_offset(group_id, &topic.name.0, p.partition_index) {
+                p.error_code = ResponseError::UnstableOffsetCommit.code();
+                p.committed_offset = -1;
+            }
+        }
+    }
 }

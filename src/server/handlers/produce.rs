@@ -10,7 +10,11 @@ use crate::server::timestamp_bounds;
 use crate::shard::topics::ensure_topic;
 use crate::metadata::TopicMeta;
 use crate::shard::{Lookup, Shard, now_ms};
-use crate::storage::batch::{BatchError, BatchSummary, keyless_records, validate_batches};
+use crate::shard::transactions;
+use crate::storage::batch::{
+    BatchError, BatchHeader, BatchSummary, keyless_records, validate_batches,
+};
+use crate::txn::TxnError;
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::produce_response::{
@@ -82,8 +86,8 @@ pub async fn handle(ctx: &RequestContext<'_>, request: ProduceRequest) -> Reply 
         transactional_id,
         ..
     } = request;
+    let transactional_id = transactional_id.map(|t| t.0.to_string());
     let transactional = transactional_id.is_some();
-    drop(transactional_id);
     let mut results: Vec<Appended> = Vec::new();
     let mut pending: Vec<PendingAppend> = Vec::new();
     let topic_names: Vec<String> = topic_data.iter().map(|t| t.name.0.to_string()).collect();
@@ -113,6 +117,12 @@ pub async fn handle(ctx: &RequestContext<'_>, request: ProduceRequest) -> Reply 
                 Err(refused) => results.push(refused),
             }
         }
+    }
+
+    if let Some(transactional_id) = &transactional_id
+        && !pending.is_empty()
+    {
+        pending = verify_transactional(shard, transactional_id, pending, &mut results).await;
     }
 
     // Stage one, *dispatched*: every append has its offsets and its place in its log's
@@ -186,17 +196,19 @@ fn check_partition(
             }
         })?;
     }
-    if !transactional && batches.iter().any(|b| b.header.is_transactional()) {
+    if batches.iter().any(|b| b.header.is_control()) {
         return Err(refuse(
             ResponseError::InvalidRecord.code(),
-            Some("transactional batches need a transactional id".into()),
+            Some("control batches are written by the transaction coordinator only".into()),
         ));
     }
-    if transactional {
-        return Err(refuse(
-            ResponseError::InvalidRequest.code(),
-            Some("transactions are not supported by this broker".into()),
-        ));
+    if batches.iter().any(|b| b.header.is_transactional() != transactional) {
+        let why = if transactional {
+            "a transactional producer sends only transactional batches"
+        } else {
+            "transactional batches need a transactional id"
+        };
+        return Err(refuse(ResponseError::InvalidRecord.code(), Some(why.into())));
     }
     Ok(PendingAppend {
         topic_index,
@@ -209,6 +221,52 @@ fn check_partition(
             .sum(),
         acks,
     })
+}
+
+/// Transactional appends go only to partitions the producer's open transaction holds, and
+/// only from its current epoch (Kafka's produce-time verification, KIP-890): one call to
+/// the id's coordinating shard per request; refused partitions never reach a log.
+async fn verify_transactional(
+    shard: &Rc<Shard>,
+    transactional_id: &str,
+    pending: Vec<PendingAppend>,
+    results: &mut Vec<Appended>,
+) -> Vec<PendingAppend> {
+    // Every batch was checked to be transactional; one producer sends the whole request.
+    let producer = pending
+        .first()
+        .and_then(|a| BatchHeader::parse(&a.records).ok())
+        .map(|h| (h.producer_id, h.producer_epoch));
+    let Some((producer_id, epoch)) = producer else {
+        return pending;
+    };
+    let partitions: Vec<(String, i32)> = pending
+        .iter()
+        .map(|a| (a.topic.clone(), a.partition))
+        .collect();
+    let owner = shard.owner_of_transactional_id(transactional_id);
+    let id = transactional_id.to_string();
+    let count = partitions.len();
+    let verdicts = shard
+        .invoke_on(owner, move |s| async move {
+            transactions::verify_partitions(&s, &id, producer_id, epoch, &partitions)
+        })
+        .await
+        .unwrap_or_else(|_| vec![Err(TxnError::CoordinatorNotAvailable); count]);
+    let mut allowed = Vec::with_capacity(pending.len());
+    for (append, verdict) in pending.into_iter().zip(verdicts) {
+        match verdict {
+            Ok(()) => allowed.push(append),
+            // Produce has no PRODUCER_FENCED: a stale epoch is INVALID_PRODUCER_EPOCH.
+            Err(e) => results.push(partition_error(
+                append.topic_index,
+                append.partition,
+                e.code(0, i16::MAX),
+                Some(e.to_string()),
+            )),
+        }
+    }
+    allowed
 }
 
 /// Kafka's rule for compacted topics: every record needs a key, else the partition's whole

@@ -60,6 +60,7 @@ pub(super) fn encode(
                     high_watermark: read.high_watermark,
                     last_stable_offset: read.last_stable_offset,
                     log_start_offset: read.log_start_offset,
+                    aborted_transactions: read.aborted_transactions.as_deref(),
                 },
                 read.bytes,
             );

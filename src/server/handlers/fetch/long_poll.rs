@@ -3,6 +3,7 @@
 //! deadline, never sleeping out the wait when data has arrived.
 
 use super::read::{PartitionRead, read_all};
+use crate::partition::Isolation;
 use crate::server::fetch_sessions::WantedPartition;
 use crate::shard::{Lookup, Shard};
 use futures_util::FutureExt;
@@ -17,8 +18,9 @@ pub(super) async fn read_until_enough(
     min_bytes: usize,
     max_bytes: usize,
     deadline: Instant,
+    isolation: Isolation,
 ) -> Vec<PartitionRead> {
-    let mut reads = read_all(shard, wants, max_bytes).await;
+    let mut reads = read_all(shard, wants, max_bytes, isolation).await;
     loop {
         let available: usize = reads.iter().map(|r| r.bytes).sum();
         let any_error = reads.iter().any(|r| r.error_code != 0);
@@ -34,7 +36,7 @@ pub(super) async fn read_until_enough(
         if shard.shutting_down.get() {
             return reads;
         }
-        reads = read_all(shard, wants, max_bytes).await;
+        reads = read_all(shard, wants, max_bytes, isolation).await;
     }
 }
 

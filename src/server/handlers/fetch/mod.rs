@@ -10,6 +10,7 @@ mod encode;
 mod long_poll;
 mod read;
 
+use crate::partition::Isolation;
 use crate::server::context::RequestContext;
 use crate::server::fetch_sessions::{SessionPlan, WantedPartition};
 use crate::server::response::Reply;
@@ -40,8 +41,16 @@ pub async fn handle(ctx: &RequestContext<'_>, request: FetchRequest) -> Reply {
             .filter(|w| !w.topic.is_empty())
             .map(|w| w.owner),
     );
-    let reads =
-        long_poll::read_until_enough(shard, &plan.wants, min_bytes, max_bytes, deadline).await;
+    let isolation = Isolation::from_wire(request.isolation_level);
+    let reads = long_poll::read_until_enough(
+        shard,
+        &plan.wants,
+        min_bytes,
+        max_bytes,
+        deadline,
+        isolation,
+    )
+    .await;
     let waited = wait_started.elapsed();
     if !waited.is_zero() {
         shard.metrics.record_fetch_wait(waited.as_nanos() as u64);

@@ -1,6 +1,7 @@
 //! Fetch's reads: each wanted partition from its owning shard, as file regions, within the
 //! response-wide byte budget. Must not copy record bytes: regions go to the socket as they are.
 
+use crate::partition::Isolation;
 use crate::server::fetch_sessions::{Answered, WantedPartition};
 use crate::shard::{Lookup, Shard};
 use crate::storage::FileRegion;
@@ -15,6 +16,9 @@ pub(super) struct PartitionRead {
     pub log_start_offset: i64,
     pub regions: Vec<FileRegion>,
     pub bytes: usize,
+    /// read_committed: (producer id, first offset) of the aborted transactions the records
+    /// overlap; None for read_uncommitted.
+    pub aborted_transactions: Option<Vec<(i64, i64)>>,
 }
 
 impl PartitionRead {
@@ -26,6 +30,7 @@ impl PartitionRead {
             log_start_offset: -1,
             regions: Vec::new(),
             bytes: 0,
+            aborted_transactions: None,
         }
     }
 
@@ -46,6 +51,7 @@ pub(super) async fn read_all(
     shard: &Rc<Shard>,
     wants: &[WantedPartition],
     max_bytes: usize,
+    isolation: Isolation,
 ) -> Vec<PartitionRead> {
     let calls = wants.iter().map(|w| {
         let owner = w.owner;
@@ -58,7 +64,7 @@ pub(super) async fn read_all(
             }
             shard
                 .invoke_on(owner, move |s| async move {
-                    read_local(&s, &topic, partition, offset, limit).await
+                    read_local(&s, &topic, partition, offset, limit, isolation).await
                 })
                 .await
                 .unwrap_or_else(|_| PartitionRead::error(ResponseError::BrokerNotAvailable.code()))
@@ -87,6 +93,7 @@ async fn read_local(
     partition: i32,
     offset: i64,
     max_bytes: u32,
+    isolation: Isolation,
 ) -> PartitionRead {
     let p = match shard.partitions.get(topic, partition) {
         Lookup::Online(p) => p,
@@ -104,7 +111,7 @@ async fn read_local(
             });
         }
     };
-    match p.read(offset, max_bytes).await {
+    match p.read(offset, max_bytes, isolation).await {
         Ok(slice) => PartitionRead {
             error_code: 0,
             high_watermark: slice.high_watermark,
@@ -112,6 +119,13 @@ async fn read_local(
             log_start_offset: slice.log_start_offset,
             regions: slice.regions,
             bytes: slice.bytes,
+            aborted_transactions: (isolation == Isolation::ReadCommitted).then(|| {
+                slice
+                    .aborted_transactions
+                    .iter()
+                    .map(|a| (a.producer_id, a.first_offset))
+                    .collect()
+            }),
         },
         Err(e) => PartitionRead {
             error_code: e.kafka_error_code(),
@@ -120,6 +134,7 @@ async fn read_local(
             log_start_offset: p.log_start_offset(),
             regions: Vec::new(),
             bytes: 0,
+            aborted_transactions: None,
         },
     }
 }

@@ -1,0 +1,36 @@
+//! EndTxn: commits or aborts the producer's transaction on the id's coordinating shard.
+//! Answered once the outcome is durable and the markers were written (a marker that could
+//! not be written is retried by the coordinator's timer; the outcome stands).
+
+use crate::server::context::RequestContext;
+use crate::shard::transactions;
+use crate::txn::TxnError;
+use kafka_protocol::messages::{EndTxnRequest, EndTxnResponse, ProducerId};
+
+/// PRODUCER_FENCED exists from v2 (KIP-588); older clients get INVALID_PRODUCER_EPOCH.
+const PRODUCER_FENCED_SINCE_VERSION: i16 = 2;
+
+pub async fn handle(ctx: &RequestContext<'_>, request: EndTxnRequest) -> EndTxnResponse {
+    let response = EndTxnResponse::default()
+        .with_throttle_time_ms(0)
+        .with_producer_id(ProducerId(-1))
+        .with_producer_epoch(-1);
+    let transactional_id = request.transactional_id.0.to_string();
+    let (producer_id, epoch, commit) = (
+        request.producer_id.0,
+        request.producer_epoch,
+        request.committed,
+    );
+    let owner = ctx.shard.owner_of_transactional_id(&transactional_id);
+    let ended = ctx
+        .shard
+        .invoke_on(owner, move |s| async move {
+            transactions::end_txn(&s, &transactional_id, producer_id, epoch, commit).await
+        })
+        .await
+        .unwrap_or(Err(TxnError::CoordinatorNotAvailable));
+    match ended {
+        Ok(()) => response.with_error_code(0),
+        Err(e) => response.with_error_code(e.code(ctx.version, PRODUCER_FENCED_SINCE_VERSION)),
+    }
+}

@@ -1,0 +1,151 @@
+//! TxnOffsetCommit: offsets a transaction commits for a consumer group. The group's shard
+//! checks the member (KIP-447: a generation fences zombie consumers) and marks the
+//! partitions pending (OffsetFetch `require_stable` answers UNSTABLE_OFFSET_COMMIT); the
+//! id's coordinating shard then makes the offsets part of the transaction's durable record
+//! before the answer. They reach the group's offsets log, and OffsetFetch, only when the
+//! transaction commits.
+
+use crate::group::{TxnCommitter, TxnOffset};
+use crate::server::context::RequestContext;
+use crate::shard::transactions;
+use crate::txn::TxnError;
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::txn_offset_commit_response::{
+    TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
+};
+use kafka_protocol::messages::{TxnOffsetCommitRequest, TxnOffsetCommitResponse};
+use std::time::Instant;
+
+/// PRODUCER_FENCED exists from v3 (KIP-588); older clients get INVALID_PRODUCER_EPOCH.
+const PRODUCER_FENCED_SINCE_VERSION: i16 = 3;
+
+pub async fn handle(
+    ctx: &RequestContext<'_>,
+    request: TxnOffsetCommitRequest,
+) -> TxnOffsetCommitResponse {
+    let offsets: Vec<TxnOffset> = request
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions.iter().map(|p| TxnOffset {
+                topic: t.name.0.to_string(),
+                partition: p.partition_index,
+                offset: p.committed_offset,
+                leader_epoch: p.committed_leader_epoch,
+                metadata: p
+                    .committed_metadata
+                    .as_ref()
+                    .map(|m| m.to_string())
+                    .unwrap_or_default(),
+            })
+        })
+        .collect();
+    let codes = match check_in_group(ctx, &request, offsets.clone()).await {
+        Err(code) => vec![code; offsets.len()],
+        Ok(codes) => persist(ctx, &request, offsets, codes).await,
+    };
+    let mut codes = codes.into_iter();
+    let topics = request
+        .topics
+        .iter()
+        .map(|t| {
+            let partitions = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    TxnOffsetCommitResponsePartition::default()
+                        .with_partition_index(p.partition_index)
+                        .with_error_code(codes.next().unwrap_or(0))
+                })
+                .collect();
+            TxnOffsetCommitResponseTopic::default()
+                .with_name(t.name.clone())
+                .with_partitions(partitions)
+        })
+        .collect();
+    TxnOffsetCommitResponse::default()
+        .with_throttle_time_ms(0)
+        .with_topics(topics)
+}
+
+/// The producer is current and the group in its transaction (coordinator), then the
+/// member checks and pending marks (group). Each offset's code, or one code for all.
+async fn check_in_group(
+    ctx: &RequestContext<'_>,
+    request: &TxnOffsetCommitRequest,
+    offsets: Vec<TxnOffset>,
+) -> Result<Vec<i16>, i16> {
+    let transactional_id = request.transactional_id.0.to_string();
+    let group_id = request.group_id.0.to_string();
+    let (producer_id, epoch) = (request.producer_id.0, request.producer_epoch);
+    let owner = ctx.shard.owner_of_transactional_id(&transactional_id);
+    let group = group_id.clone();
+    ctx.shard
+        .invoke_on(owner, move |s| async move {
+            transactions::verify_group(&s, &transactional_id, producer_id, epoch, &group)
+        })
+        .await
+        .unwrap_or(Err(TxnError::CoordinatorNotAvailable))
+        .map_err(|e| e.code(ctx.version, PRODUCER_FENCED_SINCE_VERSION))?;
+    let committer = TxnCommitter {
+        producer_id,
+        member_id: request.member_id.to_string(),
+        group_instance_id: request.group_instance_id.as_ref().map(|i| i.to_string()),
+        generation_id: if ctx.version >= 3 {
+            request.generation_id
+        } else {
+            -1
+        },
+    };
+    let group_owner = ctx.shard.owner_of_group(&group_id);
+    ctx.shard
+        .invoke_on(group_owner, move |s| async move {
+            s.groups
+                .txn_offset_commit(&group_id, &committer, offsets, Instant::now())
+        })
+        .await
+        .map_err(|_| ResponseError::CoordinatorNotAvailable.code())
+}
+
+/// Makes the offsets the group accepted part of the transaction's durable record; their
+/// codes become the coordinator's error when that fails.
+async fn persist(
+    ctx: &RequestContext<'_>,
+    request: &TxnOffsetCommitRequest,
+    offsets: Vec<TxnOffset>,
+    mut codes: Vec<i16>,
+) -> Vec<i16> {
+    let accepted: Vec<TxnOffset> = offsets
+        .into_iter()
+        .zip(&codes)
+        .filter(|(_, code)| **code == 0)
+        .map(|(o, _)| o)
+        .collect();
+    if accepted.is_empty() {
+        return codes;
+    }
+    let transactional_id = request.transactional_id.0.to_string();
+    let group_id = request.group_id.0.to_string();
+    let (producer_id, epoch) = (request.producer_id.0, request.producer_epoch);
+    let owner = ctx.shard.owner_of_transactional_id(&transactional_id);
+    let persisted = ctx
+        .shard
+        .invoke_on(owner, move |s| async move {
+            transactions::add_txn_offsets(
+                &s,
+                &transactional_id,
+                producer_id,
+                epoch,
+                &group_id,
+                accepted,
+            )
+            .await
+        })
+        .await
+        .unwrap_or(Err(TxnError::CoordinatorNotAvailable));
+    if let Err(e) = persisted {
+        let code = e.code(ctx.version, PRODUCER_FENCED_SINCE_VERSION);
+        codes.iter_mut().filter(|c| **c == 0).for_each(|c| *c = code);
+    }
+    codes
+}

@@ -1,0 +1,389 @@
+//! The transaction driver: every transactional request and timer action that must reach
+//! other shards, run on the shard that coordinates the transactional id. It takes the id's
+//! lease from this shard's `txn::TxnCoordinator`, decides with the state machine in
+//! `txn::state`, persists each decision before acting on it, and then acts: allocates
+//! producer ids (shard 0), writes COMMIT/ABORT markers on each partition's owning shard and
+//! completes transactional offset commits on each group's shard.
+//!
+//! Ordering that makes crashes safe: PrepareCommit / PrepareAbort is durable before the
+//! first marker is written, and Complete* is written only after every marker and group
+//! completion succeeded. A crash in between leaves the id preparing; `complete_preparing`
+//! (at start and on the timer) finishes it, writing the same markers again — a second
+//! marker for a transaction already ended changes nothing a reader can see.
+//!
+//! Owns: those sequences. Must not: hold a lease across anything but its own id's work, or
+//! know about the wire (handlers map `TxnError` to codes).
+
+use std::rc::Rc;
+
+use super::{Lookup, Shard, now_ms};
+use crate::group::TxnOffset;
+use crate::txn::state::{COORDINATOR_EPOCH, TxnGroupOffset, check_timeout};
+use crate::txn::{Lease, TxnError, TxnMetadata, TxnState};
+
+/// How often the shard looks for timed-out transactions and unfinished completions (Kafka
+/// checks every `transaction.abort.timed.out.transaction.cleanup.interval.ms`, 10 s).
+pub const TXN_TIMER_TICK: std::time::Duration = std::time::Duration::from_millis(1_000);
+
+impl Shard {
+    /// The shard that coordinates `transactional_id`.
+    pub fn owner_of_transactional_id(&self, transactional_id: &str) -> usize {
+        crate::txn::owner_shard(transactional_id, self.count())
+    }
+}
+
+/// A producer id from shard 0's allocator (persisted in blocks: never reused).
+async fn allocate_producer_id(shard: &Rc<Shard>) -> Result<i64, TxnError> {
+    let allocated = shard
+        .invoke_on(0, |s| async move {
+            s.metadata_writer
+                .as_ref()
+                .map(|w| w.allocate_producer_id().map_err(|e| e.to_string()))
+        })
+        .await;
+    match allocated {
+        Ok(Some(Ok(id))) => Ok(id),
+        _ => Err(TxnError::CoordinatorNotAvailable),
+    }
+}
+
+fn current(lease: &Lease) -> Result<TxnMetadata, TxnError> {
+    lease
+        .current
+        .clone()
+        .ok_or(TxnError::InvalidProducerIdMapping)
+}
+
+/// InitProducerId with a transactional id: a new id gets a fresh producer id at epoch 0;
+/// a known one has any decided transaction finished, an open one fenced and aborted, and
+/// its epoch bumped (a new producer id when the epoch is exhausted). `expected` is the
+/// KIP-360 (producer id, epoch) a producer re-initialising itself sends.
+pub async fn init_producer_id(
+    shard: &Rc<Shard>,
+    transactional_id: &str,
+    timeout_ms: i32,
+    expected: Option<(i64, i16)>,
+) -> Result<(i64, i16), TxnError> {
+    check_timeout(timeout_ms)?;
+    let mut lease = shard.txns.lease(transactional_id)?;
+    let Some(meta) = lease.current.clone() else {
+        // As Kafka: an id the coordinator does not know starts afresh, whatever producer id
+        // the client remembers (its state may be gone with a wiped data directory).
+        let producer_id = allocate_producer_id(shard).await?;
+        let meta = TxnMetadata::new(
+            transactional_id.to_string(),
+            producer_id,
+            timeout_ms,
+            now_ms(),
+        );
+        lease.persist(meta).await?;
+        return Ok((producer_id, 0));
+    };
+    if let Some((producer_id, epoch)) = expected {
+        meta.check_reinit(producer_id, epoch)?;
+    }
+    if meta.state.is_preparing() {
+        complete(shard, &mut lease).await?;
+    }
+    if current(&lease)?.state == TxnState::Ongoing {
+        // The previous incarnation's transaction can never finish: fence it and abort it.
+        fence_and_abort(shard, &mut lease).await?;
+    }
+    let meta = current(&lease)?;
+    let now = now_ms();
+    let mut next = if meta.can_bump_epoch() {
+        meta.bumped(now)
+    } else {
+        meta.with_new_producer_id(allocate_producer_id(shard).await?, now)
+    };
+    next.timeout_ms = timeout_ms;
+    next.state = TxnState::Empty;
+    let answer = (next.producer_id, next.producer_epoch);
+    lease.persist(next).await?;
+    Ok(answer)
+}
+
+/// AddPartitionsToTxn (client form): opens the transaction or widens it.
+pub async fn add_partitions(
+    shard: &Rc<Shard>,
+    transactional_id: &str,
+    producer_id: i64,
+    producer_epoch: i16,
+    partitions: &[(String, i32)],
+) -> Result<(), TxnError> {
+    let mut lease = shard.txns.lease(transactional_id)?;
+    let meta = current(&lease)?;
+    meta.check_producer(producer_id, producer_epoch)?;
+    let known = partitions.iter().all(|p| meta.partitions.contains(p));
+    if meta.state == TxnState::Ongoing && known {
+        return Ok(());
+    }
+    let next = meta.with_added(partitions, None, now_ms())?;
+    lease.persist(next).await
+}
+
+/// AddOffsetsToTxn: the group whose offsets the transaction will commit.
+pub async fn add_offsets(
+    shard: &Rc<Shard>,
+    transactional_id: &str,
+    producer_id: i64,
+    producer_epoch: i16,
+    group_id: &str,
+) -> Result<(), TxnError> {
+    let mut lease = shard.txns.lease(transactional_id)?;
+    let meta = current(&lease)?;
+    meta.check_producer(producer_id, producer_epoch)?;
+    if meta.state == TxnState::Ongoing && meta.groups.contains(group_id) {
+        return Ok(());
+    }
+    let next = meta.with_added(&[], Some(group_id), now_ms())?;
+    lease.persist(next).await
+}
+
+/// EndTxn: the outcome is durable (Prepare*) before any marker is written; the answer is
+/// success from then on — markers that cannot be written now are retried by the timer.
+pub async fn end_txn(
+    shard: &Rc<Shard>,
+    transactional_id: &str,
+    producer_id: i64,
+    producer_epoch: i16,
+    commit: bool,
+) -> Result<(), TxnError> {
+    let mut lease = shard.txns.lease(transactional_id)?;
+    let meta = current(&lease)?;
+    meta.check_producer(producer_id, producer_epoch)?;
+    match (meta.state, commit) {
+        (TxnState::Ongoing, _) => {}
+        // A retry of an EndTxn whose answer was lost.
+        (TxnState::CompleteCommit, true) | (TxnState::CompleteAbort, false) => return Ok(()),
+        (s, _) if s.is_preparing() => return Err(TxnError::Concurrent),
+        _ => return Err(TxnError::InvalidTxnState),
+    }
+    let mut next = meta.clone();
+    next.state = if commit {
+        TxnState::PrepareCommit
+    } else {
+        TxnState::PrepareAbort
+    };
+    next.update_ms = now_ms();
+    lease.persist(next).await?;
+    if let Err(e) = complete(shard, &mut lease).await {
+        tracing::warn!(id = %transactional_id, error = %e, "transaction markers not all written; retrying on the timer");
+    }
+    Ok(())
+}
+
+/// Whether `producer_id`/`producer_epoch` may append transactional batches to these
+/// partitions: each one's result (Kafka's produce-time verification, KIP-890 part 1).
+pub fn verify_partitions(
+    shard: &Rc<Shard>,
+    transactional_id: &str,
+    producer_id: i64,
+    producer_epoch: i16,
+    partitions: &[(String, i32)],
+) -> Vec<Result<(), TxnError>> {
+    let meta = shard.txns.get(transactional_id);
+    partitions
+        .iter()
+        .map(|p| {
+            let meta = meta.as_ref().ok_or(TxnError::InvalidProducerIdMapping)?;
+            meta.check_producer(producer_id, producer_epoch)?;
+            if meta.state == TxnState::Ongoing && meta.partitions.contains(p) {
+                Ok(())
+            } else {
+                Err(TxnError::InvalidTxnState)
+            }
+        })
+        .collect()
+}
+
+/// Fences the current producer (epoch bump) and aborts its open transaction.
+async fn fence_and_abort(shard: &Rc<Shard>, lease: &mut Lease) -> Result<(), TxnError> {
+    let meta = current(lease)?;
+    let now = now_ms();
+    let mut next = if meta.can_bump_epoch() {
+        meta.bumped(now)
+    } else {
+        meta.clone()
+    };
+    next.state = TxnState::PrepareAbort;
+    lease.persist(next).await?;
+    complete(shard, lease).await
+}
+
+/// Writes the markers of a decided transaction and completes its groups' offsets, then
+/// records Complete*. Any failure leaves it preparing for a later retry.
+async fn complete(shard: &Rc<Shard>, lease: &mut Lease) -> Result<(), TxnError> {
+    let meta = current(lease)?;
+    let commit = meta.state == TxnState::PrepareCommit;
+    let (producer_id, epoch) = (meta.producer_id, meta.producer_epoch);
+    let markers = meta.partitions.iter().map(|(topic, partition)| {
+        let (topic, partition) = (topic.clone(), *partition);
+        let owner = shard.owner_of_partition(&topic, partition);
+        shard.invoke_on(owner, move |s| async move {
+            write_marker(&s, &topic, partition, producer_id, epoch, commit).await
+        })
+    });
+    let groups = meta.groups.iter().map(|group| {
+        // The offsets come from the durable transaction record, not the group's memory:
+        // a restart between TxnOffsetCommit and the commit loses nothing.
+        let offsets: Vec<TxnOffset> = meta
+            .offsets_of(group)
+            .into_iter()
+            .map(|(topic, partition, o)| TxnOffset {
+                topic,
+                partition,
+                offset: o.offset,
+                leader_epoch: o.leader_epoch,
+                metadata: o.metadata,
+            })
+            .collect();
+        let group = group.clone();
+        let owner = shard.owner_of_group(&group);
+        shard.invoke_on(owner, move |s| async move {
+            s.groups
+                .complete_txn_offsets(&group, producer_id, commit, offsets)
+                .await
+        })
+    });
+    let (markers, groups) = futures_util::future::join(
+        futures_util::future::join_all(markers),
+        futures_util::future::join_all(groups),
+    )
+    .await;
+    let failed = markers
+        .into_iter()
+        .chain(groups)
+        .filter_map(|r| match r {
+            Ok(Ok(())) => None,
+            Ok(Err(why)) => Some(why),
+            Err(gone) => Some(gone.to_string()),
+        })
+        .collect::<Vec<_>>();
+    if let Some(first) = failed.first() {
+        tracing::warn!(id = %meta.transactional_id, failures = failed.len(), first = %first,
+            "transaction completion incomplete");
+        return Err(TxnError::CoordinatorNotAvailable);
+    }
+    lease.persist(meta.completed(now_ms())).await
+}
+
+/// One marker on the partition's owning shard. A partition whose topic is gone needs none.
+async fn write_marker(
+    shard: &Rc<Shard>,
+    topic: &str,
+    partition: i32,
+    producer_id: i64,
+    epoch: i16,
+    commit: bool,
+) -> Result<(), String> {
+    match shard.partitions.get(topic, partition) {
+        Lookup::Online(p) => p
+            .write_txn_marker(producer_id, epoch, commit, COORDINATOR_EPOCH, now_ms())
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("{topic}-{partition}: {e}")),
+        Lookup::Offline(why) => Err(format!("{topic}-{partition} is offline: {why}")),
+        Lookup::Missing => {
+            let exists = shard
+                .metadata
+                .load()
+                .topic(topic)
+                .is_some_and(|t| partition < t.partitions);
+            if exists {
+                Err(format!("{topic}-{partition} is not open yet"))
+            } else {
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The timer's work: aborts transactions past their timeout (fencing their producer) and
+/// finishes decided ones whose markers are not all written. Ids busy with a request are
+/// left for the next tick.
+pub async fn run_timer_tick(shard: &Rc<Shard>) {
+    let now = now_ms();
+    for id in shard.txns.expired(now) {
+        let Ok(mut lease) = shard.txns.lease(&id) else {
+            continue;
+        };
+        if !lease.current.as_ref().is_some_and(|m| m.is_expired(now)) {
+            continue;
+        }
+        tracing::info!(id = %id, "aborting a transaction past its timeout");
+        if let Err(e) = fence_and_abort(shard, &mut lease).await {
+            tracing::warn!(id = %id, error = %e, "timed-out transaction not yet aborted");
+        }
+    }
+    complete_preparing(shard).await;
+}
+
+/// Finishes every decided transaction whose completion is not recorded (after a restart
+/// during PrepareCommit / PrepareAbort, or a marker that failed).
+pub async fn complete_preparing(shard: &Rc<Shard>) {
+    for id in shard.txns.preparing() {
+        let Ok(mut lease) = shard.txns.lease(&id) else {
+            continue;
+        };
+        if !lease
+            .current
+            .as_ref()
+            .is_some_and(|m| m.state.is_preparing())
+        {
+            continue;
+        }
+        if let Err(e) = complete(shard, &mut lease).await {
+            tracing::warn!(id = %id, error = %e, "decided transaction not yet completed");
+        }
+    }
+}
+
+/// TxnOffsetCommit's durable half: the offsets become part of the transaction's record
+/// (written before the answer) and go to the group's offsets log when it commits.
+pub async fn add_txn_offsets(
+    shard: &Rc<Shard>,
+    transactional_id: &str,
+    producer_id: i64,
+    producer_epoch: i16,
+    group_id: &str,
+    offsets: Vec<TxnOffset>,
+) -> Result<(), TxnError> {
+    let mut lease = shard.txns.lease(transactional_id)?;
+    let meta = current(&lease)?;
+    meta.check_producer(producer_id, producer_epoch)?;
+    let offsets = offsets
+        .into_iter()
+        .map(|o| {
+            let offset = TxnGroupOffset {
+                offset: o.offset,
+                leader_epoch: o.leader_epoch,
+                metadata: o.metadata,
+            };
+            (o.topic, o.partition, offset)
+        })
+        .collect();
+    let next = meta.with_offsets(group_id, offsets, now_ms())?;
+    lease.persist(next).await
+}
+
+/// Whether the producer's open transaction includes `group_id` (TxnOffsetCommit is
+/// refused otherwise: offsets of a group the coordinator would never complete).
+pub fn verify_group(
+    shard: &Rc<Shard>,
+    transactional_id: &str,
+    producer_id: i64,
+    producer_epoch: i16,
+    group_id: &str,
+) -> Result<(), TxnError> {
+    let meta = shard
+        .txns
+        .get(transactional_id)
+        .ok_or(TxnError::InvalidProducerIdMapping)?;
+    meta.check_producer(producer_id, producer_epoch)?;
+    if meta.state == TxnState::Ongoing && meta.groups.contains(group_id) {
+        Ok(())
+    } else {
+        Err(TxnError::InvalidTxnState)
+    }
+}
