@@ -7,6 +7,7 @@
 //! `snapshot()` sent over the shard's message channel. Names and buckets: `docs/metrics.md`.
 
 mod api_names;
+pub mod cleaner;
 mod histogram;
 mod loop_sampler;
 mod prometheus;
@@ -159,6 +160,7 @@ pub struct ShardSnapshot {
     pub ring_depth: u64,
     /// Labelled series refused because a shard hit [`MAX_LABELLED_SERIES_PER_SHARD`].
     pub series_dropped: u64,
+    pub cleaner: cleaner::CleanerCounters,
 }
 
 /// One shard's metrics. Lives in an `Rc` on the shard thread; every method takes `&self`.
@@ -187,6 +189,7 @@ pub struct ShardMetrics {
     busy_ratio: Cell<Option<f64>>,
     ring_depth: Cell<u64>,
     series_dropped: Cell<u64>,
+    cleaner: Cell<cleaner::CleanerCounters>,
 }
 
 impl ShardMetrics {
@@ -217,6 +220,7 @@ impl ShardMetrics {
             busy_ratio: Cell::new(None),
             ring_depth: Cell::new(0),
             series_dropped: Cell::new(0),
+            cleaner: Cell::new(cleaner::CleanerCounters::default()),
         }
     }
 
@@ -419,6 +423,29 @@ impl ShardMetrics {
     }
 
     /// io_uring submissions in flight on this shard's ring.
+    /// One log cleaner pass finished (recorded even with metrics disabled: it is rare).
+    pub fn record_clean(
+        &self,
+        stats: &crate::storage::cleaner::CleanStats,
+        took: std::time::Duration,
+    ) {
+        let mut c = self.cleaner.get();
+        c.add_pass(stats, took);
+        self.cleaner.set(c);
+    }
+
+    pub fn record_clean_failure(&self) {
+        let mut c = self.cleaner.get();
+        c.failures += 1;
+        self.cleaner.set(c);
+    }
+
+    pub fn set_cleaner_time_behind_ms(&self, ms: i64) {
+        let mut c = self.cleaner.get();
+        c.time_behind_ms = ms;
+        self.cleaner.set(c);
+    }
+
     pub fn set_ring_depth(&self, depth: u64) {
         self.ring_depth.set(depth);
     }
@@ -477,6 +504,7 @@ impl ShardMetrics {
             busy_ratio: self.busy_ratio.get(),
             ring_depth: self.ring_depth.get(),
             series_dropped: self.series_dropped.get(),
+            cleaner: self.cleaner.get(),
         }
     }
 }

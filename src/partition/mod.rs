@@ -21,6 +21,7 @@ use bytes::BytesMut;
 
 use crate::config::{Durability, LogConfig};
 use crate::metrics::PartitionMetrics;
+use crate::storage::cleaner::{CleanStats, CleaningNeed, IoThrottle};
 use crate::storage::recompress::{MAX_DECOMPRESSED_BATCH_BYTES, recompress_batches, target_codec};
 use crate::storage::{AppendOutcome, FileRegion, PartitionLog, ProducerStateInfo, StorageError};
 
@@ -229,6 +230,20 @@ impl Partition {
             self.log.log_start_offset(),
             self.log.log_end_offset(),
         );
+    }
+
+    /// How much the log needs compacting (`None`: not a compacted topic, or nothing sealed).
+    pub fn cleaning_need(&self, now_ms: i64) -> Option<CleaningNeed> {
+        self.log.cleaning_need(now_ms)
+    }
+
+    /// One log cleaner pass if one is due.
+    pub async fn clean(
+        &self,
+        now_ms: i64,
+        throttle: &mut IoThrottle,
+    ) -> Result<Option<CleanStats>, StorageError> {
+        self.log.clean(now_ms, throttle).await
     }
 
     /// Shutdown: flushes and marks the log clean so the next open skips the recovery scan.

@@ -456,6 +456,7 @@ async fn shard_main(start: ShardStart) {
     open_owned_partitions(&shard).await;
     let maintenance = compio::runtime::spawn(maintenance(shard.clone()));
     let group_deadlines = compio::runtime::spawn(group_deadlines(shard.clone()));
+    let cleaner = compio::runtime::spawn(super::cleaner::run(shard.clone()));
 
     let listener = match compio::net::TcpListener::from_std(start.listener) {
         Ok(l) => l,
@@ -478,6 +479,7 @@ async fn shard_main(start: ShardStart) {
     // clean-shutdown mark and erase it (the next start would then run recovery).
     let _ = maintenance.await;
     let _ = group_deadlines.await;
+    let _ = cleaner.await;
     close_partitions(&shard).await;
     tracing::info!(shard = shard.id, "shard stopped");
 }

@@ -65,6 +65,8 @@ pub struct CleanerBudget {
     /// Test hook (crash tests): how long a pass waits with its `.swap` files written and
     /// nothing replaced yet. Zero in production.
     pub swap_pause: Duration,
+    /// Asked at every batch: true ends the pass (shutdown), its `.cleaned` files deleted.
+    pub stop_requested: Rc<dyn Fn() -> bool>,
 }
 
 /// Keeps a pass under `io_max_bytes_per_second`: counts bytes in one-second windows and
@@ -186,6 +188,18 @@ impl PartitionLog {
         finish_interrupted_swaps(&self.dir).await?;
         let offset = read_checkpoint(&self.dir).await?;
         self.cleaner.first_dirty_offset.set(offset);
+        Ok(())
+    }
+
+    /// Between batches of a pass: the log must still be open and the shard not stopping.
+    pub(super) fn check_cleaning_goes_on(&self, throttle: &IoThrottle) -> Result<(), StorageError> {
+        self.check_online()?;
+        if (throttle.budget.stop_requested)() {
+            return Err(StorageError::Offline {
+                partition: self.name.clone(),
+                reason: "cleaner pass stopped: shutting down".into(),
+            });
+        }
         Ok(())
     }
 

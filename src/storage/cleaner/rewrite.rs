@@ -151,7 +151,7 @@ impl PartitionLog {
         for segment in &plan.segments[plan.first_dirty_index..] {
             let mut batches = SegmentBatches::new(segment);
             while let Some((header, bytes, read)) = batches.next().await? {
-                self.check_online()?;
+                self.check_cleaning_goes_on(throttle)?;
                 stats.bytes_read += read;
                 if header.last_offset() < plan.first_dirty_offset {
                     continue;
@@ -323,7 +323,7 @@ impl PartitionLog {
                 millis(modified(&segment.log_path)?) < tombstones_expire_before;
             let mut batches = SegmentBatches::new(segment);
             while let Some((header, bytes, read)) = batches.next().await? {
-                self.check_online()?;
+                self.check_cleaning_goes_on(throttle)?;
                 stats.bytes_read += read;
                 let keep_header = header.last_offset() + 1 == group_end
                     || (header.has_producer_id()

@@ -37,6 +37,7 @@ fn throttle(io_max_bytes_per_second: u64) -> IoThrottle {
         dedupe_buffer_bytes: 1 << 20,
         sleep: Rc::new(|d: Duration| Box::pin(compio::time::sleep(d))),
         swap_pause: Duration::ZERO,
+        stop_requested: Rc::new(|| false),
     })
 }
 
