@@ -1,5 +1,5 @@
 //! The shard's log cleaner task: one pass at a time over the compacted partitions this shard
-//! owns, the filthiest first (those past `max.compaction.lag.ms`, then by dirty ratio), all
+//! owns, the filthiest (highest dirty ratio, as Kafka picks) of those due, all
 //! within the shard's cleaner budget (`[log] cleaner_*`); it sleeps `cleaner_backoff_ms` on
 //! the shard's timer when nothing is due. Records passes, bytes and time behind in the
 //! shard's metrics. Must not do the cleaning itself (`storage::cleaner` does, through
@@ -67,10 +67,9 @@ async fn clean_filthiest(shard: &Rc<Shard>, throttle: &mut IoThrottle) -> bool {
             continue;
         };
         time_behind_ms = time_behind_ms.max(need.time_behind_ms);
-        let rank = |n: &CleaningNeed| (n.time_behind_ms > 0, n.dirty_ratio);
         let better = filthiest
             .as_ref()
-            .is_none_or(|(_, _, _, best)| rank(&need) > rank(best));
+            .is_none_or(|(_, _, _, best)| need.dirty_ratio > best.dirty_ratio);
         if need.due && better {
             filthiest = Some((topic, partition, p, need));
         }

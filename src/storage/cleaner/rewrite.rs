@@ -302,8 +302,9 @@ impl PartitionLog {
         Ok(true)
     }
 
-    /// Writes the surviving batches of `group` into `cleaned`. Returns whether anything was
-    /// removed (if not, the group is left as it is).
+    /// Writes the surviving batches of `group` into `cleaned`. Returns whether the result
+    /// replaces the group: something was removed, or several segments become one (fewer
+    /// files to keep open). A single segment with nothing to remove is left as it is.
     async fn fill_cleaned(
         &self,
         group: &[Rc<Segment>],
@@ -375,11 +376,12 @@ impl PartitionLog {
                 throttle.pace(io_bytes).await;
             }
         }
-        if changed {
+        let replaces = changed || group.len() > 1;
+        if replaces {
             self.write_out(cleaned, out, &mut out_position, stats)
                 .await?;
         }
-        Ok(changed)
+        Ok(replaces)
     }
 
     async fn write_out(

@@ -347,3 +347,47 @@ async fn interrupted_swaps_are_finished_or_discarded_at_open() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
+
+#[compio::test]
+async fn segments_shrunk_by_cleaning_are_merged_by_the_next_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), compact_config()).await.unwrap();
+    produce_versions(&log, 10, 12, 1_000).await;
+    seal_and_flush(&log, 1_000).await;
+    log.clean(10_000, &mut throttle(u64::MAX))
+        .await
+        .unwrap()
+        .unwrap();
+    let after_first = log.segment_count();
+    produce_versions(&log, 10, 1, 1_000).await;
+    seal_and_flush(&log, 1_000).await;
+    let before_second = log.segment_count();
+    let stats = log
+        .clean(10_000, &mut throttle(u64::MAX))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(stats.segments_rewritten >= 2, "{stats:?}");
+    assert!(
+        log.segment_count() < before_second,
+        "{after_first} segments after the first pass, {before_second} before the second, {} after",
+        log.segment_count()
+    );
+    let records = read_records(&log).await;
+    // The newest marker is in the active segment, which is never cleaned: it does not
+    // supersede the older one yet.
+    let data: Vec<_> = records.iter().filter(|r| r.1 != "marker").collect();
+    let keys: std::collections::HashSet<_> = data.iter().map(|r| r.1.clone()).collect();
+    assert_eq!(
+        (data.len(), keys.len()),
+        (10, 10),
+        "one record per key: {records:?}"
+    );
+    assert_eq!(records.len(), 12, "{records:?}");
+    // The merged segments reopen cleanly.
+    let end = log.log_end_offset();
+    crate::storage::tests::support::crash(log).await;
+    let log = open(dir.path(), compact_config()).await.unwrap();
+    assert_eq!(read_records(&log).await, records);
+    assert_eq!(log.log_end_offset(), end);
+}
