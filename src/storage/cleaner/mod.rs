@@ -101,8 +101,12 @@ impl IoThrottle {
             self.window_bytes = 0;
         }
         self.window_bytes = self.window_bytes.saturating_add(bytes);
-        if self.window_bytes >= self.budget.io_max_bytes_per_second {
-            let rest = CLEANER_IO_WINDOW.saturating_sub(self.window_start.elapsed());
+        let budget = self.budget.io_max_bytes_per_second.max(1);
+        if self.window_bytes >= budget {
+            // The time these bytes may take at the budget's rate, less what has passed: a
+            // read larger than one window's budget waits for as many windows as it spent.
+            let allowed = CLEANER_IO_WINDOW.mul_f64(self.window_bytes as f64 / budget as f64);
+            let rest = allowed.saturating_sub(self.window_start.elapsed());
             (self.budget.sleep)(rest).await;
             self.throttled += rest;
             self.window_start = Instant::now();
@@ -206,10 +210,14 @@ impl PartitionLog {
     /// The first offset the cleaner has not cleaned (its checkpoint, never below the log
     /// start).
     pub fn cleaner_first_dirty_offset(&self) -> i64 {
-        self.cleaner
-            .first_dirty_offset
-            .get()
-            .max(self.offsets.log_start_offset.get())
+        let checkpoint = self.cleaner.first_dirty_offset.get();
+        let log_start = self.offsets.log_start_offset.get();
+        if checkpoint > self.offsets.next_offset.get() {
+            // Past the log end (a torn tail was truncated at open): clean from the start,
+            // as Kafka resets an invalid checkpoint.
+            return log_start;
+        }
+        checkpoint.max(log_start)
     }
 
     fn cleaning_plan(&self, now_ms: i64) -> Option<(CleaningPlan, CompactionSettings)> {

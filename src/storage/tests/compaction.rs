@@ -391,3 +391,30 @@ async fn segments_shrunk_by_cleaning_are_merged_by_the_next_pass() {
     assert_eq!(read_records(&log).await, records);
     assert_eq!(log.log_end_offset(), end);
 }
+
+#[compio::test]
+async fn max_compaction_lag_cleans_whatever_the_ratio() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = compact_config();
+    // A ratio never exceeded: only max.compaction.lag.ms can make a pass due.
+    config.set("min.cleanable.dirty.ratio", "1").unwrap();
+    config.set("max.compaction.lag.ms", "10000").unwrap();
+    let log = open(dir.path(), config).await.unwrap();
+    produce_versions(&log, 5, 4, 1_000).await;
+    seal_and_flush(&log, 1_000).await;
+    let need = log.cleaning_need(5_000).unwrap();
+    assert!(!need.due && need.time_behind_ms == 0, "{need:?}");
+    assert_eq!(
+        log.clean(5_000, &mut throttle(u64::MAX)).await.unwrap(),
+        None
+    );
+    let need = log.cleaning_need(13_000).unwrap();
+    assert!(need.due, "{need:?}");
+    assert_eq!(need.time_behind_ms, 13_000 - 1_000 - 10_000);
+    let stats = log
+        .clean(13_000, &mut throttle(u64::MAX))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stats.records_removed, 15);
+}
