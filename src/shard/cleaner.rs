@@ -79,6 +79,12 @@ async fn clean_filthiest(shard: &Rc<Shard>, throttle: &mut IoThrottle) -> bool {
         return false;
     };
     let started = std::time::Instant::now();
+    tracing::info!(
+        topic,
+        partition,
+        dirty_ratio = need.dirty_ratio,
+        "log cleaner pass starting"
+    );
     match p.clean(now, throttle).await {
         Ok(Some(stats)) => {
             shard.metrics.record_clean(&stats, started.elapsed());

@@ -31,7 +31,7 @@ pub use filter::{
     FilterScratch, Filtered, RecordView, filter_batch, records_section, walk_records,
 };
 pub use offset_map::{KeyOffsetMap, OFFSET_MAP_ENTRY_BYTES, key_hash};
-pub use plan::{CleaningPlan, CompactionSettings, group_by_size, plan_cleaning};
+pub use plan::{CleaningPlan, CompactionSettings, plan_cleaning};
 pub use swap::finish_interrupted_swaps;
 
 pub const CHECKPOINT_FILE_NAME: &str = "cleaner.checkpoint";

@@ -124,27 +124,3 @@ pub fn plan_cleaning(
         && (plan.dirty_ratio() > settings.min_cleanable_dirty_ratio || time_behind_ms > 0);
     Some(plan)
 }
-
-/// Consecutive segments rewritten into one (Kafka's `groupSegmentsBySize`): together at most
-/// `segment.bytes` (their sizes before cleaning bound the result) and within the 32-bit
-/// relative-offset range of one segment's index. Returns index ranges into `segments`.
-pub fn group_by_size(segments: &[Rc<Segment>], max_bytes: u64) -> Vec<std::ops::Range<usize>> {
-    let mut groups = Vec::new();
-    let mut start = 0;
-    while start < segments.len() {
-        let mut end = start + 1;
-        let mut bytes = segments[start].size_bytes.get();
-        while end < segments.len() {
-            let next = &segments[end];
-            let span = next.next_offset.get() - segments[start].base_offset;
-            if bytes + next.size_bytes.get() > max_bytes || span > i64::from(i32::MAX) {
-                break;
-            }
-            bytes += next.size_bytes.get();
-            end += 1;
-        }
-        groups.push(start..end);
-        start = end;
-    }
-    groups
-}

@@ -22,7 +22,7 @@ use super::super::segment::{MAX_BATCH_BYTES_ON_DISK, Segment};
 use super::swap::{self, CLEANED_SUFFIX};
 use super::{
     CleanStats, CleaningPlan, CompactionSettings, FilterScratch, Filtered, IoThrottle,
-    KeyOffsetMap, RecordView, filter_batch, group_by_size, key_hash, records_section, walk_records,
+    KeyOffsetMap, RecordView, filter_batch, key_hash, records_section, walk_records,
 };
 
 /// Read size when walking a segment for the cleaner.
@@ -110,6 +110,8 @@ struct KeepRule<'a> {
     map_end: i64,
     producer_last_offsets: &'a HashSet<i64>,
     index_interval_bytes: u32,
+    segment_bytes: u64,
+    tombstones_expire_before: i64,
 }
 
 impl KeepRule<'_> {
@@ -121,6 +123,124 @@ impl KeepRule<'_> {
         let superseded = self.map.is_superseded(key_hash(key), record.offset);
         let expired_tombstone = record.is_tombstone && tombstones_expired;
         !(superseded || expired_tombstone)
+    }
+}
+
+/// One batch read from a segment of the group.
+struct BatchInGroup<'b> {
+    header: &'b BatchHeader,
+    bytes: &'b [u8],
+    /// The segment's last batch.
+    is_tail: bool,
+    tombstones_expired: bool,
+}
+
+/// The cleaned bytes of the group being written.
+#[derive(Default)]
+struct GroupOutput {
+    /// Bytes not yet written to the `.cleaned` file.
+    pending: Vec<u8>,
+    /// Bytes already written (the file position of `pending`).
+    written: u64,
+    /// The latest segment's last batch, emptied of its records: written only if the group
+    /// ends with that segment.
+    held_back: Vec<u8>,
+    scratch: FilterScratch,
+    /// A record was removed.
+    changed: bool,
+}
+
+impl GroupOutput {
+    fn len(&self) -> u64 {
+        self.written + self.pending.len() as u64 + self.held_back.len() as u64
+    }
+
+    /// `segment` may join the group: its size before cleaning bounds what it adds.
+    fn has_room_for(&self, segment: &Segment, group_base: i64, segment_bytes: u64) -> bool {
+        self.len() + segment.size_bytes.get() <= segment_bytes
+            && segment.next_offset.get() - group_base <= i64::from(i32::MAX)
+    }
+
+    /// Filters one batch into the output (or holds back an emptied segment tail).
+    fn add(
+        &mut self,
+        partition: &str,
+        batch: BatchInGroup<'_>,
+        rule: &KeepRule<'_>,
+        cleaned: &Segment,
+        stats: &mut CleanStats,
+    ) {
+        let header = batch.header;
+        let producer_tail =
+            header.has_producer_id() && rule.producer_last_offsets.contains(&header.last_offset());
+        let start = self.pending.len();
+        let plain_data = !header.is_control() && !header.is_transactional();
+        if header.record_count == 0 && plain_data && !producer_tail {
+            // Emptied by an earlier pass: needed only as a group's last batch.
+            if batch.is_tail {
+                self.held_back = batch.bytes.to_vec();
+            } else {
+                self.changed = true;
+            }
+            return;
+        }
+        let outcome = if header.is_control()
+            || header.is_transactional()
+            || header.base_offset >= rule.map_end
+        {
+            Filtered::KeepWhole
+        } else {
+            let keep = |r: &RecordView| rule.keep(r, batch.tombstones_expired);
+            let limit = MAX_DECOMPRESSED_BATCH_BYTES;
+            let retain_empty = producer_tail || batch.is_tail;
+            let scratch = &mut self.scratch;
+            filter_batch(batch.bytes, header, limit, retain_empty, scratch, keep, &mut self.pending)
+                .unwrap_or_else(|why| {
+                    tracing::warn!(partition, offset = header.base_offset, %why, "cleaner keeps a batch it cannot read");
+                    Filtered::KeepWhole
+                })
+        };
+        let kept = match outcome {
+            Filtered::KeepWhole => {
+                self.pending.extend_from_slice(batch.bytes);
+                header.record_count
+            }
+            Filtered::Dropped => 0,
+            Filtered::Rewritten { records_kept } => records_kept,
+        };
+        if kept < header.record_count {
+            self.changed = true;
+            stats.records_removed += (header.record_count - kept) as u64;
+        }
+        if let Filtered::Rewritten { records_kept: 0 } = outcome
+            && !producer_tail
+        {
+            // Only there to end the offset range: moved aside until the group's end is known.
+            self.held_back = self.pending.split_off(start);
+            return;
+        }
+        if self.pending.len() > start {
+            self.record(cleaned, start, rule.index_interval_bytes);
+        }
+    }
+
+    /// Indexes the batch at `pending[start..]`.
+    fn record(&self, cleaned: &Segment, start: usize, index_interval_bytes: u32) {
+        match BatchHeader::parse_stored_at(&self.pending[start..], 0) {
+            Ok(h) => cleaned.record_batch(&h, self.written + start as u64, index_interval_bytes),
+            Err(e) => unreachable!("the cleaner wrote a batch it cannot parse: {e}"),
+        }
+    }
+
+    /// The group ends here: its held-back tail goes at the end.
+    fn keep_held_back(&mut self, cleaned: &Segment, index_interval_bytes: u32) {
+        if self.held_back.is_empty() {
+            return;
+        }
+        let start = self.pending.len();
+        let tail = std::mem::take(&mut self.held_back);
+        self.pending.extend_from_slice(&tail);
+        self.record(cleaned, start, index_interval_bytes);
     }
 }
 
@@ -190,8 +310,11 @@ impl PartitionLog {
         Ok(Some(end))
     }
 
-    /// Rewrites the segments of the cleanable prefix that start below `map_end`, grouped by
-    /// size, each group swapped in as one segment.
+    /// Rewrites the segments of the cleanable prefix that start below `map_end`. Consecutive
+    /// segments go into one cleaned segment while what is written so far plus the next
+    /// segment's size stays within `segment.bytes` (Kafka groups by the original sizes; the
+    /// sizes after cleaning merge the small segments cleaning leaves). Each group is swapped
+    /// in as one segment.
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn rewrite_cleanable(
         &self,
@@ -216,45 +339,45 @@ impl PartitionLog {
             map_end,
             producer_last_offsets: &producer_last_offsets,
             index_interval_bytes: settings.index_interval_bytes,
+            segment_bytes: settings.segment_bytes,
+            tombstones_expire_before: now_ms.saturating_sub(settings.delete_retention_ms),
         };
-        for group in group_by_size(segments, settings.segment_bytes) {
-            let tombstones_expire_before = now_ms.saturating_sub(settings.delete_retention_ms);
-            self.rewrite_group(
-                &segments[group],
-                &rule,
-                tombstones_expire_before,
-                throttle,
-                stats,
-            )
-            .await?;
+        let mut start = 0;
+        while start < segments.len() {
+            start += self
+                .rewrite_group(&segments[start..], &rule, throttle, stats)
+                .await?;
         }
         Ok(())
     }
 
+    /// Cleans a group of segments from the front of `segments` into one; returns how many it
+    /// took (at least one).
     async fn rewrite_group(
         &self,
-        group: &[Rc<Segment>],
+        segments: &[Rc<Segment>],
         rule: &KeepRule<'_>,
-        tombstones_expire_before: i64,
         throttle: &mut IoThrottle,
         stats: &mut CleanStats,
-    ) -> Result<(), StorageError> {
-        let base = group[0].base_offset;
+    ) -> Result<usize, StorageError> {
+        let base = segments[0].base_offset;
         let cleaned = Segment::create_suffixed(&self.dir, base, CLEANED_SUFFIX).await?;
         let filled = self
-            .fill_cleaned(
-                group,
-                &cleaned,
-                rule,
-                tombstones_expire_before,
-                throttle,
-                stats,
-            )
+            .fill_cleaned(segments, &cleaned, rule, throttle, stats)
             .await;
-        let finished = match filled {
-            Ok(true) => self.finish_cleaned(&cleaned, group).await,
-            Ok(false) => Ok(false),
-            Err(e) => Err(e),
+        let (taken, replaces) = match filled {
+            Ok(filled) => filled,
+            Err(e) => {
+                drop(cleaned);
+                swap::discard_cleaned(&self.dir, base).await?;
+                return Err(e);
+            }
+        };
+        let group = &segments[..taken];
+        let finished = if replaces {
+            self.finish_cleaned(&cleaned, group).await
+        } else {
+            Ok(false)
         };
         let new_size = cleaned.size_bytes.get();
         drop(cleaned);
@@ -262,7 +385,7 @@ impl PartitionLog {
             Ok(true) => {}
             other => {
                 swap::discard_cleaned(&self.dir, base).await?;
-                return other.map(|_| ());
+                return other.map(|_| taken);
             }
         }
         swap::promote_to_swap(&self.dir, base).await?;
@@ -276,7 +399,7 @@ impl PartitionLog {
             stats.segments_rewritten += group.len() as u64;
             stats.bytes_reclaimed += old_size.saturating_sub(new_size);
         }
-        Ok(())
+        Ok(taken)
     }
 
     /// Syncs the cleaned files and gives the log the newest modification time of the
@@ -302,86 +425,66 @@ impl PartitionLog {
         Ok(true)
     }
 
-    /// Writes the surviving batches of `group` into `cleaned`. Returns whether the result
-    /// replaces the group: something was removed, or several segments become one (fewer
-    /// files to keep open). A single segment with nothing to remove is left as it is.
+    /// Writes the surviving batches of a group taken from the front of `segments` into
+    /// `cleaned`. Returns how many segments the group took and whether the result replaces
+    /// them: something was removed, or several segments become one (fewer files to keep
+    /// open). A single segment with nothing to remove is left as it is.
+    ///
+    /// A segment's last batch is held back while it is undecided whether the group goes on:
+    /// a group keeps its last batch (emptied if need be) so the cleaned segment's offset
+    /// range ends where its originals did; inside a group it needs no such place.
     async fn fill_cleaned(
         &self,
-        group: &[Rc<Segment>],
+        segments: &[Rc<Segment>],
         cleaned: &Segment,
         rule: &KeepRule<'_>,
-        tombstones_expire_before: i64,
         throttle: &mut IoThrottle,
         stats: &mut CleanStats,
-    ) -> Result<bool, StorageError> {
-        let mut out: Vec<u8> = Vec::with_capacity(CLEANER_WRITE_CHUNK_BYTES);
-        let mut out_position = 0u64;
-        let mut scratch = FilterScratch::default();
-        let mut changed = false;
-        let group_end = group[group.len() - 1].next_offset.get();
-        for segment in group {
+    ) -> Result<(usize, bool), StorageError> {
+        let mut out = GroupOutput::default();
+        let group_base = segments[0].base_offset;
+        let mut taken = 0;
+        for segment in segments {
+            if taken > 0 && !out.has_room_for(segment, group_base, rule.segment_bytes) {
+                break;
+            }
+            // Going on: the previous segment's held-back tail needs no place.
+            out.held_back.clear();
+            taken += 1;
             let tombstones_expired =
-                millis(modified(&segment.log_path)?) < tombstones_expire_before;
+                millis(modified(&segment.log_path)?) < rule.tombstones_expire_before;
+            let tail_offset = segment.next_offset.get() - 1;
             let mut batches = SegmentBatches::new(segment);
             while let Some((header, bytes, read)) = batches.next().await? {
                 self.check_cleaning_goes_on(throttle)?;
                 stats.bytes_read += read;
-                let keep_header = header.last_offset() + 1 == group_end
-                    || (header.has_producer_id()
-                        && rule.producer_last_offsets.contains(&header.last_offset()));
-                let start = out.len();
-                let outcome = if header.is_control()
-                    || header.is_transactional()
-                    || header.base_offset >= rule.map_end
-                {
-                    Filtered::KeepWhole
-                } else {
-                    let keep = |r: &RecordView| rule.keep(r, tombstones_expired);
-                    let limit = MAX_DECOMPRESSED_BATCH_BYTES;
-                    filter_batch(bytes, &header, limit, keep_header, &mut scratch, keep, &mut out)
-                        .unwrap_or_else(|why| {
-                            tracing::warn!(partition = %self.name, offset = header.base_offset, %why, "cleaner keeps a batch it cannot read");
-                            Filtered::KeepWhole
-                        })
+                let is_tail = header.last_offset() == tail_offset;
+                let batch = BatchInGroup {
+                    header: &header,
+                    bytes,
+                    is_tail,
+                    tombstones_expired,
                 };
-                let written = match outcome {
-                    Filtered::KeepWhole => {
-                        out.extend_from_slice(bytes);
-                        Some(header)
-                    }
-                    Filtered::Dropped => None,
-                    Filtered::Rewritten { .. } => {
-                        BatchHeader::parse_stored_at(&out[start..], 0).ok()
-                    }
-                };
-                if let Filtered::Dropped | Filtered::Rewritten { .. } = outcome {
-                    changed = true;
-                    let kept = written.map_or(0, |h| h.record_count);
-                    stats.records_removed += (header.record_count - kept).max(0) as u64;
-                }
-                if let Some(h) = written {
-                    cleaned.record_batch(
-                        &h,
-                        out_position + start as u64,
-                        rule.index_interval_bytes,
-                    );
-                }
+                out.add(&self.name, batch, rule, cleaned, stats);
                 let mut io_bytes = read;
-                if out.len() >= CLEANER_WRITE_CHUNK_BYTES {
-                    io_bytes += out.len() as u64;
-                    out = self
-                        .write_out(cleaned, out, &mut out_position, stats)
+                if out.pending.len() >= CLEANER_WRITE_CHUNK_BYTES {
+                    io_bytes += out.pending.len() as u64;
+                    let pending = std::mem::take(&mut out.pending);
+                    out.pending = self
+                        .write_out(cleaned, pending, &mut out.written, stats)
                         .await?;
                 }
                 throttle.pace(io_bytes).await;
             }
         }
-        let replaces = changed || group.len() > 1;
+        out.keep_held_back(cleaned, rule.index_interval_bytes);
+        let replaces = out.changed || taken > 1;
         if replaces {
-            self.write_out(cleaned, out, &mut out_position, stats)
+            let pending = std::mem::take(&mut out.pending);
+            self.write_out(cleaned, pending, &mut out.written, stats)
                 .await?;
         }
-        Ok(replaces)
+        Ok((taken, replaces))
     }
 
     async fn write_out(
