@@ -418,3 +418,49 @@ async fn max_compaction_lag_cleans_whatever_the_ratio() {
         .unwrap();
     assert_eq!(stats.records_removed, 15);
 }
+
+#[compio::test]
+async fn a_read_skips_segments_left_holding_only_an_empty_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), compact_config()).await.unwrap();
+    // Each round is one batch of about 4 KB: a segment of its own that no neighbour can
+    // join, so every round but the last is left as a segment holding one empty batch.
+    let versions = 5usize;
+    for v in 0..versions {
+        let records: Vec<_> = (0..20)
+            .map(|k| (format!("key-{k}"), Some(format!("{v}-{}", "z".repeat(180)))))
+            .collect();
+        log.append(keyed(&records, 1_000, Compression::None), false, 1_000)
+            .await
+            .unwrap();
+    }
+    seal_and_flush(&log, 1_000).await;
+    log.clean(10_000, &mut throttle(u64::MAX))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        log.segment_count() >= versions,
+        "{:?}",
+        log.segment_base_offsets()
+    );
+    let slice = log.read(log.log_start_offset(), 1 << 20).await.unwrap();
+    assert!(
+        slice.regions.len() >= versions,
+        "{} regions",
+        slice.regions.len()
+    );
+    let mut served = 0;
+    for region in &slice.regions {
+        let mut bytes = Bytes::from(region.read_to_vec().await.unwrap());
+        served += RecordBatchDecoder::decode_all(&mut bytes)
+            .unwrap()
+            .iter()
+            .map(|set| set.records.len())
+            .sum::<usize>();
+    }
+    assert_eq!(
+        served, 20,
+        "one fetch reaches the newest values past the empty segments"
+    );
+}
