@@ -40,6 +40,8 @@ const CHECKPOINT_MAGIC: &[u8; 4] = b"SLCC";
 const CHECKPOINT_FILE_BYTES: usize = 4 + 8 + 4;
 /// The I/O budget's accounting window.
 pub const CLEANER_IO_WINDOW: Duration = Duration::from_secs(1);
+/// Longest a throttled pass sleeps before looking whether the shard is stopping.
+pub const CLEANER_STOP_CHECK: Duration = Duration::from_millis(100);
 
 /// Sleeps on the caller's timer (the shard's wheel); storage has no clock of its own.
 pub type Sleeper = Rc<dyn Fn(Duration) -> Pin<Box<dyn Future<Output = ()>>>>;
@@ -107,12 +109,28 @@ impl IoThrottle {
             // read larger than one window's budget waits for as many windows as it spent.
             let allowed = CLEANER_IO_WINDOW.mul_f64(self.window_bytes as f64 / budget as f64);
             let rest = allowed.saturating_sub(self.window_start.elapsed());
-            (self.budget.sleep)(rest).await;
-            self.throttled += rest;
+            self.sleep_unless_stopped(rest).await;
             self.window_start = Instant::now();
             self.window_bytes = 0;
         } else {
             yield_now().await;
+        }
+    }
+}
+
+impl IoThrottle {
+    /// Sleeps `duration` in slices of at most `CLEANER_STOP_CHECK`, returning early once a
+    /// stop is requested, so a throttled pass never holds up a shutdown.
+    pub(super) async fn sleep_unless_stopped(&mut self, duration: Duration) {
+        let until = Instant::now() + duration;
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() || (self.budget.stop_requested)() {
+                return;
+            }
+            let slice = left.min(CLEANER_STOP_CHECK);
+            (self.budget.sleep)(slice).await;
+            self.throttled += slice;
         }
     }
 }

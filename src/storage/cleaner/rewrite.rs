@@ -392,7 +392,7 @@ impl PartitionLog {
         let pause = throttle.budget().swap_pause;
         if !pause.is_zero() {
             tracing::warn!(partition = %self.name, base, ?pause, "cleaner pausing before its swap (test hook)");
-            (throttle.budget().sleep)(pause).await;
+            throttle.sleep_unless_stopped(pause).await;
         }
         let old_size: u64 = group.iter().map(|s| s.size_bytes.get()).sum();
         if self.swap_in(group).await? {
