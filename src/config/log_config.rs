@@ -137,6 +137,17 @@ pub enum TopicConfigError {
     Conflict(String),
 }
 
+/// Default cleaner I/O budget per shard (100 MiB/s read plus written).
+pub const DEFAULT_CLEANER_IO_MAX_BYTES_PER_SECOND: u64 = 100 * 1024 * 1024;
+/// The smallest cleaner I/O budget accepted (a pass must be able to move).
+pub const MIN_CLEANER_IO_BYTES_PER_SECOND: u64 = 64 * 1024;
+/// Default key-map memory per shard (32 MiB: about a million keys per pass).
+pub const DEFAULT_CLEANER_DEDUPE_BUFFER_BYTES: u64 = 32 * 1024 * 1024;
+/// The smallest key map accepted (32 KiB: a thousand keys).
+pub const MIN_CLEANER_DEDUPE_BUFFER_BYTES: u64 = 32 * 1024;
+/// Kafka's `log.cleaner.backoff.ms` default.
+pub const DEFAULT_CLEANER_BACKOFF_MS: u64 = 15_000;
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LogConfig {
@@ -178,6 +189,15 @@ pub struct LogConfig {
     pub message_timestamp_after_max_ms: i64,
     /// `message.timestamp.difference.max.ms` (Kafka 3.x): bounds both directions.
     pub message_timestamp_difference_max_ms: i64,
+    /// `log.cleaner.enable`: run the log cleaner for compacted topics (broker-wide; not a
+    /// topic config).
+    pub cleaner_enable: bool,
+    /// `log.cleaner.io.max.bytes.per.second`, per shard: cleaner bytes read plus written.
+    pub cleaner_io_max_bytes_per_second: u64,
+    /// `log.cleaner.dedupe.buffer.size`, per shard: memory for one pass's key map.
+    pub cleaner_dedupe_buffer_bytes: u64,
+    /// `log.cleaner.backoff.ms`: how long a shard's cleaner sleeps when nothing is due.
+    pub cleaner_backoff_ms: u64,
     /// Every other Kafka topic config: validated and stored, not acted on (see
     /// `topic_config_spec::has_no_effect_here`). Keyed by Kafka name; absent means default.
     #[serde(skip)]
@@ -218,6 +238,10 @@ impl Default for LogConfig {
             message_timestamp_before_max_ms: i64::MAX,
             message_timestamp_after_max_ms: i64::MAX,
             message_timestamp_difference_max_ms: i64::MAX,
+            cleaner_enable: true,
+            cleaner_io_max_bytes_per_second: DEFAULT_CLEANER_IO_MAX_BYTES_PER_SECOND,
+            cleaner_dedupe_buffer_bytes: DEFAULT_CLEANER_DEDUPE_BUFFER_BYTES,
+            cleaner_backoff_ms: DEFAULT_CLEANER_BACKOFF_MS,
             stored_only: BTreeMap::new(),
         }
     }
@@ -387,6 +411,20 @@ impl LogConfig {
     }
 
     pub fn validate(&self) -> Result<(), TopicConfigError> {
+        if self.cleaner_io_max_bytes_per_second < MIN_CLEANER_IO_BYTES_PER_SECOND {
+            return Err(invalid(
+                "cleaner_io_max_bytes_per_second",
+                &self.cleaner_io_max_bytes_per_second.to_string(),
+                format!("Value must be at least {MIN_CLEANER_IO_BYTES_PER_SECOND}"),
+            ));
+        }
+        if self.cleaner_dedupe_buffer_bytes < MIN_CLEANER_DEDUPE_BUFFER_BYTES {
+            return Err(invalid(
+                "cleaner_dedupe_buffer_bytes",
+                &self.cleaner_dedupe_buffer_bytes.to_string(),
+                format!("Value must be at least {MIN_CLEANER_DEDUPE_BUFFER_BYTES}"),
+            ));
+        }
         if self.segment_bytes < MIN_SEGMENT_BYTES {
             return Err(invalid(
                 "segment.bytes",

@@ -117,7 +117,7 @@ pub const TOPIC_CONFIG_SPECS: &[TopicConfigSpec] = &[
         ListOf(&["compact", "delete"]),
         "delete",
         Some("log.cleanup.policy"),
-        "Comma-separated retention policies: `delete` removes old segments by time or size; `compact` keeps the latest record per key. Compaction itself is not run by Sluice yet.",
+        "Comma-separated retention policies: `delete` removes old segments by time or size; `compact` keeps the latest record per key (the log cleaner rewrites sealed segments).",
     ),
     spec(
         "compression.type",
@@ -442,15 +442,11 @@ pub fn topic_config_spec(name: &str) -> Option<&'static TopicConfigSpec> {
 pub fn has_no_effect_here(name: &str) -> bool {
     matches!(
         name,
-        "delete.retention.ms"
-            | "file.delete.delay.ms"
+        "file.delete.delay.ms"
             | "follower.replication.throttled.replicas"
             | "leader.replication.throttled.replicas"
             | "local.retention.bytes"
             | "local.retention.ms"
-            | "max.compaction.lag.ms"
-            | "min.cleanable.dirty.ratio"
-            | "min.compaction.lag.ms"
             | "min.insync.replicas"
             | "preallocate"
             | "remote.log.copy.disable"

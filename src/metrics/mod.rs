@@ -7,6 +7,7 @@
 //! `snapshot()` sent over the shard's message channel. Names and buckets: `docs/metrics.md`.
 
 mod api_names;
+pub mod cleaner;
 mod histogram;
 mod loop_sampler;
 mod prometheus;
@@ -170,6 +171,7 @@ pub struct ShardSnapshot {
     pub open_transactions: u64,
     /// Labelled series refused because a shard hit [`MAX_LABELLED_SERIES_PER_SHARD`].
     pub series_dropped: u64,
+    pub cleaner: cleaner::CleanerCounters,
 }
 
 /// One shard's metrics. Lives in an `Rc` on the shard thread; every method takes `&self`.
@@ -199,6 +201,7 @@ pub struct ShardMetrics {
     ring_depth: Cell<u64>,
     open_transactions: Cell<u64>,
     series_dropped: Cell<u64>,
+    cleaner: Cell<cleaner::CleanerCounters>,
 }
 
 impl ShardMetrics {
@@ -230,6 +233,7 @@ impl ShardMetrics {
             ring_depth: Cell::new(0),
             open_transactions: Cell::new(0),
             series_dropped: Cell::new(0),
+            cleaner: Cell::new(cleaner::CleanerCounters::default()),
         }
     }
 
@@ -431,12 +435,35 @@ impl ShardMetrics {
         }
     }
 
-    /// io_uring submissions in flight on this shard's ring.
     /// Transactions open on the ids this shard coordinates (the transaction timer sets it).
     pub fn set_open_transactions(&self, open: u64) {
         self.open_transactions.set(open);
     }
 
+    /// One log cleaner pass finished (recorded even with metrics disabled: it is rare).
+    pub fn record_clean(
+        &self,
+        stats: &crate::storage::cleaner::CleanStats,
+        took: std::time::Duration,
+    ) {
+        let mut c = self.cleaner.get();
+        c.add_pass(stats, took);
+        self.cleaner.set(c);
+    }
+
+    pub fn record_clean_failure(&self) {
+        let mut c = self.cleaner.get();
+        c.failures += 1;
+        self.cleaner.set(c);
+    }
+
+    pub fn set_cleaner_time_behind_ms(&self, ms: i64) {
+        let mut c = self.cleaner.get();
+        c.time_behind_ms = ms;
+        self.cleaner.set(c);
+    }
+
+    /// io_uring submissions in flight on this shard's ring.
     pub fn set_ring_depth(&self, depth: u64) {
         self.ring_depth.set(depth);
     }
@@ -496,6 +523,7 @@ impl ShardMetrics {
             ring_depth: self.ring_depth.get(),
             open_transactions: self.open_transactions.get(),
             series_dropped: self.series_dropped.get(),
+            cleaner: self.cleaner.get(),
         }
     }
 }

@@ -21,6 +21,7 @@ use bytes::BytesMut;
 
 use crate::config::{Durability, LogConfig};
 use crate::metrics::PartitionMetrics;
+use crate::storage::cleaner::{CleanStats, CleaningNeed, IoThrottle};
 use crate::storage::control::build_marker_batch;
 use crate::storage::recompress::{MAX_DECOMPRESSED_BATCH_BYTES, recompress_batches, target_codec};
 use crate::storage::{
@@ -316,6 +317,20 @@ impl Partition {
         );
         self.metrics
             .set_last_stable_offset(self.last_stable_offset());
+    }
+
+    /// How much the log needs compacting (`None`: not a compacted topic, or nothing sealed).
+    pub fn cleaning_need(&self, now_ms: i64) -> Option<CleaningNeed> {
+        self.log.cleaning_need(now_ms)
+    }
+
+    /// One log cleaner pass if one is due.
+    pub async fn clean(
+        &self,
+        now_ms: i64,
+        throttle: &mut IoThrottle,
+    ) -> Result<Option<CleanStats>, StorageError> {
+        self.log.clean(now_ms, throttle).await
     }
 
     /// Shutdown: flushes and marks the log clean so the next open skips the recovery scan.

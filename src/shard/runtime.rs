@@ -460,6 +460,7 @@ async fn shard_main(start: ShardStart) {
     let maintenance = compio::runtime::spawn(maintenance(shard.clone()));
     let group_deadlines = compio::runtime::spawn(super::deadlines::group_deadlines(shard.clone()));
     let txn_deadlines = compio::runtime::spawn(super::deadlines::txn_deadlines(shard.clone()));
+    let cleaner = compio::runtime::spawn(super::cleaner::run(shard.clone()));
 
     let listener = match compio::net::TcpListener::from_std(start.listener) {
         Ok(l) => l,
@@ -483,6 +484,7 @@ async fn shard_main(start: ShardStart) {
     let _ = maintenance.await;
     let _ = group_deadlines.await;
     let _ = txn_deadlines.await;
+    let _ = cleaner.await;
     close_partitions(&shard).await;
     tracing::info!(shard = shard.id, "shard stopped");
 }

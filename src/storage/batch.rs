@@ -115,6 +115,23 @@ impl BatchHeader {
 
     /// Like [`BatchHeader::parse`], reporting `position` in errors.
     pub fn parse_at(buf: &[u8], position: usize) -> Result<BatchHeader, BatchError> {
+        Self::parse_with(buf, position, false)
+    }
+
+    /// Parses a batch read back from the log. Compaction keeps a batch's offset range
+    /// (base offset and last offset delta) while dropping records from it, as Kafka does, so
+    /// a stored batch may hold fewer records than its range, or none (kept for producer
+    /// state); the produce path's rule (`record_count == last_offset_delta + 1`) does not
+    /// apply to it.
+    pub fn parse_stored_at(buf: &[u8], position: usize) -> Result<BatchHeader, BatchError> {
+        Self::parse_with(buf, position, true)
+    }
+
+    fn parse_with(
+        buf: &[u8],
+        position: usize,
+        compacted_allowed: bool,
+    ) -> Result<BatchHeader, BatchError> {
         if buf.len() <= MAGIC_OFFSET {
             return Err(BatchError::Truncated {
                 position,
@@ -155,10 +172,13 @@ impl BatchHeader {
             base_sequence: be_i32(buf, 53),
             record_count: be_i32(buf, 57),
         };
-        if header.record_count < 1
-            || header.last_offset_delta < 0
-            || header.record_count as i64 != header.last_offset_delta as i64 + 1
-        {
+        let span = header.last_offset_delta as i64 + 1;
+        let count_fits = if compacted_allowed {
+            (0..=span).contains(&(header.record_count as i64))
+        } else {
+            header.record_count >= 1 && header.record_count as i64 == span
+        };
+        if header.last_offset_delta < 0 || !count_fits {
             return Err(BatchError::InvalidRecordCount {
                 position,
                 record_count: header.record_count,

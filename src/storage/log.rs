@@ -18,6 +18,7 @@ use std::rc::{Rc, Weak};
 use bytes::BytesMut;
 
 use super::append::{ProducerCheck, check_payload, stamp_batches};
+use super::cleaner::CleanerState;
 use super::error::StorageError;
 use super::notify::AsyncLock;
 use super::producer_state::{AbortedTxn, ProducerStateInfo, ProducerStateManager};
@@ -98,6 +99,8 @@ pub struct PartitionLog {
     pub(super) closed: Cell<bool>,
     /// Whether the last open found a clean-shutdown mark (and so skipped the recovery scan).
     pub(super) opened_clean: Cell<bool>,
+    /// Log compaction: the cleaner checkpoint and the segment-swap lock.
+    pub(super) cleaner: CleanerState,
 }
 
 impl PartitionLog {
@@ -123,6 +126,7 @@ impl PartitionLog {
             offline: RefCell::new(None),
             closed: Cell::new(false),
             opened_clean: Cell::new(false),
+            cleaner: CleanerState::default(),
         }
     }
 

@@ -5,6 +5,7 @@
 
 mod append;
 pub mod batch;
+pub mod cleaner;
 pub mod codec;
 pub mod control;
 pub mod error;

@@ -279,6 +279,14 @@ impl ProducerStateManager {
         (header.is_control() && open != NO_OPEN_TRANSACTION).then_some(open)
     }
 
+    /// The last offset of each producer's newest batch: the cleaner keeps those batches (as
+    /// Kafka does) so producer state can be rebuilt from the log.
+    pub fn last_batch_offsets(&self) -> impl Iterator<Item = i64> + '_ {
+        self.producers
+            .values()
+            .filter_map(|e| e.last_batch().map(|b| b.last_offset))
+    }
+
     /// Forgets batches at or after `offset` (log truncation) by dropping producers whose
     /// newest batch is past it; they are re-learned from later appends.
     pub fn truncate_from(&mut self, offset: i64) {

@@ -16,6 +16,10 @@ use super::log::PartitionLog;
 use super::segment::Segment;
 use super::state::read_exact_at;
 
+/// Segments holding nothing but an empty batch (left by compaction) a read skips past at
+/// most, so one fetch cannot walk the whole log.
+pub const MAX_EMPTY_SEGMENTS_PER_READ: usize = 64;
+
 /// A byte range of a segment file, for zero-copy fetch (`splice` from `fd`). `Send + Sync`
 /// so it can travel from the partition's shard to the connection's; cloning keeps the fd open
 /// even if retention deletes the segment meanwhile.
@@ -128,7 +132,10 @@ impl PartitionLog {
 
     /// File regions for a fetch at `fetch_offset`: starts at the batch holding it, ends on a
     /// batch boundary, never past the written end, at most `max_bytes` except that the
-    /// first batch is always whole (KIP-74).
+    /// first batch is always whole (KIP-74). Reads one segment, except that a segment left
+    /// holding only an empty batch by compaction is served together with what follows (as
+    /// Kafka skips segments with nothing to read): clients such as librdkafka give up after
+    /// a run of answers without records.
     pub async fn read(&self, fetch_offset: i64, max_bytes: u32) -> Result<ReadSlice, StorageError> {
         self.read_until(fetch_offset, max_bytes, i64::MAX).await
     }
@@ -141,6 +148,35 @@ impl PartitionLog {
         max_bytes: u32,
         end_offset: i64,
     ) -> Result<ReadSlice, StorageError> {
+        let (mut slice, mut after_empty) = self
+            .read_segment(fetch_offset, max_bytes, end_offset)
+            .await?;
+        let mut hops = 0;
+        while let Some(next_offset) = after_empty {
+            let remaining = max_bytes.saturating_sub(slice.total_bytes as u32);
+            hops += 1;
+            if remaining == 0 || hops > MAX_EMPTY_SEGMENTS_PER_READ {
+                break;
+            }
+            let (more, next) = self
+                .read_segment(next_offset, remaining, end_offset)
+                .await?;
+            slice.regions.extend(more.regions);
+            slice.total_bytes += more.total_bytes;
+            slice.record_count += more.record_count;
+            after_empty = next;
+        }
+        Ok(slice)
+    }
+
+    /// `read_until` within one segment; also returns the offset after the region when the
+    /// region is a single batch without records and more data follows below `end_offset`.
+    async fn read_segment(
+        &self,
+        fetch_offset: i64,
+        max_bytes: u32,
+        end_offset: i64,
+    ) -> Result<(ReadSlice, Option<i64>), StorageError> {
         self.check_online()?;
         let written_end = self.offsets.written_end_offset.get();
         let log_start = self.offsets.log_start_offset.get();
@@ -159,13 +195,13 @@ impl PartitionLog {
             });
         }
         if fetch_offset >= written_end.min(end_offset) {
-            return Ok(empty);
+            return Ok((empty, None));
         }
         let Some(segment) = self.segment_for(fetch_offset) else {
-            return Ok(empty);
+            return Ok((empty, None));
         };
         let Some((header, position)) = segment.find_batch(fetch_offset).await? else {
-            return Ok(empty);
+            return Ok((empty, None));
         };
         let first_end = position + header.size_bytes() as u64;
         let mut limit = (position + max_bytes as u64).max(first_end);
@@ -175,7 +211,7 @@ impl PartitionLog {
                 limit = limit.min(bound_position);
             }
             if limit < first_end {
-                return Ok(empty);
+                return Ok((empty, None));
             }
         }
         let (end, next_offset) = segment
@@ -188,7 +224,10 @@ impl PartitionLog {
             return Err(e);
         }
         let len = end - position;
-        Ok(ReadSlice {
+        let only_an_empty_batch = header.record_count == 0 && end == first_end;
+        let after_empty = (only_an_empty_batch && next_offset < written_end.min(end_offset))
+            .then_some(next_offset);
+        let slice = ReadSlice {
             regions: vec![FileRegion {
                 fd: Arc::clone(&segment.shared_log_fd),
                 path: Arc::clone(&segment.shared_log_path),
@@ -199,7 +238,8 @@ impl PartitionLog {
             log_start_offset: self.offsets.log_start_offset.get(),
             total_bytes: len,
             record_count: (next_offset - header.base_offset).max(0) as u64,
-        })
+        };
+        Ok((slice, after_empty))
     }
 
     /// ListOffsets by time: the first batch whose max timestamp is >= `timestamp_ms`, as

@@ -83,6 +83,7 @@ impl PartitionLog {
     async fn recover(&self) -> Result<(), StorageError> {
         let (state, state_trusted) = read_state_or_distrust(&self.dir).await?;
         remove_temp_files(&self.dir).await?;
+        self.open_cleaner().await?;
         let clean = state.is_some_and(|s| s.clean_shutdown);
         self.opened_clean.set(clean);
         let recovery_point = state.map(|s| s.recovery_point).unwrap_or(0);
@@ -246,7 +247,11 @@ impl PartitionLog {
     /// Cheap checks for a segment whose contents are trusted (clean shutdown, or before the
     /// recovery point): index files sane, first batch at the segment base, and the tail after
     /// the last index entry walks to exactly the end of the file.
-    async fn load_trusted(&self, seg: &Rc<Segment>, interval: u32) -> Result<(), StorageError> {
+    pub(super) async fn load_trusted(
+        &self,
+        seg: &Rc<Segment>,
+        interval: u32,
+    ) -> Result<(), StorageError> {
         let file_size = seg.size_bytes.get();
         if file_size == 0 {
             seg.reset_bookkeeping();
@@ -272,7 +277,7 @@ impl PartitionLog {
             // Check the first batch's offset before trusting the rest.
             let first = seg.find_from(0, file_size, |_| true).await?;
             match first {
-                Some((h, _)) if h.base_offset == seg.base_offset => {}
+                Some((h, _)) if h.base_offset >= seg.base_offset => {}
                 Some((h, _)) => {
                     return Err(StorageError::corrupt(
                         &seg.log_path,
@@ -298,7 +303,7 @@ impl PartitionLog {
                 |h, pos| {
                     if first_in_tail {
                         first_in_tail = false;
-                        if tail_pos == 0 && h.base_offset != seg.base_offset {
+                        if tail_pos == 0 && h.base_offset < seg.base_offset {
                             return Err(format!(
                                 "first batch has offset {}, expected {}",
                                 h.base_offset, seg.base_offset
@@ -311,7 +316,7 @@ impl PartitionLog {
                             ));
                         }
                         seg.next_offset.set(h.base_offset);
-                    } else if h.base_offset != seg.next_offset.get() {
+                    } else if h.base_offset < seg.next_offset.get() {
                         return Err(format!(
                             "batch offset {} does not follow {}",
                             h.base_offset,
@@ -441,7 +446,8 @@ async fn revalidate(
     seg.reset_bookkeeping();
     let scan = seg
         .scan(0, file_size, true, RECOVERY_SCAN_CHUNK_BYTES, |h, pos| {
-            if h.base_offset != seg.next_offset.get() {
+            // Compaction may leave gaps between batches, never overlaps.
+            if h.base_offset < seg.next_offset.get() {
                 return Err(format!(
                     "batch offset {} does not follow {}",
                     h.base_offset,

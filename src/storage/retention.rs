@@ -9,6 +9,7 @@ use super::error::StorageError;
 use super::log::{DELETE_RECORDS_TO_WRITTEN_END, PartitionLog};
 use super::recovery::remove_segment_files;
 use super::segment::Segment;
+use crate::config::CleanupPolicy;
 
 impl PartitionLog {
     /// Applies retention.ms / retention.bytes (whole segments, oldest first, never the active
@@ -17,7 +18,17 @@ impl PartitionLog {
         self.check_online()?;
         let (retention_ms, retention_bytes, segment_ms) = {
             let c = self.config.borrow();
-            (c.retention_ms, c.retention_bytes, c.segment_ms)
+            // `compact` alone keeps old data (the cleaner bounds it); `delete` and
+            // `compact,delete` delete by time and size.
+            let deletes = matches!(
+                c.cleanup_policy,
+                CleanupPolicy::Delete | CleanupPolicy::CompactAndDelete
+            );
+            if deletes {
+                (c.retention_ms, c.retention_bytes, c.segment_ms)
+            } else {
+                (-1, -1, c.segment_ms)
+            }
         };
         {
             let guard = self.dispatch_lock.lock().await;
@@ -96,6 +107,8 @@ impl PartitionLog {
         if doomed.is_empty() {
             return Ok(());
         }
+        // Never while the cleaner swaps segments in (it checks they are still there first).
+        let _swap = self.cleaner.swap_lock.lock().await;
         {
             let mut segs = self.segments.borrow_mut();
             for d in doomed {

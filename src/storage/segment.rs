@@ -96,23 +96,35 @@ async fn open_rw(path: &Path, truncate: bool) -> Result<File, StorageError> {
 impl Segment {
     /// Creates an empty segment (truncating leftovers of the same name).
     pub async fn create(dir: &Path, base_offset: i64) -> Result<Rc<Segment>, StorageError> {
-        Self::open_files(dir, base_offset, true).await
+        Self::open_files(dir, base_offset, true, "").await
+    }
+
+    /// Creates an empty segment whose three files carry `name_suffix` after the usual name
+    /// (the cleaner's `<base>.log.cleaned`), truncating leftovers of the same name.
+    pub async fn create_suffixed(
+        dir: &Path,
+        base_offset: i64,
+        name_suffix: &str,
+    ) -> Result<Rc<Segment>, StorageError> {
+        Self::open_files(dir, base_offset, true, name_suffix).await
     }
 
     /// Opens an existing segment; sizes are taken from the log file, bookkeeping is filled
     /// in by recovery.
     pub async fn open(dir: &Path, base_offset: i64) -> Result<Rc<Segment>, StorageError> {
-        Self::open_files(dir, base_offset, false).await
+        Self::open_files(dir, base_offset, false, "").await
     }
 
     async fn open_files(
         dir: &Path,
         base_offset: i64,
         truncate: bool,
+        name_suffix: &str,
     ) -> Result<Rc<Segment>, StorageError> {
-        let log_path = dir.join(file_name(base_offset, LOG_SUFFIX));
-        let index_path = dir.join(file_name(base_offset, INDEX_SUFFIX));
-        let time_index_path = dir.join(file_name(base_offset, TIME_INDEX_SUFFIX));
+        let path = |suffix| dir.join(file_name(base_offset, suffix) + name_suffix);
+        let log_path = path(LOG_SUFFIX);
+        let index_path = path(INDEX_SUFFIX);
+        let time_index_path = path(TIME_INDEX_SUFFIX);
         let log = open_rw(&log_path, truncate).await?;
         let index_file = open_rw(&index_path, truncate).await?;
         let time_index_file = open_rw(&time_index_path, truncate).await?;
@@ -186,10 +198,10 @@ impl Segment {
     /// entries every `index_interval_bytes`, max timestamp, next offset, size.
     pub fn record_batch(&self, header: &BatchHeader, position: u64, index_interval_bytes: u32) {
         let size = header.size_bytes() as u64;
-        assert_eq!(
-            header.base_offset,
-            self.next_offset.get(),
-            "offsets must be gap-free within {}",
+        // Gap-free as appended; compaction may leave gaps between batches, never overlaps.
+        assert!(
+            header.base_offset >= self.next_offset.get(),
+            "offsets must increase within {}",
             self.log_path.display()
         );
         assert_eq!(
@@ -392,7 +404,7 @@ impl Segment {
                 .ensure(buf, &mut buf_start, pos, want, end, chunk_bytes)
                 .await?;
             let off = (pos - buf_start) as usize;
-            let header = match BatchHeader::parse_at(&buf[off..], pos as usize) {
+            let header = match BatchHeader::parse_stored_at(&buf[off..], pos as usize) {
                 Ok(h) => h,
                 Err(e) => return invalid(pos, e.to_string()),
             };

@@ -8,6 +8,7 @@
 //! `shards` (connections and event loops), `groups`; `text` is the encoding. This file owns
 //! the order of the page.
 
+mod cleaner;
 mod groups;
 mod partitions;
 mod requests;
@@ -55,6 +56,7 @@ pub fn render_prometheus(snapshots: &[ShardSnapshot], info: &BrokerInfo) -> Stri
     shards::write_connections(&mut out, snapshots);
     groups::write_groups(&mut out, snapshots);
     shards::write_event_loops(&mut out, snapshots);
+    cleaner::write_cleaner(&mut out, snapshots);
     out.text
 }
 

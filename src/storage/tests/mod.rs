@@ -3,6 +3,7 @@
 
 mod append;
 mod close;
+mod compaction;
 mod durability;
 mod read;
 mod recovery;
