@@ -10,6 +10,7 @@ use compio::BufResult;
 use compio::io::AsyncWriteExt;
 use compio::net::TcpStream;
 use std::rc::Rc;
+use std::sync::Arc;
 
 /// Bytes the kernel pipe between a segment file and the socket may hold (F_SETPIPE_SZ).
 pub const SPLICE_PIPE_BYTES: i32 = 1024 * 1024;
@@ -140,10 +141,11 @@ async fn send_cached_region(
     Ok(())
 }
 
-/// A pipe reused for every splice on one connection.
+/// A pipe reused for every splice on one connection. The write end is shared with a
+/// blocking-pool thread on the polling driver (see [`fill_pipe_on_thread_pool`]).
 pub struct SplicePipe {
     read_end: Rc<std::os::fd::OwnedFd>,
-    write_end: Rc<std::os::fd::OwnedFd>,
+    write_end: Arc<std::os::fd::OwnedFd>,
 }
 
 impl SplicePipe {
@@ -169,11 +171,14 @@ impl SplicePipe {
         }
         Ok(SplicePipe {
             read_end: Rc::new(read_end),
-            write_end: Rc::new(write_end),
+            write_end: Arc::new(write_end),
         })
     }
 
-    /// Moves `region` from its file to the socket through the pipe, via io_uring SPLICE.
+    /// Moves `region` from its file to the socket through the pipe: io_uring SPLICE on an
+    /// io-wq worker, or on the polling driver (which can only wait for pollable descriptors,
+    /// and a regular file is not one) file → pipe on the blocking pool and pipe → socket
+    /// when the socket is writable.
     async fn splice_region(
         &self,
         stream: &TcpStream,
@@ -184,19 +189,23 @@ impl SplicePipe {
         let mut offset = region.position;
         let mut remaining = region.len as usize;
         let socket = stream.to_shared_fd();
+        let polling = crate::shard::io_driver::current_is_polling();
         while remaining > 0 {
-            let file = region.fd.clone();
-            let write_end = self.write_end.clone();
-            let op = Splice::new(
-                file,
-                offset as i64,
-                write_end,
-                -1,
-                remaining.min(SPLICE_PIPE_BYTES as usize),
-                SpliceFlags::MOVE,
-            );
-            let BufResult(result, _) = compio::runtime::submit(op).await;
-            let mut in_pipe = result?;
+            let want = remaining.min(SPLICE_PIPE_BYTES as usize);
+            let mut in_pipe = if polling {
+                fill_pipe_on_thread_pool(region.fd.clone(), offset, self.write_end.clone(), want)
+                    .await?
+            } else {
+                let op = Splice::new(
+                    region.fd.clone(),
+                    offset as i64,
+                    self.write_end.clone(),
+                    -1,
+                    want,
+                    SpliceFlags::MOVE,
+                );
+                compio::runtime::submit(op).await.0?
+            };
             if in_pipe == 0 {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::UnexpectedEof,
@@ -221,6 +230,46 @@ impl SplicePipe {
         }
         Ok(())
     }
+}
+
+/// Splices up to `len` bytes of `file` at `offset` into the (empty) pipe on one of the
+/// runtime's blocking-pool threads, so a read from disk never stalls the shard. The thread
+/// holds its own references to both descriptors: a connection dropped meanwhile cannot make
+/// it splice into a reused descriptor number.
+async fn fill_pipe_on_thread_pool(
+    file: Arc<std::os::fd::OwnedFd>,
+    offset: u64,
+    write_end: Arc<std::os::fd::OwnedFd>,
+    len: usize,
+) -> std::io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    let splice = move || {
+        let mut file_offset = offset as libc::loff_t;
+        loop {
+            // SAFETY: splice between descriptors this closure keeps open; the kernel advances
+            // `file_offset`, which lives on this stack frame.
+            let moved = unsafe {
+                libc::splice(
+                    file.as_raw_fd(),
+                    &mut file_offset,
+                    write_end.as_raw_fd(),
+                    std::ptr::null_mut(),
+                    len,
+                    libc::SPLICE_F_MOVE,
+                )
+            };
+            if moved >= 0 {
+                return Ok(moved as usize);
+            }
+            let error = std::io::Error::last_os_error();
+            if error.kind() != std::io::ErrorKind::Interrupted {
+                return Err(error);
+            }
+        }
+    };
+    compio::runtime::spawn_blocking(splice)
+        .await
+        .unwrap_or_else(|_| Err(std::io::Error::other("splice thread panicked")))
 }
 
 #[cfg(test)]

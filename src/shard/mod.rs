@@ -8,6 +8,7 @@
 
 pub mod budget;
 mod group_metrics;
+pub mod io_driver;
 pub mod observe;
 pub mod placement;
 mod runtime;
