@@ -312,6 +312,18 @@ fn refuse_io_uring(command: &mut Command) {
     }
 }
 
+/// A broker process killed (SIGKILL) when dropped, so a failed assertion leaves none behind.
+#[cfg(target_arch = "x86_64")]
+struct KillOnDrop(std::process::Child);
+
+#[cfg(target_arch = "x86_64")]
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// `sluice serve` under the filter, logging to `dir/broker.log`.
 #[cfg(target_arch = "x86_64")]
 fn serve_without_io_uring(
@@ -319,7 +331,7 @@ fn serve_without_io_uring(
     port: u16,
     admin_port: u16,
     driver: Option<&str>,
-) -> std::process::Child {
+) -> KillOnDrop {
     let log = std::fs::File::create(dir.join("broker.log")).expect("log file");
     let mut command = Command::new(support::sluice_bin());
     command
@@ -336,7 +348,7 @@ fn serve_without_io_uring(
         command.env("SLUICE_IO_DRIVER", driver);
     }
     refuse_io_uring(&mut command);
-    command.spawn().expect("spawn sluice serve")
+    KillOnDrop(command.spawn().expect("spawn sluice serve"))
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -345,7 +357,8 @@ fn without_io_uring_the_broker_starts_on_polling_after_one_warning() {
     let dir = tempfile::tempdir().expect("temp dir");
     let (port, admin_port) = (support::free_port(), support::free_port());
     let bootstrap = format!("127.0.0.1:{port}");
-    let mut child = serve_without_io_uring(dir.path(), port, admin_port, None);
+    let mut broker = serve_without_io_uring(dir.path(), port, admin_port, None);
+    let child = &mut broker.0;
     let deadline = Instant::now() + support::BROKER_START_TIMEOUT;
     while TcpStream::connect(&bootstrap).is_err() {
         if let Ok(Some(status)) = child.try_wait() {
@@ -399,8 +412,8 @@ fn without_io_uring_the_broker_starts_on_polling_after_one_warning() {
     );
 
     // Forced io_uring under the same filter refuses to start, saying why.
-    let mut child = serve_without_io_uring(dir.path(), port, admin_port, Some("io_uring"));
-    let status = child.wait().expect("wait for the broker");
+    let mut refused = serve_without_io_uring(dir.path(), port, admin_port, Some("io_uring"));
+    let status = refused.0.wait().expect("wait for the broker");
     assert!(!status.success(), "io_uring forced must not fall back");
     let log = std::fs::read_to_string(dir.path().join("broker.log")).expect("broker log");
     assert!(log.contains("io_uring"), "the error names io_uring:\n{log}");
