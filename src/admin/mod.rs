@@ -87,7 +87,8 @@ impl ShardStatus {
 }
 
 /// The standard `/v1/status` document:
-/// `{"version", "node_id", "uptime_seconds", "ready", "shards": [ShardStatus]}`.
+/// `{"version", "node_id", "uptime_seconds", "io_driver", "ready", "shards": [ShardStatus]}`
+/// (`io_driver` is null until the shards run).
 pub fn status_document(
     info: &BrokerInfo,
     ready: bool,
@@ -97,6 +98,7 @@ pub fn status_document(
         "version": info.version,
         "node_id": info.node_id,
         "uptime_seconds": info.uptime_seconds,
+        "io_driver": info.io_driver,
         "ready": ready,
         "shards": shards,
     })

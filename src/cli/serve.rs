@@ -149,7 +149,11 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     crate::admin::systemd::notify_status("recovering partitions");
     let broker = crate::shard::start_broker(config).map_err(|e| e.to_string())?;
-    observer.attach(broker.shard_senders(), broker.cores.clone());
+    observer.attach(
+        broker.shard_senders(),
+        broker.cores.clone(),
+        broker.io_driver.name(),
+    );
     crate::admin::systemd::notify("READY=1\nSTATUS=serving");
     let watchdog = crate::admin::systemd::spawn_watchdog(broker.heartbeats.clone())
         .map_err(|e| format!("cannot start the systemd watchdog: {e}"))?;
@@ -164,9 +168,12 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
         admin = %admin.local_addr(),
         shards = broker.shard_count(),
         cores = ?broker.cores,
+        io_driver = broker.io_driver.name(),
         "sluice ready"
     );
-    if append_path == Some(crate::storage::filesystem::AppendPath::WorkerThread) {
+    if append_path == Some(crate::storage::filesystem::AppendPath::WorkerThread)
+        && broker.io_driver == crate::shard::io_driver::IoDriver::IoUring
+    {
         tracing::info!(
             %data_fs,
             "appends on this filesystem run on io_uring worker threads (iou-wrk); on XFS \

@@ -49,6 +49,30 @@ pub enum ConfigError {
     Invalid { key: &'static str, message: String },
 }
 
+/// The `io_driver` setting: which kernel I/O interface the shard runtimes use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IoDriverChoice {
+    /// io_uring, or the polling driver with one warning when the kernel refuses io_uring.
+    Auto,
+    /// io_uring only: start-up fails when the kernel refuses it.
+    IoUring,
+    /// The readiness-based driver (epoll; file I/O on a thread pool), even where io_uring works.
+    Polling,
+}
+
+impl IoDriverChoice {
+    /// Parses the spelling used in the config file and in `SLUICE_IO_DRIVER`.
+    pub fn parse(text: &str) -> Option<IoDriverChoice> {
+        match text.trim() {
+            "auto" => Some(IoDriverChoice::Auto),
+            "io_uring" => Some(IoDriverChoice::IoUring),
+            "polling" => Some(IoDriverChoice::Polling),
+            _ => None,
+        }
+    }
+}
+
 /// The whole broker configuration, with every default embedded.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -74,6 +98,8 @@ pub struct BrokerConfig {
     pub max_connections: u32,
     pub memlock_budget_bytes: u64,
     pub ring_entries: u32,
+    /// Which kernel I/O interface the shards use; `SLUICE_IO_DRIVER` overrides it.
+    pub io_driver: IoDriverChoice,
     pub shard_produce_memory_bytes: u64,
     pub max_open_segments_per_shard: u32,
     /// Kafka's `group.initial.rebalance.delay.ms`.
@@ -108,6 +134,7 @@ impl Default for BrokerConfig {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             memlock_budget_bytes: DEFAULT_MEMLOCK_BUDGET_BYTES,
             ring_entries: DEFAULT_RING_ENTRIES,
+            io_driver: IoDriverChoice::Auto,
             shard_produce_memory_bytes: DEFAULT_SHARD_PRODUCE_MEMORY_BYTES,
             max_open_segments_per_shard: DEFAULT_MAX_OPEN_SEGMENTS_PER_SHARD,
             group_initial_rebalance_delay_ms: 3000,
@@ -229,5 +256,21 @@ mod tests {
     fn nested_log_section_is_read() {
         let cfg = BrokerConfig::from_toml("[log]\nsegment_bytes = 1048576\n").unwrap();
         assert_eq!(cfg.log.segment_bytes, 1_048_576);
+    }
+
+    #[test]
+    fn io_driver_is_read_and_unknown_spellings_are_refused() {
+        assert_eq!(
+            BrokerConfig::from_toml("").unwrap().io_driver,
+            IoDriverChoice::Auto
+        );
+        let cfg = BrokerConfig::from_toml("io_driver = \"polling\"").unwrap();
+        assert_eq!(cfg.io_driver, IoDriverChoice::Polling);
+        assert!(BrokerConfig::from_toml("io_driver = \"epoll\"").is_err());
+        assert_eq!(
+            IoDriverChoice::parse("io_uring"),
+            Some(IoDriverChoice::IoUring)
+        );
+        assert_eq!(IoDriverChoice::parse("uring"), None);
     }
 }

@@ -10,6 +10,7 @@ pub mod budget;
 mod cleaner;
 mod deadlines;
 mod group_metrics;
+pub mod io_driver;
 pub mod observe;
 pub mod placement;
 mod runtime;

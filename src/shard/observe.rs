@@ -14,6 +14,7 @@ use std::time::Instant;
 struct AttachedShards {
     senders: Arc<[flume::Sender<ShardTask>]>,
     cores: Vec<usize>,
+    io_driver: &'static str,
 }
 
 /// The admin thread's view of the broker. Shards are attached once they exist.
@@ -35,8 +36,17 @@ impl BrokerObserver {
     }
 
     /// Called once every shard has recovered and listens.
-    pub fn attach(&self, senders: Arc<[flume::Sender<ShardTask>]>, cores: Vec<usize>) {
-        let _ = self.shards.set(AttachedShards { senders, cores });
+    pub fn attach(
+        &self,
+        senders: Arc<[flume::Sender<ShardTask>]>,
+        cores: Vec<usize>,
+        io_driver: &'static str,
+    ) {
+        let _ = self.shards.set(AttachedShards {
+            senders,
+            cores,
+            io_driver,
+        });
         self.ready.store(true, Ordering::Release);
     }
 
@@ -100,5 +110,6 @@ impl AdminSource for BrokerObserver {
 
     fn broker_info(&self) -> BrokerInfo {
         BrokerInfo::new(self.node_id, self.started)
+            .with_io_driver(self.shards.get().map(|a| a.io_driver))
     }
 }

@@ -2,17 +2,17 @@
 //!
 //! Start-up order: lock the data directory, load metadata, bind one SO_REUSEPORT listener
 //! per shard (so a busy port fails before any thread starts), start the threads (each pins
-//! itself, builds its io_uring ring, opens and recovers its partitions, then accepts), and
+//! itself, builds its io_uring ring or polling driver, opens and recovers its partitions, then accepts), and
 //! wait until every shard reports ready. Shutdown: every shard stops accepting, lets each
 //! connection finish the request it is serving, flushes and closes its logs cleanly.
 
+use super::io_driver::IoDriver;
 use super::{PartitionSlot, PartitionTable, SHARD_CHANNEL_CAPACITY, Shard, ShardTask};
 use crate::config::BrokerConfig;
 use crate::metadata::{MetadataView, MetadataWriter};
 use crate::partition::Partition;
 use crate::storage::PartitionLog;
 use std::cell::Cell;
-use std::collections::HashSet;
 use std::net::TcpListener;
 use std::path::Path;
 use std::rc::Rc;
@@ -58,6 +58,8 @@ pub struct BrokerHandle {
     pub heartbeats: crate::admin::systemd::Heartbeats,
     pub metadata: MetadataView,
     pub cores: Vec<usize>,
+    /// The kernel I/O interface every shard runs on.
+    pub io_driver: IoDriver,
     _data_dir_lock: std::fs::File,
 }
 
@@ -174,7 +176,7 @@ fn bind_reuseport(addr: std::net::SocketAddr) -> Result<TcpListener, StartError>
 
 /// Starts every shard and returns once all of them have recovered and are listening.
 pub fn start_broker(config: BrokerConfig) -> Result<BrokerHandle, StartError> {
-    let cores = cores_within_budget(&config)?;
+    let (cores, io_driver) = cores_and_driver(&config)?;
     let lock = lock_data_dir(&config.data_dir)?;
     let (writer, view) =
         MetadataWriter::open(&config.data_dir, config.log.clone()).map_err(|e| {
@@ -225,6 +227,7 @@ pub fn start_broker(config: BrokerConfig) -> Result<BrokerHandle, StartError> {
                 .for_shard(id)
                 .ok_or_else(|| StartError::Shard(id, "no heartbeat slot".into()))?,
             listener,
+            io_driver,
             receiver,
             ready: ready_tx.clone(),
             serve_gate,
@@ -243,6 +246,7 @@ pub fn start_broker(config: BrokerConfig) -> Result<BrokerHandle, StartError> {
         heartbeats,
         metadata: view,
         cores,
+        io_driver,
         _data_dir_lock: lock,
     };
     if let Err(e) = wait_until_every_shard_is_ready(&handle, &ready_rx) {
@@ -259,11 +263,15 @@ pub fn start_broker(config: BrokerConfig) -> Result<BrokerHandle, StartError> {
     Ok(handle)
 }
 
-/// The cores to run on, once the rings' locked memory fits `memlock_budget_bytes`.
-fn cores_within_budget(config: &BrokerConfig) -> Result<Vec<usize>, StartError> {
+/// The I/O driver (chosen once, after the config is known valid) and the cores to run on.
+/// The polling driver pins no ring memory, so only io_uring is held to the budget.
+fn cores_and_driver(config: &BrokerConfig) -> Result<(Vec<usize>, IoDriver), StartError> {
     config
         .validate()
         .map_err(|e| StartError::Config(e.to_string()))?;
+    let choice =
+        super::io_driver::configured_choice(config.io_driver).map_err(StartError::Config)?;
+    let driver = super::io_driver::choose(choice, config.ring_entries);
     let available = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
@@ -272,7 +280,7 @@ fn cores_within_budget(config: &BrokerConfig) -> Result<Vec<usize>, StartError> 
         .map_err(|e| StartError::Config(e.to_string()))?
         .resolve(available);
     let ring_bytes = u64::from(config.ring_entries) * RING_BYTES_PER_ENTRY * cores.len() as u64;
-    if ring_bytes > config.memlock_budget_bytes {
+    if driver == IoDriver::IoUring && ring_bytes > config.memlock_budget_bytes {
         return Err(StartError::Config(format!(
             "{} shards with ring_entries={} need about {ring_bytes} bytes of locked memory, \
              above memlock_budget_bytes={}",
@@ -281,7 +289,7 @@ fn cores_within_budget(config: &BrokerConfig) -> Result<Vec<usize>, StartError> 
             config.memlock_budget_bytes
         )));
     }
-    Ok(cores)
+    Ok((cores, driver))
 }
 
 /// Waits for every shard to report its partitions open (or the first failure).
@@ -313,39 +321,16 @@ struct ShardStart {
     writer: Option<MetadataWriter>,
     heartbeat: crate::admin::systemd::ShardHeartbeat,
     listener: TcpListener,
+    io_driver: IoDriver,
     receiver: flume::Receiver<ShardTask>,
     ready: std::sync::mpsc::Sender<Result<usize, StartError>>,
     /// Opened by `start_broker` once every shard is ready; dropped if start-up failed.
     serve_gate: futures_channel::oneshot::Receiver<()>,
 }
 
-/// The shard's ring: only this thread submits to it (SINGLE_ISSUER), so the kernel may hold
-/// completion work until the thread next waits for completions (DEFER_TASKRUN) instead of
-/// interrupting it for each one: io-wq write completions and socket completions then cost
-/// no wake-up while the shard is busy. Measured (`sluice bench produce --acks 1`, 3 rounds,
-/// fresh broker each): 2.45–2.51 broker CPU-s/GB instead of 2.65–2.71, 4–13 % more MB/s,
-/// consume, e2e and acks=all latencies unchanged. Kernels before 6.1 refuse the flags;
-/// the shard then starts with a plain ring.
-fn build_runtime(ring_entries: u32, core: usize) -> std::io::Result<compio::runtime::Runtime> {
-    let build = |deferred: bool| {
-        let mut proactor = compio::driver::ProactorBuilder::new();
-        proactor.capacity(ring_entries);
-        if deferred {
-            proactor.single_issuer(true).defer_taskrun(true);
-        }
-        compio::runtime::RuntimeBuilder::new()
-            .with_proactor(proactor)
-            .thread_affinity(HashSet::from([core]))
-            .build()
-    };
-    build(true).or_else(|e| {
-        tracing::warn!(core, error = %e, "io_uring DEFER_TASKRUN unavailable; using a plain ring");
-        build(false)
-    })
-}
-
 fn run_shard_thread(start: ShardStart) {
-    let runtime = build_runtime(start.config.ring_entries, start.core);
+    let runtime =
+        super::io_driver::build_runtime(start.io_driver, start.config.ring_entries, start.core);
     let runtime = match runtime {
         Ok(rt) => rt,
         Err(source) => {

@@ -33,6 +33,8 @@ pub struct BrokerInfo {
     pub version: String,
     pub node_id: i32,
     pub uptime_seconds: f64,
+    /// The shards' kernel I/O interface ("io_uring" or "polling"), once they run.
+    pub io_driver: Option<&'static str>,
 }
 
 impl BrokerInfo {
@@ -42,7 +44,13 @@ impl BrokerInfo {
             version: env!("CARGO_PKG_VERSION").to_string(),
             node_id,
             uptime_seconds: started.elapsed().as_secs_f64(),
+            io_driver: None,
         }
+    }
+
+    pub fn with_io_driver(mut self, io_driver: Option<&'static str>) -> Self {
+        self.io_driver = io_driver;
+        self
     }
 }
 
@@ -81,6 +89,15 @@ fn write_build(out: &mut Out, info: &BrokerInfo) {
         "Seconds since the broker started.",
     );
     out.sample("sluice_uptime_seconds", &[], info.uptime_seconds);
+    if let Some(driver) = info.io_driver {
+        out.family(
+            "sluice_io_driver",
+            "gauge",
+            "Kernel I/O interface the shards run on (always 1): io_uring, or polling where \
+             the kernel refused io_uring or SLUICE_IO_DRIVER / io_driver forced it.",
+        );
+        out.sample("sluice_io_driver", &[("driver", driver)], 1.0);
+    }
 }
 
 #[cfg(test)]
@@ -219,6 +236,7 @@ mod tests {
             version: "1.2.3".into(),
             node_id: 4,
             uptime_seconds: 12.5,
+            io_driver: Some("polling"),
         };
         let text = render_prometheus(&workload(), &info);
         let s = parse(&text);
@@ -231,6 +249,10 @@ mod tests {
             Some(1.0)
         );
         assert_eq!(find(&s, "sluice_uptime_seconds", &[]), Some(12.5));
+        assert_eq!(
+            find(&s, "sluice_io_driver", &[("driver", "polling")]),
+            Some(1.0)
+        );
         let produce_total = [("api", "Produce"), ("stage", "total")];
         assert_eq!(
             find(&s, "sluice_request_duration_seconds_count", &produce_total),
