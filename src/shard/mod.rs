@@ -7,6 +7,7 @@
 //! message (`Shard::invoke_on`), except the read-only metadata snapshot.
 
 pub mod budget;
+pub mod descriptors;
 mod group_metrics;
 pub mod observe;
 pub mod placement;

@@ -175,6 +175,7 @@ fn bind_reuseport(addr: std::net::SocketAddr) -> Result<TcpListener, StartError>
 /// Starts every shard and returns once all of them have recovered and are listening.
 pub fn start_broker(config: BrokerConfig) -> Result<BrokerHandle, StartError> {
     let cores = cores_within_budget(&config)?;
+    super::descriptors::raise_open_file_limit();
     let lock = lock_data_dir(&config.data_dir)?;
     let (writer, view) =
         MetadataWriter::open(&config.data_dir, config.log.clone()).map_err(|e| {
@@ -407,6 +408,7 @@ pub(super) fn block_on_batched<F: std::future::Future>(
 }
 
 async fn shard_main(start: ShardStart) {
+    super::descriptors::install_shard_budget(start.id, start.peers.len(), &start.config);
     let groups = match crate::group::GroupCoordinator::open(
         &start.config.data_dir,
         start.id,

@@ -115,13 +115,8 @@ impl PartitionLog {
             return Ok((timestamp, batch_offset));
         };
         segment.offset_of_max_timestamp.set(header.last_offset());
-        let bytes = read_exact_at(
-            &segment.log,
-            &segment.log_path,
-            position,
-            header.size_bytes(),
-        )
-        .await?;
+        let log = segment.files.log().await?;
+        let bytes = read_exact_at(&log, &segment.log_path, position, header.size_bytes()).await?;
         let offset = offset_of_max_timestamp(&bytes, &header).unwrap_or(header.last_offset());
         Ok((timestamp, offset))
     }
@@ -168,10 +163,11 @@ impl PartitionLog {
             return Err(e);
         }
         let len = end - position;
+        let fd = segment.files.shared_log_fd().await?;
         Ok(ReadSlice {
             regions: vec![FileRegion {
-                fd: Arc::clone(&segment.shared_log_fd),
-                path: Arc::clone(&segment.shared_log_path),
+                fd,
+                path: Arc::clone(&segment.files.shared_log_path),
                 position,
                 len: len as u32,
             }],
@@ -205,9 +201,9 @@ impl PartitionLog {
                 .await?;
             if let Some((h, position)) = found {
                 // Record granularity when the batch is plain (Kafka answers with the record).
+                let log = segment.files.log().await?;
                 let bytes =
-                    read_exact_at(&segment.log, &segment.log_path, position, h.size_bytes())
-                        .await?;
+                    read_exact_at(&log, &segment.log_path, position, h.size_bytes()).await?;
                 let (offset, ts) = first_record_at_or_after(&bytes, &h, timestamp_ms, log_start)
                     .unwrap_or((h.base_offset.max(log_start), h.max_timestamp));
                 if offset < self.offsets.written_end_offset.get() {

@@ -1,0 +1,546 @@
+//! The shard's open-file budget (issue 19, point 1): which segment files have a descriptor,
+//! bounded per shard thread, the least recently used closed first. A segment's files
+//! (`SegmentFiles`) open lazily on first use and reopen after an eviction; an active segment
+//! that keeps taking appends stays at the recent end and is never closed under it, while an
+//! idle partition's active segment is closed like any sealed one (30,000 partitions must fit
+//! under a 20,000-descriptor limit). Files with writes no fdatasync covers yet are passed
+//! over by eviction: a write-back error is reported only on the descriptor that saw the
+//! write, so closing it early could hide a lost write from the next sync.
+//!
+//! The budget is per thread because a shard is one thread and every `Segment` lives on its
+//! shard (`!Send`); a log compaction pass on the shard opens a sealed segment through the
+//! same `SegmentFiles` and so through the same budget. Threads that never configure it
+//! (tests, tools) get `DEFAULT_OPEN_FILE_BUDGET`. Must not decide anything about segments
+//! beyond having their files open.
+
+use std::cell::{Cell, RefCell};
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::rc::{Rc, Weak};
+use std::sync::Arc;
+
+use compio::fs::{File, OpenOptions};
+
+use super::error::StorageError;
+
+/// Descriptors one open segment can hold: the log, its `Send` duplicate for fetch regions,
+/// and the two index files while index entries are being written (closed once sealed).
+pub const MAX_FDS_PER_OPEN_SEGMENT: usize = 4;
+/// Descriptors a thread that never set a budget may keep open for segments.
+pub const DEFAULT_OPEN_FILE_BUDGET: usize = 4096 * MAX_FDS_PER_OPEN_SEGMENT;
+/// The smallest budget accepted: enough segments for an append, a seal, a read and a
+/// compaction pass to all have their files at once.
+pub const MIN_OPEN_FILE_BUDGET: usize = 16 * MAX_FDS_PER_OPEN_SEGMENT;
+/// How many entries from the cold end an eviction looks at to find one without unsynced
+/// writes; past that the budget is exceeded until the background flush syncs them.
+pub const MAX_EVICTION_SCAN: usize = 64;
+
+const NO_SLOT: u32 = u32::MAX;
+
+/// The budget's counters, for `/metrics`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OpenFileStats {
+    /// Descriptors held for segment files now.
+    pub open_files: u64,
+    /// The budget, in descriptors.
+    pub limit: u64,
+    /// Segments whose files were closed to stay within the budget.
+    pub evictions: u64,
+    /// Segments opened again after an eviction (or opened lazily for the first time).
+    pub reopens: u64,
+}
+
+struct Node {
+    prev: u32,
+    next: u32,
+    fds: u32,
+    files: Weak<SegmentFiles>,
+}
+
+/// An intrusive LRU list over a slab: touching, inserting and removing allocate nothing
+/// once the slab has grown to the number of open segments.
+struct Budget {
+    limit: usize,
+    open_fds: usize,
+    nodes: Vec<Node>,
+    free: Vec<u32>,
+    /// Most recently used.
+    head: u32,
+    /// Least recently used.
+    tail: u32,
+    evictions: u64,
+    reopens: u64,
+}
+
+thread_local! {
+    static BUDGET: RefCell<Budget> = RefCell::new(Budget::new(DEFAULT_OPEN_FILE_BUDGET));
+}
+
+impl Budget {
+    fn new(limit: usize) -> Budget {
+        Budget {
+            limit: limit.max(MIN_OPEN_FILE_BUDGET),
+            open_fds: 0,
+            nodes: Vec::new(),
+            free: Vec::new(),
+            head: NO_SLOT,
+            tail: NO_SLOT,
+            evictions: 0,
+            reopens: 0,
+        }
+    }
+
+    fn unlink(&mut self, slot: u32) {
+        let (prev, next) = {
+            let n = &self.nodes[slot as usize];
+            (n.prev, n.next)
+        };
+        match prev {
+            NO_SLOT => self.head = next,
+            p => self.nodes[p as usize].next = next,
+        }
+        match next {
+            NO_SLOT => self.tail = prev,
+            n => self.nodes[n as usize].prev = prev,
+        }
+    }
+
+    fn push_front(&mut self, slot: u32) {
+        let old_head = self.head;
+        {
+            let n = &mut self.nodes[slot as usize];
+            n.prev = NO_SLOT;
+            n.next = old_head;
+        }
+        match old_head {
+            NO_SLOT => self.tail = slot,
+            h => self.nodes[h as usize].prev = slot,
+        }
+        self.head = slot;
+    }
+
+    fn insert(&mut self, files: Weak<SegmentFiles>, fds: u32) -> u32 {
+        let node = Node {
+            prev: NO_SLOT,
+            next: NO_SLOT,
+            fds,
+            files,
+        };
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.nodes[slot as usize] = node;
+                slot
+            }
+            None => {
+                self.nodes.push(node);
+                (self.nodes.len() - 1) as u32
+            }
+        };
+        self.open_fds += fds as usize;
+        self.push_front(slot);
+        slot
+    }
+
+    fn touch(&mut self, slot: u32) {
+        if self.head != slot {
+            self.unlink(slot);
+            self.push_front(slot);
+        }
+    }
+
+    fn resize(&mut self, slot: u32, fds: u32) {
+        let node = &mut self.nodes[slot as usize];
+        self.open_fds = self.open_fds - node.fds as usize + fds as usize;
+        node.fds = fds;
+    }
+
+    fn remove(&mut self, slot: u32) {
+        self.unlink(slot);
+        let node = &mut self.nodes[slot as usize];
+        self.open_fds -= node.fds as usize;
+        node.fds = 0;
+        node.files = Weak::new();
+        self.free.push(slot);
+    }
+
+    /// Takes the coldest entry without unsynced writes off the list (never `keep`), while
+    /// over the limit. `Some(None)`: an entry whose segment is gone was dropped.
+    fn pop_victim(&mut self, keep: u32) -> Option<Option<Rc<SegmentFiles>>> {
+        if self.open_fds <= self.limit {
+            return None;
+        }
+        let mut slot = self.tail;
+        for _ in 0..MAX_EVICTION_SCAN {
+            if slot == NO_SLOT || slot == keep {
+                return None;
+            }
+            let node = &self.nodes[slot as usize];
+            let prev = node.prev;
+            match node.files.upgrade() {
+                None => {
+                    self.remove(slot);
+                    return Some(None);
+                }
+                Some(files) if files.unsynced.get() => slot = prev,
+                Some(files) => {
+                    self.remove(slot);
+                    files.slot.set(NO_SLOT);
+                    self.evictions += 1;
+                    return Some(Some(files));
+                }
+            }
+        }
+        None
+    }
+}
+
+/// Sets this thread's budget in descriptors (at least `MIN_OPEN_FILE_BUDGET`) and closes
+/// the coldest files if it is already exceeded.
+pub fn set_limit(fds: usize) {
+    BUDGET.with(|b| b.borrow_mut().limit = fds.max(MIN_OPEN_FILE_BUDGET));
+    evict_over_limit(NO_SLOT);
+}
+
+pub fn stats() -> OpenFileStats {
+    BUDGET.with(|b| {
+        let b = b.borrow();
+        OpenFileStats {
+            open_files: b.open_fds as u64,
+            limit: b.limit as u64,
+            evictions: b.evictions,
+            reopens: b.reopens,
+        }
+    })
+}
+
+/// Closes the coldest segments' files until the budget holds (or only `keep`, the entry
+/// being used, and entries with unsynced writes are left).
+fn evict_over_limit(keep: u32) {
+    loop {
+        // The victim is closed outside the budget's borrow: dropping files never re-enters.
+        let victim = BUDGET.with(|b| b.borrow_mut().pop_victim(keep));
+        match victim {
+            None => return,
+            Some(None) => continue,
+            Some(Some(files)) => drop(files.open.borrow_mut().take()),
+        }
+    }
+}
+
+/// Closes files freed by a sync; called after fdatasyncs so an over-full budget shrinks back.
+pub fn enforce() {
+    evict_over_limit(NO_SLOT);
+}
+
+struct OpenHandles {
+    log: File,
+    shared_log_fd: Arc<OwnedFd>,
+    index: Option<File>,
+    time_index: Option<File>,
+}
+
+impl OpenHandles {
+    fn fds(&self) -> u32 {
+        2 + u32::from(self.index.is_some()) + u32::from(self.time_index.is_some())
+    }
+}
+
+/// The three files of one segment and, when open, their descriptors (counted in the
+/// thread's budget).
+pub struct SegmentFiles {
+    pub log_path: PathBuf,
+    pub index_path: PathBuf,
+    pub time_index_path: PathBuf,
+    /// The log's path again, shareable with fetch regions that cross shards.
+    pub shared_log_path: Arc<Path>,
+    open: RefCell<Option<OpenHandles>>,
+    slot: Cell<u32>,
+    /// The log file has writes no completed fdatasync covers: not evictable.
+    unsynced: Cell<bool>,
+}
+
+/// Which files an open may create.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Create or truncate (a new segment).
+    Fresh,
+    /// The file must exist (a segment's log).
+    Existing,
+    /// Created when missing, kept when present (index files, rebuilt when absent).
+    CreateIfMissing,
+}
+
+async fn open_rw(path: &Path, mode: Mode) -> Result<File, StorageError> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(mode != Mode::Existing)
+        .truncate(mode == Mode::Fresh)
+        .open(path)
+        .await
+        .map_err(|e| StorageError::io(path, e))
+}
+
+fn duplicate(log: &File, path: &Path) -> Result<Arc<OwnedFd>, StorageError> {
+    log.as_fd()
+        .try_clone_to_owned()
+        .map(Arc::new)
+        .map_err(|e| StorageError::io(path, e))
+}
+
+impl SegmentFiles {
+    fn new(log_path: PathBuf, index_path: PathBuf, time_index_path: PathBuf) -> SegmentFiles {
+        SegmentFiles {
+            shared_log_path: Arc::from(log_path.as_path()),
+            log_path,
+            index_path,
+            time_index_path,
+            open: RefCell::new(None),
+            slot: Cell::new(NO_SLOT),
+            unsynced: Cell::new(false),
+        }
+    }
+
+    /// Creates (or truncates) the three files and keeps them open: a new segment is about
+    /// to take appends.
+    pub async fn create(
+        log_path: PathBuf,
+        index_path: PathBuf,
+        time_index_path: PathBuf,
+    ) -> Result<Rc<SegmentFiles>, StorageError> {
+        let files = Rc::new(SegmentFiles::new(log_path, index_path, time_index_path));
+        let log = open_rw(&files.log_path, Mode::Fresh).await?;
+        let index = open_rw(&files.index_path, Mode::Fresh).await?;
+        let time_index = open_rw(&files.time_index_path, Mode::Fresh).await?;
+        let shared_log_fd = duplicate(&log, &files.log_path)?;
+        files.install(OpenHandles {
+            log,
+            shared_log_fd,
+            index: Some(index),
+            time_index: Some(time_index),
+        });
+        Ok(files)
+    }
+
+    /// An existing segment's files, opened on first use.
+    pub fn existing(
+        log_path: PathBuf,
+        index_path: PathBuf,
+        time_index_path: PathBuf,
+    ) -> Rc<SegmentFiles> {
+        Rc::new(SegmentFiles::new(log_path, index_path, time_index_path))
+    }
+
+    fn install(self: &Rc<Self>, handles: OpenHandles) {
+        let fds = handles.fds();
+        *self.open.borrow_mut() = Some(handles);
+        let slot = BUDGET.with(|b| b.borrow_mut().insert(Rc::downgrade(self), fds));
+        self.slot.set(slot);
+        evict_over_limit(slot);
+    }
+
+    /// Marks the entry most recently used; false when the files are closed.
+    fn touch(&self) -> bool {
+        if self.open.borrow().is_none() {
+            return false;
+        }
+        let slot = self.slot.get();
+        BUDGET.with(|b| b.borrow_mut().touch(slot));
+        true
+    }
+
+    async fn ensure_open(self: &Rc<Self>) -> Result<(), StorageError> {
+        if self.touch() {
+            return Ok(());
+        }
+        let log = open_rw(&self.log_path, Mode::Existing).await?;
+        let shared_log_fd = duplicate(&log, &self.log_path)?;
+        // Another task may have reopened it meanwhile: then these handles just close.
+        if self.touch() {
+            return Ok(());
+        }
+        BUDGET.with(|b| b.borrow_mut().reopens += 1);
+        self.install(OpenHandles {
+            log,
+            shared_log_fd,
+            index: None,
+            time_index: None,
+        });
+        Ok(())
+    }
+
+    /// The log file (opened again if the budget closed it).
+    pub async fn log(self: &Rc<Self>) -> Result<File, StorageError> {
+        self.ensure_open().await?;
+        let held = self.open.borrow().as_ref().map(|h| h.log.clone());
+        match held {
+            Some(log) => Ok(log),
+            // Evicted between the open and here only if the budget is smaller than what
+            // is in use at once; open once more for this operation.
+            None => open_rw(&self.log_path, Mode::Existing).await,
+        }
+    }
+
+    /// The log as a `Send` descriptor for fetch regions.
+    pub async fn shared_log_fd(self: &Rc<Self>) -> Result<Arc<OwnedFd>, StorageError> {
+        self.ensure_open().await?;
+        let fd = self
+            .open
+            .borrow()
+            .as_ref()
+            .map(|h| Arc::clone(&h.shared_log_fd));
+        match fd {
+            Some(fd) => Ok(fd),
+            None => duplicate(&self.log().await?, &self.log_path),
+        }
+    }
+
+    /// The offset index file (`time = false`) or the time index file, for writing entries.
+    pub async fn index(self: &Rc<Self>, time: bool) -> Result<File, StorageError> {
+        self.ensure_open().await?;
+        let held = self.open.borrow().as_ref().and_then(|h| {
+            if time {
+                h.time_index.clone()
+            } else {
+                h.index.clone()
+            }
+        });
+        if let Some(file) = held {
+            return Ok(file);
+        }
+        let path = if time {
+            &self.time_index_path
+        } else {
+            &self.index_path
+        };
+        let file = open_rw(path, Mode::CreateIfMissing).await?;
+        let fds = {
+            let mut open = self.open.borrow_mut();
+            open.as_mut().map(|h| {
+                let held = if time {
+                    &mut h.time_index
+                } else {
+                    &mut h.index
+                };
+                held.get_or_insert_with(|| file.clone());
+                h.fds()
+            })
+        };
+        if let Some(fds) = fds {
+            let slot = self.slot.get();
+            BUDGET.with(|b| b.borrow_mut().resize(slot, fds));
+            evict_over_limit(slot);
+        }
+        Ok(file)
+    }
+
+    /// Closes the index files: a sealed segment writes no more index entries.
+    pub fn close_indexes(&self) {
+        let fds = {
+            let mut open = self.open.borrow_mut();
+            open.as_mut().map(|h| {
+                h.index = None;
+                h.time_index = None;
+                h.fds()
+            })
+        };
+        if let Some(fds) = fds {
+            let slot = self.slot.get();
+            BUDGET.with(|b| b.borrow_mut().resize(slot, fds));
+        }
+    }
+
+    /// Whether the segment's files hold a descriptor now.
+    pub fn is_open(&self) -> bool {
+        self.open.borrow().is_some()
+    }
+
+    /// Notes whether the log has writes no completed fdatasync covers (such files are
+    /// never evicted).
+    pub fn set_unsynced(&self, unsynced: bool) {
+        self.unsynced.set(unsynced);
+    }
+}
+
+impl Drop for SegmentFiles {
+    fn drop(&mut self) {
+        let slot = self.slot.get();
+        if slot != NO_SLOT {
+            // `try_with`: the thread's budget may already be gone at thread exit.
+            let _ = BUDGET.try_with(|b| b.borrow_mut().remove(slot));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn segment(dir: &Path, n: usize) -> Rc<SegmentFiles> {
+        SegmentFiles::create(
+            dir.join(format!("{n}.log")),
+            dir.join(format!("{n}.index")),
+            dir.join(format!("{n}.timeindex")),
+        )
+        .await
+        .unwrap()
+    }
+
+    #[compio::test]
+    async fn the_budget_closes_the_least_recently_used_and_reopens_on_use() {
+        let dir = tempfile::tempdir().unwrap();
+        set_limit(MIN_OPEN_FILE_BUDGET);
+        let before = stats();
+        // Sealed: two descriptors each, so the budget holds half as many segments as fds.
+        let per_budget = MIN_OPEN_FILE_BUDGET / 2;
+        let mut all = Vec::new();
+        for n in 0..per_budget + 8 {
+            let files = segment(dir.path(), n).await;
+            files.close_indexes();
+            all.push(files);
+        }
+        let after = stats();
+        assert!(after.open_files <= after.limit, "{after:?}");
+        assert!(
+            after.evictions - before.evictions >= 8,
+            "{before:?} {after:?}"
+        );
+        assert!(!all[0].is_open(), "the coldest segment was closed");
+        assert!(all[per_budget + 7].is_open(), "the newest is open");
+        let file = all[0].log().await.unwrap();
+        drop(file);
+        assert!(all[0].is_open());
+        assert_eq!(stats().reopens - after.reopens, 1);
+        assert!(stats().open_files <= stats().limit);
+        drop(all);
+        assert_eq!(
+            stats().open_files,
+            0,
+            "dropped segments give their budget back"
+        );
+        set_limit(DEFAULT_OPEN_FILE_BUDGET);
+    }
+
+    #[compio::test]
+    async fn files_with_unsynced_writes_are_not_evicted() {
+        let dir = tempfile::tempdir().unwrap();
+        set_limit(MIN_OPEN_FILE_BUDGET);
+        let dirty = segment(dir.path(), 0).await;
+        dirty.close_indexes();
+        dirty.set_unsynced(true);
+        let mut others = Vec::new();
+        for n in 1..MIN_OPEN_FILE_BUDGET {
+            let files = segment(dir.path(), n).await;
+            files.close_indexes();
+            others.push(files);
+        }
+        assert!(dirty.is_open(), "unsynced files keep their descriptor");
+        dirty.set_unsynced(false);
+        others.push(segment(dir.path(), MIN_OPEN_FILE_BUDGET).await);
+        assert!(
+            !dirty.is_open(),
+            "once synced it is the coldest and goes first"
+        );
+        set_limit(DEFAULT_OPEN_FILE_BUDGET);
+    }
+}
