@@ -10,13 +10,15 @@ pub mod budget;
 pub mod descriptors;
 mod group_metrics;
 pub mod observe;
+mod open;
 pub mod placement;
 mod runtime;
 mod table;
 pub mod timer;
 pub mod topics;
 
-pub use runtime::{BrokerHandle, StartError, open_partition, start_broker};
+pub use open::{open_partition, report_offline};
+pub use runtime::{BrokerHandle, StartError, start_broker};
 pub use table::{Lookup, PartitionSlot, PartitionTable};
 
 use crate::config::BrokerConfig;

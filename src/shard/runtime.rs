@@ -6,11 +6,9 @@
 //! wait until every shard reports ready. Shutdown: every shard stops accepting, lets each
 //! connection finish the request it is serving, flushes and closes its logs cleanly.
 
-use super::{PartitionSlot, PartitionTable, SHARD_CHANNEL_CAPACITY, Shard, ShardTask};
+use super::{PartitionTable, SHARD_CHANNEL_CAPACITY, Shard, ShardTask};
 use crate::config::BrokerConfig;
 use crate::metadata::{MetadataView, MetadataWriter};
-use crate::partition::Partition;
-use crate::storage::PartitionLog;
 use std::cell::Cell;
 use std::collections::HashSet;
 use std::net::TcpListener;
@@ -455,7 +453,7 @@ async fn shard_main(start: ShardStart) {
     })
     .detach();
 
-    open_owned_partitions(&shard).await;
+    super::open::open_owned_partitions(&shard).await;
     let maintenance = compio::runtime::spawn(maintenance(shard.clone()));
     let group_deadlines = compio::runtime::spawn(group_deadlines(shard.clone()));
 
@@ -482,66 +480,6 @@ async fn shard_main(start: ShardStart) {
     let _ = group_deadlines.await;
     close_partitions(&shard).await;
     tracing::info!(shard = shard.id, "shard stopped");
-}
-
-/// Opens (and recovers) every partition this shard owns according to metadata.
-pub async fn open_owned_partitions(shard: &Rc<Shard>) {
-    let snapshot = shard.metadata.load_full();
-    for topic in snapshot.topics.values() {
-        for partition in 0..topic.partitions {
-            if shard.owner_of_partition(&topic.name, partition) == shard.id {
-                open_partition(shard, &topic.name, partition, &topic.config).await;
-            }
-        }
-    }
-    let (mut clean, mut recovered, mut offline) = (0usize, 0usize, 0usize);
-    for (_, _, online) in shard.partitions.describe() {
-        if !online {
-            offline += 1;
-        }
-    }
-    for (_, _, p) in shard.partitions.all_online() {
-        if p.opened_clean() {
-            clean += 1;
-        } else {
-            recovered += 1;
-        }
-    }
-    // Operators (and the lifecycle test) read this line to see whether recovery ran.
-    tracing::info!(
-        shard = shard.id,
-        clean_shutdown = clean,
-        recovered,
-        offline,
-        "partitions opened (clean_shutdown = recovery scan skipped)"
-    );
-}
-
-/// Opens one partition on its owning shard; a partition that fails recovery is kept
-/// offline with the reason, never served.
-pub async fn open_partition(
-    shard: &Rc<Shard>,
-    topic: &str,
-    partition: i32,
-    config: &crate::config::LogConfig,
-) {
-    if shard.partitions.contains(topic, partition) {
-        return;
-    }
-    let slot =
-        match PartitionLog::open(&shard.config.data_dir, topic, partition, config.clone()).await {
-            Ok(log) => {
-                let metrics = shard.metrics.clone();
-                log.observe_syncs(Rc::new(move |ns| metrics.record_fsync(ns)));
-                let metrics = shard.metrics.partition(topic, partition);
-                PartitionSlot::Online(Rc::new(Partition::new(log, metrics)))
-            }
-            Err(e) => {
-                tracing::error!(topic, partition, error = %e, "partition offline");
-                PartitionSlot::Offline(e.to_string())
-            }
-        };
-    shard.partitions.insert(topic, partition, slot);
 }
 
 /// How often a shard wakes for background work (heartbeat, background flush checks). A
