@@ -9,22 +9,33 @@ use crate::partition::Partition;
 use crate::storage::PartitionLog;
 use std::rc::Rc;
 
+/// Partitions a shard opens at once at start-up: a clean open still waits on the state
+/// file's fsyncs, so one at a time made a restart with thousands of partitions slow; each
+/// open holds a few descriptors while it runs.
+pub const MAX_CONCURRENT_OPENS: usize = 32;
+
 /// Opens (and recovers) every partition this shard owns according to metadata, then tells
 /// shard 0 which could not be opened (before the shard reports ready, so the first
 /// Metadata answer already shows them).
 pub async fn open_owned_partitions(shard: &Rc<Shard>) {
+    use futures_util::StreamExt;
     let snapshot = shard.metadata.load_full();
-    let mut offline = Vec::new();
-    for topic in snapshot.topics.values() {
-        for partition in 0..topic.partitions {
-            if shard.owner_of_partition(&topic.name, partition) == shard.id
-                && let Err(reason) =
-                    open_partition(shard, &topic.name, partition, &topic.config).await
-            {
-                offline.push((topic.name.clone(), partition, Some(reason)));
-            }
-        }
-    }
+    let owned = snapshot.topics.values().flat_map(|topic| {
+        (0..topic.partitions)
+            .filter(|&p| shard.owner_of_partition(&topic.name, p) == shard.id)
+            .map(move |p| (topic, p))
+    });
+    let offline: Vec<(String, i32, Option<String>)> = futures_util::stream::iter(owned)
+        .map(|(topic, partition)| async move {
+            open_partition(shard, &topic.name, partition, &topic.config)
+                .await
+                .err()
+                .map(|reason| (topic.name.clone(), partition, Some(reason)))
+        })
+        .buffer_unordered(MAX_CONCURRENT_OPENS)
+        .filter_map(|failed| async move { failed })
+        .collect()
+        .await;
     let offline_count = offline.len();
     report_offline(shard, offline).await;
     let (mut clean, mut recovered) = (0usize, 0usize);

@@ -3,9 +3,12 @@
 //! (`SegmentFiles`) open lazily on first use and reopen after an eviction; an active segment
 //! that keeps taking appends stays at the recent end and is never closed under it, while an
 //! idle partition's active segment is closed like any sealed one (30,000 partitions must fit
-//! under a 20,000-descriptor limit). Files with writes no fdatasync covers yet are passed
-//! over by eviction: a write-back error is reported only on the descriptor that saw the
-//! write, so closing it early could hide a lost write from the next sync.
+//! under a 20,000-descriptor limit). Eviction prefers files whose writes are all synced; a
+//! file with unsynced writes is fdatasync'ed before its descriptor closes (a write-back
+//! error is reported only on a descriptor open when it happened, so closing first could
+//! hide a lost write), its descriptors counted as *closing* meanwhile, and a failed sync is
+//! handed to the segment's next sync. An open that finds the budget full of closing files
+//! waits for them: cold partitions pay for their reopen, hot ones never do.
 //!
 //! The budget is per thread because a shard is one thread and every `Segment` lives on its
 //! shard (`!Send`); a log compaction pass on the shard opens a sealed segment through the
@@ -22,6 +25,7 @@ use std::sync::Arc;
 use compio::fs::{File, OpenOptions};
 
 use super::error::StorageError;
+use super::notify::Event;
 
 /// Descriptors one open segment can hold: the log, its `Send` duplicate for fetch regions,
 /// and the two index files while index entries are being written (closed once sealed).
@@ -32,8 +36,10 @@ pub const DEFAULT_OPEN_FILE_BUDGET: usize = 4096 * MAX_FDS_PER_OPEN_SEGMENT;
 /// compaction pass to all have their files at once.
 pub const MIN_OPEN_FILE_BUDGET: usize = 16 * MAX_FDS_PER_OPEN_SEGMENT;
 /// How many entries from the cold end an eviction looks at to find one without unsynced
-/// writes; past that the budget is exceeded until the background flush syncs them.
+/// writes before it syncs and closes the coldest instead.
 pub const MAX_EVICTION_SCAN: usize = 64;
+/// Share of the budget (1 / this) that files being synced before they close may hold.
+pub const CLOSING_SHARE_DIVISOR: usize = 4;
 
 const NO_SLOT: u32 = u32::MAX;
 
@@ -70,6 +76,23 @@ struct Budget {
     tail: u32,
     evictions: u64,
     reopens: u64,
+    /// Descriptors of evicted files still being synced before they close.
+    closing_fds: usize,
+    /// Descriptors promised to opens in flight (so concurrent opens do not all take the
+    /// same room).
+    reserved_fds: usize,
+    /// Notified whenever closing files are closed.
+    closed: Rc<Event>,
+}
+
+/// What an eviction took off the list.
+enum Victim {
+    /// An entry whose segment is gone (nothing to close).
+    Gone,
+    /// Synced: close now.
+    Clean(Rc<SegmentFiles>),
+    /// Holds unsynced writes: sync, then close.
+    Dirty(Rc<SegmentFiles>),
 }
 
 thread_local! {
@@ -87,7 +110,15 @@ impl Budget {
             tail: NO_SLOT,
             evictions: 0,
             reopens: 0,
+            closing_fds: 0,
+            reserved_fds: 0,
+            closed: Rc::new(Event::default()),
         }
+    }
+
+    /// Over the limit with `reserve` more descriptors about to be opened.
+    fn over(&self, reserve: usize) -> bool {
+        self.open_fds + self.closing_fds + self.reserved_fds + reserve > self.limit
     }
 
     fn unlink(&mut self, slot: u32) {
@@ -163,34 +194,50 @@ impl Budget {
         self.free.push(slot);
     }
 
-    /// Takes the coldest entry without unsynced writes off the list (never `keep`), while
-    /// over the limit. `Some(None)`: an entry whose segment is gone was dropped.
-    fn pop_victim(&mut self, keep: u32) -> Option<Option<Rc<SegmentFiles>>> {
-        if self.open_fds <= self.limit {
+    /// While over the limit (with `reserve`), takes the coldest entry without unsynced
+    /// writes off the list (never `keep`); failing that, the coldest, to be synced first,
+    /// while closing files hold less than their share of the budget.
+    fn pop_victim(&mut self, keep: u32, reserve: usize) -> Option<Victim> {
+        if !self.over(reserve) {
             return None;
         }
         let mut slot = self.tail;
         for _ in 0..MAX_EVICTION_SCAN {
             if slot == NO_SLOT || slot == keep {
-                return None;
+                break;
             }
             let node = &self.nodes[slot as usize];
             let prev = node.prev;
             match node.files.upgrade() {
                 None => {
                     self.remove(slot);
-                    return Some(None);
+                    return Some(Victim::Gone);
                 }
                 Some(files) if files.unsynced.get() => slot = prev,
-                Some(files) => {
-                    self.remove(slot);
-                    files.slot.set(NO_SLOT);
-                    self.evictions += 1;
-                    return Some(Some(files));
-                }
+                Some(files) => return Some(Victim::Clean(self.evict(slot, files))),
             }
         }
-        None
+        let coldest = self.tail;
+        if coldest == NO_SLOT
+            || coldest == keep
+            || self.closing_fds >= self.limit / CLOSING_SHARE_DIVISOR
+        {
+            return None;
+        }
+        match self.nodes[coldest as usize].files.upgrade() {
+            None => {
+                self.remove(coldest);
+                Some(Victim::Gone)
+            }
+            Some(files) => Some(Victim::Dirty(self.evict(coldest, files))),
+        }
+    }
+
+    fn evict(&mut self, slot: u32, files: Rc<SegmentFiles>) -> Rc<SegmentFiles> {
+        self.remove(slot);
+        files.slot.set(NO_SLOT);
+        self.evictions += 1;
+        files
     }
 }
 
@@ -198,7 +245,7 @@ impl Budget {
 /// the coldest files if it is already exceeded.
 pub fn set_limit(fds: usize) {
     BUDGET.with(|b| b.borrow_mut().limit = fds.max(MIN_OPEN_FILE_BUDGET));
-    evict_over_limit(NO_SLOT);
+    evict_over_limit(NO_SLOT, 0);
 }
 
 pub fn stats() -> OpenFileStats {
@@ -213,23 +260,80 @@ pub fn stats() -> OpenFileStats {
     })
 }
 
-/// Closes the coldest segments' files until the budget holds (or only `keep`, the entry
-/// being used, and entries with unsynced writes are left).
-fn evict_over_limit(keep: u32) {
+/// Closes the coldest segments' files until the budget holds with `reserve` more
+/// descriptors (or only `keep`, the entry being used, is left, or closing files hold their
+/// share of the budget).
+fn evict_over_limit(keep: u32, reserve: usize) {
     loop {
         // The victim is closed outside the budget's borrow: dropping files never re-enters.
-        let victim = BUDGET.with(|b| b.borrow_mut().pop_victim(keep));
+        let victim = BUDGET.with(|b| b.borrow_mut().pop_victim(keep, reserve));
         match victim {
             None => return,
-            Some(None) => continue,
-            Some(Some(files)) => drop(files.open.borrow_mut().take()),
+            Some(Victim::Gone) => continue,
+            Some(Victim::Clean(files)) => drop(files.open.borrow_mut().take()),
+            Some(Victim::Dirty(files)) => {
+                let Some(handles) = files.open.borrow_mut().take() else {
+                    continue;
+                };
+                let fds = handles.fds() as usize;
+                BUDGET.with(|b| b.borrow_mut().closing_fds += fds);
+                compio::runtime::spawn(sync_then_close(files, handles, fds)).detach();
+            }
         }
+    }
+}
+
+/// fdatasyncs an evicted file's unsynced writes, then closes it; a failure is kept for
+/// the segment's next sync to report.
+async fn sync_then_close(files: Rc<SegmentFiles>, handles: OpenHandles, fds: usize) {
+    if let Err(e) = handles.log.sync_data().await {
+        *files.writeback_error.borrow_mut() = Some(e.to_string());
+    }
+    drop(handles);
+    let closed = BUDGET.with(|b| {
+        let mut b = b.borrow_mut();
+        b.closing_fds -= fds;
+        Rc::clone(&b.closed)
+    });
+    closed.notify();
+}
+
+/// Room promised to one open in flight; given back when the open is done (installed or
+/// failed).
+struct Reservation(usize);
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        let _ = BUDGET.try_with(|b| b.borrow_mut().reserved_fds -= self.0);
+    }
+}
+
+/// Waits until `reserve` more descriptors fit the budget, closing cold files (and waiting
+/// for files being synced before they close), and reserves them. Gives up waiting when
+/// nothing is closing: the budget then runs over rather than stopping the shard.
+async fn make_room(reserve: usize) -> Reservation {
+    loop {
+        evict_over_limit(NO_SLOT, reserve);
+        let (over, closing, closed) = BUDGET.with(|b| {
+            let b = b.borrow();
+            (b.over(reserve), b.closing_fds, Rc::clone(&b.closed))
+        });
+        if !over || closing == 0 {
+            BUDGET.with(|b| b.borrow_mut().reserved_fds += reserve);
+            return Reservation(reserve);
+        }
+        let listen = closed.listen();
+        // Re-checked after registering, so a close in between is not missed.
+        if BUDGET.with(|b| b.borrow().closing_fds) != closing {
+            continue;
+        }
+        listen.await;
     }
 }
 
 /// Closes files freed by a sync; called after fdatasyncs so an over-full budget shrinks back.
 pub fn enforce() {
-    evict_over_limit(NO_SLOT);
+    evict_over_limit(NO_SLOT, 0);
 }
 
 struct OpenHandles {
@@ -255,8 +359,10 @@ pub struct SegmentFiles {
     pub shared_log_path: Arc<Path>,
     open: RefCell<Option<OpenHandles>>,
     slot: Cell<u32>,
-    /// The log file has writes no completed fdatasync covers: not evictable.
+    /// The log file has writes no completed fdatasync covers: evicted last, synced first.
     unsynced: Cell<bool>,
+    /// A sync made when the files were evicted failed: the next sync reports it.
+    writeback_error: RefCell<Option<String>>,
 }
 
 /// Which files an open may create.
@@ -298,6 +404,7 @@ impl SegmentFiles {
             open: RefCell::new(None),
             slot: Cell::new(NO_SLOT),
             unsynced: Cell::new(false),
+            writeback_error: RefCell::new(None),
         }
     }
 
@@ -336,7 +443,7 @@ impl SegmentFiles {
         *self.open.borrow_mut() = Some(handles);
         let slot = BUDGET.with(|b| b.borrow_mut().insert(Rc::downgrade(self), fds));
         self.slot.set(slot);
-        evict_over_limit(slot);
+        evict_over_limit(slot, 0);
     }
 
     /// Marks the entry most recently used; false when the files are closed.
@@ -350,6 +457,10 @@ impl SegmentFiles {
     }
 
     async fn ensure_open(self: &Rc<Self>) -> Result<(), StorageError> {
+        if self.touch() {
+            return Ok(());
+        }
+        let _reservation = make_room(2).await;
         if self.touch() {
             return Ok(());
         }
@@ -429,7 +540,7 @@ impl SegmentFiles {
         if let Some(fds) = fds {
             let slot = self.slot.get();
             BUDGET.with(|b| b.borrow_mut().resize(slot, fds));
-            evict_over_limit(slot);
+            evict_over_limit(slot, 0);
         }
         Ok(file)
     }
@@ -459,6 +570,11 @@ impl SegmentFiles {
     /// never evicted).
     pub fn set_unsynced(&self, unsynced: bool) {
         self.unsynced.set(unsynced);
+    }
+
+    /// The failure of a sync made when these files were evicted, once.
+    pub fn take_writeback_error(&self) -> Option<String> {
+        self.writeback_error.borrow_mut().take()
     }
 }
 
@@ -522,7 +638,7 @@ mod tests {
     }
 
     #[compio::test]
-    async fn files_with_unsynced_writes_are_not_evicted() {
+    async fn synced_files_go_first_and_unsynced_ones_are_synced_before_they_close() {
         let dir = tempfile::tempdir().unwrap();
         set_limit(MIN_OPEN_FILE_BUDGET);
         let dirty = segment(dir.path(), 0).await;
@@ -534,13 +650,33 @@ mod tests {
             files.close_indexes();
             others.push(files);
         }
-        assert!(dirty.is_open(), "unsynced files keep their descriptor");
-        dirty.set_unsynced(false);
+        assert!(
+            dirty.is_open(),
+            "the coldest, but unsynced: clean files went first"
+        );
+        for files in &others {
+            files.set_unsynced(true);
+        }
+        let before = stats();
         others.push(segment(dir.path(), MIN_OPEN_FILE_BUDGET).await);
         assert!(
             !dirty.is_open(),
-            "once synced it is the coldest and goes first"
+            "no clean file left: the coldest is synced and closed"
         );
+        assert!(stats().evictions > before.evictions);
+        // Its descriptors count until the sync completes; then they are given back.
+        loop {
+            let (closing, closed) = BUDGET.with(|b| {
+                let b = b.borrow();
+                (b.closing_fds, Rc::clone(&b.closed))
+            });
+            if closing == 0 {
+                break;
+            }
+            closed.listen().await;
+        }
+        assert!(stats().open_files <= stats().limit);
+        assert_eq!(dirty.take_writeback_error(), None);
         set_limit(DEFAULT_OPEN_FILE_BUDGET);
     }
 }

@@ -159,7 +159,11 @@ impl PartitionLog {
         // Data trusted from disk (clean shutdown, or before the recovery point) is CRC-checked
         // once before its first read; damage takes the partition offline, never to a client.
         if let Err(e) = segment.verify_before_serving(end).await {
-            self.go_offline(&e);
+            // Only damage takes it offline; a failed read (say, no descriptor left for a
+            // moment) fails this fetch alone.
+            if matches!(e, StorageError::Corrupt { .. }) {
+                self.go_offline(&e);
+            }
             return Err(e);
         }
         let len = end - position;

@@ -322,12 +322,19 @@ impl Segment {
     /// it runs leave the segment dirty.
     pub async fn sync_log(&self) -> Result<(), StorageError> {
         let covered = self.writes.get();
+        if let Some(e) = self.files.take_writeback_error() {
+            return Err(StorageError::io(&self.log_path, std::io::Error::other(e)));
+        }
         self.files
             .log()
             .await?
             .sync_data()
             .await
             .map_err(|e| StorageError::io(&self.log_path, e))?;
+        // A sync made at an eviction while this one ran covers the same writes.
+        if let Some(e) = self.files.take_writeback_error() {
+            return Err(StorageError::io(&self.log_path, std::io::Error::other(e)));
+        }
         if covered > self.synced_writes.get() {
             self.synced_writes.set(covered);
         }
