@@ -469,3 +469,56 @@ fn a_partition_that_cannot_be_created_fails_create_topics_and_is_shown_offline()
     let mut conn = connect(&broker);
     check_offline_everywhere(&broker, &mut conn, name);
 }
+
+#[test]
+fn a_partition_found_damaged_while_served_is_taken_offline_and_shown_so() {
+    let mut broker = Broker::start();
+    let name = "damaged";
+    let mut conn = connect(&broker);
+    let request = CreateTopicsRequest::default()
+        .with_timeout_ms(30_000)
+        .with_topics(vec![
+            CreatableTopic::default()
+                .with_name(topic_name(name))
+                .with_num_partitions(2)
+                .with_replication_factor(1),
+        ]);
+    assert_eq!(conn.call(&request, 5).topics[0].error_code, 0);
+    assert_eq!(produce_one(&mut conn, name, 1).0, 0);
+    drop(conn);
+    let status = broker.terminate().expect("broker was running");
+    assert!(status.success(), "clean shutdown: {status}");
+    // After a clean shutdown the data is trusted without a scan; its CRCs are checked at
+    // the first read, which finds this byte flipped inside the record.
+    let log = broker
+        .data_dir
+        .join(format!("{name}-1"))
+        .join("00000000000000000000.log");
+    let mut bytes = std::fs::read(&log).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&log, bytes).unwrap();
+    broker.spawn();
+    let mut conn = connect(&broker);
+    assert_eq!(
+        fetch_one(&mut conn, name, 1).0,
+        ResponseError::KafkaStorageError.code(),
+        "damaged data is never served"
+    );
+    // The next background pass finds the log offline and says so everywhere.
+    let deadline = Instant::now() + FAIL_FAST;
+    while metadata_partitions(&mut conn, name)[1].leader_id.0 != -1 {
+        assert!(Instant::now() < deadline, "Metadata still shows a leader");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_metadata_offline(&mut conn, name, 2, 1);
+    let (code, took) = produce_one(&mut conn, name, 1);
+    assert_eq!(code, ResponseError::KafkaStorageError.code());
+    assert!(took < FAIL_FAST, "{took:?}");
+    assert_eq!(produce_one(&mut conn, name, 0).0, 0);
+    assert_eq!(
+        sum_over_shards(&metrics(&broker), "sluice_offline_partitions"),
+        1.0
+    );
+    assert_eq!(status_offline(&broker), vec![(name.to_string(), 1)]);
+}

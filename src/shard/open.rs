@@ -73,6 +73,16 @@ pub async fn report_offline(shard: &Rc<Shard>, changes: Vec<(String, i32, Option
     }
 }
 
+/// A partition whose log went offline while it was served (a failed write or sync): its
+/// slot becomes offline (produce and fetch are refused at the door, `/metrics` and
+/// `/v1/status` count it) and Metadata is told, as for one that failed to open.
+pub async fn take_offline(shard: &Rc<Shard>, topic: &str, partition: i32, reason: String) {
+    shard
+        .partitions
+        .insert(topic, partition, PartitionSlot::Offline(reason.clone()));
+    report_offline(shard, vec![(topic.to_string(), partition, Some(reason))]).await;
+}
+
 /// Opens one partition on its owning shard. A partition that fails to open (recovery
 /// refused it, the directory cannot be created, no descriptor left) is kept offline with
 /// the reason, never served; the reason is returned.

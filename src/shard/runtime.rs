@@ -538,6 +538,9 @@ async fn maintenance(shard: Rc<Shard>) {
             }
             if let Err(e) = p.flush_if_due(now).await {
                 tracing::error!(topic, partition, error = %e, "background flush failed");
+                if matches!(e, crate::storage::StorageError::Offline { .. }) {
+                    super::open::take_offline(&shard, topic, *partition, e.to_string()).await;
+                }
             }
             p.publish_storage_metrics();
         }
