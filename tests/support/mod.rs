@@ -246,12 +246,18 @@ impl Broker {
 
     /// SIGTERM and wait for a clean exit; returns the exit status.
     pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
+        self.terminate_within(Duration::from_secs(30))
+    }
+
+    /// SIGTERM and wait up to `timeout` for a clean exit (brokers with many partitions
+    /// close each one cleanly, fsyncs included); returns the exit status.
+    pub fn terminate_within(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
         let mut child = self.child.take()?;
         // SAFETY: sending a signal to our own child process by pid.
         unsafe {
             libc::kill(child.id() as i32, libc::SIGTERM);
         }
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + timeout;
         loop {
             if let Ok(Some(status)) = child.try_wait() {
                 return Some(status);
@@ -259,7 +265,7 @@ impl Broker {
             if Instant::now() > deadline {
                 let _ = child.kill();
                 let _ = child.wait();
-                panic!("sluice did not exit within 30 s of SIGTERM");
+                panic!("sluice did not exit within {timeout:?} of SIGTERM");
             }
             std::thread::sleep(Duration::from_millis(20));
         }
