@@ -51,6 +51,18 @@ pub struct ShardStatus {
     pub core: usize,
     pub connections: i64,
     pub partitions: Vec<PartitionStatus>,
+    /// Descriptors the shard holds for segment files, and its budget.
+    pub open_files: u64,
+    pub open_file_limit: u64,
+    /// Partitions this shard could not open or took offline: never served.
+    pub offline_partitions: Vec<OfflinePartitionStatus>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct OfflinePartitionStatus {
+    pub topic: String,
+    pub partition: i32,
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -80,6 +92,18 @@ impl ShardStatus {
                     log_end_offset: p.log_end_offset,
                     segments: p.segments,
                     size_bytes: p.size_bytes,
+                })
+                .collect(),
+            open_files: snapshot.storage.open_files,
+            open_file_limit: snapshot.storage.open_file_limit,
+            offline_partitions: snapshot
+                .storage
+                .offline_partitions
+                .iter()
+                .map(|(topic, partition, reason)| OfflinePartitionStatus {
+                    topic: topic.clone(),
+                    partition: *partition,
+                    reason: reason.clone(),
                 })
                 .collect(),
         }

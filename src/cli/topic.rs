@@ -126,28 +126,50 @@ fn alter_config(client: &mut Client, name: &str, set: &[(String, String)]) -> Re
 
 fn describe(client: &mut Client, name: &str) -> Result<(), String> {
     let meta = client.describe_topic(name).map_err(|e| e.to_string())?;
-    let ids: Vec<i32> = meta.partitions.iter().map(|p| p.partition).collect();
+    // Offline partitions (no leader) have no offsets to list: they are shown as such.
+    let ids: Vec<i32> = meta
+        .partitions
+        .iter()
+        .filter(|p| p.leader >= 0)
+        .map(|p| p.partition)
+        .collect();
     let earliest = client
         .list_offsets(name, &ids, OffsetSpec::Earliest)
         .map_err(|e| e.to_string())?;
     let latest = client
         .list_offsets(name, &ids, OffsetSpec::Latest)
         .map_err(|e| e.to_string())?;
+    let offset_of = |offsets: &[(i32, i64)], partition: i32| {
+        offsets
+            .iter()
+            .find(|(p, _)| *p == partition)
+            .map_or(-1, |(_, o)| *o)
+    };
     println!(
         "Topic: {}\tPartitionCount: {}\tReplicationFactor: {}",
         meta.name,
         meta.partitions.len(),
         meta.partitions.first().map_or(0, |p| p.replicas.len())
     );
-    for (i, p) in meta.partitions.iter().enumerate() {
+    for p in &meta.partitions {
+        if p.leader < 0 {
+            println!(
+                "\tPartition: {}\tLeader: none\tReplicas: {}\tIsr: {}\tOffline: yes (error {})",
+                p.partition,
+                join(&p.replicas),
+                join(&p.isr),
+                p.error_code,
+            );
+            continue;
+        }
         println!(
             "\tPartition: {}\tLeader: {}\tReplicas: {}\tIsr: {}\tEarliest: {}\tLatest: {}",
             p.partition,
             p.leader,
             join(&p.replicas),
             join(&p.isr),
-            earliest.get(i).map_or(-1, |(_, o)| *o),
-            latest.get(i).map_or(-1, |(_, o)| *o),
+            offset_of(&earliest, p.partition),
+            offset_of(&latest, p.partition),
         );
     }
     // Configs are optional for a broker; show what it reports, note if it cannot.

@@ -32,7 +32,8 @@ pub const DEFAULT_MEMLOCK_BUDGET_BYTES: u64 = 8 * 1024 * 1024;
 pub const DEFAULT_RING_ENTRIES: u32 = 1024;
 /// Produce payload a shard may hold in memory before it stops reading sockets.
 pub const DEFAULT_SHARD_PRODUCE_MEMORY_BYTES: u64 = 256 * 1024 * 1024;
-/// Segment files a shard keeps open at once.
+/// Segments a shard keeps files open for at once (the open-file budget's cap; the budget is
+/// also bounded by RLIMIT_NOFILE, see `shard::descriptors`).
 pub const DEFAULT_MAX_OPEN_SEGMENTS_PER_SHARD: u32 = 4096;
 
 /// Errors while loading or validating configuration: one line each, for the CLI.
@@ -101,6 +102,9 @@ pub struct BrokerConfig {
     /// Which kernel I/O interface the shards use; `SLUICE_IO_DRIVER` overrides it.
     pub io_driver: IoDriverChoice,
     pub shard_produce_memory_bytes: u64,
+    /// Most segments a shard keeps files open for (each counted as 4 descriptors); the
+    /// least recently used close first. The effective budget is the lower of this and the
+    /// share of RLIMIT_NOFILE left after sockets (`shard::descriptors`).
     pub max_open_segments_per_shard: u32,
     /// Kafka's `group.initial.rebalance.delay.ms`.
     pub group_initial_rebalance_delay_ms: u64,

@@ -49,11 +49,25 @@ pub struct MetadataSnapshot {
     /// Dynamic broker configs (per broker and cluster default), folded into every topic's
     /// effective config.
     pub dynamic_broker: Arc<DynamicBrokerConfigs>,
+    /// Partitions their owning shard could not open (or took offline): topic -> partition
+    /// -> why. Run-time state, never persisted: each start finds them again.
+    pub offline_partitions: Arc<HashMap<String, BTreeMap<i32, String>>>,
 }
 
 impl MetadataSnapshot {
     pub fn topic(&self, name: &str) -> Option<&Arc<TopicMeta>> {
         self.topics.get(name)
+    }
+
+    /// Why `topic`-`partition` is offline, or `None` when it is served.
+    pub fn offline_reason(&self, topic: &str, partition: i32) -> Option<&str> {
+        if self.offline_partitions.is_empty() {
+            return None;
+        }
+        self.offline_partitions
+            .get(topic)
+            .and_then(|parts| parts.get(&partition))
+            .map(String::as_str)
     }
 
     pub fn topic_by_id(&self, id: &uuid::Uuid) -> Option<&Arc<TopicMeta>> {
@@ -328,6 +342,11 @@ impl MetadataWriter {
         let mut next = (*current).clone();
         next.topics.remove(name);
         next.topic_names_by_id.remove(&topic.id);
+        if next.offline_partitions.contains_key(name) {
+            let mut offline = (*next.offline_partitions).clone();
+            offline.remove(name);
+            next.offline_partitions = Arc::new(offline);
+        }
         self.publish(next)?;
         Ok(topic)
     }
@@ -510,6 +529,36 @@ impl MetadataWriter {
         next.topics.insert(topic.name.clone(), topic.clone());
         self.publish(next)?;
         Ok(topic)
+    }
+
+    /// Records partitions as offline (`Some(reason)`) or served again (`None`), as their
+    /// owning shards report them. Published, not persisted (run-time state).
+    pub fn set_offline(&self, changes: Vec<(String, i32, Option<String>)>) {
+        if changes.is_empty() {
+            return;
+        }
+        let current = self.snapshot();
+        let mut offline = (*current.offline_partitions).clone();
+        for (topic, partition, reason) in changes {
+            match reason {
+                Some(reason) if current.topics.contains_key(&topic) => {
+                    offline.entry(topic).or_default().insert(partition, reason);
+                }
+                Some(_) => {}
+                None => {
+                    if let Some(parts) = offline.get_mut(&topic) {
+                        parts.remove(&partition);
+                        if parts.is_empty() {
+                            offline.remove(&topic);
+                        }
+                    }
+                }
+            }
+        }
+        let mut next = (*current).clone();
+        next.offline_partitions = Arc::new(offline);
+        next.version += 1;
+        self.view.store(Arc::new(next));
     }
 
     fn publish(&self, mut next: MetadataSnapshot) -> Result<(), MetadataError> {

@@ -138,6 +138,18 @@ pub struct PartitionSnapshot {
     pub last_stable_offset: i64,
 }
 
+/// A shard's storage health as plain data: its open-file budget (`storage::open_files`) and
+/// the partitions it holds offline. Filled in by the shard when it answers a collection.
+#[derive(Clone, Debug, Default)]
+pub struct StorageHealth {
+    pub open_files: u64,
+    pub open_file_limit: u64,
+    pub open_file_evictions: u64,
+    pub open_file_reopens: u64,
+    /// (topic, partition, why it is offline).
+    pub offline_partitions: Vec<(String, i32, String)>,
+}
+
 /// Everything one shard recorded, as plain data: `Send + Clone`, built on the shard thread by
 /// [`ShardMetrics::snapshot`] and merged on the admin thread.
 #[derive(Clone, Debug, Default)]
@@ -172,6 +184,7 @@ pub struct ShardSnapshot {
     /// Labelled series refused because a shard hit [`MAX_LABELLED_SERIES_PER_SHARD`].
     pub series_dropped: u64,
     pub cleaner: cleaner::CleanerCounters,
+    pub storage: StorageHealth,
 }
 
 /// One shard's metrics. Lives in an `Rc` on the shard thread; every method takes `&self`.
@@ -524,6 +537,7 @@ impl ShardMetrics {
             open_transactions: self.open_transactions.get(),
             series_dropped: self.series_dropped.get(),
             cleaner: self.cleaner.get(),
+            storage: StorageHealth::default(),
         }
     }
 }

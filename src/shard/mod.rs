@@ -9,9 +9,11 @@
 pub mod budget;
 mod cleaner;
 mod deadlines;
+pub mod descriptors;
 mod group_metrics;
 pub mod io_driver;
 pub mod observe;
+mod open;
 pub mod placement;
 mod runtime;
 mod table;
@@ -19,7 +21,8 @@ pub mod timer;
 pub mod topics;
 pub mod transactions;
 
-pub use runtime::{BrokerHandle, StartError, open_partition, start_broker};
+pub use open::{open_partition, report_offline};
+pub use runtime::{BrokerHandle, StartError, start_broker};
 pub use table::{Lookup, PartitionSlot, PartitionTable};
 
 use crate::config::BrokerConfig;

@@ -4,7 +4,7 @@
 
 use super::{Shard, ShardTask};
 use crate::admin::{ADMIN_COLLECT_TIMEOUT, AdminSource, ShardStatus, status_document};
-use crate::metrics::{BrokerInfo, ShardSnapshot};
+use crate::metrics::{BrokerInfo, ShardSnapshot, StorageHealth};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -56,6 +56,18 @@ impl BrokerObserver {
     }
 }
 
+/// The shard's open-file budget and offline partitions (run on the shard).
+fn storage_health(shard: &Shard) -> StorageHealth {
+    let files = crate::storage::open_files::stats();
+    StorageHealth {
+        open_files: files.open_files,
+        open_file_limit: files.limit,
+        open_file_evictions: files.evictions,
+        open_file_reopens: files.reopens,
+        offline_partitions: shard.partitions.offline(),
+    }
+}
+
 impl AdminSource for BrokerObserver {
     fn collect(&self) -> Vec<ShardSnapshot> {
         let Some(AttachedShards { senders, .. }) = self.shards.get() else {
@@ -67,7 +79,9 @@ impl AdminSource for BrokerObserver {
             let tx = tx.clone();
             let task: ShardTask = Box::new(move |shard: Rc<Shard>| {
                 Box::pin(async move {
-                    let _ = tx.send(shard.metrics.snapshot());
+                    let mut snapshot = shard.metrics.snapshot();
+                    snapshot.storage = storage_health(&shard);
+                    let _ = tx.send(snapshot);
                 })
             });
             if sender.try_send(task).is_ok() {

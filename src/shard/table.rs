@@ -77,6 +77,22 @@ impl PartitionTable {
         out
     }
 
+    /// Offline partitions as (topic, partition, reason), sorted: for `/metrics`, `/v1/status`.
+    pub fn offline(&self) -> Vec<(String, i32, String)> {
+        let topics = self.topics.borrow();
+        let mut out: Vec<_> = topics
+            .iter()
+            .flat_map(|(t, parts)| {
+                parts.iter().filter_map(move |(p, s)| match s {
+                    PartitionSlot::Offline(why) => Some((t.clone(), *p, why.clone())),
+                    PartitionSlot::Online(_) => None,
+                })
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
     /// (topic, partition, online?) for status reporting.
     pub fn describe(&self) -> Vec<(String, i32, bool)> {
         let topics = self.topics.borrow();

@@ -41,7 +41,14 @@ fn writer(shard: &Shard) -> Result<&crate::metadata::MetadataWriter, TopicOpErro
     })
 }
 
-/// Opens partitions `from..to` of `topic` on their owning shards.
+/// Most partitions named in the error message of a creation that failed on some of them.
+pub const MAX_FAILED_PARTITIONS_LISTED: usize = 5;
+
+/// Opens partitions `from..to` of `topic` on their owning shards (runs on shard 0). The
+/// ones that could not be created stay in metadata but are recorded offline (Metadata
+/// shows them without a leader; produce and fetch answer KAFKA_STORAGE_ERROR), and the
+/// request fails with KAFKA_STORAGE_ERROR naming them: never a success for a topic that
+/// cannot take writes everywhere.
 async fn open_on_owners(
     shard: &Rc<Shard>,
     topic: &Arc<TopicMeta>,
@@ -51,13 +58,42 @@ async fn open_on_owners(
         let topic = topic.clone();
         let owner = shard.owner_of_partition(&topic.name, p);
         shard.invoke_on(owner, move |s| async move {
-            open_partition(&s, &topic.name, p, &topic.config).await;
+            open_partition(&s, &topic.name, p, &topic.config)
+                .await
+                .map_err(|reason| (p, reason))
         })
     });
+    let mut failed = Vec::new();
     for result in futures_util::future::join_all(opens).await {
-        result?;
+        if let Err((p, reason)) = result? {
+            failed.push((topic.name.clone(), p, Some(reason)));
+        }
     }
-    Ok(())
+    if failed.is_empty() {
+        return Ok(());
+    }
+    let listed: Vec<String> = failed
+        .iter()
+        .take(MAX_FAILED_PARTITIONS_LISTED)
+        .map(|(_, p, reason)| format!("{p}: {}", reason.as_deref().unwrap_or("")))
+        .collect();
+    let message = format!(
+        "{} of {} partitions of topic `{}` could not be created and are offline ({}{})",
+        failed.len(),
+        topic.partitions - from,
+        topic.name,
+        listed.join("; "),
+        if failed.len() > listed.len() {
+            "; ..."
+        } else {
+            ""
+        }
+    );
+    writer(shard)?.set_offline(failed);
+    Err(TopicOpError {
+        code: kafka_protocol::ResponseError::KafkaStorageError.code(),
+        message,
+    })
 }
 
 pub async fn create_topic(

@@ -13,6 +13,7 @@ pub mod filesystem;
 pub mod log;
 mod notify;
 pub mod offset_index;
+pub mod open_files;
 pub mod page_cache;
 pub mod producer_state;
 mod read;

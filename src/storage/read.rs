@@ -119,13 +119,8 @@ impl PartitionLog {
             return Ok((timestamp, batch_offset));
         };
         segment.offset_of_max_timestamp.set(header.last_offset());
-        let bytes = read_exact_at(
-            &segment.log,
-            &segment.log_path,
-            position,
-            header.size_bytes(),
-        )
-        .await?;
+        let log = segment.files.log().await?;
+        let bytes = read_exact_at(&log, &segment.log_path, position, header.size_bytes()).await?;
         let offset = offset_of_max_timestamp(&bytes, &header).unwrap_or(header.last_offset());
         Ok((timestamp, offset))
     }
@@ -220,17 +215,22 @@ impl PartitionLog {
         // Data trusted from disk (clean shutdown, or before the recovery point) is CRC-checked
         // once before its first read; damage takes the partition offline, never to a client.
         if let Err(e) = segment.verify_before_serving(end).await {
-            self.go_offline(&e);
+            // Only damage takes it offline; a failed read (say, no descriptor left for a
+            // moment) fails this fetch alone.
+            if matches!(e, StorageError::Corrupt { .. }) {
+                self.go_offline(&e);
+            }
             return Err(e);
         }
         let len = end - position;
         let only_an_empty_batch = header.record_count == 0 && end == first_end;
         let after_empty = (only_an_empty_batch && next_offset < written_end.min(end_offset))
             .then_some(next_offset);
+        let fd = segment.files.shared_log_fd().await?;
         let slice = ReadSlice {
             regions: vec![FileRegion {
-                fd: Arc::clone(&segment.shared_log_fd),
-                path: Arc::clone(&segment.shared_log_path),
+                fd,
+                path: Arc::clone(&segment.files.shared_log_path),
                 position,
                 len: len as u32,
             }],
@@ -265,9 +265,9 @@ impl PartitionLog {
                 .await?;
             if let Some((h, position)) = found {
                 // Record granularity when the batch is plain (Kafka answers with the record).
+                let log = segment.files.log().await?;
                 let bytes =
-                    read_exact_at(&segment.log, &segment.log_path, position, h.size_bytes())
-                        .await?;
+                    read_exact_at(&log, &segment.log_path, position, h.size_bytes()).await?;
                 let (offset, ts) = first_record_at_or_after(&bytes, &h, timestamp_ms, log_start)
                     .unwrap_or((h.base_offset.max(log_start), h.max_timestamp));
                 if offset < self.offsets.written_end_offset.get() {

@@ -401,8 +401,9 @@ impl PartitionLog {
                 }
                 // Which markers were aborts is in the record key: read those few batches.
                 for (producer_id, first, h, position) in ended {
+                    let log = seg.files.log().await?;
                     let bytes =
-                        read_exact_at(&seg.log, &seg.log_path, position, h.size_bytes()).await?;
+                        read_exact_at(&log, &seg.log_path, position, h.size_bytes()).await?;
                     if control_record_type(&bytes) == Some(CONTROL_TYPE_ABORT) {
                         manager.record_abort(producer_id, first, h.base_offset);
                     }

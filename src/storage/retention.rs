@@ -127,6 +127,7 @@ impl PartitionLog {
         self.persist_state(false).await?;
         for d in doomed {
             tracing::info!(file = %d.log_path.display(), "deleting segment");
+            d.files.retire();
             remove_segment_files(d).await?;
         }
         super::state::sync_dir(&self.dir).await

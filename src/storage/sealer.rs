@@ -150,6 +150,10 @@ impl PartitionLog {
     ) -> Result<(), StorageError> {
         self.sync_if_dirty(segment).await?;
         segment.persist_indexes().await?;
+        // Synced here, in the background, so the index files can close now: a sealed
+        // segment writes no more entries, and shutdown need not reopen them to sync.
+        segment.sync_indexes().await?;
+        segment.files.close_indexes();
         // The new segment's directory entry.
         super::state::sync_dir(&self.dir).await?;
         super::recovery::write_producer_snapshot(

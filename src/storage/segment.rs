@@ -4,18 +4,16 @@
 //! (that is the log's job) and never re-encodes batches.
 
 use std::cell::{Cell, RefCell};
-use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use std::sync::Arc;
 
 use compio::buf::{BufResult, IntoInner, IoBuf};
-use compio::fs::{File, OpenOptions};
 use compio::io::{AsyncReadAtExt, AsyncWriteAtExt};
 
 use super::batch::{BatchHeader, MAGIC_OFFSET, RECORD_BATCH_HEADER_BYTES};
 use super::error::StorageError;
 use super::offset_index::OffsetIndex;
+use super::open_files::SegmentFiles;
 use super::time_index::TimeIndex;
 
 pub const LOG_SUFFIX: &str = "log";
@@ -46,15 +44,10 @@ pub struct ScanEnd {
 pub struct Segment {
     pub base_offset: i64,
     pub log_path: PathBuf,
-    /// The log file again, as a `Send + Sync` handle for fetch regions that cross shards
-    /// (compio's own handle is `Rc`-based). A `dup` made once per segment.
-    pub shared_log_fd: Arc<OwnedFd>,
-    pub shared_log_path: Arc<Path>,
     pub index_path: PathBuf,
     pub time_index_path: PathBuf,
-    pub log: File,
-    index_file: File,
-    time_index_file: File,
+    /// The files, opened lazily and closed by the shard's open-file budget (`open_files`).
+    pub files: Rc<SegmentFiles>,
     /// Bytes assigned to batches (some may still be queued for writing).
     pub size_bytes: Cell<u64>,
     /// Bytes written to the file and visible to readers.
@@ -74,6 +67,8 @@ pub struct Segment {
     /// its data for durable before that sync returns.
     writes: Cell<u64>,
     synced_writes: Cell<u64>,
+    /// Index entries were written since the index files were last synced.
+    indexes_unsynced: Cell<bool>,
     /// Bytes from the start of the file whose batches have passed a CRC-32C check since
     /// this process opened the segment.
     pub crc_verified_bytes: Cell<u64>,
@@ -82,21 +77,27 @@ pub struct Segment {
     pub appended_from: Cell<u64>,
 }
 
-async fn open_rw(path: &Path, truncate: bool) -> Result<File, StorageError> {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(truncate)
-        .open(path)
-        .await
-        .map_err(|e| StorageError::io(path, e))
+/// A whole (small) file, or `None` when it does not exist.
+async fn read_if_present(path: &Path) -> Result<Option<Vec<u8>>, StorageError> {
+    match compio::fs::read(path).await {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(StorageError::io(path, e)),
+    }
 }
 
 impl Segment {
-    /// Creates an empty segment (truncating leftovers of the same name).
+    /// Creates an empty segment (truncating leftovers of the same name); its files stay
+    /// open (it is about to take appends) until the budget closes them.
     pub async fn create(dir: &Path, base_offset: i64) -> Result<Rc<Segment>, StorageError> {
-        Self::open_files(dir, base_offset, true, "").await
+        let (log_path, index_path, time_index_path) = Self::paths(dir, base_offset);
+        let files = SegmentFiles::create(
+            log_path.clone(),
+            index_path.clone(),
+            time_index_path.clone(),
+        )
+        .await?;
+        Ok(Self::with_files(base_offset, files, 0))
     }
 
     /// Creates an empty segment whose three files carry `name_suffix` after the usual name
@@ -106,49 +107,43 @@ impl Segment {
         base_offset: i64,
         name_suffix: &str,
     ) -> Result<Rc<Segment>, StorageError> {
-        Self::open_files(dir, base_offset, true, name_suffix).await
-    }
-
-    /// Opens an existing segment; sizes are taken from the log file, bookkeeping is filled
-    /// in by recovery.
-    pub async fn open(dir: &Path, base_offset: i64) -> Result<Rc<Segment>, StorageError> {
-        Self::open_files(dir, base_offset, false, "").await
-    }
-
-    async fn open_files(
-        dir: &Path,
-        base_offset: i64,
-        truncate: bool,
-        name_suffix: &str,
-    ) -> Result<Rc<Segment>, StorageError> {
         let path = |suffix| dir.join(file_name(base_offset, suffix) + name_suffix);
-        let log_path = path(LOG_SUFFIX);
-        let index_path = path(INDEX_SUFFIX);
-        let time_index_path = path(TIME_INDEX_SUFFIX);
-        let log = open_rw(&log_path, truncate).await?;
-        let index_file = open_rw(&index_path, truncate).await?;
-        let time_index_file = open_rw(&time_index_path, truncate).await?;
-        let shared_log_fd = Arc::new(
-            log.as_fd()
-                .try_clone_to_owned()
-                .map_err(|e| StorageError::io(&log_path, e))?,
-        );
-        let shared_log_path: Arc<Path> = Arc::from(log_path.as_path());
-        let size = log
-            .metadata()
+        let files = SegmentFiles::create(
+            path(LOG_SUFFIX),
+            path(INDEX_SUFFIX),
+            path(TIME_INDEX_SUFFIX),
+        )
+        .await?;
+        Ok(Self::with_files(base_offset, files, 0))
+    }
+
+    /// An existing segment; sizes are taken from the log file, bookkeeping is filled in by
+    /// recovery. No descriptor is taken: the files open on first use.
+    pub async fn open(dir: &Path, base_offset: i64) -> Result<Rc<Segment>, StorageError> {
+        let (log_path, index_path, time_index_path) = Self::paths(dir, base_offset);
+        let size = compio::fs::metadata(&log_path)
             .await
             .map_err(|e| StorageError::io(&log_path, e))?
             .len();
-        Ok(Rc::new(Segment {
+        let files = SegmentFiles::existing(log_path, index_path, time_index_path);
+        Ok(Self::with_files(base_offset, files, size))
+    }
+
+    fn paths(dir: &Path, base_offset: i64) -> (PathBuf, PathBuf, PathBuf) {
+        (
+            dir.join(file_name(base_offset, LOG_SUFFIX)),
+            dir.join(file_name(base_offset, INDEX_SUFFIX)),
+            dir.join(file_name(base_offset, TIME_INDEX_SUFFIX)),
+        )
+    }
+
+    fn with_files(base_offset: i64, files: Rc<SegmentFiles>, size: u64) -> Rc<Segment> {
+        Rc::new(Segment {
             base_offset,
-            log_path,
-            shared_log_fd,
-            shared_log_path,
-            index_path,
-            time_index_path,
-            log,
-            index_file,
-            time_index_file,
+            log_path: files.log_path.clone(),
+            index_path: files.index_path.clone(),
+            time_index_path: files.time_index_path.clone(),
+            files,
             size_bytes: Cell::new(size),
             visible_bytes: Cell::new(size),
             next_offset: Cell::new(base_offset),
@@ -160,9 +155,10 @@ impl Segment {
             first_append_ms: Cell::new(-1),
             writes: Cell::new(0),
             synced_writes: Cell::new(0),
+            indexes_unsynced: Cell::new(false),
             crc_verified_bytes: Cell::new(0),
             appended_from: Cell::new(size),
-        }))
+        })
     }
 
     pub fn is_empty(&self) -> bool {
@@ -261,7 +257,8 @@ impl Segment {
             (b, i.persisted as u64 * 8, i.len())
         };
         if !bytes.is_empty() {
-            let mut f = &self.index_file;
+            self.indexes_unsynced.set(true);
+            let mut f = self.files.index(false).await?;
             let BufResult(r, _) = f.write_all_at(bytes, at).await;
             r.map_err(|e| StorageError::io(&self.index_path, e))?;
             let mut i = self.offset_index.borrow_mut();
@@ -274,7 +271,8 @@ impl Segment {
             (b, i.persisted as u64 * 12, i.len())
         };
         if !bytes.is_empty() {
-            let mut f = &self.time_index_file;
+            self.indexes_unsynced.set(true);
+            let mut f = self.files.index(true).await?;
             let BufResult(r, _) = f.write_all_at(bytes, at).await;
             r.map_err(|e| StorageError::io(&self.time_index_path, e))?;
             let mut i = self.time_index.borrow_mut();
@@ -285,11 +283,16 @@ impl Segment {
 
     /// Replaces both index files with the in-memory indexes.
     pub async fn rewrite_indexes(&self) -> Result<(), StorageError> {
-        self.index_file
+        self.indexes_unsynced.set(true);
+        self.files
+            .index(false)
+            .await?
             .set_len(0)
             .await
             .map_err(|e| StorageError::io(&self.index_path, e))?;
-        self.time_index_file
+        self.files
+            .index(true)
+            .await?
             .set_len(0)
             .await
             .map_err(|e| StorageError::io(&self.time_index_path, e))?;
@@ -298,21 +301,33 @@ impl Segment {
         self.persist_indexes().await
     }
 
+    /// fdatasyncs the index files if entries were written since their last sync (a
+    /// segment whose indexes were not touched opens no file for it).
     pub async fn sync_indexes(&self) -> Result<(), StorageError> {
-        self.index_file
+        if !self.indexes_unsynced.get() {
+            return Ok(());
+        }
+        self.files
+            .index(false)
+            .await?
             .sync_data()
             .await
             .map_err(|e| StorageError::io(&self.index_path, e))?;
-        self.time_index_file
+        self.files
+            .index(true)
+            .await?
             .sync_data()
             .await
-            .map_err(|e| StorageError::io(&self.time_index_path, e))
+            .map_err(|e| StorageError::io(&self.time_index_path, e))?;
+        self.indexes_unsynced.set(false);
+        Ok(())
     }
 
     /// Notes a completed write to the log file: the segment is dirty until a sync that
     /// starts after it completes.
     pub fn mark_written(&self) {
         self.writes.set(self.writes.get() + 1);
+        self.files.set_unsynced(true);
     }
 
     /// Holds writes no completed fdatasync covers.
@@ -324,12 +339,25 @@ impl Segment {
     /// it runs leave the segment dirty.
     pub async fn sync_log(&self) -> Result<(), StorageError> {
         let covered = self.writes.get();
-        self.log
+        if let Some(e) = self.files.take_writeback_error() {
+            return Err(StorageError::io(&self.log_path, std::io::Error::other(e)));
+        }
+        self.files
+            .log()
+            .await?
             .sync_data()
             .await
             .map_err(|e| StorageError::io(&self.log_path, e))?;
+        // A sync made at an eviction while this one ran covers the same writes.
+        if let Some(e) = self.files.take_writeback_error() {
+            return Err(StorageError::io(&self.log_path, std::io::Error::other(e)));
+        }
         if covered > self.synced_writes.get() {
             self.synced_writes.set(covered);
+        }
+        if !self.is_dirty() {
+            self.files.set_unsynced(false);
+            super::open_files::enforce();
         }
         Ok(())
     }
@@ -337,15 +365,15 @@ impl Segment {
     /// Loads index files; `false` if either is missing or inconsistent (caller rebuilds).
     pub async fn load_indexes(&self) -> Result<bool, StorageError> {
         let size = self.size_bytes.get();
-        let raw = compio::fs::read(&self.index_path)
-            .await
-            .map_err(|e| StorageError::io(&self.index_path, e))?;
+        let Some(raw) = read_if_present(&self.index_path).await? else {
+            return Ok(false);
+        };
         let Some(index) = OffsetIndex::decode(&raw, size) else {
             return Ok(false);
         };
-        let raw = compio::fs::read(&self.time_index_path)
-            .await
-            .map_err(|e| StorageError::io(&self.time_index_path, e))?;
+        let Some(raw) = read_if_present(&self.time_index_path).await? else {
+            return Ok(false);
+        };
         let max_rel = u32::MAX;
         let Some(time_index) = TimeIndex::decode(&raw, max_rel) else {
             return Ok(false);
@@ -357,7 +385,9 @@ impl Segment {
 
     /// Drops every byte from `position` on (torn tail) and the index entries pointing there.
     pub async fn truncate_to(&self, position: u64) -> Result<(), StorageError> {
-        self.log
+        self.files
+            .log()
+            .await?
             .set_len(position)
             .await
             .map_err(|e| StorageError::io(&self.log_path, e))?;
@@ -461,7 +491,8 @@ impl Segment {
         // Zero-filled to `len` so the vector's length is right whatever the read reports.
         buf.clear();
         buf.resize(len, 0);
-        let BufResult(r, slice) = self.log.read_exact_at(buf.slice(0..len), pos).await;
+        let log = self.files.log().await?;
+        let BufResult(r, slice) = log.read_exact_at(buf.slice(0..len), pos).await;
         let buf = slice.into_inner();
         r.map_err(|e| StorageError::io(&self.log_path, e))?;
         assert_eq!(buf.len(), len, "read_exact_at fills the whole slice");

@@ -241,7 +241,7 @@ impl PartitionLog {
             "writes to {} are sequential",
             segment.log_path.display()
         );
-        let mut file = &segment.log;
+        let mut file = segment.files.log().await?;
         let BufResult(r, back) = file
             .write_vectored_all_at(std::mem::take(iov), position)
             .await;

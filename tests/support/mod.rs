@@ -55,6 +55,8 @@ pub struct Broker {
     pub extra_env: Vec<(String, String)>,
     /// When set, the next `spawn` appends the broker's stdout and stderr to this file.
     pub log_path: Option<PathBuf>,
+    /// When set, the broker process runs with RLIMIT_NOFILE soft = hard = this.
+    pub open_file_limit: Option<u64>,
 }
 
 impl Broker {
@@ -113,6 +115,27 @@ impl Broker {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             log_path,
+            open_file_limit: None,
+        };
+        broker.spawn();
+        broker
+    }
+
+    /// Starts a broker with a fresh data directory whose process may hold at most `limit`
+    /// open files (soft and hard RLIMIT_NOFILE), on every (re)start.
+    pub fn start_with_open_file_limit(limit: u64, extra_args: &[&str]) -> Broker {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let data_dir = temp.path().join("data");
+        let mut broker = Broker {
+            child: None,
+            port: free_port(),
+            admin_port: free_port(),
+            data_dir,
+            log_path: Some(temp.path().join("broker.log")),
+            _temp: Some(temp),
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            extra_env: Vec::new(),
+            open_file_limit: Some(limit),
         };
         broker.spawn();
         broker
@@ -173,6 +196,22 @@ impl Broker {
         } else if std::env::var_os("SLUICE_TEST_BROKER_LOGS").is_none() {
             cmd.stdout(Stdio::null()).stderr(Stdio::null());
         }
+        if let Some(limit) = self.open_file_limit {
+            use std::os::unix::process::CommandExt;
+            let rlimit = libc::rlimit {
+                rlim_cur: limit,
+                rlim_max: limit,
+            };
+            // SAFETY: only setrlimit (async-signal-safe) runs between fork and exec.
+            unsafe {
+                cmd.pre_exec(move || {
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &rlimit) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
         let child = cmd.spawn().expect("spawn sluice serve");
         self.child = Some(child);
         self.wait_until_listening();
@@ -208,12 +247,18 @@ impl Broker {
 
     /// SIGTERM and wait for a clean exit; returns the exit status.
     pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
+        self.terminate_within(Duration::from_secs(30))
+    }
+
+    /// SIGTERM and wait up to `timeout` for a clean exit (brokers with many partitions
+    /// close each one cleanly, fsyncs included); returns the exit status.
+    pub fn terminate_within(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
         let mut child = self.child.take()?;
         // SAFETY: sending a signal to our own child process by pid.
         unsafe {
             libc::kill(child.id() as i32, libc::SIGTERM);
         }
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + timeout;
         loop {
             if let Ok(Some(status)) = child.try_wait() {
                 return Some(status);
@@ -221,7 +266,7 @@ impl Broker {
             if Instant::now() > deadline {
                 let _ = child.kill();
                 let _ = child.wait();
-                panic!("sluice did not exit within 30 s of SIGTERM");
+                panic!("sluice did not exit within {timeout:?} of SIGTERM");
             }
             std::thread::sleep(Duration::from_millis(20));
         }

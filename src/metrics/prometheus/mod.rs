@@ -65,6 +65,7 @@ pub fn render_prometheus(snapshots: &[ShardSnapshot], info: &BrokerInfo) -> Stri
     groups::write_groups(&mut out, snapshots);
     shards::write_event_loops(&mut out, snapshots);
     cleaner::write_cleaner(&mut out, snapshots);
+    shards::write_storage_health(&mut out, snapshots);
     out.text
 }
 
@@ -225,7 +226,15 @@ mod tests {
         a.set_ring_depth(7);
         b.record_rebalance("g1");
         b.set_consumer_lag("g1", "orders", 2, 42);
-        vec![a.snapshot(), b.snapshot()]
+        let mut b = b.snapshot();
+        b.storage.open_files = 12;
+        b.storage.open_file_evictions = 5;
+        b.storage
+            .offline_partitions
+            .push(("orders".into(), 3, "no space".into()));
+        let mut a = a.snapshot();
+        a.storage.open_file_evictions = 2;
+        vec![a, b]
     }
 
     type Parsed = Vec<(String, Vec<(String, String)>, f64)>;
@@ -326,6 +335,16 @@ mod tests {
         assert_eq!(
             find(&s, "sluice_shard_ring_depth", &[("shard", "0")]),
             Some(7.0)
+        );
+        assert_eq!(find(&s, "sluice_open_files", &[("shard", "1")]), Some(12.0));
+        assert_eq!(find(&s, "sluice_open_file_evictions_total", &[]), Some(7.0));
+        assert_eq!(
+            find(&s, "sluice_offline_partitions", &[("shard", "1")]),
+            Some(1.0)
+        );
+        assert_eq!(
+            find(&s, "sluice_offline_partitions", &[("shard", "0")]),
+            Some(0.0)
         );
         assert_eq!(
             find(&s, "sluice_group_rebalances_total", &[("group", "g1")]),

@@ -1,6 +1,6 @@
 //! Per-shard and connection families: open, accepted and moved connections, fetch file
-//! sends by path, requests in flight, event-loop busy/idle time, ring depth and dropped
-//! series. Gauges keep a `shard` label; counters without one sum over shards.
+//! sends by path, requests in flight, event-loop busy/idle time, ring depth, dropped
+//! series, and storage health (open-file budget, offline partitions). Gauges keep a `shard` label; counters without one sum over shards.
 //!
 //! Must not: emit partition or group series.
 
@@ -159,4 +159,51 @@ pub(super) fn write_event_loops(out: &mut Out, snapshots: &[ShardSnapshot]) {
         &[],
         snapshots.iter().map(|s| s.series_dropped).sum::<u64>() as f64,
     );
+}
+
+/// A family's name, help text, and its value in one shard's snapshot.
+type StorageSeries = (&'static str, &'static str, fn(&ShardSnapshot) -> u64);
+
+/// The open-file budget (descriptors held for segment files, the limit, evictions and
+/// reopens) and offline partitions, by shard.
+pub(super) fn write_storage_health(out: &mut Out, snapshots: &[ShardSnapshot]) {
+    let gauges: [StorageSeries; 3] = [
+        (
+            "sluice_open_files",
+            "Descriptors held for segment files, by shard.",
+            |s| s.storage.open_files,
+        ),
+        (
+            "sluice_open_file_limit",
+            "The shard's open-file budget for segment files, in descriptors.",
+            |s| s.storage.open_file_limit,
+        ),
+        (
+            "sluice_offline_partitions",
+            "Partitions the shard holds offline (not served: storage errors), by shard.",
+            |s| s.storage.offline_partitions.len() as u64,
+        ),
+    ];
+    for (name, help, value) in gauges {
+        out.family(name, "gauge", help);
+        for s in snapshots {
+            out.sample(name, &[("shard", &s.shard_id.to_string())], value(s) as f64);
+        }
+    }
+    let counters: [StorageSeries; 2] = [
+        (
+            "sluice_open_file_evictions_total",
+            "Segments whose files were closed to stay within the open-file budget.",
+            |s| s.storage.open_file_evictions,
+        ),
+        (
+            "sluice_open_file_reopens_total",
+            "Segments whose files were opened again after being closed (or opened lazily).",
+            |s| s.storage.open_file_reopens,
+        ),
+    ];
+    for (name, help, value) in counters {
+        out.family(name, "counter", help);
+        out.sample(name, &[], snapshots.iter().map(value).sum::<u64>() as f64);
+    }
 }

@@ -4,7 +4,7 @@
 //! the limit cuts, `next_cursor` names the first partition left out; the client sends it
 //! back as `cursor` to continue.
 
-use crate::metadata::TopicMeta;
+use crate::metadata::{MetadataSnapshot, TopicMeta};
 use crate::server::authorization::{ResourceType, authorized_operations};
 use crate::server::context::RequestContext;
 use kafka_protocol::ResponseError;
@@ -30,25 +30,28 @@ fn error_topic(name: &str, error: ResponseError) -> DescribeTopicPartitionsRespo
         .with_name(Some(topic_name(name)))
 }
 
-/// Partitions `from..to` of `topic`, each led by this node, its only replica.
+/// Partitions `from..to` of `topic`, each led by this node, its only replica; an offline
+/// one (as Kafka describes it) has no leader, an empty ISR and this node offline.
 fn described(
     node: BrokerId,
+    snapshot: &MetadataSnapshot,
     topic: &TopicMeta,
     from: i32,
     to: i32,
 ) -> DescribeTopicPartitionsResponseTopic {
     let partitions = (from..to)
         .map(|p| {
+            let offline = snapshot.offline_reason(&topic.name, p).is_some();
             DescribeTopicPartitionsResponsePartition::default()
                 .with_error_code(0)
                 .with_partition_index(p)
-                .with_leader_id(node)
+                .with_leader_id(if offline { BrokerId(-1) } else { node })
                 .with_leader_epoch(0)
                 .with_replica_nodes(vec![node])
-                .with_isr_nodes(vec![node])
+                .with_isr_nodes(if offline { Vec::new() } else { vec![node] })
                 .with_eligible_leader_replicas(Some(Vec::new()))
                 .with_last_known_elr(Some(Vec::new()))
-                .with_offline_replicas(Vec::new())
+                .with_offline_replicas(if offline { vec![node] } else { Vec::new() })
         })
         .collect();
     DescribeTopicPartitionsResponseTopic::default()
@@ -105,7 +108,7 @@ pub async fn handle(
             _ => 0,
         };
         let to = topic.partitions.min(from.saturating_add(remaining));
-        topics.push(described(node, topic, from, to));
+        topics.push(described(node, &snapshot, topic, from, to));
         remaining -= to - from;
         if to < topic.partitions {
             next_cursor = Some(Cursor::default().with_topic_name(topic_name(name)).with_partition_index(to));

@@ -13,21 +13,36 @@ use kafka_protocol::messages::metadata_response::{
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
+/// The error Metadata gives a partition with no leader. Kafka (KRaftMetadataCache) answers
+/// LEADER_NOT_AVAILABLE, leader -1, with the replica in `offline_replicas` when the only
+/// replica's log directory failed; produce and fetch to it answer KAFKA_STORAGE_ERROR.
+pub const OFFLINE_PARTITION_METADATA_ERROR: ResponseError = ResponseError::LeaderNotAvailable;
+
 fn topic_entry(
     ctx: &RequestContext<'_>,
     topic: &crate::metadata::TopicMeta,
 ) -> MetadataResponseTopic {
     let node = BrokerId(ctx.shard.config.node_id);
+    let snapshot = ctx.shard.metadata.load();
     let partitions = (0..topic.partitions)
         .map(|p| {
-            MetadataResponsePartition::default()
-                .with_error_code(0)
+            let served = MetadataResponsePartition::default()
                 .with_partition_index(p)
-                .with_leader_id(node)
                 .with_leader_epoch(0)
-                .with_replica_nodes(vec![node])
-                .with_isr_nodes(vec![node])
-                .with_offline_replicas(vec![])
+                .with_replica_nodes(vec![node]);
+            if snapshot.offline_reason(&topic.name, p).is_some() {
+                served
+                    .with_error_code(OFFLINE_PARTITION_METADATA_ERROR.code())
+                    .with_leader_id(BrokerId(-1))
+                    .with_isr_nodes(vec![])
+                    .with_offline_replicas(vec![node])
+            } else {
+                served
+                    .with_error_code(0)
+                    .with_leader_id(node)
+                    .with_isr_nodes(vec![node])
+                    .with_offline_replicas(vec![])
+            }
         })
         .collect();
     MetadataResponseTopic::default()

@@ -61,11 +61,8 @@ impl<'a> SegmentBatches<'a> {
         let mut buf = std::mem::take(&mut self.buf);
         buf.clear();
         buf.resize(len, 0);
-        let BufResult(r, slice) = self
-            .segment
-            .log
-            .read_exact_at(buf.slice(0..len), self.position)
-            .await;
+        let log = self.segment.files.log().await?;
+        let BufResult(r, slice) = log.read_exact_at(buf.slice(0..len), self.position).await;
         self.buf = slice.into_inner();
         r.map_err(|e| StorageError::io(&self.segment.log_path, e))?;
         self.buf_start = self.position;
@@ -498,7 +495,7 @@ impl PartitionLog {
         if len == 0 {
             return Ok(out);
         }
-        let mut file = &cleaned.log;
+        let mut file = cleaned.files.log().await?;
         let BufResult(r, mut out) = file.write_all_at(out, *position).await;
         r.map_err(|e| StorageError::io(&cleaned.log_path, e))?;
         cleaned.visible_bytes.set(*position + len);
@@ -531,6 +528,11 @@ impl PartitionLog {
             return Ok(false);
         };
         let replaced: Vec<&Segment> = group.iter().map(|s| s.as_ref()).collect();
+        // Readers still holding a replaced segment keep its open descriptor; a reopen by
+        // name would find the cleaned file, so it is refused from here on.
+        for old in &replaced {
+            old.files.retire();
+        }
         swap::install_swap(&self.dir, base, &replaced).await?;
         let segment = Segment::open(&self.dir, base).await?;
         let interval = self.config.borrow().index_interval_bytes;
