@@ -18,6 +18,7 @@ use std::rc::Rc;
 
 use super::{Lookup, Shard, now_ms};
 use crate::group::TxnOffset;
+use crate::txn::fault::{self, CrashPoint};
 use crate::txn::state::{COORDINATOR_EPOCH, TxnGroupOffset, check_timeout};
 use crate::txn::{Lease, TxnError, TxnMetadata, TxnState};
 
@@ -167,6 +168,7 @@ pub async fn end_txn(
     };
     next.update_ms = now_ms();
     lease.persist(next).await?;
+    fault::crash_if_armed(CrashPoint::AfterPrepare);
     if let Err(e) = complete(shard, &mut lease).await {
         tracing::warn!(id = %transactional_id, error = %e, "transaction markers not all written; retrying on the timer");
     }
@@ -208,6 +210,7 @@ async fn fence_and_abort(shard: &Rc<Shard>, lease: &mut Lease) -> Result<(), Txn
     };
     next.state = TxnState::PrepareAbort;
     lease.persist(next).await?;
+    fault::crash_if_armed(CrashPoint::AfterPrepare);
     complete(shard, lease).await
 }
 
@@ -281,7 +284,7 @@ async fn write_marker(
         Lookup::Online(p) => p
             .write_txn_marker(producer_id, epoch, commit, COORDINATOR_EPOCH, now_ms())
             .await
-            .map(|_| ())
+            .map(|_| fault::crash_if_armed(CrashPoint::AfterFirstMarker))
             .map_err(|e| format!("{topic}-{partition}: {e}")),
         Lookup::Offline(why) => Err(format!("{topic}-{partition} is offline: {why}")),
         Lookup::Missing => {
