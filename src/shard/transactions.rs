@@ -66,7 +66,7 @@ pub async fn init_producer_id(
     expected: Option<(i64, i16)>,
 ) -> Result<(i64, i16), TxnError> {
     check_timeout(timeout_ms)?;
-    let mut lease = shard.txns.lease(transactional_id)?;
+    let mut lease = shard.txns.lease_queued(transactional_id).await?;
     let Some(meta) = lease.current.clone() else {
         // As Kafka: an id the coordinator does not know starts afresh, whatever producer id
         // the client remembers (its state may be gone with a wiped data directory).
@@ -112,7 +112,7 @@ pub async fn add_partitions(
     producer_epoch: i16,
     partitions: &[(String, i32)],
 ) -> Result<(), TxnError> {
-    let mut lease = shard.txns.lease(transactional_id)?;
+    let mut lease = shard.txns.lease_queued(transactional_id).await?;
     let meta = current(&lease)?;
     meta.check_producer(producer_id, producer_epoch)?;
     let known = partitions.iter().all(|p| meta.partitions.contains(p));
@@ -131,7 +131,7 @@ pub async fn add_offsets(
     producer_epoch: i16,
     group_id: &str,
 ) -> Result<(), TxnError> {
-    let mut lease = shard.txns.lease(transactional_id)?;
+    let mut lease = shard.txns.lease_queued(transactional_id).await?;
     let meta = current(&lease)?;
     meta.check_producer(producer_id, producer_epoch)?;
     if meta.state == TxnState::Ongoing && meta.groups.contains(group_id) {
@@ -150,7 +150,7 @@ pub async fn end_txn(
     producer_epoch: i16,
     commit: bool,
 ) -> Result<(), TxnError> {
-    let mut lease = shard.txns.lease(transactional_id)?;
+    let mut lease = shard.txns.lease_queued(transactional_id).await?;
     let meta = current(&lease)?;
     meta.check_producer(producer_id, producer_epoch)?;
     match (meta.state, commit) {
@@ -352,7 +352,7 @@ pub async fn add_txn_offsets(
     group_id: &str,
     offsets: Vec<TxnOffset>,
 ) -> Result<(), TxnError> {
-    let mut lease = shard.txns.lease(transactional_id)?;
+    let mut lease = shard.txns.lease_queued(transactional_id).await?;
     let meta = current(&lease)?;
     meta.check_producer(producer_id, producer_epoch)?;
     let offsets = offsets
