@@ -18,6 +18,7 @@ use std::rc::Rc;
 
 use super::{Lookup, Shard, now_ms};
 use crate::group::TxnOffset;
+use crate::txn::fault::{self, CrashPoint};
 use crate::txn::state::{COORDINATOR_EPOCH, TxnGroupOffset, check_timeout};
 use crate::txn::{Lease, TxnError, TxnMetadata, TxnState};
 
@@ -65,7 +66,7 @@ pub async fn init_producer_id(
     expected: Option<(i64, i16)>,
 ) -> Result<(i64, i16), TxnError> {
     check_timeout(timeout_ms)?;
-    let mut lease = shard.txns.lease(transactional_id)?;
+    let mut lease = shard.txns.lease_queued(transactional_id).await?;
     let Some(meta) = lease.current.clone() else {
         // As Kafka: an id the coordinator does not know starts afresh, whatever producer id
         // the client remembers (its state may be gone with a wiped data directory).
@@ -111,7 +112,7 @@ pub async fn add_partitions(
     producer_epoch: i16,
     partitions: &[(String, i32)],
 ) -> Result<(), TxnError> {
-    let mut lease = shard.txns.lease(transactional_id)?;
+    let mut lease = shard.txns.lease_queued(transactional_id).await?;
     let meta = current(&lease)?;
     meta.check_producer(producer_id, producer_epoch)?;
     let known = partitions.iter().all(|p| meta.partitions.contains(p));
@@ -130,7 +131,7 @@ pub async fn add_offsets(
     producer_epoch: i16,
     group_id: &str,
 ) -> Result<(), TxnError> {
-    let mut lease = shard.txns.lease(transactional_id)?;
+    let mut lease = shard.txns.lease_queued(transactional_id).await?;
     let meta = current(&lease)?;
     meta.check_producer(producer_id, producer_epoch)?;
     if meta.state == TxnState::Ongoing && meta.groups.contains(group_id) {
@@ -149,7 +150,7 @@ pub async fn end_txn(
     producer_epoch: i16,
     commit: bool,
 ) -> Result<(), TxnError> {
-    let mut lease = shard.txns.lease(transactional_id)?;
+    let mut lease = shard.txns.lease_queued(transactional_id).await?;
     let meta = current(&lease)?;
     meta.check_producer(producer_id, producer_epoch)?;
     match (meta.state, commit) {
@@ -167,6 +168,7 @@ pub async fn end_txn(
     };
     next.update_ms = now_ms();
     lease.persist(next).await?;
+    fault::crash_if_armed(CrashPoint::AfterPrepare);
     if let Err(e) = complete(shard, &mut lease).await {
         tracing::warn!(id = %transactional_id, error = %e, "transaction markers not all written; retrying on the timer");
     }
@@ -208,6 +210,7 @@ async fn fence_and_abort(shard: &Rc<Shard>, lease: &mut Lease) -> Result<(), Txn
     };
     next.state = TxnState::PrepareAbort;
     lease.persist(next).await?;
+    fault::crash_if_armed(CrashPoint::AfterPrepare);
     complete(shard, lease).await
 }
 
@@ -281,7 +284,7 @@ async fn write_marker(
         Lookup::Online(p) => p
             .write_txn_marker(producer_id, epoch, commit, COORDINATOR_EPOCH, now_ms())
             .await
-            .map(|_| ())
+            .map(|_| fault::crash_if_armed(CrashPoint::AfterFirstMarker))
             .map_err(|e| format!("{topic}-{partition}: {e}")),
         Lookup::Offline(why) => Err(format!("{topic}-{partition} is offline: {why}")),
         Lookup::Missing => {
@@ -349,7 +352,7 @@ pub async fn add_txn_offsets(
     group_id: &str,
     offsets: Vec<TxnOffset>,
 ) -> Result<(), TxnError> {
-    let mut lease = shard.txns.lease(transactional_id)?;
+    let mut lease = shard.txns.lease_queued(transactional_id).await?;
     let meta = current(&lease)?;
     meta.check_producer(producer_id, producer_epoch)?;
     let offsets = offsets

@@ -1,9 +1,12 @@
 //! The transaction coordinator of one shard: the transactional ids whose log slot this
 //! shard owns, each id's state, and the single writer of each owned slot's log.
 //!
-//! A request works on an id through a `Lease`: at most one per id at a time (a second
-//! request meanwhile gets CONCURRENT_TRANSACTIONS, which clients retry, as Kafka answers
-//! while a state change is pending). Every change is written whole and fdatasync'ed
+//! A request works on an id through a `Lease`: at most one per id at a time. A client's
+//! request arriving meanwhile waits its turn (`lease_queued`, bounded in waiters and time)
+//! rather than being answered CONCURRENT_TRANSACTIONS: clients send AddPartitionsToTxn,
+//! AddOffsetsToTxn and TxnOffsetCommit back to back, and librdkafka retries a
+//! CONCURRENT_TRANSACTIONS TxnOffsetCommit only after 500 ms, a stall per transaction. The
+//! timer takes leases without waiting (`lease`) and leaves busy ids for its next tick. Every change is written whole and fdatasync'ed
 //! (`Lease::persist`) before it takes effect or is answered: changes to ids of one slot
 //! queued while a write was in flight go out in the next write (group commit). A slot log
 //! more than `COMPACTION_RATIO` times its live state is replaced by a snapshot.
@@ -13,7 +16,7 @@
 //! across an `.await`.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
@@ -27,6 +30,11 @@ use crate::group::offset_log as files;
 pub const COMPACTION_RATIO: u64 = 4;
 /// ...and at least this large.
 pub const COMPACTION_MIN_LOG_BYTES: u64 = 64 * 1024;
+/// Requests that may wait for one id's lease at once; more get CONCURRENT_TRANSACTIONS.
+pub const MAX_LEASE_WAITERS_PER_ID: usize = 16;
+/// How long a request waits for an id's lease before answering CONCURRENT_TRANSACTIONS
+/// (the holder may be writing markers to a slow partition; the client retries).
+pub const MAX_LEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The shard that coordinates `transactional_id`: its log slot's owner.
 pub fn owner_shard(transactional_id: &str, shard_count: usize) -> usize {
@@ -55,6 +63,8 @@ struct Inner {
     txns: RefCell<HashMap<String, TxnMetadata>>,
     /// Ids with a lease out (a request or the timer working on them).
     leased: RefCell<HashSet<String>>,
+    /// Requests waiting for a leased id, woken in arrival order as it is released.
+    lease_waiters: RefCell<HashMap<String, VecDeque<oneshot::Sender<()>>>>,
     slots: RefCell<HashMap<usize, SlotLog>>,
     log_flushes_total: Cell<u64>,
 }
@@ -75,11 +85,20 @@ pub struct Lease {
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        self.coordinator
-            .inner
-            .leased
-            .borrow_mut()
-            .remove(&self.transactional_id);
+        let inner = &self.coordinator.inner;
+        inner.leased.borrow_mut().remove(&self.transactional_id);
+        let mut waiters = inner.lease_waiters.borrow_mut();
+        if let Some(queue) = waiters.get_mut(&self.transactional_id) {
+            // The first waiter still waiting takes its turn (one that gave up is skipped).
+            while let Some(next) = queue.pop_front() {
+                if next.send(()).is_ok() {
+                    break;
+                }
+            }
+            if queue.is_empty() {
+                waiters.remove(&self.transactional_id);
+            }
+        }
     }
 }
 
@@ -135,6 +154,7 @@ impl TxnCoordinator {
                 shard_count,
                 txns: RefCell::new(txns),
                 leased: RefCell::new(HashSet::new()),
+                lease_waiters: RefCell::new(HashMap::new()),
                 slots: RefCell::new(slots),
                 log_flushes_total: Cell::new(0),
             }),
@@ -169,6 +189,35 @@ impl TxnCoordinator {
             transactional_id: transactional_id.to_string(),
             current,
         })
+    }
+
+    /// Takes the id for one client request, waiting (in arrival order, at most
+    /// `MAX_LEASE_WAIT`) while another request holds it; CONCURRENT_TRANSACTIONS when too
+    /// many wait or the wait runs out.
+    pub async fn lease_queued(&self, transactional_id: &str) -> Result<Lease, TxnError> {
+        let deadline = std::time::Instant::now() + MAX_LEASE_WAIT;
+        loop {
+            match self.lease(transactional_id) {
+                Err(TxnError::Concurrent) => {}
+                taken_or_refused => return taken_or_refused,
+            }
+            let (turn_tx, turn) = oneshot::channel();
+            {
+                let mut waiters = self.inner.lease_waiters.borrow_mut();
+                let queue = waiters.entry(transactional_id.to_string()).or_default();
+                if queue.len() >= MAX_LEASE_WAITERS_PER_ID {
+                    return Err(TxnError::Concurrent);
+                }
+                queue.push_back(turn_tx);
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match compio::time::timeout(left, turn).await {
+                Ok(Ok(())) => {}
+                // Timed out (our sender is skipped when found dropped): one last try, in
+                // case a waiter woken before us gave up without taking its turn.
+                _ => return self.lease(transactional_id),
+            }
+        }
     }
 
     /// The id's durable state, if known.
@@ -349,5 +398,65 @@ impl TxnCoordinator {
             }
             _ => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run<F: std::future::Future>(future: F) -> F::Output {
+        compio::runtime::Runtime::new()
+            .expect("runtime")
+            .block_on(future)
+    }
+
+    #[test]
+    fn a_queued_request_gets_the_lease_when_the_holder_releases_it() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        run(async {
+            let coordinator = TxnCoordinator::open(dir.path(), 0, 1).expect("open");
+            let holder = coordinator.lease("tx-a").expect("first lease");
+            assert!(matches!(
+                coordinator.lease("tx-a"),
+                Err(TxnError::Concurrent)
+            ));
+            let waiter = {
+                let coordinator = coordinator.clone();
+                compio::runtime::spawn(async move { coordinator.lease_queued("tx-a").await })
+            };
+            // Let the waiter queue up, then release: it must get the id, not an error.
+            compio::runtime::time::sleep(std::time::Duration::from_millis(10)).await;
+            assert_eq!(coordinator.inner.lease_waiters.borrow()["tx-a"].len(), 1);
+            drop(holder);
+            let lease = waiter.await.expect("waiter task").expect("queued lease");
+            assert_eq!(lease.transactional_id, "tx-a");
+            assert!(coordinator.inner.lease_waiters.borrow().is_empty());
+            // Another id is never blocked by this one.
+            assert!(coordinator.lease("tx-b").is_ok());
+        });
+    }
+
+    #[test]
+    fn too_many_waiters_get_concurrent_transactions_at_once() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        run(async {
+            let coordinator = TxnCoordinator::open(dir.path(), 0, 1).expect("open");
+            let _holder = coordinator.lease("tx-a").expect("first lease");
+            let mut waiting = Vec::new();
+            for _ in 0..MAX_LEASE_WAITERS_PER_ID {
+                let coordinator = coordinator.clone();
+                waiting.push(compio::runtime::spawn(async move {
+                    coordinator.lease_queued("tx-a").await.is_ok()
+                }));
+            }
+            compio::runtime::time::sleep(std::time::Duration::from_millis(10)).await;
+            let queued = coordinator.inner.lease_waiters.borrow()["tx-a"].len();
+            assert_eq!(queued, MAX_LEASE_WAITERS_PER_ID);
+            assert!(matches!(
+                coordinator.lease_queued("tx-a").await,
+                Err(TxnError::Concurrent)
+            ));
+        });
     }
 }

@@ -10,10 +10,11 @@
 //! the handlers and the shard's timer call.
 //!
 //! Owns: `state` (metadata, state machine, limits, errors), `log` (file format, replay),
-//! `coordinator` (id table, leases, slot writers, compaction).
+//! `coordinator` (id table, leases, slot writers, compaction), `fault` (the crash tests' hook).
 //! Must not: know about sockets or other shards.
 
 mod coordinator;
+pub mod fault;
 pub mod log;
 pub mod state;
 
