@@ -19,6 +19,8 @@ pub struct Request {
     pub method: String,
     /// Path without the query string.
     pub path: String,
+    /// What followed the `?` (empty when none), still percent-encoded.
+    pub query: String,
 }
 
 /// Why a request head could not be read; each maps to one response status.
@@ -91,10 +93,11 @@ pub fn parse_head(head: &[u8]) -> Result<Request, RequestError> {
             _ => return Err(RequestError::Malformed("bad header line")),
         }
     }
-    let path = target.split_once('?').map_or(target, |(p, _)| p);
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
     Ok(Request {
         method: method.to_string(),
         path: path.to_string(),
+        query: query.to_string(),
     })
 }
 
@@ -139,6 +142,7 @@ fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
         400 => "Bad Request",
+        403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
         431 => "Request Header Fields Too Large",
@@ -159,7 +163,8 @@ mod tests {
             read_request(&mut input),
             Ok(Request {
                 method: "GET".into(),
-                path: "/metrics".into()
+                path: "/metrics".into(),
+                query: "x=1".into(),
             })
         );
     }

@@ -8,6 +8,7 @@
 
 pub mod budget;
 mod cleaner;
+pub mod console;
 mod deadlines;
 mod group_metrics;
 pub mod io_driver;

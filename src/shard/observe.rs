@@ -3,12 +3,17 @@
 //! Runs on the admin thread; never touches shard state directly.
 
 use super::{Shard, ShardTask};
+use crate::admin::console::api::{ConsoleError, ConsoleQuery};
 use crate::admin::{ADMIN_COLLECT_TIMEOUT, AdminSource, ShardStatus, status_document};
 use crate::metrics::{BrokerInfo, ShardSnapshot};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// How long a console question may take (it may read a page of records from disk) before
+/// the admin thread answers 503 instead.
+pub const CONSOLE_ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Each shard's channel, and the core it is pinned to.
 struct AttachedShards {
@@ -106,6 +111,33 @@ impl AdminSource for BrokerObserver {
 
     fn ready(&self) -> bool {
         self.ready.load(Ordering::Acquire)
+    }
+
+    fn console(&self, query: &ConsoleQuery) -> Result<serde_json::Value, ConsoleError> {
+        let Some(AttachedShards { senders, .. }) = self.shards.get() else {
+            return Err(ConsoleError::Unavailable(
+                "the broker is still starting".into(),
+            ));
+        };
+        let sender = senders
+            .first()
+            .ok_or_else(|| ConsoleError::Unavailable("no shards".into()))?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        let query = query.clone();
+        let task: ShardTask = Box::new(move |shard: Rc<Shard>| {
+            Box::pin(async move {
+                let _ = tx.send(super::console::answer(shard, query).await);
+            })
+        });
+        sender
+            .try_send(task)
+            .map_err(|_| ConsoleError::Unavailable("shard 0 is busy or stopping".into()))?;
+        rx.recv_timeout(CONSOLE_ANSWER_TIMEOUT).map_err(|_| {
+            ConsoleError::Unavailable(format!(
+                "no answer within {} s",
+                CONSOLE_ANSWER_TIMEOUT.as_secs()
+            ))
+        })?
     }
 
     fn broker_info(&self) -> BrokerInfo {
