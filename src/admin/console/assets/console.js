@@ -38,7 +38,7 @@ function bytes(n) {
   const units = ["B", "KiB", "MiB", "GiB", "TiB"];
   let i = 0;
   while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
-  return (i === 0 ? n : n.toFixed(1)) + " " + units[i];
+  return (i === 0 ? Math.round(n) : n.toFixed(1)) + " " + units[i];
 }
 
 function table(headers, rows, numeric) {
@@ -163,7 +163,8 @@ function lineChart(title, series, unit) {
     const W = canvas.width, H = canvas.height, pad = 36;
     ctx.clearRect(0, 0, W, H);
     const all = series.flatMap((s) => history[s.key].filter((v) => v !== null));
-    const max = Math.max(1e-9, ...all) * 1.1;
+    // A floor per unit keeps an idle chart's axis readable (0 to 1 KiB/s, 1 rec/s, 1 ms).
+    const max = Math.max(unit === "B/s" ? 1024 : 1, ...all) * 1.1;
     ctx.strokeStyle = "#d9dee6"; ctx.fillStyle = "#6b7585"; ctx.font = "11px sans-serif";
     for (let i = 0; i <= 4; i++) {
       const y = H - 18 - ((H - 28) * i) / 4;
@@ -203,7 +204,8 @@ function fmt(v, unit) {
 async function overview() {
   begin("overview", "Overview");
   const [status, topics] = await Promise.all([getJson("/v1/status"), getJson("/v1/topics")]);
-  const partitions = status.shards.reduce((n, s) => n + s.partitions.length, 0);
+  // From the metadata (the console API waits longer for a busy shard than /v1/status does).
+  const partitions = topics.topics.reduce((n, t) => n + t.partition_count, 0);
   const size = topics.topics.reduce((n, t) => n + t.size_bytes, 0);
   const offline = topics.topics.reduce((n, t) => n + t.offline_partitions, 0);
   app.append(
