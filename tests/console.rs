@@ -23,9 +23,14 @@ const BROWSER_TIMEOUT_SECS: u64 = 90;
 
 /// A GET over a fresh connection: (status, body).
 fn http_get(port: u16, target: &str) -> (u16, String) {
+    http(port, "GET", target, "")
+}
+
+/// One request with extra header lines (each ending in CRLF): (status, body).
+fn http(port: u16, method: &str, target: &str, headers: &str) -> (u16, String) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect admin");
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(s, "GET {target} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    write!(s, "{method} {target} HTTP/1.1\r\nHost: x\r\n{headers}\r\n").unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).expect("read response");
     let (head, body) = out.split_once("\r\n\r\n").expect("response head");
@@ -325,5 +330,62 @@ fn console_pages_show_the_brokers_real_state_in_a_browser() {
     assert!(
         !browser.contains("order-1<"),
         "seek to offset 2 shows offset 1"
+    );
+}
+
+#[test]
+fn console_writes_need_its_header_and_stop_when_read_only() {
+    const WRITE: &str = "X-Sluice-Console: 1\r\n";
+    let broker = Broker::start();
+    let port = broker.admin_port;
+    let create = "/v1/topics?name=made-in-console&partitions=2";
+    let (status, body) = http(port, "POST", create, "");
+    assert_eq!(status, 403, "a write without the console's header: {body}");
+    assert!(body.contains("x-sluice-console"), "{body}");
+    assert_eq!(http_get(port, "/v1/topics/made-in-console").0, 404);
+    let (status, body) = http(port, "POST", create, WRITE);
+    assert_eq!(status, 200, "{body}");
+    let topic = json(port, "/v1/topics/made-in-console");
+    assert_eq!(topic["partition_count"], 2);
+    assert_eq!(topic["partitions"].as_array().map(Vec::len), Some(2));
+    assert_eq!(topic["read_only"], false);
+    let (status, body) = http(port, "POST", create, WRITE);
+    assert_eq!(status, 409, "creating it twice: {body}");
+    let (status, body) = http(port, "POST", "/v1/topics?name=bad%2Fname", WRITE);
+    assert_eq!(status, 400, "an invalid topic name: {body}");
+    // The topics page offers the create form, the topic page the delete button.
+    let url = format!("http://127.0.0.1:{port}/console");
+    let dom = chromium(&format!("{url}#/topics"), &["--dump-dom".to_string()]);
+    assert_has(
+        &dom,
+        "topics (writable)",
+        &[r#"id="create-topic""#, "made-in-console"],
+    );
+    let dom = chromium(
+        &format!("{url}#/topics/made-in-console"),
+        &["--dump-dom".to_string()],
+    );
+    assert_has(&dom, "topic (writable)", &[r#"id="delete-topic""#]);
+    let (status, body) = http(port, "DELETE", "/v1/topics/made-in-console", WRITE);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(http_get(port, "/v1/topics/made-in-console").0, 404);
+    let (status, _) = http(port, "DELETE", "/v1/topics/made-in-console", WRITE);
+    assert_eq!(status, 404, "deleting it twice");
+
+    let read_only = Broker::start_with_config("console_read_only = true\n", &[]);
+    let port = read_only.admin_port;
+    let (status, body) = http(port, "POST", create, WRITE);
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("read-only"), "{body}");
+    assert_eq!(http_get(port, "/v1/topics/made-in-console").0, 404);
+    assert_eq!(json(port, "/v1/topics")["read_only"], true);
+    let dom = chromium(
+        &format!("http://127.0.0.1:{port}/console#/topics"),
+        &["--dump-dom".to_string()],
+    );
+    assert!(dom.contains(r#"data-loaded="true""#), "{dom}");
+    assert!(
+        !dom.contains(r#"id="create-topic""#),
+        "read-only console offers a create form"
     );
 }

@@ -11,7 +11,7 @@ pub mod http;
 pub mod systemd;
 
 use crate::metrics::{BrokerInfo, PROMETHEUS_CONTENT_TYPE, ShardSnapshot, render_prometheus};
-use console::api::{ConsoleError, ConsoleQuery};
+use console::api::{ConsoleError, ConsoleQuery, ConsoleWrite};
 use http::{READ_TIMEOUT, Request, RequestError, Response, WRITE_TIMEOUT, read_request};
 use serde::Serialize;
 use std::io;
@@ -50,6 +50,18 @@ pub trait AdminSource: Send + Sync {
         Err(ConsoleError::Unavailable(
             "this admin listener has no broker behind it".into(),
         ))
+    }
+    /// Carries out a console change (create or delete a topic); only called when
+    /// [`console_read_only`](Self::console_read_only) is false.
+    fn console_write(&self, write: &ConsoleWrite) -> Result<serde_json::Value, ConsoleError> {
+        let _ = write;
+        Err(ConsoleError::Unavailable(
+            "this admin listener has no broker behind it".into(),
+        ))
+    }
+    /// True when the console may only look (`console_read_only`).
+    fn console_read_only(&self) -> bool {
+        true
     }
 }
 
@@ -419,7 +431,10 @@ mod tests {
         assert_eq!(error["error"], "offset is not a valid number: \"nope\"");
         // A source with no broker behind it says so instead of inventing an answer.
         assert_eq!(call("GET", "/v1/topics").status, 503);
-        assert_eq!(call("DELETE", "/v1/topics/orders").status, 405);
+        // Writes: refused while the source is read-only, whatever the request carries.
+        assert_eq!(call("DELETE", "/v1/topics/orders").status, 403);
+        assert_eq!(call("POST", "/v1/topics?name=x").status, 403);
+        assert_eq!(call("PUT", "/v1/topics/orders").status, 405);
         assert_eq!(call("GET", "/console/nope.js").status, 404);
     }
 

@@ -2,13 +2,14 @@
 //! `/v1/messages`): the admin thread hands a question to shard 0, which reads the metadata
 //! snapshot and asks each owning shard for its partitions and groups by message.
 //!
-//! Owns: gathering and shaping those answers within the limits in `admin::console::api`.
-//! Must not: change any state; read a partition anywhere but on its owning shard.
+//! Owns: gathering and shaping those answers within the limits in `admin::console::api`, and
+//! the console's topic create/delete (through `shard::topics`, as CreateTopics/DeleteTopics).
+//! Must not: change state any other way; read a partition anywhere but on its owning shard.
 
 use super::{Lookup, Shard};
 use crate::admin::console::api::{
-    ConsoleError, ConsoleQuery, MAX_CONSOLE_GROUPS, MAX_CONSOLE_PARTITIONS, MAX_CONSOLE_RECORDS,
-    MessageQuery, Seek,
+    ConsoleError, ConsoleQuery, ConsoleWrite, MAX_CONSOLE_GROUPS, MAX_CONSOLE_PARTITIONS,
+    MAX_CONSOLE_RECORDS, MessageQuery, Seek,
 };
 use kafka_protocol::messages::ListGroupsRequest;
 use kafka_protocol::protocol::Decodable;
@@ -56,6 +57,35 @@ pub async fn answer(shard: Rc<Shard>, query: ConsoleQuery) -> Result<Value, Cons
         ConsoleQuery::Topic(name) => topics(&shard, Some(name)).await,
         ConsoleQuery::Groups => groups(&shard).await,
         ConsoleQuery::Messages(q) => messages_on_owner(&shard, q).await,
+    }
+}
+
+/// Carries out a console change through the same path CreateTopics and DeleteTopics take.
+pub async fn write(shard: Rc<Shard>, write: ConsoleWrite) -> Result<Value, ConsoleError> {
+    let failed = |e: super::topics::TopicOpError| {
+        let message = format!("{} (Kafka error {})", e.message, e.code);
+        if e.code == kafka_protocol::ResponseError::TopicAlreadyExists.code() {
+            ConsoleError::Conflict(message)
+        } else if e.code == kafka_protocol::ResponseError::UnknownTopicOrPartition.code() {
+            ConsoleError::NotFound(message)
+        } else {
+            ConsoleError::BadRequest(message)
+        }
+    };
+    match write {
+        ConsoleWrite::CreateTopic { name, partitions } => {
+            let topic =
+                super::topics::create_topic(&shard, name, partitions, 1, BTreeMap::new(), false)
+                    .await
+                    .map_err(failed)?;
+            Ok(json!({ "created": topic.name, "partitions": topic.partitions }))
+        }
+        ConsoleWrite::DeleteTopic(name) => {
+            let topic = super::topics::delete_topic(&shard, name)
+                .await
+                .map_err(failed)?;
+            Ok(json!({ "deleted": topic.name }))
+        }
     }
 }
 

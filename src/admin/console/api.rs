@@ -49,11 +49,68 @@ pub enum ConsoleQuery {
     Messages(MessageQuery),
 }
 
+/// The header a console write must carry. A cross-site page cannot send a custom header
+/// without a CORS preflight, which this listener never grants, so a write cannot be forged
+/// from another site the operator's browser has open.
+pub const CONSOLE_WRITE_HEADER: &str = "x-sluice-console";
+/// Partitions a topic created from the console may have at most.
+pub const MAX_CONSOLE_CREATE_PARTITIONS: i32 = 1000;
+
+/// One change the console asks for (refused when `console_read_only` is set).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConsoleWrite {
+    /// `POST /v1/topics?name=&partitions=`
+    CreateTopic { name: String, partitions: i32 },
+    /// `DELETE /v1/topics/<name>`
+    DeleteTopic(String),
+}
+
+/// The console write `method` `path`+`query` ask for, `None` when it is no console write.
+pub fn parse_write(
+    method: &str,
+    path: &str,
+    query: &str,
+) -> Option<Result<ConsoleWrite, ConsoleError>> {
+    match (method, path) {
+        ("POST", "/v1/topics") => Some(parse_create(query)),
+        ("DELETE", _) => {
+            let name = path.strip_prefix("/v1/topics/")?;
+            Some(percent_decode(name).map(ConsoleWrite::DeleteTopic))
+        }
+        _ => None,
+    }
+}
+
+fn parse_create(query: &str) -> Result<ConsoleWrite, ConsoleError> {
+    let params = parse_query(query)?;
+    let get = |key: &str| {
+        params
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    };
+    let name = get("name")
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| bad("name is required"))?
+        .to_string();
+    let partitions: i32 = parse_number(get("partitions").unwrap_or("1"), "partitions")?;
+    if !(1..=MAX_CONSOLE_CREATE_PARTITIONS).contains(&partitions) {
+        return Err(bad(&format!(
+            "partitions must be between 1 and {MAX_CONSOLE_CREATE_PARTITIONS}"
+        )));
+    }
+    Ok(ConsoleWrite::CreateTopic { name, partitions })
+}
+
 /// Why a console question has no answer; each is one HTTP status.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConsoleError {
     BadRequest(String),
     NotFound(String),
+    /// Writes are switched off, or the request lacks [`CONSOLE_WRITE_HEADER`].
+    Forbidden(String),
+    /// The change conflicts with what exists (e.g. the topic already exists).
+    Conflict(String),
     /// The broker cannot answer now (starting, shutting down, a shard did not reply in time).
     Unavailable(String),
 }
@@ -63,6 +120,8 @@ impl ConsoleError {
         let (status, message) = match self {
             ConsoleError::BadRequest(m) => (400, m),
             ConsoleError::NotFound(m) => (404, m),
+            ConsoleError::Forbidden(m) => (403, m),
+            ConsoleError::Conflict(m) => (409, m),
             ConsoleError::Unavailable(m) => (503, m),
         };
         json_response(status, &serde_json::json!({ "error": message }))
@@ -225,6 +284,36 @@ mod tests {
                 max_bytes: DEFAULT_CONSOLE_PAGE_BYTES,
             }))
         );
+    }
+
+    #[test]
+    fn parses_writes() {
+        assert_eq!(
+            parse_write("POST", "/v1/topics", "name=t&partitions=4"),
+            Some(Ok(ConsoleWrite::CreateTopic {
+                name: "t".into(),
+                partitions: 4
+            }))
+        );
+        assert_eq!(
+            parse_write("DELETE", "/v1/topics/a%2Eb", ""),
+            Some(Ok(ConsoleWrite::DeleteTopic("a.b".into())))
+        );
+        assert_eq!(parse_write("GET", "/v1/topics", ""), None);
+        assert_eq!(parse_write("DELETE", "/v1/groups", ""), None);
+        for query in [
+            "partitions=2",
+            "name=t&partitions=0",
+            "name=t&partitions=1001",
+        ] {
+            assert!(
+                matches!(
+                    parse_write("POST", "/v1/topics", query),
+                    Some(Err(ConsoleError::BadRequest(_)))
+                ),
+                "{query}"
+            );
+        }
     }
 
     #[test]

@@ -33,6 +33,14 @@ async function getJson(url) {
   return body;
 }
 
+// A console write; the custom header is what the broker checks (a cross-site page cannot send it).
+async function send(method, url) {
+  const r = await fetch(url, { method, headers: { "X-Sluice-Console": "1" } });
+  const body = await r.json().catch(() => ({ error: "HTTP " + r.status }));
+  if (!r.ok) throw new Error(body.error || "HTTP " + r.status);
+  return body;
+}
+
 function bytes(n) {
   if (n === null || n === undefined) return "–";
   const units = ["B", "KiB", "MiB", "GiB", "TiB"];
@@ -247,6 +255,21 @@ async function topicList() {
       h("a", { href: "#/messages?topic=" + encodeURIComponent(t.name) + "&partition=0&offset=0" }, "browse")]),
     [1, 2, 3, 4]));
   if (data.total > data.topics.length) app.append(h("p", { class: "muted" }, "Showing " + data.topics.length + " of " + data.total + " topics."));
+  if (!data.read_only) {
+    const form = h("form", { class: "seek", id: "create-topic", onsubmit: async (e) => {
+      e.preventDefault();
+      const name = form.name.value.trim(), partitions = form.partitions.value;
+      if (!name || !confirm("Create topic " + name + " with " + partitions + " partitions?")) return;
+      try {
+        await send("POST", "/v1/topics?" + new URLSearchParams({ name, partitions }).toString());
+        location.hash = "#/topics/" + encodeURIComponent(name);
+      } catch (err) { showError(err); }
+    } },
+    h("label", {}, "New topic", h("input", { name: "name", required: "required" })),
+    h("label", {}, "Partitions", h("input", { name: "partitions", type: "number", min: 1, max: 1000, value: "1" })),
+    h("button", { type: "submit" }, "Create"));
+    app.append(h("h2", {}, "Create a topic"), form);
+  }
   done();
 }
 
@@ -272,6 +295,16 @@ async function topicDetail(name) {
     overrides.length ? table(["Key", "Value"], overrides) : h("p", { class: "muted" }, "None: broker defaults apply."));
   app.append(h("h2", {}, "Effective configuration"),
     table(["Setting", "Value"], Object.entries(t.effective_config || {}).map(([k, v]) => [k, JSON.stringify(v)])));
+  if (!t.read_only) {
+    app.append(h("h2", {}, "Danger zone"), h("button", { id: "delete-topic", class: "danger", onclick: async () => {
+      // Deleting loses the data: the operator types the name to confirm.
+      if (prompt("Delete topic " + t.name + " and all its records? Type its name to confirm.") !== t.name) return;
+      try {
+        await send("DELETE", "/v1/topics/" + encodeURIComponent(t.name));
+        location.hash = "#/topics";
+      } catch (err) { showError(err); }
+    } }, "Delete topic " + t.name));
+  }
   done();
 }
 
