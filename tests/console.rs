@@ -42,6 +42,15 @@ fn http(port: u16, method: &str, target: &str, headers: &str) -> (u16, String) {
     (status, body.to_string())
 }
 
+/// Waits for `/v1/ready`: the Kafka port may accept before the admin listener sees the shards.
+fn wait_ready(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while http_get(port, "/v1/ready").0 != 200 {
+        assert!(Instant::now() < deadline, "broker never became ready");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn json(port: u16, target: &str) -> serde_json::Value {
     let (status, body) = http_get(port, target);
     assert_eq!(status, 200, "{target}: {body}");
@@ -177,6 +186,7 @@ fn console_pages_show_the_brokers_real_state_in_a_browser() {
     ));
     let broker = t.broker.as_ref().expect("started broker");
     let port = broker.admin_port;
+    wait_ready(port);
     t.ok(&["topic", "create", TOPIC, "--partitions", "3"], None);
     assert_pages_load_fast(port);
 
@@ -338,6 +348,7 @@ fn console_writes_need_its_header_and_stop_when_read_only() {
     const WRITE: &str = "X-Sluice-Console: 1\r\n";
     let broker = Broker::start();
     let port = broker.admin_port;
+    wait_ready(port);
     let create = "/v1/topics?name=made-in-console&partitions=2";
     let (status, body) = http(port, "POST", create, "");
     assert_eq!(status, 403, "a write without the console's header: {body}");
@@ -374,6 +385,7 @@ fn console_writes_need_its_header_and_stop_when_read_only() {
 
     let read_only = Broker::start_with_config("console_read_only = true\n", &[]);
     let port = read_only.admin_port;
+    wait_ready(port);
     let (status, body) = http(port, "POST", create, WRITE);
     assert_eq!(status, 403, "{body}");
     assert!(body.contains("read-only"), "{body}");
