@@ -41,6 +41,7 @@ install_debian_packages() {
     command -v node >/dev/null || missing+=(nodejs)
     command -v npm >/dev/null || missing+=(npm)
     command -v systemd-analyze >/dev/null || missing+=(systemd)
+    command -v chromium >/dev/null || missing+=(chromium)
     if ((${#missing[@]} == 0)); then
         echo "Debian packages: all present"
         return 0

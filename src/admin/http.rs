@@ -19,6 +19,20 @@ pub struct Request {
     pub method: String,
     /// Path without the query string.
     pub path: String,
+    /// What followed the `?` (empty when none), still percent-encoded.
+    pub query: String,
+    /// Header lines as (lower-case name, trimmed value); bounded by [`MAX_HEADER_BYTES`].
+    pub headers: Vec<(String, String)>,
+}
+
+impl Request {
+    /// The value of header `name` (give it lower-case), if present.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 /// Why a request head could not be read; each maps to one response status.
@@ -85,16 +99,21 @@ pub fn parse_head(head: &[u8]) -> Result<Request, RequestError> {
             "only HTTP/1.0 and HTTP/1.1 are spoken",
         ));
     }
+    let mut headers = Vec::new();
     for line in lines {
         match line.split_once(':') {
-            Some((name, _)) if !name.is_empty() && !name.contains([' ', '\t']) => {}
+            Some((name, value)) if !name.is_empty() && !name.contains([' ', '\t']) => {
+                headers.push((name.to_ascii_lowercase(), value.trim().to_string()));
+            }
             _ => return Err(RequestError::Malformed("bad header line")),
         }
     }
-    let path = target.split_once('?').map_or(target, |(p, _)| p);
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
     Ok(Request {
         method: method.to_string(),
         path: path.to_string(),
+        query: query.to_string(),
+        headers,
     })
 }
 
@@ -139,6 +158,8 @@ fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
         400 => "Bad Request",
+        403 => "Forbidden",
+        409 => "Conflict",
         404 => "Not Found",
         405 => "Method Not Allowed",
         431 => "Request Header Fields Too Large",
@@ -159,7 +180,9 @@ mod tests {
             read_request(&mut input),
             Ok(Request {
                 method: "GET".into(),
-                path: "/metrics".into()
+                path: "/metrics".into(),
+                query: "x=1".into(),
+                headers: vec![("host".into(), "a".into()), ("accept".into(), "*/*".into())],
             })
         );
     }

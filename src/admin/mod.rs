@@ -1,15 +1,17 @@
-//! The admin side of the broker: the HTTP listener for metrics, health, readiness and status,
-//! systemd notification and watchdog, and process signal flags.
+//! The admin side of the broker: the HTTP listener for metrics, health, readiness, status and
+//! the web console, systemd notification and watchdog, and process signal flags.
 //!
 //! Owns: one plain std thread accepting on `admin_listen` (blocking I/O is fine: it is off the
 //! hot path) and short-lived per-connection threads, bounded by [`MAX_ADMIN_CONNECTIONS`].
 //! Must not: touch shard state. Everything it shows comes from an [`AdminSource`] that the
 //! server implements with cross-shard messages.
 
+pub mod console;
 pub mod http;
 pub mod systemd;
 
 use crate::metrics::{BrokerInfo, PROMETHEUS_CONTENT_TYPE, ShardSnapshot, render_prometheus};
+use console::api::{ConsoleError, ConsoleQuery, ConsoleWrite};
 use http::{READ_TIMEOUT, Request, RequestError, Response, WRITE_TIMEOUT, read_request};
 use serde::Serialize;
 use std::io;
@@ -41,6 +43,26 @@ pub trait AdminSource: Send + Sync {
     fn ready(&self) -> bool;
     /// Version, node id, uptime.
     fn broker_info(&self) -> BrokerInfo;
+    /// The console's JSON answer to `query` (see [`console::api`] for the limits). Sources
+    /// without shards behind them (tools, tests) answer that there is nothing to show.
+    fn console(&self, query: &ConsoleQuery) -> Result<serde_json::Value, ConsoleError> {
+        let _ = query;
+        Err(ConsoleError::Unavailable(
+            "this admin listener has no broker behind it".into(),
+        ))
+    }
+    /// Carries out a console change (create or delete a topic); only called when
+    /// [`console_read_only`](Self::console_read_only) is false.
+    fn console_write(&self, write: &ConsoleWrite) -> Result<serde_json::Value, ConsoleError> {
+        let _ = write;
+        Err(ConsoleError::Unavailable(
+            "this admin listener has no broker behind it".into(),
+        ))
+    }
+    /// True when the console may only look (`console_read_only`).
+    fn console_read_only(&self) -> bool {
+        true
+    }
 }
 
 /// One shard's line in `/v1/status`.
@@ -265,6 +287,9 @@ fn serve_connection(stream: &mut TcpStream, source: &dyn AdminSource) {
 
 /// Maps a request to its response. Public so tests can route without sockets.
 pub fn route(request: &Request, source: &dyn AdminSource) -> Response {
+    if let Some(response) = console::route(request, source) {
+        return response;
+    }
     let known = matches!(
         request.path.as_str(),
         "/metrics" | "/v1/health" | "/v1/ready" | "/v1/status"
@@ -399,6 +424,42 @@ mod tests {
             TcpStream::connect(addr).is_err(),
             "listener closed after shutdown"
         );
+    }
+
+    #[test]
+    fn console_routes_serve_assets_and_refuse_bad_queries() {
+        let source = FakeSource {
+            ready: AtomicBool::new(true),
+            started: Instant::now(),
+        };
+        let call = |method: &str, target: &str| {
+            let head = format!("{method} {target} HTTP/1.1");
+            route(&http::parse_head(head.as_bytes()).unwrap(), &source)
+        };
+        for (target, kind) in [
+            ("/", "text/html"),
+            ("/console", "text/html"),
+            ("/console/console.js", "text/javascript"),
+            ("/console/console.css", "text/css"),
+        ] {
+            let r = call("GET", target);
+            assert_eq!(
+                (r.status, r.content_type.split(';').next()),
+                (200, Some(kind))
+            );
+            assert!(!r.body.is_empty(), "{target}");
+        }
+        let bad = call("GET", "/v1/messages?topic=t&offset=nope");
+        assert_eq!(bad.status, 400);
+        let error: serde_json::Value = serde_json::from_slice(&bad.body).unwrap();
+        assert_eq!(error["error"], "offset is not a valid number: \"nope\"");
+        // A source with no broker behind it says so instead of inventing an answer.
+        assert_eq!(call("GET", "/v1/topics").status, 503);
+        // Writes: refused while the source is read-only, whatever the request carries.
+        assert_eq!(call("DELETE", "/v1/topics/orders").status, 403);
+        assert_eq!(call("POST", "/v1/topics?name=x").status, 403);
+        assert_eq!(call("PUT", "/v1/topics/orders").status, 405);
+        assert_eq!(call("GET", "/console/nope.js").status, 404);
     }
 
     #[test]

@@ -144,7 +144,10 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
     let listen = config.listen;
     let data_dir = config.data_dir.clone();
     // The admin listener starts first so /v1/health answers during recovery.
-    let observer = std::sync::Arc::new(crate::shard::observe::BrokerObserver::new(config.node_id));
+    let observer = std::sync::Arc::new(
+        crate::shard::observe::BrokerObserver::new(config.node_id)
+            .with_console_read_only(config.console_read_only),
+    );
     let admin = crate::admin::spawn_admin_server(config.admin_listen, observer.clone())
         .map_err(|e| e.to_string())?;
     crate::admin::systemd::notify_status("recovering partitions");

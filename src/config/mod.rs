@@ -84,8 +84,10 @@ pub struct BrokerConfig {
     pub listen: SocketAddr,
     /// Address handed to clients in Metadata; defaults to `listen`.
     pub advertised_listener: Option<String>,
-    /// Admin HTTP listener (metrics, health, status).
+    /// Admin HTTP listener (metrics, health, status, the web console).
     pub admin_listen: SocketAddr,
+    /// The web console may only look: its create and delete requests are refused (403).
+    pub console_read_only: bool,
     /// Which cores run shards: "all", a count, or a list such as "0,2-3".
     pub cores: String,
     pub node_id: i32,
@@ -128,6 +130,7 @@ impl Default for BrokerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 9092)),
             advertised_listener: None,
             admin_listen: SocketAddr::from(([127, 0, 0, 1], 9644)),
+            console_read_only: false,
             cores: "all".to_string(),
             node_id: 0,
             log_level: "info".to_string(),

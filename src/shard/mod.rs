@@ -8,6 +8,7 @@
 
 pub mod budget;
 mod cleaner;
+pub mod console;
 mod deadlines;
 pub mod descriptors;
 mod group_metrics;

@@ -3,12 +3,17 @@
 //! Runs on the admin thread; never touches shard state directly.
 
 use super::{Shard, ShardTask};
+use crate::admin::console::api::{ConsoleError, ConsoleQuery, ConsoleWrite};
 use crate::admin::{ADMIN_COLLECT_TIMEOUT, AdminSource, ShardStatus, status_document};
 use crate::metrics::{BrokerInfo, ShardSnapshot, StorageHealth};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// How long a console question may take (it may read a page of records from disk) before
+/// the admin thread answers 503 instead.
+pub const CONSOLE_ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Each shard's channel, and the core it is pinned to.
 struct AttachedShards {
@@ -23,6 +28,8 @@ pub struct BrokerObserver {
     started: Instant,
     ready: AtomicBool,
     shards: OnceLock<AttachedShards>,
+    /// `console_read_only`: the console's writes are refused.
+    console_read_only: bool,
 }
 
 impl BrokerObserver {
@@ -32,7 +39,45 @@ impl BrokerObserver {
             started: Instant::now(),
             ready: AtomicBool::new(false),
             shards: OnceLock::new(),
+            console_read_only: false,
         }
+    }
+
+    /// Sets `console_read_only`.
+    pub fn with_console_read_only(mut self, read_only: bool) -> BrokerObserver {
+        self.console_read_only = read_only;
+        self
+    }
+
+    /// Runs `work` on shard 0 and waits for its answer, at most [`CONSOLE_ANSWER_TIMEOUT`].
+    fn ask_shard_zero<F, Fut>(&self, work: F) -> Result<serde_json::Value, ConsoleError>
+    where
+        F: FnOnce(Rc<Shard>) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<serde_json::Value, ConsoleError>> + 'static,
+    {
+        let Some(AttachedShards { senders, .. }) = self.shards.get() else {
+            return Err(ConsoleError::Unavailable(
+                "the broker is still starting".into(),
+            ));
+        };
+        let sender = senders
+            .first()
+            .ok_or_else(|| ConsoleError::Unavailable("no shards".into()))?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        let task: ShardTask = Box::new(move |shard: Rc<Shard>| {
+            Box::pin(async move {
+                let _ = tx.send(work(shard).await);
+            })
+        });
+        sender
+            .try_send(task)
+            .map_err(|_| ConsoleError::Unavailable("shard 0 is busy or stopping".into()))?;
+        rx.recv_timeout(CONSOLE_ANSWER_TIMEOUT).map_err(|_| {
+            ConsoleError::Unavailable(format!(
+                "no answer within {} s",
+                CONSOLE_ANSWER_TIMEOUT.as_secs()
+            ))
+        })?
     }
 
     /// Called once every shard has recovered and listens.
@@ -120,6 +165,25 @@ impl AdminSource for BrokerObserver {
 
     fn ready(&self) -> bool {
         self.ready.load(Ordering::Acquire)
+    }
+
+    fn console(&self, query: &ConsoleQuery) -> Result<serde_json::Value, ConsoleError> {
+        let query = query.clone();
+        let mut answer = self.ask_shard_zero(move |shard| super::console::answer(shard, query))?;
+        if let Some(fields) = answer.as_object_mut() {
+            // The console hides its create and delete controls when they would be refused.
+            fields.insert("read_only".into(), self.console_read_only.into());
+        }
+        Ok(answer)
+    }
+
+    fn console_write(&self, write: &ConsoleWrite) -> Result<serde_json::Value, ConsoleError> {
+        let write = write.clone();
+        self.ask_shard_zero(move |shard| super::console::write(shard, write))
+    }
+
+    fn console_read_only(&self) -> bool {
+        self.console_read_only
     }
 
     fn broker_info(&self) -> BrokerInfo {
