@@ -376,7 +376,30 @@ fn console_writes_need_its_header_and_stop_when_read_only() {
         &format!("{url}#/topics/made-in-console"),
         &["--dump-dom".to_string()],
     );
-    assert_has(&dom, "topic (writable)", &[r#"id="delete-topic""#]);
+    assert_has(
+        &dom,
+        "topic (writable)",
+        &[r#"id="delete-topic""#, r#"id="alter-config""#],
+    );
+    // A config set from the console is the topic's override, live; a bad value is refused
+    // with the topic config's own validation; delete=true goes back to the default.
+    let alter = "/v1/topics/made-in-console/configs?key=retention.ms&value=123456";
+    let (status, body) = http(port, "POST", alter, "");
+    assert_eq!(status, 403, "an alter without the console's header: {body}");
+    let (status, body) = http(port, "POST", alter, WRITE);
+    assert_eq!(status, 200, "{body}");
+    let topic = json(port, "/v1/topics/made-in-console");
+    assert_eq!(topic["overrides"]["retention.ms"], "123456", "{topic}");
+    let bad = "/v1/topics/made-in-console/configs?key=retention.ms&value=soon";
+    let (status, body) = http(port, "POST", bad, WRITE);
+    assert_eq!(status, 400, "a value the config refuses: {body}");
+    let unknown = "/v1/topics/no-such-topic/configs?key=retention.ms&value=1";
+    assert_eq!(http(port, "POST", unknown, WRITE).0, 404);
+    let reset = "/v1/topics/made-in-console/configs?key=retention.ms&delete=true";
+    let (status, body) = http(port, "POST", reset, WRITE);
+    assert_eq!(status, 200, "{body}");
+    let topic = json(port, "/v1/topics/made-in-console");
+    assert!(topic["overrides"].get("retention.ms").is_none(), "{topic}");
     let (status, body) = http(port, "DELETE", "/v1/topics/made-in-console", WRITE);
     assert_eq!(status, 200, "{body}");
     assert_eq!(http_get(port, "/v1/topics/made-in-console").0, 404);

@@ -11,6 +11,7 @@ use crate::admin::console::api::{
     ConsoleError, ConsoleQuery, ConsoleWrite, MAX_CONSOLE_GROUPS, MAX_CONSOLE_PARTITIONS,
     MAX_CONSOLE_RECORDS, MessageQuery, Seek,
 };
+use crate::metadata::ConfigOp;
 use kafka_protocol::messages::ListGroupsRequest;
 use kafka_protocol::protocol::Decodable;
 use serde_json::{Value, json};
@@ -85,6 +86,23 @@ pub async fn write(shard: Rc<Shard>, write: ConsoleWrite) -> Result<Value, Conso
                 .await
                 .map_err(failed)?;
             Ok(json!({ "deleted": topic.name }))
+        }
+        ConsoleWrite::AlterTopicConfig { topic, key, value } => {
+            let op = match value {
+                Some(v) => ConfigOp::Set(v),
+                None => ConfigOp::Delete,
+            };
+            // The IncrementalAlterConfigs path: same validation, same live reconfiguration.
+            let changes = vec![(key.clone(), op)];
+            let meta = super::topics::alter_topic_config(&shard, topic, changes, true, false)
+                .await
+                .map_err(failed)?;
+            Ok(json!({
+                "topic": meta.name,
+                "key": key,
+                "value": meta.config.get(&key),
+                "override": meta.overrides.get(&key),
+            }))
         }
     }
 }

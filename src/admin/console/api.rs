@@ -63,6 +63,14 @@ pub enum ConsoleWrite {
     CreateTopic { name: String, partitions: i32 },
     /// `DELETE /v1/topics/<name>`
     DeleteTopic(String),
+    /// `POST /v1/topics/<name>/configs?key=K&value=V` sets one topic config,
+    /// `...?key=K&delete=true` removes the topic's override (the broker default applies again).
+    AlterTopicConfig {
+        topic: String,
+        key: String,
+        /// `None`: delete the override.
+        value: Option<String>,
+    },
 }
 
 /// The console write `method` `path`+`query` ask for, `None` when it is no console write.
@@ -73,6 +81,10 @@ pub fn parse_write(
 ) -> Option<Result<ConsoleWrite, ConsoleError>> {
     match (method, path) {
         ("POST", "/v1/topics") => Some(parse_create(query)),
+        ("POST", _) => {
+            let topic = path.strip_prefix("/v1/topics/")?.strip_suffix("/configs")?;
+            Some(parse_alter_config(topic, query))
+        }
         ("DELETE", _) => {
             let name = path.strip_prefix("/v1/topics/")?;
             Some(percent_decode(name).map(ConsoleWrite::DeleteTopic))
@@ -100,6 +112,29 @@ fn parse_create(query: &str) -> Result<ConsoleWrite, ConsoleError> {
         )));
     }
     Ok(ConsoleWrite::CreateTopic { name, partitions })
+}
+
+fn parse_alter_config(topic: &str, query: &str) -> Result<ConsoleWrite, ConsoleError> {
+    let topic = percent_decode(topic)?;
+    let params = parse_query(query)?;
+    let get = |key: &str| {
+        params
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    };
+    let key = get("key")
+        .filter(|k| !k.is_empty())
+        .ok_or_else(|| bad("key is required"))?
+        .to_string();
+    let value = match (get("value"), get("delete")) {
+        (Some(v), None) => Some(v.to_string()),
+        (None, Some("true")) => None,
+        (None, Some(_)) => return Err(bad("delete must be true")),
+        (Some(_), Some(_)) => return Err(bad("give value or delete=true, not both")),
+        (None, None) => return Err(bad("value (or delete=true) is required")),
+    };
+    Ok(ConsoleWrite::AlterTopicConfig { topic, key, value })
 }
 
 /// Why a console question has no answer; each is one HTTP status.
@@ -298,6 +333,48 @@ mod tests {
         assert_eq!(
             parse_write("DELETE", "/v1/topics/a%2Eb", ""),
             Some(Ok(ConsoleWrite::DeleteTopic("a.b".into())))
+        );
+        assert_eq!(
+            parse_write(
+                "POST",
+                "/v1/topics/t/configs",
+                "key=retention.ms&value=1000"
+            ),
+            Some(Ok(ConsoleWrite::AlterTopicConfig {
+                topic: "t".into(),
+                key: "retention.ms".into(),
+                value: Some("1000".into())
+            }))
+        );
+        assert_eq!(
+            parse_write(
+                "POST",
+                "/v1/topics/t/configs",
+                "key=retention.ms&delete=true"
+            ),
+            Some(Ok(ConsoleWrite::AlterTopicConfig {
+                topic: "t".into(),
+                key: "retention.ms".into(),
+                value: None
+            }))
+        );
+        for query in [
+            "value=1",
+            "key=a",
+            "key=a&value=1&delete=true",
+            "key=a&delete=no",
+        ] {
+            assert!(
+                matches!(
+                    parse_write("POST", "/v1/topics/t/configs", query),
+                    Some(Err(ConsoleError::BadRequest(_)))
+                ),
+                "{query}"
+            );
+        }
+        assert_eq!(
+            parse_write("POST", "/v1/topics/t/other", "key=a&value=1"),
+            None
         );
         assert_eq!(parse_write("GET", "/v1/topics", ""), None);
         assert_eq!(parse_write("DELETE", "/v1/groups", ""), None);

@@ -1,7 +1,7 @@
 //! The built-in web console: one embedded page (HTML, JS, CSS compiled into the binary, no
 //! CDN, works offline) at `/` and `/console`, the JSON API it reads
 //! (`/v1/topics`, `/v1/topics/<name>`, `/v1/groups`, `/v1/messages`), and its two writes
-//! (`POST /v1/topics`, `DELETE /v1/topics/<name>`), refused when `console_read_only` is set or
+//! (`POST /v1/topics`, `DELETE /v1/topics/<name>`, `POST /v1/topics/<name>/configs`), refused when `console_read_only` is set or
 //! the request lacks the console's header.
 //!
 //! Owns: the console's routes and assets. Must not: gather data itself — every answer comes

@@ -296,6 +296,22 @@ async function topicDetail(name) {
   app.append(h("h2", {}, "Effective configuration"),
     table(["Setting", "Value"], Object.entries(t.effective_config || {}).map(([k, v]) => [k, JSON.stringify(v)])));
   if (!t.read_only) {
+    // One topic config at a time, through the IncrementalAlterConfigs path (same validation).
+    const key = h("input", { id: "config-key", placeholder: "config, e.g. retention.ms" });
+    const value = h("input", { id: "config-value", placeholder: "value" });
+    const alter = async (params, question) => {
+      if (!key.value || !confirm(question)) return;
+      try {
+        await send("POST", "/v1/topics/" + encodeURIComponent(t.name) + "/configs?key=" +
+          encodeURIComponent(key.value) + params);
+        route();
+      } catch (err) { showError(err); }
+    };
+    app.append(h("h2", {}, "Alter a config"), h("div", { id: "alter-config" }, key, value,
+      h("button", { id: "set-config", onclick: () => alter("&value=" + encodeURIComponent(value.value),
+        "Set " + key.value + "=" + value.value + " on " + t.name + "?") }, "Set"),
+      h("button", { id: "reset-config", onclick: () => alter("&delete=true",
+        "Remove the override of " + key.value + " on " + t.name + " (the broker default applies)?") }, "Reset to default")));
     app.append(h("h2", {}, "Danger zone"), h("button", { id: "delete-topic", class: "danger", onclick: async () => {
       // Deleting loses the data: the operator types the name to confirm.
       if (prompt("Delete topic " + t.name + " and all its records? Type its name to confirm.") !== t.name) return;
