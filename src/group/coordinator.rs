@@ -150,7 +150,7 @@ impl GroupCoordinator {
         for g in groups.values_mut() {
             g.tick(now, &timings, wall);
         }
-        groups.retain(|_, g| !g.is_removable());
+        groups.retain(|_, g| !g.is_forgettable(wall));
     }
 
     /// Completed rebalances per group since this shard started (for metrics).

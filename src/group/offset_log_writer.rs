@@ -93,7 +93,9 @@ impl GroupCoordinator {
             // Idle logs hold no file descriptor: thousands of groups must not
             // exhaust RLIMIT_NOFILE. Re-opening costs far less than the fsync.
             g.log.file = None;
-            if g.is_removable() {
+            // A group that was never used goes now; one that emptied waits for the tick
+            // (`is_forgettable`), as Kafka keeps it until its cleanup.
+            if g.is_removable() && g.empty_since_ms.is_none() {
                 groups.remove(group_id);
             }
             return None;

@@ -171,6 +171,10 @@ pub struct PendingWrite {
     pub done: Option<oneshot::Sender<Result<(), String>>>,
 }
 
+/// How long an Empty group without offsets stays listed before it is forgotten: Kafka's
+/// `offsets.retention.check.interval.ms` default, the period of the cleanup that deletes it.
+pub const EMPTY_GROUP_RETENTION_MS: i64 = 600_000;
+
 /// One offset a transaction committed, waiting for its COMMIT (or dropped on ABORT).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PendingTxnOffset {
@@ -243,6 +247,18 @@ impl Group {
             log,
             consumer: Default::default(),
         }
+    }
+
+    /// An Empty group with nothing left to remember may be forgotten: at once if it never
+    /// had members, else [`EMPTY_GROUP_RETENTION_MS`] after it became Empty. Kafka deletes
+    /// such a group only in its periodic cleanup, so ListGroups and DescribeGroups show it
+    /// as Empty (with its protocol type) in between; forgetting it on the next tick made a
+    /// DescribeGroups right after the last LeaveGroup answer Dead.
+    pub fn is_forgettable(&self, wall_ms: i64) -> bool {
+        self.is_removable()
+            && self
+                .empty_since_ms
+                .is_none_or(|since| wall_ms.saturating_sub(since) >= EMPTY_GROUP_RETENTION_MS)
     }
 
     /// A group may be dropped from memory when nothing refers to it any more.
