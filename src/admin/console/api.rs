@@ -95,12 +95,7 @@ pub fn parse_write(
 
 fn parse_create(query: &str) -> Result<ConsoleWrite, ConsoleError> {
     let params = parse_query(query)?;
-    let get = |key: &str| {
-        params
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
-    };
+    let get = |key: &str| param(&params, key);
     let name = get("name")
         .filter(|n| !n.is_empty())
         .ok_or_else(|| bad("name is required"))?
@@ -117,12 +112,7 @@ fn parse_create(query: &str) -> Result<ConsoleWrite, ConsoleError> {
 fn parse_alter_config(topic: &str, query: &str) -> Result<ConsoleWrite, ConsoleError> {
     let topic = percent_decode(topic)?;
     let params = parse_query(query)?;
-    let get = |key: &str| {
-        params
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
-    };
+    let get = |key: &str| param(&params, key);
     let key = get("key")
         .filter(|k| !k.is_empty())
         .ok_or_else(|| bad("key is required"))?
@@ -190,12 +180,7 @@ pub fn parse(path: &str, query: &str) -> Option<Result<ConsoleQuery, ConsoleErro
 
 fn parse_messages(query: &str) -> Result<MessageQuery, ConsoleError> {
     let params = parse_query(query)?;
-    let get = |key: &str| {
-        params
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
-    };
+    let get = |key: &str| param(&params, key);
     let topic = get("topic")
         .filter(|t| !t.is_empty())
         .ok_or_else(|| bad("topic is required"))?
@@ -225,6 +210,14 @@ fn parse_messages(query: &str) -> Result<MessageQuery, ConsoleError> {
         seek,
         max_bytes,
     })
+}
+
+/// The value of query parameter `key` (parameters are unique: `parse_query` refuses repeats).
+fn param<'a>(params: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    params
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
 }
 
 fn bad(message: &str) -> ConsoleError {
