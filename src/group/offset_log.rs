@@ -17,6 +17,7 @@
 //! snapshot primitives. Must not: decide *when* to flush or compact, or touch group
 //! membership — `GroupCoordinator` drives that.
 
+use crate::storage::le_reader::LeReader;
 use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -213,45 +214,8 @@ pub fn encode_snapshot(group_id: &str, offsets: &GroupOffsets) -> Vec<u8> {
     buf
 }
 
-struct Reader<'a> {
-    buf: &'a [u8],
-    pos: usize,
-}
-
-impl Reader<'_> {
-    fn take(&mut self, n: usize) -> Option<&[u8]> {
-        let end = self.pos.checked_add(n)?;
-        let out = self.buf.get(self.pos..end)?;
-        self.pos = end;
-        Some(out)
-    }
-    fn u8(&mut self) -> Option<u8> {
-        self.take(1).map(|b| b[0])
-    }
-    fn i32(&mut self) -> Option<i32> {
-        self.take(4)?.try_into().ok().map(i32::from_le_bytes)
-    }
-    fn u32(&mut self) -> Option<u32> {
-        self.take(4)?.try_into().ok().map(u32::from_le_bytes)
-    }
-    fn i64(&mut self) -> Option<i64> {
-        self.take(8)?.try_into().ok().map(i64::from_le_bytes)
-    }
-    fn str16(&mut self) -> Option<String> {
-        let len = u16::from_le_bytes(self.take(2)?.try_into().ok()?);
-        String::from_utf8(self.take(usize::from(len))?.to_vec()).ok()
-    }
-    fn str32(&mut self) -> Option<String> {
-        let len = self.u32()?;
-        String::from_utf8(self.take(len as usize)?.to_vec()).ok()
-    }
-}
-
 fn decode_payload(payload: &[u8]) -> Option<(String, LogRecord)> {
-    let mut r = Reader {
-        buf: payload,
-        pos: 0,
-    };
+    let mut r = LeReader::new(payload);
     let kind = r.u8()?;
     let at_ms = r.i64()?;
     let group = r.str16()?;
@@ -281,7 +245,7 @@ fn decode_payload(payload: &[u8]) -> Option<(String, LogRecord)> {
         KIND_DELETE_GROUP => LogRecord::DeleteGroup { at_ms },
         _ => return None,
     };
-    (r.pos == payload.len()).then_some((group, record))
+    r.is_at_end().then_some((group, record))
 }
 
 /// Decodes frames from the start of `bytes`; returns the records and the length of the

@@ -20,6 +20,7 @@
 //! (the coordinator does); the file primitives are the offsets log's
 //! (`group::offset_log`), shared so both logs get the same crash-safety.
 
+use crate::storage::le_reader::LeReader;
 use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -116,44 +117,8 @@ pub fn record_len(meta: &TxnMetadata) -> u64 {
     (fixed + ids) as u64
 }
 
-struct Reader<'a> {
-    buf: &'a [u8],
-    pos: usize,
-}
-
-impl Reader<'_> {
-    fn take(&mut self, n: usize) -> Option<&[u8]> {
-        let end = self.pos.checked_add(n)?;
-        let out = self.buf.get(self.pos..end)?;
-        self.pos = end;
-        Some(out)
-    }
-    fn u8(&mut self) -> Option<u8> {
-        self.take(1).map(|b| b[0])
-    }
-    fn i16(&mut self) -> Option<i16> {
-        self.take(2)?.try_into().ok().map(i16::from_le_bytes)
-    }
-    fn i32(&mut self) -> Option<i32> {
-        self.take(4)?.try_into().ok().map(i32::from_le_bytes)
-    }
-    fn u32(&mut self) -> Option<u32> {
-        self.take(4)?.try_into().ok().map(u32::from_le_bytes)
-    }
-    fn i64(&mut self) -> Option<i64> {
-        self.take(8)?.try_into().ok().map(i64::from_le_bytes)
-    }
-    fn str16(&mut self) -> Option<String> {
-        let len = u16::from_le_bytes(self.take(2)?.try_into().ok()?);
-        String::from_utf8(self.take(usize::from(len))?.to_vec()).ok()
-    }
-}
-
 fn decode_payload(payload: &[u8]) -> Option<TxnMetadata> {
-    let mut r = Reader {
-        buf: payload,
-        pos: 0,
-    };
+    let mut r = LeReader::new(payload);
     if r.u8()? != RECORD_FORMAT {
         return None;
     }
@@ -185,7 +150,7 @@ fn decode_payload(payload: &[u8]) -> Option<TxnMetadata> {
         };
         offsets.insert(key, offset);
     }
-    (r.pos == payload.len()).then_some(TxnMetadata {
+    r.is_at_end().then_some(TxnMetadata {
         transactional_id,
         producer_id,
         producer_epoch,
