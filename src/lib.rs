@@ -11,6 +11,7 @@ pub mod metadata;
 pub mod metrics;
 pub mod partition;
 pub mod protocol;
+pub mod security;
 pub mod server;
 pub mod shard;
 pub mod storage;

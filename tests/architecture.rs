@@ -252,6 +252,10 @@ fn lower_layers_never_import_the_layers_above() {
             "storage",
             &["crate::server", "crate::shard", "crate::partition"][..],
         ),
+        (
+            "security",
+            &["crate::server", "crate::shard", "crate::partition"][..],
+        ),
     ] {
         let mut files = Vec::new();
         rust_files(&source_root().join(dir), &mut files);

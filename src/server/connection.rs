@@ -37,7 +37,11 @@ pub struct Handover {
 /// Serves a connection the listener accepted.
 pub async fn run(shard: Rc<Shard>, stream: TcpStream) {
     shard.metrics.connection_opened();
-    serve(shard, stream, Vec::new(), ConnectionState::default()).await;
+    let state = ConnectionState {
+        peer_ip: stream.peer_addr().ok().map(|addr| addr.ip()),
+        ..ConnectionState::default()
+    };
+    serve(shard, stream, Vec::new(), state).await;
 }
 
 /// Serves a connection another shard handed over (see `affinity`).

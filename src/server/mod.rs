@@ -63,10 +63,13 @@ fn spawn_connection(serve: impl std::future::Future<Output = ()> + 'static) {
 
 /// Takes over a connection another shard hands this one (it owns the connection's
 /// partitions). Refused, and given back, when this shard is at its connection limit or
-/// shutting down.
-pub fn adopt(shard: Rc<Shard>, handover: connection::Handover) -> Result<(), connection::Handover> {
+/// shutting down (boxed: the refusal is rare and the handover large).
+pub fn adopt(
+    shard: Rc<Shard>,
+    handover: connection::Handover,
+) -> Result<(), Box<connection::Handover>> {
     if shard.shutting_down.get() || open_connections() >= per_shard_connection_limit(&shard) {
-        return Err(handover);
+        return Err(Box::new(handover));
     }
     let connection::Handover {
         socket,

@@ -1,0 +1,7 @@
+//! Who a connection speaks for, and (as the security work lands) how that is proven and
+//! what it may do: principals, authentication mechanisms, the authorizer and quotas. A lower
+//! layer: it knows nothing of requests, handlers or shards; the server layer asks it.
+
+mod principal;
+
+pub use principal::{Principal, PrincipalError};
