@@ -674,3 +674,23 @@ fn group_configs_are_described_altered_validated_and_used_by_the_coordinator() {
         SOURCE_DEFAULT
     );
 }
+
+/// Kafka 4.x's defaults (KIP-1030): any past timestamp is fine, one more than an hour ahead
+/// of the broker's clock is refused, and the offender is named by its index in the batch.
+#[test]
+fn a_stock_topic_refuses_records_stamped_more_than_an_hour_ahead() {
+    let broker = Broker::start();
+    assert_eq!(create_topic(&broker, "stock", &[]).topics[0].error_code, 0);
+    let now = now_ms();
+    let past_and_near = produce_at(&broker, "stock", &[now - 365 * 86_400_000, now + 1_800_000]);
+    assert_eq!(
+        past_and_near.responses[0].partition_responses[0].error_code,
+        0
+    );
+
+    let future = produce_at(&broker, "stock", &[now, now + 2 * 3_600_000, now]);
+    let p = &future.responses[0].partition_responses[0];
+    assert_eq!(p.error_code, ResponseError::InvalidTimestamp.code());
+    let indexes: Vec<i32> = p.record_errors.iter().map(|e| e.batch_index).collect();
+    assert_eq!(indexes, vec![1], "only the record two hours ahead");
+}

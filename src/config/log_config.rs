@@ -22,6 +22,10 @@ pub const DEFAULT_SEGMENT_INDEX_BYTES: u32 = 10 * 1024 * 1024;
 /// 50 MB/s acks=1 on ext4 without a journal: p99 1.1–1.9 ms and p99.9 4–12 ms at 100 ms,
 /// against 5.8–24 ms and 21–60 ms at 1 s (decision 0002 amendment).
 pub const DEFAULT_FLUSH_MS: i64 = 100;
+/// Kafka 4.x's `message.timestamp.after.max.ms` default (KIP-1030): a CreateTime record
+/// stamped more than an hour ahead of the broker's clock is refused. The `before` bound
+/// stays unbounded, as in Kafka.
+pub const MESSAGE_TIMESTAMP_AFTER_MAX_MS_DEFAULT: i64 = 3_600_000;
 
 /// `cleanup.policy`, a Kafka list of `delete` and `compact`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -236,7 +240,7 @@ impl Default for LogConfig {
             compression_lz4_level: 9,
             compression_zstd_level: 3,
             message_timestamp_before_max_ms: i64::MAX,
-            message_timestamp_after_max_ms: i64::MAX,
+            message_timestamp_after_max_ms: MESSAGE_TIMESTAMP_AFTER_MAX_MS_DEFAULT,
             message_timestamp_difference_max_ms: i64::MAX,
             cleaner_enable: true,
             cleaner_io_max_bytes_per_second: DEFAULT_CLEANER_IO_MAX_BYTES_PER_SECOND,

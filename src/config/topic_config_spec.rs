@@ -260,7 +260,7 @@ pub const TOPIC_CONFIG_SPECS: &[TopicConfigSpec] = &[
             min: 0,
             max: I64_MAX,
         },
-        I64_MAX_STR,
+        "3600000",
         Some("log.message.timestamp.after.max.ms"),
         "With CreateTime, the furthest a record's timestamp may lie in the future of the broker's clock; later ones are refused with INVALID_TIMESTAMP.",
     ),

@@ -2,7 +2,8 @@
 //! `difference.max.ms`) for Produce: with CreateTime, a record whose timestamp lies too far
 //! from the broker's clock rejects its whole partition's append with INVALID_TIMESTAMP and a
 //! per-record `record_errors` entry. Must not: decompress anything (a compressed batch is
-//! judged by its header's first and max timestamps).
+//! judged by its header's first and max timestamps), or read records when the header's max
+//! timestamp already clears the only bound set (Kafka 4.x's default: one hour ahead).
 
 use crate::config::{LogConfig, TimestampType};
 use crate::storage::batch::BatchSummary;
@@ -13,6 +14,8 @@ const RECORDS_START: usize = 61;
 const COMPRESSION_MASK: i16 = 0x07;
 /// Most record errors reported for one partition, so an answer stays small.
 const MAX_RECORD_ERRORS: usize = 100;
+/// Kafka's `RecordBatch.NO_TIMESTAMP`: a record without a create time, never refused.
+const NO_TIMESTAMP: i64 = -1;
 
 /// The partition's refusal: Kafka's top-level message and (record index in its batch,
 /// message) per offending record.
@@ -35,22 +38,34 @@ fn varlong(buf: &[u8], pos: &mut usize) -> Option<i64> {
     None
 }
 
-/// (record index, timestamp) of every record of an uncompressed batch; None if the
-/// records do not parse (the log's own checks answer for those).
-fn record_timestamps(batch: &[u8], base_timestamp: i64) -> Option<Vec<(i32, i64)>> {
-    let mut out = Vec::new();
+/// Calls `visit(record index, timestamp)` for every record of an uncompressed batch; false
+/// if the records do not parse (the log's own checks answer for those). Allocates nothing.
+fn for_each_record_timestamp(
+    batch: &[u8],
+    base_timestamp: i64,
+    mut visit: impl FnMut(i32, i64),
+) -> bool {
     let mut pos = RECORDS_START;
     let mut index = 0;
     while pos < batch.len() {
-        let length = usize::try_from(varlong(batch, &mut pos)?).ok()?;
-        let end = pos.checked_add(length)?;
+        let Some(length) = varlong(batch, &mut pos).and_then(|l| usize::try_from(l).ok()) else {
+            return false;
+        };
+        let Some(end) = pos.checked_add(length) else {
+            return false;
+        };
         let mut field = pos + 1; // the record's attributes byte
-        let delta = varlong(batch.get(..end)?, &mut field)?;
-        out.push((index, base_timestamp.saturating_add(delta)));
+        let Some(delta) = batch
+            .get(..end)
+            .and_then(|record| varlong(record, &mut field))
+        else {
+            return false;
+        };
+        visit(index, base_timestamp.saturating_add(delta));
         index += 1;
         pos = end;
     }
-    Some(out)
+    true
 }
 
 /// Checks every batch of one partition's payload against the topic's timestamp bounds.
@@ -69,32 +84,34 @@ pub fn check(
     }
     let (lowest, highest) = (now_ms.saturating_sub(before), now_ms.saturating_add(after));
     let mut record_errors = Vec::new();
+    let mut note = |index: i32, timestamp: i64| {
+        // Kafka skips records without a create time (NO_TIMESTAMP).
+        let out_of_range = timestamp != NO_TIMESTAMP && (timestamp < lowest || timestamp > highest);
+        if out_of_range && record_errors.len() < MAX_RECORD_ERRORS {
+            record_errors.push((
+                index,
+                format!(
+                    "Timestamp {timestamp} of message with offset {index} is out of range. The timestamp should be within [{lowest}, {highest}]"
+                ),
+            ));
+        }
+    };
     for b in batches {
         let h = &b.header;
-        let bytes = payload.get(b.position..b.position + b.size_bytes());
-        let records = match bytes {
-            Some(bytes) if h.attributes & COMPRESSION_MASK == 0 => {
-                record_timestamps(bytes, h.base_timestamp)
-            }
-            _ => None,
+        // Kafka 4.x's defaults bound only the future (after = 1 hour): the header's max
+        // timestamp answers for every record of the batch without reading one, so the
+        // default costs one comparison per batch. Records are read only to name offenders.
+        if before == i64::MAX && h.max_timestamp <= highest {
+            continue;
         }
-        .unwrap_or_else(|| {
-            vec![
-                (0, h.base_timestamp),
-                (h.last_offset_delta, h.max_timestamp),
-            ]
-        });
-        for (index, timestamp) in records {
-            if (timestamp < lowest || timestamp > highest)
-                && record_errors.len() < MAX_RECORD_ERRORS
-            {
-                record_errors.push((
-                    index,
-                    format!(
-                        "Timestamp {timestamp} of message with offset {index} is out of range. The timestamp should be within [{lowest}, {highest}]"
-                    ),
-                ));
-            }
+        let uncompressed = h.attributes & COMPRESSION_MASK == 0;
+        let parsed = uncompressed
+            && payload
+                .get(b.position..b.position + b.size_bytes())
+                .is_some_and(|bytes| for_each_record_timestamp(bytes, h.base_timestamp, &mut note));
+        if !parsed {
+            note(0, h.base_timestamp);
+            note(h.last_offset_delta, h.max_timestamp);
         }
     }
     if record_errors.is_empty() {
