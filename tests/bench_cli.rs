@@ -120,3 +120,72 @@ fn produce_consume_and_e2e_account_for_every_record() {
     assert_eq!(r["latency"]["kind"], "e2e");
     assert_eq!(r["latency"]["count"].as_u64(), Some(produced), "{r}");
 }
+
+/// `--transactional-id`: every producer commits a transaction every few ms; all records end
+/// up committed (read_committed reads every one), each commit left its markers in the log,
+/// and each transactional id ends in CompleteCommit.
+#[test]
+fn transactional_produce_commits_every_record() {
+    let broker = support::Broker::start();
+    let bootstrap = broker.bootstrap();
+    let r = bench(
+        &bootstrap,
+        &[
+            "produce",
+            "--topic",
+            "tx",
+            "--partitions",
+            "2",
+            "--producers",
+            "2",
+            "--acks",
+            "all",
+            "--transactional-id",
+            "bench-tx",
+            "--transaction-duration-ms",
+            "5",
+            "--records",
+            "4000",
+            "--record-size",
+            "200",
+            "--batch-size",
+            "4096",
+        ],
+    );
+    assert_eq!(r["produced"]["records"], 4000, "{r}");
+    assert_eq!(r["errors"].as_array().map(Vec::len), Some(0), "{r}");
+    let ends = log_end_offsets(&bootstrap, "tx", 2);
+    let markers = ends.iter().sum::<i64>() - 4000;
+    assert!(
+        markers >= 2,
+        "each producer's commits leave control records: log ends {ends:?}"
+    );
+
+    let r = bench(
+        &bootstrap,
+        &[
+            "consume",
+            "--topic",
+            "tx",
+            "--partitions",
+            "2",
+            "--isolation-level",
+            "read_committed",
+        ],
+    );
+    assert_eq!(r["consumed"]["records"], 4000, "{r}");
+
+    let mut client = Client::connect(&bootstrap).expect("connect");
+    let listed = sluice::client::transactions::list_transactions(&mut client).expect("list");
+    let states: Vec<(String, String)> = listed
+        .into_iter()
+        .map(|t| (t.transactional_id, t.state))
+        .collect();
+    assert_eq!(
+        states,
+        vec![
+            ("bench-tx-0".to_string(), "CompleteCommit".to_string()),
+            ("bench-tx-1".to_string(), "CompleteCommit".to_string()),
+        ]
+    );
+}

@@ -115,6 +115,8 @@ pub struct TemplateSpec<'a> {
     pub identity: Option<ProducerIdentity>,
     /// Keep what is needed to stamp send times into values.
     pub stamp_values: bool,
+    /// Mark the batch transactional (a `--transactional-id` producer's batches).
+    pub transactional: bool,
 }
 
 impl BatchTemplate {
@@ -136,7 +138,7 @@ impl BatchTemplate {
                 let value: Vec<u8> = (0..size).map(|_| rng.random_range(b'A'..=b'Z')).collect();
                 payload_bytes += size + key.as_ref().map_or(0, Bytes::len);
                 Record {
-                    transactional: false,
+                    transactional: spec.transactional,
                     control: false,
                     delete_horizon: false,
                     partition_leader_epoch: NO_PARTITION_LEADER_EPOCH,
@@ -397,6 +399,7 @@ mod tests {
                 epoch: 3,
             }),
             stamp_values,
+            transactional: false,
         }
     }
 

@@ -73,6 +73,10 @@ pub struct BenchConfig {
     pub linger: Duration,
     pub max_in_flight: usize,
     pub idempotence: bool,
+    /// Transactional producers (`<id>-<producer index>`), committing every
+    /// `transaction_duration`; implies idempotence.
+    pub transactional_id: Option<String>,
+    pub transaction_duration: Duration,
     pub produce_timeout_ms: i32,
     pub fetch: ConsumerConfig,
     pub broker_pid: Option<u32>,
@@ -369,8 +373,10 @@ fn validate(config: &BenchConfig) -> Result<(), String> {
     if config.mode == Mode::E2e && config.acks == Acks::None {
         // Fine: e2e latency is measured at the consumer.
     }
-    if config.idempotence && config.acks != Acks::All {
-        return Err("--idempotence needs --acks all (as in Kafka)".to_string());
+    if (config.idempotence || config.transactional_id.is_some()) && config.acks != Acks::All {
+        return Err(
+            "--idempotence and --transactional-id need --acks all (as in Kafka)".to_string(),
+        );
     }
     Ok(())
 }

@@ -16,6 +16,8 @@ const BENCH_BATCH_BYTES_DEFAULT: usize = 16 * 1024;
 const BENCH_LINGER_MS_DEFAULT: u64 = 5;
 /// Default Produce requests in flight per connection (Java default is 5).
 const BENCH_MAX_IN_FLIGHT_DEFAULT: usize = 5;
+/// How long a benchmark transaction stays open (issue 16's "a commit every 100 ms").
+const BENCH_TRANSACTION_DURATION_MS_DEFAULT: u64 = 100;
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
@@ -79,6 +81,16 @@ pub struct CommonArgs {
     /// Idempotent producer: InitProducerId, then sequence numbers per partition.
     #[arg(long)]
     pub idempotence: bool,
+    /// Transactional producers: producer i uses transactional id `<ID>-<i>` and commits
+    /// every --transaction-duration-ms (as kafka-producer-perf-test). Needs --acks all.
+    #[arg(long)]
+    pub transactional_id: Option<String>,
+    /// With --transactional-id: how long each transaction stays open before its commit.
+    #[arg(long, default_value_t = BENCH_TRANSACTION_DURATION_MS_DEFAULT)]
+    pub transaction_duration_ms: u64,
+    /// Consumers' isolation level: read_uncommitted or read_committed.
+    #[arg(long, default_value = "read_uncommitted", value_parser = parse_isolation_level)]
+    pub isolation_level: i8,
     #[arg(long, default_value_t = crate::client::producer::PRODUCE_TIMEOUT_MS_DEFAULT)]
     pub produce_timeout_ms: i32,
     /// Consumer `fetch.wait.max.ms` (Java default 500).
@@ -107,6 +119,17 @@ pub struct CommonArgs {
 
 fn parse_acks(s: &str) -> Result<Acks, String> {
     s.parse()
+}
+
+/// Kafka's IsolationLevel codes: 0 read_uncommitted, 1 read_committed.
+fn parse_isolation_level(s: &str) -> Result<i8, String> {
+    match s {
+        "read_uncommitted" => Ok(0),
+        "read_committed" => Ok(1),
+        other => Err(format!(
+            "{other:?} is not an isolation level (read_uncommitted or read_committed)"
+        )),
+    }
 }
 
 /// `30s`, `500ms`, `2m`, or plain seconds.
@@ -153,13 +176,15 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
         linger: Duration::from_millis(a.linger_ms),
         max_in_flight: a.max_in_flight.max(1),
         idempotence: a.idempotence,
+        transactional_id: a.transactional_id,
+        transaction_duration: Duration::from_millis(a.transaction_duration_ms.max(1)),
         produce_timeout_ms: a.produce_timeout_ms,
         fetch: ConsumerConfig {
             max_wait_ms: a.fetch_max_wait_ms,
             min_bytes: a.fetch_min_bytes,
             max_bytes: a.fetch_max_bytes,
             partition_max_bytes: a.fetch_partition_max_bytes,
-            isolation_level: 0,
+            isolation_level: a.isolation_level,
             reset: OffsetSpec::Earliest,
         },
         broker_pid: a.broker_pid,

@@ -7,7 +7,8 @@
 //!
 //! Files by role: `producer` (the producer loop and its batches), `pacing` (fixed-rate
 //! batching), `pipeline` (the pipelined connection and its answer reader), `consumer`
-//! (the fetch loop), `raw` (InitProducerId on a bare socket). This file owns what they
+//! (the fetch loop), `raw` (InitProducerId on a bare socket), `txn` (a transactional
+//! producer's coordinator calls). This file owns what they
 //! share: the counters and the worker result.
 //!
 //! Must not: print; the caller reports.
@@ -17,6 +18,7 @@ mod pacing;
 mod pipeline;
 mod producer;
 mod raw;
+mod txn;
 
 pub use consumer::{ConsumerPlan, run_consumer};
 pub use producer::{ProducerPlan, TEMPLATES_PER_PARTITION, run_producer};

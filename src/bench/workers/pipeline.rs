@@ -167,6 +167,11 @@ impl PipelinedConnection {
         self.window.wait_below(self.window_max);
     }
 
+    /// Blocks until every request sent so far is answered (a transaction commits only then).
+    pub(super) fn drain(&self) {
+        self.window.wait_below(1);
+    }
+
     /// Sends one request; with `batch` = Some, its answer is awaited by the reader (blocks
     /// while `max_in_flight` requests are outstanding).
     pub(super) fn send(

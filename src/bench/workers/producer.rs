@@ -1,12 +1,15 @@
 //! The benchmark's producer threads: per partition a few pre-encoded batch templates (so
 //! sends vary without encoding on the hot path), sequences for idempotence, and one
-//! pipelined connection per leader; max throughput or paced to a fixed rate.
+//! pipelined connection per leader; max throughput or paced to a fixed rate. A transactional
+//! producer (`--transactional-id`) opens a transaction before its first batch and commits it
+//! once every batch of it is answered, every `transaction_duration`.
 //!
 //! Must not: read answers (the connection's reader thread does) or print.
 
 use super::pacing::Pace;
 use super::pipeline::{InFlightBatch, PipelinedConnection};
 use super::raw::init_producer_id;
+use super::txn::TxnSession;
 use super::{Counters, WorkerResult, count_produced};
 use crate::bench::batch::{BatchTemplate, ProducerIdentity, RecordSize, TemplateSpec, now_ms};
 use crate::bench::stats::Recorder;
@@ -65,13 +68,20 @@ fn produce_loop(
     recorder: &mut Recorder,
 ) -> Result<(), String> {
     let mut client = Client::connect(&config.bootstrap).map_err(|e| e.to_string())?;
-    let identity = if config.idempotence {
-        Some(init_producer_id(&config.bootstrap)?)
-    } else {
-        None
+    let mut txn = match &config.transactional_id {
+        Some(prefix) => Some(TxnSession::begin(
+            &config.bootstrap,
+            &format!("{prefix}-{}", plan.index),
+        )?),
+        None => None,
+    };
+    let identity = match &txn {
+        Some(session) => Some(session.identity),
+        None if config.idempotence => Some(init_producer_id(&config.bootstrap)?),
+        None => None,
     };
     let full = plan.records_per_batch_max.max(1);
-    let mut batches = BatchSource::new(config, plan, identity, full);
+    let mut batches = BatchSource::new(config, plan, identity, full, txn.is_some());
     let mut leaders: BTreeMap<i32, i32> = BTreeMap::new();
     for &p in &plan.partitions {
         leaders.insert(
@@ -94,11 +104,19 @@ fn produce_loop(
     let mut sent_records: u64 = 0;
     let mut batch_no: usize = 0;
     let mut result = Ok(());
+    let mut txn_opened_at = Instant::now();
     loop {
         if counters.abort.load(Ordering::Relaxed)
             || plan.records.is_some_and(|n| sent_records >= n)
             || plan.deadline.is_some_and(|d| Instant::now() >= d)
         {
+            break;
+        }
+        if let Some(session) = &mut txn
+            && let Err(e) =
+                cycle_transaction(session, &connections, plan, config, &mut txn_opened_at)
+        {
+            result = Err(e);
             break;
         }
         let remaining = plan.records.map_or(u64::MAX, |n| n - sent_records);
@@ -116,13 +134,18 @@ fn produce_loop(
         };
         batch_no += 1;
         let batch = batches.prepare(plan, start, partition, count, sent_records, batch_no)?;
-        let request = produce_request(
+        let mut request = produce_request(
             &plan.topic,
             partition,
             batch.bytes,
             config.acks,
             config.produce_timeout_ms,
         );
+        if let Some(prefix) = &config.transactional_id {
+            request.transactional_id = Some(kafka_protocol::messages::TransactionalId(
+                kafka_protocol::protocol::StrBytes::from_string(format!("{prefix}-{}", plan.index)),
+            ));
+        }
         let in_flight = (!acks_none).then(|| InFlightBatch {
             correlation_id: 0,
             sent_at: Instant::now(),
@@ -141,6 +164,13 @@ fn produce_loop(
         }
         sent_records += count as u64;
     }
+    // The last transaction commits once its batches are answered.
+    if let Some(session) = &mut txn
+        && result.is_ok()
+    {
+        connections.values().for_each(PipelinedConnection::drain);
+        result = session.commit();
+    }
     // Collect every reader's latencies; a reader's error explains a writer's.
     for (_, conn) in std::mem::take(&mut connections) {
         match conn.finish() {
@@ -149,6 +179,26 @@ fn produce_loop(
         }
     }
     result
+}
+
+/// Commits the open transaction once it has been open `transaction_duration` (after every
+/// batch of it is answered), and opens the next before the coming batch.
+fn cycle_transaction(
+    session: &mut TxnSession,
+    connections: &BTreeMap<i32, PipelinedConnection>,
+    plan: &ProducerPlan,
+    config: &BenchConfig,
+    opened_at: &mut Instant,
+) -> Result<(), String> {
+    if opened_at.elapsed() >= config.transaction_duration {
+        connections.values().for_each(PipelinedConnection::drain);
+        session.commit()?;
+    }
+    if !session.is_open() {
+        session.ensure_open(&plan.topic, &plan.partitions)?;
+        *opened_at = Instant::now();
+    }
+    Ok(())
 }
 
 /// One pipelined connection per distinct leader of the producer's partitions.
@@ -192,6 +242,7 @@ struct BatchSource {
     record_size: RecordSize,
     compression: Compression,
     identity: Option<ProducerIdentity>,
+    transactional: bool,
     /// e2e: each value carries its record's send time.
     stamp_values: bool,
     rng: StdRng,
@@ -207,6 +258,7 @@ impl BatchSource {
         plan: &ProducerPlan,
         identity: Option<ProducerIdentity>,
         full: usize,
+        transactional: bool,
     ) -> BatchSource {
         let mut partition_keys: BTreeMap<i32, Vec<Bytes>> = BTreeMap::new();
         let mut sequences: BTreeMap<i32, i32> = BTreeMap::new();
@@ -224,6 +276,7 @@ impl BatchSource {
             record_size: config.record_size,
             compression: config.compression,
             identity,
+            transactional,
             stamp_values: config.mode == Mode::E2e,
             rng: StdRng::seed_from_u64(plan.index as u64 + 1),
             partition_keys,
@@ -256,6 +309,7 @@ impl BatchSource {
                 compression: self.compression,
                 identity: self.identity,
                 stamp_values: self.stamp_values,
+                transactional: self.transactional,
             };
             variants.push(BatchTemplate::build(&spec, &mut self.rng)?);
         }

@@ -59,7 +59,8 @@ pub fn init_producer_id(bootstrap: &str) -> Result<ProducerIdentity, String> {
     })
 }
 
-fn raw_call<R: Request, T: Decodable>(
+/// One request and its answer on a blocking socket (no pipelining).
+pub(super) fn raw_call<R: Request, T: Decodable>(
     stream: &mut std::net::TcpStream,
     request: &R,
     version: i16,
