@@ -705,7 +705,7 @@ fn update_features_accepts_only_the_current_levels() {
             update("metadata.version", 25),
             update("metadata.version", 26),
             update("no.such.feature", 1),
-            update("transaction.version", 0),
+            update("transaction.version", 2),
         ]);
     let answer: UpdateFeaturesResponse = call(&broker, &request, 1);
     assert_eq!(answer.error_code, 0);

@@ -54,8 +54,8 @@ macro_rules! api_table {
             OffsetForLeaderEpoch 2..=4, OffsetForLeaderEpochRequest => offset_for_leader_epoch, Authorize::Any(&[needs(Topic, Describe), needs(Cluster, ClusterAction)]);
             AddPartitionsToTxn 0..=3, AddPartitionsToTxnRequest => add_partitions_to_txn, Authorize::All(&[needs(TransactionalId, Write), needs(Topic, Write)]);
             AddOffsetsToTxn 0..=4, AddOffsetsToTxnRequest => add_offsets_to_txn, Authorize::All(&[needs(TransactionalId, Write), needs(Group, Read)]);
-            EndTxn 0..=4, EndTxnRequest => end_txn, Authorize::All(&[needs(TransactionalId, Write)]);
-            TxnOffsetCommit 0..=4, TxnOffsetCommitRequest => txn_offset_commit, Authorize::All(&[needs(TransactionalId, Write), needs(Group, Read), needs(Topic, Read)]);
+            EndTxn 0..=5, EndTxnRequest => end_txn, Authorize::All(&[needs(TransactionalId, Write)]);
+            TxnOffsetCommit 0..=5, TxnOffsetCommitRequest => txn_offset_commit, Authorize::All(&[needs(TransactionalId, Write), needs(Group, Read), needs(Topic, Read)]);
             DescribeTransactions 0..=0, DescribeTransactionsRequest => describe_transactions, Authorize::All(&[needs(TransactionalId, Describe)]);
             ListTransactions 0..=1, ListTransactionsRequest => list_transactions, Authorize::Any(&[needs(TransactionalId, Describe), CLUSTER_DESCRIBE]);
             DescribeProducers 0..=0, DescribeProducersRequest => describe_producers, Authorize::All(&[needs(Topic, Read)]);

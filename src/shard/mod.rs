@@ -21,6 +21,7 @@ mod table;
 pub mod timer;
 pub mod topics;
 pub mod transactions;
+pub mod transactions_v2;
 
 pub use open::{open_partition, report_offline};
 pub use runtime::{BrokerHandle, StartError, start_broker};

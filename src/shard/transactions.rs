@@ -34,7 +34,7 @@ impl Shard {
 }
 
 /// A producer id from shard 0's allocator (persisted in blocks: never reused).
-async fn allocate_producer_id(shard: &Rc<Shard>) -> Result<i64, TxnError> {
+pub(super) async fn allocate_producer_id(shard: &Rc<Shard>) -> Result<i64, TxnError> {
     let allocated = shard
         .invoke_on(0, |s| async move {
             s.metadata_writer
@@ -48,7 +48,7 @@ async fn allocate_producer_id(shard: &Rc<Shard>) -> Result<i64, TxnError> {
     }
 }
 
-fn current(lease: &Lease) -> Result<TxnMetadata, TxnError> {
+pub(super) fn current(lease: &Lease) -> Result<TxnMetadata, TxnError> {
     lease
         .current
         .clone()
@@ -216,7 +216,7 @@ async fn fence_and_abort(shard: &Rc<Shard>, lease: &mut Lease) -> Result<(), Txn
 
 /// Writes the markers of a decided transaction and completes its groups' offsets, then
 /// records Complete*. Any failure leaves it preparing for a later retry.
-async fn complete(shard: &Rc<Shard>, lease: &mut Lease) -> Result<(), TxnError> {
+pub(super) async fn complete(shard: &Rc<Shard>, lease: &mut Lease) -> Result<(), TxnError> {
     let meta = current(lease)?;
     let commit = meta.state == TxnState::PrepareCommit;
     let (producer_id, epoch) = (meta.producer_id, meta.producer_epoch);

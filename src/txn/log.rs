@@ -36,7 +36,9 @@ pub const TXN_LOG_SLOTS: usize = 50;
 /// partitions with long topic names fits); anything larger on replay is corruption.
 pub const MAX_RECORD_PAYLOAD_BYTES: u32 = 16 * 1024 * 1024;
 pub const FRAME_HEADER_BYTES: usize = 8;
-const RECORD_FORMAT: u8 = 1;
+const RECORD_FORMAT: u8 = 2;
+/// Records written before transactions v2: no `next_producer_id`, read as NO_PRODUCER_ID.
+const RECORD_FORMAT_V1: u8 = 1;
 
 /// The slot an id's records go to.
 pub fn slot_of(transactional_id: &str) -> usize {
@@ -92,6 +94,7 @@ pub fn encode_record(buf: &mut Vec<u8>, meta: &TxnMetadata) {
         buf.extend_from_slice(&o.leader_epoch.to_le_bytes());
         put_str16(buf, &o.metadata);
     }
+    buf.extend_from_slice(&meta.next_producer_id.to_le_bytes());
     let payload_len = (buf.len() - start - FRAME_HEADER_BYTES) as u32;
     debug_assert!(payload_len <= MAX_RECORD_PAYLOAD_BYTES);
     let crc = crc32c::crc32c(&buf[start + FRAME_HEADER_BYTES..]);
@@ -101,7 +104,7 @@ pub fn encode_record(buf: &mut Vec<u8>, meta: &TxnMetadata) {
 
 /// Bytes `encode_record` takes for `meta` (for the compaction ratio, without encoding).
 pub fn record_len(meta: &TxnMetadata) -> u64 {
-    let fixed = FRAME_HEADER_BYTES + 1 + 8 + 2 + 8 + 2 + 8 + 2 + 4 + 1 + 8 + 4 + 4 + 4;
+    let fixed = FRAME_HEADER_BYTES + 1 + 8 + 2 + 8 + 2 + 8 + 2 + 4 + 1 + 8 + 4 + 4 + 4 + 8;
     let ids = meta.transactional_id.len()
         + meta
             .partitions
@@ -119,7 +122,8 @@ pub fn record_len(meta: &TxnMetadata) -> u64 {
 
 fn decode_payload(payload: &[u8]) -> Option<TxnMetadata> {
     let mut r = LeReader::new(payload);
-    if r.u8()? != RECORD_FORMAT {
+    let format = r.u8()?;
+    if format != RECORD_FORMAT && format != RECORD_FORMAT_V1 {
         return None;
     }
     let update_ms = r.i64()?;
@@ -150,12 +154,18 @@ fn decode_payload(payload: &[u8]) -> Option<TxnMetadata> {
         };
         offsets.insert(key, offset);
     }
+    let next_producer_id = if format == RECORD_FORMAT_V1 {
+        super::state::NO_PRODUCER_ID
+    } else {
+        r.i64()?
+    };
     r.is_at_end().then_some(TxnMetadata {
         transactional_id,
         producer_id,
         producer_epoch,
         last_producer_id,
         last_producer_epoch,
+        next_producer_id,
         timeout_ms,
         state,
         partitions,
@@ -292,5 +302,30 @@ mod tests {
         assert_eq!(records, vec![m]);
         buf[whole - 1] ^= 1;
         assert!(decode_log(&buf).0.is_empty());
+    }
+
+    #[test]
+    fn the_next_producer_id_survives_and_pre_v2_records_still_load() {
+        let mut m = TxnMetadata::new("v2".into(), 9, 30_000, 5)
+            .with_added(&[("a".into(), 0)], None, 6)
+            .unwrap()
+            .prepared_v2(true, 1234, 7);
+        let mut buf = Vec::new();
+        encode_record(&mut buf, &m);
+        assert_eq!(buf.len() as u64, record_len(&m));
+        assert_eq!(decode_log(&buf).0, vec![m.clone()]);
+
+        // A format-1 record (written before transactions v2): same payload, no trailing id.
+        m.next_producer_id = crate::txn::NO_PRODUCER_ID;
+        let mut old = Vec::new();
+        encode_record(&mut old, &m);
+        let payload_end = old.len() - 8;
+        let mut v1 = old[..payload_end].to_vec();
+        v1[FRAME_HEADER_BYTES] = RECORD_FORMAT_V1;
+        let payload_len = (v1.len() - FRAME_HEADER_BYTES) as u32;
+        let crc = crc32c::crc32c(&v1[FRAME_HEADER_BYTES..]);
+        v1[..4].copy_from_slice(&payload_len.to_le_bytes());
+        v1[4..8].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(decode_log(&v1).0, vec![m]);
     }
 }

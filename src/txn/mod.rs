@@ -21,4 +21,4 @@ pub mod state;
 pub use coordinator::{
     COMPACTION_MIN_LOG_BYTES, COMPACTION_RATIO, Lease, TxnCoordinator, owner_shard,
 };
-pub use state::{TxnError, TxnMetadata, TxnState};
+pub use state::{NO_PRODUCER_ID, TxnError, TxnMetadata, TxnState};

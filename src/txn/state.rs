@@ -189,6 +189,10 @@ pub struct TxnMetadata {
     /// answer it lost (or fenced by a timeout) still recognises itself (KIP-360).
     pub last_producer_id: i64,
     pub last_producer_epoch: i16,
+    /// Transactions v2 (KIP-890): the producer id the producer continues with once the
+    /// deciding transaction completes, allocated when its epoch bump exhausted the epochs
+    /// (NO_PRODUCER_ID otherwise). Durable, so a restart mid-completion hands out the same.
+    pub next_producer_id: i64,
     pub timeout_ms: i32,
     pub state: TxnState,
     pub partitions: BTreeSet<(String, i32)>,
@@ -224,6 +228,7 @@ impl TxnMetadata {
             producer_epoch: 0,
             last_producer_id: NO_PRODUCER_ID,
             last_producer_epoch: NO_PRODUCER_EPOCH,
+            next_producer_id: NO_PRODUCER_ID,
             timeout_ms,
             state: TxnState::Empty,
             partitions: BTreeSet::new(),
@@ -289,9 +294,45 @@ impl TxnMetadata {
         next
     }
 
-    /// The state once its markers are written: Complete*, nothing open.
-    pub fn completed(&self, now_ms: i64) -> TxnMetadata {
+    /// Transactions v2's EndTxn (KIP-890): the decision, with the epoch bumped by one so the
+    /// markers (written with it) fence every batch of the older epoch, and the producer goes
+    /// on with the new epoch. `next_producer_id` is the id to continue with when the bumped
+    /// epoch is exhausted (else NO_PRODUCER_ID). An abort with nothing added (allowed in v2)
+    /// starts its transaction now.
+    pub fn prepared_v2(&self, commit: bool, next_producer_id: i64, now_ms: i64) -> TxnMetadata {
         let mut next = self.clone();
+        next.state = if commit {
+            TxnState::PrepareCommit
+        } else {
+            TxnState::PrepareAbort
+        };
+        next.last_producer_id = self.producer_id;
+        next.last_producer_epoch = self.producer_epoch;
+        next.producer_epoch = self.producer_epoch.saturating_add(1);
+        next.next_producer_id = next_producer_id;
+        if next.start_ms < 0 {
+            next.start_ms = now_ms;
+        }
+        next.update_ms = now_ms;
+        next
+    }
+
+    /// Whether bumping the epoch once more (transactions v2's EndTxn) exhausts it, so the
+    /// producer must continue with a new producer id.
+    pub fn bump_exhausts_epoch(&self) -> bool {
+        self.producer_epoch.saturating_add(1) >= i16::MAX - 1
+    }
+
+    /// The state once its markers are written: Complete*, nothing open; a producer whose
+    /// v2 bump exhausted the epoch continues with its next producer id at epoch 0.
+    pub fn completed(&self, now_ms: i64) -> TxnMetadata {
+        let mut next = if self.next_producer_id != NO_PRODUCER_ID {
+            let mut moved = self.with_new_producer_id(self.next_producer_id, now_ms);
+            moved.next_producer_id = NO_PRODUCER_ID;
+            moved
+        } else {
+            self.clone()
+        };
         next.state = match self.state {
             TxnState::PrepareCommit => TxnState::CompleteCommit,
             _ => TxnState::CompleteAbort,
@@ -421,6 +462,36 @@ mod tests {
         let m2 = m.bumped(2);
         assert_eq!(m2.check_reinit(7, 1), Ok(()));
         assert_eq!(m2.check_reinit(7, 0), Err(TxnError::ProducerFenced));
+    }
+
+    #[test]
+    fn a_v2_decision_bumps_the_epoch_and_an_exhausted_one_moves_to_the_next_id() {
+        let open = meta().with_added(&[("a".into(), 0)], None, 1).expect("add");
+        let prepared = open.prepared_v2(true, NO_PRODUCER_ID, 2);
+        assert_eq!(
+            (
+                prepared.state,
+                prepared.producer_epoch,
+                prepared.last_producer_epoch
+            ),
+            (TxnState::PrepareCommit, 1, 0)
+        );
+        let done = prepared.completed(3);
+        assert_eq!((done.producer_id, done.producer_epoch), (7, 1));
+
+        let mut worn = open.clone();
+        worn.producer_epoch = i16::MAX - 2;
+        assert!(worn.bump_exhausts_epoch() && !open.bump_exhausts_epoch());
+        let done = worn.prepared_v2(false, 99, 4).completed(5);
+        assert_eq!(
+            (done.producer_id, done.producer_epoch, done.next_producer_id),
+            (99, 0, NO_PRODUCER_ID)
+        );
+        assert_eq!(
+            (done.last_producer_id, done.last_producer_epoch),
+            (7, i16::MAX - 1)
+        );
+        assert_eq!(done.state, TxnState::CompleteAbort);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use crate::server::timestamp_bounds;
 use crate::shard::topics::ensure_topic;
 use crate::metadata::TopicMeta;
 use crate::shard::{Lookup, Shard, now_ms};
-use crate::shard::transactions;
+use crate::shard::{transactions, transactions_v2};
 use crate::storage::batch::{
     BatchError, BatchHeader, BatchSummary, keyless_records, validate_batches,
 };
@@ -24,6 +24,10 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
 use std::cell::RefCell;
 use std::rc::Rc;
+
+/// Produce v12+ is transactions v2's (KIP-890): a transactional append adds its partition to
+/// the producer's transaction instead of requiring AddPartitionsToTxn first.
+const TRANSACTIONS_V2_SINCE_VERSION: i16 = 12;
 
 /// (batch index, message) of each refused record.
 type RecordErrors = Vec<(i32, String)>;
@@ -122,7 +126,10 @@ pub async fn handle(ctx: &RequestContext<'_>, request: ProduceRequest) -> Reply 
     if let Some(transactional_id) = &transactional_id
         && !pending.is_empty()
     {
-        pending = verify_transactional(shard, transactional_id, pending, &mut results).await;
+        let implicit_add = ctx.version >= TRANSACTIONS_V2_SINCE_VERSION;
+        pending =
+            verify_transactional(shard, transactional_id, implicit_add, pending, &mut results)
+                .await;
     }
 
     // Stage one, *dispatched*: every append has its offsets and its place in its log's
@@ -224,11 +231,13 @@ fn check_partition(
 }
 
 /// Transactional appends go only to partitions the producer's open transaction holds, and
-/// only from its current epoch (Kafka's produce-time verification, KIP-890): one call to
+/// only from its current epoch (Kafka's produce-time verification, KIP-890); with
+/// `implicit_add` (transactions v2) the partitions join the transaction here. One call to
 /// the id's coordinating shard per request; refused partitions never reach a log.
 async fn verify_transactional(
     shard: &Rc<Shard>,
     transactional_id: &str,
+    implicit_add: bool,
     pending: Vec<PendingAppend>,
     results: &mut Vec<Appended>,
 ) -> Vec<PendingAppend> {
@@ -249,7 +258,12 @@ async fn verify_transactional(
     let count = partitions.len();
     let verdicts = shard
         .invoke_on(owner, move |s| async move {
-            transactions::verify_partitions(&s, &id, producer_id, epoch, &partitions)
+            if implicit_add {
+                transactions_v2::add_partitions_implicitly(&s, &id, producer_id, epoch, &partitions)
+                    .await
+            } else {
+                transactions::verify_partitions(&s, &id, producer_id, epoch, &partitions)
+            }
         })
         .await
         .unwrap_or_else(|_| vec![Err(TxnError::CoordinatorNotAvailable); count]);

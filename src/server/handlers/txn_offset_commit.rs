@@ -7,7 +7,10 @@
 
 use crate::group::{TxnCommitter, TxnOffset};
 use crate::server::context::RequestContext;
-use crate::shard::transactions;
+use crate::shard::{transactions, transactions_v2};
+
+/// TxnOffsetCommit v5 is transactions v2's (KIP-890): the group joins the transaction here.
+const TRANSACTIONS_V2_SINCE_VERSION: i16 = 5;
 use crate::txn::TxnError;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::txn_offset_commit_response::{
@@ -80,9 +83,16 @@ async fn check_in_group(
     let (producer_id, epoch) = (request.producer_id.0, request.producer_epoch);
     let owner = ctx.shard.owner_of_transactional_id(&transactional_id);
     let group = group_id.clone();
+    // Transactions v2 (v5+): the commit adds the group itself (no AddOffsetsToTxn first).
+    let implicit_add = ctx.version >= TRANSACTIONS_V2_SINCE_VERSION;
     ctx.shard
         .invoke_on(owner, move |s| async move {
-            transactions::verify_group(&s, &transactional_id, producer_id, epoch, &group)
+            if implicit_add {
+                transactions_v2::add_group_implicitly(&s, &transactional_id, producer_id, epoch, &group)
+                    .await
+            } else {
+                transactions::verify_group(&s, &transactional_id, producer_id, epoch, &group)
+            }
         })
         .await
         .unwrap_or(Err(TxnError::CoordinatorNotAvailable))
