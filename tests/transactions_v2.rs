@@ -270,3 +270,98 @@ fn txn_offset_commit_v5_adds_its_group_without_add_offsets_to_txn() {
     let p = &r.topics[0].partitions[0];
     assert_eq!((p.error_code, p.committed_offset), (0, 42));
 }
+
+/// AddPartitionsToTxn v4+, the batched form: several transactions in one request, each
+/// added or (verify_only) checked on its own.
+#[test]
+fn batched_add_partitions_adds_or_verifies_each_transaction() {
+    use kafka_protocol::messages::add_partitions_to_txn_request::{
+        AddPartitionsToTxnTopic, AddPartitionsToTxnTransaction,
+    };
+    use kafka_protocol::messages::{AddPartitionsToTxnRequest, AddPartitionsToTxnResponse};
+    let broker = Broker::start();
+    create_topic(&broker, "v2");
+    let a = init(&broker, "batch-a");
+    let b = init(&broker, "batch-b");
+    let txn = |id: &str, (pid, epoch): (i64, i16), verify_only: bool, partitions: Vec<i32>| {
+        AddPartitionsToTxnTransaction::default()
+            .with_transactional_id(TransactionalId(sb(id)))
+            .with_producer_id(ProducerId(pid))
+            .with_producer_epoch(epoch)
+            .with_verify_only(verify_only)
+            .with_topics(vec![
+                AddPartitionsToTxnTopic::default()
+                    .with_name(TopicName(sb("v2")))
+                    .with_partitions(partitions),
+            ])
+    };
+    let codes = |r: &AddPartitionsToTxnResponse| -> Vec<(String, Vec<i16>)> {
+        r.results_by_transaction
+            .iter()
+            .map(|t| {
+                let codes = t.topic_results[0]
+                    .results_by_partition
+                    .iter()
+                    .map(|p| p.partition_error_code)
+                    .collect();
+                (t.transactional_id.to_string(), codes)
+            })
+            .collect()
+    };
+    // a: added; b: only verified, and it has no open transaction.
+    let first: AddPartitionsToTxnResponse = call(
+        &broker,
+        &AddPartitionsToTxnRequest::default().with_transactions(vec![
+            txn("batch-a", a, false, vec![0]),
+            txn("batch-b", b, true, vec![0]),
+        ]),
+        5,
+    );
+    assert_eq!(first.error_code, 0);
+    assert_eq!(
+        codes(&first),
+        vec![
+            ("batch-a".to_string(), vec![0]),
+            (
+                "batch-b".to_string(),
+                vec![ResponseError::InvalidTxnState.code()]
+            ),
+        ]
+    );
+    // Now a's partition verifies; an unknown partition is named, a stale epoch fenced.
+    let second: AddPartitionsToTxnResponse = call(
+        &broker,
+        &AddPartitionsToTxnRequest::default().with_transactions(vec![
+            txn("batch-a", a, true, vec![0, 7]),
+            txn("batch-b", (b.0, b.1 - 1), true, vec![0]),
+        ]),
+        4,
+    );
+    assert_eq!(
+        codes(&second),
+        vec![
+            (
+                "batch-a".to_string(),
+                vec![
+                    ResponseError::OperationNotAttempted.code(),
+                    ResponseError::UnknownTopicOrPartition.code()
+                ]
+            ),
+            (
+                "batch-b".to_string(),
+                vec![ResponseError::ProducerFenced.code()]
+            ),
+        ]
+    );
+    let third: AddPartitionsToTxnResponse = call(
+        &broker,
+        &AddPartitionsToTxnRequest::default().with_transactions(vec![txn(
+            "batch-a",
+            a,
+            true,
+            vec![0],
+        )]),
+        4,
+    );
+    assert_eq!(codes(&third), vec![("batch-a".to_string(), vec![0])]);
+}
