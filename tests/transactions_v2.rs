@@ -365,3 +365,48 @@ fn batched_add_partitions_adds_or_verifies_each_transaction() {
     );
     assert_eq!(codes(&third), vec![("batch-a".to_string(), vec![0])]);
 }
+
+/// ListTransactions v2 (KIP-1152): a regular expression the whole transactional id matches.
+#[test]
+fn list_transactions_v2_filters_by_a_whole_id_pattern() {
+    use kafka_protocol::messages::{ListTransactionsRequest, ListTransactionsResponse};
+    let broker = Broker::start();
+    for id in ["orders-1", "orders-2", "billing-1"] {
+        init(&broker, id);
+    }
+    let list = |pattern: Option<&str>, version: i16| -> (i16, Vec<String>) {
+        let r: ListTransactionsResponse = call(
+            &broker,
+            &ListTransactionsRequest::default()
+                .with_duration_filter(-1)
+                .with_transactional_id_pattern(pattern.filter(|_| version >= 2).map(sb)),
+            version,
+        );
+        let mut ids: Vec<String> = r
+            .transaction_states
+            .iter()
+            .map(|t| t.transactional_id.to_string())
+            .collect();
+        ids.sort();
+        (r.error_code, ids)
+    };
+    assert_eq!(
+        list(Some("orders-.*"), 2),
+        (0, vec!["orders-1".to_string(), "orders-2".to_string()])
+    );
+    assert_eq!(
+        list(Some("orders"), 2),
+        (0, vec![]),
+        "the whole id must match"
+    );
+    assert_eq!(
+        list(Some(""), 2).1.len(),
+        3,
+        "an empty pattern filters nothing"
+    );
+    assert_eq!(
+        list(Some("(unclosed"), 2).0,
+        ResponseError::InvalidRegularExpression.code()
+    );
+    assert_eq!(list(None, 1).1.len(), 3);
+}

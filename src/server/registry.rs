@@ -57,7 +57,7 @@ macro_rules! api_table {
             EndTxn 0..=5, EndTxnRequest => end_txn, Authorize::All(&[needs(TransactionalId, Write)]);
             TxnOffsetCommit 0..=5, TxnOffsetCommitRequest => txn_offset_commit, Authorize::All(&[needs(TransactionalId, Write), needs(Group, Read), needs(Topic, Read)]);
             DescribeTransactions 0..=0, DescribeTransactionsRequest => describe_transactions, Authorize::All(&[needs(TransactionalId, Describe)]);
-            ListTransactions 0..=1, ListTransactionsRequest => list_transactions, Authorize::Any(&[needs(TransactionalId, Describe), CLUSTER_DESCRIBE]);
+            ListTransactions 0..=2, ListTransactionsRequest => list_transactions, Authorize::Any(&[needs(TransactionalId, Describe), CLUSTER_DESCRIBE]);
             DescribeProducers 0..=0, DescribeProducersRequest => describe_producers, Authorize::All(&[needs(Topic, Read)]);
             ConsumerGroupHeartbeat 0..=1, ConsumerGroupHeartbeatRequest => consumer_group_heartbeat, Authorize::All(&[needs(Group, Read), needs(Topic, Describe)]);
             ConsumerGroupDescribe 0..=1, ConsumerGroupDescribeRequest => consumer_group_describe, Authorize::All(&[needs(Group, Describe)]);
