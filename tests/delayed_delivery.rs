@@ -281,3 +281,29 @@ fn sigkills_during_delivery_lose_and_duplicate_nothing() {
     assert_eq!(got.len(), settled.len());
     assert_each_once(&settled, 200);
 }
+
+#[test]
+fn sluice_produce_delay_sets_the_header() {
+    let broker = Broker::start();
+    create_topic(&broker, "cli-delay", Vec::new());
+    let sent = Instant::now();
+    let (ok, _, stderr) = support::sluice_cli(
+        &broker.bootstrap(),
+        &["produce", "cli-delay", "--delay", "1500ms"],
+        Some("one\ntwo\n"),
+    );
+    assert!(ok, "{stderr}");
+    if sent.elapsed() < Duration::from_millis(1200) {
+        assert!(consume(&broker, "cli-delay", 1, Duration::from_millis(200)).is_empty());
+    }
+    let got = consume(&broker, "cli-delay", 2, Duration::from_secs(10));
+    assert!(sent.elapsed() >= Duration::from_millis(1500));
+    let values: Vec<&str> = got.iter().map(|(_, v)| v.as_str()).collect();
+    assert_eq!(values, vec!["one", "two"]);
+    let (ok, _, stderr) = support::sluice_cli(
+        &broker.bootstrap(),
+        &["produce", "cli-delay", "--delay", "soon"],
+        Some("x\n"),
+    );
+    assert!(!ok && stderr.contains("invalid duration"), "{stderr}");
+}
