@@ -113,6 +113,17 @@ fn a_delayed_record_is_not_fetchable_before_its_time_and_is_after() {
         &[record(0, "in-2s", &[("sluice.delay.ms", "2000")])],
     );
     assert_eq!((code, base), (0, -1), "{message:?}");
+    let admin = format!("127.0.0.1:{}", broker.admin_port);
+    let (ok, describe, stderr) = support::sluice_cli(
+        &broker.bootstrap(),
+        &["topic", "describe", "later", "--admin", &admin],
+        None,
+    );
+    assert!(ok, "{stderr}");
+    assert!(
+        describe.contains("DelayedPending: 1\tByPartition: 0:1"),
+        "{describe}"
+    );
     // A record without a delay produced afterwards gets offset 0 at once.
     let (code, base, _) = produce(&broker, "later", &[record(0, "now", &[])]);
     assert_eq!((code, base), (0, 0));
@@ -125,6 +136,15 @@ fn a_delayed_record_is_not_fetchable_before_its_time_and_is_after() {
     let all = consume(&broker, "later", 2, Duration::from_secs(10));
     assert!(sent.elapsed() >= Duration::from_millis(2000));
     assert_eq!(all, vec![(0, "now".to_string()), (1, "in-2s".to_string())]);
+    let (_, describe, _) = support::sluice_cli(
+        &broker.bootstrap(),
+        &["topic", "describe", "later", "--admin", &admin],
+        None,
+    );
+    assert!(
+        describe.contains("DelayedPending: 0\tByPartition: -"),
+        "{describe}"
+    );
 }
 
 #[test]

@@ -300,10 +300,13 @@ fn segment_numbers(dir: &Path) -> io::Result<Vec<u64>> {
 }
 
 /// Replays the log in `dir` in two passes (the first finds what was delivered, the second
-/// hands every still-pending record to `pending(frame, due_ms)`), truncating torn tails.
+/// hands every still-pending record to `pending(frame, due_ms, topic, partition)`), truncating torn tails.
 /// Memory beyond the caller's index: the positions of delivered records in retained
 /// segments, for the length of the call.
-pub fn replay(dir: &Path, mut pending: impl FnMut(FrameRef, i64)) -> io::Result<Replayed> {
+pub fn replay(
+    dir: &Path,
+    mut pending: impl FnMut(FrameRef, i64, &str, i32),
+) -> io::Result<Replayed> {
     let numbers = segment_numbers(dir)?;
     let mut delivered: HashSet<u64> = HashSet::new();
     let mut intents: HashMap<u64, (u32, Intent)> = HashMap::new();
@@ -359,7 +362,12 @@ pub fn replay(dir: &Path, mut pending: impl FnMut(FrameRef, i64)) -> io::Result<
             {
                 segment.live += 1;
                 if !in_intent.contains(&at) {
-                    pending(FrameRef { position: at, len }, p.due_ms);
+                    pending(
+                        FrameRef { position: at, len },
+                        p.due_ms,
+                        p.topic,
+                        p.partition,
+                    );
                 }
             }
         });

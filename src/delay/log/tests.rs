@@ -89,7 +89,11 @@ fn replay_skips_delivered_records_keeps_unresolved_intents_and_cuts_a_torn_tail(
     std::fs::write(segment_path(dir.path(), 0), &log).unwrap();
 
     let mut found = Vec::new();
-    let replayed = replay(dir.path(), |frame, due| found.push((frame, due))).unwrap();
+    let replayed = replay(dir.path(), |frame, due, topic, partition| {
+        assert_eq!((topic, partition), ("t", 3));
+        found.push((frame, due))
+    })
+    .unwrap();
     assert_eq!(found, vec![(refs[2], 30), (refs[3], 40)]);
     assert_eq!(replayed.unresolved.len(), 1);
     assert_eq!(replayed.unresolved[0].1.records, vec![refs[1]]);

@@ -282,6 +282,7 @@ fn settle(
                     });
                 inner.metrics.record_delivered(lateness);
             }
+            inner.settled(&intent.topic, intent.partition, piece.len() as u64);
             let mut frames = Vec::with_capacity(32);
             delay_log::encode_done(&mut frames, at.position);
             inner.writer.stage(frames, 0, false);

@@ -11,6 +11,7 @@ mod deliver;
 mod writer;
 
 use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::path::Path;
 use std::rc::Rc;
 use std::task::Waker;
@@ -55,6 +56,9 @@ struct Inner {
     /// Set when a store needs the delivery loop to look at the wheel again.
     rearm: Cell<bool>,
     driver: Cell<Option<Waker>>,
+    /// Pending records per partition (for `sluice topic describe` and the console): memory
+    /// per partition, not per record.
+    by_partition: RefCell<HashMap<(String, i32), u64>>,
     /// Where the pending gauge, deliveries and their lateness are recorded.
     metrics: Rc<crate::metrics::ShardMetrics>,
 }
@@ -72,11 +76,19 @@ impl DelayService {
         let origin_ms = crate::shard::now_ms();
         let mut wheel = TimingWheel::new(DELAYED_RECORDS_PER_SHARD_MAX);
         let mut overfull = 0usize;
-        let replayed = delay_log::replay(&dir, |frame, due_ms| {
+        let mut by_partition: HashMap<(String, i32), u64> = HashMap::new();
+        let replayed = delay_log::replay(&dir, |frame, due_ms, topic, partition| {
+            *by_partition
+                .entry((topic.to_string(), partition))
+                .or_default() += 1;
             if wheel.insert(tick_of(origin_ms, due_ms), frame).is_err() {
                 overfull += 1;
             }
         })?;
+        for (_, intent) in &replayed.unresolved {
+            let key = (intent.topic.clone(), intent.partition);
+            *by_partition.entry(key).or_default() += intent.records.len() as u64;
+        }
         if overfull > 0 {
             tracing::error!(
                 shard = shard_id,
@@ -108,6 +120,7 @@ impl DelayService {
                 delivering: Cell::new(0),
                 rearm: Cell::new(false),
                 driver: Cell::new(None),
+                by_partition: RefCell::new(by_partition),
                 metrics,
             }),
         })
@@ -117,6 +130,15 @@ impl DelayService {
     /// delivered).
     pub fn pending(&self) -> usize {
         self.inner.pending()
+    }
+
+    /// Records of `topic`-`partition` waiting in this shard's delay log.
+    pub fn pending_for(&self, topic: &str, partition: i32) -> u64 {
+        let counts = self.inner.by_partition.borrow();
+        counts
+            .get(&(topic.to_string(), partition))
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Writes `records` of one partition to the delay log (synced first when `sync`), then
@@ -174,6 +196,10 @@ impl DelayService {
             }
         }
         drop(wheel);
+        *i.by_partition
+            .borrow_mut()
+            .entry((topic.to_string(), partition))
+            .or_default() += records.len() as u64;
         i.metrics.set_delayed_pending(self.pending() as u64);
         i.rearm.set(true);
         if let Some(driver) = i.driver.take() {
@@ -184,6 +210,18 @@ impl DelayService {
 }
 
 impl Inner {
+    /// `delivered` records of `topic`-`partition` left the delay log.
+    fn settled(&self, topic: &str, partition: i32, delivered: u64) {
+        let mut counts = self.by_partition.borrow_mut();
+        let key = (topic.to_string(), partition);
+        if let Some(n) = counts.get_mut(&key) {
+            *n = n.saturating_sub(delivered);
+            if *n == 0 {
+                counts.remove(&key);
+            }
+        }
+    }
+
     fn pending(&self) -> usize {
         self.wheel.borrow().len()
             + self.storing.get()
