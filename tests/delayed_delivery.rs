@@ -327,3 +327,51 @@ fn sluice_produce_delay_sets_the_header() {
     );
     assert!(!ok && stderr.contains("invalid duration"), "{stderr}");
 }
+
+#[test]
+fn a_compressed_batch_on_a_delayed_topic_is_delayed_with_its_records_intact() {
+    use kafka_protocol::records::{Compression, RecordBatchEncoder, RecordEncodeOptions};
+    let broker = Broker::start();
+    create_topic(
+        &broker,
+        "gz-later",
+        vec![("sluice.delivery.delay.ms".into(), "1200".into())],
+    );
+    let records = [
+        record(0, "first", &[("trace", "a")]),
+        record(1, "second", &[("sluice.delay.ms", "1500")]),
+    ];
+    let mut batch = bytes::BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut batch,
+        &records,
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::Gzip,
+        },
+    )
+    .expect("encode a gzip batch");
+    let sent = Instant::now();
+    let response: ProduceResponse = wire::call_once(
+        &broker.bootstrap(),
+        CLIENT_ID,
+        &wire::produce_request("gz-later", 0, batch.freeze(), -1),
+        9,
+    );
+    let p = &response.responses[0].partition_responses[0];
+    assert_eq!(
+        (p.error_code, p.base_offset),
+        (0, -1),
+        "{:?}",
+        p.error_message
+    );
+    if sent.elapsed() < Duration::from_millis(1000) {
+        assert!(consume(&broker, "gz-later", 1, Duration::from_millis(200)).is_empty());
+    }
+    let got = consume(&broker, "gz-later", 2, Duration::from_secs(10));
+    assert!(sent.elapsed() >= Duration::from_millis(1200));
+    assert_eq!(
+        got,
+        vec![(0, "first".to_string()), (1, "second".to_string())]
+    );
+}
