@@ -29,6 +29,8 @@ use crate::storage::batch::add_sequence;
 pub const ROUND_RECORDS_MAX: usize = 16 * 1024;
 /// Bytes of records one delivery batch carries at most (a single larger record goes alone).
 pub const DELIVERY_BATCH_BYTES_MAX: usize = 512 * 1024;
+/// Reads of delay log frames one round keeps in flight at once.
+const READS_IN_FLIGHT_MAX: usize = 256;
 /// How long a failed delivery, or a record of a partition with one, waits before a retry.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 
@@ -131,8 +133,17 @@ async fn read_and_group(inner: &Inner, due: &[FrameRef]) -> Vec<Group> {
     let mut groups: Vec<Group> = Vec::new();
     let mut index: HashMap<(String, i32), usize> = HashMap::new();
     let mut later = Vec::new();
-    for &frame in due {
-        let bytes = match inner.writer.read(frame.position, frame.len).await {
+    // The round's reads run together (the ring takes them in one submission): a round
+    // waits for the slowest read, not for their sum.
+    let mut read = Vec::with_capacity(due.len());
+    for chunk in due.chunks(READS_IN_FLIGHT_MAX) {
+        let reads = chunk
+            .iter()
+            .map(|frame| inner.writer.read(frame.position, frame.len));
+        read.extend(futures_util::future::join_all(reads).await);
+    }
+    for (&frame, bytes) in due.iter().zip(read) {
+        let bytes = match bytes {
             Ok(bytes) => bytes,
             Err(e) => {
                 tracing::error!(position = frame.position, error = %e, "delay log read failed; retrying later");
