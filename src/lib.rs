@@ -6,6 +6,7 @@ pub mod bench;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod delay;
 pub mod group;
 pub mod metadata;
 pub mod metrics;

@@ -42,12 +42,22 @@ pub struct ProduceArgs {
     /// Header KEY=VALUE added to every record (repeatable).
     #[arg(long = "header", value_parser = parse_key_value)]
     pub headers: Vec<(String, String)>,
+    /// Deliver every record this long after the broker receives it (delayed delivery, e.g.
+    /// 30s, 500ms, 5m): sets the `sluice.delay.ms` header.
+    #[arg(long, value_parser = parse_delay)]
+    pub delay: Option<u64>,
     /// Send a partition's batch once it holds this many bytes.
     #[arg(long, default_value_t = CLI_BATCH_BYTES_MAX)]
     pub batch_bytes_max: usize,
     /// Send a partial batch once its oldest line waited this long.
     #[arg(long, default_value_t = CLI_LINGER_MS)]
     pub linger_ms: u64,
+}
+
+/// A `--delay` as whole milliseconds.
+fn parse_delay(s: &str) -> Result<u64, String> {
+    let delay = crate::cli::bench::parse_duration(s)?;
+    u64::try_from(delay.as_millis()).map_err(|_| format!("delay `{s}` is too long"))
 }
 
 fn parse_acks(s: &str) -> Result<Acks, String> {
@@ -113,11 +123,15 @@ pub fn run(args: ProduceArgs) -> Result<(), String> {
     let (tx, rx) = mpsc::sync_channel::<std::io::Result<Vec<u8>>>(LINE_QUEUE_DEPTH);
     std::thread::spawn(move || read_lines(tx));
 
-    let headers: Vec<(String, Option<Bytes>)> = args
+    let mut headers: Vec<(String, Option<Bytes>)> = args
         .headers
         .iter()
         .map(|(k, v)| (k.clone(), Some(Bytes::from(v.clone()))))
         .collect();
+    if let Some(delay_ms) = args.delay {
+        let key = String::from_utf8_lossy(crate::delay::DELAY_HEADER).into_owned();
+        headers.push((key, Some(Bytes::from(delay_ms.to_string()))));
+    }
     let separator = args.key_separator.as_deref().map(str::as_bytes);
     let mut outcome = Outcome::default();
     let mut line_no: u64 = 0;

@@ -26,6 +26,11 @@ pub const DEFAULT_FLUSH_MS: i64 = 100;
 /// stamped more than an hour ahead of the broker's clock is refused. The `before` bound
 /// stays unbounded, as in Kafka.
 pub const MESSAGE_TIMESTAMP_AFTER_MAX_MS_DEFAULT: i64 = 3_600_000;
+/// `[log] delivery_delay_max_ms` default: the longest delay a record may ask for, 30 days.
+pub const DEFAULT_DELIVERY_DELAY_MAX_MS: i64 = 30 * 24 * 3_600 * 1_000;
+/// The largest `delivery_delay_max_ms` accepted: half the delay wheel's horizon (about 397
+/// days), so a delay never waits on the wheel's overflow list.
+pub const DELIVERY_DELAY_MAX_MS_LIMIT: i64 = 1 << 35;
 
 /// `cleanup.policy`, a Kafka list of `delete` and `compact`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -202,6 +207,12 @@ pub struct LogConfig {
     pub cleaner_dedupe_buffer_bytes: u64,
     /// `log.cleaner.backoff.ms`: how long a shard's cleaner sleeps when nothing is due.
     pub cleaner_backoff_ms: u64,
+    /// `sluice.delivery.delay.ms`: every record of the topic is held back this long in the
+    /// delay log before it is appended (0: no delay; a record's own delay header wins).
+    pub delivery_delay_ms: i64,
+    /// `[log] delivery_delay_max_ms` (broker-wide, not a topic config): the longest delay a
+    /// record may ask for; larger ones are refused with INVALID_RECORD.
+    pub delivery_delay_max_ms: i64,
     /// Every other Kafka topic config: validated and stored, not acted on (see
     /// `topic_config_spec::has_no_effect_here`). Keyed by Kafka name; absent means default.
     #[serde(skip)]
@@ -246,6 +257,8 @@ impl Default for LogConfig {
             cleaner_io_max_bytes_per_second: DEFAULT_CLEANER_IO_MAX_BYTES_PER_SECOND,
             cleaner_dedupe_buffer_bytes: DEFAULT_CLEANER_DEDUPE_BUFFER_BYTES,
             cleaner_backoff_ms: DEFAULT_CLEANER_BACKOFF_MS,
+            delivery_delay_ms: 0,
+            delivery_delay_max_ms: DEFAULT_DELIVERY_DELAY_MAX_MS,
             stored_only: BTreeMap::new(),
         }
     }
@@ -321,6 +334,7 @@ impl LogConfig {
                     _ => Durability::AcksAll,
                 }
             }
+            "sluice.delivery.delay.ms" => self.delivery_delay_ms = parse_i64(key, value)?,
             "compression.type" => {
                 self.compression_type = CompressionType::from_name(value)
                     .ok_or_else(|| invalid(key, value, "unknown codec"))?
@@ -393,6 +407,7 @@ impl LogConfig {
                 Durability::Always => "always".to_string(),
                 Durability::None => "none".to_string(),
             },
+            "sluice.delivery.delay.ms" => self.delivery_delay_ms.to_string(),
             "compression.type" => self.compression_type.name().to_string(),
             "compression.gzip.level" => self.compression_gzip_level.to_string(),
             "compression.lz4.level" => self.compression_lz4_level.to_string(),
@@ -427,6 +442,23 @@ impl LogConfig {
                 "cleaner_dedupe_buffer_bytes",
                 &self.cleaner_dedupe_buffer_bytes.to_string(),
                 format!("Value must be at least {MIN_CLEANER_DEDUPE_BUFFER_BYTES}"),
+            ));
+        }
+        if !(0..=DELIVERY_DELAY_MAX_MS_LIMIT).contains(&self.delivery_delay_max_ms) {
+            return Err(invalid(
+                "delivery_delay_max_ms",
+                &self.delivery_delay_max_ms.to_string(),
+                format!("Value must be in [0, {DELIVERY_DELAY_MAX_MS_LIMIT}]"),
+            ));
+        }
+        if self.delivery_delay_ms > self.delivery_delay_max_ms {
+            return Err(invalid(
+                "sluice.delivery.delay.ms",
+                &self.delivery_delay_ms.to_string(),
+                format!(
+                    "Value exceeds the broker's delivery_delay_max_ms ({})",
+                    self.delivery_delay_max_ms
+                ),
             ));
         }
         if self.segment_bytes < MIN_SEGMENT_BYTES {

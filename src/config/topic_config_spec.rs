@@ -431,6 +431,16 @@ pub const TOPIC_CONFIG_SPECS: &[TopicConfigSpec] = &[
         None,
         "Sluice: when appends are fdatasync'ed before they are acknowledged: acks-all (acks=all writes, grouped), always, or none.",
     ),
+    spec(
+        "sluice.delivery.delay.ms",
+        Long {
+            min: 0,
+            max: 1 << 35,
+        },
+        "0",
+        None,
+        "Sluice: hold every record of the topic this many milliseconds in the broker's delay log before appending it (delayed delivery; 0 = none). A record's sluice.delay.ms or sluice.deliver.at.ms header wins. At most [log] delivery_delay_max_ms.",
+    ),
 ];
 
 /// The spec of one topic config, by Kafka name.

@@ -8,6 +8,7 @@
 
 mod api_names;
 pub mod cleaner;
+pub mod delayed;
 mod histogram;
 mod loop_sampler;
 mod prometheus;
@@ -185,6 +186,7 @@ pub struct ShardSnapshot {
     pub series_dropped: u64,
     pub cleaner: cleaner::CleanerCounters,
     pub storage: StorageHealth,
+    pub delayed: delayed::DelayedDelivery,
 }
 
 /// One shard's metrics. Lives in an `Rc` on the shard thread; every method takes `&self`.
@@ -215,6 +217,7 @@ pub struct ShardMetrics {
     open_transactions: Cell<u64>,
     series_dropped: Cell<u64>,
     cleaner: Cell<cleaner::CleanerCounters>,
+    delayed: RefCell<delayed::DelayedDelivery>,
 }
 
 impl ShardMetrics {
@@ -247,6 +250,7 @@ impl ShardMetrics {
             open_transactions: Cell::new(0),
             series_dropped: Cell::new(0),
             cleaner: Cell::new(cleaner::CleanerCounters::default()),
+            delayed: RefCell::new(delayed::DelayedDelivery::default()),
         }
     }
 
@@ -448,6 +452,25 @@ impl ShardMetrics {
         }
     }
 
+    /// Delayed records pending on this shard (the delay service sets it).
+    pub fn set_delayed_pending(&self, pending: u64) {
+        self.delayed.borrow_mut().pending = pending;
+    }
+
+    /// One delivery of `records` records appended `lateness_ns` after their due times.
+    pub fn record_delivered(&self, lateness_ns: impl IntoIterator<Item = u64>) {
+        let mut d = self.delayed.borrow_mut();
+        for late in lateness_ns {
+            d.lateness.record(late);
+            d.delivered += 1;
+        }
+    }
+
+    /// Delayed records dropped (their partition was deleted).
+    pub fn record_delayed_dropped(&self, records: u64) {
+        self.delayed.borrow_mut().dropped += records;
+    }
+
     /// Transactions open on the ids this shard coordinates (the transaction timer sets it).
     pub fn set_open_transactions(&self, open: u64) {
         self.open_transactions.set(open);
@@ -538,6 +561,7 @@ impl ShardMetrics {
             series_dropped: self.series_dropped.get(),
             cleaner: self.cleaner.get(),
             storage: StorageHealth::default(),
+            delayed: self.delayed.borrow().clone(),
         }
     }
 }

@@ -182,6 +182,12 @@ impl Partition {
         Ok(outcome)
     }
 
+    /// Whether an append with these acks is synced before its answer under the topic's
+    /// durability (the delay log follows the same rule for the records it takes instead).
+    pub fn syncs_appends_with(&self, acks: i16) -> bool {
+        must_sync(self.log.with_config(|c| c.durability), acks)
+    }
+
     /// Fetch: file regions from `fetch_offset`, at most `max_bytes` (the first batch always
     /// whole), never past the high watermark, with the offsets the answer carries. The
     /// bytes handed out are counted as this partition's outgoing traffic.

@@ -12,6 +12,7 @@ pub mod config_sources;
 mod connection;
 pub mod connection_state;
 pub mod context;
+pub mod delay_check;
 pub mod dispatch;
 pub mod features;
 pub mod fetch_sessions;

@@ -30,6 +30,8 @@ struct PartitionView {
     start_offset: i64,
     end_offset: i64,
     size_bytes: u64,
+    /// Records waiting in the owning shard's delay log for this partition (issue 18).
+    delayed_pending: u64,
 }
 
 struct MemberView {
@@ -119,13 +121,14 @@ async fn partition_views(shard: &Rc<Shard>, topic: Option<String>) -> Vec<Partit
                         continue;
                     }
                     let mut view = PartitionView {
-                        topic: name,
+                        topic: name.clone(),
                         partition,
                         shard: s.id,
                         offline: None,
                         start_offset: -1,
                         end_offset: -1,
                         size_bytes: 0,
+                        delayed_pending: s.delays.pending_for(&name, partition),
                     };
                     match s.partitions.get(&view.topic, partition) {
                         Lookup::Online(p) => {
@@ -154,6 +157,7 @@ fn partition_json(v: &PartitionView) -> Value {
         "start_offset": v.start_offset,
         "end_offset": v.end_offset,
         "size_bytes": v.size_bytes,
+        "delayed_pending": v.delayed_pending,
         "offline": v.offline.is_some(),
         "offline_reason": v.offline,
     })
@@ -188,6 +192,7 @@ async fn topics(shard: &Rc<Shard>, only: Option<String>) -> Result<Value, Consol
             "size_bytes": parts.iter().map(|p| p.size_bytes).sum::<u64>(),
             "offline_partitions": parts.iter().filter(|p| p.offline.is_some()).count(),
             "end_offset_total": parts.iter().map(|p| p.end_offset.max(0)).sum::<i64>(),
+            "delayed_pending_total": parts.iter().map(|p| p.delayed_pending).sum::<u64>(),
             "partitions_truncated": parts.len() > MAX_CONSOLE_PARTITIONS,
             "partitions": parts.iter().take(MAX_CONSOLE_PARTITIONS)
                 .map(|p| partition_json(p)).collect::<Vec<_>>(),

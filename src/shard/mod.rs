@@ -10,6 +10,7 @@ pub mod budget;
 mod cleaner;
 pub mod console;
 mod deadlines;
+pub mod delayed;
 pub mod descriptors;
 mod group_metrics;
 pub mod io_driver;
@@ -66,6 +67,8 @@ pub struct Shard {
     pub request_memory: Rc<budget::MemoryBudget>,
     /// Every deadline on this shard (maintenance, back-offs, waits) sits in this one wheel.
     pub timer: timer::Timer,
+    /// Records waiting for delayed delivery to this shard's partitions (issue 18).
+    pub delays: delayed::DelayService,
     /// Ticked by this shard's loop only; read by the systemd watchdog thread.
     pub heartbeat: crate::admin::systemd::ShardHeartbeat,
     pub shutting_down: Cell<bool>,

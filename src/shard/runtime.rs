@@ -402,9 +402,16 @@ async fn shard_main(start: ShardStart) {
     let txns =
         crate::txn::TxnCoordinator::open(&start.config.data_dir, start.id, start.peers.len())
             .map_err(|e| format!("transactions: {e}"));
-    let (groups, txns) = match (groups, txns) {
-        (Ok(g), Ok(t)) => (g, t),
-        (Err(e), _) | (_, Err(e)) => {
+    let metrics = Rc::new(crate::metrics::ShardMetrics::new(
+        start.id,
+        start.config.metrics_enabled,
+    ));
+    let delays =
+        super::delayed::DelayService::open(&start.config.data_dir, start.id, metrics.clone())
+            .map_err(|e| format!("delay log: {e}"));
+    let (groups, txns, delays) = match (groups, txns, delays) {
+        (Ok(g), Ok(t), Ok(d)) => (g, t, d),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
             let _ = start.ready.send(Err(StartError::Shard(start.id, e)));
             return;
         }
@@ -419,12 +426,10 @@ async fn shard_main(start: ShardStart) {
         partitions: PartitionTable::default(),
         groups,
         txns,
-        metrics: Rc::new(crate::metrics::ShardMetrics::new(
-            start.id,
-            start.config.metrics_enabled,
-        )),
+        metrics,
         request_memory: super::budget::MemoryBudget::new(start.config.shard_produce_memory_bytes),
         timer: super::timer::Timer::start(),
+        delays,
         heartbeat: start.heartbeat,
         shutting_down: Cell::new(false),
         shutdown_waiters: Default::default(),
@@ -446,6 +451,7 @@ async fn shard_main(start: ShardStart) {
     let group_deadlines = compio::runtime::spawn(super::deadlines::group_deadlines(shard.clone()));
     let txn_deadlines = compio::runtime::spawn(super::deadlines::txn_deadlines(shard.clone()));
     let cleaner = compio::runtime::spawn(super::cleaner::run(shard.clone()));
+    let delayed_delivery = compio::runtime::spawn(super::delayed::run(shard.clone()));
 
     let listener = match compio::net::TcpListener::from_std(start.listener) {
         Ok(l) => l,
@@ -470,6 +476,7 @@ async fn shard_main(start: ShardStart) {
     let _ = group_deadlines.await;
     let _ = txn_deadlines.await;
     let _ = cleaner.await;
+    let _ = delayed_delivery.await;
     close_partitions(&shard).await;
     tracing::info!(shard = shard.id, "shard stopped");
 }

@@ -334,7 +334,7 @@ pub fn apply_log_append_time(batch: &mut [u8], now_ms: i64) -> u32 {
 }
 
 /// Reads a zig-zag varint (Kafka record encoding); `None` if malformed or truncated.
-pub(super) fn read_varint(buf: &[u8], at: &mut usize) -> Option<i64> {
+pub fn read_varint(buf: &[u8], at: &mut usize) -> Option<i64> {
     let mut raw: u64 = 0;
     for shift in (0..70).step_by(7) {
         let b = *buf.get(*at)?;

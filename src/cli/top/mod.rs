@@ -8,7 +8,7 @@
 mod scrape;
 
 pub use scrape::{
-    MAX_SCRAPE_BYTES, SCRAPE_TIMEOUT, Sample, Scrape, fetch_metrics, parse_prometheus,
+    MAX_SCRAPE_BYTES, SCRAPE_TIMEOUT, Sample, Scrape, fetch_admin, fetch_metrics, parse_prometheus,
 };
 
 use std::collections::BTreeMap;

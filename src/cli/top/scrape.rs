@@ -14,6 +14,11 @@ pub const SCRAPE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// `GET /metrics` from `admin` (HOST:PORT); the body on a 200.
 pub fn fetch_metrics(admin: &str) -> Result<String, String> {
+    fetch_admin(admin, "/metrics")
+}
+
+/// GET `path` on the admin listener at `admin`: the body of a 200 answer.
+pub fn fetch_admin(admin: &str, path: &str) -> Result<String, String> {
     let addr = admin
         .to_socket_addrs()
         .map_err(|e| format!("cannot resolve admin address {admin}: {e}"))?
@@ -23,7 +28,7 @@ pub fn fetch_metrics(admin: &str) -> Result<String, String> {
         .map_err(|e| format!("cannot connect to admin listener {admin}: {e}"))?;
     let _ = stream.set_read_timeout(Some(SCRAPE_TIMEOUT));
     let _ = stream.set_write_timeout(Some(SCRAPE_TIMEOUT));
-    let request = format!("GET /metrics HTTP/1.1\r\nHost: {admin}\r\nConnection: close\r\n\r\n");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {admin}\r\nConnection: close\r\n\r\n");
     stream
         .write_all(request.as_bytes())
         .map_err(|e| format!("sending request to {admin}: {e}"))?;
@@ -31,20 +36,20 @@ pub fn fetch_metrics(admin: &str) -> Result<String, String> {
     stream
         .take(MAX_SCRAPE_BYTES + 1)
         .read_to_end(&mut raw)
-        .map_err(|e| format!("reading /metrics from {admin}: {e}"))?;
+        .map_err(|e| format!("reading {path} from {admin}: {e}"))?;
     if raw.len() as u64 > MAX_SCRAPE_BYTES {
         return Err(format!(
-            "/metrics from {admin} is larger than {MAX_SCRAPE_BYTES} bytes"
+            "{path} from {admin} is larger than {MAX_SCRAPE_BYTES} bytes"
         ));
     }
-    let text = String::from_utf8(raw).map_err(|_| format!("/metrics from {admin} is not UTF-8"))?;
+    let text = String::from_utf8(raw).map_err(|_| format!("{path} from {admin} is not UTF-8"))?;
     let (head, body) = text
         .split_once("\r\n\r\n")
         .ok_or_else(|| format!("malformed HTTP response from {admin}"))?;
     let status = head.split(' ').nth(1).unwrap_or_default();
     if status != "200" {
         return Err(format!(
-            "GET /metrics on {admin} answered {}",
+            "GET {path} on {admin} answered {}",
             head.lines().next().unwrap_or("")
         ));
     }

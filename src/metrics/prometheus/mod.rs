@@ -9,6 +9,7 @@
 //! the order of the page.
 
 mod cleaner;
+mod delayed;
 mod groups;
 mod partitions;
 mod requests;
@@ -65,6 +66,7 @@ pub fn render_prometheus(snapshots: &[ShardSnapshot], info: &BrokerInfo) -> Stri
     groups::write_groups(&mut out, snapshots);
     shards::write_event_loops(&mut out, snapshots);
     cleaner::write_cleaner(&mut out, snapshots);
+    delayed::write_delayed(&mut out, snapshots);
     shards::write_storage_health(&mut out, snapshots);
     out.text
 }

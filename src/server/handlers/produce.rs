@@ -6,7 +6,8 @@
 use crate::server::connection_state::ConnectionState;
 use crate::server::context::RequestContext;
 use crate::server::response::{Reply, encode_frame};
-use crate::server::timestamp_bounds;
+use crate::server::{delay_check, timestamp_bounds};
+use crate::delay::plan::DelayedRecord;
 use crate::shard::topics::ensure_topic;
 use crate::metadata::TopicMeta;
 use crate::shard::{Lookup, Shard, now_ms};
@@ -56,6 +57,9 @@ struct PendingAppend {
     /// The producer's acks: with the topic's durability, the partition decides from it
     /// whether the answer waits for fdatasync.
     acks: i16,
+    /// Set when a record asks for delayed delivery: every record of the partition, bound
+    /// for the owning shard's delay log instead of the partition (decision 0008).
+    delayed: Option<Vec<DelayedRecord>>,
 }
 
 fn partition_error(
@@ -217,6 +221,11 @@ fn check_partition(
         };
         return Err(refuse(ResponseError::InvalidRecord.code(), Some(why.into())));
     }
+    let delayed = delay_check::check(topic, &records, &batches, transactional, now_ms())
+        .map_err(|refused| Appended {
+            record_errors: refused.record_errors,
+            ..refuse(ResponseError::InvalidRecord.code(), Some(refused.message))
+        })?;
     Ok(PendingAppend {
         topic_index,
         topic: topic.name.clone(),
@@ -227,6 +236,7 @@ fn check_partition(
             .map(|b| b.header.record_count.max(0) as u64)
             .sum(),
         acks,
+        delayed,
     })
 }
 
@@ -501,6 +511,10 @@ async fn append_one(
             );
         }
     };
+    if let Some(delayed) = &a.delayed {
+        on_dispatched();
+        return store_delayed(shard, &partition, &a, delayed).await;
+    }
     // The log patches base offsets in place. When this partition's bytes are the only
     // reference to the request buffer (one partition per request) that costs nothing;
     // when several partitions share it, `BytesMut::from` makes the one copy.
@@ -530,5 +544,36 @@ async fn append_one(
             e.kafka_error_code(),
             Some(e.to_string()),
         ),
+    }
+}
+
+/// The delay path of one partition's append: the records go to the owning shard's delay log
+/// (synced when the topic's durability and the acks would sync an append) and the answer
+/// carries offset -1: accepted, offset assigned at delivery (decision 0008).
+async fn store_delayed(
+    shard: &Rc<Shard>,
+    partition: &crate::partition::Partition,
+    a: &PendingAppend,
+    delayed: &[DelayedRecord],
+) -> Appended {
+    let sync = partition.syncs_appends_with(a.acks);
+    match shard.delays.store(&a.topic, a.partition, delayed, sync).await {
+        Ok(()) => Appended {
+            topic_index: a.topic_index,
+            partition: a.partition,
+            error_code: 0,
+            error_message: None,
+            record_errors: Vec::new(),
+            base_offset: -1,
+            log_append_time_ms: -1,
+            log_start_offset: -1,
+        },
+        Err(e) => {
+            let code = match e {
+                crate::shard::delayed::DelayError::Full(_) => ResponseError::PolicyViolation,
+                crate::shard::delayed::DelayError::Log(_) => ResponseError::KafkaStorageError,
+            };
+            partition_error(a.topic_index, a.partition, code.code(), Some(e.to_string()))
+        }
     }
 }

@@ -1,0 +1,285 @@
+#!/usr/bin/env python3
+"""Delayed delivery at scale (issue 18, decision 0008), against a real `sluice serve`.
+
+Two measurements:
+
+  deliver  N records, each with a `sluice.deliver.at.ms` header uniform in now + [0, 60 s),
+           produced at full speed (confluent-kafka, acks=all) to a LogAppendTime topic, so
+           every delivered record carries the broker's append time. The broker is SIGKILLed
+           K times while the records fall due (kills after production: a producer retry
+           after a kill may store a delayed record twice, see decision 0008 "Not covered").
+           A consumer reads everything; the script reports records early (append time before
+           due), lateness p50/p99/max (append time - due), lost and duplicated records.
+  rss      M records delayed by an hour (never due during the run); the broker's RSS
+           before, after producing, and after a restart that replays the delay log.
+
+  /work/main/.venv/bin/python perf/delay.py deliver --bin target/release/sluice \
+      --records 1000000 --kills 10
+  /work/main/.venv/bin/python perf/delay.py rss --bin target/release/sluice --records 10000000
+
+Prints one JSON object with every figure (and `--out FILE` writes it).
+"""
+
+import argparse
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+TOPIC = "delay-perf"
+PARTITIONS = 4
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class Broker:
+    def __init__(self, binary, data_dir):
+        self.binary = binary
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.admin = free_port()
+        self.proc = None
+        self.log = open(os.path.join(os.path.dirname(data_dir), "broker.log"), "ab")
+
+    @property
+    def bootstrap(self):
+        return f"127.0.0.1:{self.port}"
+
+    def start(self):
+        self.proc = subprocess.Popen(
+            [self.binary, "serve", "--data-dir", self.data_dir,
+             "--listen", self.bootstrap, "--admin-listen", f"127.0.0.1:{self.admin}"],
+            stdout=self.log, stderr=self.log)
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            try:
+                import urllib.request
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.admin}/v1/ready", timeout=1) as r:
+                    if r.status == 200:
+                        return
+            except Exception:
+                pass
+            if self.proc.poll() is not None:
+                raise SystemExit(f"broker exited: {self.proc.returncode}")
+            time.sleep(0.05)
+        raise SystemExit("broker not ready within 120 s")
+
+    def kill(self):
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(timeout=60)
+
+    def rss_mb(self):
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024.0
+        return None
+
+    def metric(self, name):
+        import urllib.request
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.admin}/metrics", timeout=5) as r:
+            total = 0.0
+            for line in r.read().decode().splitlines():
+                if line.startswith(name + " ") or line.startswith(name + "{"):
+                    total += float(line.rsplit(" ", 1)[1])
+            return total
+
+
+def create_topic(broker, configs):
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    futures = admin.create_topics([NewTopic(TOPIC, PARTITIONS, 1, config=configs)])
+    for f in futures.values():
+        f.result(30)
+
+
+def produce(broker, records, delay_of):
+    """Produces `records` records; value = "<id>:<due_ms>". Returns (acked, failed, seconds)."""
+    producer = Producer({
+        "bootstrap.servers": broker.bootstrap, "acks": "all", "linger.ms": 5,
+        "batch.num.messages": 10000, "queue.buffering.max.messages": 1000000,
+        "enable.idempotence": False, "message.timeout.ms": 300000})
+    acked = [0]
+    failed = [0]
+
+    def report(err, _msg):
+        if err is None:
+            acked[0] += 1
+        else:
+            failed[0] += 1
+
+    started = time.time()
+    for i in range(records):
+        due = int(time.time() * 1000) + delay_of(i)
+        headers = [("sluice.deliver.at.ms", str(due).encode())]
+        while True:
+            try:
+                producer.produce(TOPIC, value=f"{i}:{due}".encode(), headers=headers,
+                                 partition=i % PARTITIONS, on_delivery=report)
+                break
+            except BufferError:
+                producer.poll(0.05)
+        if i % 10000 == 0:
+            producer.poll(0)
+    producer.flush(300)
+    return acked[0], failed[0], time.time() - started
+
+
+class Reader(threading.Thread):
+    """Reads the topic from the start until stopped: offsets -> (id, due_ms, append_ms)."""
+
+    def __init__(self, bootstrap):
+        super().__init__(daemon=True)
+        self.bootstrap = bootstrap
+        self.seen = {}
+        self.stop = False
+
+    def run(self):
+        consumer = Consumer({
+            "bootstrap.servers": self.bootstrap, "group.id": "delay-perf-reader",
+            "enable.auto.commit": False, "fetch.wait.max.ms": 50,
+            "reconnect.backoff.ms": 50, "reconnect.backoff.max.ms": 500})
+        consumer.assign([TopicPartition(TOPIC, p, 0) for p in range(PARTITIONS)])
+        while not self.stop:
+            for m in consumer.consume(10000, 0.2):
+                if m.error():
+                    continue
+                ident, due = m.value().decode().split(":")
+                self.seen[(m.partition(), m.offset())] = (int(ident), int(due), m.timestamp()[1])
+        consumer.close()
+
+
+def percentile(sorted_values, q):
+    if not sorted_values:
+        return None
+    return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
+
+
+def deliver(args):
+    work = tempfile.mkdtemp(prefix="sluice-delay-perf-")
+    broker = Broker(args.bin, os.path.join(work, "data"))
+    broker.start()
+    create_topic(broker, {"message.timestamp.type": "LogAppendTime"})
+    window_ms = args.max_delay_s * 1000
+    acked, failed, produce_s = produce(broker, args.records,
+                                       lambda _i: random.randrange(window_ms))
+    produced_at = time.time()
+    reader = Reader(broker.bootstrap)
+    reader.start()
+    kills = 0
+    # Kills spread over the delivery window (records fall due until ~max_delay_s after
+    # the last one was produced).
+    for k in range(args.kills):
+        target = produced_at + (k + 1) * args.max_delay_s / (args.kills + 1)
+        time.sleep(max(0.0, target - time.time()))
+        broker.kill()
+        broker.start()
+        kills += 1
+    deadline = produced_at + args.max_delay_s + args.settle_s
+    last = -1
+    while time.time() < deadline or len(reader.seen) != last:
+        last = len(reader.seen)
+        time.sleep(2)
+        if time.time() > deadline + 120:
+            break
+    reader.stop = True
+    reader.join(30)
+    pending_after = broker.metric("sluice_delayed_records_pending")
+    broker.stop()
+    ids = {}
+    early = 0
+    lateness = []
+    for (_p, _o), (ident, due, append_ms) in reader.seen.items():
+        ids[ident] = ids.get(ident, 0) + 1
+        if append_ms < due:
+            early += 1
+        lateness.append(append_ms - due)
+    lateness.sort()
+    duplicated = sum(1 for n in ids.values() if n > 1)
+    result = {
+        "mode": "deliver", "records": args.records, "acked": acked, "failed": failed,
+        "produce_seconds": round(produce_s, 1),
+        "produce_records_per_s": round(args.records / produce_s),
+        "kills": kills, "delivered_records": len(reader.seen), "distinct_ids": len(ids),
+        "lost": acked - len(ids), "duplicated": duplicated, "early": early,
+        "lateness_ms_p50": percentile(lateness, 0.5),
+        "lateness_ms_p99": percentile(lateness, 0.99),
+        "lateness_ms_max": lateness[-1] if lateness else None,
+        "pending_after": pending_after, "work_dir": work,
+    }
+    return result
+
+
+def rss(args):
+    work = tempfile.mkdtemp(prefix="sluice-delay-rss-")
+    broker = Broker(args.bin, os.path.join(work, "data"))
+    broker.start()
+    create_topic(broker, {})
+    before = broker.rss_mb()
+    acked, failed, produce_s = produce(broker, args.records, lambda _i: 3_600_000)
+    time.sleep(2)
+    pending = broker.metric("sluice_delayed_records_pending")
+    after = broker.rss_mb()
+    broker.stop()
+    started = time.time()
+    broker.start()
+    replay_s = time.time() - started
+    time.sleep(2)
+    after_restart = broker.rss_mb()
+    pending_restart = broker.metric("sluice_delayed_records_pending")
+    du = subprocess.run(["du", "-sm", os.path.join(broker.data_dir, "delay")],
+                        capture_output=True, text=True).stdout.split()[0]
+    broker.stop()
+    return {
+        "mode": "rss", "records": args.records, "acked": acked, "failed": failed,
+        "produce_seconds": round(produce_s, 1), "pending": pending,
+        "rss_mb_empty": before, "rss_mb_pending": after,
+        "rss_mb_after_restart": after_restart, "pending_after_restart": pending_restart,
+        "restart_seconds": round(replay_s, 1), "delay_log_mb": int(du),
+        "bytes_per_pending_record": round((after - before) * 1024 * 1024 / max(1, pending), 1),
+        "work_dir": work,
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("mode", choices=["deliver", "rss"])
+    parser.add_argument("--bin", default="target/release/sluice")
+    parser.add_argument("--records", type=int, default=100000)
+    parser.add_argument("--kills", type=int, default=0)
+    parser.add_argument("--max-delay-s", type=int, default=60)
+    parser.add_argument("--settle-s", type=int, default=15)
+    parser.add_argument("--out")
+    args = parser.parse_args()
+    result = deliver(args) if args.mode == "deliver" else rss(args)
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(text + "\n")
+    if args.mode == "deliver" and (result["lost"] or result["duplicated"] or result["early"]):
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

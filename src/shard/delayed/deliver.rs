@@ -1,0 +1,445 @@
+//! The delivery loop of one shard's delay service: takes what the wheel says is due, reads
+//! those records back from the delay log, and appends them to their partitions, each
+//! partition's records as one batch of the shard's delivery producer, under the
+//! intent → append → done protocol of decision 0008 (exactly once across crashes).
+//!
+//! Owns: rounds (bounded by `ROUND_RECORDS_MAX` / `DELIVERY_BATCH_BYTES_MAX`), sequences of
+//! the delivery producer, retrying deliveries whose append failed, dropping records whose
+//! topic was deleted. Must not: append anything whose intent is not synced first.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use futures_util::FutureExt;
+
+use super::{Inner, tick_of};
+use crate::delay::delivery::{DeliveryProducer, DeliveryRecord, build_delivery_batch};
+use crate::delay::log::{self as delay_log, Frame, FrameRef, INTENT_RECORDS_MAX, Intent};
+use crate::delay::{DELIVERY_PRODUCER_EPOCH, DELIVERY_PRODUCER_ID_BASE};
+use crate::partition::ACKS_ALL;
+use crate::shard::{Lookup, Shard, now_ms};
+use crate::storage::batch::add_sequence;
+
+/// Records one round takes from the wheel (the rest wait for the next round, moments later).
+pub const ROUND_RECORDS_MAX: usize = 16 * 1024;
+/// Bytes of records one delivery batch carries at most (a single larger record goes alone).
+pub const DELIVERY_BATCH_BYTES_MAX: usize = 512 * 1024;
+/// Reads of delay log frames one round keeps in flight at once.
+const READS_IN_FLIGHT_MAX: usize = 256;
+/// How long a failed delivery, or a record of a partition with one, waits before a retry.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// What an append of one delivery came to.
+enum Appended {
+    Done,
+    /// The topic or partition no longer exists: the records have nowhere to go.
+    Gone,
+    Failed(String),
+}
+
+/// Runs until shutdown: recovers unfinished deliveries, then delivers as records fall due.
+pub async fn run(shard: Rc<Shard>) {
+    let mut stop = shard.shutdown_signal().fuse();
+    let inner = shard.delays.inner.clone();
+    loop {
+        if shard.shutting_down.get() || inner.writer.failure().is_some() {
+            return;
+        }
+        retry_unresolved(&shard, &inner).await;
+        let now_tick = tick_of(inner.origin_ms, now_ms());
+        let mut due = Vec::new();
+        {
+            let mut wheel = inner.wheel.borrow_mut();
+            wheel.advance(now_tick, |_, frame| due.push(frame));
+        }
+        if due.is_empty() {
+            let next = inner.wheel.borrow().next_tick();
+            let wait = match next {
+                Some(tick) => Duration::from_millis(tick.saturating_sub(now_tick)),
+                None => RETRY_AFTER,
+            };
+            // Unresolved deliveries are retried at least every RETRY_AFTER.
+            let wait = wait.min(RETRY_AFTER);
+            let mut sleep = shard.timer.sleep_until(Instant::now() + wait).fuse();
+            let mut rearm = Rearm { inner: &inner }.fuse();
+            futures_util::select! {
+                _ = stop => return,
+                _ = sleep => {},
+                _ = rearm => {},
+            }
+            continue;
+        }
+        inner.delivering.set(inner.delivering.get() + due.len());
+        for round in due.chunks(ROUND_RECORDS_MAX) {
+            deliver_round(&shard, &inner, round).await;
+            inner
+                .delivering
+                .set(inner.delivering.get().saturating_sub(round.len()));
+        }
+        inner.writer.delete_released_prefix();
+        inner.metrics.set_delayed_pending(inner.pending() as u64);
+    }
+}
+
+/// Completes when a store indexed new records (they may be due before the loop's sleep
+/// ends).
+struct Rearm<'a> {
+    inner: &'a Inner,
+}
+
+impl Future for Rearm<'_> {
+    type Output = ();
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.inner.rearm.replace(false) {
+            return Poll::Ready(());
+        }
+        self.inner.driver.set(Some(cx.waker().clone()));
+        Poll::Pending
+    }
+}
+
+/// Puts records back into the wheel to be tried again after `RETRY_AFTER`.
+fn retry_later(inner: &Inner, frames: impl IntoIterator<Item = FrameRef>) {
+    let at = tick_of(inner.origin_ms, now_ms() + RETRY_AFTER.as_millis() as i64);
+    let mut wheel = inner.wheel.borrow_mut();
+    for frame in frames {
+        if let Err(e) = wheel.insert(at, frame) {
+            tracing::error!(error = %e, "delayed record not re-indexed until restart");
+        }
+    }
+}
+
+/// One partition's share of a round.
+struct Group {
+    topic: String,
+    partition: i32,
+    frames: Vec<(FrameRef, Vec<u8>)>,
+}
+
+/// Reads the due records back from the log and groups them by partition (due order kept).
+/// Records of a partition with an unresolved delivery, or unreadable now, wait for later.
+async fn read_and_group(inner: &Inner, due: &[FrameRef]) -> Vec<Group> {
+    let blocked: Vec<(String, i32)> = inner
+        .unresolved
+        .borrow()
+        .iter()
+        .map(|(_, i)| (i.topic.clone(), i.partition))
+        .collect();
+    let mut groups: Vec<Group> = Vec::new();
+    let mut index: HashMap<(String, i32), usize> = HashMap::new();
+    let mut later = Vec::new();
+    // The round's reads run together (the ring takes them in one submission): a round
+    // waits for the slowest read, not for their sum.
+    let mut read = Vec::with_capacity(due.len());
+    for chunk in due.chunks(READS_IN_FLIGHT_MAX) {
+        let reads = chunk
+            .iter()
+            .map(|frame| inner.writer.read(frame.position, frame.len));
+        read.extend(futures_util::future::join_all(reads).await);
+    }
+    for (&frame, bytes) in due.iter().zip(read) {
+        let bytes = match bytes {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                tracing::error!(position = frame.position, error = %e, "delay log read failed; retrying later");
+                later.push(frame);
+                continue;
+            }
+        };
+        let Some(Frame::Pending(p)) = delay_log::decode_frame(&bytes) else {
+            tracing::error!(
+                position = frame.position,
+                "delay log frame unreadable; record dropped"
+            );
+            inner
+                .writer
+                .release(delay_log::segment_of(frame.position), 1);
+            continue;
+        };
+        let key = (p.topic.to_string(), p.partition);
+        if blocked.contains(&key) {
+            later.push(frame);
+            continue;
+        }
+        let at = *index.entry(key.clone()).or_insert_with(|| {
+            groups.push(Group {
+                topic: key.0.clone(),
+                partition: key.1,
+                frames: Vec::new(),
+            });
+            groups.len() - 1
+        });
+        groups[at].frames.push((frame, bytes));
+    }
+    retry_later(inner, later);
+    groups
+}
+
+async fn deliver_round(shard: &Rc<Shard>, inner: &Rc<Inner>, due: &[FrameRef]) {
+    let groups = read_and_group(inner, due).await;
+    let mut intents = Vec::new();
+    for group in groups {
+        let Some(mut sequence) = next_sequence(shard, inner, &group.topic, group.partition).await
+        else {
+            retry_later(inner, group.frames.iter().map(|(f, _)| *f));
+            continue;
+        };
+        for piece in split_batches(group.frames) {
+            let count = piece.len() as i32;
+            let intent = Intent {
+                topic: group.topic.clone(),
+                partition: group.partition,
+                base_sequence: sequence,
+                records: piece.iter().map(|(f, _)| *f).collect(),
+            };
+            sequence = add_sequence(sequence, count);
+            intents.push((intent, piece));
+        }
+    }
+    if intents.is_empty() {
+        return;
+    }
+    // Step 1: every intent of the round, synced once.
+    let mut frames = Vec::new();
+    let mut offsets = Vec::with_capacity(intents.len());
+    for (intent, _) in &intents {
+        let offset = frames.len() as u64;
+        let len = delay_log::encode_intent(&mut frames, intent);
+        offsets.push((offset, len));
+    }
+    let first = inner.writer.stage(frames, intents.len() as u64, true);
+    if let Err(e) = inner.writer.flush().await {
+        tracing::error!(error = %e, "delivery intents not written; delivery stops");
+        return;
+    }
+    // Step 2: the appends, every partition at once.
+    let appends = intents
+        .into_iter()
+        .zip(offsets)
+        .map(|((intent, piece), (offset, len))| {
+            let at = FrameRef {
+                position: first + offset,
+                len,
+            };
+            async move {
+                let outcome = append_intent(shard, inner, &intent, &piece).await;
+                (at, intent, piece, outcome)
+            }
+        });
+    let results = futures_util::future::join_all(appends).await;
+    // Step 3: done frames (synced by the next round's intent sync).
+    for (at, intent, piece, outcome) in results {
+        settle(inner, at, intent, &piece, outcome);
+    }
+    let _ = inner.writer.flush().await;
+}
+
+/// Splits a partition's due records into batches of at most `INTENT_RECORDS_MAX` records
+/// and `DELIVERY_BATCH_BYTES_MAX` bytes.
+fn split_batches(frames: Vec<(FrameRef, Vec<u8>)>) -> Vec<Vec<(FrameRef, Vec<u8>)>> {
+    let mut out: Vec<Vec<(FrameRef, Vec<u8>)>> = Vec::new();
+    let mut bytes = 0usize;
+    for frame in frames {
+        let len = frame.1.len();
+        let full = out.last().is_none_or(|last| {
+            last.len() >= INTENT_RECORDS_MAX || bytes + len > DELIVERY_BATCH_BYTES_MAX
+        });
+        if full {
+            out.push(Vec::new());
+            bytes = 0;
+        }
+        bytes += len;
+        if let Some(last) = out.last_mut() {
+            last.push(frame);
+        }
+    }
+    out
+}
+
+/// Records the outcome of one delivery: done (or dropped) → DONE frame and released
+/// frames; failed → kept as unresolved, retried with the same sequence.
+fn settle(
+    inner: &Inner,
+    at: FrameRef,
+    intent: Intent,
+    piece: &[(FrameRef, Vec<u8>)],
+    outcome: Appended,
+) {
+    match outcome {
+        Appended::Done | Appended::Gone => {
+            if matches!(outcome, Appended::Gone) {
+                tracing::warn!(
+                    topic = intent.topic,
+                    partition = intent.partition,
+                    records = piece.len(),
+                    "delayed records dropped: their partition no longer exists"
+                );
+                inner.metrics.record_delayed_dropped(piece.len() as u64);
+            } else {
+                let now = now_ms();
+                let lateness = piece
+                    .iter()
+                    .filter_map(|(_, bytes)| match delay_log::decode_frame(bytes) {
+                        Some(Frame::Pending(p)) => {
+                            let late_ms = u64::try_from(now.saturating_sub(p.due_ms)).unwrap_or(0);
+                            Some(late_ms.saturating_mul(1_000_000))
+                        }
+                        _ => None,
+                    });
+                inner.metrics.record_delivered(lateness);
+            }
+            inner.settled(&intent.topic, intent.partition, piece.len() as u64);
+            let mut frames = Vec::with_capacity(32);
+            delay_log::encode_done(&mut frames, at.position);
+            inner.writer.stage(frames, 0, false);
+            inner.writer.release(delay_log::segment_of(at.position), 1);
+            for (frame, _) in piece {
+                inner
+                    .writer
+                    .release(delay_log::segment_of(frame.position), 1);
+            }
+        }
+        Appended::Failed(why) => {
+            tracing::warn!(
+                topic = intent.topic,
+                partition = intent.partition,
+                error = why,
+                "delayed delivery failed; retrying with the same sequence"
+            );
+            inner.unresolved.borrow_mut().push((at, intent));
+        }
+    }
+}
+
+/// Appends the deliveries whose intent is written but whose append never completed (after
+/// a restart, or after a failure), with their original sequences.
+async fn retry_unresolved(shard: &Rc<Shard>, inner: &Rc<Inner>) {
+    let pending = std::mem::take(&mut *inner.unresolved.borrow_mut());
+    if pending.is_empty() {
+        return;
+    }
+    let mut settled_any = false;
+    for (at, intent) in pending {
+        let mut piece = Vec::with_capacity(intent.records.len());
+        let mut readable = true;
+        for &frame in &intent.records {
+            match inner.writer.read(frame.position, frame.len).await {
+                Ok(bytes) => piece.push((frame, bytes)),
+                Err(e) => {
+                    tracing::error!(position = frame.position, error = %e, "delay log read failed");
+                    readable = false;
+                    break;
+                }
+            }
+        }
+        let outcome = if readable {
+            append_intent(shard, inner, &intent, &piece).await
+        } else {
+            Appended::Failed("delay log read failed".into())
+        };
+        settled_any |= !matches!(outcome, Appended::Failed(_));
+        settle(inner, at, intent, &piece, outcome);
+    }
+    if settled_any {
+        let _ = inner.writer.flush().await;
+    }
+}
+
+/// Builds the delivery batch of an intent and appends it on the partition's owner.
+async fn append_intent(
+    shard: &Rc<Shard>,
+    inner: &Inner,
+    intent: &Intent,
+    piece: &[(FrameRef, Vec<u8>)],
+) -> Appended {
+    let mut records = Vec::with_capacity(piece.len());
+    for (_, bytes) in piece {
+        match delay_log::decode_frame(bytes) {
+            Some(Frame::Pending(p)) => records.push(DeliveryRecord {
+                timestamp_ms: p.timestamp_ms,
+                tail: p.tail,
+            }),
+            _ => return Appended::Failed("delay log frame unreadable".into()),
+        }
+    }
+    let producer = DeliveryProducer {
+        producer_id: DELIVERY_PRODUCER_ID_BASE + inner.shard_id as i64,
+        epoch: DELIVERY_PRODUCER_EPOCH,
+        base_sequence: intent.base_sequence,
+    };
+    let batch = build_delivery_batch(&records, producer);
+    let count = records.len() as u64;
+    let (topic, partition) = (intent.topic.clone(), intent.partition);
+    let owner = shard.owner_of_partition(&topic, partition);
+    let call = shard.invoke_on(owner, move |s| async move {
+        append_on_owner(&s, &topic, partition, batch, count).await
+    });
+    match call.await {
+        Ok(outcome) => outcome,
+        Err(e) => Appended::Failed(e.to_string()),
+    }
+}
+
+async fn append_on_owner(
+    shard: &Rc<Shard>,
+    topic: &str,
+    partition: i32,
+    batch: BytesMut,
+    count: u64,
+) -> Appended {
+    match shard.partitions.get(topic, partition) {
+        Lookup::Online(p) => match p.append(batch, count, ACKS_ALL, now_ms(), || {}).await {
+            Ok(_) => Appended::Done,
+            Err(e) => Appended::Failed(e.to_string()),
+        },
+        Lookup::Offline(why) => Appended::Failed(why),
+        Lookup::Missing => {
+            let exists = shard
+                .metadata
+                .load()
+                .topic(topic)
+                .is_some_and(|t| partition < t.partitions);
+            if exists {
+                Appended::Failed("partition not open yet".into())
+            } else {
+                Appended::Gone
+            }
+        }
+    }
+}
+
+/// The delivery producer's next sequence on a partition (its last one + 1 in the
+/// partition's producer state; 0 when the partition does not know it). `None` when the
+/// owner cannot answer now.
+async fn next_sequence(
+    shard: &Rc<Shard>,
+    inner: &Inner,
+    topic: &str,
+    partition: i32,
+) -> Option<i32> {
+    let producer_id = DELIVERY_PRODUCER_ID_BASE + inner.shard_id as i64;
+    let owner = shard.owner_of_partition(topic, partition);
+    let topic = topic.to_string();
+    shard
+        .invoke_on(owner, move |s| async move {
+            match s.partitions.get(&topic, partition) {
+                Lookup::Online(p) => Some(
+                    p.producer_states()
+                        .iter()
+                        .find(|state| state.producer_id == producer_id)
+                        .map_or(0, |state| add_sequence(state.last_sequence, 1)),
+                ),
+                // Missing partitions are settled by the append (dropped or retried).
+                Lookup::Missing => Some(0),
+                Lookup::Offline(_) => None,
+            }
+        })
+        .await
+        .ok()
+        .flatten()
+}
