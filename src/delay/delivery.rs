@@ -1,5 +1,5 @@
 //! The batch a delivery appends: the due records of one partition, in due order, as one
-//! uncompressed v2 batch of the shard's delivery producer (decision 0008), so that the
+//! uncompressed v2 batch of the shard's delivery producer (decision 0009), so that the
 //! partition's idempotence recognises the same delivery appended twice after a crash.
 //!
 //! Owns: those bytes. Must not: decide what is due or write anything.

@@ -10,7 +10,7 @@
 //!
 //! A position is `segment << OFFSET_BITS | byte offset of the frame`. Replay stops a
 //! segment at the first short, oversized or CRC-failing frame (a torn tail) and truncates
-//! the file there. Decision 0008 says why this is enough for exactly-once delivery.
+//! the file there. Decision 0009 says why this is enough for exactly-once delivery.
 //!
 //! Owns: the bytes and the replay. Must not: decide when to write, sync or deliver.
 

@@ -1,4 +1,4 @@
-//! Delayed delivery (issue 18, decision 0008): records that ask to appear in their topic
+//! Delayed delivery (issue 18, decision 0009): records that ask to appear in their topic
 //! later are kept in a per-shard delay log until they are due, then appended to their
 //! partition by the shard's delay service (`shard::delayed`).
 //!

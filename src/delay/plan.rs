@@ -60,7 +60,7 @@ pub fn may_delay(records: &[u8], rules: &DelayRules) -> bool {
 
 /// The payload's records with their due times when at least one of them is due after its
 /// receipt (then all of them go to the delay log); `Ok(None)` when none is. Compressed
-/// batches are decompressed only here, i.e. only on the delay path (decision 0008).
+/// batches are decompressed only here, i.e. only on the delay path (decision 0009).
 pub fn plan(
     records: &Bytes,
     batches: &[BatchSummary],

@@ -58,7 +58,7 @@ struct PendingAppend {
     /// whether the answer waits for fdatasync.
     acks: i16,
     /// Set when a record asks for delayed delivery: every record of the partition, bound
-    /// for the owning shard's delay log instead of the partition (decision 0008).
+    /// for the owning shard's delay log instead of the partition (decision 0009).
     delayed: Option<Vec<DelayedRecord>>,
 }
 
@@ -549,7 +549,7 @@ async fn append_one(
 
 /// The delay path of one partition's append: the records go to the owning shard's delay log
 /// (synced when the topic's durability and the acks would sync an append) and the answer
-/// carries offset -1: accepted, offset assigned at delivery (decision 0008).
+/// carries offset -1: accepted, offset assigned at delivery (decision 0009).
 async fn store_delayed(
     shard: &Rc<Shard>,
     partition: &crate::partition::Partition,

@@ -1,7 +1,7 @@
 //! The delivery loop of one shard's delay service: takes what the wheel says is due, reads
 //! those records back from the delay log, and appends them to their partitions, each
 //! partition's records as one batch of the shard's delivery producer, under the
-//! intent → append → done protocol of decision 0008 (exactly once across crashes).
+//! intent → append → done protocol of decision 0009 (exactly once across crashes).
 //!
 //! Owns: rounds (bounded by `ROUND_RECORDS_MAX` / `DELIVERY_BATCH_BYTES_MAX`), sequences of
 //! the delivery producer, retrying deliveries whose append failed, dropping records whose

@@ -1,4 +1,4 @@
-//! The shard's delay service (issue 18, decision 0008): records that asked for delayed
+//! The shard's delay service (issue 18, decision 0009): records that asked for delayed
 //! delivery wait in this shard's delay log, indexed by a timing wheel of 40-byte entries,
 //! until the delivery loop appends them to their partition through `Partition::append`.
 //!

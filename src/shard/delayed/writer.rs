@@ -2,7 +2,7 @@
 //! positions, and one task writes everything staged in one write per segment, with one
 //! fdatasync when any caller of that round asked for it (group commit, as the partition
 //! log does). When a round crosses into a new segment the older one is synced first, so a
-//! sync always covers every frame written before it (decision 0008 relies on this).
+//! sync always covers every frame written before it (decision 0009 relies on this).
 //!
 //! Owns: segment files (creation, rolling at `SEGMENT_BYTES`, deletion as a prefix), the
 //! staging buffer, write errors (the first one fails the log: later stores are refused).
