@@ -542,3 +542,44 @@ fn random_and_truncated_sasl_bytes_never_take_the_broker_down() {
     );
     assert!(metadata_port(&mut RawConn::connect(&broker.bootstrap()).unwrap()).is_ok());
 }
+
+#[test]
+fn the_user_cli_creates_lists_and_deletes_scram_users() {
+    let broker = Broker::start_with_sasl_listener("");
+    let addr = broker.bootstrap();
+    let (ok, out, err) =
+        support::sluice_cli(&addr, &["user", "create", "ivy"], Some("ivy-password\n"));
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "created user ivy");
+    let (ok, out, err) = support::sluice_cli(&addr, &["user", "list"], None);
+    assert!(ok, "{err}");
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        [
+            "ivy\tSCRAM-SHA-256\titerations=4096",
+            "ivy\tSCRAM-SHA-512\titerations=4096"
+        ]
+    );
+    for mechanism in ScramMechanism::ALL {
+        let mut conn = RawConn::connect(&broker.sasl_bootstrap()).unwrap();
+        assert_eq!(handshake(&mut conn, mechanism.name()), 0);
+        let (done, verified) = scram_login(&mut conn, mechanism, "ivy", "ivy-password", 2);
+        assert_eq!((done.error_code, verified), (0, true), "{mechanism:?}");
+    }
+    let (ok, _, err) = support::sluice_cli(
+        &addr,
+        &["user", "create", "ivy", "--iterations", "100"],
+        Some("x\n"),
+    );
+    assert!(!ok && err.contains("--iterations"), "{err}");
+    let (ok, out, err) = support::sluice_cli(&addr, &["user", "delete", "ivy"], None);
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "deleted user ivy");
+    let (ok, out, _) = support::sluice_cli(&addr, &["user", "list"], None);
+    assert!(ok && out.trim().is_empty(), "{out}");
+    let (ok, _, err) = support::sluice_cli(&addr, &["user", "delete", "ivy"], None);
+    assert!(
+        !ok && err.contains("91"),
+        "deleting a missing user fails: {err}"
+    );
+}
