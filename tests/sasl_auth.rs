@@ -583,3 +583,70 @@ fn the_user_cli_creates_lists_and_deletes_scram_users() {
         "deleting a missing user fails: {err}"
     );
 }
+
+#[test]
+fn authenticated_connections_that_move_shards_keep_their_listener_and_login() {
+    use support::wire::{encode_batch, plain_record, produce_request};
+    const CONNECTIONS: usize = 8;
+    let broker = Broker::start_with_sasl_listener("cores = \"2\"");
+    assert_eq!(
+        upsert(
+            &broker.bootstrap(),
+            "mo",
+            ScramMechanism::Sha256,
+            "pw",
+            4096
+        ),
+        0
+    );
+    let mut conns: Vec<RawConn> = (0..CONNECTIONS)
+        .map(|_| {
+            let mut conn = RawConn::connect(&broker.sasl_bootstrap()).unwrap();
+            assert_eq!(handshake(&mut conn, "SCRAM-SHA-256"), 0);
+            assert_eq!(
+                scram_login(&mut conn, ScramMechanism::Sha256, "mo", "pw", 2)
+                    .0
+                    .error_code,
+                0
+            );
+            conn
+        })
+        .collect();
+    sluice::client::Client::connect(&broker.bootstrap())
+        .and_then(|mut c| {
+            c.create_topic(&sluice::client::NewTopic {
+                name: "moving-sasl".into(),
+                partitions: 1,
+                replication_factor: 1,
+                configs: Vec::new(),
+            })
+        })
+        .expect("create topic");
+    // Enough single-partition produces for every connection to move to the owning shard.
+    for round in 0..(2 * sluice::server::affinity::MOVE_AFTER_REQUESTS) {
+        for conn in conns.iter_mut() {
+            let record = plain_record(0, 0, Bytes::from(format!("r{round}")));
+            let batch = encode_batch(&[record]).freeze();
+            let response = conn.call(&produce_request("moving-sasl", 0, batch, 1), 9);
+            assert_eq!(response.responses[0].partition_responses[0].error_code, 0);
+        }
+    }
+    let metrics = support::scrape_metrics(broker.admin_port);
+    let moved: f64 = ["0", "1"]
+        .iter()
+        .filter_map(|s| {
+            support::metric_sample(
+                &metrics,
+                &format!("sluice_connections_moved_total{{shard=\"{s}\"}}"),
+            )
+        })
+        .sum();
+    assert!(
+        moved >= 1.0,
+        "some connection must have moved shards:\n{metrics}"
+    );
+    // After the move: still authenticated (no close), still on the SASL listener.
+    for conn in conns.iter_mut() {
+        assert_eq!(metadata_port(conn), Ok(broker.sasl_port.unwrap() as i32));
+    }
+}
