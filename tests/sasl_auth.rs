@@ -650,3 +650,37 @@ fn authenticated_connections_that_move_shards_keep_their_listener_and_login() {
         assert_eq!(metadata_port(conn), Ok(broker.sasl_port.unwrap() as i32));
     }
 }
+
+#[test]
+fn a_connection_that_does_not_authenticate_in_time_is_closed() {
+    let broker = Broker::start_with_sasl_listener("sasl_authentication_timeout_ms = 1000");
+    let started = std::time::Instant::now();
+    let mut idle = RawConn::connect(&broker.sasl_bootstrap()).unwrap();
+    // ApiVersions is answered, but does not count as authenticating.
+    idle.call(&ApiVersionsRequest::default(), 3);
+    assert!(closed(&mut idle), "closed by the authentication deadline");
+    let waited = started.elapsed();
+    assert!(
+        waited >= std::time::Duration::from_millis(900),
+        "not before the deadline: {waited:?}"
+    );
+    // A connection that authenticated in time stays open past it.
+    assert_eq!(
+        upsert(
+            &broker.bootstrap(),
+            "jo",
+            ScramMechanism::Sha256,
+            "pw",
+            4096
+        ),
+        0
+    );
+    let mut conn = RawConn::connect(&broker.sasl_bootstrap()).unwrap();
+    assert_eq!(handshake(&mut conn, "PLAIN"), 0);
+    assert_eq!(
+        authenticate(&mut conn, b"\0jo\0pw".to_vec(), 2).error_code,
+        0
+    );
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert!(metadata_port(&mut conn).is_ok());
+}
