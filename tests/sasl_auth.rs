@@ -318,7 +318,9 @@ fn requests_before_authentication_close_the_connection() {
 
 #[test]
 fn sessions_expire_unless_re_authenticated() {
-    let broker = Broker::start_with_sasl_listener("connections_max_reauth_ms = 1500");
+    let broker = Broker::start_with_sasl_listener(
+        "connections_max_reauth_ms = 1500\nsasl_authentication_timeout_ms = 1000",
+    );
     assert_eq!(
         upsert(
             &broker.bootstrap(),

@@ -62,6 +62,9 @@ pub struct SaslSession {
     /// Set by a handler when the connection must close once its answer is written (a
     /// failed authentication, an unsupported mechanism), with the reason for the log.
     pub close_after_reply: Option<String>,
+    /// When the current exchange began (the connection's start, or a re-authentication's
+    /// handshake): the authentication deadline counts from here.
+    pub exchange_started_at: Option<Instant>,
 }
 
 impl SaslSession {
@@ -73,6 +76,7 @@ impl SaslSession {
             } else {
                 SaslStage::NotRequired
             },
+            exchange_started_at: Some(Instant::now()),
             ..SaslSession::default()
         }
     }

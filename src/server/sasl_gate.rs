@@ -15,8 +15,11 @@ pub struct SaslGate {
     /// The reader's frame limit: `sasl_server_max_receive_bytes` until authenticated.
     frame_limit: Rc<Cell<usize>>,
     max_request_bytes: usize,
-    /// The connection closes if it has not authenticated by then.
-    authenticate_by: Instant,
+    /// When this gate was built (the connection's start on this shard): a connection that
+    /// moved here gets a full timeout, not one counted on another shard.
+    created_at: Instant,
+    /// How long an exchange may take (`sasl_authentication_timeout_ms`).
+    authentication_timeout: Duration,
 }
 
 impl SaslGate {
@@ -38,8 +41,8 @@ impl SaslGate {
         Some(SaslGate {
             frame_limit: frame_limit.clone(),
             max_request_bytes,
-            authenticate_by: Instant::now()
-                + Duration::from_millis(config.sasl_authentication_timeout_ms),
+            created_at: Instant::now(),
+            authentication_timeout: Duration::from_millis(config.sasl_authentication_timeout_ms),
         })
     }
 
@@ -88,12 +91,18 @@ impl SaslGate {
         None
     }
 
-    /// When the connection must have authenticated by; `None` once it has.
+    /// When the current exchange must be done by; `None` while authenticated.
     pub fn deadline(&self, state: &RefCell<ConnectionState>) -> Option<Instant> {
         let state = state.borrow();
         match state.sasl.stage {
-            SaslStage::Authenticated { .. } => None,
-            _ => Some(self.authenticate_by),
+            SaslStage::Authenticated { .. } | SaslStage::NotRequired => None,
+            _ => Some(
+                state
+                    .sasl
+                    .exchange_started_at
+                    .map_or(self.created_at, |at| at.max(self.created_at))
+                    + self.authentication_timeout,
+            ),
         }
     }
 }

@@ -94,13 +94,14 @@ pub async fn handle(
     let mut users: Vec<(String, Checked)> = Vec::new();
     for change in &named {
         let checked = validate(change, &named);
-        let entry = match users.iter_mut().find(|(u, _)| *u == change.user) {
-            Some((_, entry)) => entry,
+        let index = match users.iter().position(|(u, _)| *u == change.user) {
+            Some(index) => index,
             None => {
                 users.push((change.user.clone(), Ok(Vec::new())));
-                &mut users.last_mut().expect("just pushed").1
+                users.len() - 1
             }
         };
+        let entry = &mut users[index].1;
         match (entry.as_mut(), checked) {
             (Ok(changes), Ok(c)) => changes.push(c),
             (Ok(_), Err(e)) => *entry = Err(e),

@@ -52,5 +52,7 @@ pub async fn handle(
         }
     };
     sasl.stage = SaslStage::Authenticating(exchange);
+    // A re-authentication gets its own deadline, counted from this handshake.
+    sasl.exchange_started_at = Some(std::time::Instant::now());
     response.with_error_code(0)
 }
