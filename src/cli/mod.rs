@@ -11,6 +11,7 @@ mod serve;
 pub mod top;
 mod topic;
 mod txn;
+mod user;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -43,6 +44,8 @@ pub enum Command {
     Group(group::GroupArgs),
     /// List and describe transactions.
     Txn(txn::TxnArgs),
+    /// Create, delete and list SCRAM users (SASL credentials).
+    User(user::UserArgs),
     /// Live view of a broker's shards, topics and latency (from its admin /metrics).
     Top(top::TopArgs),
     /// Load-test any Kafka-compatible broker: produce, consume, end-to-end.
@@ -86,6 +89,7 @@ pub fn main() -> i32 {
         Command::Consume(args) => consume::run(args),
         Command::Group(args) => group::run(args),
         Command::Txn(args) => txn::run(args),
+        Command::User(args) => user::run(args),
         Command::Top(args) => top::run(args),
         Command::Bench(args) => bench::run(args),
     };

@@ -12,6 +12,12 @@ pub fn load_config(args: &ServeArgs) -> Result<BrokerConfig, String> {
         config.data_dir = dir.clone();
     }
     if let Some(listen) = &args.listen {
+        if config.listeners.is_some() {
+            return Err(format!(
+                "--listen `{listen}` names the single PLAINTEXT listener, but the config file \
+                 declares `listeners`: set the address there"
+            ));
+        }
         config.listen = listen.parse().map_err(|_| {
             format!("invalid --listen `{listen}`: expected HOST:PORT with a numeric host")
         })?;
@@ -141,7 +147,13 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
     install_panic_abort();
     keep_request_buffers_mapped();
     let signals = block_signals();
-    let listen = config.listen;
+    let listen = config
+        .listener_specs()
+        .map_err(|e| e.to_string())?
+        .iter()
+        .map(|l| format!("{}://{}", l.name, l.bind))
+        .collect::<Vec<_>>()
+        .join(",");
     let data_dir = config.data_dir.clone();
     // The admin listener starts first so /v1/health answers during recovery.
     let observer = std::sync::Arc::new(

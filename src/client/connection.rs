@@ -54,6 +54,18 @@ pub const CLIENT_API_VERSIONS: &[(ApiKey, &str, i16, i16)] = &[
     (ApiKey::DeleteGroups, "DeleteGroups", 0, 2),
     (ApiKey::DescribeTransactions, "DescribeTransactions", 0, 0),
     (ApiKey::ListTransactions, "ListTransactions", 0, 1),
+    (
+        ApiKey::DescribeUserScramCredentials,
+        "DescribeUserScramCredentials",
+        0,
+        0,
+    ),
+    (
+        ApiKey::AlterUserScramCredentials,
+        "AlterUserScramCredentials",
+        0,
+        0,
+    ),
 ];
 
 /// The name of an API key for messages ("Produce"), or "Unknown".

@@ -7,6 +7,7 @@
 
 mod cores;
 pub mod group_config;
+pub mod listeners;
 mod log_config;
 pub mod topic_config_spec;
 
@@ -35,6 +36,14 @@ pub const DEFAULT_SHARD_PRODUCE_MEMORY_BYTES: u64 = 256 * 1024 * 1024;
 /// Segments a shard keeps files open for at once (the open-file budget's cap; the budget is
 /// also bounded by RLIMIT_NOFILE, see `shard::descriptors`).
 pub const DEFAULT_MAX_OPEN_SEGMENTS_PER_SHARD: u32 = 4096;
+
+/// Largest SASL frame read before a connection has authenticated (Kafka's
+/// `sasl.server.max.receive.size`).
+pub const DEFAULT_SASL_SERVER_MAX_RECEIVE_BYTES: u32 = 524_288;
+/// How long a connection on a SASL listener may take to authenticate before it is closed.
+pub const DEFAULT_SASL_AUTHENTICATION_TIMEOUT_MS: u64 = 10_000;
+/// The SASL mechanisms served unless `sasl_enabled_mechanisms` says otherwise.
+pub const SASL_MECHANISMS_SUPPORTED: [&str; 3] = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"];
 
 /// Errors while loading or validating configuration: one line each, for the CLI.
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +93,22 @@ pub struct BrokerConfig {
     pub listen: SocketAddr,
     /// Address handed to clients in Metadata; defaults to `listen`.
     pub advertised_listener: Option<String>,
+    /// Kafka's `listeners`: `NAME://host:port,...`; when set, `listen` and
+    /// `advertised_listener` are not used (see `listeners::resolve`).
+    pub listeners: Option<String>,
+    /// Kafka's `advertised.listeners`: `NAME://host:port` per listener.
+    pub advertised_listeners: Option<String>,
+    /// Kafka's `listener.security.protocol.map`: `NAME:PROTOCOL,...`.
+    pub listener_security_protocol_map: Option<String>,
+    /// SASL mechanisms SASL listeners offer (Kafka's `sasl.enabled.mechanisms`).
+    pub sasl_enabled_mechanisms: Vec<String>,
+    /// Largest frame a connection may send before it has authenticated.
+    pub sasl_server_max_receive_bytes: u32,
+    /// A SASL connection that has not authenticated within this is closed.
+    pub sasl_authentication_timeout_ms: u64,
+    /// Kafka's `connections.max.reauth.ms` (KIP-368): 0 = sessions never expire; else a
+    /// client must re-authenticate within this or its connection is closed.
+    pub connections_max_reauth_ms: i64,
     /// Admin HTTP listener (metrics, health, status, the web console).
     pub admin_listen: SocketAddr,
     /// The web console may only look: its create and delete requests are refused (403).
@@ -129,6 +154,16 @@ impl Default for BrokerConfig {
             data_dir: PathBuf::from("sluice-data"),
             listen: SocketAddr::from(([127, 0, 0, 1], 9092)),
             advertised_listener: None,
+            listeners: None,
+            advertised_listeners: None,
+            listener_security_protocol_map: None,
+            sasl_enabled_mechanisms: SASL_MECHANISMS_SUPPORTED
+                .iter()
+                .map(|m| m.to_string())
+                .collect(),
+            sasl_server_max_receive_bytes: DEFAULT_SASL_SERVER_MAX_RECEIVE_BYTES,
+            sasl_authentication_timeout_ms: DEFAULT_SASL_AUTHENTICATION_TIMEOUT_MS,
+            connections_max_reauth_ms: 0,
             admin_listen: SocketAddr::from(([127, 0, 0, 1], 9644)),
             console_read_only: false,
             cores: "all".to_string(),
@@ -205,11 +240,60 @@ impl BrokerConfig {
                 message: "must be a power of two, at least 8".into(),
             });
         }
+        self.validate_security()?;
         self.log.validate().map_err(|e| ConfigError::Invalid {
             key: "log",
             message: e.to_string(),
         })?;
         Ok(())
+    }
+
+    /// Listeners and SASL settings: every listener resolves, none needs TLS (not served
+    /// yet), and every enabled mechanism is one this broker implements.
+    fn validate_security(&self) -> Result<(), ConfigError> {
+        for spec in self.listener_specs()? {
+            if spec.protocol.uses_tls() {
+                return Err(ConfigError::Invalid {
+                    key: "listeners",
+                    message: format!(
+                        "listener {} uses {}: TLS listeners are not served yet",
+                        spec.name,
+                        spec.protocol.name()
+                    ),
+                });
+            }
+        }
+        if let Some(unknown) = self
+            .sasl_enabled_mechanisms
+            .iter()
+            .find(|m| !SASL_MECHANISMS_SUPPORTED.contains(&m.as_str()))
+        {
+            return Err(ConfigError::Invalid {
+                key: "sasl_enabled_mechanisms",
+                message: format!(
+                    "{unknown:?} is not one of {}",
+                    SASL_MECHANISMS_SUPPORTED.join(", ")
+                ),
+            });
+        }
+        if self.sasl_server_max_receive_bytes < 1024 {
+            return Err(ConfigError::Invalid {
+                key: "sasl_server_max_receive_bytes",
+                message: "must be at least 1024".into(),
+            });
+        }
+        if self.connections_max_reauth_ms < 0 {
+            return Err(ConfigError::Invalid {
+                key: "connections_max_reauth_ms",
+                message: "must be 0 (off) or positive".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Every listener this broker serves (`listeners`, or the single `listen`).
+    pub fn listener_specs(&self) -> Result<Vec<listeners::ListenerSpec>, ConfigError> {
+        listeners::resolve(self)
     }
 
     pub fn core_spec(&self) -> Result<CoreSpec, ConfigError> {

@@ -6,6 +6,7 @@
 //! wait-free load. Handlers never change metadata themselves: they ask shard 0.
 //! Must not: open or delete partition logs (the owning shards do that when told).
 
+pub mod credentials;
 pub mod dynamic_broker;
 
 use crate::config::{LogConfig, TopicConfigError};
@@ -52,6 +53,8 @@ pub struct MetadataSnapshot {
     /// Partitions their owning shard could not open (or took offline): topic -> partition
     /// -> why. Run-time state, never persisted: each start finds them again.
     pub offline_partitions: Arc<HashMap<String, BTreeMap<i32, String>>>,
+    /// SCRAM credentials per user and mechanism (issue 20): salted keys, never passwords.
+    pub scram_credentials: Arc<credentials::ScramCredentials>,
 }
 
 impl MetadataSnapshot {
@@ -151,6 +154,8 @@ struct PersistedMetadata {
     group_configs: BTreeMap<String, BTreeMap<String, String>>,
     #[serde(default)]
     dynamic_broker: DynamicBrokerConfigs,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    scram_credentials: credentials::PersistedScramCredentials,
 }
 
 /// Groups that may carry configs, so a client cannot grow the metadata file without bound.
@@ -250,6 +255,10 @@ impl MetadataWriter {
                     .topic_defaults(&defaults)
                     .map_err(|e| corrupt(format!("dynamic broker configs: {e}")))?;
                 snapshot.dynamic_broker = Arc::new(persisted.dynamic_broker);
+                snapshot.scram_credentials = Arc::new(
+                    credentials::ScramCredentials::from_persisted(persisted.scram_credentials)
+                        .map_err(|e| corrupt(format!("SCRAM credentials: {e}")))?,
+                );
                 for mut topic in persisted.topics {
                     topic.config =
                         effective_config(&topic_defaults, &topic.overrides).map_err(|e| {
@@ -581,6 +590,7 @@ impl MetadataWriter {
                 .map(|(group, configs)| (group.clone(), (**configs).clone()))
                 .collect(),
             dynamic_broker: (*snapshot.dynamic_broker).clone(),
+            scram_credentials: snapshot.scram_credentials.to_persisted(),
         };
         let bytes = serde_json::to_vec_pretty(&persisted).map_err(|e| MetadataError::Corrupt {
             path: self.path.clone(),

@@ -22,7 +22,17 @@ pub struct BrokerEntry {
 type Entry = (&'static str, String, i8, &'static str);
 
 fn values(config: &BrokerConfig) -> Vec<Entry> {
-    let (host, port) = config.advertised_address();
+    let listeners = config.listener_specs().unwrap_or_default();
+    let bound = listeners
+        .iter()
+        .map(|l| format!("{}://{}", l.name, l.bind))
+        .collect::<Vec<_>>()
+        .join(",");
+    let advertised = listeners
+        .iter()
+        .map(|l| format!("{}://{}:{}", l.name, l.advertised_host, l.advertised_port))
+        .collect::<Vec<_>>()
+        .join(",");
     let mut out: Vec<Entry> = vec![
         (
             "node.id",
@@ -44,13 +54,13 @@ fn values(config: &BrokerConfig) -> Vec<Entry> {
         ),
         (
             "listeners",
-            format!("PLAINTEXT://{}", config.listen),
+            bound,
             TYPE_STRING,
             "Addresses the broker listens on.",
         ),
         (
             "advertised.listeners",
-            format!("PLAINTEXT://{host}:{port}"),
+            advertised,
             TYPE_STRING,
             "Addresses clients are told to connect to.",
         ),

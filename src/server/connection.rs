@@ -10,6 +10,9 @@ use super::connection_state::ConnectionState;
 use super::dispatch;
 use super::file_send::{SplicePipe, socket_status_flags, write_all, write_chunks};
 use super::response::Reply;
+use super::sasl::SaslSession;
+use super::sasl_gate::SaslGate;
+use crate::config::listeners::ListenerSpec;
 use crate::shard::Shard;
 use crate::shard::budget::MemoryPermit;
 use compio::BufResult;
@@ -18,6 +21,7 @@ use compio::net::TcpStream;
 use futures_util::FutureExt;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
+use std::sync::Arc;
 
 /// A connection with nothing else in flight may always read one request up to this size,
 /// even when the shard's request-memory budget is spent: clients keep getting metadata,
@@ -34,11 +38,13 @@ pub struct Handover {
     pub state: ConnectionState,
 }
 
-/// Serves a connection the listener accepted.
-pub async fn run(shard: Rc<Shard>, stream: TcpStream) {
+/// Serves a connection `listener` accepted.
+pub async fn run(shard: Rc<Shard>, stream: TcpStream, listener: Arc<ListenerSpec>) {
     shard.metrics.connection_opened();
     let state = ConnectionState {
         peer_ip: stream.peer_addr().ok().map(|addr| addr.ip()),
+        sasl: SaslSession::for_protocol(listener.protocol),
+        listener: Some(listener),
         ..ConnectionState::default()
     };
     serve(shard, stream, Vec::new(), state).await;
@@ -62,10 +68,9 @@ async fn serve(
             Ended::Moving { target, handover } => (target, handover),
         };
         let moved = shard
-            .invoke_on(
-                target,
-                move |owner| async move { super::adopt(owner, handover) },
-            )
+            .invoke_on(target, move |owner| async move {
+                super::adopt(owner, *handover)
+            })
             .await;
         let back = match moved {
             Ok(Ok(())) => break,
@@ -94,7 +99,7 @@ enum Ended {
     /// Every request read so far is answered; the connection goes to shard `target`.
     Moving {
         target: usize,
-        handover: Handover,
+        handover: Box<Handover>,
     },
 }
 
@@ -183,12 +188,19 @@ async fn serve_requests(
     let (out_tx, out_rx) = flume::bounded::<Outgoing>(in_flight_max);
     // Dropping the handles cancels the reader and the writer when this connection ends.
     let pause = Rc::new(Cell::new(false));
+    let frame_limit = Rc::new(Cell::new(shard.config.max_request_bytes as usize));
+    // SASL listeners only: PLAINTEXT connections pay nothing per request for it.
+    let sasl_gate = SaslGate::for_connection(&state, &shard.config, &frame_limit);
+    let limits = ReadLimits {
+        carried: prefix,
+        frame_limit,
+    };
     let reader = compio::runtime::spawn(read_requests(
         shard.clone(),
         stream.clone(),
         tx,
         pause.clone(),
-        prefix,
+        limits,
     ));
     let closer = stream.clone();
     // The writer drops `writer_gone` when it stops (a closing answer, a failed write).
@@ -201,36 +213,32 @@ async fn serve_requests(
     loop {
         let next = {
             let mut next = std::pin::pin!(rx.recv_async().fuse());
+            let mut unauthenticated =
+                std::pin::pin!(authentication_overdue(shard, sasl_gate.as_ref(), &state).fuse());
             futures_util::select! {
                 r = next => r,
                 _ = writer_stopped => break,
+                _ = unauthenticated => break,
             }
         };
         let Ok(request) = next else { break };
-        let ReadRequest {
-            body,
-            _memory: memory,
-            _in_flight: in_flight,
-            read_at,
-        } = request;
-        let api_key = i16::from_be_bytes([body[0], body[1]]);
-        let started = std::time::Instant::now();
-        let reply = dispatch::dispatch(shard, &state, bytes::Bytes::from(body)).await;
-        let outgoing = Outgoing {
-            reply,
-            answered: Answered {
-                api_key,
-                read_at,
-                started,
-                handled: std::time::Instant::now(),
-                _memory: memory,
-                _in_flight: in_flight,
-            },
-        };
+        if sasl_gate
+            .as_ref()
+            .is_some_and(|g| g.refuses(&state, &request.body, shard.id))
+        {
+            break;
+        }
+        let outgoing = serve_one(shard, &state, request).await;
         if out_tx.send_async(outgoing).await.is_err() {
             break;
         }
         if shard.shutting_down.get() {
+            break;
+        }
+        if sasl_gate
+            .as_ref()
+            .is_some_and(|g| g.closes_after_reply(&state, shard.id))
+        {
             break;
         }
         if moving_to.is_none()
@@ -252,6 +260,35 @@ async fn serve_requests(
     end_or_hand_over(shard, closer, moving_to, reader_exit, state.into_inner())
 }
 
+/// Dispatches one request read off the socket: its reply, with the timings and the memory
+/// and in-flight slot it holds until written.
+async fn serve_one(
+    shard: &Rc<Shard>,
+    state: &RefCell<ConnectionState>,
+    request: ReadRequest,
+) -> Outgoing {
+    let ReadRequest {
+        body,
+        _memory: memory,
+        _in_flight: in_flight,
+        read_at,
+    } = request;
+    let api_key = i16::from_be_bytes([body[0], body[1]]);
+    let started = std::time::Instant::now();
+    let reply = dispatch::dispatch(shard, state, bytes::Bytes::from(body)).await;
+    Outgoing {
+        reply,
+        answered: Answered {
+            api_key,
+            read_at,
+            started,
+            handled: std::time::Instant::now(),
+            _memory: memory,
+            _in_flight: in_flight,
+        },
+    }
+}
+
 /// The connection's end once its answers are written: handed to `moving_to` when the reader
 /// paused at a frame boundary for the move, else shut down.
 fn end_or_hand_over(
@@ -268,11 +305,11 @@ fn end_or_hand_over(
             Ok(socket) => {
                 return Ended::Moving {
                     target,
-                    handover: Handover {
+                    handover: Box::new(Handover {
                         socket,
                         prefix,
                         state,
-                    },
+                    }),
                 };
             }
             Err(e) => {
@@ -403,6 +440,26 @@ async fn write_frames(
     }
 }
 
+/// Completes when a connection on a SASL listener has not authenticated in time; never
+/// for other connections.
+async fn authentication_overdue(
+    shard: &Rc<Shard>,
+    gate: Option<&SaslGate>,
+    state: &RefCell<ConnectionState>,
+) {
+    match gate.and_then(|gate| gate.deadline(state)) {
+        Some(deadline) => shard.timer.sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// What the reader starts with: the bytes of a size prefix carried over from another shard,
+/// and the largest frame it accepts (lowered by the SASL gate until authentication).
+struct ReadLimits {
+    carried: Vec<u8>,
+    frame_limit: Rc<Cell<usize>>,
+}
+
 /// Bytes of the size prefix in front of every request frame.
 const FRAME_SIZE_BYTES: usize = 4;
 
@@ -421,9 +478,12 @@ async fn read_requests(
     mut stream: TcpStream,
     tx: flume::Sender<ReadRequest>,
     pause: Rc<Cell<bool>>,
-    carried: Vec<u8>,
+    limits: ReadLimits,
 ) -> ReaderExit {
-    let max_request = shard.config.max_request_bytes as usize;
+    let ReadLimits {
+        carried,
+        frame_limit,
+    } = limits;
     // Exactly a size prefix of capacity: a prefix read never takes a body's bytes.
     let mut prefix: Vec<u8> = Vec::with_capacity(FRAME_SIZE_BYTES);
     prefix.extend_from_slice(&carried[..carried.len().min(FRAME_SIZE_BYTES)]);
@@ -449,7 +509,7 @@ async fn read_requests(
         }
         let size = i32::from_be_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]);
         prefix.clear();
-        if size < 8 || size as usize > max_request {
+        if size < 8 || size as usize > frame_limit.get() {
             tracing::debug!(shard = shard.id, size, "closing connection: bad frame size");
             return ReaderExit::Closed;
         }

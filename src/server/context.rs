@@ -23,6 +23,15 @@ pub struct RequestContext<'a> {
 }
 
 impl RequestContext<'_> {
+    /// The `host:port` clients of this connection's listener are told to use (Kafka answers
+    /// Metadata and FindCoordinator with the listener the request came in on).
+    pub fn advertised_address(&self) -> (String, i32) {
+        match &self.connection.borrow().listener {
+            Some(listener) => (listener.advertised_host.clone(), listener.advertised_port),
+            None => self.shard.config.advertised_address(),
+        }
+    }
+
     /// Encodes a response body in this request's version, with the matching header.
     pub fn reply<B: Encodable>(&self, body: &B) -> Reply {
         match encode_frame(

@@ -21,13 +21,17 @@ pub mod handlers;
 pub mod registry;
 pub mod response;
 mod routing;
+pub mod sasl;
+mod sasl_gate;
 pub mod timestamp_bounds;
 pub mod views;
 
+use crate::config::listeners::ListenerSpec;
 use crate::shard::Shard;
 use futures_util::FutureExt;
 use std::cell::Cell;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How long shutdown waits for connections to finish the request they are serving.
@@ -88,13 +92,35 @@ pub fn adopt(
     Ok(())
 }
 
-/// Accepts connections until shutdown, then waits (bounded) for them to drain.
-pub async fn serve(shard: Rc<Shard>, listener: compio::net::TcpListener) {
+/// One listener as a shard serves it: what it is (name, protocol, advertised address) and
+/// this shard's SO_REUSEPORT socket for it.
+pub struct BoundListener {
+    pub spec: Arc<ListenerSpec>,
+    pub socket: compio::net::TcpListener,
+}
+
+/// Accepts connections on every listener until shutdown, then waits (bounded) for them to
+/// drain.
+pub async fn serve(shard: Rc<Shard>, listeners: Vec<BoundListener>) {
+    futures_util::future::join_all(
+        listeners
+            .into_iter()
+            .map(|listener| accept_loop(shard.clone(), listener)),
+    )
+    .await;
+    let deadline = std::time::Instant::now() + SHUTDOWN_DRAIN_TIMEOUT;
+    while open_connections() > 0 && std::time::Instant::now() < deadline {
+        shard.timer.sleep(SHUTDOWN_DRAIN_CHECK).await;
+    }
+}
+
+/// Accepts connections on one listener until shutdown.
+async fn accept_loop(shard: Rc<Shard>, listener: BoundListener) {
     let per_shard_limit = per_shard_connection_limit(&shard);
     loop {
         let accepted = {
             let mut stop = shard.shutdown_signal().fuse();
-            let mut accept = std::pin::pin!(listener.accept().fuse());
+            let mut accept = std::pin::pin!(listener.socket.accept().fuse());
             futures_util::select! {
                 _ = stop => break,
                 result = accept => result,
@@ -104,7 +130,7 @@ pub async fn serve(shard: Rc<Shard>, listener: compio::net::TcpListener) {
             Ok(pair) => pair,
             Err(e) => {
                 // EMFILE and friends: back off briefly instead of spinning.
-                tracing::warn!(shard = shard.id, error = %e, "accept failed");
+                tracing::warn!(shard = shard.id, listener = %listener.spec.name, error = %e, "accept failed");
                 shard.timer.sleep(ACCEPT_BACKOFF).await;
                 continue;
             }
@@ -115,11 +141,10 @@ pub async fn serve(shard: Rc<Shard>, listener: compio::net::TcpListener) {
             continue;
         }
         let _ = stream.set_nodelay(true);
-        spawn_connection(connection::run(shard.clone(), stream));
-    }
-    drop(listener);
-    let deadline = std::time::Instant::now() + SHUTDOWN_DRAIN_TIMEOUT;
-    while open_connections() > 0 && std::time::Instant::now() < deadline {
-        shard.timer.sleep(SHUTDOWN_DRAIN_CHECK).await;
+        spawn_connection(connection::run(
+            shard.clone(),
+            stream,
+            listener.spec.clone(),
+        ));
     }
 }

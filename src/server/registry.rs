@@ -68,6 +68,10 @@ macro_rules! api_table {
             DescribeQuorum 0..=2, DescribeQuorumRequest => describe_quorum, Authorize::All(&[CLUSTER_DESCRIBE]);
             UpdateFeatures 0..=2, UpdateFeaturesRequest => update_features, Authorize::All(&[CLUSTER_ALTER]);
             AlterReplicaLogDirs 1..=2, AlterReplicaLogDirsRequest => alter_replica_log_dirs, Authorize::All(&[CLUSTER_ALTER]);
+            SaslHandshake 1..=1, SaslHandshakeRequest => sasl_handshake, Authorize::Nothing;
+            SaslAuthenticate 0..=2, SaslAuthenticateRequest => sasl_authenticate, Authorize::Nothing;
+            DescribeUserScramCredentials 0..=0, DescribeUserScramCredentialsRequest => describe_user_scram_credentials, Authorize::All(&[CLUSTER_DESCRIBE]);
+            AlterUserScramCredentials 0..=0, AlterUserScramCredentialsRequest => alter_user_scram_credentials, Authorize::All(&[CLUSTER_ALTER]);
         }
     };
 }
@@ -133,10 +137,14 @@ mod tests {
     }
 
     #[test]
-    fn only_api_versions_is_answered_without_authorization() {
+    fn only_api_versions_and_sasl_are_answered_without_authorization() {
         for s in SERVED_APIS {
             let open = s.authorize.requirements().is_empty();
-            assert_eq!(open, s.api == ApiKey::ApiVersions, "{:?}", s.api);
+            let unauthenticated = matches!(
+                s.api,
+                ApiKey::ApiVersions | ApiKey::SaslHandshake | ApiKey::SaslAuthenticate
+            );
+            assert_eq!(open, unauthenticated, "{:?}", s.api);
         }
     }
 }

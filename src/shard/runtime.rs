@@ -9,6 +9,7 @@
 use super::io_driver::IoDriver;
 use super::{PartitionTable, SHARD_CHANNEL_CAPACITY, Shard, ShardTask};
 use crate::config::BrokerConfig;
+use crate::config::listeners::ListenerSpec;
 use crate::metadata::{MetadataView, MetadataWriter};
 use std::cell::Cell;
 use std::net::TcpListener;
@@ -172,6 +173,36 @@ fn bind_reuseport(addr: std::net::SocketAddr) -> Result<TcpListener, StartError>
     Ok(socket.into())
 }
 
+/// One shard's bound listeners, with what each one is.
+type ShardListeners = Vec<(Arc<ListenerSpec>, TcpListener)>;
+
+/// Every configured listener bound once per shard (SO_REUSEPORT), before any thread
+/// starts, so a busy port is a clean error.
+fn bind_listeners(config: &BrokerConfig, shards: usize) -> Result<Vec<ShardListeners>, StartError> {
+    let specs: Vec<Arc<ListenerSpec>> = config
+        .listener_specs()
+        .map_err(|e| StartError::Config(e.to_string()))?
+        .into_iter()
+        .map(Arc::new)
+        .collect();
+    // SO_REUSEPORT would let a second broker silently share a port another process holds;
+    // a plain bind first turns that into a clean "address in use" error.
+    for spec in &specs {
+        probe_exclusive(spec.bind)?;
+    }
+    // Bind every listener of every shard before starting any thread, so a busy port is a
+    // clean error.
+    let mut listeners = Vec::with_capacity(shards);
+    for _ in 0..shards {
+        let mut shard_listeners = Vec::with_capacity(specs.len());
+        for spec in &specs {
+            shard_listeners.push((spec.clone(), bind_reuseport(spec.bind)?));
+        }
+        listeners.push(shard_listeners);
+    }
+    Ok(listeners)
+}
+
 /// Starts every shard and returns once all of them have recovered and are listening.
 pub fn start_broker(config: BrokerConfig) -> Result<BrokerHandle, StartError> {
     let (cores, io_driver) = cores_and_driver(&config)?;
@@ -185,14 +216,7 @@ pub fn start_broker(config: BrokerConfig) -> Result<BrokerHandle, StartError> {
             }
         })?;
 
-    // SO_REUSEPORT would let a second broker silently share a port another process holds;
-    // a plain bind first turns that into a clean "address in use" error.
-    probe_exclusive(config.listen)?;
-    // Bind every listener before starting any thread, so a busy port is a clean error.
-    let mut listeners = Vec::with_capacity(cores.len());
-    for _ in &cores {
-        listeners.push(bind_reuseport(config.listen)?);
-    }
+    let listeners = bind_listeners(&config, cores.len())?;
 
     let (senders, receivers): (Vec<_>, Vec<_>) = cores
         .iter()
@@ -225,7 +249,7 @@ pub fn start_broker(config: BrokerConfig) -> Result<BrokerHandle, StartError> {
             heartbeat: heartbeats
                 .for_shard(id)
                 .ok_or_else(|| StartError::Shard(id, "no heartbeat slot".into()))?,
-            listener,
+            listeners: listener,
             io_driver,
             receiver,
             ready: ready_tx.clone(),
@@ -319,7 +343,8 @@ struct ShardStart {
     metadata: MetadataView,
     writer: Option<MetadataWriter>,
     heartbeat: crate::admin::systemd::ShardHeartbeat,
-    listener: TcpListener,
+    /// Every configured listener, bound for this shard with SO_REUSEPORT.
+    listeners: Vec<(Arc<ListenerSpec>, TcpListener)>,
     io_driver: IoDriver,
     receiver: flume::Receiver<ShardTask>,
     ready: std::sync::mpsc::Sender<Result<usize, StartError>>,
@@ -453,22 +478,26 @@ async fn shard_main(start: ShardStart) {
     let cleaner = compio::runtime::spawn(super::cleaner::run(shard.clone()));
     let delayed_delivery = compio::runtime::spawn(super::delayed::run(shard.clone()));
 
-    let listener = match compio::net::TcpListener::from_std(start.listener) {
-        Ok(l) => l,
-        Err(e) => {
-            let _ = start
-                .ready
-                .send(Err(StartError::Shard(start.id, format!("listener: {e}"))));
-            return;
+    let mut listeners = Vec::with_capacity(start.listeners.len());
+    for (spec, socket) in start.listeners {
+        match compio::net::TcpListener::from_std(socket) {
+            Ok(socket) => listeners.push(crate::server::BoundListener { spec, socket }),
+            Err(e) => {
+                let _ = start.ready.send(Err(StartError::Shard(
+                    start.id,
+                    format!("listener {}: {e}", spec.name),
+                )));
+                return;
+            }
         }
-    };
+    }
     tracing::info!(shard = shard.id, core = shard.core, "shard ready");
     let _ = start.ready.send(Ok(start.id));
     drop(start.ready);
 
     // Connections wait in the listen backlog until every shard has opened its partitions.
     if start.serve_gate.await.is_ok() {
-        crate::server::serve(shard.clone(), listener).await;
+        crate::server::serve(shard.clone(), listeners).await;
     }
     // A background flush still running would persist its state after `close` wrote the
     // clean-shutdown mark and erase it (the next start would then run recovery).

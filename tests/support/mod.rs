@@ -57,6 +57,9 @@ pub struct Broker {
     pub log_path: Option<PathBuf>,
     /// When set, the broker process runs with RLIMIT_NOFILE soft = hard = this.
     pub open_file_limit: Option<u64>,
+    /// The SASL_PLAINTEXT listener's port, when the config file declares `listeners`
+    /// (then `--listen` is not passed: `port` is the PLAINTEXT listener's).
+    pub sasl_port: Option<u16>,
 }
 
 impl Broker {
@@ -116,9 +119,44 @@ impl Broker {
                 .collect(),
             log_path,
             open_file_limit: None,
+            sasl_port: None,
         };
         broker.spawn();
         broker
+    }
+
+    /// Starts a broker with a PLAINTEXT listener on `port` and a SASL_PLAINTEXT one on
+    /// `sasl_port`, declared with `listeners` in a config file that also holds `extra_toml`.
+    pub fn start_with_sasl_listener(extra_toml: &str) -> Broker {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let (port, sasl_port) = (free_port(), free_port());
+        let config = temp.path().join("sluice.toml");
+        let toml = format!(
+            "listeners = \"PLAINTEXT://127.0.0.1:{port},SASL_PLAINTEXT://127.0.0.1:{sasl_port}\"\n{extra_toml}\n"
+        );
+        std::fs::write(&config, toml).unwrap_or_else(|e| panic!("write {}: {e}", config.display()));
+        let mut broker = Broker {
+            child: None,
+            port,
+            admin_port: free_port(),
+            data_dir: temp.path().join("data"),
+            log_path: Some(temp.path().join("broker.log")),
+            extra_args: vec!["--config".into(), config.display().to_string()],
+            _temp: Some(temp),
+            extra_env: Vec::new(),
+            open_file_limit: None,
+            sasl_port: Some(sasl_port),
+        };
+        broker.spawn();
+        broker
+    }
+
+    /// `host:port` of the SASL_PLAINTEXT listener (`start_with_sasl_listener`).
+    pub fn sasl_bootstrap(&self) -> String {
+        format!(
+            "127.0.0.1:{}",
+            self.sasl_port.expect("a broker with a SASL listener")
+        )
     }
 
     /// Starts a broker with a fresh data directory whose process may hold at most `limit`
@@ -136,6 +174,7 @@ impl Broker {
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             extra_env: Vec::new(),
             open_file_limit: Some(limit),
+            sasl_port: None,
         };
         broker.spawn();
         broker
@@ -174,12 +213,11 @@ impl Broker {
     /// (Re)starts the process on the same ports and data directory.
     pub fn spawn(&mut self) {
         let mut cmd = Command::new(sluice_bin());
-        cmd.arg("serve")
-            .arg("--data-dir")
-            .arg(&self.data_dir)
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{}", self.port))
-            .arg("--admin-listen")
+        cmd.arg("serve").arg("--data-dir").arg(&self.data_dir);
+        if self.sasl_port.is_none() {
+            cmd.arg("--listen").arg(format!("127.0.0.1:{}", self.port));
+        }
+        cmd.arg("--admin-listen")
             .arg(format!("127.0.0.1:{}", self.admin_port))
             .args(&self.extra_args)
             .env_remove("NOTIFY_SOCKET")

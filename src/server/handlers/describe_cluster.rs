@@ -13,7 +13,7 @@ pub async fn handle(
     request: DescribeClusterRequest,
 ) -> DescribeClusterResponse {
     let config = &ctx.shard.config;
-    let (host, port) = config.advertised_address();
+    let (host, port) = ctx.advertised_address();
     DescribeClusterResponse::default()
         .with_throttle_time_ms(0)
         .with_error_code(0)

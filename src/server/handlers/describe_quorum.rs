@@ -18,8 +18,6 @@ const METADATA_TOPIC: &str = "__cluster_metadata";
 const METADATA_PARTITION: i32 = 0;
 /// This node has led the quorum since it started: one election, one epoch.
 const LEADER_EPOCH: i32 = 1;
-/// The listener name reported for the node (Sluice has one listener).
-const LISTENER_NAME: &str = "PLAINTEXT";
 
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -92,9 +90,16 @@ pub async fn handle(
     if ctx.version < 2 {
         return response;
     }
-    let (host, port) = ctx.shard.config.advertised_address();
+    // The listener the request came in on, as Kafka reports the node's endpoints.
+    let (host, port) = ctx.advertised_address();
+    let name = ctx
+        .connection
+        .borrow()
+        .listener
+        .as_ref()
+        .map_or_else(|| "PLAINTEXT".to_string(), |l| l.name.clone());
     let listener = Listener::default()
-        .with_name(StrBytes::from_static_str(LISTENER_NAME))
+        .with_name(StrBytes::from_string(name))
         .with_host(StrBytes::from_string(host))
         .with_port(u16::try_from(port).unwrap_or(0));
     response.with_nodes(vec![Node::default().with_node_id(node).with_listeners(vec![listener])])

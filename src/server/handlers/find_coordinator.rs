@@ -12,6 +12,6 @@ pub async fn handle(
     request: FindCoordinatorRequest,
 ) -> FindCoordinatorResponse {
     let config = &ctx.shard.config;
-    let (host, port) = config.advertised_address();
+    let (host, port) = ctx.advertised_address();
     group::find_coordinator(&request, ctx.version, config.node_id, &host, port)
 }

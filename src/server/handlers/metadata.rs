@@ -55,7 +55,7 @@ fn topic_entry(
 
 pub async fn handle(ctx: &RequestContext<'_>, request: MetadataRequest) -> MetadataResponse {
     let shard = ctx.shard;
-    let (host, port) = shard.config.advertised_address();
+    let (host, port) = ctx.advertised_address();
     let broker = MetadataResponseBroker::default()
         .with_node_id(BrokerId(shard.config.node_id))
         .with_host(StrBytes::from_string(host))
