@@ -20,6 +20,7 @@ pub mod handlers;
 pub mod registry;
 pub mod response;
 mod routing;
+pub mod share;
 pub mod timestamp_bounds;
 pub mod views;
 

@@ -69,6 +69,8 @@ macro_rules! api_table {
             UpdateFeatures 0..=2, UpdateFeaturesRequest => update_features, Authorize::All(&[CLUSTER_ALTER]);
             ShareGroupHeartbeat 1..=1, ShareGroupHeartbeatRequest => share_group_heartbeat, Authorize::All(&[needs(Group, Read), needs(Topic, Describe)]);
             ShareGroupDescribe 1..=1, ShareGroupDescribeRequest => share_group_describe, Authorize::All(&[needs(Group, Describe)]);
+            ShareFetch 1..=1, ShareFetchRequest => share_fetch, Authorize::All(&[needs(Group, Read), needs(Topic, Read)]);
+            ShareAcknowledge 1..=1, ShareAcknowledgeRequest => share_acknowledge, Authorize::All(&[needs(Group, Read), needs(Topic, Read)]);
             AlterReplicaLogDirs 1..=2, AlterReplicaLogDirsRequest => alter_replica_log_dirs, Authorize::All(&[CLUSTER_ALTER]);
         }
     };
