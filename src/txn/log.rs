@@ -20,6 +20,7 @@
 //! (the coordinator does); the file primitives are the offsets log's
 //! (`group::offset_log`), shared so both logs get the same crash-safety.
 
+use crate::storage::frames;
 use crate::storage::le_reader::LeReader;
 use std::collections::HashMap;
 use std::io;
@@ -35,7 +36,7 @@ pub const TXN_LOG_SLOTS: usize = 50;
 /// Largest payload a frame may carry (a transaction of `MAX_PARTITIONS_PER_TRANSACTION`
 /// partitions with long topic names fits); anything larger on replay is corruption.
 pub const MAX_RECORD_PAYLOAD_BYTES: u32 = 16 * 1024 * 1024;
-pub const FRAME_HEADER_BYTES: usize = 8;
+pub use crate::storage::frames::FRAME_HEADER_BYTES;
 const RECORD_FORMAT: u8 = 1;
 
 /// The slot an id's records go to.
@@ -62,8 +63,7 @@ fn put_str16(buf: &mut Vec<u8>, s: &str) {
 
 /// Appends one framed record holding `meta` whole to `buf`.
 pub fn encode_record(buf: &mut Vec<u8>, meta: &TxnMetadata) {
-    let start = buf.len();
-    buf.extend_from_slice(&[0u8; FRAME_HEADER_BYTES]);
+    let start = frames::begin_frame(buf);
     buf.push(RECORD_FORMAT);
     buf.extend_from_slice(&meta.update_ms.to_le_bytes());
     put_str16(buf, &meta.transactional_id);
@@ -92,11 +92,8 @@ pub fn encode_record(buf: &mut Vec<u8>, meta: &TxnMetadata) {
         buf.extend_from_slice(&o.leader_epoch.to_le_bytes());
         put_str16(buf, &o.metadata);
     }
-    let payload_len = (buf.len() - start - FRAME_HEADER_BYTES) as u32;
-    debug_assert!(payload_len <= MAX_RECORD_PAYLOAD_BYTES);
-    let crc = crc32c::crc32c(&buf[start + FRAME_HEADER_BYTES..]);
-    buf[start..start + 4].copy_from_slice(&payload_len.to_le_bytes());
-    buf[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+    debug_assert!(buf.len() - start - FRAME_HEADER_BYTES <= MAX_RECORD_PAYLOAD_BYTES as usize);
+    frames::end_frame(buf, start);
 }
 
 /// Bytes `encode_record` takes for `meta` (for the compaction ratio, without encoding).
@@ -168,29 +165,7 @@ fn decode_payload(payload: &[u8]) -> Option<TxnMetadata> {
 
 /// Decodes frames from the start of `bytes`: the records and the valid prefix's length.
 pub fn decode_log(bytes: &[u8]) -> (Vec<TxnMetadata>, usize) {
-    let mut records = Vec::new();
-    let mut pos = 0usize;
-    while bytes.len() - pos >= FRAME_HEADER_BYTES {
-        let header = &bytes[pos..pos + FRAME_HEADER_BYTES];
-        let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
-        let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
-        if len > MAX_RECORD_PAYLOAD_BYTES {
-            break;
-        }
-        let start = pos + FRAME_HEADER_BYTES;
-        let Some(payload) = bytes.get(start..start + len as usize) else {
-            break;
-        };
-        if crc32c::crc32c(payload) != crc {
-            break;
-        }
-        let Some(meta) = decode_payload(payload) else {
-            break;
-        };
-        records.push(meta);
-        pos = start + len as usize;
-    }
-    (records, pos)
+    frames::decode_frames(bytes, MAX_RECORD_PAYLOAD_BYTES, decode_payload)
 }
 
 #[derive(Debug, thiserror::Error)]
