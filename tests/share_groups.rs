@@ -423,3 +423,51 @@ fn session_epochs_membership_and_group_errors() {
     assert_eq!(delete(&broker), 0);
     assert_eq!(delete(&broker), ResponseError::GroupIdNotFound.code());
 }
+
+/// SIGKILL and restart on the same data; waits until requests are answered (the port
+/// accepts before every shard serves).
+fn restart(broker: &mut Broker) {
+    broker.kill();
+    broker.spawn();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let answered = RawConn::connect(&broker.bootstrap()).and_then(|mut conn| {
+            conn.try_call(&kafka_protocol::messages::ApiVersionsRequest::default(), 0)
+        });
+        if answered.is_ok() {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not serving: {answered:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_broker_sigkill_keeps_acknowledgements_and_redelivers_the_rest() {
+    let mut broker = setup("durable", "survivors", 10, &[]);
+    let mut a = Member::join(&broker, "survivors", "member-a", "durable");
+    assert_eq!(acquired(&a.fetch(&broker, &[], 500)), vec![(0, 9, 1)]);
+    let acked = a.acknowledge(&broker, &[(0, 3, ACCEPT), (4, 4, REJECT)]);
+    assert_eq!(acked.responses[0].partitions[0].error_code, 0);
+
+    restart(&mut broker);
+
+    // Membership and sessions start over; the records' state does not.
+    let mut b = Member::join(&broker, "survivors", "member-b", "durable");
+    let after = b.fetch(&broker, &[], 1_000);
+    assert_eq!(acquired(&after), vec![(5, 9, 2)], "{after:?}");
+    assert_eq!(delivered(&after), vec![5, 6, 7, 8, 9]);
+    let accepted = b.acknowledge(&broker, &[(5, 9, ACCEPT)]);
+    assert_eq!(accepted.responses[0].partitions[0].error_code, 0);
+
+    restart(&mut broker);
+    let mut c = Member::join(&broker, "survivors", "member-c", "durable");
+    assert_eq!(
+        acquired(&c.fetch(&broker, &[], 300)),
+        vec![],
+        "everything was settled"
+    );
+}

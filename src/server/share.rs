@@ -100,7 +100,7 @@ pub async fn acknowledge(
                 &at.config,
                 Instant::now(),
             );
-            match outcome {
+            match outcome.await {
                 Ok(Ok(())) => 0,
                 Ok(Err(AckError::InvalidRecordState)) => ResponseError::InvalidRecordState.code(),
                 Ok(Err(AckError::InvalidRequest)) => ResponseError::InvalidRequest.code(),
@@ -117,7 +117,7 @@ fn share_error(e: &ShareError) -> ResponseError {
         ShareError::Storage(crate::storage::StorageError::OffsetOutOfRange { .. }) => {
             ResponseError::OffsetOutOfRange
         }
-        ShareError::Storage(_) => ResponseError::KafkaStorageError,
+        ShareError::Storage(_) | ShareError::Io(_) => ResponseError::KafkaStorageError,
     }
 }
 

@@ -8,10 +8,15 @@
 //! record whose deadline has passed is never handed out as still locked, and a fetch that
 //! waits re-checks on the shard timer.
 //!
+//! Durability: every acknowledgement is written to the partition's share-state log
+//! (`durable`) and fdatasync'ed before it is answered; the log is read the first time a
+//! share group touches the partition after a start.
+//!
 //! Owns: the share-partition states of this partition. Must not: know about the wire or
 //! sessions (the handler checks those with the group coordinator first), or hold a borrow
 //! across an `.await`.
 
+pub mod durable;
 pub mod state;
 #[cfg(test)]
 mod tests;
@@ -23,6 +28,7 @@ use std::time::{Duration, Instant};
 use super::{Isolation, Partition};
 use crate::config::group_config::{ShareGroupConfig, ShareOffsetReset};
 use crate::storage::{FileRegion, StorageError};
+use durable::ShareStateLog;
 pub use state::{
     AckError, AcquiredRange, Grant, MAX_IN_FLIGHT_RECORDS, ShareCounts, SharePartitionState,
 };
@@ -53,12 +59,16 @@ pub enum ShareError {
     Storage(#[from] StorageError),
     #[error("this partition has state for too many share groups")]
     TooManyGroups,
+    #[error("share-state log: {0}")]
+    Io(#[from] std::io::Error),
 }
 
-/// The share-partition states of one partition, by group id.
+/// The share-partition states of one partition, by group id, and their durable log
+/// (opened, and its states restored, on first use).
 #[derive(Default)]
 pub struct SharePartitions {
     groups: std::cell::RefCell<HashMap<String, SharePartitionState>>,
+    log: std::cell::RefCell<Option<Rc<ShareStateLog>>>,
 }
 
 fn delivery_limit(config: &ShareGroupConfig) -> u16 {
@@ -66,6 +76,45 @@ fn delivery_limit(config: &ShareGroupConfig) -> u16 {
 }
 
 impl Partition {
+    /// The share-state log, opened (and its states restored) on first use.
+    fn share_log(&self) -> Result<Rc<ShareStateLog>, ShareError> {
+        if let Some(log) = self.shares.log.borrow().as_ref() {
+            return Ok(Rc::clone(log));
+        }
+        let (log, saved) = ShareStateLog::open(self.log.dir())?;
+        let log = Rc::new(log);
+        let mut groups = self.shares.groups.borrow_mut();
+        for (group, state) in saved {
+            groups.insert(
+                group,
+                SharePartitionState::restore(&state, MAX_IN_FLIGHT_RECORDS),
+            );
+        }
+        *self.shares.log.borrow_mut() = Some(Rc::clone(&log));
+        Ok(log)
+    }
+
+    /// Writes the group's current state (or its deletion) durably, then compacts the log
+    /// if it has grown far past its live states.
+    async fn persist_share_state(&self, group_id: &str) -> Result<(), ShareError> {
+        let log = self.share_log()?;
+        log.write(|buf| {
+            let before = buf.len();
+            durable::encode(buf, group_id, self.shares.groups.borrow().get(group_id));
+            vec![(group_id.to_string(), (buf.len() - before) as u64)]
+        })
+        .await?;
+        if log.wants_compaction() {
+            log.compact(|buf| {
+                for (group, state) in self.shares.groups.borrow().iter() {
+                    durable::encode(buf, group, Some(state));
+                }
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
     fn readable_end(&self, config: &ShareGroupConfig) -> i64 {
         if config.read_committed {
             self.last_stable_offset()
@@ -83,6 +132,7 @@ impl Partition {
         now: Instant,
         f: impl FnOnce(&mut SharePartitionState) -> R,
     ) -> Result<R, ShareError> {
+        self.share_log()?;
         let mut groups = self.shares.groups.borrow_mut();
         if !groups.contains_key(group_id) {
             if groups.len() >= MAX_SHARE_GROUPS_PER_PARTITION {
@@ -152,9 +202,10 @@ impl Partition {
         })
     }
 
-    /// Applies acknowledgement batches (first offset, last offset, types) from a member;
-    /// Err with the first refusal (batches before it stay applied, as in Kafka).
-    pub fn share_acknowledge(
+    /// Applies acknowledgement batches (first offset, last offset, types) from a member
+    /// and makes them durable before returning; Err with the first refusal (batches before
+    /// it stay applied, as in Kafka).
+    pub async fn share_acknowledge(
         &self,
         group_id: &str,
         member_id: &str,
@@ -163,12 +214,20 @@ impl Partition {
         now: Instant,
     ) -> Result<Result<(), AckError>, ShareError> {
         let limit = delivery_limit(config);
-        self.with_share_state(group_id, config, now, |s| {
+        let (outcome, applied) = self.with_share_state(group_id, config, now, |s| {
+            let mut applied = 0;
             for (first, last, types) in batches {
-                s.acknowledge(member_id, *first, *last, types, limit)?;
+                if let Err(e) = s.acknowledge(member_id, *first, *last, types, limit) {
+                    return (Err(e), applied);
+                }
+                applied += 1;
             }
-            Ok(())
-        })
+            (Ok(()), applied)
+        })?;
+        if applied > 0 {
+            self.persist_share_state(group_id).await?;
+        }
+        Ok(outcome)
     }
 
     /// Releases what a member holds here (its share session closed).
@@ -178,9 +237,13 @@ impl Partition {
         }
     }
 
-    /// Drops a deleted share group's state.
-    pub fn share_forget_group(&self, group_id: &str) {
-        self.shares.groups.borrow_mut().remove(group_id);
+    /// Drops a deleted share group's state, durably.
+    pub async fn share_forget_group(&self, group_id: &str) -> Result<(), ShareError> {
+        self.share_log()?;
+        if self.shares.groups.borrow_mut().remove(group_id).is_none() {
+            return Ok(());
+        }
+        self.persist_share_state(group_id).await
     }
 
     /// Counts of every share group's state here, for metrics and describe.

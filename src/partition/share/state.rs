@@ -240,6 +240,20 @@ impl SharePartitionState {
         Ok(())
     }
 
+    /// Appends a record replayed from the durable log (`durable::restore`), never past the
+    /// window.
+    pub(super) fn push_restored(&mut self, state: RecordState, delivery_count: u16) {
+        if self.records.len() >= self.max_in_flight {
+            return;
+        }
+        self.records.push_back(InFlight {
+            state,
+            delivery_count,
+            owner: None,
+            lock_deadline: None,
+        });
+    }
+
     /// Slides the start past acknowledged and archived records.
     fn advance(&mut self) {
         while let Some(front) = self.records.front() {

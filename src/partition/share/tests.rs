@@ -165,3 +165,39 @@ fn released_member_and_log_start_overtaking() {
     s.skip_to(8);
     assert_eq!((s.start_offset(), s.end_offset()), (8, 8));
 }
+
+#[test]
+fn durable_frames_round_trip_and_restore_acquired_records_as_available() {
+    use super::durable::{SavedState, decode_log, encode};
+    let now = Instant::now();
+    let a: Rc<str> = Rc::from("a");
+    let mut s = SharePartitionState::new(5, 100);
+    s.acquire(&a, grant(5, 10, now));
+    s.acknowledge("a", 6, 7, &[ACK_ACCEPT], 5).unwrap();
+    let mut buf = Vec::new();
+    encode(&mut buf, "g1", Some(&s));
+    encode(&mut buf, "g2", Some(&SharePartitionState::new(0, 100)));
+    encode(&mut buf, "g2", None);
+    let (states, valid) = decode_log(&buf);
+    assert_eq!(valid, buf.len());
+    assert_eq!(states.len(), 1, "g2 was deleted");
+    let saved = &states["g1"];
+    assert_eq!(
+        saved,
+        &SavedState {
+            start_offset: 5,
+            runs: vec![
+                (1, RecordState::Available, 1),
+                (2, RecordState::Acknowledged, 1),
+                (2, RecordState::Available, 1)
+            ],
+        }
+    );
+    let restored = SharePartitionState::restore(saved, 100);
+    assert_eq!((restored.start_offset(), restored.end_offset()), (5, 10));
+    assert_eq!(restored.next_read_offset(10), Some(5));
+    // A torn last frame is cut; the earlier state survives.
+    let (states, valid) = decode_log(&buf[..buf.len() - 3]);
+    assert!(valid < buf.len() - 3);
+    assert_eq!(states.len(), 2);
+}

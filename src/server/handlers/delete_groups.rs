@@ -29,8 +29,11 @@ pub async fn handle(
                     .invoke_on_all(move |s| {
                         let name = name.clone();
                         async move {
-                            for (_, _, p) in s.partitions.all_online() {
-                                p.share_forget_group(&name);
+                            for (topic, partition, p) in s.partitions.all_online() {
+                                if let Err(e) = p.share_forget_group(&name).await {
+                                    tracing::warn!(group = %name, %topic, partition, error = %e,
+                                        "cannot record a deleted share group's state");
+                                }
                             }
                         }
                     })
