@@ -197,7 +197,9 @@ fn encode(
             .with_error_code(answer.error)
             .with_acknowledge_error_code(answer.acknowledge_error)
             .with_current_leader(leader.clone())
-            .with_records(has_records.then_some(answer.acquired.records))
+            // Empty rather than null: librdkafka refuses a null record set (as Kafka never
+            // sends one).
+            .with_records(Some(answer.acquired.records))
             .with_acquired_records(acquired_records);
         if let Some(t) = topics.last_mut() {
             t.partitions.push(data);
