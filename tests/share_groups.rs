@@ -7,6 +7,9 @@ mod support;
 
 use bytes::Bytes;
 use kafka_protocol::ResponseError;
+use kafka_protocol::messages::describe_share_group_offsets_request::{
+    DescribeShareGroupOffsetsRequestGroup, DescribeShareGroupOffsetsRequestTopic,
+};
 use kafka_protocol::messages::incremental_alter_configs_request::{
     AlterConfigsResource, AlterableConfig,
 };
@@ -17,7 +20,8 @@ use kafka_protocol::messages::share_fetch_request::{
     AcknowledgementBatch, FetchPartition, FetchTopic,
 };
 use kafka_protocol::messages::{
-    DeleteGroupsRequest, DeleteGroupsResponse, GroupId, IncrementalAlterConfigsRequest,
+    DeleteGroupsRequest, DeleteGroupsResponse, DescribeShareGroupOffsetsRequest,
+    DescribeShareGroupOffsetsResponse, GroupId, IncrementalAlterConfigsRequest,
     IncrementalAlterConfigsResponse, ListGroupsRequest, ListGroupsResponse,
     ShareAcknowledgeRequest, ShareAcknowledgeResponse, ShareFetchRequest, ShareFetchResponse,
     ShareGroupDescribeRequest, ShareGroupDescribeResponse, ShareGroupHeartbeatRequest,
@@ -424,6 +428,41 @@ fn session_epochs_membership_and_group_errors() {
     assert_eq!(delete(&broker), ResponseError::GroupIdNotFound.code());
 }
 
+/// DescribeShareGroupOffsets v0: (topic, partition, start offset) of one group.
+fn start_offsets(
+    broker: &Broker,
+    group: &str,
+    topic: Option<(&str, Vec<i32>)>,
+) -> Vec<(String, i32, i64)> {
+    let topics = topic.map(|(name, partitions)| {
+        vec![
+            DescribeShareGroupOffsetsRequestTopic::default()
+                .with_topic_name(TopicName(sb(name)))
+                .with_partitions(partitions),
+        ]
+    });
+    let request = DescribeShareGroupOffsetsRequest::default().with_groups(vec![
+        DescribeShareGroupOffsetsRequestGroup::default()
+            .with_group_id(GroupId(sb(group)))
+            .with_topics(topics),
+    ]);
+    let response: DescribeShareGroupOffsetsResponse = call(broker, &request, 0);
+    response.groups[0]
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions.iter().map(|p| {
+                assert_eq!(p.error_code, 0);
+                (
+                    t.topic_name.0.to_string(),
+                    p.partition_index,
+                    p.start_offset,
+                )
+            })
+        })
+        .collect()
+}
+
 /// SIGKILL and restart on the same data; waits until requests are answered (the port
 /// accepts before every shard serves).
 fn restart(broker: &mut Broker) {
@@ -464,6 +503,19 @@ fn a_broker_sigkill_keeps_acknowledgements_and_redelivers_the_rest() {
     assert_eq!(accepted.responses[0].partitions[0].error_code, 0);
 
     restart(&mut broker);
+    assert_eq!(
+        start_offsets(&broker, "survivors", None),
+        vec![("durable".to_string(), 0, 10)]
+    );
+    assert_eq!(
+        start_offsets(&broker, "survivors", Some(("durable", vec![0]))),
+        vec![("durable".to_string(), 0, 10)]
+    );
+    assert_eq!(
+        start_offsets(&broker, "nobody", Some(("durable", vec![0]))),
+        vec![("durable".to_string(), 0, -1)],
+        "a group without state on the partition"
+    );
     let mut c = Member::join(&broker, "survivors", "member-c", "durable");
     assert_eq!(
         acquired(&c.fetch(&broker, &[], 300)),

@@ -71,6 +71,7 @@ macro_rules! api_table {
             ShareGroupDescribe 1..=1, ShareGroupDescribeRequest => share_group_describe, Authorize::All(&[needs(Group, Describe)]);
             ShareFetch 1..=1, ShareFetchRequest => share_fetch, Authorize::All(&[needs(Group, Read), needs(Topic, Read)]);
             ShareAcknowledge 1..=1, ShareAcknowledgeRequest => share_acknowledge, Authorize::All(&[needs(Group, Read), needs(Topic, Read)]);
+            DescribeShareGroupOffsets 0..=0, DescribeShareGroupOffsetsRequest => describe_share_group_offsets, Authorize::All(&[needs(Group, Describe), needs(Topic, Describe)]);
             AlterReplicaLogDirs 1..=2, AlterReplicaLogDirsRequest => alter_replica_log_dirs, Authorize::All(&[CLUSTER_ALTER]);
         }
     };

@@ -246,14 +246,16 @@ impl Partition {
         self.persist_share_state(group_id).await
     }
 
-    /// Counts of every share group's state here, for metrics and describe.
-    pub fn share_counts(&self) -> Vec<(String, ShareCounts)> {
+    /// Counts of every share group's state here, for metrics and describe (reading the
+    /// durable log first if nothing touched this partition's share state since the start).
+    pub fn share_counts(&self) -> Result<Vec<(String, ShareCounts)>, ShareError> {
+        self.share_log()?;
         let groups = self.shares.groups.borrow();
         let mut out: Vec<(String, ShareCounts)> = groups
             .iter()
             .map(|(g, s)| (g.clone(), s.counts()))
             .collect();
         out.sort_by(|a, b| a.0.cmp(&b.0));
-        out
+        Ok(out)
     }
 }
