@@ -410,6 +410,18 @@ fn session_epochs_membership_and_group_errors() {
         stranger.fetch(&broker, &[], 0).error_code,
         ResponseError::UnknownMemberId.code()
     );
+    // The id belongs to a share group: the other protocols are refused.
+    let consumer: kafka_protocol::messages::ConsumerGroupHeartbeatResponse = call(
+        &broker,
+        &kafka_protocol::messages::ConsumerGroupHeartbeatRequest::default()
+            .with_group_id(GroupId(sb("sessions")))
+            .with_member_id(sb("kip848"))
+            .with_member_epoch(0)
+            .with_rebalance_timeout_ms(30_000)
+            .with_subscribed_topic_names(Some(vec![TopicName(sb("epochs"))])),
+        1,
+    );
+    assert_eq!(consumer.error_code, ResponseError::GroupIdNotFound.code());
     let fenced = heartbeat(&broker, "sessions", "member-a", 99, None);
     assert_eq!(fenced.error_code, ResponseError::FencedMemberEpoch.code());
     // DeleteGroups refuses a group with members, then deletes it once they left.
