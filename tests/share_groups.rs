@@ -349,6 +349,19 @@ fn an_expired_lock_redelivers_with_delivery_count_two() {
         partition_ack_error(&late),
         ResponseError::InvalidRecordState.code()
     );
+
+    // The share group's lag (records not yet settled) is exported on the lag series.
+    let series = r#"sluice_consumer_lag{group="lockers",topic="locks",partition="0"}"#;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut text = String::new();
+    while std::time::Instant::now() < deadline {
+        text = support::scrape_metrics(broker.admin_port);
+        if support::metric_sample(&text, series).is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    assert_eq!(support::metric_sample(&text, series), Some(5.0), "{text}");
 }
 
 #[test]
