@@ -52,6 +52,8 @@ impl GroupCoordinator {
                     .with_group_type(sb(kind))
             })
             .collect();
+        drop(groups);
+        listed.extend(self.list_share_groups(&states, &types));
         listed.sort_by(|a, b| a.group_id.0.cmp(&b.group_id.0));
         listed
     }
@@ -117,6 +119,9 @@ impl GroupCoordinator {
     /// DeleteGroups for one group: GROUP_ID_NOT_FOUND, NON_EMPTY_GROUP, or its offsets are
     /// durably deleted and the group forgotten.
     pub async fn delete_group(&self, group_id: &str, now: Instant) -> i16 {
+        if let Some(code) = self.delete_share_group(group_id) {
+            return code;
+        }
         let wall = self.wall_ms(now);
         let rx = {
             let mut groups = self.inner.groups.borrow_mut();

@@ -32,6 +32,13 @@ impl GroupCoordinator {
         if group_id.is_empty() || offset_log::escape_group_id(&group_id).is_none() {
             return Pending::Ready(join_error(ResponseError::InvalidGroupId, &member_id));
         }
+        if self.is_share_group(&group_id) {
+            // Kafka's answer for a classic member of a group of another type.
+            return Pending::Ready(join_error(
+                ResponseError::InconsistentGroupProtocol,
+                &member_id,
+            ));
+        }
         let t = &self.inner.timings;
         if request.session_timeout_ms < t.min_session_timeout_ms
             || request.session_timeout_ms > t.max_session_timeout_ms

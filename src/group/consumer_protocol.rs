@@ -40,6 +40,9 @@ impl GroupCoordinator {
         if group_id.is_empty() || offset_log::escape_group_id(&group_id).is_none() {
             return refuse(ResponseError::InvalidGroupId, "invalid group id");
         }
+        if self.is_share_group(&group_id) {
+            return refuse(ResponseError::GroupIdNotFound, "the group is a share group");
+        }
         let wall = self.wall_ms(now);
         let mut groups = self.inner.groups.borrow_mut();
         if !groups.contains_key(&group_id) {

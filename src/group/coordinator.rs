@@ -15,6 +15,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use super::offset_log::{self, OffsetLogError};
+use super::share::ShareGroup;
 use super::state::{Group, GroupLog, GroupState, GroupTimings};
 use crate::config::BrokerConfig;
 
@@ -25,6 +26,8 @@ pub const MAX_GROUPS_PER_SHARD: usize = 100_000;
 pub const CLASSIC_GROUP_TYPE: &str = "classic";
 /// Kafka's group type name for KIP-848 groups.
 pub const CONSUMER_GROUP_TYPE: &str = "consumer";
+/// Kafka's group type name for KIP-932 share groups.
+pub const SHARE_GROUP_TYPE: &str = "share";
 
 /// Who sent a JoinGroup (shown by DescribeGroups).
 #[derive(Clone, Debug, Default)]
@@ -59,6 +62,9 @@ pub(super) struct Inner {
     pub(super) clock_origin: Instant,
     pub(super) wall_origin_ms: i64,
     pub(super) groups: RefCell<HashMap<String, Group>>,
+    /// Share groups (KIP-932): membership and sessions; their records' state lives with
+    /// the partitions (`partition::share`).
+    pub(super) share_groups: RefCell<HashMap<String, ShareGroup>>,
     /// fdatasyncs of group logs; fewer than commits when group commit batches them.
     pub(super) log_flushes_total: Cell<u64>,
 }
@@ -111,6 +117,7 @@ impl GroupCoordinator {
                 clock_origin: Instant::now(),
                 wall_origin_ms,
                 groups: RefCell::new(groups),
+                share_groups: RefCell::new(HashMap::new()),
                 log_flushes_total: Cell::new(0),
             }),
         })
@@ -151,6 +158,8 @@ impl GroupCoordinator {
             g.tick(now, &timings, wall);
         }
         groups.retain(|_, g| !g.is_forgettable(wall));
+        drop(groups);
+        self.tick_share_groups(now);
     }
 
     /// Completed rebalances per group since this shard started (for metrics).

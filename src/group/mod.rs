@@ -26,6 +26,8 @@
 //! - `offset_log_writer`: the single writer of each group's offsets log and its compaction
 //!   (the file format is `offset_log`);
 //! - `txn_offsets`: TxnOffsetCommit offsets held until their transaction completes;
+//! - `share_protocol`: KIP-932 share groups — ShareGroupHeartbeat / ShareGroupDescribe and
+//!   share sessions (per-group logic in `share`; records' state is `partition::share`);
 //! - `admin`: ListGroups / DescribeGroups / DeleteGroups; `find_coordinator`: FindCoordinator.
 //!
 //! Owns: group membership, rebalances, committed offsets and their files.
@@ -42,6 +44,8 @@ mod find_coordinator;
 pub mod offset_log;
 mod offset_log_writer;
 mod offsets;
+pub mod share;
+mod share_protocol;
 mod state;
 #[cfg(test)]
 mod tests;
@@ -50,7 +54,7 @@ mod wire;
 
 pub use coordinator::{
     CLASSIC_GROUP_TYPE, CONSUMER_GROUP_TYPE, ClientInfo, GroupCoordinator, GroupError,
-    MAX_GROUPS_PER_SHARD, owner_shard,
+    MAX_GROUPS_PER_SHARD, SHARE_GROUP_TYPE, owner_shard,
 };
 pub use find_coordinator::find_coordinator;
 pub use offset_log::{GroupOffsets, OffsetEntry, OffsetLogError};

@@ -17,12 +17,11 @@
 //! snapshot primitives. Must not: decide *when* to flush or compact, or touch group
 //! membership — `GroupCoordinator` drives that.
 
+use crate::storage::frames;
 use crate::storage::le_reader::LeReader;
 use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
-
-use compio::io::AsyncWriteAtExt;
 
 /// Sub-directory of the data dir holding the group logs (Kafka's internal topic name, so an
 /// operator recognises it).
@@ -32,7 +31,7 @@ pub const MAX_RECORD_PAYLOAD_BYTES: u32 = 64 * 1024;
 /// Escaped group ids longer than this cannot be a file name (255 bytes minus `.log.tmp`).
 pub const MAX_ESCAPED_GROUP_ID_BYTES: usize = 240;
 /// Bytes of frame header in front of every payload.
-pub const FRAME_HEADER_BYTES: usize = 8;
+pub use crate::storage::frames::FRAME_HEADER_BYTES;
 
 const KIND_COMMIT: u8 = 1;
 const KIND_DELETE_PARTITION: u8 = 2;
@@ -160,8 +159,7 @@ fn put_str16(buf: &mut Vec<u8>, s: &str) {
 
 /// Appends one framed record to `buf`.
 pub fn encode_record(buf: &mut Vec<u8>, group_id: &str, record: &LogRecord) {
-    let start = buf.len();
-    buf.extend_from_slice(&[0u8; FRAME_HEADER_BYTES]);
+    let start = frames::begin_frame(buf);
     let (kind, at_ms) = match record {
         LogRecord::Commit { entry, .. } => (KIND_COMMIT, entry.commit_ms),
         LogRecord::DeletePartition { at_ms, .. } => (KIND_DELETE_PARTITION, *at_ms),
@@ -191,11 +189,8 @@ pub fn encode_record(buf: &mut Vec<u8>, group_id: &str, record: &LogRecord) {
         }
         LogRecord::DeleteGroup { .. } => {}
     }
-    let payload_len = (buf.len() - start - FRAME_HEADER_BYTES) as u32;
-    debug_assert!(payload_len <= MAX_RECORD_PAYLOAD_BYTES);
-    let crc = crc32c::crc32c(&buf[start + FRAME_HEADER_BYTES..]);
-    buf[start..start + 4].copy_from_slice(&payload_len.to_le_bytes());
-    buf[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+    debug_assert!(buf.len() - start - FRAME_HEADER_BYTES <= MAX_RECORD_PAYLOAD_BYTES as usize);
+    frames::end_frame(buf, start);
 }
 
 /// Size of the live state written as a snapshot: what compaction would leave.
@@ -251,29 +246,7 @@ fn decode_payload(payload: &[u8]) -> Option<(String, LogRecord)> {
 /// Decodes frames from the start of `bytes`; returns the records and the length of the
 /// valid prefix (everything after it is a torn or corrupt tail).
 pub fn decode_log(bytes: &[u8]) -> (Vec<(String, LogRecord)>, usize) {
-    let mut records = Vec::new();
-    let mut pos = 0usize;
-    while bytes.len() - pos >= FRAME_HEADER_BYTES {
-        let header = &bytes[pos..pos + FRAME_HEADER_BYTES];
-        let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
-        let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
-        if len > MAX_RECORD_PAYLOAD_BYTES {
-            break;
-        }
-        let start = pos + FRAME_HEADER_BYTES;
-        let Some(payload) = bytes.get(start..start + len as usize) else {
-            break;
-        };
-        if crc32c::crc32c(payload) != crc {
-            break;
-        }
-        let Some(decoded) = decode_payload(payload) else {
-            break;
-        };
-        records.push(decoded);
-        pos = start + len as usize;
-    }
-    (records, pos)
+    frames::decode_frames(bytes, MAX_RECORD_PAYLOAD_BYTES, decode_payload)
 }
 
 /// A group's offsets as replayed from its log at start-up.
@@ -368,63 +341,9 @@ pub fn load_owned(
     Ok(loaded)
 }
 
-/// Makes a rename or unlink in `dir` durable.
-pub fn sync_dir(dir: &Path) -> io::Result<()> {
-    std::fs::File::open(dir)?.sync_all()
-}
-
-/// Opens (creating) a group log for appending at a known position. A log that may be new
-/// (`may_be_new`: nothing durable in it yet) also gets its directory entry fsync'ed, or a
-/// crash could lose the whole file although its data was synced.
-pub async fn open_for_append(path: &Path, may_be_new: bool) -> io::Result<compio::fs::File> {
-    let file = compio::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .open(path)
-        .await?;
-    if may_be_new && let Some(dir) = path.parent() {
-        sync_dir(dir)?;
-    }
-    Ok(file)
-}
-
-/// Writes `bytes` at `position` and fdatasyncs: the acknowledgement point of a commit.
-/// When `truncate_to` is set (a previous write failed part-way) the file is cut back first.
-pub async fn append_durably(
-    file: &compio::fs::File,
-    position: u64,
-    bytes: Vec<u8>,
-    truncate_first: bool,
-) -> io::Result<()> {
-    if truncate_first {
-        file.set_len(position).await?;
-    }
-    let mut writer = file;
-    let compio::BufResult(result, _) = writer.write_all_at(bytes, position).await;
-    result?;
-    file.sync_data().await
-}
-
-/// Replaces the log at `path` with `snapshot`: write a temp file, fsync, rename, fsync the
-/// directory. A crash at any point leaves either the old or the new log whole.
-pub async fn replace_with_snapshot(path: &Path, snapshot: Vec<u8>) -> io::Result<compio::fs::File> {
-    let tmp = path.with_extension("log.tmp");
-    let file = compio::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&tmp)
-        .await?;
-    let mut writer = &file;
-    let compio::BufResult(result, _) = writer.write_all_at(snapshot, 0).await;
-    result?;
-    file.sync_all().await?;
-    std::fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
-        sync_dir(dir)?;
-    }
-    Ok(file)
-}
+pub use crate::storage::frames::{
+    append_durably, open_for_append, replace_with_snapshot, sync_dir,
+};
 
 /// Removes a group's log (its live state is empty) durably.
 pub fn remove_log(path: &Path) -> io::Result<()> {

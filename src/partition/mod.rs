@@ -28,6 +28,7 @@ use crate::storage::{
     AbortedTxn, AppendOutcome, FileRegion, PartitionLog, ProducerStateInfo, StorageError,
 };
 
+pub mod share;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
@@ -48,6 +49,8 @@ pub struct FetchSlice {
     pub high_watermark: i64,
     pub last_stable_offset: i64,
     pub log_start_offset: i64,
+    /// One past the last offset the returned batches span (`fetch_offset` when empty).
+    pub next_offset: i64,
     /// read_committed only: the aborted transactions the returned range overlaps, so the
     /// client can skip their records (empty for read_uncommitted).
     pub aborted_transactions: Vec<AbortedTxn>,
@@ -77,13 +80,19 @@ impl Isolation {
 pub struct Partition {
     log: Rc<PartitionLog>,
     metrics: Rc<PartitionMetrics>,
+    /// Share groups' record states on this partition (KIP-932).
+    shares: share::SharePartitions,
 }
 
 impl Partition {
     /// Wraps a log the shard has opened (and recovered), with the metrics handle its traffic
     /// is recorded through (taken once: no map lookup per request).
     pub fn new(log: Rc<PartitionLog>, metrics: Rc<PartitionMetrics>) -> Partition {
-        Partition { log, metrics }
+        Partition {
+            log,
+            metrics,
+            shares: share::SharePartitions::default(),
+        }
     }
 
     /// The first offset still in the log (DeleteRecords and retention move it up).
@@ -227,6 +236,7 @@ impl Partition {
             high_watermark,
             last_stable_offset,
             log_start_offset: slice.log_start_offset,
+            next_offset: slice.next_offset,
             aborted_transactions,
         })
     }

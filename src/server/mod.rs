@@ -23,6 +23,7 @@ pub mod response;
 mod routing;
 pub mod sasl;
 mod sasl_gate;
+pub mod share;
 pub mod timestamp_bounds;
 pub mod views;
 

@@ -67,6 +67,11 @@ macro_rules! api_table {
             DescribeTopicPartitions 0..=0, DescribeTopicPartitionsRequest => describe_topic_partitions, Authorize::All(&[needs(Topic, Describe)]);
             DescribeQuorum 0..=2, DescribeQuorumRequest => describe_quorum, Authorize::All(&[CLUSTER_DESCRIBE]);
             UpdateFeatures 0..=2, UpdateFeaturesRequest => update_features, Authorize::All(&[CLUSTER_ALTER]);
+            ShareGroupHeartbeat 1..=1, ShareGroupHeartbeatRequest => share_group_heartbeat, Authorize::All(&[needs(Group, Read), needs(Topic, Describe)]);
+            ShareGroupDescribe 1..=1, ShareGroupDescribeRequest => share_group_describe, Authorize::All(&[needs(Group, Describe)]);
+            ShareFetch 1..=1, ShareFetchRequest => share_fetch, Authorize::All(&[needs(Group, Read), needs(Topic, Read)]);
+            ShareAcknowledge 1..=1, ShareAcknowledgeRequest => share_acknowledge, Authorize::All(&[needs(Group, Read), needs(Topic, Read)]);
+            DescribeShareGroupOffsets 0..=0, DescribeShareGroupOffsetsRequest => describe_share_group_offsets, Authorize::All(&[needs(Group, Describe), needs(Topic, Describe)]);
             AlterReplicaLogDirs 1..=2, AlterReplicaLogDirsRequest => alter_replica_log_dirs, Authorize::All(&[CLUSTER_ALTER]);
             SaslHandshake 1..=1, SaslHandshakeRequest => sasl_handshake, Authorize::Nothing;
             SaslAuthenticate 0..=2, SaslAuthenticateRequest => sasl_authenticate, Authorize::Nothing;

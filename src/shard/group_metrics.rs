@@ -1,6 +1,8 @@
 //! Consumer-group metrics a shard publishes for the groups it coordinates: completed
 //! rebalances (from the coordinator's per-group totals) and consumer lag (log end minus
-//! committed offset, the log end asked of each partition's owning shard).
+//! committed offset, the log end asked of each partition's owning shard); and, for the
+//! partitions it owns, share groups' lag (high watermark minus the share-partition start
+//! offset: records not yet acknowledged or archived), on the same series.
 //!
 //! Runs from the maintenance loop, at most every `GROUP_METRICS_INTERVAL`, never on a
 //! request path. Must not: change group or partition state.
@@ -86,6 +88,12 @@ impl GroupMetricsState {
             }
             present.insert(group);
         }
+        for (group, topic, partition, lag) in share_lags(shard) {
+            shard
+                .metrics
+                .set_consumer_lag(&group, &topic, partition, lag);
+            present.insert(group);
+        }
         // Deleted or expired groups: their series go away.
         for gone in self.groups_with_series.difference(&present) {
             shard.metrics.remove_group(gone);
@@ -93,4 +101,24 @@ impl GroupMetricsState {
         }
         self.groups_with_series = present;
     }
+}
+
+/// (group, topic, partition, lag) of every share group on the partitions this shard owns.
+fn share_lags(shard: &Shard) -> Vec<(String, String, i32, i64)> {
+    let mut out = Vec::new();
+    for (topic, partition, p) in shard.partitions.all_online() {
+        let Ok(counts) = p.share_counts() else {
+            continue;
+        };
+        let high_watermark = p.high_watermark();
+        for (group, c) in counts {
+            out.push((
+                group,
+                topic.clone(),
+                partition,
+                (high_watermark - c.start_offset).max(0),
+            ));
+        }
+    }
+    out
 }

@@ -81,6 +81,8 @@ pub struct ReadSlice {
     pub total_bytes: u64,
     /// Records in the returned batches (offsets they span), for the records-out counter.
     pub record_count: u64,
+    /// One past the last offset the returned batches span (the fetch offset when empty).
+    pub next_offset: i64,
 }
 
 impl PartitionLog {
@@ -159,6 +161,9 @@ impl PartitionLog {
             slice.regions.extend(more.regions);
             slice.total_bytes += more.total_bytes;
             slice.record_count += more.record_count;
+            if more.total_bytes > 0 {
+                slice.next_offset = more.next_offset;
+            }
             after_empty = next;
         }
         Ok(slice)
@@ -181,6 +186,7 @@ impl PartitionLog {
             log_start_offset: log_start,
             total_bytes: 0,
             record_count: 0,
+            next_offset: fetch_offset,
         };
         if fetch_offset < log_start || fetch_offset > self.offsets.next_offset.get() {
             return Err(StorageError::OffsetOutOfRange {
@@ -238,6 +244,7 @@ impl PartitionLog {
             log_start_offset: self.offsets.log_start_offset.get(),
             total_bytes: len,
             record_count: (next_offset - header.base_offset).max(0) as u64,
+            next_offset,
         };
         Ok((slice, after_empty))
     }

@@ -20,6 +20,7 @@
 //! (the coordinator does); the file primitives are the offsets log's
 //! (`group::offset_log`), shared so both logs get the same crash-safety.
 
+use crate::storage::frames;
 use crate::storage::le_reader::LeReader;
 use std::collections::HashMap;
 use std::io;
@@ -35,7 +36,7 @@ pub const TXN_LOG_SLOTS: usize = 50;
 /// Largest payload a frame may carry (a transaction of `MAX_PARTITIONS_PER_TRANSACTION`
 /// partitions with long topic names fits); anything larger on replay is corruption.
 pub const MAX_RECORD_PAYLOAD_BYTES: u32 = 16 * 1024 * 1024;
-pub const FRAME_HEADER_BYTES: usize = 8;
+pub use crate::storage::frames::FRAME_HEADER_BYTES;
 const RECORD_FORMAT: u8 = 2;
 /// Records written before transactions v2: no `next_producer_id`, read as NO_PRODUCER_ID.
 const RECORD_FORMAT_V1: u8 = 1;
@@ -64,8 +65,7 @@ fn put_str16(buf: &mut Vec<u8>, s: &str) {
 
 /// Appends one framed record holding `meta` whole to `buf`.
 pub fn encode_record(buf: &mut Vec<u8>, meta: &TxnMetadata) {
-    let start = buf.len();
-    buf.extend_from_slice(&[0u8; FRAME_HEADER_BYTES]);
+    let start = frames::begin_frame(buf);
     buf.push(RECORD_FORMAT);
     buf.extend_from_slice(&meta.update_ms.to_le_bytes());
     put_str16(buf, &meta.transactional_id);
@@ -95,11 +95,8 @@ pub fn encode_record(buf: &mut Vec<u8>, meta: &TxnMetadata) {
         put_str16(buf, &o.metadata);
     }
     buf.extend_from_slice(&meta.next_producer_id.to_le_bytes());
-    let payload_len = (buf.len() - start - FRAME_HEADER_BYTES) as u32;
-    debug_assert!(payload_len <= MAX_RECORD_PAYLOAD_BYTES);
-    let crc = crc32c::crc32c(&buf[start + FRAME_HEADER_BYTES..]);
-    buf[start..start + 4].copy_from_slice(&payload_len.to_le_bytes());
-    buf[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+    debug_assert!(buf.len() - start - FRAME_HEADER_BYTES <= MAX_RECORD_PAYLOAD_BYTES as usize);
+    frames::end_frame(buf, start);
 }
 
 /// Bytes `encode_record` takes for `meta` (for the compaction ratio, without encoding).
@@ -178,29 +175,7 @@ fn decode_payload(payload: &[u8]) -> Option<TxnMetadata> {
 
 /// Decodes frames from the start of `bytes`: the records and the valid prefix's length.
 pub fn decode_log(bytes: &[u8]) -> (Vec<TxnMetadata>, usize) {
-    let mut records = Vec::new();
-    let mut pos = 0usize;
-    while bytes.len() - pos >= FRAME_HEADER_BYTES {
-        let header = &bytes[pos..pos + FRAME_HEADER_BYTES];
-        let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
-        let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
-        if len > MAX_RECORD_PAYLOAD_BYTES {
-            break;
-        }
-        let start = pos + FRAME_HEADER_BYTES;
-        let Some(payload) = bytes.get(start..start + len as usize) else {
-            break;
-        };
-        if crc32c::crc32c(payload) != crc {
-            break;
-        }
-        let Some(meta) = decode_payload(payload) else {
-            break;
-        };
-        records.push(meta);
-        pos = start + len as usize;
-    }
-    (records, pos)
+    frames::decode_frames(bytes, MAX_RECORD_PAYLOAD_BYTES, decode_payload)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -322,10 +297,7 @@ mod tests {
         let payload_end = old.len() - 8;
         let mut v1 = old[..payload_end].to_vec();
         v1[FRAME_HEADER_BYTES] = RECORD_FORMAT_V1;
-        let payload_len = (v1.len() - FRAME_HEADER_BYTES) as u32;
-        let crc = crc32c::crc32c(&v1[FRAME_HEADER_BYTES..]);
-        v1[..4].copy_from_slice(&payload_len.to_le_bytes());
-        v1[4..8].copy_from_slice(&crc.to_le_bytes());
+        crate::storage::frames::end_frame(&mut v1, 0);
         assert_eq!(decode_log(&v1).0, vec![m]);
     }
 }

@@ -1,5 +1,6 @@
 //! DeleteGroups (v0–v2): each group is deleted by its owning shard — NON_EMPTY_GROUP while
-//! it has members, GROUP_ID_NOT_FOUND if unknown, else its offsets are durably removed.
+//! it has members, GROUP_ID_NOT_FOUND if unknown, else its offsets are durably removed. A
+//! deleted share group's records' state is dropped on every shard's partitions.
 
 use crate::server::context::RequestContext;
 use kafka_protocol::ResponseError;
@@ -22,6 +23,22 @@ pub async fn handle(
                 })
                 .await
                 .unwrap_or(ResponseError::CoordinatorNotAvailable.code());
+            if error_code == 0 {
+                let name = group_id.0.to_string();
+                ctx.shard
+                    .invoke_on_all(move |s| {
+                        let name = name.clone();
+                        async move {
+                            for (topic, partition, p) in s.partitions.all_online() {
+                                if let Err(e) = p.share_forget_group(&name).await {
+                                    tracing::warn!(group = %name, %topic, partition, error = %e,
+                                        "cannot record a deleted share group's state");
+                                }
+                            }
+                        }
+                    })
+                    .await;
+            }
             DeletableGroupResult::default()
                 .with_group_id(group_id)
                 .with_error_code(error_code)

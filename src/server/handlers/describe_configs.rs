@@ -12,8 +12,10 @@ use crate::server::config_sources::{
     SOURCE_STATIC_BROKER, SOURCE_TOPIC, broker_levels, topic_config_source,
 };
 use crate::server::broker_configs::{broker_config_type, broker_entries};
-use crate::config::group_config::{GROUP_CONFIG_KEYS, GroupTimeouts};
-use crate::config::topic_config_spec::TYPE_INT;
+use crate::config::group_config::{
+    GROUP_CONFIG_KEYS, group_config_value, is_string_group_config,
+};
+use crate::config::topic_config_spec::{TYPE_INT, TYPE_STRING};
 use crate::group::consumer::DEFAULT_TIMEOUTS;
 use crate::server::config_resources::{RESOURCE_BROKER, RESOURCE_GROUP, RESOURCE_TOPIC};
 use crate::server::context::RequestContext;
@@ -222,22 +224,28 @@ fn describe_group(
     overrides: Option<&std::collections::BTreeMap<String, String>>,
     keys: &Option<Vec<StrBytes>>,
 ) -> Vec<DescribeConfigsResourceResult> {
-    let effective = GroupTimeouts::with_overrides(DEFAULT_TIMEOUTS, overrides);
     GROUP_CONFIG_KEYS
         .iter()
         .filter(|(name, _)| wanted(keys, name))
         .filter_map(|(name, doc)| {
-            let value = effective.get(name)?;
+            let value = group_config_value(DEFAULT_TIMEOUTS, overrides, name)?;
             let overridden = overrides.is_some_and(|o| o.contains_key(*name));
             let source = if overridden { SOURCE_GROUP } else { SOURCE_DEFAULT };
-            let mut e = entry(detail, name, value.clone(), source, TYPE_INT, || doc.to_string());
+            let config_type = if is_string_group_config(name) {
+                TYPE_STRING
+            } else {
+                TYPE_INT
+            };
+            let mut e = entry(detail, name, value.clone(), source, config_type, || {
+                doc.to_string()
+            });
             if detail.synonyms && detail.version >= 1 {
                 let mut synonyms = Vec::with_capacity(2);
                 if overridden {
                     synonyms.push(synonym(name, &value, SOURCE_GROUP));
                 }
                 let broker_name = format!("group.{name}");
-                let default = DEFAULT_TIMEOUTS.get(name).unwrap_or_default();
+                let default = group_config_value(DEFAULT_TIMEOUTS, None, name).unwrap_or_default();
                 synonyms.push(synonym(&broker_name, &default, SOURCE_DEFAULT));
                 e = e.with_synonyms(synonyms);
             }

@@ -1,0 +1,164 @@
+//! The share group protocol's requests on the group's coordinator shard (KIP-932):
+//! ShareGroupHeartbeat, ShareGroupDescribe, the share-session step of ShareFetch and
+//! ShareAcknowledge, and share groups in ListGroups and DeleteGroups.
+//!
+//! Owns: finding or creating share groups and keeping one id to one group type. Must not:
+//! hold the membership rules (in `share`) or touch records (the partition's shard does).
+
+use std::time::Instant;
+
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::list_groups_response::ListedGroup;
+use kafka_protocol::messages::share_group_describe_response::DescribedGroup;
+use kafka_protocol::messages::{GroupId, ShareGroupHeartbeatResponse};
+
+use super::consumer::TopicsView;
+use super::coordinator::{GroupCoordinator, MAX_GROUPS_PER_SHARD, SHARE_GROUP_TYPE};
+use super::offset_log;
+use super::share::sessions::{SessionPartition, SessionUpdate};
+use super::share::{ShareGroup, ShareHeartbeat, ShareTimeouts};
+use super::wire::sb;
+
+impl GroupCoordinator {
+    /// Whether a classic or consumer group already uses this id (one id, one group type).
+    fn is_other_group_type(&self, group_id: &str) -> bool {
+        let groups = self.inner.groups.borrow();
+        groups
+            .get(group_id)
+            .is_some_and(|g| g.has_members() || g.consumer.has_members() || !g.offsets.is_empty())
+    }
+
+    /// Whether a share group with this id exists (other protocols refuse the id then).
+    pub fn is_share_group(&self, group_id: &str) -> bool {
+        self.inner.share_groups.borrow().contains_key(group_id)
+    }
+
+    /// ShareGroupHeartbeat: join, heartbeat or leave (see `share::heartbeat`).
+    pub fn share_heartbeat(
+        &self,
+        group_id: &str,
+        request: ShareHeartbeat<'_>,
+        topics: &TopicsView,
+        timeouts: ShareTimeouts,
+        now: Instant,
+    ) -> ShareGroupHeartbeatResponse {
+        let refuse = |code: ResponseError, message: &str| {
+            ShareGroupHeartbeatResponse::default()
+                .with_error_code(code.code())
+                .with_error_message(Some(sb(message)))
+                .with_member_epoch(-1)
+        };
+        if group_id.is_empty() || offset_log::escape_group_id(group_id).is_none() {
+            return refuse(ResponseError::InvalidGroupId, "invalid group id");
+        }
+        if self.is_other_group_type(group_id) {
+            return refuse(
+                ResponseError::GroupIdNotFound,
+                "the group is not a share group",
+            );
+        }
+        let mut share_groups = self.inner.share_groups.borrow_mut();
+        if !share_groups.contains_key(group_id) {
+            if request.member_epoch != 0 {
+                return refuse(ResponseError::UnknownMemberId, "unknown share group");
+            }
+            let total = share_groups.len() + self.inner.groups.borrow().len();
+            if total >= MAX_GROUPS_PER_SHARD {
+                return refuse(ResponseError::CoordinatorNotAvailable, "too many groups");
+            }
+            share_groups.insert(group_id.to_string(), ShareGroup::default());
+        }
+        let Some(group) = share_groups.get_mut(group_id) else {
+            return refuse(ResponseError::CoordinatorNotAvailable, "group vanished");
+        };
+        group.heartbeat(request, topics, timeouts, now)
+    }
+
+    /// ShareGroupDescribe for one group: GROUP_ID_NOT_FOUND unless it is a share group.
+    pub fn share_group_describe(&self, group_id: &str, topics: &TopicsView) -> DescribedGroup {
+        match self.inner.share_groups.borrow().get(group_id) {
+            Some(g) => g.describe(group_id, topics),
+            None => DescribedGroup::default()
+                .with_group_id(GroupId(sb(group_id)))
+                .with_error_code(ResponseError::GroupIdNotFound.code())
+                .with_error_message(Some(sb(&format!("Group {group_id} not found.")))),
+        }
+    }
+
+    /// The share-session step of ShareFetch / ShareAcknowledge: the member must belong to
+    /// the group to open a session; returns the session's partitions after the update.
+    pub fn share_session_update(
+        &self,
+        group_id: &str,
+        update: SessionUpdate<'_>,
+    ) -> Result<Vec<SessionPartition>, ResponseError> {
+        let mut share_groups = self.inner.share_groups.borrow_mut();
+        let Some(group) = share_groups.get_mut(group_id) else {
+            return Err(if update.epoch == 0 {
+                ResponseError::GroupIdNotFound
+            } else {
+                ResponseError::ShareSessionNotFound
+            });
+        };
+        if update.epoch == 0 && !group.is_member(update.member_id) {
+            return Err(ResponseError::UnknownMemberId);
+        }
+        group.sessions.update(update)
+    }
+
+    /// Share-group deadlines: members past their session timeout leave.
+    pub(super) fn tick_share_groups(&self, now: Instant) {
+        for g in self.inner.share_groups.borrow_mut().values_mut() {
+            g.expire(now);
+        }
+    }
+
+    /// Share groups for ListGroups (type "share", KIP-848's filter).
+    pub(super) fn list_share_groups(
+        &self,
+        states: &[String],
+        types: &[String],
+    ) -> Vec<ListedGroup> {
+        if !types.is_empty() && !types.iter().any(|t| t == SHARE_GROUP_TYPE) {
+            return Vec::new();
+        }
+        self.inner
+            .share_groups
+            .borrow()
+            .iter()
+            .filter(|(_, g)| states.is_empty() || states.contains(&g.state_name().to_lowercase()))
+            .map(|(id, g)| {
+                ListedGroup::default()
+                    .with_group_id(GroupId(sb(id)))
+                    .with_protocol_type(sb(SHARE_GROUP_TYPE))
+                    .with_group_state(sb(g.state_name()))
+                    .with_group_type(sb(SHARE_GROUP_TYPE))
+            })
+            .collect()
+    }
+
+    /// DeleteGroups for a share group: None when `group_id` is not one; NON_EMPTY_GROUP
+    /// while it has members. Its share-partition state is dropped by the caller.
+    pub fn delete_share_group(&self, group_id: &str) -> Option<i16> {
+        let mut share_groups = self.inner.share_groups.borrow_mut();
+        let g = share_groups.get(group_id)?;
+        if g.has_members() {
+            return Some(ResponseError::NonEmptyGroup.code());
+        }
+        share_groups.remove(group_id);
+        Some(0)
+    }
+
+    /// Members of every share group of this shard, for metrics: (group, members).
+    pub fn share_group_members(&self) -> Vec<(String, usize)> {
+        let mut out: Vec<(String, usize)> = self
+            .inner
+            .share_groups
+            .borrow()
+            .iter()
+            .map(|(id, g)| (id.clone(), g.members.len()))
+            .collect();
+        out.sort();
+        out
+    }
+}

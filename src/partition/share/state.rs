@@ -1,0 +1,324 @@
+//! One share-partition's record states (KIP-932): the share-partition start offset (SPSO),
+//! the end offset (SEO: the first offset never acquired), and for every offset between them
+//! its state — available, acquired (by one member, until its lock's deadline), acknowledged
+//! or archived — and its delivery count. The window is bounded (`max_in_flight`, Kafka's
+//! `group.share.partition.max.record.locks`) and held in one ring buffer indexed by offset,
+//! so acquiring and acknowledging allocate nothing per record.
+//!
+//! Owns: the state machine. Must not: do I/O or read the clock (`now` is an argument).
+
+use std::collections::VecDeque;
+use std::rc::Rc;
+use std::time::Instant;
+
+/// Kafka's `group.share.partition.max.record.locks` default: in-flight records per
+/// share-partition.
+pub const MAX_IN_FLIGHT_RECORDS: usize = 2_000;
+
+/// Acknowledgement types on the wire (ShareFetch / ShareAcknowledge v1).
+pub const ACK_GAP: i8 = 0;
+pub const ACK_ACCEPT: i8 = 1;
+pub const ACK_RELEASE: i8 = 2;
+pub const ACK_REJECT: i8 = 3;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordState {
+    Available,
+    Acquired,
+    Acknowledged,
+    Archived,
+}
+
+#[derive(Debug, Clone)]
+struct InFlight {
+    state: RecordState,
+    delivery_count: u16,
+    owner: Option<Rc<str>>,
+    lock_deadline: Option<Instant>,
+}
+
+/// A run of acquired offsets with one delivery count (ShareFetch's AcquiredRecords).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AcquiredRange {
+    pub first_offset: i64,
+    pub last_offset: i64,
+    pub delivery_count: i16,
+}
+
+/// Why an acknowledgement was refused (the handler turns it into Kafka's error code).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AckError {
+    /// Malformed: a reversed range, a bad type, types not matching the range.
+    InvalidRequest,
+    /// Some offset is not acquired by this member (expired, someone else's, settled).
+    InvalidRecordState,
+}
+
+/// Counts for metrics and describe.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ShareCounts {
+    pub start_offset: i64,
+    pub end_offset: i64,
+    pub available: u64,
+    pub acquired: u64,
+    pub acknowledged: u64,
+    pub archived: u64,
+}
+
+#[derive(Debug)]
+pub struct SharePartitionState {
+    start_offset: i64,
+    records: VecDeque<InFlight>,
+    max_in_flight: usize,
+}
+
+impl SharePartitionState {
+    /// A share-partition starting at `start_offset` (from `share.auto.offset.reset`, or
+    /// recovered from the durable log).
+    pub fn new(start_offset: i64, max_in_flight: usize) -> SharePartitionState {
+        SharePartitionState {
+            start_offset,
+            records: VecDeque::with_capacity(max_in_flight.min(MAX_IN_FLIGHT_RECORDS)),
+            max_in_flight,
+        }
+    }
+
+    pub fn start_offset(&self) -> i64 {
+        self.start_offset
+    }
+
+    pub fn end_offset(&self) -> i64 {
+        self.start_offset + self.records.len() as i64
+    }
+
+    fn slot(&mut self, offset: i64) -> Option<&mut InFlight> {
+        let index = usize::try_from(offset - self.start_offset).ok()?;
+        self.records.get_mut(index)
+    }
+
+    /// Moves the start past a log start that has overtaken it (retention, DeleteRecords):
+    /// those records are gone, whatever their state.
+    pub fn skip_to(&mut self, log_start_offset: i64) {
+        while self.start_offset < log_start_offset {
+            if self.records.pop_front().is_none() {
+                self.start_offset = log_start_offset;
+                return;
+            }
+            self.start_offset += 1;
+        }
+    }
+
+    /// Releases every lock whose deadline has passed (the delivery count stays: past the
+    /// limit the record is archived).
+    pub fn expire_locks(&mut self, now: Instant, delivery_limit: u16) {
+        for r in self.records.iter_mut() {
+            if r.state == RecordState::Acquired && r.lock_deadline.is_some_and(|d| d <= now) {
+                release(r, delivery_limit);
+            }
+        }
+        self.advance();
+    }
+
+    /// Releases every record `member` holds (its session closed or it left).
+    pub fn release_member(&mut self, member: &str, delivery_limit: u16) {
+        for r in self.records.iter_mut() {
+            if r.state == RecordState::Acquired && r.owner.as_deref() == Some(member) {
+                release(r, delivery_limit);
+            }
+        }
+        self.advance();
+    }
+
+    /// Where the next read should start: the first available in-flight record, else the
+    /// end offset if records below `readable_end` wait and the window has room.
+    pub fn next_read_offset(&self, readable_end: i64) -> Option<i64> {
+        if let Some(i) = self
+            .records
+            .iter()
+            .position(|r| r.state == RecordState::Available)
+        {
+            return Some(self.start_offset + i as i64);
+        }
+        let end = self.end_offset();
+        (end < readable_end && self.records.len() < self.max_in_flight).then_some(end)
+    }
+
+    /// Acquires for `member` the available or new offsets in `[from, read_end)` (what a read
+    /// returned), never past `readable_end` or the window, at most `max_records`; returns
+    /// the acquired runs.
+    pub fn acquire(&mut self, member: &Rc<str>, grant: Grant) -> Vec<AcquiredRange> {
+        let mut ranges: Vec<AcquiredRange> = Vec::new();
+        let mut taken = 0usize;
+        let mut offset = grant.from.max(self.start_offset);
+        while offset < grant.read_end && taken < grant.max_records {
+            let delivery_count = if offset < self.end_offset() {
+                let Some(r) = self.slot(offset) else { break };
+                if r.state != RecordState::Available {
+                    offset += 1;
+                    continue;
+                }
+                r.delivery_count = r.delivery_count.saturating_add(1);
+                r.state = RecordState::Acquired;
+                r.owner = Some(Rc::clone(member));
+                r.lock_deadline = Some(grant.lock_deadline);
+                r.delivery_count
+            } else {
+                if offset >= grant.readable_end || self.records.len() >= self.max_in_flight {
+                    break;
+                }
+                self.records.push_back(InFlight {
+                    state: RecordState::Acquired,
+                    delivery_count: 1,
+                    owner: Some(Rc::clone(member)),
+                    lock_deadline: Some(grant.lock_deadline),
+                });
+                1
+            };
+            let count = delivery_count.min(i16::MAX as u16) as i16;
+            match ranges.last_mut() {
+                Some(last) if last.last_offset + 1 == offset && last.delivery_count == count => {
+                    last.last_offset = offset
+                }
+                _ => ranges.push(AcquiredRange {
+                    first_offset: offset,
+                    last_offset: offset,
+                    delivery_count: count,
+                }),
+            }
+            taken += 1;
+            offset += 1;
+        }
+        ranges
+    }
+
+    /// Applies one acknowledgement batch from `member`: every offset must be acquired by it
+    /// (else INVALID_RECORD_STATE and nothing changes). `types` holds one type for the whole
+    /// range or one per offset.
+    pub fn acknowledge(
+        &mut self,
+        member: &str,
+        first_offset: i64,
+        last_offset: i64,
+        types: &[i8],
+        delivery_limit: u16,
+    ) -> Result<(), AckError> {
+        let span = last_offset
+            .checked_sub(first_offset)
+            .and_then(|d| usize::try_from(d).ok())
+            .map(|d| d + 1)
+            .ok_or(AckError::InvalidRequest)?;
+        if types.is_empty() || (types.len() != 1 && types.len() != span) {
+            return Err(AckError::InvalidRequest);
+        }
+        if types.iter().any(|t| !(ACK_GAP..=ACK_REJECT).contains(t)) {
+            return Err(AckError::InvalidRequest);
+        }
+        if first_offset < self.start_offset || last_offset >= self.end_offset() {
+            return Err(AckError::InvalidRecordState);
+        }
+        let type_at = |i: usize| if types.len() == 1 { types[0] } else { types[i] };
+        for i in 0..span {
+            let held = self.slot(first_offset + i as i64).is_some_and(|r| {
+                r.state == RecordState::Acquired && r.owner.as_deref() == Some(member)
+            });
+            if !held {
+                return Err(AckError::InvalidRecordState);
+            }
+        }
+        for i in 0..span {
+            let kind = type_at(i);
+            if let Some(r) = self.slot(first_offset + i as i64) {
+                match kind {
+                    ACK_ACCEPT => settle(r, RecordState::Acknowledged),
+                    ACK_RELEASE => release(r, delivery_limit),
+                    // REJECT archives for good; GAP marks an offset with no record.
+                    _ => settle(r, RecordState::Archived),
+                }
+            }
+        }
+        self.advance();
+        Ok(())
+    }
+
+    /// Appends a record replayed from the durable log (`durable::restore`), never past the
+    /// window.
+    pub(super) fn push_restored(&mut self, state: RecordState, delivery_count: u16) {
+        if self.records.len() >= self.max_in_flight {
+            return;
+        }
+        self.records.push_back(InFlight {
+            state,
+            delivery_count,
+            owner: None,
+            lock_deadline: None,
+        });
+    }
+
+    /// Slides the start past acknowledged and archived records.
+    fn advance(&mut self) {
+        while let Some(front) = self.records.front() {
+            if !matches!(
+                front.state,
+                RecordState::Acknowledged | RecordState::Archived
+            ) {
+                break;
+            }
+            self.records.pop_front();
+            self.start_offset += 1;
+        }
+    }
+
+    pub fn counts(&self) -> ShareCounts {
+        let mut c = ShareCounts {
+            start_offset: self.start_offset,
+            end_offset: self.end_offset(),
+            ..ShareCounts::default()
+        };
+        for r in &self.records {
+            match r.state {
+                RecordState::Available => c.available += 1,
+                RecordState::Acquired => c.acquired += 1,
+                RecordState::Acknowledged => c.acknowledged += 1,
+                RecordState::Archived => c.archived += 1,
+            }
+        }
+        c
+    }
+
+    /// (offset, state, delivery count) of every in-flight record: for the durable log and
+    /// tests.
+    pub fn in_flight(&self) -> impl Iterator<Item = (i64, RecordState, u16)> + '_ {
+        self.records
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (self.start_offset + i as i64, r.state, r.delivery_count))
+    }
+}
+
+/// What one read lets `acquire` hand out.
+#[derive(Debug, Clone, Copy)]
+pub struct Grant {
+    pub from: i64,
+    /// One past the last offset the read returned.
+    pub read_end: i64,
+    /// The high watermark (or last stable offset for read_committed).
+    pub readable_end: i64,
+    pub max_records: usize,
+    pub lock_deadline: Instant,
+}
+
+fn settle(r: &mut InFlight, state: RecordState) {
+    r.state = state;
+    r.owner = None;
+    r.lock_deadline = None;
+}
+
+/// An acquired record goes back to available, or is archived once delivered
+/// `delivery_limit` times.
+fn release(r: &mut InFlight, delivery_limit: u16) {
+    if r.delivery_count >= delivery_limit {
+        settle(r, RecordState::Archived);
+    } else {
+        settle(r, RecordState::Available);
+    }
+}

@@ -1,0 +1,203 @@
+//! The share-partition state machine: acquisition, locks, acknowledgements, the delivery
+//! count limit and the start offset's advance.
+
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use super::state::{
+    ACK_ACCEPT, ACK_GAP, ACK_REJECT, ACK_RELEASE, AckError, AcquiredRange, Grant, RecordState,
+    SharePartitionState,
+};
+
+fn grant(from: i64, read_end: i64, now: Instant) -> Grant {
+    Grant {
+        from,
+        read_end,
+        readable_end: read_end,
+        max_records: 1_000,
+        lock_deadline: now + Duration::from_secs(30),
+    }
+}
+
+fn range(first: i64, last: i64, count: i16) -> AcquiredRange {
+    AcquiredRange {
+        first_offset: first,
+        last_offset: last,
+        delivery_count: count,
+    }
+}
+
+#[test]
+fn two_members_never_acquire_the_same_record() {
+    let now = Instant::now();
+    let (a, b): (Rc<str>, Rc<str>) = (Rc::from("a"), Rc::from("b"));
+    let mut s = SharePartitionState::new(0, 100);
+    assert_eq!(s.next_read_offset(10), Some(0));
+    assert_eq!(s.acquire(&a, grant(0, 5, now)), vec![range(0, 4, 1)]);
+    // b reads from the end offset; the batch it gets may overlap a's records.
+    assert_eq!(s.next_read_offset(10), Some(5));
+    assert_eq!(s.acquire(&b, grant(3, 10, now)), vec![range(5, 9, 1)]);
+    assert_eq!(s.next_read_offset(10), None);
+}
+
+#[test]
+fn expired_lock_makes_records_available_with_delivery_count_two() {
+    let now = Instant::now();
+    let a: Rc<str> = Rc::from("a");
+    let b: Rc<str> = Rc::from("b");
+    let mut s = SharePartitionState::new(0, 100);
+    s.acquire(&a, grant(0, 3, now));
+    s.expire_locks(now + Duration::from_secs(29), 5);
+    assert_eq!(s.counts().acquired, 3);
+    s.expire_locks(now + Duration::from_secs(31), 5);
+    assert_eq!(s.counts().available, 3);
+    assert_eq!(s.next_read_offset(3), Some(0));
+    assert_eq!(s.acquire(&b, grant(0, 3, now)), vec![range(0, 2, 2)]);
+    // The first holder's late acknowledgement is refused.
+    assert_eq!(
+        s.acknowledge("a", 0, 2, &[ACK_ACCEPT], 5),
+        Err(AckError::InvalidRecordState)
+    );
+    assert_eq!(s.acknowledge("b", 0, 2, &[ACK_ACCEPT], 5), Ok(()));
+    assert_eq!(s.start_offset(), 3);
+}
+
+#[test]
+fn accept_reject_release_and_the_start_offset() {
+    let now = Instant::now();
+    let a: Rc<str> = Rc::from("a");
+    let mut s = SharePartitionState::new(10, 100);
+    s.acquire(&a, grant(10, 14, now));
+    // Per-offset types: accept 10, release 11, reject 12, gap 13.
+    assert_eq!(
+        s.acknowledge(
+            "a",
+            10,
+            13,
+            &[ACK_ACCEPT, ACK_RELEASE, ACK_REJECT, ACK_GAP],
+            5
+        ),
+        Ok(())
+    );
+    assert_eq!(s.start_offset(), 11);
+    let states: Vec<_> = s.in_flight().map(|(o, st, _)| (o, st)).collect();
+    assert_eq!(
+        states,
+        vec![
+            (11, RecordState::Available),
+            (12, RecordState::Archived),
+            (13, RecordState::Archived)
+        ]
+    );
+    // 11 comes back; accepting it moves the start past the archived ones.
+    assert_eq!(s.acquire(&a, grant(11, 14, now)), vec![range(11, 11, 2)]);
+    assert_eq!(s.acknowledge("a", 11, 11, &[ACK_ACCEPT], 5), Ok(()));
+    assert_eq!(s.start_offset(), 14);
+    assert_eq!(s.counts().end_offset, 14);
+}
+
+#[test]
+fn delivery_count_limit_archives_a_record_that_keeps_failing() {
+    let now = Instant::now();
+    let a: Rc<str> = Rc::from("a");
+    let mut s = SharePartitionState::new(0, 100);
+    for delivery in 1..=3 {
+        assert_eq!(s.acquire(&a, grant(0, 1, now)), vec![range(0, 0, delivery)]);
+        assert_eq!(s.acknowledge("a", 0, 0, &[ACK_RELEASE], 3), Ok(()));
+    }
+    assert_eq!(s.start_offset(), 1, "archived after the third delivery");
+    assert_eq!(s.next_read_offset(1), None);
+}
+
+#[test]
+fn bad_acknowledgements_change_nothing() {
+    let now = Instant::now();
+    let a: Rc<str> = Rc::from("a");
+    let mut s = SharePartitionState::new(0, 100);
+    s.acquire(&a, grant(0, 4, now));
+    assert_eq!(
+        s.acknowledge("a", 3, 2, &[ACK_ACCEPT], 5),
+        Err(AckError::InvalidRequest)
+    );
+    assert_eq!(
+        s.acknowledge("a", 0, 3, &[ACK_ACCEPT, ACK_ACCEPT], 5),
+        Err(AckError::InvalidRequest)
+    );
+    assert_eq!(
+        s.acknowledge("a", 0, 0, &[9], 5),
+        Err(AckError::InvalidRequest)
+    );
+    assert_eq!(
+        s.acknowledge("a", 2, 9, &[ACK_ACCEPT], 5),
+        Err(AckError::InvalidRecordState)
+    );
+    assert_eq!(
+        s.acknowledge("b", 0, 0, &[ACK_ACCEPT], 5),
+        Err(AckError::InvalidRecordState)
+    );
+    assert_eq!(s.counts().acquired, 4);
+}
+
+#[test]
+fn the_in_flight_window_and_max_records_bound_acquisition() {
+    let now = Instant::now();
+    let a: Rc<str> = Rc::from("a");
+    let mut s = SharePartitionState::new(0, 3);
+    assert_eq!(s.acquire(&a, grant(0, 10, now)), vec![range(0, 2, 1)]);
+    assert_eq!(s.next_read_offset(10), None, "window full");
+    s.acknowledge("a", 0, 0, &[ACK_ACCEPT], 5).unwrap();
+    assert_eq!(s.next_read_offset(10), Some(3));
+    let mut g = grant(3, 10, now);
+    g.max_records = 1;
+    assert_eq!(s.acquire(&a, g), vec![range(3, 3, 1)]);
+}
+
+#[test]
+fn released_member_and_log_start_overtaking() {
+    let now = Instant::now();
+    let a: Rc<str> = Rc::from("a");
+    let mut s = SharePartitionState::new(0, 100);
+    s.acquire(&a, grant(0, 5, now));
+    s.release_member("a", 5);
+    assert_eq!(s.counts().available, 5);
+    s.skip_to(3);
+    assert_eq!((s.start_offset(), s.end_offset()), (3, 5));
+    s.skip_to(8);
+    assert_eq!((s.start_offset(), s.end_offset()), (8, 8));
+}
+
+#[test]
+fn durable_frames_round_trip_and_restore_acquired_records_as_available() {
+    use super::durable::{SavedState, decode_log, encode};
+    let now = Instant::now();
+    let a: Rc<str> = Rc::from("a");
+    let mut s = SharePartitionState::new(5, 100);
+    s.acquire(&a, grant(5, 10, now));
+    s.acknowledge("a", 6, 7, &[ACK_ACCEPT], 5).unwrap();
+    let mut buf = Vec::new();
+    encode(&mut buf, "g1", Some(&s));
+    encode(&mut buf, "g2", Some(&SharePartitionState::new(0, 100)));
+    encode(&mut buf, "g2", None);
+    let (states, valid) = decode_log(&buf);
+    assert_eq!(valid, buf.len());
+    assert_eq!(states.len(), 1, "g2 was deleted");
+    let saved = &states["g1"];
+    assert_eq!(
+        saved,
+        &SavedState {
+            start_offset: 5,
+            runs: vec![
+                (1, RecordState::Available, 1),
+                (2, RecordState::Acknowledged, 1),
+                (2, RecordState::Available, 1)
+            ],
+        }
+    );
+    let restored = SharePartitionState::restore(saved, 100);
+    assert_eq!((restored.start_offset(), restored.end_offset()), (5, 10));
+    assert_eq!(restored.next_read_offset(10), Some(5));
+    // A torn last frame is cut; the earlier state survives.
+    let (states, valid) = decode_log(&buf[..buf.len() - 3]);
+    assert!(valid < buf.len() - 3);
+    assert_eq!(states.len(), 2);
+}

@@ -1,0 +1,96 @@
+//! ShareAcknowledge (KIP-932, v1): a member settles records it holds — ACCEPT, RELEASE,
+//! REJECT (and GAP for offsets without a record) — within its share session (epoch rules on
+//! the group's shard; epoch -1 also closes the session, releasing what it still holds).
+
+
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::share_acknowledge_response::{
+    LeaderIdAndEpoch, PartitionData, ShareAcknowledgeTopicResponse,
+};
+use kafka_protocol::messages::{ShareAcknowledgeRequest, ShareAcknowledgeResponse};
+
+use crate::group::share::sessions::FINAL_EPOCH;
+use crate::server::context::RequestContext;
+use crate::server::share::{self, SharePartitionRef, share_config, topic_name, update_session};
+
+fn refuse(code: ResponseError) -> ShareAcknowledgeResponse {
+    ShareAcknowledgeResponse::default().with_error_code(code.code())
+}
+
+pub async fn handle(
+    ctx: &RequestContext<'_>,
+    request: ShareAcknowledgeRequest,
+) -> ShareAcknowledgeResponse {
+    let group_id = request.group_id.as_ref().map(|g| g.0.to_string()).unwrap_or_default();
+    let member_id = request.member_id.as_ref().map(|m| m.to_string()).unwrap_or_default();
+    if group_id.is_empty() {
+        return refuse(ResponseError::InvalidGroupId);
+    }
+    if member_id.is_empty() {
+        return refuse(ResponseError::UnknownMemberId);
+    }
+    let epoch = request.share_session_epoch;
+    let session = match update_session(
+        ctx.shard,
+        &group_id,
+        &member_id,
+        epoch,
+        Vec::new(),
+        Vec::new(),
+        false,
+    )
+    .await
+    {
+        Ok(s) => s,
+        Err(e) => return refuse(e),
+    };
+    let config = share_config(ctx.shard, &group_id);
+    let at = |topic: String, partition: i32| SharePartitionRef {
+        group_id: group_id.clone(),
+        member_id: member_id.clone(),
+        topic,
+        partition,
+        config,
+    };
+    let leader = LeaderIdAndEpoch::default()
+        .with_leader_id(ctx.shard.config.node_id)
+        .with_leader_epoch(0);
+    let mut responses = Vec::with_capacity(request.topics.len());
+    for t in &request.topics {
+        let name = topic_name(ctx.shard, &t.topic_id);
+        let mut partitions = Vec::with_capacity(t.partitions.len());
+        for p in &t.partitions {
+            let code = match &name {
+                Some(name) => {
+                    let batches = p
+                        .acknowledgement_batches
+                        .iter()
+                        .map(|b| (b.first_offset, b.last_offset, b.acknowledge_types.clone()))
+                        .collect();
+                    share::acknowledge(ctx.shard, at(name.clone(), p.partition_index), batches)
+                        .await
+                }
+                None => ResponseError::UnknownTopicId.code(),
+            };
+            partitions.push(
+                PartitionData::default()
+                    .with_partition_index(p.partition_index)
+                    .with_error_code(code)
+                    .with_current_leader(leader.clone()),
+            );
+        }
+        responses.push(
+            ShareAcknowledgeTopicResponse::default()
+                .with_topic_id(t.topic_id)
+                .with_partitions(partitions),
+        );
+    }
+    if epoch == FINAL_EPOCH {
+        for (topic_id, partition) in &session {
+            if let Some(name) = topic_name(ctx.shard, topic_id) {
+                share::release_member(ctx.shard, at(name, *partition)).await;
+            }
+        }
+    }
+    ShareAcknowledgeResponse::default().with_responses(responses)
+}

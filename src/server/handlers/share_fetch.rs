@@ -1,0 +1,211 @@
+//! ShareFetch (KIP-932, v1): one request carries a member's acknowledgements for records it
+//! holds and asks for more. Steps: the share-session step on the group's shard (epoch
+//! rules, the session's partitions), then the acknowledgements on each partition's shard,
+//! then — unless the session is closing — acquisition from every partition of the session,
+//! waiting up to `max_wait_ms` (re-checked on the shard timer) when nothing is available.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::share_fetch_response::{
+    AcquiredRecords, LeaderIdAndEpoch, PartitionData, ShareFetchableTopicResponse,
+};
+use kafka_protocol::messages::{ShareFetchRequest, ShareFetchResponse};
+use uuid::Uuid;
+
+use crate::group::share::sessions::{FINAL_EPOCH, SessionPartition};
+use crate::server::context::RequestContext;
+use crate::server::share::{
+    self, Acquired, SharePartitionRef, share_config, topic_name, update_session,
+};
+
+/// How often a waiting ShareFetch looks again for records (new appends, expired locks).
+const SHARE_FETCH_RECHECK: Duration = Duration::from_millis(50);
+/// Longest wait a ShareFetch may ask for.
+const MAX_SHARE_FETCH_WAIT_MS: i32 = 30_000;
+/// Records one ShareFetch acquires when the request sets no positive `max_records`.
+const DEFAULT_MAX_RECORDS: usize = 500;
+/// Records one ShareFetch may acquire whatever it asks (Kafka's in-flight window bound).
+const MAX_RECORDS_PER_FETCH: usize = crate::partition::share::MAX_IN_FLIGHT_RECORDS;
+
+/// Per partition of the answer: acknowledge error, fetch error, what was acquired.
+#[derive(Default)]
+struct PartitionAnswer {
+    acknowledge_error: i16,
+    error: i16,
+    acquired: Acquired,
+    acknowledged: bool,
+}
+
+fn refuse(code: ResponseError) -> ShareFetchResponse {
+    ShareFetchResponse::default().with_error_code(code.code())
+}
+
+pub async fn handle(ctx: &RequestContext<'_>, request: ShareFetchRequest) -> ShareFetchResponse {
+    let group_id = request.group_id.as_ref().map(|g| g.0.to_string()).unwrap_or_default();
+    let member_id = request.member_id.as_ref().map(|m| m.to_string()).unwrap_or_default();
+    if group_id.is_empty() {
+        return refuse(ResponseError::InvalidGroupId);
+    }
+    if member_id.is_empty() {
+        return refuse(ResponseError::UnknownMemberId);
+    }
+    let epoch = request.share_session_epoch;
+    let listed: Vec<SessionPartition> = request
+        .topics
+        .iter()
+        .flat_map(|t| t.partitions.iter().map(|p| (t.topic_id, p.partition_index)))
+        .collect();
+    let forget: Vec<SessionPartition> = request
+        .forgotten_topics_data
+        .iter()
+        .flat_map(|t| t.partitions.iter().map(|p| (t.topic_id, *p)))
+        .collect();
+    let add = if epoch == FINAL_EPOCH { Vec::new() } else { listed };
+    let session = match update_session(ctx.shard, &group_id, &member_id, epoch, add, forget, true).await {
+        Ok(s) => s,
+        Err(e) => return refuse(e),
+    };
+    let config = share_config(ctx.shard, &group_id);
+    let at = |topic: String, partition: i32| SharePartitionRef {
+        group_id: group_id.clone(),
+        member_id: member_id.clone(),
+        topic,
+        partition,
+        config,
+    };
+    let mut answers: BTreeMap<SessionPartition, PartitionAnswer> = BTreeMap::new();
+    for t in &request.topics {
+        for p in t.partitions.iter().filter(|p| !p.acknowledgement_batches.is_empty()) {
+            let code = match topic_name(ctx.shard, &t.topic_id) {
+                Some(name) => {
+                    let batches = p
+                        .acknowledgement_batches
+                        .iter()
+                        .map(|b| (b.first_offset, b.last_offset, b.acknowledge_types.clone()))
+                        .collect();
+                    share::acknowledge(ctx.shard, at(name, p.partition_index), batches).await
+                }
+                None => ResponseError::UnknownTopicId.code(),
+            };
+            let answer = answers.entry((t.topic_id, p.partition_index)).or_default();
+            answer.acknowledge_error = code;
+            answer.acknowledged = true;
+        }
+    }
+    if epoch == FINAL_EPOCH {
+        for (topic_id, partition) in &session {
+            if let Some(name) = topic_name(ctx.shard, topic_id) {
+                share::release_member(ctx.shard, at(name, *partition)).await;
+            }
+        }
+    } else {
+        let max_records = match request.max_records {
+            n if n > 0 => (n as usize).min(MAX_RECORDS_PER_FETCH),
+            _ => DEFAULT_MAX_RECORDS,
+        };
+        let wait = Duration::from_millis(request.max_wait_ms.clamp(0, MAX_SHARE_FETCH_WAIT_MS) as u64);
+        let budget = Budget {
+            max_records,
+            max_bytes: request.max_bytes.max(0) as u32,
+            deadline: Instant::now() + wait,
+        };
+        acquire_session(ctx, &session, &at, budget, &mut answers).await;
+    }
+    encode(ctx, answers, config.record_lock_duration_ms)
+}
+
+#[derive(Clone, Copy)]
+struct Budget {
+    max_records: usize,
+    max_bytes: u32,
+    deadline: Instant,
+}
+
+/// Acquires from the session's partitions in order until the record budget is spent,
+/// looking again every `SHARE_FETCH_RECHECK` until the deadline while nothing came.
+async fn acquire_session(
+    ctx: &RequestContext<'_>,
+    session: &[SessionPartition],
+    at: &dyn Fn(String, i32) -> SharePartitionRef,
+    budget: Budget,
+    answers: &mut BTreeMap<SessionPartition, PartitionAnswer>,
+) {
+    loop {
+        let mut records_left = budget.max_records;
+        let mut bytes_left = budget.max_bytes;
+        for &(topic_id, partition) in session {
+            if records_left == 0 || bytes_left == 0 {
+                break;
+            }
+            let Some(name) = topic_name(ctx.shard, &topic_id) else {
+                answers.entry((topic_id, partition)).or_default().error =
+                    ResponseError::UnknownTopicId.code();
+                continue;
+            };
+            let answer = answers.entry((topic_id, partition)).or_default();
+            match share::acquire(ctx.shard, at(name, partition), records_left, bytes_left).await {
+                Ok(acquired) => {
+                    records_left = records_left.saturating_sub(acquired.record_count());
+                    bytes_left = bytes_left.saturating_sub(acquired.records.len() as u32);
+                    answer.acquired = acquired;
+                }
+                Err(e) => answer.error = e.code(),
+            }
+        }
+        let got_any = records_left < budget.max_records;
+        if got_any || Instant::now() + SHARE_FETCH_RECHECK > budget.deadline {
+            return;
+        }
+        ctx.shard.timer.sleep(SHARE_FETCH_RECHECK).await;
+    }
+}
+
+fn encode(
+    ctx: &RequestContext<'_>,
+    answers: BTreeMap<SessionPartition, PartitionAnswer>,
+    lock_duration_ms: i32,
+) -> ShareFetchResponse {
+    let leader = LeaderIdAndEpoch::default()
+        .with_leader_id(ctx.shard.config.node_id)
+        .with_leader_epoch(0);
+    let mut topics: Vec<ShareFetchableTopicResponse> = Vec::new();
+    let mut current: Option<Uuid> = None;
+    for ((topic_id, partition), answer) in answers {
+        let has_records = !answer.acquired.ranges.is_empty();
+        if !has_records && !answer.acknowledged && answer.error == 0 {
+            continue;
+        }
+        if current != Some(topic_id) {
+            topics.push(ShareFetchableTopicResponse::default().with_topic_id(topic_id));
+            current = Some(topic_id);
+        }
+        let acquired_records = answer
+            .acquired
+            .ranges
+            .iter()
+            .map(|r| {
+                AcquiredRecords::default()
+                    .with_first_offset(r.first_offset)
+                    .with_last_offset(r.last_offset)
+                    .with_delivery_count(r.delivery_count)
+            })
+            .collect();
+        let data = PartitionData::default()
+            .with_partition_index(partition)
+            .with_error_code(answer.error)
+            .with_acknowledge_error_code(answer.acknowledge_error)
+            .with_current_leader(leader.clone())
+            // Empty rather than null: librdkafka refuses a null record set (as Kafka never
+            // sends one).
+            .with_records(Some(answer.acquired.records))
+            .with_acquired_records(acquired_records);
+        if let Some(t) = topics.last_mut() {
+            t.partitions.push(data);
+        }
+    }
+    ShareFetchResponse::default()
+        .with_acquisition_lock_timeout_ms(lock_duration_ms)
+        .with_responses(topics)
+}

@@ -1,0 +1,49 @@
+//! ShareGroupHeartbeat (KIP-932, v1): forwarded to the shard that owns the group, with the
+//! cluster's topics so the coordinator can assign partitions and name them by topic id.
+
+use crate::group::ClientInfo;
+use crate::group::share::{ShareHeartbeat, ShareTimeouts};
+use crate::server::context::RequestContext;
+use crate::server::views::topics_view;
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::{ShareGroupHeartbeatRequest, ShareGroupHeartbeatResponse};
+use std::time::Instant;
+
+pub async fn handle(
+    ctx: &RequestContext<'_>,
+    request: ShareGroupHeartbeatRequest,
+) -> ShareGroupHeartbeatResponse {
+    let client = ClientInfo {
+        client_id: ctx.client_id.clone().unwrap_or_default(),
+        client_host: String::new(),
+    };
+    let topics = topics_view(ctx.shard);
+    let owner = ctx.shard.owner_of_group(&request.group_id.0);
+    ctx.shard
+        .invoke_on(owner, move |s| async move {
+            let heartbeat = ShareHeartbeat {
+                member_id: request.member_id.as_str(),
+                member_epoch: request.member_epoch,
+                rack_id: request.rack_id.as_deref(),
+                subscribed_topic_names: request
+                    .subscribed_topic_names
+                    .as_ref()
+                    .map(|names| names.iter().map(|n| n.0.to_string()).collect()),
+                client_id: &client.client_id,
+                client_host: &client.client_host,
+            };
+            s.groups.share_heartbeat(
+                &request.group_id.0,
+                heartbeat,
+                &topics,
+                ShareTimeouts::default(),
+                Instant::now(),
+            )
+        })
+        .await
+        .unwrap_or_else(|_| {
+            ShareGroupHeartbeatResponse::default()
+                .with_error_code(ResponseError::CoordinatorNotAvailable.code())
+                .with_member_epoch(-1)
+        })
+}

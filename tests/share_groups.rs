@@ -1,0 +1,550 @@
+//! Share groups (KIP-932) over the raw protocol: ShareGroupHeartbeat membership and the
+//! shared assignment, ShareFetch acquisition with share-session epochs, acknowledgement
+//! types, acquisition-lock expiry and redelivery with a higher delivery count, the delivery
+//! count limit, and share groups in ListGroups / ShareGroupDescribe / DeleteGroups.
+
+mod support;
+
+use bytes::Bytes;
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::describe_share_group_offsets_request::{
+    DescribeShareGroupOffsetsRequestGroup, DescribeShareGroupOffsetsRequestTopic,
+};
+use kafka_protocol::messages::incremental_alter_configs_request::{
+    AlterConfigsResource, AlterableConfig,
+};
+use kafka_protocol::messages::share_acknowledge_request::{
+    AcknowledgePartition, AcknowledgeTopic, AcknowledgementBatch as AckBatch,
+};
+use kafka_protocol::messages::share_fetch_request::{
+    AcknowledgementBatch, FetchPartition, FetchTopic,
+};
+use kafka_protocol::messages::{
+    DeleteGroupsRequest, DeleteGroupsResponse, DescribeShareGroupOffsetsRequest,
+    DescribeShareGroupOffsetsResponse, GroupId, IncrementalAlterConfigsRequest,
+    IncrementalAlterConfigsResponse, ListGroupsRequest, ListGroupsResponse,
+    ShareAcknowledgeRequest, ShareAcknowledgeResponse, ShareFetchRequest, ShareFetchResponse,
+    ShareGroupDescribeRequest, ShareGroupDescribeResponse, ShareGroupHeartbeatRequest,
+    ShareGroupHeartbeatResponse, TopicName,
+};
+use kafka_protocol::protocol::{Request, StrBytes};
+use kafka_protocol::records::RecordBatchDecoder;
+use sluice::client::{Client, NewTopic};
+use support::wire::{self, encode_batch, plain_record, produce_request};
+use support::{Broker, wire::RawConn};
+
+/// The versions librdkafka 2.16's ShareConsumer sends (the GA versions of KIP-932).
+const V1: i16 = 1;
+const RESOURCE_GROUP: i8 = 32;
+const ACCEPT: i8 = 1;
+const RELEASE: i8 = 2;
+const REJECT: i8 = 3;
+
+fn sb(s: &str) -> StrBytes {
+    StrBytes::from_string(s.to_string())
+}
+
+fn call<R: Request>(broker: &Broker, request: &R, version: i16) -> R::Response {
+    wire::call_once(&broker.bootstrap(), "share-test", request, version)
+}
+
+/// A broker with a one-partition topic holding `records` records (in batches of five), and
+/// the group set to start at the earliest offset plus `configs`.
+fn setup(topic: &str, group: &str, records: usize, configs: &[(&str, &str)]) -> Broker {
+    let broker = Broker::start();
+    let mut client = Client::connect(&broker.bootstrap()).expect("client");
+    client
+        .create_topic(&NewTopic {
+            name: topic.to_string(),
+            partitions: 1,
+            replication_factor: 1,
+            configs: Vec::new(),
+        })
+        .expect("create topic");
+    let mut conn = RawConn::connect(&broker.bootstrap()).expect("connect");
+    for chunk in (0..records).collect::<Vec<_>>().chunks(5) {
+        let batch: Vec<_> = chunk
+            .iter()
+            .map(|i| plain_record(*i as i64, 1_700_000_000_000, Bytes::from(format!("r{i}"))))
+            .collect();
+        let produced = conn.call(
+            &produce_request(topic, 0, encode_batch(&batch).freeze(), -1),
+            9,
+        );
+        assert_eq!(produced.responses[0].partition_responses[0].error_code, 0);
+    }
+    let mut all = vec![("share.auto.offset.reset", "earliest")];
+    all.extend_from_slice(configs);
+    assert_eq!(alter_group(&broker, group, &all), 0);
+    broker
+}
+
+fn alter_group(broker: &Broker, group: &str, configs: &[(&str, &str)]) -> i16 {
+    let response: IncrementalAlterConfigsResponse = call(
+        broker,
+        &IncrementalAlterConfigsRequest::default().with_resources(vec![
+            AlterConfigsResource::default()
+                .with_resource_type(RESOURCE_GROUP)
+                .with_resource_name(sb(group))
+                .with_configs(
+                    configs
+                        .iter()
+                        .map(|(k, v)| {
+                            AlterableConfig::default()
+                                .with_name(sb(k))
+                                .with_config_operation(0)
+                                .with_value(Some(sb(v)))
+                        })
+                        .collect(),
+                ),
+        ]),
+        1,
+    );
+    response.responses[0].error_code
+}
+
+fn heartbeat(
+    broker: &Broker,
+    group: &str,
+    member: &str,
+    epoch: i32,
+    topic: Option<&str>,
+) -> ShareGroupHeartbeatResponse {
+    let request = ShareGroupHeartbeatRequest::default()
+        .with_group_id(GroupId(sb(group)))
+        .with_member_id(sb(member))
+        .with_member_epoch(epoch)
+        .with_subscribed_topic_names(topic.map(|t| vec![TopicName(sb(t))]));
+    call(broker, &request, V1)
+}
+
+/// A member that has joined, with its share session's next epoch.
+struct Member {
+    group: String,
+    id: String,
+    topic_id: uuid::Uuid,
+    session_epoch: i32,
+}
+
+impl Member {
+    fn join(broker: &Broker, group: &str, id: &str, topic: &str) -> Member {
+        let joined = heartbeat(broker, group, id, 0, Some(topic));
+        assert_eq!(joined.error_code, 0, "{joined:?}");
+        let assignment = joined.assignment.expect("an assignment on join");
+        assert_eq!(assignment.topic_partitions[0].partitions, vec![0]);
+        Member {
+            group: group.to_string(),
+            id: id.to_string(),
+            topic_id: assignment.topic_partitions[0].topic_id,
+            session_epoch: 0,
+        }
+    }
+
+    /// One ShareFetch on partition 0 with these acknowledgements; advances the epoch.
+    fn fetch(
+        &mut self,
+        broker: &Broker,
+        acks: &[(i64, i64, i8)],
+        wait_ms: i32,
+    ) -> ShareFetchResponse {
+        let batches = acks
+            .iter()
+            .map(|(first, last, kind)| {
+                AcknowledgementBatch::default()
+                    .with_first_offset(*first)
+                    .with_last_offset(*last)
+                    .with_acknowledge_types(vec![*kind])
+            })
+            .collect();
+        let request = ShareFetchRequest::default()
+            .with_group_id(Some(GroupId(sb(&self.group))))
+            .with_member_id(Some(sb(&self.id)))
+            .with_share_session_epoch(self.session_epoch)
+            .with_max_wait_ms(wait_ms)
+            .with_min_bytes(1)
+            .with_max_bytes(1 << 20)
+            .with_max_records(500)
+            .with_batch_size(500)
+            .with_topics(vec![
+                FetchTopic::default()
+                    .with_topic_id(self.topic_id)
+                    .with_partitions(vec![
+                        FetchPartition::default()
+                            .with_partition_index(0)
+                            .with_partition_max_bytes(1 << 20)
+                            .with_acknowledgement_batches(batches),
+                    ]),
+            ]);
+        let response: ShareFetchResponse = call(broker, &request, V1);
+        if response.error_code == 0 {
+            self.session_epoch += 1;
+        }
+        response
+    }
+
+    fn acknowledge(
+        &mut self,
+        broker: &Broker,
+        acks: &[(i64, i64, i8)],
+    ) -> ShareAcknowledgeResponse {
+        let batches = acks
+            .iter()
+            .map(|(first, last, kind)| {
+                AckBatch::default()
+                    .with_first_offset(*first)
+                    .with_last_offset(*last)
+                    .with_acknowledge_types(vec![*kind])
+            })
+            .collect();
+        let request = ShareAcknowledgeRequest::default()
+            .with_group_id(Some(GroupId(sb(&self.group))))
+            .with_member_id(Some(sb(&self.id)))
+            .with_share_session_epoch(self.session_epoch)
+            .with_topics(vec![
+                AcknowledgeTopic::default()
+                    .with_topic_id(self.topic_id)
+                    .with_partitions(vec![
+                        AcknowledgePartition::default()
+                            .with_partition_index(0)
+                            .with_acknowledgement_batches(batches),
+                    ]),
+            ]);
+        let response: ShareAcknowledgeResponse = call(broker, &request, V1);
+        if response.error_code == 0 {
+            self.session_epoch += 1;
+        }
+        response
+    }
+}
+
+/// (first, last, delivery count) of every acquired range in an answer.
+fn acquired(response: &ShareFetchResponse) -> Vec<(i64, i64, i16)> {
+    response
+        .responses
+        .iter()
+        .flat_map(|t| t.partitions.iter())
+        .flat_map(|p| p.acquired_records.iter())
+        .map(|a| (a.first_offset, a.last_offset, a.delivery_count))
+        .collect()
+}
+
+/// Offsets of the records the answer carries that fall in its acquired ranges (what a
+/// client hands the application).
+fn delivered(response: &ShareFetchResponse) -> Vec<i64> {
+    let ranges = acquired(response);
+    let mut out = Vec::new();
+    for p in response.responses.iter().flat_map(|t| t.partitions.iter()) {
+        let Some(bytes) = p.records.clone() else {
+            continue;
+        };
+        let mut buf = bytes;
+        let batches = RecordBatchDecoder::decode_all(&mut buf).expect("valid batches");
+        for record in batches.into_iter().flat_map(|b| b.records) {
+            if ranges
+                .iter()
+                .any(|(f, l, _)| (*f..=*l).contains(&record.offset))
+            {
+                out.push(record.offset);
+            }
+        }
+    }
+    out
+}
+
+fn partition_ack_error(response: &ShareFetchResponse) -> i16 {
+    response.responses[0].partitions[0].acknowledge_error_code
+}
+
+#[test]
+fn members_share_a_partition_and_each_record_goes_to_one_of_them() {
+    let broker = setup("work", "workers", 10, &[]);
+    let mut a = Member::join(&broker, "workers", "member-a", "work");
+    let mut b = Member::join(&broker, "workers", "member-b", "work");
+    let c = Member::join(&broker, "workers", "member-c", "work");
+    assert_eq!(c.topic_id, a.topic_id);
+
+    let first = a.fetch(&broker, &[], 500);
+    assert_eq!(first.error_code, 0, "{first:?}");
+    assert_eq!(acquired(&first), vec![(0, 9, 1)]);
+    assert_eq!(delivered(&first), (0..10).collect::<Vec<_>>());
+    assert!(first.acquisition_lock_timeout_ms >= 1_000);
+    // Everything is held by A: B waits out its max wait and gets nothing.
+    assert_eq!(acquired(&b.fetch(&broker, &[], 200)), vec![]);
+
+    // A releases 0-1, rejects 2, accepts 3-9; B gets 0-1 again with delivery count 2.
+    let settled = a.acknowledge(&broker, &[(0, 1, RELEASE), (2, 2, REJECT), (3, 9, ACCEPT)]);
+    assert_eq!(
+        settled.responses[0].partitions[0].error_code, 0,
+        "{settled:?}"
+    );
+    let again = b.fetch(&broker, &[], 500);
+    assert_eq!(acquired(&again), vec![(0, 1, 2)]);
+    assert_eq!(delivered(&again), vec![0, 1]);
+    // A may not settle B's records; B may.
+    let refused = a.acknowledge(&broker, &[(0, 1, ACCEPT)]);
+    assert_eq!(
+        refused.responses[0].partitions[0].error_code,
+        ResponseError::InvalidRecordState.code()
+    );
+    let accepted = b.acknowledge(&broker, &[(0, 1, ACCEPT)]);
+    assert_eq!(accepted.responses[0].partitions[0].error_code, 0);
+    // The rejected record 2 is archived for good: nothing is left for anyone.
+    assert_eq!(acquired(&a.fetch(&broker, &[], 200)), vec![]);
+
+    let described: ShareGroupDescribeResponse = call(
+        &broker,
+        &ShareGroupDescribeRequest::default().with_group_ids(vec![GroupId(sb("workers"))]),
+        V1,
+    );
+    let g = &described.groups[0];
+    assert_eq!(
+        (g.error_code, g.group_state.as_str(), g.members.len()),
+        (0, "Stable", 3)
+    );
+    assert!(
+        g.members
+            .iter()
+            .all(|m| m.assignment.topic_partitions[0].partitions == vec![0])
+    );
+    let listed: ListGroupsResponse = call(
+        &broker,
+        &ListGroupsRequest::default().with_types_filter(vec![sb("share")]),
+        5,
+    );
+    let names: Vec<_> = listed
+        .groups
+        .iter()
+        .map(|g| (g.group_id.0.to_string(), g.group_type.to_string()))
+        .collect();
+    assert_eq!(names, vec![("workers".to_string(), "share".to_string())]);
+    let classic_only: ListGroupsResponse = call(
+        &broker,
+        &ListGroupsRequest::default().with_types_filter(vec![sb("classic")]),
+        5,
+    );
+    assert!(classic_only.groups.is_empty());
+}
+
+#[test]
+fn an_expired_lock_redelivers_with_delivery_count_two() {
+    let broker = setup(
+        "locks",
+        "lockers",
+        5,
+        &[("share.record.lock.duration.ms", "1000")],
+    );
+    let mut a = Member::join(&broker, "lockers", "member-a", "locks");
+    let mut b = Member::join(&broker, "lockers", "member-b", "locks");
+    let first = a.fetch(&broker, &[], 500);
+    assert_eq!(first.acquisition_lock_timeout_ms, 1_000);
+    assert_eq!(acquired(&first), vec![(0, 4, 1)]);
+    assert_eq!(acquired(&b.fetch(&broker, &[], 0)), vec![]);
+    // B's long poll outlasts A's lock and gets the records back.
+    let redelivered = b.fetch(&broker, &[], 3_000);
+    assert_eq!(acquired(&redelivered), vec![(0, 4, 2)]);
+    assert_eq!(delivered(&redelivered), vec![0, 1, 2, 3, 4]);
+    // A's late acknowledgement is refused: the records are B's now.
+    let late = a.fetch(&broker, &[(0, 4, ACCEPT)], 0);
+    assert_eq!(
+        partition_ack_error(&late),
+        ResponseError::InvalidRecordState.code()
+    );
+
+    // The share group's lag (records not yet settled) is exported on the lag series.
+    let series = r#"sluice_consumer_lag{group="lockers",topic="locks",partition="0"}"#;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut text = String::new();
+    while std::time::Instant::now() < deadline {
+        text = support::scrape_metrics(broker.admin_port);
+        if support::metric_sample(&text, series).is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    assert_eq!(support::metric_sample(&text, series), Some(5.0), "{text}");
+}
+
+#[test]
+fn the_delivery_count_limit_archives_a_record_that_keeps_failing() {
+    let broker = setup(
+        "poison",
+        "retriers",
+        1,
+        &[("share.delivery.count.limit", "2")],
+    );
+    let mut a = Member::join(&broker, "retriers", "member-a", "poison");
+    assert_eq!(acquired(&a.fetch(&broker, &[], 500)), vec![(0, 0, 1)]);
+    assert_eq!(
+        acquired(&a.fetch(&broker, &[(0, 0, RELEASE)], 500)),
+        vec![(0, 0, 2)]
+    );
+    let last = a.fetch(&broker, &[(0, 0, RELEASE)], 200);
+    assert_eq!(partition_ack_error(&last), 0);
+    assert_eq!(
+        acquired(&last),
+        vec![],
+        "archived after its second delivery"
+    );
+    assert_eq!(
+        alter_group(&broker, "retriers", &[("share.delivery.count.limit", "1")]),
+        ResponseError::InvalidConfig.code()
+    );
+}
+
+#[test]
+fn session_epochs_membership_and_group_errors() {
+    let broker = setup("epochs", "sessions", 1, &[]);
+    let mut a = Member::join(&broker, "sessions", "member-a", "epochs");
+    // ShareAcknowledge cannot open a session; a fetch with a future epoch finds none.
+    assert_eq!(
+        a.acknowledge(&broker, &[]).error_code,
+        ResponseError::InvalidShareSessionEpoch.code()
+    );
+    a.session_epoch = 5;
+    assert_eq!(
+        a.fetch(&broker, &[], 0).error_code,
+        ResponseError::ShareSessionNotFound.code()
+    );
+    a.session_epoch = 0;
+    assert_eq!(a.fetch(&broker, &[], 200).error_code, 0);
+    a.session_epoch += 3;
+    assert_eq!(
+        a.fetch(&broker, &[], 0).error_code,
+        ResponseError::InvalidShareSessionEpoch.code()
+    );
+    // A stranger cannot open a session; a stale heartbeat epoch is fenced.
+    let mut stranger = Member {
+        group: "sessions".into(),
+        id: "stranger".into(),
+        topic_id: a.topic_id,
+        session_epoch: 0,
+    };
+    assert_eq!(
+        stranger.fetch(&broker, &[], 0).error_code,
+        ResponseError::UnknownMemberId.code()
+    );
+    // The id belongs to a share group: the other protocols are refused.
+    let consumer: kafka_protocol::messages::ConsumerGroupHeartbeatResponse = call(
+        &broker,
+        &kafka_protocol::messages::ConsumerGroupHeartbeatRequest::default()
+            .with_group_id(GroupId(sb("sessions")))
+            .with_member_id(sb("kip848"))
+            .with_member_epoch(0)
+            .with_rebalance_timeout_ms(30_000)
+            .with_subscribed_topic_names(Some(vec![TopicName(sb("epochs"))])),
+        1,
+    );
+    assert_eq!(consumer.error_code, ResponseError::GroupIdNotFound.code());
+    let fenced = heartbeat(&broker, "sessions", "member-a", 99, None);
+    assert_eq!(fenced.error_code, ResponseError::FencedMemberEpoch.code());
+    // DeleteGroups refuses a group with members, then deletes it once they left.
+    let delete = |b: &Broker| -> i16 {
+        let r: DeleteGroupsResponse = call(
+            b,
+            &DeleteGroupsRequest::default().with_groups_names(vec![GroupId(sb("sessions"))]),
+            2,
+        );
+        r.results[0].error_code
+    };
+    assert_eq!(delete(&broker), ResponseError::NonEmptyGroup.code());
+    let left = heartbeat(&broker, "sessions", "member-a", -1, None);
+    assert_eq!(left.member_epoch, -1);
+    assert_eq!(delete(&broker), 0);
+    assert_eq!(delete(&broker), ResponseError::GroupIdNotFound.code());
+}
+
+/// DescribeShareGroupOffsets v0: (topic, partition, start offset) of one group.
+fn start_offsets(
+    broker: &Broker,
+    group: &str,
+    topic: Option<(&str, Vec<i32>)>,
+) -> Vec<(String, i32, i64)> {
+    let topics = topic.map(|(name, partitions)| {
+        vec![
+            DescribeShareGroupOffsetsRequestTopic::default()
+                .with_topic_name(TopicName(sb(name)))
+                .with_partitions(partitions),
+        ]
+    });
+    let request = DescribeShareGroupOffsetsRequest::default().with_groups(vec![
+        DescribeShareGroupOffsetsRequestGroup::default()
+            .with_group_id(GroupId(sb(group)))
+            .with_topics(topics),
+    ]);
+    let response: DescribeShareGroupOffsetsResponse = call(broker, &request, 0);
+    response.groups[0]
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions.iter().map(|p| {
+                assert_eq!(p.error_code, 0);
+                (
+                    t.topic_name.0.to_string(),
+                    p.partition_index,
+                    p.start_offset,
+                )
+            })
+        })
+        .collect()
+}
+
+/// SIGKILL and restart on the same data; waits until requests are answered (the port
+/// accepts before every shard serves).
+fn restart(broker: &mut Broker) {
+    broker.kill();
+    broker.spawn();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let answered = RawConn::connect(&broker.bootstrap()).and_then(|mut conn| {
+            conn.try_call(&kafka_protocol::messages::ApiVersionsRequest::default(), 0)
+        });
+        if answered.is_ok() {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not serving: {answered:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_broker_sigkill_keeps_acknowledgements_and_redelivers_the_rest() {
+    let mut broker = setup("durable", "survivors", 10, &[]);
+    let mut a = Member::join(&broker, "survivors", "member-a", "durable");
+    assert_eq!(acquired(&a.fetch(&broker, &[], 500)), vec![(0, 9, 1)]);
+    let acked = a.acknowledge(&broker, &[(0, 3, ACCEPT), (4, 4, REJECT)]);
+    assert_eq!(acked.responses[0].partitions[0].error_code, 0);
+
+    restart(&mut broker);
+
+    // Membership and sessions start over; the records' state does not.
+    let mut b = Member::join(&broker, "survivors", "member-b", "durable");
+    let after = b.fetch(&broker, &[], 1_000);
+    assert_eq!(acquired(&after), vec![(5, 9, 2)], "{after:?}");
+    assert_eq!(delivered(&after), vec![5, 6, 7, 8, 9]);
+    let accepted = b.acknowledge(&broker, &[(5, 9, ACCEPT)]);
+    assert_eq!(accepted.responses[0].partitions[0].error_code, 0);
+
+    restart(&mut broker);
+    assert_eq!(
+        start_offsets(&broker, "survivors", None),
+        vec![("durable".to_string(), 0, 10)]
+    );
+    assert_eq!(
+        start_offsets(&broker, "survivors", Some(("durable", vec![0]))),
+        vec![("durable".to_string(), 0, 10)]
+    );
+    assert_eq!(
+        start_offsets(&broker, "nobody", Some(("durable", vec![0]))),
+        vec![("durable".to_string(), 0, -1)],
+        "a group without state on the partition"
+    );
+    let mut c = Member::join(&broker, "survivors", "member-c", "durable");
+    assert_eq!(
+        acquired(&c.fetch(&broker, &[], 300)),
+        vec![],
+        "everything was settled"
+    );
+}
