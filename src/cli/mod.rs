@@ -68,6 +68,15 @@ pub struct ServeArgs {
     /// Cores to run shards on: "all", a count, or a list like "0,2-3".
     #[arg(long)]
     pub cores: Option<String>,
+    /// This node's id (Kafka's `node.id`); in cluster mode one of the quorum voters.
+    #[arg(long)]
+    pub node_id: Option<i32>,
+    /// Cluster mode: the metadata quorum, `1@host:port,2@host:port,3@host:port`.
+    #[arg(long)]
+    pub controller_quorum_voters: Option<String>,
+    /// Cluster mode: this node's controller listener, HOST:PORT.
+    #[arg(long)]
+    pub controller_listen: Option<String>,
     /// Validate the configuration and exit.
     #[arg(long)]
     pub check_config: bool,

@@ -7,6 +7,7 @@
 //! Must not: open or delete partition logs (the owning shards do that when told).
 
 pub mod dynamic_broker;
+pub mod replicated;
 
 use crate::config::{LogConfig, TopicConfigError};
 use arc_swap::ArcSwap;
@@ -52,6 +53,9 @@ pub struct MetadataSnapshot {
     /// Partitions their owning shard could not open (or took offline): topic -> partition
     /// -> why. Run-time state, never persisted: each start finds them again.
     pub offline_partitions: Arc<HashMap<String, BTreeMap<i32, String>>>,
+    /// Cluster mode only (`None` on a single node): registered brokers and every
+    /// partition's replicas, as applied from the metadata log (`replicated`).
+    pub cluster: Option<Arc<replicated::ClusterState>>,
 }
 
 impl MetadataSnapshot {
@@ -563,7 +567,10 @@ impl MetadataWriter {
 
     fn publish(&self, mut next: MetadataSnapshot) -> Result<(), MetadataError> {
         next.version += 1;
-        self.persist(&next)?;
+        // In cluster mode the Raft log and its snapshots are the durable copy.
+        if next.cluster.is_none() {
+            self.persist(&next)?;
+        }
         self.view.store(Arc::new(next));
         Ok(())
     }
@@ -594,7 +601,7 @@ impl MetadataWriter {
 }
 
 /// One change of IncrementalAlterConfigs (AlterConfigs only sets).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ConfigOp {
     Set(String),
     /// Back to the broker default.

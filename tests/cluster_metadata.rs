@@ -1,0 +1,163 @@
+//! Cluster mode, stage 1 (issue 17): a 3-node cluster of `sluice serve` processes forms a
+//! metadata quorum, registers its brokers, places partitions over them, and keeps going
+//! when the quorum's leader is killed; a restarted node catches up on what it missed.
+//! Data is not replicated yet: each partition's data lives on its leader only.
+
+mod support;
+
+use bytes::Bytes;
+use kafka_protocol::messages::describe_quorum_request::{PartitionData, TopicData};
+use kafka_protocol::messages::{DescribeQuorumRequest, ProduceRequest};
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+use support::cluster::{LocalCluster, controller_of, create_topic, leaders, metadata};
+use support::wire::{RawConn, encode_batch, plain_record, produce_request, topic_name};
+
+const NOT_LEADER_OR_FOLLOWER: i16 = 6;
+const INVALID_REPLICATION_FACTOR: i16 = 38;
+
+fn produce_one(node: &support::Broker, topic: &str, partition: i32) -> (i16, i64) {
+    let batch = encode_batch(&[plain_record(0, 1_700_000_000_000, Bytes::from_static(b"v"))]);
+    let request: ProduceRequest = produce_request(topic, partition, batch.freeze(), -1);
+    let mut conn = RawConn::connect(&node.bootstrap()).expect("connect");
+    let response = conn.call(&request, 9);
+    let p = &response.responses[0].partition_responses[0];
+    (p.error_code, p.base_offset)
+}
+
+/// Waits until `node`'s Metadata shows `topic` with `expected` leaders.
+fn wait_for_leaders(cluster: &LocalCluster, id: i32, topic: &str, expected: &[i32]) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let seen = leaders(cluster.node(id), topic);
+        if seen == expected {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node {id} shows leaders {seen:?} for {topic}, expected {expected:?}\n{}",
+            cluster.diagnostics()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn three_nodes_elect_a_leader_place_partitions_and_agree_on_metadata() {
+    let cluster = LocalCluster::start(3);
+    let controller = cluster.wait_until_formed(3);
+    assert!((1..=3).contains(&controller), "controller {controller}");
+    for id in 1..=3 {
+        assert_eq!(controller_of(cluster.node(id)).unwrap(), controller);
+    }
+
+    // Created through a broker that is not the quorum leader: forwarded through the log.
+    let via = if controller == 2 { 3 } else { 2 };
+    let code = create_topic(cluster.node(via), "spread", 6, 1, Duration::from_secs(20));
+    assert_eq!(code, 0, "{}", cluster.diagnostics());
+    let placed = leaders(cluster.node(via), "spread");
+    assert_eq!(placed.len(), 6);
+    let distinct: BTreeSet<i32> = placed.iter().copied().collect();
+    assert_eq!(distinct, BTreeSet::from([1, 2, 3]), "leaders {placed:?}");
+    for id in 1..=3 {
+        wait_for_leaders(&cluster, id, "spread", &placed);
+    }
+
+    // Every broker is listed, with its own advertised port.
+    let listed = metadata(cluster.node(1), None).unwrap();
+    let mut ports: Vec<(i32, i32)> = listed
+        .brokers
+        .iter()
+        .map(|b| (b.node_id.0, b.port))
+        .collect();
+    ports.sort();
+    let expected: Vec<(i32, i32)> = (1..=3)
+        .map(|id| (id, i32::from(cluster.node(id).port)))
+        .collect();
+    assert_eq!(ports, expected);
+
+    // The leader takes the write; the others send the client to it.
+    let leader = placed[0];
+    let other = if leader == 1 { 2 } else { 1 };
+    assert_eq!(produce_one(cluster.node(leader), "spread", 0), (0, 0));
+    assert_eq!(
+        produce_one(cluster.node(other), "spread", 0).0,
+        NOT_LEADER_OR_FOLLOWER
+    );
+
+    // RF up to the broker count; above it INVALID_REPLICATION_FACTOR.
+    assert_eq!(
+        create_topic(cluster.node(1), "too-many", 1, 4, Duration::from_secs(10)),
+        INVALID_REPLICATION_FACTOR
+    );
+    assert_eq!(
+        create_topic(cluster.node(1), "rf3", 2, 3, Duration::from_secs(10)),
+        0
+    );
+    let rf3 = metadata(cluster.node(3), Some(&["rf3"])).unwrap();
+    for p in &rf3.topics[0].partitions {
+        let replicas: BTreeSet<i32> = p.replica_nodes.iter().map(|b| b.0).collect();
+        assert_eq!(replicas, BTreeSet::from([1, 2, 3]));
+        assert_eq!(p.isr_nodes.len(), 3);
+        assert_eq!(p.leader_id, p.replica_nodes[0]);
+    }
+
+    // DescribeQuorum answers from the Raft state: the same leader, three voters.
+    let request = DescribeQuorumRequest::default().with_topics(vec![
+        TopicData::default()
+            .with_topic_name(topic_name("__cluster_metadata"))
+            .with_partitions(vec![PartitionData::default().with_partition_index(0)]),
+    ]);
+    let mut conn = RawConn::connect(&cluster.node(controller).bootstrap()).unwrap();
+    let quorum = conn.call(&request, 2);
+    let partition = &quorum.topics[0].partitions[0];
+    assert_eq!(partition.error_code, 0);
+    assert_eq!(partition.leader_id.0, controller);
+    assert_eq!(partition.current_voters.len(), 3);
+    assert!(partition.high_watermark > 0);
+    assert_eq!(quorum.nodes.len(), 3);
+}
+
+#[test]
+fn killing_the_quorum_leader_elects_another_and_a_restarted_node_catches_up() {
+    let mut cluster = LocalCluster::start(3);
+    let first = cluster.wait_until_formed(3);
+    assert_eq!(
+        create_topic(cluster.node(first), "before", 3, 1, Duration::from_secs(20)),
+        0
+    );
+    cluster.node_mut(first).kill();
+
+    // A new leader among the two survivors; metadata changes go on.
+    let survivor = if first == 1 { 2 } else { 1 };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let second = loop {
+        match controller_of(cluster.node(survivor)) {
+            Ok(id) if id >= 0 && id != first => break id,
+            _ => {}
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no new controller\n{}",
+            cluster.diagnostics()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_ne!(second, first);
+    let code = create_topic(
+        cluster.node(survivor),
+        "after",
+        2,
+        1,
+        Duration::from_secs(20),
+    );
+    assert_eq!(code, 0, "{}", cluster.diagnostics());
+    let after = leaders(cluster.node(survivor), "after");
+    assert_eq!(after.len(), 2);
+
+    // The killed node restarts on its data directory and learns what it missed.
+    cluster.node_mut(first).spawn();
+    wait_for_leaders(&cluster, first, "after", &after);
+    let before = leaders(cluster.node(survivor), "before");
+    wait_for_leaders(&cluster, first, "before", &before);
+}
