@@ -161,3 +161,38 @@ fn killing_the_quorum_leader_elects_another_and_a_restarted_node_catches_up() {
     let before = leaders(cluster.node(survivor), "before");
     wait_for_leaders(&cluster, first, "before", &before);
 }
+
+#[test]
+fn producer_ids_from_different_brokers_never_collide() {
+    use kafka_protocol::messages::InitProducerIdRequest;
+    let cluster = LocalCluster::start(3);
+    cluster.wait_until_formed(3);
+    let mut seen = BTreeSet::new();
+    for id in 1..=3 {
+        let mut conn = RawConn::connect(&cluster.node(id).bootstrap()).unwrap();
+        for _ in 0..5 {
+            let request = InitProducerIdRequest::default()
+                .with_transactional_id(None)
+                .with_transaction_timeout_ms(60_000)
+                .with_producer_id(kafka_protocol::messages::ProducerId(-1))
+                .with_producer_epoch(-1);
+            // The broker's first block may still be on its way: COORDINATOR_NOT_AVAILABLE
+            // (15) is retriable.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let response = loop {
+                let r = conn.call(&request, 4);
+                if r.error_code != 15 || Instant::now() > deadline {
+                    break r;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            };
+            assert_eq!(response.error_code, 0);
+            assert!(
+                seen.insert(response.producer_id.0),
+                "producer id {} handed out twice",
+                response.producer_id.0
+            );
+        }
+    }
+    assert_eq!(seen.len(), 15);
+}

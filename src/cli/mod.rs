@@ -4,6 +4,7 @@
 //! non-zero exit. Must not: panic on user input or print stack traces.
 
 mod bench;
+mod cluster;
 mod consume;
 mod group;
 mod produce;
@@ -35,6 +36,8 @@ pub enum Command {
     Serve(ServeArgs),
     /// Create, list, describe and delete topics on any Kafka-compatible broker.
     Topic(topic::TopicArgs),
+    /// Start a local cluster, or show a cluster's brokers, controller and quorum.
+    Cluster(cluster::ClusterArgs),
     /// Produce lines from stdin, one record per line.
     Produce(produce::ProduceArgs),
     /// Print records of a topic to stdout.
@@ -91,6 +94,7 @@ pub fn main() -> i32 {
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Topic(args) => topic::run(args),
+        Command::Cluster(args) => cluster::run(args),
         Command::Produce(args) => produce::run(args),
         Command::Consume(args) => consume::run(args),
         Command::Group(args) => group::run(args),

@@ -54,6 +54,8 @@ pub const CLIENT_API_VERSIONS: &[(ApiKey, &str, i16, i16)] = &[
     (ApiKey::DeleteGroups, "DeleteGroups", 0, 2),
     (ApiKey::DescribeTransactions, "DescribeTransactions", 0, 0),
     (ApiKey::ListTransactions, "ListTransactions", 0, 1),
+    (ApiKey::DescribeCluster, "DescribeCluster", 0, 1),
+    (ApiKey::DescribeQuorum, "DescribeQuorum", 0, 2),
 ];
 
 /// The name of an API key for messages ("Produce"), or "Unknown".

@@ -99,6 +99,8 @@ pub enum MetadataError {
     TooManyTopics,
     #[error("too many groups with configs (limit {MAX_GROUP_CONFIGS})")]
     TooManyGroupConfigs,
+    #[error("no producer id block from the metadata quorum yet")]
+    ProducerIdsPending,
     #[error("cannot persist metadata at {path}: {source}")]
     Io {
         path: PathBuf,
@@ -122,6 +124,7 @@ impl MetadataError {
                 E::PolicyViolation.code()
             }
             MetadataError::Io { .. } | MetadataError::Corrupt { .. } => E::KafkaStorageError.code(),
+            MetadataError::ProducerIdsPending => E::CoordinatorNotAvailable.code(),
         }
     }
 }
@@ -286,6 +289,9 @@ impl MetadataWriter {
 
     /// A producer id never handed out before (InitProducerId).
     pub fn allocate_producer_id(&self) -> Result<i64, MetadataError> {
+        if self.view.load().cluster.is_some() {
+            return self.allocate_replicated_producer_id();
+        }
         self.producer_ids.borrow_mut().allocate()
     }
 

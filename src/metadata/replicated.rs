@@ -214,6 +214,31 @@ impl MetadataWriter {
         Ok((writer, view))
     }
 
+    /// Cluster mode: the next id of the block the quorum gave this broker; none left until
+    /// the next block is applied (`take_producer_id_block`).
+    pub(super) fn allocate_replicated_producer_id(&self) -> Result<i64, MetadataError> {
+        let mut ids = self.producer_ids.borrow_mut();
+        if ids.next >= ids.block_end {
+            return Err(MetadataError::ProducerIdsPending);
+        }
+        let id = ids.next;
+        ids.next += 1;
+        Ok(id)
+    }
+
+    /// Cluster mode: ids this broker may still hand out from its current block.
+    pub fn producer_ids_left(&self) -> i64 {
+        let ids = self.producer_ids.borrow();
+        (ids.block_end - ids.next).max(0)
+    }
+
+    /// Cluster mode: a block the applied log gave this broker replaces the spent one.
+    pub fn take_producer_id_block(&self, start: i64, count: i64) {
+        let mut ids = self.producer_ids.borrow_mut();
+        ids.next = start;
+        ids.block_end = start.saturating_add(count);
+    }
+
     fn cluster_state(&self) -> ClusterState {
         self.snapshot()
             .cluster

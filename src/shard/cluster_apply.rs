@@ -17,6 +17,10 @@ use std::time::Duration;
 
 /// Applied entries between two snapshots of the state (each snapshot compacts the log).
 pub const SNAPSHOT_EVERY_ENTRIES: u64 = 1_000;
+/// Producer ids asked of the quorum at once (Kafka's broker asks for blocks of 1,000).
+pub const PRODUCER_ID_BLOCK: i64 = 1_000;
+/// A new block is asked for when fewer ids than this are left.
+const PRODUCER_IDS_LOW_WATER: i64 = PRODUCER_ID_BLOCK / 2;
 
 /// What start-up hands shard 0 in cluster mode.
 pub struct ClusterParts {
@@ -112,7 +116,18 @@ async fn act_on(shard: &Rc<Shard>, applied: Applied) -> crate::cluster::Proposal
         Applied::Reconfigured(topics) => {
             super::topics::reconfigure_on_owners(shard, topics.clone()).await
         }
-        Applied::ProducerIds { .. } | Applied::Brokers => {}
+        Applied::ProducerIds {
+            broker,
+            start,
+            count,
+        } => {
+            if *broker == shard.config.node_id
+                && let Some(writer) = shard.metadata_writer.as_deref()
+            {
+                writer.take_producer_id_block(*start, *count);
+            }
+        }
+        Applied::Brokers => {}
     }
     Ok(applied)
 }
@@ -182,6 +197,9 @@ pub(super) async fn registration_loop(shard: Rc<Shard>) {
             .as_ref()
             .and_then(|c| c.brokers.get(&cluster.node_id).cloned());
         let current = registered.is_some_and(|b| b.host == host && b.port == port);
+        if current {
+            refill_producer_ids(&shard, &cluster).await;
+        }
         let wait = if !current && cluster.leader().is_some() {
             let record = MetadataRecord::RegisterBroker {
                 id: cluster.node_id,
@@ -191,6 +209,7 @@ pub(super) async fn registration_loop(shard: Rc<Shard>) {
             match cluster.propose(record).await {
                 Ok(_) => {
                     tracing::info!(node_id = cluster.node_id, %host, port, "broker registered");
+                    refill_producer_ids(&shard, &cluster).await;
                     interval
                 }
                 Err((_, message)) => {
@@ -211,5 +230,24 @@ pub(super) async fn registration_loop(shard: Rc<Shard>) {
             _ = stop => return,
             _ = tick => {},
         }
+    }
+}
+
+/// Asks the quorum for this broker's next block of producer ids when few are left: every
+/// broker hands out ids from its own blocks, so no two producers anywhere share one.
+async fn refill_producer_ids(shard: &Rc<Shard>, cluster: &ClusterHandle) {
+    let left = shard
+        .metadata_writer
+        .as_deref()
+        .map_or(i64::MAX, MetadataWriter::producer_ids_left);
+    if left >= PRODUCER_IDS_LOW_WATER {
+        return;
+    }
+    let record = MetadataRecord::AllocateProducerIds {
+        broker: cluster.node_id,
+        count: PRODUCER_ID_BLOCK,
+    };
+    if let Err((_, message)) = cluster.propose(record).await {
+        tracing::debug!(%message, "producer id block not committed yet");
     }
 }

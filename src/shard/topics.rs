@@ -4,6 +4,7 @@
 //! the owners have acted, so a topic is usable as soon as CreateTopics returns.
 
 use super::{Shard, ShardGone, open_partition};
+use crate::metadata::dynamic_broker::BrokerConfigLevel;
 use crate::metadata::replicated::{Applied, MetadataRecord};
 use crate::metadata::{ConfigOp, MetadataError, TopicMeta};
 use std::collections::BTreeMap;
@@ -243,11 +244,20 @@ pub(super) async fn reconfigure_on_owners(shard: &Rc<Shard>, topics: Vec<Arc<Top
 /// the new defaults to every partition of every topic that has no override of its own.
 pub async fn alter_broker_config(
     shard: &Rc<Shard>,
-    level: crate::metadata::dynamic_broker::BrokerConfigLevel,
+    level: BrokerConfigLevel,
     changes: Vec<(String, ConfigOp)>,
     incremental: bool,
     validate_only: bool,
 ) -> Result<(), TopicOpError> {
+    if shard.cluster.is_some() && level == BrokerConfigLevel::PerBroker {
+        // Every node applies the log alike: a per-broker level would reach all brokers.
+        return Err(TopicOpError {
+            code: kafka_protocol::ResponseError::InvalidRequest.code(),
+            message: "per-broker dynamic configs are not replicated in cluster mode yet: set \
+                      the cluster default (resource name \"\") instead"
+                .into(),
+        });
+    }
     if shard.cluster.is_some() && !validate_only {
         let record = MetadataRecord::AlterBrokerConfig {
             level,
