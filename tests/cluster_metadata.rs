@@ -196,3 +196,117 @@ fn producer_ids_from_different_brokers_never_collide() {
     }
     assert_eq!(seen.len(), 15);
 }
+
+#[test]
+fn a_silent_broker_is_fenced_and_its_partitions_lose_their_leader() {
+    // Short sessions so the default run stays quick (Kafka's default is 9 s).
+    let toml = "broker_session_timeout_ms = 1500\nbroker_heartbeat_interval_ms = 300\n";
+    let mut cluster = LocalCluster::start_with_config(3, toml);
+    let controller = cluster.wait_until_formed(3);
+    assert_eq!(
+        create_topic(
+            cluster.node(controller),
+            "fenced",
+            3,
+            1,
+            Duration::from_secs(20)
+        ),
+        0
+    );
+    let placed = leaders(cluster.node(controller), "fenced");
+    let victim = (1..=3).find(|id| *id != controller).unwrap();
+    let watcher = controller;
+    cluster.node_mut(victim).kill();
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let listed = metadata(cluster.node(watcher), Some(&["fenced"])).unwrap();
+        let brokers: BTreeSet<i32> = listed.brokers.iter().map(|b| b.node_id.0).collect();
+        if !brokers.contains(&victim) {
+            assert_eq!(brokers.len(), 2);
+            for p in &listed.topics[0].partitions {
+                let was = placed[p.partition_index as usize];
+                if was == victim {
+                    assert_eq!(
+                        p.leader_id.0, -1,
+                        "partition {} still led",
+                        p.partition_index
+                    );
+                    assert_eq!(p.error_code, 5, "LEADER_NOT_AVAILABLE");
+                    assert_eq!(
+                        p.offline_replicas.iter().map(|b| b.0).collect::<Vec<_>>(),
+                        vec![victim]
+                    );
+                } else {
+                    assert_eq!(p.leader_id.0, was);
+                }
+            }
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node {victim} never fenced\n{}",
+            cluster.diagnostics()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // New topics go to live brokers only.
+    assert_eq!(
+        create_topic(
+            cluster.node(watcher),
+            "live-only",
+            4,
+            1,
+            Duration::from_secs(20)
+        ),
+        0
+    );
+    assert!(!leaders(cluster.node(watcher), "live-only").contains(&victim));
+
+    // Back again: it registers anew and is listed.
+    cluster.node_mut(victim).spawn();
+    cluster.wait_until_formed(3);
+}
+
+#[test]
+fn bad_cluster_settings_fail_at_start_with_one_line() {
+    for (args, expected) in [
+        (
+            vec!["--controller-quorum-voters", "1@127.0.0.1:19093"],
+            "controller_listen is not",
+        ),
+        (
+            vec![
+                "--node-id",
+                "4",
+                "--controller-quorum-voters",
+                "1@127.0.0.1:19093",
+                "--controller-listen",
+                "127.0.0.1:19093",
+            ],
+            "node_id 4 is not one of the controller_quorum_voters",
+        ),
+        (
+            vec![
+                "--node-id",
+                "1",
+                "--controller-quorum-voters",
+                "1@127.0.0.1",
+                "--controller-listen",
+                "127.0.0.1:19093",
+            ],
+            "has no :PORT",
+        ),
+    ] {
+        let output = std::process::Command::new(support::sluice_bin())
+            .arg("serve")
+            .arg("--check-config")
+            .args(&args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{args:?} accepted");
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+}

@@ -24,6 +24,12 @@ impl LocalCluster {
     /// Starts `count` nodes; returns once each listens for Kafka clients (the quorum may
     /// still be electing: see `wait_until_formed`).
     pub fn start(count: usize) -> LocalCluster {
+        Self::start_with_config(count, "")
+    }
+
+    /// Starts `count` nodes, each with a config file holding `toml` (e.g. shorter broker
+    /// session timeouts).
+    pub fn start_with_config(count: usize, toml: &str) -> LocalCluster {
         let controller_ports: Vec<u16> = (0..count).map(|_| free_port()).collect();
         let voters = controller_ports
             .iter()
@@ -34,6 +40,8 @@ impl LocalCluster {
         let mut nodes = Vec::with_capacity(count);
         for (i, port) in controller_ports.iter().enumerate() {
             let temp = tempfile::tempdir().expect("temp dir");
+            let config = temp.path().join("sluice.toml");
+            std::fs::write(&config, toml).expect("write the node's config file");
             let mut broker = Broker {
                 child: None,
                 port: free_port(),
@@ -42,6 +50,8 @@ impl LocalCluster {
                 log_path: Some(temp.path().join("broker.log")),
                 _temp: Some(temp),
                 extra_args: vec![
+                    "--config".into(),
+                    config.display().to_string(),
                     "--cores".into(),
                     "1".into(),
                     "--node-id".into(),
