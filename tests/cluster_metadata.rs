@@ -84,6 +84,20 @@ fn three_nodes_elect_a_leader_place_partitions_and_agree_on_metadata() {
         produce_one(cluster.node(other), "spread", 0).0,
         NOT_LEADER_OR_FOLLOWER
     );
+    // v10+ (KIP-951): the refusal names the leader and how to reach it.
+    let batch = encode_batch(&[plain_record(0, 1_700_000_000_000, Bytes::from_static(b"v"))]);
+    let request = produce_request("spread", 0, batch.freeze(), -1);
+    let mut conn = RawConn::connect(&cluster.node(other).bootstrap()).unwrap();
+    let refused = conn.call(&request, 11);
+    let partition = &refused.responses[0].partition_responses[0];
+    assert_eq!(partition.error_code, NOT_LEADER_OR_FOLLOWER);
+    assert_eq!(partition.current_leader.leader_id.0, leader);
+    assert_eq!(refused.node_endpoints.len(), 1);
+    assert_eq!(refused.node_endpoints[0].node_id.0, leader);
+    assert_eq!(
+        refused.node_endpoints[0].port,
+        i32::from(cluster.node(leader).port)
+    );
 
     // RF up to the broker count; above it INVALID_REPLICATION_FACTOR.
     assert_eq!(

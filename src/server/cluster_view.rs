@@ -129,3 +129,53 @@ pub fn coordinator_for(shard: &Shard, snapshot: &MetadataSnapshot, key: &str) ->
         .cloned()
         .unwrap_or_else(|| this_broker(shard))
 }
+
+/// Produce v10+ (KIP-951): a partition answered NOT_LEADER_OR_FOLLOWER carries its current
+/// leader, and the response the leaders' endpoints, so the client re-routes without a
+/// Metadata round trip. Nothing changes on a single node or for older versions.
+pub fn add_produce_leader_hints(
+    snapshot: &MetadataSnapshot,
+    version: i16,
+    response: &mut kafka_protocol::messages::ProduceResponse,
+) {
+    use kafka_protocol::ResponseError;
+    use kafka_protocol::messages::BrokerId;
+    use kafka_protocol::messages::produce_response::{LeaderIdAndEpoch, NodeEndpoint};
+    use kafka_protocol::protocol::StrBytes;
+    const FIRST_VERSION_WITH_LEADER_HINTS: i16 = 10;
+    let Some(cluster) = &snapshot.cluster else {
+        return;
+    };
+    if version < FIRST_VERSION_WITH_LEADER_HINTS {
+        return;
+    }
+    let not_leader = ResponseError::NotLeaderOrFollower.code();
+    let mut leaders = std::collections::BTreeSet::new();
+    for topic in &mut response.responses {
+        for partition in &mut topic.partition_responses {
+            if partition.error_code != not_leader {
+                continue;
+            }
+            let leader = cluster
+                .leader(topic.name.as_str(), partition.index)
+                .filter(|id| cluster.is_live(*id));
+            if let Some(leader) = leader {
+                partition.current_leader = LeaderIdAndEpoch::default()
+                    .with_leader_id(BrokerId(leader))
+                    .with_leader_epoch(0);
+                leaders.insert(leader);
+            }
+        }
+    }
+    response.node_endpoints = leaders
+        .into_iter()
+        .filter_map(|id| cluster.brokers.get(&id))
+        .map(|b| {
+            NodeEndpoint::default()
+                .with_node_id(BrokerId(b.id))
+                .with_host(StrBytes::from_string(b.host.clone()))
+                .with_port(b.port)
+                .with_rack(None)
+        })
+        .collect();
+}
