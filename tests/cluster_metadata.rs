@@ -324,3 +324,64 @@ fn bad_cluster_settings_fail_at_start_with_one_line() {
         assert!(stderr.contains(expected), "{args:?}: {stderr}");
     }
 }
+
+/// Changes made while a node is down; more than one snapshot interval (1,000 applied
+/// entries), so the leader's log no longer holds what the node missed.
+const CHANGES_PAST_A_SNAPSHOT: usize = 1_100;
+
+#[test]
+fn a_node_behind_the_leaders_snapshot_catches_up_from_it() {
+    use kafka_protocol::messages::AlterConfigsRequest;
+    use kafka_protocol::messages::alter_configs_request::{AlterConfigsResource, AlterableConfig};
+    use kafka_protocol::protocol::StrBytes;
+    let mut cluster = LocalCluster::start(3);
+    let controller = cluster.wait_until_formed(3);
+    let behind = (1..=3).find(|id| *id != controller).unwrap();
+    cluster.node_mut(behind).kill();
+    let leader_node = cluster.node(controller);
+    assert_eq!(
+        create_topic(leader_node, "snap", 1, 1, Duration::from_secs(20)),
+        0
+    );
+    let mut conn = RawConn::connect(&leader_node.bootstrap()).unwrap();
+    for i in 0..CHANGES_PAST_A_SNAPSHOT {
+        let request = AlterConfigsRequest::default().with_resources(vec![
+            AlterConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(StrBytes::from_static_str("snap"))
+                .with_configs(vec![
+                    AlterableConfig::default()
+                        .with_name(StrBytes::from_static_str("retention.ms"))
+                        .with_value(Some(StrBytes::from_string((3_600_000 + i).to_string()))),
+                ]),
+        ]);
+        assert_eq!(conn.call(&request, 1).responses[0].error_code, 0);
+    }
+    assert_eq!(
+        create_topic(leader_node, "late", 3, 1, Duration::from_secs(20)),
+        0
+    );
+    let late = leaders(leader_node, "late");
+    let raft_dir = leader_node.data_dir.join("meta/raft");
+    assert!(
+        raft_dir.join("snapshot").exists(),
+        "the leader took no snapshot in {}",
+        raft_dir.display()
+    );
+
+    cluster.node_mut(behind).spawn();
+    wait_for_leaders(&cluster, behind, "late", &late);
+    cluster.wait_until_formed(3);
+    // It got there through the leader's snapshot, which it keeps as its own.
+    assert!(
+        cluster
+            .node(behind)
+            .data_dir
+            .join("meta/raft/snapshot")
+            .exists()
+    );
+    // Its own copy is durable: after another restart it still knows the topic at once.
+    cluster.node_mut(behind).kill();
+    cluster.node_mut(behind).spawn();
+    wait_for_leaders(&cluster, behind, "late", &late);
+}
