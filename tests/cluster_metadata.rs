@@ -385,3 +385,49 @@ fn a_node_behind_the_leaders_snapshot_catches_up_from_it() {
     cluster.node_mut(behind).spawn();
     wait_for_leaders(&cluster, behind, "late", &late);
 }
+
+#[test]
+fn a_data_directory_keeps_the_mode_it_was_made_in() {
+    // A single node with a topic cannot become a cluster node silently (its topics would
+    // vanish from metadata), and a cluster node's directory cannot start as a single node.
+    let mut single = support::Broker::start();
+    let code = create_topic(&single, "kept", 1, 1, Duration::from_secs(10));
+    assert_eq!(code, 0);
+    single.terminate();
+    let output = std::process::Command::new(support::sluice_bin())
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(&single.data_dir)
+        .args(["--listen", &format!("127.0.0.1:{}", support::free_port())])
+        .args([
+            "--admin-listen",
+            &format!("127.0.0.1:{}", support::free_port()),
+        ])
+        .args(["--cores", "1", "--node-id", "1"])
+        .args(["--controller-quorum-voters", "1@127.0.0.1:19193"])
+        .args(["--controller-listen", "127.0.0.1:19193"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("holds a single node's topics"), "{stderr}");
+
+    let mut cluster = LocalCluster::start(1);
+    cluster.wait_until_formed(1);
+    cluster.node_mut(1).terminate();
+    let output = std::process::Command::new(support::sluice_bin())
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(&cluster.node(1).data_dir)
+        .args(["--listen", &format!("127.0.0.1:{}", support::free_port())])
+        .args([
+            "--admin-listen",
+            &format!("127.0.0.1:{}", support::free_port()),
+        ])
+        .args(["--cores", "1"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("belongs to a cluster node"), "{stderr}");
+}

@@ -33,6 +33,7 @@ pub fn open_metadata(
     config: &BrokerConfig,
 ) -> Result<(MetadataWriter, MetadataView, Option<ClusterParts>), String> {
     let voters = config.quorum_voters().map_err(|e| e.to_string())?;
+    check_data_dir_mode(&config.data_dir, voters.is_some())?;
     let (Some(voters), Some(controller_listen)) = (voters, config.controller_listen) else {
         let (writer, view) = MetadataWriter::open(&config.data_dir, config.log.clone())
             .map_err(|e| e.to_string())?;
@@ -51,6 +52,37 @@ pub fn open_metadata(
         heartbeat_interval: Duration::from_millis(config.broker_heartbeat_interval_ms),
     })?;
     Ok((writer, view, Some(ClusterParts { handle, committed })))
+}
+
+/// A data directory keeps the mode it was made in: a single node's topics are unknown to
+/// a quorum, and a cluster node's metadata is in its Raft log, which a single node does
+/// not read. Either switch would silently hide every partition on disk, so it is refused.
+fn check_data_dir_mode(data_dir: &std::path::Path, cluster_mode: bool) -> Result<(), String> {
+    let meta = data_dir.join("meta");
+    let single_node_topics = std::fs::read(meta.join("topics.json"))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+        .and_then(|v| {
+            v.get("topics")
+                .and_then(|t| t.as_array())
+                .map(|t| !t.is_empty())
+        })
+        .unwrap_or(false);
+    let raft_log = meta.join("raft").exists();
+    if cluster_mode && single_node_topics && !raft_log {
+        return Err(format!(
+            "{} holds a single node's topics; cluster mode starts from an empty data directory",
+            data_dir.display()
+        ));
+    }
+    if !cluster_mode && raft_log {
+        return Err(format!(
+            "{} belongs to a cluster node (meta/raft): start it with its node_id, \
+             controller_quorum_voters and controller_listen",
+            data_dir.display()
+        ));
+    }
+    Ok(())
 }
 
 /// Applies committed records until the controller stops (runs on shard 0).
