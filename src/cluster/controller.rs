@@ -68,6 +68,12 @@ struct Controller {
     last_heartbeat: HashMap<i32, Instant>,
     proposed_fenced: HashMap<i32, bool>,
     leader_since: Option<Instant>,
+    /// Proposals made since the leader last changed, oldest first. A proposal forwarded to a
+    /// leader that then dies is lost without a word; when the leader changes, these are
+    /// answered `Dropped` (retriable) instead of leaving their proposers to time out.
+    /// Ones already applied were answered then, so their `Dropped` is ignored.
+    in_flight: std::collections::VecDeque<(u64, Instant)>,
+    last_leader: u64,
 }
 
 fn logger() -> slog::Logger {
@@ -114,6 +120,8 @@ pub fn run(start: ControllerStart) -> Result<(), String> {
         last_heartbeat: HashMap::new(),
         proposed_fenced: HashMap::new(),
         leader_since: None,
+        in_flight: std::collections::VecDeque::new(),
+        last_leader: 0,
     };
     let mut next_tick = Instant::now() + TICK;
     let mut next_heartbeat = Instant::now();
@@ -148,6 +156,7 @@ pub fn run(start: ControllerStart) -> Result<(), String> {
             }
         }
         controller.on_ready()?;
+        controller.drop_proposals_of_a_lost_leader();
         controller.publish_status();
     }
     Ok(())
@@ -167,6 +176,16 @@ impl Controller {
                 let full = self.node.store().uncompacted_entries() >= MAX_UNCOMPACTED_ENTRIES;
                 if full || self.node.propose(Vec::new(), data).is_err() {
                     let _ = self.committed.send(Committed::Dropped { sequence });
+                } else if sequence != 0 {
+                    let now = Instant::now();
+                    while self
+                        .in_flight
+                        .front()
+                        .is_some_and(|(_, at)| now.duration_since(*at) > super::PROPOSAL_TIMEOUT)
+                    {
+                        self.in_flight.pop_front();
+                    }
+                    self.in_flight.push_back((sequence, now));
                 }
             }
             ControllerEvent::Compact { index, image } => {
@@ -231,6 +250,18 @@ impl Controller {
         self.deliver(light.take_committed_entries());
         self.node.advance_apply();
         Ok(())
+    }
+
+    /// When the leader changed, every proposal made before may have gone to the old one.
+    fn drop_proposals_of_a_lost_leader(&mut self) {
+        let leader = self.node.raft.leader_id;
+        if leader == self.last_leader {
+            return;
+        }
+        self.last_leader = leader;
+        for (sequence, _) in self.in_flight.drain(..) {
+            let _ = self.committed.send(Committed::Dropped { sequence });
+        }
     }
 
     /// Leader only: a broker silent for the session timeout is fenced, one heard again is
