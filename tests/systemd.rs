@@ -109,9 +109,15 @@ fn example_config_lists_every_key_with_its_default() {
 
     let table: toml::Table = toml::from_str(EXAMPLE_CONFIG).unwrap();
     let mut top = keys_of(&table);
-    // The one commented-out key: optional with no default value.
-    top.insert("advertised_listener".to_string());
-    assert!(EXAMPLE_CONFIG.contains("# advertised_listener = "));
+    // The commented-out keys: optional with no default value.
+    for optional in [
+        "advertised_listener",
+        "controller_quorum_voters",
+        "controller_listen",
+    ] {
+        top.insert(optional.to_string());
+        assert!(EXAMPLE_CONFIG.contains(&format!("# {optional} = ")));
+    }
     assert_eq!(top, expected_fields("zz_unknown = 1"), "top-level keys");
     let log = table["log"].as_table().expect("[log] table");
     assert_eq!(
