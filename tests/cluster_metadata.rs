@@ -116,6 +116,22 @@ fn three_nodes_elect_a_leader_place_partitions_and_agree_on_metadata() {
         assert_eq!(p.leader_id, p.replica_nodes[0]);
     }
 
+    // Manual assignments are refused (INVALID_REQUEST) rather than half-honoured.
+    let manual = kafka_protocol::messages::create_topics_request::CreatableTopic::default()
+        .with_name(topic_name("manual"))
+        .with_num_partitions(-1)
+        .with_replication_factor(-1)
+        .with_assignments(vec![
+            kafka_protocol::messages::create_topics_request::CreatableReplicaAssignment::default()
+                .with_partition_index(0)
+                .with_broker_ids(vec![kafka_protocol::messages::BrokerId(2)]),
+        ]);
+    let request = kafka_protocol::messages::CreateTopicsRequest::default()
+        .with_topics(vec![manual])
+        .with_timeout_ms(10_000);
+    let mut conn = RawConn::connect(&cluster.node(1).bootstrap()).unwrap();
+    assert_eq!(conn.call(&request, 7).topics[0].error_code, 42);
+
     // DescribeQuorum answers from the Raft state: the same leader, three voters.
     let request = DescribeQuorumRequest::default().with_topics(vec![
         TopicData::default()

@@ -179,3 +179,17 @@ pub fn add_produce_leader_hints(
         })
         .collect();
 }
+
+/// Manual replica assignments (CreateTopics, CreatePartitions) in cluster mode: refused for
+/// now, rather than checked against this node alone or silently replaced by placement.
+pub fn refuse_manual_assignments(shard: &Shard) -> Result<(), crate::shard::topics::TopicOpError> {
+    if shard.cluster.is_none() {
+        return Ok(());
+    }
+    Err(crate::shard::topics::TopicOpError {
+        code: kafka_protocol::ResponseError::InvalidRequest.code(),
+        message: "manual replica assignments are not supported in cluster mode yet: \
+                  give a replication factor and the brokers are chosen"
+            .into(),
+    })
+}
