@@ -410,6 +410,7 @@ fn a_data_directory_keeps_the_mode_it_was_made_in() {
     let code = create_topic(&single, "kept", 1, 1, Duration::from_secs(10));
     assert_eq!(code, 0);
     single.terminate();
+    let controller_port = support::free_port();
     let output = std::process::Command::new(support::sluice_bin())
         .arg("serve")
         .arg("--data-dir")
@@ -420,8 +421,14 @@ fn a_data_directory_keeps_the_mode_it_was_made_in() {
             &format!("127.0.0.1:{}", support::free_port()),
         ])
         .args(["--cores", "1", "--node-id", "1"])
-        .args(["--controller-quorum-voters", "1@127.0.0.1:19193"])
-        .args(["--controller-listen", "127.0.0.1:19193"])
+        .args([
+            "--controller-quorum-voters",
+            &format!("1@127.0.0.1:{controller_port}"),
+        ])
+        .args([
+            "--controller-listen",
+            &format!("127.0.0.1:{controller_port}"),
+        ])
         .output()
         .unwrap();
     assert!(!output.status.success());
