@@ -115,6 +115,8 @@ fn example_config_lists_every_key_with_its_default() {
         "listeners",
         "advertised_listeners",
         "listener_security_protocol_map",
+        "controller_quorum_voters",
+        "controller_listen",
     ] {
         top.insert(optional.to_string());
         assert!(

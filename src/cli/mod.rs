@@ -4,6 +4,7 @@
 //! non-zero exit. Must not: panic on user input or print stack traces.
 
 mod bench;
+mod cluster;
 mod consume;
 mod group;
 mod produce;
@@ -36,6 +37,8 @@ pub enum Command {
     Serve(ServeArgs),
     /// Create, list, describe and delete topics on any Kafka-compatible broker.
     Topic(topic::TopicArgs),
+    /// Start a local cluster, or show a cluster's brokers, controller and quorum.
+    Cluster(cluster::ClusterArgs),
     /// Produce lines from stdin, one record per line.
     Produce(produce::ProduceArgs),
     /// Print records of a topic to stdout.
@@ -71,6 +74,15 @@ pub struct ServeArgs {
     /// Cores to run shards on: "all", a count, or a list like "0,2-3".
     #[arg(long)]
     pub cores: Option<String>,
+    /// This node's id (Kafka's `node.id`); in cluster mode one of the quorum voters.
+    #[arg(long)]
+    pub node_id: Option<i32>,
+    /// Cluster mode: the metadata quorum, `1@host:port,2@host:port,3@host:port`.
+    #[arg(long)]
+    pub controller_quorum_voters: Option<String>,
+    /// Cluster mode: this node's controller listener, HOST:PORT.
+    #[arg(long)]
+    pub controller_listen: Option<String>,
     /// Validate the configuration and exit.
     #[arg(long)]
     pub check_config: bool,
@@ -85,6 +97,7 @@ pub fn main() -> i32 {
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Topic(args) => topic::run(args),
+        Command::Cluster(args) => cluster::run(args),
         Command::Produce(args) => produce::run(args),
         Command::Consume(args) => consume::run(args),
         Command::Group(args) => group::run(args),

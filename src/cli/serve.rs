@@ -33,6 +33,19 @@ pub fn load_config(args: &ServeArgs) -> Result<BrokerConfig, String> {
     if let Some(cores) = &args.cores {
         config.cores = cores.clone();
     }
+    if let Some(node_id) = args.node_id {
+        config.node_id = node_id;
+    }
+    if let Some(voters) = &args.controller_quorum_voters {
+        config.controller_quorum_voters = Some(voters.clone());
+    }
+    if let Some(listen) = &args.controller_listen {
+        config.controller_listen = Some(listen.parse().map_err(|_| {
+            format!(
+                "invalid --controller-listen `{listen}`: expected HOST:PORT with a numeric host"
+            )
+        })?);
+    }
     config.validate().map_err(|e| e.to_string())?;
     Ok(config)
 }

@@ -66,6 +66,8 @@ pub const CLIENT_API_VERSIONS: &[(ApiKey, &str, i16, i16)] = &[
         0,
         0,
     ),
+    (ApiKey::DescribeCluster, "DescribeCluster", 0, 1),
+    (ApiKey::DescribeQuorum, "DescribeQuorum", 0, 2),
 ];
 
 /// The name of an API key for messages ("Produce"), or "Unknown".

@@ -9,6 +9,7 @@ mod cores;
 pub mod group_config;
 pub mod listeners;
 mod log_config;
+pub mod quorum;
 pub mod topic_config_spec;
 
 pub use cores::{CoreSpec, CoreSpecError};
@@ -116,6 +117,15 @@ pub struct BrokerConfig {
     /// Which cores run shards: "all", a count, or a list such as "0,2-3".
     pub cores: String,
     pub node_id: i32,
+    /// Cluster mode (KRaft combined mode): the metadata quorum, `id@host:port,...`. Unset:
+    /// a single node with no quorum.
+    pub controller_quorum_voters: Option<String>,
+    /// Where this node's controller accepts Raft traffic from the other voters.
+    pub controller_listen: Option<SocketAddr>,
+    /// Kafka's `broker.session.timeout.ms`: a broker silent this long is fenced.
+    pub broker_session_timeout_ms: u64,
+    /// Kafka's `broker.heartbeat.interval.ms`.
+    pub broker_heartbeat_interval_ms: u64,
     /// Log filter (tracing `EnvFilter` syntax); `RUST_LOG` overrides it.
     pub log_level: String,
     pub auto_create_topics: bool,
@@ -168,6 +178,10 @@ impl Default for BrokerConfig {
             console_read_only: false,
             cores: "all".to_string(),
             node_id: 0,
+            controller_quorum_voters: None,
+            controller_listen: None,
+            broker_session_timeout_ms: quorum::DEFAULT_BROKER_SESSION_TIMEOUT_MS,
+            broker_heartbeat_interval_ms: quorum::DEFAULT_BROKER_HEARTBEAT_INTERVAL_MS,
             log_level: "info".to_string(),
             auto_create_topics: true,
             default_partitions: 1,
@@ -245,6 +259,15 @@ impl BrokerConfig {
             key: "log",
             message: e.to_string(),
         })?;
+        self.quorum_voters()?;
+        if self.broker_heartbeat_interval_ms == 0
+            || self.broker_heartbeat_interval_ms >= self.broker_session_timeout_ms
+        {
+            return Err(ConfigError::Invalid {
+                key: "broker_heartbeat_interval_ms",
+                message: "must be above 0 and below broker_session_timeout_ms".into(),
+            });
+        }
         Ok(())
     }
 
@@ -294,6 +317,20 @@ impl BrokerConfig {
     /// Every listener this broker serves (`listeners`, or the single `listen`).
     pub fn listener_specs(&self) -> Result<Vec<listeners::ListenerSpec>, ConfigError> {
         listeners::resolve(self)
+    }
+
+    /// The metadata quorum in cluster mode; `None` for a single node.
+    pub fn quorum_voters(&self) -> Result<Option<Vec<quorum::QuorumVoter>>, ConfigError> {
+        quorum::check_cluster_settings(
+            self.node_id,
+            self.controller_quorum_voters.as_deref(),
+            self.controller_listen,
+            self.listen,
+        )
+        .map_err(|message| ConfigError::Invalid {
+            key: "controller_quorum_voters",
+            message,
+        })
     }
 
     pub fn core_spec(&self) -> Result<CoreSpec, ConfigError> {

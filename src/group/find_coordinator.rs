@@ -11,14 +11,12 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::wire::{error_code, sb};
 
-/// FindCoordinator (v0–v6): this broker coordinates every group and transaction id (the
-/// owning shard is reached internally), so the answer is always this node.
+/// FindCoordinator (v0–v6): `locate` names the broker (id, host, port) coordinating a key:
+/// this node on a single node, a stable choice among live brokers in cluster mode.
 pub fn find_coordinator(
     request: &FindCoordinatorRequest,
     version: i16,
-    node_id: i32,
-    host: &str,
-    port: i32,
+    locate: &dyn Fn(&str) -> (i32, String, i32),
 ) -> FindCoordinatorResponse {
     const KEY_TYPE_GROUP: i8 = 0;
     const KEY_TYPE_TRANSACTION: i8 = 1;
@@ -47,8 +45,9 @@ pub fn find_coordinator(
                     .with_error_code(error_code(checked))
                     .with_error_message(Some(sb(error_message(checked))));
                 if checked.is_ok() {
+                    let (node_id, host, port) = locate(key);
                     c.with_node_id(BrokerId(node_id))
-                        .with_host(sb(host))
+                        .with_host(sb(&host))
                         .with_port(port)
                 } else {
                     c.with_node_id(BrokerId(-1))
@@ -67,11 +66,12 @@ pub fn find_coordinator(
             .with_host(StrBytes::default())
             .with_port(-1);
     }
+    let (node_id, host, port) = locate(&request.key);
     FindCoordinatorResponse::default()
         .with_error_code(0)
         .with_error_message(Some(sb(error_message(Ok(())))))
         .with_node_id(BrokerId(node_id))
-        .with_host(sb(host))
+        .with_host(sb(&host))
         .with_port(port)
 }
 

@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 pub const MAX_DYNAMIC_BROKER_CONFIGS: usize = 256;
 
 /// The two levels a dynamic broker config lives at.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum BrokerConfigLevel {
     /// Resource name = this node's id (DYNAMIC_BROKER_CONFIG).
     PerBroker,

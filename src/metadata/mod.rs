@@ -8,6 +8,7 @@
 
 pub mod credentials;
 pub mod dynamic_broker;
+pub mod replicated;
 
 use crate::config::{LogConfig, TopicConfigError};
 use arc_swap::ArcSwap;
@@ -55,6 +56,9 @@ pub struct MetadataSnapshot {
     pub offline_partitions: Arc<HashMap<String, BTreeMap<i32, String>>>,
     /// SCRAM credentials per user and mechanism (issue 20): salted keys, never passwords.
     pub scram_credentials: Arc<credentials::ScramCredentials>,
+    /// Cluster mode only (`None` on a single node): registered brokers and every
+    /// partition's replicas, as applied from the metadata log (`replicated`).
+    pub cluster: Option<Arc<replicated::ClusterState>>,
 }
 
 impl MetadataSnapshot {
@@ -98,6 +102,8 @@ pub enum MetadataError {
     TooManyTopics,
     #[error("too many groups with configs (limit {MAX_GROUP_CONFIGS})")]
     TooManyGroupConfigs,
+    #[error("no producer id block from the metadata quorum yet")]
+    ProducerIdsPending,
     #[error("cannot persist metadata at {path}: {source}")]
     Io {
         path: PathBuf,
@@ -121,6 +127,7 @@ impl MetadataError {
                 E::PolicyViolation.code()
             }
             MetadataError::Io { .. } | MetadataError::Corrupt { .. } => E::KafkaStorageError.code(),
+            MetadataError::ProducerIdsPending => E::CoordinatorNotAvailable.code(),
         }
     }
 }
@@ -291,6 +298,9 @@ impl MetadataWriter {
 
     /// A producer id never handed out before (InitProducerId).
     pub fn allocate_producer_id(&self) -> Result<i64, MetadataError> {
+        if self.view.load().cluster.is_some() {
+            return self.allocate_replicated_producer_id();
+        }
         self.producer_ids.borrow_mut().allocate()
     }
 
@@ -572,7 +582,10 @@ impl MetadataWriter {
 
     fn publish(&self, mut next: MetadataSnapshot) -> Result<(), MetadataError> {
         next.version += 1;
-        self.persist(&next)?;
+        // In cluster mode the Raft log and its snapshots are the durable copy.
+        if next.cluster.is_none() {
+            self.persist(&next)?;
+        }
         self.view.store(Arc::new(next));
         Ok(())
     }
@@ -604,7 +617,7 @@ impl MetadataWriter {
 }
 
 /// One change of IncrementalAlterConfigs (AlterConfigs only sets).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ConfigOp {
     Set(String),
     /// Back to the broker default.

@@ -7,6 +7,7 @@
 pub mod affinity;
 pub mod authorization;
 pub mod broker_configs;
+pub mod cluster_view;
 pub mod config_resources;
 pub mod config_sources;
 mod connection;

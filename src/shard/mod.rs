@@ -8,6 +8,8 @@
 
 pub mod budget;
 mod cleaner;
+mod cluster_apply;
+pub mod cluster_topics;
 pub mod console;
 mod deadlines;
 pub mod delayed;
@@ -57,6 +59,8 @@ pub struct Shard {
     pub metadata: MetadataView,
     /// Present on shard 0 only: the single writer of cluster metadata.
     pub metadata_writer: Option<Rc<MetadataWriter>>,
+    /// Cluster mode only: the metadata quorum this node votes in (issue 17).
+    pub cluster: Option<Arc<crate::cluster::ClusterHandle>>,
     pub partitions: PartitionTable,
     /// Consumer groups this shard coordinates (placement::shard_for_group).
     pub groups: crate::group::GroupCoordinator,

@@ -20,9 +20,11 @@ pub const MAX_CONCURRENT_OPENS: usize = 32;
 pub async fn open_owned_partitions(shard: &Rc<Shard>) {
     use futures_util::StreamExt;
     let snapshot = shard.metadata.load_full();
+    let node_id = shard.config.node_id;
     let owned = snapshot.topics.values().flat_map(|topic| {
         (0..topic.partitions)
             .filter(|&p| shard.owner_of_partition(&topic.name, p) == shard.id)
+            .filter(|&p| snapshot.is_led_by(node_id, &topic.name, p))
             .map(move |p| (topic, p))
     });
     let offline: Vec<(String, i32, Option<String>)> = futures_util::stream::iter(owned)

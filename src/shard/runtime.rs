@@ -59,6 +59,8 @@ pub struct BrokerHandle {
     pub cores: Vec<usize>,
     /// The kernel I/O interface every shard runs on.
     pub io_driver: IoDriver,
+    /// Cluster mode only: the metadata controller, stopped after the shards.
+    pub cluster: Option<Arc<crate::cluster::ClusterHandle>>,
     _data_dir_lock: std::fs::File,
 }
 
@@ -75,6 +77,9 @@ impl BrokerHandle {
         }
         for thread in self.threads {
             let _ = thread.join();
+        }
+        if let Some(cluster) = &self.cluster {
+            cluster.shutdown();
         }
     }
 
@@ -208,13 +213,13 @@ pub fn start_broker(config: BrokerConfig) -> Result<BrokerHandle, StartError> {
     let (cores, io_driver) = cores_and_driver(&config)?;
     super::descriptors::raise_open_file_limit();
     let lock = lock_data_dir(&config.data_dir)?;
-    let (writer, view) =
-        MetadataWriter::open(&config.data_dir, config.log.clone()).map_err(|e| {
-            StartError::DataDir {
-                path: config.data_dir.display().to_string(),
-                message: e.to_string(),
-            }
+    let (writer, view, cluster) =
+        super::cluster_apply::open_metadata(&config).map_err(|e| StartError::DataDir {
+            path: config.data_dir.display().to_string(),
+            message: e,
         })?;
+    let cluster_handle = cluster.as_ref().map(|c| c.handle.clone());
+    let mut committed = cluster.map(|c| c.committed);
 
     let listeners = bind_listeners(&config, cores.len())?;
 
@@ -246,6 +251,8 @@ pub fn start_broker(config: BrokerConfig) -> Result<BrokerHandle, StartError> {
             peers: senders.clone(),
             metadata: view.clone(),
             writer: if id == 0 { writer.take() } else { None },
+            cluster: cluster_handle.clone(),
+            committed: if id == 0 { committed.take() } else { None },
             heartbeat: heartbeats
                 .for_shard(id)
                 .ok_or_else(|| StartError::Shard(id, "no heartbeat slot".into()))?,
@@ -270,6 +277,7 @@ pub fn start_broker(config: BrokerConfig) -> Result<BrokerHandle, StartError> {
         metadata: view,
         cores,
         io_driver,
+        cluster: cluster_handle,
         _data_dir_lock: lock,
     };
     if let Err(e) = wait_until_every_shard_is_ready(&handle, &ready_rx) {
@@ -342,6 +350,9 @@ struct ShardStart {
     peers: Arc<[flume::Sender<ShardTask>]>,
     metadata: MetadataView,
     writer: Option<MetadataWriter>,
+    cluster: Option<Arc<crate::cluster::ClusterHandle>>,
+    /// Shard 0 in cluster mode: the metadata log's committed entries, to apply.
+    committed: Option<flume::Receiver<crate::cluster::Committed>>,
     heartbeat: crate::admin::systemd::ShardHeartbeat,
     /// Every configured listener, bound for this shard with SO_REUSEPORT.
     listeners: Vec<(Arc<ListenerSpec>, TcpListener)>,
@@ -448,6 +459,7 @@ async fn shard_main(start: ShardStart) {
         peers: start.peers,
         metadata: start.metadata,
         metadata_writer: start.writer.map(Rc::new),
+        cluster: start.cluster,
         partitions: PartitionTable::default(),
         groups,
         txns,
@@ -472,6 +484,10 @@ async fn shard_main(start: ShardStart) {
     .detach();
 
     super::open::open_owned_partitions(&shard).await;
+    if let Some(committed) = start.committed {
+        compio::runtime::spawn(super::cluster_apply::apply_loop(shard.clone(), committed)).detach();
+        compio::runtime::spawn(super::cluster_apply::registration_loop(shard.clone())).detach();
+    }
     let maintenance = compio::runtime::spawn(maintenance(shard.clone()));
     let group_deadlines = compio::runtime::spawn(super::deadlines::group_deadlines(shard.clone()));
     let txn_deadlines = compio::runtime::spawn(super::deadlines::txn_deadlines(shard.clone()));

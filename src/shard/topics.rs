@@ -4,6 +4,8 @@
 //! the owners have acted, so a topic is usable as soon as CreateTopics returns.
 
 use super::{Shard, ShardGone, open_partition};
+use crate::metadata::dynamic_broker::BrokerConfigLevel;
+use crate::metadata::replicated::{Applied, MetadataRecord};
 use crate::metadata::{ConfigOp, MetadataError, TopicMeta};
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -49,12 +51,16 @@ pub const MAX_FAILED_PARTITIONS_LISTED: usize = 5;
 /// shows them without a leader; produce and fetch answer KAFKA_STORAGE_ERROR), and the
 /// request fails with KAFKA_STORAGE_ERROR naming them: never a success for a topic that
 /// cannot take writes everywhere.
-async fn open_on_owners(
+pub(super) async fn open_on_owners(
     shard: &Rc<Shard>,
     topic: &Arc<TopicMeta>,
     from: i32,
 ) -> Result<(), TopicOpError> {
-    let opens = (from..topic.partitions).map(|p| {
+    let snapshot = shard.metadata.load_full();
+    let node_id = shard.config.node_id;
+    let led_here =
+        (from..topic.partitions).filter(|&p| snapshot.is_led_by(node_id, &topic.name, p));
+    let opens = led_here.map(|p| {
         let topic = topic.clone();
         let owner = shard.owner_of_partition(&topic.name, p);
         shard.invoke_on(owner, move |s| async move {
@@ -89,7 +95,9 @@ async fn open_on_owners(
             ""
         }
     );
-    writer(shard)?.set_offline(failed);
+    if let Ok(writer) = writer(shard) {
+        writer.set_offline(failed);
+    }
     Err(TopicOpError {
         code: kafka_protocol::ResponseError::KafkaStorageError.code(),
         message,
@@ -104,6 +112,10 @@ pub async fn create_topic(
     overrides: BTreeMap<String, String>,
     validate_only: bool,
 ) -> Result<Arc<TopicMeta>, TopicOpError> {
+    if shard.cluster.is_some() {
+        let overrides_and_checks = (partitions, replication_factor, overrides, validate_only);
+        return super::cluster_topics::create_topic(shard, name, overrides_and_checks).await;
+    }
     shard
         .invoke_on(0, move |s| async move {
             let topic = writer(&s)?.create_topic(
@@ -122,6 +134,9 @@ pub async fn create_topic(
 }
 
 pub async fn delete_topic(shard: &Rc<Shard>, name: String) -> Result<Arc<TopicMeta>, TopicOpError> {
+    if shard.cluster.is_some() {
+        return super::cluster_topics::delete_topic(shard, name).await;
+    }
     shard
         .invoke_on(0, move |s| async move {
             let topic = writer(&s)?.delete_topic(&name)?;
@@ -148,6 +163,9 @@ pub async fn create_partitions(
     total: i32,
     validate_only: bool,
 ) -> Result<Arc<TopicMeta>, TopicOpError> {
+    if shard.cluster.is_some() {
+        return super::cluster_topics::create_partitions(shard, name, total, validate_only).await;
+    }
     shard
         .invoke_on(0, move |s| async move {
             let before = s
@@ -172,6 +190,19 @@ pub async fn alter_topic_config(
     incremental: bool,
     validate_only: bool,
 ) -> Result<Arc<TopicMeta>, TopicOpError> {
+    if shard.cluster.is_some() && !validate_only {
+        let record = MetadataRecord::AlterTopicConfig {
+            name: name.clone(),
+            changes,
+            incremental,
+        };
+        return match super::cluster_topics::propose(shard, record).await? {
+            Applied::Reconfigured(mut topics) => topics
+                .pop()
+                .ok_or_else(|| MetadataError::UnknownTopic(name).into()),
+            _ => Err(MetadataError::UnknownTopic(name).into()),
+        };
+    }
     shard
         .invoke_on(0, move |s| async move {
             let topic =
@@ -186,7 +217,7 @@ pub async fn alter_topic_config(
 
 /// Tells every shard the new effective config of `topics`; each updates the partitions it
 /// owns (one owner per partition, so no partition is touched from two shards).
-async fn reconfigure_on_owners(shard: &Rc<Shard>, topics: Vec<Arc<TopicMeta>>) {
+pub(super) async fn reconfigure_on_owners(shard: &Rc<Shard>, topics: Vec<Arc<TopicMeta>>) {
     if topics.is_empty() {
         return;
     }
@@ -213,11 +244,30 @@ async fn reconfigure_on_owners(shard: &Rc<Shard>, topics: Vec<Arc<TopicMeta>>) {
 /// the new defaults to every partition of every topic that has no override of its own.
 pub async fn alter_broker_config(
     shard: &Rc<Shard>,
-    level: crate::metadata::dynamic_broker::BrokerConfigLevel,
+    level: BrokerConfigLevel,
     changes: Vec<(String, ConfigOp)>,
     incremental: bool,
     validate_only: bool,
 ) -> Result<(), TopicOpError> {
+    if shard.cluster.is_some() && level == BrokerConfigLevel::PerBroker {
+        // Every node applies the log alike: a per-broker level would reach all brokers.
+        return Err(TopicOpError {
+            code: kafka_protocol::ResponseError::InvalidRequest.code(),
+            message: "per-broker dynamic configs are not replicated in cluster mode yet: set \
+                      the cluster default (resource name \"\") instead"
+                .into(),
+        });
+    }
+    if shard.cluster.is_some() && !validate_only {
+        let record = MetadataRecord::AlterBrokerConfig {
+            level,
+            changes,
+            incremental,
+        };
+        return super::cluster_topics::propose(shard, record)
+            .await
+            .map(|_| ());
+    }
     shard
         .invoke_on(0, move |s| async move {
             let changed =
@@ -237,6 +287,16 @@ pub async fn alter_group_config(
     incremental: bool,
     validate_only: bool,
 ) -> Result<(), TopicOpError> {
+    if shard.cluster.is_some() && !validate_only {
+        let record = MetadataRecord::AlterGroupConfig {
+            group,
+            changes,
+            incremental,
+        };
+        return super::cluster_topics::propose(shard, record)
+            .await
+            .map(|_| ());
+    }
     shard
         .invoke_on(0, move |s| async move {
             writer(&s)?.alter_group_config(&group, &changes, incremental, validate_only)?;

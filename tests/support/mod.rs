@@ -2,6 +2,7 @@
 //! ports with a fresh data directory, and stop it again.
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod scripts;
 pub mod wire;
 

@@ -17,6 +17,7 @@ fn check_assignments(
     let Some(assignments) = &topic.assignments else {
         return Ok(());
     };
+    crate::server::cluster_view::refuse_manual_assignments(ctx.shard)?;
     let existing = match ctx.shard.metadata.load().topic(&topic.name.0) {
         Some(meta) if topic.count > meta.partitions => meta.partitions,
         _ => return Ok(()),

@@ -48,6 +48,7 @@ fn partition_count(ctx: &RequestContext<'_>, topic: &CreatableTopic) -> Result<i
             topic.num_partitions
         });
     }
+    crate::server::cluster_view::refuse_manual_assignments(ctx.shard)?;
     if topic.replication_factor != -1 {
         return Err(TopicOpError {
             code: ResponseError::InvalidReplicationFactor.code(),

@@ -1,8 +1,10 @@
-//! DescribeCluster: this single node, which is also the controller.
+//! DescribeCluster: the registered brokers (fenced ones marked) and the controller; on a
+//! single node, this node, which is also the controller.
 
 use crate::server::authorization::{
     AUTHORIZED_OPERATIONS_OMITTED, ResourceType, authorized_operations,
 };
+use crate::server::cluster_view::{brokers, controller_id, seen_from};
 use crate::server::context::RequestContext;
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
@@ -12,8 +14,18 @@ pub async fn handle(
     ctx: &RequestContext<'_>,
     request: DescribeClusterRequest,
 ) -> DescribeClusterResponse {
-    let config = &ctx.shard.config;
-    let (host, port) = ctx.advertised_address();
+    let brokers = brokers(ctx.shard, &ctx.shard.metadata.load())
+        .into_iter()
+        .map(|b| seen_from(ctx, b))
+        .map(|b| {
+            DescribeClusterBroker::default()
+                .with_broker_id(BrokerId(b.id))
+                .with_host(StrBytes::from_string(b.host))
+                .with_port(b.port)
+                .with_rack(None)
+                .with_is_fenced(b.fenced)
+        })
+        .collect();
     DescribeClusterResponse::default()
         .with_throttle_time_ms(0)
         .with_error_code(0)
@@ -21,15 +33,8 @@ pub async fn handle(
         .with_cluster_id(StrBytes::from_string(
             ctx.shard.metadata.load().cluster_id.clone(),
         ))
-        .with_controller_id(BrokerId(config.node_id))
-        .with_brokers(vec![
-            DescribeClusterBroker::default()
-                .with_broker_id(BrokerId(config.node_id))
-                .with_host(StrBytes::from_string(host))
-                .with_port(port)
-                .with_rack(None)
-                .with_is_fenced(false),
-        ])
+        .with_controller_id(BrokerId(controller_id(ctx.shard)))
+        .with_brokers(brokers)
         .with_cluster_authorized_operations(if request.include_cluster_authorized_operations {
             authorized_operations(ResourceType::Cluster)
         } else {

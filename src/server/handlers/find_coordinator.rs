@@ -1,9 +1,10 @@
 //! FindCoordinator (v0–v6, batched `coordinator_keys` from v4; v6's share-group keys are
-//! INVALID_REQUEST: no share groups here): this broker coordinates every group and
-//! transactional id — the owning shard is reached internally — so the
-//! answer is always this node's advertised address. No shard hop needed.
+//! INVALID_REQUEST: no share groups here): on a single node this broker coordinates every
+//! group and transactional id (the owning shard is reached internally); in cluster mode a
+//! stable choice among the live brokers (`cluster_view::coordinator_for`). No shard hop.
 
 use crate::group;
+use crate::server::cluster_view::{coordinator_for, seen_from};
 use crate::server::context::RequestContext;
 use kafka_protocol::messages::{FindCoordinatorRequest, FindCoordinatorResponse};
 
@@ -11,7 +12,10 @@ pub async fn handle(
     ctx: &RequestContext<'_>,
     request: FindCoordinatorRequest,
 ) -> FindCoordinatorResponse {
-    let config = &ctx.shard.config;
-    let (host, port) = ctx.advertised_address();
-    group::find_coordinator(&request, ctx.version, config.node_id, &host, port)
+    let snapshot = ctx.shard.metadata.load();
+    let locate = |key: &str| {
+        let b = seen_from(ctx, coordinator_for(ctx.shard, &snapshot, key));
+        (b.id, b.host, b.port)
+    };
+    group::find_coordinator(&request, ctx.version, &locate)
 }

@@ -26,7 +26,20 @@ async fn lookup_local(
     let p = match shard.partitions.get(topic, partition) {
         Lookup::Online(p) => p,
         Lookup::Offline(_) => return (ResponseError::KafkaStorageError.code(), -1, -1),
-        Lookup::Missing => return (ResponseError::UnknownTopicOrPartition.code(), -1, -1),
+        // Known to metadata but not served here: another broker leads it (cluster mode).
+        Lookup::Missing => {
+            let exists = shard
+                .metadata
+                .load()
+                .topic(topic)
+                .is_some_and(|t| partition >= 0 && partition < t.partitions);
+            let code = if exists {
+                ResponseError::NotLeaderOrFollower
+            } else {
+                ResponseError::UnknownTopicOrPartition
+            };
+            return (code.code(), -1, -1);
+        }
     };
     match target {
         LATEST => match isolation {

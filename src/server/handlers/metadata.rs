@@ -1,9 +1,11 @@
-//! Metadata: brokers (just this one), topics with ids, partitions and their leader.
+//! Metadata: the live brokers (just this one on a single node), topics with ids, partitions
+//! with their leader, replicas, ISR and offline replicas (`server::cluster_view`).
 //! Auto-creates requested topics when both the request and the broker allow it.
 
 use crate::server::authorization::{
     AUTHORIZED_OPERATIONS_OMITTED, ResourceType, authorized_operations,
 };
+use crate::server::cluster_view::{controller_id, live_brokers, partition_replicas, seen_from};
 use crate::server::context::RequestContext;
 use crate::shard::topics::ensure_topic;
 use kafka_protocol::ResponseError;
@@ -22,27 +24,24 @@ fn topic_entry(
     ctx: &RequestContext<'_>,
     topic: &crate::metadata::TopicMeta,
 ) -> MetadataResponseTopic {
-    let node = BrokerId(ctx.shard.config.node_id);
     let snapshot = ctx.shard.metadata.load();
+    let ids = |list: Vec<i32>| list.into_iter().map(BrokerId).collect::<Vec<_>>();
     let partitions = (0..topic.partitions)
         .map(|p| {
-            let served = MetadataResponsePartition::default()
+            let placed = partition_replicas(ctx.shard, &snapshot, &topic.name, p);
+            let error = if placed.leader < 0 {
+                OFFLINE_PARTITION_METADATA_ERROR.code()
+            } else {
+                0
+            };
+            MetadataResponsePartition::default()
                 .with_partition_index(p)
                 .with_leader_epoch(0)
-                .with_replica_nodes(vec![node]);
-            if snapshot.offline_reason(&topic.name, p).is_some() {
-                served
-                    .with_error_code(OFFLINE_PARTITION_METADATA_ERROR.code())
-                    .with_leader_id(BrokerId(-1))
-                    .with_isr_nodes(vec![])
-                    .with_offline_replicas(vec![node])
-            } else {
-                served
-                    .with_error_code(0)
-                    .with_leader_id(node)
-                    .with_isr_nodes(vec![node])
-                    .with_offline_replicas(vec![])
-            }
+                .with_error_code(error)
+                .with_leader_id(BrokerId(placed.leader))
+                .with_replica_nodes(ids(placed.replicas))
+                .with_isr_nodes(ids(placed.isr))
+                .with_offline_replicas(ids(placed.offline))
         })
         .collect();
     MetadataResponseTopic::default()
@@ -55,12 +54,17 @@ fn topic_entry(
 
 pub async fn handle(ctx: &RequestContext<'_>, request: MetadataRequest) -> MetadataResponse {
     let shard = ctx.shard;
-    let (host, port) = ctx.advertised_address();
-    let broker = MetadataResponseBroker::default()
-        .with_node_id(BrokerId(shard.config.node_id))
-        .with_host(StrBytes::from_string(host))
-        .with_port(port)
-        .with_rack(None);
+    let brokers = live_brokers(shard, &shard.metadata.load())
+        .into_iter()
+        .map(|b| seen_from(ctx, b))
+        .map(|b| {
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(b.id))
+                .with_host(StrBytes::from_string(b.host))
+                .with_port(b.port)
+                .with_rack(None)
+        })
+        .collect();
     // v0 has no "all topics" null: an empty list means all. v1+ uses null for all.
     let requested = match request.topics {
         None => None,
@@ -129,11 +133,11 @@ pub async fn handle(ctx: &RequestContext<'_>, request: MetadataRequest) -> Metad
         };
     MetadataResponse::default()
         .with_throttle_time_ms(0)
-        .with_brokers(vec![broker])
+        .with_brokers(brokers)
         .with_cluster_id(Some(StrBytes::from_string(
             shard.metadata.load().cluster_id.clone(),
         )))
-        .with_controller_id(BrokerId(shard.config.node_id))
+        .with_controller_id(BrokerId(controller_id(shard)))
         .with_topics(topics)
         .with_cluster_authorized_operations(cluster_operations)
 }

@@ -4,6 +4,7 @@
 //! durability policy and the acks). With acks=0 nothing is answered.
 
 use crate::server::connection_state::ConnectionState;
+use crate::server::cluster_view::add_produce_leader_hints;
 use crate::server::context::RequestContext;
 use crate::server::response::{Reply, encode_frame};
 use crate::server::{delay_check, timestamp_bounds};
@@ -144,6 +145,7 @@ pub async fn handle(ctx: &RequestContext<'_>, request: ProduceRequest) -> Reply 
     let api_key = ctx.api as i16;
     let (correlation_id, version) = (ctx.correlation_id, ctx.version);
     let header_version = ctx.api.response_header_version(version);
+    let snapshot = shard.metadata.load_full();
     // Stage two, *produced*: the answer once every append is written (and synced).
     let answer = async move {
         results.extend(produced.await);
@@ -153,7 +155,8 @@ pub async fn handle(ctx: &RequestContext<'_>, request: ProduceRequest) -> Reply 
         if acks == 0 {
             return Reply::None;
         }
-        let body = response(topic_names, results);
+        let mut body = response(topic_names, results);
+        add_produce_leader_hints(&snapshot, version, &mut body);
         match encode_frame(correlation_id, header_version, &body, version) {
             Ok(frame) => Reply::Frame(frame),
             Err(e) => Reply::Close(format!("Produce v{version}: {e}")),

@@ -1,0 +1,237 @@
+//! Cluster mode, stage 1 (issue 17, decision 0008): the Raft metadata quorum every node
+//! takes part in (KRaft's combined mode: each node is a controller voter and a broker).
+//!
+//! Owns: the controller thread (`controller`: tikv's `raft` library driven by our loop),
+//! its durable storage (`log_store`), the framed TCP transport between controller
+//! listeners (`transport`), and `ClusterHandle`, through which shards propose records and
+//! read the quorum's state. Committed entries go, in log order, to one apply loop on shard 0
+//! (`shard::cluster_apply`), the only writer of the metadata snapshot in cluster mode.
+//! Must not: apply records or touch partitions (shard layer), or run on a single node.
+
+pub mod controller;
+pub mod log_store;
+pub mod transport;
+
+use crate::config::quorum::QuorumVoter;
+use crate::metadata::replicated::{Applied, MetadataRecord, Proposal};
+use arc_swap::ArcSwap;
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// How long a proposer waits for its record to be committed and applied before answering
+/// REQUEST_TIMED_OUT (a leader that died with the proposal, a partitioned quorum).
+pub const PROPOSAL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Proposals one node may have waiting at once; more are answered NOT_CONTROLLER, which
+/// clients retry after a back-off.
+pub const MAX_PENDING_PROPOSALS: usize = 1024;
+
+/// Kafka node ids start at 0; Raft reserves 0 for "nobody".
+pub fn raft_id(node_id: i32) -> u64 {
+    u64::try_from(node_id).unwrap_or(0) + 1
+}
+
+/// What the controller hands the state machine, in log order.
+#[derive(Debug)]
+pub enum Committed {
+    Entry {
+        index: u64,
+        data: Vec<u8>,
+    },
+    /// The whole state at `index` (restart from a snapshot, or a leader's snapshot).
+    Snapshot {
+        index: u64,
+        image: Vec<u8>,
+    },
+    /// A proposal this node made was not accepted (no leader known, log full).
+    Dropped {
+        sequence: u64,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct VoterStatus {
+    pub id: i32,
+    /// Leader only: the highest log index known replicated on this voter.
+    pub matched: u64,
+    pub recent_active: bool,
+}
+
+/// The quorum as this node sees it, for DescribeQuorum, DescribeCluster and `cluster status`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct QuorumStatus {
+    pub leader: Option<i32>,
+    pub term: u64,
+    pub commit: u64,
+    pub last_index: u64,
+    pub is_leader: bool,
+    pub voters: Vec<VoterStatus>,
+}
+
+/// A record's answer: what it changed, or the Kafka error code and message.
+pub type ProposalResult = Result<Applied, (i16, String)>;
+
+/// Shared by every shard of a cluster-mode node.
+pub struct ClusterHandle {
+    pub node_id: i32,
+    pub voters: Vec<QuorumVoter>,
+    pub status: Arc<ArcSwap<QuorumStatus>>,
+    events: flume::Sender<controller::ControllerEvent>,
+    next_sequence: AtomicU64,
+    waiters: Mutex<HashMap<u64, futures_channel::oneshot::Sender<ProposalResult>>>,
+}
+
+fn not_controller(message: &str) -> (i16, String) {
+    (
+        kafka_protocol::ResponseError::NotController.code(),
+        message.to_string(),
+    )
+}
+
+impl ClusterHandle {
+    /// Proposes `record` and waits until this node has applied it (and acted on it).
+    pub async fn propose(&self, record: MetadataRecord) -> ProposalResult {
+        let sequence = self.next_sequence.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = futures_channel::oneshot::channel();
+        {
+            let mut waiters = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
+            if waiters.len() >= MAX_PENDING_PROPOSALS {
+                return Err(not_controller("too many metadata changes in flight"));
+            }
+            waiters.insert(sequence, tx);
+        }
+        let data = Proposal {
+            origin: self.node_id,
+            sequence,
+            record,
+        }
+        .encode();
+        let event = controller::ControllerEvent::Propose { sequence, data };
+        if self.events.send_async(event).await.is_err() {
+            self.forget(sequence);
+            return Err(not_controller("the controller has stopped"));
+        }
+        match compio::time::timeout(PROPOSAL_TIMEOUT, rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(not_controller("the controller has stopped")),
+            Err(_) => {
+                self.forget(sequence);
+                Err((
+                    kafka_protocol::ResponseError::RequestTimedOut.code(),
+                    "the metadata change was not committed in time".into(),
+                ))
+            }
+        }
+    }
+
+    fn forget(&self, sequence: u64) {
+        let mut waiters = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
+        waiters.remove(&sequence);
+    }
+
+    /// Answers the proposer's waiter (called by the apply loop on shard 0).
+    pub fn complete(&self, sequence: u64, result: ProposalResult) {
+        let waiter = {
+            let mut waiters = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
+            waiters.remove(&sequence)
+        };
+        if let Some(waiter) = waiter {
+            let _ = waiter.send(result);
+        }
+    }
+
+    /// Hands the controller a snapshot of the applied state at `index`.
+    pub fn compact(&self, index: u64, image: Vec<u8>) {
+        let _ = self
+            .events
+            .try_send(controller::ControllerEvent::Compact { index, image });
+    }
+
+    pub fn leader(&self) -> Option<i32> {
+        self.status.load().leader
+    }
+
+    pub fn shutdown(&self) {
+        let _ = self.events.send(controller::ControllerEvent::Shutdown);
+    }
+}
+
+/// The cluster id every node derives from the same voter list (no formatting step needed).
+pub fn cluster_id(voters: &[QuorumVoter]) -> String {
+    let mut ids: Vec<String> = voters
+        .iter()
+        .map(|v| format!("{}@{}", v.id, v.address()))
+        .collect();
+    ids.sort();
+    let digest = crc32c::crc32c(ids.join(",").as_bytes());
+    let second = crc32c::crc32c_append(digest, b"sluice-cluster");
+    format!("sluice-{digest:08x}{second:08x}")
+}
+
+pub struct ClusterStart {
+    pub node_id: i32,
+    pub voters: Vec<QuorumVoter>,
+    pub controller_listen: std::net::SocketAddr,
+    pub data_dir: std::path::PathBuf,
+    pub session_timeout: Duration,
+    pub heartbeat_interval: Duration,
+}
+
+/// Opens the Raft storage, binds the controller listener and starts the controller
+/// thread. Returns the handle and the stream of committed entries for shard 0.
+pub fn start(
+    start: ClusterStart,
+) -> Result<(Arc<ClusterHandle>, flume::Receiver<Committed>), String> {
+    let store_dir = start.data_dir.join("meta").join("raft");
+    let voter_ids: Vec<u64> = start.voters.iter().map(|v| raft_id(v.id)).collect();
+    let store = log_store::DurableLog::open(Path::new(&store_dir), &voter_ids)
+        .map_err(|e| e.to_string())?;
+    let listener = std::net::TcpListener::bind(start.controller_listen)
+        .map_err(|e| format!("controller_listen {}: {e}", start.controller_listen))?;
+    let (events_tx, events_rx) = flume::bounded(controller::MAX_QUEUED_EVENTS);
+    let (committed_tx, committed_rx) = flume::unbounded();
+    let status = Arc::new(ArcSwap::from_pointee(QuorumStatus::default()));
+    let inbound_events = events_tx.clone();
+    std::thread::Builder::new()
+        .name("sluice-ctl-listen".into())
+        .spawn(move || {
+            transport::serve_inbound(listener, move |inbound| {
+                inbound_events
+                    .send(controller::ControllerEvent::Inbound(inbound))
+                    .is_ok()
+            })
+        })
+        .map_err(|e| e.to_string())?;
+    let run = controller::ControllerStart {
+        node_id: start.node_id,
+        voters: start.voters.clone(),
+        store,
+        events: events_rx,
+        committed: committed_tx,
+        status: status.clone(),
+        session_timeout: start.session_timeout,
+        heartbeat_interval: start.heartbeat_interval,
+    };
+    std::thread::Builder::new()
+        .name("sluice-controller".into())
+        .spawn(move || {
+            if let Err(e) = controller::run(run) {
+                // Raft storage that cannot be written must not keep voting: stop whole, as
+                // a panic does, so the service manager restarts the node and recovery runs.
+                tracing::error!(error = %e, "metadata controller failed: aborting the node");
+                std::process::abort();
+            }
+        })
+        .map_err(|e| e.to_string())?;
+    let handle = Arc::new(ClusterHandle {
+        node_id: start.node_id,
+        voters: start.voters,
+        status,
+        events: events_tx,
+        next_sequence: AtomicU64::new(1),
+        waiters: Mutex::new(HashMap::new()),
+    });
+    Ok((handle, committed_rx))
+}

@@ -1,0 +1,573 @@
+//! Cluster mode's metadata: the records the Raft metadata log carries, the cluster state
+//! they build (registered brokers, fencing, every partition's replicas), and how the single
+//! writer applies them. Every node applies the same committed records in log order to the
+//! same `MetadataSnapshot`, so each record's validation is decided by the state it is applied
+//! to, never by the node that proposed it: the answer is the same everywhere.
+//! Must not: open partitions (the shard does that after an apply) or talk to the quorum.
+
+use super::dynamic_broker::{BrokerConfigLevel, DynamicBrokerConfigs};
+use super::{
+    ConfigOp, MetadataError, MetadataSnapshot, MetadataView, MetadataWriter, TopicMeta,
+    effective_config,
+};
+use crate::config::LogConfig;
+use arc_swap::ArcSwap;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+
+/// Largest encoded record a proposal may carry (a CreateTopics of 10,000 partitions with
+/// replica lists fits well within it).
+pub const MAX_RECORD_BYTES: usize = 4 * 1024 * 1024;
+
+/// A broker known to the quorum (KRaft's RegisterBrokerRecord / fencing records).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegisteredBroker {
+    pub id: i32,
+    pub host: String,
+    pub port: i32,
+    /// No heartbeat within `broker_session_timeout_ms`: clients are not sent to it.
+    pub fenced: bool,
+    /// Bumped on every registration (a restart), as Kafka's broker epoch.
+    pub epoch: i64,
+}
+
+/// What the metadata log adds to the single-node snapshot.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ClusterState {
+    pub brokers: BTreeMap<i32, RegisteredBroker>,
+    /// Topic -> replicas of each partition; the first replica leads (stage 1: no failover).
+    pub assignments: HashMap<String, Arc<Vec<Vec<i32>>>>,
+    /// Next producer id no broker has been given yet.
+    pub next_producer_id: i64,
+    /// Index of the last applied log entry.
+    pub applied_index: u64,
+}
+
+impl ClusterState {
+    pub fn replicas(&self, topic: &str, partition: i32) -> &[i32] {
+        usize::try_from(partition)
+            .ok()
+            .and_then(|p| self.assignments.get(topic)?.get(p))
+            .map_or(&[], Vec::as_slice)
+    }
+
+    pub fn leader(&self, topic: &str, partition: i32) -> Option<i32> {
+        self.replicas(topic, partition).first().copied()
+    }
+
+    pub fn is_live(&self, broker: i32) -> bool {
+        self.brokers.get(&broker).is_some_and(|b| !b.fenced)
+    }
+
+    /// Live brokers, in id order: where new replicas may go.
+    pub fn live_brokers(&self) -> Vec<i32> {
+        self.brokers
+            .values()
+            .filter(|b| !b.fenced)
+            .map(|b| b.id)
+            .collect()
+    }
+}
+
+impl MetadataSnapshot {
+    /// Whether `node` serves `topic`-`partition`: on a single node every partition; in
+    /// cluster mode only the ones it leads (stage 1 keeps data on the leader only).
+    pub fn is_led_by(&self, node: i32, topic: &str, partition: i32) -> bool {
+        match &self.cluster {
+            None => true,
+            Some(cluster) => cluster.leader(topic, partition) == Some(node),
+        }
+    }
+}
+
+/// One change to cluster metadata, as the log carries it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum MetadataRecord {
+    CreateTopic {
+        name: String,
+        id: uuid::Uuid,
+        replicas: Vec<Vec<i32>>,
+        overrides: BTreeMap<String, String>,
+    },
+    DeleteTopic {
+        name: String,
+    },
+    CreatePartitions {
+        name: String,
+        /// Replicas of each new partition, in partition order.
+        new_replicas: Vec<Vec<i32>>,
+    },
+    AlterTopicConfig {
+        name: String,
+        changes: Vec<(String, ConfigOp)>,
+        incremental: bool,
+    },
+    AlterBrokerConfig {
+        level: BrokerConfigLevel,
+        changes: Vec<(String, ConfigOp)>,
+        incremental: bool,
+    },
+    AlterGroupConfig {
+        group: String,
+        changes: Vec<(String, ConfigOp)>,
+        incremental: bool,
+    },
+    RegisterBroker {
+        id: i32,
+        host: String,
+        port: i32,
+    },
+    FenceBroker {
+        id: i32,
+    },
+    UnfenceBroker {
+        id: i32,
+    },
+    AllocateProducerIds {
+        broker: i32,
+        count: i64,
+    },
+}
+
+/// A record with who proposed it, so the proposer can match the applied entry to its
+/// waiting request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Proposal {
+    pub origin: i32,
+    pub sequence: u64,
+    pub record: MetadataRecord,
+}
+
+impl Proposal {
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Proposal, String> {
+        if bytes.len() > MAX_RECORD_BYTES {
+            return Err(format!("record of {} bytes", bytes.len()));
+        }
+        serde_json::from_slice(bytes).map_err(|e| e.to_string())
+    }
+}
+
+/// What an applied record changed, for the shard to act on.
+#[derive(Debug, Clone)]
+pub enum Applied {
+    /// A topic was created (`from` = 0) or grew: partitions `from..` are new.
+    Opened {
+        topic: Arc<TopicMeta>,
+        from: i32,
+    },
+    Deleted(Arc<TopicMeta>),
+    /// Topics whose effective config changed.
+    Reconfigured(Vec<Arc<TopicMeta>>),
+    /// A block of producer ids given to `broker`.
+    ProducerIds {
+        broker: i32,
+        start: i64,
+        count: i64,
+    },
+    /// Broker registration or fencing: only the snapshot changed.
+    Brokers,
+}
+
+/// The whole replicated state, as a Raft snapshot carries it.
+#[derive(Debug, Serialize, Deserialize)]
+struct ReplicatedImage {
+    topics: Vec<(String, uuid::Uuid, i32, BTreeMap<String, String>)>,
+    group_configs: BTreeMap<String, BTreeMap<String, String>>,
+    dynamic_broker: DynamicBrokerConfigs,
+    cluster: ClusterState,
+}
+
+/// Most producer ids one block hands a broker.
+pub const MAX_PRODUCER_ID_BLOCK: i64 = 1_000_000;
+
+impl MetadataWriter {
+    /// The writer of a cluster-mode node: empty until the log (or a snapshot) is applied.
+    /// `topics.json` is neither read nor written: the Raft log is the durable copy.
+    pub fn open_replicated(
+        data_dir: &Path,
+        defaults: LogConfig,
+        cluster_id: String,
+    ) -> Result<(MetadataWriter, MetadataView), MetadataError> {
+        let dir = data_dir.join("meta");
+        std::fs::create_dir_all(&dir).map_err(|source| MetadataError::Io {
+            path: dir.clone(),
+            source,
+        })?;
+        let snapshot = MetadataSnapshot {
+            cluster_id,
+            cluster: Some(Arc::new(ClusterState::default())),
+            ..MetadataSnapshot::default()
+        };
+        let view = Arc::new(ArcSwap::from_pointee(snapshot));
+        let writer = MetadataWriter {
+            path: dir.join("topics.json"),
+            defaults,
+            view: view.clone(),
+            producer_ids: std::cell::RefCell::new(super::ProducerIdAllocator::open(&dir)?),
+        };
+        Ok((writer, view))
+    }
+
+    /// Cluster mode: the next id of the block the quorum gave this broker; none left until
+    /// the next block is applied (`take_producer_id_block`).
+    pub(super) fn allocate_replicated_producer_id(&self) -> Result<i64, MetadataError> {
+        let mut ids = self.producer_ids.borrow_mut();
+        if ids.next >= ids.block_end {
+            return Err(MetadataError::ProducerIdsPending);
+        }
+        let id = ids.next;
+        ids.next += 1;
+        Ok(id)
+    }
+
+    /// Cluster mode: ids this broker may still hand out from its current block.
+    pub fn producer_ids_left(&self) -> i64 {
+        let ids = self.producer_ids.borrow();
+        (ids.block_end - ids.next).max(0)
+    }
+
+    /// Cluster mode: a block the applied log gave this broker replaces the spent one.
+    pub fn take_producer_id_block(&self, start: i64, count: i64) {
+        let mut ids = self.producer_ids.borrow_mut();
+        ids.next = start;
+        ids.block_end = start.saturating_add(count);
+    }
+
+    fn cluster_state(&self) -> ClusterState {
+        self.snapshot()
+            .cluster
+            .as_deref()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Publishes `cluster` (and bumps the applied index) on top of the current snapshot.
+    fn publish_cluster(&self, cluster: ClusterState) -> Result<(), MetadataError> {
+        let mut next = (*self.snapshot()).clone();
+        next.cluster = Some(Arc::new(cluster));
+        self.publish(next)
+    }
+
+    /// Applies one committed record at log `index`. An `Err` is the record's answer (the
+    /// same on every node); the state is unchanged by it, except for the applied index.
+    pub fn apply_record(
+        &self,
+        index: u64,
+        record: &MetadataRecord,
+    ) -> Result<Applied, MetadataError> {
+        let result = self.apply_inner(record);
+        let mut cluster = self.cluster_state();
+        cluster.applied_index = index;
+        let mut next = (*self.snapshot()).clone();
+        next.cluster = Some(Arc::new(cluster));
+        self.view.store(Arc::new(next));
+        result
+    }
+
+    fn apply_inner(&self, record: &MetadataRecord) -> Result<Applied, MetadataError> {
+        match record {
+            MetadataRecord::CreateTopic {
+                name,
+                id,
+                replicas,
+                overrides,
+            } => self.apply_create_topic(name, *id, replicas, overrides.clone()),
+            MetadataRecord::DeleteTopic { name } => {
+                let topic = self.delete_topic(name)?;
+                let mut cluster = self.cluster_state();
+                cluster.assignments.remove(name);
+                self.publish_cluster(cluster)?;
+                Ok(Applied::Deleted(topic))
+            }
+            MetadataRecord::CreatePartitions { name, new_replicas } => {
+                let mut cluster = self.cluster_state();
+                check_replicas(&cluster, new_replicas)?;
+                let before = self.snapshot().topic(name).map_or(0, |t| t.partitions);
+                let added = i32::try_from(new_replicas.len()).unwrap_or(i32::MAX);
+                let topic = self.create_partitions(name, before.saturating_add(added), false)?;
+                let mut assigned = cluster
+                    .assignments
+                    .get(name)
+                    .map(|a| (**a).clone())
+                    .unwrap_or_default();
+                assigned.extend(new_replicas.iter().cloned());
+                cluster.assignments.insert(name.clone(), Arc::new(assigned));
+                self.publish_cluster(cluster)?;
+                Ok(Applied::Opened {
+                    topic,
+                    from: before,
+                })
+            }
+            MetadataRecord::AlterTopicConfig {
+                name,
+                changes,
+                incremental,
+            } => {
+                let topic = self.alter_topic_config(name, changes, *incremental, false)?;
+                Ok(Applied::Reconfigured(vec![topic]))
+            }
+            MetadataRecord::AlterBrokerConfig {
+                level,
+                changes,
+                incremental,
+            } => {
+                let changed = self.alter_broker_config(*level, changes, *incremental, false)?;
+                Ok(Applied::Reconfigured(changed))
+            }
+            MetadataRecord::AlterGroupConfig {
+                group,
+                changes,
+                incremental,
+            } => {
+                self.alter_group_config(group, changes, *incremental, false)?;
+                Ok(Applied::Brokers)
+            }
+            MetadataRecord::RegisterBroker { id, host, port } => {
+                let mut cluster = self.cluster_state();
+                let epoch = cluster.brokers.get(id).map_or(0, |b| b.epoch + 1);
+                let broker = RegisteredBroker {
+                    id: *id,
+                    host: host.clone(),
+                    port: *port,
+                    fenced: false,
+                    epoch,
+                };
+                cluster.brokers.insert(*id, broker);
+                self.publish_cluster(cluster)?;
+                Ok(Applied::Brokers)
+            }
+            MetadataRecord::FenceBroker { id } | MetadataRecord::UnfenceBroker { id } => {
+                let fenced = matches!(record, MetadataRecord::FenceBroker { .. });
+                let mut cluster = self.cluster_state();
+                match cluster.brokers.get_mut(id) {
+                    Some(broker) if broker.fenced != fenced => broker.fenced = fenced,
+                    _ => return Ok(Applied::Brokers),
+                }
+                self.publish_cluster(cluster)?;
+                Ok(Applied::Brokers)
+            }
+            MetadataRecord::AllocateProducerIds { broker, count } => {
+                let count = (*count).clamp(1, MAX_PRODUCER_ID_BLOCK);
+                let mut cluster = self.cluster_state();
+                let start = cluster.next_producer_id;
+                cluster.next_producer_id = start.saturating_add(count);
+                self.publish_cluster(cluster)?;
+                Ok(Applied::ProducerIds {
+                    broker: *broker,
+                    start,
+                    count,
+                })
+            }
+        }
+    }
+
+    fn apply_create_topic(
+        &self,
+        name: &str,
+        id: uuid::Uuid,
+        replicas: &[Vec<i32>],
+        overrides: BTreeMap<String, String>,
+    ) -> Result<Applied, MetadataError> {
+        let mut cluster = self.cluster_state();
+        check_replicas(&cluster, replicas)?;
+        let partitions = i32::try_from(replicas.len()).unwrap_or(i32::MAX);
+        // Validates name, count, existence and configs against the state applied so far.
+        let validated = self.create_topic(name, partitions, -1, overrides, true)?;
+        let topic = Arc::new(TopicMeta {
+            id,
+            ..(*validated).clone()
+        });
+        let mut next = (*self.snapshot()).clone();
+        if next.topic_names_by_id.contains_key(&id) {
+            return Err(MetadataError::TopicExists(name.to_string()));
+        }
+        next.topic_names_by_id.insert(id, topic.name.clone());
+        next.topics.insert(topic.name.clone(), topic.clone());
+        cluster
+            .assignments
+            .insert(topic.name.clone(), Arc::new(replicas.to_vec()));
+        next.cluster = Some(Arc::new(cluster));
+        self.publish(next)?;
+        Ok(Applied::Opened { topic, from: 0 })
+    }
+
+    /// The replicated state as bytes, for a Raft snapshot.
+    pub fn encode_image(&self) -> Vec<u8> {
+        let snapshot = self.snapshot();
+        let mut topics: Vec<_> = snapshot
+            .topics
+            .values()
+            .map(|t| (t.name.clone(), t.id, t.partitions, t.overrides.clone()))
+            .collect();
+        topics.sort();
+        let image = ReplicatedImage {
+            topics,
+            group_configs: snapshot
+                .group_configs
+                .iter()
+                .map(|(g, c)| (g.clone(), (**c).clone()))
+                .collect(),
+            dynamic_broker: (*snapshot.dynamic_broker).clone(),
+            cluster: snapshot.cluster.as_deref().cloned().unwrap_or_default(),
+        };
+        serde_json::to_vec(&image).unwrap_or_default()
+    }
+
+    /// Replaces the whole state with a snapshot's image (a node far behind, or a restart).
+    /// Returns the topics in the new state.
+    pub fn install_image(&self, bytes: &[u8]) -> Result<Vec<Arc<TopicMeta>>, MetadataError> {
+        let corrupt = |message: String| MetadataError::Corrupt {
+            path: self.path.clone(),
+            message,
+        };
+        let image: ReplicatedImage =
+            serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
+        let defaults = image
+            .dynamic_broker
+            .topic_defaults(&self.defaults)
+            .map_err(|e| corrupt(e.to_string()))?;
+        let mut next = MetadataSnapshot {
+            cluster_id: self.snapshot().cluster_id.clone(),
+            version: self.snapshot().version,
+            dynamic_broker: Arc::new(image.dynamic_broker),
+            cluster: Some(Arc::new(image.cluster)),
+            ..MetadataSnapshot::default()
+        };
+        for (group, configs) in image.group_configs {
+            next.group_configs.insert(group, Arc::new(configs));
+        }
+        for (name, id, partitions, overrides) in image.topics {
+            let config = effective_config(&defaults, &overrides)
+                .map_err(|e| corrupt(format!("topic {name}: {e}")))?;
+            let topic = TopicMeta {
+                name: name.clone(),
+                id,
+                partitions,
+                overrides,
+                config,
+            };
+            next.topic_names_by_id.insert(id, name.clone());
+            next.topics.insert(name, Arc::new(topic));
+        }
+        let topics = next.topics.values().cloned().collect();
+        self.publish(next)?;
+        Ok(topics)
+    }
+}
+
+/// Every partition has at least one replica, no broker twice, and only registered brokers.
+fn check_replicas(cluster: &ClusterState, replicas: &[Vec<i32>]) -> Result<(), MetadataError> {
+    for list in replicas {
+        let factor = i16::try_from(list.len()).unwrap_or(i16::MAX);
+        if list.is_empty() {
+            return Err(MetadataError::InvalidReplicationFactor(0));
+        }
+        for (i, broker) in list.iter().enumerate() {
+            if list[..i].contains(broker) || !cluster.brokers.contains_key(broker) {
+                return Err(MetadataError::InvalidReplicationFactor(factor));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Kafka's default placement: partition `p`'s replicas are `factor` consecutive live
+/// brokers starting at `(start + p) % n`, so leaders spread evenly. `None` when `factor`
+/// exceeds the live broker count (INVALID_REPLICATION_FACTOR).
+pub fn place_replicas(
+    live: &[i32],
+    partitions: i32,
+    first_partition: i32,
+    factor: usize,
+    start: usize,
+) -> Option<Vec<Vec<i32>>> {
+    if factor == 0 || factor > live.len() {
+        return None;
+    }
+    let n = live.len();
+    let placed = (first_partition..partitions)
+        .map(|p| {
+            let offset = start + usize::try_from(p).unwrap_or(0);
+            (0..factor).map(|r| live[(offset + r) % n]).collect()
+        })
+        .collect();
+    Some(placed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placement_spreads_leaders_and_refuses_too_many_replicas() {
+        let live = [1, 2, 3];
+        let placed = place_replicas(&live, 6, 0, 2, 0).unwrap();
+        let leaders: Vec<i32> = placed.iter().map(|r| r[0]).collect();
+        assert_eq!(leaders, vec![1, 2, 3, 1, 2, 3]);
+        assert_eq!(placed[2], vec![3, 1]);
+        assert!(place_replicas(&live, 1, 0, 4, 0).is_none());
+        assert_eq!(
+            place_replicas(&live, 5, 3, 1, 1).unwrap(),
+            vec![vec![2], vec![3]]
+        );
+    }
+
+    fn writer() -> (tempfile::TempDir, MetadataWriter) {
+        let dir = tempfile::tempdir().unwrap();
+        let (writer, _) =
+            MetadataWriter::open_replicated(dir.path(), LogConfig::default(), "c".into()).unwrap();
+        (dir, writer)
+    }
+
+    #[test]
+    fn records_apply_the_same_way_and_images_round_trip() {
+        let (_dir, a) = writer();
+        let register = |id| MetadataRecord::RegisterBroker {
+            id,
+            host: "127.0.0.1".into(),
+            port: 9000 + id,
+        };
+        a.apply_record(1, &register(1)).unwrap();
+        a.apply_record(2, &register(2)).unwrap();
+        let create = MetadataRecord::CreateTopic {
+            name: "t".into(),
+            id: uuid::Uuid::new_v4(),
+            replicas: vec![vec![1, 2], vec![2, 1]],
+            overrides: BTreeMap::new(),
+        };
+        a.apply_record(3, &create).unwrap();
+        // The same record again fails the same way on every node: the topic exists.
+        let again = a.apply_record(4, &create).unwrap_err();
+        assert_eq!(again.kafka_error_code(), 36);
+        let bad = MetadataRecord::CreateTopic {
+            name: "u".into(),
+            id: uuid::Uuid::new_v4(),
+            replicas: vec![vec![1, 7]],
+            overrides: BTreeMap::new(),
+        };
+        assert_eq!(a.apply_record(5, &bad).unwrap_err().kafka_error_code(), 38);
+        a.apply_record(6, &MetadataRecord::FenceBroker { id: 2 })
+            .unwrap();
+        let snapshot = a.snapshot();
+        let cluster = snapshot.cluster.as_deref().unwrap();
+        assert_eq!(cluster.applied_index, 6);
+        assert_eq!(cluster.live_brokers(), vec![1]);
+        assert!(snapshot.is_led_by(2, "t", 1));
+        assert!(!snapshot.is_led_by(1, "t", 1));
+
+        let (_dir_b, b) = writer();
+        b.install_image(&a.encode_image()).unwrap();
+        let restored = b.snapshot();
+        assert_eq!(restored.cluster, snapshot.cluster);
+        assert_eq!(
+            restored.topic("t").unwrap().id,
+            snapshot.topic("t").unwrap().id
+        );
+    }
+}

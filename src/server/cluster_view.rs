@@ -1,0 +1,208 @@
+//! What handlers tell clients about the cluster: the live brokers and their addresses, each
+//! partition's leader, replicas, ISR and offline replicas, the controller, and which broker
+//! coordinates a group or transactional id. On a single node all of it is this node; in
+//! cluster mode it comes from the applied metadata log (`metadata::replicated`) and the
+//! quorum's state. Shared by Metadata, DescribeCluster, FindCoordinator, DescribeQuorum and
+//! the partition handlers' NOT_LEADER_OR_FOLLOWER answers, so no handler imports another.
+
+use crate::metadata::MetadataSnapshot;
+use crate::shard::Shard;
+
+/// A broker as clients see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerEndpoint {
+    pub id: i32,
+    pub host: String,
+    pub port: i32,
+    pub fenced: bool,
+}
+
+/// A partition's replicas as Metadata lists them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionReplicas {
+    /// -1 when the leader is fenced (stage 1 has no failover: data lives on the leader).
+    pub leader: i32,
+    pub replicas: Vec<i32>,
+    /// Replicas on live brokers (stage 1: no follower fetches yet, so the ISR is the live
+    /// replica set as recorded).
+    pub isr: Vec<i32>,
+    pub offline: Vec<i32>,
+}
+
+fn this_broker(shard: &Shard) -> BrokerEndpoint {
+    let (host, port) = shard.config.advertised_address();
+    BrokerEndpoint {
+        id: shard.config.node_id,
+        host,
+        port,
+        fenced: false,
+    }
+}
+
+/// Every registered broker (fenced ones with `fenced: true`), in id order.
+pub fn brokers(shard: &Shard, snapshot: &MetadataSnapshot) -> Vec<BrokerEndpoint> {
+    match &snapshot.cluster {
+        None => vec![this_broker(shard)],
+        Some(cluster) => cluster
+            .brokers
+            .values()
+            .map(|b| BrokerEndpoint {
+                id: b.id,
+                host: b.host.clone(),
+                port: b.port,
+                fenced: b.fenced,
+            })
+            .collect(),
+    }
+}
+
+/// Live brokers only: what Metadata lists.
+pub fn live_brokers(shard: &Shard, snapshot: &MetadataSnapshot) -> Vec<BrokerEndpoint> {
+    brokers(shard, snapshot)
+        .into_iter()
+        .filter(|b| !b.fenced)
+        .collect()
+}
+
+pub fn broker(shard: &Shard, snapshot: &MetadataSnapshot, id: i32) -> Option<BrokerEndpoint> {
+    brokers(shard, snapshot).into_iter().find(|b| b.id == id)
+}
+
+/// The controller clients are told about: the quorum's leader, or -1 while none is known.
+pub fn controller_id(shard: &Shard) -> i32 {
+    match &shard.cluster {
+        None => shard.config.node_id,
+        Some(cluster) => cluster.leader().unwrap_or(-1),
+    }
+}
+
+pub fn partition_replicas(
+    shard: &Shard,
+    snapshot: &MetadataSnapshot,
+    topic: &str,
+    partition: i32,
+) -> PartitionReplicas {
+    let node = shard.config.node_id;
+    let Some(cluster) = &snapshot.cluster else {
+        if snapshot.offline_reason(topic, partition).is_some() {
+            return PartitionReplicas {
+                leader: -1,
+                replicas: vec![node],
+                isr: vec![],
+                offline: vec![node],
+            };
+        }
+        return PartitionReplicas {
+            leader: node,
+            replicas: vec![node],
+            isr: vec![node],
+            offline: vec![],
+        };
+    };
+    let replicas = cluster.replicas(topic, partition).to_vec();
+    let (isr, offline): (Vec<i32>, Vec<i32>) =
+        replicas.iter().partition(|id| cluster.is_live(**id));
+    let leader = match replicas.first() {
+        Some(first) if cluster.is_live(*first) => *first,
+        _ => -1,
+    };
+    PartitionReplicas {
+        leader,
+        replicas,
+        isr,
+        offline,
+    }
+}
+
+/// The broker that coordinates `key` (a group or transactional id): on a single node this
+/// one; in cluster mode a stable hash over the quorum's brokers, moving to the next live
+/// one when that broker is fenced. Every broker computes the same answer.
+pub fn coordinator_for(shard: &Shard, snapshot: &MetadataSnapshot, key: &str) -> BrokerEndpoint {
+    let all = brokers(shard, snapshot);
+    if snapshot.cluster.is_none() || all.is_empty() {
+        return this_broker(shard);
+    }
+    let start = crate::shard::placement::fnv1a32(key.as_bytes()) as usize % all.len();
+    (0..all.len())
+        .map(|i| &all[(start + i) % all.len()])
+        .find(|b| !b.fenced)
+        .cloned()
+        .unwrap_or_else(|| this_broker(shard))
+}
+
+/// Produce v10+ (KIP-951): a partition answered NOT_LEADER_OR_FOLLOWER carries its current
+/// leader, and the response the leaders' endpoints, so the client re-routes without a
+/// Metadata round trip. Nothing changes on a single node or for older versions.
+pub fn add_produce_leader_hints(
+    snapshot: &MetadataSnapshot,
+    version: i16,
+    response: &mut kafka_protocol::messages::ProduceResponse,
+) {
+    use kafka_protocol::ResponseError;
+    use kafka_protocol::messages::BrokerId;
+    use kafka_protocol::messages::produce_response::{LeaderIdAndEpoch, NodeEndpoint};
+    use kafka_protocol::protocol::StrBytes;
+    const FIRST_VERSION_WITH_LEADER_HINTS: i16 = 10;
+    let Some(cluster) = &snapshot.cluster else {
+        return;
+    };
+    if version < FIRST_VERSION_WITH_LEADER_HINTS {
+        return;
+    }
+    let not_leader = ResponseError::NotLeaderOrFollower.code();
+    let mut leaders = std::collections::BTreeSet::new();
+    for topic in &mut response.responses {
+        for partition in &mut topic.partition_responses {
+            if partition.error_code != not_leader {
+                continue;
+            }
+            let leader = cluster
+                .leader(topic.name.as_str(), partition.index)
+                .filter(|id| cluster.is_live(*id));
+            if let Some(leader) = leader {
+                partition.current_leader = LeaderIdAndEpoch::default()
+                    .with_leader_id(BrokerId(leader))
+                    .with_leader_epoch(0);
+                leaders.insert(leader);
+            }
+        }
+    }
+    response.node_endpoints = leaders
+        .into_iter()
+        .filter_map(|id| cluster.brokers.get(&id))
+        .map(|b| {
+            NodeEndpoint::default()
+                .with_node_id(BrokerId(b.id))
+                .with_host(StrBytes::from_string(b.host.clone()))
+                .with_port(b.port)
+                .with_rack(None)
+        })
+        .collect();
+}
+
+/// Manual replica assignments (CreateTopics, CreatePartitions) in cluster mode: refused for
+/// now, rather than checked against this node alone or silently replaced by placement.
+pub fn refuse_manual_assignments(shard: &Shard) -> Result<(), crate::shard::topics::TopicOpError> {
+    if shard.cluster.is_none() {
+        return Ok(());
+    }
+    Err(crate::shard::topics::TopicOpError {
+        code: kafka_protocol::ResponseError::InvalidRequest.code(),
+        message: "manual replica assignments are not supported in cluster mode yet: \
+                  give a replication factor and the brokers are chosen"
+            .into(),
+    })
+}
+
+/// `b` as the client of this request should reach it: this broker by the advertised address
+/// of the listener the request came in on (Kafka answers per listener); others as registered.
+pub fn seen_from(
+    ctx: &crate::server::context::RequestContext<'_>,
+    b: BrokerEndpoint,
+) -> BrokerEndpoint {
+    if b.id != ctx.shard.config.node_id {
+        return b;
+    }
+    let (host, port) = ctx.advertised_address();
+    BrokerEndpoint { host, port, ..b }
+}

@@ -1,0 +1,285 @@
+//! Cluster mode on shard 0: the one loop that applies the metadata log's committed records,
+//! in log order, to the metadata snapshot (the only writer of it in cluster mode) and then
+//! acts on them (opens the partitions this node leads, deletes, reconfigures); and this
+//! node's broker registration with the quorum. Also where start-up chooses between the
+//! single-node metadata file and the replicated log.
+//! Must not: talk Raft (cluster/ does) or decide placement (the proposer does).
+
+use super::Shard;
+use crate::cluster::{ClusterHandle, Committed};
+use crate::config::BrokerConfig;
+use crate::metadata::replicated::{Applied, MetadataRecord, Proposal};
+use crate::metadata::{MetadataView, MetadataWriter};
+use futures_util::FutureExt;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Applied entries between two snapshots of the state (each snapshot compacts the log).
+pub const SNAPSHOT_EVERY_ENTRIES: u64 = 1_000;
+/// Producer ids asked of the quorum at once (Kafka's broker asks for blocks of 1,000).
+pub const PRODUCER_ID_BLOCK: i64 = 1_000;
+/// A new block is asked for when fewer ids than this are left.
+const PRODUCER_IDS_LOW_WATER: i64 = PRODUCER_ID_BLOCK / 2;
+
+/// What start-up hands shard 0 in cluster mode.
+pub struct ClusterParts {
+    pub handle: Arc<ClusterHandle>,
+    pub committed: flume::Receiver<Committed>,
+}
+
+/// The metadata writer and view; in cluster mode also the started controller.
+pub fn open_metadata(
+    config: &BrokerConfig,
+) -> Result<(MetadataWriter, MetadataView, Option<ClusterParts>), String> {
+    let voters = config.quorum_voters().map_err(|e| e.to_string())?;
+    check_data_dir_mode(&config.data_dir, voters.is_some())?;
+    let (Some(voters), Some(controller_listen)) = (voters, config.controller_listen) else {
+        let (writer, view) = MetadataWriter::open(&config.data_dir, config.log.clone())
+            .map_err(|e| e.to_string())?;
+        return Ok((writer, view, None));
+    };
+    let cluster_id = crate::cluster::cluster_id(&voters);
+    let (writer, view) =
+        MetadataWriter::open_replicated(&config.data_dir, config.log.clone(), cluster_id)
+            .map_err(|e| e.to_string())?;
+    let (handle, committed) = crate::cluster::start(crate::cluster::ClusterStart {
+        node_id: config.node_id,
+        voters,
+        controller_listen,
+        data_dir: config.data_dir.clone(),
+        session_timeout: Duration::from_millis(config.broker_session_timeout_ms),
+        heartbeat_interval: Duration::from_millis(config.broker_heartbeat_interval_ms),
+    })?;
+    Ok((writer, view, Some(ClusterParts { handle, committed })))
+}
+
+/// A data directory keeps the mode it was made in: a single node's topics are unknown to
+/// a quorum, and a cluster node's metadata is in its Raft log, which a single node does
+/// not read. Either switch would silently hide every partition on disk, so it is refused.
+fn check_data_dir_mode(data_dir: &std::path::Path, cluster_mode: bool) -> Result<(), String> {
+    let meta = data_dir.join("meta");
+    let single_node_topics = std::fs::read(meta.join("topics.json"))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+        .and_then(|v| {
+            v.get("topics")
+                .and_then(|t| t.as_array())
+                .map(|t| !t.is_empty())
+        })
+        .unwrap_or(false);
+    let raft_log = meta.join("raft").exists();
+    if cluster_mode && single_node_topics && !raft_log {
+        return Err(format!(
+            "{} holds a single node's topics; cluster mode starts from an empty data directory",
+            data_dir.display()
+        ));
+    }
+    if !cluster_mode && raft_log {
+        return Err(format!(
+            "{} belongs to a cluster node (meta/raft): start it with its node_id, \
+             controller_quorum_voters and controller_listen",
+            data_dir.display()
+        ));
+    }
+    Ok(())
+}
+
+/// Applies committed records until the controller stops (runs on shard 0).
+pub(super) async fn apply_loop(shard: Rc<Shard>, committed: flume::Receiver<Committed>) {
+    let (Some(writer), Some(cluster)) = (shard.metadata_writer.clone(), shard.cluster.clone())
+    else {
+        return;
+    };
+    let mut last_snapshot = 0u64;
+    while let Ok(item) = committed.recv_async().await {
+        match item {
+            Committed::Entry { index, data } => {
+                let proposal = match Proposal::decode(&data) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        tracing::error!(index, error = %e, "undecodable metadata record skipped");
+                        continue;
+                    }
+                };
+                let result = writer
+                    .apply_record(index, &proposal.record)
+                    .map_err(|e| (e.kafka_error_code(), e.to_string()));
+                let result = match result {
+                    Ok(applied) => act_on(&shard, applied).await,
+                    Err(e) => Err(e),
+                };
+                if proposal.origin == cluster.node_id && proposal.sequence != 0 {
+                    cluster.complete(proposal.sequence, result);
+                }
+                if index >= last_snapshot + SNAPSHOT_EVERY_ENTRIES {
+                    cluster.compact(index, writer.encode_image());
+                    last_snapshot = index;
+                }
+            }
+            Committed::Snapshot { index, image } => match writer.install_image(&image) {
+                Ok(topics) => {
+                    last_snapshot = index;
+                    reconcile_partitions(&shard, topics).await;
+                }
+                Err(e) => tracing::error!(index, error = %e, "metadata snapshot not installed"),
+            },
+            Committed::Dropped { sequence } => cluster.complete(
+                sequence,
+                Err((
+                    kafka_protocol::ResponseError::NotController.code(),
+                    "no metadata quorum leader is known yet".into(),
+                )),
+            ),
+        }
+    }
+}
+
+/// Does on this node what an applied record asks: partitions it leads are opened, deleted
+/// topics' files removed, new configs handed to the owning shards.
+async fn act_on(shard: &Rc<Shard>, applied: Applied) -> crate::cluster::ProposalResult {
+    match &applied {
+        Applied::Opened { topic, from } => {
+            super::topics::open_on_owners(shard, topic, *from)
+                .await
+                .map_err(|e| (e.code, e.message))?;
+        }
+        Applied::Deleted(topic) => delete_everywhere(shard, topic.name.clone()).await,
+        Applied::Reconfigured(topics) => {
+            super::topics::reconfigure_on_owners(shard, topics.clone()).await
+        }
+        Applied::ProducerIds {
+            broker,
+            start,
+            count,
+        } => {
+            if *broker == shard.config.node_id
+                && let Some(writer) = shard.metadata_writer.as_deref()
+            {
+                writer.take_producer_id_block(*start, *count);
+            }
+        }
+        Applied::Brokers => {}
+    }
+    Ok(applied)
+}
+
+async fn delete_everywhere(shard: &Rc<Shard>, name: String) {
+    shard
+        .invoke_on_all(move |owner| {
+            let name = name.clone();
+            async move {
+                for (partition, p) in owner.partitions.remove_topic(&name) {
+                    if let Err(e) = p.delete().await {
+                        tracing::error!(topic = %name, partition, error = %e, "deleting partition files failed");
+                    }
+                }
+            }
+        })
+        .await;
+}
+
+/// After a snapshot replaced the state: open what this node now leads, delete what no
+/// longer exists.
+async fn reconcile_partitions(shard: &Rc<Shard>, topics: Vec<Arc<crate::metadata::TopicMeta>>) {
+    for topic in &topics {
+        if let Err(e) = super::topics::open_on_owners(shard, topic, 0).await {
+            tracing::warn!(topic = %topic.name, error = %e.message, "partitions offline after a snapshot");
+        }
+    }
+    let snapshot = shard.metadata.load_full();
+    let stale = shard
+        .invoke_on_all(move |owner| {
+            let snapshot = snapshot.clone();
+            async move {
+                let mut names: Vec<String> = owner
+                    .partitions
+                    .all_online()
+                    .into_iter()
+                    .map(|(topic, _, _)| topic)
+                    .filter(|topic| snapshot.topic(topic).is_none())
+                    .collect();
+                names.dedup();
+                names
+            }
+        })
+        .await;
+    let mut names: Vec<String> = stale.into_iter().flatten().flatten().collect();
+    names.sort();
+    names.dedup();
+    for name in names {
+        delete_everywhere(shard, name).await;
+    }
+}
+
+/// Registers this broker (its advertised Kafka address) with the quorum, and again whenever
+/// the applied state lacks it or names another address (runs on shard 0 until shutdown).
+pub(super) async fn registration_loop(shard: Rc<Shard>) {
+    let Some(cluster) = shard.cluster.clone() else {
+        return;
+    };
+    let interval = Duration::from_millis(shard.config.broker_heartbeat_interval_ms);
+    let (host, port) = shard.config.advertised_address();
+    let mut stop = shard.shutdown_signal().fuse();
+    while !shard.shutting_down.get() {
+        let registered = shard
+            .metadata
+            .load()
+            .cluster
+            .as_ref()
+            .and_then(|c| c.brokers.get(&cluster.node_id).cloned());
+        let current = registered.is_some_and(|b| b.host == host && b.port == port);
+        if current {
+            refill_producer_ids(&shard, &cluster).await;
+        }
+        let wait = if !current && cluster.leader().is_some() {
+            let record = MetadataRecord::RegisterBroker {
+                id: cluster.node_id,
+                host: host.clone(),
+                port,
+            };
+            match cluster.propose(record).await {
+                Ok(_) => {
+                    tracing::info!(node_id = cluster.node_id, %host, port, "broker registered");
+                    refill_producer_ids(&shard, &cluster).await;
+                    interval
+                }
+                Err((_, message)) => {
+                    tracing::debug!(%message, "broker registration not committed yet");
+                    Duration::from_millis(100)
+                }
+            }
+        } else {
+            // Until a leader is known, look again soon: registration is what start-up waits on.
+            if current {
+                interval
+            } else {
+                Duration::from_millis(100)
+            }
+        };
+        let mut tick = shard.timer.sleep(wait).fuse();
+        futures_util::select! {
+            _ = stop => return,
+            _ = tick => {},
+        }
+    }
+}
+
+/// Asks the quorum for this broker's next block of producer ids when few are left: every
+/// broker hands out ids from its own blocks, so no two producers anywhere share one.
+async fn refill_producer_ids(shard: &Rc<Shard>, cluster: &ClusterHandle) {
+    let left = shard
+        .metadata_writer
+        .as_deref()
+        .map_or(i64::MAX, MetadataWriter::producer_ids_left);
+    if left >= PRODUCER_IDS_LOW_WATER {
+        return;
+    }
+    let record = MetadataRecord::AllocateProducerIds {
+        broker: cluster.node_id,
+        count: PRODUCER_ID_BLOCK,
+    };
+    if let Err((_, message)) = cluster.propose(record).await {
+        tracing::debug!(%message, "producer id block not committed yet");
+    }
+}

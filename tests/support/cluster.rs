@@ -1,0 +1,208 @@
+//! A local cluster of `sluice serve` processes for the cluster-mode tests: N nodes on
+//! 127.0.0.1 with run-time Kafka, admin and controller ports, one core each, every node a
+//! voter of the metadata quorum and a broker (combined mode). Plus the raw-protocol waits
+//! the tests share: for a leader, for every broker to be registered, for a topic everywhere.
+
+use super::wire::RawConn;
+use super::{Broker, free_port};
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::{
+    CreateTopicsRequest, DescribeClusterRequest, MetadataRequest, MetadataResponse,
+};
+use std::time::{Duration, Instant};
+
+/// How long a fresh cluster may take to elect a leader and register every broker.
+pub const CLUSTER_FORM_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub struct LocalCluster {
+    /// `nodes[i]` has node id `i + 1`.
+    pub nodes: Vec<Broker>,
+    pub voters: String,
+}
+
+impl LocalCluster {
+    /// Starts `count` nodes; returns once each listens for Kafka clients (the quorum may
+    /// still be electing: see `wait_until_formed`).
+    pub fn start(count: usize) -> LocalCluster {
+        Self::start_with_config(count, "")
+    }
+
+    /// Starts `count` nodes, each with a config file holding `toml` (e.g. shorter broker
+    /// session timeouts).
+    pub fn start_with_config(count: usize, toml: &str) -> LocalCluster {
+        let controller_ports: Vec<u16> = (0..count).map(|_| free_port()).collect();
+        let voters = controller_ports
+            .iter()
+            .enumerate()
+            .map(|(i, port)| format!("{}@127.0.0.1:{port}", i + 1))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut nodes = Vec::with_capacity(count);
+        for (i, port) in controller_ports.iter().enumerate() {
+            let temp = tempfile::tempdir().expect("temp dir");
+            let config = temp.path().join("sluice.toml");
+            std::fs::write(&config, toml).expect("write the node's config file");
+            let mut broker = Broker {
+                child: None,
+                port: free_port(),
+                admin_port: free_port(),
+                data_dir: temp.path().join("data"),
+                log_path: Some(temp.path().join("broker.log")),
+                _temp: Some(temp),
+                extra_args: vec![
+                    "--config".into(),
+                    config.display().to_string(),
+                    "--cores".into(),
+                    "1".into(),
+                    "--node-id".into(),
+                    (i + 1).to_string(),
+                    "--controller-quorum-voters".into(),
+                    voters.clone(),
+                    "--controller-listen".into(),
+                    format!("127.0.0.1:{port}"),
+                ],
+                extra_env: Vec::new(),
+                open_file_limit: None,
+                sasl_port: None,
+            };
+            broker.spawn();
+            nodes.push(broker);
+        }
+        LocalCluster { nodes, voters }
+    }
+
+    pub fn node(&self, id: i32) -> &Broker {
+        &self.nodes[(id - 1) as usize]
+    }
+
+    pub fn node_mut(&mut self, id: i32) -> &mut Broker {
+        &mut self.nodes[(id - 1) as usize]
+    }
+
+    pub fn bootstrap(&self) -> String {
+        self.nodes
+            .iter()
+            .filter(|n| n.child.is_some())
+            .map(Broker::bootstrap)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    pub fn running_ids(&self) -> Vec<i32> {
+        (1..=self.nodes.len() as i32)
+            .filter(|id| self.node(*id).child.is_some())
+            .collect()
+    }
+
+    /// What every node's output said, for a failure message.
+    pub fn diagnostics(&self) -> String {
+        self.nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| format!("--- node {}: {}", i + 1, n.diagnostics()))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// Waits until every running node names the same controller and lists `brokers` live
+    /// brokers; returns the controller id.
+    pub fn wait_until_formed(&self, brokers: usize) -> i32 {
+        let deadline = Instant::now() + CLUSTER_FORM_TIMEOUT;
+        loop {
+            let views: Vec<Option<(i32, usize)>> = self
+                .running_ids()
+                .into_iter()
+                .map(|id| {
+                    let metadata = metadata(self.node(id), None).ok()?;
+                    Some((metadata.controller_id.0, metadata.brokers.len()))
+                })
+                .collect();
+            let first = views.first().cloned().flatten();
+            if let Some((controller, count)) = first
+                && controller >= 0
+                && count == brokers
+                && views.iter().all(|v| *v == first)
+            {
+                return controller;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "cluster did not form within {CLUSTER_FORM_TIMEOUT:?}: {views:?}\n{}",
+                self.diagnostics()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// Metadata (v12) from one node: all topics (`None`) or the named ones, no auto-creation.
+pub fn metadata(node: &Broker, topics: Option<&[&str]>) -> Result<MetadataResponse, String> {
+    let mut conn = RawConn::connect(&node.bootstrap())?;
+    let topics = topics.map(|names| {
+        names
+            .iter()
+            .map(|n| {
+                kafka_protocol::messages::metadata_request::MetadataRequestTopic::default()
+                    .with_name(Some(super::wire::topic_name(n)))
+            })
+            .collect()
+    });
+    let request = MetadataRequest::default()
+        .with_topics(topics)
+        .with_allow_auto_topic_creation(false);
+    conn.try_call(&request, 12)
+}
+
+/// The controller id DescribeCluster reports on `node`.
+pub fn controller_of(node: &Broker) -> Result<i32, String> {
+    let mut conn = RawConn::connect(&node.bootstrap())?;
+    let response = conn.try_call(&DescribeClusterRequest::default(), 0)?;
+    Ok(response.controller_id.0)
+}
+
+/// CreateTopics through `node`, retrying NOT_CONTROLLER and REQUEST_TIMED_OUT (a quorum
+/// between leaders) for up to `within`; returns the topic's final error code.
+pub fn create_topic(
+    node: &Broker,
+    name: &str,
+    partitions: i32,
+    replication_factor: i16,
+    within: Duration,
+) -> i16 {
+    let deadline = Instant::now() + within;
+    loop {
+        let topic = CreatableTopic::default()
+            .with_name(super::wire::topic_name(name))
+            .with_num_partitions(partitions)
+            .with_replication_factor(replication_factor);
+        let request = CreateTopicsRequest::default()
+            .with_topics(vec![topic])
+            .with_timeout_ms(15_000);
+        let code = RawConn::connect(&node.bootstrap())
+            .and_then(|mut c| c.try_call(&request, 7))
+            .map(|r| r.topics[0].error_code)
+            .unwrap_or(-1);
+        // NOT_CONTROLLER (41), REQUEST_TIMED_OUT (7) and a dropped connection are retried.
+        if ![41, 7, -1].contains(&code) || Instant::now() >= deadline {
+            return code;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Each partition's leader in `node`'s Metadata for `topic` (empty when unknown there).
+pub fn leaders(node: &Broker, topic: &str) -> Vec<i32> {
+    let Ok(response) = metadata(node, Some(&[topic])) else {
+        return Vec::new();
+    };
+    let Some(t) = response.topics.first().filter(|t| t.error_code == 0) else {
+        return Vec::new();
+    };
+    let mut parts: Vec<(i32, i32)> = t
+        .partitions
+        .iter()
+        .map(|p| (p.partition_index, p.leader_id.0))
+        .collect();
+    parts.sort();
+    parts.into_iter().map(|(_, leader)| leader).collect()
+}
