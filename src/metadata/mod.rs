@@ -6,6 +6,7 @@
 //! wait-free load. Handlers never change metadata themselves: they ask shard 0.
 //! Must not: open or delete partition logs (the owning shards do that when told).
 
+mod acls;
 pub mod dynamic_broker;
 
 use crate::config::{LogConfig, TopicConfigError};
@@ -52,6 +53,8 @@ pub struct MetadataSnapshot {
     /// Partitions their owning shard could not open (or took offline): topic -> partition
     /// -> why. Run-time state, never persisted: each start finds them again.
     pub offline_partitions: Arc<HashMap<String, BTreeMap<i32, String>>>,
+    /// Every ACL, indexed for the authorizer (`security::authorizer`).
+    pub acls: Arc<crate::security::authorizer::AclSet>,
 }
 
 impl MetadataSnapshot {
@@ -95,6 +98,8 @@ pub enum MetadataError {
     TooManyTopics,
     #[error("too many groups with configs (limit {MAX_GROUP_CONFIGS})")]
     TooManyGroupConfigs,
+    #[error("too many ACLs (limit {})", crate::security::authorizer::MAX_ACLS)]
+    TooManyAcls,
     #[error("cannot persist metadata at {path}: {source}")]
     Io {
         path: PathBuf,
@@ -114,9 +119,9 @@ impl MetadataError {
             MetadataError::InvalidPartitions(..) => E::InvalidPartitions.code(),
             MetadataError::InvalidReplicationFactor(_) => E::InvalidReplicationFactor.code(),
             MetadataError::InvalidConfig(_) => E::InvalidConfig.code(),
-            MetadataError::TooManyTopics | MetadataError::TooManyGroupConfigs => {
-                E::PolicyViolation.code()
-            }
+            MetadataError::TooManyTopics
+            | MetadataError::TooManyGroupConfigs
+            | MetadataError::TooManyAcls => E::PolicyViolation.code(),
             MetadataError::Io { .. } | MetadataError::Corrupt { .. } => E::KafkaStorageError.code(),
         }
     }
@@ -151,6 +156,8 @@ struct PersistedMetadata {
     group_configs: BTreeMap<String, BTreeMap<String, String>>,
     #[serde(default)]
     dynamic_broker: DynamicBrokerConfigs,
+    #[serde(default)]
+    acls: Vec<crate::security::acl::AclBinding>,
 }
 
 /// Groups that may carry configs, so a client cannot grow the metadata file without bound.
@@ -250,6 +257,7 @@ impl MetadataWriter {
                     .topic_defaults(&defaults)
                     .map_err(|e| corrupt(format!("dynamic broker configs: {e}")))?;
                 snapshot.dynamic_broker = Arc::new(persisted.dynamic_broker);
+                snapshot.acls = Arc::new(crate::security::authorizer::AclSet::new(persisted.acls));
                 for mut topic in persisted.topics {
                     topic.config =
                         effective_config(&topic_defaults, &topic.overrides).map_err(|e| {
@@ -581,6 +589,7 @@ impl MetadataWriter {
                 .map(|(group, configs)| (group.clone(), (**configs).clone()))
                 .collect(),
             dynamic_broker: (*snapshot.dynamic_broker).clone(),
+            acls: snapshot.acls.bindings().to_vec(),
         };
         let bytes = serde_json::to_vec_pretty(&persisted).map_err(|e| MetadataError::Corrupt {
             path: self.path.clone(),
