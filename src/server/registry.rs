@@ -68,6 +68,9 @@ macro_rules! api_table {
             DescribeQuorum 0..=2, DescribeQuorumRequest => describe_quorum, Authorize::All(&[CLUSTER_DESCRIBE]);
             UpdateFeatures 0..=2, UpdateFeaturesRequest => update_features, Authorize::All(&[CLUSTER_ALTER]);
             AlterReplicaLogDirs 1..=2, AlterReplicaLogDirsRequest => alter_replica_log_dirs, Authorize::All(&[CLUSTER_ALTER]);
+            DescribeAcls 1..=3, DescribeAclsRequest => describe_acls, Authorize::All(&[CLUSTER_DESCRIBE]);
+            CreateAcls 1..=3, CreateAclsRequest => create_acls, Authorize::All(&[CLUSTER_ALTER]);
+            DeleteAcls 1..=3, DeleteAclsRequest => delete_acls, Authorize::All(&[CLUSTER_ALTER]);
         }
     };
 }
