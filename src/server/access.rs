@@ -126,3 +126,10 @@ pub fn operations_bitfield(
         .filter(|op| allowed(ctx, **op, resource_type, name))
         .fold(0, |bits, op| bits | op.bit())
 }
+
+/// Whether a topic the request names may be created on the fly (Kafka's auto-creation
+/// needs CREATE on the cluster or on the topic).
+pub fn may_auto_create(ctx: &RequestContext<'_>, topic: &str) -> bool {
+    cluster_allowed(ctx, AclOperation::Create)
+        || allowed(ctx, AclOperation::Create, ResourceType::Topic, topic)
+}

@@ -25,7 +25,7 @@ pub struct ServedApi {
 macro_rules! api_table {
     ($generate:ident) => {
         $generate! {
-            Produce 3..=12, ProduceRequest => produce, Authorize::All(&[needs(Topic, Write)]);
+            Produce 3..=12, ProduceRequest => produce, Authorize::All(&[needs(Topic, Write), needs(TransactionalId, Write)]);
             Fetch 4..=17, FetchRequest => fetch, Authorize::Any(&[needs(Topic, Read), needs(Cluster, ClusterAction)]);
             ListOffsets 1..=10, ListOffsetsRequest => list_offsets, Authorize::All(&[needs(Topic, Describe)]);
             Metadata 0..=13, MetadataRequest => metadata, Authorize::All(&[needs(Topic, Describe)]);

@@ -1,8 +1,7 @@
 //! DescribeCluster: this single node, which is also the controller.
 
-use crate::server::authorization::{
-    AUTHORIZED_OPERATIONS_OMITTED, ResourceType, authorized_operations,
-};
+use crate::server::access::{CLUSTER_RESOURCE_NAME, operations_bitfield};
+use crate::server::authorization::{AUTHORIZED_OPERATIONS_OMITTED, ResourceType};
 use crate::server::context::RequestContext;
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
@@ -31,7 +30,7 @@ pub async fn handle(
                 .with_is_fenced(false),
         ])
         .with_cluster_authorized_operations(if request.include_cluster_authorized_operations {
-            authorized_operations(ResourceType::Cluster)
+            operations_bitfield(ctx, ResourceType::Cluster, CLUSTER_RESOURCE_NAME)
         } else {
             AUTHORIZED_OPERATIONS_OMITTED
         })
