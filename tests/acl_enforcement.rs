@@ -10,17 +10,25 @@ use bytes::Bytes;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::create_acls_request::AclCreation;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::offset_commit_request::{
+    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
 use kafka_protocol::messages::{
     BrokerId, CreateAclsRequest, CreateAclsResponse, DescribeClusterRequest,
     DescribeClusterResponse, FetchRequest, FetchResponse, MetadataRequest, MetadataResponse,
     ProduceResponse,
+};
+use kafka_protocol::messages::{
+    GroupId, JoinGroupRequest, JoinGroupResponse, OffsetCommitRequest, OffsetCommitResponse,
 };
 use kafka_protocol::protocol::{Request, StrBytes};
 use sluice::client::{Client, NewTopic};
 use support::{Broker, wire};
 
 const TOPIC: i8 = 2;
+const GROUP: i8 = 3;
 const CLUSTER: i8 = 4;
 const LITERAL: i8 = 3;
 const PREFIXED: i8 = 4;
@@ -255,4 +263,70 @@ fn super_users_bypass_acls_and_others_get_cluster_authorization_failed() {
         "no CREATE, no WRITE"
     );
     assert!(listed(&metadata(&locked, None)).is_empty());
+}
+
+#[test]
+fn groups_need_read_and_committed_topics_need_read() {
+    let broker = Broker::start_with_config(
+        "authorizer = \"standard\"\nallow_everyone_if_no_acl_found = true\n",
+        &[],
+    );
+    create_topics(&broker, &["mine", "theirs"]);
+    create_acls(
+        &broker,
+        vec![
+            acl(GROUP, "team-", PREFIXED, ANONYMOUS, READ, ALLOW),
+            acl(GROUP, "other", LITERAL, "User:bob", READ, ALLOW),
+            acl(TOPIC, "mine", LITERAL, ANONYMOUS, READ, ALLOW),
+            acl(TOPIC, "theirs", LITERAL, "User:bob", READ, ALLOW),
+        ],
+    );
+    let join = |group: &str| -> JoinGroupResponse {
+        let request = JoinGroupRequest::default()
+            .with_group_id(GroupId(sb(group)))
+            .with_session_timeout_ms(10_000)
+            .with_rebalance_timeout_ms(10_000)
+            .with_protocol_type(sb("consumer"))
+            .with_protocols(vec![
+                JoinGroupRequestProtocol::default().with_name(sb("range")),
+            ]);
+        call(&broker, &request, 9)
+    };
+    assert_eq!(
+        join("other").error_code,
+        ResponseError::GroupAuthorizationFailed.code()
+    );
+    // Allowed: the first join of a v4+ member asks for a member id.
+    assert_eq!(
+        join("team-a").error_code,
+        ResponseError::MemberIdRequired.code()
+    );
+
+    let commit = OffsetCommitRequest::default()
+        .with_group_id(GroupId(sb("team-a")))
+        .with_generation_id_or_member_epoch(-1)
+        .with_topics(
+            ["mine", "theirs"]
+                .iter()
+                .map(|t| {
+                    OffsetCommitRequestTopic::default()
+                        .with_name(wire::topic_name(t))
+                        .with_partitions(vec![
+                            OffsetCommitRequestPartition::default()
+                                .with_partition_index(0)
+                                .with_committed_offset(0),
+                        ])
+                })
+                .collect(),
+        );
+    let committed: OffsetCommitResponse = call(&broker, &commit, 8);
+    let code_of = |topic: &str| {
+        committed
+            .topics
+            .iter()
+            .find(|t| t.name.0.as_str() == topic)
+            .map(|t| t.partitions[0].error_code)
+    };
+    assert_eq!(code_of("mine"), Some(0));
+    assert_eq!(code_of("theirs"), Some(DENIED));
 }

@@ -215,6 +215,42 @@ impl Policy<'_> {
         allowed || (!found_resource_acls && self.allow_everyone_if_no_acl_found)
     }
 
+    /// Whether `who` may perform `operation` on at least one resource of `resource_type`
+    /// (Kafka's `authorizeByResourceType`, KIP-679: an idempotent producer without CLUSTER
+    /// IDEMPOTENT_WRITE may still init if it can WRITE some topic). Allowed by an ALLOW on a
+    /// literal or prefixed name that no DENY of the same pattern, or of the literal `*`,
+    /// cancels; or, with no ACL of the type at all, by `allow_everyone_if_no_acl_found`.
+    pub fn authorize_any(
+        &self,
+        acls: &AclSet,
+        who: Requester<'_>,
+        operation: AclOperation,
+        resource_type: ResourceType,
+    ) -> bool {
+        if self.is_super_user(who.principal) {
+            return true;
+        }
+        let Some(index) = acls.by_type.get(&resource_type) else {
+            return self.allow_everyone_if_no_acl_found;
+        };
+        let says = |list: &[IndexedAcl], permission: Permission| {
+            list.iter().any(|acl| {
+                acl.permission == permission && decide(acl, who, operation) == Some(permission)
+            })
+        };
+        if says(&index.wildcard, Permission::Deny) {
+            return false;
+        }
+        if says(&index.wildcard, Permission::Allow) {
+            return true;
+        }
+        let allowed_unless_denied = |map: &HashMap<String, Vec<IndexedAcl>>| {
+            map.values()
+                .any(|list| says(list, Permission::Allow) && !says(list, Permission::Deny))
+        };
+        allowed_unless_denied(&index.literal) || allowed_unless_denied(&index.prefixed)
+    }
+
     /// The KIP-430 bitfield of the supported operations `who` may perform on `name`.
     pub fn authorized_operations(
         &self,

@@ -46,6 +46,30 @@ pub fn allowed(
     policy.authorize(&snapshot.acls, who, operation, resource_type, name)
 }
 
+/// Whether the principal may perform `operation` on some resource of `resource_type`
+/// (KIP-679's check for idempotent producers).
+pub fn allowed_on_any(
+    ctx: &RequestContext<'_>,
+    operation: AclOperation,
+    resource_type: ResourceType,
+) -> bool {
+    if !authorizer_enabled(ctx) {
+        return true;
+    }
+    let config = &ctx.shard.config;
+    let policy = Policy {
+        super_users: &config.super_users,
+        allow_everyone_if_no_acl_found: config.allow_everyone_if_no_acl_found,
+    };
+    let connection = ctx.connection.borrow();
+    let who = Requester {
+        principal: &connection.principal,
+        host: connection.peer_ip,
+    };
+    let snapshot = ctx.shard.metadata.load();
+    policy.authorize_any(&snapshot.acls, who, operation, resource_type)
+}
+
 /// `operation` on the cluster itself.
 pub fn cluster_allowed(ctx: &RequestContext<'_>, operation: AclOperation) -> bool {
     allowed(ctx, operation, ResourceType::Cluster, CLUSTER_RESOURCE_NAME)

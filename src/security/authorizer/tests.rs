@@ -171,3 +171,36 @@ fn duplicates_are_stored_once() {
     let acls = AclSet::new(vec![one.clone(), one]);
     assert_eq!(acls.len(), 1);
 }
+
+#[test]
+fn authorize_any_finds_one_writable_topic_unless_denied_everywhere() {
+    let me = alice();
+    let who = from(&me, [1, 1, 1, 1]);
+    let some = AclSet::new(vec![acl(
+        Topic,
+        "t",
+        Prefixed,
+        "User:alice",
+        "*",
+        Write,
+        Allow,
+    )]);
+    assert!(NO_SUPER_USERS.authorize_any(&some, who, Write, Topic));
+    assert!(!NO_SUPER_USERS.authorize_any(&some, who, Read, Topic));
+    let cancelled = AclSet::new(vec![
+        acl(Topic, "t", Literal, "User:alice", "*", Write, Allow),
+        acl(Topic, "t", Literal, "User:alice", "*", Write, Deny),
+    ]);
+    assert!(!NO_SUPER_USERS.authorize_any(&cancelled, who, Write, Topic));
+    let denied_everywhere = AclSet::new(vec![
+        acl(Topic, "t", Literal, "User:alice", "*", Write, Allow),
+        acl(Topic, "*", Literal, "User:*", "*", Write, Deny),
+    ]);
+    assert!(!NO_SUPER_USERS.authorize_any(&denied_everywhere, who, Write, Topic));
+    let open = Policy {
+        super_users: &[],
+        allow_everyone_if_no_acl_found: true,
+    };
+    assert!(open.authorize_any(&AclSet::default(), who, Write, Topic));
+    assert!(!NO_SUPER_USERS.authorize_any(&AclSet::default(), who, Write, Topic));
+}

@@ -4,6 +4,9 @@
 //! answer is always this node's advertised address. No shard hop needed.
 
 use crate::group;
+use crate::group::CoordinatorKeyType;
+use crate::server::access::permitted;
+use crate::server::authorization::ResourceType;
 use crate::server::context::RequestContext;
 use kafka_protocol::messages::{FindCoordinatorRequest, FindCoordinatorResponse};
 
@@ -13,5 +16,12 @@ pub async fn handle(
 ) -> FindCoordinatorResponse {
     let config = &ctx.shard.config;
     let (host, port) = config.advertised_address();
-    group::find_coordinator(&request, ctx.version, config.node_id, &host, port)
+    let authorized = |kind: CoordinatorKeyType, key: &str| {
+        let resource = match kind {
+            CoordinatorKeyType::Group => ResourceType::Group,
+            CoordinatorKeyType::Transaction => ResourceType::TransactionalId,
+        };
+        permitted(ctx, resource, key)
+    };
+    group::find_coordinator(&request, ctx.version, config.node_id, &host, port, &authorized)
 }
