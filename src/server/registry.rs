@@ -35,9 +35,9 @@ macro_rules! api_table {
             CreatePartitions 0..=3, CreatePartitionsRequest => create_partitions, Authorize::All(&[needs(Topic, Alter)]);
             InitProducerId 0..=5, InitProducerIdRequest => init_producer_id, Authorize::Any(&[needs(TransactionalId, Write), needs(Cluster, IdempotentWrite)]);
             DescribeCluster 0..=2, DescribeClusterRequest => describe_cluster, Authorize::All(&[CLUSTER_DESCRIBE]);
-            DescribeConfigs 1..=4, DescribeConfigsRequest => describe_configs, Authorize::Any(&[needs(Topic, DescribeConfigs), needs(Cluster, DescribeConfigs)]);
-            AlterConfigs 0..=2, AlterConfigsRequest => alter_configs, Authorize::Any(&[needs(Topic, AlterConfigs), needs(Cluster, AlterConfigs)]);
-            IncrementalAlterConfigs 0..=1, IncrementalAlterConfigsRequest => incremental_alter_configs, Authorize::Any(&[needs(Topic, AlterConfigs), needs(Cluster, AlterConfigs)]);
+            DescribeConfigs 1..=4, DescribeConfigsRequest => describe_configs, Authorize::Any(&[needs(Topic, DescribeConfigs), needs(Group, DescribeConfigs), needs(Cluster, DescribeConfigs)]);
+            AlterConfigs 0..=2, AlterConfigsRequest => alter_configs, Authorize::Any(&[needs(Topic, AlterConfigs), needs(Group, AlterConfigs), needs(Cluster, AlterConfigs)]);
+            IncrementalAlterConfigs 0..=1, IncrementalAlterConfigsRequest => incremental_alter_configs, Authorize::Any(&[needs(Topic, AlterConfigs), needs(Group, AlterConfigs), needs(Cluster, AlterConfigs)]);
             DeleteRecords 0..=2, DeleteRecordsRequest => delete_records, Authorize::All(&[needs(Topic, Delete)]);
             FindCoordinator 0..=6, FindCoordinatorRequest => find_coordinator, Authorize::Any(&[needs(Group, Describe), needs(TransactionalId, Describe)]);
             JoinGroup 0..=9, JoinGroupRequest => join_group, Authorize::All(&[needs(Group, Read)]);

@@ -3,6 +3,8 @@
 //! UNKNOWN_TOPIC_OR_PARTITION and the rest OPERATION_NOT_ATTEMPTED, as Kafka does: nothing
 //! is added unless every partition can be.
 
+use crate::server::access::permitted;
+use crate::server::authorization::ResourceType;
 use crate::server::context::RequestContext;
 use crate::shard::transactions;
 use crate::txn::TxnError;
@@ -39,7 +41,25 @@ pub async fn handle(
             outcome
         }
     };
-    let outcome = if !unknown.is_empty() {
+    let transactional_id = &request.v3_and_below_transactional_id.0;
+    let id_refused = !permitted(ctx, ResourceType::TransactionalId, transactional_id);
+    // Kafka: topics without WRITE fail TOPIC_AUTHORIZATION_FAILED, the rest are not attempted.
+    let unwritable: Vec<&str> = request
+        .v3_and_below_topics
+        .iter()
+        .map(|t| t.name.0.as_str())
+        .filter(|t| !permitted(ctx, ResourceType::Topic, t))
+        .collect();
+    let code_of = |entry: &(String, i32), outcome: i16| {
+        if id_refused {
+            ResponseError::TransactionalIdAuthorizationFailed.code()
+        } else if unwritable.contains(&entry.0.as_str()) {
+            ResponseError::TopicAuthorizationFailed.code()
+        } else {
+            code_of(entry, outcome)
+        }
+    };
+    let outcome = if id_refused || !unwritable.is_empty() || !unknown.is_empty() {
         ResponseError::OperationNotAttempted.code()
     } else {
         let transactional_id = request.v3_and_below_transactional_id.0.to_string();

@@ -2,6 +2,8 @@
 //! by state name, producer id and (v1) by running longer than `duration_filter` ms. State
 //! names Kafka does not know are echoed in `unknown_state_filters`.
 
+use crate::server::access::{cluster_allowed, permitted};
+use crate::server::authorization::{AclOperation, ResourceType};
 use crate::server::context::RequestContext;
 use crate::shard::now_ms;
 use crate::txn::TxnState;
@@ -53,7 +55,11 @@ pub async fn handle(
         let running = meta.state == TxnState::Ongoing && meta.start_ms >= 0;
         let duration_ok =
             min_duration_ms < 0 || (running && now.saturating_sub(meta.start_ms) > min_duration_ms);
-        if state_ok && producer_ok && duration_ok {
+        // Only the transactional ids the principal may DESCRIBE are listed (CLUSTER
+        // DESCRIBE is the table's alternative for the whole list).
+        let visible = cluster_allowed(ctx, AclOperation::Describe)
+            || permitted(ctx, ResourceType::TransactionalId, &meta.transactional_id);
+        if state_ok && producer_ok && duration_ok && visible {
             listed.push(
                 TransactionState::default()
                     .with_transactional_id(TransactionalId(StrBytes::from_string(
