@@ -54,6 +54,9 @@ pub const CLIENT_API_VERSIONS: &[(ApiKey, &str, i16, i16)] = &[
     (ApiKey::DeleteGroups, "DeleteGroups", 0, 2),
     (ApiKey::DescribeTransactions, "DescribeTransactions", 0, 0),
     (ApiKey::ListTransactions, "ListTransactions", 0, 1),
+    (ApiKey::DescribeAcls, "DescribeAcls", 1, 3),
+    (ApiKey::CreateAcls, "CreateAcls", 1, 3),
+    (ApiKey::DeleteAcls, "DeleteAcls", 1, 3),
 ];
 
 /// The name of an API key for messages ("Produce"), or "Unknown".
