@@ -11,7 +11,7 @@ use super::authorization::{AclOperation, Authorize, ResourceType, authorized_ope
 use super::context::RequestContext;
 use super::registry::served;
 use crate::config::AuthorizerChoice;
-use crate::security::authorizer::{Policy, Requester};
+use crate::security::authorizer::{AclSet, Policy, Requester};
 
 /// The one name of the CLUSTER resource, as Kafka names it.
 pub const CLUSTER_RESOURCE_NAME: &str = "kafka-cluster";
@@ -19,6 +19,26 @@ pub const CLUSTER_RESOURCE_NAME: &str = "kafka-cluster";
 /// Whether an authorizer is configured (`authorizer = "standard"`).
 pub fn authorizer_enabled(ctx: &RequestContext<'_>) -> bool {
     ctx.shard.config.authorizer != AuthorizerChoice::None
+}
+
+/// Runs `decide` with the broker's policy, the connection's principal and address, and the
+/// ACLs of the current snapshot (one wait-free load; nothing allocated).
+fn with_authorizer<R>(
+    ctx: &RequestContext<'_>,
+    decide: impl FnOnce(Policy<'_>, Requester<'_>, &AclSet) -> R,
+) -> R {
+    let config = &ctx.shard.config;
+    let policy = Policy {
+        super_users: &config.super_users,
+        allow_everyone_if_no_acl_found: config.allow_everyone_if_no_acl_found,
+    };
+    let connection = ctx.connection.borrow();
+    let who = Requester {
+        principal: &connection.principal,
+        host: connection.peer_ip,
+    };
+    let snapshot = ctx.shard.metadata.load();
+    decide(policy, who, &snapshot.acls)
 }
 
 /// Whether the connection's principal may perform `operation` on `name`. Cheap: one
@@ -32,18 +52,9 @@ pub fn allowed(
     if !authorizer_enabled(ctx) {
         return true;
     }
-    let config = &ctx.shard.config;
-    let policy = Policy {
-        super_users: &config.super_users,
-        allow_everyone_if_no_acl_found: config.allow_everyone_if_no_acl_found,
-    };
-    let connection = ctx.connection.borrow();
-    let who = Requester {
-        principal: &connection.principal,
-        host: connection.peer_ip,
-    };
-    let snapshot = ctx.shard.metadata.load();
-    policy.authorize(&snapshot.acls, who, operation, resource_type, name)
+    with_authorizer(ctx, |policy, who, acls| {
+        policy.authorize(acls, who, operation, resource_type, name)
+    })
 }
 
 /// Whether the principal may perform `operation` on some resource of `resource_type`
@@ -56,18 +67,9 @@ pub fn allowed_on_any(
     if !authorizer_enabled(ctx) {
         return true;
     }
-    let config = &ctx.shard.config;
-    let policy = Policy {
-        super_users: &config.super_users,
-        allow_everyone_if_no_acl_found: config.allow_everyone_if_no_acl_found,
-    };
-    let connection = ctx.connection.borrow();
-    let who = Requester {
-        principal: &connection.principal,
-        host: connection.peer_ip,
-    };
-    let snapshot = ctx.shard.metadata.load();
-    policy.authorize_any(&snapshot.acls, who, operation, resource_type)
+    with_authorizer(ctx, |policy, who, acls| {
+        policy.authorize_any(acls, who, operation, resource_type)
+    })
 }
 
 /// `operation` on the cluster itself.
@@ -144,11 +146,9 @@ pub fn operations_bitfield(
     if !authorizer_enabled(ctx) {
         return authorized_operations(resource_type);
     }
-    resource_type
-        .supported_operations()
-        .iter()
-        .filter(|op| allowed(ctx, **op, resource_type, name))
-        .fold(0, |bits, op| bits | op.bit())
+    with_authorizer(ctx, |policy, who, acls| {
+        policy.authorized_operations(acls, who, resource_type, name)
+    })
 }
 
 /// Whether a topic the request names may be created on the fly (Kafka's auto-creation
