@@ -3,6 +3,7 @@
 //! Owns: argument parsing and the mapping of every failure to one clear line on stderr and a
 //! non-zero exit. Must not: panic on user input or print stack traces.
 
+mod acl;
 mod bench;
 mod cluster;
 mod consume;
@@ -49,6 +50,8 @@ pub enum Command {
     Txn(txn::TxnArgs),
     /// Create, delete and list SCRAM users (SASL credentials).
     User(user::UserArgs),
+    /// Add, list and remove ACLs (brokers with an authorizer).
+    Acl(acl::AclArgs),
     /// Live view of a broker's shards, topics and latency (from its admin /metrics).
     Top(top::TopArgs),
     /// Load-test any Kafka-compatible broker: produce, consume, end-to-end.
@@ -103,6 +106,7 @@ pub fn main() -> i32 {
         Command::Group(args) => group::run(args),
         Command::Txn(args) => txn::run(args),
         Command::User(args) => user::run(args),
+        Command::Acl(args) => acl::run(args),
         Command::Top(args) => top::run(args),
         Command::Bench(args) => bench::run(args),
     };

@@ -68,6 +68,9 @@ pub const CLIENT_API_VERSIONS: &[(ApiKey, &str, i16, i16)] = &[
     ),
     (ApiKey::DescribeCluster, "DescribeCluster", 0, 1),
     (ApiKey::DescribeQuorum, "DescribeQuorum", 0, 2),
+    (ApiKey::DescribeAcls, "DescribeAcls", 1, 3),
+    (ApiKey::CreateAcls, "CreateAcls", 1, 3),
+    (ApiKey::DeleteAcls, "DeleteAcls", 1, 3),
 ];
 
 /// The name of an API key for messages ("Produce"), or "Unknown".

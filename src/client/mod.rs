@@ -6,6 +6,7 @@
 //! calls) / `producer` / `consumer` / `group`. Must not: depend on broker internals
 //! (`server`, `storage`); it speaks only the wire protocol.
 
+pub mod acls;
 pub mod admin;
 pub mod cluster;
 pub mod connection;

@@ -84,6 +84,16 @@ impl IoDriverChoice {
     }
 }
 
+/// The `authorizer` setting: Kafka's `authorizer.class.name`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthorizerChoice {
+    /// No authorizer: every operation is allowed and the ACL APIs answer SECURITY_DISABLED.
+    None,
+    /// ACLs with the semantics of Kafka's StandardAuthorizer (`security::authorizer`).
+    Standard,
+}
+
 /// The whole broker configuration, with every default embedded.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -154,6 +164,13 @@ pub struct BrokerConfig {
     pub log_retention_check_interval_ms: u64,
     /// Metrics recording on the hot path; off only for overhead measurements.
     pub metrics_enabled: bool,
+    /// Which authorizer checks requests against the ACLs (off by default, as in Kafka).
+    pub authorizer: AuthorizerChoice,
+    /// Principals (`User:name`) that bypass every ACL (Kafka's `super.users`).
+    pub super_users: Vec<String>,
+    /// Allow an operation on a resource no ACL names (Kafka's
+    /// `allow.everyone.if.no.acl.found`); a resource with any ACL is always checked.
+    pub allow_everyone_if_no_acl_found: bool,
     /// Defaults for every topic; per-topic overrides come from CreateTopics / AlterConfigs.
     pub log: LogConfig,
 }
@@ -199,6 +216,9 @@ impl Default for BrokerConfig {
             offsets_retention_ms: 7 * 24 * 3600 * 1000,
             log_retention_check_interval_ms: 30_000,
             metrics_enabled: true,
+            authorizer: AuthorizerChoice::None,
+            super_users: Vec::new(),
+            allow_everyone_if_no_acl_found: false,
             log: LogConfig::default(),
         }
     }
@@ -255,6 +275,12 @@ impl BrokerConfig {
             });
         }
         self.validate_security()?;
+        for user in &self.super_users {
+            crate::security::Principal::parse(user).map_err(|e| ConfigError::Invalid {
+                key: "super_users",
+                message: e.to_string(),
+            })?;
+        }
         self.log.validate().map_err(|e| ConfigError::Invalid {
             key: "log",
             message: e.to_string(),
@@ -400,5 +426,21 @@ mod tests {
             Some(IoDriverChoice::IoUring)
         );
         assert_eq!(IoDriverChoice::parse("uring"), None);
+    }
+
+    #[test]
+    fn authorizer_settings_are_read_and_super_users_checked() {
+        let cfg = BrokerConfig::from_toml("").unwrap();
+        assert_eq!(cfg.authorizer, AuthorizerChoice::None);
+        let cfg = BrokerConfig::from_toml(
+            "authorizer = \"standard\"\nsuper_users = [\"User:admin\"]\nallow_everyone_if_no_acl_found = true",
+        )
+        .unwrap();
+        assert_eq!(cfg.authorizer, AuthorizerChoice::Standard);
+        assert!(cfg.allow_everyone_if_no_acl_found);
+        cfg.validate().unwrap();
+        let bad = BrokerConfig::from_toml("super_users = [\"admin\"]").unwrap();
+        assert!(bad.validate().is_err());
+        assert!(BrokerConfig::from_toml("authorizer = \"acl\"").is_err());
     }
 }

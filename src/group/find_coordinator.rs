@@ -11,12 +11,22 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::wire::{error_code, sb};
 
+/// What a FindCoordinator key names: a consumer group or a transactional id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CoordinatorKeyType {
+    Group,
+    Transaction,
+}
+
 /// FindCoordinator (v0–v6): `locate` names the broker (id, host, port) coordinating a key:
 /// this node on a single node, a stable choice among live brokers in cluster mode.
+/// `authorized(kind, key)` says whether the caller may DESCRIBE the group or transactional
+/// id (GROUP_/TRANSACTIONAL_ID_AUTHORIZATION_FAILED otherwise, as Kafka answers).
 pub fn find_coordinator(
     request: &FindCoordinatorRequest,
     version: i16,
     locate: &dyn Fn(&str) -> (i32, String, i32),
+    authorized: &dyn Fn(CoordinatorKeyType, &str) -> bool,
 ) -> FindCoordinatorResponse {
     const KEY_TYPE_GROUP: i8 = 0;
     const KEY_TYPE_TRANSACTION: i8 = 1;
@@ -31,6 +41,12 @@ pub fn find_coordinator(
         }
         if key.is_empty() {
             return Err(ResponseError::InvalidRequest);
+        }
+        if key_type == KEY_TYPE_GROUP && !authorized(CoordinatorKeyType::Group, key) {
+            return Err(ResponseError::GroupAuthorizationFailed);
+        }
+        if key_type == KEY_TYPE_TRANSACTION && !authorized(CoordinatorKeyType::Transaction, key) {
+            return Err(ResponseError::TransactionalIdAuthorizationFailed);
         }
         Ok(())
     };
@@ -84,6 +100,10 @@ fn error_message(checked: Result<(), ResponseError>) -> &'static str {
             "This most likely occurs because of a request being malformed by the client \
              library or the message was sent to an incompatible broker. See the broker logs \
              for more details."
+        }
+        Err(ResponseError::GroupAuthorizationFailed) => "Group authorization failed.",
+        Err(ResponseError::TransactionalIdAuthorizationFailed) => {
+            "Transactional Id authorization failed."
         }
         Err(_) => "The server experienced an unexpected error when processing the request.",
     }

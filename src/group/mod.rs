@@ -56,7 +56,7 @@ pub use coordinator::{
     CLASSIC_GROUP_TYPE, CONSUMER_GROUP_TYPE, ClientInfo, GroupCoordinator, GroupError,
     MAX_GROUPS_PER_SHARD, SHARE_GROUP_TYPE, owner_shard,
 };
-pub use find_coordinator::find_coordinator;
+pub use find_coordinator::{CoordinatorKeyType, find_coordinator};
 pub use offset_log::{GroupOffsets, OffsetEntry, OffsetLogError};
 pub use offset_log_writer::{COMPACTION_MIN_LOG_BYTES, COMPACTION_RATIO};
 pub use offsets::{

@@ -6,9 +6,14 @@
 //! wait-free load. Handlers never change metadata themselves: they ask shard 0.
 //! Must not: open or delete partition logs (the owning shards do that when told).
 
+mod acls;
+mod config_ops;
 pub mod credentials;
 pub mod dynamic_broker;
 pub mod replicated;
+
+use config_ops::edit_list;
+pub use config_ops::{ConfigOp, effective_config};
 
 use crate::config::{LogConfig, TopicConfigError};
 use arc_swap::ArcSwap;
@@ -59,6 +64,8 @@ pub struct MetadataSnapshot {
     /// Cluster mode only (`None` on a single node): registered brokers and every
     /// partition's replicas, as applied from the metadata log (`replicated`).
     pub cluster: Option<Arc<replicated::ClusterState>>,
+    /// Every ACL, indexed for the authorizer (`security::authorizer`).
+    pub acls: Arc<crate::security::authorizer::AclSet>,
 }
 
 impl MetadataSnapshot {
@@ -104,6 +111,8 @@ pub enum MetadataError {
     TooManyGroupConfigs,
     #[error("no producer id block from the metadata quorum yet")]
     ProducerIdsPending,
+    #[error("too many ACLs (limit {})", crate::security::authorizer::MAX_ACLS)]
+    TooManyAcls,
     #[error("cannot persist metadata at {path}: {source}")]
     Io {
         path: PathBuf,
@@ -123,9 +132,9 @@ impl MetadataError {
             MetadataError::InvalidPartitions(..) => E::InvalidPartitions.code(),
             MetadataError::InvalidReplicationFactor(_) => E::InvalidReplicationFactor.code(),
             MetadataError::InvalidConfig(_) => E::InvalidConfig.code(),
-            MetadataError::TooManyTopics | MetadataError::TooManyGroupConfigs => {
-                E::PolicyViolation.code()
-            }
+            MetadataError::TooManyTopics
+            | MetadataError::TooManyGroupConfigs
+            | MetadataError::TooManyAcls => E::PolicyViolation.code(),
             MetadataError::Io { .. } | MetadataError::Corrupt { .. } => E::KafkaStorageError.code(),
             MetadataError::ProducerIdsPending => E::CoordinatorNotAvailable.code(),
         }
@@ -163,6 +172,8 @@ struct PersistedMetadata {
     dynamic_broker: DynamicBrokerConfigs,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     scram_credentials: credentials::PersistedScramCredentials,
+    #[serde(default)]
+    acls: Vec<crate::security::acl::AclBinding>,
 }
 
 /// Groups that may carry configs, so a client cannot grow the metadata file without bound.
@@ -266,6 +277,7 @@ impl MetadataWriter {
                     credentials::ScramCredentials::from_persisted(persisted.scram_credentials)
                         .map_err(|e| corrupt(format!("SCRAM credentials: {e}")))?,
                 );
+                snapshot.acls = Arc::new(crate::security::authorizer::AclSet::new(persisted.acls));
                 for mut topic in persisted.topics {
                     topic.config =
                         effective_config(&topic_defaults, &topic.overrides).map_err(|e| {
@@ -604,6 +616,7 @@ impl MetadataWriter {
                 .collect(),
             dynamic_broker: (*snapshot.dynamic_broker).clone(),
             scram_credentials: snapshot.scram_credentials.to_persisted(),
+            acls: snapshot.acls.bindings().to_vec(),
         };
         let bytes = serde_json::to_vec_pretty(&persisted).map_err(|e| MetadataError::Corrupt {
             path: self.path.clone(),
@@ -614,64 +627,6 @@ impl MetadataWriter {
             source,
         })
     }
-}
-
-/// One change of IncrementalAlterConfigs (AlterConfigs only sets).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum ConfigOp {
-    Set(String),
-    /// Back to the broker default.
-    Delete,
-    /// Add the listed elements to a list config, skipping ones already present.
-    Append(String),
-    /// Remove the listed elements from a list config; absent ones are ignored.
-    Subtract(String),
-}
-
-/// APPEND / SUBTRACT on a list-typed config, as Kafka does: only list configs take them.
-fn edit_list(
-    key: &str,
-    current: &str,
-    change: &str,
-    append: bool,
-) -> Result<String, TopicConfigError> {
-    let is_list = crate::config::topic_config_spec::topic_config_spec(key)
-        .ok_or_else(|| TopicConfigError::UnknownKey(key.to_string()))?
-        .kind
-        .is_list();
-    if !is_list {
-        let verb = if append { "append" } else { "subtract" };
-        return Err(TopicConfigError::Conflict(format!(
-            "Config value {verb} is not allowed for config key: {key}"
-        )));
-    }
-    let elements = crate::config::topic_config_spec::list_elements;
-    let mut list: Vec<&str> = elements(current);
-    list.dedup();
-    let named = elements(change);
-    if append {
-        for e in named {
-            if !list.contains(&e) {
-                list.push(e);
-            }
-        }
-    } else {
-        list.retain(|e| !named.contains(e));
-    }
-    Ok(list.join(","))
-}
-
-/// Broker defaults with a topic's overrides applied; the first bad key is the error.
-pub fn effective_config(
-    defaults: &LogConfig,
-    overrides: &BTreeMap<String, String>,
-) -> Result<LogConfig, TopicConfigError> {
-    let mut config = defaults.clone();
-    for (key, value) in overrides {
-        config.set(key, value)?;
-    }
-    config.validate()?;
-    Ok(config)
 }
 
 /// Replaces `path` with `bytes` so that a crash leaves either the old or the new content.

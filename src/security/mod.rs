@@ -2,6 +2,8 @@
 //! what it may do: principals, authentication mechanisms, the authorizer and quotas. A lower
 //! layer: it knows nothing of requests, handlers or shards; the server layer asks it.
 
+pub mod acl;
+pub mod authorizer;
 pub mod plain;
 mod principal;
 pub mod scram;

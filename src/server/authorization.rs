@@ -4,76 +4,7 @@
 //! cannot forget to say what it needs. Must not: decide who may do what (that is the
 //! authorizer's job; until one is configured every operation is allowed, as in Kafka).
 
-/// Kafka's `ResourceType` codes (the numbers on the wire in CreateAcls/DescribeAcls).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[repr(i8)]
-pub enum ResourceType {
-    Topic = 2,
-    Group = 3,
-    Cluster = 4,
-    TransactionalId = 5,
-    DelegationToken = 6,
-    User = 7,
-}
-
-/// Kafka's `AclOperation` codes; their bit positions form the KIP-430 authorized-operations
-/// bitfields of Metadata, DescribeCluster and DescribeGroups.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[repr(i8)]
-pub enum AclOperation {
-    Read = 3,
-    Write = 4,
-    Create = 5,
-    Delete = 6,
-    Alter = 7,
-    Describe = 8,
-    ClusterAction = 9,
-    DescribeConfigs = 10,
-    AlterConfigs = 11,
-    IdempotentWrite = 12,
-    CreateTokens = 13,
-    DescribeTokens = 14,
-}
-
-impl AclOperation {
-    /// This operation's bit in a KIP-430 authorized-operations bitfield.
-    const fn bit(self) -> i32 {
-        1 << (self as i32)
-    }
-}
-
-impl ResourceType {
-    /// The operations an ACL on this resource type can grant (Kafka's
-    /// `AclEntry.supportedOperations`).
-    pub const fn supported_operations(self) -> &'static [AclOperation] {
-        use AclOperation::*;
-        match self {
-            ResourceType::Topic => &[
-                Read,
-                Write,
-                Create,
-                Describe,
-                Delete,
-                Alter,
-                DescribeConfigs,
-                AlterConfigs,
-            ],
-            ResourceType::Group => &[Read, Describe, Delete, DescribeConfigs, AlterConfigs],
-            ResourceType::Cluster => &[
-                Create,
-                ClusterAction,
-                DescribeConfigs,
-                AlterConfigs,
-                IdempotentWrite,
-                Alter,
-                Describe,
-            ],
-            ResourceType::TransactionalId => &[Describe, Write],
-            ResourceType::DelegationToken => &[Describe],
-            ResourceType::User => &[CreateTokens, DescribeTokens],
-        }
-    }
-}
+pub use crate::security::acl::{AclOperation, ResourceType};
 
 /// Kafka's "authorized operations not requested" value in Metadata, DescribeCluster and
 /// DescribeGroups answers.

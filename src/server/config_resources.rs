@@ -2,6 +2,8 @@
 //! codes on the wire and the change path both alter handlers share. Must not: know a
 //! request's encoding (each handler reads its own).
 
+use super::access::{CLUSTER_RESOURCE_NAME, permitted};
+use super::authorization::ResourceType;
 use super::context::RequestContext;
 use crate::metadata::ConfigOp;
 use crate::metadata::dynamic_broker::{BrokerConfigLevel, is_dynamic};
@@ -16,6 +18,29 @@ pub const RESOURCE_GROUP: i8 = 32;
 
 /// Applies `changes` (key, operation) to one resource: (error code,
 /// message). `incremental` keeps the keys not named; otherwise they return to defaults.
+/// The authorization error for a config resource, per its type as Kafka answers it (the
+/// operation, DESCRIBE_CONFIGS or ALTER_CONFIGS, is the API's table line's): a topic or a
+/// group by name, a broker through the cluster. `None` when allowed (or of a type the
+/// handlers refuse as INVALID_REQUEST anyway).
+pub fn config_refusal(ctx: &RequestContext<'_>, resource_type: i8, name: &str) -> Option<i16> {
+    let (allowed, code) = match resource_type {
+        RESOURCE_TOPIC => (
+            permitted(ctx, ResourceType::Topic, name),
+            ResponseError::TopicAuthorizationFailed,
+        ),
+        RESOURCE_GROUP => (
+            permitted(ctx, ResourceType::Group, name),
+            ResponseError::GroupAuthorizationFailed,
+        ),
+        RESOURCE_BROKER => (
+            permitted(ctx, ResourceType::Cluster, CLUSTER_RESOURCE_NAME),
+            ResponseError::ClusterAuthorizationFailed,
+        ),
+        _ => return None,
+    };
+    (!allowed).then_some(code.code())
+}
+
 pub async fn alter(
     ctx: &RequestContext<'_>,
     resource_type: i8,
@@ -24,6 +49,9 @@ pub async fn alter(
     incremental: bool,
     validate_only: bool,
 ) -> (i16, Option<String>) {
+    if let Some(code) = config_refusal(ctx, resource_type, name) {
+        return (code, None);
+    }
     match resource_type {
         RESOURCE_TOPIC | RESOURCE_GROUP => {}
         RESOURCE_BROKER => {

@@ -4,6 +4,7 @@
 //! SO_REUSEPORT listener and serves those connections itself; partition work goes to the
 //! owning shard through `Shard::invoke_on`. Must not: touch another shard's state directly.
 
+pub mod access;
 pub mod affinity;
 pub mod authorization;
 pub mod broker_configs;
@@ -19,6 +20,7 @@ pub mod features;
 pub mod fetch_sessions;
 mod file_send;
 pub mod handlers;
+pub mod refusals;
 pub mod registry;
 pub mod response;
 mod routing;

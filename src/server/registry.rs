@@ -25,7 +25,7 @@ pub struct ServedApi {
 macro_rules! api_table {
     ($generate:ident) => {
         $generate! {
-            Produce 3..=12, ProduceRequest => produce, Authorize::All(&[needs(Topic, Write)]);
+            Produce 3..=12, ProduceRequest => produce, Authorize::All(&[needs(Topic, Write), needs(TransactionalId, Write)]);
             Fetch 4..=17, FetchRequest => fetch, Authorize::Any(&[needs(Topic, Read), needs(Cluster, ClusterAction)]);
             ListOffsets 1..=10, ListOffsetsRequest => list_offsets, Authorize::All(&[needs(Topic, Describe)]);
             Metadata 0..=13, MetadataRequest => metadata, Authorize::All(&[needs(Topic, Describe)]);
@@ -35,9 +35,9 @@ macro_rules! api_table {
             CreatePartitions 0..=3, CreatePartitionsRequest => create_partitions, Authorize::All(&[needs(Topic, Alter)]);
             InitProducerId 0..=5, InitProducerIdRequest => init_producer_id, Authorize::Any(&[needs(TransactionalId, Write), needs(Cluster, IdempotentWrite)]);
             DescribeCluster 0..=2, DescribeClusterRequest => describe_cluster, Authorize::All(&[CLUSTER_DESCRIBE]);
-            DescribeConfigs 1..=4, DescribeConfigsRequest => describe_configs, Authorize::Any(&[needs(Topic, DescribeConfigs), needs(Cluster, DescribeConfigs)]);
-            AlterConfigs 0..=2, AlterConfigsRequest => alter_configs, Authorize::Any(&[needs(Topic, AlterConfigs), needs(Cluster, AlterConfigs)]);
-            IncrementalAlterConfigs 0..=1, IncrementalAlterConfigsRequest => incremental_alter_configs, Authorize::Any(&[needs(Topic, AlterConfigs), needs(Cluster, AlterConfigs)]);
+            DescribeConfigs 1..=4, DescribeConfigsRequest => describe_configs, Authorize::Any(&[needs(Topic, DescribeConfigs), needs(Group, DescribeConfigs), needs(Cluster, DescribeConfigs)]);
+            AlterConfigs 0..=2, AlterConfigsRequest => alter_configs, Authorize::Any(&[needs(Topic, AlterConfigs), needs(Group, AlterConfigs), needs(Cluster, AlterConfigs)]);
+            IncrementalAlterConfigs 0..=1, IncrementalAlterConfigsRequest => incremental_alter_configs, Authorize::Any(&[needs(Topic, AlterConfigs), needs(Group, AlterConfigs), needs(Cluster, AlterConfigs)]);
             DeleteRecords 0..=2, DeleteRecordsRequest => delete_records, Authorize::All(&[needs(Topic, Delete)]);
             FindCoordinator 0..=6, FindCoordinatorRequest => find_coordinator, Authorize::Any(&[needs(Group, Describe), needs(TransactionalId, Describe)]);
             JoinGroup 0..=9, JoinGroupRequest => join_group, Authorize::All(&[needs(Group, Read)]);
@@ -77,6 +77,9 @@ macro_rules! api_table {
             SaslAuthenticate 0..=2, SaslAuthenticateRequest => sasl_authenticate, Authorize::Nothing;
             DescribeUserScramCredentials 0..=0, DescribeUserScramCredentialsRequest => describe_user_scram_credentials, Authorize::All(&[CLUSTER_DESCRIBE]);
             AlterUserScramCredentials 0..=0, AlterUserScramCredentialsRequest => alter_user_scram_credentials, Authorize::All(&[CLUSTER_ALTER]);
+            DescribeAcls 1..=3, DescribeAclsRequest => describe_acls, Authorize::All(&[CLUSTER_DESCRIBE]);
+            CreateAcls 1..=3, CreateAclsRequest => create_acls, Authorize::All(&[CLUSTER_ALTER]);
+            DeleteAcls 1..=3, DeleteAclsRequest => delete_acls, Authorize::All(&[CLUSTER_ALTER]);
         }
     };
 }

@@ -77,7 +77,12 @@ fn responses_encode_in_every_served_version() {
             } else {
                 vec![]
             });
-        let r = find_coordinator(&request, v, &|_| (7, "localhost".to_string(), 9092));
+        let r = find_coordinator(
+            &request,
+            v,
+            &|_| (7, "localhost".to_string(), 9092),
+            &|_, _| true,
+        );
         if v >= 4 {
             assert_eq!(r.coordinators[0].node_id, BrokerId(7));
             assert_eq!(

@@ -1,6 +1,8 @@
 //! AddOffsetsToTxn: adds a consumer group to the producer's transaction (its offsets will
 //! be committed or dropped with the transaction), on the id's coordinating shard.
 
+use crate::server::access::permitted;
+use crate::server::authorization::ResourceType;
 use crate::server::context::RequestContext;
 use crate::shard::transactions;
 use crate::txn::TxnError;
@@ -20,6 +22,12 @@ pub async fn handle(
         return response.with_error_code(ResponseError::InvalidGroupId.code());
     }
     let transactional_id = request.transactional_id.0.to_string();
+    if !permitted(ctx, ResourceType::TransactionalId, &transactional_id) {
+        return response.with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code());
+    }
+    if !permitted(ctx, ResourceType::Group, &group_id) {
+        return response.with_error_code(ResponseError::GroupAuthorizationFailed.code());
+    }
     let (producer_id, epoch) = (request.producer_id.0, request.producer_epoch);
     let owner = ctx.shard.owner_of_transactional_id(&transactional_id);
     let added = ctx

@@ -6,6 +6,8 @@
 //! client form or, with `verify_only`, only checked (every partition must already be in the
 //! producer's open transaction), each answered on its own.
 
+use crate::server::access::permitted;
+use crate::server::authorization::ResourceType;
 use crate::server::context::RequestContext;
 use crate::shard::transactions;
 use crate::txn::TxnError;
@@ -87,12 +89,28 @@ async fn answer(ctx: &RequestContext<'_>, part: TxnPart<'_>) -> Vec<AddPartition
             }
         }
     }
-    let codes = if !unknown.is_empty() {
+    // Kafka: without WRITE on the transactional id every partition fails
+    // TRANSACTIONAL_ID_AUTHORIZATION_FAILED; topics without WRITE fail
+    // TOPIC_AUTHORIZATION_FAILED, and the rest are not attempted.
+    let id_refused = !permitted(ctx, ResourceType::TransactionalId, &part.transactional_id);
+    let unwritable: Vec<&str> = part
+        .topics
+        .iter()
+        .map(|t| t.name.0.as_str())
+        .filter(|t| !permitted(ctx, ResourceType::Topic, t))
+        .collect();
+    let codes = if id_refused || !unwritable.is_empty() || !unknown.is_empty() {
         vec![ResponseError::OperationNotAttempted.code(); wanted.len()]
     } else {
         coordinate(ctx, &part, wanted.clone()).await
     };
     let code_of = |topic: &str, p: i32| {
+        if id_refused {
+            return ResponseError::TransactionalIdAuthorizationFailed.code();
+        }
+        if unwritable.contains(&topic) {
+            return ResponseError::TopicAuthorizationFailed.code();
+        }
         if unknown.iter().any(|(t, q)| t == topic && *q == p) {
             return ResponseError::UnknownTopicOrPartition.code();
         }

@@ -1,6 +1,8 @@
 //! ConsumerGroupDescribe (KIP-848): each group is described by its owning shard — members,
 //! epochs, current and target assignments. Classic or unknown groups get GROUP_ID_NOT_FOUND.
 
+use crate::server::access::permitted;
+use crate::server::authorization::ResourceType;
 use crate::server::context::RequestContext;
 use crate::server::views::topics_view;
 use kafka_protocol::ResponseError;
@@ -15,7 +17,13 @@ pub async fn handle(
     let calls = request.group_ids.into_iter().map(|group_id| {
         let owner = ctx.shard.owner_of_group(&group_id.0);
         let topics = topics.clone();
+        let describable = permitted(ctx, ResourceType::Group, &group_id.0);
         async move {
+            if !describable {
+                return DescribedGroup::default()
+                    .with_group_id(group_id)
+                    .with_error_code(ResponseError::GroupAuthorizationFailed.code());
+            }
             let name = group_id.0.to_string();
             ctx.shard
                 .invoke_on(owner, move |s| async move {

@@ -5,6 +5,8 @@
 use crate::config::group_config::GroupTimeouts;
 use crate::group::ClientInfo;
 use crate::group::consumer::DEFAULT_TIMEOUTS;
+use crate::server::access::permitted;
+use crate::server::authorization::ResourceType;
 use crate::server::context::RequestContext;
 use crate::server::views::topics_view;
 use kafka_protocol::ResponseError;
@@ -19,6 +21,21 @@ pub async fn handle(
         client_id: ctx.client_id.clone().unwrap_or_default(),
         client_host: String::new(),
     };
+    if !permitted(ctx, ResourceType::Group, &request.group_id.0) {
+        return ConsumerGroupHeartbeatResponse::default()
+            .with_error_code(ResponseError::GroupAuthorizationFailed.code())
+            .with_member_epoch(-1);
+    }
+    // Subscribed topic names the principal may not DESCRIBE: TOPIC_AUTHORIZATION_FAILED.
+    let subscribed = request.subscribed_topic_names.iter().flatten();
+    if subscribed
+        .into_iter()
+        .any(|t| !permitted(ctx, ResourceType::Topic, t))
+    {
+        return ConsumerGroupHeartbeatResponse::default()
+            .with_error_code(ResponseError::TopicAuthorizationFailed.code())
+            .with_member_epoch(-1);
+    }
     let topics = topics_view(ctx.shard);
     // The group's own session timeout / heartbeat interval (GROUP configs), if any.
     let timeouts = GroupTimeouts::with_overrides(

@@ -1,6 +1,9 @@
 //! CreatePartitions: grow a topic (never shrink), with `validate_only`.
 
+use crate::server::access::permitted;
+use crate::server::authorization::ResourceType;
 use crate::server::context::RequestContext;
+use kafka_protocol::ResponseError;
 use crate::shard::topics::{TopicOpError, check_new_partition_assignments, create_partitions};
 use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
@@ -40,6 +43,11 @@ pub async fn handle(
     let mut results = Vec::with_capacity(request.topics.len());
     for topic in request.topics {
         let result = CreatePartitionsTopicResult::default().with_name(topic.name.clone());
+        if !permitted(ctx, ResourceType::Topic, &topic.name.0) {
+            let code = ResponseError::TopicAuthorizationFailed.code();
+            results.push(result.with_error_code(code));
+            continue;
+        }
         if let Err(e) = check_assignments(ctx, &topic) {
             results.push(
                 result

@@ -3,6 +3,8 @@
 use crate::config::topic_config_spec::TOPIC_CONFIG_SPECS;
 use crate::metadata::TopicMeta;
 use crate::server::config_sources::{broker_levels, topic_config_source};
+use crate::server::access::{cluster_allowed, permitted};
+use crate::server::authorization::{AclOperation, ResourceType};
 use crate::server::context::RequestContext;
 use crate::shard::topics::{TopicOpError, check_topic_assignments, create_topic};
 use kafka_protocol::ResponseError;
@@ -88,6 +90,14 @@ pub async fn handle(
             .with_name(topic.name.clone())
             .with_num_partitions(-1)
             .with_replication_factor(-1);
+        // CREATE on the cluster covers every topic; else CREATE on this one.
+        if !cluster_allowed(ctx, AclOperation::Create)
+            && !permitted(ctx, ResourceType::Topic, &name)
+        {
+            let code = ResponseError::TopicAuthorizationFailed.code();
+            results.push(result.with_error_code(code));
+            continue;
+        }
         let partitions = match partition_count(ctx, &topic) {
             Ok(partitions) => partitions,
             Err(e) => {

@@ -2,6 +2,8 @@
 //! it has members, GROUP_ID_NOT_FOUND if unknown, else its offsets are durably removed. A
 //! deleted share group's records' state is dropped on every shard's partitions.
 
+use crate::server::access::permitted;
+use crate::server::authorization::ResourceType;
 use crate::server::context::RequestContext;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
@@ -15,7 +17,13 @@ pub async fn handle(
     let calls = request.groups_names.into_iter().map(|group_id| {
         let owner = ctx.shard.owner_of_group(&group_id.0);
         let name = group_id.0.to_string();
+        let deletable = permitted(ctx, ResourceType::Group, &name);
         async move {
+            if !deletable {
+                return DeletableGroupResult::default()
+                    .with_group_id(group_id)
+                    .with_error_code(ResponseError::GroupAuthorizationFailed.code());
+            }
             let error_code = ctx
                 .shard
                 .invoke_on(owner, move |s| async move {

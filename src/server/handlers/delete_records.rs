@@ -1,6 +1,8 @@
 //! DeleteRecords: advance a partition's log start offset (whole segments below it are
 //! removed by the owning shard). Offset -1 means "up to the high watermark".
 
+use crate::server::access::permitted;
+use crate::server::authorization::ResourceType;
 use crate::server::context::RequestContext;
 use crate::shard::Lookup;
 use kafka_protocol::ResponseError;
@@ -17,12 +19,14 @@ pub async fn handle(
     let mut topics = Vec::new();
     for topic in request.topics {
         let name = topic.name.0.to_string();
+        let deletable = permitted(ctx, ResourceType::Topic, &name);
         let mut partitions = Vec::new();
         for p in topic.partitions {
             let (partition, offset) = (p.partition_index, p.offset);
             let owner = shard.owner_of_partition(&name, partition);
             let topic_name = name.clone();
-            let (code, low) = shard
+            let denied = (ResponseError::TopicAuthorizationFailed.code(), -1);
+            let (code, low) = if !deletable { denied } else { shard
                 .invoke_on(owner, move |s| async move {
                     let Lookup::Online(p) = s.partitions.get(&topic_name, partition) else {
                         return (ResponseError::UnknownTopicOrPartition.code(), -1);
@@ -35,7 +39,7 @@ pub async fn handle(
                     }
                 })
                 .await
-                .unwrap_or((ResponseError::BrokerNotAvailable.code(), -1));
+                .unwrap_or((ResponseError::BrokerNotAvailable.code(), -1)) };
             partitions.push(
                 DeleteRecordsPartitionResult::default()
                     .with_partition_index(partition)

@@ -1,5 +1,7 @@
 //! DeleteTopics: by name (all versions) or by topic id (v6+).
 
+use crate::server::access::permitted;
+use crate::server::authorization::ResourceType;
 use crate::server::context::RequestContext;
 use crate::shard::topics::delete_topic;
 use kafka_protocol::ResponseError;
@@ -39,6 +41,10 @@ pub async fn handle(
             .with_name(resolved.clone().map(|n| TopicName(StrBytes::from_string(n))))
             .with_topic_id(id);
         match resolved {
+            Some(n) if !permitted(ctx, ResourceType::Topic, &n) => {
+                let code = ResponseError::TopicAuthorizationFailed.code();
+                result = result.with_error_code(code);
+            }
             None => {
                 result = result.with_error_code(ResponseError::UnknownTopicId.code());
             }

@@ -1,9 +1,8 @@
 //! DescribeCluster: the registered brokers (fenced ones marked) and the controller; on a
 //! single node, this node, which is also the controller.
 
-use crate::server::authorization::{
-    AUTHORIZED_OPERATIONS_OMITTED, ResourceType, authorized_operations,
-};
+use crate::server::access::{CLUSTER_RESOURCE_NAME, operations_bitfield};
+use crate::server::authorization::{AUTHORIZED_OPERATIONS_OMITTED, ResourceType};
 use crate::server::cluster_view::{brokers, controller_id, seen_from};
 use crate::server::context::RequestContext;
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
@@ -36,7 +35,7 @@ pub async fn handle(
         .with_controller_id(BrokerId(controller_id(ctx.shard)))
         .with_brokers(brokers)
         .with_cluster_authorized_operations(if request.include_cluster_authorized_operations {
-            authorized_operations(ResourceType::Cluster)
+            operations_bitfield(ctx, ResourceType::Cluster, CLUSTER_RESOURCE_NAME)
         } else {
             AUTHORIZED_OPERATIONS_OMITTED
         })

@@ -17,7 +17,9 @@ use crate::config::group_config::{
 };
 use crate::config::topic_config_spec::{TYPE_INT, TYPE_STRING};
 use crate::group::consumer::DEFAULT_TIMEOUTS;
-use crate::server::config_resources::{RESOURCE_BROKER, RESOURCE_GROUP, RESOURCE_TOPIC};
+use crate::server::config_resources::{
+    RESOURCE_BROKER, RESOURCE_GROUP, RESOURCE_TOPIC, config_refusal,
+};
 use crate::server::context::RequestContext;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::describe_configs_response::{
@@ -273,7 +275,10 @@ pub async fn handle(
             .with_error_code(0)
             .with_error_message(None);
         let keys = &resource.configuration_keys;
-        let outcome: Result<_, (i16, &'static str)> = match resource.resource_type {
+        let refused = config_refusal(ctx, resource.resource_type, &resource.resource_name);
+        let outcome: Result<_, (i16, &'static str)> = match (refused, resource.resource_type) {
+            (Some(code), _) => Err((code, "Authorization failed.")),
+            (None, resource_type) => match resource_type {
             RESOURCE_TOPIC => match snapshot.topic(resource.resource_name.as_str()) {
                 Some(topic) => Ok(describe_topic(ctx, detail, dynamic, topic, keys)),
                 None => Err((
@@ -299,6 +304,7 @@ pub async fn handle(
                 ResponseError::InvalidRequest.code(),
                 "only topic, broker and group configs exist here",
             )),
+            },
         };
         results.push(match outcome {
             Ok(configs) => result.with_configs(configs),

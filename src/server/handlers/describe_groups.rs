@@ -2,7 +2,8 @@
 //! come back as state "Dead" without an error up to v5 and as GROUP_ID_NOT_FOUND from v6
 //! (KIP-1043), as in Kafka.
 
-use crate::server::authorization::{ResourceType, authorized_operations};
+use crate::server::access::{operations_bitfield, permitted};
+use crate::server::authorization::ResourceType;
 use crate::server::context::RequestContext;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::describe_groups_response::DescribedGroup;
@@ -19,7 +20,13 @@ pub async fn handle(
         let fallback = DescribedGroup::default()
             .with_group_id(group_id.clone())
             .with_error_code(ResponseError::CoordinatorNotAvailable.code());
+        let readable = permitted(ctx, ResourceType::Group, &group_id.0);
         async move {
+            if !readable {
+                return DescribedGroup::default()
+                    .with_group_id(group_id)
+                    .with_error_code(ResponseError::GroupAuthorizationFailed.code());
+            }
             ctx.shard
                 .invoke_on(owner, move |s| async move {
                     s.groups.describe_group(&group_id.0, version)
@@ -33,7 +40,8 @@ pub async fn handle(
     // the others keep the "not requested" default.
     if version >= 3 && include_operations {
         for group in groups.iter_mut().filter(|g| g.error_code == 0) {
-            group.authorized_operations = authorized_operations(ResourceType::Group);
+            group.authorized_operations =
+                operations_bitfield(ctx, ResourceType::Group, &group.group_id.0);
         }
     }
     DescribeGroupsResponse::default().with_groups(groups)

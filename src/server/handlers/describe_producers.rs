@@ -1,6 +1,8 @@
 //! DescribeProducers: the idempotent producers each partition remembers (id, epoch, last
 //! sequence, last timestamp), read from `Partition::producer_states` on the owning shard.
 
+use crate::server::access::permitted;
+use crate::server::authorization::ResourceType;
 use crate::server::context::RequestContext;
 use crate::shard::Lookup;
 use crate::storage::ProducerStateInfo;
@@ -29,11 +31,14 @@ pub async fn handle(
     let mut topics = Vec::with_capacity(request.topics.len());
     for topic in request.topics {
         let name = topic.name.0.to_string();
+        let readable = permitted(ctx, ResourceType::Topic, &name);
         let known = snapshot.topic(&name).map(|t| t.partitions);
         let calls = topic.partition_indexes.into_iter().map(|partition| {
             let name = name.clone();
             async move {
-                let states = if known.is_some_and(|n| (0..n).contains(&partition)) {
+                let states = if !readable {
+                    Err(ResponseError::TopicAuthorizationFailed.code())
+                } else if known.is_some_and(|n| (0..n).contains(&partition)) {
                     let owner = shard.owner_of_partition(&name, partition);
                     shard
                         .invoke_on(owner, move |s| async move {

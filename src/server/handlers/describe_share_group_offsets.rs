@@ -16,6 +16,8 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
+use crate::server::access::permitted;
+use crate::server::authorization::ResourceType;
 use crate::server::context::RequestContext;
 use crate::shard::Lookup;
 
@@ -32,6 +34,14 @@ pub async fn handle(
     let mut groups = Vec::with_capacity(request.groups.len());
     for g in request.groups {
         let group = g.group_id.0.to_string();
+        if !permitted(ctx, ResourceType::Group, &group) {
+            groups.push(
+                GroupAnswer::default()
+                    .with_group_id(g.group_id)
+                    .with_error_code(ResponseError::GroupAuthorizationFailed.code()),
+            );
+            continue;
+        }
         let starts = match g.topics {
             Some(topics) => {
                 let mut starts = Starts::new();

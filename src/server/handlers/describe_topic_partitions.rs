@@ -5,6 +5,7 @@
 //! back as `cursor` to continue.
 
 use crate::metadata::{MetadataSnapshot, TopicMeta};
+use crate::server::access::{operations_bitfield, permitted};
 use crate::server::authorization::{ResourceType, authorized_operations};
 use crate::server::context::RequestContext;
 use kafka_protocol::ResponseError;
@@ -72,7 +73,13 @@ pub async fn handle(
     let response = DescribeTopicPartitionsResponse::default().with_throttle_time_ms(0);
     let all = request.topics.is_empty();
     let mut names: BTreeSet<String> = if all {
-        snapshot.topics.keys().cloned().collect()
+        // Topics the principal may not DESCRIBE are left out of the full listing.
+        snapshot
+            .topics
+            .keys()
+            .filter(|name| permitted(ctx, ResourceType::Topic, name))
+            .cloned()
+            .collect()
     } else {
         request.topics.iter().map(|t| t.name.0.to_string()).collect()
     };
@@ -99,6 +106,10 @@ pub async fn handle(
             next_cursor = Some(Cursor::default().with_topic_name(topic_name(name)).with_partition_index(0));
             break;
         }
+        if !permitted(ctx, ResourceType::Topic, name) {
+            topics.push(error_topic(name, ResponseError::TopicAuthorizationFailed));
+            continue;
+        }
         let Some(topic) = snapshot.topic(name) else {
             topics.push(error_topic(name, ResponseError::UnknownTopicOrPartition));
             continue;
@@ -113,6 +124,11 @@ pub async fn handle(
         if to < topic.partitions {
             next_cursor = Some(Cursor::default().with_topic_name(topic_name(name)).with_partition_index(to));
             break;
+        }
+    }
+    for topic in topics.iter_mut().filter(|t| t.error_code == 0) {
+        if let Some(name) = &topic.name {
+            topic.topic_authorized_operations = operations_bitfield(ctx, ResourceType::Topic, &name.0);
         }
     }
     response.with_topics(topics).with_next_cursor(next_cursor)

@@ -2,6 +2,8 @@
 //! holds it — Kafka's state name, timeout, start time, producer id and epoch, and the
 //! partitions of the open transaction. Unknown ids answer TRANSACTIONAL_ID_NOT_FOUND.
 
+use crate::server::access::permitted;
+use crate::server::authorization::ResourceType;
 use crate::server::context::RequestContext;
 use crate::txn::TxnMetadata;
 use kafka_protocol::ResponseError;
@@ -18,7 +20,18 @@ pub async fn handle(
     let calls = request.transactional_ids.into_iter().map(|id| {
         let name = id.0.to_string();
         let owner = ctx.shard.owner_of_transactional_id(&name);
+        let describable = permitted(ctx, ResourceType::TransactionalId, &name);
         async move {
+            if !describable {
+                let code = ResponseError::TransactionalIdAuthorizationFailed.code();
+                return TransactionState::default()
+                    .with_transactional_id(id)
+                    .with_transaction_state(StrBytes::default())
+                    .with_producer_id(ProducerId(-1))
+                    .with_producer_epoch(-1)
+                    .with_transaction_start_time_ms(-1)
+                    .with_error_code(code);
+            }
             let lookup = name.clone();
             let found = ctx
                 .shard

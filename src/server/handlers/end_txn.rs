@@ -3,8 +3,11 @@
 //! Answered once the outcome is durable and the markers were written (a marker that could
 //! not be written is retried by the coordinator's timer; the outcome stands).
 
+use crate::server::access::permitted;
+use crate::server::authorization::ResourceType;
 use crate::server::context::RequestContext;
 use crate::shard::{transactions, transactions_v2};
+use kafka_protocol::ResponseError;
 use crate::txn::TxnError;
 use kafka_protocol::messages::{EndTxnRequest, EndTxnResponse, ProducerId};
 
@@ -19,6 +22,9 @@ pub async fn handle(ctx: &RequestContext<'_>, request: EndTxnRequest) -> EndTxnR
         .with_producer_id(ProducerId(-1))
         .with_producer_epoch(-1);
     let transactional_id = request.transactional_id.0.to_string();
+    if !permitted(ctx, ResourceType::TransactionalId, &transactional_id) {
+        return response.with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code());
+    }
     let (producer_id, epoch, commit) = (
         request.producer_id.0,
         request.producer_epoch,

@@ -5,6 +5,9 @@
 
 use crate::group;
 use crate::server::cluster_view::{coordinator_for, seen_from};
+use crate::group::CoordinatorKeyType;
+use crate::server::access::permitted;
+use crate::server::authorization::ResourceType;
 use crate::server::context::RequestContext;
 use kafka_protocol::messages::{FindCoordinatorRequest, FindCoordinatorResponse};
 
@@ -17,5 +20,12 @@ pub async fn handle(
         let b = seen_from(ctx, coordinator_for(ctx.shard, &snapshot, key));
         (b.id, b.host, b.port)
     };
-    group::find_coordinator(&request, ctx.version, &locate)
+    let authorized = |kind: CoordinatorKeyType, key: &str| {
+        let resource = match kind {
+            CoordinatorKeyType::Group => ResourceType::Group,
+            CoordinatorKeyType::Transaction => ResourceType::TransactionalId,
+        };
+        permitted(ctx, resource, key)
+    };
+    group::find_coordinator(&request, ctx.version, &locate, &authorized)
 }

@@ -3,6 +3,8 @@
 //! With a transactional id the request goes to the id's coordinating shard
 //! (`shard::transactions::init_producer_id`: timeout check, fencing, epoch bump, KIP-360).
 
+use crate::server::access::{allowed_on_any, cluster_allowed, permitted};
+use crate::server::authorization::{AclOperation, ResourceType};
 use crate::server::context::RequestContext;
 use crate::shard::transactions;
 use crate::txn::TxnError;
@@ -19,6 +21,10 @@ pub async fn handle(
         .with_producer_epoch(-1);
     if let Some(transactional_id) = request.transactional_id {
         let transactional_id = transactional_id.0.to_string();
+        if !permitted(ctx, ResourceType::TransactionalId, &transactional_id) {
+            let code = ResponseError::TransactionalIdAuthorizationFailed.code();
+            return response.with_error_code(code);
+        }
         let timeout_ms = request.transaction_timeout_ms;
         let expected = (request.producer_id.0 >= 0 && request.producer_epoch >= 0)
             .then_some((request.producer_id.0, request.producer_epoch));
@@ -38,6 +44,12 @@ pub async fn handle(
             // PRODUCER_FENCED exists from v4 (KIP-588); older clients get INVALID_PRODUCER_EPOCH.
             Err(e) => response.with_error_code(e.code(ctx.version, 4)),
         };
+    }
+    // An idempotent producer needs CLUSTER IDEMPOTENT_WRITE, or WRITE on some topic (KIP-679).
+    if !cluster_allowed(ctx, AclOperation::IdempotentWrite)
+        && !allowed_on_any(ctx, AclOperation::Write, ResourceType::Topic)
+    {
+        return response.with_error_code(ResponseError::ClusterAuthorizationFailed.code());
     }
     // A producer that already has an id and asks to bump its epoch (KIP-360) keeps its id.
     if request.producer_id.0 >= 0 && request.producer_epoch >= 0 {

@@ -2,6 +2,8 @@
 //! join phase to complete (all members rejoined, the initial delay or the rebalance timeout).
 
 use crate::group::ClientInfo;
+use crate::server::access::permitted;
+use crate::server::authorization::ResourceType;
 use crate::server::context::RequestContext;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::{JoinGroupRequest, JoinGroupResponse};
@@ -16,6 +18,14 @@ pub async fn handle(ctx: &RequestContext<'_>, request: JoinGroupRequest) -> Join
         client_host: String::new(),
     };
     let member_id = request.member_id.clone();
+    if !permitted(ctx, ResourceType::Group, &request.group_id.0) {
+        let protocol_name = (version < 7).then(StrBytes::default);
+        return JoinGroupResponse::default()
+            .with_error_code(ResponseError::GroupAuthorizationFailed.code())
+            .with_generation_id(-1)
+            .with_protocol_name(protocol_name)
+            .with_member_id(member_id);
+    }
     let owner = ctx.shard.owner_of_group(&request.group_id.0);
     let mut response = ctx
         .shard

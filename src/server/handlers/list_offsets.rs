@@ -2,6 +2,8 @@
 //! timestamp is at or after a given time. Answered by each partition's owning shard.
 
 use crate::partition::Isolation;
+use crate::server::access::permitted;
+use crate::server::authorization::ResourceType;
 use crate::server::context::RequestContext;
 use crate::shard::{Lookup, Shard};
 use kafka_protocol::ResponseError;
@@ -67,6 +69,7 @@ pub async fn handle(ctx: &RequestContext<'_>, request: ListOffsetsRequest) -> Li
     let isolation = Isolation::from_wire(request.isolation_level);
     for topic in request.topics {
         let name = topic.name.0.to_string();
+        let describable = permitted(ctx, ResourceType::Topic, &name);
         let known = snapshot.topic(&name).map(|t| t.partitions);
         // leader_epoch exists from v4; older versions must leave it at its default.
         let leader_epoch = if ctx.version >= 4 { 0 } else { -1 };
@@ -75,6 +78,9 @@ pub async fn handle(ctx: &RequestContext<'_>, request: ListOffsetsRequest) -> Li
             let name = name.clone();
             async move {
                 let (code, ts, offset) = match known {
+                    _ if !describable => {
+                        (ResponseError::TopicAuthorizationFailed.code(), -1, -1)
+                    }
                     Some(n) if partition >= 0 && partition < n => {
                         let owner = shard.owner_of_partition(&name, partition);
                         shard

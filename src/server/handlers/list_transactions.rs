@@ -4,6 +4,8 @@
 //! know are echoed in `unknown_state_filters`; a pattern that does not compile is
 //! INVALID_REGULAR_EXPRESSION.
 
+use crate::server::access::{cluster_allowed, permitted};
+use crate::server::authorization::{AclOperation, ResourceType};
 use crate::server::context::RequestContext;
 use crate::shard::now_ms;
 use crate::txn::TxnState;
@@ -72,7 +74,11 @@ pub async fn handle(
         let id_ok = pattern
             .as_ref()
             .is_none_or(|p| p.is_match(&meta.transactional_id));
-        if state_ok && producer_ok && duration_ok && id_ok {
+        // Only the transactional ids the principal may DESCRIBE are listed (CLUSTER
+        // DESCRIBE is the table's alternative for the whole list).
+        let visible = cluster_allowed(ctx, AclOperation::Describe)
+            || permitted(ctx, ResourceType::TransactionalId, &meta.transactional_id);
+        if state_ok && producer_ok && duration_ok && id_ok && visible {
             listed.push(
                 TransactionState::default()
                     .with_transactional_id(TransactionalId(StrBytes::from_string(

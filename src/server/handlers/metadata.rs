@@ -1,14 +1,18 @@
 //! Metadata: the live brokers (just this one on a single node), topics with ids, partitions
 //! with their leader, replicas, ISR and offline replicas (`server::cluster_view`).
-//! Auto-creates requested topics when both the request and the broker allow it.
+//! Auto-creates requested topics when the request, the broker and the principal's CREATE
+//! allow it. Topics the principal may not DESCRIBE are hidden from the full listing and
+//! answered TOPIC_AUTHORIZATION_FAILED when requested by name.
 
-use crate::server::authorization::{
-    AUTHORIZED_OPERATIONS_OMITTED, ResourceType, authorized_operations,
+use crate::server::access::{
+    CLUSTER_RESOURCE_NAME, may_auto_create, operations_bitfield, permitted,
 };
 use crate::server::cluster_view::{controller_id, live_brokers, partition_replicas, seen_from};
+use crate::server::authorization::{AUTHORIZED_OPERATIONS_OMITTED, ResourceType};
 use crate::server::context::RequestContext;
 use crate::shard::topics::ensure_topic;
 use kafka_protocol::ResponseError;
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
@@ -76,58 +80,36 @@ pub async fn handle(ctx: &RequestContext<'_>, request: MetadataRequest) -> Metad
     let mut topics = Vec::new();
     match requested {
         None => {
+            // Topics the principal may not DESCRIBE are left out, as Kafka does.
             let snapshot = shard.metadata.load_full();
-            let mut all: Vec<_> = snapshot.topics.values().cloned().collect();
+            let mut all: Vec<_> = snapshot
+                .topics
+                .values()
+                .filter(|t| permitted(ctx, ResourceType::Topic, &t.name))
+                .cloned()
+                .collect();
             all.sort_by(|a, b| a.name.cmp(&b.name));
             topics.extend(all.iter().map(|t| topic_entry(ctx, t)));
         }
         Some(list) => {
             for wanted in list {
-                let name = match (&wanted.name, wanted.topic_id.is_nil()) {
-                    (Some(n), _) => n.0.to_string(),
-                    (None, false) => match shard.metadata.load().topic_by_id(&wanted.topic_id) {
-                        Some(t) => t.name.clone(),
-                        None => {
-                            topics.push(
-                                MetadataResponseTopic::default()
-                                    .with_error_code(ResponseError::UnknownTopicId.code())
-                                    .with_topic_id(wanted.topic_id),
-                            );
-                            continue;
-                        }
-                    },
-                    (None, true) => {
-                        topics.push(
-                            MetadataResponseTopic::default()
-                                .with_error_code(ResponseError::InvalidRequest.code()),
-                        );
-                        continue;
-                    }
-                };
-                match ensure_topic(shard, &name, allow_auto_create).await {
-                    Ok(topic) => topics.push(topic_entry(ctx, &topic)),
-                    Err(e) => topics.push(
-                        MetadataResponseTopic::default()
-                            .with_error_code(e.code)
-                            .with_name(Some(TopicName(StrBytes::from_string(name)))),
-                    ),
-                }
+                topics.push(requested_entry(ctx, &wanted, allow_auto_create).await);
             }
         }
     }
     // KIP-430: asked-for bitfields for every listed topic (errors included, as Kafka does),
     // and the cluster's only in v8-v10 (v11 moved it to DescribeCluster).
-    let topic_operations = if request.include_topic_authorized_operations {
-        authorized_operations(ResourceType::Topic)
-    } else {
-        AUTHORIZED_OPERATIONS_OMITTED
-    };
     for topic in &mut topics {
-        topic.topic_authorized_operations = topic_operations;
+        topic.topic_authorized_operations = match &topic.name {
+            Some(name) if request.include_topic_authorized_operations => {
+                operations_bitfield(ctx, ResourceType::Topic, &name.0)
+            }
+            _ => AUTHORIZED_OPERATIONS_OMITTED,
+        };
     }
     let cluster_operations =
         if (8..=10).contains(&ctx.version) && request.include_cluster_authorized_operations {
-            authorized_operations(ResourceType::Cluster)
+            operations_bitfield(ctx, ResourceType::Cluster, CLUSTER_RESOURCE_NAME)
         } else {
             AUTHORIZED_OPERATIONS_OMITTED
         };
@@ -140,4 +122,46 @@ pub async fn handle(ctx: &RequestContext<'_>, request: MetadataRequest) -> Metad
         .with_controller_id(BrokerId(controller_id(shard)))
         .with_topics(topics)
         .with_cluster_authorized_operations(cluster_operations)
+}
+
+/// The answer for one requested topic (by name, or by id from v10): its entry, auto-created
+/// when the request, the broker and the principal's CREATE allow, or the error Kafka gives.
+async fn requested_entry(
+    ctx: &RequestContext<'_>,
+    wanted: &MetadataRequestTopic,
+    allow_auto_create: bool,
+) -> MetadataResponseTopic {
+    let shard = ctx.shard;
+    let failed = |code: ResponseError, name: Option<String>| {
+        MetadataResponseTopic::default()
+            .with_error_code(code.code())
+            .with_name(name.map(|n| TopicName(StrBytes::from_string(n))))
+    };
+    let name = match (&wanted.name, wanted.topic_id.is_nil()) {
+        (Some(n), _) => n.0.to_string(),
+        (None, false) => match shard.metadata.load().topic_by_id(&wanted.topic_id) {
+            Some(t) => t.name.clone(),
+            None => {
+                return failed(ResponseError::UnknownTopicId, None).with_topic_id(wanted.topic_id);
+            }
+        },
+        (None, true) => return failed(ResponseError::InvalidRequest, None),
+    };
+    if !permitted(ctx, ResourceType::Topic, &name) {
+        let by_id = wanted.name.is_none();
+        let shown = if by_id { None } else { Some(name) };
+        return failed(ResponseError::TopicAuthorizationFailed, shown)
+            .with_topic_id(wanted.topic_id);
+    }
+    let exists = shard.metadata.load().topic(&name).is_some();
+    let would_create = !exists && allow_auto_create && shard.config.auto_create_topics;
+    if would_create && !may_auto_create(ctx, &name) {
+        return failed(ResponseError::TopicAuthorizationFailed, Some(name));
+    }
+    match ensure_topic(shard, &name, allow_auto_create).await {
+        Ok(topic) => topic_entry(ctx, &topic),
+        Err(e) => MetadataResponseTopic::default()
+            .with_error_code(e.code)
+            .with_name(Some(TopicName(StrBytes::from_string(name)))),
+    }
 }

@@ -7,6 +7,8 @@
 //! the rest of the request is committed as usual.
 
 use crate::metadata::MetadataSnapshot;
+use crate::server::access::permitted;
+use crate::server::authorization::ResourceType;
 use crate::server::context::RequestContext;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::TopicName;
@@ -46,13 +48,22 @@ fn failed_topic(
 
 /// Takes out of `request` every partition the cluster does not have, and returns them as
 /// UNKNOWN_TOPIC_OR_PARTITION answers.
+/// Takes out the partitions that cannot be committed: of topics the principal may not READ
+/// (TOPIC_AUTHORIZATION_FAILED) or that do not exist (UNKNOWN_TOPIC_OR_PARTITION).
 fn take_unknown_partitions(
     request: &mut OffsetCommitRequest,
     snapshot: &MetadataSnapshot,
+    readable: impl Fn(&str) -> bool,
 ) -> Vec<OffsetCommitResponseTopic> {
     let mut unknown = Vec::new();
     let mut known_topics: Vec<OffsetCommitRequestTopic> = Vec::with_capacity(request.topics.len());
     for mut topic in std::mem::take(&mut request.topics) {
+        if !readable(&topic.name.0) {
+            let partitions = topic.partitions.iter().map(|p| p.partition_index);
+            let code = ResponseError::TopicAuthorizationFailed.code();
+            unknown.push(failed_topic(topic.name.clone(), partitions, code));
+            continue;
+        }
         let count = snapshot.topic(&topic.name.0).map_or(0, |t| t.partitions);
         let (known, missing): (Vec<_>, Vec<_>) = std::mem::take(&mut topic.partitions)
             .into_iter()
@@ -77,8 +88,12 @@ pub async fn handle(
     ctx: &RequestContext<'_>,
     mut request: OffsetCommitRequest,
 ) -> OffsetCommitResponse {
+    if !permitted(ctx, ResourceType::Group, &request.group_id.0) {
+        return all_failed(&request, ResponseError::GroupAuthorizationFailed.code());
+    }
     let snapshot = ctx.shard.metadata.load_full();
-    let unknown = take_unknown_partitions(&mut request, &snapshot);
+    let readable = |topic: &str| permitted(ctx, ResourceType::Topic, topic);
+    let unknown = take_unknown_partitions(&mut request, &snapshot, readable);
     if request.topics.is_empty() && !unknown.is_empty() {
         // Nothing left to commit: Kafka answers without asking the coordinator.
         return OffsetCommitResponse::default().with_topics(unknown);

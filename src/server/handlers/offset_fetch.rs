@@ -2,6 +2,8 @@
 //! the answers are put back into the request's version. `topics: null` means all.
 
 use crate::group;
+use crate::server::access::permitted;
+use crate::server::authorization::ResourceType;
 use crate::server::context::RequestContext;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::offset_fetch_response::OffsetFetchResponseGroup;
@@ -14,8 +16,15 @@ pub async fn handle(ctx: &RequestContext<'_>, request: OffsetFetchRequest) -> Of
     let calls = wanted.into_iter().map(|(group_id, topics)| {
         let owner = ctx.shard.owner_of_group(&group_id);
         let name = group_id.clone();
+        let describable = permitted(ctx, ResourceType::Group, &group_id);
+        let named_topics = topics.is_some();
         async move {
-            ctx.shard
+            if !describable {
+                return OffsetFetchResponseGroup::default()
+                    .with_group_id(GroupId(StrBytes::from_string(name)))
+                    .with_error_code(ResponseError::GroupAuthorizationFailed.code());
+            }
+            let mut answer = ctx.shard
                 .invoke_on(owner, move |s| async move {
                     let mut answer = s.groups.fetch_offsets(&group_id, topics);
                     if require_stable {
@@ -28,7 +37,9 @@ pub async fn handle(ctx: &RequestContext<'_>, request: OffsetFetchRequest) -> Of
                     OffsetFetchResponseGroup::default()
                         .with_group_id(GroupId(StrBytes::from_string(name)))
                         .with_error_code(ResponseError::CoordinatorNotAvailable.code())
-                })
+                });
+            hide_undescribable_topics(ctx, &mut answer, named_topics);
+            answer
         }
     });
     let groups = futures_util::future::join_all(calls).await;
@@ -37,6 +48,30 @@ pub async fn handle(ctx: &RequestContext<'_>, request: OffsetFetchRequest) -> Of
 
 /// `require_stable` (KIP-447): a partition with a transactional offset commit still pending
 /// answers UNSTABLE_OFFSET_COMMIT (the client retries) instead of the older offset.
+/// Topics the principal may not DESCRIBE: TOPIC_AUTHORIZATION_FAILED when the request named
+/// them, left out when it asked for all of the group's offsets (as Kafka does).
+fn hide_undescribable_topics(
+    ctx: &RequestContext<'_>,
+    answer: &mut OffsetFetchResponseGroup,
+    named_topics: bool,
+) {
+    if named_topics {
+        for topic in answer.topics.iter_mut() {
+            if !permitted(ctx, ResourceType::Topic, &topic.name.0) {
+                for p in topic.partitions.iter_mut() {
+                    p.error_code = ResponseError::TopicAuthorizationFailed.code();
+                    p.committed_offset = -1;
+                    p.metadata = None;
+                }
+            }
+        }
+    } else {
+        answer
+            .topics
+            .retain(|topic| permitted(ctx, ResourceType::Topic, &topic.name.0));
+    }
+}
+
 fn mark_unstable(
     groups: &group::GroupCoordinator,
     group_id: &str,

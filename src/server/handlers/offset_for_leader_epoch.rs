@@ -3,6 +3,8 @@
 //! is what Kafka answers for epochs outside its leader-epoch cache. Clients use it to check
 //! for log truncation after a leader change; here nothing is ever truncated that way.
 
+use crate::server::access::permitted;
+use crate::server::authorization::ResourceType;
 use crate::server::context::RequestContext;
 use crate::shard::Lookup;
 use kafka_protocol::ResponseError;
@@ -26,11 +28,18 @@ pub async fn handle(
     let mut topics = Vec::with_capacity(request.topics.len());
     for topic in request.topics {
         let name = topic.topic.0.to_string();
+        let describable = permitted(ctx, ResourceType::Topic, &name);
         let known = snapshot.topic(&name).map(|t| t.partitions);
         let calls = topic.partitions.into_iter().map(|p| {
             let name = name.clone();
             async move {
                 let answer = EpochEndOffset::default().with_partition(p.partition);
+                if !describable {
+                    return answer
+                        .with_error_code(ResponseError::TopicAuthorizationFailed.code())
+                        .with_leader_epoch(UNDEFINED)
+                        .with_end_offset(UNDEFINED_OFFSET);
+                }
                 let in_range = known.is_some_and(|n| (0..n).contains(&p.partition));
                 if !in_range {
                     return answer

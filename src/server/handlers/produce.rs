@@ -3,6 +3,8 @@
 //! (written; and fdatasync'ed first when the partition decides so from the topic's
 //! durability policy and the acks). With acks=0 nothing is answered.
 
+use crate::server::access::{may_auto_create, permitted};
+use crate::server::authorization::ResourceType;
 use crate::server::connection_state::ConnectionState;
 use crate::server::cluster_view::add_produce_leader_hints;
 use crate::server::context::RequestContext;
@@ -101,12 +103,22 @@ pub async fn handle(ctx: &RequestContext<'_>, request: ProduceRequest) -> Reply 
     let mut pending: Vec<PendingAppend> = Vec::new();
     let topic_names: Vec<String> = topic_data.iter().map(|t| t.name.0.to_string()).collect();
 
+    // Kafka refuses every partition of a transactional request whose id the principal may
+    // not write, before looking at topics.
+    let id_refused = transactional_id
+        .as_deref()
+        .is_some_and(|id| !permitted(ctx, ResourceType::TransactionalId, id));
     for (topic_index, topic_data) in topic_data.into_iter().enumerate() {
         let name = &topic_names[topic_index];
         let topic = if acks != -1 && acks != 0 && acks != 1 {
             Err(ResponseError::InvalidRequiredAcks.code())
+        } else if id_refused {
+            Err(ResponseError::TransactionalIdAuthorizationFailed.code())
+        } else if !permitted(ctx, ResourceType::Topic, name) {
+            Err(ResponseError::TopicAuthorizationFailed.code())
         } else {
-            ensure_topic(shard, name, true).await.map_err(|e| e.code)
+            let auto_create = may_auto_create(ctx, name);
+            ensure_topic(shard, name, auto_create).await.map_err(|e| e.code)
         };
         for partition_data in topic_data.partition_data {
             let p = partition_data.index;

@@ -10,6 +10,8 @@ use kafka_protocol::messages::share_acknowledge_response::{
 use kafka_protocol::messages::{ShareAcknowledgeRequest, ShareAcknowledgeResponse};
 
 use crate::group::share::sessions::FINAL_EPOCH;
+use crate::server::access::permitted;
+use crate::server::authorization::ResourceType;
 use crate::server::context::RequestContext;
 use crate::server::share::{self, SharePartitionRef, share_config, topic_name, update_session};
 
@@ -28,6 +30,20 @@ pub async fn handle(
     }
     if member_id.is_empty() {
         return refuse(ResponseError::UnknownMemberId);
+    }
+    // READ on the group, then on every topic the request names (one code for the request:
+    // a member is refused whole rather than served a part of its session).
+    if !permitted(ctx, ResourceType::Group, &group_id) {
+        return refuse(ResponseError::GroupAuthorizationFailed);
+    }
+    let snapshot = ctx.shard.metadata.load();
+    let unreadable = request.topics.iter().any(|t| {
+        snapshot
+            .topic_by_id(&t.topic_id)
+            .is_some_and(|topic| !permitted(ctx, ResourceType::Topic, &topic.name))
+    });
+    if unreadable {
+        return refuse(ResponseError::TopicAuthorizationFailed);
     }
     let epoch = request.share_session_epoch;
     let session = match update_session(

@@ -15,6 +15,8 @@ use kafka_protocol::messages::{ShareFetchRequest, ShareFetchResponse};
 use uuid::Uuid;
 
 use crate::group::share::sessions::{FINAL_EPOCH, SessionPartition};
+use crate::server::access::permitted;
+use crate::server::authorization::ResourceType;
 use crate::server::context::RequestContext;
 use crate::server::share::{
     self, Acquired, SharePartitionRef, share_config, topic_name, update_session,
@@ -50,6 +52,20 @@ pub async fn handle(ctx: &RequestContext<'_>, request: ShareFetchRequest) -> Sha
     }
     if member_id.is_empty() {
         return refuse(ResponseError::UnknownMemberId);
+    }
+    // READ on the group, then on every topic the request names (one code for the request:
+    // a member is refused whole rather than served a part of its session).
+    if !permitted(ctx, ResourceType::Group, &group_id) {
+        return refuse(ResponseError::GroupAuthorizationFailed);
+    }
+    let snapshot = ctx.shard.metadata.load();
+    let unreadable = request.topics.iter().any(|t| {
+        snapshot
+            .topic_by_id(&t.topic_id)
+            .is_some_and(|topic| !permitted(ctx, ResourceType::Topic, &topic.name))
+    });
+    if unreadable {
+        return refuse(ResponseError::TopicAuthorizationFailed);
     }
     let epoch = request.share_session_epoch;
     let listed: Vec<SessionPartition> = request

@@ -1,6 +1,8 @@
 //! ShareGroupDescribe (KIP-932, v1): each group is described by its owning shard — members,
 //! epochs, assignments. Groups of other types, or unknown ones, get GROUP_ID_NOT_FOUND.
 
+use crate::server::access::permitted;
+use crate::server::authorization::ResourceType;
 use crate::server::context::RequestContext;
 use crate::server::views::topics_view;
 use kafka_protocol::ResponseError;
@@ -17,6 +19,11 @@ pub async fn handle(
         let topics = topics.clone();
         async move {
             let name = group_id.0.to_string();
+            if !permitted(ctx, ResourceType::Group, &name) {
+                return DescribedGroup::default()
+                    .with_group_id(group_id)
+                    .with_error_code(ResponseError::GroupAuthorizationFailed.code());
+            }
             ctx.shard
                 .invoke_on(owner, move |s| async move {
                     s.groups.share_group_describe(&name, &topics)

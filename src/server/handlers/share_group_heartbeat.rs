@@ -3,6 +3,8 @@
 
 use crate::group::ClientInfo;
 use crate::group::share::{ShareHeartbeat, ShareTimeouts};
+use crate::server::access::permitted;
+use crate::server::authorization::ResourceType;
 use crate::server::context::RequestContext;
 use crate::server::views::topics_view;
 use kafka_protocol::ResponseError;
@@ -13,6 +15,24 @@ pub async fn handle(
     ctx: &RequestContext<'_>,
     request: ShareGroupHeartbeatRequest,
 ) -> ShareGroupHeartbeatResponse {
+    // As Kafka: READ on the group, DESCRIBE on every subscribed topic.
+    let refused = if !permitted(ctx, ResourceType::Group, &request.group_id.0) {
+        Some(ResponseError::GroupAuthorizationFailed)
+    } else if request
+        .subscribed_topic_names
+        .iter()
+        .flatten()
+        .any(|t| !permitted(ctx, ResourceType::Topic, &t.0))
+    {
+        Some(ResponseError::TopicAuthorizationFailed)
+    } else {
+        None
+    };
+    if let Some(code) = refused {
+        return ShareGroupHeartbeatResponse::default()
+            .with_error_code(code.code())
+            .with_member_epoch(-1);
+    }
     let client = ClientInfo {
         client_id: ctx.client_id.clone().unwrap_or_default(),
         client_host: String::new(),

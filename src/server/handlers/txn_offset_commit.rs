@@ -6,6 +6,8 @@
 //! transaction commits.
 
 use crate::group::{TxnCommitter, TxnOffset};
+use crate::server::access::permitted;
+use crate::server::authorization::ResourceType;
 use crate::server::context::RequestContext;
 use crate::shard::{transactions, transactions_v2};
 
@@ -43,9 +45,9 @@ pub async fn handle(
             })
         })
         .collect();
-    let codes = match check_in_group(ctx, &request, offsets.clone()).await {
-        Err(code) => vec![code; offsets.len()],
-        Ok(codes) => persist(ctx, &request, offsets, codes).await,
+    let codes = match refusal(ctx, &request) {
+        Some(code) => vec![code; offsets.len()],
+        None => commit_readable(ctx, &request, offsets).await,
     };
     let mut codes = codes.into_iter();
     let topics = request
@@ -73,6 +75,50 @@ pub async fn handle(
 
 /// The producer is current and the group in its transaction (coordinator), then the
 /// member checks and pending marks (group). Each offset's code, or one code for all.
+/// The whole request's refusal when the principal may not WRITE the transactional id or
+/// READ the group, as Kafka checks them before any offset.
+fn refusal(ctx: &RequestContext<'_>, request: &TxnOffsetCommitRequest) -> Option<i16> {
+    if !permitted(ctx, ResourceType::TransactionalId, &request.transactional_id.0) {
+        return Some(ResponseError::TransactionalIdAuthorizationFailed.code());
+    }
+    if !permitted(ctx, ResourceType::Group, &request.group_id.0) {
+        return Some(ResponseError::GroupAuthorizationFailed.code());
+    }
+    None
+}
+
+/// Commits the offsets of topics the principal may READ; the others are answered
+/// TOPIC_AUTHORIZATION_FAILED. Codes in `offsets` order.
+async fn commit_readable(
+    ctx: &RequestContext<'_>,
+    request: &TxnOffsetCommitRequest,
+    offsets: Vec<TxnOffset>,
+) -> Vec<i16> {
+    let readable: Vec<bool> = offsets
+        .iter()
+        .map(|o| permitted(ctx, ResourceType::Topic, &o.topic))
+        .collect();
+    let allowed: Vec<TxnOffset> = offsets
+        .into_iter()
+        .zip(&readable)
+        .filter(|(_, r)| **r)
+        .map(|(o, _)| o)
+        .collect();
+    let allowed_codes = match check_in_group(ctx, request, allowed.clone()).await {
+        Err(code) => vec![code; allowed.len()],
+        Ok(codes) => persist(ctx, request, allowed, codes).await,
+    };
+    let mut allowed_codes = allowed_codes.into_iter();
+    let denied = ResponseError::TopicAuthorizationFailed.code();
+    readable
+        .iter()
+        .map(|r| match r {
+            true => allowed_codes.next().unwrap_or(denied),
+            false => denied,
+        })
+        .collect()
+}
+
 async fn check_in_group(
     ctx: &RequestContext<'_>,
     request: &TxnOffsetCommitRequest,

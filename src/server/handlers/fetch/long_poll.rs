@@ -15,12 +15,13 @@ use std::time::Instant;
 pub(super) async fn read_until_enough(
     shard: &Rc<Shard>,
     wants: &[WantedPartition],
+    readable: &[bool],
     min_bytes: usize,
     max_bytes: usize,
     deadline: Instant,
     isolation: Isolation,
 ) -> Vec<PartitionRead> {
-    let mut reads = read_all(shard, wants, max_bytes, isolation).await;
+    let mut reads = read_all(shard, wants, readable, max_bytes, isolation).await;
     loop {
         let available: usize = reads.iter().map(|r| r.bytes).sum();
         let any_error = reads.iter().any(|r| r.error_code != 0);
@@ -36,7 +37,7 @@ pub(super) async fn read_until_enough(
         if shard.shutting_down.get() {
             return reads;
         }
-        reads = read_all(shard, wants, max_bytes, isolation).await;
+        reads = read_all(shard, wants, readable, max_bytes, isolation).await;
     }
 }
 

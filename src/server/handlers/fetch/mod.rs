@@ -11,6 +11,8 @@ mod long_poll;
 mod read;
 
 use crate::partition::Isolation;
+use crate::server::access::permitted;
+use crate::server::authorization::ResourceType;
 use crate::server::context::RequestContext;
 use crate::server::fetch_sessions::{SessionPlan, WantedPartition};
 use crate::server::response::Reply;
@@ -42,9 +44,20 @@ pub async fn handle(ctx: &RequestContext<'_>, request: FetchRequest) -> Reply {
             .map(|w| w.owner),
     );
     let isolation = Isolation::from_wire(request.isolation_level);
+    // Once per topic run, not per partition: wants of one topic are adjacent.
+    let mut readable = Vec::with_capacity(plan.wants.len());
+    for (i, want) in plan.wants.iter().enumerate() {
+        let same_topic_as_previous = i > 0 && plan.wants[i - 1].topic == want.topic;
+        readable.push(if same_topic_as_previous {
+            readable[i - 1]
+        } else {
+            want.topic.is_empty() || permitted(ctx, ResourceType::Topic, &want.topic)
+        });
+    }
     let reads = long_poll::read_until_enough(
         shard,
         &plan.wants,
+        &readable,
         min_bytes,
         max_bytes,
         deadline,

@@ -47,18 +47,25 @@ impl PartitionRead {
 
 /// Reads every wanted partition from its owner, sharing the response-wide byte budget in
 /// request order (the first partition with data always gets at least one whole batch).
+/// A partition whose topic the principal may not read (`readable[i]` false) is answered
+/// TOPIC_AUTHORIZATION_FAILED without a read.
 pub(super) async fn read_all(
     shard: &Rc<Shard>,
     wants: &[WantedPartition],
+    readable: &[bool],
     max_bytes: usize,
     isolation: Isolation,
 ) -> Vec<PartitionRead> {
-    let calls = wants.iter().map(|w| {
+    let calls = wants.iter().zip(readable).map(|(w, readable)| {
+        let readable = *readable;
         let owner = w.owner;
         let topic = w.topic.clone();
         let (partition, offset) = (w.partition, w.fetch_offset);
         let limit = w.max_bytes.max(0) as u32;
         async move {
+            if !readable {
+                return PartitionRead::error(ResponseError::TopicAuthorizationFailed.code());
+            }
             if topic.is_empty() {
                 return PartitionRead::error(ResponseError::UnknownTopicId.code());
             }
