@@ -491,3 +491,62 @@ fn the_quorum_survives_its_leader_killed_again_and_again() {
         elections[elections.len() - 1]
     );
 }
+
+/// ACLs and SCRAM credentials are not in the metadata log yet: a cluster refuses to change
+/// them on one node (they would differ between brokers and vanish at restart) instead of
+/// pretending to store them.
+#[test]
+fn acl_and_credential_changes_are_refused_until_they_are_replicated() {
+    use kafka_protocol::ResponseError;
+    use kafka_protocol::messages::alter_user_scram_credentials_request::ScramCredentialDeletion;
+    use kafka_protocol::messages::create_acls_request::AclCreation;
+    use kafka_protocol::messages::{
+        AlterUserScramCredentialsRequest, AlterUserScramCredentialsResponse, CreateAclsRequest,
+        CreateAclsResponse,
+    };
+    use kafka_protocol::protocol::StrBytes;
+    let cluster = LocalCluster::start_with_config(
+        3,
+        "authorizer = \"standard\"\nsuper_users = [\"User:ANONYMOUS\"]\n",
+    );
+    cluster.wait_until_formed(3);
+    let node = cluster.node(1);
+    let acl = AclCreation::default()
+        .with_resource_type(2)
+        .with_resource_name(StrBytes::from_static_str("orders"))
+        .with_resource_pattern_type(3)
+        .with_principal(StrBytes::from_static_str("User:alice"))
+        .with_host(StrBytes::from_static_str("*"))
+        .with_operation(3)
+        .with_permission_type(3);
+    let created: CreateAclsResponse = support::wire::call_once(
+        &node.bootstrap(),
+        "cluster-acl-test",
+        &CreateAclsRequest::default().with_creations(vec![acl]),
+        3,
+    );
+    let result = &created.results[0];
+    assert_eq!(result.error_code, ResponseError::InvalidRequest.code());
+    assert!(
+        result
+            .error_message
+            .as_deref()
+            .is_some_and(|m| m.contains("not replicated")),
+        "{result:?}"
+    );
+    let altered: AlterUserScramCredentialsResponse = support::wire::call_once(
+        &node.bootstrap(),
+        "cluster-acl-test",
+        &AlterUserScramCredentialsRequest::default().with_deletions(vec![
+            ScramCredentialDeletion::default()
+                .with_name(StrBytes::from_static_str("alice"))
+                .with_mechanism(2),
+        ]),
+        0,
+    );
+    assert_eq!(
+        altered.results[0].error_code,
+        ResponseError::InvalidRequest.code(),
+        "{altered:?}"
+    );
+}

@@ -14,6 +14,9 @@ impl MetadataWriter {
     /// nothing: the limit is checked before anything is published.
     pub fn create_acls(&self, bindings: Vec<AclBinding>) -> Result<(), MetadataError> {
         let current = self.snapshot();
+        if current.cluster.is_some() {
+            return Err(MetadataError::NotReplicated("ACLs"));
+        }
         let mut all = current.acls.bindings().to_vec();
         all.extend(bindings);
         let acls = AclSet::new(all);
@@ -32,6 +35,9 @@ impl MetadataWriter {
         filters: &[AclFilter],
     ) -> Result<Vec<Vec<AclBinding>>, MetadataError> {
         let current = self.snapshot();
+        if current.cluster.is_some() {
+            return Err(MetadataError::NotReplicated("ACLs"));
+        }
         let mut kept = current.acls.bindings().to_vec();
         let mut removed = Vec::with_capacity(filters.len());
         for filter in filters {

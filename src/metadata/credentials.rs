@@ -82,6 +82,9 @@ impl MetadataWriter {
         changes: Vec<ScramChange>,
     ) -> Result<Vec<Result<(), String>>, MetadataError> {
         let current = self.snapshot();
+        if current.cluster.is_some() {
+            return Err(MetadataError::NotReplicated("SCRAM credentials"));
+        }
         let mut users = current.scram_credentials.users.clone();
         let mut outcome = Vec::with_capacity(changes.len());
         for change in changes {

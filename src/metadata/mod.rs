@@ -111,6 +111,13 @@ pub enum MetadataError {
     TooManyGroupConfigs,
     #[error("no producer id block from the metadata quorum yet")]
     ProducerIdsPending,
+    /// Cluster mode keeps only what the metadata log replicates; these changes are not in
+    /// it yet, so a node must not take them alone (they would differ between brokers and
+    /// vanish at restart).
+    #[error(
+        "{0} are not replicated through the metadata quorum yet: change them on a single-node broker"
+    )]
+    NotReplicated(&'static str),
     #[error("too many ACLs (limit {})", crate::security::authorizer::MAX_ACLS)]
     TooManyAcls,
     #[error("cannot persist metadata at {path}: {source}")]
@@ -137,6 +144,7 @@ impl MetadataError {
             | MetadataError::TooManyAcls => E::PolicyViolation.code(),
             MetadataError::Io { .. } | MetadataError::Corrupt { .. } => E::KafkaStorageError.code(),
             MetadataError::ProducerIdsPending => E::CoordinatorNotAvailable.code(),
+            MetadataError::NotReplicated(_) => E::InvalidRequest.code(),
         }
     }
 }
