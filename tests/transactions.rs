@@ -737,6 +737,17 @@ fn transactional_offsets_are_visible_only_at_commit_and_survive_a_crash() {
     broker.kill();
     broker.spawn();
     wait_until_serving(&broker);
+    // The pending mark is rebuilt from the durable transaction record at start-up.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while fetch_offset(&broker, true).0 != ResponseError::UnstableOffsetCommit.code() {
+        assert!(
+            Instant::now() < deadline,
+            "require_stable after the restart: {:?}",
+            fetch_offset(&broker, true)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(fetch_offset(&broker, false), (0, -1), "still invisible");
     assert_eq!(end_txn(&broker, "tx-offsets", pid, epoch, true), 0);
     assert_eq!(
         fetch_offset(&broker, true),

@@ -11,7 +11,9 @@ use std::rc::Rc;
 use futures_util::FutureExt;
 
 use super::Shard;
-use super::transactions::{TXN_TIMER_TICK, complete_preparing, run_timer_tick};
+use super::transactions::{
+    TXN_TIMER_TICK, complete_preparing, restore_pending_offsets, run_timer_tick,
+};
 
 /// How often group deadlines (session timeouts, rebalance and join delays) are checked.
 pub const GROUP_DEADLINE_TICK: std::time::Duration = std::time::Duration::from_millis(50);
@@ -30,10 +32,12 @@ pub(super) async fn group_deadlines(shard: Rc<Shard>) {
 }
 
 /// Transaction deadlines until shutdown: first the transactions a restart left decided but
-/// unfinished, then every `TXN_TIMER_TICK` the timed-out ones.
+/// unfinished (and the pending marks of the open ones' offsets), then every
+/// `TXN_TIMER_TICK` the timed-out ones.
 pub(super) async fn txn_deadlines(shard: Rc<Shard>) {
     let mut stop = shard.shutdown_signal().fuse();
     complete_preparing(&shard).await;
+    restore_pending_offsets(&shard).await;
     while !shard.shutting_down.get() {
         let mut tick = shard.timer.sleep(TXN_TIMER_TICK).fuse();
         futures_util::select! {

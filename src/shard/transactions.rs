@@ -342,6 +342,55 @@ pub async fn complete_preparing(shard: &Rc<Shard>) {
     }
 }
 
+/// After a restart: the offsets of every open transaction are marked pending again in their
+/// groups (the marks are memory; the offsets are in the durable transaction record), so
+/// OffsetFetch with `require_stable` keeps answering UNSTABLE_OFFSET_COMMIT until the
+/// transaction ends, as before the restart.
+pub async fn restore_pending_offsets(shard: &Rc<Shard>) {
+    let open = shard
+        .txns
+        .all()
+        .into_iter()
+        .filter(|m| m.state == TxnState::Ongoing && !m.offsets.is_empty());
+    for meta in open {
+        for group in &meta.groups {
+            let offsets: Vec<TxnOffset> = meta
+                .offsets_of(group)
+                .into_iter()
+                .map(|(topic, partition, o)| TxnOffset {
+                    topic,
+                    partition,
+                    offset: o.offset,
+                    leader_epoch: o.leader_epoch,
+                    metadata: o.metadata,
+                })
+                .collect();
+            let committer = crate::group::TxnCommitter {
+                producer_id: meta.producer_id,
+                member_id: String::new(),
+                group_instance_id: None,
+                // No generation: the member check happened when the offsets were committed.
+                generation_id: -1,
+            };
+            let group = group.clone();
+            let owner = shard.owner_of_group(&group);
+            let restored = shard
+                .invoke_on(owner, move |s| async move {
+                    s.groups.txn_offset_commit(
+                        &group,
+                        &committer,
+                        offsets,
+                        std::time::Instant::now(),
+                    )
+                })
+                .await;
+            if restored.is_err() {
+                tracing::warn!(id = %meta.transactional_id, "could not mark a transaction's offsets pending after restart");
+            }
+        }
+    }
+}
+
 /// TxnOffsetCommit's durable half: the offsets become part of the transaction's record
 /// (written before the answer) and go to the group's offsets log when it commits.
 pub async fn add_txn_offsets(
