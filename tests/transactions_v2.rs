@@ -410,3 +410,52 @@ fn list_transactions_v2_filters_by_a_whole_id_pattern() {
     );
     assert_eq!(list(None, 1).1.len(), 3);
 }
+
+/// `transactional_id_expiration_ms`: an id with nothing open and no change for that long is
+/// forgotten (its coordinator slot freed), durably: it stays gone after a restart, and a
+/// producer using it again starts afresh.
+#[test]
+fn an_idle_transactional_id_expires_and_stays_forgotten() {
+    use kafka_protocol::messages::{DescribeTransactionsRequest, DescribeTransactionsResponse};
+    let mut broker = Broker::start_with_config("transactional_id_expiration_ms = 1500\n", &[]);
+    let describe = |broker: &Broker| -> i16 {
+        let r: DescribeTransactionsResponse = call(
+            broker,
+            &DescribeTransactionsRequest::default()
+                .with_transactional_ids(vec![TransactionalId(sb("idle"))]),
+            0,
+        );
+        r.transaction_states[0].error_code
+    };
+    init(&broker, "idle");
+    assert_eq!(describe(&broker), 0, "known right after InitProducerId");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while describe(&broker) != ResponseError::TransactionalIdNotFound.code() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the idle id never expired"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    broker.kill();
+    broker.spawn();
+    wait_for(&broker);
+    assert_eq!(
+        describe(&broker),
+        ResponseError::TransactionalIdNotFound.code(),
+        "the tombstone survives a restart"
+    );
+    let (_, epoch) = init(&broker, "idle");
+    assert_eq!(epoch, 0, "a returning producer starts afresh");
+}
+
+fn wait_for(broker: &Broker) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while wire::RawConn::connect(&broker.bootstrap())
+        .and_then(|mut c| c.try_call(&ApiVersionsRequest::default(), 0))
+        .is_err()
+    {
+        assert!(std::time::Instant::now() < deadline, "broker not serving");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}

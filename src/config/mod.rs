@@ -23,6 +23,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 /// Largest request frame a client may send (Kafka's `socket.request.max.bytes`).
+/// Kafka's `transactional.id.expiration.ms` default: seven days.
+pub const DEFAULT_TRANSACTIONAL_ID_EXPIRATION_MS: i64 = 7 * 24 * 3_600 * 1_000;
 pub const DEFAULT_MAX_REQUEST_BYTES: u32 = 100 * 1024 * 1024;
 /// Requests a single connection may have decoded but not yet answered.
 pub const DEFAULT_MAX_IN_FLIGHT_REQUESTS_PER_CONNECTION: u32 = 64;
@@ -139,6 +141,9 @@ pub struct BrokerConfig {
     /// Log filter (tracing `EnvFilter` syntax); `RUST_LOG` overrides it.
     pub log_level: String,
     pub auto_create_topics: bool,
+    /// Kafka's `transactional.id.expiration.ms`: a transactional id with no transaction open
+    /// and no change for this long is forgotten (its slot in the coordinator freed).
+    pub transactional_id_expiration_ms: i64,
     /// Partitions of an auto-created topic (Kafka's `num.partitions`).
     pub default_partitions: i32,
     pub max_request_bytes: u32,
@@ -201,6 +206,7 @@ impl Default for BrokerConfig {
             broker_heartbeat_interval_ms: quorum::DEFAULT_BROKER_HEARTBEAT_INTERVAL_MS,
             log_level: "info".to_string(),
             auto_create_topics: true,
+            transactional_id_expiration_ms: DEFAULT_TRANSACTIONAL_ID_EXPIRATION_MS,
             default_partitions: 1,
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
             max_in_flight_requests_per_connection: DEFAULT_MAX_IN_FLIGHT_REQUESTS_PER_CONNECTION,
@@ -247,6 +253,12 @@ impl BrokerConfig {
         if self.default_partitions < 1 {
             return Err(ConfigError::Invalid {
                 key: "default_partitions",
+                message: "must be at least 1".into(),
+            });
+        }
+        if self.transactional_id_expiration_ms < 1 {
+            return Err(ConfigError::Invalid {
+                key: "transactional_id_expiration_ms",
                 message: "must be at least 1".into(),
             });
         }

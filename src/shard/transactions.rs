@@ -320,6 +320,30 @@ pub async fn run_timer_tick(shard: &Rc<Shard>) {
         }
     }
     complete_preparing(shard).await;
+    forget_idle_ids(shard, now).await;
+}
+
+/// Forgets transactional ids idle past `transactional_id_expiration_ms` (a tombstone in the
+/// log), so ids a deployment stopped using do not hold coordinator slots forever. Ids busy
+/// with a request are left for the next tick.
+async fn forget_idle_ids(shard: &Rc<Shard>, now: i64) {
+    let expiration_ms = shard.config.transactional_id_expiration_ms;
+    for id in shard.txns.idle(expiration_ms, now) {
+        let Ok(mut lease) = shard.txns.lease(&id) else {
+            continue;
+        };
+        let Some(meta) = lease
+            .current
+            .clone()
+            .filter(|m| m.is_idle_past(expiration_ms, now))
+        else {
+            continue;
+        };
+        tracing::info!(id = %id, "forgetting a transactional id idle past transactional_id_expiration_ms");
+        if let Err(e) = lease.persist(meta.dead(now)).await {
+            tracing::warn!(id = %id, error = %e, "idle transactional id not yet forgotten");
+        }
+    }
 }
 
 /// Finishes every decided transaction whose completion is not recorded (after a restart

@@ -73,6 +73,8 @@ fn check_end_txn_v2(meta: &TxnMetadata, producer_id: i64, epoch: i16) -> Result<
         TxnState::Ongoing | TxnState::Empty | TxnState::PrepareEpochFence => {
             epoch == meta.producer_epoch
         }
+        // Never a live id's state (a forgotten id has no metadata at all).
+        TxnState::Dead => false,
         TxnState::PrepareCommit | TxnState::PrepareAbort => retry_on_bump,
         TxnState::CompleteCommit | TxnState::CompleteAbort => {
             retry_on_bump || retry_on_overflow || epoch == meta.producer_epoch

@@ -23,7 +23,7 @@ use std::rc::Rc;
 use futures_channel::oneshot;
 
 use super::log::{self, TxnLogError};
-use super::state::{MAX_TRANSACTIONAL_IDS_PER_SHARD, TxnError, TxnMetadata};
+use super::state::{MAX_TRANSACTIONAL_IDS_PER_SHARD, TxnError, TxnMetadata, TxnState};
 use crate::group::offset_log as files;
 
 /// Compact a slot log when it is this many times larger than its live state...
@@ -110,7 +110,7 @@ impl Lease {
         let ack = self.coordinator.enqueue(meta.clone());
         match ack.await {
             Ok(Ok(())) => {
-                self.current = Some(meta);
+                self.current = (meta.state != TxnState::Dead).then_some(meta);
                 Ok(())
             }
             Ok(Err(why)) => {
@@ -241,6 +241,15 @@ impl TxnCoordinator {
     }
 
     /// Ids whose open transaction is past its timeout at `now_ms`.
+    /// Ids idle past `expiration_ms`: the driver forgets them.
+    pub fn idle(&self, expiration_ms: i64, now_ms: i64) -> Vec<String> {
+        let txns = self.inner.txns.borrow();
+        txns.values()
+            .filter(|m| m.is_idle_past(expiration_ms, now_ms))
+            .map(|m| m.transactional_id.clone())
+            .collect()
+    }
+
     pub fn expired(&self, now_ms: i64) -> Vec<String> {
         let txns = self.inner.txns.borrow();
         txns.values()
@@ -344,7 +353,11 @@ impl TxnCoordinator {
                 s.needs_truncate = false;
                 let mut txns = self.inner.txns.borrow_mut();
                 for w in batch {
-                    txns.insert(w.meta.transactional_id.clone(), w.meta);
+                    if w.meta.state == TxnState::Dead {
+                        txns.remove(&w.meta.transactional_id);
+                    } else {
+                        txns.insert(w.meta.transactional_id.clone(), w.meta);
+                    }
                     let _ = w.done.send(Ok(()));
                 }
             }

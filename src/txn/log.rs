@@ -237,7 +237,11 @@ pub fn load_owned(
                     "skipping a transactional id of another slot");
                 continue;
             }
-            txns.insert(meta.transactional_id.clone(), meta);
+            if meta.state == TxnState::Dead {
+                txns.remove(&meta.transactional_id);
+            } else {
+                txns.insert(meta.transactional_id.clone(), meta);
+            }
         }
         loaded.push(LoadedSlot {
             slot,

@@ -55,7 +55,8 @@ pub const COORDINATOR_EPOCH: i32 = 0;
 pub const NO_PRODUCER_ID: i64 = -1;
 pub const NO_PRODUCER_EPOCH: i16 = -1;
 
-/// Kafka's `TransactionState`. `Dead` is not kept: an id is simply absent.
+/// Kafka's `TransactionState`. `Dead` is only ever a log record (an expired id's
+/// tombstone): replay and the coordinator drop the id instead of keeping it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TxnState {
     /// Has a producer id, no transaction open.
@@ -70,6 +71,8 @@ pub enum TxnState {
     CompleteAbort,
     /// A new producer incarnation fenced the open transaction; it is being aborted.
     PrepareEpochFence,
+    /// The id expired (`transactional.id.expiration.ms`): forgotten.
+    Dead,
 }
 
 impl TxnState {
@@ -82,6 +85,7 @@ impl TxnState {
             TxnState::CompleteCommit => 4,
             TxnState::CompleteAbort => 5,
             TxnState::PrepareEpochFence => 6,
+            TxnState::Dead => 7,
         }
     }
 
@@ -94,6 +98,7 @@ impl TxnState {
             4 => TxnState::CompleteCommit,
             5 => TxnState::CompleteAbort,
             6 => TxnState::PrepareEpochFence,
+            7 => TxnState::Dead,
             _ => return None,
         })
     }
@@ -108,6 +113,7 @@ impl TxnState {
             TxnState::CompleteCommit => "CompleteCommit",
             TxnState::CompleteAbort => "CompleteAbort",
             TxnState::PrepareEpochFence => "PrepareEpochFence",
+            TxnState::Dead => "Dead",
         }
     }
 
@@ -424,6 +430,27 @@ impl TxnMetadata {
     }
 
     /// Whether the open transaction is past its timeout at `now_ms`.
+    /// Whether this id may be forgotten: nothing open or deciding, untouched for
+    /// `expiration_ms` (Kafka's `transactional.id.expiration.ms`).
+    pub fn is_idle_past(&self, expiration_ms: i64, now_ms: i64) -> bool {
+        matches!(
+            self.state,
+            TxnState::Empty | TxnState::CompleteCommit | TxnState::CompleteAbort
+        ) && now_ms.saturating_sub(self.update_ms) > expiration_ms
+    }
+
+    /// The tombstone that forgets this id.
+    pub fn dead(&self, now_ms: i64) -> TxnMetadata {
+        let mut next = TxnMetadata::new(
+            self.transactional_id.clone(),
+            self.producer_id,
+            self.timeout_ms,
+            now_ms,
+        );
+        next.state = TxnState::Dead;
+        next
+    }
+
     pub fn is_expired(&self, now_ms: i64) -> bool {
         self.state == TxnState::Ongoing
             && self.start_ms >= 0
