@@ -61,8 +61,17 @@ fn setup(topic: &str, group: &str, records: usize, configs: &[(&str, &str)]) -> 
             configs: Vec::new(),
         })
         .expect("create topic");
+    produce(&broker, topic, 0..records, 5);
+    let mut all = vec![("share.auto.offset.reset", "earliest")];
+    all.extend_from_slice(configs);
+    assert_eq!(alter_group(&broker, group, &all), 0);
+    broker
+}
+
+/// Appends records `offsets` (values "r<offset>") to partition 0, `per_batch` a batch.
+fn produce(broker: &Broker, topic: &str, offsets: std::ops::Range<usize>, per_batch: usize) {
     let mut conn = RawConn::connect(&broker.bootstrap()).expect("connect");
-    for chunk in (0..records).collect::<Vec<_>>().chunks(5) {
+    for chunk in offsets.collect::<Vec<_>>().chunks(per_batch) {
         let batch: Vec<_> = chunk
             .iter()
             .map(|i| plain_record(*i as i64, 1_700_000_000_000, Bytes::from(format!("r{i}"))))
@@ -73,10 +82,6 @@ fn setup(topic: &str, group: &str, records: usize, configs: &[(&str, &str)]) -> 
         );
         assert_eq!(produced.responses[0].partition_responses[0].error_code, 0);
     }
-    let mut all = vec![("share.auto.offset.reset", "earliest")];
-    all.extend_from_slice(configs);
-    assert_eq!(alter_group(&broker, group, &all), 0);
-    broker
 }
 
 fn alter_group(broker: &Broker, group: &str, configs: &[(&str, &str)]) -> i16 {
@@ -362,6 +367,73 @@ fn an_expired_lock_redelivers_with_delivery_count_two() {
         std::thread::sleep(std::time::Duration::from_millis(250));
     }
     assert_eq!(support::metric_sample(&text, series), Some(5.0), "{text}");
+}
+
+/// Records (in or out of the acquired ranges) the answer's batches carry.
+fn carried(response: &ShareFetchResponse) -> usize {
+    let mut count = 0;
+    for p in response.responses.iter().flat_map(|t| t.partitions.iter()) {
+        let mut buf = p.records.clone().unwrap_or_default();
+        let batches = RecordBatchDecoder::decode_all(&mut buf).expect("valid batches");
+        count += batches.iter().map(|b| b.records.len()).sum::<usize>();
+    }
+    count
+}
+
+#[test]
+fn a_waiting_share_fetch_wakes_for_an_append_and_for_a_release() {
+    let broker = setup("waits", "waiters", 0, &[]);
+    let mut a = Member::join(&broker, "waiters", "member-a", "waits");
+    let mut b = Member::join(&broker, "waiters", "member-b", "waits");
+    const LONG_WAIT_MS: i32 = 20_000;
+    std::thread::scope(|scope| {
+        let waiting = scope.spawn(|| {
+            let started = std::time::Instant::now();
+            (a.fetch(&broker, &[], LONG_WAIT_MS), started.elapsed())
+        });
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        produce(&broker, "waits", 0..5, 5);
+        let (answer, waited) = waiting.join().expect("fetching thread");
+        assert_eq!(acquired(&answer), vec![(0, 4, 1)]);
+        // Answered by the append, not by the end of its wait.
+        assert!(waited < std::time::Duration::from_millis(LONG_WAIT_MS as u64 / 2));
+    });
+    // B waits while A holds everything (lock 30 s); A's RELEASE hands the records to B.
+    std::thread::scope(|scope| {
+        let waiting = scope.spawn(|| {
+            let started = std::time::Instant::now();
+            (b.fetch(&broker, &[], LONG_WAIT_MS), started.elapsed())
+        });
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let released = a.acknowledge(&broker, &[(0, 4, RELEASE)]);
+        assert_eq!(released.responses[0].partitions[0].error_code, 0);
+        let (answer, waited) = waiting.join().expect("fetching thread");
+        assert_eq!(acquired(&answer), vec![(0, 4, 2)]);
+        assert_eq!(delivered(&answer), vec![0, 1, 2, 3, 4]);
+        assert!(waited < std::time::Duration::from_millis(LONG_WAIT_MS as u64 / 2));
+    });
+}
+
+#[test]
+fn one_share_fetch_takes_max_records_across_batches_without_shipping_the_log() {
+    const RECORDS: usize = 20_000;
+    let broker = setup("deep", "readers", 0, &[]);
+    produce(&broker, "deep", 0..RECORDS, 100);
+    let mut a = Member::join(&broker, "readers", "member-a", "deep");
+    // max_records 500 spans five batches of 100: all of them in one answer.
+    let first = a.fetch(&broker, &[], 500);
+    assert_eq!(acquired(&first), vec![(0, 499, 1)]);
+    assert_eq!(delivered(&first), (0..500).collect::<Vec<_>>());
+    // The answer carries the batches those records are in and a bounded read past them,
+    // not every batch up to max_bytes (1 MiB: the whole log here).
+    let shipped = carried(&first);
+    assert!(
+        (500..RECORDS / 2).contains(&shipped),
+        "{shipped} records carried"
+    );
+    let next = a.fetch(&broker, &[(0, 499, ACCEPT)], 500);
+    assert_eq!(partition_ack_error(&next), 0);
+    assert_eq!(acquired(&next), vec![(500, 999, 1)]);
 }
 
 #[test]
