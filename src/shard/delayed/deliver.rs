@@ -67,6 +67,8 @@ pub async fn run(shard: Rc<Shard>) {
         if due.is_empty() {
             if let Some(round) = synced.take() {
                 finish_round(&shard, &inner, round).await;
+                inner.writer.delete_released_prefix();
+                inner.metrics.set_delayed_pending(inner.pending() as u64);
                 continue;
             }
             let next = inner.wheel.borrow().next_tick();
