@@ -46,11 +46,18 @@ enum Appended {
 pub async fn run(shard: Rc<Shard>) {
     let mut stop = shard.shutdown_signal().fuse();
     let inner = shard.delays.inner.clone();
+    // The round whose intents are synced and whose appends have not run yet: its appends
+    // run while the next round reads its records and syncs its intents (decision 0009,
+    // "Pipelined rounds"), so a round's critical path is one fdatasync, not two.
+    let mut synced: Option<Prepared> = None;
     loop {
         if shard.shutting_down.get() || inner.writer.failure().is_some() {
             return;
         }
-        retry_unresolved(&shard, &inner).await;
+        if synced.is_none() {
+            // Retries go in sequence order: never while a later round's appends wait.
+            retry_unresolved(&shard, &inner).await;
+        }
         let now_tick = tick_of(inner.origin_ms, now_ms());
         let mut due = Vec::new();
         {
@@ -58,6 +65,12 @@ pub async fn run(shard: Rc<Shard>) {
             wheel.advance(now_tick, |_, frame| due.push(frame));
         }
         if due.is_empty() {
+            if let Some(round) = synced.take() {
+                finish_round(&shard, &inner, round).await;
+                inner.writer.delete_released_prefix();
+                inner.metrics.set_delayed_pending(inner.pending() as u64);
+                continue;
+            }
             let next = inner.wheel.borrow().next_tick();
             let wait = match next {
                 Some(tick) => Duration::from_millis(tick.saturating_sub(now_tick)),
@@ -76,10 +89,21 @@ pub async fn run(shard: Rc<Shard>) {
         }
         inner.delivering.set(inner.delivering.get() + due.len());
         for round in due.chunks(ROUND_RECORDS_MAX) {
-            deliver_round(&shard, &inner, round).await;
-            inner
-                .delivering
-                .set(inner.delivering.get().saturating_sub(round.len()));
+            let previous = synced.take();
+            let sequences_after = previous
+                .as_ref()
+                .map(Prepared::sequences_after)
+                .unwrap_or_default();
+            let finish_previous = async {
+                if let Some(previous) = previous {
+                    finish_round(&shard, &inner, previous).await;
+                }
+            };
+            let (prepared, ()) = futures_util::join!(
+                prepare_round(&shard, &inner, round, &sequences_after),
+                finish_previous
+            );
+            synced = prepared;
         }
         inner.writer.delete_released_prefix();
         inner.metrics.set_delayed_pending(inner.pending() as u64);
@@ -180,12 +204,50 @@ async fn read_and_group(inner: &Inner, due: &[FrameRef]) -> Vec<Group> {
     groups
 }
 
-async fn deliver_round(shard: &Rc<Shard>, inner: &Rc<Inner>, due: &[FrameRef]) {
+/// A round whose intents are written and synced; its appends are still to run.
+struct Prepared {
+    /// Records the round took from the wheel (for the `delivering` count).
+    taken: usize,
+    /// Each intent: where its frame is, what it says, and its records' frames and bytes.
+    intents: Vec<(FrameRef, Intent, Piece)>,
+}
+
+/// A delivery batch's records: each one's frame in the delay log and its bytes.
+type Piece = Vec<(FrameRef, Vec<u8>)>;
+
+impl Prepared {
+    /// The delivery producer's next sequence on each partition this round appends to, once
+    /// its appends are done: the next round starts there instead of asking the partition,
+    /// whose state does not have this round's batches yet.
+    fn sequences_after(&self) -> HashMap<(String, i32), i32> {
+        let mut next = HashMap::new();
+        for (_, intent, piece) in &self.intents {
+            let after = add_sequence(intent.base_sequence, piece.len() as i32);
+            next.insert((intent.topic.clone(), intent.partition), after);
+        }
+        next
+    }
+}
+
+/// Reads a round's records, groups them by partition, gives each delivery batch its
+/// sequence and writes and syncs every intent of the round (step 1 of decision 0009).
+/// `None` when nothing is left to append (or the intents could not be written).
+async fn prepare_round(
+    shard: &Rc<Shard>,
+    inner: &Rc<Inner>,
+    due: &[FrameRef],
+    sequences_after: &HashMap<(String, i32), i32>,
+) -> Option<Prepared> {
     let groups = read_and_group(inner, due).await;
     let mut intents = Vec::new();
     for group in groups {
-        let Some(mut sequence) = next_sequence(shard, inner, &group.topic, group.partition).await
-        else {
+        let key = (group.topic.clone(), group.partition);
+        let known = sequences_after.get(&key).copied();
+        let sequence = match known {
+            Some(sequence) => Some(sequence),
+            None => next_sequence(shard, inner, &group.topic, group.partition).await,
+        };
+        let Some(mut sequence) = sequence else {
             retry_later(inner, group.frames.iter().map(|(f, _)| *f));
             continue;
         };
@@ -202,9 +264,12 @@ async fn deliver_round(shard: &Rc<Shard>, inner: &Rc<Inner>, due: &[FrameRef]) {
         }
     }
     if intents.is_empty() {
-        return;
+        inner
+            .delivering
+            .set(inner.delivering.get().saturating_sub(due.len()));
+        return None;
     }
-    // Step 1: every intent of the round, synced once.
+    // Every intent of the round, synced once.
     let mut frames = Vec::new();
     let mut offsets = Vec::with_capacity(intents.len());
     for (intent, _) in &intents {
@@ -215,10 +280,9 @@ async fn deliver_round(shard: &Rc<Shard>, inner: &Rc<Inner>, due: &[FrameRef]) {
     let first = inner.writer.stage(frames, intents.len() as u64, true);
     if let Err(e) = inner.writer.flush().await {
         tracing::error!(error = %e, "delivery intents not written; delivery stops");
-        return;
+        return None;
     }
-    // Step 2: the appends, every partition at once.
-    let appends = intents
+    let intents = intents
         .into_iter()
         .zip(offsets)
         .map(|((intent, piece), (offset, len))| {
@@ -226,16 +290,44 @@ async fn deliver_round(shard: &Rc<Shard>, inner: &Rc<Inner>, due: &[FrameRef]) {
                 position: first + offset,
                 len,
             };
-            async move {
-                let outcome = append_intent(shard, inner, &intent, &piece).await;
-                (at, intent, piece, outcome)
-            }
-        });
+            (at, intent, piece)
+        })
+        .collect();
+    Some(Prepared {
+        taken: due.len(),
+        intents,
+    })
+}
+
+/// Steps 2 and 3 of decision 0009 for a prepared round: the appends, every partition at
+/// once, then `DONE` frames (synced by a later round's intent sync). A partition with an
+/// unresolved delivery (an earlier round's append failed meanwhile) is not appended to: its
+/// intent joins the unresolved ones, retried in sequence order.
+async fn finish_round(shard: &Rc<Shard>, inner: &Rc<Inner>, round: Prepared) {
+    let blocked: Vec<(String, i32)> = inner
+        .unresolved
+        .borrow()
+        .iter()
+        .map(|(_, i)| (i.topic.clone(), i.partition))
+        .collect();
+    let appends = round.intents.into_iter().map(|(at, intent, piece)| {
+        let waits = blocked.contains(&(intent.topic.clone(), intent.partition));
+        async move {
+            let outcome = if waits {
+                Appended::Failed("an earlier delivery to the partition is unresolved".into())
+            } else {
+                append_intent(shard, inner, &intent, &piece).await
+            };
+            (at, intent, piece, outcome)
+        }
+    });
     let results = futures_util::future::join_all(appends).await;
-    // Step 3: done frames (synced by the next round's intent sync).
     for (at, intent, piece, outcome) in results {
         settle(inner, at, intent, &piece, outcome);
     }
+    inner
+        .delivering
+        .set(inner.delivering.get().saturating_sub(round.taken));
     let _ = inner.writer.flush().await;
 }
 
@@ -374,10 +466,13 @@ async fn append_intent(
     };
     let batch = build_delivery_batch(&records, producer);
     let count = records.len() as u64;
+    let last_sequence = add_sequence(intent.base_sequence, records.len() as i32 - 1);
     let (topic, partition) = (intent.topic.clone(), intent.partition);
     let owner = shard.owner_of_partition(&topic, partition);
+    let shard_id = inner.shard_id;
     let call = shard.invoke_on(owner, move |s| async move {
-        append_on_owner(&s, &topic, partition, batch, count).await
+        let delivery = (shard_id, last_sequence);
+        append_on_owner(&s, &topic, partition, batch, count, delivery).await
     });
     match call.await {
         Ok(outcome) => outcome,
@@ -385,14 +480,30 @@ async fn append_intent(
     }
 }
 
+/// `delivery`: the delivering shard and the batch's last sequence. A batch the partition's
+/// delivery producer state is already at or past was appended before (a retried intent
+/// whose `DONE` was lost in a crash): it is done, whether or not the partition still
+/// remembers the batch among its last five (the sequences on a partition are assigned by one
+/// shard only, in order, and the partition accepts them only in order).
 async fn append_on_owner(
     shard: &Rc<Shard>,
     topic: &str,
     partition: i32,
     batch: BytesMut,
     count: u64,
+    delivery: (usize, i32),
 ) -> Appended {
+    let (shard_id, last_sequence) = delivery;
+    let producer_id = DELIVERY_PRODUCER_ID_BASE + shard_id as i64;
     match shard.partitions.get(topic, partition) {
+        Lookup::Online(p)
+            if p.producer_states().iter().any(|state| {
+                state.producer_id == producer_id
+                    && sequence_reached(state.last_sequence, last_sequence)
+            }) =>
+        {
+            Appended::Done
+        }
         Lookup::Online(p) => match p.append(batch, count, ACKS_ALL, now_ms(), || {}).await {
             Ok(_) => Appended::Done,
             Err(e) => Appended::Failed(e.to_string()),
@@ -411,6 +522,18 @@ async fn append_on_owner(
             }
         }
     }
+}
+
+/// Whether a partition whose last sequence is `last` holds sequence `target` already, on
+/// the wrapping sequence space `0..=i32::MAX`: `last` is at `target` or less than half the
+/// space after it.
+fn sequence_reached(last: i32, target: i32) -> bool {
+    if last < 0 {
+        return false;
+    }
+    let space = i32::MAX as i64 + 1;
+    let distance = (last as i64 - target as i64).rem_euclid(space);
+    distance < space / 2
 }
 
 /// The delivery producer's next sequence on a partition (its last one + 1 in the
@@ -442,4 +565,20 @@ async fn next_sequence(
         .await
         .ok()
         .flatten()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sequence_reached;
+
+    #[test]
+    fn sequence_reached_follows_the_wrapping_sequence_space() {
+        assert!(sequence_reached(10, 10));
+        assert!(sequence_reached(11, 10));
+        assert!(!sequence_reached(9, 10));
+        assert!(!sequence_reached(-1, 0), "no batch yet");
+        // Across the wrap: 3 comes after i32::MAX - 2.
+        assert!(sequence_reached(3, i32::MAX - 2));
+        assert!(!sequence_reached(i32::MAX - 2, 3));
+    }
 }
