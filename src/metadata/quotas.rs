@@ -196,7 +196,7 @@ impl ClientQuotas {
         self.entities.iter()
     }
 
-    fn apply(&mut self, alteration: QuotaAlteration) {
+    pub(crate) fn apply(&mut self, alteration: QuotaAlteration) {
         let values = self.entities.entry(alteration.entity.clone()).or_default();
         for (key, value) in alteration.ops {
             match value {
