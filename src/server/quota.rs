@@ -64,6 +64,10 @@ struct WindowedRate {
     samples: [(Instant, f64); QUOTA_WINDOW_SAMPLES],
     current: usize,
     last_recorded: Instant,
+    /// Pacing of a client throttled within the window: when its bytes so far would have
+    /// gone out at the bound (see `paced_throttle`).
+    paced_until: Option<Instant>,
+    last_throttled: Option<Instant>,
 }
 
 impl WindowedRate {
@@ -72,6 +76,8 @@ impl WindowedRate {
             samples: [(now, 0.0); QUOTA_WINDOW_SAMPLES],
             current: 0,
             last_recorded: now,
+            paced_until: None,
+            last_throttled: None,
         }
     }
 
@@ -114,6 +120,43 @@ impl WindowedRate {
     }
 }
 
+impl WindowedRate {
+    /// Kafka's sampled window alone lets a saturating client send a whole sample's worth
+    /// at once each time an old sample expires, so its rate saws around the bound (measured
+    /// -5 % .. +12 % over a minute at 10 MB/s). Once a client has been throttled within the
+    /// window it is also paced: no faster than `bound` from request to request, with at
+    /// most one sample of credit for idle time. The larger of the two throttles applies.
+    fn paced_throttle(
+        &mut self,
+        now: Instant,
+        bound: f64,
+        amount: f64,
+        windowed: Duration,
+    ) -> Duration {
+        let window = QUOTA_SAMPLE_LENGTH * QUOTA_WINDOW_SAMPLES as u32;
+        let recently_throttled = self
+            .last_throttled
+            .is_some_and(|t| now.duration_since(t) < window);
+        let throttle = if recently_throttled && bound > 0.0 {
+            // Up to one sample of credit: the client's own round trips between requests
+            // must not count against it, or it is held below its quota.
+            let earliest = now.checked_sub(QUOTA_SAMPLE_LENGTH).unwrap_or(now);
+            let from = self.paced_until.map_or(now, |p| p.max(earliest));
+            let paced =
+                from + Duration::from_secs_f64((amount / bound).min(MAX_THROTTLE.as_secs_f64()));
+            self.paced_until = Some(paced);
+            windowed.max(paced.duration_since(now)).min(MAX_THROTTLE)
+        } else {
+            self.paced_until = None;
+            windowed
+        };
+        if !throttle.is_zero() {
+            self.last_throttled = Some(now);
+        }
+        throttle
+    }
+}
+
 /// Every measured client rate of the broker (lives on `QUOTA_ACCOUNTING_SHARD`).
 #[derive(Default)]
 struct RateTracker {
@@ -137,7 +180,14 @@ impl RateTracker {
             .entry((key, who))
             .or_insert_with(|| WindowedRate::new(now));
         rate.record(now, amount);
-        let throttle = rate.throttle(now, bound);
+        let windowed = rate.throttle(now, bound);
+        // A throttled fetch sends nothing, so pacing it would starve it: fetches keep
+        // Kafka's window alone.
+        let throttle = if undo_if_throttled {
+            windowed
+        } else {
+            rate.paced_throttle(now, bound, amount, windowed)
+        };
         // A throttled fetch is answered empty: as in Kafka, its bytes are not counted.
         if undo_if_throttled && !throttle.is_zero() {
             rate.record(now, -amount);
