@@ -10,6 +10,7 @@ mod acls;
 mod config_ops;
 pub mod credentials;
 pub mod dynamic_broker;
+pub mod quotas;
 pub mod replicated;
 
 use config_ops::edit_list;
@@ -66,6 +67,8 @@ pub struct MetadataSnapshot {
     pub cluster: Option<Arc<replicated::ClusterState>>,
     /// Every ACL, indexed for the authorizer (`security::authorizer`).
     pub acls: Arc<crate::security::authorizer::AclSet>,
+    /// Client quotas per user / client-id entity (issue 20, `quotas`).
+    pub client_quotas: Arc<quotas::ClientQuotas>,
 }
 
 impl MetadataSnapshot {
@@ -120,6 +123,11 @@ pub enum MetadataError {
     NotReplicated(&'static str),
     #[error("too many ACLs (limit {})", crate::security::authorizer::MAX_ACLS)]
     TooManyAcls,
+    #[error(
+        "too many client quota entities (limit {})",
+        quotas::MAX_QUOTA_ENTITIES
+    )]
+    TooManyQuotaEntities,
     #[error("cannot persist metadata at {path}: {source}")]
     Io {
         path: PathBuf,
@@ -141,7 +149,8 @@ impl MetadataError {
             MetadataError::InvalidConfig(_) => E::InvalidConfig.code(),
             MetadataError::TooManyTopics
             | MetadataError::TooManyGroupConfigs
-            | MetadataError::TooManyAcls => E::PolicyViolation.code(),
+            | MetadataError::TooManyAcls
+            | MetadataError::TooManyQuotaEntities => E::PolicyViolation.code(),
             MetadataError::Io { .. } | MetadataError::Corrupt { .. } => E::KafkaStorageError.code(),
             MetadataError::ProducerIdsPending => E::CoordinatorNotAvailable.code(),
             MetadataError::NotReplicated(_) => E::InvalidRequest.code(),
@@ -182,6 +191,8 @@ struct PersistedMetadata {
     scram_credentials: credentials::PersistedScramCredentials,
     #[serde(default)]
     acls: Vec<crate::security::acl::AclBinding>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    client_quotas: Vec<quotas::PersistedQuota>,
 }
 
 /// Groups that may carry configs, so a client cannot grow the metadata file without bound.
@@ -286,6 +297,9 @@ impl MetadataWriter {
                         .map_err(|e| corrupt(format!("SCRAM credentials: {e}")))?,
                 );
                 snapshot.acls = Arc::new(crate::security::authorizer::AclSet::new(persisted.acls));
+                snapshot.client_quotas = Arc::new(quotas::ClientQuotas::from_persisted(
+                    persisted.client_quotas,
+                ));
                 for mut topic in persisted.topics {
                     topic.config =
                         effective_config(&topic_defaults, &topic.overrides).map_err(|e| {
@@ -625,6 +639,7 @@ impl MetadataWriter {
             dynamic_broker: (*snapshot.dynamic_broker).clone(),
             scram_credentials: snapshot.scram_credentials.to_persisted(),
             acls: snapshot.acls.bindings().to_vec(),
+            client_quotas: snapshot.client_quotas.to_persisted(),
         };
         let bytes = serde_json::to_vec_pretty(&persisted).map_err(|e| MetadataError::Corrupt {
             path: self.path.clone(),

@@ -48,11 +48,24 @@ impl FetchFraming {
         session_id: i32,
         topic_count: usize,
     ) {
+        self.begin_throttled(buf, correlation_id, 0, error_code, session_id, topic_count);
+    }
+
+    /// `begin` for an answer that carries a quota throttle time (an empty throttled fetch).
+    pub fn begin_throttled(
+        &self,
+        buf: &mut BytesMut,
+        correlation_id: i32,
+        throttle_time_ms: i32,
+        error_code: i16,
+        session_id: i32,
+        topic_count: usize,
+    ) {
         buf.put_i32(correlation_id);
         if self.flexible {
             buf.put_u8(0); // response header tagged fields
         }
-        buf.put_i32(0); // throttle_time_ms
+        buf.put_i32(throttle_time_ms);
         if self.version >= 7 {
             buf.put_i16(error_code);
             buf.put_i32(session_id);

@@ -232,6 +232,7 @@ async fn serve_requests(
         if out_tx.send_async(outgoing).await.is_err() {
             break;
         }
+        wait_out_throttle(shard, &state).await;
         if shard.shutting_down.get() {
             break;
         }
@@ -437,6 +438,20 @@ async fn write_frames(
             frames.clear();
             result
         }
+    }
+}
+
+/// A client over its quota was answered with its throttle time; like Kafka's muted channel
+/// (KIP-219) the connection serves nothing more until the throttle passes (or shutdown).
+async fn wait_out_throttle(shard: &Rc<Shard>, state: &RefCell<ConnectionState>) {
+    let Some(until) = state.borrow_mut().throttled_until.take() else {
+        return;
+    };
+    let mut stop = shard.shutdown_signal().fuse();
+    let mut sleep = std::pin::pin!(shard.timer.sleep_until(until).fuse());
+    futures_util::select! {
+        _ = stop => {},
+        _ = sleep => {},
     }
 }
 

@@ -23,4 +23,7 @@ pub struct ConnectionState {
     pub sasl: SaslSession,
     pub fetch_sessions: FetchSessions,
     pub affinity: ShardAffinity,
+    /// Over a client quota: read no further request before this (KIP-219), set by
+    /// `quota` when a request earns a throttle and taken by the connection loop.
+    pub throttled_until: Option<std::time::Instant>,
 }

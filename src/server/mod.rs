@@ -20,6 +20,7 @@ pub mod features;
 pub mod fetch_sessions;
 mod file_send;
 pub mod handlers;
+pub mod quota;
 pub mod refusals;
 pub mod registry;
 pub mod response;

@@ -247,3 +247,47 @@ impl ClusterRefusal for DeleteAclsRequest {
         )
     }
 }
+
+impl ClusterRefusal for DescribeClientQuotasRequest {
+    const ANSWERS: bool = true;
+    fn refuse(self, ctx: &RequestContext<'_>, code: i16) -> Option<Reply> {
+        Some(
+            DescribeClientQuotasResponse::default()
+                .with_error_code(code)
+                .with_error_message(message())
+                .with_entries(None)
+                .into_reply(ctx),
+        )
+    }
+}
+
+impl ClusterRefusal for AlterClientQuotasRequest {
+    const ANSWERS: bool = true;
+    fn refuse(self, ctx: &RequestContext<'_>, code: i16) -> Option<Reply> {
+        use alter_client_quotas_response::{EntityData, EntryData};
+        let entries = self
+            .entries
+            .into_iter()
+            .map(|entry| {
+                let entity = entry
+                    .entity
+                    .into_iter()
+                    .map(|e| {
+                        EntityData::default()
+                            .with_entity_type(e.entity_type)
+                            .with_entity_name(e.entity_name)
+                    })
+                    .collect();
+                EntryData::default()
+                    .with_error_code(code)
+                    .with_error_message(message())
+                    .with_entity(entity)
+            })
+            .collect();
+        Some(
+            AlterClientQuotasResponse::default()
+                .with_entries(entries)
+                .into_reply(ctx),
+        )
+    }
+}

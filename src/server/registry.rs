@@ -82,6 +82,8 @@ macro_rules! api_table {
             DescribeAcls 1..=3, DescribeAclsRequest => describe_acls, Authorize::All(&[CLUSTER_DESCRIBE]);
             CreateAcls 1..=3, CreateAclsRequest => create_acls, Authorize::All(&[CLUSTER_ALTER]);
             DeleteAcls 1..=3, DeleteAclsRequest => delete_acls, Authorize::All(&[CLUSTER_ALTER]);
+            DescribeClientQuotas 0..=1, DescribeClientQuotasRequest => describe_client_quotas, Authorize::All(&[CLUSTER_DESCRIBE]);
+            AlterClientQuotas 0..=1, AlterClientQuotasRequest => alter_client_quotas, Authorize::All(&[CLUSTER_ALTER]);
         }
     };
 }

@@ -20,6 +20,7 @@ pub mod io_driver;
 pub mod observe;
 mod open;
 pub mod placement;
+pub mod quotas;
 mod runtime;
 mod table;
 pub mod timer;

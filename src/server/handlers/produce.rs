@@ -9,7 +9,8 @@ use crate::server::connection_state::ConnectionState;
 use crate::server::cluster_view::add_produce_leader_hints;
 use crate::server::context::RequestContext;
 use crate::server::response::{Reply, encode_frame};
-use crate::server::{delay_check, timestamp_bounds};
+use crate::metadata::quotas::QuotaKey;
+use crate::server::{delay_check, quota, timestamp_bounds};
 use crate::delay::plan::DelayedRecord;
 use crate::shard::topics::ensure_topic;
 use crate::metadata::TopicMeta;
@@ -101,6 +102,8 @@ pub async fn handle(ctx: &RequestContext<'_>, request: ProduceRequest) -> Reply 
     let transactional = transactional_id.is_some();
     let mut results: Vec<Appended> = Vec::new();
     let mut pending: Vec<PendingAppend> = Vec::new();
+    // Counted against the producer's byte-rate quota, like Kafka's request size.
+    let mut produced_bytes = 0usize;
     let topic_names: Vec<String> = topic_data.iter().map(|t| t.name.0.to_string()).collect();
 
     // Kafka refuses every partition of a transactional request whose id the principal may
@@ -121,6 +124,7 @@ pub async fn handle(ctx: &RequestContext<'_>, request: ProduceRequest) -> Reply 
             ensure_topic(shard, name, auto_create).await.map_err(|e| e.code)
         };
         for partition_data in topic_data.partition_data {
+            produced_bytes += partition_data.records.as_ref().map_or(0, |r| r.len());
             let p = partition_data.index;
             let checked = match &topic {
                 Ok(topic) => check_partition(
@@ -153,6 +157,8 @@ pub async fn handle(ctx: &RequestContext<'_>, request: ProduceRequest) -> Reply 
     // write queue. The connection may then dispatch the next request while these become
     // durable, so pipelined acks=all requests share one fdatasync.
     let produced = dispatch_on_owners(shard, pending, ctx.connection).await;
+    let throttle_ms =
+        quota::record_and_throttle(ctx, QuotaKey::ProducerByteRate, produced_bytes).await;
     let metrics = shard.metrics.clone();
     let api_key = ctx.api as i16;
     let (correlation_id, version) = (ctx.correlation_id, ctx.version);
@@ -167,7 +173,7 @@ pub async fn handle(ctx: &RequestContext<'_>, request: ProduceRequest) -> Reply 
         if acks == 0 {
             return Reply::None;
         }
-        let mut body = response(topic_names, results);
+        let mut body = response(topic_names, results).with_throttle_time_ms(throttle_ms);
         add_produce_leader_hints(&snapshot, version, &mut body);
         match encode_frame(correlation_id, header_version, &body, version) {
             Ok(frame) => Reply::Frame(frame),

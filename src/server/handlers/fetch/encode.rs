@@ -10,10 +10,20 @@ use bytes::{BufMut, BytesMut};
 
 /// A whole-request error (a bad session): the framing with no topics.
 pub(super) fn error_reply(ctx: &RequestContext<'_>, code: i16) -> Reply {
+    empty_reply(ctx, code, 0, 0)
+}
+
+/// Over the consumer's byte-rate quota: Kafka answers no partitions, only the throttle
+/// time (and the session, which the client keeps).
+pub(super) fn throttled_reply(ctx: &RequestContext<'_>, session_id: i32, throttle_ms: i32) -> Reply {
+    empty_reply(ctx, 0, session_id, throttle_ms)
+}
+
+fn empty_reply(ctx: &RequestContext<'_>, code: i16, session_id: i32, throttle_ms: i32) -> Reply {
     let framing = FetchFraming::new(ctx.version);
     let mut buf = BytesMut::with_capacity(64);
     buf.put_i32(0);
-    framing.begin(&mut buf, ctx.correlation_id, code, 0, 0);
+    framing.begin_throttled(&mut buf, ctx.correlation_id, throttle_ms, code, session_id, 0);
     framing.end(&mut buf);
     let size = (buf.len() - 4) as i32;
     buf[0..4].copy_from_slice(&size.to_be_bytes());

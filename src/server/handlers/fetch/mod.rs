@@ -10,10 +10,12 @@ mod encode;
 mod long_poll;
 mod read;
 
+use crate::metadata::quotas::QuotaKey;
 use crate::partition::Isolation;
 use crate::server::access::permitted;
 use crate::server::authorization::ResourceType;
 use crate::server::context::RequestContext;
+use crate::server::quota;
 use crate::server::fetch_sessions::{SessionPlan, WantedPartition};
 use crate::server::response::Reply;
 use kafka_protocol::messages::FetchRequest;
@@ -70,6 +72,12 @@ pub async fn handle(ctx: &RequestContext<'_>, request: FetchRequest) -> Reply {
     }
     for r in reads.iter().filter(|r| r.error_code != 0) {
         shard.metrics.record_error(ctx.api as i16, r.error_code);
+    }
+    let fetched = reads.iter().map(|r| r.bytes).sum();
+    let throttle_ms = quota::record_and_throttle(ctx, QuotaKey::ConsumerByteRate, fetched).await;
+    if throttle_ms > 0 {
+        // Nothing read is sent, so the session does not record it as answered.
+        return encode::throttled_reply(ctx, plan.session_id, throttle_ms);
     }
     let answered: Vec<_> = reads.iter().map(|r| r.answered()).collect();
     let include = ctx
