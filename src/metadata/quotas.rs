@@ -249,6 +249,9 @@ impl MetadataWriter {
         alterations: Vec<QuotaAlteration>,
     ) -> Result<(), MetadataError> {
         let current = self.snapshot();
+        if current.cluster.is_some() {
+            return Err(MetadataError::NotReplicated("client quotas"));
+        }
         let mut quotas = (*current.client_quotas).clone();
         for alteration in alterations {
             quotas.apply(alteration);
