@@ -1,17 +1,12 @@
 //! Share groups (KIP-932) over the raw protocol: ShareGroupHeartbeat membership and the
 //! shared assignment, ShareFetch acquisition with share-session epochs, acknowledgement
 //! types, acquisition-lock expiry and redelivery with a higher delivery count, the delivery
-//! count limit, share groups in ListGroups / ShareGroupDescribe / DeleteGroups, and
-//! Alter/DeleteShareGroupOffsets.
+//! count limit, and share groups in ListGroups / ShareGroupDescribe / DeleteGroups.
 
 mod support;
 
 use bytes::Bytes;
 use kafka_protocol::ResponseError;
-use kafka_protocol::messages::alter_share_group_offsets_request::{
-    AlterShareGroupOffsetsRequestPartition, AlterShareGroupOffsetsRequestTopic,
-};
-use kafka_protocol::messages::delete_share_group_offsets_request::DeleteShareGroupOffsetsRequestTopic;
 use kafka_protocol::messages::describe_share_group_offsets_request::{
     DescribeShareGroupOffsetsRequestGroup, DescribeShareGroupOffsetsRequestTopic,
 };
@@ -25,13 +20,12 @@ use kafka_protocol::messages::share_fetch_request::{
     AcknowledgementBatch, FetchPartition, FetchTopic,
 };
 use kafka_protocol::messages::{
-    AlterShareGroupOffsetsRequest, AlterShareGroupOffsetsResponse, DeleteGroupsRequest,
-    DeleteGroupsResponse, DeleteShareGroupOffsetsRequest, DeleteShareGroupOffsetsResponse,
-    DescribeShareGroupOffsetsRequest, DescribeShareGroupOffsetsResponse, GroupId,
-    IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse, ListGroupsRequest,
-    ListGroupsResponse, ShareAcknowledgeRequest, ShareAcknowledgeResponse, ShareFetchRequest,
-    ShareFetchResponse, ShareGroupDescribeRequest, ShareGroupDescribeResponse,
-    ShareGroupHeartbeatRequest, ShareGroupHeartbeatResponse, TopicName,
+    DeleteGroupsRequest, DeleteGroupsResponse, DescribeShareGroupOffsetsRequest,
+    DescribeShareGroupOffsetsResponse, GroupId, IncrementalAlterConfigsRequest,
+    IncrementalAlterConfigsResponse, ListGroupsRequest, ListGroupsResponse,
+    ShareAcknowledgeRequest, ShareAcknowledgeResponse, ShareFetchRequest, ShareFetchResponse,
+    ShareGroupDescribeRequest, ShareGroupDescribeResponse, ShareGroupHeartbeatRequest,
+    ShareGroupHeartbeatResponse, TopicName,
 };
 use kafka_protocol::protocol::{Request, StrBytes};
 use kafka_protocol::records::RecordBatchDecoder;
@@ -67,17 +61,8 @@ fn setup(topic: &str, group: &str, records: usize, configs: &[(&str, &str)]) -> 
             configs: Vec::new(),
         })
         .expect("create topic");
-    produce(&broker, topic, 0..records, 5);
-    let mut all = vec![("share.auto.offset.reset", "earliest")];
-    all.extend_from_slice(configs);
-    assert_eq!(alter_group(&broker, group, &all), 0);
-    broker
-}
-
-/// Appends records `offsets` (values "r<offset>") to partition 0, `per_batch` a batch.
-fn produce(broker: &Broker, topic: &str, offsets: std::ops::Range<usize>, per_batch: usize) {
     let mut conn = RawConn::connect(&broker.bootstrap()).expect("connect");
-    for chunk in offsets.collect::<Vec<_>>().chunks(per_batch) {
+    for chunk in (0..records).collect::<Vec<_>>().chunks(5) {
         let batch: Vec<_> = chunk
             .iter()
             .map(|i| plain_record(*i as i64, 1_700_000_000_000, Bytes::from(format!("r{i}"))))
@@ -88,6 +73,10 @@ fn produce(broker: &Broker, topic: &str, offsets: std::ops::Range<usize>, per_ba
         );
         assert_eq!(produced.responses[0].partition_responses[0].error_code, 0);
     }
+    let mut all = vec![("share.auto.offset.reset", "earliest")];
+    all.extend_from_slice(configs);
+    assert_eq!(alter_group(&broker, group, &all), 0);
+    broker
 }
 
 fn alter_group(broker: &Broker, group: &str, configs: &[(&str, &str)]) -> i16 {
@@ -375,73 +364,6 @@ fn an_expired_lock_redelivers_with_delivery_count_two() {
     assert_eq!(support::metric_sample(&text, series), Some(5.0), "{text}");
 }
 
-/// Records (in or out of the acquired ranges) the answer's batches carry.
-fn carried(response: &ShareFetchResponse) -> usize {
-    let mut count = 0;
-    for p in response.responses.iter().flat_map(|t| t.partitions.iter()) {
-        let mut buf = p.records.clone().unwrap_or_default();
-        let batches = RecordBatchDecoder::decode_all(&mut buf).expect("valid batches");
-        count += batches.iter().map(|b| b.records.len()).sum::<usize>();
-    }
-    count
-}
-
-#[test]
-fn a_waiting_share_fetch_wakes_for_an_append_and_for_a_release() {
-    let broker = setup("waits", "waiters", 0, &[]);
-    let mut a = Member::join(&broker, "waiters", "member-a", "waits");
-    let mut b = Member::join(&broker, "waiters", "member-b", "waits");
-    const LONG_WAIT_MS: i32 = 20_000;
-    std::thread::scope(|scope| {
-        let waiting = scope.spawn(|| {
-            let started = std::time::Instant::now();
-            (a.fetch(&broker, &[], LONG_WAIT_MS), started.elapsed())
-        });
-        std::thread::sleep(std::time::Duration::from_millis(300));
-        produce(&broker, "waits", 0..5, 5);
-        let (answer, waited) = waiting.join().expect("fetching thread");
-        assert_eq!(acquired(&answer), vec![(0, 4, 1)]);
-        // Answered by the append, not by the end of its wait.
-        assert!(waited < std::time::Duration::from_millis(LONG_WAIT_MS as u64 / 2));
-    });
-    // B waits while A holds everything (lock 30 s); A's RELEASE hands the records to B.
-    std::thread::scope(|scope| {
-        let waiting = scope.spawn(|| {
-            let started = std::time::Instant::now();
-            (b.fetch(&broker, &[], LONG_WAIT_MS), started.elapsed())
-        });
-        std::thread::sleep(std::time::Duration::from_millis(300));
-        let released = a.acknowledge(&broker, &[(0, 4, RELEASE)]);
-        assert_eq!(released.responses[0].partitions[0].error_code, 0);
-        let (answer, waited) = waiting.join().expect("fetching thread");
-        assert_eq!(acquired(&answer), vec![(0, 4, 2)]);
-        assert_eq!(delivered(&answer), vec![0, 1, 2, 3, 4]);
-        assert!(waited < std::time::Duration::from_millis(LONG_WAIT_MS as u64 / 2));
-    });
-}
-
-#[test]
-fn one_share_fetch_takes_max_records_across_batches_without_shipping_the_log() {
-    const RECORDS: usize = 20_000;
-    let broker = setup("deep", "readers", 0, &[]);
-    produce(&broker, "deep", 0..RECORDS, 100);
-    let mut a = Member::join(&broker, "readers", "member-a", "deep");
-    // max_records 500 spans five batches of 100: all of them in one answer.
-    let first = a.fetch(&broker, &[], 500);
-    assert_eq!(acquired(&first), vec![(0, 499, 1)]);
-    assert_eq!(delivered(&first), (0..500).collect::<Vec<_>>());
-    // The answer carries the batches those records are in and a bounded read past them,
-    // not every batch up to max_bytes (1 MiB: the whole log here).
-    let shipped = carried(&first);
-    assert!(
-        (500..RECORDS / 2).contains(&shipped),
-        "{shipped} records carried"
-    );
-    let next = a.fetch(&broker, &[(0, 499, ACCEPT)], 500);
-    assert_eq!(partition_ack_error(&next), 0);
-    assert_eq!(acquired(&next), vec![(500, 999, 1)]);
-}
-
 #[test]
 fn the_delivery_count_limit_archives_a_record_that_keeps_failing() {
     let broker = setup(
@@ -625,112 +547,4 @@ fn a_broker_sigkill_keeps_acknowledgements_and_redelivers_the_rest() {
         vec![],
         "everything was settled"
     );
-}
-
-/// AlterShareGroupOffsets for one partition: (top-level code, per-partition codes).
-fn alter_offsets(
-    broker: &Broker,
-    group: &str,
-    topic: &str,
-    starts: &[(i32, i64)],
-) -> (i16, Vec<i16>) {
-    let request = AlterShareGroupOffsetsRequest::default()
-        .with_group_id(GroupId(sb(group)))
-        .with_topics(vec![
-            AlterShareGroupOffsetsRequestTopic::default()
-                .with_topic_name(TopicName(sb(topic)))
-                .with_partitions(
-                    starts
-                        .iter()
-                        .map(|(p, o)| {
-                            AlterShareGroupOffsetsRequestPartition::default()
-                                .with_partition_index(*p)
-                                .with_start_offset(*o)
-                        })
-                        .collect(),
-                ),
-        ]);
-    let response: AlterShareGroupOffsetsResponse = call(broker, &request, 0);
-    let codes = response
-        .responses
-        .iter()
-        .flat_map(|t| t.partitions.iter().map(|p| p.error_code))
-        .collect();
-    (response.error_code, codes)
-}
-
-/// DeleteShareGroupOffsets for these topics: (top-level code, per-topic codes).
-fn delete_offsets(broker: &Broker, group: &str, topics: &[&str]) -> (i16, Vec<i16>) {
-    let request = DeleteShareGroupOffsetsRequest::default()
-        .with_group_id(GroupId(sb(group)))
-        .with_topics(
-            topics
-                .iter()
-                .map(|t| {
-                    DeleteShareGroupOffsetsRequestTopic::default().with_topic_name(TopicName(sb(t)))
-                })
-                .collect(),
-        );
-    let response: DeleteShareGroupOffsetsResponse = call(broker, &request, 0);
-    let codes = response.responses.iter().map(|t| t.error_code).collect();
-    (response.error_code, codes)
-}
-
-#[test]
-fn share_group_offsets_are_altered_and_deleted_only_while_the_group_is_empty() {
-    let mut broker = setup("resets", "resetters", 10, &[]);
-    let mut a = Member::join(&broker, "resetters", "member-a", "resets");
-    assert_eq!(acquired(&a.fetch(&broker, &[], 500)), vec![(0, 9, 1)]);
-    let non_empty = ResponseError::NonEmptyGroup.code();
-    assert_eq!(
-        alter_offsets(&broker, "resetters", "resets", &[(0, 7)]).0,
-        non_empty
-    );
-    assert_eq!(
-        delete_offsets(&broker, "resetters", &["resets"]).0,
-        non_empty
-    );
-    assert_eq!(
-        start_offsets(&broker, "resetters", None),
-        vec![("resets".into(), 0, 0)]
-    );
-
-    let left = heartbeat(&broker, "resetters", "member-a", -1, None);
-    assert_eq!(left.error_code, 0, "{left:?}");
-    assert_eq!(
-        alter_offsets(&broker, "resetters", "resets", &[(0, 7), (1, 0), (0, -5)]),
-        (
-            0,
-            vec![
-                0,
-                ResponseError::UnknownTopicOrPartition.code(),
-                ResponseError::InvalidRequest.code()
-            ]
-        )
-    );
-    // Durable: a SIGKILL keeps the altered start, and nothing before it is delivered again.
-    restart(&mut broker);
-    assert_eq!(
-        start_offsets(&broker, "resetters", None),
-        vec![("resets".into(), 0, 7)]
-    );
-    let mut b = Member::join(&broker, "resetters", "member-b", "resets");
-    assert_eq!(acquired(&b.fetch(&broker, &[], 500)), vec![(7, 9, 1)]);
-    assert_eq!(
-        heartbeat(&broker, "resetters", "member-b", -1, None).error_code,
-        0
-    );
-
-    assert_eq!(
-        delete_offsets(&broker, "resetters", &["resets", "no-such-topic"]),
-        (0, vec![0, ResponseError::UnknownTopicOrPartition.code()])
-    );
-    assert_eq!(start_offsets(&broker, "resetters", None), vec![]);
-    assert_eq!(
-        delete_offsets(&broker, "nobody", &["resets"]).0,
-        ResponseError::GroupIdNotFound.code()
-    );
-    // With its state gone the group starts over where share.auto.offset.reset says.
-    let mut c = Member::join(&broker, "resetters", "member-c", "resets");
-    assert_eq!(acquired(&c.fetch(&broker, &[], 500)), vec![(0, 9, 1)]);
 }

@@ -70,8 +70,6 @@ checked_in_handler!(
     ShareFetchRequest,
     ShareAcknowledgeRequest,
     DescribeShareGroupOffsetsRequest,
-    AlterShareGroupOffsetsRequest,
-    DeleteShareGroupOffsetsRequest,
     // Served before authentication completes: nothing to authorize.
     SaslHandshakeRequest,
     SaslAuthenticateRequest,

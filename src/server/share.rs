@@ -1,7 +1,6 @@
 //! What ShareFetch and ShareAcknowledge share (KIP-932): the share-session step on the
 //! group's coordinator shard, and acknowledging, releasing and acquiring records on each
-//! partition's owning shard; and a waiting ShareFetch's wait for records to become
-//! acquirable.
+//! partition's owning shard.
 //!
 //! Owns: the hops and the mapping of partition results to Kafka error codes. Must not:
 //! hold share state itself (the group coordinator and `partition::share` do).
@@ -10,7 +9,6 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use futures_util::FutureExt;
 use kafka_protocol::ResponseError;
 use uuid::Uuid;
 
@@ -193,116 +191,4 @@ pub async fn acquire(
         })
         .await
         .unwrap_or(Err(ResponseError::UnknownServerError))
-}
-
-/// Waits until one of `partitions` could hand this group records — an append, an
-/// acknowledgement or release, or a lock's expiry there — or until `deadline` or shutdown.
-/// Each partition's owner checks first and registers its wake-ups in the same poll, so a
-/// change that landed since the caller's last acquire wakes it at once. The waiters left
-/// on owner shards are cancelled when this returns.
-pub async fn wait_for_acquirable(
-    shard: &Rc<Shard>,
-    partitions: Vec<SharePartitionRef>,
-    deadline: Instant,
-) {
-    if partitions.is_empty() {
-        let _ = shard.timer.sleep_until(deadline).await;
-        return;
-    }
-    let mut cancels = Vec::with_capacity(partitions.len());
-    let mut waits = Vec::with_capacity(partitions.len());
-    for at in partitions {
-        let (cancel_tx, cancel_rx) = futures_channel::oneshot::channel::<()>();
-        cancels.push(cancel_tx);
-        let owner = shard.owner_of_partition(&at.topic, at.partition);
-        waits.push(Box::pin(
-            shard
-                .invoke_on(owner, move |s| wait_on_owner(s, at, deadline, cancel_rx))
-                .map(|_| ()),
-        ));
-    }
-    let mut any = futures_util::future::select_all(waits).fuse();
-    let mut timeout = shard.timer.sleep_until(deadline).fuse();
-    let mut stop = shard.shutdown_signal().fuse();
-    futures_util::select! {
-        _ = any => {},
-        _ = timeout => {},
-        _ = stop => {},
-    }
-    drop(cancels);
-}
-
-/// On the partition's owner: returns at once if records are acquirable (or the partition
-/// is gone: the next acquire reports it), else waits for what may change that.
-async fn wait_on_owner(
-    s: Rc<Shard>,
-    at: SharePartitionRef,
-    deadline: Instant,
-    cancel: futures_channel::oneshot::Receiver<()>,
-) {
-    let Lookup::Online(p) = s.partitions.get(&at.topic, at.partition) else {
-        return;
-    };
-    let readiness = match p.share_readiness(&at.group_id, &at.config, Instant::now()) {
-        Ok(r) if !r.acquirable => r,
-        _ => return,
-    };
-    // Registered in the same poll as the check above: no lost wake-up.
-    let mut appended = std::pin::pin!(p.wait_for_high_watermark().fuse());
-    let mut changed = std::pin::pin!(p.share_state_changed().fuse());
-    let wake_at = readiness
-        .next_lock_expiry
-        .map_or(deadline, |expiry| expiry.min(deadline));
-    let mut expiry = s.timer.sleep_until(wake_at).fuse();
-    let mut cancelled = cancel.fuse();
-    futures_util::select! {
-        _ = appended => {},
-        _ = changed => {},
-        _ = expiry => {},
-        _ = cancelled => {},
-    }
-}
-
-/// AlterShareGroupOffsets / DeleteShareGroupOffsets: the group check on its coordinator
-/// shard (see `GroupCoordinator::share_offsets_changeable`).
-pub async fn offsets_changeable(
-    shard: &Rc<Shard>,
-    group_id: &str,
-    must_exist: bool,
-) -> Result<(), ResponseError> {
-    let owner = shard.owner_of_group(group_id);
-    let group = group_id.to_string();
-    shard
-        .invoke_on(owner, move |s| async move {
-            s.groups.share_offsets_changeable(&group, must_exist)
-        })
-        .await
-        .unwrap_or(Err(ResponseError::CoordinatorNotAvailable))
-}
-
-/// Restarts (`Some(start)`) or drops (`None`) a group's share-partition state on the
-/// partition's owning shard, durably; the partition's error code (0 when done).
-pub async fn reset_partition(
-    shard: &Rc<Shard>,
-    group_id: &str,
-    topic: &str,
-    partition: i32,
-    start_offset: Option<i64>,
-) -> i16 {
-    let owner = shard.owner_of_partition(topic, partition);
-    let (group, topic) = (group_id.to_string(), topic.to_string());
-    shard
-        .invoke_on(owner, move |s| async move {
-            let p = match s.partitions.get(&topic, partition) {
-                Lookup::Online(p) => p,
-                other => return lookup_error(&other).code(),
-            };
-            let done = match start_offset {
-                Some(start) => p.share_set_start_offset(&group, start).await,
-                None => p.share_forget_group(&group).await,
-            };
-            done.map_or_else(|e| share_error(&e).code(), |()| 0)
-        })
-        .await
-        .unwrap_or(ResponseError::UnknownServerError.code())
 }

@@ -5,9 +5,8 @@
 //!
 //! Lock expiry is checked against the deadline whenever the share-partition is touched
 //! (every acquire, acknowledge and metrics read), which is exact for every observer: a
-//! record whose deadline has passed is never handed out as still locked. A ShareFetch with
-//! nothing to take waits (`share_readiness`) for an append, a change here
-//! (`share_state_changed`) or the earliest lock deadline, whichever comes first.
+//! record whose deadline has passed is never handed out as still locked, and a fetch that
+//! waits re-checks on the shard timer.
 //!
 //! Durability: every acknowledgement is written to the partition's share-state log
 //! (`durable`) and fdatasync'ed before it is answered; the log is read the first time a
@@ -23,13 +22,12 @@ pub mod state;
 mod tests;
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use super::{Isolation, Partition};
 use crate::config::group_config::{ShareGroupConfig, ShareOffsetReset};
-use crate::storage::{Event, FileRegion, StorageError};
+use crate::storage::{FileRegion, StorageError};
 use durable::ShareStateLog;
 pub use state::{
     AckError, AcquiredRange, Grant, MAX_IN_FLIGHT_RECORDS, ShareCounts, SharePartitionState,
@@ -38,10 +36,6 @@ pub use state::{
 /// Share groups one partition keeps state for; more are refused (a guard against clients
 /// inventing group ids in a loop).
 pub const MAX_SHARE_GROUPS_PER_PARTITION: usize = 1_000;
-
-/// Bytes one read of a ShareFetch asks the log for (the first batch always whole); reads
-/// repeat until the member's `max_records` are acquired or its `max_bytes` are spent.
-pub const SHARE_READ_STEP_BYTES: u32 = 64 * 1024;
 
 /// Records a member acquired from this partition and the batches holding them.
 #[derive(Debug, Default)]
@@ -75,18 +69,6 @@ pub enum ShareError {
 pub struct SharePartitions {
     groups: std::cell::RefCell<HashMap<String, SharePartitionState>>,
     log: std::cell::RefCell<Option<Rc<ShareStateLog>>>,
-    /// Notified when records may have become available without an append: an
-    /// acknowledgement (RELEASE, or a window that slid), a member's release, a deletion.
-    changed: Rc<Event>,
-}
-
-/// What a waiting ShareFetch needs to know about one share-partition.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ShareReadiness {
-    /// Some record could be acquired now.
-    pub acquirable: bool,
-    /// The earliest deadline of a lock held here (None: no record acquired).
-    pub next_lock_expiry: Option<Instant>,
 }
 
 fn delivery_limit(config: &ShareGroupConfig) -> u16 {
@@ -174,91 +156,50 @@ impl Partition {
     }
 
     /// ShareFetch for one member: acquires available records (released ones first, then
-    /// new ones) and returns them with the file regions of the batches holding them. Reads
-    /// batch after batch until `max_records` are acquired, `max_bytes` are read (the first
-    /// batch always whole) or nothing more is available, so one round trip carries a full
-    /// answer rather than one read's worth.
+    /// new ones) and returns them with the file regions of the batches holding them.
     pub async fn share_acquire(
         &self,
         request: &ShareAcquire<'_>,
         now: Instant,
     ) -> Result<ShareAcquired, ShareError> {
         let config = request.config;
+        let readable_end = self.readable_end(&config);
+        let from = self.with_share_state(request.group_id, &config, now, |s| {
+            s.next_read_offset(readable_end)
+        })?;
+        let Some(from) = from else {
+            return Ok(ShareAcquired::default());
+        };
         let isolation = if config.read_committed {
             Isolation::ReadCommitted
         } else {
             Isolation::ReadUncommitted
         };
+        let slice = self.read(from, request.max_bytes, isolation).await?;
+        if slice.bytes == 0 {
+            return Ok(ShareAcquired::default());
+        }
         let member: Rc<str> = Rc::from(request.member_id);
         let lock = Duration::from_millis(config.record_lock_duration_ms.max(0) as u64);
-        let mut acquired = ShareAcquired::default();
-        let (mut taken, mut bytes_read) = (0usize, 0u32);
-        // Where the previous read ended: a later read never starts below it, so no batch
-        // is handed out twice in one answer.
-        let mut read_past = i64::MIN;
-        while taken < request.max_records && (bytes_read == 0 || bytes_read < request.max_bytes) {
-            let readable_end = self.readable_end(&config);
-            let from = self.with_share_state(request.group_id, &config, now, |s| {
-                s.next_read_offset(readable_end)
-            })?;
-            let Some(from) = from.filter(|&f| f >= read_past) else {
-                break;
-            };
-            // Read in steps, not the whole budget at once: the answer carries every batch
-            // read, and a read far past the records `max_records` lets this member take
-            // would ship batches it cannot use (megabytes per round trip for 500 records).
-            let budget = (request.max_bytes - bytes_read).min(SHARE_READ_STEP_BYTES);
-            let slice = self.read(from, budget, isolation).await?;
-            if slice.bytes == 0 {
-                break;
-            }
-            let grant = Grant {
-                from,
-                read_end: slice.next_offset,
-                readable_end: self.readable_end(&config),
-                max_records: request.max_records - taken,
-                lock_deadline: now + lock,
-            };
-            // The state may have moved while the read waited: `acquire` looks at each
-            // offset again and takes only what is still available.
-            let ranges = self.with_share_state(request.group_id, &config, now, |s| {
-                s.acquire(&member, grant)
-            })?;
-            if ranges.is_empty() {
-                break;
-            }
-            taken += ranges
-                .iter()
-                .map(|r| (r.last_offset - r.first_offset + 1) as usize)
-                .sum::<usize>();
-            bytes_read = bytes_read.saturating_add(u32::try_from(slice.bytes).unwrap_or(u32::MAX));
-            read_past = slice.next_offset;
-            acquired.regions.extend(slice.regions);
-            acquired.ranges.extend(ranges);
+        let grant = Grant {
+            from,
+            read_end: slice.next_offset,
+            readable_end: self.readable_end(&config),
+            max_records: request.max_records,
+            lock_deadline: now + lock,
+        };
+        // The state may have moved while the read waited: `acquire` looks at each offset
+        // again and takes only what is still available.
+        let ranges = self.with_share_state(request.group_id, &config, now, |s| {
+            s.acquire(&member, grant)
+        })?;
+        if ranges.is_empty() {
+            return Ok(ShareAcquired::default());
         }
-        Ok(acquired)
-    }
-
-    /// Whether a ShareFetch of `group_id` could acquire something here now and, if not,
-    /// the earliest acquisition-lock deadline (its expiry may make records available).
-    pub fn share_readiness(
-        &self,
-        group_id: &str,
-        config: &ShareGroupConfig,
-        now: Instant,
-    ) -> Result<ShareReadiness, ShareError> {
-        let readable_end = self.readable_end(config);
-        self.with_share_state(group_id, config, now, |s| ShareReadiness {
-            acquirable: s.next_read_offset(readable_end).is_some(),
-            next_lock_expiry: s.earliest_lock_deadline(),
+        Ok(ShareAcquired {
+            regions: slice.regions,
+            ranges,
         })
-    }
-
-    /// Completes at the next acknowledgement, release or group deletion on this partition:
-    /// with an append (`wait_for_high_watermark`) and a lock's expiry, what may make records
-    /// available to a waiting ShareFetch. Owns its state, so it can be raced against a timer.
-    pub fn share_state_changed(&self) -> impl Future<Output = ()> + 'static {
-        self.shares.changed.listen()
     }
 
     /// Applies acknowledgement batches (first offset, last offset, types) from a member
@@ -284,7 +225,6 @@ impl Partition {
             (Ok(()), applied)
         })?;
         if applied > 0 {
-            self.shares.changed.notify();
             self.persist_share_state(group_id).await?;
         }
         Ok(outcome)
@@ -294,7 +234,6 @@ impl Partition {
     pub fn share_release_member(&self, group_id: &str, member_id: &str, config: &ShareGroupConfig) {
         if let Some(s) = self.shares.groups.borrow_mut().get_mut(group_id) {
             s.release_member(member_id, delivery_limit(config));
-            self.shares.changed.notify();
         }
     }
 
@@ -304,29 +243,6 @@ impl Partition {
         if self.shares.groups.borrow_mut().remove(group_id).is_none() {
             return Ok(());
         }
-        self.shares.changed.notify();
-        self.persist_share_state(group_id).await
-    }
-
-    /// AlterShareGroupOffsets: restarts the group's share-partition at `start_offset`
-    /// (nothing in flight), durably. The caller checked the group has no members.
-    pub async fn share_set_start_offset(
-        &self,
-        group_id: &str,
-        start_offset: i64,
-    ) -> Result<(), ShareError> {
-        self.share_log()?;
-        {
-            let mut groups = self.shares.groups.borrow_mut();
-            if !groups.contains_key(group_id) && groups.len() >= MAX_SHARE_GROUPS_PER_PARTITION {
-                return Err(ShareError::TooManyGroups);
-            }
-            groups.insert(
-                group_id.to_string(),
-                SharePartitionState::new(start_offset, MAX_IN_FLIGHT_RECORDS),
-            );
-        }
-        self.shares.changed.notify();
         self.persist_share_state(group_id).await
     }
 

@@ -119,15 +119,6 @@ impl SharePartitionState {
         self.advance();
     }
 
-    /// The earliest deadline among held locks (a waiting ShareFetch wakes then).
-    pub fn earliest_lock_deadline(&self) -> Option<Instant> {
-        self.records
-            .iter()
-            .filter(|r| r.state == RecordState::Acquired)
-            .filter_map(|r| r.lock_deadline)
-            .min()
-    }
-
     /// Releases every record `member` holds (its session closed or it left).
     pub fn release_member(&mut self, member: &str, delivery_limit: u16) {
         for r in self.records.iter_mut() {

@@ -2,8 +2,7 @@
 //! holds and asks for more. Steps: the share-session step on the group's shard (epoch
 //! rules, the session's partitions), then the acknowledgements on each partition's shard,
 //! then — unless the session is closing — acquisition from every partition of the session,
-//! waiting up to `max_wait_ms` when nothing is available: woken by an append, an
-//! acknowledgement or release, or a lock's expiry on one of the session's partitions.
+//! waiting up to `max_wait_ms` (re-checked on the shard timer) when nothing is available.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -23,6 +22,8 @@ use crate::server::share::{
     self, Acquired, SharePartitionRef, share_config, topic_name, update_session,
 };
 
+/// How often a waiting ShareFetch looks again for records (new appends, expired locks).
+const SHARE_FETCH_RECHECK: Duration = Duration::from_millis(50);
 /// Longest wait a ShareFetch may ask for.
 const MAX_SHARE_FETCH_WAIT_MS: i32 = 30_000;
 /// Records one ShareFetch acquires when the request sets no positive `max_records`.
@@ -138,8 +139,8 @@ struct Budget {
     deadline: Instant,
 }
 
-/// Acquires from the session's partitions in order until the record budget is spent; while
-/// nothing came, waits for one of them to have records (or the deadline) and looks again.
+/// Acquires from the session's partitions in order until the record budget is spent,
+/// looking again every `SHARE_FETCH_RECHECK` until the deadline while nothing came.
 async fn acquire_session(
     ctx: &RequestContext<'_>,
     session: &[SessionPartition],
@@ -170,16 +171,10 @@ async fn acquire_session(
             }
         }
         let got_any = records_left < budget.max_records;
-        if got_any || Instant::now() >= budget.deadline || ctx.shard.shutting_down.get() {
+        if got_any || Instant::now() + SHARE_FETCH_RECHECK > budget.deadline {
             return;
         }
-        let waiting = session
-            .iter()
-            .filter_map(|(topic_id, partition)| {
-                topic_name(ctx.shard, topic_id).map(|name| at(name, *partition))
-            })
-            .collect();
-        share::wait_for_acquirable(ctx.shard, waiting, budget.deadline).await;
+        ctx.shard.timer.sleep(SHARE_FETCH_RECHECK).await;
     }
 }
 
