@@ -15,6 +15,9 @@ use uuid::Uuid;
 use crate::config::group_config::ShareGroupConfig;
 use crate::group::share::sessions::{SessionPartition, SessionUpdate};
 use crate::partition::share::{AckError, AcquiredRange, ShareAcquire, ShareError};
+use crate::server::access::permitted;
+use crate::server::authorization::ResourceType;
+use crate::server::context::RequestContext;
 use crate::shard::{Lookup, Shard};
 
 /// The group's share configs (GROUP config resource over Kafka's defaults).
@@ -191,4 +194,36 @@ pub async fn acquire(
         })
         .await
         .unwrap_or(Err(ResponseError::UnknownServerError))
+}
+
+/// What ShareFetch and ShareAcknowledge check first: a group and member id, then READ on the
+/// group and on every topic the request names (one code for the request: a member is
+/// refused whole rather than served a part of its session). The (group, member) ids.
+pub fn member_permitted(
+    ctx: &RequestContext<'_>,
+    group_id: Option<&str>,
+    member_id: Option<&str>,
+    topic_ids: impl IntoIterator<Item = Uuid>,
+) -> Result<(String, String), ResponseError> {
+    let group_id = group_id.unwrap_or_default().to_string();
+    let member_id = member_id.unwrap_or_default().to_string();
+    if group_id.is_empty() {
+        return Err(ResponseError::InvalidGroupId);
+    }
+    if member_id.is_empty() {
+        return Err(ResponseError::UnknownMemberId);
+    }
+    if !permitted(ctx, ResourceType::Group, &group_id) {
+        return Err(ResponseError::GroupAuthorizationFailed);
+    }
+    let snapshot = ctx.shard.metadata.load();
+    let unreadable = topic_ids.into_iter().any(|id| {
+        snapshot
+            .topic_by_id(&id)
+            .is_some_and(|topic| !permitted(ctx, ResourceType::Topic, &topic.name))
+    });
+    if unreadable {
+        return Err(ResponseError::TopicAuthorizationFailed);
+    }
+    Ok((group_id, member_id))
 }

@@ -15,8 +15,6 @@ use kafka_protocol::messages::{ShareFetchRequest, ShareFetchResponse};
 use uuid::Uuid;
 
 use crate::group::share::sessions::{FINAL_EPOCH, SessionPartition};
-use crate::server::access::permitted;
-use crate::server::authorization::ResourceType;
 use crate::server::context::RequestContext;
 use crate::server::share::{
     self, Acquired, SharePartitionRef, share_config, topic_name, update_session,
@@ -45,28 +43,16 @@ fn refuse(code: ResponseError) -> ShareFetchResponse {
 }
 
 pub async fn handle(ctx: &RequestContext<'_>, request: ShareFetchRequest) -> ShareFetchResponse {
-    let group_id = request.group_id.as_ref().map(|g| g.0.to_string()).unwrap_or_default();
-    let member_id = request.member_id.as_ref().map(|m| m.to_string()).unwrap_or_default();
-    if group_id.is_empty() {
-        return refuse(ResponseError::InvalidGroupId);
-    }
-    if member_id.is_empty() {
-        return refuse(ResponseError::UnknownMemberId);
-    }
-    // READ on the group, then on every topic the request names (one code for the request:
-    // a member is refused whole rather than served a part of its session).
-    if !permitted(ctx, ResourceType::Group, &group_id) {
-        return refuse(ResponseError::GroupAuthorizationFailed);
-    }
-    let snapshot = ctx.shard.metadata.load();
-    let unreadable = request.topics.iter().any(|t| {
-        snapshot
-            .topic_by_id(&t.topic_id)
-            .is_some_and(|topic| !permitted(ctx, ResourceType::Topic, &topic.name))
-    });
-    if unreadable {
-        return refuse(ResponseError::TopicAuthorizationFailed);
-    }
+    let admitted = share::member_permitted(
+        ctx,
+        request.group_id.as_ref().map(|g| g.0.as_str()),
+        request.member_id.as_ref().map(|m| m.as_str()),
+        request.topics.iter().map(|t| t.topic_id),
+    );
+    let (group_id, member_id) = match admitted {
+        Ok(ids) => ids,
+        Err(code) => return refuse(code),
+    };
     let epoch = request.share_session_epoch;
     let listed: Vec<SessionPartition> = request
         .topics
