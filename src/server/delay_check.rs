@@ -1,8 +1,8 @@
 //! Produce's delayed-delivery check (issue 18, decision 0009): whether a partition's records
 //! go to the delay log instead of the partition, and the refusal (INVALID_RECORD with a
 //! message and the offending record) when a delay header is malformed or too long.
-//! Must not: cost anything beyond `delay::plan::may_delay`'s one memmem pass when no record
-//! asks for a delay.
+//! Must not: cost anything beyond `delay::plan::may_delay`'s walk over the record framing
+//! when no record asks for a delay.
 
 use bytes::Bytes;
 

@@ -334,17 +334,45 @@ pub fn apply_log_append_time(batch: &mut [u8], now_ms: i64) -> u32 {
 }
 
 /// Reads a zig-zag varint (Kafka record encoding); `None` if malformed or truncated.
+///
+/// One- and two-byte varints (deltas, header counts, lengths under 8 KiB: nearly every varint
+/// of a record) take a branch each; the produce path reads several per record
+/// (`delay::plan::may_delay`), where a general loop cost about twice the instructions.
+#[inline]
 pub fn read_varint(buf: &[u8], at: &mut usize) -> Option<i64> {
-    let mut raw: u64 = 0;
-    for shift in (0..70).step_by(7) {
-        let b = *buf.get(*at)?;
+    let first = *buf.get(*at)?;
+    if first < 0x80 {
         *at += 1;
-        raw |= ((b & 0x7f) as u64) << shift;
+        return Some(zigzag(u64::from(first)));
+    }
+    let second = *buf.get(*at + 1)?;
+    if second < 0x80 {
+        *at += 2;
+        return Some(zigzag(u64::from(first & 0x7f) | (u64::from(second) << 7)));
+    }
+    read_varint_long(buf, at)
+}
+
+/// A varint of three bytes or more (at most ten).
+fn read_varint_long(buf: &[u8], at: &mut usize) -> Option<i64> {
+    let mut raw: u64 = 0;
+    let mut shift = 0u32;
+    let mut next = *at;
+    while shift < 70 {
+        let b = *buf.get(next)?;
+        next += 1;
+        raw |= u64::from(b & 0x7f).checked_shl(shift).unwrap_or(0);
         if b & 0x80 == 0 {
-            return Some(((raw >> 1) as i64) ^ -((raw & 1) as i64));
+            *at = next;
+            return Some(zigzag(raw));
         }
+        shift += 7;
     }
     None
+}
+
+fn zigzag(raw: u64) -> i64 {
+    ((raw >> 1) as i64) ^ -((raw & 1) as i64)
 }
 
 /// For an uncompressed CreateTime batch, the (offset, timestamp) of the first record with

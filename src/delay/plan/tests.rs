@@ -42,8 +42,35 @@ const RULES: DelayRules = DelayRules {
 #[test]
 fn records_without_delay_headers_stay_on_the_fast_path() {
     let (bytes, batches) = batch_of(&[tail(b"v", &[(b"other", Some(b"1"))])]);
-    assert!(!may_delay(&bytes, &RULES));
+    assert!(!may_delay(&bytes, &batches, &RULES));
     assert_eq!(plan(&bytes, &batches, &RULES), Ok(None));
+}
+
+#[test]
+fn the_header_prefix_in_a_value_or_a_later_header_value_is_not_a_delay() {
+    let in_value = tail(b"sluice.delay.ms=5", &[]);
+    let in_header_value = tail(b"v", &[(b"note", Some(b"sluice.delay.ms"))]);
+    let (bytes, batches) = batch_of(&[in_value, in_header_value]);
+    assert!(!may_delay(&bytes, &batches, &RULES));
+    assert_eq!(plan(&bytes, &batches, &RULES), Ok(None));
+}
+
+#[test]
+fn a_delay_header_on_a_later_record_or_after_other_headers_is_found() {
+    let plain = tail(b"a", &[(b"trace", Some(b"x"))]);
+    let delayed = tail(b"b", &[(b"trace", None), (DELAY_HEADER, Some(b"10"))]);
+    let (bytes, batches) = batch_of(&[plain.clone(), plain, delayed]);
+    assert!(may_delay(&bytes, &batches, &RULES));
+    let planned = plan(&bytes, &batches, &RULES).unwrap().expect("delayed");
+    assert_eq!(planned[2].due_ms, 1_000_010);
+}
+
+#[test]
+fn a_batch_whose_framing_is_cut_short_is_not_taken_for_a_delay() {
+    let (bytes, _) = batch_of(&[tail(b"a", &[(DELAY_HEADER, Some(b"10"))])]);
+    let cut = &bytes[..bytes.len() - 4];
+    assert!(!has_delay_header(cut, 1));
+    assert!(has_delay_header(&bytes, 1));
 }
 
 #[test]
@@ -115,4 +142,47 @@ fn bad_header_values_are_refused_with_the_record_index() {
 fn a_past_deliver_at_is_not_a_delay() {
     let (bytes, batches) = batch_of(&[tail(b"x", &[(DELIVER_AT_HEADER, Some(b"5"))])]);
     assert_eq!(plan(&bytes, &batches, &RULES), Ok(None));
+}
+
+#[test]
+fn varints_of_every_length_read_back_and_truncated_ones_are_refused() {
+    use crate::storage::batch::read_varint;
+    let values = [
+        0i64,
+        -1,
+        1,
+        63,
+        -64,
+        64,
+        8191,
+        -8192,
+        8192,
+        1 << 20,
+        i64::from(i32::MAX),
+        i64::from(i32::MIN),
+        i64::MAX,
+        i64::MIN,
+    ];
+    for value in values {
+        let mut encoded = BytesMut::new();
+        put_varint(&mut encoded, value);
+        encoded.put_u8(0x55); // a byte after it, not read
+        let mut at = 0;
+        assert_eq!(read_varint(&encoded, &mut at), Some(value), "{value}");
+        assert_eq!(at, encoded.len() - 1, "{value}");
+        for cut in 0..encoded.len() - 1 {
+            let mut at = 0;
+            assert_eq!(
+                read_varint(&encoded[..cut], &mut at),
+                None,
+                "{value} cut {cut}"
+            );
+        }
+    }
+    let mut at = 0;
+    assert_eq!(
+        read_varint(&[0xff; 11], &mut at),
+        None,
+        "longer than ten bytes"
+    );
 }
