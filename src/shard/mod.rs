@@ -22,6 +22,7 @@ mod open;
 pub mod placement;
 pub mod quotas;
 mod runtime;
+mod shutdown;
 mod table;
 pub mod timer;
 pub mod topics;

@@ -612,29 +612,6 @@ async fn close_partitions(shard: &Rc<Shard>) {
         .await;
 }
 
-impl Shard {
-    /// Marks the shard as stopping and wakes everything waiting for that.
-    pub fn begin_shutdown(&self) {
-        if self.shutting_down.replace(true) {
-            return;
-        }
-        for waiter in self.shutdown_waiters.borrow_mut().drain(..) {
-            let _ = waiter.send(());
-        }
-    }
-
-    /// Completes when shutdown begins (immediately if it already has).
-    pub fn shutdown_signal(&self) -> futures_channel::oneshot::Receiver<()> {
-        let (tx, rx) = futures_channel::oneshot::channel();
-        if self.shutting_down.get() {
-            let _ = tx.send(());
-        } else {
-            self.shutdown_waiters.borrow_mut().push(tx);
-        }
-        rx
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
