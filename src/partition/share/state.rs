@@ -63,6 +63,8 @@ pub struct ShareCounts {
     pub acquired: u64,
     pub acknowledged: u64,
     pub archived: u64,
+    /// Highest delivery count among available and acquired records (0: none).
+    pub delivery_count_max: u16,
 }
 
 #[derive(Debug)]
@@ -117,6 +119,15 @@ impl SharePartitionState {
             }
         }
         self.advance();
+    }
+
+    /// The earliest deadline among held locks (a waiting ShareFetch wakes then).
+    pub fn earliest_lock_deadline(&self) -> Option<Instant> {
+        self.records
+            .iter()
+            .filter(|r| r.state == RecordState::Acquired)
+            .filter_map(|r| r.lock_deadline)
+            .min()
     }
 
     /// Releases every record `member` holds (its session closed or it left).
@@ -275,6 +286,9 @@ impl SharePartitionState {
             ..ShareCounts::default()
         };
         for r in &self.records {
+            if matches!(r.state, RecordState::Available | RecordState::Acquired) {
+                c.delivery_count_max = c.delivery_count_max.max(r.delivery_count);
+            }
             match r.state {
                 RecordState::Available => c.available += 1,
                 RecordState::Acquired => c.acquired += 1,
