@@ -1,13 +1,17 @@
 //! Share groups (KIP-932) over the raw protocol: ShareGroupHeartbeat membership and the
 //! shared assignment, ShareFetch acquisition with share-session epochs, acknowledgement
 //! types, acquisition-lock expiry and redelivery with a higher delivery count, the delivery
-//! count limit, share groups in ListGroups / ShareGroupDescribe / DeleteGroups, and waiting
-//! fetches served in arrival order.
+//! count limit, share groups in ListGroups / ShareGroupDescribe / DeleteGroups, waiting
+//! fetches served in arrival order, and Alter/DeleteShareGroupOffsets.
 
 mod support;
 
 use bytes::Bytes;
 use kafka_protocol::ResponseError;
+use kafka_protocol::messages::alter_share_group_offsets_request::{
+    AlterShareGroupOffsetsRequestPartition, AlterShareGroupOffsetsRequestTopic,
+};
+use kafka_protocol::messages::delete_share_group_offsets_request::DeleteShareGroupOffsetsRequestTopic;
 use kafka_protocol::messages::describe_share_group_offsets_request::{
     DescribeShareGroupOffsetsRequestGroup, DescribeShareGroupOffsetsRequestTopic,
 };
@@ -21,12 +25,13 @@ use kafka_protocol::messages::share_fetch_request::{
     AcknowledgementBatch, FetchPartition, FetchTopic,
 };
 use kafka_protocol::messages::{
-    DeleteGroupsRequest, DeleteGroupsResponse, DescribeShareGroupOffsetsRequest,
-    DescribeShareGroupOffsetsResponse, GroupId, IncrementalAlterConfigsRequest,
-    IncrementalAlterConfigsResponse, ListGroupsRequest, ListGroupsResponse,
-    ShareAcknowledgeRequest, ShareAcknowledgeResponse, ShareFetchRequest, ShareFetchResponse,
-    ShareGroupDescribeRequest, ShareGroupDescribeResponse, ShareGroupHeartbeatRequest,
-    ShareGroupHeartbeatResponse, TopicName,
+    AlterShareGroupOffsetsRequest, AlterShareGroupOffsetsResponse, DeleteGroupsRequest,
+    DeleteGroupsResponse, DeleteShareGroupOffsetsRequest, DeleteShareGroupOffsetsResponse,
+    DescribeShareGroupOffsetsRequest, DescribeShareGroupOffsetsResponse, GroupId,
+    IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse, ListGroupsRequest,
+    ListGroupsResponse, ShareAcknowledgeRequest, ShareAcknowledgeResponse, ShareFetchRequest,
+    ShareFetchResponse, ShareGroupDescribeRequest, ShareGroupDescribeResponse,
+    ShareGroupHeartbeatRequest, ShareGroupHeartbeatResponse, TopicName,
 };
 use kafka_protocol::protocol::{Request, StrBytes};
 use kafka_protocol::records::RecordBatchDecoder;
@@ -706,4 +711,112 @@ fn waiting_share_fetches_take_turns_so_three_members_all_get_records() {
         assert_eq!(served[3..], served[..3], "served in order {served:?}");
     });
     assert!(got.iter().all(|g| g.len() == 2), "{got:?}");
+}
+
+/// AlterShareGroupOffsets for one partition: (top-level code, per-partition codes).
+fn alter_offsets(
+    broker: &Broker,
+    group: &str,
+    topic: &str,
+    starts: &[(i32, i64)],
+) -> (i16, Vec<i16>) {
+    let request = AlterShareGroupOffsetsRequest::default()
+        .with_group_id(GroupId(sb(group)))
+        .with_topics(vec![
+            AlterShareGroupOffsetsRequestTopic::default()
+                .with_topic_name(TopicName(sb(topic)))
+                .with_partitions(
+                    starts
+                        .iter()
+                        .map(|(p, o)| {
+                            AlterShareGroupOffsetsRequestPartition::default()
+                                .with_partition_index(*p)
+                                .with_start_offset(*o)
+                        })
+                        .collect(),
+                ),
+        ]);
+    let response: AlterShareGroupOffsetsResponse = call(broker, &request, 0);
+    let codes = response
+        .responses
+        .iter()
+        .flat_map(|t| t.partitions.iter().map(|p| p.error_code))
+        .collect();
+    (response.error_code, codes)
+}
+
+/// DeleteShareGroupOffsets for these topics: (top-level code, per-topic codes).
+fn delete_offsets(broker: &Broker, group: &str, topics: &[&str]) -> (i16, Vec<i16>) {
+    let request = DeleteShareGroupOffsetsRequest::default()
+        .with_group_id(GroupId(sb(group)))
+        .with_topics(
+            topics
+                .iter()
+                .map(|t| {
+                    DeleteShareGroupOffsetsRequestTopic::default().with_topic_name(TopicName(sb(t)))
+                })
+                .collect(),
+        );
+    let response: DeleteShareGroupOffsetsResponse = call(broker, &request, 0);
+    let codes = response.responses.iter().map(|t| t.error_code).collect();
+    (response.error_code, codes)
+}
+
+#[test]
+fn share_group_offsets_are_altered_and_deleted_only_while_the_group_is_empty() {
+    let mut broker = setup("resets", "resetters", 10, &[]);
+    let mut a = Member::join(&broker, "resetters", "member-a", "resets");
+    assert_eq!(acquired(&a.fetch(&broker, &[], 500)), vec![(0, 9, 1)]);
+    let non_empty = ResponseError::NonEmptyGroup.code();
+    assert_eq!(
+        alter_offsets(&broker, "resetters", "resets", &[(0, 7)]).0,
+        non_empty
+    );
+    assert_eq!(
+        delete_offsets(&broker, "resetters", &["resets"]).0,
+        non_empty
+    );
+    assert_eq!(
+        start_offsets(&broker, "resetters", None),
+        vec![("resets".into(), 0, 0)]
+    );
+
+    let left = heartbeat(&broker, "resetters", "member-a", -1, None);
+    assert_eq!(left.error_code, 0, "{left:?}");
+    assert_eq!(
+        alter_offsets(&broker, "resetters", "resets", &[(0, 7), (1, 0), (0, -5)]),
+        (
+            0,
+            vec![
+                0,
+                ResponseError::UnknownTopicOrPartition.code(),
+                ResponseError::InvalidRequest.code()
+            ]
+        )
+    );
+    // Durable: a SIGKILL keeps the altered start, and nothing before it is delivered again.
+    restart(&mut broker);
+    assert_eq!(
+        start_offsets(&broker, "resetters", None),
+        vec![("resets".into(), 0, 7)]
+    );
+    let mut b = Member::join(&broker, "resetters", "member-b", "resets");
+    assert_eq!(acquired(&b.fetch(&broker, &[], 500)), vec![(7, 9, 1)]);
+    assert_eq!(
+        heartbeat(&broker, "resetters", "member-b", -1, None).error_code,
+        0
+    );
+
+    assert_eq!(
+        delete_offsets(&broker, "resetters", &["resets", "no-such-topic"]),
+        (0, vec![0, ResponseError::UnknownTopicOrPartition.code()])
+    );
+    assert_eq!(start_offsets(&broker, "resetters", None), vec![]);
+    assert_eq!(
+        delete_offsets(&broker, "nobody", &["resets"]).0,
+        ResponseError::GroupIdNotFound.code()
+    );
+    // With its state gone the group starts over where share.auto.offset.reset says.
+    let mut c = Member::join(&broker, "resetters", "member-c", "resets");
+    assert_eq!(acquired(&c.fetch(&broker, &[], 500)), vec![(0, 9, 1)]);
 }

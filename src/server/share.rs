@@ -314,3 +314,47 @@ pub fn member_permitted(
     }
     Ok((group_id, member_id))
 }
+
+/// AlterShareGroupOffsets / DeleteShareGroupOffsets: the group check on its coordinator
+/// shard (see `GroupCoordinator::share_offsets_changeable`).
+pub async fn offsets_changeable(
+    shard: &Rc<Shard>,
+    group_id: &str,
+    must_exist: bool,
+) -> Result<(), ResponseError> {
+    let owner = shard.owner_of_group(group_id);
+    let group = group_id.to_string();
+    shard
+        .invoke_on(owner, move |s| async move {
+            s.groups.share_offsets_changeable(&group, must_exist)
+        })
+        .await
+        .unwrap_or(Err(ResponseError::CoordinatorNotAvailable))
+}
+
+/// Restarts (`Some(start)`) or drops (`None`) a group's share-partition state on the
+/// partition's owning shard, durably; the partition's error code (0 when done).
+pub async fn reset_partition(
+    shard: &Rc<Shard>,
+    group_id: &str,
+    topic: &str,
+    partition: i32,
+    start_offset: Option<i64>,
+) -> i16 {
+    let owner = shard.owner_of_partition(topic, partition);
+    let (group, topic) = (group_id.to_string(), topic.to_string());
+    shard
+        .invoke_on(owner, move |s| async move {
+            let p = match s.partitions.get(&topic, partition) {
+                Lookup::Online(p) => p,
+                other => return lookup_error(&other).code(),
+            };
+            let done = match start_offset {
+                Some(start) => p.share_set_start_offset(&group, start).await,
+                None => p.share_forget_group(&group).await,
+            };
+            done.map_or_else(|e| share_error(&e).code(), |()| 0)
+        })
+        .await
+        .unwrap_or(ResponseError::UnknownServerError.code())
+}

@@ -364,6 +364,28 @@ impl Partition {
         self.persist_share_state(group_id).await
     }
 
+    /// AlterShareGroupOffsets: restarts the group's share-partition at `start_offset`
+    /// (nothing in flight), durably. The caller checked the group has no members.
+    pub async fn share_set_start_offset(
+        &self,
+        group_id: &str,
+        start_offset: i64,
+    ) -> Result<(), ShareError> {
+        self.share_log()?;
+        {
+            let mut groups = self.shares.groups.borrow_mut();
+            if !groups.contains_key(group_id) && groups.len() >= MAX_SHARE_GROUPS_PER_PARTITION {
+                return Err(ShareError::TooManyGroups);
+            }
+            groups.insert(
+                group_id.to_string(),
+                SharePartitionState::new(start_offset, MAX_IN_FLIGHT_RECORDS),
+            );
+        }
+        self.shares.changed.notify();
+        self.persist_share_state(group_id).await
+    }
+
     /// Counts of every share group's state here, for metrics and describe (reading the
     /// durable log first if nothing touched this partition's share state since the start).
     pub fn share_counts(&self) -> Result<Vec<(String, ShareCounts)>, ShareError> {
