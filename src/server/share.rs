@@ -138,7 +138,11 @@ pub async fn release_member(shard: &Rc<Shard>, at: SharePartitionRef) {
     let _ = shard
         .invoke_on(owner, move |s| async move {
             if let Lookup::Online(p) = s.partitions.get(&at.topic, at.partition) {
-                p.share_release_member(&at.group_id, &at.member_id, &at.config);
+                // A failed write leaves the records released in memory; the next write of
+                // this group's state (any acknowledgement) carries them.
+                let _ = p
+                    .share_release_member(&at.group_id, &at.member_id, &at.config)
+                    .await;
             }
         })
         .await;
@@ -225,6 +229,10 @@ async fn acquire_in_turn(
         let now = Instant::now();
         let readiness = p
             .share_readiness(&at.group_id, &at.config, now)
+            .map_err(|e| share_error(&e))?;
+        // Locks the check found expired are written before anyone waits on them.
+        p.share_save_released(&at.group_id)
+            .await
             .map_err(|e| share_error(&e))?;
         if readiness.acquirable && turn.is_mine() && budget.records_left() > 0 {
             let acquired = acquire_here(&p, &at, &budget, now).await?;

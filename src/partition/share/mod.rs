@@ -10,9 +10,12 @@
 //! (`share_state_changed`) or the earliest lock deadline, whichever comes first; waiting
 //! fetches of one group take records in arrival order (`share_fetch_turn`, `turns`).
 //!
-//! Durability: every acknowledgement is written to the partition's share-state log
-//! (`durable`) and fdatasync'ed before it is answered; the log is read the first time a
-//! share group touches the partition after a start.
+//! Durability: every acknowledgement and every release of a closing member's records is
+//! written to the partition's share-state log (`durable`) and fdatasync'ed before it is
+//! answered; expired locks are written by the next async step that finds them (a waiting
+//! fetch's check, an acquisition, an acknowledgement), before records are acquired again.
+//! Acquisitions are not written, as in Kafka. The log is read the first time a share group
+//! touches the partition after a start.
 //!
 //! Owns: the share-partition states of this partition. Must not: know about the wire or
 //! sessions (the handler checks those with the group coordinator first), or hold a borrow
@@ -85,6 +88,9 @@ pub struct SharePartitions {
     changed: Rc<Event>,
     /// Waiting ShareFetches in arrival order, per group.
     turns: Rc<FetchTurns>,
+    /// Groups whose state changed without being written (locks expired while touched by a
+    /// synchronous step); bounded by the groups of this partition.
+    unsaved: std::cell::RefCell<std::collections::HashSet<String>>,
 }
 
 /// A ShareFetch's place in this partition's queue of its group's fetches. Only the oldest
@@ -155,6 +161,7 @@ impl Partition {
     /// if it has grown far past its live states.
     async fn persist_share_state(&self, group_id: &str) -> Result<(), ShareError> {
         let log = self.share_log()?;
+        self.shares.unsaved.borrow_mut().remove(group_id);
         log.write(|buf| {
             let before = buf.len();
             durable::encode(buf, group_id, self.shares.groups.borrow().get(group_id));
@@ -208,7 +215,14 @@ impl Partition {
             return Err(ShareError::TooManyGroups);
         };
         state.skip_to(self.log_start_offset());
-        state.expire_locks(now, delivery_limit(config));
+        if state.expire_locks(now, delivery_limit(config)) > 0 {
+            // Written by the next async step here (`save_released`): the delivery counts
+            // of expired locks must survive a crash.
+            self.shares
+                .unsaved
+                .borrow_mut()
+                .insert(group_id.to_string());
+        }
         Ok(f(state))
     }
 
@@ -232,6 +246,10 @@ impl Partition {
         let member: Rc<str> = Rc::from(request.member_id);
         let lock = Duration::from_millis(config.record_lock_duration_ms.max(0) as u64);
         let mut acquired = ShareAcquired::default();
+        // Locks that expired before this acquisition are written first: what this member
+        // now acquires again must come back after a crash with the count it had.
+        self.with_share_state(request.group_id, &config, now, |_| ())?;
+        self.share_save_released(request.group_id).await?;
         // Where the previous read ended: a later read never starts below it, so no batch
         // is handed out twice in one answer.
         let mut read_past = i64::MIN;
@@ -339,19 +357,40 @@ impl Partition {
             }
             (Ok(()), applied)
         })?;
-        if applied > 0 {
+        if applied > 0 || self.shares.unsaved.borrow().contains(group_id) {
             self.shares.changed.notify();
             self.persist_share_state(group_id).await?;
         }
         Ok(outcome)
     }
 
-    /// Releases what a member holds here (its share session closed).
-    pub fn share_release_member(&self, group_id: &str, member_id: &str, config: &ShareGroupConfig) {
-        if let Some(s) = self.shares.groups.borrow_mut().get_mut(group_id) {
-            s.release_member(member_id, delivery_limit(config));
-            self.shares.changed.notify();
+    /// Releases what a member holds here (its share session closed), durably: the released
+    /// records' delivery counts survive a crash.
+    pub async fn share_release_member(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        config: &ShareGroupConfig,
+    ) -> Result<(), ShareError> {
+        let released = match self.shares.groups.borrow_mut().get_mut(group_id) {
+            Some(s) => s.release_member(member_id, delivery_limit(config)),
+            None => 0,
+        };
+        if released == 0 {
+            return Ok(());
         }
+        self.shares.changed.notify();
+        self.persist_share_state(group_id).await
+    }
+
+    /// Writes the group's state if locks expired here since it was last written (a waiting
+    /// ShareFetch's check or an acquisition found them), so a crash keeps their delivery
+    /// counts.
+    pub async fn share_save_released(&self, group_id: &str) -> Result<(), ShareError> {
+        if !self.shares.unsaved.borrow().contains(group_id) {
+            return Ok(());
+        }
+        self.persist_share_state(group_id).await
     }
 
     /// Drops a deleted share group's state, durably.

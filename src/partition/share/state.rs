@@ -111,14 +111,17 @@ impl SharePartitionState {
     }
 
     /// Releases every lock whose deadline has passed (the delivery count stays: past the
-    /// limit the record is archived).
-    pub fn expire_locks(&mut self, now: Instant, delivery_limit: u16) {
+    /// limit the record is archived); how many were released.
+    pub fn expire_locks(&mut self, now: Instant, delivery_limit: u16) -> usize {
+        let mut released = 0;
         for r in self.records.iter_mut() {
             if r.state == RecordState::Acquired && r.lock_deadline.is_some_and(|d| d <= now) {
                 release(r, delivery_limit);
+                released += 1;
             }
         }
         self.advance();
+        released
     }
 
     /// The earliest deadline among held locks (a waiting ShareFetch wakes then).
@@ -131,13 +134,17 @@ impl SharePartitionState {
     }
 
     /// Releases every record `member` holds (its session closed or it left).
-    pub fn release_member(&mut self, member: &str, delivery_limit: u16) {
+    /// How many were released.
+    pub fn release_member(&mut self, member: &str, delivery_limit: u16) -> usize {
+        let mut released = 0;
         for r in self.records.iter_mut() {
             if r.state == RecordState::Acquired && r.owner.as_deref() == Some(member) {
                 release(r, delivery_limit);
+                released += 1;
             }
         }
         self.advance();
+        released
     }
 
     /// Where the next read should start: the first available in-flight record, else the
