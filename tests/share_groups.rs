@@ -334,6 +334,10 @@ fn members_share_a_partition_and_each_record_goes_to_one_of_them() {
         5,
     );
     assert!(classic_only.groups.is_empty());
+    // `sluice group list` shows the group with its type.
+    let (ok, out, err) = support::sluice_cli(&broker.bootstrap(), &["group", "list"], None);
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "workers\tshare");
 }
 
 #[test]
