@@ -1,12 +1,17 @@
 //! Share groups (KIP-932) over the raw protocol: ShareGroupHeartbeat membership and the
 //! shared assignment, ShareFetch acquisition with share-session epochs, acknowledgement
 //! types, acquisition-lock expiry and redelivery with a higher delivery count, the delivery
-//! count limit, and share groups in ListGroups / ShareGroupDescribe / DeleteGroups.
+//! count limit, share groups in ListGroups / ShareGroupDescribe / DeleteGroups, waiting
+//! fetches served in arrival order, and Alter/DeleteShareGroupOffsets.
 
 mod support;
 
 use bytes::Bytes;
 use kafka_protocol::ResponseError;
+use kafka_protocol::messages::alter_share_group_offsets_request::{
+    AlterShareGroupOffsetsRequestPartition, AlterShareGroupOffsetsRequestTopic,
+};
+use kafka_protocol::messages::delete_share_group_offsets_request::DeleteShareGroupOffsetsRequestTopic;
 use kafka_protocol::messages::describe_share_group_offsets_request::{
     DescribeShareGroupOffsetsRequestGroup, DescribeShareGroupOffsetsRequestTopic,
 };
@@ -20,12 +25,13 @@ use kafka_protocol::messages::share_fetch_request::{
     AcknowledgementBatch, FetchPartition, FetchTopic,
 };
 use kafka_protocol::messages::{
-    DeleteGroupsRequest, DeleteGroupsResponse, DescribeShareGroupOffsetsRequest,
-    DescribeShareGroupOffsetsResponse, GroupId, IncrementalAlterConfigsRequest,
-    IncrementalAlterConfigsResponse, ListGroupsRequest, ListGroupsResponse,
-    ShareAcknowledgeRequest, ShareAcknowledgeResponse, ShareFetchRequest, ShareFetchResponse,
-    ShareGroupDescribeRequest, ShareGroupDescribeResponse, ShareGroupHeartbeatRequest,
-    ShareGroupHeartbeatResponse, TopicName,
+    AlterShareGroupOffsetsRequest, AlterShareGroupOffsetsResponse, DeleteGroupsRequest,
+    DeleteGroupsResponse, DeleteShareGroupOffsetsRequest, DeleteShareGroupOffsetsResponse,
+    DescribeShareGroupOffsetsRequest, DescribeShareGroupOffsetsResponse, GroupId,
+    IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse, ListGroupsRequest,
+    ListGroupsResponse, ShareAcknowledgeRequest, ShareAcknowledgeResponse, ShareFetchRequest,
+    ShareFetchResponse, ShareGroupDescribeRequest, ShareGroupDescribeResponse,
+    ShareGroupHeartbeatRequest, ShareGroupHeartbeatResponse, TopicName,
 };
 use kafka_protocol::protocol::{Request, StrBytes};
 use kafka_protocol::records::RecordBatchDecoder;
@@ -61,8 +67,17 @@ fn setup(topic: &str, group: &str, records: usize, configs: &[(&str, &str)]) -> 
             configs: Vec::new(),
         })
         .expect("create topic");
+    produce(&broker, topic, 0..records, 5);
+    let mut all = vec![("share.auto.offset.reset", "earliest")];
+    all.extend_from_slice(configs);
+    assert_eq!(alter_group(&broker, group, &all), 0);
+    broker
+}
+
+/// Appends records `offsets` (values "r<offset>") to partition 0, `per_batch` a batch.
+fn produce(broker: &Broker, topic: &str, offsets: std::ops::Range<usize>, per_batch: usize) {
     let mut conn = RawConn::connect(&broker.bootstrap()).expect("connect");
-    for chunk in (0..records).collect::<Vec<_>>().chunks(5) {
+    for chunk in offsets.collect::<Vec<_>>().chunks(per_batch) {
         let batch: Vec<_> = chunk
             .iter()
             .map(|i| plain_record(*i as i64, 1_700_000_000_000, Bytes::from(format!("r{i}"))))
@@ -73,10 +88,6 @@ fn setup(topic: &str, group: &str, records: usize, configs: &[(&str, &str)]) -> 
         );
         assert_eq!(produced.responses[0].partition_responses[0].error_code, 0);
     }
-    let mut all = vec![("share.auto.offset.reset", "earliest")];
-    all.extend_from_slice(configs);
-    assert_eq!(alter_group(&broker, group, &all), 0);
-    broker
 }
 
 fn alter_group(broker: &Broker, group: &str, configs: &[(&str, &str)]) -> i16 {
@@ -323,6 +334,10 @@ fn members_share_a_partition_and_each_record_goes_to_one_of_them() {
         5,
     );
     assert!(classic_only.groups.is_empty());
+    // `sluice group list` shows the group with its type.
+    let (ok, out, err) = support::sluice_cli(&broker.bootstrap(), &["group", "list"], None);
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "workers\tshare");
 }
 
 #[test]
@@ -362,6 +377,73 @@ fn an_expired_lock_redelivers_with_delivery_count_two() {
         std::thread::sleep(std::time::Duration::from_millis(250));
     }
     assert_eq!(support::metric_sample(&text, series), Some(5.0), "{text}");
+}
+
+/// Records (in or out of the acquired ranges) the answer's batches carry.
+fn carried(response: &ShareFetchResponse) -> usize {
+    let mut count = 0;
+    for p in response.responses.iter().flat_map(|t| t.partitions.iter()) {
+        let mut buf = p.records.clone().unwrap_or_default();
+        let batches = RecordBatchDecoder::decode_all(&mut buf).expect("valid batches");
+        count += batches.iter().map(|b| b.records.len()).sum::<usize>();
+    }
+    count
+}
+
+#[test]
+fn a_waiting_share_fetch_wakes_for_an_append_and_for_a_release() {
+    let broker = setup("waits", "waiters", 0, &[]);
+    let mut a = Member::join(&broker, "waiters", "member-a", "waits");
+    let mut b = Member::join(&broker, "waiters", "member-b", "waits");
+    const LONG_WAIT_MS: i32 = 20_000;
+    std::thread::scope(|scope| {
+        let waiting = scope.spawn(|| {
+            let started = std::time::Instant::now();
+            (a.fetch(&broker, &[], LONG_WAIT_MS), started.elapsed())
+        });
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        produce(&broker, "waits", 0..5, 5);
+        let (answer, waited) = waiting.join().expect("fetching thread");
+        assert_eq!(acquired(&answer), vec![(0, 4, 1)]);
+        // Answered by the append, not by the end of its wait.
+        assert!(waited < std::time::Duration::from_millis(LONG_WAIT_MS as u64 / 2));
+    });
+    // B waits while A holds everything (lock 30 s); A's RELEASE hands the records to B.
+    std::thread::scope(|scope| {
+        let waiting = scope.spawn(|| {
+            let started = std::time::Instant::now();
+            (b.fetch(&broker, &[], LONG_WAIT_MS), started.elapsed())
+        });
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let released = a.acknowledge(&broker, &[(0, 4, RELEASE)]);
+        assert_eq!(released.responses[0].partitions[0].error_code, 0);
+        let (answer, waited) = waiting.join().expect("fetching thread");
+        assert_eq!(acquired(&answer), vec![(0, 4, 2)]);
+        assert_eq!(delivered(&answer), vec![0, 1, 2, 3, 4]);
+        assert!(waited < std::time::Duration::from_millis(LONG_WAIT_MS as u64 / 2));
+    });
+}
+
+#[test]
+fn one_share_fetch_takes_max_records_across_batches_without_shipping_the_log() {
+    const RECORDS: usize = 20_000;
+    let broker = setup("deep", "readers", 0, &[]);
+    produce(&broker, "deep", 0..RECORDS, 100);
+    let mut a = Member::join(&broker, "readers", "member-a", "deep");
+    // max_records 500 spans five batches of 100: all of them in one answer.
+    let first = a.fetch(&broker, &[], 500);
+    assert_eq!(acquired(&first), vec![(0, 499, 1)]);
+    assert_eq!(delivered(&first), (0..500).collect::<Vec<_>>());
+    // The answer carries the batches those records are in and a bounded read past them,
+    // not every batch up to max_bytes (1 MiB: the whole log here).
+    let shipped = carried(&first);
+    assert!(
+        (500..RECORDS / 2).contains(&shipped),
+        "{shipped} records carried"
+    );
+    let next = a.fetch(&broker, &[(0, 499, ACCEPT)], 500);
+    assert_eq!(partition_ack_error(&next), 0);
+    assert_eq!(acquired(&next), vec![(500, 999, 1)]);
 }
 
 #[test]
@@ -547,4 +629,233 @@ fn a_broker_sigkill_keeps_acknowledgements_and_redelivers_the_rest() {
         vec![],
         "everything was settled"
     );
+}
+
+/// Fetches of `group` waiting their turn on partition 0 of `topic`, from /metrics.
+fn fetches_waiting(broker: &Broker, group: &str, topic: &str) -> Option<f64> {
+    let text = support::scrape_metrics(broker.admin_port);
+    let series =
+        format!(r#"sluice_share_fetches_waiting{{group="{group}",topic="{topic}",partition="0"}}"#);
+    support::metric_sample(&text, &series)
+}
+
+/// Waits (generously: the box is loaded) until `n` fetches of the group wait their turn.
+fn await_waiting(broker: &Broker, group: &str, topic: &str, n: f64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while fetches_waiting(broker, group, topic) != Some(n) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{n} fetches never waited: {:?}",
+            fetches_waiting(broker, group, topic)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn waiting_share_fetches_take_turns_so_three_members_all_get_records() {
+    const WAVE: usize = 100;
+    const LONG_WAIT_MS: i32 = 30_000;
+    let broker = setup("turns", "takers", 0, &[]);
+    let members =
+        ["member-a", "member-b", "member-c"].map(|id| Member::join(&broker, "takers", id, "turns"));
+    let mut got: Vec<Vec<(i64, i64, i16)>> = vec![Vec::new(); 3];
+    std::thread::scope(|scope| {
+        let spawn = |i: usize, mut m: Member, acks: Vec<(i64, i64, i8)>| {
+            let broker = &broker;
+            scope.spawn(move || {
+                let answer = m.fetch(broker, &acks, LONG_WAIT_MS);
+                (i, m, answer)
+            })
+        };
+        let mut waiting: Vec<_> = members
+            .into_iter()
+            .enumerate()
+            .map(|(i, m)| spawn(i, m, Vec::new()))
+            .collect();
+        let mut served = Vec::new();
+        for wave in 0..6 {
+            // Every member not yet done waits before each wave: the first three waves find
+            // all three waiting, and whoever was served queues again behind the others.
+            await_waiting(&broker, "takers", "turns", waiting.len() as f64);
+            produce(&broker, "turns", wave * WAVE..(wave + 1) * WAVE, WAVE);
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+            let done = loop {
+                if let Some(i) = waiting.iter().position(|h| h.is_finished()) {
+                    break waiting.swap_remove(i);
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "wave {wave} reached nobody"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            };
+            let (i, m, answer) = done.join().expect("fetching thread");
+            let ranges = acquired(&answer);
+            let first = (wave * WAVE) as i64;
+            assert_eq!(
+                ranges,
+                vec![(first, first + WAVE as i64 - 1, 1)],
+                "wave {wave}"
+            );
+            got[i].extend(ranges);
+            served.push(i);
+            // The first three waves come back for more (with their acknowledgement); the
+            // last three end the waits still open.
+            if wave < 3 {
+                let acks = vec![(first, first + WAVE as i64 - 1, ACCEPT)];
+                waiting.push(spawn(i, m, acks));
+            }
+        }
+        // The longest waiter is served first: three waves reach three different members,
+        // and so do the next three.
+        let mut first_three = served[..3].to_vec();
+        first_three.sort();
+        assert_eq!(first_three, vec![0, 1, 2], "served in order {served:?}");
+        assert_eq!(served[3..], served[..3], "served in order {served:?}");
+    });
+    assert!(got.iter().all(|g| g.len() == 2), "{got:?}");
+}
+
+/// AlterShareGroupOffsets for one partition: (top-level code, per-partition codes).
+fn alter_offsets(
+    broker: &Broker,
+    group: &str,
+    topic: &str,
+    starts: &[(i32, i64)],
+) -> (i16, Vec<i16>) {
+    let request = AlterShareGroupOffsetsRequest::default()
+        .with_group_id(GroupId(sb(group)))
+        .with_topics(vec![
+            AlterShareGroupOffsetsRequestTopic::default()
+                .with_topic_name(TopicName(sb(topic)))
+                .with_partitions(
+                    starts
+                        .iter()
+                        .map(|(p, o)| {
+                            AlterShareGroupOffsetsRequestPartition::default()
+                                .with_partition_index(*p)
+                                .with_start_offset(*o)
+                        })
+                        .collect(),
+                ),
+        ]);
+    let response: AlterShareGroupOffsetsResponse = call(broker, &request, 0);
+    let codes = response
+        .responses
+        .iter()
+        .flat_map(|t| t.partitions.iter().map(|p| p.error_code))
+        .collect();
+    (response.error_code, codes)
+}
+
+/// DeleteShareGroupOffsets for these topics: (top-level code, per-topic codes).
+fn delete_offsets(broker: &Broker, group: &str, topics: &[&str]) -> (i16, Vec<i16>) {
+    let request = DeleteShareGroupOffsetsRequest::default()
+        .with_group_id(GroupId(sb(group)))
+        .with_topics(
+            topics
+                .iter()
+                .map(|t| {
+                    DeleteShareGroupOffsetsRequestTopic::default().with_topic_name(TopicName(sb(t)))
+                })
+                .collect(),
+        );
+    let response: DeleteShareGroupOffsetsResponse = call(broker, &request, 0);
+    let codes = response.responses.iter().map(|t| t.error_code).collect();
+    (response.error_code, codes)
+}
+
+#[test]
+fn share_group_offsets_are_altered_and_deleted_only_while_the_group_is_empty() {
+    let mut broker = setup("resets", "resetters", 10, &[]);
+    let mut a = Member::join(&broker, "resetters", "member-a", "resets");
+    assert_eq!(acquired(&a.fetch(&broker, &[], 500)), vec![(0, 9, 1)]);
+    let non_empty = ResponseError::NonEmptyGroup.code();
+    assert_eq!(
+        alter_offsets(&broker, "resetters", "resets", &[(0, 7)]).0,
+        non_empty
+    );
+    assert_eq!(
+        delete_offsets(&broker, "resetters", &["resets"]).0,
+        non_empty
+    );
+    assert_eq!(
+        start_offsets(&broker, "resetters", None),
+        vec![("resets".into(), 0, 0)]
+    );
+
+    let left = heartbeat(&broker, "resetters", "member-a", -1, None);
+    assert_eq!(left.error_code, 0, "{left:?}");
+    assert_eq!(
+        alter_offsets(&broker, "resetters", "resets", &[(0, 7), (1, 0), (0, -5)]),
+        (
+            0,
+            vec![
+                0,
+                ResponseError::UnknownTopicOrPartition.code(),
+                ResponseError::InvalidRequest.code()
+            ]
+        )
+    );
+    // Durable: a SIGKILL keeps the altered start, and nothing before it is delivered again.
+    restart(&mut broker);
+    assert_eq!(
+        start_offsets(&broker, "resetters", None),
+        vec![("resets".into(), 0, 7)]
+    );
+    let mut b = Member::join(&broker, "resetters", "member-b", "resets");
+    assert_eq!(acquired(&b.fetch(&broker, &[], 500)), vec![(7, 9, 1)]);
+    assert_eq!(
+        heartbeat(&broker, "resetters", "member-b", -1, None).error_code,
+        0
+    );
+
+    assert_eq!(
+        delete_offsets(&broker, "resetters", &["resets", "no-such-topic"]),
+        (0, vec![0, ResponseError::UnknownTopicOrPartition.code()])
+    );
+    assert_eq!(start_offsets(&broker, "resetters", None), vec![]);
+    assert_eq!(
+        delete_offsets(&broker, "nobody", &["resets"]).0,
+        ResponseError::GroupIdNotFound.code()
+    );
+    // With its state gone the group starts over where share.auto.offset.reset says.
+    let mut c = Member::join(&broker, "resetters", "member-c", "resets");
+    assert_eq!(acquired(&c.fetch(&broker, &[], 500)), vec![(0, 9, 1)]);
+}
+
+#[test]
+fn delivery_counts_of_released_and_expired_records_survive_a_broker_sigkill() {
+    let mut broker = setup(
+        "recount",
+        "recounters",
+        5,
+        &[("share.record.lock.duration.ms", "1000")],
+    );
+    let mut a = Member::join(&broker, "recounters", "member-a", "recount");
+    assert_eq!(acquired(&a.fetch(&broker, &[], 500)), vec![(0, 4, 1)]);
+    // A's lock expires; B's long poll gets the records with delivery count 2.
+    let mut b = Member::join(&broker, "recounters", "member-b", "recount");
+    assert_eq!(acquired(&b.fetch(&broker, &[], 10_000)), vec![(0, 4, 2)]);
+    // B closes its share session without acknowledging: the records are released, and the
+    // release is written before the answer.
+    b.session_epoch = -1;
+    let closed = b.acknowledge(&broker, &[]);
+    assert_eq!(closed.error_code, 0, "{closed:?}");
+
+    restart(&mut broker);
+    // Nothing was ever acknowledged, yet the third delivery is counted as the third.
+    let mut c = Member::join(&broker, "recounters", "member-c", "recount");
+    assert_eq!(acquired(&c.fetch(&broker, &[], 1_000)), vec![(0, 4, 3)]);
+    // C's lock expires; D's long poll finds it expired, writes that, and takes the records.
+    let mut d = Member::join(&broker, "recounters", "member-d", "recount");
+    assert_eq!(acquired(&d.fetch(&broker, &[], 10_000)), vec![(0, 4, 4)]);
+
+    restart(&mut broker);
+    // C's expired lock was written (count 3; D's acquisition itself is not, as in Kafka,
+    // where acquisitions are not persisted): the next delivery is the fourth. Had the
+    // expiry not been written, the count would restart from B's release (2).
+    let mut e = Member::join(&broker, "recounters", "member-e", "recount");
+    assert_eq!(acquired(&e.fetch(&broker, &[], 1_000)), vec![(0, 4, 4)]);
 }

@@ -23,7 +23,7 @@ pub struct GroupArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum GroupCommand {
-    /// List group ids.
+    /// List group ids with their type (classic, consumer, share).
     List,
     /// Show state, members, committed offsets and lag of a group.
     Describe { group: String },
@@ -69,8 +69,11 @@ pub fn run(args: GroupArgs) -> Result<(), String> {
     let mut client = Client::connect(&args.bootstrap_server).map_err(|e| e.to_string())?;
     match args.command {
         GroupCommand::List => {
+            // The id first (scripts cut it), then the group's type: classic, consumer or
+            // share (KIP-932 share groups are listed with the others, as Kafka's
+            // kafka-groups.sh --list does).
             for g in list_groups(&mut client).map_err(|e| e.to_string())? {
-                println!("{}", g.group_id);
+                println!("{}\t{}", g.group_id, g.group_type);
             }
         }
         GroupCommand::Describe { group } => describe(&mut client, &group)?,

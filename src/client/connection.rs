@@ -44,7 +44,7 @@ pub const CLIENT_API_VERSIONS: &[(ApiKey, &str, i16, i16)] = &[
     (ApiKey::LeaveGroup, "LeaveGroup", 0, 4),
     (ApiKey::SyncGroup, "SyncGroup", 0, 5),
     (ApiKey::DescribeGroups, "DescribeGroups", 0, 5),
-    (ApiKey::ListGroups, "ListGroups", 0, 4),
+    (ApiKey::ListGroups, "ListGroups", 0, 5),
     (ApiKey::ApiVersions, "ApiVersions", 0, 3),
     (ApiKey::CreateTopics, "CreateTopics", 0, 7),
     (ApiKey::DeleteTopics, "DeleteTopics", 0, 6),

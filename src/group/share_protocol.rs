@@ -149,6 +149,29 @@ impl GroupCoordinator {
         Some(0)
     }
 
+    /// AlterShareGroupOffsets / DeleteShareGroupOffsets: whether the group's start offsets
+    /// may change now. Kafka's rules: only while the share group has no members; an id a
+    /// classic or consumer group uses is GROUP_ID_NOT_FOUND, and so is an unknown one when
+    /// `must_exist` (deleting); altering may set a share group up before it first runs.
+    pub fn share_offsets_changeable(
+        &self,
+        group_id: &str,
+        must_exist: bool,
+    ) -> Result<(), ResponseError> {
+        if group_id.is_empty() || offset_log::escape_group_id(group_id).is_none() {
+            return Err(ResponseError::InvalidGroupId);
+        }
+        if self.is_other_group_type(group_id) {
+            return Err(ResponseError::GroupIdNotFound);
+        }
+        match self.inner.share_groups.borrow().get(group_id) {
+            Some(g) if g.has_members() => Err(ResponseError::NonEmptyGroup),
+            Some(_) => Ok(()),
+            None if must_exist => Err(ResponseError::GroupIdNotFound),
+            None => Ok(()),
+        }
+    }
+
     /// Members of every share group of this shard, for metrics: (group, members).
     pub fn share_group_members(&self) -> Vec<(String, usize)> {
         let mut out: Vec<(String, usize)> = self

@@ -70,6 +70,8 @@ checked_in_handler!(
     ShareFetchRequest,
     ShareAcknowledgeRequest,
     DescribeShareGroupOffsetsRequest,
+    AlterShareGroupOffsetsRequest,
+    DeleteShareGroupOffsetsRequest,
     // Served before authentication completes: nothing to authorize.
     SaslHandshakeRequest,
     SaslAuthenticateRequest,

@@ -72,6 +72,8 @@ macro_rules! api_table {
             ShareFetch 1..=1, ShareFetchRequest => share_fetch, Authorize::All(&[needs(Group, Read), needs(Topic, Read)]);
             ShareAcknowledge 1..=1, ShareAcknowledgeRequest => share_acknowledge, Authorize::All(&[needs(Group, Read), needs(Topic, Read)]);
             DescribeShareGroupOffsets 0..=0, DescribeShareGroupOffsetsRequest => describe_share_group_offsets, Authorize::All(&[needs(Group, Describe), needs(Topic, Describe)]);
+            AlterShareGroupOffsets 0..=0, AlterShareGroupOffsetsRequest => alter_share_group_offsets, Authorize::All(&[needs(Group, Read), needs(Topic, Read)]);
+            DeleteShareGroupOffsets 0..=0, DeleteShareGroupOffsetsRequest => delete_share_group_offsets, Authorize::All(&[needs(Group, Delete), needs(Topic, Read)]);
             AlterReplicaLogDirs 1..=2, AlterReplicaLogDirsRequest => alter_replica_log_dirs, Authorize::All(&[CLUSTER_ALTER]);
             SaslHandshake 1..=1, SaslHandshakeRequest => sasl_handshake, Authorize::Nothing;
             SaslAuthenticate 0..=2, SaslAuthenticateRequest => sasl_authenticate, Authorize::Nothing;

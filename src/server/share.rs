@@ -1,20 +1,28 @@
 //! What ShareFetch and ShareAcknowledge share (KIP-932): the share-session step on the
 //! group's coordinator shard, and acknowledging, releasing and acquiring records on each
-//! partition's owning shard.
+//! partition's owning shard, where a waiting ShareFetch takes its turn behind the group's
+//! earlier fetches.
 //!
 //! Owns: the hops and the mapping of partition results to Kafka error codes. Must not:
 //! hold share state itself (the group coordinator and `partition::share` do).
 
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
+use futures_channel::oneshot;
+use futures_util::stream::FuturesUnordered;
+use futures_util::{FutureExt, StreamExt};
 use kafka_protocol::ResponseError;
 use uuid::Uuid;
 
 use crate::config::group_config::ShareGroupConfig;
 use crate::group::share::sessions::{SessionPartition, SessionUpdate};
-use crate::partition::share::{AckError, AcquiredRange, ShareAcquire, ShareError};
+use crate::partition::Partition;
+use crate::partition::share::{
+    AckError, AcquiredRange, ShareAcquire, ShareError, ShareFetchBudget,
+};
 use crate::server::access::permitted;
 use crate::server::authorization::ResourceType;
 use crate::server::context::RequestContext;
@@ -130,7 +138,11 @@ pub async fn release_member(shard: &Rc<Shard>, at: SharePartitionRef) {
     let _ = shard
         .invoke_on(owner, move |s| async move {
             if let Lookup::Online(p) = s.partitions.get(&at.topic, at.partition) {
-                p.share_release_member(&at.group_id, &at.member_id, &at.config);
+                // A failed write leaves the records released in memory; the next write of
+                // this group's state (any acknowledgement) carries them.
+                let _ = p
+                    .share_release_member(&at.group_id, &at.member_id, &at.config)
+                    .await;
             }
         })
         .await;
@@ -143,57 +155,140 @@ pub struct Acquired {
     pub records: Bytes,
 }
 
-impl Acquired {
-    pub fn record_count(&self) -> usize {
-        self.ranges
-            .iter()
-            .map(|r| (r.last_offset - r.first_offset + 1) as usize)
-            .sum()
+/// A ShareFetch's acquisition over its session's partitions, all at once on their owning
+/// shards: each partition waits its turn in its FIFO of this group's fetches
+/// (`acquire_in_turn`), and the request's `max_records` is shared between them
+/// (`ShareFetchBudget`). Once one partition answers with records the others stop waiting
+/// (they still take what they have at once). One outcome per partition, in order.
+pub async fn acquire_session(
+    shard: &Rc<Shard>,
+    partitions: Vec<SharePartitionRef>,
+    max_records: usize,
+    max_bytes: u32,
+    deadline: Instant,
+) -> Vec<Result<Acquired, ResponseError>> {
+    let budget = Arc::new(ShareFetchBudget::new(max_records, u64::from(max_bytes)));
+    let mut outcomes: Vec<Result<Acquired, ResponseError>> =
+        partitions.iter().map(|_| Ok(Acquired::default())).collect();
+    let mut stops = Vec::with_capacity(partitions.len());
+    let mut pending = FuturesUnordered::new();
+    for (i, at) in partitions.into_iter().enumerate() {
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        stops.push(stop_tx);
+        let owner = shard.owner_of_partition(&at.topic, at.partition);
+        let budget = Arc::clone(&budget);
+        pending.push(async move {
+            let outcome = shard
+                .invoke_on(owner, move |s| {
+                    acquire_in_turn(s, at, budget, deadline, stop_rx)
+                })
+                .await
+                .unwrap_or(Err(ResponseError::UnknownServerError));
+            (i, outcome)
+        });
+    }
+    while let Some((i, outcome)) = pending.next().await {
+        if outcome.as_ref().is_ok_and(|a| !a.ranges.is_empty()) {
+            for stop in stops.drain(..) {
+                let _ = stop.send(());
+            }
+        }
+        if let Some(slot) = outcomes.get_mut(i) {
+            *slot = outcome;
+        }
+    }
+    outcomes
+}
+
+/// One partition's part of a ShareFetch, on its owner. The fetch queues behind this group's
+/// earlier fetches here (Kafka's purgatory completes them in arrival order); at its turn it
+/// acquires what is available, at most what the budget has left. While it has no turn or
+/// nothing is available it waits for an append, an acknowledgement or release (which also
+/// ends the turn before it), a lock's expiry, `deadline` or `stop`.
+async fn acquire_in_turn(
+    s: Rc<Shard>,
+    at: SharePartitionRef,
+    budget: Arc<ShareFetchBudget>,
+    deadline: Instant,
+    stop: oneshot::Receiver<()>,
+) -> Result<Acquired, ResponseError> {
+    let p = match s.partitions.get(&at.topic, at.partition) {
+        Lookup::Online(p) => p,
+        other => return Err(lookup_error(&other)),
+    };
+    // No place in a full queue: answered with nothing, as a fetch that timed out.
+    let Some(turn) = p.share_fetch_turn(&at.group_id) else {
+        return Ok(Acquired::default());
+    };
+    let mut stop = stop.fuse();
+    let mut stopped = false;
+    loop {
+        // Registered before the checks below: a change landing in between wakes the wait.
+        let appended = p.wait_for_high_watermark().fuse();
+        let changed = p.share_state_changed().fuse();
+        let now = Instant::now();
+        let readiness = p
+            .share_readiness(&at.group_id, &at.config, now)
+            .map_err(|e| share_error(&e))?;
+        // Locks the check found expired are written before anyone waits on them.
+        p.share_save_released(&at.group_id)
+            .await
+            .map_err(|e| share_error(&e))?;
+        if readiness.acquirable && turn.is_mine() && budget.records_left() > 0 {
+            let acquired = acquire_here(&p, &at, &budget, now).await?;
+            if !acquired.ranges.is_empty() {
+                return Ok(acquired);
+            }
+        }
+        let spent = budget.records_left() == 0 || budget.bytes_left() == 0;
+        if stopped || spent || Instant::now() >= deadline || s.shutting_down.get() {
+            return Ok(Acquired::default());
+        }
+        let wake_at = readiness
+            .next_lock_expiry
+            .map_or(deadline, |expiry| expiry.min(deadline));
+        let mut expiry = s.timer.sleep_until(wake_at).fuse();
+        let (mut appended, mut changed) = (std::pin::pin!(appended), std::pin::pin!(changed));
+        futures_util::select! {
+            _ = appended => {},
+            _ = changed => {},
+            _ = expiry => {},
+            _ = stop => stopped = true,
+        }
     }
 }
 
-/// Acquires records for a member on the partition's shard, with their batches' bytes.
-pub async fn acquire(
-    shard: &Rc<Shard>,
-    at: SharePartitionRef,
-    max_records: usize,
-    max_bytes: u32,
+/// Acquires on the partition (this shard owns it) and copies the batches holding the
+/// acquired records into the answer.
+async fn acquire_here(
+    p: &Partition,
+    at: &SharePartitionRef,
+    budget: &ShareFetchBudget,
+    now: Instant,
 ) -> Result<Acquired, ResponseError> {
-    let owner = shard.owner_of_partition(&at.topic, at.partition);
-    shard
-        .invoke_on(owner, move |s| async move {
-            let p = match s.partitions.get(&at.topic, at.partition) {
-                Lookup::Online(p) => p,
-                other => return Err(lookup_error(&other)),
-            };
-            let request = ShareAcquire {
-                group_id: &at.group_id,
-                member_id: &at.member_id,
-                config: at.config,
-                max_records,
-                max_bytes,
-            };
-            let acquired = p
-                .share_acquire(&request, Instant::now())
-                .await
-                .map_err(|e| share_error(&e))?;
-            // The batches are copied into the answer (ShareFetch's encoder has no
-            // file-region path yet, unlike Fetch's).
-            let mut records = Vec::new();
-            for region in &acquired.regions {
-                let bytes = region
-                    .read_to_vec()
-                    .await
-                    .map_err(|_| ResponseError::KafkaStorageError)?;
-                records.extend_from_slice(&bytes);
-            }
-            Ok(Acquired {
-                ranges: acquired.ranges,
-                records: Bytes::from(records),
-            })
-        })
+    let request = ShareAcquire {
+        group_id: &at.group_id,
+        member_id: &at.member_id,
+        config: at.config,
+    };
+    let acquired = p
+        .share_acquire(&request, budget, now)
         .await
-        .unwrap_or(Err(ResponseError::UnknownServerError))
+        .map_err(|e| share_error(&e))?;
+    // The batches are copied into the answer (ShareFetch's encoder has no file-region path
+    // yet, unlike Fetch's).
+    let mut records = Vec::new();
+    for region in &acquired.regions {
+        let bytes = region
+            .read_to_vec()
+            .await
+            .map_err(|_| ResponseError::KafkaStorageError)?;
+        records.extend_from_slice(&bytes);
+    }
+    Ok(Acquired {
+        ranges: acquired.ranges,
+        records: Bytes::from(records),
+    })
 }
 
 /// What ShareFetch and ShareAcknowledge check first: a group and member id, then READ on the
@@ -226,4 +321,48 @@ pub fn member_permitted(
         return Err(ResponseError::TopicAuthorizationFailed);
     }
     Ok((group_id, member_id))
+}
+
+/// AlterShareGroupOffsets / DeleteShareGroupOffsets: the group check on its coordinator
+/// shard (see `GroupCoordinator::share_offsets_changeable`).
+pub async fn offsets_changeable(
+    shard: &Rc<Shard>,
+    group_id: &str,
+    must_exist: bool,
+) -> Result<(), ResponseError> {
+    let owner = shard.owner_of_group(group_id);
+    let group = group_id.to_string();
+    shard
+        .invoke_on(owner, move |s| async move {
+            s.groups.share_offsets_changeable(&group, must_exist)
+        })
+        .await
+        .unwrap_or(Err(ResponseError::CoordinatorNotAvailable))
+}
+
+/// Restarts (`Some(start)`) or drops (`None`) a group's share-partition state on the
+/// partition's owning shard, durably; the partition's error code (0 when done).
+pub async fn reset_partition(
+    shard: &Rc<Shard>,
+    group_id: &str,
+    topic: &str,
+    partition: i32,
+    start_offset: Option<i64>,
+) -> i16 {
+    let owner = shard.owner_of_partition(topic, partition);
+    let (group, topic) = (group_id.to_string(), topic.to_string());
+    shard
+        .invoke_on(owner, move |s| async move {
+            let p = match s.partitions.get(&topic, partition) {
+                Lookup::Online(p) => p,
+                other => return lookup_error(&other).code(),
+            };
+            let done = match start_offset {
+                Some(start) => p.share_set_start_offset(&group, start).await,
+                None => p.share_forget_group(&group).await,
+            };
+            done.map_or_else(|e| share_error(&e).code(), |()| 0)
+        })
+        .await
+        .unwrap_or(ResponseError::UnknownServerError.code())
 }

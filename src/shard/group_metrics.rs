@@ -8,6 +8,7 @@
 //! request path. Must not: change group or partition state.
 
 use super::{Lookup, Shard};
+use crate::metrics::share::{MAX_SHARE_SERIES_PER_SHARD, SharePartitionSeries, ShareSeries};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -101,6 +102,43 @@ impl GroupMetricsState {
         }
         self.groups_with_series = present;
     }
+}
+
+/// The share-group series this shard reports, read live: every share group's state on the
+/// partitions it owns and the members of the share groups it coordinates.
+pub fn share_series(shard: &Shard) -> ShareSeries {
+    let mut series = ShareSeries {
+        members: shard
+            .groups
+            .share_group_members()
+            .into_iter()
+            .map(|(g, n)| (g, n as u64))
+            .collect(),
+        ..ShareSeries::default()
+    };
+    for (topic, partition, p) in shard.partitions.all_online() {
+        let Ok(counts) = p.share_counts() else {
+            continue;
+        };
+        let high_watermark = p.high_watermark();
+        for (group, c) in counts {
+            if series.partitions.len() >= MAX_SHARE_SERIES_PER_SHARD {
+                series.dropped += 1;
+                continue;
+            }
+            series.partitions.push(SharePartitionSeries {
+                fetches_waiting: p.share_fetches_waiting(&group) as u64,
+                group,
+                topic: topic.clone(),
+                partition,
+                available: c.available,
+                acquired: c.acquired,
+                delivery_count_max: c.delivery_count_max,
+                lag: (high_watermark - c.start_offset).max(0),
+            });
+        }
+    }
+    series
 }
 
 /// (group, topic, partition, lag) of every share group on the partitions this shard owns.

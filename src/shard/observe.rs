@@ -126,6 +126,7 @@ impl AdminSource for BrokerObserver {
                 Box::pin(async move {
                     let mut snapshot = shard.metrics.snapshot();
                     snapshot.storage = storage_health(&shard);
+                    snapshot.share = super::group_metrics::share_series(&shard);
                     let _ = tx.send(snapshot);
                 })
             });

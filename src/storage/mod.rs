@@ -36,4 +36,6 @@ pub use batch::{
 };
 pub use error::StorageError;
 pub use log::{AppendOutcome, FileRegion, PartitionLog, ReadSlice, SyncObserver};
+/// The log's single-thread wake-up, also used by the partition's share-state waiters.
+pub use notify::Event;
 pub use producer_state::{AbortedTxn, ProducerStateInfo};

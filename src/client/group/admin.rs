@@ -19,6 +19,8 @@ pub struct ListedGroup {
     pub group_id: String,
     pub protocol_type: String,
     pub state: String,
+    /// `classic`, `consumer` or `share` (ListGroups v5+; `classic` from older brokers).
+    pub group_type: String,
 }
 
 /// Groups known to every broker in the cluster, sorted by id.
@@ -36,6 +38,11 @@ pub fn list_groups(client: &mut Client) -> Result<Vec<ListedGroup>> {
             group_id: g.group_id.0.to_string(),
             protocol_type: g.protocol_type.to_string(),
             state: g.group_state.to_string(),
+            group_type: if g.group_type.is_empty() {
+                "classic".to_string()
+            } else {
+                g.group_type.to_string()
+            },
         }));
     }
     out.sort_by(|a, b| a.group_id.cmp(&b.group_id));

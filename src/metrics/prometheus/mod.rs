@@ -5,7 +5,7 @@
 //! freely); it runs on the admin thread. Every name is listed in `docs/metrics.md`.
 //!
 //! Files by family: `requests` (request and storage latencies, errors), `partitions`,
-//! `shards` (connections and event loops), `groups`; `text` is the encoding. This file owns
+//! `shards` (connections and event loops), `groups`, `share`; `text` is the encoding. This file owns
 //! the order of the page.
 
 mod cleaner;
@@ -14,6 +14,7 @@ mod groups;
 mod partitions;
 mod requests;
 mod shards;
+mod share;
 mod text;
 
 use super::ShardSnapshot;
@@ -64,6 +65,7 @@ pub fn render_prometheus(snapshots: &[ShardSnapshot], info: &BrokerInfo) -> Stri
     partitions::write_partitions(&mut out, snapshots);
     shards::write_connections(&mut out, snapshots);
     groups::write_groups(&mut out, snapshots);
+    share::write_share(&mut out, snapshots);
     shards::write_event_loops(&mut out, snapshots);
     cleaner::write_cleaner(&mut out, snapshots);
     delayed::write_delayed(&mut out, snapshots);

@@ -157,7 +157,10 @@ pub(super) fn write_event_loops(out: &mut Out, snapshots: &[ShardSnapshot]) {
     out.sample(
         "sluice_metrics_series_dropped_total",
         &[],
-        snapshots.iter().map(|s| s.series_dropped).sum::<u64>() as f64,
+        snapshots
+            .iter()
+            .map(|s| s.series_dropped + s.share.dropped)
+            .sum::<u64>() as f64,
     );
 }
 

@@ -4,8 +4,9 @@
 //! offset and the in-flight records' states and delivery counts, run-length encoded — so
 //! the last frame of a group wins on replay and compaction keeps one frame per group.
 //!
-//! An acknowledgement is answered only after the frame holding it is fdatasync'ed. Records
-//! acquired at a crash come back available (with their delivery counts as last written).
+//! An acknowledgement is answered only after the frame holding it is fdatasync'ed; releases
+//! and lock expiries are written too, so delivery counts survive a crash. Records acquired
+//! at a crash come back available (with their delivery counts as last written).
 //!
 //! Payload: `format u8 | group (u16 len + bytes) | deleted u8 | start_offset i64 |
 //! runs u32 | (len u32, state u8, delivery_count u16) * runs`.

@@ -5,37 +5,51 @@
 //!
 //! Lock expiry is checked against the deadline whenever the share-partition is touched
 //! (every acquire, acknowledge and metrics read), which is exact for every observer: a
-//! record whose deadline has passed is never handed out as still locked, and a fetch that
-//! waits re-checks on the shard timer.
+//! record whose deadline has passed is never handed out as still locked. A ShareFetch with
+//! nothing to take waits (`share_readiness`) for an append, a change here
+//! (`share_state_changed`) or the earliest lock deadline, whichever comes first; waiting
+//! fetches of one group take records in arrival order (`share_fetch_turn`, `turns`).
 //!
-//! Durability: every acknowledgement is written to the partition's share-state log
-//! (`durable`) and fdatasync'ed before it is answered; the log is read the first time a
-//! share group touches the partition after a start.
+//! Durability: every acknowledgement and every release of a closing member's records is
+//! written to the partition's share-state log (`durable`) and fdatasync'ed before it is
+//! answered; expired locks are written by the next async step that finds them (a waiting
+//! fetch's check, an acquisition, an acknowledgement), before records are acquired again.
+//! Acquisitions are not written, as in Kafka. The log is read the first time a share group
+//! touches the partition after a start.
 //!
 //! Owns: the share-partition states of this partition. Must not: know about the wire or
 //! sessions (the handler checks those with the group coordinator first), or hold a borrow
 //! across an `.await`.
 
+pub mod budget;
 pub mod durable;
 pub mod state;
 #[cfg(test)]
 mod tests;
+pub mod turns;
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use super::{Isolation, Partition};
 use crate::config::group_config::{ShareGroupConfig, ShareOffsetReset};
-use crate::storage::{FileRegion, StorageError};
+use crate::storage::{Event, FileRegion, StorageError};
+pub use budget::ShareFetchBudget;
 use durable::ShareStateLog;
 pub use state::{
     AckError, AcquiredRange, Grant, MAX_IN_FLIGHT_RECORDS, ShareCounts, SharePartitionState,
 };
+use turns::{FetchTurns, TurnTicket};
 
 /// Share groups one partition keeps state for; more are refused (a guard against clients
 /// inventing group ids in a loop).
 pub const MAX_SHARE_GROUPS_PER_PARTITION: usize = 1_000;
+
+/// Bytes one read of a ShareFetch asks the log for (the first batch always whole); reads
+/// repeat until the member's `max_records` are acquired or its `max_bytes` are spent.
+pub const SHARE_READ_STEP_BYTES: u32 = 64 * 1024;
 
 /// Records a member acquired from this partition and the batches holding them.
 #[derive(Debug, Default)]
@@ -44,13 +58,12 @@ pub struct ShareAcquired {
     pub ranges: Vec<AcquiredRange>,
 }
 
-/// One member's acquisition request for this partition.
+/// One member's acquisition request for this partition (what it may take is in the
+/// fetch's `ShareFetchBudget`).
 pub struct ShareAcquire<'a> {
     pub group_id: &'a str,
     pub member_id: &'a str,
     pub config: ShareGroupConfig,
-    pub max_records: usize,
-    pub max_bytes: u32,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +82,56 @@ pub enum ShareError {
 pub struct SharePartitions {
     groups: std::cell::RefCell<HashMap<String, SharePartitionState>>,
     log: std::cell::RefCell<Option<Rc<ShareStateLog>>>,
+    /// Notified when records may have become available without an append: an
+    /// acknowledgement (RELEASE, or a window that slid), a member's release, a deletion,
+    /// the end of a waiting fetch's turn.
+    changed: Rc<Event>,
+    /// Waiting ShareFetches in arrival order, per group.
+    turns: Rc<FetchTurns>,
+    /// Groups whose state changed without being written (locks expired while touched by a
+    /// synchronous step); bounded by the groups of this partition.
+    unsaved: std::cell::RefCell<std::collections::HashSet<String>>,
+}
+
+/// A ShareFetch's place in this partition's queue of its group's fetches. Only the oldest
+/// acquires; dropping the turn (the fetch answered or abandoned) starts the next one's.
+pub struct ShareTurn {
+    turns: Rc<FetchTurns>,
+    changed: Rc<Event>,
+    group_id: String,
+    ticket: TurnTicket,
+}
+
+impl ShareTurn {
+    /// Whether this fetch is the group's oldest waiting here (may acquire now).
+    pub fn is_mine(&self) -> bool {
+        self.turns.is_head(&self.group_id, self.ticket)
+    }
+}
+
+impl Drop for ShareTurn {
+    fn drop(&mut self) {
+        if self.turns.leave(&self.group_id, self.ticket) {
+            self.changed.notify();
+        }
+    }
+}
+
+/// What a waiting ShareFetch needs to know about one share-partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShareReadiness {
+    /// Some record could be acquired now.
+    pub acquirable: bool,
+    /// The earliest deadline of a lock held here (None: no record acquired).
+    pub next_lock_expiry: Option<Instant>,
+}
+
+/// Records in acquired runs.
+pub fn records_in(ranges: &[AcquiredRange]) -> usize {
+    ranges
+        .iter()
+        .map(|r| (r.last_offset - r.first_offset + 1).max(0) as usize)
+        .sum()
 }
 
 fn delivery_limit(config: &ShareGroupConfig) -> u16 {
@@ -98,6 +161,7 @@ impl Partition {
     /// if it has grown far past its live states.
     async fn persist_share_state(&self, group_id: &str) -> Result<(), ShareError> {
         let log = self.share_log()?;
+        self.shares.unsaved.borrow_mut().remove(group_id);
         log.write(|buf| {
             let before = buf.len();
             durable::encode(buf, group_id, self.shares.groups.borrow().get(group_id));
@@ -151,55 +215,124 @@ impl Partition {
             return Err(ShareError::TooManyGroups);
         };
         state.skip_to(self.log_start_offset());
-        state.expire_locks(now, delivery_limit(config));
+        if state.expire_locks(now, delivery_limit(config)) > 0 {
+            // Written by the next async step here (`save_released`): the delivery counts
+            // of expired locks must survive a crash.
+            self.shares
+                .unsaved
+                .borrow_mut()
+                .insert(group_id.to_string());
+        }
         Ok(f(state))
     }
 
     /// ShareFetch for one member: acquires available records (released ones first, then
-    /// new ones) and returns them with the file regions of the batches holding them.
+    /// new ones) and returns them with the file regions of the batches holding them. Reads
+    /// batch after batch until the fetch's budget of records is spent, its bytes are read
+    /// (the first batch always whole) or nothing more is available, so one round trip
+    /// carries a full answer rather than one read's worth.
     pub async fn share_acquire(
         &self,
         request: &ShareAcquire<'_>,
+        budget: &ShareFetchBudget,
         now: Instant,
     ) -> Result<ShareAcquired, ShareError> {
         let config = request.config;
-        let readable_end = self.readable_end(&config);
-        let from = self.with_share_state(request.group_id, &config, now, |s| {
-            s.next_read_offset(readable_end)
-        })?;
-        let Some(from) = from else {
-            return Ok(ShareAcquired::default());
-        };
         let isolation = if config.read_committed {
             Isolation::ReadCommitted
         } else {
             Isolation::ReadUncommitted
         };
-        let slice = self.read(from, request.max_bytes, isolation).await?;
-        if slice.bytes == 0 {
-            return Ok(ShareAcquired::default());
-        }
         let member: Rc<str> = Rc::from(request.member_id);
         let lock = Duration::from_millis(config.record_lock_duration_ms.max(0) as u64);
-        let grant = Grant {
-            from,
-            read_end: slice.next_offset,
-            readable_end: self.readable_end(&config),
-            max_records: request.max_records,
-            lock_deadline: now + lock,
-        };
-        // The state may have moved while the read waited: `acquire` looks at each offset
-        // again and takes only what is still available.
-        let ranges = self.with_share_state(request.group_id, &config, now, |s| {
-            s.acquire(&member, grant)
-        })?;
-        if ranges.is_empty() {
-            return Ok(ShareAcquired::default());
+        let mut acquired = ShareAcquired::default();
+        // Locks that expired before this acquisition are written first: what this member
+        // now acquires again must come back after a crash with the count it had.
+        self.with_share_state(request.group_id, &config, now, |_| ())?;
+        self.share_save_released(request.group_id).await?;
+        // Where the previous read ended: a later read never starts below it, so no batch
+        // is handed out twice in one answer.
+        let mut read_past = i64::MIN;
+        while budget.records_left() > 0 && budget.bytes_left() > 0 {
+            let readable_end = self.readable_end(&config);
+            let from = self.with_share_state(request.group_id, &config, now, |s| {
+                s.next_read_offset(readable_end)
+            })?;
+            let Some(from) = from.filter(|&f| f >= read_past) else {
+                break;
+            };
+            // Read in steps, not the whole budget at once: the answer carries every batch
+            // read, and a read far past the records the budget lets this member take
+            // would ship batches it cannot use (megabytes per round trip for 500 records).
+            let step = budget.bytes_left().min(u64::from(SHARE_READ_STEP_BYTES)) as u32;
+            let slice = self.read(from, step, isolation).await?;
+            if slice.bytes == 0 {
+                break;
+            }
+            let mut grant = Grant {
+                from,
+                read_end: slice.next_offset,
+                readable_end: self.readable_end(&config),
+                max_records: 0,
+                lock_deadline: now + lock,
+            };
+            // The state may have moved while the read waited: `acquire` looks at each
+            // offset again and takes only what is still available. The records are claimed
+            // from the budget and the unused part given back with no await in between.
+            let ranges = self.with_share_state(request.group_id, &config, now, |s| {
+                grant.max_records = budget.take_records();
+                let ranges = s.acquire(&member, grant);
+                budget.give_back_records(grant.max_records.saturating_sub(records_in(&ranges)));
+                ranges
+            })?;
+            if ranges.is_empty() {
+                break;
+            }
+            budget.spend_bytes(slice.bytes as u64);
+            read_past = slice.next_offset;
+            acquired.regions.extend(slice.regions);
+            acquired.ranges.extend(ranges);
         }
-        Ok(ShareAcquired {
-            regions: slice.regions,
-            ranges,
+        Ok(acquired)
+    }
+
+    /// A place for a ShareFetch of `group_id` at the back of this partition's queue of the
+    /// group's fetches (None: the queue is full).
+    pub fn share_fetch_turn(&self, group_id: &str) -> Option<ShareTurn> {
+        let ticket = self.shares.turns.join(group_id)?;
+        Some(ShareTurn {
+            turns: Rc::clone(&self.shares.turns),
+            changed: Rc::clone(&self.shares.changed),
+            group_id: group_id.to_string(),
+            ticket,
         })
+    }
+
+    /// ShareFetches of `group_id` waiting their turn here (for metrics).
+    pub fn share_fetches_waiting(&self, group_id: &str) -> usize {
+        self.shares.turns.waiting(group_id)
+    }
+
+    /// Whether a ShareFetch of `group_id` could acquire something here now and, if not,
+    /// the earliest acquisition-lock deadline (its expiry may make records available).
+    pub fn share_readiness(
+        &self,
+        group_id: &str,
+        config: &ShareGroupConfig,
+        now: Instant,
+    ) -> Result<ShareReadiness, ShareError> {
+        let readable_end = self.readable_end(config);
+        self.with_share_state(group_id, config, now, |s| ShareReadiness {
+            acquirable: s.next_read_offset(readable_end).is_some(),
+            next_lock_expiry: s.earliest_lock_deadline(),
+        })
+    }
+
+    /// Completes at the next acknowledgement, release or group deletion on this partition:
+    /// with an append (`wait_for_high_watermark`) and a lock's expiry, what may make records
+    /// available to a waiting ShareFetch. Owns its state, so it can be raced against a timer.
+    pub fn share_state_changed(&self) -> impl Future<Output = ()> + 'static {
+        self.shares.changed.listen()
     }
 
     /// Applies acknowledgement batches (first offset, last offset, types) from a member
@@ -224,17 +357,40 @@ impl Partition {
             }
             (Ok(()), applied)
         })?;
-        if applied > 0 {
+        if applied > 0 || self.shares.unsaved.borrow().contains(group_id) {
+            self.shares.changed.notify();
             self.persist_share_state(group_id).await?;
         }
         Ok(outcome)
     }
 
-    /// Releases what a member holds here (its share session closed).
-    pub fn share_release_member(&self, group_id: &str, member_id: &str, config: &ShareGroupConfig) {
-        if let Some(s) = self.shares.groups.borrow_mut().get_mut(group_id) {
-            s.release_member(member_id, delivery_limit(config));
+    /// Releases what a member holds here (its share session closed), durably: the released
+    /// records' delivery counts survive a crash.
+    pub async fn share_release_member(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        config: &ShareGroupConfig,
+    ) -> Result<(), ShareError> {
+        let released = match self.shares.groups.borrow_mut().get_mut(group_id) {
+            Some(s) => s.release_member(member_id, delivery_limit(config)),
+            None => 0,
+        };
+        if released == 0 {
+            return Ok(());
         }
+        self.shares.changed.notify();
+        self.persist_share_state(group_id).await
+    }
+
+    /// Writes the group's state if locks expired here since it was last written (a waiting
+    /// ShareFetch's check or an acquisition found them), so a crash keeps their delivery
+    /// counts.
+    pub async fn share_save_released(&self, group_id: &str) -> Result<(), ShareError> {
+        if !self.shares.unsaved.borrow().contains(group_id) {
+            return Ok(());
+        }
+        self.persist_share_state(group_id).await
     }
 
     /// Drops a deleted share group's state, durably.
@@ -243,6 +399,29 @@ impl Partition {
         if self.shares.groups.borrow_mut().remove(group_id).is_none() {
             return Ok(());
         }
+        self.shares.changed.notify();
+        self.persist_share_state(group_id).await
+    }
+
+    /// AlterShareGroupOffsets: restarts the group's share-partition at `start_offset`
+    /// (nothing in flight), durably. The caller checked the group has no members.
+    pub async fn share_set_start_offset(
+        &self,
+        group_id: &str,
+        start_offset: i64,
+    ) -> Result<(), ShareError> {
+        self.share_log()?;
+        {
+            let mut groups = self.shares.groups.borrow_mut();
+            if !groups.contains_key(group_id) && groups.len() >= MAX_SHARE_GROUPS_PER_PARTITION {
+                return Err(ShareError::TooManyGroups);
+            }
+            groups.insert(
+                group_id.to_string(),
+                SharePartitionState::new(start_offset, MAX_IN_FLIGHT_RECORDS),
+            );
+        }
+        self.shares.changed.notify();
         self.persist_share_state(group_id).await
     }
 

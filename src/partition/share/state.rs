@@ -63,6 +63,8 @@ pub struct ShareCounts {
     pub acquired: u64,
     pub acknowledged: u64,
     pub archived: u64,
+    /// Highest delivery count among available and acquired records (0: none).
+    pub delivery_count_max: u16,
 }
 
 #[derive(Debug)]
@@ -109,24 +111,40 @@ impl SharePartitionState {
     }
 
     /// Releases every lock whose deadline has passed (the delivery count stays: past the
-    /// limit the record is archived).
-    pub fn expire_locks(&mut self, now: Instant, delivery_limit: u16) {
+    /// limit the record is archived); how many were released.
+    pub fn expire_locks(&mut self, now: Instant, delivery_limit: u16) -> usize {
+        let mut released = 0;
         for r in self.records.iter_mut() {
             if r.state == RecordState::Acquired && r.lock_deadline.is_some_and(|d| d <= now) {
                 release(r, delivery_limit);
+                released += 1;
             }
         }
         self.advance();
+        released
+    }
+
+    /// The earliest deadline among held locks (a waiting ShareFetch wakes then).
+    pub fn earliest_lock_deadline(&self) -> Option<Instant> {
+        self.records
+            .iter()
+            .filter(|r| r.state == RecordState::Acquired)
+            .filter_map(|r| r.lock_deadline)
+            .min()
     }
 
     /// Releases every record `member` holds (its session closed or it left).
-    pub fn release_member(&mut self, member: &str, delivery_limit: u16) {
+    /// How many were released.
+    pub fn release_member(&mut self, member: &str, delivery_limit: u16) -> usize {
+        let mut released = 0;
         for r in self.records.iter_mut() {
             if r.state == RecordState::Acquired && r.owner.as_deref() == Some(member) {
                 release(r, delivery_limit);
+                released += 1;
             }
         }
         self.advance();
+        released
     }
 
     /// Where the next read should start: the first available in-flight record, else the
@@ -275,6 +293,9 @@ impl SharePartitionState {
             ..ShareCounts::default()
         };
         for r in &self.records {
+            if matches!(r.state, RecordState::Available | RecordState::Acquired) {
+                c.delivery_count_max = c.delivery_count_max.max(r.delivery_count);
+            }
             match r.state {
                 RecordState::Available => c.available += 1,
                 RecordState::Acquired => c.acquired += 1,

@@ -201,3 +201,29 @@ fn durable_frames_round_trip_and_restore_acquired_records_as_available() {
     assert!(valid < buf.len() - 3);
     assert_eq!(states.len(), 2);
 }
+
+#[test]
+fn the_earliest_lock_deadline_is_what_a_waiting_fetch_wakes_for() {
+    let now = Instant::now();
+    let (a, b): (Rc<str>, Rc<str>) = (Rc::from("a"), Rc::from("b"));
+    let mut s = SharePartitionState::new(0, 100);
+    assert_eq!(s.earliest_lock_deadline(), None);
+    let mut later = grant(0, 3, now);
+    later.lock_deadline = now + Duration::from_secs(60);
+    s.acquire(&a, later);
+    let mut sooner = grant(3, 6, now);
+    sooner.lock_deadline = now + Duration::from_secs(5);
+    s.acquire(&b, sooner);
+    assert_eq!(
+        s.earliest_lock_deadline(),
+        Some(now + Duration::from_secs(5))
+    );
+    // Settled records hold no lock: b's acknowledgement leaves a's deadline.
+    assert_eq!(s.acknowledge("b", 3, 5, &[ACK_ACCEPT], 5), Ok(()));
+    assert_eq!(
+        s.earliest_lock_deadline(),
+        Some(now + Duration::from_secs(60))
+    );
+    s.release_member("a", 5);
+    assert_eq!(s.earliest_lock_deadline(), None);
+}

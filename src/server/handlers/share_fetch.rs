@@ -2,7 +2,8 @@
 //! holds and asks for more. Steps: the share-session step on the group's shard (epoch
 //! rules, the session's partitions), then the acknowledgements on each partition's shard,
 //! then — unless the session is closing — acquisition from every partition of the session,
-//! waiting up to `max_wait_ms` (re-checked on the shard timer) when nothing is available.
+//! waiting up to `max_wait_ms` when nothing is available: woken by an append, an
+//! acknowledgement or release, or a lock's expiry on one of the session's partitions.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -20,8 +21,6 @@ use crate::server::share::{
     self, Acquired, SharePartitionRef, share_config, topic_name, update_session,
 };
 
-/// How often a waiting ShareFetch looks again for records (new appends, expired locks).
-const SHARE_FETCH_RECHECK: Duration = Duration::from_millis(50);
 /// Longest wait a ShareFetch may ask for.
 const MAX_SHARE_FETCH_WAIT_MS: i32 = 30_000;
 /// Records one ShareFetch acquires when the request sets no positive `max_records`.
@@ -125,8 +124,9 @@ struct Budget {
     deadline: Instant,
 }
 
-/// Acquires from the session's partitions in order until the record budget is spent,
-/// looking again every `SHARE_FETCH_RECHECK` until the deadline while nothing came.
+/// Acquires from the session's partitions, all at once on their owning shards, each fetch
+/// taking its turn behind the group's earlier ones there; waits (up to the deadline) while
+/// none has records for it.
 async fn acquire_session(
     ctx: &RequestContext<'_>,
     session: &[SessionPartition],
@@ -134,33 +134,40 @@ async fn acquire_session(
     budget: Budget,
     answers: &mut BTreeMap<SessionPartition, PartitionAnswer>,
 ) {
-    loop {
-        let mut records_left = budget.max_records;
-        let mut bytes_left = budget.max_bytes;
-        for &(topic_id, partition) in session {
-            if records_left == 0 || bytes_left == 0 {
-                break;
+    let mut keys = Vec::with_capacity(session.len());
+    let mut asked = Vec::with_capacity(session.len());
+    for &(topic_id, partition) in session {
+        match topic_name(ctx.shard, &topic_id) {
+            Some(name) => {
+                keys.push((topic_id, partition));
+                asked.push(at(name, partition));
             }
-            let Some(name) = topic_name(ctx.shard, &topic_id) else {
+            None => {
                 answers.entry((topic_id, partition)).or_default().error =
-                    ResponseError::UnknownTopicId.code();
-                continue;
-            };
-            let answer = answers.entry((topic_id, partition)).or_default();
-            match share::acquire(ctx.shard, at(name, partition), records_left, bytes_left).await {
-                Ok(acquired) => {
-                    records_left = records_left.saturating_sub(acquired.record_count());
-                    bytes_left = bytes_left.saturating_sub(acquired.records.len() as u32);
-                    answer.acquired = acquired;
-                }
-                Err(e) => answer.error = e.code(),
+                    ResponseError::UnknownTopicId.code()
             }
         }
-        let got_any = records_left < budget.max_records;
-        if got_any || Instant::now() + SHARE_FETCH_RECHECK > budget.deadline {
-            return;
+    }
+    if asked.is_empty() {
+        // Nothing to fetch from: a long poll still waits out its time, as in Kafka, so an
+        // idle member does not spin.
+        ctx.shard.timer.sleep_until(budget.deadline).await;
+        return;
+    }
+    let outcomes = share::acquire_session(
+        ctx.shard,
+        asked,
+        budget.max_records,
+        budget.max_bytes,
+        budget.deadline,
+    )
+    .await;
+    for (key, outcome) in keys.into_iter().zip(outcomes) {
+        let answer = answers.entry(key).or_default();
+        match outcome {
+            Ok(acquired) => answer.acquired = acquired,
+            Err(e) => answer.error = e.code(),
         }
-        ctx.shard.timer.sleep(SHARE_FETCH_RECHECK).await;
     }
 }
 

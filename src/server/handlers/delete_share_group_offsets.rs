@@ -1,0 +1,66 @@
+//! DeleteShareGroupOffsets (KIP-932, v0): drops a share group's state on every partition
+//! of the topics named, durably, so its next fetch starts where `share.auto.offset.reset`
+//! says. As in Kafka, only for an existing share group without members.
+
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::delete_share_group_offsets_response::DeleteShareGroupOffsetsResponseTopic as TopicAnswer;
+use kafka_protocol::messages::{DeleteShareGroupOffsetsRequest, DeleteShareGroupOffsetsResponse};
+use kafka_protocol::protocol::StrBytes;
+
+use crate::server::access::permitted;
+use crate::server::authorization::ResourceType;
+use crate::server::context::RequestContext;
+use crate::server::share::{offsets_changeable, reset_partition};
+
+fn refuse(code: ResponseError, message: &str) -> DeleteShareGroupOffsetsResponse {
+    DeleteShareGroupOffsetsResponse::default()
+        .with_error_code(code.code())
+        .with_error_message(Some(StrBytes::from_string(message.to_string())))
+}
+
+pub async fn handle(
+    ctx: &RequestContext<'_>,
+    request: DeleteShareGroupOffsetsRequest,
+) -> DeleteShareGroupOffsetsResponse {
+    let group = request.group_id.0.to_string();
+    if !permitted(ctx, ResourceType::Group, &group) {
+        return refuse(ResponseError::GroupAuthorizationFailed, "not authorized on the group");
+    }
+    if let Err(e) = offsets_changeable(ctx.shard, &group, true).await {
+        let message = match e {
+            ResponseError::NonEmptyGroup => "the share group has members",
+            ResponseError::GroupIdNotFound => "no share group with this id",
+            _ => "cannot delete this group's offsets",
+        };
+        return refuse(e, message);
+    }
+    let snapshot = ctx.shard.metadata.load();
+    let mut topics = Vec::with_capacity(request.topics.len());
+    for t in request.topics {
+        let name = t.topic_name.0.to_string();
+        let topic = snapshot.topics.get(&name);
+        let code = match topic {
+            _ if !permitted(ctx, ResourceType::Topic, &name) => {
+                ResponseError::TopicAuthorizationFailed.code()
+            }
+            None => ResponseError::UnknownTopicOrPartition.code(),
+            Some(meta) => {
+                let mut first_error = 0;
+                for partition in 0..meta.partitions {
+                    let code = reset_partition(ctx.shard, &group, &name, partition, None).await;
+                    if first_error == 0 {
+                        first_error = code;
+                    }
+                }
+                first_error
+            }
+        };
+        topics.push(
+            TopicAnswer::default()
+                .with_topic_name(t.topic_name)
+                .with_topic_id(topic.map(|m| m.id).unwrap_or_default())
+                .with_error_code(code),
+        );
+    }
+    DeleteShareGroupOffsetsResponse::default().with_responses(topics)
+}
