@@ -369,6 +369,12 @@ impl PartitionLog {
         })
     }
 
+    /// Whether any segment file was created (a new log creates its first on first append).
+    fn has_files(&self) -> bool {
+        let segments = self.segments.borrow();
+        segments.len() > 1 || segments.iter().any(|s| s.files.log_created())
+    }
+
     /// Writes the state file (serialised: one writer at a time).
     pub(super) async fn persist_state(&self, clean_shutdown: bool) -> Result<(), StorageError> {
         let _g = self.state_lock.lock().await;
@@ -489,6 +495,12 @@ impl PartitionLog {
             });
         }
         self.flush_inner(true, true).await?;
+        if !self.marked_unclean.get() || !self.has_files() {
+            // The clean mark an open found still holds (nothing changed since), or the log
+            // never took data and has no file to recover: nothing to write, which keeps
+            // stopping a broker of 100,000 idle partitions short.
+            return Ok(());
+        }
         let active = self.active_segment();
         active.seal_time_index();
         active.persist_indexes().await?;

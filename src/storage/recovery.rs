@@ -122,6 +122,10 @@ impl PartitionLog {
         let recovery_point = state.map(|s| s.recovery_point).unwrap_or(0);
         let state_log_start = state.map(|s| s.log_start_offset).unwrap_or(0);
         self.load_segment_files(state_log_start).await?;
+        if state.is_none() && !self.segments.borrow()[0].files.log_created() {
+            // A log that never took data (no state, no segment file): nothing to scan.
+            self.opened_clean.set(true);
+        }
         let full_from = self
             .validate_segments(clean, recovery_point, state_trusted)
             .await?;
