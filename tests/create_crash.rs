@@ -45,7 +45,38 @@ fn trials() -> usize {
     }
 }
 
+/// Whether `/v1/ready` answers 200 (false while the admin listener is not up).
+fn ready(admin_port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", admin_port)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
+    if write!(
+        s,
+        "GET /v1/ready HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .is_err()
+    {
+        return false;
+    }
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out.starts_with("HTTP/1.1 200")
+}
+
+/// Connects once the broker reports ready: the Kafka port accepts a moment before the
+/// shards have opened their partitions and serve it (tests/polling_driver.rs waits alike).
 fn connect(broker: &Broker) -> RawConn {
+    let deadline = Instant::now() + support::BROKER_START_TIMEOUT;
+    while !ready(broker.admin_port) {
+        assert!(
+            Instant::now() < deadline,
+            "/v1/ready never answered 200\n{}",
+            broker.diagnostics()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     RawConn::connect_with(&broker.bootstrap(), "create-crash", CONNECT_TIMEOUT)
         .unwrap_or_else(|e| panic!("{e}\n{}", broker.diagnostics()))
 }
@@ -95,11 +126,13 @@ fn create_until_killed(
 }
 
 /// Every topic Metadata shows: name -> (partition index, error code, leader) sorted.
-fn all_topics(conn: &mut RawConn) -> BTreeMap<String, Vec<(i32, i16, i32)>> {
+fn all_topics(conn: &mut RawConn, broker: &Broker) -> BTreeMap<String, Vec<(i32, i16, i32)>> {
     let request = MetadataRequest::default()
         .with_topics(None)
         .with_allow_auto_topic_creation(false);
-    let response = conn.call(&request, 12);
+    let response = conn
+        .try_call(&request, 12)
+        .unwrap_or_else(|e| panic!("Metadata after the restart: {e}\n{}", broker.diagnostics()));
     response
         .topics
         .into_iter()
@@ -160,7 +193,7 @@ fn produce_everywhere(conn: &mut RawConn, topics: &[String]) {
 }
 
 /// Reads every partition of `topics` from offset 0: exactly the record produced.
-fn fetch_everywhere(conn: &mut RawConn, topics: &[String]) {
+fn fetch_everywhere(conn: &mut RawConn, broker: &Broker, topics: &[String]) {
     for chunk in topics.chunks(TOPICS_PER_REQUEST) {
         let request = FetchRequest::default()
             .with_replica_id((-1).into())
@@ -185,7 +218,10 @@ fn fetch_everywhere(conn: &mut RawConn, topics: &[String]) {
                     })
                     .collect(),
             );
-        for topic in conn.call(&request, 11).responses {
+        let response = conn
+            .try_call(&request, 11)
+            .unwrap_or_else(|e| panic!("Fetch after the restart: {e}\n{}", broker.diagnostics()));
+        for topic in response.responses {
             let name = topic.topic.0.to_string();
             for p in topic.partitions {
                 assert_eq!(p.error_code, 0, "fetch {name}-{}", p.partition_index);
@@ -230,7 +266,7 @@ fn run_trial(trial: usize) -> usize {
 
     broker.spawn();
     let mut conn = connect(&broker);
-    let shown = all_topics(&mut conn);
+    let shown = all_topics(&mut conn, &broker);
     let whole: Vec<(i32, i16, i32)> = (0..PARTITIONS_PER_TOPIC).map(|p| (p, 0, 0)).collect();
     for name in &created {
         assert_eq!(
@@ -254,7 +290,7 @@ fn run_trial(trial: usize) -> usize {
     broker.kill();
     broker.spawn();
     let mut conn = connect(&broker);
-    fetch_everywhere(&mut conn, &burst_topics);
+    fetch_everywhere(&mut conn, &broker, &burst_topics);
     created.len()
 }
 
