@@ -8,6 +8,7 @@
 
 mod acls;
 mod config_ops;
+mod create;
 pub mod credentials;
 pub mod dynamic_broker;
 pub mod quotas;
@@ -15,6 +16,7 @@ pub mod replicated;
 
 use config_ops::edit_list;
 pub use config_ops::{ConfigOp, effective_config};
+pub use create::NewTopicSpec;
 
 use crate::config::{LogConfig, TopicConfigError};
 use arc_swap::ArcSwap;
@@ -342,6 +344,7 @@ impl MetadataWriter {
         self.view.load_full()
     }
 
+    /// Creates one topic (see `create_topics`, which a CreateTopics request uses).
     pub fn create_topic(
         &self,
         name: &str,
@@ -350,39 +353,15 @@ impl MetadataWriter {
         overrides: BTreeMap<String, String>,
         validate_only: bool,
     ) -> Result<Arc<TopicMeta>, MetadataError> {
-        validate_topic_name(name)?;
-        if !(1..=MAX_PARTITIONS_PER_TOPIC).contains(&partitions) {
-            return Err(MetadataError::InvalidPartitions(
-                partitions,
-                "must be between 1 and 10000",
-            ));
-        }
-        if replication_factor != 1 && replication_factor != -1 {
-            return Err(MetadataError::InvalidReplicationFactor(replication_factor));
-        }
-        let current = self.snapshot();
-        if current.topics.contains_key(name) {
-            return Err(MetadataError::TopicExists(name.to_string()));
-        }
-        if current.topics.len() >= MAX_TOPICS {
-            return Err(MetadataError::TooManyTopics);
-        }
-        let config = effective_config(&self.topic_defaults(&current)?, &overrides)?;
-        let topic = Arc::new(TopicMeta {
+        let spec = NewTopicSpec {
             name: name.to_string(),
-            id: uuid::Uuid::new_v4(),
             partitions,
+            replication_factor,
             overrides,
-            config,
-        });
-        if validate_only {
-            return Ok(topic);
-        }
-        let mut next = (*current).clone();
-        next.topic_names_by_id.insert(topic.id, topic.name.clone());
-        next.topics.insert(topic.name.clone(), topic.clone());
-        self.publish(next)?;
-        Ok(topic)
+        };
+        self.create_topics(vec![spec], validate_only)
+            .pop()
+            .unwrap_or_else(|| Err(MetadataError::UnknownTopic(name.to_string())))
     }
 
     pub fn delete_topic(&self, name: &str) -> Result<Arc<TopicMeta>, MetadataError> {

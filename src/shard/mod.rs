@@ -29,7 +29,7 @@ pub mod topics;
 pub mod transactions;
 pub mod transactions_v2;
 
-pub use open::{open_partition, report_offline};
+pub use open::{create_partition, open_partition, report_offline};
 pub use runtime::{BrokerHandle, StartError, start_broker};
 pub use table::{Lookup, PartitionSlot, PartitionTable};
 

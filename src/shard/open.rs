@@ -101,6 +101,35 @@ pub async fn open_partition(
         return Ok(());
     }
     let opened = PartitionLog::open(&shard.config.data_dir, topic, partition, config.clone()).await;
+    install(shard, topic, partition, opened)
+}
+
+/// Creates a new partition on its owning shard (CreateTopics, CreatePartitions): its
+/// directory only, no file and no fsync (`PartitionLog::create`); else as `open_partition`.
+pub async fn create_partition(
+    shard: &Rc<Shard>,
+    topic: &str,
+    partition: i32,
+    config: &crate::config::LogConfig,
+) -> Result<(), String> {
+    if let super::Lookup::Offline(why) = shard.partitions.get(topic, partition) {
+        return Err(why);
+    }
+    if shard.partitions.contains(topic, partition) {
+        return Ok(());
+    }
+    let created =
+        PartitionLog::create(&shard.config.data_dir, topic, partition, config.clone()).await;
+    install(shard, topic, partition, created)
+}
+
+/// Puts an opened (or failed) partition log in the shard's table.
+fn install(
+    shard: &Rc<Shard>,
+    topic: &str,
+    partition: i32,
+    opened: Result<Rc<PartitionLog>, crate::storage::StorageError>,
+) -> Result<(), String> {
     let (slot, result) = match opened {
         Ok(log) => {
             let metrics = shard.metrics.clone();

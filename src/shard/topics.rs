@@ -3,10 +3,10 @@
 //! shard to open, reconfigure or delete its partitions. The caller gets the answer after
 //! the owners have acted, so a topic is usable as soon as CreateTopics returns.
 
-use super::{Shard, ShardGone, open_partition};
+use super::{Shard, ShardGone, create_partition};
 use crate::metadata::dynamic_broker::BrokerConfigLevel;
 use crate::metadata::replicated::{Applied, MetadataRecord};
-use crate::metadata::{ConfigOp, MetadataError, TopicMeta};
+use crate::metadata::{ConfigOp, MetadataError, NewTopicSpec, TopicMeta};
 use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -46,42 +46,108 @@ fn writer(shard: &Shard) -> Result<&crate::metadata::MetadataWriter, TopicOpErro
 /// Most partitions named in the error message of a creation that failed on some of them.
 pub const MAX_FAILED_PARTITIONS_LISTED: usize = 5;
 
-/// Opens partitions `from..to` of `topic` on their owning shards (runs on shard 0). The
-/// ones that could not be created stay in metadata but are recorded offline (Metadata
-/// shows them without a leader; produce and fetch answer KAFKA_STORAGE_ERROR), and the
-/// request fails with KAFKA_STORAGE_ERROR naming them: never a success for a topic that
-/// cannot take writes everywhere.
+/// Partitions a shard creates at once for one request: each creation is a mkdir and a
+/// few small reads of an empty directory; a bound keeps a 1,000-partition request from
+/// queueing thousands of operations on the ring at once.
+pub const MAX_CONCURRENT_CREATES: usize = 32;
+
+/// Opens partitions `from..` of `topic` on their owning shards (runs on shard 0); see
+/// `open_topics_on_owners`.
 pub(super) async fn open_on_owners(
     shard: &Rc<Shard>,
     topic: &Arc<TopicMeta>,
     from: i32,
 ) -> Result<(), TopicOpError> {
+    open_topics_on_owners(shard, &[(topic.clone(), from)])
+        .await
+        .pop()
+        .unwrap_or(Ok(()))
+}
+
+/// Creates partitions `from..` of each topic on their owning shards (runs on shard 0), one
+/// message per owning shard for the whole list. The ones that could not be created stay in
+/// metadata but are recorded offline (Metadata shows them without a leader; produce and
+/// fetch answer KAFKA_STORAGE_ERROR), and their topic fails with KAFKA_STORAGE_ERROR naming
+/// them: never a success for a topic that cannot take writes everywhere. One result per
+/// topic, in order.
+pub(super) async fn open_topics_on_owners(
+    shard: &Rc<Shard>,
+    topics: &[(Arc<TopicMeta>, i32)],
+) -> Vec<Result<(), TopicOpError>> {
     let snapshot = shard.metadata.load_full();
     let node_id = shard.config.node_id;
-    let led_here =
-        (from..topic.partitions).filter(|&p| snapshot.is_led_by(node_id, &topic.name, p));
-    let opens = led_here.map(|p| {
-        let topic = topic.clone();
-        let owner = shard.owner_of_partition(&topic.name, p);
-        shard.invoke_on(owner, move |s| async move {
-            open_partition(&s, &topic.name, p, &topic.config)
-                .await
-                .map_err(|reason| (p, reason))
-        })
-    });
-    let mut failed = Vec::new();
-    for result in futures_util::future::join_all(opens).await {
-        if let Err((p, reason)) = result? {
-            failed.push((topic.name.clone(), p, Some(reason)));
+    let mut by_owner: BTreeMap<usize, Vec<(usize, Arc<TopicMeta>, i32)>> = BTreeMap::new();
+    for (i, (topic, from)) in topics.iter().enumerate() {
+        for p in (*from..topic.partitions).filter(|&p| snapshot.is_led_by(node_id, &topic.name, p))
+        {
+            let owner = shard.owner_of_partition(&topic.name, p);
+            by_owner
+                .entry(owner)
+                .or_default()
+                .push((i, topic.clone(), p));
         }
     }
-    if failed.is_empty() {
-        return Ok(());
+    let calls = by_owner.into_iter().map(|(owner, work)| {
+        shard.invoke_on(owner, move |s| async move {
+            use futures_util::StreamExt;
+            futures_util::stream::iter(work)
+                .map(|(i, topic, p)| {
+                    let s = s.clone();
+                    async move {
+                        let created = create_partition(&s, &topic.name, p, &topic.config).await;
+                        created.err().map(|reason| (i, p, reason))
+                    }
+                })
+                .buffer_unordered(MAX_CONCURRENT_CREATES)
+                .filter_map(|failed| async move { failed })
+                .collect::<Vec<_>>()
+                .await
+        })
+    });
+    let mut failed: Vec<Vec<(i32, String)>> = vec![Vec::new(); topics.len()];
+    let mut gone = None;
+    for result in futures_util::future::join_all(calls).await {
+        match result {
+            Ok(list) => list
+                .into_iter()
+                .for_each(|(i, p, reason)| failed[i].push((p, reason))),
+            Err(e) => gone = Some(TopicOpError::from(e)),
+        }
     }
+    let mut offline = Vec::new();
+    let results = topics
+        .iter()
+        .zip(failed)
+        .map(|((topic, from), mut failed)| {
+            if let Some(e) = &gone {
+                return Err(e.clone());
+            }
+            if failed.is_empty() {
+                return Ok(());
+            }
+            failed.sort_by_key(|(p, _)| *p);
+            let error = offline_error(topic, *from, &failed);
+            offline.extend(
+                failed
+                    .into_iter()
+                    .map(|(p, r)| (topic.name.clone(), p, Some(r))),
+            );
+            Err(error)
+        })
+        .collect();
+    if let Ok(writer) = writer(shard) {
+        writer.set_offline(offline);
+    }
+    results
+}
+
+/// KAFKA_STORAGE_ERROR for a topic some of whose new partitions (`failed`, by index) could
+/// not be created, naming the first few.
+fn offline_error(topic: &TopicMeta, from: i32, failed: &[(i32, String)]) -> TopicOpError {
     let listed: Vec<String> = failed
         .iter()
         .take(MAX_FAILED_PARTITIONS_LISTED)
-        .map(|(_, p, reason)| format!("{p}: {}", reason.as_deref().unwrap_or("")))
+        .map(|(p, reason)| format!("{p}: {reason}"))
         .collect();
     let message = format!(
         "{} of {} partitions of topic `{}` could not be created and are offline ({}{})",
@@ -95,13 +161,74 @@ pub(super) async fn open_on_owners(
             ""
         }
     );
-    if let Ok(writer) = writer(shard) {
-        writer.set_offline(failed);
-    }
-    Err(TopicOpError {
+    TopicOpError {
         code: kafka_protocol::ResponseError::KafkaStorageError.code(),
         message,
-    })
+    }
+}
+
+/// Creates the topics of one CreateTopics request: validated and persisted together on the
+/// metadata writer (one metadata write), then their partitions created on the owning
+/// shards, one message per shard. One result per topic, in order. In cluster mode each
+/// topic goes through the metadata quorum on its own (`create_topic`).
+pub async fn create_topics(
+    shard: &Rc<Shard>,
+    specs: Vec<NewTopicSpec>,
+    validate_only: bool,
+) -> Vec<Result<Arc<TopicMeta>, TopicOpError>> {
+    if shard.cluster.is_some() {
+        let mut results = Vec::with_capacity(specs.len());
+        for spec in specs {
+            let NewTopicSpec {
+                name,
+                partitions,
+                replication_factor,
+                overrides,
+            } = spec;
+            results.push(
+                create_topic(
+                    shard,
+                    name,
+                    partitions,
+                    replication_factor,
+                    overrides,
+                    validate_only,
+                )
+                .await,
+            );
+        }
+        return results;
+    }
+    let count = specs.len();
+    let answered = shard
+        .invoke_on(0, move |s| async move {
+            let writer = match writer(&s) {
+                Ok(writer) => writer,
+                Err(e) => return vec![Err(e); count],
+            };
+            let created: Vec<Result<Arc<TopicMeta>, TopicOpError>> = writer
+                .create_topics(specs, validate_only)
+                .into_iter()
+                .map(|r| r.map_err(TopicOpError::from))
+                .collect();
+            if validate_only {
+                return created;
+            }
+            let new: Vec<(Arc<TopicMeta>, i32)> = created
+                .iter()
+                .filter_map(|r| r.as_ref().ok().map(|t| (t.clone(), 0)))
+                .collect();
+            let mut opened = open_topics_on_owners(&s, &new).await.into_iter();
+            created
+                .into_iter()
+                .map(|r| r.and_then(|t| opened.next().unwrap_or(Ok(())).map(|()| t)))
+                .collect()
+        })
+        .await;
+    match answered {
+        Ok(results) => results,
+        Err(e) => vec![Err(TopicOpError::from(e)); count],
+    }
 }
 
 pub async fn create_topic(

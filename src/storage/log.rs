@@ -101,6 +101,17 @@ pub struct PartitionLog {
     pub(super) opened_clean: Cell<bool>,
     /// Log compaction: the cleaner checkpoint and the segment-swap lock.
     pub(super) cleaner: CleanerState,
+    /// The partition directory (a new one, or one whose log file is created lazily) and
+    /// its entry in the data directory are not known to be on stable storage: the first
+    /// data sync makes them so before anything is acknowledged as durable. Creating a
+    /// partition then needs no fsync: its topic is durable in metadata, and an open
+    /// recreates a partition directory a crash lost.
+    pub(super) dir_unsynced: Cell<bool>,
+    /// The state file on disk says the log was not shut down cleanly. An open that found a
+    /// clean mark leaves it in place (rewriting it cost two fsyncs per partition at every
+    /// start: 100,000 partitions took minutes); the first change to the log's files (an
+    /// append, a cleaner pass) clears it first (`mark_unclean`).
+    pub(super) marked_unclean: Cell<bool>,
 }
 
 impl PartitionLog {
@@ -127,6 +138,8 @@ impl PartitionLog {
             closed: Cell::new(false),
             opened_clean: Cell::new(false),
             cleaner: CleanerState::default(),
+            dir_unsynced: Cell::new(false),
+            marked_unclean: Cell::new(true),
         }
     }
 
@@ -299,6 +312,7 @@ impl PartitionLog {
 
         let guard = self.dispatch_lock.lock().await;
         self.check_online()?;
+        self.mark_unclean().await?;
         let active = self.active_segment();
         let last_offset = self.offsets.next_offset.get() + shape.offset_span - 1;
         if self.needs_roll(&active, batches.len() as u64, last_offset, now_ms) {
@@ -355,6 +369,12 @@ impl PartitionLog {
         })
     }
 
+    /// Whether any segment file was created (a new log creates its first on first append).
+    fn has_files(&self) -> bool {
+        let segments = self.segments.borrow();
+        segments.len() > 1 || segments.iter().any(|s| s.files.log_created())
+    }
+
     /// Writes the state file (serialised: one writer at a time).
     pub(super) async fn persist_state(&self, clean_shutdown: bool) -> Result<(), StorageError> {
         let _g = self.state_lock.lock().await;
@@ -364,7 +384,18 @@ impl PartitionLog {
             written_end_offset: self.offsets.written_end_offset.get(),
             clean_shutdown,
         };
-        write_state(&self.dir, &state).await
+        write_state(&self.dir, &state).await?;
+        self.marked_unclean.set(!clean_shutdown);
+        Ok(())
+    }
+
+    /// Clears the clean-shutdown mark an open left on disk, before the log's files change:
+    /// a crash after that must run recovery.
+    pub(super) async fn mark_unclean(&self) -> Result<(), StorageError> {
+        if self.marked_unclean.get() {
+            return Ok(());
+        }
+        self.persist_state(false).await
     }
 
     /// Reports the duration of every segment fdatasync to `observer` (the shard's metrics).
@@ -464,6 +495,12 @@ impl PartitionLog {
             });
         }
         self.flush_inner(true, true).await?;
+        if !self.marked_unclean.get() || !self.has_files() {
+            // The clean mark an open found still holds (nothing changed since), or the log
+            // never took data and has no file to recover: nothing to write, which keeps
+            // stopping a broker of 100,000 idle partitions short.
+            return Ok(());
+        }
         let active = self.active_segment();
         active.seal_time_index();
         active.persist_indexes().await?;

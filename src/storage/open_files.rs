@@ -367,6 +367,9 @@ pub struct SegmentFiles {
     /// or retention deleted it): descriptors still open serve the readers that hold them,
     /// but the path must never be reopened, it may name another segment's file now.
     retired: Cell<bool>,
+    /// The log file may not exist yet: a new partition's first segment is created on first
+    /// use (an append), so creating a partition makes no file (issue 19: 100,000 partitions).
+    create_on_open: Cell<bool>,
 }
 
 /// Which files an open may create.
@@ -410,6 +413,7 @@ impl SegmentFiles {
             unsynced: Cell::new(false),
             writeback_error: RefCell::new(None),
             retired: Cell::new(false),
+            create_on_open: Cell::new(false),
         }
     }
 
@@ -443,6 +447,24 @@ impl SegmentFiles {
         Rc::new(SegmentFiles::new(log_path, index_path, time_index_path))
     }
 
+    /// A new segment's files, created when first opened (usually by the first append). The
+    /// directory entry this creates is made durable by the log's first data sync
+    /// (`PartitionLog::ensure_dir_durable`).
+    pub fn lazy(
+        log_path: PathBuf,
+        index_path: PathBuf,
+        time_index_path: PathBuf,
+    ) -> Rc<SegmentFiles> {
+        let files = SegmentFiles::new(log_path, index_path, time_index_path);
+        files.create_on_open.set(true);
+        Rc::new(files)
+    }
+
+    /// False while a lazily created log file has not been opened (and so made) yet.
+    pub fn log_created(&self) -> bool {
+        !self.create_on_open.get()
+    }
+
     fn install(self: &Rc<Self>, handles: OpenHandles) {
         let fds = handles.fds();
         *self.open.borrow_mut() = Some(handles);
@@ -471,7 +493,13 @@ impl SegmentFiles {
             return Ok(());
         }
         self.refuse_if_retired()?;
-        let log = open_rw(&self.log_path, Mode::Existing).await?;
+        let mode = if self.create_on_open.get() {
+            Mode::CreateIfMissing
+        } else {
+            Mode::Existing
+        };
+        let log = open_rw(&self.log_path, mode).await?;
+        self.create_on_open.set(false);
         let shared_log_fd = duplicate(&log, &self.log_path)?;
         // Another task may have reopened it meanwhile: then these handles just close.
         if self.touch() {

@@ -80,6 +80,39 @@ impl PartitionLog {
         Ok(log)
     }
 
+    /// Creates a new partition's log (CreateTopics, CreatePartitions): only its directory
+    /// is made, with no fsync and no file in it; the first segment's files are created by
+    /// the first append and the directories made durable by the first data sync
+    /// (`dir_unsynced`). What a crash can leave (no directory, or an empty one) is what
+    /// `open` recovers to an empty log. A directory already there (a leftover, or not a
+    /// directory at all) goes through `open` and its recovery.
+    pub async fn create(
+        data_dir: &Path,
+        topic: &str,
+        partition: i32,
+        config: LogConfig,
+    ) -> Result<Rc<PartitionLog>, StorageError> {
+        let name = format!("{topic}-{partition}");
+        let dir = data_dir.join(&name);
+        if let Err(e) = std::fs::create_dir(&dir) {
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::AlreadyExists | std::io::ErrorKind::NotFound
+            ) {
+                return Self::open(data_dir, topic, partition, config).await;
+            }
+            return Err(StorageError::io(&dir, e));
+        }
+        let log = Rc::new_cyclic(|weak| PartitionLog::new_in(weak.clone(), dir, name, config));
+        log.dir_unsynced.set(true);
+        let segment = Segment::create_lazily(&log.dir, 0);
+        log.segments.borrow_mut().push_back(segment);
+        let now = now_ms();
+        log.flush.last_flush_ms.set(now);
+        log.flush.last_state_persist_ms.set(now);
+        Ok(log)
+    }
+
     async fn recover(&self) -> Result<(), StorageError> {
         let (state, state_trusted) = read_state_or_distrust(&self.dir).await?;
         remove_temp_files(&self.dir).await?;
@@ -89,6 +122,10 @@ impl PartitionLog {
         let recovery_point = state.map(|s| s.recovery_point).unwrap_or(0);
         let state_log_start = state.map(|s| s.log_start_offset).unwrap_or(0);
         self.load_segment_files(state_log_start).await?;
+        if state.is_none() && !self.segments.borrow()[0].files.log_created() {
+            // A log that never took data (no state, no segment file): nothing to scan.
+            self.opened_clean.set(true);
+        }
         let full_from = self
             .validate_segments(clean, recovery_point, state_trusted)
             .await?;
@@ -98,7 +135,9 @@ impl PartitionLog {
         // Everything recovered is synced now (the scan touched it; sync what may be dirty).
         if !clean {
             for s in &segments[full_from.min(segments.len() - 1)..] {
-                s.sync_log().await?;
+                if s.files.log_created() {
+                    s.sync_log().await?;
+                }
             }
         }
         self.offsets.durable_offset.set(log_end);
@@ -108,8 +147,11 @@ impl PartitionLog {
             .last_state_persist_ms
             .set(self.flush.last_flush_ms.get());
         self.rebuild_producer_state().await?;
-        // From now on a crash is an unclean shutdown.
-        self.persist_state(false).await?;
+        // From the first change on, a crash is an unclean shutdown: a clean mark on disk is
+        // cleared before it (`mark_unclean`), so an idle partition's open writes nothing.
+        // After recovery the state file already says unclean (or is absent); the recovery
+        // point it holds may lag, which only makes a later recovery scan more.
+        self.marked_unclean.set(!clean);
         // Segments wholly below the log start (a crash between persisting a new log start
         // and unlinking them) are finished off now.
         let stale: Vec<Rc<Segment>> = {
@@ -130,9 +172,10 @@ impl PartitionLog {
         let dir = &self.dir;
         let bases = list_offsets(dir, LOG_SUFFIX)?;
         if bases.is_empty() {
-            let seg = Segment::create(dir, state_log_start.max(0)).await?;
+            // Created on first use, as for a new partition (`create`).
+            let seg = Segment::create_lazily(dir, state_log_start.max(0));
             self.segments.borrow_mut().push_back(seg);
-            super::state::sync_dir(dir).await?;
+            self.dir_unsynced.set(true);
         } else {
             for &b in &bases {
                 let seg = Segment::open(dir, b).await?;
@@ -482,7 +525,11 @@ async fn revalidate(
     seg.visible_bytes.set(seg.size_bytes.get());
     // Every batch kept was CRC-checked by the scan above.
     seg.crc_verified_bytes.set(seg.size_bytes.get());
-    seg.rewrite_indexes().await?;
+    // A segment whose files were never created (a partition that took no data) has no
+    // indexes to rewrite.
+    if seg.files.log_created() {
+        seg.rewrite_indexes().await?;
+    }
     Ok(truncated)
 }
 

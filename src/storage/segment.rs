@@ -117,6 +117,17 @@ impl Segment {
         Ok(Self::with_files(base_offset, files, 0))
     }
 
+    /// A new, empty segment whose files are created on first use (a partition's first
+    /// append), so a partition that never takes data costs no file (issue 19).
+    pub fn create_lazily(dir: &Path, base_offset: i64) -> Rc<Segment> {
+        let (log_path, index_path, time_index_path) = Self::paths(dir, base_offset);
+        Self::with_files(
+            base_offset,
+            SegmentFiles::lazy(log_path, index_path, time_index_path),
+            0,
+        )
+    }
+
     /// An existing segment; sizes are taken from the log file, bookkeeping is filled in by
     /// recovery. No descriptor is taken: the files open on first use.
     pub async fn open(dir: &Path, base_offset: i64) -> Result<Rc<Segment>, StorageError> {

@@ -296,12 +296,28 @@ impl PartitionLog {
         if !segment.is_dirty() {
             return Ok(());
         }
+        self.ensure_dir_durable().await?;
         let started = std::time::Instant::now();
         segment.sync_log().await?;
         self.writer.fdatasyncs.set(self.writer.fdatasyncs.get() + 1);
         if let Some(observer) = self.writer.sync_observer.borrow().as_ref() {
             observer(started.elapsed().as_nanos() as u64);
         }
+        Ok(())
+    }
+
+    /// fsyncs the partition directory and the data directory holding it once, before the
+    /// first data sync of a partition created without them (`dir_unsynced`): the log file's
+    /// name and the directory's must survive a power loss with the data they hold.
+    async fn ensure_dir_durable(&self) -> Result<(), StorageError> {
+        if !self.dir_unsynced.get() {
+            return Ok(());
+        }
+        super::state::sync_dir(&self.dir).await?;
+        if let Some(parent) = self.dir.parent() {
+            super::state::sync_dir(parent).await?;
+        }
+        self.dir_unsynced.set(false);
         Ok(())
     }
 

@@ -6,7 +6,8 @@ use crate::server::config_sources::{broker_levels, topic_config_source};
 use crate::server::access::{cluster_allowed, permitted};
 use crate::server::authorization::{AclOperation, ResourceType};
 use crate::server::context::RequestContext;
-use crate::shard::topics::{TopicOpError, check_topic_assignments, create_topic};
+use crate::metadata::NewTopicSpec;
+use crate::shard::topics::{TopicOpError, check_topic_assignments, create_topics};
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::create_topics_response::{
@@ -71,71 +72,78 @@ fn partition_count(ctx: &RequestContext<'_>, topic: &CreatableTopic) -> Result<i
     check_topic_assignments(ctx.shard.config.node_id, &assignments)
 }
 
+/// The checks made before a topic goes to the metadata writer (authorization, partition
+/// count): the spec to create, or the topic's error.
+fn admit(ctx: &RequestContext<'_>, topic: &CreatableTopic) -> Result<NewTopicSpec, TopicOpError> {
+    let name = topic.name.0.to_string();
+    // CREATE on the cluster covers every topic; else CREATE on this one.
+    if !cluster_allowed(ctx, AclOperation::Create) && !permitted(ctx, ResourceType::Topic, &name)
+    {
+        return Err(TopicOpError {
+            code: ResponseError::TopicAuthorizationFailed.code(),
+            message: String::new(),
+        });
+    }
+    let partitions = partition_count(ctx, topic)?;
+    let mut overrides = BTreeMap::new();
+    for c in &topic.configs {
+        if let Some(v) = &c.value {
+            overrides.insert(c.name.to_string(), v.to_string());
+        }
+    }
+    Ok(NewTopicSpec {
+        name,
+        partitions,
+        replication_factor: topic.replication_factor,
+        overrides,
+    })
+}
+
+/// Every admitted topic of the request is created in one go (`shard::topics::create_topics`:
+/// one metadata write, one message per owning shard), so a request of 100 topics costs
+/// about what one does.
 pub async fn handle(
     ctx: &RequestContext<'_>,
     request: CreateTopicsRequest,
 ) -> CreateTopicsResponse {
+    let admitted: Vec<Result<NewTopicSpec, TopicOpError>> =
+        request.topics.iter().map(|t| admit(ctx, t)).collect();
+    let specs: Vec<NewTopicSpec> = admitted
+        .iter()
+        .filter_map(|a| a.as_ref().ok().cloned())
+        .collect();
+    let mut created = create_topics(ctx.shard, specs, request.validate_only)
+        .await
+        .into_iter();
     let mut results = Vec::with_capacity(request.topics.len());
-    for topic in request.topics {
-        let name = topic.name.0.to_string();
-        let mut overrides = BTreeMap::new();
-        for c in &topic.configs {
-            if let Some(v) = &c.value {
-                overrides.insert(c.name.to_string(), v.to_string());
-            }
-        }
+    for (topic, admitted) in request.topics.into_iter().zip(admitted) {
         // error_message is null unless there is an error (the codec's default is "").
-        let mut result = CreatableTopicResult::default()
+        let result = CreatableTopicResult::default()
             .with_error_message(None)
-            .with_name(topic.name.clone())
+            .with_name(topic.name)
             .with_num_partitions(-1)
             .with_replication_factor(-1);
-        // CREATE on the cluster covers every topic; else CREATE on this one.
-        if !cluster_allowed(ctx, AclOperation::Create)
-            && !permitted(ctx, ResourceType::Topic, &name)
-        {
-            let code = ResponseError::TopicAuthorizationFailed.code();
-            results.push(result.with_error_code(code));
-            continue;
-        }
-        let partitions = match partition_count(ctx, &topic) {
-            Ok(partitions) => partitions,
-            Err(e) => {
-                results.push(
-                    result
-                        .with_error_code(e.code)
-                        .with_error_message(Some(StrBytes::from_string(e.message))),
-                );
-                continue;
-            }
-        };
-        match create_topic(
-            ctx.shard,
-            name,
-            partitions,
-            topic.replication_factor,
-            overrides,
-            request.validate_only,
-        )
-        .await
-        {
-            Ok(meta) => {
-                let configs = created_configs(ctx, &meta);
-                result = result
-                    .with_topic_id(meta.id)
-                    .with_error_code(0)
-                    .with_error_message(None)
-                    .with_num_partitions(meta.partitions)
-                    .with_replication_factor(1)
-                    .with_configs(Some(configs));
-            }
-            Err(e) => {
-                result = result
-                    .with_error_code(e.code)
-                    .with_error_message(Some(StrBytes::from_string(e.message)));
-            }
-        }
-        results.push(result);
+        let outcome = admitted.and_then(|_| {
+            created.next().unwrap_or_else(|| {
+                Err(TopicOpError {
+                    code: ResponseError::UnknownServerError.code(),
+                    message: "no answer from the metadata writer".into(),
+                })
+            })
+        });
+        results.push(match outcome {
+            Ok(meta) => result
+                .with_topic_id(meta.id)
+                .with_error_code(0)
+                .with_num_partitions(meta.partitions)
+                .with_replication_factor(1)
+                .with_configs(Some(created_configs(ctx, &meta))),
+            // Authorization failures carry no message, as before.
+            Err(e) if e.message.is_empty() => result.with_error_code(e.code),
+            Err(e) => result
+                .with_error_code(e.code)
+                .with_error_message(Some(StrBytes::from_string(e.message))),
+        });
     }
     CreateTopicsResponse::default()
         .with_throttle_time_ms(0)

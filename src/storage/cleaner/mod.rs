@@ -289,6 +289,8 @@ impl PartitionLog {
         if !plan.due {
             return Ok(None);
         }
+        // The pass swaps segment files: an open must not trust them unchecked after a crash.
+        self.mark_unclean().await?;
         let mut stats = CleanStats::default();
         let mut map = KeyOffsetMap::with_buffer_bytes(throttle.budget().dedupe_buffer_bytes);
         let Some(map_end) = self
