@@ -37,7 +37,8 @@ pub struct RegisteredBroker {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ClusterState {
     pub brokers: BTreeMap<i32, RegisteredBroker>,
-    /// Topic -> replicas of each partition; the first replica leads (stage 1: no failover).
+    /// Topic -> replicas of each partition; the first replica leads (no failover yet), the
+    /// others follow it (stage 2: they copy its log with Fetch).
     pub assignments: HashMap<String, Arc<Vec<Vec<i32>>>>,
     /// Next producer id no broker has been given yet.
     pub next_producer_id: i64,
@@ -57,6 +58,27 @@ impl ClusterState {
         self.replicas(topic, partition).first().copied()
     }
 
+    /// Whether `node` holds a replica of `topic`-`partition` that it does not lead.
+    pub fn is_follower(&self, node: i32, topic: &str, partition: i32) -> bool {
+        let replicas = self.replicas(topic, partition);
+        replicas.first() != Some(&node) && replicas.contains(&node)
+    }
+
+    /// The partitions `node` follows whose leader is `leader`, sorted by topic and partition
+    /// (a replica fetcher's set; one fetch session covers them all).
+    pub fn followed_from(&self, node: i32, leader: i32) -> Vec<(String, i32)> {
+        let mut out = Vec::new();
+        for (topic, partitions) in &self.assignments {
+            for (p, replicas) in partitions.iter().enumerate() {
+                if replicas.first() == Some(&leader) && replicas[1..].contains(&node) {
+                    out.push((topic.clone(), i32::try_from(p).unwrap_or(i32::MAX)));
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
     pub fn is_live(&self, broker: i32) -> bool {
         self.brokers.get(&broker).is_some_and(|b| !b.fenced)
     }
@@ -73,12 +95,19 @@ impl ClusterState {
 
 impl MetadataSnapshot {
     /// Whether `node` serves `topic`-`partition`: on a single node every partition; in
-    /// cluster mode only the ones it leads (stage 1 keeps data on the leader only).
+    /// cluster mode only the ones it leads (followers hold a copy but serve no client).
     pub fn is_led_by(&self, node: i32, topic: &str, partition: i32) -> bool {
         match &self.cluster {
             None => true,
             Some(cluster) => cluster.leader(topic, partition) == Some(node),
         }
+    }
+
+    /// Whether `node` holds a follower replica of `topic`-`partition` (cluster mode only).
+    pub fn is_followed_by(&self, node: i32, topic: &str, partition: i32) -> bool {
+        self.cluster
+            .as_ref()
+            .is_some_and(|c| c.is_follower(node, topic, partition))
     }
 }
 
@@ -560,6 +589,10 @@ mod tests {
         assert_eq!(cluster.live_brokers(), vec![1]);
         assert!(snapshot.is_led_by(2, "t", 1));
         assert!(!snapshot.is_led_by(1, "t", 1));
+        assert!(snapshot.is_followed_by(1, "t", 1));
+        assert!(!snapshot.is_followed_by(2, "t", 1));
+        assert_eq!(cluster.followed_from(1, 2), vec![("t".to_string(), 1)]);
+        assert_eq!(cluster.followed_from(2, 1), vec![("t".to_string(), 0)]);
 
         let (_dir_b, b) = writer();
         b.install_image(&a.encode_image()).unwrap();

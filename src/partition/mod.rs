@@ -191,6 +191,18 @@ impl Partition {
         Ok(outcome)
     }
 
+    /// A follower's append: batches fetched from the leader, stored as the leader stored
+    /// them (offsets and leader epochs kept, CRC checked once). Returns the new log end
+    /// offset, the follower's next fetch offset.
+    pub async fn append_replicated(
+        &self,
+        batches: BytesMut,
+        _leader_high_watermark: i64,
+        now_ms: i64,
+    ) -> Result<i64, StorageError> {
+        self.log.append_replicated(batches, now_ms).await
+    }
+
     /// Whether an append with these acks is synced before its answer under the topic's
     /// durability (the delay log follows the same rule for the records it takes instead).
     pub fn syncs_appends_with(&self, acks: i16) -> bool {

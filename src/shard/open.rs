@@ -2,6 +2,9 @@
 //! this shard) and when a topic or partitions are created. A partition that cannot be opened
 //! is kept offline with its reason (never served: KAFKA_STORAGE_ERROR), and reported to the
 //! metadata writer on shard 0 so Metadata shows it without a leader (issue 19, point 2).
+//! In cluster mode the partitions this node follows are opened too, into the shard's
+//! `followers` table (issue 17, stage 2): their logs take the leader's batches from the
+//! replica fetchers and serve no client.
 //! Must not decide placement or touch another shard's table.
 
 use super::{PartitionSlot, Shard};
@@ -24,14 +27,23 @@ pub async fn open_owned_partitions(shard: &Rc<Shard>) {
     let owned = snapshot.topics.values().flat_map(|topic| {
         (0..topic.partitions)
             .filter(|&p| shard.owner_of_partition(&topic.name, p) == shard.id)
-            .filter(|&p| snapshot.is_led_by(node_id, &topic.name, p))
+            .filter(|&p| {
+                snapshot.is_led_by(node_id, &topic.name, p)
+                    || snapshot.is_followed_by(node_id, &topic.name, p)
+            })
             .map(move |p| (topic, p))
     });
     let offline: Vec<(String, i32, Option<String>)> = futures_util::stream::iter(owned)
         .map(|(topic, partition)| async move {
+            // Only a leader's failure takes the partition offline for clients.
+            let led = shard
+                .metadata
+                .load()
+                .is_led_by(shard.config.node_id, &topic.name, partition);
             open_partition(shard, &topic.name, partition, &topic.config)
                 .await
                 .err()
+                .filter(|_| led)
                 .map(|reason| (topic.name.clone(), partition, Some(reason)))
         })
         .buffer_unordered(MAX_CONCURRENT_OPENS)
@@ -41,7 +53,9 @@ pub async fn open_owned_partitions(shard: &Rc<Shard>) {
     let offline_count = offline.len();
     report_offline(shard, offline).await;
     let (mut clean, mut recovered) = (0usize, 0usize);
-    for (_, _, p) in shard.partitions.all_online() {
+    let mut opened = shard.partitions.all_online();
+    opened.extend(shard.followers.all_online());
+    for (_, _, p) in opened {
         if p.opened_clean() {
             clean += 1;
         } else {
@@ -87,17 +101,27 @@ pub async fn take_offline(shard: &Rc<Shard>, topic: &str, partition: i32, reason
 
 /// Opens one partition on its owning shard. A partition that fails to open (recovery
 /// refused it, the directory cannot be created, no descriptor left) is kept offline with
-/// the reason, never served; the reason is returned.
+/// the reason, never served; the reason is returned. A partition metadata says this node
+/// follows goes to the `followers` table, any other to `partitions`.
 pub async fn open_partition(
     shard: &Rc<Shard>,
     topic: &str,
     partition: i32,
     config: &crate::config::LogConfig,
 ) -> Result<(), String> {
-    if let super::Lookup::Offline(why) = shard.partitions.get(topic, partition) {
+    let follower = shard
+        .metadata
+        .load()
+        .is_followed_by(shard.config.node_id, topic, partition);
+    let table = if follower {
+        &shard.followers
+    } else {
+        &shard.partitions
+    };
+    if let super::Lookup::Offline(why) = table.get(topic, partition) {
         return Err(why);
     }
-    if shard.partitions.contains(topic, partition) {
+    if table.contains(topic, partition) {
         return Ok(());
     }
     let opened = PartitionLog::open(&shard.config.data_dir, topic, partition, config.clone()).await;
@@ -115,6 +139,6 @@ pub async fn open_partition(
             (PartitionSlot::Offline(reason.clone()), Err(reason))
         }
     };
-    shard.partitions.insert(topic, partition, slot);
+    table.insert(topic, partition, slot);
     result
 }

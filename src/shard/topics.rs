@@ -58,9 +58,11 @@ pub(super) async fn open_on_owners(
 ) -> Result<(), TopicOpError> {
     let snapshot = shard.metadata.load_full();
     let node_id = shard.config.node_id;
-    let led_here =
-        (from..topic.partitions).filter(|&p| snapshot.is_led_by(node_id, &topic.name, p));
-    let opens = led_here.map(|p| {
+    let held_here = (from..topic.partitions).filter(|&p| {
+        snapshot.is_led_by(node_id, &topic.name, p)
+            || snapshot.is_followed_by(node_id, &topic.name, p)
+    });
+    let opens = held_here.map(|p| {
         let topic = topic.clone();
         let owner = shard.owner_of_partition(&topic.name, p);
         shard.invoke_on(owner, move |s| async move {
@@ -71,7 +73,10 @@ pub(super) async fn open_on_owners(
     });
     let mut failed = Vec::new();
     for result in futures_util::future::join_all(opens).await {
-        if let Err((p, reason)) = result? {
+        // A follower copy that cannot be opened does not take the partition offline.
+        if let Err((p, reason)) = result?
+            && snapshot.is_led_by(node_id, &topic.name, p)
+        {
             failed.push((topic.name.clone(), p, Some(reason)));
         }
     }
@@ -228,10 +233,12 @@ pub(super) async fn reconfigure_on_owners(shard: &Rc<Shard>, topics: Vec<Arc<Top
             async move {
                 for altered in topics.iter() {
                     for p in 0..altered.partitions {
-                        if let super::table::Lookup::Online(online) =
-                            owner.partitions.get(&altered.name, p)
-                        {
-                            online.update_config(altered.config.clone());
+                        for table in [&owner.partitions, &owner.followers] {
+                            if let super::table::Lookup::Online(online) =
+                                table.get(&altered.name, p)
+                            {
+                                online.update_config(altered.config.clone());
+                            }
                         }
                     }
                 }
