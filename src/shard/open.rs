@@ -9,6 +9,7 @@
 
 use super::{PartitionSlot, Shard};
 use crate::partition::Partition;
+use crate::partition::replicas::ReplicaSet;
 use crate::storage::PartitionLog;
 use std::rc::Rc;
 
@@ -130,7 +131,12 @@ pub async fn open_partition(
             let metrics = shard.metrics.clone();
             log.observe_syncs(Rc::new(move |ns| metrics.record_fsync(ns)));
             let metrics = shard.metrics.partition(topic, partition);
-            let online = Rc::new(Partition::new(log, metrics));
+            let online = Rc::new(with_followers(
+                shard,
+                topic,
+                partition,
+                Partition::new(log, metrics),
+            ));
             (PartitionSlot::Online(online), Ok(()))
         }
         Err(e) => {
@@ -141,4 +147,31 @@ pub async fn open_partition(
     };
     table.insert(topic, partition, slot);
     result
+}
+
+/// A partition this node leads with other replicas gets their replica set (cluster mode):
+/// its high watermark then waits for them. Every follower starts in sync (the ISR is the
+/// replica set until shrink and expand land) and the high watermark at the log start, as
+/// Kafka's with no checkpoint: the followers' first fetches move it.
+fn with_followers(shard: &Shard, topic: &str, partition: i32, p: Partition) -> Partition {
+    let snapshot = shard.metadata.load();
+    let Some(cluster) = snapshot.cluster.as_deref() else {
+        return p;
+    };
+    let replicas = cluster.replicas(topic, partition);
+    if replicas.len() < 2 || replicas[0] != shard.config.node_id {
+        return p;
+    }
+    let min_insync = snapshot.topic(topic).map_or(1, |t| min_insync_replicas(t));
+    let start = p.log_start_offset();
+    p.with_replicas(ReplicaSet::new(&replicas[1..], min_insync, start))
+}
+
+/// The topic's `min.insync.replicas` (an override; else Kafka's default, 1).
+pub fn min_insync_replicas(topic: &crate::metadata::TopicMeta) -> usize {
+    topic
+        .overrides
+        .get("min.insync.replicas")
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(1)
 }

@@ -238,6 +238,10 @@ pub(super) async fn reconfigure_on_owners(shard: &Rc<Shard>, topics: Vec<Arc<Top
                                 table.get(&altered.name, p)
                             {
                                 online.update_config(altered.config.clone());
+                                if let Some(set) = online.replicas() {
+                                    let min = super::open::min_insync_replicas(altered);
+                                    set.set_min_insync_replicas(min);
+                                }
                             }
                         }
                     }

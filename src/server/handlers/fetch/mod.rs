@@ -55,7 +55,7 @@ pub async fn handle(ctx: &RequestContext<'_>, request: FetchRequest) -> Reply {
         min_bytes,
         max_bytes,
         deadline,
-        isolation,
+        read::Reader { isolation, replica },
     )
     .await;
     let waited = wait_started.elapsed();
