@@ -2,7 +2,8 @@
 //! protocol. A 3-node cluster of `sluice serve` processes (one core each): followers copy
 //! their leaders' logs byte for byte (offsets and leader epochs kept), never serve clients
 //! themselves, and a follower that was down catches up from where its log ends; the high
-//! watermark waits for the in-sync replicas, and acks=all for the high watermark.
+//! watermark waits for the in-sync replicas, and acks=all for the high watermark; a stopped
+//! follower leaves the ISR after `replica_lag_time_max_ms` and rejoins once it caught up.
 
 mod support;
 
@@ -13,7 +14,7 @@ use kafka_protocol::messages::{CreateTopicsRequest, FetchRequest, ProduceRequest
 use kafka_protocol::protocol::StrBytes;
 use std::path::Path;
 use std::time::{Duration, Instant};
-use support::cluster::{LocalCluster, create_topic, leaders};
+use support::cluster::{LocalCluster, create_topic, leaders, metadata};
 use support::wire::{RawConn, encode_batch, plain_record, produce_request, topic_name};
 
 const NOT_LEADER_OR_FOLLOWER: i16 = 6;
@@ -250,4 +251,57 @@ fn the_high_watermark_waits_for_the_in_sync_replicas_and_acks_all_for_the_high_w
     signal(cluster.node(stopped), "-CONT");
     wait_for_high_watermark(&cluster, leader, "acked", 31);
     wait_for_identical_copies(&cluster, "acked", 0, leader);
+}
+
+/// Waits until `node`'s Metadata shows `expected` (sorted) as the ISR of `topic`-0.
+fn wait_for_isr(cluster: &LocalCluster, node: i32, topic: &str, expected: &[i32]) {
+    let deadline = Instant::now() + CATCH_UP_TIMEOUT;
+    loop {
+        let mut isr: Vec<i32> = metadata(cluster.node(node), Some(&[topic]))
+            .ok()
+            .and_then(|m| m.topics.first().cloned())
+            .and_then(|t| t.partitions.first().cloned())
+            .map(|p| p.isr_nodes.iter().map(|b| b.0).collect())
+            .unwrap_or_default();
+        isr.sort();
+        if isr == expected {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{topic}-0 ISR {isr:?} on node {node}, expected {expected:?}\n{}",
+            cluster.diagnostics()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_stopped_follower_leaves_the_isr_so_acks_all_goes_on_and_rejoins_after_it_catches_up() {
+    let cluster = LocalCluster::start_with_config(3, "replica_lag_time_max_ms = 2000\n");
+    cluster.wait_until_formed(3);
+    create_with_min_insync(cluster.node(1), "isr", "2");
+    let leader = leaders(cluster.node(1), "isr")[0];
+    let codes = produce_with(cluster.node(leader), "isr", 0, 10, "before", -1, 30_000);
+    assert!(codes.iter().all(|&c| c == 0), "{codes:?}");
+    wait_for_isr(&cluster, leader, "isr", &[1, 2, 3]);
+
+    let stopped = (1..=3).find(|&id| id != leader).unwrap_or(1);
+    signal(cluster.node(stopped), "-STOP");
+    // This write waits until the ISR drops the stopped follower (after the 2 s lag), then
+    // it and the next ones are acknowledged by the two replicas left.
+    let codes = produce_with(cluster.node(leader), "isr", 0, 10, "during", -1, 60_000);
+    assert!(
+        codes.iter().all(|&c| c == 0),
+        "{codes:?}\n{}",
+        cluster.diagnostics()
+    );
+    let mut shrunk: Vec<i32> = (1..=3).filter(|&id| id != stopped).collect();
+    shrunk.sort();
+    wait_for_isr(&cluster, leader, "isr", &shrunk);
+    assert_eq!(fetch_answer(cluster.node(leader), "isr", 0), (0, 20));
+
+    signal(cluster.node(stopped), "-CONT");
+    wait_for_isr(&cluster, leader, "isr", &[1, 2, 3]);
+    wait_for_identical_copies(&cluster, "isr", 0, leader);
 }

@@ -351,15 +351,20 @@ impl Partition {
 
     /// acks=all's wait after an append (Kafka's delayed produce): completes when the high
     /// watermark reaches `end_offset` (every in-sync replica has the append), woken by the
-    /// followers' fetches, never by polling. Immediate for one replica.
-    pub async fn wait_replicated(&self, end_offset: i64) {
+    /// followers' fetches and ISR changes, never by polling. Immediate for one replica;
+    /// `false` when the ISR shrank below `min.insync.replicas` while it waited
+    /// (NOT_ENOUGH_REPLICAS_AFTER_APPEND).
+    pub async fn wait_replicated(&self, end_offset: i64) -> bool {
         if self.replicas.is_none() {
-            return;
+            return true;
         }
         loop {
             let moved = self.wait_for_high_watermark();
             if self.high_watermark() >= end_offset {
-                return;
+                return true;
+            }
+            if !self.has_enough_replicas() {
+                return false;
             }
             moved.await;
         }

@@ -44,6 +44,7 @@ pub(super) fn spawn_loops(shard: &Rc<Shard>, inputs: ClusterInputs) {
     compio::runtime::spawn(registration_loop(shard.clone())).detach();
     let replication = super::replication::replica_service(shard.clone(), inputs.replica_work);
     compio::runtime::spawn(replication).detach();
+    compio::runtime::spawn(super::replication::isr_loop(shard.clone())).detach();
 }
 
 /// The metadata writer and view; in cluster mode also the started controller.
@@ -190,6 +191,11 @@ async fn act_on(shard: &Rc<Shard>, applied: Applied) -> crate::cluster::Proposal
                 writer.take_producer_id_block(*start, *count);
             }
         }
+        Applied::Isr {
+            topic,
+            partition,
+            isr,
+        } => super::replication::apply_isr(shard, topic, *partition, isr).await,
         Applied::Brokers => {}
     }
     Ok(applied)

@@ -150,9 +150,9 @@ pub async fn open_partition(
 }
 
 /// A partition this node leads with other replicas gets their replica set (cluster mode):
-/// its high watermark then waits for them. Every follower starts in sync (the ISR is the
-/// replica set until shrink and expand land) and the high watermark at the log start, as
-/// Kafka's with no checkpoint: the followers' first fetches move it.
+/// its high watermark then waits for them. The ISR is the metadata log's, the high
+/// watermark starts at the log start, as Kafka's with no checkpoint: the followers' first
+/// fetches move it.
 fn with_followers(shard: &Shard, topic: &str, partition: i32, p: Partition) -> Partition {
     let snapshot = shard.metadata.load();
     let Some(cluster) = snapshot.cluster.as_deref() else {
@@ -164,7 +164,15 @@ fn with_followers(shard: &Shard, topic: &str, partition: i32, p: Partition) -> P
     }
     let min_insync = snapshot.topic(topic).map_or(1, |t| min_insync_replicas(t));
     let start = p.log_start_offset();
-    p.with_replicas(ReplicaSet::new(&replicas[1..], min_insync, start))
+    let isr = cluster.isr(topic, partition);
+    let now = super::now_ms();
+    p.with_replicas(ReplicaSet::new(
+        &replicas[1..],
+        &isr,
+        min_insync,
+        start,
+        now,
+    ))
 }
 
 /// The topic's `min.insync.replicas` (an override; else Kafka's default, 1).

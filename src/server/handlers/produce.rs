@@ -561,11 +561,10 @@ async fn append_one(
         .record_append(started.elapsed().as_nanos() as u64);
     if let Ok(outcome) = &appended
         && a.acks == ACKS_ALL
-        && !replicated(shard, &partition, outcome.last_offset + 1, a.replication_timeout_ms).await
+        && let Err(code) =
+            replicated(shard, &partition, outcome.last_offset + 1, a.replication_timeout_ms).await
     {
-        let code = ResponseError::RequestTimedOut.code();
-        let why = "the in-sync replicas did not take the append within the request timeout";
-        return partition_error(a.topic_index, a.partition, code, Some(why.into()));
+        return partition_error(a.topic_index, a.partition, code, None);
     }
     match appended {
         // A retried duplicate answers with the original offsets, like a new append.
@@ -589,19 +588,27 @@ async fn append_one(
 }
 
 /// acks=all with followers (Kafka's delayed produce): waits, on the shard's timer wheel,
-/// until the high watermark reaches `end_offset` or `timeout_ms` passes (false then).
-async fn replicated(shard: &Rc<Shard>, partition: &Partition, end_offset: i64, timeout_ms: i32) -> bool {
+/// until the high watermark reaches `end_offset`; REQUEST_TIMED_OUT when `timeout_ms`
+/// passes first, NOT_ENOUGH_REPLICAS_AFTER_APPEND when the ISR shrank below
+/// `min.insync.replicas` meanwhile.
+async fn replicated(
+    shard: &Rc<Shard>,
+    partition: &Partition,
+    end_offset: i64,
+    timeout_ms: i32,
+) -> Result<(), i16> {
     use futures_util::FutureExt;
     if partition.replicas().is_none() {
-        return true;
+        return Ok(());
     }
     let timeout = std::time::Duration::from_millis(timeout_ms.max(0) as u64);
     let mut expired = shard.timer.sleep(timeout).fuse();
     let mut caught_up = std::pin::pin!(partition.wait_replicated(end_offset).fuse());
-    futures_util::select! {
-        _ = caught_up => true,
-        _ = expired => partition.high_watermark() >= end_offset,
-    }
+    let done = futures_util::select! {
+        enough = caught_up => enough.then_some(()).ok_or(ResponseError::NotEnoughReplicasAfterAppend),
+        _ = expired => (partition.high_watermark() >= end_offset).then_some(()).ok_or(ResponseError::RequestTimedOut),
+    };
+    done.map_err(|e| e.code())
 }
 
 /// The delay path of one partition's append: the records go to the owning shard's delay log
