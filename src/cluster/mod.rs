@@ -3,13 +3,15 @@
 //!
 //! Owns: the controller thread (`controller`: tikv's `raft` library driven by our loop),
 //! its durable storage (`log_store`), the framed TCP transport between controller
-//! listeners (`transport`), and `ClusterHandle`, through which shards propose records and
+//! listeners (`transport`), the replica fetchers that copy followed partitions from their
+//! leaders (`replica_fetcher`, stage 2), and `ClusterHandle`, through which shards propose records and
 //! read the quorum's state. Committed entries go, in log order, to one apply loop on shard 0
 //! (`shard::cluster_apply`), the only writer of the metadata snapshot in cluster mode.
 //! Must not: apply records or touch partitions (shard layer), or run on a single node.
 
 pub mod controller;
 pub mod log_store;
+pub mod replica_fetcher;
 pub mod transport;
 
 use crate::config::quorum::QuorumVoter;
@@ -17,7 +19,7 @@ use crate::metadata::replicated::{Applied, MetadataRecord, Proposal};
 use arc_swap::ArcSwap;
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -81,6 +83,8 @@ pub struct ClusterHandle {
     events: flume::Sender<controller::ControllerEvent>,
     next_sequence: AtomicU64,
     waiters: Mutex<HashMap<u64, futures_channel::oneshot::Sender<ProposalResult>>>,
+    /// Set at shutdown: the replica fetcher threads stop after their current round.
+    pub replication_stop: Arc<AtomicBool>,
 }
 
 fn not_controller(message: &str) -> (i16, String) {
@@ -154,6 +158,7 @@ impl ClusterHandle {
     }
 
     pub fn shutdown(&self) {
+        self.replication_stop.store(true, Ordering::Relaxed);
         let _ = self.events.send(controller::ControllerEvent::Shutdown);
     }
 }
@@ -232,6 +237,7 @@ pub fn start(
         events: events_tx,
         next_sequence: AtomicU64::new(1),
         waiters: Mutex::new(HashMap::new()),
+        replication_stop: Arc::new(AtomicBool::new(false)),
     });
     Ok((handle, committed_rx))
 }

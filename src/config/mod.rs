@@ -49,6 +49,9 @@ pub const DEFAULT_SASL_AUTHENTICATION_TIMEOUT_MS: u64 = 10_000;
 pub const SASL_MECHANISMS_SUPPORTED: [&str; 3] = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"];
 
 /// Errors while loading or validating configuration: one line each, for the CLI.
+/// Kafka's default `replica.lag.time.max.ms`.
+pub const DEFAULT_REPLICA_LAG_TIME_MAX_MS: u64 = 30_000;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
@@ -138,6 +141,9 @@ pub struct BrokerConfig {
     pub broker_session_timeout_ms: u64,
     /// Kafka's `broker.heartbeat.interval.ms`.
     pub broker_heartbeat_interval_ms: u64,
+    /// Kafka's `replica.lag.time.max.ms`: a follower that has not caught up with its
+    /// leader's log end for this long leaves the ISR (cluster mode).
+    pub replica_lag_time_max_ms: u64,
     /// Log filter (tracing `EnvFilter` syntax); `RUST_LOG` overrides it.
     pub log_level: String,
     pub auto_create_topics: bool,
@@ -204,6 +210,7 @@ impl Default for BrokerConfig {
             controller_listen: None,
             broker_session_timeout_ms: quorum::DEFAULT_BROKER_SESSION_TIMEOUT_MS,
             broker_heartbeat_interval_ms: quorum::DEFAULT_BROKER_HEARTBEAT_INTERVAL_MS,
+            replica_lag_time_max_ms: DEFAULT_REPLICA_LAG_TIME_MAX_MS,
             log_level: "info".to_string(),
             auto_create_topics: true,
             transactional_id_expiration_ms: DEFAULT_TRANSACTIONAL_ID_EXPIRATION_MS,
@@ -298,6 +305,12 @@ impl BrokerConfig {
             message: e.to_string(),
         })?;
         self.quorum_voters()?;
+        if self.replica_lag_time_max_ms == 0 {
+            return Err(ConfigError::Invalid {
+                key: "replica_lag_time_max_ms",
+                message: "must be above 0".into(),
+            });
+        }
         if self.broker_heartbeat_interval_ms == 0
             || self.broker_heartbeat_interval_ms >= self.broker_session_timeout_ms
         {

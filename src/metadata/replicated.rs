@@ -37,12 +37,25 @@ pub struct RegisteredBroker {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ClusterState {
     pub brokers: BTreeMap<i32, RegisteredBroker>,
-    /// Topic -> replicas of each partition; the first replica leads (stage 1: no failover).
+    /// Topic -> replicas of each partition; the first replica leads (no failover yet), the
+    /// others follow it (stage 2: they copy its log with Fetch).
     pub assignments: HashMap<String, Arc<Vec<Vec<i32>>>>,
     /// Next producer id no broker has been given yet.
     pub next_producer_id: i64,
     /// Index of the last applied log entry.
     pub applied_index: u64,
+    /// Partitions whose ISR an AlterPartition changed: topic -> partition -> ISR and
+    /// partition epoch. A partition not listed has its whole replica set in sync, epoch 0.
+    #[serde(default)]
+    pub isr_changes: HashMap<String, BTreeMap<i32, PartitionIsr>>,
+}
+
+/// A partition's in-sync replicas (the leader first) and its partition epoch, bumped by
+/// every change, as Kafka's `PartitionRecord` / `AlterPartition`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionIsr {
+    pub isr: Vec<i32>,
+    pub partition_epoch: i32,
 }
 
 impl ClusterState {
@@ -55,6 +68,43 @@ impl ClusterState {
 
     pub fn leader(&self, topic: &str, partition: i32) -> Option<i32> {
         self.replicas(topic, partition).first().copied()
+    }
+
+    /// Whether `node` holds a replica of `topic`-`partition` that it does not lead.
+    pub fn is_follower(&self, node: i32, topic: &str, partition: i32) -> bool {
+        let replicas = self.replicas(topic, partition);
+        replicas.first() != Some(&node) && replicas.contains(&node)
+    }
+
+    /// The partitions `node` follows whose leader is `leader`, sorted by topic and partition
+    /// (a replica fetcher's set; one fetch session covers them all).
+    pub fn followed_from(&self, node: i32, leader: i32) -> Vec<(String, i32)> {
+        let mut out = Vec::new();
+        for (topic, partitions) in &self.assignments {
+            for (p, replicas) in partitions.iter().enumerate() {
+                if replicas.first() == Some(&leader) && replicas[1..].contains(&node) {
+                    out.push((topic.clone(), i32::try_from(p).unwrap_or(i32::MAX)));
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// The partition's in-sync replicas, the leader first.
+    pub fn isr(&self, topic: &str, partition: i32) -> Vec<i32> {
+        match self.isr_changes.get(topic).and_then(|m| m.get(&partition)) {
+            Some(changed) => changed.isr.clone(),
+            None => self.replicas(topic, partition).to_vec(),
+        }
+    }
+
+    /// The partition epoch an AlterPartition must name to be applied.
+    pub fn partition_epoch(&self, topic: &str, partition: i32) -> i32 {
+        self.isr_changes
+            .get(topic)
+            .and_then(|m| m.get(&partition))
+            .map_or(0, |c| c.partition_epoch)
     }
 
     pub fn is_live(&self, broker: i32) -> bool {
@@ -73,12 +123,19 @@ impl ClusterState {
 
 impl MetadataSnapshot {
     /// Whether `node` serves `topic`-`partition`: on a single node every partition; in
-    /// cluster mode only the ones it leads (stage 1 keeps data on the leader only).
+    /// cluster mode only the ones it leads (followers hold a copy but serve no client).
     pub fn is_led_by(&self, node: i32, topic: &str, partition: i32) -> bool {
         match &self.cluster {
             None => true,
             Some(cluster) => cluster.leader(topic, partition) == Some(node),
         }
+    }
+
+    /// Whether `node` holds a follower replica of `topic`-`partition` (cluster mode only).
+    pub fn is_followed_by(&self, node: i32, topic: &str, partition: i32) -> bool {
+        self.cluster
+            .as_ref()
+            .is_some_and(|c| c.is_follower(node, topic, partition))
     }
 }
 
@@ -129,6 +186,14 @@ pub enum MetadataRecord {
         broker: i32,
         count: i64,
     },
+    /// The leader changes a partition's ISR (Kafka's AlterPartition): applied only when
+    /// `partition_epoch` is the current one, so a stale leader's change is refused.
+    AlterPartition {
+        topic: String,
+        partition: i32,
+        isr: Vec<i32>,
+        partition_epoch: i32,
+    },
 }
 
 /// A record with who proposed it, so the proposer can match the applied entry to its
@@ -172,6 +237,12 @@ pub enum Applied {
     },
     /// Broker registration or fencing: only the snapshot changed.
     Brokers,
+    /// A partition's ISR changed (the leader first).
+    Isr {
+        topic: String,
+        partition: i32,
+        isr: Vec<i32>,
+    },
 }
 
 /// The whole replicated state, as a Raft snapshot carries it.
@@ -282,6 +353,7 @@ impl MetadataWriter {
                 let topic = self.delete_topic(name)?;
                 let mut cluster = self.cluster_state();
                 cluster.assignments.remove(name);
+                cluster.isr_changes.remove(name);
                 self.publish_cluster(cluster)?;
                 Ok(Applied::Deleted(topic))
             }
@@ -352,6 +424,12 @@ impl MetadataWriter {
                 self.publish_cluster(cluster)?;
                 Ok(Applied::Brokers)
             }
+            MetadataRecord::AlterPartition {
+                topic,
+                partition,
+                isr,
+                partition_epoch,
+            } => self.apply_alter_partition(topic, *partition, isr, *partition_epoch),
             MetadataRecord::AllocateProducerIds { broker, count } => {
                 let count = (*count).clamp(1, MAX_PRODUCER_ID_BLOCK);
                 let mut cluster = self.cluster_state();
@@ -395,6 +473,52 @@ impl MetadataWriter {
         next.cluster = Some(Arc::new(cluster));
         self.publish(next)?;
         Ok(Applied::Opened { topic, from: 0 })
+    }
+
+    /// AlterPartition: the new ISR must start with the leader and hold only replicas, and
+    /// the epoch must be current (a leader deposed since it looked gets refused).
+    fn apply_alter_partition(
+        &self,
+        topic: &str,
+        partition: i32,
+        isr: &[i32],
+        partition_epoch: i32,
+    ) -> Result<Applied, MetadataError> {
+        let mut cluster = self.cluster_state();
+        let replicas = cluster.replicas(topic, partition).to_vec();
+        if replicas.is_empty() {
+            return Err(MetadataError::UnknownTopic(topic.to_string()));
+        }
+        if partition_epoch != cluster.partition_epoch(topic, partition) {
+            return Err(MetadataError::InvalidPartitions(
+                partition,
+                "stale partition epoch",
+            ));
+        }
+        let valid = isr.first() == replicas.first()
+            && isr.iter().all(|r| replicas.contains(r))
+            && isr.len() <= replicas.len();
+        if !valid {
+            return Err(MetadataError::InvalidPartitions(
+                partition,
+                "ISR not of its replicas",
+            ));
+        }
+        let changed = PartitionIsr {
+            isr: isr.to_vec(),
+            partition_epoch: partition_epoch.saturating_add(1),
+        };
+        cluster
+            .isr_changes
+            .entry(topic.to_string())
+            .or_default()
+            .insert(partition, changed);
+        self.publish_cluster(cluster)?;
+        Ok(Applied::Isr {
+            topic: topic.to_string(),
+            partition,
+            isr: isr.to_vec(),
+        })
     }
 
     /// The replicated state as bytes, for a Raft snapshot.
@@ -501,73 +625,5 @@ pub fn place_replicas(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn placement_spreads_leaders_and_refuses_too_many_replicas() {
-        let live = [1, 2, 3];
-        let placed = place_replicas(&live, 6, 0, 2, 0).unwrap();
-        let leaders: Vec<i32> = placed.iter().map(|r| r[0]).collect();
-        assert_eq!(leaders, vec![1, 2, 3, 1, 2, 3]);
-        assert_eq!(placed[2], vec![3, 1]);
-        assert!(place_replicas(&live, 1, 0, 4, 0).is_none());
-        assert_eq!(
-            place_replicas(&live, 5, 3, 1, 1).unwrap(),
-            vec![vec![2], vec![3]]
-        );
-    }
-
-    fn writer() -> (tempfile::TempDir, MetadataWriter) {
-        let dir = tempfile::tempdir().unwrap();
-        let (writer, _) =
-            MetadataWriter::open_replicated(dir.path(), LogConfig::default(), "c".into()).unwrap();
-        (dir, writer)
-    }
-
-    #[test]
-    fn records_apply_the_same_way_and_images_round_trip() {
-        let (_dir, a) = writer();
-        let register = |id| MetadataRecord::RegisterBroker {
-            id,
-            host: "127.0.0.1".into(),
-            port: 9000 + id,
-        };
-        a.apply_record(1, &register(1)).unwrap();
-        a.apply_record(2, &register(2)).unwrap();
-        let create = MetadataRecord::CreateTopic {
-            name: "t".into(),
-            id: uuid::Uuid::new_v4(),
-            replicas: vec![vec![1, 2], vec![2, 1]],
-            overrides: BTreeMap::new(),
-        };
-        a.apply_record(3, &create).unwrap();
-        // The same record again fails the same way on every node: the topic exists.
-        let again = a.apply_record(4, &create).unwrap_err();
-        assert_eq!(again.kafka_error_code(), 36);
-        let bad = MetadataRecord::CreateTopic {
-            name: "u".into(),
-            id: uuid::Uuid::new_v4(),
-            replicas: vec![vec![1, 7]],
-            overrides: BTreeMap::new(),
-        };
-        assert_eq!(a.apply_record(5, &bad).unwrap_err().kafka_error_code(), 38);
-        a.apply_record(6, &MetadataRecord::FenceBroker { id: 2 })
-            .unwrap();
-        let snapshot = a.snapshot();
-        let cluster = snapshot.cluster.as_deref().unwrap();
-        assert_eq!(cluster.applied_index, 6);
-        assert_eq!(cluster.live_brokers(), vec![1]);
-        assert!(snapshot.is_led_by(2, "t", 1));
-        assert!(!snapshot.is_led_by(1, "t", 1));
-
-        let (_dir_b, b) = writer();
-        b.install_image(&a.encode_image()).unwrap();
-        let restored = b.snapshot();
-        assert_eq!(restored.cluster, snapshot.cluster);
-        assert_eq!(
-            restored.topic("t").unwrap().id,
-            snapshot.topic("t").unwrap().id
-        );
-    }
-}
+#[path = "replicated_tests.rs"]
+mod tests;

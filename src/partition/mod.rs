@@ -28,6 +28,7 @@ use crate::storage::{
     AbortedTxn, AppendOutcome, FileRegion, PartitionLog, ProducerStateInfo, StorageError,
 };
 
+pub mod replicas;
 pub mod share;
 #[cfg(test)]
 mod tests;
@@ -82,6 +83,10 @@ pub struct Partition {
     metrics: Rc<PartitionMetrics>,
     /// Share groups' record states on this partition (KIP-932).
     shares: share::SharePartitions,
+    /// Cluster mode, a partition this node leads with other replicas: their progress and the
+    /// high watermark they give (issue 17). `None` on a single node and for one replica:
+    /// there the high watermark is the written end, as before.
+    replicas: Option<replicas::ReplicaSet>,
 }
 
 impl Partition {
@@ -92,7 +97,20 @@ impl Partition {
             log,
             metrics,
             shares: share::SharePartitions::default(),
+            replicas: None,
         }
+    }
+
+    /// The partition as a leader with followers (`ReplicaSet`): its high watermark becomes
+    /// the minimum log end over the in-sync replicas.
+    pub fn with_replicas(mut self, replicas: replicas::ReplicaSet) -> Partition {
+        self.replicas = Some(replicas);
+        self
+    }
+
+    /// The leader's replica set, when it has followers.
+    pub fn replicas(&self) -> Option<&replicas::ReplicaSet> {
+        self.replicas.as_ref()
     }
 
     /// The first offset still in the log (DeleteRecords and retention move it up).
@@ -107,10 +125,14 @@ impl Partition {
 
     /// Kafka's high watermark: one past the last offset consumers may read. On one node with
     /// replication factor 1 every written offset is fully replicated, so the high watermark
-    /// is the end of what the log has written to the file. This is the one place replication
-    /// changes: there it becomes the minimum log end offset over the in-sync replicas.
+    /// is the end of what the log has written to the file. With followers it is the minimum
+    /// log end offset over the in-sync replicas (`ReplicaSet`).
     pub fn high_watermark(&self) -> i64 {
-        self.log.written_end_offset()
+        let written = self.log.written_end_offset();
+        match &self.replicas {
+            None => written,
+            Some(set) => set.high_watermark(written),
+        }
     }
 
     /// Kafka's last stable offset: one past the last offset a `read_committed` consumer may
@@ -191,6 +213,18 @@ impl Partition {
         Ok(outcome)
     }
 
+    /// A follower's append: batches fetched from the leader, stored as the leader stored
+    /// them (offsets and leader epochs kept, CRC checked once). Returns the new log end
+    /// offset, the follower's next fetch offset.
+    pub async fn append_replicated(
+        &self,
+        batches: BytesMut,
+        _leader_high_watermark: i64,
+        now_ms: i64,
+    ) -> Result<i64, StorageError> {
+        self.log.append_replicated(batches, now_ms).await
+    }
+
     /// Whether an append with these acks is synced before its answer under the topic's
     /// durability (the delay log follows the same rule for the records it takes instead).
     pub fn syncs_appends_with(&self, acks: i16) -> bool {
@@ -211,7 +245,14 @@ impl Partition {
         let high_watermark = self.high_watermark();
         let last_stable_offset = self.last_stable_offset();
         let slice = match isolation {
-            Isolation::ReadUncommitted => self.log.read(fetch_offset, max_bytes).await?,
+            Isolation::ReadUncommitted if self.replicas.is_none() => {
+                self.log.read(fetch_offset, max_bytes).await?
+            }
+            Isolation::ReadUncommitted => {
+                self.log
+                    .read_until(fetch_offset, max_bytes, high_watermark)
+                    .await?
+            }
             Isolation::ReadCommitted => {
                 self.log
                     .read_until(fetch_offset, max_bytes, last_stable_offset)
@@ -242,13 +283,91 @@ impl Partition {
     }
 
     /// Completes when the high watermark may have advanced (Fetch's long poll reads again
-    /// then). Today the writer's notification that an append was written *is* the high
-    /// watermark's advance; it also fires when the writer goes idle or the log fails, which
-    /// costs a waiter one more read. Replication attaches here (the high watermark moves on
-    /// the in-sync replicas' acks, not on the local write), and so do transactions (the LSO
-    /// moves on commit and abort markers). Owns its state, so it can be raced against a timer.
+    /// then). On one replica the writer's notification that an append was written *is* the
+    /// high watermark's advance; it also fires when the writer goes idle or the log fails,
+    /// which costs a waiter one more read. With followers the high watermark also moves on
+    /// their fetches (`ReplicaSet::record_fetch`). Owns its state, so it can be raced
+    /// against a timer.
     pub fn wait_for_high_watermark(&self) -> impl Future<Output = ()> + 'static {
-        self.log.wait_for_append()
+        use futures_util::future::{Either, FutureExt};
+        let appended = self.log.wait_for_append();
+        match &self.replicas {
+            None => Either::Left(appended),
+            Some(set) => Either::Right(
+                futures_util::future::select(Box::pin(appended), Box::pin(set.wait_moved()))
+                    .map(|_| ()),
+            ),
+        }
+    }
+
+    /// Where a fetch's long poll watches for progress: the high watermark for consumers,
+    /// the written end for a follower (it copies up to the log end).
+    pub fn fetch_progress(&self, follower: bool) -> i64 {
+        if follower {
+            self.log.written_end_offset()
+        } else {
+            self.high_watermark()
+        }
+    }
+
+    /// A follower's fetch (Kafka's replica fetch): records `replica`'s log end (its fetch
+    /// offset), which may move the high watermark, then reads up to the log end, not the
+    /// high watermark. `None` when `replica` is not one of this partition's followers.
+    pub async fn read_for_follower(
+        &self,
+        replica: i32,
+        fetch_offset: i64,
+        max_bytes: u32,
+        now_ms: i64,
+    ) -> Option<Result<FetchSlice, StorageError>> {
+        let set = self.replicas.as_ref()?;
+        let written = self.log.written_end_offset();
+        if !set.record_fetch(replica, fetch_offset, written, now_ms) {
+            return None;
+        }
+        let high_watermark = self.high_watermark();
+        let last_stable_offset = self.last_stable_offset();
+        Some(match self.log.read(fetch_offset, max_bytes).await {
+            Ok(slice) => Ok(FetchSlice {
+                bytes: slice.regions.iter().map(|r| r.len as usize).sum(),
+                regions: slice.regions,
+                high_watermark,
+                last_stable_offset,
+                log_start_offset: slice.log_start_offset,
+                next_offset: slice.next_offset,
+                aborted_transactions: Vec::new(),
+            }),
+            Err(e) => Err(e),
+        })
+    }
+
+    /// acks=all's check before an append (Kafka's `min.insync.replicas`): `false` when the
+    /// in-sync replicas are fewer (NOT_ENOUGH_REPLICAS). Always true for one replica.
+    pub fn has_enough_replicas(&self) -> bool {
+        self.replicas
+            .as_ref()
+            .is_none_or(|set| set.in_sync_count() >= set.min_insync_replicas())
+    }
+
+    /// acks=all's wait after an append (Kafka's delayed produce): completes when the high
+    /// watermark reaches `end_offset` (every in-sync replica has the append), woken by the
+    /// followers' fetches and ISR changes, never by polling. Immediate for one replica;
+    /// `false` when the ISR shrank below `min.insync.replicas` while it waited
+    /// (NOT_ENOUGH_REPLICAS_AFTER_APPEND).
+    pub async fn wait_replicated(&self, end_offset: i64) -> bool {
+        if self.replicas.is_none() {
+            return true;
+        }
+        loop {
+            let moved = self.wait_for_high_watermark();
+            if self.high_watermark() >= end_offset {
+                return true;
+            }
+            if !self.has_enough_replicas() {
+                return false;
+            }
+            moved.await;
+        }
     }
 
     /// ListOffsets by time: the first (offset, timestamp) at or after `timestamp_ms` below

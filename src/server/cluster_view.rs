@@ -100,8 +100,16 @@ pub fn partition_replicas(
         };
     };
     let replicas = cluster.replicas(topic, partition).to_vec();
-    let (isr, offline): (Vec<i32>, Vec<i32>) =
-        replicas.iter().partition(|id| cluster.is_live(**id));
+    let offline: Vec<i32> = replicas
+        .iter()
+        .copied()
+        .filter(|id| !cluster.is_live(*id))
+        .collect();
+    let isr: Vec<i32> = cluster
+        .isr(topic, partition)
+        .into_iter()
+        .filter(|id| cluster.is_live(*id))
+        .collect();
     let leader = match replicas.first() {
         Some(first) if cluster.is_live(*first) => *first,
         _ => -1,

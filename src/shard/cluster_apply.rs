@@ -6,6 +6,7 @@
 //! Must not: talk Raft (cluster/ does) or decide placement (the proposer does).
 
 use super::Shard;
+use crate::cluster::replica_fetcher::{self, ReplicaWork};
 use crate::cluster::{ClusterHandle, Committed};
 use crate::config::BrokerConfig;
 use crate::metadata::replicated::{Applied, MetadataRecord, Proposal};
@@ -25,7 +26,25 @@ const PRODUCER_IDS_LOW_WATER: i64 = PRODUCER_ID_BLOCK / 2;
 /// What start-up hands shard 0 in cluster mode.
 pub struct ClusterParts {
     pub handle: Arc<ClusterHandle>,
+    pub inputs: ClusterInputs,
+}
+
+/// The streams shard 0 takes in cluster mode.
+pub struct ClusterInputs {
+    /// The metadata log's committed entries, in log order.
     pub committed: flume::Receiver<Committed>,
+    /// The replica fetchers' answers, to append to the follower partitions.
+    pub replica_work: flume::Receiver<ReplicaWork>,
+}
+
+/// Starts shard 0's cluster-mode loops: the apply loop, broker registration and the
+/// follower appends.
+pub(super) fn spawn_loops(shard: &Rc<Shard>, inputs: ClusterInputs) {
+    compio::runtime::spawn(apply_loop(shard.clone(), inputs.committed)).detach();
+    compio::runtime::spawn(registration_loop(shard.clone())).detach();
+    let replication = super::replication::replica_service(shard.clone(), inputs.replica_work);
+    compio::runtime::spawn(replication).detach();
+    compio::runtime::spawn(super::replication::isr_loop(shard.clone())).detach();
 }
 
 /// The metadata writer and view; in cluster mode also the started controller.
@@ -43,6 +62,7 @@ pub fn open_metadata(
     let (writer, view) =
         MetadataWriter::open_replicated(&config.data_dir, config.log.clone(), cluster_id)
             .map_err(|e| e.to_string())?;
+    let voter_ids: Vec<i32> = voters.iter().map(|v| v.id).collect();
     let (handle, committed) = crate::cluster::start(crate::cluster::ClusterStart {
         node_id: config.node_id,
         voters,
@@ -51,7 +71,19 @@ pub fn open_metadata(
         session_timeout: Duration::from_millis(config.broker_session_timeout_ms),
         heartbeat_interval: Duration::from_millis(config.broker_heartbeat_interval_ms),
     })?;
-    Ok((writer, view, Some(ClusterParts { handle, committed })))
+    let (work_tx, replica_work) = flume::bounded(replica_fetcher::MAX_QUEUED_REPLICA_WORK);
+    replica_fetcher::start(
+        config.node_id,
+        voter_ids,
+        view.clone(),
+        work_tx,
+        handle.replication_stop.clone(),
+    )?;
+    let inputs = ClusterInputs {
+        committed,
+        replica_work,
+    };
+    Ok((writer, view, Some(ClusterParts { handle, inputs })))
 }
 
 /// A data directory keeps the mode it was made in: a single node's topics are unknown to
@@ -159,6 +191,11 @@ async fn act_on(shard: &Rc<Shard>, applied: Applied) -> crate::cluster::Proposal
                 writer.take_producer_id_block(*start, *count);
             }
         }
+        Applied::Isr {
+            topic,
+            partition,
+            isr,
+        } => super::replication::apply_isr(shard, topic, *partition, isr).await,
         Applied::Brokers => {}
     }
     Ok(applied)
@@ -169,7 +206,9 @@ async fn delete_everywhere(shard: &Rc<Shard>, name: String) {
         .invoke_on_all(move |owner| {
             let name = name.clone();
             async move {
-                for (partition, p) in owner.partitions.remove_topic(&name) {
+                let mut removed = owner.partitions.remove_topic(&name);
+                removed.extend(owner.followers.remove_topic(&name));
+                for (partition, p) in removed {
                     if let Err(e) = p.delete().await {
                         tracing::error!(topic = %name, partition, error = %e, "deleting partition files failed");
                     }
@@ -192,9 +231,9 @@ async fn reconcile_partitions(shard: &Rc<Shard>, topics: Vec<Arc<crate::metadata
         .invoke_on_all(move |owner| {
             let snapshot = snapshot.clone();
             async move {
-                let mut names: Vec<String> = owner
-                    .partitions
-                    .all_online()
+                let mut held = owner.partitions.all_online();
+                held.extend(owner.followers.all_online());
+                let mut names: Vec<String> = held
                     .into_iter()
                     .map(|(topic, _, _)| topic)
                     .filter(|topic| snapshot.topic(topic).is_none())

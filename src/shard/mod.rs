@@ -21,6 +21,7 @@ pub mod observe;
 mod open;
 pub mod placement;
 pub mod quotas;
+mod replication;
 mod runtime;
 mod shutdown;
 mod table;
@@ -64,7 +65,12 @@ pub struct Shard {
     pub metadata_writer: Option<Rc<MetadataWriter>>,
     /// Cluster mode only: the metadata quorum this node votes in (issue 17).
     pub cluster: Option<Arc<crate::cluster::ClusterHandle>>,
+    /// The partitions this shard leads (or, on a single node, simply holds): served.
     pub partitions: PartitionTable,
+    /// Cluster mode: the partitions this node follows, filled by the replica fetchers
+    /// (`replication`); never served to clients, so a lookup in `partitions` misses them
+    /// and answers NOT_LEADER_OR_FOLLOWER.
+    pub followers: PartitionTable,
     /// Consumer groups this shard coordinates (placement::shard_for_group).
     pub groups: crate::group::GroupCoordinator,
     /// Transactional ids this shard coordinates (`txn::owner_shard`).

@@ -2,10 +2,14 @@
 //! this shard) and when a topic or partitions are created. A partition that cannot be opened
 //! is kept offline with its reason (never served: KAFKA_STORAGE_ERROR), and reported to the
 //! metadata writer on shard 0 so Metadata shows it without a leader (issue 19, point 2).
+//! In cluster mode the partitions this node follows are opened too, into the shard's
+//! `followers` table (issue 17, stage 2): their logs take the leader's batches from the
+//! replica fetchers and serve no client.
 //! Must not decide placement or touch another shard's table.
 
 use super::{PartitionSlot, Shard};
 use crate::partition::Partition;
+use crate::partition::replicas::ReplicaSet;
 use crate::storage::PartitionLog;
 use std::rc::Rc;
 
@@ -24,14 +28,23 @@ pub async fn open_owned_partitions(shard: &Rc<Shard>) {
     let owned = snapshot.topics.values().flat_map(|topic| {
         (0..topic.partitions)
             .filter(|&p| shard.owner_of_partition(&topic.name, p) == shard.id)
-            .filter(|&p| snapshot.is_led_by(node_id, &topic.name, p))
+            .filter(|&p| {
+                snapshot.is_led_by(node_id, &topic.name, p)
+                    || snapshot.is_followed_by(node_id, &topic.name, p)
+            })
             .map(move |p| (topic, p))
     });
     let offline: Vec<(String, i32, Option<String>)> = futures_util::stream::iter(owned)
         .map(|(topic, partition)| async move {
+            // Only a leader's failure takes the partition offline for clients.
+            let led = shard
+                .metadata
+                .load()
+                .is_led_by(shard.config.node_id, &topic.name, partition);
             open_partition(shard, &topic.name, partition, &topic.config)
                 .await
                 .err()
+                .filter(|_| led)
                 .map(|reason| (topic.name.clone(), partition, Some(reason)))
         })
         .buffer_unordered(MAX_CONCURRENT_OPENS)
@@ -41,7 +54,9 @@ pub async fn open_owned_partitions(shard: &Rc<Shard>) {
     let offline_count = offline.len();
     report_offline(shard, offline).await;
     let (mut clean, mut recovered) = (0usize, 0usize);
-    for (_, _, p) in shard.partitions.all_online() {
+    let mut opened = shard.partitions.all_online();
+    opened.extend(shard.followers.all_online());
+    for (_, _, p) in opened {
         if p.opened_clean() {
             clean += 1;
         } else {
@@ -87,21 +102,37 @@ pub async fn take_offline(shard: &Rc<Shard>, topic: &str, partition: i32, reason
 
 /// Opens one partition on its owning shard. A partition that fails to open (recovery
 /// refused it, the directory cannot be created, no descriptor left) is kept offline with
-/// the reason, never served; the reason is returned.
+/// the reason, never served; the reason is returned. A partition metadata says this node
+/// follows goes to the `followers` table, any other to `partitions`.
 pub async fn open_partition(
     shard: &Rc<Shard>,
     topic: &str,
     partition: i32,
     config: &crate::config::LogConfig,
 ) -> Result<(), String> {
-    if let super::Lookup::Offline(why) = shard.partitions.get(topic, partition) {
+    let table = table_for(shard, topic, partition);
+    if let super::Lookup::Offline(why) = table.get(topic, partition) {
         return Err(why);
     }
-    if shard.partitions.contains(topic, partition) {
+    if table.contains(topic, partition) {
         return Ok(());
     }
     let opened = PartitionLog::open(&shard.config.data_dir, topic, partition, config.clone()).await;
-    install(shard, topic, partition, opened)
+    install(shard, table, topic, partition, opened)
+}
+
+/// The table a partition of this node lives in: `followers` for one metadata says this node
+/// follows, `partitions` for any other.
+fn table_for<'a>(shard: &'a Shard, topic: &str, partition: i32) -> &'a super::PartitionTable {
+    let follower = shard
+        .metadata
+        .load()
+        .is_followed_by(shard.config.node_id, topic, partition);
+    if follower {
+        &shard.followers
+    } else {
+        &shard.partitions
+    }
 }
 
 /// Creates a new partition on its owning shard (CreateTopics, CreatePartitions): its
@@ -112,20 +143,22 @@ pub async fn create_partition(
     partition: i32,
     config: &crate::config::LogConfig,
 ) -> Result<(), String> {
-    if let super::Lookup::Offline(why) = shard.partitions.get(topic, partition) {
+    let table = table_for(shard, topic, partition);
+    if let super::Lookup::Offline(why) = table.get(topic, partition) {
         return Err(why);
     }
-    if shard.partitions.contains(topic, partition) {
+    if table.contains(topic, partition) {
         return Ok(());
     }
     let created =
         PartitionLog::create(&shard.config.data_dir, topic, partition, config.clone()).await;
-    install(shard, topic, partition, created)
+    install(shard, table, topic, partition, created)
 }
 
-/// Puts an opened (or failed) partition log in the shard's table.
+/// Puts an opened (or failed) partition log in its table.
 fn install(
     shard: &Rc<Shard>,
+    table: &super::PartitionTable,
     topic: &str,
     partition: i32,
     opened: Result<Rc<PartitionLog>, crate::storage::StorageError>,
@@ -135,7 +168,12 @@ fn install(
             let metrics = shard.metrics.clone();
             log.observe_syncs(Rc::new(move |ns| metrics.record_fsync(ns)));
             let metrics = shard.metrics.partition(topic, partition);
-            let online = Rc::new(Partition::new(log, metrics));
+            let online = Rc::new(with_followers(
+                shard,
+                topic,
+                partition,
+                Partition::new(log, metrics),
+            ));
             (PartitionSlot::Online(online), Ok(()))
         }
         Err(e) => {
@@ -144,6 +182,41 @@ fn install(
             (PartitionSlot::Offline(reason.clone()), Err(reason))
         }
     };
-    shard.partitions.insert(topic, partition, slot);
+    table.insert(topic, partition, slot);
     result
+}
+
+/// A partition this node leads with other replicas gets their replica set (cluster mode):
+/// its high watermark then waits for them. The ISR is the metadata log's, the high
+/// watermark starts at the log start, as Kafka's with no checkpoint: the followers' first
+/// fetches move it.
+fn with_followers(shard: &Shard, topic: &str, partition: i32, p: Partition) -> Partition {
+    let snapshot = shard.metadata.load();
+    let Some(cluster) = snapshot.cluster.as_deref() else {
+        return p;
+    };
+    let replicas = cluster.replicas(topic, partition);
+    if replicas.len() < 2 || replicas[0] != shard.config.node_id {
+        return p;
+    }
+    let min_insync = snapshot.topic(topic).map_or(1, |t| min_insync_replicas(t));
+    let start = p.log_start_offset();
+    let isr = cluster.isr(topic, partition);
+    let now = super::now_ms();
+    p.with_replicas(ReplicaSet::new(
+        &replicas[1..],
+        &isr,
+        min_insync,
+        start,
+        now,
+    ))
+}
+
+/// The topic's `min.insync.replicas` (an override; else Kafka's default, 1).
+pub fn min_insync_replicas(topic: &crate::metadata::TopicMeta) -> usize {
+    topic
+        .overrides
+        .get("min.insync.replicas")
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(1)
 }

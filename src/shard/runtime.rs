@@ -219,7 +219,7 @@ pub fn start_broker(config: BrokerConfig) -> Result<BrokerHandle, StartError> {
             message: e,
         })?;
     let cluster_handle = cluster.as_ref().map(|c| c.handle.clone());
-    let mut committed = cluster.map(|c| c.committed);
+    let mut committed = cluster.map(|c| c.inputs);
 
     let listeners = bind_listeners(&config, cores.len())?;
 
@@ -351,8 +351,9 @@ struct ShardStart {
     metadata: MetadataView,
     writer: Option<MetadataWriter>,
     cluster: Option<Arc<crate::cluster::ClusterHandle>>,
-    /// Shard 0 in cluster mode: the metadata log's committed entries, to apply.
-    committed: Option<flume::Receiver<crate::cluster::Committed>>,
+    /// Shard 0 in cluster mode: the metadata log's committed entries to apply, and the
+    /// replica fetchers' answers to append.
+    committed: Option<super::cluster_apply::ClusterInputs>,
     heartbeat: crate::admin::systemd::ShardHeartbeat,
     /// Every configured listener, bound for this shard with SO_REUSEPORT.
     listeners: Vec<(Arc<ListenerSpec>, TcpListener)>,
@@ -461,6 +462,7 @@ async fn shard_main(start: ShardStart) {
         metadata_writer: start.writer.map(Rc::new),
         cluster: start.cluster,
         partitions: PartitionTable::default(),
+        followers: PartitionTable::default(),
         groups,
         txns,
         metrics,
@@ -484,9 +486,8 @@ async fn shard_main(start: ShardStart) {
     .detach();
 
     super::open::open_owned_partitions(&shard).await;
-    if let Some(committed) = start.committed {
-        compio::runtime::spawn(super::cluster_apply::apply_loop(shard.clone(), committed)).detach();
-        compio::runtime::spawn(super::cluster_apply::registration_loop(shard.clone())).detach();
+    if let Some(inputs) = start.committed {
+        super::cluster_apply::spawn_loops(&shard, inputs);
     }
     let maintenance = compio::runtime::spawn(maintenance(shard.clone()));
     let group_deadlines = compio::runtime::spawn(super::deadlines::group_deadlines(shard.clone()));
@@ -556,7 +557,8 @@ async fn maintenance(shard: Rc<Shard>) {
             .maybe_refresh(&shard, std::time::Instant::now())
             .await;
         let now = super::now_ms();
-        let logs = shard.partitions.all_online();
+        let mut logs = shard.partitions.all_online();
+        logs.extend(shard.followers.all_online());
         for (topic, partition, p) in &logs {
             // Shutdown closes the logs (with a final flush): no background work after that.
             if shard.shutting_down.get() {
@@ -603,7 +605,9 @@ pub const MAX_CONCURRENT_CLOSES: usize = 32;
 
 async fn close_partitions(shard: &Rc<Shard>) {
     use futures_util::StreamExt;
-    futures_util::stream::iter(shard.partitions.all_online())
+    let mut logs = shard.partitions.all_online();
+    logs.extend(shard.followers.all_online());
+    futures_util::stream::iter(logs)
         .for_each_concurrent(MAX_CONCURRENT_CLOSES, |(topic, partition, p)| async move {
             if let Err(e) = p.close().await {
                 tracing::error!(topic, partition, error = %e, "close failed");

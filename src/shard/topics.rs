@@ -78,8 +78,11 @@ pub(super) async fn open_topics_on_owners(
     let node_id = shard.config.node_id;
     let mut by_owner: BTreeMap<usize, Vec<(usize, Arc<TopicMeta>, i32)>> = BTreeMap::new();
     for (i, (topic, from)) in topics.iter().enumerate() {
-        for p in (*from..topic.partitions).filter(|&p| snapshot.is_led_by(node_id, &topic.name, p))
-        {
+        let held_here = (*from..topic.partitions).filter(|&p| {
+            snapshot.is_led_by(node_id, &topic.name, p)
+                || snapshot.is_followed_by(node_id, &topic.name, p)
+        });
+        for p in held_here {
             let owner = shard.owner_of_partition(&topic.name, p);
             by_owner
                 .entry(owner)
@@ -108,8 +111,10 @@ pub(super) async fn open_topics_on_owners(
     let mut gone = None;
     for result in futures_util::future::join_all(calls).await {
         match result {
+            // A follower copy that cannot be created does not take the partition offline.
             Ok(list) => list
                 .into_iter()
+                .filter(|(i, p, _)| snapshot.is_led_by(node_id, &topics[*i].0.name, *p))
                 .for_each(|(i, p, reason)| failed[i].push((p, reason))),
             Err(e) => gone = Some(TopicOpError::from(e)),
         }
@@ -355,10 +360,16 @@ pub(super) async fn reconfigure_on_owners(shard: &Rc<Shard>, topics: Vec<Arc<Top
             async move {
                 for altered in topics.iter() {
                     for p in 0..altered.partitions {
-                        if let super::table::Lookup::Online(online) =
-                            owner.partitions.get(&altered.name, p)
-                        {
-                            online.update_config(altered.config.clone());
+                        for table in [&owner.partitions, &owner.followers] {
+                            if let super::table::Lookup::Online(online) =
+                                table.get(&altered.name, p)
+                            {
+                                online.update_config(altered.config.clone());
+                                if let Some(set) = online.replicas() {
+                                    let min = super::open::min_insync_replicas(altered);
+                                    set.set_min_insync_replicas(min);
+                                }
+                            }
                         }
                     }
                 }

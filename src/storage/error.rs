@@ -46,6 +46,13 @@ pub enum StorageError {
     Io { path: PathBuf, source: io::Error },
     #[error("partition {partition} is offline: {reason}")]
     Offline { partition: String, reason: String },
+    /// A follower was sent a batch starting below its log end that it does not hold: the
+    /// two logs diverge there (truncation by leader epoch must run first).
+    #[error("replicated batch at offset {base_offset} overlaps the log ending at {log_end_offset}")]
+    Diverged {
+        base_offset: i64,
+        log_end_offset: i64,
+    },
 }
 
 impl StorageError {
@@ -92,6 +99,7 @@ impl StorageError {
             StorageError::Corrupt { .. } => ResponseError::KafkaStorageError.code(),
             StorageError::Io { .. } => ResponseError::KafkaStorageError.code(),
             StorageError::Offline { .. } => ResponseError::KafkaStorageError.code(),
+            StorageError::Diverged { .. } => ResponseError::OffsetOutOfRange.code(),
         }
     }
 }

@@ -14,6 +14,7 @@ use crate::server::{delay_check, quota, timestamp_bounds};
 use crate::delay::plan::DelayedRecord;
 use crate::shard::topics::ensure_topic;
 use crate::metadata::TopicMeta;
+use crate::partition::{ACKS_ALL, Partition};
 use crate::shard::{Lookup, Shard, now_ms};
 use crate::shard::{transactions, transactions_v2};
 use crate::storage::batch::{
@@ -59,8 +60,10 @@ struct PendingAppend {
     /// Records in all batches (from the boundary validation), for the records-in counter.
     record_count: u64,
     /// The producer's acks: with the topic's durability, the partition decides from it
-    /// whether the answer waits for fdatasync.
+    /// whether the answer waits for fdatasync; acks=all also waits for the in-sync replicas.
     acks: i16,
+    /// How long acks=all may wait for the in-sync replicas (the request's `timeout_ms`).
+    replication_timeout_ms: i32,
     /// Set when a record asks for delayed delivery: every record of the partition, bound
     /// for the owning shard's delay log instead of the partition (decision 0009).
     delayed: Option<Vec<DelayedRecord>>,
@@ -94,6 +97,7 @@ pub async fn handle(ctx: &RequestContext<'_>, request: ProduceRequest) -> Reply 
     // the record bytes can only be patched in place once nothing else refers to it.
     let ProduceRequest {
         acks,
+        timeout_ms,
         topic_data,
         transactional_id,
         ..
@@ -138,7 +142,10 @@ pub async fn handle(ctx: &RequestContext<'_>, request: ProduceRequest) -> Reply 
                 Err(code) => Err(partition_error(topic_index, p, *code, None)),
             };
             match checked {
-                Ok(append) => pending.push(append),
+                Ok(append) => pending.push(PendingAppend {
+                    replication_timeout_ms: timeout_ms,
+                    ..append
+                }),
                 Err(refused) => results.push(refused),
             }
         }
@@ -257,6 +264,7 @@ fn check_partition(
             .map(|b| b.header.record_count.max(0) as u64)
             .sum(),
         acks,
+        replication_timeout_ms: 0,
         delayed,
     })
 }
@@ -536,6 +544,10 @@ async fn append_one(
         on_dispatched();
         return store_delayed(shard, &partition, &a, delayed).await;
     }
+    if a.acks == ACKS_ALL && !partition.has_enough_replicas() {
+        let code = ResponseError::NotEnoughReplicas.code();
+        return partition_error(a.topic_index, a.partition, code, None);
+    }
     // The log patches base offsets in place. When this partition's bytes are the only
     // reference to the request buffer (one partition per request) that costs nothing;
     // when several partitions share it, `BytesMut::from` makes the one copy.
@@ -547,6 +559,13 @@ async fn append_one(
     shard
         .metrics
         .record_append(started.elapsed().as_nanos() as u64);
+    if let Ok(outcome) = &appended
+        && a.acks == ACKS_ALL
+        && let Err(code) =
+            replicated(shard, &partition, outcome.last_offset + 1, a.replication_timeout_ms).await
+    {
+        return partition_error(a.topic_index, a.partition, code, None);
+    }
     match appended {
         // A retried duplicate answers with the original offsets, like a new append.
         Ok(outcome) => Appended {
@@ -566,6 +585,30 @@ async fn append_one(
             Some(e.to_string()),
         ),
     }
+}
+
+/// acks=all with followers (Kafka's delayed produce): waits, on the shard's timer wheel,
+/// until the high watermark reaches `end_offset`; REQUEST_TIMED_OUT when `timeout_ms`
+/// passes first, NOT_ENOUGH_REPLICAS_AFTER_APPEND when the ISR shrank below
+/// `min.insync.replicas` meanwhile.
+async fn replicated(
+    shard: &Rc<Shard>,
+    partition: &Partition,
+    end_offset: i64,
+    timeout_ms: i32,
+) -> Result<(), i16> {
+    use futures_util::FutureExt;
+    if partition.replicas().is_none() {
+        return Ok(());
+    }
+    let timeout = std::time::Duration::from_millis(timeout_ms.max(0) as u64);
+    let mut expired = shard.timer.sleep(timeout).fuse();
+    let mut caught_up = std::pin::pin!(partition.wait_replicated(end_offset).fuse());
+    let done = futures_util::select! {
+        enough = caught_up => enough.then_some(()).ok_or(ResponseError::NotEnoughReplicasAfterAppend),
+        _ = expired => (partition.high_watermark() >= end_offset).then_some(()).ok_or(ResponseError::RequestTimedOut),
+    };
+    done.map_err(|e| e.code())
 }
 
 /// The delay path of one partition's append: the records go to the owning shard's delay log

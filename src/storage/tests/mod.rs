@@ -5,6 +5,7 @@ mod append;
 mod close;
 mod compaction;
 mod durability;
+mod follower;
 mod read;
 mod recovery;
 mod retention;

@@ -2,8 +2,7 @@
 //! reports an append to one of the fetched partitions (then read again) or until the
 //! deadline, never sleeping out the wait when data has arrived.
 
-use super::read::{PartitionRead, read_all};
-use crate::partition::Isolation;
+use super::read::{PartitionRead, Reader, read_all};
 use crate::server::fetch_sessions::WantedPartition;
 use crate::shard::{Lookup, Shard};
 use futures_util::FutureExt;
@@ -19,9 +18,9 @@ pub(super) async fn read_until_enough(
     min_bytes: usize,
     max_bytes: usize,
     deadline: Instant,
-    isolation: Isolation,
+    reader: Reader,
 ) -> Vec<PartitionRead> {
-    let mut reads = read_all(shard, wants, readable, max_bytes, isolation).await;
+    let mut reads = read_all(shard, wants, readable, max_bytes, reader).await;
     loop {
         let available: usize = reads.iter().map(|r| r.bytes).sum();
         let any_error = reads.iter().any(|r| r.error_code != 0);
@@ -32,28 +31,30 @@ pub(super) async fn read_until_enough(
         {
             return reads;
         }
-        let seen: Vec<i64> = reads.iter().map(|r| r.high_watermark).collect();
-        wait_for_append(shard, wants, &seen, deadline).await;
+        let seen: Vec<i64> = reads.iter().map(|r| r.progress).collect();
+        wait_for_append(shard, wants, &seen, deadline, reader.replica.is_some()).await;
         if shard.shutting_down.get() {
             return reads;
         }
-        reads = read_all(shard, wants, readable, max_bytes, isolation).await;
+        reads = read_all(shard, wants, readable, max_bytes, reader).await;
     }
 }
 
 /// Waits until any wanted partition's owner reports an append, or the deadline passes.
 /// The waiters left on owner shards are cancelled when this returns.
-/// `seen` holds the high watermark each read saw: an append that landed between that read
-/// and the registration on the owner shard must wake us at once, not after the timeout.
+/// `seen` holds the progress each read saw (high watermark; a follower's: the written
+/// end): an append that landed between that read and the registration on the owner shard
+/// must wake us at once, not after the timeout.
 async fn wait_for_append(
     shard: &Rc<Shard>,
     wants: &[WantedPartition],
     seen: &[i64],
     deadline: Instant,
+    follower: bool,
 ) {
     let mut cancels = Vec::with_capacity(wants.len());
     let mut waits = Vec::with_capacity(wants.len());
-    for (w, &seen_high_watermark) in wants.iter().zip(seen) {
+    for (w, &seen_progress) in wants.iter().zip(seen) {
         let owner = w.owner;
         let (cancel_tx, cancel_rx) = futures_channel::oneshot::channel::<()>();
         cancels.push(cancel_tx);
@@ -66,7 +67,7 @@ async fn wait_for_append(
                         return;
                     };
                     // Checked and registered without an await in between: no lost wake-up.
-                    if p.high_watermark() != seen_high_watermark {
+                    if p.fetch_progress(follower) != seen_progress {
                         return;
                     }
                     let mut appended = std::pin::pin!(p.wait_for_high_watermark().fuse());

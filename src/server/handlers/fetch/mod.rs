@@ -12,7 +12,7 @@ mod read;
 
 use crate::metadata::quotas::QuotaKey;
 use crate::partition::Isolation;
-use crate::server::access::permitted;
+use crate::server::access::{CLUSTER_RESOURCE_NAME, permitted};
 use crate::server::authorization::ResourceType;
 use crate::server::context::RequestContext;
 use crate::server::quota;
@@ -46,16 +46,8 @@ pub async fn handle(ctx: &RequestContext<'_>, request: FetchRequest) -> Reply {
             .map(|w| w.owner),
     );
     let isolation = Isolation::from_wire(request.isolation_level);
-    // Once per topic run, not per partition: wants of one topic are adjacent.
-    let mut readable = Vec::with_capacity(plan.wants.len());
-    for (i, want) in plan.wants.iter().enumerate() {
-        let same_topic_as_previous = i > 0 && plan.wants[i - 1].topic == want.topic;
-        readable.push(if same_topic_as_previous {
-            readable[i - 1]
-        } else {
-            want.topic.is_empty() || permitted(ctx, ResourceType::Topic, &want.topic)
-        });
-    }
+    let replica = replica_id(ctx, &request);
+    let readable = readable(ctx, &plan.wants, replica);
     let reads = long_poll::read_until_enough(
         shard,
         &plan.wants,
@@ -63,7 +55,7 @@ pub async fn handle(ctx: &RequestContext<'_>, request: FetchRequest) -> Reply {
         min_bytes,
         max_bytes,
         deadline,
-        isolation,
+        read::Reader { isolation, replica },
     )
     .await;
     let waited = wait_started.elapsed();
@@ -74,7 +66,11 @@ pub async fn handle(ctx: &RequestContext<'_>, request: FetchRequest) -> Reply {
         shard.metrics.record_error(ctx.api as i16, r.error_code);
     }
     let fetched = reads.iter().map(|r| r.bytes).sum();
-    let throttle_ms = quota::record_and_throttle(ctx, QuotaKey::ConsumerByteRate, fetched).await;
+    // Replication is not a consumer: the consumer byte-rate quota does not slow it.
+    let throttle_ms = match replica {
+        Some(_) => 0,
+        None => quota::record_and_throttle(ctx, QuotaKey::ConsumerByteRate, fetched).await,
+    };
     if throttle_ms > 0 {
         // Nothing read is sent, so the session does not record it as answered.
         return encode::throttled_reply(ctx, plan.session_id, throttle_ms);
@@ -86,6 +82,38 @@ pub async fn handle(ctx: &RequestContext<'_>, request: FetchRequest) -> Reply {
         .fetch_sessions
         .record_answer(&plan, &answered);
     encode::encode(ctx, plan.session_id, &plan.wants, reads, &include)
+}
+
+/// The follower a replica fetch comes from (issue 17, stage 2): `ReplicaState` from v15,
+/// the request's `replica_id` before; `None` for a consumer (-1).
+fn replica_id(ctx: &RequestContext<'_>, request: &FetchRequest) -> Option<i32> {
+    let id = if ctx.version >= 15 {
+        request.replica_state.replica_id.0
+    } else {
+        request.replica_id.0
+    };
+    (id >= 0).then_some(id)
+}
+
+/// Which wanted partitions the principal may read: a consumer needs READ on the topic
+/// (asked once per topic run: wants of one topic are adjacent); a follower needs
+/// CLUSTER_ACTION on the cluster, else every partition is TOPIC_AUTHORIZATION_FAILED, as
+/// Kafka answers a replica fetch without it.
+fn readable(ctx: &RequestContext<'_>, wants: &[WantedPartition], replica: Option<i32>) -> Vec<bool> {
+    if replica.is_some() {
+        let allowed = permitted(ctx, ResourceType::Cluster, CLUSTER_RESOURCE_NAME);
+        return vec![allowed; wants.len()];
+    }
+    let mut readable: Vec<bool> = Vec::with_capacity(wants.len());
+    for (i, want) in wants.iter().enumerate() {
+        let same_topic_as_previous = i > 0 && wants[i - 1].topic == want.topic;
+        readable.push(if same_topic_as_previous {
+            readable[i - 1]
+        } else {
+            want.topic.is_empty() || permitted(ctx, ResourceType::Topic, &want.topic)
+        });
+    }
+    readable
 }
 
 /// The partitions this request reads: by topic name before v13, by topic id from v13, and

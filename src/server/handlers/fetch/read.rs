@@ -8,6 +8,14 @@ use crate::storage::FileRegion;
 use kafka_protocol::ResponseError;
 use std::rc::Rc;
 
+/// Who reads and how: a consumer at its isolation level, or a follower (`replica`: its
+/// broker id), which reads to the log end and reports its progress.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Reader {
+    pub isolation: Isolation,
+    pub replica: Option<i32>,
+}
+
 /// What the owning shard answered for one partition.
 pub(super) struct PartitionRead {
     pub error_code: i16,
@@ -19,6 +27,9 @@ pub(super) struct PartitionRead {
     /// read_committed: (producer id, first offset) of the aborted transactions the records
     /// overlap; None for read_uncommitted.
     pub aborted_transactions: Option<Vec<(i64, i64)>>,
+    /// What the long poll watches, as of this read: the high watermark for a consumer, the
+    /// written end for a follower (`Partition::fetch_progress`).
+    pub progress: i64,
 }
 
 impl PartitionRead {
@@ -31,6 +42,7 @@ impl PartitionRead {
             regions: Vec::new(),
             bytes: 0,
             aborted_transactions: None,
+            progress: -1,
         }
     }
 
@@ -54,8 +66,9 @@ pub(super) async fn read_all(
     wants: &[WantedPartition],
     readable: &[bool],
     max_bytes: usize,
-    isolation: Isolation,
+    reader: Reader,
 ) -> Vec<PartitionRead> {
+    let Reader { isolation, replica } = reader;
     let calls = wants.iter().zip(readable).map(|(w, readable)| {
         let readable = *readable;
         let owner = w.owner;
@@ -71,7 +84,12 @@ pub(super) async fn read_all(
             }
             shard
                 .invoke_on(owner, move |s| async move {
-                    read_local(&s, &topic, partition, offset, limit, isolation).await
+                    match replica {
+                        Some(replica) => {
+                            read_for_follower(&s, &topic, partition, offset, limit, replica).await
+                        }
+                        None => read_local(&s, &topic, partition, offset, limit, isolation).await,
+                    }
                 })
                 .await
                 .unwrap_or_else(|_| PartitionRead::error(ResponseError::BrokerNotAvailable.code()))
@@ -94,6 +112,69 @@ pub(super) async fn read_all(
     reads
 }
 
+/// The partition this shard leads, or the error a fetch of it answers.
+fn led_partition(
+    shard: &Rc<Shard>,
+    topic: &str,
+    partition: i32,
+) -> Result<Rc<crate::partition::Partition>, PartitionRead> {
+    match shard.partitions.get(topic, partition) {
+        Lookup::Online(p) => Ok(p),
+        Lookup::Offline(_) => Err(PartitionRead::error(ResponseError::KafkaStorageError.code())),
+        Lookup::Missing => {
+            let exists = shard
+                .metadata
+                .load()
+                .topic(topic)
+                .is_some_and(|t| partition >= 0 && partition < t.partitions);
+            Err(PartitionRead::error(if exists {
+                ResponseError::NotLeaderOrFollower.code()
+            } else {
+                ResponseError::UnknownTopicOrPartition.code()
+            }))
+        }
+    }
+}
+
+/// A follower's fetch on the leader: records its progress and reads up to the log end.
+async fn read_for_follower(
+    shard: &Rc<Shard>,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    max_bytes: u32,
+    replica: i32,
+) -> PartitionRead {
+    let p = match led_partition(shard, topic, partition) {
+        Ok(p) => p,
+        Err(refused) => return refused,
+    };
+    let progress = p.fetch_progress(true);
+    let read = p
+        .read_for_follower(replica, offset, max_bytes, crate::shard::now_ms())
+        .await;
+    match read {
+        // Not one of this partition's replicas (or it has none here): Kafka's answer.
+        None => PartitionRead::error(ResponseError::NotLeaderOrFollower.code()),
+        Some(Ok(slice)) => PartitionRead {
+            error_code: 0,
+            high_watermark: slice.high_watermark,
+            last_stable_offset: slice.last_stable_offset,
+            log_start_offset: slice.log_start_offset,
+            regions: slice.regions,
+            bytes: slice.bytes,
+            aborted_transactions: None,
+            progress,
+        },
+        Some(Err(e)) => PartitionRead {
+            progress,
+            high_watermark: p.high_watermark(),
+            log_start_offset: p.log_start_offset(),
+            ..PartitionRead::error(e.kafka_error_code())
+        },
+    }
+}
+
 async fn read_local(
     shard: &Rc<Shard>,
     topic: &str,
@@ -102,22 +183,11 @@ async fn read_local(
     max_bytes: u32,
     isolation: Isolation,
 ) -> PartitionRead {
-    let p = match shard.partitions.get(topic, partition) {
-        Lookup::Online(p) => p,
-        Lookup::Offline(_) => return PartitionRead::error(ResponseError::KafkaStorageError.code()),
-        Lookup::Missing => {
-            let exists = shard
-                .metadata
-                .load()
-                .topic(topic)
-                .is_some_and(|t| partition >= 0 && partition < t.partitions);
-            return PartitionRead::error(if exists {
-                ResponseError::NotLeaderOrFollower.code()
-            } else {
-                ResponseError::UnknownTopicOrPartition.code()
-            });
-        }
+    let p = match led_partition(shard, topic, partition) {
+        Ok(p) => p,
+        Err(refused) => return refused,
     };
+    let progress = p.fetch_progress(false);
     match p.read(offset, max_bytes, isolation).await {
         Ok(slice) => PartitionRead {
             error_code: 0,
@@ -133,6 +203,7 @@ async fn read_local(
                     .map(|a| (a.producer_id, a.first_offset))
                     .collect()
             }),
+            progress,
         },
         Err(e) => PartitionRead {
             error_code: e.kafka_error_code(),
@@ -142,6 +213,7 @@ async fn read_local(
             regions: Vec::new(),
             bytes: 0,
             aborted_transactions: None,
+            progress,
         },
     }
 }

@@ -1,0 +1,86 @@
+//! Unit tests of the replicated metadata state machine (`replicated.rs`): placement, the
+//! same answer on every node, images that round-trip.
+
+use super::*;
+
+#[test]
+fn placement_spreads_leaders_and_refuses_too_many_replicas() {
+    let live = [1, 2, 3];
+    let placed = place_replicas(&live, 6, 0, 2, 0).unwrap();
+    let leaders: Vec<i32> = placed.iter().map(|r| r[0]).collect();
+    assert_eq!(leaders, vec![1, 2, 3, 1, 2, 3]);
+    assert_eq!(placed[2], vec![3, 1]);
+    assert!(place_replicas(&live, 1, 0, 4, 0).is_none());
+    assert_eq!(
+        place_replicas(&live, 5, 3, 1, 1).unwrap(),
+        vec![vec![2], vec![3]]
+    );
+}
+
+fn writer() -> (tempfile::TempDir, MetadataWriter) {
+    let dir = tempfile::tempdir().unwrap();
+    let (writer, _) =
+        MetadataWriter::open_replicated(dir.path(), LogConfig::default(), "c".into()).unwrap();
+    (dir, writer)
+}
+
+#[test]
+fn records_apply_the_same_way_and_images_round_trip() {
+    let (_dir, a) = writer();
+    let register = |id| MetadataRecord::RegisterBroker {
+        id,
+        host: "127.0.0.1".into(),
+        port: 9000 + id,
+    };
+    a.apply_record(1, &register(1)).unwrap();
+    a.apply_record(2, &register(2)).unwrap();
+    let create = MetadataRecord::CreateTopic {
+        name: "t".into(),
+        id: uuid::Uuid::new_v4(),
+        replicas: vec![vec![1, 2], vec![2, 1]],
+        overrides: BTreeMap::new(),
+    };
+    a.apply_record(3, &create).unwrap();
+    // The same record again fails the same way on every node: the topic exists.
+    let again = a.apply_record(4, &create).unwrap_err();
+    assert_eq!(again.kafka_error_code(), 36);
+    let bad = MetadataRecord::CreateTopic {
+        name: "u".into(),
+        id: uuid::Uuid::new_v4(),
+        replicas: vec![vec![1, 7]],
+        overrides: BTreeMap::new(),
+    };
+    assert_eq!(a.apply_record(5, &bad).unwrap_err().kafka_error_code(), 38);
+    let shrink = |epoch| MetadataRecord::AlterPartition {
+        topic: "t".into(),
+        partition: 0,
+        isr: vec![1],
+        partition_epoch: epoch,
+    };
+    a.apply_record(6, &shrink(0)).unwrap();
+    assert!(a.apply_record(6, &shrink(0)).is_err(), "stale epoch");
+    a.apply_record(6, &MetadataRecord::FenceBroker { id: 2 })
+        .unwrap();
+    let snapshot = a.snapshot();
+    let cluster = snapshot.cluster.as_deref().unwrap();
+    assert_eq!(cluster.applied_index, 6);
+    assert_eq!(cluster.live_brokers(), vec![1]);
+    assert!(snapshot.is_led_by(2, "t", 1));
+    assert!(!snapshot.is_led_by(1, "t", 1));
+    assert!(snapshot.is_followed_by(1, "t", 1));
+    assert_eq!(cluster.isr("t", 0), vec![1]);
+    assert_eq!(cluster.partition_epoch("t", 0), 1);
+    assert_eq!(cluster.isr("t", 1), vec![2, 1]);
+    assert!(!snapshot.is_followed_by(2, "t", 1));
+    assert_eq!(cluster.followed_from(1, 2), vec![("t".to_string(), 1)]);
+    assert_eq!(cluster.followed_from(2, 1), vec![("t".to_string(), 0)]);
+
+    let (_dir_b, b) = writer();
+    b.install_image(&a.encode_image()).unwrap();
+    let restored = b.snapshot();
+    assert_eq!(restored.cluster, snapshot.cluster);
+    assert_eq!(
+        restored.topic("t").unwrap().id,
+        snapshot.topic("t").unwrap().id
+    );
+}

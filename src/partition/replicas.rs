@@ -1,0 +1,219 @@
+//! A leader partition's replica set (issue 17, stage 2, decision 0012): each follower's log
+//! end offset as its fetches report it, the in-sync replicas, and the high watermark they
+//! give — the minimum log end offset over the ISR, never moving back. Consumers read below
+//! it; an acks=all append completes when it passes the append (`Partition::wait_replicated`).
+//! Lives on the partition's shard like the rest of the partition: `Cell`s, no locks.
+//! Must not: decide ISR membership changes on its own (the metadata log does) or know about
+//! requests.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+use crate::storage::notify::Event;
+
+/// One follower's progress, from its fetches (Kafka's `Replica` state on the leader).
+#[derive(Debug, Clone, Copy)]
+struct FollowerProgress {
+    id: i32,
+    /// Its fetch offset: everything below is in its log. -1 until it first fetches.
+    log_end_offset: i64,
+    /// Last time (ms) it held everything the leader had (`replica.lag.time.max.ms`).
+    caught_up_ms: i64,
+    /// The leader's log end and the time at its previous fetch: a fetch from at least that
+    /// offset shows it was caught up then, even under a steady stream of appends (Kafka's
+    /// `lastFetchLeaderLogEndOffset` rule).
+    previous_fetch_leader_end: i64,
+    previous_fetch_ms: i64,
+}
+
+/// The replicas of a partition this node leads, other than itself.
+pub struct ReplicaSet {
+    followers: RefCell<Vec<FollowerProgress>>,
+    /// Followers in the ISR (the leader always is).
+    in_sync: RefCell<Vec<i32>>,
+    /// Kafka's `min.insync.replicas`, the leader included.
+    min_insync_replicas: Cell<usize>,
+    high_watermark: Cell<i64>,
+    /// Fires when the high watermark moves (long polls and acks=all waits listen).
+    moved: Rc<Event>,
+}
+
+impl ReplicaSet {
+    /// `followers`: the other replicas; `in_sync`: those of them in the ISR the metadata
+    /// log holds; `high_watermark`: where it starts. Lag is counted from `now_ms`.
+    pub fn new(
+        followers: &[i32],
+        in_sync: &[i32],
+        min_insync_replicas: usize,
+        high_watermark: i64,
+        now_ms: i64,
+    ) -> ReplicaSet {
+        ReplicaSet {
+            followers: RefCell::new(
+                followers
+                    .iter()
+                    .map(|&id| FollowerProgress {
+                        id,
+                        log_end_offset: -1,
+                        caught_up_ms: now_ms,
+                        previous_fetch_leader_end: i64::MAX,
+                        previous_fetch_ms: now_ms,
+                    })
+                    .collect(),
+            ),
+            in_sync: RefCell::new(
+                in_sync
+                    .iter()
+                    .copied()
+                    .filter(|id| followers.contains(id))
+                    .collect(),
+            ),
+            min_insync_replicas: Cell::new(min_insync_replicas.max(1)),
+            high_watermark: Cell::new(high_watermark),
+            moved: Rc::new(Event::default()),
+        }
+    }
+
+    /// The ISR's size, the leader included.
+    pub fn in_sync_count(&self) -> usize {
+        self.in_sync.borrow().len() + 1
+    }
+
+    pub fn min_insync_replicas(&self) -> usize {
+        self.min_insync_replicas.get()
+    }
+
+    pub fn set_min_insync_replicas(&self, count: usize) {
+        self.min_insync_replicas.set(count.max(1));
+    }
+
+    /// Whether `id` is one of this partition's followers.
+    pub fn has_follower(&self, id: i32) -> bool {
+        self.followers.borrow().iter().any(|f| f.id == id)
+    }
+
+    /// The high watermark with the leader's own log written up to `leader_end`: the
+    /// smallest log end over the ISR, never below what it was.
+    pub fn high_watermark(&self, leader_end: i64) -> i64 {
+        let in_sync = self.in_sync.borrow();
+        let lowest = self
+            .followers
+            .borrow()
+            .iter()
+            .filter(|f| in_sync.contains(&f.id))
+            .map(|f| f.log_end_offset)
+            .fold(leader_end, i64::min);
+        let high_watermark = lowest.max(self.high_watermark.get());
+        self.high_watermark.set(high_watermark);
+        high_watermark
+    }
+
+    /// A follower fetched from `fetch_offset` (so holds everything below it) at `now_ms`,
+    /// with the leader's log written up to `leader_end`. Wakes the waiters when the high
+    /// watermark moved. Returns false for a broker that is not a follower of this partition.
+    pub fn record_fetch(&self, id: i32, fetch_offset: i64, leader_end: i64, now_ms: i64) -> bool {
+        {
+            let mut followers = self.followers.borrow_mut();
+            let Some(f) = followers.iter_mut().find(|f| f.id == id) else {
+                return false;
+            };
+            f.log_end_offset = fetch_offset.min(leader_end);
+            if fetch_offset >= leader_end {
+                f.caught_up_ms = now_ms;
+            } else if fetch_offset >= f.previous_fetch_leader_end {
+                f.caught_up_ms = f.caught_up_ms.max(f.previous_fetch_ms);
+            }
+            f.previous_fetch_leader_end = leader_end;
+            f.previous_fetch_ms = now_ms;
+        }
+        let before = self.high_watermark.get();
+        if self.high_watermark(leader_end) != before {
+            self.moved.notify();
+        }
+        true
+    }
+
+    /// The followers in the ISR (the metadata log applied an AlterPartition): wakes the
+    /// waiters, since the high watermark or the acks=all answer may change with it.
+    pub fn set_in_sync(&self, followers_in_sync: &[i32]) {
+        *self.in_sync.borrow_mut() = followers_in_sync.to_vec();
+        self.moved.notify();
+    }
+
+    /// The ISR the leader should propose (Kafka's `maybeShrinkIsr` / `maybeExpandIsr`), the
+    /// leader first, or `None` when it is right as it is: an in-sync follower not caught up
+    /// for `lag_max_ms` leaves; one out of it that reached the high watermark and has been
+    /// caught up within `lag_max_ms` comes back.
+    pub fn wanted_isr(
+        &self,
+        leader: i32,
+        leader_end: i64,
+        now_ms: i64,
+        lag_max_ms: i64,
+    ) -> Option<Vec<i32>> {
+        let high_watermark = self.high_watermark(leader_end);
+        let in_sync = self.in_sync.borrow();
+        let mut wanted = vec![leader];
+        for f in self.followers.borrow().iter() {
+            let recent = now_ms - f.caught_up_ms <= lag_max_ms;
+            let keep = if in_sync.contains(&f.id) {
+                recent
+            } else {
+                recent && f.log_end_offset >= high_watermark
+            };
+            if keep {
+                wanted.push(f.id);
+            }
+        }
+        let unchanged =
+            wanted.len() == in_sync.len() + 1 && wanted[1..].iter().all(|id| in_sync.contains(id));
+        (!unchanged).then_some(wanted)
+    }
+
+    /// Completes at the next move of the high watermark (owns its state: may be raced).
+    pub fn wait_moved(&self) -> impl std::future::Future<Output = ()> + 'static {
+        self.moved.listen()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_high_watermark_is_the_lowest_log_end_in_sync_and_never_moves_back() {
+        let set = ReplicaSet::new(&[2, 3], &[2, 3], 2, 0, 0);
+        assert_eq!(set.high_watermark(10), 0);
+        assert!(set.record_fetch(2, 6, 10, 1));
+        assert_eq!(set.high_watermark(10), 0, "follower 3 has nothing yet");
+        assert!(set.record_fetch(3, 4, 10, 1));
+        assert_eq!(set.high_watermark(10), 4);
+        assert!(set.record_fetch(3, 10, 10, 2));
+        assert_eq!(set.high_watermark(10), 6);
+        // A fetch from an older offset (a follower that truncated) never lowers it.
+        assert!(set.record_fetch(2, 3, 10, 3));
+        assert_eq!(set.high_watermark(10), 6);
+        assert!(!set.record_fetch(9, 10, 10, 3), "not a replica");
+        assert_eq!(set.in_sync_count(), 3);
+    }
+
+    #[test]
+    fn a_follower_lagging_too_long_leaves_the_isr_and_comes_back_once_caught_up() {
+        let set = ReplicaSet::new(&[2, 3], &[2, 3], 2, 0, 0);
+        set.record_fetch(2, 10, 10, 100);
+        set.record_fetch(3, 10, 10, 100);
+        assert_eq!(set.wanted_isr(1, 10, 200, 1_000), None);
+        // Under steady appends follower 2 never reaches the moving end but keeps up with
+        // where it was at its previous fetch: still caught up. Follower 3 stopped.
+        set.record_fetch(2, 15, 20, 600);
+        set.record_fetch(2, 20, 30, 1_100);
+        set.record_fetch(2, 30, 40, 1_600);
+        assert_eq!(set.wanted_isr(1, 40, 1_700, 1_000), Some(vec![1, 2]));
+        set.set_in_sync(&[2]);
+        assert_eq!(set.in_sync_count(), 2);
+        assert_eq!(set.high_watermark(40), 30, "the ISR without 3 moves it");
+        // 3 comes back, reaches the high watermark: it rejoins.
+        set.record_fetch(3, 40, 40, 1_800);
+        assert_eq!(set.wanted_isr(1, 40, 1_800, 1_000), Some(vec![1, 2, 3]));
+    }
+}
