@@ -242,3 +242,37 @@ fn fuzzed_handshake_input_only_closes_the_connection() {
     assert_eq!(fine.line(), "subject localhost");
     assert_eq!(fine.line(), "answer 1 ok");
 }
+
+/// `sluice bench` over an SSL listener: the CLI's own rustls client produces, then fetches
+/// every record back through the broker's copy path (file regions read and encrypted).
+#[test]
+fn the_bench_produces_and_consumes_over_ssl() {
+    let certs = Certs::make();
+    let (broker, port) = ssl_broker(&certs);
+    let ca = certs.path("ca.pem").display().to_string();
+    let bench = |mode: &str| -> serde_json::Value {
+        let args = [
+            "bench",
+            mode,
+            "--topic",
+            "tls-bench",
+            "--records",
+            "3000",
+            "--record-size",
+            "2000",
+            "--security-protocol",
+            "SSL",
+            "--ssl-ca-location",
+            &ca,
+            "--json",
+        ];
+        let (ok, out, err) = support::sluice_cli(&format!("127.0.0.1:{port}"), &args, None);
+        assert!(ok, "sluice bench {mode} over SSL: {err}");
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("bad JSON ({e}): {out}"))
+    };
+    let produced = bench("produce");
+    assert_eq!(produced["produced"]["records"], 3000, "{produced}");
+    let consumed = bench("consume");
+    assert_eq!(consumed["consumed"]["records"], 3000, "{consumed}");
+    drop(broker);
+}
