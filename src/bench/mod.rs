@@ -82,11 +82,26 @@ pub struct BenchConfig {
     pub broker_pid: Option<u32>,
     /// Configs for the topic if this run creates it.
     pub topic_configs: Vec<(String, String)>,
+    /// `--security-protocol SSL`: the TLS client config; `None` is PLAINTEXT.
+    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+}
+
+impl BenchConfig {
+    /// A client of the bootstrap broker, over TLS when the run asks for it.
+    pub fn connect(&self) -> crate::client::Result<Client> {
+        Client::connect_with(
+            &self.bootstrap,
+            crate::client::ConnectionConfig {
+                tls: self.tls.clone(),
+                ..crate::client::ConnectionConfig::default()
+            },
+        )
+    }
 }
 
 /// Creates the topic if it is missing and waits until every partition has a leader.
 fn prepare_topic(config: &BenchConfig) -> Result<u32, String> {
-    let mut client = Client::connect(&config.bootstrap).map_err(|e| e.to_string())?;
+    let mut client = config.connect().map_err(|e| e.to_string())?;
     match client.create_topic(&NewTopic {
         name: config.topic.clone(),
         partitions: config.partitions as i32,
@@ -203,7 +218,7 @@ pub fn run(config: &BenchConfig) -> Result<Report, String> {
 /// otherwise) and, for a consume run without a count or duration, where it stops.
 fn plan_consumers(config: &BenchConfig) -> Result<Vec<ConsumerPlan>, String> {
     let mut consumer_plans = Vec::new();
-    let mut client = Client::connect(&config.bootstrap).map_err(|e| e.to_string())?;
+    let mut client = config.connect().map_err(|e| e.to_string())?;
     let all: Vec<i32> = (0..config.partitions as i32).collect();
     let starts = match config.mode {
         Mode::E2e => client.list_offsets(&config.topic, &all, OffsetSpec::Latest),

@@ -84,28 +84,52 @@ fn init_logging(level: &str) -> Option<LogFilterHandle> {
     installed.ok().map(|_| handle)
 }
 
-/// SIGHUP: re-read the config file and apply what can change live (the log level).
-fn reload(args: &ServeArgs, handle: Option<&LogFilterHandle>) {
+/// SIGHUP: re-read the config file and apply what can change live: the log level, and the
+/// TLS certificates (new handshakes use them; established connections stay up).
+fn reload(
+    args: &ServeArgs,
+    handle: Option<&LogFilterHandle>,
+    tls: Option<&crate::security::tls::TlsAcceptor>,
+) {
     let Some(path) = &args.config else {
         tracing::info!("SIGHUP: no --config file to reload");
         return;
     };
     match crate::config::BrokerConfig::from_file(path) {
-        Ok(config) => match (
-            handle,
-            tracing_subscriber::EnvFilter::try_new(&config.log_level),
-        ) {
-            (Some(h), Ok(filter)) => {
-                if h.reload(filter).is_ok() {
-                    tracing::info!(log_level = %config.log_level, "SIGHUP: log level reloaded");
-                }
-            }
-            (_, Err(e)) => {
-                tracing::warn!(error = %e, "SIGHUP: invalid log_level; keeping the current one")
-            }
-            (None, _) => {}
-        },
+        Ok(config) => {
+            reload_tls(&config, tls);
+            reload_log_level(&config, handle)
+        }
         Err(e) => tracing::warn!(error = %e, "SIGHUP: config not reloaded"),
+    }
+}
+
+/// New handshakes use the certificate files the config names now; an unreadable one keeps
+/// the old certificates (and says why).
+fn reload_tls(config: &BrokerConfig, tls: Option<&crate::security::tls::TlsAcceptor>) {
+    let Some(tls) = tls else { return };
+    match tls.reload(&config.tls_settings()) {
+        Ok(()) => tracing::info!("SIGHUP: TLS certificates reloaded"),
+        Err(e) => {
+            tracing::warn!(error = %e, "SIGHUP: TLS certificates not reloaded; keeping the current ones")
+        }
+    }
+}
+
+fn reload_log_level(config: &BrokerConfig, handle: Option<&LogFilterHandle>) {
+    match (
+        handle,
+        tracing_subscriber::EnvFilter::try_new(&config.log_level),
+    ) {
+        (Some(h), Ok(filter)) => {
+            if h.reload(filter).is_ok() {
+                tracing::info!(log_level = %config.log_level, "SIGHUP: log level reloaded");
+            }
+        }
+        (_, Err(e)) => {
+            tracing::warn!(error = %e, "SIGHUP: invalid log_level; keeping the current one")
+        }
+        (None, _) => {}
     }
 }
 
@@ -210,7 +234,7 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
     }
     loop {
         match wait_for_signal(&signals) {
-            libc::SIGHUP => reload(&args, log_handle.as_ref()),
+            libc::SIGHUP => reload(&args, log_handle.as_ref(), broker.tls.as_deref()),
             signal => {
                 tracing::info!(signal, "shutting down");
                 break;

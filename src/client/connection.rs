@@ -88,6 +88,8 @@ pub struct ConnectionConfig {
     pub client_id: String,
     pub connect_timeout: Duration,
     pub io_timeout: Duration,
+    /// SSL listeners: the TLS client config (`tls::client_config`); `None` is PLAINTEXT.
+    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 impl Default for ConnectionConfig {
@@ -96,6 +98,7 @@ impl Default for ConnectionConfig {
             client_id: DEFAULT_CLIENT_ID.to_string(),
             connect_timeout: Duration::from_millis(CONNECT_TIMEOUT_MS),
             io_timeout: Duration::from_millis(IO_TIMEOUT_MS),
+            tls: None,
         }
     }
 }
@@ -109,7 +112,7 @@ struct InFlight {
 
 /// A connected, version-negotiated broker connection.
 pub struct Connection {
-    stream: TcpStream,
+    stream: super::tls::Stream,
     addr: String,
     client_id: StrBytes,
     correlation_id_next: i32,
@@ -149,6 +152,9 @@ impl Connection {
         stream
             .set_write_timeout(Some(config.io_timeout))
             .map_err(connect_err)?;
+        let host = addr.rsplit_once(':').map_or(addr, |(host, _)| host);
+        let stream =
+            super::tls::Stream::new(stream, host, config.tls.as_ref()).map_err(connect_err)?;
         let mut conn = Connection {
             stream,
             addr: addr.to_string(),

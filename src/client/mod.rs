@@ -15,6 +15,7 @@ pub mod error;
 pub mod group;
 pub mod partitioner;
 pub mod producer;
+pub mod tls;
 pub mod transactions;
 
 pub use admin::{ConfigEntry, NewTopic, OffsetSpec};

@@ -53,7 +53,7 @@ impl SecurityProtocol {
         )
     }
 
-    /// The transport is TLS (not served yet: `validate` refuses such listeners).
+    /// The transport is TLS (`security::tls`).
     pub fn uses_tls(self) -> bool {
         matches!(self, SecurityProtocol::Ssl | SecurityProtocol::SaslSsl)
     }

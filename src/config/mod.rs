@@ -125,6 +125,21 @@ pub struct BrokerConfig {
     /// Kafka's `connections.max.reauth.ms` (KIP-368): 0 = sessions never expire; else a
     /// client must re-authenticate within this or its connection is closed.
     pub connections_max_reauth_ms: i64,
+    /// PEM certificate chain SSL and SASL_SSL listeners present, the broker's own first
+    /// (Kafka's `ssl.keystore.location` with a PEM keystore: chain and key in two files).
+    pub ssl_certificate_location: Option<PathBuf>,
+    /// The certificate's private key, unencrypted PEM (PKCS#8, PKCS#1 or SEC1).
+    pub ssl_key_location: Option<PathBuf>,
+    /// PEM CA certificates client certificates must chain to (`ssl.truststore.location`).
+    pub ssl_truststore_location: Option<PathBuf>,
+    /// Kafka's `ssl.client.auth` on SSL listeners: none, requested or required.
+    pub ssl_client_auth: String,
+    /// Kafka's `ssl.enabled.protocols`.
+    pub ssl_enabled_protocols: Vec<String>,
+    /// Kafka's `ssl.cipher.suites` (IANA names); empty: every suite rustls offers.
+    pub ssl_cipher_suites: Vec<String>,
+    /// Kafka's `ssl.principal.mapping.rules`: `DEFAULT`, `RULE:pattern/replacement/[LU]`.
+    pub ssl_principal_mapping_rules: String,
     /// Admin HTTP listener (metrics, health, status, the web console).
     pub admin_listen: SocketAddr,
     /// The web console may only look: its create and delete requests are refused (403).
@@ -202,6 +217,16 @@ impl Default for BrokerConfig {
             sasl_server_max_receive_bytes: DEFAULT_SASL_SERVER_MAX_RECEIVE_BYTES,
             sasl_authentication_timeout_ms: DEFAULT_SASL_AUTHENTICATION_TIMEOUT_MS,
             connections_max_reauth_ms: 0,
+            ssl_certificate_location: None,
+            ssl_key_location: None,
+            ssl_truststore_location: None,
+            ssl_client_auth: "none".to_string(),
+            ssl_enabled_protocols: crate::security::tls::DEFAULT_ENABLED_PROTOCOLS
+                .iter()
+                .map(|p| p.to_string())
+                .collect(),
+            ssl_cipher_suites: Vec::new(),
+            ssl_principal_mapping_rules: "DEFAULT".to_string(),
             admin_listen: SocketAddr::from(([127, 0, 0, 1], 9644)),
             console_read_only: false,
             cores: "all".to_string(),
@@ -322,20 +347,34 @@ impl BrokerConfig {
         Ok(())
     }
 
-    /// Listeners and SASL settings: every listener resolves, none needs TLS (not served
-    /// yet), and every enabled mechanism is one this broker implements.
+    /// The `ssl_*` keys as the TLS layer takes them.
+    pub fn tls_settings(&self) -> crate::security::tls::TlsSettings {
+        crate::security::tls::TlsSettings {
+            certificate_location: self.ssl_certificate_location.clone(),
+            key_location: self.ssl_key_location.clone(),
+            truststore_location: self.ssl_truststore_location.clone(),
+            client_auth: self.ssl_client_auth.clone(),
+            enabled_protocols: self.ssl_enabled_protocols.clone(),
+            cipher_suites: self.ssl_cipher_suites.clone(),
+            principal_mapping_rules: self.ssl_principal_mapping_rules.clone(),
+        }
+    }
+
+    /// Listeners and SASL settings: every listener resolves, TLS listeners have readable
+    /// certificates and valid `ssl_*` keys, and every enabled mechanism is one this broker
+    /// implements.
     fn validate_security(&self) -> Result<(), ConfigError> {
-        for spec in self.listener_specs()? {
-            if spec.protocol.uses_tls() {
-                return Err(ConfigError::Invalid {
-                    key: "listeners",
-                    message: format!(
-                        "listener {} uses {}: TLS listeners are not served yet",
-                        spec.name,
-                        spec.protocol.name()
-                    ),
-                });
-            }
+        if self
+            .listener_specs()?
+            .iter()
+            .any(|spec| spec.protocol.uses_tls())
+        {
+            crate::security::tls::TlsContext::new(&self.tls_settings()).map_err(|e| {
+                ConfigError::Invalid {
+                    key: e.key,
+                    message: e.message,
+                }
+            })?;
         }
         if let Some(unknown) = self
             .sasl_enabled_mechanisms

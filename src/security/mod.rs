@@ -7,5 +7,7 @@ pub mod authorizer;
 pub mod plain;
 mod principal;
 pub mod scram;
+pub mod ssl_principal;
+pub mod tls;
 
 pub use principal::{Principal, PrincipalError};

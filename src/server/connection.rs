@@ -12,11 +12,13 @@ use super::file_send::{SplicePipe, socket_status_flags, write_all, write_chunks}
 use super::response::Reply;
 use super::sasl::SaslSession;
 use super::sasl_gate::SaslGate;
-use crate::config::listeners::ListenerSpec;
+use super::transport::{self, Transport};
+use crate::config::listeners::{ListenerSpec, SecurityProtocol};
+use crate::security::tls::TlsAcceptor;
 use crate::shard::Shard;
 use crate::shard::budget::MemoryPermit;
 use compio::BufResult;
-use compio::io::{AsyncReadExt, AsyncWriteExt};
+use compio::io::AsyncWriteExt;
 use compio::net::TcpStream;
 use futures_util::FutureExt;
 use std::cell::{Cell, RefCell};
@@ -38,27 +40,88 @@ pub struct Handover {
     pub state: ConnectionState,
 }
 
-/// Serves a connection `listener` accepted.
-pub async fn run(shard: Rc<Shard>, stream: TcpStream, listener: Arc<ListenerSpec>) {
+/// Serves a connection `listener` accepted; `tls` is the listener's TLS context (SSL and
+/// SASL_SSL listeners), whose handshake comes first.
+pub async fn run(
+    shard: Rc<Shard>,
+    stream: TcpStream,
+    listener: Arc<ListenerSpec>,
+    tls: Option<Arc<TlsAcceptor>>,
+) {
     shard.metrics.connection_opened();
-    let state = ConnectionState {
+    let protocol = listener.protocol;
+    let mut state = ConnectionState {
         peer_ip: stream.peer_addr().ok().map(|addr| addr.ip()),
-        sasl: SaslSession::for_protocol(listener.protocol),
+        sasl: SaslSession::for_protocol(protocol),
         listener: Some(listener),
         ..ConnectionState::default()
     };
-    serve(shard, stream, Vec::new(), state).await;
+    let transport = match tls {
+        None => Transport::Plain(stream),
+        Some(acceptor) => match secure(&shard, stream, &acceptor, protocol, &mut state).await {
+            Some(transport) => transport,
+            None => {
+                shard.metrics.connection_closed();
+                return;
+            }
+        },
+    };
+    serve(shard, transport, Vec::new(), state).await;
+}
+
+/// The TLS handshake of a connection on an SSL or SASL_SSL listener, within
+/// `TLS_HANDSHAKE_TIMEOUT`; on an SSL listener the connection then speaks for its client
+/// certificate's principal. `None`: the handshake failed and the socket is shut.
+async fn secure(
+    shard: &Rc<Shard>,
+    stream: TcpStream,
+    acceptor: &TlsAcceptor,
+    protocol: SecurityProtocol,
+    state: &mut ConnectionState,
+) -> Option<Transport> {
+    let context = acceptor.current();
+    let closer = stream.clone();
+    let handshake = {
+        let mut stop = shard.shutdown_signal().fuse();
+        let mut timeout =
+            std::pin::pin!(shard.timer.sleep(transport::TLS_HANDSHAKE_TIMEOUT).fuse());
+        let mut handshake =
+            std::pin::pin!(transport::handshake(stream, context.server_config(protocol)).fuse());
+        futures_util::select! {
+            r = handshake => r.map_err(|e| e.to_string()),
+            _ = timeout => Err("the TLS handshake timed out".to_string()),
+            _ = stop => Err("shutting down".to_string()),
+        }
+    };
+    let secured = handshake.and_then(|session| {
+        if protocol == SecurityProtocol::Ssl {
+            state.principal = transport::certificate_principal(&session, &context)?;
+        }
+        Ok(session)
+    });
+    match secured {
+        Ok(session) => {
+            // The session's keys live in this shard's memory: the connection stays here.
+            state.affinity.reset(true);
+            Some(Transport::Tls(session))
+        }
+        Err(why) => {
+            tracing::debug!(shard = shard.id, %why, "closing connection: TLS");
+            let _ = socket2::SockRef::from(&closer).shutdown(std::net::Shutdown::Both);
+            None
+        }
+    }
 }
 
 /// Serves a connection another shard handed over (see `affinity`).
 pub async fn resume(shard: Rc<Shard>, stream: TcpStream, prefix: Vec<u8>, state: ConnectionState) {
     shard.metrics.connection_moved_in();
-    serve(shard, stream, prefix, state).await;
+    serve(shard, Transport::Plain(stream), prefix, state).await;
 }
 
 async fn serve(
     shard: Rc<Shard>,
-    mut stream: TcpStream,
+    mut stream: Transport,
     mut prefix: Vec<u8>,
     mut state: ConnectionState,
 ) {
@@ -80,7 +143,7 @@ async fn serve(
         };
         // The target was full: keep serving here, and stop trying to move.
         match TcpStream::from_std(back.socket.into()) {
-            Ok(s) => stream = s,
+            Ok(s) => stream = Transport::Plain(s),
             Err(e) => {
                 tracing::warn!(shard = shard.id, error = %e, "could not take a connection back; closing it");
                 break;
@@ -174,7 +237,7 @@ impl Answered {
 
 async fn serve_requests(
     shard: &Rc<Shard>,
-    stream: TcpStream,
+    stream: Transport,
     prefix: Vec<u8>,
     state: ConnectionState,
 ) -> Ended {
@@ -202,7 +265,7 @@ async fn serve_requests(
         pause.clone(),
         limits,
     ));
-    let closer = stream.clone();
+    let closer = stream.socket().clone();
     // The writer drops `writer_gone` when it stops (a closing answer, a failed write).
     // (Fused by `fuse()`, not by the receiver itself: a receiver whose sender was dropped
     // reports itself terminated and `select!` would never see it complete.)
@@ -329,7 +392,7 @@ fn end_or_hand_over(
 /// stopped because every answer was written and the channel closed.
 async fn write_replies(
     shard: Rc<Shard>,
-    mut stream: TcpStream,
+    mut stream: Transport,
     rx: flume::Receiver<Outgoing>,
     _gone: futures_channel::oneshot::Sender<()>,
 ) -> bool {
@@ -337,7 +400,7 @@ async fn write_replies(
     // Fetched record bytes that are in the page cache are sent with sendfile(2) from this
     // thread, with the socket non-blocking for that call only. Without its flags every
     // fetch takes the splice path.
-    let socket_flags = socket_status_flags(&stream).ok();
+    let socket_flags = socket_status_flags(stream.socket()).ok();
     let mut frames: Vec<bytes::Bytes> = Vec::with_capacity(MAX_ANSWERS_PER_WRITE);
     let mut answered: Vec<Answered> = Vec::with_capacity(MAX_ANSWERS_PER_WRITE);
     // Taken off the queue while gathering but not ready yet: the next in line.
@@ -364,8 +427,12 @@ async fn write_replies(
                 written
             }
             Reply::Chunks(chunks) => {
-                let written =
-                    write_chunks(&shard, &mut stream, &mut pipe, socket_flags, chunks).await;
+                let written = match &mut stream {
+                    Transport::Plain(stream) => {
+                        write_chunks(&shard, stream, &mut pipe, socket_flags, chunks).await
+                    }
+                    Transport::Tls(session) => session.send_chunks(chunks).await,
+                };
                 outgoing.answered.record(&shard);
                 written
             }
@@ -421,11 +488,20 @@ fn gather_ready(
     }
 }
 
-/// Sends `frames` (emptied) with one write, vectored when there are several.
+/// Sends `frames` (emptied) with one write, vectored when there are several (over TLS:
+/// encrypted together, then sent in steps of `TLS_SEND_BUFFER_BYTES`).
 async fn write_frames(
-    stream: &mut TcpStream,
+    stream: &mut Transport,
     frames: &mut Vec<bytes::Bytes>,
 ) -> std::io::Result<()> {
+    let stream = match stream {
+        Transport::Plain(stream) => stream,
+        Transport::Tls(session) => {
+            let sent = session.send(frames.iter().map(|f| f.as_ref())).await;
+            frames.clear();
+            return sent;
+        }
+    };
     match frames.len() {
         0 => Ok(()),
         1 => {
@@ -490,7 +566,7 @@ const FRAME_SIZE_BYTES: usize = 4;
 /// already holds, so the connection can move to another shard without losing a byte.
 async fn read_requests(
     shard: Rc<Shard>,
-    mut stream: TcpStream,
+    mut stream: Transport,
     tx: flume::Sender<ReadRequest>,
     pause: Rc<Cell<bool>>,
     limits: ReadLimits,

@@ -29,6 +29,7 @@ pub mod sasl;
 mod sasl_gate;
 pub mod share;
 pub mod timestamp_bounds;
+mod transport;
 pub mod views;
 
 use crate::config::listeners::ListenerSpec;
@@ -101,6 +102,8 @@ pub fn adopt(
 /// this shard's SO_REUSEPORT socket for it.
 pub struct BoundListener {
     pub spec: Arc<ListenerSpec>,
+    /// SSL and SASL_SSL listeners: the TLS context their handshakes start from.
+    pub tls: Option<Arc<crate::security::tls::TlsAcceptor>>,
     pub socket: compio::net::TcpListener,
 }
 
@@ -150,6 +153,7 @@ async fn accept_loop(shard: Rc<Shard>, listener: BoundListener) {
             shard.clone(),
             stream,
             listener.spec.clone(),
+            listener.tls.clone(),
         ));
     }
 }

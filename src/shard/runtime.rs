@@ -11,6 +11,7 @@ use super::{PartitionTable, SHARD_CHANNEL_CAPACITY, Shard, ShardTask};
 use crate::config::BrokerConfig;
 use crate::config::listeners::ListenerSpec;
 use crate::metadata::{MetadataView, MetadataWriter};
+use crate::security::tls::TlsAcceptor;
 use std::cell::Cell;
 use std::net::TcpListener;
 use std::path::Path;
@@ -61,6 +62,8 @@ pub struct BrokerHandle {
     pub io_driver: IoDriver,
     /// Cluster mode only: the metadata controller, stopped after the shards.
     pub cluster: Option<Arc<crate::cluster::ClusterHandle>>,
+    /// With SSL or SASL_SSL listeners: their TLS context, reloaded on SIGHUP.
+    pub tls: Option<Arc<TlsAcceptor>>,
     _data_dir_lock: std::fs::File,
 }
 
@@ -178,18 +181,37 @@ fn bind_reuseport(addr: std::net::SocketAddr) -> Result<TcpListener, StartError>
     Ok(socket.into())
 }
 
-/// One shard's bound listeners, with what each one is.
-type ShardListeners = Vec<(Arc<ListenerSpec>, TcpListener)>;
+/// One shard's bound listeners, with what each one is (and its TLS context, if any).
+type ShardListeners = Vec<(Arc<ListenerSpec>, Option<Arc<TlsAcceptor>>, TcpListener)>;
+
+/// The TLS context every SSL and SASL_SSL listener shares (`None` without such listeners),
+/// built before any socket is bound so a bad certificate is a clean start-up error.
+fn tls_acceptor(
+    config: &BrokerConfig,
+    specs: &[Arc<ListenerSpec>],
+) -> Result<Option<Arc<TlsAcceptor>>, StartError> {
+    if !specs.iter().any(|s| s.protocol.uses_tls()) {
+        return Ok(None);
+    }
+    let acceptor =
+        TlsAcceptor::new(&config.tls_settings()).map_err(|e| StartError::Config(e.to_string()))?;
+    crate::security::tls::probe_ktls();
+    Ok(Some(Arc::new(acceptor)))
+}
 
 /// Every configured listener bound once per shard (SO_REUSEPORT), before any thread
 /// starts, so a busy port is a clean error.
-fn bind_listeners(config: &BrokerConfig, shards: usize) -> Result<Vec<ShardListeners>, StartError> {
+fn bind_listeners(
+    config: &BrokerConfig,
+    shards: usize,
+) -> Result<(Vec<ShardListeners>, Option<Arc<TlsAcceptor>>), StartError> {
     let specs: Vec<Arc<ListenerSpec>> = config
         .listener_specs()
         .map_err(|e| StartError::Config(e.to_string()))?
         .into_iter()
         .map(Arc::new)
         .collect();
+    let tls = tls_acceptor(config, &specs)?;
     // SO_REUSEPORT would let a second broker silently share a port another process holds;
     // a plain bind first turns that into a clean "address in use" error.
     for spec in &specs {
@@ -201,11 +223,12 @@ fn bind_listeners(config: &BrokerConfig, shards: usize) -> Result<Vec<ShardListe
     for _ in 0..shards {
         let mut shard_listeners = Vec::with_capacity(specs.len());
         for spec in &specs {
-            shard_listeners.push((spec.clone(), bind_reuseport(spec.bind)?));
+            let acceptor = spec.protocol.uses_tls().then(|| tls.clone()).flatten();
+            shard_listeners.push((spec.clone(), acceptor, bind_reuseport(spec.bind)?));
         }
         listeners.push(shard_listeners);
     }
-    Ok(listeners)
+    Ok((listeners, tls))
 }
 
 /// Starts every shard and returns once all of them have recovered and are listening.
@@ -221,7 +244,7 @@ pub fn start_broker(config: BrokerConfig) -> Result<BrokerHandle, StartError> {
     let cluster_handle = cluster.as_ref().map(|c| c.handle.clone());
     let mut committed = cluster.map(|c| c.inputs);
 
-    let listeners = bind_listeners(&config, cores.len())?;
+    let (listeners, tls) = bind_listeners(&config, cores.len())?;
 
     let (senders, receivers): (Vec<_>, Vec<_>) = cores
         .iter()
@@ -278,6 +301,7 @@ pub fn start_broker(config: BrokerConfig) -> Result<BrokerHandle, StartError> {
         cores,
         io_driver,
         cluster: cluster_handle,
+        tls,
         _data_dir_lock: lock,
     };
     if let Err(e) = wait_until_every_shard_is_ready(&handle, &ready_rx) {
@@ -356,7 +380,7 @@ struct ShardStart {
     committed: Option<super::cluster_apply::ClusterInputs>,
     heartbeat: crate::admin::systemd::ShardHeartbeat,
     /// Every configured listener, bound for this shard with SO_REUSEPORT.
-    listeners: Vec<(Arc<ListenerSpec>, TcpListener)>,
+    listeners: ShardListeners,
     io_driver: IoDriver,
     receiver: flume::Receiver<ShardTask>,
     ready: std::sync::mpsc::Sender<Result<usize, StartError>>,
@@ -496,9 +520,9 @@ async fn shard_main(start: ShardStart) {
     let delayed_delivery = compio::runtime::spawn(super::delayed::run(shard.clone()));
 
     let mut listeners = Vec::with_capacity(start.listeners.len());
-    for (spec, socket) in start.listeners {
+    for (spec, tls, socket) in start.listeners {
         match compio::net::TcpListener::from_std(socket) {
-            Ok(socket) => listeners.push(crate::server::BoundListener { spec, socket }),
+            Ok(socket) => listeners.push(crate::server::BoundListener { spec, tls, socket }),
             Err(e) => {
                 let _ = start.ready.send(Err(StartError::Shard(
                     start.id,

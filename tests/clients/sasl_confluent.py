@@ -6,6 +6,7 @@ committed offsets back; then checks a wrong password is refused (no metadata, an
 authentication error) instead of being served.
 
 Usage: sasl_confluent.py --bootstrap HOST:PORT --user U --password P [--mechanism M]
+       [--ssl-ca CA_FILE (SASL_SSL)]
 """
 import argparse
 import sys
@@ -25,13 +26,16 @@ def check(condition, message):
 
 
 def sasl(args, password=None):
-    return {
+    config = {
         "bootstrap.servers": args.bootstrap,
-        "security.protocol": "SASL_PLAINTEXT",
+        "security.protocol": "SASL_SSL" if args.ssl_ca else "SASL_PLAINTEXT",
         "sasl.mechanism": args.mechanism,
         "sasl.username": args.user,
         "sasl.password": password or args.password,
     }
+    if args.ssl_ca:
+        config["ssl.ca.location"] = args.ssl_ca
+    return config
 
 
 def main():
@@ -40,6 +44,8 @@ def main():
     p.add_argument("--user", required=True)
     p.add_argument("--password", required=True)
     p.add_argument("--mechanism", default="SCRAM-SHA-512")
+    # A SASL_SSL listener: the CA file its certificate chains to.
+    p.add_argument("--ssl-ca")
     args = p.parse_args()
     topic = f"sasl-confluent-{uuid.uuid4().hex[:8]}"
     group = f"{topic}-group"

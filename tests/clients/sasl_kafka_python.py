@@ -23,9 +23,13 @@ def check(condition, message):
 
 
 def sasl(args, password=None):
-    return dict(bootstrap_servers=args.bootstrap, security_protocol="SASL_PLAINTEXT",
-                sasl_mechanism="PLAIN", sasl_plain_username=args.user,
-                sasl_plain_password=password or args.password)
+    config = dict(bootstrap_servers=args.bootstrap,
+                  security_protocol="SASL_SSL" if args.ssl_ca else "SASL_PLAINTEXT",
+                  sasl_mechanism="PLAIN", sasl_plain_username=args.user,
+                  sasl_plain_password=password or args.password)
+    if args.ssl_ca:
+        config["ssl_cafile"] = args.ssl_ca
+    return config
 
 
 def main():
@@ -33,6 +37,8 @@ def main():
     p.add_argument("--bootstrap", required=True)
     p.add_argument("--user", required=True)
     p.add_argument("--password", required=True)
+    # A SASL_SSL listener: the CA file its certificate chains to.
+    p.add_argument("--ssl-ca")
     args = p.parse_args()
     topic = f"sasl-kafka-python-{uuid.uuid4().hex[:8]}"
     group = f"{topic}-group"

@@ -3,7 +3,7 @@
 // through a consumer group, commit and read the committed offsets back; a wrong password is
 // refused with an authentication error.
 //
-// Usage: node sasl_kafkajs.js --bootstrap HOST:PORT --user U --password P
+// Usage: node sasl_kafkajs.js --bootstrap HOST:PORT --user U --password P [--ssl-ca CA_FILE]
 'use strict';
 
 const { Kafka, logLevel } = require('kafkajs');
@@ -33,6 +33,8 @@ function client(args, password) {
     brokers: [args.bootstrap],
     logLevel: logLevel.NOTHING,
     sasl: { mechanism: 'scram-sha-256', username: args.user, password },
+    // A SASL_SSL listener: trust the CA its certificate chains to.
+    ssl: args['ssl-ca'] ? { ca: [require('fs').readFileSync(args['ssl-ca'])] } : false,
     retry: { retries: 1 },
   });
 }

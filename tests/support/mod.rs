@@ -4,6 +4,7 @@
 
 pub mod cluster;
 pub mod scripts;
+pub mod tls;
 pub mod wire;
 
 use std::io::{Read, Write};
@@ -129,12 +130,23 @@ impl Broker {
     /// Starts a broker with a PLAINTEXT listener on `port` and a SASL_PLAINTEXT one on
     /// `sasl_port`, declared with `listeners` in a config file that also holds `extra_toml`.
     pub fn start_with_sasl_listener(extra_toml: &str) -> Broker {
+        Self::start_with_listeners(&["SASL_PLAINTEXT"], extra_toml).0
+    }
+
+    /// Starts a broker with a PLAINTEXT listener on `port` and one listener per name in
+    /// `names` (`NAME://127.0.0.1:<port>`, the ports returned in order; the first is also
+    /// `sasl_port`), declared in a config file that also holds `extra_toml`.
+    pub fn start_with_listeners(names: &[&str], extra_toml: &str) -> (Broker, Vec<u16>) {
         let temp = tempfile::tempdir().expect("temp dir");
-        let (port, sasl_port) = (free_port(), free_port());
+        let port = free_port();
+        let ports: Vec<u16> = names.iter().map(|_| free_port()).collect();
+        let sasl_port = ports.first().copied().unwrap_or(port);
         let config = temp.path().join("sluice.toml");
-        let toml = format!(
-            "listeners = \"PLAINTEXT://127.0.0.1:{port},SASL_PLAINTEXT://127.0.0.1:{sasl_port}\"\n{extra_toml}\n"
-        );
+        let mut listeners = format!("PLAINTEXT://127.0.0.1:{port}");
+        for (name, p) in names.iter().zip(&ports) {
+            listeners.push_str(&format!(",{name}://127.0.0.1:{p}"));
+        }
+        let toml = format!("listeners = \"{listeners}\"\n{extra_toml}\n");
         std::fs::write(&config, toml).unwrap_or_else(|e| panic!("write {}: {e}", config.display()));
         let mut broker = Broker {
             child: None,
@@ -149,7 +161,7 @@ impl Broker {
             sasl_port: Some(sasl_port),
         };
         broker.spawn();
-        broker
+        (broker, ports)
     }
 
     /// `host:port` of the SASL_PLAINTEXT listener (`start_with_sasl_listener`).

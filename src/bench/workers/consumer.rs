@@ -60,7 +60,7 @@ fn consume_loop(
     recorder: &mut Recorder,
 ) -> Result<(), String> {
     let e2e = config.mode == Mode::E2e;
-    let mut client = Client::connect(&config.bootstrap).map_err(|e| e.to_string())?;
+    let mut client = config.connect().map_err(|e| e.to_string())?;
     let mut by_leader: BTreeMap<i32, LeaderParts> = BTreeMap::new();
     for &(p, from, end) in &plan.partitions {
         let leader = client

@@ -83,7 +83,7 @@ impl Window {
 /// and records latencies the moment each answer arrives, so a producer pacing a fixed rate
 /// never delays a send while waiting for an answer.
 pub(super) struct PipelinedConnection {
-    stream: TcpStream,
+    stream: crate::client::tls::WriteHalf,
     version: i16,
     correlation_id_next: i32,
     client_id: StrBytes,
@@ -116,7 +116,10 @@ impl PipelinedConnection {
         stream
             .set_read_timeout(timeout)
             .map_err(|e| format!("{addr}: {e}"))?;
-        let read_half = stream.try_clone().map_err(|e| format!("{addr}: {e}"))?;
+        let host = addr.rsplit_once(':').map_or(addr, |(host, _)| host);
+        let (stream, read_half) =
+            crate::client::tls::split(stream, host, client.connection_config().tls.as_ref())
+                .map_err(|e| format!("{addr}: {e}"))?;
         let (tx, rx) = std::sync::mpsc::channel();
         let window_state = Arc::new(Window::default());
         let reader_window = Arc::clone(&window_state);
@@ -225,7 +228,7 @@ impl PipelinedConnection {
 }
 
 fn read_answers(
-    mut stream: TcpStream,
+    mut stream: crate::client::tls::ReadHalf,
     in_flight: Receiver<InFlightBatch>,
     window: &Window,
     version: i16,

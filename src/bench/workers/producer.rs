@@ -67,7 +67,7 @@ fn produce_loop(
     counters: &Arc<Counters>,
     recorder: &mut Recorder,
 ) -> Result<(), String> {
-    let mut client = Client::connect(&config.bootstrap).map_err(|e| e.to_string())?;
+    let mut client = config.connect().map_err(|e| e.to_string())?;
     let mut txn = match &config.transactional_id {
         Some(prefix) => Some(TxnSession::begin(
             &config.bootstrap,

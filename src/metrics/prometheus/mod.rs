@@ -103,6 +103,17 @@ fn write_build(out: &mut Out, info: &BrokerInfo) {
         );
         out.sample("sluice_io_driver", &[("driver", driver)], 1.0);
     }
+    if let Some(crate::security::tls::KtlsStatus::Unavailable(reason)) =
+        crate::security::tls::ktls_status()
+    {
+        out.family(
+            "sluice_tls_ktls_unavailable",
+            "gauge",
+            "TLS listeners encrypt in user space and copy fetched bytes through it instead \
+             of handing sessions to kernel TLS (always 1 when present); the label says why.",
+        );
+        out.sample("sluice_tls_ktls_unavailable", &[("reason", reason)], 1.0);
+    }
 }
 
 #[cfg(test)]
