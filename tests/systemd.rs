@@ -117,6 +117,9 @@ fn example_config_lists_every_key_with_its_default() {
         "listener_security_protocol_map",
         "controller_quorum_voters",
         "controller_listen",
+        "ssl_certificate_location",
+        "ssl_key_location",
+        "ssl_truststore_location",
     ] {
         top.insert(optional.to_string());
         assert!(
