@@ -110,15 +110,7 @@ pub async fn open_partition(
     partition: i32,
     config: &crate::config::LogConfig,
 ) -> Result<(), String> {
-    let table = table_for(shard, topic, partition);
-    if let super::Lookup::Offline(why) = table.get(topic, partition) {
-        return Err(why);
-    }
-    if table.contains(topic, partition) {
-        return Ok(());
-    }
-    let opened = PartitionLog::open(&shard.config.data_dir, topic, partition, config.clone()).await;
-    install(shard, table, topic, partition, opened)
+    place(shard, topic, partition, config, false).await
 }
 
 /// The table a partition of this node lives in: `followers` for one metadata says this node
@@ -143,6 +135,18 @@ pub async fn create_partition(
     partition: i32,
     config: &crate::config::LogConfig,
 ) -> Result<(), String> {
+    place(shard, topic, partition, config, true).await
+}
+
+/// Opens (`new`: creates) a partition into its table unless the table already has it,
+/// online or offline.
+async fn place(
+    shard: &Rc<Shard>,
+    topic: &str,
+    partition: i32,
+    config: &crate::config::LogConfig,
+    new: bool,
+) -> Result<(), String> {
     let table = table_for(shard, topic, partition);
     if let super::Lookup::Offline(why) = table.get(topic, partition) {
         return Err(why);
@@ -150,9 +154,13 @@ pub async fn create_partition(
     if table.contains(topic, partition) {
         return Ok(());
     }
-    let created =
-        PartitionLog::create(&shard.config.data_dir, topic, partition, config.clone()).await;
-    install(shard, table, topic, partition, created)
+    let dir = &shard.config.data_dir;
+    let log = if new {
+        PartitionLog::create(dir, topic, partition, config.clone()).await
+    } else {
+        PartitionLog::open(dir, topic, partition, config.clone()).await
+    };
+    install(shard, table, topic, partition, log)
 }
 
 /// Puts an opened (or failed) partition log in its table.
