@@ -58,6 +58,30 @@ pub(super) struct Staged {
     pub(super) aborts: Vec<(i64, i64, i64)>,
 }
 
+impl Staged {
+    /// Records one batch (`batch`: its bytes, `h.base_offset` its offset in the log) on its
+    /// producer's entry `e`, noting an ABORT marker of the producer's open transaction; the
+    /// leader's append and a follower's replicated append stage batches alike.
+    pub(super) fn stage_batch(&mut self, mut e: ProducerEntry, h: &BatchHeader, batch: &[u8]) {
+        let open = e.current_txn_first_offset;
+        if h.is_control()
+            && open != NO_OPEN_TRANSACTION
+            && control_record_type(batch) == Some(CONTROL_TYPE_ABORT)
+        {
+            self.aborts.push((h.producer_id, open, h.base_offset));
+        }
+        e.record(h, h.base_offset);
+        match self
+            .entries
+            .iter_mut()
+            .find(|s| s.producer_id == h.producer_id)
+        {
+            Some(s) => *s = e,
+            None => self.entries.push(e),
+        }
+    }
+}
+
 /// What the producer-sequence check decided for a whole payload.
 pub(super) enum ProducerCheck {
     /// New batches: the producers' updated entries, recorded once the append is dispatched.
@@ -169,25 +193,9 @@ impl PartitionLog {
                 match check_sequence(current.as_ref(), &h)? {
                     SequenceCheck::Duplicate(m) => return Ok(ProducerCheck::Duplicate(m)),
                     SequenceCheck::Append => {
-                        let mut e = current
+                        let e = current
                             .unwrap_or_else(|| ProducerEntry::new(h.producer_id, h.producer_epoch));
-                        let open = e.current_txn_first_offset;
-                        if h.is_control()
-                            && open != NO_OPEN_TRANSACTION
-                            && control_record_type(&batches[pos..pos + h.size_bytes()])
-                                == Some(CONTROL_TYPE_ABORT)
-                        {
-                            staged.aborts.push((h.producer_id, open, next));
-                        }
-                        e.record(&h, next);
-                        match staged
-                            .entries
-                            .iter_mut()
-                            .find(|s| s.producer_id == h.producer_id)
-                        {
-                            Some(s) => *s = e,
-                            None => staged.entries.push(e),
-                        }
+                        staged.stage_batch(e, &h, &batches[pos..pos + h.size_bytes()]);
                     }
                 }
             }

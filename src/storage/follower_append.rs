@@ -9,10 +9,9 @@ use bytes::BytesMut;
 
 use super::append::Staged;
 use super::batch::{BatchHeader, RECORD_BATCH_HEADER_BYTES, verify_crc};
-use super::control::{CONTROL_TYPE_ABORT, control_record_type};
 use super::error::StorageError;
 use super::log::PartitionLog;
-use super::producer_state::{NO_OPEN_TRANSACTION, ProducerEntry};
+use super::producer_state::ProducerEntry;
 
 /// Which part of a fetched payload is new to this log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,29 +131,14 @@ impl PartitionLog {
             let h = BatchHeader::parse_stored_at(&batches[pos..], pos)?;
             let size = h.size_bytes();
             if h.has_producer_id() {
-                let mut e = staged
+                let e = staged
                     .entries
                     .iter()
                     .find(|e| e.producer_id == h.producer_id)
                     .or_else(|| producers.get(h.producer_id))
                     .copied()
                     .unwrap_or_else(|| ProducerEntry::new(h.producer_id, h.producer_epoch));
-                let open = e.current_txn_first_offset;
-                if h.is_control()
-                    && open != NO_OPEN_TRANSACTION
-                    && control_record_type(&batches[pos..pos + size]) == Some(CONTROL_TYPE_ABORT)
-                {
-                    staged.aborts.push((h.producer_id, open, h.base_offset));
-                }
-                e.record(&h, h.base_offset);
-                match staged
-                    .entries
-                    .iter_mut()
-                    .find(|s| s.producer_id == h.producer_id)
-                {
-                    Some(s) => *s = e,
-                    None => staged.entries.push(e),
-                }
+                staged.stage_batch(e, &h, &batches[pos..pos + size]);
             }
             pos += size;
         }
