@@ -191,11 +191,9 @@ async fn act_on(shard: &Rc<Shard>, applied: Applied) -> crate::cluster::Proposal
                 writer.take_producer_id_block(*start, *count);
             }
         }
-        Applied::Isr {
-            topic,
-            partition,
-            isr,
-        } => super::replication::apply_isr(shard, topic, *partition, isr).await,
+        Applied::Partitions(changes) => {
+            super::failover::apply_partition_changes(shard, changes).await
+        }
         Applied::Brokers => {}
     }
     Ok(applied)
@@ -300,6 +298,28 @@ pub(super) async fn registration_loop(shard: Rc<Shard>) {
         futures_util::select! {
             _ = stop => return,
             _ = tick => {},
+        }
+    }
+}
+
+/// Controlled shutdown (Kafka's BrokerHeartbeat `wantShutDown`): the quorum fences this
+/// broker and elects other in-sync replicas for the partitions it leads; this node applies
+/// that (deposing its leaderships) before the proposal answers, so no acks=all write is
+/// acknowledged here afterwards. Bounded by the caller.
+pub(super) async fn controlled_shutdown(shard: &Rc<Shard>) {
+    let Some(cluster) = shard.cluster.clone() else {
+        return;
+    };
+    let record = MetadataRecord::ControlledShutdown {
+        id: cluster.node_id,
+    };
+    match cluster.propose(record).await {
+        Ok(_) => tracing::info!(
+            node_id = cluster.node_id,
+            "controlled shutdown: leaderships moved"
+        ),
+        Err((_, message)) => {
+            tracing::warn!(%message, "controlled shutdown not committed: stopping anyway")
         }
     }
 }

@@ -52,6 +52,10 @@ pub enum StartError {
 }
 
 /// The running broker, as seen from the main thread.
+/// Longest a SIGTERM in cluster mode waits for the quorum to move this node's leaderships
+/// (Kafka retries its ControlledShutdown for about as long by default).
+pub const CONTROLLED_SHUTDOWN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 pub struct BrokerHandle {
     threads: Vec<JoinHandle<()>>,
     senders: Arc<[flume::Sender<ShardTask>]>,
@@ -68,8 +72,22 @@ pub struct BrokerHandle {
 }
 
 impl BrokerHandle {
-    /// Asks every shard to stop and waits for their threads to exit.
+    /// Asks every shard to stop and waits for their threads to exit. In cluster mode the
+    /// partitions this node leads are first handed to other in-sync replicas (controlled
+    /// shutdown), for at most `CONTROLLED_SHUTDOWN_TIMEOUT`.
     pub fn shutdown(self) {
+        if self.cluster.is_some() {
+            let (tx, rx) = flume::bounded(1);
+            let task: ShardTask = Box::new(move |shard: Rc<Shard>| {
+                Box::pin(async move {
+                    super::cluster_apply::controlled_shutdown(&shard).await;
+                    let _ = tx.send(());
+                })
+            });
+            if self.send(0, task) {
+                let _ = rx.recv_timeout(CONTROLLED_SHUTDOWN_TIMEOUT);
+            }
+        }
         for sender in self.senders.iter() {
             let task: ShardTask = Box::new(|shard: Rc<Shard>| {
                 Box::pin(async move {

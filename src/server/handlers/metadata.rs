@@ -40,7 +40,7 @@ fn topic_entry(
             };
             MetadataResponsePartition::default()
                 .with_partition_index(p)
-                .with_leader_epoch(0)
+                .with_leader_epoch(placed.leader_epoch)
                 .with_error_code(error)
                 .with_leader_id(BrokerId(placed.leader))
                 .with_replica_nodes(ids(placed.replicas))
