@@ -376,6 +376,15 @@ impl MetadataWriter {
         result
     }
 
+    /// An entry with no record (a new quorum leader's) was applied at `index`.
+    pub fn mark_applied(&self, index: u64) {
+        let mut cluster = self.cluster_state();
+        cluster.applied_index = index;
+        let mut next = (*self.snapshot()).clone();
+        next.cluster = Some(Arc::new(cluster));
+        self.view.store(Arc::new(next));
+    }
+
     fn apply_inner(&self, record: &MetadataRecord) -> Result<Applied, MetadataError> {
         match record {
             MetadataRecord::CreateTopic {

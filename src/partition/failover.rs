@@ -33,6 +33,11 @@ impl Partition {
         self.log.become_leader(epoch).await
     }
 
+    /// The log was closed (a truncation replaced it; the table holds its successor).
+    pub fn is_closed(&self) -> bool {
+        self.log.is_closed()
+    }
+
     pub fn leader_epoch(&self) -> i32 {
         self.log.leader_epoch()
     }

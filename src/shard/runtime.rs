@@ -606,6 +606,10 @@ async fn maintenance(shard: Rc<Shard>) {
             if shard.shutting_down.get() {
                 return;
             }
+            // A follower's truncation closed this log and reopened it under a new object.
+            if p.is_closed() {
+                continue;
+            }
             if let Err(e) = p.flush_if_due(now).await {
                 tracing::error!(topic, partition, error = %e, "background flush failed");
                 if matches!(e, crate::storage::StorageError::Offline { .. }) {

@@ -18,6 +18,10 @@ use super::segment::Segment;
 const TRUNCATE_SCAN_CHUNK_BYTES: usize = 256 * 1024;
 
 impl PartitionLog {
+    pub fn is_closed(&self) -> bool {
+        self.closed.get()
+    }
+
     /// Drops every batch at or past `offset` and returns the reopened log (this one is
     /// closed and must not be used again). An `offset` at or past the log end changes
     /// nothing and returns this log.
