@@ -322,11 +322,26 @@ pub(super) async fn registration_loop(shard: Rc<Shard>) {
     }
 }
 
+/// Runs `controlled_shutdown` on shard 0 from the thread stopping the broker, waiting at
+/// most `timeout` for it.
+pub(super) fn controlled_shutdown_within(broker: &super::BrokerHandle, timeout: Duration) {
+    let (tx, rx) = flume::bounded(1);
+    let task: super::ShardTask = Box::new(move |shard: Rc<Shard>| {
+        Box::pin(async move {
+            controlled_shutdown(&shard).await;
+            let _ = tx.send(());
+        })
+    });
+    if broker.send(0, task) {
+        let _ = rx.recv_timeout(timeout);
+    }
+}
+
 /// Controlled shutdown (Kafka's BrokerHeartbeat `wantShutDown`): the quorum fences this
 /// broker and elects other in-sync replicas for the partitions it leads; this node applies
 /// that (deposing its leaderships) before the proposal answers, so no acks=all write is
 /// acknowledged here afterwards. Bounded by the caller.
-pub(super) async fn controlled_shutdown(shard: &Rc<Shard>) {
+async fn controlled_shutdown(shard: &Rc<Shard>) {
     let Some(cluster) = shard.cluster.clone() else {
         return;
     };

@@ -77,16 +77,7 @@ impl BrokerHandle {
     /// shutdown), for at most `CONTROLLED_SHUTDOWN_TIMEOUT`.
     pub fn shutdown(self) {
         if self.cluster.is_some() {
-            let (tx, rx) = flume::bounded(1);
-            let task: ShardTask = Box::new(move |shard: Rc<Shard>| {
-                Box::pin(async move {
-                    super::cluster_apply::controlled_shutdown(&shard).await;
-                    let _ = tx.send(());
-                })
-            });
-            if self.send(0, task) {
-                let _ = rx.recv_timeout(CONTROLLED_SHUTDOWN_TIMEOUT);
-            }
+            super::cluster_apply::controlled_shutdown_within(&self, CONTROLLED_SHUTDOWN_TIMEOUT);
         }
         for sender in self.senders.iter() {
             let task: ShardTask = Box::new(|shard: Rc<Shard>| {
