@@ -69,6 +69,8 @@ pub const CLIENT_API_VERSIONS: &[(ApiKey, &str, i16, i16)] = &[
     (ApiKey::DescribeCluster, "DescribeCluster", 0, 1),
     (ApiKey::DescribeQuorum, "DescribeQuorum", 0, 2),
     (ApiKey::DescribeAcls, "DescribeAcls", 1, 3),
+    // A follower's truncation check (its replica fetcher); v3 names the replica.
+    (ApiKey::OffsetForLeaderEpoch, "OffsetForLeaderEpoch", 3, 4),
     (ApiKey::CreateAcls, "CreateAcls", 1, 3),
     (ApiKey::DeleteAcls, "DeleteAcls", 1, 3),
 ];

@@ -209,9 +209,10 @@ impl Controller {
 
     fn deliver(&self, entries: Vec<Entry>) {
         for entry in entries {
-            // Empty entries are the ones a new leader appends; configuration changes are
-            // not used (the voter set is static in this stage).
-            if entry.data.is_empty() || entry.get_entry_type() != EntryType::EntryNormal {
+            // Configuration changes are not used (the voter set is static). Empty entries
+            // (a new leader's) are handed on too: they move the applied index, which tells
+            // a restarted node when it has caught up with the log.
+            if entry.get_entry_type() != EntryType::EntryNormal {
                 continue;
             }
             let _ = self.committed.send(Committed::Entry {

@@ -85,6 +85,8 @@ pub struct ClusterHandle {
     waiters: Mutex<HashMap<u64, futures_channel::oneshot::Sender<ProposalResult>>>,
     /// Set at shutdown: the replica fetcher threads stop after their current round.
     pub replication_stop: Arc<AtomicBool>,
+    /// Set by a controlled shutdown: this broker does not register (unfence) itself again.
+    pub leaving: AtomicBool,
 }
 
 fn not_controller(message: &str) -> (i16, String) {
@@ -155,6 +157,13 @@ impl ClusterHandle {
 
     pub fn leader(&self) -> Option<i32> {
         self.status.load().leader
+    }
+
+    /// Whether this node has applied everything its controller knows to be committed
+    /// (false while a restarted node replays the log: its metadata is stale).
+    pub fn caught_up(&self, applied_index: u64) -> bool {
+        let status = self.status.load();
+        status.leader.is_some() && applied_index >= status.commit
     }
 
     pub fn shutdown(&self) {
@@ -238,6 +247,7 @@ pub fn start(
         next_sequence: AtomicU64::new(1),
         waiters: Mutex::new(HashMap::new()),
         replication_stop: Arc::new(AtomicBool::new(false)),
+        leaving: AtomicBool::new(false),
     });
     Ok((handle, committed_rx))
 }

@@ -14,7 +14,12 @@ use crate::metadata::{MetadataSnapshot, MetadataView};
 use bytes::Bytes;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ForgottenTopic};
-use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::messages::offset_for_leader_epoch_request::{
+    OffsetForLeaderPartition, OffsetForLeaderTopic,
+};
+use kafka_protocol::messages::{
+    BrokerId, FetchRequest, FetchResponse, OffsetForLeaderEpochRequest, TopicName,
+};
 use kafka_protocol::protocol::StrBytes;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -50,11 +55,21 @@ pub struct ReplicaItem {
     pub records: Option<Bytes>,
     pub high_watermark: i64,
     pub log_start_offset: i64,
+    /// The leader's OffsetForLeaderEpoch answer (epoch, end offset) for this replica's
+    /// newest epoch: the shard truncates the log's divergent tail first (KIP-101/279).
+    pub truncate: Option<(i32, i64)>,
 }
 
-/// A partition's log end offset after the shard applied its item; `None` when this node
-/// does not hold it as a follower (not opened yet, offline, or no longer a follower).
-pub type ReplicaPosition = Option<i64>;
+/// A follower partition's log end and newest leader epoch after the shard applied its
+/// item; `None` when this node does not hold it as a follower (not opened yet, offline,
+/// or no longer a follower).
+pub type ReplicaPosition = Option<ReplicaEnd>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplicaEnd {
+    pub log_end_offset: i64,
+    pub latest_epoch: i32,
+}
 
 /// A fetch answer handed to the shard layer; answered in item order.
 pub struct ReplicaWork {
@@ -84,6 +99,7 @@ pub fn start(
             offsets: BTreeMap::new(),
             seen: None,
             followed: Vec::new(),
+            unchecked: Vec::new(),
         };
         std::thread::Builder::new()
             .name(format!("sluice-fetch-{leader}"))
@@ -126,6 +142,9 @@ struct Fetcher {
     /// a scan over every assignment per fetch would grow with the cluster's partitions).
     seen: Option<Arc<MetadataSnapshot>>,
     followed: Vec<PartitionKey>,
+    /// Newly followed partitions (a start, or a new leader) with their log end and newest
+    /// epoch: each asks the leader OffsetForLeaderEpoch and truncates before it fetches.
+    unchecked: Vec<(PartitionKey, ReplicaEnd)>,
 }
 
 impl Fetcher {
@@ -149,7 +168,7 @@ impl Fetcher {
         let Some(address) = self.refresh_followed()? else {
             return Ok(false);
         };
-        if self.offsets.is_empty() {
+        if self.offsets.is_empty() && self.unchecked.is_empty() {
             return Ok(false);
         }
         if self.connection.is_none() {
@@ -160,6 +179,12 @@ impl Fetcher {
             let connection = Connection::connect(&address, &config).map_err(|e| e.to_string())?;
             self.session.reset();
             self.connection = Some(connection);
+        }
+        if !self.unchecked.is_empty() {
+            self.truncate_unchecked()?;
+        }
+        if self.offsets.is_empty() {
+            return Ok(false);
         }
         let request = self.next_request();
         let Some(connection) = self.connection.as_mut() else {
@@ -209,15 +234,17 @@ impl Fetcher {
                 records: None,
                 high_watermark: -1,
                 log_start_offset: -1,
+                truncate: None,
             })
             .collect();
+        self.unchecked.clear();
         if !new.is_empty() {
             let keys: Vec<PartitionKey> =
                 new.iter().map(|i| (i.topic.clone(), i.partition)).collect();
             let positions = self.hand_to_shards(new)?;
             for (key, position) in keys.into_iter().zip(positions) {
-                if let Some(log_end_offset) = position {
-                    self.offsets.insert(key, log_end_offset);
+                if let Some(end) = position {
+                    self.unchecked.push((key, end));
                 }
             }
         }
@@ -278,6 +305,11 @@ impl Fetcher {
     /// Hands the answer's records to the shards and moves each fetch offset to the new log
     /// end; advances or resets the session. Returns whether the leader refused a partition.
     fn take_answer(&mut self, response: FetchResponse) -> Result<bool, String> {
+        const RECHECK: [i16; 3] = [
+            ResponseError::OffsetOutOfRange.code(),
+            ResponseError::FencedLeaderEpoch.code(),
+            ResponseError::UnknownLeaderEpoch.code(),
+        ];
         const SESSION_LOST: [i16; 2] = [
             ResponseError::FetchSessionIdNotFound.code(),
             ResponseError::InvalidFetchSessionEpoch.code(),
@@ -301,6 +333,11 @@ impl Fetcher {
         for topic in response.responses {
             let name = topic.topic.0.to_string();
             for p in topic.partitions {
+                if RECHECK.contains(&p.error_code) {
+                    // The leader's log is not where ours says (a newer epoch truncated past
+                    // our end, or epochs moved): check and truncate again before fetching.
+                    self.offsets.remove(&(name.clone(), p.partition_index));
+                }
                 if p.error_code != 0 {
                     refused = true;
                     tracing::debug!(leader = self.leader, topic = %name, partition = p.partition_index, error = p.error_code, "replica fetch refused");
@@ -312,6 +349,7 @@ impl Fetcher {
                     records: p.records.filter(|r| !r.is_empty()),
                     high_watermark: p.high_watermark,
                     log_start_offset: p.log_start_offset,
+                    truncate: None,
                 });
             }
         }
@@ -327,8 +365,8 @@ impl Fetcher {
         let positions = self.hand_to_shards(carrying)?;
         for (key, position) in keys.into_iter().zip(positions) {
             match position {
-                Some(log_end_offset) => {
-                    self.offsets.insert(key, log_end_offset);
+                Some(end) => {
+                    self.offsets.insert(key, end.log_end_offset);
                 }
                 None => {
                     self.offsets.remove(&key);
@@ -336,6 +374,75 @@ impl Fetcher {
             }
         }
         Ok(refused)
+    }
+
+    /// KIP-101/279 for the newly followed partitions: asks the leader where each one's
+    /// newest epoch ends in its log, has the shards truncate past it, and starts fetching
+    /// from the new log end. A partition the leader refuses (not the leader yet, an epoch
+    /// it does not know) is checked again at the next round.
+    fn truncate_unchecked(&mut self) -> Result<(), String> {
+        let unchecked = std::mem::take(&mut self.unchecked);
+        let mut topics: Vec<OffsetForLeaderTopic> = Vec::new();
+        for ((topic, partition), end) in &unchecked {
+            let wanted = OffsetForLeaderPartition::default()
+                .with_partition(*partition)
+                .with_current_leader_epoch(-1)
+                .with_leader_epoch(end.latest_epoch);
+            match topics.last_mut() {
+                Some(last) if last.topic.0.as_str() == topic => last.partitions.push(wanted),
+                _ => topics.push(
+                    OffsetForLeaderTopic::default()
+                        .with_topic(TopicName(StrBytes::from_string(topic.clone())))
+                        .with_partitions(vec![wanted]),
+                ),
+            }
+        }
+        let request = OffsetForLeaderEpochRequest::default()
+            .with_replica_id(BrokerId(self.node_id))
+            .with_topics(topics);
+        let Some(connection) = self.connection.as_mut() else {
+            return Ok(());
+        };
+        let response = connection
+            .call(&request)
+            .map_err(|e: ClientError| e.to_string())?;
+        let mut answers: BTreeMap<PartitionKey, (i32, i64)> = BTreeMap::new();
+        for topic in response.topics {
+            let name = topic.topic.0.to_string();
+            for p in topic.partitions {
+                if p.error_code == 0 {
+                    answers.insert((name.clone(), p.partition), (p.leader_epoch, p.end_offset));
+                } else {
+                    tracing::debug!(leader = self.leader, topic = %name, partition = p.partition, error = p.error_code, "leader epoch check refused");
+                }
+            }
+        }
+        let items: Vec<ReplicaItem> = unchecked
+            .iter()
+            .filter_map(|(key, _)| {
+                let answer = answers.get(key)?;
+                Some(ReplicaItem {
+                    topic: key.0.clone(),
+                    partition: key.1,
+                    records: None,
+                    high_watermark: -1,
+                    log_start_offset: -1,
+                    truncate: Some(*answer),
+                })
+            })
+            .collect();
+        let keys: Vec<PartitionKey> = items
+            .iter()
+            .map(|i| (i.topic.clone(), i.partition))
+            .collect();
+        let positions = self.hand_to_shards(items)?;
+        for (key, position) in keys.into_iter().zip(positions) {
+            if let Some(end) = position {
+                self.offsets.insert(key, end.log_end_offset);
+            }
+        }
+        // Refused ones are not in `offsets`: the next round's refresh checks them again.
+        Ok(())
     }
 
     fn hand_to_shards(&self, items: Vec<ReplicaItem>) -> Result<Vec<ReplicaPosition>, String> {

@@ -11,6 +11,7 @@ mod config_ops;
 mod create;
 pub mod credentials;
 pub mod dynamic_broker;
+mod elections;
 pub mod quotas;
 pub mod replicated;
 

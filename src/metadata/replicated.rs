@@ -37,8 +37,9 @@ pub struct RegisteredBroker {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ClusterState {
     pub brokers: BTreeMap<i32, RegisteredBroker>,
-    /// Topic -> replicas of each partition; the first replica leads (no failover yet), the
-    /// others follow it (stage 2: they copy its log with Fetch).
+    /// Topic -> replicas of each partition; the first replica leads until a failover moves
+    /// the leadership (`isr_changes`), the others follow the leader (they copy its log with
+    /// Fetch).
     pub assignments: HashMap<String, Arc<Vec<Vec<i32>>>>,
     /// Next producer id no broker has been given yet.
     pub next_producer_id: i64,
@@ -51,12 +52,23 @@ pub struct ClusterState {
 }
 
 /// A partition's in-sync replicas (the leader first) and its partition epoch, bumped by
-/// every change, as Kafka's `PartitionRecord` / `AlterPartition`.
+/// every change, as Kafka's `PartitionRecord` / `AlterPartition`; since failover also its
+/// leader and leader epoch (Kafka's `PartitionChangeRecord`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartitionIsr {
     pub isr: Vec<i32>,
     pub partition_epoch: i32,
+    /// `None`: the first replica (never failed over); `Some(NO_LEADER)`: offline, no live
+    /// in-sync replica to elect (unclean election is off, as Kafka's default).
+    #[serde(default)]
+    pub leader: Option<i32>,
+    /// Bumped by every leader change; stamped on the batches the leader appends.
+    #[serde(default)]
+    pub leader_epoch: i32,
 }
+
+/// Kafka's `LeaderConstants.NO_LEADER`.
+pub const NO_LEADER: i32 = -1;
 
 impl ClusterState {
     pub fn replicas(&self, topic: &str, partition: i32) -> &[i32] {
@@ -66,14 +78,28 @@ impl ClusterState {
             .map_or(&[], Vec::as_slice)
     }
 
+    fn change(&self, topic: &str, partition: i32) -> Option<&PartitionIsr> {
+        self.isr_changes.get(topic).and_then(|m| m.get(&partition))
+    }
+
+    /// The partition's leader; `None` when it has none (offline) or does not exist.
     pub fn leader(&self, topic: &str, partition: i32) -> Option<i32> {
-        self.replicas(topic, partition).first().copied()
+        match self.change(topic, partition).and_then(|c| c.leader) {
+            Some(NO_LEADER) => None,
+            Some(leader) => Some(leader),
+            None => self.replicas(topic, partition).first().copied(),
+        }
+    }
+
+    /// The partition's leader epoch (0 until its first failover).
+    pub fn leader_epoch(&self, topic: &str, partition: i32) -> i32 {
+        self.change(topic, partition).map_or(0, |c| c.leader_epoch)
     }
 
     /// Whether `node` holds a replica of `topic`-`partition` that it does not lead.
     pub fn is_follower(&self, node: i32, topic: &str, partition: i32) -> bool {
-        let replicas = self.replicas(topic, partition);
-        replicas.first() != Some(&node) && replicas.contains(&node)
+        self.replicas(topic, partition).contains(&node)
+            && self.leader(topic, partition) != Some(node)
     }
 
     /// The partitions `node` follows whose leader is `leader`, sorted by topic and partition
@@ -82,8 +108,12 @@ impl ClusterState {
         let mut out = Vec::new();
         for (topic, partitions) in &self.assignments {
             for (p, replicas) in partitions.iter().enumerate() {
-                if replicas.first() == Some(&leader) && replicas[1..].contains(&node) {
-                    out.push((topic.clone(), i32::try_from(p).unwrap_or(i32::MAX)));
+                let p = i32::try_from(p).unwrap_or(i32::MAX);
+                if node != leader
+                    && replicas.contains(&node)
+                    && self.leader(topic, p) == Some(leader)
+                {
+                    out.push((topic.clone(), p));
                 }
             }
         }
@@ -101,12 +131,12 @@ impl ClusterState {
 
     /// The partition epoch an AlterPartition must name to be applied.
     pub fn partition_epoch(&self, topic: &str, partition: i32) -> i32 {
-        self.isr_changes
-            .get(topic)
-            .and_then(|m| m.get(&partition))
+        self.change(topic, partition)
             .map_or(0, |c| c.partition_epoch)
     }
+}
 
+impl ClusterState {
     pub fn is_live(&self, broker: i32) -> bool {
         self.brokers.get(&broker).is_some_and(|b| !b.fenced)
     }
@@ -176,7 +206,15 @@ pub enum MetadataRecord {
         host: String,
         port: i32,
     },
+    /// Heartbeats stopped: the broker is fenced, its partitions get new leaders from their
+    /// ISRs and it leaves every ISR (Kafka's fencing with its PartitionChangeRecords,
+    /// derived at apply time from the applied state, so the same on every node).
     FenceBroker {
+        id: i32,
+    },
+    /// SIGTERM (Kafka's BrokerHeartbeat `wantShutDown`): as fencing, asked by the broker
+    /// itself so its leaderships move before it stops.
+    ControlledShutdown {
         id: i32,
     },
     UnfenceBroker {
@@ -237,12 +275,9 @@ pub enum Applied {
     },
     /// Broker registration or fencing: only the snapshot changed.
     Brokers,
-    /// A partition's ISR changed (the leader first).
-    Isr {
-        topic: String,
-        partition: i32,
-        isr: Vec<i32>,
-    },
+    /// Partitions whose leader, leader epoch or ISR changed: each replica looks at its new
+    /// role (leader, follower) and the leader at its new ISR.
+    Partitions(Vec<(String, i32)>),
 }
 
 /// The whole replicated state, as a Raft snapshot carries it.
@@ -341,6 +376,15 @@ impl MetadataWriter {
         result
     }
 
+    /// An entry with no record (a new quorum leader's) was applied at `index`.
+    pub fn mark_applied(&self, index: u64) {
+        let mut cluster = self.cluster_state();
+        cluster.applied_index = index;
+        let mut next = (*self.snapshot()).clone();
+        next.cluster = Some(Arc::new(cluster));
+        self.view.store(Arc::new(next));
+    }
+
     fn apply_inner(&self, record: &MetadataRecord) -> Result<Applied, MetadataError> {
         match record {
             MetadataRecord::CreateTopic {
@@ -411,18 +455,26 @@ impl MetadataWriter {
                     epoch,
                 };
                 cluster.brokers.insert(*id, broker);
+                let changed = cluster.elect_returning(*id);
                 self.publish_cluster(cluster)?;
-                Ok(Applied::Brokers)
+                Ok(Applied::Partitions(changed))
             }
-            MetadataRecord::FenceBroker { id } | MetadataRecord::UnfenceBroker { id } => {
-                let fenced = matches!(record, MetadataRecord::FenceBroker { .. });
+            MetadataRecord::FenceBroker { id }
+            | MetadataRecord::ControlledShutdown { id }
+            | MetadataRecord::UnfenceBroker { id } => {
+                let fenced = !matches!(record, MetadataRecord::UnfenceBroker { .. });
                 let mut cluster = self.cluster_state();
                 match cluster.brokers.get_mut(id) {
                     Some(broker) if broker.fenced != fenced => broker.fenced = fenced,
                     _ => return Ok(Applied::Brokers),
                 }
+                let changed = if fenced {
+                    cluster.elect_without(*id)
+                } else {
+                    cluster.elect_returning(*id)
+                };
                 self.publish_cluster(cluster)?;
-                Ok(Applied::Brokers)
+                Ok(Applied::Partitions(changed))
             }
             MetadataRecord::AlterPartition {
                 topic,
@@ -495,7 +547,9 @@ impl MetadataWriter {
                 "stale partition epoch",
             ));
         }
-        let valid = isr.first() == replicas.first()
+        let leader = cluster.leader(topic, partition);
+        let valid = leader.is_some()
+            && isr.first().copied() == leader
             && isr.iter().all(|r| replicas.contains(r))
             && isr.len() <= replicas.len();
         if !valid {
@@ -507,6 +561,8 @@ impl MetadataWriter {
         let changed = PartitionIsr {
             isr: isr.to_vec(),
             partition_epoch: partition_epoch.saturating_add(1),
+            leader,
+            leader_epoch: cluster.leader_epoch(topic, partition),
         };
         cluster
             .isr_changes
@@ -514,11 +570,7 @@ impl MetadataWriter {
             .or_default()
             .insert(partition, changed);
         self.publish_cluster(cluster)?;
-        Ok(Applied::Isr {
-            topic: topic.to_string(),
-            partition,
-            isr: isr.to_vec(),
-        })
+        Ok(Applied::Partitions(vec![(topic.to_string(), partition)]))
     }
 
     /// The replicated state as bytes, for a Raft snapshot.

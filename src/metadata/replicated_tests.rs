@@ -65,15 +65,49 @@ fn records_apply_the_same_way_and_images_round_trip() {
     let cluster = snapshot.cluster.as_deref().unwrap();
     assert_eq!(cluster.applied_index, 6);
     assert_eq!(cluster.live_brokers(), vec![1]);
-    assert!(snapshot.is_led_by(2, "t", 1));
-    assert!(!snapshot.is_led_by(1, "t", 1));
-    assert!(snapshot.is_followed_by(1, "t", 1));
+    // Broker 2 led t-1: its ISR [2, 1] elects 1, leader epoch 1; t-0 (ISR [1]) is
+    // untouched (2 had already left its ISR).
+    assert!(!snapshot.is_led_by(2, "t", 1));
+    assert!(snapshot.is_led_by(1, "t", 1));
+    assert_eq!(cluster.leader_epoch("t", 1), 1);
+    assert_eq!(cluster.isr("t", 1), vec![1]);
+    assert_eq!(cluster.partition_epoch("t", 1), 1);
+    assert!(snapshot.is_followed_by(2, "t", 1));
     assert_eq!(cluster.isr("t", 0), vec![1]);
     assert_eq!(cluster.partition_epoch("t", 0), 1);
-    assert_eq!(cluster.isr("t", 1), vec![2, 1]);
-    assert!(!snapshot.is_followed_by(2, "t", 1));
-    assert_eq!(cluster.followed_from(1, 2), vec![("t".to_string(), 1)]);
-    assert_eq!(cluster.followed_from(2, 1), vec![("t".to_string(), 0)]);
+    assert_eq!(cluster.leader_epoch("t", 0), 0);
+    assert_eq!(cluster.followed_from(2, 1).len(), 2);
+    // Fencing 1 too leaves both partitions without a live ISR member: offline, and the
+    // ISR keeps its last member.
+    a.apply_record(7, &MetadataRecord::FenceBroker { id: 1 })
+        .unwrap();
+    let cluster = a.snapshot().cluster.clone().unwrap();
+    assert_eq!(cluster.leader("t", 0), None);
+    assert_eq!(cluster.leader("t", 1), None);
+    assert_eq!(cluster.isr("t", 1), vec![1]);
+    assert_eq!(cluster.leader_epoch("t", 1), 2);
+    // 2 coming back cannot lead (it was not in sync); 1 coming back leads both again.
+    a.apply_record(8, &MetadataRecord::UnfenceBroker { id: 2 })
+        .unwrap();
+    assert_eq!(a.snapshot().cluster.as_ref().unwrap().leader("t", 1), None);
+    a.apply_record(9, &MetadataRecord::UnfenceBroker { id: 1 })
+        .unwrap();
+    let snapshot = a.snapshot();
+    let cluster = snapshot.cluster.as_deref().unwrap();
+    assert_eq!(cluster.leader("t", 1), Some(1));
+    assert_eq!(cluster.leader_epoch("t", 1), 3);
+    // A stale AlterPartition (from before the elections) is refused; the leader's is not.
+    let grow = |epoch| MetadataRecord::AlterPartition {
+        topic: "t".into(),
+        partition: 1,
+        isr: vec![1, 2],
+        partition_epoch: epoch,
+    };
+    assert!(a.apply_record(10, &grow(0)).is_err());
+    let epoch = cluster.partition_epoch("t", 1);
+    a.apply_record(10, &grow(epoch)).unwrap();
+    let snapshot = a.snapshot();
+    assert_eq!(snapshot.cluster.as_ref().unwrap().isr("t", 1), vec![1, 2]);
 
     let (_dir_b, b) = writer();
     b.install_image(&a.encode_image()).unwrap();

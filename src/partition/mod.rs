@@ -28,6 +28,7 @@ use crate::storage::{
     AbortedTxn, AppendOutcome, FileRegion, PartitionLog, ProducerStateInfo, StorageError,
 };
 
+mod failover;
 pub mod replicas;
 pub mod share;
 #[cfg(test)]
@@ -39,6 +40,17 @@ mod txn_tests;
 pub const ACKS_ALL: i16 = -1;
 /// DeleteRecords' offset meaning "up to the high watermark".
 pub const DELETE_RECORDS_TO_HIGH_WATERMARK: i64 = -1;
+
+/// How an acks=all wait ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replication {
+    /// Every in-sync replica has the append.
+    Done,
+    /// The ISR shrank below `min.insync.replicas` (NOT_ENOUGH_REPLICAS_AFTER_APPEND).
+    NotEnoughReplicas,
+    /// This node no longer leads the partition (NOT_LEADER_OR_FOLLOWER).
+    NotLeader,
+}
 
 /// One fetch read in Kafka's terms: the file regions to send and the offsets the answer
 /// carries, all taken at the moment of the read.
@@ -87,6 +99,9 @@ pub struct Partition {
     /// high watermark they give (issue 17). `None` on a single node and for one replica:
     /// there the high watermark is the written end, as before.
     replicas: Option<replicas::ReplicaSet>,
+    /// A follower: the high watermark its leader's last fetch answer carried (a follower
+    /// made leader starts its own from it, as Kafka's does).
+    follower_high_watermark: std::cell::Cell<i64>,
 }
 
 impl Partition {
@@ -98,6 +113,7 @@ impl Partition {
             metrics,
             shares: share::SharePartitions::default(),
             replicas: None,
+            follower_high_watermark: std::cell::Cell::new(-1),
         }
     }
 
@@ -219,10 +235,16 @@ impl Partition {
     pub async fn append_replicated(
         &self,
         batches: BytesMut,
-        _leader_high_watermark: i64,
+        leader_high_watermark: i64,
         now_ms: i64,
     ) -> Result<i64, StorageError> {
-        self.log.append_replicated(batches, now_ms).await
+        let end = self.log.append_replicated(batches, now_ms).await?;
+        self.follower_high_watermark.set(
+            leader_high_watermark
+                .min(end)
+                .max(self.follower_high_watermark.get()),
+        );
+        Ok(end)
     }
 
     /// Whether an append with these acks is synced before its answer under the topic's
@@ -354,17 +376,22 @@ impl Partition {
     /// followers' fetches and ISR changes, never by polling. Immediate for one replica;
     /// `false` when the ISR shrank below `min.insync.replicas` while it waited
     /// (NOT_ENOUGH_REPLICAS_AFTER_APPEND).
-    pub async fn wait_replicated(&self, end_offset: i64) -> bool {
-        if self.replicas.is_none() {
-            return true;
-        }
+    pub async fn wait_replicated(&self, end_offset: i64) -> Replication {
+        let Some(set) = &self.replicas else {
+            return Replication::Done;
+        };
         loop {
             let moved = self.wait_for_high_watermark();
+            // A deposed leader never acknowledges: a newer epoch's leader may have
+            // truncated the append away (checked before the high watermark).
+            if set.deposed() {
+                return Replication::NotLeader;
+            }
             if self.high_watermark() >= end_offset {
-                return true;
+                return Replication::Done;
             }
             if !self.has_enough_replicas() {
-                return false;
+                return Replication::NotEnoughReplicas;
             }
             moved.await;
         }

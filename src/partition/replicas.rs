@@ -36,6 +36,8 @@ pub struct ReplicaSet {
     high_watermark: Cell<i64>,
     /// Fires when the high watermark moves (long polls and acks=all waits listen).
     moved: Rc<Event>,
+    /// A newer leader epoch took the partition from this node: no wait may complete.
+    deposed: Cell<bool>,
 }
 
 impl ReplicaSet {
@@ -71,7 +73,19 @@ impl ReplicaSet {
             min_insync_replicas: Cell::new(min_insync_replicas.max(1)),
             high_watermark: Cell::new(high_watermark),
             moved: Rc::new(Event::default()),
+            deposed: Cell::new(false),
         }
+    }
+
+    /// This node lost the leadership: waiting acks=all appends fail (NOT_LEADER_OR_FOLLOWER)
+    /// and the high watermark stops.
+    pub fn depose(&self) {
+        self.deposed.set(true);
+        self.moved.notify();
+    }
+
+    pub fn deposed(&self) -> bool {
+        self.deposed.get()
     }
 
     /// The ISR's size, the leader included.
@@ -95,6 +109,9 @@ impl ReplicaSet {
     /// The high watermark with the leader's own log written up to `leader_end`: the
     /// smallest log end over the ISR, never below what it was.
     pub fn high_watermark(&self, leader_end: i64) -> i64 {
+        if self.deposed.get() {
+            return self.high_watermark.get();
+        }
         let in_sync = self.in_sync.borrow();
         let lowest = self
             .followers

@@ -20,13 +20,35 @@ pub struct BrokerEndpoint {
 /// A partition's replicas as Metadata lists them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartitionReplicas {
-    /// -1 when the leader is fenced (stage 1 has no failover: data lives on the leader).
+    /// -1 when the partition has no live leader (offline: no live in-sync replica).
     pub leader: i32,
+    /// Bumped by every leader change (0 on a single node).
+    pub leader_epoch: i32,
     pub replicas: Vec<i32>,
-    /// Replicas on live brokers (stage 1: no follower fetches yet, so the ISR is the live
-    /// replica set as recorded).
+    /// The metadata log's ISR, without fenced brokers.
     pub isr: Vec<i32>,
     pub offline: Vec<i32>,
+}
+
+/// Kafka's leader-epoch fencing of a request that names the epoch it believes in
+/// (`current_leader_epoch`, -1: not checked): older than the partition's is
+/// FENCED_LEADER_EPOCH (the client's metadata is stale), newer is UNKNOWN_LEADER_EPOCH
+/// (this broker has not applied the change yet).
+pub fn check_leader_epoch(requested: i32, current: i32) -> Result<(), i16> {
+    use kafka_protocol::ResponseError;
+    match requested {
+        r if r < 0 || r == current => Ok(()),
+        r if r < current => Err(ResponseError::FencedLeaderEpoch.code()),
+        _ => Err(ResponseError::UnknownLeaderEpoch.code()),
+    }
+}
+
+/// The partition's leader epoch as the applied metadata says (0 on a single node).
+pub fn leader_epoch(snapshot: &MetadataSnapshot, topic: &str, partition: i32) -> i32 {
+    snapshot
+        .cluster
+        .as_deref()
+        .map_or(0, |c| c.leader_epoch(topic, partition))
 }
 
 fn this_broker(shard: &Shard) -> BrokerEndpoint {
@@ -87,6 +109,7 @@ pub fn partition_replicas(
         if snapshot.offline_reason(topic, partition).is_some() {
             return PartitionReplicas {
                 leader: -1,
+                leader_epoch: 0,
                 replicas: vec![node],
                 isr: vec![],
                 offline: vec![node],
@@ -94,6 +117,7 @@ pub fn partition_replicas(
         }
         return PartitionReplicas {
             leader: node,
+            leader_epoch: 0,
             replicas: vec![node],
             isr: vec![node],
             offline: vec![],
@@ -110,12 +134,13 @@ pub fn partition_replicas(
         .into_iter()
         .filter(|id| cluster.is_live(*id))
         .collect();
-    let leader = match replicas.first() {
-        Some(first) if cluster.is_live(*first) => *first,
+    let leader = match cluster.leader(topic, partition) {
+        Some(leader) if cluster.is_live(leader) => leader,
         _ => -1,
     };
     PartitionReplicas {
         leader,
+        leader_epoch: cluster.leader_epoch(topic, partition),
         replicas,
         isr,
         offline,
@@ -158,19 +183,21 @@ pub fn add_produce_leader_hints(
         return;
     }
     let not_leader = ResponseError::NotLeaderOrFollower.code();
+    let fenced = ResponseError::FencedLeaderEpoch.code();
     let mut leaders = std::collections::BTreeSet::new();
     for topic in &mut response.responses {
         for partition in &mut topic.partition_responses {
-            if partition.error_code != not_leader {
+            if partition.error_code != not_leader && partition.error_code != fenced {
                 continue;
             }
             let leader = cluster
                 .leader(topic.name.as_str(), partition.index)
                 .filter(|id| cluster.is_live(*id));
             if let Some(leader) = leader {
+                let epoch = cluster.leader_epoch(topic.name.as_str(), partition.index);
                 partition.current_leader = LeaderIdAndEpoch::default()
                     .with_leader_id(BrokerId(leader))
-                    .with_leader_epoch(0);
+                    .with_leader_epoch(epoch);
                 leaders.insert(leader);
             }
         }

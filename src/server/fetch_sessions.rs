@@ -23,6 +23,8 @@ pub struct WantedPartition {
     pub partition: i32,
     pub fetch_offset: i64,
     pub max_bytes: i32,
+    /// The leader epoch the fetcher believes in (-1: not checked; fenced as Kafka does).
+    pub current_leader_epoch: i32,
     /// The shard that owns the partition, worked out once per request.
     pub owner: usize,
 }
@@ -47,6 +49,7 @@ pub struct SessionPlan {
 #[derive(Clone, Copy)]
 struct SessionPartition {
     fetch_offset: i64,
+    current_leader_epoch: i32,
     max_bytes: i32,
     /// What we last told the client, to decide whether the partition changed.
     last_high_watermark: i64,
@@ -57,6 +60,7 @@ impl SessionPartition {
     fn new(want: &WantedPartition) -> SessionPartition {
         SessionPartition {
             fetch_offset: want.fetch_offset,
+            current_leader_epoch: want.current_leader_epoch,
             max_bytes: want.max_bytes,
             last_high_watermark: -1,
             last_log_start: -1,
@@ -157,6 +161,7 @@ impl FetchSessions {
                 .entry((w.topic.clone(), w.partition))
                 .or_insert(SessionPartition::new(w));
             entry.fetch_offset = w.fetch_offset;
+            entry.current_leader_epoch = w.current_leader_epoch;
             entry.max_bytes = w.max_bytes;
         }
         for key in forgotten {
@@ -179,6 +184,7 @@ impl FetchSessions {
                     partition: *partition,
                     fetch_offset: sp.fetch_offset,
                     max_bytes: sp.max_bytes,
+                    current_leader_epoch: sp.current_leader_epoch,
                 }
             })
             .collect();

@@ -126,6 +126,7 @@ pub(super) async fn apply_loop(shard: Rc<Shard>, committed: flume::Receiver<Comm
     let mut last_snapshot = 0u64;
     while let Ok(item) = committed.recv_async().await {
         match item {
+            Committed::Entry { index, data } if data.is_empty() => writer.mark_applied(index),
             Committed::Entry { index, data } => {
                 let proposal = match Proposal::decode(&data) {
                     Ok(p) => p,
@@ -191,11 +192,9 @@ async fn act_on(shard: &Rc<Shard>, applied: Applied) -> crate::cluster::Proposal
                 writer.take_producer_id_block(*start, *count);
             }
         }
-        Applied::Isr {
-            topic,
-            partition,
-            isr,
-        } => super::replication::apply_isr(shard, topic, *partition, isr).await,
+        Applied::Partitions(changes) => {
+            super::failover::apply_partition_changes(shard, changes).await
+        }
         Applied::Brokers => {}
     }
     Ok(applied)
@@ -249,6 +248,20 @@ async fn reconcile_partitions(shard: &Rc<Shard>, topics: Vec<Arc<crate::metadata
     for name in names {
         delete_everywhere(shard, name).await;
     }
+    // Leaders may have changed since the partitions were opened: each takes its role.
+    let snapshot = shard.metadata.load_full();
+    let node = shard.config.node_id;
+    let held: Vec<(String, i32)> = topics
+        .iter()
+        .flat_map(|t| (0..t.partitions).map(move |p| (t.name.clone(), p)))
+        .filter(|(t, p)| {
+            snapshot
+                .cluster
+                .as_ref()
+                .is_some_and(|c| c.replicas(t, *p).contains(&node))
+        })
+        .collect();
+    super::failover::apply_partition_changes(shard, &held).await;
 }
 
 /// Registers this broker (its advertised Kafka address) with the quorum, and again whenever
@@ -267,7 +280,12 @@ pub(super) async fn registration_loop(shard: Rc<Shard>) {
             .cluster
             .as_ref()
             .and_then(|c| c.brokers.get(&cluster.node_id).cloned());
-        let current = registered.is_some_and(|b| b.host == host && b.port == port);
+        // A fenced registration (a controlled shutdown before this start, or heartbeats
+        // lost) is renewed: Kafka's broker registers again at every start and is unfenced
+        // by its heartbeats. Not while this node is leaving.
+        let leaving = cluster.leaving.load(std::sync::atomic::Ordering::Relaxed);
+        let current =
+            leaving || registered.is_some_and(|b| b.host == host && b.port == port && !b.fenced);
         if current {
             refill_producer_ids(&shard, &cluster).await;
         }
@@ -300,6 +318,46 @@ pub(super) async fn registration_loop(shard: Rc<Shard>) {
         futures_util::select! {
             _ = stop => return,
             _ = tick => {},
+        }
+    }
+}
+
+/// Runs `controlled_shutdown` on shard 0 from the thread stopping the broker, waiting at
+/// most `timeout` for it.
+pub(super) fn controlled_shutdown_within(broker: &super::BrokerHandle, timeout: Duration) {
+    let (tx, rx) = flume::bounded(1);
+    let task: super::ShardTask = Box::new(move |shard: Rc<Shard>| {
+        Box::pin(async move {
+            controlled_shutdown(&shard).await;
+            let _ = tx.send(());
+        })
+    });
+    if broker.send(0, task) {
+        let _ = rx.recv_timeout(timeout);
+    }
+}
+
+/// Controlled shutdown (Kafka's BrokerHeartbeat `wantShutDown`): the quorum fences this
+/// broker and elects other in-sync replicas for the partitions it leads; this node applies
+/// that (deposing its leaderships) before the proposal answers, so no acks=all write is
+/// acknowledged here afterwards. Bounded by the caller.
+async fn controlled_shutdown(shard: &Rc<Shard>) {
+    let Some(cluster) = shard.cluster.clone() else {
+        return;
+    };
+    cluster
+        .leaving
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    let record = MetadataRecord::ControlledShutdown {
+        id: cluster.node_id,
+    };
+    match cluster.propose(record).await {
+        Ok(_) => tracing::info!(
+            node_id = cluster.node_id,
+            "controlled shutdown: leaderships moved"
+        ),
+        Err((_, message)) => {
+            tracing::warn!(%message, "controlled shutdown not committed: stopping anyway")
         }
     }
 }

@@ -15,6 +15,7 @@ pub mod console;
 mod deadlines;
 pub mod delayed;
 pub mod descriptors;
+mod failover;
 mod group_metrics;
 pub mod io_driver;
 pub mod observe;

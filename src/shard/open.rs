@@ -160,6 +160,18 @@ async fn place(
     } else {
         PartitionLog::open(dir, topic, partition, config.clone()).await
     };
+    // A leader stamps its appends with the partition's leader epoch (cluster mode).
+    let epoch = shard
+        .metadata
+        .load()
+        .cluster
+        .as_deref()
+        .filter(|c| c.leader(topic, partition) == Some(shard.config.node_id))
+        .map(|c| c.leader_epoch(topic, partition));
+    let log = match (log, epoch) {
+        (Ok(log), Some(epoch)) => log.become_leader(epoch).await.map(|()| log),
+        (log, _) => log,
+    };
     install(shard, table, topic, partition, log)
 }
 
@@ -176,12 +188,12 @@ fn install(
             let metrics = shard.metrics.clone();
             log.observe_syncs(Rc::new(move |ns| metrics.record_fsync(ns)));
             let metrics = shard.metrics.partition(topic, partition);
-            let online = Rc::new(with_followers(
-                shard,
-                topic,
-                partition,
-                Partition::new(log, metrics),
-            ));
+            let p = Partition::new(log, metrics);
+            let start = p.log_start_offset();
+            let online = match replica_set_for(shard, topic, partition, start) {
+                Some(set) => Rc::new(p.with_replicas(set)),
+                None => Rc::new(p),
+            };
             (PartitionSlot::Online(online), Ok(()))
         }
         Err(e) => {
@@ -195,27 +207,32 @@ fn install(
 }
 
 /// A partition this node leads with other replicas gets their replica set (cluster mode):
-/// its high watermark then waits for them. The ISR is the metadata log's, the high
-/// watermark starts at the log start, as Kafka's with no checkpoint: the followers' first
-/// fetches move it.
-fn with_followers(shard: &Shard, topic: &str, partition: i32, p: Partition) -> Partition {
+/// its high watermark then waits for them. The ISR is the metadata log's; the high
+/// watermark starts at `high_watermark` (the log start at an open, as Kafka's with no
+/// checkpoint; a follower made leader keeps the one its leader last sent): the in-sync
+/// followers' fetches move it. `None` for a single node, one replica, or a follower.
+pub(super) fn replica_set_for(
+    shard: &Shard,
+    topic: &str,
+    partition: i32,
+    high_watermark: i64,
+) -> Option<ReplicaSet> {
     let snapshot = shard.metadata.load();
-    let Some(cluster) = snapshot.cluster.as_deref() else {
-        return p;
-    };
+    let cluster = snapshot.cluster.as_deref()?;
+    let node = shard.config.node_id;
     let replicas = cluster.replicas(topic, partition);
-    if replicas.len() < 2 || replicas[0] != shard.config.node_id {
-        return p;
+    if replicas.len() < 2 || cluster.leader(topic, partition) != Some(node) {
+        return None;
     }
+    let followers: Vec<i32> = replicas.iter().copied().filter(|&r| r != node).collect();
     let min_insync = snapshot.topic(topic).map_or(1, |t| min_insync_replicas(t));
-    let start = p.log_start_offset();
     let isr = cluster.isr(topic, partition);
     let now = super::now_ms();
-    p.with_replicas(ReplicaSet::new(
-        &replicas[1..],
+    Some(ReplicaSet::new(
+        &followers,
         &isr,
         min_insync,
-        start,
+        high_watermark,
         now,
     ))
 }

@@ -7,12 +7,13 @@
 //! And the leaders' side of the ISR: every `replica.lag.time.max.ms / 2` each shard looks
 //! at the partitions it leads and proposes an AlterPartition through the metadata log when
 //! a follower fell behind or caught up again (`isr_loop`); the applied change reaches the
-//! partition's `ReplicaSet` (`apply_isr`).
+//! partition's `ReplicaSet` (`shard::failover`).
 //! Must not: talk to other brokers (the fetchers do) or decide who leads (metadata does).
 
-use super::{Lookup, Shard};
-use crate::cluster::replica_fetcher::{ReplicaItem, ReplicaPosition, ReplicaWork};
+use super::{PartitionSlot, Shard};
+use crate::cluster::replica_fetcher::{ReplicaEnd, ReplicaItem, ReplicaPosition, ReplicaWork};
 use crate::metadata::replicated::MetadataRecord;
+use crate::partition::Partition;
 use bytes::BytesMut;
 use futures_util::FutureExt;
 use std::rc::Rc;
@@ -43,13 +44,26 @@ async fn apply_work(shard: &Rc<Shard>, items: Vec<ReplicaItem>) -> Vec<ReplicaPo
     futures_util::future::join_all(calls).await
 }
 
-/// Appends one partition's fetched batches on its owning shard; returns its log end.
+/// Appends one partition's fetched batches on its owning shard (or truncates it to its
+/// leader's log first); returns its log end and newest epoch.
 async fn apply_item(shard: &Rc<Shard>, item: ReplicaItem) -> ReplicaPosition {
-    let super::Lookup::Online(partition) = shard.followers.get(&item.topic, item.partition) else {
+    let super::Lookup::Online(mut partition) = shard.followers.get(&item.topic, item.partition)
+    else {
         return None;
     };
+    if let Some((leader_epoch, leader_end)) = item.truncate {
+        partition = truncate(
+            shard,
+            &item.topic,
+            item.partition,
+            partition,
+            leader_epoch,
+            leader_end,
+        )
+        .await?;
+    }
     let Some(records) = item.records else {
-        return Some(partition.log_end_offset());
+        return Some(end_of(&partition));
     };
     // The answer's bytes are shared with the rest of the decoded response: the log takes
     // its own buffer (a follower copies once, as Kafka's does).
@@ -58,7 +72,7 @@ async fn apply_item(shard: &Rc<Shard>, item: ReplicaItem) -> ReplicaPosition {
         .append_replicated(batches, item.high_watermark, super::now_ms())
         .await
     {
-        Ok(log_end_offset) => Some(log_end_offset),
+        Ok(_) => Some(end_of(&partition)),
         Err(e) => {
             tracing::warn!(
                 topic = %item.topic,
@@ -69,7 +83,69 @@ async fn apply_item(shard: &Rc<Shard>, item: ReplicaItem) -> ReplicaPosition {
             if matches!(e, crate::storage::StorageError::Offline { .. }) {
                 return None;
             }
-            Some(partition.log_end_offset())
+            Some(end_of(&partition))
+        }
+    }
+}
+
+fn end_of(partition: &crate::partition::Partition) -> ReplicaEnd {
+    ReplicaEnd {
+        log_end_offset: partition.log_end_offset(),
+        latest_epoch: partition.latest_cached_epoch(),
+    }
+}
+
+/// KIP-101/279 on the follower: the leader says its log holds epoch `leader_epoch` up to
+/// `leader_end`. If that is the epoch we asked about, our log is good up to `leader_end`;
+/// if it is an older one, up to where that epoch ends in ours too. Anything past is a
+/// divergent tail (appended by a deposed leader, never acknowledged at acks=all) and is
+/// truncated before the next fetch. Returns the (reopened) follower.
+async fn truncate(
+    shard: &Rc<Shard>,
+    topic: &str,
+    partition: i32,
+    follower: Rc<Partition>,
+    leader_epoch: i32,
+    leader_end: i64,
+) -> Option<Rc<Partition>> {
+    if leader_epoch < 0 || leader_end < 0 {
+        // The leader knows none of our epochs: nothing to compare; fetch from our end.
+        return Some(follower);
+    }
+    // Kafka's `getOffsetTruncationState`: an epoch we never had ends where our floor
+    // epoch ends (the next check, after the next leader change, goes further if needed).
+    let (ours, our_end) = follower.end_offset_for_epoch(leader_epoch);
+    let log_end = follower.log_end_offset();
+    let target = match (ours == leader_epoch, our_end >= 0) {
+        (true, true) => leader_end.min(our_end).min(log_end),
+        (false, true) => our_end.min(log_end),
+        (_, false) => leader_end.min(log_end),
+    };
+    if target >= follower.log_end_offset() {
+        return Some(follower);
+    }
+    tracing::info!(
+        topic,
+        partition,
+        from = follower.log_end_offset(),
+        to = target,
+        leader_epoch,
+        "truncating a divergent tail"
+    );
+    match follower.truncate_to(target).await {
+        Ok(next) => {
+            let next = Rc::new(next);
+            shard
+                .followers
+                .insert(topic, partition, PartitionSlot::Online(next.clone()));
+            Some(next)
+        }
+        Err(e) => {
+            tracing::error!(topic, partition, error = %e, "truncation failed: the follower copy is offline");
+            shard
+                .followers
+                .insert(topic, partition, PartitionSlot::Offline(e.to_string()));
+            None
         }
     }
 }
@@ -123,25 +199,5 @@ async fn propose_isr_changes(shard: Rc<Shard>) {
                 tracing::debug!(%topic, partition, %message, "ISR change not applied")
             }
         }
-    }
-}
-
-/// An applied AlterPartition: the leader's replica set takes the new ISR (runs on shard 0,
-/// acts on the owner).
-pub(super) async fn apply_isr(shard: &Rc<Shard>, topic: &str, partition: i32, isr: &[i32]) {
-    let owner = shard.owner_of_partition(topic, partition);
-    let topic = topic.to_string();
-    let followers: Vec<i32> = isr.iter().skip(1).copied().collect();
-    let applied = shard
-        .invoke_on(owner, move |s| async move {
-            if let Lookup::Online(p) = s.partitions.get(&topic, partition)
-                && let Some(set) = p.replicas()
-            {
-                set.set_in_sync(&followers);
-            }
-        })
-        .await;
-    if let Err(e) = applied {
-        tracing::warn!(error = %e, "ISR change not handed to the partition's shard");
     }
 }

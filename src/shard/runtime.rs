@@ -52,6 +52,10 @@ pub enum StartError {
 }
 
 /// The running broker, as seen from the main thread.
+/// Longest a SIGTERM in cluster mode waits for the quorum to move this node's leaderships
+/// (Kafka retries its ControlledShutdown for about as long by default).
+pub const CONTROLLED_SHUTDOWN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 pub struct BrokerHandle {
     threads: Vec<JoinHandle<()>>,
     senders: Arc<[flume::Sender<ShardTask>]>,
@@ -68,8 +72,13 @@ pub struct BrokerHandle {
 }
 
 impl BrokerHandle {
-    /// Asks every shard to stop and waits for their threads to exit.
+    /// Asks every shard to stop and waits for their threads to exit. In cluster mode the
+    /// partitions this node leads are first handed to other in-sync replicas (controlled
+    /// shutdown), for at most `CONTROLLED_SHUTDOWN_TIMEOUT`.
     pub fn shutdown(self) {
+        if self.cluster.is_some() {
+            super::cluster_apply::controlled_shutdown_within(&self, CONTROLLED_SHUTDOWN_TIMEOUT);
+        }
         for sender in self.senders.iter() {
             let task: ShardTask = Box::new(|shard: Rc<Shard>| {
                 Box::pin(async move {
@@ -587,6 +596,10 @@ async fn maintenance(shard: Rc<Shard>) {
             // Shutdown closes the logs (with a final flush): no background work after that.
             if shard.shutting_down.get() {
                 return;
+            }
+            // A follower's truncation closed this log and reopened it under a new object.
+            if p.is_closed() {
+                continue;
             }
             if let Err(e) = p.flush_if_due(now).await {
                 tracing::error!(topic, partition, error = %e, "background flush failed");

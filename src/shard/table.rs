@@ -50,6 +50,11 @@ impl PartitionTable {
             .insert(partition, slot);
     }
 
+    /// Removes one partition's slot (it changed tables: leader <-> follower).
+    pub fn remove(&self, topic: &str, partition: i32) -> Option<PartitionSlot> {
+        self.topics.borrow_mut().get_mut(topic)?.remove(&partition)
+    }
+
     /// Removes a whole topic and returns its online partitions (to close or delete them).
     pub fn remove_topic(&self, topic: &str) -> Vec<(i32, Rc<Partition>)> {
         let removed = self.topics.borrow_mut().remove(topic);

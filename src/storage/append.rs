@@ -29,6 +29,8 @@ pub(super) struct AppendSettings {
     /// from the topic's `durability` and the producer's acks); the log only carries it out.
     pub(super) durable: bool,
     pub(super) index_interval: u32,
+    /// Stamped on every batch (the partition's current leader epoch).
+    pub(super) leader_epoch: i32,
 }
 
 impl AppendSettings {
@@ -145,7 +147,7 @@ pub(super) fn stamp_batches(
         };
         let batch = &mut batches[pos..pos + size];
         patch_base_offset(batch, next);
-        patch_leader_epoch(batch, LEADER_EPOCH);
+        patch_leader_epoch(batch, settings.leader_epoch);
         if settings.timestamp_type == TimestampType::LogAppendTime {
             apply_log_append_time(batch, now_ms);
         }
@@ -165,6 +167,7 @@ impl PartitionLog {
             timestamp_type: c.message_timestamp_type,
             durable,
             index_interval: c.index_interval_bytes,
+            leader_epoch: self.leader_epoch.get(),
         }
     }
 

@@ -101,9 +101,19 @@ impl PartitionLog {
         let index_interval = self.config.borrow().index_interval_bytes;
         let staged = self.stage_replicated_producers(&batches)?;
         let mut pos = 0usize;
+        let mut epochs_changed = false;
         while pos < batches.len() {
             let h = BatchHeader::parse_stored_at(&batches[pos..], pos)?;
             segment.record_batch(&h, position + pos as u64, index_interval);
+            // The leader's epochs, as its batches carry them (KIP-101): rare, one per
+            // leader change.
+            if h.partition_leader_epoch > self.leader_epoch.get() {
+                self.leader_epoch.set(h.partition_leader_epoch);
+            }
+            epochs_changed |= self
+                .epochs
+                .borrow_mut()
+                .assign(h.partition_leader_epoch, h.base_offset);
             pos += h.size_bytes();
         }
         if segment.first_append_ms.get() < 0 {
@@ -117,6 +127,9 @@ impl PartitionLog {
         self.enqueue_write(segment, position, batches, range.end_offset, false);
         drop(guard);
         self.ensure_writer();
+        if epochs_changed {
+            self.persist_epochs().await?;
+        }
         self.wait_written(range.end_offset, false, epoch).await?;
         Ok(range.end_offset)
     }

@@ -112,6 +112,10 @@ pub struct PartitionLog {
     /// start: 100,000 partitions took minutes); the first change to the log's files (an
     /// append, a cleaner pass) clears it first (`mark_unclean`).
     pub(super) marked_unclean: Cell<bool>,
+    /// The leader epoch this node's appends are stamped with (cluster mode; 0 otherwise).
+    pub(super) leader_epoch: Cell<i32>,
+    /// Where each leader epoch started (`leader-epoch-checkpoint`).
+    pub(super) epochs: RefCell<super::leader_epochs::LeaderEpochCache>,
 }
 
 impl PartitionLog {
@@ -140,6 +144,8 @@ impl PartitionLog {
             cleaner: CleanerState::default(),
             dir_unsynced: Cell::new(false),
             marked_unclean: Cell::new(true),
+            leader_epoch: Cell::new(0),
+            epochs: RefCell::new(Default::default()),
         }
     }
 

@@ -13,6 +13,7 @@ pub mod filesystem;
 mod follower_append;
 pub mod frames;
 pub mod le_reader;
+pub mod leader_epochs;
 pub mod log;
 pub mod notify;
 pub mod offset_index;
@@ -27,6 +28,7 @@ mod sealer;
 pub mod segment;
 pub mod state;
 pub mod time_index;
+mod truncate;
 mod writer;
 
 #[cfg(test)]

@@ -113,7 +113,7 @@ impl PartitionLog {
         Ok(log)
     }
 
-    async fn recover(&self) -> Result<(), StorageError> {
+    pub(super) async fn recover(&self) -> Result<(), StorageError> {
         let (state, state_trusted) = read_state_or_distrust(&self.dir).await?;
         remove_temp_files(&self.dir).await?;
         self.open_cleaner().await?;
@@ -147,6 +147,7 @@ impl PartitionLog {
             .last_state_persist_ms
             .set(self.flush.last_flush_ms.get());
         self.rebuild_producer_state().await?;
+        self.load_epochs().await?;
         // From the first change on, a crash is an unclean shutdown: a clean mark on disk is
         // cleared before it (`mark_unclean`), so an idle partition's open writes nothing.
         // After recovery the state file already says unclean (or is absent); the recovery

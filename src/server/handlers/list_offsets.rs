@@ -4,6 +4,7 @@
 use crate::partition::Isolation;
 use crate::server::access::permitted;
 use crate::server::authorization::ResourceType;
+use crate::server::cluster_view;
 use crate::server::context::RequestContext;
 use crate::shard::{Lookup, Shard};
 use kafka_protocol::ResponseError;
@@ -62,6 +63,22 @@ async fn lookup_local(
     }
 }
 
+async fn lookup_on_owner(
+    shard: &Rc<Shard>,
+    name: String,
+    partition: i32,
+    target: i64,
+    isolation: Isolation,
+) -> (i16, i64, i64) {
+    let owner = shard.owner_of_partition(&name, partition);
+    shard
+        .invoke_on(owner, move |s| async move {
+            lookup_local(&s, &name, partition, target, isolation).await
+        })
+        .await
+        .unwrap_or((ResponseError::BrokerNotAvailable.code(), -1, -1))
+}
+
 pub async fn handle(ctx: &RequestContext<'_>, request: ListOffsetsRequest) -> ListOffsetsResponse {
     let shard = ctx.shard;
     let snapshot = shard.metadata.load_full();
@@ -71,24 +88,33 @@ pub async fn handle(ctx: &RequestContext<'_>, request: ListOffsetsRequest) -> Li
         let name = topic.name.0.to_string();
         let describable = permitted(ctx, ResourceType::Topic, &name);
         let known = snapshot.topic(&name).map(|t| t.partitions);
-        // leader_epoch exists from v4; older versions must leave it at its default.
-        let leader_epoch = if ctx.version >= 4 { 0 } else { -1 };
         let calls = topic.partitions.iter().map(|p| {
             let (partition, target) = (p.partition_index, p.timestamp);
+            let current = if ctx.version >= 4 {
+                p.current_leader_epoch
+            } else {
+                -1
+            };
             let name = name.clone();
+            // leader_epoch exists from v4; older versions must leave it at its default.
+            let leader_epoch = if ctx.version >= 4 {
+                cluster_view::leader_epoch(&snapshot, &name, partition)
+            } else {
+                -1
+            };
             async move {
                 let (code, ts, offset) = match known {
                     _ if !describable => {
                         (ResponseError::TopicAuthorizationFailed.code(), -1, -1)
                     }
+                    Some(_) if shard.cluster.is_some() && current >= 0 => {
+                        match cluster_view::check_leader_epoch(current, leader_epoch) {
+                            Err(code) => (code, -1, -1),
+                            Ok(()) => lookup_on_owner(shard, name, partition, target, isolation).await,
+                        }
+                    }
                     Some(n) if partition >= 0 && partition < n => {
-                        let owner = shard.owner_of_partition(&name, partition);
-                        shard
-                            .invoke_on(owner, move |s| async move {
-                                lookup_local(&s, &name, partition, target, isolation).await
-                            })
-                            .await
-                            .unwrap_or((ResponseError::BrokerNotAvailable.code(), -1, -1))
+                        lookup_on_owner(shard, name, partition, target, isolation).await
                     }
                     _ => (ResponseError::UnknownTopicOrPartition.code(), -1, -1),
                 };

@@ -40,7 +40,7 @@ fn topic_entry(
             };
             MetadataResponsePartition::default()
                 .with_partition_index(p)
-                .with_leader_epoch(0)
+                .with_leader_epoch(placed.leader_epoch)
                 .with_error_code(error)
                 .with_leader_id(BrokerId(placed.leader))
                 .with_replica_nodes(ids(placed.replicas))
@@ -154,6 +154,19 @@ async fn requested_entry(
             .with_topic_id(wanted.topic_id);
     }
     let exists = shard.metadata.load().topic(&name).is_some();
+    // A cluster node still replaying the metadata log does not know every topic yet: it
+    // must not try to create one (Kafka's answer while a topic is not available yet).
+    if !exists && let Some(cluster) = &shard.cluster {
+        let applied = shard
+            .metadata
+            .load()
+            .cluster
+            .as_ref()
+            .map_or(0, |c| c.applied_index);
+        if !cluster.caught_up(applied) {
+            return failed(ResponseError::LeaderNotAvailable, Some(name));
+        }
+    }
     let would_create = !exists && allow_auto_create && shard.config.auto_create_topics;
     if would_create && !may_auto_create(ctx, &name) {
         return failed(ResponseError::TopicAuthorizationFailed, Some(name));

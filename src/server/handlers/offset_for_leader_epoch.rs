@@ -1,10 +1,13 @@
-//! OffsetForLeaderEpoch: this single node has been every partition's only leader, in epoch
-//! 0, so epoch 0 ends at the log end offset and any other epoch is unknown (-1, -1), which
-//! is what Kafka answers for epochs outside its leader-epoch cache. Clients use it to check
-//! for log truncation after a leader change; here nothing is ever truncated that way.
+//! OffsetForLeaderEpoch (KIP-101/279/320): a partition's leader answers, from its
+//! leader-epoch cache, the largest epoch at most the one asked about and the offset where
+//! it ends (its log end for the current epoch; -1/-1 for an epoch newer than any it knows).
+//! Followers use it to truncate a divergent tail before fetching (cluster mode), clients to
+//! detect truncation after a leader change. The `current_leader_epoch` is fenced as Fetch
+//! fences it. A single node has only epoch 0, which ends at the log end.
 
 use crate::server::access::permitted;
 use crate::server::authorization::ResourceType;
+use crate::server::cluster_view;
 use crate::server::context::RequestContext;
 use crate::shard::Lookup;
 use kafka_protocol::ResponseError;
@@ -13,8 +16,6 @@ use kafka_protocol::messages::offset_for_leader_epoch_response::{
 };
 use kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
 
-/// The only leader epoch this broker has ever had for any partition.
-pub const LEADER_EPOCH: i32 = 0;
 /// Kafka's UNDEFINED_EPOCH and UNDEFINED_EPOCH_OFFSET.
 const UNDEFINED: i32 = -1;
 const UNDEFINED_OFFSET: i64 = -1;
@@ -47,36 +48,28 @@ pub async fn handle(
                         .with_leader_epoch(UNDEFINED)
                         .with_end_offset(UNDEFINED_OFFSET);
                 }
-                // A client that believes in a newer epoch than ours has seen a leader we
-                // never were; an older one cannot exist (-1 means "not checked").
-                if p.current_leader_epoch > LEADER_EPOCH {
-                    return answer
-                        .with_error_code(ResponseError::UnknownLeaderEpoch.code())
-                        .with_leader_epoch(UNDEFINED)
-                        .with_end_offset(UNDEFINED_OFFSET);
-                }
-                if p.leader_epoch != LEADER_EPOCH {
-                    return answer
-                        .with_error_code(0)
-                        .with_leader_epoch(UNDEFINED)
-                        .with_end_offset(UNDEFINED_OFFSET);
-                }
-                let partition = p.partition;
+                let (partition, current, requested) =
+                    (p.partition, p.current_leader_epoch, p.leader_epoch);
                 let owner = shard.owner_of_partition(&name, partition);
                 let end = shard
                     .invoke_on(owner, move |s| async move {
-                        match s.partitions.get(&name, partition) {
-                            Lookup::Online(p) => Ok(p.log_end_offset()),
-                            Lookup::Offline(_) => Err(ResponseError::KafkaStorageError.code()),
-                            Lookup::Missing => Err(ResponseError::UnknownTopicOrPartition.code()),
-                        }
+                        let led = match s.partitions.get(&name, partition) {
+                            Lookup::Online(p) => p,
+                            Lookup::Offline(_) => return Err(ResponseError::KafkaStorageError.code()),
+                            // A follower or a non-replica: only leaders answer.
+                            Lookup::Missing => return Err(ResponseError::NotLeaderOrFollower.code()),
+                        };
+                        let snapshot = s.metadata.load();
+                        let epoch = cluster_view::leader_epoch(&snapshot, &name, partition);
+                        cluster_view::check_leader_epoch(current, epoch)?;
+                        Ok(led.end_offset_for_epoch(requested))
                     })
                     .await
                     .unwrap_or(Err(ResponseError::BrokerNotAvailable.code()));
                 match end {
-                    Ok(end) => answer
+                    Ok((epoch, end)) => answer
                         .with_error_code(0)
-                        .with_leader_epoch(LEADER_EPOCH)
+                        .with_leader_epoch(epoch)
                         .with_end_offset(end),
                     Err(code) => answer
                         .with_error_code(code)

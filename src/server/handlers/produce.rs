@@ -590,7 +590,8 @@ async fn append_one(
 /// acks=all with followers (Kafka's delayed produce): waits, on the shard's timer wheel,
 /// until the high watermark reaches `end_offset`; REQUEST_TIMED_OUT when `timeout_ms`
 /// passes first, NOT_ENOUGH_REPLICAS_AFTER_APPEND when the ISR shrank below
-/// `min.insync.replicas` meanwhile.
+/// `min.insync.replicas` meanwhile, NOT_LEADER_OR_FOLLOWER when a newer leader epoch took
+/// the partition away (a deposed leader never acknowledges).
 async fn replicated(
     shard: &Rc<Shard>,
     partition: &Partition,
@@ -604,11 +605,20 @@ async fn replicated(
     let timeout = std::time::Duration::from_millis(timeout_ms.max(0) as u64);
     let mut expired = shard.timer.sleep(timeout).fuse();
     let mut caught_up = std::pin::pin!(partition.wait_replicated(end_offset).fuse());
+    use crate::partition::Replication;
     let done = futures_util::select! {
-        enough = caught_up => enough.then_some(()).ok_or(ResponseError::NotEnoughReplicasAfterAppend),
-        _ = expired => (partition.high_watermark() >= end_offset).then_some(()).ok_or(ResponseError::RequestTimedOut),
+        ended = caught_up => ended,
+        _ = expired => match partition.replicas() {
+            Some(set) if set.deposed() => Replication::NotLeader,
+            _ if partition.high_watermark() >= end_offset => Replication::Done,
+            _ => return Err(ResponseError::RequestTimedOut.code()),
+        },
     };
-    done.map_err(|e| e.code())
+    match done {
+        Replication::Done => Ok(()),
+        Replication::NotEnoughReplicas => Err(ResponseError::NotEnoughReplicasAfterAppend.code()),
+        Replication::NotLeader => Err(ResponseError::NotLeaderOrFollower.code()),
+    }
 }
 
 /// The delay path of one partition's append: the records go to the owning shard's delay log

@@ -10,3 +10,4 @@ mod read;
 mod recovery;
 mod retention;
 mod support;
+mod truncation;

@@ -144,6 +144,7 @@ fn plan(ctx: &RequestContext<'_>, request: &FetchRequest) -> Result<SessionPlan,
                 partition: p.partition,
                 fetch_offset: p.fetch_offset,
                 max_bytes: p.partition_max_bytes,
+                current_leader_epoch: p.current_leader_epoch,
             })
         })
         .collect();

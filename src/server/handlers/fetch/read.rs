@@ -74,6 +74,7 @@ pub(super) async fn read_all(
         let owner = w.owner;
         let topic = w.topic.clone();
         let (partition, offset) = (w.partition, w.fetch_offset);
+        let current_epoch = w.current_leader_epoch;
         let limit = w.max_bytes.max(0) as u32;
         async move {
             if !readable {
@@ -84,6 +85,9 @@ pub(super) async fn read_all(
             }
             shard
                 .invoke_on(owner, move |s| async move {
+                    if let Err(code) = fenced(&s, &topic, partition, current_epoch) {
+                        return PartitionRead::error(code);
+                    }
                     match replica {
                         Some(replica) => {
                             read_for_follower(&s, &topic, partition, offset, limit, replica).await
@@ -110,6 +114,16 @@ pub(super) async fn read_all(
         used += r.bytes;
     }
     reads
+}
+
+/// Kafka's leader-epoch fencing of a fetch (`current_leader_epoch`, -1: unchecked).
+fn fenced(shard: &Shard, topic: &str, partition: i32, current_epoch: i32) -> Result<(), i16> {
+    if current_epoch < 0 || shard.cluster.is_none() {
+        return Ok(());
+    }
+    let snapshot = shard.metadata.load();
+    let epoch = crate::server::cluster_view::leader_epoch(&snapshot, topic, partition);
+    crate::server::cluster_view::check_leader_epoch(current_epoch, epoch)
 }
 
 /// The partition this shard leads, or the error a fetch of it answers.

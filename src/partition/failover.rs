@@ -1,0 +1,70 @@
+//! A partition changing roles on its node (issue 17 stage 3, decision 0012 "Failover"):
+//! the same log handed from a follower's object to a leader's (or back), the leader epoch
+//! its appends are stamped with, a deposed leader's waits failed, and a follower's
+//! truncation to its leader's log (OffsetForLeaderEpoch).
+//! Must not: decide who leads (the metadata log does) or know about shards' tables.
+
+use std::rc::Rc;
+
+use super::Partition;
+use super::replicas::ReplicaSet;
+use crate::storage::StorageError;
+
+impl Partition {
+    /// A new object over the same log and metrics: a leader with `replicas`, or a follower
+    /// (or a one-replica leader) with none. Share-group state is not carried (cluster mode
+    /// does not replicate it yet).
+    pub fn successor(&self, replicas: Option<ReplicaSet>) -> Partition {
+        let next = Partition::new(Rc::clone(&self.log), Rc::clone(&self.metrics));
+        next.follower_high_watermark
+            .set(self.follower_high_watermark.get());
+        Partition { replicas, ..next }
+    }
+
+    /// This node no longer leads: pending acks=all waits fail, the high watermark stops.
+    pub fn depose(&self) {
+        if let Some(set) = &self.replicas {
+            set.depose();
+        }
+    }
+
+    /// Leads from now on in `epoch` (stamped on appends, recorded in the epoch cache).
+    pub async fn become_leader(&self, epoch: i32) -> Result<(), StorageError> {
+        self.log.become_leader(epoch).await
+    }
+
+    /// The log was closed (a truncation replaced it; the table holds its successor).
+    pub fn is_closed(&self) -> bool {
+        self.log.is_closed()
+    }
+
+    pub fn leader_epoch(&self) -> i32 {
+        self.log.leader_epoch()
+    }
+
+    /// The newest epoch this replica's log holds batches of (-1: none recorded).
+    pub fn latest_cached_epoch(&self) -> i32 {
+        self.log.latest_cached_epoch()
+    }
+
+    /// The high watermark the leader last told this follower (-1: never).
+    pub fn follower_high_watermark(&self) -> i64 {
+        self.follower_high_watermark.get()
+    }
+
+    /// OffsetForLeaderEpoch on this log: the largest epoch at most `requested` and where
+    /// it ends.
+    pub fn end_offset_for_epoch(&self, requested: i32) -> (i32, i64) {
+        self.log.end_offset_for_epoch(requested)
+    }
+
+    /// A follower drops its log from `offset` on (its divergent tail); returns the follower
+    /// object over the reopened log (this one must not be used again).
+    pub async fn truncate_to(&self, offset: i64) -> Result<Partition, StorageError> {
+        let log = self.log.truncate_to(offset).await?;
+        let next = Partition::new(log, Rc::clone(&self.metrics));
+        next.follower_high_watermark
+            .set(self.follower_high_watermark.get().min(offset));
+        Ok(next)
+    }
+}

@@ -1,0 +1,422 @@
+//! Leader failover (issue 17 stage 3, decision 0012 "Failover"): 3 nodes on 127.0.0.1, one
+//! core each, an RF=3 topic with min.insync.replicas=2 and an idempotent acks=all
+//! confluent-kafka producer under load. The partition's leader is SIGKILLed again and again
+//! (4 trials, 20 with SLUICE_LONG_TESTS=1) and restarted each time; then everything is read
+//! back: no acknowledged record lost, none twice, offsets gap-free, each acknowledged record
+//! at the offset its acknowledgement named. The restarted broker truncates, catches up and
+//! rejoins the ISR before the next kill. The failover time (kill to the next acknowledged
+//! produce) is printed with its median. Also: SIGTERM moves leadership first (controlled
+//! shutdown) with no produce error the client does not retry.
+//! Needs confluent-kafka (`SLUICE_TEST_PYTHON` or `<repo>/.venv`); `SLUICE_SKIP_REAL_CLIENTS=1`
+//! skips it loudly.
+
+mod support;
+
+use kafka_protocol::messages::CreateTopicsRequest;
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::protocol::StrBytes;
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use support::cluster::{LocalCluster, metadata};
+use support::wire::{RawConn, topic_name};
+use support::{clients_dir, real_clients_skipped};
+
+/// Generous bounds for a loaded 2-core box: these are waits, not speed assertions.
+const FAILOVER_WAIT: Duration = Duration::from_secs(60);
+const REJOIN_WAIT: Duration = Duration::from_secs(90);
+/// The lag bound the test runs with: a restarted follower rejoins within a few seconds
+/// (the ISR check runs every half of it). Failover itself runs on the default timeouts.
+const CONFIG: &str = "replica_lag_time_max_ms = 6000\n";
+
+fn trials() -> usize {
+    if std::env::var("SLUICE_LONG_TESTS").as_deref() == Ok("1") {
+        20
+    } else {
+        4
+    }
+}
+
+fn wall_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// (leader, leader epoch, ISR) of partition 0: the newest view (highest leader epoch, then
+/// partition state as the node that knows it says) over the running nodes. A node that just
+/// restarted replays the metadata log and answers from an older state for a moment.
+fn partition_state(cluster: &LocalCluster, topic: &str) -> Option<(i32, i32, Vec<i32>)> {
+    let views = cluster.running_ids().into_iter().filter_map(|id| {
+        let response = metadata(cluster.node(id), Some(&[topic])).ok()?;
+        let t = response.topics.first().filter(|t| t.error_code == 0)?;
+        let p = t.partitions.iter().find(|p| p.partition_index == 0)?;
+        let mut isr: Vec<i32> = p.isr_nodes.iter().map(|b| b.0).collect();
+        isr.sort();
+        Some((p.leader_id.0, p.leader_epoch, isr))
+    });
+    let views: Vec<(i32, i32, Vec<i32>)> = views.collect();
+    let newest = views.iter().map(|v| v.1).max()?;
+    // Among the newest, the smallest ISR: a node that has not applied the latest ISR
+    // change yet must not make a shrunk ISR look full.
+    views
+        .into_iter()
+        .filter(|v| v.1 == newest)
+        .min_by_key(|v| v.2.len())
+}
+
+fn wait_for(
+    cluster: &LocalCluster,
+    topic: &str,
+    within: Duration,
+    what: &str,
+    ok: impl Fn(i32, i32, &[i32]) -> bool,
+) -> (i32, i32, Vec<i32>) {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some((leader, epoch, isr)) = partition_state(cluster, topic)
+            && ok(leader, epoch, &isr)
+        {
+            return (leader, epoch, isr);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} not seen within {within:?}: {:?}\n{}",
+            partition_state(cluster, topic),
+            cluster.diagnostics()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// One partition, replication factor 3, min.insync.replicas=2.
+fn create_replicated_topic(cluster: &LocalCluster, name: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let config = CreatableTopicConfig::default()
+            .with_name(StrBytes::from_static_str("min.insync.replicas"))
+            .with_value(Some(StrBytes::from_static_str("2")));
+        let topic = CreatableTopic::default()
+            .with_name(topic_name(name))
+            .with_num_partitions(1)
+            .with_replication_factor(3)
+            .with_configs(vec![config]);
+        let request = CreateTopicsRequest::default()
+            .with_topics(vec![topic])
+            .with_timeout_ms(15_000);
+        let code = RawConn::connect(&cluster.node(1).bootstrap())
+            .and_then(|mut c| c.try_call(&request, 7))
+            .map(|r| r.topics[0].error_code)
+            .unwrap_or(-1);
+        if code == 0 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "CreateTopics answered {code}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The producer script, its output lines collected by a reader thread.
+struct LoadProducer {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl LoadProducer {
+    fn start(python: &std::path::Path, bootstrap: &str, topic: &str) -> LoadProducer {
+        let mut child = Command::new(python)
+            .args(["cluster_failover.py", "produce", "--bootstrap", bootstrap])
+            .args(["--topic", topic])
+            .current_dir(clients_dir())
+            .env("PYTHONUNBUFFERED", "1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the producer script");
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().expect("producer stdout");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        LoadProducer {
+            child,
+            stdin,
+            lines,
+        }
+    }
+
+    /// Acknowledgements so far: (value, offset, wall ms).
+    fn acks(&self) -> Vec<(u64, i64, i64)> {
+        self.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|l| {
+                let mut f = l.strip_prefix("ack ")?.split(' ');
+                Some((
+                    f.next()?.parse().ok()?,
+                    f.next()?.parse().ok()?,
+                    f.next()?.parse().ok()?,
+                ))
+            })
+            .collect()
+    }
+
+    fn errors(&self) -> Vec<String> {
+        let lines = self.lines.lock().unwrap();
+        lines
+            .iter()
+            .filter(|l| l.starts_with("err "))
+            .cloned()
+            .collect()
+    }
+
+    fn wait_acks(&self, count: usize, within: Duration, cluster: &LocalCluster) {
+        let deadline = Instant::now() + within;
+        while self.acks().len() < count {
+            assert!(
+                Instant::now() < deadline,
+                "{} acks of {count} within {within:?}\n{}",
+                self.acks().len(),
+                cluster.diagnostics()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Stops producing, waits for the flush; returns every output line.
+    fn stop(mut self) -> Vec<String> {
+        if let Some(mut stdin) = self.stdin.take() {
+            let _ = stdin.write_all(b"stop\n");
+        }
+        let deadline = Instant::now() + Duration::from_secs(180);
+        while !self
+            .lines
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.starts_with("done"))
+        {
+            assert!(Instant::now() < deadline, "the producer did not finish");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.wait();
+        self.lines.lock().unwrap().clone()
+    }
+}
+
+impl Drop for LoadProducer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Reads the partition back and checks it against the acknowledgements.
+fn verify(python: &std::path::Path, bootstrap: &str, topic: &str, acks: &[(u64, i64, i64)]) {
+    let output = Command::new(python)
+        .args(["cluster_failover.py", "verify", "--bootstrap", bootstrap])
+        .args(["--topic", topic])
+        .current_dir(clients_dir())
+        .output()
+        .expect("run the verify script");
+    let text = String::from_utf8_lossy(&output.stdout);
+    let mut records: Vec<(i64, u64)> = text
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.strip_prefix("rec ")?.split(' ');
+            Some((f.next()?.parse().ok()?, f.next()?.parse().ok()?))
+        })
+        .collect();
+    records.sort();
+    assert!(!records.is_empty(), "nothing read back: {text}");
+    for (i, (offset, _)) in records.iter().enumerate() {
+        assert_eq!(*offset, i as i64, "offsets are not gap-free at {i}");
+    }
+    let mut values: Vec<u64> = records.iter().map(|r| r.1).collect();
+    values.sort();
+    let before = values.len();
+    values.dedup();
+    assert_eq!(values.len(), before, "a record was stored twice");
+    for (value, offset, _) in acks {
+        let stored = records.get(*offset as usize).map(|r| r.1);
+        assert_eq!(
+            stored,
+            Some(*value),
+            "acknowledged record {value} at offset {offset} lost (read back: {stored:?})"
+        );
+    }
+}
+
+#[test]
+fn killing_the_leader_again_and_again_loses_no_acknowledged_record() {
+    let test = "killing_the_leader_again_and_again_loses_no_acknowledged_record";
+    if real_clients_skipped(test) {
+        return;
+    }
+    let python = support::client_python("confluent_kafka");
+    let mut cluster = LocalCluster::start_with_config(3, CONFIG);
+    cluster.wait_until_formed(3);
+    let topic = "failover";
+    create_replicated_topic(&cluster, topic);
+    wait_for(&cluster, topic, REJOIN_WAIT, "a leader", |l, _, isr| {
+        l > 0 && isr.len() == 3
+    });
+    let producer = LoadProducer::start(&python, &cluster.bootstrap(), topic);
+    producer.wait_acks(200, FAILOVER_WAIT, &cluster);
+    let mut failovers = Vec::new();
+    for trial in 0..trials() {
+        let (leader, epoch, _) =
+            wait_for(&cluster, topic, REJOIN_WAIT, "a full ISR", |l, _, isr| {
+                l > 0 && isr.len() == 3
+            });
+        let acked_before = producer.acks().len();
+        let last_offset = producer.acks().iter().map(|a| a.1).max().unwrap_or(-1);
+        // Stamped once the process is gone (kill waits for it): a response it sent just
+        // before dying is not a failover.
+        cluster.node_mut(leader).kill();
+        let killed_at = wall_ms();
+        let deadline = Instant::now() + FAILOVER_WAIT;
+        let recovered_at = loop {
+            let next = producer
+                .acks()
+                .into_iter()
+                .skip(acked_before)
+                .find(|a| a.2 >= killed_at && a.1 > last_offset);
+            if let Some(ack) = next {
+                break ack.2;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "trial {trial}: no produce acknowledged within {FAILOVER_WAIT:?} of killing \
+                 leader {leader}\n{}",
+                cluster.diagnostics()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let failover_ms = recovered_at - killed_at;
+        failovers.push(failover_ms);
+        let (new_leader, new_epoch, _) =
+            wait_for(&cluster, topic, FAILOVER_WAIT, "a new leader", |l, e, _| {
+                l > 0 && l != leader && e > epoch
+            });
+        eprintln!(
+            "trial {trial}: killed leader {leader} (epoch {epoch}); {new_leader} leads in \
+             epoch {new_epoch}; next acknowledged produce after {failover_ms} ms"
+        );
+        cluster.node_mut(leader).spawn();
+    }
+    // The last one killed rejoins too (it truncated and caught up).
+    wait_for(
+        &cluster,
+        topic,
+        REJOIN_WAIT,
+        "a full ISR at the end",
+        |l, _, isr| l > 0 && isr.len() == 3,
+    );
+    let lines = producer.stop();
+    let acks: Vec<(u64, i64, i64)> = lines
+        .iter()
+        .filter_map(|l| {
+            let mut f = l.strip_prefix("ack ")?.split(' ');
+            Some((
+                f.next()?.parse().ok()?,
+                f.next()?.parse().ok()?,
+                f.next()?.parse().ok()?,
+            ))
+        })
+        .collect();
+    let errors: Vec<&String> = lines.iter().filter(|l| l.starts_with("err ")).collect();
+    assert!(
+        errors.is_empty(),
+        "{} produce errors, the first: {:?}",
+        errors.len(),
+        errors.iter().take(3).collect::<Vec<_>>()
+    );
+    verify(&python, &cluster.bootstrap(), topic, &acks);
+    failovers.sort();
+    let median = failovers[failovers.len() / 2];
+    eprintln!(
+        "failover (kill -> next acknowledged produce) over {} trials: median {median} ms, \
+         max {} ms, all {failovers:?}; {} records acknowledged",
+        failovers.len(),
+        failovers[failovers.len() - 1],
+        acks.len()
+    );
+}
+
+#[test]
+fn sigterm_moves_leadership_before_the_broker_stops() {
+    let test = "sigterm_moves_leadership_before_the_broker_stops";
+    if real_clients_skipped(test) {
+        return;
+    }
+    let python = support::client_python("confluent_kafka");
+    let mut cluster = LocalCluster::start_with_config(3, CONFIG);
+    cluster.wait_until_formed(3);
+    let topic = "controlled";
+    create_replicated_topic(&cluster, topic);
+    let (leader, epoch, _) = wait_for(&cluster, topic, REJOIN_WAIT, "a full ISR", |l, _, isr| {
+        l > 0 && isr.len() == 3
+    });
+    let producer = LoadProducer::start(&python, &cluster.bootstrap(), topic);
+    producer.wait_acks(200, FAILOVER_WAIT, &cluster);
+    let acked_before = producer.acks().len();
+    let status = cluster.node_mut(leader).terminate();
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "unclean exit: {status:?}"
+    );
+    // Its log says the quorum moved its leaderships before it stopped.
+    let log = cluster
+        .node(leader)
+        .log_path
+        .as_ref()
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .unwrap_or_default();
+    assert!(
+        log.contains("controlled shutdown: leaderships moved"),
+        "no controlled shutdown in node {leader}'s log:\n{log}"
+    );
+    let (new_leader, new_epoch, _) =
+        wait_for(&cluster, topic, FAILOVER_WAIT, "a new leader", |l, e, _| {
+            l > 0 && l != leader && e > epoch
+        });
+    producer.wait_acks(acked_before + 200, FAILOVER_WAIT, &cluster);
+    let errors = producer.errors();
+    assert!(
+        errors.is_empty(),
+        "{} produce errors, the first: {:?}",
+        errors.len(),
+        errors.iter().take(3).collect::<Vec<_>>()
+    );
+    cluster.node_mut(leader).spawn();
+    wait_for(
+        &cluster,
+        topic,
+        REJOIN_WAIT,
+        "the stopped broker back in the ISR",
+        |_, _, isr| isr.len() == 3,
+    );
+    let lines = producer.stop();
+    let acks: Vec<(u64, i64, i64)> = lines
+        .iter()
+        .filter_map(|l| {
+            let mut f = l.strip_prefix("ack ")?.split(' ');
+            Some((
+                f.next()?.parse().ok()?,
+                f.next()?.parse().ok()?,
+                f.next()?.parse().ok()?,
+            ))
+        })
+        .collect();
+    verify(&python, &cluster.bootstrap(), topic, &acks);
+    eprintln!("SIGTERM on leader {leader}: {new_leader} leads in epoch {new_epoch}");
+}
