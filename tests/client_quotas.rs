@@ -3,7 +3,8 @@
 //! any filters and `strict`, quotas surviving a restart, and CLUSTER_AUTHORIZATION_FAILED
 //! for a principal without CLUSTER ALTER / DESCRIBE; a producer over its byte-rate quota
 //! answered with throttle_time_ms and held to the rate, a consumer over its quota answered
-//! empty with throttle_time_ms. (The 5 % rate target is `perf/quota.py`: no timing target
+//! empty with throttle_time_ms; a client over its `request_percentage` (request-time quota)
+//! answered with throttle_time_ms in Metadata and Produce answers and then muted. (The 5 % rate target is `perf/quota.py`: no timing target
 //! here beyond "the throttle held it back".)
 
 mod support;
@@ -14,7 +15,7 @@ use kafka_protocol::messages::describe_client_quotas_request::ComponentData;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::{
     AlterClientQuotasRequest, AlterClientQuotasResponse, DescribeClientQuotasRequest,
-    DescribeClientQuotasResponse, FetchRequest,
+    DescribeClientQuotasResponse, FetchRequest, MetadataRequest,
 };
 use kafka_protocol::protocol::{Request, StrBytes};
 use std::time::{Duration, Instant};
@@ -418,4 +419,51 @@ fn a_consumer_over_its_quota_gets_an_empty_throttled_answer() {
         records.is_some_and(|r| r.len() >= 400_000),
         "fetched too little"
     );
+}
+
+#[test]
+fn a_client_over_its_request_percentage_is_throttled_then_muted() {
+    let broker = Broker::start();
+    // One ten-thousandth of a thread: a few Metadata requests' handling exceeds it.
+    let codes = alter(
+        &broker,
+        vec![entry(
+            &[("client-id", Some("busy"))],
+            vec![set("request_percentage", 0.01)],
+        )],
+        false,
+    );
+    assert_eq!(codes, vec![0]);
+    let connect = |client_id: &'static str| {
+        RawConn::connect_with(&broker.bootstrap(), client_id, Duration::from_secs(30))
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    // A client id without the quota is never throttled by it.
+    let mut idle = connect("idle");
+    for _ in 0..50 {
+        let response = idle.call(&MetadataRequest::default(), 12);
+        assert_eq!(response.throttle_time_ms, 0);
+    }
+    let mut busy = connect("busy");
+    let throttle_ms = (0..100_000)
+        .map(|_| busy.call(&MetadataRequest::default(), 12).throttle_time_ms)
+        .find(|t| *t > 0)
+        .expect("never throttled");
+    assert!(throttle_ms <= 11_000, "{throttle_ms} ms is past the window");
+    // KIP-219: the answer came at once; the connection then reads nothing until the
+    // throttle has passed (the clock started a little before the client saw the answer).
+    let started = Instant::now();
+    let _ = busy.call(&MetadataRequest::default(), 12);
+    let waited = started.elapsed() + Duration::from_millis(100);
+    assert!(
+        waited >= Duration::from_millis(throttle_ms as u64),
+        "answered after {waited:?}, throttled for {throttle_ms} ms"
+    );
+    // The rate is the client id's, whatever the connection: a produce on a new one is
+    // answered with a throttle too (written into Produce's answer, where it comes last).
+    let mut producer = connect("busy");
+    let batch = encode_batch(&[plain_record(0, 0, bytes::Bytes::from_static(b"v"))]).freeze();
+    let response = producer.call(&produce_request("quota-topic", 0, batch, 1), 9);
+    assert_eq!(response.responses[0].partition_responses[0].error_code, 0);
+    assert!(response.throttle_time_ms > 0, "produce not throttled");
 }

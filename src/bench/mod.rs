@@ -82,20 +82,14 @@ pub struct BenchConfig {
     pub broker_pid: Option<u32>,
     /// Configs for the topic if this run creates it.
     pub topic_configs: Vec<(String, String)>,
-    /// `--security-protocol SSL`: the TLS client config; `None` is PLAINTEXT.
-    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    /// `--security-protocol` and its TLS / SASL settings, for every connection.
+    pub connection: crate::client::ConnectionConfig,
 }
 
 impl BenchConfig {
-    /// A client of the bootstrap broker, over TLS when the run asks for it.
+    /// A client of the bootstrap broker, over TLS and SASL when the run asks for them.
     pub fn connect(&self) -> crate::client::Result<Client> {
-        Client::connect_with(
-            &self.bootstrap,
-            crate::client::ConnectionConfig {
-                tls: self.tls.clone(),
-                ..crate::client::ConnectionConfig::default()
-            },
-        )
+        Client::connect_with(&self.bootstrap, self.connection.clone())
     }
 }
 

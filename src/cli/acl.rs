@@ -15,6 +15,8 @@ pub struct AclArgs {
     /// Broker to bootstrap from, HOST:PORT[,HOST:PORT...].
     #[arg(long, global = true, default_value = DEFAULT_BOOTSTRAP_SERVER)]
     pub bootstrap_server: String,
+    #[command(flatten)]
+    pub security: super::security::SecurityArgs,
     #[command(subcommand)]
     pub command: AclCommand,
 }
@@ -146,7 +148,9 @@ fn describe(acl: &AclSpec) -> String {
 }
 
 pub fn run(args: AclArgs) -> Result<(), String> {
-    let mut client = Client::connect(&args.bootstrap_server).map_err(|e| e.to_string())?;
+    let mut client =
+        Client::connect_with(&args.bootstrap_server, args.security.connection_config()?)
+            .map_err(|e| e.to_string())?;
     match args.command {
         AclCommand::Add {
             resource,

@@ -39,12 +39,8 @@ pub enum BenchMode {
 pub struct CommonArgs {
     #[arg(long, default_value = DEFAULT_BOOTSTRAP_SERVER)]
     pub bootstrap_server: String,
-    /// PLAINTEXT, or SSL for a TLS listener (trusting `--ssl-ca-location`).
-    #[arg(long, default_value = "PLAINTEXT")]
-    pub security_protocol: String,
-    /// PEM CA certificates the broker's certificate must chain to (SSL).
-    #[arg(long)]
-    pub ssl_ca_location: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub security: super::security::SecurityArgs,
     #[arg(long, default_value = "sluice-bench")]
     pub topic: String,
     /// Partitions to use (the topic is created with this many if missing).
@@ -164,14 +160,8 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
         BenchMode::Consume(a) => (Mode::Consume, a),
         BenchMode::E2e(a) => (Mode::E2e, a),
     };
-    let tls = match (a.security_protocol.as_str(), &a.ssl_ca_location) {
-        ("PLAINTEXT", _) => None,
-        ("SSL", Some(ca)) => Some(crate::client::tls::client_config(ca)?),
-        ("SSL", None) => return Err("--security-protocol SSL needs --ssl-ca-location".into()),
-        (other, _) => return Err(format!("--security-protocol {other}: PLAINTEXT or SSL")),
-    };
     let config = BenchConfig {
-        tls,
+        connection: a.security.connection_config()?,
         mode,
         bootstrap: a.bootstrap_server,
         topic: a.topic,

@@ -44,6 +44,8 @@ pub struct ConsumeArgs {
     pub topic: String,
     #[arg(long, default_value = DEFAULT_BOOTSTRAP_SERVER)]
     pub bootstrap_server: String,
+    #[command(flatten)]
+    pub security: super::security::SecurityArgs,
     /// Start at the earliest offset (with --group: when nothing is committed yet).
     #[arg(long, conflicts_with = "offset")]
     pub from_beginning: bool,
@@ -236,7 +238,9 @@ pub fn run(args: ConsumeArgs) -> Result<(), String> {
         Some(f) => parse_format(f)?,
         None => format_from_flags(&args),
     };
-    let mut client = Client::connect(&args.bootstrap_server).map_err(|e| e.to_string())?;
+    let mut client =
+        Client::connect_with(&args.bootstrap_server, args.security.connection_config()?)
+            .map_err(|e| e.to_string())?;
     install_interrupt_handler();
     let meta = client
         .describe_topic(&args.topic)

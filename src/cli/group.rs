@@ -17,6 +17,8 @@ pub struct GroupArgs {
     /// Broker to bootstrap from, HOST:PORT[,HOST:PORT...].
     #[arg(long, global = true, default_value = DEFAULT_BOOTSTRAP_SERVER)]
     pub bootstrap_server: String,
+    #[command(flatten)]
+    pub security: super::security::SecurityArgs,
     #[command(subcommand)]
     pub command: GroupCommand,
 }
@@ -66,7 +68,9 @@ pub struct ResetArgs {
 }
 
 pub fn run(args: GroupArgs) -> Result<(), String> {
-    let mut client = Client::connect(&args.bootstrap_server).map_err(|e| e.to_string())?;
+    let mut client =
+        Client::connect_with(&args.bootstrap_server, args.security.connection_config()?)
+            .map_err(|e| e.to_string())?;
     match args.command {
         GroupCommand::List => {
             // The id first (scripts cut it), then the group's type: classic, consumer or

@@ -9,6 +9,7 @@ mod cluster;
 mod consume;
 mod group;
 mod produce;
+mod security;
 mod serve;
 pub mod top;
 mod topic;

@@ -27,6 +27,8 @@ pub struct ProduceArgs {
     pub topic: String,
     #[arg(long, default_value = DEFAULT_BOOTSTRAP_SERVER)]
     pub bootstrap_server: String,
+    #[command(flatten)]
+    pub security: super::security::SecurityArgs,
     /// Split each line into KEY and VALUE at the first occurrence of SEP.
     #[arg(long)]
     pub key_separator: Option<String>,
@@ -87,7 +89,8 @@ fn open_producer(args: &ProduceArgs) -> Result<Producer, String> {
     if args.batch_bytes_max == 0 {
         return Err("--batch-bytes-max must be at least 1".to_string());
     }
-    let client = Client::connect(&args.bootstrap_server).map_err(|e| e.to_string())?;
+    let client = Client::connect_with(&args.bootstrap_server, args.security.connection_config()?)
+        .map_err(|e| e.to_string())?;
     let config = ProducerConfig {
         acks: args.acks,
         compression: args.compression,

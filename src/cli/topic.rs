@@ -12,6 +12,8 @@ pub struct TopicArgs {
     /// Broker to bootstrap from, HOST:PORT[,HOST:PORT...].
     #[arg(long, global = true, default_value = DEFAULT_BOOTSTRAP_SERVER)]
     pub bootstrap_server: String,
+    #[command(flatten)]
+    pub security: super::security::SecurityArgs,
     #[command(subcommand)]
     pub command: TopicCommand,
 }
@@ -65,7 +67,9 @@ pub fn parse_key_value(s: &str) -> Result<(String, String), String> {
 }
 
 pub fn run(args: TopicArgs) -> Result<(), String> {
-    let mut client = Client::connect(&args.bootstrap_server).map_err(|e| e.to_string())?;
+    let mut client =
+        Client::connect_with(&args.bootstrap_server, args.security.connection_config()?)
+            .map_err(|e| e.to_string())?;
     match args.command {
         TopicCommand::Create {
             name,

@@ -11,6 +11,8 @@ pub struct TxnArgs {
     /// Broker to bootstrap from, HOST:PORT[,HOST:PORT...].
     #[arg(long, global = true, default_value = DEFAULT_BOOTSTRAP_SERVER)]
     pub bootstrap_server: String,
+    #[command(flatten)]
+    pub security: super::security::SecurityArgs,
     #[command(subcommand)]
     pub command: TxnCommand,
 }
@@ -24,7 +26,9 @@ pub enum TxnCommand {
 }
 
 pub fn run(args: TxnArgs) -> Result<(), String> {
-    let mut client = Client::connect(&args.bootstrap_server).map_err(|e| e.to_string())?;
+    let mut client =
+        Client::connect_with(&args.bootstrap_server, args.security.connection_config()?)
+            .map_err(|e| e.to_string())?;
     match args.command {
         TxnCommand::List => {
             let listed = list_transactions(&mut client).map_err(|e| e.to_string())?;

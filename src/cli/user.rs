@@ -30,6 +30,8 @@ pub struct UserArgs {
     /// Broker to bootstrap from, HOST:PORT[,HOST:PORT...].
     #[arg(long, global = true, default_value = DEFAULT_BOOTSTRAP_SERVER)]
     pub bootstrap_server: String,
+    #[command(flatten)]
+    pub security: super::security::SecurityArgs,
     #[command(subcommand)]
     pub command: UserCommand,
 }
@@ -79,7 +81,9 @@ fn read_password() -> Result<String, String> {
 }
 
 pub fn run(args: UserArgs) -> Result<(), String> {
-    let mut client = Client::connect(&args.bootstrap_server).map_err(|e| e.to_string())?;
+    let mut client =
+        Client::connect_with(&args.bootstrap_server, args.security.connection_config()?)
+            .map_err(|e| e.to_string())?;
     match args.command {
         UserCommand::Create {
             name,

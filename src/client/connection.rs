@@ -73,6 +73,8 @@ pub const CLIENT_API_VERSIONS: &[(ApiKey, &str, i16, i16)] = &[
     (ApiKey::OffsetForLeaderEpoch, "OffsetForLeaderEpoch", 3, 4),
     (ApiKey::CreateAcls, "CreateAcls", 1, 3),
     (ApiKey::DeleteAcls, "DeleteAcls", 1, 3),
+    (ApiKey::SaslHandshake, "SaslHandshake", 1, 1),
+    (ApiKey::SaslAuthenticate, "SaslAuthenticate", 0, 2),
 ];
 
 /// The name of an API key for messages ("Produce"), or "Unknown".
@@ -90,8 +92,12 @@ pub struct ConnectionConfig {
     pub client_id: String,
     pub connect_timeout: Duration,
     pub io_timeout: Duration,
-    /// SSL listeners: the TLS client config (`tls::client_config`); `None` is PLAINTEXT.
+    /// SSL and SASL_SSL listeners: the TLS client config (`tls::client_config`); `None`
+    /// is no TLS.
     pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    /// SASL_PLAINTEXT and SASL_SSL listeners: the credentials every new connection
+    /// authenticates with (`sasl::authenticate`) after ApiVersions.
+    pub sasl: Option<super::sasl::SaslConfig>,
 }
 
 impl Default for ConnectionConfig {
@@ -101,6 +107,7 @@ impl Default for ConnectionConfig {
             connect_timeout: Duration::from_millis(CONNECT_TIMEOUT_MS),
             io_timeout: Duration::from_millis(IO_TIMEOUT_MS),
             tls: None,
+            sasl: None,
         }
     }
 }
@@ -169,7 +176,16 @@ impl Connection {
             io_timeout: config.io_timeout,
         };
         conn.negotiate_versions()?;
+        if let Some(sasl) = &config.sasl {
+            super::sasl::authenticate(&mut conn, sasl)?;
+        }
         Ok(conn)
+    }
+
+    /// The byte stream of a connection with nothing in flight (a pipelined producer
+    /// takes it over once versions are negotiated and SASL is done).
+    pub fn into_stream(self) -> super::tls::Stream {
+        self.stream
     }
 
     /// The address this connection was opened to.

@@ -15,6 +15,7 @@ pub mod error;
 pub mod group;
 pub mod partitioner;
 pub mod producer;
+pub mod sasl;
 pub mod tls;
 pub mod transactions;
 
@@ -32,3 +33,4 @@ pub use producer::{
     Acks, DeliveryFailure, FlushReport, Producer, ProducerConfig, ProducerRecord, encode_batch,
     parse_compression, produce_request,
 };
+pub use sasl::SaslConfig;

@@ -10,10 +10,19 @@ use std::path::Path;
 use std::sync::Arc;
 
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 
 /// A rustls client config trusting the CA certificates in `ca_file` (PEM).
 pub fn client_config(ca_file: &Path) -> Result<Arc<rustls::ClientConfig>, String> {
+    client_config_with(ca_file, None)
+}
+
+/// `client_config`, presenting the PEM certificate chain and unencrypted key of
+/// `certificate` (mutual TLS: the broker takes the principal from it).
+pub fn client_config_with(
+    ca_file: &Path,
+    certificate: Option<(&Path, &Path)>,
+) -> Result<Arc<rustls::ClientConfig>, String> {
     let fail = |e: &dyn std::fmt::Display| format!("{}: {e}", ca_file.display());
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_file_iter(ca_file).map_err(|e| fail(&e))? {
@@ -25,11 +34,27 @@ pub fn client_config(ca_file: &Path) -> Result<Arc<rustls::ClientConfig>, String
         return Err(fail(&"holds no PEM certificate"));
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        .with_root_certificates(roots);
+    let config = match certificate {
+        None => builder.with_no_client_auth(),
+        Some((chain, key)) => {
+            let fail = |path: &Path, e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
+            let chain_certs = CertificateDer::pem_file_iter(chain)
+                .map_err(|e| fail(chain, &e))?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| fail(chain, &e))?;
+            if chain_certs.is_empty() {
+                return Err(fail(chain, &"holds no PEM certificate"));
+            }
+            let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| fail(key, &e))?;
+            builder
+                .with_client_auth_cert(chain_certs, key_der)
+                .map_err(|e| fail(key, &e))?
+        }
+    };
     Ok(Arc::new(config))
 }
 
@@ -117,47 +142,43 @@ fn poisoned() -> std::io::Error {
     std::io::Error::other("TLS session lock poisoned")
 }
 
-/// Splits `tcp` into halves for two threads; with `tls`, the handshake completes first.
-pub fn split(
-    mut tcp: TcpStream,
-    host: &str,
-    tls: Option<&Arc<rustls::ClientConfig>>,
-) -> std::io::Result<(WriteHalf, ReadHalf)> {
-    let read = tcp.try_clone()?;
-    let Some(config) = tls else {
-        return Ok((
-            WriteHalf { tcp, tls: None },
-            ReadHalf {
-                tcp: read,
-                tls: None,
-            },
-        ));
-    };
-    let name = ServerName::try_from(host.trim_matches(['[', ']']).to_string())
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-    let mut session =
-        rustls::ClientConnection::new(config.clone(), name).map_err(std::io::Error::other)?;
-    while session.is_handshaking() {
-        session.complete_io(&mut tcp)?;
-    }
-    let shared: Shared = Arc::new(std::sync::Mutex::new(session));
-    Ok((
-        WriteHalf {
-            tcp,
-            tls: Some((shared.clone(), Vec::new())),
-        },
-        ReadHalf {
-            tcp: read,
-            tls: Some((
-                shared,
-                Inbound {
-                    cipher: vec![0; SPLIT_READ_BUFFER_BYTES],
-                    start: 0,
-                    end: 0,
+/// Splits an established stream (`Connection::into_stream`: versions negotiated, SASL
+/// done, nothing in flight) into halves for two threads.
+pub fn split_stream(stream: Stream) -> std::io::Result<(WriteHalf, ReadHalf)> {
+    match stream {
+        Stream::Plain(tcp) => {
+            let read = tcp.try_clone()?;
+            Ok((
+                WriteHalf { tcp, tls: None },
+                ReadHalf {
+                    tcp: read,
+                    tls: None,
                 },
-            )),
-        },
-    ))
+            ))
+        }
+        Stream::Tls(owned) => {
+            let rustls::StreamOwned { conn, sock } = *owned;
+            let read = sock.try_clone()?;
+            let shared: Shared = Arc::new(std::sync::Mutex::new(conn));
+            Ok((
+                WriteHalf {
+                    tcp: sock,
+                    tls: Some((shared.clone(), Vec::new())),
+                },
+                ReadHalf {
+                    tcp: read,
+                    tls: Some((
+                        shared,
+                        Inbound {
+                            cipher: vec![0; SPLIT_READ_BUFFER_BYTES],
+                            start: 0,
+                            end: 0,
+                        },
+                    )),
+                },
+            ))
+        }
+    }
 }
 
 impl Write for WriteHalf {

@@ -68,6 +68,10 @@ pub struct ListenerSpec {
     pub bind: SocketAddr,
     pub advertised_host: String,
     pub advertised_port: i32,
+    /// KIP-612: new connections per second this listener accepts (Kafka's
+    /// `listener.name.X.max.connection.creation.rate`, here `listener_max_connection_creation_rate`);
+    /// `None` is no listener limit (the broker's `max_connection_creation_rate` still applies).
+    pub max_connection_creation_rate: Option<u32>,
 }
 
 fn invalid(key: &'static str, message: String) -> ConfigError {
@@ -139,13 +143,17 @@ fn protocol_map(text: Option<&str>) -> Result<Vec<(String, SecurityProtocol)>, C
 pub fn resolve(config: &BrokerConfig) -> Result<Vec<ListenerSpec>, ConfigError> {
     let Some(listeners) = config.listeners.as_deref() else {
         let (advertised_host, advertised_port) = config.advertised_address();
-        return Ok(vec![ListenerSpec {
-            name: SecurityProtocol::Plaintext.name().to_string(),
-            protocol: SecurityProtocol::Plaintext,
-            bind: config.listen,
-            advertised_host,
-            advertised_port,
-        }]);
+        return with_connection_rates(
+            config,
+            vec![ListenerSpec {
+                name: SecurityProtocol::Plaintext.name().to_string(),
+                protocol: SecurityProtocol::Plaintext,
+                bind: config.listen,
+                advertised_host,
+                advertised_port,
+                max_connection_creation_rate: None,
+            }],
+        );
     };
     let map = protocol_map(config.listener_security_protocol_map.as_deref())?;
     let mut specs: Vec<ListenerSpec> = Vec::new();
@@ -184,6 +192,7 @@ pub fn resolve(config: &BrokerConfig) -> Result<Vec<ListenerSpec>, ConfigError> 
                 host
             },
             advertised_port: i32::from(port),
+            max_connection_creation_rate: None,
         });
     }
     if specs.is_empty() {
@@ -196,6 +205,37 @@ pub fn resolve(config: &BrokerConfig) -> Result<Vec<ListenerSpec>, ConfigError> 
         ));
     }
     apply_advertised(config.advertised_listeners.as_deref(), &mut specs)?;
+    with_connection_rates(config, specs)
+}
+
+/// `listener_max_connection_creation_rate` (`NAME:RATE,...`, connections per second) set
+/// on the listeners it names; a name no listener has is an error, not a silent no-op.
+fn with_connection_rates(
+    config: &BrokerConfig,
+    mut specs: Vec<ListenerSpec>,
+) -> Result<Vec<ListenerSpec>, ConfigError> {
+    const KEY: &str = "listener_max_connection_creation_rate";
+    for entry in config
+        .listener_max_connection_creation_rate
+        .split(',')
+        .filter(|e| !e.trim().is_empty())
+    {
+        let (name, rate) = entry
+            .split_once(':')
+            .ok_or_else(|| invalid(KEY, format!("{entry:?} is not NAME:RATE")))?;
+        let rate = rate
+            .trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|r| *r > 0)
+            .ok_or_else(|| invalid(KEY, format!("{entry:?}: the rate must be at least 1")))?;
+        let name = name.trim().to_ascii_uppercase();
+        let spec = specs
+            .iter_mut()
+            .find(|s| s.name == name)
+            .ok_or_else(|| invalid(KEY, format!("no listener is named {name}")))?;
+        spec.max_connection_creation_rate = Some(rate);
+    }
     Ok(specs)
 }
 

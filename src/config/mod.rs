@@ -30,6 +30,8 @@ pub const DEFAULT_MAX_REQUEST_BYTES: u32 = 100 * 1024 * 1024;
 pub const DEFAULT_MAX_IN_FLIGHT_REQUESTS_PER_CONNECTION: u32 = 64;
 /// Connections across the whole broker.
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 20_000;
+/// `max_connection_creation_rate`'s default, Kafka's `Int.MaxValue`: no limit.
+pub const UNLIMITED_CONNECTION_CREATION_RATE: u32 = i32::MAX as u32;
 /// Memory the kernel may pin for all io_uring rings (RLIMIT_MEMLOCK of an unprivileged user).
 pub const DEFAULT_MEMLOCK_BUDGET_BYTES: u64 = 8 * 1024 * 1024;
 /// Submission-queue entries per shard ring.
@@ -170,6 +172,12 @@ pub struct BrokerConfig {
     pub max_request_bytes: u32,
     pub max_in_flight_requests_per_connection: u32,
     pub max_connections: u32,
+    /// KIP-612: new connections per second the broker accepts on all its listeners
+    /// together (Kafka's `max.connection.creation.rate`; its default, `i32::MAX`, is no
+    /// limit). Over it, accepting pauses until the rate is back under it.
+    pub max_connection_creation_rate: u32,
+    /// Per listener, `NAME:RATE,...` (Kafka's `listener.name.X.max.connection.creation.rate`).
+    pub listener_max_connection_creation_rate: String,
     pub memlock_budget_bytes: u64,
     pub ring_entries: u32,
     /// Which kernel I/O interface the shards use; `SLUICE_IO_DRIVER` overrides it.
@@ -243,6 +251,8 @@ impl Default for BrokerConfig {
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
             max_in_flight_requests_per_connection: DEFAULT_MAX_IN_FLIGHT_REQUESTS_PER_CONNECTION,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connection_creation_rate: UNLIMITED_CONNECTION_CREATION_RATE,
+            listener_max_connection_creation_rate: String::new(),
             memlock_budget_bytes: DEFAULT_MEMLOCK_BUDGET_BYTES,
             ring_entries: DEFAULT_RING_ENTRIES,
             io_driver: IoDriverChoice::Auto,
@@ -304,6 +314,12 @@ impl BrokerConfig {
             return Err(ConfigError::Invalid {
                 key: "max_in_flight_requests_per_connection",
                 message: "must be at least 1".into(),
+            });
+        }
+        if self.max_connection_creation_rate == 0 {
+            return Err(ConfigError::Invalid {
+                key: "max_connection_creation_rate",
+                message: "must be at least 1 (connections per second)".into(),
             });
         }
         if self.max_connections == 0 {

@@ -8,7 +8,7 @@
 
 use super::{MetadataError, MetadataWriter};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 /// Entities that may carry quotas (bounds the metadata file and every lookup).
@@ -45,13 +45,17 @@ impl EntityName {
     }
 }
 
-/// A quota entity: a user, a client id, or a user with a client id (at least one is set).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+/// A quota entity: a user, a client id, or a user with a client id (at least one is set);
+/// or alone an IP address (KIP-612 connection creation rates).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
 pub struct QuotaEntity {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<EntityName>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_id: Option<EntityName>,
+    /// An IP address in its canonical text form (`IpAddr`'s), or the default IP entity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<EntityName>,
 }
 
 impl QuotaEntity {
@@ -59,31 +63,47 @@ impl QuotaEntity {
     pub fn parts(&self) -> impl Iterator<Item = (&'static str, &EntityName)> {
         let user = self.user.as_ref().map(|n| (USER, n));
         let client = self.client_id.as_ref().map(|n| (CLIENT_ID, n));
-        user.into_iter().chain(client)
+        let ip = self.ip.as_ref().map(|n| (IP, n));
+        user.into_iter().chain(client).chain(ip)
+    }
+
+    /// The entity of an IP address (`None`: the default IP entity).
+    pub fn ip(address: Option<std::net::IpAddr>) -> QuotaEntity {
+        QuotaEntity {
+            ip: Some(match address {
+                Some(a) => EntityName::Named(a.to_string()),
+                None => EntityName::Default,
+            }),
+            ..QuotaEntity::default()
+        }
+    }
+
+    /// Whether `key` may be set on this entity: `connection_creation_rate` on IP entities
+    /// only, and only it there (Kafka's separate IP and client config sets).
+    pub fn takes(&self, key: QuotaKey) -> bool {
+        (self.ip.is_some()) == (key == QuotaKey::ConnectionCreationRate)
     }
 
     pub fn part(&self, entity_type: &str) -> Option<&EntityName> {
         match entity_type {
             USER => self.user.as_ref(),
             CLIENT_ID => self.client_id.as_ref(),
+            IP => self.ip.as_ref(),
             _ => None,
         }
     }
 
     /// Validates wire (type, name) pairs as Kafka's controller does; the error is the
-    /// INVALID_REQUEST message. `ip` entities are refused: connection quotas are not served.
+    /// INVALID_REQUEST message. An `ip` entity stands alone and names an IP address.
     pub fn from_wire<'a>(
         parts: impl Iterator<Item = (&'a str, Option<&'a str>)>,
     ) -> Result<Self, String> {
-        let mut entity = QuotaEntity {
-            user: None,
-            client_id: None,
-        };
+        let mut entity = QuotaEntity::default();
         for (entity_type, name) in parts {
             let slot = match entity_type {
                 USER => &mut entity.user,
                 CLIENT_ID => &mut entity.client_id,
-                IP => return Err("ip quota entities are not supported by this broker".into()),
+                IP => &mut entity.ip,
                 other => return Err(format!("Unhandled client quota entity type: {other}")),
             };
             if slot.is_some() {
@@ -101,6 +121,21 @@ impl QuotaEntity {
             }
             *slot = Some(EntityName::from_wire(name));
         }
+        if entity.ip.is_some() {
+            if entity.user.is_some() || entity.client_id.is_some() {
+                return Err("Invalid quota entity combination, IP entity should not be \
+                            combined with User or ClientId"
+                    .into());
+            }
+            if let Some(EntityName::Named(name)) = &entity.ip {
+                // Stored in canonical form so that a connection's address finds it.
+                let address: std::net::IpAddr = name
+                    .parse()
+                    .map_err(|_| format!("{name} is not a valid IP or resolvable host."))?;
+                entity.ip = Some(EntityName::Named(address.to_string()));
+            }
+            return Ok(entity);
+        }
         if entity.user.is_none() && entity.client_id.is_none() {
             return Err("Invalid empty client quota entity".into());
         }
@@ -117,6 +152,9 @@ pub enum QuotaKey {
     ConsumerByteRate,
     #[serde(rename = "request_percentage")]
     RequestPercentage,
+    /// KIP-612: new connections per second from one IP address.
+    #[serde(rename = "connection_creation_rate")]
+    ConnectionCreationRate,
 }
 
 impl QuotaKey {
@@ -125,6 +163,7 @@ impl QuotaKey {
             QuotaKey::ProducerByteRate => "producer_byte_rate",
             QuotaKey::ConsumerByteRate => "consumer_byte_rate",
             QuotaKey::RequestPercentage => "request_percentage",
+            QuotaKey::ConnectionCreationRate => "connection_creation_rate",
         }
     }
 
@@ -134,6 +173,7 @@ impl QuotaKey {
             "producer_byte_rate" => Ok(QuotaKey::ProducerByteRate),
             "consumer_byte_rate" => Ok(QuotaKey::ConsumerByteRate),
             "request_percentage" => Ok(QuotaKey::RequestPercentage),
+            "connection_creation_rate" => Ok(QuotaKey::ConnectionCreationRate),
             other => Err(format!("Invalid configuration key {other}")),
         }
     }
@@ -150,7 +190,9 @@ impl QuotaKey {
         }
         let integral = matches!(
             self,
-            QuotaKey::ProducerByteRate | QuotaKey::ConsumerByteRate
+            QuotaKey::ProducerByteRate
+                | QuotaKey::ConsumerByteRate
+                | QuotaKey::ConnectionCreationRate
         );
         const EPSILON: f64 = 1e-6;
         if integral && ((value + EPSILON).trunc() - value).abs() > EPSILON {
@@ -177,11 +219,27 @@ pub struct QuotaAlteration {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ClientQuotas {
     entities: BTreeMap<QuotaEntity, QuotaValues>,
+    /// The keys some entity sets, kept with `entities`: every request asks whether a
+    /// `request_percentage` quota exists, which must not cost a walk of the entities.
+    keys: BTreeSet<QuotaKey>,
 }
 
 impl ClientQuotas {
     pub fn is_empty(&self) -> bool {
         self.entities.is_empty()
+    }
+
+    /// Whether any entity sets `key`.
+    pub fn has_key(&self, key: QuotaKey) -> bool {
+        self.keys.contains(&key)
+    }
+
+    fn index_keys(&mut self) {
+        self.keys = self
+            .entities
+            .values()
+            .flat_map(|v| v.keys().copied())
+            .collect();
     }
 
     pub fn len(&self) -> usize {
@@ -211,6 +269,7 @@ impl ClientQuotas {
         if values.is_empty() {
             self.entities.remove(&alteration.entity);
         }
+        self.index_keys();
     }
 
     pub(super) fn to_persisted(&self) -> Vec<PersistedQuota> {
@@ -230,6 +289,7 @@ impl ClientQuotas {
                 quotas.entities.insert(p.entity, p.values);
             }
         }
+        quotas.index_keys();
         quotas
     }
 }
@@ -276,7 +336,7 @@ mod tests {
     fn user(name: Option<&str>) -> QuotaEntity {
         QuotaEntity {
             user: Some(EntityName::from_wire(name)),
-            client_id: None,
+            ..QuotaEntity::default()
         }
     }
 
@@ -288,8 +348,17 @@ mod tests {
             QuotaEntity {
                 user: Some(EntityName::Named("alice".into())),
                 client_id: Some(EntityName::Default),
+                ip: None,
             }
         );
+        let ip = QuotaEntity::from_wire([(IP, Some("::ffff:1.2.3.4"))].into_iter()).unwrap();
+        assert_eq!(ip.ip, Some(EntityName::Named("::ffff:1.2.3.4".into())));
+        assert!(ip.takes(QuotaKey::ConnectionCreationRate));
+        assert!(!ip.takes(QuotaKey::ProducerByteRate));
+        assert!(!user(None).takes(QuotaKey::ConnectionCreationRate));
+        assert!(QuotaEntity::from_wire([(IP, None)].into_iter()).is_ok());
+        assert!(QuotaEntity::from_wire([(IP, Some("example.com"))].into_iter()).is_err());
+        assert!(QuotaEntity::from_wire([(IP, Some("1.2.3.4")), (USER, None)].into_iter()).is_err());
         assert!(QuotaEntity::from_wire(std::iter::empty()).is_err());
         assert!(
             QuotaEntity::from_wire([(USER, Some("a")), (USER, Some("b"))].into_iter()).is_err()
@@ -305,7 +374,8 @@ mod tests {
         assert!(QuotaKey::RequestPercentage.validate(10.5).is_ok());
         assert!(QuotaKey::ConsumerByteRate.validate(f64::NAN).is_err());
         assert!(QuotaKey::ConsumerByteRate.validate(-1.0).is_err());
-        assert!(QuotaKey::parse("connection_creation_rate").is_err());
+        assert!(QuotaKey::ConnectionCreationRate.validate(2.5).is_err());
+        assert!(QuotaKey::parse("connection_creation_rate").is_ok());
     }
 
     #[test]

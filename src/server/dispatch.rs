@@ -118,6 +118,9 @@ pub async fn dispatch(
         client_id: parsed.client_id,
         connection,
     };
+    if super::request_quota::measured(&ctx) {
+        return super::request_quota::route_measured(&ctx, parsed.body).await;
+    }
     routing::route(&ctx, parsed.body).await
 }
 

@@ -12,6 +12,7 @@ pub mod cluster_view;
 pub mod config_resources;
 pub mod config_sources;
 mod connection;
+mod connection_quota;
 pub mod connection_state;
 pub mod context;
 pub mod delay_check;
@@ -23,6 +24,7 @@ pub mod handlers;
 pub mod quota;
 pub mod refusals;
 pub mod registry;
+mod request_quota;
 pub mod response;
 mod routing;
 pub mod sasl;
@@ -147,6 +149,24 @@ async fn accept_loop(shard: Rc<Shard>, listener: BoundListener) {
             tracing::warn!(shard = shard.id, %peer, limit = shard.config.max_connections, "connection limit reached; closing new connection");
             drop(stream);
             continue;
+        }
+        match connection_quota::admit(&shard, &listener.spec, peer.ip()).await {
+            connection_quota::Admission::Serve(wait) if wait.is_zero() => {}
+            connection_quota::Admission::Serve(wait) => {
+                // Over the broker's or listener's creation rate: this connection, and the
+                // listener's next accept on this shard, wait until the rate is back under.
+                let mut stop = shard.shutdown_signal().fuse();
+                let mut sleep = std::pin::pin!(shard.timer.sleep(wait).fuse());
+                futures_util::select! {
+                    _ = stop => break,
+                    _ = sleep => {},
+                }
+            }
+            connection_quota::Admission::CloseAfter(throttle) => {
+                tracing::debug!(shard = shard.id, %peer, ?throttle, "connection over its IP's creation rate; closing it after the throttle");
+                connection_quota::close_after(&shard, stream, throttle);
+                continue;
+            }
         }
         let _ = stream.set_nodelay(true);
         spawn_connection(connection::run(

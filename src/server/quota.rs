@@ -50,7 +50,11 @@ pub fn applicable_quota(
         (None, default()),
     ];
     candidates.into_iter().find_map(|(user, client_id)| {
-        let entity = QuotaEntity { user, client_id };
+        let entity = QuotaEntity {
+            user,
+            client_id,
+            ip: None,
+        };
         let bound = *quotas.get(&entity)?.get(&key)?;
         Some((entity, bound))
     })
@@ -59,7 +63,7 @@ pub fn applicable_quota(
 /// The rate Kafka's `Rate` measures: bytes per second over the samples still in the
 /// window, the elapsed time counted as at least `samples - 1` full samples.
 #[derive(Debug, Clone)]
-struct WindowedRate {
+pub(super) struct WindowedRate {
     /// (start, bytes) per sample, a ring; `current` is being filled.
     samples: [(Instant, f64); QUOTA_WINDOW_SAMPLES],
     current: usize,
@@ -71,7 +75,7 @@ struct WindowedRate {
 }
 
 impl WindowedRate {
-    fn new(now: Instant) -> Self {
+    pub(super) fn new(now: Instant) -> Self {
         WindowedRate {
             samples: [(now, 0.0); QUOTA_WINDOW_SAMPLES],
             current: 0,
@@ -81,13 +85,18 @@ impl WindowedRate {
         }
     }
 
-    fn record(&mut self, now: Instant, amount: f64) {
+    pub(super) fn record(&mut self, now: Instant, amount: f64) {
         if now.duration_since(self.samples[self.current].0) >= QUOTA_SAMPLE_LENGTH {
             self.current = (self.current + 1) % QUOTA_WINDOW_SAMPLES;
             self.samples[self.current] = (now, 0.0);
         }
         self.samples[self.current].1 += amount;
         self.last_recorded = now;
+    }
+
+    /// Nothing recorded for a whole window: it measures nothing any more.
+    pub(super) fn is_idle(&self, now: Instant) -> bool {
+        now.duration_since(self.last_recorded) >= QUOTA_SAMPLE_LENGTH * QUOTA_WINDOW_SAMPLES as u32
     }
 
     /// Bytes in the window and the seconds they count over.
@@ -106,7 +115,7 @@ impl WindowedRate {
     }
 
     /// Kafka's throttle: how long until the measured rate is back at `bound`.
-    fn throttle(&self, now: Instant, bound: f64) -> Duration {
+    pub(super) fn throttle(&self, now: Instant, bound: f64) -> Duration {
         let (total, elapsed) = self.measure(now);
         if bound <= 0.0 {
             return MAX_THROTTLE;
@@ -181,12 +190,12 @@ impl RateTracker {
             .or_insert_with(|| WindowedRate::new(now));
         rate.record(now, amount);
         let windowed = rate.throttle(now, bound);
-        // A throttled fetch sends nothing, so pacing it would starve it: fetches keep
-        // Kafka's window alone.
-        let throttle = if undo_if_throttled {
-            windowed
-        } else {
+        // A throttled fetch sends nothing, so pacing it would starve it: fetches (and the
+        // request-time quota) keep Kafka's window alone.
+        let throttle = if key == QuotaKey::ProducerByteRate {
             rate.paced_throttle(now, bound, amount, windowed)
+        } else {
+            windowed
         };
         // A throttled fetch is answered empty: as in Kafka, its bytes are not counted.
         if undo_if_throttled && !throttle.is_zero() {
@@ -206,6 +215,12 @@ thread_local! {
 /// throttled connection is marked muted until then (KIP-219: answer first, then read no
 /// further request until the throttle passes).
 pub async fn record_and_throttle(ctx: &RequestContext<'_>, key: QuotaKey, amount: usize) -> i32 {
+    record_amount(ctx, key, amount as f64).await
+}
+
+/// `record_and_throttle` for any amount: bytes, or (`request_percentage`) a thread's time
+/// as a percentage of one second.
+pub async fn record_amount(ctx: &RequestContext<'_>, key: QuotaKey, amount: f64) -> i32 {
     let found = {
         let snapshot = ctx.shard.metadata.load();
         if snapshot.client_quotas.is_empty() {
@@ -221,6 +236,7 @@ pub async fn record_and_throttle(ctx: &RequestContext<'_>, key: QuotaKey, amount
                 client_id: entity
                     .client_id
                     .map(|_| EntityName::Named(client_id.to_string())),
+                ip: None,
             };
             (measured, bound)
         })
@@ -231,7 +247,7 @@ pub async fn record_and_throttle(ctx: &RequestContext<'_>, key: QuotaKey, amount
     let throttle = ctx
         .shard
         .invoke_on(QUOTA_ACCOUNTING_SHARD, move |_| async move {
-            RATES.with(|r| r.borrow_mut().record(key, measured, bound, amount as f64))
+            RATES.with(|r| r.borrow_mut().record(key, measured, bound, amount))
         })
         .await
         .unwrap_or(Duration::ZERO);
@@ -262,6 +278,7 @@ mod tests {
                 entity: QuotaEntity {
                     user,
                     client_id: client,
+                    ip: None,
                 },
                 ops: values.into_iter().map(|(k, v)| (k, Some(v))).collect(),
             });

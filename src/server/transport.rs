@@ -13,7 +13,10 @@
 
 use crate::security::tls::TlsContext;
 use crate::security::{Principal, ssl_principal};
+use crate::storage::FileRegion;
 use compio::BufResult;
+use compio::buf::IntoInner;
+use compio::driver::op::BufResultExt;
 use compio::io::{AsyncRead, AsyncWriteExt};
 use compio::net::TcpStream;
 use rustls::ServerConnection;
@@ -21,12 +24,20 @@ use std::cell::RefCell;
 use std::io::{Read, Write};
 use std::rc::Rc;
 
-/// Ciphertext taken from the socket in one receive: a whole TLS record (16 KiB of plaintext,
-/// its header and the largest expansion rustls accepts), so one receive usually completes one.
-pub const TLS_READ_BUFFER_BYTES: usize = 16 * 1024 + 2 * 1024 + 5;
+/// Ciphertext taken from the socket in one receive: several whole TLS records (each at most
+/// 16 KiB of plaintext, its header and the largest expansion rustls accepts). One record per
+/// receive made a produce request of N records N receives and N task wake-ups (profiled in
+/// perf/RESULTS.md); rustls is fed from this buffer without a further receive until it is
+/// empty. Per TLS connection, beside `TLS_SEND_BUFFER_BYTES`.
+pub const TLS_READ_BUFFER_BYTES: usize = 64 * 1024;
+const _: () = assert!(TLS_READ_BUFFER_BYTES >= 16 * 1024 + 2 * 1024 + 5);
 /// Encrypted bytes gathered for one send; also the most rustls may queue unsent
 /// (`set_buffer_limit`), so a large answer is encrypted and sent in steps of this.
 pub const TLS_SEND_BUFFER_BYTES: usize = 256 * 1024;
+/// Fetched record bytes read from a segment file at once on a TLS connection: read into the
+/// session's one reusable buffer, encrypted and sent before the next step is read, so a
+/// fetch of any size holds at most this much plaintext (and no fresh allocation per fetch).
+pub const TLS_FILE_READ_BYTES: usize = 256 * 1024;
 /// How long a client may take from connecting to a completed TLS handshake.
 pub const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -74,6 +85,9 @@ pub struct TlsSession {
     inbound: RefCell<Inbound>,
     /// The send buffer; holding it is the right to move ciphertext to the socket.
     outbound: futures_util::lock::Mutex<Vec<u8>>,
+    /// Fetched file bytes on their way to rustls (`TLS_FILE_READ_BYTES`; only the writer
+    /// uses it, taken out across its reads).
+    file_buffer: RefCell<Vec<u8>>,
 }
 
 fn invalid(e: impl std::fmt::Display) -> std::io::Error {
@@ -98,6 +112,7 @@ pub async fn handshake(
             peer_closed: false,
         }),
         outbound: futures_util::lock::Mutex::new(Vec::with_capacity(TLS_SEND_BUFFER_BYTES)),
+        file_buffer: RefCell::new(Vec::new()),
     });
     while session.conn.borrow().is_handshaking() {
         if !session.receive().await? {
@@ -277,15 +292,47 @@ impl TlsSession {
         for chunk in chunks {
             match chunk {
                 super::response::Chunk::Inline(bytes) => self.send([bytes.as_ref()]).await?,
-                super::response::Chunk::File(region) => {
-                    let bytes = region
-                        .read_to_vec()
-                        .await
-                        .map_err(|e| std::io::Error::other(e.to_string()))?;
-                    self.send([bytes.as_slice()]).await?;
-                }
+                super::response::Chunk::File(region) => self.send_region(&region).await?,
             }
         }
+        Ok(())
+    }
+
+    /// Reads `region` in steps of `TLS_FILE_READ_BYTES` into the session's reusable buffer
+    /// (io_uring; from the page cache this is the one copy kTLS would also make) and
+    /// encrypts and sends each step before reading the next.
+    async fn send_region(&self, region: &FileRegion) -> std::io::Result<()> {
+        // Taken out across the awaits; a send cancelled at shutdown just drops it.
+        let mut buf = std::mem::take(&mut *self.file_buffer.borrow_mut());
+        buf.reserve_exact(TLS_FILE_READ_BYTES);
+        let len = u64::from(region.len);
+        let mut done = 0u64;
+        while done < len {
+            let step = (len - done).min(TLS_FILE_READ_BYTES as u64) as usize;
+            buf.clear();
+            while buf.len() < step {
+                let filled = buf.len();
+                let op = compio::driver::op::ReadAt::new(
+                    std::sync::Arc::clone(&region.fd),
+                    region.position + done + filled as u64,
+                    compio::buf::IoBuf::slice(buf, filled..step),
+                );
+                let done_op = compio::runtime::submit(op).await.into_inner();
+                // SAFETY: the kernel wrote the `n` bytes the read returned into the slice,
+                // which is what `map_advanced` marks initialised (as compio's own read_at).
+                let BufResult(read, slice) = unsafe { done_op.map_advanced() };
+                buf = slice.into_inner();
+                if read? == 0 {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        format!("{} ends inside a fetched region", region.path.display()),
+                    ));
+                }
+            }
+            self.send([buf.as_slice()]).await?;
+            done += step as u64;
+        }
+        *self.file_buffer.borrow_mut() = buf;
         Ok(())
     }
 }

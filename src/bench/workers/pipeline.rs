@@ -13,7 +13,6 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
@@ -104,22 +103,15 @@ impl PipelinedConnection {
         start: Instant,
         counters: &Arc<Counters>,
     ) -> Result<PipelinedConnection, String> {
-        // Negotiate the Produce version as the client library does, on a short-lived connection.
-        let version = Connection::connect(addr, client.connection_config())
-            .and_then(|c| c.version_of::<ProduceRequest>())
+        // Connect, negotiate the Produce version and authenticate (TLS, SASL) as the client
+        // library does, then take the stream over for pipelining.
+        let connection =
+            Connection::connect(addr, client.connection_config()).map_err(|e| e.to_string())?;
+        let version = connection
+            .version_of::<ProduceRequest>()
             .map_err(|e| e.to_string())?;
-        let stream = TcpStream::connect(addr).map_err(|e| format!("connect {addr}: {e}"))?;
-        stream
-            .set_nodelay(true)
+        let (stream, read_half) = crate::client::tls::split_stream(connection.into_stream())
             .map_err(|e| format!("{addr}: {e}"))?;
-        let timeout = Some(client.connection_config().io_timeout);
-        stream
-            .set_read_timeout(timeout)
-            .map_err(|e| format!("{addr}: {e}"))?;
-        let host = addr.rsplit_once(':').map_or(addr, |(host, _)| host);
-        let (stream, read_half) =
-            crate::client::tls::split(stream, host, client.connection_config().tls.as_ref())
-                .map_err(|e| format!("{addr}: {e}"))?;
         let (tx, rx) = std::sync::mpsc::channel();
         let window_state = Arc::new(Window::default());
         let reader_window = Arc::clone(&window_state);

@@ -23,6 +23,11 @@ fn validate(entry: &RequestEntry) -> Result<QuotaAlteration, String> {
     let mut ops: Vec<(QuotaKey, Option<f64>)> = Vec::with_capacity(entry.ops.len());
     for op in &entry.ops {
         let key = QuotaKey::parse(op.key.as_str())?;
+        if !entity.takes(key) {
+            // Kafka validates IP entities against the IP configs, the others against the
+            // client configs: a key of the other set is unknown there.
+            return Err(format!("Invalid configuration key {}", key.name()));
+        }
         if ops.iter().any(|(k, _)| *k == key) {
             return Err(format!("Duplicate quota key {}", key.name()));
         }

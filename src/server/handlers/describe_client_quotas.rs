@@ -73,13 +73,10 @@ fn parse_filter(
             }
             (other, _) => return Err(invalid(format!("Unknown match type {other}"))),
         };
-        if entity_type == IP {
-            saw_ip = true;
-        } else {
-            filter.push((entity_type, matched));
-        }
+        saw_ip |= entity_type == IP;
+        filter.push((entity_type, matched));
     }
-    if saw_ip && !filter.is_empty() {
+    if saw_ip && filter.len() > 1 {
         return Err(invalid(
             "Invalid entity filter component combination. IP filter component should not be \
              used with user or clientId filter component."
@@ -131,10 +128,7 @@ pub async fn handle(
         Err((code, message)) => return refused(code, message),
     };
     let snapshot = ctx.shard.metadata.load_full();
-    // An ip component selects ip entities only, and none are stored (connection quotas are
-    // not served): the answer is empty, as Kafka's would be without ip quotas.
-    let ip_only = filter.is_empty() && request.components.iter().any(|c| c.entity_type.as_str() == IP);
-    let entries = if ip_only || (request.strict && filter.is_empty()) {
+    let entries = if request.strict && filter.is_empty() {
         Vec::new()
     } else {
         snapshot
