@@ -42,8 +42,9 @@ def free_port():
 
 
 class Broker:
-    def __init__(self, binary, data_dir, log_path):
+    def __init__(self, binary, data_dir, log_path, extra_args=()):
         self.binary, self.data_dir, self.log_path = binary, data_dir, log_path
+        self.extra_args = list(extra_args)
         self.port, self.admin = free_port(), free_port()
         self.proc = None
 
@@ -53,7 +54,8 @@ class Broker:
         started = time.monotonic()
         self.proc = subprocess.Popen(
             [self.binary, "serve", "--data-dir", self.data_dir,
-             "--listen", f"127.0.0.1:{self.port}", "--admin-listen", f"127.0.0.1:{self.admin}"],
+             "--listen", f"127.0.0.1:{self.port}", "--admin-listen", f"127.0.0.1:{self.admin}",
+             *self.extra_args],
             stdout=log, stderr=subprocess.STDOUT)
         while time.monotonic() - started < READY_TIMEOUT_S:
             if self.proc.poll() is not None:
