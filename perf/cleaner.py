@@ -41,6 +41,7 @@ import scale  # noqa: E402
 from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry,  # noqa: E402
                                    ConfigResource, ResourceType)
 
+CLEAN_TIMEOUT_S = 600
 METRICS = ("sluice_cleaner_passes_total", "sluice_cleaner_read_bytes_total",
            "sluice_cleaner_written_bytes_total", "sluice_cleaner_reclaimed_bytes_total",
            "sluice_cleaner_pass_seconds_total")
@@ -124,12 +125,18 @@ def main():
             future.result()
         enabled_at = time.monotonic()
         last_active_end, idle_after = enabled_at, 0
-        while idle_after < 2:
+        # A pass reports its bytes when it ends: until the first pass has ended, every chunk
+        # is taken as cleaning (the cleaner looks for work every 200 ms); after that, a chunk
+        # is cleaning when a pass ended or read bytes during it.
+        while idle_after < 2 and time.monotonic() - enabled_at < CLEAN_TIMEOUT_S:
             before = cleaner_metrics(broker)
             p99, p999, rps = load_chunk(args.binary, broker, args)
             after = cleaner_metrics(broker)
             read = after["sluice_cleaner_read_bytes_total"] - before["sluice_cleaner_read_bytes_total"]
-            busy = read > 0 or after["sluice_cleaner_passes_total"] > before["sluice_cleaner_passes_total"]
+            ended = after["sluice_cleaner_passes_total"] > before["sluice_cleaner_passes_total"]
+            first_pending = after["sluice_cleaner_passes_total"] == start_metrics[
+                "sluice_cleaner_passes_total"]
+            busy = read > 0 or ended or first_pending
             chunks.append(("cleaning" if busy else "idle", p99, p999, rps, read))
             if busy:
                 last_active_end, idle_after = time.monotonic(), 0
