@@ -6,16 +6,23 @@ and data directory, measures
   * the broker's CPU seconds spent creating them,
   * idle RSS once they exist,
   * restart to ready (/v1/ready answers 200) after a clean shutdown (SIGTERM) and after SIGKILL,
+  * the broker's CPU seconds per GB produced with that many partitions present (after the
+    SIGKILL restart: 200,000 records of 1 KiB to one more topic of one partition, 16 KiB
+    batches, acks=1, `sluice bench --broker-pid`): what the idle partitions cost a producer,
   * produce and catch-up fetch MB/s spread over `--spread` partitions against one partition
-    (`sluice bench`, 1 KiB records, 16 KiB batches, acks=1), each on a fresh broker.
+    (`sluice bench`, 1 KiB records, 16 KiB batches, acks=1), each on a fresh broker
+    (`--spread 0` skips it; perf/scale_spread.py is the fair same-run A/B).
 
-  perf/scale.py target/release/sluice 1000 10000 [100000] [--spread 1000]
+  perf/scale.py target/release/sluice 1000 10000 [100000] [--spread 1000] [--json OUT]
+
+`--json OUT` writes the rows for perf/scale_plot.py.
 
 Needs confluent-kafka (the test venv has it: .venv/bin/python perf/scale.py ...). Prints one
 Markdown table row per count; quote them with the machine's load beside them.
 """
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -42,8 +49,9 @@ def free_port():
 
 
 class Broker:
-    def __init__(self, binary, data_dir, log_path):
+    def __init__(self, binary, data_dir, log_path, extra_args=()):
         self.binary, self.data_dir, self.log_path = binary, data_dir, log_path
+        self.extra_args = list(extra_args)
         self.port, self.admin = free_port(), free_port()
         self.proc = None
 
@@ -53,7 +61,8 @@ class Broker:
         started = time.monotonic()
         self.proc = subprocess.Popen(
             [self.binary, "serve", "--data-dir", self.data_dir,
-             "--listen", f"127.0.0.1:{self.port}", "--admin-listen", f"127.0.0.1:{self.admin}"],
+             "--listen", f"127.0.0.1:{self.port}", "--admin-listen", f"127.0.0.1:{self.admin}",
+             *self.extra_args],
             stdout=log, stderr=subprocess.STDOUT)
         while time.monotonic() - started < READY_TIMEOUT_S:
             if self.proc.poll() is not None:
@@ -115,17 +124,32 @@ def bench(binary, work, partitions):
     return rate(produce.stdout + produce.stderr), rate(consume.stdout + consume.stderr)
 
 
+def produce_cpu_per_gb(broker):
+    """Broker CPU-s per GB for 200k 1 KiB records to a new one-partition topic."""
+    out = subprocess.run([broker.binary, "bench", "produce", "--topic", "scale-load",
+                          "--partitions", "1", "--records", "200000", "--record-size", "1024",
+                          "--acks", "1", "--batch-size", "16384",
+                          "--bootstrap-server", broker.bootstrap(),
+                          "--broker-pid", str(broker.proc.pid), "--json"],
+                         capture_output=True, text=True)
+    if out.returncode != 0:
+        sys.exit(f"bench failed: {out.stderr.strip()}")
+    return json.loads(out.stdout)["broker"]["cpu_s_per_gb"]
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("binary")
     parser.add_argument("counts", nargs="+", type=int)
     parser.add_argument("--spread", type=int, default=1000)
+    parser.add_argument("--json")
     args = parser.parse_args()
     work = tempfile.mkdtemp(prefix="sluice-scale-")
+    rows = []
     try:
         print("| partitions | create s | create CPU-s | idle RSS MiB | clean stop s "
-              "| restart (clean) s | restart (SIGKILL) s |")
-        print("|---:|---:|---:|---:|---:|---:|---:|")
+              "| restart (clean) s | restart (SIGKILL) s | produce CPU-s/GB |")
+        print("|---:|---:|---:|---:|---:|---:|---:|---:|")
         for count in args.counts:
             data = os.path.join(work, f"data-{count}")
             broker = Broker(args.binary, data, os.path.join(work, f"broker-{count}.log"))
@@ -141,10 +165,20 @@ def main():
             clean_ready = broker.start()
             broker.stop(signal.SIGKILL)
             kill_ready = broker.start()
+            cpu_per_gb = produce_cpu_per_gb(broker)
             broker.stop(signal.SIGTERM)
             shutil.rmtree(data, ignore_errors=True)
-            print(f"| {count} | {create_s:.1f} | {create_cpu:.1f} | {rss:.0f} | {stop_s:.1f} "
-                  f"| {clean_ready:.1f} | {kill_ready:.1f} |", flush=True)
+            rows.append({"partitions": count, "create_s": create_s, "create_cpu_s": create_cpu,
+                         "idle_rss_mib": rss, "clean_stop_s": stop_s,
+                         "restart_clean_s": clean_ready, "restart_sigkill_s": kill_ready,
+                         "produce_cpu_s_per_gb": cpu_per_gb})
+            if args.json:
+                with open(args.json, "w") as f:
+                    json.dump(rows, f, indent=1)
+            print(f"| {count:,} | {create_s:.1f} | {create_cpu:.1f} | {rss:.0f} | {stop_s:.1f} "
+                  f"| {clean_ready:.1f} | {kill_ready:.1f} | {cpu_per_gb:.2f} |", flush=True)
+        if args.spread <= 0:
+            return
         one = bench(args.binary, work, 1)
         spread = bench(args.binary, work, args.spread)
         print()

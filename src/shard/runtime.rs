@@ -1,55 +1,27 @@
 //! Starting and stopping the shard threads.
 //!
-//! Start-up order: lock the data directory, load metadata, bind one SO_REUSEPORT listener
+//! Start-up order: lock the data directory, load metadata, bind one SO_REUSEPORT socket
 //! per shard (so a busy port fails before any thread starts), start the threads (each pins
-//! itself, builds its io_uring ring or polling driver, opens and recovers its partitions, then accepts), and
-//! wait until every shard reports ready. Shutdown: every shard stops accepting, lets each
+//! itself, builds its io_uring ring or polling driver, opens and recovers its partitions),
+//! wait until every shard reports ready, and only then listen and let the shards accept. Shutdown: every shard stops accepting, lets each
 //! connection finish the request it is serving, flushes and closes its logs cleanly.
 
 use super::io_driver::IoDriver;
+use super::listeners::{ShardListeners, bind_listeners, start_listening};
+pub use super::start_error::StartError;
 use super::{PartitionTable, SHARD_CHANNEL_CAPACITY, Shard, ShardTask};
 use crate::config::BrokerConfig;
-use crate::config::listeners::ListenerSpec;
 use crate::metadata::{MetadataView, MetadataWriter};
 use crate::security::tls::TlsAcceptor;
 use std::cell::Cell;
-use std::net::TcpListener;
 use std::path::Path;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-/// Pending connections the kernel queues per listener before refusing.
-pub const LISTEN_BACKLOG: i32 = 1024;
 /// Bytes of locked memory one io_uring entry costs (SQE 64 B + two CQEs 16 B each), used to
 /// check the rings fit the memlock budget before the kernel refuses them.
 const RING_BYTES_PER_ENTRY: u64 = 64 + 2 * 16;
-
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error("{0}")]
-    Config(String),
-    #[error("cannot use data directory {path}: {message}")]
-    DataDir { path: String, message: String },
-    #[error("cannot listen on {addr}: {source}")]
-    Listen {
-        addr: std::net::SocketAddr,
-        source: std::io::Error,
-    },
-    #[error(
-        "cannot create an io_uring ring on shard {shard}: {source}. io_uring may be disabled \
-         (kernel.io_uring_disabled, a seccomp filter in a container) or the locked-memory limit \
-         (ulimit -l, LimitMEMLOCK=) is below what {entries} ring entries need; lower `ring_entries` \
-         or raise the limit"
-    )]
-    Ring {
-        shard: usize,
-        entries: u32,
-        source: std::io::Error,
-    },
-    #[error("shard {0} failed to start: {1}")]
-    Shard(usize, String),
-}
 
 /// The running broker, as seen from the main thread.
 /// Longest a SIGTERM in cluster mode waits for the quorum to move this node's leaderships
@@ -134,112 +106,6 @@ fn lock_data_dir(dir: &Path) -> Result<std::fs::File, StartError> {
     Ok(file)
 }
 
-/// How long the start-up check waits for an existing listener to answer.
-const LISTENER_PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(300);
-/// How long a start-up keeps checking before it calls the port taken: after a crash the
-/// kernel tears the dead broker's io_uring down asynchronously, and its listening socket
-/// (held by a pending accept) can answer for a moment after the process is gone.
-const LISTENER_PROBE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// Fails if something already accepts connections on `addr`. A connect, not a bind: a
-/// bind would also trip over sockets a killed broker left closing on that port, which
-/// SO_REUSEADDR/SO_REUSEPORT rightly ignore.
-fn probe_exclusive(addr: std::net::SocketAddr) -> Result<(), StartError> {
-    let mut target = addr;
-    if target.ip().is_unspecified() {
-        target.set_ip(if addr.is_ipv4() {
-            std::net::Ipv4Addr::LOCALHOST.into()
-        } else {
-            std::net::Ipv6Addr::LOCALHOST.into()
-        });
-    }
-    // A connect that lands on its own source port (a TCP self-connect, possible when the
-    // port is in the ephemeral range) is not another listener.
-    let answered_by_other = || {
-        std::net::TcpStream::connect_timeout(&target, LISTENER_PROBE_TIMEOUT)
-            .is_ok_and(|s| s.local_addr().ok() != s.peer_addr().ok())
-    };
-    let deadline = std::time::Instant::now() + LISTENER_PROBE_PATIENCE;
-    let mut taken = addr.port() != 0 && answered_by_other();
-    while taken && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(100));
-        taken = answered_by_other();
-    }
-    if taken {
-        return Err(StartError::Listen {
-            addr,
-            source: std::io::Error::new(
-                std::io::ErrorKind::AddrInUse,
-                "another process already accepts connections on this address",
-            ),
-        });
-    }
-    Ok(())
-}
-
-fn bind_reuseport(addr: std::net::SocketAddr) -> Result<TcpListener, StartError> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let fail = |source| StartError::Listen { addr, source };
-    let socket =
-        Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(fail)?;
-    socket.set_reuse_address(true).map_err(fail)?;
-    socket.set_reuse_port(true).map_err(fail)?;
-    socket.set_tcp_nodelay(true).map_err(fail)?;
-    socket.bind(&addr.into()).map_err(fail)?;
-    socket.listen(LISTEN_BACKLOG).map_err(fail)?;
-    Ok(socket.into())
-}
-
-/// One shard's bound listeners, with what each one is (and its TLS context, if any).
-type ShardListeners = Vec<(Arc<ListenerSpec>, Option<Arc<TlsAcceptor>>, TcpListener)>;
-
-/// The TLS context every SSL and SASL_SSL listener shares (`None` without such listeners),
-/// built before any socket is bound so a bad certificate is a clean start-up error.
-fn tls_acceptor(
-    config: &BrokerConfig,
-    specs: &[Arc<ListenerSpec>],
-) -> Result<Option<Arc<TlsAcceptor>>, StartError> {
-    if !specs.iter().any(|s| s.protocol.uses_tls()) {
-        return Ok(None);
-    }
-    let acceptor =
-        TlsAcceptor::new(&config.tls_settings()).map_err(|e| StartError::Config(e.to_string()))?;
-    crate::security::tls::probe_ktls();
-    Ok(Some(Arc::new(acceptor)))
-}
-
-/// Every configured listener bound once per shard (SO_REUSEPORT), before any thread
-/// starts, so a busy port is a clean error.
-fn bind_listeners(
-    config: &BrokerConfig,
-    shards: usize,
-) -> Result<(Vec<ShardListeners>, Option<Arc<TlsAcceptor>>), StartError> {
-    let specs: Vec<Arc<ListenerSpec>> = config
-        .listener_specs()
-        .map_err(|e| StartError::Config(e.to_string()))?
-        .into_iter()
-        .map(Arc::new)
-        .collect();
-    let tls = tls_acceptor(config, &specs)?;
-    // SO_REUSEPORT would let a second broker silently share a port another process holds;
-    // a plain bind first turns that into a clean "address in use" error.
-    for spec in &specs {
-        probe_exclusive(spec.bind)?;
-    }
-    // Bind every listener of every shard before starting any thread, so a busy port is a
-    // clean error.
-    let mut listeners = Vec::with_capacity(shards);
-    for _ in 0..shards {
-        let mut shard_listeners = Vec::with_capacity(specs.len());
-        for spec in &specs {
-            let acceptor = spec.protocol.uses_tls().then(|| tls.clone()).flatten();
-            shard_listeners.push((spec.clone(), acceptor, bind_reuseport(spec.bind)?));
-        }
-        listeners.push(shard_listeners);
-    }
-    Ok((listeners, tls))
-}
-
 /// Starts every shard and returns once all of them have recovered and are listening.
 pub fn start_broker(config: BrokerConfig) -> Result<BrokerHandle, StartError> {
     let (cores, io_driver) = cores_and_driver(&config)?;
@@ -253,7 +119,7 @@ pub fn start_broker(config: BrokerConfig) -> Result<BrokerHandle, StartError> {
     let cluster_handle = cluster.as_ref().map(|c| c.handle.clone());
     let mut committed = cluster.map(|c| c.inputs);
 
-    let (listeners, tls) = bind_listeners(&config, cores.len())?;
+    let (listeners, to_listen, tls) = bind_listeners(&config, cores.len())?;
 
     let (senders, receivers): (Vec<_>, Vec<_>) = cores
         .iter()
@@ -313,14 +179,19 @@ pub fn start_broker(config: BrokerConfig) -> Result<BrokerHandle, StartError> {
         tls,
         _data_dir_lock: lock,
     };
-    if let Err(e) = wait_until_every_shard_is_ready(&handle, &ready_rx) {
+    // Every partition of every shard is open: only now do the sockets listen (before, a
+    // connect is refused and clients retry; a connection the kernel queued would wait
+    // unanswered through recovery, or be reset if start-up failed) and the shards serve,
+    // or a request for a partition another shard is still recovering would be refused.
+    let started = wait_until_every_shard_is_ready(&handle, &ready_rx)
+        .and_then(|()| start_listening(&to_listen));
+    drop(to_listen);
+    if let Err(e) = started {
         // Closed gates first: shards waiting at theirs then close down instead of serving.
         drop(serve_gates);
         handle.shutdown();
         return Err(e);
     }
-    // Every partition of every shard is open: only now may any shard serve requests, or a
-    // request for a partition another shard is still recovering would be refused as unknown.
     for gate in serve_gates {
         let _ = gate.send(());
     }
@@ -560,6 +431,43 @@ async fn shard_main(start: ShardStart) {
     tracing::info!(shard = shard.id, "shard stopped");
 }
 
+/// Background flushes (`flush.ms`, `flush.messages`) a shard runs at once. One at a time,
+/// 1,000 active partitions paid 1,000 fdatasyncs in a row every tick, each waiting for its
+/// own ext4 journal commit and device flush; concurrent ones share commits. Bounded so a
+/// shard of 100,000 partitions does not hold 100,000 flushes (and their descriptors) open.
+pub const MAX_CONCURRENT_BACKGROUND_FLUSHES: usize = 64;
+
+/// Flushes every log whose `flush.ms` / `flush.messages` is due, up to
+/// `MAX_CONCURRENT_BACKGROUND_FLUSHES` at once; none once shutdown has begun.
+async fn background_flush(
+    shard: &Rc<Shard>,
+    logs: &[(String, i32, Rc<crate::partition::Partition>)],
+    now: i64,
+) {
+    use futures_util::StreamExt;
+    futures_util::stream::iter(logs)
+        .for_each_concurrent(
+            MAX_CONCURRENT_BACKGROUND_FLUSHES,
+            |(topic, partition, p)| async move {
+                if shard.shutting_down.get() {
+                    return;
+                }
+                // A follower's truncation closed this log and reopened it under a new object.
+                if p.is_closed() {
+                    return;
+                }
+                if let Err(e) = p.flush_if_due(now).await {
+                    tracing::error!(topic, partition, error = %e, "background flush failed");
+                    if matches!(e, crate::storage::StorageError::Offline { .. }) {
+                        super::open::take_offline(shard, topic, *partition, e.to_string()).await;
+                    }
+                }
+                p.publish_storage_metrics();
+            },
+        )
+        .await;
+}
+
 /// How often a shard wakes for background work (heartbeat, background flush checks). A
 /// sleep on the shard's timer, like every other deadline on the shard.
 pub const MAINTENANCE_TICK: std::time::Duration = std::time::Duration::from_millis(100);
@@ -592,22 +500,10 @@ async fn maintenance(shard: Rc<Shard>) {
         let now = super::now_ms();
         let mut logs = shard.partitions.all_online();
         logs.extend(shard.followers.all_online());
-        for (topic, partition, p) in &logs {
-            // Shutdown closes the logs (with a final flush): no background work after that.
-            if shard.shutting_down.get() {
-                return;
-            }
-            // A follower's truncation closed this log and reopened it under a new object.
-            if p.is_closed() {
-                continue;
-            }
-            if let Err(e) = p.flush_if_due(now).await {
-                tracing::error!(topic, partition, error = %e, "background flush failed");
-                if matches!(e, crate::storage::StorageError::Offline { .. }) {
-                    super::open::take_offline(&shard, topic, *partition, e.to_string()).await;
-                }
-            }
-            p.publish_storage_metrics();
+        background_flush(&shard, &logs, now).await;
+        // Shutdown closes the logs (with a final flush): no background work after that.
+        if shard.shutting_down.get() {
+            return;
         }
         if last_retention.elapsed() >= retention_every {
             last_retention = std::time::Instant::now();

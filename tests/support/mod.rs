@@ -15,6 +15,10 @@ use std::time::{Duration, Instant};
 
 /// How long a broker may take to start listening before a test gives up.
 pub const BROKER_START_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long `Broker::spawn` waits for the Kafka port: it listens only once every shard has
+/// opened (and after a crash recovered) its partitions, which for a test's tens of
+/// thousands of partitions on a loaded box takes far longer than an empty start.
+pub const BROKER_LISTEN_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Path of the `sluice` binary Cargo built for this test run.
 pub fn sluice_bin() -> PathBuf {
@@ -270,7 +274,7 @@ impl Broker {
 
     fn wait_until_listening(&mut self) {
         let addr: SocketAddr = self.bootstrap().parse().expect("addr");
-        let deadline = Instant::now() + BROKER_START_TIMEOUT;
+        let deadline = Instant::now() + BROKER_LISTEN_TIMEOUT;
         loop {
             if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
                 return;
@@ -282,7 +286,7 @@ impl Broker {
             }
             assert!(
                 Instant::now() < deadline,
-                "sluice serve did not listen on {addr} within {BROKER_START_TIMEOUT:?}"
+                "sluice serve did not listen on {addr} within {BROKER_LISTEN_TIMEOUT:?}"
             );
             std::thread::sleep(Duration::from_millis(50));
         }

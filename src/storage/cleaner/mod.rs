@@ -40,6 +40,13 @@ const CHECKPOINT_MAGIC: &[u8; 4] = b"SLCC";
 const CHECKPOINT_FILE_BYTES: usize = 4 + 8 + 4;
 /// The I/O budget's accounting window.
 pub const CLEANER_IO_WINDOW: Duration = Duration::from_secs(1);
+/// How far a pass may run ahead of its budget's rate before it sleeps. The budget used to
+/// be checked only once a whole window's bytes were spent, so a pass read up to a second's
+/// budget (100 MiB by default) at full disk speed and then slept: at 1.1 GB/s for 60 ms in
+/// `perf/cleaner.py`, with the other topic's produce p99 up by half. Kafka's Throttler
+/// checks every 100 ms; pacing within 10 ms keeps the cleaner's I/O spread out.
+pub const CLEANER_PACE_SLACK: Duration = Duration::from_millis(10);
+const _: () = assert!(CLEANER_PACE_SLACK.as_millis() < CLEANER_IO_WINDOW.as_millis());
 /// Longest a throttled pass sleeps before looking whether the shard is stopping.
 pub const CLEANER_STOP_CHECK: Duration = Duration::from_millis(100);
 
@@ -71,8 +78,9 @@ pub struct CleanerBudget {
     pub stop_requested: Rc<dyn Fn() -> bool>,
 }
 
-/// Keeps a pass under `io_max_bytes_per_second`: counts bytes in one-second windows and
-/// sleeps out the window once it is spent. Also yields to the shard after every batch.
+/// Keeps a pass under `io_max_bytes_per_second`: counts bytes in one-second windows and,
+/// whenever the bytes so far in the window are more than `CLEANER_PACE_SLACK` ahead of the
+/// budget's rate, sleeps until they are not. Also yields to the shard after every batch.
 pub struct IoThrottle {
     budget: CleanerBudget,
     window_start: Instant,
@@ -104,14 +112,16 @@ impl IoThrottle {
         }
         self.window_bytes = self.window_bytes.saturating_add(bytes);
         let budget = self.budget.io_max_bytes_per_second.max(1);
-        if self.window_bytes >= budget {
-            // The time these bytes may take at the budget's rate, less what has passed: a
-            // read larger than one window's budget waits for as many windows as it spent.
-            let allowed = CLEANER_IO_WINDOW.mul_f64(self.window_bytes as f64 / budget as f64);
-            let rest = allowed.saturating_sub(self.window_start.elapsed());
-            self.sleep_unless_stopped(rest).await;
-            self.window_start = Instant::now();
-            self.window_bytes = 0;
+        // The time the window's bytes may take at the budget's rate, less what has passed:
+        // a read larger than one window's budget waits for as many windows as it spent.
+        let allowed = CLEANER_IO_WINDOW.mul_f64(self.window_bytes as f64 / budget as f64);
+        let ahead = allowed.saturating_sub(self.window_start.elapsed());
+        if ahead >= CLEANER_PACE_SLACK {
+            self.sleep_unless_stopped(ahead).await;
+            if self.window_start.elapsed() >= CLEANER_IO_WINDOW {
+                self.window_start = Instant::now();
+                self.window_bytes = 0;
+            }
         } else {
             yield_now().await;
         }

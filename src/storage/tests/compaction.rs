@@ -299,6 +299,26 @@ async fn the_io_budget_paces_a_pass() {
     assert!(started.elapsed() >= slow.throttled);
 }
 
+#[compio::test]
+async fn the_io_budget_spreads_a_pass_instead_of_allowing_a_one_second_burst() {
+    // 200 KB in 10 KB batches under a 1 MB/s budget: a fifth of one window's budget, which
+    // the throttle used to let through at full speed. Paced, it takes at least the budget's
+    // time for those bytes, less the slack it may run ahead.
+    let budget = 1_000_000;
+    let mut paced = throttle(budget);
+    let started = std::time::Instant::now();
+    for _ in 0..20 {
+        paced.pace(10_000).await;
+    }
+    let at_budget = Duration::from_secs_f64(200_000.0 / budget as f64);
+    let floor = at_budget - crate::storage::cleaner::CLEANER_PACE_SLACK;
+    assert!(
+        started.elapsed() >= floor,
+        "200 KB at 1 MB/s took {:?}, less than {floor:?}",
+        started.elapsed()
+    );
+}
+
 fn copy(dir: &Path, from: &str, to: &str) {
     std::fs::copy(dir.join(from), dir.join(to)).unwrap();
 }

@@ -1,0 +1,127 @@
+#!/usr/bin/env python3
+"""Produce and fetch spread over many partitions against one partition (issue 19 point 3:
+"produce and fetch spread over 1,000 active partitions at 80 % or more of the one-partition
+throughput"), as same-run ratios.
+
+Both sides send exactly the same thing: RECORDS records of 1 KiB with null keys (so no key
+decides a partition and every batch is full), in full 16 KiB batches (16 records a batch,
+one batch per Produce request, 5 requests in flight, acks=1), one producer. The only
+difference is the partition each batch goes to: always partition 0, or round-robin over
+SPREAD partitions (so each of the 1,000 partitions receives RECORDS/1000 records in full
+batches). The harness encodes the same 8 batch templates either way (unkeyed partitions
+share them). Then one consumer reads everything back from offset 0 with the same bytes per
+Fetch request on both sides: fetch.max.bytes 50 MiB, and a partition limit of 50 MiB
+divided by the partition count (50 MiB for one partition, 52 KiB each for 1,000), so one
+request carries about as much either way (it reads RECORDS records from offset 0). Before
+the measured produce, an unmeasured warm-up writes two full batches to every partition, so
+what is measured is active partitions, not their first files. Each run has a fresh broker and data
+directory. Runs alternate (1, SPREAD, 1, SPREAD, ...) for ROUNDS rounds so that the box's
+load, which other engineers' builds change minute by minute, hits both sides alike; the
+medians and the ratio of the medians are printed, with each round's ratio.
+
+  .venv/bin/python perf/scale_spread.py target/release/sluice [--spread 1000] [--rounds 3]
+      [--records 200000] [--bench-binary OTHER]
+
+--bench-binary runs `sluice bench` from another build (to A/B a broker with one harness).
+"""
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import scale  # noqa: E402
+
+
+FETCH_MAX_BYTES = 50 * 1024 * 1024
+WARMUP_BATCHES = 2
+# Lets the first background flush (and its state file creations) finish before measuring.
+WARMUP_SETTLE_S = 2
+
+
+def run(binary, bench_binary, work, partitions, records):
+    """The produce and the consume `sluice bench` JSON reports, on a fresh broker."""
+    data = os.path.join(work, f"spread-{partitions}")
+    shutil.rmtree(data, ignore_errors=True)
+    broker = scale.Broker(binary, data, os.path.join(work, f"spread-{partitions}.log"))
+    broker.start()
+    common = ["--topic", "spread", "--partitions", str(partitions), "--records", str(records),
+              "--record-size", "1024", "--bootstrap-server", broker.bootstrap(),
+              "--broker-pid", str(broker.proc.pid), "--json"]
+    # Warm-up, not measured: WARMUP_BATCHES full batches per partition, so every partition
+    # has its segment, index and state files before the measured run (a partition's files
+    # are created on its first append and first flush: 4,000 inode creations for 1,000
+    # partitions, which is creation cost, not the steady state of active partitions).
+    warmup = [c if c != str(records) else str(WARMUP_BATCHES * 16 * partitions) for c in common]
+    subprocess.run([bench_binary, "bench", "produce", *warmup, "--acks", "1",
+                    "--batch-size", "16384", "--keys", "0"], capture_output=True, text=True,
+                   check=True)
+    time.sleep(WARMUP_SETTLE_S)
+    produce = subprocess.run([bench_binary, "bench", "produce", *common, "--acks", "1",
+                              "--batch-size", "16384", "--keys", "0"],
+                             capture_output=True, text=True)
+    consume = subprocess.run([bench_binary, "bench", "consume", *common,
+                              "--fetch-max-bytes", str(FETCH_MAX_BYTES),
+                              "--fetch-partition-max-bytes", str(FETCH_MAX_BYTES // partitions)],
+                             capture_output=True, text=True)
+    broker.stop(signal.SIGTERM)
+    shutil.rmtree(data, ignore_errors=True)
+    out = []
+    for side, proc in (("produce", produce), ("consume", consume)):
+        if proc.returncode != 0:
+            sys.exit(f"bench {side} failed: {proc.stderr.strip()}")
+        out.append(json.loads(proc.stdout))
+    return out
+
+
+def summary(report, key):
+    side = report[key]
+    return side["mb_per_s"], (report.get("broker") or {}).get("cpu_s_per_gb", float("nan"))
+
+
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("binary")
+    parser.add_argument("--spread", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--records", type=int, default=200000)
+    parser.add_argument("--bench-binary")
+    args = parser.parse_args()
+    bench_binary = args.bench_binary or args.binary
+    work = tempfile.mkdtemp(prefix="sluice-spread-")
+    rows = {1: [], args.spread: []}
+    try:
+        for r in range(args.rounds):
+            for partitions in (1, args.spread):
+                produced, consumed = run(args.binary, bench_binary, work, partitions, args.records)
+                row = (*summary(produced, "produced"), *summary(consumed, "consumed"))
+                rows[partitions].append(row)
+                print(f"round {r + 1} partitions {partitions}: produce {row[0]:.1f} MB/s "
+                      f"({row[1]:.2f} broker CPU-s/GB), fetch {row[2]:.1f} MB/s "
+                      f"({row[3]:.2f} broker CPU-s/GB)", flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    med = {p: [statistics.median(col) for col in zip(*v)] for p, v in rows.items()}
+    one, many = med[1], med[args.spread]
+    print()
+    print("| partitions | produce MB/s | broker CPU-s/GB | fetch MB/s | broker CPU-s/GB |")
+    print("|---:|---:|---:|---:|---:|")
+    print(f"| 1 | {one[0]:.1f} | {one[1]:.2f} | {one[2]:.1f} | {one[3]:.2f} |")
+    print(f"| {args.spread:,} | {many[0]:.1f} ({many[0] / one[0]:.0%}) | {many[1]:.2f} "
+          f"| {many[2]:.1f} ({many[2] / one[2]:.0%}) | {many[3]:.2f} |")
+    ratios = [(m[0] / o[0], m[2] / o[2]) for o, m in zip(rows[1], rows[args.spread])]
+    print("per-round ratios (produce, fetch):",
+          ", ".join(f"({p:.0%}, {f:.0%})" for p, f in ratios))
+
+
+if __name__ == "__main__":
+    main()

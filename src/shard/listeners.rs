@@ -1,0 +1,156 @@
+//! The Kafka listeners' sockets: one SO_REUSEPORT socket per configured listener per shard,
+//! bound before any shard thread starts (a busy port is a clean start-up error) and put in
+//! the listening state only once every shard has opened its partitions (`start_listening`),
+//! so the port refuses connections while the broker recovers instead of accepting ones that
+//! no shard answers yet.
+//!
+//! Must not: accept connections (the shards do, in `server::serve`).
+
+use super::start_error::StartError;
+use crate::config::BrokerConfig;
+use crate::config::listeners::ListenerSpec;
+use crate::security::tls::TlsAcceptor;
+use std::net::TcpListener;
+use std::sync::Arc;
+
+/// Pending connections the kernel queues per listener before refusing.
+pub const LISTEN_BACKLOG: i32 = 1024;
+
+/// How long the start-up check waits for an existing listener to answer.
+const LISTENER_PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(300);
+/// How long a start-up keeps checking before it calls the port taken: after a crash the
+/// kernel tears the dead broker's io_uring down asynchronously, and its listening socket
+/// (held by a pending accept) can answer for a moment after the process is gone.
+const LISTENER_PROBE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Fails if something already accepts connections on `addr`. A connect, not a bind: a
+/// bind would also trip over sockets a killed broker left closing on that port, which
+/// SO_REUSEADDR/SO_REUSEPORT rightly ignore.
+fn probe_exclusive(addr: std::net::SocketAddr) -> Result<(), StartError> {
+    let mut target = addr;
+    if target.ip().is_unspecified() {
+        target.set_ip(if addr.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        });
+    }
+    // A connect that lands on its own source port (a TCP self-connect, possible when the
+    // port is in the ephemeral range) is not another listener.
+    let answered_by_other = || {
+        std::net::TcpStream::connect_timeout(&target, LISTENER_PROBE_TIMEOUT)
+            .is_ok_and(|s| s.local_addr().ok() != s.peer_addr().ok())
+    };
+    let deadline = std::time::Instant::now() + LISTENER_PROBE_PATIENCE;
+    let mut taken = addr.port() != 0 && answered_by_other();
+    while taken && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        taken = answered_by_other();
+    }
+    if taken {
+        return Err(StartError::Listen {
+            addr,
+            source: std::io::Error::new(
+                std::io::ErrorKind::AddrInUse,
+                "another process already accepts connections on this address",
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// A bound, not yet listening, socket (see `start_listening`).
+fn bind_reuseport(addr: std::net::SocketAddr) -> Result<TcpListener, StartError> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let fail = |source| StartError::Listen { addr, source };
+    let socket =
+        Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(fail)?;
+    socket.set_reuse_address(true).map_err(fail)?;
+    socket.set_reuse_port(true).map_err(fail)?;
+    socket.set_tcp_nodelay(true).map_err(fail)?;
+    socket.bind(&addr.into()).map_err(fail)?;
+    Ok(socket.into())
+}
+
+/// One shard's bound listeners, with what each one is (and its TLS context, if any).
+pub(super) type ShardListeners = Vec<(Arc<ListenerSpec>, Option<Arc<TlsAcceptor>>, TcpListener)>;
+
+/// The TLS context every SSL and SASL_SSL listener shares (`None` without such listeners),
+/// built before any socket is bound so a bad certificate is a clean start-up error.
+fn tls_acceptor(
+    config: &BrokerConfig,
+    specs: &[Arc<ListenerSpec>],
+) -> Result<Option<Arc<TlsAcceptor>>, StartError> {
+    if !specs.iter().any(|s| s.protocol.uses_tls()) {
+        return Ok(None);
+    }
+    let acceptor =
+        TlsAcceptor::new(&config.tls_settings()).map_err(|e| StartError::Config(e.to_string()))?;
+    crate::security::tls::probe_ktls();
+    Ok(Some(Arc::new(acceptor)))
+}
+
+/// Every configured listener bound once per shard (SO_REUSEPORT), before any thread
+/// starts, so a busy port is a clean error; with a duplicate of each socket for
+/// `start_listening` (the shards own the originals).
+#[allow(clippy::type_complexity)]
+pub(super) fn bind_listeners(
+    config: &BrokerConfig,
+    shards: usize,
+) -> Result<(Vec<ShardListeners>, Vec<ToListen>, Option<Arc<TlsAcceptor>>), StartError> {
+    let specs: Vec<Arc<ListenerSpec>> = config
+        .listener_specs()
+        .map_err(|e| StartError::Config(e.to_string()))?
+        .into_iter()
+        .map(Arc::new)
+        .collect();
+    let tls = tls_acceptor(config, &specs)?;
+    // SO_REUSEPORT would let a second broker silently share a port another process holds;
+    // a plain bind first turns that into a clean "address in use" error.
+    for spec in &specs {
+        probe_exclusive(spec.bind)?;
+    }
+    // Bind every listener of every shard before starting any thread, so a busy port is a
+    // clean error.
+    let mut listeners = Vec::with_capacity(shards);
+    let mut to_listen = Vec::with_capacity(shards * specs.len());
+    for _ in 0..shards {
+        let mut shard_listeners = Vec::with_capacity(specs.len());
+        for spec in &specs {
+            let acceptor = spec.protocol.uses_tls().then(|| tls.clone()).flatten();
+            let socket = bind_reuseport(spec.bind)?;
+            let duplicate = socket.try_clone().map_err(|source| StartError::Listen {
+                addr: spec.bind,
+                source,
+            })?;
+            to_listen.push(ToListen {
+                addr: spec.bind,
+                socket: duplicate,
+            });
+            shard_listeners.push((spec.clone(), acceptor, socket));
+        }
+        listeners.push(shard_listeners);
+    }
+    Ok((listeners, to_listen, tls))
+}
+
+/// A duplicate descriptor of one shard's bound socket, kept by the main thread until every
+/// shard is ready.
+pub(super) struct ToListen {
+    addr: std::net::SocketAddr,
+    socket: TcpListener,
+}
+
+/// Puts every shard's socket in the listening state (the duplicates share the socket with
+/// the shards' descriptors); the caller drops the duplicates afterwards.
+pub(super) fn start_listening(sockets: &[ToListen]) -> Result<(), StartError> {
+    for s in sockets {
+        socket2::SockRef::from(&s.socket)
+            .listen(LISTEN_BACKLOG)
+            .map_err(|source| StartError::Listen {
+                addr: s.addr,
+                source,
+            })?;
+    }
+    Ok(())
+}
