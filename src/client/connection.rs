@@ -71,6 +71,13 @@ pub const CLIENT_API_VERSIONS: &[(ApiKey, &str, i16, i16)] = &[
     (ApiKey::DescribeAcls, "DescribeAcls", 1, 3),
     (ApiKey::CreateAcls, "CreateAcls", 1, 3),
     (ApiKey::DeleteAcls, "DeleteAcls", 1, 3),
+    (ApiKey::ShareGroupDescribe, "ShareGroupDescribe", 1, 1),
+    (
+        ApiKey::DescribeShareGroupOffsets,
+        "DescribeShareGroupOffsets",
+        0,
+        0,
+    ),
 ];
 
 /// The name of an API key for messages ("Produce"), or "Unknown".
