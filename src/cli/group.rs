@@ -6,7 +6,8 @@
 
 use super::DEFAULT_BOOTSTRAP_SERVER;
 use crate::client::group::{
-    commit_offsets, describe_group, fetch_committed, find_coordinator, list_groups,
+    commit_offsets, describe_group, describe_share_group, fetch_committed, find_coordinator,
+    list_groups, share_group_start_offsets,
 };
 use crate::client::{Client, ClientError, OffsetSpec};
 use clap::{Args, Subcommand};
@@ -27,8 +28,16 @@ pub struct GroupArgs {
 pub enum GroupCommand {
     /// List group ids with their type (classic, consumer, share).
     List,
-    /// Show state, members, committed offsets and lag of a group.
-    Describe { group: String },
+    /// Show state, members, committed offsets and lag of a group. For a share group: its
+    /// members and their partitions, and per partition the share-partition start offset and
+    /// lag (with --admin, also its in-flight records by state and highest delivery count).
+    Describe {
+        group: String,
+        /// A Sluice broker's admin listener (HOST:PORT), for a share group's record states
+        /// from its metrics.
+        #[arg(long)]
+        admin: Option<String>,
+    },
     /// Delete a group that has no members.
     Delete { group: String },
     /// Set a group's committed offsets for a topic (the group must have no active members).
@@ -80,7 +89,17 @@ pub fn run(args: GroupArgs) -> Result<(), String> {
                 println!("{}\t{}", g.group_id, g.group_type);
             }
         }
-        GroupCommand::Describe { group } => describe(&mut client, &group)?,
+        GroupCommand::Describe { group, admin } => {
+            let listed = list_groups(&mut client).map_err(|e| e.to_string())?;
+            let is_share = listed
+                .iter()
+                .any(|g| g.group_id == group && g.group_type == "share");
+            if is_share {
+                describe_share(&mut client, &group, admin.as_deref())?
+            } else {
+                describe(&mut client, &group)?
+            }
+        }
         GroupCommand::Delete { group } => {
             crate::client::group::delete_group(&mut client, &group).map_err(|e| e.to_string())?;
             println!("deleted group {group}");
@@ -343,9 +362,189 @@ fn describe(client: &mut Client, group: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A share group: members and assignments (ShareGroupDescribe), each partition's start
+/// offset and lag (DescribeShareGroupOffsets, ListOffsets) and, from a Sluice admin
+/// listener's `/metrics`, its in-flight records by state and highest delivery count.
+fn describe_share(client: &mut Client, group: &str, admin: Option<&str>) -> Result<(), String> {
+    let described = describe_share_group(client, group).map_err(|e| e.to_string())?;
+    let starts = share_group_start_offsets(client, group).map_err(|e| e.to_string())?;
+    println!(
+        "Group: {}\tType: share\tState: {}\tEpoch: {}\tMembers: {}",
+        described.group_id,
+        described.state,
+        described.group_epoch,
+        described.members.len()
+    );
+    println!("MEMBER-ID\tCLIENT-ID\tHOST\tEPOCH\tASSIGNMENT");
+    let mut members_of: BTreeMap<(String, i32), Vec<String>> = BTreeMap::new();
+    for m in &described.members {
+        let assignment: Vec<String> = m
+            .assignment
+            .iter()
+            .map(|(t, ps)| {
+                for p in ps {
+                    members_of
+                        .entry((t.clone(), *p))
+                        .or_default()
+                        .push(m.member_id.clone());
+                }
+                let ps: Vec<String> = ps.iter().map(i32::to_string).collect();
+                format!("{t}:{}", ps.join(","))
+            })
+            .collect();
+        println!(
+            "{}\t{}\t{}\t{}\t{}",
+            m.member_id,
+            m.client_id,
+            m.client_host,
+            m.member_epoch,
+            if assignment.is_empty() {
+                "-".to_string()
+            } else {
+                assignment.join(" ")
+            }
+        );
+    }
+    let states = admin.map(|a| share_states_from_metrics(a, group));
+    if let Some(Err(e)) = &states {
+        println!("RecordStates: unavailable ({e})");
+    }
+    let states = states.and_then(Result::ok);
+    let mut header = "TOPIC\tPARTITION\tSTART-OFFSET\tLOG-END-OFFSET\tLAG".to_string();
+    if states.is_some() {
+        header.push_str(
+            "\tAVAILABLE\tACQUIRED\tACKNOWLEDGED\tARCHIVING\tARCHIVED\tMAX-DELIVERY-COUNT",
+        );
+    }
+    println!("{header}\tMEMBERS");
+    let mut total_lag: i64 = 0;
+    for (topic, partition, start) in starts {
+        let end = client
+            .list_offsets(&topic, &[partition], OffsetSpec::Latest)
+            .ok()
+            .and_then(|v| v.first().map(|(_, o)| *o));
+        let lag = end.map(|e| (e - start).max(0));
+        total_lag = total_lag.saturating_add(lag.unwrap_or(0));
+        let mut row = format!(
+            "{topic}\t{partition}\t{start}\t{}\t{}",
+            end.map_or("-".to_string(), |e| e.to_string()),
+            lag.map_or("-".to_string(), |l| l.to_string())
+        );
+        if let Some(states) = &states {
+            let key = (topic.clone(), partition);
+            let get = |name: &str| {
+                states
+                    .get(&(key.clone(), name.to_string()))
+                    .map_or("0".to_string(), |v| v.to_string())
+            };
+            for name in [
+                "available",
+                "acquired",
+                "acknowledged",
+                "archiving",
+                "archived",
+                DELIVERY_COUNT_MAX,
+            ] {
+                row.push('\t');
+                row.push_str(&get(name));
+            }
+        }
+        let members = members_of
+            .get(&(topic.clone(), partition))
+            .map_or("-".to_string(), |m| m.join(","));
+        println!("{row}\t{members}");
+    }
+    println!("TOTAL-LAG\t{total_lag}");
+    Ok(())
+}
+
+/// ((topic, partition), state) -> records (or the highest delivery count).
+type ShareStates = BTreeMap<((String, i32), String), u64>;
+
+/// The pseudo-state under which `share_states_from_metrics` keeps the highest delivery count.
+const DELIVERY_COUNT_MAX: &str = "delivery_count_max";
+
+/// ((topic, partition), state) -> value of the group's `sluice_share_records` series, and
+/// its `sluice_share_delivery_count_max` under the state `delivery_count_max`.
+fn share_states_from_metrics(admin: &str, group: &str) -> Result<ShareStates, String> {
+    let body = crate::cli::top::fetch_admin(admin, "/metrics")?;
+    let mut out = BTreeMap::new();
+    for line in body.lines() {
+        let (name, rest) = match line.split_once('{') {
+            Some(split) => split,
+            None => continue,
+        };
+        if name != "sluice_share_records" && name != "sluice_share_delivery_count_max" {
+            continue;
+        }
+        let Some((labels, value)) = rest.rsplit_once('}') else {
+            continue;
+        };
+        let labels = parse_labels(labels);
+        let label = |k: &str| labels.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        if label("group") != Some(group) {
+            continue;
+        }
+        let (Some(topic), Some(partition)) = (label("topic"), label("partition")) else {
+            continue;
+        };
+        let Ok(partition) = partition.parse::<i32>() else {
+            continue;
+        };
+        let state = if name == "sluice_share_records" {
+            label("state").unwrap_or("").to_string()
+        } else {
+            DELIVERY_COUNT_MAX.to_string()
+        };
+        let value = value.trim().parse::<f64>().unwrap_or(0.0).max(0.0) as u64;
+        out.insert(((topic.to_string(), partition), state), value);
+    }
+    Ok(out)
+}
+
+/// `a="x",b="y\"z"` -> [(a, x), (b, y"z)], with Prometheus' escapes (\\, \", \n).
+fn parse_labels(text: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut chars = text.chars().peekable();
+    loop {
+        let name: String = chars.by_ref().take_while(|c| *c != '=').collect();
+        if name.is_empty() || chars.next() != Some('"') {
+            return out;
+        }
+        let mut value = String::new();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => match chars.next() {
+                    Some('n') => value.push('\n'),
+                    Some(other) => value.push(other),
+                    None => break,
+                },
+                '"' => break,
+                c => value.push(c),
+            }
+        }
+        out.push((name.trim_start_matches(',').trim().to_string(), value));
+        if chars.peek() == Some(&',') {
+            chars.next();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prometheus_labels_parse_with_escapes() {
+        assert_eq!(
+            parse_labels(r#"group="g,1",topic="t",state="a\"b""#),
+            vec![
+                ("group".to_string(), "g,1".to_string()),
+                ("topic".to_string(), "t".to_string()),
+                ("state".to_string(), "a\"b".to_string()),
+            ]
+        );
+    }
 
     #[test]
     fn datetimes_parse_as_kafka_writes_them() {

@@ -75,6 +75,13 @@ pub const CLIENT_API_VERSIONS: &[(ApiKey, &str, i16, i16)] = &[
     (ApiKey::DeleteAcls, "DeleteAcls", 1, 3),
     (ApiKey::SaslHandshake, "SaslHandshake", 1, 1),
     (ApiKey::SaslAuthenticate, "SaslAuthenticate", 0, 2),
+    (ApiKey::ShareGroupDescribe, "ShareGroupDescribe", 1, 1),
+    (
+        ApiKey::DescribeShareGroupOffsets,
+        "DescribeShareGroupOffsets",
+        0,
+        0,
+    ),
 ];
 
 /// The name of an API key for messages ("Produce"), or "Unknown".

@@ -39,7 +39,40 @@ pub const GROUP_CONFIG_KEYS: &[(&str, &str)] = &[
         "share.isolation.level",
         "Which records a share group sees: read_uncommitted, or read_committed (never past the last stable offset).",
     ),
+    (
+        DLQ_TOPIC_NAME_KEY,
+        "The name of the topic to be used as the dead-letter queue (DLQ) topic for this share group (KIP-1191). If blank (the default), the group does not have a DLQ topic.",
+    ),
+    (
+        DLQ_COPY_RECORD_KEY,
+        "When writing onto the dead-letter queue topic, whether to copy the original record's key and value onto the DLQ topic, or just write a record containing the context information headers.",
+    ),
 ];
+
+/// KIP-1191's group config naming the share group's dead-letter topic ("" = none).
+pub const DLQ_TOPIC_NAME_KEY: &str = "errors.deadletterqueue.topic.name";
+/// KIP-1191's group config: copy the record's key and value onto the dead-letter topic.
+pub const DLQ_COPY_RECORD_KEY: &str = "errors.deadletterqueue.copy.record.enable";
+
+/// Where a share group's undeliverable records go (KIP-1191): the group's dead-letter topic
+/// and whether the records' key and value are copied there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetterTarget {
+    pub topic: String,
+    pub copy_record: bool,
+}
+
+/// The group's dead-letter target, None when `errors.deadletterqueue.topic.name` is blank.
+pub fn dead_letter_target(
+    overrides: Option<&BTreeMap<String, String>>,
+) -> Option<DeadLetterTarget> {
+    let get = |key: &str| overrides.and_then(|o| o.get(key)).map(|v| v.trim());
+    let topic = get(DLQ_TOPIC_NAME_KEY).filter(|t| !t.is_empty())?;
+    Some(DeadLetterTarget {
+        topic: topic.to_string(),
+        copy_record: get(DLQ_COPY_RECORD_KEY).is_some_and(|v| v.eq_ignore_ascii_case("true")),
+    })
+}
 
 /// Kafka's `group.share.record.lock.duration.ms` default.
 pub const DEFAULT_SHARE_RECORD_LOCK_DURATION_MS: i32 = 30_000;
@@ -68,6 +101,11 @@ pub struct ShareGroupConfig {
     pub auto_offset_reset: ShareOffsetReset,
     pub delivery_count_limit: i32,
     pub read_committed: bool,
+    /// The group has a dead-letter topic (KIP-1191): rejected records and records past the
+    /// delivery count limit are written there before they are archived.
+    pub dead_letter: bool,
+    /// `errors.deadletterqueue.copy.record.enable`.
+    pub dead_letter_copy_record: bool,
 }
 
 impl Default for ShareGroupConfig {
@@ -77,6 +115,8 @@ impl Default for ShareGroupConfig {
             auto_offset_reset: ShareOffsetReset::Latest,
             delivery_count_limit: DEFAULT_SHARE_DELIVERY_COUNT_LIMIT,
             read_committed: false,
+            dead_letter: false,
+            dead_letter_copy_record: false,
         }
     }
 }
@@ -96,6 +136,10 @@ impl ShareGroupConfig {
             out.delivery_count_limit = v;
         }
         out.read_committed = get("share.isolation.level") == Some("read_committed");
+        if let Some(target) = dead_letter_target(overrides) {
+            out.dead_letter = true;
+            out.dead_letter_copy_record = target.copy_record;
+        }
         out
     }
 
@@ -110,6 +154,7 @@ impl ShareGroupConfig {
                 .to_string(),
             ),
             "share.delivery.count.limit" => Some(self.delivery_count_limit.to_string()),
+            DLQ_COPY_RECORD_KEY => Some(self.dead_letter_copy_record.to_string()),
             "share.isolation.level" => Some(
                 if self.read_committed {
                     "read_committed"
@@ -130,6 +175,13 @@ pub fn group_config_value(
     overrides: Option<&BTreeMap<String, String>>,
     key: &str,
 ) -> Option<String> {
+    if key == DLQ_TOPIC_NAME_KEY {
+        return Some(
+            dead_letter_target(overrides)
+                .map(|t| t.topic)
+                .unwrap_or_default(),
+        );
+    }
     GroupTimeouts::with_overrides(timeouts, overrides)
         .get(key)
         .or_else(|| ShareGroupConfig::with_overrides(overrides).get(key))
@@ -137,7 +189,15 @@ pub fn group_config_value(
 
 /// Whether a group config holds a string (the rest are ints), for DescribeConfigs' types.
 pub fn is_string_group_config(key: &str) -> bool {
-    matches!(key, "share.auto.offset.reset" | "share.isolation.level")
+    matches!(
+        key,
+        "share.auto.offset.reset" | "share.isolation.level" | DLQ_TOPIC_NAME_KEY
+    )
+}
+
+/// Whether a group config holds a boolean, for DescribeConfigs' types.
+pub fn is_boolean_group_config(key: &str) -> bool {
+    key == DLQ_COPY_RECORD_KEY
 }
 
 /// A group's effective session timeout and heartbeat interval.
@@ -193,6 +253,29 @@ pub fn check_group_config(key: &str, value: &str) -> Result<(), String> {
     let (min, max) = match key {
         "share.auto.offset.reset" => return one_of(&["latest", "earliest"]),
         "share.isolation.level" => return one_of(&["read_uncommitted", "read_committed"]),
+        // Kafka's GroupConfig: any string, but not an internal topic's "__" prefix (the
+        // broker's `errors.deadletterqueue.topic.name.prefix` is checked when a record is
+        // dead-lettered, as Kafka does).
+        DLQ_TOPIC_NAME_KEY => {
+            let name = value.trim();
+            return if name.starts_with("__") {
+                Err(format!(
+                    "{DLQ_TOPIC_NAME_KEY}: DLQ topic name must not start with '__'"
+                ))
+            } else {
+                Ok(())
+            };
+        }
+        DLQ_COPY_RECORD_KEY => {
+            let v = value.trim();
+            return if v.eq_ignore_ascii_case("true") || v.eq_ignore_ascii_case("false") {
+                Ok(())
+            } else {
+                Err(format!(
+                    "Invalid value {value} for configuration {key}: Expected value to be either true or false"
+                ))
+            };
+        }
         "share.record.lock.duration.ms" => (
             MIN_SHARE_RECORD_LOCK_DURATION_MS,
             MAX_SHARE_RECORD_LOCK_DURATION_MS,

@@ -164,6 +164,13 @@ pub struct BrokerConfig {
     /// Log filter (tracing `EnvFilter` syntax); `RUST_LOG` overrides it.
     pub log_level: String,
     pub auto_create_topics: bool,
+    /// Kafka's `errors.deadletterqueue.topic.name.prefix` (KIP-1191): a share group's
+    /// dead-letter topic must start with this ("" = any name), so a group cannot make the
+    /// broker write into an arbitrary business topic.
+    pub errors_deadletterqueue_topic_name_prefix: String,
+    /// Kafka's `errors.deadletterqueue.auto.create.topics.enable` (KIP-1191): create a
+    /// share group's missing dead-letter topic (with `errors.deadletterqueue.group.enable`).
+    pub errors_deadletterqueue_auto_create_topics_enable: bool,
     /// Kafka's `transactional.id.expiration.ms`: a transactional id with no transaction open
     /// and no change for this long is forgotten (its slot in the coordinator freed).
     pub transactional_id_expiration_ms: i64,
@@ -246,6 +253,8 @@ impl Default for BrokerConfig {
             replica_lag_time_max_ms: DEFAULT_REPLICA_LAG_TIME_MAX_MS,
             log_level: "info".to_string(),
             auto_create_topics: true,
+            errors_deadletterqueue_topic_name_prefix: "dlq.".to_string(),
+            errors_deadletterqueue_auto_create_topics_enable: false,
             transactional_id_expiration_ms: DEFAULT_TRANSACTIONAL_ID_EXPIRATION_MS,
             default_partitions: 1,
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,

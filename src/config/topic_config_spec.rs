@@ -432,6 +432,13 @@ pub const TOPIC_CONFIG_SPECS: &[TopicConfigSpec] = &[
         "Sluice: when appends are fdatasync'ed before they are acknowledged: acks-all (acks=all writes, grouped), always, or none.",
     ),
     spec(
+        "errors.deadletterqueue.group.enable",
+        Boolean,
+        "false",
+        None,
+        "KIP-1191: whether share groups may use this topic as their dead-letter queue topic (its name must also start with the broker's errors_deadletterqueue_topic_name_prefix).",
+    ),
+    spec(
         "sluice.delivery.delay.ms",
         Long {
             min: 0,

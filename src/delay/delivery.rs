@@ -70,3 +70,31 @@ pub fn build_delivery_batch(
     b[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
     b
 }
+
+/// Whether a partition whose last sequence is `last` holds sequence `target` already, on
+/// the wrapping sequence space `0..=i32::MAX`: `last` is at `target` or less than half the
+/// space after it.
+pub fn sequence_reached(last: i32, target: i32) -> bool {
+    if last < 0 {
+        return false;
+    }
+    let space = i32::MAX as i64 + 1;
+    let distance = (last as i64 - target as i64).rem_euclid(space);
+    distance < space / 2
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sequence_reached;
+
+    #[test]
+    fn sequence_reached_follows_the_wrapping_sequence_space() {
+        assert!(sequence_reached(10, 10));
+        assert!(sequence_reached(11, 10));
+        assert!(!sequence_reached(9, 10));
+        assert!(!sequence_reached(-1, 0), "no batch yet");
+        // Across the wrap: 3 comes after i32::MAX - 2.
+        assert!(sequence_reached(3, i32::MAX - 2));
+        assert!(!sequence_reached(i32::MAX - 2, 3));
+    }
+}

@@ -15,6 +15,12 @@ pub struct SharePartitionSeries {
     pub available: u64,
     /// Records acquired by a member and not yet settled (the in-flight locks).
     pub acquired: u64,
+    /// In-flight records settled as accepted, archived (rejected, or past the delivery
+    /// count limit), and waiting for their dead-letter append (KIP-1191), inside the window
+    /// the start offset has not yet passed.
+    pub acknowledged: u64,
+    pub archived: u64,
+    pub archiving: u64,
     /// Highest delivery count among in-flight records (0: none in flight).
     pub delivery_count_max: u16,
     /// ShareFetches of the group waiting their turn here.

@@ -30,6 +30,7 @@ mod routing;
 pub mod sasl;
 mod sasl_gate;
 pub mod share;
+pub mod share_dlq;
 pub mod timestamp_bounds;
 mod transport;
 pub mod views;

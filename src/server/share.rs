@@ -26,6 +26,7 @@ use crate::partition::share::{
 use crate::server::access::permitted;
 use crate::server::authorization::ResourceType;
 use crate::server::context::RequestContext;
+use crate::server::share_dlq::forward_dead_letters;
 use crate::shard::{Lookup, Shard};
 
 /// The group's share configs (GROUP config resource over Kafka's defaults).
@@ -111,7 +112,11 @@ pub async fn acknowledge(
                 &at.config,
                 Instant::now(),
             );
-            match outcome.await {
+            let outcome = outcome.await;
+            // Rejected records of a group with a dead-letter topic are ARCHIVING now,
+            // durably: their dead letters go out in the background.
+            forward_dead_letters(&s, &p, &at.topic, at.partition, &at.group_id);
+            match outcome {
                 Ok(Ok(())) => 0,
                 Ok(Err(AckError::InvalidRecordState)) => ResponseError::InvalidRecordState.code(),
                 Ok(Err(AckError::InvalidRequest)) => ResponseError::InvalidRequest.code(),
@@ -143,6 +148,7 @@ pub async fn release_member(shard: &Rc<Shard>, at: SharePartitionRef) {
                 let _ = p
                     .share_release_member(&at.group_id, &at.member_id, &at.config)
                     .await;
+                forward_dead_letters(&s, &p, &at.topic, at.partition, &at.group_id);
             }
         })
         .await;
@@ -234,6 +240,9 @@ async fn acquire_in_turn(
         p.share_save_released(&at.group_id)
             .await
             .map_err(|e| share_error(&e))?;
+        // Records past the delivery count limit (an expiry just now, or ARCHIVING ones
+        // restored after a restart) go to the group's dead-letter topic.
+        forward_dead_letters(&s, &p, &at.topic, at.partition, &at.group_id);
         if readiness.acquirable && turn.is_mine() && budget.records_left() > 0 {
             let acquired = acquire_here(&p, &at, &budget, now).await?;
             if !acquired.ranges.is_empty() {

@@ -133,6 +133,9 @@ pub fn share_series(shard: &Shard) -> ShareSeries {
                 partition,
                 available: c.available,
                 acquired: c.acquired,
+                acknowledged: c.acknowledged,
+                archived: c.archived,
+                archiving: c.archiving,
                 delivery_count_max: c.delivery_count_max,
                 lag: (high_watermark - c.start_offset).max(0),
             });

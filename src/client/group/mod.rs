@@ -14,6 +14,7 @@ mod assignor;
 mod coordinator;
 mod member;
 mod offsets;
+mod share;
 
 pub use admin::{
     DescribedGroup, DescribedMember, ListedGroup, delete_group, describe_group, list_groups,
@@ -22,6 +23,9 @@ pub use assignor::range_assign;
 pub use coordinator::find_coordinator;
 pub use member::GroupMember;
 pub use offsets::{commit_offsets, fetch_committed};
+pub use share::{
+    DescribedShareGroup, ShareMember, describe_share_group, share_group_start_offsets,
+};
 
 use kafka_protocol::ResponseError;
 use std::time::Duration;

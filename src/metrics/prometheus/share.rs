@@ -28,11 +28,18 @@ pub(super) fn write_share(out: &mut Out, snapshots: &[ShardSnapshot]) {
     out.family(
         "sluice_share_records",
         "gauge",
-        "In-flight records of a share group on a partition, by state (available, acquired).",
+        "In-flight records of a share group on a partition, by state (available, acquired, acknowledged, archiving: waiting for the dead-letter topic, archived).",
     );
     for p in series() {
         let partition = p.partition.to_string();
-        for (state, count) in [("available", p.available), ("acquired", p.acquired)] {
+        let states = [
+            ("available", p.available),
+            ("acquired", p.acquired),
+            ("acknowledged", p.acknowledged),
+            ("archiving", p.archiving),
+            ("archived", p.archived),
+        ];
+        for (state, count) in states {
             out.sample(
                 "sluice_share_records",
                 &[

@@ -9,7 +9,9 @@
 //! at a crash come back available (with their delivery counts as last written).
 //!
 //! Payload: `format u8 | group (u16 len + bytes) | deleted u8 | start_offset i64 |
-//! runs u32 | (len u32, state u8, delivery_count u16) * runs`.
+//! runs u32 | (len u32, state u8, delivery_count u16) * runs` and, from format 2 on,
+//! `intent u8 | [base_sequence i32 | offsets u32 | offset i64 * offsets]`: the dead-letter
+//! append in progress (KIP-1191), written before the append is made.
 //!
 //! Owns: the file format, replay and the single writer. Must not: decide record states.
 
@@ -19,12 +21,14 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use super::state::{RecordState, SharePartitionState};
+use super::state::{DLQ_BATCH_RECORDS_MAX, DlqCause, DlqIntent, RecordState, SharePartitionState};
 use crate::storage::frames;
 use crate::storage::le_reader::LeReader;
 
 pub const SHARE_STATE_FILE: &str = "share-state.log";
-const RECORD_FORMAT: u8 = 1;
+/// Format 1 had no dead-letter intent; it is still read.
+const RECORD_FORMAT: u8 = 2;
+const RECORD_FORMAT_V1: u8 = 1;
 /// Largest payload: a full window of records each in its own run, with a long group id.
 const MAX_PAYLOAD_BYTES: u32 = 64 * 1024;
 /// Compaction: once the file passes this size and this many times its live frames.
@@ -37,6 +41,8 @@ pub struct SavedState {
     pub start_offset: i64,
     /// (records, state, delivery count) runs from the start offset on.
     pub runs: Vec<(u32, RecordState, u16)>,
+    /// The dead-letter append in progress.
+    pub intent: Option<DlqIntent>,
 }
 
 fn state_code(s: RecordState) -> u8 {
@@ -44,6 +50,8 @@ fn state_code(s: RecordState) -> u8 {
         RecordState::Available | RecordState::Acquired => 0,
         RecordState::Acknowledged => 1,
         RecordState::Archived => 2,
+        RecordState::Archiving(DlqCause::Rejected) => 3,
+        RecordState::Archiving(DlqCause::DeliveryCountExceeded) => 4,
     }
 }
 
@@ -52,6 +60,8 @@ fn state_from(code: u8) -> Option<RecordState> {
         0 => Some(RecordState::Available),
         1 => Some(RecordState::Acknowledged),
         2 => Some(RecordState::Archived),
+        3 => Some(RecordState::Archiving(DlqCause::Rejected)),
+        4 => Some(RecordState::Archiving(DlqCause::DeliveryCountExceeded)),
         _ => None,
     }
 }
@@ -92,12 +102,24 @@ pub fn encode(buf: &mut Vec<u8>, group_id: &str, state: Option<&SharePartitionSt
         flush(buf, run);
     }
     buf[runs_at..runs_at + 4].copy_from_slice(&runs.to_le_bytes());
+    match state.and_then(|s| s.dlq_intent()) {
+        Some(intent) => {
+            buf.push(1);
+            buf.extend_from_slice(&intent.base_sequence.to_le_bytes());
+            buf.extend_from_slice(&(intent.offsets.len() as u32).to_le_bytes());
+            for offset in &intent.offsets {
+                buf.extend_from_slice(&offset.to_le_bytes());
+            }
+        }
+        None => buf.push(0),
+    }
     frames::end_frame(buf, start);
 }
 
 fn decode_payload(payload: &[u8]) -> Option<(String, Option<SavedState>)> {
     let mut r = LeReader::new(payload);
-    if r.u8()? != RECORD_FORMAT {
+    let format = r.u8()?;
+    if format != RECORD_FORMAT && format != RECORD_FORMAT_V1 {
         return None;
     }
     let group = r.str16()?;
@@ -111,12 +133,32 @@ fn decode_payload(payload: &[u8]) -> Option<(String, Option<SavedState>)> {
         let delivery = u16::from_le_bytes(r.take(2)?.try_into().ok()?);
         runs.push((len, state, delivery));
     }
+    let mut intent = None;
+    if format == RECORD_FORMAT && r.u8()? == 1 {
+        let base_sequence = r.i32()?;
+        let count = r.u32()? as usize;
+        if count > DLQ_BATCH_RECORDS_MAX {
+            return None;
+        }
+        let mut offsets = Vec::with_capacity(count);
+        for _ in 0..count {
+            offsets.push(r.i64()?);
+        }
+        intent = Some(DlqIntent {
+            base_sequence,
+            offsets,
+        });
+    }
     if !r.is_at_end() {
         return None;
     }
     Some((
         group,
-        (!deleted).then_some(SavedState { start_offset, runs }),
+        (!deleted).then_some(SavedState {
+            start_offset,
+            runs,
+            intent,
+        }),
     ))
 }
 
@@ -244,6 +286,7 @@ impl SharePartitionState {
                 s.push_restored(state, delivery_count);
             }
         }
+        s.restore_intent(saved.intent.clone());
         s
     }
 }

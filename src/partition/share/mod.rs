@@ -39,7 +39,8 @@ use crate::storage::{Event, FileRegion, StorageError};
 pub use budget::ShareFetchBudget;
 use durable::ShareStateLog;
 pub use state::{
-    AckError, AcquiredRange, Grant, MAX_IN_FLIGHT_RECORDS, ShareCounts, SharePartitionState,
+    AckError, AcquiredRange, DeadLetter, DlqCause, DlqIntent, Grant, MAX_IN_FLIGHT_RECORDS,
+    ShareCounts, SharePartitionState,
 };
 use turns::{FetchTurns, TurnTicket};
 
@@ -91,6 +92,35 @@ pub struct SharePartitions {
     /// Groups whose state changed without being written (locks expired while touched by a
     /// synchronous step); bounded by the groups of this partition.
     unsaved: std::cell::RefCell<std::collections::HashSet<String>>,
+    /// Groups whose dead-letter forwarding runs now (one forwarder per group and partition,
+    /// so the group's dead-letter sequences are assigned in order); bounded by the groups.
+    dead_lettering: Rc<SharePartitionsBusy>,
+}
+
+/// The next step of a group's dead-letter forwarding on this partition (KIP-1191).
+#[derive(Debug)]
+pub enum DeadLetterStep {
+    /// Nothing waits for the dead-letter topic.
+    Idle,
+    /// Records wait and no append is in progress: a new intent needs the dead-letter
+    /// producer's next sequence on the dead-letter partition.
+    NeedSequence,
+    /// This intent is durable: append its records (again, after a crash) with its sequence.
+    Append(DlqIntent, Vec<DeadLetter>),
+}
+
+/// A claim on a group's dead-letter forwarding here; dropping it lets the next one start.
+pub struct DeadLetterClaim {
+    busy: Rc<SharePartitionsBusy>,
+    group_id: String,
+}
+
+type SharePartitionsBusy = std::cell::RefCell<std::collections::HashSet<String>>;
+
+impl Drop for DeadLetterClaim {
+    fn drop(&mut self) {
+        self.busy.borrow_mut().remove(&self.group_id);
+    }
 }
 
 /// A ShareFetch's place in this partition's queue of its group's fetches. Only the oldest
@@ -214,6 +244,7 @@ impl Partition {
         let Some(state) = groups.get_mut(group_id) else {
             return Err(ShareError::TooManyGroups);
         };
+        state.set_dead_letter(config.dead_letter);
         state.skip_to(self.log_start_offset());
         if state.expire_locks(now, delivery_limit(config)) > 0 {
             // Written by the next async step here (`save_released`): the delivery counts
@@ -373,7 +404,10 @@ impl Partition {
         config: &ShareGroupConfig,
     ) -> Result<(), ShareError> {
         let released = match self.shares.groups.borrow_mut().get_mut(group_id) {
-            Some(s) => s.release_member(member_id, delivery_limit(config)),
+            Some(s) => {
+                s.set_dead_letter(config.dead_letter);
+                s.release_member(member_id, delivery_limit(config))
+            }
             None => 0,
         };
         if released == 0 {
@@ -390,6 +424,79 @@ impl Partition {
         if !self.shares.unsaved.borrow().contains(group_id) {
             return Ok(());
         }
+        self.persist_share_state(group_id).await
+    }
+
+    /// Claims the group's dead-letter forwarding here (None: one runs already).
+    pub fn share_dead_letter_claim(&self, group_id: &str) -> Option<DeadLetterClaim> {
+        if !self
+            .shares
+            .dead_lettering
+            .borrow_mut()
+            .insert(group_id.to_string())
+        {
+            return None;
+        }
+        Some(DeadLetterClaim {
+            busy: Rc::clone(&self.shares.dead_lettering),
+            group_id: group_id.to_string(),
+        })
+    }
+
+    /// Whether records of the group wait for their dead-letter append here.
+    pub fn share_has_dead_letters(&self, group_id: &str) -> bool {
+        self.shares
+            .groups
+            .borrow()
+            .get(group_id)
+            .is_some_and(|s| s.dlq_intent().is_some() || s.has_dead_letters())
+    }
+
+    /// The group's next dead-letter step here. With `next_sequence` and no intent in
+    /// progress, makes a new intent of the waiting records and writes it durably before
+    /// returning it: the append may only be made once a crash cannot lose its sequence.
+    pub async fn share_dead_letter_step(
+        &self,
+        group_id: &str,
+        next_sequence: Option<i32>,
+    ) -> Result<DeadLetterStep, ShareError> {
+        self.share_log()?;
+        let (step, created) = {
+            let mut groups = self.shares.groups.borrow_mut();
+            let Some(state) = groups.get_mut(group_id) else {
+                return Ok(DeadLetterStep::Idle);
+            };
+            let had_intent = state.dlq_intent().is_some();
+            if !had_intent && !state.has_dead_letters() {
+                return Ok(DeadLetterStep::Idle);
+            }
+            if !had_intent && next_sequence.is_none() {
+                return Ok(DeadLetterStep::NeedSequence);
+            }
+            let sequence = next_sequence.unwrap_or(0);
+            match state.dead_letter_intent(|| sequence) {
+                Some((intent, letters)) => (DeadLetterStep::Append(intent, letters), !had_intent),
+                None => (DeadLetterStep::Idle, false),
+            }
+        };
+        if created && let Err(e) = self.persist_share_state(group_id).await {
+            // Not known to be durable: the append must not be made with it.
+            if let Some(state) = self.shares.groups.borrow_mut().get_mut(group_id) {
+                state.restore_intent(None);
+            }
+            return Err(e);
+        }
+        Ok(step)
+    }
+
+    /// The intent's dead-letter append is durable (or its target refused it for good): its
+    /// records become archived, durably, and the window may slide past them.
+    pub async fn share_dead_letter_done(&self, group_id: &str) -> Result<(), ShareError> {
+        match self.shares.groups.borrow_mut().get_mut(group_id) {
+            Some(state) => state.finish_dead_letter_intent(),
+            None => return Ok(()),
+        }
+        self.shares.changed.notify();
         self.persist_share_state(group_id).await
     }
 

@@ -26,7 +26,53 @@ pub enum RecordState {
     Available,
     Acquired,
     Acknowledged,
+    /// On its way to the group's dead-letter topic (KIP-1191's ARCHIVING): archived once the
+    /// dead-letter append is durable. Never handed out again; the window does not slide past
+    /// it.
+    Archiving(DlqCause),
     Archived,
+}
+
+/// Why a record is dead-lettered: the `__dlq.errors.message` Kafka writes for each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DlqCause {
+    /// A member acknowledged it with REJECT.
+    Rejected,
+    /// It was delivered `share.delivery.count.limit` times without being accepted.
+    DeliveryCountExceeded,
+}
+
+impl DlqCause {
+    /// Kafka's `__dlq.errors.message` text for the cause.
+    pub fn message(self) -> &'static str {
+        match self {
+            DlqCause::Rejected => "Offset rejected by client.",
+            DlqCause::DeliveryCountExceeded => "Offset delivery count exceeded the threshold.",
+        }
+    }
+}
+
+/// Records one dead-letter batch carries at most (and so the offsets an intent lists in the
+/// share-state frame: 8 bytes each, well inside the frame's 64 KiB).
+pub const DLQ_BATCH_RECORDS_MAX: usize = 500;
+
+/// A dead-letter append about to be made (or made, its outcome unknown after a crash): the
+/// records, in offset order, and the base sequence of the group's dead-letter producer on the
+/// dead-letter partition. Written durably before the append, so a retry after a crash sends
+/// the same records with the same sequence and the dead-letter partition's idempotence
+/// answers it as a duplicate if the first append landed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DlqIntent {
+    pub base_sequence: i32,
+    pub offsets: Vec<i64>,
+}
+
+/// One record of a dead-letter intent: where it is and what the headers say of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeadLetter {
+    pub offset: i64,
+    pub delivery_count: u16,
+    pub cause: DlqCause,
 }
 
 #[derive(Debug, Clone)]
@@ -63,6 +109,8 @@ pub struct ShareCounts {
     pub acquired: u64,
     pub acknowledged: u64,
     pub archived: u64,
+    /// Records waiting for their dead-letter append (KIP-1191's ARCHIVING).
+    pub archiving: u64,
     /// Highest delivery count among available and acquired records (0: none).
     pub delivery_count_max: u16,
 }
@@ -72,6 +120,11 @@ pub struct SharePartitionState {
     start_offset: i64,
     records: VecDeque<InFlight>,
     max_in_flight: usize,
+    /// The group has a dead-letter topic: what would be archived is dead-lettered first.
+    dead_letter: bool,
+    /// The dead-letter append in progress (at most one per share-partition, so the group's
+    /// dead-letter producer's sequences on the dead-letter partition are assigned in order).
+    dlq_intent: Option<DlqIntent>,
 }
 
 impl SharePartitionState {
@@ -82,7 +135,94 @@ impl SharePartitionState {
             start_offset,
             records: VecDeque::with_capacity(max_in_flight.min(MAX_IN_FLIGHT_RECORDS)),
             max_in_flight,
+            dead_letter: false,
+            dlq_intent: None,
         }
+    }
+
+    /// Whether records that would be archived go to the group's dead-letter topic first
+    /// (set from the group's config before every change).
+    pub fn set_dead_letter(&mut self, dead_letter: bool) {
+        self.dead_letter = dead_letter;
+    }
+
+    pub fn dlq_intent(&self) -> Option<&DlqIntent> {
+        self.dlq_intent.as_ref()
+    }
+
+    pub(super) fn restore_intent(&mut self, intent: Option<DlqIntent>) {
+        self.dlq_intent = intent;
+    }
+
+    /// Whether some record waits for its dead-letter append.
+    pub fn has_dead_letters(&self) -> bool {
+        self.records
+            .iter()
+            .any(|r| matches!(r.state, RecordState::Archiving(_)))
+    }
+
+    /// The records of the intent in progress, or (none in progress) a new intent of up to
+    /// `DLQ_BATCH_RECORDS_MAX` waiting records with `base_sequence` (`next_sequence` is asked
+    /// only when a new intent is made). None: nothing waits.
+    pub fn dead_letter_intent(
+        &mut self,
+        next_sequence: impl FnOnce() -> i32,
+    ) -> Option<(DlqIntent, Vec<DeadLetter>)> {
+        if self.dlq_intent.is_none() {
+            let offsets: Vec<i64> = self
+                .in_flight()
+                .filter(|(_, state, _)| matches!(state, RecordState::Archiving(_)))
+                .map(|(offset, _, _)| offset)
+                .take(DLQ_BATCH_RECORDS_MAX)
+                .collect();
+            if offsets.is_empty() {
+                return None;
+            }
+            self.dlq_intent = Some(DlqIntent {
+                base_sequence: next_sequence(),
+                offsets,
+            });
+        }
+        let intent = self.dlq_intent.clone()?;
+        let letters = intent
+            .offsets
+            .iter()
+            .map(|&offset| {
+                let (delivery_count, cause) = match self.slot(offset) {
+                    Some(InFlight {
+                        state: RecordState::Archiving(cause),
+                        delivery_count,
+                        ..
+                    }) => (*delivery_count, *cause),
+                    // Moved on meanwhile (skipped by retention, the group reset): its
+                    // dead letter still goes out with what is known.
+                    Some(r) => (r.delivery_count, DlqCause::Rejected),
+                    None => (0, DlqCause::Rejected),
+                };
+                DeadLetter {
+                    offset,
+                    delivery_count,
+                    cause,
+                }
+            })
+            .collect();
+        Some((intent, letters))
+    }
+
+    /// The intent's dead-letter append is durable (or its target refused it for good):
+    /// its records are archived.
+    pub fn finish_dead_letter_intent(&mut self) {
+        let Some(intent) = self.dlq_intent.take() else {
+            return;
+        };
+        for offset in intent.offsets {
+            if let Some(r) = self.slot(offset)
+                && matches!(r.state, RecordState::Archiving(_))
+            {
+                settle(r, RecordState::Archived);
+            }
+        }
+        self.advance();
     }
 
     pub fn start_offset(&self) -> i64 {
@@ -116,7 +256,7 @@ impl SharePartitionState {
         let mut released = 0;
         for r in self.records.iter_mut() {
             if r.state == RecordState::Acquired && r.lock_deadline.is_some_and(|d| d <= now) {
-                release(r, delivery_limit);
+                release(r, delivery_limit, self.dead_letter);
                 released += 1;
             }
         }
@@ -139,7 +279,7 @@ impl SharePartitionState {
         let mut released = 0;
         for r in self.records.iter_mut() {
             if r.state == RecordState::Acquired && r.owner.as_deref() == Some(member) {
-                release(r, delivery_limit);
+                release(r, delivery_limit, self.dead_letter);
                 released += 1;
             }
         }
@@ -235,6 +375,7 @@ impl SharePartitionState {
             return Err(AckError::InvalidRecordState);
         }
         let type_at = |i: usize| if types.len() == 1 { types[0] } else { types[i] };
+        let dead_letter = self.dead_letter;
         for i in 0..span {
             let held = self.slot(first_offset + i as i64).is_some_and(|r| {
                 r.state == RecordState::Acquired && r.owner.as_deref() == Some(member)
@@ -248,8 +389,12 @@ impl SharePartitionState {
             if let Some(r) = self.slot(first_offset + i as i64) {
                 match kind {
                     ACK_ACCEPT => settle(r, RecordState::Acknowledged),
-                    ACK_RELEASE => release(r, delivery_limit),
-                    // REJECT archives for good; GAP marks an offset with no record.
+                    ACK_RELEASE => release(r, delivery_limit, dead_letter),
+                    // REJECT archives for good, through the dead-letter topic if the group
+                    // has one (KIP-1191); GAP marks an offset with no record.
+                    ACK_REJECT if dead_letter => {
+                        settle(r, RecordState::Archiving(DlqCause::Rejected))
+                    }
                     _ => settle(r, RecordState::Archived),
                 }
             }
@@ -300,6 +445,7 @@ impl SharePartitionState {
                 RecordState::Available => c.available += 1,
                 RecordState::Acquired => c.acquired += 1,
                 RecordState::Acknowledged => c.acknowledged += 1,
+                RecordState::Archiving(_) => c.archiving += 1,
                 RecordState::Archived => c.archived += 1,
             }
         }
@@ -334,10 +480,12 @@ fn settle(r: &mut InFlight, state: RecordState) {
     r.lock_deadline = None;
 }
 
-/// An acquired record goes back to available, or is archived once delivered
-/// `delivery_limit` times.
-fn release(r: &mut InFlight, delivery_limit: u16) {
-    if r.delivery_count >= delivery_limit {
+/// An acquired record goes back to available, or is archived (dead-lettered first when the
+/// group has a dead-letter topic) once delivered `delivery_limit` times.
+fn release(r: &mut InFlight, delivery_limit: u16, dead_letter: bool) {
+    if r.delivery_count >= delivery_limit && dead_letter {
+        settle(r, RecordState::Archiving(DlqCause::DeliveryCountExceeded));
+    } else if r.delivery_count >= delivery_limit {
         settle(r, RecordState::Archived);
     } else {
         settle(r, RecordState::Available);

@@ -5,8 +5,8 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use super::state::{
-    ACK_ACCEPT, ACK_GAP, ACK_REJECT, ACK_RELEASE, AckError, AcquiredRange, Grant, RecordState,
-    SharePartitionState,
+    ACK_ACCEPT, ACK_GAP, ACK_REJECT, ACK_RELEASE, AckError, AcquiredRange, DlqCause, Grant,
+    RecordState, SharePartitionState,
 };
 
 fn grant(from: i64, read_end: i64, now: Instant) -> Grant {
@@ -191,6 +191,7 @@ fn durable_frames_round_trip_and_restore_acquired_records_as_available() {
                 (2, RecordState::Acknowledged, 1),
                 (2, RecordState::Available, 1)
             ],
+            intent: None,
         }
     );
     let restored = SharePartitionState::restore(saved, 100);
@@ -226,4 +227,58 @@ fn the_earliest_lock_deadline_is_what_a_waiting_fetch_wakes_for() {
     );
     s.release_member("a", 5);
     assert_eq!(s.earliest_lock_deadline(), None);
+}
+
+#[test]
+fn with_a_dead_letter_topic_rejected_and_exhausted_records_wait_archiving_then_archive() {
+    use super::durable::{decode_log, encode};
+    let now = Instant::now();
+    let a: Rc<str> = Rc::from("a");
+    let mut s = SharePartitionState::new(0, 100);
+    s.set_dead_letter(true);
+    s.acquire(&a, grant(0, 4, now));
+    // 0 rejected, 1 accepted, 2 released at the limit of 1 delivery, 3 still held.
+    assert_eq!(s.acknowledge("a", 0, 0, &[ACK_REJECT], 1), Ok(()));
+    assert_eq!(s.acknowledge("a", 1, 1, &[ACK_ACCEPT], 1), Ok(()));
+    assert_eq!(s.acknowledge("a", 2, 2, &[ACK_RELEASE], 1), Ok(()));
+    let c = s.counts();
+    assert_eq!((c.archiving, c.archived, c.start_offset), (2, 0, 0));
+    // ARCHIVING is never handed out again and holds the window's start.
+    assert_eq!(s.next_read_offset(4), None);
+    let (intent, letters) = s.dead_letter_intent(|| 7).expect("records wait");
+    assert_eq!(intent.base_sequence, 7);
+    assert_eq!(intent.offsets, vec![0, 2]);
+    assert_eq!(letters[0].cause, DlqCause::Rejected);
+    assert_eq!(letters[1].cause, DlqCause::DeliveryCountExceeded);
+    assert_eq!(letters[1].delivery_count, 1);
+    // The intent in progress is returned again (a retry), never a new sequence.
+    let (again, _) = s.dead_letter_intent(|| 99).expect("intent in progress");
+    assert_eq!(again, intent);
+    // Durable: the intent and the ARCHIVING states survive a restart.
+    let mut buf = Vec::new();
+    encode(&mut buf, "g", Some(&s));
+    let (states, _) = decode_log(&buf);
+    assert_eq!(states["g"].intent.as_ref(), Some(&intent));
+    let mut restored = SharePartitionState::restore(&states["g"], 100);
+    assert_eq!(restored.dlq_intent(), Some(&intent));
+    assert_eq!(restored.counts().archiving, 2);
+    restored.finish_dead_letter_intent();
+    let c = restored.counts();
+    assert_eq!(
+        (c.archiving, c.start_offset),
+        (0, 3),
+        "0..=2 settled, 3 was held"
+    );
+    assert_eq!(restored.dead_letter_intent(|| 0), None);
+}
+
+#[test]
+fn without_a_dead_letter_topic_reject_archives_at_once() {
+    let now = Instant::now();
+    let a: Rc<str> = Rc::from("a");
+    let mut s = SharePartitionState::new(0, 100);
+    s.acquire(&a, grant(0, 1, now));
+    assert_eq!(s.acknowledge("a", 0, 0, &[ACK_REJECT], 5), Ok(()));
+    assert_eq!(s.counts().start_offset, 1);
+    assert!(!s.has_dead_letters());
 }

@@ -13,9 +13,9 @@ use crate::server::config_sources::{
 };
 use crate::server::broker_configs::{broker_config_type, broker_entries};
 use crate::config::group_config::{
-    GROUP_CONFIG_KEYS, group_config_value, is_string_group_config,
+    GROUP_CONFIG_KEYS, group_config_value, is_boolean_group_config, is_string_group_config,
 };
-use crate::config::topic_config_spec::{TYPE_INT, TYPE_STRING};
+use crate::config::topic_config_spec::{TYPE_BOOLEAN, TYPE_INT, TYPE_STRING};
 use crate::group::consumer::DEFAULT_TIMEOUTS;
 use crate::server::config_resources::{
     RESOURCE_BROKER, RESOURCE_GROUP, RESOURCE_TOPIC, config_refusal,
@@ -235,6 +235,8 @@ fn describe_group(
             let source = if overridden { SOURCE_GROUP } else { SOURCE_DEFAULT };
             let config_type = if is_string_group_config(name) {
                 TYPE_STRING
+            } else if is_boolean_group_config(name) {
+                TYPE_BOOLEAN
             } else {
                 TYPE_INT
             };

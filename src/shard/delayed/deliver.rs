@@ -18,7 +18,9 @@ use bytes::BytesMut;
 use futures_util::FutureExt;
 
 use super::{Inner, tick_of};
-use crate::delay::delivery::{DeliveryProducer, DeliveryRecord, build_delivery_batch};
+use crate::delay::delivery::{
+    DeliveryProducer, DeliveryRecord, build_delivery_batch, sequence_reached,
+};
 use crate::delay::log::{self as delay_log, Frame, FrameRef, INTENT_RECORDS_MAX, Intent};
 use crate::delay::{DELIVERY_PRODUCER_EPOCH, DELIVERY_PRODUCER_ID_BASE};
 use crate::partition::ACKS_ALL;
@@ -524,18 +526,6 @@ async fn append_on_owner(
     }
 }
 
-/// Whether a partition whose last sequence is `last` holds sequence `target` already, on
-/// the wrapping sequence space `0..=i32::MAX`: `last` is at `target` or less than half the
-/// space after it.
-fn sequence_reached(last: i32, target: i32) -> bool {
-    if last < 0 {
-        return false;
-    }
-    let space = i32::MAX as i64 + 1;
-    let distance = (last as i64 - target as i64).rem_euclid(space);
-    distance < space / 2
-}
-
 /// The delivery producer's next sequence on a partition (its last one + 1 in the
 /// partition's producer state; 0 when the partition does not know it). `None` when the
 /// owner cannot answer now.
@@ -565,20 +555,4 @@ async fn next_sequence(
         .await
         .ok()
         .flatten()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::sequence_reached;
-
-    #[test]
-    fn sequence_reached_follows_the_wrapping_sequence_space() {
-        assert!(sequence_reached(10, 10));
-        assert!(sequence_reached(11, 10));
-        assert!(!sequence_reached(9, 10));
-        assert!(!sequence_reached(-1, 0), "no batch yet");
-        // Across the wrap: 3 comes after i32::MAX - 2.
-        assert!(sequence_reached(3, i32::MAX - 2));
-        assert!(!sequence_reached(i32::MAX - 2, 3));
-    }
 }
