@@ -272,25 +272,19 @@ async fn resolve_target(shard: &Rc<Shard>, group: &str, partition: i32) -> Resul
 }
 
 /// The dead-letter producer's next sequence on the target partition (0 when the partition
-/// does not know it); None when its owner cannot answer now.
+/// does not know it); None when its owner cannot answer now or it is missing.
 async fn next_sequence(shard: &Rc<Shard>, target: &Target, producer_id: i64) -> Option<i32> {
-    let owner = shard.owner_of_partition(&target.topic, target.partition);
-    let (topic, partition) = (target.topic.clone(), target.partition);
-    shard
-        .invoke_on(owner, move |s| async move {
-            match s.partitions.get(&topic, partition) {
-                Lookup::Online(p) => Some(
-                    p.producer_states()
-                        .iter()
-                        .find(|state| state.producer_id == producer_id)
-                        .map_or(0, |state| add_sequence(state.last_sequence, 1)),
-                ),
-                _ => None,
-            }
-        })
-        .await
-        .ok()
-        .flatten()
+    match crate::shard::sequences::next_sequence(
+        shard,
+        &target.topic,
+        target.partition,
+        producer_id,
+    )
+    .await
+    {
+        crate::shard::sequences::NextSequence::Known(sequence) => Some(sequence),
+        _ => None,
+    }
 }
 
 /// Builds the intent's dead-letter batch and appends it on the target partition's owner.

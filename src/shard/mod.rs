@@ -25,6 +25,7 @@ pub mod placement;
 pub mod quotas;
 mod replication;
 mod runtime;
+pub mod sequences;
 mod shutdown;
 mod start_error;
 mod table;

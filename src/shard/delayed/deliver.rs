@@ -7,6 +7,7 @@
 //! the delivery producer, retrying deliveries whose append failed, dropping records whose
 //! topic was deleted. Must not: append anything whose intent is not synced first.
 
+use crate::shard::sequences::NextSequence;
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
@@ -528,7 +529,7 @@ async fn append_on_owner(
 
 /// The delivery producer's next sequence on a partition (its last one + 1 in the
 /// partition's producer state; 0 when the partition does not know it). `None` when the
-/// owner cannot answer now.
+/// owner cannot answer now. Missing partitions are settled by the append (dropped or retried).
 async fn next_sequence(
     shard: &Rc<Shard>,
     inner: &Inner,
@@ -536,23 +537,9 @@ async fn next_sequence(
     partition: i32,
 ) -> Option<i32> {
     let producer_id = DELIVERY_PRODUCER_ID_BASE + inner.shard_id as i64;
-    let owner = shard.owner_of_partition(topic, partition);
-    let topic = topic.to_string();
-    shard
-        .invoke_on(owner, move |s| async move {
-            match s.partitions.get(&topic, partition) {
-                Lookup::Online(p) => Some(
-                    p.producer_states()
-                        .iter()
-                        .find(|state| state.producer_id == producer_id)
-                        .map_or(0, |state| add_sequence(state.last_sequence, 1)),
-                ),
-                // Missing partitions are settled by the append (dropped or retried).
-                Lookup::Missing => Some(0),
-                Lookup::Offline(_) => None,
-            }
-        })
-        .await
-        .ok()
-        .flatten()
+    match crate::shard::sequences::next_sequence(shard, topic, partition, producer_id).await {
+        NextSequence::Known(sequence) => Some(sequence),
+        NextSequence::Missing => Some(0),
+        NextSequence::Unavailable => None,
+    }
 }
