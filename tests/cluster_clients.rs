@@ -11,25 +11,9 @@
 mod support;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 use support::cluster::LocalCluster;
 use support::scripts::run_script;
-use support::{CLIENTS_INSTALL_HINT, clients_dir, real_clients_skipped};
-
-fn require_tool(tool: &str, package: &str) {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    assert!(
-        found,
-        "`{tool}` is not installed: apt-get install -y {package}; {CLIENTS_INSTALL_HINT}"
-    );
-}
+use support::{CLIENTS_INSTALL_HINT, clients_dir, real_clients_skipped, require_tool};
 
 #[test]
 fn confluent_kafka_produces_and_consumes_across_three_leaders() {

@@ -12,15 +12,11 @@
 
 mod support;
 
-use kafka_protocol::messages::CreateTopicsRequest;
-use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
-use kafka_protocol::protocol::StrBytes;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use support::cluster::{LocalCluster, metadata};
-use support::wire::{RawConn, topic_name};
 use support::{clients_dir, real_clients_skipped};
 
 /// Generous bounds for a loaded 2-core box: these are waits, not speed assertions.
@@ -92,29 +88,16 @@ fn wait_for(
 
 /// One partition, replication factor 3, min.insync.replicas=2.
 fn create_replicated_topic(cluster: &LocalCluster, name: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let config = CreatableTopicConfig::default()
-            .with_name(StrBytes::from_static_str("min.insync.replicas"))
-            .with_value(Some(StrBytes::from_static_str("2")));
-        let topic = CreatableTopic::default()
-            .with_name(topic_name(name))
-            .with_num_partitions(1)
-            .with_replication_factor(3)
-            .with_configs(vec![config]);
-        let request = CreateTopicsRequest::default()
-            .with_topics(vec![topic])
-            .with_timeout_ms(15_000);
-        let code = RawConn::connect(&cluster.node(1).bootstrap())
-            .and_then(|mut c| c.try_call(&request, 7))
-            .map(|r| r.topics[0].error_code)
-            .unwrap_or(-1);
-        if code == 0 {
-            return;
-        }
-        assert!(Instant::now() < deadline, "CreateTopics answered {code}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let configs = [("min.insync.replicas", "2")];
+    let code = support::cluster::create_topic_with_configs(
+        cluster.node(1),
+        name,
+        1,
+        3,
+        &configs,
+        Duration::from_secs(30),
+    );
+    assert_eq!(code, 0, "CreateTopics answered {code}");
 }
 
 /// The producer script, its output lines collected by a reader thread.

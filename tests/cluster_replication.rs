@@ -8,10 +8,8 @@
 mod support;
 
 use bytes::Bytes;
-use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::{CreateTopicsRequest, FetchRequest, ProduceRequest};
-use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::messages::{FetchRequest, ProduceRequest};
 use std::path::Path;
 use std::time::{Duration, Instant};
 use support::cluster::{LocalCluster, create_topic, leaders, metadata};
@@ -58,31 +56,18 @@ fn produce_with(
 }
 
 /// CreateTopics of one partition, RF 3, with `min.insync.replicas`, retried while the quorum
-/// settles (as `support::cluster::create_topic`).
+/// settles.
 fn create_with_min_insync(node: &support::Broker, name: &str, min_insync: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let config = CreatableTopicConfig::default()
-            .with_name(StrBytes::from_static_str("min.insync.replicas"))
-            .with_value(Some(StrBytes::from_string(min_insync.to_string())));
-        let topic = CreatableTopic::default()
-            .with_name(topic_name(name))
-            .with_num_partitions(1)
-            .with_replication_factor(3)
-            .with_configs(vec![config]);
-        let request = CreateTopicsRequest::default()
-            .with_topics(vec![topic])
-            .with_timeout_ms(15_000);
-        let code = RawConn::connect(&node.bootstrap())
-            .and_then(|mut c| c.try_call(&request, 7))
-            .map(|r| r.topics[0].error_code)
-            .unwrap_or(-1);
-        if code == 0 {
-            return;
-        }
-        assert!(Instant::now() < deadline, "create {name}: error {code}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let configs = [("min.insync.replicas", min_insync)];
+    let code = support::cluster::create_topic_with_configs(
+        node,
+        name,
+        1,
+        3,
+        &configs,
+        Duration::from_secs(30),
+    );
+    assert_eq!(code, 0, "create {name}: error {code}");
 }
 
 fn signal(node: &support::Broker, signal: &str) {

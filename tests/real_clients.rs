@@ -17,31 +17,14 @@ mod support;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use support::scripts::run_script;
-use support::{CLIENTS_INSTALL_HINT, Target, clients_dir, real_clients_skipped};
+use support::{CLIENTS_INSTALL_HINT, Target, clients_dir, real_clients_skipped, require_tool};
 
 /// Python modules the scripts import.
 const PYTHON_MODULES: &str = "confluent_kafka, kafka, snappy, lz4, zstandard";
 
 fn python() -> PathBuf {
     support::client_python(PYTHON_MODULES)
-}
-
-/// A tool on PATH, or a failure naming the Debian package.
-fn require_tool(tool: &str, package: &str) {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    assert!(
-        found,
-        "`{tool}` is not installed: apt-get install -y {package}; {CLIENTS_INSTALL_HINT}"
-    );
 }
 
 /// Extra script flags for `SLUICE_TEST_TOLERATE_TANSU=1` with an external broker.

@@ -169,12 +169,35 @@ pub fn create_topic(
     replication_factor: i16,
     within: Duration,
 ) -> i16 {
+    create_topic_with_configs(node, name, partitions, replication_factor, &[], within)
+}
+
+/// `create_topic` with topic configs (`(key, value)` pairs), e.g. `min.insync.replicas`.
+pub fn create_topic_with_configs(
+    node: &Broker,
+    name: &str,
+    partitions: i32,
+    replication_factor: i16,
+    configs: &[(&str, &str)],
+    within: Duration,
+) -> i16 {
+    use kafka_protocol::messages::create_topics_request::CreatableTopicConfig;
+    use kafka_protocol::protocol::StrBytes;
     let deadline = Instant::now() + within;
     loop {
+        let configs = configs
+            .iter()
+            .map(|(key, value)| {
+                CreatableTopicConfig::default()
+                    .with_name(StrBytes::from_string(key.to_string()))
+                    .with_value(Some(StrBytes::from_string(value.to_string())))
+            })
+            .collect();
         let topic = CreatableTopic::default()
             .with_name(super::wire::topic_name(name))
             .with_num_partitions(partitions)
-            .with_replication_factor(replication_factor);
+            .with_replication_factor(replication_factor)
+            .with_configs(configs);
         let request = CreateTopicsRequest::default()
             .with_topics(vec![topic])
             .with_timeout_ms(15_000);

@@ -502,3 +502,19 @@ pub fn metric_sample(text: &str, series: &str) -> Option<f64> {
         .find_map(|l| l.strip_prefix(series))
         .and_then(|rest| rest.trim().parse().ok())
 }
+
+/// Fails with an install hint when `tool` is not on the PATH (a real-client test needs it).
+pub fn require_tool(tool: &str, package: &str) {
+    let found = std::process::Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(
+        found,
+        "`{tool}` is not installed: apt-get install -y {package}; {CLIENTS_INSTALL_HINT}"
+    );
+}
