@@ -332,21 +332,38 @@ pub fn member_permitted(
     Ok((group_id, member_id))
 }
 
-/// AlterShareGroupOffsets / DeleteShareGroupOffsets: the group check on its coordinator
-/// shard (see `GroupCoordinator::share_offsets_changeable`).
+/// AlterShareGroupOffsets / DeleteShareGroupOffsets: the caller's right on the group, then
+/// the group check on its coordinator shard (see `GroupCoordinator::share_offsets_changeable`:
+/// no members; with `must_exist`, an existing share group). The refusal's code and message.
 pub async fn offsets_changeable(
-    shard: &Rc<Shard>,
+    ctx: &RequestContext<'_>,
     group_id: &str,
     must_exist: bool,
-) -> Result<(), ResponseError> {
-    let owner = shard.owner_of_group(group_id);
+) -> Result<(), (ResponseError, &'static str)> {
+    if !permitted(ctx, ResourceType::Group, group_id) {
+        return Err((
+            ResponseError::GroupAuthorizationFailed,
+            "not authorized on the group",
+        ));
+    }
+    let owner = ctx.shard.owner_of_group(group_id);
     let group = group_id.to_string();
-    shard
+    let checked = ctx
+        .shard
         .invoke_on(owner, move |s| async move {
             s.groups.share_offsets_changeable(&group, must_exist)
         })
         .await
-        .unwrap_or(Err(ResponseError::CoordinatorNotAvailable))
+        .unwrap_or(Err(ResponseError::CoordinatorNotAvailable));
+    checked.map_err(|e| {
+        let message = match e {
+            ResponseError::NonEmptyGroup => "the share group has members",
+            ResponseError::GroupIdNotFound if must_exist => "no share group with this id",
+            ResponseError::GroupIdNotFound => "the group id is used by a non-share group",
+            _ => "cannot change this group's offsets",
+        };
+        (e, message)
+    })
 }
 
 /// Restarts (`Some(start)`) or drops (`None`) a group's share-partition state on the

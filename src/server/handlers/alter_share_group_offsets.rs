@@ -27,16 +27,8 @@ pub async fn handle(
     request: AlterShareGroupOffsetsRequest,
 ) -> AlterShareGroupOffsetsResponse {
     let group = request.group_id.0.to_string();
-    if !permitted(ctx, ResourceType::Group, &group) {
-        return refuse(ResponseError::GroupAuthorizationFailed, "not authorized on the group");
-    }
-    if let Err(e) = offsets_changeable(ctx.shard, &group, false).await {
-        let message = match e {
-            ResponseError::NonEmptyGroup => "the share group has members",
-            ResponseError::GroupIdNotFound => "the group id is used by a non-share group",
-            _ => "cannot alter this group's offsets",
-        };
-        return refuse(e, message);
+    if let Err((code, message)) = offsets_changeable(ctx, &group, false).await {
+        return refuse(code, message);
     }
     let snapshot = ctx.shard.metadata.load();
     let mut topics = Vec::with_capacity(request.topics.len());

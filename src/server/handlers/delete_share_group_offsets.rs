@@ -23,16 +23,8 @@ pub async fn handle(
     request: DeleteShareGroupOffsetsRequest,
 ) -> DeleteShareGroupOffsetsResponse {
     let group = request.group_id.0.to_string();
-    if !permitted(ctx, ResourceType::Group, &group) {
-        return refuse(ResponseError::GroupAuthorizationFailed, "not authorized on the group");
-    }
-    if let Err(e) = offsets_changeable(ctx.shard, &group, true).await {
-        let message = match e {
-            ResponseError::NonEmptyGroup => "the share group has members",
-            ResponseError::GroupIdNotFound => "no share group with this id",
-            _ => "cannot delete this group's offsets",
-        };
-        return refuse(e, message);
+    if let Err((code, message)) = offsets_changeable(ctx, &group, true).await {
+        return refuse(code, message);
     }
     let snapshot = ctx.shard.metadata.load();
     let mut topics = Vec::with_capacity(request.topics.len());
