@@ -100,6 +100,21 @@ fn create_replicated_topic(cluster: &LocalCluster, name: &str) {
     assert_eq!(code, 0, "CreateTopics answered {code}");
 }
 
+/// The producer script's `ack ID PARTITION OFFSET` lines, as (id, partition, offset).
+fn parse_acks(lines: &[String]) -> Vec<(u64, i64, i64)> {
+    lines
+        .iter()
+        .filter_map(|l| {
+            let mut f = l.strip_prefix("ack ")?.split(' ');
+            Some((
+                f.next()?.parse().ok()?,
+                f.next()?.parse().ok()?,
+                f.next()?.parse().ok()?,
+            ))
+        })
+        .collect()
+}
+
 /// The producer script, its output lines collected by a reader thread.
 struct LoadProducer {
     child: Child,
@@ -305,17 +320,7 @@ fn killing_the_leader_again_and_again_loses_no_acknowledged_record() {
         |l, _, isr| l > 0 && isr.len() == 3,
     );
     let lines = producer.stop();
-    let acks: Vec<(u64, i64, i64)> = lines
-        .iter()
-        .filter_map(|l| {
-            let mut f = l.strip_prefix("ack ")?.split(' ');
-            Some((
-                f.next()?.parse().ok()?,
-                f.next()?.parse().ok()?,
-                f.next()?.parse().ok()?,
-            ))
-        })
-        .collect();
+    let acks = parse_acks(&lines);
     let errors: Vec<&String> = lines.iter().filter(|l| l.starts_with("err ")).collect();
     assert!(
         errors.is_empty(),
@@ -389,17 +394,7 @@ fn sigterm_moves_leadership_before_the_broker_stops() {
         |_, _, isr| isr.len() == 3,
     );
     let lines = producer.stop();
-    let acks: Vec<(u64, i64, i64)> = lines
-        .iter()
-        .filter_map(|l| {
-            let mut f = l.strip_prefix("ack ")?.split(' ');
-            Some((
-                f.next()?.parse().ok()?,
-                f.next()?.parse().ok()?,
-                f.next()?.parse().ok()?,
-            ))
-        })
-        .collect();
+    let acks = parse_acks(&lines);
     verify(&python, &cluster.bootstrap(), topic, &acks);
     eprintln!("SIGTERM on leader {leader}: {new_leader} leads in epoch {new_epoch}");
 }
