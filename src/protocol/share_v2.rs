@@ -50,7 +50,7 @@ pub const ACQUIRE_MODE_RECORD_LIMIT: i8 = 1;
 const UVARINT_BYTES_MAX: usize = 5;
 
 fn check_version(version: i16) -> Result<()> {
-    if version < SHARE_VERSIONS.min || version > SHARE_VERSIONS.max {
+    if !(SHARE_VERSIONS.min..=SHARE_VERSIONS.max).contains(&version) {
         bail!("ShareFetch / ShareAcknowledge v{version} is not spoken (1..=2)");
     }
     Ok(())
