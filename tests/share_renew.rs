@@ -310,7 +310,7 @@ fn a_renewing_member_keeps_its_records_past_several_lock_periods_and_accepting_e
 
     // More records arrive meanwhile: a renew-only fetch must not acquire them.
     produce(&broker, "renewals", 5..10);
-    let mut rounds = 0;
+    let (mut rounds, mut checked_state) = (0, 0);
     while acquired_at.elapsed() < Duration::from_millis(3 * LOCK_MS + 500) {
         std::thread::sleep(RENEW_EVERY);
         // Alternately through ShareAcknowledge and through a renew-only ShareFetch.
@@ -341,9 +341,23 @@ fn a_renewing_member_keeps_its_records_past_several_lock_periods_and_accepting_e
                 "B got records A renewed: {other:?}"
             );
         }
+        // Past the first lock period the broker's own view agrees: A's five records are
+        // still acquired, and none was delivered twice.
+        if acquired_at.elapsed() > Duration::from_millis(LOCK_MS + 200) {
+            let text = support::scrape_metrics(broker.admin_port);
+            let state = r#"sluice_share_records{group="renewers",topic="renewals",partition="0",state="acquired"}"#;
+            let count = r#"sluice_share_delivery_count_max{group="renewers",topic="renewals",partition="0"}"#;
+            assert_eq!(support::metric_sample(&text, state), Some(5.0), "{text}");
+            assert_eq!(support::metric_sample(&text, count), Some(1.0), "{text}");
+            checked_state += 1;
+        }
         rounds += 1;
     }
-    assert!(rounds >= 8, "only {rounds} renewals");
+    // The records were held by renewing many times (about 16: every 400 ms for 6.5 s).
+    assert!(
+        rounds >= 6 && checked_state >= 3,
+        "{rounds} renewals, {checked_state} checks"
+    );
 
     // Still A's, still their first delivery: accepting settles them.
     let accepted = a.acknowledge(&broker, &[(0, 4, ACCEPT)]);
