@@ -14,7 +14,8 @@
 //! written to the partition's share-state log (`durable`) and fdatasync'ed before it is
 //! answered; expired locks are written by the next async step that finds them (a waiting
 //! fetch's check, an acquisition, an acknowledgement), before records are acquired again.
-//! Acquisitions are not written, as in Kafka. The log is read the first time a share group
+//! Acquisitions are not written, as in Kafka, nor are RENEWs (KIP-1222), which only move a
+//! held lock's deadline. The log is read the first time a share group
 //! touches the partition after a start.
 //!
 //! Owns: the share-partition states of this partition. Must not: know about the wire or
