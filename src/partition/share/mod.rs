@@ -15,8 +15,8 @@
 //! answered; expired locks are written by the next async step that finds them (a waiting
 //! fetch's check, an acquisition, an acknowledgement), before records are acquired again.
 //! Acquisitions are not written, as in Kafka, nor are RENEWs (KIP-1222), which only move a
-//! held lock's deadline. The log is read the first time a share group
-//! touches the partition after a start.
+//! held lock's deadline. The log is read the first time a share group touches the
+//! partition after a start.
 //!
 //! Owns: the share-partition states of this partition. Must not: know about the wire or
 //! sessions (the handler checks those with the group coordinator first), or hold a borrow
