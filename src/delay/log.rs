@@ -243,7 +243,13 @@ pub fn decode_frame(frame: &[u8]) -> Option<Frame<'_>> {
 
 /// Calls `f(offset, frame_len, frame)` for each valid frame of a segment's bytes; returns
 /// the length of the valid prefix.
-pub fn walk_frames(bytes: &[u8], mut f: impl FnMut(u64, u32, Frame<'_>)) -> usize {
+pub fn walk_frames(bytes: &[u8], f: impl FnMut(u64, u32, Frame<'_>)) -> usize {
+    walk(bytes, true, f)
+}
+
+/// `check_crc` false: only for bytes `walk_frames` has just accepted (the same memory),
+/// whose CRCs need not be computed again.
+fn walk(bytes: &[u8], check_crc: bool, mut f: impl FnMut(u64, u32, Frame<'_>)) -> usize {
     let mut at = 0usize;
     while bytes.len() - at >= FRAME_HEADER_BYTES {
         let len = u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
@@ -251,7 +257,12 @@ pub fn walk_frames(bytes: &[u8], mut f: impl FnMut(u64, u32, Frame<'_>)) -> usiz
         if len as usize > FRAME_PAYLOAD_MAX || bytes.len() - at < total {
             break;
         }
-        let Some(frame) = decode_frame(&bytes[at..at + total]) else {
+        let frame = if check_crc {
+            decode_frame(&bytes[at..at + total])
+        } else {
+            decode_payload(&bytes[at + FRAME_HEADER_BYTES..at + total])
+        };
+        let Some(frame) = frame else {
             break;
         };
         f(at as u64, total as u32, frame);
@@ -355,8 +366,8 @@ impl PositionSet {
     }
 }
 
-/// Reads a whole segment into `buf` (reused across segments and passes, so a restart does
-/// not fault in a fresh 64 MiB buffer per segment read).
+/// Reads a whole segment into `buf` (reused across segments, so a restart does not fault
+/// in a fresh 64 MiB buffer per segment read).
 fn read_segment(path: &Path, buf: &mut Vec<u8>) -> io::Result<()> {
     use std::io::Read;
     buf.clear();
@@ -367,8 +378,8 @@ fn read_segment(path: &Path, buf: &mut Vec<u8>) -> io::Result<()> {
 /// Replays the log in `dir` in two passes (the first finds what was delivered, the second
 /// hands every still-pending record to `pending(frame, due_ms, topic, partition)`), truncating torn tails.
 /// Memory beyond the caller's index: a bit per `MIN_FRAME_BYTES` of each retained segment
-/// for the delivered records and those in unfinished intents, and one segment's bytes, for
-/// the length of the call.
+/// for the delivered records and those in unfinished intents, and two segments' bytes (the
+/// newest, kept from the first pass, and one older one), for the length of the call.
 pub fn replay(
     dir: &Path,
     mut pending: impl FnMut(FrameRef, i64, &str, i32),
@@ -423,10 +434,19 @@ pub fn replay(
             live: 0,
         })
         .collect();
+    // The first pass left the newest segment's bytes in `bytes` (usually the log is one
+    // segment): the second pass reads only the older ones again, and does not check again
+    // the CRCs of bytes the first pass accepted.
+    let newest = numbers.last().copied();
+    let mut older = Vec::new();
     for segment in &mut segments {
-        read_segment(&segment_path(dir, segment.number), &mut bytes)?;
-        let valid = &bytes[..(segment.len as usize).min(bytes.len())];
-        walk_frames(valid, |offset, len, frame| {
+        let reused = Some(segment.number) == newest;
+        if !reused {
+            read_segment(&segment_path(dir, segment.number), &mut older)?;
+        }
+        let read = if reused { &bytes } else { &older };
+        let valid = &read[..(segment.len as usize).min(read.len())];
+        walk(valid, !reused, |offset, len, frame| {
             let at = position(segment.number, offset);
             if let Frame::Pending(p) = frame
                 && !delivered.contains(at)
