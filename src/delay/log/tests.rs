@@ -188,7 +188,10 @@ fn replay_settles_records_delivered_from_an_older_segment() {
     assert_eq!(found.len(), 1);
     assert_eq!((found[0].0.position, found[0].1), (position(1, later), 40));
     assert_eq!(replayed.unresolved.len(), 1);
-    assert_eq!(replayed.unresolved[0].0.position, position(1, unresolved_at));
+    assert_eq!(
+        replayed.unresolved[0].0.position,
+        position(1, unresolved_at)
+    );
     // Segment 0: the record in the unresolved intent; segment 1: that intent and the
     // later record.
     let live: Vec<u64> = replayed.segments.iter().map(|s| s.live).collect();
