@@ -9,7 +9,9 @@ Two measurements:
            K times while the records fall due (kills after production: a producer retry
            after a kill may store a delayed record twice, see decision 0008 "Not covered").
            A consumer reads everything; the script reports records early (append time before
-           due), lateness p50/p99/max (append time - due), lost and duplicated records.
+           due), lateness p50/p99/max (append time - due), lost and duplicated records,
+           and per kill: kill -> /v1/ready, kill -> first append after it (from the
+           records' append times) and the worst lateness of records due near the kill.
   rss      M records delayed by an hour (never due during the run); the broker's RSS
            before, after producing, and after a restart that replays the delay log.
 
