@@ -175,6 +175,7 @@ fn wait_for_signal(set: &libc::sigset_t) -> i32 {
 }
 
 pub fn run(args: ServeArgs) -> Result<(), String> {
+    let began = std::time::Instant::now();
     let config = load_config(&args)?;
     if args.check_config {
         println!("configuration OK");
@@ -221,6 +222,7 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
         shards = broker.shard_count(),
         cores = ?broker.cores,
         io_driver = broker.io_driver.name(),
+        startup_ms = began.elapsed().as_millis() as u64,
         "sluice ready"
     );
     if append_path == Some(crate::storage::filesystem::AppendPath::WorkerThread)

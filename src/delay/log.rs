@@ -14,7 +14,7 @@
 //!
 //! Owns: the bytes and the replay. Must not: decide when to write, sync or deliver.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -243,7 +243,13 @@ pub fn decode_frame(frame: &[u8]) -> Option<Frame<'_>> {
 
 /// Calls `f(offset, frame_len, frame)` for each valid frame of a segment's bytes; returns
 /// the length of the valid prefix.
-pub fn walk_frames(bytes: &[u8], mut f: impl FnMut(u64, u32, Frame<'_>)) -> usize {
+pub fn walk_frames(bytes: &[u8], f: impl FnMut(u64, u32, Frame<'_>)) -> usize {
+    walk(bytes, true, f)
+}
+
+/// `check_crc` false: only for bytes `walk_frames` has just accepted (the same memory),
+/// whose CRCs need not be computed again.
+fn walk(bytes: &[u8], check_crc: bool, mut f: impl FnMut(u64, u32, Frame<'_>)) -> usize {
     let mut at = 0usize;
     while bytes.len() - at >= FRAME_HEADER_BYTES {
         let len = u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
@@ -251,7 +257,12 @@ pub fn walk_frames(bytes: &[u8], mut f: impl FnMut(u64, u32, Frame<'_>)) -> usiz
         if len as usize > FRAME_PAYLOAD_MAX || bytes.len() - at < total {
             break;
         }
-        let Some(frame) = decode_frame(&bytes[at..at + total]) else {
+        let frame = if check_crc {
+            decode_frame(&bytes[at..at + total])
+        } else {
+            decode_payload(&bytes[at + FRAME_HEADER_BYTES..at + total])
+        };
+        let Some(frame) = frame else {
             break;
         };
         f(at as u64, total as u32, frame);
@@ -299,28 +310,97 @@ fn segment_numbers(dir: &Path) -> io::Result<Vec<u64>> {
     Ok(numbers)
 }
 
+/// The smallest frame there is (a `DONE`: header, kind, position): two frames of one segment
+/// are at least this far apart, so `offset / MIN_FRAME_BYTES` tells frames apart.
+pub const MIN_FRAME_BYTES: u64 = (FRAME_HEADER_BYTES + 1 + 8) as u64;
+/// Largest byte offset a frame can start at: a segment rolls at `SEGMENT_BYTES`, and one
+/// frame written into it may cross that by at most a whole frame.
+const OFFSET_MAX: u64 = SEGMENT_BYTES + FRAME_HEADER_BYTES as u64 + FRAME_PAYLOAD_MAX as u64;
+
+/// A set of frame positions for replay: per segment of the log, one bit per
+/// `MIN_FRAME_BYTES` (at most ~1.4 MiB per segment, allocated up to the highest position
+/// marked). Replay marks up to every record of the log; a `HashSet<u64>` of them cost 16+
+/// bytes and a SipHash per record (perf/RESULTS.md, delayed delivery, session 12).
+struct PositionSet {
+    /// The log's segment numbers, ascending: `words[i]` holds segment `numbers[i]`.
+    numbers: Vec<u64>,
+    words: Vec<Vec<u64>>,
+}
+
+impl PositionSet {
+    /// A set over segments `numbers` (ascending, as `segment_numbers` lists them).
+    fn new(numbers: &[u64]) -> PositionSet {
+        PositionSet {
+            numbers: numbers.to_vec(),
+            words: numbers.iter().map(|_| Vec::new()).collect(),
+        }
+    }
+
+    /// Where a position's bit is; `None` for a position no frame of the log can have (a
+    /// segment that is not there, an offset past any segment's end).
+    fn bit(&self, position: u64) -> Option<(usize, usize, u64)> {
+        let segment = self.numbers.binary_search(&segment_of(position)).ok()?;
+        let offset = offset_of(position);
+        if offset > OFFSET_MAX {
+            return None;
+        }
+        let bit = offset / MIN_FRAME_BYTES;
+        Some((segment, (bit / 64) as usize, 1u64 << (bit % 64)))
+    }
+
+    fn insert(&mut self, position: u64) {
+        let Some((segment, word, mask)) = self.bit(position) else {
+            return;
+        };
+        let words = &mut self.words[segment];
+        if words.len() <= word {
+            words.resize(word + 1, 0);
+        }
+        words[word] |= mask;
+    }
+
+    fn contains(&self, position: u64) -> bool {
+        self.bit(position).is_some_and(|(segment, word, mask)| {
+            self.words[segment].get(word).is_some_and(|w| w & mask != 0)
+        })
+    }
+}
+
+/// Reads a whole segment into `buf` (reused across segments, so a restart does not fault
+/// in a fresh 64 MiB buffer per segment read).
+fn read_segment(path: &Path, buf: &mut Vec<u8>) -> io::Result<()> {
+    use std::io::Read;
+    buf.clear();
+    std::fs::File::open(path)?.read_to_end(buf)?;
+    Ok(())
+}
+
 /// Replays the log in `dir` in two passes (the first finds what was delivered, the second
 /// hands every still-pending record to `pending(frame, due_ms, topic, partition)`), truncating torn tails.
-/// Memory beyond the caller's index: the positions of delivered records in retained
-/// segments, for the length of the call.
+/// Memory beyond the caller's index: a bit per `MIN_FRAME_BYTES` of each retained segment
+/// for the delivered records and those in unfinished intents, and two segments' bytes (the
+/// newest, kept from the first pass, and one older one), for the length of the call.
 pub fn replay(
     dir: &Path,
     mut pending: impl FnMut(FrameRef, i64, &str, i32),
 ) -> io::Result<Replayed> {
     let numbers = segment_numbers(dir)?;
-    let mut delivered: HashSet<u64> = HashSet::new();
+    let mut delivered = PositionSet::new(&numbers);
     let mut intents: HashMap<u64, (u32, Intent)> = HashMap::new();
     let mut lens = Vec::with_capacity(numbers.len());
+    let mut bytes = Vec::new();
     for &number in &numbers {
         let path = segment_path(dir, number);
-        let bytes = std::fs::read(&path)?;
+        read_segment(&path, &mut bytes)?;
         let valid = walk_frames(&bytes, |offset, len, frame| match frame {
             Frame::Intent(intent) => {
                 intents.insert(position(number, offset), (len, intent));
             }
             Frame::Done { intent_position } => {
                 if let Some((_, intent)) = intents.remove(&intent_position) {
-                    delivered.extend(intent.records.iter().map(|r| r.position));
+                    for r in &intent.records {
+                        delivered.insert(r.position);
+                    }
                 }
             }
             Frame::Pending(_) => {}
@@ -339,10 +419,12 @@ pub fn replay(
         }
         lens.push(valid as u64);
     }
-    let in_intent: HashSet<u64> = intents
-        .values()
-        .flat_map(|(_, i)| i.records.iter().map(|r| r.position))
-        .collect();
+    let mut in_intent = PositionSet::new(&numbers);
+    for (_, intent) in intents.values() {
+        for r in &intent.records {
+            in_intent.insert(r.position);
+        }
+    }
     let mut segments: Vec<SegmentState> = numbers
         .iter()
         .zip(&lens)
@@ -352,16 +434,25 @@ pub fn replay(
             live: 0,
         })
         .collect();
+    // The first pass left the newest segment's bytes in `bytes` (usually the log is one
+    // segment): the second pass reads only the older ones again, and does not check again
+    // the CRCs of bytes the first pass accepted.
+    let newest = numbers.last().copied();
+    let mut older = Vec::new();
     for segment in &mut segments {
-        let bytes = std::fs::read(segment_path(dir, segment.number))?;
-        let bytes = &bytes[..(segment.len as usize).min(bytes.len())];
-        walk_frames(bytes, |offset, len, frame| {
+        let reused = Some(segment.number) == newest;
+        if !reused {
+            read_segment(&segment_path(dir, segment.number), &mut older)?;
+        }
+        let read = if reused { &bytes } else { &older };
+        let valid = &read[..(segment.len as usize).min(read.len())];
+        walk(valid, !reused, |offset, len, frame| {
             let at = position(segment.number, offset);
             if let Frame::Pending(p) = frame
-                && !delivered.contains(&at)
+                && !delivered.contains(at)
             {
                 segment.live += 1;
-                if !in_intent.contains(&at) {
+                if !in_intent.contains(at) {
                     pending(
                         FrameRef { position: at, len },
                         p.due_ms,

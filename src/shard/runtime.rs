@@ -332,6 +332,9 @@ pub(super) fn block_on_batched<F: std::future::Future>(
 }
 
 async fn shard_main(start: ShardStart) {
+    // Start-up phases are timed for the "shard ready" line: a restart's time is time due
+    // delayed records wait (issue 18), and operators ask where it goes.
+    let began = std::time::Instant::now();
     super::descriptors::install_shard_budget(start.id, start.peers.len(), &start.config);
     let groups = crate::group::GroupCoordinator::open(
         &start.config.data_dir,
@@ -350,6 +353,7 @@ async fn shard_main(start: ShardStart) {
     let delays =
         super::delayed::DelayService::open(&start.config.data_dir, start.id, metrics.clone())
             .map_err(|e| format!("delay log: {e}"));
+    let stores_opened = began.elapsed();
     let (groups, txns, delays) = match (groups, txns, delays) {
         (Ok(g), Ok(t), Ok(d)) => (g, t, d),
         (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
@@ -390,6 +394,7 @@ async fn shard_main(start: ShardStart) {
     .detach();
 
     super::open::open_owned_partitions(&shard).await;
+    let partitions_opened = began.elapsed();
     if let Some(inputs) = start.committed {
         super::cluster_apply::spawn_loops(&shard, inputs);
     }
@@ -412,7 +417,15 @@ async fn shard_main(start: ShardStart) {
             }
         }
     }
-    tracing::info!(shard = shard.id, core = shard.core, "shard ready");
+    tracing::info!(
+        shard = shard.id,
+        core = shard.core,
+        // Groups, transactions and the delay log (its replay) opened; then partitions.
+        stores_ms = stores_opened.as_millis() as u64,
+        partitions_ms = (partitions_opened - stores_opened).as_millis() as u64,
+        total_ms = began.elapsed().as_millis() as u64,
+        "shard ready"
+    );
     let _ = start.ready.send(Ok(start.id));
     drop(start.ready);
 

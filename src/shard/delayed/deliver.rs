@@ -387,6 +387,14 @@ fn settle(
                         _ => None,
                     });
                 inner.metrics.record_delivered(lateness);
+                if let Some(opened) = inner.opened.take() {
+                    tracing::info!(
+                        shard = inner.shard_id,
+                        records = piece.len(),
+                        since_open_ms = opened.elapsed().as_millis() as u64,
+                        "first delivery since the delay log was opened"
+                    );
+                }
             }
             inner.settled(&intent.topic, intent.partition, piece.len() as u64);
             let mut frames = Vec::with_capacity(32);
@@ -422,14 +430,25 @@ async fn retry_unresolved(shard: &Rc<Shard>, inner: &Rc<Inner>) {
     for (at, intent) in pending {
         let mut piece = Vec::with_capacity(intent.records.len());
         let mut readable = true;
-        for &frame in &intent.records {
-            match inner.writer.read(frame.position, frame.len).await {
-                Ok(bytes) => piece.push((frame, bytes)),
-                Err(e) => {
-                    tracing::error!(position = frame.position, error = %e, "delay log read failed");
-                    readable = false;
-                    break;
+        // An intent's reads run together, as a round's do: a restart retries the intents
+        // the crash left unresolved before any new round, so their reads (up to
+        // `INTENT_RECORDS_MAX` each) are on every overdue record's path.
+        for chunk in intent.records.chunks(READS_IN_FLIGHT_MAX) {
+            let reads = chunk
+                .iter()
+                .map(|frame| inner.writer.read(frame.position, frame.len));
+            let read = futures_util::future::join_all(reads).await;
+            for (&frame, bytes) in chunk.iter().zip(read) {
+                match bytes {
+                    Ok(bytes) => piece.push((frame, bytes)),
+                    Err(e) => {
+                        tracing::error!(position = frame.position, error = %e, "delay log read failed");
+                        readable = false;
+                    }
                 }
+            }
+            if !readable {
+                break;
             }
         }
         let outcome = if readable {

@@ -61,6 +61,9 @@ struct Inner {
     by_partition: RefCell<HashMap<(String, i32), u64>>,
     /// Where the pending gauge, deliveries and their lateness are recorded.
     metrics: Rc<crate::metrics::ShardMetrics>,
+    /// When the service opened (before replay), until the first delivery after it: the
+    /// start-up log says how long a restart kept due records waiting.
+    opened: Cell<Option<std::time::Instant>>,
 }
 
 impl DelayService {
@@ -71,20 +74,34 @@ impl DelayService {
         shard_id: usize,
         metrics: Rc<crate::metrics::ShardMetrics>,
     ) -> std::io::Result<DelayService> {
+        let opened = std::time::Instant::now();
         let dir = delay_log::shard_dir(data_dir, shard_id);
         std::fs::create_dir_all(&dir)?;
         let origin_ms = crate::shard::now_ms();
         let mut wheel = TimingWheel::new(DELAYED_RECORDS_PER_SHARD_MAX);
         let mut overfull = 0usize;
         let mut by_partition: HashMap<(String, i32), u64> = HashMap::new();
+        // Runs of one partition's records are the rule in the log (a produce stores a
+        // partition's batch at once): count a run, then add it to the map, instead of a
+        // key String and a hash per record.
+        let mut run: Option<((String, i32), u64)> = None;
+        let replay_started = std::time::Instant::now();
         let replayed = delay_log::replay(&dir, |frame, due_ms, topic, partition| {
-            *by_partition
-                .entry((topic.to_string(), partition))
-                .or_default() += 1;
+            match &mut run {
+                Some(((t, p), n)) if *p == partition && t == topic => *n += 1,
+                _ => {
+                    if let Some((key, n)) = run.replace(((topic.to_string(), partition), 1)) {
+                        *by_partition.entry(key).or_default() += n;
+                    }
+                }
+            }
             if wheel.insert(tick_of(origin_ms, due_ms), frame).is_err() {
                 overfull += 1;
             }
         })?;
+        if let Some((key, n)) = run {
+            *by_partition.entry(key).or_default() += n;
+        }
         for (_, intent) in &replayed.unresolved {
             let key = (intent.topic.clone(), intent.partition);
             *by_partition.entry(key).or_default() += intent.records.len() as u64;
@@ -106,6 +123,7 @@ impl DelayService {
             pending = wheel.len(),
             unresolved = replayed.unresolved.len(),
             segments = segments.len(),
+            replay_ms = replay_started.elapsed().as_millis() as u64,
             "delay log replayed"
         );
         metrics.set_delayed_pending(wheel.len() as u64);
@@ -122,6 +140,7 @@ impl DelayService {
                 driver: Cell::new(None),
                 by_partition: RefCell::new(by_partition),
                 metrics,
+                opened: Cell::new(Some(opened)),
             }),
         })
     }
