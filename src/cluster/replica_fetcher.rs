@@ -13,6 +13,7 @@
 //! leadership (the metadata log does).
 
 use crate::metadata::{MetadataSnapshot, MetadataView};
+use crate::protocol::alloc_guard::decode_guarded;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use compio::BufResult;
 use compio::io::{AsyncReadExt, AsyncWriteExt};
@@ -616,7 +617,9 @@ impl LeaderLink {
         let header_version = ApiKey::try_from(R::KEY)
             .map(|k| k.response_header_version(version))
             .map_err(|_| "unknown api key".to_string())?;
-        let header = ResponseHeader::decode(&mut frame, header_version)
+        // Decoded on the shard's own loop: a malformed answer must fail this call, never
+        // panic the shard (the codec's allocation and panic guards).
+        let header = decode_guarded(|| ResponseHeader::decode(&mut frame, header_version))
             .map_err(|e| format!("response header: {e}"))?;
         if header.correlation_id != correlation_id {
             return Err(format!(
@@ -624,7 +627,8 @@ impl LeaderLink {
                 header.correlation_id
             ));
         }
-        R::Response::decode(&mut frame, version).map_err(|e| format!("decode v{version}: {e}"))
+        decode_guarded(|| R::Response::decode(&mut frame, version))
+            .map_err(|e| format!("decode v{version}: {e}"))
     }
 
     /// Reads one answer frame, without its length prefix. Nothing else is in flight, so
