@@ -10,7 +10,7 @@ two produce runs so that a noisy box hurts both alike:
     fdatasync before the ack: durability by replication, Apache Kafka's default), acks=all.
     Also reads the CPU time each follower process spent while it ran: a follower's
     replication cost in CPU-seconds per GB replicated (fetch, append, its share of the
-    leader's ack path is on the leader);
+    leader's ack path is on the leader), and its threads' context switches per MB;
   * consume: `sluice bench consume` of the RF=3 topic from the beginning (catch-up): the
     leader's CPU-seconds per GB served to a consumer, to compare with the follower's cost;
   * e2e: `sluice bench e2e --rate 5000 --acks all` on another RF=3 topic: produce-to-consume
@@ -42,6 +42,20 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def context_switches(pid):
+    """Voluntary + involuntary context switches of every thread of a process: a follower's
+    per-round wake-ups (receive, hand-offs, write completions), which its CPU time hides."""
+    total = 0
+    for status in pathlib.Path(f"/proc/{pid}/task").glob("*/status"):
+        try:
+            for line in status.read_text().splitlines():
+                if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
+                    total += int(line.split()[1])
+        except OSError:  # a thread that ended between the listing and the read
+            pass
+    return total
 
 
 def cpu_seconds(pid):
@@ -172,7 +186,8 @@ def main():
     ap.add_argument("--out", help="write every report to this JSON file")
     args = ap.parse_args()
 
-    rows = {"rf1-acks1": [], "rf3-acks-all": [], "follower": [], "consume": [], "e2e": []}
+    rows = {"rf1-acks1": [], "rf3-acks-all": [], "follower": [], "follower-switches": [],
+            "consume": [], "e2e": []}
     raw = []
     common = ["--record-size", "1024", "--batch-size", "16384", "--max-in-flight", "5"]
     cluster = Cluster(pathlib.Path(args.sluice), 3, args.workdir)
@@ -194,6 +209,7 @@ def main():
             leader, replicas, _ = leader_and_replicas(cluster, rf3)
             followers = [n for n in replicas if n != leader]
             before = {n: cpu_seconds(cluster.pid_of_node(n)) for n in followers}
+            switches_before = {n: context_switches(cluster.pid_of_node(n)) for n in followers}
             r = bench(cluster, "produce", rf3, cluster.pid_of_node(leader),
                       common + ["--acks", "all", "--duration", f"{args.duration}s"])
             # Let the followers finish fetching the tail before reading their CPU time.
@@ -201,10 +217,14 @@ def main():
             gb = r["produced"]["batch_bytes"] / 1e9
             follower_cost = [(cpu_seconds(cluster.pid_of_node(n)) - before[n]) / gb
                              for n in followers]
+            follower_switches = [(context_switches(cluster.pid_of_node(n)) - switches_before[n])
+                                 / (gb * 1000) for n in followers]
             rows["rf3-acks-all"].append(r)
             rows["follower"].append(statistics.mean(follower_cost))
+            rows["follower-switches"].append(statistics.mean(follower_switches))
             raw.append({"run": "rf3-acks-all", "round": rnd, "report": r,
-                        "follower_cpu_s_per_gb": follower_cost})
+                        "follower_cpu_s_per_gb": follower_cost,
+                        "follower_switches_per_mb": follower_switches})
 
             r = bench(cluster, "consume", rf3, cluster.pid_of_node(leader), [])
             rows["consume"].append(r)
@@ -248,6 +268,7 @@ def main():
     print(f"\nRF=3 acks=all / RF=1 acks=1 throughput: {rf3_mb / rf1_mb:.2f} (target >= 0.5)")
     print(f"follower CPU-s per GB replicated: {follower_cpu:.2f}; leader CPU-s per GB served to "
           f"a consumer: {consume_cpu:.2f}; ratio {follower_cpu / consume_cpu:.2f} (target <= 1.5)")
+    print(f"follower context switches per MB replicated: {med(rows['follower-switches']):.0f}")
     print(f"e2e p99 at 5,000 records/s on RF=3: {lat(e, 'p99_ms'):.2f} ms (target < 5)")
     if args.out:
         with open(args.out, "w") as f:

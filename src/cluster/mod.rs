@@ -83,7 +83,7 @@ pub struct ClusterHandle {
     events: flume::Sender<controller::ControllerEvent>,
     next_sequence: AtomicU64,
     waiters: Mutex<HashMap<u64, futures_channel::oneshot::Sender<ProposalResult>>>,
-    /// Set at shutdown: the replica fetcher threads stop after their current round.
+    /// Set at shutdown: the shards' replica fetchers stop after their current round.
     pub replication_stop: Arc<AtomicBool>,
     /// Set by a controlled shutdown: this broker does not register (unfence) itself again.
     pub leaving: AtomicBool,

@@ -1,27 +1,35 @@
-//! Replica fetchers (issue 17, stage 2, decision 0012): a follower copies its partitions
-//! from their leaders with Kafka's own Fetch protocol, one thread and one connection per
-//! leader broker, all the partitions it follows from that leader in one fetch session
-//! (KIP-227), so the cost of an idle partition is nothing and a busy one adds its bytes only.
+//! Replica fetchers (issue 17, decision 0012): a follower copies its partitions from their
+//! leaders with Kafka's own Fetch protocol. Each shard runs, on its own compio loop, one
+//! fetcher task per other broker for the follower partitions it owns (Kafka's
+//! `num.replica.fetchers`, one per core), all of them in one fetch session (KIP-227), so an
+//! idle partition costs nothing and a busy one adds its bytes only. The answer is appended
+//! where it is received: no thread, no hand-off to another loop, no copy of the records when
+//! the answer carries one partition.
 //!
 //! Owns: the connection to the leader, the session's state, each followed partition's fetch
-//! offset between rounds. The shard layer appends what comes back (`ReplicaWork`, answered
-//! with each partition's new log end offset) and the metadata snapshot says which partitions
+//! offset between rounds. The shard layer appends what comes back (`Appender`, answered with
+//! each partition's new log end offset) and the metadata snapshot says which partitions
 //! this node follows from whom. Must not: touch partitions or logs (the shards do), or decide
 //! leadership (the metadata log does).
 
-use crate::client::{ClientError, Connection, ConnectionConfig};
 use crate::metadata::{MetadataSnapshot, MetadataView};
-use bytes::Bytes;
+use crate::protocol::alloc_guard::decode_guarded;
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use compio::BufResult;
+use compio::io::{AsyncReadExt, AsyncWriteExt};
+use compio::net::TcpStream;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ForgottenTopic};
 use kafka_protocol::messages::offset_for_leader_epoch_request::{
     OffsetForLeaderPartition, OffsetForLeaderTopic,
 };
 use kafka_protocol::messages::{
-    BrokerId, FetchRequest, FetchResponse, OffsetForLeaderEpochRequest, TopicName,
+    ApiKey, ApiVersionsRequest, BrokerId, FetchRequest, FetchResponse, OffsetForLeaderEpochRequest,
+    RequestHeader, ResponseHeader, TopicName,
 };
-use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -34,16 +42,25 @@ pub const REPLICA_FETCH_PARTITION_MAX_BYTES: i32 = 1024 * 1024;
 pub const REPLICA_FETCH_RESPONSE_MAX_BYTES: i32 = 10 * 1024 * 1024;
 /// Kafka's `replica.fetch.backoff.ms`: the pause after a failed fetch or with nothing to do.
 pub const REPLICA_FETCH_BACKOFF: Duration = Duration::from_millis(100);
-/// Longest a fetcher waits for its shard to append an answer before it drops the session
-/// and starts again (a shard that stopped: the node is shutting down).
-pub const REPLICA_APPEND_TIMEOUT: Duration = Duration::from_secs(30);
-/// Fetch answers the shard layer may have queued from all fetchers together (each fetcher
-/// has at most one in flight, so this only bounds a burst at start-up).
-pub const MAX_QUEUED_REPLICA_WORK: usize = 64;
-/// The Fetch version the fetcher speaks: the highest `crate::client` negotiates, in which
-/// the follower names itself with the request's `replica_id` (v15+ use `ReplicaState`; the
+/// How long a connect to a leader may take.
+pub const REPLICA_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest one request may wait for its answer (a leader holds a fetch for at most
+/// `REPLICA_FETCH_WAIT_MAX_MS`): past it the connection and the session are dropped.
+pub const REPLICA_CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// Largest answer frame accepted: a bigger length prefix means a confused peer. Above the
+/// response budget because the first batch of a partition is always sent whole.
+pub const REPLICA_RESPONSE_FRAME_MAX_BYTES: usize = 256 * 1024 * 1024;
+/// What the receive buffer starts with: an answer in the steady state of a loaded partition
+/// (a few produce batches) arrives in one receive.
+const RECEIVE_BUFFER_START_BYTES: usize = 128 * 1024;
+/// The Fetch versions the fetcher speaks: from 7 (fetch sessions) to 12, in which the
+/// follower names itself with the request's `replica_id` (v15+ use `ReplicaState`; the
 /// leader's handler takes both).
+pub const REPLICA_FETCH_VERSION_MIN: i16 = 7;
 pub const REPLICA_FETCH_VERSION_MAX: i16 = 12;
+/// OffsetForLeaderEpoch from v3, the first that names the replica.
+const EPOCH_CHECK_VERSION_MIN: i16 = 3;
+const EPOCH_CHECK_VERSION_MAX: i16 = 4;
 
 /// One partition's part of a fetch answer, for the shard that owns it.
 #[derive(Debug)]
@@ -51,13 +68,26 @@ pub struct ReplicaItem {
     pub topic: String,
     pub partition: i32,
     /// The leader's record batches from this partition's fetch offset (None: only asking
-    /// for the partition's log end offset).
-    pub records: Option<Bytes>,
+    /// for the partition's log end offset). The log takes this buffer as it is.
+    pub records: Option<BytesMut>,
     pub high_watermark: i64,
     pub log_start_offset: i64,
     /// The leader's OffsetForLeaderEpoch answer (epoch, end offset) for this replica's
     /// newest epoch: the shard truncates the log's divergent tail first (KIP-101/279).
     pub truncate: Option<(i32, i64)>,
+}
+
+impl ReplicaItem {
+    fn position_query(topic: &str, partition: i32) -> ReplicaItem {
+        ReplicaItem {
+            topic: topic.to_string(),
+            partition,
+            records: None,
+            high_watermark: -1,
+            log_start_offset: -1,
+            truncate: None,
+        }
+    }
 }
 
 /// A follower partition's log end and newest leader epoch after the shard applied its
@@ -71,42 +101,49 @@ pub struct ReplicaEnd {
     pub latest_epoch: i32,
 }
 
-/// A fetch answer handed to the shard layer; answered in item order.
-pub struct ReplicaWork {
-    pub leader: i32,
-    pub items: Vec<ReplicaItem>,
-    pub reply: flume::Sender<Vec<ReplicaPosition>>,
+/// What a fetcher needs from the shard it runs on.
+pub trait Appender {
+    /// Whether this shard owns the partition (each shard fetches only its own).
+    fn owns(&self, topic: &str, partition: i32) -> bool;
+    /// Applies the items (appends, truncations, log-end queries); answers in item order.
+    fn apply(&self, items: Vec<ReplicaItem>) -> impl Future<Output = Vec<ReplicaPosition>>;
+    /// The shard is stopping: the fetcher ends.
+    fn stopping(&self) -> bool;
 }
 
-/// Starts one fetcher thread per other voter: every broker is a voter (combined mode), so
-/// these are every leader this node may follow. They run until `stop` is set.
-pub fn start(
+/// Runs the fetcher of one leader broker on the current shard until `stop` is set or the
+/// shard stops.
+pub async fn run<A: Appender>(
     node_id: i32,
-    leaders: Vec<i32>,
+    leader: i32,
     metadata: MetadataView,
-    shards: flume::Sender<ReplicaWork>,
+    appender: A,
     stop: Arc<AtomicBool>,
-) -> Result<(), String> {
-    for leader in leaders.into_iter().filter(|&id| id != node_id) {
-        let fetcher = Fetcher {
-            node_id,
-            leader,
-            metadata: metadata.clone(),
-            shards: shards.clone(),
-            stop: stop.clone(),
-            connection: None,
-            session: Session::default(),
-            offsets: BTreeMap::new(),
-            seen: None,
-            followed: Vec::new(),
-            unchecked: Vec::new(),
-        };
-        std::thread::Builder::new()
-            .name(format!("sluice-fetch-{leader}"))
-            .spawn(move || fetcher.run())
-            .map_err(|e| format!("replica fetcher for broker {leader}: {e}"))?;
+) {
+    let mut fetcher = Fetcher {
+        node_id,
+        leader,
+        metadata,
+        appender,
+        link: None,
+        session: Session::default(),
+        offsets: BTreeMap::new(),
+        seen: None,
+        followed: Vec::new(),
+        unchecked: Vec::new(),
+    };
+    while !stop.load(Ordering::Relaxed) && !fetcher.appender.stopping() {
+        match fetcher.round().await {
+            Ok(true) => {}
+            Ok(false) => compio::time::sleep(REPLICA_FETCH_BACKOFF).await,
+            Err(message) => {
+                tracing::debug!(leader, %message, "replica fetch failed");
+                fetcher.link = None;
+                fetcher.session.reset();
+                compio::time::sleep(REPLICA_FETCH_BACKOFF).await;
+            }
+        }
     }
-    Ok(())
 }
 
 type PartitionKey = (String, i32);
@@ -128,13 +165,12 @@ impl Session {
     }
 }
 
-struct Fetcher {
+struct Fetcher<A> {
     node_id: i32,
     leader: i32,
     metadata: MetadataView,
-    shards: flume::Sender<ReplicaWork>,
-    stop: Arc<AtomicBool>,
-    connection: Option<Connection>,
+    appender: A,
+    link: Option<LeaderLink>,
     session: Session,
     /// Followed partitions from this leader and the next offset to fetch.
     offsets: BTreeMap<PartitionKey, i64>,
@@ -147,71 +183,49 @@ struct Fetcher {
     unchecked: Vec<(PartitionKey, ReplicaEnd)>,
 }
 
-impl Fetcher {
-    fn run(mut self) {
-        while !self.stop.load(Ordering::Relaxed) {
-            match self.round() {
-                Ok(true) => {}
-                Ok(false) => std::thread::sleep(REPLICA_FETCH_BACKOFF),
-                Err(message) => {
-                    tracing::debug!(leader = self.leader, %message, "replica fetch failed");
-                    self.connection = None;
-                    self.session.reset();
-                    std::thread::sleep(REPLICA_FETCH_BACKOFF);
-                }
-            }
-        }
-    }
-
+impl<A: Appender> Fetcher<A> {
     /// One fetch and its append. `Ok(false)`: nothing to fetch from this leader now.
-    fn round(&mut self) -> Result<bool, String> {
-        let Some(address) = self.refresh_followed()? else {
+    async fn round(&mut self) -> Result<bool, String> {
+        let Some(address) = self.refresh_followed().await else {
             return Ok(false);
         };
         if self.offsets.is_empty() && self.unchecked.is_empty() {
             return Ok(false);
         }
-        if self.connection.is_none() {
-            let config = ConnectionConfig {
-                client_id: format!("sluice-replica-{}", self.node_id),
-                ..ConnectionConfig::default()
-            };
-            let connection = Connection::connect(&address, &config).map_err(|e| e.to_string())?;
+        if self.link.is_none() {
+            let link = LeaderLink::connect(&address, self.node_id).await?;
             self.session.reset();
-            self.connection = Some(connection);
+            self.link = Some(link);
         }
         if !self.unchecked.is_empty() {
-            self.truncate_unchecked()?;
+            self.truncate_unchecked().await?;
         }
         if self.offsets.is_empty() {
             return Ok(false);
         }
         let request = self.next_request();
-        let Some(connection) = self.connection.as_mut() else {
+        let Some(link) = self.link.as_mut() else {
             return Ok(false);
         };
-        let response = connection
-            .call(&request)
-            .map_err(|e: ClientError| e.to_string())?;
+        let version = link.fetch_version;
+        let response = link.call(&request, version).await?;
         // A refused partition stays in the session and is answered at once on every
         // fetch: back off rather than spin until metadata moves it.
-        let refused = self.take_answer(response)?;
+        let refused = self.take_answer(response).await?;
         Ok(!refused)
     }
 
-    /// Brings `offsets` in line with the metadata: partitions newly followed from this
-    /// leader get their log end offset from the shards, the others are dropped. Returns the
-    /// leader's address (None while it is fenced or unknown).
-    fn refresh_followed(&mut self) -> Result<Option<String>, String> {
+    /// Brings `offsets` in line with the metadata: partitions of this shard newly followed
+    /// from this leader get their log end offset from the shard, the others are dropped.
+    /// Returns the leader's address (None while it is fenced or unknown).
+    async fn refresh_followed(&mut self) -> Option<String> {
         let snapshot = self.metadata.load_full();
-        let Some(cluster) = snapshot.cluster.as_deref() else {
-            return Ok(None);
-        };
+        let cluster = snapshot.cluster.as_deref()?;
         let address = match cluster.brokers.get(&self.leader) {
             Some(b) if !b.fenced => format!("{}:{}", b.host, b.port),
             _ => {
                 self.offsets.clear();
-                return Ok(None);
+                return None;
             }
         };
         if !self
@@ -219,45 +233,46 @@ impl Fetcher {
             .as_ref()
             .is_some_and(|s| Arc::ptr_eq(s, &snapshot))
         {
-            self.followed = cluster.followed_from(self.node_id, self.leader);
+            let appender = &self.appender;
+            self.followed = cluster
+                .followed_from(self.node_id, self.leader)
+                .into_iter()
+                .filter(|(topic, partition)| appender.owns(topic, *partition))
+                .collect();
             self.seen = Some(snapshot.clone());
         }
         let followed = &self.followed;
         self.offsets
             .retain(|key, _| followed.binary_search(key).is_ok());
-        let new: Vec<ReplicaItem> = followed
+        self.unchecked.clear();
+        let new: Vec<PartitionKey> = followed
             .iter()
             .filter(|key| !self.offsets.contains_key(*key))
-            .map(|(topic, partition)| ReplicaItem {
-                topic: topic.clone(),
-                partition: *partition,
-                records: None,
-                high_watermark: -1,
-                log_start_offset: -1,
-                truncate: None,
-            })
+            .cloned()
             .collect();
-        self.unchecked.clear();
         if !new.is_empty() {
-            let keys: Vec<PartitionKey> =
-                new.iter().map(|i| (i.topic.clone(), i.partition)).collect();
-            let positions = self.hand_to_shards(new)?;
-            for (key, position) in keys.into_iter().zip(positions) {
+            let items = new
+                .iter()
+                .map(|(topic, partition)| ReplicaItem::position_query(topic, *partition))
+                .collect();
+            let positions = self.appender.apply(items).await;
+            for (key, position) in new.into_iter().zip(positions) {
                 if let Some(end) = position {
                     self.unchecked.push((key, end));
                 }
             }
         }
-        Ok(Some(address))
+        Some(address)
     }
 
     fn next_request(&mut self) -> FetchRequest {
         let full = self.session.epoch == 0;
         let mut topics: Vec<FetchTopic> = Vec::new();
-        for ((topic, partition), offset) in &self.offsets {
-            if !full && self.session.sent.get(&(topic.clone(), *partition)) == Some(offset) {
+        for (key, offset) in &self.offsets {
+            if !full && self.session.sent.get(key) == Some(offset) {
                 continue;
             }
+            let (topic, partition) = key;
             let wanted = FetchPartition::default()
                 .with_partition(*partition)
                 .with_fetch_offset(*offset)
@@ -273,10 +288,11 @@ impl Fetcher {
         }
         let mut forgotten: Vec<ForgottenTopic> = Vec::new();
         if !full {
-            for (topic, partition) in self.session.sent.keys() {
-                if self.offsets.contains_key(&(topic.clone(), *partition)) {
+            for key in self.session.sent.keys() {
+                if self.offsets.contains_key(key) {
                     continue;
                 }
+                let (topic, partition) = key;
                 match forgotten.last_mut() {
                     Some(last) if last.topic.0.as_str() == topic => {
                         last.partitions.push(*partition)
@@ -289,7 +305,7 @@ impl Fetcher {
                 }
             }
         }
-        self.session.sent = self.offsets.clone();
+        self.session.sent.clone_from(&self.offsets);
         FetchRequest::default()
             .with_replica_id(BrokerId(self.node_id))
             .with_max_wait_ms(REPLICA_FETCH_WAIT_MAX_MS)
@@ -302,9 +318,57 @@ impl Fetcher {
             .with_forgotten_topics_data(forgotten)
     }
 
-    /// Hands the answer's records to the shards and moves each fetch offset to the new log
-    /// end; advances or resets the session. Returns whether the leader refused a partition.
-    fn take_answer(&mut self, response: FetchResponse) -> Result<bool, String> {
+    /// Appends the answer's records on this shard and moves each fetch offset to the new
+    /// log end; advances or resets the session. Returns whether the leader refused a
+    /// partition (or the whole fetch).
+    async fn take_answer(&mut self, response: FetchResponse) -> Result<bool, String> {
+        let Some(answer) = self.read_answer(response)? else {
+            return Ok(false);
+        };
+        // The decoded response is gone: each partition's records are the only views left
+        // of the received frame, so the log takes the first of them without a copy, and
+        // the next after the previous one is copied out (an answer of one partition, the
+        // steady state of a busy partition, is never copied).
+        let mut items = Vec::with_capacity(answer.carrying.len());
+        for raw in answer.carrying {
+            let records = raw
+                .records
+                .try_into_mut()
+                .unwrap_or_else(|shared| BytesMut::from(&shared[..]));
+            items.push(ReplicaItem {
+                topic: raw.topic,
+                partition: raw.partition,
+                records: Some(records),
+                high_watermark: raw.high_watermark,
+                log_start_offset: raw.log_start_offset,
+                truncate: None,
+            });
+        }
+        if items.is_empty() {
+            return Ok(answer.refused);
+        }
+        let keys: Vec<PartitionKey> = items
+            .iter()
+            .map(|i| (i.topic.clone(), i.partition))
+            .collect();
+        let positions = self.appender.apply(items).await;
+        for (key, position) in keys.into_iter().zip(positions) {
+            match position {
+                Some(end) => {
+                    self.offsets.insert(key, end.log_end_offset);
+                }
+                None => {
+                    self.offsets.remove(&key);
+                }
+            }
+        }
+        Ok(answer.refused)
+    }
+
+    /// The partitions of an answer that carry records, and whether any was refused. Takes
+    /// the decoded response by value so that nothing of it outlives this call but the
+    /// records themselves. `None`: the session was lost (the next fetch opens one).
+    fn read_answer(&mut self, response: FetchResponse) -> Result<Option<Answer>, String> {
         const RECHECK: [i16; 3] = [
             ResponseError::OffsetOutOfRange.code(),
             ResponseError::FencedLeaderEpoch.code(),
@@ -316,7 +380,7 @@ impl Fetcher {
         ];
         if SESSION_LOST.contains(&response.error_code) {
             self.session.reset();
-            return Ok(false);
+            return Ok(None);
         }
         if response.error_code != 0 {
             return Err(format!("fetch answered error {}", response.error_code));
@@ -328,8 +392,10 @@ impl Fetcher {
             self.session.id = response.session_id;
             self.session.epoch = next_epoch(self.session.epoch);
         }
-        let mut items = Vec::new();
-        let mut refused = false;
+        let mut answer = Answer {
+            carrying: Vec::new(),
+            refused: false,
+        };
         for topic in response.responses {
             let name = topic.topic.0.to_string();
             for p in topic.partitions {
@@ -339,48 +405,30 @@ impl Fetcher {
                     self.offsets.remove(&(name.clone(), p.partition_index));
                 }
                 if p.error_code != 0 {
-                    refused = true;
+                    answer.refused = true;
                     tracing::debug!(leader = self.leader, topic = %name, partition = p.partition_index, error = p.error_code, "replica fetch refused");
                     continue;
                 }
-                items.push(ReplicaItem {
+                let Some(records) = p.records.filter(|r| !r.is_empty()) else {
+                    continue;
+                };
+                answer.carrying.push(Fetched {
                     topic: name.clone(),
                     partition: p.partition_index,
-                    records: p.records.filter(|r| !r.is_empty()),
+                    records,
                     high_watermark: p.high_watermark,
                     log_start_offset: p.log_start_offset,
-                    truncate: None,
                 });
             }
         }
-        let carrying: Vec<ReplicaItem> =
-            items.into_iter().filter(|i| i.records.is_some()).collect();
-        if carrying.is_empty() {
-            return Ok(refused);
-        }
-        let keys: Vec<PartitionKey> = carrying
-            .iter()
-            .map(|i| (i.topic.clone(), i.partition))
-            .collect();
-        let positions = self.hand_to_shards(carrying)?;
-        for (key, position) in keys.into_iter().zip(positions) {
-            match position {
-                Some(end) => {
-                    self.offsets.insert(key, end.log_end_offset);
-                }
-                None => {
-                    self.offsets.remove(&key);
-                }
-            }
-        }
-        Ok(refused)
+        Ok(Some(answer))
     }
 
     /// KIP-101/279 for the newly followed partitions: asks the leader where each one's
-    /// newest epoch ends in its log, has the shards truncate past it, and starts fetching
+    /// newest epoch ends in its log, has the shard truncate past it, and starts fetching
     /// from the new log end. A partition the leader refuses (not the leader yet, an epoch
     /// it does not know) is checked again at the next round.
-    fn truncate_unchecked(&mut self) -> Result<(), String> {
+    async fn truncate_unchecked(&mut self) -> Result<(), String> {
         let unchecked = std::mem::take(&mut self.unchecked);
         let mut topics: Vec<OffsetForLeaderTopic> = Vec::new();
         for ((topic, partition), end) in &unchecked {
@@ -400,12 +448,11 @@ impl Fetcher {
         let request = OffsetForLeaderEpochRequest::default()
             .with_replica_id(BrokerId(self.node_id))
             .with_topics(topics);
-        let Some(connection) = self.connection.as_mut() else {
+        let Some(link) = self.link.as_mut() else {
             return Ok(());
         };
-        let response = connection
-            .call(&request)
-            .map_err(|e: ClientError| e.to_string())?;
+        let version = link.epoch_check_version;
+        let response = link.call(&request, version).await?;
         let mut answers: BTreeMap<PartitionKey, (i32, i64)> = BTreeMap::new();
         for topic in response.topics {
             let name = topic.topic.0.to_string();
@@ -422,12 +469,8 @@ impl Fetcher {
             .filter_map(|(key, _)| {
                 let answer = answers.get(key)?;
                 Some(ReplicaItem {
-                    topic: key.0.clone(),
-                    partition: key.1,
-                    records: None,
-                    high_watermark: -1,
-                    log_start_offset: -1,
                     truncate: Some(*answer),
+                    ..ReplicaItem::position_query(&key.0, key.1)
                 })
             })
             .collect();
@@ -435,7 +478,7 @@ impl Fetcher {
             .iter()
             .map(|i| (i.topic.clone(), i.partition))
             .collect();
-        let positions = self.hand_to_shards(items)?;
+        let positions = self.appender.apply(items).await;
         for (key, position) in keys.into_iter().zip(positions) {
             if let Some(end) = position {
                 self.offsets.insert(key, end.log_end_offset);
@@ -444,24 +487,191 @@ impl Fetcher {
         // Refused ones are not in `offsets`: the next round's refresh checks them again.
         Ok(())
     }
+}
 
-    fn hand_to_shards(&self, items: Vec<ReplicaItem>) -> Result<Vec<ReplicaPosition>, String> {
-        let (reply, answer) = flume::bounded(1);
-        let work = ReplicaWork {
-            leader: self.leader,
-            items,
-            reply,
-        };
-        self.shards
-            .send_timeout(work, REPLICA_APPEND_TIMEOUT)
-            .map_err(|_| "the shards stopped taking replica appends".to_string())?;
-        answer
-            .recv_timeout(REPLICA_APPEND_TIMEOUT)
-            .map_err(|_| "no answer from the shards to a replica append".to_string())
-    }
+/// The records of one partition of an answer, still a view of the received frame.
+struct Fetched {
+    topic: String,
+    partition: i32,
+    records: Bytes,
+    high_watermark: i64,
+    log_start_offset: i64,
+}
+
+struct Answer {
+    carrying: Vec<Fetched>,
+    refused: bool,
 }
 
 /// KIP-227: session epochs run 1..=i32::MAX and wrap to 1.
 fn next_epoch(epoch: i32) -> i32 {
     if epoch == i32::MAX { 1 } else { epoch + 1 }
+}
+
+/// The fetcher's connection to its leader, on the shard's own loop: one request at a time
+/// (a fetcher has one in flight), versions negotiated once with ApiVersions.
+struct LeaderLink {
+    stream: TcpStream,
+    address: String,
+    client_id: StrBytes,
+    next_correlation: i32,
+    fetch_version: i16,
+    epoch_check_version: i16,
+    /// The request bytes, reused from one call to the next.
+    send_buffer: BytesMut,
+}
+
+impl LeaderLink {
+    async fn connect(address: &str, node_id: i32) -> Result<LeaderLink, String> {
+        let stream = compio::time::timeout(REPLICA_CONNECT_TIMEOUT, TcpStream::connect(address))
+            .await
+            .map_err(|_| format!("connect to {address}: timed out"))?
+            .map_err(|e| format!("connect to {address}: {e}"))?;
+        stream
+            .set_nodelay(true)
+            .map_err(|e| format!("connect to {address}: {e}"))?;
+        let mut link = LeaderLink {
+            stream,
+            address: address.to_string(),
+            client_id: StrBytes::from_string(format!("sluice-replica-{node_id}")),
+            next_correlation: 1,
+            fetch_version: REPLICA_FETCH_VERSION_MIN,
+            epoch_check_version: EPOCH_CHECK_VERSION_MIN,
+            send_buffer: BytesMut::new(),
+        };
+        // v0: every broker answers it, whatever it supports.
+        let versions = link.call(&ApiVersionsRequest::default(), 0).await?;
+        if versions.error_code != 0 {
+            return Err(format!(
+                "{address} answered ApiVersions with error {}",
+                versions.error_code
+            ));
+        }
+        let pick = |key: ApiKey, min: i16, max: i16| -> Result<i16, String> {
+            let theirs = versions
+                .api_keys
+                .iter()
+                .find(|k| k.api_key == key as i16)
+                .ok_or_else(|| format!("{address} does not serve {key:?}"))?;
+            let version = max.min(theirs.max_version);
+            if version < min || version < theirs.min_version {
+                return Err(format!(
+                    "{address} serves {key:?} v{}..=v{}, a follower needs v{min}..=v{max}",
+                    theirs.min_version, theirs.max_version
+                ));
+            }
+            Ok(version)
+        };
+        link.fetch_version = pick(
+            ApiKey::Fetch,
+            REPLICA_FETCH_VERSION_MIN,
+            REPLICA_FETCH_VERSION_MAX,
+        )?;
+        link.epoch_check_version = pick(
+            ApiKey::OffsetForLeaderEpoch,
+            EPOCH_CHECK_VERSION_MIN,
+            EPOCH_CHECK_VERSION_MAX,
+        )?;
+        Ok(link)
+    }
+
+    /// Sends `request` at `version` and decodes its answer, within `REPLICA_CALL_TIMEOUT`.
+    /// Any error leaves the link unusable (the fetcher drops it).
+    async fn call<R: Request>(&mut self, request: &R, version: i16) -> Result<R::Response, String> {
+        let api = R::KEY;
+        match compio::time::timeout(REPLICA_CALL_TIMEOUT, self.exchange(request, version)).await {
+            Ok(result) => result.map_err(|e| format!("{api:?} to {}: {e}", self.address)),
+            Err(_) => Err(format!("{api:?} to {}: no answer in time", self.address)),
+        }
+    }
+
+    async fn exchange<R: Request>(
+        &mut self,
+        request: &R,
+        version: i16,
+    ) -> Result<R::Response, String> {
+        let correlation_id = self.next_correlation;
+        self.next_correlation = self.next_correlation.wrapping_add(1);
+        let header = RequestHeader::default()
+            .with_request_api_key(R::KEY)
+            .with_request_api_version(version)
+            .with_correlation_id(correlation_id)
+            .with_client_id(Some(self.client_id.clone()));
+        let mut buffer = std::mem::take(&mut self.send_buffer);
+        buffer.clear();
+        buffer.put_i32(0); // the length, patched below
+        header
+            .encode(&mut buffer, R::header_version(version))
+            .map_err(|e| format!("encode header: {e}"))?;
+        request
+            .encode(&mut buffer, version)
+            .map_err(|e| format!("encode v{version}: {e}"))?;
+        let length = i32::try_from(buffer.len() - 4)
+            .map_err(|_| format!("a request of {} bytes", buffer.len()))?;
+        buffer[..4].copy_from_slice(&length.to_be_bytes());
+        let BufResult(written, buffer) = self.stream.write_all(buffer).await;
+        self.send_buffer = buffer;
+        written.map_err(|e| format!("send: {e}"))?;
+
+        let mut frame = self.receive_frame().await?;
+        let header_version = ApiKey::try_from(R::KEY)
+            .map(|k| k.response_header_version(version))
+            .map_err(|_| "unknown api key".to_string())?;
+        // Decoded on the shard's own loop: a malformed answer must fail this call, never
+        // panic the shard (the codec's allocation and panic guards).
+        let header = decode_guarded(|| ResponseHeader::decode(&mut frame, header_version))
+            .map_err(|e| format!("response header: {e}"))?;
+        if header.correlation_id != correlation_id {
+            return Err(format!(
+                "correlation id {} where {correlation_id} was expected",
+                header.correlation_id
+            ));
+        }
+        decode_guarded(|| R::Response::decode(&mut frame, version))
+            .map_err(|e| format!("decode v{version}: {e}"))
+    }
+
+    /// Reads one answer frame, without its length prefix. Nothing else is in flight, so
+    /// bytes past the frame mean a confused peer.
+    async fn receive_frame(&mut self) -> Result<Bytes, String> {
+        let mut buffer: Vec<u8> = Vec::with_capacity(RECEIVE_BUFFER_START_BYTES);
+        let mut wanted = 4usize;
+        let mut length_known = false;
+        loop {
+            while buffer.len() < wanted {
+                buffer.reserve(wanted - buffer.len());
+                let BufResult(read, filled) = self.stream.append(buffer).await;
+                buffer = filled;
+                match read {
+                    Ok(0) => return Err("the leader closed the connection".into()),
+                    Ok(_) => {}
+                    Err(e) => return Err(format!("receive: {e}")),
+                }
+            }
+            if length_known {
+                break;
+            }
+            let length = i32::from_be_bytes([buffer[0], buffer[1], buffer[2], buffer[3]]);
+            let length = usize::try_from(length)
+                .ok()
+                .filter(|&l| l <= REPLICA_RESPONSE_FRAME_MAX_BYTES)
+                .ok_or_else(|| {
+                    format!(
+                        "answer of {length} bytes (REPLICA_RESPONSE_FRAME_MAX_BYTES is \
+                         {REPLICA_RESPONSE_FRAME_MAX_BYTES})"
+                    )
+                })?;
+            wanted = 4 + length;
+            length_known = true;
+        }
+        if buffer.len() != wanted {
+            return Err(format!(
+                "{} bytes after the answer with nothing else asked",
+                buffer.len() - wanted
+            ));
+        }
+        let mut frame = Bytes::from(buffer);
+        frame.advance(4);
+        Ok(frame)
+    }
 }

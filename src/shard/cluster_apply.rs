@@ -6,7 +6,6 @@
 //! Must not: talk Raft (cluster/ does) or decide placement (the proposer does).
 
 use super::Shard;
-use crate::cluster::replica_fetcher::{self, ReplicaWork};
 use crate::cluster::{ClusterHandle, Committed};
 use crate::config::BrokerConfig;
 use crate::metadata::replicated::{Applied, MetadataRecord, Proposal};
@@ -33,17 +32,18 @@ pub struct ClusterParts {
 pub struct ClusterInputs {
     /// The metadata log's committed entries, in log order.
     pub committed: flume::Receiver<Committed>,
-    /// The replica fetchers' answers, to append to the follower partitions.
-    pub replica_work: flume::Receiver<ReplicaWork>,
 }
 
-/// Starts shard 0's cluster-mode loops: the apply loop, broker registration and the
-/// follower appends.
+/// Starts shard 0's cluster-mode loops: the apply loop, broker registration, the ISR
+/// checks, and on every shard the replica fetchers of the partitions it owns.
 pub(super) fn spawn_loops(shard: &Rc<Shard>, inputs: ClusterInputs) {
     compio::runtime::spawn(apply_loop(shard.clone(), inputs.committed)).detach();
     compio::runtime::spawn(registration_loop(shard.clone())).detach();
-    let replication = super::replication::replica_service(shard.clone(), inputs.replica_work);
-    compio::runtime::spawn(replication).detach();
+    let all = shard.clone();
+    compio::runtime::spawn(async move {
+        all.invoke_on_all(super::replication::start_fetchers).await;
+    })
+    .detach();
     compio::runtime::spawn(super::replication::isr_loop(shard.clone())).detach();
 }
 
@@ -62,7 +62,6 @@ pub fn open_metadata(
     let (writer, view) =
         MetadataWriter::open_replicated(&config.data_dir, config.log.clone(), cluster_id)
             .map_err(|e| e.to_string())?;
-    let voter_ids: Vec<i32> = voters.iter().map(|v| v.id).collect();
     let (handle, committed) = crate::cluster::start(crate::cluster::ClusterStart {
         node_id: config.node_id,
         voters,
@@ -71,18 +70,7 @@ pub fn open_metadata(
         session_timeout: Duration::from_millis(config.broker_session_timeout_ms),
         heartbeat_interval: Duration::from_millis(config.broker_heartbeat_interval_ms),
     })?;
-    let (work_tx, replica_work) = flume::bounded(replica_fetcher::MAX_QUEUED_REPLICA_WORK);
-    replica_fetcher::start(
-        config.node_id,
-        voter_ids,
-        view.clone(),
-        work_tx,
-        handle.replication_stop.clone(),
-    )?;
-    let inputs = ClusterInputs {
-        committed,
-        replica_work,
-    };
+    let inputs = ClusterInputs { committed };
     Ok((writer, view, Some(ClusterParts { handle, inputs })))
 }
 

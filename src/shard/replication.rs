@@ -1,47 +1,81 @@
-//! The follower side of replication on the shards (issue 17, stage 2, decision 0012): the
-//! replica fetchers' answers (`cluster::replica_fetcher`) are appended to the follower
-//! partitions on their owning shards, as the leader wrote them, and each partition's new
-//! log end offset goes back to the fetcher as its next fetch offset. Also opens, at start-up
-//! and after metadata changes, the partitions this node follows (kept in `Shard::followers`,
-//! never served to clients: they answer NOT_LEADER_OR_FOLLOWER as a missing partition does).
+//! The follower side of replication on the shards (issue 17, decision 0012): every shard
+//! runs the replica fetchers (`cluster::replica_fetcher`) of the follower partitions it
+//! owns, one per other broker, on its own loop, and appends their answers where they
+//! arrive, as the leader wrote them; each partition's new log end offset is the fetcher's
+//! next fetch offset. Also opens, at start-up and after metadata changes, the partitions
+//! this node follows (kept in `Shard::followers`, never served to clients: they answer
+//! NOT_LEADER_OR_FOLLOWER as a missing partition does).
 //! And the leaders' side of the ISR: every `replica.lag.time.max.ms / 2` each shard looks
 //! at the partitions it leads and proposes an AlterPartition through the metadata log when
 //! a follower fell behind or caught up again (`isr_loop`); the applied change reaches the
 //! partition's `ReplicaSet` (`shard::failover`).
-//! Must not: talk to other brokers (the fetchers do) or decide who leads (metadata does).
+//! Must not: speak the wire protocol (the fetchers do) or decide who leads (metadata does).
 
 use super::{PartitionSlot, Shard};
-use crate::cluster::replica_fetcher::{ReplicaEnd, ReplicaItem, ReplicaPosition, ReplicaWork};
+use crate::cluster::replica_fetcher::{self, Appender, ReplicaEnd, ReplicaItem, ReplicaPosition};
 use crate::metadata::replicated::MetadataRecord;
 use crate::partition::Partition;
-use bytes::BytesMut;
 use futures_util::FutureExt;
 use std::rc::Rc;
 
-/// Takes fetch answers until every fetcher is gone (runs on shard 0); each answer is
-/// applied by a task of its own, so one slow leader's partitions never hold up another's.
-pub(super) async fn replica_service(shard: Rc<Shard>, work: flume::Receiver<ReplicaWork>) {
-    while let Ok(work) = work.recv_async().await {
-        let shard = shard.clone();
-        compio::runtime::spawn(async move {
-            let positions = apply_work(&shard, work.items).await;
-            let _ = work.reply.send(positions);
-        })
-        .detach();
+/// Starts this shard's replica fetchers, one per other voter (every broker is a voter in
+/// combined mode, so these are every leader this node may follow). They run until the
+/// cluster handle's replication stop is set or the shard stops.
+pub(super) async fn start_fetchers(shard: Rc<Shard>) {
+    let Some(cluster) = shard.cluster.clone() else {
+        return;
+    };
+    let voters = match shard.config.quorum_voters() {
+        Ok(Some(voters)) => voters,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::error!(error = %e, "no replica fetchers: the quorum voters do not parse");
+            return;
+        }
+    };
+    let node = shard.config.node_id;
+    for leader in voters.iter().map(|v| v.id).filter(|&id| id != node) {
+        let appender = ShardAppender {
+            shard: shard.clone(),
+        };
+        let fetcher = replica_fetcher::run(
+            node,
+            leader,
+            shard.metadata.clone(),
+            appender,
+            cluster.replication_stop.clone(),
+        );
+        compio::runtime::spawn(fetcher).detach();
     }
 }
 
-async fn apply_work(shard: &Rc<Shard>, items: Vec<ReplicaItem>) -> Vec<ReplicaPosition> {
-    let calls = items.into_iter().map(|item| {
-        let owner = shard.owner_of_partition(&item.topic, item.partition);
-        async move {
-            shard
-                .invoke_on(owner, move |s| async move { apply_item(&s, item).await })
-                .await
-                .unwrap_or(None)
+/// The shard a fetcher runs on: it fetches the partitions this shard owns and appends
+/// them here, without crossing to another shard.
+struct ShardAppender {
+    shard: Rc<Shard>,
+}
+
+impl Appender for ShardAppender {
+    fn owns(&self, topic: &str, partition: i32) -> bool {
+        self.shard.owner_of_partition(topic, partition) == self.shard.id
+    }
+
+    /// Each item on its own, at once: the appends of several partitions overlap their
+    /// writes.
+    async fn apply(&self, mut items: Vec<ReplicaItem>) -> Vec<ReplicaPosition> {
+        // One partition (a busy partition's steady state): no join machinery.
+        if items.len() == 1
+            && let Some(item) = items.pop()
+        {
+            return vec![apply_item(&self.shard, item).await];
         }
-    });
-    futures_util::future::join_all(calls).await
+        let calls = items.into_iter().map(|item| apply_item(&self.shard, item));
+        futures_util::future::join_all(calls).await
+    }
+
+    fn stopping(&self) -> bool {
+        self.shard.shutting_down.get()
+    }
 }
 
 /// Appends one partition's fetched batches on its owning shard (or truncates it to its
@@ -62,12 +96,9 @@ async fn apply_item(shard: &Rc<Shard>, item: ReplicaItem) -> ReplicaPosition {
         )
         .await?;
     }
-    let Some(records) = item.records else {
+    let Some(batches) = item.records else {
         return Some(end_of(&partition));
     };
-    // The answer's bytes are shared with the rest of the decoded response: the log takes
-    // its own buffer (a follower copies once, as Kafka's does).
-    let batches = BytesMut::from(&records[..]);
     match partition
         .append_replicated(batches, item.high_watermark, super::now_ms())
         .await
