@@ -74,12 +74,29 @@ fn script(python: &std::path::Path, args: &[&str]) -> Vec<String> {
 }
 
 /// `script consume`: the records read (offset, value) and the last acknowledged commit.
-fn consume(python: &std::path::Path, bootstrap: &str, group: &str, count: usize) -> (Vec<(i64, u64)>, i64) {
+fn consume(
+    python: &std::path::Path,
+    bootstrap: &str,
+    group: &str,
+    count: usize,
+) -> (Vec<(i64, u64)>, i64) {
     let count = count.to_string();
     let lines = script(
         python,
-        &["consume", "--bootstrap", bootstrap, "--topic", TOPIC, "--group", group,
-          "--count", &count, "--print-records", "--commit-ms", "50"],
+        &[
+            "consume",
+            "--bootstrap",
+            bootstrap,
+            "--topic",
+            TOPIC,
+            "--group",
+            group,
+            "--count",
+            &count,
+            "--print-records",
+            "--commit-ms",
+            "50",
+        ],
     );
     let records = lines
         .iter()
@@ -126,27 +143,57 @@ fn committed_offsets_survive_the_coordinators_sigkill() {
     }
     let python = support::client_python("confluent_kafka");
     let mut cluster = cluster_with_topic();
-    let filled = script(&python, &["fill", "--bootstrap", &cluster.bootstrap(), "--topic", TOPIC, "--count", "300"]);
+    let filled = script(
+        &python,
+        &[
+            "fill",
+            "--bootstrap",
+            &cluster.bootstrap(),
+            "--topic",
+            TOPIC,
+            "--count",
+            "300",
+        ],
+    );
     assert!(filled.iter().any(|l| l == "filled 300"), "{filled:?}");
     let group = "survivors";
     let (first, committed) = consume(&python, &cluster.bootstrap(), group, 100);
     let offsets: Vec<i64> = first.iter().map(|r| r.0).collect();
-    assert_eq!(offsets, (0..100).collect::<Vec<i64>>(), "the first 100 records in order");
+    assert_eq!(
+        offsets,
+        (0..100).collect::<Vec<i64>>(),
+        "the first 100 records in order"
+    );
     assert_eq!(committed, 100, "the group's last acknowledged commit");
     let (coordinator, fetched) = settled_coordinator(&cluster, group, None);
     assert_eq!(fetched, 100, "OffsetFetch at coordinator {coordinator}");
     // The other brokers hold the offsets too, but send the client to the coordinator.
-    for id in cluster.running_ids().into_iter().filter(|id| *id != coordinator) {
-        assert_eq!(fetch(cluster.node(id), group), Err(NOT_COORDINATOR), "node {id}");
+    for id in cluster
+        .running_ids()
+        .into_iter()
+        .filter(|id| *id != coordinator)
+    {
+        assert_eq!(
+            fetch(cluster.node(id), group),
+            Err(NOT_COORDINATOR),
+            "node {id}"
+        );
     }
 
     cluster.node_mut(coordinator).kill();
     let (successor, fetched) = settled_coordinator(&cluster, group, Some(coordinator));
     eprintln!("killed coordinator {coordinator}; {successor} coordinates {group} now");
-    assert_eq!(fetched, 100, "OffsetFetch at the new coordinator {successor}");
+    assert_eq!(
+        fetched, 100,
+        "OffsetFetch at the new coordinator {successor}"
+    );
     let (rest, committed) = consume(&python, &cluster.bootstrap(), group, 200);
     let offsets: Vec<i64> = rest.iter().map(|r| r.0).collect();
-    assert_eq!(offsets, (100..300).collect::<Vec<i64>>(), "resumed at the commit, none skipped or twice");
+    assert_eq!(
+        offsets,
+        (100..300).collect::<Vec<i64>>(),
+        "resumed at the commit, none skipped or twice"
+    );
     let values: Vec<u64> = rest.iter().map(|r| r.1).collect();
     assert_eq!(values, (100..300).collect::<Vec<u64>>());
     assert_eq!(committed, 300);
@@ -156,7 +203,10 @@ fn committed_offsets_survive_the_coordinators_sigkill() {
     cluster.node_mut(coordinator).spawn();
     cluster.wait_until_formed(3);
     let (back, fetched) = settled_coordinator(&cluster, group, None);
-    assert_eq!(back, coordinator, "the restarted broker coordinates its groups again");
+    assert_eq!(
+        back, coordinator,
+        "the restarted broker coordinates its groups again"
+    );
     assert_eq!(fetched, 300, "OffsetFetch at the restarted node {back}");
 }
 
@@ -177,10 +227,18 @@ fn a_node_restarted_from_a_metadata_snapshot_serves_the_offsets() {
     // The broker that takes the group over when its coordinator dies (the next one in
     // the coordinator hash's order) is the one restarted from its snapshot.
     let other = successor_of(coordinator);
-    let snapshot_file = cluster.node(other).data_dir.join("meta").join("raft").join("snapshot");
+    let snapshot_file = cluster
+        .node(other)
+        .data_dir
+        .join("meta")
+        .join("raft")
+        .join("snapshot");
     let deadline = Instant::now() + WAIT;
     while !snapshot_file.exists() {
-        assert!(Instant::now() < deadline, "node {other} took no metadata snapshot");
+        assert!(
+            Instant::now() < deadline,
+            "node {other} took no metadata snapshot"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     // A restart loads the snapshot, then replays the entries after it.
@@ -197,6 +255,12 @@ fn a_node_restarted_from_a_metadata_snapshot_serves_the_offsets() {
     // last commit from its snapshot and the entries after it.
     cluster.node_mut(coordinator).kill();
     let (successor, fetched) = settled_coordinator(&cluster, group, Some(coordinator));
-    assert_eq!(successor, other, "the group moved to the next broker in hash order");
-    assert_eq!(fetched, commits, "OffsetFetch at node {other}, restarted from its snapshot");
+    assert_eq!(
+        successor, other,
+        "the group moved to the next broker in hash order"
+    );
+    assert_eq!(
+        fetched, commits,
+        "OffsetFetch at node {other}, restarted from its snapshot"
+    );
 }

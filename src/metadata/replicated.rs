@@ -7,9 +7,7 @@
 
 use super::dynamic_broker::BrokerConfigLevel;
 use super::group_offsets::{OffsetChange, check_record};
-use super::{
-    ConfigOp, MetadataError, MetadataSnapshot, MetadataView, MetadataWriter, TopicMeta,
-};
+use super::{ConfigOp, MetadataError, MetadataSnapshot, MetadataView, MetadataWriter, TopicMeta};
 use crate::config::LogConfig;
 use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
@@ -254,6 +252,12 @@ pub enum MetadataRecord {
         group: String,
         coordinator: Option<i32>,
         changes: Vec<OffsetChange>,
+    },
+    /// Changes nothing: a node proposes it after its start, and once it has applied it,
+    /// it has applied every record committed before (as Kafka's broker replays up to the
+    /// offset it registered at before it serves).
+    CatchUp {
+        node: i32,
     },
 }
 
@@ -501,6 +505,7 @@ impl MetadataWriter {
                 isr,
                 partition_epoch,
             } => self.apply_alter_partition(topic, *partition, isr, *partition_epoch),
+            MetadataRecord::CatchUp { .. } => Ok(Applied::Brokers),
             MetadataRecord::GroupOffsets {
                 group,
                 coordinator,

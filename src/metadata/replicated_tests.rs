@@ -165,16 +165,30 @@ fn group_offsets_are_applied_only_from_the_groups_coordinator() {
     // Fenced: the next broker in id order takes the group over, the same on every node.
     let fence = MetadataRecord::FenceBroker { id: coordinator };
     a.apply_record(8, &fence).unwrap();
-    let next = a.snapshot().cluster.clone().unwrap().coordinator("g").unwrap();
+    let next = a
+        .snapshot()
+        .cluster
+        .clone()
+        .unwrap()
+        .coordinator("g")
+        .unwrap();
     assert_eq!(next, coordinator % 3 + 1);
     assert!(a.apply_record(9, &record(Some(coordinator))).is_err());
     assert!(a.apply_record(10, &record(Some(next))).is_ok());
     let too_many = MetadataRecord::GroupOffsets {
         group: "g".into(),
         coordinator: Some(next),
-        changes: vec![commit("t", 1); crate::metadata::group_offsets::MAX_OFFSET_CHANGES_PER_RECORD + 1],
+        changes: vec![
+            commit("t", 1);
+            crate::metadata::group_offsets::MAX_OFFSET_CHANGES_PER_RECORD + 1
+        ],
     };
-    assert_eq!(a.apply_record(11, &too_many).unwrap_err().kafka_error_code(), 42);
+    assert_eq!(
+        a.apply_record(11, &too_many)
+            .unwrap_err()
+            .kafka_error_code(),
+        42
+    );
 }
 
 #[test]

@@ -18,29 +18,49 @@ use crate::metadata::group_offsets::{
 use crate::metadata::replicated::MetadataRecord;
 use futures_util::future::LocalBoxFuture;
 use kafka_protocol::ResponseError;
-use std::cell::Cell;
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
-/// Gives this shard's group coordinator the metadata log, in cluster mode (start-up).
-pub(super) fn replicate_if_clustered(shard: &Shard) {
+/// Between two tries of the start-up `CatchUp` proposal (no quorum leader yet).
+const CATCH_UP_RETRY: Duration = Duration::from_millis(100);
+
+/// Gives this shard's group coordinator the metadata log, in cluster mode (start-up); on
+/// shard 0 also starts the catch-up that lets this node coordinate groups.
+pub(super) fn replicate_if_clustered(shard: &Rc<Shard>) {
     if let Some(cluster) = &shard.cluster {
         shard.groups.replicate_through(Rc::new(ClusterOffsets {
             cluster: cluster.clone(),
             metadata: shard.metadata.clone(),
-            caught_up: Cell::new(false),
         }));
+        if shard.id == 0 {
+            compio::runtime::spawn(catch_up(shard.clone(), cluster.clone())).detach();
+        }
+    }
+}
+
+/// Proposes a `CatchUp` record until one is applied here. Before that, a restarted node's
+/// state may be an old one in which it coordinated groups it no longer does, with offsets
+/// older than the ones acknowledged since: it must not serve them.
+async fn catch_up(shard: Rc<Shard>, cluster: Arc<ClusterHandle>) {
+    while !shard.shutting_down.get() {
+        let record = MetadataRecord::CatchUp {
+            node: cluster.node_id,
+        };
+        if cluster.leader().is_some() && cluster.propose(record).await.is_ok() {
+            cluster.caught_up_since_start.store(true, Ordering::Release);
+            tracing::info!(node_id = cluster.node_id, "caught up with the metadata log");
+            return;
+        }
+        shard.timer.sleep(CATCH_UP_RETRY).await;
     }
 }
 
 struct ClusterOffsets {
     cluster: Arc<ClusterHandle>,
     metadata: MetadataView,
-    /// Set once this node has applied everything the quorum had committed when it looked:
-    /// until then (a restart replaying its log) its state may be an old one in which it
-    /// coordinated groups it no longer does, so it coordinates none.
-    caught_up: Cell<bool>,
 }
 
 impl OffsetsReplicator for ClusterOffsets {
@@ -52,13 +72,8 @@ impl OffsetsReplicator for ClusterOffsets {
         // Once caught up, a lag behind the quorum is harmless: the coordinator changes
         // only through records, so one that became coordinator has applied every commit
         // acknowledged before, and later ones by others are refused at apply.
-        if !self.caught_up.get() {
-            if !self.cluster.caught_up(cluster.applied_index) {
-                return false;
-            }
-            self.caught_up.set(true);
-        }
-        cluster.coordinator(group_id) == Some(self.cluster.node_id)
+        self.cluster.caught_up_since_start.load(Ordering::Acquire)
+            && cluster.coordinator(group_id) == Some(self.cluster.node_id)
     }
 
     fn replicate(
@@ -179,7 +194,10 @@ pub(super) async fn apply(shard: &Rc<Shard>, group: String, changes: Vec<OffsetC
         })
         .await;
     if applied.is_err() {
-        tracing::error!(owner, "replicated offsets not applied: the owning shard is gone");
+        tracing::error!(
+            owner,
+            "replicated offsets not applied: the owning shard is gone"
+        );
     }
 }
 
@@ -229,10 +247,15 @@ pub(super) async fn install(shard: &Rc<Shard>, image: GroupOffsetsImage) {
     }
     for (owner, groups) in per_shard.into_iter().enumerate() {
         let installed = shard
-            .invoke_on(owner, move |s| async move { s.groups.install_replicated(groups) })
+            .invoke_on(owner, move |s| async move {
+                s.groups.install_replicated(groups)
+            })
             .await;
         if installed.is_err() {
-            tracing::error!(owner, "snapshot offsets not installed: the owning shard is gone");
+            tracing::error!(
+                owner,
+                "snapshot offsets not installed: the owning shard is gone"
+            );
         }
     }
 }

@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 
 def out(line):
@@ -99,12 +99,23 @@ def verify(args):
 
 def consume(args):
     """A committing consumer group member: reads the topic's partition 0 and commits the
-    next offset synchronously every --commit-ms (and at the end). Prints "start <offset>"
-    for the first record after each assignment, "rec <offset> <value>" for each record
-    when --print-records, "attempt <offset>" before and "commit <offset> <wall ms>" after
-    each acknowledged commit ("commit-err <offset> <error>" when refused). Stops after
-    --count records or at a line on stdin, commits, closes, then prints "done <count>"."""
-    from confluent_kafka import KafkaException
+    next offset every --commit-ms (and at the end). Prints "start <offset>" for the first
+    record after each assignment, "rec <offset> <value>" for each record when
+    --print-records, "attempt <offset>" before each commit and "commit <offset> <wall ms>"
+    once it is acknowledged ("commit-err <offset> <error>" when refused). Commits are
+    asynchronous (answered through poll), so a rebalance is never blocked behind a commit
+    waiting for the coordinator. Stops after --count records or at a line on stdin,
+    commits, closes, then prints "done <count>"."""
+    state = {"assigned": False, "committed": None}
+
+    def on_commit(err, partitions):
+        for p in partitions:
+            failed = err if err is not None else p.error
+            if failed is not None:
+                out(f"commit-err {p.offset} {failed}")
+            else:
+                state["committed"] = p.offset
+                out(f"commit {p.offset} {int(time.time() * 1000)}")
 
     consumer = Consumer(
         {
@@ -118,6 +129,7 @@ def consume(args):
             "reconnect.backoff.max.ms": 200,
             "retry.backoff.ms": 50,
             "topic.metadata.refresh.interval.ms": 1000,
+            "on_commit": on_commit,
         }
     )
     stop = threading.Event()
@@ -128,50 +140,49 @@ def consume(args):
             stop.set()
 
         threading.Thread(target=wait_stdin, daemon=True).start()
-    fresh = {"assigned": False}
 
     def on_assign(c, partitions):
-        fresh["assigned"] = True
+        # The position of a previous assignment is not this one's: nothing to commit until
+        # a record of this assignment was read (it starts at the committed offset).
+        state["assigned"] = True
+        state["next"] = None
         out("assigned " + ",".join(str(p.partition) for p in partitions))
 
     consumer.subscribe([args.topic], on_assign=on_assign)
     count = 0
-    next_offset = None
-    committed = None
+    state["next"] = None
     last_commit = time.time()
 
     def commit():
-        nonlocal committed, last_commit
+        nonlocal last_commit
         last_commit = time.time()
-        if next_offset is None or next_offset == committed:
+        next_offset = state["next"]
+        if next_offset is None or next_offset == state["committed"]:
             return
         out(f"attempt {next_offset}")
         try:
             consumer.commit(
-                offsets=[TopicPartition(args.topic, 0, next_offset)], asynchronous=False
+                offsets=[TopicPartition(args.topic, 0, next_offset)], asynchronous=True
             )
-            committed = next_offset
-            out(f"commit {next_offset} {int(time.time() * 1000)}")
         except KafkaException as e:
             out(f"commit-err {next_offset} {e}")
 
     while not stop.is_set() and (args.count <= 0 or count < args.count):
         msg = consumer.poll(0.1)
         if msg is not None and not msg.error():
-            if fresh["assigned"]:
-                fresh["assigned"] = False
+            if state["assigned"]:
+                state["assigned"] = False
                 out(f"start {msg.offset()}")
             if args.print_records:
                 out(f"rec {msg.offset()} {msg.value().decode()}")
-            next_offset = msg.offset() + 1
+            state["next"] = msg.offset() + 1
             count += 1
         if time.time() - last_commit >= args.commit_ms / 1000:
             commit()
-    for _ in range(50):
+    deadline = time.time() + 60
+    while state["committed"] != state["next"] and time.time() < deadline:
         commit()
-        if committed == next_offset:
-            break
-        time.sleep(0.2)
+        consumer.poll(0.5)
     consumer.close()
     out(f"done {count}")
 
