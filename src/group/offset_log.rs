@@ -405,6 +405,41 @@ mod tests {
     }
 
     #[test]
+    fn an_expiry_spares_a_commit_made_after_the_one_it_expired() {
+        let commit = |offset, commit_ms| LogRecord::Commit {
+            topic: "t".into(),
+            partition: 0,
+            entry: OffsetEntry {
+                offset,
+                leader_epoch: -1,
+                metadata: String::new(),
+                commit_ms,
+            },
+        };
+        let expire = LogRecord::ExpirePartition {
+            topic: "t".into(),
+            partition: 0,
+            commit_ms: 10,
+        };
+        let mut offsets = GroupOffsets::new();
+        commit(5, 10).apply(&mut offsets);
+        commit(6, 11).apply(&mut offsets);
+        expire.apply(&mut offsets);
+        assert_eq!(offsets["t"][&0].offset, 6, "the newer commit stays");
+        commit(7, 9).apply(&mut offsets);
+        expire.apply(&mut offsets);
+        assert!(offsets.is_empty(), "the expired commit goes");
+        // In a file it is a tombstone of the partition.
+        let mut buf = Vec::new();
+        encode_record(&mut buf, "g", &expire);
+        let (decoded, _) = decode_log(&buf);
+        assert!(matches!(
+            decoded[0].1,
+            LogRecord::DeletePartition { at_ms: 10, .. }
+        ));
+    }
+
+    #[test]
     fn records_round_trip_and_torn_tail_is_cut() {
         let records = vec![
             LogRecord::Commit {
