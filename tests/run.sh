@@ -34,6 +34,8 @@ install_debian_packages() {
     local missing=()
     command -v kcat >/dev/null || missing+=(kcat)
     command -v fio >/dev/null || missing+=(fio)
+    # `ip netns` for the split-brain test's network namespaces.
+    command -v ip >/dev/null || missing+=(iproute2)
     command -v python3 >/dev/null || missing+=(python3)
     if [[ ! -x "$VENV/bin/python" ]] && ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
         missing+=(python3-venv)

@@ -67,4 +67,15 @@ impl Partition {
             .set(self.follower_high_watermark.get().min(offset));
         Ok(next)
     }
+
+    /// A follower that fell behind its leader's log start empties its log and starts over
+    /// at `offset` (the leader's log start); returns the follower object over the new log
+    /// (this one must not be used again).
+    pub async fn reset_to(&self, offset: i64) -> Result<Partition, StorageError> {
+        let log = self.log.reset_to(offset).await?;
+        let next = Partition::new(log, Rc::clone(&self.metrics));
+        next.follower_high_watermark
+            .set(self.follower_high_watermark.get().max(offset));
+        Ok(next)
+    }
 }

@@ -6,6 +6,7 @@
 
 use super::context::{IntoReply, RequestContext};
 use super::response::Reply;
+use crate::protocol::share_v2::{ShareAcknowledgeRequestV2, ShareFetchRequestV2};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
@@ -67,8 +68,8 @@ checked_in_handler!(
     DescribeTopicPartitionsRequest,
     ShareGroupHeartbeatRequest,
     ShareGroupDescribeRequest,
-    ShareFetchRequest,
-    ShareAcknowledgeRequest,
+    ShareFetchRequestV2,
+    ShareAcknowledgeRequestV2,
     DescribeShareGroupOffsetsRequest,
     AlterShareGroupOffsetsRequest,
     DeleteShareGroupOffsetsRequest,

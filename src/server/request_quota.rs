@@ -196,6 +196,7 @@ fn throttle_offset(api: ApiKey, version: i16, frame: &[u8]) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::share_v2::{ShareAcknowledgeResponseV2, ShareFetchResponseV2};
     use crate::server::registry::supported_range;
     use crate::server::response::encode_frame;
     use kafka_protocol::messages::*;
@@ -299,8 +300,8 @@ mod tests {
             UpdateFeatures => UpdateFeaturesResponse,
             ShareGroupHeartbeat => ShareGroupHeartbeatResponse,
             ShareGroupDescribe => ShareGroupDescribeResponse,
-            ShareFetch => ShareFetchResponse,
-            ShareAcknowledge => ShareAcknowledgeResponse,
+            ShareFetch => ShareFetchResponseV2,
+            ShareAcknowledge => ShareAcknowledgeResponseV2,
             DescribeShareGroupOffsets => DescribeShareGroupOffsetsResponse,
             AlterShareGroupOffsets => AlterShareGroupOffsetsResponse,
             DeleteShareGroupOffsets => DeleteShareGroupOffsetsResponse,

@@ -9,6 +9,7 @@ use super::refusals::ClusterRefusal;
 use super::registry::api_table;
 use super::response::Reply;
 use crate::protocol::alloc_guard::decode_guarded;
+use crate::protocol::share_v2::{ShareAcknowledgeRequestV2, ShareFetchRequestV2};
 use bytes::Bytes;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::Decodable;

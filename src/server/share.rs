@@ -21,7 +21,7 @@ use crate::config::group_config::ShareGroupConfig;
 use crate::group::share::sessions::{SessionPartition, SessionUpdate};
 use crate::partition::Partition;
 use crate::partition::share::{
-    AckError, AcquiredRange, ShareAcquire, ShareError, ShareFetchBudget,
+    ACK_RENEW, AckError, AcquiredRange, ShareAcquire, ShareError, ShareFetchBudget,
 };
 use crate::server::access::permitted;
 use crate::server::authorization::ResourceType;
@@ -92,12 +92,22 @@ fn lookup_error(lookup: &Lookup) -> ResponseError {
 }
 
 /// Applies acknowledgement batches on the partition's shard; the partition's
-/// acknowledge error code (0 when all applied).
+/// acknowledge error code (0 when all applied). RENEW exists from v2 of ShareFetch and
+/// ShareAcknowledge (KIP-1222): a v1 request carrying it (`renew_allowed` false) is
+/// INVALID_REQUEST, as any type its schema does not list, and nothing is applied.
 pub async fn acknowledge(
     shard: &Rc<Shard>,
     at: SharePartitionRef,
     batches: Vec<(i64, i64, Vec<i8>)>,
+    renew_allowed: bool,
 ) -> i16 {
+    if !renew_allowed
+        && batches
+            .iter()
+            .any(|(_, _, types)| types.contains(&ACK_RENEW))
+    {
+        return ResponseError::InvalidRequest.code();
+    }
     let owner = shard.owner_of_partition(&at.topic, at.partition);
     shard
         .invoke_on(owner, move |s| async move {

@@ -469,6 +469,12 @@ async fn background_flush(
         .await;
 }
 
+/// How often every partition's storage gauges (segments, size, log start and end, last
+/// stable offset) are copied into the metrics; a partition flushed in between publishes its
+/// own at once. Scrapes come every few seconds at most: more often would only cost the
+/// shard a walk over all its partitions.
+pub const STORAGE_METRICS_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// How often a shard wakes for background work (heartbeat, background flush checks). A
 /// sleep on the shard's timer, like every other deadline on the shard.
 pub const MAINTENANCE_TICK: std::time::Duration = std::time::Duration::from_millis(100);
@@ -483,6 +489,7 @@ async fn maintenance(shard: Rc<Shard>) {
     let retention_every =
         std::time::Duration::from_millis(shard.config.log_retention_check_interval_ms.max(100));
     let mut last_retention = std::time::Instant::now();
+    let mut last_storage_metrics = std::time::Instant::now();
     let mut loop_sampler = crate::metrics::LoopSampler::new();
     let mut group_metrics = super::group_metrics::GroupMetricsState::default();
     while !shard.shutting_down.get() {
@@ -499,15 +506,26 @@ async fn maintenance(shard: Rc<Shard>) {
             .maybe_refresh(&shard, std::time::Instant::now())
             .await;
         let now = super::now_ms();
-        let mut logs = shard.partitions.all_online();
-        logs.extend(shard.followers.all_online());
-        background_flush(&shard, &logs, now).await;
+        // Only the partitions with a flush due are copied out: an idle partition costs the
+        // tick one check in place, not a clone of its name and a task.
+        let due = |p: &crate::partition::Partition| p.background_flush_due(now);
+        let mut flushing = shard.partitions.online_where(due);
+        flushing.extend(shard.followers.online_where(due));
+        background_flush(&shard, &flushing, now).await;
         // Shutdown closes the logs (with a final flush): no background work after that.
         if shard.shutting_down.get() {
             return;
         }
+        if last_storage_metrics.elapsed() >= STORAGE_METRICS_EVERY {
+            last_storage_metrics = std::time::Instant::now();
+            let publish = |p: &crate::partition::Partition| p.publish_storage_metrics();
+            shard.partitions.for_each_online(publish);
+            shard.followers.for_each_online(publish);
+        }
         if last_retention.elapsed() >= retention_every {
             last_retention = std::time::Instant::now();
+            let mut logs = shard.partitions.all_online();
+            logs.extend(shard.followers.all_online());
             let expired = shard.groups.expire_offsets(last_retention).await;
             if expired > 0 {
                 tracing::info!(

@@ -458,17 +458,8 @@ impl PartitionLog {
     /// Background flush by `flush.messages` / `flush.ms`.
     pub async fn flush_if_due(&self, now_ms: i64) -> Result<(), StorageError> {
         self.check_online()?;
-        let (flush_messages, flush_ms) = {
-            let c = self.config.borrow();
-            (c.flush_messages, c.flush_ms)
-        };
-        let unflushed = self.flush.unflushed_records.get();
-        let written_end = self.offsets.written_end_offset.get();
-        let by_count = flush_messages > 0 && unflushed >= flush_messages;
-        let by_time = flush_ms >= 0
-            && now_ms - self.flush.last_flush_ms.get() >= flush_ms
-            && (unflushed > 0 || self.offsets.recovery_point.get() < written_end);
-        if by_count || by_time {
+        if self.flush_due(now_ms) {
+            let written_end = self.offsets.written_end_offset.get();
             self.flush.last_flush_ms.set(now_ms);
             let persist =
                 now_ms - self.flush.last_state_persist_ms.get() >= RECOVERY_POINT_PERSIST_MS;
@@ -484,6 +475,27 @@ impl PartitionLog {
             self.flush_inner(persist, !group_commit_covers).await?;
         }
         Ok(())
+    }
+
+    /// Whether `flush_if_due` would flush now (`flush.messages` / `flush.ms` reached, with
+    /// something unflushed), or has an error to report (the log went offline): a check with
+    /// no I/O, cheap enough to run on every partition of a shard each maintenance tick.
+    pub fn background_flush_due(&self, now_ms: i64) -> bool {
+        self.offline.borrow().is_some() || (!self.closed.get() && self.flush_due(now_ms))
+    }
+
+    fn flush_due(&self, now_ms: i64) -> bool {
+        let (flush_messages, flush_ms) = {
+            let c = self.config.borrow();
+            (c.flush_messages, c.flush_ms)
+        };
+        let unflushed = self.flush.unflushed_records.get();
+        let written_end = self.offsets.written_end_offset.get();
+        let by_count = flush_messages > 0 && unflushed >= flush_messages;
+        let by_time = flush_ms >= 0
+            && now_ms - self.flush.last_flush_ms.get() >= flush_ms
+            && (unflushed > 0 || self.offsets.recovery_point.get() < written_end);
+        by_count || by_time
     }
 
     /// Flushes, seals the active segment's indexes, writes the producer snapshot and marks

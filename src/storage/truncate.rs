@@ -5,14 +5,17 @@
 //! any step leaves a log the ordinary recovery finishes — the cut segment re-validated and
 //! its indexes rebuilt, producer state rebuilt from the newest snapshot not past the end
 //! (later ones are removed by recovery), the leader-epoch cache cut at the new end.
+//! Also the reset of a follower that fell behind its leader's log start (`reset_to`).
 //! Must not: run on a partition that serves producers (only followers truncate).
 
 use std::rc::Rc;
 
 use super::error::StorageError;
 use super::log::PartitionLog;
+use super::producer_state::SNAPSHOT_SUFFIX;
 use super::recovery::remove_segment_files;
 use super::segment::Segment;
+use super::state::sync_dir;
 
 /// Bytes read per chunk while looking for the cut position.
 const TRUNCATE_SCAN_CHUNK_BYTES: usize = 256 * 1024;
@@ -77,6 +80,45 @@ impl PartitionLog {
         }
         self.persist_epochs().await?;
         tracing::info!(log = %self.name, offset, "log truncated to its leader's");
+        self.reopen().await
+    }
+
+    /// A follower whose next fetch offset lies below its leader's log start (retention or
+    /// DeleteRecords removed what it would fetch; Kafka's `truncateFullyAndStartAt`): every
+    /// segment, producer snapshot and cached epoch goes, and the log starts over, empty, at
+    /// `offset`. Returns the reopened log (this one is closed and must not be used again).
+    ///
+    /// Crash-safe by order: segments are removed newest first (a crash leaves a shorter,
+    /// gap-free log, whose next fetch is out of range again and resets again), the
+    /// directory is synced, and only then does the state file name the new start; the
+    /// reopen creates the first segment there.
+    pub async fn reset_to(self: &Rc<Self>, offset: i64) -> Result<Rc<PartitionLog>, StorageError> {
+        assert!(offset >= 0, "a log starts at a non-negative offset");
+        self.close().await?;
+        let segments: Vec<Rc<Segment>> = self.segments.borrow().iter().cloned().collect();
+        self.persist_state(false).await?;
+        for s in segments.iter().rev() {
+            remove_segment_files(s).await?;
+        }
+        remove_producer_snapshots(&self.dir).await?;
+        self.epochs.borrow_mut().truncate_from_end(i64::MIN);
+        self.persist_epochs().await?;
+        sync_dir(&self.dir).await?;
+        for offsets in [
+            &self.offsets.log_start_offset,
+            &self.offsets.recovery_point,
+            &self.offsets.written_end_offset,
+            &self.offsets.next_offset,
+        ] {
+            offsets.set(offset);
+        }
+        self.persist_state(false).await?;
+        tracing::info!(log = %self.name, offset, "log emptied to start at its leader's log start");
+        self.reopen().await
+    }
+
+    /// A fresh log object over this (closed) log's directory, through recovery.
+    async fn reopen(&self) -> Result<Rc<PartitionLog>, StorageError> {
         let log = Rc::new_cyclic(|weak| {
             PartitionLog::new_in(
                 weak.clone(),
@@ -88,4 +130,20 @@ impl PartitionLog {
         log.recover().await?;
         Ok(log)
     }
+}
+
+/// Deletes every producer-state snapshot in `dir` (a log that starts over has no producers).
+async fn remove_producer_snapshots(dir: &std::path::Path) -> Result<(), StorageError> {
+    let entries = std::fs::read_dir(dir).map_err(|e| StorageError::io(dir, e))?;
+    for entry in entries {
+        let path = entry.map_err(|e| StorageError::io(dir, e))?.path();
+        if path.extension().is_some_and(|e| e == SNAPSHOT_SUFFIX) {
+            match compio::fs::remove_file(&path).await {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(StorageError::io(&path, e)),
+            }
+        }
+    }
+    Ok(())
 }

@@ -1,7 +1,7 @@
 """Leader failover under load (tests/cluster_failover.rs, issue 17 stage 3).
 
-produce: an idempotent acks=all confluent-kafka producer writes "0", "1", ... to one
-  partition until a line arrives on stdin; every delivery is printed as
+produce: an idempotent acks=all confluent-kafka producer writes "F", "F+1", ... (F is
+  --first, 0 by default, so two producers' values differ) to one partition until a line arrives on stdin; every delivery is printed as
   "ack <value> <offset> <wall ms>" or "err <value> <error>", then "done" after the flush.
   Errors the client retries by itself never reach the callback.
 verify: reads the partition from the beginning to its high watermark and prints
@@ -54,7 +54,7 @@ def produce(args):
         else:
             out(f"ack {value} {msg.offset()} {int(time.time() * 1000)}")
 
-    i = 0
+    i = args.first
     while not stop.is_set():
         try:
             producer.produce(args.topic, value=str(i).encode(), partition=0, on_delivery=delivered)
@@ -210,6 +210,7 @@ def main():
     parser.add_argument("--count", type=int, default=0)
     parser.add_argument("--commit-ms", type=int, default=200)
     parser.add_argument("--print-records", action="store_true")
+    parser.add_argument("--first", type=int, default=0, help="the first value produced")
     args = parser.parse_args()
     modes = {"produce": produce, "verify": verify, "consume": consume, "fill": fill}
     modes[args.mode](args)

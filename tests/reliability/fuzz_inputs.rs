@@ -146,8 +146,66 @@ pub fn seed_requests() -> Vec<Vec<u8>> {
     frames_of(LeaveGroupRequest::default(), &mut out);
     frames_of(DescribeGroupsRequest::default(), &mut out);
     frames_of(ListGroupsRequest::default(), &mut out);
+    share_seeds(&mut out);
     assert!(out.len() > 100, "only {} seed frames", out.len());
     out
+}
+
+/// ShareFetch / ShareAcknowledge with acknowledgements, v1 and v2 (KIP-1222's RENEW:
+/// `sluice::protocol::share_v2`'s codecs, which splice the v2 fields into the crate's v1).
+fn share_seeds(out: &mut Vec<Vec<u8>>) {
+    use sluice::protocol::share_v2::{ShareAcknowledgeRequestV2, ShareFetchRequestV2};
+    let before = out.len();
+    let topic_id = uuid::Uuid::from_u128(0x5eed);
+    let group = Some(GroupId(StrBytes::from_static_str("g")));
+    let member = Some(StrBytes::from_static_str("member"));
+    let fetch_batch = share_fetch_request::AcknowledgementBatch::default()
+        .with_first_offset(3)
+        .with_last_offset(5)
+        .with_acknowledge_types(vec![4, 1, 4]);
+    frames_of(
+        ShareFetchRequestV2 {
+            base: ShareFetchRequest::default()
+                .with_group_id(group.clone())
+                .with_member_id(member.clone())
+                .with_share_session_epoch(1)
+                .with_topics(vec![
+                    share_fetch_request::FetchTopic::default()
+                        .with_topic_id(topic_id)
+                        .with_partitions(vec![
+                            share_fetch_request::FetchPartition::default()
+                                .with_acknowledgement_batches(vec![fetch_batch]),
+                        ]),
+                ]),
+            share_acquire_mode: 1,
+            is_renew_ack: true,
+        },
+        out,
+    );
+    let ack_batch = share_acknowledge_request::AcknowledgementBatch::default()
+        .with_first_offset(0)
+        .with_last_offset(9)
+        .with_acknowledge_types(vec![4]);
+    frames_of(
+        ShareAcknowledgeRequestV2 {
+            base: ShareAcknowledgeRequest::default()
+                .with_group_id(group)
+                .with_member_id(member)
+                .with_share_session_epoch(2)
+                .with_topics(vec![
+                    share_acknowledge_request::AcknowledgeTopic::default()
+                        .with_topic_id(topic_id)
+                        .with_partitions(vec![
+                            share_acknowledge_request::AcknowledgePartition::default()
+                                .with_acknowledgement_batches(vec![ack_batch]),
+                        ]),
+                ]),
+            is_renew_ack: true,
+        },
+        out,
+    );
+    // Both versions of both APIs, or a codec refused its own message.
+    assert_eq!(out.len(), before + 4, "share seed frames missing");
 }
 
 pub fn seed_batches() -> Vec<Vec<u8>> {

@@ -3,8 +3,9 @@
 //! voter of the metadata quorum and a broker (combined mode). Plus the raw-protocol waits
 //! the tests share: for a leader, for every broker to be registered, for a topic everywhere.
 
+use super::netns::Namespaces;
 use super::wire::RawConn;
-use super::{Broker, free_port};
+use super::{Broker, LOOPBACK, free_port};
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::{
     CreateTopicsRequest, DescribeClusterRequest, MetadataRequest, MetadataResponse,
@@ -30,22 +31,47 @@ impl LocalCluster {
     /// Starts `count` nodes, each with a config file holding `toml` (e.g. shorter broker
     /// session timeouts).
     pub fn start_with_config(count: usize, toml: &str) -> LocalCluster {
-        let controller_ports: Vec<u16> = (0..count).map(|_| free_port()).collect();
-        let voters = controller_ports
+        let places = (0..count)
+            .map(|_| {
+                (
+                    LOOPBACK.to_string(),
+                    None,
+                    free_port(),
+                    free_port(),
+                    free_port(),
+                )
+            })
+            .collect();
+        Self::start_at(places, toml)
+    }
+
+    /// Starts one node in each namespace of `net` (node `i + 1` in namespace `i`), on its
+    /// own address there with fixed ports, so cutting a namespace's link cuts that node off.
+    pub fn start_in_namespaces(net: &Namespaces, toml: &str) -> LocalCluster {
+        let places = (0..net.count())
+            .map(|i| (net.address(i), Some(net.namespace(i)), 9092, 9644, 9093))
+            .collect();
+        Self::start_at(places, toml)
+    }
+
+    /// One node per `(host, namespace, kafka port, admin port, controller port)`.
+    fn start_at(places: Vec<(String, Option<String>, u16, u16, u16)>, toml: &str) -> LocalCluster {
+        let count = places.len();
+        let voters = places
             .iter()
             .enumerate()
-            .map(|(i, port)| format!("{}@127.0.0.1:{port}", i + 1))
+            .map(|(i, (host, _, _, _, port))| format!("{}@{host}:{port}", i + 1))
             .collect::<Vec<_>>()
             .join(",");
         let mut nodes = Vec::with_capacity(count);
-        for (i, port) in controller_ports.iter().enumerate() {
+        for (i, (host, netns, kafka_port, admin_port, port)) in places.into_iter().enumerate() {
             let temp = tempfile::tempdir().expect("temp dir");
             let config = temp.path().join("sluice.toml");
             std::fs::write(&config, toml).expect("write the node's config file");
             let mut broker = Broker {
                 child: None,
-                port: free_port(),
-                admin_port: free_port(),
+                port: kafka_port,
+                admin_port,
                 data_dir: temp.path().join("data"),
                 log_path: Some(temp.path().join("broker.log")),
                 _temp: Some(temp),
@@ -59,11 +85,13 @@ impl LocalCluster {
                     "--controller-quorum-voters".into(),
                     voters.clone(),
                     "--controller-listen".into(),
-                    format!("127.0.0.1:{port}"),
+                    format!("{host}:{port}"),
                 ],
                 extra_env: Vec::new(),
                 open_file_limit: None,
                 sasl_port: None,
+                host: host.clone(),
+                netns: netns.clone(),
             };
             broker.spawn();
             nodes.push(broker);

@@ -3,6 +3,8 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod netns;
+pub mod script_producer;
 pub mod scripts;
 pub mod tls;
 pub mod wire;
@@ -12,6 +14,9 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+/// Where test brokers listen unless they run in a network namespace of their own.
+pub const LOOPBACK: &str = "127.0.0.1";
 
 /// How long a broker may take to start listening before a test gives up.
 pub const BROKER_START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -66,6 +71,11 @@ pub struct Broker {
     /// The SASL_PLAINTEXT listener's port, when the config file declares `listeners`
     /// (then `--listen` is not passed: `port` is the PLAINTEXT listener's).
     pub sasl_port: Option<u16>,
+    /// The address every listener binds (127.0.0.1 unless the broker runs in a network
+    /// namespace of its own, see `netns`).
+    pub host: String,
+    /// When set, the process runs inside this network namespace (`ip netns exec`).
+    pub netns: Option<String>,
 }
 
 impl Broker {
@@ -126,6 +136,8 @@ impl Broker {
             log_path,
             open_file_limit: None,
             sasl_port: None,
+            host: LOOPBACK.to_string(),
+            netns: None,
         };
         broker.spawn();
         broker
@@ -163,6 +175,8 @@ impl Broker {
             extra_env: Vec::new(),
             open_file_limit: None,
             sasl_port: Some(sasl_port),
+            host: LOOPBACK.to_string(),
+            netns: None,
         };
         broker.spawn();
         (broker, ports)
@@ -192,6 +206,8 @@ impl Broker {
             extra_env: Vec::new(),
             open_file_limit: Some(limit),
             sasl_port: None,
+            host: LOOPBACK.to_string(),
+            netns: None,
         };
         broker.spawn();
         broker
@@ -220,22 +236,30 @@ impl Broker {
     }
 
     pub fn bootstrap(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("{}:{}", self.host, self.port)
     }
 
     pub fn admin_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.admin_port)
+        format!("http://{}:{}", self.host, self.admin_port)
     }
 
     /// (Re)starts the process on the same ports and data directory.
     pub fn spawn(&mut self) {
-        let mut cmd = Command::new(sluice_bin());
+        let mut cmd = match &self.netns {
+            // `ip netns exec` execs the broker in place: the child's pid is the broker's.
+            Some(namespace) => {
+                let mut cmd = Command::new("ip");
+                cmd.args(["netns", "exec", namespace]).arg(sluice_bin());
+                cmd
+            }
+            None => Command::new(sluice_bin()),
+        };
         cmd.arg("serve").arg("--data-dir").arg(&self.data_dir);
         if self.sasl_port.is_none() {
-            cmd.arg("--listen").arg(format!("127.0.0.1:{}", self.port));
+            cmd.arg("--listen").arg(self.bootstrap());
         }
         cmd.arg("--admin-listen")
-            .arg(format!("127.0.0.1:{}", self.admin_port))
+            .arg(format!("{}:{}", self.host, self.admin_port))
             .args(&self.extra_args)
             .env_remove("NOTIFY_SOCKET")
             .envs(self.extra_env.iter().map(|(k, v)| (k, v)))

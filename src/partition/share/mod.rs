@@ -14,8 +14,9 @@
 //! written to the partition's share-state log (`durable`) and fdatasync'ed before it is
 //! answered; expired locks are written by the next async step that finds them (a waiting
 //! fetch's check, an acquisition, an acknowledgement), before records are acquired again.
-//! Acquisitions are not written, as in Kafka. The log is read the first time a share group
-//! touches the partition after a start.
+//! Acquisitions are not written, as in Kafka, nor are RENEWs (KIP-1222), which only move a
+//! held lock's deadline. The log is read the first time a share group touches the
+//! partition after a start.
 //!
 //! Owns: the share-partition states of this partition. Must not: know about the wire or
 //! sessions (the handler checks those with the group coordinator first), or hold a borrow
@@ -39,8 +40,8 @@ use crate::storage::{Event, FileRegion, StorageError};
 pub use budget::ShareFetchBudget;
 use durable::ShareStateLog;
 pub use state::{
-    AckError, AcquiredRange, DeadLetter, DlqCause, DlqIntent, Grant, MAX_IN_FLIGHT_RECORDS,
-    ShareCounts, SharePartitionState,
+    ACK_RENEW, AckError, AcquiredRange, DeadLetter, DlqCause, DlqIntent, Grant,
+    MAX_IN_FLIGHT_RECORDS, ShareCounts, SharePartitionState,
 };
 use turns::{FetchTurns, TurnTicket};
 
@@ -168,6 +169,11 @@ fn delivery_limit(config: &ShareGroupConfig) -> u16 {
     config.delivery_count_limit.clamp(1, i32::from(u16::MAX)) as u16
 }
 
+/// How long an acquisition (or a renewal) locks a record.
+fn lock_duration(config: &ShareGroupConfig) -> Duration {
+    Duration::from_millis(config.record_lock_duration_ms.max(0) as u64)
+}
+
 impl Partition {
     /// The share-state log, opened (and its states restored) on first use.
     fn share_log(&self) -> Result<Rc<ShareStateLog>, ShareError> {
@@ -275,7 +281,7 @@ impl Partition {
             Isolation::ReadUncommitted
         };
         let member: Rc<str> = Rc::from(request.member_id);
-        let lock = Duration::from_millis(config.record_lock_duration_ms.max(0) as u64);
+        let lock = lock_duration(&config);
         let mut acquired = ShareAcquired::default();
         // Locks that expired before this acquisition are written first: what this member
         // now acquires again must come back after a crash with the count it had.
@@ -368,7 +374,13 @@ impl Partition {
 
     /// Applies acknowledgement batches (first offset, last offset, types) from a member
     /// and makes them durable before returning; Err with the first refusal (batches before
-    /// it stay applied, as in Kafka).
+    /// it stay applied, as in Kafka). RENEW restarts the locks of records the member holds
+    /// for the group's lock duration from `now`.
+    ///
+    /// Renewals alone are not written, as in Kafka: a lock's deadline is not durable state
+    /// (acquisitions are not written either; after a restart every record not settled is
+    /// available again), and a renewal changes nothing else. So a batch of only RENEWs
+    /// neither syncs the log nor wakes waiting fetches (it makes nothing available).
     pub async fn share_acknowledge(
         &self,
         group_id: &str,
@@ -378,17 +390,20 @@ impl Partition {
         now: Instant,
     ) -> Result<Result<(), AckError>, ShareError> {
         let limit = delivery_limit(config);
-        let (outcome, applied) = self.with_share_state(group_id, config, now, |s| {
-            let mut applied = 0;
+        let renew_deadline = now + lock_duration(config);
+        let (outcome, settled) = self.with_share_state(group_id, config, now, |s| {
+            let mut settled = false;
             for (first, last, types) in batches {
-                if let Err(e) = s.acknowledge(member_id, *first, *last, types, limit) {
-                    return (Err(e), applied);
+                if let Err(e) =
+                    s.acknowledge(member_id, *first, *last, types, limit, renew_deadline)
+                {
+                    return (Err(e), settled);
                 }
-                applied += 1;
+                settled |= types.iter().any(|t| *t != ACK_RENEW);
             }
-            (Ok(()), applied)
+            (Ok(()), settled)
         })?;
-        if applied > 0 || self.shares.unsaved.borrow().contains(group_id) {
+        if settled || self.shares.unsaved.borrow().contains(group_id) {
             self.shares.changed.notify();
             self.persist_share_state(group_id).await?;
         }

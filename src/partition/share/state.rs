@@ -15,11 +15,13 @@ use std::time::Instant;
 /// share-partition.
 pub const MAX_IN_FLIGHT_RECORDS: usize = 2_000;
 
-/// Acknowledgement types on the wire (ShareFetch / ShareAcknowledge v1).
+/// Acknowledgement types on the wire (ShareFetch / ShareAcknowledge v1; RENEW from v2).
 pub const ACK_GAP: i8 = 0;
 pub const ACK_ACCEPT: i8 = 1;
 pub const ACK_RELEASE: i8 = 2;
 pub const ACK_REJECT: i8 = 3;
+/// KIP-1222: the record stays acquired by the same member, its lock restarted.
+pub const ACK_RENEW: i8 = 4;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RecordState {
@@ -351,7 +353,10 @@ impl SharePartitionState {
 
     /// Applies one acknowledgement batch from `member`: every offset must be acquired by it
     /// (else INVALID_RECORD_STATE and nothing changes). `types` holds one type for the whole
-    /// range or one per offset.
+    /// range or one per offset. RENEW keeps a record acquired by `member` with its delivery
+    /// count and moves its lock's deadline to `renew_deadline`; a lock that expired before
+    /// this call is not renewed (the caller expires locks first), so a renewal never hands
+    /// a record back to a member who lost it.
     pub fn acknowledge(
         &mut self,
         member: &str,
@@ -359,6 +364,7 @@ impl SharePartitionState {
         last_offset: i64,
         types: &[i8],
         delivery_limit: u16,
+        renew_deadline: Instant,
     ) -> Result<(), AckError> {
         let span = last_offset
             .checked_sub(first_offset)
@@ -368,7 +374,7 @@ impl SharePartitionState {
         if types.is_empty() || (types.len() != 1 && types.len() != span) {
             return Err(AckError::InvalidRequest);
         }
-        if types.iter().any(|t| !(ACK_GAP..=ACK_REJECT).contains(t)) {
+        if types.iter().any(|t| !(ACK_GAP..=ACK_RENEW).contains(t)) {
             return Err(AckError::InvalidRequest);
         }
         if first_offset < self.start_offset || last_offset >= self.end_offset() {
@@ -389,6 +395,7 @@ impl SharePartitionState {
             if let Some(r) = self.slot(first_offset + i as i64) {
                 match kind {
                     ACK_ACCEPT => settle(r, RecordState::Acknowledged),
+                    ACK_RENEW => r.lock_deadline = Some(renew_deadline),
                     ACK_RELEASE => release(r, delivery_limit, dead_letter),
                     // REJECT archives for good, through the dead-letter topic if the group
                     // has one (KIP-1191); GAP marks an offset with no record.

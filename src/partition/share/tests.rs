@@ -5,8 +5,8 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use super::state::{
-    ACK_ACCEPT, ACK_GAP, ACK_REJECT, ACK_RELEASE, AckError, AcquiredRange, DlqCause, Grant,
-    RecordState, SharePartitionState,
+    ACK_ACCEPT, ACK_GAP, ACK_REJECT, ACK_RELEASE, ACK_RENEW, AckError, AcquiredRange, DlqCause,
+    Grant, RecordState, SharePartitionState,
 };
 
 fn grant(from: i64, read_end: i64, now: Instant) -> Grant {
@@ -17,6 +17,11 @@ fn grant(from: i64, read_end: i64, now: Instant) -> Grant {
         max_records: 1_000,
         lock_deadline: now + Duration::from_secs(30),
     }
+}
+
+/// A renewal deadline for acknowledgements that renew nothing.
+fn renewed() -> Instant {
+    Instant::now() + Duration::from_secs(30)
 }
 
 fn range(first: i64, last: i64, count: i16) -> AcquiredRange {
@@ -55,10 +60,13 @@ fn expired_lock_makes_records_available_with_delivery_count_two() {
     assert_eq!(s.acquire(&b, grant(0, 3, now)), vec![range(0, 2, 2)]);
     // The first holder's late acknowledgement is refused.
     assert_eq!(
-        s.acknowledge("a", 0, 2, &[ACK_ACCEPT], 5),
+        s.acknowledge("a", 0, 2, &[ACK_ACCEPT], 5, renewed()),
         Err(AckError::InvalidRecordState)
     );
-    assert_eq!(s.acknowledge("b", 0, 2, &[ACK_ACCEPT], 5), Ok(()));
+    assert_eq!(
+        s.acknowledge("b", 0, 2, &[ACK_ACCEPT], 5, renewed()),
+        Ok(())
+    );
     assert_eq!(s.start_offset(), 3);
 }
 
@@ -75,7 +83,8 @@ fn accept_reject_release_and_the_start_offset() {
             10,
             13,
             &[ACK_ACCEPT, ACK_RELEASE, ACK_REJECT, ACK_GAP],
-            5
+            5,
+            renewed()
         ),
         Ok(())
     );
@@ -91,7 +100,10 @@ fn accept_reject_release_and_the_start_offset() {
     );
     // 11 comes back; accepting it moves the start past the archived ones.
     assert_eq!(s.acquire(&a, grant(11, 14, now)), vec![range(11, 11, 2)]);
-    assert_eq!(s.acknowledge("a", 11, 11, &[ACK_ACCEPT], 5), Ok(()));
+    assert_eq!(
+        s.acknowledge("a", 11, 11, &[ACK_ACCEPT], 5, renewed()),
+        Ok(())
+    );
     assert_eq!(s.start_offset(), 14);
     assert_eq!(s.counts().end_offset, 14);
 }
@@ -103,7 +115,10 @@ fn delivery_count_limit_archives_a_record_that_keeps_failing() {
     let mut s = SharePartitionState::new(0, 100);
     for delivery in 1..=3 {
         assert_eq!(s.acquire(&a, grant(0, 1, now)), vec![range(0, 0, delivery)]);
-        assert_eq!(s.acknowledge("a", 0, 0, &[ACK_RELEASE], 3), Ok(()));
+        assert_eq!(
+            s.acknowledge("a", 0, 0, &[ACK_RELEASE], 3, renewed()),
+            Ok(())
+        );
     }
     assert_eq!(s.start_offset(), 1, "archived after the third delivery");
     assert_eq!(s.next_read_offset(1), None);
@@ -116,23 +131,23 @@ fn bad_acknowledgements_change_nothing() {
     let mut s = SharePartitionState::new(0, 100);
     s.acquire(&a, grant(0, 4, now));
     assert_eq!(
-        s.acknowledge("a", 3, 2, &[ACK_ACCEPT], 5),
+        s.acknowledge("a", 3, 2, &[ACK_ACCEPT], 5, renewed()),
         Err(AckError::InvalidRequest)
     );
     assert_eq!(
-        s.acknowledge("a", 0, 3, &[ACK_ACCEPT, ACK_ACCEPT], 5),
+        s.acknowledge("a", 0, 3, &[ACK_ACCEPT, ACK_ACCEPT], 5, renewed()),
         Err(AckError::InvalidRequest)
     );
     assert_eq!(
-        s.acknowledge("a", 0, 0, &[9], 5),
+        s.acknowledge("a", 0, 0, &[9], 5, renewed()),
         Err(AckError::InvalidRequest)
     );
     assert_eq!(
-        s.acknowledge("a", 2, 9, &[ACK_ACCEPT], 5),
+        s.acknowledge("a", 2, 9, &[ACK_ACCEPT], 5, renewed()),
         Err(AckError::InvalidRecordState)
     );
     assert_eq!(
-        s.acknowledge("b", 0, 0, &[ACK_ACCEPT], 5),
+        s.acknowledge("b", 0, 0, &[ACK_ACCEPT], 5, renewed()),
         Err(AckError::InvalidRecordState)
     );
     assert_eq!(s.counts().acquired, 4);
@@ -145,7 +160,8 @@ fn the_in_flight_window_and_max_records_bound_acquisition() {
     let mut s = SharePartitionState::new(0, 3);
     assert_eq!(s.acquire(&a, grant(0, 10, now)), vec![range(0, 2, 1)]);
     assert_eq!(s.next_read_offset(10), None, "window full");
-    s.acknowledge("a", 0, 0, &[ACK_ACCEPT], 5).unwrap();
+    s.acknowledge("a", 0, 0, &[ACK_ACCEPT], 5, renewed())
+        .unwrap();
     assert_eq!(s.next_read_offset(10), Some(3));
     let mut g = grant(3, 10, now);
     g.max_records = 1;
@@ -173,7 +189,8 @@ fn durable_frames_round_trip_and_restore_acquired_records_as_available() {
     let a: Rc<str> = Rc::from("a");
     let mut s = SharePartitionState::new(5, 100);
     s.acquire(&a, grant(5, 10, now));
-    s.acknowledge("a", 6, 7, &[ACK_ACCEPT], 5).unwrap();
+    s.acknowledge("a", 6, 7, &[ACK_ACCEPT], 5, renewed())
+        .unwrap();
     let mut buf = Vec::new();
     encode(&mut buf, "g1", Some(&s));
     encode(&mut buf, "g2", Some(&SharePartitionState::new(0, 100)));
@@ -220,7 +237,10 @@ fn the_earliest_lock_deadline_is_what_a_waiting_fetch_wakes_for() {
         Some(now + Duration::from_secs(5))
     );
     // Settled records hold no lock: b's acknowledgement leaves a's deadline.
-    assert_eq!(s.acknowledge("b", 3, 5, &[ACK_ACCEPT], 5), Ok(()));
+    assert_eq!(
+        s.acknowledge("b", 3, 5, &[ACK_ACCEPT], 5, renewed()),
+        Ok(())
+    );
     assert_eq!(
         s.earliest_lock_deadline(),
         Some(now + Duration::from_secs(60))
@@ -238,9 +258,18 @@ fn with_a_dead_letter_topic_rejected_and_exhausted_records_wait_archiving_then_a
     s.set_dead_letter(true);
     s.acquire(&a, grant(0, 4, now));
     // 0 rejected, 1 accepted, 2 released at the limit of 1 delivery, 3 still held.
-    assert_eq!(s.acknowledge("a", 0, 0, &[ACK_REJECT], 1), Ok(()));
-    assert_eq!(s.acknowledge("a", 1, 1, &[ACK_ACCEPT], 1), Ok(()));
-    assert_eq!(s.acknowledge("a", 2, 2, &[ACK_RELEASE], 1), Ok(()));
+    assert_eq!(
+        s.acknowledge("a", 0, 0, &[ACK_REJECT], 1, renewed()),
+        Ok(())
+    );
+    assert_eq!(
+        s.acknowledge("a", 1, 1, &[ACK_ACCEPT], 1, renewed()),
+        Ok(())
+    );
+    assert_eq!(
+        s.acknowledge("a", 2, 2, &[ACK_RELEASE], 1, renewed()),
+        Ok(())
+    );
     let c = s.counts();
     assert_eq!((c.archiving, c.archived, c.start_offset), (2, 0, 0));
     // ARCHIVING is never handed out again and holds the window's start.
@@ -278,7 +307,96 @@ fn without_a_dead_letter_topic_reject_archives_at_once() {
     let a: Rc<str> = Rc::from("a");
     let mut s = SharePartitionState::new(0, 100);
     s.acquire(&a, grant(0, 1, now));
-    assert_eq!(s.acknowledge("a", 0, 0, &[ACK_REJECT], 5), Ok(()));
+    assert_eq!(
+        s.acknowledge("a", 0, 0, &[ACK_REJECT], 5, renewed()),
+        Ok(())
+    );
     assert_eq!(s.counts().start_offset, 1);
     assert!(!s.has_dead_letters());
+}
+
+#[test]
+fn renew_restarts_the_lock_and_keeps_the_record_and_its_count() {
+    let now = Instant::now();
+    let (a, b): (Rc<str>, Rc<str>) = (Rc::from("a"), Rc::from("b"));
+    let mut s = SharePartitionState::new(0, 100);
+    assert_eq!(s.acquire(&a, grant(0, 3, now)), vec![range(0, 2, 1)]);
+    // Renewed 20 s in, for another 30 s: the lock now ends at 50 s, not 30 s.
+    let renewed_at = now + Duration::from_secs(20);
+    let until = renewed_at + Duration::from_secs(30);
+    assert_eq!(s.acknowledge("a", 0, 2, &[ACK_RENEW], 5, until), Ok(()));
+    assert_eq!(s.earliest_lock_deadline(), Some(until));
+    assert_eq!(s.expire_locks(now + Duration::from_secs(31), 5), 0);
+    assert_eq!(s.counts().acquired, 3);
+    assert_eq!(s.next_read_offset(3), None);
+    assert_eq!(s.acquire(&b, grant(0, 3, now)), vec![]);
+    // Still the first delivery: accepting settles it for good, nothing is redelivered.
+    let in_flight: Vec<_> = s.in_flight().collect();
+    assert!(
+        in_flight
+            .iter()
+            .all(|(_, state, count)| *state == RecordState::Acquired && *count == 1)
+    );
+    assert_eq!(
+        s.acknowledge("a", 0, 2, &[ACK_ACCEPT], 5, renewed()),
+        Ok(())
+    );
+    assert_eq!(s.start_offset(), 3);
+    assert_eq!(s.counts().acquired, 0);
+}
+
+#[test]
+fn renew_of_what_the_member_does_not_hold_is_refused_and_changes_nothing() {
+    let now = Instant::now();
+    let (a, b): (Rc<str>, Rc<str>) = (Rc::from("a"), Rc::from("b"));
+    let mut s = SharePartitionState::new(0, 100);
+    s.acquire(&a, grant(0, 2, now));
+    let later = now + Duration::from_secs(60);
+    // Another member's record, an offset never acquired, a range straddling both.
+    assert_eq!(
+        s.acknowledge("b", 0, 0, &[ACK_RENEW], 5, later),
+        Err(AckError::InvalidRecordState)
+    );
+    assert_eq!(
+        s.acknowledge("a", 5, 5, &[ACK_RENEW], 5, later),
+        Err(AckError::InvalidRecordState)
+    );
+    assert_eq!(
+        s.acknowledge("a", 1, 2, &[ACK_RENEW], 5, later),
+        Err(AckError::InvalidRecordState)
+    );
+    assert_eq!(
+        s.earliest_lock_deadline(),
+        Some(now + Duration::from_secs(30))
+    );
+    // Expired: the record went back (or on) and a late renewal cannot take it back.
+    s.expire_locks(now + Duration::from_secs(31), 5);
+    assert_eq!(
+        s.acknowledge("a", 0, 0, &[ACK_RENEW], 5, later),
+        Err(AckError::InvalidRecordState)
+    );
+    assert_eq!(s.acquire(&b, grant(0, 2, now)), vec![range(0, 1, 2)]);
+}
+
+#[test]
+fn renew_mixes_with_other_types_per_offset() {
+    let now = Instant::now();
+    let a: Rc<str> = Rc::from("a");
+    let mut s = SharePartitionState::new(0, 100);
+    s.acquire(&a, grant(0, 3, now));
+    let later = now + Duration::from_secs(90);
+    assert_eq!(
+        s.acknowledge("a", 0, 2, &[ACK_ACCEPT, ACK_RENEW, ACK_RELEASE], 5, later),
+        Ok(())
+    );
+    let states: Vec<_> = s.in_flight().map(|(o, state, _)| (o, state)).collect();
+    assert_eq!(
+        states,
+        vec![(1, RecordState::Acquired), (2, RecordState::Available)]
+    );
+    assert_eq!(s.earliest_lock_deadline(), Some(later));
+    assert_eq!(
+        s.acknowledge("a", 1, 1, &[5], 5, later),
+        Err(AckError::InvalidRequest)
+    );
 }

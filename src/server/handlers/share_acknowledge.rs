@@ -1,26 +1,37 @@
-//! ShareAcknowledge (KIP-932, v1): a member settles records it holds — ACCEPT, RELEASE,
-//! REJECT (and GAP for offsets without a record) — within its share session (epoch rules on
-//! the group's shard; epoch -1 also closes the session, releasing what it still holds).
-
+//! ShareAcknowledge (KIP-932, v1 and v2): a member settles records it holds — ACCEPT,
+//! RELEASE, REJECT (and GAP for offsets without a record) — within its share session (epoch
+//! rules on the group's shard; epoch -1 also closes the session, releasing what it still
+//! holds). v2 adds RENEW (KIP-1222: the member keeps the record, its lock restarted) and
+//! answers with the group's acquisition lock duration, what a renewal extended the locks by.
 
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::share_acknowledge_response::{
     LeaderIdAndEpoch, PartitionData, ShareAcknowledgeTopicResponse,
 };
-use kafka_protocol::messages::{ShareAcknowledgeRequest, ShareAcknowledgeResponse};
+use kafka_protocol::messages::ShareAcknowledgeResponse;
 
 use crate::group::share::sessions::FINAL_EPOCH;
+use crate::protocol::share_v2::{
+    RENEW_VERSION, ShareAcknowledgeRequestV2, ShareAcknowledgeResponseV2,
+};
 use crate::server::context::RequestContext;
 use crate::server::share::{self, SharePartitionRef, share_config, topic_name, update_session};
 
-fn refuse(code: ResponseError) -> ShareAcknowledgeResponse {
-    ShareAcknowledgeResponse::default().with_error_code(code.code())
+fn refuse(code: ResponseError) -> ShareAcknowledgeResponseV2 {
+    ShareAcknowledgeResponseV2 {
+        base: ShareAcknowledgeResponse::default().with_error_code(code.code()),
+        acquisition_lock_timeout_ms: 0,
+    }
 }
 
 pub async fn handle(
     ctx: &RequestContext<'_>,
-    request: ShareAcknowledgeRequest,
-) -> ShareAcknowledgeResponse {
+    request: ShareAcknowledgeRequestV2,
+) -> ShareAcknowledgeResponseV2 {
+    // `IsRenewAck` only announces RENEWs (which need no extra step here): the types
+    // themselves are what is applied.
+    let renew_allowed = ctx.version >= RENEW_VERSION;
+    let request = request.base;
     let admitted = share::member_permitted(
         ctx,
         request.group_id.as_ref().map(|g| g.0.as_str()),
@@ -69,8 +80,8 @@ pub async fn handle(
                         .iter()
                         .map(|b| (b.first_offset, b.last_offset, b.acknowledge_types.clone()))
                         .collect();
-                    share::acknowledge(ctx.shard, at(name.clone(), p.partition_index), batches)
-                        .await
+                    let target = at(name.clone(), p.partition_index);
+                    share::acknowledge(ctx.shard, target, batches, renew_allowed).await
                 }
                 None => ResponseError::UnknownTopicId.code(),
             };
@@ -94,5 +105,8 @@ pub async fn handle(
             }
         }
     }
-    ShareAcknowledgeResponse::default().with_responses(responses)
+    ShareAcknowledgeResponseV2 {
+        base: ShareAcknowledgeResponse::default().with_responses(responses),
+        acquisition_lock_timeout_ms: config.record_lock_duration_ms,
+    }
 }

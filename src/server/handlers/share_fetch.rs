@@ -1,9 +1,15 @@
-//! ShareFetch (KIP-932, v1): one request carries a member's acknowledgements for records it
-//! holds and asks for more. Steps: the share-session step on the group's shard (epoch
-//! rules, the session's partitions), then the acknowledgements on each partition's shard,
-//! then — unless the session is closing — acquisition from every partition of the session,
-//! waiting up to `max_wait_ms` when nothing is available: woken by an append, an
+//! ShareFetch (KIP-932, v1 and v2): one request carries a member's acknowledgements for
+//! records it holds and asks for more. Steps: the share-session step on the group's shard
+//! (epoch rules, the session's partitions), then the acknowledgements on each partition's
+//! shard, then — unless the session is closing — acquisition from every partition of the
+//! session, waiting up to `max_wait_ms` when nothing is available: woken by an append, an
 //! acknowledgement or release, or a lock's expiry on one of the session's partitions.
+//!
+//! v2 (Kafka 4.2): acknowledgements may RENEW locks (KIP-1222). A request flagged
+//! `IsRenewAck` only acknowledges: it acquires nothing and answers at once, and Kafka
+//! requires its fetch sizes and wait to be 0 (else INVALID_REQUEST). The acquire mode
+//! (KIP-1206) is checked, and both modes are served alike: acquisition here always stops
+//! at `max_records` (what record-limit asks, and what batch-optimized allows).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -12,10 +18,14 @@ use kafka_protocol::ResponseError;
 use kafka_protocol::messages::share_fetch_response::{
     AcquiredRecords, LeaderIdAndEpoch, PartitionData, ShareFetchableTopicResponse,
 };
-use kafka_protocol::messages::{ShareFetchRequest, ShareFetchResponse};
+use kafka_protocol::messages::ShareFetchResponse;
 use uuid::Uuid;
 
 use crate::group::share::sessions::{FINAL_EPOCH, SessionPartition};
+use crate::protocol::share_v2::{
+    ACQUIRE_MODE_BATCH_OPTIMIZED, ACQUIRE_MODE_RECORD_LIMIT, RENEW_VERSION, ShareFetchRequestV2,
+    ShareFetchResponseV2,
+};
 use crate::server::context::RequestContext;
 use crate::server::share::{
     self, Acquired, SharePartitionRef, share_config, topic_name, update_session,
@@ -37,11 +47,35 @@ struct PartitionAnswer {
     acknowledged: bool,
 }
 
-fn refuse(code: ResponseError) -> ShareFetchResponse {
-    ShareFetchResponse::default().with_error_code(code.code())
+fn refuse(code: ResponseError) -> ShareFetchResponseV2 {
+    ShareFetchResponseV2 {
+        base: ShareFetchResponse::default().with_error_code(code.code()),
+    }
 }
 
-pub async fn handle(ctx: &RequestContext<'_>, request: ShareFetchRequest) -> ShareFetchResponse {
+/// Whether the v2 fields are acceptable: a known acquire mode, and a renewal that asks
+/// for no records (KIP-1222: a renew-only fetch has zero wait, sizes and records).
+fn v2_fields_valid(request: &ShareFetchRequestV2) -> bool {
+    let mode_known = matches!(
+        request.share_acquire_mode,
+        ACQUIRE_MODE_BATCH_OPTIMIZED | ACQUIRE_MODE_RECORD_LIMIT
+    );
+    let r = &request.base;
+    let fetches_nothing =
+        r.max_wait_ms == 0 && r.min_bytes == 0 && r.max_bytes == 0 && r.max_records == 0;
+    mode_known && (!request.is_renew_ack || fetches_nothing)
+}
+
+pub async fn handle(
+    ctx: &RequestContext<'_>,
+    request: ShareFetchRequestV2,
+) -> ShareFetchResponseV2 {
+    if !v2_fields_valid(&request) {
+        return refuse(ResponseError::InvalidRequest);
+    }
+    let renew_only = request.is_renew_ack;
+    let renew_allowed = ctx.version >= RENEW_VERSION;
+    let request = request.base;
     let admitted = share::member_permitted(
         ctx,
         request.group_id.as_ref().map(|g| g.0.as_str()),
@@ -86,7 +120,8 @@ pub async fn handle(ctx: &RequestContext<'_>, request: ShareFetchRequest) -> Sha
                         .iter()
                         .map(|b| (b.first_offset, b.last_offset, b.acknowledge_types.clone()))
                         .collect();
-                    share::acknowledge(ctx.shard, at(name, p.partition_index), batches).await
+                    let target = at(name, p.partition_index);
+                    share::acknowledge(ctx.shard, target, batches, renew_allowed).await
                 }
                 None => ResponseError::UnknownTopicId.code(),
             };
@@ -101,7 +136,7 @@ pub async fn handle(ctx: &RequestContext<'_>, request: ShareFetchRequest) -> Sha
                 share::release_member(ctx.shard, at(name, *partition)).await;
             }
         }
-    } else {
+    } else if !renew_only {
         let max_records = match request.max_records {
             n if n > 0 => (n as usize).min(MAX_RECORDS_PER_FETCH),
             _ => DEFAULT_MAX_RECORDS,
@@ -175,7 +210,7 @@ fn encode(
     ctx: &RequestContext<'_>,
     answers: BTreeMap<SessionPartition, PartitionAnswer>,
     lock_duration_ms: i32,
-) -> ShareFetchResponse {
+) -> ShareFetchResponseV2 {
     let leader = LeaderIdAndEpoch::default()
         .with_leader_id(ctx.shard.config.node_id)
         .with_leader_epoch(0);
@@ -214,7 +249,9 @@ fn encode(
             t.partitions.push(data);
         }
     }
-    ShareFetchResponse::default()
-        .with_acquisition_lock_timeout_ms(lock_duration_ms)
-        .with_responses(topics)
+    ShareFetchResponseV2 {
+        base: ShareFetchResponse::default()
+            .with_acquisition_lock_timeout_ms(lock_duration_ms)
+            .with_responses(topics),
+    }
 }

@@ -1,0 +1,152 @@
+//! The failover scripts' confluent-kafka producer and reader (tests/clients/cluster_failover.py)
+//! driven from a test: an idempotent acks=all producer whose acknowledgements the test
+//! collects as they come, optionally run inside a network namespace, and a read-back of a
+//! partition from its start to its high watermark.
+
+use super::clients_dir;
+use super::cluster::LocalCluster;
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The producer script; its `ack VALUE OFFSET WALL_MS` lines collected by a reader thread.
+pub struct ScriptProducer {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl ScriptProducer {
+    /// Starts producing `first`, `first + 1`, ... to partition 0 of `topic` through
+    /// `bootstrap`, inside `namespace` when given.
+    pub fn start(
+        python: &Path,
+        namespace: Option<&str>,
+        bootstrap: &str,
+        topic: &str,
+        first: u64,
+    ) -> ScriptProducer {
+        let mut command = match namespace {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(python);
+                c
+            }
+            None => Command::new(python),
+        };
+        let mut child = command
+            .args(["cluster_failover.py", "produce", "--bootstrap", bootstrap])
+            .args(["--topic", topic, "--first", &first.to_string()])
+            .current_dir(clients_dir())
+            .env("PYTHONUNBUFFERED", "1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the producer script");
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().expect("producer stdout");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        ScriptProducer {
+            child,
+            stdin,
+            lines,
+        }
+    }
+
+    /// Acknowledgements so far: (value, offset, wall ms).
+    pub fn acks(&self) -> Vec<(u64, i64, i64)> {
+        self.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|l| {
+                let mut f = l.strip_prefix("ack ")?.split(' ');
+                Some((
+                    f.next()?.parse().ok()?,
+                    f.next()?.parse().ok()?,
+                    f.next()?.parse().ok()?,
+                ))
+            })
+            .collect()
+    }
+
+    pub fn wait_acks(&self, count: usize, within: Duration, cluster: &LocalCluster) {
+        let deadline = Instant::now() + within;
+        while self.acks().len() < count {
+            assert!(
+                Instant::now() < deadline,
+                "{} acks of {count} within {within:?}\n{}",
+                self.acks().len(),
+                cluster.diagnostics()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The `err VALUE ERROR` lines: deliveries the client gave up on.
+    pub fn errors(&self) -> Vec<String> {
+        let lines = self.lines.lock().unwrap();
+        lines
+            .iter()
+            .filter(|l| l.starts_with("err "))
+            .cloned()
+            .collect()
+    }
+
+    /// Stops producing and waits for the flush (bounded by the script's message timeout).
+    pub fn stop(mut self) -> Vec<String> {
+        if let Some(mut stdin) = self.stdin.take() {
+            let _ = stdin.write_all(b"stop\n");
+        }
+        let deadline = Instant::now() + Duration::from_secs(180);
+        while !self
+            .lines
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.starts_with("done"))
+        {
+            assert!(Instant::now() < deadline, "the producer did not finish");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.wait();
+        self.lines.lock().unwrap().clone()
+    }
+}
+
+impl Drop for ScriptProducer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Reads the partition back through `bootstrap`: (offset, value) in offset order.
+pub fn read_back(python: &Path, bootstrap: &str, topic: &str) -> Vec<(i64, u64)> {
+    let output = Command::new(python)
+        .args(["cluster_failover.py", "verify", "--bootstrap", bootstrap])
+        .args(["--topic", topic])
+        .current_dir(clients_dir())
+        .output()
+        .expect("run the verify script");
+    let text = String::from_utf8_lossy(&output.stdout);
+    let mut records: Vec<(i64, u64)> = text
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.strip_prefix("rec ")?.split(' ');
+            Some((f.next()?.parse().ok()?, f.next()?.parse().ok()?))
+        })
+        .collect();
+    records.sort();
+    assert!(!records.is_empty(), "nothing read back: {text}");
+    records
+}
