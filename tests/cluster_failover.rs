@@ -495,10 +495,6 @@ fn killing_the_leader_again_and_again_loses_no_acknowledged_record() {
         served, final_commit,
         "the group's last acknowledged commit, served"
     );
-    assert!(
-        final_commit > seen_offset,
-        "the group went on committing after the last kill"
-    );
     eprintln!(
         "group {group}: resumed {resumed} times, {coordinator_kills} of the kills hit its \
          coordinator, last commit {final_commit}"
