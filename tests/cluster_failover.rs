@@ -1,12 +1,18 @@
 //! Leader failover (issue 17 stage 3, decision 0012 "Failover"): 3 nodes on 127.0.0.1, one
 //! core each, an RF=3 topic with min.insync.replicas=2 and an idempotent acks=all
 //! confluent-kafka producer under load. The partition's leader is SIGKILLed again and again
-//! (4 trials, 20 with SLUICE_LONG_TESTS=1) and restarted each time; then everything is read
+//! (20 trials, 100 with SLUICE_LONG_TESTS=1) and restarted each time; then everything is read
 //! back: no acknowledged record lost, none twice, offsets gap-free, each acknowledged record
 //! at the offset its acknowledgement named. The restarted broker truncates, catches up and
 //! rejoins the ISR before the next kill. The failover time (kill to the next acknowledged
-//! produce) is printed with its median. Also: SIGTERM moves leadership first (controlled
-//! shutdown) with no produce error the client does not retry.
+//! produce) is printed with its median. A confluent-kafka consumer group reads the
+//! partition meanwhile and commits every 200 ms; its coordinator is the first leader, so
+//! kills hit the coordinator too: after each kill the coordinator FindCoordinator names
+//! serves a committed offset no older than the last commit acknowledged before it, and
+//! never older than the one seen after the previous kill; each time the group resumes it
+//! starts at its last acknowledged commit or a later one it attempted (committed offsets
+//! survive, none skipped). Also: SIGTERM moves leadership first (controlled shutdown) with
+//! no produce error the client does not retry.
 //! Needs confluent-kafka (`SLUICE_TEST_PYTHON` or `<repo>/.venv`); `SLUICE_SKIP_REAL_CLIENTS=1`
 //! skips it loudly.
 
@@ -16,7 +22,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use support::cluster::{LocalCluster, metadata};
+use support::cluster::{LocalCluster, find_coordinator, metadata};
 use support::{clients_dir, real_clients_skipped};
 
 /// Generous bounds for a loaded 2-core box: these are waits, not speed assertions.
@@ -24,13 +30,14 @@ const FAILOVER_WAIT: Duration = Duration::from_secs(60);
 const REJOIN_WAIT: Duration = Duration::from_secs(90);
 /// The lag bound the test runs with: a restarted follower rejoins within a few seconds
 /// (the ISR check runs every half of it). Failover itself runs on the default timeouts.
-const CONFIG: &str = "replica_lag_time_max_ms = 6000\n";
+/// The group rejoins each new coordinator at once (no initial rebalance delay).
+const CONFIG: &str = "replica_lag_time_max_ms = 6000\ngroup_initial_rebalance_delay_ms = 0\n";
 
 fn trials() -> usize {
     if std::env::var("SLUICE_LONG_TESTS").as_deref() == Ok("1") {
-        20
+        100
     } else {
-        4
+        20
     }
 }
 
@@ -217,6 +224,147 @@ impl Drop for LoadProducer {
     }
 }
 
+/// The committing consumer group (`cluster_failover.py consume`), its output lines
+/// collected by a reader thread.
+struct GroupConsumer {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl GroupConsumer {
+    fn start(python: &std::path::Path, bootstrap: &str, topic: &str, group: &str) -> Self {
+        let mut child = Command::new(python)
+            .args(["cluster_failover.py", "consume", "--bootstrap", bootstrap])
+            .args(["--topic", topic, "--group", group, "--commit-ms", "200"])
+            .current_dir(clients_dir())
+            .env("PYTHONUNBUFFERED", "1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the consumer script");
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().expect("consumer stdout");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        GroupConsumer {
+            child,
+            stdin,
+            lines,
+        }
+    }
+
+    /// The last commit the group acknowledged (-1: none yet).
+    fn last_commit(&self) -> i64 {
+        last_commit(&self.lines.lock().unwrap())
+    }
+
+    fn wait_commit(&self, at_least: i64, within: Duration, cluster: &LocalCluster) {
+        let deadline = Instant::now() + within;
+        while self.last_commit() < at_least {
+            assert!(
+                Instant::now() < deadline,
+                "no commit of {at_least} within {within:?}: {:?}\n{}",
+                self.lines
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .rev()
+                    .take(5)
+                    .collect::<Vec<_>>(),
+                cluster.diagnostics()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Stops (a last commit, close); returns every output line.
+    fn stop(mut self) -> Vec<String> {
+        if let Some(mut stdin) = self.stdin.take() {
+            let _ = stdin.write_all(b"stop\n");
+        }
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !self
+            .lines
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.starts_with("done"))
+        {
+            assert!(Instant::now() < deadline, "the consumer did not finish");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.wait();
+        self.lines.lock().unwrap().clone()
+    }
+}
+
+impl Drop for GroupConsumer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The value of the last `<prefix> <offset> ...` line.
+fn last_value(lines: &[String], prefix: &str) -> Option<i64> {
+    lines
+        .iter()
+        .rev()
+        .find_map(|l| l.strip_prefix(prefix)?.split(' ').next()?.parse().ok())
+}
+
+fn last_commit(lines: &[String]) -> i64 {
+    last_value(lines, "commit ").unwrap_or(-1)
+}
+
+/// The group's history, in order: each time it is assigned the partition it starts at
+/// the last commit acknowledged before the assignment (which fetches the committed offset)
+/// or at a later one it attempted: committed offsets survived, and no record was skipped.
+/// (An asynchronous commit acknowledged after the assignment may be newer than where it
+/// starts: the fetch came first.) Returns how many times it resumed.
+fn check_group_history(lines: &[String]) -> usize {
+    let (mut acked, mut attempted, mut resumed) = (-1i64, -1i64, 0);
+    let mut acked_at_assignment = -1i64;
+    for (i, line) in lines.iter().enumerate() {
+        let value = |prefix: &str| -> Option<i64> {
+            line.strip_prefix(prefix)?.split(' ').next()?.parse().ok()
+        };
+        if line.starts_with("assigned") {
+            acked_at_assignment = acked;
+        } else if let Some(offset) = value("attempt ") {
+            attempted = attempted.max(offset);
+        } else if let Some(offset) = value("commit ") {
+            acked = acked.max(offset);
+        } else if let Some(start) = value("start ") {
+            let first = acked_at_assignment < 0;
+            let since = acked_at_assignment;
+            assert!(
+                (first && start == 0) || (since..=attempted.max(since)).contains(&start),
+                "the group resumed at {start}; acknowledged before its assignment {since}, \
+                 attempted {attempted} (line {i}): {:?}",
+                &lines[i.saturating_sub(12)..=i]
+            );
+            resumed += usize::from(!first);
+        }
+    }
+    resumed
+}
+
+/// A group id whose coordinator is `broker` (asked of the cluster, which hashes it).
+fn group_coordinated_by(cluster: &LocalCluster, broker: i32) -> String {
+    (0..100)
+        .map(|n| format!("failover-group-{n}"))
+        .find(|g| find_coordinator(cluster.node(broker), g) == Ok(broker))
+        .expect("a group id for each broker among 100")
+}
+
 /// Reads the partition back and checks it against the acknowledgements.
 fn verify(python: &std::path::Path, bootstrap: &str, topic: &str, acks: &[(u64, i64, i64)]) {
     let output = Command::new(python)
@@ -269,7 +417,12 @@ fn killing_the_leader_again_and_again_loses_no_acknowledged_record() {
     });
     let producer = LoadProducer::start(&python, &cluster.bootstrap(), topic);
     producer.wait_acks(200, FAILOVER_WAIT, &cluster);
+    let (first_leader, _, _) = partition_state(&cluster, topic).expect("a leader");
+    let group = group_coordinated_by(&cluster, first_leader);
+    let consumer = GroupConsumer::start(&python, &cluster.bootstrap(), topic, &group);
+    consumer.wait_commit(100, FAILOVER_WAIT, &cluster);
     let mut failovers = Vec::new();
+    let (mut seen_offset, mut coordinator_kills) = (-1i64, 0);
     for trial in 0..trials() {
         let (leader, epoch, _) =
             wait_for(&cluster, topic, REJOIN_WAIT, "a full ISR", |l, _, isr| {
@@ -277,9 +430,12 @@ fn killing_the_leader_again_and_again_loses_no_acknowledged_record() {
             });
         let acked_before = producer.acks().len();
         let last_offset = producer.acks().iter().map(|a| a.1).max().unwrap_or(-1);
+        let coordinator = find_coordinator(cluster.node(leader), &group);
+        coordinator_kills += usize::from(coordinator == Ok(leader));
         // Stamped once the process is gone (kill waits for it): a response it sent just
         // before dying is not a failover.
         cluster.node_mut(leader).kill();
+        let committed_before = consumer.last_commit();
         let killed_at = wall_ms();
         let deadline = Instant::now() + FAILOVER_WAIT;
         let recovered_at = loop {
@@ -305,9 +461,18 @@ fn killing_the_leader_again_and_again_loses_no_acknowledged_record() {
             wait_for(&cluster, topic, FAILOVER_WAIT, "a new leader", |l, e, _| {
                 l > 0 && l != leader && e > epoch
             });
+        let (serving, offset) = cluster.settled_coordinator(&group, topic, None, FAILOVER_WAIT);
+        assert!(
+            offset >= committed_before && offset >= seen_offset,
+            "trial {trial}: coordinator {serving} has {offset} committed; acknowledged \
+             before the kill: {committed_before}, seen after the last kill: {seen_offset}"
+        );
+        seen_offset = offset;
         eprintln!(
-            "trial {trial}: killed leader {leader} (epoch {epoch}); {new_leader} leads in \
-             epoch {new_epoch}; next acknowledged produce after {failover_ms} ms"
+            "trial {trial}: killed leader {leader} (epoch {epoch}; group coordinator: \
+             {coordinator:?}); {new_leader} leads in epoch {new_epoch}; next acknowledged \
+             produce after {failover_ms} ms; {serving} serves commit {offset} (acknowledged \
+             before the kill: {committed_before})"
         );
         cluster.node_mut(leader).spawn();
     }
@@ -319,7 +484,21 @@ fn killing_the_leader_again_and_again_loses_no_acknowledged_record() {
         "a full ISR at the end",
         |l, _, isr| l > 0 && isr.len() == 3,
     );
+    // The group goes on after the last kill (it may be between two rebalances right now).
+    consumer.wait_commit(seen_offset + 1, FAILOVER_WAIT, &cluster);
     let lines = producer.stop();
+    let group_lines = consumer.stop();
+    let resumed = check_group_history(&group_lines);
+    let final_commit = last_commit(&group_lines);
+    let (_, served) = cluster.settled_coordinator(&group, topic, None, FAILOVER_WAIT);
+    assert_eq!(
+        served, final_commit,
+        "the group's last acknowledged commit, served"
+    );
+    eprintln!(
+        "group {group}: resumed {resumed} times, {coordinator_kills} of the kills hit its \
+         coordinator, last commit {final_commit}"
+    );
     let acks = parse_acks(&lines);
     let errors: Vec<&String> = lines.iter().filter(|l| l.starts_with("err ")).collect();
     assert!(

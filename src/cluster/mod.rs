@@ -87,6 +87,10 @@ pub struct ClusterHandle {
     pub replication_stop: Arc<AtomicBool>,
     /// Set by a controlled shutdown: this broker does not register (unfence) itself again.
     pub leaving: AtomicBool,
+    /// Set once this node applied a `CatchUp` record it proposed after its start: every
+    /// record committed before the start is applied, so its state is no older than the
+    /// cluster's was then (until this, it coordinates no group: `shard::group_offsets`).
+    pub caught_up_since_start: AtomicBool,
 }
 
 fn not_controller(message: &str) -> (i16, String) {
@@ -248,6 +252,7 @@ pub fn start(
         waiters: Mutex::new(HashMap::new()),
         replication_stop: Arc::new(AtomicBool::new(false)),
         leaving: AtomicBool::new(false),
+        caught_up_since_start: AtomicBool::new(false),
     });
     Ok((handle, committed_rx))
 }

@@ -44,6 +44,9 @@ impl GroupCoordinator {
             })
             .filter(|(_, kind, _, _)| types.is_empty() || types.iter().any(|t| t == kind))
             .filter(|(_, _, state, _)| states.is_empty() || states.contains(&state.to_lowercase()))
+            // Cluster mode: every broker holds every group's offsets; each lists only the
+            // groups it coordinates, as Kafka's brokers do (clients merge the answers).
+            .filter(|(g, _, _, _)| self.check_coordinator(&g.id).is_ok())
             .map(|(g, kind, state, protocol)| {
                 ListedGroup::default()
                     .with_group_id(GroupId(sb(&g.id)))
@@ -122,6 +125,9 @@ impl GroupCoordinator {
         if let Some(code) = self.delete_share_group(group_id) {
             return code;
         }
+        if let Err(e) = self.check_coordinator(group_id) {
+            return e.code();
+        }
         let wall = self.wall_ms(now);
         let rx = {
             let mut groups = self.inner.groups.borrow_mut();
@@ -145,7 +151,8 @@ impl GroupCoordinator {
                 }
                 0
             }
-            _ => ResponseError::CoordinatorNotAvailable.code(),
+            Ok(Err(e)) => e.code,
+            Err(_) => ResponseError::CoordinatorNotAvailable.code(),
         }
     }
 }

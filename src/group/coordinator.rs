@@ -67,6 +67,8 @@ pub(super) struct Inner {
     pub(super) share_groups: RefCell<HashMap<String, ShareGroup>>,
     /// fdatasyncs of group logs; fewer than commits when group commit batches them.
     pub(super) log_flushes_total: Cell<u64>,
+    /// Cluster mode: the metadata log the offsets go through instead of the group files.
+    pub(super) replicator: RefCell<Option<Rc<dyn super::replicated::OffsetsReplicator>>>,
 }
 
 /// The consumer-group coordinator of one shard. Cheap to clone (shared `Rc`).
@@ -119,6 +121,7 @@ impl GroupCoordinator {
                 groups: RefCell::new(groups),
                 share_groups: RefCell::new(HashMap::new()),
                 log_flushes_total: Cell::new(0),
+                replicator: RefCell::new(None),
             }),
         })
     }

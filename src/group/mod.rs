@@ -25,6 +25,8 @@
 //! - `offsets`: OffsetCommit / OffsetFetch / OffsetDelete and retention;
 //! - `offset_log_writer`: the single writer of each group's offsets log and its compaction
 //!   (the file format is `offset_log`);
+//! - `replicated`: cluster mode, where the records go through the metadata Raft log instead
+//!   of the group's file (decision 0017-offsets);
 //! - `txn_offsets`: TxnOffsetCommit offsets held until their transaction completes;
 //! - `share_protocol`: KIP-932 share groups — ShareGroupHeartbeat / ShareGroupDescribe and
 //!   share sessions (per-group logic in `share`; records' state is `partition::share`);
@@ -44,6 +46,7 @@ mod find_coordinator;
 pub mod offset_log;
 mod offset_log_writer;
 mod offsets;
+mod replicated;
 pub mod share;
 mod share_protocol;
 mod state;
@@ -58,10 +61,11 @@ pub use coordinator::{
 };
 pub use find_coordinator::{CoordinatorKeyType, find_coordinator};
 pub use offset_log::{GroupOffsets, OffsetEntry, OffsetLogError};
-pub use offset_log_writer::{COMPACTION_MIN_LOG_BYTES, COMPACTION_RATIO};
+pub use offset_log_writer::{COMPACTION_MIN_LOG_BYTES, COMPACTION_RATIO, WriteError};
 pub use offsets::{
     MAX_OFFSET_METADATA_BYTES, MAX_TOPIC_NAME_BYTES, TopicPartitions, offset_fetch_response,
     offset_fetch_wanted,
 };
+pub use replicated::{OffsetsReplicator, WriteOrigin};
 pub use state::{GroupState, GroupTimings, MAX_MEMBERS_PER_GROUP, Pending};
 pub use txn_offsets::{MAX_PENDING_TXN_OFFSETS_PER_PRODUCER, TxnCommitter, TxnOffset};

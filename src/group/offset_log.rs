@@ -63,6 +63,15 @@ pub enum LogRecord {
         partition: i32,
         at_ms: i64,
     },
+    /// Retention: the partition's offset goes if it is still the commit of `commit_ms`
+    /// (in cluster mode a newer commit may be applied between the decision and this).
+    /// Written to a file as a `DeletePartition` at `commit_ms`: a file is applied in the
+    /// order it was decided, so there it is the same.
+    ExpirePartition {
+        topic: String,
+        partition: i32,
+        commit_ms: i64,
+    },
     /// Every offset of the group is gone (DeleteGroups).
     DeleteGroup { at_ms: i64 },
 }
@@ -89,6 +98,24 @@ impl LogRecord {
                     if parts.is_empty() {
                         offsets.remove(topic);
                     }
+                }
+            }
+            LogRecord::ExpirePartition {
+                topic,
+                partition,
+                commit_ms,
+            } => {
+                let expired = offsets
+                    .get(topic)
+                    .and_then(|parts| parts.get(partition))
+                    .is_some_and(|e| e.commit_ms <= *commit_ms);
+                if expired {
+                    LogRecord::DeletePartition {
+                        topic: topic.clone(),
+                        partition: *partition,
+                        at_ms: *commit_ms,
+                    }
+                    .apply(offsets);
                 }
             }
             LogRecord::DeleteGroup { .. } => offsets.clear(),
@@ -163,6 +190,7 @@ pub fn encode_record(buf: &mut Vec<u8>, group_id: &str, record: &LogRecord) {
     let (kind, at_ms) = match record {
         LogRecord::Commit { entry, .. } => (KIND_COMMIT, entry.commit_ms),
         LogRecord::DeletePartition { at_ms, .. } => (KIND_DELETE_PARTITION, *at_ms),
+        LogRecord::ExpirePartition { commit_ms, .. } => (KIND_DELETE_PARTITION, *commit_ms),
         LogRecord::DeleteGroup { at_ms } => (KIND_DELETE_GROUP, *at_ms),
     };
     buf.push(kind);
@@ -182,6 +210,9 @@ pub fn encode_record(buf: &mut Vec<u8>, group_id: &str, record: &LogRecord) {
             buf.extend_from_slice(entry.metadata.as_bytes());
         }
         LogRecord::DeletePartition {
+            topic, partition, ..
+        }
+        | LogRecord::ExpirePartition {
             topic, partition, ..
         } => {
             put_str16(buf, topic);
@@ -371,6 +402,41 @@ mod tests {
         }
         assert!(escape_group_id("").is_none());
         assert!(escape_group_id(&"x".repeat(241)).is_none());
+    }
+
+    #[test]
+    fn an_expiry_spares_a_commit_made_after_the_one_it_expired() {
+        let commit = |offset, commit_ms| LogRecord::Commit {
+            topic: "t".into(),
+            partition: 0,
+            entry: OffsetEntry {
+                offset,
+                leader_epoch: -1,
+                metadata: String::new(),
+                commit_ms,
+            },
+        };
+        let expire = LogRecord::ExpirePartition {
+            topic: "t".into(),
+            partition: 0,
+            commit_ms: 10,
+        };
+        let mut offsets = GroupOffsets::new();
+        commit(5, 10).apply(&mut offsets);
+        commit(6, 11).apply(&mut offsets);
+        expire.apply(&mut offsets);
+        assert_eq!(offsets["t"][&0].offset, 6, "the newer commit stays");
+        commit(7, 9).apply(&mut offsets);
+        expire.apply(&mut offsets);
+        assert!(offsets.is_empty(), "the expired commit goes");
+        // In a file it is a tombstone of the partition.
+        let mut buf = Vec::new();
+        encode_record(&mut buf, "g", &expire);
+        let (decoded, _) = decode_log(&buf);
+        assert!(matches!(
+            decoded[0].1,
+            LogRecord::DeletePartition { at_ms: 10, .. }
+        ));
     }
 
     #[test]

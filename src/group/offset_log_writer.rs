@@ -16,6 +16,7 @@ use futures_channel::oneshot;
 
 use super::coordinator::GroupCoordinator;
 use super::offset_log::{self, GroupOffsets, LogRecord};
+use super::replicated::WriteOrigin;
 use super::state::{Group, PendingWrite};
 
 /// Compact a group log when it is this many times larger than its live state...
@@ -24,7 +25,25 @@ pub const COMPACTION_RATIO: u64 = 4;
 pub const COMPACTION_MIN_LOG_BYTES: u64 = 64 * 1024;
 
 /// Resolves once the queued records are durable (Ok) or their write failed (Err: why).
-pub(super) type WriteAck = oneshot::Receiver<Result<(), String>>;
+pub(super) type WriteAck = oneshot::Receiver<Result<(), WriteError>>;
+
+/// Why queued records did not become durable: the Kafka error to answer, and the cause.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct WriteError {
+    pub code: i16,
+    pub message: String,
+}
+
+impl WriteError {
+    /// A failure the client retries against the coordinator (a file write, a stopped task).
+    pub fn unavailable(message: impl Into<String>) -> WriteError {
+        WriteError {
+            code: kafka_protocol::ResponseError::CoordinatorNotAvailable.code(),
+            message: message.into(),
+        }
+    }
+}
 
 /// One batch taken off a group's queue, with what writing it needs to know.
 struct FlushJob {
@@ -51,6 +70,19 @@ impl GroupCoordinator {
     /// Queues records on a group's log and makes sure a flush task runs. Must be called with
     /// the groups borrow held; the flush task only starts running after the caller yields.
     pub(super) fn enqueue(&self, group: &mut Group, records: Vec<LogRecord>) -> WriteAck {
+        self.enqueue_as(group, records, WriteOrigin::Coordinator)
+    }
+
+    /// `enqueue`, saying who asks (cluster mode checks a coordinator's writes).
+    pub(super) fn enqueue_as(
+        &self,
+        group: &mut Group,
+        mut records: Vec<LogRecord>,
+        origin: WriteOrigin,
+    ) -> WriteAck {
+        if let Some(ack) = self.enqueue_replicated(group, &mut records, origin) {
+            return ack;
+        }
         let (tx, rx) = oneshot::channel();
         group.log.pending.push(PendingWrite {
             records,
@@ -154,7 +186,7 @@ impl GroupCoordinator {
                 let message = format!("offsets log {}: {e}", path.display());
                 for write in job.batch {
                     if let Some(done) = write.done {
-                        let _ = done.send(Err(message.clone()));
+                        let _ = done.send(Err(WriteError::unavailable(message.clone())));
                     }
                 }
             }

@@ -28,7 +28,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::coordinator::{GroupCoordinator, MAX_GROUPS_PER_SHARD};
 use super::offset_log::{LogRecord, OffsetEntry};
-use super::offset_log_writer::WriteAck;
+use super::offset_log_writer::{WriteAck, WriteError};
 use super::state::{Group, GroupState};
 use super::wire::sb;
 
@@ -73,13 +73,13 @@ impl GroupCoordinator {
             None => Ok(()),
             Some(rx) => match rx.await {
                 Ok(r) => r,
-                Err(_) => Err("offsets log writer stopped".to_string()),
+                Err(_) => Err(WriteError::unavailable("offsets log writer stopped")),
             },
         };
         if let Err(e) = &durable {
             tracing::warn!(group = %group_id, error = %e, "offset commit not durable");
         }
-        offset_commit_response(outcome, durable.is_ok())
+        offset_commit_response(outcome, durable.map_err(|e| e.code))
     }
 
     /// Whether this commit may write at all: the group's membership rules, or — for a
@@ -93,6 +93,8 @@ impl GroupCoordinator {
     ) -> Result<(), ResponseError> {
         if group_id.is_empty() {
             Err(ResponseError::InvalidGroupId)
+        } else if let Err(e) = self.check_coordinator(group_id) {
+            Err(e)
         } else if let Some(g) = groups.get_mut(group_id) {
             g.check_commit(
                 &request.member_id,
@@ -122,6 +124,11 @@ impl GroupCoordinator {
         group_id: &str,
         topics: Option<TopicPartitions>,
     ) -> OffsetFetchResponseGroup {
+        if let Err(e) = self.check_coordinator(group_id) {
+            return OffsetFetchResponseGroup::default()
+                .with_group_id(GroupId(sb(group_id)))
+                .with_error_code(e.code());
+        }
         let groups = self.inner.groups.borrow();
         let offsets = groups.get(group_id).map(|g| &g.offsets);
         let entry = |e: Option<&OffsetEntry>, partition: i32| match e {
@@ -177,7 +184,6 @@ impl GroupCoordinator {
     }
 
     /// OffsetDelete: partitions of topics the group's members subscribe to are refused with
-    /// OffsetDelete: partitions of topics the group's members subscribe to are refused with
     /// GROUP_SUBSCRIBED_TO_TOPIC (a non-consumer group with members: NON_EMPTY_GROUP); the
     /// rest are deleted durably (tombstones fdatasync'ed) before answering.
     pub async fn offset_delete(
@@ -186,6 +192,9 @@ impl GroupCoordinator {
         now: Instant,
     ) -> OffsetDeleteResponse {
         let group_id = request.group_id.0.to_string();
+        if let Err(e) = self.check_coordinator(&group_id) {
+            return OffsetDeleteResponse::default().with_error_code(e.code());
+        }
         let wall = self.wall_ms(now);
         let planned = {
             let mut groups = self.inner.groups.borrow_mut();
@@ -199,8 +208,11 @@ impl GroupCoordinator {
             Err(e) => return OffsetDeleteResponse::default().with_error_code(e.code()),
         };
         let durable = match rx {
-            None => true,
-            Some(rx) => matches!(rx.await, Ok(Ok(()))),
+            None => Ok(()),
+            Some(rx) => match rx.await {
+                Ok(r) => r.map_err(|e| e.code),
+                Err(_) => Err(ResponseError::CoordinatorNotAvailable.code()),
+            },
         };
         offset_delete_response(decisions, durable)
     }
@@ -263,7 +275,9 @@ impl GroupCoordinator {
         {
             let mut groups = self.inner.groups.borrow_mut();
             for g in groups.values_mut() {
-                if g.state != GroupState::Empty || g.has_members() {
+                // In cluster mode only the coordinator knows whether the group has members.
+                let elsewhere = self.check_coordinator(&g.id).is_err();
+                if g.state != GroupState::Empty || g.has_members() || elsewhere {
                     continue;
                 }
                 let base_ms = g.empty_since_ms.unwrap_or(i64::MIN);
@@ -276,10 +290,10 @@ impl GroupCoordinator {
                             .filter(|(_, e)| {
                                 e.commit_ms.max(base_ms).saturating_add(retention) <= wall
                             })
-                            .map(|(p, _)| LogRecord::DeletePartition {
+                            .map(|(p, e)| LogRecord::ExpirePartition {
                                 topic: topic.clone(),
                                 partition: *p,
-                                at_ms: wall,
+                                commit_ms: e.commit_ms,
                             })
                     })
                     .collect();
@@ -345,9 +359,13 @@ fn commit_records(
     (outcome, records)
 }
 
-/// The OffsetCommit answer: accepted partitions are COORDINATOR_NOT_AVAILABLE when the
-/// write did not become durable (the client retries).
-fn offset_commit_response(outcome: CommitOutcome, durable: bool) -> OffsetCommitResponse {
+/// The OffsetCommit answer: accepted partitions carry the write's error when it did not
+/// become durable (COORDINATOR_NOT_AVAILABLE, NOT_COORDINATOR, REQUEST_TIMED_OUT: the
+/// client retries).
+fn offset_commit_response(
+    outcome: CommitOutcome,
+    durable: Result<(), i16>,
+) -> OffsetCommitResponse {
     let topics = outcome
         .into_iter()
         .map(|(name, parts)| {
@@ -357,10 +375,9 @@ fn offset_commit_response(outcome: CommitOutcome, durable: bool) -> OffsetCommit
                     parts
                         .into_iter()
                         .map(|(partition, result)| {
-                            let error_code = match result {
-                                Err(c) => c,
-                                Ok(()) if durable => 0,
-                                Ok(()) => ResponseError::CoordinatorNotAvailable.code(),
+                            let error_code = match (result, durable) {
+                                (Err(c), _) | (Ok(()), Err(c)) => c,
+                                (Ok(()), Ok(())) => 0,
                             };
                             OffsetCommitResponsePartition::default()
                                 .with_partition_index(partition)
@@ -373,9 +390,12 @@ fn offset_commit_response(outcome: CommitOutcome, durable: bool) -> OffsetCommit
     OffsetCommitResponse::default().with_topics(topics)
 }
 
-/// The OffsetDelete answer: partitions that were to be deleted are
-/// COORDINATOR_NOT_AVAILABLE when the tombstones did not become durable.
-fn offset_delete_response(decisions: DeleteDecisions, durable: bool) -> OffsetDeleteResponse {
+/// The OffsetDelete answer: partitions that were to be deleted carry the write's error
+/// when the tombstones did not become durable.
+fn offset_delete_response(
+    decisions: DeleteDecisions,
+    durable: Result<(), i16>,
+) -> OffsetDeleteResponse {
     let topics = decisions
         .into_iter()
         .map(|(name, parts)| {
@@ -385,10 +405,9 @@ fn offset_delete_response(decisions: DeleteDecisions, durable: bool) -> OffsetDe
                     parts
                         .into_iter()
                         .map(|(partition, code)| {
-                            let code = if code == 0 && !durable {
-                                ResponseError::CoordinatorNotAvailable.code()
-                            } else {
-                                code
+                            let code = match durable {
+                                Err(failed) if code == 0 => failed,
+                                _ => code,
                             };
                             OffsetDeleteResponsePartition::default()
                                 .with_partition_index(partition)

@@ -14,6 +14,7 @@ use kafka_protocol::ResponseError;
 use super::coordinator::{GroupCoordinator, MAX_GROUPS_PER_SHARD};
 use super::offset_log::{LogRecord, OffsetEntry};
 use super::offsets::{MAX_OFFSET_METADATA_BYTES, MAX_TOPIC_NAME_BYTES};
+use super::replicated::WriteOrigin;
 use super::state::PendingTxnOffset;
 
 /// Pending offsets one producer may hold in one group (a transaction larger than this is a
@@ -168,10 +169,11 @@ impl GroupCoordinator {
                     },
                 })
                 .collect();
-            self.enqueue(g, records)
+            // The transaction coordinator may run on another broker than the group's.
+            self.enqueue_as(g, records, WriteOrigin::TxnMarker)
         };
         match ack.await {
-            Ok(result) => result,
+            Ok(result) => result.map_err(|e| e.message),
             Err(_) => Err("offsets log writer stopped".to_string()),
         }
     }

@@ -12,8 +12,10 @@ mod create;
 pub mod credentials;
 pub mod dynamic_broker;
 mod elections;
+pub mod group_offsets;
 pub mod quotas;
 pub mod replicated;
+pub mod replicated_image;
 
 use config_ops::edit_list;
 pub use config_ops::{ConfigOp, effective_config};
@@ -131,6 +133,14 @@ pub enum MetadataError {
         quotas::MAX_QUOTA_ENTITIES
     )]
     TooManyQuotaEntities,
+    #[error("group {0}: an offsets record with too many changes, or no group id")]
+    InvalidOffsets(String),
+    #[error("group {group}: broker {proposer} committed as its coordinator, but {current:?} is")]
+    NotCoordinator {
+        group: String,
+        proposer: i32,
+        current: Option<i32>,
+    },
     #[error("cannot persist metadata at {path}: {source}")]
     Io {
         path: PathBuf,
@@ -156,7 +166,10 @@ impl MetadataError {
             | MetadataError::TooManyQuotaEntities => E::PolicyViolation.code(),
             MetadataError::Io { .. } | MetadataError::Corrupt { .. } => E::KafkaStorageError.code(),
             MetadataError::ProducerIdsPending => E::CoordinatorNotAvailable.code(),
-            MetadataError::NotReplicated(_) => E::InvalidRequest.code(),
+            MetadataError::NotReplicated(_) | MetadataError::InvalidOffsets(_) => {
+                E::InvalidRequest.code()
+            }
+            MetadataError::NotCoordinator { .. } => E::NotCoordinator.code(),
         }
     }
 }

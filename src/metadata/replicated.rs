@@ -5,11 +5,9 @@
 //! to, never by the node that proposed it: the answer is the same everywhere.
 //! Must not: open partitions (the shard does that after an apply) or talk to the quorum.
 
-use super::dynamic_broker::{BrokerConfigLevel, DynamicBrokerConfigs};
-use super::{
-    ConfigOp, MetadataError, MetadataSnapshot, MetadataView, MetadataWriter, TopicMeta,
-    effective_config,
-};
+use super::dynamic_broker::BrokerConfigLevel;
+use super::group_offsets::{OffsetChange, check_record};
+use super::{ConfigOp, MetadataError, MetadataSnapshot, MetadataView, MetadataWriter, TopicMeta};
 use crate::config::LogConfig;
 use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
@@ -141,6 +139,21 @@ impl ClusterState {
         self.brokers.get(&broker).is_some_and(|b| !b.fenced)
     }
 
+    /// The broker that coordinates `key` (a group or transactional id): a stable hash over
+    /// the registered brokers, moving to the next live one (in id order) while that one is
+    /// fenced. Every node computes the same answer from the same applied state.
+    pub fn coordinator(&self, key: &str) -> Option<i32> {
+        let all: Vec<&RegisteredBroker> = self.brokers.values().collect();
+        if all.is_empty() {
+            return None;
+        }
+        let start = crate::shard::placement::fnv1a32(key.as_bytes()) as usize % all.len();
+        (0..all.len())
+            .map(|i| all[(start + i) % all.len()])
+            .find(|b| !b.fenced)
+            .map(|b| b.id)
+    }
+
     /// Live brokers, in id order: where new replicas may go.
     pub fn live_brokers(&self) -> Vec<i32> {
         self.brokers
@@ -232,6 +245,20 @@ pub enum MetadataRecord {
         isr: Vec<i32>,
         partition_epoch: i32,
     },
+    /// A group's committed offsets change (cluster mode's OffsetCommit, OffsetDelete,
+    /// DeleteGroups, retention; `group_offsets`). `coordinator`: the broker that proposed it
+    /// as the group's coordinator, checked at apply time (`None`: a transaction's commit).
+    GroupOffsets {
+        group: String,
+        coordinator: Option<i32>,
+        changes: Vec<OffsetChange>,
+    },
+    /// Changes nothing: a node proposes it after its start, and once it has applied it,
+    /// it has applied every record committed before (as Kafka's broker replays up to the
+    /// offset it registered at before it serves).
+    CatchUp {
+        node: i32,
+    },
 }
 
 /// A record with who proposed it, so the proposer can match the applied entry to its
@@ -278,15 +305,11 @@ pub enum Applied {
     /// Partitions whose leader, leader epoch or ISR changed: each replica looks at its new
     /// role (leader, follower) and the leader at its new ISR.
     Partitions(Vec<(String, i32)>),
-}
-
-/// The whole replicated state, as a Raft snapshot carries it.
-#[derive(Debug, Serialize, Deserialize)]
-struct ReplicatedImage {
-    topics: Vec<(String, uuid::Uuid, i32, BTreeMap<String, String>)>,
-    group_configs: BTreeMap<String, BTreeMap<String, String>>,
-    dynamic_broker: DynamicBrokerConfigs,
-    cluster: ClusterState,
+    /// A group's committed offsets changed: its owning shard applies the changes.
+    GroupOffsets {
+        group: String,
+        changes: Vec<OffsetChange>,
+    },
 }
 
 /// Most producer ids one block hands a broker.
@@ -482,6 +505,19 @@ impl MetadataWriter {
                 isr,
                 partition_epoch,
             } => self.apply_alter_partition(topic, *partition, isr, *partition_epoch),
+            MetadataRecord::CatchUp { .. } => Ok(Applied::Brokers),
+            MetadataRecord::GroupOffsets {
+                group,
+                coordinator,
+                changes,
+            } => {
+                let snapshot = self.snapshot();
+                check_record(snapshot.cluster.as_deref(), group, *coordinator, changes)?;
+                Ok(Applied::GroupOffsets {
+                    group: group.clone(),
+                    changes: changes.clone(),
+                })
+            }
             MetadataRecord::AllocateProducerIds { broker, count } => {
                 let count = (*count).clamp(1, MAX_PRODUCER_ID_BLOCK);
                 let mut cluster = self.cluster_state();
@@ -571,69 +607,6 @@ impl MetadataWriter {
             .insert(partition, changed);
         self.publish_cluster(cluster)?;
         Ok(Applied::Partitions(vec![(topic.to_string(), partition)]))
-    }
-
-    /// The replicated state as bytes, for a Raft snapshot.
-    pub fn encode_image(&self) -> Vec<u8> {
-        let snapshot = self.snapshot();
-        let mut topics: Vec<_> = snapshot
-            .topics
-            .values()
-            .map(|t| (t.name.clone(), t.id, t.partitions, t.overrides.clone()))
-            .collect();
-        topics.sort();
-        let image = ReplicatedImage {
-            topics,
-            group_configs: snapshot
-                .group_configs
-                .iter()
-                .map(|(g, c)| (g.clone(), (**c).clone()))
-                .collect(),
-            dynamic_broker: (*snapshot.dynamic_broker).clone(),
-            cluster: snapshot.cluster.as_deref().cloned().unwrap_or_default(),
-        };
-        serde_json::to_vec(&image).unwrap_or_default()
-    }
-
-    /// Replaces the whole state with a snapshot's image (a node far behind, or a restart).
-    /// Returns the topics in the new state.
-    pub fn install_image(&self, bytes: &[u8]) -> Result<Vec<Arc<TopicMeta>>, MetadataError> {
-        let corrupt = |message: String| MetadataError::Corrupt {
-            path: self.path.clone(),
-            message,
-        };
-        let image: ReplicatedImage =
-            serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
-        let defaults = image
-            .dynamic_broker
-            .topic_defaults(&self.defaults)
-            .map_err(|e| corrupt(e.to_string()))?;
-        let mut next = MetadataSnapshot {
-            cluster_id: self.snapshot().cluster_id.clone(),
-            version: self.snapshot().version,
-            dynamic_broker: Arc::new(image.dynamic_broker),
-            cluster: Some(Arc::new(image.cluster)),
-            ..MetadataSnapshot::default()
-        };
-        for (group, configs) in image.group_configs {
-            next.group_configs.insert(group, Arc::new(configs));
-        }
-        for (name, id, partitions, overrides) in image.topics {
-            let config = effective_config(&defaults, &overrides)
-                .map_err(|e| corrupt(format!("topic {name}: {e}")))?;
-            let topic = TopicMeta {
-                name: name.clone(),
-                id,
-                partitions,
-                overrides,
-                config,
-            };
-            next.topic_names_by_id.insert(id, name.clone());
-            next.topics.insert(name, Arc::new(topic));
-        }
-        let topics = next.topics.values().cloned().collect();
-        self.publish(next)?;
-        Ok(topics)
     }
 }
 

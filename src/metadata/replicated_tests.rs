@@ -2,6 +2,7 @@
 //! same answer on every node, images that round-trip.
 
 use super::*;
+use crate::metadata::group_offsets::OffsetChange;
 
 #[test]
 fn placement_spreads_leaders_and_refuses_too_many_replicas() {
@@ -110,11 +111,97 @@ fn records_apply_the_same_way_and_images_round_trip() {
     assert_eq!(snapshot.cluster.as_ref().unwrap().isr("t", 1), vec![1, 2]);
 
     let (_dir_b, b) = writer();
-    b.install_image(&a.encode_image()).unwrap();
+    b.install_image(&a.encode_image(Vec::new())).unwrap();
     let restored = b.snapshot();
     assert_eq!(restored.cluster, snapshot.cluster);
     assert_eq!(
         restored.topic("t").unwrap().id,
         snapshot.topic("t").unwrap().id
     );
+}
+
+fn commit(topic: &str, offset: i64) -> OffsetChange {
+    OffsetChange::Commit {
+        topic: topic.into(),
+        partition: 0,
+        offset,
+        leader_epoch: -1,
+        metadata: String::new(),
+        commit_ms: 1,
+    }
+}
+
+#[test]
+fn group_offsets_are_applied_only_from_the_groups_coordinator() {
+    let (_dir, a) = writer();
+    let record = |coordinator| MetadataRecord::GroupOffsets {
+        group: "g".into(),
+        coordinator,
+        changes: vec![commit("t", 5)],
+    };
+    // No broker registered: nobody coordinates, so a coordinator's record is refused.
+    let refused = a.apply_record(1, &record(Some(1))).unwrap_err();
+    assert_eq!(refused.kafka_error_code(), 16, "NOT_COORDINATOR");
+    for (index, id) in [(2, 1), (3, 2), (4, 3)] {
+        let register = MetadataRecord::RegisterBroker {
+            id,
+            host: "127.0.0.1".into(),
+            port: 9000 + id,
+        };
+        a.apply_record(index, &register).unwrap();
+    }
+    let cluster = a.snapshot().cluster.clone().unwrap();
+    let coordinator = cluster.coordinator("g").unwrap();
+    let other = if coordinator == 1 { 2 } else { 1 };
+    assert!(a.apply_record(5, &record(Some(other))).is_err());
+    match a.apply_record(6, &record(Some(coordinator))).unwrap() {
+        Applied::GroupOffsets { group, changes } => {
+            assert_eq!((group.as_str(), changes), ("g", vec![commit("t", 5)]))
+        }
+        other => panic!("applied as {other:?}"),
+    }
+    // A transaction's commit (no coordinator named) is not checked.
+    assert!(a.apply_record(7, &record(None)).is_ok());
+    // Fenced: the next broker in id order takes the group over, the same on every node.
+    let fence = MetadataRecord::FenceBroker { id: coordinator };
+    a.apply_record(8, &fence).unwrap();
+    let next = a
+        .snapshot()
+        .cluster
+        .clone()
+        .unwrap()
+        .coordinator("g")
+        .unwrap();
+    assert_eq!(next, coordinator % 3 + 1);
+    assert!(a.apply_record(9, &record(Some(coordinator))).is_err());
+    assert!(a.apply_record(10, &record(Some(next))).is_ok());
+    let too_many = MetadataRecord::GroupOffsets {
+        group: "g".into(),
+        coordinator: Some(next),
+        changes: vec![
+            commit("t", 1);
+            crate::metadata::group_offsets::MAX_OFFSET_CHANGES_PER_RECORD + 1
+        ],
+    };
+    assert_eq!(
+        a.apply_record(11, &too_many)
+            .unwrap_err()
+            .kafka_error_code(),
+        42
+    );
+}
+
+#[test]
+fn images_carry_the_group_offsets() {
+    let (_dir_a, a) = writer();
+    let offsets = vec![("g".to_string(), vec![commit("t", 7), commit("u", 9)])];
+    let image = a.encode_image(offsets.clone());
+    let (_dir_b, b) = writer();
+    let installed = b.install_image(&image).unwrap();
+    assert_eq!(installed.group_offsets, offsets);
+    // An image written before offsets were replicated has none.
+    let mut old: serde_json::Value = serde_json::from_slice(&image).unwrap();
+    old.as_object_mut().unwrap().remove("group_offsets");
+    let old = serde_json::to_vec(&old).unwrap();
+    assert!(b.install_image(&old).unwrap().group_offsets.is_empty());
 }

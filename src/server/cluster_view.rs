@@ -151,15 +151,11 @@ pub fn partition_replicas(
 /// one; in cluster mode a stable hash over the quorum's brokers, moving to the next live
 /// one when that broker is fenced. Every broker computes the same answer.
 pub fn coordinator_for(shard: &Shard, snapshot: &MetadataSnapshot, key: &str) -> BrokerEndpoint {
-    let all = brokers(shard, snapshot);
-    if snapshot.cluster.is_none() || all.is_empty() {
-        return this_broker(shard);
-    }
-    let start = crate::shard::placement::fnv1a32(key.as_bytes()) as usize % all.len();
-    (0..all.len())
-        .map(|i| &all[(start + i) % all.len()])
-        .find(|b| !b.fenced)
-        .cloned()
+    snapshot
+        .cluster
+        .as_deref()
+        .and_then(|c| c.coordinator(key))
+        .and_then(|id| broker(shard, snapshot, id))
         .unwrap_or_else(|| this_broker(shard))
 }
 

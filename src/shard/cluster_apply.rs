@@ -134,14 +134,16 @@ pub(super) async fn apply_loop(shard: Rc<Shard>, committed: flume::Receiver<Comm
                     cluster.complete(proposal.sequence, result);
                 }
                 if index >= last_snapshot + SNAPSHOT_EVERY_ENTRIES {
-                    cluster.compact(index, writer.encode_image());
+                    let offsets = super::group_offsets::gather(&shard).await;
+                    cluster.compact(index, writer.encode_image(offsets));
                     last_snapshot = index;
                 }
             }
             Committed::Snapshot { index, image } => match writer.install_image(&image) {
-                Ok(topics) => {
+                Ok(installed) => {
                     last_snapshot = index;
-                    reconcile_partitions(&shard, topics).await;
+                    super::group_offsets::install(&shard, installed.group_offsets).await;
+                    reconcile_partitions(&shard, installed.topics).await;
                 }
                 Err(e) => tracing::error!(index, error = %e, "metadata snapshot not installed"),
             },
@@ -184,6 +186,9 @@ async fn act_on(shard: &Rc<Shard>, applied: Applied) -> crate::cluster::Proposal
             super::failover::apply_partition_changes(shard, changes).await
         }
         Applied::Brokers => {}
+        Applied::GroupOffsets { group, changes } => {
+            super::group_offsets::apply(shard, group.clone(), changes.clone()).await
+        }
     }
     Ok(applied)
 }

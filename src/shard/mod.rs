@@ -17,6 +17,7 @@ pub mod delayed;
 pub mod descriptors;
 mod failover;
 mod group_metrics;
+mod group_offsets;
 pub mod io_driver;
 mod listeners;
 pub mod observe;

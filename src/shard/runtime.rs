@@ -382,6 +382,7 @@ async fn shard_main(start: ShardStart) {
         shutdown_waiters: Default::default(),
         started: std::time::Instant::now(),
     });
+    super::group_offsets::replicate_if_clustered(&shard);
 
     // Serve cross-shard tasks from the start: recovery on other shards may already need us.
     let inbox = start.receiver;

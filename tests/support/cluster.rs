@@ -257,3 +257,82 @@ pub fn leaders(node: &Broker, topic: &str) -> Vec<i32> {
     parts.sort();
     parts.into_iter().map(|(_, leader)| leader).collect()
 }
+
+/// The broker `node` names as `group`'s coordinator (FindCoordinator v3).
+pub fn find_coordinator(node: &Broker, group: &str) -> Result<i32, String> {
+    use kafka_protocol::messages::FindCoordinatorRequest;
+    use kafka_protocol::protocol::StrBytes;
+    let request = FindCoordinatorRequest::default()
+        .with_key(StrBytes::from_string(group.to_string()))
+        .with_key_type(0);
+    let response = RawConn::connect(&node.bootstrap())?.try_call(&request, 3)?;
+    if response.error_code != 0 {
+        return Err(format!("FindCoordinator error {}", response.error_code));
+    }
+    Ok(response.node_id.0)
+}
+
+/// `group`'s committed offset of `topic` partition 0 as `node` answers OffsetFetch (v6):
+/// Ok(offset) (-1: none), or Err(the top-level or partition error code; -1: no answer).
+pub fn fetch_offset(node: &Broker, group: &str, topic: &str) -> Result<i64, i16> {
+    use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+    use kafka_protocol::messages::{GroupId, OffsetFetchRequest};
+    use kafka_protocol::protocol::StrBytes;
+    let wanted = OffsetFetchRequestTopic::default()
+        .with_name(super::wire::topic_name(topic))
+        .with_partition_indexes(vec![0]);
+    let request = OffsetFetchRequest::default()
+        .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
+        .with_topics(Some(vec![wanted]));
+    let response = RawConn::connect(&node.bootstrap())
+        .and_then(|mut c| c.try_call(&request, 6))
+        .map_err(|_| -1i16)?;
+    if response.error_code != 0 {
+        return Err(response.error_code);
+    }
+    let p = response
+        .topics
+        .first()
+        .and_then(|t| t.partitions.first())
+        .ok_or(-1i16)?;
+    if p.error_code != 0 {
+        return Err(p.error_code);
+    }
+    Ok(p.committed_offset)
+}
+
+impl LocalCluster {
+    /// Waits until every running node names the same running coordinator for `group`
+    /// (other than `not`) and it answers OffsetFetch for `topic`; returns (coordinator,
+    /// committed offset of partition 0).
+    pub fn settled_coordinator(
+        &self,
+        group: &str,
+        topic: &str,
+        not: Option<i32>,
+        within: Duration,
+    ) -> (i32, i64) {
+        let deadline = Instant::now() + within;
+        loop {
+            let running = self.running_ids();
+            let views: Vec<Option<i32>> = running
+                .iter()
+                .map(|id| find_coordinator(self.node(*id), group).ok())
+                .collect();
+            if let Some(Some(id)) = views.first().copied()
+                && views.iter().all(|v| *v == Some(id))
+                && Some(id) != not
+                && running.contains(&id)
+                && let Ok(offset) = fetch_offset(self.node(id), group, topic)
+            {
+                return (id, offset);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no settled coordinator for {group} within {within:?}: {views:?}\n{}",
+                self.diagnostics()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}

@@ -168,7 +168,7 @@ impl GroupLog {
 
 pub struct PendingWrite {
     pub records: Vec<LogRecord>,
-    pub done: Option<oneshot::Sender<Result<(), String>>>,
+    pub done: Option<oneshot::Sender<Result<(), super::offset_log_writer::WriteError>>>,
 }
 
 /// How long an Empty group without offsets stays listed before it is forgotten: Kafka's

@@ -1,0 +1,103 @@
+//! The replicated state as one image, for Raft snapshots: what `encode_image` writes and
+//! `install_image` reads back on a restart or on a node far behind. Since issue 17's
+//! offsets stage it also carries every group's committed offsets, which the shards hold
+//! (the caller gathers them before encoding and hands them out after installing).
+//! Must not: be read by anything but the metadata writer (the format is JSON, versioned by
+//! `#[serde(default)]` on fields added later).
+
+use super::dynamic_broker::DynamicBrokerConfigs;
+use super::group_offsets::GroupOffsetsImage;
+use super::replicated::ClusterState;
+use super::{MetadataError, MetadataSnapshot, MetadataWriter, TopicMeta, effective_config};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// The whole replicated state, as a Raft snapshot carries it.
+#[derive(Debug, Serialize, Deserialize)]
+struct ReplicatedImage {
+    topics: Vec<(String, uuid::Uuid, i32, BTreeMap<String, String>)>,
+    group_configs: BTreeMap<String, BTreeMap<String, String>>,
+    dynamic_broker: DynamicBrokerConfigs,
+    cluster: ClusterState,
+    /// Committed offsets per group (absent in images written before they were replicated).
+    #[serde(default)]
+    group_offsets: GroupOffsetsImage,
+}
+
+/// What installing an image gives the shards to act on.
+pub struct InstalledImage {
+    /// The topics in the new state.
+    pub topics: Vec<Arc<TopicMeta>>,
+    /// Every group's committed offsets: they replace what the shards held.
+    pub group_offsets: GroupOffsetsImage,
+}
+
+impl MetadataWriter {
+    /// The replicated state as bytes, for a Raft snapshot, with the shards' committed
+    /// offsets at the same log index.
+    pub fn encode_image(&self, group_offsets: GroupOffsetsImage) -> Vec<u8> {
+        let snapshot = self.snapshot();
+        let mut topics: Vec<_> = snapshot
+            .topics
+            .values()
+            .map(|t| (t.name.clone(), t.id, t.partitions, t.overrides.clone()))
+            .collect();
+        topics.sort();
+        let image = ReplicatedImage {
+            topics,
+            group_configs: snapshot
+                .group_configs
+                .iter()
+                .map(|(g, c)| (g.clone(), (**c).clone()))
+                .collect(),
+            dynamic_broker: (*snapshot.dynamic_broker).clone(),
+            cluster: snapshot.cluster.as_deref().cloned().unwrap_or_default(),
+            group_offsets,
+        };
+        serde_json::to_vec(&image).unwrap_or_default()
+    }
+
+    /// Replaces the whole state with a snapshot's image (a node far behind, or a restart).
+    pub fn install_image(&self, bytes: &[u8]) -> Result<InstalledImage, MetadataError> {
+        let corrupt = |message: String| MetadataError::Corrupt {
+            path: self.path.clone(),
+            message,
+        };
+        let image: ReplicatedImage =
+            serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
+        let defaults = image
+            .dynamic_broker
+            .topic_defaults(&self.defaults)
+            .map_err(|e| corrupt(e.to_string()))?;
+        let mut next = MetadataSnapshot {
+            cluster_id: self.snapshot().cluster_id.clone(),
+            version: self.snapshot().version,
+            dynamic_broker: Arc::new(image.dynamic_broker),
+            cluster: Some(Arc::new(image.cluster)),
+            ..MetadataSnapshot::default()
+        };
+        for (group, configs) in image.group_configs {
+            next.group_configs.insert(group, Arc::new(configs));
+        }
+        for (name, id, partitions, overrides) in image.topics {
+            let config = effective_config(&defaults, &overrides)
+                .map_err(|e| corrupt(format!("topic {name}: {e}")))?;
+            let topic = TopicMeta {
+                name: name.clone(),
+                id,
+                partitions,
+                overrides,
+                config,
+            };
+            next.topic_names_by_id.insert(id, name.clone());
+            next.topics.insert(name, Arc::new(topic));
+        }
+        let topics = next.topics.values().cloned().collect();
+        self.publish(next)?;
+        Ok(InstalledImage {
+            topics,
+            group_offsets: image.group_offsets,
+        })
+    }
+}
