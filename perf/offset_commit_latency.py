@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""OffsetCommit latency (issue 17, decision 0017-offsets).
+"""OffsetCommit latency (issue 17, decision 0018).
 
 Times N synchronous OffsetCommits of one partition by a confluent-kafka consumer that
 commits explicit offsets without joining the group (a standalone commit, as admin tools

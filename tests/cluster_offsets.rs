@@ -1,5 +1,5 @@
 //! Committed group offsets survive the loss of their coordinator (issue 17, decision
-//! 0017-offsets): in cluster mode OffsetCommit is answered only after the metadata quorum
+//! 0018): in cluster mode OffsetCommit is answered only after the metadata quorum
 //! committed the offsets and this node applied them, and every node applies them, so the
 //! broker FindCoordinator names after the coordinator's SIGKILL serves the same offsets.
 //! 3 nodes on 127.0.0.1, one core each, an RF=3 topic; a confluent-kafka consumer group

@@ -26,7 +26,7 @@
 //! - `offset_log_writer`: the single writer of each group's offsets log and its compaction
 //!   (the file format is `offset_log`);
 //! - `replicated`: cluster mode, where the records go through the metadata Raft log instead
-//!   of the group's file (decision 0017-offsets);
+//!   of the group's file (decision 0018);
 //! - `txn_offsets`: TxnOffsetCommit offsets held until their transaction completes;
 //! - `share_protocol`: KIP-932 share groups — ShareGroupHeartbeat / ShareGroupDescribe and
 //!   share sessions (per-group logic in `share`; records' state is `partition::share`);

@@ -1,4 +1,4 @@
-//! Cluster mode (issue 17, decision 0017-offsets): committed offsets go through the
+//! Cluster mode (issue 17, decision 0018): committed offsets go through the
 //! metadata Raft log instead of the group's own file. The coordinator still decides what
 //! to write (membership, generation, limits) and queues it as for a file
 //! (`offset_log_writer::enqueue`); the queued records are handed to an `OffsetsReplicator`

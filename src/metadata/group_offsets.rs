@@ -1,5 +1,5 @@
 //! Cluster mode's committed group offsets as the metadata log carries them (issue 17,
-//! decision 0017-offsets): the change kinds of a `MetadataRecord::GroupOffsets`, their
+//! decision 0018): the change kinds of a `MetadataRecord::GroupOffsets`, their
 //! bounds, and the check every node runs when it applies one. The offsets themselves live
 //! with the group coordinators of each node's shards (`group::replicated`), which every
 //! node fills from the same applied records, so whichever broker coordinates a group after

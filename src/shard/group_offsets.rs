@@ -1,5 +1,5 @@
 //! Cluster mode: the group coordinators' committed offsets through the metadata log
-//! (issue 17, decision 0017-offsets). `ClusterOffsets` is the `OffsetsReplicator` each
+//! (issue 17, decision 0018). `ClusterOffsets` is the `OffsetsReplicator` each
 //! shard's coordinator is given: it turns queued offset records into
 //! `MetadataRecord::GroupOffsets` proposals. The apply loop (`cluster_apply`) hands every
 //! applied record to the group's owning shard here, and gathers / hands out the offsets of
