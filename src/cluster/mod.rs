@@ -10,6 +10,7 @@
 //! Must not: apply records or touch partitions (shard layer), or run on a single node.
 
 pub mod controller;
+mod leader_link;
 pub mod log_store;
 pub mod replica_fetcher;
 pub mod transport;

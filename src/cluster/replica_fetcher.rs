@@ -12,22 +12,18 @@
 //! this node follows from whom. Must not: touch partitions or logs (the shards do), or decide
 //! leadership (the metadata log does).
 
+use super::leader_link::LeaderLink;
 use crate::metadata::{MetadataSnapshot, MetadataView};
-use crate::protocol::alloc_guard::decode_guarded;
-use bytes::{Buf, BufMut, Bytes, BytesMut};
-use compio::BufResult;
-use compio::io::{AsyncReadExt, AsyncWriteExt};
-use compio::net::TcpStream;
+use bytes::{Bytes, BytesMut};
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ForgottenTopic};
 use kafka_protocol::messages::offset_for_leader_epoch_request::{
     OffsetForLeaderPartition, OffsetForLeaderTopic,
 };
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, BrokerId, FetchRequest, FetchResponse, OffsetForLeaderEpochRequest,
-    RequestHeader, ResponseHeader, TopicName,
+    BrokerId, FetchRequest, FetchResponse, OffsetForLeaderEpochRequest, TopicName,
 };
-use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
+use kafka_protocol::protocol::StrBytes;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
@@ -42,25 +38,6 @@ pub const REPLICA_FETCH_PARTITION_MAX_BYTES: i32 = 1024 * 1024;
 pub const REPLICA_FETCH_RESPONSE_MAX_BYTES: i32 = 10 * 1024 * 1024;
 /// Kafka's `replica.fetch.backoff.ms`: the pause after a failed fetch or with nothing to do.
 pub const REPLICA_FETCH_BACKOFF: Duration = Duration::from_millis(100);
-/// How long a connect to a leader may take.
-pub const REPLICA_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Longest one request may wait for its answer (a leader holds a fetch for at most
-/// `REPLICA_FETCH_WAIT_MAX_MS`): past it the connection and the session are dropped.
-pub const REPLICA_CALL_TIMEOUT: Duration = Duration::from_secs(30);
-/// Largest answer frame accepted: a bigger length prefix means a confused peer. Above the
-/// response budget because the first batch of a partition is always sent whole.
-pub const REPLICA_RESPONSE_FRAME_MAX_BYTES: usize = 256 * 1024 * 1024;
-/// What the receive buffer starts with: an answer in the steady state of a loaded partition
-/// (a few produce batches) arrives in one receive.
-const RECEIVE_BUFFER_START_BYTES: usize = 128 * 1024;
-/// The Fetch versions the fetcher speaks: from 7 (fetch sessions) to 12, in which the
-/// follower names itself with the request's `replica_id` (v15+ use `ReplicaState`; the
-/// leader's handler takes both).
-pub const REPLICA_FETCH_VERSION_MIN: i16 = 7;
-pub const REPLICA_FETCH_VERSION_MAX: i16 = 12;
-/// OffsetForLeaderEpoch from v3, the first that names the replica.
-const EPOCH_CHECK_VERSION_MIN: i16 = 3;
-const EPOCH_CHECK_VERSION_MAX: i16 = 4;
 
 /// One partition's part of a fetch answer, for the shard that owns it.
 #[derive(Debug)]
@@ -558,172 +535,4 @@ struct Answer {
 /// KIP-227: session epochs run 1..=i32::MAX and wrap to 1.
 fn next_epoch(epoch: i32) -> i32 {
     if epoch == i32::MAX { 1 } else { epoch + 1 }
-}
-
-/// The fetcher's connection to its leader, on the shard's own loop: one request at a time
-/// (a fetcher has one in flight), versions negotiated once with ApiVersions.
-struct LeaderLink {
-    stream: TcpStream,
-    address: String,
-    client_id: StrBytes,
-    next_correlation: i32,
-    fetch_version: i16,
-    epoch_check_version: i16,
-    /// The request bytes, reused from one call to the next.
-    send_buffer: BytesMut,
-}
-
-impl LeaderLink {
-    async fn connect(address: &str, node_id: i32) -> Result<LeaderLink, String> {
-        let stream = compio::time::timeout(REPLICA_CONNECT_TIMEOUT, TcpStream::connect(address))
-            .await
-            .map_err(|_| format!("connect to {address}: timed out"))?
-            .map_err(|e| format!("connect to {address}: {e}"))?;
-        stream
-            .set_nodelay(true)
-            .map_err(|e| format!("connect to {address}: {e}"))?;
-        let mut link = LeaderLink {
-            stream,
-            address: address.to_string(),
-            client_id: StrBytes::from_string(format!("sluice-replica-{node_id}")),
-            next_correlation: 1,
-            fetch_version: REPLICA_FETCH_VERSION_MIN,
-            epoch_check_version: EPOCH_CHECK_VERSION_MIN,
-            send_buffer: BytesMut::new(),
-        };
-        // v0: every broker answers it, whatever it supports.
-        let versions = link.call(&ApiVersionsRequest::default(), 0).await?;
-        if versions.error_code != 0 {
-            return Err(format!(
-                "{address} answered ApiVersions with error {}",
-                versions.error_code
-            ));
-        }
-        let pick = |key: ApiKey, min: i16, max: i16| -> Result<i16, String> {
-            let theirs = versions
-                .api_keys
-                .iter()
-                .find(|k| k.api_key == key as i16)
-                .ok_or_else(|| format!("{address} does not serve {key:?}"))?;
-            let version = max.min(theirs.max_version);
-            if version < min || version < theirs.min_version {
-                return Err(format!(
-                    "{address} serves {key:?} v{}..=v{}, a follower needs v{min}..=v{max}",
-                    theirs.min_version, theirs.max_version
-                ));
-            }
-            Ok(version)
-        };
-        link.fetch_version = pick(
-            ApiKey::Fetch,
-            REPLICA_FETCH_VERSION_MIN,
-            REPLICA_FETCH_VERSION_MAX,
-        )?;
-        link.epoch_check_version = pick(
-            ApiKey::OffsetForLeaderEpoch,
-            EPOCH_CHECK_VERSION_MIN,
-            EPOCH_CHECK_VERSION_MAX,
-        )?;
-        Ok(link)
-    }
-
-    /// Sends `request` at `version` and decodes its answer, within `REPLICA_CALL_TIMEOUT`.
-    /// Any error leaves the link unusable (the fetcher drops it).
-    async fn call<R: Request>(&mut self, request: &R, version: i16) -> Result<R::Response, String> {
-        let api = R::KEY;
-        match compio::time::timeout(REPLICA_CALL_TIMEOUT, self.exchange(request, version)).await {
-            Ok(result) => result.map_err(|e| format!("{api:?} to {}: {e}", self.address)),
-            Err(_) => Err(format!("{api:?} to {}: no answer in time", self.address)),
-        }
-    }
-
-    async fn exchange<R: Request>(
-        &mut self,
-        request: &R,
-        version: i16,
-    ) -> Result<R::Response, String> {
-        let correlation_id = self.next_correlation;
-        self.next_correlation = self.next_correlation.wrapping_add(1);
-        let header = RequestHeader::default()
-            .with_request_api_key(R::KEY)
-            .with_request_api_version(version)
-            .with_correlation_id(correlation_id)
-            .with_client_id(Some(self.client_id.clone()));
-        let mut buffer = std::mem::take(&mut self.send_buffer);
-        buffer.clear();
-        buffer.put_i32(0); // the length, patched below
-        header
-            .encode(&mut buffer, R::header_version(version))
-            .map_err(|e| format!("encode header: {e}"))?;
-        request
-            .encode(&mut buffer, version)
-            .map_err(|e| format!("encode v{version}: {e}"))?;
-        let length = i32::try_from(buffer.len() - 4)
-            .map_err(|_| format!("a request of {} bytes", buffer.len()))?;
-        buffer[..4].copy_from_slice(&length.to_be_bytes());
-        let BufResult(written, buffer) = self.stream.write_all(buffer).await;
-        self.send_buffer = buffer;
-        written.map_err(|e| format!("send: {e}"))?;
-
-        let mut frame = self.receive_frame().await?;
-        let header_version = ApiKey::try_from(R::KEY)
-            .map(|k| k.response_header_version(version))
-            .map_err(|_| "unknown api key".to_string())?;
-        // Decoded on the shard's own loop: a malformed answer must fail this call, never
-        // panic the shard (the codec's allocation and panic guards).
-        let header = decode_guarded(|| ResponseHeader::decode(&mut frame, header_version))
-            .map_err(|e| format!("response header: {e}"))?;
-        if header.correlation_id != correlation_id {
-            return Err(format!(
-                "correlation id {} where {correlation_id} was expected",
-                header.correlation_id
-            ));
-        }
-        decode_guarded(|| R::Response::decode(&mut frame, version))
-            .map_err(|e| format!("decode v{version}: {e}"))
-    }
-
-    /// Reads one answer frame, without its length prefix. Nothing else is in flight, so
-    /// bytes past the frame mean a confused peer.
-    async fn receive_frame(&mut self) -> Result<Bytes, String> {
-        let mut buffer: Vec<u8> = Vec::with_capacity(RECEIVE_BUFFER_START_BYTES);
-        let mut wanted = 4usize;
-        let mut length_known = false;
-        loop {
-            while buffer.len() < wanted {
-                buffer.reserve(wanted - buffer.len());
-                let BufResult(read, filled) = self.stream.append(buffer).await;
-                buffer = filled;
-                match read {
-                    Ok(0) => return Err("the leader closed the connection".into()),
-                    Ok(_) => {}
-                    Err(e) => return Err(format!("receive: {e}")),
-                }
-            }
-            if length_known {
-                break;
-            }
-            let length = i32::from_be_bytes([buffer[0], buffer[1], buffer[2], buffer[3]]);
-            let length = usize::try_from(length)
-                .ok()
-                .filter(|&l| l <= REPLICA_RESPONSE_FRAME_MAX_BYTES)
-                .ok_or_else(|| {
-                    format!(
-                        "answer of {length} bytes (REPLICA_RESPONSE_FRAME_MAX_BYTES is \
-                         {REPLICA_RESPONSE_FRAME_MAX_BYTES})"
-                    )
-                })?;
-            wanted = 4 + length;
-            length_known = true;
-        }
-        if buffer.len() != wanted {
-            return Err(format!(
-                "{} bytes after the answer with nothing else asked",
-                buffer.len() - wanted
-            ));
-        }
-        let mut frame = Bytes::from(buffer);
-        frame.advance(4);
-        Ok(frame)
-    }
 }

@@ -331,36 +331,65 @@ pub(super) fn block_on_batched<F: std::future::Future>(
     })
 }
 
-async fn shard_main(start: ShardStart) {
-    // Start-up phases are timed for the "shard ready" line: a restart's time is time due
-    // delayed records wait (issue 18), and operators ask where it goes.
-    let began = std::time::Instant::now();
-    super::descriptors::install_shard_budget(start.id, start.peers.len(), &start.config);
+/// What a shard keeps outside its partitions, opened before them: consumer groups,
+/// transactions, its metrics and the delay log (whose replay rebuilds the timing wheel).
+fn open_stores(
+    start: &ShardStart,
+) -> Result<
+    (
+        crate::group::GroupCoordinator,
+        crate::txn::TxnCoordinator,
+        Rc<crate::metrics::ShardMetrics>,
+        super::delayed::DelayService,
+    ),
+    String,
+> {
     let groups = crate::group::GroupCoordinator::open(
         &start.config.data_dir,
         start.id,
         start.peers.len(),
         &start.config,
     )
-    .map_err(|e| format!("consumer groups: {e}"));
+    .map_err(|e| format!("consumer groups: {e}"))?;
     let txns =
         crate::txn::TxnCoordinator::open(&start.config.data_dir, start.id, start.peers.len())
-            .map_err(|e| format!("transactions: {e}"));
+            .map_err(|e| format!("transactions: {e}"))?;
     let metrics = Rc::new(crate::metrics::ShardMetrics::new(
         start.id,
         start.config.metrics_enabled,
     ));
     let delays =
         super::delayed::DelayService::open(&start.config.data_dir, start.id, metrics.clone())
-            .map_err(|e| format!("delay log: {e}"));
-    let stores_opened = began.elapsed();
-    let (groups, txns, delays) = match (groups, txns, delays) {
-        (Ok(g), Ok(t), Ok(d)) => (g, t, d),
-        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
+            .map_err(|e| format!("delay log: {e}"))?;
+    Ok((groups, txns, metrics, delays))
+}
+
+/// The shard's copies of the bound listening sockets, registered on its own ring.
+fn register_listeners(
+    sockets: ShardListeners,
+) -> Result<Vec<crate::server::BoundListener>, String> {
+    let mut listeners = Vec::with_capacity(sockets.len());
+    for (spec, tls, socket) in sockets {
+        let socket = compio::net::TcpListener::from_std(socket)
+            .map_err(|e| format!("listener {}: {e}", spec.name))?;
+        listeners.push(crate::server::BoundListener { spec, tls, socket });
+    }
+    Ok(listeners)
+}
+
+async fn shard_main(start: ShardStart) {
+    // Start-up phases are timed for the "shard ready" line: a restart's time is time due
+    // delayed records wait (issue 18), and operators ask where it goes.
+    let began = std::time::Instant::now();
+    super::descriptors::install_shard_budget(start.id, start.peers.len(), &start.config);
+    let (groups, txns, metrics, delays) = match open_stores(&start) {
+        Ok(stores) => stores,
+        Err(e) => {
             let _ = start.ready.send(Err(StartError::Shard(start.id, e)));
             return;
         }
     };
+    let stores_opened = began.elapsed();
     let shard = Rc::new(Shard {
         id: start.id,
         core: start.core,
@@ -405,19 +434,13 @@ async fn shard_main(start: ShardStart) {
     let cleaner = compio::runtime::spawn(super::cleaner::run(shard.clone()));
     let delayed_delivery = compio::runtime::spawn(super::delayed::run(shard.clone()));
 
-    let mut listeners = Vec::with_capacity(start.listeners.len());
-    for (spec, tls, socket) in start.listeners {
-        match compio::net::TcpListener::from_std(socket) {
-            Ok(socket) => listeners.push(crate::server::BoundListener { spec, tls, socket }),
-            Err(e) => {
-                let _ = start.ready.send(Err(StartError::Shard(
-                    start.id,
-                    format!("listener {}: {e}", spec.name),
-                )));
-                return;
-            }
+    let listeners = match register_listeners(start.listeners) {
+        Ok(listeners) => listeners,
+        Err(e) => {
+            let _ = start.ready.send(Err(StartError::Shard(start.id, e)));
+            return;
         }
-    }
+    };
     tracing::info!(
         shard = shard.id,
         core = shard.core,
