@@ -322,6 +322,25 @@ impl Partition {
         }
     }
 
+    /// A follower's long poll on this leader: completes when the written end is no longer
+    /// `seen_written_end`, the leadership is lost or the log stops. A move of the high
+    /// watermark alone (another follower's fetch) does not complete it: the follower copies
+    /// to the log end, so waking it would cost a read that finds nothing (decision 0012,
+    /// session 13). Owns nothing across calls; may be dropped at any await.
+    pub async fn wait_for_follower_news(&self, seen_written_end: i64) {
+        loop {
+            // Registered before the checks: a change between them and the await still wakes.
+            let wake = self.wait_for_high_watermark();
+            if self.log.written_end_offset() != seen_written_end
+                || self.log.is_stopped()
+                || self.replicas.as_ref().is_none_or(|set| set.deposed())
+            {
+                return;
+            }
+            wake.await;
+        }
+    }
+
     /// Where a fetch's long poll watches for progress: the high watermark for consumers,
     /// the written end for a follower (it copies up to the log end).
     pub fn fetch_progress(&self, follower: bool) -> i64 {
@@ -381,7 +400,15 @@ impl Partition {
             return Replication::Done;
         };
         loop {
-            let moved = self.wait_for_high_watermark();
+            // With a follower in the ISR only its fetch (or an ISR change, or a deposal)
+            // moves the high watermark: the leader's own appends cannot, so waiting for them
+            // too would wake every acks=all waiter once per append for nothing. With the
+            // leader alone in the ISR its written end is the high watermark.
+            let moved = if set.in_sync_count() > 1 {
+                futures_util::future::Either::Left(set.wait_moved())
+            } else {
+                futures_util::future::Either::Right(self.wait_for_high_watermark())
+            };
             // A deposed leader never acknowledges: a newer epoch's leader may have
             // truncated the append away (checked before the high watermark).
             if set.deposed() {
