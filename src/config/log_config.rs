@@ -154,10 +154,11 @@ pub const MIN_CLEANER_IO_BYTES_PER_SECOND: u64 = 64 * 1024;
 pub const DEFAULT_CLEANER_DEDUPE_BUFFER_BYTES: u64 = 32 * 1024 * 1024;
 /// The smallest key map accepted (32 KiB: a thousand keys).
 pub const MIN_CLEANER_DEDUPE_BUFFER_BYTES: u64 = 32 * 1024;
-/// `[log] write_inline_max_bytes` default: appends whose queued run is at most this many
-/// bytes are written to the page cache with a blocking `pwritev` on the shard's thread; larger
-/// runs go through io_uring (decision 0012, session 13, where the value was measured).
-pub const DEFAULT_WRITE_INLINE_MAX_BYTES: u32 = 64 * 1024;
+/// `[log] write_inline_max_bytes` default: 0, every write through io_uring. Measured in
+/// decision 0012, session 13: inline writes of up to 64 KiB halve a follower's context
+/// switches and help a 1,000-partition produce, but cost one-partition produce 2-15%
+/// (the io-wq worker copies on the other core while the shard goes on receiving).
+pub const DEFAULT_WRITE_INLINE_MAX_BYTES: u32 = 0;
 /// The largest `write_inline_max_bytes` accepted: a blocking write stalls every partition of
 /// the shard, so a big run must not be written inline.
 pub const WRITE_INLINE_MAX_BYTES_LIMIT: u32 = 1024 * 1024;

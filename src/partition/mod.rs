@@ -322,25 +322,6 @@ impl Partition {
         }
     }
 
-    /// A follower's long poll on this leader: completes when the written end is no longer
-    /// `seen_written_end`, the leadership is lost or the log stops. A move of the high
-    /// watermark alone (another follower's fetch) does not complete it: the follower copies
-    /// to the log end, so waking it would cost a read that finds nothing (decision 0012,
-    /// session 13). Owns nothing across calls; may be dropped at any await.
-    pub async fn wait_for_follower_news(&self, seen_written_end: i64) {
-        loop {
-            // Registered before the checks: a change between them and the await still wakes.
-            let wake = self.wait_for_high_watermark();
-            if self.log.written_end_offset() != seen_written_end
-                || self.log.is_stopped()
-                || self.replicas.as_ref().is_none_or(|set| set.deposed())
-            {
-                return;
-            }
-            wake.await;
-        }
-    }
-
     /// Where a fetch's long poll watches for progress: the high watermark for consumers,
     /// the written end for a follower (it copies up to the log end).
     pub fn fetch_progress(&self, follower: bool) -> i64 {

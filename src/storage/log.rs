@@ -232,11 +232,6 @@ impl PartitionLog {
         self.writer.written_advanced.listen()
     }
 
-    /// The log failed (offline) or was closed: no append will come, a waiter should stop.
-    pub fn is_stopped(&self) -> bool {
-        self.offline.borrow().is_some() || self.closed.get()
-    }
-
     pub(super) fn check_online(&self) -> Result<(), StorageError> {
         self.check_not_offline()?;
         if self.closed.get() {

@@ -70,20 +70,11 @@ async fn wait_for_append(
                     if p.fetch_progress(follower) != seen_progress {
                         return;
                     }
+                    let mut appended = std::pin::pin!(p.wait_for_high_watermark().fuse());
                     let mut cancelled = cancel_rx.fuse();
-                    if follower {
-                        let mut news =
-                            std::pin::pin!(p.wait_for_follower_news(seen_progress).fuse());
-                        futures_util::select! {
-                            _ = news => {},
-                            _ = cancelled => {},
-                        }
-                    } else {
-                        let mut appended = std::pin::pin!(p.wait_for_high_watermark().fuse());
-                        futures_util::select! {
-                            _ = appended => {},
-                            _ = cancelled => {},
-                        }
+                    futures_util::select! {
+                        _ = appended => {},
+                        _ = cancelled => {},
                     }
                 })
                 .map(|_| ()),
