@@ -15,7 +15,7 @@ pub mod topic_config_spec;
 pub use cores::{CoreSpec, CoreSpecError};
 pub use log_config::{
     CleanupPolicy, CompressionType, DEFAULT_INDEX_INTERVAL_BYTES, Durability, LogConfig,
-    TimestampType, TopicConfigError, topic_config_keys,
+    TimestampType, TopicConfigError, WRITE_INLINE_MAX_BYTES_LIMIT, topic_config_keys,
 };
 
 use serde::Deserialize;

@@ -381,7 +381,15 @@ impl Partition {
             return Replication::Done;
         };
         loop {
-            let moved = self.wait_for_high_watermark();
+            // With a follower in the ISR only its fetch (or an ISR change, or a deposal)
+            // moves the high watermark: the leader's own appends cannot, so waiting for them
+            // too would wake every acks=all waiter once per append for nothing. With the
+            // leader alone in the ISR its written end is the high watermark.
+            let moved = if set.in_sync_count() > 1 {
+                futures_util::future::Either::Left(set.wait_moved())
+            } else {
+                futures_util::future::Either::Right(self.wait_for_high_watermark())
+            };
             // A deposed leader never acknowledges: a newer epoch's leader may have
             // truncated the append away (checked before the high watermark).
             if set.deposed() {
