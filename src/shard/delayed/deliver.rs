@@ -45,8 +45,69 @@ enum Appended {
     Failed(String),
 }
 
-/// Runs until shutdown: recovers unfinished deliveries, then delivers as records fall due.
+/// How often a shard takes its delay log's pending-index checkpoint, when the log's synced
+/// end moved since the last one. A restart reads the frames after the newest checkpoint's
+/// cut (at most about this long of log) besides the checkpoint. Each one costs a pass over
+/// the previous checkpoint and the new frames, on a blocking thread, not the shard's.
+pub const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+
+/// Runs until shutdown: recovers unfinished deliveries, then delivers as records fall due;
+/// meanwhile takes the delay log's checkpoints.
 pub async fn run(shard: Rc<Shard>) {
+    futures_util::join!(deliver(shard.clone()), checkpoints(shard));
+}
+
+/// Takes a checkpoint every `CHECKPOINT_EVERY` while the log's synced end moves
+/// (`delay::checkpoint`). A failed one (a segment deleted under it, a full disk) is logged
+/// and taken again next time: the previous one stays valid.
+async fn checkpoints(shard: Rc<Shard>) {
+    let mut stop = shard.shutdown_signal().fuse();
+    let inner = shard.delays.inner.clone();
+    let dir = inner.writer.dir().to_path_buf();
+    let mut last = 0u64;
+    loop {
+        let mut sleep = shard
+            .timer
+            .sleep_until(Instant::now() + CHECKPOINT_EVERY)
+            .fuse();
+        futures_util::select! {
+            _ = stop => return,
+            _ = sleep => {},
+        }
+        if shard.shutting_down.get() || inner.writer.failure().is_some() {
+            return;
+        }
+        let cut = inner.writer.synced();
+        if cut <= last {
+            continue;
+        }
+        let started = Instant::now();
+        let dir = dir.clone();
+        let taken = compio::runtime::spawn_blocking(move || {
+            crate::delay::checkpoint::take(&dir, cut)
+        })
+        .await;
+        match taken {
+            Ok(Ok(pending)) => {
+                last = cut;
+                tracing::debug!(
+                    shard = inner.shard_id,
+                    cut,
+                    pending,
+                    took_ms = started.elapsed().as_millis() as u64,
+                    "delay log checkpoint taken"
+                );
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(shard = inner.shard_id, error = %e, "delay log checkpoint not taken; retrying later")
+            }
+            Err(_) => tracing::warn!(shard = inner.shard_id, "delay log checkpoint thread panicked"),
+        }
+    }
+}
+
+/// The delivery loop.
+async fn deliver(shard: Rc<Shard>) {
     let mut stop = shard.shutdown_signal().fuse();
     let inner = shard.delays.inner.clone();
     // The round whose intents are synced and whose appends have not run yet: its appends

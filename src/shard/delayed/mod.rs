@@ -123,6 +123,8 @@ impl DelayService {
             pending = wheel.len(),
             unresolved = replayed.unresolved.len(),
             segments = segments.len(),
+            checkpoint = replayed.checkpoint_cut.is_some(),
+            tail_bytes = replayed.tail_bytes,
             replay_ms = replay_started.elapsed().as_millis() as u64,
             "delay log replayed"
         );
