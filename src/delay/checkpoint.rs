@@ -271,7 +271,9 @@ fn fits(dir: &Path, numbers: &[u64], ckpt: &Checkpoint) -> Result<(), String> {
                 return Err(format!("segment {number} ends before its cut"));
             }
         } else if ckpt.segment_len(number) != Some(len) {
-            return Err(format!("segment {number} changed length since it was taken"));
+            return Err(format!(
+                "segment {number} changed length since it was taken"
+            ));
         }
     }
     Ok(())

@@ -83,10 +83,9 @@ async fn checkpoints(shard: Rc<Shard>) {
         }
         let started = Instant::now();
         let dir = dir.clone();
-        let taken = compio::runtime::spawn_blocking(move || {
-            crate::delay::checkpoint::take(&dir, cut)
-        })
-        .await;
+        let taken =
+            compio::runtime::spawn_blocking(move || crate::delay::checkpoint::take(&dir, cut))
+                .await;
         match taken {
             Ok(Ok(pending)) => {
                 last = cut;
@@ -101,7 +100,10 @@ async fn checkpoints(shard: Rc<Shard>) {
             Ok(Err(e)) => {
                 tracing::debug!(shard = inner.shard_id, error = %e, "delay log checkpoint not taken; retrying later")
             }
-            Err(_) => tracing::warn!(shard = inner.shard_id, "delay log checkpoint thread panicked"),
+            Err(_) => tracing::warn!(
+                shard = inner.shard_id,
+                "delay log checkpoint thread panicked"
+            ),
         }
     }
 }
