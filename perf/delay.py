@@ -12,6 +12,11 @@ Two measurements:
            due), lateness p50/p99/max (append time - due), lost and duplicated records,
            and per kill: kill -> /v1/ready, kill -> first append after it (from the
            records' append times) and the worst lateness of records due near the kill.
+           Lateness is the broker's: append time (LogAppendTime) - due. The consumer's
+           arrival time - due is reported beside it (`arrival_lateness_*`): it adds the
+           consumer's own fetch wait and, across a kill, its reconnect, which is not the
+           broker's delivery. The start-up phases of every restart are read from the
+           broker's log (`startup_phases`: medians and maxima over the restarts).
   rss      M records delayed by an hour (never due during the run); the broker's RSS
            before, after producing, and after a restart that replays the delay log.
 
@@ -152,12 +157,14 @@ def produce(broker, records, delay_of):
 
 
 class Reader(threading.Thread):
-    """Reads the topic from the start until stopped: offsets -> (id, due_ms, append_ms)."""
+    """Reads the topic from the start until stopped: offsets -> (id, due_ms, append_ms);
+    `arrived` keeps each record's arrival time at the consumer (epoch ms)."""
 
     def __init__(self, bootstrap):
         super().__init__(daemon=True)
         self.bootstrap = bootstrap
         self.seen = {}
+        self.arrived = {}
         self.stop = False
 
     def run(self):
@@ -167,11 +174,15 @@ class Reader(threading.Thread):
             "reconnect.backoff.ms": 50, "reconnect.backoff.max.ms": 500})
         consumer.assign([TopicPartition(TOPIC, p, 0) for p in range(PARTITIONS)])
         while not self.stop:
-            for m in consumer.consume(10000, 0.2):
+            batch = consumer.consume(10000, 0.2)
+            now_ms = int(time.time() * 1000)
+            for m in batch:
                 if m.error():
                     continue
                 ident, due = m.value().decode().split(":")
-                self.seen[(m.partition(), m.offset())] = (int(ident), int(due), m.timestamp()[1])
+                key = (m.partition(), m.offset())
+                self.seen[key] = (int(ident), int(due), m.timestamp()[1])
+                self.arrived.setdefault(key, now_ms)
         consumer.close()
 
 
@@ -179,6 +190,35 @@ def percentile(sorted_values, q):
     if not sorted_values:
         return None
     return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
+
+
+def startup_phases(log_path):
+    """Per restart, from the broker's log: each start-up line's `name_ms=N` fields (the
+    slower shard's, for per-shard lines). Returns medians and maxima over the starts after
+    the first (the first start is on an empty data dir)."""
+    import re
+    import statistics
+    text = re.sub(r"\x1b\[[0-9;]*m", "", open(log_path, errors="replace").read())
+    starts = []
+    for line in text.splitlines():
+        if "admin listener" in line:
+            starts.append({})
+        if not starts:
+            continue
+        for label in ("delay log replayed", "shard ready", "sluice ready",
+                      "first delivery since the delay log was opened"):
+            if label in line:
+                for name, value in re.findall(r"(\w+_ms)=(\d+)", line):
+                    key = f"{label.split()[0]}_{name}" if label != "shard ready" else f"shard_{name}"
+                    if label.startswith("first"):
+                        key = f"first_delivery_{name}"
+                    starts[-1][key] = max(starts[-1].get(key, 0), int(value))
+                for name, value in re.findall(r"(tail_bytes|pending)=(\d+)", line):
+                    starts[-1][f"replay_{name}"] = max(starts[-1].get(f"replay_{name}", 0), int(value))
+    restarts = starts[1:]
+    keys = sorted({k for s in restarts for k in s})
+    return {k: {"median": statistics.median([s[k] for s in restarts if k in s]),
+                "max": max(s[k] for s in restarts if k in s)} for k in keys}
 
 
 def deliver(args):
@@ -224,6 +264,7 @@ def deliver(args):
             early += 1
         lateness.append(append_ms - due)
     lateness.sort()
+    arrival = sorted(reader.arrived[key] - due for key, (_i, due, _a) in reader.seen.items())
     # Kill -> first append after it, from the records themselves (records fall due about
     # every 0.06 ms, so some are always overdue when the broker comes back): the time a
     # restart keeps deliveries away, whatever the harness's own ready polling sees.
@@ -246,9 +287,13 @@ def deliver(args):
         "lateness_ms_p50": percentile(lateness, 0.5),
         "lateness_ms_p99": percentile(lateness, 0.99),
         "lateness_ms_max": lateness[-1] if lateness else None,
+        "arrival_lateness_ms_p50": percentile(arrival, 0.5),
+        "arrival_lateness_ms_p99": percentile(arrival, 0.99),
+        "arrival_lateness_ms_max": arrival[-1] if arrival else None,
         "kill_to_first_delivery_ms_median": percentile(first, 0.5),
         "kill_to_first_delivery_ms_max": first[-1] if first else None,
         "restarts": restarts,
+        "startup_phases": startup_phases(broker.log.name) if kills else None,
         "pending_after": pending_after, "work_dir": work,
     }
     return result

@@ -287,10 +287,14 @@ pub struct SegmentState {
 pub struct Replayed {
     pub segments: Vec<SegmentState>,
     pub unresolved: Vec<(FrameRef, Intent)>,
+    /// The checkpoint's cut when replay started from one (`None`: the whole log was read).
+    pub checkpoint_cut: Option<u64>,
+    /// Bytes of log frames read (after the checkpoint's cut, when there was one).
+    pub tail_bytes: u64,
 }
 
 /// Segment numbers present in `dir`, ascending.
-fn segment_numbers(dir: &Path) -> io::Result<Vec<u64>> {
+pub(super) fn segment_numbers(dir: &Path) -> io::Result<Vec<u64>> {
     let mut numbers = Vec::new();
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
@@ -366,35 +370,94 @@ impl PositionSet {
     }
 }
 
-/// Reads a whole segment into `buf` (reused across segments, so a restart does not fault
-/// in a fresh 64 MiB buffer per segment read).
-fn read_segment(path: &Path, buf: &mut Vec<u8>) -> io::Result<()> {
-    use std::io::Read;
+/// Reads bytes `from..to` (`to`: the end of the file when `None`) of a segment into `buf`
+/// (reused across segments, so a restart does not fault in a fresh 64 MiB buffer per read).
+fn read_segment(path: &Path, from: u64, to: Option<u64>, buf: &mut Vec<u8>) -> io::Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
     buf.clear();
-    std::fs::File::open(path)?.read_to_end(buf)?;
+    let mut file = std::fs::File::open(path)?;
+    file.seek(SeekFrom::Start(from))?;
+    match to {
+        Some(to) => {
+            file.take(to.saturating_sub(from)).read_to_end(buf)?;
+        }
+        None => {
+            file.read_to_end(buf)?;
+        }
+    }
     Ok(())
 }
 
-/// Replays the log in `dir` in two passes (the first finds what was delivered, the second
-/// hands every still-pending record to `pending(frame, due_ms, topic, partition)`), truncating torn tails.
-/// Memory beyond the caller's index: a bit per `MIN_FRAME_BYTES` of each retained segment
-/// for the delivered records and those in unfinished intents, and two segments' bytes (the
-/// newest, kept from the first pass, and one older one), for the length of the call.
-pub fn replay(
+/// Replays the log in `dir`: hands every still-pending record to `pending(frame, due_ms,
+/// topic, partition)` and returns the segments and the unresolved intents, truncating torn
+/// tails. Starts from the shard's pending-index checkpoint (`checkpoint`) when one is there
+/// and fits the log, so only the frames written after its cut are read (a restart then reads
+/// ~24 bytes per pending record instead of every frame of the log); without one, or with one
+/// that does not fit (removed), the whole log is read.
+/// Memory beyond the caller's index: the checkpoint, a bit per `MIN_FRAME_BYTES` of each
+/// retained segment for the delivered records and those in unfinished intents, and two
+/// segments' bytes, for the length of the call.
+pub fn replay(dir: &Path, pending: impl FnMut(FrameRef, i64, &str, i32)) -> io::Result<Replayed> {
+    let numbers = segment_numbers(dir)?;
+    let base = super::checkpoint::load(dir, &numbers);
+    replay_from(dir, &numbers, base.as_ref(), None, pending)
+}
+
+/// The replay: `base` is the log's state before its cut (from a checkpoint), `numbers` the
+/// segments present. `end`: replay only the frames before this position and change nothing
+/// on disk (for a checkpoint of a running log; a frame before `end` that does not check is
+/// an error, since everything before the cut was written and synced).
+///
+/// Two passes over the frames after the base's cut (all of them without a base): the first
+/// finds the intents and what was delivered, the second hands on the pending records (the
+/// base's first: they are older than every frame read).
+pub(super) fn replay_from(
     dir: &Path,
+    numbers: &[u64],
+    base: Option<&super::checkpoint::Checkpoint>,
+    end: Option<u64>,
     mut pending: impl FnMut(FrameRef, i64, &str, i32),
 ) -> io::Result<Replayed> {
-    let numbers = segment_numbers(dir)?;
-    let mut delivered = PositionSet::new(&numbers);
+    // Frames at or after `from` are read; a segment before it is the base's. With a base
+    // whose cut segment is gone (deleted as a prefix: nothing in it was needed), reading
+    // starts at the next segment there is.
+    let from = base.map_or(0, |b| b.cut);
+    let index_of = |at: u64| numbers.binary_search(&segment_of(at)).ok();
+    let mut delivered = PositionSet::new(numbers);
     let mut intents: HashMap<u64, (u32, Intent)> = HashMap::new();
+    if let Some(base) = base {
+        for (at, intent) in &base.intents {
+            // An intent of a deleted segment was done (a segment goes only with nothing live).
+            if index_of(at.position).is_some() {
+                intents.insert(at.position, (at.len, intent.clone()));
+            }
+        }
+    }
+    let tail_of = |number: u64| -> Option<u64> {
+        use std::cmp::Ordering;
+        match number.cmp(&segment_of(from)) {
+            Ordering::Less => None,
+            Ordering::Equal => Some(offset_of(from)),
+            Ordering::Greater => Some(0),
+        }
+    };
     let mut lens = Vec::with_capacity(numbers.len());
     let mut bytes = Vec::new();
-    for &number in &numbers {
+    let mut newest_read = None;
+    let mut tail_bytes = 0u64;
+    for &number in numbers {
+        let Some(skip) = tail_of(number) else {
+            lens.push(base.and_then(|b| b.segment_len(number)).unwrap_or(0));
+            continue;
+        };
         let path = segment_path(dir, number);
-        read_segment(&path, &mut bytes)?;
+        let to = end.filter(|e| segment_of(*e) == number).map(offset_of);
+        read_segment(&path, skip, to, &mut bytes)?;
+        newest_read = Some(number);
+        tail_bytes += bytes.len() as u64;
         let valid = walk_frames(&bytes, |offset, len, frame| match frame {
             Frame::Intent(intent) => {
-                intents.insert(position(number, offset), (len, intent));
+                intents.insert(position(number, skip + offset), (len, intent));
             }
             Frame::Done { intent_position } => {
                 if let Some((_, intent)) = intents.remove(&intent_position) {
@@ -405,53 +468,88 @@ pub fn replay(
             }
             Frame::Pending(_) => {}
         });
-        if valid < bytes.len() {
+        if valid < bytes.len() || to.is_some_and(|to| skip + (valid as u64) < to) {
+            if end.is_some() {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "delay log {}: a frame before the checkpoint's cut does not check",
+                        path.display()
+                    ),
+                ));
+            }
             tracing::warn!(
                 path = %path.display(),
-                valid,
-                len = bytes.len(),
+                valid = skip + valid as u64,
+                len = skip + bytes.len() as u64,
                 "delay log: torn or corrupt tail truncated"
             );
             std::fs::OpenOptions::new()
                 .write(true)
                 .open(&path)?
-                .set_len(valid as u64)?;
+                .set_len(skip + valid as u64)?;
         }
-        lens.push(valid as u64);
+        lens.push(skip + valid as u64);
     }
-    let mut in_intent = PositionSet::new(&numbers);
+    let mut in_intent = PositionSet::new(numbers);
     for (_, intent) in intents.values() {
         for r in &intent.records {
             in_intent.insert(r.position);
         }
     }
-    let mut segments: Vec<SegmentState> = numbers
-        .iter()
-        .zip(&lens)
-        .map(|(&number, &len)| SegmentState {
-            number,
-            len,
-            live: 0,
-        })
-        .collect();
-    // The first pass left the newest segment's bytes in `bytes` (usually the log is one
+    let mut live = vec![0u64; numbers.len()];
+    if let Some(base) = base {
+        for e in &base.pending {
+            // A record of a deleted segment was delivered.
+            let Some(segment) = index_of(e.position) else {
+                continue;
+            };
+            if delivered.contains(e.position) {
+                continue;
+            }
+            live[segment] += 1;
+            if !in_intent.contains(e.position)
+                && let Some((topic, partition)) = base.keys.get(e.key as usize)
+            {
+                let frame = FrameRef {
+                    position: e.position,
+                    len: e.len,
+                };
+                pending(frame, e.due_ms, topic, *partition);
+            }
+        }
+        // The records of the base's intents that are still unresolved are still needed
+        // (their frames are before the cut, so the second pass below does not count them).
+        for (&at, (_, intent)) in &intents {
+            if at < from {
+                for r in &intent.records {
+                    if let Some(segment) = index_of(r.position) {
+                        live[segment] += 1;
+                    }
+                }
+            }
+        }
+    }
+    // The first pass left the newest segment's bytes in `bytes` (usually the tail is one
     // segment): the second pass reads only the older ones again, and does not check again
     // the CRCs of bytes the first pass accepted.
-    let newest = numbers.last().copied();
     let mut older = Vec::new();
-    for segment in &mut segments {
-        let reused = Some(segment.number) == newest;
+    for (i, &number) in numbers.iter().enumerate() {
+        let Some(skip) = tail_of(number) else {
+            continue;
+        };
+        let reused = Some(number) == newest_read;
         if !reused {
-            read_segment(&segment_path(dir, segment.number), &mut older)?;
+            read_segment(&segment_path(dir, number), skip, Some(lens[i]), &mut older)?;
         }
         let read = if reused { &bytes } else { &older };
-        let valid = &read[..(segment.len as usize).min(read.len())];
+        let valid = &read[..(lens[i].saturating_sub(skip) as usize).min(read.len())];
         walk(valid, !reused, |offset, len, frame| {
-            let at = position(segment.number, offset);
+            let at = position(number, skip + offset);
             if let Frame::Pending(p) = frame
                 && !delivered.contains(at)
             {
-                segment.live += 1;
+                live[i] += 1;
                 if !in_intent.contains(at) {
                     pending(
                         FrameRef { position: at, len },
@@ -469,16 +567,21 @@ pub fn replay(
         .collect();
     unresolved.sort_by_key(|(r, _)| r.position);
     for (r, _) in &unresolved {
-        if let Some(s) = segments
-            .iter_mut()
-            .find(|s| s.number == segment_of(r.position))
-        {
-            s.live += 1;
+        if let Some(segment) = index_of(r.position) {
+            live[segment] += 1;
         }
     }
+    let segments = numbers
+        .iter()
+        .zip(lens)
+        .zip(live)
+        .map(|((&number, len), live)| SegmentState { number, len, live })
+        .collect();
     Ok(Replayed {
         segments,
         unresolved,
+        checkpoint_cut: base.map(|b| b.cut),
+        tail_bytes,
     })
 }
 

@@ -3,10 +3,12 @@
 //! partition by the shard's delay service (`shard::delayed`).
 //!
 //! Owns: reading a produce payload's delay requests (`plan`: the header pre-check and the
-//! per-record due times), the delay log's file format and replay (`log`), and the batch a
+//! per-record due times), the delay log's file format and replay (`log`), its pending-index
+//! checkpoint (`checkpoint`), and the batch a
 //! delivery appends (`delivery`). Must not: touch partitions, shards or sockets (the shard's
 //! delay service does the I/O and the appends).
 
+pub mod checkpoint;
 pub mod delivery;
 pub mod log;
 pub mod plan;

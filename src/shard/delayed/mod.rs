@@ -64,6 +64,8 @@ struct Inner {
     /// When the service opened (before replay), until the first delivery after it: the
     /// start-up log says how long a restart kept due records waiting.
     opened: Cell<Option<std::time::Instant>>,
+    /// The cut of the checkpoint replay started from (0: none).
+    checkpoint_cut: u64,
 }
 
 impl DelayService {
@@ -123,6 +125,8 @@ impl DelayService {
             pending = wheel.len(),
             unresolved = replayed.unresolved.len(),
             segments = segments.len(),
+            checkpoint = replayed.checkpoint_cut.is_some(),
+            tail_bytes = replayed.tail_bytes,
             replay_ms = replay_started.elapsed().as_millis() as u64,
             "delay log replayed"
         );
@@ -141,6 +145,7 @@ impl DelayService {
                 by_partition: RefCell::new(by_partition),
                 metrics,
                 opened: Cell::new(Some(opened)),
+                checkpoint_cut: replayed.checkpoint_cut.unwrap_or(0),
             }),
         })
     }

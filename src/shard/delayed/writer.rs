@@ -55,6 +55,12 @@ pub(super) struct DelayLogWriter {
     running: Cell<bool>,
     waiters: RefCell<Vec<(u64, WriteDone)>>,
     failed: RefCell<Option<String>>,
+    /// The file the last write went to: a write to a newer segment syncs it first, in any
+    /// round, so a sync covers every frame written before it in every segment.
+    last_file: RefCell<Option<Rc<compio::fs::File>>>,
+    /// The position the log is written and synced through (a frame boundary): where a
+    /// pending-index checkpoint may cut. 0 until the first synced round.
+    synced: Cell<u64>,
 }
 
 impl DelayLogWriter {
@@ -91,6 +97,8 @@ impl DelayLogWriter {
             running: Cell::new(false),
             waiters: RefCell::new(Vec::new()),
             failed: RefCell::new(None),
+            last_file: RefCell::new(None),
+            synced: Cell::new(0),
         })
     }
 
@@ -199,24 +207,40 @@ impl DelayLogWriter {
     }
 
     async fn write_chunks(&self, chunks: Vec<Chunk>, sync: bool) -> io::Result<()> {
-        let mut previous: Option<Rc<compio::fs::File>> = None;
+        let mut end = None;
         for chunk in chunks {
             let file = self.file_of(&chunk.segment).await?;
-            if let Some(older) = previous.take()
+            let older = self.last_file.borrow().clone();
+            if let Some(older) = older
                 && !Rc::ptr_eq(&older, &file)
             {
                 // A later segment's sync must cover everything before it.
                 older.sync_data().await?;
             }
+            *self.last_file.borrow_mut() = Some(file.clone());
+            let len = chunk.bytes.len() as u64;
             let mut writer = &*file;
             let BufResult(r, _) = writer.write_all_at(chunk.bytes, chunk.at).await;
             r?;
-            previous = Some(file);
+            end = Some(position(chunk.segment.number, chunk.at + len));
         }
-        if sync && let Some(file) = previous {
-            file.sync_data().await?;
+        if sync && let Some(end) = end {
+            let file = self.last_file.borrow().clone();
+            if let Some(file) = file {
+                file.sync_data().await?;
+            }
+            self.synced.set(self.synced.get().max(end));
         }
         Ok(())
+    }
+
+    /// The position the log is written and synced through (0: none yet this run).
+    pub fn synced(&self) -> u64 {
+        self.synced.get()
+    }
+
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
     }
 
     async fn file_of(&self, segment: &Segment) -> io::Result<Rc<compio::fs::File>> {
