@@ -69,6 +69,7 @@ pub fn open_metadata(
         data_dir: config.data_dir.clone(),
         session_timeout: Duration::from_millis(config.broker_session_timeout_ms),
         heartbeat_interval: Duration::from_millis(config.broker_heartbeat_interval_ms),
+        follower_throttled_rate: config.follower_replication_throttled_rate,
     })?;
     let inputs = ClusterInputs { committed };
     Ok((writer, view, Some(ClusterParts { handle, inputs })))
