@@ -516,20 +516,7 @@ fn a_throttled_new_replica_catches_up_no_faster_than_the_rate() {
     );
     let (leader, _, _, _) = wait_for_view(&cluster, topic, 0, "the topic", |v| v.0 > 0);
     let new = (1..=3).find(|&id| id != leader).unwrap_or(1);
-    // 96 batches of 16 KiB (incompressible enough: distinct text per record).
-    let mut conn = RawConn::connect(&cluster.node(leader).bootstrap()).expect("connect");
-    for i in 0..96 {
-        let value: String = (0..16 * 1024 / 8)
-            .map(|j| format!("{:08x}", i * 4096 + j))
-            .collect();
-        let batch = encode_batch(&[plain_record(0, 1_700_000_000_000, Bytes::from(value))]);
-        let request: ProduceRequest = produce_request(topic, 0, batch.freeze(), 1);
-        let response = conn.call(&request, 9);
-        assert_eq!(
-            response.responses[0].partition_responses[0].error_code,
-            NONE
-        );
-    }
+    write_megabytes(&cluster, leader, topic);
     let bytes = log_bytes(&cluster.node(leader).data_dir, topic, 0);
     assert!(bytes >= 1_500_000, "{bytes} bytes written");
 
@@ -590,6 +577,50 @@ fn a_throttled_new_replica_catches_up_no_faster_than_the_rate() {
     );
     let copy = log_bytes(&cluster.node(new).data_dir, topic, 0);
     assert_eq!(copy, bytes, "the new replica holds the whole log");
+
+    // The same move of an unthrottled topic on the same box: the rate, not the box, is
+    // what made the first one slow.
+    let free = "unthrottled";
+    assert_eq!(create_topic(cluster.node(1), free, 1, 1, WAIT), NONE);
+    let (free_leader, _, _, _) = wait_for_view(&cluster, free, 0, "the topic", |v| v.0 > 0);
+    let free_new = (1..=3).find(|&id| id != free_leader).unwrap_or(1);
+    write_megabytes(&cluster, free_leader, free);
+    let free_bytes = log_bytes(&cluster.node(free_leader).data_dir, free, 0);
+    let started = Instant::now();
+    let (code, message) = reassign(cluster.node(1), free, 0, Some(&[free_leader, free_new]));
+    assert_eq!(code, NONE, "{message}");
+    let deadline = Instant::now() + WAIT;
+    while !in_progress(cluster.node(1)).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the reassignment never completed"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let free_took = started.elapsed();
+    println!("unthrottled catch-up: {free_bytes} bytes took {free_took:?}");
+    assert!(
+        free_took < took,
+        "unthrottled {free_took:?} is not faster than throttled {took:?}"
+    );
+}
+
+/// About 1.5 MiB into `topic`-0 on `leader`: 96 one-record batches of 16 KiB (distinct
+/// text per record).
+fn write_megabytes(cluster: &LocalCluster, leader: i32, topic: &str) {
+    let mut conn = RawConn::connect(&cluster.node(leader).bootstrap()).expect("connect");
+    for i in 0..96 {
+        let value: String = (0..16 * 1024 / 8)
+            .map(|j| format!("{:08x}", i * 4096 + j))
+            .collect();
+        let batch = encode_batch(&[plain_record(0, 1_700_000_000_000, Bytes::from(value))]);
+        let request: ProduceRequest = produce_request(topic, 0, batch.freeze(), 1);
+        let response = conn.call(&request, 9);
+        assert_eq!(
+            response.responses[0].partition_responses[0].error_code,
+            NONE
+        );
+    }
 }
 
 /// Bytes of `topic`-`partition`'s `.log` segments in `data_dir`.
