@@ -134,8 +134,11 @@ fn reassign(
     }
 }
 
-/// ListPartitionReassignments (all) on `node`: (topic, partition, replicas, adding, removing).
-fn in_progress(node: &support::Broker) -> Vec<(String, i32, Vec<i32>, Vec<i32>, Vec<i32>)> {
+/// A listed reassignment: (topic, partition, replicas, adding, removing).
+type Ongoing = (String, i32, Vec<i32>, Vec<i32>, Vec<i32>);
+
+/// ListPartitionReassignments (all) on `node`.
+fn in_progress(node: &support::Broker) -> Vec<Ongoing> {
     let request = ListPartitionReassignmentsRequest::default()
         .with_timeout_ms(30_000)
         .with_topics(None);

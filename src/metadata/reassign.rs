@@ -349,7 +349,6 @@ fn leader_first(leader: i32, isr: &[i32]) -> Vec<i32> {
 mod tests {
     use super::*;
     use crate::metadata::replicated::RegisteredBroker;
-    use std::collections::BTreeMap;
     use std::sync::Arc;
 
     fn state(brokers: &[i32], replicas: Vec<i32>) -> ClusterState {
@@ -374,18 +373,15 @@ mod tests {
         let leader = s.leader("t", 0);
         let epoch = s.leader_epoch("t", 0);
         let partition_epoch = s.partition_epoch("t", 0) + 1;
-        s.isr_changes
-            .entry("t".into())
-            .or_insert_with(BTreeMap::new)
-            .insert(
-                0,
-                PartitionIsr {
-                    isr,
-                    partition_epoch,
-                    leader,
-                    leader_epoch: epoch,
-                },
-            );
+        s.isr_changes.entry("t".into()).or_default().insert(
+            0,
+            PartitionIsr {
+                isr,
+                partition_epoch,
+                leader,
+                leader_epoch: epoch,
+            },
+        );
     }
 
     #[test]

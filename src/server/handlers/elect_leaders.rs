@@ -89,6 +89,9 @@ pub async fn handle(ctx: &RequestContext<'_>, request: ElectLeadersRequest) -> E
     response.with_error_code(0).with_replica_election_results(results)
 }
 
+/// One partition's election: done, or Kafka's error code and message.
+type ElectionAnswer = Result<(), (i16, String)>;
+
 /// The partitions a null list elects: those whose election could change something.
 fn candidates(cluster: &ClusterState, unclean: bool) -> Vec<(String, i32)> {
     let mut out = Vec::new();
@@ -130,7 +133,7 @@ async fn elect_in_cluster(
     let Some(handle) = ctx.shard.cluster.clone() else {
         return Vec::new();
     };
-    let answers: Vec<((String, i32), Result<(), (i16, String)>)> =
+    let answers: Vec<((String, i32), ElectionAnswer)> =
         futures_util::stream::iter(partitions)
             .map(|(topic, partition)| {
                 let handle = handle.clone();
