@@ -11,7 +11,12 @@
 //!   it lead again (Metadata shows it, leader epoch bumped), no record lost.
 //! - Throttle: with `follower_replication_throttled_rate` R and the topic's
 //!   `follower.replication.throttled.replicas = *`, a new replica's catch-up of N bytes takes
-//!   at least N / R.
+//!   at least N / R (and an unthrottled move of the same data on the same box is faster).
+//! - Real clients: kafka-python moves a partition while confluent-kafka's idempotent
+//!   producer writes, confluent-kafka's `elect_leaders` moves the leadership, every
+//!   acknowledged record is read back once (`SLUICE_SKIP_REAL_CLIENTS=1` skips it loudly).
+//! The CLI's `topic reassign`, `topic describe` (Adding/Removing) and `topic elect-leaders`
+//! are used along the way.
 
 mod support;
 
@@ -637,4 +642,25 @@ fn log_bytes(data_dir: &Path, topic: &str, partition: i32) -> u64 {
         .filter_map(|p| std::fs::metadata(p).ok())
         .map(|m| m.len())
         .sum()
+}
+
+/// Real clients: kafka-python moves a partition (Alter/ListPartitionReassignments) while
+/// confluent-kafka's idempotent producer writes, confluent-kafka's AdminClient.elect_leaders
+/// gives the preferred replica the leadership, every acknowledged record is read back once
+/// (tests/clients/cluster_reassign.py).
+#[test]
+fn kafka_python_moves_a_partition_and_confluent_kafka_elects_its_preferred_leader() {
+    let test = "kafka_python_moves_a_partition_and_confluent_kafka_elects_its_preferred_leader";
+    if support::real_clients_skipped(test) {
+        return;
+    }
+    let python = support::client_python("kafka, confluent_kafka");
+    let cluster = LocalCluster::start_with_config(3, CONFIG);
+    cluster.wait_until_formed(3);
+    let args = vec![
+        "cluster_reassign.py".to_string(),
+        "--bootstrap".to_string(),
+        cluster.bootstrap(),
+    ];
+    support::scripts::run_script("cluster_reassign.py", &python, &args);
 }
