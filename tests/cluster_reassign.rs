@@ -514,16 +514,29 @@ fn a_throttled_new_replica_catches_up_no_faster_than_the_rate() {
     // 256 KiB/s; about 1.5 MiB to copy: at least ~6 s.
     let rate: u64 = 256 * 1024;
     let config = format!("{CONFIG}follower_replication_throttled_rate = {rate}\n");
-    let cluster = LocalCluster::start_with_config(3, &config);
-    cluster.wait_until_formed(3);
+    let mut cluster = LocalCluster::start_with_config(3, &config);
+    let controller = cluster.wait_until_formed(3);
     let topic = "throttled";
     let configs = [("follower.replication.throttled.replicas", "*")];
     assert_eq!(
         create_topic_with_configs(cluster.node(1), topic, 1, 1, &configs, WAIT),
         NONE
     );
-    let (leader, _, _, _) = wait_for_view(&cluster, topic, 0, "the topic", |v| v.0 > 0);
-    let new = (1..=3).find(|&id| id != leader).unwrap_or(1);
+    let (mut leader, _, _, _) = wait_for_view(&cluster, topic, 0, "the topic", |v| v.0 > 0);
+    // The move is made between the two brokers that are not the metadata quorum's leader,
+    // which is killed halfway: the reassignment is in the metadata log, not in a
+    // controller's memory, so the next quorum leader's cluster finishes it.
+    let others: Vec<i32> = (1..=3).filter(|&id| id != controller).collect();
+    if leader == controller {
+        // Still empty: moving it away takes one ISR check.
+        let (code, message) = reassign(cluster.node(1), topic, 0, Some(&[others[0]]));
+        assert_eq!(code, NONE, "{message}");
+        leader = wait_for_view(&cluster, topic, 0, "moved off the controller", |v| {
+            v.2 == vec![others[0]]
+        })
+        .0;
+    }
+    let new = others.iter().copied().find(|&id| id != leader).unwrap_or(1);
     write_megabytes(&cluster, leader, topic);
     let bytes = log_bytes(&cluster.node(leader).data_dir, topic, 0);
     assert!(bytes >= 1_500_000, "{bytes} bytes written");
@@ -532,7 +545,7 @@ fn a_throttled_new_replica_catches_up_no_faster_than_the_rate() {
     let started = Instant::now();
     let replicas = format!("{leader},{new}");
     let (ok, out, err) = support::sluice_cli(
-        &cluster.node(1).bootstrap(),
+        &cluster.node(leader).bootstrap(),
         &[
             "topic",
             "reassign",
@@ -546,7 +559,7 @@ fn a_throttled_new_replica_catches_up_no_faster_than_the_rate() {
     );
     assert!(ok, "sluice topic reassign: {out}{err}");
     let (ok, out, err) = support::sluice_cli(
-        &cluster.node(2).bootstrap(),
+        &cluster.node(new).bootstrap(),
         &["topic", "describe", topic],
         None,
     );
@@ -556,13 +569,42 @@ fn a_throttled_new_replica_catches_up_no_faster_than_the_rate() {
         "describe while catching up (well within {:?}) shows the replica being added:\n{out}",
         Duration::from_secs_f64(bytes as f64 / rate as f64)
     );
+    let floor = Duration::from_secs_f64(bytes as f64 / rate as f64);
+    cluster.node_mut(controller).kill();
+    let deadline = Instant::now() + WAIT;
+    let next_controller = loop {
+        let seen = support::cluster::controller_of(cluster.node(leader)).unwrap_or(-1);
+        if seen >= 0 && seen != controller {
+            break seen;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no new quorum leader\n{}",
+            cluster.diagnostics()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let listed = in_progress(cluster.node(next_controller));
+    // Completion cannot come before the floor: until then it must still be listed.
+    if started.elapsed() < floor {
+        assert_eq!(
+            listed.len(),
+            1,
+            "the reassignment outlives the quorum leader {controller}"
+        );
+    }
+    println!(
+        "quorum leader {controller} killed; {next_controller} leads, {} listed at {:?}",
+        listed.len(),
+        started.elapsed()
+    );
     let mut both = vec![leader, new];
     both.sort();
     wait_for_view(&cluster, topic, 0, "the throttled replica in sync", |v| {
         v.3 == both && v.2.len() == 2
     });
     let deadline = Instant::now() + WAIT;
-    while !in_progress(cluster.node(1)).is_empty() {
+    while !in_progress(cluster.node(leader)).is_empty() {
         assert!(
             Instant::now() < deadline,
             "the reassignment never completed"
@@ -570,7 +612,6 @@ fn a_throttled_new_replica_catches_up_no_faster_than_the_rate() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let took = started.elapsed();
-    let floor = Duration::from_secs_f64(bytes as f64 / rate as f64);
     println!(
         "throttled catch-up: {bytes} bytes at {rate} B/s took {took:?} (floor {floor:?}, {:.0} B/s)",
         bytes as f64 / took.as_secs_f64()
@@ -589,16 +630,25 @@ fn a_throttled_new_replica_catches_up_no_faster_than_the_rate() {
     // The same move of an unthrottled topic on the same box: the rate, not the box, is
     // what made the first one slow.
     let free = "unthrottled";
-    assert_eq!(create_topic(cluster.node(1), free, 1, 1, WAIT), NONE);
+    assert_eq!(create_topic(cluster.node(leader), free, 1, 1, WAIT), NONE);
     let (free_leader, _, _, _) = wait_for_view(&cluster, free, 0, "the topic", |v| v.0 > 0);
-    let free_new = (1..=3).find(|&id| id != free_leader).unwrap_or(1);
+    let free_new = others
+        .iter()
+        .copied()
+        .find(|&id| id != free_leader)
+        .unwrap_or(1);
     write_megabytes(&cluster, free_leader, free);
     let free_bytes = log_bytes(&cluster.node(free_leader).data_dir, free, 0);
     let started = Instant::now();
-    let (code, message) = reassign(cluster.node(1), free, 0, Some(&[free_leader, free_new]));
+    let (code, message) = reassign(
+        cluster.node(leader),
+        free,
+        0,
+        Some(&[free_leader, free_new]),
+    );
     assert_eq!(code, NONE, "{message}");
     let deadline = Instant::now() + WAIT;
-    while !in_progress(cluster.node(1)).is_empty() {
+    while !in_progress(cluster.node(leader)).is_empty() {
         assert!(
             Instant::now() < deadline,
             "the reassignment never completed"
