@@ -10,21 +10,38 @@
 use super::{Lookup, PartitionSlot, Shard};
 use std::rc::Rc;
 
-/// Applies the role changes an applied record made (runs on shard 0, acts on the owners).
-pub(super) async fn apply_partition_changes(shard: &Rc<Shard>, changes: &[(String, i32)]) {
-    if shard.metadata.load().cluster.is_none() {
+/// Applies the role changes an applied record made (runs on shard 0, acts on the owners):
+/// on the partitions this node replicates now, or did `before` the record (a replica a
+/// reassignment removed must drop its copy).
+pub(super) async fn apply_partition_changes(
+    shard: &Rc<Shard>,
+    changes: &[(String, i32)],
+    before: Option<&crate::metadata::MetadataSnapshot>,
+) {
+    let node = shard.config.node_id;
+    let snapshot = shard.metadata.load_full();
+    let Some(cluster) = snapshot.cluster.as_deref() else {
         return;
-    }
-    // Every change, not only those of this node's replicas: a replica a reassignment
-    // removed must drop its copy (the owner looks whether it holds one).
-    let calls = changes.iter().map(|(topic, p)| {
-        let (topic, p) = (topic.clone(), *p);
-        let owner = shard.owner_of_partition(&topic, p);
-        shard.invoke_on(
-            owner,
-            move |s| async move { take_role(&s, &topic, p).await },
-        )
-    });
+    };
+    let replicated = |cluster: &crate::metadata::replicated::ClusterState, topic: &str, p: i32| {
+        cluster.replicas(topic, p).contains(&node)
+    };
+    let was_replicated = |topic: &str, p: i32| {
+        before
+            .and_then(|b| b.cluster.as_deref())
+            .is_some_and(|c| replicated(c, topic, p))
+    };
+    let calls = changes
+        .iter()
+        .filter(|(topic, p)| replicated(cluster, topic, *p) || was_replicated(topic, *p))
+        .map(|(topic, p)| {
+            let (topic, p) = (topic.clone(), *p);
+            let owner = shard.owner_of_partition(&topic, p);
+            shard.invoke_on(
+                owner,
+                move |s| async move { take_role(&s, &topic, p).await },
+            )
+        });
     for result in futures_util::future::join_all(calls).await {
         if let Err(e) = result {
             tracing::warn!(error = %e, "partition role change not handed to its shard");
