@@ -15,6 +15,7 @@
 //! - Real clients: kafka-python moves a partition while confluent-kafka's idempotent
 //!   producer writes, confluent-kafka's `elect_leaders` moves the leadership, every
 //!   acknowledged record is read back once (`SLUICE_SKIP_REAL_CLIENTS=1` skips it loudly).
+//!
 //! The CLI's `topic reassign`, `topic describe` (Adding/Removing) and `topic elect-leaders`
 //! are used along the way.
 
