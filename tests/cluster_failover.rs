@@ -23,6 +23,7 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use support::cluster::{LocalCluster, find_coordinator, metadata};
+use support::script_producer::{ScriptProducer, check_read_back, parse_acks, read_back};
 use support::{clients_dir, real_clients_skipped};
 
 /// Generous bounds for a loaded 2-core box: these are waits, not speed assertions.
@@ -105,123 +106,6 @@ fn create_replicated_topic(cluster: &LocalCluster, name: &str) {
         Duration::from_secs(30),
     );
     assert_eq!(code, 0, "CreateTopics answered {code}");
-}
-
-/// The producer script's `ack ID PARTITION OFFSET` lines, as (id, partition, offset).
-fn parse_acks(lines: &[String]) -> Vec<(u64, i64, i64)> {
-    lines
-        .iter()
-        .filter_map(|l| {
-            let mut f = l.strip_prefix("ack ")?.split(' ');
-            Some((
-                f.next()?.parse().ok()?,
-                f.next()?.parse().ok()?,
-                f.next()?.parse().ok()?,
-            ))
-        })
-        .collect()
-}
-
-/// The producer script, its output lines collected by a reader thread.
-struct LoadProducer {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    lines: Arc<Mutex<Vec<String>>>,
-}
-
-impl LoadProducer {
-    fn start(python: &std::path::Path, bootstrap: &str, topic: &str) -> LoadProducer {
-        let mut child = Command::new(python)
-            .args(["cluster_failover.py", "produce", "--bootstrap", bootstrap])
-            .args(["--topic", topic])
-            .current_dir(clients_dir())
-            .env("PYTHONUNBUFFERED", "1")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the producer script");
-        let stdin = child.stdin.take();
-        let stdout = child.stdout.take().expect("producer stdout");
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let sink = lines.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                sink.lock().unwrap().push(line);
-            }
-        });
-        LoadProducer {
-            child,
-            stdin,
-            lines,
-        }
-    }
-
-    /// Acknowledgements so far: (value, offset, wall ms).
-    fn acks(&self) -> Vec<(u64, i64, i64)> {
-        self.lines
-            .lock()
-            .unwrap()
-            .iter()
-            .filter_map(|l| {
-                let mut f = l.strip_prefix("ack ")?.split(' ');
-                Some((
-                    f.next()?.parse().ok()?,
-                    f.next()?.parse().ok()?,
-                    f.next()?.parse().ok()?,
-                ))
-            })
-            .collect()
-    }
-
-    fn errors(&self) -> Vec<String> {
-        let lines = self.lines.lock().unwrap();
-        lines
-            .iter()
-            .filter(|l| l.starts_with("err "))
-            .cloned()
-            .collect()
-    }
-
-    fn wait_acks(&self, count: usize, within: Duration, cluster: &LocalCluster) {
-        let deadline = Instant::now() + within;
-        while self.acks().len() < count {
-            assert!(
-                Instant::now() < deadline,
-                "{} acks of {count} within {within:?}\n{}",
-                self.acks().len(),
-                cluster.diagnostics()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// Stops producing, waits for the flush; returns every output line.
-    fn stop(mut self) -> Vec<String> {
-        if let Some(mut stdin) = self.stdin.take() {
-            let _ = stdin.write_all(b"stop\n");
-        }
-        let deadline = Instant::now() + Duration::from_secs(180);
-        while !self
-            .lines
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|l| l.starts_with("done"))
-        {
-            assert!(Instant::now() < deadline, "the producer did not finish");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.wait();
-        self.lines.lock().unwrap().clone()
-    }
-}
-
-impl Drop for LoadProducer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// The committing consumer group (`cluster_failover.py consume`), its output lines
@@ -365,42 +249,6 @@ fn group_coordinated_by(cluster: &LocalCluster, broker: i32) -> String {
         .expect("a group id for each broker among 100")
 }
 
-/// Reads the partition back and checks it against the acknowledgements.
-fn verify(python: &std::path::Path, bootstrap: &str, topic: &str, acks: &[(u64, i64, i64)]) {
-    let output = Command::new(python)
-        .args(["cluster_failover.py", "verify", "--bootstrap", bootstrap])
-        .args(["--topic", topic])
-        .current_dir(clients_dir())
-        .output()
-        .expect("run the verify script");
-    let text = String::from_utf8_lossy(&output.stdout);
-    let mut records: Vec<(i64, u64)> = text
-        .lines()
-        .filter_map(|l| {
-            let mut f = l.strip_prefix("rec ")?.split(' ');
-            Some((f.next()?.parse().ok()?, f.next()?.parse().ok()?))
-        })
-        .collect();
-    records.sort();
-    assert!(!records.is_empty(), "nothing read back: {text}");
-    for (i, (offset, _)) in records.iter().enumerate() {
-        assert_eq!(*offset, i as i64, "offsets are not gap-free at {i}");
-    }
-    let mut values: Vec<u64> = records.iter().map(|r| r.1).collect();
-    values.sort();
-    let before = values.len();
-    values.dedup();
-    assert_eq!(values.len(), before, "a record was stored twice");
-    for (value, offset, _) in acks {
-        let stored = records.get(*offset as usize).map(|r| r.1);
-        assert_eq!(
-            stored,
-            Some(*value),
-            "acknowledged record {value} at offset {offset} lost (read back: {stored:?})"
-        );
-    }
-}
-
 #[test]
 fn killing_the_leader_again_and_again_loses_no_acknowledged_record() {
     let test = "killing_the_leader_again_and_again_loses_no_acknowledged_record";
@@ -415,7 +263,7 @@ fn killing_the_leader_again_and_again_loses_no_acknowledged_record() {
     wait_for(&cluster, topic, REJOIN_WAIT, "a leader", |l, _, isr| {
         l > 0 && isr.len() == 3
     });
-    let producer = LoadProducer::start(&python, &cluster.bootstrap(), topic);
+    let producer = ScriptProducer::start(&python, None, &cluster.bootstrap(), topic, 0);
     producer.wait_acks(200, FAILOVER_WAIT, &cluster);
     let (first_leader, _, _) = partition_state(&cluster, topic).expect("a leader");
     let group = group_coordinated_by(&cluster, first_leader);
@@ -507,7 +355,7 @@ fn killing_the_leader_again_and_again_loses_no_acknowledged_record() {
         errors.len(),
         errors.iter().take(3).collect::<Vec<_>>()
     );
-    verify(&python, &cluster.bootstrap(), topic, &acks);
+    check_read_back(&read_back(&python, &cluster.bootstrap(), topic), &acks);
     failovers.sort();
     let median = failovers[failovers.len() / 2];
     eprintln!(
@@ -533,7 +381,7 @@ fn sigterm_moves_leadership_before_the_broker_stops() {
     let (leader, epoch, _) = wait_for(&cluster, topic, REJOIN_WAIT, "a full ISR", |l, _, isr| {
         l > 0 && isr.len() == 3
     });
-    let producer = LoadProducer::start(&python, &cluster.bootstrap(), topic);
+    let producer = ScriptProducer::start(&python, None, &cluster.bootstrap(), topic, 0);
     producer.wait_acks(200, FAILOVER_WAIT, &cluster);
     let acked_before = producer.acks().len();
     let status = cluster.node_mut(leader).terminate();
@@ -574,6 +422,6 @@ fn sigterm_moves_leadership_before_the_broker_stops() {
     );
     let lines = producer.stop();
     let acks = parse_acks(&lines);
-    verify(&python, &cluster.bootstrap(), topic, &acks);
+    check_read_back(&read_back(&python, &cluster.bootstrap(), topic), &acks);
     eprintln!("SIGTERM on leader {leader}: {new_leader} leads in epoch {new_epoch}");
 }

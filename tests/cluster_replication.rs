@@ -3,13 +3,18 @@
 //! their leaders' logs byte for byte (offsets and leader epochs kept), never serve clients
 //! themselves, and a follower that was down catches up from where its log ends; the high
 //! watermark waits for the in-sync replicas, and acks=all for the high watermark; a stopped
-//! follower leaves the ISR after `replica_lag_time_max_ms` and rejoins once it caught up.
+//! follower leaves the ISR after `replica_lag_time_max_ms` and rejoins once it caught up;
+//! a follower's log start follows its leader's (DeleteRecords), and one whose log ended
+//! below the leader's log start starts over there.
 
 mod support;
 
 use bytes::Bytes;
+use kafka_protocol::messages::delete_records_request::{
+    DeleteRecordsPartition, DeleteRecordsTopic,
+};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::{FetchRequest, ProduceRequest};
+use kafka_protocol::messages::{DeleteRecordsRequest, FetchRequest, ProduceRequest};
 use std::path::Path;
 use std::time::{Duration, Instant};
 use support::cluster::{LocalCluster, create_topic, leaders, metadata};
@@ -128,6 +133,16 @@ fn fetch_error(node: &support::Broker, topic: &str, partition: i32) -> i16 {
 
 /// A consumer's fetch from offset 0: (error code, high watermark).
 fn fetch_answer(node: &support::Broker, topic: &str, partition: i32) -> (i16, i64) {
+    fetch_answer_from(node, topic, partition, 0)
+}
+
+/// A consumer's fetch from `offset`: (error code, high watermark).
+fn fetch_answer_from(
+    node: &support::Broker,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+) -> (i16, i64) {
     let request = FetchRequest::default()
         .with_max_wait_ms(0)
         .with_max_bytes(1 << 20)
@@ -137,7 +152,7 @@ fn fetch_answer(node: &support::Broker, topic: &str, partition: i32) -> (i16, i6
                 .with_partitions(vec![
                     FetchPartition::default()
                         .with_partition(partition)
-                        .with_fetch_offset(0)
+                        .with_fetch_offset(offset)
                         .with_partition_max_bytes(1 << 20),
                 ]),
         ]);
@@ -149,9 +164,20 @@ fn fetch_answer(node: &support::Broker, topic: &str, partition: i32) -> (i16, i6
 
 /// Waits until the leader's high watermark for `topic`-0 reaches `expected`.
 fn wait_for_high_watermark(cluster: &LocalCluster, leader: i32, topic: &str, expected: i64) {
+    wait_for_high_watermark_from(cluster, leader, topic, 0, expected)
+}
+
+/// The same, fetching from `offset` (at or past the log start).
+fn wait_for_high_watermark_from(
+    cluster: &LocalCluster,
+    leader: i32,
+    topic: &str,
+    offset: i64,
+    expected: i64,
+) {
     let deadline = Instant::now() + CATCH_UP_TIMEOUT;
     loop {
-        let (code, high_watermark) = fetch_answer(cluster.node(leader), topic, 0);
+        let (code, high_watermark) = fetch_answer_from(cluster.node(leader), topic, 0, offset);
         if code == 0 && high_watermark == expected {
             return;
         }
@@ -289,4 +315,106 @@ fn a_stopped_follower_leaves_the_isr_so_acks_all_goes_on_and_rejoins_after_it_ca
     signal(cluster.node(stopped), "-CONT");
     wait_for_isr(&cluster, leader, "isr", &[1, 2, 3]);
     wait_for_identical_copies(&cluster, "isr", 0, leader);
+}
+
+/// DeleteRecords of `topic`-0 before `offset` on `node`: (error code, new low watermark).
+fn delete_records(node: &support::Broker, topic: &str, offset: i64) -> (i16, i64) {
+    let request = DeleteRecordsRequest::default()
+        .with_timeout_ms(30_000)
+        .with_topics(vec![
+            DeleteRecordsTopic::default()
+                .with_name(topic_name(topic))
+                .with_partitions(vec![
+                    DeleteRecordsPartition::default()
+                        .with_partition_index(0)
+                        .with_offset(offset),
+                ]),
+        ]);
+    let mut conn = RawConn::connect(&node.bootstrap()).expect("connect");
+    let response = conn.call(&request, 2);
+    let p = &response.topics[0].partitions[0];
+    (p.error_code, p.low_watermark)
+}
+
+/// The base offsets of `topic`-0's segments in `data_dir` (Kafka's file names), sorted.
+fn segment_bases(data_dir: &Path, topic: &str) -> Vec<i64> {
+    let Ok(entries) = std::fs::read_dir(data_dir.join(format!("{topic}-0"))) else {
+        return Vec::new();
+    };
+    let mut bases: Vec<i64> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .filter_map(|p| p.file_stem()?.to_str()?.parse().ok())
+        .collect();
+    bases.sort();
+    bases
+}
+
+#[test]
+fn a_followers_log_start_follows_its_leaders_and_one_left_behind_it_starts_over_there() {
+    let mut cluster = LocalCluster::start_with_config(3, "replica_lag_time_max_ms = 2000\n");
+    cluster.wait_until_formed(3);
+    let topic = "trimmed";
+    // Small segments, so DeleteRecords removes whole files on every copy.
+    let configs = [("min.insync.replicas", "2"), ("segment.bytes", "1024")];
+    let code = support::cluster::create_topic_with_configs(
+        cluster.node(1),
+        topic,
+        1,
+        3,
+        &configs,
+        Duration::from_secs(30),
+    );
+    assert_eq!(code, 0, "create {topic}: error {code}");
+    let leader = leaders(cluster.node(1), topic)[0];
+    produce(cluster.node(leader), topic, 0, 60, "first");
+    wait_for_high_watermark(&cluster, leader, topic, 60);
+    wait_for_identical_copies(&cluster, topic, 0, leader);
+
+    // DeleteRecords on the leader: the followers drop the same segments (a follower that
+    // kept them would give the deleted records back once it leads).
+    assert_eq!(delete_records(cluster.node(leader), topic, 30), (0, 30));
+    let kept = segment_bases(&cluster.node(leader).data_dir, topic);
+    assert!(
+        kept.first().is_some_and(|&base| base > 0),
+        "the leader dropped its first segments: {kept:?}"
+    );
+    wait_for_identical_copies(&cluster, topic, 0, leader);
+
+    // A follower down while the leader's log start passes its log end: back, it empties
+    // its log and copies from the leader's log start on.
+    let down = (1..=3).find(|&id| id != leader).unwrap_or(1);
+    cluster.node_mut(down).kill();
+    let codes = produce_with(cluster.node(leader), topic, 0, 60, "while-down", -1, 60_000);
+    assert!(
+        codes.iter().all(|&c| c == 0),
+        "{codes:?}\n{}",
+        cluster.diagnostics()
+    );
+    wait_for_high_watermark_from(&cluster, leader, topic, 30, 120);
+    assert_eq!(delete_records(cluster.node(leader), topic, 110), (0, 110));
+    produce(cluster.node(leader), topic, 0, 10, "after");
+    wait_for_high_watermark_from(&cluster, leader, topic, 110, 130);
+    cluster.node_mut(down).spawn();
+    wait_for_isr(&cluster, leader, topic, &[1, 2, 3]);
+    let deadline = Instant::now() + CATCH_UP_TIMEOUT;
+    loop {
+        let expected = log_bytes(&cluster.node(leader).data_dir, topic, 0);
+        let copy = log_bytes(&cluster.node(down).data_dir, topic, 0);
+        let bases = segment_bases(&cluster.node(down).data_dir, topic);
+        // The leader's segment holding offset 110 also holds the few records before it;
+        // the restarted copy starts at 110 exactly, so it is the leader's log's tail.
+        if !copy.is_empty() && expected.ends_with(&copy) && bases.first() == Some(&110) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node {down}: segments {bases:?}, {} bytes, not the tail of the leader's {} \
+             bytes\n{}",
+            copy.len(),
+            expected.len(),
+            cluster.diagnostics()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

@@ -18,7 +18,7 @@ use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use support::cluster::{LocalCluster, create_topic_with_configs, metadata};
 use support::netns::Namespaces;
-use support::script_producer::{ScriptProducer, read_back};
+use support::script_producer::{ScriptProducer, check_read_back, parse_acks, read_back};
 use support::{client_python, real_clients_skipped};
 
 const TOPIC: &str = "split";
@@ -187,39 +187,11 @@ fn an_isolated_leader_acknowledges_nothing_once_a_new_leader_is_elected() {
     );
     let majority_lines = majority_producer.stop();
     let isolated_lines = isolated.stop();
-    let mut acks = Vec::new();
-    for lines in [&majority_lines, &isolated_lines] {
-        for line in lines.iter() {
-            let mut f = match line.strip_prefix("ack ") {
-                Some(rest) => rest.split(' '),
-                None => continue,
-            };
-            if let (Some(Ok(value)), Some(Ok(offset))) = (
-                f.next().map(str::parse::<u64>),
-                f.next().map(str::parse::<i64>),
-            ) {
-                acks.push((value, offset));
-            }
-        }
-    }
+    let mut acks = parse_acks(&majority_lines);
+    acks.extend(parse_acks(&isolated_lines));
 
     let records = read_back(&python, &majority_bootstrap, TOPIC);
-    for (i, (offset, _)) in records.iter().enumerate() {
-        assert_eq!(*offset, i as i64, "offsets are not gap-free at {i}");
-    }
-    let mut values: Vec<u64> = records.iter().map(|r| r.1).collect();
-    values.sort();
-    let stored = values.len();
-    values.dedup();
-    assert_eq!(values.len(), stored, "a record was stored twice");
-    for (value, offset) in &acks {
-        let found = records.get(*offset as usize).map(|r| r.1);
-        assert_eq!(
-            found,
-            Some(*value),
-            "acknowledged record {value} at offset {offset} lost (read back: {found:?})"
-        );
-    }
+    check_read_back(&records, &acks);
 
     // Byte for byte: the healed node kept nothing of its divergent tail.
     wait_until("identical copies", REJOIN_WAIT, &cluster, || {

@@ -75,6 +75,10 @@ pub struct ReplicaItem {
     /// The leader's OffsetForLeaderEpoch answer (epoch, end offset) for this replica's
     /// newest epoch: the shard truncates the log's divergent tail first (KIP-101/279).
     pub truncate: Option<(i32, i64)>,
+    /// The leader's log start, when it passed this replica's log end (retention or
+    /// DeleteRecords while the replica was away): the shard empties the log and starts it
+    /// there (Kafka's `truncateFullyAndStartAt`).
+    pub reset_to: Option<i64>,
 }
 
 impl ReplicaItem {
@@ -86,6 +90,7 @@ impl ReplicaItem {
             high_watermark: -1,
             log_start_offset: -1,
             truncate: None,
+            reset_to: None,
         }
     }
 }
@@ -131,6 +136,7 @@ pub async fn run<A: Appender>(
         seen: None,
         followed: Vec::new(),
         unchecked: Vec::new(),
+        leader_starts: BTreeMap::new(),
     };
     while !stop.load(Ordering::Relaxed) && !fetcher.appender.stopping() {
         match fetcher.round().await {
@@ -181,6 +187,10 @@ struct Fetcher<A> {
     /// Newly followed partitions (a start, or a new leader) with their log end and newest
     /// epoch: each asks the leader OffsetForLeaderEpoch and truncates before it fetches.
     unchecked: Vec<(PartitionKey, ReplicaEnd)>,
+    /// The leader's log start each partition's last answer carried: an answer with no
+    /// records but a newer start (DeleteRecords, retention on an idle partition) still
+    /// moves the follower's start.
+    leader_starts: BTreeMap<PartitionKey, i64>,
 }
 
 impl<A: Appender> Fetcher<A> {
@@ -243,6 +253,8 @@ impl<A: Appender> Fetcher<A> {
         }
         let followed = &self.followed;
         self.offsets
+            .retain(|key, _| followed.binary_search(key).is_ok());
+        self.leader_starts
             .retain(|key, _| followed.binary_search(key).is_ok());
         self.unchecked.clear();
         let new: Vec<PartitionKey> = followed
@@ -342,6 +354,19 @@ impl<A: Appender> Fetcher<A> {
                 high_watermark: raw.high_watermark,
                 log_start_offset: raw.log_start_offset,
                 truncate: None,
+                reset_to: None,
+            });
+        }
+        for ((topic, partition), leader_start) in answer.behind_log_start {
+            items.push(ReplicaItem {
+                reset_to: Some(leader_start),
+                ..ReplicaItem::position_query(&topic, partition)
+            });
+        }
+        for ((topic, partition), leader_start) in answer.start_moved {
+            items.push(ReplicaItem {
+                log_start_offset: leader_start,
+                ..ReplicaItem::position_query(&topic, partition)
             });
         }
         if items.is_empty() {
@@ -394,22 +419,45 @@ impl<A: Appender> Fetcher<A> {
         }
         let mut answer = Answer {
             carrying: Vec::new(),
+            behind_log_start: Vec::new(),
+            start_moved: Vec::new(),
             refused: false,
         };
         for topic in response.responses {
             let name = topic.topic.0.to_string();
             for p in topic.partitions {
+                let key = (name.clone(), p.partition_index);
+                if p.error_code == ResponseError::OffsetOutOfRange.code()
+                    && self
+                        .offsets
+                        .get(&key)
+                        .is_some_and(|ours| p.log_start_offset > *ours)
+                {
+                    // The leader no longer has the records we need next (retention moved
+                    // its log start past our end while we were away): no truncation can
+                    // help, we start over at its log start (Kafka's follower does the same
+                    // after a ListOffsets; a Sluice leader's error answer carries it).
+                    answer.behind_log_start.push((key, p.log_start_offset));
+                    continue;
+                }
                 if RECHECK.contains(&p.error_code) {
                     // The leader's log is not where ours says (a newer epoch truncated past
                     // our end, or epochs moved): check and truncate again before fetching.
-                    self.offsets.remove(&(name.clone(), p.partition_index));
+                    self.offsets.remove(&key);
                 }
                 if p.error_code != 0 {
                     answer.refused = true;
                     tracing::debug!(leader = self.leader, topic = %name, partition = p.partition_index, error = p.error_code, "replica fetch refused");
                     continue;
                 }
+                let start_moved = self
+                    .leader_starts
+                    .insert(key.clone(), p.log_start_offset)
+                    .is_none_or(|before| p.log_start_offset > before);
                 let Some(records) = p.records.filter(|r| !r.is_empty()) else {
+                    if start_moved && p.log_start_offset > 0 {
+                        answer.start_moved.push((key, p.log_start_offset));
+                    }
                     continue;
                 };
                 answer.carrying.push(Fetched {
@@ -500,6 +548,10 @@ struct Fetched {
 
 struct Answer {
     carrying: Vec<Fetched>,
+    /// Partitions whose next offset is below the leader's log start, with that start.
+    behind_log_start: Vec<(PartitionKey, i64)>,
+    /// Partitions answered without records whose leader's log start moved.
+    start_moved: Vec<(PartitionKey, i64)>,
     refused: bool,
 }
 

@@ -68,6 +68,20 @@ impl Partition {
         Ok(next)
     }
 
+    /// A follower's log start follows its leader's (retention, DeleteRecords), as Kafka's
+    /// follower does on every fetch answer: records the leader deleted must not come back
+    /// when this replica leads. Bounded by this log's end (a log behind the leader's start
+    /// is `reset_to` instead). Costs nothing unless the leader's start moved past ours.
+    pub async fn follow_leader_log_start(&self, leader_start: i64) -> Result<(), StorageError> {
+        let target = leader_start.min(self.log_end_offset());
+        if target <= self.log_start_offset() {
+            return Ok(());
+        }
+        self.log.delete_records(target).await?;
+        self.log.trim_aborted_transactions();
+        Ok(())
+    }
+
     /// A follower that fell behind its leader's log start empties its log and starts over
     /// at `offset` (the leader's log start); returns the follower object over the new log
     /// (this one must not be used again).

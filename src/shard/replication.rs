@@ -103,20 +103,32 @@ async fn apply_item(shard: &Rc<Shard>, item: ReplicaItem) -> ReplicaPosition {
         )
         .await?;
     }
-    let Some(batches) = item.records else {
-        return Some(end_of(&partition));
+    if let Some(leader_start) = item.reset_to {
+        partition = reset(shard, &item.topic, item.partition, partition, leader_start).await?;
+    }
+    let appended = match item.records {
+        Some(batches) => partition
+            .append_replicated(batches, item.high_watermark, super::now_ms())
+            .await
+            .map(|_| ()),
+        None => Ok(()),
     };
-    match partition
-        .append_replicated(batches, item.high_watermark, super::now_ms())
-        .await
-    {
-        Ok(_) => Some(end_of(&partition)),
+    let followed = match appended {
+        Ok(()) if item.log_start_offset > partition.log_start_offset() => {
+            partition
+                .follow_leader_log_start(item.log_start_offset)
+                .await
+        }
+        other => other,
+    };
+    match followed {
+        Ok(()) => Some(end_of(&partition)),
         Err(e) => {
             tracing::warn!(
                 topic = %item.topic,
                 partition = item.partition,
                 error = %e,
-                "replicated batches not appended"
+                "replicated batches or the leader's log start not applied"
             );
             if matches!(e, crate::storage::StorageError::Offline { .. }) {
                 return None;
@@ -170,7 +182,44 @@ async fn truncate(
         leader_epoch,
         "truncating a divergent tail"
     );
-    match follower.truncate_to(target).await {
+    let outcome = follower.truncate_to(target).await;
+    replace_follower(shard, topic, partition, outcome)
+}
+
+/// A follower whose log end is below its leader's log start (the leader's retention or
+/// DeleteRecords passed it while it was away) has nothing the leader can extend: its log is
+/// emptied and restarted at the leader's log start. Returns the (reopened) follower.
+async fn reset(
+    shard: &Rc<Shard>,
+    topic: &str,
+    partition: i32,
+    follower: Rc<Partition>,
+    leader_start: i64,
+) -> Option<Rc<Partition>> {
+    if leader_start <= follower.log_end_offset() {
+        // Answered for an older fetch offset: our log already reaches the leader's start.
+        return Some(follower);
+    }
+    tracing::info!(
+        topic,
+        partition,
+        log_end = follower.log_end_offset(),
+        leader_start,
+        "behind the leader's log start: restarting the follower's log there"
+    );
+    let outcome = follower.reset_to(leader_start).await;
+    replace_follower(shard, topic, partition, outcome)
+}
+
+/// Puts the follower object over a reopened log in the shard's table (or marks the copy
+/// offline when reopening failed).
+fn replace_follower(
+    shard: &Rc<Shard>,
+    topic: &str,
+    partition: i32,
+    outcome: Result<Partition, crate::storage::StorageError>,
+) -> Option<Rc<Partition>> {
+    match outcome {
         Ok(next) => {
             let next = Rc::new(next);
             shard
@@ -179,7 +228,7 @@ async fn truncate(
             Some(next)
         }
         Err(e) => {
-            tracing::error!(topic, partition, error = %e, "truncation failed: the follower copy is offline");
+            tracing::error!(topic, partition, error = %e, "the follower copy is offline: its log could not be reopened");
             shard
                 .followers
                 .insert(topic, partition, PartitionSlot::Offline(e.to_string()));

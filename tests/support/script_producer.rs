@@ -64,19 +64,7 @@ impl ScriptProducer {
 
     /// Acknowledgements so far: (value, offset, wall ms).
     pub fn acks(&self) -> Vec<(u64, i64, i64)> {
-        self.lines
-            .lock()
-            .unwrap()
-            .iter()
-            .filter_map(|l| {
-                let mut f = l.strip_prefix("ack ")?.split(' ');
-                Some((
-                    f.next()?.parse().ok()?,
-                    f.next()?.parse().ok()?,
-                    f.next()?.parse().ok()?,
-                ))
-            })
-            .collect()
+        parse_acks(&self.lines.lock().unwrap())
     }
 
     pub fn wait_acks(&self, count: usize, within: Duration, cluster: &LocalCluster) {
@@ -127,6 +115,42 @@ impl Drop for ScriptProducer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// The script's `ack VALUE OFFSET WALL_MS` lines, as (value, offset, wall ms).
+pub fn parse_acks(lines: &[String]) -> Vec<(u64, i64, i64)> {
+    lines
+        .iter()
+        .filter_map(|l| {
+            let mut f = l.strip_prefix("ack ")?.split(' ');
+            Some((
+                f.next()?.parse().ok()?,
+                f.next()?.parse().ok()?,
+                f.next()?.parse().ok()?,
+            ))
+        })
+        .collect()
+}
+
+/// What a read-back must show after any failure: offsets gap-free from 0, no value stored
+/// twice, and every acknowledged (value, offset) at exactly its offset.
+pub fn check_read_back(records: &[(i64, u64)], acks: &[(u64, i64, i64)]) {
+    for (i, (offset, _)) in records.iter().enumerate() {
+        assert_eq!(*offset, i as i64, "offsets are not gap-free at {i}");
+    }
+    let mut values: Vec<u64> = records.iter().map(|r| r.1).collect();
+    values.sort();
+    let stored = values.len();
+    values.dedup();
+    assert_eq!(values.len(), stored, "a record was stored twice");
+    for (value, offset, _) in acks {
+        let found = records.get(*offset as usize).map(|r| r.1);
+        assert_eq!(
+            found,
+            Some(*value),
+            "acknowledged record {value} at offset {offset} lost (read back: {found:?})"
+        );
     }
 }
 
