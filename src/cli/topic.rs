@@ -1,5 +1,6 @@
-//! `sluice topic create|list|describe|delete|add-partitions|alter-config`: topic
-//! administration through the client, against any Kafka-compatible broker.
+//! `sluice topic create|list|describe|delete|add-partitions|alter-config|reassign|
+//! elect-leaders`: topic administration through the client, against any Kafka-compatible
+//! broker.
 //!
 //! Must not: reach into broker internals; everything goes over the wire.
 
@@ -56,6 +57,31 @@ pub enum TopicCommand {
         #[arg(long = "set", value_parser = parse_key_value, required = true)]
         set: Vec<(String, String)>,
     },
+    /// Move a partition to other brokers (AlterPartitionReassignments): the new replicas
+    /// copy it, then the old ones are dropped. The first replica listed is preferred as
+    /// leader. `--cancel` reverts the reassignment in progress.
+    Reassign {
+        name: String,
+        #[arg(long)]
+        partition: i32,
+        /// Broker ids, comma-separated, e.g. 2,3,1.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            required_unless_present = "cancel",
+            conflicts_with = "cancel"
+        )]
+        replicas: Vec<i32>,
+        #[arg(long)]
+        cancel: bool,
+    },
+    /// Give partitions back to their preferred (first) replica as leader (ElectLeaders),
+    /// e.g. after a failover: one topic (optionally one partition) or every topic.
+    ElectLeaders {
+        name: Option<String>,
+        #[arg(long, requires = "name")]
+        partition: Option<i32>,
+    },
 }
 
 /// Parses `KEY=VALUE` (value may contain `=`).
@@ -107,6 +133,61 @@ pub fn run(args: TopicArgs) -> Result<(), String> {
             println!("topic {name} now has {partitions} partition(s)");
         }
         TopicCommand::AlterConfig { name, set } => alter_config(&mut client, &name, &set)?,
+        TopicCommand::Reassign {
+            name,
+            partition,
+            replicas,
+            cancel,
+        } => {
+            let target = (!cancel).then_some(replicas.as_slice());
+            client
+                .reassign_partition(&name, partition, target)
+                .map_err(|e| e.to_string())?;
+            if cancel {
+                println!("cancelled the reassignment of {name}-{partition}");
+            } else {
+                println!(
+                    "reassigning {name}-{partition} to {} (see `sluice topic describe {name}`)",
+                    join(&replicas)
+                );
+            }
+        }
+        TopicCommand::ElectLeaders { name, partition } => {
+            elect_leaders(&mut client, name.as_deref(), partition)?
+        }
+    }
+    Ok(())
+}
+
+/// Preferred leader election; prints each partition's outcome.
+fn elect_leaders(
+    client: &mut Client,
+    name: Option<&str>,
+    partition: Option<i32>,
+) -> Result<(), String> {
+    let partitions: Vec<i32> = match (name, partition) {
+        (Some(_), Some(p)) => vec![p],
+        (Some(topic), None) => client
+            .describe_topic(topic)
+            .map_err(|e| e.to_string())?
+            .partitions
+            .iter()
+            .map(|p| p.partition)
+            .collect(),
+        (None, _) => Vec::new(),
+    };
+    let wanted = name.map(|topic| (topic, partitions.as_slice()));
+    let outcomes = client
+        .elect_preferred_leaders(wanted)
+        .map_err(|e| e.to_string())?;
+    if outcomes.is_empty() {
+        println!("every partition is led by its preferred replica");
+    }
+    for (topic, (partition, error)) in outcomes {
+        match error {
+            None => println!("{topic}-{partition}: preferred replica elected"),
+            Some(e) => println!("{topic}-{partition}: {e}"),
+        }
     }
     Ok(())
 }
@@ -152,6 +233,23 @@ fn describe(client: &mut Client, name: &str) -> Result<(), String> {
     let latest = client
         .list_offsets(name, &ids, OffsetSpec::Latest)
         .map_err(|e| e.to_string())?;
+    // Reassignments in progress (a broker without the API simply shows none).
+    let all: Vec<i32> = meta.partitions.iter().map(|p| p.partition).collect();
+    let moving = client
+        .list_reassignments(Some((name, &all)))
+        .unwrap_or_default();
+    let moving_of = |partition: i32| {
+        moving
+            .iter()
+            .find(|r| r.partition == partition)
+            .map_or(String::new(), |r| {
+                format!(
+                    "\tAdding: {}\tRemoving: {}",
+                    join(&r.adding),
+                    join(&r.removing)
+                )
+            })
+    };
     let offset_of = |offsets: &[(i32, i64)], partition: i32| {
         offsets
             .iter()
@@ -167,22 +265,24 @@ fn describe(client: &mut Client, name: &str) -> Result<(), String> {
     for p in &meta.partitions {
         if p.leader < 0 {
             println!(
-                "\tPartition: {}\tLeader: none\tReplicas: {}\tIsr: {}\tOffline: yes (error {})",
+                "\tPartition: {}\tLeader: none\tReplicas: {}\tIsr: {}\tOffline: yes (error {}){}",
                 p.partition,
                 join(&p.replicas),
                 join(&p.isr),
                 p.error_code,
+                moving_of(p.partition),
             );
             continue;
         }
         println!(
-            "\tPartition: {}\tLeader: {}\tReplicas: {}\tIsr: {}\tEarliest: {}\tLatest: {}",
+            "\tPartition: {}\tLeader: {}\tReplicas: {}\tIsr: {}\tEarliest: {}\tLatest: {}{}",
             p.partition,
             p.leader,
             join(&p.replicas),
             join(&p.isr),
             offset_of(&earliest, p.partition),
             offset_of(&latest, p.partition),
+            moving_of(p.partition),
         );
     }
     // Configs are optional for a broker; show what it reports, note if it cannot.

@@ -68,6 +68,20 @@ pub const CLIENT_API_VERSIONS: &[(ApiKey, &str, i16, i16)] = &[
     ),
     (ApiKey::DescribeCluster, "DescribeCluster", 0, 1),
     (ApiKey::DescribeQuorum, "DescribeQuorum", 0, 2),
+    // `sluice topic reassign|elect-leaders|describe` (KIP-455, KIP-460).
+    (
+        ApiKey::AlterPartitionReassignments,
+        "AlterPartitionReassignments",
+        0,
+        0,
+    ),
+    (
+        ApiKey::ListPartitionReassignments,
+        "ListPartitionReassignments",
+        0,
+        0,
+    ),
+    (ApiKey::ElectLeaders, "ElectLeaders", 0, 2),
     (ApiKey::DescribeAcls, "DescribeAcls", 1, 3),
     // A follower's truncation check (its replica fetcher); v3 names the replica.
     (ApiKey::OffsetForLeaderEpoch, "OffsetForLeaderEpoch", 3, 4),

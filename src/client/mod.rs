@@ -15,6 +15,7 @@ pub mod error;
 pub mod group;
 pub mod partitioner;
 pub mod producer;
+pub mod reassign;
 pub mod sasl;
 pub mod tls;
 pub mod transactions;

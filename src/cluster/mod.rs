@@ -13,6 +13,7 @@ pub mod controller;
 mod leader_link;
 pub mod log_store;
 pub mod replica_fetcher;
+pub mod throttle;
 pub mod transport;
 
 use crate::config::quorum::QuorumVoter;
@@ -92,6 +93,8 @@ pub struct ClusterHandle {
     /// record committed before the start is applied, so its state is no older than the
     /// cluster's was then (until this, it coordinates no group: `shard::group_offsets`).
     pub caught_up_since_start: AtomicBool,
+    /// Kafka's `follower.replication.throttled.rate` over every shard's replica fetchers.
+    pub follower_throttle: throttle::ReplicaThrottle,
 }
 
 fn not_controller(message: &str) -> (i16, String) {
@@ -196,6 +199,8 @@ pub struct ClusterStart {
     pub data_dir: std::path::PathBuf,
     pub session_timeout: Duration,
     pub heartbeat_interval: Duration,
+    /// `follower_replication_throttled_rate`, bytes per second.
+    pub follower_throttled_rate: u64,
 }
 
 /// Opens the Raft storage, binds the controller listener and starts the controller
@@ -254,6 +259,7 @@ pub fn start(
         replication_stop: Arc::new(AtomicBool::new(false)),
         leaving: AtomicBool::new(false),
         caught_up_since_start: AtomicBool::new(false),
+        follower_throttle: throttle::ReplicaThrottle::new(start.follower_throttled_rate),
     });
     Ok((handle, committed_rx))
 }

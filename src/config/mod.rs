@@ -161,6 +161,12 @@ pub struct BrokerConfig {
     /// Kafka's `replica.lag.time.max.ms`: a follower that has not caught up with its
     /// leader's log end for this long leaves the ISR (cluster mode).
     pub replica_lag_time_max_ms: u64,
+    /// Kafka's `follower.replication.throttled.rate` (bytes/s, this broker as a follower):
+    /// the most its replica fetchers copy per second for the replicas a topic's
+    /// `follower.replication.throttled.replicas` names while they are out of the ISR (a
+    /// reassignment's catch-up). Static here (a restart changes it); Kafka's default,
+    /// `Long.MAX_VALUE`, means unbounded.
+    pub follower_replication_throttled_rate: u64,
     /// Log filter (tracing `EnvFilter` syntax); `RUST_LOG` overrides it.
     pub log_level: String,
     pub auto_create_topics: bool,
@@ -251,6 +257,7 @@ impl Default for BrokerConfig {
             broker_session_timeout_ms: quorum::DEFAULT_BROKER_SESSION_TIMEOUT_MS,
             broker_heartbeat_interval_ms: quorum::DEFAULT_BROKER_HEARTBEAT_INTERVAL_MS,
             replica_lag_time_max_ms: DEFAULT_REPLICA_LAG_TIME_MAX_MS,
+            follower_replication_throttled_rate: i64::MAX as u64,
             log_level: "info".to_string(),
             auto_create_topics: true,
             errors_deadletterqueue_topic_name_prefix: "dlq.".to_string(),
@@ -359,6 +366,12 @@ impl BrokerConfig {
             return Err(ConfigError::Invalid {
                 key: "replica_lag_time_max_ms",
                 message: "must be above 0".into(),
+            });
+        }
+        if self.follower_replication_throttled_rate == 0 {
+            return Err(ConfigError::Invalid {
+                key: "follower_replication_throttled_rate",
+                message: "must be above 0 (a throttled replica would never catch up)".into(),
             });
         }
         if self.broker_heartbeat_interval_ms == 0

@@ -14,6 +14,7 @@ pub mod dynamic_broker;
 mod elections;
 pub mod group_offsets;
 pub mod quotas;
+pub mod reassign;
 pub mod replicated;
 pub mod replicated_image;
 
@@ -141,6 +142,9 @@ pub enum MetadataError {
         proposer: i32,
         current: Option<i32>,
     },
+    /// A reassignment or election refused (`reassign`): Kafka's code and message.
+    #[error("{message}")]
+    PartitionChange { code: i16, message: String },
     #[error("cannot persist metadata at {path}: {source}")]
     Io {
         path: PathBuf,
@@ -170,6 +174,7 @@ impl MetadataError {
                 E::InvalidRequest.code()
             }
             MetadataError::NotCoordinator { .. } => E::NotCoordinator.code(),
+            MetadataError::PartitionChange { code, .. } => *code,
         }
     }
 }

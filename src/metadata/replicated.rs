@@ -47,6 +47,10 @@ pub struct ClusterState {
     /// partition epoch. A partition not listed has its whole replica set in sync, epoch 0.
     #[serde(default)]
     pub isr_changes: HashMap<String, BTreeMap<i32, PartitionIsr>>,
+    /// Reassignments in progress (KIP-455): topic -> partition -> the replicas being added
+    /// and removed (`metadata::reassign`). Their replicas are already in `assignments`.
+    #[serde(default)]
+    pub reassignments: HashMap<String, BTreeMap<i32, super::reassign::Reassignment>>,
 }
 
 /// A partition's in-sync replicas (the leader first) and its partition epoch, bumped by
@@ -253,6 +257,20 @@ pub enum MetadataRecord {
         coordinator: Option<i32>,
         changes: Vec<OffsetChange>,
     },
+    /// AlterPartitionReassignments for one partition (KIP-455): `Some` moves its replicas
+    /// to `target`, `None` cancels the reassignment in progress (`metadata::reassign`).
+    ReassignPartition {
+        topic: String,
+        partition: i32,
+        target: Option<Vec<i32>>,
+    },
+    /// ElectLeaders for one partition (KIP-460): the preferred replica, or with `unclean`
+    /// any live replica of a partition that has no leader.
+    ElectLeader {
+        topic: String,
+        partition: i32,
+        unclean: bool,
+    },
     /// Changes nothing: a node proposes it after its start, and once it has applied it,
     /// it has applied every record committed before (as Kafka's broker replays up to the
     /// offset it registered at before it serves).
@@ -421,6 +439,7 @@ impl MetadataWriter {
                 let mut cluster = self.cluster_state();
                 cluster.assignments.remove(name);
                 cluster.isr_changes.remove(name);
+                cluster.reassignments.remove(name);
                 self.publish_cluster(cluster)?;
                 Ok(Applied::Deleted(topic))
             }
@@ -496,6 +515,11 @@ impl MetadataWriter {
                 } else {
                     cluster.elect_returning(*id)
                 };
+                // An ISR without a removed replica may complete a reassignment (Kafka checks
+                // at every partition change).
+                for (topic, p) in &changed {
+                    cluster.maybe_complete_reassignment(topic, *p);
+                }
                 self.publish_cluster(cluster)?;
                 Ok(Applied::Partitions(changed))
             }
@@ -505,6 +529,30 @@ impl MetadataWriter {
                 isr,
                 partition_epoch,
             } => self.apply_alter_partition(topic, *partition, isr, *partition_epoch),
+            MetadataRecord::ReassignPartition {
+                topic,
+                partition,
+                target,
+            } => {
+                let mut cluster = self.cluster_state();
+                cluster
+                    .alter_reassignment(topic, *partition, target.as_deref())
+                    .map_err(|(code, message)| MetadataError::PartitionChange { code, message })?;
+                self.publish_cluster(cluster)?;
+                Ok(Applied::Partitions(vec![(topic.clone(), *partition)]))
+            }
+            MetadataRecord::ElectLeader {
+                topic,
+                partition,
+                unclean,
+            } => {
+                let mut cluster = self.cluster_state();
+                cluster
+                    .elect(topic, *partition, *unclean)
+                    .map_err(|(code, message)| MetadataError::PartitionChange { code, message })?;
+                self.publish_cluster(cluster)?;
+                Ok(Applied::Partitions(vec![(topic.clone(), *partition)]))
+            }
             MetadataRecord::CatchUp { .. } => Ok(Applied::Brokers),
             MetadataRecord::GroupOffsets {
                 group,
@@ -605,6 +653,9 @@ impl MetadataWriter {
             .entry(topic.to_string())
             .or_default()
             .insert(partition, changed);
+        // The leader's ISR expansion is what completes a reassignment (Kafka's
+        // `maybeCompleteReassignment` on AlterPartition).
+        cluster.maybe_complete_reassignment(topic, partition);
         self.publish_cluster(cluster)?;
         Ok(Applied::Partitions(vec![(topic.to_string(), partition)]))
     }

@@ -150,6 +150,31 @@ impl ReplicaSet {
         true
     }
 
+    /// The partition's replicas changed (a reassignment, KIP-455): followers no longer
+    /// assigned leave it (and the ISR); new ones start with no progress, out of the ISR
+    /// until they catch up (`wanted_isr`); the others keep theirs.
+    pub fn set_followers(&self, followers: &[i32], now_ms: i64) {
+        {
+            let mut current = self.followers.borrow_mut();
+            current.retain(|f| followers.contains(&f.id));
+            for &id in followers {
+                if !current.iter().any(|f| f.id == id) {
+                    current.push(FollowerProgress {
+                        id,
+                        log_end_offset: -1,
+                        caught_up_ms: now_ms,
+                        previous_fetch_leader_end: i64::MAX,
+                        previous_fetch_ms: now_ms,
+                    });
+                }
+            }
+        }
+        self.in_sync
+            .borrow_mut()
+            .retain(|id| followers.contains(id));
+        self.moved.notify();
+    }
+
     /// The followers in the ISR (the metadata log applied an AlterPartition): wakes the
     /// waiters, since the high watermark or the acks=all answer may change with it.
     pub fn set_in_sync(&self, followers_in_sync: &[i32]) {
@@ -232,5 +257,27 @@ mod tests {
         // 3 comes back, reaches the high watermark: it rejoins.
         set.record_fetch(3, 40, 40, 1_800);
         assert_eq!(set.wanted_isr(1, 40, 1_800, 1_000), Some(vec![1, 2, 3]));
+    }
+
+    #[test]
+    fn a_replica_added_by_a_reassignment_joins_the_isr_only_once_caught_up() {
+        let set = ReplicaSet::new(&[2], &[2], 1, 10, 0);
+        set.record_fetch(2, 10, 10, 100);
+        set.set_followers(&[2, 3], 100);
+        assert!(set.has_follower(3));
+        assert_eq!(
+            set.wanted_isr(1, 10, 150, 1_000),
+            None,
+            "3 has fetched nothing"
+        );
+        assert_eq!(set.high_watermark(10), 10, "3 is out of the ISR: no effect");
+        set.record_fetch(3, 4, 10, 200);
+        assert_eq!(set.wanted_isr(1, 10, 200, 1_000), None, "3 is behind");
+        set.record_fetch(3, 10, 10, 300);
+        assert_eq!(set.wanted_isr(1, 10, 300, 1_000), Some(vec![1, 2, 3]));
+        set.set_in_sync(&[2, 3]);
+        set.set_followers(&[3], 400);
+        assert!(!set.has_follower(2));
+        assert_eq!(set.in_sync_count(), 2, "2 left the ISR with the replicas");
     }
 }

@@ -116,6 +116,12 @@ fn limit_values(config: &BrokerConfig) -> Vec<Entry> {
             "Connections accepted across the broker.",
         ),
         (
+            "follower.replication.throttled.rate",
+            config.follower_replication_throttled_rate.to_string(),
+            TYPE_LONG,
+            "Bytes per second this broker's replica fetchers copy, at most, for the replicas a topic's follower.replication.throttled.replicas names while they are out of the ISR (static: set in the config file).",
+        ),
+        (
             "group.initial.rebalance.delay.ms",
             config.group_initial_rebalance_delay_ms.to_string(),
             TYPE_INT,

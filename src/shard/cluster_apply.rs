@@ -69,6 +69,7 @@ pub fn open_metadata(
         data_dir: config.data_dir.clone(),
         session_timeout: Duration::from_millis(config.broker_session_timeout_ms),
         heartbeat_interval: Duration::from_millis(config.broker_heartbeat_interval_ms),
+        follower_throttled_rate: config.follower_replication_throttled_rate,
     })?;
     let inputs = ClusterInputs { committed };
     Ok((writer, view, Some(ClusterParts { handle, inputs })))
@@ -123,11 +124,13 @@ pub(super) async fn apply_loop(shard: Rc<Shard>, committed: flume::Receiver<Comm
                         continue;
                     }
                 };
+                // The state before the record: a replica it removes must still hear of it.
+                let before = shard.metadata.load_full();
                 let result = writer
                     .apply_record(index, &proposal.record)
                     .map_err(|e| (e.kafka_error_code(), e.to_string()));
                 let result = match result {
-                    Ok(applied) => act_on(&shard, applied).await,
+                    Ok(applied) => act_on(&shard, applied, &before).await,
                     Err(e) => Err(e),
                 };
                 if proposal.origin == cluster.node_id && proposal.sequence != 0 {
@@ -160,7 +163,11 @@ pub(super) async fn apply_loop(shard: Rc<Shard>, committed: flume::Receiver<Comm
 
 /// Does on this node what an applied record asks: partitions it leads are opened, deleted
 /// topics' files removed, new configs handed to the owning shards.
-async fn act_on(shard: &Rc<Shard>, applied: Applied) -> crate::cluster::ProposalResult {
+async fn act_on(
+    shard: &Rc<Shard>,
+    applied: Applied,
+    before: &crate::metadata::MetadataSnapshot,
+) -> crate::cluster::ProposalResult {
     match &applied {
         Applied::Opened { topic, from } => {
             super::topics::open_on_owners(shard, topic, *from)
@@ -183,7 +190,7 @@ async fn act_on(shard: &Rc<Shard>, applied: Applied) -> crate::cluster::Proposal
             }
         }
         Applied::Partitions(changes) => {
-            super::failover::apply_partition_changes(shard, changes).await
+            super::failover::apply_partition_changes(shard, changes, Some(before)).await
         }
         Applied::Brokers => {}
         Applied::GroupOffsets { group, changes } => {
@@ -254,7 +261,7 @@ async fn reconcile_partitions(shard: &Rc<Shard>, topics: Vec<Arc<crate::metadata
                 .is_some_and(|c| c.replicas(t, *p).contains(&node))
         })
         .collect();
-    super::failover::apply_partition_changes(shard, &held).await;
+    super::failover::apply_partition_changes(shard, &held, None).await;
 }
 
 /// Registers this broker (its advertised Kafka address) with the quorum, and again whenever

@@ -10,16 +10,30 @@
 use super::{Lookup, PartitionSlot, Shard};
 use std::rc::Rc;
 
-/// Applies the role changes an applied record made (runs on shard 0, acts on the owners).
-pub(super) async fn apply_partition_changes(shard: &Rc<Shard>, changes: &[(String, i32)]) {
+/// Applies the role changes an applied record made (runs on shard 0, acts on the owners):
+/// on the partitions this node replicates now, or did `before` the record (a replica a
+/// reassignment removed must drop its copy).
+pub(super) async fn apply_partition_changes(
+    shard: &Rc<Shard>,
+    changes: &[(String, i32)],
+    before: Option<&crate::metadata::MetadataSnapshot>,
+) {
     let node = shard.config.node_id;
     let snapshot = shard.metadata.load_full();
     let Some(cluster) = snapshot.cluster.as_deref() else {
         return;
     };
+    let replicated = |cluster: &crate::metadata::replicated::ClusterState, topic: &str, p: i32| {
+        cluster.replicas(topic, p).contains(&node)
+    };
+    let was_replicated = |topic: &str, p: i32| {
+        before
+            .and_then(|b| b.cluster.as_deref())
+            .is_some_and(|c| replicated(c, topic, p))
+    };
     let calls = changes
         .iter()
-        .filter(|(topic, p)| cluster.replicas(topic, *p).contains(&node))
+        .filter(|(topic, p)| replicated(cluster, topic, *p) || was_replicated(topic, *p))
         .map(|(topic, p)| {
             let (topic, p) = (topic.clone(), *p);
             let owner = shard.owner_of_partition(&topic, p);
@@ -42,6 +56,10 @@ pub(super) async fn take_role(s: &Rc<Shard>, topic: &str, partition: i32) {
         return;
     };
     let node = s.config.node_id;
+    if !cluster.replicas(topic, partition).contains(&node) {
+        drop_replica(s, topic, partition).await;
+        return;
+    }
     if cluster.leader(topic, partition) != Some(node) {
         if let Lookup::Online(led) = s.partitions.get(topic, partition) {
             s.partitions.remove(topic, partition);
@@ -60,10 +78,33 @@ pub(super) async fn take_role(s: &Rc<Shard>, topic: &str, partition: i32) {
     }
     let epoch = cluster.leader_epoch(topic, partition);
     let isr = cluster.isr(topic, partition);
-    if let Lookup::Online(led) = s.partitions.get(topic, partition) {
-        if let Some(set) = led.replicas() {
-            let followers: Vec<i32> = isr.iter().copied().filter(|&r| r != node).collect();
-            set.set_in_sync(&followers);
+    if let Lookup::Online(mut led) = s.partitions.get(topic, partition) {
+        let followers: Vec<i32> = cluster
+            .replicas(topic, partition)
+            .iter()
+            .copied()
+            .filter(|&r| r != node)
+            .collect();
+        match led.replicas() {
+            Some(set) => {
+                // A reassignment may have added or removed followers.
+                set.set_followers(&followers, super::now_ms());
+                let in_sync: Vec<i32> = isr.iter().copied().filter(|&r| r != node).collect();
+                set.set_in_sync(&in_sync);
+            }
+            None if !followers.is_empty() => {
+                // A one-replica partition being given replicas: from now on its high
+                // watermark waits for them (it starts where the written end is).
+                let start = led.high_watermark();
+                if let Some(set) = super::open::replica_set_for(s, topic, partition, start) {
+                    let next = Rc::new(led.successor(Some(set)));
+                    s.partitions
+                        .insert(topic, partition, PartitionSlot::Online(next.clone()));
+                    led = next;
+                    tracing::info!(topic, partition, ?followers, "leader has followers now");
+                }
+            }
+            None => {}
         }
         if led.leader_epoch() < epoch
             && let Err(e) = led.become_leader(epoch).await
@@ -102,4 +143,30 @@ pub(super) async fn take_role(s: &Rc<Shard>, topic: &str, partition: i32) {
         high_watermark = start,
         "now the leader"
     );
+}
+
+/// This node holds a copy of a partition metadata no longer assigns to it (a reassignment
+/// removed it): it stops serving and fetching it (its fetcher no longer finds it) and
+/// deletes its files, as Kafka's `StopReplica` with `deletePartition`. A leader being
+/// removed has handed over by now (the same record elected another), so its pending
+/// acks=all waits fail with NOT_LEADER_OR_FOLLOWER.
+async fn drop_replica(s: &Rc<Shard>, topic: &str, partition: i32) {
+    let mut held = Vec::new();
+    for table in [&s.partitions, &s.followers] {
+        if let Some(PartitionSlot::Online(p)) = table.remove(topic, partition) {
+            held.push(p);
+        }
+    }
+    for p in held {
+        p.depose();
+        if let Err(e) = p.delete().await {
+            tracing::error!(topic, partition, error = %e, "removed replica's files not deleted");
+        } else {
+            tracing::info!(
+                topic,
+                partition,
+                "replica removed by a reassignment: deleted"
+            );
+        }
+    }
 }

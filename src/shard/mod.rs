@@ -24,6 +24,7 @@ pub mod observe;
 mod open;
 pub mod placement;
 pub mod quotas;
+mod replica_throttle;
 mod replication;
 mod runtime;
 pub mod sequences;

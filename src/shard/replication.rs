@@ -63,14 +63,21 @@ impl Appender for ShardAppender {
     /// Each item on its own, at once: the appends of several partitions overlap their
     /// writes.
     async fn apply(&self, mut items: Vec<ReplicaItem>) -> Vec<ReplicaPosition> {
+        // Counted before the append takes the buffers; paid after (the next fetch waits).
+        let throttled = super::replica_throttle::throttled_bytes(&self.shard, &items);
         // One partition (a busy partition's steady state): no join machinery.
-        if items.len() == 1
+        let positions = if items.len() == 1
             && let Some(item) = items.pop()
         {
-            return vec![apply_item(&self.shard, item).await];
+            vec![apply_item(&self.shard, item).await]
+        } else {
+            let calls = items.into_iter().map(|item| apply_item(&self.shard, item));
+            futures_util::future::join_all(calls).await
+        };
+        if throttled > 0 {
+            super::replica_throttle::pause(&self.shard, throttled).await;
         }
-        let calls = items.into_iter().map(|item| apply_item(&self.shard, item));
-        futures_util::future::join_all(calls).await
+        positions
     }
 
     fn stopping(&self) -> bool {

@@ -1,7 +1,12 @@
-//! AlterPartitionReassignments (KIP-455) on one node: the only possible replica set is
+//! AlterPartitionReassignments (KIP-455). On one node the only possible replica set is
 //! `[node_id]`, which every partition already has, so reassigning to it completes at once
 //! (success, nothing moves); any other set fails Kafka's manual-assignment check with
 //! INVALID_REPLICA_ASSIGNMENT. Cancelling (null replicas) finds no reassignment in progress.
+//! In cluster mode each partition's change is a record through the metadata log
+//! (`MetadataRecord::ReassignPartition`), validated and applied by `metadata::reassign` on
+//! every node from the same state; the answer comes once this node has applied it. The
+//! data then moves by replication (the new replicas follow the leader) and the leader's
+//! ISR expansion completes it (decision 0019 "reassign").
 
 use crate::server::context::RequestContext;
 use crate::shard::topics::check_partition_assignment;
@@ -12,7 +17,12 @@ use kafka_protocol::messages::alter_partition_reassignments_response::{
 use kafka_protocol::messages::{
     AlterPartitionReassignmentsRequest, AlterPartitionReassignmentsResponse, BrokerId,
 };
+use crate::metadata::replicated::MetadataRecord;
+use futures_util::StreamExt;
 use kafka_protocol::protocol::StrBytes;
+
+/// Partition changes proposed to the metadata log at once by one request.
+const MAX_CONCURRENT_REASSIGNMENTS: usize = 64;
 
 fn refused(partition: i32, error: ResponseError, message: String) -> ReassignablePartitionResponse {
     ReassignablePartitionResponse::default()
@@ -62,6 +72,13 @@ pub async fn handle(
 ) -> AlterPartitionReassignmentsResponse {
     let node_id = ctx.shard.config.node_id;
     let snapshot = ctx.shard.metadata.load_full();
+    if let Some(handle) = ctx.shard.cluster.clone() {
+        return AlterPartitionReassignmentsResponse::default()
+            .with_throttle_time_ms(0)
+            .with_error_code(0)
+            .with_error_message(None)
+            .with_responses(reassign_in_cluster(handle, request).await);
+    }
     let responses = request
         .topics
         .into_iter()
@@ -84,4 +101,46 @@ pub async fn handle(
         .with_error_code(0)
         .with_error_message(None)
         .with_responses(responses)
+}
+
+/// Cluster mode: one record per partition, answered in request order.
+async fn reassign_in_cluster(
+    handle: std::sync::Arc<crate::cluster::ClusterHandle>,
+    request: AlterPartitionReassignmentsRequest,
+) -> Vec<ReassignableTopicResponse> {
+    let mut responses = Vec::with_capacity(request.topics.len());
+    for topic in request.topics {
+        let name = topic.name.0.to_string();
+        let partitions: Vec<ReassignablePartitionResponse> =
+            futures_util::stream::iter(topic.partitions)
+                .map(|p| {
+                    let handle = handle.clone();
+                    let record = MetadataRecord::ReassignPartition {
+                        topic: name.clone(),
+                        partition: p.partition_index,
+                        target: p.replicas.map(|r| r.iter().map(|b| b.0).collect()),
+                    };
+                    async move {
+                        match handle.propose(record).await {
+                            Ok(_) => ReassignablePartitionResponse::default()
+                                .with_partition_index(p.partition_index)
+                                .with_error_code(0)
+                                .with_error_message(None),
+                            Err((code, message)) => ReassignablePartitionResponse::default()
+                                .with_partition_index(p.partition_index)
+                                .with_error_code(code)
+                                .with_error_message(Some(StrBytes::from_string(message))),
+                        }
+                    }
+                })
+                .buffered(MAX_CONCURRENT_REASSIGNMENTS)
+                .collect()
+                .await;
+        responses.push(
+            ReassignableTopicResponse::default()
+                .with_name(topic.name)
+                .with_partitions(partitions),
+        );
+    }
+    responses
 }
