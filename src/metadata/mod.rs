@@ -13,6 +13,7 @@ pub mod credentials;
 pub mod dynamic_broker;
 mod elections;
 pub mod group_offsets;
+mod placement;
 pub mod quotas;
 pub mod reassign;
 pub mod replicated;

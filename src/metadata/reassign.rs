@@ -1,7 +1,7 @@
 //! Partition reassignment (KIP-455) and leader elections on request (KIP-460), applied to
 //! the cluster state by every node from the same applied records, as Kafka's
 //! `ReplicationControlManager` does with `PartitionReassignmentReplicas` and
-//! `PartitionChangeBuilder` (decision 0019 "reassign").
+//! `PartitionChangeBuilder` (decision 0019).
 //!
 //! A reassignment to `target` keeps the partition's replicas the union of the original and
 //! the target (target first, then the replicas being removed), with `adding` = target -

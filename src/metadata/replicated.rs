@@ -7,6 +7,8 @@
 
 use super::dynamic_broker::BrokerConfigLevel;
 use super::group_offsets::{OffsetChange, check_record};
+use super::placement::check_replicas;
+pub use super::placement::place_replicas;
 use super::{ConfigOp, MetadataError, MetadataSnapshot, MetadataView, MetadataWriter, TopicMeta};
 use crate::config::LogConfig;
 use arc_swap::ArcSwap;
@@ -659,45 +661,6 @@ impl MetadataWriter {
         self.publish_cluster(cluster)?;
         Ok(Applied::Partitions(vec![(topic.to_string(), partition)]))
     }
-}
-
-/// Every partition has at least one replica, no broker twice, and only registered brokers.
-fn check_replicas(cluster: &ClusterState, replicas: &[Vec<i32>]) -> Result<(), MetadataError> {
-    for list in replicas {
-        let factor = i16::try_from(list.len()).unwrap_or(i16::MAX);
-        if list.is_empty() {
-            return Err(MetadataError::InvalidReplicationFactor(0));
-        }
-        for (i, broker) in list.iter().enumerate() {
-            if list[..i].contains(broker) || !cluster.brokers.contains_key(broker) {
-                return Err(MetadataError::InvalidReplicationFactor(factor));
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Kafka's default placement: partition `p`'s replicas are `factor` consecutive live
-/// brokers starting at `(start + p) % n`, so leaders spread evenly. `None` when `factor`
-/// exceeds the live broker count (INVALID_REPLICATION_FACTOR).
-pub fn place_replicas(
-    live: &[i32],
-    partitions: i32,
-    first_partition: i32,
-    factor: usize,
-    start: usize,
-) -> Option<Vec<Vec<i32>>> {
-    if factor == 0 || factor > live.len() {
-        return None;
-    }
-    let n = live.len();
-    let placed = (first_partition..partitions)
-        .map(|p| {
-            let offset = start + usize::try_from(p).unwrap_or(0);
-            (0..factor).map(|r| live[(offset + r) % n]).collect()
-        })
-        .collect();
-    Some(placed)
 }
 
 #[cfg(test)]

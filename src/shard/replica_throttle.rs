@@ -1,4 +1,4 @@
-//! The follower replication throttle on the shards (decision 0019 "reassign"): which of a
+//! The follower replication throttle on the shards (decision 0019): which of a
 //! fetch answer's partitions count against `follower.replication.throttled.rate` and the
 //! pause that follows (`cluster::throttle` holds the broker-wide budget). A partition counts
 //! when its topic's `follower.replication.throttled.replicas` names it on this broker and

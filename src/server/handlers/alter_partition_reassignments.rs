@@ -6,7 +6,7 @@
 //! (`MetadataRecord::ReassignPartition`), validated and applied by `metadata::reassign` on
 //! every node from the same state; the answer comes once this node has applied it. The
 //! data then moves by replication (the new replicas follow the leader) and the leader's
-//! ISR expansion completes it (decision 0019 "reassign").
+//! ISR expansion completes it (decision 0019).
 
 use crate::server::context::RequestContext;
 use crate::shard::topics::check_partition_assignment;
