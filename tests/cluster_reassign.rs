@@ -1,5 +1,5 @@
 //! Cluster-mode partition reassignment (KIP-455) and preferred leader election (KIP-460),
-//! decision 0019 "reassign": 3-node clusters of `sluice serve` processes on 127.0.0.1, one
+//! decision 0019: 3-node clusters of `sluice serve` processes on 127.0.0.1, one
 //! core each, driven over the wire (AlterPartitionReassignments, ListPartitionReassignments,
 //! ElectLeaders, Metadata, Produce, Fetch).
 //! - A partition with data moves to other brokers: the new replicas copy it, the

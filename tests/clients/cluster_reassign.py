@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Real clients move a partition and elect its preferred leader on a Sluice cluster
-(issue 17, decision 0019 "reassign").
+(issue 17, decision 0019).
 
 kafka-python's KafkaAdminClient creates a one-replica topic; confluent-kafka's idempotent
 acks=all producer writes to it; kafka-python moves it to the two other brokers with
