@@ -17,7 +17,7 @@ use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::{DeleteRecordsRequest, FetchRequest, ProduceRequest};
 use std::path::Path;
 use std::time::{Duration, Instant};
-use support::cluster::{LocalCluster, create_topic, leaders, metadata};
+use support::cluster::{LocalCluster, create_topic, leaders, log_bytes, metadata};
 use support::wire::{RawConn, encode_batch, plain_record, produce_request, topic_name};
 
 const NOT_LEADER_OR_FOLLOWER: i16 = 6;
@@ -82,23 +82,6 @@ fn signal(node: &support::Broker, signal: &str) {
         .status()
         .expect("kill");
     assert!(status.success(), "kill {signal} {pid}");
-}
-
-/// Every `.log` segment of `topic`-`partition` in `data_dir`, in offset order, concatenated.
-fn log_bytes(data_dir: &Path, topic: &str, partition: i32) -> Vec<u8> {
-    let dir = data_dir.join(format!("{topic}-{partition}"));
-    let Ok(entries) = std::fs::read_dir(&dir) else {
-        return Vec::new();
-    };
-    let mut segments: Vec<_> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "log"))
-        .collect();
-    segments.sort();
-    segments
-        .iter()
-        .flat_map(|p| std::fs::read(p).unwrap_or_default())
-        .collect()
 }
 
 /// Waits until every node's copy of `topic`-`partition` is the leader's, byte for byte.

@@ -14,9 +14,8 @@
 
 mod support;
 
-use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use support::cluster::{LocalCluster, create_topic_with_configs, metadata};
+use support::cluster::{LocalCluster, create_topic_with_configs, log_bytes, metadata};
 use support::netns::Namespaces;
 use support::script_producer::{ScriptProducer, check_read_back, parse_acks, read_back};
 use support::{client_python, real_clients_skipped};
@@ -67,22 +66,6 @@ fn wait_until<T>(
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-/// The bytes of every segment of `TOPIC`-0 in a node's data directory, in offset order.
-fn log_bytes(data_dir: &Path) -> Vec<u8> {
-    let Ok(entries) = std::fs::read_dir(data_dir.join(format!("{TOPIC}-0"))) else {
-        return Vec::new();
-    };
-    let mut segments: Vec<_> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "log"))
-        .collect();
-    segments.sort();
-    segments
-        .iter()
-        .flat_map(|p| std::fs::read(p).unwrap_or_default())
-        .collect()
 }
 
 #[test]
@@ -168,7 +151,10 @@ fn an_isolated_leader_acknowledges_nothing_once_a_new_leader_is_elected() {
     // that the heal must remove.
     let leader_dir = cluster.node(new_leader).data_dir.clone();
     let old_dir = cluster.node(leader).data_dir.clone();
-    let (alone, majority_log) = (log_bytes(&old_dir), log_bytes(&leader_dir));
+    let (alone, majority_log) = (
+        log_bytes(&old_dir, TOPIC, 0),
+        log_bytes(&leader_dir, TOPIC, 0),
+    );
     assert!(
         !majority_log.starts_with(&alone),
         "the isolated leader appended nothing of its own ({} bytes, a prefix of the new \
@@ -195,8 +181,8 @@ fn an_isolated_leader_acknowledges_nothing_once_a_new_leader_is_elected() {
 
     // Byte for byte: the healed node kept nothing of its divergent tail.
     wait_until("identical copies", REJOIN_WAIT, &cluster, || {
-        let expected = log_bytes(&leader_dir);
-        (!expected.is_empty() && log_bytes(&old_dir) == expected).then_some(())
+        let expected = log_bytes(&leader_dir, TOPIC, 0);
+        (!expected.is_empty() && log_bytes(&old_dir, TOPIC, 0) == expected).then_some(())
     });
     eprintln!(
         "{test}: {} records, {} acknowledged, old leader {leader} identical to {new_leader}",

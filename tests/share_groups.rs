@@ -18,12 +18,6 @@ use kafka_protocol::messages::describe_share_group_offsets_request::{
 use kafka_protocol::messages::incremental_alter_configs_request::{
     AlterConfigsResource, AlterableConfig,
 };
-use kafka_protocol::messages::share_acknowledge_request::{
-    AcknowledgePartition, AcknowledgeTopic, AcknowledgementBatch as AckBatch,
-};
-use kafka_protocol::messages::share_fetch_request::{
-    AcknowledgementBatch, FetchPartition, FetchTopic,
-};
 use kafka_protocol::messages::{
     AlterShareGroupOffsetsRequest, AlterShareGroupOffsetsResponse, DeleteGroupsRequest,
     DeleteGroupsResponse, DeleteShareGroupOffsetsRequest, DeleteShareGroupOffsetsResponse,
@@ -33,9 +27,10 @@ use kafka_protocol::messages::{
     ShareFetchResponse, ShareGroupDescribeRequest, ShareGroupDescribeResponse,
     ShareGroupHeartbeatRequest, ShareGroupHeartbeatResponse, TopicName,
 };
-use kafka_protocol::protocol::{Request, StrBytes};
+use kafka_protocol::protocol::Request;
 use kafka_protocol::records::RecordBatchDecoder;
 use sluice::client::{Client, NewTopic};
+use support::share::{acknowledge_topics, acquired, fetch_topics, sb};
 use support::wire::{self, encode_batch, plain_record, produce_request};
 use support::{Broker, wire::RawConn};
 
@@ -45,10 +40,6 @@ const RESOURCE_GROUP: i8 = 32;
 const ACCEPT: i8 = 1;
 const RELEASE: i8 = 2;
 const REJECT: i8 = 3;
-
-fn sb(s: &str) -> StrBytes {
-    StrBytes::from_string(s.to_string())
-}
 
 fn call<R: Request>(broker: &Broker, request: &R, version: i16) -> R::Response {
     wire::call_once(&broker.bootstrap(), "share-test", request, version)
@@ -158,15 +149,6 @@ impl Member {
         acks: &[(i64, i64, i8)],
         wait_ms: i32,
     ) -> ShareFetchResponse {
-        let batches = acks
-            .iter()
-            .map(|(first, last, kind)| {
-                AcknowledgementBatch::default()
-                    .with_first_offset(*first)
-                    .with_last_offset(*last)
-                    .with_acknowledge_types(vec![*kind])
-            })
-            .collect();
         let request = ShareFetchRequest::default()
             .with_group_id(Some(GroupId(sb(&self.group))))
             .with_member_id(Some(sb(&self.id)))
@@ -176,16 +158,7 @@ impl Member {
             .with_max_bytes(1 << 20)
             .with_max_records(500)
             .with_batch_size(500)
-            .with_topics(vec![
-                FetchTopic::default()
-                    .with_topic_id(self.topic_id)
-                    .with_partitions(vec![
-                        FetchPartition::default()
-                            .with_partition_index(0)
-                            .with_partition_max_bytes(1 << 20)
-                            .with_acknowledgement_batches(batches),
-                    ]),
-            ]);
+            .with_topics(fetch_topics(self.topic_id, acks, 1 << 20));
         let response: ShareFetchResponse = call(broker, &request, V1);
         if response.error_code == 0 {
             self.session_epoch += 1;
@@ -198,45 +171,17 @@ impl Member {
         broker: &Broker,
         acks: &[(i64, i64, i8)],
     ) -> ShareAcknowledgeResponse {
-        let batches = acks
-            .iter()
-            .map(|(first, last, kind)| {
-                AckBatch::default()
-                    .with_first_offset(*first)
-                    .with_last_offset(*last)
-                    .with_acknowledge_types(vec![*kind])
-            })
-            .collect();
         let request = ShareAcknowledgeRequest::default()
             .with_group_id(Some(GroupId(sb(&self.group))))
             .with_member_id(Some(sb(&self.id)))
             .with_share_session_epoch(self.session_epoch)
-            .with_topics(vec![
-                AcknowledgeTopic::default()
-                    .with_topic_id(self.topic_id)
-                    .with_partitions(vec![
-                        AcknowledgePartition::default()
-                            .with_partition_index(0)
-                            .with_acknowledgement_batches(batches),
-                    ]),
-            ]);
+            .with_topics(acknowledge_topics(self.topic_id, acks));
         let response: ShareAcknowledgeResponse = call(broker, &request, V1);
         if response.error_code == 0 {
             self.session_epoch += 1;
         }
         response
     }
-}
-
-/// (first, last, delivery count) of every acquired range in an answer.
-fn acquired(response: &ShareFetchResponse) -> Vec<(i64, i64, i16)> {
-    response
-        .responses
-        .iter()
-        .flat_map(|t| t.partitions.iter())
-        .flat_map(|p| p.acquired_records.iter())
-        .map(|a| (a.first_offset, a.last_offset, a.delivery_count))
-        .collect()
 }
 
 /// Offsets of the records the answer carries that fall in its acquired ranges (what a

@@ -15,24 +15,19 @@ use kafka_protocol::ResponseError;
 use kafka_protocol::messages::incremental_alter_configs_request::{
     AlterConfigsResource, AlterableConfig,
 };
-use kafka_protocol::messages::share_acknowledge_request::{
-    AcknowledgePartition, AcknowledgeTopic, AcknowledgementBatch as AckBatch,
-};
-use kafka_protocol::messages::share_fetch_request::{
-    AcknowledgementBatch, FetchPartition, FetchTopic,
-};
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, GroupId, IncrementalAlterConfigsRequest,
     IncrementalAlterConfigsResponse, ShareAcknowledgeRequest, ShareFetchRequest,
     ShareFetchResponse, ShareGroupHeartbeatRequest, ShareGroupHeartbeatResponse, TopicName,
 };
-use kafka_protocol::protocol::{Request, StrBytes};
+use kafka_protocol::protocol::Request;
 use sluice::client::{Client, NewTopic};
 use sluice::protocol::share_v2::{
     ACQUIRE_MODE_RECORD_LIMIT, ShareAcknowledgeRequestV2, ShareAcknowledgeResponseV2,
     ShareFetchRequestV2,
 };
 use support::Broker;
+use support::share::{acknowledge_topics, acquired, fetch_topics, sb};
 use support::wire::{self, RawConn, encode_batch, plain_record, produce_request};
 
 const V1: i16 = 1;
@@ -41,10 +36,6 @@ const RESOURCE_GROUP: i8 = 32;
 const ACCEPT: i8 = 1;
 const RENEW: i8 = 4;
 const INVALID_RECORD_STATE: i16 = 121;
-
-fn sb(s: &str) -> StrBytes {
-    StrBytes::from_string(s.to_string())
-}
 
 fn call<R: Request>(broker: &Broker, request: &R, version: i16) -> R::Response {
     wire::call_once(&broker.bootstrap(), "renew-test", request, version)
@@ -156,15 +147,6 @@ impl Member {
         acks: &[(i64, i64, i8)],
         ask: Ask,
     ) -> ShareFetchResponse {
-        let batches = acks
-            .iter()
-            .map(|(first, last, kind)| {
-                AcknowledgementBatch::default()
-                    .with_first_offset(*first)
-                    .with_last_offset(*last)
-                    .with_acknowledge_types(vec![*kind])
-            })
-            .collect();
         let (wait_ms, min_bytes, max_bytes, max_records) = match ask {
             Ask::Records {
                 max_records,
@@ -181,15 +163,7 @@ impl Member {
             .with_max_bytes(max_bytes)
             .with_max_records(max_records)
             .with_batch_size(max_records)
-            .with_topics(vec![
-                FetchTopic::default()
-                    .with_topic_id(self.topic_id)
-                    .with_partitions(vec![
-                        FetchPartition::default()
-                            .with_partition_index(0)
-                            .with_acknowledgement_batches(batches),
-                    ]),
-            ]);
+            .with_topics(fetch_topics(self.topic_id, acks, 0));
         let request = ShareFetchRequestV2 {
             base,
             share_acquire_mode: if version >= V2 {
@@ -217,28 +191,11 @@ impl Member {
         version: i16,
         acks: &[(i64, i64, i8)],
     ) -> ShareAcknowledgeResponseV2 {
-        let batches = acks
-            .iter()
-            .map(|(first, last, kind)| {
-                AckBatch::default()
-                    .with_first_offset(*first)
-                    .with_last_offset(*last)
-                    .with_acknowledge_types(vec![*kind])
-            })
-            .collect();
         let base = ShareAcknowledgeRequest::default()
             .with_group_id(Some(GroupId(sb(&self.group))))
             .with_member_id(Some(sb(&self.id)))
             .with_share_session_epoch(self.session_epoch)
-            .with_topics(vec![
-                AcknowledgeTopic::default()
-                    .with_topic_id(self.topic_id)
-                    .with_partitions(vec![
-                        AcknowledgePartition::default()
-                            .with_partition_index(0)
-                            .with_acknowledgement_batches(batches),
-                    ]),
-            ]);
+            .with_topics(acknowledge_topics(self.topic_id, acks));
         let request = ShareAcknowledgeRequestV2 {
             base,
             is_renew_ack: version >= V2 && acks.iter().any(|a| a.2 == RENEW),
@@ -257,17 +214,6 @@ impl Member {
     ) -> ShareAcknowledgeResponseV2 {
         self.acknowledge_as(broker, V2, acks)
     }
-}
-
-/// (first, last, delivery count) of every acquired range in an answer.
-fn acquired(response: &ShareFetchResponse) -> Vec<(i64, i64, i16)> {
-    response
-        .responses
-        .iter()
-        .flat_map(|t| t.partitions.iter())
-        .flat_map(|p| p.acquired_records.iter())
-        .map(|a| (a.first_offset, a.last_offset, a.delivery_count))
-        .collect()
 }
 
 /// The acknowledge error of partition 0 in a ShareFetch answer.

@@ -177,4 +177,19 @@ async fn accept_loop(shard: Rc<Shard>, listener: BoundListener) {
             listener.tls.clone(),
         ));
     }
+    stop_listening(&listener);
+}
+
+/// Takes the listener out of the listening state at once, as Kafka closes its acceptors
+/// first on shutdown. Dropping it is not enough: the ring's pending accept keeps the socket
+/// open until io_uring's teardown, which the kernel may finish after the process exits
+/// (see `shard::listeners`), and a client connecting meanwhile would be queued on a socket
+/// nobody serves, then reset, instead of refused.
+fn stop_listening(listener: &BoundListener) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: shutdown(2) on a descriptor this listener owns and keeps open for the call.
+    let done = unsafe { libc::shutdown(listener.socket.as_raw_fd(), libc::SHUT_RDWR) };
+    if done != 0 {
+        tracing::debug!(listener = %listener.spec.name, error = %std::io::Error::last_os_error(), "listener shutdown");
+    }
 }

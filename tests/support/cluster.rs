@@ -336,3 +336,20 @@ impl LocalCluster {
         }
     }
 }
+
+/// Every `.log` segment of `topic`-`partition` in a node's `data_dir`, in offset order,
+/// concatenated: two copies of a partition are the same log when these bytes are equal.
+pub fn log_bytes(data_dir: &std::path::Path, topic: &str, partition: i32) -> Vec<u8> {
+    let Ok(entries) = std::fs::read_dir(data_dir.join(format!("{topic}-{partition}"))) else {
+        return Vec::new();
+    };
+    let mut segments: Vec<_> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
+    segments.sort();
+    segments
+        .iter()
+        .flat_map(|p| std::fs::read(p).unwrap_or_default())
+        .collect()
+}

@@ -6,6 +6,7 @@ pub mod cluster;
 pub mod netns;
 pub mod script_producer;
 pub mod scripts;
+pub mod share;
 pub mod tls;
 pub mod wire;
 
