@@ -18,13 +18,13 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use support::cluster::{LocalCluster, find_coordinator, metadata};
-use support::script_producer::{ScriptProducer, check_read_back, parse_acks, read_back};
-use support::{clients_dir, real_clients_skipped};
+use support::real_clients_skipped;
+use support::script_producer::{
+    ScriptProcess, ScriptProducer, check_read_back, parse_acks, read_back,
+};
 
 /// Generous bounds for a loaded 2-core box: these are waits, not speed assertions.
 const FAILOVER_WAIT: Duration = Duration::from_secs(60);
@@ -108,45 +108,25 @@ fn create_replicated_topic(cluster: &LocalCluster, name: &str) {
     assert_eq!(code, 0, "CreateTopics answered {code}");
 }
 
-/// The committing consumer group (`cluster_failover.py consume`), its output lines
-/// collected by a reader thread.
+/// The committing consumer group (`cluster_failover.py consume`).
 struct GroupConsumer {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    lines: Arc<Mutex<Vec<String>>>,
+    script: ScriptProcess,
 }
 
 impl GroupConsumer {
     fn start(python: &std::path::Path, bootstrap: &str, topic: &str, group: &str) -> Self {
-        let mut child = Command::new(python)
+        let mut command = Command::new(python);
+        command
             .args(["cluster_failover.py", "consume", "--bootstrap", bootstrap])
-            .args(["--topic", topic, "--group", group, "--commit-ms", "200"])
-            .current_dir(clients_dir())
-            .env("PYTHONUNBUFFERED", "1")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the consumer script");
-        let stdin = child.stdin.take();
-        let stdout = child.stdout.take().expect("consumer stdout");
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let sink = lines.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                sink.lock().unwrap().push(line);
-            }
-        });
+            .args(["--topic", topic, "--group", group, "--commit-ms", "200"]);
         GroupConsumer {
-            child,
-            stdin,
-            lines,
+            script: ScriptProcess::start(command),
         }
     }
 
     /// The last commit the group acknowledged (-1: none yet).
     fn last_commit(&self) -> i64 {
-        last_commit(&self.lines.lock().unwrap())
+        last_commit(&self.script.lines())
     }
 
     fn wait_commit(&self, at_least: i64, within: Duration, cluster: &LocalCluster) {
@@ -155,13 +135,7 @@ impl GroupConsumer {
             assert!(
                 Instant::now() < deadline,
                 "no commit of {at_least} within {within:?}: {:?}\n{}",
-                self.lines
-                    .lock()
-                    .unwrap()
-                    .iter()
-                    .rev()
-                    .take(5)
-                    .collect::<Vec<_>>(),
+                self.script.lines().iter().rev().take(5).collect::<Vec<_>>(),
                 cluster.diagnostics()
             );
             std::thread::sleep(Duration::from_millis(50));
@@ -169,30 +143,8 @@ impl GroupConsumer {
     }
 
     /// Stops (a last commit, close); returns every output line.
-    fn stop(mut self) -> Vec<String> {
-        if let Some(mut stdin) = self.stdin.take() {
-            let _ = stdin.write_all(b"stop\n");
-        }
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while !self
-            .lines
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|l| l.starts_with("done"))
-        {
-            assert!(Instant::now() < deadline, "the consumer did not finish");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.wait();
-        self.lines.lock().unwrap().clone()
-    }
-}
-
-impl Drop for GroupConsumer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    fn stop(self) -> Vec<String> {
+        self.script.stop(Duration::from_secs(120))
     }
 }
 

@@ -88,10 +88,25 @@ impl ClusterState {
         if old_leader == leader && old_isr == isr {
             return false;
         }
-        let leader_epoch = self.leader_epoch(topic, p);
+        self.write_partition(topic, p, old_leader, leader, isr);
+        true
+    }
+
+    /// Records the partition's leader and ISR explicitly, bumping the partition epoch and,
+    /// when the leader changes from `old_leader`, the leader epoch (the one place a
+    /// partition change is staged: failover, ISR changes, elections and reassignments).
+    pub(super) fn write_partition(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        old_leader: Option<i32>,
+        leader: Option<i32>,
+        isr: Vec<i32>,
+    ) {
+        let leader_epoch = self.leader_epoch(topic, partition);
         let change = PartitionIsr {
             isr,
-            partition_epoch: self.partition_epoch(topic, p).saturating_add(1),
+            partition_epoch: self.partition_epoch(topic, partition).saturating_add(1),
             leader: Some(leader.unwrap_or(NO_LEADER)),
             leader_epoch: if old_leader == leader {
                 leader_epoch
@@ -102,8 +117,7 @@ impl ClusterState {
         self.isr_changes
             .entry(topic.to_string())
             .or_default()
-            .insert(p, change);
-        true
+            .insert(partition, change);
     }
 }
 

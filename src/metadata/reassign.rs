@@ -13,7 +13,7 @@
 //! Must not: open or delete partitions (the shards act on the applied change) or talk to
 //! the quorum.
 
-use super::replicated::{ClusterState, NO_LEADER, PartitionIsr};
+use super::replicated::ClusterState;
 use kafka_protocol::ResponseError;
 use serde::{Deserialize, Serialize};
 
@@ -69,34 +69,6 @@ impl ClusterState {
         {
             std::sync::Arc::make_mut(assigned)[index] = replicas;
         }
-    }
-
-    /// Records the partition's leader and ISR explicitly (its replica list is about to
-    /// change, so "absent means every replica in sync, the first leading" no longer holds),
-    /// bumping the partition epoch and, when the leader changes, the leader epoch.
-    fn write_partition(
-        &mut self,
-        topic: &str,
-        partition: i32,
-        old_leader: Option<i32>,
-        leader: Option<i32>,
-        isr: Vec<i32>,
-    ) {
-        let leader_epoch = self.leader_epoch(topic, partition);
-        let change = PartitionIsr {
-            isr,
-            partition_epoch: self.partition_epoch(topic, partition).saturating_add(1),
-            leader: Some(leader.unwrap_or(NO_LEADER)),
-            leader_epoch: if old_leader == leader {
-                leader_epoch
-            } else {
-                leader_epoch.saturating_add(1)
-            },
-        };
-        self.isr_changes
-            .entry(topic.to_string())
-            .or_default()
-            .insert(partition, change);
     }
 
     /// Kafka's `validateManualPartitionAssignment`: not empty, no broker twice, every broker
@@ -348,6 +320,7 @@ fn leader_first(leader: i32, isr: &[i32]) -> Vec<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metadata::replicated::PartitionIsr;
     use crate::metadata::replicated::RegisteredBroker;
     use std::sync::Arc;
 

@@ -144,6 +144,22 @@ impl Shard {
         futures_util::future::join_all(calls).await
     }
 
+    /// A cluster node still replaying the metadata log (just restarted): it does not know
+    /// every topic yet, so it must not auto-create one (Kafka answers LEADER_NOT_AVAILABLE
+    /// while a topic is not available yet, which clients retry).
+    pub fn replaying_metadata(&self) -> bool {
+        let Some(cluster) = self.cluster.as_deref() else {
+            return false;
+        };
+        let applied = self
+            .metadata
+            .load()
+            .cluster
+            .as_ref()
+            .map_or(0, |c| c.applied_index);
+        !cluster.caught_up(applied)
+    }
+
     pub fn owner_of_partition(&self, topic: &str, partition: i32) -> usize {
         placement::shard_for_partition(topic, partition, self.count())
     }

@@ -460,19 +460,11 @@ pub async fn ensure_topic(
     // topic yet: creating one would be refused for want of live brokers it has not applied
     // yet (INVALID_REPLICATION_FACTOR, which producers do not retry). Kafka's answer while a
     // topic is not available yet, as Metadata gives (`handlers::metadata`), is retried.
-    if let Some(cluster) = shard.cluster.as_deref() {
-        let applied = shard
-            .metadata
-            .load()
-            .cluster
-            .as_ref()
-            .map_or(0, |c| c.applied_index);
-        if !cluster.caught_up(applied) {
-            return Err(TopicOpError {
-                code: kafka_protocol::ResponseError::LeaderNotAvailable.code(),
-                message: format!("{name}: this broker is still catching up with the metadata log"),
-            });
-        }
+    if shard.replaying_metadata() {
+        return Err(TopicOpError {
+            code: kafka_protocol::ResponseError::LeaderNotAvailable.code(),
+            message: format!("{name}: this broker is still catching up with the metadata log"),
+        });
     }
     match create_topic(
         shard,

@@ -11,11 +11,71 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// The producer script; its `ack VALUE OFFSET WALL_MS` lines collected by a reader thread.
-pub struct ScriptProducer {
+/// A client script driven line by line: its output lines collected by a reader thread, a
+/// `stop` line on its stdin ends it, and it prints `done` when it has finished.
+pub struct ScriptProcess {
     child: Child,
     stdin: Option<ChildStdin>,
     lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl ScriptProcess {
+    /// Starts `command` (run in tests/clients) with piped stdin and stdout.
+    pub fn start(mut command: Command) -> ScriptProcess {
+        let mut child = command
+            .current_dir(clients_dir())
+            .env("PYTHONUNBUFFERED", "1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the client script");
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().expect("script stdout");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        ScriptProcess {
+            child,
+            stdin,
+            lines,
+        }
+    }
+
+    /// The output lines so far.
+    pub fn lines(&self) -> std::sync::MutexGuard<'_, Vec<String>> {
+        self.lines.lock().unwrap()
+    }
+
+    /// Asks the script to stop and waits for its `done`, at most `within`; every line.
+    pub fn stop(mut self, within: Duration) -> Vec<String> {
+        if let Some(mut stdin) = self.stdin.take() {
+            let _ = stdin.write_all(b"stop\n");
+        }
+        let deadline = Instant::now() + within;
+        while !self.lines().iter().any(|l| l.starts_with("done")) {
+            assert!(Instant::now() < deadline, "the script did not finish");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.wait();
+        self.lines().clone()
+    }
+}
+
+impl Drop for ScriptProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The producer script; its `ack VALUE OFFSET WALL_MS` lines collected as they come.
+pub struct ScriptProducer {
+    script: ScriptProcess,
 }
 
 impl ScriptProducer {
@@ -36,35 +96,17 @@ impl ScriptProducer {
             }
             None => Command::new(python),
         };
-        let mut child = command
+        command
             .args(["cluster_failover.py", "produce", "--bootstrap", bootstrap])
-            .args(["--topic", topic, "--first", &first.to_string()])
-            .current_dir(clients_dir())
-            .env("PYTHONUNBUFFERED", "1")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the producer script");
-        let stdin = child.stdin.take();
-        let stdout = child.stdout.take().expect("producer stdout");
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let sink = lines.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                sink.lock().unwrap().push(line);
-            }
-        });
+            .args(["--topic", topic, "--first", &first.to_string()]);
         ScriptProducer {
-            child,
-            stdin,
-            lines,
+            script: ScriptProcess::start(command),
         }
     }
 
     /// Acknowledgements so far: (value, offset, wall ms).
     pub fn acks(&self) -> Vec<(u64, i64, i64)> {
-        parse_acks(&self.lines.lock().unwrap())
+        parse_acks(&self.script.lines())
     }
 
     pub fn wait_acks(&self, count: usize, within: Duration, cluster: &LocalCluster) {
@@ -82,7 +124,7 @@ impl ScriptProducer {
 
     /// The `err VALUE ERROR` lines: deliveries the client gave up on.
     pub fn errors(&self) -> Vec<String> {
-        let lines = self.lines.lock().unwrap();
+        let lines = self.script.lines();
         lines
             .iter()
             .filter(|l| l.starts_with("err "))
@@ -91,30 +133,8 @@ impl ScriptProducer {
     }
 
     /// Stops producing and waits for the flush (bounded by the script's message timeout).
-    pub fn stop(mut self) -> Vec<String> {
-        if let Some(mut stdin) = self.stdin.take() {
-            let _ = stdin.write_all(b"stop\n");
-        }
-        let deadline = Instant::now() + Duration::from_secs(180);
-        while !self
-            .lines
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|l| l.starts_with("done"))
-        {
-            assert!(Instant::now() < deadline, "the producer did not finish");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.wait();
-        self.lines.lock().unwrap().clone()
-    }
-}
-
-impl Drop for ScriptProducer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    pub fn stop(self) -> Vec<String> {
+        self.script.stop(Duration::from_secs(180))
     }
 }
 

@@ -156,16 +156,8 @@ async fn requested_entry(
     let exists = shard.metadata.load().topic(&name).is_some();
     // A cluster node still replaying the metadata log does not know every topic yet: it
     // must not try to create one (Kafka's answer while a topic is not available yet).
-    if !exists && let Some(cluster) = &shard.cluster {
-        let applied = shard
-            .metadata
-            .load()
-            .cluster
-            .as_ref()
-            .map_or(0, |c| c.applied_index);
-        if !cluster.caught_up(applied) {
-            return failed(ResponseError::LeaderNotAvailable, Some(name));
-        }
+    if !exists && shard.replaying_metadata() {
+        return failed(ResponseError::LeaderNotAvailable, Some(name));
     }
     let would_create = !exists && allow_auto_create && shard.config.auto_create_topics;
     if would_create && !may_auto_create(ctx, &name) {
