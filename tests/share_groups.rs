@@ -15,28 +15,23 @@ use kafka_protocol::messages::delete_share_group_offsets_request::DeleteShareGro
 use kafka_protocol::messages::describe_share_group_offsets_request::{
     DescribeShareGroupOffsetsRequestGroup, DescribeShareGroupOffsetsRequestTopic,
 };
-use kafka_protocol::messages::incremental_alter_configs_request::{
-    AlterConfigsResource, AlterableConfig,
-};
 use kafka_protocol::messages::{
     AlterShareGroupOffsetsRequest, AlterShareGroupOffsetsResponse, DeleteGroupsRequest,
     DeleteGroupsResponse, DeleteShareGroupOffsetsRequest, DeleteShareGroupOffsetsResponse,
     DescribeShareGroupOffsetsRequest, DescribeShareGroupOffsetsResponse, GroupId,
-    IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse, ListGroupsRequest,
-    ListGroupsResponse, ShareAcknowledgeRequest, ShareAcknowledgeResponse, ShareFetchRequest,
-    ShareFetchResponse, ShareGroupDescribeRequest, ShareGroupDescribeResponse,
+    ListGroupsRequest, ListGroupsResponse, ShareAcknowledgeRequest, ShareAcknowledgeResponse,
+    ShareFetchRequest, ShareFetchResponse, ShareGroupDescribeRequest, ShareGroupDescribeResponse,
     ShareGroupHeartbeatRequest, ShareGroupHeartbeatResponse, TopicName,
 };
 use kafka_protocol::protocol::Request;
 use kafka_protocol::records::RecordBatchDecoder;
 use sluice::client::{Client, NewTopic};
-use support::share::{acknowledge_topics, acquired, fetch_topics, sb};
+use support::share::{acknowledge_topics, acquired, alter_group, fetch_topics, sb};
 use support::wire::{self, encode_batch, plain_record, produce_request};
 use support::{Broker, wire::RawConn};
 
 /// The versions librdkafka 2.16's ShareConsumer sends (the GA versions of KIP-932).
 const V1: i16 = 1;
-const RESOURCE_GROUP: i8 = 32;
 const ACCEPT: i8 = 1;
 const RELEASE: i8 = 2;
 const REJECT: i8 = 3;
@@ -79,30 +74,6 @@ fn produce(broker: &Broker, topic: &str, offsets: std::ops::Range<usize>, per_ba
         );
         assert_eq!(produced.responses[0].partition_responses[0].error_code, 0);
     }
-}
-
-fn alter_group(broker: &Broker, group: &str, configs: &[(&str, &str)]) -> i16 {
-    let response: IncrementalAlterConfigsResponse = call(
-        broker,
-        &IncrementalAlterConfigsRequest::default().with_resources(vec![
-            AlterConfigsResource::default()
-                .with_resource_type(RESOURCE_GROUP)
-                .with_resource_name(sb(group))
-                .with_configs(
-                    configs
-                        .iter()
-                        .map(|(k, v)| {
-                            AlterableConfig::default()
-                                .with_name(sb(k))
-                                .with_config_operation(0)
-                                .with_value(Some(sb(v)))
-                        })
-                        .collect(),
-                ),
-        ]),
-        1,
-    );
-    response.responses[0].error_code
 }
 
 fn heartbeat(

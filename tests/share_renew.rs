@@ -12,13 +12,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use kafka_protocol::ResponseError;
-use kafka_protocol::messages::incremental_alter_configs_request::{
-    AlterConfigsResource, AlterableConfig,
-};
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, ApiVersionsResponse, GroupId, IncrementalAlterConfigsRequest,
-    IncrementalAlterConfigsResponse, ShareAcknowledgeRequest, ShareFetchRequest,
-    ShareFetchResponse, ShareGroupHeartbeatRequest, ShareGroupHeartbeatResponse, TopicName,
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, GroupId, ShareAcknowledgeRequest,
+    ShareFetchRequest, ShareFetchResponse, ShareGroupHeartbeatRequest, ShareGroupHeartbeatResponse,
+    TopicName,
 };
 use kafka_protocol::protocol::Request;
 use sluice::client::{Client, NewTopic};
@@ -27,12 +24,11 @@ use sluice::protocol::share_v2::{
     ShareFetchRequestV2,
 };
 use support::Broker;
-use support::share::{acknowledge_topics, acquired, fetch_topics, sb};
+use support::share::{acknowledge_topics, acquired, alter_group, fetch_topics, sb};
 use support::wire::{self, RawConn, encode_batch, plain_record, produce_request};
 
 const V1: i16 = 1;
 const V2: i16 = 2;
-const RESOURCE_GROUP: i8 = 32;
 const ACCEPT: i8 = 1;
 const RENEW: i8 = 4;
 const INVALID_RECORD_STATE: i16 = 121;
@@ -60,27 +56,11 @@ fn setup(topic: &str, group: &str, records: usize, lock_ms: u64) -> Broker {
         ("share.auto.offset.reset", "earliest"),
         ("share.record.lock.duration.ms", lock.as_str()),
     ];
-    let altered: IncrementalAlterConfigsResponse = call(
-        &broker,
-        &IncrementalAlterConfigsRequest::default().with_resources(vec![
-            AlterConfigsResource::default()
-                .with_resource_type(RESOURCE_GROUP)
-                .with_resource_name(sb(group))
-                .with_configs(
-                    configs
-                        .iter()
-                        .map(|(k, v)| {
-                            AlterableConfig::default()
-                                .with_name(sb(k))
-                                .with_config_operation(0)
-                                .with_value(Some(sb(v)))
-                        })
-                        .collect(),
-                ),
-        ]),
-        1,
+    assert_eq!(
+        alter_group(&broker, group, &configs),
+        0,
+        "group configs of {group}"
     );
-    assert_eq!(altered.responses[0].error_code, 0, "{altered:?}");
     broker
 }
 

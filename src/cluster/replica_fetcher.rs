@@ -349,6 +349,13 @@ impl<A: Appender> Fetcher<A> {
         if items.is_empty() {
             return Ok(answer.refused);
         }
+        self.apply_and_advance(items).await;
+        Ok(answer.refused)
+    }
+
+    /// Has the shard apply `items` and moves each partition's fetch offset to its new log
+    /// end; a partition the shard no longer holds as a follower is dropped from `offsets`.
+    async fn apply_and_advance(&mut self, items: Vec<ReplicaItem>) {
         let keys: Vec<PartitionKey> = items
             .iter()
             .map(|i| (i.topic.clone(), i.partition))
@@ -364,7 +371,6 @@ impl<A: Appender> Fetcher<A> {
                 }
             }
         }
-        Ok(answer.refused)
     }
 
     /// The partitions of an answer that carry records, and whether any was refused. Takes
@@ -499,16 +505,7 @@ impl<A: Appender> Fetcher<A> {
                 })
             })
             .collect();
-        let keys: Vec<PartitionKey> = items
-            .iter()
-            .map(|i| (i.topic.clone(), i.partition))
-            .collect();
-        let positions = self.appender.apply(items).await;
-        for (key, position) in keys.into_iter().zip(positions) {
-            if let Some(end) = position {
-                self.offsets.insert(key, end.log_end_offset);
-            }
-        }
+        self.apply_and_advance(items).await;
         // Refused ones are not in `offsets`: the next round's refresh checks them again.
         Ok(())
     }

@@ -1,12 +1,17 @@
 //! Share-group request parts the share tests build alike: partition 0's acknowledgements
 //! in a ShareFetch or a ShareAcknowledge, and the acquired ranges of an answer.
 
-use kafka_protocol::messages::ShareFetchResponse;
+use kafka_protocol::messages::incremental_alter_configs_request::{
+    AlterConfigsResource, AlterableConfig,
+};
 use kafka_protocol::messages::share_acknowledge_request::{
     AcknowledgePartition, AcknowledgeTopic, AcknowledgementBatch as AckBatch,
 };
 use kafka_protocol::messages::share_fetch_request::{
     AcknowledgementBatch, FetchPartition, FetchTopic,
+};
+use kafka_protocol::messages::{
+    IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse, ShareFetchResponse,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -71,4 +76,30 @@ pub fn acquired(response: &ShareFetchResponse) -> Vec<(i64, i64, i16)> {
         .flat_map(|p| p.acquired_records.iter())
         .map(|a| (a.first_offset, a.last_offset, a.delivery_count))
         .collect()
+}
+
+/// Kafka's GROUP config resource type.
+const RESOURCE_GROUP: i8 = 32;
+
+/// IncrementalAlterConfigs SET of `configs` on `group`; the resource's error code.
+pub fn alter_group(broker: &super::Broker, group: &str, configs: &[(&str, &str)]) -> i16 {
+    let request = IncrementalAlterConfigsRequest::default().with_resources(vec![
+        AlterConfigsResource::default()
+            .with_resource_type(RESOURCE_GROUP)
+            .with_resource_name(sb(group))
+            .with_configs(
+                configs
+                    .iter()
+                    .map(|(k, v)| {
+                        AlterableConfig::default()
+                            .with_name(sb(k))
+                            .with_config_operation(0)
+                            .with_value(Some(sb(v)))
+                    })
+                    .collect(),
+            ),
+    ]);
+    let response: IncrementalAlterConfigsResponse =
+        super::wire::call_once(&broker.bootstrap(), "share-test", &request, 1);
+    response.responses[0].error_code
 }
