@@ -1,7 +1,8 @@
 //! The ACLs in cluster metadata: CreateAcls adds bindings, DeleteAcls removes the ones its
 //! filters select, both through the single metadata writer, persisted with the rest of the
 //! metadata file and published as a freshly indexed `AclSet` in the next snapshot, which the
-//! authorizer reads lock-free. Must not: validate wire codes (the ACL types do) or decide
+//! authorizer reads lock-free. In cluster mode every node applies them from the metadata
+//! log (`security_records`), where the file is the Raft log's business. Must not: validate wire codes (the ACL types do) or decide
 //! who may change ACLs (the server's authorization does).
 
 use super::{MetadataError, MetadataWriter};
@@ -14,9 +15,6 @@ impl MetadataWriter {
     /// nothing: the limit is checked before anything is published.
     pub fn create_acls(&self, bindings: Vec<AclBinding>) -> Result<(), MetadataError> {
         let current = self.snapshot();
-        if current.cluster.is_some() {
-            return Err(MetadataError::NotReplicated("ACLs"));
-        }
         let mut all = current.acls.bindings().to_vec();
         all.extend(bindings);
         let acls = AclSet::new(all);
@@ -35,9 +33,6 @@ impl MetadataWriter {
         filters: &[AclFilter],
     ) -> Result<Vec<Vec<AclBinding>>, MetadataError> {
         let current = self.snapshot();
-        if current.cluster.is_some() {
-            return Err(MetadataError::NotReplicated("ACLs"));
-        }
         let mut kept = current.acls.bindings().to_vec();
         let mut removed = Vec::with_capacity(filters.len());
         for filter in filters {

@@ -1,7 +1,8 @@
 //! SCRAM credentials in the cluster metadata (KIP-554): per user and mechanism the salt,
 //! StoredKey, ServerKey and iterations, persisted with the snapshot. Never a password, never
 //! a salted password. Changed only by the metadata writer (AlterUserScramCredentials);
-//! read lock-free by every shard's SASL exchanges from the published snapshot.
+//! read lock-free by every shard's SASL exchanges from the published snapshot. In cluster
+//! mode every node applies the changes from the metadata log (`security_records`).
 
 use super::{MetadataError, MetadataSnapshot, MetadataWriter};
 use crate::security::scram::{ScramCredential, ScramMechanism};
@@ -66,8 +67,9 @@ impl ScramCredentials {
     }
 }
 
-/// One validated change of AlterUserScramCredentials.
-#[derive(Debug, Clone)]
+/// One validated change of AlterUserScramCredentials (in cluster mode a metadata-log
+/// record carries it: the derived keys, never a password).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum ScramChange {
     Delete(String, ScramMechanism),
     Upsert(String, ScramMechanism, ScramCredential),
@@ -82,9 +84,6 @@ impl MetadataWriter {
         changes: Vec<ScramChange>,
     ) -> Result<Vec<Result<(), String>>, MetadataError> {
         let current = self.snapshot();
-        if current.cluster.is_some() {
-            return Err(MetadataError::NotReplicated("SCRAM credentials"));
-        }
         let mut users = current.scram_credentials.users.clone();
         let mut outcome = Vec::with_capacity(changes.len());
         for change in changes {

@@ -18,6 +18,7 @@ pub mod quotas;
 pub mod reassign;
 pub mod replicated;
 pub mod replicated_image;
+pub mod security_records;
 
 use config_ops::edit_list;
 pub use config_ops::{ConfigOp, effective_config};
@@ -121,13 +122,6 @@ pub enum MetadataError {
     TooManyGroupConfigs,
     #[error("no producer id block from the metadata quorum yet")]
     ProducerIdsPending,
-    /// Cluster mode keeps only what the metadata log replicates; these changes are not in
-    /// it yet, so a node must not take them alone (they would differ between brokers and
-    /// vanish at restart).
-    #[error(
-        "{0} are not replicated through the metadata quorum yet: change them on a single-node broker"
-    )]
-    NotReplicated(&'static str),
     #[error("too many ACLs (limit {})", crate::security::authorizer::MAX_ACLS)]
     TooManyAcls,
     #[error(
@@ -171,9 +165,7 @@ impl MetadataError {
             | MetadataError::TooManyQuotaEntities => E::PolicyViolation.code(),
             MetadataError::Io { .. } | MetadataError::Corrupt { .. } => E::KafkaStorageError.code(),
             MetadataError::ProducerIdsPending => E::CoordinatorNotAvailable.code(),
-            MetadataError::NotReplicated(_) | MetadataError::InvalidOffsets(_) => {
-                E::InvalidRequest.code()
-            }
+            MetadataError::InvalidOffsets(_) => E::InvalidRequest.code(),
             MetadataError::NotCoordinator { .. } => E::NotCoordinator.code(),
             MetadataError::PartitionChange { code, .. } => *code,
         }

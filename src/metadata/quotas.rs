@@ -2,7 +2,8 @@
 //! their default entities) the quota values set on it. AlterClientQuotas changes them
 //! through the single metadata writer, persisted with the rest of the metadata file and
 //! published in the next snapshot, which DescribeClientQuotas and the throttling read
-//! lock-free. Also owns the entity and key vocabulary (wire names, Kafka's value checks) so
+//! lock-free (in cluster mode every node applies them from the metadata log,
+//! `security_records`). Also owns the entity and key vocabulary (wire names, Kafka's value checks) so
 //! the handlers and the enforcement speak one language. Must not: decide who may change
 //! quotas (the server's authorization does) or measure rates (`server::quota` does).
 
@@ -209,7 +210,7 @@ impl QuotaKey {
 pub type QuotaValues = BTreeMap<QuotaKey, f64>;
 
 /// One entity's requested changes: per key, the new value or `None` to remove it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct QuotaAlteration {
     pub entity: QuotaEntity,
     pub ops: Vec<(QuotaKey, Option<f64>)>,
@@ -309,9 +310,6 @@ impl MetadataWriter {
         alterations: Vec<QuotaAlteration>,
     ) -> Result<(), MetadataError> {
         let current = self.snapshot();
-        if current.cluster.is_some() {
-            return Err(MetadataError::NotReplicated("client quotas"));
-        }
         let mut quotas = (*current.client_quotas).clone();
         for alteration in alterations {
             quotas.apply(alteration);

@@ -279,6 +279,8 @@ pub enum MetadataRecord {
     CatchUp {
         node: i32,
     },
+    /// ACLs, SCRAM credentials and client quotas (`security_records`).
+    Security(super::security_records::SecurityRecord),
 }
 
 /// A record with who proposed it, so the proposer can match the applied entry to its
@@ -330,6 +332,8 @@ pub enum Applied {
         group: String,
         changes: Vec<OffsetChange>,
     },
+    /// ACLs, credentials or quotas changed (`security_records`).
+    Security(super::security_records::SecurityApplied),
 }
 
 /// Most producer ids one block hands a broker.
@@ -556,6 +560,7 @@ impl MetadataWriter {
                 Ok(Applied::Partitions(vec![(topic.clone(), *partition)]))
             }
             MetadataRecord::CatchUp { .. } => Ok(Applied::Brokers),
+            MetadataRecord::Security(record) => Ok(Applied::Security(self.apply_security(record)?)),
             MetadataRecord::GroupOffsets {
                 group,
                 coordinator,

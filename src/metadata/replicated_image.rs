@@ -5,10 +5,14 @@
 //! Must not: be read by anything but the metadata writer (the format is JSON, versioned by
 //! `#[serde(default)]` on fields added later).
 
+use super::credentials::{PersistedScramCredentials, ScramCredentials};
 use super::dynamic_broker::DynamicBrokerConfigs;
 use super::group_offsets::GroupOffsetsImage;
+use super::quotas::{ClientQuotas, PersistedQuota};
 use super::replicated::ClusterState;
 use super::{MetadataError, MetadataSnapshot, MetadataWriter, TopicMeta, effective_config};
+use crate::security::acl::AclBinding;
+use crate::security::authorizer::AclSet;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -23,6 +27,14 @@ struct ReplicatedImage {
     /// Committed offsets per group (absent in images written before they were replicated).
     #[serde(default)]
     group_offsets: GroupOffsetsImage,
+    /// ACLs, SCRAM credentials and client quotas (`security_records`; absent in images
+    /// written before they were replicated).
+    #[serde(default)]
+    acls: Vec<AclBinding>,
+    #[serde(default)]
+    scram_credentials: PersistedScramCredentials,
+    #[serde(default)]
+    client_quotas: Vec<PersistedQuota>,
 }
 
 /// What installing an image gives the shards to act on.
@@ -54,6 +66,9 @@ impl MetadataWriter {
             dynamic_broker: (*snapshot.dynamic_broker).clone(),
             cluster: snapshot.cluster.as_deref().cloned().unwrap_or_default(),
             group_offsets,
+            acls: snapshot.acls.bindings().to_vec(),
+            scram_credentials: snapshot.scram_credentials.to_persisted(),
+            client_quotas: snapshot.client_quotas.to_persisted(),
         };
         serde_json::to_vec(&image).unwrap_or_default()
     }
@@ -75,6 +90,11 @@ impl MetadataWriter {
             version: self.snapshot().version,
             dynamic_broker: Arc::new(image.dynamic_broker),
             cluster: Some(Arc::new(image.cluster)),
+            acls: Arc::new(AclSet::new(image.acls)),
+            scram_credentials: Arc::new(
+                ScramCredentials::from_persisted(image.scram_credentials).map_err(corrupt)?,
+            ),
+            client_quotas: Arc::new(ClientQuotas::from_persisted(image.client_quotas)),
             ..MetadataSnapshot::default()
         };
         for (group, configs) in image.group_configs {

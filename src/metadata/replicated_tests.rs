@@ -205,3 +205,118 @@ fn images_carry_the_group_offsets() {
     let old = serde_json::to_vec(&old).unwrap();
     assert!(b.install_image(&old).unwrap().group_offsets.is_empty());
 }
+
+#[test]
+fn security_records_apply_through_the_log_and_travel_in_images() {
+    use crate::metadata::credentials::ScramChange;
+    use crate::metadata::quotas::{QuotaAlteration, QuotaEntity, QuotaKey};
+    use crate::metadata::security_records::{SecurityApplied, SecurityRecord};
+    use crate::security::acl::{
+        AclBinding, AclFilter, AclOperation, PatternFilter, PatternType, Permission, ResourceType,
+    };
+    use crate::security::scram::{ScramCredential, ScramMechanism};
+
+    let (_dir, a) = writer();
+    a.apply_record(
+        1,
+        &MetadataRecord::RegisterBroker {
+            id: 1,
+            host: "127.0.0.1".into(),
+            port: 9001,
+        },
+    )
+    .unwrap();
+    let binding = AclBinding {
+        resource_type: ResourceType::Topic,
+        resource_name: "orders".into(),
+        pattern_type: PatternType::Prefixed,
+        principal: "User:alice".into(),
+        host: "*".into(),
+        operation: AclOperation::Read,
+        permission: Permission::Allow,
+    };
+    let credential = ScramCredential {
+        salt: b"salt".to_vec(),
+        stored_key: vec![1; 32],
+        server_key: vec![2; 32],
+        iterations: 4096,
+    };
+    let records = [
+        SecurityRecord::CreateAcls {
+            bindings: vec![binding.clone()],
+        },
+        SecurityRecord::AlterScramCredentials {
+            changes: vec![
+                ScramChange::Upsert("alice".into(), ScramMechanism::Sha512, credential.clone()),
+                ScramChange::Delete("nobody".into(), ScramMechanism::Sha256),
+            ],
+        },
+        SecurityRecord::AlterClientQuotas {
+            alterations: vec![QuotaAlteration {
+                entity: QuotaEntity::from_wire([("user", Some("alice"))].into_iter()).unwrap(),
+                ops: vec![(QuotaKey::ProducerByteRate, Some(1024.0))],
+            }],
+        },
+    ];
+    let mut answers = Vec::new();
+    for (i, record) in records.into_iter().enumerate() {
+        // Through the log's encoding, as every node receives it.
+        let proposal = Proposal {
+            origin: 1,
+            sequence: 1,
+            record: MetadataRecord::Security(record),
+        };
+        let decoded = Proposal::decode(&proposal.encode()).unwrap();
+        assert_eq!(decoded.record, proposal.record);
+        answers.push(a.apply_record(2 + i as u64, &decoded.record).unwrap());
+    }
+    // The deletion of a credential that does not exist fails alone.
+    match &answers[1] {
+        Applied::Security(SecurityApplied::ScramCredentials(outcome)) => {
+            assert!(outcome[0].is_ok());
+            assert!(outcome[1].is_err());
+        }
+        other => panic!("{other:?}"),
+    }
+    let snapshot = a.snapshot();
+    assert_eq!(snapshot.acls.bindings(), std::slice::from_ref(&binding));
+    assert_eq!(
+        snapshot
+            .scram_credentials
+            .get("alice", ScramMechanism::Sha512),
+        Some(&credential)
+    );
+
+    let (_dir_b, b) = writer();
+    b.install_image(&a.encode_image(Vec::new())).unwrap();
+    let restored = b.snapshot();
+    assert_eq!(restored.acls.bindings(), snapshot.acls.bindings());
+    assert_eq!(restored.scram_credentials, snapshot.scram_credentials);
+    assert_eq!(restored.client_quotas, snapshot.client_quotas);
+    assert_eq!(restored.client_quotas.len(), 1);
+
+    let filter = AclFilter {
+        resource_type: Some(ResourceType::Topic),
+        resource_name: None,
+        pattern: PatternFilter::Any,
+        principal: None,
+        host: None,
+        operation: None,
+        permission: None,
+    };
+    let deleted = b
+        .apply_record(
+            9,
+            &MetadataRecord::Security(SecurityRecord::DeleteAcls {
+                filters: vec![filter],
+            }),
+        )
+        .unwrap();
+    match deleted {
+        Applied::Security(SecurityApplied::AclsDeleted(removed)) => {
+            assert_eq!(removed, vec![vec![binding]])
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(b.snapshot().acls.len(), 0);
+}

@@ -237,7 +237,7 @@ impl AclBinding {
 
 /// Kafka's pattern-type filter: a given type, ANY (every stored binding) or MATCH (the
 /// bindings that would apply to a resource of exactly this name).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PatternFilter {
     Any,
     Match,
@@ -245,7 +245,7 @@ pub enum PatternFilter {
 }
 
 /// DescribeAcls/DeleteAcls filter; `None` fields match anything (Kafka's ANY / null).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AclFilter {
     pub resource_type: Option<ResourceType>,
     pub resource_name: Option<String>,

@@ -22,7 +22,9 @@ pub const CLIENT_MESSAGE_BYTES_MAX: usize = 4096;
 const SERVER_NONCE_BYTES: usize = 24;
 
 /// A SCRAM mechanism, with Kafka's wire code (`ScramMechanism` in the SCRAM credential APIs).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum ScramMechanism {
     Sha256,
     Sha512,

@@ -192,7 +192,7 @@ async fn act_on(
         Applied::Partitions(changes) => {
             super::failover::apply_partition_changes(shard, changes, Some(before)).await
         }
-        Applied::Brokers => {}
+        Applied::Brokers | Applied::Security(_) => {}
         Applied::GroupOffsets { group, changes } => {
             super::group_offsets::apply(shard, group.clone(), changes.clone()).await
         }

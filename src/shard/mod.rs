@@ -6,7 +6,6 @@
 //! partition table. Must not: share mutable state between shards — everything crosses by
 //! message (`Shard::invoke_on`), except the read-only metadata snapshot.
 
-pub mod acls;
 pub mod budget;
 mod cleaner;
 mod cluster_apply;
@@ -23,10 +22,10 @@ mod listeners;
 pub mod observe;
 mod open;
 pub mod placement;
-pub mod quotas;
 mod replica_throttle;
 mod replication;
 mod runtime;
+pub mod security_changes;
 pub mod sequences;
 mod shutdown;
 mod start_error;

@@ -5,7 +5,7 @@
 
 use crate::metadata::quotas::{QuotaAlteration, QuotaEntity, QuotaKey};
 use crate::server::context::RequestContext;
-use crate::shard::quotas::alter_client_quotas;
+use crate::shard::security_changes::alter_client_quotas;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::alter_client_quotas_request::EntryData as RequestEntry;
 use kafka_protocol::messages::alter_client_quotas_response::{EntityData, EntryData};

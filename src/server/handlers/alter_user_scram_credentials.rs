@@ -128,26 +128,9 @@ async fn apply(
             owners.extend(std::iter::repeat_n(index, list.len()));
         }
     }
-    let outcome = ctx
-        .shard
-        .invoke_on(0, move |s| async move {
-            match s.metadata_writer.as_deref() {
-                Some(writer) => writer
-                    .alter_scram_credentials(changes)
-                    .map_err(|e| (e.kafka_error_code(), e.to_string())),
-                None => Err((
-                    ResponseError::NotController.code(),
-                    "metadata writer lives on shard 0".to_string(),
-                )),
-            }
-        })
+    let outcome = crate::shard::security_changes::alter_scram_credentials(ctx.shard, changes)
         .await
-        .unwrap_or_else(|_| {
-            Err((
-                ResponseError::BrokerNotAvailable.code(),
-                "shutting down".into(),
-            ))
-        });
+        .map_err(|e| (e.code, e.message));
     let mut errors: Vec<Option<(i16, String)>> = users
         .iter()
         .map(|(_, checked)| checked.as_ref().err().cloned())

@@ -5,7 +5,7 @@
 use crate::security::acl::{AclBinding, RawAcl};
 use crate::server::access::authorizer_enabled;
 use crate::server::context::RequestContext;
-use crate::shard::acls::create_acls;
+use crate::shard::security_changes::create_acls;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::create_acls_response::AclCreationResult;
 use kafka_protocol::messages::{CreateAclsRequest, CreateAclsResponse};

@@ -5,7 +5,7 @@
 use crate::security::acl::{AclBinding, AclFilter, RawAcl};
 use crate::server::access::authorizer_enabled;
 use crate::server::context::RequestContext;
-use crate::shard::acls::delete_acls;
+use crate::shard::security_changes::delete_acls;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::delete_acls_request::DeleteAclsFilter;
 use kafka_protocol::messages::delete_acls_response::{DeleteAclsFilterResult, DeleteAclsMatchingAcl};
