@@ -176,6 +176,9 @@ fn wait_for_signal(set: &libc::sigset_t) -> i32 {
 
 pub fn run(args: ServeArgs) -> Result<(), String> {
     let began = std::time::Instant::now();
+    // First of all: a SIGTERM that arrives while the config loads must wait for the shutdown
+    // path (drain, sync, mark clean), not kill the process with the default action.
+    let signals = block_signals();
     let config = load_config(&args)?;
     if args.check_config {
         println!("configuration OK");
@@ -184,7 +187,6 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
     let log_handle = init_logging(&config.log_level);
     install_panic_abort();
     keep_request_buffers_mapped();
-    let signals = block_signals();
     let listen = config
         .listener_specs()
         .map_err(|e| e.to_string())?
