@@ -45,15 +45,7 @@ fn creation(rtype: i8, name: &str, pattern: i8, principal: &str, op: i8, perm: i
 }
 
 fn describe_all(broker: &Broker) -> DescribeAclsResponse {
-    let request = DescribeAclsRequest::default()
-        .with_resource_name_filter(None)
-        .with_principal_filter(None)
-        .with_host_filter(None)
-        .with_resource_type_filter(ANY)
-        .with_pattern_type_filter(ANY)
-        .with_operation(ANY)
-        .with_permission_type(ANY);
-    call(broker, &request, 3)
+    call(broker, &support::wire::describe_all_acls_request(), 3)
 }
 
 fn count(response: &DescribeAclsResponse) -> usize {

@@ -17,7 +17,7 @@ use kafka_protocol::messages::describe_client_quotas_request::ComponentData;
 use kafka_protocol::messages::{
     AlterClientQuotasRequest, AlterClientQuotasResponse, AlterUserScramCredentialsRequest,
     AlterUserScramCredentialsResponse, CreateAclsRequest, CreateAclsResponse, DeleteAclsRequest,
-    DeleteAclsResponse, DescribeAclsRequest, DescribeAclsResponse, DescribeClientQuotasRequest,
+    DeleteAclsResponse, DescribeAclsResponse, DescribeClientQuotasRequest,
     DescribeClientQuotasResponse, DescribeUserScramCredentialsRequest,
     DescribeUserScramCredentialsResponse,
 };
@@ -41,14 +41,7 @@ fn sb(s: &str) -> StrBytes {
 
 /// Every stored ACL as (resource name, principal, operation), as `node` describes them.
 fn acls(node: &support::Broker) -> Vec<(String, String, i8)> {
-    let request = DescribeAclsRequest::default()
-        .with_resource_name_filter(None)
-        .with_principal_filter(None)
-        .with_host_filter(None)
-        .with_resource_type_filter(ANY)
-        .with_pattern_type_filter(ANY)
-        .with_operation(ANY)
-        .with_permission_type(ANY);
+    let request = support::wire::describe_all_acls_request();
     let response: DescribeAclsResponse = call_once(&node.bootstrap(), CLIENT, &request, 3);
     assert_eq!(response.error_code, 0, "{response:?}");
     let mut seen: Vec<(String, String, i8)> = response

@@ -269,3 +269,17 @@ pub fn produce_request(topic: &str, partition: i32, batch: Bytes, acks: i16) -> 
 pub fn topic_name(name: &str) -> TopicName {
     TopicName(StrBytes::from_string(name.to_string()))
 }
+
+/// DescribeAcls selecting every stored binding (ANY everywhere; the nullable string filters
+/// must be null, not the empty strings the crate's defaults hold).
+pub fn describe_all_acls_request() -> kafka_protocol::messages::DescribeAclsRequest {
+    const ANY: i8 = 1;
+    kafka_protocol::messages::DescribeAclsRequest::default()
+        .with_resource_name_filter(None)
+        .with_principal_filter(None)
+        .with_host_filter(None)
+        .with_resource_type_filter(ANY)
+        .with_pattern_type_filter(ANY)
+        .with_operation(ANY)
+        .with_permission_type(ANY)
+}
