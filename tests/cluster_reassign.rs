@@ -510,6 +510,55 @@ fn elect_leaders_gives_the_preferred_replica_its_leadership_back_after_a_failove
     wait_for_records(&cluster, preferred, topic, &expected, retries);
 }
 
+/// Auto leader rebalance, looking every second (Kafka's default is 300 s).
+const REBALANCING: &str =
+    "replica_lag_time_max_ms = 2000\nleader_imbalance_check_interval_seconds = 1\n";
+
+#[test]
+fn without_being_asked_the_quorum_leader_hands_leadership_back_to_the_preferred_replica() {
+    let mut cluster = LocalCluster::start_with_config(3, REBALANCING);
+    cluster.wait_until_formed(3);
+    let topic = "rebalanced";
+    let configs = [("min.insync.replicas", "2")];
+    assert_eq!(
+        create_topic_with_configs(cluster.node(1), topic, 1, 3, &configs, WAIT),
+        NONE
+    );
+    let (preferred, epoch, replicas, _) =
+        wait_for_view(&cluster, topic, 0, "all in sync", |v| v.3.len() == 3);
+    assert_eq!(replicas[0], preferred, "the first replica leads at first");
+    let first = values("first", 100);
+    let mut retries = produce(&cluster, topic, 0, &first);
+
+    cluster.node_mut(preferred).kill();
+    let (interim, _, _, _) = wait_for_view(&cluster, topic, 0, "a failover", |v| {
+        v.0 > 0 && v.0 != preferred
+    });
+    let second = values("second", 100);
+    retries += produce(&cluster, topic, 0, &second);
+    cluster.node_mut(preferred).spawn();
+    // No ElectLeaders: once the preferred replica is back in the ISR, the next check elects
+    // it, with a new leader epoch and the ISR kept.
+    let (leader, new_epoch, _, isr) = wait_for_view(
+        &cluster,
+        topic,
+        0,
+        "the preferred replica leading again on its own",
+        |v| v.0 == preferred,
+    );
+    assert_eq!(leader, preferred);
+    assert_ne!(leader, interim);
+    assert!(
+        new_epoch > epoch + 1,
+        "two leader changes: {epoch} -> {new_epoch}"
+    );
+    assert_eq!(isr.len(), 3, "the election keeps the ISR");
+    let third = values("third", 100);
+    retries += produce(&cluster, topic, 0, &third);
+    let expected: Vec<String> = first.into_iter().chain(second).chain(third).collect();
+    wait_for_records(&cluster, preferred, topic, &expected, retries);
+}
+
 #[test]
 fn a_throttled_new_replica_catches_up_no_faster_than_the_rate() {
     // 256 KiB/s; about 1.5 MiB to copy: at least ~6 s.

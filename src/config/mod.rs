@@ -53,6 +53,10 @@ pub const SASL_MECHANISMS_SUPPORTED: [&str; 3] = ["PLAIN", "SCRAM-SHA-256", "SCR
 /// Errors while loading or validating configuration: one line each, for the CLI.
 /// Kafka's default `replica.lag.time.max.ms`.
 pub const DEFAULT_REPLICA_LAG_TIME_MAX_MS: u64 = 30_000;
+/// Kafka's default `leader.imbalance.check.interval.seconds`.
+pub const DEFAULT_LEADER_IMBALANCE_CHECK_INTERVAL_SECONDS: u64 = 300;
+/// Longest `leader_imbalance_check_interval_seconds` accepted (a day; longer is a typo).
+pub const LEADER_IMBALANCE_CHECK_INTERVAL_SECONDS_MAX: u64 = 86_400;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -167,6 +171,11 @@ pub struct BrokerConfig {
     /// reassignment's catch-up). Static here (a restart changes it); Kafka's default,
     /// `Long.MAX_VALUE`, means unbounded.
     pub follower_replication_throttled_rate: u64,
+    /// Kafka's `auto.leader.rebalance.enable`: the quorum leader moves leadership back to
+    /// each partition's preferred replica once it is in sync again (after a restart).
+    pub auto_leader_rebalance_enable: bool,
+    /// Kafka's `leader.imbalance.check.interval.seconds`: how often it looks.
+    pub leader_imbalance_check_interval_seconds: u64,
     /// Log filter (tracing `EnvFilter` syntax); `RUST_LOG` overrides it.
     pub log_level: String,
     pub auto_create_topics: bool,
@@ -258,6 +267,9 @@ impl Default for BrokerConfig {
             broker_heartbeat_interval_ms: quorum::DEFAULT_BROKER_HEARTBEAT_INTERVAL_MS,
             replica_lag_time_max_ms: DEFAULT_REPLICA_LAG_TIME_MAX_MS,
             follower_replication_throttled_rate: i64::MAX as u64,
+            auto_leader_rebalance_enable: true,
+            leader_imbalance_check_interval_seconds:
+                DEFAULT_LEADER_IMBALANCE_CHECK_INTERVAL_SECONDS,
             log_level: "info".to_string(),
             auto_create_topics: true,
             errors_deadletterqueue_topic_name_prefix: "dlq.".to_string(),
@@ -366,6 +378,14 @@ impl BrokerConfig {
             return Err(ConfigError::Invalid {
                 key: "replica_lag_time_max_ms",
                 message: "must be above 0".into(),
+            });
+        }
+        if !(1..=LEADER_IMBALANCE_CHECK_INTERVAL_SECONDS_MAX)
+            .contains(&self.leader_imbalance_check_interval_seconds)
+        {
+            return Err(ConfigError::Invalid {
+                key: "leader_imbalance_check_interval_seconds",
+                message: format!("must be 1 to {LEADER_IMBALANCE_CHECK_INTERVAL_SECONDS_MAX}"),
             });
         }
         if self.follower_replication_throttled_rate == 0 {

@@ -9,6 +9,40 @@
 use super::replicated::{ClusterState, NO_LEADER, PartitionIsr};
 
 impl ClusterState {
+    /// Kafka's auto leader rebalance (`auto.leader.rebalance.enable`): partitions, at most
+    /// `limit`, in name order, led by another broker than their preferred replica (the
+    /// first) while that one is live and in the ISR, so a preferred election would succeed.
+    /// Partitions being reassigned are left alone, as Kafka's controller leaves them.
+    pub fn imbalanced_leaders(&self, limit: usize) -> Vec<(String, i32)> {
+        let mut topics: Vec<&String> = self.assignments.keys().collect();
+        topics.sort();
+        let mut out = Vec::new();
+        for topic in topics {
+            let partitions = self.assignments.get(topic).map_or(0, |a| a.len());
+            for index in 0..partitions {
+                if out.len() >= limit {
+                    return out;
+                }
+                let partition = i32::try_from(index).unwrap_or(i32::MAX);
+                let Some(&preferred) = self.replicas(topic, partition).first() else {
+                    continue;
+                };
+                let moving = self
+                    .reassignments
+                    .get(topic)
+                    .is_some_and(|m| m.contains_key(&partition));
+                if !moving
+                    && self.leader(topic, partition) != Some(preferred)
+                    && self.is_live(preferred)
+                    && self.isr(topic, partition).contains(&preferred)
+                {
+                    out.push((topic.clone(), partition));
+                }
+            }
+        }
+        out
+    }
+
     /// Kafka's controller on fencing or controlled shutdown of `broker`
     /// (`generateLeaderAndIsrUpdates`): every partition it leads gets a new leader, the
     /// first live replica (in replica order) of its ISR, with the leader epoch bumped — or

@@ -35,7 +35,7 @@ pub struct ClusterInputs {
 }
 
 /// Starts shard 0's cluster-mode loops: the apply loop, broker registration, the ISR
-/// checks, and on every shard the replica fetchers of the partitions it owns.
+/// checks, the auto leader rebalance, and on every shard the replica fetchers of the partitions it owns.
 pub(super) fn spawn_loops(shard: &Rc<Shard>, inputs: ClusterInputs) {
     compio::runtime::spawn(apply_loop(shard.clone(), inputs.committed)).detach();
     compio::runtime::spawn(registration_loop(shard.clone())).detach();
@@ -45,6 +45,7 @@ pub(super) fn spawn_loops(shard: &Rc<Shard>, inputs: ClusterInputs) {
     })
     .detach();
     compio::runtime::spawn(super::replication::isr_loop(shard.clone())).detach();
+    compio::runtime::spawn(super::leader_balance::rebalance_loop(shard.clone())).detach();
 }
 
 /// The metadata writer and view; in cluster mode also the started controller.

@@ -18,6 +18,7 @@ mod failover;
 mod group_metrics;
 mod group_offsets;
 pub mod io_driver;
+mod leader_balance;
 mod listeners;
 pub mod observe;
 mod open;
