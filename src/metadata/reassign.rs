@@ -427,9 +427,26 @@ mod tests {
             ResponseError::PreferredLeaderNotAvailable.code(),
             "1 is live but not back in the ISR"
         );
+        assert!(
+            s.imbalanced_leaders(10).is_empty(),
+            "not in sync: no candidate"
+        );
         in_sync(&mut s, vec![2, 3, 1]);
+        assert_eq!(s.imbalanced_leaders(10), vec![("t".to_string(), 0)]);
+        assert!(s.imbalanced_leaders(0).is_empty(), "the limit holds");
+        let mut moving = s.clone();
+        let mut fourth = moving.brokers[&1].clone();
+        fourth.id = 4;
+        moving.brokers.insert(4, fourth);
+        moving.alter_reassignment("t", 0, Some(&[1, 2, 4])).unwrap();
+        assert!(moving.reassignment("t", 0).is_some());
+        assert!(
+            moving.imbalanced_leaders(10).is_empty(),
+            "a partition being reassigned is left alone"
+        );
         let epoch = s.leader_epoch("t", 0);
         s.elect("t", 0, false).unwrap();
+        assert!(s.imbalanced_leaders(10).is_empty());
         assert_eq!(s.leader("t", 0), Some(1));
         assert_eq!(s.isr("t", 0), vec![1, 2, 3]);
         assert_eq!(s.leader_epoch("t", 0), epoch + 1);
