@@ -755,3 +755,85 @@ fn transactional_offsets_are_visible_only_at_commit_and_survive_a_crash() {
         "committed with the transaction"
     );
 }
+
+/// WriteTxnMarkers `markers` for one producer on `topic`'s `partitions`; per partition its
+/// error code.
+fn write_markers(
+    broker: &Broker,
+    (pid, epoch): (i64, i16),
+    commit: bool,
+    topic: &str,
+    partitions: &[i32],
+) -> Vec<i16> {
+    use kafka_protocol::messages::WriteTxnMarkersRequest;
+    use kafka_protocol::messages::write_txn_markers_request::{
+        WritableTxnMarker, WritableTxnMarkerTopic,
+    };
+    let request = WriteTxnMarkersRequest::default().with_markers(vec![
+        WritableTxnMarker::default()
+            .with_producer_id(ProducerId(pid))
+            .with_producer_epoch(epoch)
+            .with_transaction_result(commit)
+            .with_coordinator_epoch(0)
+            .with_topics(vec![
+                WritableTxnMarkerTopic::default()
+                    .with_name(TopicName(sb(topic)))
+                    .with_partition_indexes(partitions.to_vec()),
+            ]),
+    ]);
+    let r: kafka_protocol::messages::WriteTxnMarkersResponse = call(broker, &request, 1);
+    assert_eq!(r.markers.len(), 1);
+    assert_eq!(r.markers[0].producer_id.0, pid);
+    r.markers[0].topics[0]
+        .partitions
+        .iter()
+        .map(|p| p.error_code)
+        .collect()
+}
+
+/// KIP-664's way out of a hanging transaction (`kafka-transactions.sh abort`, and what a
+/// coordinator on another broker sends a partition leader): WriteTxnMarkers writes the
+/// ABORT marker, and the last stable offset moves past the transaction at once.
+#[test]
+fn write_txn_markers_ends_an_open_transaction_on_the_partition() {
+    let broker = Broker::start();
+    create_topic(&broker, "hung", 1);
+    let (_, pid, epoch) = init(&broker, "tx-hung", 600_000, None);
+    assert_eq!(
+        add_partitions(&broker, "tx-hung", pid, epoch, "hung", &[0], 3),
+        vec![0]
+    );
+    let writer = Writer {
+        transactional_id: Some("tx-hung"),
+        producer_id: pid,
+        epoch,
+    };
+    assert_eq!(produce(&broker, ("hung", 0), writer, 0, 3), (0, 0));
+    assert_eq!(
+        latest(&broker, "hung", 0, READ_COMMITTED),
+        0,
+        "open: LSO held"
+    );
+    assert_eq!(latest(&broker, "hung", 0, READ_UNCOMMITTED), 3);
+
+    // Partition 7 does not exist: that partition alone fails.
+    let codes = write_markers(&broker, (pid, epoch), false, "hung", &[0, 7]);
+    assert_eq!(
+        codes,
+        vec![0, ResponseError::UnknownTopicOrPartition.code()]
+    );
+    // Three records and the marker; nothing is open any more.
+    assert_eq!(latest(&broker, "hung", 0, READ_UNCOMMITTED), 4);
+    assert_eq!(latest(&broker, "hung", 0, READ_COMMITTED), 4);
+    let fetched = fetch(&broker, "hung", 0, READ_COMMITTED);
+    assert_eq!(fetched.aborted, Some(vec![(pid, 0)]), "listed as aborted");
+    assert_eq!(fetched.last_stable_offset, 4);
+
+    // Without CLUSTER_ACTION the request is refused before it touches a partition.
+    let locked = Broker::start_with_config("authorizer = \"standard\"\n", &[]);
+    let codes = write_markers(&locked, (pid, epoch), false, "hung", &[0]);
+    assert_eq!(
+        codes,
+        vec![ResponseError::ClusterAuthorizationFailed.code()]
+    );
+}

@@ -228,6 +228,47 @@ impl ClusterRefusal for CreateAclsRequest {
     }
 }
 
+impl ClusterRefusal for WriteTxnMarkersRequest {
+    const ANSWERS: bool = true;
+    fn refuse(self, ctx: &RequestContext<'_>, code: i16) -> Option<Reply> {
+        use write_txn_markers_response::{
+            WritableTxnMarkerPartitionResult, WritableTxnMarkerResult, WritableTxnMarkerTopicResult,
+        };
+        let markers = self
+            .markers
+            .into_iter()
+            .map(|m| {
+                let topics = m
+                    .topics
+                    .into_iter()
+                    .map(|t| {
+                        let partitions = t
+                            .partition_indexes
+                            .iter()
+                            .map(|p| {
+                                WritableTxnMarkerPartitionResult::default()
+                                    .with_partition_index(*p)
+                                    .with_error_code(code)
+                            })
+                            .collect();
+                        WritableTxnMarkerTopicResult::default()
+                            .with_name(t.name)
+                            .with_partitions(partitions)
+                    })
+                    .collect();
+                WritableTxnMarkerResult::default()
+                    .with_producer_id(m.producer_id)
+                    .with_topics(topics)
+            })
+            .collect();
+        Some(
+            WriteTxnMarkersResponse::default()
+                .with_markers(markers)
+                .into_reply(ctx),
+        )
+    }
+}
+
 impl ClusterRefusal for DeleteAclsRequest {
     const ANSWERS: bool = true;
     fn refuse(self, ctx: &RequestContext<'_>, code: i16) -> Option<Reply> {

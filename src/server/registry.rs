@@ -55,6 +55,7 @@ macro_rules! api_table {
             AddPartitionsToTxn 0..=5, AddPartitionsToTxnRequest => add_partitions_to_txn, Authorize::All(&[needs(TransactionalId, Write), needs(Topic, Write)]);
             AddOffsetsToTxn 0..=4, AddOffsetsToTxnRequest => add_offsets_to_txn, Authorize::All(&[needs(TransactionalId, Write), needs(Group, Read)]);
             EndTxn 0..=5, EndTxnRequest => end_txn, Authorize::All(&[needs(TransactionalId, Write)]);
+            WriteTxnMarkers 1..=1, WriteTxnMarkersRequest => write_txn_markers, Authorize::All(&[needs(Cluster, ClusterAction)]);
             TxnOffsetCommit 0..=5, TxnOffsetCommitRequest => txn_offset_commit, Authorize::All(&[needs(TransactionalId, Write), needs(Group, Read), needs(Topic, Read)]);
             DescribeTransactions 0..=0, DescribeTransactionsRequest => describe_transactions, Authorize::All(&[needs(TransactionalId, Describe)]);
             ListTransactions 0..=2, ListTransactionsRequest => list_transactions, Authorize::Any(&[needs(TransactionalId, Describe), CLUSTER_DESCRIBE]);

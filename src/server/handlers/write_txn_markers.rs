@@ -1,0 +1,92 @@
+//! WriteTxnMarkers: COMMIT or ABORT markers for one producer's transaction on partitions
+//! this broker leads, as a transaction coordinator sends them to partition leaders, and as
+//! `kafka-transactions.sh abort` (KIP-664) sends one to end a hanging transaction whose
+//! coordinator will not (its broker is gone, or the transaction was never registered).
+//! Each marker goes through `Partition::write_txn_marker` on the owning shard, synced as an
+//! acks=all append, so the partition's last stable offset moves past the transaction.
+//! Needs CLUSTER_ACTION on the cluster (the registry checks it before this runs).
+
+use crate::server::context::RequestContext;
+use crate::shard::Lookup;
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::write_txn_markers_response::{
+    WritableTxnMarkerPartitionResult, WritableTxnMarkerResult, WritableTxnMarkerTopicResult,
+};
+use kafka_protocol::messages::{ProducerId, WriteTxnMarkersRequest, WriteTxnMarkersResponse};
+
+pub async fn handle(
+    ctx: &RequestContext<'_>,
+    request: WriteTxnMarkersRequest,
+) -> WriteTxnMarkersResponse {
+    let shard = ctx.shard;
+    let snapshot = shard.metadata.load_full();
+    let now_ms = crate::shard::now_ms();
+    let mut markers = Vec::with_capacity(request.markers.len());
+    for marker in request.markers {
+        let producer_id = marker.producer_id.0;
+        let (epoch, commit) = (marker.producer_epoch, marker.transaction_result);
+        let coordinator_epoch = marker.coordinator_epoch;
+        let mut topics = Vec::with_capacity(marker.topics.len());
+        for topic in marker.topics {
+            let name = topic.name.0.to_string();
+            let known = snapshot.topic(&name).map(|t| t.partitions);
+            let calls = topic.partition_indexes.into_iter().map(|partition| {
+                let name = name.clone();
+                async move {
+                    let code = if known.is_some_and(|n| (0..n).contains(&partition)) {
+                        let owner = shard.owner_of_partition(&name, partition);
+                        shard
+                            .invoke_on(owner, move |s| async move {
+                                write_one(&s, &name, partition, producer_id, epoch, commit, coordinator_epoch, now_ms).await
+                            })
+                            .await
+                            .unwrap_or(ResponseError::BrokerNotAvailable.code())
+                    } else {
+                        ResponseError::UnknownTopicOrPartition.code()
+                    };
+                    WritableTxnMarkerPartitionResult::default()
+                        .with_partition_index(partition)
+                        .with_error_code(code)
+                }
+            });
+            let partitions = futures_util::future::join_all(calls).await;
+            topics.push(
+                WritableTxnMarkerTopicResult::default()
+                    .with_name(topic.name)
+                    .with_partitions(partitions),
+            );
+        }
+        markers.push(
+            WritableTxnMarkerResult::default()
+                .with_producer_id(ProducerId(producer_id))
+                .with_topics(topics),
+        );
+    }
+    WriteTxnMarkersResponse::default().with_markers(markers)
+}
+
+/// One marker on the partition's owning shard; the error code (0: written).
+#[allow(clippy::too_many_arguments)]
+async fn write_one(
+    shard: &std::rc::Rc<crate::shard::Shard>,
+    topic: &str,
+    partition: i32,
+    producer_id: i64,
+    epoch: i16,
+    commit: bool,
+    coordinator_epoch: i32,
+    now_ms: i64,
+) -> i16 {
+    match shard.partitions.get(topic, partition) {
+        Lookup::Online(p) => match p
+            .write_txn_marker(producer_id, epoch, commit, coordinator_epoch, now_ms)
+            .await
+        {
+            Ok(_) => 0,
+            Err(e) => e.kafka_error_code(),
+        },
+        Lookup::Offline(_) => ResponseError::KafkaStorageError.code(),
+        // The topic exists (checked before): in cluster mode another broker leads it.
+        Lookup::Missing => ResponseError::NotLeaderOrFollower.code(),
+    }
+}
