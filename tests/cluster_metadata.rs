@@ -492,17 +492,24 @@ fn the_quorum_survives_its_leader_killed_again_and_again() {
     );
 }
 
-/// ACLs and SCRAM credentials are not in the metadata log yet: a cluster refuses to change
-/// them on one node (they would differ between brokers and vanish at restart) instead of
-/// pretending to store them.
+/// ACLs are not in the metadata log yet: a cluster refuses to change them on one node (they
+/// would differ between brokers and vanish at restart) instead of pretending to store them.
+/// SCRAM credentials are (decision 0021): a change made on one node reaches every node, and
+/// deleting a credential nobody has is RESOURCE_NOT_FOUND, as on a single node.
 #[test]
-fn acl_and_credential_changes_are_refused_until_they_are_replicated() {
+fn acl_changes_are_refused_and_credential_changes_reach_every_node() {
     use kafka_protocol::ResponseError;
-    use kafka_protocol::messages::alter_user_scram_credentials_request::ScramCredentialDeletion;
+    use kafka_protocol::messages::alter_user_scram_credentials_request::{
+        ScramCredentialDeletion, ScramCredentialUpsertion,
+    };
     use kafka_protocol::messages::create_acls_request::AclCreation;
+    use kafka_protocol::messages::describe_user_scram_credentials_request::UserName;
     use kafka_protocol::messages::{
         AlterUserScramCredentialsRequest, AlterUserScramCredentialsResponse, CreateAclsRequest,
         CreateAclsResponse,
+    };
+    use kafka_protocol::messages::{
+        DescribeUserScramCredentialsRequest, DescribeUserScramCredentialsResponse,
     };
     use kafka_protocol::protocol::StrBytes;
     let cluster = LocalCluster::start_with_config(
@@ -546,7 +553,44 @@ fn acl_and_credential_changes_are_refused_until_they_are_replicated() {
     );
     assert_eq!(
         altered.results[0].error_code,
-        ResponseError::InvalidRequest.code(),
+        ResponseError::ResourceNotFound.code(),
         "{altered:?}"
     );
+    let upsert = ScramCredentialUpsertion::default()
+        .with_name(StrBytes::from_static_str("alice"))
+        .with_mechanism(2)
+        .with_iterations(4096)
+        .with_salt(bytes::Bytes::from_static(b"some salt"))
+        .with_salted_password(bytes::Bytes::from(vec![7u8; 64]));
+    let altered: AlterUserScramCredentialsResponse = support::wire::call_once(
+        &node.bootstrap(),
+        "cluster-acl-test",
+        &AlterUserScramCredentialsRequest::default().with_upsertions(vec![upsert]),
+        0,
+    );
+    assert_eq!(altered.results[0].error_code, 0, "{altered:?}");
+    for id in [2, 3] {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let described: DescribeUserScramCredentialsResponse = support::wire::call_once(
+                &cluster.node(id).bootstrap(),
+                "cluster-acl-test",
+                &DescribeUserScramCredentialsRequest::default().with_users(Some(vec![
+                    UserName::default().with_name(StrBytes::from_static_str("alice")),
+                ])),
+                0,
+            );
+            let found = described.results.first().is_some_and(|r| {
+                r.error_code == 0 && r.credential_infos.iter().any(|c| c.mechanism == 2)
+            });
+            if found {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "node {id} does not have alice's credential: {described:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
 }

@@ -16,6 +16,7 @@ pub mod group_offsets;
 mod placement;
 pub mod quotas;
 pub mod reassign;
+pub mod registration;
 pub mod replicated;
 pub mod replicated_image;
 
@@ -137,6 +138,9 @@ pub enum MetadataError {
     TooManyQuotaEntities,
     #[error("group {0}: an offsets record with too many changes, or no group id")]
     InvalidOffsets(String),
+    /// A record no valid proposer writes (an unknown SCRAM mechanism name).
+    #[error("invalid metadata record: {0}")]
+    InvalidRecord(String),
     #[error("group {group}: broker {proposer} committed as its coordinator, but {current:?} is")]
     NotCoordinator {
         group: String,
@@ -171,9 +175,9 @@ impl MetadataError {
             | MetadataError::TooManyQuotaEntities => E::PolicyViolation.code(),
             MetadataError::Io { .. } | MetadataError::Corrupt { .. } => E::KafkaStorageError.code(),
             MetadataError::ProducerIdsPending => E::CoordinatorNotAvailable.code(),
-            MetadataError::NotReplicated(_) | MetadataError::InvalidOffsets(_) => {
-                E::InvalidRequest.code()
-            }
+            MetadataError::NotReplicated(_)
+            | MetadataError::InvalidOffsets(_)
+            | MetadataError::InvalidRecord(_) => E::InvalidRequest.code(),
             MetadataError::NotCoordinator { .. } => E::NotCoordinator.code(),
             MetadataError::PartitionChange { code, .. } => *code,
         }

@@ -23,6 +23,9 @@ struct ReplicatedImage {
     /// Committed offsets per group (absent in images written before they were replicated).
     #[serde(default)]
     group_offsets: GroupOffsetsImage,
+    /// SCRAM credentials (absent in images written before they were replicated).
+    #[serde(default)]
+    scram_credentials: super::credentials::PersistedScramCredentials,
 }
 
 /// What installing an image gives the shards to act on.
@@ -54,6 +57,7 @@ impl MetadataWriter {
             dynamic_broker: (*snapshot.dynamic_broker).clone(),
             cluster: snapshot.cluster.as_deref().cloned().unwrap_or_default(),
             group_offsets,
+            scram_credentials: snapshot.scram_credentials.to_persisted(),
         };
         serde_json::to_vec(&image).unwrap_or_default()
     }
@@ -75,6 +79,10 @@ impl MetadataWriter {
             version: self.snapshot().version,
             dynamic_broker: Arc::new(image.dynamic_broker),
             cluster: Some(Arc::new(image.cluster)),
+            scram_credentials: Arc::new(
+                super::credentials::ScramCredentials::from_persisted(image.scram_credentials)
+                    .map_err(corrupt)?,
+            ),
             ..MetadataSnapshot::default()
         };
         for (group, configs) in image.group_configs {

@@ -32,6 +32,7 @@ fn records_apply_the_same_way_and_images_round_trip() {
         id,
         host: "127.0.0.1".into(),
         port: 9000 + id,
+        endpoints: Vec::new(),
     };
     a.apply_record(1, &register(1)).unwrap();
     a.apply_record(2, &register(2)).unwrap();
@@ -147,6 +148,7 @@ fn group_offsets_are_applied_only_from_the_groups_coordinator() {
             id,
             host: "127.0.0.1".into(),
             port: 9000 + id,
+            endpoints: Vec::new(),
         };
         a.apply_record(index, &register).unwrap();
     }

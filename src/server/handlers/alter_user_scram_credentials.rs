@@ -5,7 +5,8 @@
 //! iterations outside 4096..=16384 UNACCEPTABLE_CREDENTIAL, deleting a missing credential
 //! RESOURCE_NOT_FOUND. One result per user, in the order first named.
 
-use crate::metadata::credentials::{ScramChange, USER_NAME_BYTES_MAX};
+use crate::metadata::credentials::{ScramChange, ScramRecordChange, USER_NAME_BYTES_MAX};
+use crate::metadata::replicated::{Applied, MetadataRecord};
 use crate::security::scram::{ITERATIONS_MAX, ITERATIONS_MIN, ScramCredential, ScramMechanism};
 use crate::server::context::RequestContext;
 use kafka_protocol::ResponseError;
@@ -128,27 +129,11 @@ async fn apply(
             owners.extend(std::iter::repeat_n(index, list.len()));
         }
     }
-    let outcome = ctx
-        .shard
-        .invoke_on(0, move |s| async move {
-            match s.metadata_writer.as_deref() {
-                Some(writer) => writer
-                    .alter_scram_credentials(changes)
-                    .map_err(|e| (e.kafka_error_code(), e.to_string())),
-                None => Err((
-                    ResponseError::NotController.code(),
-                    "metadata writer lives on shard 0".to_string(),
-                )),
-            }
-        })
-        .await
-        .unwrap_or_else(|_| {
-            Err((
-                ResponseError::BrokerNotAvailable.code(),
-                "shutting down".into(),
-            ))
-        });
-    let mut errors: Vec<Option<(i16, String)>> = users
+    let outcome = if ctx.shard.cluster.is_some() {
+        propose(ctx, &changes).await
+    } else {
+        on_the_writer(ctx, changes).await
+    };    let mut errors: Vec<Option<(i16, String)>> = users
         .iter()
         .map(|(_, checked)| checked.as_ref().err().cloned())
         .collect();
@@ -180,4 +165,46 @@ async fn apply(
             }
         })
         .collect()
+}
+
+/// Outcome of the changes, per change, or the error that refused them all.
+type Outcome = Result<Vec<Result<(), String>>, (i16, String)>;
+
+/// Single node: the metadata writer on shard 0 applies and persists the changes.
+async fn on_the_writer(ctx: &RequestContext<'_>, changes: Vec<ScramChange>) -> Outcome {
+    ctx.shard
+        .invoke_on(0, move |s| async move {
+            match s.metadata_writer.as_deref() {
+                Some(writer) => writer
+                    .alter_scram_credentials(changes)
+                    .map_err(|e| (e.kafka_error_code(), e.to_string())),
+                None => Err((
+                    ResponseError::NotController.code(),
+                    "metadata writer lives on shard 0".to_string(),
+                )),
+            }
+        })
+        .await
+        .unwrap_or_else(|_| {
+            Err((
+                ResponseError::BrokerNotAvailable.code(),
+                "shutting down".into(),
+            ))
+        })
+}
+
+/// Cluster mode: one record through the metadata quorum, so every broker authenticates
+/// with the same credentials (an inter-broker SCRAM login needs them on every leader).
+async fn propose(ctx: &RequestContext<'_>, changes: &[ScramChange]) -> Outcome {
+    let record = MetadataRecord::AlterScramCredentials {
+        changes: changes.iter().map(ScramRecordChange::from).collect(),
+    };
+    match crate::shard::cluster_topics::propose(ctx.shard, record).await {
+        Ok(Applied::Credentials(outcome)) => Ok(outcome),
+        Ok(_) => Err((
+            ResponseError::UnknownServerError.code(),
+            "the applied record answered something else".into(),
+        )),
+        Err(e) => Err((e.code, e.message)),
+    }
 }

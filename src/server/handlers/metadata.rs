@@ -7,7 +7,7 @@
 use crate::server::access::{
     CLUSTER_RESOURCE_NAME, may_auto_create, operations_bitfield, permitted,
 };
-use crate::server::cluster_view::{controller_id, live_brokers, partition_replicas, seen_from};
+use crate::server::cluster_view::{controller_id, live_brokers_seen_from, partition_replicas};
 use crate::server::authorization::{AUTHORIZED_OPERATIONS_OMITTED, ResourceType};
 use crate::server::context::RequestContext;
 use crate::shard::topics::ensure_topic;
@@ -58,9 +58,8 @@ fn topic_entry(
 
 pub async fn handle(ctx: &RequestContext<'_>, request: MetadataRequest) -> MetadataResponse {
     let shard = ctx.shard;
-    let brokers = live_brokers(shard, &shard.metadata.load())
+    let brokers = live_brokers_seen_from(ctx, &shard.metadata.load())
         .into_iter()
-        .map(|b| seen_from(ctx, b))
         .map(|b| {
             MetadataResponseBroker::default()
                 .with_node_id(BrokerId(b.id))
