@@ -319,6 +319,11 @@ fn a_follower_with_a_wrong_inter_broker_password_stays_out_of_the_isr_and_backs_
     // its first failures: a tight loop (every 100 ms) would log ten times as many.
     let elapsed = started.elapsed().as_secs_f64();
     let per_second = failures.len() as f64 / elapsed;
+    println!(
+        "node 3: {} failed fetches in {elapsed:.1} s; the last: {}",
+        failures.len(),
+        failures.last().map_or("", String::as_str)
+    );
     assert!(
         per_second < 5.0,
         "{} failed fetches in {elapsed:.1} s: no back-off\n{}",
