@@ -3,7 +3,8 @@
 //! brokers' addresses on the listener it came in on; and followers replicate over the
 //! inter-broker listener with its security, here SASL_SSL with SCRAM-SHA-512. A follower
 //! with a wrong inter-broker password stays out of the ISR, says why in its log and backs
-//! off instead of retrying in a tight loop.
+//! off instead of retrying in a tight loop; one whose user may not CLUSTER_ACTION (no super
+//! user, the standard authorizer on) stays out of every ISR.
 //!
 //! The secured clusters also declare a PLAINTEXT listener named SETUP: only for this test's
 //! own set-up (SCRAM users, topics, the raw-protocol waits). Clients and replication use
@@ -92,11 +93,18 @@ fn each_listener_is_answered_with_the_brokers_addresses_on_that_listener() {
     }
 }
 
-/// Node `id`'s config: the certificates, SASL_SSL as the inter-broker listener with SCRAM
-/// as user `broker` and `password`.
-fn secured_toml(certs: &Certs, password: &str) -> String {
+/// Super users when every broker is one: the SETUP listener's anonymous set-up, the client,
+/// the brokers' own user (Kafka's usual grant of CLUSTER_ACTION to brokers).
+const BROKERS_ARE_SUPER_USERS: &str = "\"User:ANONYMOUS\", \"User:alice\", \"User:broker\"";
+
+/// A node's config: the certificates, SASL_SSL as the inter-broker listener with SCRAM as
+/// user `broker` and `password`, the standard authorizer with `super_users` (and no ACLs:
+/// a cluster does not replicate them yet).
+fn secured_toml(certs: &Certs, password: &str, super_users: &str) -> String {
     format!(
         "{}listener_security_protocol_map = \"SETUP:PLAINTEXT\"\n\
+         authorizer = \"standard\"\n\
+         super_users = [{super_users}]\n\
          inter_broker_listener_name = \"SASL_SSL\"\n\
          inter_broker_sasl_mechanism = \"SCRAM-SHA-512\"\n\
          inter_broker_sasl_username = \"broker\"\n\
@@ -113,9 +121,10 @@ fn secured_toml(certs: &Certs, password: &str) -> String {
 fn secured_cluster(
     certs: &Certs,
     password_of: &dyn Fn(i32) -> String,
+    super_users: &str,
     topic: &str,
 ) -> (LocalCluster, Vec<Vec<u16>>) {
-    let toml = |id: i32| secured_toml(certs, &password_of(id));
+    let toml = |id: i32| secured_toml(certs, &password_of(id), super_users);
     let (cluster, ports) = LocalCluster::start_with_listeners(3, &["SETUP", "SASL_SSL"], &toml);
     cluster.wait_until_formed(3);
     for (user, password) in [("broker", BROKER_PASSWORD), (CLIENT_USER, CLIENT_PASSWORD)] {
@@ -220,7 +229,8 @@ fn a_cluster_reached_over_sasl_ssl_replicates_over_it() {
     }
     let certs = Certs::make();
     let topic = "secured";
-    let (cluster, ports) = secured_cluster(&certs, &|_| BROKER_PASSWORD.into(), topic);
+    let password = |_| BROKER_PASSWORD.to_string();
+    let (cluster, ports) = secured_cluster(&certs, &password, BROKERS_ARE_SUPER_USERS, topic);
     produce_over_sasl_ssl(&certs, &ports, topic, 300);
     // Past the lag time the ISR is still whole: the followers keep fetching over SASL_SSL.
     std::thread::sleep(Duration::from_millis(LAG_MS + 1000));
@@ -237,9 +247,9 @@ fn a_cluster_reached_over_sasl_ssl_replicates_over_it() {
     wait_for_identical_copies(&cluster, topic, &[1, 2, 3]);
 }
 
-/// Produces `count` one-record batches with acks=all to every partition's leader, over the
-/// SETUP listener; each must be acknowledged (within the request timeout the ISR shrinks).
-fn produce_to_leaders(cluster: &LocalCluster, topic: &str, count: usize) {
+/// Produces `count` one-record batches with `acks` to every partition's leader, over the
+/// SETUP listener; each must be acknowledged (acks=all: once the ISR has shrunk).
+fn produce_to_leaders(cluster: &LocalCluster, topic: &str, count: usize, acks: i16) {
     for (partition, (leader, _)) in leaders_and_isrs(cluster, topic).into_iter().enumerate() {
         let partition = partition as i32;
         let mut conn = RawConn::connect(&cluster.node(leader).bootstrap()).expect("connect");
@@ -247,7 +257,7 @@ fn produce_to_leaders(cluster: &LocalCluster, topic: &str, count: usize) {
             let value = bytes::Bytes::from(format!("{topic}-{partition}-{i}"));
             let batch = encode_batch(&[plain_record(0, 1_700_000_000_000 + i as i64, value)]);
             let request =
-                produce_request(topic, partition, batch.freeze(), -1).with_timeout_ms(60_000);
+                produce_request(topic, partition, batch.freeze(), acks).with_timeout_ms(60_000);
             let response = conn.call(&request, 9);
             let code = response.responses[0].partition_responses[0].error_code;
             assert_eq!(
@@ -284,8 +294,8 @@ fn a_follower_with_a_wrong_inter_broker_password_stays_out_of_the_isr_and_backs_
         .to_string()
     };
     let started = Instant::now();
-    let (cluster, _ports) = secured_cluster(&certs, &password_of, topic);
-    produce_to_leaders(&cluster, topic, 5);
+    let (cluster, _ports) = secured_cluster(&certs, &password_of, BROKERS_ARE_SUPER_USERS, topic);
+    produce_to_leaders(&cluster, topic, 5, -1);
     // Node 3 cannot fetch from 1 and 2: their partitions' ISRs drop it after the lag time;
     // the partitions node 3 leads keep a full ISR (1 and 2 log in to it as they should).
     let deadline = Instant::now() + SETTLE_TIMEOUT;
@@ -337,4 +347,29 @@ fn a_follower_with_a_wrong_inter_broker_password_stays_out_of_the_isr_and_backs_
         "node 1 was refused too"
     );
     wait_for_identical_copies(&cluster, topic, &[1, 2]);
+}
+
+#[test]
+fn a_follower_whose_user_may_not_cluster_action_stays_out_of_every_isr() {
+    let certs = Certs::make();
+    let topic = "unauthorized";
+    let password = |_| BROKER_PASSWORD.to_string();
+    // `broker` logs in, but is no super user and no ACL grants it CLUSTER_ACTION: every
+    // leader answers its fetches TOPIC_AUTHORIZATION_FAILED, as Kafka's.
+    let super_users = "\"User:ANONYMOUS\", \"User:alice\"";
+    let (cluster, _ports) = secured_cluster(&certs, &password, super_users, topic);
+    produce_to_leaders(&cluster, topic, 5, 1);
+    let deadline = Instant::now() + SETTLE_TIMEOUT;
+    loop {
+        let now = leaders_and_isrs(&cluster, topic);
+        if now.len() == 3 && now.iter().all(|(leader, isr)| isr == &vec![*leader]) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "ISRs {now:?}: no follower may fetch\n{}",
+            cluster.diagnostics()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
