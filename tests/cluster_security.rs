@@ -15,6 +15,7 @@
 
 mod support;
 
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{
     DescribeClusterRequest, DescribeClusterResponse, FindCoordinatorRequest,
     FindCoordinatorResponse, MetadataRequest, MetadataResponse,
@@ -22,10 +23,12 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
-use support::cluster::{LocalCluster, create_topic_with_configs, log_bytes, metadata};
+use support::cluster::{
+    LocalCluster, create_topic, create_topic_with_configs, log_bytes, metadata,
+};
 use support::scripts::run_script;
 use support::tls::Certs;
-use support::wire::{RawConn, encode_batch, plain_record, produce_request};
+use support::wire::{RawConn, encode_batch, plain_record, produce_request, topic_name};
 use support::{clients_dir, real_clients_skipped};
 
 /// How long followers may take to copy what was produced, or the ISR to settle.
@@ -42,29 +45,80 @@ fn addr(port: u16) -> String {
     format!("127.0.0.1:{port}")
 }
 
+/// Node 3 declares PLAINTEXT only; nodes 1 and 2 also EXTERNAL.
+fn listeners_of(id: i32) -> Vec<&'static str> {
+    if id == 3 {
+        vec!["PLAINTEXT"]
+    } else {
+        vec!["PLAINTEXT", "EXTERNAL"]
+    }
+}
+
+/// FindCoordinator (v3) for `group` on `conn`: (error, node id, port).
+fn coordinator(conn: &mut RawConn, group: &str) -> (i16, i32, i32) {
+    let request = FindCoordinatorRequest::default()
+        .with_key(StrBytes::from_string(group.into()))
+        .with_key_type(0);
+    let found: FindCoordinatorResponse = conn
+        .try_call(&request, 3)
+        .unwrap_or_else(|e| panic!("FindCoordinator {group}: {e}"));
+    (found.error_code, found.node_id.0, found.port)
+}
+
 #[test]
 fn each_listener_is_answered_with_the_brokers_addresses_on_that_listener() {
-    let (cluster, ports) =
-        LocalCluster::start_with_listeners(3, &["PLAINTEXT", "EXTERNAL"], &|_| {
-            "listener_security_protocol_map = \"EXTERNAL:PLAINTEXT\"".into()
-        });
+    let (cluster, ports) = LocalCluster::start_with_listeners(3, &listeners_of, &|_| {
+        "listener_security_protocol_map = \"EXTERNAL:PLAINTEXT\"".into()
+    });
     cluster.wait_until_formed(3);
+    // One partition per broker (RF=1 placement goes round the brokers).
+    let code = create_topic(cluster.node(1), "spread", 3, 1, Duration::from_secs(30));
+    assert_eq!(code, 0, "create spread\n{}", cluster.diagnostics());
+    let groups: Vec<String> = (0..20).map(|g| format!("group-{g}")).collect();
+    let mut plain = RawConn::connect(&cluster.node(1).bootstrap()).expect("connect");
+    let coordinators: Vec<i32> = groups
+        .iter()
+        .map(|g| coordinator(&mut plain, g).1)
+        .collect();
+    assert!(
+        coordinators.contains(&3),
+        "no group is coordinated by node 3: {coordinators:?}"
+    );
     for (listener, index) in [("PLAINTEXT", 0), ("EXTERNAL", 1)] {
-        let expected: BTreeSet<(i32, i32)> = (0..3)
-            .map(|n| (n as i32 + 1, i32::from(ports[n][index])))
+        // Who has this listener, at which port: node 3 has no EXTERNAL and is left out.
+        let expected: BTreeSet<(i32, i32)> = ports
+            .iter()
+            .enumerate()
+            .filter_map(|(n, p)| Some((n as i32 + 1, i32::from(*p.get(index)?))))
             .collect();
-        for (n, node_ports) in ports.iter().enumerate() {
-            let at = addr(node_ports[index]);
+        for &(id, port) in &expected {
+            let at = addr(port as u16);
             let mut conn = RawConn::connect(&at).unwrap_or_else(|e| panic!("{at}: {e}"));
+            let request = MetadataRequest::default().with_topics(Some(vec![
+                MetadataRequestTopic::default().with_name(Some(topic_name("spread"))),
+            ]));
             let metadata: MetadataResponse = conn
-                .try_call(&MetadataRequest::default().with_topics(Some(vec![])), 12)
+                .try_call(&request, 12)
                 .unwrap_or_else(|e| panic!("Metadata via {at}: {e}"));
             let listed: BTreeSet<(i32, i32)> = metadata
                 .brokers
                 .iter()
                 .map(|b| (b.node_id.0, b.port))
                 .collect();
-            assert_eq!(listed, expected, "Metadata on {listener} of node {}", n + 1);
+            assert_eq!(listed, expected, "Metadata on {listener} of node {id}");
+            // A partition whose leader lacks this listener: leader -1, LISTENER_NOT_FOUND.
+            let mut led_by_3 = 0;
+            for p in &metadata.topics[0].partitions {
+                let leader = cluster_leader(&cluster, p.partition_index);
+                match (leader, listener) {
+                    (3, "EXTERNAL") => {
+                        led_by_3 += 1;
+                        assert_eq!((p.error_code, p.leader_id.0), (72, -1), "{p:?}");
+                    }
+                    _ => assert_eq!((p.error_code, p.leader_id.0), (0, leader), "{p:?}"),
+                }
+            }
+            assert_eq!(led_by_3, i32::from(listener == "EXTERNAL"));
             let described: DescribeClusterResponse = conn
                 .try_call(&DescribeClusterRequest::default(), 0)
                 .unwrap_or_else(|e| panic!("DescribeCluster via {at}: {e}"));
@@ -74,23 +128,26 @@ fn each_listener_is_answered_with_the_brokers_addresses_on_that_listener() {
                 .map(|b| (b.broker_id.0, b.port))
                 .collect();
             assert_eq!(described, expected, "DescribeCluster on {listener}");
-            for group in ["g1", "g2", "g3", "g4"] {
-                let request = FindCoordinatorRequest::default()
-                    .with_key(StrBytes::from_string(group.into()))
-                    .with_key_type(0);
-                let found: FindCoordinatorResponse = conn
-                    .try_call(&request, 3)
-                    .unwrap_or_else(|e| panic!("FindCoordinator via {at}: {e}"));
-                assert_eq!(found.error_code, 0, "FindCoordinator {group} on {listener}");
-                assert!(
-                    expected.contains(&(found.node_id.0, found.port)),
-                    "FindCoordinator {group} on {listener}: {} at port {}, expected one of {expected:?}",
-                    found.node_id.0,
-                    found.port
-                );
+            for (group, &owner) in groups.iter().zip(&coordinators) {
+                let (error, node, port) = coordinator(&mut conn, group);
+                if owner == 3 && listener == "EXTERNAL" {
+                    assert_eq!(error, 15, "{group}: COORDINATOR_NOT_AVAILABLE on EXTERNAL");
+                } else {
+                    assert_eq!(error, 0, "FindCoordinator {group} on {listener}");
+                    assert!(
+                        expected.contains(&(node, port)) && node == owner,
+                        "FindCoordinator {group} on {listener}: {node} at {port}, \
+                         expected {owner} in {expected:?}"
+                    );
+                }
             }
         }
     }
+}
+
+/// The leader of `spread`-`partition` as node 1 answers on PLAINTEXT.
+fn cluster_leader(cluster: &LocalCluster, partition: i32) -> i32 {
+    support::cluster::leaders(cluster.node(1), "spread")[partition as usize]
 }
 
 /// Super users when every broker is one: the SETUP listener's anonymous set-up, the client,
@@ -125,7 +182,8 @@ fn secured_cluster(
     topic: &str,
 ) -> (LocalCluster, Vec<Vec<u16>>) {
     let toml = |id: i32| secured_toml(certs, &password_of(id), super_users);
-    let (cluster, ports) = LocalCluster::start_with_listeners(3, &["SETUP", "SASL_SSL"], &toml);
+    let names = |_| vec!["SETUP", "SASL_SSL"];
+    let (cluster, ports) = LocalCluster::start_with_listeners(3, &names, &toml);
     cluster.wait_until_formed(3);
     for (user, password) in [("broker", BROKER_PASSWORD), (CLIENT_USER, CLIENT_PASSWORD)] {
         let (ok, _, err) = support::sluice_cli(

@@ -46,29 +46,29 @@ impl LocalCluster {
     }
 
     /// Starts `count` nodes that declare named listeners: `NAME://127.0.0.1:<free port>`
-    /// for each of `names`, in a config file that also holds `toml(node id)`. The first must
-    /// be PLAINTEXT: `bootstrap()` and the raw-protocol waits use it. Returns the
-    /// cluster and, per node, the port of each listener in `names` order.
+    /// for each of `names(node id)`, in a config file that also holds `toml(node id)`. The
+    /// first must be PLAINTEXT: `bootstrap()` and the raw-protocol waits use it. Returns the
+    /// cluster and, per node, the port of each of its listeners in `names` order.
     pub fn start_with_listeners(
         count: usize,
-        names: &[&str],
+        names: &dyn Fn(i32) -> Vec<&'static str>,
         toml: &dyn Fn(i32) -> String,
     ) -> (LocalCluster, Vec<Vec<u16>>) {
-        let ports: Vec<Vec<u16>> = (0..count)
-            .map(|_| names.iter().map(|_| free_port()).collect())
+        let ports: Vec<Vec<u16>> = (1..=count as i32)
+            .map(|id| names(id).iter().map(|_| free_port()).collect())
             .collect();
         let places = ports
             .iter()
             .map(|p| (LOOPBACK.to_string(), None, p[0], free_port(), free_port()))
             .collect();
         let config = |node: usize| {
-            let listeners: Vec<String> = names
+            let id = node as i32 + 1;
+            let listeners: Vec<String> = names(id)
                 .iter()
                 .zip(&ports[node])
                 .map(|(name, port)| format!("{name}://{LOOPBACK}:{port}"))
                 .collect();
-            let extra = toml(node as i32 + 1);
-            format!("listeners = \"{}\"\n{extra}\n", listeners.join(","))
+            format!("listeners = \"{}\"\n{}\n", listeners.join(","), toml(id))
         };
         (Self::start_at(places, &config, true), ports)
     }

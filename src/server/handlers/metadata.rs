@@ -30,11 +30,21 @@ fn topic_entry(
 ) -> MetadataResponseTopic {
     let snapshot = ctx.shard.metadata.load();
     let ids = |list: Vec<i32>| list.into_iter().map(BrokerId).collect::<Vec<_>>();
+    let reachable = live_brokers_seen_from(ctx, &snapshot);
     let partitions = (0..topic.partitions)
         .map(|p| {
-            let placed = partition_replicas(ctx.shard, &snapshot, &topic.name, p);
+            let mut placed = partition_replicas(ctx.shard, &snapshot, &topic.name, p);
             let error = if placed.leader < 0 {
                 OFFLINE_PARTITION_METADATA_ERROR.code()
+            } else if !reachable.iter().any(|b| b.id == placed.leader) {
+                // A live leader without the request's listener: Kafka answers leader -1 and
+                // LISTENER_NOT_FOUND from v6 (LEADER_NOT_AVAILABLE before).
+                placed.leader = -1;
+                if ctx.version >= 6 {
+                    ResponseError::ListenerNotFound.code()
+                } else {
+                    ResponseError::LeaderNotAvailable.code()
+                }
             } else {
                 0
             };
