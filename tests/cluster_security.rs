@@ -4,7 +4,8 @@
 //! inter-broker listener with its security, here SASL_SSL with SCRAM-SHA-512. A follower
 //! with a wrong inter-broker password stays out of the ISR, says why in its log and backs
 //! off instead of retrying in a tight loop; one whose user may not CLUSTER_ACTION (no super
-//! user, the standard authorizer on) stays out of every ISR.
+//! user, the standard authorizer on) stays out of every ISR; on an SSL inter-broker listener
+//! that requires client certificates, followers present theirs (`inter_broker_ssl_*`).
 //!
 //! The secured clusters also declare a PLAINTEXT listener named SETUP: only for this test's
 //! own set-up (SCRAM users, topics, the raw-protocol waits). Clients and replication use
@@ -430,4 +431,49 @@ fn a_follower_whose_user_may_not_cluster_action_stays_out_of_every_isr() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+#[test]
+fn followers_present_their_certificate_on_an_ssl_inter_broker_listener() {
+    let certs = Certs::make();
+    let topic = "mutual";
+    // The SSL listener requires a client certificate: a follower without one could not
+    // fetch; `inter_broker_ssl_*` give it the client certificate.
+    let toml = |_| {
+        format!(
+            "{}listener_security_protocol_map = \"SETUP:PLAINTEXT\"\n\
+             inter_broker_listener_name = \"SSL\"\n\
+             inter_broker_ssl_ca_file = \"{}\"\n\
+             inter_broker_ssl_certificate_location = \"{}\"\n\
+             inter_broker_ssl_key_location = \"{}\"\n\
+             replica_lag_time_max_ms = {LAG_MS}\n",
+            certs.broker_toml("required"),
+            certs.path("ca.pem").display(),
+            certs.path("client.pem").display(),
+            certs.path("client.key").display(),
+        )
+    };
+    let names = |_| vec!["SETUP", "SSL"];
+    let (cluster, _ports) = LocalCluster::start_with_listeners(3, &names, &toml);
+    cluster.wait_until_formed(3);
+    let code = create_topic_with_configs(
+        cluster.node(1),
+        topic,
+        3,
+        3,
+        &[("min.insync.replicas", "2")],
+        Duration::from_secs(30),
+    );
+    assert_eq!(code, 0, "create {topic}\n{}", cluster.diagnostics());
+    produce_to_leaders(&cluster, topic, 20, -1);
+    std::thread::sleep(Duration::from_millis(LAG_MS + 1000));
+    for (leader, isr) in leaders_and_isrs(&cluster, topic) {
+        assert_eq!(
+            isr,
+            vec![1, 2, 3],
+            "leader {leader}\n{}",
+            cluster.diagnostics()
+        );
+    }
+    wait_for_identical_copies(&cluster, topic, &[1, 2, 3]);
 }
