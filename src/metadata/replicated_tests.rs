@@ -207,3 +207,76 @@ fn images_carry_the_group_offsets() {
     let old = serde_json::to_vec(&old).unwrap();
     assert!(b.install_image(&old).unwrap().group_offsets.is_empty());
 }
+
+#[test]
+fn registrations_and_credentials_apply_and_older_records_still_load() {
+    use crate::metadata::credentials::ScramRecordChange;
+    use crate::security::scram::{ScramCredential, ScramMechanism};
+    let (_dir, a) = writer();
+    // A RegisterBroker written before endpoints were carried.
+    let old =
+        br#"{"origin":1,"sequence":1,"record":{"RegisterBroker":{"id":1,"host":"h","port":9}}}"#;
+    let proposal = Proposal::decode(old).unwrap();
+    a.apply_record(1, &proposal.record).unwrap();
+    let endpoint = ListenerEndpoint {
+        name: "EXTERNAL".into(),
+        host: "e".into(),
+        port: 19,
+        security_protocol: "SASL_SSL".into(),
+    };
+    let register = MetadataRecord::RegisterBroker {
+        id: 2,
+        host: "h".into(),
+        port: 10,
+        endpoints: vec![endpoint],
+    };
+    a.apply_record(2, &register).unwrap();
+    let credential =
+        ScramCredential::from_salted_password(ScramMechanism::Sha512, b"k", b"s", 4096);
+    let upsert = |user: &str| ScramRecordChange {
+        user: user.into(),
+        mechanism: "SCRAM-SHA-512".into(),
+        credential: Some(credential.clone()),
+    };
+    let record = MetadataRecord::AlterScramCredentials {
+        changes: vec![
+            upsert("broker"),
+            ScramRecordChange {
+                credential: None,
+                ..upsert("nobody")
+            },
+        ],
+    };
+    match a.apply_record(3, &record).unwrap() {
+        Applied::Credentials(outcome) => {
+            assert!(outcome[0].is_ok() && outcome[1].is_err(), "{outcome:?}")
+        }
+        other => panic!("{other:?}"),
+    }
+    let snapshot = a.snapshot();
+    let cluster = snapshot.cluster.as_deref().unwrap();
+    assert_eq!(
+        cluster.brokers[&1].endpoint(Some("EXTERNAL")),
+        Some(("h", 9))
+    );
+    assert_eq!(
+        cluster.brokers[&2].endpoint(Some("EXTERNAL")),
+        Some(("e", 19))
+    );
+    assert_eq!(cluster.brokers[&2].endpoint(Some("PLAINTEXT")), None);
+    // A node installing the image has the same credentials and endpoints.
+    let (_dir2, b) = writer();
+    b.install_image(&a.encode_image(Default::default()))
+        .unwrap();
+    let installed = b.snapshot();
+    assert!(
+        installed
+            .scram_credentials
+            .get("broker", ScramMechanism::Sha512)
+            .is_some()
+    );
+    assert_eq!(
+        installed.cluster.as_deref().unwrap().brokers,
+        cluster.brokers
+    );
+}
