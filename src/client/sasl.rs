@@ -2,7 +2,8 @@
 //! SASL_SSL listener right after ApiVersions, as Kafka's clients do: SaslHandshake v1 names
 //! the mechanism, then SaslAuthenticate carries PLAIN's one message or SCRAM's two
 //! (RFC 5802 / RFC 7677, SCRAM-SHA-256 and SCRAM-SHA-512, with the server's signature
-//! checked). Also the client's security settings as the CLI takes them.
+//! checked). The exchange itself (`SaslExchange`) does no I/O: a follower's link to its
+//! leader (`cluster::leader_link`) drives the same steps over its compio socket.
 //!
 //! Must not: frame requests (`connection` does) or keep the password beyond the config.
 
@@ -11,7 +12,10 @@ use super::error::{ClientError, Result};
 use crate::security::scram::ScramMechanism;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use kafka_protocol::messages::{SaslAuthenticateRequest, SaslHandshakeRequest};
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::{
+    SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest, SaslHandshakeResponse,
+};
 use kafka_protocol::protocol::StrBytes;
 
 /// Client nonce bytes (RFC 5802 asks for an unpredictable printable nonce; 24 random bytes
@@ -48,61 +52,122 @@ fn failed(addr: &str, why: impl std::fmt::Display) -> ClientError {
 /// Authenticates `conn` (versions already negotiated) with `sasl`.
 pub fn authenticate(conn: &mut Connection, sasl: &SaslConfig) -> Result<()> {
     let addr = conn.addr().to_string();
-    let handshake = conn.call(
-        &SaslHandshakeRequest::default()
-            .with_mechanism(StrBytes::from_string(sasl.mechanism.clone())),
-    )?;
-    if handshake.error_code != 0 {
-        let offered: Vec<&str> = handshake.mechanisms.iter().map(|m| m.as_str()).collect();
-        return Err(failed(
-            &addr,
-            format!(
-                "the broker does not offer {} (it offers {})",
-                sasl.mechanism,
-                offered.join(", ")
-            ),
-        ));
+    let handshake = conn.call(&handshake_request(sasl))?;
+    check_handshake(&handshake, sasl).map_err(|e| failed(&addr, e))?;
+    let (mut exchange, mut message) = SaslExchange::start(sasl).map_err(|e| failed(&addr, e))?;
+    loop {
+        let answer = exchange_step(conn, message)?;
+        match exchange.answer(&answer).map_err(|e| failed(&addr, e))? {
+            Some(next) => message = next,
+            None => return Ok(()),
+        }
     }
-    if sasl.mechanism == "PLAIN" {
-        let message = format!("\0{}\0{}", sasl.username, sasl.password);
-        exchange(conn, message.into_bytes())?;
+}
+
+/// SaslHandshake (v1) naming the mechanism.
+pub fn handshake_request(sasl: &SaslConfig) -> SaslHandshakeRequest {
+    SaslHandshakeRequest::default().with_mechanism(StrBytes::from_string(sasl.mechanism.clone()))
+}
+
+/// Whether the broker offers the mechanism, with the ones it offers when not.
+pub fn check_handshake(
+    handshake: &SaslHandshakeResponse,
+    sasl: &SaslConfig,
+) -> std::result::Result<(), String> {
+    if handshake.error_code == 0 {
         return Ok(());
     }
-    let mechanism = ScramMechanism::from_name(&sasl.mechanism).ok_or_else(|| {
-        failed(
-            &addr,
-            format!(
-                "{} is not PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512",
-                sasl.mechanism
-            ),
-        )
-    })?;
-    let client = ScramClient::new(mechanism, &sasl.username);
-    let server_first = exchange(conn, client.first_message().into_bytes())?;
-    let (client_final, server_signature) = client
-        .final_message(&server_first, sasl.password.as_bytes())
-        .map_err(|e| failed(&addr, e))?;
-    let server_final = exchange(conn, client_final.into_bytes())?;
-    verify_server_final(&server_final, &server_signature).map_err(|e| failed(&addr, e))
+    let offered: Vec<&str> = handshake.mechanisms.iter().map(|m| m.as_str()).collect();
+    Err(format!(
+        "the broker does not offer {} (it offers {})",
+        sasl.mechanism,
+        offered.join(", ")
+    ))
+}
+
+/// Why a SaslAuthenticate answer refused the exchange: Kafka's error name and message.
+pub fn refusal(response: &SaslAuthenticateResponse) -> String {
+    let name = if response.error_code == ResponseError::SaslAuthenticationFailed.code() {
+        "SASL_AUTHENTICATION_FAILED".to_string()
+    } else {
+        format!("error code {}", response.error_code)
+    };
+    match &response.error_message {
+        Some(message) => format!("{name}: {message}"),
+        None => name,
+    }
 }
 
 /// One SaslAuthenticate round trip: the server's answer bytes, or its error.
-fn exchange(conn: &mut Connection, message: Vec<u8>) -> Result<Vec<u8>> {
+fn exchange_step(conn: &mut Connection, message: Vec<u8>) -> Result<Vec<u8>> {
     let response =
         conn.call(&SaslAuthenticateRequest::default().with_auth_bytes(message.into()))?;
     if response.error_code != 0 {
-        let why = response
-            .error_message
-            .as_ref()
-            .map(|m| m.to_string())
-            .unwrap_or_else(|| format!("error code {}", response.error_code));
-        return Err(failed(conn.addr(), why));
+        return Err(failed(conn.addr(), refusal(&response)));
     }
     Ok(response.auth_bytes.to_vec())
 }
 
+/// The client's side of one SASL exchange without I/O, for the CLI's blocking connection
+/// and a follower's link to its leader alike: `start` gives the first SaslAuthenticate
+/// message, `answer` the next one for each server answer until the exchange is complete
+/// (for SCRAM, with the server's signature checked).
+pub enum SaslExchange {
+    /// PLAIN's one message is sent: a successful answer completes it.
+    Plain,
+    /// SCRAM's client-first is sent: the server's first is due.
+    ScramFirst {
+        client: ScramClient,
+        password: String,
+    },
+    /// SCRAM's client-final is sent: the server's final must carry this signature.
+    ScramFinal {
+        server_signature: Vec<u8>,
+    },
+    Done,
+}
+
+impl SaslExchange {
+    /// The exchange `sasl` names and its first message.
+    pub fn start(sasl: &SaslConfig) -> std::result::Result<(SaslExchange, Vec<u8>), String> {
+        if sasl.mechanism == "PLAIN" {
+            let message = format!("\0{}\0{}", sasl.username, sasl.password);
+            return Ok((SaslExchange::Plain, message.into_bytes()));
+        }
+        let mechanism = ScramMechanism::from_name(&sasl.mechanism).ok_or_else(|| {
+            format!(
+                "{} is not PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512",
+                sasl.mechanism
+            )
+        })?;
+        let client = ScramClient::new(mechanism, &sasl.username);
+        let first = client.first_message().into_bytes();
+        let password = sasl.password.clone();
+        Ok((SaslExchange::ScramFirst { client, password }, first))
+    }
+
+    /// The server's successful answer to the last message: the next message, or `None`
+    /// when the exchange is complete.
+    pub fn answer(&mut self, server: &[u8]) -> std::result::Result<Option<Vec<u8>>, String> {
+        match std::mem::replace(self, SaslExchange::Done) {
+            SaslExchange::Plain => Ok(None),
+            SaslExchange::ScramFirst { client, password } => {
+                let (client_final, server_signature) =
+                    client.final_message(server, password.as_bytes())?;
+                *self = SaslExchange::ScramFinal { server_signature };
+                Ok(Some(client_final.into_bytes()))
+            }
+            SaslExchange::ScramFinal { server_signature } => {
+                verify_server_final(server, &server_signature)?;
+                Ok(None)
+            }
+            SaslExchange::Done => Err("the SASL exchange is already complete".into()),
+        }
+    }
+}
+
 /// RFC 5802's client: the first message, then the final one from the server's first.
-struct ScramClient {
+pub struct ScramClient {
     mechanism: ScramMechanism,
     /// `n=user,r=nonce`, part of the signed AuthMessage.
     first_bare: String,

@@ -1,21 +1,27 @@
 //! A replica fetcher's connection to its leader broker (issue 17, decision 0012): a small
 //! Kafka client on the shard's own compio loop, one request in flight, versions negotiated
 //! once with ApiVersions, every call bounded in time and every answer decoded through the
-//! codec's panic and allocation guards (a panic here would stop the shard).
+//! codec's panic and allocation guards (a panic here would stop the shard). It connects to
+//! the leader's endpoint of the inter-broker listener with that listener's security: TLS
+//! (`link_stream`) and a SASL exchange (decision 0021).
 //!
 //! Owns: the socket, the correlation ids, the negotiated versions. Must not: know what is
 //! fetched or where it goes (replica_fetcher does).
 
+use super::link_stream::LinkStream;
+use crate::client::sasl::{SaslExchange, check_handshake, handshake_request, refusal};
+use crate::config::inter_broker::InterBrokerSecurity;
 use crate::protocol::alloc_guard::decode_guarded;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use compio::BufResult;
-use compio::io::{AsyncReadExt, AsyncWriteExt};
 use compio::net::TcpStream;
-use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, RequestHeader, ResponseHeader};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, RequestHeader, ResponseHeader, SaslAuthenticateRequest,
+};
 use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
 use std::time::Duration;
 
-/// How long a connect to a leader may take.
+/// How long a connect to a leader may take (and, on a TLS listener, its handshake).
 pub const REPLICA_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest one request may wait for its answer (a leader holds a fetch for at most
 /// `replica_fetcher::REPLICA_FETCH_WAIT_MAX_MS`): past it the connection and the session are dropped.
@@ -34,11 +40,17 @@ pub const REPLICA_FETCH_VERSION_MAX: i16 = 12;
 /// OffsetForLeaderEpoch from v3, the first that names the replica.
 pub const EPOCH_CHECK_VERSION_MIN: i16 = 3;
 pub const EPOCH_CHECK_VERSION_MAX: i16 = 4;
+/// SaslHandshake v1 (the exchange then runs in SaslAuthenticate, KIP-152) and
+/// SaslAuthenticate v1 (KIP-368's session lifetime; not flexible), as every broker serves.
+const SASL_HANDSHAKE_VERSION: i16 = 1;
+const SASL_AUTHENTICATE_VERSION: i16 = 1;
+/// SaslAuthenticate round trips one exchange may take (SCRAM needs two).
+const SASL_ROUND_TRIPS_MAX: usize = 4;
 
 /// The fetcher's connection to its leader, on the shard's own loop: one request at a time
 /// (a fetcher has one in flight), versions negotiated once with ApiVersions.
 pub(super) struct LeaderLink {
-    stream: TcpStream,
+    stream: LinkStream,
     address: String,
     client_id: StrBytes,
     next_correlation: i32,
@@ -49,14 +61,27 @@ pub(super) struct LeaderLink {
 }
 
 impl LeaderLink {
-    pub(super) async fn connect(address: &str, node_id: i32) -> Result<LeaderLink, String> {
-        let stream = compio::time::timeout(REPLICA_CONNECT_TIMEOUT, TcpStream::connect(address))
-            .await
-            .map_err(|_| format!("connect to {address}: timed out"))?
-            .map_err(|e| format!("connect to {address}: {e}"))?;
-        stream
-            .set_nodelay(true)
-            .map_err(|e| format!("connect to {address}: {e}"))?;
+    /// Connects to the leader at `host:port` on the inter-broker listener: TLS first when
+    /// its protocol says so, then ApiVersions, then the SASL exchange when it says so.
+    pub(super) async fn connect(
+        host: &str,
+        port: i32,
+        node_id: i32,
+        security: &InterBrokerSecurity,
+    ) -> Result<LeaderLink, String> {
+        let address = format!("{host}:{port}");
+        let address = address.as_str();
+        let stream = compio::time::timeout(REPLICA_CONNECT_TIMEOUT, async {
+            let socket = TcpStream::connect(address).await?;
+            socket.set_nodelay(true)?;
+            match &security.tls {
+                None => Ok(LinkStream::Plain(socket)),
+                Some(config) => LinkStream::tls(socket, config.clone(), host).await,
+            }
+        })
+        .await
+        .map_err(|_| format!("connect to {address}: timed out"))?
+        .map_err(|e| format!("connect to {address} ({}): {e}", security.protocol.name()))?;
         let mut link = LeaderLink {
             stream,
             address: address.to_string(),
@@ -99,7 +124,41 @@ impl LeaderLink {
             EPOCH_CHECK_VERSION_MIN,
             EPOCH_CHECK_VERSION_MAX,
         )?;
+        if let Some(sasl) = &security.sasl {
+            link.authenticate(sasl).await?;
+        }
         Ok(link)
+    }
+
+    /// The SASL exchange the CLI's client runs (`client::sasl::SaslExchange`), over this
+    /// link: SaslHandshake names the mechanism, SaslAuthenticate carries its messages.
+    async fn authenticate(&mut self, sasl: &crate::client::sasl::SaslConfig) -> Result<(), String> {
+        let address = self.address.clone();
+        let failed = |why: String| {
+            format!(
+                "SASL authentication with {address} as {} ({}) failed: {why}",
+                sasl.username, sasl.mechanism
+            )
+        };
+        let handshake = self
+            .call(&handshake_request(sasl), SASL_HANDSHAKE_VERSION)
+            .await?;
+        check_handshake(&handshake, sasl).map_err(failed)?;
+        let (mut exchange, mut message) = SaslExchange::start(sasl).map_err(failed)?;
+        for _ in 0..SASL_ROUND_TRIPS_MAX {
+            let request = SaslAuthenticateRequest::default().with_auth_bytes(message.into());
+            let response = self.call(&request, SASL_AUTHENTICATE_VERSION).await?;
+            if response.error_code != 0 {
+                return Err(failed(refusal(&response)));
+            }
+            match exchange.answer(&response.auth_bytes).map_err(failed)? {
+                Some(next) => message = next,
+                None => return Ok(()),
+            }
+        }
+        Err(failed(format!(
+            "not complete after {SASL_ROUND_TRIPS_MAX} round trips"
+        )))
     }
 
     /// Sends `request` at `version` and decodes its answer, within `REPLICA_CALL_TIMEOUT`.

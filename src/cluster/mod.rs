@@ -11,6 +11,7 @@
 
 pub mod controller;
 mod leader_link;
+mod link_stream;
 pub mod log_store;
 pub mod replica_fetcher;
 pub mod throttle;

@@ -13,6 +13,7 @@
 //! leadership (the metadata log does).
 
 use super::leader_link::LeaderLink;
+use crate::config::inter_broker::InterBrokerSecurity;
 use crate::metadata::{MetadataSnapshot, MetadataView};
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::ResponseError;
@@ -38,6 +39,11 @@ pub const REPLICA_FETCH_PARTITION_MAX_BYTES: i32 = 1024 * 1024;
 pub const REPLICA_FETCH_RESPONSE_MAX_BYTES: i32 = 10 * 1024 * 1024;
 /// Kafka's `replica.fetch.backoff.ms`: the pause after a failed fetch or with nothing to do.
 pub const REPLICA_FETCH_BACKOFF: Duration = Duration::from_millis(100);
+/// Kafka's `reconnect.backoff.max.ms`: failures in a row double the pause up to this (a
+/// leader refusing the follower's login is not asked again ten times a second).
+pub const REPLICA_RECONNECT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// The same failure is logged again (at warn) at most this often.
+pub const REPLICA_FAILURE_LOG_INTERVAL: Duration = Duration::from_secs(30);
 
 /// One partition's part of a fetch answer, for the shard that owns it.
 #[derive(Debug)]
@@ -98,6 +104,7 @@ pub trait Appender {
 pub async fn run<A: Appender>(
     node_id: i32,
     leader: i32,
+    security: Arc<InterBrokerSecurity>,
     metadata: MetadataView,
     appender: A,
     stop: Arc<AtomicBool>,
@@ -105,6 +112,7 @@ pub async fn run<A: Appender>(
     let mut fetcher = Fetcher {
         node_id,
         leader,
+        security,
         metadata,
         appender,
         link: None,
@@ -115,17 +123,56 @@ pub async fn run<A: Appender>(
         unchecked: Vec::new(),
         leader_starts: BTreeMap::new(),
     };
+    let mut failures = FailureLog::default();
     while !stop.load(Ordering::Relaxed) && !fetcher.appender.stopping() {
         match fetcher.round().await {
-            Ok(true) => {}
-            Ok(false) => compio::time::sleep(REPLICA_FETCH_BACKOFF).await,
+            Ok(true) => failures.in_a_row = 0,
+            Ok(false) => {
+                failures.in_a_row = 0;
+                compio::time::sleep(REPLICA_FETCH_BACKOFF).await
+            }
             Err(message) => {
-                tracing::debug!(leader, %message, "replica fetch failed");
+                failures.note(leader, &message);
                 fetcher.link = None;
                 fetcher.session.reset();
-                compio::time::sleep(REPLICA_FETCH_BACKOFF).await;
+                compio::time::sleep(failures.backoff()).await;
             }
         }
+    }
+}
+
+/// Failures in a row and what was last logged: the back-off grows with them, and one
+/// failure repeated (a refused login, a missing listener) is logged at warn once per
+/// `REPLICA_FAILURE_LOG_INTERVAL`, not once per attempt.
+#[derive(Default)]
+struct FailureLog {
+    in_a_row: u32,
+    last_warned: Option<(String, std::time::Instant)>,
+}
+
+impl FailureLog {
+    fn note(&mut self, leader: i32, message: &str) {
+        self.in_a_row = self.in_a_row.saturating_add(1);
+        let repeated = self.last_warned.as_ref().is_some_and(|(last, at)| {
+            last == message && at.elapsed() < REPLICA_FAILURE_LOG_INTERVAL
+        });
+        // A dropped connection once in a while is routine (a leader restarting): warn only
+        // when it keeps failing.
+        if self.in_a_row < 3 || repeated {
+            tracing::debug!(leader, %message, "replica fetch failed");
+            return;
+        }
+        tracing::warn!(leader, %message, failures = self.in_a_row, "replica fetch keeps failing");
+        self.last_warned = Some((message.to_string(), std::time::Instant::now()));
+    }
+
+    /// `REPLICA_FETCH_BACKOFF`, doubled per failure in a row, at most
+    /// `REPLICA_RECONNECT_BACKOFF_MAX`.
+    fn backoff(&self) -> Duration {
+        let doublings = self.in_a_row.saturating_sub(1).min(16);
+        REPLICA_FETCH_BACKOFF
+            .saturating_mul(1 << doublings)
+            .min(REPLICA_RECONNECT_BACKOFF_MAX)
     }
 }
 
@@ -151,6 +198,8 @@ impl Session {
 struct Fetcher<A> {
     node_id: i32,
     leader: i32,
+    /// The inter-broker listener and its client security (decision 0021).
+    security: Arc<InterBrokerSecurity>,
     metadata: MetadataView,
     appender: A,
     link: Option<LeaderLink>,
@@ -173,14 +222,14 @@ struct Fetcher<A> {
 impl<A: Appender> Fetcher<A> {
     /// One fetch and its append. `Ok(false)`: nothing to fetch from this leader now.
     async fn round(&mut self) -> Result<bool, String> {
-        let Some(address) = self.refresh_followed().await else {
+        let Some((host, port)) = self.refresh_followed().await? else {
             return Ok(false);
         };
         if self.offsets.is_empty() && self.unchecked.is_empty() {
             return Ok(false);
         }
         if self.link.is_none() {
-            let link = LeaderLink::connect(&address, self.node_id).await?;
+            let link = LeaderLink::connect(&host, port, self.node_id, &self.security).await?;
             self.session.reset();
             self.link = Some(link);
         }
@@ -204,15 +253,28 @@ impl<A: Appender> Fetcher<A> {
 
     /// Brings `offsets` in line with the metadata: partitions of this shard newly followed
     /// from this leader get their log end offset from the shard, the others are dropped.
-    /// Returns the leader's address (None while it is fenced or unknown).
-    async fn refresh_followed(&mut self) -> Option<String> {
+    /// Returns the leader's endpoint on the inter-broker listener (None while it is fenced
+    /// or unknown; an error when it has no such listener).
+    async fn refresh_followed(&mut self) -> Result<Option<(String, i32)>, String> {
         let snapshot = self.metadata.load_full();
-        let cluster = snapshot.cluster.as_deref()?;
+        let Some(cluster) = snapshot.cluster.as_deref() else {
+            return Ok(None);
+        };
+        let listener = self.security.listener.as_str();
         let address = match cluster.brokers.get(&self.leader) {
-            Some(b) if !b.fenced => format!("{}:{}", b.host, b.port),
+            Some(b) if !b.fenced => match b.endpoint(Some(listener)) {
+                Some((host, port)) => (host.to_string(), port),
+                None => {
+                    self.offsets.clear();
+                    return Err(format!(
+                        "broker {} has no listener {listener} (inter_broker_listener_name)",
+                        self.leader
+                    ));
+                }
+            },
             _ => {
                 self.offsets.clear();
-                return None;
+                return Ok(None);
             }
         };
         if !self
@@ -251,7 +313,7 @@ impl<A: Appender> Fetcher<A> {
                 }
             }
         }
-        Some(address)
+        Ok(Some(address))
     }
 
     fn next_request(&mut self) -> FetchRequest {

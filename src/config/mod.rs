@@ -7,6 +7,7 @@
 
 mod cores;
 pub mod group_config;
+pub mod inter_broker;
 pub mod listeners;
 mod log_config;
 pub mod quorum;
@@ -146,6 +147,20 @@ pub struct BrokerConfig {
     pub ssl_cipher_suites: Vec<String>,
     /// Kafka's `ssl.principal.mapping.rules`: `DEFAULT`, `RULE:pattern/replacement/[LU]`.
     pub ssl_principal_mapping_rules: String,
+    /// Kafka's `inter.broker.listener.name`: the listener followers reach their leaders on
+    /// (unset: the one named PLAINTEXT, else the first; `inter_broker`).
+    pub inter_broker_listener_name: Option<String>,
+    /// PEM CA certificates a leader's certificate must chain to when that listener is SSL or
+    /// SASL_SSL (unset: `ssl_truststore_location`).
+    pub inter_broker_ssl_ca_file: Option<PathBuf>,
+    /// Certificate chain and key a follower presents (mutual TLS); both or neither.
+    pub inter_broker_ssl_certificate_location: Option<PathBuf>,
+    pub inter_broker_ssl_key_location: Option<PathBuf>,
+    /// SASL_PLAINTEXT / SASL_SSL inter-broker listener: PLAIN, SCRAM-SHA-256 or
+    /// SCRAM-SHA-512, and the broker's credentials (Kafka's JAAS line, as plain keys).
+    pub inter_broker_sasl_mechanism: Option<String>,
+    pub inter_broker_sasl_username: Option<String>,
+    pub inter_broker_sasl_password: Option<inter_broker::Secret>,
     /// Admin HTTP listener (metrics, health, status, the web console).
     pub admin_listen: SocketAddr,
     /// The web console may only look: its create and delete requests are refused (403).
@@ -257,6 +272,13 @@ impl Default for BrokerConfig {
                 .collect(),
             ssl_cipher_suites: Vec::new(),
             ssl_principal_mapping_rules: "DEFAULT".to_string(),
+            inter_broker_listener_name: None,
+            inter_broker_ssl_ca_file: None,
+            inter_broker_ssl_certificate_location: None,
+            inter_broker_ssl_key_location: None,
+            inter_broker_sasl_mechanism: None,
+            inter_broker_sasl_username: None,
+            inter_broker_sasl_password: None,
             admin_listen: SocketAddr::from(([127, 0, 0, 1], 9644)),
             console_read_only: false,
             cores: "all".to_string(),
@@ -422,11 +444,12 @@ impl BrokerConfig {
     /// certificates and valid `ssl_*` keys, and every enabled mechanism is one this broker
     /// implements.
     fn validate_security(&self) -> Result<(), ConfigError> {
-        if self
-            .listener_specs()?
-            .iter()
-            .any(|spec| spec.protocol.uses_tls())
-        {
+        let specs = self.listener_specs()?;
+        // Only cluster mode has leaders to follow (a single SSL listener needs no CA).
+        if self.controller_quorum_voters.is_some() {
+            self.inter_broker_security_of(&specs)?;
+        }
+        if specs.iter().any(|spec| spec.protocol.uses_tls()) {
             crate::security::tls::TlsContext::new(&self.tls_settings()).map_err(|e| {
                 ConfigError::Invalid {
                     key: e.key,
@@ -460,6 +483,18 @@ impl BrokerConfig {
             });
         }
         Ok(())
+    }
+
+    /// How followers reach their leaders (`inter_broker_*` keys, decision 0021).
+    pub fn inter_broker_security(&self) -> Result<inter_broker::InterBrokerSecurity, ConfigError> {
+        self.inter_broker_security_of(&self.listener_specs()?)
+    }
+
+    fn inter_broker_security_of(
+        &self,
+        specs: &[listeners::ListenerSpec],
+    ) -> Result<inter_broker::InterBrokerSecurity, ConfigError> {
+        inter_broker::resolve(self, specs)
     }
 
     /// Every listener this broker serves (`listeners`, or the single `listen`).

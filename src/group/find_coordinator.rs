@@ -18,14 +18,18 @@ pub enum CoordinatorKeyType {
     Transaction,
 }
 
+/// A coordinator as FindCoordinator names it: node id, host, port.
+pub type CoordinatorAddress = (i32, String, i32);
+
 /// FindCoordinator (v0–v6): `locate` names the broker (id, host, port) coordinating a key:
-/// this node on a single node, a stable choice among live brokers in cluster mode.
+/// this node on a single node, a stable choice among live brokers in cluster mode; `None`
+/// when that broker has no endpoint on the request's listener (COORDINATOR_NOT_AVAILABLE).
 /// `authorized(kind, key)` says whether the caller may DESCRIBE the group or transactional
 /// id (GROUP_/TRANSACTIONAL_ID_AUTHORIZATION_FAILED otherwise, as Kafka answers).
 pub fn find_coordinator(
     request: &FindCoordinatorRequest,
     version: i16,
-    locate: &dyn Fn(&str) -> (i32, String, i32),
+    locate: &dyn Fn(&str) -> Option<CoordinatorAddress>,
     authorized: &dyn Fn(CoordinatorKeyType, &str) -> bool,
 ) -> FindCoordinatorResponse {
     const KEY_TYPE_GROUP: i8 = 0;
@@ -50,39 +54,43 @@ pub fn find_coordinator(
         }
         Ok(())
     };
+    let located = |key: &str| locate(key).ok_or(ResponseError::CoordinatorNotAvailable);
     if version >= 4 {
         let coordinators = request
             .coordinator_keys
             .iter()
             .map(|key| {
-                let checked = check(key);
+                let located = check(key).and_then(|()| located(key));
+                let checked = located.as_ref().map(|_| ()).map_err(|e| *e);
                 let c = Coordinator::default()
                     .with_key(key.clone())
                     .with_error_code(error_code(checked))
                     .with_error_message(Some(sb(error_message(checked))));
-                if checked.is_ok() {
-                    let (node_id, host, port) = locate(key);
-                    c.with_node_id(BrokerId(node_id))
+                match located {
+                    Ok((node_id, host, port)) => c
+                        .with_node_id(BrokerId(node_id))
                         .with_host(sb(&host))
-                        .with_port(port)
-                } else {
-                    c.with_node_id(BrokerId(-1))
+                        .with_port(port),
+                    Err(_) => c
+                        .with_node_id(BrokerId(-1))
                         .with_host(StrBytes::default())
-                        .with_port(-1)
+                        .with_port(-1),
                 }
             })
             .collect();
         return FindCoordinatorResponse::default().with_coordinators(coordinators);
     }
-    if let Err(e) = check(&request.key) {
-        return FindCoordinatorResponse::default()
-            .with_error_code(e.code())
-            .with_error_message(Some(sb(error_message(Err(e)))))
-            .with_node_id(BrokerId(-1))
-            .with_host(StrBytes::default())
-            .with_port(-1);
-    }
-    let (node_id, host, port) = locate(&request.key);
+    let (node_id, host, port) = match check(&request.key).and_then(|()| located(&request.key)) {
+        Ok(found) => found,
+        Err(e) => {
+            return FindCoordinatorResponse::default()
+                .with_error_code(e.code())
+                .with_error_message(Some(sb(error_message(Err(e)))))
+                .with_node_id(BrokerId(-1))
+                .with_host(StrBytes::default())
+                .with_port(-1);
+        }
+    };
     FindCoordinatorResponse::default()
         .with_error_code(0)
         .with_error_message(Some(sb(error_message(Ok(())))))
@@ -105,6 +113,7 @@ fn error_message(checked: Result<(), ResponseError>) -> &'static str {
         Err(ResponseError::TransactionalIdAuthorizationFailed) => {
             "Transactional Id authorization failed."
         }
+        Err(ResponseError::CoordinatorNotAvailable) => "The coordinator is not available.",
         Err(_) => "The server experienced an unexpected error when processing the request.",
     }
 }

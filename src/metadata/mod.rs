@@ -16,6 +16,7 @@ pub mod group_offsets;
 mod placement;
 pub mod quotas;
 pub mod reassign;
+pub mod registration;
 pub mod replicated;
 pub mod replicated_image;
 pub mod security_records;

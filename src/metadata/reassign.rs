@@ -335,6 +335,7 @@ mod tests {
                     port: 1,
                     fenced: false,
                     epoch: 0,
+                    endpoints: Vec::new(),
                 },
             );
         }

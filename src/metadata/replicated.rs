@@ -21,17 +21,7 @@ use std::sync::Arc;
 /// replica lists fits well within it).
 pub const MAX_RECORD_BYTES: usize = 4 * 1024 * 1024;
 
-/// A broker known to the quorum (KRaft's RegisterBrokerRecord / fencing records).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RegisteredBroker {
-    pub id: i32,
-    pub host: String,
-    pub port: i32,
-    /// No heartbeat within `broker_session_timeout_ms`: clients are not sent to it.
-    pub fenced: bool,
-    /// Bumped on every registration (a restart), as Kafka's broker epoch.
-    pub epoch: i64,
-}
+pub use super::registration::{ListenerEndpoint, RegisteredBroker};
 
 /// What the metadata log adds to the single-node snapshot.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -220,10 +210,14 @@ pub enum MetadataRecord {
         changes: Vec<(String, ConfigOp)>,
         incremental: bool,
     },
+    /// `host:port` is the inter-broker listener's; `endpoints` every listener's (absent
+    /// from records written before they were carried).
     RegisterBroker {
         id: i32,
         host: String,
         port: i32,
+        #[serde(default)]
+        endpoints: Vec<ListenerEndpoint>,
     },
     /// Heartbeats stopped: the broker is fenced, its partitions get new leaders from their
     /// ISRs and it leaves every ISR (Kafka's fencing with its PartitionChangeRecords,
@@ -492,7 +486,12 @@ impl MetadataWriter {
                 self.alter_group_config(group, changes, *incremental, false)?;
                 Ok(Applied::Brokers)
             }
-            MetadataRecord::RegisterBroker { id, host, port } => {
+            MetadataRecord::RegisterBroker {
+                id,
+                host,
+                port,
+                endpoints,
+            } => {
                 let mut cluster = self.cluster_state();
                 let epoch = cluster.brokers.get(id).map_or(0, |b| b.epoch + 1);
                 let broker = RegisteredBroker {
@@ -501,6 +500,11 @@ impl MetadataWriter {
                     port: *port,
                     fenced: false,
                     epoch,
+                    endpoints: endpoints
+                        .iter()
+                        .take(super::registration::MAX_REGISTERED_ENDPOINTS)
+                        .cloned()
+                        .collect(),
                 };
                 cluster.brokers.insert(*id, broker);
                 let changed = cluster.elect_returning(*id);

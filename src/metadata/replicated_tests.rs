@@ -32,6 +32,7 @@ fn records_apply_the_same_way_and_images_round_trip() {
         id,
         host: "127.0.0.1".into(),
         port: 9000 + id,
+        endpoints: Vec::new(),
     };
     a.apply_record(1, &register(1)).unwrap();
     a.apply_record(2, &register(2)).unwrap();
@@ -147,6 +148,7 @@ fn group_offsets_are_applied_only_from_the_groups_coordinator() {
             id,
             host: "127.0.0.1".into(),
             port: 9000 + id,
+            endpoints: Vec::new(),
         };
         a.apply_record(index, &register).unwrap();
     }
@@ -223,6 +225,7 @@ fn security_records_apply_through_the_log_and_travel_in_images() {
             id: 1,
             host: "127.0.0.1".into(),
             port: 9001,
+            endpoints: Vec::new(),
         },
     )
     .unwrap();
@@ -319,4 +322,46 @@ fn security_records_apply_through_the_log_and_travel_in_images() {
         other => panic!("{other:?}"),
     }
     assert_eq!(b.snapshot().acls.len(), 0);
+}
+
+#[test]
+fn registrations_carry_endpoints_and_older_records_still_load() {
+    let (_dir, a) = writer();
+    // A RegisterBroker written before endpoints were carried.
+    let old =
+        br#"{"origin":1,"sequence":1,"record":{"RegisterBroker":{"id":1,"host":"h","port":9}}}"#;
+    let proposal = Proposal::decode(old).unwrap();
+    a.apply_record(1, &proposal.record).unwrap();
+    let endpoint = ListenerEndpoint {
+        name: "EXTERNAL".into(),
+        host: "e".into(),
+        port: 19,
+        security_protocol: "SASL_SSL".into(),
+    };
+    let register = MetadataRecord::RegisterBroker {
+        id: 2,
+        host: "h".into(),
+        port: 10,
+        endpoints: vec![endpoint],
+    };
+    a.apply_record(2, &register).unwrap();
+    let snapshot = a.snapshot();
+    let cluster = snapshot.cluster.as_deref().unwrap();
+    assert_eq!(
+        cluster.brokers[&1].endpoint(Some("EXTERNAL")),
+        Some(("h", 9))
+    );
+    assert_eq!(
+        cluster.brokers[&2].endpoint(Some("EXTERNAL")),
+        Some(("e", 19))
+    );
+    assert_eq!(cluster.brokers[&2].endpoint(Some("PLAINTEXT")), None);
+    // A node installing the image has the same endpoints.
+    let (_dir2, b) = writer();
+    b.install_image(&a.encode_image(Default::default()))
+        .unwrap();
+    assert_eq!(
+        b.snapshot().cluster.as_deref().unwrap().brokers,
+        cluster.brokers
+    );
 }

@@ -6,6 +6,7 @@
 //! the partition handlers' NOT_LEADER_OR_FOLLOWER answers, so no handler imports another.
 
 use crate::metadata::MetadataSnapshot;
+use crate::server::context::RequestContext;
 use crate::shard::Shard;
 
 /// A broker as clients see it.
@@ -51,43 +52,64 @@ pub fn leader_epoch(snapshot: &MetadataSnapshot, topic: &str, partition: i32) ->
         .map_or(0, |c| c.leader_epoch(topic, partition))
 }
 
-fn this_broker(shard: &Shard) -> BrokerEndpoint {
-    let (host, port) = shard.config.advertised_address();
-    BrokerEndpoint {
-        id: shard.config.node_id,
-        host,
-        port,
-        fenced: false,
-    }
+/// The listener the request came in on (`None` on a connection no listener accepted).
+fn listener_of(ctx: &RequestContext<'_>) -> Option<String> {
+    ctx.connection
+        .borrow()
+        .listener
+        .as_ref()
+        .map(|l| l.name.clone())
 }
 
-/// Every registered broker (fenced ones with `fenced: true`), in id order.
-pub fn brokers(shard: &Shard, snapshot: &MetadataSnapshot) -> Vec<BrokerEndpoint> {
-    match &snapshot.cluster {
-        None => vec![this_broker(shard)],
-        Some(cluster) => cluster
-            .brokers
-            .values()
-            .map(|b| BrokerEndpoint {
+/// Every registered broker as the client of this request reaches it (fenced ones with
+/// `fenced: true`), in id order. Kafka answers with each broker's endpoint of the listener
+/// the request came in on and leaves out brokers without that listener; this broker is
+/// always there, by the advertised address of that listener.
+pub fn brokers_seen_from(
+    ctx: &RequestContext<'_>,
+    snapshot: &MetadataSnapshot,
+) -> Vec<BrokerEndpoint> {
+    let node = ctx.shard.config.node_id;
+    let this_broker = |fenced| {
+        let (host, port) = ctx.advertised_address();
+        BrokerEndpoint {
+            id: node,
+            host,
+            port,
+            fenced,
+        }
+    };
+    let Some(cluster) = &snapshot.cluster else {
+        return vec![this_broker(false)];
+    };
+    let listener = listener_of(ctx);
+    cluster
+        .brokers
+        .values()
+        .filter_map(|b| {
+            if b.id == node {
+                return Some(this_broker(b.fenced));
+            }
+            let (host, port) = b.endpoint(listener.as_deref())?;
+            Some(BrokerEndpoint {
                 id: b.id,
-                host: b.host.clone(),
-                port: b.port,
+                host: host.to_string(),
+                port,
                 fenced: b.fenced,
             })
-            .collect(),
-    }
-}
-
-/// Live brokers only: what Metadata lists.
-pub fn live_brokers(shard: &Shard, snapshot: &MetadataSnapshot) -> Vec<BrokerEndpoint> {
-    brokers(shard, snapshot)
-        .into_iter()
-        .filter(|b| !b.fenced)
+        })
         .collect()
 }
 
-pub fn broker(shard: &Shard, snapshot: &MetadataSnapshot, id: i32) -> Option<BrokerEndpoint> {
-    brokers(shard, snapshot).into_iter().find(|b| b.id == id)
+/// Live brokers only, as this request's client reaches them: what Metadata lists.
+pub fn live_brokers_seen_from(
+    ctx: &RequestContext<'_>,
+    snapshot: &MetadataSnapshot,
+) -> Vec<BrokerEndpoint> {
+    brokers_seen_from(ctx, snapshot)
+        .into_iter()
+        .filter(|b| !b.fenced)
+        .collect()
 }
 
 /// The controller clients are told about: the quorum's leader, or -1 while none is known.
@@ -147,23 +169,33 @@ pub fn partition_replicas(
     }
 }
 
-/// The broker that coordinates `key` (a group or transactional id): on a single node this
-/// one; in cluster mode a stable hash over the quorum's brokers, moving to the next live
-/// one when that broker is fenced. Every broker computes the same answer.
-pub fn coordinator_for(shard: &Shard, snapshot: &MetadataSnapshot, key: &str) -> BrokerEndpoint {
-    snapshot
-        .cluster
-        .as_deref()
-        .and_then(|c| c.coordinator(key))
-        .and_then(|id| broker(shard, snapshot, id))
-        .unwrap_or_else(|| this_broker(shard))
+/// The broker that coordinates `key` (a group or transactional id) as this request's
+/// client reaches it: on a single node this one; in cluster mode a stable hash over the
+/// quorum's brokers, moving to the next live one when that broker is fenced (every broker
+/// computes the same answer). `None` when that broker has no endpoint on the request's
+/// listener (Kafka answers COORDINATOR_NOT_AVAILABLE).
+pub fn coordinator_seen_from(
+    ctx: &RequestContext<'_>,
+    snapshot: &MetadataSnapshot,
+    key: &str,
+) -> Option<BrokerEndpoint> {
+    let brokers = brokers_seen_from(ctx, snapshot);
+    match snapshot.cluster.as_deref() {
+        None => brokers.into_iter().next(),
+        Some(cluster) => {
+            let id = cluster.coordinator(key).unwrap_or(ctx.shard.config.node_id);
+            brokers.into_iter().find(|b| b.id == id)
+        }
+    }
 }
 
 /// Produce v10+ (KIP-951): a partition answered NOT_LEADER_OR_FOLLOWER carries its current
 /// leader, and the response the leaders' endpoints, so the client re-routes without a
-/// Metadata round trip. Nothing changes on a single node or for older versions.
+/// Metadata round trip. Nothing changes on a single node or for older versions. The
+/// endpoints are those of `listener`, the request's (a leader without it is not named).
 pub fn add_produce_leader_hints(
     snapshot: &MetadataSnapshot,
+    listener: Option<&crate::config::listeners::ListenerSpec>,
     version: i16,
     response: &mut kafka_protocol::messages::ProduceResponse,
 ) {
@@ -200,13 +232,16 @@ pub fn add_produce_leader_hints(
     }
     response.node_endpoints = leaders
         .into_iter()
-        .filter_map(|id| cluster.brokers.get(&id))
-        .map(|b| {
-            NodeEndpoint::default()
-                .with_node_id(BrokerId(b.id))
-                .with_host(StrBytes::from_string(b.host.clone()))
-                .with_port(b.port)
-                .with_rack(None)
+        .filter_map(|id| {
+            let listener = listener.map(|l| l.name.as_str());
+            let (host, port) = cluster.brokers.get(&id)?.endpoint(listener)?;
+            Some(
+                NodeEndpoint::default()
+                    .with_node_id(BrokerId(id))
+                    .with_host(StrBytes::from_string(host.to_string()))
+                    .with_port(port)
+                    .with_rack(None),
+            )
         })
         .collect();
 }
@@ -223,17 +258,4 @@ pub fn refuse_manual_assignments(shard: &Shard) -> Result<(), crate::shard::topi
                   give a replication factor and the brokers are chosen"
             .into(),
     })
-}
-
-/// `b` as the client of this request should reach it: this broker by the advertised address
-/// of the listener the request came in on (Kafka answers per listener); others as registered.
-pub fn seen_from(
-    ctx: &crate::server::context::RequestContext<'_>,
-    b: BrokerEndpoint,
-) -> BrokerEndpoint {
-    if b.id != ctx.shard.config.node_id {
-        return b;
-    }
-    let (host, port) = ctx.advertised_address();
-    BrokerEndpoint { host, port, ..b }
 }

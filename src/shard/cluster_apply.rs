@@ -8,7 +8,7 @@
 use super::Shard;
 use crate::cluster::{ClusterHandle, Committed};
 use crate::config::BrokerConfig;
-use crate::metadata::replicated::{Applied, MetadataRecord, Proposal};
+use crate::metadata::replicated::{Applied, ListenerEndpoint, MetadataRecord, Proposal};
 use crate::metadata::{MetadataView, MetadataWriter};
 use futures_util::FutureExt;
 use std::rc::Rc;
@@ -265,14 +265,45 @@ async fn reconcile_partitions(shard: &Rc<Shard>, topics: Vec<Arc<crate::metadata
     super::failover::apply_partition_changes(shard, &held, None).await;
 }
 
-/// Registers this broker (its advertised Kafka address) with the quorum, and again whenever
+/// What this broker registers: the inter-broker listener's advertised `host:port` and
+/// every listener's advertised endpoint (Kafka's RegisterBrokerRecord `EndPoints`).
+fn registered_endpoints(
+    config: &BrokerConfig,
+) -> Result<(String, i32, Vec<ListenerEndpoint>), crate::config::ConfigError> {
+    let specs = config.listener_specs()?;
+    let inter_broker = config.inter_broker_security()?;
+    let endpoints: Vec<ListenerEndpoint> = specs
+        .iter()
+        .map(|s| ListenerEndpoint {
+            name: s.name.clone(),
+            host: s.advertised_host.clone(),
+            port: s.advertised_port,
+            security_protocol: s.protocol.name().to_string(),
+        })
+        .collect();
+    let (host, port) = endpoints
+        .iter()
+        .find(|e| e.name == inter_broker.listener)
+        .map(|e| (e.host.clone(), e.port))
+        .unwrap_or_else(|| config.advertised_address());
+    Ok((host, port, endpoints))
+}
+
+/// Registers this broker (its advertised listeners) with the quorum, and again whenever
 /// the applied state lacks it or names another address (runs on shard 0 until shutdown).
 pub(super) async fn registration_loop(shard: Rc<Shard>) {
     let Some(cluster) = shard.cluster.clone() else {
         return;
     };
     let interval = Duration::from_millis(shard.config.broker_heartbeat_interval_ms);
-    let (host, port) = shard.config.advertised_address();
+    let (host, port, endpoints) = match registered_endpoints(&shard.config) {
+        Ok(registration) => registration,
+        Err(e) => {
+            // Checked at start-up (`BrokerConfig::validate`): not reached with a loaded config.
+            tracing::error!(error = %e, "broker not registered: its listeners do not resolve");
+            return;
+        }
+    };
     let mut stop = shard.shutdown_signal().fuse();
     while !shard.shutting_down.get() {
         let registered = shard
@@ -285,8 +316,10 @@ pub(super) async fn registration_loop(shard: Rc<Shard>) {
         // lost) is renewed: Kafka's broker registers again at every start and is unfenced
         // by its heartbeats. Not while this node is leaving.
         let leaving = cluster.leaving.load(std::sync::atomic::Ordering::Relaxed);
-        let current =
-            leaving || registered.is_some_and(|b| b.host == host && b.port == port && !b.fenced);
+        let current = leaving
+            || registered.is_some_and(|b| {
+                b.host == host && b.port == port && b.endpoints == endpoints && !b.fenced
+            });
         if current {
             refill_producer_ids(&shard, &cluster).await;
         }
@@ -295,6 +328,7 @@ pub(super) async fn registration_loop(shard: Rc<Shard>) {
                 id: cluster.node_id,
                 host: host.clone(),
                 port,
+                endpoints: endpoints.clone(),
             };
             match cluster.propose(record).await {
                 Ok(_) => {

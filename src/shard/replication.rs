@@ -33,6 +33,14 @@ pub(super) async fn start_fetchers(shard: Rc<Shard>) {
             return;
         }
     };
+    let security = match shard.config.inter_broker_security() {
+        Ok(security) => std::sync::Arc::new(security),
+        Err(e) => {
+            // Checked at start-up (`BrokerConfig::validate`): not reached with a loaded config.
+            tracing::error!(error = %e, "no replica fetchers: the inter-broker settings do not resolve");
+            return;
+        }
+    };
     let node = shard.config.node_id;
     for leader in voters.iter().map(|v| v.id).filter(|&id| id != node) {
         let appender = ShardAppender {
@@ -41,6 +49,7 @@ pub(super) async fn start_fetchers(shard: Rc<Shard>) {
         let fetcher = replica_fetcher::run(
             node,
             leader,
+            security.clone(),
             shard.metadata.clone(),
             appender,
             cluster.replication_stop.clone(),

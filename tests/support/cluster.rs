@@ -42,7 +42,35 @@ impl LocalCluster {
                 )
             })
             .collect();
-        Self::start_at(places, toml)
+        Self::start_at(places, &|_| toml.to_string(), false)
+    }
+
+    /// Starts `count` nodes that declare named listeners: `NAME://127.0.0.1:<free port>`
+    /// for each of `names(node id)`, in a config file that also holds `toml(node id)`. The
+    /// first must be PLAINTEXT: `bootstrap()` and the raw-protocol waits use it. Returns the
+    /// cluster and, per node, the port of each of its listeners in `names` order.
+    pub fn start_with_listeners(
+        count: usize,
+        names: &dyn Fn(i32) -> Vec<&'static str>,
+        toml: &dyn Fn(i32) -> String,
+    ) -> (LocalCluster, Vec<Vec<u16>>) {
+        let ports: Vec<Vec<u16>> = (1..=count as i32)
+            .map(|id| names(id).iter().map(|_| free_port()).collect())
+            .collect();
+        let places = ports
+            .iter()
+            .map(|p| (LOOPBACK.to_string(), None, p[0], free_port(), free_port()))
+            .collect();
+        let config = |node: usize| {
+            let id = node as i32 + 1;
+            let listeners: Vec<String> = names(id)
+                .iter()
+                .zip(&ports[node])
+                .map(|(name, port)| format!("{name}://{LOOPBACK}:{port}"))
+                .collect();
+            format!("listeners = \"{}\"\n{}\n", listeners.join(","), toml(id))
+        };
+        (Self::start_at(places, &config, true), ports)
     }
 
     /// Starts one node in each namespace of `net` (node `i + 1` in namespace `i`), on its
@@ -51,11 +79,17 @@ impl LocalCluster {
         let places = (0..net.count())
             .map(|i| (net.address(i), Some(net.namespace(i)), 9092, 9644, 9093))
             .collect();
-        Self::start_at(places, toml)
+        Self::start_at(places, &|_| toml.to_string(), false)
     }
 
-    /// One node per `(host, namespace, kafka port, admin port, controller port)`.
-    fn start_at(places: Vec<(String, Option<String>, u16, u16, u16)>, toml: &str) -> LocalCluster {
+    /// One node per `(host, namespace, kafka port, admin port, controller port)`, node `i`'s
+    /// config file holding `toml(i)`; `declares_listeners`: it names its listeners itself
+    /// (no `--listen`).
+    fn start_at(
+        places: Vec<(String, Option<String>, u16, u16, u16)>,
+        toml: &dyn Fn(usize) -> String,
+        declares_listeners: bool,
+    ) -> LocalCluster {
         let count = places.len();
         let voters = places
             .iter()
@@ -67,7 +101,7 @@ impl LocalCluster {
         for (i, (host, netns, kafka_port, admin_port, port)) in places.into_iter().enumerate() {
             let temp = tempfile::tempdir().expect("temp dir");
             let config = temp.path().join("sluice.toml");
-            std::fs::write(&config, toml).expect("write the node's config file");
+            std::fs::write(&config, toml(i)).expect("write the node's config file");
             let mut broker = Broker {
                 child: None,
                 port: kafka_port,
@@ -89,7 +123,8 @@ impl LocalCluster {
                 ],
                 extra_env: Vec::new(),
                 open_file_limit: None,
-                sasl_port: None,
+                // Set, `spawn` passes no `--listen` (the config declares the listeners).
+                sasl_port: declares_listeners.then_some(kafka_port),
                 host: host.clone(),
                 netns: netns.clone(),
             };

@@ -80,7 +80,7 @@ fn responses_encode_in_every_served_version() {
         let r = find_coordinator(
             &request,
             v,
-            &|_| (7, "localhost".to_string(), 9092),
+            &|_| Some((7, "localhost".to_string(), 9092)),
             &|_, _| true,
         );
         if v >= 4 {

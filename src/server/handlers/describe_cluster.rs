@@ -1,9 +1,9 @@
-//! DescribeCluster: the registered brokers (fenced ones marked) and the controller; on a
-//! single node, this node, which is also the controller.
+//! DescribeCluster: the registered brokers (fenced ones marked) on the request's listener,
+//! and the controller; on a single node, this node, which is also the controller.
 
 use crate::server::access::{CLUSTER_RESOURCE_NAME, operations_bitfield};
 use crate::server::authorization::{AUTHORIZED_OPERATIONS_OMITTED, ResourceType};
-use crate::server::cluster_view::{brokers, controller_id, seen_from};
+use crate::server::cluster_view::{brokers_seen_from, controller_id};
 use crate::server::context::RequestContext;
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
@@ -13,9 +13,8 @@ pub async fn handle(
     ctx: &RequestContext<'_>,
     request: DescribeClusterRequest,
 ) -> DescribeClusterResponse {
-    let brokers = brokers(ctx.shard, &ctx.shard.metadata.load())
+    let brokers = brokers_seen_from(ctx, &ctx.shard.metadata.load())
         .into_iter()
-        .map(|b| seen_from(ctx, b))
         .map(|b| {
             DescribeClusterBroker::default()
                 .with_broker_id(BrokerId(b.id))

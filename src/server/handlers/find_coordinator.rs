@@ -1,10 +1,10 @@
 //! FindCoordinator (v0–v6, batched `coordinator_keys` from v4; v6's share-group keys are
 //! INVALID_REQUEST: no share groups here): on a single node this broker coordinates every
 //! group and transactional id (the owning shard is reached internally); in cluster mode a
-//! stable choice among the live brokers (`cluster_view::coordinator_for`). No shard hop.
+//! stable choice among the live brokers (`cluster_view::coordinator_seen_from`). No shard hop.
 
 use crate::group;
-use crate::server::cluster_view::{coordinator_for, seen_from};
+use crate::server::cluster_view::coordinator_seen_from;
 use crate::group::CoordinatorKeyType;
 use crate::server::access::permitted;
 use crate::server::authorization::ResourceType;
@@ -17,8 +17,7 @@ pub async fn handle(
 ) -> FindCoordinatorResponse {
     let snapshot = ctx.shard.metadata.load();
     let locate = |key: &str| {
-        let b = seen_from(ctx, coordinator_for(ctx.shard, &snapshot, key));
-        (b.id, b.host, b.port)
+        coordinator_seen_from(ctx, &snapshot, key).map(|b| (b.id, b.host, b.port))
     };
     let authorized = |kind: CoordinatorKeyType, key: &str| {
         let resource = match kind {

@@ -7,7 +7,7 @@
 use crate::server::access::{
     CLUSTER_RESOURCE_NAME, may_auto_create, operations_bitfield, permitted,
 };
-use crate::server::cluster_view::{controller_id, live_brokers, partition_replicas, seen_from};
+use crate::server::cluster_view::{controller_id, live_brokers_seen_from, partition_replicas};
 use crate::server::authorization::{AUTHORIZED_OPERATIONS_OMITTED, ResourceType};
 use crate::server::context::RequestContext;
 use crate::shard::topics::ensure_topic;
@@ -30,11 +30,21 @@ fn topic_entry(
 ) -> MetadataResponseTopic {
     let snapshot = ctx.shard.metadata.load();
     let ids = |list: Vec<i32>| list.into_iter().map(BrokerId).collect::<Vec<_>>();
+    let reachable = live_brokers_seen_from(ctx, &snapshot);
     let partitions = (0..topic.partitions)
         .map(|p| {
-            let placed = partition_replicas(ctx.shard, &snapshot, &topic.name, p);
+            let mut placed = partition_replicas(ctx.shard, &snapshot, &topic.name, p);
             let error = if placed.leader < 0 {
                 OFFLINE_PARTITION_METADATA_ERROR.code()
+            } else if !reachable.iter().any(|b| b.id == placed.leader) {
+                // A live leader without the request's listener: Kafka answers leader -1 and
+                // LISTENER_NOT_FOUND from v6 (LEADER_NOT_AVAILABLE before).
+                placed.leader = -1;
+                if ctx.version >= 6 {
+                    ResponseError::ListenerNotFound.code()
+                } else {
+                    ResponseError::LeaderNotAvailable.code()
+                }
             } else {
                 0
             };
@@ -58,9 +68,8 @@ fn topic_entry(
 
 pub async fn handle(ctx: &RequestContext<'_>, request: MetadataRequest) -> MetadataResponse {
     let shard = ctx.shard;
-    let brokers = live_brokers(shard, &shard.metadata.load())
+    let brokers = live_brokers_seen_from(ctx, &shard.metadata.load())
         .into_iter()
-        .map(|b| seen_from(ctx, b))
         .map(|b| {
             MetadataResponseBroker::default()
                 .with_node_id(BrokerId(b.id))

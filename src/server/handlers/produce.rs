@@ -171,6 +171,7 @@ pub async fn handle(ctx: &RequestContext<'_>, request: ProduceRequest) -> Reply 
     let (correlation_id, version) = (ctx.correlation_id, ctx.version);
     let header_version = ctx.api.response_header_version(version);
     let snapshot = shard.metadata.load_full();
+    let listener = ctx.connection.borrow().listener.clone();
     // Stage two, *produced*: the answer once every append is written (and synced).
     let answer = async move {
         results.extend(produced.await);
@@ -181,7 +182,7 @@ pub async fn handle(ctx: &RequestContext<'_>, request: ProduceRequest) -> Reply 
             return Reply::None;
         }
         let mut body = response(topic_names, results).with_throttle_time_ms(throttle_ms);
-        add_produce_leader_hints(&snapshot, version, &mut body);
+        add_produce_leader_hints(&snapshot, listener.as_deref(), version, &mut body);
         match encode_frame(correlation_id, header_version, &body, version) {
             Ok(frame) => Reply::Frame(frame),
             Err(e) => Reply::Close(format!("Produce v{version}: {e}")),

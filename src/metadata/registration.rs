@@ -1,0 +1,90 @@
+//! A broker's registration in the metadata log (KRaft's RegisterBrokerRecord): its id, its
+//! epoch, whether it is fenced, and since the inter-broker security stage (decision 0021)
+//! every listener's advertised endpoint, so each client is answered with the other brokers'
+//! addresses on the listener it came in on, and a follower reaches its leader on the
+//! inter-broker listener.
+//! Must not: pick a listener for a request (the server's `cluster_view` does).
+
+use serde::{Deserialize, Serialize};
+
+/// Listeners one registration may carry: `config::listeners::MAX_LISTENERS`.
+pub const MAX_REGISTERED_ENDPOINTS: usize = crate::config::listeners::MAX_LISTENERS;
+
+/// One listener of a registered broker (RegisterBrokerRecord's `EndPoints`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListenerEndpoint {
+    /// The listener name (`PLAINTEXT`, `INTERNAL`, ...), upper case as configured.
+    pub name: String,
+    pub host: String,
+    pub port: i32,
+    /// `PLAINTEXT`, `SSL`, `SASL_PLAINTEXT` or `SASL_SSL`.
+    pub security_protocol: String,
+}
+
+/// A broker known to the quorum (KRaft's RegisterBrokerRecord / fencing records).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegisteredBroker {
+    pub id: i32,
+    /// The inter-broker listener's endpoint (before decision 0021: the only one).
+    pub host: String,
+    pub port: i32,
+    /// No heartbeat within `broker_session_timeout_ms`: clients are not sent to it.
+    pub fenced: bool,
+    /// Bumped on every registration (a restart), as Kafka's broker epoch.
+    pub epoch: i64,
+    /// Every advertised listener; empty in registrations written before they were carried.
+    #[serde(default)]
+    pub endpoints: Vec<ListenerEndpoint>,
+}
+
+impl RegisteredBroker {
+    /// Where a client of `listener` reaches this broker: that listener's endpoint, `None`
+    /// when the broker has no such listener (Kafka leaves it out of the answer). A
+    /// registration without endpoints (an older log) has one address for every listener;
+    /// `listener` `None` (no listener known) is the inter-broker endpoint.
+    pub fn endpoint(&self, listener: Option<&str>) -> Option<(&str, i32)> {
+        match listener {
+            Some(name) if !self.endpoints.is_empty() => self
+                .endpoints
+                .iter()
+                .find(|e| e.name == name)
+                .map(|e| (e.host.as_str(), e.port)),
+            _ => Some((self.host.as_str(), self.port)),
+        }
+    }
+
+    /// The endpoint of `listener` with its security protocol, for a follower's link.
+    pub fn listener(&self, name: &str) -> Option<&ListenerEndpoint> {
+        self.endpoints.iter().find(|e| e.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clients_get_the_endpoint_of_their_listener_and_old_registrations_one_for_all() {
+        let endpoint = |name: &str, port| ListenerEndpoint {
+            name: name.into(),
+            host: "h".into(),
+            port,
+            security_protocol: "PLAINTEXT".into(),
+        };
+        let mut broker = RegisteredBroker {
+            id: 1,
+            host: "h".into(),
+            port: 1,
+            fenced: false,
+            epoch: 0,
+            endpoints: vec![endpoint("PLAINTEXT", 1), endpoint("EXTERNAL", 2)],
+        };
+        assert_eq!(broker.endpoint(Some("EXTERNAL")), Some(("h", 2)));
+        assert_eq!(broker.endpoint(Some("OTHER")), None);
+        assert_eq!(broker.endpoint(None), Some(("h", 1)));
+        // A registration from before endpoints were carried still loads and answers.
+        let old = r#"{"id":1,"host":"h","port":7,"fenced":false,"epoch":0}"#;
+        broker = serde_json::from_str(old).unwrap();
+        assert_eq!(broker.endpoint(Some("EXTERNAL")), Some(("h", 7)));
+    }
+}
