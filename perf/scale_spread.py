@@ -20,9 +20,12 @@ load, which other engineers' builds change minute by minute, hits both sides ali
 medians and the ratio of the medians are printed, with each round's ratio.
 
   .venv/bin/python perf/scale_spread.py target/release/sluice [--spread 1000] [--rounds 3]
-      [--records 200000] [--bench-binary OTHER]
+      [--records 200000] [--bench-binary OTHER] [--config LABEL=FILE ...]
 
 --bench-binary runs `sluice bench` from another build (to A/B a broker with one harness).
+--config (repeatable) A/Bs broker config files with one binary in one sitting: each round
+runs every config on 1 and SPREAD partitions in turn, and each config gets its own table
+(e.g. `--config io_uring=inline0.toml --config inline20k=inline20k.toml`).
 """
 
 import argparse
@@ -46,11 +49,13 @@ WARMUP_BATCHES = 2
 WARMUP_SETTLE_S = 2
 
 
-def run(binary, bench_binary, work, partitions, records):
-    """The produce and the consume `sluice bench` JSON reports, on a fresh broker."""
+def run(binary, bench_binary, work, partitions, records, config_file=None):
+    """The produce and the consume `sluice bench` JSON reports, on a fresh broker (started
+    with `--config config_file` when one is given)."""
     data = os.path.join(work, f"spread-{partitions}")
     shutil.rmtree(data, ignore_errors=True)
-    broker = scale.Broker(binary, data, os.path.join(work, f"spread-{partitions}.log"))
+    extra = ["--config", config_file] if config_file else []
+    broker = scale.Broker(binary, data, os.path.join(work, f"spread-{partitions}.log"), extra)
     broker.start()
     common = ["--topic", "spread", "--partitions", str(partitions), "--records", str(records),
               "--record-size", "1024", "--bootstrap-server", broker.bootstrap(),
@@ -88,6 +93,33 @@ def summary(report, key):
 
 
 
+def parse_configs(values):
+    """`LABEL=FILE` pairs, in order; no --config is one unlabelled run with the defaults."""
+    configs = []
+    for value in values or []:
+        label, sep, path = value.partition("=")
+        if not sep or not label or not os.path.isfile(path):
+            sys.exit(f"--config wants LABEL=FILE with an existing file, got {value!r}")
+        configs.append((label, os.path.abspath(path)))
+    return configs or [("", None)]
+
+
+def print_table(label, spread, rows):
+    med = {p: [statistics.median(col) for col in zip(*v)] for p, v in rows.items()}
+    one, many = med[1], med[spread]
+    print()
+    if label:
+        print(f"config {label}:")
+    print("| partitions | produce MB/s | broker CPU-s/GB | fetch MB/s | broker CPU-s/GB |")
+    print("|---:|---:|---:|---:|---:|")
+    print(f"| 1 | {one[0]:.1f} | {one[1]:.2f} | {one[2]:.1f} | {one[3]:.2f} |")
+    print(f"| {spread:,} | {many[0]:.1f} ({many[0] / one[0]:.0%}) | {many[1]:.2f} "
+          f"| {many[2]:.1f} ({many[2] / one[2]:.0%}) | {many[3]:.2f} |")
+    ratios = [(m[0] / o[0], m[2] / o[2]) for o, m in zip(rows[1], rows[spread])]
+    print("per-round ratios (produce, fetch):",
+          ", ".join(f"({p:.0%}, {f:.0%})" for p, f in ratios))
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("binary")
@@ -95,32 +127,30 @@ def main():
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--records", type=int, default=200000)
     parser.add_argument("--bench-binary")
+    parser.add_argument("--config", action="append", metavar="LABEL=FILE",
+                        help="broker config file to A/B (repeatable)")
     args = parser.parse_args()
     bench_binary = args.bench_binary or args.binary
+    configs = parse_configs(args.config)
     work = tempfile.mkdtemp(prefix="sluice-spread-")
-    rows = {1: [], args.spread: []}
+    rows = {label: {1: [], args.spread: []} for label, _ in configs}
     try:
         for r in range(args.rounds):
-            for partitions in (1, args.spread):
-                produced, consumed = run(args.binary, bench_binary, work, partitions, args.records)
-                row = (*summary(produced, "produced"), *summary(consumed, "consumed"))
-                rows[partitions].append(row)
-                print(f"round {r + 1} partitions {partitions}: produce {row[0]:.1f} MB/s "
-                      f"({row[1]:.2f} broker CPU-s/GB), fetch {row[2]:.1f} MB/s "
-                      f"({row[3]:.2f} broker CPU-s/GB)", flush=True)
+            for label, config_file in configs:
+                for partitions in (1, args.spread):
+                    produced, consumed = run(args.binary, bench_binary, work, partitions,
+                                             args.records, config_file)
+                    row = (*summary(produced, "produced"), *summary(consumed, "consumed"))
+                    rows[label][partitions].append(row)
+                    tag = f"{label} " if label else ""
+                    print(f"round {r + 1} {tag}partitions {partitions}: produce {row[0]:.1f} "
+                          f"MB/s ({row[1]:.2f} broker CPU-s/GB), fetch {row[2]:.1f} MB/s "
+                          f"({row[3]:.2f} broker CPU-s/GB), load {os.getloadavg()[0]:.1f}",
+                          flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    med = {p: [statistics.median(col) for col in zip(*v)] for p, v in rows.items()}
-    one, many = med[1], med[args.spread]
-    print()
-    print("| partitions | produce MB/s | broker CPU-s/GB | fetch MB/s | broker CPU-s/GB |")
-    print("|---:|---:|---:|---:|---:|")
-    print(f"| 1 | {one[0]:.1f} | {one[1]:.2f} | {one[2]:.1f} | {one[3]:.2f} |")
-    print(f"| {args.spread:,} | {many[0]:.1f} ({many[0] / one[0]:.0%}) | {many[1]:.2f} "
-          f"| {many[2]:.1f} ({many[2] / one[2]:.0%}) | {many[3]:.2f} |")
-    ratios = [(m[0] / o[0], m[2] / o[2]) for o, m in zip(rows[1], rows[args.spread])]
-    print("per-round ratios (produce, fetch):",
-          ", ".join(f"({p:.0%}, {f:.0%})" for p, f in ratios))
+    for label, _ in configs:
+        print_table(label, args.spread, rows[label])
 
 
 if __name__ == "__main__":

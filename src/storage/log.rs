@@ -416,10 +416,16 @@ impl PartitionLog {
         self.flush_inner(true, true).await
     }
 
-    /// `persist_recovery_point`: also rewrite the state file when the recovery point moved.
-    /// Background flushes do that at most every `RECOVERY_POINT_PERSIST_MS`: the rewrite
-    /// costs a file create, two fsyncs and a rename, and a recovery point that lags only
-    /// makes recovery scan a little more (it is never ahead of the synced data).
+    /// `persist_recovery_point`: also write new index entries to the index files and
+    /// rewrite the state file when the recovery point moved. Background flushes do that at
+    /// most every `RECOVERY_POINT_PERSIST_MS`: the state write costs an fdatasync, and a
+    /// recovery point that lags only makes recovery scan a little more (it is never ahead of
+    /// the synced data). The index writes go with it because nothing reads an index file
+    /// between a flush and the next seal or close, which write (and sync) every entry left:
+    /// recovery after a crash rebuilds the active segment's indexes from its batches, and a
+    /// read uses the indexes in memory. Written on every `flush.ms` tick they were two more
+    /// io-wq writes per partition and tick, the bulk of a 1,000-partition spread's flush
+    /// work after the fdatasync (perf/RESULTS.md, session 14).
     ///
     /// `sync_data` false: a group commit already pending will sync everything written (see
     /// `flush_if_due`), so only indexes and the recovery point (up to what is durable) are
@@ -440,7 +446,9 @@ impl PartitionLog {
             if sync_data {
                 self.sync_if_dirty(s).await?;
             }
-            s.persist_indexes().await?;
+            if persist_recovery_point {
+                s.persist_indexes().await?;
+            }
         }
         if target > self.offsets.durable_offset.get() {
             self.offsets.durable_offset.set(target);

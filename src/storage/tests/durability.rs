@@ -6,8 +6,9 @@ use std::rc::Rc;
 
 use bytes::BytesMut;
 
-use super::support::{batch, open, small_config};
+use super::support::{batch, crash, open, small_config};
 use crate::config::LogConfig;
+use crate::storage::log::PartitionLog;
 use crate::storage::state::read_state;
 
 /// Milliseconds since the Unix epoch, the clock `flush_if_due` is given.
@@ -113,6 +114,71 @@ async fn flush_if_due_follows_flush_ms_and_flush_messages() {
     log.flush_if_due(t0 + 5000).await.unwrap();
     assert_eq!(log.durable_offset(), 6, "flush.ms = 1000 due");
     assert_eq!(read_state(&part).await.unwrap().unwrap().recovery_point, 6);
+}
+
+/// A background flush between two state-file writes syncs the data but leaves the active
+/// segment's new index entries in memory (nothing reads the index files before a seal, a
+/// close or recovery, and each of those writes or rebuilds them); the flush that rewrites
+/// the state file writes them too. After a crash in between, every offset is found through
+/// the indexes recovery rebuilt.
+#[compio::test]
+async fn background_flush_writes_index_entries_only_with_the_state_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        flush_ms: 100,
+        segment_bytes: 1 << 20,
+        index_interval_bytes: 256,
+        ..LogConfig::default()
+    };
+    let log = open(dir.path(), config.clone()).await.unwrap();
+    // open() stamps the last flush and state write with the wall clock.
+    let t0 = wall_clock_ms();
+    for i in 0..8 {
+        log.append(batch(2, 200, i), false, 0).await.unwrap();
+    }
+    let persisted = |log: &PartitionLog| {
+        let active = log.active_segment();
+        let offsets = active.offset_index.borrow().persisted;
+        let times = active.time_index.borrow().persisted;
+        (offsets, times)
+    };
+    assert!(log.active_segment().offset_index.borrow().len() >= 4);
+    log.flush_if_due(t0 + 200).await.unwrap();
+    assert_eq!(log.durable_offset(), 16, "flush.ms due: the data is synced");
+    assert_eq!(
+        persisted(&log),
+        (0, 0),
+        "state file not due: no index entry written"
+    );
+    // A crash here: recovery rebuilds the active segment's indexes from its batches.
+    crash(log).await;
+    let log = open(dir.path(), config).await.unwrap();
+    for o in 0..16 {
+        let slice = log.read(o, 1).await.unwrap();
+        let bytes = slice.regions[0].read_to_vec().await.unwrap();
+        let h = crate::storage::batch::validate_batches(&bytes).unwrap()[0].header;
+        assert!(
+            h.base_offset <= o && o <= h.last_offset(),
+            "offset {o} in {h:?}"
+        );
+    }
+    // Recovery wrote the rebuilt indexes; new entries again wait for the state flush.
+    let t1 = wall_clock_ms();
+    let rebuilt = persisted(&log);
+    log.append(batch(2, 200, 9), false, 0).await.unwrap();
+    log.flush_if_due(t1 + 200).await.unwrap();
+    assert_eq!(log.durable_offset(), 18);
+    assert_eq!(persisted(&log), rebuilt);
+    log.append(batch(2, 200, 10), false, 0).await.unwrap();
+    log.flush_if_due(t1 + 5000).await.unwrap();
+    assert_eq!(log.durable_offset(), 20);
+    let (offsets, times) = persisted(&log);
+    assert_eq!(offsets, log.active_segment().offset_index.borrow().len());
+    assert_eq!(times, log.active_segment().time_index.borrow().len());
+    assert!(
+        offsets > rebuilt.0 && times > rebuilt.1,
+        "the state flush writes the new index entries"
+    );
 }
 
 #[compio::test]
