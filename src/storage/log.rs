@@ -452,6 +452,13 @@ impl PartitionLog {
             .unflushed_records
             .set((self.flush.unflushed_records.get() - flushed_records).max(0));
         if persist_recovery_point && target > self.offsets.recovery_point.get() {
+            // An unclean open trusts the index entries below the recovery point (it resumes
+            // re-validation from them, `revalidate.rs`): they reach the disk before the
+            // recovery point that covers them, as Kafka's flush syncs its indexes. At most
+            // once per `RECOVERY_POINT_PERSIST_MS`, and only files that took entries.
+            for s in &segments {
+                s.sync_indexes().await?;
+            }
             self.offsets.recovery_point.set(target);
             self.persist_state(false).await?;
             self.snapshot_producers_if_due().await?;

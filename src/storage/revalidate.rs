@@ -108,8 +108,9 @@ pub(super) async fn revalidate(
 /// inconsistent, or the entry does not point at a batch ending where it says).
 ///
 /// Everything below the recovery point was fdatasynced before the recovery point was
-/// persisted, and the index entries pointing into it were written before that too
-/// (`flush_inner`): Kafka likewise trusts data below its recovery point. Those bytes are
+/// persisted, and the index entries pointing into it were written and synced before that
+/// too (`flush_inner`; a seal syncs a rolled segment's): Kafka likewise trusts data below
+/// its recovery point. Those bytes are
 /// not CRC-checked here; the first read of the segment checks them, so damage there fails
 /// the read, never the open, and is never served.
 async fn resume_below_recovery_point(
