@@ -451,3 +451,31 @@ async fn flushes_snapshot_producers_every_interval_so_replay_after_a_crash_is_bo
     assert!(dup.duplicate);
     assert_eq!(dup.base_offset, last.base_offset);
 }
+
+#[compio::test]
+async fn an_index_entry_not_at_its_batch_makes_the_unclean_open_scan_the_whole_segment() {
+    let (dir, config) = crash_with_a_long_active_segment(40, 7).await;
+    let part = dir.path().join("t-0");
+    let index = part.join("00000000000000000000.index");
+    let good = std::fs::read(&index).unwrap();
+    assert!(good.len() >= 16, "entries below the recovery point");
+    // Every entry's position one byte off: still growing and inside the log, so the file
+    // decodes, but no entry points at a batch.
+    let mut shifted = good.clone();
+    for entry in shifted.chunks_exact_mut(8) {
+        let p = u32::from_be_bytes([entry[4], entry[5], entry[6], entry[7]]) + 1;
+        entry[4..8].copy_from_slice(&p.to_be_bytes());
+    }
+    std::fs::write(&index, &shifted).unwrap();
+    let log = open(dir.path(), config).await.unwrap();
+    assert_eq!(log.log_end_offset(), 94);
+    assert_gap_free(&read_all(&log).await, 0);
+    // Rebuilt from the log: the entries written before the crash, then the tail's.
+    let rebuilt = std::fs::read(&index).unwrap();
+    assert!(rebuilt.len() > good.len() && rebuilt.starts_with(&good));
+    for o in 0..94 {
+        let s = log.read(o, 1).await.unwrap();
+        let h = validate_batches(&s.regions[0].read_to_vec().await.unwrap()).unwrap()[0].header;
+        assert!(h.base_offset <= o && o <= h.last_offset(), "offset {o}");
+    }
+}
