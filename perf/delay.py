@@ -194,7 +194,8 @@ def percentile(sorted_values, q):
 
 def startup_phases(log_path):
     """Per restart, from the broker's log: each start-up line's `name_ms=N` fields (the
-    slower shard's, for per-shard lines). Returns medians and maxima over the starts after
+    slower shard's, for per-shard lines; the slowest partition's for the per-partition
+    recovery lines). Returns medians and maxima over the starts after
     the first (the first start is on an empty data dir)."""
     import re
     import statistics
@@ -206,12 +207,16 @@ def startup_phases(log_path):
         if not starts:
             continue
         for label in ("delay log replayed", "shard ready", "sluice ready",
-                      "first delivery since the delay log was opened"):
+                      "first delivery since the delay log was opened",
+                      "partition recovered after an unclean shutdown"):
             if label in line:
                 for name, value in re.findall(r"(\w+_ms)=(\d+)", line):
                     key = f"{label.split()[0]}_{name}" if label != "shard ready" else f"shard_{name}"
                     if label.startswith("first"):
                         key = f"first_delivery_{name}"
+                    if label.startswith("partition"):
+                        # The slowest partition's phases (one line per recovered partition).
+                        key = f"partition_{name}"
                     starts[-1][key] = max(starts[-1].get(key, 0), int(value))
                 for name, value in re.findall(r"(tail_bytes|pending)=(\d+)", line):
                     starts[-1][f"replay_{name}"] = max(starts[-1].get(f"replay_{name}", 0), int(value))

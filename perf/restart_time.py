@@ -45,7 +45,8 @@ def one(binary, src, work):
     p.send_signal(signal.SIGKILL); p.wait()
     text = re.sub(r"\x1b\[[0-9;]*m", "", open(os.path.join(work, "broker.log")).read())
     phases = [l[11:] for l in text.splitlines()
-              if any(k in l for k in ("replayed", "shard ready", "sluice ready", "admin listener"))]
+              if any(k in l for k in ("replayed", "shard ready", "sluice ready", "admin listener",
+                                          "partition recovered"))]
     return ready, phases
 
 def spawn_true():

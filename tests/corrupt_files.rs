@@ -337,16 +337,33 @@ fn flipped_byte_in_the_tail_after_a_crash_truncates_there() {
 }
 
 #[test]
-fn flipped_byte_before_the_recovery_point_refuses_the_partition() {
+fn flipped_byte_before_the_recovery_point_refuses_the_partition_at_its_first_read() {
     let mut f = Fixture::new();
     let logs = f.files("log");
     let last = logs.last().expect("a segment");
     let positions = batch_positions(last);
     let (pos, _) = positions[positions.len() / 2];
     flip_byte(last, pos + 70);
-    // Recovery point at the log end: the damage is in data that was known durable.
+    // Recovery point at the log end: the damage is in data that was known durable. The
+    // open does not re-read it (decision 0002: re-validation starts at the recovery point,
+    // and Kafka trusts what is below it too); the first read of the segment checks it.
     f.mark_unclean(f.acked[0].len() as i64);
     f.restart();
+    let mut conn = RawConn::connect(&f.broker.bootstrap()).expect("connect");
+    let deadline = std::time::Instant::now() + PARTITION_OPEN_TIMEOUT;
+    let code = loop {
+        let (code, ..) = conn
+            .fetch(TOPIC, VICTIM, base_of(last), 1024)
+            .expect("fetch the damaged segment");
+        if code != ERROR_NOT_LEADER_OR_FOLLOWER || std::time::Instant::now() > deadline {
+            break code;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert_eq!(
+        code, ERROR_KAFKA_STORAGE,
+        "the first read of damaged data must refuse it"
+    );
     assert_eq!(
         check(&mut f, last),
         Outcome::Refused,

@@ -22,6 +22,10 @@ const LISTENER_PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_mi
 /// kernel tears the dead broker's io_uring down asynchronously, and its listening socket
 /// (held by a pending accept) can answer for a moment after the process is gone.
 const LISTENER_PROBE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
+/// Between two checks while the port still answers: that moment is a few ms after a
+/// SIGKILL, and every ms of a restart is time due delayed records wait (issue 18; a 100 ms
+/// interval made most restarts in `perf/delay.py` 100 ms slower).
+const LISTENER_PROBE_INTERVAL: std::time::Duration = std::time::Duration::from_millis(5);
 
 /// Fails if something already accepts connections on `addr`. A connect, not a bind: a
 /// bind would also trip over sockets a killed broker left closing on that port, which
@@ -44,7 +48,7 @@ fn probe_exclusive(addr: std::net::SocketAddr) -> Result<(), StartError> {
     let deadline = std::time::Instant::now() + LISTENER_PROBE_PATIENCE;
     let mut taken = addr.port() != 0 && answered_by_other();
     while taken && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(100));
+        std::thread::sleep(LISTENER_PROBE_INTERVAL);
         taken = answered_by_other();
     }
     if taken {

@@ -77,6 +77,9 @@ pub(super) struct FlushState {
     pub(super) last_flush_ms: Cell<i64>,
     /// When a background flush last rewrote the state file (see `RECOVERY_POINT_PERSIST_MS`).
     pub(super) last_state_persist_ms: Cell<i64>,
+    /// (active segment base, its size) when the last producer snapshot was taken by a flush
+    /// (see `PRODUCER_SNAPSHOT_INTERVAL_BYTES`); a roll takes its own.
+    pub(super) producer_snapshot_at: Cell<(i64, u64)>,
 }
 
 pub struct PartitionLog {
@@ -457,10 +460,46 @@ impl PartitionLog {
             .unflushed_records
             .set((self.flush.unflushed_records.get() - flushed_records).max(0));
         if persist_recovery_point && target > self.offsets.recovery_point.get() {
+            // An unclean open trusts the index entries below the recovery point (it resumes
+            // re-validation from them, `revalidate.rs`): they reach the disk before the
+            // recovery point that covers them, as Kafka's flush syncs its indexes. At most
+            // once per `RECOVERY_POINT_PERSIST_MS`, and only files that took entries.
+            for s in &segments {
+                s.sync_indexes().await?;
+            }
             self.offsets.recovery_point.set(target);
             self.persist_state(false).await?;
+            self.snapshot_producers_if_due().await?;
         }
         Ok(())
+    }
+
+    /// Writes a producer snapshot at the log end when the active segment grew by
+    /// `PRODUCER_SNAPSHOT_INTERVAL_BYTES` since the last one (a roll's or a flush's), so the
+    /// producer-state replay after a crash reads at most about that much of the log, as the
+    /// re-validation reads only from the recovery point. Taken where the state file is
+    /// rewritten (at most every `RECOVERY_POINT_PERSIST_MS`), which bounds the extra writes.
+    /// A snapshot may describe batches still queued: recovery ignores one past the
+    /// recovered end, and one it cannot read (never synced) for an older one.
+    async fn snapshot_producers_if_due(&self) -> Result<(), StorageError> {
+        let active = self.active_segment();
+        let size = active.size_bytes.get();
+        let (base, size_then) = self.flush.producer_snapshot_at.get();
+        let grown = if base == active.base_offset {
+            size.saturating_sub(size_then)
+        } else {
+            size
+        };
+        if grown < super::recovery::PRODUCER_SNAPSHOT_INTERVAL_BYTES {
+            return Ok(());
+        }
+        // Marked before the write's awaits: a flush running meanwhile finds nothing due.
+        self.flush
+            .producer_snapshot_at
+            .set((active.base_offset, size));
+        let offset = self.offsets.next_offset.get();
+        let snapshot = self.producers.borrow().encode_snapshot();
+        super::recovery::write_producer_snapshot(&self.dir, offset, snapshot).await
     }
 
     /// Background flush by `flush.messages` / `flush.ms`.

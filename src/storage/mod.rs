@@ -24,6 +24,7 @@ mod read;
 pub mod recompress;
 mod recovery;
 mod retention;
+mod revalidate;
 mod sealer;
 pub mod segment;
 pub mod state;

@@ -2,9 +2,12 @@
 //! and rebuilding derived data (indexes, producer state). The rules:
 //! * clean shutdown flag set: trust the files; cheap checks only (index sanity, first batch
 //!   offset, a header walk of each segment's tail);
-//! * otherwise every batch from the segment holding the recovery point onward is re-validated
-//!   (length, magic, CRC-32C, gap-free offsets). A bad batch at or after the recovery point is
-//!   a torn tail: the log is truncated there and any later segments are removed. They can
+//! * otherwise every batch from the recovery point onward is re-validated (length, magic,
+//!   CRC-32C, gap-free offsets): in the segment holding it, from the last indexed batch below
+//!   it (`revalidate.rs`; the synced prefix is CRC-checked by its first read instead, as a
+//!   sealed segment is), and every later segment whole. A bad batch at or after the
+//!   recovery point is a torn tail: the log is truncated there and any later segments are
+//!   removed. They can
 //!   hold only unsynced appends: a rolled segment is synced off the write path, but its seal
 //!   persists its end as the recovery point before any later durable acknowledgement
 //!   (`PartitionLog::start_seal`), so a tear past the recovery point means nothing after it
@@ -22,6 +25,7 @@ use super::control::{CONTROL_TYPE_ABORT, control_record_type};
 use super::error::StorageError;
 use super::log::PartitionLog;
 use super::producer_state::{ProducerStateManager, SNAPSHOT_SUFFIX, snapshot_file_name};
+use super::revalidate::{RevalidationBounds, revalidate};
 use super::segment::{LOG_SUFFIX, RECOVERY_SCAN_CHUNK_BYTES, Segment};
 use super::state::{
     PartitionState, read_exact_at, read_small_file, read_state, write_file_atomically,
@@ -30,6 +34,10 @@ use crate::config::LogConfig;
 
 /// How many producer snapshots are kept (newest first); older ones are deleted.
 pub const PRODUCER_SNAPSHOTS_RETAINED: usize = 2;
+/// A flush that persists the recovery point also writes a producer snapshot once the active
+/// segment grew by this much since the last one, so the producer-state replay after a crash
+/// reads at most about this much of the log (`PartitionLog::snapshot_producers_if_due`).
+pub const PRODUCER_SNAPSHOT_INTERVAL_BYTES: u64 = 1024 * 1024;
 
 /// Wall-clock milliseconds (also used by the log's disk-full backoff).
 pub(super) fn wall_clock_ms() -> i64 {
@@ -114,6 +122,9 @@ impl PartitionLog {
     }
 
     pub(super) async fn recover(&self) -> Result<(), StorageError> {
+        // Phases of an unclean open are timed for its log line: a restart after a crash is
+        // time delayed records and clients wait (issue 18).
+        let began = std::time::Instant::now();
         let (state, state_trusted) = read_state_or_distrust(&self.dir).await?;
         remove_temp_files(&self.dir).await?;
         self.open_cleaner().await?;
@@ -129,6 +140,7 @@ impl PartitionLog {
         let full_from = self
             .validate_segments(clean, recovery_point, state_trusted)
             .await?;
+        let validated = began.elapsed();
         self.remove_empty_rolled_segments().await?;
         let segments = self.check_gap_free()?;
         let log_end = self.set_recovered_offsets(&segments, state_log_start);
@@ -140,6 +152,7 @@ impl PartitionLog {
                 }
             }
         }
+        let synced = began.elapsed();
         self.offsets.durable_offset.set(log_end);
         self.offsets.recovery_point.set(log_end);
         self.flush.last_flush_ms.set(now_ms());
@@ -147,7 +160,20 @@ impl PartitionLog {
             .last_state_persist_ms
             .set(self.flush.last_flush_ms.get());
         self.rebuild_producer_state().await?;
+        let producers_rebuilt = began.elapsed();
         self.load_epochs().await?;
+        if !self.opened_clean.get() {
+            tracing::info!(
+                partition = %self.name,
+                recovery_point,
+                log_end,
+                validate_ms = validated.as_millis() as u64,
+                sync_ms = (synced - validated).as_millis() as u64,
+                producers_ms = (producers_rebuilt - synced).as_millis() as u64,
+                total_ms = began.elapsed().as_millis() as u64,
+                "partition recovered after an unclean shutdown"
+            );
+        }
         // From the first change on, a crash is an unclean shutdown: a clean mark on disk is
         // cleared before it (`mark_unclean`), so an idle partition's open writes nothing.
         // After recovery the state file already says unclean (or is absent); the recovery
@@ -213,7 +239,14 @@ impl PartitionLog {
                 continue;
             }
             let later = &segments[i + 1..];
-            if revalidate(seg, later, recovery_point, state_trusted, interval).await? {
+            // Only the segment holding the recovery point has a synced prefix to skip.
+            let from_recovery_point = i == full_from && state_trusted;
+            let bounds = RevalidationBounds {
+                recovery_point,
+                state_trusted,
+                from_recovery_point,
+            };
+            if revalidate(seg, later, bounds, interval).await? {
                 // Later segments (empty, or holding only unsynced appends) would now leave a
                 // gap: remove them.
                 let removed: Vec<Rc<Segment>> = self.segments.borrow_mut().drain(i + 1..).collect();
@@ -476,64 +509,6 @@ async fn read_state_or_distrust(
     }
 }
 
-/// Re-validates every batch of `seg` (length, magic, CRC, gap-free offsets), rebuilding its
-/// bookkeeping and indexes. A bad batch is a torn tail, truncated here, unless it sits
-/// before the recovery point or (state file unreadable) a later segment holds data: that is
-/// corruption and fails the open. Returns whether the segment was truncated.
-async fn revalidate(
-    seg: &Segment,
-    later: &[Rc<Segment>],
-    recovery_point: i64,
-    state_trusted: bool,
-    interval: u32,
-) -> Result<bool, StorageError> {
-    let file_size = seg.size_bytes.get();
-    seg.reset_bookkeeping();
-    let scan = seg
-        .scan(0, file_size, true, RECOVERY_SCAN_CHUNK_BYTES, |h, pos| {
-            // Compaction may leave gaps between batches, never overlaps.
-            if h.base_offset < seg.next_offset.get() {
-                return Err(format!(
-                    "batch offset {} does not follow {}",
-                    h.base_offset,
-                    seg.next_offset.get()
-                ));
-            }
-            seg.record_batch(h, pos, interval);
-            Ok(true)
-        })
-        .await?;
-    let mut truncated = false;
-    if let Some((position, reason)) = scan.invalid {
-        let first_bad_offset = seg.next_offset.get();
-        let later_segments_with_data = later.iter().filter(|s| s.size_bytes.get() > 0).count();
-        // Without a readable state file nothing says which segments were sealed:
-        // only the last one with data may have a torn tail.
-        if first_bad_offset < recovery_point || (!state_trusted && later_segments_with_data > 0) {
-            return Err(StorageError::corrupt(&seg.log_path, position, reason));
-        }
-        tracing::warn!(
-            file = %seg.log_path.display(),
-            position,
-            %reason,
-            later_segments_with_data,
-            "truncating torn tail (unsynced appends after it are dropped)"
-        );
-        seg.truncate_to(position).await?;
-        seg.sync_log().await?;
-        truncated = true;
-    }
-    seg.visible_bytes.set(seg.size_bytes.get());
-    // Every batch kept was CRC-checked by the scan above.
-    seg.crc_verified_bytes.set(seg.size_bytes.get());
-    // A segment whose files were never created (a partition that took no data) has no
-    // indexes to rewrite.
-    if seg.files.log_created() {
-        seg.rewrite_indexes().await?;
-    }
-    Ok(truncated)
-}
-
 /// Writes `<log_end:020>.snapshot` and deletes all but the newest few.
 pub(super) async fn write_producer_snapshot(
     dir: &Path,
@@ -545,9 +520,13 @@ pub(super) async fn write_producer_snapshot(
     if snapshots.len() > PRODUCER_SNAPSHOTS_RETAINED {
         for o in &snapshots[..snapshots.len() - PRODUCER_SNAPSHOTS_RETAINED] {
             let path = dir.join(snapshot_file_name(*o));
-            compio::fs::remove_file(&path)
-                .await
-                .map_err(|e| StorageError::io(&path, e))?;
+            match compio::fs::remove_file(&path).await {
+                Ok(()) => {}
+                // A seal and a flush may write snapshots at the same time and prune the
+                // same old one.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(StorageError::io(&path, e)),
+            }
         }
     }
     Ok(())

@@ -4,6 +4,8 @@
 use std::path::Path;
 use std::rc::Rc;
 
+use bytes::BytesMut;
+
 use super::support::{assert_gap_free, batch, crash, open, pbatch, read_all, small_config};
 use crate::config::LogConfig;
 use crate::storage::batch::{build_test_batch, validate_batches};
@@ -302,5 +304,178 @@ async fn missing_or_garbled_indexes_are_rebuilt() {
             by_time[i],
             "time {t}"
         );
+    }
+}
+
+/// A log with one large active segment and an index entry every few batches: `synced`
+/// batches flushed (the recovery point at their end), then `unsynced` more, then a crash.
+async fn crash_with_a_long_active_segment(
+    synced: i64,
+    unsynced: i64,
+) -> (tempfile::TempDir, LogConfig) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        index_interval_bytes: 256,
+        ..LogConfig::default()
+    };
+    let log = open(dir.path(), config.clone()).await.unwrap();
+    for i in 0..synced {
+        log.append(batch(2, 50, i * 10), false, 0).await.unwrap();
+    }
+    log.flush().await.unwrap(); // recovery point = 2 * synced
+    for i in synced..synced + unsynced {
+        log.append(batch(2, 50, i * 10), false, 0).await.unwrap();
+    }
+    assert_eq!(log.segment_count(), 1);
+    crash(log).await; // unclean
+    (dir, config)
+}
+
+#[compio::test]
+async fn an_unclean_open_rereads_the_active_segment_from_the_recovery_point_only() {
+    let (dir, config) = crash_with_a_long_active_segment(30, 3).await;
+    let seg = dir.path().join("t-0/00000000000000000000.log");
+    let size = build_test_batch(2, 50, 0, None).len() as u64;
+    let mut bytes = std::fs::read(&seg).unwrap();
+    // Damage inside the 4th batch: synced, below the recovery point (60), with index
+    // entries between it and the recovery point. The open does not re-read it (Kafka
+    // trusts data below its recovery point too)...
+    let flip_at = (size * 3 + 70) as usize;
+    bytes[flip_at] ^= 0x01;
+    std::fs::write(&seg, &bytes).unwrap();
+    let log = open(dir.path(), config.clone())
+        .await
+        .expect("the synced prefix is not re-validated by the open");
+    assert_eq!(log.log_end_offset(), 66);
+    // ...but the first read checks it: damage is refused, never served.
+    match log.read(6, 1 << 20).await {
+        Err(e @ StorageError::Corrupt { .. }) => {
+            assert!(e.to_string().contains(&format!("byte {}", size * 3)), "{e}")
+        }
+        Err(e) => panic!("expected a corruption error, got {e}"),
+        Ok(_) => panic!("damaged data below the recovery point was served"),
+    }
+    drop(log);
+    // A tear after the recovery point is still found and truncated, and the log goes on.
+    bytes[flip_at] ^= 0x01;
+    bytes[(size * 31 + 70) as usize] ^= 0x01;
+    std::fs::write(&seg, &bytes).unwrap();
+    let log = open(dir.path(), config).await.unwrap();
+    assert_eq!(log.log_end_offset(), 62);
+    assert_gap_free(&read_all(&log).await, 0);
+    let out = log.append(batch(1, 5, 0), true, 0).await.unwrap();
+    assert_eq!(out.base_offset, 62);
+}
+
+#[compio::test]
+async fn a_recovery_from_the_recovery_point_rebuilds_what_a_full_one_does() {
+    let (dir, config) = crash_with_a_long_active_segment(40, 7).await;
+    let part = dir.path().join("t-0");
+    // The same crash, recovered from the segment start: no index files to resume from.
+    let full = tempfile::tempdir().unwrap();
+    let full_part = full.path().join("t-0");
+    copy_dir(&part, &full_part);
+    std::fs::remove_file(full_part.join("00000000000000000000.index")).unwrap();
+    std::fs::remove_file(full_part.join("00000000000000000000.timeindex")).unwrap();
+    let bounded = open(dir.path(), config.clone()).await.unwrap();
+    let whole = open(full.path(), config).await.unwrap();
+    assert_eq!(bounded.log_end_offset(), 94);
+    assert_eq!(whole.log_end_offset(), 94);
+    for suffix in ["index", "timeindex"] {
+        let name = format!("00000000000000000000.{suffix}");
+        let rebuilt = std::fs::read(part.join(&name)).unwrap();
+        assert!(!rebuilt.is_empty());
+        assert_eq!(
+            rebuilt,
+            std::fs::read(full_part.join(&name)).unwrap(),
+            "{name}"
+        );
+    }
+    for t in (0..480).step_by(7) {
+        assert_eq!(
+            bounded.offset_for_timestamp(t).await.unwrap(),
+            whole.offset_for_timestamp(t).await.unwrap(),
+            "time {t}"
+        );
+    }
+    assert_eq!(
+        bounded.read(0, 1 << 20).await.unwrap().regions[0]
+            .read_to_vec()
+            .await
+            .unwrap(),
+        whole.read(0, 1 << 20).await.unwrap().regions[0]
+            .read_to_vec()
+            .await
+            .unwrap()
+    );
+}
+
+#[compio::test]
+async fn flushes_snapshot_producers_every_interval_so_replay_after_a_crash_is_bounded() {
+    use crate::storage::recovery::PRODUCER_SNAPSHOT_INTERVAL_BYTES;
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig::default(); // one segment: no roll takes a snapshot
+    let log = open(dir.path(), config.clone()).await.unwrap();
+    let snapshots = || {
+        let mut found: Vec<String> = std::fs::read_dir(dir.path().join("t-0"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.ends_with(".snapshot"))
+            .collect();
+        found.sort();
+        found
+    };
+    // Batches of 16 records of 4 KiB from one idempotent producer.
+    let big = |seq: i32| BytesMut::from(&build_test_batch(16, 4096, 1000, Some((7, 0, seq)))[..]);
+    let one = build_test_batch(16, 4096, 1000, Some((7, 0, 0))).len() as u64;
+    let mut seq = 0;
+    let below = PRODUCER_SNAPSHOT_INTERVAL_BYTES / one;
+    for _ in 0..below {
+        log.append(big(seq), false, 0).await.unwrap();
+        seq += 16;
+    }
+    log.flush().await.unwrap();
+    assert!(snapshots().is_empty(), "not yet an interval of log");
+    for _ in 0..2 {
+        log.append(big(seq), false, 0).await.unwrap();
+        seq += 16;
+    }
+    log.flush().await.unwrap();
+    let end = log.log_end_offset();
+    assert_eq!(snapshots(), vec![format!("{end:020}.snapshot")]);
+    let last = log.append(big(seq), false, 0).await.unwrap();
+    crash(log).await;
+    let log = open(dir.path(), config).await.unwrap();
+    // Producer state came back from the snapshot plus the batch after it.
+    let dup = log.append(big(seq), false, 0).await.unwrap();
+    assert!(dup.duplicate);
+    assert_eq!(dup.base_offset, last.base_offset);
+}
+
+#[compio::test]
+async fn an_index_entry_not_at_its_batch_makes_the_unclean_open_scan_the_whole_segment() {
+    let (dir, config) = crash_with_a_long_active_segment(40, 7).await;
+    let part = dir.path().join("t-0");
+    let index = part.join("00000000000000000000.index");
+    let good = std::fs::read(&index).unwrap();
+    assert!(good.len() >= 16, "entries below the recovery point");
+    // Every entry's position one byte off: still growing and inside the log, so the file
+    // decodes, but no entry points at a batch.
+    let mut shifted = good.clone();
+    for entry in shifted.chunks_exact_mut(8) {
+        let p = u32::from_be_bytes([entry[4], entry[5], entry[6], entry[7]]) + 1;
+        entry[4..8].copy_from_slice(&p.to_be_bytes());
+    }
+    std::fs::write(&index, &shifted).unwrap();
+    let log = open(dir.path(), config).await.unwrap();
+    assert_eq!(log.log_end_offset(), 94);
+    assert_gap_free(&read_all(&log).await, 0);
+    // Rebuilt from the log: the entries written before the crash, then the tail's.
+    let rebuilt = std::fs::read(&index).unwrap();
+    assert!(rebuilt.len() > good.len() && rebuilt.starts_with(&good));
+    for o in 0..94 {
+        let s = log.read(o, 1).await.unwrap();
+        let h = validate_batches(&s.regions[0].read_to_vec().await.unwrap()).unwrap()[0].header;
+        assert!(h.base_offset <= o && o <= h.last_offset(), "offset {o}");
     }
 }
