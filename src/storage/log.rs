@@ -425,8 +425,9 @@ impl PartitionLog {
     /// recovery point that lags only makes recovery scan a little more (it is never ahead of
     /// the synced data). The index writes go with it because nothing reads an index file
     /// between a flush and the next seal or close, which write (and sync) every entry left:
-    /// recovery after a crash rebuilds the active segment's indexes from its batches, and a
-    /// read uses the indexes in memory. Written on every `flush.ms` tick they were two more
+    /// recovery after a crash trusts only the entries below the persisted recovery point
+    /// (synced before it, below) and rebuilds the rest from the batches, and a read uses
+    /// the indexes in memory. Written on every `flush.ms` tick they were two more
     /// io-wq writes per partition and tick, the bulk of a 1,000-partition spread's flush
     /// work after the fdatasync (perf/RESULTS.md, session 14).
     ///
