@@ -120,6 +120,20 @@ fn assert_sent_by(broker: &Broker, path: &str, before: f64) {
     }
 }
 
+/// Whether every segment of the partition is wholly in the page cache now.
+fn partition_fully_cached(broker: &Broker) -> bool {
+    let dir = broker.data_dir.join(format!("{TOPIC}-0"));
+    std::fs::read_dir(&dir)
+        .expect("partition directory")
+        .map(|entry| entry.expect("dir entry").path())
+        .filter(|path| path.extension().and_then(|e| e.to_str()) == Some("log"))
+        .all(|path| {
+            let file = std::fs::File::open(&path).expect("open segment");
+            let len = file.metadata().expect("segment size").len();
+            len == 0 || sluice::storage::page_cache::is_fully_cached(file.as_raw_fd(), 0, len)
+        })
+}
+
 /// Writes the partition's segments to disk and asks the kernel to drop their pages.
 /// `false` when the kernel cannot say what is cached (no cachestat): nothing to check then.
 fn evict_partition_from_page_cache(broker: &Broker) -> bool {
@@ -163,10 +177,18 @@ fn cached_and_uncached_fetches_deliver_every_byte_to_a_slow_reader() {
     );
     produce_all(&mut conn);
 
-    // Just written, so in the page cache: sendfile from the shard thread.
+    // Just written, so in the page cache: sendfile from the shard thread. (Unless the
+    // kernel already dropped clean pages under the memory pressure of the tests running
+    // beside this one, as seen once in the full suite: then the sendfile path is not what
+    // this run can check.)
+    let cached = partition_fully_cached(&broker);
     let before = sends(&broker, "sendfile");
     fetch_all_slowly(&mut conn);
-    assert_sent_by(&broker, "sendfile", before);
+    if cached {
+        assert_sent_by(&broker, "sendfile", before);
+    } else {
+        eprintln!("the segments left the page cache before the fetch; sendfile not checked");
+    }
 
     // Dropped from the page cache: splice on an io_uring worker.
     if !evict_partition_from_page_cache(&broker) {

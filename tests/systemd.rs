@@ -120,6 +120,13 @@ fn example_config_lists_every_key_with_its_default() {
         "ssl_certificate_location",
         "ssl_key_location",
         "ssl_truststore_location",
+        "inter_broker_listener_name",
+        "inter_broker_ssl_ca_file",
+        "inter_broker_ssl_certificate_location",
+        "inter_broker_ssl_key_location",
+        "inter_broker_sasl_mechanism",
+        "inter_broker_sasl_username",
+        "inter_broker_sasl_password",
     ] {
         top.insert(optional.to_string());
         assert!(
