@@ -9,7 +9,6 @@
 
 use super::Shard;
 use crate::metadata::replicated::MetadataRecord;
-use futures_util::FutureExt;
 use std::rc::Rc;
 
 /// Most preferred elections one check proposes (Kafka's controller also bounds a round);
@@ -23,15 +22,9 @@ pub(super) async fn rebalance_loop(shard: Rc<Shard>) {
     }
     let every =
         std::time::Duration::from_secs(shard.config.leader_imbalance_check_interval_seconds);
-    let mut stop = shard.shutdown_signal().fuse();
-    while !shard.shutting_down.get() {
-        let mut tick = shard.timer.sleep(every).fuse();
-        futures_util::select! {
-            _ = stop => return,
-            _ = tick => {},
-        }
-        rebalance_once(&shard).await;
-    }
+    shard
+        .every_until_shutdown(every, || rebalance_once(&shard))
+        .await;
 }
 
 /// One check: on the quorum leader, a preferred election for each imbalanced partition.

@@ -15,7 +15,6 @@ use super::{PartitionSlot, Shard};
 use crate::cluster::replica_fetcher::{self, Appender, ReplicaEnd, ReplicaItem, ReplicaPosition};
 use crate::metadata::replicated::MetadataRecord;
 use crate::partition::Partition;
-use futures_util::FutureExt;
 use std::rc::Rc;
 
 /// Starts this shard's replica fetchers, one per other voter (every broker is a voter in
@@ -251,15 +250,11 @@ fn replace_follower(
 pub(super) async fn isr_loop(shard: Rc<Shard>) {
     let lag_max_ms = shard.config.replica_lag_time_max_ms;
     let every = std::time::Duration::from_millis((lag_max_ms / 2).max(1));
-    let mut stop = shard.shutdown_signal().fuse();
-    while !shard.shutting_down.get() {
-        let mut tick = shard.timer.sleep(every).fuse();
-        futures_util::select! {
-            _ = stop => return,
-            _ = tick => {},
-        }
-        shard.invoke_on_all(propose_isr_changes).await;
-    }
+    shard
+        .every_until_shutdown(every, || async {
+            shard.invoke_on_all(propose_isr_changes).await;
+        })
+        .await;
 }
 
 /// On one shard: an AlterPartition for each led partition whose ISR should change. A change

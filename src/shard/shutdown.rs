@@ -14,6 +14,28 @@ impl Shard {
         }
     }
 
+    /// Runs `work` every `period` (after the first period) until shutdown begins: the shape
+    /// of shard 0's periodic cluster checks (ISR changes, auto leader rebalance).
+    pub(super) async fn every_until_shutdown<F, Fut>(
+        &self,
+        period: std::time::Duration,
+        mut work: F,
+    ) where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = ()>,
+    {
+        use futures_util::FutureExt;
+        let mut stop = self.shutdown_signal().fuse();
+        while !self.shutting_down.get() {
+            let mut tick = self.timer.sleep(period).fuse();
+            futures_util::select! {
+                _ = stop => return,
+                _ = tick => {},
+            }
+            work().await;
+        }
+    }
+
     /// Completes when shutdown begins (immediately if it already has).
     pub fn shutdown_signal(&self) -> futures_channel::oneshot::Receiver<()> {
         let (tx, rx) = futures_channel::oneshot::channel();
