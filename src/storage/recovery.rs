@@ -25,7 +25,7 @@ use super::control::{CONTROL_TYPE_ABORT, control_record_type};
 use super::error::StorageError;
 use super::log::PartitionLog;
 use super::producer_state::{ProducerStateManager, SNAPSHOT_SUFFIX, snapshot_file_name};
-use super::revalidate::{RevalidationBounds, revalidate};
+use super::revalidate::{RevalidationBounds, batch_follows, revalidate};
 use super::segment::{LOG_SUFFIX, RECOVERY_SCAN_CHUNK_BYTES, Segment};
 use super::state::{
     PartitionState, read_exact_at, read_small_file, read_state, write_file_atomically,
@@ -393,12 +393,8 @@ impl PartitionLog {
                             ));
                         }
                         seg.next_offset.set(h.base_offset);
-                    } else if h.base_offset < seg.next_offset.get() {
-                        return Err(format!(
-                            "batch offset {} does not follow {}",
-                            h.base_offset,
-                            seg.next_offset.get()
-                        ));
+                    } else {
+                        batch_follows(seg, h.base_offset)?;
                     }
                     seg.record_batch(h, pos, interval);
                     Ok(true)

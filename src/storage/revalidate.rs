@@ -50,14 +50,7 @@ pub(super) async fn revalidate(
             true,
             RECOVERY_SCAN_CHUNK_BYTES,
             |h, pos| {
-                // Compaction may leave gaps between batches, never overlaps.
-                if h.base_offset < seg.next_offset.get() {
-                    return Err(format!(
-                        "batch offset {} does not follow {}",
-                        h.base_offset,
-                        seg.next_offset.get()
-                    ));
-                }
+                batch_follows(seg, h.base_offset)?;
                 seg.record_batch(h, pos, interval);
                 Ok(true)
             },
@@ -170,4 +163,16 @@ async fn resume_below_recovery_point(
     seg.next_offset.set(resumed_base);
     seg.size_bytes.set(position as u64);
     Ok(position as u64)
+}
+
+/// A scanned batch must start past the segment's batches so far: compaction may leave gaps
+/// between batches, never overlaps (one rule for the bounded and the whole-segment scans).
+pub(super) fn batch_follows(seg: &Segment, base_offset: i64) -> Result<(), String> {
+    if base_offset < seg.next_offset.get() {
+        return Err(format!(
+            "batch offset {base_offset} does not follow {}",
+            seg.next_offset.get()
+        ));
+    }
+    Ok(())
 }
