@@ -357,8 +357,7 @@ fn a_follower_with_a_wrong_inter_broker_password_stays_out_of_the_isr_and_backs_
     produce_to_leaders(&cluster, topic, 5, -1);
     // Node 3 cannot fetch from 1 and 2: their partitions' ISRs drop it after the lag time;
     // the partitions node 3 leads keep a full ISR (1 and 2 log in to it as they should).
-    let deadline = Instant::now() + SETTLE_TIMEOUT;
-    loop {
+    support::wait_until(SETTLE_TIMEOUT, Duration::from_millis(200), || {
         let now = leaders_and_isrs(&cluster, topic);
         let settled = now.len() == 3
             && now.iter().all(|(leader, isr)| match leader {
@@ -366,16 +365,14 @@ fn a_follower_with_a_wrong_inter_broker_password_stays_out_of_the_isr_and_backs_
                 1 | 2 => isr == &vec![1, 2],
                 _ => false,
             });
-        if settled {
-            break;
+        match settled {
+            true => Ok(()),
+            false => Err(format!(
+                "ISRs {now:?}: node 3 should be out of those it does not lead\n{}",
+                cluster.diagnostics()
+            )),
         }
-        assert!(
-            Instant::now() < deadline,
-            "ISRs {now:?}: node 3 should be out of those it does not lead\n{}",
-            cluster.diagnostics()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    });
     let failures = fetch_failures(&cluster, 3);
     assert!(
         failures
@@ -418,19 +415,16 @@ fn a_follower_whose_user_may_not_cluster_action_stays_out_of_every_isr() {
     let super_users = "\"User:ANONYMOUS\", \"User:alice\"";
     let (cluster, _ports) = secured_cluster(&certs, &password, super_users, topic);
     produce_to_leaders(&cluster, topic, 5, 1);
-    let deadline = Instant::now() + SETTLE_TIMEOUT;
-    loop {
+    support::wait_until(SETTLE_TIMEOUT, Duration::from_millis(200), || {
         let now = leaders_and_isrs(&cluster, topic);
-        if now.len() == 3 && now.iter().all(|(leader, isr)| isr == &vec![*leader]) {
-            break;
+        match now.len() == 3 && now.iter().all(|(leader, isr)| isr == &vec![*leader]) {
+            true => Ok(()),
+            false => Err(format!(
+                "ISRs {now:?}: no follower may fetch\n{}",
+                cluster.diagnostics()
+            )),
         }
-        assert!(
-            Instant::now() < deadline,
-            "ISRs {now:?}: no follower may fetch\n{}",
-            cluster.diagnostics()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    });
 }
 
 #[test]

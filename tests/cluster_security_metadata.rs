@@ -23,7 +23,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 use sluice::security::scram::ScramMechanism;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use support::cluster::LocalCluster;
 use support::wire::call_once;
 
@@ -114,20 +114,17 @@ fn on_every_node<T: PartialEq + std::fmt::Debug>(
     read: impl Fn(&support::Broker) -> T,
     expected: &T,
 ) {
-    let deadline = Instant::now() + Duration::from_secs(20);
     for id in cluster.running_ids() {
-        loop {
+        support::wait_until(Duration::from_secs(20), Duration::from_millis(100), || {
             let seen = read(cluster.node(id));
-            if &seen == expected {
-                break;
+            match &seen == expected {
+                true => Ok(()),
+                false => Err(format!(
+                    "node {id} shows {what} {seen:?}, expected {expected:?}\n{}",
+                    cluster.diagnostics()
+                )),
             }
-            assert!(
-                Instant::now() < deadline,
-                "node {id} shows {what} {seen:?}, expected {expected:?}\n{}",
-                cluster.diagnostics()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        });
     }
 }
 

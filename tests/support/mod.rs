@@ -543,3 +543,20 @@ pub fn require_tool(tool: &str, package: &str) {
         "`{tool}` is not installed: apt-get install -y {package}; {CLIENTS_INSTALL_HINT}"
     );
 }
+
+/// Polls `check` every `every` until it answers `Ok(())`; once `timeout` has passed, fails
+/// the test with its last `Err(message)` (what was seen, and the diagnostics to read).
+pub fn wait_until(
+    timeout: Duration,
+    every: Duration,
+    mut check: impl FnMut() -> Result<(), String>,
+) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match check() {
+            Ok(()) => return,
+            Err(why) => assert!(Instant::now() < deadline, "{why}"),
+        }
+        std::thread::sleep(every);
+    }
+}
