@@ -132,6 +132,8 @@ fn cluster_with_topic() -> LocalCluster {
         Duration::from_secs(30),
     );
     assert_eq!(code, 0, "CreateTopics answered {code}");
+    // The group's coordinator may be another node than the one that answered CreateTopics.
+    cluster.wait_until_known_everywhere(TOPIC, 1, WAIT);
     cluster
 }
 

@@ -196,6 +196,30 @@ impl LocalCluster {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
+
+    /// Waits until every running node's Metadata shows `topic` with `partitions` partitions,
+    /// each with a leader. CreateTopics answers once the node it was sent to applied the
+    /// topic; the others apply it a moment later and answer UNKNOWN_TOPIC_OR_PARTITION (a
+    /// retriable error a client retries) until then, so a test that goes on at another node
+    /// waits here first.
+    pub fn wait_until_known_everywhere(&self, topic: &str, partitions: usize, within: Duration) {
+        super::wait_until(within, Duration::from_millis(50), || {
+            let views: Vec<(i32, Vec<i32>)> = self
+                .running_ids()
+                .into_iter()
+                .map(|id| (id, leaders(self.node(id), topic)))
+                .collect();
+            let known = |seen: &Vec<i32>| seen.len() == partitions && seen.iter().all(|l| *l >= 0);
+            if views.iter().all(|(_, seen)| known(seen)) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{topic} ({partitions} partitions, all led) not on every node: {views:?}\n{}",
+                    self.diagnostics()
+                ))
+            }
+        });
+    }
 }
 
 /// Metadata (v12) from one node: all topics (`None`) or the named ones, no auto-creation.
