@@ -193,6 +193,17 @@ pub fn cluster_id(voters: &[QuorumVoter]) -> String {
     format!("sluice-{digest:08x}{second:08x}")
 }
 
+/// Where this process numbers its proposals from. The log keeps the proposals of this
+/// node's earlier runs with their (origin, sequence); replayed after a restart, an old
+/// entry whose sequence a new proposal also had would complete that proposal before it
+/// was even applied (seen: the start-up catch-up "done" while the commits before it were
+/// still being replayed, so a restarted coordinator served offsets older than the ones
+/// acknowledged). A random start in [1, 2^63) makes a reused number as likely as two
+/// random 63-bit draws meeting.
+fn first_sequence() -> u64 {
+    (rand::random::<u64>() >> 1).max(1)
+}
+
 pub struct ClusterStart {
     pub node_id: i32,
     pub voters: Vec<QuorumVoter>,
@@ -255,7 +266,7 @@ pub fn start(
         voters: start.voters,
         status,
         events: events_tx,
-        next_sequence: AtomicU64::new(1),
+        next_sequence: AtomicU64::new(first_sequence()),
         waiters: Mutex::new(HashMap::new()),
         replication_stop: Arc::new(AtomicBool::new(false)),
         leaving: AtomicBool::new(false),
