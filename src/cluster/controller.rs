@@ -6,7 +6,7 @@
 //! Must not: apply records itself (shard 0's writer is the only writer of the snapshot).
 
 use super::log_store::{DurableLog, MAX_UNCOMPACTED_ENTRIES};
-use super::transport::{self, Inbound, PeerLink};
+use super::transport::{self, Inbound, PeerAddress, PeerLink};
 use super::{Committed, QuorumStatus, VoterStatus, raft_id};
 use crate::config::quorum::QuorumVoter;
 use crate::metadata::replicated::{MetadataRecord, Proposal};
@@ -53,6 +53,8 @@ pub struct ControllerStart {
     pub status: Arc<ArcSwap<QuorumStatus>>,
     pub session_timeout: Duration,
     pub heartbeat_interval: Duration,
+    /// Mutual TLS to the other controllers (`controller_security_protocol = SSL`).
+    pub tls: Option<Arc<crate::config::controller_security::ControllerTls>>,
 }
 
 struct Controller {
@@ -107,7 +109,14 @@ pub fn run(start: ControllerStart) -> Result<(), String> {
         .voters
         .iter()
         .filter(|v| v.id != start.node_id)
-        .map(|v| (raft_id(v.id), PeerLink::start(v.id, v.address())))
+        .map(|v| {
+            let peer = PeerAddress {
+                id: v.id,
+                host: v.host.clone(),
+                address: v.address(),
+            };
+            (raft_id(v.id), PeerLink::start(peer, start.tls.clone()))
+        })
         .collect();
     let mut controller = Controller {
         node_id: start.node_id,

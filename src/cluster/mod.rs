@@ -213,6 +213,8 @@ pub struct ClusterStart {
     pub heartbeat_interval: Duration,
     /// `follower_replication_throttled_rate`, bytes per second.
     pub follower_throttled_rate: u64,
+    /// Mutual TLS between the controllers (`controller_security_protocol = SSL`).
+    pub controller_tls: Option<Arc<crate::config::controller_security::ControllerTls>>,
 }
 
 /// Opens the Raft storage, binds the controller listener and starts the controller
@@ -230,10 +232,11 @@ pub fn start(
     let (committed_tx, committed_rx) = flume::unbounded();
     let status = Arc::new(ArcSwap::from_pointee(QuorumStatus::default()));
     let inbound_events = events_tx.clone();
+    let inbound_tls = start.controller_tls.clone();
     std::thread::Builder::new()
         .name("sluice-ctl-listen".into())
         .spawn(move || {
-            transport::serve_inbound(listener, move |inbound| {
+            transport::serve_inbound(listener, inbound_tls, move |inbound| {
                 inbound_events
                     .send(controller::ControllerEvent::Inbound(inbound))
                     .is_ok()
@@ -249,6 +252,7 @@ pub fn start(
         status: status.clone(),
         session_timeout: start.session_timeout,
         heartbeat_interval: start.heartbeat_interval,
+        tls: start.controller_tls.clone(),
     };
     std::thread::Builder::new()
         .name("sluice-controller".into())

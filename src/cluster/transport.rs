@@ -6,10 +6,15 @@
 //! broken connection drops frames, which Raft tolerates (it retransmits). Incoming
 //! connections each get a reader thread that checks every frame and hands it to the
 //! controller. Everything here is blocking I/O on plain threads, away from the shards.
+//! With `controller_security_protocol = SSL` every connection is mutual TLS (rustls over
+//! the same blocking socket): a peer without a certificate the trust store vouches for, or
+//! (with an authorizer) one that is not a super user, never gets a frame through.
 //! Must not: interpret Raft messages (the controller does).
 
+use crate::config::controller_security::ControllerTls;
 use protobuf::Message as _;
 use raft::eraftpb::Message;
+use rustls::{ClientConnection, ServerConnection, StreamOwned};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::sync::Arc;
@@ -28,6 +33,11 @@ pub const MAX_INBOUND_CONNECTIONS: usize = 32;
 const PEER_IO_TIMEOUT: Duration = Duration::from_secs(2);
 /// After a failed connect, frames for that peer are dropped for this long.
 const RECONNECT_BACKOFF: Duration = Duration::from_millis(200);
+/// How long a TLS handshake may take, either way (a peer that stalls in it holds one of the
+/// `MAX_INBOUND_CONNECTIONS` slots no longer than this).
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// The same refused peer is logged again (at warn) at most this often.
+const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(30);
 
 /// What arrives from the other controllers.
 pub enum Inbound {
@@ -55,7 +65,7 @@ pub fn heartbeat_frame(node_id: i32) -> Vec<u8> {
 }
 
 /// Reads one frame; `Err` on a closed socket or a bad frame (the connection is dropped).
-fn read_frame(stream: &mut TcpStream) -> Result<Inbound, String> {
+fn read_frame(stream: &mut impl Read) -> Result<Inbound, String> {
     let mut header = [0u8; 8];
     stream.read_exact(&mut header).map_err(|e| e.to_string())?;
     let length = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
@@ -82,31 +92,97 @@ fn read_frame(stream: &mut TcpStream) -> Result<Inbound, String> {
     }
 }
 
-/// Accepts controller connections on `listener` and hands every frame to `deliver`.
+/// Drives a handshake on a blocking socket to its end, within `TLS_HANDSHAKE_TIMEOUT`.
+fn handshake<S: rustls::SideData>(
+    conn: &mut rustls::ConnectionCommon<S>,
+    socket: &mut TcpStream,
+) -> Result<(), String> {
+    let deadline = Instant::now() + TLS_HANDSHAKE_TIMEOUT;
+    let _ = socket.set_read_timeout(Some(TLS_HANDSHAKE_TIMEOUT));
+    let _ = socket.set_write_timeout(Some(TLS_HANDSHAKE_TIMEOUT));
+    while conn.is_handshaking() {
+        if Instant::now() >= deadline {
+            return Err("TLS handshake timed out".into());
+        }
+        conn.complete_io(socket).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// The TLS side of an accepted connection: handshake, then the peer's certificate must be
+/// one `tls` admits. Reads after it block as long as the peer is quiet (a live peer sends
+/// a heartbeat or Raft message every tick; a dead one's socket is closed by its kernel).
+fn accept_tls(
+    mut socket: TcpStream,
+    tls: &ControllerTls,
+) -> Result<StreamOwned<ServerConnection, TcpStream>, String> {
+    let mut conn = ServerConnection::new(tls.server.clone()).map_err(|e| e.to_string())?;
+    handshake(&mut conn, &mut socket)?;
+    let leaf = conn
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .ok_or("no client certificate")?;
+    tls.admit(leaf.as_ref())?;
+    let _ = socket.set_read_timeout(None);
+    Ok(StreamOwned::new(conn, socket))
+}
+
+/// Reads frames from one accepted connection until it closes or `deliver` refuses.
+fn read_connection(
+    socket: TcpStream,
+    tls: Option<&ControllerTls>,
+    deliver: &impl Fn(Inbound) -> bool,
+    last_refusal: &std::sync::Mutex<Option<Instant>>,
+) {
+    let _ = socket.set_nodelay(true);
+    let peer = socket.peer_addr().ok();
+    let mut reader: Box<dyn Read> = match tls {
+        None => Box::new(socket),
+        Some(tls) => match accept_tls(socket, tls) {
+            Ok(stream) => Box::new(stream),
+            Err(why) => {
+                let mut last = last_refusal.lock().unwrap_or_else(|e| e.into_inner());
+                if last.is_none_or(|at| at.elapsed() >= REFUSAL_LOG_INTERVAL) {
+                    *last = Some(Instant::now());
+                    tracing::warn!(?peer, %why, "controller connection refused");
+                }
+                return;
+            }
+        },
+    };
+    while let Ok(inbound) = read_frame(&mut reader) {
+        if !deliver(inbound) {
+            break;
+        }
+    }
+}
+
+/// Accepts controller connections on `listener` and hands every frame to `deliver`; with
+/// `tls`, only over mutual TLS from an admitted peer.
 pub fn serve_inbound(
     listener: TcpListener,
+    tls: Option<Arc<ControllerTls>>,
     deliver: impl Fn(Inbound) -> bool + Send + Sync + Clone + 'static,
 ) {
     let active = Arc::new(AtomicUsize::new(0));
+    let last_refusal = Arc::new(std::sync::Mutex::new(None));
     for stream in listener.incoming() {
-        let Ok(mut stream) = stream else { continue };
+        let Ok(stream) = stream else { continue };
         if active.load(Ordering::Acquire) >= MAX_INBOUND_CONNECTIONS {
             continue;
         }
         active.fetch_add(1, Ordering::AcqRel);
-        let (active, deliver) = (active.clone(), deliver.clone());
+        let (slot, deliver) = (active.clone(), deliver.clone());
+        let (tls, last_refusal) = (tls.clone(), last_refusal.clone());
         let spawned = std::thread::Builder::new()
             .name("sluice-ctl-in".into())
             .spawn(move || {
-                let _ = stream.set_nodelay(true);
-                while let Ok(inbound) = read_frame(&mut stream) {
-                    if !deliver(inbound) {
-                        break;
-                    }
-                }
-                active.fetch_sub(1, Ordering::AcqRel);
+                read_connection(stream, tls.as_deref(), &deliver, &last_refusal);
+                slot.fetch_sub(1, Ordering::AcqRel);
             });
         if spawned.is_err() {
+            // The closure (and the slot it would give back) is gone with the failed spawn.
+            active.fetch_sub(1, Ordering::AcqRel);
             tracing::warn!("cannot start a controller connection thread");
         }
     }
@@ -118,14 +194,23 @@ pub struct PeerLink {
     queue: flume::Sender<Vec<u8>>,
 }
 
+/// Where one peer is and how to reach it.
+pub struct PeerAddress {
+    pub id: i32,
+    /// The voter entry's host: the name its certificate must carry under TLS.
+    pub host: String,
+    /// `host:port`.
+    pub address: String,
+}
+
 impl PeerLink {
-    pub fn start(peer_id: i32, address: String) -> PeerLink {
+    pub fn start(peer: PeerAddress, tls: Option<Arc<ControllerTls>>) -> PeerLink {
         let (queue, frames) = flume::bounded::<Vec<u8>>(MAX_QUEUED_FRAMES_PER_PEER);
         let spawned = std::thread::Builder::new()
-            .name(format!("sluice-ctl-out-{peer_id}"))
-            .spawn(move || write_to_peer(peer_id, &address, &frames));
+            .name(format!("sluice-ctl-out-{}", peer.id))
+            .spawn(move || write_to_peer(&peer, tls.as_deref(), &frames));
         if spawned.is_err() {
-            tracing::warn!(peer_id, "cannot start the controller link thread");
+            tracing::warn!("cannot start the controller link thread");
         }
         PeerLink { queue }
     }
@@ -136,20 +221,46 @@ impl PeerLink {
     }
 }
 
-fn connect(address: &str) -> Option<TcpStream> {
-    let addresses: Vec<SocketAddr> = address.to_socket_addrs().ok()?.collect();
+fn connect_tcp(address: &str) -> Result<TcpStream, String> {
+    let addresses: Vec<SocketAddr> = address
+        .to_socket_addrs()
+        .map_err(|e| e.to_string())?
+        .collect();
+    let mut last = format!("{address} resolves to no address");
     for addr in addresses {
-        if let Ok(stream) = TcpStream::connect_timeout(&addr, PEER_IO_TIMEOUT) {
-            let _ = stream.set_nodelay(true);
-            let _ = stream.set_write_timeout(Some(PEER_IO_TIMEOUT));
-            return Some(stream);
+        match TcpStream::connect_timeout(&addr, PEER_IO_TIMEOUT) {
+            Ok(stream) => {
+                let _ = stream.set_nodelay(true);
+                return Ok(stream);
+            }
+            Err(e) => last = e.to_string(),
         }
     }
-    None
+    Err(last)
 }
 
-fn write_to_peer(peer_id: i32, address: &str, frames: &flume::Receiver<Vec<u8>>) {
-    let mut stream: Option<TcpStream> = None;
+/// A connection to `peer`, over mutual TLS when `tls` is given; writes time out after
+/// `PEER_IO_TIMEOUT`.
+fn connect(peer: &PeerAddress, tls: Option<&ControllerTls>) -> Result<Box<dyn Write>, String> {
+    let mut socket = connect_tcp(&peer.address)?;
+    let Some(tls) = tls else {
+        let _ = socket.set_write_timeout(Some(PEER_IO_TIMEOUT));
+        return Ok(Box::new(socket));
+    };
+    let name = rustls::pki_types::ServerName::try_from(peer.host.clone())
+        .map_err(|e| format!("{}: {e}", peer.host))?;
+    let mut conn = ClientConnection::new(tls.client.clone(), name).map_err(|e| e.to_string())?;
+    handshake(&mut conn, &mut socket)?;
+    let _ = socket.set_write_timeout(Some(PEER_IO_TIMEOUT));
+    Ok(Box::new(StreamOwned::new(conn, socket)))
+}
+
+fn write_to_peer(
+    peer: &PeerAddress,
+    tls: Option<&ControllerTls>,
+    frames: &flume::Receiver<Vec<u8>>,
+) {
+    let mut stream: Option<Box<dyn Write>> = None;
     let mut retry_at = Instant::now();
     let mut reported = false;
     while let Ok(frame) = frames.recv() {
@@ -157,19 +268,25 @@ fn write_to_peer(peer_id: i32, address: &str, frames: &flume::Receiver<Vec<u8>>)
             if Instant::now() < retry_at {
                 continue;
             }
-            stream = connect(address);
-            if stream.is_none() {
-                retry_at = Instant::now() + RECONNECT_BACKOFF;
-                if !reported {
-                    tracing::debug!(peer_id, %address, "controller peer unreachable");
-                    reported = true;
+            match connect(peer, tls) {
+                Ok(connected) => {
+                    stream = Some(connected);
+                    reported = false;
                 }
-                continue;
+                Err(why) => {
+                    retry_at = Instant::now() + RECONNECT_BACKOFF;
+                    if !reported {
+                        tracing::debug!(peer_id = peer.id, address = %peer.address, %why,
+                            "controller peer unreachable");
+                        reported = true;
+                    }
+                    continue;
+                }
             }
-            reported = false;
         }
+        // A TLS stream holds what `write_all` gave it until the flush.
         if let Some(s) = stream.as_mut()
-            && s.write_all(&frame).is_err()
+            && (s.write_all(&frame).is_err() || s.flush().is_err())
         {
             stream = None;
         }
@@ -186,12 +303,19 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = flume::unbounded::<i32>();
         std::thread::spawn(move || {
-            serve_inbound(listener, move |inbound| match inbound {
+            serve_inbound(listener, None, move |inbound| match inbound {
                 Inbound::Heartbeat { from } => tx.send(from).is_ok(),
                 Inbound::Raft(m) => tx.send(-(m.from as i32)).is_ok(),
             })
         });
-        let link = PeerLink::start(9, addr.to_string());
+        let link = PeerLink::start(
+            PeerAddress {
+                id: 9,
+                host: "127.0.0.1".into(),
+                address: addr.to_string(),
+            },
+            None,
+        );
         link.send(heartbeat_frame(7));
         let message = Message {
             from: 3,

@@ -5,6 +5,7 @@
 //! the defaults, in that order. Must not: read anything at run time after start-up except
 //! on an explicit reload (SIGHUP).
 
+pub mod controller_security;
 mod cores;
 pub mod group_config;
 pub mod inter_broker;
@@ -173,6 +174,9 @@ pub struct BrokerConfig {
     pub controller_quorum_voters: Option<String>,
     /// Where this node's controller accepts Raft traffic from the other voters.
     pub controller_listen: Option<SocketAddr>,
+    /// PLAINTEXT or SSL (mutual TLS with the `ssl_*` certificate and trust store) between
+    /// the controllers (`controller_security`).
+    pub controller_security_protocol: String,
     /// Kafka's `broker.session.timeout.ms`: a broker silent this long is fenced.
     pub broker_session_timeout_ms: u64,
     /// Kafka's `broker.heartbeat.interval.ms`.
@@ -285,6 +289,7 @@ impl Default for BrokerConfig {
             node_id: 0,
             controller_quorum_voters: None,
             controller_listen: None,
+            controller_security_protocol: "PLAINTEXT".to_string(),
             broker_session_timeout_ms: quorum::DEFAULT_BROKER_SESSION_TIMEOUT_MS,
             broker_heartbeat_interval_ms: quorum::DEFAULT_BROKER_HEARTBEAT_INTERVAL_MS,
             replica_lag_time_max_ms: DEFAULT_REPLICA_LAG_TIME_MAX_MS,
@@ -449,6 +454,7 @@ impl BrokerConfig {
         if self.controller_quorum_voters.is_some() {
             self.inter_broker_security_of(&specs)?;
         }
+        self.controller_tls()?;
         if specs.iter().any(|spec| spec.protocol.uses_tls()) {
             crate::security::tls::TlsContext::new(&self.tls_settings()).map_err(|e| {
                 ConfigError::Invalid {
@@ -483,6 +489,13 @@ impl BrokerConfig {
             });
         }
         Ok(())
+    }
+
+    /// Mutual TLS between the controllers, when `controller_security_protocol` is SSL.
+    pub fn controller_tls(
+        &self,
+    ) -> Result<Option<std::sync::Arc<controller_security::ControllerTls>>, ConfigError> {
+        controller_security::resolve(self)
     }
 
     /// How followers reach their leaders (`inter_broker_*` keys, decision 0021).

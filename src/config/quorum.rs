@@ -25,8 +25,13 @@ pub struct QuorumVoter {
 }
 
 impl QuorumVoter {
+    /// `host:port`, an IPv6 host in brackets (what `ToSocketAddrs` parses).
     pub fn address(&self) -> String {
-        format!("{}:{}", self.host, self.port)
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
     }
 }
 
@@ -124,6 +129,8 @@ mod tests {
         assert_eq!(voters[1].host, "localhost");
         assert_eq!(voters[2].host, "::1");
         assert_eq!(voters[2].port, 9095);
+        assert_eq!(voters[2].address(), "[::1]:9095");
+        assert_eq!(voters[1].address(), "localhost:9094");
     }
 
     #[test]

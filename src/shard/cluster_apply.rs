@@ -71,6 +71,7 @@ pub fn open_metadata(
         session_timeout: Duration::from_millis(config.broker_session_timeout_ms),
         heartbeat_interval: Duration::from_millis(config.broker_heartbeat_interval_ms),
         follower_throttled_rate: config.follower_replication_throttled_rate,
+        controller_tls: config.controller_tls().map_err(|e| e.to_string())?,
     })?;
     let inputs = ClusterInputs { committed };
     Ok((writer, view, Some(ClusterParts { handle, inputs })))
