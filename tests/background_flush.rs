@@ -30,8 +30,8 @@ fn recovery_point(data_dir: &Path, partition: i32) -> Option<i64> {
 
 /// Produces acks=1 records to every partition of a broker with `flush_syncfs_min_partitions
 /// = threshold`, waits until each partition's recovery point reaches its log end (durable)
-/// and returns how many segment fdatasyncs the broker timed.
-fn fdatasyncs_until_durable(threshold: u32) -> f64 {
+/// and returns how many segment fdatasyncs and how many syncfs calls the broker timed.
+fn syncs_until_durable(threshold: u32) -> (f64, f64) {
     let broker = Broker::start_with_config(
         &format!("[log]\nflush_syncfs_min_partitions = {threshold}\n"),
         &[],
@@ -81,24 +81,31 @@ fn fdatasyncs_until_durable(threshold: u32) -> f64 {
         }
     });
     let metrics = support::scrape_metrics(broker.admin_port);
-    metrics
-        .lines()
-        .find(|l| l.starts_with("sluice_fsync_duration_seconds_count"))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse::<f64>().ok())
-        .unwrap_or_else(|| panic!("no segment fsync count in the metrics:\n{metrics}"))
+    let count = |family: &str| {
+        support::metric_sample(&metrics, &format!("{family}_count"))
+            .unwrap_or_else(|| panic!("no {family}_count in the metrics:\n{metrics}"))
+    };
+    (
+        count("sluice_fsync_duration_seconds"),
+        count("sluice_syncfs_duration_seconds"),
+    )
 }
 
 #[test]
 fn many_due_partitions_become_durable_through_one_syncfs_instead_of_fdatasyncs() {
-    let through_syncfs = fdatasyncs_until_durable(1);
+    let (fdatasyncs, syncfs) = syncs_until_durable(1);
     assert_eq!(
-        through_syncfs, 0.0,
+        fdatasyncs, 0.0,
         "with every tick's due partitions at the threshold, no segment is fdatasynced"
     );
-    let per_partition = fdatasyncs_until_durable(0);
     assert!(
-        per_partition >= PARTITIONS as f64,
-        "syncfs off: each partition fdatasyncs its segment ({per_partition} timed)"
+        syncfs >= 1.0,
+        "the flush went through syncfs ({syncfs} timed)"
     );
+    let (fdatasyncs, syncfs) = syncs_until_durable(0);
+    assert!(
+        fdatasyncs >= PARTITIONS as f64,
+        "syncfs off: each partition fdatasyncs its segment ({fdatasyncs} timed)"
+    );
+    assert_eq!(syncfs, 0.0, "syncfs off: never called");
 }

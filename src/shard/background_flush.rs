@@ -38,7 +38,12 @@ pub async fn run(
             .iter()
             .map(|(_, _, p)| p.filesystem_sync_mark())
             .collect();
-        match filesystem.sync().await {
+        let started = std::time::Instant::now();
+        let synced = filesystem.sync().await;
+        shard
+            .metrics
+            .record_syncfs(started.elapsed().as_nanos() as u64);
+        match synced {
             Ok(()) => {
                 flush_each(shard, logs.iter().zip(marks.into_iter().map(Some)), now).await;
                 return;
