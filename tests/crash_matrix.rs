@@ -39,8 +39,12 @@ const GROUP: &str = "crash-matrix-group";
 /// Short, so a member lost in a kill does not hold up the next trial's join for long.
 const GROUP_SESSION_TIMEOUT_MS: i32 = 6_000;
 /// Broker config: no initial rebalance delay (each trial's consumer joins a fresh broker).
-const BROKER_CONFIG: &str =
-    "group_initial_rebalance_delay_ms = 0\ngroup_min_session_timeout_ms = 1000\n";
+/// `flush_syncfs_min_partitions = 1`: every background flush goes through one syncfs of the
+/// data directory's filesystem (decision 0020) instead of the per-partition fdatasyncs the
+/// storage crash tests and the other broker tests run, so kills also land between a syncfs and
+/// the recovery points it lets the partitions write.
+const BROKER_CONFIG: &str = "group_initial_rebalance_delay_ms = 0\ngroup_min_session_timeout_ms = 1000\n\
+                             [log]\nflush_syncfs_min_partitions = 1\n";
 /// Small segments so kills also land around segment rolls and index writes.
 const SEGMENT_BYTES: &str = "65536";
 /// Kill window after the clients start, in ms.

@@ -162,6 +162,13 @@ pub const DEFAULT_WRITE_INLINE_MAX_BYTES: u32 = 0;
 /// The largest `write_inline_max_bytes` accepted: a blocking write stalls every partition of
 /// the shard, so a big run must not be written inline.
 pub const WRITE_INLINE_MAX_BYTES_LIMIT: u32 = 1024 * 1024;
+/// `[log] flush_syncfs_min_partitions` default: a shard's background-flush tick with at
+/// least this many partitions due syncs the data directory's filesystem once (`syncfs`)
+/// instead of fdatasyncing each partition (decision 0020).
+pub const DEFAULT_FLUSH_SYNCFS_MIN_PARTITIONS: u32 = 32;
+/// The largest `flush_syncfs_min_partitions` accepted (more than any shard holds: a value
+/// meant as "never" is 0).
+pub const FLUSH_SYNCFS_MIN_PARTITIONS_LIMIT: u32 = 1_000_000;
 /// Kafka's `log.cleaner.backoff.ms` default.
 pub const DEFAULT_CLEANER_BACKOFF_MS: u64 = 15_000;
 
@@ -226,6 +233,12 @@ pub struct LogConfig {
     /// instead of io_uring (which ext4 hands to a worker thread); 0 writes everything
     /// through io_uring. The fsync path is the same either way.
     pub write_inline_max_bytes: u32,
+    /// `[log] flush_syncfs_min_partitions` (broker-wide, not a topic config): when a
+    /// shard's maintenance tick finds at least this many partitions with a background flush
+    /// due, one `syncfs(2)` of the data directory's filesystem makes all of them durable
+    /// instead of one fdatasync each; 0 never does. It also writes back whatever else is
+    /// dirty on that filesystem (decision 0020).
+    pub flush_syncfs_min_partitions: u32,
     /// Every other Kafka topic config: validated and stored, not acted on (see
     /// `topic_config_spec::has_no_effect_here`). Keyed by Kafka name; absent means default.
     #[serde(skip)]
@@ -273,6 +286,7 @@ impl Default for LogConfig {
             delivery_delay_ms: 0,
             delivery_delay_max_ms: DEFAULT_DELIVERY_DELAY_MAX_MS,
             write_inline_max_bytes: DEFAULT_WRITE_INLINE_MAX_BYTES,
+            flush_syncfs_min_partitions: DEFAULT_FLUSH_SYNCFS_MIN_PARTITIONS,
             stored_only: BTreeMap::new(),
         }
     }
@@ -472,6 +486,13 @@ impl LogConfig {
                 format!("Value must be at most {WRITE_INLINE_MAX_BYTES_LIMIT}"),
             ));
         }
+        if self.flush_syncfs_min_partitions > FLUSH_SYNCFS_MIN_PARTITIONS_LIMIT {
+            return Err(invalid(
+                "flush_syncfs_min_partitions",
+                &self.flush_syncfs_min_partitions.to_string(),
+                format!("Value must be at most {FLUSH_SYNCFS_MIN_PARTITIONS_LIMIT}"),
+            ));
+        }
         if self.delivery_delay_ms > self.delivery_delay_max_ms {
             return Err(invalid(
                 "sluice.delivery.delay.ms",
@@ -555,5 +576,22 @@ mod tests {
         cfg.set("min.compaction.lag.ms", "10").unwrap();
         cfg.set("max.compaction.lag.ms", "5").unwrap();
         assert!(matches!(cfg.validate(), Err(TopicConfigError::Conflict(_))));
+    }
+
+    #[test]
+    fn flush_syncfs_min_partitions_is_bounded() {
+        let mut cfg = LogConfig {
+            flush_syncfs_min_partitions: FLUSH_SYNCFS_MIN_PARTITIONS_LIMIT,
+            ..LogConfig::default()
+        };
+        assert_eq!(cfg.validate(), Ok(()));
+        cfg.flush_syncfs_min_partitions = FLUSH_SYNCFS_MIN_PARTITIONS_LIMIT + 1;
+        let err = cfg.validate().unwrap_err();
+        assert!(
+            err.to_string().contains("flush_syncfs_min_partitions"),
+            "{err}"
+        );
+        let parsed: LogConfig = toml::from_str("flush_syncfs_min_partitions = 0").unwrap();
+        assert_eq!(parsed.flush_syncfs_min_partitions, 0);
     }
 }

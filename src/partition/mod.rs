@@ -468,6 +468,21 @@ impl Partition {
         self.log.flush_if_due(now_ms).await
     }
 
+    /// What a `syncfs` about to start makes durable of this partition's log (decision
+    /// 0020). No I/O.
+    pub fn filesystem_sync_mark(&self) -> crate::storage::filesystem_sync::FilesystemSyncMark {
+        self.log.filesystem_sync_mark()
+    }
+
+    /// The background flush after a `syncfs` made the log durable up to `mark`.
+    pub async fn flush_after_filesystem_sync(
+        &self,
+        now_ms: i64,
+        mark: crate::storage::filesystem_sync::FilesystemSyncMark,
+    ) -> Result<(), StorageError> {
+        self.log.flush_after_filesystem_sync(now_ms, mark).await
+    }
+
     /// Whether the maintenance tick has a background flush (or an error) for this
     /// partition: a check with no I/O (`PartitionLog::background_flush_due`).
     pub fn background_flush_due(&self, now_ms: i64) -> bool {

@@ -6,6 +6,7 @@
 //! partition table. Must not: share mutable state between shards — everything crosses by
 //! message (`Shard::invoke_on`), except the read-only metadata snapshot.
 
+mod background_flush;
 pub mod budget;
 mod cleaner;
 mod cluster_apply;

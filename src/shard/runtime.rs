@@ -468,43 +468,6 @@ async fn shard_main(start: ShardStart) {
     tracing::info!(shard = shard.id, "shard stopped");
 }
 
-/// Background flushes (`flush.ms`, `flush.messages`) a shard runs at once. One at a time,
-/// 1,000 active partitions paid 1,000 fdatasyncs in a row every tick, each waiting for its
-/// own ext4 journal commit and device flush; concurrent ones share commits. Bounded so a
-/// shard of 100,000 partitions does not hold 100,000 flushes (and their descriptors) open.
-pub const MAX_CONCURRENT_BACKGROUND_FLUSHES: usize = 64;
-
-/// Flushes every log whose `flush.ms` / `flush.messages` is due, up to
-/// `MAX_CONCURRENT_BACKGROUND_FLUSHES` at once; none once shutdown has begun.
-async fn background_flush(
-    shard: &Rc<Shard>,
-    logs: &[(String, i32, Rc<crate::partition::Partition>)],
-    now: i64,
-) {
-    use futures_util::StreamExt;
-    futures_util::stream::iter(logs)
-        .for_each_concurrent(
-            MAX_CONCURRENT_BACKGROUND_FLUSHES,
-            |(topic, partition, p)| async move {
-                if shard.shutting_down.get() {
-                    return;
-                }
-                // A follower's truncation closed this log and reopened it under a new object.
-                if p.is_closed() {
-                    return;
-                }
-                if let Err(e) = p.flush_if_due(now).await {
-                    tracing::error!(topic, partition, error = %e, "background flush failed");
-                    if matches!(e, crate::storage::StorageError::Offline { .. }) {
-                        super::open::take_offline(shard, topic, *partition, e.to_string()).await;
-                    }
-                }
-                p.publish_storage_metrics();
-            },
-        )
-        .await;
-}
-
 /// How often every partition's storage gauges (segments, size, log start and end, last
 /// stable offset) are copied into the metrics; a partition flushed in between publishes its
 /// own at once. Scrapes come every few seconds at most: more often would only cost the
@@ -528,6 +491,10 @@ async fn maintenance(shard: Rc<Shard>) {
     let mut last_storage_metrics = std::time::Instant::now();
     let mut loop_sampler = crate::metrics::LoopSampler::new();
     let mut group_metrics = super::group_metrics::GroupMetricsState::default();
+    // Kept open for the shard's life: `syncfs` reports write-back errors only to
+    // descriptors open when they happened (`storage::filesystem_sync`).
+    let filesystem_sync =
+        crate::storage::filesystem_sync::FilesystemSync::open(&shard.config.data_dir);
     while !shard.shutting_down.get() {
         let mut tick = shard.timer.sleep(MAINTENANCE_TICK).fuse();
         futures_util::select! {
@@ -547,7 +514,7 @@ async fn maintenance(shard: Rc<Shard>) {
         let due = |p: &crate::partition::Partition| p.background_flush_due(now);
         let mut flushing = shard.partitions.online_where(due);
         flushing.extend(shard.followers.online_where(due));
-        background_flush(&shard, &flushing, now).await;
+        super::background_flush::run(&shard, &flushing, now, filesystem_sync.as_ref()).await;
         // Shutdown closes the logs (with a final flush): no background work after that.
         if shard.shutting_down.get() {
             return;

@@ -51,6 +51,23 @@ pub struct AppendOutcome {
     pub duplicate: bool,
 }
 
+/// How a flush makes the log's data durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum FlushSync {
+    /// fdatasync every segment with writes no sync covers, up to the written end.
+    Fdatasync,
+    /// A group commit already pending will sync everything written (see `flush_if_due`):
+    /// only indexes and the recovery point (up to what is durable) are persisted.
+    LeftToGroupCommit,
+    /// A `syncfs` of the whole filesystem completed after the log had written up to
+    /// `written_end` with `unflushed_records` of them not yet flushed
+    /// (`filesystem_sync.rs`): durable up to there, nothing left to sync.
+    SyncedThrough {
+        written_end: i64,
+        unflushed_records: i64,
+    },
+}
+
 /// Receives the duration in nanoseconds of each segment fdatasync. Storage knows nothing of
 /// metrics; the owning shard installs this hook when it opens the partition.
 pub type SyncObserver = Rc<dyn Fn(u64)>;
@@ -416,7 +433,7 @@ impl PartitionLog {
     /// the recovery point in the state file.
     pub async fn flush(&self) -> Result<(), StorageError> {
         self.check_online()?;
-        self.flush_inner(true, true).await
+        self.flush_inner(true, FlushSync::Fdatasync).await
     }
 
     /// `persist_recovery_point`: also write new index entries to the index files and
@@ -431,23 +448,29 @@ impl PartitionLog {
     /// io-wq writes per partition and tick, the bulk of a 1,000-partition spread's flush
     /// work after the fdatasync (perf/RESULTS.md, session 14).
     ///
-    /// `sync_data` false: a group commit already pending will sync everything written (see
-    /// `flush_if_due`), so only indexes and the recovery point (up to what is durable) are
-    /// persisted.
-    async fn flush_inner(
+    /// `sync` says how the data becomes durable: see `FlushSync`.
+    pub(super) async fn flush_inner(
         &self,
         persist_recovery_point: bool,
-        sync_data: bool,
+        sync: FlushSync,
     ) -> Result<(), StorageError> {
-        let target = if sync_data {
-            self.offsets.written_end_offset.get()
-        } else {
-            self.offsets.durable_offset.get()
+        let (target, flushed_records) = match sync {
+            FlushSync::Fdatasync => (
+                self.offsets.written_end_offset.get(),
+                self.flush.unflushed_records.get(),
+            ),
+            FlushSync::LeftToGroupCommit => (
+                self.offsets.durable_offset.get(),
+                self.flush.unflushed_records.get(),
+            ),
+            FlushSync::SyncedThrough {
+                written_end,
+                unflushed_records,
+            } => (written_end, unflushed_records),
         };
-        let flushed_records = self.flush.unflushed_records.get();
         let segments: Vec<Rc<Segment>> = self.segments.borrow().iter().cloned().collect();
         for s in &segments {
-            if sync_data {
+            if sync == FlushSync::Fdatasync {
                 self.sync_if_dirty(s).await?;
             }
             if persist_recovery_point {
@@ -508,21 +531,32 @@ impl PartitionLog {
         self.check_online()?;
         if self.flush_due(now_ms) {
             let written_end = self.offsets.written_end_offset.get();
-            self.flush.last_flush_ms.set(now_ms);
-            let persist =
-                now_ms - self.flush.last_state_persist_ms.get() >= RECOVERY_POINT_PERSIST_MS;
-            if persist {
-                self.flush.last_state_persist_ms.set(now_ms);
-            }
+            let persist = self.start_background_flush(now_ms);
             // Durable appends waiting for the writer's group commit (acks=all traffic): it
             // will fdatasync everything written so far, so a second, concurrent fdatasync
             // of the same file would only contend with it.
             let requested = self.writer.durable_requested.get();
             let group_commit_covers =
                 requested >= written_end && requested > self.offsets.durable_offset.get();
-            self.flush_inner(persist, !group_commit_covers).await?;
+            let sync = if group_commit_covers {
+                FlushSync::LeftToGroupCommit
+            } else {
+                FlushSync::Fdatasync
+            };
+            self.flush_inner(persist, sync).await?;
         }
         Ok(())
+    }
+
+    /// Notes a background flush starting at `now_ms`; whether it also persists the index
+    /// entries and the recovery point (at most every `RECOVERY_POINT_PERSIST_MS`).
+    pub(super) fn start_background_flush(&self, now_ms: i64) -> bool {
+        self.flush.last_flush_ms.set(now_ms);
+        let persist = now_ms - self.flush.last_state_persist_ms.get() >= RECOVERY_POINT_PERSIST_MS;
+        if persist {
+            self.flush.last_state_persist_ms.set(now_ms);
+        }
+        persist
     }
 
     /// Whether `flush_if_due` would flush now (`flush.messages` / `flush.ms` reached, with
@@ -560,7 +594,7 @@ impl PartitionLog {
                 reason,
             });
         }
-        self.flush_inner(true, true).await?;
+        self.flush_inner(true, FlushSync::Fdatasync).await?;
         if !self.marked_unclean.get() || !self.has_files() {
             // The clean mark an open found still holds (nothing changed since), or the log
             // never took data and has no file to recover: nothing to write, which keeps

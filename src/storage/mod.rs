@@ -10,6 +10,7 @@ pub mod codec;
 pub mod control;
 pub mod error;
 pub mod filesystem;
+pub mod filesystem_sync;
 mod follower_append;
 pub mod frames;
 pub mod le_reader;

@@ -359,6 +359,18 @@ impl Segment {
             .sync_data()
             .await
             .map_err(|e| StorageError::io(&self.log_path, e))?;
+        self.note_synced(covered)
+    }
+
+    /// Writes made to the log file so far: what a sync that starts now covers.
+    pub fn writes_so_far(&self) -> u64 {
+        self.writes.get()
+    }
+
+    /// Notes that a completed sync covered the first `covered` writes (`writes_so_far`
+    /// taken before it started): this segment's own fdatasync, or a `syncfs` of its whole
+    /// filesystem (decision 0020).
+    pub fn note_synced(&self, covered: u64) -> Result<(), StorageError> {
         // A sync made at an eviction while this one ran covers the same writes.
         if let Some(e) = self.files.take_writeback_error() {
             return Err(StorageError::io(&self.log_path, std::io::Error::other(e)));

@@ -327,7 +327,7 @@ impl PartitionLog {
     /// fsyncs the partition directory and the data directory holding it once, before the
     /// first data sync of a partition created without them (`dir_unsynced`): the log file's
     /// name and the directory's must survive a power loss with the data they hold.
-    async fn ensure_dir_durable(&self) -> Result<(), StorageError> {
+    pub(super) async fn ensure_dir_durable(&self) -> Result<(), StorageError> {
         if !self.dir_unsynced.get() {
             return Ok(());
         }

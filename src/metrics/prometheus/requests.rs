@@ -65,14 +65,16 @@ pub(super) fn write_requests(out: &mut Out, snapshots: &[ShardSnapshot]) {
     }
 }
 
-/// Append, fsync and fetch-wait latencies, merged over shards.
+/// Append, fsync, syncfs and fetch-wait latencies, merged over shards.
 pub(super) fn write_storage_latencies(out: &mut Out, snapshots: &[ShardSnapshot]) {
     let mut append = LatencyHistogram::new();
     let mut fsync = LatencyHistogram::new();
+    let mut syncfs = LatencyHistogram::new();
     let mut fetch_wait = LatencyHistogram::new();
     for s in snapshots {
         append.add(&s.append);
         fsync.add(&s.fsync);
+        syncfs.add(&s.syncfs);
         fetch_wait.add(&s.fetch_wait);
     }
     out.latency_family(
@@ -84,6 +86,11 @@ pub(super) fn write_storage_latencies(out: &mut Out, snapshots: &[ShardSnapshot]
         "sluice_fsync_duration_seconds",
         "Time of one segment fdatasync.",
         &fsync,
+    );
+    out.latency_family(
+        "sluice_syncfs_duration_seconds",
+        "Time of one syncfs of the data directory's filesystem (a background flush of many partitions).",
+        &syncfs,
     );
     out.latency_family(
         "sluice_fetch_wait_duration_seconds",

@@ -302,3 +302,44 @@ async fn a_segment_stays_dirty_until_its_sync_completes() {
     sync.await.unwrap();
     assert!(!segment.is_dirty(), "clean once the sync returned");
 }
+
+/// The syncfs path of the background flush (decision 0020): a log is durable up to what it
+/// had written when the mark was taken, without an fdatasync of its own; what it wrote after
+/// the mark stays due for the next flush.
+#[compio::test]
+async fn a_filesystem_sync_makes_the_log_durable_up_to_its_mark() {
+    use crate::storage::filesystem_sync::FilesystemSync;
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        flush_ms: 100,
+        ..LogConfig::default()
+    };
+    let log = open(dir.path(), config).await.unwrap();
+    log.append(batch(3, 10, 0), false, 0).await.unwrap();
+    let filesystem =
+        FilesystemSync::open(dir.path()).expect("a kernel whose syncfs reports errors");
+    let syncs = log.fdatasync_count();
+    let mark = log.filesystem_sync_mark();
+    // Written after the mark: the sync that follows may or may not carry it to the disk,
+    // so it must not be taken for durable.
+    log.append(batch(2, 10, 3), false, 0).await.unwrap();
+    filesystem.sync().await.unwrap();
+    let later = wall_clock_ms() + 10_000;
+    log.flush_after_filesystem_sync(later, mark).await.unwrap();
+    assert_eq!(log.fdatasync_count(), syncs, "no fdatasync of the log file");
+    assert_eq!(
+        log.durable_offset(),
+        3,
+        "durable up to the mark, not beyond"
+    );
+    let state = read_state(&dir.path().join("t-0")).await.unwrap().unwrap();
+    assert_eq!(
+        state.recovery_point, 3,
+        "the recovery point follows the mark"
+    );
+    // The append after the mark is still unsynced: the next tick flushes it.
+    assert!(log.background_flush_due(later + 100));
+    log.flush_if_due(later + 100).await.unwrap();
+    assert_eq!(log.fdatasync_count(), syncs + 1);
+    assert_eq!(log.durable_offset(), 5);
+}

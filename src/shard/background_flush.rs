@@ -1,0 +1,91 @@
+//! The background flush (`flush.ms`, `flush.messages`) of a shard's maintenance tick: each
+//! due partition's data is synced and its recovery point advanced. With many partitions due
+//! at once (`[log] flush_syncfs_min_partitions`), one `syncfs` of the data directory's
+//! filesystem replaces their fdatasyncs (decision 0020, `storage::filesystem_sync`).
+
+use std::rc::Rc;
+
+use super::Shard;
+use crate::partition::Partition;
+use crate::storage::filesystem_sync::{FilesystemSync, FilesystemSyncMark};
+
+/// Background flushes (`flush.ms`, `flush.messages`) a shard runs at once. One at a time,
+/// 1,000 active partitions paid 1,000 fdatasyncs in a row every tick, each waiting for its
+/// own ext4 journal commit and device flush; concurrent ones share commits. Bounded so a
+/// shard of 100,000 partitions does not hold 100,000 flushes (and their descriptors) open.
+pub const MAX_CONCURRENT_BACKGROUND_FLUSHES: usize = 64;
+
+/// Flushes every log in `logs` (those whose `flush.ms` / `flush.messages` is due), up to
+/// `MAX_CONCURRENT_BACKGROUND_FLUSHES` at once; none once shutdown has begun. When there are
+/// at least `flush_syncfs_min_partitions` of them and `filesystem` is there, through one
+/// `syncfs`; if that fails, each log fdatasyncs its own files (which names the file an
+/// error belongs to).
+pub async fn run(
+    shard: &Rc<Shard>,
+    logs: &[(String, i32, Rc<Partition>)],
+    now: i64,
+    filesystem: Option<&FilesystemSync>,
+) {
+    let threshold = shard.config.log.flush_syncfs_min_partitions as usize;
+    if let Some(filesystem) = filesystem
+        && threshold > 0
+        && logs.len() >= threshold
+        && !shard.shutting_down.get()
+    {
+        // No await between the marks: each covers the writes its log completed before the
+        // syncfs starts.
+        let marks: Vec<FilesystemSyncMark> = logs
+            .iter()
+            .map(|(_, _, p)| p.filesystem_sync_mark())
+            .collect();
+        let started = std::time::Instant::now();
+        let synced = filesystem.sync().await;
+        shard
+            .metrics
+            .record_syncfs(started.elapsed().as_nanos() as u64);
+        match synced {
+            Ok(()) => {
+                flush_each(shard, logs.iter().zip(marks.into_iter().map(Some)), now).await;
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(shard = shard.id, error = %e, "syncfs failed; background flush syncs each partition");
+            }
+        }
+    }
+    flush_each(shard, logs.iter().map(|log| (log, None)), now).await;
+}
+
+/// Flushes each log: after a `syncfs`, up to its mark; without one, by its own fdatasync.
+async fn flush_each<'a>(
+    shard: &Rc<Shard>,
+    logs: impl Iterator<Item = (&'a (String, i32, Rc<Partition>), Option<FilesystemSyncMark>)>,
+    now: i64,
+) {
+    use futures_util::StreamExt;
+    futures_util::stream::iter(logs)
+        .for_each_concurrent(
+            MAX_CONCURRENT_BACKGROUND_FLUSHES,
+            |((topic, partition, p), mark)| async move {
+                if shard.shutting_down.get() {
+                    return;
+                }
+                // A follower's truncation closed this log and reopened it under a new object.
+                if p.is_closed() {
+                    return;
+                }
+                let flushed = match mark {
+                    Some(mark) => p.flush_after_filesystem_sync(now, mark).await,
+                    None => p.flush_if_due(now).await,
+                };
+                if let Err(e) = flushed {
+                    tracing::error!(topic, partition, error = %e, "background flush failed");
+                    if matches!(e, crate::storage::StorageError::Offline { .. }) {
+                        super::open::take_offline(shard, topic, *partition, e.to_string()).await;
+                    }
+                }
+                p.publish_storage_metrics();
+            },
+        )
+        .await;
+}
