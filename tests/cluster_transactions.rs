@@ -94,7 +94,6 @@ fn leaders_on_every_broker(cluster: &LocalCluster) -> Vec<i32> {
 }
 
 #[test]
-#[ignore = "fails until produce verification and markers cross brokers (steps 2 and 3 of issue 17's transactions)"]
 fn a_transaction_over_partitions_led_by_every_broker_commits_and_aborts() {
     let test = "a_transaction_over_partitions_led_by_every_broker_commits_and_aborts";
     if real_clients_skipped(test) {

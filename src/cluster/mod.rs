@@ -9,6 +9,7 @@
 //! (`shard::cluster_apply`), the only writer of the metadata snapshot in cluster mode.
 //! Must not: apply records or touch partitions (shard layer), or run on a single node.
 
+pub mod broker_channel;
 pub mod controller;
 mod leader_link;
 mod link_stream;

@@ -220,13 +220,10 @@ pub(super) async fn complete(shard: &Rc<Shard>, lease: &mut Lease) -> Result<(),
     let meta = current(lease)?;
     let commit = meta.state == TxnState::PrepareCommit;
     let (producer_id, epoch) = (meta.producer_id, meta.producer_epoch);
-    let markers = meta.partitions.iter().map(|(topic, partition)| {
-        let (topic, partition) = (topic.clone(), *partition);
-        let owner = shard.owner_of_partition(&topic, partition);
-        shard.invoke_on(owner, move |s| async move {
-            write_marker(&s, &topic, partition, producer_id, epoch, commit).await
-        })
-    });
+    // Markers go to each partition's current leader, here or on another broker.
+    let partitions: Vec<(String, i32)> = meta.partitions.iter().cloned().collect();
+    let markers =
+        super::txn_routes::write_markers(shard, &partitions, (producer_id, epoch), commit);
     let groups = meta.groups.iter().map(|group| {
         // The offsets come from the durable transaction record, not the group's memory:
         // a restart between TxnOffsetCommit and the commit loses nothing.
@@ -249,20 +246,13 @@ pub(super) async fn complete(shard: &Rc<Shard>, lease: &mut Lease) -> Result<(),
                 .await
         })
     });
-    let (markers, groups) = futures_util::future::join(
-        futures_util::future::join_all(markers),
-        futures_util::future::join_all(groups),
-    )
-    .await;
-    let failed = markers
-        .into_iter()
-        .chain(groups)
-        .filter_map(|r| match r {
-            Ok(Ok(())) => None,
-            Ok(Err(why)) => Some(why),
-            Err(gone) => Some(gone.to_string()),
-        })
-        .collect::<Vec<_>>();
+    let (mut failed, groups) =
+        futures_util::future::join(markers, futures_util::future::join_all(groups)).await;
+    failed.extend(groups.into_iter().filter_map(|r| match r {
+        Ok(Ok(())) => None,
+        Ok(Err(why)) => Some(why),
+        Err(gone) => Some(gone.to_string()),
+    }));
     if let Some(first) = failed.first() {
         tracing::warn!(id = %meta.transactional_id, failures = failed.len(), first = %first,
             "transaction completion incomplete");
@@ -272,7 +262,7 @@ pub(super) async fn complete(shard: &Rc<Shard>, lease: &mut Lease) -> Result<(),
 }
 
 /// One marker on the partition's owning shard. A partition whose topic is gone needs none.
-async fn write_marker(
+pub(super) async fn write_marker(
     shard: &Rc<Shard>,
     topic: &str,
     partition: i32,
