@@ -5,19 +5,29 @@
 //! consumer reads exactly the committed records of every partition, and every partition's
 //! last stable offset (ListOffsets, READ_COMMITTED) reaches its high watermark: each
 //! leader, wherever it is, got the coordinator's markers.
-//! Needs confluent-kafka (`SLUICE_TEST_PYTHON` or `<repo>/.venv`); `SLUICE_SKIP_REAL_CLIENTS=1`
+//! Through the wire: a transactions v2 producer (Produce v12, EndTxn v5) joins partitions
+//! on other brokers to its transaction by producing there, and a batch of its finished
+//! epoch is fenced there; with its coordinator killed, a transactional Produce to another
+//! broker is answered COORDINATOR_NOT_AVAILABLE (retriable) at once, not held.
+//! The confluent-kafka test needs confluent-kafka (`SLUICE_TEST_PYTHON` or `<repo>/.venv`); `SLUICE_SKIP_REAL_CLIENTS=1`
 //! skips it loudly.
 
 mod support;
 
+use bytes::Bytes;
+use kafka_protocol::ResponseError;
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
-use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, ListOffsetsRequest};
+use kafka_protocol::messages::{
+    BrokerId, EndTxnRequest, FindCoordinatorRequest, InitProducerIdRequest, ListOffsetsRequest,
+    ProduceRequest, ProducerId, TransactionalId,
+};
 use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::Record;
 use std::time::{Duration, Instant};
 use support::cluster::{LocalCluster, leaders};
 use support::real_clients_skipped;
 use support::scripts::run_script;
-use support::wire::{RawConn, topic_name};
+use support::wire::{RawConn, encode_batch, plain_record, produce_request, topic_name};
 
 const TOPIC: &str = "txn-spread";
 const PARTITIONS: i32 = 6;
@@ -49,7 +59,7 @@ fn transaction_coordinator(
 fn latest_offset(
     cluster: &LocalCluster,
     node: i32,
-    partition: i32,
+    (topic, partition): (&str, i32),
     isolation: i8,
 ) -> Result<i64, String> {
     let request = ListOffsetsRequest::default()
@@ -57,7 +67,7 @@ fn latest_offset(
         .with_isolation_level(isolation)
         .with_topics(vec![
             ListOffsetsTopic::default()
-                .with_name(topic_name(TOPIC))
+                .with_name(topic_name(topic))
                 .with_partitions(vec![
                     ListOffsetsPartition::default()
                         .with_partition_index(partition)
@@ -76,20 +86,57 @@ fn latest_offset(
     Ok(answer.offset)
 }
 
-/// Waits until the topic's leaders, as node 1 sees them, include every broker.
-fn leaders_on_every_broker(cluster: &LocalCluster) -> Vec<i32> {
+/// Creates `topic` (RF=3, min.insync.replicas=2) and waits until node 1 sees its leaders
+/// on every broker; returns each partition's leader.
+fn spread_topic(cluster: &LocalCluster, topic: &str, partitions: i32) -> Vec<i32> {
+    let code = support::cluster::create_topic_with_configs(
+        cluster.node(1),
+        topic,
+        partitions,
+        3,
+        &[("min.insync.replicas", "2")],
+        Duration::from_secs(30),
+    );
+    assert_eq!(code, 0, "CreateTopics answered {code}");
     let deadline = Instant::now() + WAIT;
     loop {
-        let led = leaders(cluster.node(1), TOPIC);
-        if led.len() == PARTITIONS as usize && (1..=3).all(|id| led.contains(&id)) {
+        let led = leaders(cluster.node(1), topic);
+        if led.len() == partitions as usize && (1..=3).all(|id| led.contains(&id)) {
             return led;
         }
         assert!(
             Instant::now() < deadline,
-            "the leaders of {TOPIC} did not spread over the three brokers: {led:?}\n{}",
+            "the leaders of {topic} did not spread over the three brokers: {led:?}\n{}",
             cluster.diagnostics()
         );
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Waits until every partition's last stable offset (READ_COMMITTED) at its leader is its
+/// high watermark and above 0: no transaction left open there.
+fn wait_until_stable(cluster: &LocalCluster, topic: &str, led: &[i32], coordinator: i32) {
+    for (index, &leader) in led.iter().enumerate() {
+        let partition = (topic, index as i32);
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let end = latest_offset(cluster, leader, partition, READ_UNCOMMITTED);
+            let stable = latest_offset(cluster, leader, partition, READ_COMMITTED);
+            if let (Ok(end), Ok(stable)) = (&end, &stable)
+                && end == stable
+                && *end > 0
+            {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{topic}-{} (leader {leader}, coordinator {coordinator}): last stable offset \
+                 {stable:?} never reached the high watermark {end:?}\n{}",
+                index,
+                cluster.diagnostics()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 }
 
@@ -102,16 +149,7 @@ fn a_transaction_over_partitions_led_by_every_broker_commits_and_aborts() {
     let python = support::client_python("confluent_kafka");
     let cluster = LocalCluster::start(3);
     cluster.wait_until_formed(3);
-    let code = support::cluster::create_topic_with_configs(
-        cluster.node(1),
-        TOPIC,
-        PARTITIONS,
-        3,
-        &[("min.insync.replicas", "2")],
-        Duration::from_secs(30),
-    );
-    assert_eq!(code, 0, "CreateTopics answered {code}");
-    let led = leaders_on_every_broker(&cluster);
+    let led = spread_topic(&cluster, TOPIC, PARTITIONS);
     let coordinator = transaction_coordinator(&cluster, 1, TRANSACTIONAL_ID)
         .unwrap_or_else(|e| panic!("{e}\n{}", cluster.diagnostics()));
     assert!(
@@ -133,28 +171,149 @@ fn a_transaction_over_partitions_led_by_every_broker_commits_and_aborts() {
     .map(|s| s.to_string())
     .collect();
     run_script("cluster_transactions.py", &python, &args);
+    // Every partition's leader wrote the last transaction's marker, on brokers other than
+    // the coordinator too.
+    wait_until_stable(&cluster, TOPIC, &led, coordinator);
+}
 
-    // Every partition's leader wrote the last transaction's marker: its last stable offset
-    // is its high watermark (nothing open), on brokers other than the coordinator too.
+/// Produce v12 (transactions v2: the partition joins the transaction by being written).
+const PRODUCE_V2: i16 = 12;
+/// Produce v9: classic transactions (the partition must have been added first).
+const PRODUCE_CLASSIC: i16 = 9;
+const END_TXN_V2: i16 = 5;
+
+/// InitProducerId v5 at `node`: (producer id, epoch).
+fn init_producer(cluster: &LocalCluster, node: i32, id: &str) -> (i64, i16) {
+    let request = InitProducerIdRequest::default()
+        .with_transactional_id(Some(TransactionalId(StrBytes::from_string(id.to_string()))))
+        .with_transaction_timeout_ms(60_000)
+        .with_producer_id(ProducerId(-1))
+        .with_producer_epoch(-1);
+    let response = RawConn::connect(&cluster.node(node).bootstrap())
+        .and_then(|mut c| c.try_call(&request, 5))
+        .unwrap_or_else(|e| panic!("InitProducerId: {e}"));
+    assert_eq!(response.error_code, 0, "InitProducerId");
+    (response.producer_id.0, response.producer_epoch)
+}
+
+/// A transactional Produce of one 2-record batch to `topic`-`partition` at `node`: the
+/// partition's error code.
+fn produce_transactional(
+    cluster: &LocalCluster,
+    node: i32,
+    (id, (producer_id, epoch)): (&str, (i64, i16)),
+    (topic, partition): (&str, i32),
+    version: i16,
+) -> i16 {
+    let records: Vec<Record> = (0..2)
+        .map(|i| Record {
+            transactional: true,
+            producer_id,
+            producer_epoch: epoch,
+            sequence: i,
+            ..plain_record(
+                i64::from(i),
+                1_700_000_000_000,
+                Bytes::from(format!("e{epoch}-{i}")),
+            )
+        })
+        .collect();
+    let request: ProduceRequest =
+        produce_request(topic, partition, encode_batch(&records).freeze(), -1)
+            .with_transactional_id(Some(TransactionalId(StrBytes::from_string(id.to_string()))));
+    let response = RawConn::connect(&cluster.node(node).bootstrap())
+        .and_then(|mut c| c.try_call(&request, version))
+        .unwrap_or_else(|e| panic!("Produce v{version} to node {node}: {e}"));
+    response.responses[0].partition_responses[0].error_code
+}
+
+#[test]
+fn a_v2_producer_adds_other_brokers_partitions_by_producing_and_a_stale_epoch_is_fenced_there() {
+    const V2_TOPIC: &str = "txn-v2";
+    const V2_ID: &str = "cluster-v2";
+    let cluster = LocalCluster::start(3);
+    cluster.wait_until_formed(3);
+    let led = spread_topic(&cluster, V2_TOPIC, 3);
+    let coordinator = transaction_coordinator(&cluster, 1, V2_ID)
+        .unwrap_or_else(|e| panic!("{e}\n{}", cluster.diagnostics()));
+    let producer = init_producer(&cluster, coordinator, V2_ID);
     for (index, &leader) in led.iter().enumerate() {
-        let partition = index as i32;
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let end = latest_offset(&cluster, leader, partition, READ_UNCOMMITTED);
-            let stable = latest_offset(&cluster, leader, partition, READ_COMMITTED);
-            if let (Ok(end), Ok(stable)) = (&end, &stable)
-                && end == stable
-                && *end > 0
-            {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{TOPIC}-{partition} (leader {leader}, coordinator {coordinator}): last stable \
-                 offset {stable:?} never reached the high watermark {end:?}\n{}",
-                cluster.diagnostics()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let code = produce_transactional(
+            &cluster,
+            leader,
+            (V2_ID, producer),
+            (V2_TOPIC, index as i32),
+            PRODUCE_V2,
+        );
+        assert_eq!(
+            code, 0,
+            "Produce v12 to {V2_TOPIC}-{index} at its leader {leader}"
+        );
     }
+    let end = EndTxnRequest::default()
+        .with_transactional_id(TransactionalId(StrBytes::from_string(V2_ID.to_string())))
+        .with_producer_id(ProducerId(producer.0))
+        .with_producer_epoch(producer.1)
+        .with_committed(true);
+    let ended = RawConn::connect(&cluster.node(coordinator).bootstrap())
+        .and_then(|mut c| c.try_call(&end, END_TXN_V2))
+        .unwrap_or_else(|e| panic!("EndTxn: {e}"));
+    assert_eq!(ended.error_code, 0, "EndTxn v5 commit");
+    assert_eq!(
+        ended.producer_epoch,
+        producer.1 + 1,
+        "EndTxn v5 bumps the epoch"
+    );
+    wait_until_stable(&cluster, V2_TOPIC, &led, coordinator);
+    // The finished epoch is fenced on every leader: each asked the coordinator.
+    for (index, &leader) in led.iter().enumerate() {
+        let code = produce_transactional(
+            &cluster,
+            leader,
+            (V2_ID, producer),
+            (V2_TOPIC, index as i32),
+            PRODUCE_V2,
+        );
+        assert_eq!(
+            code,
+            ResponseError::InvalidProducerEpoch.code(),
+            "a batch of the finished epoch at {V2_TOPIC}-{index}'s leader {leader} \
+             (coordinator {coordinator})"
+        );
+    }
+}
+
+#[test]
+fn a_transactional_produce_whose_coordinator_is_down_is_refused_retriably() {
+    const DOWN_TOPIC: &str = "txn-down";
+    const DOWN_ID: &str = "cluster-down";
+    // The dead coordinator stays registered (unfenced) for the whole test: produce
+    // verification tries it and fails fast instead of naming a successor.
+    let mut cluster = LocalCluster::start_with_config(3, "broker_session_timeout_ms = 60000\n");
+    cluster.wait_until_formed(3);
+    let led = spread_topic(&cluster, DOWN_TOPIC, 3);
+    let coordinator = transaction_coordinator(&cluster, 1, DOWN_ID)
+        .unwrap_or_else(|e| panic!("{e}\n{}", cluster.diagnostics()));
+    let producer = init_producer(&cluster, coordinator, DOWN_ID);
+    let (index, &leader) = led
+        .iter()
+        .enumerate()
+        .find(|(_, l)| **l != coordinator)
+        .unwrap_or_else(|| panic!("no partition led away from the coordinator: {led:?}"));
+    cluster.node_mut(coordinator).kill();
+    let started = Instant::now();
+    let code = produce_transactional(
+        &cluster,
+        leader,
+        (DOWN_ID, producer),
+        (DOWN_TOPIC, index as i32),
+        PRODUCE_CLASSIC,
+    );
+    let took = started.elapsed();
+    assert_eq!(
+        code,
+        ResponseError::CoordinatorNotAvailable.code(),
+        "Produce to {DOWN_TOPIC}-{index} at {leader} with coordinator {coordinator} killed"
+    );
+    assert!(took < Duration::from_secs(10), "answered after {took:?}");
 }
