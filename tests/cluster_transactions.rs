@@ -5,7 +5,8 @@
 //! consumer reads exactly the committed records of every partition, and every partition's
 //! last stable offset (ListOffsets, READ_COMMITTED) reaches its high watermark: each
 //! leader, wherever it is, got the coordinator's markers.
-//! Through the wire: a transactions v2 producer (Produce v12, EndTxn v5) joins partitions
+//! Through the wire: only the coordinator answers InitProducerId (the others
+//! NOT_COORDINATOR); a transactions v2 producer (Produce v12, EndTxn v5) joins partitions
 //! on other brokers to its transaction by producing there, and a batch of its finished
 //! epoch is fenced there; with its coordinator killed, a transactional Produce to another
 //! broker is answered COORDINATOR_NOT_AVAILABLE (retriable) at once, not held.
@@ -182,8 +183,8 @@ const PRODUCE_V2: i16 = 12;
 const PRODUCE_CLASSIC: i16 = 9;
 const END_TXN_V2: i16 = 5;
 
-/// InitProducerId v5 at `node`: (producer id, epoch).
-fn init_producer(cluster: &LocalCluster, node: i32, id: &str) -> (i64, i16) {
+/// InitProducerId v5 at `node`: (error code, producer id, epoch).
+fn try_init_producer(cluster: &LocalCluster, node: i32, id: &str) -> (i16, i64, i16) {
     let request = InitProducerIdRequest::default()
         .with_transactional_id(Some(TransactionalId(StrBytes::from_string(id.to_string()))))
         .with_transaction_timeout_ms(60_000)
@@ -192,8 +193,18 @@ fn init_producer(cluster: &LocalCluster, node: i32, id: &str) -> (i64, i16) {
     let response = RawConn::connect(&cluster.node(node).bootstrap())
         .and_then(|mut c| c.try_call(&request, 5))
         .unwrap_or_else(|e| panic!("InitProducerId: {e}"));
-    assert_eq!(response.error_code, 0, "InitProducerId");
-    (response.producer_id.0, response.producer_epoch)
+    (
+        response.error_code,
+        response.producer_id.0,
+        response.producer_epoch,
+    )
+}
+
+/// InitProducerId v5 at the id's coordinator `node`: (producer id, epoch).
+fn init_producer(cluster: &LocalCluster, node: i32, id: &str) -> (i64, i16) {
+    let (code, producer_id, epoch) = try_init_producer(cluster, node, id);
+    assert_eq!(code, 0, "InitProducerId at {node}");
+    (producer_id, epoch)
 }
 
 /// A transactional Produce of one 2-record batch to `topic`-`partition` at `node`: the
@@ -236,6 +247,15 @@ fn a_v2_producer_adds_other_brokers_partitions_by_producing_and_a_stale_epoch_is
     let led = spread_topic(&cluster, V2_TOPIC, 3);
     let coordinator = transaction_coordinator(&cluster, 1, V2_ID)
         .unwrap_or_else(|e| panic!("{e}\n{}", cluster.diagnostics()));
+    // Only the coordinator FindCoordinator names keeps the id's state.
+    for other in (1..=3).filter(|&n| n != coordinator) {
+        let (code, _, _) = try_init_producer(&cluster, other, V2_ID);
+        assert_eq!(
+            code,
+            ResponseError::NotCoordinator.code(),
+            "InitProducerId at {other}, not the coordinator {coordinator}"
+        );
+    }
     let producer = init_producer(&cluster, coordinator, V2_ID);
     for (index, &leader) in led.iter().enumerate() {
         let code = produce_transactional(

@@ -33,6 +33,21 @@ impl Shard {
     }
 }
 
+/// Cluster mode: only the broker `ClusterState::coordinator` names (FindCoordinator's
+/// answer) opens or changes a transactional id's state; elsewhere NOT_COORDINATOR sends the
+/// client back to FindCoordinator, so no broker holds state for an id it does not
+/// coordinate. Decided transactions a former coordinator holds are still finished by its
+/// timer (their markers must be written wherever the coordinator is now).
+pub(super) fn check_coordinator(shard: &Shard, transactional_id: &str) -> Result<(), TxnError> {
+    let snapshot = shard.metadata.load();
+    match snapshot.cluster.as_deref() {
+        Some(cluster) if cluster.coordinator(transactional_id) != Some(shard.config.node_id) => {
+            Err(TxnError::NotCoordinator)
+        }
+        _ => Ok(()),
+    }
+}
+
 /// A producer id from shard 0's allocator (persisted in blocks: never reused).
 pub(super) async fn allocate_producer_id(shard: &Rc<Shard>) -> Result<i64, TxnError> {
     let allocated = shard
@@ -66,6 +81,7 @@ pub async fn init_producer_id(
     expected: Option<(i64, i16)>,
 ) -> Result<(i64, i16), TxnError> {
     check_timeout(timeout_ms)?;
+    check_coordinator(shard, transactional_id)?;
     let mut lease = shard.txns.lease_queued(transactional_id).await?;
     let Some(meta) = lease.current.clone() else {
         // As Kafka: an id the coordinator does not know starts afresh, whatever producer id
@@ -112,6 +128,7 @@ pub async fn add_partitions(
     producer_epoch: i16,
     partitions: &[(String, i32)],
 ) -> Result<(), TxnError> {
+    check_coordinator(shard, transactional_id)?;
     let mut lease = shard.txns.lease_queued(transactional_id).await?;
     let meta = current(&lease)?;
     meta.check_producer(producer_id, producer_epoch)?;
@@ -131,6 +148,7 @@ pub async fn add_offsets(
     producer_epoch: i16,
     group_id: &str,
 ) -> Result<(), TxnError> {
+    check_coordinator(shard, transactional_id)?;
     let mut lease = shard.txns.lease_queued(transactional_id).await?;
     let meta = current(&lease)?;
     meta.check_producer(producer_id, producer_epoch)?;
@@ -150,6 +168,7 @@ pub async fn end_txn(
     producer_epoch: i16,
     commit: bool,
 ) -> Result<(), TxnError> {
+    check_coordinator(shard, transactional_id)?;
     let mut lease = shard.txns.lease_queued(transactional_id).await?;
     let meta = current(&lease)?;
     meta.check_producer(producer_id, producer_epoch)?;
@@ -185,9 +204,11 @@ pub fn verify_partitions(
     partitions: &[(String, i32)],
 ) -> Vec<Result<(), TxnError>> {
     let meta = shard.txns.get(transactional_id);
+    let here = check_coordinator(shard, transactional_id);
     partitions
         .iter()
         .map(|p| {
+            here?;
             let meta = meta.as_ref().ok_or(TxnError::InvalidProducerIdMapping)?;
             meta.check_producer(producer_id, producer_epoch)?;
             if meta.state == TxnState::Ongoing && meta.partitions.contains(p) {

@@ -192,6 +192,8 @@ fn txn_result_of(code: i16) -> Result<(), TxnError> {
             | ResponseError::TopicAuthorizationFailed,
         ) => TxnError::InvalidTxnState,
         Some(ResponseError::UnknownTopicOrPartition) => TxnError::UnknownTopicOrPartition,
+        // NOT_COORDINATOR too: the two brokers' metadata disagree for a moment; a Produce
+        // answered COORDINATOR_NOT_AVAILABLE is retried.
         _ => TxnError::CoordinatorNotAvailable,
     };
     Err(error)
