@@ -135,3 +135,97 @@ impl BrokerChannel {
         (pool.give.clone(), pool.take.clone())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::listeners::SecurityProtocol;
+    use crate::metadata::registration::RegisteredBroker;
+    use kafka_protocol::messages::WriteTxnMarkersRequest;
+    use std::time::Instant;
+
+    const PEER: i32 = 2;
+
+    fn run<F: std::future::Future>(future: F) -> F::Output {
+        compio::runtime::Runtime::new()
+            .expect("runtime")
+            .block_on(future)
+    }
+
+    fn channel() -> BrokerChannel {
+        let security = InterBrokerSecurity {
+            listener: "PLAINTEXT".into(),
+            protocol: SecurityProtocol::Plaintext,
+            tls: None,
+            sasl: None,
+        };
+        BrokerChannel::new(1, Some(Arc::new(security)))
+    }
+
+    fn cluster_with_peer_at(port: u16, fenced: bool) -> ClusterState {
+        let mut cluster = ClusterState::default();
+        cluster.brokers.insert(
+            PEER,
+            RegisteredBroker {
+                id: PEER,
+                host: "127.0.0.1".into(),
+                port: i32::from(port),
+                fenced,
+                epoch: 1,
+                endpoints: Vec::new(),
+            },
+        );
+        cluster
+    }
+
+    fn call(channel: &BrokerChannel, cluster: &ClusterState) -> Result<(), String> {
+        run(channel.call(cluster, PEER, &WriteTxnMarkersRequest::default(), (1, 1))).map(|_| ())
+    }
+
+    #[test]
+    fn failed_calls_give_their_slot_back() {
+        let port = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            listener.local_addr().expect("address").port()
+        };
+        // Nothing listens there now: each connect is refused at once. A slot kept by a
+        // failed call would make the fifth wait out BROKER_CALL_TIMEOUT.
+        let cluster = cluster_with_peer_at(port, false);
+        let channel = channel();
+        let started = Instant::now();
+        for _ in 0..2 * LINKS_PER_BROKER_MAX {
+            let failed = call(&channel, &cluster).expect_err("nothing listens");
+            assert!(failed.contains("connect"), "{failed}");
+        }
+        assert!(
+            started.elapsed() < BROKER_CALL_TIMEOUT,
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[test]
+    fn a_peer_that_never_answers_is_given_up_within_the_call_timeout() {
+        // Accepted by the kernel (the backlog), never read: the ApiVersions answer never comes.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = silent.local_addr().expect("address").port();
+        let cluster = cluster_with_peer_at(port, false);
+        let started = Instant::now();
+        let failed = call(&channel(), &cluster).expect_err("no answer");
+        let took = started.elapsed();
+        assert!(failed.contains("no answer within"), "{failed}");
+        assert!(
+            took >= BROKER_CALL_TIMEOUT && took < BROKER_CALL_TIMEOUT * 2,
+            "{took:?}"
+        );
+    }
+
+    #[test]
+    fn a_fenced_or_unknown_broker_is_not_called() {
+        let channel = channel();
+        let fenced = call(&channel, &cluster_with_peer_at(9, true)).expect_err("fenced");
+        assert!(fenced.contains("not live"), "{fenced}");
+        let unknown = call(&channel, &ClusterState::default()).expect_err("unknown");
+        assert!(unknown.contains("not live"), "{unknown}");
+    }
+}

@@ -317,3 +317,59 @@ async fn write_remote_markers(
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_coordinators_codes_become_the_local_paths_verdicts() {
+        let code = |e: ResponseError| e.code();
+        assert_eq!(txn_result_of(0), Ok(()));
+        assert_eq!(
+            txn_result_of(code(ResponseError::ProducerFenced)),
+            Err(TxnError::ProducerFenced)
+        );
+        assert_eq!(
+            txn_result_of(code(ResponseError::InvalidProducerIdMapping)),
+            Err(TxnError::InvalidProducerIdMapping)
+        );
+        assert_eq!(
+            txn_result_of(code(ResponseError::ClusterAuthorizationFailed)),
+            Err(TxnError::InvalidTxnState)
+        );
+        assert_eq!(
+            txn_result_of(code(ResponseError::ConcurrentTransactions)),
+            Err(TxnError::Concurrent)
+        );
+        // Retriable for the producer: the coordinator moved or is not ready.
+        for moved in [
+            ResponseError::NotCoordinator,
+            ResponseError::CoordinatorLoadInProgress,
+        ] {
+            assert_eq!(
+                txn_result_of(code(moved)),
+                Err(TxnError::CoordinatorNotAvailable)
+            );
+        }
+    }
+
+    #[test]
+    fn a_request_names_each_topic_once() {
+        let partitions = [
+            ("a".to_string(), 0),
+            ("b".to_string(), 1),
+            ("a".to_string(), 2),
+        ];
+        let request = add_partitions_request("id", false, (7, 3), &partitions);
+        let txn = &request.transactions[0];
+        assert!(txn.verify_only);
+        assert_eq!((txn.producer_id.0, txn.producer_epoch), (7, 3));
+        let topics: Vec<(&str, &[i32])> = txn
+            .topics
+            .iter()
+            .map(|t| (t.name.0.as_str(), t.partitions.as_slice()))
+            .collect();
+        assert_eq!(topics, vec![("a", &[0, 2][..]), ("b", &[1][..])]);
+    }
+}
