@@ -9,7 +9,8 @@
 //! NOT_COORDINATOR); a transactions v2 producer (Produce v12, EndTxn v5) joins partitions
 //! on other brokers to its transaction by producing there, and a batch of its finished
 //! epoch is fenced there; with its coordinator killed, a transactional Produce to another
-//! broker is answered COORDINATOR_NOT_AVAILABLE (retriable) at once, not held.
+//! broker is answered COORDINATOR_NOT_AVAILABLE (retriable) at once, not held; the same v2
+//! transaction works when the brokers talk over a SASL_SSL inter-broker listener.
 //! The confluent-kafka test needs confluent-kafka (`SLUICE_TEST_PYTHON` or `<repo>/.venv`); `SLUICE_SKIP_REAL_CLIENTS=1`
 //! skips it loudly.
 
@@ -240,26 +241,73 @@ fn produce_transactional(
 
 #[test]
 fn a_v2_producer_adds_other_brokers_partitions_by_producing_and_a_stale_epoch_is_fenced_there() {
-    const V2_TOPIC: &str = "txn-v2";
-    const V2_ID: &str = "cluster-v2";
     let cluster = LocalCluster::start(3);
     cluster.wait_until_formed(3);
-    let led = spread_topic(&cluster, V2_TOPIC, 3);
-    let coordinator = transaction_coordinator(&cluster, 1, V2_ID)
+    v2_transaction_across_brokers(&cluster);
+}
+
+/// The brokers' SCRAM user on the inter-broker listener.
+const BROKER_USER: &str = "broker";
+const BROKER_PASSWORD: &str = "broker-secret";
+
+#[test]
+fn transactions_cross_brokers_over_a_sasl_ssl_inter_broker_listener() {
+    // Clients (this test) use the PLAINTEXT listener SETUP; the brokers' verification calls
+    // and markers go over SASL_SSL as user `broker`, which the standard authorizer lets
+    // CLUSTER_ACTION as a super user (WriteTxnMarkers needs it).
+    let certs = support::tls::Certs::make();
+    let toml = |_| {
+        format!(
+            "{}listener_security_protocol_map = \"SETUP:PLAINTEXT\"\n\
+             authorizer = \"standard\"\n\
+             super_users = [\"User:ANONYMOUS\", \"User:{BROKER_USER}\"]\n\
+             inter_broker_listener_name = \"SASL_SSL\"\n\
+             inter_broker_sasl_mechanism = \"SCRAM-SHA-512\"\n\
+             inter_broker_sasl_username = \"{BROKER_USER}\"\n\
+             inter_broker_sasl_password = \"{BROKER_PASSWORD}\"\n",
+            certs.broker_toml("none")
+        )
+    };
+    let names = |_| vec!["SETUP", "SASL_SSL"];
+    let (cluster, _ports) = LocalCluster::start_with_listeners(3, &names, &toml);
+    cluster.wait_until_formed(3);
+    let (ok, _, err) = support::sluice_cli(
+        &cluster.node(1).bootstrap(),
+        &[
+            "user",
+            "create",
+            BROKER_USER,
+            "--mechanism",
+            "SCRAM-SHA-512",
+        ],
+        Some(&format!("{BROKER_PASSWORD}\n")),
+    );
+    assert!(ok, "sluice user create: {err}\n{}", cluster.diagnostics());
+    v2_transaction_across_brokers(&cluster);
+}
+
+/// A transactions v2 producer writes to a topic led by every broker, producing at each
+/// leader, and commits; every LSO reaches the end; the finished epoch is fenced at every
+/// leader; and only the coordinator answers InitProducerId.
+fn v2_transaction_across_brokers(cluster: &LocalCluster) {
+    const V2_TOPIC: &str = "txn-v2";
+    const V2_ID: &str = "cluster-v2";
+    let led = spread_topic(cluster, V2_TOPIC, 3);
+    let coordinator = transaction_coordinator(cluster, 1, V2_ID)
         .unwrap_or_else(|e| panic!("{e}\n{}", cluster.diagnostics()));
     // Only the coordinator FindCoordinator names keeps the id's state.
     for other in (1..=3).filter(|&n| n != coordinator) {
-        let (code, _, _) = try_init_producer(&cluster, other, V2_ID);
+        let (code, _, _) = try_init_producer(cluster, other, V2_ID);
         assert_eq!(
             code,
             ResponseError::NotCoordinator.code(),
             "InitProducerId at {other}, not the coordinator {coordinator}"
         );
     }
-    let producer = init_producer(&cluster, coordinator, V2_ID);
+    let producer = init_producer(cluster, coordinator, V2_ID);
     for (index, &leader) in led.iter().enumerate() {
         let code = produce_transactional(
-            &cluster,
+            cluster,
             leader,
             (V2_ID, producer),
             (V2_TOPIC, index as i32),
@@ -284,11 +332,11 @@ fn a_v2_producer_adds_other_brokers_partitions_by_producing_and_a_stale_epoch_is
         producer.1 + 1,
         "EndTxn v5 bumps the epoch"
     );
-    wait_until_stable(&cluster, V2_TOPIC, &led, coordinator);
+    wait_until_stable(cluster, V2_TOPIC, &led, coordinator);
     // The finished epoch is fenced on every leader: each asked the coordinator.
     for (index, &leader) in led.iter().enumerate() {
         let code = produce_transactional(
-            &cluster,
+            cluster,
             leader,
             (V2_ID, producer),
             (V2_TOPIC, index as i32),
