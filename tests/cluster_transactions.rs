@@ -10,7 +10,9 @@
 //! on other brokers to its transaction by producing there, and a batch of its finished
 //! epoch is fenced there; with its coordinator killed, a transactional Produce to another
 //! broker is answered COORDINATOR_NOT_AVAILABLE (retriable) at once, not held; the same v2
-//! transaction works when the brokers talk over a SASL_SSL inter-broker listener.
+//! transaction works when the brokers talk over a SASL_SSL inter-broker listener; and when a
+//! leader dies with the transaction open, the commit's markers reach its partition's new
+//! leader (retried by the coordinator's timer with the leaders the metadata names then).
 //! The confluent-kafka test needs confluent-kafka (`SLUICE_TEST_PYTHON` or `<repo>/.venv`); `SLUICE_SKIP_REAL_CLIENTS=1`
 //! skips it loudly.
 
@@ -384,4 +386,60 @@ fn a_transactional_produce_whose_coordinator_is_down_is_refused_retriably() {
         "Produce to {DOWN_TOPIC}-{index} at {leader} with coordinator {coordinator} killed"
     );
     assert!(took < Duration::from_secs(10), "answered after {took:?}");
+}
+
+#[test]
+fn markers_follow_a_leader_that_moved_before_the_commit() {
+    const MOVED_TOPIC: &str = "txn-moved";
+    const MOVED_ID: &str = "cluster-moved";
+    let mut cluster = LocalCluster::start(3);
+    cluster.wait_until_formed(3);
+    let led = spread_topic(&cluster, MOVED_TOPIC, 3);
+    let coordinator = transaction_coordinator(&cluster, 1, MOVED_ID)
+        .unwrap_or_else(|e| panic!("{e}\n{}", cluster.diagnostics()));
+    let producer = init_producer(&cluster, coordinator, MOVED_ID);
+    for (index, &leader) in led.iter().enumerate() {
+        let code = produce_transactional(
+            &cluster,
+            leader,
+            (MOVED_ID, producer),
+            (MOVED_TOPIC, index as i32),
+            PRODUCE_V2,
+        );
+        assert_eq!(code, 0, "Produce v12 to {MOVED_TOPIC}-{index} at {leader}");
+    }
+    // A leader other than the coordinator dies with the transaction open; its partition's
+    // leadership moves (the broker is fenced after its session timeout).
+    let Some(&gone) = led.iter().find(|&&l| l != coordinator) else {
+        panic!("no leader other than the coordinator {coordinator}: {led:?}");
+    };
+    cluster.node_mut(gone).kill();
+    let end = EndTxnRequest::default()
+        .with_transactional_id(TransactionalId(StrBytes::from_string(MOVED_ID.to_string())))
+        .with_producer_id(ProducerId(producer.0))
+        .with_producer_epoch(producer.1)
+        .with_committed(true);
+    let ended = RawConn::connect(&cluster.node(coordinator).bootstrap())
+        .and_then(|mut c| c.try_call(&end, END_TXN_V2))
+        .unwrap_or_else(|e| panic!("EndTxn: {e}"));
+    assert_eq!(
+        ended.error_code, 0,
+        "EndTxn v5 commit (the decision is durable)"
+    );
+    // The markers reach the partition's new leader: every LSO at the current leaders
+    // reaches the high watermark.
+    let deadline = Instant::now() + WAIT;
+    let moved = loop {
+        let now = leaders(cluster.node(coordinator), MOVED_TOPIC);
+        if now.len() == led.len() && !now.contains(&gone) && !now.contains(&-1) {
+            break now;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "leadership did not leave broker {gone}: {now:?}\n{}",
+            cluster.diagnostics()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    wait_until_stable(&cluster, MOVED_TOPIC, &moved, coordinator);
 }
