@@ -3,7 +3,9 @@
 //! once with ApiVersions, every call bounded in time and every answer decoded through the
 //! codec's panic and allocation guards (a panic here would stop the shard). It connects to
 //! the leader's endpoint of the inter-broker listener with that listener's security: TLS
-//! (`link_stream`) and a SASL exchange (decision 0021).
+//! (`link_stream`) and a SASL exchange (decision 0021). The transaction traffic between
+//! brokers (`broker_channel`, decision 0022) uses the same links, connected with
+//! `connect_as` and a version chosen per call with `negotiated`.
 //!
 //! Owns: the socket, the correlation ids, the negotiated versions. Must not: know what is
 //! fetched or where it goes (replica_fetcher does).
