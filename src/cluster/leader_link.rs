@@ -3,7 +3,9 @@
 //! once with ApiVersions, every call bounded in time and every answer decoded through the
 //! codec's panic and allocation guards (a panic here would stop the shard). It connects to
 //! the leader's endpoint of the inter-broker listener with that listener's security: TLS
-//! (`link_stream`) and a SASL exchange (decision 0021).
+//! (`link_stream`) and a SASL exchange (decision 0021). The transaction traffic between
+//! brokers (`broker_channel`, decision 0022) uses the same links, connected with
+//! `connect_as` and a version chosen per call with `negotiated`.
 //!
 //! Owns: the socket, the correlation ids, the negotiated versions. Must not: know what is
 //! fetched or where it goes (replica_fetcher does).
@@ -56,6 +58,8 @@ pub(super) struct LeaderLink {
     next_correlation: i32,
     pub(super) fetch_version: i16,
     pub(super) epoch_check_version: i16,
+    /// What the peer's ApiVersions answered: (api key, min version, max version).
+    served: Vec<(i16, i16, i16)>,
     /// The request bytes, reused from one call to the next.
     send_buffer: BytesMut,
 }
@@ -67,6 +71,29 @@ impl LeaderLink {
         host: &str,
         port: i32,
         node_id: i32,
+        security: &InterBrokerSecurity,
+    ) -> Result<LeaderLink, String> {
+        let client_id = format!("sluice-replica-{node_id}");
+        let mut link = Self::connect_as(host, port, &client_id, security).await?;
+        link.fetch_version = link.negotiated(
+            ApiKey::Fetch,
+            REPLICA_FETCH_VERSION_MIN,
+            REPLICA_FETCH_VERSION_MAX,
+        )?;
+        link.epoch_check_version = link.negotiated(
+            ApiKey::OffsetForLeaderEpoch,
+            EPOCH_CHECK_VERSION_MIN,
+            EPOCH_CHECK_VERSION_MAX,
+        )?;
+        Ok(link)
+    }
+
+    /// Connects to the broker at `host:port` on the inter-broker listener as `client_id`:
+    /// TLS, ApiVersions (kept for `negotiated`) and SASL, without choosing any version.
+    pub(super) async fn connect_as(
+        host: &str,
+        port: i32,
+        client_id: &str,
         security: &InterBrokerSecurity,
     ) -> Result<LeaderLink, String> {
         let address = format!("{host}:{port}");
@@ -85,10 +112,11 @@ impl LeaderLink {
         let mut link = LeaderLink {
             stream,
             address: address.to_string(),
-            client_id: StrBytes::from_string(format!("sluice-replica-{node_id}")),
+            client_id: StrBytes::from_string(client_id.to_string()),
             next_correlation: 1,
             fetch_version: REPLICA_FETCH_VERSION_MIN,
             epoch_check_version: EPOCH_CHECK_VERSION_MIN,
+            served: Vec::new(),
             send_buffer: BytesMut::new(),
         };
         // v0: every broker answers it, whatever it supports.
@@ -99,35 +127,37 @@ impl LeaderLink {
                 versions.error_code
             ));
         }
-        let pick = |key: ApiKey, min: i16, max: i16| -> Result<i16, String> {
-            let theirs = versions
-                .api_keys
-                .iter()
-                .find(|k| k.api_key == key as i16)
-                .ok_or_else(|| format!("{address} does not serve {key:?}"))?;
-            let version = max.min(theirs.max_version);
-            if version < min || version < theirs.min_version {
-                return Err(format!(
-                    "{address} serves {key:?} v{}..=v{}, a follower needs v{min}..=v{max}",
-                    theirs.min_version, theirs.max_version
-                ));
-            }
-            Ok(version)
-        };
-        link.fetch_version = pick(
-            ApiKey::Fetch,
-            REPLICA_FETCH_VERSION_MIN,
-            REPLICA_FETCH_VERSION_MAX,
-        )?;
-        link.epoch_check_version = pick(
-            ApiKey::OffsetForLeaderEpoch,
-            EPOCH_CHECK_VERSION_MIN,
-            EPOCH_CHECK_VERSION_MAX,
-        )?;
+        link.served = versions
+            .api_keys
+            .iter()
+            .map(|k| (k.api_key, k.min_version, k.max_version))
+            .collect();
         if let Some(sasl) = &security.sasl {
             link.authenticate(sasl).await?;
         }
         Ok(link)
+    }
+
+    /// The highest version of `key` both sides speak within `min..=max`.
+    pub(super) fn negotiated(&self, key: ApiKey, min: i16, max: i16) -> Result<i16, String> {
+        let address = &self.address;
+        let &(_, their_min, their_max) = self
+            .served
+            .iter()
+            .find(|(k, _, _)| *k == key as i16)
+            .ok_or_else(|| format!("{address} does not serve {key:?}"))?;
+        let version = max.min(their_max);
+        if version < min || version < their_min {
+            return Err(format!(
+                "{address} serves {key:?} v{their_min}..=v{their_max}, this call needs v{min}..=v{max}"
+            ));
+        }
+        Ok(version)
+    }
+
+    /// The `host:port` this link is connected to.
+    pub(super) fn address(&self) -> &str {
+        &self.address
     }
 
     /// The SASL exchange the CLI's client runs (`client::sasl::SaslExchange`), over this

@@ -4,11 +4,14 @@
 //! Owns: the controller thread (`controller`: tikv's `raft` library driven by our loop),
 //! its durable storage (`log_store`), the framed TCP transport between controller
 //! listeners (`transport`), the replica fetchers that copy followed partitions from their
-//! leaders (`replica_fetcher`, stage 2), and `ClusterHandle`, through which shards propose records and
+//! leaders (`replica_fetcher`, stage 2), the links shards use for transaction traffic
+//! between brokers (`broker_channel`, decision 0022), and `ClusterHandle`, through which
+//! shards propose records and
 //! read the quorum's state. Committed entries go, in log order, to one apply loop on shard 0
 //! (`shard::cluster_apply`), the only writer of the metadata snapshot in cluster mode.
 //! Must not: apply records or touch partitions (shard layer), or run on a single node.
 
+pub mod broker_channel;
 pub mod controller;
 mod leader_link;
 mod link_stream;

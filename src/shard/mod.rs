@@ -36,6 +36,7 @@ pub mod timer;
 pub mod topics;
 pub mod transactions;
 pub mod transactions_v2;
+pub mod txn_routes;
 
 pub use open::{create_partition, open_partition, report_offline};
 pub use runtime::{BrokerHandle, StartError, start_broker};
@@ -82,6 +83,9 @@ pub struct Shard {
     pub groups: crate::group::GroupCoordinator,
     /// Transactional ids this shard coordinates (`txn::owner_shard`).
     pub txns: crate::txn::TxnCoordinator,
+    /// Cluster mode: this shard's links to the other brokers for transaction traffic
+    /// (produce verification at the coordinator, markers to leaders; `txn_routes`).
+    pub broker_channel: crate::cluster::broker_channel::BrokerChannel,
     pub metrics: Rc<crate::metrics::ShardMetrics>,
     /// Request bytes this shard may hold in memory (`shard_produce_memory_bytes`).
     pub request_memory: Rc<budget::MemoryBudget>,

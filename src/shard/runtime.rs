@@ -377,6 +377,16 @@ fn register_listeners(
     Ok(listeners)
 }
 
+/// The shard's links for transaction traffic between brokers (none on a single node).
+fn broker_channel(start: &ShardStart) -> crate::cluster::broker_channel::BrokerChannel {
+    let security = start
+        .cluster
+        .as_ref()
+        .and_then(|_| start.config.inter_broker_security().ok())
+        .map(std::sync::Arc::new);
+    crate::cluster::broker_channel::BrokerChannel::new(start.config.node_id, security)
+}
+
 async fn shard_main(start: ShardStart) {
     // Start-up phases are timed for the "shard ready" line: a restart's time is time due
     // delayed records wait (issue 18), and operators ask where it goes.
@@ -390,6 +400,7 @@ async fn shard_main(start: ShardStart) {
         }
     };
     let stores_opened = began.elapsed();
+    let broker_channel = broker_channel(&start);
     let shard = Rc::new(Shard {
         id: start.id,
         core: start.core,
@@ -402,6 +413,7 @@ async fn shard_main(start: ShardStart) {
         followers: PartitionTable::default(),
         groups,
         txns,
+        broker_channel,
         metrics,
         request_memory: super::budget::MemoryBudget::new(start.config.shard_produce_memory_bytes),
         timer: super::timer::Timer::start(),

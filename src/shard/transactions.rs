@@ -33,6 +33,21 @@ impl Shard {
     }
 }
 
+/// Cluster mode: only the broker `ClusterState::coordinator` names (FindCoordinator's
+/// answer) opens or changes a transactional id's state; elsewhere NOT_COORDINATOR sends the
+/// client back to FindCoordinator, so no broker holds state for an id it does not
+/// coordinate. Decided transactions a former coordinator holds are still finished by its
+/// timer (their markers must be written wherever the coordinator is now).
+pub(super) fn check_coordinator(shard: &Shard, transactional_id: &str) -> Result<(), TxnError> {
+    let snapshot = shard.metadata.load();
+    match snapshot.cluster.as_deref() {
+        Some(cluster) if cluster.coordinator(transactional_id) != Some(shard.config.node_id) => {
+            Err(TxnError::NotCoordinator)
+        }
+        _ => Ok(()),
+    }
+}
+
 /// A producer id from shard 0's allocator (persisted in blocks: never reused).
 pub(super) async fn allocate_producer_id(shard: &Rc<Shard>) -> Result<i64, TxnError> {
     let allocated = shard
@@ -66,6 +81,7 @@ pub async fn init_producer_id(
     expected: Option<(i64, i16)>,
 ) -> Result<(i64, i16), TxnError> {
     check_timeout(timeout_ms)?;
+    check_coordinator(shard, transactional_id)?;
     let mut lease = shard.txns.lease_queued(transactional_id).await?;
     let Some(meta) = lease.current.clone() else {
         // As Kafka: an id the coordinator does not know starts afresh, whatever producer id
@@ -112,6 +128,7 @@ pub async fn add_partitions(
     producer_epoch: i16,
     partitions: &[(String, i32)],
 ) -> Result<(), TxnError> {
+    check_coordinator(shard, transactional_id)?;
     let mut lease = shard.txns.lease_queued(transactional_id).await?;
     let meta = current(&lease)?;
     meta.check_producer(producer_id, producer_epoch)?;
@@ -131,6 +148,7 @@ pub async fn add_offsets(
     producer_epoch: i16,
     group_id: &str,
 ) -> Result<(), TxnError> {
+    check_coordinator(shard, transactional_id)?;
     let mut lease = shard.txns.lease_queued(transactional_id).await?;
     let meta = current(&lease)?;
     meta.check_producer(producer_id, producer_epoch)?;
@@ -150,6 +168,7 @@ pub async fn end_txn(
     producer_epoch: i16,
     commit: bool,
 ) -> Result<(), TxnError> {
+    check_coordinator(shard, transactional_id)?;
     let mut lease = shard.txns.lease_queued(transactional_id).await?;
     let meta = current(&lease)?;
     meta.check_producer(producer_id, producer_epoch)?;
@@ -185,9 +204,11 @@ pub fn verify_partitions(
     partitions: &[(String, i32)],
 ) -> Vec<Result<(), TxnError>> {
     let meta = shard.txns.get(transactional_id);
+    let here = check_coordinator(shard, transactional_id);
     partitions
         .iter()
         .map(|p| {
+            here?;
             let meta = meta.as_ref().ok_or(TxnError::InvalidProducerIdMapping)?;
             meta.check_producer(producer_id, producer_epoch)?;
             if meta.state == TxnState::Ongoing && meta.partitions.contains(p) {
@@ -220,13 +241,10 @@ pub(super) async fn complete(shard: &Rc<Shard>, lease: &mut Lease) -> Result<(),
     let meta = current(lease)?;
     let commit = meta.state == TxnState::PrepareCommit;
     let (producer_id, epoch) = (meta.producer_id, meta.producer_epoch);
-    let markers = meta.partitions.iter().map(|(topic, partition)| {
-        let (topic, partition) = (topic.clone(), *partition);
-        let owner = shard.owner_of_partition(&topic, partition);
-        shard.invoke_on(owner, move |s| async move {
-            write_marker(&s, &topic, partition, producer_id, epoch, commit).await
-        })
-    });
+    // Markers go to each partition's current leader, here or on another broker.
+    let partitions: Vec<(String, i32)> = meta.partitions.iter().cloned().collect();
+    let markers =
+        super::txn_routes::write_markers(shard, &partitions, (producer_id, epoch), commit);
     let groups = meta.groups.iter().map(|group| {
         // The offsets come from the durable transaction record, not the group's memory:
         // a restart between TxnOffsetCommit and the commit loses nothing.
@@ -249,20 +267,13 @@ pub(super) async fn complete(shard: &Rc<Shard>, lease: &mut Lease) -> Result<(),
                 .await
         })
     });
-    let (markers, groups) = futures_util::future::join(
-        futures_util::future::join_all(markers),
-        futures_util::future::join_all(groups),
-    )
-    .await;
-    let failed = markers
-        .into_iter()
-        .chain(groups)
-        .filter_map(|r| match r {
-            Ok(Ok(())) => None,
-            Ok(Err(why)) => Some(why),
-            Err(gone) => Some(gone.to_string()),
-        })
-        .collect::<Vec<_>>();
+    let (mut failed, groups) =
+        futures_util::future::join(markers, futures_util::future::join_all(groups)).await;
+    failed.extend(groups.into_iter().filter_map(|r| match r {
+        Ok(Ok(())) => None,
+        Ok(Err(why)) => Some(why),
+        Err(gone) => Some(gone.to_string()),
+    }));
     if let Some(first) = failed.first() {
         tracing::warn!(id = %meta.transactional_id, failures = failed.len(), first = %first,
             "transaction completion incomplete");
@@ -272,7 +283,7 @@ pub(super) async fn complete(shard: &Rc<Shard>, lease: &mut Lease) -> Result<(),
 }
 
 /// One marker on the partition's owning shard. A partition whose topic is gone needs none.
-async fn write_marker(
+pub(super) async fn write_marker(
     shard: &Rc<Shard>,
     topic: &str,
     partition: i32,

@@ -8,7 +8,7 @@
 //! carries the epoch before the bump, and is answered as it was the first time.
 
 use super::Shard;
-use super::transactions::{allocate_producer_id, complete, current};
+use super::transactions::{allocate_producer_id, check_coordinator, complete, current};
 use crate::shard::now_ms;
 use crate::txn::fault::{self, CrashPoint};
 use crate::txn::{NO_PRODUCER_ID, TxnError, TxnMetadata, TxnState};
@@ -22,6 +22,7 @@ pub async fn end_txn(
     producer_epoch: i16,
     commit: bool,
 ) -> Result<(i64, i16), TxnError> {
+    check_coordinator(shard, transactional_id)?;
     let mut lease = shard.txns.lease_queued(transactional_id).await?;
     let meta = current(&lease)?;
     let is_retry = check_end_txn_v2(&meta, producer_id, producer_epoch)?;
@@ -105,6 +106,9 @@ pub async fn add_partitions_implicitly(
     producer_epoch: i16,
     partitions: &[(String, i32)],
 ) -> Vec<Result<(), TxnError>> {
+    if let Err(e) = check_coordinator(shard, transactional_id) {
+        return vec![Err(e); partitions.len()];
+    }
     let added = add_implicitly(
         shard,
         transactional_id,

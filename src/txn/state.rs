@@ -141,6 +141,8 @@ pub enum TxnError {
     InvalidTxnState,
     #[error("the coordinator cannot serve this transactional id now")]
     CoordinatorNotAvailable,
+    #[error("another broker coordinates this transactional id")]
+    NotCoordinator,
     #[error("the transaction spans too many partitions or groups")]
     TooLarge,
     #[error("a partition of the request does not exist")]
@@ -164,6 +166,7 @@ impl TxnError {
             TxnError::ProducerFenced => ResponseError::ProducerFenced,
             TxnError::InvalidTxnState => ResponseError::InvalidTxnState,
             TxnError::CoordinatorNotAvailable => ResponseError::CoordinatorNotAvailable,
+            TxnError::NotCoordinator => ResponseError::NotCoordinator,
             TxnError::TooLarge => ResponseError::InvalidRequest,
             TxnError::UnknownTopicOrPartition => ResponseError::UnknownTopicOrPartition,
             TxnError::InvalidRequest => ResponseError::InvalidRequest,

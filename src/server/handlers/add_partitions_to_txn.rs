@@ -9,7 +9,7 @@
 use crate::server::access::permitted;
 use crate::server::authorization::ResourceType;
 use crate::server::context::RequestContext;
-use crate::shard::transactions;
+use crate::shard::{transactions, transactions_v2};
 use crate::txn::TxnError;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
@@ -148,6 +148,9 @@ async fn coordinate(
 ) -> Vec<i16> {
     let count = partitions.len();
     let (producer_id, epoch, verify_only) = (part.producer_id, part.epoch, part.verify_only);
+    // The batched form's add comes from a partition leader serving a transactions v2
+    // Produce (KIP-890 part 2): the implicit add, as if that Produce had reached us.
+    let implicit_add = !verify_only && ctx.version >= BATCHED_SINCE_VERSION;
     let transactional_id = part.transactional_id.clone();
     let owner = ctx.shard.owner_of_transactional_id(&transactional_id);
     let verdicts = ctx
@@ -155,6 +158,15 @@ async fn coordinate(
         .invoke_on(owner, move |s| async move {
             if verify_only {
                 transactions::verify_partitions(&s, &transactional_id, producer_id, epoch, &partitions)
+            } else if implicit_add {
+                transactions_v2::add_partitions_implicitly(
+                    &s,
+                    &transactional_id,
+                    producer_id,
+                    epoch,
+                    &partitions,
+                )
+                .await
             } else {
                 let added = transactions::add_partitions(
                     &s,

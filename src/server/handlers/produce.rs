@@ -16,11 +16,10 @@ use crate::shard::topics::ensure_topic;
 use crate::metadata::TopicMeta;
 use crate::partition::{ACKS_ALL, Partition};
 use crate::shard::{Lookup, Shard, now_ms};
-use crate::shard::{transactions, transactions_v2};
+use crate::shard::txn_routes;
 use crate::storage::batch::{
     BatchError, BatchHeader, BatchSummary, keyless_records, validate_batches,
 };
-use crate::txn::TxnError;
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::produce_response::{
@@ -273,7 +272,7 @@ fn check_partition(
 /// Transactional appends go only to partitions the producer's open transaction holds, and
 /// only from its current epoch (Kafka's produce-time verification, KIP-890); with
 /// `implicit_add` (transactions v2) the partitions join the transaction here. One call to
-/// the id's coordinating shard per request; refused partitions never reach a log.
+/// the id's coordinator per request; refused partitions never reach a log.
 async fn verify_transactional(
     shard: &Rc<Shard>,
     transactional_id: &str,
@@ -293,20 +292,15 @@ async fn verify_transactional(
         .iter()
         .map(|a| (a.topic.clone(), a.partition))
         .collect();
-    let owner = shard.owner_of_transactional_id(transactional_id);
-    let id = transactional_id.to_string();
-    let count = partitions.len();
-    let verdicts = shard
-        .invoke_on(owner, move |s| async move {
-            if implicit_add {
-                transactions_v2::add_partitions_implicitly(&s, &id, producer_id, epoch, &partitions)
-                    .await
-            } else {
-                transactions::verify_partitions(&s, &id, producer_id, epoch, &partitions)
-            }
-        })
-        .await
-        .unwrap_or_else(|_| vec![Err(TxnError::CoordinatorNotAvailable); count]);
+    // At the id's coordinator: this broker's shard, or another broker (cluster mode).
+    let verdicts = txn_routes::verify_produce(
+        shard,
+        transactional_id,
+        implicit_add,
+        (producer_id, epoch),
+        partitions,
+    )
+    .await;
     let mut allowed = Vec::with_capacity(pending.len());
     for (append, verdict) in pending.into_iter().zip(verdicts) {
         match verdict {

@@ -1,0 +1,445 @@
+//! Transactions across brokers (issue 17, decision 0022): on 3 nodes (one core each) an
+//! RF=3 topic has partitions led by every broker, so one transaction writes to partitions
+//! led by its coordinator's broker and by both others. confluent-kafka's transactional
+//! producer commits a transaction, aborts one and commits another; a read_committed
+//! consumer reads exactly the committed records of every partition, and every partition's
+//! last stable offset (ListOffsets, READ_COMMITTED) reaches its high watermark: each
+//! leader, wherever it is, got the coordinator's markers.
+//! Through the wire: only the coordinator answers InitProducerId (the others
+//! NOT_COORDINATOR); a transactions v2 producer (Produce v12, EndTxn v5) joins partitions
+//! on other brokers to its transaction by producing there, and a batch of its finished
+//! epoch is fenced there; with its coordinator killed, a transactional Produce to another
+//! broker is answered COORDINATOR_NOT_AVAILABLE (retriable) at once, not held; the same v2
+//! transaction works when the brokers talk over a SASL_SSL inter-broker listener; and when a
+//! leader dies with the transaction open, the commit's markers reach its partition's new
+//! leader (retried by the coordinator's timer with the leaders the metadata names then).
+//! The confluent-kafka test needs confluent-kafka (`SLUICE_TEST_PYTHON` or `<repo>/.venv`); `SLUICE_SKIP_REAL_CLIENTS=1`
+//! skips it loudly.
+
+mod support;
+
+use bytes::Bytes;
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::{
+    BrokerId, EndTxnRequest, FindCoordinatorRequest, InitProducerIdRequest, ListOffsetsRequest,
+    ProduceRequest, ProducerId, TransactionalId,
+};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::Record;
+use std::time::{Duration, Instant};
+use support::cluster::{LocalCluster, leaders};
+use support::real_clients_skipped;
+use support::scripts::run_script;
+use support::wire::{RawConn, encode_batch, plain_record, produce_request, topic_name};
+
+const TOPIC: &str = "txn-spread";
+const PARTITIONS: i32 = 6;
+const TRANSACTIONAL_ID: &str = "cluster-txn";
+const WAIT: Duration = Duration::from_secs(60);
+/// FindCoordinator's key type of a transactional id.
+const KEY_TYPE_TRANSACTION: i8 = 1;
+/// ListOffsets' isolation levels.
+const READ_UNCOMMITTED: i8 = 0;
+const READ_COMMITTED: i8 = 1;
+
+/// The broker `node` names as the coordinator of `transactional_id` (FindCoordinator v3).
+fn transaction_coordinator(
+    cluster: &LocalCluster,
+    node: i32,
+    transactional_id: &str,
+) -> Result<i32, String> {
+    let request = FindCoordinatorRequest::default()
+        .with_key(StrBytes::from_string(transactional_id.to_string()))
+        .with_key_type(KEY_TYPE_TRANSACTION);
+    let response = RawConn::connect(&cluster.node(node).bootstrap())?.try_call(&request, 3)?;
+    if response.error_code != 0 {
+        return Err(format!("FindCoordinator error {}", response.error_code));
+    }
+    Ok(response.node_id.0)
+}
+
+/// The latest offset of `partition` at `isolation` as its leader `node` answers ListOffsets v5.
+fn latest_offset(
+    cluster: &LocalCluster,
+    node: i32,
+    (topic, partition): (&str, i32),
+    isolation: i8,
+) -> Result<i64, String> {
+    let request = ListOffsetsRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_isolation_level(isolation)
+        .with_topics(vec![
+            ListOffsetsTopic::default()
+                .with_name(topic_name(topic))
+                .with_partitions(vec![
+                    ListOffsetsPartition::default()
+                        .with_partition_index(partition)
+                        .with_timestamp(-1),
+                ]),
+        ]);
+    let response = RawConn::connect(&cluster.node(node).bootstrap())?.try_call(&request, 5)?;
+    let answer = response
+        .topics
+        .first()
+        .and_then(|t| t.partitions.first())
+        .ok_or("ListOffsets answered no partition")?;
+    if answer.error_code != 0 {
+        return Err(format!("ListOffsets error {}", answer.error_code));
+    }
+    Ok(answer.offset)
+}
+
+/// Creates `topic` (RF=3, min.insync.replicas=2) and waits until node 1 sees its leaders
+/// on every broker; returns each partition's leader.
+fn spread_topic(cluster: &LocalCluster, topic: &str, partitions: i32) -> Vec<i32> {
+    let code = support::cluster::create_topic_with_configs(
+        cluster.node(1),
+        topic,
+        partitions,
+        3,
+        &[("min.insync.replicas", "2")],
+        Duration::from_secs(30),
+    );
+    assert_eq!(code, 0, "CreateTopics answered {code}");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let led = leaders(cluster.node(1), topic);
+        if led.len() == partitions as usize && (1..=3).all(|id| led.contains(&id)) {
+            return led;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the leaders of {topic} did not spread over the three brokers: {led:?}\n{}",
+            cluster.diagnostics()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Waits until every partition's last stable offset (READ_COMMITTED) at its leader is its
+/// high watermark and above 0: no transaction left open there.
+fn wait_until_stable(cluster: &LocalCluster, topic: &str, led: &[i32], coordinator: i32) {
+    for (index, &leader) in led.iter().enumerate() {
+        let partition = (topic, index as i32);
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let end = latest_offset(cluster, leader, partition, READ_UNCOMMITTED);
+            let stable = latest_offset(cluster, leader, partition, READ_COMMITTED);
+            if let (Ok(end), Ok(stable)) = (&end, &stable)
+                && end == stable
+                && *end > 0
+            {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{topic}-{} (leader {leader}, coordinator {coordinator}): last stable offset \
+                 {stable:?} never reached the high watermark {end:?}\n{}",
+                index,
+                cluster.diagnostics()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+#[test]
+fn a_transaction_over_partitions_led_by_every_broker_commits_and_aborts() {
+    let test = "a_transaction_over_partitions_led_by_every_broker_commits_and_aborts";
+    if real_clients_skipped(test) {
+        return;
+    }
+    let python = support::client_python("confluent_kafka");
+    let cluster = LocalCluster::start(3);
+    cluster.wait_until_formed(3);
+    let led = spread_topic(&cluster, TOPIC, PARTITIONS);
+    let coordinator = transaction_coordinator(&cluster, 1, TRANSACTIONAL_ID)
+        .unwrap_or_else(|e| panic!("{e}\n{}", cluster.diagnostics()));
+    assert!(
+        led.contains(&coordinator) && led.iter().filter(|&&l| l != coordinator).count() >= 2,
+        "partitions led by the coordinator {coordinator} and by two others: {led:?}"
+    );
+    let args: Vec<String> = [
+        "cluster_transactions.py",
+        "--bootstrap",
+        &cluster.bootstrap(),
+        "--topic",
+        TOPIC,
+        "--partitions",
+        &PARTITIONS.to_string(),
+        "--transactional-id",
+        TRANSACTIONAL_ID,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    run_script("cluster_transactions.py", &python, &args);
+    // Every partition's leader wrote the last transaction's marker, on brokers other than
+    // the coordinator too.
+    wait_until_stable(&cluster, TOPIC, &led, coordinator);
+}
+
+/// Produce v12 (transactions v2: the partition joins the transaction by being written).
+const PRODUCE_V2: i16 = 12;
+/// Produce v9: classic transactions (the partition must have been added first).
+const PRODUCE_CLASSIC: i16 = 9;
+const END_TXN_V2: i16 = 5;
+
+/// InitProducerId v5 at `node`: (error code, producer id, epoch).
+fn try_init_producer(cluster: &LocalCluster, node: i32, id: &str) -> (i16, i64, i16) {
+    let request = InitProducerIdRequest::default()
+        .with_transactional_id(Some(TransactionalId(StrBytes::from_string(id.to_string()))))
+        .with_transaction_timeout_ms(60_000)
+        .with_producer_id(ProducerId(-1))
+        .with_producer_epoch(-1);
+    let response = RawConn::connect(&cluster.node(node).bootstrap())
+        .and_then(|mut c| c.try_call(&request, 5))
+        .unwrap_or_else(|e| panic!("InitProducerId: {e}"));
+    (
+        response.error_code,
+        response.producer_id.0,
+        response.producer_epoch,
+    )
+}
+
+/// InitProducerId v5 at the id's coordinator `node`: (producer id, epoch).
+fn init_producer(cluster: &LocalCluster, node: i32, id: &str) -> (i64, i16) {
+    let (code, producer_id, epoch) = try_init_producer(cluster, node, id);
+    assert_eq!(code, 0, "InitProducerId at {node}");
+    (producer_id, epoch)
+}
+
+/// A transactional Produce of one 2-record batch to `topic`-`partition` at `node`: the
+/// partition's error code.
+fn produce_transactional(
+    cluster: &LocalCluster,
+    node: i32,
+    (id, (producer_id, epoch)): (&str, (i64, i16)),
+    (topic, partition): (&str, i32),
+    version: i16,
+) -> i16 {
+    let records: Vec<Record> = (0..2)
+        .map(|i| Record {
+            transactional: true,
+            producer_id,
+            producer_epoch: epoch,
+            sequence: i,
+            ..plain_record(
+                i64::from(i),
+                1_700_000_000_000,
+                Bytes::from(format!("e{epoch}-{i}")),
+            )
+        })
+        .collect();
+    let request: ProduceRequest =
+        produce_request(topic, partition, encode_batch(&records).freeze(), -1)
+            .with_transactional_id(Some(TransactionalId(StrBytes::from_string(id.to_string()))));
+    let response = RawConn::connect(&cluster.node(node).bootstrap())
+        .and_then(|mut c| c.try_call(&request, version))
+        .unwrap_or_else(|e| panic!("Produce v{version} to node {node}: {e}"));
+    response.responses[0].partition_responses[0].error_code
+}
+
+#[test]
+fn a_v2_producer_adds_other_brokers_partitions_by_producing_and_a_stale_epoch_is_fenced_there() {
+    let cluster = LocalCluster::start(3);
+    cluster.wait_until_formed(3);
+    v2_transaction_across_brokers(&cluster);
+}
+
+/// The brokers' SCRAM user on the inter-broker listener.
+const BROKER_USER: &str = "broker";
+const BROKER_PASSWORD: &str = "broker-secret";
+
+#[test]
+fn transactions_cross_brokers_over_a_sasl_ssl_inter_broker_listener() {
+    // Clients (this test) use the PLAINTEXT listener SETUP; the brokers' verification calls
+    // and markers go over SASL_SSL as user `broker`, which the standard authorizer lets
+    // CLUSTER_ACTION as a super user (WriteTxnMarkers needs it).
+    let certs = support::tls::Certs::make();
+    let toml = |_| {
+        format!(
+            "{}listener_security_protocol_map = \"SETUP:PLAINTEXT\"\n\
+             authorizer = \"standard\"\n\
+             super_users = [\"User:ANONYMOUS\", \"User:{BROKER_USER}\"]\n\
+             inter_broker_listener_name = \"SASL_SSL\"\n\
+             inter_broker_sasl_mechanism = \"SCRAM-SHA-512\"\n\
+             inter_broker_sasl_username = \"{BROKER_USER}\"\n\
+             inter_broker_sasl_password = \"{BROKER_PASSWORD}\"\n",
+            certs.broker_toml("none")
+        )
+    };
+    let names = |_| vec!["SETUP", "SASL_SSL"];
+    let (cluster, _ports) = LocalCluster::start_with_listeners(3, &names, &toml);
+    cluster.wait_until_formed(3);
+    let (ok, _, err) = support::sluice_cli(
+        &cluster.node(1).bootstrap(),
+        &[
+            "user",
+            "create",
+            BROKER_USER,
+            "--mechanism",
+            "SCRAM-SHA-512",
+        ],
+        Some(&format!("{BROKER_PASSWORD}\n")),
+    );
+    assert!(ok, "sluice user create: {err}\n{}", cluster.diagnostics());
+    v2_transaction_across_brokers(&cluster);
+}
+
+/// A transactions v2 producer writes to a topic led by every broker, producing at each
+/// leader, and commits; every LSO reaches the end; the finished epoch is fenced at every
+/// leader; and only the coordinator answers InitProducerId.
+fn v2_transaction_across_brokers(cluster: &LocalCluster) {
+    const V2_TOPIC: &str = "txn-v2";
+    const V2_ID: &str = "cluster-v2";
+    let led = spread_topic(cluster, V2_TOPIC, 3);
+    let coordinator = transaction_coordinator(cluster, 1, V2_ID)
+        .unwrap_or_else(|e| panic!("{e}\n{}", cluster.diagnostics()));
+    // Only the coordinator FindCoordinator names keeps the id's state.
+    for other in (1..=3).filter(|&n| n != coordinator) {
+        let (code, _, _) = try_init_producer(cluster, other, V2_ID);
+        assert_eq!(
+            code,
+            ResponseError::NotCoordinator.code(),
+            "InitProducerId at {other}, not the coordinator {coordinator}"
+        );
+    }
+    let producer = init_producer(cluster, coordinator, V2_ID);
+    for (index, &leader) in led.iter().enumerate() {
+        let code = produce_transactional(
+            cluster,
+            leader,
+            (V2_ID, producer),
+            (V2_TOPIC, index as i32),
+            PRODUCE_V2,
+        );
+        assert_eq!(
+            code, 0,
+            "Produce v12 to {V2_TOPIC}-{index} at its leader {leader}"
+        );
+    }
+    let end = EndTxnRequest::default()
+        .with_transactional_id(TransactionalId(StrBytes::from_string(V2_ID.to_string())))
+        .with_producer_id(ProducerId(producer.0))
+        .with_producer_epoch(producer.1)
+        .with_committed(true);
+    let ended = RawConn::connect(&cluster.node(coordinator).bootstrap())
+        .and_then(|mut c| c.try_call(&end, END_TXN_V2))
+        .unwrap_or_else(|e| panic!("EndTxn: {e}"));
+    assert_eq!(ended.error_code, 0, "EndTxn v5 commit");
+    assert_eq!(
+        ended.producer_epoch,
+        producer.1 + 1,
+        "EndTxn v5 bumps the epoch"
+    );
+    wait_until_stable(cluster, V2_TOPIC, &led, coordinator);
+    // The finished epoch is fenced on every leader: each asked the coordinator.
+    for (index, &leader) in led.iter().enumerate() {
+        let code = produce_transactional(
+            cluster,
+            leader,
+            (V2_ID, producer),
+            (V2_TOPIC, index as i32),
+            PRODUCE_V2,
+        );
+        assert_eq!(
+            code,
+            ResponseError::InvalidProducerEpoch.code(),
+            "a batch of the finished epoch at {V2_TOPIC}-{index}'s leader {leader} \
+             (coordinator {coordinator})"
+        );
+    }
+}
+
+#[test]
+fn a_transactional_produce_whose_coordinator_is_down_is_refused_retriably() {
+    const DOWN_TOPIC: &str = "txn-down";
+    const DOWN_ID: &str = "cluster-down";
+    // The dead coordinator stays registered (unfenced) for the whole test: produce
+    // verification tries it and fails fast instead of naming a successor.
+    let mut cluster = LocalCluster::start_with_config(3, "broker_session_timeout_ms = 60000\n");
+    cluster.wait_until_formed(3);
+    let led = spread_topic(&cluster, DOWN_TOPIC, 3);
+    let coordinator = transaction_coordinator(&cluster, 1, DOWN_ID)
+        .unwrap_or_else(|e| panic!("{e}\n{}", cluster.diagnostics()));
+    let producer = init_producer(&cluster, coordinator, DOWN_ID);
+    let (index, &leader) = led
+        .iter()
+        .enumerate()
+        .find(|(_, l)| **l != coordinator)
+        .unwrap_or_else(|| panic!("no partition led away from the coordinator: {led:?}"));
+    cluster.node_mut(coordinator).kill();
+    let started = Instant::now();
+    let code = produce_transactional(
+        &cluster,
+        leader,
+        (DOWN_ID, producer),
+        (DOWN_TOPIC, index as i32),
+        PRODUCE_CLASSIC,
+    );
+    let took = started.elapsed();
+    assert_eq!(
+        code,
+        ResponseError::CoordinatorNotAvailable.code(),
+        "Produce to {DOWN_TOPIC}-{index} at {leader} with coordinator {coordinator} killed"
+    );
+    assert!(took < Duration::from_secs(10), "answered after {took:?}");
+}
+
+#[test]
+fn markers_follow_a_leader_that_moved_before_the_commit() {
+    const MOVED_TOPIC: &str = "txn-moved";
+    const MOVED_ID: &str = "cluster-moved";
+    let mut cluster = LocalCluster::start(3);
+    cluster.wait_until_formed(3);
+    let led = spread_topic(&cluster, MOVED_TOPIC, 3);
+    let coordinator = transaction_coordinator(&cluster, 1, MOVED_ID)
+        .unwrap_or_else(|e| panic!("{e}\n{}", cluster.diagnostics()));
+    let producer = init_producer(&cluster, coordinator, MOVED_ID);
+    for (index, &leader) in led.iter().enumerate() {
+        let code = produce_transactional(
+            &cluster,
+            leader,
+            (MOVED_ID, producer),
+            (MOVED_TOPIC, index as i32),
+            PRODUCE_V2,
+        );
+        assert_eq!(code, 0, "Produce v12 to {MOVED_TOPIC}-{index} at {leader}");
+    }
+    // A leader other than the coordinator dies with the transaction open; its partition's
+    // leadership moves (the broker is fenced after its session timeout).
+    let Some(&gone) = led.iter().find(|&&l| l != coordinator) else {
+        panic!("no leader other than the coordinator {coordinator}: {led:?}");
+    };
+    cluster.node_mut(gone).kill();
+    let end = EndTxnRequest::default()
+        .with_transactional_id(TransactionalId(StrBytes::from_string(MOVED_ID.to_string())))
+        .with_producer_id(ProducerId(producer.0))
+        .with_producer_epoch(producer.1)
+        .with_committed(true);
+    let ended = RawConn::connect(&cluster.node(coordinator).bootstrap())
+        .and_then(|mut c| c.try_call(&end, END_TXN_V2))
+        .unwrap_or_else(|e| panic!("EndTxn: {e}"));
+    assert_eq!(
+        ended.error_code, 0,
+        "EndTxn v5 commit (the decision is durable)"
+    );
+    // The markers reach the partition's new leader: every LSO at the current leaders
+    // reaches the high watermark.
+    let deadline = Instant::now() + WAIT;
+    let moved = loop {
+        let now = leaders(cluster.node(coordinator), MOVED_TOPIC);
+        if now.len() == led.len() && !now.contains(&gone) && !now.contains(&-1) {
+            break now;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "leadership did not leave broker {gone}: {now:?}\n{}",
+            cluster.diagnostics()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    wait_until_stable(&cluster, MOVED_TOPIC, &moved, coordinator);
+}
