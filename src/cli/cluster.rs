@@ -64,6 +64,9 @@ fn port(base: u16, offset: u16) -> Result<u16, String> {
 
 fn local(nodes: u16, dir: &std::path::Path, base: u16, cores: &str) -> Result<(), String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find this binary: {e}"))?;
+    // Blocked before the nodes start (they inherit the mask; `serve` blocks the same set),
+    // so a signal to this process is forwarded below rather than killing it alone.
+    let signals = super::serve::block_signals();
     let mut voters = Vec::new();
     for i in 0..nodes {
         voters.push(format!("{}@127.0.0.1:{}", i + 1, port(base, 100 + i)?));
@@ -116,10 +119,19 @@ fn local(nodes: u16, dir: &std::path::Path, base: u16, cores: &str) -> Result<()
         bootstrap[0]
     );
     println!("Ctrl-C stops every node.");
-    // Ctrl-C reaches the whole process group: each node shuts down cleanly on its SIGINT.
+    let running = std::sync::Arc::new(std::sync::Mutex::new(
+        children.iter().map(|c| c.id()).collect::<Vec<u32>>(),
+    ));
+    forward_signals(signals, running.clone());
     let mut failed = Vec::new();
     for (i, mut child) in children.into_iter().enumerate() {
-        match child.wait() {
+        let waited = child.wait();
+        // Reaped: its pid may be reused from now on, so no signal goes to it any more.
+        running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|pid| *pid != child.id());
+        match waited {
             Ok(status) if status.success() => {}
             Ok(status) => failed.push(format!("node {} exited with {status}", i + 1)),
             Err(e) => failed.push(format!("node {}: {e}", i + 1)),
@@ -129,6 +141,47 @@ fn local(nodes: u16, dir: &std::path::Path, base: u16, cores: &str) -> Result<()
         Ok(())
     } else {
         Err(failed.join("; "))
+    }
+}
+
+/// Passes what this process receives on to the nodes: SIGHUP as itself (each reloads its
+/// certificates), SIGTERM or SIGINT as SIGTERM, once (each shuts down cleanly; the caller
+/// then sees them exit). Ctrl-C at a terminal reaches the nodes directly as well; a second
+/// signal to a node already stopping changes nothing. Without this, `kill` of this process
+/// (a script, a service manager) left the nodes running with no parent.
+fn forward_signals(signals: libc::sigset_t, running: std::sync::Arc<std::sync::Mutex<Vec<u32>>>) {
+    let forward = move || {
+        loop {
+            let signal = super::serve::wait_for_signal(&signals);
+            let sent = if signal == libc::SIGHUP {
+                libc::SIGHUP
+            } else {
+                libc::SIGTERM
+            };
+            // A node leaves the list right after the main thread reaped it: only that
+            // instant separates a reaped pid (free to be reused) from its removal.
+            let pids = running.lock().unwrap_or_else(|e| e.into_inner());
+            for pid in pids.iter() {
+                if let Ok(pid) = i32::try_from(*pid) {
+                    // SAFETY: kill(2) with the pid of a child not yet marked reaped, and a
+                    // valid signal number.
+                    unsafe {
+                        libc::kill(pid, sent);
+                    }
+                }
+            }
+            drop(pids);
+            if sent == libc::SIGTERM {
+                return;
+            }
+        }
+    };
+    if std::thread::Builder::new()
+        .name("sluice-local-signals".into())
+        .spawn(forward)
+        .is_err()
+    {
+        eprintln!("cannot watch for signals: stop the nodes by their pids");
     }
 }
 

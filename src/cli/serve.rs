@@ -152,7 +152,7 @@ fn install_panic_abort() {
 
 /// Blocks SIGTERM, SIGINT and SIGHUP in this thread (and the shard threads it spawns, which
 /// inherit the mask) so that only the main thread's `sigwait` receives them.
-fn block_signals() -> libc::sigset_t {
+pub(super) fn block_signals() -> libc::sigset_t {
     // SAFETY: plain libc signal-mask calls on a zeroed, then initialised, sigset.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
@@ -165,7 +165,7 @@ fn block_signals() -> libc::sigset_t {
     }
 }
 
-fn wait_for_signal(set: &libc::sigset_t) -> i32 {
+pub(super) fn wait_for_signal(set: &libc::sigset_t) -> i32 {
     let mut signal: i32 = 0;
     // SAFETY: sigwait on a valid set; writes the received signal number.
     unsafe {
