@@ -1,0 +1,96 @@
+#!/usr/bin/env python3
+"""Where a replication round goes (issue 17): one RF=3 acks=all produce on a local 3-node
+cluster (as perf/cluster_bench.py starts it), with `perf record` on the leader and one
+follower while it runs, and the leader's Fetch request count from /metrics (during the run
+those are the two followers' replica fetches), so a CPU figure can be put per round.
+
+Usage: perf/cluster_profile.py [--sluice target/release/sluice] [--seconds 12]
+                               [--out /tmp/repl] [--no-perf] [--config node.toml]
+Writes OUT-leader.data and OUT-follower.data (read them with `perf report -i FILE
+--no-children --sort comm,symbol`) and prints one line: MB/s, p99, CPU-s/GB of the leader and
+the followers, replica fetches per MB per follower and KiB per fetch, load average.
+"""
+
+import argparse
+import json
+import os
+import pathlib
+import subprocess
+import tempfile
+import time
+import urllib.request
+
+import cluster_bench as cb
+
+PERF_FREQUENCY_HZ = 299
+# The first seconds of a run are the producer's ramp-up: recorded from this far in.
+PERF_START_DELAY_S = 2
+
+
+def fetch_requests(admin_port):
+    """The broker's Fetch requests so far (its request-duration histogram's count)."""
+    url = f"http://127.0.0.1:{admin_port}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as r:
+        text = r.read().decode()
+    total = 0.0
+    for line in text.splitlines():
+        if (line.startswith("sluice_request_duration_seconds_count")
+                and 'api="Fetch"' in line and 'stage="total"' in line):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sluice", default=str(cb.ROOT / "target" / "release" / "sluice"))
+    ap.add_argument("--seconds", type=int, default=12, help="length of the produce run")
+    ap.add_argument("--out", default=str(pathlib.Path(tempfile.gettempdir()) / "repl"))
+    ap.add_argument("--no-perf", action="store_true", help="only the counts, no perf record")
+    ap.add_argument("--config", help="a TOML file every node's `sluice serve` reads")
+    args = ap.parse_args()
+    if args.seconds <= PERF_START_DELAY_S + 2:
+        ap.error(f"--seconds must be above {PERF_START_DELAY_S + 2}")
+
+    cluster = cb.Cluster(pathlib.Path(args.sluice), 3, tempfile.gettempdir(), args.config)
+    try:
+        cluster.wait_ready()
+        cb.create_topic(cluster, "repl", 3, ["min.insync.replicas=2", "sluice.durability=none"])
+        leader, replicas, _ = cb.leader_and_replicas(cluster, "repl")
+        followers = [n for n in replicas if n != leader]
+        fetches_before = fetch_requests(cluster.admin[leader - 1])
+        cpu_before = {n: cb.cpu_seconds(cluster.pid_of_node(n)) for n in replicas}
+        bench = subprocess.Popen([
+            args.sluice, "bench", "produce", "--bootstrap-server", cluster.bootstrap,
+            "--topic", "repl", "--json", "--broker-pid", str(cluster.pid_of_node(leader)),
+            "--record-size", "1024", "--batch-size", "16384", "--max-in-flight", "5",
+            "--acks", "all", "--duration", f"{args.seconds}s"], stdout=subprocess.PIPE, text=True)
+        recorders = []
+        if not args.no_perf:
+            time.sleep(PERF_START_DELAY_S)
+            for node, name in ((followers[0], "follower"), (leader, "leader")):
+                recorders.append(subprocess.Popen([
+                    "perf", "record", "-F", str(PERF_FREQUENCY_HZ), "--call-graph", "dwarf,8192",
+                    "-p", str(cluster.pid_of_node(node)), "-o", f"{args.out}-{name}.data",
+                    "--", "sleep", str(args.seconds - PERF_START_DELAY_S - 2)],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        out, _ = bench.communicate(timeout=cb.BENCH_TIMEOUT_S)
+        for r in recorders:
+            r.wait()
+        time.sleep(1.0)  # the followers fetch the tail
+        report = json.loads(out)
+        fetches = fetch_requests(cluster.admin[leader - 1]) - fetches_before
+        gb = report["produced"]["batch_bytes"] / 1e9
+        cpu = {n: (cb.cpu_seconds(cluster.pid_of_node(n)) - cpu_before[n]) / gb for n in replicas}
+        per_follower = fetches / len(followers)
+        print(f"{report['produced']['mb_per_s']:.1f} MB/s, p99 {report['latency']['p99_ms']:.2f} ms; "
+              f"leader {cpu[leader]:.2f} CPU-s/GB, followers "
+              + ", ".join(f"{cpu[n]:.2f}" for n in followers)
+              + f"; {per_follower / (gb * 1e3):.1f} replica fetches per MB per follower, "
+              f"{gb * 1e9 / max(per_follower, 1) / 1024:.1f} KiB per fetch; "
+              f"load average {os.getloadavg()[0]:.2f}")
+    finally:
+        cluster.stop()
+
+
+if __name__ == "__main__":
+    main()
