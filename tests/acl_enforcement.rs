@@ -330,3 +330,93 @@ fn groups_need_read_and_committed_topics_need_read() {
     assert_eq!(code_of("mine"), Some(0));
     assert_eq!(code_of("theirs"), Some(DENIED));
 }
+
+/// AddPartitionsToTxn for `topic`-0 in the client form (v3, one transaction) or the
+/// batched broker form (v4, `verify_only`): (top-level error, the partition's error).
+fn add_partitions_to_txn(broker: &Broker, topic: &str, version: i16) -> (i16, i16) {
+    use kafka_protocol::messages::add_partitions_to_txn_request::{
+        AddPartitionsToTxnTopic, AddPartitionsToTxnTransaction,
+    };
+    use kafka_protocol::messages::{
+        AddPartitionsToTxnRequest, AddPartitionsToTxnResponse, ProducerId, TransactionalId,
+    };
+    let topics = vec![
+        AddPartitionsToTxnTopic::default()
+            .with_name(wire::topic_name(topic))
+            .with_partitions(vec![0]),
+    ];
+    let id = TransactionalId(sb("tx-acl"));
+    let request = if version < 4 {
+        AddPartitionsToTxnRequest::default()
+            .with_v3_and_below_transactional_id(id)
+            .with_v3_and_below_producer_id(ProducerId(1))
+            .with_v3_and_below_producer_epoch(0)
+            .with_v3_and_below_topics(topics)
+    } else {
+        AddPartitionsToTxnRequest::default().with_transactions(vec![
+            AddPartitionsToTxnTransaction::default()
+                .with_transactional_id(id)
+                .with_producer_id(ProducerId(1))
+                .with_producer_epoch(0)
+                .with_verify_only(true)
+                .with_topics(topics),
+        ])
+    };
+    let r: AddPartitionsToTxnResponse = call(broker, &request, version);
+    let partition = if version < 4 {
+        r.results_by_topic_v3_and_below
+            .first()
+            .and_then(|t| t.results_by_partition.first())
+    } else {
+        r.results_by_transaction
+            .first()
+            .and_then(|t| t.topic_results.first())
+            .and_then(|t| t.results_by_partition.first())
+    };
+    (
+        r.error_code,
+        partition.map_or(-1, |p| p.partition_error_code),
+    )
+}
+
+#[test]
+fn batched_add_partitions_to_txn_needs_cluster_action_instead_of_topic_acls() {
+    const TRANSACTIONAL_ID: i8 = 5;
+    const CLUSTER_ACTION: i8 = 9;
+    let broker = Broker::start_with_config(
+        "authorizer = \"standard\"\nallow_everyone_if_no_acl_found = true\n",
+        &[],
+    );
+    create_topics(&broker, &["closed"]);
+    create_acls(
+        &broker,
+        vec![
+            acl(TOPIC, "closed", LITERAL, ANONYMOUS, WRITE, DENY),
+            acl(TRANSACTIONAL_ID, "tx-acl", LITERAL, ANONYMOUS, WRITE, ALLOW),
+        ],
+    );
+    // The client form checks the requester's WRITE on the topic.
+    assert_eq!(add_partitions_to_txn(&broker, "closed", 3), (0, DENIED));
+    // The broker form does not (the leader checked its producer's WRITE): the partition is
+    // answered for its transaction state (no such producer here), not for the topic's ACL.
+    let (top, partition) = add_partitions_to_txn(&broker, "closed", 4);
+    assert_eq!(top, 0);
+    assert_ne!(partition, DENIED, "the broker form checked a topic ACL");
+    assert_ne!(partition, 0, "verified a transaction that does not exist");
+    // It needs CLUSTER_ACTION instead: denied, the whole request is refused.
+    create_acls(
+        &broker,
+        vec![acl(
+            CLUSTER,
+            "kafka-cluster",
+            LITERAL,
+            ANONYMOUS,
+            CLUSTER_ACTION,
+            DENY,
+        )],
+    );
+    assert_eq!(
+        add_partitions_to_txn(&broker, "closed", 4).0,
+        ResponseError::ClusterAuthorizationFailed.code()
+    );
+}

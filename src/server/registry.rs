@@ -52,7 +52,7 @@ macro_rules! api_table {
             DeleteGroups 0..=2, DeleteGroupsRequest => delete_groups, Authorize::All(&[needs(Group, Delete)]);
             DescribeLogDirs 1..=4, DescribeLogDirsRequest => describe_log_dirs, Authorize::All(&[CLUSTER_DESCRIBE]);
             OffsetForLeaderEpoch 2..=4, OffsetForLeaderEpochRequest => offset_for_leader_epoch, Authorize::Any(&[needs(Topic, Describe), needs(Cluster, ClusterAction)]);
-            AddPartitionsToTxn 0..=5, AddPartitionsToTxnRequest => add_partitions_to_txn, Authorize::All(&[needs(TransactionalId, Write), needs(Topic, Write)]);
+            AddPartitionsToTxn 0..=5, AddPartitionsToTxnRequest => add_partitions_to_txn, Authorize::All(&[needs(TransactionalId, Write), needs(Topic, Write), needs(Cluster, ClusterAction)]);
             AddOffsetsToTxn 0..=4, AddOffsetsToTxnRequest => add_offsets_to_txn, Authorize::All(&[needs(TransactionalId, Write), needs(Group, Read)]);
             EndTxn 0..=5, EndTxnRequest => end_txn, Authorize::All(&[needs(TransactionalId, Write)]);
             WriteTxnMarkers 1..=1, WriteTxnMarkersRequest => write_txn_markers, Authorize::All(&[needs(Cluster, ClusterAction)]);

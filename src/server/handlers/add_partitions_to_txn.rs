@@ -5,8 +5,13 @@
 //! leader sends a coordinator) carries several transactions, each either added like the
 //! client form or, with `verify_only`, only checked (every partition must already be in the
 //! producer's open transaction), each answered on its own.
+//!
+//! Authorization as Kafka's `handleAddPartitionsToTxnRequest`: the client form needs WRITE
+//! on the transactional id and on each topic; the batched form is a broker's call and needs
+//! CLUSTER_ACTION on the cluster only (the producer's own WRITE was checked by the leader
+//! that received its Produce), else the whole request is CLUSTER_AUTHORIZATION_FAILED.
 
-use crate::server::access::permitted;
+use crate::server::access::{CLUSTER_RESOURCE_NAME, permitted};
 use crate::server::authorization::ResourceType;
 use crate::server::context::RequestContext;
 use crate::shard::{transactions, transactions_v2};
@@ -35,6 +40,8 @@ struct TxnPart<'a> {
     epoch: i16,
     verify_only: bool,
     topics: &'a [AddPartitionsToTxnTopic],
+    /// The client form: the requester's WRITE on the id and the topics is checked here.
+    checks_client_acls: bool,
 }
 
 pub async fn handle(
@@ -49,8 +56,12 @@ pub async fn handle(
             epoch: request.v3_and_below_producer_epoch,
             verify_only: false,
             topics: &request.v3_and_below_topics,
+            checks_client_acls: true,
         };
         return response.with_results_by_topic_v3_and_below(answer(ctx, part).await);
+    }
+    if !permitted(ctx, ResourceType::Cluster, CLUSTER_RESOURCE_NAME) {
+        return response.with_error_code(ResponseError::ClusterAuthorizationFailed.code());
     }
     if request.transactions.len() > TRANSACTIONS_PER_REQUEST_MAX {
         return response.with_error_code(ResponseError::InvalidRequest.code());
@@ -63,6 +74,7 @@ pub async fn handle(
             epoch: txn.producer_epoch,
             verify_only: txn.verify_only,
             topics: &txn.topics,
+            checks_client_acls: false,
         };
         let topic_results = answer(ctx, part).await;
         results.push(
@@ -92,12 +104,13 @@ async fn answer(ctx: &RequestContext<'_>, part: TxnPart<'_>) -> Vec<AddPartition
     // Kafka: without WRITE on the transactional id every partition fails
     // TRANSACTIONAL_ID_AUTHORIZATION_FAILED; topics without WRITE fail
     // TOPIC_AUTHORIZATION_FAILED, and the rest are not attempted.
-    let id_refused = !permitted(ctx, ResourceType::TransactionalId, &part.transactional_id);
+    let id_refused = part.checks_client_acls
+        && !permitted(ctx, ResourceType::TransactionalId, &part.transactional_id);
     let unwritable: Vec<&str> = part
         .topics
         .iter()
         .map(|t| t.name.0.as_str())
-        .filter(|t| !permitted(ctx, ResourceType::Topic, t))
+        .filter(|t| part.checks_client_acls && !permitted(ctx, ResourceType::Topic, t))
         .collect();
     let codes = if id_refused || !unwritable.is_empty() || !unknown.is_empty() {
         vec![ResponseError::OperationNotAttempted.code(); wanted.len()]
