@@ -67,6 +67,29 @@ fn forge_heartbeats(
     })
 }
 
+/// Certificates for the controllers and a node config (short sessions, `extra`) that makes
+/// them speak mutual TLS. Each controller is a TLS server and client at once: one
+/// certificate (CN=sluice-controller) for both uses. The certificates live as long as the
+/// returned `Certs`.
+fn mutual_tls_config(extra: &str) -> (Certs, String) {
+    let certs = Certs::make();
+    certs.issue(
+        "controller",
+        "/CN=sluice-controller",
+        "serverAuth,clientAuth",
+        "localhost",
+    );
+    let toml = format!(
+        "{SESSIONS}{extra}controller_security_protocol = \"SSL\"\n\
+         ssl_certificate_location = \"{}\"\nssl_key_location = \"{}\"\n\
+         ssl_truststore_location = \"{}\"\n",
+        certs.path("controller.pem").display(),
+        certs.path("controller.key").display(),
+        certs.path("ca.pem").display(),
+    );
+    (certs, toml)
+}
+
 /// Whether `node`'s Metadata lists broker `id` (a fenced broker is not listed).
 fn lists_broker(cluster: &LocalCluster, node: i32, id: i32) -> Option<bool> {
     let response = metadata(cluster.node(node), None).ok()?;
@@ -118,22 +141,7 @@ fn a_plaintext_controller_listener_takes_forged_heartbeats() {
 
 #[test]
 fn controllers_speak_mutual_tls_and_refuse_anyone_else() {
-    let certs = Certs::make();
-    // Each controller is a TLS server and client at once: one certificate for both uses.
-    certs.issue(
-        "controller",
-        "/CN=sluice-controller",
-        "serverAuth,clientAuth",
-        "localhost",
-    );
-    let toml = format!(
-        "{SESSIONS}controller_security_protocol = \"SSL\"\n\
-         ssl_certificate_location = \"{}\"\nssl_key_location = \"{}\"\n\
-         ssl_truststore_location = \"{}\"\n",
-        certs.path("controller.pem").display(),
-        certs.path("controller.key").display(),
-        certs.path("ca.pem").display(),
-    );
+    let (_certs, toml) = mutual_tls_config("");
     let mut cluster = LocalCluster::start_with_config(3, &toml);
     // Electing a leader and registering every broker took Raft messages and heartbeats
     // over mutual TLS between all three.
@@ -183,22 +191,8 @@ fn with_an_authorizer_only_super_users_may_be_controller_peers() {
     // Kafka asks CLUSTER_ACTION of every controller request, and the ACLs that could grant
     // it travel over these connections: a peer must be a super user. Here the brokers'
     // certificate is valid but its principal is not one, so no controller hears another.
-    let certs = Certs::make();
-    certs.issue(
-        "controller",
-        "/CN=sluice-controller",
-        "serverAuth,clientAuth",
-        "localhost",
-    );
-    let toml = format!(
-        "{SESSIONS}controller_security_protocol = \"SSL\"\n\
-         authorizer = \"standard\"\nsuper_users = [\"User:admin\"]\n\
-         ssl_certificate_location = \"{}\"\nssl_key_location = \"{}\"\n\
-         ssl_truststore_location = \"{}\"\n",
-        certs.path("controller.pem").display(),
-        certs.path("controller.key").display(),
-        certs.path("ca.pem").display(),
-    );
+    let (_certs, toml) =
+        mutual_tls_config("authorizer = \"standard\"\nsuper_users = [\"User:admin\"]\n");
     let cluster = LocalCluster::start_with_config(3, &toml);
     let why = "User:CN=sluice-controller is not one of super_users";
     support::wait_until(FENCE_WITHIN, Duration::from_millis(200), || {
