@@ -307,19 +307,11 @@ fn v2_transaction_across_brokers(cluster: &LocalCluster) {
         );
     }
     let producer = init_producer(cluster, coordinator, V2_ID);
-    for (index, &leader) in led.iter().enumerate() {
-        let code = produce_transactional(
-            cluster,
-            leader,
-            (V2_ID, producer),
-            (V2_TOPIC, index as i32),
-            PRODUCE_V2,
-        );
-        assert_eq!(
-            code, 0,
-            "Produce v12 to {V2_TOPIC}-{index} at its leader {leader}"
-        );
-    }
+    assert_eq!(
+        produce_v2_at_each_leader(cluster, (V2_ID, producer), V2_TOPIC, &led),
+        vec![0; led.len()],
+        "Produce v12 to each partition at its leader {led:?}"
+    );
     let end = EndTxnRequest::default()
         .with_transactional_id(TransactionalId(StrBytes::from_string(V2_ID.to_string())))
         .with_producer_id(ProducerId(producer.0))
@@ -336,21 +328,28 @@ fn v2_transaction_across_brokers(cluster: &LocalCluster) {
     );
     wait_until_stable(cluster, V2_TOPIC, &led, coordinator);
     // The finished epoch is fenced on every leader: each asked the coordinator.
-    for (index, &leader) in led.iter().enumerate() {
-        let code = produce_transactional(
-            cluster,
-            leader,
-            (V2_ID, producer),
-            (V2_TOPIC, index as i32),
-            PRODUCE_V2,
-        );
-        assert_eq!(
-            code,
-            ResponseError::InvalidProducerEpoch.code(),
-            "a batch of the finished epoch at {V2_TOPIC}-{index}'s leader {leader} \
-             (coordinator {coordinator})"
-        );
-    }
+    assert_eq!(
+        produce_v2_at_each_leader(cluster, (V2_ID, producer), V2_TOPIC, &led),
+        vec![ResponseError::InvalidProducerEpoch.code(); led.len()],
+        "a batch of the finished epoch at each partition's leader {led:?} (coordinator \
+         {coordinator})"
+    );
+}
+
+/// Produce v12 of `producer` (transactional id, (producer id, epoch)) to each partition of
+/// `topic` at its leader (`led[partition]`); each answer's code.
+fn produce_v2_at_each_leader(
+    cluster: &LocalCluster,
+    producer: (&str, (i64, i16)),
+    topic: &str,
+    led: &[i32],
+) -> Vec<i16> {
+    led.iter()
+        .enumerate()
+        .map(|(index, &leader)| {
+            produce_transactional(cluster, leader, producer, (topic, index as i32), PRODUCE_V2)
+        })
+        .collect()
 }
 
 #[test]
