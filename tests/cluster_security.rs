@@ -46,6 +46,19 @@ fn addr(port: u16) -> String {
     format!("127.0.0.1:{port}")
 }
 
+/// Creates `topic` with 3 partitions, replication factor 3 and `min.insync.replicas=2`.
+fn create_rf3_topic(cluster: &LocalCluster, topic: &str) {
+    let code = create_topic_with_configs(
+        cluster.node(1),
+        topic,
+        3,
+        3,
+        &[("min.insync.replicas", "2")],
+        Duration::from_secs(30),
+    );
+    assert_eq!(code, 0, "create {topic}\n{}", cluster.diagnostics());
+}
+
 /// Node 3 declares PLAINTEXT only; nodes 1 and 2 also EXTERNAL.
 fn listeners_of(id: i32) -> Vec<&'static str> {
     if id == 3 {
@@ -198,15 +211,7 @@ fn secured_cluster(
             cluster.diagnostics()
         );
     }
-    let code = create_topic_with_configs(
-        cluster.node(1),
-        topic,
-        3,
-        3,
-        &[("min.insync.replicas", "2")],
-        Duration::from_secs(30),
-    );
-    assert_eq!(code, 0, "create {topic}\n{}", cluster.diagnostics());
+    create_rf3_topic(&cluster, topic);
     (cluster, ports)
 }
 
@@ -450,15 +455,7 @@ fn followers_present_their_certificate_on_an_ssl_inter_broker_listener() {
     let names = |_| vec!["SETUP", "SSL"];
     let (cluster, _ports) = LocalCluster::start_with_listeners(3, &names, &toml);
     cluster.wait_until_formed(3);
-    let code = create_topic_with_configs(
-        cluster.node(1),
-        topic,
-        3,
-        3,
-        &[("min.insync.replicas", "2")],
-        Duration::from_secs(30),
-    );
-    assert_eq!(code, 0, "create {topic}\n{}", cluster.diagnostics());
+    create_rf3_topic(&cluster, topic);
     produce_to_leaders(&cluster, topic, 20, -1);
     std::thread::sleep(Duration::from_millis(LAG_MS + 1000));
     for (leader, isr) in leaders_and_isrs(&cluster, topic) {
