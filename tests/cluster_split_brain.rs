@@ -27,8 +27,10 @@ const REJOIN_WAIT: Duration = Duration::from_secs(120);
 /// How long the isolated leader is watched for a wrong acknowledgement after the majority
 /// elected a new leader: longer than a produce request's wait for the ISR would take.
 const WATCH_AFTER_ELECTION: Duration = Duration::from_secs(5);
-/// The majority producer's values start here, so the two producers never share a value.
+/// The majority producer's values start here, so the producers never share a value.
 const MAJORITY_FIRST_VALUE: u64 = 1_000_000_000;
+/// And those of the isolated side's second producer, started after the cut.
+const LATE_FIRST_VALUE: u64 = 2_000_000_000;
 /// A short lag bound, so the healed node rejoins the ISR quickly.
 const CONFIG: &str = "replica_lag_time_max_ms = 6000\n";
 
@@ -103,6 +105,18 @@ fn an_isolated_leader_acknowledges_nothing_once_a_new_leader_is_elected() {
 
     net.cut((leader - 1) as usize);
     let cut_ms = wall_ms();
+    // A divergent tail for the heal to remove, whatever the first producer's timing: its
+    // five requests in flight at the cut may all have been fetched by the followers already
+    // (only their next fetches, cut off, would have let the leader acknowledge them), and
+    // with its window full it sends nothing more. A producer that starts now can only reach
+    // the isolated leader, which appends its requests and acknowledges none.
+    let late = ScriptProducer::start(
+        &python,
+        Some(&leader_ns),
+        &leader_bootstrap,
+        TOPIC,
+        LATE_FIRST_VALUE,
+    );
     let (new_leader, new_epoch) = wait_until("a new leader", ELECTION_WAIT, &cluster, || {
         let (l, e, isr) = view(&cluster, majority[0])?;
         (l > 0 && l != leader && e > epoch && !isr.contains(&leader)).then_some((l, e))
@@ -126,6 +140,7 @@ fn an_isolated_leader_acknowledges_nothing_once_a_new_leader_is_elected() {
     let wrong: Vec<(u64, i64, i64)> = isolated
         .acks()
         .into_iter()
+        .chain(late.acks())
         .filter(|(_, _, at)| *at >= elected_ms)
         .collect();
     assert!(
@@ -173,8 +188,10 @@ fn an_isolated_leader_acknowledges_nothing_once_a_new_leader_is_elected() {
     );
     let majority_lines = majority_producer.stop();
     let isolated_lines = isolated.stop();
+    let late_lines = late.stop();
     let mut acks = parse_acks(&majority_lines);
     acks.extend(parse_acks(&isolated_lines));
+    acks.extend(parse_acks(&late_lines));
 
     let records = read_back(&python, &majority_bootstrap, TOPIC);
     check_read_back(&records, &acks);
