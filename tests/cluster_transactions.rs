@@ -37,6 +37,8 @@ const TOPIC: &str = "txn-spread";
 const PARTITIONS: i32 = 6;
 const TRANSACTIONAL_ID: &str = "cluster-txn";
 const WAIT: Duration = Duration::from_secs(60);
+/// Between two looks of a wait.
+const POLL: Duration = Duration::from_millis(100);
 /// FindCoordinator's key type of a transactional id.
 const KEY_TYPE_TRANSACTION: i8 = 1;
 /// ListOffsets' isolation levels.
@@ -102,19 +104,18 @@ fn spread_topic(cluster: &LocalCluster, topic: &str, partitions: i32) -> Vec<i32
         Duration::from_secs(30),
     );
     assert_eq!(code, 0, "CreateTopics answered {code}");
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let led = leaders(cluster.node(1), topic);
+    let mut led = Vec::new();
+    support::wait_until(WAIT, POLL, || {
+        led = leaders(cluster.node(1), topic);
         if led.len() == partitions as usize && (1..=3).all(|id| led.contains(&id)) {
-            return led;
+            return Ok(());
         }
-        assert!(
-            Instant::now() < deadline,
+        Err(format!(
             "the leaders of {topic} did not spread over the three brokers: {led:?}\n{}",
             cluster.diagnostics()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+        ))
+    });
+    led
 }
 
 /// Waits until every partition's last stable offset (READ_COMMITTED) at its leader is its
@@ -122,25 +123,21 @@ fn spread_topic(cluster: &LocalCluster, topic: &str, partitions: i32) -> Vec<i32
 fn wait_until_stable(cluster: &LocalCluster, topic: &str, led: &[i32], coordinator: i32) {
     for (index, &leader) in led.iter().enumerate() {
         let partition = (topic, index as i32);
-        let deadline = Instant::now() + WAIT;
-        loop {
+        support::wait_until(WAIT, POLL, || {
             let end = latest_offset(cluster, leader, partition, READ_UNCOMMITTED);
             let stable = latest_offset(cluster, leader, partition, READ_COMMITTED);
             if let (Ok(end), Ok(stable)) = (&end, &stable)
                 && end == stable
                 && *end > 0
             {
-                break;
+                return Ok(());
             }
-            assert!(
-                Instant::now() < deadline,
-                "{topic}-{} (leader {leader}, coordinator {coordinator}): last stable offset \
-                 {stable:?} never reached the high watermark {end:?}\n{}",
-                index,
+            Err(format!(
+                "{topic}-{index} (leader {leader}, coordinator {coordinator}): last stable \
+                 offset {stable:?} never reached the high watermark {end:?}\n{}",
                 cluster.diagnostics()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+            ))
+        });
     }
 }
 
@@ -427,18 +424,16 @@ fn markers_follow_a_leader_that_moved_before_the_commit() {
     );
     // The markers reach the partition's new leader: every LSO at the current leaders
     // reaches the high watermark.
-    let deadline = Instant::now() + WAIT;
-    let moved = loop {
-        let now = leaders(cluster.node(coordinator), MOVED_TOPIC);
-        if now.len() == led.len() && !now.contains(&gone) && !now.contains(&-1) {
-            break now;
+    let mut moved = Vec::new();
+    support::wait_until(WAIT, POLL, || {
+        moved = leaders(cluster.node(coordinator), MOVED_TOPIC);
+        if moved.len() == led.len() && !moved.contains(&gone) && !moved.contains(&-1) {
+            return Ok(());
         }
-        assert!(
-            Instant::now() < deadline,
-            "leadership did not leave broker {gone}: {now:?}\n{}",
+        Err(format!(
+            "leadership did not leave broker {gone}: {moved:?}\n{}",
             cluster.diagnostics()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+        ))
+    });
     wait_until_stable(&cluster, MOVED_TOPIC, &moved, coordinator);
 }
