@@ -11,9 +11,8 @@ an abortable error at commit).
 """
 
 import argparse
-import time
 
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import Producer
 
 import roundtrip_common as rc
 
@@ -32,35 +31,15 @@ def produce_round(p, topic, partitions, tag):
 
 
 def consume_committed(bootstrap, topic, partitions, expected):
-    c = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": rc.unique_topic("reader"),
-            "enable.auto.commit": False,
-            "auto.offset.reset": "earliest",
-            "isolation.level": "read_committed",
-        }
+    return rc.read_partitions(
+        bootstrap,
+        topic,
+        partitions,
+        "read_committed",
+        expected,
+        TIMEOUT_S,
+        lambda m: (m.partition(), m.value().decode()),
     )
-    c.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
-    seen = []
-    deadline = time.monotonic() + TIMEOUT_S
-    idle_since = None
-    while time.monotonic() < deadline:
-        m = c.poll(0.5)
-        if m is None:
-            if len(seen) >= expected:
-                idle_since = idle_since or time.monotonic()
-                if time.monotonic() - idle_since > 2.0:
-                    break
-            continue
-        if m.error():
-            if m.error().code() == -191:  # partition EOF
-                continue
-            raise KafkaException(m.error())
-        idle_since = None
-        seen.append((m.partition(), m.value().decode()))
-    c.close()
-    return seen
 
 
 def main():

@@ -10,7 +10,6 @@ nothing from the aborted one. A second producer with the same transactional.id f
 first: its next transaction fails as fenced. Exits non-zero on the first failed check.
 """
 
-import time
 
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -52,35 +51,15 @@ def produce_round(p, topic, tag):
 
 
 def consume_all(bootstrap, topic, isolation, expected):
-    c = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": rc.unique_topic("reader"),
-            "enable.auto.commit": False,
-            "auto.offset.reset": "earliest",
-            "isolation.level": isolation,
-        }
+    return rc.read_partitions(
+        bootstrap,
+        topic,
+        PARTITIONS,
+        isolation,
+        expected,
+        TIMEOUT_S,
+        lambda m: (m.partition(), m.offset(), m.value().decode()),
     )
-    c.assign([TopicPartition(topic, p, 0) for p in range(PARTITIONS)])
-    seen = []
-    deadline = time.monotonic() + TIMEOUT_S
-    idle_since = None
-    while time.monotonic() < deadline:
-        m = c.poll(0.5)
-        if m is None:
-            if len(seen) >= expected:
-                idle_since = idle_since or time.monotonic()
-                if time.monotonic() - idle_since > 2.0:
-                    break
-            continue
-        if m.error():
-            if m.error().code() == -191:  # partition EOF
-                continue
-            raise KafkaException(m.error())
-        idle_since = None
-        seen.append((m.partition(), m.offset(), m.value().decode()))
-    c.close()
-    return seen
 
 
 def main():

@@ -191,3 +191,42 @@ def run_main(main):
         print(f"FAILED: {type(error).__name__}: {error}", file=sys.stderr, flush=True)
         raise SystemExit(1) from error
     print("all checks passed", flush=True)
+
+
+def read_partitions(bootstrap, topic, partitions, isolation, expected, timeout_s, keep):
+    """Reads partitions 0..partitions-1 of `topic` from offset 0 with a fresh confluent-kafka
+    consumer at `isolation`; returns `keep(message)` of each record, in arrival order, once
+    `expected` were read and nothing more came for 2 s (or at `timeout_s`)."""
+    import time
+
+    from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+    c = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": unique_topic("reader"),
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "isolation.level": isolation,
+        }
+    )
+    c.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+    seen = []
+    deadline = time.monotonic() + timeout_s
+    idle_since = None
+    while time.monotonic() < deadline:
+        m = c.poll(0.5)
+        if m is None:
+            if len(seen) >= expected:
+                idle_since = idle_since or time.monotonic()
+                if time.monotonic() - idle_since > 2.0:
+                    break
+            continue
+        if m.error():
+            if m.error().code() == -191:  # partition EOF
+                continue
+            raise KafkaException(m.error())
+        idle_since = None
+        seen.append(keep(m))
+    c.close()
+    return seen
