@@ -20,6 +20,7 @@ pub mod registration;
 pub mod replicated;
 pub mod replicated_image;
 pub mod security_records;
+pub mod txn_state;
 
 use config_ops::edit_list;
 pub use config_ops::{ConfigOp, effective_config};
@@ -132,7 +133,11 @@ pub enum MetadataError {
     TooManyQuotaEntities,
     #[error("group {0}: an offsets record with too many changes, or no group id")]
     InvalidOffsets(String),
-    #[error("group {group}: broker {proposer} committed as its coordinator, but {current:?} is")]
+    #[error("transactional id {0}: a state record that is oversized, corrupt or of another id")]
+    InvalidTxnState(String),
+    /// A group's or transactional id's change proposed by a broker that does not coordinate
+    /// it (any more).
+    #[error("{group}: broker {proposer} wrote as its coordinator, but {current:?} is")]
     NotCoordinator {
         group: String,
         proposer: i32,
@@ -166,7 +171,9 @@ impl MetadataError {
             | MetadataError::TooManyQuotaEntities => E::PolicyViolation.code(),
             MetadataError::Io { .. } | MetadataError::Corrupt { .. } => E::KafkaStorageError.code(),
             MetadataError::ProducerIdsPending => E::CoordinatorNotAvailable.code(),
-            MetadataError::InvalidOffsets(_) => E::InvalidRequest.code(),
+            MetadataError::InvalidOffsets(_) | MetadataError::InvalidTxnState(_) => {
+                E::InvalidRequest.code()
+            }
             MetadataError::NotCoordinator { .. } => E::NotCoordinator.code(),
             MetadataError::PartitionChange { code, .. } => *code,
         }

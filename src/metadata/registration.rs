@@ -59,6 +59,36 @@ impl RegisteredBroker {
     }
 }
 
+impl super::replicated::ClusterState {
+    pub fn is_live(&self, broker: i32) -> bool {
+        self.brokers.get(&broker).is_some_and(|b| !b.fenced)
+    }
+
+    /// The broker that coordinates `key` (a group or transactional id): a stable hash over
+    /// the registered brokers, moving to the next live one (in id order) while that one is
+    /// fenced. Every node computes the same answer from the same applied state.
+    pub fn coordinator(&self, key: &str) -> Option<i32> {
+        let all: Vec<&RegisteredBroker> = self.brokers.values().collect();
+        if all.is_empty() {
+            return None;
+        }
+        let start = crate::shard::placement::fnv1a32(key.as_bytes()) as usize % all.len();
+        (0..all.len())
+            .map(|i| all[(start + i) % all.len()])
+            .find(|b| !b.fenced)
+            .map(|b| b.id)
+    }
+
+    /// Live brokers, in id order: where new replicas may go.
+    pub fn live_brokers(&self) -> Vec<i32> {
+        self.brokers
+            .values()
+            .filter(|b| !b.fenced)
+            .map(|b| b.id)
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -130,36 +130,6 @@ impl ClusterState {
     }
 }
 
-impl ClusterState {
-    pub fn is_live(&self, broker: i32) -> bool {
-        self.brokers.get(&broker).is_some_and(|b| !b.fenced)
-    }
-
-    /// The broker that coordinates `key` (a group or transactional id): a stable hash over
-    /// the registered brokers, moving to the next live one (in id order) while that one is
-    /// fenced. Every node computes the same answer from the same applied state.
-    pub fn coordinator(&self, key: &str) -> Option<i32> {
-        let all: Vec<&RegisteredBroker> = self.brokers.values().collect();
-        if all.is_empty() {
-            return None;
-        }
-        let start = crate::shard::placement::fnv1a32(key.as_bytes()) as usize % all.len();
-        (0..all.len())
-            .map(|i| all[(start + i) % all.len()])
-            .find(|b| !b.fenced)
-            .map(|b| b.id)
-    }
-
-    /// Live brokers, in id order: where new replicas may go.
-    pub fn live_brokers(&self) -> Vec<i32> {
-        self.brokers
-            .values()
-            .filter(|b| !b.fenced)
-            .map(|b| b.id)
-            .collect()
-    }
-}
-
 impl MetadataSnapshot {
     /// Whether `node` serves `topic`-`partition`: on a single node every partition; in
     /// cluster mode only the ones it leads (followers hold a copy but serve no client).
@@ -253,6 +223,15 @@ pub enum MetadataRecord {
         coordinator: Option<i32>,
         changes: Vec<OffsetChange>,
     },
+    /// A transactional id's whole state after a change (decision 0022, `txn_state`): the
+    /// slot log's frame in base64 (`Dead`: a tombstone), the proposing coordinator (checked
+    /// at apply) and the version of the state it was derived from (checked by the shard).
+    TxnState {
+        transactional_id: String,
+        coordinator: i32,
+        base_version: u64,
+        metadata: String,
+    },
     /// AlterPartitionReassignments for one partition (KIP-455): `Some` moves its replicas
     /// to `target`, `None` cancels the reassignment in progress (`metadata::reassign`).
     ReassignPartition {
@@ -328,6 +307,12 @@ pub enum Applied {
     },
     /// ACLs, credentials or quotas changed (`security_records`).
     Security(super::security_records::SecurityApplied),
+    /// A transactional id's state, valid and written by its coordinator: the id's owning
+    /// shard replaces the id's state if `base_version` is still its version.
+    TxnState {
+        metadata: crate::txn::TxnMetadata,
+        base_version: u64,
+    },
 }
 
 /// Most producer ids one block hands a broker.
@@ -577,6 +562,20 @@ impl MetadataWriter {
                     changes: changes.clone(),
                 })
             }
+            MetadataRecord::TxnState {
+                transactional_id,
+                coordinator,
+                base_version,
+                metadata,
+            } => Ok(Applied::TxnState {
+                metadata: super::txn_state::check_record(
+                    self.snapshot().cluster.as_deref(),
+                    transactional_id,
+                    *coordinator,
+                    metadata,
+                )?,
+                base_version: *base_version,
+            }),
             MetadataRecord::AllocateProducerIds { broker, count } => {
                 let count = (*count).clamp(1, MAX_PRODUCER_ID_BLOCK);
                 let mut cluster = self.cluster_state();

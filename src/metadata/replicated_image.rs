@@ -1,6 +1,7 @@
 //! The replicated state as one image, for Raft snapshots: what `encode_image` writes and
 //! `install_image` reads back on a restart or on a node far behind. Since issue 17's
-//! offsets stage it also carries every group's committed offsets, which the shards hold
+//! offsets stage it also carries every group's committed offsets, and since decision 0022
+//! every transactional id's state, which the shards hold
 //! (the caller gathers them before encoding and hands them out after installing).
 //! Must not: be read by anything but the metadata writer (the format is JSON, versioned by
 //! `#[serde(default)]` on fields added later).
@@ -10,6 +11,7 @@ use super::dynamic_broker::DynamicBrokerConfigs;
 use super::group_offsets::GroupOffsetsImage;
 use super::quotas::{ClientQuotas, PersistedQuota};
 use super::replicated::ClusterState;
+use super::txn_state::TxnStatesImage;
 use super::{MetadataError, MetadataSnapshot, MetadataWriter, TopicMeta, effective_config};
 use crate::security::acl::AclBinding;
 use crate::security::authorizer::AclSet;
@@ -35,6 +37,10 @@ struct ReplicatedImage {
     scram_credentials: PersistedScramCredentials,
     #[serde(default)]
     client_quotas: Vec<PersistedQuota>,
+    /// Every transactional id's state and version (absent in images written before the
+    /// transaction coordinator's state was replicated).
+    #[serde(default)]
+    txn_states: TxnStatesImage,
 }
 
 /// What installing an image gives the shards to act on.
@@ -43,12 +49,18 @@ pub struct InstalledImage {
     pub topics: Vec<Arc<TopicMeta>>,
     /// Every group's committed offsets: they replace what the shards held.
     pub group_offsets: GroupOffsetsImage,
+    /// Every transactional id's state: it replaces what the shards held.
+    pub txn_states: TxnStatesImage,
 }
 
 impl MetadataWriter {
     /// The replicated state as bytes, for a Raft snapshot, with the shards' committed
-    /// offsets at the same log index.
-    pub fn encode_image(&self, group_offsets: GroupOffsetsImage) -> Vec<u8> {
+    /// offsets and transaction states at the same log index.
+    pub fn encode_image(
+        &self,
+        group_offsets: GroupOffsetsImage,
+        txn_states: TxnStatesImage,
+    ) -> Vec<u8> {
         let snapshot = self.snapshot();
         let mut topics: Vec<_> = snapshot
             .topics
@@ -69,6 +81,7 @@ impl MetadataWriter {
             acls: snapshot.acls.bindings().to_vec(),
             scram_credentials: snapshot.scram_credentials.to_persisted(),
             client_quotas: snapshot.client_quotas.to_persisted(),
+            txn_states,
         };
         serde_json::to_vec(&image).unwrap_or_default()
     }
@@ -118,6 +131,7 @@ impl MetadataWriter {
         Ok(InstalledImage {
             topics,
             group_offsets: image.group_offsets,
+            txn_states: image.txn_states,
         })
     }
 }

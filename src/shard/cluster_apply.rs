@@ -140,7 +140,8 @@ pub(super) async fn apply_loop(shard: Rc<Shard>, committed: flume::Receiver<Comm
                 }
                 if index >= last_snapshot + SNAPSHOT_EVERY_ENTRIES {
                     let offsets = super::group_offsets::gather(&shard).await;
-                    cluster.compact(index, writer.encode_image(offsets));
+                    let txn_states = super::txn_state::gather(&shard).await;
+                    cluster.compact(index, writer.encode_image(offsets, txn_states));
                     last_snapshot = index;
                 }
             }
@@ -148,6 +149,7 @@ pub(super) async fn apply_loop(shard: Rc<Shard>, committed: flume::Receiver<Comm
                 Ok(installed) => {
                     last_snapshot = index;
                     super::group_offsets::install(&shard, installed.group_offsets).await;
+                    super::txn_state::install(&shard, installed.txn_states).await;
                     reconcile_partitions(&shard, installed.topics).await;
                 }
                 Err(e) => tracing::error!(index, error = %e, "metadata snapshot not installed"),
@@ -198,6 +200,10 @@ async fn act_on(
         Applied::GroupOffsets { group, changes } => {
             super::group_offsets::apply(shard, group.clone(), changes.clone()).await
         }
+        Applied::TxnState {
+            metadata,
+            base_version,
+        } => super::txn_state::apply(shard, metadata.clone(), *base_version).await?,
     }
     Ok(applied)
 }

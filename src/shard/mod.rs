@@ -37,6 +37,7 @@ pub mod topics;
 pub mod transactions;
 pub mod transactions_v2;
 pub mod txn_routes;
+mod txn_state;
 
 pub use open::{create_partition, open_partition, report_offline};
 pub use runtime::{BrokerHandle, StartError, start_broker};

@@ -424,6 +424,7 @@ async fn shard_main(start: ShardStart) {
         started: std::time::Instant::now(),
     });
     super::group_offsets::replicate_if_clustered(&shard);
+    super::txn_state::replicate_if_clustered(&shard);
 
     // Serve cross-shard tasks from the start: recovery on other shards may already need us.
     let inbox = start.receiver;

@@ -34,17 +34,36 @@ impl Shard {
 }
 
 /// Cluster mode: only the broker `ClusterState::coordinator` names (FindCoordinator's
-/// answer) opens or changes a transactional id's state; elsewhere NOT_COORDINATOR sends the
-/// client back to FindCoordinator, so no broker holds state for an id it does not
-/// coordinate. Decided transactions a former coordinator holds are still finished by its
-/// timer (their markers must be written wherever the coordinator is now).
+/// answer) changes a transactional id's state; elsewhere NOT_COORDINATOR sends the client
+/// back to FindCoordinator. Every node holds every id's replicated state (decision 0022),
+/// but one that has not yet applied everything committed before its start
+/// (`caught_up_since_start`) may hold an old one: COORDINATOR_NOT_AVAILABLE, retried,
+/// until it has. The timer acts on the same ids only, so a new coordinator finishes and
+/// times out the transactions of the one before, and a former one leaves them alone.
 pub(super) fn check_coordinator(shard: &Shard, transactional_id: &str) -> Result<(), TxnError> {
     let snapshot = shard.metadata.load();
-    match snapshot.cluster.as_deref() {
-        Some(cluster) if cluster.coordinator(transactional_id) != Some(shard.config.node_id) => {
-            Err(TxnError::NotCoordinator)
-        }
-        _ => Ok(()),
+    let Some(cluster) = snapshot.cluster.as_deref() else {
+        return Ok(());
+    };
+    if cluster.coordinator(transactional_id) != Some(shard.config.node_id) {
+        return Err(TxnError::NotCoordinator);
+    }
+    let caught_up = shard.cluster.as_ref().is_some_and(|c| {
+        c.caught_up_since_start
+            .load(std::sync::atomic::Ordering::Acquire)
+    });
+    if caught_up {
+        Ok(())
+    } else {
+        Err(TxnError::CoordinatorNotAvailable)
+    }
+}
+
+impl Shard {
+    /// Whether this broker coordinates `transactional_id` now (always on a single node):
+    /// ListTransactions lists only those, as Kafka's brokers do.
+    pub fn coordinates_transactional_id(&self, transactional_id: &str) -> bool {
+        check_coordinator(self, transactional_id).is_ok()
     }
 }
 
@@ -318,7 +337,7 @@ pub(super) async fn write_marker(
 /// left for the next tick.
 pub async fn run_timer_tick(shard: &Rc<Shard>) {
     let now = now_ms();
-    for id in shard.txns.expired(now) {
+    for id in coordinated(shard, shard.txns.expired(now)) {
         let Ok(mut lease) = shard.txns.lease(&id) else {
             continue;
         };
@@ -334,12 +353,20 @@ pub async fn run_timer_tick(shard: &Rc<Shard>) {
     forget_idle_ids(shard, now).await;
 }
 
+/// The ids of `ids` this broker coordinates now (all on a single node): in cluster mode
+/// every node holds every id's state, and only the coordinator acts on it.
+fn coordinated(shard: &Rc<Shard>, ids: Vec<String>) -> Vec<String> {
+    ids.into_iter()
+        .filter(|id| check_coordinator(shard, id).is_ok())
+        .collect()
+}
+
 /// Forgets transactional ids idle past `transactional_id_expiration_ms` (a tombstone in the
 /// log), so ids a deployment stopped using do not hold coordinator slots forever. Ids busy
 /// with a request are left for the next tick.
 async fn forget_idle_ids(shard: &Rc<Shard>, now: i64) {
     let expiration_ms = shard.config.transactional_id_expiration_ms;
-    for id in shard.txns.idle(expiration_ms, now) {
+    for id in coordinated(shard, shard.txns.idle(expiration_ms, now)) {
         let Ok(mut lease) = shard.txns.lease(&id) else {
             continue;
         };
@@ -360,7 +387,7 @@ async fn forget_idle_ids(shard: &Rc<Shard>, now: i64) {
 /// Finishes every decided transaction whose completion is not recorded (after a restart
 /// during PrepareCommit / PrepareAbort, or a marker that failed).
 pub async fn complete_preparing(shard: &Rc<Shard>) {
-    for id in shard.txns.preparing() {
+    for id in coordinated(shard, shard.txns.preparing()) {
         let Ok(mut lease) = shard.txns.lease(&id) else {
             continue;
         };
@@ -436,6 +463,9 @@ pub async fn add_txn_offsets(
     group_id: &str,
     offsets: Vec<TxnOffset>,
 ) -> Result<(), TxnError> {
+    // Cluster mode: the group's coordinator may not be the id's (decision 0022's "other
+    // gaps"): only the id's coordinator may write its state.
+    check_coordinator(shard, transactional_id)?;
     let mut lease = shard.txns.lease_queued(transactional_id).await?;
     let meta = current(&lease)?;
     meta.check_producer(producer_id, producer_epoch)?;

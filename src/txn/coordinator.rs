@@ -23,6 +23,7 @@ use std::rc::Rc;
 use futures_channel::oneshot;
 
 use super::log::{self, TxnLogError};
+use super::replicated::TxnReplicator;
 use super::state::{MAX_TRANSACTIONAL_IDS_PER_SHARD, TxnError, TxnMetadata, TxnState};
 use crate::group::offset_log as files;
 
@@ -57,10 +58,14 @@ struct SlotLog {
     needs_truncate: bool,
 }
 
-struct Inner {
+pub(super) struct Inner {
     shard_id: usize,
     shard_count: usize,
-    txns: RefCell<HashMap<String, TxnMetadata>>,
+    pub(super) txns: RefCell<HashMap<String, TxnMetadata>>,
+    /// Cluster mode: the metadata log instead of the slot logs (`replicated`).
+    pub(super) replicator: RefCell<Option<Rc<dyn TxnReplicator>>>,
+    /// Cluster mode: each id's version, the log index of the record that wrote its state.
+    pub(super) versions: RefCell<HashMap<String, u64>>,
     /// Ids with a lease out (a request or the timer working on them).
     leased: RefCell<HashSet<String>>,
     /// Requests waiting for a leased id, woken in arrival order as it is released.
@@ -72,15 +77,17 @@ struct Inner {
 /// The transaction coordinator of one shard. Cheap to clone (shared `Rc`).
 #[derive(Clone)]
 pub struct TxnCoordinator {
-    inner: Rc<Inner>,
+    pub(super) inner: Rc<Inner>,
 }
 
 /// Exclusive use of one transactional id until dropped.
 pub struct Lease {
-    coordinator: TxnCoordinator,
-    transactional_id: String,
+    pub(super) coordinator: TxnCoordinator,
+    pub(super) transactional_id: String,
     /// The id's durable state (None: unknown id).
     pub current: Option<TxnMetadata>,
+    /// Cluster mode: the version of `current` (see `Inner::versions`).
+    pub(super) version: u64,
 }
 
 impl Drop for Lease {
@@ -107,6 +114,10 @@ impl Lease {
     /// changes and the request answers COORDINATOR_NOT_AVAILABLE (the client retries).
     pub async fn persist(&mut self, meta: TxnMetadata) -> Result<(), TxnError> {
         debug_assert_eq!(meta.transactional_id, self.transactional_id);
+        let replicator = self.coordinator.inner.replicator.borrow().clone();
+        if let Some(replicator) = replicator {
+            return self.persist_replicated(replicator, meta).await;
+        }
         let ack = self.coordinator.enqueue(meta.clone());
         match ack.await {
             Ok(Ok(())) => {
@@ -156,6 +167,8 @@ impl TxnCoordinator {
                 leased: RefCell::new(HashSet::new()),
                 lease_waiters: RefCell::new(HashMap::new()),
                 slots: RefCell::new(slots),
+                replicator: RefCell::new(None),
+                versions: RefCell::new(HashMap::new()),
                 log_flushes_total: Cell::new(0),
             }),
         })
@@ -184,10 +197,12 @@ impl TxnCoordinator {
         {
             return Err(TxnError::Concurrent);
         }
+        let version = self.version_of(transactional_id);
         Ok(Lease {
             coordinator: self.clone(),
             transactional_id: transactional_id.to_string(),
             current,
+            version,
         })
     }
 

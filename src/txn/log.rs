@@ -99,6 +99,23 @@ pub fn encode_record(buf: &mut Vec<u8>, meta: &TxnMetadata) {
     frames::end_frame(buf, start);
 }
 
+/// One id's whole state as a single frame: what cluster mode's `TxnState` metadata record
+/// carries (decision 0022), so the replicated state and the slot log share one format.
+pub fn encode_state(meta: &TxnMetadata) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(record_len(meta) as usize);
+    encode_record(&mut buf, meta);
+    buf
+}
+
+/// The state `encode_state` wrote: exactly one whole, checksummed frame, else `None`.
+pub fn decode_state(bytes: &[u8]) -> Option<TxnMetadata> {
+    let (mut records, valid_len) = decode_log(bytes);
+    if valid_len != bytes.len() || records.len() != 1 {
+        return None;
+    }
+    records.pop()
+}
+
 /// Bytes `encode_record` takes for `meta` (for the compaction ratio, without encoding).
 pub fn record_len(meta: &TxnMetadata) -> u64 {
     let fixed = FRAME_HEADER_BYTES + 1 + 8 + 2 + 8 + 2 + 8 + 2 + 4 + 1 + 8 + 4 + 4 + 4 + 8;

@@ -10,15 +10,18 @@
 //! the handlers and the shard's timer call.
 //!
 //! Owns: `state` (metadata, state machine, limits, errors), `log` (file format, replay),
-//! `coordinator` (id table, leases, slot writers, compaction), `fault` (the crash tests' hook).
+//! `coordinator` (id table, leases, slot writers, compaction), `replicated` (cluster mode's
+//! state through the metadata log instead of the slot logs), `fault` (the crash tests' hook).
 //! Must not: know about sockets or other shards.
 
 mod coordinator;
 pub mod fault;
 pub mod log;
+mod replicated;
 pub mod state;
 
 pub use coordinator::{
     COMPACTION_MIN_LOG_BYTES, COMPACTION_RATIO, Lease, TxnCoordinator, owner_shard,
 };
+pub use replicated::TxnReplicator;
 pub use state::{NO_PRODUCER_ID, TxnError, TxnMetadata, TxnState};

@@ -62,7 +62,12 @@ pub async fn handle(
     let now = now_ms();
     let per_shard = ctx
         .shard
-        .invoke_on_all(|s| async move { s.txns.all() })
+        .invoke_on_all(|s| async move {
+            // Cluster mode: every node holds every id; each lists the ones it coordinates.
+            let mut all = s.txns.all();
+            all.retain(|m| s.coordinates_transactional_id(&m.transactional_id));
+            all
+        })
         .await;
     let mut listed = Vec::new();
     for meta in per_shard.into_iter().flatten().flatten() {
