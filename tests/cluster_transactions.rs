@@ -13,7 +13,11 @@
 //! transaction works when the brokers talk over a SASL_SSL inter-broker listener; and when a
 //! leader dies with the transaction open, the commit's markers reach its partition's new
 //! leader (retried by the coordinator's timer with the leaders the metadata names then).
-//! The confluent-kafka test needs confluent-kafka (`SLUICE_TEST_PYTHON` or `<repo>/.venv`); `SLUICE_SKIP_REAL_CLIENTS=1`
+//! The coordinator's state is replicated (the metadata log): SIGKILLed with one transaction
+//! open and one decided (PrepareCommit), the next coordinator aborts the first past its
+//! timeout and completes the second, every LSO reaches its high watermark, read_committed
+//! reads exactly the committed records, and the producer re-initialises there, fenced.
+//! The confluent-kafka tests need confluent-kafka (`SLUICE_TEST_PYTHON` or `<repo>/.venv`); `SLUICE_SKIP_REAL_CLIENTS=1`
 //! skips it loudly.
 
 mod support;
@@ -185,19 +189,39 @@ const END_TXN_V2: i16 = 5;
 
 /// InitProducerId v5 at `node`: (error code, producer id, epoch).
 fn try_init_producer(cluster: &LocalCluster, node: i32, id: &str) -> (i16, i64, i16) {
+    try_init_producer_with_timeout(cluster, node, id, 60_000)
+}
+
+/// InitProducerId v5 at `node` asking for `transaction.timeout.ms` = `timeout_ms`.
+fn try_init_producer_with_timeout(
+    cluster: &LocalCluster,
+    node: i32,
+    id: &str,
+    timeout_ms: i32,
+) -> (i16, i64, i16) {
+    call_init_producer(cluster, node, id, timeout_ms)
+        .unwrap_or_else(|e| panic!("InitProducerId: {e}"))
+}
+
+/// InitProducerId v5 at `node`: (error code, producer id, epoch), or why there was no answer.
+fn call_init_producer(
+    cluster: &LocalCluster,
+    node: i32,
+    id: &str,
+    timeout_ms: i32,
+) -> Result<(i16, i64, i16), String> {
     let request = InitProducerIdRequest::default()
         .with_transactional_id(Some(TransactionalId(StrBytes::from_string(id.to_string()))))
-        .with_transaction_timeout_ms(60_000)
+        .with_transaction_timeout_ms(timeout_ms)
         .with_producer_id(ProducerId(-1))
         .with_producer_epoch(-1);
     let response = RawConn::connect(&cluster.node(node).bootstrap())
-        .and_then(|mut c| c.try_call(&request, 5))
-        .unwrap_or_else(|e| panic!("InitProducerId: {e}"));
-    (
+        .and_then(|mut c| c.try_call(&request, 5))?;
+    Ok((
         response.error_code,
         response.producer_id.0,
         response.producer_epoch,
-    )
+    ))
 }
 
 /// InitProducerId v5 at the id's coordinator `node`: (producer id, epoch).
@@ -436,4 +460,169 @@ fn markers_follow_a_leader_that_moved_before_the_commit() {
         ))
     });
     wait_until_stable(&cluster, MOVED_TOPIC, &moved, coordinator);
+}
+
+/// A killed broker is fenced (its transactional ids' coordinator moves) within 1.5 s.
+const FAST_FENCING: &str = "broker_session_timeout_ms = 1500\nbroker_heartbeat_interval_ms = 300\n";
+/// The open transaction's `transaction.timeout.ms`: the next coordinator aborts it then.
+const SHORT_TXN_TIMEOUT_MS: i32 = 8_000;
+
+/// EndTxn v5 of `producer` at `node`.
+fn end_txn_v2(
+    cluster: &LocalCluster,
+    node: i32,
+    (id, (producer_id, epoch)): (&str, (i64, i16)),
+    commit: bool,
+) -> Result<kafka_protocol::messages::EndTxnResponse, String> {
+    let end = EndTxnRequest::default()
+        .with_transactional_id(TransactionalId(StrBytes::from_string(id.to_string())))
+        .with_producer_id(ProducerId(producer_id))
+        .with_producer_epoch(epoch)
+        .with_committed(commit);
+    RawConn::connect(&cluster.node(node).bootstrap()).and_then(|mut c| c.try_call(&end, END_TXN_V2))
+}
+
+/// Restarts `node` armed to SIGKILL itself right after its next Prepare* is durable
+/// (`txn::fault`), and waits until it coordinates `id` again: InitProducerId answers there
+/// (with `SHORT_TXN_TIMEOUT_MS`).
+fn restart_armed(cluster: &mut LocalCluster, node: i32, id: &str) {
+    let broker = cluster.node_mut(node);
+    broker.kill();
+    broker
+        .extra_env
+        .push(("SLUICE_FAULT_TXN_CRASH".into(), "after_prepare".into()));
+    broker.spawn();
+    support::wait_until(WAIT, POLL, || {
+        let answer = call_init_producer(cluster, node, id, SHORT_TXN_TIMEOUT_MS);
+        if let Ok((0, _, _)) = answer {
+            return Ok(());
+        }
+        Err(format!(
+            "InitProducerId at the restarted {node} answered {answer:?}\n{}",
+            cluster.diagnostics()
+        ))
+    });
+}
+
+/// Waits until `node` exits by itself (the armed crash) and reaps it.
+fn wait_for_crash(cluster: &mut LocalCluster, node: i32) {
+    support::wait_until(WAIT, POLL, || {
+        let exited = cluster
+            .node_mut(node)
+            .child
+            .as_mut()
+            .is_none_or(|child| matches!(child.try_wait(), Ok(Some(_))));
+        if exited {
+            return Ok(());
+        }
+        Err(format!(
+            "broker {node} did not kill itself after PrepareCommit"
+        ))
+    });
+    cluster.node_mut(node).kill();
+}
+
+#[test]
+fn a_killed_coordinators_transactions_are_ended_by_the_next_coordinator() {
+    const TOPIC_F: &str = "txn-failover";
+    const OPEN_ID: &str = "failover-open";
+    let test = "a_killed_coordinators_transactions_are_ended_by_the_next_coordinator";
+    if real_clients_skipped(test) {
+        return;
+    }
+    let python = support::client_python("confluent_kafka");
+    let mut cluster = LocalCluster::start_with_config(3, FAST_FENCING);
+    cluster.wait_until_formed(3);
+    let coordinator = transaction_coordinator(&cluster, 1, OPEN_ID)
+        .unwrap_or_else(|e| panic!("{e}\n{}", cluster.diagnostics()));
+    // A second id of the same coordinator: it will be decided (PrepareCommit) at the kill.
+    let decided_id = (0..200)
+        .map(|i| format!("failover-decided-{i}"))
+        .find(|id| transaction_coordinator(&cluster, 1, id) == Ok(coordinator))
+        .unwrap_or_else(|| panic!("no second id coordinated by {coordinator}"));
+    restart_armed(&mut cluster, coordinator, OPEN_ID);
+    // Armed, the coordinator dies at its first EndTxn: the transaction left open is of a
+    // second incarnation (epoch 1), so its records are told apart from the decided one's.
+    let (code, open_producer_id, open_epoch) =
+        try_init_producer_with_timeout(&cluster, coordinator, OPEN_ID, SHORT_TXN_TIMEOUT_MS);
+    assert_eq!(code, 0, "InitProducerId again at {coordinator}");
+    let open = (open_producer_id, open_epoch);
+    let led = spread_topic(&cluster, TOPIC_F, 3);
+    let value = |p: usize, epoch: i16, i: i32| format!("{p}:e{epoch}-{i}");
+
+    // One transaction left open at the kill ...
+    assert_eq!(
+        produce_v2_at_each_leader(&cluster, (OPEN_ID, open), TOPIC_F, &led),
+        vec![0; led.len()]
+    );
+    // ... and one decided: the coordinator kills itself once its PrepareCommit is durable.
+    let decided = init_producer(&cluster, coordinator, &decided_id);
+    assert_eq!(
+        produce_v2_at_each_leader(&cluster, (&decided_id, decided), TOPIC_F, &led),
+        vec![0; led.len()]
+    );
+    assert_ne!(
+        decided.1, open.1,
+        "the two transactions' records are told apart by epoch"
+    );
+    let committed: Vec<String> = (0..led.len())
+        .flat_map(|p| (0..2).map(move |i| value(p, decided.1, i)))
+        .collect();
+    let _ = end_txn_v2(&cluster, coordinator, (&decided_id, decided), true);
+    wait_for_crash(&mut cluster, coordinator);
+
+    // The next coordinator holds both states: it completes the decided one and aborts the
+    // open one past its timeout, writing markers at the partitions' new leaders.
+    let survivor = (1..=3).find(|&n| n != coordinator).unwrap_or(1);
+    let mut next = coordinator;
+    let mut moved = Vec::new();
+    support::wait_until(WAIT, POLL, || {
+        next = transaction_coordinator(&cluster, survivor, OPEN_ID).unwrap_or(coordinator);
+        moved = leaders(cluster.node(survivor), TOPIC_F);
+        let settled = next != coordinator
+            && moved.len() == led.len()
+            && !moved.contains(&coordinator)
+            && !moved.contains(&-1);
+        if settled {
+            return Ok(());
+        }
+        Err(format!(
+            "the coordinator ({next}) or the leaders ({moved:?}) did not leave {coordinator}\n{}",
+            cluster.diagnostics()
+        ))
+    });
+    wait_until_stable(&cluster, TOPIC_F, &moved, next);
+    let args: Vec<String> = [
+        "cluster_txn_failover_read.py",
+        "--bootstrap",
+        &cluster.node(survivor).bootstrap(),
+        "--topic",
+        TOPIC_F,
+        "--partitions",
+        &led.len().to_string(),
+        "--expected",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain(committed)
+    .collect();
+    run_script("cluster_txn_failover_read.py", &python, &args);
+
+    // The producer re-initialises at the new coordinator: same producer id, a newer epoch,
+    // and the old epoch is fenced at the leaders.
+    let (code, producer_id, epoch) = try_init_producer(&cluster, next, OPEN_ID);
+    assert_eq!(code, 0, "InitProducerId at the new coordinator {next}");
+    assert_eq!(producer_id, open.0, "the same producer id");
+    assert!(epoch > open.1, "a bumped epoch: {epoch} after {}", open.1);
+    let (index, &leader) = moved
+        .iter()
+        .enumerate()
+        .next()
+        .unwrap_or_else(|| panic!("no partition"));
+    let stale = (OPEN_ID, open);
+    assert_eq!(
+        produce_transactional(&cluster, leader, stale, (TOPIC_F, index as i32), PRODUCE_V2),
+        ResponseError::InvalidProducerEpoch.code(),
+        "a batch of the old epoch at {leader}"
+    );
 }
