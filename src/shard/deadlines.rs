@@ -45,8 +45,9 @@ pub(super) async fn txn_deadlines(shard: Rc<Shard>) {
             _ = tick => {},
         }
         run_timer_tick(&shard).await;
-        shard
-            .metrics
-            .set_open_transactions(shard.txns.open_count() as u64);
+        let open = shard
+            .txns
+            .open_count(|id| shard.coordinates_transactional_id(id));
+        shard.metrics.set_open_transactions(open as u64);
     }
 }

@@ -7,7 +7,7 @@
 //! `ClusterHandle` does).
 
 use super::Shard;
-use crate::cluster::ClusterHandle;
+use crate::cluster::{ClusterHandle, PROPOSAL_TIMEOUT};
 use crate::metadata::replicated::MetadataRecord;
 use crate::metadata::txn_state::{self, TxnStatesImage};
 use crate::txn::{TxnError, TxnMetadata, TxnReplicator};
@@ -15,6 +15,10 @@ use futures_util::future::LocalBoxFuture;
 use kafka_protocol::ResponseError;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::Duration;
+
+/// Between two tries of a state change while the quorum has no leader.
+const NO_LEADER_RETRY: Duration = Duration::from_millis(100);
 
 /// Gives this shard's transaction coordinator the metadata log, in cluster mode (start-up).
 /// The `CatchUp` that lets this node coordinate is the group offsets' (`group_offsets`).
@@ -46,13 +50,39 @@ impl TxnReplicator for ClusterTxns {
                 base_version,
                 metadata,
             };
-            cluster.propose(record).await.map(|_| ()).map_err(|e| {
-                let error = txn_error(&e);
-                tracing::warn!(id = %meta.transactional_id, code = e.0, message = %e.1,
-                    "transaction state not replicated");
-                error
-            })
+            propose_through_leader_changes(&cluster, record)
+                .await
+                .map_err(|e| {
+                    tracing::warn!(id = %meta.transactional_id, code = e.0, message = %e.1,
+                        "transaction state not replicated");
+                    txn_error(&e)
+                })
         })
+    }
+}
+
+/// Proposes `record`, again while the quorum has no leader (NOT_CONTROLLER: dropped, or
+/// the leader changed under it) for up to `PROPOSAL_TIMEOUT` (the last try has its own
+/// bound: 20 s at worst): a quorum leader's death then costs an EndTxn its election, not an
+/// error. A dropped proposal that was applied
+/// after all is refused on its retry (its base version is gone); `Lease::persist` sees the
+/// state it proposed and takes it as written.
+async fn propose_through_leader_changes(
+    cluster: &ClusterHandle,
+    record: MetadataRecord,
+) -> Result<(), (i16, String)> {
+    let deadline = std::time::Instant::now() + PROPOSAL_TIMEOUT;
+    loop {
+        match cluster.propose(record.clone()).await {
+            Ok(_) => return Ok(()),
+            Err((code, _))
+                if code == ResponseError::NotController.code()
+                    && std::time::Instant::now() + NO_LEADER_RETRY < deadline =>
+            {
+                compio::time::sleep(NO_LEADER_RETRY).await;
+            }
+            Err(e) => return Err(e),
+        }
     }
 }
 

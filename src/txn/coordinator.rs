@@ -247,11 +247,12 @@ impl TxnCoordinator {
         v
     }
 
-    /// Transactions open now (metrics).
-    pub fn open_count(&self) -> usize {
+    /// Transactions open now among the ids `counted` accepts (metrics: in cluster mode
+    /// every node holds every id, and each counts the ones it coordinates).
+    pub fn open_count(&self, counted: impl Fn(&str) -> bool) -> usize {
         let txns = self.inner.txns.borrow();
         txns.values()
-            .filter(|m| m.state == super::TxnState::Ongoing)
+            .filter(|m| m.state == super::TxnState::Ongoing && counted(&m.transactional_id))
             .count()
     }
 

@@ -112,7 +112,18 @@ impl Lease {
         replicator: Rc<dyn TxnReplicator>,
         meta: TxnMetadata,
     ) -> Result<(), TxnError> {
-        replicator.replicate(meta.clone(), self.version).await?;
+        if let Err(e) = replicator.replicate(meta.clone(), self.version).await {
+            // A proposal retried after its first try was dropped may have been applied
+            // after all (the retry then finds its base replaced): the state is written.
+            let applied = self.coordinator.get(&self.transactional_id);
+            let written = match meta.state {
+                TxnState::Dead => applied.is_none() && self.current.is_some(),
+                _ => applied.as_ref() == Some(&meta),
+            };
+            if !written {
+                return Err(e);
+            }
+        }
         self.version = self.coordinator.version_of(&self.transactional_id);
         self.current = (meta.state != TxnState::Dead).then_some(meta);
         Ok(())
