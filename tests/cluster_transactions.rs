@@ -626,3 +626,44 @@ fn a_killed_coordinators_transactions_are_ended_by_the_next_coordinator() {
         "a batch of the old epoch at {leader}"
     );
 }
+
+#[test]
+fn a_node_restarted_from_a_metadata_snapshot_holds_the_transaction_states() {
+    const SNAPSHOT_ID: &str = "snapshotted-txn";
+    let mut cluster = LocalCluster::start_with_config(3, FAST_FENCING);
+    cluster.wait_until_formed(3);
+    let coordinator = transaction_coordinator(&cluster, 1, SNAPSHOT_ID)
+        .unwrap_or_else(|e| panic!("{e}\n{}", cluster.diagnostics()));
+    // More state changes than entries between two snapshots (1,000), one per epoch bump:
+    // every node compacts its log into an image, which must carry the id's state.
+    let mut last = (0, 0);
+    for _ in 0..1_100 {
+        last = init_producer(&cluster, coordinator, SNAPSHOT_ID);
+    }
+    // The next coordinator in hash order is restarted from its snapshot, then takes over.
+    let successor = coordinator % 3 + 1;
+    let snapshot = cluster.node(successor).data_dir.join("meta/raft/snapshot");
+    support::wait_until(WAIT, POLL, || {
+        snapshot
+            .exists()
+            .then_some(())
+            .ok_or(format!("node {successor} took no metadata snapshot"))
+    });
+    cluster.node_mut(successor).kill();
+    cluster.node_mut(successor).spawn();
+    cluster.wait_until_formed(3);
+    cluster.node_mut(coordinator).kill();
+    let mut answer = Err(String::new());
+    support::wait_until(WAIT, POLL, || {
+        answer = call_init_producer(&cluster, successor, SNAPSHOT_ID, 60_000);
+        match answer {
+            Ok((0, _, _)) => Ok(()),
+            _ => Err(format!("InitProducerId at {successor}: {answer:?}")),
+        }
+    });
+    assert_eq!(
+        answer,
+        Ok((0, last.0, last.1 + 1)),
+        "the restarted node continues the id's producer from its snapshot"
+    );
+}
