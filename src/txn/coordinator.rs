@@ -7,7 +7,8 @@
 //! AddOffsetsToTxn and TxnOffsetCommit back to back, and librdkafka retries a
 //! CONCURRENT_TRANSACTIONS TxnOffsetCommit only after 500 ms, a stall per transaction. The
 //! timer takes leases without waiting (`lease`) and leaves busy ids for its next tick. Every change is written whole and fdatasync'ed
-//! (`Lease::persist`) before it takes effect or is answered: changes to ids of one slot
+//! (`Lease::persist`; in cluster mode committed through the metadata log instead,
+//! `replicated`) before it takes effect or is answered: changes to ids of one slot
 //! queued while a write was in flight go out in the next write (group commit). A slot log
 //! more than `COMPACTION_RATIO` times its live state is replaced by a snapshot.
 //!
