@@ -64,9 +64,8 @@ impl TxnReplicator for ClusterTxns {
 /// Proposes `record`, again while the quorum has no leader (NOT_CONTROLLER: dropped, or
 /// the leader changed under it) for up to `PROPOSAL_TIMEOUT` (the last try has its own
 /// bound: 20 s at worst): a quorum leader's death then costs an EndTxn its election, not an
-/// error. A dropped proposal that was applied
-/// after all is refused on its retry (its base version is gone); `Lease::persist` sees the
-/// state it proposed and takes it as written.
+/// error. A dropped proposal that was applied after all is refused on its retry (its base
+/// version is gone); `Lease::persist` sees the state it proposed and takes it as written.
 async fn propose_through_leader_changes(
     cluster: &ClusterHandle,
     record: MetadataRecord,
