@@ -302,8 +302,17 @@ fn a_stopped_follower_leaves_the_isr_so_acks_all_goes_on_and_rejoins_after_it_ca
 
 /// DeleteRecords of `topic`-0 before `offset` on `node`: (error code, new low watermark).
 fn delete_records(node: &support::Broker, topic: &str, offset: i64) -> (i16, i64) {
+    delete_records_within(node, topic, offset, 30_000)
+}
+
+fn delete_records_within(
+    node: &support::Broker,
+    topic: &str,
+    offset: i64,
+    timeout_ms: i32,
+) -> (i16, i64) {
     let request = DeleteRecordsRequest::default()
-        .with_timeout_ms(30_000)
+        .with_timeout_ms(timeout_ms)
         .with_topics(vec![
             DeleteRecordsTopic::default()
                 .with_name(topic_name(topic))
@@ -400,4 +409,51 @@ fn a_followers_log_start_follows_its_leaders_and_one_left_behind_it_starts_over_
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+#[test]
+fn delete_records_answers_once_every_live_replica_dropped_the_records() {
+    // A stopped broker stays registered (alive) for the whole test.
+    let cluster = LocalCluster::start_with_config(3, "broker_session_timeout_ms = 120000\n");
+    cluster.wait_until_formed(3);
+    let topic = "low-watermark";
+    let code = support::cluster::create_topic_with_configs(
+        cluster.node(1),
+        topic,
+        1,
+        3,
+        &[("segment.bytes", "1024")],
+        Duration::from_secs(30),
+    );
+    assert_eq!(code, 0, "create {topic}: error {code}");
+    let leader = leaders(cluster.node(1), topic)[0];
+    produce(cluster.node(leader), topic, 0, 60, "first");
+    wait_for_high_watermark(&cluster, leader, topic, 60);
+    wait_for_identical_copies(&cluster, topic, 0, leader);
+
+    // A follower does not take DeleteRecords: the client looks the leader up again.
+    let follower = (1..=3).find(|&id| id != leader).unwrap_or(1);
+    assert_eq!(
+        delete_records(cluster.node(follower), topic, 10),
+        (NOT_LEADER_OR_FOLLOWER, -1)
+    );
+
+    // With a live follower that cannot move its log start, the answer waits for it and
+    // times out (Kafka's DelayedDeleteRecords): the deletion is not done on every copy.
+    signal(cluster.node(follower), "-STOP");
+    let (code, low) = delete_records_within(cluster.node(leader), topic, 30, 1_000);
+    assert_eq!(
+        code,
+        REQUEST_TIMED_OUT,
+        "low watermark {low}\n{}",
+        cluster.diagnostics()
+    );
+    assert!(
+        low < 30,
+        "the stopped follower still starts below 30: {low}"
+    );
+    signal(cluster.node(follower), "-CONT");
+    // Back, it follows the leader's log start and reports it: the retry completes.
+    assert_eq!(delete_records(cluster.node(leader), topic, 30), (0, 30));
+    wait_for_identical_copies(&cluster, topic, 0, leader);
 }

@@ -86,7 +86,17 @@ pub type ReplicaPosition = Option<ReplicaEnd>;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReplicaEnd {
     pub log_end_offset: i64,
+    /// Reported to the leader with each fetch (Fetch v5+): its DeleteRecords waits for it.
+    pub log_start_offset: i64,
     pub latest_epoch: i32,
+}
+
+/// What the next fetch asks for one partition: where to read from, and the follower's
+/// own log start (the leader's DeleteRecords is done when every live replica's passed it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FetchPosition {
+    fetch_offset: i64,
+    log_start_offset: i64,
 }
 
 /// What a fetcher needs from the shard it runs on.
@@ -185,8 +195,8 @@ struct Session {
     id: i32,
     /// 0: the next fetch is a full one (opening a session).
     epoch: i32,
-    /// The fetch offset the leader's session holds for each partition.
-    sent: BTreeMap<PartitionKey, i64>,
+    /// The fetch offset and log start the leader's session holds for each partition.
+    sent: BTreeMap<PartitionKey, FetchPosition>,
 }
 
 impl Session {
@@ -205,7 +215,7 @@ struct Fetcher<A> {
     link: Option<LeaderLink>,
     session: Session,
     /// Followed partitions from this leader and the next offset to fetch.
-    offsets: BTreeMap<PartitionKey, i64>,
+    offsets: BTreeMap<PartitionKey, FetchPosition>,
     /// The metadata snapshot `followed` was computed from (recomputed only when it changes:
     /// a scan over every assignment per fetch would grow with the cluster's partitions).
     seen: Option<Arc<MetadataSnapshot>>,
@@ -319,14 +329,15 @@ impl<A: Appender> Fetcher<A> {
     fn next_request(&mut self) -> FetchRequest {
         let full = self.session.epoch == 0;
         let mut topics: Vec<FetchTopic> = Vec::new();
-        for (key, offset) in &self.offsets {
-            if !full && self.session.sent.get(key) == Some(offset) {
+        for (key, position) in &self.offsets {
+            if !full && self.session.sent.get(key) == Some(position) {
                 continue;
             }
             let (topic, partition) = key;
             let wanted = FetchPartition::default()
                 .with_partition(*partition)
-                .with_fetch_offset(*offset)
+                .with_fetch_offset(position.fetch_offset)
+                .with_log_start_offset(position.log_start_offset)
                 .with_partition_max_bytes(REPLICA_FETCH_PARTITION_MAX_BYTES);
             match topics.last_mut() {
                 Some(last) if last.topic.0.as_str() == topic => last.partitions.push(wanted),
@@ -426,7 +437,11 @@ impl<A: Appender> Fetcher<A> {
         for (key, position) in keys.into_iter().zip(positions) {
             match position {
                 Some(end) => {
-                    self.offsets.insert(key, end.log_end_offset);
+                    let position = FetchPosition {
+                        fetch_offset: end.log_end_offset,
+                        log_start_offset: end.log_start_offset,
+                    };
+                    self.offsets.insert(key, position);
                 }
                 None => {
                     self.offsets.remove(&key);
@@ -476,7 +491,7 @@ impl<A: Appender> Fetcher<A> {
                     && self
                         .offsets
                         .get(&key)
-                        .is_some_and(|ours| p.log_start_offset > *ours)
+                        .is_some_and(|ours| p.log_start_offset > ours.fetch_offset)
                 {
                     // The leader no longer has the records we need next (retention moved
                     // its log start past our end while we were away): no truncation can

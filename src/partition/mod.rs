@@ -333,18 +333,20 @@ impl Partition {
     }
 
     /// A follower's fetch (Kafka's replica fetch): records `replica`'s log end (its fetch
-    /// offset), which may move the high watermark, then reads up to the log end, not the
-    /// high watermark. `None` when `replica` is not one of this partition's followers.
+    /// offset), which may move the high watermark, and its log start (-1: not reported),
+    /// which may complete a DeleteRecords, then reads up to the log end, not the high
+    /// watermark. `None` when `replica` is not one of this partition's followers.
     pub async fn read_for_follower(
         &self,
         replica: i32,
         fetch_offset: i64,
+        replica_log_start: i64,
         max_bytes: u32,
         now_ms: i64,
     ) -> Option<Result<FetchSlice, StorageError>> {
         let set = self.replicas.as_ref()?;
         let written = self.log.written_end_offset();
-        if !set.record_fetch(replica, fetch_offset, written, now_ms) {
+        if !set.record_fetch(replica, fetch_offset, replica_log_start, written, now_ms) {
             return None;
         }
         let high_watermark = self.high_watermark();
@@ -441,6 +443,15 @@ impl Partition {
         let log_start = self.log.delete_records(target).await?;
         self.log.trim_aborted_transactions();
         Ok(log_start)
+    }
+
+    /// Kafka's low watermark: the smallest log start over this log and the followers on
+    /// live brokers (`alive`). One replica: this log's start.
+    pub fn low_watermark(&self, alive: impl Fn(i32) -> bool) -> i64 {
+        match &self.replicas {
+            None => self.log_start_offset(),
+            Some(set) => set.low_watermark(self.log_start_offset(), alive),
+        }
     }
 
     /// The idempotent producers this partition knows (DescribeProducers).

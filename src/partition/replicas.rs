@@ -17,6 +17,9 @@ struct FollowerProgress {
     id: i32,
     /// Its fetch offset: everything below is in its log. -1 until it first fetches.
     log_end_offset: i64,
+    /// The log start its fetches report (Fetch v5+): DeleteRecords waits for it. -1 until
+    /// it first reports one (Kafka's unknown offset, which holds the low watermark down).
+    log_start_offset: i64,
     /// Last time (ms) it held everything the leader had (`replica.lag.time.max.ms`).
     caught_up_ms: i64,
     /// The leader's log end and the time at its previous fetch: a fetch from at least that
@@ -36,6 +39,9 @@ pub struct ReplicaSet {
     high_watermark: Cell<i64>,
     /// Fires when the high watermark moves (long polls and acks=all waits listen).
     moved: Rc<Event>,
+    /// Fires when a follower's log start moves, the replicas change or the leader is
+    /// deposed (DeleteRecords waits listen: Kafka's DelayedDeleteRecords).
+    starts_moved: Rc<Event>,
     /// A newer leader epoch took the partition from this node: no wait may complete.
     deposed: Cell<bool>,
 }
@@ -57,6 +63,7 @@ impl ReplicaSet {
                     .map(|&id| FollowerProgress {
                         id,
                         log_end_offset: -1,
+                        log_start_offset: -1,
                         caught_up_ms: now_ms,
                         previous_fetch_leader_end: i64::MAX,
                         previous_fetch_ms: now_ms,
@@ -73,6 +80,7 @@ impl ReplicaSet {
             min_insync_replicas: Cell::new(min_insync_replicas.max(1)),
             high_watermark: Cell::new(high_watermark),
             moved: Rc::new(Event::default()),
+            starts_moved: Rc::new(Event::default()),
             deposed: Cell::new(false),
         }
     }
@@ -82,6 +90,7 @@ impl ReplicaSet {
     pub fn depose(&self) {
         self.deposed.set(true);
         self.moved.notify();
+        self.starts_moved.notify();
     }
 
     pub fn deposed(&self) -> bool {
@@ -126,14 +135,27 @@ impl ReplicaSet {
     }
 
     /// A follower fetched from `fetch_offset` (so holds everything below it) at `now_ms`,
-    /// with the leader's log written up to `leader_end`. Wakes the waiters when the high
-    /// watermark moved. Returns false for a broker that is not a follower of this partition.
-    pub fn record_fetch(&self, id: i32, fetch_offset: i64, leader_end: i64, now_ms: i64) -> bool {
+    /// with its own log starting at `log_start_offset` (-1: not reported, before Fetch v5)
+    /// and the leader's log written up to `leader_end`. Wakes the waiters when the high
+    /// watermark or the follower's log start moved. Returns false for a broker that is not
+    /// a follower of this partition.
+    pub fn record_fetch(
+        &self,
+        id: i32,
+        fetch_offset: i64,
+        log_start_offset: i64,
+        leader_end: i64,
+        now_ms: i64,
+    ) -> bool {
         {
             let mut followers = self.followers.borrow_mut();
             let Some(f) = followers.iter_mut().find(|f| f.id == id) else {
                 return false;
             };
+            if f.log_start_offset != log_start_offset {
+                f.log_start_offset = log_start_offset;
+                self.starts_moved.notify();
+            }
             f.log_end_offset = fetch_offset.min(leader_end);
             if fetch_offset >= leader_end {
                 f.caught_up_ms = now_ms;
@@ -162,6 +184,7 @@ impl ReplicaSet {
                     current.push(FollowerProgress {
                         id,
                         log_end_offset: -1,
+                        log_start_offset: -1,
                         caught_up_ms: now_ms,
                         previous_fetch_leader_end: i64::MAX,
                         previous_fetch_ms: now_ms,
@@ -173,6 +196,7 @@ impl ReplicaSet {
             .borrow_mut()
             .retain(|id| followers.contains(id));
         self.moved.notify();
+        self.starts_moved.notify();
     }
 
     /// The followers in the ISR (the metadata log applied an AlterPartition): wakes the
@@ -216,6 +240,26 @@ impl ReplicaSet {
     pub fn wait_moved(&self) -> impl std::future::Future<Output = ()> + 'static {
         self.moved.listen()
     }
+
+    /// Kafka's low watermark (`lowWatermarkIfLeader`): the smallest log start over the
+    /// leader's own (`leader_start`) and its followers' on live brokers (`alive`), a
+    /// follower that never reported one counting as -1. DeleteRecords is done when it
+    /// reaches the requested offset: the deleted records are gone from every live copy,
+    /// so no replica elected later serves them again.
+    pub fn low_watermark(&self, leader_start: i64, alive: impl Fn(i32) -> bool) -> i64 {
+        self.followers
+            .borrow()
+            .iter()
+            .filter(|f| alive(f.id))
+            .map(|f| f.log_start_offset)
+            .fold(leader_start, i64::min)
+    }
+
+    /// Completes at the next move of a follower's log start, a change of the replicas or
+    /// the leader's deposal (owns its state: may be raced).
+    pub fn wait_starts_moved(&self) -> impl std::future::Future<Output = ()> + 'static {
+        self.starts_moved.listen()
+    }
 }
 
 #[cfg(test)]
@@ -226,43 +270,43 @@ mod tests {
     fn the_high_watermark_is_the_lowest_log_end_in_sync_and_never_moves_back() {
         let set = ReplicaSet::new(&[2, 3], &[2, 3], 2, 0, 0);
         assert_eq!(set.high_watermark(10), 0);
-        assert!(set.record_fetch(2, 6, 10, 1));
+        assert!(set.record_fetch(2, 6, 0, 10, 1));
         assert_eq!(set.high_watermark(10), 0, "follower 3 has nothing yet");
-        assert!(set.record_fetch(3, 4, 10, 1));
+        assert!(set.record_fetch(3, 4, 0, 10, 1));
         assert_eq!(set.high_watermark(10), 4);
-        assert!(set.record_fetch(3, 10, 10, 2));
+        assert!(set.record_fetch(3, 10, 0, 10, 2));
         assert_eq!(set.high_watermark(10), 6);
         // A fetch from an older offset (a follower that truncated) never lowers it.
-        assert!(set.record_fetch(2, 3, 10, 3));
+        assert!(set.record_fetch(2, 3, 0, 10, 3));
         assert_eq!(set.high_watermark(10), 6);
-        assert!(!set.record_fetch(9, 10, 10, 3), "not a replica");
+        assert!(!set.record_fetch(9, 10, 0, 10, 3), "not a replica");
         assert_eq!(set.in_sync_count(), 3);
     }
 
     #[test]
     fn a_follower_lagging_too_long_leaves_the_isr_and_comes_back_once_caught_up() {
         let set = ReplicaSet::new(&[2, 3], &[2, 3], 2, 0, 0);
-        set.record_fetch(2, 10, 10, 100);
-        set.record_fetch(3, 10, 10, 100);
+        set.record_fetch(2, 10, 0, 10, 100);
+        set.record_fetch(3, 10, 0, 10, 100);
         assert_eq!(set.wanted_isr(1, 10, 200, 1_000), None);
         // Under steady appends follower 2 never reaches the moving end but keeps up with
         // where it was at its previous fetch: still caught up. Follower 3 stopped.
-        set.record_fetch(2, 15, 20, 600);
-        set.record_fetch(2, 20, 30, 1_100);
-        set.record_fetch(2, 30, 40, 1_600);
+        set.record_fetch(2, 15, 0, 20, 600);
+        set.record_fetch(2, 20, 0, 30, 1_100);
+        set.record_fetch(2, 30, 0, 40, 1_600);
         assert_eq!(set.wanted_isr(1, 40, 1_700, 1_000), Some(vec![1, 2]));
         set.set_in_sync(&[2]);
         assert_eq!(set.in_sync_count(), 2);
         assert_eq!(set.high_watermark(40), 30, "the ISR without 3 moves it");
         // 3 comes back, reaches the high watermark: it rejoins.
-        set.record_fetch(3, 40, 40, 1_800);
+        set.record_fetch(3, 40, 0, 40, 1_800);
         assert_eq!(set.wanted_isr(1, 40, 1_800, 1_000), Some(vec![1, 2, 3]));
     }
 
     #[test]
     fn a_replica_added_by_a_reassignment_joins_the_isr_only_once_caught_up() {
         let set = ReplicaSet::new(&[2], &[2], 1, 10, 0);
-        set.record_fetch(2, 10, 10, 100);
+        set.record_fetch(2, 10, 0, 10, 100);
         set.set_followers(&[2, 3], 100);
         assert!(set.has_follower(3));
         assert_eq!(
@@ -271,13 +315,49 @@ mod tests {
             "3 has fetched nothing"
         );
         assert_eq!(set.high_watermark(10), 10, "3 is out of the ISR: no effect");
-        set.record_fetch(3, 4, 10, 200);
+        set.record_fetch(3, 4, 0, 10, 200);
         assert_eq!(set.wanted_isr(1, 10, 200, 1_000), None, "3 is behind");
-        set.record_fetch(3, 10, 10, 300);
+        set.record_fetch(3, 10, 0, 10, 300);
         assert_eq!(set.wanted_isr(1, 10, 300, 1_000), Some(vec![1, 2, 3]));
         set.set_in_sync(&[2, 3]);
         set.set_followers(&[3], 400);
         assert!(!set.has_follower(2));
         assert_eq!(set.in_sync_count(), 2, "2 left the ISR with the replicas");
+    }
+    #[test]
+    fn the_low_watermark_is_the_lowest_log_start_over_live_replicas() {
+        let set = ReplicaSet::new(&[2, 3], &[2, 3], 2, 0, 0);
+        assert_eq!(
+            set.low_watermark(5, |_| true),
+            -1,
+            "no follower has reported yet"
+        );
+        set.record_fetch(2, 10, 5, 10, 1);
+        set.record_fetch(3, 10, 0, 10, 1);
+        assert_eq!(
+            set.low_watermark(5, |_| true),
+            0,
+            "3 still holds offsets 0..5"
+        );
+        assert_eq!(
+            set.low_watermark(5, |id| id != 3),
+            5,
+            "a dead broker does not count"
+        );
+        let moved = set.wait_starts_moved();
+        set.record_fetch(3, 10, 5, 10, 2);
+        futures_util::FutureExt::now_or_never(moved).expect("a moved log start wakes waiters");
+        assert_eq!(set.low_watermark(5, |_| true), 5);
+        assert_eq!(
+            set.low_watermark(3, |_| true),
+            3,
+            "never above the leader's own start"
+        );
+        let unchanged = set.wait_starts_moved();
+        set.record_fetch(3, 11, 5, 11, 3);
+        assert!(
+            futures_util::FutureExt::now_or_never(unchanged).is_none(),
+            "the same log start again wakes nobody"
+        );
     }
 }

@@ -22,6 +22,9 @@ pub struct WantedPartition {
     pub topic_id: uuid::Uuid,
     pub partition: i32,
     pub fetch_offset: i64,
+    /// The fetcher's own log start: a follower reports it (Fetch v5+) so the leader knows
+    /// when a DeleteRecords has reached every replica; -1 from consumers and older fetches.
+    pub log_start_offset: i64,
     pub max_bytes: i32,
     /// The leader epoch the fetcher believes in (-1: not checked; fenced as Kafka does).
     pub current_leader_epoch: i32,
@@ -49,6 +52,7 @@ pub struct SessionPlan {
 #[derive(Clone, Copy)]
 struct SessionPartition {
     fetch_offset: i64,
+    log_start_offset: i64,
     current_leader_epoch: i32,
     max_bytes: i32,
     /// What we last told the client, to decide whether the partition changed.
@@ -60,6 +64,7 @@ impl SessionPartition {
     fn new(want: &WantedPartition) -> SessionPartition {
         SessionPartition {
             fetch_offset: want.fetch_offset,
+            log_start_offset: want.log_start_offset,
             current_leader_epoch: want.current_leader_epoch,
             max_bytes: want.max_bytes,
             last_high_watermark: -1,
@@ -161,6 +166,7 @@ impl FetchSessions {
                 .entry((w.topic.clone(), w.partition))
                 .or_insert(SessionPartition::new(w));
             entry.fetch_offset = w.fetch_offset;
+            entry.log_start_offset = w.log_start_offset;
             entry.current_leader_epoch = w.current_leader_epoch;
             entry.max_bytes = w.max_bytes;
         }
@@ -183,6 +189,7 @@ impl FetchSessions {
                     topic_id,
                     partition: *partition,
                     fetch_offset: sp.fetch_offset,
+                    log_start_offset: sp.log_start_offset,
                     max_bytes: sp.max_bytes,
                     current_leader_epoch: sp.current_leader_epoch,
                 }

@@ -149,6 +149,7 @@ async fn apply_item(shard: &Rc<Shard>, item: ReplicaItem) -> ReplicaPosition {
 fn end_of(partition: &crate::partition::Partition) -> ReplicaEnd {
     ReplicaEnd {
         log_end_offset: partition.log_end_offset(),
+        log_start_offset: partition.log_start_offset(),
         latest_epoch: partition.latest_cached_epoch(),
     }
 }

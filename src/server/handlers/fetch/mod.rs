@@ -143,6 +143,7 @@ fn plan(ctx: &RequestContext<'_>, request: &FetchRequest) -> Result<SessionPlan,
                 topic_id: id,
                 partition: p.partition,
                 fetch_offset: p.fetch_offset,
+                log_start_offset: p.log_start_offset,
                 max_bytes: p.partition_max_bytes,
                 current_leader_epoch: p.current_leader_epoch,
             })

@@ -74,6 +74,7 @@ pub(super) async fn read_all(
         let owner = w.owner;
         let topic = w.topic.clone();
         let (partition, offset) = (w.partition, w.fetch_offset);
+        let replica_log_start = w.log_start_offset;
         let current_epoch = w.current_leader_epoch;
         let limit = w.max_bytes.max(0) as u32;
         async move {
@@ -90,7 +91,12 @@ pub(super) async fn read_all(
                     }
                     match replica {
                         Some(replica) => {
-                            read_for_follower(&s, &topic, partition, offset, limit, replica).await
+                            let follower = Follower {
+                                id: replica,
+                                log_start_offset: replica_log_start,
+                            };
+                            read_for_follower(&s, &topic, partition, offset, limit, follower)
+                                .await
                         }
                         None => read_local(&s, &topic, partition, offset, limit, isolation).await,
                     }
@@ -150,6 +156,12 @@ fn led_partition(
     }
 }
 
+/// The replica a follower's fetch comes from, and the log start it reported.
+struct Follower {
+    id: i32,
+    log_start_offset: i64,
+}
+
 /// A follower's fetch on the leader: records its progress and reads up to the log end.
 async fn read_for_follower(
     shard: &Rc<Shard>,
@@ -157,7 +169,7 @@ async fn read_for_follower(
     partition: i32,
     offset: i64,
     max_bytes: u32,
-    replica: i32,
+    follower: Follower,
 ) -> PartitionRead {
     let p = match led_partition(shard, topic, partition) {
         Ok(p) => p,
@@ -165,7 +177,13 @@ async fn read_for_follower(
     };
     let progress = p.fetch_progress(true);
     let read = p
-        .read_for_follower(replica, offset, max_bytes, crate::shard::now_ms())
+        .read_for_follower(
+            follower.id,
+            offset,
+            follower.log_start_offset,
+            max_bytes,
+            crate::shard::now_ms(),
+        )
         .await;
     match read {
         // Not one of this partition's replicas (or it has none here): Kafka's answer.
