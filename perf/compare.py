@@ -29,6 +29,9 @@ SLUICE = ROOT / "target" / "release" / "sluice"
 # The Crabka 0.3.8 wrapper (perf/peers/crabka/), built by perf/compare.sh.
 CRABKA = pathlib.Path(os.environ.get(
     "CRABKA_BIN", ROOT / "perf" / "peers" / "crabka" / "target" / "release" / "crabka-peer"))
+# Broker names served by another Sluice binary (`--sluice-bin NAME=PATH`), e.g. the main
+# branch beside a change in one sitting; the bench client is always SLUICE.
+SLUICE_SERVERS = {"sluice": SLUICE}
 # How long a broker may take to accept connections after start.
 BROKER_START_TIMEOUT_S = 20
 # Extra time a bench run may take beyond its own duration before it is killed.
@@ -76,10 +79,10 @@ class Broker:
         self.port = free_port()
         self.data = None
         log = open(log_path, "wb")
-        if kind == "sluice":
+        if kind in SLUICE_SERVERS:
             self.data = tempfile.mkdtemp(prefix="sluice-perf-data-", dir=workdir)
             cmd = [
-                str(SLUICE), "serve", "--data-dir", self.data,
+                str(SLUICE_SERVERS[kind]), "serve", "--data-dir", self.data,
                 "--listen", f"127.0.0.1:{self.port}",
                 "--advertised-listener", f"127.0.0.1:{self.port}",
                 "--admin-listen", f"127.0.0.1:{free_port()}",
@@ -394,7 +397,15 @@ def main():
     ap.add_argument("--workdir", default=os.environ.get("TMPDIR", "/tmp"),
                     help="where broker data dirs go (same disk as the fio baseline)")
     ap.add_argument("--baseline", help="baseline.json from perf/baseline.sh to quote")
+    ap.add_argument("--sluice-bin", action="append", default=[], metavar="NAME=PATH",
+                    help="a broker NAME (for --brokers) served by the Sluice binary at PATH, "
+                         "e.g. main=/tmp/sluice-main to run two builds in one sitting")
     args = ap.parse_args()
+    for spec in args.sluice_bin:
+        name, sep, path = spec.partition("=")
+        if not sep or not name or not os.path.exists(path):
+            sys.exit(f"--sluice-bin {spec}: want NAME=PATH of an existing binary")
+        SLUICE_SERVERS[name] = pathlib.Path(path)
     if not SLUICE.exists():
         sys.exit(f"{SLUICE} missing: run `cargo build --release` (perf/compare.sh does)")
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
