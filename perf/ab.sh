@@ -13,7 +13,8 @@
 # directory on a chosen filesystem, so one binary can be A/B-tested on two (say ext4, XFS).
 #
 # Prints one line per run: MB/s, produce/fetch latency percentiles, broker CPU-s/GB, peak
-# RSS and the broker's minor page faults. Quote medians over rounds, not single runs.
+# RSS, the broker's minor page faults, the load average and the host's steal time.
+# Quote medians over rounds, not single runs.
 # The session-3 A/Bs (decisions 0001 addendum and 0004, mallopt, background seals) were
 # taken with this loop.
 set -euo pipefail
@@ -23,6 +24,12 @@ ROUNDS="${3:?usage: perf/ab.sh OLD_BIN NEW_BIN ROUNDS -- BENCH_ARGS...}"
 shift 3
 [[ "${1:-}" == "--" ]] && shift
 [[ $# -gt 0 ]] || { echo "perf/ab.sh: no bench arguments after --" >&2; exit 2; }
+
+# CPU time the host took from this VM's vCPUs (/proc/stat "steal", clock ticks): a run whose
+# delta is not near 0 had part of its tail taken by the host, whatever the broker did.
+steal_ticks() {
+  awk '/^cpu / { print $9; exit }' /proc/stat
+}
 
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
@@ -50,13 +57,17 @@ for round in $(seq 1 "$ROUNDS"); do
         { echo "round $round $side: preload failed: $(tail -1 "$WORK/preload.log")"; }
     fi
     faults_before="$(awk '{print $10}' "/proc/$pid/stat")"
+    steal_before="$(steal_ticks)"; load="$(cut -d' ' -f1 /proc/loadavg)"
     out="$("$bin" bench "$@" --bootstrap-server "127.0.0.1:$port" --broker-pid "$pid" 2>&1)" || true
     faults_after="$(awk '{print $10}' "/proc/$pid/stat")"
+    steal_after="$(steal_ticks)"
     kill "$pid"; wait "$pid" 2>/dev/null || true
     rm -rf "$data"
     rate="$(grep -oE '[0-9.]+ MB/s' <<<"$out" | head -1)"
     latency="$(grep -E '^latency' <<<"$out" | head -1 | sed 's/^latency ([a-z_]*) *//')"
     cpu="$(grep 'broker CPU' <<<"$out" | grep -oE '[0-9.]+ CPU-s/GB|peak RSS [0-9.]+ MB' | paste -sd' ')"
-    echo "round $round $side | $rate | $latency | $cpu | minor faults $((faults_after - faults_before))"
+    steal="$(awk -v a="$steal_before" -v b="$steal_after" -v hz="$(getconf CLK_TCK)" \
+      'BEGIN { printf "%.1f", (b - a) / hz }')"
+    echo "round $round $side | $rate | $latency | $cpu | minor faults $((faults_after - faults_before)) | load $load, host steal ${steal} s"
   done
 done

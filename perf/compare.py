@@ -29,6 +29,9 @@ SLUICE = ROOT / "target" / "release" / "sluice"
 # The Crabka 0.3.8 wrapper (perf/peers/crabka/), built by perf/compare.sh.
 CRABKA = pathlib.Path(os.environ.get(
     "CRABKA_BIN", ROOT / "perf" / "peers" / "crabka" / "target" / "release" / "crabka-peer"))
+# Broker names served by another Sluice binary (`--sluice-bin NAME=PATH`), e.g. the main
+# branch beside a change in one sitting; the bench client is always SLUICE.
+SLUICE_SERVERS = {"sluice": SLUICE}
 # How long a broker may take to accept connections after start.
 BROKER_START_TIMEOUT_S = 20
 # Extra time a bench run may take beyond its own duration before it is killed.
@@ -76,10 +79,10 @@ class Broker:
         self.port = free_port()
         self.data = None
         log = open(log_path, "wb")
-        if kind == "sluice":
+        if kind in SLUICE_SERVERS:
             self.data = tempfile.mkdtemp(prefix="sluice-perf-data-", dir=workdir)
             cmd = [
-                str(SLUICE), "serve", "--data-dir", self.data,
+                str(SLUICE_SERVERS[kind]), "serve", "--data-dir", self.data,
                 "--listen", f"127.0.0.1:{self.port}",
                 "--advertised-listener", f"127.0.0.1:{self.port}",
                 "--admin-listen", f"127.0.0.1:{free_port()}",
@@ -124,6 +127,24 @@ class Broker:
             shutil.rmtree(self.data, ignore_errors=True)
 
 
+def steal_seconds():
+    """CPU time the host took from this VM's vCPUs so far (/proc/stat "steal", all CPUs), or
+    None where it is not reported. A run's delta says how much of its tail was the host's."""
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()
+        return int(fields[8]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def load_average():
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return None
+
+
 def flags(table):
     out = []
     for key, value in table.items():
@@ -161,8 +182,12 @@ def run_one(scenario, broker_kind, tansu, outdir, workdir):
                 return result
         hdr = outdir / f"{name}.{broker_kind}.hlog"
         extra = ["--json", "--broker-pid", str(broker.proc.pid), "--hdr-log", str(hdr)]
+        steal_before, result["load_average"] = steal_seconds(), load_average()
         cmd, res = run_bench(scenario["mode"], broker.bootstrap, topic, scenario["bench"], extra,
                              BENCH_TIMEOUT_S)
+        steal_after = steal_seconds()
+        if steal_before is not None and steal_after is not None:
+            result["steal_s"] = steal_after - steal_before
         result["cmd"] = cmd
         try:
             result["report"] = json.loads(res.stdout)
@@ -200,6 +225,8 @@ def row(result):
         "harness_cpu_per_gb": r.get("harness_cpu_s_per_gb"),
         "peak_rss_mb": b.get("peak_rss_mb"),
         "error": result.get("error"),
+        "load_average": result.get("load_average"),
+        "steal_s": result.get("steal_s"),
     }
 
 
@@ -243,8 +270,8 @@ def median_table(results):
 def table(results, baseline):
     lines = [
         "| scenario | broker | records/s | MB/s | latency | p50 ms | p99 ms | p99.9 ms "
-        "| broker CPU-s/GB | harness CPU-s/GB | broker peak RSS MB |",
-        "|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|",
+        "| broker CPU-s/GB | harness CPU-s/GB | broker peak RSS MB | load | host steal s |",
+        "|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     by_scenario = {}
     for res in results:
@@ -258,7 +285,8 @@ def table(results, baseline):
                 f"| {name} | {res['broker']}{err} | {fmt(x['records_per_s'], 0)} | "
                 f"{fmt(x['mb_per_s'], 1)} | {x['latency_kind']} | {fmt(x['p50'], 3)} | "
                 f"{fmt(x['p99'], 3)} | {fmt(x['p999'], 3)} | {fmt(x['broker_cpu_per_gb'], 3)} | "
-                f"{fmt(x['harness_cpu_per_gb'], 3)} | {fmt(x['peak_rss_mb'], 1)} |"
+                f"{fmt(x['harness_cpu_per_gb'], 3)} | {fmt(x['peak_rss_mb'], 1)} | "
+                f"{fmt(x['load_average'], 1)} | {fmt(x['steal_s'], 1)} |"
             )
     out = "\n".join(lines) + "\n" + median_table(results)
     for name, by_broker in medians(results).items():
@@ -394,7 +422,15 @@ def main():
     ap.add_argument("--workdir", default=os.environ.get("TMPDIR", "/tmp"),
                     help="where broker data dirs go (same disk as the fio baseline)")
     ap.add_argument("--baseline", help="baseline.json from perf/baseline.sh to quote")
+    ap.add_argument("--sluice-bin", action="append", default=[], metavar="NAME=PATH",
+                    help="a broker NAME (for --brokers) served by the Sluice binary at PATH, "
+                         "e.g. main=/tmp/sluice-main to run two builds in one sitting")
     args = ap.parse_args()
+    for spec in args.sluice_bin:
+        name, sep, path = spec.partition("=")
+        if not sep or not name or not os.path.exists(path):
+            sys.exit(f"--sluice-bin {spec}: want NAME=PATH of an existing binary")
+        SLUICE_SERVERS[name] = pathlib.Path(path)
     if not SLUICE.exists():
         sys.exit(f"{SLUICE} missing: run `cargo build --release` (perf/compare.sh does)")
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")

@@ -5,7 +5,8 @@
 //! cross-shard hop per request (a message to the owner, answers back, and the thread
 //! wake-ups of both): measured at about 2 broker CPU-s per GB produced on top of 2.6 for a
 //! single-partition acks=1 producer. When a connection's recent produce and fetch requests
-//! all went to one other shard, it moves there (`connection::serve_requests`).
+//! all went to one other shard, it moves there (`connection::serve_requests`): at once
+//! while everything it ever asked for was on that shard, else after a streak.
 
 /// Consecutive produce/fetch requests, all for partitions of one other shard, after which
 /// the connection moves to that shard. High enough that a client cycling over partitions of
@@ -14,6 +15,15 @@
 /// costs one drain of the connection's pipeline, so this also bounds moves to one per
 /// this many requests.
 pub const MOVE_AFTER_REQUESTS: u32 = 32;
+/// Requests after which a connection whose every produce/fetch so far went to one other
+/// shard moves there: its traffic has named no other shard yet, so nothing is lost by
+/// moving at once. A single-partition consumer fetching 1 MiB at a time took 32 ms of
+/// cross-shard fetches before moving at `MOVE_AFTER_REQUESTS`, each waking two shard
+/// threads where one would do; on a loaded box each wake-up can wait a scheduler slice,
+/// which made those fetches the run's tail (perf/RESULTS.md, "Issue 22, session 16").
+/// Once the connection has moved or named a second shard, `MOVE_AFTER_REQUESTS` applies.
+pub const FIRST_MOVE_AFTER_REQUESTS: u32 = 1;
+const _: () = assert!(FIRST_MOVE_AFTER_REQUESTS <= MOVE_AFTER_REQUESTS);
 
 #[derive(Debug, Default)]
 pub struct ShardAffinity {
@@ -22,6 +32,9 @@ pub struct ShardAffinity {
     streak: u32,
     /// Set when a move was refused (the target was full): stay put from then on.
     pinned: bool,
+    /// The connection's traffic has named more than one shard (or moved it once): a move
+    /// then needs `MOVE_AFTER_REQUESTS`, not `FIRST_MOVE_AFTER_REQUESTS`.
+    settled: bool,
 }
 
 impl ShardAffinity {
@@ -34,6 +47,7 @@ impl ShardAffinity {
                 Some(s) if s != owner => {
                     self.candidate = None;
                     self.streak = 0;
+                    self.settled = true;
                     return;
                 }
                 Some(_) => {}
@@ -44,6 +58,8 @@ impl ShardAffinity {
         if self.candidate == Some(owner) {
             self.streak = self.streak.saturating_add(1);
         } else {
+            // A second shard named (the first observation only names one).
+            self.settled |= self.candidate.is_some();
             self.candidate = Some(owner);
             self.streak = 1;
         }
@@ -51,18 +67,28 @@ impl ShardAffinity {
 
     /// The shard this connection should move to, if not `here`.
     pub fn move_target(&self, here: usize) -> Option<usize> {
+        let needed = if self.settled {
+            MOVE_AFTER_REQUESTS
+        } else {
+            FIRST_MOVE_AFTER_REQUESTS
+        };
         match self.candidate {
-            Some(owner) if owner != here && !self.pinned && self.streak >= MOVE_AFTER_REQUESTS => {
-                Some(owner)
-            }
+            Some(owner) if owner != here && !self.pinned && self.streak >= needed => Some(owner),
             _ => None,
         }
+    }
+
+    /// Notes that the connection is moving to the target `move_target` named: from now on
+    /// a move needs the full streak.
+    pub fn moving(&mut self) {
+        self.settled = true;
     }
 
     /// Forgets the streak (after a move) and, if the move was refused, stops trying.
     pub fn reset(&mut self, refused: bool) {
         self.candidate = None;
         self.streak = 0;
+        self.settled = true;
         self.pinned |= refused;
     }
 }
@@ -72,8 +98,32 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_connection_that_named_one_shard_only_moves_at_once() {
+        let mut a = ShardAffinity::default();
+        a.observe([]);
+        assert_eq!(a.move_target(0), None, "an empty request names no shard");
+        a.observe([1, 1]);
+        assert_eq!(a.move_target(0), Some(1), "one request named only shard 1");
+        assert_eq!(a.move_target(1), None, "already on the owner");
+        // After the move, traffic turning to the other shard needs the full streak.
+        a.moving();
+        a.observe([0]);
+        assert_eq!(a.move_target(1), None);
+    }
+
+    #[test]
+    fn a_first_request_naming_two_shards_settles_the_connection() {
+        let mut a = ShardAffinity::default();
+        a.observe([0, 1]);
+        a.observe([1]);
+        assert_eq!(a.move_target(0), None);
+    }
+
+    #[test]
     fn moves_only_after_a_streak_on_one_other_shard() {
         let mut a = ShardAffinity::default();
+        // Traffic on this shard first: the connection has named two shards by the streak.
+        a.observe([0]);
         for _ in 0..MOVE_AFTER_REQUESTS - 1 {
             a.observe([1]);
         }
@@ -107,9 +157,8 @@ mod tests {
     #[test]
     fn a_refused_move_pins_the_connection() {
         let mut a = ShardAffinity::default();
-        for _ in 0..MOVE_AFTER_REQUESTS {
-            a.observe([1]);
-        }
+        a.observe([1]);
+        assert_eq!(a.move_target(0), Some(1));
         a.reset(true);
         for _ in 0..MOVE_AFTER_REQUESTS * 2 {
             a.observe([1]);

@@ -305,12 +305,14 @@ async fn serve_requests(
         {
             break;
         }
+        let target = state.borrow().affinity.move_target(shard.id);
         if moving_to.is_none()
-            && let Some(target) = state.borrow().affinity.move_target(shard.id)
+            && let Some(target) = target
         {
             // The reader stops at the next frame boundary; what it read before is still
             // served here, in order, and the channel then closes.
             moving_to = Some(target);
+            state.borrow_mut().affinity.moving();
             pause.set(true);
         }
     }
