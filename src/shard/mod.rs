@@ -166,6 +166,35 @@ impl Shard {
         !cluster.caught_up(applied)
     }
 
+    /// The partition this shard leads and serves, or the Kafka error a client request for
+    /// it answers: KAFKA_STORAGE_ERROR when offline; NOT_LEADER_OR_FOLLOWER when metadata
+    /// knows it but it is not led here (cluster mode: another broker leads it, or this one
+    /// only follows it; or its creation is still in flight), so the client looks the leader
+    /// up again; UNKNOWN_TOPIC_OR_PARTITION otherwise.
+    pub fn led_partition(
+        &self,
+        topic: &str,
+        partition: i32,
+    ) -> Result<Rc<crate::partition::Partition>, kafka_protocol::ResponseError> {
+        use kafka_protocol::ResponseError;
+        match self.partitions.get(topic, partition) {
+            Lookup::Online(p) => Ok(p),
+            Lookup::Offline(_) => Err(ResponseError::KafkaStorageError),
+            Lookup::Missing => {
+                let exists = self
+                    .metadata
+                    .load()
+                    .topic(topic)
+                    .is_some_and(|t| partition >= 0 && partition < t.partitions);
+                Err(if exists {
+                    ResponseError::NotLeaderOrFollower
+                } else {
+                    ResponseError::UnknownTopicOrPartition
+                })
+            }
+        }
+    }
+
     pub fn owner_of_partition(&self, topic: &str, partition: i32) -> usize {
         placement::shard_for_partition(topic, partition, self.count())
     }

@@ -12,7 +12,7 @@ use crate::partition::Partition;
 use crate::server::access::permitted;
 use crate::server::authorization::ResourceType;
 use crate::server::context::RequestContext;
-use crate::shard::{Lookup, Shard};
+use crate::shard::Shard;
 use futures_util::FutureExt;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::delete_records_response::{
@@ -79,24 +79,9 @@ async fn delete_on_owner(
     offset: i64,
     wait: Duration,
 ) -> (i16, i64) {
-    let p = match shard.partitions.get(topic, partition) {
-        Lookup::Online(p) => p,
-        Lookup::Offline(_) => return (ResponseError::KafkaStorageError.code(), -1),
-        // Known to metadata but not led here (cluster mode: another broker leads it, or
-        // this one only follows it): the client looks the leader up again.
-        Lookup::Missing => {
-            let exists = shard
-                .metadata
-                .load()
-                .topic(topic)
-                .is_some_and(|t| partition >= 0 && partition < t.partitions);
-            let code = if exists {
-                ResponseError::NotLeaderOrFollower
-            } else {
-                ResponseError::UnknownTopicOrPartition
-            };
-            return (code.code(), -1);
-        }
+    let p = match shard.led_partition(topic, partition) {
+        Ok(p) => p,
+        Err(e) => return (e.code(), -1),
     };
     // The partition resolves -1 to its high watermark and refuses offsets past it
     // (OFFSET_OUT_OF_RANGE).

@@ -6,7 +6,7 @@ use crate::server::access::permitted;
 use crate::server::authorization::ResourceType;
 use crate::server::cluster_view;
 use crate::server::context::RequestContext;
-use crate::shard::{Lookup, Shard};
+use crate::shard::Shard;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
@@ -26,23 +26,9 @@ async fn lookup_local(
     target: i64,
     isolation: Isolation,
 ) -> (i16, i64, i64) {
-    let p = match shard.partitions.get(topic, partition) {
-        Lookup::Online(p) => p,
-        Lookup::Offline(_) => return (ResponseError::KafkaStorageError.code(), -1, -1),
-        // Known to metadata but not served here: another broker leads it (cluster mode).
-        Lookup::Missing => {
-            let exists = shard
-                .metadata
-                .load()
-                .topic(topic)
-                .is_some_and(|t| partition >= 0 && partition < t.partitions);
-            let code = if exists {
-                ResponseError::NotLeaderOrFollower
-            } else {
-                ResponseError::UnknownTopicOrPartition
-            };
-            return (code.code(), -1, -1);
-        }
+    let p = match shard.led_partition(topic, partition) {
+        Ok(p) => p,
+        Err(e) => return (e.code(), -1, -1),
     };
     match target {
         LATEST => match isolation {

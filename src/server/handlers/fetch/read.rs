@@ -3,7 +3,7 @@
 
 use crate::partition::Isolation;
 use crate::server::fetch_sessions::{Answered, WantedPartition};
-use crate::shard::{Lookup, Shard};
+use crate::shard::Shard;
 use crate::storage::FileRegion;
 use kafka_protocol::ResponseError;
 use std::rc::Rc;
@@ -138,22 +138,9 @@ fn led_partition(
     topic: &str,
     partition: i32,
 ) -> Result<Rc<crate::partition::Partition>, PartitionRead> {
-    match shard.partitions.get(topic, partition) {
-        Lookup::Online(p) => Ok(p),
-        Lookup::Offline(_) => Err(PartitionRead::error(ResponseError::KafkaStorageError.code())),
-        Lookup::Missing => {
-            let exists = shard
-                .metadata
-                .load()
-                .topic(topic)
-                .is_some_and(|t| partition >= 0 && partition < t.partitions);
-            Err(PartitionRead::error(if exists {
-                ResponseError::NotLeaderOrFollower.code()
-            } else {
-                ResponseError::UnknownTopicOrPartition.code()
-            }))
-        }
-    }
+    shard
+        .led_partition(topic, partition)
+        .map_err(|e| PartitionRead::error(e.code()))
 }
 
 /// The replica a follower's fetch comes from, and the log start it reported.
