@@ -33,11 +33,13 @@ pub const SMALL_REQUEST_ALLOWANCE_BYTES: usize = 64 * 1024;
 
 /// A connection on its way to another shard, taken at a frame boundary with nothing in
 /// flight: the socket (a duplicate descriptor, so the old shard's ring can close its own),
-/// the bytes of the next size prefix already read, and the connection state.
+/// the bytes of the next size prefix already read, the connection state, and on SSL and
+/// SASL_SSL listeners the TLS session (its keys and what it has buffered).
 pub struct Handover {
     pub socket: socket2::Socket,
     pub prefix: Vec<u8>,
     pub state: ConnectionState,
+    pub tls: Option<transport::TlsHandover>,
 }
 
 /// Serves a connection `listener` accepted; `tls` is the listener's TLS context (SSL and
@@ -100,11 +102,9 @@ async fn secure(
         Ok(session)
     });
     match secured {
-        Ok(session) => {
-            // The session's keys live in this shard's memory: the connection stays here.
-            state.affinity.reset(true);
-            Some(Transport::Tls(session))
-        }
+        // The connection may move to the shard owning its partitions like a plaintext one:
+        // the session goes with it (`transport::TlsHandover`).
+        Ok(session) => Some(Transport::Tls(session)),
         Err(why) => {
             tracing::debug!(shard = shard.id, %why, "closing connection: TLS");
             let _ = socket2::SockRef::from(&closer).shutdown(std::net::Shutdown::Both);
@@ -114,9 +114,24 @@ async fn secure(
 }
 
 /// Serves a connection another shard handed over (see `affinity`).
-pub async fn resume(shard: Rc<Shard>, stream: TcpStream, prefix: Vec<u8>, state: ConnectionState) {
+pub async fn resume(
+    shard: Rc<Shard>,
+    stream: TcpStream,
+    prefix: Vec<u8>,
+    state: ConnectionState,
+    tls: Option<transport::TlsHandover>,
+) {
     shard.metrics.connection_moved_in();
-    serve(shard, Transport::Plain(stream), prefix, state).await;
+    serve(shard, transport_for(stream, tls), prefix, state).await;
+}
+
+/// The byte stream over a socket a connection moved with: its TLS session resumed when it
+/// came with one.
+fn transport_for(stream: TcpStream, tls: Option<transport::TlsHandover>) -> Transport {
+    match tls {
+        None => Transport::Plain(stream),
+        Some(tls) => Transport::Tls(transport::TlsSession::resume(stream, tls)),
+    }
 }
 
 async fn serve(
@@ -129,6 +144,11 @@ async fn serve(
         let (target, handover) = match serve_requests(&shard, stream, prefix, state).await {
             Ended::Closed => break,
             Ended::Moving { target, handover } => (target, handover),
+            Ended::Staying(stay) => {
+                (stream, prefix, state) = (stay.stream, stay.prefix, stay.state);
+                state.affinity.reset(true);
+                continue;
+            }
         };
         let moved = shard
             .invoke_on(target, move |owner| async move {
@@ -143,7 +163,7 @@ async fn serve(
         };
         // The target was full: keep serving here, and stop trying to move.
         match TcpStream::from_std(back.socket.into()) {
-            Ok(s) => stream = Transport::Plain(s),
+            Ok(s) => stream = transport_for(s, back.tls),
             Err(e) => {
                 tracing::warn!(shard = shard.id, error = %e, "could not take a connection back; closing it");
                 break;
@@ -164,6 +184,16 @@ enum Ended {
         target: usize,
         handover: Box<Handover>,
     },
+    /// Paused for a move that cannot be made (the TLS session was not quiet): every
+    /// request read so far is answered, and the connection goes on here.
+    Staying(Box<Staying>),
+}
+
+/// A paused connection that stays on its shard.
+struct Staying {
+    stream: Transport,
+    prefix: Vec<u8>,
+    state: ConnectionState,
 }
 
 /// How the reader stopped.
@@ -266,6 +296,8 @@ async fn serve_requests(
         limits,
     ));
     let closer = stream.socket().clone();
+    // Handed over if the connection moves (the reader and writer have finished by then).
+    let tls_session = stream.tls_session();
     // The writer drops `writer_gone` when it stops (a closing answer, a failed write).
     // (Fused by `fuse()`, not by the receiver itself: a receiver whose sender was dropped
     // reports itself terminated and `select!` would never see it complete.)
@@ -323,7 +355,14 @@ async fn serve_requests(
         Some(_) if drained && !shard.shutting_down.get() => reader.await.ok(),
         _ => None,
     };
-    end_or_hand_over(shard, closer, moving_to, reader_exit, state.into_inner())
+    end_or_hand_over(
+        shard,
+        closer,
+        tls_session,
+        moving_to,
+        reader_exit,
+        state.into_inner(),
+    )
 }
 
 /// Dispatches one request read off the socket: its reply, with the timings and the memory
@@ -356,10 +395,12 @@ async fn serve_one(
 }
 
 /// The connection's end once its answers are written: handed to `moving_to` when the reader
-/// paused at a frame boundary for the move, else shut down.
+/// paused at a frame boundary for the move, else shut down. A TLS session that is not quiet
+/// (rustls still has ciphertext to send) stays here instead.
 fn end_or_hand_over(
     shard: &Rc<Shard>,
     closer: TcpStream,
+    tls_session: Option<Rc<transport::TlsSession>>,
     moving_to: Option<usize>,
     reader_exit: Option<ReaderExit>,
     state: ConnectionState,
@@ -367,6 +408,17 @@ fn end_or_hand_over(
     if let Some(target) = moving_to
         && let Some(ReaderExit::Paused { prefix }) = reader_exit
     {
+        let tls = match tls_session.map(transport::TlsSession::into_handover) {
+            None => None,
+            Some(Ok(tls)) => Some(tls),
+            Some(Err(session)) => {
+                return Ended::Staying(Box::new(Staying {
+                    stream: Transport::Tls(session),
+                    prefix,
+                    state,
+                }));
+            }
+        };
         match socket2::SockRef::from(&closer).try_clone() {
             Ok(socket) => {
                 return Ended::Moving {
@@ -375,6 +427,7 @@ fn end_or_hand_over(
                         socket,
                         prefix,
                         state,
+                        tls,
                     }),
                 };
             }

@@ -89,6 +89,7 @@ pub fn adopt(
         socket,
         prefix,
         state,
+        tls,
     } = handover;
     let stream = match compio::net::TcpStream::from_std(socket.into()) {
         Ok(stream) => stream,
@@ -97,7 +98,7 @@ pub fn adopt(
             return Ok(());
         }
     };
-    spawn_connection(connection::resume(shard, stream, prefix, state));
+    spawn_connection(connection::resume(shard, stream, prefix, state, tls));
     Ok(())
 }
 

@@ -8,8 +8,12 @@
 //! (alerts, KeyUpdate answers) never interleave with an answer's. Fetched file regions are
 //! read into memory and encrypted here: the copy kernel TLS would avoid (`security::tls`).
 //!
+//! A session moves with its connection to the shard owning the connection's partitions
+//! (`TlsHandover`, decision 0004), taken only at a frame boundary with nothing in flight.
+//!
 //! Owns: the handshake (bounded in time by `connection`, in memory by rustls's own limits and
-//! the fixed buffers here) and the record I/O. Must not: know requests or frames.
+//! the fixed buffers here), the record I/O and the session's handover. Must not: know
+//! requests or frames.
 
 use crate::security::tls::TlsContext;
 use crate::security::{Principal, ssl_principal};
@@ -57,6 +61,14 @@ impl Transport {
         }
     }
 
+    /// The TLS session over the socket, if any (shared with this stream's clones).
+    pub fn tls_session(&self) -> Option<Rc<TlsSession>> {
+        match self {
+            Transport::Plain(_) => None,
+            Transport::Tls(session) => Some(session.clone()),
+        }
+    }
+
     /// Reads what is available into `buf`'s spare capacity (0: the peer closed).
     pub async fn append(&mut self, buf: Vec<u8>) -> BufResult<usize, Vec<u8>> {
         match self {
@@ -76,6 +88,21 @@ struct Inbound {
     plaintext: usize,
     /// The peer sent close_notify.
     peer_closed: bool,
+}
+
+/// A TLS session on its way to another shard with its connection (decision 0004): the
+/// rustls state (keys, sequence numbers, plaintext and partial records it holds) and the
+/// ciphertext received but not yet given to it. Taken only when the session is quiet: the
+/// reader paused at a frame boundary and the writer sent every answer.
+pub struct TlsHandover {
+    conn: ServerConnection,
+    /// Unfed ciphertext, at most `TLS_READ_BUFFER_BYTES`.
+    cipher: Vec<u8>,
+    plaintext: usize,
+    peer_closed: bool,
+    /// The session's empty send and file buffers, reused rather than allocated again.
+    outbound: Vec<u8>,
+    file_buffer: Vec<u8>,
 }
 
 /// One rustls server session over a TCP socket.
@@ -102,18 +129,19 @@ pub async fn handshake(
 ) -> std::io::Result<Rc<TlsSession>> {
     let mut conn = ServerConnection::new(config).map_err(invalid)?;
     conn.set_buffer_limit(Some(TLS_SEND_BUFFER_BYTES));
-    let session = Rc::new(TlsSession {
+    let inbound = Inbound {
+        cipher: Vec::with_capacity(TLS_READ_BUFFER_BYTES),
+        fed: 0,
+        plaintext: 0,
+        peer_closed: false,
+    };
+    let session = TlsSession::over(
         socket,
-        conn: RefCell::new(conn),
-        inbound: RefCell::new(Inbound {
-            cipher: Vec::with_capacity(TLS_READ_BUFFER_BYTES),
-            fed: 0,
-            plaintext: 0,
-            peer_closed: false,
-        }),
-        outbound: futures_util::lock::Mutex::new(Vec::with_capacity(TLS_SEND_BUFFER_BYTES)),
-        file_buffer: RefCell::new(Vec::new()),
-    });
+        conn,
+        inbound,
+        Vec::with_capacity(TLS_SEND_BUFFER_BYTES),
+        Vec::new(),
+    );
     while session.conn.borrow().is_handshaking() {
         if !session.receive().await? {
             return Err(std::io::ErrorKind::UnexpectedEof.into());
@@ -139,6 +167,71 @@ pub fn certificate_principal(
 }
 
 impl TlsSession {
+    fn over(
+        socket: TcpStream,
+        conn: ServerConnection,
+        inbound: Inbound,
+        outbound: Vec<u8>,
+        file_buffer: Vec<u8>,
+    ) -> Rc<TlsSession> {
+        Rc::new(TlsSession {
+            socket,
+            conn: RefCell::new(conn),
+            inbound: RefCell::new(inbound),
+            outbound: futures_util::lock::Mutex::new(outbound),
+            file_buffer: RefCell::new(file_buffer),
+        })
+    }
+
+    /// The session's state for another shard, leaving the socket behind (the caller hands
+    /// over a duplicate). Given back when something still shares the session or rustls has
+    /// ciphertext not sent yet: the connection stays here then.
+    pub fn into_handover(session: Rc<TlsSession>) -> Result<TlsHandover, Rc<TlsSession>> {
+        if session.conn.borrow().wants_write() {
+            return Err(session);
+        }
+        let session = Rc::try_unwrap(session)?;
+        let conn = session.conn.into_inner();
+        let Inbound {
+            mut cipher,
+            fed,
+            plaintext,
+            peer_closed,
+        } = session.inbound.into_inner();
+        cipher.drain(..fed.min(cipher.len()));
+        let mut outbound = session.outbound.into_inner();
+        outbound.clear();
+        Ok(TlsHandover {
+            conn,
+            cipher,
+            plaintext,
+            peer_closed,
+            outbound,
+            file_buffer: session.file_buffer.into_inner(),
+        })
+    }
+
+    /// Resumes a session another shard handed over, on `socket` (its duplicate here).
+    pub fn resume(socket: TcpStream, handover: TlsHandover) -> Rc<TlsSession> {
+        let TlsHandover {
+            conn,
+            mut cipher,
+            plaintext,
+            peer_closed,
+            mut outbound,
+            file_buffer,
+        } = handover;
+        outbound.reserve(TLS_SEND_BUFFER_BYTES.saturating_sub(outbound.len()));
+        cipher.reserve(TLS_READ_BUFFER_BYTES.saturating_sub(cipher.len()));
+        let inbound = Inbound {
+            cipher,
+            fed: 0,
+            plaintext,
+            peer_closed,
+        };
+        TlsSession::over(socket, conn, inbound, outbound, file_buffer)
+    }
+
     /// Gives rustls the next ciphertext (buffered bytes first, else one receive) and sends
     /// what it answers. `false` when the peer closed the socket.
     async fn receive(&self) -> std::io::Result<bool> {
