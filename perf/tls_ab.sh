@@ -8,8 +8,11 @@
 #     perf/tls_ab.sh SLUICE_BIN 3 -- consume --topic ab --records 300000
 #
 # AB_PRELOAD runs (unmeasured, over PLAINTEXT) before each measured run. Prints one line per
-# run: MB/s, latency, broker CPU-s/GB and peak RSS. On this kernel TLS is the copy path
-# (no tls ULP): see sluice_tls_ktls_unavailable.
+# run: MB/s, latency, broker CPU-s/GB, peak RSS, and where the broker's work went: each
+# shard's busy seconds (`sluice_shard_busy_seconds_total`, shard 0 / shard 1 ...) and the
+# connections that moved to their partitions' shard (`sluice_connections_moved_total`). A run
+# whose busy time is split over two shards served its connection across shards (decision
+# 0004). On this kernel TLS is the copy path (no tls ULP): see sluice_tls_ktls_unavailable.
 set -euo pipefail
 BIN="${1:?usage: perf/tls_ab.sh SLUICE_BIN ROUNDS -- BENCH_ARGS...}"
 ROUNDS="${2:?usage: perf/tls_ab.sh SLUICE_BIN ROUNDS -- BENCH_ARGS...}"
@@ -59,11 +62,16 @@ TOML
     [[ $side == tls ]] && target=(--bootstrap-server "127.0.0.1:$ssl" \
       --security-protocol SSL --ssl-ca-location "$WORK/ca.pem")
     out="$("$BIN" bench "$@" "${target[@]}" --broker-pid "$pid" 2>&1)" || true
+    # Shard metrics are snapshots refreshed every few seconds: let one refresh pass.
+    sleep 3
+    metrics="$(curl -s "http://127.0.0.1:$admin/metrics" || true)"
     kill "$pid"; wait "$pid" 2>/dev/null || true
+    busy="$(grep -E '^sluice_shard_busy_seconds_total\{' <<<"$metrics" | awk '{printf "%s%.1f", sep, $2; sep=" / "}')"
+    moved="$(grep -E '^sluice_connections_moved_total\{' <<<"$metrics" | awk '{n += $2} END {print n + 0}')"
     rate="$(grep -oE '[0-9.]+ MB/s' <<<"$out" | head -1)"
     latency="$(grep -E '^latency' <<<"$out" | head -1 | sed 's/^latency ([a-z_]*) *//')"
     cpu="$(grep 'broker CPU' <<<"$out" | grep -oE '[0-9.]+ CPU-s/GB|peak RSS [0-9.]+ MB' | paste -sd' ')"
     [[ -n "$rate" ]] || rate="failed: $(tail -1 <<<"$out")"
-    echo "round $round $side | $rate | $latency | $cpu"
+    echo "round $round $side | $rate | $latency | $cpu | busy s by shard $busy | moved $moved"
   done
 done
