@@ -66,8 +66,8 @@ TOML
     sleep 3
     metrics="$(curl -s "http://127.0.0.1:$admin/metrics" || true)"
     kill "$pid"; wait "$pid" 2>/dev/null || true
-    busy="$(grep -E '^sluice_shard_busy_seconds_total\{' <<<"$metrics" | awk '{printf "%s%.1f", sep, $2; sep=" / "}')"
-    moved="$(grep -E '^sluice_connections_moved_total\{' <<<"$metrics" | awk '{n += $2} END {print n + 0}')"
+    busy="$(grep -E '^sluice_shard_busy_seconds_total\{' <<<"$metrics" | awk '{printf "%s%.1f", sep, $2; sep=" / "}' || true)"
+    moved="$(grep -E '^sluice_connections_moved_total\{' <<<"$metrics" | awk '{n += $2} END {print n + 0}' || true)"
     rate="$(grep -oE '[0-9.]+ MB/s' <<<"$out" | head -1)"
     latency="$(grep -E '^latency' <<<"$out" | head -1 | sed 's/^latency ([a-z_]*) *//')"
     cpu="$(grep 'broker CPU' <<<"$out" | grep -oE '[0-9.]+ CPU-s/GB|peak RSS [0-9.]+ MB' | paste -sd' ')"
