@@ -49,7 +49,10 @@ def free_port():
 
 def context_switches(pid):
     """Voluntary + involuntary context switches of every thread of a process: a follower's
-    per-round wake-ups (receive, hand-offs, write completions), which its CPU time hides."""
+    per-round wake-ups (receive, hand-offs, write completions), which its CPU time hides.
+    Threads that exit between two readings take their counts with them (io-wq workers exit
+    when idle), so a difference can come out low or negative; `perf/cluster_profile.py
+    --switches` counts every switch on the box instead."""
     total = 0
     for status in pathlib.Path(f"/proc/{pid}/task").glob("*/status"):
         try:

@@ -6,15 +6,22 @@ those are the two followers' replica fetches), so a CPU figure can be put per ro
 
 Usage: perf/cluster_profile.py [--sluice target/release/sluice] [--seconds 12]
                                [--out /tmp/repl] [--no-perf] [--config node.toml]
+                               [--switches]
 Writes OUT-leader.data and OUT-follower.data (read them with `perf report -i FILE
 --no-children --sort comm,symbol`) and prints one line: MB/s, p99, CPU-s/GB of the leader and
 the followers, replica fetches per MB per follower and KiB per fetch, load average.
+With --switches (instead of the CPU profiles) it records every `sched:sched_switch` on the
+box over the same window and prints, for the leader and each follower, the switches out per
+replica fetch round by thread (the shard thread, io_uring's io-wq workers `iou-wrk-*`, the
+blocking pool) and kind (S: the thread went to sleep, a wake-up follows; R: preempted).
 """
 
 import argparse
+import collections
 import json
 import os
 import pathlib
+import re
 import subprocess
 import tempfile
 import time
@@ -47,6 +54,8 @@ def main():
     ap.add_argument("--out", default=str(pathlib.Path(tempfile.gettempdir()) / "repl"))
     ap.add_argument("--no-perf", action="store_true", help="only the counts, no perf record")
     ap.add_argument("--config", help="a TOML file every node's `sluice serve` reads")
+    ap.add_argument("--switches", action="store_true",
+                    help="count context switches per round by thread instead of profiling")
     args = ap.parse_args()
     if args.seconds <= PERF_START_DELAY_S + 2:
         ap.error(f"--seconds must be above {PERF_START_DELAY_S + 2}")
@@ -65,7 +74,17 @@ def main():
             "--record-size", "1024", "--batch-size", "16384", "--max-in-flight", "5",
             "--acks", "all", "--duration", f"{args.seconds}s"], stdout=subprocess.PIPE, text=True)
         recorders = []
-        if not args.no_perf:
+        window_s = args.seconds - PERF_START_DELAY_S - 2
+        if args.switches:
+            time.sleep(PERF_START_DELAY_S)
+            fetches_at_window = fetch_requests(cluster.admin[leader - 1])
+            recorders.append(subprocess.Popen([
+                "perf", "record", "-e", "sched:sched_switch", "-a",
+                "-o", f"{args.out}-switches.data", "--", "sleep", str(window_s)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            time.sleep(window_s)
+            fetches_in_window = fetch_requests(cluster.admin[leader - 1]) - fetches_at_window
+        elif not args.no_perf:
             time.sleep(PERF_START_DELAY_S)
             for node, name in ((followers[0], "follower"), (leader, "leader")):
                 recorders.append(subprocess.Popen([
@@ -88,8 +107,44 @@ def main():
               + f"; {per_follower / (gb * 1e3):.1f} replica fetches per MB per follower, "
               f"{gb * 1e9 / max(per_follower, 1) / 1024:.1f} KiB per fetch; "
               f"load average {os.getloadavg()[0]:.2f}")
+        if args.switches:
+            roles = {cluster.pid_of_node(leader): "leader"}
+            for i, n in enumerate(followers):
+                roles[cluster.pid_of_node(n)] = f"follower{i + 1}"
+            print_switches(f"{args.out}-switches.data", roles,
+                           fetches_in_window / len(followers))
     finally:
         cluster.stop()
+
+
+def thread_kind(comm):
+    """The shard thread, an io-wq worker, or another (blocking pool, tokio, ...)."""
+    if comm.startswith("iou-wrk"):
+        return "io-wq"
+    if comm.startswith("iou-sqp"):
+        return "sqpoll"
+    return comm
+
+
+def print_switches(data, roles, rounds):
+    """Switches out of each node's threads per replica fetch round (one follower's fetch)."""
+    script = subprocess.run(
+        ["perf", "script", "-i", data, "-F", "pid,tid,comm,trace"],
+        capture_output=True, text=True, check=True).stdout
+    counts = collections.Counter()
+    switch = re.compile(r"(\d+)/\d+\s+prev_comm=(.*?) prev_pid=\d+ prev_prio=\d+ prev_state=(\S)")
+    for line in script.splitlines():
+        m = switch.search(line)
+        if m is None or int(m.group(1)) not in roles:
+            continue
+        counts[(roles[int(m.group(1))], thread_kind(m.group(2)), m.group(3))] += 1
+    print(f"context switches out per replica round ({rounds:.0f} rounds per follower in the window):")
+    for role in sorted(set(r for r, _, _ in counts)):
+        items = sorted(((k, s, c) for (r, k, s), c in counts.items() if r == role),
+                       key=lambda x: -x[2])
+        total = sum(c for _, _, c in items)
+        parts = ", ".join(f"{k} {s} {c / rounds:.2f}" for k, s, c in items)
+        print(f"  {role}: {total / rounds:.2f} ({parts})")
 
 
 if __name__ == "__main__":

@@ -162,6 +162,11 @@ pub const DEFAULT_WRITE_INLINE_MAX_BYTES: u32 = 0;
 /// The largest `write_inline_max_bytes` accepted: a blocking write stalls every partition of
 /// the shard, so a big run must not be written inline.
 pub const WRITE_INLINE_MAX_BYTES_LIMIT: u32 = 1024 * 1024;
+/// `[log] replica_write_inline_max_bytes` default: a follower's append of a fetched round up
+/// to 128 KiB (one or two produce batches at a time in the steady state; a catching-up
+/// follower's 1 MiB rounds stay on io_uring) is written on the shard's thread (decision
+/// 0012, session 17).
+pub const DEFAULT_REPLICA_WRITE_INLINE_MAX_BYTES: u32 = 128 * 1024;
 /// `[log] flush_syncfs_min_partitions` default: a shard's background-flush tick with at
 /// least this many partitions due syncs the data directory's filesystem once (`syncfs`)
 /// instead of fdatasyncing each partition (decision 0020).
@@ -233,6 +238,12 @@ pub struct LogConfig {
     /// instead of io_uring (which ext4 hands to a worker thread); 0 writes everything
     /// through io_uring. The fsync path is the same either way.
     pub write_inline_max_bytes: u32,
+    /// `[log] replica_write_inline_max_bytes` (broker-wide, not a topic config): the same
+    /// for a follower's appends of the records its leader sent, whatever
+    /// `write_inline_max_bytes` is: a follower sends its next fetch only once the round is
+    /// written, so an io-wq worker's write there is a wake-up of the worker and one of the
+    /// shard in every round, with nothing for the shard to do meanwhile. 0: through io_uring.
+    pub replica_write_inline_max_bytes: u32,
     /// `[log] flush_syncfs_min_partitions` (broker-wide, not a topic config): when a
     /// shard's maintenance tick finds at least this many partitions with a background flush
     /// due, one `syncfs(2)` of the data directory's filesystem makes all of them durable
@@ -286,6 +297,7 @@ impl Default for LogConfig {
             delivery_delay_ms: 0,
             delivery_delay_max_ms: DEFAULT_DELIVERY_DELAY_MAX_MS,
             write_inline_max_bytes: DEFAULT_WRITE_INLINE_MAX_BYTES,
+            replica_write_inline_max_bytes: DEFAULT_REPLICA_WRITE_INLINE_MAX_BYTES,
             flush_syncfs_min_partitions: DEFAULT_FLUSH_SYNCFS_MIN_PARTITIONS,
             stored_only: BTreeMap::new(),
         }
@@ -486,6 +498,13 @@ impl LogConfig {
                 format!("Value must be at most {WRITE_INLINE_MAX_BYTES_LIMIT}"),
             ));
         }
+        if self.replica_write_inline_max_bytes > WRITE_INLINE_MAX_BYTES_LIMIT {
+            return Err(invalid(
+                "replica_write_inline_max_bytes",
+                &self.replica_write_inline_max_bytes.to_string(),
+                format!("Value must be at most {WRITE_INLINE_MAX_BYTES_LIMIT}"),
+            ));
+        }
         if self.flush_syncfs_min_partitions > FLUSH_SYNCFS_MIN_PARTITIONS_LIMIT {
             return Err(invalid(
                 "flush_syncfs_min_partitions",
@@ -593,5 +612,26 @@ mod tests {
         );
         let parsed: LogConfig = toml::from_str("flush_syncfs_min_partitions = 0").unwrap();
         assert_eq!(parsed.flush_syncfs_min_partitions, 0);
+    }
+
+    #[test]
+    fn replica_write_inline_max_bytes_is_bounded_and_on_by_default() {
+        assert_eq!(
+            LogConfig::default().replica_write_inline_max_bytes,
+            DEFAULT_REPLICA_WRITE_INLINE_MAX_BYTES
+        );
+        let mut cfg = LogConfig {
+            replica_write_inline_max_bytes: WRITE_INLINE_MAX_BYTES_LIMIT,
+            ..LogConfig::default()
+        };
+        assert_eq!(cfg.validate(), Ok(()));
+        cfg.replica_write_inline_max_bytes = WRITE_INLINE_MAX_BYTES_LIMIT + 1;
+        let err = cfg.validate().unwrap_err();
+        assert!(
+            err.to_string().contains("replica_write_inline_max_bytes"),
+            "{err}"
+        );
+        let parsed: LogConfig = toml::from_str("replica_write_inline_max_bytes = 0").unwrap();
+        assert_eq!(parsed.replica_write_inline_max_bytes, 0);
     }
 }

@@ -27,6 +27,17 @@ pub(super) async fn write_chunks(
     socket_flags: Option<libc::c_int>,
     chunks: Vec<Chunk>,
 ) -> std::io::Result<()> {
+    // An answer in several pieces (a fetch: its head, the record regions, its tail) leaves
+    // as one push. Sent piece by piece, each piece was a segment of its own that woke the
+    // peer: a replica fetcher waiting for its answer woke for the head, then the records,
+    // then the tail (decision 0012, session 17). Corking only holds back a partial segment
+    // until the last piece is queued (uncorking pushes it); full segments go out as they
+    // fill. Without the option (it cannot fail on a TCP socket) the pieces go as before.
+    let _corked = if chunks.len() > 1 {
+        Corked::set(std::os::fd::AsRawFd::as_raw_fd(stream)).ok()
+    } else {
+        None
+    };
     for chunk in chunks {
         match chunk {
             Chunk::Inline(bytes) => write_all(stream, bytes).await?,
@@ -47,6 +58,44 @@ pub(super) async fn write_chunks(
                 }
             }
         }
+    }
+    Ok(())
+}
+
+/// TCP_CORK on a socket for as long as this lives; dropping it uncorks, which pushes what
+/// is queued, on every path out of the answer (an error closes the connection anyway).
+struct Corked {
+    fd: std::os::fd::RawFd,
+}
+
+impl Corked {
+    fn set(fd: std::os::fd::RawFd) -> std::io::Result<Self> {
+        set_cork(fd, 1)?;
+        Ok(Corked { fd })
+    }
+}
+
+impl Drop for Corked {
+    fn drop(&mut self) {
+        // A failure leaves the tail to the kernel's cork timeout (200 ms): slower, never
+        // lost or reordered.
+        let _ = set_cork(self.fd, 0);
+    }
+}
+
+fn set_cork(fd: std::os::fd::RawFd, on: libc::c_int) -> std::io::Result<()> {
+    // SAFETY: setsockopt on a descriptor the caller owns, reading one c_int from this frame.
+    let r = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_CORK,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error());
     }
     Ok(())
 }
@@ -352,6 +401,88 @@ mod tests {
         if let Some(uring) = send_regions_on(IoDriver::IoUring, &file, &regions) {
             assert!(uring == want, "io_uring driver bytes differ");
         }
+    }
+
+    /// Data segments a TCP socket has sent (TCP_INFO).
+    fn data_segments_sent(fd: std::os::fd::RawFd) -> u32 {
+        // SAFETY: tcp_info is plain old data; getsockopt writes at most `len` bytes into it.
+        let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+        // SAFETY: getsockopt on a socket the test owns, into `info` of `len` bytes.
+        let r = unsafe {
+            libc::getsockopt(
+                fd,
+                libc::IPPROTO_TCP,
+                libc::TCP_INFO,
+                (&mut info as *mut libc::tcp_info).cast(),
+                &mut len,
+            )
+        };
+        assert_eq!(r, 0, "TCP_INFO: {}", std::io::Error::last_os_error());
+        info.tcpi_data_segs_out
+    }
+
+    /// A fetch answer's head, record region and tail, sent as `write_chunks` sends them
+    /// (ring send, sendfile, ring send) on a TCP_NODELAY socket: one data segment while
+    /// `Corked` lives, where each piece was a segment (a wake-up of the peer) of its own.
+    #[test]
+    fn a_corked_answer_in_pieces_leaves_as_one_segment() {
+        use crate::shard::io_driver::IoDriver;
+        use std::io::{Read, Write};
+        let dir = tempfile::tempdir().unwrap();
+        let mut file = std::fs::File::create(dir.path().join("segment.log")).unwrap();
+        file.write_all(&[7u8; 8192]).unwrap();
+        let file = std::fs::File::open(dir.path().join("segment.log")).unwrap();
+        let region = crate::storage::FileRegion {
+            fd: Arc::new(std::os::fd::OwnedFd::from(file)),
+            path: std::sync::Arc::from(std::path::Path::new("segment.log")),
+            position: 100,
+            len: 4000,
+        };
+        let Ok(runtime) = crate::shard::io_driver::build_runtime(IoDriver::IoUring, 64, 0)
+            .or_else(|_| crate::shard::io_driver::build_runtime(IoDriver::Polling, 64, 0))
+        else {
+            panic!("no runtime");
+        };
+        let mut segments = Vec::new();
+        for corked in [false, true] {
+            let region = region.clone();
+            let (sent, received) = runtime.block_on(async move {
+                let listener = compio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                let addr = listener.local_addr().unwrap();
+                let reader = std::thread::spawn(move || {
+                    let mut peer = std::net::TcpStream::connect(addr).unwrap();
+                    let mut got = Vec::new();
+                    peer.read_to_end(&mut got).unwrap();
+                    got.len()
+                });
+                let (mut stream, _) = listener.accept().await.unwrap();
+                stream.set_nodelay(true).unwrap();
+                let flags = socket_status_flags(&stream).unwrap();
+                let fd = stream.as_raw_fd();
+                let before = data_segments_sent(fd);
+                {
+                    let _corked = corked.then(|| Corked::set(fd).unwrap());
+                    write_all(&mut stream, bytes::Bytes::from_static(&[1u8; 90]))
+                        .await
+                        .unwrap();
+                    send_cached_region(&stream, flags, &region).await.unwrap();
+                    write_all(&mut stream, bytes::Bytes::from_static(&[2u8; 12]))
+                        .await
+                        .unwrap();
+                }
+                let sent = data_segments_sent(fd) - before;
+                drop(stream);
+                (sent, reader.join().unwrap())
+            });
+            assert_eq!(received, 90 + 4000 + 12);
+            segments.push(sent);
+        }
+        assert_eq!(segments[1], 1, "corked: one segment ({segments:?})");
+        assert!(
+            segments[0] >= 2,
+            "uncorked: a segment per piece ({segments:?})"
+        );
     }
 
     #[test]

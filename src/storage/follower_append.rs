@@ -124,7 +124,7 @@ impl PartitionLog {
         self.flush
             .unflushed_records
             .set(self.flush.unflushed_records.get() + range.record_count);
-        self.enqueue_write(segment, position, batches, range.end_offset, false);
+        self.enqueue_write(segment, position, batches, range.end_offset, false, true);
         drop(guard);
         self.ensure_writer();
         if epochs_changed {

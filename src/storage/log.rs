@@ -380,7 +380,14 @@ impl PartitionLog {
         self.flush
             .unflushed_records
             .set(self.flush.unflushed_records.get() + shape.record_count);
-        self.enqueue_write(segment, position, batches, end_offset, settings.durable);
+        self.enqueue_write(
+            segment,
+            position,
+            batches,
+            end_offset,
+            settings.durable,
+            false,
+        );
         drop(guard);
         self.ensure_writer();
         on_dispatched();

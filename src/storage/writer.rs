@@ -36,6 +36,9 @@ pub(super) enum WriteItem {
         buf: BytesMut,
         /// One past the last offset in `buf`.
         end_offset: i64,
+        /// A follower's copy of its leader's records (`[log]
+        /// replica_write_inline_max_bytes` applies, not `write_inline_max_bytes`).
+        replicated: bool,
     },
     /// The segment was rolled: sync it, persist its indexes, the new segment's directory
     /// entry and the producer snapshot taken at the roll, alongside later writes.
@@ -89,6 +92,7 @@ impl PartitionLog {
         buf: BytesMut,
         end_offset: i64,
         durable: bool,
+        replicated: bool,
     ) {
         if durable {
             self.writer.durable_requested.set(end_offset);
@@ -98,6 +102,7 @@ impl PartitionLog {
             position,
             buf,
             end_offset,
+            replicated,
         });
     }
 
@@ -210,13 +215,22 @@ impl PartitionLog {
                     position,
                     buf,
                     end_offset,
+                    replicated,
                 } => {
                     let end_position = position + buf.len() as u64;
                     iov.push(buf);
                     let (end_position, end_offset) =
                         take_contiguous(&segment, end_position, end_offset, items, iov);
-                    self.write_run(&segment, position, end_position, end_offset, iov)
-                        .await?;
+                    let inline_max = self.inline_max_bytes(replicated);
+                    self.write_run(
+                        &segment,
+                        position,
+                        end_position,
+                        end_offset,
+                        iov,
+                        inline_max,
+                    )
+                    .await?;
                 }
                 WriteItem::Seal {
                     segment,
@@ -230,7 +244,19 @@ impl PartitionLog {
         Ok(())
     }
 
+    /// The largest run written inline: a follower's copy of its leader's records has its
+    /// own setting (`replica_write_inline_max_bytes`), client appends the broker's.
+    fn inline_max_bytes(&self, replicated: bool) -> u32 {
+        let config = self.config.borrow();
+        if replicated {
+            config.replica_write_inline_max_bytes
+        } else {
+            config.write_inline_max_bytes
+        }
+    }
+
     /// One writev of `iov` at `position`, then the written end moves to `end_offset`.
+    /// A run of at most `inline_max` bytes is written on this thread.
     async fn write_run(
         &self,
         segment: &Segment,
@@ -238,6 +264,7 @@ impl PartitionLog {
         end_position: u64,
         end_offset: i64,
         iov: &mut Vec<BytesMut>,
+        inline_max: u32,
     ) -> Result<(), StorageError> {
         assert_eq!(
             segment.visible_bytes.get(),
@@ -246,7 +273,6 @@ impl PartitionLog {
             segment.log_path.display()
         );
         let mut file = segment.files.log().await?;
-        let inline_max = self.config.borrow().write_inline_max_bytes;
         let r = if end_position - position <= u64::from(inline_max)
             && iov.len() <= INLINE_WRITE_MAX_IOVECS
         {

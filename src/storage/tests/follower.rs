@@ -16,12 +16,23 @@ async fn fetched(leader: &crate::storage::PartitionLog, offset: i64, max_bytes: 
     out
 }
 
+/// Both ways a follower's append reaches the file: inline on the shard's thread (the
+/// default, `replica_write_inline_max_bytes`) and through io_uring (0).
 #[compio::test]
 async fn a_follower_log_is_the_leaders_byte_for_byte() {
+    follower_copies_the_leader(small_config()).await;
+    follower_copies_the_leader(crate::config::LogConfig {
+        replica_write_inline_max_bytes: 0,
+        ..small_config()
+    })
+    .await;
+}
+
+async fn follower_copies_the_leader(follower_config: crate::config::LogConfig) {
     let leader_dir = tempfile::tempdir().unwrap();
     let follower_dir = tempfile::tempdir().unwrap();
     let leader = open(leader_dir.path(), small_config()).await.unwrap();
-    let follower = open(follower_dir.path(), small_config()).await.unwrap();
+    let follower = open(follower_dir.path(), follower_config).await.unwrap();
     let mut seq = 0;
     for i in 0..60 {
         let b = if i % 3 == 0 {
