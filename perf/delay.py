@@ -100,10 +100,11 @@ class Broker:
             self.proc.send_signal(signal.SIGTERM)
             self.proc.wait(timeout=60)
 
-    def rss_mb(self):
+    def rss_mb(self, field="VmRSS"):
+        """`field` of /proc/PID/status in MB: VmRSS now, VmHWM the peak since start."""
         with open(f"/proc/{self.proc.pid}/status") as f:
             for line in f:
-                if line.startswith("VmRSS:"):
+                if line.startswith(field + ":"):
                     return int(line.split()[1]) / 1024.0
         return None
 
@@ -314,6 +315,7 @@ def rss(args):
     time.sleep(2)
     pending = broker.metric("sluice_delayed_records_pending")
     after = broker.rss_mb()
+    peak = broker.rss_mb("VmHWM")
     broker.stop()
     started = time.time()
     broker.start()
@@ -327,7 +329,7 @@ def rss(args):
     return {
         "mode": "rss", "records": args.records, "acked": acked, "failed": failed,
         "produce_seconds": round(produce_s, 1), "pending": pending,
-        "rss_mb_empty": before, "rss_mb_pending": after,
+        "rss_mb_empty": before, "rss_mb_pending": after, "rss_mb_peak": peak,
         "rss_mb_after_restart": after_restart, "pending_after_restart": pending_restart,
         "restart_seconds": round(replay_s, 1), "delay_log_mb": int(du),
         "bytes_per_pending_record": round((after - before) * 1024 * 1024 / max(1, pending), 1),

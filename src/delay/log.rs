@@ -394,7 +394,8 @@ fn read_segment(path: &Path, from: u64, to: Option<u64>, buf: &mut Vec<u8>) -> i
 /// and fits the log, so only the frames written after its cut are read (a restart then reads
 /// ~24 bytes per pending record instead of every frame of the log); without one, or with one
 /// that does not fit (removed), the whole log is read.
-/// Memory beyond the caller's index: the checkpoint, a bit per `MIN_FRAME_BYTES` of each
+/// Memory beyond the caller's index: the checkpoint's keys and intents (its pending records
+/// are read from the file a chunk at a time), a bit per `MIN_FRAME_BYTES` of each
 /// retained segment for the delivered records and those in unfinished intents, and two
 /// segments' bytes, for the length of the call.
 pub fn replay(dir: &Path, pending: impl FnMut(FrameRef, i64, &str, i32)) -> io::Result<Replayed> {
@@ -499,13 +500,13 @@ pub(super) fn replay_from(
     }
     let mut live = vec![0u64; numbers.len()];
     if let Some(base) = base {
-        for e in &base.pending {
+        base.for_each_pending(|e| {
             // A record of a deleted segment was delivered.
             let Some(segment) = index_of(e.position) else {
-                continue;
+                return;
             };
             if delivered.contains(e.position) {
-                continue;
+                return;
             }
             live[segment] += 1;
             if !in_intent.contains(e.position)
@@ -517,7 +518,7 @@ pub(super) fn replay_from(
                 };
                 pending(frame, e.due_ms, topic, *partition);
             }
-        }
+        })?;
         // The records of the base's intents that are still unresolved are still needed
         // (their frames are before the cut, so the second pass below does not count them).
         for (&at, (_, intent)) in &intents {

@@ -111,48 +111,108 @@ fn sample_log() -> Log {
     log
 }
 
+/// Writes a checkpoint of these parts in `dir` through the streaming writer.
+fn write_parts(
+    dir: &Path,
+    cut: u64,
+    pending: &[Entry],
+    segments: &[(u64, u64)],
+    keys: &[(String, i32)],
+    intents: &[(FrameRef, Intent)],
+) {
+    let mut out = CheckpointWriter::create(dir, cut).unwrap();
+    for e in pending {
+        out.push(*e);
+    }
+    assert_eq!(
+        out.finish(segments, keys, intents).unwrap(),
+        pending.len() as u64
+    );
+}
+
+fn read_back(dir: &Path) -> Option<(Checkpoint, Vec<Entry>)> {
+    let file = File::open(dir.join(CHECKPOINT_FILE)).unwrap();
+    let ckpt = read_checked(file).unwrap()?;
+    let mut pending = Vec::new();
+    ckpt.for_each_pending(|e| pending.push(e)).unwrap();
+    Some((ckpt, pending))
+}
+
 #[test]
 fn a_checkpoint_round_trips_and_rejects_any_damage() {
-    let ckpt = Checkpoint {
-        cut: position(3, 99),
-        segments: vec![(2, 1000), (3, 99)],
-        keys: vec![("t".into(), 4), ("u".into(), 0)],
-        pending: vec![Entry {
-            position: position(2, 17),
+    let dir = tempfile::tempdir().unwrap();
+    let keys: Vec<(String, i32)> = vec![("t".into(), 4), ("u".into(), 0)];
+    // More entries than one read chunk, so the chunked reads and the CRC over chunks count.
+    let pending: Vec<Entry> = (0..ENTRIES_PER_CHUNK as u64 + 7)
+        .map(|i| Entry {
+            position: position(2, 17 + i * 40),
             len: 40,
-            key: 1,
-            due_ms: 12345,
-        }],
-        intents: vec![(
-            FrameRef {
-                position: position(3, 50),
-                len: 0,
-            },
-            Intent {
-                topic: "t".into(),
-                partition: 4,
-                base_sequence: 8,
-                records: vec![FrameRef {
-                    position: position(2, 0),
-                    len: 40,
-                }],
-            },
-        )],
-    };
-    let bytes = ckpt.encode();
-    let back = Checkpoint::decode(&bytes).unwrap();
-    assert_eq!(back.pending, ckpt.pending);
-    assert_eq!(back.keys, ckpt.keys);
-    assert_eq!(back.intents[0].1, ckpt.intents[0].1);
-    assert_eq!((back.cut, &back.segments), (ckpt.cut, &ckpt.segments));
+            key: (i % 2) as u32,
+            due_ms: 12345 + i as i64,
+        })
+        .collect();
+    let segments = vec![(2, 1000), (3, 99)];
+    let intents = vec![(
+        FrameRef {
+            position: position(3, 50),
+            len: 0,
+        },
+        Intent {
+            topic: "t".into(),
+            partition: 4,
+            base_sequence: 8,
+            records: vec![FrameRef {
+                position: position(2, 0),
+                len: 40,
+            }],
+        },
+    )];
+    write_parts(
+        dir.path(),
+        position(3, 99),
+        &pending,
+        &segments,
+        &keys,
+        &intents,
+    );
+    let (back, back_pending) = read_back(dir.path()).unwrap();
+    assert_eq!(back_pending, pending);
+    assert_eq!(back.pending_count, pending.len() as u64);
+    assert_eq!(back.keys, keys);
+    assert_eq!(back.intents[0].1, intents[0].1);
+    assert_eq!((back.cut, &back.segments), (position(3, 99), &segments));
+
+    // Every truncation and every flipped bit of a small one is refused.
+    write_parts(
+        dir.path(),
+        position(3, 99),
+        &pending[..3],
+        &segments,
+        &keys,
+        &intents,
+    );
+    let path = dir.path().join(CHECKPOINT_FILE);
+    let bytes = std::fs::read(&path).unwrap();
     for cut in 0..bytes.len() {
-        assert!(Checkpoint::decode(&bytes[..cut]).is_none(), "torn at {cut}");
+        std::fs::write(&path, &bytes[..cut]).unwrap();
+        assert!(read_back(dir.path()).is_none(), "torn at {cut}");
     }
     for at in 0..bytes.len() {
         let mut bad = bytes.clone();
         bad[at] ^= 0x10;
-        assert!(Checkpoint::decode(&bad).is_none(), "flipped at {at}");
+        std::fs::write(&path, &bad).unwrap();
+        assert!(read_back(dir.path()).is_none(), "flipped at {at}");
     }
+    // A checked file whose entries name a key it does not have is refused too.
+    write_parts(
+        dir.path(),
+        position(3, 99),
+        &pending[..3],
+        &segments,
+        &keys[..1],
+        &intents,
+    );
+    assert!(read_back(dir.path()).is_none());
 }
 
 #[test]
@@ -213,9 +273,15 @@ fn a_checkpoint_that_does_not_fit_the_log_is_removed_and_the_whole_log_replayed(
 
     // A cut past the end of its segment (the log lost its tail).
     take(dir, *log.ends.last().unwrap()).unwrap();
-    let mut ckpt = Checkpoint::decode(&std::fs::read(&path).unwrap()).unwrap();
-    ckpt.cut += 1000;
-    write(dir, &ckpt).unwrap();
+    let (ckpt, pending) = read_back(dir).unwrap();
+    write_parts(
+        dir,
+        ckpt.cut + 1000,
+        &pending,
+        &ckpt.segments,
+        &ckpt.keys,
+        &ckpt.intents,
+    );
     assert_eq!(replay_all(dir).0, whole.0);
     assert!(!path.exists());
 
