@@ -219,9 +219,34 @@ enum Flushed {
     Full,
 }
 
+/// A shard's inbox: delivers its mail in the order it arrived, one piece per turn of the
+/// shard's other tasks (a batch spawns at most `OUTBOX_MESSAGES_MAX` tasks, then everything
+/// else ready on the shard runs before the next batch), until every sender is gone.
+pub(super) async fn serve_inbox(shard: Rc<super::Shard>, inbox: flume::Receiver<ShardMail>) {
+    while let Ok(mail) = inbox.recv_async().await {
+        deliver(&shard, mail);
+        yield_now().await;
+    }
+}
+
+/// Lets every other ready task of the shard run once before this one continues.
+async fn yield_now() {
+    let mut yielded = false;
+    std::future::poll_fn(|cx| {
+        if yielded {
+            std::task::Poll::Ready(())
+        } else {
+            yielded = true;
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        }
+    })
+    .await
+}
+
 /// Runs one piece of mail on the receiving shard: tasks are spawned (in the order sent),
 /// completions run inline.
-pub(super) fn deliver(shard: &Rc<super::Shard>, mail: ShardMail) {
+fn deliver(shard: &Rc<super::Shard>, mail: ShardMail) {
     match mail {
         ShardMail::Task(task) => compio::runtime::spawn(task(shard.clone())).detach(),
         ShardMail::Batch(batch) => {

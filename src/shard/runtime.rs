@@ -443,14 +443,7 @@ async fn shard_main(start: ShardStart, outbox: Rc<Outbox>) {
     super::txn_state::replicate_if_clustered(&shard);
 
     // Serve cross-shard tasks from the start: recovery on other shards may already need us.
-    let inbox = start.receiver;
-    let inbox_shard = shard.clone();
-    compio::runtime::spawn(async move {
-        while let Ok(mail) = inbox.recv_async().await {
-            super::outbox::deliver(&inbox_shard, mail);
-        }
-    })
-    .detach();
+    compio::runtime::spawn(super::outbox::serve_inbox(shard.clone(), start.receiver)).detach();
 
     super::open::open_owned_partitions(&shard).await;
     let partitions_opened = began.elapsed();
