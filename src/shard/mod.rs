@@ -23,6 +23,7 @@ mod leader_balance;
 mod listeners;
 pub mod observe;
 mod open;
+pub mod outbox;
 pub mod placement;
 mod replica_throttle;
 mod replication;
@@ -40,6 +41,7 @@ pub mod txn_routes;
 mod txn_state;
 
 pub use open::{create_partition, open_partition, report_offline};
+pub use outbox::{ShardMail, ShardMessage};
 pub use runtime::{BrokerHandle, StartError, start_broker};
 pub use table::{Lookup, PartitionSlot, PartitionTable};
 
@@ -51,7 +53,8 @@ use std::future::Future;
 use std::rc::Rc;
 use std::sync::Arc;
 
-/// Cross-shard messages a shard may have queued before senders wait (backpressure).
+/// Mail (single tasks, or outbox batches of up to `outbox::OUTBOX_MESSAGES_MAX` messages)
+/// a shard may have queued before senders wait (backpressure).
 pub const SHARD_CHANNEL_CAPACITY: usize = 4096;
 
 /// A unit of work sent to another shard: runs there, with that shard's state.
@@ -67,7 +70,10 @@ pub struct Shard {
     /// The CPU this shard's thread is pinned to.
     pub core: usize,
     pub config: Arc<BrokerConfig>,
-    peers: Arc<[flume::Sender<ShardTask>]>,
+    peers: Arc<[flume::Sender<ShardMail>]>,
+    /// Cross-shard work and answers leave through here, one batch per target and loop
+    /// turn (decision 0023). Shared with the shard loop, which flushes it.
+    pub outbox: Rc<outbox::Outbox>,
     /// Read-only copy of cluster metadata (one writer: shard 0).
     pub metadata: MetadataView,
     /// Present on shard 0 only: the single writer of cluster metadata.
@@ -107,7 +113,8 @@ impl Shard {
     }
 
     /// Runs `work` on shard `target` and returns its result. On the same shard it runs
-    /// inline; otherwise the closure crosses by channel and the answer comes back by oneshot.
+    /// inline; otherwise the closure crosses in this shard's outbox batch to `target`, and
+    /// the answer comes back in `target`'s outbox batch to this shard, to a oneshot.
     pub async fn invoke_on<R, F, Fut>(
         self: &Rc<Self>,
         target: usize,
@@ -121,19 +128,57 @@ impl Shard {
         if target == self.id {
             return Ok(work(self.clone()).await);
         }
-        let sender = self.peers.get(target).ok_or(ShardGone(target))?;
+        let (task, reply) = self.remote_call(work);
+        self.outbox.send(target, task).await?;
+        reply.await.map_err(|_| ShardGone(target))
+    }
+
+    /// `invoke_on` for another shard whose outbox queue has room (`outbox.has_room`): the
+    /// work is queued now, behind everything queued for `target` before it and ahead of
+    /// everything after, and the returned future only waits for the result. Should the
+    /// queue be full after all (it cannot, on this thread, right after `has_room`), the
+    /// work is dropped and the result is `ShardGone`, never a wait out of order.
+    pub fn invoke_queued<R, F, Fut>(
+        self: &Rc<Self>,
+        target: usize,
+        work: F,
+    ) -> impl Future<Output = Result<R, ShardGone>> + 'static
+    where
+        F: FnOnce(Rc<Shard>) -> Fut + Send + 'static,
+        Fut: Future<Output = R> + 'static,
+        R: Send + 'static,
+    {
+        let (task, reply) = self.remote_call(work);
+        let queued = self.outbox.send_now(target, task);
+        async move {
+            queued?;
+            reply.await.map_err(|_| ShardGone(target))
+        }
+    }
+
+    /// `work` as a task for another shard, which sends its result back to this one in its
+    /// outbox; and the receiver of that result.
+    fn remote_call<R, F, Fut>(
+        self: &Rc<Self>,
+        work: F,
+    ) -> (ShardTask, futures_channel::oneshot::Receiver<R>)
+    where
+        F: FnOnce(Rc<Shard>) -> Fut + Send + 'static,
+        Fut: Future<Output = R> + 'static,
+        R: Send + 'static,
+    {
+        let source = self.id;
         let (reply_tx, reply_rx) = futures_channel::oneshot::channel();
-        let task: ShardTask = Box::new(move |shard| {
+        let task: ShardTask = Box::new(move |shard: Rc<Shard>| {
             Box::pin(async move {
-                let result = work(shard).await;
-                let _ = reply_tx.send(result);
+                let result = work(shard.clone()).await;
+                let reply = move || {
+                    let _ = reply_tx.send(result);
+                };
+                shard.outbox.complete(source, Box::new(reply));
             })
         });
-        sender
-            .send_async(task)
-            .await
-            .map_err(|_| ShardGone(target))?;
-        reply_rx.await.map_err(|_| ShardGone(target))
+        (task, reply_rx)
     }
 
     /// Runs `work` on every shard concurrently and collects the results in shard order.

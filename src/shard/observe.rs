@@ -2,7 +2,7 @@
 //! every shard (merged only when read), readiness, and the `/v1/status` document.
 //! Runs on the admin thread; never touches shard state directly.
 
-use super::{Shard, ShardTask};
+use super::{Shard, ShardMail, ShardTask};
 use crate::admin::console::api::{ConsoleError, ConsoleQuery, ConsoleWrite};
 use crate::admin::{ADMIN_COLLECT_TIMEOUT, AdminSource, ShardStatus, status_document};
 use crate::metrics::{BrokerInfo, ShardSnapshot, StorageHealth};
@@ -17,7 +17,7 @@ pub const CONSOLE_ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Each shard's channel, and the core it is pinned to.
 struct AttachedShards {
-    senders: Arc<[flume::Sender<ShardTask>]>,
+    senders: Arc<[flume::Sender<ShardMail>]>,
     cores: Vec<usize>,
     io_driver: &'static str,
 }
@@ -70,7 +70,7 @@ impl BrokerObserver {
             })
         });
         sender
-            .try_send(task)
+            .try_send(task.into())
             .map_err(|_| ConsoleError::Unavailable("shard 0 is busy or stopping".into()))?;
         rx.recv_timeout(CONSOLE_ANSWER_TIMEOUT).map_err(|_| {
             ConsoleError::Unavailable(format!(
@@ -83,7 +83,7 @@ impl BrokerObserver {
     /// Called once every shard has recovered and listens.
     pub fn attach(
         &self,
-        senders: Arc<[flume::Sender<ShardTask>]>,
+        senders: Arc<[flume::Sender<ShardMail>]>,
         cores: Vec<usize>,
         io_driver: &'static str,
     ) {
@@ -130,7 +130,7 @@ impl AdminSource for BrokerObserver {
                     let _ = tx.send(snapshot);
                 })
             });
-            if sender.try_send(task).is_ok() {
+            if sender.try_send(task.into()).is_ok() {
                 asked += 1;
             }
         }

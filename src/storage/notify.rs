@@ -3,6 +3,7 @@
 //! on one shard thread. Must not be shared across threads.
 
 use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -97,11 +98,18 @@ impl Drop for Listen {
     }
 }
 
-/// A non-reentrant async lock for rare slow paths (segment roll, state-file writes).
-/// Uncontended acquisition never awaits.
+/// A non-reentrant async lock for rare slow paths (segment roll, state-file writes), taken
+/// by every append (`Log::dispatch_lock`). Uncontended acquisition never awaits. Fair: the
+/// lock goes to waiters in the order they first asked, and a task asking while others wait
+/// queues behind them, so appends that reach a log in some order take their offsets in
+/// that order even when a roll holds the lock meanwhile (a forwarded produce relies on it:
+/// its order is fixed when it is queued for the owner, decision 0023).
 #[derive(Default)]
 pub struct AsyncLock {
     held: Cell<bool>,
+    /// Tickets of the waiting tasks, first come first: the front one takes the lock next.
+    waiting: RefCell<VecDeque<u64>>,
+    next_ticket: Cell<u64>,
     released: Rc<Event>,
 }
 
@@ -111,11 +119,51 @@ pub struct AsyncLockGuard<'a> {
 
 impl AsyncLock {
     pub async fn lock(&self) -> AsyncLockGuard<'_> {
-        while self.held.get() {
+        if !self.held.get() && self.waiting.borrow().is_empty() {
+            self.held.set(true);
+            return AsyncLockGuard { lock: self };
+        }
+        let ticket = self.next_ticket.get();
+        self.next_ticket.set(ticket.wrapping_add(1));
+        self.waiting.borrow_mut().push_back(ticket);
+        let mut place = Place {
+            lock: self,
+            ticket,
+            served: false,
+        };
+        loop {
+            let mine = self.waiting.borrow().front() == Some(&ticket);
+            if mine && !self.held.get() {
+                self.waiting.borrow_mut().pop_front();
+                place.served = true;
+                self.held.set(true);
+                return AsyncLockGuard { lock: self };
+            }
             self.released.listen().await;
         }
-        self.held.set(true);
-        AsyncLockGuard { lock: self }
+    }
+}
+
+/// A waiter's place in the line. A waiter dropped before its turn (its request was
+/// cancelled) leaves the line, and hands the turn on if it was next.
+struct Place<'a> {
+    lock: &'a AsyncLock,
+    ticket: u64,
+    served: bool,
+}
+
+impl Drop for Place<'_> {
+    fn drop(&mut self) {
+        if self.served {
+            return;
+        }
+        let mut waiting = self.lock.waiting.borrow_mut();
+        let was_next = waiting.front() == Some(&self.ticket);
+        waiting.retain(|t| *t != self.ticket);
+        drop(waiting);
+        if was_next && !self.lock.held.get() {
+            self.lock.released.notify();
+        }
     }
 }
 
@@ -148,5 +196,43 @@ mod tests {
         event.notify();
         assert!(l.as_mut().poll(&mut cx).is_ready());
         assert_eq!(event.waiting(), 0);
+    }
+
+    fn ready<F: Future>(f: Pin<&mut F>) -> Option<F::Output> {
+        match f.poll(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(v) => Some(v),
+            Poll::Pending => None,
+        }
+    }
+
+    /// Waiters take the lock in the order they asked; one arriving when the holder lets go,
+    /// before the first waiter ran, does not barge ahead; a waiter that gives up passes its
+    /// turn on.
+    #[test]
+    fn the_lock_goes_to_waiters_first_come_first() {
+        let lock = AsyncLock::default();
+        let mut holder = Box::pin(lock.lock());
+        let held = ready(holder.as_mut()).expect("uncontended");
+        let mut first = Box::pin(lock.lock());
+        let mut gives_up = Box::pin(lock.lock());
+        let mut third = Box::pin(lock.lock());
+        assert!(ready(first.as_mut()).is_none());
+        assert!(ready(gives_up.as_mut()).is_none());
+        assert!(ready(third.as_mut()).is_none());
+        drop(held);
+        let mut late = Box::pin(lock.lock());
+        assert!(
+            ready(late.as_mut()).is_none(),
+            "a late arrival queues behind the waiters"
+        );
+        assert!(ready(third.as_mut()).is_none(), "not its turn yet");
+        let first_held = ready(first.as_mut()).expect("first in line");
+        drop(gives_up);
+        assert!(ready(third.as_mut()).is_none());
+        drop(first_held);
+        let third_held = ready(third.as_mut()).expect("the one that gave up passed its turn on");
+        assert!(ready(late.as_mut()).is_none());
+        drop(third_held);
+        assert!(ready(late.as_mut()).is_some());
     }
 }

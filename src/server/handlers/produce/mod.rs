@@ -5,7 +5,6 @@
 
 use crate::server::access::{may_auto_create, permitted};
 use crate::server::authorization::ResourceType;
-use crate::server::connection_state::ConnectionState;
 use crate::server::cluster_view::add_produce_leader_hints;
 use crate::server::context::RequestContext;
 use crate::server::response::{Reply, encode_frame};
@@ -27,8 +26,10 @@ use kafka_protocol::messages::produce_response::{
 };
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
-use std::cell::RefCell;
 use std::rc::Rc;
+
+mod owners;
+use owners::dispatch_on_owners;
 
 /// Produce v12+ is transactions v2's (KIP-890): a transactional append adds its partition to
 /// the producer's transaction instead of requiring AddPartitionsToTxn first.
@@ -162,7 +163,7 @@ pub async fn handle(ctx: &RequestContext<'_>, request: ProduceRequest) -> Reply 
     // Stage one, *dispatched*: every append has its offsets and its place in its log's
     // write queue. The connection may then dispatch the next request while these become
     // durable, so pipelined acks=all requests share one fdatasync.
-    let produced = dispatch_on_owners(shard, pending, ctx.connection).await;
+    let produced = dispatch_on_owners(shard, pending, ctx.connection, transactional).await;
     let throttle_ms =
         quota::record_and_throttle(ctx, QuotaKey::ProducerByteRate, produced_bytes).await;
     let metrics = shard.metrics.clone();
@@ -393,119 +394,6 @@ fn response(topic_names: Vec<String>, results: Vec<Appended>) -> ProduceResponse
     ProduceResponse::default()
         .with_responses(responses)
         .with_throttle_time_ms(0)
-}
-
-/// Sends each owning shard its appends (all shards at once), waits until every one is
-/// dispatched, and returns the future of their results. Notes the owners in the connection's affinity.
-async fn dispatch_on_owners(
-    shard: &Rc<Shard>,
-    pending: Vec<PendingAppend>,
-    connection: &RefCell<ConnectionState>,
-) -> impl std::future::Future<Output = Vec<Appended>> + 'static {
-    let mut by_owner: Vec<Vec<PendingAppend>> = (0..shard.count()).map(|_| Vec::new()).collect();
-    for append in pending {
-        let owner = shard.owner_of_partition(&append.topic, append.partition);
-        by_owner[owner].push(append);
-    }
-    connection.borrow_mut().affinity.observe(
-        by_owner
-            .iter()
-            .enumerate()
-            .filter(|(_, group)| !group.is_empty())
-            .map(|(owner, _)| owner),
-    );
-    let mut dispatched = Vec::new();
-    let mut running = Vec::new();
-    for (owner, group) in by_owner.into_iter().enumerate() {
-        if group.is_empty() {
-            continue;
-        }
-        let fallback: Vec<(usize, i32)> =
-            group.iter().map(|a| (a.topic_index, a.partition)).collect();
-        let (dispatched_tx, dispatched_rx) = futures_channel::oneshot::channel::<()>();
-        // A spawned task: tasks run in spawn order, so messages leave in request order.
-        let shard = shard.clone();
-        let task = compio::runtime::spawn(async move {
-            let call = shard.invoke_on(owner, move |s| async move {
-                append_local(&s, group, dispatched_tx).await
-            });
-            match call.await {
-                Ok(done) => done,
-                Err(_) => fallback
-                    .into_iter()
-                    .map(|(t, p)| {
-                        partition_error(t, p, ResponseError::BrokerNotAvailable.code(), None)
-                    })
-                    .collect(),
-            }
-        });
-        dispatched.push(dispatched_rx);
-        running.push(task);
-    }
-    // A dropped sender (owner gone, or append failed early) also means "nothing pending".
-    for d in dispatched {
-        let _ = d.await;
-    }
-    async move {
-        let mut all = Vec::new();
-        for task in running {
-            if let Ok(done) = task.await {
-                all.extend(done);
-            }
-        }
-        all
-    }
-}
-
-/// Counts the appends of one owner's group that are dispatched; tells the connection when
-/// all are (errors before dispatch count as dispatched: they wait for nothing).
-struct DispatchGate {
-    remaining: std::cell::Cell<usize>,
-    tx: std::cell::RefCell<Option<futures_channel::oneshot::Sender<()>>>,
-}
-
-impl DispatchGate {
-    fn arrive(&self) {
-        let left = self.remaining.get().saturating_sub(1);
-        self.remaining.set(left);
-        if left == 0
-            && let Some(tx) = self.tx.borrow_mut().take()
-        {
-            let _ = tx.send(());
-        }
-    }
-}
-
-/// Runs on the owning shard: appends to each partition (different partitions concurrently).
-async fn append_local(
-    shard: &Rc<Shard>,
-    group: Vec<PendingAppend>,
-    dispatched: futures_channel::oneshot::Sender<()>,
-) -> Vec<Appended> {
-    let now = now_ms();
-    let gate = Rc::new(DispatchGate {
-        remaining: std::cell::Cell::new(group.len()),
-        tx: std::cell::RefCell::new(Some(dispatched)),
-    });
-    let appends = group.into_iter().map(|a| {
-        let gate = gate.clone();
-        async move {
-            let arrived = Rc::new(std::cell::Cell::new(false));
-            let appended = append_one(shard, a, now, {
-                let (gate, arrived) = (gate.clone(), arrived.clone());
-                move || {
-                    arrived.set(true);
-                    gate.arrive();
-                }
-            })
-            .await;
-            if !arrived.get() {
-                gate.arrive();
-            }
-            appended
-        }
-    });
-    futures_util::future::join_all(appends).await
 }
 
 /// One partition's append on its owning shard; `on_dispatched` as in `Partition::append`.
