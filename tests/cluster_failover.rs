@@ -118,7 +118,8 @@ impl GroupConsumer {
         let mut command = Command::new(python);
         command
             .args(["cluster_failover.py", "consume", "--bootstrap", bootstrap])
-            .args(["--topic", topic, "--group", group, "--commit-ms", "200"]);
+            .args(["--topic", topic, "--group", group, "--commit-ms", "200"])
+            .args(["--status-ms", "1000"]);
         GroupConsumer {
             script: ScriptProcess::start(command),
         }
@@ -129,23 +130,71 @@ impl GroupConsumer {
         last_commit(&self.script.lines())
     }
 
-    fn wait_commit(&self, at_least: i64, within: Duration, cluster: &LocalCluster) {
+    fn wait_commit(&mut self, at_least: i64, within: Duration, cluster: &LocalCluster) {
         let deadline = Instant::now() + within;
         while self.last_commit() < at_least {
-            assert!(
-                Instant::now() < deadline,
-                "no commit of {at_least} within {within:?}: {:?}\n{}",
-                self.script.lines().iter().rev().take(5).collect::<Vec<_>>(),
-                cluster.diagnostics()
-            );
+            if Instant::now() >= deadline {
+                // A copy: panicking while holding the lines' lock would poison it.
+                let lines = self.script.lines().clone();
+                panic!(
+                    "no commit of {at_least} within {within:?}\n{}\n{}\n{}",
+                    self.script.liveness(),
+                    group_report(&lines),
+                    cluster.diagnostics()
+                );
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// librdkafka's latest view of the group and its fetch (`status ...`, once a second).
+    fn last_status(&self) -> String {
+        let lines = self.script.lines();
+        let status = lines.iter().rev().find(|l| l.starts_with("status "));
+        status.map_or_else(|| "no status yet".to_string(), |l| l.clone())
     }
 
     /// Stops (a last commit, close); returns every output line.
     fn stop(self) -> Vec<String> {
         self.script.stop(Duration::from_secs(120))
     }
+}
+
+/// What a stuck group was doing, as its script saw it: the last lines of its own (commits,
+/// assignments), its client's errors, and librdkafka's view (`status` lines, once a second)
+/// at the last commit and now: `group=`/`join=` name the coordinator side, `fetch=`,
+/// `next=` and `hw=` the fetch side (e.g. `fetch=active next=5157 hw=32330 queued=0`: the
+/// fetcher gets nothing; `join=wait-join` or `group=wait-coord`: the coordinator).
+fn group_report(lines: &[String]) -> String {
+    let is_status = |l: &&String| l.starts_with("status ");
+    let own: Vec<&String> = lines
+        .iter()
+        .rev()
+        .filter(|l| !is_status(l) && !l.starts_with("client-error "))
+        .take(8)
+        .collect();
+    let errors: Vec<&String> = lines
+        .iter()
+        .rev()
+        .filter(|l| l.starts_with("client-error "))
+        .take(5)
+        .collect();
+    let last_commit_at = lines.iter().rposition(|l| l.starts_with("commit "));
+    let status_then = last_commit_at
+        .and_then(|i| lines[..=i].iter().rev().find(is_status))
+        .map_or("none", |l| l.as_str());
+    let status_now: Vec<&str> = lines
+        .iter()
+        .rev()
+        .filter(is_status)
+        .take(3)
+        .map(|l| l.as_str())
+        .collect();
+    format!(
+        "the group's last lines (newest first): {own:?}\nits client's last errors: {errors:?}\n\
+         librdkafka's view before the last commit: {status_then}\nand now (newest first):\n  {}",
+        status_now.join("\n  ")
+    )
 }
 
 /// The value of the last `<prefix> <offset> ...` line.
@@ -219,7 +268,7 @@ fn killing_the_leader_again_and_again_loses_no_acknowledged_record() {
     producer.wait_acks(200, FAILOVER_WAIT, &cluster);
     let (first_leader, _, _) = partition_state(&cluster, topic).expect("a leader");
     let group = group_coordinated_by(&cluster, first_leader);
-    let consumer = GroupConsumer::start(&python, &cluster.bootstrap(), topic, &group);
+    let mut consumer = GroupConsumer::start(&python, &cluster.bootstrap(), topic, &group);
     consumer.wait_commit(100, FAILOVER_WAIT, &cluster);
     let mut failovers = Vec::new();
     let (mut seen_offset, mut coordinator_kills) = (-1i64, 0);
@@ -272,7 +321,8 @@ fn killing_the_leader_again_and_again_loses_no_acknowledged_record() {
             "trial {trial}: killed leader {leader} (epoch {epoch}; group coordinator: \
              {coordinator:?}); {new_leader} leads in epoch {new_epoch}; next acknowledged \
              produce after {failover_ms} ms; {serving} serves commit {offset} (acknowledged \
-             before the kill: {committed_before})"
+             before the kill: {committed_before}); the group's client: {}",
+            consumer.last_status()
         );
         cluster.node_mut(leader).spawn();
     }
@@ -297,7 +347,12 @@ fn killing_the_leader_again_and_again_loses_no_acknowledged_record() {
     );
     eprintln!(
         "group {group}: resumed {resumed} times, {coordinator_kills} of the kills hit its \
-         coordinator, last commit {final_commit}"
+         coordinator, last commit {final_commit}; its client's last {}",
+        group_lines
+            .iter()
+            .rev()
+            .find(|l| l.starts_with("status "))
+            .map_or("status: none", |l| l.as_str())
     );
     let acks = parse_acks(&lines);
     let errors: Vec<&String> = lines.iter().filter(|l| l.starts_with("err ")).collect();

@@ -11,6 +11,7 @@ consume: a committing consumer group member (tests/cluster_offsets.rs and the fa
 """
 
 import argparse
+import json
 import sys
 import threading
 import time
@@ -97,6 +98,34 @@ def verify(args):
     consumer.close()
 
 
+def status_line(raw, topic):
+    """The "status ..." line of a librdkafka statistics report: the group side (coordinator
+    state, join state, assignment) and the fetch side of partition 0 (leader, its epoch,
+    fetch state, next fetch offset, high watermark, queued messages), so a group that
+    stops committing says whether it lost its coordinator or its fetcher is stuck."""
+    try:
+        stats = json.loads(raw)
+    except ValueError:
+        return "status unreadable"
+    group = stats.get("cgrp", {})
+    part = stats.get("topics", {}).get(topic, {}).get("partitions", {}).get("0", {})
+    fields = [
+        ("group", group.get("state")),
+        ("join", group.get("join_state")),
+        ("assigned", group.get("assignment_size")),
+        ("rebalances", group.get("rebalance_cnt")),
+        ("leader", part.get("leader")),
+        ("leader_epoch", part.get("leader_epoch")),
+        ("fetch", part.get("fetch_state")),
+        ("next", part.get("next_offset")),
+        ("app", part.get("app_offset")),
+        ("committed", part.get("committed_offset")),
+        ("hw", part.get("hi_offset")),
+        ("queued", part.get("fetchq_cnt")),
+    ]
+    return "status " + " ".join(f"{k}={v}" for k, v in fields)
+
+
 def consume(args):
     """A committing consumer group member: reads the topic's partition 0 and commits the
     next offset every --commit-ms (and at the end). Prints "start <offset>" for the first
@@ -104,7 +133,8 @@ def consume(args):
     --print-records, "attempt <offset>" before each commit and "commit <offset> <wall ms>"
     once it is acknowledged ("commit-err <offset> <error>" when refused). Commits are
     asynchronous (answered through poll), so a rebalance is never blocked behind a commit
-    waiting for the coordinator. Stops after --count records or at a line on stdin,
+    waiting for the coordinator. With --status-ms, prints librdkafka's view as
+    "status ..." lines (see status_line) and its errors as "client-error ...". Stops after --count records or at a line on stdin,
     commits, closes, then prints "done <count>"."""
     state = {"assigned": False, "committed": None}
 
@@ -117,8 +147,15 @@ def consume(args):
                 state["committed"] = p.offset
                 out(f"commit {p.offset} {int(time.time() * 1000)}")
 
+    config = {}
+    if args.status_ms > 0:
+        # Which side a stuck group is stuck on: librdkafka's own view, once a period.
+        config["statistics.interval.ms"] = args.status_ms
+        config["stats_cb"] = lambda raw: out(status_line(raw, args.topic))
+        config["error_cb"] = lambda err: out(f"client-error {err}")
     consumer = Consumer(
         {
+            **config,
             "bootstrap.servers": args.bootstrap,
             "group.id": args.group,
             "enable.auto.commit": False,
@@ -210,6 +247,7 @@ def main():
     parser.add_argument("--count", type=int, default=0)
     parser.add_argument("--commit-ms", type=int, default=200)
     parser.add_argument("--print-records", action="store_true")
+    parser.add_argument("--status-ms", type=int, default=0, help="consume: status period")
     parser.add_argument("--first", type=int, default=0, help="the first value produced")
     args = parser.parse_args()
     modes = {"produce": produce, "verify": verify, "consume": consume, "fill": fill}

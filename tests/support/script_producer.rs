@@ -5,18 +5,24 @@
 
 use super::clients_dir;
 use super::cluster::LocalCluster;
+use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// The newest stderr lines a script keeps (a Python traceback, librdkafka's complaints).
+const MAX_STDERR_LINES: usize = 40;
+
 /// A client script driven line by line: its output lines collected by a reader thread, a
-/// `stop` line on its stdin ends it, and it prints `done` when it has finished.
+/// `stop` line on its stdin ends it, and it prints `done` when it has finished. Its last
+/// stderr lines are kept too, so a script that died says why.
 pub struct ScriptProcess {
     child: Child,
     stdin: Option<ChildStdin>,
     lines: Arc<Mutex<Vec<String>>>,
+    stderr: Arc<Mutex<VecDeque<String>>>,
 }
 
 impl ScriptProcess {
@@ -27,7 +33,7 @@ impl ScriptProcess {
             .env("PYTHONUNBUFFERED", "1")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("start the client script");
         let stdin = child.stdin.take();
@@ -39,11 +45,37 @@ impl ScriptProcess {
                 sink.lock().unwrap().push(line);
             }
         });
+        let stderr = Arc::new(Mutex::new(VecDeque::new()));
+        if let Some(pipe) = child.stderr.take() {
+            let sink = stderr.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                    let mut kept = sink.lock().unwrap();
+                    if kept.len() == MAX_STDERR_LINES {
+                        kept.pop_front();
+                    }
+                    kept.push_back(line);
+                }
+            });
+        }
         ScriptProcess {
             child,
             stdin,
             lines,
+            stderr,
         }
+    }
+
+    /// Whether the script still runs (or how it ended), with its last stderr lines: a
+    /// script that stopped printing may have died rather than be waiting.
+    pub fn liveness(&mut self) -> String {
+        let state = match self.child.try_wait() {
+            Ok(None) => "running".to_string(),
+            Ok(Some(status)) => format!("exited: {status}"),
+            Err(e) => format!("unknown: {e}"),
+        };
+        let stderr: Vec<String> = self.stderr.lock().unwrap().iter().cloned().collect();
+        format!("script {state}; its last stderr lines: {stderr:#?}")
     }
 
     /// The output lines so far.
