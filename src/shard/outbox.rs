@@ -14,7 +14,7 @@
 //! inbox does), or hold a queue borrow across an `.await` or a channel operation.
 
 use super::{ShardGone, ShardTask};
-use crate::storage::notify::Event;
+use crate::storage::notify::{Event, yield_now};
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -227,21 +227,6 @@ pub(super) async fn serve_inbox(shard: Rc<super::Shard>, inbox: flume::Receiver<
         deliver(&shard, mail);
         yield_now().await;
     }
-}
-
-/// Lets every other ready task of the shard run once before this one continues.
-async fn yield_now() {
-    let mut yielded = false;
-    std::future::poll_fn(|cx| {
-        if yielded {
-            std::task::Poll::Ready(())
-        } else {
-            yielded = true;
-            cx.waker().wake_by_ref();
-            std::task::Poll::Pending
-        }
-    })
-    .await
 }
 
 /// Runs one piece of mail on the receiving shard: tasks are spawned (in the order sent),

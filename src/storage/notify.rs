@@ -9,6 +9,22 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
+/// Lets every other ready task of the shard run once before the caller continues (a long
+/// loop's fairness point: the cleaner between batches, the inbox between pieces of mail).
+pub async fn yield_now() {
+    let mut yielded = false;
+    std::future::poll_fn(|cx| {
+        if yielded {
+            Poll::Ready(())
+        } else {
+            yielded = true;
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+    })
+    .await
+}
+
 /// Wakes every listener registered before `notify`. Listening allocates nothing per call
 /// beyond the amortised growth of one waker vector.
 #[derive(Default)]

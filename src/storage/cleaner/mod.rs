@@ -15,6 +15,7 @@ mod plan;
 mod rewrite;
 mod swap;
 
+use crate::storage::notify::yield_now;
 use std::cell::Cell;
 use std::future::Future;
 use std::path::Path;
@@ -143,21 +144,6 @@ impl IoThrottle {
             self.throttled += slice;
         }
     }
-}
-
-/// Lets every other task of the shard run once before the cleaner continues.
-async fn yield_now() {
-    let mut yielded = false;
-    std::future::poll_fn(|cx| {
-        if yielded {
-            std::task::Poll::Ready(())
-        } else {
-            yielded = true;
-            cx.waker().wake_by_ref();
-            std::task::Poll::Pending
-        }
-    })
-    .await
 }
 
 /// What one pass did.
