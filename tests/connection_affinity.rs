@@ -10,8 +10,8 @@ use kafka_protocol::messages::ProduceRequest;
 use reliability::{PRODUCE_VERSION, RawConn, batch, produce_request, read_all};
 use sluice::server::affinity::MOVE_AFTER_REQUESTS;
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
-use support::{Broker, metric_sample, scrape_metrics};
+use std::time::Duration;
+use support::{Broker, wait_connections_on_one_shard};
 
 /// Enough that, with two shards, both almost surely get some connections from the kernel;
 /// the assertions hold either way.
@@ -67,38 +67,8 @@ fn one_partition_connections_move_to_its_shard_and_lose_nothing() {
     }
 
     // Every connection is now on one shard (the owner's), none on the other.
-    let deadline = Instant::now() + METRICS_WAIT;
-    let (on_shard, moved) = loop {
-        let text = scrape_metrics(broker.admin_port);
-        let open = |shard: &str| {
-            metric_sample(&text, &format!("sluice_connections{{shard=\"{shard}\"}}"))
-                .unwrap_or(-1.0)
-        };
-        let moved_to = |shard: &str| {
-            metric_sample(
-                &text,
-                &format!("sluice_connections_moved_total{{shard=\"{shard}\"}}"),
-            )
-            .unwrap_or(-1.0)
-        };
-        let on_shard = [open("0"), open("1")];
-        let moved = [moved_to("0"), moved_to("1")];
-        if on_shard.contains(&(CONNECTIONS as f64)) || Instant::now() > deadline {
-            break (on_shard, moved);
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
-    eprintln!("connections by shard {on_shard:?}, moved in {moved:?}");
-    let owner = on_shard
-        .iter()
-        .position(|&n| n == CONNECTIONS as f64)
-        .unwrap_or_else(|| panic!("connections by shard {on_shard:?}: not all on one shard"));
-    assert_eq!(
-        on_shard[1 - owner],
-        0.0,
-        "connections by shard {on_shard:?}"
-    );
-    assert_eq!(moved[1 - owner], 0.0, "moves to the non-owner: {moved:?}");
+    let (owner, moved) =
+        wait_connections_on_one_shard(broker.admin_port, CONNECTIONS, METRICS_WAIT);
     assert!(moved[owner] <= CONNECTIONS as f64, "moves {moved:?}");
 
     // The log holds every record once (acks=0 ones too), each connection's in its order.

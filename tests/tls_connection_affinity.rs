@@ -22,10 +22,10 @@ use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use support::tls::Certs;
 use support::wire::{IO_TIMEOUT, RESPONSE_BYTES_MAX, decode_response, encode_request};
-use support::{Broker, metric_sample, scrape_metrics};
+use support::{Broker, wait_connections_on_one_shard};
 
 /// With two shards, the kernel almost surely hands some of these to each (the assertions
 /// hold either way; on a build that pins TLS connections the test fails unless all six
@@ -173,36 +173,7 @@ fn one_partition_tls_connections_move_to_its_shard_and_lose_nothing() {
     }
 
     // Every TLS connection is now on the owner's shard, none on the other.
-    let deadline = Instant::now() + METRICS_WAIT;
-    let (on_shard, moved) = loop {
-        let text = scrape_metrics(broker.admin_port);
-        let sample = |name: &str, shard: &str| {
-            metric_sample(&text, &format!("{name}{{shard=\"{shard}\"}}")).unwrap_or(-1.0)
-        };
-        let on_shard = [
-            sample("sluice_connections", "0"),
-            sample("sluice_connections", "1"),
-        ];
-        let moved = [
-            sample("sluice_connections_moved_total", "0"),
-            sample("sluice_connections_moved_total", "1"),
-        ];
-        if on_shard.contains(&(CONNECTIONS as f64)) || Instant::now() > deadline {
-            break (on_shard, moved);
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
-    eprintln!("TLS connections by shard {on_shard:?}, moved in {moved:?}");
-    let owner = on_shard
-        .iter()
-        .position(|&n| n == CONNECTIONS as f64)
-        .unwrap_or_else(|| panic!("connections by shard {on_shard:?}: not all on one shard"));
-    assert_eq!(
-        on_shard[1 - owner],
-        0.0,
-        "connections by shard {on_shard:?}"
-    );
-    assert_eq!(moved[1 - owner], 0.0, "moves to the non-owner: {moved:?}");
+    wait_connections_on_one_shard(broker.admin_port, CONNECTIONS, METRICS_WAIT);
 
     // The moved sessions still carry traffic both ways.
     for (c, conn) in conns.iter_mut().enumerate() {

@@ -528,6 +528,47 @@ pub fn metric_sample(text: &str, series: &str) -> Option<f64> {
         .and_then(|rest| rest.trim().parse().ok())
 }
 
+/// Waits (up to `within`) until all `connections` are open on one shard of a two-shard
+/// broker, asserts none is open on or moved to the other, and returns the owner's index with
+/// the moves into each shard (`sluice_connections_moved_total`).
+pub fn wait_connections_on_one_shard(
+    admin_port: u16,
+    connections: usize,
+    within: Duration,
+) -> (usize, [f64; 2]) {
+    let deadline = Instant::now() + within;
+    let (on_shard, moved) = loop {
+        let text = scrape_metrics(admin_port);
+        let sample = |name: &str, shard: &str| {
+            metric_sample(&text, &format!("{name}{{shard=\"{shard}\"}}")).unwrap_or(-1.0)
+        };
+        let on_shard = [
+            sample("sluice_connections", "0"),
+            sample("sluice_connections", "1"),
+        ];
+        let moved = [
+            sample("sluice_connections_moved_total", "0"),
+            sample("sluice_connections_moved_total", "1"),
+        ];
+        if on_shard.contains(&(connections as f64)) || Instant::now() > deadline {
+            break (on_shard, moved);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    eprintln!("connections by shard {on_shard:?}, moved in {moved:?}");
+    let owner = on_shard
+        .iter()
+        .position(|&n| n == connections as f64)
+        .unwrap_or_else(|| panic!("connections by shard {on_shard:?}: not all on one shard"));
+    assert_eq!(
+        on_shard[1 - owner],
+        0.0,
+        "connections by shard {on_shard:?}"
+    );
+    assert_eq!(moved[1 - owner], 0.0, "moves to the non-owner: {moved:?}");
+    (owner, moved)
+}
+
 /// Fails with an install hint when `tool` is not on the PATH (a real-client test needs it).
 pub fn require_tool(tool: &str, package: &str) {
     let found = std::process::Command::new("sh")
