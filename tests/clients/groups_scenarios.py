@@ -41,6 +41,8 @@ import roundtrip_common as rc
 PARTITIONS = 6
 SESSION_MS = 6000
 HEARTBEAT_MS = 500
+# Most a lone consumer's first record may arrive after the initial rebalance delay.
+INITIAL_DELAY_SLACK_MS = 1500
 # Upper bound on waiting for a group to settle; a healthy broker needs a few seconds.
 SETTLE_TIMEOUT_S = 45.0
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -310,7 +312,11 @@ def scenario_initial_delay(args, admin):
         wait_for(lambda: len(m.records) > 0, "a single default consumer receives a record", members=[m])
         with m.lock:
             first_ms = next(e["ms"] for _, e in m.events if e.get("event") == "record")
-        bound = args.initial_delay_ms + 500
+        # The slack covers the client's own start-up (metadata, FindCoordinator, join, sync,
+        # first fetch), which took 891 ms in all on a 2-core box at load 6-9 (session 17).
+        # What the check catches stays far outside it: a broker that ignored the configured
+        # delay and waited Kafka's default 3 s, or held the join for a session timeout.
+        bound = args.initial_delay_ms + INITIAL_DELAY_SLACK_MS
         rc.check(
             first_ms <= bound,
             f"single default consumer received its first record {first_ms} ms after starting "
