@@ -55,6 +55,12 @@ pub const SASL_MECHANISMS_SUPPORTED: [&str; 3] = ["PLAIN", "SCRAM-SHA-256", "SCR
 /// Errors while loading or validating configuration: one line each, for the CLI.
 /// Kafka's default `replica.lag.time.max.ms`.
 pub const DEFAULT_REPLICA_LAG_TIME_MAX_MS: u64 = 30_000;
+/// Kafka's default `replica.high.watermark.checkpoint.interval.ms`.
+pub const DEFAULT_REPLICA_HIGH_WATERMARK_CHECKPOINT_INTERVAL_MS: u64 = 5_000;
+/// The accepted range of `replica_high_watermark_checkpoint_interval_ms`: below 100 ms the
+/// shards would fsync a file many times a second; above an hour a restart loses too much.
+pub const REPLICA_HIGH_WATERMARK_CHECKPOINT_INTERVAL_MS_RANGE: std::ops::RangeInclusive<u64> =
+    100..=3_600_000;
 /// Kafka's default `leader.imbalance.check.interval.seconds`.
 pub const DEFAULT_LEADER_IMBALANCE_CHECK_INTERVAL_SECONDS: u64 = 300;
 /// Longest `leader_imbalance_check_interval_seconds` accepted (a day; longer is a typo).
@@ -184,6 +190,11 @@ pub struct BrokerConfig {
     /// Kafka's `replica.lag.time.max.ms`: a follower that has not caught up with its
     /// leader's log end for this long leaves the ISR (cluster mode).
     pub replica_lag_time_max_ms: u64,
+    /// Kafka's `replica.high.watermark.checkpoint.interval.ms`: how often each shard writes
+    /// the high watermarks of its partitions to `<data_dir>/replication-offset-checkpoint/`
+    /// (cluster mode; also at a clean shutdown), so a restarted leader serves what was
+    /// committed at once. Unchanged checkpoints are not rewritten.
+    pub replica_high_watermark_checkpoint_interval_ms: u64,
     /// Kafka's `follower.replication.throttled.rate` (bytes/s, this broker as a follower):
     /// the most its replica fetchers copy per second for the replicas a topic's
     /// `follower.replication.throttled.replicas` names while they are out of the ISR (a
@@ -293,6 +304,8 @@ impl Default for BrokerConfig {
             broker_session_timeout_ms: quorum::DEFAULT_BROKER_SESSION_TIMEOUT_MS,
             broker_heartbeat_interval_ms: quorum::DEFAULT_BROKER_HEARTBEAT_INTERVAL_MS,
             replica_lag_time_max_ms: DEFAULT_REPLICA_LAG_TIME_MAX_MS,
+            replica_high_watermark_checkpoint_interval_ms:
+                DEFAULT_REPLICA_HIGH_WATERMARK_CHECKPOINT_INTERVAL_MS,
             follower_replication_throttled_rate: i64::MAX as u64,
             auto_leader_rebalance_enable: true,
             leader_imbalance_check_interval_seconds:
@@ -405,6 +418,13 @@ impl BrokerConfig {
             return Err(ConfigError::Invalid {
                 key: "replica_lag_time_max_ms",
                 message: "must be above 0".into(),
+            });
+        }
+        let range = REPLICA_HIGH_WATERMARK_CHECKPOINT_INTERVAL_MS_RANGE;
+        if !range.contains(&self.replica_high_watermark_checkpoint_interval_ms) {
+            return Err(ConfigError::Invalid {
+                key: "replica_high_watermark_checkpoint_interval_ms",
+                message: format!("must be {} to {}", range.start(), range.end()),
             });
         }
         if !(1..=LEADER_IMBALANCE_CHECK_INTERVAL_SECONDS_MAX)
@@ -612,5 +632,21 @@ mod tests {
         let bad = BrokerConfig::from_toml("super_users = [\"admin\"]").unwrap();
         assert!(bad.validate().is_err());
         assert!(BrokerConfig::from_toml("authorizer = \"acl\"").is_err());
+    }
+
+    #[test]
+    fn the_high_watermark_checkpoint_interval_is_bounded() {
+        let key = "replica_high_watermark_checkpoint_interval_ms";
+        let cfg = BrokerConfig::from_toml("").unwrap();
+        assert_eq!(cfg.replica_high_watermark_checkpoint_interval_ms, 5_000);
+        for good in [100, 3_600_000] {
+            let cfg = BrokerConfig::from_toml(&format!("{key} = {good}")).unwrap();
+            cfg.validate().unwrap();
+        }
+        for bad in [0, 99, 3_600_001] {
+            let cfg = BrokerConfig::from_toml(&format!("{key} = {bad}")).unwrap();
+            let err = cfg.validate().unwrap_err().to_string();
+            assert!(err.contains(key) && !err.contains('\n'), "{err}");
+        }
     }
 }

@@ -13,6 +13,7 @@ pub mod filesystem;
 pub mod filesystem_sync;
 mod follower_append;
 pub mod frames;
+pub mod hw_checkpoint;
 pub mod le_reader;
 pub mod leader_epochs;
 pub mod log;
