@@ -413,9 +413,10 @@ impl<A: Appender> Fetcher<A> {
                 ..ReplicaItem::position_query(&topic, partition)
             });
         }
-        for ((topic, partition), leader_start) in answer.start_moved {
+        for ((topic, partition), leader_start, high_watermark) in answer.idle {
             items.push(ReplicaItem {
-                log_start_offset: leader_start,
+                log_start_offset: leader_start.unwrap_or(-1),
+                high_watermark,
                 ..ReplicaItem::position_query(&topic, partition)
             });
         }
@@ -480,7 +481,7 @@ impl<A: Appender> Fetcher<A> {
         let mut answer = Answer {
             carrying: Vec::new(),
             behind_log_start: Vec::new(),
-            start_moved: Vec::new(),
+            idle: Vec::new(),
             refused: false,
         };
         for topic in response.responses {
@@ -515,8 +516,13 @@ impl<A: Appender> Fetcher<A> {
                     .insert(key.clone(), p.log_start_offset)
                     .is_none_or(|before| p.log_start_offset > before);
                 let Some(records) = p.records.filter(|r| !r.is_empty()) else {
-                    if start_moved && p.log_start_offset > 0 {
-                        answer.start_moved.push((key, p.log_start_offset));
+                    // No records, but news: the session names a partition only when
+                    // something moved, so the high watermark goes to the shard too (an
+                    // idle follower's stays current for a promotion or a checkpoint).
+                    let moved_start =
+                        (start_moved && p.log_start_offset > 0).then_some(p.log_start_offset);
+                    if moved_start.is_some() || p.high_watermark > 0 {
+                        answer.idle.push((key, moved_start, p.high_watermark));
                     }
                     continue;
                 };
@@ -601,8 +607,9 @@ struct Answer {
     carrying: Vec<Fetched>,
     /// Partitions whose next offset is below the leader's log start, with that start.
     behind_log_start: Vec<(PartitionKey, i64)>,
-    /// Partitions answered without records whose leader's log start moved.
-    start_moved: Vec<(PartitionKey, i64)>,
+    /// Partitions answered without records: the leader's log start when it moved, and
+    /// its high watermark.
+    idle: Vec<(PartitionKey, Option<i64>, i64)>,
     refused: bool,
 }
 

@@ -28,6 +28,36 @@ impl Partition {
         }
     }
 
+    /// A deposed leader's follower object (deposes this one first). It keeps the high
+    /// watermark it had as the leader (Kafka's `makeFollower` keeps the HW): everything
+    /// below it is on every in-sync replica, so it stays true, and a checkpoint written
+    /// after a controlled shutdown (which deposes every leadership) still has it.
+    pub fn demoted(&self) -> Partition {
+        self.depose();
+        let kept = self
+            .high_watermark()
+            .max(self.follower_high_watermark.get());
+        let next = self.successor(None);
+        next.follower_high_watermark.set(kept);
+        next
+    }
+
+    /// At open: the high watermark a checkpoint holds for this replica, as a follower's
+    /// (a leader's starts its `ReplicaSet` from `restored_high_watermark` instead).
+    pub fn restore_follower_high_watermark(&self, checkpointed: i64) {
+        self.follower_high_watermark
+            .set(self.restored_high_watermark(checkpointed));
+    }
+
+    /// Kafka's start-up rule for a checkpointed high watermark: never past the log end
+    /// (records the checkpoint counted may be lost in an unclean shutdown), never below the
+    /// log start.
+    pub fn restored_high_watermark(&self, checkpointed: i64) -> i64 {
+        checkpointed
+            .min(self.log.written_end_offset())
+            .max(self.log.log_start_offset())
+    }
+
     /// Leads from now on in `epoch` (stamped on appends, recorded in the epoch cache).
     pub async fn become_leader(&self, epoch: i32) -> Result<(), StorageError> {
         self.log.become_leader(epoch).await

@@ -239,12 +239,20 @@ impl Partition {
         now_ms: i64,
     ) -> Result<i64, StorageError> {
         let end = self.log.append_replicated(batches, now_ms).await?;
+        self.note_leader_high_watermark(leader_high_watermark);
+        Ok(end)
+    }
+
+    /// A follower heard its leader's high watermark (a fetch answer, with records or
+    /// without: an idle follower's stays current too). Kept below this log's end (Kafka's
+    /// follower HW = min(leader HW, own log end)) and never moved back here (a truncation
+    /// lowers it). A follower made leader starts from it; the checkpoint writes it.
+    pub fn note_leader_high_watermark(&self, leader_high_watermark: i64) {
         self.follower_high_watermark.set(
             leader_high_watermark
-                .min(end)
+                .min(self.log.log_end_offset())
                 .max(self.follower_high_watermark.get()),
         );
-        Ok(end)
     }
 
     /// Whether an append with these acks is synced before its answer under the topic's

@@ -213,6 +213,7 @@ async fn delete_everywhere(shard: &Rc<Shard>, name: String) {
         .invoke_on_all(move |owner| {
             let name = name.clone();
             async move {
+                owner.forget_checkpointed_topic(&name);
                 let mut removed = owner.partitions.remove_topic(&name);
                 removed.extend(owner.followers.remove_topic(&name));
                 for (partition, p) in removed {

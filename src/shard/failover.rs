@@ -63,8 +63,7 @@ pub(super) async fn take_role(s: &Rc<Shard>, topic: &str, partition: i32) {
     if cluster.leader(topic, partition) != Some(node) {
         if let Lookup::Online(led) = s.partitions.get(topic, partition) {
             s.partitions.remove(topic, partition);
-            led.depose();
-            let follower = Rc::new(led.successor(None));
+            let follower = Rc::new(led.demoted());
             s.followers
                 .insert(topic, partition, PartitionSlot::Online(follower));
             tracing::info!(topic, partition, "no longer the leader: following");

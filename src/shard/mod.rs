@@ -18,6 +18,7 @@ pub mod descriptors;
 mod failover;
 mod group_metrics;
 mod group_offsets;
+mod hw_checkpoint;
 pub mod io_driver;
 mod leader_balance;
 mod listeners;
@@ -86,6 +87,9 @@ pub struct Shard {
     /// (`replication`); never served to clients, so a lookup in `partitions` misses them
     /// and answers NOT_LEADER_OR_FOLLOWER.
     pub followers: PartitionTable,
+    /// Cluster mode, at start-up: the checkpointed high watermarks of the partitions this
+    /// shard owns, each taken when its partition opens (`hw_checkpoint`).
+    checkpointed_high_watermarks: std::cell::RefCell<crate::storage::hw_checkpoint::HighWatermarks>,
     /// Consumer groups this shard coordinates (placement::shard_for_group).
     pub groups: crate::group::GroupCoordinator,
     /// Transactional ids this shard coordinates (`txn::owner_shard`).

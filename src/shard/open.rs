@@ -189,7 +189,16 @@ fn install(
             log.observe_syncs(Rc::new(move |ns| metrics.record_fsync(ns)));
             let metrics = shard.metrics.partition(topic, partition);
             let p = Partition::new(log, metrics);
-            let start = p.log_start_offset();
+            // A checkpoint's high watermark (a restart in cluster mode): a leader's
+            // starts there, a follower's too (it starts from it if made leader).
+            let checkpointed = shard.take_checkpointed_high_watermark(topic, partition);
+            let start =
+                checkpointed.map_or(p.log_start_offset(), |hw| p.restored_high_watermark(hw));
+            if let Some(hw) = checkpointed
+                && std::ptr::eq(table, &shard.followers)
+            {
+                p.restore_follower_high_watermark(hw);
+            }
             let online = match replica_set_for(shard, topic, partition, start) {
                 Some(set) => Rc::new(p.with_replicas(set)),
                 None => Rc::new(p),
@@ -208,9 +217,9 @@ fn install(
 
 /// A partition this node leads with other replicas gets their replica set (cluster mode):
 /// its high watermark then waits for them. The ISR is the metadata log's; the high
-/// watermark starts at `high_watermark` (the log start at an open, as Kafka's with no
-/// checkpoint; a follower made leader keeps the one its leader last sent): the in-sync
-/// followers' fetches move it. `None` for a single node, one replica, or a follower.
+/// watermark starts at `high_watermark` (at an open, the checkpointed one up to the log end,
+/// else the log start, as Kafka's; a follower made leader keeps the one its leader last
+/// sent): the in-sync followers' fetches move it. `None` for a single node, one replica, or a follower.
 pub(super) fn replica_set_for(
     shard: &Shard,
     topic: &str,

@@ -119,7 +119,10 @@ async fn apply_item(shard: &Rc<Shard>, item: ReplicaItem) -> ReplicaPosition {
             .append_replicated(batches, item.high_watermark, super::now_ms())
             .await
             .map(|_| ()),
-        None => Ok(()),
+        None => {
+            partition.note_leader_high_watermark(item.high_watermark);
+            Ok(())
+        }
     };
     let followed = match appended {
         Ok(()) if item.log_start_offset > partition.log_start_offset() => {

@@ -121,6 +121,11 @@ pub fn start_broker(config: BrokerConfig) -> Result<BrokerHandle, StartError> {
     let mut committed = cluster.map(|c| c.inputs);
 
     let (listeners, to_listen, tls) = bind_listeners(&config, cores.len())?;
+    // Read once, before any shard runs (each takes its own partitions' entries).
+    let high_watermarks = Arc::new(match cluster_handle {
+        Some(_) => crate::storage::hw_checkpoint::load_all(&config.data_dir, cores.len()),
+        None => Default::default(),
+    });
 
     let (senders, receivers): (Vec<_>, Vec<_>) = cores
         .iter()
@@ -152,6 +157,7 @@ pub fn start_broker(config: BrokerConfig) -> Result<BrokerHandle, StartError> {
             writer: if id == 0 { writer.take() } else { None },
             cluster: cluster_handle.clone(),
             committed: if id == 0 { committed.take() } else { None },
+            high_watermarks: high_watermarks.clone(),
             heartbeat: heartbeats
                 .for_shard(id)
                 .ok_or_else(|| StartError::Shard(id, "no heartbeat slot".into()))?,
@@ -259,6 +265,8 @@ struct ShardStart {
     /// Shard 0 in cluster mode: the metadata log's committed entries to apply, and the
     /// replica fetchers' answers to append.
     committed: Option<super::cluster_apply::ClusterInputs>,
+    /// Cluster mode: every shard's checkpointed high watermarks, read at start-up.
+    high_watermarks: Arc<crate::storage::hw_checkpoint::HighWatermarks>,
     heartbeat: crate::admin::systemd::ShardHeartbeat,
     /// Every configured listener, bound for this shard with SO_REUSEPORT.
     listeners: ShardListeners,
@@ -416,6 +424,8 @@ async fn shard_main(start: ShardStart, outbox: Rc<Outbox>) {
     };
     let stores_opened = began.elapsed();
     let broker_channel = broker_channel(&start);
+    let high_watermarks =
+        super::hw_checkpoint::owned_by(&start.high_watermarks, start.id, start.peers.len());
     let shard = Rc::new(Shard {
         id: start.id,
         core: start.core,
@@ -427,6 +437,7 @@ async fn shard_main(start: ShardStart, outbox: Rc<Outbox>) {
         cluster: start.cluster,
         partitions: PartitionTable::default(),
         followers: PartitionTable::default(),
+        checkpointed_high_watermarks: std::cell::RefCell::new(high_watermarks),
         groups,
         txns,
         broker_channel,
@@ -455,6 +466,7 @@ async fn shard_main(start: ShardStart, outbox: Rc<Outbox>) {
     let txn_deadlines = compio::runtime::spawn(super::deadlines::txn_deadlines(shard.clone()));
     let cleaner = compio::runtime::spawn(super::cleaner::run(shard.clone()));
     let delayed_delivery = compio::runtime::spawn(super::delayed::run(shard.clone()));
+    let checkpoints = compio::runtime::spawn(super::hw_checkpoint::run(shard.clone()));
 
     let listeners = match register_listeners(start.listeners) {
         Ok(listeners) => listeners,
@@ -486,6 +498,9 @@ async fn shard_main(start: ShardStart, outbox: Rc<Outbox>) {
     let _ = txn_deadlines.await;
     let _ = cleaner.await;
     let _ = delayed_delivery.await;
+    // After the loop ended (one writer at a time), before the logs close.
+    let _ = checkpoints.await;
+    super::hw_checkpoint::write_at_shutdown(&shard).await;
     close_partitions(&shard).await;
     tracing::info!(shard = shard.id, "shard stopped");
 }
