@@ -30,6 +30,9 @@ const RECORDS: usize = 20;
 const WAIT: Duration = Duration::from_secs(60);
 /// Checkpoints every 200 ms, so a test does not wait Kafka's 5 s for one.
 const FAST_CHECKPOINTS: &str = "replica_high_watermark_checkpoint_interval_ms = 200\n";
+/// Long enough for a follower to get an answer without records (the leader's long poll
+/// ends after 500 ms), several times over on a loaded box.
+const IDLE_ANSWER_WAIT: Duration = Duration::from_secs(4);
 /// The longest interval accepted: no periodic checkpoint within a test.
 const SHUTDOWN_CHECKPOINTS_ONLY: &str = "replica_high_watermark_checkpoint_interval_ms = 3600000\n";
 
@@ -246,7 +249,7 @@ fn a_clean_shutdown_writes_the_checkpoint_and_a_garbage_one_is_ignored() {
     let follower = (1..=3).find(|&id| id != leader).unwrap_or(1);
     // The follower's high watermark reaches 20 from the answers without records; give it
     // the time (no file is written before the shutdown, so it cannot be watched).
-    std::thread::sleep(Duration::from_secs(2));
+    std::thread::sleep(IDLE_ANSWER_WAIT);
     cluster.node_mut(follower).terminate();
     assert_eq!(
         checkpointed(&cluster, follower),
@@ -272,7 +275,7 @@ fn a_clean_shutdown_writes_the_checkpoint_and_a_garbage_one_is_ignored() {
         log.contains("high-watermark checkpoint ignored"),
         "the garbage file is reported"
     );
-    std::thread::sleep(Duration::from_secs(2));
+    std::thread::sleep(IDLE_ANSWER_WAIT);
     cluster.node_mut(follower).terminate();
     assert_eq!(
         checkpointed(&cluster, follower),

@@ -214,3 +214,54 @@ async fn traffic_is_counted_once_and_a_duplicate_is_not_counted_again() {
     );
     assert_eq!((counted.log_start_offset, counted.log_end_offset), (0, 2));
 }
+
+/// Issue 17's high-watermark checkpoint rules on one partition: a restored high watermark
+/// never passes the log end; a follower's learned one neither, and never goes back; a
+/// deposed leader keeps its own as the follower it becomes.
+#[compio::test]
+async fn high_watermarks_are_restored_learned_and_kept_across_a_demotion() {
+    let dir = tempfile::tempdir().unwrap();
+    let (partition, _) = open(dir.path(), LogConfig::default()).await;
+    partition
+        .append(batch(10, 8, 0), 10, ACKS_LEADER, 0, || {})
+        .await
+        .unwrap();
+    assert_eq!(partition.restored_high_watermark(7), 7);
+    assert_eq!(
+        partition.restored_high_watermark(25),
+        10,
+        "records a checkpoint counted may be gone after a crash"
+    );
+
+    partition.restore_follower_high_watermark(4);
+    assert_eq!(partition.follower_high_watermark(), 4);
+    partition.note_leader_high_watermark(8);
+    assert_eq!(partition.follower_high_watermark(), 8);
+    partition.note_leader_high_watermark(30);
+    assert_eq!(
+        partition.follower_high_watermark(),
+        10,
+        "not past its own log end"
+    );
+    partition.note_leader_high_watermark(-1);
+    assert_eq!(partition.follower_high_watermark(), 10, "never back");
+
+    // A leader (fresh: never a follower) with two in-sync followers that both hold 6 of
+    // its 10 records: demoted, it keeps 6 as its follower high watermark.
+    let dir = tempfile::tempdir().unwrap();
+    let (fresh, _) = open(dir.path(), LogConfig::default()).await;
+    fresh
+        .append(batch(10, 8, 0), 10, ACKS_LEADER, 0, || {})
+        .await
+        .unwrap();
+    let set = super::replicas::ReplicaSet::new(&[2, 3], &[2, 3], 2, 0, 0);
+    let leader = fresh.successor(Some(set));
+    let set = leader.replicas().unwrap();
+    set.record_fetch(2, 6, 0, 10, 1);
+    set.record_fetch(3, 6, 0, 10, 1);
+    assert_eq!(leader.high_watermark(), 6);
+    assert_eq!(leader.follower_high_watermark(), -1);
+    let follower = leader.demoted();
+    assert!(leader.replicas().unwrap().deposed());
+    assert_eq!(follower.follower_high_watermark(), 6);
+}

@@ -4,7 +4,7 @@
 //! watermarks of the partitions it owns (led: its own; followed: the last one its leader
 //! sent) every `replica_high_watermark_checkpoint_interval_ms` when they changed, and once
 //! more at a clean shutdown; at start-up the files are read once (`storage::hw_checkpoint`)
-//! and each partition opened takes its entry (`take`).
+//! and each partition opened takes its entry (`Shard::take_checkpointed_high_watermark`).
 //! Must not: write from two tasks of one shard at once (the file's temp name is fixed):
 //! the loop ends before the shutdown write starts.
 
