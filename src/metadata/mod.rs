@@ -8,6 +8,7 @@
 
 mod acls;
 mod config_ops;
+pub mod coordinator_slots;
 mod create;
 pub mod credentials;
 pub mod dynamic_broker;

@@ -64,21 +64,6 @@ impl super::replicated::ClusterState {
         self.brokers.get(&broker).is_some_and(|b| !b.fenced)
     }
 
-    /// The broker that coordinates `key` (a group or transactional id): a stable hash over
-    /// the registered brokers, moving to the next live one (in id order) while that one is
-    /// fenced. Every node computes the same answer from the same applied state.
-    pub fn coordinator(&self, key: &str) -> Option<i32> {
-        let all: Vec<&RegisteredBroker> = self.brokers.values().collect();
-        if all.is_empty() {
-            return None;
-        }
-        let start = crate::shard::placement::fnv1a32(key.as_bytes()) as usize % all.len();
-        (0..all.len())
-            .map(|i| all[(start + i) % all.len()])
-            .find(|b| !b.fenced)
-            .map(|b| b.id)
-    }
-
     /// Live brokers, in id order: where new replicas may go.
     pub fn live_brokers(&self) -> Vec<i32> {
         self.brokers
@@ -86,6 +71,68 @@ impl super::replicated::ClusterState {
             .filter(|b| !b.fenced)
             .map(|b| b.id)
             .collect()
+    }
+}
+
+impl super::MetadataWriter {
+    /// RegisterBroker: a new epoch for the broker, live again; partitions left without a
+    /// leader it was in sync for get it back, and the coordinator slots are placed
+    /// (`coordinator_slots`: a new broker id takes its share, a returning one does not).
+    pub(super) fn apply_register_broker(
+        &self,
+        id: i32,
+        host: &str,
+        port: i32,
+        endpoints: &[ListenerEndpoint],
+    ) -> Result<super::replicated::Applied, super::MetadataError> {
+        let mut cluster = self.cluster_state();
+        let known = cluster.brokers.get(&id).map(|b| b.epoch);
+        let broker = RegisteredBroker {
+            id,
+            host: host.to_string(),
+            port,
+            fenced: false,
+            epoch: known.map_or(0, |e| e + 1),
+            endpoints: endpoints
+                .iter()
+                .take(MAX_REGISTERED_ENDPOINTS)
+                .cloned()
+                .collect(),
+        };
+        cluster.brokers.insert(id, broker);
+        let changed = cluster.elect_returning(id);
+        cluster.place_slots_after_registration(known.is_none());
+        self.publish_cluster(cluster)?;
+        Ok(super::replicated::Applied::Partitions(changed))
+    }
+
+    /// Fencing or a controlled shutdown (`fenced`), or an unfence: the elections of
+    /// `elections`, and a fenced broker's coordinator slots move to live brokers (an
+    /// unfenced one only takes slots no live broker held).
+    pub(super) fn apply_fencing(
+        &self,
+        id: i32,
+        fenced: bool,
+    ) -> Result<super::replicated::Applied, super::MetadataError> {
+        use super::replicated::Applied;
+        let mut cluster = self.cluster_state();
+        match cluster.brokers.get_mut(&id) {
+            Some(broker) if broker.fenced != fenced => broker.fenced = fenced,
+            _ => return Ok(Applied::Brokers),
+        }
+        let changed = if fenced {
+            cluster.elect_without(id)
+        } else {
+            cluster.elect_returning(id)
+        };
+        // An ISR without a removed replica may complete a reassignment (Kafka checks at
+        // every partition change).
+        for (topic, p) in &changed {
+            cluster.maybe_complete_reassignment(topic, *p);
+        }
+        cluster.adopt_orphan_slots();
+        self.publish_cluster(cluster)?;
+        Ok(Applied::Partitions(changed))
     }
 }
 

@@ -43,6 +43,10 @@ pub struct ClusterState {
     /// and removed (`metadata::reassign`). Their replicas are already in `assignments`.
     #[serde(default)]
     pub reassignments: HashMap<String, BTreeMap<i32, super::reassign::Reassignment>>,
+    /// Which broker coordinates the groups and transactional ids of each slot
+    /// (`coordinator_slots`, decision 0024); empty in states written before it existed.
+    #[serde(default)]
+    pub coordinator_slots: Vec<super::coordinator_slots::CoordinatorSlot>,
 }
 
 /// A partition's in-sync replicas (the leader first) and its partition epoch, bumped by
@@ -203,6 +207,9 @@ pub enum MetadataRecord {
     UnfenceBroker {
         id: i32,
     },
+    /// Evens the coordinator slots out over the live brokers (decision 0024): proposed by
+    /// the quorum leader once it saw them skewed on two consecutive checks.
+    RebalanceCoordinators,
     AllocateProducerIds {
         broker: i32,
         count: i64,
@@ -371,7 +378,7 @@ impl MetadataWriter {
         ids.block_end = start.saturating_add(count);
     }
 
-    fn cluster_state(&self) -> ClusterState {
+    pub(super) fn cluster_state(&self) -> ClusterState {
         self.snapshot()
             .cluster
             .as_deref()
@@ -380,7 +387,7 @@ impl MetadataWriter {
     }
 
     /// Publishes `cluster` (and bumps the applied index) on top of the current snapshot.
-    fn publish_cluster(&self, cluster: ClusterState) -> Result<(), MetadataError> {
+    pub(super) fn publish_cluster(&self, cluster: ClusterState) -> Result<(), MetadataError> {
         let mut next = (*self.snapshot()).clone();
         next.cluster = Some(Arc::new(cluster));
         self.publish(next)
@@ -476,47 +483,16 @@ impl MetadataWriter {
                 host,
                 port,
                 endpoints,
-            } => {
-                let mut cluster = self.cluster_state();
-                let epoch = cluster.brokers.get(id).map_or(0, |b| b.epoch + 1);
-                let broker = RegisteredBroker {
-                    id: *id,
-                    host: host.clone(),
-                    port: *port,
-                    fenced: false,
-                    epoch,
-                    endpoints: endpoints
-                        .iter()
-                        .take(super::registration::MAX_REGISTERED_ENDPOINTS)
-                        .cloned()
-                        .collect(),
-                };
-                cluster.brokers.insert(*id, broker);
-                let changed = cluster.elect_returning(*id);
-                self.publish_cluster(cluster)?;
-                Ok(Applied::Partitions(changed))
+            } => self.apply_register_broker(*id, host, *port, endpoints),
+            MetadataRecord::FenceBroker { id } | MetadataRecord::ControlledShutdown { id } => {
+                self.apply_fencing(*id, true)
             }
-            MetadataRecord::FenceBroker { id }
-            | MetadataRecord::ControlledShutdown { id }
-            | MetadataRecord::UnfenceBroker { id } => {
-                let fenced = !matches!(record, MetadataRecord::UnfenceBroker { .. });
+            MetadataRecord::UnfenceBroker { id } => self.apply_fencing(*id, false),
+            MetadataRecord::RebalanceCoordinators => {
                 let mut cluster = self.cluster_state();
-                match cluster.brokers.get_mut(id) {
-                    Some(broker) if broker.fenced != fenced => broker.fenced = fenced,
-                    _ => return Ok(Applied::Brokers),
-                }
-                let changed = if fenced {
-                    cluster.elect_without(*id)
-                } else {
-                    cluster.elect_returning(*id)
-                };
-                // An ISR without a removed replica may complete a reassignment (Kafka checks
-                // at every partition change).
-                for (topic, p) in &changed {
-                    cluster.maybe_complete_reassignment(topic, *p);
-                }
+                cluster.rebalance_slots();
                 self.publish_cluster(cluster)?;
-                Ok(Applied::Partitions(changed))
+                Ok(Applied::Brokers)
             }
             MetadataRecord::AlterPartition {
                 topic,

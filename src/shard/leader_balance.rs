@@ -5,7 +5,12 @@
 //! active controller does this) proposes a preferred-replica election (`ElectLeader`) for
 //! each partition whose preferred replica is live and in sync but does not lead. Each
 //! record is checked again at apply, against the state of that moment, on every node.
-//! Must not: decide an election itself (the metadata log's apply does).
+//! The same check evens out the coordinator slots (decision 0024): a slot stays with the
+//! broker that took it over when its broker was fenced, so a returned broker coordinates
+//! nothing until a `RebalanceCoordinators` record gives it its share. Proposed only when
+//! the skew was seen on two consecutive checks, so a broker restarting (fenced, unfenced)
+//! does not pull coordinators back and forth while it flaps.
+//! Must not: decide an election or a slot's broker itself (the metadata log's apply does).
 
 use super::Shard;
 use crate::metadata::replicated::MetadataRecord;
@@ -22,8 +27,12 @@ pub(super) async fn rebalance_loop(shard: Rc<Shard>) {
     }
     let every =
         std::time::Duration::from_secs(shard.config.leader_imbalance_check_interval_seconds);
+    let slots_skewed_before = std::cell::Cell::new(false);
     shard
-        .every_until_shutdown(every, || rebalance_once(&shard))
+        .every_until_shutdown(every, || async {
+            rebalance_once(&shard).await;
+            rebalance_coordinators(&shard, &slots_skewed_before).await;
+        })
         .await;
 }
 
@@ -64,4 +73,30 @@ async fn rebalance_once(shard: &Rc<Shard>) {
         moved,
         "auto leader rebalance: leadership moved back to preferred replicas"
     );
+}
+
+/// One check of the coordinator slots on the quorum leader: a `RebalanceCoordinators` when
+/// they were skewed at this check and the one before (`skewed_before`).
+async fn rebalance_coordinators(shard: &Rc<Shard>, skewed_before: &std::cell::Cell<bool>) {
+    let Some(cluster) = shard.cluster.clone() else {
+        return;
+    };
+    if cluster.leader() != Some(shard.config.node_id) || shard.replaying_metadata() {
+        skewed_before.set(false);
+        return;
+    }
+    let snapshot = shard.metadata.load_full();
+    let skewed = snapshot
+        .cluster
+        .as_deref()
+        .is_some_and(|s| s.coordinator_slots_skewed());
+    if !(skewed && skewed_before.replace(skewed)) {
+        skewed_before.set(skewed);
+        return;
+    }
+    skewed_before.set(false);
+    match cluster.propose(MetadataRecord::RebalanceCoordinators).await {
+        Ok(_) => tracing::info!("coordinator slots evened out over the live brokers"),
+        Err((_, message)) => tracing::debug!(%message, "coordinator rebalance not applied"),
+    }
 }
