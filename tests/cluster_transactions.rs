@@ -483,17 +483,38 @@ fn end_txn_v2(
 }
 
 /// Restarts `node` armed to SIGKILL itself right after its next Prepare* is durable
-/// (`txn::fault`), and waits until it coordinates `id` again: InitProducerId answers there
-/// (with `SHORT_TXN_TIMEOUT_MS`).
-fn restart_armed(cluster: &mut LocalCluster, node: i32, id: &str) {
+/// (`txn::fault`), and returns two transactional ids it coordinates once the cluster has
+/// settled: InitProducerId answers at `node` for the first (with `SHORT_TXN_TIMEOUT_MS`).
+/// If the restart took longer than the broker session the node was fenced and its
+/// coordinator slots moved for good (decision 0024); the quorum leader's coordinator
+/// rebalance (`leader_imbalance_check_interval_seconds = 1`) gives it a share back.
+fn restart_armed(cluster: &mut LocalCluster, node: i32) -> (String, String) {
     let broker = cluster.node_mut(node);
     broker.kill();
     broker
         .extra_env
         .push(("SLUICE_FAULT_TXN_CRASH".into(), "after_prepare".into()));
     broker.spawn();
+    cluster.wait_until_formed(3);
+    let asked = node % 3 + 1;
+    let mut ids = Vec::new();
     support::wait_until(WAIT, POLL, || {
-        let answer = call_init_producer(cluster, node, id, SHORT_TXN_TIMEOUT_MS);
+        ids = (0..400)
+            .map(|i| format!("failover-{i}"))
+            .filter(|id| transaction_coordinator(cluster, asked, id) == Ok(node))
+            .take(2)
+            .collect();
+        if ids.len() == 2 {
+            return Ok(());
+        }
+        Err(format!(
+            "{node} coordinates no ids\n{}",
+            cluster.diagnostics()
+        ))
+    });
+    let open_id = ids[0].clone();
+    support::wait_until(WAIT, POLL, || {
+        let answer = call_init_producer(cluster, node, &open_id, SHORT_TXN_TIMEOUT_MS);
         if let Ok((0, _, _)) = answer {
             return Ok(());
         }
@@ -502,6 +523,7 @@ fn restart_armed(cluster: &mut LocalCluster, node: i32, id: &str) {
             cluster.diagnostics()
         ))
     });
+    (open_id, ids[1].clone())
 }
 
 /// Waits until `node` exits by itself (the armed crash) and reaps it.
@@ -525,26 +547,23 @@ fn wait_for_crash(cluster: &mut LocalCluster, node: i32) {
 #[test]
 fn a_killed_coordinators_transactions_are_ended_by_the_next_coordinator() {
     const TOPIC_F: &str = "txn-failover";
-    const OPEN_ID: &str = "failover-open";
     let test = "a_killed_coordinators_transactions_are_ended_by_the_next_coordinator";
     if real_clients_skipped(test) {
         return;
     }
     let python = support::client_python("confluent_kafka");
-    let mut cluster = LocalCluster::start_with_config(3, FAST_FENCING);
+    let config = format!("{FAST_FENCING}leader_imbalance_check_interval_seconds = 1\n");
+    let mut cluster = LocalCluster::start_with_config(3, &config);
     cluster.wait_until_formed(3);
-    let coordinator = transaction_coordinator(&cluster, 1, OPEN_ID)
-        .unwrap_or_else(|e| panic!("{e}\n{}", cluster.diagnostics()));
-    // A second id of the same coordinator: it will be decided (PrepareCommit) at the kill.
-    let decided_id = (0..200)
-        .map(|i| format!("failover-decided-{i}"))
-        .find(|id| transaction_coordinator(&cluster, 1, id) == Ok(coordinator))
-        .unwrap_or_else(|| panic!("no second id coordinated by {coordinator}"));
-    restart_armed(&mut cluster, coordinator, OPEN_ID);
+    // Node 1 is armed; the ids are two it coordinates after its restart: one left open at
+    // the kill, one decided (PrepareCommit) at the kill.
+    let coordinator = 1;
+    let (open_id, decided_id) = restart_armed(&mut cluster, coordinator);
+    let open_id = open_id.as_str();
     // Armed, the coordinator dies at its first EndTxn: the transaction left open is of a
     // second incarnation (epoch 1), so its records are told apart from the decided one's.
     let (code, open_producer_id, open_epoch) =
-        try_init_producer_with_timeout(&cluster, coordinator, OPEN_ID, SHORT_TXN_TIMEOUT_MS);
+        try_init_producer_with_timeout(&cluster, coordinator, open_id, SHORT_TXN_TIMEOUT_MS);
     assert_eq!(code, 0, "InitProducerId again at {coordinator}");
     let open = (open_producer_id, open_epoch);
     let led = spread_topic(&cluster, TOPIC_F, 3);
@@ -552,7 +571,7 @@ fn a_killed_coordinators_transactions_are_ended_by_the_next_coordinator() {
 
     // One transaction left open at the kill ...
     assert_eq!(
-        produce_v2_at_each_leader(&cluster, (OPEN_ID, open), TOPIC_F, &led),
+        produce_v2_at_each_leader(&cluster, (open_id, open), TOPIC_F, &led),
         vec![0; led.len()]
     );
     // ... and one decided: the coordinator kills itself once its PrepareCommit is durable.
@@ -577,7 +596,7 @@ fn a_killed_coordinators_transactions_are_ended_by_the_next_coordinator() {
     let mut next = coordinator;
     let mut moved = Vec::new();
     support::wait_until(WAIT, POLL, || {
-        next = transaction_coordinator(&cluster, survivor, OPEN_ID).unwrap_or(coordinator);
+        next = transaction_coordinator(&cluster, survivor, open_id).unwrap_or(coordinator);
         moved = leaders(cluster.node(survivor), TOPIC_F);
         let settled = next != coordinator
             && moved.len() == led.len()
@@ -610,7 +629,7 @@ fn a_killed_coordinators_transactions_are_ended_by_the_next_coordinator() {
 
     // The producer re-initialises at the new coordinator: same producer id, a newer epoch,
     // and the old epoch is fenced at the leaders.
-    let (code, producer_id, epoch) = try_init_producer(&cluster, next, OPEN_ID);
+    let (code, producer_id, epoch) = try_init_producer(&cluster, next, open_id);
     assert_eq!(code, 0, "InitProducerId at the new coordinator {next}");
     assert_eq!(producer_id, open.0, "the same producer id");
     assert!(epoch > open.1, "a bumped epoch: {epoch} after {}", open.1);
@@ -619,7 +638,7 @@ fn a_killed_coordinators_transactions_are_ended_by_the_next_coordinator() {
         .enumerate()
         .next()
         .unwrap_or_else(|| panic!("no partition"));
-    let stale = (OPEN_ID, open);
+    let stale = (open_id, open);
     assert_eq!(
         produce_transactional(&cluster, leader, stale, (TOPIC_F, index as i32), PRODUCE_V2),
         ResponseError::InvalidProducerEpoch.code(),
@@ -640,21 +659,30 @@ fn a_node_restarted_from_a_metadata_snapshot_holds_the_transaction_states() {
     for _ in 0..1_100 {
         last = init_producer(&cluster, coordinator, SNAPSHOT_ID);
     }
-    // The next coordinator in hash order is restarted from its snapshot, then takes over.
-    let successor = coordinator % 3 + 1;
-    let snapshot = cluster.node(successor).data_dir.join("meta/raft/snapshot");
-    support::wait_until(WAIT, POLL, || {
-        snapshot
-            .exists()
-            .then_some(())
-            .ok_or(format!("node {successor} took no metadata snapshot"))
-    });
-    cluster.node_mut(successor).kill();
-    cluster.node_mut(successor).spawn();
-    cluster.wait_until_formed(3);
+    // Which broker takes the id over is decided only when its coordinator is fenced
+    // (decision 0024): both others are restarted from their snapshots, one at a time, so
+    // the successor is one of them.
+    let others: Vec<i32> = (1..=3).filter(|id| *id != coordinator).collect();
+    for &other in &others {
+        let snapshot = cluster.node(other).data_dir.join("meta/raft/snapshot");
+        support::wait_until(WAIT, POLL, || {
+            snapshot
+                .exists()
+                .then_some(())
+                .ok_or(format!("node {other} took no metadata snapshot"))
+        });
+        cluster.node_mut(other).kill();
+        cluster.node_mut(other).spawn();
+        cluster.wait_until_formed(3);
+    }
     cluster.node_mut(coordinator).kill();
     let mut answer = Err(String::new());
+    let mut successor = 0;
     support::wait_until(WAIT, POLL, || {
+        successor = transaction_coordinator(&cluster, others[0], SNAPSHOT_ID)?;
+        if !others.contains(&successor) {
+            return Err(format!("coordinator still {successor}"));
+        }
         answer = call_init_producer(&cluster, successor, SNAPSHOT_ID, 60_000);
         match answer {
             Ok((0, _, _)) => Ok(()),

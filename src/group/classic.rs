@@ -69,6 +69,10 @@ impl GroupCoordinator {
         };
         let wall = self.wall_ms(now);
         let mut groups = self.inner.groups.borrow_mut();
+        let epoch = match self.take_over(&mut groups, &group_id, now) {
+            Ok(epoch) => epoch,
+            Err(e) => return Pending::Ready(join_error(e, &member_id)),
+        };
         if !groups.contains_key(&group_id) {
             if !member_id.is_empty() {
                 return Pending::Ready(join_error(ResponseError::UnknownMemberId, &member_id));
@@ -80,9 +84,10 @@ impl GroupCoordinator {
                     &member_id,
                 ));
             }
-            let Some(group) = self.new_group(&group_id) else {
+            let Some(mut group) = self.new_group(&group_id) else {
                 return Pending::Ready(join_error(ResponseError::InvalidGroupId, &member_id));
             };
+            group.coordinator_epoch = epoch;
             groups.insert(group_id.clone(), group);
         }
         let Some(group) = groups.get_mut(&group_id) else {
@@ -124,6 +129,9 @@ impl GroupCoordinator {
     ) -> Pending<SyncGroupResponse> {
         let group_id = request.group_id.0.to_string();
         let mut groups = self.inner.groups.borrow_mut();
+        if let Err(e) = self.take_over(&mut groups, &group_id, now) {
+            return Pending::Ready(sync_error(e));
+        }
         let Some(group) = groups.get_mut(&group_id) else {
             return Pending::Ready(sync_error(ResponseError::UnknownMemberId));
         };
@@ -132,7 +140,7 @@ impl GroupCoordinator {
             .into_iter()
             .map(|a| (a.member_id.to_string(), a.assignment))
             .collect();
-        group.sync(
+        let answer = group.sync(
             &request.member_id,
             request.group_instance_id.as_deref(),
             request.generation_id,
@@ -141,7 +149,11 @@ impl GroupCoordinator {
             assignments,
             version,
             now,
-        )
+        );
+        drop(groups);
+        // The leader's assignment completed a generation: stored now, not at the next tick.
+        self.store_memberships(Some(&group_id));
+        answer
     }
 
     /// SyncGroup, waiting for the answer.
@@ -159,7 +171,9 @@ impl GroupCoordinator {
     pub fn heartbeat(&self, request: HeartbeatRequest, now: Instant) -> HeartbeatResponse {
         let group_id = request.group_id.0.to_string();
         let mut groups = self.inner.groups.borrow_mut();
+        let taken = self.take_over(&mut groups, &group_id, now);
         let result = match groups.get_mut(&group_id) {
+            _ if taken.is_err() => taken.map(|_| ()),
             None => Err(ResponseError::UnknownMemberId),
             Some(group) => group.heartbeat(
                 &request.member_id,
@@ -196,6 +210,9 @@ impl GroupCoordinator {
         let wall = self.wall_ms(now);
         let timings = self.inner.timings;
         let mut groups = self.inner.groups.borrow_mut();
+        if let Err(e) = self.take_over(&mut groups, &group_id, now) {
+            return LeaveGroupResponse::default().with_error_code(e.code());
+        }
         let results: Vec<(String, Option<String>, i16)> = leaving
             .into_iter()
             .map(|(member_id, instance)| {

@@ -69,6 +69,10 @@ pub(super) struct Inner {
     pub(super) log_flushes_total: Cell<u64>,
     /// Cluster mode: the metadata log the offsets go through instead of the group files.
     pub(super) replicator: RefCell<Option<Rc<dyn super::replicated::OffsetsReplicator>>>,
+    /// Cluster mode: each classic group's membership as last stored in the metadata log
+    /// (`membership`), loaded by the broker that takes the group over.
+    pub(super) stored_memberships:
+        RefCell<HashMap<String, crate::metadata::group_membership::GroupMembership>>,
 }
 
 /// The consumer-group coordinator of one shard. Cheap to clone (shared `Rc`).
@@ -122,6 +126,7 @@ impl GroupCoordinator {
                 share_groups: RefCell::new(HashMap::new()),
                 log_flushes_total: Cell::new(0),
                 replicator: RefCell::new(None),
+                stored_memberships: RefCell::new(HashMap::new()),
             }),
         })
     }
@@ -162,6 +167,7 @@ impl GroupCoordinator {
         }
         groups.retain(|_, g| !g.is_forgettable(wall));
         drop(groups);
+        self.store_memberships(None);
         self.tick_share_groups(now);
     }
 

@@ -26,7 +26,8 @@
 //! - `offset_log_writer`: the single writer of each group's offsets log and its compaction
 //!   (the file format is `offset_log`);
 //! - `replicated`: cluster mode, where the records go through the metadata Raft log instead
-//!   of the group's file (decision 0018);
+//!   of the group's file (decision 0018); `membership`: cluster mode's stored classic
+//!   membership, loaded by the broker that takes a group over (decision 0024);
 //! - `txn_offsets`: TxnOffsetCommit offsets held until their transaction completes;
 //! - `share_protocol`: KIP-932 share groups — ShareGroupHeartbeat / ShareGroupDescribe and
 //!   share sessions (per-group logic in `share`; records' state is `partition::share`);
@@ -43,6 +44,7 @@ pub mod consumer;
 mod consumer_protocol;
 mod coordinator;
 mod find_coordinator;
+mod membership;
 pub mod offset_log;
 mod offset_log_writer;
 mod offsets;

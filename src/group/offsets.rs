@@ -91,9 +91,16 @@ impl GroupCoordinator {
         request: &OffsetCommitRequest,
         now: Instant,
     ) -> Result<(), ResponseError> {
+        let taken = if group_id.is_empty() {
+            Ok(None)
+        } else {
+            // Cluster mode: a group taken over loads its stored members first, so their
+            // commits keep their generation (decision 0024).
+            self.take_over(groups, group_id, now)
+        };
         if group_id.is_empty() {
             Err(ResponseError::InvalidGroupId)
-        } else if let Err(e) = self.check_coordinator(group_id) {
+        } else if let Err(e) = taken {
             Err(e)
         } else if let Some(g) = groups.get_mut(group_id) {
             g.check_commit(
@@ -107,7 +114,8 @@ impl GroupCoordinator {
             if groups.len() >= MAX_GROUPS_PER_SHARD {
                 tracing::warn!(group = %group_id, "refusing a new group: {MAX_GROUPS_PER_SHARD} groups on this shard");
                 Err(ResponseError::CoordinatorNotAvailable)
-            } else if let Some(g) = self.new_group(group_id) {
+            } else if let Some(mut g) = self.new_group(group_id) {
+                g.coordinator_epoch = taken.ok().flatten();
                 groups.insert(group_id.to_string(), g);
                 Ok(())
             } else {

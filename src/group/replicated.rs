@@ -35,6 +35,17 @@ pub trait OffsetsReplicator {
     /// Whether this node coordinates `group_id` in its applied metadata (and has applied
     /// everything the quorum committed: a node replaying its log is not asked yet).
     fn coordinates(&self, group_id: &str) -> bool;
+    /// The epoch of `group_id`'s coordinator slot when this node coordinates it (as
+    /// `coordinates`), else `None` (decision 0024).
+    fn coordinator_epoch(&self, group_id: &str) -> Option<i32>;
+    /// Proposes `group_id`'s classic membership as this node stored it under slot epoch
+    /// `epoch`; resolves once committed and applied here, or with the error.
+    fn store_membership(
+        &self,
+        group_id: String,
+        epoch: i32,
+        membership: crate::metadata::group_membership::GroupMembership,
+    ) -> LocalBoxFuture<'static, Result<(), WriteError>>;
     /// Proposes `records` for `group_id`; resolves once they are committed and applied on
     /// this node, or with the Kafka error to answer.
     fn replicate(
@@ -60,7 +71,7 @@ impl GroupCoordinator {
         *self.inner.replicator.borrow_mut() = Some(replicator);
     }
 
-    fn replicator(&self) -> Option<Rc<dyn OffsetsReplicator>> {
+    pub(super) fn replicator(&self) -> Option<Rc<dyn OffsetsReplicator>> {
         self.inner.replicator.borrow().clone()
     }
 

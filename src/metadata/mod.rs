@@ -13,6 +13,7 @@ mod create;
 pub mod credentials;
 pub mod dynamic_broker;
 mod elections;
+pub mod group_membership;
 pub mod group_offsets;
 mod placement;
 pub mod quotas;
@@ -136,6 +137,14 @@ pub enum MetadataError {
     InvalidOffsets(String),
     #[error("transactional id {0}: a state record that is oversized, corrupt or of another id")]
     InvalidTxnState(String),
+    #[error(
+        "group {group}: a membership of {bytes} bytes is past the {limit}-byte limit of one record"
+    )]
+    MembershipTooLarge {
+        group: String,
+        bytes: usize,
+        limit: usize,
+    },
     /// A group's or transactional id's change proposed by a broker that does not coordinate
     /// it (any more).
     #[error("{group}: broker {proposer} wrote as its coordinator, but {current:?} is")]
@@ -172,9 +181,9 @@ impl MetadataError {
             | MetadataError::TooManyQuotaEntities => E::PolicyViolation.code(),
             MetadataError::Io { .. } | MetadataError::Corrupt { .. } => E::KafkaStorageError.code(),
             MetadataError::ProducerIdsPending => E::CoordinatorNotAvailable.code(),
-            MetadataError::InvalidOffsets(_) | MetadataError::InvalidTxnState(_) => {
-                E::InvalidRequest.code()
-            }
+            MetadataError::InvalidOffsets(_)
+            | MetadataError::InvalidTxnState(_)
+            | MetadataError::MembershipTooLarge { .. } => E::InvalidRequest.code(),
             MetadataError::NotCoordinator { .. } => E::NotCoordinator.code(),
             MetadataError::PartitionChange { code, .. } => *code,
         }

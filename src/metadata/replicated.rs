@@ -230,6 +230,14 @@ pub enum MetadataRecord {
         coordinator: Option<i32>,
         changes: Vec<OffsetChange>,
     },
+    /// A classic group reached Stable or emptied (decision 0024, `group_membership`):
+    /// applied only if `coordinator` holds the group's slot at `coordinator_epoch`.
+    GroupMembership {
+        group: String,
+        coordinator: i32,
+        coordinator_epoch: i32,
+        membership: super::group_membership::GroupMembership,
+    },
     /// A transactional id's whole state after a change (decision 0022, `txn_state`): the
     /// slot log's frame in base64 (`Dead`: a tombstone), the proposing coordinator (checked
     /// at apply) and the version of the state it was derived from (checked by the shard).
@@ -314,6 +322,11 @@ pub enum Applied {
     },
     /// ACLs, credentials or quotas changed (`security_records`).
     Security(super::security_records::SecurityApplied),
+    /// A classic group's stored membership: its owning shard keeps it for a takeover.
+    GroupMembership {
+        group: String,
+        membership: super::group_membership::GroupMembership,
+    },
     /// A transactional id's state, valid and written by its coordinator: the id's owning
     /// shard replaces the id's state if `base_version` is still its version.
     TxnState {
@@ -536,6 +549,24 @@ impl MetadataWriter {
                 Ok(Applied::GroupOffsets {
                     group: group.clone(),
                     changes: changes.clone(),
+                })
+            }
+            MetadataRecord::GroupMembership {
+                group,
+                coordinator,
+                coordinator_epoch,
+                membership,
+            } => {
+                super::group_membership::check_record(
+                    self.snapshot().cluster.as_deref(),
+                    group,
+                    *coordinator,
+                    *coordinator_epoch,
+                    membership,
+                )?;
+                Ok(Applied::GroupMembership {
+                    group: group.clone(),
+                    membership: membership.clone(),
                 })
             }
             MetadataRecord::TxnState {

@@ -1,13 +1,15 @@
 //! The replicated state as one image, for Raft snapshots: what `encode_image` writes and
 //! `install_image` reads back on a restart or on a node far behind. Since issue 17's
 //! offsets stage it also carries every group's committed offsets, and since decision 0022
-//! every transactional id's state, which the shards hold
+//! every transactional id's state, and since decision 0024 every classic group's stored
+//! membership, which the shards hold
 //! (the caller gathers them before encoding and hands them out after installing).
 //! Must not: be read by anything but the metadata writer (the format is JSON, versioned by
 //! `#[serde(default)]` on fields added later).
 
 use super::credentials::{PersistedScramCredentials, ScramCredentials};
 use super::dynamic_broker::DynamicBrokerConfigs;
+use super::group_membership::GroupMembershipsImage;
 use super::group_offsets::GroupOffsetsImage;
 use super::quotas::{ClientQuotas, PersistedQuota};
 use super::replicated::ClusterState;
@@ -41,6 +43,10 @@ struct ReplicatedImage {
     /// transaction coordinator's state was replicated).
     #[serde(default)]
     txn_states: TxnStatesImage,
+    /// Every classic group's last stored membership (decision 0024; absent in images
+    /// written before memberships were replicated).
+    #[serde(default)]
+    group_memberships: GroupMembershipsImage,
 }
 
 /// What installing an image gives the shards to act on.
@@ -51,16 +57,22 @@ pub struct InstalledImage {
     pub group_offsets: GroupOffsetsImage,
     /// Every transactional id's state: it replaces what the shards held.
     pub txn_states: TxnStatesImage,
+    /// Every classic group's stored membership: it replaces what the shards held.
+    pub group_memberships: GroupMembershipsImage,
+}
+
+/// What the shards hold at the snapshot's index, gathered for `encode_image`.
+#[derive(Debug, Default)]
+pub struct ShardImages {
+    pub group_offsets: GroupOffsetsImage,
+    pub txn_states: TxnStatesImage,
+    pub group_memberships: GroupMembershipsImage,
 }
 
 impl MetadataWriter {
     /// The replicated state as bytes, for a Raft snapshot, with the shards' committed
     /// offsets and transaction states at the same log index.
-    pub fn encode_image(
-        &self,
-        group_offsets: GroupOffsetsImage,
-        txn_states: TxnStatesImage,
-    ) -> Vec<u8> {
+    pub fn encode_image(&self, shards: ShardImages) -> Vec<u8> {
         let snapshot = self.snapshot();
         let mut topics: Vec<_> = snapshot
             .topics
@@ -77,11 +89,12 @@ impl MetadataWriter {
                 .collect(),
             dynamic_broker: (*snapshot.dynamic_broker).clone(),
             cluster: snapshot.cluster.as_deref().cloned().unwrap_or_default(),
-            group_offsets,
+            group_offsets: shards.group_offsets,
             acls: snapshot.acls.bindings().to_vec(),
             scram_credentials: snapshot.scram_credentials.to_persisted(),
             client_quotas: snapshot.client_quotas.to_persisted(),
-            txn_states,
+            txn_states: shards.txn_states,
+            group_memberships: shards.group_memberships,
         };
         serde_json::to_vec(&image).unwrap_or_default()
     }
@@ -132,6 +145,7 @@ impl MetadataWriter {
             topics,
             group_offsets: image.group_offsets,
             txn_states: image.txn_states,
+            group_memberships: image.group_memberships,
         })
     }
 }

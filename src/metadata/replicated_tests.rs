@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::metadata::group_offsets::OffsetChange;
+use crate::metadata::replicated_image::ShardImages;
 
 #[test]
 fn placement_spreads_leaders_and_refuses_too_many_replicas() {
@@ -112,7 +113,7 @@ fn records_apply_the_same_way_and_images_round_trip() {
     assert_eq!(snapshot.cluster.as_ref().unwrap().isr("t", 1), vec![1, 2]);
 
     let (_dir_b, b) = writer();
-    b.install_image(&a.encode_image(Vec::new(), Vec::new()))
+    b.install_image(&a.encode_image(ShardImages::default()))
         .unwrap();
     let restored = b.snapshot();
     assert_eq!(restored.cluster, snapshot.cluster);
@@ -198,7 +199,10 @@ fn group_offsets_are_applied_only_from_the_groups_coordinator() {
 fn images_carry_the_group_offsets() {
     let (_dir_a, a) = writer();
     let offsets = vec![("g".to_string(), vec![commit("t", 7), commit("u", 9)])];
-    let image = a.encode_image(offsets.clone(), Vec::new());
+    let image = a.encode_image(ShardImages {
+        group_offsets: offsets.clone(),
+        ..ShardImages::default()
+    });
     let (_dir_b, b) = writer();
     let installed = b.install_image(&image).unwrap();
     assert_eq!(installed.group_offsets, offsets);
@@ -292,7 +296,7 @@ fn security_records_apply_through_the_log_and_travel_in_images() {
     );
 
     let (_dir_b, b) = writer();
-    b.install_image(&a.encode_image(Vec::new(), Vec::new()))
+    b.install_image(&a.encode_image(ShardImages::default()))
         .unwrap();
     let restored = b.snapshot();
     assert_eq!(restored.acls.bindings(), snapshot.acls.bindings());
@@ -360,7 +364,7 @@ fn registrations_carry_endpoints_and_older_records_still_load() {
     assert_eq!(cluster.brokers[&2].endpoint(Some("PLAINTEXT")), None);
     // A node installing the image has the same endpoints.
     let (_dir2, b) = writer();
-    b.install_image(&a.encode_image(Default::default(), Vec::new()))
+    b.install_image(&a.encode_image(ShardImages::default()))
         .unwrap();
     assert_eq!(
         b.snapshot().cluster.as_deref().unwrap().brokers,

@@ -5,6 +5,7 @@ use super::*;
 use crate::config::LogConfig;
 use crate::metadata::MetadataWriter;
 use crate::metadata::replicated::{Applied, MetadataRecord, Proposal};
+use crate::metadata::replicated_image::ShardImages;
 use crate::txn::TxnState;
 use crate::txn::state::TxnGroupOffset;
 
@@ -151,7 +152,10 @@ fn images_carry_the_txn_states() {
         (11, encode(&state("tx-a")).unwrap()),
         (12, encode(&state("tx-b")).unwrap()),
     ];
-    let image = a.encode_image(Vec::new(), states.clone());
+    let image = a.encode_image(ShardImages {
+        txn_states: states.clone(),
+        ..ShardImages::default()
+    });
     let (_dir_b, b) = writer_with_brokers(&[]);
     let installed = b.install_image(&image).unwrap();
     assert_eq!(installed.txn_states, states);

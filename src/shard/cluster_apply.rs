@@ -9,6 +9,7 @@ use super::Shard;
 use crate::cluster::{ClusterHandle, Committed};
 use crate::config::BrokerConfig;
 use crate::metadata::replicated::{Applied, ListenerEndpoint, MetadataRecord, Proposal};
+use crate::metadata::replicated_image::ShardImages;
 use crate::metadata::{MetadataView, MetadataWriter};
 use futures_util::FutureExt;
 use std::rc::Rc;
@@ -139,9 +140,12 @@ pub(super) async fn apply_loop(shard: Rc<Shard>, committed: flume::Receiver<Comm
                     cluster.complete(proposal.sequence, result);
                 }
                 if index >= last_snapshot + SNAPSHOT_EVERY_ENTRIES {
-                    let offsets = super::group_offsets::gather(&shard).await;
-                    let txn_states = super::txn_state::gather(&shard).await;
-                    cluster.compact(index, writer.encode_image(offsets, txn_states));
+                    let images = ShardImages {
+                        group_offsets: super::group_offsets::gather(&shard).await,
+                        txn_states: super::txn_state::gather(&shard).await,
+                        group_memberships: super::group_membership::gather(&shard).await,
+                    };
+                    cluster.compact(index, writer.encode_image(images));
                     last_snapshot = index;
                 }
             }
@@ -150,6 +154,7 @@ pub(super) async fn apply_loop(shard: Rc<Shard>, committed: flume::Receiver<Comm
                     last_snapshot = index;
                     super::group_offsets::install(&shard, installed.group_offsets).await;
                     super::txn_state::install(&shard, installed.txn_states).await;
+                    super::group_membership::install(&shard, installed.group_memberships).await;
                     reconcile_partitions(&shard, installed.topics).await;
                 }
                 Err(e) => tracing::error!(index, error = %e, "metadata snapshot not installed"),
@@ -199,6 +204,9 @@ async fn act_on(
         Applied::Brokers | Applied::Security(_) => {}
         Applied::GroupOffsets { group, changes } => {
             super::group_offsets::apply(shard, group.clone(), changes.clone()).await
+        }
+        Applied::GroupMembership { group, membership } => {
+            super::group_membership::apply(shard, group.clone(), membership.clone()).await
         }
         Applied::TxnState {
             metadata,

@@ -76,6 +76,39 @@ impl OffsetsReplicator for ClusterOffsets {
             && cluster.coordinator(group_id) == Some(self.cluster.node_id)
     }
 
+    fn coordinator_epoch(&self, group_id: &str) -> Option<i32> {
+        let snapshot = self.metadata.load();
+        let (broker, epoch) = snapshot
+            .cluster
+            .as_deref()?
+            .coordinator_with_epoch(group_id)?;
+        (self.cluster.caught_up_since_start.load(Ordering::Acquire)
+            && broker == self.cluster.node_id)
+            .then_some(epoch)
+    }
+
+    fn store_membership(
+        &self,
+        group_id: String,
+        epoch: i32,
+        membership: crate::metadata::group_membership::GroupMembership,
+    ) -> LocalBoxFuture<'static, Result<(), WriteError>> {
+        let cluster = self.cluster.clone();
+        Box::pin(async move {
+            let record = MetadataRecord::GroupMembership {
+                group: group_id,
+                coordinator: cluster.node_id,
+                coordinator_epoch: epoch,
+                membership,
+            };
+            cluster
+                .propose(record)
+                .await
+                .map(|_| ())
+                .map_err(write_error)
+        })
+    }
+
     fn replicate(
         &self,
         group_id: String,

@@ -16,6 +16,7 @@ mod deadlines;
 pub mod delayed;
 pub mod descriptors;
 mod failover;
+mod group_membership;
 mod group_metrics;
 mod group_offsets;
 mod hw_checkpoint;

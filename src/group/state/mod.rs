@@ -16,6 +16,7 @@
 mod generation;
 mod join;
 mod rebalance;
+mod restore;
 
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -208,6 +209,12 @@ pub struct Group {
     pub log: GroupLog,
     /// Members using the KIP-848 protocol (a group has those or classic members, never both).
     pub consumer: ConsumerGroup,
+    /// Cluster mode: the epoch of the coordinator slot under which this broker holds the
+    /// classic membership (`None`: not taken over yet); another epoch means the
+    /// membership is from an earlier time it coordinated the group (decision 0024).
+    pub coordinator_epoch: Option<i32>,
+    /// Cluster mode: `membership_mark` of the membership last proposed for the group.
+    pub stored_mark: Option<u64>,
 }
 
 /// A JoinGroup refusal. The protocol name is null, as Kafka sends from v7 (where it became
@@ -246,6 +253,8 @@ impl Group {
             rebalances_total: 0,
             log,
             consumer: Default::default(),
+            coordinator_epoch: None,
+            stored_mark: None,
         }
     }
 

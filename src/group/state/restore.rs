@@ -1,0 +1,119 @@
+//! A classic group's membership as the metadata log stores it (cluster mode, decision
+//! 0024): what a Stable generation looks like as a `GroupMembership` record, and loading
+//! one on the broker that takes the group's coordinator slot over, as Kafka's coordinator
+//! loads GroupMetadata from its `__consumer_offsets` partition: Stable, with every member's
+//! session starting now, so members that heartbeat keep their generation.
+//!
+//! Owns: the conversion both ways. Must not: decide when to store or load (the
+//! coordinator's `membership` does).
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use bytes::Bytes;
+
+use super::{Group, GroupState, Member};
+use crate::metadata::group_membership::{GroupMembership, MemberRecord};
+
+impl Group {
+    /// What should be stored for this group now: its Stable generation, or an empty
+    /// membership once it has no classic members; `None` while it rebalances (the last
+    /// stored generation stands, as Kafka stores only completed generations).
+    pub fn membership_to_store(&self) -> Option<GroupMembership> {
+        let protocol = self.protocol_name.clone().unwrap_or_default();
+        match self.state {
+            GroupState::Stable => Some(GroupMembership {
+                generation: self.generation,
+                protocol_type: self.protocol_type.clone().unwrap_or_default(),
+                protocol_name: protocol.clone(),
+                leader: self.leader.clone().unwrap_or_default(),
+                members: self
+                    .members_in_join_order()
+                    .into_iter()
+                    .map(|m| MemberRecord {
+                        member_id: m.member_id.clone(),
+                        group_instance_id: m.group_instance_id.clone(),
+                        client_id: m.client_id.clone(),
+                        client_host: m.client_host.clone(),
+                        session_timeout_ms: m.session_timeout.as_millis() as u64,
+                        rebalance_timeout_ms: m.rebalance_timeout.as_millis() as u64,
+                        metadata: BASE64.encode(m.metadata_for(&protocol)),
+                        assignment: BASE64.encode(&m.assignment),
+                    })
+                    .collect(),
+            }),
+            GroupState::Empty if self.members.is_empty() => Some(GroupMembership {
+                generation: self.generation,
+                protocol_type: String::new(),
+                protocol_name: String::new(),
+                leader: String::new(),
+                members: Vec::new(),
+            }),
+            _ => None,
+        }
+    }
+
+    /// A fingerprint of a stored membership: generation, leader and member ids (what
+    /// changes when a generation completes or a static member is replaced).
+    pub fn membership_mark(membership: &GroupMembership) -> u64 {
+        let mut hasher = DefaultHasher::new();
+        membership.generation.hash(&mut hasher);
+        membership.leader.hash(&mut hasher);
+        for m in &membership.members {
+            m.member_id.hash(&mut hasher);
+        }
+        hasher.finish()
+    }
+
+    /// Drops the classic membership this broker held from an earlier time it coordinated
+    /// the group (a waiting request is answered COORDINATOR_NOT_AVAILABLE by its caller)
+    /// and loads `stored`, if it has members, as Stable with sessions starting `now`.
+    /// Offsets stay. A member whose stored bytes are not base64 (never written so) gets
+    /// empty ones, which only its own rejoin would mend.
+    pub fn load_membership(&mut self, stored: Option<&GroupMembership>, now: Instant) {
+        self.members.clear();
+        self.static_members.clear();
+        self.pending_members.clear();
+        self.rebalance_deadline = None;
+        self.initial_delay = None;
+        self.new_member_added = false;
+        self.leader = None;
+        self.state = GroupState::Empty;
+        let Some(stored) = stored.filter(|s| !s.members.is_empty()) else {
+            return;
+        };
+        self.generation = stored.generation;
+        self.protocol_type = Some(stored.protocol_type.clone());
+        self.protocol_name = Some(stored.protocol_name.clone());
+        self.leader = Some(stored.leader.clone());
+        for record in &stored.members {
+            let decode = |s: &str| Bytes::from(BASE64.decode(s).unwrap_or_default());
+            let session_timeout = Duration::from_millis(record.session_timeout_ms);
+            let member = Member {
+                member_id: record.member_id.clone(),
+                group_instance_id: record.group_instance_id.clone(),
+                client_id: record.client_id.clone(),
+                client_host: record.client_host.clone(),
+                session_timeout,
+                rebalance_timeout: Duration::from_millis(record.rebalance_timeout_ms),
+                protocols: vec![(stored.protocol_name.clone(), decode(&record.metadata))],
+                assignment: decode(&record.assignment),
+                session_deadline: now + session_timeout,
+                join_waiter: None,
+                sync_waiter: None,
+                join_seq: self.next_join_seq,
+            };
+            self.next_join_seq += 1;
+            if let Some(instance) = &record.group_instance_id {
+                self.static_members
+                    .insert(instance.clone(), record.member_id.clone());
+            }
+            self.members.insert(record.member_id.clone(), member);
+        }
+        self.state = GroupState::Stable;
+        self.empty_since_ms = None;
+    }
+}
