@@ -1,0 +1,152 @@
+//! Sticky coordinators and replicated classic group membership (issue 17, decision 0024).
+//! 3 nodes on 127.0.0.1 with fast fencing, an RF=3 topic of two partitions; two
+//! confluent-kafka consumers of one classic group (`tests/clients/cluster_group_takeover.py`)
+//! consume and commit while a producer writes. The group's coordinator is SIGKILLed: the
+//! broker that takes its slot over loads the stored membership, so the members keep their
+//! member ids and generation (no assignment callback fires, their commits with the old
+//! generation are accepted), the committed offsets are served there, and the killed broker,
+//! restarted, does not take the group back. The other brokers answer the group's
+//! Heartbeat with NOT_COORDINATOR.
+//! Needs confluent-kafka (`SLUICE_TEST_PYTHON` or `<repo>/.venv`); `SLUICE_SKIP_REAL_CLIENTS=1`
+//! skips it loudly.
+
+mod support;
+
+use kafka_protocol::messages::{GroupId, HeartbeatRequest};
+use kafka_protocol::protocol::StrBytes;
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+use support::cluster::LocalCluster;
+use support::wire::RawConn;
+use support::{clients_dir, real_clients_skipped};
+
+const WAIT: Duration = Duration::from_secs(60);
+/// How long the script may take to form the group, and to finish after the kill.
+const SCRIPT_WAIT: Duration = Duration::from_secs(150);
+const TOPIC: &str = "takeover";
+/// Kafka's NOT_COORDINATOR.
+const NOT_COORDINATOR: i16 = 16;
+const FAST_FENCING: &str = "broker_session_timeout_ms = 1500\nbroker_heartbeat_interval_ms = 300\n";
+
+/// The script's next line, or a failure naming `what` after `within`.
+fn next_line(lines: &mpsc::Receiver<String>, within: Duration, what: &str, seen: &[String]) -> String {
+    lines
+        .recv_timeout(within)
+        .unwrap_or_else(|_| panic!("no {what} from the script; its output:\n{}", seen.join("\n")))
+}
+
+/// A Heartbeat of `group` at `node`: its error code.
+fn heartbeat(cluster: &LocalCluster, node: i32, group: &str) -> i16 {
+    let request = HeartbeatRequest::default()
+        .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
+        .with_member_id(StrBytes::from_static_str("nobody"))
+        .with_generation_id(1);
+    RawConn::connect(&cluster.node(node).bootstrap())
+        .and_then(|mut c| c.try_call(&request, 4))
+        .map_or(-1, |r| r.error_code)
+}
+
+#[test]
+fn a_classic_group_keeps_its_generation_when_its_coordinator_is_killed() {
+    let test = "a_classic_group_keeps_its_generation_when_its_coordinator_is_killed";
+    if real_clients_skipped(test) {
+        return;
+    }
+    let python = support::client_python("confluent_kafka");
+    let mut cluster = LocalCluster::start_with_config(3, FAST_FENCING);
+    cluster.wait_until_formed(3);
+    let code = support::cluster::create_topic_with_configs(
+        cluster.node(1),
+        TOPIC,
+        2,
+        3,
+        &[("min.insync.replicas", "2")],
+        Duration::from_secs(30),
+    );
+    assert_eq!(code, 0, "CreateTopics answered {code}");
+    cluster.wait_until_known_everywhere(TOPIC, 2, WAIT);
+    let group = "takeover-group";
+    let mut child = Command::new(&python)
+        .arg("cluster_group_takeover.py")
+        .args(["--bootstrap", &cluster.bootstrap(), "--topic", TOPIC])
+        .args(["--group", group, "--partitions", "2", "--after", "15"])
+        .current_dir(clients_dir())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run the client script");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let ready = loop {
+        let line = next_line(&lines, SCRIPT_WAIT, "ready", &seen);
+        seen.push(line.clone());
+        if let Some(ids) = line.strip_prefix("ready ") {
+            break ids.to_string();
+        }
+    };
+    let (coordinator, committed) = cluster.settled_coordinator(group, TOPIC, None, WAIT);
+    assert!(committed > 0, "a commit of partition 0 at {coordinator}");
+    for other in (1..=3).filter(|id| *id != coordinator) {
+        assert_eq!(
+            heartbeat(&cluster, other, group),
+            NOT_COORDINATOR,
+            "Heartbeat at node {other}, which does not coordinate {group}"
+        );
+    }
+
+    let killed_at = Instant::now();
+    cluster.node_mut(coordinator).kill();
+    let mut stdin = child.stdin.take().expect("stdin");
+    writeln!(stdin, "killed").expect("tell the script");
+    drop(stdin);
+    loop {
+        let line = next_line(&lines, SCRIPT_WAIT, "done", &seen);
+        seen.push(line.clone());
+        if line == "done" {
+            break;
+        }
+    }
+    let _ = child.wait();
+    eprintln!(
+        "killed coordinator {coordinator}; script done {:?} later\n{}",
+        killed_at.elapsed(),
+        seen.join("\n")
+    );
+    let value = |prefix: &str| {
+        seen.iter()
+            .find_map(|l| l.strip_prefix(prefix))
+            .unwrap_or_else(|| panic!("no {prefix:?} line:\n{}", seen.join("\n")))
+            .to_string()
+    };
+    assert_eq!(value("after "), ready, "the members kept their member ids");
+    assert_eq!(
+        value("callbacks_after_kill "),
+        "0",
+        "no rebalance: no assignment callback after the kill"
+    );
+    let commits: u64 = value("commits_after_kill ").parse().unwrap_or(0);
+    assert!(commits > 0, "each member committed at the new coordinator");
+
+    // The new coordinator serves the offsets the members committed (partition 0's last).
+    let (successor, fetched) = cluster.settled_coordinator(group, TOPIC, Some(coordinator), WAIT);
+    let last: i64 = value("committed 0 ").parse().unwrap_or(-1);
+    assert!(fetched >= committed, "{fetched} at {successor}, {committed} before the kill");
+    assert_eq!(fetched, last, "OffsetFetch at {successor} against the members' view");
+
+    // The killed broker returns; the group stays where it went (no second move).
+    cluster.node_mut(coordinator).spawn();
+    cluster.wait_until_formed(3);
+    let (after, _) = cluster.settled_coordinator(group, TOPIC, None, WAIT);
+    assert_eq!(after, successor, "the group stays with {successor}");
+    assert_eq!(heartbeat(&cluster, coordinator, group), NOT_COORDINATOR);
+}
