@@ -31,10 +31,18 @@ const NOT_COORDINATOR: i16 = 16;
 const FAST_FENCING: &str = "broker_session_timeout_ms = 1500\nbroker_heartbeat_interval_ms = 300\n";
 
 /// The script's next line, or a failure naming `what` after `within`.
-fn next_line(lines: &mpsc::Receiver<String>, within: Duration, what: &str, seen: &[String]) -> String {
-    lines
-        .recv_timeout(within)
-        .unwrap_or_else(|_| panic!("no {what} from the script; its output:\n{}", seen.join("\n")))
+fn next_line(
+    lines: &mpsc::Receiver<String>,
+    within: Duration,
+    what: &str,
+    seen: &[String],
+) -> String {
+    lines.recv_timeout(within).unwrap_or_else(|_| {
+        panic!(
+            "no {what} from the script; its output:\n{}",
+            seen.join("\n")
+        )
+    })
 }
 
 /// A Heartbeat of `group` at `node`: its error code.
@@ -140,8 +148,14 @@ fn a_classic_group_keeps_its_generation_when_its_coordinator_is_killed() {
     // The new coordinator serves the offsets the members committed (partition 0's last).
     let (successor, fetched) = cluster.settled_coordinator(group, TOPIC, Some(coordinator), WAIT);
     let last: i64 = value("committed 0 ").parse().unwrap_or(-1);
-    assert!(fetched >= committed, "{fetched} at {successor}, {committed} before the kill");
-    assert_eq!(fetched, last, "OffsetFetch at {successor} against the members' view");
+    assert!(
+        fetched >= committed,
+        "{fetched} at {successor}, {committed} before the kill"
+    );
+    assert_eq!(
+        fetched, last,
+        "OffsetFetch at {successor} against the members' view"
+    );
 
     // The killed broker returns; the group stays where it went (no second move).
     cluster.node_mut(coordinator).spawn();

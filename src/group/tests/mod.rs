@@ -7,6 +7,7 @@
 mod admin;
 mod classic;
 mod offsets;
+mod takeover;
 
 use std::time::{Duration, Instant};
 
