@@ -371,3 +371,135 @@ fn registrations_carry_endpoints_and_older_records_still_load() {
         cluster.brokers
     );
 }
+
+fn membership(
+    generation: i32,
+    metadata: &str,
+) -> crate::metadata::group_membership::GroupMembership {
+    use crate::metadata::group_membership::{GroupMembership, MemberRecord};
+    GroupMembership {
+        generation,
+        protocol_type: "consumer".into(),
+        protocol_name: "range".into(),
+        leader: "m1".into(),
+        members: vec![MemberRecord {
+            member_id: "m1".into(),
+            group_instance_id: None,
+            client_id: "c".into(),
+            client_host: "/127.0.0.1".into(),
+            session_timeout_ms: 45_000,
+            rebalance_timeout_ms: 300_000,
+            metadata: metadata.into(),
+            assignment: String::new(),
+        }],
+    }
+}
+
+#[test]
+fn memberships_apply_only_from_the_slot_holder_at_its_epoch_and_travel_in_images() {
+    let (_dir, a) = writer();
+    for (index, id) in [(1, 1), (2, 2), (3, 3)] {
+        let register = MetadataRecord::RegisterBroker {
+            id,
+            host: "127.0.0.1".into(),
+            port: 9000 + id,
+            endpoints: Vec::new(),
+        };
+        a.apply_record(index, &register).unwrap();
+    }
+    let record = |coordinator, coordinator_epoch, m| MetadataRecord::GroupMembership {
+        group: "g".into(),
+        coordinator,
+        coordinator_epoch,
+        membership: m,
+    };
+    let cluster = a.snapshot().cluster.clone().unwrap();
+    let (holder, epoch) = cluster.coordinator_with_epoch("g").unwrap();
+    match a.apply_record(4, &record(holder, epoch, membership(3, "AA=="))) {
+        Ok(Applied::GroupMembership {
+            group,
+            membership: m,
+        }) => {
+            assert_eq!((group.as_str(), m), ("g", membership(3, "AA==")))
+        }
+        other => panic!("applied as {other:?}"),
+    }
+    let stale_epoch = a.apply_record(5, &record(holder, epoch + 1, membership(4, "")));
+    assert_eq!(
+        stale_epoch.unwrap_err().kafka_error_code(),
+        16,
+        "NOT_COORDINATOR"
+    );
+    let other = holder % 3 + 1;
+    assert!(
+        a.apply_record(6, &record(other, epoch, membership(4, "")))
+            .is_err()
+    );
+    let big = "A".repeat(crate::metadata::group_membership::MAX_GROUP_MEMBERSHIP_BYTES);
+    let too_large = a.apply_record(7, &record(holder, epoch, membership(4, &big)));
+    assert!(
+        matches!(too_large, Err(MetadataError::MembershipTooLarge { .. })),
+        "{too_large:?}"
+    );
+    // Fenced: the slot moves with its epoch bumped; the old holder's records are refused,
+    // and it takes nothing back when it returns.
+    a.apply_record(8, &MetadataRecord::FenceBroker { id: holder })
+        .unwrap();
+    let (next, next_epoch) = a
+        .snapshot()
+        .cluster
+        .clone()
+        .unwrap()
+        .coordinator_with_epoch("g")
+        .unwrap();
+    assert_ne!(next, holder);
+    assert_eq!(next_epoch, epoch + 1);
+    assert!(
+        a.apply_record(9, &record(holder, epoch, membership(4, "")))
+            .is_err()
+    );
+    assert!(
+        a.apply_record(10, &record(next, next_epoch, membership(4, "")))
+            .is_ok()
+    );
+    a.apply_record(11, &MetadataRecord::UnfenceBroker { id: holder })
+        .unwrap();
+    let register = MetadataRecord::RegisterBroker {
+        id: holder,
+        host: "127.0.0.1".into(),
+        port: 9000 + holder,
+        endpoints: Vec::new(),
+    };
+    a.apply_record(12, &register).unwrap();
+    let after = a
+        .snapshot()
+        .cluster
+        .clone()
+        .unwrap()
+        .coordinator_with_epoch("g");
+    assert_eq!(after, Some((next, next_epoch)), "sticky across the return");
+
+    let memberships = vec![("g".to_string(), membership(4, "AA=="))];
+    let image = a.encode_image(ShardImages {
+        group_memberships: memberships.clone(),
+        ..ShardImages::default()
+    });
+    let (_dir_b, b) = writer();
+    let installed = b.install_image(&image).unwrap();
+    assert_eq!(installed.group_memberships, memberships);
+    let slots = b
+        .snapshot()
+        .cluster
+        .clone()
+        .unwrap()
+        .coordinator_with_epoch("g");
+    assert_eq!(
+        slots,
+        Some((next, next_epoch)),
+        "the image carries the slots"
+    );
+    let mut old: serde_json::Value = serde_json::from_slice(&image).unwrap();
+    old.as_object_mut().unwrap().remove("group_memberships");
+    let old = serde_json::to_vec(&old).unwrap();
+    assert!(b.install_image(&old).unwrap().group_memberships.is_empty());
+}
