@@ -7,7 +7,8 @@
 //! rejoins the ISR before the next kill. The failover time (kill to the next acknowledged
 //! produce) is printed with its median. A confluent-kafka consumer group reads the
 //! partition meanwhile and commits every 200 ms; its coordinator is the first leader, so
-//! kills hit the coordinator too: after each kill the coordinator FindCoordinator names
+//! the first kill hits the coordinator (later ones when the leader happens to hold the
+//! group's sticky slot, decision 0024): after each kill the coordinator FindCoordinator names
 //! serves a committed offset no older than the last commit acknowledged before it, and
 //! never older than the one seen after the previous kill; each time the group resumes it
 //! starts at its last acknowledged commit or a later one it attempted (committed offsets
@@ -242,7 +243,7 @@ fn check_group_history(lines: &[String]) -> usize {
     resumed
 }
 
-/// A group id whose coordinator is `broker` (asked of the cluster, which hashes it).
+/// A group id whose coordinator is `broker` (asked of the cluster: its coordinator slot).
 fn group_coordinated_by(cluster: &LocalCluster, broker: i32) -> String {
     (0..100)
         .map(|n| format!("failover-group-{n}"))
