@@ -22,6 +22,7 @@ pub mod registration;
 pub mod replicated;
 pub mod replicated_image;
 pub mod security_records;
+pub mod share_state;
 pub mod txn_state;
 
 use config_ops::edit_list;

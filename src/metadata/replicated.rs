@@ -269,6 +269,8 @@ pub enum MetadataRecord {
     },
     /// ACLs, SCRAM credentials and client quotas (`security_records`).
     Security(super::security_records::SecurityRecord),
+    /// A share group's state on a partition, from its leader (decision 0025).
+    ShareState(super::share_state::ShareStateRecord),
 }
 
 /// A record with who proposed it, so the proposer can match the applied entry to its
@@ -333,6 +335,8 @@ pub enum Applied {
         metadata: crate::txn::TxnMetadata,
         base_version: u64,
     },
+    /// A share group's state on a partition, from its current leader: its owning shard keeps it.
+    ShareState(super::share_state::ShareStateChange),
 }
 
 /// Most producer ids one block hands a broker.
@@ -538,6 +542,9 @@ impl MetadataWriter {
                 Ok(Applied::Partitions(vec![(topic.clone(), *partition)]))
             }
             MetadataRecord::CatchUp { .. } => Ok(Applied::Brokers),
+            MetadataRecord::ShareState(r) => Ok(Applied::ShareState(
+                r.check(self.snapshot().cluster.as_deref())?,
+            )),
             MetadataRecord::Security(record) => Ok(Applied::Security(self.apply_security(record)?)),
             MetadataRecord::GroupOffsets {
                 group,

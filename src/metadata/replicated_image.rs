@@ -1,8 +1,8 @@
 //! The replicated state as one image, for Raft snapshots: what `encode_image` writes and
 //! `install_image` reads back on a restart or on a node far behind. Since issue 17's
-//! offsets stage it also carries every group's committed offsets, and since decision 0022
-//! every transactional id's state, and since decision 0024 every classic group's stored
-//! membership, which the shards hold
+//! offsets stage it also carries every group's committed offsets, since decision 0022
+//! every transactional id's state, since decision 0024 every classic group's stored
+//! membership and since decision 0025 every share-partition state, which the shards hold
 //! (the caller gathers them before encoding and hands them out after installing).
 //! Must not: be read by anything but the metadata writer (the format is JSON, versioned by
 //! `#[serde(default)]` on fields added later).
@@ -13,6 +13,7 @@ use super::group_membership::GroupMembershipsImage;
 use super::group_offsets::GroupOffsetsImage;
 use super::quotas::{ClientQuotas, PersistedQuota};
 use super::replicated::ClusterState;
+use super::share_state::ShareStatesImage;
 use super::txn_state::TxnStatesImage;
 use super::{MetadataError, MetadataSnapshot, MetadataWriter, TopicMeta, effective_config};
 use crate::security::acl::AclBinding;
@@ -47,6 +48,10 @@ struct ReplicatedImage {
     /// written before memberships were replicated).
     #[serde(default)]
     group_memberships: GroupMembershipsImage,
+    /// Every share group's state on every partition (absent in images written before it
+    /// was replicated, decision 0025).
+    #[serde(default)]
+    share_states: ShareStatesImage,
 }
 
 /// What installing an image gives the shards to act on.
@@ -59,6 +64,8 @@ pub struct InstalledImage {
     pub txn_states: TxnStatesImage,
     /// Every classic group's stored membership: it replaces what the shards held.
     pub group_memberships: GroupMembershipsImage,
+    /// Every share-partition state: it replaces what the shards held.
+    pub share_states: ShareStatesImage,
 }
 
 /// What the shards hold at the snapshot's index, gathered for `encode_image`.
@@ -67,11 +74,13 @@ pub struct ShardImages {
     pub group_offsets: GroupOffsetsImage,
     pub txn_states: TxnStatesImage,
     pub group_memberships: GroupMembershipsImage,
+    pub share_states: ShareStatesImage,
 }
 
 impl MetadataWriter {
     /// The replicated state as bytes, for a Raft snapshot, with the shards' committed
-    /// offsets and transaction states at the same log index.
+    /// offsets, transaction states, group memberships and share-partition states at the
+    /// same log index.
     pub fn encode_image(&self, shards: ShardImages) -> Vec<u8> {
         let snapshot = self.snapshot();
         let mut topics: Vec<_> = snapshot
@@ -95,6 +104,7 @@ impl MetadataWriter {
             client_quotas: snapshot.client_quotas.to_persisted(),
             txn_states: shards.txn_states,
             group_memberships: shards.group_memberships,
+            share_states: shards.share_states,
         };
         serde_json::to_vec(&image).unwrap_or_default()
     }
@@ -146,6 +156,7 @@ impl MetadataWriter {
             group_offsets: image.group_offsets,
             txn_states: image.txn_states,
             group_memberships: image.group_memberships,
+            share_states: image.share_states,
         })
     }
 }

@@ -12,13 +12,23 @@ use crate::storage::StorageError;
 
 impl Partition {
     /// A new object over the same log and metrics: a leader with `replicas`, or a follower
-    /// (or a one-replica leader) with none. Share-group state is not carried (cluster mode
-    /// does not replicate it yet).
+    /// (or a one-replica leader) with none. Share-group state is not carried: a new
+    /// leader reads it from the metadata log (`share_replicate_through`, decision 0025).
     pub fn successor(&self, replicas: Option<ReplicaSet>) -> Partition {
         let next = Partition::new(Rc::clone(&self.log), Rc::clone(&self.metrics));
         next.follower_high_watermark
             .set(self.follower_high_watermark.get());
         Partition { replicas, ..next }
+    }
+
+    /// A leader's successor that is the same leader with `replicas` (a one-replica
+    /// partition given followers): its share state moves over as it is.
+    pub fn leading_successor(&self, replicas: ReplicaSet) -> Partition {
+        let next = self.successor(Some(replicas));
+        Partition {
+            shares: self.shares.hand_over(),
+            ..next
+        }
     }
 
     /// This node no longer leads: pending acks=all waits fail, the high watermark stops.

@@ -144,6 +144,15 @@ fn share_error(e: &ShareError) -> ResponseError {
             ResponseError::OffsetOutOfRange
         }
         ShareError::Storage(_) | ShareError::Io(_) => ResponseError::KafkaStorageError,
+        // Cluster mode (decision 0025): a deposed leader's write is refused at apply, and
+        // the client finds the new leader; no quorum in time is worth a retry.
+        ShareError::Replication(e)
+            if e.code == ResponseError::FencedLeaderEpoch.code()
+                || e.code == ResponseError::NotLeaderOrFollower.code() =>
+        {
+            ResponseError::NotLeaderOrFollower
+        }
+        ShareError::Replication(_) => ResponseError::RequestTimedOut,
     }
 }
 

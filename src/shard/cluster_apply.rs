@@ -144,6 +144,7 @@ pub(super) async fn apply_loop(shard: Rc<Shard>, committed: flume::Receiver<Comm
                         group_offsets: super::group_offsets::gather(&shard).await,
                         txn_states: super::txn_state::gather(&shard).await,
                         group_memberships: super::group_membership::gather(&shard).await,
+                        share_states: super::share_state::gather(&shard).await,
                     };
                     cluster.compact(index, writer.encode_image(images));
                     last_snapshot = index;
@@ -155,6 +156,7 @@ pub(super) async fn apply_loop(shard: Rc<Shard>, committed: flume::Receiver<Comm
                     super::group_offsets::install(&shard, installed.group_offsets).await;
                     super::txn_state::install(&shard, installed.txn_states).await;
                     super::group_membership::install(&shard, installed.group_memberships).await;
+                    super::share_state::install(&shard, installed.share_states).await;
                     reconcile_partitions(&shard, installed.topics).await;
                 }
                 Err(e) => tracing::error!(index, error = %e, "metadata snapshot not installed"),
@@ -212,6 +214,7 @@ async fn act_on(
             metadata,
             base_version,
         } => super::txn_state::apply(shard, metadata.clone(), *base_version).await?,
+        Applied::ShareState(change) => super::share_state::apply(shard, change.clone()).await?,
     }
     Ok(applied)
 }
@@ -222,6 +225,7 @@ async fn delete_everywhere(shard: &Rc<Shard>, name: String) {
             let name = name.clone();
             async move {
                 owner.forget_checkpointed_topic(&name);
+                owner.share_states.forget_topic(&name);
                 let mut removed = owner.partitions.remove_topic(&name);
                 removed.extend(owner.followers.remove_topic(&name));
                 for (partition, p) in removed {

@@ -96,7 +96,7 @@ pub(super) async fn take_role(s: &Rc<Shard>, topic: &str, partition: i32) {
                 // watermark waits for them (it starts where the written end is).
                 let start = led.high_watermark();
                 if let Some(set) = super::open::replica_set_for(s, topic, partition, start) {
-                    let next = Rc::new(led.successor(Some(set)));
+                    let next = Rc::new(led.leading_successor(set));
                     s.partitions
                         .insert(topic, partition, PartitionSlot::Online(next.clone()));
                     led = next;
@@ -128,6 +128,9 @@ pub(super) async fn take_role(s: &Rc<Shard>, topic: &str, partition: i32) {
         .clamp(follower.log_start_offset(), follower.log_end_offset());
     let replicas = super::open::replica_set_for(s, topic, partition, start);
     let led = Rc::new(follower.successor(replicas));
+    // Its share states are the ones the metadata log holds (decision 0025): every state
+    // the deposed leader made durable was applied here before this leadership was.
+    super::share_state::lead(s, topic, partition, &led);
     if let Err(e) = led.become_leader(epoch).await {
         tracing::error!(topic, partition, error = %e, "new leader's epoch not recorded: offline");
         super::open::take_offline(s, topic, partition, e.to_string()).await;

@@ -32,6 +32,7 @@ mod replication;
 mod runtime;
 pub mod security_changes;
 pub mod sequences;
+mod share_state;
 mod shutdown;
 mod start_error;
 mod table;
@@ -95,6 +96,9 @@ pub struct Shard {
     pub groups: crate::group::GroupCoordinator,
     /// Transactional ids this shard coordinates (`txn::owner_shard`).
     pub txns: crate::txn::TxnCoordinator,
+    /// Cluster mode: the applied share-partition states of the partitions this shard
+    /// owns (decision 0025).
+    pub share_states: share_state::ShareStateStore,
     /// Cluster mode: this shard's links to the other brokers for transaction traffic
     /// (produce verification at the coordinator, markers to leaders; `txn_routes`).
     pub broker_channel: crate::cluster::broker_channel::BrokerChannel,

@@ -172,16 +172,17 @@ async fn place(
         (Ok(log), Some(epoch)) => log.become_leader(epoch).await.map(|()| log),
         (log, _) => log,
     };
-    install(shard, table, topic, partition, log)
+    install(shard, table, (topic, partition), log, epoch.is_some())
 }
 
-/// Puts an opened (or failed) partition log in its table.
+/// Puts an opened (or failed) partition log in its table; a cluster-mode leader (`leads`)
+/// keeps its share states in the metadata log (decision 0025).
 fn install(
     shard: &Rc<Shard>,
     table: &super::PartitionTable,
-    topic: &str,
-    partition: i32,
+    (topic, partition): (&str, i32),
     opened: Result<Rc<PartitionLog>, crate::storage::StorageError>,
+    leads: bool,
 ) -> Result<(), String> {
     let (slot, result) = match opened {
         Ok(log) => {
@@ -203,6 +204,9 @@ fn install(
                 Some(set) => Rc::new(p.with_replicas(set)),
                 None => Rc::new(p),
             };
+            if leads {
+                super::share_state::lead(shard, topic, partition, &online);
+            }
             (PartitionSlot::Online(online), Ok(()))
         }
         Err(e) => {

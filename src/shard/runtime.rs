@@ -440,6 +440,7 @@ async fn shard_main(start: ShardStart, outbox: Rc<Outbox>) {
         checkpointed_high_watermarks: std::cell::RefCell::new(high_watermarks),
         groups,
         txns,
+        share_states: Default::default(),
         broker_channel,
         metrics,
         request_memory: super::budget::MemoryBudget::new(start.config.shard_produce_memory_bytes),

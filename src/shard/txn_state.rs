@@ -66,7 +66,7 @@ impl TxnReplicator for ClusterTxns {
 /// bound: 20 s at worst): a quorum leader's death then costs an EndTxn its election, not an
 /// error. A dropped proposal that was applied after all is refused on its retry (its base
 /// version is gone); `Lease::persist` sees the state it proposed and takes it as written.
-async fn propose_through_leader_changes(
+pub(super) async fn propose_through_leader_changes(
     cluster: &ClusterHandle,
     record: MetadataRecord,
 ) -> Result<(), (i16, String)> {

@@ -162,6 +162,20 @@ fn decode_payload(payload: &[u8]) -> Option<(String, Option<SavedState>)> {
     ))
 }
 
+/// Largest frame `encode` writes (header included): what a replicated share state may be.
+pub const MAX_FRAME_BYTES: usize = MAX_PAYLOAD_BYTES as usize + frames::FRAME_HEADER_BYTES;
+
+/// One whole frame as `encode` wrote it (the replicated form, decision 0025): its group and
+/// state (None: the group was deleted here). None for anything else (torn, corrupt, a
+/// second frame or trailing bytes).
+pub fn decode_frame(bytes: &[u8]) -> Option<(String, Option<SavedState>)> {
+    let (mut records, valid) = frames::decode_frames(bytes, MAX_PAYLOAD_BYTES, decode_payload);
+    if valid != bytes.len() || records.len() != 1 {
+        return None;
+    }
+    records.pop()
+}
+
 /// Replays a log: the last state of each group still present, and the valid length.
 pub fn decode_log(bytes: &[u8]) -> (HashMap<String, SavedState>, usize) {
     let (records, valid) = frames::decode_frames(bytes, MAX_PAYLOAD_BYTES, decode_payload);

@@ -24,6 +24,7 @@
 
 pub mod budget;
 pub mod durable;
+pub mod replicated;
 pub mod state;
 #[cfg(test)]
 mod tests;
@@ -76,6 +77,8 @@ pub enum ShareError {
     TooManyGroups,
     #[error("share-state log: {0}")]
     Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Replication(replicated::ReplicationError),
 }
 
 /// The share-partition states of one partition, by group id, and their durable log
@@ -96,6 +99,24 @@ pub struct SharePartitions {
     /// Groups whose dead-letter forwarding runs now (one forwarder per group and partition,
     /// so the group's dead-letter sequences are assigned in order); bounded by the groups.
     dead_lettering: Rc<SharePartitionsBusy>,
+    /// Cluster mode, leading: states are written through the metadata log (`replicated`).
+    replication: std::cell::RefCell<Option<Rc<replicated::Replication>>>,
+}
+
+impl SharePartitions {
+    /// Everything this partition's share state is, moved to the object succeeding this
+    /// one as the same leader (`Partition::successor`); this one keeps nothing.
+    pub(super) fn hand_over(&self) -> SharePartitions {
+        SharePartitions {
+            groups: std::cell::RefCell::new(self.groups.take()),
+            log: std::cell::RefCell::new(self.log.take()),
+            changed: Rc::clone(&self.changed),
+            turns: Rc::clone(&self.turns),
+            unsaved: std::cell::RefCell::new(self.unsaved.take()),
+            dead_lettering: Rc::clone(&self.dead_lettering),
+            replication: std::cell::RefCell::new(self.replication.take()),
+        }
+    }
 }
 
 /// The next step of a group's dead-letter forwarding on this partition (KIP-1191).
@@ -175,10 +196,14 @@ fn lock_duration(config: &ShareGroupConfig) -> Duration {
 }
 
 impl Partition {
-    /// The share-state log, opened (and its states restored) on first use.
-    fn share_log(&self) -> Result<Rc<ShareStateLog>, ShareError> {
+    /// The share-state log, opened (and its states restored) on first use; None in cluster
+    /// mode's leader, whose states come from the metadata log (`replicated`).
+    fn share_log(&self) -> Result<Option<Rc<ShareStateLog>>, ShareError> {
+        if self.share_replicated()?.is_some() {
+            return Ok(None);
+        }
         if let Some(log) = self.shares.log.borrow().as_ref() {
-            return Ok(Rc::clone(log));
+            return Ok(Some(Rc::clone(log)));
         }
         let (log, saved) = ShareStateLog::open(self.log.dir())?;
         let log = Rc::new(log);
@@ -190,13 +215,18 @@ impl Partition {
             );
         }
         *self.shares.log.borrow_mut() = Some(Rc::clone(&log));
-        Ok(log)
+        Ok(Some(log))
     }
 
     /// Writes the group's current state (or its deletion) durably, then compacts the log
     /// if it has grown far past its live states.
     async fn persist_share_state(&self, group_id: &str) -> Result<(), ShareError> {
-        let log = self.share_log()?;
+        if let Some(replication) = self.share_replicated()? {
+            return self.replicate_share_state(&replication, group_id).await;
+        }
+        let Some(log) = self.share_log()? else {
+            return Ok(());
+        };
         self.shares.unsaved.borrow_mut().remove(group_id);
         log.write(|buf| {
             let before = buf.len();

@@ -1,0 +1,118 @@
+//! Cluster mode's share-partition state (issue 17, decision 0025): a partition this node
+//! leads writes each share group's state change as a record of the metadata log instead of
+//! its local `share-state.log`, through the `ShareStateReplicator` the shard gives it when
+//! it becomes the leader, together with the states every node applied from that log. A
+//! new leader so starts from what the old one last made durable: in-flight records come
+//! back available with their delivery counts, acknowledged ones are never delivered again.
+//!
+//! Owns: the order of this partition's replicated writes (one at a time, each encoding the
+//! group's state when its turn comes, so the last record applied is the newest state).
+//! Must not: talk to the quorum (the replicator does) or know about shards.
+
+use std::cell::Cell;
+use std::rc::Rc;
+
+use futures_util::future::LocalBoxFuture;
+
+use super::durable::{self, SavedState};
+use super::{MAX_IN_FLIGHT_RECORDS, ShareError, SharePartitionState};
+use crate::partition::Partition;
+
+/// Why a replicated write was not made durable: the Kafka error code the metadata log's
+/// apply (or the proposal) answered, e.g. FENCED_LEADER_EPOCH for a deposed leader.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("share state not replicated (error {code}): {message}")]
+pub struct ReplicationError {
+    pub code: i16,
+    pub message: String,
+}
+
+/// Writes one share group's state of one partition through the metadata log, answering
+/// once a majority has applied it, and reads the states every node applied.
+pub trait ShareStateReplicator {
+    /// Every group's applied state on this partition (its frame, as `durable::encode`
+    /// writes it); Err while this node may not have applied them all (just restarted,
+    /// still replaying the metadata log).
+    fn load(&self) -> Result<Vec<(String, Vec<u8>)>, ReplicationError>;
+
+    /// `frame`: the group's state as `durable::encode` writes it; `leader_epoch`: the
+    /// epoch this partition leads in (a write of an older epoch is refused at apply).
+    fn replicate(
+        &self,
+        group_id: &str,
+        leader_epoch: i32,
+        frame: Vec<u8>,
+    ) -> LocalBoxFuture<'static, Result<(), ReplicationError>>;
+}
+
+/// A leader's replicated writes: the replicator, whether its states were loaded, and the
+/// turn each write waits for.
+pub(super) struct Replication {
+    replicator: Rc<dyn ShareStateReplicator>,
+    loaded: Cell<bool>,
+    writing: futures_util::lock::Mutex<()>,
+}
+
+impl Partition {
+    /// Cluster mode, this node now leads the partition: its share states are read from the
+    /// metadata log's (`ShareStateReplicator::load`) on first use and written through it
+    /// from then on, never to the local log, which may be stale (an earlier leadership of
+    /// this node). The states applied later are this leader's own writes: the ones in
+    /// memory are as new or newer, so they are loaded once per leadership.
+    pub fn share_replicate_through(&self, replicator: Rc<dyn ShareStateReplicator>) {
+        self.shares.groups.borrow_mut().clear();
+        self.shares.unsaved.borrow_mut().clear();
+        *self.shares.replication.borrow_mut() = Some(Rc::new(Replication {
+            replicator,
+            loaded: Cell::new(false),
+            writing: futures_util::lock::Mutex::new(()),
+        }));
+    }
+
+    /// The replicated writes of a leader in cluster mode, its states loaded.
+    pub(super) fn share_replicated(&self) -> Result<Option<Rc<Replication>>, ShareError> {
+        let Some(replication) = self.shares.replication.borrow().clone() else {
+            return Ok(None);
+        };
+        if !replication.loaded.get() {
+            let saved = replication
+                .replicator
+                .load()
+                .map_err(ShareError::Replication)?;
+            let mut groups = self.shares.groups.borrow_mut();
+            for (group, frame) in saved {
+                match durable::decode_frame(&frame) {
+                    Some((decoded, Some(state))) if decoded == group => {
+                        groups.insert(group, restore(&state));
+                    }
+                    Some((_, None)) => {}
+                    _ => tracing::error!(group, "replicated share state undecodable: skipped"),
+                }
+            }
+            replication.loaded.set(true);
+        }
+        Ok(Some(replication))
+    }
+
+    /// Replicates the group's current state (encoded once this write's turn has come, so
+    /// it holds every change made before it).
+    pub(super) async fn replicate_share_state(
+        &self,
+        replication: &Replication,
+        group_id: &str,
+    ) -> Result<(), ShareError> {
+        let _turn = replication.writing.lock().await;
+        self.shares.unsaved.borrow_mut().remove(group_id);
+        let mut frame = Vec::new();
+        durable::encode(&mut frame, group_id, self.shares.groups.borrow().get(group_id));
+        replication
+            .replicator
+            .replicate(group_id, self.leader_epoch(), frame)
+            .await
+            .map_err(ShareError::Replication)
+    }
+}
+
+fn restore(saved: &SavedState) -> SharePartitionState {
+    SharePartitionState::restore(saved, MAX_IN_FLIGHT_RECORDS)
+}
