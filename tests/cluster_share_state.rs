@@ -1,0 +1,229 @@
+//! Share-group state across a partition failover (issue 17, decision 0025): 3 nodes, an
+//! RF=3 topic, a share group whose coordinator is the partition's leader (ShareFetch works
+//! only there in cluster mode, decision 0025 "Not yet"). A member acquires 20 records,
+//! accepts 0-9 and releases 10-14 (15-19 stay acquired); the leader is SIGKILLed. The new
+//! leader (the next replica, which is also the group's next coordinator) must deliver
+//! exactly 10-19, each with delivery count 2: nothing acknowledged again, nothing in flight
+//! lost, the delivery counts kept. A new leader that started the group from scratch would
+//! deliver 0-19 with count 1. The same through confluent-kafka's `ShareConsumer`
+//! (`tests/clients/cluster_share_failover.py`, 200 records, half accepted).
+//! Needs confluent-kafka (`SLUICE_TEST_PYTHON` or `<repo>/.venv`) for the second test;
+//! `SLUICE_SKIP_REAL_CLIENTS=1` skips it loudly.
+
+mod support;
+
+use bytes::Bytes;
+use kafka_protocol::messages::{
+    GroupId, ShareFetchRequest, ShareFetchResponse, ShareGroupHeartbeatRequest,
+    ShareGroupHeartbeatResponse, TopicName,
+};
+use std::time::{Duration, Instant};
+use support::cluster::{LocalCluster, create_topic, find_coordinator, leaders, metadata};
+use support::real_clients_skipped;
+use support::scripts::run_script;
+use support::share::{acquired, alter_group, fetch_topics, sb};
+use support::wire::{RawConn, encode_batch, plain_record, produce_request};
+
+const TOPIC: &str = "work";
+const RECORDS: i64 = 20;
+const ACCEPT: i8 = 1;
+const RELEASE: i8 = 2;
+/// Waits on a loaded 2-core box: not speed assertions.
+const WAIT: Duration = Duration::from_secs(60);
+
+/// A share-group member and its share session at one broker.
+struct Member {
+    group: String,
+    id: String,
+    topic_id: uuid::Uuid,
+    session_epoch: i32,
+}
+
+fn heartbeat(addr: &str, group: &str, member: &str) -> Result<ShareGroupHeartbeatResponse, String> {
+    let request = ShareGroupHeartbeatRequest::default()
+        .with_group_id(GroupId(sb(group)))
+        .with_member_id(sb(member))
+        .with_member_epoch(0)
+        .with_subscribed_topic_names(Some(vec![TopicName(sb(TOPIC))]));
+    RawConn::connect(addr)?.try_call(&request, 1)
+}
+
+impl Member {
+    /// Joins at `addr` (the coordinator), retrying while it is not ready for the group.
+    fn join(addr: &str, group: &str, id: &str) -> Member {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let joined = heartbeat(addr, group, id);
+            if let Ok(r) = &joined
+                && r.error_code == 0
+                && let Some(a) = &r.assignment
+                && a.topic_partitions.first().is_some_and(|t| t.partitions == [0])
+            {
+                return Member {
+                    group: group.to_string(),
+                    id: id.to_string(),
+                    topic_id: a.topic_partitions[0].topic_id,
+                    session_epoch: 0,
+                };
+            }
+            assert!(Instant::now() < deadline, "{id} never joined at {addr}: {joined:?}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn fetch(&mut self, addr: &str, acks: &[(i64, i64, i8)]) -> Result<ShareFetchResponse, String> {
+        let request = ShareFetchRequest::default()
+            .with_group_id(Some(GroupId(sb(&self.group))))
+            .with_member_id(Some(sb(&self.id)))
+            .with_share_session_epoch(self.session_epoch)
+            .with_max_wait_ms(500)
+            .with_min_bytes(1)
+            .with_max_bytes(1 << 20)
+            .with_max_records(500)
+            .with_batch_size(500)
+            .with_topics(fetch_topics(self.topic_id, acks, 1 << 20));
+        let response: ShareFetchResponse = RawConn::connect(addr)?.try_call(&request, 1)?;
+        if response.error_code == 0 {
+            self.session_epoch += 1;
+        }
+        Ok(response)
+    }
+}
+
+fn partition_errors(r: &ShareFetchResponse) -> (i16, i16) {
+    r.responses
+        .first()
+        .and_then(|t| t.partitions.first())
+        .map_or((-1, -1), |p| (p.error_code, p.acknowledge_error_code))
+}
+
+/// The broker after `id` in id order, wrapping: the group's coordinator once `id` is fenced
+/// (`ClusterState::coordinator` takes the next unfenced broker) and the partition's next
+/// leader (Kafka's placement lists consecutive brokers after the leader).
+fn next_broker(id: i32) -> i32 {
+    id % 3 + 1
+}
+
+/// A formed 3-node cluster with an RF=3 topic `topic` and a share group (starting at the
+/// earliest offset) its partition's leader coordinates: (cluster, leader, next leader, group).
+fn cluster_with_led_group(topic: &str) -> (LocalCluster, i32, i32, String) {
+    let cluster = LocalCluster::start(3);
+    cluster.wait_until_formed(3);
+    assert_eq!(create_topic(cluster.node(1), topic, 1, 3, WAIT), 0);
+    cluster.wait_until_known_everywhere(topic, 1, WAIT);
+    let leader = leaders(cluster.node(1), topic)[0];
+    let successor = next_broker(leader);
+    let replicas: Vec<i32> = metadata(cluster.node(leader), Some(&[topic])).unwrap().topics[0]
+        .partitions[0]
+        .replica_nodes
+        .iter()
+        .map(|b| b.0)
+        .collect();
+    assert_eq!(replicas[..2], [leader, successor], "placement lists the next broker second");
+    // A group the leader coordinates (ShareFetch is served only there in cluster mode).
+    let group = (0..200)
+        .map(|i| format!("{topic}-workers-{i}"))
+        .find(|g| find_coordinator(cluster.node(leader), g) == Ok(leader))
+        .expect("a group the leader coordinates");
+    assert_eq!(
+        alter_group(cluster.node(leader), &group, &[("share.auto.offset.reset", "earliest")]),
+        0
+    );
+    (cluster, leader, successor, group)
+}
+
+/// Kills `leader` and waits until `successor` leads the partition and coordinates `group`.
+fn fail_over(cluster: &mut LocalCluster, leader: i32, successor: i32, topic: &str, group: &str) {
+    cluster.node_mut(leader).kill();
+    support::wait_until(WAIT, Duration::from_millis(100), || {
+        let led = leaders(cluster.node(successor), topic);
+        let coordinator = find_coordinator(cluster.node(successor), group);
+        if led == [successor] && coordinator == Ok(successor) {
+            Ok(())
+        } else {
+            Err(format!("leader {led:?}, coordinator {coordinator:?}\n{}", cluster.diagnostics()))
+        }
+    });
+}
+
+#[test]
+fn acknowledged_records_stay_acknowledged_and_delivery_counts_survive_a_leader_failover() {
+    let (mut cluster, leader, successor, group) = cluster_with_led_group(TOPIC);
+    let addr = cluster.node(leader).bootstrap();
+    let mut conn = RawConn::connect(&addr).unwrap();
+    let batch: Vec<_> = (0..RECORDS)
+        .map(|i| plain_record(i, 1_700_000_000_000, Bytes::from(format!("r{i}"))))
+        .collect();
+    let produced = conn.call(&produce_request(TOPIC, 0, encode_batch(&batch).freeze(), -1), 9);
+    assert_eq!(produced.responses[0].partition_responses[0].error_code, 0);
+
+    let mut first = Member::join(&addr, &group, "member-a");
+    let deadline = Instant::now() + WAIT;
+    let got = loop {
+        let r = first.fetch(&addr, &[]).unwrap();
+        let got = acquired(&r);
+        if !got.is_empty() || Instant::now() > deadline {
+            break got;
+        }
+    };
+    assert_eq!(got, vec![(0, RECORDS - 1, 1)], "the first delivery");
+    let acked = first
+        .fetch(&addr, &[(0, 9, ACCEPT), (10, 14, RELEASE)])
+        .unwrap();
+    assert_eq!(partition_errors(&acked).1, 0, "acknowledged: {acked:?}");
+
+    fail_over(&mut cluster, leader, successor, TOPIC, &group);
+    let new_addr = cluster.node(successor).bootstrap();
+    let mut second = Member::join(&new_addr, &group, "member-b");
+    let deadline = Instant::now() + WAIT;
+    let mut seen = Vec::new();
+    let mut last = None;
+    while Instant::now() < deadline && seen.iter().map(|(f, l, _)| l - f + 1).sum::<i64>() < 10 {
+        match second.fetch(&new_addr, &[]) {
+            Ok(r) => {
+                seen.extend(acquired(&r));
+                last = Some(partition_errors(&r));
+            }
+            Err(e) => eprintln!("share fetch at the new leader: {e}"),
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Nothing more comes: the acknowledged records are not delivered again.
+    for _ in 0..3 {
+        if let Ok(r) = second.fetch(&new_addr, &[]) {
+            seen.extend(acquired(&r));
+        }
+    }
+    assert_eq!(
+        seen,
+        vec![(10, RECORDS - 1, 2)],
+        "after the failover exactly the unacknowledged records, delivered a second time \
+         (last partition errors {last:?})\n{}",
+        cluster.diagnostics()
+    );
+}
+
+#[test]
+fn a_share_consumer_gets_no_accepted_record_again_after_its_partitions_leader_dies() {
+    if real_clients_skipped("cluster share failover") {
+        return;
+    }
+    let topic = "client-work";
+    let (mut cluster, leader, successor, group) = cluster_with_led_group(topic);
+    let python = support::client_python("confluent_kafka");
+    let state = tempfile::tempdir().expect("temp dir");
+    let run = |phase: &str, bootstrap: String| {
+        let args = [
+            "cluster_share_failover.py".to_string(),
+            phase.to_string(),
+            bootstrap,
+            topic.to_string(),
+            group.clone(),
+            state.path().display().to_string(),
+        ];
+        run_script(&format!("cluster_share_failover.py {phase}"), &python, &args);
+    };
+    run("before", cluster.bootstrap());
+    fail_over(&mut cluster, leader, successor, topic, &group);
+    run("after", cluster.bootstrap());
+}
