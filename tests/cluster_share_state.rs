@@ -57,7 +57,9 @@ impl Member {
             if let Ok(r) = &joined
                 && r.error_code == 0
                 && let Some(a) = &r.assignment
-                && a.topic_partitions.first().is_some_and(|t| t.partitions == [0])
+                && a.topic_partitions
+                    .first()
+                    .is_some_and(|t| t.partitions == [0])
             {
                 return Member {
                     group: group.to_string(),
@@ -66,7 +68,10 @@ impl Member {
                     session_epoch: 0,
                 };
             }
-            assert!(Instant::now() < deadline, "{id} never joined at {addr}: {joined:?}");
+            assert!(
+                Instant::now() < deadline,
+                "{id} never joined at {addr}: {joined:?}"
+            );
             std::thread::sleep(Duration::from_millis(200));
         }
     }
@@ -113,20 +118,30 @@ fn cluster_with_led_group(topic: &str) -> (LocalCluster, i32, i32, String) {
     cluster.wait_until_known_everywhere(topic, 1, WAIT);
     let leader = leaders(cluster.node(1), topic)[0];
     let successor = next_broker(leader);
-    let replicas: Vec<i32> = metadata(cluster.node(leader), Some(&[topic])).unwrap().topics[0]
+    let replicas: Vec<i32> = metadata(cluster.node(leader), Some(&[topic]))
+        .unwrap()
+        .topics[0]
         .partitions[0]
         .replica_nodes
         .iter()
         .map(|b| b.0)
         .collect();
-    assert_eq!(replicas[..2], [leader, successor], "placement lists the next broker second");
+    assert_eq!(
+        replicas[..2],
+        [leader, successor],
+        "placement lists the next broker second"
+    );
     // A group the leader coordinates (ShareFetch is served only there in cluster mode).
     let group = (0..200)
         .map(|i| format!("{topic}-workers-{i}"))
         .find(|g| find_coordinator(cluster.node(leader), g) == Ok(leader))
         .expect("a group the leader coordinates");
     assert_eq!(
-        alter_group(cluster.node(leader), &group, &[("share.auto.offset.reset", "earliest")]),
+        alter_group(
+            cluster.node(leader),
+            &group,
+            &[("share.auto.offset.reset", "earliest")]
+        ),
         0
     );
     (cluster, leader, successor, group)
@@ -141,7 +156,10 @@ fn fail_over(cluster: &mut LocalCluster, leader: i32, successor: i32, topic: &st
         if led == [successor] && coordinator == Ok(successor) {
             Ok(())
         } else {
-            Err(format!("leader {led:?}, coordinator {coordinator:?}\n{}", cluster.diagnostics()))
+            Err(format!(
+                "leader {led:?}, coordinator {coordinator:?}\n{}",
+                cluster.diagnostics()
+            ))
         }
     });
 }
@@ -154,7 +172,10 @@ fn acknowledged_records_stay_acknowledged_and_delivery_counts_survive_a_leader_f
     let batch: Vec<_> = (0..RECORDS)
         .map(|i| plain_record(i, 1_700_000_000_000, Bytes::from(format!("r{i}"))))
         .collect();
-    let produced = conn.call(&produce_request(TOPIC, 0, encode_batch(&batch).freeze(), -1), 9);
+    let produced = conn.call(
+        &produce_request(TOPIC, 0, encode_batch(&batch).freeze(), -1),
+        9,
+    );
     assert_eq!(produced.responses[0].partition_responses[0].error_code, 0);
 
     let mut first = Member::join(&addr, &group, "member-a");
@@ -221,7 +242,11 @@ fn a_share_consumer_gets_no_accepted_record_again_after_its_partitions_leader_di
             group.clone(),
             state.path().display().to_string(),
         ];
-        run_script(&format!("cluster_share_failover.py {phase}"), &python, &args);
+        run_script(
+            &format!("cluster_share_failover.py {phase}"),
+            &python,
+            &args,
+        );
     };
     run("before", cluster.bootstrap());
     fail_over(&mut cluster, leader, successor, topic, &group);

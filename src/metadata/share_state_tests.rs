@@ -75,7 +75,10 @@ fn a_deposed_leaders_write_is_fenced_by_its_leader_epoch() {
         .unwrap();
     let snapshot = w.snapshot();
     let cluster = snapshot.cluster.as_deref().unwrap();
-    let (leader, epoch) = (cluster.leader("orders", 0), cluster.leader_epoch("orders", 0));
+    let (leader, epoch) = (
+        cluster.leader("orders", 0),
+        cluster.leader_epoch("orders", 0),
+    );
     assert_eq!((leader, epoch), (Some(2), 1), "broker 2 leads in epoch 1");
     let stale = w
         .apply_record(12, &record("g", 1, 0, encode(&frame("g", 5))))
@@ -113,7 +116,10 @@ fn a_malformed_state_or_one_of_another_group_is_refused() {
         leader_epoch: 0,
         state: encode(&frame("g", 1)),
     });
-    assert_eq!(w.apply_record(12, &unknown).unwrap_err().kafka_error_code(), 3);
+    assert_eq!(
+        w.apply_record(12, &unknown).unwrap_err().kafka_error_code(),
+        3
+    );
 }
 
 #[test]

@@ -157,9 +157,10 @@ impl ShareStateReplicator for ClusterShareStates {
     fn load(&self) -> Result<Vec<(String, Vec<u8>)>, ReplicationError> {
         // A restarted node replaying the log may not have applied the newest states yet:
         // the client is sent to look for the leader again until it has.
-        let shard = self.shard.upgrade().filter(|_| {
-            self.cluster.caught_up_since_start.load(Ordering::Acquire)
-        });
+        let shard = self
+            .shard
+            .upgrade()
+            .filter(|_| self.cluster.caught_up_since_start.load(Ordering::Acquire));
         let Some(shard) = shard else {
             return Err(ReplicationError {
                 code: ResponseError::NotLeaderOrFollower.code(),
@@ -221,7 +222,8 @@ pub(super) async fn gather(shard: &Rc<Shard>) -> ShareStatesImage {
 
 /// A snapshot image was installed: each shard's partitions get exactly the image's states.
 pub(super) async fn install(shard: &Rc<Shard>, image: ShareStatesImage) {
-    let mut per_shard: Vec<Vec<ShareStateChange>> = (0..shard.count()).map(|_| Vec::new()).collect();
+    let mut per_shard: Vec<Vec<ShareStateChange>> =
+        (0..shard.count()).map(|_| Vec::new()).collect();
     for entry in image {
         let Some(frame) = share_state::decode(&entry.state) else {
             tracing::error!(topic = %entry.topic, partition = entry.partition,
@@ -241,10 +243,16 @@ pub(super) async fn install(shard: &Rc<Shard>, image: ShareStatesImage) {
     }
     for (owner, states) in per_shard.into_iter().enumerate() {
         let installed = shard
-            .invoke_on(owner, move |s| async move { s.share_states.replace(states) })
+            .invoke_on(
+                owner,
+                move |s| async move { s.share_states.replace(states) },
+            )
             .await;
         if installed.is_err() {
-            tracing::error!(owner, "snapshot share states not installed: the shard is gone");
+            tracing::error!(
+                owner,
+                "snapshot share states not installed: the shard is gone"
+            );
         }
     }
 }

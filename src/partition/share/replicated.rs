@@ -104,7 +104,11 @@ impl Partition {
         let _turn = replication.writing.lock().await;
         self.shares.unsaved.borrow_mut().remove(group_id);
         let mut frame = Vec::new();
-        durable::encode(&mut frame, group_id, self.shares.groups.borrow().get(group_id));
+        durable::encode(
+            &mut frame,
+            group_id,
+            self.shares.groups.borrow().get(group_id),
+        );
         replication
             .replicator
             .replicate(group_id, self.leader_epoch(), frame)

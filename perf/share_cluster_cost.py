@@ -1,0 +1,185 @@
+#!/usr/bin/env python3
+"""What replicating share-partition state costs (decision 0025): one confluent-kafka
+ShareConsumer on an RF=3 partition of a local 3-node cluster.
+
+Starts `sluice cluster local --nodes 3` with the given binary on a fresh directory, creates
+a one-partition RF=3 topic, produces RECORDS records of 100 bytes, picks a share group its
+leader coordinates (ShareFetch is served only there in cluster mode), then measures:
+  consume   records/s of one ShareConsumer in implicit mode (every record acknowledged;
+            each acknowledgement is one durable write of the group's state: a local
+            fdatasync before decision 0025, a metadata-log record on a majority after)
+  commit    commit_sync latency in explicit mode: COMMITS rounds of poll (at most
+            COMMIT_BATCH records), acknowledge each record, commit_sync (p50/p90/p99/max in ms)
+Run it once per build to compare (A/B, same machine, same load):
+  perf/share_cluster_cost.py --sluice /work/main/target/debug/sluice
+  perf/share_cluster_cost.py --sluice target/debug/sluice
+(with a Python that has confluent-kafka >= 2.16, e.g. /work/main/.venv/bin/python).
+"""
+
+import argparse
+import pathlib
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+from confluent_kafka import Producer, ShareConsumer
+from confluent_kafka.admin import (
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    NewTopic,
+    ResourceType,
+)
+
+TOPIC = "share-cost"
+VALUE = b"v" * 100
+RUN_TIMEOUT_S = 300
+# Records acknowledged per commit_sync round.
+COMMIT_BATCH = 20
+
+
+def free_base_port():
+    """A base port whose Kafka, controller (+100) and admin (+200) ports are free."""
+    for base in range(20000, 60000, 7):
+        ports = [base + off + i for off in (0, 100, 200) for i in range(3)]
+        try:
+            for p in ports:
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", p))
+            return base
+        except OSError:
+            continue
+    raise SystemExit("no free ports")
+
+
+def fnv1a32(data):
+    h = 0x811C9DC5
+    for b in data:
+        h = ((h ^ b) * 0x01000193) & 0xFFFFFFFF
+    return h
+
+
+def coordinator(group, brokers):
+    """`ClusterState::coordinator` with every broker live: fnv1a32 % count, in id order."""
+    ids = sorted(brokers)
+    return ids[fnv1a32(group.encode()) % len(ids)]
+
+
+def percentiles(samples):
+    samples = sorted(samples)
+    pick = lambda q: samples[min(len(samples) - 1, int(q * len(samples)))]
+    return (f"p50 {pick(0.5):.2f}  p90 {pick(0.9):.2f}  p99 {pick(0.99):.2f}  "
+            f"max {samples[-1]:.2f} ms")
+
+
+def setup(bootstrap, records):
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    deadline = time.time() + 60
+    while True:
+        try:
+            admin.create_topics([NewTopic(TOPIC, 1, 3)])[TOPIC].result(timeout=10)
+            break
+        except Exception as e:  # the quorum may still be forming
+            if "TOPIC_ALREADY_EXISTS" in str(e):  # an earlier try's, answered late
+                break
+            if time.time() > deadline:
+                raise SystemExit(f"topic not created: {e}")
+            time.sleep(0.5)
+    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5})
+    for _ in range(records):
+        producer.produce(TOPIC, VALUE)
+        producer.poll(0)
+    if producer.flush(60) != 0:
+        raise SystemExit("produce did not complete")
+    meta = admin.list_topics(TOPIC, timeout=10)
+    leader = meta.topics[TOPIC].partitions[0].leader
+    return admin, leader, list(meta.brokers)
+
+
+def led_group(admin, name, leader, brokers):
+    group = next(g for g in (f"{name}-{i}" for i in range(1000))
+                 if coordinator(g, brokers) == leader)
+    entry = ConfigEntry("share.auto.offset.reset", "earliest",
+                        incremental_operation=AlterConfigOpType.SET)
+    resource = ConfigResource(ResourceType.GROUP, group, incremental_configs=[entry])
+    for f in admin.incremental_alter_configs([resource]).values():
+        f.result()
+    return group
+
+
+def consume(bootstrap, group, records):
+    """From the first record to the last one's acknowledgement made durable."""
+    c = ShareConsumer({"bootstrap.servers": bootstrap, "group.id": group})
+    c.subscribe([TOPIC])
+    got, start = 0, None
+    deadline = time.time() + RUN_TIMEOUT_S
+    while got < records and time.time() < deadline:
+        for m in c.poll(1.0):
+            if m.error() is None:
+                start = start or time.time()
+                got += 1
+    c.commit_sync()
+    elapsed = time.time() - (start or time.time())
+    c.close()
+    return got, elapsed
+
+
+def commits(bootstrap, group, rounds, records):
+    c = ShareConsumer({"bootstrap.servers": bootstrap, "group.id": group,
+                       "share.acknowledgement.mode": "explicit",
+                       "max.poll.records": COMMIT_BATCH})
+    c.subscribe([TOPIC])
+    samples, got = [], 0
+    deadline = time.time() + RUN_TIMEOUT_S
+    while len(samples) < rounds and got < records and time.time() < deadline:
+        batch = [m for m in c.poll(1.0) if m.error() is None]
+        if not batch:
+            continue
+        got += len(batch)
+        for m in batch:
+            c.acknowledge(m)
+        started = time.perf_counter()
+        for tp, err in c.commit_sync().items():
+            if err is not None:
+                raise SystemExit(f"commit_sync failed on {tp}: {err}")
+        samples.append((time.perf_counter() - started) * 1000)
+    c.close()
+    return samples
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sluice", default="target/debug/sluice")
+    parser.add_argument("--records", type=int, default=20000)
+    parser.add_argument("--commits", type=int, default=200)
+    args = parser.parse_args()
+    base = free_base_port()
+    bootstrap = ",".join(f"127.0.0.1:{base + i}" for i in range(3))
+    with tempfile.TemporaryDirectory() as d:
+        log = open(pathlib.Path(d) / "cluster.log", "w")
+        cluster = subprocess.Popen(
+            [args.sluice, "cluster", "local", "--nodes", "3", "--dir", d,
+             "--base-port", str(base)], stdout=log, stderr=subprocess.STDOUT)
+        try:
+            admin, leader, brokers = setup(bootstrap, args.records)
+            group = led_group(admin, "cost-consume", leader, brokers)
+            got, elapsed = consume(bootstrap, group, args.records)
+            print(f"{args.sluice}: consume {got} records in {elapsed:.2f}s = "
+                  f"{got / max(elapsed, 1e-9):,.0f} records/s (leader {leader})", flush=True)
+            group = led_group(admin, "cost-commit", leader, brokers)
+            samples = commits(bootstrap, group, args.commits, args.records)
+            print(f"{args.sluice}: commit_sync x{len(samples)}: {percentiles(samples)}",
+                  flush=True)
+        finally:
+            cluster.send_signal(signal.SIGINT)
+            try:
+                cluster.wait(30)
+            except subprocess.TimeoutExpired:
+                cluster.kill()
+
+
+if __name__ == "__main__":
+    main()
