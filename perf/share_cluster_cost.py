@@ -20,6 +20,7 @@ import argparse
 import pathlib
 import signal
 import socket
+import struct
 import subprocess
 import tempfile
 import time
@@ -55,17 +56,22 @@ def free_base_port():
     raise SystemExit("no free ports")
 
 
-def fnv1a32(data):
-    h = 0x811C9DC5
-    for b in data:
-        h = ((h ^ b) * 0x01000193) & 0xFFFFFFFF
-    return h
-
-
-def coordinator(group, brokers):
-    """`ClusterState::coordinator` with every broker live: fnv1a32 % count, in id order."""
-    ids = sorted(brokers)
-    return ids[fnv1a32(group.encode()) % len(ids)]
+def find_coordinator(bootstrap, group):
+    """FindCoordinator v1 for `group` through the first broker: the coordinator's node id
+    (asked, not computed: where a group goes is the coordinator placement's business)."""
+    host, port = bootstrap.split(",")[0].split(":")
+    client, key = b"share-cost", group.encode()
+    body = (struct.pack(">hhih", 10, 1, 1, len(client)) + client
+            + struct.pack(">h", len(key)) + key + b"\x00")
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        s.sendall(struct.pack(">i", len(body)) + body)
+        size = struct.unpack(">i", s.recv(4, socket.MSG_WAITALL))[0]
+        answer = s.recv(size, socket.MSG_WAITALL)
+    # correlation id, throttle_time_ms, error_code, error_message (nullable string), node_id
+    error = struct.unpack(">h", answer[8:10])[0]
+    message_len = struct.unpack(">h", answer[10:12])[0]
+    at = 12 + max(message_len, 0)
+    return None if error else struct.unpack(">i", answer[at:at + 4])[0]
 
 
 def percentiles(samples):
@@ -96,12 +102,12 @@ def setup(bootstrap, records):
         raise SystemExit("produce did not complete")
     meta = admin.list_topics(TOPIC, timeout=10)
     leader = meta.topics[TOPIC].partitions[0].leader
-    return admin, leader, list(meta.brokers)
+    return admin, leader
 
 
-def led_group(admin, name, leader, brokers):
+def led_group(admin, bootstrap, name, leader):
     group = next(g for g in (f"{name}-{i}" for i in range(1000))
-                 if coordinator(g, brokers) == leader)
+                 if find_coordinator(bootstrap, g) == leader)
     entry = ConfigEntry("share.auto.offset.reset", "earliest",
                         incremental_operation=AlterConfigOpType.SET)
     resource = ConfigResource(ResourceType.GROUP, group, incremental_configs=[entry])
@@ -164,12 +170,12 @@ def main():
             [args.sluice, "cluster", "local", "--nodes", "3", "--dir", d,
              "--base-port", str(base)], stdout=log, stderr=subprocess.STDOUT)
         try:
-            admin, leader, brokers = setup(bootstrap, args.records)
-            group = led_group(admin, "cost-consume", leader, brokers)
+            admin, leader = setup(bootstrap, args.records)
+            group = led_group(admin, bootstrap, "cost-consume", leader)
             got, elapsed = consume(bootstrap, group, args.records)
             print(f"{args.sluice}: consume {got} records in {elapsed:.2f}s = "
                   f"{got / max(elapsed, 1e-9):,.0f} records/s (leader {leader})", flush=True)
-            group = led_group(admin, "cost-commit", leader, brokers)
+            group = led_group(admin, bootstrap, "cost-commit", leader)
             samples = commits(bootstrap, group, args.commits, args.records)
             print(f"{args.sluice}: commit_sync x{len(samples)}: {percentiles(samples)}",
                   flush=True)

@@ -1,8 +1,8 @@
 //! Share-group state across a partition failover (issue 17, decision 0025): 3 nodes, an
-//! RF=3 topic, a share group whose coordinator is the partition's leader (ShareFetch works
-//! only there in cluster mode, decision 0025 "Not yet"). A member acquires 20 records,
-//! accepts 0-9 and releases 10-14 (15-19 stay acquired); the leader is SIGKILLed. The new
-//! leader (the next replica, which is also the group's next coordinator) must deliver
+//! RF=3 topic, share groups whose coordinator is the partition's leader (ShareFetch works
+//! only there in cluster mode, decision 0025 "Not yet"). In each, a member acquires 20
+//! records, accepts 0-9 and releases 10-14 (15-19 stay acquired); the leader is SIGKILLed.
+//! The new leader, for a group it now also coordinates, must deliver
 //! exactly 10-19, each with delivery count 2: nothing acknowledged again, nothing in flight
 //! lost, the delivery counts kept. A new leader that started the group from scratch would
 //! deliver 0-19 with count 1. The same through confluent-kafka's `ShareConsumer`
@@ -18,7 +18,7 @@ use kafka_protocol::messages::{
     ShareGroupHeartbeatResponse, TopicName,
 };
 use std::time::{Duration, Instant};
-use support::cluster::{LocalCluster, create_topic, find_coordinator, leaders, metadata};
+use support::cluster::{LocalCluster, create_topic, find_coordinator, leaders};
 use support::real_clients_skipped;
 use support::scripts::run_script;
 use support::share::{acquired, alter_group, fetch_topics, sb};
@@ -102,71 +102,83 @@ fn partition_errors(r: &ShareFetchResponse) -> (i16, i16) {
         .map_or((-1, -1), |p| (p.error_code, p.acknowledge_error_code))
 }
 
-/// The broker after `id` in id order, wrapping: the group's coordinator once `id` is fenced
-/// (`ClusterState::coordinator` takes the next unfenced broker) and the partition's next
-/// leader (Kafka's placement lists consecutive brokers after the leader).
-fn next_broker(id: i32) -> i32 {
-    id % 3 + 1
-}
+/// Share groups each test drives alike before the kill: where a killed coordinator's
+/// groups go is the coordinator placement's business (a hash over the live brokers, or
+/// sticky slots spread over them), so after the kill the test goes on with one that the
+/// new leader coordinates.
+const CANDIDATE_GROUPS: usize = 8;
 
-/// A formed 3-node cluster with an RF=3 topic `topic` and a share group (starting at the
-/// earliest offset) its partition's leader coordinates: (cluster, leader, next leader, group).
-fn cluster_with_led_group(topic: &str) -> (LocalCluster, i32, i32, String) {
+/// A formed 3-node cluster with an RF=3 topic `topic` and `CANDIDATE_GROUPS` share groups
+/// (starting at the earliest offset) its partition's leader coordinates: (cluster,
+/// leader, groups).
+fn cluster_with_led_groups(topic: &str) -> (LocalCluster, i32, Vec<String>) {
     let cluster = LocalCluster::start(3);
     cluster.wait_until_formed(3);
     assert_eq!(create_topic(cluster.node(1), topic, 1, 3, WAIT), 0);
     cluster.wait_until_known_everywhere(topic, 1, WAIT);
     let leader = leaders(cluster.node(1), topic)[0];
-    let successor = next_broker(leader);
-    let replicas: Vec<i32> = metadata(cluster.node(leader), Some(&[topic]))
-        .unwrap()
-        .topics[0]
-        .partitions[0]
-        .replica_nodes
-        .iter()
-        .map(|b| b.0)
+    // Groups the leader coordinates (ShareFetch is served only there in cluster mode).
+    let groups: Vec<String> = (0..1000)
+        .map(|i| format!("{topic}-workers-{i}"))
+        .filter(|g| find_coordinator(cluster.node(leader), g) == Ok(leader))
+        .take(CANDIDATE_GROUPS)
         .collect();
     assert_eq!(
-        replicas[..2],
-        [leader, successor],
-        "placement lists the next broker second"
+        groups.len(),
+        CANDIDATE_GROUPS,
+        "groups the leader coordinates"
     );
-    // A group the leader coordinates (ShareFetch is served only there in cluster mode).
-    let group = (0..200)
-        .map(|i| format!("{topic}-workers-{i}"))
-        .find(|g| find_coordinator(cluster.node(leader), g) == Ok(leader))
-        .expect("a group the leader coordinates");
-    assert_eq!(
-        alter_group(
-            cluster.node(leader),
-            &group,
-            &[("share.auto.offset.reset", "earliest")]
-        ),
-        0
-    );
-    (cluster, leader, successor, group)
+    for group in &groups {
+        let earliest = [("share.auto.offset.reset", "earliest")];
+        assert_eq!(alter_group(cluster.node(leader), group, &earliest), 0);
+    }
+    (cluster, leader, groups)
 }
 
-/// Kills `leader` and waits until `successor` leads the partition and coordinates `group`.
-fn fail_over(cluster: &mut LocalCluster, leader: i32, successor: i32, topic: &str, group: &str) {
+/// Kills `leader`, waits for the partition's next leader and returns it with the first of
+/// `groups` it coordinates.
+fn fail_over(
+    cluster: &mut LocalCluster,
+    leader: i32,
+    topic: &str,
+    groups: &[String],
+) -> (i32, String) {
     cluster.node_mut(leader).kill();
+    let mut found = None;
     support::wait_until(WAIT, Duration::from_millis(100), || {
-        let led = leaders(cluster.node(successor), topic);
-        let coordinator = find_coordinator(cluster.node(successor), group);
-        if led == [successor] && coordinator == Ok(successor) {
-            Ok(())
-        } else {
-            Err(format!(
-                "leader {led:?}, coordinator {coordinator:?}\n{}",
+        let running = cluster.running_ids();
+        let led: Vec<i32> = running
+            .iter()
+            .flat_map(|id| leaders(cluster.node(*id), topic))
+            .collect();
+        let Some(&next) = led
+            .first()
+            .filter(|l| **l != leader && led.iter().all(|x| x == *l))
+        else {
+            return Err(format!("no settled new leader: {led:?}"));
+        };
+        let coordinated = groups.iter().find(|g| {
+            running
+                .iter()
+                .all(|id| find_coordinator(cluster.node(*id), g) == Ok(next))
+        });
+        match coordinated {
+            Some(g) => {
+                found = Some((next, g.clone()));
+                Ok(())
+            }
+            None => Err(format!(
+                "new leader {next} coordinates none of {groups:?}\n{}",
                 cluster.diagnostics()
-            ))
+            )),
         }
     });
+    found.expect("a new leader coordinating a group")
 }
 
 #[test]
 fn acknowledged_records_stay_acknowledged_and_delivery_counts_survive_a_leader_failover() {
-    let (mut cluster, leader, successor, group) = cluster_with_led_group(TOPIC);
+    let (mut cluster, leader, groups) = cluster_with_led_groups(TOPIC);
     let addr = cluster.node(leader).bootstrap();
     let mut conn = RawConn::connect(&addr).unwrap();
     let batch: Vec<_> = (0..RECORDS)
@@ -178,22 +190,28 @@ fn acknowledged_records_stay_acknowledged_and_delivery_counts_survive_a_leader_f
     );
     assert_eq!(produced.responses[0].partition_responses[0].error_code, 0);
 
-    let mut first = Member::join(&addr, &group, "member-a");
-    let deadline = Instant::now() + WAIT;
-    let got = loop {
-        let r = first.fetch(&addr, &[]).unwrap();
-        let got = acquired(&r);
-        if !got.is_empty() || Instant::now() > deadline {
-            break got;
-        }
-    };
-    assert_eq!(got, vec![(0, RECORDS - 1, 1)], "the first delivery");
-    let acked = first
-        .fetch(&addr, &[(0, 9, ACCEPT), (10, 14, RELEASE)])
-        .unwrap();
-    assert_eq!(partition_errors(&acked).1, 0, "acknowledged: {acked:?}");
+    for group in &groups {
+        let mut first = Member::join(&addr, group, "member-a");
+        let deadline = Instant::now() + WAIT;
+        let got = loop {
+            let r = first.fetch(&addr, &[]).unwrap();
+            let got = acquired(&r);
+            if !got.is_empty() || Instant::now() > deadline {
+                break got;
+            }
+        };
+        assert_eq!(
+            got,
+            vec![(0, RECORDS - 1, 1)],
+            "the first delivery to {group}"
+        );
+        let acked = first
+            .fetch(&addr, &[(0, 9, ACCEPT), (10, 14, RELEASE)])
+            .unwrap();
+        assert_eq!(partition_errors(&acked).1, 0, "acknowledged: {acked:?}");
+    }
 
-    fail_over(&mut cluster, leader, successor, TOPIC, &group);
+    let (successor, group) = fail_over(&mut cluster, leader, TOPIC, &groups);
     let new_addr = cluster.node(successor).bootstrap();
     let mut second = Member::join(&new_addr, &group, "member-b");
     let deadline = Instant::now() + WAIT;
@@ -230,25 +248,35 @@ fn a_share_consumer_gets_no_accepted_record_again_after_its_partitions_leader_di
         return;
     }
     let topic = "client-work";
-    let (mut cluster, leader, successor, group) = cluster_with_led_group(topic);
+    let (mut cluster, leader, groups) = cluster_with_led_groups(topic);
     let python = support::client_python("confluent_kafka");
     let state = tempfile::tempdir().expect("temp dir");
-    let run = |phase: &str, bootstrap: String| {
+    let run = |phase: &str, bootstrap: String, group: &str| {
+        let dir = state.path().join(group);
+        std::fs::create_dir_all(&dir).expect("state dir");
         let args = [
             "cluster_share_failover.py".to_string(),
             phase.to_string(),
             bootstrap,
             topic.to_string(),
-            group.clone(),
-            state.path().display().to_string(),
+            group.to_string(),
+            dir.display().to_string(),
         ];
         run_script(
-            &format!("cluster_share_failover.py {phase}"),
+            &format!("cluster_share_failover.py {phase} {group}"),
             &python,
             &args,
         );
     };
-    run("before", cluster.bootstrap());
-    fail_over(&mut cluster, leader, successor, topic, &group);
-    run("after", cluster.bootstrap());
+    for (i, group) in groups.iter().enumerate() {
+        // The first run produces the records every group then reads.
+        let phase = if i == 0 {
+            "before"
+        } else {
+            "before-no-produce"
+        };
+        run(phase, cluster.bootstrap(), group);
+    }
+    let (_, group) = fail_over(&mut cluster, leader, topic, &groups);
+    run("after", cluster.bootstrap(), &group);
 }

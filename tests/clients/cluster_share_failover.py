@@ -1,9 +1,10 @@
 """confluent-kafka's ShareConsumer (librdkafka 2.16, KIP-932) across a partition leader
 failover in a 3-node Sluice cluster (decision 0025). The Rust driver
-(tests/cluster_share_state.rs) creates the RF=3 topic, picks a group its leader
-coordinates, runs `before`, SIGKILLs the leader, waits for the next one and runs `after`.
+(tests/cluster_share_state.rs) creates the RF=3 topic, picks groups its leader
+coordinates, runs `before` for each, SIGKILLs the leader, waits for the next one and runs
+`after` for a group the new leader coordinates.
 
-  before BOOTSTRAP TOPIC GROUP DIR
+  before BOOTSTRAP TOPIC GROUP DIR  (before-no-produce: the records are there already)
       produces TOTAL records, acknowledges the first half it receives (ACCEPT) and
       releases the rest it receives (RELEASE), commit_sync, writes what it did to DIR
   after BOOTSTRAP TOPIC GROUP DIR
@@ -42,14 +43,15 @@ def consumer(bootstrap, group, topic, explicit):
     return c
 
 
-def before(bootstrap, topic, group, state_dir):
-    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5})
-    for i in range(TOTAL):
-        producer.produce(topic, value=f"rec-{i}".encode())
-        producer.poll(0)
-    if producer.flush(30) != 0:
-        fail("producer could not deliver everything")
-    ok(f"produced {TOTAL} records")
+def before(bootstrap, topic, group, state_dir, produce=True):
+    if produce:
+        producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5})
+        for i in range(TOTAL):
+            producer.produce(topic, value=f"rec-{i}".encode())
+            producer.poll(0)
+        if producer.flush(30) != 0:
+            fail("producer could not deliver everything")
+        ok(f"produced {TOTAL} records")
     c = consumer(bootstrap, group, topic, explicit=True)
     accepted, released = [], []
     deadline = time.time() + DEADLINE_S
@@ -122,7 +124,11 @@ def after(bootstrap, topic, group, state_dir):
 
 def main():
     scenario, bootstrap, topic, group, state_dir = sys.argv[1:6]
-    {"before": before, "after": after}[scenario](bootstrap, topic, group, state_dir)
+    {
+        "before": before,
+        "before-no-produce": lambda *a: before(*a, produce=False),
+        "after": after,
+    }[scenario](bootstrap, topic, group, state_dir)
     print("all checks passed", flush=True)
 
 
