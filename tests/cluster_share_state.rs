@@ -14,14 +14,14 @@ mod support;
 
 use bytes::Bytes;
 use kafka_protocol::messages::{
-    GroupId, ShareFetchRequest, ShareFetchResponse, ShareGroupHeartbeatRequest,
-    ShareGroupHeartbeatResponse, TopicName,
+    GroupId, ShareAcknowledgeRequest, ShareAcknowledgeResponse, ShareFetchRequest,
+    ShareFetchResponse, ShareGroupHeartbeatRequest, ShareGroupHeartbeatResponse, TopicName,
 };
 use std::time::{Duration, Instant};
 use support::cluster::{LocalCluster, create_topic, find_coordinator, leaders};
 use support::real_clients_skipped;
 use support::scripts::run_script;
-use support::share::{acquired, alter_group, fetch_topics, sb};
+use support::share::{acknowledge_topics, acquired, alter_group, fetch_topics, sb};
 use support::wire::{RawConn, encode_batch, plain_record, produce_request};
 
 const TOPIC: &str = "work";
@@ -39,21 +39,30 @@ struct Member {
     session_epoch: i32,
 }
 
-fn heartbeat(addr: &str, group: &str, member: &str) -> Result<ShareGroupHeartbeatResponse, String> {
+fn heartbeat(
+    addr: &str,
+    group: &str,
+    member: &str,
+    topic: &str,
+) -> Result<ShareGroupHeartbeatResponse, String> {
     let request = ShareGroupHeartbeatRequest::default()
         .with_group_id(GroupId(sb(group)))
         .with_member_id(sb(member))
         .with_member_epoch(0)
-        .with_subscribed_topic_names(Some(vec![TopicName(sb(TOPIC))]));
+        .with_subscribed_topic_names(Some(vec![TopicName(sb(topic))]));
     RawConn::connect(addr)?.try_call(&request, 1)
 }
 
 impl Member {
     /// Joins at `addr` (the coordinator), retrying while it is not ready for the group.
     fn join(addr: &str, group: &str, id: &str) -> Member {
+        Self::join_topic(addr, group, id, TOPIC)
+    }
+
+    fn join_topic(addr: &str, group: &str, id: &str, topic: &str) -> Member {
         let deadline = Instant::now() + WAIT;
         loop {
-            let joined = heartbeat(addr, group, id);
+            let joined = heartbeat(addr, group, id, topic);
             if let Ok(r) = &joined
                 && r.error_code == 0
                 && let Some(a) = &r.assignment
@@ -88,6 +97,25 @@ impl Member {
             .with_batch_size(500)
             .with_topics(fetch_topics(self.topic_id, acks, 1 << 20));
         let response: ShareFetchResponse = RawConn::connect(addr)?.try_call(&request, 1)?;
+        if response.error_code == 0 {
+            self.session_epoch += 1;
+        }
+        Ok(response)
+    }
+}
+
+impl Member {
+    fn acknowledge(
+        &mut self,
+        addr: &str,
+        acks: &[(i64, i64, i8)],
+    ) -> Result<ShareAcknowledgeResponse, String> {
+        let request = ShareAcknowledgeRequest::default()
+            .with_group_id(Some(GroupId(sb(&self.group))))
+            .with_member_id(Some(sb(&self.id)))
+            .with_share_session_epoch(self.session_epoch)
+            .with_topics(acknowledge_topics(self.topic_id, acks));
+        let response: ShareAcknowledgeResponse = RawConn::connect(addr)?.try_call(&request, 1)?;
         if response.error_code == 0 {
             self.session_epoch += 1;
         }
@@ -279,4 +307,93 @@ fn a_share_consumer_gets_no_accepted_record_again_after_its_partitions_leader_di
     }
     let (_, group) = fail_over(&mut cluster, leader, topic, &groups);
     run("after", cluster.bootstrap(), &group);
+}
+
+/// A formed 3-node cluster with an RF=3 topic `topic` of one partition and a share group
+/// (starting at the earliest offset) another broker than its leader coordinates:
+/// (cluster, leader, coordinator, group).
+fn cluster_with_group_led_elsewhere(topic: &str) -> (LocalCluster, i32, i32, String) {
+    let cluster = LocalCluster::start(3);
+    cluster.wait_until_formed(3);
+    assert_eq!(create_topic(cluster.node(1), topic, 1, 3, WAIT), 0);
+    cluster.wait_until_known_everywhere(topic, 1, WAIT);
+    let leader = leaders(cluster.node(1), topic)[0];
+    let (group, coordinator) = (0..1000)
+        .map(|i| format!("{topic}-elsewhere-{i}"))
+        .find_map(|g| {
+            let c = find_coordinator(cluster.node(leader), &g).ok()?;
+            (c != leader).then_some((g, c))
+        })
+        .expect("a group another broker coordinates");
+    let earliest = [("share.auto.offset.reset", "earliest")];
+    assert_eq!(alter_group(cluster.node(leader), &group, &earliest), 0);
+    (cluster, leader, coordinator, group)
+}
+
+/// Kafka's split: the member heartbeats to the group's coordinator, and fetches and
+/// acknowledges at the partition's leader, which holds the share session itself.
+#[test]
+fn share_fetch_and_acknowledge_work_at_a_leader_that_does_not_coordinate_the_group() {
+    let topic = "elsewhere";
+    let (cluster, leader, coordinator, group) = cluster_with_group_led_elsewhere(topic);
+    let at_leader = cluster.node(leader).bootstrap();
+    let mut conn = RawConn::connect(&at_leader).unwrap();
+    let batch: Vec<_> = (0..RECORDS)
+        .map(|i| plain_record(i, 1_700_000_000_000, Bytes::from(format!("r{i}"))))
+        .collect();
+    let produced = conn.call(
+        &produce_request(topic, 0, encode_batch(&batch).freeze(), -1),
+        9,
+    );
+    assert_eq!(produced.responses[0].partition_responses[0].error_code, 0);
+
+    let at_coordinator = cluster.node(coordinator).bootstrap();
+    let mut member = Member::join_topic(&at_coordinator, &group, "member-a", topic);
+    let first = member.fetch(&at_leader, &[]).unwrap();
+    assert_eq!(first.error_code, 0, "ShareFetch at the leader: {first:?}");
+    assert_eq!(acquired(&first), vec![(0, RECORDS - 1, 1)]);
+    let acked = member
+        .acknowledge(&at_leader, &[(0, 9, ACCEPT), (10, RECORDS - 1, RELEASE)])
+        .unwrap();
+    assert_eq!(
+        acked.error_code, 0,
+        "ShareAcknowledge at the leader: {acked:?}"
+    );
+    let partition = &acked.responses[0].partitions[0];
+    assert_eq!(partition.error_code, 0, "{acked:?}");
+    let again = member.fetch(&at_leader, &[]).unwrap();
+    assert_eq!(again.error_code, 0, "{again:?}");
+    assert_eq!(
+        acquired(&again),
+        vec![(10, RECORDS - 1, 2)],
+        "the released records, again"
+    );
+    // The coordinator leads nothing of the topic: its answer for the partition says so.
+    let mut elsewhere = Member::join_topic(&at_coordinator, &group, "member-b", topic);
+    let refused = elsewhere.fetch(&at_coordinator, &[]).unwrap();
+    assert_eq!(
+        partition_errors(&refused).0,
+        6,
+        "NOT_LEADER_OR_FOLLOWER: {refused:?}"
+    );
+}
+
+#[test]
+fn a_share_consumer_reads_a_partition_whose_leader_does_not_coordinate_its_group() {
+    if real_clients_skipped("cluster share elsewhere") {
+        return;
+    }
+    let topic = "client-elsewhere";
+    let (cluster, _, _, group) = cluster_with_group_led_elsewhere(topic);
+    let python = support::client_python("confluent_kafka");
+    let state = tempfile::tempdir().expect("temp dir");
+    let args = [
+        "cluster_share_failover.py".to_string(),
+        "elsewhere".to_string(),
+        cluster.bootstrap(),
+        topic.to_string(),
+        group,
+        state.path().display().to_string(),
+    ];
+    run_script("cluster_share_failover.py elsewhere", &python, &args);
 }

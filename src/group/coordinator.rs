@@ -65,6 +65,9 @@ pub(super) struct Inner {
     /// Share groups (KIP-932): membership and sessions; their records' state lives with
     /// the partitions (`partition::share`).
     pub(super) share_groups: RefCell<HashMap<String, ShareGroup>>,
+    /// Cluster mode: share sessions of groups another broker coordinates, opened here to
+    /// fetch from partitions this broker leads (decision 0025).
+    pub(super) leader_share_sessions: RefCell<HashMap<String, super::share::ShareSessions>>,
     /// fdatasyncs of group logs; fewer than commits when group commit batches them.
     pub(super) log_flushes_total: Cell<u64>,
     /// Cluster mode: the metadata log the offsets go through instead of the group files.
@@ -124,6 +127,7 @@ impl GroupCoordinator {
                 wall_origin_ms,
                 groups: RefCell::new(groups),
                 share_groups: RefCell::new(HashMap::new()),
+                leader_share_sessions: RefCell::new(HashMap::new()),
                 log_flushes_total: Cell::new(0),
                 replicator: RefCell::new(None),
                 stored_memberships: RefCell::new(HashMap::new()),

@@ -15,7 +15,7 @@ use kafka_protocol::messages::{GroupId, ShareGroupHeartbeatResponse};
 use super::consumer::TopicsView;
 use super::coordinator::{GroupCoordinator, MAX_GROUPS_PER_SHARD, SHARE_GROUP_TYPE};
 use super::offset_log;
-use super::share::sessions::{SessionPartition, SessionUpdate};
+use super::share::sessions::{MAX_LEADER_SHARE_SESSION_GROUPS, SessionPartition, SessionUpdate};
 use super::share::{ShareGroup, ShareHeartbeat, ShareTimeouts};
 use super::wire::sb;
 
@@ -92,6 +92,9 @@ impl GroupCoordinator {
         group_id: &str,
         update: SessionUpdate<'_>,
     ) -> Result<Vec<SessionPartition>, ResponseError> {
+        if update.any_member {
+            return self.leader_session_update(group_id, update);
+        }
         let mut share_groups = self.inner.share_groups.borrow_mut();
         let Some(group) = share_groups.get_mut(group_id) else {
             return Err(if update.epoch == 0 {
@@ -106,11 +109,44 @@ impl GroupCoordinator {
         group.sessions.update(update)
     }
 
-    /// Share-group deadlines: members past their session timeout leave.
+    /// The share-session step at a broker that leads partitions of a group another broker
+    /// coordinates (cluster mode, decision 0025): as Kafka's share-partition leaders, it
+    /// knows no membership, so a session opens for any member id; sessions idle for
+    /// `SESSION_IDLE_AFTER_LEAVE` are dropped (their records' locks expire), and at most
+    /// `MAX_LEADER_SHARE_SESSION_GROUPS` groups have sessions here per shard.
+    fn leader_session_update(
+        &self,
+        group_id: &str,
+        update: SessionUpdate<'_>,
+    ) -> Result<Vec<SessionPartition>, ResponseError> {
+        let mut groups = self.inner.leader_share_sessions.borrow_mut();
+        if !groups.contains_key(group_id) {
+            if update.epoch != 0 {
+                return Err(ResponseError::ShareSessionNotFound);
+            }
+            if groups.len() >= MAX_LEADER_SHARE_SESSION_GROUPS {
+                return Err(ResponseError::ShareSessionLimitReached);
+            }
+        }
+        let sessions = groups.entry(group_id.to_string()).or_default();
+        let result = sessions.update(update);
+        if sessions.is_empty() {
+            groups.remove(group_id);
+        }
+        result
+    }
+
+    /// Share-group deadlines: members past their session timeout leave; idle sessions of
+    /// groups coordinated elsewhere are dropped.
     pub(super) fn tick_share_groups(&self, now: Instant) {
         for g in self.inner.share_groups.borrow_mut().values_mut() {
             g.expire(now);
         }
+        let mut leader = self.inner.leader_share_sessions.borrow_mut();
+        for sessions in leader.values_mut() {
+            sessions.reap(|_| false, now);
+        }
+        leader.retain(|_, sessions| !sessions.is_empty());
     }
 
     /// Share groups for ListGroups (type "share", KIP-848's filter).

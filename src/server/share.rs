@@ -55,6 +55,14 @@ pub async fn update_session(
     may_open: bool,
 ) -> Result<Vec<SessionPartition>, ResponseError> {
     let owner = shard.owner_of_group(group_id);
+    // Cluster mode: a broker leading partitions of a group another broker coordinates
+    // serves their share fetches too (decision 0025).
+    let any_member = shard
+        .metadata
+        .load()
+        .cluster
+        .as_deref()
+        .is_some_and(|c| c.coordinator(group_id) != Some(shard.config.node_id));
     let (group, member) = (group_id.to_string(), member_id.to_string());
     shard
         .invoke_on(owner, move |s| async move {
@@ -66,6 +74,7 @@ pub async fn update_session(
                     add: &add,
                     forget: &forget,
                     may_open,
+                    any_member,
                     now: Instant::now(),
                 },
             )
@@ -82,13 +91,6 @@ pub struct SharePartitionRef {
     pub topic: String,
     pub partition: i32,
     pub config: ShareGroupConfig,
-}
-
-fn lookup_error(lookup: &Lookup) -> ResponseError {
-    match lookup {
-        Lookup::Offline(_) => ResponseError::KafkaStorageError,
-        _ => ResponseError::UnknownTopicOrPartition,
-    }
 }
 
 /// Applies acknowledgement batches on the partition's shard; the partition's
@@ -111,9 +113,9 @@ pub async fn acknowledge(
     let owner = shard.owner_of_partition(&at.topic, at.partition);
     shard
         .invoke_on(owner, move |s| async move {
-            let p = match s.partitions.get(&at.topic, at.partition) {
-                Lookup::Online(p) => p,
-                other => return lookup_error(&other).code(),
+            let p = match s.led_partition(&at.topic, at.partition) {
+                Ok(p) => p,
+                Err(e) => return e.code(),
             };
             let outcome = p.share_acknowledge(
                 &at.group_id,
@@ -237,10 +239,9 @@ async fn acquire_in_turn(
     deadline: Instant,
     stop: oneshot::Receiver<()>,
 ) -> Result<Acquired, ResponseError> {
-    let p = match s.partitions.get(&at.topic, at.partition) {
-        Lookup::Online(p) => p,
-        other => return Err(lookup_error(&other)),
-    };
+    // A broker that does not lead the partition answers NOT_LEADER_OR_FOLLOWER (with the
+    // current leader): the client fetches there instead.
+    let p = s.led_partition(&at.topic, at.partition)?;
     // No place in a full queue: answered with nothing, as a fetch that timed out.
     let Some(turn) = p.share_fetch_turn(&at.group_id) else {
         return Ok(Acquired::default());
@@ -398,9 +399,9 @@ pub async fn reset_partition(
     let (group, topic) = (group_id.to_string(), topic.to_string());
     shard
         .invoke_on(owner, move |s| async move {
-            let p = match s.partitions.get(&topic, partition) {
-                Lookup::Online(p) => p,
-                other => return lookup_error(&other).code(),
+            let p = match s.led_partition(&topic, partition) {
+                Ok(p) => p,
+                Err(e) => return e.code(),
             };
             let done = match start_offset {
                 Some(start) => p.share_set_start_offset(&group, start).await,

@@ -11,6 +11,10 @@ coordinates, runs `before` for each, SIGKILLs the leader, waits for the next one
       a new member reads what is left: no accepted record again, every other record
       delivered, each released one with delivery count 2 (its first delivery counted)
 
+  elsewhere BOOTSTRAP TOPIC GROUP DIR
+      the group's coordinator is not the partition's leader: one ShareConsumer reads all
+      TOTAL records once (it heartbeats to the coordinator, fetches at the leader)
+
 Prints "ok ..." per check and "all checks passed" at the end; exits non-zero on a failure.
 """
 
@@ -122,12 +126,36 @@ def after(bootstrap, topic, group, state_dir):
     ok(f"the records never released came with delivery counts {sorted(rest)}")
 
 
+def elsewhere(bootstrap, topic, group, _state_dir):
+    """The group's coordinator does not lead the partition: every record arrives once."""
+    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5})
+    for i in range(TOTAL):
+        producer.produce(topic, value=f"rec-{i}".encode())
+        producer.poll(0)
+    if producer.flush(30) != 0:
+        fail("producer could not deliver everything")
+    c = consumer(bootstrap, group, topic, explicit=False)
+    got = []
+    deadline = time.time() + DEADLINE_S
+    while time.time() < deadline and len(set(got)) < TOTAL:
+        for m in c.poll(0.5):
+            if m.error():
+                fail(f"consumer error: {m.error()}")
+            got.append(m.offset())
+    c.commit_sync()
+    c.close()
+    if sorted(got) != list(range(TOTAL)):
+        fail(f"got {len(set(got))} of {TOTAL} records ({len(got)} deliveries)")
+    ok(f"all {TOTAL} records, each once, from a leader that does not coordinate the group")
+
+
 def main():
     scenario, bootstrap, topic, group, state_dir = sys.argv[1:6]
     {
         "before": before,
         "before-no-produce": lambda *a: before(*a, produce=False),
         "after": after,
+        "elsewhere": elsewhere,
     }[scenario](bootstrap, topic, group, state_dir)
     print("all checks passed", flush=True)
 

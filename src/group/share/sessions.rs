@@ -21,6 +21,10 @@ pub const MAX_PARTITIONS_PER_SHARE_SESSION: usize = 10_000;
 /// a leaving member's last ShareAcknowledge may arrive after its leave heartbeat (they
 /// travel on different connections), so the session outlives the membership a little.
 pub const SESSION_IDLE_AFTER_LEAVE: Duration = Duration::from_secs(30);
+/// Groups coordinated by other brokers that may have share sessions on one shard of a
+/// partition leader (`GroupCoordinator::leader_session_update`); each holds at most
+/// `MAX_SHARE_SESSIONS_PER_GROUP` sessions.
+pub const MAX_LEADER_SHARE_SESSION_GROUPS: usize = 10_000;
 /// The epoch that opens a session, and the one that closes it.
 pub const OPEN_EPOCH: i32 = 0;
 pub const FINAL_EPOCH: i32 = -1;
@@ -45,6 +49,9 @@ pub struct SessionUpdate<'a> {
     pub forget: &'a [SessionPartition],
     /// ShareAcknowledge may not open a session.
     pub may_open: bool,
+    /// Cluster mode, the group coordinated by another broker: this one only leads some of
+    /// its partitions and opens a session for any member id (decision 0025).
+    pub any_member: bool,
     pub now: Instant,
 }
 
