@@ -1,14 +1,17 @@
 //! Share-group state across a partition failover (issue 17, decision 0025): 3 nodes, an
-//! RF=3 topic, share groups whose coordinator is the partition's leader (ShareFetch works
-//! only there in cluster mode, decision 0025 "Not yet"). In each, a member acquires 20
-//! records, accepts 0-9 and releases 10-14 (15-19 stay acquired); the leader is SIGKILLed.
-//! The new leader, for a group it now also coordinates, must deliver
+//! RF=3 topic, share groups whose coordinator is the partition's leader, so one SIGKILL
+//! takes both the state's writer and the members' coordinator. In each, a member acquires
+//! 20 records, accepts 0-9 and releases 10-14 (15-19 stay acquired); the leader is
+//! SIGKILLed. The new leader, for a group it now also coordinates, must deliver
 //! exactly 10-19, each with delivery count 2: nothing acknowledged again, nothing in flight
 //! lost, the delivery counts kept. A new leader that started the group from scratch would
 //! deliver 0-19 with count 1. The same through confluent-kafka's `ShareConsumer`
 //! (`tests/clients/cluster_share_failover.py`, 200 records, half accepted).
-//! Needs confluent-kafka (`SLUICE_TEST_PYTHON` or `<repo>/.venv`) for the second test;
-//! `SLUICE_SKIP_REAL_CLIENTS=1` skips it loudly.
+//! And Kafka's split of roles: a group another broker coordinates fetches and acknowledges
+//! at the partition's leader (raw protocol and ShareConsumer); before decision 0025 the
+//! leader answered GROUP_ID_NOT_FOUND.
+//! Needs confluent-kafka (`SLUICE_TEST_PYTHON` or `<repo>/.venv`) for the ShareConsumer
+//! tests; `SLUICE_SKIP_REAL_CLIENTS=1` skips them loudly.
 
 mod support;
 
@@ -145,7 +148,7 @@ fn cluster_with_led_groups(topic: &str) -> (LocalCluster, i32, Vec<String>) {
     assert_eq!(create_topic(cluster.node(1), topic, 1, 3, WAIT), 0);
     cluster.wait_until_known_everywhere(topic, 1, WAIT);
     let leader = leaders(cluster.node(1), topic)[0];
-    // Groups the leader coordinates (ShareFetch is served only there in cluster mode).
+    // Groups the leader coordinates: the kill moves their coordinator too.
     let groups: Vec<String> = (0..1000)
         .map(|i| format!("{topic}-workers-{i}"))
         .filter(|g| find_coordinator(cluster.node(leader), g) == Ok(leader))
