@@ -21,7 +21,7 @@ use kafka_protocol::messages::{
     ShareFetchResponse, ShareGroupHeartbeatRequest, ShareGroupHeartbeatResponse, TopicName,
 };
 use std::time::{Duration, Instant};
-use support::cluster::{LocalCluster, create_topic, find_coordinator, leaders};
+use support::cluster::{LocalCluster, create_topic, find_coordinator, leaders, metadata};
 use support::real_clients_skipped;
 use support::scripts::run_script;
 use support::share::{acknowledge_topics, acquired, alter_group, fetch_topics, sb};
@@ -209,6 +209,21 @@ fn fail_over(
 
 #[test]
 fn acknowledged_records_stay_acknowledged_and_delivery_counts_survive_a_leader_failover() {
+    failover_keeps_share_state(false);
+}
+
+/// The same after more than `SNAPSHOT_EVERY_ENTRIES` (1,000) metadata records: the next
+/// leader is restarted before the kill, so it reads the share states back from its Raft
+/// snapshot image (and the log after it), not from what it applied while running.
+#[test]
+fn share_states_come_back_from_a_raft_snapshot_on_the_next_leaders_restart() {
+    failover_keeps_share_state(true);
+}
+
+/// Records other metadata changes make, to pass a snapshot.
+const SNAPSHOT_PASSING_RECORDS: usize = 1_100;
+
+fn failover_keeps_share_state(restart_next_leader_first: bool) {
     let (mut cluster, leader, groups) = cluster_with_led_groups(TOPIC);
     let addr = cluster.node(leader).bootstrap();
     let mut conn = RawConn::connect(&addr).unwrap();
@@ -242,6 +257,9 @@ fn acknowledged_records_stay_acknowledged_and_delivery_counts_survive_a_leader_f
         assert_eq!(partition_errors(&acked).1, 0, "acknowledged: {acked:?}");
     }
 
+    if restart_next_leader_first {
+        restart_next_leader(&mut cluster, leader);
+    }
     let (successor, group) = fail_over(&mut cluster, leader, TOPIC, &groups);
     let new_addr = cluster.node(successor).bootstrap();
     let mut second = Member::join(&new_addr, &group, "member-b");
@@ -310,6 +328,35 @@ fn a_share_consumer_gets_no_accepted_record_again_after_its_partitions_leader_di
     }
     let (_, group) = fail_over(&mut cluster, leader, topic, &groups);
     run("after", cluster.bootstrap(), &group);
+}
+
+/// Makes the metadata log pass a snapshot, then restarts the partition's second replica
+/// (the next leader) and waits until it is in sync again.
+fn restart_next_leader(cluster: &mut LocalCluster, leader: i32) {
+    for i in 0..SNAPSHOT_PASSING_RECORDS {
+        let value = format!("{}", 30_000 + i);
+        let config = [("share.record.lock.duration.ms", value.as_str())];
+        assert_eq!(
+            alter_group(cluster.node(leader), "snapshot-filler", &config),
+            0
+        );
+    }
+    let partition = |cluster: &LocalCluster| {
+        let response = metadata(cluster.node(leader), Some(&[TOPIC])).ok()?;
+        let p = response.topics.first()?.partitions.first()?.clone();
+        let ids = |v: &[kafka_protocol::messages::BrokerId]| v.iter().map(|b| b.0).collect();
+        Some((ids(&p.replica_nodes), ids(&p.isr_nodes)))
+    };
+    let (replicas, _): (Vec<i32>, Vec<i32>) = partition(cluster).expect("the partition");
+    let next = replicas[1];
+    cluster.node_mut(next).kill();
+    cluster.node_mut(next).spawn();
+    support::wait_until(WAIT, Duration::from_millis(200), || {
+        match partition(cluster) {
+            Some((_, isr)) if isr.len() == 3 => Ok(()),
+            other => Err(format!("{next} not in sync again: {other:?}")),
+        }
+    });
 }
 
 /// A formed 3-node cluster with an RF=3 topic `topic` of one partition and a share group
