@@ -3,7 +3,8 @@ decision 0024).
 
 A producer writes one record to each of --partitions partitions of --topic every 100 ms
 for the whole run. Two confluent-kafka consumers (eager range assignor, manual commits)
-join --group on --topic and commit synchronously after every message. Once
+join --group on --topic and commit synchronously after every message, each client in its
+own thread (as applications run them). Once
 both hold partitions and each has committed, the script prints
 "ready <member id 1> <member id 2>" and keeps polling (heartbeats) until a line arrives on
 stdin: the test killed the group's coordinator. From then on every assignment callback
@@ -11,21 +12,27 @@ stdin: the test killed the group's coordinator. From then on every assignment ca
 to the new coordinator, with the generation of before). After --after seconds more of
 polling it prints "after <member id 1> <member id 2>", "callbacks_after_kill <n>",
 "commits_after_kill <n>" and "committed <partition> <offset>" for each partition, then
-closes both consumers.
+closes both consumers. RDKAFKA_DEBUG (e.g. "cgrp,protocol,broker") turns on the
+consumers' librdkafka debug log (stderr).
 """
 
 import argparse
 import os
 import select
 import sys
+import threading
 import time
 
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
 
+PRINT_LOCK = threading.Lock()
+
+
 def out(line):
-    sys.stdout.write(line + "\n")
-    sys.stdout.flush()
+    with PRINT_LOCK:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
 
 
 def main():
@@ -40,24 +47,30 @@ def main():
 
     state = {"killed": False, "callbacks_after_kill": 0}
     assigned = {0: [], 1: []}
+    # Guards state, assigned and the commit counters: the callbacks run in the consumers'
+    # threads (inside poll), the main thread reads.
+    lock = threading.Lock()
 
     def callbacks(index):
         def on_assign(consumer, partitions):
-            assigned[index] = [p.partition for p in partitions]
-            out(f"assign {index} {assigned[index]}")
-            if state["killed"]:
-                state["callbacks_after_kill"] += 1
+            out(f"assign {index} {[p.partition for p in partitions]}")
+            with lock:
+                assigned[index] = [p.partition for p in partitions]
+                if state["killed"]:
+                    state["callbacks_after_kill"] += 1
 
         def on_revoke(consumer, partitions):
             out(f"revoke {index} {[p.partition for p in partitions]}")
-            assigned[index] = []
-            if state["killed"]:
-                state["callbacks_after_kill"] += 1
+            with lock:
+                assigned[index] = []
+                if state["killed"]:
+                    state["callbacks_after_kill"] += 1
 
         def on_lost(consumer, partitions):
             out(f"lost {index} {[p.partition for p in partitions]}")
-            if state["killed"]:
-                state["callbacks_after_kill"] += 1
+            with lock:
+                if state["killed"]:
+                    state["callbacks_after_kill"] += 1
 
         return on_assign, on_revoke, on_lost
 
@@ -95,41 +108,66 @@ def main():
             "topic.metadata.refresh.interval.ms": 1000,
         }
     )
-    produced = 0
-    next_produce = 0.0
-    deadline = time.time() + args.timeout
+    # One thread per client, as an application runs them: a synchronous commit blocks only
+    # its own consumer. In one shared loop, a commit that librdkafka keeps re-sending while
+    # it looks for the new coordinator stopped the producer too; with nothing produced each
+    # fetch waited its full fetch.wait.max.ms, and FindCoordinator, queued behind it on the
+    # same connection, came back after the commit's 100 ms retry backoff every time: the
+    # retry sat on the address-less coordinator handle when the answer changed its address,
+    # failed with _TRANSPORT and marked the new coordinator dead again (a client livelock
+    # seen lasting 25 s, and past the 45 s session in the failing runs).
+    stop = threading.Event()
     committed_before = [False, False]
     commits_after = [0, 0]
-    ready_at = None
-    killed_at = None
-    while time.time() < deadline:
-        if time.time() >= next_produce:
+
+    def produce():
+        produced = 0
+        while not stop.is_set():
             for partition in range(args.partitions):
                 producer.produce(args.topic, value=str(produced).encode(), partition=partition)
                 produced += 1
-            next_produce = time.time() + 0.1
-        producer.poll(0)
-        for index, consumer in enumerate(consumers):
+            producer.poll(0.1)
+
+    def consume(index, consumer):
+        while not stop.is_set():
             msg = consumer.poll(0.05)
-            if msg is not None and msg.error() is None:
-                try:
-                    consumer.commit(message=msg, asynchronous=False)
+            if msg is None or msg.error() is not None:
+                continue
+            try:
+                consumer.commit(message=msg, asynchronous=False)
+                with lock:
                     committed_before[index] = True
                     if state["killed"]:
                         commits_after[index] += 1
-                except KafkaException as e:
-                    out(f"commit_error {index} {e}")
-        if ready_at is None and all(committed_before) and all(assigned.values()):
-            ready_at = time.time()
-            out(f"ready {consumers[0].memberid()} {consumers[1].memberid()}")
-        if ready_at is not None and not state["killed"]:
-            readable, _, _ = select.select([sys.stdin], [], [], 0)
-            if readable:
-                sys.stdin.readline()
-                state["killed"] = True
-                killed_at = time.time()
-        if killed_at is not None and all(commits_after) and time.time() - killed_at >= args.after:
-            break
+            except KafkaException as e:
+                out(f"commit_error {index} {e}")
+
+    threads = [threading.Thread(target=produce)] + [
+        threading.Thread(target=consume, args=(index, consumer))
+        for index, consumer in enumerate(consumers)
+    ]
+    for thread in threads:
+        thread.start()
+    deadline = time.time() + args.timeout
+    ready_at = None
+    killed_at = None
+    while time.time() < deadline:
+        time.sleep(0.05)
+        with lock:
+            if ready_at is None and all(committed_before) and all(assigned.values()):
+                ready_at = time.time()
+                out(f"ready {consumers[0].memberid()} {consumers[1].memberid()}")
+            if ready_at is not None and not state["killed"]:
+                readable, _, _ = select.select([sys.stdin], [], [], 0)
+                if readable:
+                    sys.stdin.readline()
+                    state["killed"] = True
+                    killed_at = time.time()
+            if killed_at is not None and all(commits_after) and time.time() - killed_at >= args.after:
+                break
+    stop.set()
+    for thread in threads:
+        thread.join()
     out(f"after {consumers[0].memberid()} {consumers[1].memberid()}")
     out(f"callbacks_after_kill {state['callbacks_after_kill']}")
     out(f"commits_after_kill {min(commits_after)}")
