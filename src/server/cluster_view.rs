@@ -170,10 +170,10 @@ pub fn partition_replicas(
 }
 
 /// The broker that coordinates `key` (a group or transactional id) as this request's
-/// client reaches it: on a single node this one; in cluster mode a stable hash over the
-/// quorum's brokers, moving to the next live one when that broker is fenced (every broker
-/// computes the same answer). `None` when that broker has no endpoint on the request's
-/// listener (Kafka answers COORDINATOR_NOT_AVAILABLE).
+/// client reaches it: on a single node this one; in cluster mode the broker holding the
+/// key's coordinator slot in the replicated state (decision 0024), so every broker gives the
+/// same answer and it moves only when that broker is fenced. `None` when that broker has no
+/// endpoint on the request's listener (Kafka answers COORDINATOR_NOT_AVAILABLE).
 pub fn coordinator_seen_from(
     ctx: &RequestContext<'_>,
     snapshot: &MetadataSnapshot,
