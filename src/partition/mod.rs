@@ -219,9 +219,15 @@ impl Partition {
         };
         let bytes = records.len() as u64;
         let durable = must_sync(durability, acks);
+        // With followers in the ISR the acknowledgement waits for their fetches, which read
+        // only what is written: the write is part of the replication round (decision 0012).
+        let replicated = self
+            .replicas
+            .as_ref()
+            .is_some_and(|set| set.in_sync_count() > 1);
         let outcome = self
             .log
-            .append_staged(records, durable, now_ms, on_dispatched)
+            .append_staged_as(records, durable, replicated, now_ms, on_dispatched)
             .await?;
         if !outcome.duplicate {
             self.metrics.record_in(bytes, record_count);

@@ -325,8 +325,25 @@ impl PartitionLog {
     /// dispatch.
     pub async fn append_staged(
         &self,
+        batches: BytesMut,
+        durable: bool,
+        now_ms: i64,
+        on_dispatched: impl FnOnce(),
+    ) -> Result<AppendOutcome, StorageError> {
+        self.append_staged_as(batches, durable, false, now_ms, on_dispatched)
+            .await
+    }
+
+    /// `append_staged` for a leader whose in-sync followers will fetch this append
+    /// (`replicated`): its write is part of a replication round and takes `[log]
+    /// replica_write_inline_max_bytes`, as a follower's copy does. The acknowledgement waits
+    /// for followers that can fetch only what is written, so nothing overlaps with the
+    /// write: an io-wq worker's wake-up (and the shard's after it) would be pure cost.
+    pub async fn append_staged_as(
+        &self,
         mut batches: BytesMut,
         durable: bool,
+        replicated: bool,
         now_ms: i64,
         on_dispatched: impl FnOnce(),
     ) -> Result<AppendOutcome, StorageError> {
@@ -386,7 +403,7 @@ impl PartitionLog {
             batches,
             end_offset,
             settings.durable,
-            false,
+            replicated,
         );
         drop(guard);
         self.ensure_writer();

@@ -36,7 +36,8 @@ pub(super) enum WriteItem {
         buf: BytesMut,
         /// One past the last offset in `buf`.
         end_offset: i64,
-        /// A follower's copy of its leader's records (`[log]
+        /// Part of a replication round: a follower's copy of its leader's records, or a
+        /// leader's append its in-sync followers will fetch (`[log]
         /// replica_write_inline_max_bytes` applies, not `write_inline_max_bytes`).
         replicated: bool,
     },
@@ -244,8 +245,9 @@ impl PartitionLog {
         Ok(())
     }
 
-    /// The largest run written inline: a follower's copy of its leader's records has its
-    /// own setting (`replica_write_inline_max_bytes`), client appends the broker's.
+    /// The largest run written inline: a replication round's write (a follower's copy, a
+    /// leader's append with in-sync followers) has its own setting
+    /// (`replica_write_inline_max_bytes`), other appends the broker's.
     fn inline_max_bytes(&self, replicated: bool) -> u32 {
         let config = self.config.borrow();
         if replicated {
