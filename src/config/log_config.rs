@@ -165,7 +165,7 @@ pub const WRITE_INLINE_MAX_BYTES_LIMIT: u32 = 1024 * 1024;
 /// `[log] replica_write_inline_max_bytes` default: a follower's append of a fetched round up
 /// to 128 KiB (one or two produce batches at a time in the steady state; a catching-up
 /// follower's 1 MiB rounds stay on io_uring) is written on the shard's thread (decision
-/// 0012, session 17).
+/// 0012, session 17), and so is a leader's append with in-sync followers (session 19).
 pub const DEFAULT_REPLICA_WRITE_INLINE_MAX_BYTES: u32 = 128 * 1024;
 /// `[log] flush_syncfs_min_partitions` default: a shard's background-flush tick with at
 /// least this many partitions due syncs the data directory's filesystem once (`syncfs`)
@@ -242,7 +242,9 @@ pub struct LogConfig {
     /// for a follower's appends of the records its leader sent, whatever
     /// `write_inline_max_bytes` is: a follower sends its next fetch only once the round is
     /// written, so an io-wq worker's write there is a wake-up of the worker and one of the
-    /// shard in every round, with nothing for the shard to do meanwhile. 0: through io_uring.
+    /// shard in every round, with nothing for the shard to do meanwhile. Also a leader's
+    /// client appends while followers are in its ISR (session 19): their acks=all answer
+    /// waits for followers that fetch only what is written. 0: through io_uring.
     pub replica_write_inline_max_bytes: u32,
     /// `[log] flush_syncfs_min_partitions` (broker-wide, not a topic config): when a
     /// shard's maintenance tick finds at least this many partitions with a background flush

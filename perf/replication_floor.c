@@ -1,0 +1,206 @@
+/* The kernel's CPU floor of a follower's replication against a consumer's fetch (issue 17,
+ * decision 0012, session 19), per GB, on this box, with no broker in the way.
+ *
+ *   follower: a sender writes `chunk`-byte answers over loopback TCP; the receiver reads each
+ *             whole answer and pwrite()s it at the end of a fresh file (page cache, no fsync),
+ *             which is what a follower's round must do at least. With -r the receiver first
+ *             sends a 64-byte request and the sender answers it (one fetch in flight, as
+ *             Sluice's fetcher). The receiver's CPU is the follower's floor.
+ *   consumer: a file is written first; the sender sendfile()s it to the socket in `chunk`
+ *             pieces (a consumer's 1 MiB fetch answers), the receiver reads and drops the
+ *             bytes. With -r one request per chunk as above. The sender's CPU is the
+ *             leader's floor of serving a consumer.
+ *
+ * Each side's CPU is its own process's utime + stime (getrusage), so the two are not mixed.
+ *
+ *   cc -O2 -o /tmp/replication_floor perf/replication_floor.c
+ *   /tmp/replication_floor follower DIR MIB CHUNK_BYTES [-r]
+ *   /tmp/replication_floor consumer DIR MIB CHUNK_BYTES [-r]
+ * prints one line: mode, chunk, MB/s, CPU-s per GB of the receiver and of the sender.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/sendfile.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define REQUEST_BYTES 64
+#define CHUNK_BYTES_MAX (8 << 20)
+
+static void die(const char *what) {
+    perror(what);
+    exit(1);
+}
+
+static double cpu_seconds(void) {
+    struct rusage u;
+    if (getrusage(RUSAGE_SELF, &u) != 0) die("getrusage");
+    return u.ru_utime.tv_sec + u.ru_utime.tv_usec / 1e6 + u.ru_stime.tv_sec +
+           u.ru_stime.tv_usec / 1e6;
+}
+
+static double now_seconds(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + t.tv_nsec / 1e9;
+}
+
+static void read_full(int fd, char *buf, size_t len) {
+    size_t got = 0;
+    while (got < len) {
+        ssize_t n = read(fd, buf + got, len - got);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) die("read");
+        got += (size_t)n;
+    }
+}
+
+static void write_full(int fd, const char *buf, size_t len) {
+    size_t put = 0;
+    while (put < len) {
+        ssize_t n = write(fd, buf + put, len - put);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) die("write");
+        put += (size_t)n;
+    }
+}
+
+static void pwrite_full(int fd, const char *buf, size_t len, off_t at) {
+    size_t put = 0;
+    while (put < len) {
+        ssize_t n = pwrite(fd, buf + put, len - put, at + (off_t)put);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) die("pwrite");
+        put += (size_t)n;
+    }
+}
+
+static void sendfile_full(int sock, int file, off_t at, size_t len) {
+    while (len > 0) {
+        ssize_t n = sendfile(sock, file, &at, len);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) die("sendfile");
+        len -= (size_t)n;
+    }
+}
+
+/* Opens a listening socket on an ephemeral loopback port; returns it, the port in *port. */
+static int listen_loopback(int *port) {
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    if (s < 0) die("socket");
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    if (bind(s, (struct sockaddr *)&a, sizeof a) != 0) die("bind");
+    if (listen(s, 1) != 0) die("listen");
+    socklen_t len = sizeof a;
+    if (getsockname(s, (struct sockaddr *)&a, &len) != 0) die("getsockname");
+    *port = ntohs(a.sin_port);
+    return s;
+}
+
+static int connect_loopback(int port) {
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    if (s < 0) die("socket");
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    if (connect(s, (struct sockaddr *)&a, sizeof a) != 0) die("connect");
+    int one = 1;
+    /* As the broker's sockets. */
+    setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    return s;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 5) {
+        fprintf(stderr, "usage: %s follower|consumer DIR MIB CHUNK_BYTES [-r]\n", argv[0]);
+        return 2;
+    }
+    int follower = strcmp(argv[1], "follower") == 0;
+    if (!follower && strcmp(argv[1], "consumer") != 0) {
+        fprintf(stderr, "mode must be follower or consumer\n");
+        return 2;
+    }
+    const char *dir = argv[2];
+    long mib = atol(argv[3]);
+    long chunk = atol(argv[4]);
+    int rounds = argc > 5 && strcmp(argv[5], "-r") == 0;
+    if (mib <= 0 || mib > (1 << 16) || chunk <= 0 || chunk > CHUNK_BYTES_MAX) {
+        fprintf(stderr, "MIB in 1..65536, CHUNK_BYTES in 1..%d\n", CHUNK_BYTES_MAX);
+        return 2;
+    }
+    long long total = (long long)mib << 20;
+    long long count = total / chunk;
+    total = count * chunk;
+
+    char path[4096];
+    snprintf(path, sizeof path, "%s/replication_floor.%d", dir, (int)getpid());
+    int file = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+    if (file < 0) die("open");
+    unlink(path); /* gone when both sides close it */
+    char *buf = malloc((size_t)chunk);
+    if (!buf) die("malloc");
+    memset(buf, 'x', (size_t)chunk);
+    if (!follower) /* the consumer's source: written (page cache) before the clock starts */
+        for (long long i = 0; i < count; i++) pwrite_full(file, buf, (size_t)chunk, i * chunk);
+
+    int port;
+    int listener = listen_loopback(&port);
+    int pipefd[2];
+    if (pipe(pipefd) != 0) die("pipe");
+    pid_t child = fork();
+    if (child < 0) die("fork");
+    if (child == 0) {
+        /* The sender: the leader. */
+        close(pipefd[0]);
+        int s = accept(listener, NULL, NULL);
+        if (s < 0) die("accept");
+        int one = 1;
+        setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        char request[REQUEST_BYTES];
+        double cpu0 = cpu_seconds();
+        for (long long i = 0; i < count; i++) {
+            if (rounds) read_full(s, request, sizeof request);
+            if (follower)
+                write_full(s, buf, (size_t)chunk);
+            else
+                sendfile_full(s, file, i * chunk, (size_t)chunk);
+        }
+        double cpu = cpu_seconds() - cpu0;
+        write_full(pipefd[1], (const char *)&cpu, sizeof cpu);
+        close(s);
+        _exit(0);
+    }
+    close(pipefd[1]);
+    int s = connect_loopback(port);
+    char request[REQUEST_BYTES];
+    memset(request, 'q', sizeof request);
+    double cpu0 = cpu_seconds();
+    double t0 = now_seconds();
+    for (long long i = 0; i < count; i++) {
+        if (rounds) write_full(s, request, sizeof request);
+        read_full(s, buf, (size_t)chunk);
+        if (follower) pwrite_full(file, buf, (size_t)chunk, i * chunk);
+    }
+    double elapsed = now_seconds() - t0;
+    double cpu = cpu_seconds() - cpu0;
+    double sender_cpu = 0;
+    read_full(pipefd[0], (char *)&sender_cpu, sizeof sender_cpu);
+    int status;
+    waitpid(child, &status, 0);
+    double gb = total / 1e9;
+    printf("%s chunk=%ld rounds=%s MB/s=%.1f receiver_cpu_s_per_gb=%.3f sender_cpu_s_per_gb=%.3f\n",
+           follower ? "follower(recv+pwrite)" : "consumer(sendfile)", chunk, rounds ? "yes" : "no",
+           total / 1e6 / elapsed, cpu / gb, sender_cpu / gb);
+    return 0;
+}
