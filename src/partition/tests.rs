@@ -155,6 +155,50 @@ async fn waiting_for_the_high_watermark_completes_when_an_append_is_written() {
     assert_eq!(task.await.unwrap(), 1);
 }
 
+async fn append_acks_all(partition: &Partition) {
+    partition
+        .append(batch(2, 100, 0), 2, ACKS_ALL, 0, || {})
+        .await
+        .unwrap();
+}
+
+/// Decision 0012, session 19: with followers in the ISR a leader's append is part of a
+/// replication round (its acks=all answer waits for followers that fetch only what is
+/// written), so it is written inline under `replica_write_inline_max_bytes`, as a follower's
+/// copy is; alone in the ISR, or with that setting at 0, it goes through io_uring
+/// (`write_inline_max_bytes`, 0 by default), as on one node.
+#[compio::test]
+async fn a_leader_with_in_sync_followers_writes_its_appends_inline() {
+    let dir = tempfile::tempdir().unwrap();
+    let (partition, _) = open(dir.path(), LogConfig::default()).await;
+    let set = super::replicas::ReplicaSet::new(&[2, 3], &[2, 3], 2, 0, 0);
+    let partition = partition.with_replicas(set);
+    append_acks_all(&partition).await;
+    assert_eq!(
+        partition.log.inline_write_count(),
+        1,
+        "in-sync followers: inline"
+    );
+    partition.replicas().unwrap().set_in_sync(&[]);
+    append_acks_all(&partition).await;
+    assert_eq!(
+        partition.log.inline_write_count(),
+        1,
+        "alone in the ISR: io_uring"
+    );
+    partition.replicas().unwrap().set_in_sync(&[2]);
+    let mut off = partition.log.config();
+    off.replica_write_inline_max_bytes = 0;
+    partition.update_config(off);
+    append_acks_all(&partition).await;
+    assert_eq!(
+        partition.log.inline_write_count(),
+        1,
+        "setting at 0: io_uring"
+    );
+    assert_eq!(partition.log_end_offset(), 6);
+}
+
 #[compio::test]
 async fn delete_records_stops_at_the_high_watermark() {
     let dir = tempfile::tempdir().unwrap();

@@ -213,6 +213,11 @@ impl PartitionLog {
     pub fn fdatasync_count(&self) -> u64 {
         self.writer.fdatasyncs.get()
     }
+    /// Write runs copied inline on the shard's thread since open, not through io_uring
+    /// (observability; which appends take the inline path).
+    pub fn inline_write_count(&self) -> u64 {
+        self.writer.inline_writes.get()
+    }
     pub fn config(&self) -> LogConfig {
         self.config.borrow().clone()
     }

@@ -68,6 +68,8 @@ pub(super) struct WriterState {
     pub(super) refused_until_ms: Cell<i64>,
     /// fdatasync calls on log files since open.
     pub(super) fdatasyncs: Cell<u64>,
+    /// Write runs `pwritev`'d on the shard's thread since open.
+    pub(super) inline_writes: Cell<u64>,
     /// Told the duration (ns) of every segment fdatasync: the shard's metrics hook.
     pub(super) sync_observer: RefCell<Option<SyncObserver>>,
 }
@@ -284,6 +286,9 @@ impl PartitionLog {
             // fsync path is unchanged.
             let r = pwritev_all(file.as_raw_fd(), iov, position);
             iov.clear();
+            self.writer
+                .inline_writes
+                .set(self.writer.inline_writes.get() + 1);
             r
         } else {
             let BufResult(r, back) = file
