@@ -65,16 +65,7 @@ fn a_classic_group_keeps_its_generation_when_its_coordinator_is_killed() {
     let python = support::client_python("confluent_kafka");
     let mut cluster = LocalCluster::start_with_config(3, FAST_FENCING);
     cluster.wait_until_formed(3);
-    let code = support::cluster::create_topic_with_configs(
-        cluster.node(1),
-        TOPIC,
-        2,
-        3,
-        &[("min.insync.replicas", "2")],
-        Duration::from_secs(30),
-    );
-    assert_eq!(code, 0, "CreateTopics answered {code}");
-    cluster.wait_until_known_everywhere(TOPIC, 2, WAIT);
+    cluster.create_replicated_topic(TOPIC, 2, WAIT);
     let group = "takeover-group";
     let mut child = Command::new(&python)
         .arg("cluster_group_takeover.py")

@@ -16,12 +16,11 @@ mod support;
 
 use bytes::Bytes;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
-use kafka_protocol::messages::{BrokerId, FetchRequest, ListOffsetsRequest, ProduceRequest};
+use kafka_protocol::messages::{FetchRequest, ProduceRequest};
 use kafka_protocol::records::RecordBatchDecoder;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use support::cluster::{LocalCluster, create_topic_with_configs, leaders, metadata};
+use support::cluster::{LocalCluster, leaders, metadata};
 use support::wire::{RawConn, encode_batch, plain_record, produce_request, topic_name};
 
 const TOPIC: &str = "checkpointed";
@@ -39,10 +38,7 @@ const SHUTDOWN_CHECKPOINTS_ONLY: &str = "replica_high_watermark_checkpoint_inter
 /// Creates the topic (one partition, RF 3, min.insync.replicas 2), writes `RECORDS`
 /// one-record batches with acks=all to its leader and returns the leader.
 fn create_and_fill(cluster: &LocalCluster) -> i32 {
-    let configs = [("min.insync.replicas", "2")];
-    let code = create_topic_with_configs(cluster.node(1), TOPIC, 1, 3, &configs, WAIT);
-    assert_eq!(code, 0, "create: error {code}\n{}", cluster.diagnostics());
-    cluster.wait_until_known_everywhere(TOPIC, 1, WAIT);
+    cluster.create_replicated_topic(TOPIC, 1, WAIT);
     let leader = leaders(cluster.node(1), TOPIC)[0];
     let mut conn = RawConn::connect(&cluster.node(leader).bootstrap()).expect("connect");
     for i in 0..RECORDS {
@@ -82,31 +78,6 @@ fn wait_for_checkpoint(cluster: &LocalCluster, node: i32, expected: i64) {
             )),
         }
     });
-}
-
-/// ListOffsets latest (v5) of partition 0 from `node`.
-fn latest_offset(cluster: &LocalCluster, node: i32) -> Result<i64, String> {
-    let request = ListOffsetsRequest::default()
-        .with_replica_id(BrokerId(-1))
-        .with_topics(vec![
-            ListOffsetsTopic::default()
-                .with_name(topic_name(TOPIC))
-                .with_partitions(vec![
-                    ListOffsetsPartition::default()
-                        .with_partition_index(0)
-                        .with_timestamp(-1),
-                ]),
-        ]);
-    let response = RawConn::connect(&cluster.node(node).bootstrap())?.try_call(&request, 5)?;
-    let answer = response
-        .topics
-        .first()
-        .and_then(|t| t.partitions.first())
-        .ok_or("ListOffsets answered no partition")?;
-    match answer.error_code {
-        0 => Ok(answer.offset),
-        code => Err(format!("ListOffsets error {code}")),
-    }
 }
 
 /// A consumer's fetch of partition 0 from offset 0 at `node`: (high watermark, the values
@@ -153,7 +124,7 @@ fn all_values() -> Vec<String> {
 fn assert_serves_everything_at_once(cluster: &LocalCluster, node: i32) {
     let deadline = Instant::now() + WAIT;
     let latest = loop {
-        match latest_offset(cluster, node) {
+        match cluster.latest_offset(node, (TOPIC, 0), 0) {
             Ok(offset) => break offset,
             Err(e) => assert!(
                 Instant::now() < deadline,

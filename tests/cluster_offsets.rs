@@ -116,17 +116,8 @@ fn consume(
 fn cluster_with_topic() -> LocalCluster {
     let cluster = LocalCluster::start(3);
     cluster.wait_until_formed(3);
-    let code = support::cluster::create_topic_with_configs(
-        cluster.node(1),
-        TOPIC,
-        1,
-        3,
-        &[("min.insync.replicas", "2")],
-        Duration::from_secs(30),
-    );
-    assert_eq!(code, 0, "CreateTopics answered {code}");
     // The group's coordinator may be another node than the one that answered CreateTopics.
-    cluster.wait_until_known_everywhere(TOPIC, 1, WAIT);
+    cluster.create_replicated_topic(TOPIC, 1, WAIT);
     cluster
 }
 

@@ -24,10 +24,9 @@ mod support;
 
 use bytes::Bytes;
 use kafka_protocol::ResponseError;
-use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::{
-    BrokerId, EndTxnRequest, FindCoordinatorRequest, InitProducerIdRequest, ListOffsetsRequest,
-    ProduceRequest, ProducerId, TransactionalId,
+    EndTxnRequest, FindCoordinatorRequest, InitProducerIdRequest, ProduceRequest, ProducerId,
+    TransactionalId,
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::Record;
@@ -35,7 +34,7 @@ use std::time::{Duration, Instant};
 use support::cluster::{LocalCluster, leaders};
 use support::real_clients_skipped;
 use support::scripts::run_script;
-use support::wire::{RawConn, encode_batch, plain_record, produce_request, topic_name};
+use support::wire::{RawConn, encode_batch, plain_record, produce_request};
 
 const TOPIC: &str = "txn-spread";
 const PARTITIONS: i32 = 6;
@@ -63,37 +62,6 @@ fn transaction_coordinator(
         return Err(format!("FindCoordinator error {}", response.error_code));
     }
     Ok(response.node_id.0)
-}
-
-/// The latest offset of `partition` at `isolation` as its leader `node` answers ListOffsets v5.
-fn latest_offset(
-    cluster: &LocalCluster,
-    node: i32,
-    (topic, partition): (&str, i32),
-    isolation: i8,
-) -> Result<i64, String> {
-    let request = ListOffsetsRequest::default()
-        .with_replica_id(BrokerId(-1))
-        .with_isolation_level(isolation)
-        .with_topics(vec![
-            ListOffsetsTopic::default()
-                .with_name(topic_name(topic))
-                .with_partitions(vec![
-                    ListOffsetsPartition::default()
-                        .with_partition_index(partition)
-                        .with_timestamp(-1),
-                ]),
-        ]);
-    let response = RawConn::connect(&cluster.node(node).bootstrap())?.try_call(&request, 5)?;
-    let answer = response
-        .topics
-        .first()
-        .and_then(|t| t.partitions.first())
-        .ok_or("ListOffsets answered no partition")?;
-    if answer.error_code != 0 {
-        return Err(format!("ListOffsets error {}", answer.error_code));
-    }
-    Ok(answer.offset)
 }
 
 /// Creates `topic` (RF=3, min.insync.replicas=2) and waits until node 1 sees its leaders
@@ -128,8 +96,8 @@ fn wait_until_stable(cluster: &LocalCluster, topic: &str, led: &[i32], coordinat
     for (index, &leader) in led.iter().enumerate() {
         let partition = (topic, index as i32);
         support::wait_until(WAIT, POLL, || {
-            let end = latest_offset(cluster, leader, partition, READ_UNCOMMITTED);
-            let stable = latest_offset(cluster, leader, partition, READ_COMMITTED);
+            let end = cluster.latest_offset(leader, partition, READ_UNCOMMITTED);
+            let stable = cluster.latest_offset(leader, partition, READ_COMMITTED);
             if let (Ok(end), Ok(stable)) = (&end, &stable)
                 && end == stable
                 && *end > 0

@@ -7,8 +7,10 @@ use super::netns::Namespaces;
 use super::wire::RawConn;
 use super::{Broker, LOOPBACK, free_port};
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::{
-    CreateTopicsRequest, DescribeClusterRequest, MetadataRequest, MetadataResponse,
+    BrokerId, CreateTopicsRequest, DescribeClusterRequest, ListOffsetsRequest, MetadataRequest,
+    MetadataResponse,
 };
 use std::time::{Duration, Instant};
 
@@ -207,6 +209,22 @@ impl LocalCluster {
         }
     }
 
+    /// Creates `topic` through node 1 with `partitions` partitions, RF 3 and
+    /// min.insync.replicas 2 (the issue-17 set-up: acks=all goes on with one replica down),
+    /// asserts CreateTopics succeeded and waits until every running node knows it.
+    pub fn create_replicated_topic(&self, topic: &str, partitions: i32, within: Duration) {
+        let configs = [("min.insync.replicas", "2")];
+        let code = create_topic_with_configs(self.node(1), topic, partitions, 3, &configs, within);
+        assert_eq!(
+            code,
+            0,
+            "CreateTopics answered {code}\n{}",
+            self.diagnostics()
+        );
+        let count = usize::try_from(partitions).unwrap_or(0);
+        self.wait_until_known_everywhere(topic, count, within);
+    }
+
     /// Waits until every running node's Metadata shows `topic` with `partitions` partitions,
     /// each with a leader. CreateTopics answers once the node it was sent to applied the
     /// topic; the others apply it a moment later and answer UNKNOWN_TOPIC_OR_PARTITION (a
@@ -371,6 +389,38 @@ pub fn fetch_offset(node: &Broker, group: &str, topic: &str) -> Result<i64, i16>
 }
 
 impl LocalCluster {
+    /// The latest offset of `partition` at `isolation` (0 read uncommitted: the high
+    /// watermark; 1 read committed: the last stable offset) as `node` answers ListOffsets v5.
+    pub fn latest_offset(
+        &self,
+        node: i32,
+        (topic, partition): (&str, i32),
+        isolation: i8,
+    ) -> Result<i64, String> {
+        let request = ListOffsetsRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_isolation_level(isolation)
+            .with_topics(vec![
+                ListOffsetsTopic::default()
+                    .with_name(super::wire::topic_name(topic))
+                    .with_partitions(vec![
+                        ListOffsetsPartition::default()
+                            .with_partition_index(partition)
+                            .with_timestamp(-1),
+                    ]),
+            ]);
+        let response = RawConn::connect(&self.node(node).bootstrap())?.try_call(&request, 5)?;
+        let answer = response
+            .topics
+            .first()
+            .and_then(|t| t.partitions.first())
+            .ok_or("ListOffsets answered no partition")?;
+        match answer.error_code {
+            0 => Ok(answer.offset),
+            code => Err(format!("ListOffsets error {code}")),
+        }
+    }
+
     /// Waits until every running node names the same running coordinator for `group`
     /// (other than `not`) and it answers OffsetFetch for `topic`; returns (coordinator,
     /// committed offset of partition 0).
