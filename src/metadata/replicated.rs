@@ -687,4 +687,4 @@ impl MetadataWriter {
 
 #[cfg(test)]
 #[path = "replicated_tests.rs"]
-mod tests;
+pub(crate) mod tests;

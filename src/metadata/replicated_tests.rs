@@ -26,6 +26,26 @@ fn writer() -> (tempfile::TempDir, MetadataWriter) {
     (dir, writer)
 }
 
+/// Applies a RegisterBroker record for each of `ids`, at log indexes from `first_index` on.
+pub(crate) fn register_brokers(writer: &MetadataWriter, ids: &[i32], first_index: u64) {
+    for (index, id) in (first_index..).zip(ids) {
+        let register = MetadataRecord::RegisterBroker {
+            id: *id,
+            host: "127.0.0.1".into(),
+            port: 9000 + id,
+            endpoints: Vec::new(),
+        };
+        writer.apply_record(index, &register).unwrap();
+    }
+}
+
+/// A replicated writer with `ids` registered at log indexes 1, 2, ...
+pub(crate) fn writer_with_brokers(ids: &[i32]) -> (tempfile::TempDir, MetadataWriter) {
+    let (dir, writer) = writer();
+    register_brokers(&writer, ids, 1);
+    (dir, writer)
+}
+
 #[test]
 fn records_apply_the_same_way_and_images_round_trip() {
     let (_dir, a) = writer();
@@ -145,15 +165,7 @@ fn group_offsets_are_applied_only_from_the_groups_coordinator() {
     // No broker registered: nobody coordinates, so a coordinator's record is refused.
     let refused = a.apply_record(1, &record(Some(1))).unwrap_err();
     assert_eq!(refused.kafka_error_code(), 16, "NOT_COORDINATOR");
-    for (index, id) in [(2, 1), (3, 2), (4, 3)] {
-        let register = MetadataRecord::RegisterBroker {
-            id,
-            host: "127.0.0.1".into(),
-            port: 9000 + id,
-            endpoints: Vec::new(),
-        };
-        a.apply_record(index, &register).unwrap();
-    }
+    register_brokers(&a, &[1, 2, 3], 2);
     let cluster = a.snapshot().cluster.clone().unwrap();
     let coordinator = cluster.coordinator("g").unwrap();
     let other = if coordinator == 1 { 2 } else { 1 };
@@ -397,16 +409,7 @@ fn membership(
 
 #[test]
 fn memberships_apply_only_from_the_slot_holder_at_its_epoch_and_travel_in_images() {
-    let (_dir, a) = writer();
-    for (index, id) in [(1, 1), (2, 2), (3, 3)] {
-        let register = MetadataRecord::RegisterBroker {
-            id,
-            host: "127.0.0.1".into(),
-            port: 9000 + id,
-            endpoints: Vec::new(),
-        };
-        a.apply_record(index, &register).unwrap();
-    }
+    let (_dir, a) = writer_with_brokers(&[1, 2, 3]);
     let record = |coordinator, coordinator_epoch, m| MetadataRecord::GroupMembership {
         group: "g".into(),
         coordinator,

@@ -2,25 +2,14 @@
 //! leader-epoch fencing on apply, malformed states, and snapshot images.
 
 use super::*;
-use crate::config::LogConfig;
 use crate::metadata::MetadataWriter;
+use crate::metadata::replicated::tests::writer_with_brokers;
 use crate::metadata::replicated::{Applied, MetadataRecord, Proposal};
 use crate::metadata::replicated_image::ShardImages;
 use crate::partition::share::SharePartitionState;
 
 fn writer_with_topic(ids: &[i32]) -> (tempfile::TempDir, MetadataWriter) {
-    let dir = tempfile::tempdir().unwrap();
-    let (writer, _) =
-        MetadataWriter::open_replicated(dir.path(), LogConfig::default(), "c".into()).unwrap();
-    for (index, id) in ids.iter().enumerate() {
-        let register = MetadataRecord::RegisterBroker {
-            id: *id,
-            host: "127.0.0.1".into(),
-            port: 9000 + id,
-            endpoints: Vec::new(),
-        };
-        writer.apply_record(index as u64 + 1, &register).unwrap();
-    }
+    let (dir, writer) = writer_with_brokers(ids);
     let create = MetadataRecord::CreateTopic {
         name: "orders".into(),
         id: uuid::Uuid::new_v4(),

@@ -2,8 +2,7 @@
 //! and its bound, the coordinator fencing on apply, and snapshot images.
 
 use super::*;
-use crate::config::LogConfig;
-use crate::metadata::MetadataWriter;
+use crate::metadata::replicated::tests::writer_with_brokers;
 use crate::metadata::replicated::{Applied, MetadataRecord, Proposal};
 use crate::metadata::replicated_image::ShardImages;
 use crate::txn::TxnState;
@@ -20,22 +19,6 @@ fn state(id: &str) -> TxnMetadata {
         .unwrap()
         .with_offsets("g", vec![("in".into(), 2, offset)], 7)
         .unwrap()
-}
-
-fn writer_with_brokers(ids: &[i32]) -> (tempfile::TempDir, MetadataWriter) {
-    let dir = tempfile::tempdir().unwrap();
-    let (writer, _) =
-        MetadataWriter::open_replicated(dir.path(), LogConfig::default(), "c".into()).unwrap();
-    for (index, id) in ids.iter().enumerate() {
-        let register = MetadataRecord::RegisterBroker {
-            id: *id,
-            host: "127.0.0.1".into(),
-            port: 9000 + id,
-            endpoints: Vec::new(),
-        };
-        writer.apply_record(index as u64 + 1, &register).unwrap();
-    }
-    (dir, writer)
 }
 
 fn record(meta: &TxnMetadata, coordinator: i32) -> MetadataRecord {
