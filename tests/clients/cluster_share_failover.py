@@ -47,14 +47,19 @@ def consumer(bootstrap, group, topic, explicit):
     return c
 
 
+def produce_all(bootstrap, topic):
+    """TOTAL records rec-0.. with acks=all; fails the script if any is not delivered."""
+    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5})
+    for i in range(TOTAL):
+        producer.produce(topic, value=f"rec-{i}".encode())
+        producer.poll(0)
+    if producer.flush(30) != 0:
+        fail("producer could not deliver everything")
+
+
 def before(bootstrap, topic, group, state_dir, produce=True):
     if produce:
-        producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5})
-        for i in range(TOTAL):
-            producer.produce(topic, value=f"rec-{i}".encode())
-            producer.poll(0)
-        if producer.flush(30) != 0:
-            fail("producer could not deliver everything")
+        produce_all(bootstrap, topic)
         ok(f"produced {TOTAL} records")
     c = consumer(bootstrap, group, topic, explicit=True)
     accepted, released = [], []
@@ -128,12 +133,7 @@ def after(bootstrap, topic, group, state_dir):
 
 def elsewhere(bootstrap, topic, group, _state_dir):
     """The group's coordinator does not lead the partition: every record arrives once."""
-    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5})
-    for i in range(TOTAL):
-        producer.produce(topic, value=f"rec-{i}".encode())
-        producer.poll(0)
-    if producer.flush(30) != 0:
-        fail("producer could not deliver everything")
+    produce_all(bootstrap, topic)
     c = consumer(bootstrap, group, topic, explicit=False)
     got = []
     deadline = time.time() + DEADLINE_S
