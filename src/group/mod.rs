@@ -29,6 +29,8 @@
 //!   of the group's file (decision 0018); `membership`: cluster mode's stored classic
 //!   membership, loaded by the broker that takes a group over (decision 0024);
 //! - `txn_offsets`: TxnOffsetCommit offsets held until their transaction completes;
+//!   `txn_offsets_cluster`: cluster mode's, replicated and ended by the transaction's marker
+//!   at the group's coordinator (decision 0022);
 //! - `share_protocol`: KIP-932 share groups — ShareGroupHeartbeat / ShareGroupDescribe and
 //!   share sessions (per-group logic in `share`; records' state is `partition::share`);
 //! - `admin`: ListGroups / DescribeGroups / DeleteGroups; `find_coordinator`: FindCoordinator.
@@ -55,6 +57,7 @@ mod state;
 #[cfg(test)]
 mod tests;
 mod txn_offsets;
+mod txn_offsets_cluster;
 mod wire;
 
 pub use coordinator::{
@@ -71,3 +74,4 @@ pub use offsets::{
 pub use replicated::{OffsetsReplicator, WriteOrigin};
 pub use state::{GroupState, GroupTimings, MAX_MEMBERS_PER_GROUP, Pending};
 pub use txn_offsets::{MAX_PENDING_TXN_OFFSETS_PER_PRODUCER, TxnCommitter, TxnOffset};
+pub use txn_offsets_cluster::MAX_PENDING_TXN_OFFSETS_PER_GROUP;

@@ -35,6 +35,9 @@ pub trait OffsetsReplicator {
     /// Whether this node coordinates `group_id` in its applied metadata (and has applied
     /// everything the quorum committed: a node replaying its log is not asked yet).
     fn coordinates(&self, group_id: &str) -> bool;
+    /// Whether this node coordinates every group of coordinator slot `slot` (as
+    /// `coordinates`): a transaction's marker for the slot is ended only there.
+    fn coordinates_slot(&self, slot: usize) -> bool;
     /// The epoch of `group_id`'s coordinator slot when this node coordinates it (as
     /// `coordinates`), else `None` (decision 0024).
     fn coordinator_epoch(&self, group_id: &str) -> Option<i32>;
@@ -53,6 +56,14 @@ pub trait OffsetsReplicator {
         group_id: String,
         records: Vec<LogRecord>,
         origin: WriteOrigin,
+    ) -> LocalBoxFuture<'static, Result<(), WriteError>>;
+    /// Proposes `changes` for `group_id` as this group's coordinator (a transaction's
+    /// pending offsets and their end, which have no offsets-log record shape); resolves
+    /// once committed and applied here, or with the Kafka error to answer.
+    fn replicate_changes(
+        &self,
+        group_id: String,
+        changes: Vec<crate::metadata::group_offsets::OffsetChange>,
     ) -> LocalBoxFuture<'static, Result<(), WriteError>>;
 }
 

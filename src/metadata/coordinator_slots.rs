@@ -21,6 +21,12 @@ use serde::{Deserialize, Serialize};
 /// `transaction.state.log.num.partitions` defaults.
 pub const COORDINATOR_SLOTS: usize = 50;
 
+/// The topic name a transaction's marker for a group's offsets names, with the group's
+/// slot as the partition: Kafka's markers go to the group's `__consumer_offsets`
+/// partition, and a slot is that partition's place here (decision 0022). No such topic
+/// exists; only AddPartitionsToTxn's verification and WriteTxnMarkers read it.
+pub const GROUP_SLOT_TOPIC: &str = "__consumer_offsets";
+
 /// A slot's broker until a live broker takes it.
 pub const NO_BROKER: i32 = -1;
 
@@ -63,6 +69,18 @@ impl ClusterState {
             .get(coordinator_slot(key))
             .map_or(0, |s| s.epoch);
         Some((broker, epoch))
+    }
+
+    /// Whether `broker` coordinates every key of `slot`: the slot's live broker. Before
+    /// the slot table exists keys of one slot may have different (hashed) coordinators:
+    /// true, and each key's own coordinator is checked.
+    pub fn coordinates_slot(&self, broker: i32, slot: usize) -> bool {
+        if self.coordinator_slots.is_empty() {
+            return true;
+        }
+        self.coordinator_slots
+            .get(slot)
+            .is_some_and(|s| s.broker == broker && self.is_live(broker))
     }
 
     fn hashed_coordinator(&self, key: &str) -> Option<i32> {

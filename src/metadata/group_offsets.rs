@@ -47,9 +47,37 @@ pub enum OffsetChange {
     },
     /// DeleteGroups: every offset of the group.
     DeleteGroup,
+    /// TxnOffsetCommit (decision 0022, "offsets of a transaction"): an offset held for the
+    /// producer's open transaction, invisible to OffsetFetch until a `TxnEnd` commits it.
+    /// Replicated so the group's next coordinator holds it after a failover.
+    TxnPending {
+        producer_id: i64,
+        topic: String,
+        partition: i32,
+        offset: i64,
+        leader_epoch: i32,
+        metadata: String,
+        commit_ms: i64,
+    },
+    /// The transaction's marker reached the group's coordinator (Kafka's COMMIT/ABORT
+    /// marker on the `__consumer_offsets` partition): every offset the producer holds in
+    /// the group becomes committed (`commit`) or is dropped. A repeated end finds nothing.
+    TxnEnd { producer_id: i64, commit: bool },
 }
 
-/// Every committed offset of one group (only `Commit` changes), as a snapshot image holds it.
+impl OffsetChange {
+    /// Whether the change concerns a transaction's pending offsets (applied to the group's
+    /// pending map rather than through the offsets log's record shapes).
+    pub fn is_transactional(&self) -> bool {
+        matches!(
+            self,
+            OffsetChange::TxnPending { .. } | OffsetChange::TxnEnd { .. }
+        )
+    }
+}
+
+/// Every committed offset of one group (`Commit` changes) and every offset its open
+/// transactions hold (`TxnPending`), as a snapshot image holds it.
 pub type GroupOffsetsImage = Vec<(String, Vec<OffsetChange>)>;
 
 /// Whether a `GroupOffsets` record may be applied: bounded, and — when it names the

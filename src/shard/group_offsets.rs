@@ -76,6 +76,15 @@ impl OffsetsReplicator for ClusterOffsets {
             && cluster.coordinator(group_id) == Some(self.cluster.node_id)
     }
 
+    fn coordinates_slot(&self, slot: usize) -> bool {
+        let snapshot = self.metadata.load();
+        let Some(cluster) = snapshot.cluster.as_deref() else {
+            return false;
+        };
+        self.cluster.caught_up_since_start.load(Ordering::Acquire)
+            && cluster.coordinates_slot(self.cluster.node_id, slot)
+    }
+
     fn coordinator_epoch(&self, group_id: &str) -> Option<i32> {
         let snapshot = self.metadata.load();
         let (broker, epoch) = snapshot
@@ -125,6 +134,27 @@ impl OffsetsReplicator for ClusterOffsets {
                 let record = MetadataRecord::GroupOffsets {
                     group: group_id.clone(),
                     coordinator,
+                    changes: chunk.to_vec(),
+                };
+                cluster.propose(record).await.map_err(write_error)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn replicate_changes(
+        &self,
+        group_id: String,
+        changes: Vec<OffsetChange>,
+    ) -> LocalBoxFuture<'static, Result<(), WriteError>> {
+        let cluster = self.cluster.clone();
+        Box::pin(async move {
+            // As `replicate`: bounded records in order, the first failure is the answer
+            // (TxnOffsetCommit is retried whole; a marker is retried by the timer).
+            for chunk in changes.chunks(MAX_OFFSET_CHANGES_PER_RECORD) {
+                let record = MetadataRecord::GroupOffsets {
+                    group: group_id.clone(),
+                    coordinator: Some(cluster.node_id),
                     changes: chunk.to_vec(),
                 };
                 cluster.propose(record).await.map_err(write_error)?;
@@ -214,16 +244,30 @@ fn to_record(change: OffsetChange) -> LogRecord {
             commit_ms,
         },
         OffsetChange::DeleteGroup => LogRecord::DeleteGroup { at_ms: 0 },
+        // Kept apart by `apply` and `install`; never reached.
+        OffsetChange::TxnPending { .. } | OffsetChange::TxnEnd { .. } => {
+            LogRecord::DeleteGroup { at_ms: 0 }
+        }
     }
 }
 
 /// An applied `GroupOffsets` record: the group's owning shard applies it.
 pub(super) async fn apply(shard: &Rc<Shard>, group: String, changes: Vec<OffsetChange>) {
     let owner = shard.owner_of_group(&group);
-    let records: Vec<LogRecord> = changes.into_iter().map(to_record).collect();
+    let (transactional, plain): (Vec<OffsetChange>, Vec<OffsetChange>) = changes
+        .into_iter()
+        .partition(OffsetChange::is_transactional);
+    let records: Vec<LogRecord> = plain.into_iter().map(to_record).collect();
     let applied = shard
         .invoke_on(owner, move |s| async move {
-            s.groups.apply_replicated(&group, &records)
+            // A record carries either kind (each is proposed on its own), so the order
+            // between the two is never observable.
+            if !records.is_empty() {
+                s.groups.apply_replicated(&group, &records);
+            }
+            if !transactional.is_empty() {
+                s.groups.apply_replicated_txn(&group, &transactional);
+            }
         })
         .await;
     if applied.is_err() {
@@ -238,16 +282,24 @@ pub(super) async fn apply(shard: &Rc<Shard>, group: String, changes: Vec<OffsetC
 /// apply loop is the only writer, so nothing changes while they are gathered).
 pub(super) async fn gather(shard: &Rc<Shard>) -> GroupOffsetsImage {
     let per_shard = shard
-        .invoke_on_all(|s| async move { s.groups.replicated_offsets() })
+        .invoke_on_all(
+            |s| async move { (s.groups.replicated_offsets(), s.groups.replicated_pending()) },
+        )
         .await;
-    let mut image: GroupOffsetsImage = per_shard
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|(group, offsets)| (group, commits_of(offsets)))
-        .collect();
-    image.sort_by(|a, b| a.0.cmp(&b.0));
-    image
+    let mut by_group: std::collections::BTreeMap<String, Vec<OffsetChange>> =
+        std::collections::BTreeMap::new();
+    for (offsets, pending) in per_shard.into_iter().flatten() {
+        for (group, offsets) in offsets {
+            by_group
+                .entry(group)
+                .or_default()
+                .extend(commits_of(offsets));
+        }
+        for (group, changes) in pending {
+            by_group.entry(group).or_default().extend(changes);
+        }
+    }
+    by_group.into_iter().collect()
 }
 
 fn commits_of(offsets: GroupOffsets) -> Vec<OffsetChange> {
@@ -267,21 +319,32 @@ fn commits_of(offsets: GroupOffsets) -> Vec<OffsetChange> {
 /// A snapshot image was installed: each shard's groups get exactly the image's offsets.
 pub(super) async fn install(shard: &Rc<Shard>, image: GroupOffsetsImage) {
     let count = shard.count();
-    let mut per_shard: Vec<HashMap<String, GroupOffsets>> = vec![HashMap::new(); count];
+    type ShardImage = (
+        HashMap<String, GroupOffsets>,
+        HashMap<String, Vec<OffsetChange>>,
+    );
+    let mut per_shard: Vec<ShardImage> = vec![(HashMap::new(), HashMap::new()); count];
     for (group, changes) in image {
+        let (transactional, plain): (Vec<OffsetChange>, Vec<OffsetChange>) = changes
+            .into_iter()
+            .partition(OffsetChange::is_transactional);
         let mut offsets = GroupOffsets::new();
-        for change in changes {
+        for change in plain {
             to_record(change).apply(&mut offsets);
         }
         let owner = shard.owner_of_group(&group);
-        if let Some(groups) = per_shard.get_mut(owner) {
+        if let Some((groups, pending)) = per_shard.get_mut(owner) {
+            if !transactional.is_empty() {
+                pending.insert(group.clone(), transactional);
+            }
             groups.insert(group, offsets);
         }
     }
-    for (owner, groups) in per_shard.into_iter().enumerate() {
+    for (owner, (groups, pending)) in per_shard.into_iter().enumerate() {
         let installed = shard
             .invoke_on(owner, move |s| async move {
-                s.groups.install_replicated(groups)
+                s.groups.install_replicated(groups);
+                s.groups.install_pending(pending);
             })
             .await;
         if installed.is_err() {

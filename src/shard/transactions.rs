@@ -18,6 +18,7 @@ use std::rc::Rc;
 
 use super::{Lookup, Shard, now_ms};
 use crate::group::TxnOffset;
+use crate::metadata::coordinator_slots::{GROUP_SLOT_TOPIC, coordinator_slot};
 use crate::txn::fault::{self, CrashPoint};
 use crate::txn::state::{COORDINATOR_EPOCH, TxnGroupOffset, check_timeout};
 use crate::txn::{Lease, TxnError, TxnMetadata, TxnState};
@@ -230,13 +231,26 @@ pub fn verify_partitions(
             here?;
             let meta = meta.as_ref().ok_or(TxnError::InvalidProducerIdMapping)?;
             meta.check_producer(producer_id, producer_epoch)?;
-            if meta.state == TxnState::Ongoing && meta.partitions.contains(p) {
+            if meta.state == TxnState::Ongoing
+                && (meta.partitions.contains(p) || holds_group_slot(meta, p))
+            {
                 Ok(())
             } else {
                 Err(TxnError::InvalidTxnState)
             }
         })
         .collect()
+}
+
+/// Whether `partition` names the coordinator slot of a group in the transaction: the
+/// group's coordinator verifies a TxnOffsetCommit so (Kafka's `__consumer_offsets`
+/// partition, added by AddOffsetsToTxn).
+fn holds_group_slot(meta: &TxnMetadata, (topic, partition): &(String, i32)) -> bool {
+    topic == GROUP_SLOT_TOPIC
+        && meta
+            .groups
+            .iter()
+            .any(|g| i32::try_from(coordinator_slot(g)).is_ok_and(|s| s == *partition))
 }
 
 /// Fences the current producer (epoch bump) and aborts its open transaction.
@@ -264,7 +278,25 @@ pub(super) async fn complete(shard: &Rc<Shard>, lease: &mut Lease) -> Result<(),
     let partitions: Vec<(String, i32)> = meta.partitions.iter().cloned().collect();
     let markers =
         super::txn_routes::write_markers(shard, &partitions, (producer_id, epoch), commit);
-    let groups = meta.groups.iter().map(|group| {
+    // Cluster mode: the groups' coordinators hold the offsets and end them at the marker
+    // (decision 0022); records written before that keep theirs in the transaction.
+    let clustered = shard.cluster.is_some();
+    let group_ends = if clustered {
+        let groups: Vec<String> = meta.groups.iter().cloned().collect();
+        Some(super::txn_routes::end_group_offsets(
+            shard,
+            groups,
+            (producer_id, epoch),
+            commit,
+        ))
+    } else {
+        None
+    };
+    let with_offsets = meta
+        .groups
+        .iter()
+        .filter(|group| !clustered || !meta.offsets_of(group).is_empty());
+    let groups = with_offsets.map(|group| {
         // The offsets come from the durable transaction record, not the group's memory:
         // a restart between TxnOffsetCommit and the commit loses nothing.
         let offsets: Vec<TxnOffset> = meta
@@ -286,8 +318,18 @@ pub(super) async fn complete(shard: &Rc<Shard>, lease: &mut Lease) -> Result<(),
                 .await
         })
     });
-    let (mut failed, groups) =
-        futures_util::future::join(markers, futures_util::future::join_all(groups)).await;
+    let group_ends = async move {
+        match group_ends {
+            Some(ends) => ends.await,
+            None => Vec::new(),
+        }
+    };
+    let ((mut failed, groups), ended) = futures_util::future::join(
+        futures_util::future::join(markers, futures_util::future::join_all(groups)),
+        group_ends,
+    )
+    .await;
+    failed.extend(ended);
     failed.extend(groups.into_iter().filter_map(|r| match r {
         Ok(Ok(())) => None,
         Ok(Err(why)) => Some(why),

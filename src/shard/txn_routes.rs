@@ -17,6 +17,7 @@
 use super::transactions::write_marker;
 use super::{Shard, transactions, transactions_v2};
 use crate::metadata::MetadataSnapshot;
+use crate::metadata::coordinator_slots::{GROUP_SLOT_TOPIC, coordinator_slot};
 use crate::txn::TxnError;
 use crate::txn::state::COORDINATOR_EPOCH;
 use kafka_protocol::ResponseError;
@@ -27,16 +28,19 @@ use kafka_protocol::messages::write_txn_markers_request::{
     WritableTxnMarker, WritableTxnMarkerTopic,
 };
 use kafka_protocol::messages::{
-    AddPartitionsToTxnRequest, ProducerId, TopicName, TransactionalId, WriteTxnMarkersRequest,
+    AddOffsetsToTxnRequest, AddPartitionsToTxnRequest, GroupId, ProducerId, TopicName,
+    TransactionalId, WriteTxnMarkersRequest,
 };
 use kafka_protocol::protocol::StrBytes;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 use std::sync::Arc;
 
 /// AddPartitionsToTxn's broker-to-broker form: v4 (KIP-890 part 1, `verify_only`) and v5
 /// (part 2's added error codes).
 const ADD_PARTITIONS_BROKER_VERSIONS: (i16, i16) = (4, 5);
+/// AddOffsetsToTxn v3-v4 (flexible; v4 is transactions v2's error set).
+const ADD_OFFSETS_VERSIONS: (i16, i16) = (3, 4);
 /// WriteTxnMarkers v1 (v0 is the same body, not flexible; Kafka 4 serves only v1).
 const WRITE_TXN_MARKERS_VERSIONS: (i16, i16) = (1, 1);
 
@@ -143,6 +147,73 @@ pub async fn verify_produce(
     }
 }
 
+/// TxnOffsetCommit at a group's coordinator, cluster mode: whether the producer's open
+/// transaction holds `group_id`, asked of the id's coordinator wherever it runs (Kafka's
+/// group coordinator verifies the group's `__consumer_offsets` partition with
+/// AddPartitionsToTxn v4 `verify_only`; here the group's slot, decision 0022). With
+/// `implicit_add` (TxnOffsetCommit v5, transactions v2) the group joins the transaction
+/// instead: in process, or with AddOffsetsToTxn at the id's coordinator, which names the
+/// group (a slot would not).
+pub async fn verify_group_offsets(
+    shard: &Rc<Shard>,
+    transactional_id: &str,
+    group_id: &str,
+    producer: (i64, i16),
+    implicit_add: bool,
+) -> Result<(), TxnError> {
+    let (producer_id, epoch) = producer;
+    match coordinator_of(shard, transactional_id) {
+        Coordinator::Here => {
+            let owner = shard.owner_of_transactional_id(transactional_id);
+            let (id, group) = (transactional_id.to_string(), group_id.to_string());
+            shard
+                .invoke_on(owner, move |s| async move {
+                    if implicit_add {
+                        transactions_v2::add_group_implicitly(&s, &id, producer_id, epoch, &group)
+                            .await
+                    } else {
+                        transactions::verify_group(&s, &id, producer_id, epoch, &group)
+                    }
+                })
+                .await
+                .unwrap_or(Err(TxnError::CoordinatorNotAvailable))
+        }
+        Coordinator::Broker(_, _) if !implicit_add => {
+            let slot = i32::try_from(coordinator_slot(group_id)).unwrap_or_default();
+            let partitions = vec![(GROUP_SLOT_TOPIC.to_string(), slot)];
+            verify_produce(shard, transactional_id, false, producer, partitions)
+                .await
+                .into_iter()
+                .next()
+                .unwrap_or(Err(TxnError::CoordinatorNotAvailable))
+        }
+        Coordinator::Broker(broker, snapshot) => {
+            let Some(cluster) = snapshot.cluster.as_deref() else {
+                return Err(TxnError::CoordinatorNotAvailable);
+            };
+            let request = AddOffsetsToTxnRequest::default()
+                .with_transactional_id(TransactionalId(StrBytes::from_string(
+                    transactional_id.to_string(),
+                )))
+                .with_producer_id(ProducerId(producer_id))
+                .with_producer_epoch(epoch)
+                .with_group_id(GroupId(StrBytes::from_string(group_id.to_string())));
+            let call = shard
+                .broker_channel
+                .call(cluster, broker, &request, ADD_OFFSETS_VERSIONS);
+            match call.await {
+                Ok(response) => txn_result_of(response.error_code),
+                Err(why) => {
+                    tracing::warn!(id = %transactional_id, coordinator = broker, error = %why,
+                        "TxnOffsetCommit: the transaction coordinator did not answer");
+                    Err(TxnError::CoordinatorNotAvailable)
+                }
+            }
+        }
+        Coordinator::Unknown => Err(TxnError::CoordinatorNotAvailable),
+    }
+}
+
 /// One transaction's AddPartitionsToTxn in the batched (broker) form.
 fn add_partitions_request(
     transactional_id: &str,
@@ -244,6 +315,73 @@ pub async fn write_markers(
     });
     let remote_calls = remote.into_iter().map(|(leader, on_leader)| {
         write_remote_markers(shard, &snapshot, leader, on_leader, producer, commit)
+    });
+    let (local, remote) = futures_util::future::join(
+        futures_util::future::join_all(local_calls),
+        futures_util::future::join_all(remote_calls),
+    )
+    .await;
+    failed.extend(local.into_iter().filter_map(Result::err));
+    failed.extend(remote.into_iter().flatten());
+    failed
+}
+
+/// Cluster mode: a decided transaction's end at each of its groups' coordinators, which
+/// hold the offsets (decision 0022): the group's slot on this broker's owning shard, or
+/// one WriteTxnMarkers per coordinator broker naming `GROUP_SLOT_TOPIC` and the slots
+/// (Kafka's marker on each group's `__consumer_offsets` partition). Each failure's
+/// description; the transaction stays preparing and the timer retries, with the
+/// coordinators the metadata names then.
+pub async fn end_group_offsets(
+    shard: &Rc<Shard>,
+    groups: Vec<String>,
+    (producer_id, epoch): (i64, i16),
+    commit: bool,
+) -> Vec<String> {
+    let snapshot = shard.metadata.load_full();
+    let Some(cluster) = snapshot.cluster.as_deref() else {
+        return Vec::new();
+    };
+    let node = shard.config.node_id;
+    // (owning shard, slot) here; slots per broker elsewhere, each once.
+    let mut local: BTreeSet<(usize, usize)> = BTreeSet::new();
+    let mut remote: BTreeMap<i32, BTreeSet<(String, i32)>> = BTreeMap::new();
+    let mut failed = Vec::new();
+    for group in &groups {
+        let slot = coordinator_slot(group);
+        match cluster.coordinator(group) {
+            Some(broker) if broker == node => {
+                local.insert((shard.owner_of_group(group), slot));
+            }
+            Some(broker) => {
+                let partition = i32::try_from(slot).unwrap_or_default();
+                remote
+                    .entry(broker)
+                    .or_default()
+                    .insert((GROUP_SLOT_TOPIC.to_string(), partition));
+            }
+            None => failed.push(format!("group {group} has no coordinator")),
+        }
+    }
+    let local_calls = local.into_iter().map(|(owner, slot)| async move {
+        shard
+            .invoke_on(owner, move |s| async move {
+                s.groups.end_txn_in_slot(slot, producer_id, commit).await
+            })
+            .await
+            .map_err(|gone| gone.to_string())
+            .and_then(|r| r.map_err(|code| format!("group slot {slot} here: error {code}")))
+    });
+    let remote_calls = remote.into_iter().map(|(broker, slots)| {
+        let slots: Vec<(String, i32)> = slots.into_iter().collect();
+        write_remote_markers(
+            shard,
+            &snapshot,
+            broker,
+            slots,
+            (producer_id, epoch),
+            commit,
+        )
     });
     let (local, remote) = futures_util::future::join(
         futures_util::future::join_all(local_calls),

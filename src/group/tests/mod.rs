@@ -8,6 +8,7 @@ mod admin;
 mod classic;
 mod offsets;
 mod takeover;
+mod txn_cluster;
 
 use std::time::{Duration, Instant};
 

@@ -10,16 +10,23 @@ use futures_util::future::LocalBoxFuture;
 use super::*;
 use crate::group::offset_log::LogRecord;
 use crate::metadata::group_membership::GroupMembership;
+use crate::metadata::group_offsets::OffsetChange;
 
 /// A replicator whose slot epoch the test sets; it keeps what it was asked to store.
 #[derive(Default)]
-struct FakeSlot {
-    epoch: Cell<Option<i32>>,
+pub(super) struct FakeSlot {
+    pub(super) epoch: Cell<Option<i32>>,
     stored: RefCell<Vec<(String, i32, GroupMembership)>>,
+    /// Transactional changes proposed, in order (the test applies them as the log would).
+    pub(super) proposed: RefCell<Vec<(String, Vec<OffsetChange>)>>,
 }
 
 impl OffsetsReplicator for FakeSlot {
     fn coordinates(&self, _group_id: &str) -> bool {
+        self.epoch.get().is_some()
+    }
+
+    fn coordinates_slot(&self, _slot: usize) -> bool {
         self.epoch.get().is_some()
     }
 
@@ -45,9 +52,18 @@ impl OffsetsReplicator for FakeSlot {
     ) -> LocalBoxFuture<'static, Result<(), WriteError>> {
         Box::pin(async { Ok(()) })
     }
+
+    fn replicate_changes(
+        &self,
+        group_id: String,
+        changes: Vec<OffsetChange>,
+    ) -> LocalBoxFuture<'static, Result<(), WriteError>> {
+        self.proposed.borrow_mut().push((group_id, changes));
+        Box::pin(async { Ok(()) })
+    }
 }
 
-fn clustered(epoch: Option<i32>) -> (Harness, Rc<FakeSlot>) {
+pub(super) fn clustered(epoch: Option<i32>) -> (Harness, Rc<FakeSlot>) {
     let h = Harness::new(3_000);
     let slot = Rc::new(FakeSlot::default());
     slot.epoch.set(epoch);

@@ -11,6 +11,7 @@
 //! CLUSTER_ACTION on the cluster only (the producer's own WRITE was checked by the leader
 //! that received its Produce), else the whole request is CLUSTER_AUTHORIZATION_FAILED.
 
+use crate::metadata::coordinator_slots::{COORDINATOR_SLOTS, GROUP_SLOT_TOPIC};
 use crate::server::access::{CLUSTER_RESOURCE_NAME, permitted};
 use crate::server::authorization::ResourceType;
 use crate::server::context::RequestContext;
@@ -92,7 +93,13 @@ async fn answer(ctx: &RequestContext<'_>, part: TxnPart<'_>) -> Vec<AddPartition
     let mut wanted: Vec<(String, i32)> = Vec::new();
     let mut unknown: Vec<(String, i32)> = Vec::new();
     for topic in part.topics {
-        let known = snapshot.topic(&topic.name.0).map(|t| t.partitions);
+        // A group's coordinator verifying a TxnOffsetCommit names the group's slot (Kafka's
+        // `__consumer_offsets` partition); only the verification reads it (decision 0022).
+        let known = if part.verify_only && topic.name.0.as_str() == GROUP_SLOT_TOPIC {
+            i32::try_from(COORDINATOR_SLOTS).ok()
+        } else {
+            snapshot.topic(&topic.name.0).map(|t| t.partitions)
+        };
         for &p in &topic.partitions {
             let entry = (topic.name.0.to_string(), p);
             match known {

@@ -3,13 +3,15 @@
 //! partitions pending (OffsetFetch `require_stable` answers UNSTABLE_OFFSET_COMMIT); the
 //! id's coordinating shard then makes the offsets part of the transaction's durable record
 //! before the answer. They reach the group's offsets log, and OffsetFetch, only when the
-//! transaction commits.
+//! transaction commits. In cluster mode (decision 0022) the group's coordinator holds them
+//! instead, replicated, after the id's coordinator (wherever it runs) confirmed the group
+//! is in the transaction; the transaction's marker ends them there.
 
 use crate::group::{TxnCommitter, TxnOffset};
 use crate::server::access::permitted;
 use crate::server::authorization::ResourceType;
 use crate::server::context::RequestContext;
-use crate::shard::{transactions, transactions_v2};
+use crate::shard::{transactions, transactions_v2, txn_routes};
 
 /// TxnOffsetCommit v5 is transactions v2's (KIP-890): the group joins the transaction here.
 const TRANSACTIONS_V2_SINCE_VERSION: i16 = 5;
@@ -104,9 +106,13 @@ async fn commit_readable(
         .filter(|(_, r)| **r)
         .map(|(o, _)| o)
         .collect();
-    let allowed_codes = match check_in_group(ctx, request, allowed.clone()).await {
-        Err(code) => vec![code; allowed.len()],
-        Ok(codes) => persist(ctx, request, allowed, codes).await,
+    let allowed_codes = if ctx.shard.cluster.is_some() {
+        commit_clustered(ctx, request, allowed).await
+    } else {
+        match check_in_group(ctx, request, allowed.clone()).await {
+            Err(code) => vec![code; allowed.len()],
+            Ok(codes) => persist(ctx, request, allowed, codes).await,
+        }
     };
     let mut allowed_codes = allowed_codes.into_iter();
     let denied = ResponseError::TopicAuthorizationFailed.code();
@@ -117,6 +123,51 @@ async fn commit_readable(
             false => denied,
         })
         .collect()
+}
+
+/// Cluster mode (decision 0022): the id's coordinator, wherever it runs, confirms the
+/// group is in the producer's transaction; then this broker, the group's coordinator,
+/// checks the member and replicates the offsets as pending for the producer. The
+/// transaction's marker ends them here. Codes in `offsets` order.
+async fn commit_clustered(
+    ctx: &RequestContext<'_>,
+    request: &TxnOffsetCommitRequest,
+    offsets: Vec<TxnOffset>,
+) -> Vec<i16> {
+    let transactional_id = request.transactional_id.0.as_str();
+    let group_id = request.group_id.0.to_string();
+    let producer = (request.producer_id.0, request.producer_epoch);
+    let implicit_add = ctx.version >= TRANSACTIONS_V2_SINCE_VERSION;
+    let verified =
+        txn_routes::verify_group_offsets(ctx.shard, transactional_id, &group_id, producer, implicit_add)
+            .await;
+    if let Err(e) = verified {
+        return vec![e.code(ctx.version, PRODUCER_FENCED_SINCE_VERSION); offsets.len()];
+    }
+    let committer = committer_of(ctx, request);
+    let count = offsets.len();
+    ctx.shard
+        .invoke_on(ctx.shard.owner_of_group(&group_id), move |s| async move {
+            s.groups
+                .replicate_txn_offsets(&group_id, &committer, offsets, Instant::now())
+                .await
+        })
+        .await
+        .unwrap_or_else(|_| vec![ResponseError::CoordinatorNotAvailable.code(); count])
+}
+
+/// Who commits: KIP-447's member and generation from v3.
+fn committer_of(ctx: &RequestContext<'_>, request: &TxnOffsetCommitRequest) -> TxnCommitter {
+    TxnCommitter {
+        producer_id: request.producer_id.0,
+        member_id: request.member_id.to_string(),
+        group_instance_id: request.group_instance_id.as_ref().map(|i| i.to_string()),
+        generation_id: if ctx.version >= 3 {
+            request.generation_id
+        } else {
+            -1
+        },
+    }
 }
 
 async fn check_in_group(
@@ -143,16 +194,7 @@ async fn check_in_group(
         .await
         .unwrap_or(Err(TxnError::CoordinatorNotAvailable))
         .map_err(|e| e.code(ctx.version, PRODUCER_FENCED_SINCE_VERSION))?;
-    let committer = TxnCommitter {
-        producer_id,
-        member_id: request.member_id.to_string(),
-        group_instance_id: request.group_instance_id.as_ref().map(|i| i.to_string()),
-        generation_id: if ctx.version >= 3 {
-            request.generation_id
-        } else {
-            -1
-        },
-    };
+    let committer = committer_of(ctx, request);
     let group_owner = ctx.shard.owner_of_group(&group_id);
     ctx.shard
         .invoke_on(group_owner, move |s| async move {

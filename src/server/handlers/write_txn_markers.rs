@@ -4,8 +4,11 @@
 //! coordinator will not (its broker is gone, or the transaction was never registered).
 //! Each marker goes through `Partition::write_txn_marker` on the owning shard, synced as an
 //! acks=all append, so the partition's last stable offset moves past the transaction.
+//! A marker naming `GROUP_SLOT_TOPIC` ends a transaction's offsets in the groups of that
+//! coordinator slot (Kafka's marker on a `__consumer_offsets` partition, decision 0022).
 //! Needs CLUSTER_ACTION on the cluster (the registry checks it before this runs).
 
+use crate::metadata::coordinator_slots::{COORDINATOR_SLOTS, GROUP_SLOT_TOPIC};
 use crate::server::context::RequestContext;
 use crate::shard::Lookup;
 use kafka_protocol::ResponseError;
@@ -29,6 +32,15 @@ pub async fn handle(
         let mut topics = Vec::with_capacity(marker.topics.len());
         for topic in marker.topics {
             let name = topic.name.0.to_string();
+            if name == GROUP_SLOT_TOPIC {
+                let partitions = end_group_slots(ctx, &topic.partition_indexes, producer_id, commit).await;
+                topics.push(
+                    WritableTxnMarkerTopicResult::default()
+                        .with_name(topic.name)
+                        .with_partitions(partitions),
+                );
+                continue;
+            }
             let known = snapshot.topic(&name).map(|t| t.partitions);
             let calls = topic.partition_indexes.into_iter().map(|partition| {
                 let name = name.clone();
@@ -63,6 +75,41 @@ pub async fn handle(
         );
     }
     WriteTxnMarkersResponse::default().with_markers(markers)
+}
+
+/// A transaction's marker for groups' offsets (cluster mode, decision 0022): each named
+/// coordinator slot's groups on every shard end the producer's pending offsets. NOT_COORDINATOR
+/// when this broker does not coordinate the slot (the transaction's coordinator looks it up
+/// again and retries); UNKNOWN_TOPIC_OR_PARTITION for a slot that does not exist or on a
+/// single node, which has no such markers.
+async fn end_group_slots(
+    ctx: &RequestContext<'_>,
+    slots: &[i32],
+    producer_id: i64,
+    commit: bool,
+) -> Vec<WritableTxnMarkerPartitionResult> {
+    let shard = ctx.shard;
+    let calls = slots.iter().map(|&partition| async move {
+        let slot = usize::try_from(partition)
+            .ok()
+            .filter(|s| *s < COORDINATOR_SLOTS && shard.cluster.is_some());
+        let code = match slot {
+            None => ResponseError::UnknownTopicOrPartition.code(),
+            Some(slot) => shard
+                .invoke_on_all(move |s| async move {
+                    s.groups.end_txn_in_slot(slot, producer_id, commit).await
+                })
+                .await
+                .into_iter()
+                .map(|r| r.unwrap_or(Err(ResponseError::CoordinatorNotAvailable.code())))
+                .find_map(Result::err)
+                .unwrap_or(0),
+        };
+        WritableTxnMarkerPartitionResult::default()
+            .with_partition_index(partition)
+            .with_error_code(code)
+    });
+    futures_util::future::join_all(calls).await
 }
 
 /// One marker on the partition's owning shard; the error code (0: written).
