@@ -10,12 +10,23 @@
 //! A second test kills the group's coordinator while round 1's offsets are pending (after
 //! send_offsets_to_transaction, before the commit): the commit's marker reaches the
 //! group's next coordinator, which commits exactly the pending offsets.
-//! Needs confluent-kafka (`SLUICE_TEST_PYTHON` or `<repo>/.venv`);
+//! Through the wire, transactions v2: TxnOffsetCommit v5 at the group's coordinator joins
+//! the group to the transaction at the id's coordinator on another broker, and EndTxn v5
+//! commits (then aborts, then commits) the offset; the id's coordinator answers
+//! NOT_COORDINATOR for the group.
+//! The confluent-kafka tests need confluent-kafka (`SLUICE_TEST_PYTHON` or `<repo>/.venv`);
 //! `SLUICE_SKIP_REAL_CLIENTS=1` skips it loudly.
 
 mod support;
 
-use kafka_protocol::messages::FindCoordinatorRequest;
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::txn_offset_commit_request::{
+    TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
+};
+use kafka_protocol::messages::{
+    EndTxnRequest, FindCoordinatorRequest, GroupId, InitProducerIdRequest, ProducerId,
+    TransactionalId, TxnOffsetCommitRequest,
+};
 use kafka_protocol::protocol::StrBytes;
 use std::path::Path;
 use std::time::Duration;
@@ -172,4 +183,127 @@ fn pending_offsets_survive_the_group_coordinators_death_and_commit_once() {
         Ok(COMMITTED_END),
         "broker {successor} (transactions at {txn_coordinator}) serves the pipeline's offset"
     );
+}
+
+/// TxnOffsetCommit v5 (transactions v2: the group joins the transaction by this request).
+const TXN_OFFSET_COMMIT_V2: i16 = 5;
+const END_TXN_V2: i16 = 5;
+const INIT_PRODUCER_ID_VERSION: i16 = 5;
+
+/// TxnOffsetCommit v5 of `offset` for `INPUT`-0 at `node`: the partition's error code.
+fn txn_offset_commit(
+    cluster: &LocalCluster,
+    node: i32,
+    group: &str,
+    (producer_id, epoch): (i64, i16),
+    offset: i64,
+) -> i16 {
+    let partition = TxnOffsetCommitRequestPartition::default()
+        .with_partition_index(0)
+        .with_committed_offset(offset);
+    let topic = TxnOffsetCommitRequestTopic::default()
+        .with_name(support::wire::topic_name(INPUT))
+        .with_partitions(vec![partition]);
+    let request = TxnOffsetCommitRequest::default()
+        .with_transactional_id(TransactionalId(StrBytes::from_string(
+            TRANSACTIONAL_ID.to_string(),
+        )))
+        .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
+        .with_producer_id(ProducerId(producer_id))
+        .with_producer_epoch(epoch)
+        .with_generation_id(-1)
+        .with_topics(vec![topic]);
+    let response = RawConn::connect(&cluster.node(node).bootstrap())
+        .and_then(|mut c| c.try_call(&request, TXN_OFFSET_COMMIT_V2))
+        .unwrap_or_else(|e| panic!("TxnOffsetCommit: {e}"));
+    response
+        .topics
+        .first()
+        .and_then(|t| t.partitions.first())
+        .map_or(-1, |p| p.error_code)
+}
+
+/// EndTxn v5 at the transaction's coordinator; the producer's next epoch (v5 bumps it).
+fn end_txn(
+    cluster: &LocalCluster,
+    node: i32,
+    (producer_id, epoch): (i64, i16),
+    commit: bool,
+) -> i16 {
+    let request = EndTxnRequest::default()
+        .with_transactional_id(TransactionalId(StrBytes::from_string(
+            TRANSACTIONAL_ID.to_string(),
+        )))
+        .with_producer_id(ProducerId(producer_id))
+        .with_producer_epoch(epoch)
+        .with_committed(commit);
+    let response = RawConn::connect(&cluster.node(node).bootstrap())
+        .and_then(|mut c| c.try_call(&request, END_TXN_V2))
+        .unwrap_or_else(|e| panic!("EndTxn: {e}"));
+    assert_eq!(response.error_code, 0, "EndTxn v5 (commit {commit})");
+    response.producer_epoch
+}
+
+#[test]
+fn a_v2_txn_offset_commit_joins_the_group_through_its_coordinator_on_another_broker() {
+    let (cluster, txn_coordinator, group, group_coordinator) = set_up("eos-v2");
+    let init = InitProducerIdRequest::default()
+        .with_transactional_id(Some(TransactionalId(StrBytes::from_string(
+            TRANSACTIONAL_ID.to_string(),
+        ))))
+        .with_transaction_timeout_ms(60_000)
+        .with_producer_id(ProducerId(-1))
+        .with_producer_epoch(-1);
+    let init = RawConn::connect(&cluster.node(txn_coordinator).bootstrap())
+        .and_then(|mut c| c.try_call(&init, INIT_PRODUCER_ID_VERSION))
+        .unwrap_or_else(|e| panic!("InitProducerId: {e}"));
+    assert_eq!(init.error_code, 0, "InitProducerId");
+    let mut producer = (init.producer_id.0, init.producer_epoch);
+    // Only the group's coordinator takes a group's offsets (Kafka: NOT_COORDINATOR).
+    assert_eq!(
+        txn_offset_commit(&cluster, txn_coordinator, &group, producer, 5),
+        ResponseError::NotCoordinator.code(),
+        "TxnOffsetCommit at the transaction's coordinator {txn_coordinator}, not the group's"
+    );
+    // The group joins the transaction at its coordinator on another broker (AddOffsetsToTxn
+    // over the inter-broker link); the commit's marker makes the offset committed.
+    assert_eq!(
+        txn_offset_commit(&cluster, group_coordinator, &group, producer, 5),
+        0
+    );
+    assert_eq!(
+        fetch_offset(cluster.node(group_coordinator), &group, INPUT),
+        Ok(-1),
+        "pending, not committed"
+    );
+    producer.1 = end_txn(&cluster, txn_coordinator, producer, true);
+    assert_committed(&cluster, group_coordinator, &group, 5);
+    // Aborted: the offset stays.
+    assert_eq!(
+        txn_offset_commit(&cluster, group_coordinator, &group, producer, 9),
+        0
+    );
+    producer.1 = end_txn(&cluster, txn_coordinator, producer, false);
+    assert_committed(&cluster, group_coordinator, &group, 5);
+    // Committed again, with the epoch the abort bumped to.
+    assert_eq!(
+        txn_offset_commit(&cluster, group_coordinator, &group, producer, 12),
+        0
+    );
+    end_txn(&cluster, txn_coordinator, producer, true);
+    assert_committed(&cluster, group_coordinator, &group, 12);
+}
+
+/// Waits until `node` answers OffsetFetch for `group` with `offset` (the marker's end is
+/// applied before EndTxn's answer when it succeeds at once; a retry takes a timer tick).
+fn assert_committed(cluster: &LocalCluster, node: i32, group: &str, offset: i64) {
+    support::wait_until(WAIT, Duration::from_millis(50), || {
+        match fetch_offset(cluster.node(node), group, INPUT) {
+            Ok(found) if found == offset => Ok(()),
+            other => Err(format!(
+                "{group} at {node}: {other:?}, want {offset}\n{}",
+                cluster.diagnostics()
+            )),
+        }
+    });
 }
