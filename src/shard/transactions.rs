@@ -281,16 +281,13 @@ pub(super) async fn complete(shard: &Rc<Shard>, lease: &mut Lease) -> Result<(),
     // Cluster mode: the groups' coordinators hold the offsets and end them at the marker
     // (decision 0022); records written before that keep theirs in the transaction.
     let clustered = shard.cluster.is_some();
-    let group_ends = if clustered {
-        let groups: Vec<String> = meta.groups.iter().cloned().collect();
-        Some(super::txn_routes::end_group_offsets(
-            shard,
-            groups,
-            (producer_id, epoch),
-            commit,
-        ))
-    } else {
-        None
+    let groups: Vec<String> = meta.groups.iter().cloned().collect();
+    let group_ends = async move {
+        if clustered {
+            super::txn_routes::end_group_offsets(shard, groups, (producer_id, epoch), commit).await
+        } else {
+            Vec::new()
+        }
     };
     let with_offsets = meta
         .groups
@@ -318,12 +315,6 @@ pub(super) async fn complete(shard: &Rc<Shard>, lease: &mut Lease) -> Result<(),
                 .await
         })
     });
-    let group_ends = async move {
-        match group_ends {
-            Some(ends) => ends.await,
-            None => Vec::new(),
-        }
-    };
     let ((mut failed, groups), ended) = futures_util::future::join(
         futures_util::future::join(markers, futures_util::future::join_all(groups)),
         group_ends,

@@ -138,10 +138,15 @@ async fn commit_clustered(
     let group_id = request.group_id.0.to_string();
     let producer = (request.producer_id.0, request.producer_epoch);
     let implicit_add = ctx.version >= TRANSACTIONS_V2_SINCE_VERSION;
-    let verified =
-        txn_routes::verify_group_offsets(ctx.shard, transactional_id, &group_id, producer, implicit_add)
-            .await;
-    if let Err(e) = verified {
+    let shard = ctx.shard;
+    let verified = txn_routes::verify_group_offsets(
+        shard,
+        transactional_id,
+        &group_id,
+        producer,
+        implicit_add,
+    );
+    if let Err(e) = verified.await {
         return vec![e.code(ctx.version, PRODUCER_FENCED_SINCE_VERSION); offsets.len()];
     }
     let committer = committer_of(ctx, request);

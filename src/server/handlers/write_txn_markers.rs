@@ -33,7 +33,8 @@ pub async fn handle(
         for topic in marker.topics {
             let name = topic.name.0.to_string();
             if name == GROUP_SLOT_TOPIC {
-                let partitions = end_group_slots(ctx, &topic.partition_indexes, producer_id, commit).await;
+                let slots = &topic.partition_indexes;
+                let partitions = end_group_slots(ctx, slots, producer_id, commit).await;
                 topics.push(
                     WritableTxnMarkerTopicResult::default()
                         .with_name(topic.name)
