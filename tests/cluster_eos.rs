@@ -14,18 +14,22 @@
 //! the group to the transaction at the id's coordinator on another broker, and EndTxn v5
 //! commits (then aborts, then commits) the offset; the id's coordinator answers
 //! NOT_COORDINATOR for the group.
+//! And when the transaction's coordinator dies with the offsets pending, its successor
+//! aborts the transaction past its timeout and the abort reaches the group's coordinator
+//! (require_stable: UNSTABLE_OFFSET_COMMIT, then stable with nothing committed).
 //! The confluent-kafka tests need confluent-kafka (`SLUICE_TEST_PYTHON` or `<repo>/.venv`);
 //! `SLUICE_SKIP_REAL_CLIENTS=1` skips it loudly.
 
 mod support;
 
 use kafka_protocol::ResponseError;
+use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
 use kafka_protocol::messages::txn_offset_commit_request::{
     TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
 };
 use kafka_protocol::messages::{
-    EndTxnRequest, FindCoordinatorRequest, GroupId, InitProducerIdRequest, ProducerId,
-    TransactionalId, TxnOffsetCommitRequest,
+    EndTxnRequest, FindCoordinatorRequest, GroupId, InitProducerIdRequest, OffsetFetchRequest,
+    ProducerId, TransactionalId, TxnOffsetCommitRequest,
 };
 use kafka_protocol::protocol::StrBytes;
 use std::path::Path;
@@ -302,6 +306,72 @@ fn assert_committed(cluster: &LocalCluster, node: i32, group: &str, offset: i64)
             Ok(found) if found == offset => Ok(()),
             other => Err(format!(
                 "{group} at {node}: {other:?}, want {offset}\n{}",
+                cluster.diagnostics()
+            )),
+        }
+    });
+}
+
+/// A transaction timeout short enough for the next coordinator to abort within the test.
+const SHORT_TXN_TIMEOUT_MS: i32 = 8_000;
+
+/// OffsetFetch v7 of `INPUT`-0 for `group` at `node` with `require_stable`: (partition
+/// error code, committed offset), or why there was no answer.
+fn fetch_stable(cluster: &LocalCluster, node: i32, group: &str) -> Result<(i16, i64), String> {
+    let request = OffsetFetchRequest::default()
+        .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
+        .with_require_stable(true)
+        .with_topics(Some(vec![
+            OffsetFetchRequestTopic::default()
+                .with_name(support::wire::topic_name(INPUT))
+                .with_partition_indexes(vec![0]),
+        ]));
+    let response = RawConn::connect(&cluster.node(node).bootstrap())
+        .and_then(|mut c| c.try_call(&request, 7))?;
+    if response.error_code != 0 {
+        return Err(format!("OffsetFetch error {}", response.error_code));
+    }
+    response
+        .topics
+        .first()
+        .and_then(|t| t.partitions.first())
+        .map(|p| (p.error_code, p.committed_offset))
+        .ok_or_else(|| "OffsetFetch answered no partition".to_string())
+}
+
+#[test]
+fn the_next_transaction_coordinator_ends_the_pending_offsets_at_the_groups_coordinator() {
+    let (mut cluster, txn_coordinator, group, group_coordinator) = set_up("eos-txn-dies");
+    let init = InitProducerIdRequest::default()
+        .with_transactional_id(Some(TransactionalId(StrBytes::from_string(
+            TRANSACTIONAL_ID.to_string(),
+        ))))
+        .with_transaction_timeout_ms(SHORT_TXN_TIMEOUT_MS)
+        .with_producer_id(ProducerId(-1))
+        .with_producer_epoch(-1);
+    let init = RawConn::connect(&cluster.node(txn_coordinator).bootstrap())
+        .and_then(|mut c| c.try_call(&init, INIT_PRODUCER_ID_VERSION))
+        .unwrap_or_else(|e| panic!("InitProducerId: {e}"));
+    assert_eq!(init.error_code, 0, "InitProducerId");
+    let producer = (init.producer_id.0, init.producer_epoch);
+    assert_eq!(
+        txn_offset_commit(&cluster, group_coordinator, &group, producer, 5),
+        0
+    );
+    assert_eq!(
+        fetch_stable(&cluster, group_coordinator, &group),
+        Ok((ResponseError::UnstableOffsetCommit.code(), -1)),
+        "pending at the group's coordinator: require_stable waits for the transaction"
+    );
+    // The transaction's coordinator dies with the transaction open. Its successor holds the
+    // state, aborts it past its timeout, and its marker reaches the group's coordinator,
+    // which drops the pending offset: stable again, nothing committed.
+    cluster.node_mut(txn_coordinator).kill();
+    support::wait_until(WAIT, Duration::from_millis(100), || {
+        match fetch_stable(&cluster, group_coordinator, &group) {
+            Ok((0, -1)) => Ok(()),
+            other => Err(format!(
+                "{group} at {group_coordinator} after the death of {txn_coordinator}: {other:?}\n{}",
                 cluster.diagnostics()
             )),
         }
