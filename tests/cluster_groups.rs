@@ -1,18 +1,18 @@
-//! Sticky coordinators and replicated classic group membership (issue 17, decision 0024).
+//! Sticky coordinators and replicated group membership (issue 17, decision 0024).
 //! 3 nodes on 127.0.0.1 with fast fencing, an RF=3 topic of two partitions; two
-//! confluent-kafka consumers of one classic group (`tests/clients/cluster_group_takeover.py`)
-//! consume and commit while a producer writes. The group's coordinator is SIGKILLed: the
-//! broker that takes its slot over loads the stored membership, so the members keep their
-//! member ids and generation (no assignment callback fires, their commits with the old
-//! generation are accepted), the committed offsets are served there, and the killed broker,
-//! restarted, does not take the group back. The other brokers answer the group's
-//! Heartbeat with NOT_COORDINATOR.
+//! confluent-kafka consumers of one group (`tests/clients/cluster_group_takeover.py`), classic
+//! or KIP-848 (`group.protocol=consumer`), consume and commit while a producer writes. The
+//! group's coordinator is SIGKILLed: the broker that takes its slot over loads the stored
+//! membership, so the members keep their member ids and generation or member epochs (no
+//! assignment callback fires, their commits are accepted), the committed offsets are served
+//! there, and the killed broker, restarted, does not take the group back. The other brokers
+//! answer the group's Heartbeat (ConsumerGroupHeartbeat) with NOT_COORDINATOR.
 //! Needs confluent-kafka (`SLUICE_TEST_PYTHON` or `<repo>/.venv`); `SLUICE_SKIP_REAL_CLIENTS=1`
 //! skips it loudly.
 
 mod support;
 
-use kafka_protocol::messages::{GroupId, HeartbeatRequest};
+use kafka_protocol::messages::{ConsumerGroupHeartbeatRequest, GroupId, HeartbeatRequest};
 use kafka_protocol::protocol::StrBytes;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
@@ -45,20 +45,62 @@ fn next_line(
     })
 }
 
-/// A Heartbeat of `group` at `node`: its error code.
-fn heartbeat(cluster: &LocalCluster, node: i32, group: &str) -> i16 {
+/// The client script, killed if the test fails first (else it outlives the cluster, blocked
+/// on brokers that are gone, and holds the test's output open).
+struct ScriptChild(std::process::Child);
+
+impl Drop for ScriptChild {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A Heartbeat (`protocol` "classic") or ConsumerGroupHeartbeat ("consumer") of an unknown
+/// member of `group` at `node`: its error code.
+fn heartbeat(cluster: &LocalCluster, node: i32, group: &str, protocol: &str) -> i16 {
+    let group_id = GroupId(StrBytes::from_string(group.to_string()));
+    let mut conn = match RawConn::connect(&cluster.node(node).bootstrap()) {
+        Ok(c) => c,
+        Err(_) => return -1,
+    };
+    if protocol == "consumer" {
+        let request = ConsumerGroupHeartbeatRequest::default()
+            .with_group_id(group_id)
+            .with_member_id(StrBytes::from_static_str("nobody"))
+            .with_member_epoch(1);
+        return conn.try_call(&request, 0).map_or(-1, |r| r.error_code);
+    }
     let request = HeartbeatRequest::default()
-        .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
+        .with_group_id(group_id)
         .with_member_id(StrBytes::from_static_str("nobody"))
         .with_generation_id(1);
-    RawConn::connect(&cluster.node(node).bootstrap())
-        .and_then(|mut c| c.try_call(&request, 4))
-        .map_or(-1, |r| r.error_code)
+    conn.try_call(&request, 4).map_or(-1, |r| r.error_code)
 }
 
 #[test]
 fn a_classic_group_keeps_its_generation_when_its_coordinator_is_killed() {
-    let test = "a_classic_group_keeps_its_generation_when_its_coordinator_is_killed";
+    kill_the_coordinator_of_two_members(
+        "a_classic_group_keeps_its_generation_when_its_coordinator_is_killed",
+        "classic",
+    );
+}
+
+/// KIP-848 (decision 0024, session 20): the members' epochs, subscriptions and
+/// assignments are stored, so the next coordinator accepts their heartbeats as they are.
+/// On main the next coordinator answered UNKNOWN_MEMBER_ID: the members lost their
+/// partitions and were assigned again (lost/assign callbacks).
+#[test]
+fn a_consumer_protocol_group_keeps_its_member_epochs_when_its_coordinator_is_killed() {
+    kill_the_coordinator_of_two_members(
+        "a_consumer_protocol_group_keeps_its_member_epochs_when_its_coordinator_is_killed",
+        "consumer",
+    );
+}
+
+/// Two members of a `protocol` group commit while their coordinator is SIGKILLed; they
+/// must carry on at the next coordinator without a rebalance.
+fn kill_the_coordinator_of_two_members(test: &str, protocol: &str) {
     if real_clients_skipped(test) {
         return;
     }
@@ -66,16 +108,21 @@ fn a_classic_group_keeps_its_generation_when_its_coordinator_is_killed() {
     let mut cluster = LocalCluster::start_with_config(3, FAST_FENCING);
     cluster.wait_until_formed(3);
     cluster.create_replicated_topic(TOPIC, 2, WAIT);
-    let group = "takeover-group";
-    let mut child = Command::new(&python)
-        .arg("cluster_group_takeover.py")
-        .args(["--bootstrap", &cluster.bootstrap(), "--topic", TOPIC])
-        .args(["--group", group, "--partitions", "2", "--after", "15"])
-        .current_dir(clients_dir())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("run the client script");
+    let group = format!("takeover-{protocol}");
+    let group = group.as_str();
+    let mut child = ScriptChild(
+        Command::new(&python)
+            .arg("cluster_group_takeover.py")
+            .args(["--bootstrap", &cluster.bootstrap(), "--topic", TOPIC])
+            .args(["--group", group, "--partitions", "2", "--after", "15"])
+            .args(["--group-protocol", protocol])
+            .current_dir(clients_dir())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("run the client script"),
+    );
+    let child = &mut child.0;
     let stdout = child.stdout.take().expect("stdout");
     let (tx, lines) = mpsc::channel();
     std::thread::spawn(move || {
@@ -97,7 +144,7 @@ fn a_classic_group_keeps_its_generation_when_its_coordinator_is_killed() {
     assert!(committed > 0, "a commit of partition 0 at {coordinator}");
     for other in (1..=3).filter(|id| *id != coordinator) {
         assert_eq!(
-            heartbeat(&cluster, other, group),
+            heartbeat(&cluster, other, group, protocol),
             NOT_COORDINATOR,
             "Heartbeat at node {other}, which does not coordinate {group}"
         );
@@ -153,5 +200,8 @@ fn a_classic_group_keeps_its_generation_when_its_coordinator_is_killed() {
     cluster.wait_until_formed(3);
     let (after, _) = cluster.settled_coordinator(group, TOPIC, None, WAIT);
     assert_eq!(after, successor, "the group stays with {successor}");
-    assert_eq!(heartbeat(&cluster, coordinator, group), NOT_COORDINATOR);
+    assert_eq!(
+        heartbeat(&cluster, coordinator, group, protocol),
+        NOT_COORDINATOR
+    );
 }

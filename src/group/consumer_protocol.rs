@@ -2,8 +2,9 @@
 //! ConsumerGroupDescribe.
 //!
 //! Owns: finding or creating the group for those requests and refusing ids that belong to
-//! classic groups. Must not: hold the membership or assignment rules (they live in
-//! `consumer`), or mix the two protocols in one group.
+//! classic groups; in cluster mode, answering a heartbeat only once the membership record
+//! it changed has committed (decision 0024). Must not: hold the membership or assignment
+//! rules (they live in `consumer`), or mix the two protocols in one group.
 
 use std::time::Instant;
 
@@ -21,8 +22,43 @@ use super::wire::sb;
 use crate::config::group_config::GroupTimeouts;
 
 impl GroupCoordinator {
-    /// ConsumerGroupHeartbeat: join, heartbeat, reconcile or leave (see `consumer`).
-    pub fn consumer_heartbeat(
+    /// ConsumerGroupHeartbeat: join, heartbeat, reconcile or leave (see `consumer`). In
+    /// cluster mode a heartbeat that changed what the metadata log keeps of the group
+    /// (epochs, members, assignments) is answered once that record has committed, as
+    /// Kafka answers once its records are appended: the next coordinator then knows every
+    /// member epoch a member was told. A failed write answers the error Kafka would
+    /// (COORDINATOR_NOT_AVAILABLE or NOT_COORDINATOR); the member retries with the epoch
+    /// it has, which the group still accepts (its previous epoch).
+    pub async fn consumer_heartbeat(
+        &self,
+        request: &ConsumerGroupHeartbeatRequest,
+        client: &ClientInfo,
+        topics: &consumer::TopicsView,
+        timeouts: GroupTimeouts,
+        now: Instant,
+    ) -> ConsumerGroupHeartbeatResponse {
+        let response = self.consumer_heartbeat_now(request, client, topics, timeouts, now);
+        if response.error_code != 0 {
+            return response;
+        }
+        let group_id = request.group_id.0.as_str();
+        match self.store_membership_now(group_id).await {
+            Ok(()) => response,
+            Err(code) => {
+                // The answer is not sent: an assignment it carried must go out again.
+                let mut groups = self.inner.groups.borrow_mut();
+                if let (Some(g), Some(member_id)) =
+                    (groups.get_mut(group_id), response.member_id.as_deref())
+                {
+                    g.consumer.resend_assignment(member_id);
+                }
+                refuse(code, "the group's membership could not be stored")
+            }
+        }
+    }
+
+    /// The heartbeat's work on the group, before any write.
+    fn consumer_heartbeat_now(
         &self,
         request: &ConsumerGroupHeartbeatRequest,
         client: &ClientInfo,
@@ -31,12 +67,6 @@ impl GroupCoordinator {
         now: Instant,
     ) -> ConsumerGroupHeartbeatResponse {
         let group_id = request.group_id.0.to_string();
-        let refuse = |code: ResponseError, message: &str| {
-            ConsumerGroupHeartbeatResponse::default()
-                .with_error_code(code.code())
-                .with_error_message(Some(sb(message)))
-                .with_member_epoch(-1)
-        };
         if group_id.is_empty() || offset_log::escape_group_id(&group_id).is_none() {
             return refuse(ResponseError::InvalidGroupId, "invalid group id");
         }
@@ -45,6 +75,12 @@ impl GroupCoordinator {
         }
         let wall = self.wall_ms(now);
         let mut groups = self.inner.groups.borrow_mut();
+        // Cluster mode: NOT_COORDINATOR elsewhere; a group taken over loads its stored
+        // members first, so they keep their member epochs (decision 0024).
+        let epoch = match self.take_over(&mut groups, &group_id, now) {
+            Ok(epoch) => epoch,
+            Err(e) => return refuse(e, "this broker does not coordinate the group"),
+        };
         if !groups.contains_key(&group_id) {
             if request.member_epoch != 0 {
                 return refuse(ResponseError::UnknownMemberId, "unknown group");
@@ -52,9 +88,10 @@ impl GroupCoordinator {
             if groups.len() >= MAX_GROUPS_PER_SHARD {
                 return refuse(ResponseError::CoordinatorNotAvailable, "too many groups");
             }
-            let Some(group) = self.new_group(&group_id) else {
+            let Some(mut group) = self.new_group(&group_id) else {
                 return refuse(ResponseError::InvalidGroupId, "invalid group id");
             };
+            group.coordinator_epoch = epoch;
             groups.insert(group_id.clone(), group);
         }
         let Some(group) = groups.get_mut(&group_id) else {
@@ -102,4 +139,12 @@ impl GroupCoordinator {
                 .with_error_message(Some(sb("no consumer-protocol group with this id"))),
         }
     }
+}
+
+/// A refused ConsumerGroupHeartbeat.
+fn refuse(code: ResponseError, message: &str) -> ConsumerGroupHeartbeatResponse {
+    ConsumerGroupHeartbeatResponse::default()
+        .with_error_code(code.code())
+        .with_error_message(Some(sb(message)))
+        .with_member_epoch(-1)
 }

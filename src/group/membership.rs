@@ -1,10 +1,12 @@
-//! Cluster mode: replicated classic group membership (issue 17, decision 0024). The
-//! coordinator proposes a `GroupMembership` record when a classic group reaches Stable (a
-//! new generation, or a static member replaced) and when it empties; every node applies
-//! it here into `stored_memberships`. The broker that takes a group's coordinator slot
-//! over loads the stored membership at the group's first request under the slot's new
-//! epoch (`take_over`), as Stable with fresh sessions: members that heartbeat keep their
-//! generation and assignment, no rebalance.
+//! Cluster mode: replicated group membership (issue 17, decision 0024). The coordinator
+//! proposes a `GroupMembership` record when a classic group reaches Stable (a new
+//! generation, or a static member replaced) and when it empties, and when a KIP-848
+//! group's epochs, members or assignments change (its heartbeat waits for that commit, as
+//! Kafka's does for its records); every node applies it here into `stored_memberships`.
+//! The broker that takes a group's coordinator slot over loads the stored membership at
+//! the group's first request under the slot's new epoch (`take_over`), with fresh
+//! sessions: members that heartbeat keep their generation or member epoch and their
+//! assignment, no rebalance.
 //!
 //! Owns: when to store, what the take-over loads, and the stored memberships of a
 //! snapshot image. Must not: talk to the quorum (the replicator does) or change a group's
@@ -13,9 +15,11 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
+use futures_util::future::LocalBoxFuture;
 use kafka_protocol::ResponseError;
 
 use super::coordinator::GroupCoordinator;
+use super::offset_log_writer::WriteError;
 use super::state::Group;
 use crate::metadata::group_membership::{
     GroupMembership, GroupMembershipsImage, MAX_GROUP_MEMBERSHIP_BYTES,
@@ -23,7 +27,7 @@ use crate::metadata::group_membership::{
 
 impl GroupCoordinator {
     /// Cluster mode: NOT_COORDINATOR unless this broker coordinates `group_id`; when the
-    /// group's classic membership here is from another coordinator epoch (or none), it is
+    /// group's membership here is from another coordinator epoch (or none), it is
     /// replaced by the stored one first. Returns the slot's epoch (`None` on a single node),
     /// which a group created afterwards must be given (`adopt`).
     pub(super) fn take_over(
@@ -44,7 +48,7 @@ impl GroupCoordinator {
             Some(g) if g.coordinator_epoch == Some(epoch) => return Ok(Some(epoch)),
             Some(g) => g,
             None => {
-                let Some(stored) = stored.filter(|s| !s.members.is_empty()) else {
+                let Some(stored) = stored.filter(|s| !s.is_empty()) else {
                     return Ok(Some(epoch));
                 };
                 let Some(g) = self.new_group(group_id) else {
@@ -54,26 +58,60 @@ impl GroupCoordinator {
                 groups.entry(group_id.to_string()).or_insert(g)
             }
         };
-        // KIP-848 members are not stored: such a group keeps what it has (its members
-        // rejoin a new coordinator, as before).
-        if !group.consumer.has_members() {
-            group.load_membership(stored, now);
-            group.stored_mark = stored.map(Group::membership_mark);
-            if let Some(s) = stored.filter(|s| !s.members.is_empty()) {
-                tracing::info!(group = %group_id, generation = s.generation, members = s.members.len(), "took the group over as Stable");
-            }
+        group.load_membership(stored, now);
+        group.stored_mark = stored.map(Group::membership_mark);
+        if let Some(s) = stored.filter(|s| !s.members.is_empty()) {
+            tracing::info!(group = %group_id, generation = s.generation, members = s.members.len(), "took the classic group over as Stable");
+        }
+        if let Some(c) = stored.and_then(|s| s.consumer.as_ref()) {
+            tracing::info!(group = %group_id, group_epoch = c.group_epoch, members = c.members.len(), "took the consumer-protocol group over");
         }
         group.coordinator_epoch = Some(epoch);
         Ok(Some(epoch))
     }
 
     /// Proposes the membership of every group this broker coordinates whose Stable
-    /// generation (or emptiness) was not stored yet. Fire and forget: a record lost with
-    /// its coordinator costs a rebalance at the next one, never a wrong generation (the
-    /// apply refuses a record of a coordinator or slot epoch no longer current).
+    /// generation, KIP-848 state (or emptiness) was not stored yet. Fire and forget: a
+    /// record lost with its coordinator costs a rebalance at the next one, never a wrong
+    /// generation (the apply refuses a record of a coordinator or slot epoch no longer
+    /// current).
     pub(super) fn store_memberships(&self, group_ids: Option<&str>) {
+        for (group_id, write) in self.membership_writes(group_ids) {
+            compio::runtime::spawn(async move {
+                if let Err(e) = write.await {
+                    tracing::debug!(group = %group_id, error = %e, "group membership not stored");
+                }
+            })
+            .detach();
+        }
+    }
+
+    /// Proposes `group_id`'s membership if it changed and resolves once the record is
+    /// committed (at once when nothing changed, or on a single node), or with the error
+    /// Kafka answers when its group metadata append fails (`membership_write_error`). A
+    /// failed write is proposed again at the next tick.
+    pub(super) async fn store_membership_now(&self, group_id: &str) -> Result<(), ResponseError> {
+        let Some((_, write)) = self.membership_writes(Some(group_id)).pop() else {
+            return Ok(());
+        };
+        let result = write.await;
+        if let Err(e) = &result {
+            tracing::debug!(group = %group_id, error = %e, "group membership not stored");
+            if let Some(g) = self.inner.groups.borrow_mut().get_mut(group_id) {
+                g.stored_mark = None;
+            }
+        }
+        result.map_err(|e| membership_write_error(e.code))
+    }
+
+    /// The writes `store_memberships` and `store_membership_now` make: one per selected
+    /// group whose membership differs from the one last proposed.
+    fn membership_writes(
+        &self,
+        group_ids: Option<&str>,
+    ) -> Vec<(String, LocalBoxFuture<'static, Result<(), WriteError>>)> {
         let Some(replicator) = self.replicator() else {
-            return;
+            return Vec::new();
         };
         let mut groups = self.inner.groups.borrow_mut();
         let mut to_store = Vec::new();
@@ -85,15 +123,12 @@ impl GroupCoordinator {
             let Some(epoch) = group.coordinator_epoch else {
                 continue;
             };
-            if group.consumer.has_members() {
-                continue;
-            }
             let Some(membership) = group.membership_to_store() else {
                 continue;
             };
             let mark = Group::membership_mark(&membership);
             // An empty group that never stored members has nothing to clear.
-            let nothing_to_clear = membership.members.is_empty() && group.stored_mark.is_none();
+            let nothing_to_clear = membership.is_empty() && group.stored_mark.is_none();
             if group.stored_mark == Some(mark) || nothing_to_clear {
                 continue;
             }
@@ -107,29 +142,27 @@ impl GroupCoordinator {
                     group = %group.id,
                     bytes,
                     limit = MAX_GROUP_MEMBERSHIP_BYTES,
-                    "classic group membership too large to replicate: a coordinator move will rebalance it"
+                    "group membership too large to replicate: a coordinator move will rebalance it"
                 );
                 continue;
             }
             to_store.push((group.id.clone(), epoch, membership));
         }
         drop(groups);
-        for (group_id, epoch, membership) in to_store {
-            let write = replicator.store_membership(group_id.clone(), epoch, membership);
-            compio::runtime::spawn(async move {
-                if let Err(e) = write.await {
-                    tracing::debug!(group = %group_id, error = %e, "group membership not stored");
-                }
+        to_store
+            .into_iter()
+            .map(|(group_id, epoch, membership)| {
+                let write = replicator.store_membership(group_id.clone(), epoch, membership);
+                (group_id, write)
             })
-            .detach();
-        }
+            .collect()
     }
 
     /// Applies a committed `GroupMembership` record (every node, in log order): the
     /// group's stored membership is replaced (an empty one forgets it).
     pub fn apply_membership(&self, group_id: &str, membership: GroupMembership) {
         let mut stored = self.inner.stored_memberships.borrow_mut();
-        if membership.members.is_empty() {
+        if membership.is_empty() {
             stored.remove(group_id);
         } else {
             stored.insert(group_id.to_string(), membership);
@@ -148,5 +181,17 @@ impl GroupCoordinator {
     /// A snapshot image was installed: the stored memberships are exactly the image's.
     pub fn install_memberships(&self, image: HashMap<String, GroupMembership>) {
         *self.inner.stored_memberships.borrow_mut() = image;
+    }
+}
+
+/// Kafka's answer when a group's metadata append fails (GroupMetadataManager's
+/// `appendGroupMetadataErrorToResponseError`): NOT_COORDINATOR when this broker lost the
+/// group, COORDINATOR_NOT_AVAILABLE for no quorum, a timeout or anything else the client
+/// should retry.
+pub(super) fn membership_write_error(code: i16) -> ResponseError {
+    if code == ResponseError::NotCoordinator.code() {
+        ResponseError::NotCoordinator
+    } else {
+        ResponseError::CoordinatorNotAvailable
     }
 }

@@ -404,6 +404,7 @@ fn membership(
             metadata: metadata.into(),
             assignment: String::new(),
         }],
+        consumer: None,
     }
 }
 

@@ -1,5 +1,5 @@
-"""A classic group keeps its generation across a coordinator kill (tests/cluster_groups.rs,
-decision 0024).
+"""A group keeps its generation (classic) or member epochs (--group-protocol consumer, KIP-848)
+across a coordinator kill (tests/cluster_groups.rs, decision 0024).
 
 A producer writes one record to each of --partitions partitions of --topic every 100 ms
 for the whole run. Two confluent-kafka consumers (eager range assignor, manual commits)
@@ -43,6 +43,7 @@ def main():
     parser.add_argument("--partitions", type=int, default=2)
     parser.add_argument("--after", type=float, default=15.0)
     parser.add_argument("--timeout", type=float, default=120.0)
+    parser.add_argument("--group-protocol", choices=["classic", "consumer"], default="classic")
     args = parser.parse_args()
 
     state = {"killed": False, "callbacks_after_kill": 0}
@@ -55,20 +56,23 @@ def main():
         def on_assign(consumer, partitions):
             out(f"assign {index} {[p.partition for p in partitions]}")
             with lock:
-                assigned[index] = [p.partition for p in partitions]
+                # Eager (classic range) hands out the whole set; KIP-848 adds to it.
+                assigned[index] = sorted(set(assigned[index]) | {p.partition for p in partitions})
                 if state["killed"]:
                     state["callbacks_after_kill"] += 1
 
         def on_revoke(consumer, partitions):
             out(f"revoke {index} {[p.partition for p in partitions]}")
             with lock:
-                assigned[index] = []
+                # Eager revokes everything; KIP-848 only the partitions named.
+                assigned[index] = sorted(set(assigned[index]) - {p.partition for p in partitions})
                 if state["killed"]:
                     state["callbacks_after_kill"] += 1
 
         def on_lost(consumer, partitions):
             out(f"lost {index} {[p.partition for p in partitions]}")
             with lock:
+                assigned[index] = sorted(set(assigned[index]) - {p.partition for p in partitions})
                 if state["killed"]:
                     state["callbacks_after_kill"] += 1
 
@@ -77,24 +81,32 @@ def main():
     consumers = []
     for index in range(2):
         debug = {"debug": os.environ["RDKAFKA_DEBUG"]} if os.environ.get("RDKAFKA_DEBUG") else {}
-        consumer = Consumer(
-            {
-                **debug,
-                "bootstrap.servers": args.bootstrap,
-                "group.id": args.group,
-                "client.id": f"takeover-{index}",
-                "auto.offset.reset": "earliest",
-                "enable.auto.commit": False,
-                "partition.assignment.strategy": "range",
-                # Longer than a kill, its fencing and the move of the group to another
-                # broker: the members must not expire before they find it.
-                "session.timeout.ms": 45000,
-                "heartbeat.interval.ms": 500,
-                "reconnect.backoff.ms": 50,
-                "reconnect.backoff.max.ms": 500,
-                "topic.metadata.refresh.interval.ms": 1000,
-            }
-        )
+        config = {
+            **debug,
+            "bootstrap.servers": args.bootstrap,
+            "group.id": args.group,
+            "client.id": f"takeover-{index}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            "reconnect.backoff.ms": 50,
+            "reconnect.backoff.max.ms": 500,
+            "topic.metadata.refresh.interval.ms": 1000,
+        }
+        if args.group_protocol == "consumer":
+            # KIP-848: the broker assigns and sets the session (45 s) and heartbeat
+            # interval; librdkafka refuses the classic settings with this protocol.
+            config["group.protocol"] = "consumer"
+        else:
+            config.update(
+                {
+                    "partition.assignment.strategy": "range",
+                    # Longer than a kill, its fencing and the move of the group to another
+                    # broker: the members must not expire before they find it.
+                    "session.timeout.ms": 45000,
+                    "heartbeat.interval.ms": 500,
+                }
+            )
+        consumer = Consumer(config)
         on_assign, on_revoke, on_lost = callbacks(index)
         consumer.subscribe([args.topic], on_assign=on_assign, on_revoke=on_revoke, on_lost=on_lost)
         consumers.append(consumer)

@@ -14,11 +14,12 @@
 //!
 //! This file holds the group's data and what the rest of the coordinator reads from it;
 //! members come and go in `heartbeat` (heartbeats and session expiry), and the assignor and
-//! reconciliation are in `assignor`. Calls go one way: `heartbeat` uses `assignor`, both use
-//! this file.
+//! reconciliation are in `assignor`; `stored` is the group as the metadata log keeps it in
+//! cluster mode. Calls go one way: `heartbeat` uses `assignor`, all use this file.
 
 mod assignor;
 mod heartbeat;
+mod stored;
 #[cfg(test)]
 mod tests;
 
@@ -122,6 +123,13 @@ impl ConsumerGroup {
 
     pub fn has_members(&self) -> bool {
         !self.members.is_empty()
+    }
+
+    /// The member's last answer was not delivered: its next one carries its assignment.
+    pub fn resend_assignment(&mut self, member_id: &str) {
+        if let Some(m) = self.members.get_mut(member_id) {
+            m.sent = None;
+        }
     }
 
     /// "Empty", "Assigning", "Reconciling" or "Stable", as Kafka names them.

@@ -1,8 +1,9 @@
-//! A classic group's membership as the metadata log stores it (cluster mode, decision
-//! 0024): what a Stable generation looks like as a `GroupMembership` record, and loading
+//! A group's membership as the metadata log stores it (cluster mode, decision 0024): what a
+//! classic group's Stable generation looks like as a `GroupMembership` record, and loading
 //! one on the broker that takes the group's coordinator slot over, as Kafka's coordinator
 //! loads GroupMetadata from its `__consumer_offsets` partition: Stable, with every member's
-//! session starting now, so members that heartbeat keep their generation.
+//! session starting now, so members that heartbeat keep their generation. A KIP-848
+//! group's part is `consumer::stored`'s; this file puts it in the same record.
 //!
 //! Owns: the conversion both ways. Must not: decide when to store or load (the
 //! coordinator's `membership` does).
@@ -19,11 +20,22 @@ use super::{Group, GroupState, Member};
 use crate::metadata::group_membership::{GroupMembership, MemberRecord};
 
 impl Group {
-    /// What should be stored for this group now: its Stable generation, or an empty
-    /// membership once it has no classic members; `None` while it rebalances (the last
-    /// stored generation stands, as Kafka stores only completed generations).
+    /// What should be stored for this group now: its KIP-848 members' state, its Stable
+    /// classic generation, or an empty membership once it has no members; `None` while a
+    /// classic group rebalances (the last stored generation stands, as Kafka stores only
+    /// completed generations).
     pub fn membership_to_store(&self) -> Option<GroupMembership> {
         let protocol = self.protocol_name.clone().unwrap_or_default();
+        if let Some(consumer) = self.consumer.membership_to_store() {
+            return Some(GroupMembership {
+                generation: self.generation,
+                protocol_type: String::new(),
+                protocol_name: String::new(),
+                leader: String::new(),
+                members: Vec::new(),
+                consumer: Some(consumer),
+            });
+        }
         match self.state {
             GroupState::Stable => Some(GroupMembership {
                 generation: self.generation,
@@ -44,6 +56,7 @@ impl Group {
                         assignment: BASE64.encode(&m.assignment),
                     })
                     .collect(),
+                consumer: None,
             }),
             GroupState::Empty if self.members.is_empty() => Some(GroupMembership {
                 generation: self.generation,
@@ -51,29 +64,30 @@ impl Group {
                 protocol_name: String::new(),
                 leader: String::new(),
                 members: Vec::new(),
+                consumer: None,
             }),
             _ => None,
         }
     }
 
-    /// A fingerprint of a stored membership: generation, leader and member ids (what
-    /// changes when a generation completes or a static member is replaced).
+    /// A fingerprint of a stored membership, all of it: a classic group's changes when a
+    /// generation completes or a static member is replaced, a KIP-848 group's at every
+    /// epoch, subscription or assignment change.
     pub fn membership_mark(membership: &GroupMembership) -> u64 {
         let mut hasher = DefaultHasher::new();
-        membership.generation.hash(&mut hasher);
-        membership.leader.hash(&mut hasher);
-        for m in &membership.members {
-            m.member_id.hash(&mut hasher);
-        }
+        membership.hash(&mut hasher);
         hasher.finish()
     }
 
-    /// Drops the classic membership this broker held from an earlier time it coordinated
-    /// the group (a waiting request is answered COORDINATOR_NOT_AVAILABLE by its caller)
-    /// and loads `stored`, if it has members, as Stable with sessions starting `now`.
-    /// Offsets stay. A member whose stored bytes are not base64 (never written so) gets
-    /// empty ones, which only its own rejoin would mend.
+    /// Drops the membership this broker held from an earlier time it coordinated the group
+    /// (a waiting request is answered COORDINATOR_NOT_AVAILABLE by its caller) and loads
+    /// `stored`, if it has members: KIP-848 members with their member epochs, or a classic
+    /// generation as Stable, sessions starting `now`. Offsets stay. A member whose stored
+    /// bytes are not base64 (never written so) gets empty ones, which only its own rejoin
+    /// would mend.
     pub fn load_membership(&mut self, stored: Option<&GroupMembership>, now: Instant) {
+        self.consumer
+            .load(stored.and_then(|s| s.consumer.as_ref()), now);
         self.members.clear();
         self.static_members.clear();
         self.pending_members.clear();
@@ -82,6 +96,9 @@ impl Group {
         self.new_member_added = false;
         self.leader = None;
         self.state = GroupState::Empty;
+        if self.consumer.has_members() {
+            self.empty_since_ms = None;
+        }
         let Some(stored) = stored.filter(|s| !s.members.is_empty()) else {
             return;
         };

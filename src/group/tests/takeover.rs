@@ -125,3 +125,99 @@ fn the_next_coordinator_loads_the_stable_group_and_its_members_keep_their_genera
         );
     });
 }
+
+/// A KIP-848 heartbeat of `member` at `epoch` owning `owned` partitions of topic "t".
+fn beat(
+    h: &Harness,
+    member: &str,
+    epoch: i32,
+    owned: &[i32],
+    at_ms: u64,
+) -> kafka_protocol::messages::ConsumerGroupHeartbeatResponse {
+    use kafka_protocol::messages::ConsumerGroupHeartbeatRequest;
+    use kafka_protocol::messages::consumer_group_heartbeat_request::TopicPartitions;
+    let request = ConsumerGroupHeartbeatRequest::default()
+        .with_group_id(GroupId(sb("g")))
+        .with_member_id(sb(member))
+        .with_member_epoch(epoch)
+        .with_rebalance_timeout_ms(30_000)
+        .with_subscribed_topic_names((epoch == 0).then(|| vec![TopicName(sb("t"))]))
+        .with_topic_partitions(Some(vec![
+            TopicPartitions::default()
+                .with_topic_id(uuid::Uuid::from_u128(7))
+                .with_partitions(owned.to_vec()),
+        ]));
+    let topics =
+        std::collections::HashMap::from([("t".to_string(), (uuid::Uuid::from_u128(7), 4))]);
+    let client = ClientInfo::default();
+    let timeouts = consumer::DEFAULT_TIMEOUTS;
+    let now = h.at(at_ms);
+    let answer =
+        h.c.consumer_heartbeat(&request, &client, &topics, timeouts, now);
+    futures_util::FutureExt::now_or_never(answer).expect("the fake slot commits at once")
+}
+
+/// The partitions an answer assigns, if it carries an assignment.
+fn assigned(r: &kafka_protocol::messages::ConsumerGroupHeartbeatResponse) -> Option<Vec<i32>> {
+    r.assignment.as_ref().map(|a| {
+        let mut ps: Vec<i32> = a
+            .topic_partitions
+            .iter()
+            .flat_map(|t| t.partitions.iter().copied())
+            .collect();
+        ps.sort();
+        ps
+    })
+}
+
+#[test]
+fn the_next_coordinator_loads_a_consumer_protocol_group_and_its_members_keep_their_epochs() {
+    let (old, old_slot) = clustered(Some(1));
+    // Two members join and reconcile to an even split of four partitions.
+    let mut members = [("m1", 0, Vec::new()), ("m2", 0, Vec::new())];
+    for round in 0..6u64 {
+        for (id, epoch, owned) in members.iter_mut() {
+            let r = beat(&old, id, *epoch, owned, 1_000 + round * 100);
+            assert_eq!(r.error_code, 0, "{id}: {:?}", r.error_message);
+            *epoch = r.member_epoch;
+            if let Some(ps) = assigned(&r) {
+                *owned = ps;
+            }
+        }
+    }
+    assert_eq!(members[0].2.len() + members[1].2.len(), 4, "{members:?}");
+    assert!(members.iter().all(|m| m.2.len() == 2), "{members:?}");
+    let stored = old_slot.stored.borrow().clone();
+    let (group, epoch, membership) = stored.last().cloned().expect("stored");
+    assert_eq!((group.as_str(), epoch), ("g", 1));
+    let consumer = membership.consumer.clone().expect("the KIP-848 part");
+    assert_eq!(consumer.members.len(), 2);
+    // A steady heartbeat changes nothing: nothing more is stored.
+    let writes = stored.len();
+    beat(&old, "m1", members[0].1, &members[0].2, 2_000);
+    assert_eq!(old_slot.stored.borrow().len(), writes);
+
+    // The slot moves: the old broker answers NOT_COORDINATOR ...
+    old_slot.epoch.set(None);
+    let r = beat(&old, "m1", members[0].1, &members[0].2, 2_100);
+    assert_eq!(r.error_code, ResponseError::NotCoordinator.code());
+    // ... and the broker that took it over (which applied the record) keeps every member
+    // at its epoch and assignment: no new assignment is sent, no epoch is fenced.
+    let (new, new_slot) = clustered(Some(2));
+    new.c.apply_membership("g", membership.clone());
+    for (id, epoch, owned) in &members {
+        let r = beat(&new, id, *epoch, owned, 60_000);
+        assert_eq!(r.error_code, 0, "{id}: {:?}", r.error_message);
+        assert_eq!(r.member_epoch, *epoch, "{id} keeps its epoch");
+        assert_eq!(assigned(&r), None, "{id}: no new assignment");
+    }
+    assert!(new_slot.stored.borrow().is_empty(), "nothing changed");
+    let described = new.c.consumer_group_describe("g", &Default::default());
+    assert_eq!(described.group_epoch, consumer.group_epoch);
+    assert_eq!(described.members.len(), 2);
+
+    // Without a stored membership the next coordinator does not know the members.
+    let (bare, _) = clustered(Some(3));
+    let r = beat(&bare, "m1", members[0].1, &members[0].2, 60_000);
+    assert_eq!(r.error_code, ResponseError::UnknownMemberId.code());
+}

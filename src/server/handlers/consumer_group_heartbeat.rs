@@ -52,6 +52,7 @@ pub async fn handle(
         .invoke_on(owner, move |s| async move {
             s.groups
                 .consumer_heartbeat(&request, &client, &topics, timeouts, Instant::now())
+                .await
         })
         .await
         .unwrap_or_else(|_| {
