@@ -12,13 +12,19 @@
 
 mod support;
 
-use kafka_protocol::messages::{ConsumerGroupHeartbeatRequest, GroupId, HeartbeatRequest};
+use bytes::Bytes;
+use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
+use kafka_protocol::messages::{
+    ConsumerGroupDescribeRequest, ConsumerGroupHeartbeatRequest, DescribeGroupsRequest, GroupId,
+    HeartbeatRequest, JoinGroupRequest, ListGroupsRequest, SyncGroupRequest, TopicName,
+};
 use kafka_protocol::protocol::StrBytes;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
-use support::cluster::LocalCluster;
+use support::cluster::{LocalCluster, find_coordinator};
 use support::wire::RawConn;
 use support::{clients_dir, real_clients_skipped};
 
@@ -28,7 +34,7 @@ const SCRIPT_WAIT: Duration = Duration::from_secs(150);
 const TOPIC: &str = "takeover";
 /// Kafka's NOT_COORDINATOR.
 const NOT_COORDINATOR: i16 = 16;
-const FAST_FENCING: &str = "broker_session_timeout_ms = 1500\nbroker_heartbeat_interval_ms = 300\n";
+const FAST_FENCING: &str = "broker_session_timeout_ms = 1500\nbroker_heartbeat_interval_ms = 300\ngroup_initial_rebalance_delay_ms = 0\n";
 
 /// The script's next line, or a failure naming `what` after `within`.
 fn next_line(
@@ -204,4 +210,140 @@ fn kill_the_coordinator_of_two_members(test: &str, protocol: &str) {
         heartbeat(&cluster, coordinator, group, protocol),
         NOT_COORDINATOR
     );
+}
+
+/// Two group names, one classic and one KIP-848, with the same coordinator.
+fn groups_of_one_coordinator(cluster: &LocalCluster) -> (String, String, i32) {
+    let coordinator = |g: &str| find_coordinator(cluster.node(1), g).expect("FindCoordinator");
+    for i in 0..200 {
+        let classic = format!("shows-classic-{i}");
+        let target = coordinator(&classic);
+        for j in 0..200 {
+            let consumer = format!("shows-consumer-{j}");
+            if coordinator(&consumer) == target {
+                return (classic, consumer, target);
+            }
+        }
+    }
+    panic!("no two groups with one coordinator");
+}
+
+/// A classic member joins `group` at `conn` and, as its leader, syncs generation 1 with
+/// assignment `b"a"`: its member id.
+fn classic_member(conn: &mut RawConn, group: &str) -> String {
+    let join = |member_id: &str| {
+        JoinGroupRequest::default()
+            .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
+            .with_member_id(StrBytes::from_string(member_id.to_string()))
+            .with_session_timeout_ms(45_000)
+            .with_rebalance_timeout_ms(30_000)
+            .with_protocol_type(StrBytes::from_static_str("consumer"))
+            .with_protocols(vec![
+                JoinGroupRequestProtocol::default()
+                    .with_name(StrBytes::from_static_str("range"))
+                    .with_metadata(Bytes::from_static(b"m")),
+            ])
+    };
+    // v5: the first JoinGroup hands out the member id (MEMBER_ID_REQUIRED).
+    let first = conn.call(&join(""), 5);
+    assert_eq!(first.error_code, 79, "MEMBER_ID_REQUIRED");
+    let member_id = first.member_id.to_string();
+    let joined = conn.call(&join(&member_id), 5);
+    assert_eq!(joined.error_code, 0, "JoinGroup");
+    let sync = SyncGroupRequest::default()
+        .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
+        .with_member_id(StrBytes::from_string(member_id.clone()))
+        .with_generation_id(joined.generation_id)
+        .with_assignments(vec![
+            SyncGroupRequestAssignment::default()
+                .with_member_id(StrBytes::from_string(member_id.clone()))
+                .with_assignment(Bytes::from_static(b"a")),
+        ]);
+    let synced = conn.call(&sync, 3);
+    assert_eq!(synced.error_code, 0, "SyncGroup");
+    member_id
+}
+
+/// A KIP-848 member joins `group` subscribed to `topic` (ConsumerGroupHeartbeat v0, the
+/// coordinator makes its member id): its member id and epoch.
+fn consumer_member(conn: &mut RawConn, group: &str, topic: &str) -> (String, i32) {
+    let request = ConsumerGroupHeartbeatRequest::default()
+        .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
+        .with_member_epoch(0)
+        .with_rebalance_timeout_ms(30_000)
+        .with_subscribed_topic_names(Some(vec![TopicName(StrBytes::from_string(
+            topic.to_string(),
+        ))]))
+        .with_topic_partitions(Some(Vec::new()));
+    let joined = conn.call(&request, 0);
+    assert_eq!(joined.error_code, 0, "{:?}", joined.error_message);
+    let member_id = joined.member_id.expect("a member id").to_string();
+    (member_id, joined.member_epoch)
+}
+
+/// Decision 0024, session 20: the broker that takes a group's slot over loads it when the
+/// slot moves (its tick), not at the members' first request, so ListGroups,
+/// DescribeGroups and ConsumerGroupDescribe there show it at once. Raw requests only: no
+/// member ever talks to the new coordinator. On main the new coordinator listed neither
+/// group (the classic one loaded at its first request, the KIP-848 one not at all).
+#[test]
+fn a_group_taken_over_shows_at_its_new_coordinator_before_its_first_request_there() {
+    let mut cluster = LocalCluster::start_with_config(3, FAST_FENCING);
+    cluster.wait_until_formed(3);
+    let topic = "shows";
+    cluster.create_replicated_topic(topic, 2, WAIT);
+    let (classic, consumer, coordinator) = groups_of_one_coordinator(&cluster);
+    let mut conn = RawConn::connect(&cluster.node(coordinator).bootstrap()).expect("connect");
+    let classic_id = classic_member(&mut conn, &classic);
+    let (consumer_id, epoch) = consumer_member(&mut conn, &consumer, topic);
+    drop(conn);
+    // Both answers came once their membership records committed (SyncGroup and the
+    // heartbeat wait for them), so the next coordinator has applied both.
+    cluster.node_mut(coordinator).kill();
+    let (successor, _) = cluster.settled_coordinator(&consumer, topic, Some(coordinator), WAIT);
+    let mut conn = RawConn::connect(&cluster.node(successor).bootstrap()).expect("connect");
+
+    let listed = conn.call(&ListGroupsRequest::default(), 5);
+    let state_of = |g: &str| {
+        listed
+            .groups
+            .iter()
+            .find(|l| l.group_id.0.as_str() == g)
+            .map(|l| (l.group_state.to_string(), l.group_type.to_string()))
+    };
+    assert_eq!(
+        state_of(&classic),
+        Some(("Stable".to_string(), "classic".to_string())),
+        "ListGroups at {successor}: {listed:?}"
+    );
+    assert_eq!(
+        state_of(&consumer).map(|s| s.1),
+        Some("consumer".to_string()),
+        "ListGroups at {successor}: {listed:?}"
+    );
+
+    let described = conn.call(
+        &DescribeGroupsRequest::default()
+            .with_groups(vec![GroupId(StrBytes::from_string(classic.clone()))]),
+        5,
+    );
+    let group = &described.groups[0];
+    assert_eq!(group.group_state.as_str(), "Stable", "{group:?}");
+    let members: Vec<&str> = group.members.iter().map(|m| m.member_id.as_str()).collect();
+    assert_eq!(members, vec![classic_id.as_str()]);
+    assert_eq!(&group.members[0].member_assignment[..], b"a");
+
+    let described = conn.call(
+        &ConsumerGroupDescribeRequest::default()
+            .with_group_ids(vec![GroupId(StrBytes::from_string(consumer.clone()))]),
+        0,
+    );
+    let group = &described.groups[0];
+    assert_eq!(group.error_code, 0, "{group:?}");
+    let members: Vec<(&str, i32)> = group
+        .members
+        .iter()
+        .map(|m| (m.member_id.as_str(), m.member_epoch))
+        .collect();
+    assert_eq!(members, vec![(consumer_id.as_str(), epoch)]);
 }

@@ -19,8 +19,10 @@ use super::state::GroupState;
 use super::wire::sb;
 
 impl GroupCoordinator {
-    /// The groups of this shard for ListGroups (the handler concatenates all shards).
-    pub fn list_groups(&self, request: &ListGroupsRequest) -> Vec<ListedGroup> {
+    /// The groups of this shard for ListGroups (the handler concatenates all shards). In
+    /// cluster mode groups taken over and not loaded yet are loaded first.
+    pub fn list_groups(&self, request: &ListGroupsRequest, now: Instant) -> Vec<ListedGroup> {
+        self.take_over_stored(now);
         let states: Vec<String> = request
             .states_filter
             .iter()
@@ -62,7 +64,9 @@ impl GroupCoordinator {
     }
 
     /// One group for DescribeGroups. Unknown groups are "Dead" with no error, as in Kafka.
-    pub fn describe_group(&self, group_id: &str, version: i16) -> DescribedGroup {
+    /// In cluster mode a group taken over and not loaded yet is loaded first.
+    pub fn describe_group(&self, group_id: &str, version: i16, now: Instant) -> DescribedGroup {
+        self.take_over_for_read(group_id, now);
         let groups = self.inner.groups.borrow();
         let described = DescribedGroup::default()
             .with_error_code(0)

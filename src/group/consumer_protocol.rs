@@ -123,11 +123,14 @@ impl GroupCoordinator {
     }
 
     /// ConsumerGroupDescribe for one group: GROUP_ID_NOT_FOUND for unknown or classic groups.
+    /// In cluster mode a group taken over and not loaded yet is loaded first.
     pub fn consumer_group_describe(
         &self,
         group_id: &str,
         topics: &consumer::TopicsView,
+        now: Instant,
     ) -> DescribedGroup {
+        self.take_over_for_read(group_id, now);
         let groups = self.inner.groups.borrow();
         match groups.get(group_id) {
             Some(g) if g.members.is_empty() && g.state == GroupState::Empty => {

@@ -70,6 +70,50 @@ impl GroupCoordinator {
         Ok(Some(epoch))
     }
 
+    /// Takes over every group with a stored membership whose slot this broker now holds
+    /// and has not loaded yet (the tick, ListGroups), so a group taken over shows in
+    /// ListGroups / DescribeGroups / ConsumerGroupDescribe before its members' first
+    /// request here, and its members' sessions run from the take-over.
+    pub(super) fn take_over_stored(&self, now: Instant) {
+        let Some(replicator) = self.replicator() else {
+            return;
+        };
+        let due: Vec<String> = {
+            let stored = self.inner.stored_memberships.borrow();
+            let groups = self.inner.groups.borrow();
+            stored
+                .keys()
+                .filter(|id| {
+                    replicator.coordinator_epoch(id).is_some_and(|epoch| {
+                        groups
+                            .get(*id)
+                            .is_none_or(|g| g.coordinator_epoch != Some(epoch))
+                    })
+                })
+                .cloned()
+                .collect()
+        };
+        if due.is_empty() {
+            return;
+        }
+        let mut groups = self.inner.groups.borrow_mut();
+        for group_id in due {
+            // Only this broker's slots were selected: NOT_COORDINATOR cannot come back,
+            // and an unnameable id is kept out of the table by `take_over` itself.
+            let _ = self.take_over(&mut groups, &group_id, now);
+        }
+    }
+
+    /// `take_over` for a read (DescribeGroups, ConsumerGroupDescribe): loads the group if
+    /// this broker coordinates it and has not yet; no answer changes otherwise.
+    pub(super) fn take_over_for_read(&self, group_id: &str, now: Instant) {
+        if self.replicator().is_none() {
+            return;
+        }
+        let mut groups = self.inner.groups.borrow_mut();
+        let _ = self.take_over(&mut groups, group_id, now);
+    }
+
     /// Proposes the membership of every group this broker coordinates whose Stable
     /// generation, KIP-848 state (or emptiness) was not stored yet. Fire and forget: a
     /// record lost with its coordinator costs a rebalance at the next one, never a wrong

@@ -242,13 +242,17 @@ fn local_groups(shard: &Shard) -> Vec<GroupView> {
             .or_default()
             .insert((topic, partition), offset);
     }
-    let listed = shard.groups.list_groups(&ListGroupsRequest::default());
+    let listed = shard
+        .groups
+        .list_groups(&ListGroupsRequest::default(), std::time::Instant::now());
     listed
         .into_iter()
         .take(MAX_CONSOLE_GROUPS)
         .map(|g| {
             let id = g.group_id.0.to_string();
-            let described = shard.groups.describe_group(&id, 5);
+            let described = shard
+                .groups
+                .describe_group(&id, 5, std::time::Instant::now());
             let members = described
                 .members
                 .iter()

@@ -47,8 +47,8 @@ fn responses_encode_in_every_served_version() {
         join.encode(&mut BytesMut::new(), v)
             .unwrap_or_else(|e| panic!("join v{v}: {e}"));
     }
-    let mut listed =
-        ListGroupsResponse::default().with_groups(h.c.list_groups(&ListGroupsRequest::default()));
+    let mut listed = ListGroupsResponse::default()
+        .with_groups(h.c.list_groups(&ListGroupsRequest::default(), h.at(0)));
     assert_eq!(listed.groups.len(), 1);
     assert_eq!(listed.groups[0].group_state.as_str(), "CompletingRebalance");
     for v in 0..=5 {
@@ -56,14 +56,16 @@ fn responses_encode_in_every_served_version() {
             .encode(&mut BytesMut::new(), v)
             .unwrap_or_else(|e| panic!("list v{v}: {e}"));
     }
-    let filtered =
-        h.c.list_groups(&ListGroupsRequest::default().with_states_filter(vec![sb("stable")]));
+    let filtered = h.c.list_groups(
+        &ListGroupsRequest::default().with_states_filter(vec![sb("stable")]),
+        h.at(0),
+    );
     assert!(filtered.is_empty());
     listed.groups.clear();
     for v in 0..=5 {
         let d = DescribeGroupsResponse::default().with_groups(vec![
-            h.c.describe_group("g", v),
-            h.c.describe_group("none", v),
+            h.c.describe_group("g", v, h.at(0)),
+            h.c.describe_group("none", v, h.at(0)),
         ]);
         assert_eq!(d.groups[1].group_state.as_str(), "Dead");
         d.encode(&mut BytesMut::new(), v)

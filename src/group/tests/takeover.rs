@@ -212,7 +212,9 @@ fn the_next_coordinator_loads_a_consumer_protocol_group_and_its_members_keep_the
         assert_eq!(assigned(&r), None, "{id}: no new assignment");
     }
     assert!(new_slot.stored.borrow().is_empty(), "nothing changed");
-    let described = new.c.consumer_group_describe("g", &Default::default());
+    let described = new
+        .c
+        .consumer_group_describe("g", &Default::default(), new.at(60_000));
     assert_eq!(described.group_epoch, consumer.group_epoch);
     assert_eq!(described.members.len(), 2);
 
@@ -220,4 +222,65 @@ fn the_next_coordinator_loads_a_consumer_protocol_group_and_its_members_keep_the
     let (bare, _) = clustered(Some(3));
     let r = beat(&bare, "m1", members[0].1, &members[0].2, 60_000);
     assert_eq!(r.error_code, ResponseError::UnknownMemberId.code());
+}
+
+#[test]
+fn a_group_taken_over_shows_in_list_and_describe_before_its_first_request() {
+    run(async {
+        let (old, old_slot) = clustered(Some(1));
+        let (ids, generation) = stable_group(&old, "g", 2);
+        let (_, _, membership) = old_slot.stored.borrow().last().cloned().expect("stored");
+        let (new, new_slot) = clustered(Some(2));
+        new.c.apply_membership("g", membership);
+        // Not this broker's slot: nothing is listed.
+        new_slot.epoch.set(None);
+        new.c.tick(new.at(50_000));
+        assert!(
+            new.c
+                .list_groups(&ListGroupsRequest::default(), new.at(50_000))
+                .is_empty()
+        );
+        // The slot moves here: listed and described at once, no member having asked.
+        new_slot.epoch.set(Some(2));
+        let listed = new
+            .c
+            .list_groups(&ListGroupsRequest::default(), new.at(50_100));
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].group_state.as_str(), "Stable");
+        let described = new.c.describe_group("g", 5, new.at(50_100));
+        assert_eq!(described.group_state.as_str(), "Stable");
+        let mut members: Vec<String> = described
+            .members
+            .iter()
+            .map(|m| m.member_id.to_string())
+            .collect();
+        members.sort();
+        let mut expected = ids.clone();
+        expected.sort();
+        assert_eq!(members, expected);
+        assert_eq!(
+            new.c.group_state("g"),
+            Some((GroupState::Stable, generation))
+        );
+    });
+}
+
+#[test]
+fn the_tick_loads_a_group_whose_slot_moved_here() {
+    let (old, old_slot) = clustered(Some(1));
+    beat(&old, "m1", 0, &[], 1_000);
+    let (_, _, membership) = old_slot.stored.borrow().last().cloned().expect("stored");
+    let (new, _) = clustered(Some(2));
+    new.c.apply_membership("g", membership);
+    assert_eq!(
+        new.c.group_state("g"),
+        None,
+        "nothing loaded before the tick"
+    );
+    new.c.tick(new.at(2_000));
+    let described = new
+        .c
+        .consumer_group_describe("g", &Default::default(), new.at(2_000));
+    assert_eq!(described.error_code, 0);
+    assert_eq!(described.members.len(), 1);
 }

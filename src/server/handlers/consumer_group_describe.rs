@@ -27,7 +27,7 @@ pub async fn handle(
             let name = group_id.0.to_string();
             ctx.shard
                 .invoke_on(owner, move |s| async move {
-                    s.groups.consumer_group_describe(&name, &topics)
+                    s.groups.consumer_group_describe(&name, &topics, std::time::Instant::now())
                 })
                 .await
                 .unwrap_or_else(|_| {

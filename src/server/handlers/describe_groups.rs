@@ -29,7 +29,7 @@ pub async fn handle(
             }
             ctx.shard
                 .invoke_on(owner, move |s| async move {
-                    s.groups.describe_group(&group_id.0, version)
+                    s.groups.describe_group(&group_id.0, version, std::time::Instant::now())
                 })
                 .await
                 .unwrap_or(fallback)

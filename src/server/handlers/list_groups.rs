@@ -12,7 +12,7 @@ pub async fn handle(ctx: &RequestContext<'_>, request: ListGroupsRequest) -> Lis
         .shard
         .invoke_on_all(move |s| {
             let request = request.clone();
-            async move { s.groups.list_groups(&request) }
+            async move { s.groups.list_groups(&request, std::time::Instant::now()) }
         })
         .await;
     let mut error_code = 0;
