@@ -34,6 +34,8 @@ const SCRIPT_WAIT: Duration = Duration::from_secs(150);
 const TOPIC: &str = "takeover";
 /// Kafka's NOT_COORDINATOR.
 const NOT_COORDINATOR: i16 = 16;
+/// Kafka's COORDINATOR_NOT_AVAILABLE.
+const COORDINATOR_NOT_AVAILABLE: i16 = 15;
 const FAST_FENCING: &str = "broker_session_timeout_ms = 1500\nbroker_heartbeat_interval_ms = 300\ngroup_initial_rebalance_delay_ms = 0\n";
 
 /// The script's next line, or a failure naming `what` after `within`.
@@ -229,8 +231,16 @@ fn groups_of_one_coordinator(cluster: &LocalCluster) -> (String, String, i32) {
 }
 
 /// A classic member joins `group` at `conn` and, as its leader, syncs generation 1 with
-/// assignment `b"a"`: its member id.
+/// assignment `b"a"`: its member id (the SyncGroup must succeed).
 fn classic_member(conn: &mut RawConn, group: &str) -> String {
+    let (member_id, code) = join_and_sync(conn, group);
+    assert_eq!(code, 0, "SyncGroup");
+    member_id
+}
+
+/// A classic member joins `group` at `conn` and syncs as its leader: its member id and the
+/// SyncGroup's error code.
+fn join_and_sync(conn: &mut RawConn, group: &str) -> (String, i16) {
     let join = |member_id: &str| {
         JoinGroupRequest::default()
             .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
@@ -260,8 +270,7 @@ fn classic_member(conn: &mut RawConn, group: &str) -> String {
                 .with_assignment(Bytes::from_static(b"a")),
         ]);
     let synced = conn.call(&sync, 3);
-    assert_eq!(synced.error_code, 0, "SyncGroup");
-    member_id
+    (member_id, synced.error_code)
 }
 
 /// A KIP-848 member joins `group` subscribed to `topic` (ConsumerGroupHeartbeat v0, the
@@ -346,4 +355,32 @@ fn a_group_taken_over_shows_at_its_new_coordinator_before_its_first_request_ther
         .map(|m| (m.member_id.as_str(), m.member_epoch))
         .collect();
     assert_eq!(members, vec![(consumer_id.as_str(), epoch)]);
+}
+
+/// Decision 0024, session 20: SyncGroup answers once the generation's membership record
+/// has committed, so a coordinator that dies right after answering cannot leave its
+/// successor an older generation than the members were told. Without a quorum (both
+/// other nodes killed) the record cannot commit: the leader's SyncGroup is answered
+/// COORDINATOR_NOT_AVAILABLE (Kafka's answer for a failed group metadata append) within
+/// the bound, never success. On main it answered success at once.
+#[test]
+fn sync_group_without_a_quorum_does_not_answer_success() {
+    let cluster_config = FAST_FENCING;
+    let mut cluster = LocalCluster::start_with_config(3, cluster_config);
+    cluster.wait_until_formed(3);
+    let group = "no-quorum";
+    let coordinator = find_coordinator(cluster.node(1), group).expect("FindCoordinator");
+    for other in (1..=3).filter(|id| *id != coordinator) {
+        cluster.node_mut(other).kill();
+    }
+    let mut conn = RawConn::connect(&cluster.node(coordinator).bootstrap()).expect("connect");
+    let started = Instant::now();
+    let (_, code) = join_and_sync(&mut conn, group);
+    let waited = started.elapsed();
+    eprintln!("SyncGroup without a quorum: error {code} after {waited:?}");
+    assert!(
+        code == COORDINATOR_NOT_AVAILABLE || code == NOT_COORDINATOR,
+        "SyncGroup without a quorum answered {code}"
+    );
+    assert!(waited < WAIT, "answered within the bound, not {waited:?}");
 }

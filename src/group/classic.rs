@@ -140,7 +140,7 @@ impl GroupCoordinator {
             .into_iter()
             .map(|a| (a.member_id.to_string(), a.assignment))
             .collect();
-        let answer = group.sync(
+        group.sync(
             &request.member_id,
             request.group_instance_id.as_deref(),
             request.generation_id,
@@ -149,11 +149,27 @@ impl GroupCoordinator {
             assignments,
             version,
             now,
-        );
-        drop(groups);
-        // The leader's assignment completed a generation: stored now, not at the next tick.
-        self.store_memberships(Some(&group_id));
-        answer
+        )
+    }
+
+    /// Cluster mode, after `sync_group`: when the leader's assignment completed a
+    /// generation, its record is proposed now and the held SyncGroup answers go out once
+    /// it committed, or every waiting member gets COORDINATOR_NOT_AVAILABLE /
+    /// NOT_COORDINATOR and the group rebalances (Kafka's answers when its group metadata
+    /// append fails). The wait is bounded by the replicator (`MEMBERSHIP_COMMIT_WAIT`).
+    pub(super) async fn sync_stored(&self, group_id: &str, now: Instant) {
+        // Too large to store (a warning said so): it is answered as before this record.
+        let stored = self.store_membership_now(group_id).await;
+        let timings = self.inner.timings;
+        if let Some(g) = self.inner.groups.borrow_mut().get_mut(group_id) {
+            g.release_sync_answers(stored, now, &timings);
+        }
+    }
+
+    /// Whether `group_id`'s SyncGroup answers wait for its generation's record.
+    pub(super) fn sync_held(&self, group_id: &str) -> bool {
+        let groups = self.inner.groups.borrow();
+        groups.get(group_id).is_some_and(|g| g.sync_held())
     }
 
     /// SyncGroup, waiting for the answer.
@@ -163,7 +179,15 @@ impl GroupCoordinator {
         version: i16,
         now: Instant,
     ) -> SyncGroupResponse {
-        self.sync_group(request, version, now)
+        let group_id = request.group_id.0.to_string();
+        // Only the SyncGroup that completes the generation writes and releases: a
+        // follower arriving meanwhile waits with the others.
+        let was_held = self.sync_held(&group_id);
+        let answer = self.sync_group(request, version, now);
+        if !was_held && self.sync_held(&group_id) {
+            self.sync_stored(&group_id, now).await;
+        }
+        answer
             .wait(sync_error(ResponseError::CoordinatorNotAvailable))
             .await
     }

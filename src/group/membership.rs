@@ -25,6 +25,12 @@ use crate::metadata::group_membership::{
     GroupMembership, GroupMembershipsImage, MAX_GROUP_MEMBERSHIP_BYTES,
 };
 
+/// Longest a SyncGroup or ConsumerGroupHeartbeat answer waits for its membership record
+/// to commit (the replicator enforces it); past it the answer is COORDINATOR_NOT_AVAILABLE
+/// and the client retries. Below the clients' request timeouts (30 s) and Sluice's own
+/// proposal timeout (10 s), above a healthy commit (milliseconds) by far.
+pub const MEMBERSHIP_COMMIT_WAIT_MS: u64 = 5_000;
+
 impl GroupCoordinator {
     /// Cluster mode: NOT_COORDINATOR unless this broker coordinates `group_id`; when the
     /// group's membership here is from another coordinator epoch (or none), it is

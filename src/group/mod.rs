@@ -65,6 +65,7 @@ pub use coordinator::{
     MAX_GROUPS_PER_SHARD, SHARE_GROUP_TYPE, owner_shard,
 };
 pub use find_coordinator::{CoordinatorKeyType, find_coordinator};
+pub use membership::MEMBERSHIP_COMMIT_WAIT_MS;
 pub use offset_log::{GroupOffsets, OffsetEntry, OffsetLogError};
 pub use offset_log_writer::{COMPACTION_MIN_LOG_BYTES, COMPACTION_RATIO, WriteError};
 pub use offsets::{

@@ -110,11 +110,22 @@ impl OffsetsReplicator for ClusterOffsets {
                 coordinator_epoch: epoch,
                 membership,
             };
-            cluster
-                .propose(record)
-                .await
-                .map(|_| ())
-                .map_err(write_error)
+            // Bounded: a SyncGroup or heartbeat answer waits for this commit. The proposal
+            // itself runs on (and forgets its waiter at its own timeout) if the wait ends.
+            let wait = Duration::from_millis(crate::group::MEMBERSHIP_COMMIT_WAIT_MS);
+            let (tx, rx) = futures_channel::oneshot::channel();
+            compio::runtime::spawn(async move {
+                let _ = tx.send(cluster.propose(record).await);
+            })
+            .detach();
+            match compio::time::timeout(wait, rx).await {
+                Ok(Ok(proposed)) => proposed.map(|_| ()).map_err(write_error),
+                Ok(Err(_)) => Err(WriteError::unavailable("the metadata proposal was dropped")),
+                Err(_) => Err(WriteError {
+                    code: ResponseError::RequestTimedOut.code(),
+                    message: "the group membership was not committed in time".into(),
+                }),
+            }
         })
     }
 

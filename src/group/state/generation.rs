@@ -77,6 +77,16 @@ impl Group {
             GroupState::PreparingRebalance => {
                 Pending::Ready(sync_error(ResponseError::RebalanceInProgress))
             }
+            GroupState::Stable if self.sync_held => {
+                // The generation's record is not committed yet: this answer waits for it
+                // with the others.
+                let (tx, rx) = oneshot::channel();
+                if let Some(m) = self.members.get_mut(member_id) {
+                    m.session_deadline = now + m.session_timeout;
+                    m.sync_waiter = Some(SyncWaiter { tx, version });
+                }
+                Pending::Waiting(rx)
+            }
             GroupState::Stable => {
                 let assignment = self
                     .members
@@ -100,22 +110,66 @@ impl Group {
                         m.assignment = given.remove(&m.member_id).unwrap_or_default();
                     }
                     self.state = GroupState::Stable;
-                    let ids: Vec<String> = self.members.keys().cloned().collect();
-                    for id in ids {
-                        let Some(m) = self.members.get_mut(&id) else {
-                            continue;
-                        };
-                        let Some(w) = m.sync_waiter.take() else {
-                            continue;
-                        };
-                        let assignment = m.assignment.clone();
-                        let _ = w.tx.send(self.sync_response(assignment, w.version));
+                    // Cluster mode: the answers go once the generation's record commits
+                    // (Kafka answers after its append), so a successor never holds an
+                    // older generation than one a member was told.
+                    self.sync_held = self.coordinator_epoch.is_some();
+                    if !self.sync_held {
+                        self.send_sync_answers();
                     }
                 }
                 Pending::Waiting(rx)
             }
             GroupState::Empty | GroupState::Dead => {
                 Pending::Ready(sync_error(ResponseError::UnknownMemberId))
+            }
+        }
+    }
+
+    /// Cluster mode: SyncGroup answers wait for the generation's record to commit.
+    pub fn sync_held(&self) -> bool {
+        self.sync_held
+    }
+
+    /// Answers every member waiting in SyncGroup with its assignment.
+    fn send_sync_answers(&mut self) {
+        let ids: Vec<String> = self.members.keys().cloned().collect();
+        for id in ids {
+            let Some(m) = self.members.get_mut(&id) else {
+                continue;
+            };
+            let Some(w) = m.sync_waiter.take() else {
+                continue;
+            };
+            let assignment = m.assignment.clone();
+            let _ = w.tx.send(self.sync_response(assignment, w.version));
+        }
+    }
+
+    /// Cluster mode: the record of the generation the leader's SyncGroup completed has
+    /// committed (`Ok`: the held answers go out) or could not (`Err`: every waiting
+    /// member gets the error and the group rebalances, as Kafka's
+    /// resetAndPropagateAssignmentWithError and maybePrepareRebalanceOrCompleteJoin do).
+    /// Nothing happens unless answers are held.
+    pub fn release_sync_answers(
+        &mut self,
+        stored: Result<(), ResponseError>,
+        now: Instant,
+        timings: &GroupTimings,
+    ) {
+        if !std::mem::take(&mut self.sync_held) || self.state != GroupState::Stable {
+            return;
+        }
+        match stored {
+            Ok(()) => self.send_sync_answers(),
+            Err(code) => {
+                for m in self.members.values_mut() {
+                    if let Some(w) = m.sync_waiter.take() {
+                        let _ = w.tx.send(sync_error(code));
+                    }
+                }
+                self.state = GroupState::CompletingRebalance;
+                self.prepare_rebalance(now, timings);
             }
         }
     }

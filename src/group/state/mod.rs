@@ -215,6 +215,9 @@ pub struct Group {
     pub coordinator_epoch: Option<i32>,
     /// Cluster mode: `membership_mark` of the membership last proposed for the group.
     pub stored_mark: Option<u64>,
+    /// Cluster mode: the leader's SyncGroup completed a generation whose record is not
+    /// committed yet; every SyncGroup answer waits for it (`release_sync_answers`).
+    sync_held: bool,
 }
 
 /// A JoinGroup refusal. The protocol name is null, as Kafka sends from v7 (where it became
@@ -255,6 +258,7 @@ impl Group {
             consumer: Default::default(),
             coordinator_epoch: None,
             stored_mark: None,
+            sync_held: false,
         }
     }
 

@@ -63,9 +63,9 @@ impl Group {
     }
 
     pub(super) fn prepare_rebalance(&mut self, now: Instant, timings: &GroupTimings) {
-        if self.state == GroupState::CompletingRebalance {
-            // The leader's assignment for the aborted generation is void: tell the members
-            // waiting in SyncGroup to rejoin.
+        if self.state == GroupState::CompletingRebalance || std::mem::take(&mut self.sync_held) {
+            // The leader's assignment for the aborted generation is void (or, in cluster
+            // mode, was not stored yet): tell the members waiting in SyncGroup to rejoin.
             for m in self.members.values_mut() {
                 m.assignment = Bytes::new();
                 if let Some(w) = m.sync_waiter.take() {

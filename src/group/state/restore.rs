@@ -94,6 +94,7 @@ impl Group {
         self.rebalance_deadline = None;
         self.initial_delay = None;
         self.new_member_added = false;
+        self.sync_held = false;
         self.leader = None;
         self.state = GroupState::Empty;
         if self.consumer.has_members() {

@@ -171,7 +171,15 @@ impl Harness {
                     })
                     .collect(),
             );
-        self.c.sync_group(request, 5, self.at(at_ms))
+        // As `GroupCoordinator::sync`: the SyncGroup that completes a generation stores it
+        // (cluster mode) before the answers go; the tests' replicators commit at once.
+        let was_held = self.c.sync_held(group);
+        let answer = self.c.sync_group(request, 5, self.at(at_ms));
+        if !was_held && self.c.sync_held(group) {
+            let stored = self.c.sync_stored(group, self.at(at_ms));
+            futures_util::FutureExt::now_or_never(stored).expect("stored at once");
+        }
+        answer
     }
 
     fn heartbeat(

@@ -19,6 +19,8 @@ pub(super) struct FakeSlot {
     stored: RefCell<Vec<(String, i32, GroupMembership)>>,
     /// Transactional changes proposed, in order (the test applies them as the log would).
     pub(super) proposed: RefCell<Vec<(String, Vec<OffsetChange>)>>,
+    /// The error code every membership write fails with (e.g. no quorum), if any.
+    fail: Cell<Option<i16>>,
 }
 
 impl OffsetsReplicator for FakeSlot {
@@ -41,7 +43,16 @@ impl OffsetsReplicator for FakeSlot {
         membership: GroupMembership,
     ) -> LocalBoxFuture<'static, Result<(), WriteError>> {
         self.stored.borrow_mut().push((group_id, epoch, membership));
-        Box::pin(async { Ok(()) })
+        let fail = self.fail.get();
+        Box::pin(async move {
+            match fail {
+                Some(code) => Err(WriteError {
+                    code,
+                    message: "no quorum".into(),
+                }),
+                None => Ok(()),
+            }
+        })
     }
 
     fn replicate(
@@ -283,4 +294,44 @@ fn the_tick_loads_a_group_whose_slot_moved_here() {
         .consumer_group_describe("g", &Default::default(), new.at(2_000));
     assert_eq!(described.error_code, 0);
     assert_eq!(described.members.len(), 1);
+}
+
+#[test]
+fn sync_group_answers_only_once_its_generation_is_stored_and_an_error_if_it_cannot_be() {
+    run(async {
+        let (h, slot) = clustered(Some(1));
+        slot.fail.set(Some(ResponseError::RequestTimedOut.code()));
+        let (a, pa) = h.join_new("g", 0);
+        let (b, pb) = h.join_new("g", 0);
+        let (mut ra, mut rb) = (waiting(pa), waiting(pb));
+        h.c.tick(h.at(3_000));
+        h.c.tick(h.at(6_000));
+        let joined = answered(&mut ra).expect("join complete");
+        answered(&mut rb).expect("join complete");
+        let (leader, follower) = if joined.leader.as_str() == a {
+            (a, b)
+        } else {
+            (b, a)
+        };
+        let generation = joined.generation_id;
+        let mut follower_sync = waiting(h.sync("g", &follower, generation, &[], 6_000));
+        let split = [(leader.as_str(), &b"l"[..]), (follower.as_str(), &b"f"[..])];
+        // The record is refused (a timed-out proposal): neither member is told success,
+        // both get COORDINATOR_NOT_AVAILABLE (Kafka's mapping of REQUEST_TIMED_OUT), and
+        // the generation is abandoned.
+        let lead = ready(h.sync("g", &leader, generation, &split, 6_100));
+        let unavailable = ResponseError::CoordinatorNotAvailable.code();
+        assert_eq!(lead.error_code, unavailable);
+        let followed = answered(&mut follower_sync).expect("answered");
+        assert_eq!(followed.error_code, unavailable);
+        assert_eq!(slot.stored.borrow().len(), 1, "one write was tried");
+        assert_eq!(
+            h.c.group_state("g").map(|s| s.0),
+            Some(GroupState::PreparingRebalance)
+        );
+        assert_eq!(
+            h.heartbeat("g", &leader, None, generation, 6_200),
+            ResponseError::RebalanceInProgress.code()
+        );
+    });
 }
