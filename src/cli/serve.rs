@@ -232,8 +232,9 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
     {
         tracing::info!(
             %data_fs,
-            "appends on this filesystem run on io_uring worker threads (iou-wrk); on XFS \
-             they complete inline: see docs/decisions/0005-filesystem.md for the trade-off"
+            "appends on this filesystem beyond [log] write_inline_max_bytes (coalesced runs) \
+             run on io_uring worker threads (iou-wrk); on XFS they complete inline: see \
+             docs/decisions/0005-filesystem.md for the trade-off"
         );
     }
     loop {

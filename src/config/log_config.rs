@@ -154,10 +154,15 @@ pub const MIN_CLEANER_IO_BYTES_PER_SECOND: u64 = 64 * 1024;
 pub const DEFAULT_CLEANER_DEDUPE_BUFFER_BYTES: u64 = 32 * 1024 * 1024;
 /// The smallest key map accepted (32 KiB: a thousand keys).
 pub const MIN_CLEANER_DEDUPE_BUFFER_BYTES: u64 = 32 * 1024;
-/// `[log] write_inline_max_bytes` default: 0, every write through io_uring. Measured in
-/// decision 0012, session 13: inline writes of up to 64 KiB halve a follower's context
-/// switches and help a 1,000-partition produce, but cost one-partition produce 2-15%
-/// (the io-wq worker copies on the other core while the shard goes on receiving).
+/// `[log] write_inline_max_bytes` default: 0, every client write run through io_uring.
+/// Set (20 KiB: one full 16 KiB producer batch with its overhead, not two), a run to a
+/// partition not written back to back (`storage::writer::INLINE_WRITE_MIN_GAP_US`) is
+/// copied on the shard's thread. Measured in decision 0005, session 20: over 1,000
+/// partitions it cut the shards' and io-wq workers' context switches per MB by a third,
+/// but neither throughput nor CPU per GB moved beyond this shared box's noise, and one busy
+/// partition measured slightly worse in the same sitting, so it is not the default.
+/// Session 13's 64 KiB, inline whatever the partition's rate, cost one-partition produce
+/// 2-15 % (the io-wq worker's copy overlaps the shard's next receive).
 pub const DEFAULT_WRITE_INLINE_MAX_BYTES: u32 = 0;
 /// The largest `write_inline_max_bytes` accepted: a blocking write stalls every partition of
 /// the shard, so a big run must not be written inline.
@@ -234,9 +239,11 @@ pub struct LogConfig {
     /// record may ask for; larger ones are refused with INVALID_RECORD.
     pub delivery_delay_max_ms: i64,
     /// `[log] write_inline_max_bytes` (broker-wide, not a topic config): a queued write run
-    /// up to this size goes to the page cache by a blocking `pwritev` on the shard's thread
-    /// instead of io_uring (which ext4 hands to a worker thread); 0 writes everything
-    /// through io_uring. The fsync path is the same either way.
+    /// of a client append up to this size goes to the page cache by a blocking `pwritev` on
+    /// the shard's thread instead of io_uring (which ext4 hands to a worker thread), unless
+    /// its partition is written back to back (never within a second of an inline write
+    /// that stalled); 0 writes everything through io_uring. The fsync path is the same
+    /// either way.
     pub write_inline_max_bytes: u32,
     /// `[log] replica_write_inline_max_bytes` (broker-wide, not a topic config): the same
     /// for a follower's appends of the records its leader sent, whatever

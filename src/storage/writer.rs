@@ -9,6 +9,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
+use std::time::Instant;
 
 use bytes::BytesMut;
 use compio::buf::BufResult;
@@ -28,6 +29,63 @@ pub const WRITE_RETRY_BACKOFF_MS: i64 = 500;
 /// Most buffers one inline write takes (its iovec array lives on the stack); a longer run
 /// goes through io_uring whatever its size.
 pub const INLINE_WRITE_MAX_IOVECS: usize = 64;
+/// A client append's small run is written inline only when its partition's previous
+/// write run ended at least this long ago (`[log] write_inline_max_bytes`). A partition
+/// written back to back keeps io_uring: its batches coalesce into longer runs while the
+/// worker copies, and the copy runs on the other core while the shard goes on receiving
+/// (decision 0012, session 13). A partition written now and then (a producer spreading its
+/// batches over many partitions) gets nothing from the worker but a hand-off and two
+/// context switches per batch (decision 0005, session 20).
+pub const INLINE_WRITE_MIN_GAP_US: u64 = 1_000;
+/// An inline write that slept (a voluntary context switch of the shard's thread) and took
+/// longer than this blocked the shard on the page cache (dirty-page throttling, reclaim):
+/// a copy of a few KiB takes microseconds. The `RWF_NOWAIT` check that would refuse such a
+/// write up front is not available for buffered writes on ext4 (EOPNOTSUPP on 6.18), so
+/// the shard notices after the fact. Being preempted is no stall (involuntary switches).
+pub const INLINE_WRITE_STALL_US: u64 = 1_000;
+/// After a stalled inline write, every write of the shard goes through io_uring for this
+/// long (the worker thread then waits for the page cache, not the shard's other partitions).
+pub const INLINE_WRITE_PAUSE_MS: u64 = 1_000;
+
+thread_local! {
+    /// Until when this shard's writes avoid the inline path (see `INLINE_WRITE_STALL_US`).
+    /// Per thread, i.e. per shard: the page cache's back-pressure is the machine's, not one
+    /// partition's, so one stalled write steers all of the shard's partitions.
+    static INLINE_PAUSED_UNTIL: Cell<Option<Instant>> = const { Cell::new(None) };
+}
+
+/// Whether this shard may write inline at `now` (no stalled inline write in the last
+/// `INLINE_WRITE_PAUSE_MS`).
+fn inline_allowed(now: Instant) -> bool {
+    INLINE_PAUSED_UNTIL.with(|until| until.get().is_none_or(|t| now >= t))
+}
+
+/// Records an inline write that ended at `now` after `took`, during which the thread slept
+/// (`slept`: voluntary context switches) or not; a stall pauses the shard's inline path.
+fn note_inline_write(took: std::time::Duration, slept: bool, now: Instant) {
+    if slept && took > std::time::Duration::from_micros(INLINE_WRITE_STALL_US) {
+        tracing::debug!(
+            took_us = took.as_micros() as u64,
+            "inline write stalled; this shard writes through io_uring for a while"
+        );
+        INLINE_PAUSED_UNTIL.with(|until| {
+            until.set(Some(
+                now + std::time::Duration::from_millis(INLINE_WRITE_PAUSE_MS),
+            ))
+        });
+    }
+}
+
+/// This thread's voluntary context switches so far (it slept: blocked on I/O or a lock).
+fn voluntary_switches() -> i64 {
+    // SAFETY: an all-zero rusage is valid, and getrusage only writes the struct we pass.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; RUSAGE_THREAD reads the calling thread's counters.
+    if unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut usage) } != 0 {
+        return 0;
+    }
+    usage.ru_nvcsw
+}
 
 pub(super) enum WriteItem {
     Write {
@@ -70,6 +128,8 @@ pub(super) struct WriterState {
     pub(super) fdatasyncs: Cell<u64>,
     /// Write runs `pwritev`'d on the shard's thread since open.
     pub(super) inline_writes: Cell<u64>,
+    /// When the last write run ended (see `INLINE_WRITE_MIN_GAP_US`).
+    pub(super) last_run_end: Cell<Option<Instant>>,
     /// Told the duration (ns) of every segment fdatasync: the shard's metrics hook.
     pub(super) sync_observer: RefCell<Option<SyncObserver>>,
 }
@@ -224,14 +284,13 @@ impl PartitionLog {
                     iov.push(buf);
                     let (end_position, end_offset) =
                         take_contiguous(&segment, end_position, end_offset, items, iov);
-                    let inline_max = self.inline_max_bytes(replicated);
                     self.write_run(
                         &segment,
                         position,
                         end_position,
                         end_offset,
                         iov,
-                        inline_max,
+                        replicated,
                     )
                     .await?;
                 }
@@ -259,8 +318,23 @@ impl PartitionLog {
         }
     }
 
+    /// Whether a run of `len` bytes in `iovecs` buffers is written on this thread: small
+    /// enough for its setting, no stalled inline write on this shard lately, and (a client
+    /// append on a leader alone in its ISR) the partition not written back to back.
+    fn write_inline(&self, len: u64, iovecs: usize, replicated: bool, now: Instant) -> bool {
+        let quiet = || {
+            self.writer.last_run_end.get().is_none_or(|end| {
+                now.duration_since(end) >= std::time::Duration::from_micros(INLINE_WRITE_MIN_GAP_US)
+            })
+        };
+        len <= u64::from(self.inline_max_bytes(replicated))
+            && iovecs <= INLINE_WRITE_MAX_IOVECS
+            && inline_allowed(now)
+            && (replicated || quiet())
+    }
+
     /// One writev of `iov` at `position`, then the written end moves to `end_offset`.
-    /// A run of at most `inline_max` bytes is written on this thread.
+    /// A small run may be written on this thread (`write_inline`).
     async fn write_run(
         &self,
         segment: &Segment,
@@ -268,7 +342,7 @@ impl PartitionLog {
         end_position: u64,
         end_offset: i64,
         iov: &mut Vec<BytesMut>,
-        inline_max: u32,
+        replicated: bool,
     ) -> Result<(), StorageError> {
         assert_eq!(
             segment.visible_bytes.get(),
@@ -277,14 +351,20 @@ impl PartitionLog {
             segment.log_path.display()
         );
         let mut file = segment.files.log().await?;
-        let r = if end_position - position <= u64::from(inline_max)
-            && iov.len() <= INLINE_WRITE_MAX_IOVECS
-        {
+        let started = Instant::now();
+        let r = if self.write_inline(end_position - position, iov.len(), replicated, started) {
             // A small run is copied into the page cache on this thread: through io_uring
             // ext4 punts a buffered write to an io-wq worker, a thread wake-up per append
-            // that costs more than the copy (decision 0012, session 13). No sync here: the
-            // fsync path is unchanged.
+            // that costs more than the copy (decisions 0012, session 13, and 0005, session
+            // 20). No sync here: the fsync path is unchanged.
+            let slept_before = voluntary_switches();
             let r = pwritev_all(file.as_raw_fd(), iov, position);
+            let now = Instant::now();
+            let took = now.duration_since(started);
+            // Only a slow write is asked whether it slept (one more syscall).
+            let slept = took > std::time::Duration::from_micros(INLINE_WRITE_STALL_US)
+                && voluntary_switches() != slept_before;
+            note_inline_write(took, slept, now);
             iov.clear();
             self.writer
                 .inline_writes
@@ -298,6 +378,7 @@ impl PartitionLog {
             iov.clear();
             r
         };
+        self.writer.last_run_end.set(Some(Instant::now()));
         r.map_err(|e| StorageError::io(&segment.log_path, e))?;
         segment.mark_written();
         segment.visible_bytes.set(end_position);
@@ -348,7 +429,7 @@ impl PartitionLog {
             return Ok(());
         }
         self.ensure_dir_durable().await?;
-        let started = std::time::Instant::now();
+        let started = Instant::now();
         segment.sync_log().await?;
         self.writer.fdatasyncs.set(self.writer.fdatasyncs.get() + 1);
         if let Some(observer) = self.writer.sync_observer.borrow().as_ref() {
@@ -520,6 +601,26 @@ fn pwritev_all(fd: RawFd, bufs: &[BytesMut], mut position: u64) -> std::io::Resu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A stalled inline write sends the shard's writes through io_uring for
+    /// `INLINE_WRITE_PAUSE_MS`, then the inline path is back; a quick one changes nothing.
+    #[test]
+    fn a_stalled_inline_write_pauses_the_inline_path_for_a_while() {
+        use std::time::Duration;
+        // Each test runs on its own thread: the shard-wide state starts empty.
+        let t0 = Instant::now();
+        assert!(inline_allowed(t0));
+        let slow = Duration::from_micros(INLINE_WRITE_STALL_US + 1);
+        note_inline_write(Duration::from_micros(INLINE_WRITE_STALL_US), true, t0);
+        assert!(inline_allowed(t0), "at the bound: not a stall");
+        note_inline_write(slow, false, t0);
+        assert!(inline_allowed(t0), "preempted, not asleep: not a stall");
+        note_inline_write(slow, true, t0);
+        assert!(!inline_allowed(t0));
+        let pause = Duration::from_millis(INLINE_WRITE_PAUSE_MS);
+        assert!(!inline_allowed(t0 + pause - Duration::from_millis(1)));
+        assert!(inline_allowed(t0 + pause));
+    }
 
     #[test]
     fn pwritev_all_writes_every_buffer_in_order_at_the_position_skipping_empty_ones() {

@@ -154,6 +154,54 @@ async fn idempotent_producer_duplicates_gaps_and_fencing() {
     );
 }
 
+/// Decision 0005, session 20: with `write_inline_max_bytes` at 20 KiB, a client append's
+/// run of one 16 KiB batch to a partition not written in the last `INLINE_WRITE_MIN_GAP_US`
+/// (a producer spreading its batches over many partitions) is copied on the shard's thread;
+/// a partition written back to back keeps io_uring, where the worker's copy overlaps the
+/// shard's next receive, and so does a run of several batches, beyond the setting.
+#[compio::test]
+async fn a_quiet_partitions_batch_is_written_inline_a_busy_ones_through_io_uring() {
+    use crate::storage::writer::INLINE_WRITE_MIN_GAP_US;
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        write_inline_max_bytes: 20 * 1024,
+        ..LogConfig::default()
+    };
+    let log = open(dir.path(), config).await.unwrap();
+    let gap = std::time::Duration::from_micros(2 * INLINE_WRITE_MIN_GAP_US);
+    // 16 records of 1 KiB: what a producer with Kafka's default batch.size sends.
+    let one = || batch(16, 1000, 1000);
+    log.append(one(), false, 0).await.unwrap();
+    assert_eq!(log.inline_write_count(), 1, "first write: inline");
+    compio::time::sleep(gap).await;
+    log.append(one(), false, 0).await.unwrap();
+    assert_eq!(log.inline_write_count(), 2, "after a gap: inline");
+    // Back to back: each write follows the one before within microseconds (a preempted
+    // test thread may stretch one gap, not all ten).
+    for _ in 0..10 {
+        log.append(one(), false, 0).await.unwrap();
+    }
+    assert!(
+        log.inline_write_count() < 12,
+        "back to back: io_uring ({} inline)",
+        log.inline_write_count()
+    );
+    // Four batches queued together, after a gap: one run beyond the setting, io_uring.
+    compio::time::sleep(gap).await;
+    let before = log.inline_write_count();
+    let appends = (0..4).map(|_| log.append(one(), false, 0));
+    for out in futures_util::future::join_all(appends).await {
+        out.unwrap();
+    }
+    assert_eq!(log.written_end_offset(), 16 * 16);
+    assert_eq!(
+        log.inline_write_count(),
+        before,
+        "a coalesced run: io_uring"
+    );
+    log.close().await.unwrap();
+}
+
 /// Appends written inline (`pwritev` on the shard's thread) and through io_uring leave the
 /// same bytes on disk, across rolls and with appends queued together into one run.
 #[compio::test]
