@@ -76,6 +76,8 @@ pub(super) struct Inner {
     /// (`membership`), loaded by the broker that takes the group over.
     pub(super) stored_memberships:
         RefCell<HashMap<String, crate::metadata::group_membership::GroupMembership>>,
+    /// Cluster mode: verification guards of transactions' offsets (decision 0022).
+    pub(super) txn_guards: RefCell<super::txn_guard::TxnGuards>,
 }
 
 /// The consumer-group coordinator of one shard. Cheap to clone (shared `Rc`).
@@ -131,6 +133,7 @@ impl GroupCoordinator {
                 log_flushes_total: Cell::new(0),
                 replicator: RefCell::new(None),
                 stored_memberships: RefCell::new(HashMap::new()),
+                txn_guards: RefCell::new(Default::default()),
             }),
         })
     }

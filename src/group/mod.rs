@@ -30,7 +30,8 @@
 //!   membership, loaded by the broker that takes a group over (decision 0024);
 //! - `txn_offsets`: TxnOffsetCommit offsets held until their transaction completes;
 //!   `txn_offsets_cluster`: cluster mode's, replicated and ended by the transaction's marker
-//!   at the group's coordinator (decision 0022);
+//!   at the group's coordinator (decision 0022); `txn_guard`: their verification guards
+//!   (a proposal verified before the marker cannot land after it);
 //! - `share_protocol`: KIP-932 share groups — ShareGroupHeartbeat / ShareGroupDescribe and
 //!   share sessions (per-group logic in `share`; records' state is `partition::share`);
 //! - `admin`: ListGroups / DescribeGroups / DeleteGroups; `find_coordinator`: FindCoordinator.
@@ -56,6 +57,7 @@ mod share_protocol;
 mod state;
 #[cfg(test)]
 mod tests;
+mod txn_guard;
 mod txn_offsets;
 mod txn_offsets_cluster;
 mod wire;

@@ -21,6 +21,7 @@ use super::coordinator::{GroupCoordinator, MAX_GROUPS_PER_SHARD};
 use super::offset_log::{LogRecord, OffsetEntry};
 use super::offsets::{MAX_OFFSET_METADATA_BYTES, MAX_TOPIC_NAME_BYTES};
 use super::state::{Group, PendingTxnOffset};
+use super::txn_guard::TXN_END_DRAIN_TIMEOUT;
 use super::txn_offsets::{MAX_PENDING_TXN_OFFSETS_PER_PRODUCER, TxnCommitter, TxnOffset};
 use crate::metadata::coordinator_slots::coordinator_slot;
 use crate::metadata::group_offsets::OffsetChange;
@@ -30,6 +31,9 @@ use crate::metadata::group_offsets::OffsetChange;
 /// transactional producers commit to (every node keeps them in memory and in snapshots).
 pub const MAX_PENDING_TXN_OFFSETS_PER_GROUP: usize = 100_000;
 const _: () = assert!(MAX_PENDING_TXN_OFFSETS_PER_PRODUCER <= MAX_PENDING_TXN_OFFSETS_PER_GROUP);
+/// How often a marker looks whether the proposals it waits for were answered (rare: only
+/// a marker that arrives while its producer's offsets are being proposed waits at all).
+const TXN_END_DRAIN_POLL: std::time::Duration = std::time::Duration::from_millis(1);
 
 impl GroupCoordinator {
     /// TxnOffsetCommit at the group's coordinator, cluster mode: the member check (KIP-447)
@@ -40,6 +44,7 @@ impl GroupCoordinator {
         &self,
         group_id: &str,
         committer: &TxnCommitter,
+        guard: u64,
         offsets: Vec<TxnOffset>,
         now: Instant,
     ) -> Vec<i16> {
@@ -66,10 +71,29 @@ impl GroupCoordinator {
                 .for_each(|c| *c = code);
             return codes;
         };
-        if let Err(e) = replicator
-            .replicate_changes(group_id.to_string(), changes)
-            .await
+        let producer_id = committer.producer_id;
+        if !self
+            .inner
+            .txn_guards
+            .borrow_mut()
+            .enter(group_id, producer_id, guard)
         {
+            // The transaction's marker came between the verification and here.
+            let code = ResponseError::InvalidTxnState.code();
+            codes
+                .iter_mut()
+                .filter(|c| **c == 0)
+                .for_each(|c| *c = code);
+            return codes;
+        }
+        let proposed = replicator
+            .replicate_changes(group_id.to_string(), changes)
+            .await;
+        self.inner
+            .txn_guards
+            .borrow_mut()
+            .leave(group_id, producer_id, guard);
+        if let Err(e) = proposed {
             tracing::warn!(group = %group_id, error = %e, "transactional offsets not replicated");
             codes
                 .iter_mut()
@@ -149,6 +173,7 @@ impl GroupCoordinator {
         if !replicator.coordinates_slot(slot) {
             return Err(ResponseError::NotCoordinator.code());
         }
+        self.end_txn_guards(slot, producer_id).await?;
         let held: Vec<String> = {
             let groups = self.inner.groups.borrow();
             groups
@@ -181,6 +206,44 @@ impl GroupCoordinator {
             .await
             .into_iter()
             .collect()
+    }
+
+    /// Guards a TxnOffsetCommit of `producer_id` for `group_id` before its verification at
+    /// the transaction's coordinator; the token goes to `replicate_txn_offsets`.
+    /// COORDINATOR_NOT_AVAILABLE when the shard's guard table is full.
+    pub fn begin_txn_offsets(
+        &self,
+        group_id: &str,
+        producer_id: i64,
+        now: Instant,
+    ) -> Result<u64, ResponseError> {
+        self.inner
+            .txn_guards
+            .borrow_mut()
+            .begin(group_id, producer_id, now)
+            .ok_or(ResponseError::CoordinatorNotAvailable)
+    }
+
+    /// The marker's first step: offsets of `producer_id` already being proposed to groups
+    /// of `slot` finish first (so the `TxnEnd` follows them in the log), then the guards
+    /// end, so a proposal verified before the marker is refused. An error code (the
+    /// transaction's coordinator retries) when they do not finish in time.
+    async fn end_txn_guards(&self, slot: usize, producer_id: i64) -> Result<(), i16> {
+        let in_slot = |group: &str| coordinator_slot(group) == slot;
+        let deadline = Instant::now() + TXN_END_DRAIN_TIMEOUT;
+        while self
+            .inner
+            .txn_guards
+            .borrow()
+            .proposing(producer_id, in_slot)
+        {
+            if Instant::now() >= deadline {
+                return Err(ResponseError::RequestTimedOut.code());
+            }
+            compio::time::sleep(TXN_END_DRAIN_POLL).await;
+        }
+        self.inner.txn_guards.borrow_mut().end(producer_id, in_slot);
+        Ok(())
     }
 
     /// Every group's pending transactional offsets on this shard, as `TxnPending` changes

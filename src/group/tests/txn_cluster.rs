@@ -41,6 +41,17 @@ fn apply_proposals(slot: &FakeSlot, nodes: &[&Harness]) -> Vec<(String, Vec<Offs
     proposed
 }
 
+/// TxnOffsetCommit's two steps at the coordinator of "g": the guard taken before the
+/// verification (which the handler does at the transaction's coordinator), then the
+/// proposal.
+async fn commit_txn(h: &Harness, producer_id: i64, offsets: Vec<TxnOffset>) -> Vec<i16> {
+    let guard =
+        h.c.begin_txn_offsets("g", producer_id, h.at(0))
+            .expect("a guard");
+    h.c.replicate_txn_offsets("g", &committer(producer_id), guard, offsets, h.at(0))
+        .await
+}
+
 fn offsets_of(h: &Harness, group: &str) -> Vec<(i32, i64)> {
     h.committed(group)
         .into_iter()
@@ -53,15 +64,7 @@ fn a_commit_makes_exactly_the_pending_offsets_committed_on_every_node_and_once()
     run(async {
         let (coordinator, slot) = clustered(Some(1));
         let (other, _) = clustered(Some(1));
-        let codes = coordinator
-            .c
-            .replicate_txn_offsets(
-                "g",
-                &committer(PRODUCER),
-                vec![offset(0, 10), offset(1, 4)],
-                coordinator.at(0),
-            )
-            .await;
+        let codes = commit_txn(&coordinator, PRODUCER, vec![offset(0, 10), offset(1, 4)]).await;
         assert_eq!(codes, vec![0, 0]);
         assert_eq!(apply_proposals(&slot, &[&coordinator, &other]).len(), 1);
         for node in [&coordinator, &other] {
@@ -108,18 +111,15 @@ fn a_commit_makes_exactly_the_pending_offsets_committed_on_every_node_and_once()
 fn an_abort_drops_the_pending_offsets_and_keeps_the_committed_ones() {
     run(async {
         let (h, slot) = clustered(Some(1));
-        h.c.replicate_txn_offsets("g", &committer(PRODUCER), vec![offset(0, 10)], h.at(0))
-            .await;
+        commit_txn(&h, PRODUCER, vec![offset(0, 10)]).await;
         apply_proposals(&slot, &[&h]);
         h.c.end_txn_in_slot(coordinator_slot("g"), PRODUCER, true)
             .await
             .expect("commit");
         apply_proposals(&slot, &[&h]);
-        h.c.replicate_txn_offsets("g", &committer(PRODUCER), vec![offset(0, 20)], h.at(0))
-            .await;
+        commit_txn(&h, PRODUCER, vec![offset(0, 20)]).await;
         // Another producer's offsets in the same group are not touched by this end.
-        h.c.replicate_txn_offsets("g", &committer(PRODUCER + 1), vec![offset(1, 3)], h.at(0))
-            .await;
+        commit_txn(&h, PRODUCER + 1, vec![offset(1, 3)]).await;
         apply_proposals(&slot, &[&h]);
         h.c.end_txn_in_slot(coordinator_slot("g"), PRODUCER, false)
             .await
@@ -135,9 +135,7 @@ fn an_abort_drops_the_pending_offsets_and_keeps_the_committed_ones() {
 fn a_broker_that_does_not_coordinate_the_slot_neither_takes_offsets_nor_ends_them() {
     run(async {
         let (h, slot) = clustered(None);
-        let codes =
-            h.c.replicate_txn_offsets("g", &committer(PRODUCER), vec![offset(0, 10)], h.at(0))
-                .await;
+        let codes = commit_txn(&h, PRODUCER, vec![offset(0, 10)]).await;
         assert_eq!(codes, vec![ResponseError::NotCoordinator.code()]);
         assert!(slot.proposed.borrow().is_empty());
         // Even with nothing pending in its own view it must not say "ended": its view may be
@@ -158,9 +156,7 @@ fn pending_offsets_are_bounded_per_producer() {
             .unwrap_or(i32::MAX))
             .map(|p| offset(p, 1))
             .collect();
-        let codes =
-            h.c.replicate_txn_offsets("g", &committer(PRODUCER), many, h.at(0))
-                .await;
+        let codes = commit_txn(&h, PRODUCER, many).await;
         let refused = codes
             .iter()
             .filter(|c| **c == ResponseError::InvalidRequest.code())
@@ -178,8 +174,7 @@ fn pending_offsets_are_bounded_per_producer() {
 fn a_snapshot_image_carries_the_pending_offsets() {
     run(async {
         let (h, slot) = clustered(Some(1));
-        h.c.replicate_txn_offsets("g", &committer(PRODUCER), vec![offset(0, 10)], h.at(0))
-            .await;
+        commit_txn(&h, PRODUCER, vec![offset(0, 10)]).await;
         apply_proposals(&slot, &[&h]);
         let image = h.c.replicated_pending();
         let (restored, restored_slot) = clustered(Some(1));
@@ -206,5 +201,40 @@ fn a_snapshot_image_carries_the_pending_offsets() {
             .expect("ended");
         apply_proposals(&restored_slot, &[&restored]);
         assert_eq!(offsets_of(&restored, "g"), vec![(0, 10)]);
+    });
+}
+
+#[test]
+fn offsets_verified_before_the_marker_are_refused_after_it() {
+    // The transaction timed out and was aborted between the verification and the
+    // proposal: its marker found nothing pending. The late proposal must not leave
+    // offsets of an aborted transaction pending for the producer's next one to commit.
+    run(async {
+        let (h, slot) = clustered(Some(1));
+        let guard =
+            h.c.begin_txn_offsets("g", PRODUCER, h.at(0))
+                .expect("a guard");
+        h.c.end_txn_in_slot(coordinator_slot("g"), PRODUCER, false)
+            .await
+            .expect("the abort's marker");
+        let codes =
+            h.c.replicate_txn_offsets(
+                "g",
+                &committer(PRODUCER),
+                guard,
+                vec![offset(0, 10)],
+                h.at(0),
+            )
+            .await;
+        assert_eq!(codes, vec![ResponseError::InvalidTxnState.code()]);
+        assert!(slot.proposed.borrow().is_empty(), "nothing proposed");
+        // The producer's next transaction commits only its own offsets.
+        assert_eq!(commit_txn(&h, PRODUCER, vec![offset(1, 5)]).await, vec![0]);
+        apply_proposals(&slot, &[&h]);
+        h.c.end_txn_in_slot(coordinator_slot("g"), PRODUCER, true)
+            .await
+            .expect("the commit's marker");
+        apply_proposals(&slot, &[&h]);
+        assert_eq!(offsets_of(&h, "g"), vec![(1, 5)]);
     });
 }

@@ -139,6 +139,21 @@ async fn commit_clustered(
     let producer = (request.producer_id.0, request.producer_epoch);
     let implicit_add = ctx.version >= TRANSACTIONS_V2_SINCE_VERSION;
     let shard = ctx.shard;
+    let owner = shard.owner_of_group(&group_id);
+    // The guard comes first (decision 0022): a marker that ends the transaction between
+    // the verification and the proposal ends the guard, and the proposal is refused.
+    let (group, producer_id) = (group_id.clone(), producer.0);
+    let guard = shard
+        .invoke_on(owner, move |s| async move {
+            s.groups
+                .begin_txn_offsets(&group, producer_id, Instant::now())
+        })
+        .await
+        .unwrap_or(Err(ResponseError::CoordinatorNotAvailable));
+    let guard = match guard {
+        Ok(token) => token,
+        Err(e) => return vec![e.code(); offsets.len()],
+    };
     let verified = txn_routes::verify_group_offsets(
         shard,
         transactional_id,
@@ -152,9 +167,9 @@ async fn commit_clustered(
     let committer = committer_of(ctx, request);
     let count = offsets.len();
     ctx.shard
-        .invoke_on(ctx.shard.owner_of_group(&group_id), move |s| async move {
+        .invoke_on(owner, move |s| async move {
             s.groups
-                .replicate_txn_offsets(&group_id, &committer, offsets, Instant::now())
+                .replicate_txn_offsets(&group_id, &committer, guard, offsets, Instant::now())
                 .await
         })
         .await
