@@ -16,12 +16,16 @@
 mod support;
 
 use bytes::Bytes;
+use kafka_protocol::messages::describe_quorum_request::{PartitionData, TopicData};
 use kafka_protocol::messages::{
-    GroupId, ShareAcknowledgeRequest, ShareAcknowledgeResponse, ShareFetchRequest,
-    ShareFetchResponse, ShareGroupHeartbeatRequest, ShareGroupHeartbeatResponse, TopicName,
+    DescribeQuorumRequest, GroupId, ShareAcknowledgeRequest, ShareAcknowledgeResponse,
+    ShareFetchRequest, ShareFetchResponse, ShareGroupHeartbeatRequest, ShareGroupHeartbeatResponse,
+    TopicName,
 };
 use std::time::{Duration, Instant};
-use support::cluster::{LocalCluster, create_topic, find_coordinator, leaders, metadata};
+use support::cluster::{
+    LocalCluster, controller_of, create_topic, find_coordinator, leaders, metadata,
+};
 use support::real_clients_skipped;
 use support::scripts::run_script;
 use support::share::{acknowledge_topics, acquired, alter_group, fetch_topics, sb};
@@ -89,6 +93,15 @@ impl Member {
     }
 
     fn fetch(&mut self, addr: &str, acks: &[(i64, i64, i8)]) -> Result<ShareFetchResponse, String> {
+        self.fetch_at_most(addr, acks, 500)
+    }
+
+    fn fetch_at_most(
+        &mut self,
+        addr: &str,
+        acks: &[(i64, i64, i8)],
+        max_records: i32,
+    ) -> Result<ShareFetchResponse, String> {
         let request = ShareFetchRequest::default()
             .with_group_id(Some(GroupId(sb(&self.group))))
             .with_member_id(Some(sb(&self.id)))
@@ -96,8 +109,8 @@ impl Member {
             .with_max_wait_ms(500)
             .with_min_bytes(1)
             .with_max_bytes(1 << 20)
-            .with_max_records(500)
-            .with_batch_size(500)
+            .with_max_records(max_records)
+            .with_batch_size(max_records)
             .with_topics(fetch_topics(self.topic_id, acks, 1 << 20));
         let response: ShareFetchResponse = RawConn::connect(addr)?.try_call(&request, 1)?;
         if response.error_code == 0 {
@@ -113,12 +126,21 @@ impl Member {
         addr: &str,
         acks: &[(i64, i64, i8)],
     ) -> Result<ShareAcknowledgeResponse, String> {
+        self.acknowledge_over(&mut RawConn::connect(addr)?, acks)
+    }
+
+    /// ShareAcknowledge over a connection already open.
+    fn acknowledge_over(
+        &mut self,
+        conn: &mut RawConn,
+        acks: &[(i64, i64, i8)],
+    ) -> Result<ShareAcknowledgeResponse, String> {
         let request = ShareAcknowledgeRequest::default()
             .with_group_id(Some(GroupId(sb(&self.group))))
             .with_member_id(Some(sb(&self.id)))
             .with_share_session_epoch(self.session_epoch)
             .with_topics(acknowledge_topics(self.topic_id, acks));
-        let response: ShareAcknowledgeResponse = RawConn::connect(addr)?.try_call(&request, 1)?;
+        let response: ShareAcknowledgeResponse = conn.try_call(&request, 1)?;
         if response.error_code == 0 {
             self.session_epoch += 1;
         }
@@ -446,4 +468,100 @@ fn a_share_consumer_reads_a_partition_whose_leader_does_not_coordinate_its_group
         state.path().display().to_string(),
     ];
     run_script("cluster_share_failover.py elsewhere", &python, &args);
+}
+
+/// Members acknowledging at once in the coalescing test, and the rounds they do it in.
+const CONCURRENT_MEMBERS: usize = 8;
+const ACK_ROUNDS: usize = 5;
+
+/// The metadata log's committed index, as the quorum's leader reports it.
+fn metadata_high_watermark(cluster: &LocalCluster) -> i64 {
+    let controller = controller_of(cluster.node(1)).expect("the controller");
+    let request = DescribeQuorumRequest::default().with_topics(vec![
+        TopicData::default()
+            .with_topic_name(TopicName(sb("__cluster_metadata")))
+            .with_partitions(vec![PartitionData::default().with_partition_index(0)]),
+    ]);
+    let mut conn = RawConn::connect(&cluster.node(controller).bootstrap()).unwrap();
+    let quorum = conn.call(&request, 2);
+    quorum.topics[0].partitions[0].high_watermark
+}
+
+/// Acknowledgements of one group's members arriving together at the partition's leader
+/// are made durable by fewer metadata-log records than there are acknowledgements: the
+/// writes that come while one is in flight go as one record of the group's newest state
+/// (`partition::share::coalesce`). Before, each was its own record (the log grew by
+/// `CONCURRENT_MEMBERS * ACK_ROUNDS` at least). Every acknowledgement is still answered
+/// without error, and what was accepted is never delivered again.
+#[test]
+fn concurrent_acknowledgements_of_one_group_share_metadata_records() {
+    let topic = "coalesced";
+    let (cluster, leader, groups) = cluster_with_led_groups(topic);
+    let addr = cluster.node(leader).bootstrap();
+    let total = (CONCURRENT_MEMBERS * ACK_ROUNDS) as i64;
+    let batch: Vec<_> = (0..total)
+        .map(|i| plain_record(i, 1_700_000_000_000, Bytes::from(format!("r{i}"))))
+        .collect();
+    let produced = RawConn::connect(&addr).unwrap().call(
+        &produce_request(topic, 0, encode_batch(&batch).freeze(), -1),
+        9,
+    );
+    assert_eq!(produced.responses[0].partition_responses[0].error_code, 0);
+    let group = &groups[0];
+    let mut members: Vec<(Member, Vec<i64>)> = (0..CONCURRENT_MEMBERS)
+        .map(|i| {
+            let mut m = Member::join_topic(&addr, group, &format!("member-{i}"), topic);
+            let deadline = Instant::now() + WAIT;
+            let mut offsets = Vec::new();
+            while offsets.len() < ACK_ROUNDS && Instant::now() < deadline {
+                let want = (ACK_ROUNDS - offsets.len()) as i32;
+                let r = m.fetch_at_most(&addr, &[], want).unwrap();
+                for (first, last, _) in acquired(&r) {
+                    offsets.extend(first..=last);
+                }
+            }
+            assert_eq!(offsets.len(), ACK_ROUNDS, "member-{i} acquired {offsets:?}");
+            (m, offsets)
+        })
+        .collect();
+
+    let before = metadata_high_watermark(&cluster);
+    for round in 0..ACK_ROUNDS {
+        let start = std::sync::Arc::new(std::sync::Barrier::new(CONCURRENT_MEMBERS));
+        let answers: Vec<i16> = std::thread::scope(|scope| {
+            let running: Vec<_> = members
+                .iter_mut()
+                .map(|(member, offsets)| {
+                    let (start, addr) = (start.clone(), addr.clone());
+                    let offset = offsets[round];
+                    scope.spawn(move || {
+                        let mut conn = RawConn::connect(&addr).unwrap();
+                        start.wait();
+                        let r = member.acknowledge_over(&mut conn, &[(offset, offset, ACCEPT)]);
+                        let r = r.unwrap();
+                        r.responses
+                            .first()
+                            .and_then(|t| t.partitions.first())
+                            .map_or(r.error_code, |p| r.error_code.max(p.error_code))
+                    })
+                })
+                .collect();
+            running.into_iter().map(|t| t.join().unwrap()).collect()
+        });
+        assert!(
+            answers.iter().all(|e| *e == 0),
+            "round {round}: {answers:?}"
+        );
+    }
+    let records = metadata_high_watermark(&cluster) - before;
+    let acknowledgements = total;
+    eprintln!("{acknowledgements} acknowledgements, {records} metadata records");
+    assert!(
+        records * 4 <= acknowledgements * 3,
+        "{acknowledgements} concurrent acknowledgements took {records} metadata records"
+    );
+
+    let mut late = Member::join_topic(&addr, group, "member-late", topic);
+    let r = late.fetch(&addr, &[]).unwrap();
+    assert_eq!(acquired(&r), vec![], "every record was accepted");
 }

@@ -23,6 +23,7 @@
 //! across an `.await`.
 
 pub mod budget;
+pub mod coalesce;
 pub mod durable;
 pub mod replicated;
 pub mod state;

@@ -5,8 +5,9 @@
 //! new leader so starts from what the old one last made durable: in-flight records come
 //! back available with their delivery counts, acknowledged ones are never delivered again.
 //!
-//! Owns: the order of this partition's replicated writes (one at a time, each encoding the
-//! group's state when its turn comes, so the last record applied is the newest state).
+//! Owns: the order of this partition's replicated writes (per group one proposal at a time,
+//! each encoding the group's state when it goes, so the last record applied is the newest
+//! state; the writes made while one is in flight go together as the next, `coalesce`).
 //! Must not: talk to the quorum (the replicator does) or know about shards.
 
 use std::cell::Cell;
@@ -14,6 +15,7 @@ use std::rc::Rc;
 
 use futures_util::future::LocalBoxFuture;
 
+use super::coalesce::Coalescer;
 use super::durable::{self, SavedState};
 use super::{MAX_IN_FLIGHT_RECORDS, ShareError, SharePartitionState};
 use crate::partition::Partition;
@@ -46,11 +48,11 @@ pub trait ShareStateReplicator {
 }
 
 /// A leader's replicated writes: the replicator, whether its states were loaded, and the
-/// turn each write waits for.
+/// rounds its writes are coalesced into.
 pub(super) struct Replication {
     replicator: Rc<dyn ShareStateReplicator>,
     loaded: Cell<bool>,
-    writing: futures_util::lock::Mutex<()>,
+    rounds: Rc<Coalescer>,
 }
 
 impl Partition {
@@ -65,7 +67,7 @@ impl Partition {
         *self.shares.replication.borrow_mut() = Some(Rc::new(Replication {
             replicator,
             loaded: Cell::new(false),
-            writing: futures_util::lock::Mutex::new(()),
+            rounds: Rc::default(),
         }));
     }
 
@@ -94,26 +96,38 @@ impl Partition {
         Ok(Some(replication))
     }
 
-    /// Replicates the group's current state (encoded once this write's turn has come, so
-    /// it holds every change made before it).
+    /// Replicates the group's current state: returns once a proposal encoded after this
+    /// call has committed, the one carrying every write of the group made while the
+    /// previous proposal was in flight (`coalesce`).
     pub(super) async fn replicate_share_state(
         &self,
         replication: &Replication,
         group_id: &str,
     ) -> Result<(), ShareError> {
-        let _turn = replication.writing.lock().await;
-        self.shares.unsaved.borrow_mut().remove(group_id);
-        let mut frame = Vec::new();
-        durable::encode(
-            &mut frame,
-            group_id,
-            self.shares.groups.borrow().get(group_id),
-        );
+        let start = || {
+            self.shares.unsaved.borrow_mut().remove(group_id);
+            let mut frame = Vec::new();
+            durable::encode(
+                &mut frame,
+                group_id,
+                self.shares.groups.borrow().get(group_id),
+            );
+            replication
+                .replicator
+                .replicate(group_id, self.leader_epoch(), frame)
+        };
         replication
-            .replicator
-            .replicate(group_id, self.leader_epoch(), frame)
+            .rounds
+            .write(group_id, start)
             .await
             .map_err(ShareError::Replication)
+    }
+
+    /// Cluster mode, leading: (metadata-log proposals made, share-state writes asked for)
+    /// since this leadership began; None otherwise.
+    pub fn share_replicated_writes(&self) -> Option<(u64, u64)> {
+        let replication = self.shares.replication.borrow();
+        replication.as_ref().map(|r| r.rounds.totals())
     }
 }
 
