@@ -29,7 +29,7 @@ use support::cluster::{
 use support::real_clients_skipped;
 use support::scripts::run_script;
 use support::share::{acknowledge_topics, acquired, alter_group, fetch_topics, sb};
-use support::wire::{RawConn, encode_batch, plain_record, produce_request};
+use support::wire::{MemberConn, RawConn, encode_batch, plain_record, produce_request};
 
 const TOPIC: &str = "work";
 const RECORDS: i64 = 20;
@@ -44,6 +44,8 @@ struct Member {
     id: String,
     topic_id: uuid::Uuid,
     session_epoch: i32,
+    /// The session's connection (it ends with it).
+    conn: MemberConn,
 }
 
 fn heartbeat(
@@ -82,6 +84,7 @@ impl Member {
                     id: id.to_string(),
                     topic_id: a.topic_partitions[0].topic_id,
                     session_epoch: 0,
+                    conn: MemberConn::default(),
                 };
             }
             assert!(
@@ -112,7 +115,7 @@ impl Member {
             .with_max_records(max_records)
             .with_batch_size(max_records)
             .with_topics(fetch_topics(self.topic_id, acks, 1 << 20));
-        let response: ShareFetchResponse = RawConn::connect(addr)?.try_call(&request, 1)?;
+        let response: ShareFetchResponse = self.conn.try_call(addr, &request, 1)?;
         if response.error_code == 0 {
             self.session_epoch += 1;
         }
@@ -258,6 +261,9 @@ fn failover_keeps_share_state(restart_next_leader_first: bool) {
     );
     assert_eq!(produced.responses[0].partition_responses[0].error_code, 0);
 
+    // Kept to the end: a member's session ends with its connection, which would release
+    // what it holds before the kill (the state the next leader must start from).
+    let mut holding = Vec::new();
     for group in &groups {
         let mut first = Member::join(&addr, group, "member-a");
         let deadline = Instant::now() + WAIT;
@@ -277,6 +283,7 @@ fn failover_keeps_share_state(restart_next_leader_first: bool) {
             .fetch(&addr, &[(0, 9, ACCEPT), (10, 14, RELEASE)])
             .unwrap();
         assert_eq!(partition_errors(&acked).1, 0, "acknowledged: {acked:?}");
+        holding.push(first);
     }
 
     if restart_next_leader_first {
@@ -564,4 +571,53 @@ fn concurrent_acknowledgements_of_one_group_share_metadata_records() {
     let mut late = Member::join_topic(&addr, group, "member-late", topic);
     let r = late.fetch(&addr, &[]).unwrap();
     assert_eq!(acquired(&r), vec![], "every record was accepted");
+}
+
+/// Long enough that no lock expires during a test: what comes back came back because the
+/// holder's session ended.
+const LONG_LOCK_MS: &str = "600000";
+const SHARE_SESSION_NOT_FOUND: i16 = 122;
+
+/// Kafka's share-session cache ends a session when the connection that opened it drops,
+/// and releases the member's acquired records there at once. Here at a partition leader
+/// that does not coordinate the group (decision 0025): member A's records come back to
+/// member B with delivery count 2, long before their 10-minute locks expire, and A's
+/// session at the leader is gone. Before, they stayed locked (only epoch -1 released them).
+#[test]
+fn a_members_dropped_connection_releases_its_records_at_a_leader_that_does_not_coordinate() {
+    let topic = "dropped";
+    let (cluster, leader, coordinator, group) = cluster_with_group_led_elsewhere(topic);
+    let long_lock = [("share.record.lock.duration.ms", LONG_LOCK_MS)];
+    assert_eq!(alter_group(cluster.node(leader), &group, &long_lock), 0);
+    let at_leader = cluster.node(leader).bootstrap();
+    let batch: Vec<_> = (0..RECORDS)
+        .map(|i| plain_record(i, 1_700_000_000_000, Bytes::from(format!("r{i}"))))
+        .collect();
+    let produced = RawConn::connect(&at_leader).unwrap().call(
+        &produce_request(topic, 0, encode_batch(&batch).freeze(), -1),
+        9,
+    );
+    assert_eq!(produced.responses[0].partition_responses[0].error_code, 0);
+
+    let at_coordinator = cluster.node(coordinator).bootstrap();
+    let mut a = Member::join_topic(&at_coordinator, &group, "member-a", topic);
+    let mut b = Member::join_topic(&at_coordinator, &group, "member-b", topic);
+    let first = a.fetch(&at_leader, &[]).unwrap();
+    assert_eq!(acquired(&first), vec![(0, RECORDS - 1, 1)], "{first:?}");
+    // A's connection to the leader drops (the member keeps its membership).
+    a.conn = MemberConn::default();
+
+    let deadline = Instant::now() + WAIT;
+    let mut seen = Vec::new();
+    while seen.is_empty() && Instant::now() < deadline {
+        let r = b.fetch(&at_leader, &[]).unwrap();
+        seen.extend(acquired(&r));
+    }
+    assert_eq!(
+        seen,
+        vec![(0, RECORDS - 1, 2)],
+        "A's records, released when its connection dropped"
+    );
+    let stale = a.fetch(&at_leader, &[]).unwrap();
+    assert_eq!(stale.error_code, SHARE_SESSION_NOT_FOUND, "{stale:?}");
 }

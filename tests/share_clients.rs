@@ -1,7 +1,8 @@
 //! confluent-kafka's `ShareConsumer` (librdkafka 2.16, KIP-932) against Sluice's share
 //! groups, through `tests/clients/share_consumers.py`: three members of one partition get
 //! disjoint records and together all of them; a member SIGKILLed holding records loses them
-//! to another member after the lock timeout, with delivery count 2; a broker SIGKILL loses
+//! to another member, with delivery count 2, as soon as its connection drops (its share
+//! session ends with it, as in Kafka; not after the lock timeout); a broker SIGKILL loses
 //! no acknowledgement and no record.
 //!
 //! Python comes from `SLUICE_TEST_PYTHON`, else `<repo>/.venv/bin/python`;

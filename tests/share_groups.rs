@@ -97,6 +97,8 @@ struct Member {
     id: String,
     topic_id: uuid::Uuid,
     session_epoch: i32,
+    /// The session's connection (it ends with it).
+    conn: wire::MemberConn,
 }
 
 impl Member {
@@ -110,6 +112,7 @@ impl Member {
             id: id.to_string(),
             topic_id: assignment.topic_partitions[0].topic_id,
             session_epoch: 0,
+            conn: wire::MemberConn::default(),
         }
     }
 
@@ -130,7 +133,7 @@ impl Member {
             .with_max_records(500)
             .with_batch_size(500)
             .with_topics(fetch_topics(self.topic_id, acks, 1 << 20));
-        let response: ShareFetchResponse = call(broker, &request, V1);
+        let response: ShareFetchResponse = self.conn.call(&broker.bootstrap(), &request, V1);
         if response.error_code == 0 {
             self.session_epoch += 1;
         }
@@ -147,7 +150,7 @@ impl Member {
             .with_member_id(Some(sb(&self.id)))
             .with_share_session_epoch(self.session_epoch)
             .with_topics(acknowledge_topics(self.topic_id, acks));
-        let response: ShareAcknowledgeResponse = call(broker, &request, V1);
+        let response: ShareAcknowledgeResponse = self.conn.call(&broker.bootstrap(), &request, V1);
         if response.error_code == 0 {
             self.session_epoch += 1;
         }
@@ -416,6 +419,7 @@ fn session_epochs_membership_and_group_errors() {
         id: "stranger".into(),
         topic_id: a.topic_id,
         session_epoch: 0,
+        conn: wire::MemberConn::default(),
     };
     assert_eq!(
         stranger.fetch(&broker, &[], 0).error_code,
@@ -590,6 +594,7 @@ fn waiting_share_fetches_take_turns_so_three_members_all_get_records() {
             .map(|(i, m)| spawn(i, m, Vec::new()))
             .collect();
         let mut served = Vec::new();
+        let mut holding = Vec::new();
         for wave in 0..6 {
             // Every member not yet done waits before each wave: the first three waves find
             // all three waiting, and whoever was served queues again behind the others.
@@ -621,6 +626,10 @@ fn waiting_share_fetches_take_turns_so_three_members_all_get_records() {
             if wave < 3 {
                 let acks = vec![(first, first + WAVE as i64 - 1, ACCEPT)];
                 waiting.push(spawn(i, m, acks));
+            } else {
+                // Kept (with its connection) to the end: a closed session would release
+                // what the member holds to the members still waiting.
+                holding.push(m);
             }
         }
         // The longest waiter is served first: three waves reach three different members,

@@ -95,6 +95,8 @@ struct Member {
     id: String,
     topic_id: uuid::Uuid,
     session_epoch: i32,
+    /// The session's connection (it ends with it).
+    conn: wire::MemberConn,
 }
 
 impl Member {
@@ -115,6 +117,7 @@ impl Member {
             id: id.to_string(),
             topic_id: assignment.topic_partitions[0].topic_id,
             session_epoch: 0,
+            conn: wire::MemberConn::default(),
         }
     }
 
@@ -153,7 +156,7 @@ impl Member {
             },
             is_renew_ack: matches!(ask, Ask::RenewOnly),
         };
-        let response = call(broker, &request, version).base;
+        let response = self.conn.call(&broker.bootstrap(), &request, version).base;
         if response.error_code == 0 {
             self.session_epoch += 1;
         }
@@ -180,7 +183,7 @@ impl Member {
             base,
             is_renew_ack: version >= V2 && acks.iter().any(|a| a.2 == RENEW),
         };
-        let response = call(broker, &request, version);
+        let response = self.conn.call(&broker.bootstrap(), &request, version);
         if response.base.error_code == 0 {
             self.session_epoch += 1;
         }

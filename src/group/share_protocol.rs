@@ -136,6 +136,30 @@ impl GroupCoordinator {
         result
     }
 
+    /// A connection that opened the member's share session here closed (Kafka's
+    /// `ShareSessionCache` disconnect listener): the session is gone, and its partitions
+    /// are returned so the member's acquired records there are released at once. None
+    /// when the session is gone already or another connection reopened it.
+    pub fn share_session_connection_closed(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        connection: u64,
+    ) -> Option<Vec<SessionPartition>> {
+        if let Some(group) = self.inner.share_groups.borrow_mut().get_mut(group_id)
+            && let Some(partitions) = group.sessions.close_for_connection(member_id, connection)
+        {
+            return Some(partitions);
+        }
+        let mut leader = self.inner.leader_share_sessions.borrow_mut();
+        let sessions = leader.get_mut(group_id)?;
+        let partitions = sessions.close_for_connection(member_id, connection);
+        if sessions.is_empty() {
+            leader.remove(group_id);
+        }
+        partitions
+    }
+
     /// Share-group deadlines: members past their session timeout leave; idle sessions of
     /// groups coordinated elsewhere are dropped.
     pub(super) fn tick_share_groups(&self, now: Instant) {

@@ -439,6 +439,7 @@ fn end_or_hand_over(
     // A read still pending in the ring holds the descriptor open: shut the socket down so
     // the peer sees the close now and the pending read completes.
     let _ = socket2::SockRef::from(&closer).shutdown(std::net::Shutdown::Both);
+    super::share_close::connection_closed(shard, state.share_sessions);
     Ended::Closed
 }
 

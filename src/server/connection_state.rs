@@ -5,6 +5,7 @@
 use super::affinity::ShardAffinity;
 use super::fetch_sessions::FetchSessions;
 use super::sasl::SaslSession;
+use super::share_opened::ShareSessionsOpened;
 use crate::config::listeners::ListenerSpec;
 use crate::security::Principal;
 use std::net::IpAddr;
@@ -22,6 +23,8 @@ pub struct ConnectionState {
     /// Where the connection stands in SASL authentication (`NotRequired` on PLAINTEXT).
     pub sasl: SaslSession,
     pub fetch_sessions: FetchSessions,
+    /// Share sessions this connection opened: they end when it closes (`share_close`).
+    pub share_sessions: ShareSessionsOpened,
     pub affinity: ShardAffinity,
     /// Over a client quota: read no further request before this (KIP-219), set by
     /// `quota` when a request earns a throttle and taken by the connection loop.

@@ -44,7 +44,9 @@ pub fn topic_name(shard: &Shard, topic_id: &Uuid) -> Option<String> {
         .map(|t| t.name.clone())
 }
 
-/// The share-session step, on the group's shard (see `group::share::sessions`).
+/// The share-session step, on the group's shard (see `group::share::sessions`), of a
+/// request on `connection` (a session it opens is bound to it: `share_close`).
+#[allow(clippy::too_many_arguments)]
 pub async fn update_session(
     shard: &Rc<Shard>,
     group_id: &str,
@@ -53,6 +55,7 @@ pub async fn update_session(
     add: Vec<SessionPartition>,
     forget: Vec<SessionPartition>,
     may_open: bool,
+    connection: u64,
 ) -> Result<Vec<SessionPartition>, ResponseError> {
     let owner = shard.owner_of_group(group_id);
     // Cluster mode: a broker leading partitions of a group another broker coordinates
@@ -75,6 +78,7 @@ pub async fn update_session(
                     forget: &forget,
                     may_open,
                     any_member,
+                    connection,
                     now: Instant::now(),
                 },
             )

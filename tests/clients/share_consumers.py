@@ -4,7 +4,9 @@ Scenarios (first argument), each on its own topic and group:
   disjoint BOOTSTRAP   three members on a one-partition topic receive disjoint records and
                        together all of them, while a producer keeps appending
   redeliver BOOTSTRAP  a member killed (SIGKILL) holding unacknowledged records: another
-                       member receives them after the lock timeout with delivery count 2
+                       member receives them with delivery count 2 as soon as the killed
+                       member's connection drops (its share session ends with it, as in
+                       Kafka), long before their acquisition locks would expire
   before BOOTSTRAP DIR / after BOOTSTRAP DIR
                        the two halves of the broker-SIGKILL check the Rust driver runs around
                        a kill and restart: acknowledged records never come back, the rest do
@@ -34,7 +36,9 @@ from confluent_kafka.admin import (
 )
 
 DEADLINE_S = 60
-LOCK_MS = 2000
+# The redeliver check's lock: longer than its deadline, so only the end of the killed
+# member's share session (its connection) can release the records in time.
+HELD_LOCK_MS = 600000
 
 
 def ok(message):
@@ -146,7 +150,7 @@ def hold(bootstrap, topic, group):
 
 def redeliver(bootstrap):
     topic, group = "share-redeliver", "share-redeliver-group"
-    setup(bootstrap, topic, group, [("share.record.lock.duration.ms", str(LOCK_MS))])
+    setup(bootstrap, topic, group, [("share.record.lock.duration.ms", str(HELD_LOCK_MS))])
     produce(bootstrap, topic, 0, 20)
     holder = subprocess.Popen(
         [sys.executable, __file__, "hold", bootstrap, topic, group],
@@ -178,9 +182,8 @@ def redeliver(bootstrap):
         fail(f"held records came back with delivery counts {counts}, not 2")
     ok("the killed member's records came back with delivery count 2")
     elapsed = time.time() - killed_at
-    if elapsed < LOCK_MS / 1000 * 0.5:
-        fail(f"redelivered after {elapsed:.2f}s, before the lock timeout")
-    ok(f"redelivery came after the lock timeout ({elapsed:.1f}s after the kill)")
+    ok(f"released when its connection dropped ({elapsed:.1f}s after the kill; "
+       f"the locks last {HELD_LOCK_MS / 1000:.0f}s)")
 
 
 def before(bootstrap, state_dir):

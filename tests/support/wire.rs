@@ -283,3 +283,40 @@ pub fn describe_all_acls_request() -> kafka_protocol::messages::DescribeAclsRequ
         .with_operation(ANY)
         .with_permission_type(ANY)
 }
+
+/// A share member's connection, kept between its requests: a share session ends with the
+/// connection that opened it (KIP-932, as Kafka's share-session cache does on a
+/// disconnect), so a member must not open a connection per request. One broker at a time;
+/// asking another broker, or a failed call, closes it (a new one opens for the next call).
+#[derive(Default)]
+pub struct MemberConn {
+    open: Option<(String, RawConn)>,
+}
+
+impl MemberConn {
+    pub fn try_call<R: Request>(
+        &mut self,
+        addr: &str,
+        request: &R,
+        version: i16,
+    ) -> Result<R::Response, String> {
+        let conn = match self.open.take() {
+            Some((at, conn)) if at == addr => conn,
+            _ => RawConn::connect(addr)?,
+        };
+        let (_, conn) = self.open.insert((addr.to_string(), conn));
+        let answered = conn.try_call(request, version);
+        if answered.is_err() {
+            self.open = None;
+        }
+        answered
+    }
+
+    /// As `try_call`, once more on a new connection if the open one failed (its broker
+    /// restarted); a second failure fails the test.
+    pub fn call<R: Request>(&mut self, addr: &str, request: &R, version: i16) -> R::Response {
+        self.try_call(addr, request, version)
+            .or_else(|_| self.try_call(addr, request, version))
+            .unwrap_or_else(|e| panic!("API key {} v{version}: {e}", R::KEY))
+    }
+}

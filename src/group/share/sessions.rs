@@ -37,6 +37,9 @@ struct Session {
     next_epoch: i32,
     last_used: Option<Instant>,
     partitions: BTreeSet<SessionPartition>,
+    /// The connection that opened it: its close closes the session (as Kafka's
+    /// `ShareSessionCache` does on a disconnect), unless another connection reopened it.
+    connection: u64,
 }
 
 /// What a ShareFetch or ShareAcknowledge does to its member's session.
@@ -52,6 +55,8 @@ pub struct SessionUpdate<'a> {
     /// Cluster mode, the group coordinated by another broker: this one only leads some of
     /// its partitions and opens a session for any member id (decision 0025).
     pub any_member: bool,
+    /// The connection the request came on (`ShareSessionsOpened::connection`).
+    pub connection: u64,
     pub now: Instant,
 }
 
@@ -80,6 +85,7 @@ impl ShareSessions {
                 next_epoch: 1,
                 last_used: Some(u.now),
                 partitions: u.add.iter().copied().collect(),
+                connection: u.connection,
             };
             let partitions = session.partitions.iter().copied().collect();
             self.sessions.insert(u.member_id.to_string(), session);
@@ -113,6 +119,21 @@ impl ShareSessions {
             session.next_epoch + 1
         };
         Ok(session.partitions.iter().copied().collect())
+    }
+
+    /// The member's session closed because `connection`, which opened it, closed: its
+    /// partitions (their records the member holds are to be released), or None when the
+    /// session is gone already or another connection reopened it.
+    pub fn close_for_connection(
+        &mut self,
+        member_id: &str,
+        connection: u64,
+    ) -> Option<Vec<SessionPartition>> {
+        if self.sessions.get(member_id)?.connection != connection {
+            return None;
+        }
+        let session = self.sessions.remove(member_id)?;
+        Some(session.partitions.into_iter().collect())
     }
 
     pub fn remove(&mut self, member_id: &str) {

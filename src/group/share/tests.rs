@@ -109,6 +109,7 @@ fn share_session_epochs() {
     let p = [(Uuid::from_u128(1), 0)];
     let update = |epoch: i32, may_open: bool| SessionUpdate {
         any_member: false,
+        connection: 1,
         member_id: "m1",
         epoch,
         add: &p,

@@ -43,6 +43,7 @@ pub async fn handle(
         Err(code) => return refuse(code),
     };
     let epoch = request.share_session_epoch;
+    let connection = ctx.connection.borrow().share_sessions.connection();
     let session = match update_session(
         ctx.shard,
         &group_id,
@@ -51,6 +52,7 @@ pub async fn handle(
         Vec::new(),
         Vec::new(),
         false,
+        connection,
     )
     .await
     {

@@ -21,7 +21,7 @@ use kafka_protocol::messages::share_fetch_response::{
 use kafka_protocol::messages::ShareFetchResponse;
 use uuid::Uuid;
 
-use crate::group::share::sessions::{FINAL_EPOCH, SessionPartition};
+use crate::group::share::sessions::{FINAL_EPOCH, OPEN_EPOCH, SessionPartition};
 use crate::protocol::share_v2::{
     ACQUIRE_MODE_BATCH_OPTIMIZED, ACQUIRE_MODE_RECORD_LIMIT, RENEW_VERSION, ShareFetchRequestV2,
     ShareFetchResponseV2,
@@ -98,10 +98,16 @@ pub async fn handle(
         .flat_map(|t| t.partitions.iter().map(|p| (t.topic_id, *p)))
         .collect();
     let add = if epoch == FINAL_EPOCH { Vec::new() } else { listed };
-    let session = match update_session(ctx.shard, &group_id, &member_id, epoch, add, forget, true).await {
+    let connection = ctx.connection.borrow().share_sessions.connection();
+    let step = update_session(ctx.shard, &group_id, &member_id, epoch, add, forget, true, connection);
+    let session = match step.await {
         Ok(s) => s,
         Err(e) => return refuse(e),
     };
+    if epoch == OPEN_EPOCH {
+        // Opened on this connection: its close ends the session (`share_close`).
+        ctx.connection.borrow_mut().share_sessions.opened(&group_id, &member_id);
+    }
     let config = share_config(ctx.shard, &group_id);
     let at = |topic: String, partition: i32| SharePartitionRef {
         group_id: group_id.clone(),
