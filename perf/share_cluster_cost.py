@@ -5,9 +5,11 @@ ShareConsumer on an RF=3 partition of a local 3-node cluster.
 Starts `sluice cluster local --nodes 3` with the given binary on a fresh directory, creates
 a one-partition RF=3 topic, produces RECORDS records of 100 bytes, picks a share group its
 leader coordinates (ShareFetch is served only there in cluster mode), then measures:
-  consume   records/s of one ShareConsumer in implicit mode (every record acknowledged;
-            each acknowledgement is one durable write of the group's state: a local
-            fdatasync before decision 0025, a metadata-log record on a majority after)
+  consume   records/s of CONSUMERS ShareConsumers of one group (default 1, each on its own
+            thread) in implicit mode (every record acknowledged; each acknowledgement is
+            a durable write of the group's state: a local fdatasync before decision 0025,
+            a metadata-log record on a majority after; with several consumers the writes
+            arriving while one is in flight go as one record, `partition::share::coalesce`)
   commit    commit_sync latency in explicit mode: COMMITS rounds of poll (at most
             COMMIT_BATCH records), acknowledge each record, commit_sync (p50/p90/p99/max in ms)
 Run it once per build to compare (A/B, same machine, same load):
@@ -23,6 +25,7 @@ import socket
 import struct
 import subprocess
 import tempfile
+import threading
 import time
 
 from confluent_kafka import Producer, ShareConsumer
@@ -94,7 +97,9 @@ def setup(bootstrap, records):
             if time.time() > deadline:
                 raise SystemExit(f"topic not created: {e}")
             time.sleep(0.5)
-    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5})
+    # The whole run fits librdkafka's local queue (100,000 messages by default).
+    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5,
+                         "queue.buffering.max.messages": max(100000, records)})
     for _ in range(records):
         producer.produce(TOPIC, VALUE)
         producer.poll(0)
@@ -116,21 +121,35 @@ def led_group(admin, bootstrap, name, leader):
     return group
 
 
-def consume(bootstrap, group, records):
-    """From the first record to the last one's acknowledgement made durable."""
-    c = ShareConsumer({"bootstrap.servers": bootstrap, "group.id": group})
-    c.subscribe([TOPIC])
-    got, start = 0, None
-    deadline = time.time() + RUN_TIMEOUT_S
-    while got < records and time.time() < deadline:
-        for m in c.poll(1.0):
-            if m.error() is None:
-                start = start or time.time()
-                got += 1
-    c.commit_sync()
-    elapsed = time.time() - (start or time.time())
-    c.close()
-    return got, elapsed
+def consume(bootstrap, group, records, consumers):
+    """From the first record to the last one's acknowledgement made durable, over
+    `consumers` ShareConsumers of the group reading together."""
+    lock = threading.Lock()
+    counts = {"got": 0, "start": None}
+
+    def one():
+        c = ShareConsumer({"bootstrap.servers": bootstrap, "group.id": group})
+        c.subscribe([TOPIC])
+        deadline = time.time() + RUN_TIMEOUT_S
+        while time.time() < deadline:
+            with lock:
+                if counts["got"] >= records:
+                    break
+            got = [m for m in c.poll(1.0) if m.error() is None]
+            with lock:
+                if got and counts["start"] is None:
+                    counts["start"] = time.time()
+                counts["got"] += len(got)
+        c.commit_sync()
+        c.close()
+
+    threads = [threading.Thread(target=one) for _ in range(consumers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.time() - (counts["start"] or time.time())
+    return counts["got"], elapsed
 
 
 def commits(bootstrap, group, rounds, records):
@@ -161,6 +180,8 @@ def main():
     parser.add_argument("--sluice", default="target/debug/sluice")
     parser.add_argument("--records", type=int, default=20000)
     parser.add_argument("--commits", type=int, default=200)
+    parser.add_argument("--consumers", type=int, default=1,
+                        help="ShareConsumers of the consume phase's group (default 1)")
     args = parser.parse_args()
     base = free_base_port()
     bootstrap = ",".join(f"127.0.0.1:{base + i}" for i in range(3))
@@ -172,8 +193,8 @@ def main():
         try:
             admin, leader = setup(bootstrap, args.records)
             group = led_group(admin, bootstrap, "cost-consume", leader)
-            got, elapsed = consume(bootstrap, group, args.records)
-            print(f"{args.sluice}: consume {got} records in {elapsed:.2f}s = "
+            got, elapsed = consume(bootstrap, group, args.records, args.consumers)
+            print(f"{args.sluice}: consume x{args.consumers} {got} records in {elapsed:.2f}s = "
                   f"{got / max(elapsed, 1e-9):,.0f} records/s (leader {leader})", flush=True)
             group = led_group(admin, bootstrap, "cost-commit", leader)
             samples = commits(bootstrap, group, args.commits, args.records)
