@@ -78,16 +78,13 @@ impl Coalescer {
             }
             if self.take_turn(group_id, &round) {
                 self.proposals_total.set(self.proposals_total.get() + 1);
-                // Spawned: the proposal outlives this writer (its request may be dropped)
-                // since the round's other writers wait for it.
-                let proposal = start();
-                let this = Rc::clone(self);
-                let (group, round) = (group_id.to_string(), Rc::clone(&round));
-                compio::runtime::spawn(async move {
-                    let outcome = proposal.await;
-                    this.finish(&group, &round, outcome);
-                })
-                .detach();
+                let drive = Drive {
+                    rounds: Rc::clone(self),
+                    group_id: group_id.to_string(),
+                    round: Rc::clone(&round),
+                    proposal: RefCell::new(Some(start())),
+                };
+                return drive.run().await;
             }
             finished.await;
         }
@@ -110,7 +107,7 @@ impl Coalescer {
         true
     }
 
-    fn finish(&self, group_id: &str, round: &Rc<Round>, outcome: Outcome) {
+    fn finish(&self, group_id: &str, round: &Round, outcome: Outcome) {
         *round.outcome.borrow_mut() = Some(outcome);
         let mut groups = self.groups.borrow_mut();
         if let Some(rounds) = groups.get_mut(group_id) {
@@ -126,6 +123,56 @@ impl Coalescer {
     /// (proposals made, writes answered or waiting) since this leadership began.
     pub fn totals(&self) -> (u64, u64) {
         (self.proposals_total.get(), self.writes_total.get())
+    }
+}
+
+/// A round's proposal, driven by the writer that started it (no task hop on the common
+/// path). Dropped before the proposal finished (its request abandoned), it hands the
+/// proposal to a task of its own: the round's other writers wait for its outcome.
+struct Drive {
+    rounds: Rc<Coalescer>,
+    group_id: String,
+    round: Rc<Round>,
+    proposal: RefCell<Option<LocalBoxFuture<'static, Outcome>>>,
+}
+
+impl Drive {
+    async fn run(self) -> Outcome {
+        let outcome = std::future::poll_fn(|cx| {
+            let mut proposal = self.proposal.borrow_mut();
+            let Some(pending) = proposal.as_mut() else {
+                return std::task::Poll::Ready(None);
+            };
+            let outcome = std::task::ready!(pending.as_mut().poll(cx));
+            *proposal = None;
+            std::task::Poll::Ready(Some(outcome))
+        })
+        .await;
+        // None only if polled again after it finished, which `run` never does.
+        let outcome = outcome.unwrap_or_else(|| {
+            Err(ReplicationError {
+                code: kafka_protocol::ResponseError::UnknownServerError.code(),
+                message: "share-state proposal polled after it finished".into(),
+            })
+        });
+        self.rounds
+            .finish(&self.group_id, &self.round, outcome.clone());
+        outcome
+    }
+}
+
+impl Drop for Drive {
+    fn drop(&mut self) {
+        let Some(proposal) = self.proposal.get_mut().take() else {
+            return;
+        };
+        let (rounds, round) = (Rc::clone(&self.rounds), Rc::clone(&self.round));
+        let group_id = std::mem::take(&mut self.group_id);
+        compio::runtime::spawn(async move {
+            let outcome = proposal.await;
+            rounds.finish(&group_id, &round, outcome);
+        })
+        .detach();
     }
 }
 

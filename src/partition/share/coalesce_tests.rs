@@ -42,10 +42,25 @@ fn write(
     state: &Rc<Cell<u32>>,
     group: &str,
 ) -> Rc<RefCell<Option<Outcome>>> {
+    let (answered, task) = abandonable_write(rounds, quorum, state, group);
+    task.detach();
+    answered
+}
+
+/// `write`, and its task: dropping it abandons the write (its request went away).
+fn abandonable_write(
+    rounds: &Rc<Coalescer>,
+    quorum: &Rc<FakeQuorum>,
+    state: &Rc<Cell<u32>>,
+    group: &str,
+) -> (
+    Rc<RefCell<Option<Outcome>>>,
+    compio::runtime::JoinHandle<()>,
+) {
     let answered = Rc::new(RefCell::new(None));
     let (rounds, quorum, state) = (rounds.clone(), quorum.clone(), state.clone());
     let (group, slot) = (group.to_string(), answered.clone());
-    compio::runtime::spawn(async move {
+    let task = compio::runtime::spawn(async move {
         let start = || {
             let (tx, rx) = oneshot::channel();
             quorum
@@ -56,9 +71,8 @@ fn write(
         };
         let outcome = rounds.write(&group, start).await;
         *slot.borrow_mut() = Some(outcome);
-    })
-    .detach();
-    answered
+    });
+    (answered, task)
 }
 
 fn gone() -> ReplicationError {
@@ -166,4 +180,36 @@ async fn groups_do_not_wait_for_each_other() {
     quorum.commit(0, Ok(()));
     settle().await;
     assert!(matches!(*a.borrow(), Some(Ok(()))));
+}
+
+#[compio::test]
+async fn a_proposal_whose_writer_went_away_still_finishes_and_the_next_round_goes() {
+    let (rounds, quorum) = (
+        Rc::new(Coalescer::default()),
+        Rc::new(FakeQuorum::default()),
+    );
+    let state = Rc::new(Cell::new(1));
+    let (driver, task) = abandonable_write(&rounds, &quorum, &state, "g");
+    settle().await;
+    assert_eq!(
+        quorum.proposed.borrow().len(),
+        1,
+        "proposed by the writer itself"
+    );
+    let next = write(&rounds, &quorum, &state, "g");
+    // The request of the writer driving the proposal goes away mid-proposal.
+    drop(task);
+    settle().await;
+    quorum.commit(0, Ok(()));
+    settle().await;
+    // Its proposal still finished: the next round went.
+    assert_eq!(quorum.proposed.borrow().len(), 2);
+    quorum.commit(1, Ok(()));
+    settle().await;
+    assert!(
+        driver.borrow().is_none(),
+        "the abandoned write is not answered"
+    );
+    assert!(matches!(*next.borrow(), Some(Ok(()))));
+    assert!(rounds.groups.borrow().is_empty());
 }
