@@ -85,14 +85,8 @@ impl GroupCoordinator {
         let codes = offsets
             .into_iter()
             .map(|o| {
-                if let Err(e) = check {
-                    return e.code();
-                }
-                if o.topic.is_empty() || o.topic.len() > MAX_TOPIC_NAME_BYTES {
-                    return ResponseError::InvalidTopicException.code();
-                }
-                if o.metadata.len() > MAX_OFFSET_METADATA_BYTES {
-                    return ResponseError::OffsetMetadataTooLarge.code();
+                if let Some(code) = offset_refusal(check, &o) {
+                    return code;
                 }
                 let entry = OffsetEntry {
                     offset: o.offset,
@@ -189,4 +183,19 @@ impl GroupCoordinator {
                 .any(|p| p.topic == topic && p.partition == partition)
         })
     }
+}
+
+/// Why one offset of a TxnOffsetCommit is refused before it is held (the group check's
+/// error, a bad topic name, metadata too large), a single node's and a cluster's alike.
+pub(super) fn offset_refusal(check: Result<(), ResponseError>, o: &TxnOffset) -> Option<i16> {
+    if let Err(e) = check {
+        return Some(e.code());
+    }
+    if o.topic.is_empty() || o.topic.len() > MAX_TOPIC_NAME_BYTES {
+        return Some(ResponseError::InvalidTopicException.code());
+    }
+    if o.metadata.len() > MAX_OFFSET_METADATA_BYTES {
+        return Some(ResponseError::OffsetMetadataTooLarge.code());
+    }
+    None
 }

@@ -19,10 +19,11 @@ use kafka_protocol::ResponseError;
 
 use super::coordinator::{GroupCoordinator, MAX_GROUPS_PER_SHARD};
 use super::offset_log::{LogRecord, OffsetEntry};
-use super::offsets::{MAX_OFFSET_METADATA_BYTES, MAX_TOPIC_NAME_BYTES};
 use super::state::{Group, PendingTxnOffset};
 use super::txn_guard::TXN_END_DRAIN_TIMEOUT;
-use super::txn_offsets::{MAX_PENDING_TXN_OFFSETS_PER_PRODUCER, TxnCommitter, TxnOffset};
+use super::txn_offsets::{
+    MAX_PENDING_TXN_OFFSETS_PER_PRODUCER, TxnCommitter, TxnOffset, offset_refusal,
+};
 use crate::metadata::coordinator_slots::coordinator_slot;
 use crate::metadata::group_offsets::OffsetChange;
 
@@ -64,11 +65,7 @@ impl GroupCoordinator {
             return codes;
         }
         let Some(replicator) = self.replicator() else {
-            let code = ResponseError::CoordinatorNotAvailable.code();
-            codes
-                .iter_mut()
-                .filter(|c| **c == 0)
-                .for_each(|c| *c = code);
+            refuse_accepted(&mut codes, ResponseError::CoordinatorNotAvailable.code());
             return codes;
         };
         let producer_id = committer.producer_id;
@@ -79,11 +76,7 @@ impl GroupCoordinator {
             .enter(group_id, producer_id, guard)
         {
             // The transaction's marker came between the verification and here.
-            let code = ResponseError::InvalidTxnState.code();
-            codes
-                .iter_mut()
-                .filter(|c| **c == 0)
-                .for_each(|c| *c = code);
+            refuse_accepted(&mut codes, ResponseError::InvalidTxnState.code());
             return codes;
         }
         let proposed = replicator
@@ -95,10 +88,7 @@ impl GroupCoordinator {
             .leave(group_id, producer_id, guard);
         if let Err(e) = proposed {
             tracing::warn!(group = %group_id, error = %e, "transactional offsets not replicated");
-            codes
-                .iter_mut()
-                .filter(|c| **c == 0)
-                .for_each(|c| *c = e.code);
+            refuse_accepted(&mut codes, e.code);
         }
         codes
     }
@@ -281,6 +271,15 @@ impl GroupCoordinator {
     }
 }
 
+/// The offsets accepted so far (code 0) are refused with `code`: their proposal did not
+/// happen or failed.
+fn refuse_accepted(codes: &mut [i16], code: i16) {
+    codes
+        .iter_mut()
+        .filter(|c| **c == 0)
+        .for_each(|c| *c = code);
+}
+
 /// Each offset's code and the `TxnPending` changes of the accepted ones.
 fn txn_changes(
     group: Option<&Group>,
@@ -297,14 +296,8 @@ fn txn_changes(
     let codes = offsets
         .into_iter()
         .map(|o| {
-            if let Err(e) = check {
-                return e.code();
-            }
-            if o.topic.is_empty() || o.topic.len() > MAX_TOPIC_NAME_BYTES {
-                return ResponseError::InvalidTopicException.code();
-            }
-            if o.metadata.len() > MAX_OFFSET_METADATA_BYTES {
-                return ResponseError::OffsetMetadataTooLarge.code();
+            if let Some(code) = offset_refusal(check, &o) {
+                return code;
             }
             let replaces = held_by(producer_id).is_some_and(|h| {
                 h.iter()
