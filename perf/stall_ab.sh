@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# perf/stall_ab.sh BIN ROUNDS CFG... (a config file, or "default"): per config, a fresh broker, a 12 s acks=1 16 KiB produce,
-# Issue 22: tells periodic stalls (one large request a second) from steady per-request cost.
-# and the median of the HDR log's per-second maxima (plus p99.9 from the JSON).
+# perf/stall_ab.sh BIN ROUNDS CFG... (a config file, or "default"): per config, a fresh
+# broker, a 12 s acks=1 16 KiB produce, and the median of the HDR log's per-second maxima
+# (plus MB/s, p99, p99.9 and CPU-s/GB from the JSON). Issue 22: tells periodic stalls (one
+# large request a second) from steady per-request cost.
 set -u
 BIN=$1; ROUNDS=$2; shift 2
 for r in $(seq 1 "$ROUNDS"); do
