@@ -15,6 +15,7 @@
 //! proposals with it: they are refused at apply once the slot moved). Must not: decide a
 //! transaction's outcome or touch the groups' offsets.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -34,6 +35,43 @@ struct Guard {
     /// Proposals of this guard not yet answered.
     proposing: u32,
     touched: Instant,
+}
+
+/// A proposal under way: `leave`s its guard when dropped, so a proposal whose request
+/// went away (its future dropped mid-await) cannot leave the count up and every later
+/// marker of its producer waiting `TXN_END_DRAIN_TIMEOUT` and failing.
+pub(super) struct Proposing<'a> {
+    guards: &'a RefCell<TxnGuards>,
+    group: &'a str,
+    producer_id: i64,
+    token: u64,
+}
+
+impl<'a> Proposing<'a> {
+    /// `enter` as a scope: None when the guard is gone.
+    pub fn enter(
+        guards: &'a RefCell<TxnGuards>,
+        group: &'a str,
+        producer_id: i64,
+        token: u64,
+    ) -> Option<Self> {
+        // Not `then_some`: it would build (and drop, leaving) a guard that never entered.
+        let entered = guards.borrow_mut().enter(group, producer_id, token);
+        entered.then(|| Self {
+            guards,
+            group,
+            producer_id,
+            token,
+        })
+    }
+}
+
+impl Drop for Proposing<'_> {
+    fn drop(&mut self) {
+        self.guards
+            .borrow_mut()
+            .leave(self.group, self.producer_id, self.token);
+    }
 }
 
 #[derive(Default)]
@@ -152,6 +190,22 @@ mod tests {
         assert!(!guards.proposing(7, |_| true));
         guards.end(7, |g| g == "a");
         assert!(guards.enter("b", 7, b), "another slot's guard stays");
+    }
+
+    #[test]
+    fn a_proposal_dropped_mid_way_leaves_its_guard() {
+        let guards = RefCell::new(TxnGuards::default());
+        let token = guards
+            .borrow_mut()
+            .begin("g", 7, Instant::now())
+            .expect("room");
+        let proposing = Proposing::enter(&guards, "g", 7, token).expect("entered");
+        assert!(guards.borrow().proposing(7, |_| true));
+        drop(proposing);
+        assert!(
+            !guards.borrow().proposing(7, |_| true),
+            "the marker need not wait"
+        );
     }
 
     #[test]

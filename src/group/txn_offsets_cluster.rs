@@ -20,7 +20,7 @@ use kafka_protocol::ResponseError;
 use super::coordinator::{GroupCoordinator, MAX_GROUPS_PER_SHARD};
 use super::offset_log::{LogRecord, OffsetEntry};
 use super::state::{Group, PendingTxnOffset};
-use super::txn_guard::TXN_END_DRAIN_TIMEOUT;
+use super::txn_guard::{Proposing, TXN_END_DRAIN_TIMEOUT};
 use super::txn_offsets::{
     MAX_PENDING_TXN_OFFSETS_PER_PRODUCER, TxnCommitter, TxnOffset, offset_refusal,
 };
@@ -68,24 +68,20 @@ impl GroupCoordinator {
             refuse_accepted(&mut codes, ResponseError::CoordinatorNotAvailable.code());
             return codes;
         };
-        let producer_id = committer.producer_id;
-        if !self
-            .inner
-            .txn_guards
-            .borrow_mut()
-            .enter(group_id, producer_id, guard)
-        {
+        let Some(proposing) = Proposing::enter(
+            &self.inner.txn_guards,
+            group_id,
+            committer.producer_id,
+            guard,
+        ) else {
             // The transaction's marker came between the verification and here.
             refuse_accepted(&mut codes, ResponseError::InvalidTxnState.code());
             return codes;
-        }
+        };
         let proposed = replicator
             .replicate_changes(group_id.to_string(), changes)
             .await;
-        self.inner
-            .txn_guards
-            .borrow_mut()
-            .leave(group_id, producer_id, guard);
+        drop(proposing);
         if let Err(e) = proposed {
             tracing::warn!(group = %group_id, error = %e, "transactional offsets not replicated");
             refuse_accepted(&mut codes, e.code);
