@@ -179,6 +179,15 @@ pub const DEFAULT_FLUSH_SYNCFS_MIN_PARTITIONS: u32 = 32;
 /// The largest `flush_syncfs_min_partitions` accepted (more than any shard holds: a value
 /// meant as "never" is 0).
 pub const FLUSH_SYNCFS_MIN_PARTITIONS_LIMIT: u32 = 1_000_000;
+/// `[log] write_behind_bytes` default: write-back of a segment's written bytes is started
+/// every 1 MiB (`storage::write_behind`, decision 0026), so a `flush.ms` fdatasync finds
+/// little dirty and never allocates 100 ms of blocks at once while appends wait.
+pub const DEFAULT_WRITE_BEHIND_BYTES: u32 = 1024 * 1024;
+/// The smallest non-zero `write_behind_bytes` accepted: a range per page or two would be a
+/// thread hand-off per batch.
+pub const WRITE_BEHIND_MIN_BYTES: u32 = 64 * 1024;
+/// The largest `write_behind_bytes` accepted (a segment's default size).
+pub const WRITE_BEHIND_MAX_BYTES: u32 = 1024 * 1024 * 1024;
 /// Kafka's `log.cleaner.backoff.ms` default.
 pub const DEFAULT_CLEANER_BACKOFF_MS: u64 = 15_000;
 
@@ -259,6 +268,12 @@ pub struct LogConfig {
     /// instead of one fdatasync each; 0 never does. It also writes back whatever else is
     /// dirty on that filesystem (decision 0020).
     pub flush_syncfs_min_partitions: u32,
+    /// `[log] write_behind_bytes` (broker-wide, not a topic config): once a segment holds
+    /// this many written bytes whose write-back has not been started, it is started
+    /// (`sync_file_range`, not waited for), so the background flush's fdatasync finds
+    /// little to write; 0 leaves all of it to the flush (decision 0026). Only for topics
+    /// with a background flush (`flush.ms` >= 0).
+    pub write_behind_bytes: u32,
     /// Every other Kafka topic config: validated and stored, not acted on (see
     /// `topic_config_spec::has_no_effect_here`). Keyed by Kafka name; absent means default.
     #[serde(skip)]
@@ -308,6 +323,7 @@ impl Default for LogConfig {
             write_inline_max_bytes: DEFAULT_WRITE_INLINE_MAX_BYTES,
             replica_write_inline_max_bytes: DEFAULT_REPLICA_WRITE_INLINE_MAX_BYTES,
             flush_syncfs_min_partitions: DEFAULT_FLUSH_SYNCFS_MIN_PARTITIONS,
+            write_behind_bytes: DEFAULT_WRITE_BEHIND_BYTES,
             stored_only: BTreeMap::new(),
         }
     }
@@ -521,6 +537,17 @@ impl LogConfig {
                 format!("Value must be at most {FLUSH_SYNCFS_MIN_PARTITIONS_LIMIT}"),
             ));
         }
+        if self.write_behind_bytes != 0
+            && !(WRITE_BEHIND_MIN_BYTES..=WRITE_BEHIND_MAX_BYTES).contains(&self.write_behind_bytes)
+        {
+            return Err(invalid(
+                "write_behind_bytes",
+                &self.write_behind_bytes.to_string(),
+                format!(
+                    "Value must be 0 or in [{WRITE_BEHIND_MIN_BYTES}, {WRITE_BEHIND_MAX_BYTES}]"
+                ),
+            ));
+        }
         if self.delivery_delay_ms > self.delivery_delay_max_ms {
             return Err(invalid(
                 "sluice.delivery.delay.ms",
@@ -642,5 +669,28 @@ mod tests {
         );
         let parsed: LogConfig = toml::from_str("replica_write_inline_max_bytes = 0").unwrap();
         assert_eq!(parsed.replica_write_inline_max_bytes, 0);
+    }
+
+    #[test]
+    fn write_behind_bytes_is_off_or_within_its_bounds() {
+        let with = |n| {
+            LogConfig {
+                write_behind_bytes: n,
+                ..LogConfig::default()
+            }
+            .validate()
+        };
+        for ok in [
+            0,
+            WRITE_BEHIND_MIN_BYTES,
+            DEFAULT_WRITE_BEHIND_BYTES,
+            WRITE_BEHIND_MAX_BYTES,
+        ] {
+            assert_eq!(with(ok), Ok(()), "{ok}");
+        }
+        for bad in [1, WRITE_BEHIND_MIN_BYTES - 1, WRITE_BEHIND_MAX_BYTES + 1] {
+            let err = with(bad).unwrap_err();
+            assert!(err.to_string().contains("write_behind_bytes"), "{err}");
+        }
     }
 }

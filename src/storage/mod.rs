@@ -32,6 +32,7 @@ pub mod segment;
 pub mod state;
 pub mod time_index;
 mod truncate;
+mod write_behind;
 mod writer;
 
 #[cfg(test)]

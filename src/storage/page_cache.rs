@@ -40,8 +40,19 @@ fn page_size() -> u64 {
 /// `true` when every page holding `len` bytes from `position` of `fd` is in the page cache.
 /// `false` when any is not, when `len` is 0, or when the kernel cannot tell.
 pub fn is_fully_cached(fd: RawFd, position: u64, len: u64) -> bool {
+    cachestat(fd, position, len).is_some_and(|(stat, pages)| stat.nr_cache >= pages)
+}
+
+/// How many pages holding `len` bytes from `position` of `fd` are dirty (written, no
+/// write-back started); `None` when `len` is 0 or the kernel cannot tell.
+pub fn dirty_pages(fd: RawFd, position: u64, len: u64) -> Option<u64> {
+    cachestat(fd, position, len).map(|(stat, _)| stat.nr_dirty)
+}
+
+/// `cachestat` of the pages holding `len` bytes from `position`, with their count.
+fn cachestat(fd: RawFd, position: u64, len: u64) -> Option<(Cachestat, u64)> {
     if len == 0 || UNSUPPORTED.load(Ordering::Relaxed) {
-        return false;
+        return None;
     }
     let page = page_size();
     let first_page = position / page;
@@ -67,9 +78,9 @@ pub fn is_fully_cached(fd: RawFd, position: u64, len: u64) -> bool {
         if matches!(errno, Some(libc::ENOSYS) | Some(libc::EPERM)) {
             UNSUPPORTED.store(true, Ordering::Relaxed);
         }
-        return false;
+        return None;
     }
-    stat.nr_cache >= end_page - first_page
+    Some((stat, end_page - first_page))
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ use super::error::StorageError;
 use super::offset_index::OffsetIndex;
 use super::open_files::SegmentFiles;
 use super::time_index::TimeIndex;
+use super::write_behind::WriteBehind;
 
 pub const LOG_SUFFIX: &str = "log";
 pub const INDEX_SUFFIX: &str = "index";
@@ -75,6 +76,8 @@ pub struct Segment {
     /// Bytes at or past this position were appended by this process (their CRCs were
     /// checked at the broker boundary); bytes before it came from disk.
     pub appended_from: Cell<u64>,
+    /// How far write-back of the written bytes has been started (`write_behind`).
+    pub(super) write_behind: WriteBehind,
 }
 
 /// A whole (small) file, or `None` when it does not exist.
@@ -169,6 +172,7 @@ impl Segment {
             indexes_unsynced: Cell::new(false),
             crc_verified_bytes: Cell::new(0),
             appended_from: Cell::new(size),
+            write_behind: WriteBehind::default(),
         })
     }
 

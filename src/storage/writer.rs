@@ -337,7 +337,7 @@ impl PartitionLog {
     /// A small run may be written on this thread (`write_inline`).
     async fn write_run(
         &self,
-        segment: &Segment,
+        segment: &Rc<Segment>,
         position: u64,
         end_position: u64,
         end_offset: i64,
@@ -382,6 +382,7 @@ impl PartitionLog {
         r.map_err(|e| StorageError::io(&segment.log_path, e))?;
         segment.mark_written();
         segment.visible_bytes.set(end_position);
+        self.start_write_behind(segment, end_position);
         assert!(
             end_offset > self.offsets.written_end_offset.get(),
             "the written end only grows"

@@ -343,3 +343,62 @@ async fn a_filesystem_sync_makes_the_log_durable_up_to_its_mark() {
     assert_eq!(log.fdatasync_count(), syncs + 1);
     assert_eq!(log.durable_offset(), 5);
 }
+
+/// Decision 0026: with a background flush configured, write-back of a segment's written
+/// bytes starts every `write_behind_bytes`, before any flush or sync, so the flush's
+/// fdatasync finds little dirty. With `write_behind_bytes` = 0, or with `flush.ms` = -1 (no
+/// background flush: the kernel's own write-back, as in Kafka), the pages stay dirty until
+/// a sync (or the kernel's write-back, 30 s later by default).
+#[compio::test]
+async fn write_back_starts_every_write_behind_bytes_before_any_flush() {
+    use crate::storage::page_cache::dirty_pages;
+    use std::os::fd::AsRawFd;
+    use std::time::{Duration, Instant};
+    const WRITE_BEHIND: u32 = 64 * 1024;
+    let hour_ms = 3_600_000;
+    for (write_behind_bytes, flush_ms, starts) in [
+        (WRITE_BEHIND, hour_ms, true),
+        (0, hour_ms, false),
+        (WRITE_BEHIND, -1, false),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig {
+            write_behind_bytes,
+            flush_ms,
+            ..LogConfig::default()
+        };
+        let log = open(dir.path(), config).await.unwrap();
+        // 16 batches of 16 records of 1,000 bytes: about 260 KiB, four ranges' worth.
+        for i in 0..16 {
+            log.append(batch(16, 1000, i), false, 0).await.unwrap();
+        }
+        let path = dir.path().join("t-0").join("00000000000000000000.log");
+        let file = std::fs::File::open(path).unwrap();
+        let covered = u64::from(3 * WRITE_BEHIND);
+        let dirty = || dirty_pages(file.as_raw_fd(), 0, covered);
+        let Some(mut left) = dirty() else {
+            // No cachestat on this kernel: nothing to observe.
+            log.close().await.unwrap();
+            return;
+        };
+        // The write-back runs on a pool thread: wait for it, with a bound far above what
+        // it takes (a correctness check, not a speed one).
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while starts && left > 0 && Instant::now() < deadline {
+            compio::time::sleep(Duration::from_millis(20)).await;
+            left = dirty().unwrap_or(0);
+        }
+        if starts {
+            assert_eq!(
+                left, 0,
+                "write-back of the first {covered} bytes was started"
+            );
+        } else {
+            assert!(
+                left > 0,
+                "write_behind_bytes {write_behind_bytes}, flush.ms {flush_ms}: nothing started"
+            );
+        }
+        log.close().await.unwrap();
+    }
+}
