@@ -19,12 +19,13 @@ for r in $(seq 1 "$ROUNDS"); do
     "$bin" "${args[@]}" > "$d/broker.log" 2>&1 & pid=$!
     sleep 1.5
     # shellcheck disable=SC2086
-    "$bin" bench produce --bootstrap-server 127.0.0.1:$port $BENCH --json --broker-pid $pid --hdr-log "$d/h.hlog" > "$d/out.json" 2>/dev/null
+    "$bin" bench produce --bootstrap-server 127.0.0.1:$port $BENCH --json --broker-pid $pid --hdr-log "$d/h.hlog" > "$d/out.json" 2> "$d/bench.err"
     kill $pid; wait $pid 2>/dev/null
     maxes=$(grep -v '^#' "$d/h.hlog" | cut -d, -f4 | head -n -1 | sort -g | tr '\n' ' ')
     med=$(echo $maxes | tr ' ' '\n' | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}')
     read -r mbs p99 p999 cpu < <(python3 -c "import json; j=json.load(open('$d/out.json')); t=j['produced']; l=j['latency']; print(round(t['mb_per_s'],1), l['p99_ms'], l['p999_ms'], j['broker']['cpu_s_per_gb'])" 2>/dev/null)
     echo "round $r $(basename "$bin") $(basename "$cfg"): MB/s $mbs p99 $p99 p99.9 $p999 CPU-s/GB $cpu median-per-second-max $med  load $(cut -d' ' -f1 /proc/loadavg)  maxes: $maxes"
+    [[ -s "$d/out.json" ]] || echo "  (no result: $(tail -c 300 "$d/bench.err" | tr '\n' ' ') broker: $(tail -n 2 "$d/broker.log" | tr '\n' ' '))"
     rm -rf "$d"
   done
 done
