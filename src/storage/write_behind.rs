@@ -97,6 +97,9 @@ impl PartitionLog {
 /// `sync_file_range(SYNC_FILE_RANGE_WRITE)` of `[from, to)` on a blocking-pool thread: it
 /// allocates blocks and submits the pages, which may wait for the inode's locks and the
 /// block device's queue, so not on the shard's thread. Waits for nothing to reach the disk.
+/// `SYNC_FILE_RANGE_WRITE` alone, never `WAIT_AFTER`: waiting would consume the file's
+/// write-back error (its errseq) here, where nothing takes the partition offline, instead
+/// of in the fdatasync that must report it.
 async fn start_write_back(file: compio::fs::File, from: u64, to: u64) -> std::io::Result<()> {
     use std::os::fd::{AsFd, AsRawFd};
     // A descriptor of its own for the pool thread (the same open file, so a write-back
