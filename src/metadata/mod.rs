@@ -23,6 +23,7 @@ pub mod replicated;
 pub mod replicated_image;
 pub mod security_records;
 pub mod share_state;
+pub mod share_state_reset;
 pub mod txn_state;
 
 use config_ops::edit_list;

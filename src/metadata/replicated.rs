@@ -271,6 +271,9 @@ pub enum MetadataRecord {
     Security(super::security_records::SecurityRecord),
     /// A share group's state on a partition, from its leader (decision 0025).
     ShareState(super::share_state::ShareStateRecord),
+    /// A share group's state reset or dropped by its coordinator (AlterShareGroupOffsets,
+    /// DeleteShareGroupOffsets, DeleteGroups), in a new state epoch (`share_state_reset`).
+    ShareStateReset(super::share_state_reset::ShareStateResetRecord),
 }
 
 /// A record with who proposed it, so the proposer can match the applied entry to its
@@ -337,6 +340,9 @@ pub enum Applied {
     },
     /// A share group's state on a partition, from its current leader: its owning shard keeps it.
     ShareState(super::share_state::ShareStateChange),
+    /// A share group's states reset by its coordinator: every partition-owning shard
+    /// applies it, and the partitions' leaders take the new state.
+    ShareStateReset(super::share_state_reset::ShareStateReset),
 }
 
 /// Most producer ids one block hands a broker.
@@ -417,7 +423,7 @@ impl MetadataWriter {
         index: u64,
         record: &MetadataRecord,
     ) -> Result<Applied, MetadataError> {
-        let result = self.apply_inner(record);
+        let result = self.apply_inner(index, record);
         let mut cluster = self.cluster_state();
         cluster.applied_index = index;
         let mut next = (*self.snapshot()).clone();
@@ -435,7 +441,7 @@ impl MetadataWriter {
         self.view.store(Arc::new(next));
     }
 
-    fn apply_inner(&self, record: &MetadataRecord) -> Result<Applied, MetadataError> {
+    fn apply_inner(&self, index: u64, record: &MetadataRecord) -> Result<Applied, MetadataError> {
         match record {
             MetadataRecord::CreateTopic {
                 name,
@@ -544,6 +550,10 @@ impl MetadataWriter {
             MetadataRecord::CatchUp { .. } => Ok(Applied::Brokers),
             MetadataRecord::ShareState(r) => Ok(Applied::ShareState(
                 r.check(self.snapshot().cluster.as_deref())?,
+            )),
+            // The one record whose effect depends on its index: the state epoch it gives.
+            MetadataRecord::ShareStateReset(r) => Ok(Applied::ShareStateReset(
+                r.check(self.snapshot().cluster.as_deref(), index)?,
             )),
             MetadataRecord::Security(record) => Ok(Applied::Security(self.apply_security(record)?)),
             MetadataRecord::GroupOffsets {

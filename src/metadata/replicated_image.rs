@@ -13,7 +13,7 @@ use super::group_membership::GroupMembershipsImage;
 use super::group_offsets::GroupOffsetsImage;
 use super::quotas::{ClientQuotas, PersistedQuota};
 use super::replicated::ClusterState;
-use super::share_state::ShareStatesImage;
+use super::share_state::{ShareStateEpochsImage, ShareStatesImage};
 use super::txn_state::TxnStatesImage;
 use super::{MetadataError, MetadataSnapshot, MetadataWriter, TopicMeta, effective_config};
 use crate::security::acl::AclBinding;
@@ -52,6 +52,10 @@ struct ReplicatedImage {
     /// was replicated, decision 0025).
     #[serde(default)]
     share_states: ShareStatesImage,
+    /// Every reset share group's state epoch (absent in images written before resets
+    /// went through the metadata log: no group was reset then).
+    #[serde(default)]
+    share_state_epochs: ShareStateEpochsImage,
 }
 
 /// What installing an image gives the shards to act on.
@@ -66,6 +70,8 @@ pub struct InstalledImage {
     pub group_memberships: GroupMembershipsImage,
     /// Every share-partition state: it replaces what the shards held.
     pub share_states: ShareStatesImage,
+    /// Every reset share group's state epoch: they replace what the shards held.
+    pub share_state_epochs: ShareStateEpochsImage,
 }
 
 /// What the shards hold at the snapshot's index, gathered for `encode_image`.
@@ -75,6 +81,7 @@ pub struct ShardImages {
     pub txn_states: TxnStatesImage,
     pub group_memberships: GroupMembershipsImage,
     pub share_states: ShareStatesImage,
+    pub share_state_epochs: ShareStateEpochsImage,
 }
 
 impl MetadataWriter {
@@ -105,6 +112,7 @@ impl MetadataWriter {
             txn_states: shards.txn_states,
             group_memberships: shards.group_memberships,
             share_states: shards.share_states,
+            share_state_epochs: shards.share_state_epochs,
         };
         serde_json::to_vec(&image).unwrap_or_default()
     }
@@ -157,6 +165,7 @@ impl MetadataWriter {
             txn_states: image.txn_states,
             group_memberships: image.group_memberships,
             share_states: image.share_states,
+            share_state_epochs: image.share_state_epochs,
         })
     }
 }

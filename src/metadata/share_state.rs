@@ -35,6 +35,9 @@ pub struct ShareStateEntry {
 /// Every share-partition state of the cluster, for a snapshot image (sorted).
 pub type ShareStatesImage = Vec<ShareStateEntry>;
 
+/// Every reset share group's state epoch (`share_state_reset`), for a snapshot image.
+pub type ShareStateEpochsImage = Vec<(String, i64)>;
+
 /// A frame as a record carries it.
 pub fn encode(frame: &[u8]) -> String {
     BASE64.encode(frame)
@@ -57,6 +60,9 @@ pub struct ShareStateChange {
     pub partition: i32,
     pub group: String,
     pub leader_epoch: i32,
+    /// The group's state epoch the leader wrote in (`share_state_reset`): refused by the
+    /// shard if the group was reset since.
+    pub state_epoch: i64,
     /// The frame (a deleted group's is a tombstone: `durable::decode_frame` says None).
     pub frame: Vec<u8>,
 }
@@ -70,6 +76,11 @@ pub struct ShareStateRecord {
     pub group: String,
     pub leader: i32,
     pub leader_epoch: i32,
+    /// The group's state epoch when the leader encoded the state (the index of the group's
+    /// last reset, `share_state_reset`; 0 before any, and in records written before resets
+    /// went through this log).
+    #[serde(default)]
+    pub state_epoch: i64,
     /// The frame, `encode`d.
     pub state: String,
 }
@@ -123,6 +134,7 @@ impl ShareStateRecord {
             partition,
             group: group.clone(),
             leader_epoch: self.leader_epoch,
+            state_epoch: self.state_epoch,
             frame,
         })
     }

@@ -6,6 +6,7 @@ use crate::metadata::MetadataWriter;
 use crate::metadata::replicated::tests::writer_with_brokers;
 use crate::metadata::replicated::{Applied, MetadataRecord, Proposal};
 use crate::metadata::replicated_image::ShardImages;
+use crate::metadata::share_state_reset::{ResetScope, ShareStateResetRecord};
 use crate::partition::share::SharePartitionState;
 
 fn writer_with_topic(ids: &[i32]) -> (tempfile::TempDir, MetadataWriter) {
@@ -34,6 +35,7 @@ fn record(group: &str, leader: i32, leader_epoch: i32, state: String) -> Metadat
         group: group.into(),
         leader,
         leader_epoch,
+        state_epoch: 0,
         state,
     })
 }
@@ -103,6 +105,7 @@ fn a_malformed_state_or_one_of_another_group_is_refused() {
         group: "g".into(),
         leader: 1,
         leader_epoch: 0,
+        state_epoch: 0,
         state: encode(&frame("g", 1)),
     });
     assert_eq!(
@@ -131,4 +134,88 @@ fn images_carry_the_share_states() {
     old.as_object_mut().unwrap().remove("share_states");
     let old = serde_json::to_vec(&old).unwrap();
     assert!(b.install_image(&old).unwrap().share_states.is_empty());
+}
+
+fn reset(group: &str, coordinator: i32, scope: ResetScope) -> MetadataRecord {
+    MetadataRecord::ShareStateReset(ShareStateResetRecord {
+        group: group.into(),
+        coordinator,
+        scope,
+    })
+}
+
+#[test]
+fn a_reset_by_the_coordinator_gets_its_log_index_as_the_state_epoch() {
+    let (_dir, w) = writer_with_topic(&[1]);
+    let scope = ResetScope::Partition {
+        topic: "orders".into(),
+        partition: 0,
+        start_offset: 4,
+    };
+    let proposal = Proposal {
+        origin: 1,
+        sequence: 1,
+        record: reset("g", 1, scope.clone()),
+    };
+    let decoded = Proposal::decode(&proposal.encode()).unwrap();
+    let Applied::ShareStateReset(applied) = w.apply_record(17, &decoded.record).unwrap() else {
+        panic!("applied as another record");
+    };
+    assert_eq!(applied.state_epoch, 17);
+    assert_eq!(applied.scope, scope);
+    assert!(applied.covers("orders", 0) && !applied.covers("orders", 1));
+}
+
+#[test]
+fn a_reset_from_another_broker_or_of_an_unknown_partition_is_refused() {
+    let (_dir, w) = writer_with_topic(&[1, 2]);
+    let coordinator = w
+        .snapshot()
+        .cluster
+        .as_deref()
+        .unwrap()
+        .coordinator("g")
+        .unwrap();
+    let other = if coordinator == 1 { 2 } else { 1 };
+    let refused = w.apply_record(11, &reset("g", other, ResetScope::Group));
+    assert_eq!(
+        refused.unwrap_err().kafka_error_code(),
+        16,
+        "NOT_COORDINATOR"
+    );
+    let unknown = ResetScope::Partition {
+        topic: "orders".into(),
+        partition: 3,
+        start_offset: 0,
+    };
+    let refused = w.apply_record(12, &reset("g", coordinator, unknown));
+    assert_eq!(refused.unwrap_err().kafka_error_code(), 3);
+    let negative = ResetScope::Partition {
+        topic: "orders".into(),
+        partition: 0,
+        start_offset: -1,
+    };
+    let refused = w.apply_record(13, &reset("g", coordinator, negative));
+    assert_eq!(refused.unwrap_err().kafka_error_code(), 42);
+    let gone = ResetScope::Topic {
+        topic: "nope".into(),
+    };
+    let refused = w.apply_record(14, &reset("g", coordinator, gone));
+    assert_eq!(refused.unwrap_err().kafka_error_code(), 3);
+}
+
+#[test]
+fn images_carry_the_state_epochs() {
+    let (_dir_a, a) = writer_with_topic(&[1]);
+    let epochs = vec![("g".to_string(), 40)];
+    let image = a.encode_image(ShardImages {
+        share_state_epochs: epochs.clone(),
+        ..ShardImages::default()
+    });
+    let (_dir_b, b) = writer_with_topic(&[2]);
+    assert_eq!(b.install_image(&image).unwrap().share_state_epochs, epochs);
+    let mut old: serde_json::Value = serde_json::from_slice(&image).unwrap();
+    old.as_object_mut().unwrap().remove("share_state_epochs");
+    let old = serde_json::to_vec(&old).unwrap();
+    assert!(b.install_image(&old).unwrap().share_state_epochs.is_empty());
 }

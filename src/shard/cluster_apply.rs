@@ -145,6 +145,7 @@ pub(super) async fn apply_loop(shard: Rc<Shard>, committed: flume::Receiver<Comm
                         txn_states: super::txn_state::gather(&shard).await,
                         group_memberships: super::group_membership::gather(&shard).await,
                         share_states: super::share_state::gather(&shard).await,
+                        share_state_epochs: super::share_state::gather_epochs(&shard),
                     };
                     cluster.compact(index, writer.encode_image(images));
                     last_snapshot = index;
@@ -156,7 +157,12 @@ pub(super) async fn apply_loop(shard: Rc<Shard>, committed: flume::Receiver<Comm
                     super::group_offsets::install(&shard, installed.group_offsets).await;
                     super::txn_state::install(&shard, installed.txn_states).await;
                     super::group_membership::install(&shard, installed.group_memberships).await;
-                    super::share_state::install(&shard, installed.share_states).await;
+                    super::share_state::install(
+                        &shard,
+                        installed.share_states,
+                        installed.share_state_epochs,
+                    )
+                    .await;
                     reconcile_partitions(&shard, installed.topics).await;
                 }
                 Err(e) => tracing::error!(index, error = %e, "metadata snapshot not installed"),
@@ -215,6 +221,9 @@ async fn act_on(
             base_version,
         } => super::txn_state::apply(shard, metadata.clone(), *base_version).await?,
         Applied::ShareState(change) => super::share_state::apply(shard, change.clone()).await?,
+        Applied::ShareStateReset(reset) => {
+            super::share_state::apply_reset(shard, reset.clone()).await?
+        }
     }
     Ok(applied)
 }

@@ -33,6 +33,7 @@ mod runtime;
 pub mod security_changes;
 pub mod sequences;
 mod share_state;
+pub use share_state::propose_reset as propose_share_state_reset;
 mod shutdown;
 mod start_error;
 mod table;

@@ -11,7 +11,8 @@ use super::Shard;
 use crate::cluster::ClusterHandle;
 use crate::metadata::replicated::MetadataRecord;
 use crate::metadata::share_state::{
-    self, ShareStateChange, ShareStateEntry, ShareStateRecord, ShareStatesImage,
+    self, ShareStateChange, ShareStateEntry, ShareStateEpochsImage, ShareStateRecord,
+    ShareStatesImage,
 };
 use crate::partition::Partition;
 use crate::partition::share::durable;
@@ -31,6 +32,13 @@ use std::sync::atomic::Ordering;
 /// typically under 100 bytes.
 pub const MAX_SHARE_STATES_PER_SHARD: usize = 100_000;
 
+/// Share groups whose state epoch (their last reset's log index, `share_state_reset`) one
+/// shard remembers. Every shard holds the same epochs (every reset is applied on all of
+/// them), so past it the smallest epoch is forgotten, the same one everywhere: a write
+/// of that group encoded before its reset could then only land if it stayed in flight
+/// across this many later resets of other groups.
+pub const MAX_STATE_EPOCH_GROUPS_PER_SHARD: usize = 10_000;
+
 /// One group's applied state on a partition: its frame and the leader epoch it was
 /// written in.
 struct Stored {
@@ -43,11 +51,37 @@ struct Stored {
 pub struct ShareStateStore {
     by_partition: RefCell<HashMap<(String, i32), BTreeMap<String, Stored>>>,
     count: Cell<usize>,
+    /// Each reset group's state epoch (kept after its states are deleted: the epoch is
+    /// what fences a write encoded before the deletion).
+    state_epochs: RefCell<HashMap<String, i64>>,
 }
 
 impl ShareStateStore {
-    /// Applies one state (a tombstone removes it); Err when a new one is past the limit.
-    fn apply(&self, change: ShareStateChange) -> Result<(), String> {
+    /// Applies one state (a tombstone removes it); Err when it was written in a state
+    /// epoch older than the group's (FENCED_STATE_EPOCH: the group was reset since, as
+    /// Kafka's share coordinator refuses such a write) or a new one is past the limit.
+    fn apply(&self, change: ShareStateChange) -> Result<(), (ResponseError, String)> {
+        let current = self.state_epoch(&change.group);
+        if change.state_epoch < current {
+            return Err((
+                ResponseError::FencedStateEpoch,
+                format!(
+                    "share state of {} on {}-{} written in state epoch {}, current {current}",
+                    change.group, change.topic, change.partition, change.state_epoch
+                ),
+            ));
+        }
+        self.put(change)
+            .map_err(|full| (ResponseError::GroupMaxSizeReached, full))
+    }
+
+    /// The group's state epoch: the index of its last reset, 0 if none.
+    pub fn state_epoch(&self, group: &str) -> i64 {
+        self.state_epochs.borrow().get(group).copied().unwrap_or(0)
+    }
+
+    /// Stores one state (a tombstone removes it); Err when a new one is past the limit.
+    fn put(&self, change: ShareStateChange) -> Result<(), String> {
         let deleted = matches!(durable::decode_frame(&change.frame), Some((_, None)));
         let mut all = self.by_partition.borrow_mut();
         let key = (change.topic, change.partition);
@@ -119,11 +153,15 @@ impl ShareStateStore {
         out
     }
 
-    fn replace(&self, entries: Vec<ShareStateChange>) {
+    fn replace(&self, entries: Vec<ShareStateChange>, epochs: ShareStateEpochsImage) {
         self.by_partition.borrow_mut().clear();
         self.count.set(0);
+        self.state_epochs.borrow_mut().clear();
+        for (group, epoch) in epochs {
+            self.raise_state_epoch(group, epoch);
+        }
         for change in entries {
-            if let Err(e) = self.apply(change) {
+            if let Err(e) = self.put(change) {
                 tracing::error!(error = %e, "snapshot share state not installed");
             }
         }
@@ -177,12 +215,20 @@ impl ShareStateReplicator for ClusterShareStates {
         frame: Vec<u8>,
     ) -> LocalBoxFuture<'static, Result<(), ReplicationError>> {
         let cluster = self.cluster.clone();
+        // Read as the state is encoded (both with no await between): a reset applied on
+        // this shard replaces the leader's state and raises the epoch together, so the
+        // epoch is the one the encoded state derives from.
+        let state_epoch = self
+            .shard
+            .upgrade()
+            .map_or(0, |s| s.share_states.state_epoch(group_id));
         let record = MetadataRecord::ShareState(ShareStateRecord {
             topic: self.topic.clone(),
             partition: self.partition,
             group: group_id.to_string(),
             leader: cluster.node_id,
             leader_epoch,
+            state_epoch,
             state: share_state::encode(&frame),
         });
         Box::pin(async move {
@@ -204,7 +250,7 @@ pub(super) async fn apply(
         .await;
     match applied {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(full)) => Err((ResponseError::GroupMaxSizeReached.code(), full)),
+        Ok(Err((error, message))) => Err((error.code(), message)),
         Err(gone) => Err((ResponseError::UnknownServerError.code(), gone.to_string())),
     }
 }
@@ -220,8 +266,27 @@ pub(super) async fn gather(shard: &Rc<Shard>) -> ShareStatesImage {
     image
 }
 
-/// A snapshot image was installed: each shard's partitions get exactly the image's states.
-pub(super) async fn install(shard: &Rc<Shard>, image: ShareStatesImage) {
+/// The groups' state epochs, for a snapshot image (every shard holds the same; this is
+/// shard 0, where the apply loop runs).
+pub(super) fn gather_epochs(shard: &Shard) -> ShareStateEpochsImage {
+    let mut epochs: ShareStateEpochsImage = shard
+        .share_states
+        .state_epochs
+        .borrow()
+        .iter()
+        .map(|(g, e)| (g.clone(), *e))
+        .collect();
+    epochs.sort();
+    epochs
+}
+
+/// A snapshot image was installed: each shard's partitions get exactly the image's
+/// states, and every shard the image's state epochs.
+pub(super) async fn install(
+    shard: &Rc<Shard>,
+    image: ShareStatesImage,
+    epochs: ShareStateEpochsImage,
+) {
     let mut per_shard: Vec<Vec<ShareStateChange>> =
         (0..shard.count()).map(|_| Vec::new()).collect();
     for entry in image {
@@ -237,16 +302,17 @@ pub(super) async fn install(shard: &Rc<Shard>, image: ShareStatesImage) {
                 partition: entry.partition,
                 group: entry.group,
                 leader_epoch: entry.leader_epoch,
+                state_epoch: 0,
                 frame,
             });
         }
     }
     for (owner, states) in per_shard.into_iter().enumerate() {
+        let epochs = epochs.clone();
         let installed = shard
-            .invoke_on(
-                owner,
-                move |s| async move { s.share_states.replace(states) },
-            )
+            .invoke_on(owner, move |s| async move {
+                s.share_states.replace(states, epochs)
+            })
             .await;
         if installed.is_err() {
             tracing::error!(
@@ -256,3 +322,12 @@ pub(super) async fn install(shard: &Rc<Shard>, image: ShareStatesImage) {
         }
     }
 }
+
+#[path = "share_state_reset.rs"]
+mod reset;
+pub(super) use reset::apply_reset;
+pub use reset::propose_reset;
+
+#[cfg(test)]
+#[path = "share_state_tests.rs"]
+mod tests;

@@ -71,6 +71,48 @@ impl Partition {
         }));
     }
 
+    /// Cluster mode: the group's state here was reset through the metadata log (its
+    /// coordinator's AlterShareGroupOffsets, DeleteShareGroupOffsets or DeleteGroups,
+    /// `shard::share_state_reset`): a leader drops what it held for the group and takes
+    /// `frame` (None: no state; the next fetch starts where `share.auto.offset.reset`
+    /// says). Called as the reset is applied, with the group's state epoch raised in the
+    /// same step, so this leader's writes of the old state are refused (FENCED_STATE_EPOCH)
+    /// and its next write is of the new one. A leader that has not loaded its states yet
+    /// reads the new one when it does; a single node or a follower has nothing here.
+    pub fn share_reset_applied(&self, group_id: &str, frame: Option<&[u8]>) {
+        let loaded = self
+            .shares
+            .replication
+            .borrow()
+            .as_ref()
+            .is_some_and(|r| r.loaded.get());
+        if !loaded {
+            return;
+        }
+        {
+            let mut groups = self.shares.groups.borrow_mut();
+            match frame.and_then(durable::decode_frame) {
+                Some((decoded, Some(state))) if decoded == group_id => {
+                    let room = groups.contains_key(group_id)
+                        || groups.len() < super::MAX_SHARE_GROUPS_PER_PARTITION;
+                    if room {
+                        groups.insert(group_id.to_string(), restore(&state));
+                    } else {
+                        tracing::warn!(
+                            group = group_id,
+                            "reset share state not taken: too many groups"
+                        );
+                    }
+                }
+                _ => {
+                    groups.remove(group_id);
+                }
+            }
+        }
+        self.shares.unsaved.borrow_mut().remove(group_id);
+        self.shares.changed.notify();
+    }
+
     /// The replicated writes of a leader in cluster mode, its states loaded.
     pub(super) fn share_replicated(&self) -> Result<Option<Rc<Replication>>, ShareError> {
         let Some(replication) = self.shares.replication.borrow().clone() else {
