@@ -19,6 +19,7 @@ use uuid::Uuid;
 
 use crate::config::group_config::ShareGroupConfig;
 use crate::group::share::sessions::{SessionPartition, SessionUpdate};
+use crate::metadata::share_state_reset::ResetScope;
 use crate::partition::Partition;
 use crate::partition::share::{
     ACK_RENEW, AckError, AcquiredRange, ShareAcquire, ShareError, ShareFetchBudget,
@@ -27,7 +28,7 @@ use crate::server::access::permitted;
 use crate::server::authorization::ResourceType;
 use crate::server::context::RequestContext;
 use crate::server::share_dlq::forward_dead_letters;
-use crate::shard::{Lookup, Shard};
+use crate::shard::{Lookup, Shard, propose_share_state_reset};
 
 /// The group's share configs (GROUP config resource over Kafka's defaults).
 pub fn share_config(shard: &Shard, group_id: &str) -> ShareGroupConfig {
@@ -370,6 +371,21 @@ pub async fn offsets_changeable(
             "not authorized on the group",
         ));
     }
+    // Cluster mode: the reset is proposed as the group's coordinator (the record is
+    // refused otherwise), so a client that found an old coordinator looks again.
+    let coordinator = ctx
+        .shard
+        .metadata
+        .load()
+        .cluster
+        .as_deref()
+        .map(|c| c.coordinator(group_id));
+    if coordinator.is_some_and(|c| c != Some(ctx.shard.config.node_id)) {
+        return Err((
+            ResponseError::NotCoordinator,
+            "this broker does not coordinate the group",
+        ));
+    }
     let owner = ctx.shard.owner_of_group(group_id);
     let group = group_id.to_string();
     let checked = ctx
@@ -390,8 +406,11 @@ pub async fn offsets_changeable(
     })
 }
 
-/// Restarts (`Some(start)`) or drops (`None`) a group's share-partition state on the
-/// partition's owning shard, durably; the partition's error code (0 when done).
+/// Restarts (`Some(start)`) or drops (`None`) a group's share-partition state, durably;
+/// the partition's error code (0 when done). A single node changes it on the partition's
+/// owning shard; in cluster mode a restart goes through the metadata log to whichever
+/// broker leads the partition (`reset_through_log`), and dropping one partition alone is
+/// not offered (DeleteShareGroupOffsets drops a whole topic's: `ResetScope::Topic`).
 pub async fn reset_partition(
     shard: &Rc<Shard>,
     group_id: &str,
@@ -399,6 +418,14 @@ pub async fn reset_partition(
     partition: i32,
     start_offset: Option<i64>,
 ) -> i16 {
+    if let (true, Some(start_offset)) = (shard.cluster.is_some(), start_offset) {
+        let scope = ResetScope::Partition {
+            topic: topic.to_string(),
+            partition,
+            start_offset,
+        };
+        return reset_through_log(shard, group_id, scope).await;
+    }
     let owner = shard.owner_of_partition(topic, partition);
     let (group, topic) = (group_id.to_string(), topic.to_string());
     shard
@@ -415,4 +442,29 @@ pub async fn reset_partition(
         })
         .await
         .unwrap_or(ResponseError::UnknownServerError.code())
+}
+
+/// Cluster mode (decision 0025): this broker, the group's coordinator, proposes the reset
+/// to the metadata log; every node applies it, the partitions' leaders wherever they are
+/// take the new state, and the group's state epoch rises so their writes of the old one
+/// are refused. The error code once applied here (0: done). As Kafka's coordinator
+/// normalises a failed append to its logs: NOT_COORDINATOR if the group moved, the
+/// record's own refusal (UNKNOWN_TOPIC_OR_PARTITION, INVALID_REQUEST,
+/// GROUP_MAX_SIZE_REACHED), otherwise COORDINATOR_NOT_AVAILABLE, which clients retry.
+pub async fn reset_through_log(shard: &Rc<Shard>, group_id: &str, scope: ResetScope) -> i16 {
+    let Err((code, message)) = propose_share_state_reset(shard, group_id, scope).await else {
+        return 0;
+    };
+    let passed = [
+        ResponseError::NotCoordinator,
+        ResponseError::UnknownTopicOrPartition,
+        ResponseError::InvalidRequest,
+        ResponseError::InvalidGroupId,
+        ResponseError::GroupMaxSizeReached,
+    ];
+    if passed.iter().any(|e| e.code() == code) {
+        return code;
+    }
+    tracing::warn!(group = group_id, code, %message, "share-state reset not applied");
+    ResponseError::CoordinatorNotAvailable.code()
 }

@@ -1,7 +1,9 @@
 //! AlterShareGroupOffsets (KIP-932, v0): sets a share group's start offset (SPSO) on the
 //! partitions named, dropping whatever was in flight there, durably through each
-//! partition's share-state log. As in Kafka, only while the share group has no members
-//! (NON_EMPTY_GROUP otherwise); a group not yet run may be set up ahead.
+//! partition's share-state log (in cluster mode the metadata log). As in Kafka, only while the share group has no members
+//! (NON_EMPTY_GROUP otherwise); a group not yet run may be set up ahead. In cluster mode
+//! each partition's restart is a metadata-log record its leader applies, wherever it is
+//! (decision 0025); the partitions go one after the other, one Raft round each.
 
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::alter_share_group_offsets_response::{

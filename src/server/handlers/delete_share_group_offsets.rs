@@ -1,6 +1,8 @@
 //! DeleteShareGroupOffsets (KIP-932, v0): drops a share group's state on every partition
 //! of the topics named, durably, so its next fetch starts where `share.auto.offset.reset`
-//! says. As in Kafka, only for an existing share group without members.
+//! says. As in Kafka, only for an existing share group without members. In cluster mode
+//! one metadata-log record per topic drops them at whichever brokers lead its partitions
+//! (decision 0025).
 
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::delete_share_group_offsets_response::DeleteShareGroupOffsetsResponseTopic as TopicAnswer;
@@ -10,7 +12,8 @@ use kafka_protocol::protocol::StrBytes;
 use crate::server::access::permitted;
 use crate::server::authorization::ResourceType;
 use crate::server::context::RequestContext;
-use crate::server::share::{offsets_changeable, reset_partition};
+use crate::metadata::share_state_reset::ResetScope;
+use crate::server::share::{offsets_changeable, reset_partition, reset_through_log};
 
 fn refuse(code: ResponseError, message: &str) -> DeleteShareGroupOffsetsResponse {
     DeleteShareGroupOffsetsResponse::default()
@@ -36,6 +39,11 @@ pub async fn handle(
                 ResponseError::TopicAuthorizationFailed.code()
             }
             None => ResponseError::UnknownTopicOrPartition.code(),
+            // Cluster mode: one record drops the topic's states at every leader.
+            Some(_) if ctx.shard.cluster.is_some() => {
+                let scope = ResetScope::Topic { topic: name.clone() };
+                reset_through_log(ctx.shard, &group, scope).await
+            }
             Some(meta) => {
                 let mut first_error = 0;
                 for partition in 0..meta.partitions {
