@@ -74,8 +74,9 @@ pub(super) struct Inner {
     pub(super) replicator: RefCell<Option<Rc<dyn super::replicated::OffsetsReplicator>>>,
     /// Cluster mode: each classic group's membership as last stored in the metadata log
     /// (`membership`), loaded by the broker that takes the group over.
-    pub(super) stored_memberships:
-        RefCell<HashMap<String, crate::metadata::group_membership::GroupMembership>>,
+    pub(super) stored_memberships: RefCell<crate::metadata::group_membership::StoredMemberships>,
+    /// Cluster mode: the last `MembershipVersion::sequence` this shard proposed.
+    pub(super) membership_sequence: Cell<u64>,
     /// Cluster mode: verification guards of transactions' offsets (decision 0022).
     pub(super) txn_guards: RefCell<super::txn_guard::TxnGuards>,
 }
@@ -132,7 +133,8 @@ impl GroupCoordinator {
                 leader_share_sessions: RefCell::new(HashMap::new()),
                 log_flushes_total: Cell::new(0),
                 replicator: RefCell::new(None),
-                stored_memberships: RefCell::new(HashMap::new()),
+                stored_memberships: RefCell::new(Default::default()),
+                membership_sequence: Cell::new(0),
                 txn_guards: RefCell::new(Default::default()),
             }),
         })

@@ -22,7 +22,8 @@ use super::coordinator::GroupCoordinator;
 use super::offset_log_writer::WriteError;
 use super::state::Group;
 use crate::metadata::group_membership::{
-    GroupMembership, GroupMembershipsImage, MAX_GROUP_MEMBERSHIP_BYTES,
+    GroupMembership, GroupMembershipsImage, MAX_GROUP_MEMBERSHIP_BYTES, MembershipApplied,
+    MembershipVersion,
 };
 
 /// Longest a SyncGroup or ConsumerGroupHeartbeat answer waits for its membership record
@@ -88,7 +89,7 @@ impl GroupCoordinator {
             let stored = self.inner.stored_memberships.borrow();
             let groups = self.inner.groups.borrow();
             stored
-                .keys()
+                .groups_to_load()
                 .filter(|id| {
                     replicator.coordinator_epoch(id).is_some_and(|epoch| {
                         groups
@@ -186,6 +187,16 @@ impl GroupCoordinator {
                 continue;
             }
             group.stored_mark = Some(mark);
+            // Numbered as it is taken: of two snapshots of the group that commit in the
+            // other order, every node keeps this later one (`StoredMemberships::apply`).
+            let sequence = self.inner.membership_sequence.get() + 1;
+            self.inner.membership_sequence.set(sequence);
+            let mut membership = membership;
+            membership.version = MembershipVersion {
+                coordinator_epoch: epoch,
+                applied_index: replicator.applied_index(),
+                sequence,
+            };
             let bytes = membership.encoded_len();
             if bytes > MAX_GROUP_MEMBERSHIP_BYTES {
                 tracing::warn!(
@@ -209,28 +220,28 @@ impl GroupCoordinator {
     }
 
     /// Applies a committed `GroupMembership` record (every node, in log order): the
-    /// group's stored membership is replaced (an empty one forgets it).
+    /// group's stored membership is replaced unless the stored one is a newer snapshot
+    /// (an empty one leaves a tombstone).
     pub fn apply_membership(&self, group_id: &str, membership: GroupMembership) {
-        let mut stored = self.inner.stored_memberships.borrow_mut();
-        if membership.is_empty() {
-            stored.remove(group_id);
-        } else {
-            stored.insert(group_id.to_string(), membership);
+        let version = membership.version;
+        let applied = self
+            .inner
+            .stored_memberships
+            .borrow_mut()
+            .apply(group_id, membership);
+        if let MembershipApplied::Superseded { stored } = applied {
+            tracing::debug!(group = %group_id, ?version, ?stored, "an older membership snapshot committed after a newer one: ignored");
         }
     }
 
     /// Every stored membership of this shard, for a snapshot image.
     pub fn stored_memberships(&self) -> GroupMembershipsImage {
-        let stored = self.inner.stored_memberships.borrow();
-        let mut out: GroupMembershipsImage =
-            stored.iter().map(|(g, m)| (g.clone(), m.clone())).collect();
-        out.sort_by(|a, b| a.0.cmp(&b.0));
-        out
+        self.inner.stored_memberships.borrow().image()
     }
 
     /// A snapshot image was installed: the stored memberships are exactly the image's.
     pub fn install_memberships(&self, image: HashMap<String, GroupMembership>) {
-        *self.inner.stored_memberships.borrow_mut() = image;
+        self.inner.stored_memberships.borrow_mut().install(image);
     }
 }
 

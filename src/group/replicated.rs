@@ -41,6 +41,9 @@ pub trait OffsetsReplicator {
     /// The epoch of `group_id`'s coordinator slot when this node coordinates it (as
     /// `coordinates`), else `None` (decision 0024).
     fn coordinator_epoch(&self, group_id: &str) -> Option<i32>;
+    /// The index of the last metadata log entry this node applied (what numbers a
+    /// membership snapshot, `MembershipVersion`).
+    fn applied_index(&self) -> u64;
     /// Proposes `group_id`'s classic membership as this node stored it under slot epoch
     /// `epoch`; resolves once committed and applied here, or with the error.
     fn store_membership(

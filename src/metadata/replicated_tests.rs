@@ -405,6 +405,7 @@ fn membership(
             assignment: String::new(),
         }],
         consumer: None,
+        version: Default::default(),
     }
 }
 

@@ -96,6 +96,14 @@ impl OffsetsReplicator for ClusterOffsets {
             .then_some(epoch)
     }
 
+    fn applied_index(&self) -> u64 {
+        self.metadata
+            .load()
+            .cluster
+            .as_deref()
+            .map_or(0, |c| c.applied_index)
+    }
+
     fn store_membership(
         &self,
         group_id: String,

@@ -17,7 +17,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
 
 use super::{Group, GroupState, Member};
-use crate::metadata::group_membership::{GroupMembership, MemberRecord};
+use crate::metadata::group_membership::{GroupMembership, MemberRecord, MembershipVersion};
 
 impl Group {
     /// What should be stored for this group now: its KIP-848 members' state, its Stable
@@ -34,6 +34,7 @@ impl Group {
                 leader: String::new(),
                 members: Vec::new(),
                 consumer: Some(consumer),
+                version: MembershipVersion::default(),
             });
         }
         match self.state {
@@ -57,6 +58,7 @@ impl Group {
                     })
                     .collect(),
                 consumer: None,
+                version: MembershipVersion::default(),
             }),
             GroupState::Empty if self.members.is_empty() => Some(GroupMembership {
                 generation: self.generation,
@@ -65,6 +67,7 @@ impl Group {
                 leader: String::new(),
                 members: Vec::new(),
                 consumer: None,
+                version: MembershipVersion::default(),
             }),
             _ => None,
         }
@@ -72,10 +75,28 @@ impl Group {
 
     /// A fingerprint of a stored membership, all of it: a classic group's changes when a
     /// generation completes or a static member is replaced, a KIP-848 group's at every
-    /// epoch, subscription or assignment change.
+    /// epoch, subscription or assignment change. Not its version: a stored snapshot and
+    /// the same membership taken again are the same.
     pub fn membership_mark(membership: &GroupMembership) -> u64 {
+        let GroupMembership {
+            generation,
+            protocol_type,
+            protocol_name,
+            leader,
+            members,
+            consumer,
+            version: _,
+        } = membership;
         let mut hasher = DefaultHasher::new();
-        membership.hash(&mut hasher);
+        (
+            generation,
+            protocol_type,
+            protocol_name,
+            leader,
+            members,
+            consumer,
+        )
+            .hash(&mut hasher);
         hasher.finish()
     }
 

@@ -21,6 +21,8 @@ pub(super) struct FakeSlot {
     pub(super) proposed: RefCell<Vec<(String, Vec<OffsetChange>)>>,
     /// The error code every membership write fails with (e.g. no quorum), if any.
     fail: Cell<Option<i16>>,
+    /// The metadata log index the node has applied.
+    pub(super) applied_index: Cell<u64>,
 }
 
 impl OffsetsReplicator for FakeSlot {
@@ -34,6 +36,10 @@ impl OffsetsReplicator for FakeSlot {
 
     fn coordinator_epoch(&self, _group_id: &str) -> Option<i32> {
         self.epoch.get()
+    }
+
+    fn applied_index(&self) -> u64 {
+        self.applied_index.get()
     }
 
     fn store_membership(
@@ -233,6 +239,51 @@ fn the_next_coordinator_loads_a_consumer_protocol_group_and_its_members_keep_the
     let (bare, _) = clustered(Some(3));
     let r = beat(&bare, "m1", members[0].1, &members[0].2, 60_000);
     assert_eq!(r.error_code, ResponseError::UnknownMemberId.code());
+}
+
+#[test]
+fn snapshots_that_commit_in_the_other_order_leave_the_successor_the_newer_one() {
+    // Two members reconcile: every epoch or assignment change is a whole-group snapshot.
+    let (old, old_slot) = clustered(Some(1));
+    let mut members = [("m1", 0, Vec::new()), ("m2", 0, Vec::new())];
+    for round in 0..6u64 {
+        for (id, epoch, owned) in members.iter_mut() {
+            let r = beat(&old, id, *epoch, owned, 1_000 + round * 100);
+            assert_eq!(r.error_code, 0, "{id}: {:?}", r.error_message);
+            *epoch = r.member_epoch;
+            if let Some(ps) = assigned(&r) {
+                *owned = ps;
+            }
+        }
+    }
+    let mut snapshots: Vec<_> = old_slot
+        .stored
+        .borrow()
+        .iter()
+        .map(|s| s.2.clone())
+        .collect();
+    assert!(snapshots.len() >= 2, "{} snapshots", snapshots.len());
+    let newer = snapshots.len() - 1;
+    assert_ne!(
+        snapshots[newer - 1].consumer,
+        snapshots[newer].consumer,
+        "the last two differ"
+    );
+    // The last two were proposed together and commit in the other order.
+    snapshots.swap(newer - 1, newer);
+    let (new, _) = clustered(Some(2));
+    for s in snapshots {
+        new.c.apply_membership("g", s);
+    }
+    // The successor loads the newer snapshot: every member keeps the epoch and the
+    // assignment it was last told (with the older one, one would be fenced or be sent an
+    // assignment again).
+    for (id, epoch, owned) in &members {
+        let r = beat(&new, id, *epoch, owned, 60_000);
+        assert_eq!(r.error_code, 0, "{id}: {:?}", r.error_message);
+        assert_eq!(r.member_epoch, *epoch, "{id} keeps its epoch");
+        assert_eq!(assigned(&r), None, "{id}: no new assignment");
+    }
 }
 
 #[test]
