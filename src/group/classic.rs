@@ -153,16 +153,19 @@ impl GroupCoordinator {
     }
 
     /// Cluster mode, after `sync_group`: when the leader's assignment completed a
-    /// generation, its record is proposed now and the held SyncGroup answers go out once
-    /// it committed, or every waiting member gets COORDINATOR_NOT_AVAILABLE /
+    /// generation, its record is proposed now and the group becomes Stable and the held
+    /// SyncGroup answers go out once it committed, or every waiting member gets COORDINATOR_NOT_AVAILABLE /
     /// NOT_COORDINATOR and the group rebalances (Kafka's answers when its group metadata
     /// append fails). The wait is bounded by the replicator (`MEMBERSHIP_COMMIT_WAIT`).
     pub(super) async fn sync_stored(&self, group_id: &str, now: Instant) {
+        let Some((_, generation)) = self.group_state(group_id) else {
+            return;
+        };
         // Too large to store (a warning said so): it is answered as before this record.
         let stored = self.store_membership_now(group_id).await;
         let timings = self.inner.timings;
         if let Some(g) = self.inner.groups.borrow_mut().get_mut(group_id) {
-            g.release_sync_answers(stored, now, &timings);
+            g.release_sync_answers(generation, stored, now, &timings);
         }
     }
 

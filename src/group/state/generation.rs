@@ -77,16 +77,6 @@ impl Group {
             GroupState::PreparingRebalance => {
                 Pending::Ready(sync_error(ResponseError::RebalanceInProgress))
             }
-            GroupState::Stable if self.sync_held => {
-                // The generation's record is not committed yet: this answer waits for it
-                // with the others.
-                let (tx, rx) = oneshot::channel();
-                if let Some(m) = self.members.get_mut(member_id) {
-                    m.session_deadline = now + m.session_timeout;
-                    m.sync_waiter = Some(SyncWaiter { tx, version });
-                }
-                Pending::Waiting(rx)
-            }
             GroupState::Stable => {
                 let assignment = self
                     .members
@@ -104,17 +94,21 @@ impl Group {
                     m.session_deadline = now + m.session_timeout;
                     m.sync_waiter = Some(SyncWaiter { tx, version });
                 }
-                if self.leader.as_deref() == Some(member_id) {
+                // A leader's SyncGroup sent again while its record is proposed only waits.
+                if self.leader.as_deref() == Some(member_id) && !self.sync_held {
                     let mut given: HashMap<String, Bytes> = assignments.into_iter().collect();
                     for m in self.members.values_mut() {
                         m.assignment = given.remove(&m.member_id).unwrap_or_default();
                     }
-                    self.state = GroupState::Stable;
-                    // Cluster mode: the answers go once the generation's record commits
-                    // (Kafka answers after its append), so a successor never holds an
-                    // older generation than one a member was told.
+                    // Cluster mode: the group stays CompletingRebalance until the
+                    // generation's record commits, and only then do the answers go, as
+                    // Kafka's group until its GroupMetadata append completes: a successor
+                    // never holds an older generation than one a member was told, and no
+                    // member commits offsets in a generation that is not stored
+                    // (REBALANCE_IN_PROGRESS meanwhile, `check_commit`).
                     self.sync_held = self.coordinator_epoch.is_some();
                     if !self.sync_held {
+                        self.state = GroupState::Stable;
                         self.send_sync_answers();
                     }
                 }
@@ -146,29 +140,37 @@ impl Group {
         }
     }
 
-    /// Cluster mode: the record of the generation the leader's SyncGroup completed has
-    /// committed (`Ok`: the held answers go out) or could not (`Err`: every waiting
-    /// member gets the error and the group rebalances, as Kafka's
+    /// Cluster mode: the record of `generation`, which the leader's SyncGroup completed,
+    /// has committed (`Ok`: the group is Stable and the held answers go out) or could not
+    /// (`Err`: every waiting member gets the error and the group rebalances, as Kafka's
     /// resetAndPropagateAssignmentWithError and maybePrepareRebalanceOrCompleteJoin do).
-    /// Nothing happens unless answers are held.
+    /// Nothing happens unless that generation's answers are still held: a rebalance
+    /// meanwhile voided them (Kafka's callback checks state and generation alike).
     pub fn release_sync_answers(
         &mut self,
+        generation: i32,
         stored: Result<(), ResponseError>,
         now: Instant,
         timings: &GroupTimings,
     ) {
-        if !std::mem::take(&mut self.sync_held) || self.state != GroupState::Stable {
+        if !self.sync_held
+            || self.generation != generation
+            || self.state != GroupState::CompletingRebalance
+        {
             return;
         }
+        self.sync_held = false;
         match stored {
-            Ok(()) => self.send_sync_answers(),
+            Ok(()) => {
+                self.state = GroupState::Stable;
+                self.send_sync_answers();
+            }
             Err(code) => {
                 for m in self.members.values_mut() {
                     if let Some(w) = m.sync_waiter.take() {
                         let _ = w.tx.send(sync_error(code));
                     }
                 }
-                self.state = GroupState::CompletingRebalance;
                 self.prepare_rebalance(now, timings);
             }
         }

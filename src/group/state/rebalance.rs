@@ -63,7 +63,10 @@ impl Group {
     }
 
     pub(super) fn prepare_rebalance(&mut self, now: Instant, timings: &GroupTimings) {
-        if self.state == GroupState::CompletingRebalance || std::mem::take(&mut self.sync_held) {
+        // A generation whose record is still proposed is abandoned too: its commit,
+        // when it comes, releases nothing (`release_sync_answers`).
+        self.sync_held = false;
+        if self.state == GroupState::CompletingRebalance {
             // The leader's assignment for the aborted generation is void (or, in cluster
             // mode, was not stored yet): tell the members waiting in SyncGroup to rejoin.
             for m in self.members.values_mut() {

@@ -21,7 +21,8 @@ use crate::metadata::group_membership::{GroupMembership, MemberRecord, Membershi
 
 impl Group {
     /// What should be stored for this group now: its KIP-848 members' state, its Stable
-    /// classic generation, or an empty membership once it has no members; `None` while a
+    /// classic generation (or the one the leader's SyncGroup completed, whose record
+    /// makes it Stable), or an empty membership once it has no members; `None` while a
     /// classic group rebalances (the last stored generation stands, as Kafka stores only
     /// completed generations).
     pub fn membership_to_store(&self) -> Option<GroupMembership> {
@@ -37,8 +38,12 @@ impl Group {
                 version: MembershipVersion::default(),
             });
         }
-        match self.state {
-            GroupState::Stable => Some(GroupMembership {
+        // The generation the leader's SyncGroup completed is stored before the group is
+        // Stable (its record is what makes it so).
+        let completed = self.state == GroupState::Stable
+            || (self.state == GroupState::CompletingRebalance && self.sync_held);
+        if completed {
+            return Some(GroupMembership {
                 generation: self.generation,
                 protocol_type: self.protocol_type.clone().unwrap_or_default(),
                 protocol_name: protocol.clone(),
@@ -59,18 +64,17 @@ impl Group {
                     .collect(),
                 consumer: None,
                 version: MembershipVersion::default(),
-            }),
-            GroupState::Empty if self.members.is_empty() => Some(GroupMembership {
-                generation: self.generation,
-                protocol_type: String::new(),
-                protocol_name: String::new(),
-                leader: String::new(),
-                members: Vec::new(),
-                consumer: None,
-                version: MembershipVersion::default(),
-            }),
-            _ => None,
+            });
         }
+        (self.state == GroupState::Empty && self.members.is_empty()).then(|| GroupMembership {
+            generation: self.generation,
+            protocol_type: String::new(),
+            protocol_name: String::new(),
+            leader: String::new(),
+            members: Vec::new(),
+            consumer: None,
+            version: MembershipVersion::default(),
+        })
     }
 
     /// A fingerprint of a stored membership, all of it: a classic group's changes when a

@@ -3,6 +3,7 @@
 //! then keep their generation; a broker that does not coordinate answers NOT_COORDINATOR.
 
 use std::cell::{Cell, RefCell};
+use std::future::Future;
 use std::rc::Rc;
 
 use futures_util::future::LocalBoxFuture;
@@ -23,6 +24,8 @@ pub(super) struct FakeSlot {
     fail: Cell<Option<i16>>,
     /// The metadata log index the node has applied.
     pub(super) applied_index: Cell<u64>,
+    /// When set, the next membership write commits only once this resolves.
+    hold: RefCell<Option<oneshot::Receiver<()>>>,
 }
 
 impl OffsetsReplicator for FakeSlot {
@@ -50,7 +53,11 @@ impl OffsetsReplicator for FakeSlot {
     ) -> LocalBoxFuture<'static, Result<(), WriteError>> {
         self.stored.borrow_mut().push((group_id, epoch, membership));
         let fail = self.fail.get();
+        let hold = self.hold.borrow_mut().take();
         Box::pin(async move {
+            if let Some(hold) = hold {
+                let _ = hold.await;
+            }
             match fail {
                 Some(code) => Err(WriteError {
                     code,
@@ -385,4 +392,99 @@ fn sync_group_answers_only_once_its_generation_is_stored_and_an_error_if_it_cann
             ResponseError::RebalanceInProgress.code()
         );
     });
+}
+
+/// Kafka keeps a classic group CompletingRebalance until the GroupMetadata record of the
+/// generation the leader's SyncGroup completed is appended (GroupMetadataManager's
+/// SyncGroup), so a request arriving meanwhile is answered as in that state: Heartbeat
+/// fine, OffsetCommit REBALANCE_IN_PROGRESS, JoinGroup of an unchanged member the current
+/// generation, DescribeGroups CompletingRebalance without assignments.
+#[test]
+fn while_a_generations_record_commits_the_group_is_completing_its_rebalance() {
+    let (h, slot) = clustered(Some(1));
+    let (commit, held) = oneshot::channel();
+    *slot.hold.borrow_mut() = Some(held);
+    let (a, pa) = h.join_new("g", 0);
+    let (b, pb) = h.join_new("g", 0);
+    let (mut ra, mut rb) = (waiting(pa), waiting(pb));
+    h.c.tick(h.at(3_000));
+    h.c.tick(h.at(6_000));
+    let joined = answered(&mut ra).expect("join complete");
+    answered(&mut rb).expect("join complete");
+    let (leader, follower) = if joined.leader.as_str() == a {
+        (a, b)
+    } else {
+        (b, a)
+    };
+    let generation = joined.generation_id;
+    let sync = |member: &str, assignments: &[(&str, &[u8])]| {
+        SyncGroupRequest::default()
+            .with_group_id(GroupId(sb("g")))
+            .with_generation_id(generation)
+            .with_member_id(sb(member))
+            .with_assignments(
+                assignments
+                    .iter()
+                    .map(|(m, x)| {
+                        SyncGroupRequestAssignment::default()
+                            .with_member_id(sb(m))
+                            .with_assignment(Bytes::copy_from_slice(x))
+                    })
+                    .collect(),
+            )
+    };
+    let split = [(leader.as_str(), &b"l"[..]), (follower.as_str(), &b"f"[..])];
+    let waker = futures_util::task::noop_waker_ref();
+    let mut cx = std::task::Context::from_waker(waker);
+    let mut leader_sync = Box::pin(h.c.sync(sync(&leader, &split), 5, h.at(6_100)));
+    assert!(leader_sync.as_mut().poll(&mut cx).is_pending(), "held");
+    let mut follower_sync = Box::pin(h.c.sync(sync(&follower, &[]), 5, h.at(6_100)));
+    assert!(follower_sync.as_mut().poll(&mut cx).is_pending(), "held");
+
+    // The record is proposed, not committed.
+    assert_eq!(slot.stored.borrow().len(), 1);
+    assert_eq!(
+        h.c.group_state("g"),
+        Some((GroupState::CompletingRebalance, generation))
+    );
+    assert_eq!(h.heartbeat("g", &follower, None, generation, 6_200), 0);
+    assert_eq!(
+        h.commit("g", &follower, generation, &[("t", 0, 5)], 6_200),
+        vec![ResponseError::RebalanceInProgress.code()],
+        "no commit in a generation not stored yet"
+    );
+    let described = h.c.describe_group("g", 5, h.at(6_200));
+    assert_eq!(described.group_state.as_str(), "CompletingRebalance");
+    assert!(
+        described
+            .members
+            .iter()
+            .all(|m| m.member_assignment.is_empty()),
+        "no assignment shown before it is stored"
+    );
+    let rejoined = ready(h.join_v("g", &follower, None, b"topics:t", 30_000, 9, 6_200));
+    assert_eq!(
+        (rejoined.error_code, rejoined.generation_id),
+        (0, generation),
+        "an unchanged member's JoinGroup gets the current generation, no rebalance"
+    );
+
+    // It commits: Stable, both answered with their assignments, commits accepted.
+    commit.send(()).expect("the write waits");
+    let std::task::Poll::Ready(led) = leader_sync.as_mut().poll(&mut cx) else {
+        panic!("the leader's SyncGroup is answered once the record committed");
+    };
+    let std::task::Poll::Ready(followed) = follower_sync.as_mut().poll(&mut cx) else {
+        panic!("the follower's SyncGroup is answered once the record committed");
+    };
+    assert_eq!((led.error_code, &led.assignment[..]), (0, &b"l"[..]));
+    assert_eq!(
+        (followed.error_code, &followed.assignment[..]),
+        (0, &b"f"[..])
+    );
+    assert_eq!(h.c.group_state("g"), Some((GroupState::Stable, generation)));
+    assert_eq!(
+        h.commit("g", &follower, generation, &[("t", 0, 5)], 6_300),
+        vec![0]
+    );
 }
