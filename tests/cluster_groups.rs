@@ -14,10 +14,14 @@ mod support;
 
 use bytes::Bytes;
 use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+use kafka_protocol::messages::offset_commit_request::{
+    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
 use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::{
     ConsumerGroupDescribeRequest, ConsumerGroupHeartbeatRequest, DescribeGroupsRequest, GroupId,
-    HeartbeatRequest, JoinGroupRequest, ListGroupsRequest, SyncGroupRequest, TopicName,
+    HeartbeatRequest, JoinGroupRequest, ListGroupsRequest, OffsetCommitRequest, SyncGroupRequest,
+    TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use std::io::{BufRead, BufReader, Write};
@@ -36,6 +40,8 @@ const TOPIC: &str = "takeover";
 const NOT_COORDINATOR: i16 = 16;
 /// Kafka's COORDINATOR_NOT_AVAILABLE.
 const COORDINATOR_NOT_AVAILABLE: i16 = 15;
+/// Kafka's REBALANCE_IN_PROGRESS.
+const REBALANCE_IN_PROGRESS: i16 = 27;
 const FAST_FENCING: &str = "broker_session_timeout_ms = 1500\nbroker_heartbeat_interval_ms = 300\ngroup_initial_rebalance_delay_ms = 0\n";
 
 /// The script's next line, or a failure naming `what` after `within`.
@@ -241,6 +247,26 @@ fn classic_member(conn: &mut RawConn, group: &str) -> String {
 /// A classic member joins `group` at `conn` and syncs as its leader: its member id and the
 /// SyncGroup's error code.
 fn join_and_sync(conn: &mut RawConn, group: &str) -> (String, i16) {
+    let (member_id, generation) = join_alone(conn, group);
+    let synced = conn.call(&leader_sync(group, &member_id, generation), 3);
+    (member_id, synced.error_code)
+}
+
+/// The SyncGroup of `member`, the leader and only member of `group`, assigning it `b"a"`.
+fn leader_sync(group: &str, member_id: &str, generation: i32) -> SyncGroupRequest {
+    SyncGroupRequest::default()
+        .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
+        .with_member_id(StrBytes::from_string(member_id.to_string()))
+        .with_generation_id(generation)
+        .with_assignments(vec![
+            SyncGroupRequestAssignment::default()
+                .with_member_id(StrBytes::from_string(member_id.to_string()))
+                .with_assignment(Bytes::from_static(b"a")),
+        ])
+}
+
+/// A classic member joins `group` at `conn`, alone: its member id and generation.
+fn join_alone(conn: &mut RawConn, group: &str) -> (String, i32) {
     let join = |member_id: &str| {
         JoinGroupRequest::default()
             .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
@@ -260,17 +286,7 @@ fn join_and_sync(conn: &mut RawConn, group: &str) -> (String, i16) {
     let member_id = first.member_id.to_string();
     let joined = conn.call(&join(&member_id), 5);
     assert_eq!(joined.error_code, 0, "JoinGroup");
-    let sync = SyncGroupRequest::default()
-        .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
-        .with_member_id(StrBytes::from_string(member_id.clone()))
-        .with_generation_id(joined.generation_id)
-        .with_assignments(vec![
-            SyncGroupRequestAssignment::default()
-                .with_member_id(StrBytes::from_string(member_id.clone()))
-                .with_assignment(Bytes::from_static(b"a")),
-        ]);
-    let synced = conn.call(&sync, 3);
-    (member_id, synced.error_code)
+    (member_id, joined.generation_id)
 }
 
 /// A KIP-848 member joins `group` subscribed to `topic` (ConsumerGroupHeartbeat v0, the
@@ -383,4 +399,95 @@ fn sync_group_without_a_quorum_does_not_answer_success() {
         "SyncGroup without a quorum answered {code}"
     );
     assert!(waited < WAIT, "answered within the bound, not {waited:?}");
+}
+
+/// Decision 0024, session 21: while the record of the generation the leader's SyncGroup
+/// completed is proposed, the group is CompletingRebalance, as Kafka's until its
+/// GroupMetadata append completes. The other two nodes are killed, so the record cannot
+/// commit; meanwhile, on another connection, DescribeGroups says CompletingRebalance
+/// without the assignment, an OffsetCommit of the new generation is answered
+/// REBALANCE_IN_PROGRESS at once and a Heartbeat is fine. On main the group showed
+/// Stable with its assignment and the commit was taken (to wait for a quorum).
+#[test]
+fn a_generation_whose_record_is_not_committed_is_still_completing_its_rebalance() {
+    let mut cluster = LocalCluster::start_with_config(3, FAST_FENCING);
+    cluster.wait_until_formed(3);
+    let topic = "window";
+    cluster.create_replicated_topic(topic, 1, WAIT);
+    let group = "window";
+    let coordinator = find_coordinator(cluster.node(1), group).expect("FindCoordinator");
+    let bootstrap = cluster.node(coordinator).bootstrap();
+    let mut conn = RawConn::connect(&bootstrap).expect("connect");
+    let mut probe = RawConn::connect(&bootstrap).expect("connect");
+    let (member_id, generation) = join_alone(&mut conn, group);
+    for other in (1..=3).filter(|id| *id != coordinator) {
+        cluster.node_mut(other).kill();
+    }
+    let started = Instant::now();
+    let correlation = conn
+        .send(&leader_sync(group, &member_id, generation), 3)
+        .expect("send SyncGroup");
+    // Long enough for the SyncGroup to be taken, well inside the time the coordinator
+    // needs to give the record up (over a second: `sync_group_without_a_quorum_...`).
+    std::thread::sleep(Duration::from_millis(50));
+
+    let described = probe.call(
+        &DescribeGroupsRequest::default()
+            .with_groups(vec![GroupId(StrBytes::from_string(group.to_string()))]),
+        5,
+    );
+    let commit = OffsetCommitRequest::default()
+        .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
+        .with_generation_id_or_member_epoch(generation)
+        .with_member_id(StrBytes::from_string(member_id.clone()))
+        .with_topics(vec![
+            OffsetCommitRequestTopic::default()
+                .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+                .with_partitions(vec![
+                    OffsetCommitRequestPartition::default()
+                        .with_partition_index(0)
+                        .with_committed_offset(5),
+                ]),
+        ]);
+    let committed = probe.call(&commit, 8);
+    let beat = probe.call(
+        &HeartbeatRequest::default()
+            .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
+            .with_member_id(StrBytes::from_string(member_id.clone()))
+            .with_generation_id(generation),
+        4,
+    );
+    let probed = started.elapsed();
+    let synced = conn
+        .receive::<SyncGroupRequest>(3, correlation)
+        .expect("SyncGroup answer");
+    eprintln!(
+        "probed within {probed:?}; SyncGroup answered {} after {:?}",
+        synced.error_code,
+        started.elapsed()
+    );
+    let group_described = &described.groups[0];
+    assert_eq!(
+        group_described.group_state.as_str(),
+        "CompletingRebalance",
+        "{group_described:?}"
+    );
+    assert!(
+        group_described
+            .members
+            .iter()
+            .all(|m| m.member_assignment.is_empty()),
+        "{group_described:?}"
+    );
+    let commit_code = committed.topics[0].partitions[0].error_code;
+    assert_eq!(
+        commit_code, REBALANCE_IN_PROGRESS,
+        "OffsetCommit in the window"
+    );
+    assert_eq!(beat.error_code, 0, "Heartbeat in the window");
+    assert!(
+        synced.error_code == COORDINATOR_NOT_AVAILABLE || synced.error_code == NOT_COORDINATOR,
+        "the record could not commit: SyncGroup answered {}",
+        synced.error_code
+    );
 }
