@@ -1,5 +1,5 @@
 //! Fetched log bytes take one of two paths to the socket (decision 0001, addendum on tailing
-//! fetches): sendfile from the shard thread when every page is in the page cache, splice on
+//! fetches): spliced from the shard thread when every page is in the page cache, splice on
 //! an io_uring worker when some must come from disk. Both must deliver the same bytes, also
 //! when the client reads slowly and the socket fills up mid-region (the non-blocking send
 //! then waits for room through the ring).
@@ -177,17 +177,17 @@ fn cached_and_uncached_fetches_deliver_every_byte_to_a_slow_reader() {
     );
     produce_all(&mut conn);
 
-    // Just written, so in the page cache: sendfile from the shard thread. (Unless the
+    // Just written, so in the page cache: spliced from the shard thread. (Unless the
     // kernel already dropped clean pages under the memory pressure of the tests running
-    // beside this one, as seen once in the full suite: then the sendfile path is not what
+    // beside this one, as seen once in the full suite: then the cached path is not what
     // this run can check.)
     let cached = partition_fully_cached(&broker);
-    let before = sends(&broker, "sendfile");
+    let before = sends(&broker, "cached");
     fetch_all_slowly(&mut conn);
     if cached {
-        assert_sent_by(&broker, "sendfile", before);
+        assert_sent_by(&broker, "cached", before);
     } else {
-        eprintln!("the segments left the page cache before the fetch; sendfile not checked");
+        eprintln!("the segments left the page cache before the fetch; cached path not checked");
     }
 
     // Dropped from the page cache: splice on an io_uring worker.

@@ -241,10 +241,10 @@ fn forced_polling_driver_serves_real_clients_and_a_restart() {
     got.sort_unstable();
     want.sort_unstable();
     assert_eq!(got, want, "keys and values read back unchanged");
-    // Answers were file regions sent without a copy (sendfile, or splice when the pages were
-    // not all back in cache; `server::file_send`'s unit test drives splice on polling).
+    // Answers were file regions sent without a copy (from the shard thread, or on a worker
+    // when the pages were not all back in cache; `server::file_send`'s unit test drives splice on polling).
     let metrics = scrape_metrics(broker.admin_port);
-    let file_sends: f64 = ["sendfile", "splice"]
+    let file_sends: f64 = ["cached", "splice"]
         .iter()
         .filter_map(|path| {
             metric_sample(

@@ -165,8 +165,8 @@ pub struct ShardSnapshot {
     pub connections_accepted: u64,
     /// Connections this shard took over from another (they serve its partitions).
     pub connections_moved_in: u64,
-    /// Fetched file regions sent with sendfile (all pages cached) and with io_uring splice.
-    pub fetch_sends_sendfile: u64,
+    /// Fetched file regions sent from the shard thread (all pages cached) and with io_uring splice.
+    pub fetch_sends_cached: u64,
     pub fetch_sends_splice: u64,
     pub requests_in_flight: i64,
     pub append: LatencyHistogram,
@@ -203,7 +203,7 @@ pub struct ShardMetrics {
     connections: Cell<i64>,
     connections_accepted: Cell<u64>,
     connections_moved_in: Cell<u64>,
-    fetch_sends_sendfile: Cell<u64>,
+    fetch_sends_cached: Cell<u64>,
     fetch_sends_splice: Cell<u64>,
     in_flight: Cell<i64>,
     append: RefCell<LatencyHistogram>,
@@ -237,7 +237,7 @@ impl ShardMetrics {
             connections: Cell::new(0),
             connections_accepted: Cell::new(0),
             connections_moved_in: Cell::new(0),
-            fetch_sends_sendfile: Cell::new(0),
+            fetch_sends_cached: Cell::new(0),
             fetch_sends_splice: Cell::new(0),
             in_flight: Cell::new(0),
             append: RefCell::new(LatencyHistogram::new()),
@@ -328,12 +328,12 @@ impl ShardMetrics {
             .set(self.connections_moved_in.get() + 1);
     }
 
-    /// One fetched file region sent: `cached` when it went by sendfile from the page cache,
-    /// otherwise by splice on an io-wq worker. Kept even with metrics disabled: it is two
+    /// One fetched file region sent: `cached` when it was spliced from the shard thread
+    /// (every page cached), otherwise by splice on an io-wq worker. Kept even with metrics disabled: it is two
     /// additions per fetch, and tells an operator whether consumers read from memory.
     pub fn fetch_file_sent(&self, cached: bool) {
         let counter = if cached {
-            &self.fetch_sends_sendfile
+            &self.fetch_sends_cached
         } else {
             &self.fetch_sends_splice
         };
@@ -549,7 +549,7 @@ impl ShardMetrics {
             connections: self.connections.get(),
             connections_accepted: self.connections_accepted.get(),
             connections_moved_in: self.connections_moved_in.get(),
-            fetch_sends_sendfile: self.fetch_sends_sendfile.get(),
+            fetch_sends_cached: self.fetch_sends_cached.get(),
             fetch_sends_splice: self.fetch_sends_splice.get(),
             requests_in_flight: self.in_flight.get(),
             append: self.append.borrow().clone(),

@@ -3,8 +3,8 @@
 //! Kafka clients pipeline requests but the protocol requires responses in request order;
 //! like Kafka, we serve one request at a time per connection, which also keeps a producer's
 //! batches for one partition in order. Record bytes are read once from the socket into the
-//! request buffer; fetched record bytes never enter user space (sendfile when they are in the
-//! page cache, else splice file → pipe → socket on an io-wq worker).
+//! request buffer; fetched record bytes never enter user space (spliced from the shard thread when
+//! they are in the page cache, else splice file → pipe → socket on an io-wq worker).
 
 use super::connection_state::ConnectionState;
 use super::dispatch;
@@ -453,9 +453,9 @@ async fn write_replies(
     _gone: futures_channel::oneshot::Sender<()>,
 ) -> bool {
     let mut pipe: Option<SplicePipe> = None;
-    // Fetched record bytes that are in the page cache are sent with sendfile(2) from this
-    // thread, with the socket non-blocking for that call only. Without its flags every
-    // fetch takes the splice path.
+    // Fetched record bytes that are in the page cache are spliced from this thread, with the
+    // socket non-blocking for that answer only. Without its flags every fetch takes the
+    // io-wq splice path.
     let socket_flags = socket_status_flags(stream.socket()).ok();
     let mut frames: Vec<bytes::Bytes> = Vec::with_capacity(MAX_ANSWERS_PER_WRITE);
     let mut answered: Vec<Answered> = Vec::with_capacity(MAX_ANSWERS_PER_WRITE);

@@ -1,8 +1,11 @@
-//! Sending an answer's pieces to the socket: inline bytes with the ring's send, file regions
-//! without a copy — `sendfile(2)` from the shard thread when every page is cached
-//! (`cachestat`), else splice file → pipe → socket on an io-wq worker, so a read from disk
-//! never stalls the shard (decision 0001). Must not: decide what is sent (the connection's
-//! writer does) or read record bytes into user space.
+//! Sending an answer's pieces to the socket, file regions without a copy: when every page is
+//! cached (`cachestat`), the whole answer from the shard thread (`cached`: send, and splice
+//! through the connection's pipe); else inline bytes with the ring's send and regions
+//! spliced file → pipe → socket on an io-wq worker, so a read from disk never stalls the
+//! shard (decision 0001). Must not: decide what is sent (the connection's writer does) or
+//! read record bytes into user space.
+
+mod cached;
 
 use super::response::Chunk;
 use crate::shard::Shard;
@@ -38,6 +41,21 @@ pub(super) async fn write_chunks(
     } else {
         None
     };
+    // Every region cached (the usual case: consumers near the tail, replicas, a catch-up
+    // read of recent data): the whole answer from this thread, no ring round trip.
+    if let Some(flags) = socket_flags
+        && chunks.iter().all(|c| match c {
+            Chunk::Inline(_) => true,
+            Chunk::File(region) => region.is_fully_cached(),
+        })
+    {
+        for chunk in &chunks {
+            if matches!(chunk, Chunk::File(_)) {
+                shard.metrics.fetch_file_sent(true);
+            }
+        }
+        return cached::send_cached(stream, flags, &chunks, pipe).await;
+    }
     for chunk in chunks {
         match chunk {
             Chunk::Inline(bytes) => write_all(stream, bytes).await?,
@@ -46,7 +64,8 @@ pub(super) async fn write_chunks(
                     && region.is_fully_cached() =>
             {
                 shard.metrics.fetch_file_sent(true);
-                send_cached_region(stream, flags, &region).await?
+                let chunk = [Chunk::File(region)];
+                cached::send_cached(stream, flags, &chunk, pipe).await?
             }
             Chunk::File(region) => {
                 shard.metrics.fetch_file_sent(false);
@@ -148,46 +167,6 @@ async fn wait_writable(stream: &TcpStream) -> std::io::Result<()> {
     let op = PollOnce::new(stream.to_shared_fd(), Interest::Writable);
     let BufResult(result, _) = compio::runtime::submit(op).await;
     result.map(|_| ())
-}
-
-/// Sends a region whose pages are all cached with sendfile(2) on this thread: no user-space
-/// copy, and no hand-off to an io-wq worker, which io_uring SPLICE always makes (two per
-/// region: file → pipe, pipe → socket). For a consumer reading the tail that hand-off was
-/// most of the cost of a fetch. The socket is non-blocking during the call; when it is
-/// full, the wait is a ring poll. Pages evicted between the check and the call make this one
-/// call wait for the disk; that window is microseconds long.
-async fn send_cached_region(
-    stream: &TcpStream,
-    socket_flags: libc::c_int,
-    region: &crate::storage::FileRegion,
-) -> std::io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let socket = stream.as_raw_fd();
-    let _nonblocking = NonBlockingWhileSending::set(socket, socket_flags)?;
-    let mut offset = region.position as libc::off_t;
-    let end = offset + libc::off_t::from(region.len);
-    while offset < end {
-        let want = (end - offset) as usize;
-        // SAFETY: sendfile between a socket and a file this task keeps open; the kernel
-        // advances `offset`, which lives on this stack frame.
-        let sent = unsafe { libc::sendfile(socket, region.raw_fd(), &mut offset, want) };
-        if sent > 0 {
-            continue;
-        }
-        if sent == 0 {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                "segment file ended before the fetched region",
-            ));
-        }
-        let error = std::io::Error::last_os_error();
-        match error.kind() {
-            std::io::ErrorKind::Interrupted => {}
-            std::io::ErrorKind::WouldBlock => wait_writable(stream).await?,
-            _ => return Err(error),
-        }
-    }
-    Ok(())
 }
 
 /// A pipe reused for every splice on one connection. The write end is shared with a
@@ -331,8 +310,9 @@ mod tests {
         unsafe { libc::fcntl(fd, libc::F_GETFL) }
     }
 
-    /// Sends `regions` of `file` over a loopback connection (spliced, then sent with
-    /// sendfile) on a runtime with `driver`; returns what the peer received.
+    /// Sends `regions` of `file` over a loopback connection (alternately spliced on a worker
+    /// and from this thread, `cached`) on a runtime with `driver`; returns what the peer
+    /// received.
     fn send_regions_on(
         driver: crate::shard::io_driver::IoDriver,
         file: &std::fs::File,
@@ -360,13 +340,18 @@ mod tests {
                 got
             });
             let (stream, _) = listener.accept().await.unwrap();
-            let pipe = SplicePipe::new().unwrap();
+            // One pipe for both paths, as on a connection: each leaves it empty.
+            let mut pipe = Some(SplicePipe::new().unwrap());
             let flags = socket_status_flags(&stream).unwrap();
             for (i, region) in regions.iter().enumerate() {
                 if i % 2 == 0 {
-                    pipe.splice_region(&stream, region).await.unwrap();
+                    let p = pipe.as_ref().unwrap();
+                    p.splice_region(&stream, region).await.unwrap();
                 } else {
-                    send_cached_region(&stream, flags, region).await.unwrap();
+                    let chunk = [Chunk::File(region.clone())];
+                    cached::send_cached(&stream, flags, &chunk, &mut pipe)
+                        .await
+                        .unwrap();
                 }
             }
             drop(stream);
@@ -385,11 +370,11 @@ mod tests {
         let content: Vec<u8> = (0..3 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
         file.write_all(&content).unwrap();
         let file = std::fs::File::open(dir.path().join("segment.log")).unwrap();
-        // The first region is larger than the pipe, so it takes several splices.
+        // The first two regions are larger than the pipe, so each path takes several rounds.
         let regions = [
             (4113u64, 1_600_000u32),
-            (1_700_000, 70_001),
-            (2_000_000, 900_000),
+            (1_650_000, 1_200_000),
+            (2_900_000, 200_001),
         ];
         let want: Vec<u8> = regions
             .iter()
@@ -422,8 +407,8 @@ mod tests {
         info.tcpi_data_segs_out
     }
 
-    /// A fetch answer's head, record region and tail, sent as `write_chunks` sends them
-    /// (ring send, sendfile, ring send) on a TCP_NODELAY socket: one data segment while
+    /// A fetch answer's head, record region and tail, sent as `write_chunks` sends a cached
+    /// answer (send, splice, send) on a TCP_NODELAY socket: one data segment while
     /// `Corked` lives, where each piece was a segment (a wake-up of the peer) of its own.
     #[test]
     fn a_corked_answer_in_pieces_leaves_as_one_segment() {
@@ -456,18 +441,20 @@ mod tests {
                     peer.read_to_end(&mut got).unwrap();
                     got.len()
                 });
-                let (mut stream, _) = listener.accept().await.unwrap();
+                let (stream, _) = listener.accept().await.unwrap();
                 stream.set_nodelay(true).unwrap();
                 let flags = socket_status_flags(&stream).unwrap();
                 let fd = stream.as_raw_fd();
                 let before = data_segments_sent(fd);
                 {
                     let _corked = corked.then(|| Corked::set(fd).unwrap());
-                    write_all(&mut stream, bytes::Bytes::from_static(&[1u8; 90]))
-                        .await
-                        .unwrap();
-                    send_cached_region(&stream, flags, &region).await.unwrap();
-                    write_all(&mut stream, bytes::Bytes::from_static(&[2u8; 12]))
+                    let chunks = [
+                        Chunk::Inline(bytes::Bytes::from_static(&[1u8; 90])),
+                        Chunk::File(region),
+                        Chunk::Inline(bytes::Bytes::from_static(&[2u8; 12])),
+                    ];
+                    let mut pipe = None;
+                    cached::send_cached(&stream, flags, &chunks, &mut pipe)
                         .await
                         .unwrap();
                 }

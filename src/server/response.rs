@@ -1,6 +1,6 @@
 //! What a handler hands back to the connection: nothing (acks=0), an encoded frame, or a
 //! frame made of inline bytes and file regions that go from the page cache to the socket
-//! with sendfile or splice (Fetch).
+//! with splice (Fetch).
 
 use crate::storage::FileRegion;
 use bytes::{BufMut, Bytes, BytesMut};

@@ -1,7 +1,7 @@
 //! Whether a byte range of a file is in the page cache, from `cachestat(2)` (Linux 6.5+).
 //!
 //! Fetch uses it to choose how record bytes reach the socket: a range that is wholly cached
-//! is sent with `sendfile(2)` on the shard thread, which cannot block on the disk; any other
+//! is spliced from the shard thread, which cannot block on the disk; any other
 //! range goes through io_uring `SPLICE`, which the kernel always runs on an io-wq worker, so
 //! a cold read never stalls the shard (decision 0001, addendum on tailing fetches).
 

@@ -49,16 +49,14 @@ pub(super) fn write_connections(out: &mut Out, snapshots: &[ShardSnapshot]) {
     out.family(
         "sluice_fetch_file_sends_total",
         "counter",
-        "Fetched log regions sent to a socket, by path: sendfile when every page was in the \
-         page cache, splice (on an io_uring worker) when some had to come from disk.",
+        "Fetched log regions sent to a socket, by path: cached (every page was in the page \
+         cache: spliced from the shard thread), splice (on an io_uring worker: some had to \
+         come from disk).",
     );
     for (path, count) in [
         (
-            "sendfile",
-            snapshots
-                .iter()
-                .map(|s| s.fetch_sends_sendfile)
-                .sum::<u64>(),
+            "cached",
+            snapshots.iter().map(|s| s.fetch_sends_cached).sum::<u64>(),
         ),
         (
             "splice",

@@ -1,5 +1,5 @@
 //! Fetch's answer: framing from memory around file regions, which the connection's writer
-//! sends from the page cache (sendfile or splice) without a copy.
+//! sends from the page cache (splice) without a copy.
 
 use super::read::PartitionRead;
 use crate::protocol::fetch_encoder::{FetchFraming, PartitionHeader};

@@ -1,6 +1,6 @@
 //! Fetch: read file regions from each partition's owning shard and frame them around the
-//! record bytes, which then go from the page cache to the socket without a copy (sendfile
-//! or splice, chosen by the connection's writer).
+//! record bytes, which then go from the page cache to the socket without a copy (splice
+//! from the shard thread or on an io-wq worker, chosen by the connection's writer).
 //!
 //! The steps, one file each: the partition set through the connection's fetch session
 //! (`server::fetch_sessions`), the reads within the byte budget (`read`), the long poll
