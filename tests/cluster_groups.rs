@@ -381,13 +381,25 @@ fn a_group_taken_over_shows_at_its_new_coordinator_before_its_first_request_ther
 /// the bound, never success. On main it answered success at once.
 #[test]
 fn sync_group_without_a_quorum_does_not_answer_success() {
+    sync_group_without_a_quorum(|cluster, other| cluster.node_mut(other).kill());
+}
+
+/// The same with both other nodes stopped (SIGSTOP), not dead: their connections stay open
+/// and take bytes into the kernel's buffers, but no vote or append acknowledgement comes
+/// back, so the record still cannot commit.
+#[test]
+fn sync_group_with_the_other_voters_stopped_does_not_answer_success() {
+    sync_group_without_a_quorum(|cluster, other| cluster.node(other).stop_and_wait());
+}
+
+fn sync_group_without_a_quorum(take_away: impl Fn(&mut LocalCluster, i32)) {
     let cluster_config = FAST_FENCING;
     let mut cluster = LocalCluster::start_with_config(3, cluster_config);
     cluster.wait_until_formed(3);
     let group = "no-quorum";
     let coordinator = find_coordinator(cluster.node(1), group).expect("FindCoordinator");
     for other in (1..=3).filter(|id| *id != coordinator) {
-        cluster.node_mut(other).kill();
+        take_away(&mut cluster, other);
     }
     let mut conn = RawConn::connect(&cluster.node(coordinator).bootstrap()).expect("connect");
     let started = Instant::now();

@@ -75,15 +75,6 @@ fn create_with_min_insync(node: &support::Broker, name: &str, min_insync: &str) 
     assert_eq!(code, 0, "create {name}: error {code}");
 }
 
-fn signal(node: &support::Broker, signal: &str) {
-    let pid = node.pid().expect("running").to_string();
-    let status = std::process::Command::new("kill")
-        .args([signal, &pid])
-        .status()
-        .expect("kill");
-    assert!(status.success(), "kill {signal} {pid}");
-}
-
 /// Waits until every node's copy of `topic`-`partition` is the leader's, byte for byte.
 fn wait_for_identical_copies(cluster: &LocalCluster, topic: &str, partition: i32, leader: i32) {
     let deadline = Instant::now() + CATCH_UP_TIMEOUT;
@@ -235,14 +226,14 @@ fn the_high_watermark_waits_for_the_in_sync_replicas_and_acks_all_for_the_high_w
     // A stopped follower holds the high watermark back: acks=1 writes stay invisible to
     // consumers, an acks=all write times out; once it runs again, both become visible.
     let stopped = (1..=3).find(|&id| id != leader).unwrap_or(1);
-    signal(cluster.node(stopped), "-STOP");
+    cluster.node(stopped).signal("-STOP");
     let written = produce_with(cluster.node(leader), "acked", 0, 10, "one", 1, 30_000);
     assert!(written.iter().all(|&c| c == 0), "{written:?}");
     assert_eq!(fetch_answer(cluster.node(leader), "acked", 0), (0, 20));
     let timed_out = produce_with(cluster.node(leader), "acked", 0, 1, "late", -1, 1_000);
     assert_eq!(timed_out, vec![REQUEST_TIMED_OUT]);
     assert_eq!(fetch_answer(cluster.node(leader), "acked", 0), (0, 20));
-    signal(cluster.node(stopped), "-CONT");
+    cluster.node(stopped).signal("-CONT");
     wait_for_high_watermark(&cluster, leader, "acked", 31);
     wait_for_identical_copies(&cluster, "acked", 0, leader);
 }
@@ -281,7 +272,7 @@ fn a_stopped_follower_leaves_the_isr_so_acks_all_goes_on_and_rejoins_after_it_ca
     wait_for_isr(&cluster, leader, "isr", &[1, 2, 3]);
 
     let stopped = (1..=3).find(|&id| id != leader).unwrap_or(1);
-    signal(cluster.node(stopped), "-STOP");
+    cluster.node(stopped).signal("-STOP");
     // This write waits until the ISR drops the stopped follower (after the 2 s lag), then
     // it and the next ones are acknowledged by the two replicas left.
     let codes = produce_with(cluster.node(leader), "isr", 0, 10, "during", -1, 60_000);
@@ -295,7 +286,7 @@ fn a_stopped_follower_leaves_the_isr_so_acks_all_goes_on_and_rejoins_after_it_ca
     wait_for_isr(&cluster, leader, "isr", &shrunk);
     assert_eq!(fetch_answer(cluster.node(leader), "isr", 0), (0, 20));
 
-    signal(cluster.node(stopped), "-CONT");
+    cluster.node(stopped).signal("-CONT");
     wait_for_isr(&cluster, leader, "isr", &[1, 2, 3]);
     wait_for_identical_copies(&cluster, "isr", 0, leader);
 }
@@ -440,7 +431,7 @@ fn delete_records_answers_once_every_live_replica_dropped_the_records() {
 
     // With a live follower that cannot move its log start, the answer waits for it and
     // times out (Kafka's DelayedDeleteRecords): the deletion is not done on every copy.
-    signal(cluster.node(follower), "-STOP");
+    cluster.node(follower).signal("-STOP");
     let (code, low) = delete_records_within(cluster.node(leader), topic, 30, 1_000);
     assert_eq!(
         code,
@@ -452,7 +443,7 @@ fn delete_records_answers_once_every_live_replica_dropped_the_records() {
         low < 30,
         "the stopped follower still starts below 30: {low}"
     );
-    signal(cluster.node(follower), "-CONT");
+    cluster.node(follower).signal("-CONT");
     // Back, it follows the leader's log start and reports it: the retry completes.
     assert_eq!(delete_records(cluster.node(leader), topic, 30), (0, 30));
     wait_for_identical_copies(&cluster, topic, 0, leader);

@@ -355,6 +355,41 @@ impl Broker {
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(|c| c.id())
     }
+
+    /// Sends `signal`, spelled as `kill` takes it ("-STOP", "-CONT"), to the running broker.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.pid().expect("running").to_string();
+        let status = Command::new("kill")
+            .args([signal, &pid])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill {signal} {pid}");
+    }
+
+    /// SIGSTOP, returning once the kernel shows the process stopped (state `T` in
+    /// /proc/PID/stat): a signal is delivered asynchronously, and a process still running
+    /// could answer one more message.
+    pub fn stop_and_wait(&self) {
+        self.signal("-STOP");
+        let pid = self.pid().expect("running");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            // The state follows the command name, which is in parentheses.
+            let state = stat
+                .rsplit(')')
+                .next()
+                .and_then(|rest| rest.split_whitespace().next());
+            if state == Some("T") {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "broker {pid} not stopped: {stat}"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
 }
 
 impl Drop for Broker {
