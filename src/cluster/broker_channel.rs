@@ -173,6 +173,7 @@ mod tests {
                 fenced,
                 epoch: 1,
                 endpoints: Vec::new(),
+                format_levels: Default::default(),
             },
         );
         cluster

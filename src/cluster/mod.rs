@@ -25,7 +25,7 @@ use crate::metadata::replicated::{Applied, MetadataRecord, Proposal};
 use arc_swap::ArcSwap;
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -97,6 +97,9 @@ pub struct ClusterHandle {
     /// record committed before the start is applied, so its state is no older than the
     /// cluster's was then (until this, it coordinates no group: `shard::group_offsets`).
     pub caught_up_since_start: AtomicBool,
+    /// The finalized metadata format level as last applied here (decision 0026): a record
+    /// of a later level is refused before it is proposed.
+    pub format_level: AtomicI16,
     /// Kafka's `follower.replication.throttled.rate` over every shard's replica fetchers.
     pub follower_throttle: throttle::ReplicaThrottle,
 }
@@ -111,6 +114,9 @@ fn not_controller(message: &str) -> (i16, String) {
 impl ClusterHandle {
     /// Proposes `record` and waits until this node has applied it (and acted on it).
     pub async fn propose(&self, record: MetadataRecord) -> ProposalResult {
+        let finalized = self.format_level.load(Ordering::Acquire);
+        crate::metadata::format_level::check_record_level(&record, finalized)
+            .map_err(|e| (e.kafka_error_code(), e.to_string()))?;
         let sequence = self.next_sequence.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = futures_channel::oneshot::channel();
         {
@@ -278,6 +284,7 @@ pub fn start(
         replication_stop: Arc::new(AtomicBool::new(false)),
         leaving: AtomicBool::new(false),
         caught_up_since_start: AtomicBool::new(false),
+        format_level: AtomicI16::new(crate::metadata::format_level::LEGACY_LEVEL),
         follower_throttle: throttle::ReplicaThrottle::new(start.follower_throttled_rate),
     });
     Ok((handle, committed_rx))

@@ -187,6 +187,9 @@ pub struct BrokerConfig {
     pub broker_session_timeout_ms: u64,
     /// Kafka's `broker.heartbeat.interval.ms`.
     pub broker_heartbeat_interval_ms: u64,
+    /// For upgrade tests only (decision 0026): the highest metadata format level this node
+    /// claims to read, so one binary can act as an older one. Unset: this binary's own.
+    pub upgrade_test_max_metadata_format_level: Option<i16>,
     /// Kafka's `replica.lag.time.max.ms`: a follower that has not caught up with its
     /// leader's log end for this long leaves the ISR (cluster mode).
     pub replica_lag_time_max_ms: u64,
@@ -303,6 +306,7 @@ impl Default for BrokerConfig {
             controller_security_protocol: "PLAINTEXT".to_string(),
             broker_session_timeout_ms: quorum::DEFAULT_BROKER_SESSION_TIMEOUT_MS,
             broker_heartbeat_interval_ms: quorum::DEFAULT_BROKER_HEARTBEAT_INTERVAL_MS,
+            upgrade_test_max_metadata_format_level: None,
             replica_lag_time_max_ms: DEFAULT_REPLICA_LAG_TIME_MAX_MS,
             replica_high_watermark_checkpoint_interval_ms:
                 DEFAULT_REPLICA_HIGH_WATERMARK_CHECKPOINT_INTERVAL_MS,
@@ -447,6 +451,15 @@ impl BrokerConfig {
             return Err(ConfigError::Invalid {
                 key: "broker_heartbeat_interval_ms",
                 message: "must be above 0 and below broker_session_timeout_ms".into(),
+            });
+        }
+        let current = crate::metadata::format_level::CURRENT_LEVEL;
+        if let Some(level) = self.upgrade_test_max_metadata_format_level
+            && !(1..=current).contains(&level)
+        {
+            return Err(ConfigError::Invalid {
+                key: "upgrade_test_max_metadata_format_level",
+                message: format!("{level} is not a level this binary reads (1..={current})"),
             });
         }
         Ok(())

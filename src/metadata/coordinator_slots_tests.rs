@@ -15,6 +15,7 @@ fn cluster(ids: &[i32]) -> ClusterState {
                 fenced: false,
                 epoch: 0,
                 endpoints: Vec::new(),
+                format_levels: Default::default(),
             },
         );
         state.place_slots_after_registration(true);

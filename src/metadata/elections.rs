@@ -6,7 +6,8 @@
 //! partition changes (Kafka's PartitionChangeRecords) are the same everywhere.
 //! Must not: open partitions or talk to the quorum.
 
-use super::replicated::{ClusterState, NO_LEADER, PartitionIsr};
+use super::MetadataError;
+use super::replicated::{Applied, ClusterState, NO_LEADER, PartitionIsr};
 
 impl ClusterState {
     /// Kafka's auto leader rebalance (`auto.leader.rebalance.enable`): partitions, at most
@@ -161,4 +162,55 @@ fn leader_first(leader: i32, isr: &[i32]) -> Vec<i32> {
     out.push(leader);
     out.extend(isr.iter().copied().filter(|&r| r != leader));
     out
+}
+
+impl super::MetadataWriter {
+    /// AlterPartition: the new ISR must start with the leader and hold only replicas, and
+    /// the epoch must be current (a leader deposed since it looked gets refused).
+    pub(super) fn apply_alter_partition(
+        &self,
+        topic: &str,
+        partition: i32,
+        isr: &[i32],
+        partition_epoch: i32,
+    ) -> Result<Applied, MetadataError> {
+        let mut cluster = self.cluster_state();
+        let replicas = cluster.replicas(topic, partition).to_vec();
+        if replicas.is_empty() {
+            return Err(MetadataError::UnknownTopic(topic.to_string()));
+        }
+        if partition_epoch != cluster.partition_epoch(topic, partition) {
+            return Err(MetadataError::InvalidPartitions(
+                partition,
+                "stale partition epoch",
+            ));
+        }
+        let leader = cluster.leader(topic, partition);
+        let valid = leader.is_some()
+            && isr.first().copied() == leader
+            && isr.iter().all(|r| replicas.contains(r))
+            && isr.len() <= replicas.len();
+        if !valid {
+            return Err(MetadataError::InvalidPartitions(
+                partition,
+                "ISR not of its replicas",
+            ));
+        }
+        let changed = PartitionIsr {
+            isr: isr.to_vec(),
+            partition_epoch: partition_epoch.saturating_add(1),
+            leader,
+            leader_epoch: cluster.leader_epoch(topic, partition),
+        };
+        cluster
+            .isr_changes
+            .entry(topic.to_string())
+            .or_default()
+            .insert(partition, changed);
+        // The leader's ISR expansion is what completes a reassignment (Kafka's
+        // `maybeCompleteReassignment` on AlterPartition).
+        cluster.maybe_complete_reassignment(topic, partition);
+        self.publish_cluster(cluster)?;
+        Ok(Applied::Partitions(vec![(topic.to_string(), partition)]))
+    }
 }

@@ -411,6 +411,7 @@ mod tests {
                 fenced: false,
                 epoch: 0,
                 endpoints: Vec::new(),
+                format_levels: Default::default(),
             },
         );
         let (broker, epoch) = cluster.coordinator_with_epoch("g").expect("a coordinator");

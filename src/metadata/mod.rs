@@ -13,6 +13,7 @@ mod create;
 pub mod credentials;
 pub mod dynamic_broker;
 mod elections;
+pub mod format_level;
 pub mod group_membership;
 pub mod group_offsets;
 mod placement;
@@ -158,6 +159,9 @@ pub enum MetadataError {
     /// A reassignment or election refused (`reassign`): Kafka's code and message.
     #[error("{message}")]
     PartitionChange { code: i16, message: String },
+    /// A record or registration the finalized format level refuses (`format_level`).
+    #[error("{message}")]
+    FeatureLevel { code: i16, message: String },
     #[error("cannot persist metadata at {path}: {source}")]
     Io {
         path: PathBuf,
@@ -187,7 +191,8 @@ impl MetadataError {
             | MetadataError::InvalidTxnState(_)
             | MetadataError::MembershipTooLarge { .. } => E::InvalidRequest.code(),
             MetadataError::NotCoordinator { .. } => E::NotCoordinator.code(),
-            MetadataError::PartitionChange { code, .. } => *code,
+            MetadataError::PartitionChange { code, .. }
+            | MetadataError::FeatureLevel { code, .. } => *code,
         }
     }
 }

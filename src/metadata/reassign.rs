@@ -336,6 +336,7 @@ mod tests {
                     fenced: false,
                     epoch: 0,
                     endpoints: Vec::new(),
+                    format_levels: Default::default(),
                 },
             );
         }

@@ -35,6 +35,10 @@ pub struct RegisteredBroker {
     /// Every advertised listener; empty in registrations written before they were carried.
     #[serde(default)]
     pub endpoints: Vec<ListenerEndpoint>,
+    /// The metadata format levels its binary reads (decision 0026; a session-20 one's
+    /// registration has none: level 1 only).
+    #[serde(default)]
+    pub format_levels: super::format_level::LevelRange,
 }
 
 impl RegisteredBroker {
@@ -84,8 +88,10 @@ impl super::MetadataWriter {
         host: &str,
         port: i32,
         endpoints: &[ListenerEndpoint],
+        format_levels: super::format_level::LevelRange,
     ) -> Result<super::replicated::Applied, super::MetadataError> {
         let mut cluster = self.cluster_state();
+        cluster.check_registration(id, format_levels)?;
         let known = cluster.brokers.get(&id).map(|b| b.epoch);
         let broker = RegisteredBroker {
             id,
@@ -98,6 +104,7 @@ impl super::MetadataWriter {
                 .take(MAX_REGISTERED_ENDPOINTS)
                 .cloned()
                 .collect(),
+            format_levels,
         };
         cluster.brokers.insert(id, broker);
         let changed = cluster.elect_returning(id);
@@ -155,6 +162,7 @@ mod tests {
             fenced: false,
             epoch: 0,
             endpoints: vec![endpoint("PLAINTEXT", 1), endpoint("EXTERNAL", 2)],
+            format_levels: Default::default(),
         };
         assert_eq!(broker.endpoint(Some("EXTERNAL")), Some(("h", 2)));
         assert_eq!(broker.endpoint(Some("OTHER")), None);

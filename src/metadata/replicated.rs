@@ -47,6 +47,9 @@ pub struct ClusterState {
     /// (`coordinator_slots`, decision 0024); empty in states written before it existed.
     #[serde(default)]
     pub coordinator_slots: Vec<super::coordinator_slots::CoordinatorSlot>,
+    /// Finalized feature levels (decision 0026, `format_level`); none: level 1.
+    #[serde(default)]
+    pub features: BTreeMap<String, super::format_level::FinalizedLevel>,
 }
 
 /// A partition's in-sync replicas (the leader first) and its partition epoch, bumped by
@@ -192,6 +195,8 @@ pub enum MetadataRecord {
         port: i32,
         #[serde(default)]
         endpoints: Vec<ListenerEndpoint>,
+        #[serde(default)]
+        format_levels: super::format_level::LevelRange,
     },
     /// Heartbeats stopped: the broker is fenced, its partitions get new leaders from their
     /// ISRs and it leaves every ISR (Kafka's fencing with its PartitionChangeRecords,
@@ -266,6 +271,11 @@ pub enum MetadataRecord {
     /// offset it registered at before it serves).
     CatchUp {
         node: i32,
+    },
+    /// UpdateFeatures raised a feature's finalized level (decision 0026, `format_level`).
+    FinalizeFeature {
+        name: String,
+        level: i16,
     },
     /// ACLs, SCRAM credentials and client quotas (`security_records`).
     Security(super::security_records::SecurityRecord),
@@ -423,7 +433,10 @@ impl MetadataWriter {
         index: u64,
         record: &MetadataRecord,
     ) -> Result<Applied, MetadataError> {
-        let result = self.apply_inner(index, record);
+        let result = self
+            .cluster_state()
+            .check_writable(record)
+            .and_then(|()| self.apply_inner(index, record));
         let mut cluster = self.cluster_state();
         cluster.applied_index = index;
         let mut next = (*self.snapshot()).clone();
@@ -506,7 +519,11 @@ impl MetadataWriter {
                 host,
                 port,
                 endpoints,
-            } => self.apply_register_broker(*id, host, *port, endpoints),
+                format_levels,
+            } => self.apply_register_broker(*id, host, *port, endpoints, *format_levels),
+            MetadataRecord::FinalizeFeature { name, level } => {
+                self.apply_finalize_feature(index, name, *level)
+            }
             MetadataRecord::FenceBroker { id } | MetadataRecord::ControlledShutdown { id } => {
                 self.apply_fencing(*id, true)
             }
@@ -643,55 +660,6 @@ impl MetadataWriter {
         next.cluster = Some(Arc::new(cluster));
         self.publish(next)?;
         Ok(Applied::Opened { topic, from: 0 })
-    }
-
-    /// AlterPartition: the new ISR must start with the leader and hold only replicas, and
-    /// the epoch must be current (a leader deposed since it looked gets refused).
-    fn apply_alter_partition(
-        &self,
-        topic: &str,
-        partition: i32,
-        isr: &[i32],
-        partition_epoch: i32,
-    ) -> Result<Applied, MetadataError> {
-        let mut cluster = self.cluster_state();
-        let replicas = cluster.replicas(topic, partition).to_vec();
-        if replicas.is_empty() {
-            return Err(MetadataError::UnknownTopic(topic.to_string()));
-        }
-        if partition_epoch != cluster.partition_epoch(topic, partition) {
-            return Err(MetadataError::InvalidPartitions(
-                partition,
-                "stale partition epoch",
-            ));
-        }
-        let leader = cluster.leader(topic, partition);
-        let valid = leader.is_some()
-            && isr.first().copied() == leader
-            && isr.iter().all(|r| replicas.contains(r))
-            && isr.len() <= replicas.len();
-        if !valid {
-            return Err(MetadataError::InvalidPartitions(
-                partition,
-                "ISR not of its replicas",
-            ));
-        }
-        let changed = PartitionIsr {
-            isr: isr.to_vec(),
-            partition_epoch: partition_epoch.saturating_add(1),
-            leader,
-            leader_epoch: cluster.leader_epoch(topic, partition),
-        };
-        cluster
-            .isr_changes
-            .entry(topic.to_string())
-            .or_default()
-            .insert(partition, changed);
-        // The leader's ISR expansion is what completes a reassignment (Kafka's
-        // `maybeCompleteReassignment` on AlterPartition).
-        cluster.maybe_complete_reassignment(topic, partition);
-        self.publish_cluster(cluster)?;
-        Ok(Applied::Partitions(vec![(topic.to_string(), partition)]))
     }
 }
 

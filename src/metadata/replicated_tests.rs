@@ -34,6 +34,7 @@ pub(crate) fn register_brokers(writer: &MetadataWriter, ids: &[i32], first_index
             host: "127.0.0.1".into(),
             port: 9000 + id,
             endpoints: Vec::new(),
+            format_levels: Default::default(),
         };
         writer.apply_record(index, &register).unwrap();
     }
@@ -54,6 +55,7 @@ fn records_apply_the_same_way_and_images_round_trip() {
         host: "127.0.0.1".into(),
         port: 9000 + id,
         endpoints: Vec::new(),
+        format_levels: Default::default(),
     };
     a.apply_record(1, &register(1)).unwrap();
     a.apply_record(2, &register(2)).unwrap();
@@ -243,6 +245,7 @@ fn security_records_apply_through_the_log_and_travel_in_images() {
             host: "127.0.0.1".into(),
             port: 9001,
             endpoints: Vec::new(),
+            format_levels: Default::default(),
         },
     )
     .unwrap();
@@ -361,6 +364,7 @@ fn registrations_carry_endpoints_and_older_records_still_load() {
         host: "h".into(),
         port: 10,
         endpoints: vec![endpoint],
+        format_levels: Default::default(),
     };
     a.apply_record(2, &register).unwrap();
     let snapshot = a.snapshot();
@@ -474,6 +478,7 @@ fn memberships_apply_only_from_the_slot_holder_at_its_epoch_and_travel_in_images
         host: "127.0.0.1".into(),
         port: 9000 + holder,
         endpoints: Vec::new(),
+        format_levels: Default::default(),
     };
     a.apply_record(12, &register).unwrap();
     let after = a

@@ -8,6 +8,7 @@
 use super::Shard;
 use crate::cluster::{ClusterHandle, Committed};
 use crate::config::BrokerConfig;
+use crate::metadata::format_level::{self, LevelRange};
 use crate::metadata::replicated::{Applied, ListenerEndpoint, MetadataRecord, Proposal};
 use crate::metadata::replicated_image::ShardImages;
 use crate::metadata::{MetadataView, MetadataWriter};
@@ -132,6 +133,7 @@ pub(super) async fn apply_loop(shard: Rc<Shard>, committed: flume::Receiver<Comm
                 let result = writer
                     .apply_record(index, &proposal.record)
                     .map_err(|e| (e.kafka_error_code(), e.to_string()));
+                publish_format_level(&shard, &cluster);
                 let result = match result {
                     Ok(applied) => act_on(&shard, applied, &before).await,
                     Err(e) => Err(e),
@@ -154,6 +156,7 @@ pub(super) async fn apply_loop(shard: Rc<Shard>, committed: flume::Receiver<Comm
             Committed::Snapshot { index, image } => match writer.install_image(&image) {
                 Ok(installed) => {
                     last_snapshot = index;
+                    publish_format_level(&shard, &cluster);
                     super::group_offsets::install(&shard, installed.group_offsets).await;
                     super::txn_state::install(&shard, installed.txn_states).await;
                     super::group_membership::install(&shard, installed.group_memberships).await;
@@ -176,6 +179,20 @@ pub(super) async fn apply_loop(shard: Rc<Shard>, committed: flume::Receiver<Comm
             ),
         }
     }
+}
+
+/// Hands the applied finalized format level to `ClusterHandle::propose` (decision 0026),
+/// before the proposer of a `FinalizeFeature` hears its answer.
+fn publish_format_level(shard: &Shard, cluster: &ClusterHandle) {
+    let level = shard
+        .metadata
+        .load()
+        .cluster
+        .as_ref()
+        .map_or(format_level::LEGACY_LEVEL, |c| c.format_level());
+    cluster
+        .format_level
+        .store(level, std::sync::atomic::Ordering::Release);
 }
 
 /// Does on this node what an applied record asks: partitions it leads are opened, deleted
@@ -333,6 +350,8 @@ pub(super) async fn registration_loop(shard: Rc<Shard>) {
             return;
         }
     };
+    let format_levels =
+        LevelRange::of_this_node(shard.config.upgrade_test_max_metadata_format_level);
     let mut stop = shard.shutdown_signal().fuse();
     while !shard.shutting_down.get() {
         let registered = shard
@@ -347,7 +366,11 @@ pub(super) async fn registration_loop(shard: Rc<Shard>) {
         let leaving = cluster.leaving.load(std::sync::atomic::Ordering::Relaxed);
         let current = leaving
             || registered.is_some_and(|b| {
-                b.host == host && b.port == port && b.endpoints == endpoints && !b.fenced
+                b.host == host
+                    && b.port == port
+                    && b.endpoints == endpoints
+                    && b.format_levels == format_levels
+                    && !b.fenced
             });
         if current {
             refill_producer_ids(&shard, &cluster).await;
@@ -358,8 +381,10 @@ pub(super) async fn registration_loop(shard: Rc<Shard>) {
                 host: host.clone(),
                 port,
                 endpoints: endpoints.clone(),
+                format_levels,
             };
             match cluster.propose(record).await {
+                Err((code, message)) if code == UNSUPPORTED_VERSION => refused_exit(&message),
                 Ok(_) => {
                     tracing::info!(node_id = cluster.node_id, %host, port, "broker registered");
                     refill_producer_ids(&shard, &cluster).await;
@@ -385,6 +410,20 @@ pub(super) async fn registration_loop(shard: Rc<Shard>) {
         }
     }
 }
+
+const UNSUPPORTED_VERSION: i16 = kafka_protocol::ResponseError::UnsupportedVersion.code();
+
+/// The quorum refused this broker's registration because its binary cannot read the
+/// finalized metadata format level (decision 0026): running on would skip records and
+/// diverge, so the process stops with the reason (Kafka's broker stops likewise).
+fn refused_exit(message: &str) -> ! {
+    tracing::error!(%message, "broker registration refused: stopping");
+    eprintln!("sluice: broker registration refused: {message}");
+    std::process::exit(REGISTRATION_REFUSED_EXIT_CODE)
+}
+
+/// sysexits' EX_CONFIG: what to fix is the binary or its configuration, not a retry.
+const REGISTRATION_REFUSED_EXIT_CODE: i32 = 78;
 
 /// Runs `controlled_shutdown` on shard 0 from the thread stopping the broker, waiting at
 /// most `timeout` for it.
