@@ -123,6 +123,14 @@ fn a_rolling_upgrade_raises_the_format_level_once_every_node_reads_it() {
         assert_eq!(code, INVALID_UPDATE_VERSION, "node {id}: {message}");
         assert!(message.contains("broker 3"), "node {id}: {message}");
     }
+    let upgrade = [
+        "cluster",
+        "features",
+        "--upgrade",
+        "sluice.metadata.version=2",
+    ];
+    let (ok, _, stderr) = support::sluice_cli(&cluster.node(2).bootstrap(), &upgrade, None);
+    assert!(!ok && stderr.contains("broker 3 (up to 1)"), "{stderr}");
     assert_eq!(levels(cluster.node(1)).map(|l| l.1), Some(1));
 
     // Node 3 rolls to the new binary: once its registration is applied, the check passes.
@@ -135,8 +143,18 @@ fn a_rolling_upgrade_raises_the_format_level_once_every_node_reads_it() {
         Some(1),
         "validate_only changed it"
     );
-    let (code, message) = result(&update(cluster.node(2), 2, false));
-    assert_eq!(code, 0, "{message}");
+    let (ok, stdout, stderr) = support::sluice_cli(&cluster.node(2).bootstrap(), &upgrade, None);
+    assert!(ok, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("sluice.metadata.version: finalized"),
+        "{stdout}"
+    );
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("sluice.metadata.version") && l.ends_with("finalized 2")),
+        "{stdout}"
+    );
 
     // Every node reports level 2 with the same epoch, above 0 (the record's log index).
     let mut epochs = Vec::new();

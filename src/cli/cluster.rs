@@ -1,6 +1,7 @@
-//! `sluice cluster local|status`: start a local cluster of `sluice serve` processes for
+//! `sluice cluster local|status|features`: start a local cluster of `sluice serve` processes for
 //! trying cluster mode, and show a cluster's brokers, controller and metadata quorum
-//! (DescribeCluster and DescribeQuorum, over the wire, against any broker of it).
+//! (DescribeCluster and DescribeQuorum, over the wire, against any broker of it);
+//! `features` is in `cluster_features`.
 //!
 //! Must not: reach into broker internals; `local` only runs this same binary N times.
 
@@ -43,6 +44,18 @@ pub enum ClusterCommand {
         #[arg(long, default_value = DEFAULT_BOOTSTRAP_SERVER)]
         bootstrap_server: String,
     },
+    /// Show the feature levels (what the answering broker supports, what the cluster
+    /// finalized) or, after rolling every node to a newer binary, raise one.
+    Features {
+        #[arg(long, default_value = DEFAULT_BOOTSTRAP_SERVER)]
+        bootstrap_server: String,
+        /// NAME=LEVEL to finalize, e.g. `sluice.metadata.version=2` (repeatable).
+        #[arg(long, value_name = "NAME=LEVEL")]
+        upgrade: Vec<String>,
+        /// Check the upgrade against every registered broker without making it.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 pub fn run(args: ClusterArgs) -> Result<(), String> {
@@ -54,6 +67,11 @@ pub fn run(args: ClusterArgs) -> Result<(), String> {
             cores,
         } => local(nodes, &dir, base_port, &cores),
         ClusterCommand::Status { bootstrap_server } => status(&bootstrap_server),
+        ClusterCommand::Features {
+            bootstrap_server,
+            upgrade,
+            dry_run,
+        } => super::cluster_features::run(&bootstrap_server, &upgrade, dry_run),
     }
 }
 

@@ -6,6 +6,7 @@
 mod acl;
 mod bench;
 mod cluster;
+mod cluster_features;
 mod consume;
 mod group;
 mod produce;

@@ -68,6 +68,8 @@ pub const CLIENT_API_VERSIONS: &[(ApiKey, &str, i16, i16)] = &[
     ),
     (ApiKey::DescribeCluster, "DescribeCluster", 0, 1),
     (ApiKey::DescribeQuorum, "DescribeQuorum", 0, 2),
+    // `sluice cluster features --upgrade` (KIP-584); v1 answers per feature.
+    (ApiKey::UpdateFeatures, "UpdateFeatures", 1, 1),
     // `sluice topic reassign|elect-leaders|describe` (KIP-455, KIP-460).
     (
         ApiKey::AlterPartitionReassignments,
