@@ -127,6 +127,7 @@ fn example_config_lists_every_key_with_its_default() {
         "inter_broker_sasl_mechanism",
         "inter_broker_sasl_username",
         "inter_broker_sasl_password",
+        "upgrade_test_max_metadata_format_level",
     ] {
         top.insert(optional.to_string());
         assert!(
