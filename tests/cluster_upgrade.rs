@@ -1,4 +1,4 @@
-//! Rolling upgrades (issue 17, decision 0026): a 3-node cluster where node 3 runs as an
+//! Rolling upgrades (issue 17, decision 0027): a 3-node cluster where node 3 runs as an
 //! older binary (the hidden `upgrade_test_max_metadata_format_level = 1`) stays at metadata
 //! format level 1; UpdateFeatures to level 2 is refused naming node 3 until it restarts
 //! with the newer binary; then the upgrade goes through and every node reports level 2

@@ -1,6 +1,6 @@
 //! `sluice cluster features`: what `kafka-features.sh describe|upgrade` does, over the same
 //! wire (ApiVersions v3's feature fields to describe, UpdateFeatures to raise a level), so
-//! either tool works against a Sluice cluster (decision 0026).
+//! either tool works against a Sluice cluster (decision 0027).
 //!
 //! Must not: reach into broker internals.
 

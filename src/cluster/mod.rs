@@ -97,7 +97,7 @@ pub struct ClusterHandle {
     /// record committed before the start is applied, so its state is no older than the
     /// cluster's was then (until this, it coordinates no group: `shard::group_offsets`).
     pub caught_up_since_start: AtomicBool,
-    /// The finalized metadata format level as last applied here (decision 0026): a record
+    /// The finalized metadata format level as last applied here (decision 0027): a record
     /// of a later level is refused before it is proposed.
     pub format_level: AtomicI16,
     /// Kafka's `follower.replication.throttled.rate` over every shard's replica fetchers.

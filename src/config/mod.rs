@@ -187,7 +187,7 @@ pub struct BrokerConfig {
     pub broker_session_timeout_ms: u64,
     /// Kafka's `broker.heartbeat.interval.ms`.
     pub broker_heartbeat_interval_ms: u64,
-    /// For upgrade tests only (decision 0026): the highest metadata format level this node
+    /// For upgrade tests only (decision 0027): the highest metadata format level this node
     /// claims to read, so one binary can act as an older one. Unset: this binary's own.
     pub upgrade_test_max_metadata_format_level: Option<i16>,
     /// Kafka's `replica.lag.time.max.ms`: a follower that has not caught up with its

@@ -1,4 +1,4 @@
-//! Sluice's metadata format level (decision 0026, KIP-584/KIP-778 style): the feature
+//! Sluice's metadata format level (decision 0027, KIP-584/KIP-778 style): the feature
 //! `sluice.metadata.version` says which record kinds and fields the metadata log may carry.
 //! Every node registers the range of levels its binary reads (RegisterBroker
 //! `format_levels`); the finalized level is itself a record of the log (`FinalizeFeature`),

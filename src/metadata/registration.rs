@@ -35,7 +35,7 @@ pub struct RegisteredBroker {
     /// Every advertised listener; empty in registrations written before they were carried.
     #[serde(default)]
     pub endpoints: Vec<ListenerEndpoint>,
-    /// The metadata format levels its binary reads (decision 0026; a session-20 one's
+    /// The metadata format levels its binary reads (decision 0027; a session-20 one's
     /// registration has none: level 1 only).
     #[serde(default)]
     pub format_levels: super::format_level::LevelRange,

@@ -47,7 +47,7 @@ pub struct ClusterState {
     /// (`coordinator_slots`, decision 0024); empty in states written before it existed.
     #[serde(default)]
     pub coordinator_slots: Vec<super::coordinator_slots::CoordinatorSlot>,
-    /// Finalized feature levels (decision 0026, `format_level`); none: level 1.
+    /// Finalized feature levels (decision 0027, `format_level`); none: level 1.
     #[serde(default)]
     pub features: BTreeMap<String, super::format_level::FinalizedLevel>,
 }
@@ -272,7 +272,7 @@ pub enum MetadataRecord {
     CatchUp {
         node: i32,
     },
-    /// UpdateFeatures raised a feature's finalized level (decision 0026, `format_level`).
+    /// UpdateFeatures raised a feature's finalized level (decision 0027, `format_level`).
     FinalizeFeature {
         name: String,
         level: i16,

@@ -181,7 +181,7 @@ pub(super) async fn apply_loop(shard: Rc<Shard>, committed: flume::Receiver<Comm
     }
 }
 
-/// Hands the applied finalized format level to `ClusterHandle::propose` (decision 0026),
+/// Hands the applied finalized format level to `ClusterHandle::propose` (decision 0027),
 /// before the proposer of a `FinalizeFeature` hears its answer.
 fn publish_format_level(shard: &Shard, cluster: &ClusterHandle) {
     let level = shard
@@ -414,7 +414,7 @@ pub(super) async fn registration_loop(shard: Rc<Shard>) {
 const UNSUPPORTED_VERSION: i16 = kafka_protocol::ResponseError::UnsupportedVersion.code();
 
 /// The quorum refused this broker's registration because its binary cannot read the
-/// finalized metadata format level (decision 0026): running on would skip records and
+/// finalized metadata format level (decision 0027): running on would skip records and
 /// diverge, so the process stops with the reason (Kafka's broker stops likewise).
 fn refused_exit(message: &str) -> ! {
     tracing::error!(%message, "broker registration refused: stopping");

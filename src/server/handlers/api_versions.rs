@@ -27,7 +27,7 @@ fn served() -> Vec<ApiVersion> {
 
 /// KIP-584's supported and finalized features (tagged fields of v3+), as a Kafka 4.x
 /// broker lists them: finalized only where the level is above 0. Beside Kafka's fixed
-/// ones, `sluice.metadata.version` (decision 0026): this binary's range, and in cluster
+/// ones, `sluice.metadata.version` (decision 0027): this binary's range, and in cluster
 /// mode the level the metadata log finalized, whose record's index is the epoch (a single
 /// node has nothing to upgrade: its own level, epoch 0).
 fn with_features(ctx: &RequestContext<'_>, response: ApiVersionsResponse) -> ApiVersionsResponse {

@@ -1,6 +1,6 @@
 //! UpdateFeatures (KIP-584). Kafka's own features (`server::features`) are fixed: an update
 //! to a feature's current level succeeds (nothing changes) and any other answers
-//! INVALID_UPDATE_VERSION with the reason. `sluice.metadata.version` (decision 0026) is
+//! INVALID_UPDATE_VERSION with the reason. `sluice.metadata.version` (decision 0027) is
 //! raised in cluster mode through the metadata log: checked here against the applied state
 //! (every registered broker must read the new level), then proposed as `FinalizeFeature`
 //! from whichever broker the request reached (the controller re-checks it when it is
