@@ -3,7 +3,8 @@
 //! format level 1; UpdateFeatures to level 2 is refused naming node 3 until it restarts
 //! with the newer binary; then the upgrade goes through and every node reports level 2
 //! with a higher finalized epoch; an older binary started afterwards is refused
-//! registration and stops instead of running diverged.
+//! registration and stops instead of running diverged. A cluster whose initial nodes all
+//! run the new binary starts at level 2 by itself.
 
 mod support;
 
@@ -97,6 +98,24 @@ fn wait_for<T>(what: &str, cluster: &LocalCluster, mut probe: impl FnMut() -> Op
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+#[test]
+fn a_new_cluster_of_new_binaries_starts_at_the_newest_level() {
+    let cluster = LocalCluster::start(3);
+    cluster.wait_until_formed(3);
+    let mut epochs = Vec::new();
+    for id in 1..=3 {
+        let (supported, _, epoch) = wait_for("the bootstrapped level", &cluster, || {
+            levels(cluster.node(id)).filter(|l| l.1 == 2)
+        });
+        assert_eq!(supported, 2);
+        epochs.push(epoch);
+    }
+    assert!(
+        epochs[0] > 0 && epochs.iter().all(|e| *e == epochs[0]),
+        "{epochs:?}"
+    );
 }
 
 #[test]

@@ -177,6 +177,33 @@ impl ClusterState {
     }
 }
 
+/// Bootstrapping a fresh cluster (no broker ever registered, nothing finalized): once every
+/// voter has registered, the quorum leader finalizes the lowest maximum among them, so a
+/// cluster whose initial nodes all run this binary starts at `CURRENT_LEVEL` without an
+/// UpdateFeatures. A registration that cannot raise the level (an older binary) closes the
+/// bootstrap: from then on only UpdateFeatures raises it, so rolling that node later does
+/// not upgrade the cluster behind the operator's back.
+impl ClusterState {
+    pub(super) fn note_registration_for_bootstrap(&mut self, range: LevelRange) {
+        if self.brokers.is_empty() && self.features.is_empty() {
+            self.format_bootstrap_open = true;
+        }
+        if range.max <= self.format_level() {
+            self.format_bootstrap_open = false;
+        }
+    }
+
+    /// The level the quorum leader should bootstrap to, once every one of `voters` has
+    /// registered and the bootstrap is still open.
+    pub fn bootstrap_target(&self, voters: &[i32]) -> Option<i16> {
+        if !self.format_bootstrap_open || !voters.iter().all(|v| self.brokers.contains_key(v)) {
+            return None;
+        }
+        let lowest = self.brokers.values().map(|b| b.format_levels.max).min()?;
+        (lowest > self.format_level()).then_some(lowest)
+    }
+}
+
 impl super::MetadataWriter {
     /// FinalizeFeature at log `index`: checked against the applied state (the same on
     /// every node), then the level and its epoch are the cluster's.
@@ -188,13 +215,14 @@ impl super::MetadataWriter {
     ) -> Result<super::replicated::Applied, MetadataError> {
         let mut cluster = self.cluster_state();
         cluster.check_finalize(name, level)?;
+        cluster.format_bootstrap_open = false;
         if cluster.format_level() != level {
             let epoch = i64::try_from(index).unwrap_or(i64::MAX);
             cluster
                 .features
                 .insert(name.to_string(), FinalizedLevel { level, epoch });
-            self.publish_cluster(cluster)?;
         }
+        self.publish_cluster(cluster)?;
         Ok(super::replicated::Applied::Brokers)
     }
 }

@@ -137,3 +137,42 @@ fn snapshots_carry_the_finalized_level_and_old_states_read_as_level_1() {
     .unwrap();
     assert_eq!(old.format_level(), 1);
 }
+
+#[test]
+fn a_fresh_cluster_bootstraps_to_what_every_voter_reads_and_an_old_one_never_does() {
+    let (writer, _dir) = writer();
+    let voters = [1, 2, 3];
+    writer.apply_record(1, &register(1, CURRENT_LEVEL)).unwrap();
+    writer.apply_record(2, &register(2, CURRENT_LEVEL)).unwrap();
+    assert_eq!(
+        writer.cluster_state().bootstrap_target(&voters),
+        None,
+        "3 missing"
+    );
+    writer.apply_record(3, &register(3, CURRENT_LEVEL)).unwrap();
+    assert_eq!(writer.cluster_state().bootstrap_target(&voters), Some(2));
+    writer.apply_record(4, &finalize(2)).unwrap();
+    assert_eq!(
+        writer.cluster_state().bootstrap_target(&voters),
+        None,
+        "done once"
+    );
+
+    // An initial voter of an older binary closes the bootstrap for good: rolling it later
+    // does not raise the level without an UpdateFeatures.
+    let (writer, _dir2) = self::writer();
+    writer.apply_record(1, &register(1, CURRENT_LEVEL)).unwrap();
+    writer.apply_record(2, &register(2, 1)).unwrap();
+    writer.apply_record(3, &register(3, CURRENT_LEVEL)).unwrap();
+    writer.apply_record(4, &register(2, CURRENT_LEVEL)).unwrap();
+    assert_eq!(writer.cluster_state().bootstrap_target(&voters), None);
+
+    // A cluster from before this change (brokers registered, nothing finalized) is not new.
+    let mut old = writer.cluster_state();
+    old.format_bootstrap_open = false;
+    let text = serde_json::to_string(&old)
+        .unwrap()
+        .replace(",\"format_bootstrap_open\":false", "");
+    let old: ClusterState = serde_json::from_str(&text).unwrap();
+    assert_eq!(old.bootstrap_target(&voters), None);
+}

@@ -92,6 +92,7 @@ impl super::MetadataWriter {
     ) -> Result<super::replicated::Applied, super::MetadataError> {
         let mut cluster = self.cluster_state();
         cluster.check_registration(id, format_levels)?;
+        cluster.note_registration_for_bootstrap(format_levels);
         let known = cluster.brokers.get(&id).map(|b| b.epoch);
         let broker = RegisteredBroker {
             id,

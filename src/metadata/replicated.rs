@@ -50,6 +50,10 @@ pub struct ClusterState {
     /// Finalized feature levels (decision 0027, `format_level`); none: level 1.
     #[serde(default)]
     pub features: BTreeMap<String, super::format_level::FinalizedLevel>,
+    /// A fresh log whose format level the quorum leader may still raise to what every voter
+    /// reads, without an UpdateFeatures (`format_level::bootstrap_target`).
+    #[serde(default)]
+    pub format_bootstrap_open: bool,
 }
 
 /// A partition's in-sync replicas (the leader first) and its partition epoch, bumped by

@@ -374,6 +374,7 @@ pub(super) async fn registration_loop(shard: Rc<Shard>) {
             });
         if current {
             refill_producer_ids(&shard, &cluster).await;
+            bootstrap_format_level(&shard, &cluster).await;
         }
         let wait = if !current && cluster.leader().is_some() {
             let record = MetadataRecord::RegisterBroker {
@@ -408,6 +409,32 @@ pub(super) async fn registration_loop(shard: Rc<Shard>) {
             _ = stop => return,
             _ = tick => {},
         }
+    }
+}
+
+/// On the quorum leader of a fresh cluster: finalize the level every voter reads once all
+/// registered (decision 0027, `ClusterState::bootstrap_target`).
+async fn bootstrap_format_level(shard: &Rc<Shard>, cluster: &ClusterHandle) {
+    if cluster.leader() != Some(cluster.node_id) || shard.replaying_metadata() {
+        return;
+    }
+    let voters: Vec<i32> = cluster.voters.iter().map(|v| v.id).collect();
+    let target = shard
+        .metadata
+        .load()
+        .cluster
+        .as_ref()
+        .and_then(|c| c.bootstrap_target(&voters));
+    let Some(level) = target else {
+        return;
+    };
+    let record = MetadataRecord::FinalizeFeature {
+        name: format_level::FEATURE.to_string(),
+        level,
+    };
+    match cluster.propose(record).await {
+        Ok(_) => tracing::info!(level, "new cluster: {} bootstrapped", format_level::FEATURE),
+        Err((_, message)) => tracing::debug!(%message, "format level bootstrap not applied"),
     }
 }
 
