@@ -4,7 +4,7 @@
 //! with the newer binary; then the upgrade goes through and every node reports level 2
 //! with a higher finalized epoch; an older binary started afterwards is refused
 //! registration and stops instead of running diverged. A cluster whose initial nodes all
-//! run the new binary starts at level 2 by itself.
+//! run the new binary starts at the newest level by itself.
 
 mod support;
 
@@ -18,6 +18,8 @@ use support::wire::RawConn;
 
 const FEATURE: &str = "sluice.metadata.version";
 const INVALID_UPDATE_VERSION: i16 = 95;
+/// The newest level this binary reads (`CURRENT_LEVEL` in src/metadata/format_level.rs).
+const NEWEST: i16 = 3;
 const OLD_BINARY: &str = "upgrade_test_max_metadata_format_level = 1";
 /// How long an applied change may take to reach every node, and a restarted node to
 /// register, on a loaded 2-core box.
@@ -107,9 +109,9 @@ fn a_new_cluster_of_new_binaries_starts_at_the_newest_level() {
     let mut epochs = Vec::new();
     for id in 1..=3 {
         let (supported, _, epoch) = wait_for("the bootstrapped level", &cluster, || {
-            levels(cluster.node(id)).filter(|l| l.1 == 2)
+            levels(cluster.node(id)).filter(|l| l.1 == NEWEST)
         });
-        assert_eq!(supported, 2);
+        assert_eq!(supported, NEWEST);
         epochs.push(epoch);
     }
     assert!(
@@ -131,7 +133,7 @@ fn a_rolling_upgrade_raises_the_format_level_once_every_node_reads_it() {
     cluster.wait_until_formed(3);
     // Every node is at level 1, epoch 0; node 3 reads only level 1.
     for id in 1..=3 {
-        let expected = (if id == 3 { 1 } else { 2 }, 1, 0);
+        let expected = (if id == 3 { 1 } else { NEWEST }, 1, 0);
         let seen = wait_for("ApiVersions", &cluster, || levels(cluster.node(id)));
         assert_eq!(seen, expected, "node {id}: (supported max, level, epoch)");
     }

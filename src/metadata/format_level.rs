@@ -21,7 +21,7 @@ pub const FEATURE: &str = "sluice.metadata.version";
 /// no `FinalizeFeature` record is at, and what a registration without a range supports.
 pub const LEGACY_LEVEL: i16 = 1;
 /// The highest level this binary reads and writes.
-pub const CURRENT_LEVEL: i16 = 2;
+pub const CURRENT_LEVEL: i16 = 3;
 
 /// What each level added, for `sluice cluster features` and the decision record.
 pub const LEVELS: &[(i16, &str)] = &[
@@ -30,6 +30,10 @@ pub const LEVELS: &[(i16, &str)] = &[
         2,
         "FinalizeFeature: finalized feature levels carried by the metadata log",
     ),
+    (
+        3,
+        "ShareStateReset: share-group offset resets and deletes at every partition leader",
+    ),
 ];
 
 /// The level that introduced `record`'s kind (or a field it carries): a node finalized
@@ -37,6 +41,10 @@ pub const LEVELS: &[(i16, &str)] = &[
 pub fn required_level(record: &MetadataRecord) -> i16 {
     match record {
         MetadataRecord::FinalizeFeature { .. } => 2,
+        // A new kind: a session-20 node cannot decode it. (The fields added beside it in
+        // session 21, ShareState's epoch and GroupMembership's number, are optional JSON
+        // an older node ignores, applying in log order as it always did: not gated.)
+        MetadataRecord::ShareStateReset(_) => 3,
         _ => LEGACY_LEVEL,
     }
 }

@@ -110,6 +110,23 @@ fn records_above_the_finalized_level_are_not_written_and_unknown_features_refuse
         "{below}"
     );
     assert!(check_record_level(&MetadataRecord::RebalanceCoordinators, 1).is_ok());
+    // Session 21's new kind, the share-state reset, waits for level 3: a level-2 cluster
+    // may still hold a node that cannot decode it.
+    let reset = MetadataRecord::ShareStateReset(
+        crate::metadata::share_state_reset::ShareStateResetRecord {
+            group: "g".into(),
+            coordinator: 1,
+            scope: crate::metadata::share_state_reset::ResetScope::Group,
+        },
+    );
+    let refused = check_record_level(&reset, 2).unwrap_err();
+    assert!(
+        refused
+            .to_string()
+            .contains("needs sluice.metadata.version 3"),
+        "{refused}"
+    );
+    assert!(check_record_level(&reset, 3).is_ok());
     let (writer, _dir) = writer();
     writer.apply_record(1, &register(1, CURRENT_LEVEL)).unwrap();
     let other = MetadataRecord::FinalizeFeature {
@@ -150,8 +167,11 @@ fn a_fresh_cluster_bootstraps_to_what_every_voter_reads_and_an_old_one_never_doe
         "3 missing"
     );
     writer.apply_record(3, &register(3, CURRENT_LEVEL)).unwrap();
-    assert_eq!(writer.cluster_state().bootstrap_target(&voters), Some(2));
-    writer.apply_record(4, &finalize(2)).unwrap();
+    assert_eq!(
+        writer.cluster_state().bootstrap_target(&voters),
+        Some(CURRENT_LEVEL)
+    );
+    writer.apply_record(4, &finalize(CURRENT_LEVEL)).unwrap();
     assert_eq!(
         writer.cluster_state().bootstrap_target(&voters),
         None,

@@ -450,7 +450,8 @@ pub async fn reset_partition(
 /// are refused. The error code once applied here (0: done). As Kafka's coordinator
 /// normalises a failed append to its logs: NOT_COORDINATOR if the group moved, the
 /// record's own refusal (UNKNOWN_TOPIC_OR_PARTITION, INVALID_REQUEST,
-/// GROUP_MAX_SIZE_REACHED), otherwise COORDINATOR_NOT_AVAILABLE, which clients retry.
+/// GROUP_MAX_SIZE_REACHED; UNSUPPORTED_VERSION below the format level that carries
+/// the record), otherwise COORDINATOR_NOT_AVAILABLE, which clients retry.
 pub async fn reset_through_log(shard: &Rc<Shard>, group_id: &str, scope: ResetScope) -> i16 {
     let Err((code, message)) = propose_share_state_reset(shard, group_id, scope).await else {
         return 0;
@@ -461,6 +462,8 @@ pub async fn reset_through_log(shard: &Rc<Shard>, group_id: &str, scope: ResetSc
         ResponseError::InvalidRequest,
         ResponseError::InvalidGroupId,
         ResponseError::GroupMaxSizeReached,
+        // The cluster's format level is below the record's (decision 0027): not retriable.
+        ResponseError::UnsupportedVersion,
     ];
     if passed.iter().any(|e| e.code() == code) {
         return code;
