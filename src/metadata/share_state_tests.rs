@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::metadata::MetadataWriter;
+use crate::metadata::format_level::{CURRENT_LEVEL, FEATURE, LEGACY_LEVEL, LevelRange};
 use crate::metadata::replicated::tests::writer_with_brokers;
 use crate::metadata::replicated::{Applied, MetadataRecord, Proposal};
 use crate::metadata::replicated_image::ShardImages;
@@ -11,6 +12,26 @@ use crate::partition::share::SharePartitionState;
 
 fn writer_with_topic(ids: &[i32]) -> (tempfile::TempDir, MetadataWriter) {
     let (dir, writer) = writer_with_brokers(ids);
+    // A reset is a level-3 record (decision 0027): every broker reads the newest format
+    // and the cluster is finalized there, as a new cluster bootstraps itself.
+    for (index, id) in (5..).zip(ids) {
+        let register = MetadataRecord::RegisterBroker {
+            id: *id,
+            host: "127.0.0.1".into(),
+            port: 9000 + id,
+            endpoints: Vec::new(),
+            format_levels: LevelRange {
+                min: LEGACY_LEVEL,
+                max: CURRENT_LEVEL,
+            },
+        };
+        writer.apply_record(index, &register).unwrap();
+    }
+    let finalize = MetadataRecord::FinalizeFeature {
+        name: FEATURE.into(),
+        level: CURRENT_LEVEL,
+    };
+    writer.apply_record(9, &finalize).unwrap();
     let create = MetadataRecord::CreateTopic {
         name: "orders".into(),
         id: uuid::Uuid::new_v4(),
