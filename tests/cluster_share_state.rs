@@ -17,18 +17,15 @@ mod support;
 
 use bytes::Bytes;
 use kafka_protocol::messages::describe_quorum_request::{PartitionData, TopicData};
-use kafka_protocol::messages::{
-    DescribeQuorumRequest, GroupId, ShareAcknowledgeRequest, ShareAcknowledgeResponse,
-    ShareFetchRequest, ShareFetchResponse, ShareGroupHeartbeatRequest, ShareGroupHeartbeatResponse,
-    TopicName,
-};
+use kafka_protocol::messages::{DescribeQuorumRequest, ShareFetchResponse, TopicName};
 use std::time::{Duration, Instant};
 use support::cluster::{
     LocalCluster, controller_of, create_topic, find_coordinator, leaders, metadata,
 };
 use support::real_clients_skipped;
 use support::scripts::run_script;
-use support::share::{acknowledge_topics, acquired, alter_group, fetch_topics, sb};
+use support::share::{acquired, alter_group, sb};
+use support::share_member::{ShareMember as Member, cluster_with_group_led_elsewhere};
 use support::wire::{MemberConn, RawConn, encode_batch, plain_record, produce_request};
 
 const TOPIC: &str = "work";
@@ -37,119 +34,6 @@ const ACCEPT: i8 = 1;
 const RELEASE: i8 = 2;
 /// Waits on a loaded 2-core box: not speed assertions.
 const WAIT: Duration = Duration::from_secs(60);
-
-/// A share-group member and its share session at one broker.
-struct Member {
-    group: String,
-    id: String,
-    topic_id: uuid::Uuid,
-    session_epoch: i32,
-    /// The session's connection (it ends with it).
-    conn: MemberConn,
-}
-
-fn heartbeat(
-    addr: &str,
-    group: &str,
-    member: &str,
-    topic: &str,
-) -> Result<ShareGroupHeartbeatResponse, String> {
-    let request = ShareGroupHeartbeatRequest::default()
-        .with_group_id(GroupId(sb(group)))
-        .with_member_id(sb(member))
-        .with_member_epoch(0)
-        .with_subscribed_topic_names(Some(vec![TopicName(sb(topic))]));
-    RawConn::connect(addr)?.try_call(&request, 1)
-}
-
-impl Member {
-    /// Joins at `addr` (the coordinator), retrying while it is not ready for the group.
-    fn join(addr: &str, group: &str, id: &str) -> Member {
-        Self::join_topic(addr, group, id, TOPIC)
-    }
-
-    fn join_topic(addr: &str, group: &str, id: &str, topic: &str) -> Member {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let joined = heartbeat(addr, group, id, topic);
-            if let Ok(r) = &joined
-                && r.error_code == 0
-                && let Some(a) = &r.assignment
-                && a.topic_partitions
-                    .first()
-                    .is_some_and(|t| t.partitions == [0])
-            {
-                return Member {
-                    group: group.to_string(),
-                    id: id.to_string(),
-                    topic_id: a.topic_partitions[0].topic_id,
-                    session_epoch: 0,
-                    conn: MemberConn::default(),
-                };
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{id} never joined at {addr}: {joined:?}"
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
-    fn fetch(&mut self, addr: &str, acks: &[(i64, i64, i8)]) -> Result<ShareFetchResponse, String> {
-        self.fetch_at_most(addr, acks, 500)
-    }
-
-    fn fetch_at_most(
-        &mut self,
-        addr: &str,
-        acks: &[(i64, i64, i8)],
-        max_records: i32,
-    ) -> Result<ShareFetchResponse, String> {
-        let request = ShareFetchRequest::default()
-            .with_group_id(Some(GroupId(sb(&self.group))))
-            .with_member_id(Some(sb(&self.id)))
-            .with_share_session_epoch(self.session_epoch)
-            .with_max_wait_ms(500)
-            .with_min_bytes(1)
-            .with_max_bytes(1 << 20)
-            .with_max_records(max_records)
-            .with_batch_size(max_records)
-            .with_topics(fetch_topics(self.topic_id, acks, 1 << 20));
-        let response: ShareFetchResponse = self.conn.try_call(addr, &request, 1)?;
-        if response.error_code == 0 {
-            self.session_epoch += 1;
-        }
-        Ok(response)
-    }
-}
-
-impl Member {
-    fn acknowledge(
-        &mut self,
-        addr: &str,
-        acks: &[(i64, i64, i8)],
-    ) -> Result<ShareAcknowledgeResponse, String> {
-        self.acknowledge_over(&mut RawConn::connect(addr)?, acks)
-    }
-
-    /// ShareAcknowledge over a connection already open.
-    fn acknowledge_over(
-        &mut self,
-        conn: &mut RawConn,
-        acks: &[(i64, i64, i8)],
-    ) -> Result<ShareAcknowledgeResponse, String> {
-        let request = ShareAcknowledgeRequest::default()
-            .with_group_id(Some(GroupId(sb(&self.group))))
-            .with_member_id(Some(sb(&self.id)))
-            .with_share_session_epoch(self.session_epoch)
-            .with_topics(acknowledge_topics(self.topic_id, acks));
-        let response: ShareAcknowledgeResponse = conn.try_call(&request, 1)?;
-        if response.error_code == 0 {
-            self.session_epoch += 1;
-        }
-        Ok(response)
-    }
-}
 
 fn partition_errors(r: &ShareFetchResponse) -> (i16, i16) {
     r.responses
@@ -265,7 +149,7 @@ fn failover_keeps_share_state(restart_next_leader_first: bool) {
     // what it holds before the kill (the state the next leader must start from).
     let mut holding = Vec::new();
     for group in &groups {
-        let mut first = Member::join(&addr, group, "member-a");
+        let mut first = Member::join(&addr, group, "member-a", TOPIC);
         let deadline = Instant::now() + WAIT;
         let got = loop {
             let r = first.fetch(&addr, &[]).unwrap();
@@ -291,7 +175,7 @@ fn failover_keeps_share_state(restart_next_leader_first: bool) {
     }
     let (successor, group) = fail_over(&mut cluster, leader, TOPIC, &groups);
     let new_addr = cluster.node(successor).bootstrap();
-    let mut second = Member::join(&new_addr, &group, "member-b");
+    let mut second = Member::join(&new_addr, &group, "member-b", TOPIC);
     let deadline = Instant::now() + WAIT;
     let mut seen = Vec::new();
     let mut last = None;
@@ -388,33 +272,13 @@ fn restart_next_leader(cluster: &mut LocalCluster, leader: i32) {
     });
 }
 
-/// A formed 3-node cluster with an RF=3 topic `topic` of one partition and a share group
-/// (starting at the earliest offset) another broker than its leader coordinates:
-/// (cluster, leader, coordinator, group).
-fn cluster_with_group_led_elsewhere(topic: &str) -> (LocalCluster, i32, i32, String) {
-    let cluster = LocalCluster::start(3);
-    cluster.wait_until_formed(3);
-    assert_eq!(create_topic(cluster.node(1), topic, 1, 3, WAIT), 0);
-    cluster.wait_until_known_everywhere(topic, 1, WAIT);
-    let leader = leaders(cluster.node(1), topic)[0];
-    let (group, coordinator) = (0..1000)
-        .map(|i| format!("{topic}-elsewhere-{i}"))
-        .find_map(|g| {
-            let c = find_coordinator(cluster.node(leader), &g).ok()?;
-            (c != leader).then_some((g, c))
-        })
-        .expect("a group another broker coordinates");
-    let earliest = [("share.auto.offset.reset", "earliest")];
-    assert_eq!(alter_group(cluster.node(leader), &group, &earliest), 0);
-    (cluster, leader, coordinator, group)
-}
-
 /// Kafka's split: the member heartbeats to the group's coordinator, and fetches and
 /// acknowledges at the partition's leader, which holds the share session itself.
 #[test]
 fn share_fetch_and_acknowledge_work_at_a_leader_that_does_not_coordinate_the_group() {
     let topic = "elsewhere";
-    let (cluster, leader, coordinator, group) = cluster_with_group_led_elsewhere(topic);
+    let (cluster, leader, coordinator, group) =
+        cluster_with_group_led_elsewhere(topic, "elsewhere");
     let at_leader = cluster.node(leader).bootstrap();
     let mut conn = RawConn::connect(&at_leader).unwrap();
     let batch: Vec<_> = (0..RECORDS)
@@ -427,7 +291,7 @@ fn share_fetch_and_acknowledge_work_at_a_leader_that_does_not_coordinate_the_gro
     assert_eq!(produced.responses[0].partition_responses[0].error_code, 0);
 
     let at_coordinator = cluster.node(coordinator).bootstrap();
-    let mut member = Member::join_topic(&at_coordinator, &group, "member-a", topic);
+    let mut member = Member::join(&at_coordinator, &group, "member-a", topic);
     let first = member.fetch(&at_leader, &[]).unwrap();
     assert_eq!(first.error_code, 0, "ShareFetch at the leader: {first:?}");
     assert_eq!(acquired(&first), vec![(0, RECORDS - 1, 1)]);
@@ -448,7 +312,7 @@ fn share_fetch_and_acknowledge_work_at_a_leader_that_does_not_coordinate_the_gro
         "the released records, again"
     );
     // The coordinator leads nothing of the topic: its answer for the partition says so.
-    let mut elsewhere = Member::join_topic(&at_coordinator, &group, "member-b", topic);
+    let mut elsewhere = Member::join(&at_coordinator, &group, "member-b", topic);
     let refused = elsewhere.fetch(&at_coordinator, &[]).unwrap();
     assert_eq!(
         partition_errors(&refused).0,
@@ -463,7 +327,7 @@ fn a_share_consumer_reads_a_partition_whose_leader_does_not_coordinate_its_group
         return;
     }
     let topic = "client-elsewhere";
-    let (cluster, _, _, group) = cluster_with_group_led_elsewhere(topic);
+    let (cluster, _, _, group) = cluster_with_group_led_elsewhere(topic, "elsewhere");
     let python = support::client_python("confluent_kafka");
     let state = tempfile::tempdir().expect("temp dir");
     let args = [
@@ -517,7 +381,7 @@ fn concurrent_acknowledgements_of_one_group_share_metadata_records() {
     let group = &groups[0];
     let mut members: Vec<(Member, Vec<i64>)> = (0..CONCURRENT_MEMBERS)
         .map(|i| {
-            let mut m = Member::join_topic(&addr, group, &format!("member-{i}"), topic);
+            let mut m = Member::join(&addr, group, &format!("member-{i}"), topic);
             let deadline = Instant::now() + WAIT;
             let mut offsets = Vec::new();
             while offsets.len() < ACK_ROUNDS && Instant::now() < deadline {
@@ -568,7 +432,7 @@ fn concurrent_acknowledgements_of_one_group_share_metadata_records() {
         "{acknowledgements} concurrent acknowledgements took {records} metadata records"
     );
 
-    let mut late = Member::join_topic(&addr, group, "member-late", topic);
+    let mut late = Member::join(&addr, group, "member-late", topic);
     let r = late.fetch(&addr, &[]).unwrap();
     assert_eq!(acquired(&r), vec![], "every record was accepted");
 }
@@ -586,7 +450,8 @@ const SHARE_SESSION_NOT_FOUND: i16 = 122;
 #[test]
 fn a_members_dropped_connection_releases_its_records_at_a_leader_that_does_not_coordinate() {
     let topic = "dropped";
-    let (cluster, leader, coordinator, group) = cluster_with_group_led_elsewhere(topic);
+    let (cluster, leader, coordinator, group) =
+        cluster_with_group_led_elsewhere(topic, "elsewhere");
     let long_lock = [("share.record.lock.duration.ms", LONG_LOCK_MS)];
     assert_eq!(alter_group(cluster.node(leader), &group, &long_lock), 0);
     let at_leader = cluster.node(leader).bootstrap();
@@ -600,8 +465,8 @@ fn a_members_dropped_connection_releases_its_records_at_a_leader_that_does_not_c
     assert_eq!(produced.responses[0].partition_responses[0].error_code, 0);
 
     let at_coordinator = cluster.node(coordinator).bootstrap();
-    let mut a = Member::join_topic(&at_coordinator, &group, "member-a", topic);
-    let mut b = Member::join_topic(&at_coordinator, &group, "member-b", topic);
+    let mut a = Member::join(&at_coordinator, &group, "member-a", topic);
+    let mut b = Member::join(&at_coordinator, &group, "member-b", topic);
     let first = a.fetch(&at_leader, &[]).unwrap();
     assert_eq!(acquired(&first), vec![(0, RECORDS - 1, 1)], "{first:?}");
     // A's connection to the leader drops (the member keeps its membership).

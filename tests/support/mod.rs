@@ -7,6 +7,7 @@ pub mod netns;
 pub mod script_producer;
 pub mod scripts;
 pub mod share;
+pub mod share_member;
 pub mod tls;
 pub mod wire;
 
