@@ -287,28 +287,14 @@ mod tests {
     use super::*;
 
     fn snapshot(generation: i32, epoch: i32, index: u64, sequence: u64) -> GroupMembership {
-        GroupMembership {
-            generation,
-            protocol_type: "consumer".into(),
-            protocol_name: "range".into(),
-            leader: "m1".into(),
-            members: vec![MemberRecord {
-                member_id: "m1".into(),
-                group_instance_id: None,
-                client_id: "c".into(),
-                client_host: "/127.0.0.1".into(),
-                session_timeout_ms: 45_000,
-                rebalance_timeout_ms: 300_000,
-                metadata: String::new(),
-                assignment: format!("gen{generation}"),
-            }],
-            consumer: None,
-            version: MembershipVersion {
-                coordinator_epoch: epoch,
-                applied_index: index,
-                sequence,
-            },
-        }
+        let mut membership = crate::metadata::replicated::tests::membership(generation, "");
+        membership.members[0].assignment = format!("gen{generation}");
+        membership.version = MembershipVersion {
+            coordinator_epoch: epoch,
+            applied_index: index,
+            sequence,
+        };
+        membership
     }
 
     fn emptied(epoch: i32, index: u64, sequence: u64) -> GroupMembership {

@@ -388,7 +388,8 @@ fn registrations_carry_endpoints_and_older_records_still_load() {
     );
 }
 
-fn membership(
+/// A one-member classic group's stored membership (also the group_membership tests').
+pub(crate) fn membership(
     generation: i32,
     metadata: &str,
 ) -> crate::metadata::group_membership::GroupMembership {

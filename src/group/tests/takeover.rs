@@ -354,24 +354,29 @@ fn the_tick_loads_a_group_whose_slot_moved_here() {
     assert_eq!(described.members.len(), 1);
 }
 
+/// Two members join group "g" and the rebalance completes: (leader, follower, generation).
+fn two_members_joined(h: &Harness) -> (String, String, i32) {
+    let (a, pa) = h.join_new("g", 0);
+    let (b, pb) = h.join_new("g", 0);
+    let (mut ra, mut rb) = (waiting(pa), waiting(pb));
+    h.c.tick(h.at(3_000));
+    h.c.tick(h.at(6_000));
+    let joined = answered(&mut ra).expect("join complete");
+    answered(&mut rb).expect("join complete");
+    let (leader, follower) = if joined.leader.as_str() == a {
+        (a, b)
+    } else {
+        (b, a)
+    };
+    (leader, follower, joined.generation_id)
+}
+
 #[test]
 fn sync_group_answers_only_once_its_generation_is_stored_and_an_error_if_it_cannot_be() {
     run(async {
         let (h, slot) = clustered(Some(1));
         slot.fail.set(Some(ResponseError::RequestTimedOut.code()));
-        let (a, pa) = h.join_new("g", 0);
-        let (b, pb) = h.join_new("g", 0);
-        let (mut ra, mut rb) = (waiting(pa), waiting(pb));
-        h.c.tick(h.at(3_000));
-        h.c.tick(h.at(6_000));
-        let joined = answered(&mut ra).expect("join complete");
-        answered(&mut rb).expect("join complete");
-        let (leader, follower) = if joined.leader.as_str() == a {
-            (a, b)
-        } else {
-            (b, a)
-        };
-        let generation = joined.generation_id;
+        let (leader, follower, generation) = two_members_joined(&h);
         let mut follower_sync = waiting(h.sync("g", &follower, generation, &[], 6_000));
         let split = [(leader.as_str(), &b"l"[..]), (follower.as_str(), &b"f"[..])];
         // The record is refused (a timed-out proposal): neither member is told success,
@@ -404,19 +409,7 @@ fn while_a_generations_record_commits_the_group_is_completing_its_rebalance() {
     let (h, slot) = clustered(Some(1));
     let (commit, held) = oneshot::channel();
     *slot.hold.borrow_mut() = Some(held);
-    let (a, pa) = h.join_new("g", 0);
-    let (b, pb) = h.join_new("g", 0);
-    let (mut ra, mut rb) = (waiting(pa), waiting(pb));
-    h.c.tick(h.at(3_000));
-    h.c.tick(h.at(6_000));
-    let joined = answered(&mut ra).expect("join complete");
-    answered(&mut rb).expect("join complete");
-    let (leader, follower) = if joined.leader.as_str() == a {
-        (a, b)
-    } else {
-        (b, a)
-    };
-    let generation = joined.generation_id;
+    let (leader, follower, generation) = two_members_joined(&h);
     let sync = |member: &str, assignments: &[(&str, &[u8])]| {
         SyncGroupRequest::default()
             .with_group_id(GroupId(sb("g")))
