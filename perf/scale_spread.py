@@ -20,9 +20,15 @@ load, which other engineers' builds change minute by minute, hits both sides ali
 medians and the ratio of the medians are printed, with each round's ratio.
 
   .venv/bin/python perf/scale_spread.py target/release/sluice [--spread 1000] [--rounds 3]
-      [--records 200000] [--bench-binary OTHER] [--config LABEL=FILE ...]
+      [--records 200000] [--bench-binary OTHER] [--config LABEL=FILE ...] [--crabka PATH]
 
 --bench-binary runs `sluice bench` from another build (to A/B a broker with one harness).
+--crabka PATH runs the same rounds against Crabka 0.3.8 (`crabka-peer`, started as
+perf/compare.py starts it) instead of BINARY's broker; BINARY is then only the harness. That
+is the on-disk peer's own 1 vs SPREAD ratio on this box, a floor for what the workload
+allows (session 22).
+Each run line and table also give the harness's own CPU-s/GB (`harness_cpu_s_per_gb`):
+`sluice bench` shares the two cores with the broker.
 --config (repeatable) A/Bs broker config files with one binary in one sitting: each round
 runs every config on 1 and SPREAD partitions in turn, and each config gets its own table
 (e.g. `--config io_uring=inline0.toml --config inline20k=inline20k.toml`).
@@ -33,6 +39,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -49,13 +56,52 @@ WARMUP_BATCHES = 2
 WARMUP_SETTLE_S = 2
 
 
-def run(binary, bench_binary, work, partitions, records, config_file=None):
+class Crabka:
+    """Crabka 0.3.8 on a fresh log directory, started as perf/compare.py starts it."""
+
+    def __init__(self, binary, data_dir, log_path):
+        self.binary, self.data_dir, self.log_path = binary, data_dir, log_path
+        self.port = scale.free_port()
+        self.proc = None
+
+    def start(self):
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [self.binary, "--listen", f"127.0.0.1:{self.port}",
+             "--controller", f"127.0.0.1:{scale.free_port()}", "--log-dir", self.data_dir],
+            stdout=log, stderr=subprocess.STDOUT)
+        started = time.monotonic()
+        while time.monotonic() - started < scale.READY_TIMEOUT_S:
+            if self.proc.poll() is not None:
+                sys.exit(f"crabka exited with {self.proc.returncode}; see {self.log_path}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                # Let it finish starting (metadata) before the first CreateTopics.
+                time.sleep(0.5)
+                return
+            except OSError:
+                time.sleep(0.05)
+        sys.exit(f"crabka not listening within {scale.READY_TIMEOUT_S} s")
+
+    def stop(self, sig):
+        self.proc.send_signal(sig)
+        self.proc.wait(timeout=scale.READY_TIMEOUT_S)
+
+    def bootstrap(self):
+        return f"127.0.0.1:{self.port}"
+
+
+def run(binary, bench_binary, work, partitions, records, config_file=None, crabka=None):
     """The produce and the consume `sluice bench` JSON reports, on a fresh broker (started
-    with `--config config_file` when one is given)."""
+    with `--config config_file` when one is given; Crabka at path `crabka` if given)."""
     data = os.path.join(work, f"spread-{partitions}")
     shutil.rmtree(data, ignore_errors=True)
-    extra = ["--config", config_file] if config_file else []
-    broker = scale.Broker(binary, data, os.path.join(work, f"spread-{partitions}.log"), extra)
+    log_path = os.path.join(work, f"spread-{partitions}.log")
+    if crabka:
+        broker = Crabka(crabka, data, log_path)
+    else:
+        extra = ["--config", config_file] if config_file else []
+        broker = scale.Broker(binary, data, log_path, extra)
     broker.start()
     common = ["--topic", "spread", "--partitions", str(partitions), "--records", str(records),
               "--record-size", "1024", "--bootstrap-server", broker.bootstrap(),
@@ -87,8 +133,10 @@ def run(binary, bench_binary, work, partitions, records, config_file=None):
 
 
 def summary(report, key):
+    """MB/s, broker CPU-s/GB and the harness's own CPU-s/GB of one `sluice bench` report."""
     side = report[key]
-    return side["mb_per_s"], (report.get("broker") or {}).get("cpu_s_per_gb", float("nan"))
+    return (side["mb_per_s"], (report.get("broker") or {}).get("cpu_s_per_gb", float("nan")),
+            report.get("harness_cpu_s_per_gb", float("nan")))
 
 
 
@@ -110,12 +158,15 @@ def print_table(label, spread, rows):
     print()
     if label:
         print(f"config {label}:")
-    print("| partitions | produce MB/s | broker CPU-s/GB | fetch MB/s | broker CPU-s/GB |")
-    print("|---:|---:|---:|---:|---:|")
-    print(f"| 1 | {one[0]:.1f} | {one[1]:.2f} | {one[2]:.1f} | {one[3]:.2f} |")
+    print("| partitions | produce MB/s | broker CPU-s/GB | harness CPU-s/GB | fetch MB/s "
+          "| broker CPU-s/GB | harness CPU-s/GB |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    print(f"| 1 | {one[0]:.1f} | {one[1]:.2f} | {one[2]:.2f} | {one[3]:.1f} | {one[4]:.2f} "
+          f"| {one[5]:.2f} |")
     print(f"| {spread:,} | {many[0]:.1f} ({many[0] / one[0]:.0%}) | {many[1]:.2f} "
-          f"| {many[2]:.1f} ({many[2] / one[2]:.0%}) | {many[3]:.2f} |")
-    ratios = [(m[0] / o[0], m[2] / o[2]) for o, m in zip(rows[1], rows[spread])]
+          f"| {many[2]:.2f} | {many[3]:.1f} ({many[3] / one[3]:.0%}) | {many[4]:.2f} "
+          f"| {many[5]:.2f} |")
+    ratios = [(m[0] / o[0], m[3] / o[3]) for o, m in zip(rows[1], rows[spread])]
     print("per-round ratios (produce, fetch):",
           ", ".join(f"({p:.0%}, {f:.0%})" for p, f in ratios))
 
@@ -127,6 +178,8 @@ def main():
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--records", type=int, default=200000)
     parser.add_argument("--bench-binary")
+    parser.add_argument("--crabka", metavar="PATH",
+                        help="measure Crabka 0.3.8 (crabka-peer) instead of BINARY's broker")
     parser.add_argument("--config", action="append", metavar="LABEL=FILE",
                         help="broker config file to A/B (repeatable)")
     args = parser.parse_args()
@@ -139,14 +192,14 @@ def main():
             for label, config_file in configs:
                 for partitions in (1, args.spread):
                     produced, consumed = run(args.binary, bench_binary, work, partitions,
-                                             args.records, config_file)
+                                             args.records, config_file, args.crabka)
                     row = (*summary(produced, "produced"), *summary(consumed, "consumed"))
                     rows[label][partitions].append(row)
                     tag = f"{label} " if label else ""
                     print(f"round {r + 1} {tag}partitions {partitions}: produce {row[0]:.1f} "
-                          f"MB/s ({row[1]:.2f} broker CPU-s/GB), fetch {row[2]:.1f} MB/s "
-                          f"({row[3]:.2f} broker CPU-s/GB), load {os.getloadavg()[0]:.1f}",
-                          flush=True)
+                          f"MB/s ({row[1]:.2f} broker, {row[2]:.2f} harness CPU-s/GB), fetch "
+                          f"{row[3]:.1f} MB/s ({row[4]:.2f} broker, {row[5]:.2f} harness "
+                          f"CPU-s/GB), load {os.getloadavg()[0]:.1f}", flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     for label, _ in configs:
