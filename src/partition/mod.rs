@@ -495,8 +495,20 @@ impl Partition {
 
     /// What a `syncfs` about to start makes durable of this partition's log (decision
     /// 0020). No I/O.
-    pub fn filesystem_sync_mark(&self) -> crate::storage::filesystem_sync::FilesystemSyncMark {
-        self.log.filesystem_sync_mark()
+    pub fn filesystem_sync_mark(
+        &self,
+        now_ms: i64,
+    ) -> crate::storage::filesystem_sync::FilesystemSyncMark {
+        self.log.filesystem_sync_mark(now_ms)
+    }
+
+    /// Before the `syncfs`: the index entries a recovery-point persist needs, written so
+    /// the syncfs covers them (`PartitionLog::write_indexes_before_sync`).
+    pub async fn write_indexes_before_sync(
+        &self,
+        mark: &mut crate::storage::filesystem_sync::FilesystemSyncMark,
+    ) {
+        self.log.write_indexes_before_sync(mark).await
     }
 
     /// The background flush after a `syncfs` made the log durable up to `mark`.

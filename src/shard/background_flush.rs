@@ -34,10 +34,13 @@ pub async fn run(
     {
         // No await between the marks: each covers the writes its log completed before the
         // syncfs starts.
-        let marks: Vec<FilesystemSyncMark> = logs
+        let mut marks: Vec<FilesystemSyncMark> = logs
             .iter()
-            .map(|(_, _, p)| p.filesystem_sync_mark())
+            .map(|(_, _, p)| p.filesystem_sync_mark(now))
             .collect();
+        // The index entries of the logs persisting their recovery point this tick, so the
+        // syncfs covers them too (no fdatasync of two index files per partition and second).
+        write_indexes_before_sync(logs, &mut marks).await;
         let started = std::time::Instant::now();
         let synced = filesystem.sync().await;
         shard
@@ -54,6 +57,25 @@ pub async fn run(
         }
     }
     flush_each(shard, logs.iter().map(|log| (log, None)), now).await;
+}
+
+/// Each log's `Partition::write_indexes_before_sync`, up to
+/// `MAX_CONCURRENT_BACKGROUND_FLUSHES` at once.
+async fn write_indexes_before_sync(
+    logs: &[(String, i32, Rc<Partition>)],
+    marks: &mut [FilesystemSyncMark],
+) {
+    use futures_util::StreamExt;
+    futures_util::stream::iter(logs.iter().zip(marks.iter_mut()))
+        .for_each_concurrent(
+            MAX_CONCURRENT_BACKGROUND_FLUSHES,
+            |((_, _, p), mark)| async move {
+                if !p.is_closed() {
+                    p.write_indexes_before_sync(mark).await;
+                }
+            },
+        )
+        .await;
 }
 
 /// Flushes each log: after a `syncfs`, up to its mark; without one, by its own fdatasync.

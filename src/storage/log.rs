@@ -24,7 +24,8 @@ use super::notify::AsyncLock;
 use super::producer_state::{AbortedTxn, ProducerStateInfo, ProducerStateManager};
 use super::sealer::SealerState;
 use super::segment::Segment;
-use super::state::{PartitionState, write_state};
+use super::state::{PartitionState, write_state_in_place};
+use super::sync_count::SyncCount;
 use super::writer::WriterState;
 use crate::config::LogConfig;
 
@@ -65,6 +66,8 @@ pub(super) enum FlushSync {
     SyncedThrough {
         written_end: i64,
         unflushed_records: i64,
+        /// The index entries were written before the `syncfs` started, which covered them.
+        indexes_written: bool,
     },
 }
 
@@ -97,6 +100,8 @@ pub(super) struct FlushState {
     /// (active segment base, its size) when the last producer snapshot was taken by a flush
     /// (see `PRODUCER_SNAPSHOT_INTERVAL_BYTES`); a roll takes its own.
     pub(super) producer_snapshot_at: Cell<(i64, u64)>,
+    /// Writes to the state file, against what a completed sync covers (`write_state_file`).
+    pub(super) state_sync: SyncCount,
 }
 
 pub struct PartitionLog {
@@ -430,17 +435,35 @@ impl PartitionLog {
         segments.len() > 1 || segments.iter().any(|s| s.files.log_created())
     }
 
-    /// Writes the state file (serialised: one writer at a time).
+    /// Writes the state file and makes it durable (serialised: one writer at a time).
     pub(super) async fn persist_state(&self, clean_shutdown: bool) -> Result<(), StorageError> {
+        self.write_state_file(clean_shutdown, true).await
+    }
+
+    /// `durable` false leaves the write for the next `syncfs` to cover (a background flush's
+    /// recovery point, `filesystem_sync.rs`), unless an earlier such write is not covered
+    /// yet: then this one fdatasyncs both, so the slot it overwrites is always on disk.
+    pub(super) async fn write_state_file(
+        &self,
+        clean: bool,
+        durable: bool,
+    ) -> Result<(), StorageError> {
         let _g = self.state_lock.lock().await;
         let state = PartitionState {
             log_start_offset: self.offsets.log_start_offset.get(),
             recovery_point: self.offsets.recovery_point.get(),
             written_end_offset: self.offsets.written_end_offset.get(),
-            clean_shutdown,
+            clean_shutdown: clean,
         };
-        write_state(&self.dir, &state).await?;
-        self.marked_unclean.set(!clean_shutdown);
+        let durable = durable || self.flush.state_sync.is_dirty();
+        write_state_in_place(&self.dir, &state, durable).await?;
+        self.flush.state_sync.note_write();
+        if durable {
+            self.flush
+                .state_sync
+                .note_synced(self.flush.state_sync.so_far());
+        }
+        self.marked_unclean.set(!clean);
         Ok(())
     }
 
@@ -495,6 +518,7 @@ impl PartitionLog {
             FlushSync::SyncedThrough {
                 written_end,
                 unflushed_records,
+                ..
             } => (written_end, unflushed_records),
         };
         let segments: Vec<Rc<Segment>> = self.segments.borrow().iter().cloned().collect();
@@ -502,7 +526,7 @@ impl PartitionLog {
             if sync == FlushSync::Fdatasync {
                 self.sync_if_dirty(s).await?;
             }
-            if persist_recovery_point {
+            if persist_recovery_point && !sync.indexes_written() {
                 s.persist_indexes().await?;
             }
         }
@@ -521,7 +545,10 @@ impl PartitionLog {
                 s.sync_indexes().await?;
             }
             self.offsets.recovery_point.set(target);
-            self.persist_state(false).await?;
+            // After a syncfs, the next one makes the new recovery point durable: it may lag
+            // (recovery then scans a little more), never lead (decision 0020, session 22).
+            let durable = !matches!(sync, FlushSync::SyncedThrough { .. });
+            self.write_state_file(false, durable).await?;
             self.snapshot_producers_if_due().await?;
         }
         Ok(())

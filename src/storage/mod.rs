@@ -30,6 +30,7 @@ mod revalidate;
 mod sealer;
 pub mod segment;
 pub mod state;
+pub mod sync_count;
 pub mod time_index;
 mod truncate;
 mod write_behind;

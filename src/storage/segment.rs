@@ -14,6 +14,7 @@ use super::batch::{BatchHeader, MAGIC_OFFSET, RECORD_BATCH_HEADER_BYTES};
 use super::error::StorageError;
 use super::offset_index::OffsetIndex;
 use super::open_files::SegmentFiles;
+use super::sync_count::SyncCount;
 use super::time_index::TimeIndex;
 use super::write_behind::WriteBehind;
 
@@ -68,8 +69,8 @@ pub struct Segment {
     /// its data for durable before that sync returns.
     writes: Cell<u64>,
     synced_writes: Cell<u64>,
-    /// Index entries were written since the index files were last synced.
-    indexes_unsynced: Cell<bool>,
+    /// Writes to the index files, against what a completed sync covers.
+    pub(super) index_sync: SyncCount,
     /// Bytes from the start of the file whose batches have passed a CRC-32C check since
     /// this process opened the segment.
     pub crc_verified_bytes: Cell<u64>,
@@ -169,7 +170,7 @@ impl Segment {
             first_append_ms: Cell::new(-1),
             writes: Cell::new(0),
             synced_writes: Cell::new(0),
-            indexes_unsynced: Cell::new(false),
+            index_sync: SyncCount::default(),
             crc_verified_bytes: Cell::new(0),
             appended_from: Cell::new(size),
             write_behind: WriteBehind::default(),
@@ -272,10 +273,10 @@ impl Segment {
             (b, i.persisted as u64 * 8, i.len())
         };
         if !bytes.is_empty() {
-            self.indexes_unsynced.set(true);
             let mut f = self.files.index(false).await?;
             let BufResult(r, _) = f.write_all_at(bytes, at).await;
             r.map_err(|e| StorageError::io(&self.index_path, e))?;
+            self.index_sync.note_write();
             let mut i = self.offset_index.borrow_mut();
             i.persisted = i.persisted.max(count.min(i.len()));
         }
@@ -286,10 +287,10 @@ impl Segment {
             (b, i.persisted as u64 * 12, i.len())
         };
         if !bytes.is_empty() {
-            self.indexes_unsynced.set(true);
             let mut f = self.files.index(true).await?;
             let BufResult(r, _) = f.write_all_at(bytes, at).await;
             r.map_err(|e| StorageError::io(&self.time_index_path, e))?;
+            self.index_sync.note_write();
             let mut i = self.time_index.borrow_mut();
             i.persisted = i.persisted.max(count.min(i.len()));
         }
@@ -298,7 +299,8 @@ impl Segment {
 
     /// Replaces both index files with the in-memory indexes.
     pub async fn rewrite_indexes(&self) -> Result<(), StorageError> {
-        self.indexes_unsynced.set(true);
+        // The truncations are writes too: an empty file must not pass for synced entries.
+        self.index_sync.note_write();
         self.files
             .index(false)
             .await?
@@ -319,9 +321,10 @@ impl Segment {
     /// fdatasyncs the index files if entries were written since their last sync (a
     /// segment whose indexes were not touched opens no file for it).
     pub async fn sync_indexes(&self) -> Result<(), StorageError> {
-        if !self.indexes_unsynced.get() {
+        if !self.index_sync.is_dirty() {
             return Ok(());
         }
+        let covered = self.index_sync.so_far();
         self.files
             .index(false)
             .await?
@@ -334,7 +337,7 @@ impl Segment {
             .sync_data()
             .await
             .map_err(|e| StorageError::io(&self.time_index_path, e))?;
-        self.indexes_unsynced.set(false);
+        self.index_sync.note_synced(covered);
         Ok(())
     }
 

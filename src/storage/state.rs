@@ -171,6 +171,19 @@ pub async fn read_state(dir: &Path) -> Result<Option<PartitionState>, StorageErr
 /// pwrite and one fdatasync), else by creating the whole file atomically (first write, a
 /// version-1 file from an older broker, or a file with no valid slot).
 pub async fn write_state(dir: &Path, state: &PartitionState) -> Result<(), StorageError> {
+    write_state_in_place(dir, state, true).await
+}
+
+/// `write_state`, with `durable` false leaving an in-place slot write in the page cache for
+/// a later sync to cover (a file that must be created is still created durably). Safe only
+/// while the other slot is on disk: the caller must not write again in place before a sync
+/// covered this write (`PartitionLog::write_state_file`), so a crash finds the slot this
+/// one overwrote, or this one, whole in at least one of the two sectors.
+pub async fn write_state_in_place(
+    dir: &Path,
+    state: &PartitionState,
+    durable: bool,
+) -> Result<(), StorageError> {
     let path = dir.join(STATE_FILE_NAME);
     let existing = match OpenOptions::new().read(true).write(true).open(&path).await {
         Ok(f) => Some(f),
@@ -187,6 +200,9 @@ pub async fn write_state(dir: &Path, state: &PartitionState) -> Result<(), Stora
             let at = ((1 - index) * STATE_SLOT_STRIDE_BYTES) as u64;
             let BufResult(r, _) = f.write_all_at(encode_slot(generation + 1, state), at).await;
             r.map_err(|e| StorageError::io(&path, e))?;
+            if !durable {
+                return Ok(());
+            }
             return f.sync_data().await.map_err(|e| StorageError::io(&path, e));
         }
     }

@@ -319,7 +319,7 @@ async fn a_filesystem_sync_makes_the_log_durable_up_to_its_mark() {
     let filesystem =
         FilesystemSync::open(dir.path()).expect("a kernel whose syncfs reports errors");
     let syncs = log.fdatasync_count();
-    let mark = log.filesystem_sync_mark();
+    let mark = log.filesystem_sync_mark(wall_clock_ms());
     // Written after the mark: the sync that follows may or may not carry it to the disk,
     // so it must not be taken for durable.
     log.append(batch(2, 10, 3), false, 0).await.unwrap();
@@ -342,6 +342,100 @@ async fn a_filesystem_sync_makes_the_log_durable_up_to_its_mark() {
     log.flush_if_due(later + 100).await.unwrap();
     assert_eq!(log.fdatasync_count(), syncs + 1);
     assert_eq!(log.durable_offset(), 5);
+}
+
+/// Dirty pages of `dir/name` (the whole file), or `None` where the kernel has no cachestat.
+fn dirty_file_pages(dir: &std::path::Path, name: &str) -> Option<u64> {
+    use std::os::fd::AsRawFd;
+    let file = std::fs::File::open(dir.join(name)).unwrap();
+    let len = file.metadata().unwrap().len();
+    crate::storage::page_cache::dirty_pages(file.as_raw_fd(), 0, len)
+}
+
+/// Session 22 (decision 0020 amended): a syncfs flush that persists the recovery point
+/// writes the new index entries before the syncfs, which covers them, and the state file
+/// after it without an fdatasync; the next syncfs covers that. A state write that finds the
+/// previous one not yet covered fdatasyncs (both), so one slot is always on disk.
+#[compio::test]
+async fn a_filesystem_sync_flush_leaves_its_state_write_to_the_next_syncfs() {
+    use crate::storage::filesystem_sync::FilesystemSync;
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        flush_ms: 100,
+        index_interval_bytes: 1,
+        ..LogConfig::default()
+    };
+    let log = open(dir.path(), config).await.unwrap();
+    let part = dir.path().join("t-0");
+    for i in 0..4 {
+        log.append(batch(2, 100, i * 2), false, 0).await.unwrap();
+    }
+    // The first state write creates the file whole (durably); later ones go in place.
+    log.flush().await.unwrap();
+    for i in 4..8 {
+        log.append(batch(2, 100, i * 2), false, 0).await.unwrap();
+    }
+    let filesystem =
+        FilesystemSync::open(dir.path()).expect("a kernel whose syncfs reports errors");
+    let now = wall_clock_ms() + 10_000;
+    let mut mark = log.filesystem_sync_mark(now);
+    log.write_indexes_before_sync(&mut mark).await;
+    let Some(index_dirty) = dirty_file_pages(&part, "00000000000000000000.index") else {
+        return; // no cachestat on this kernel: nothing to observe
+    };
+    assert!(
+        index_dirty > 0,
+        "the index entries are written before the syncfs"
+    );
+    filesystem.sync().await.unwrap();
+    log.flush_after_filesystem_sync(now, mark).await.unwrap();
+    assert_eq!(
+        dirty_file_pages(&part, "00000000000000000000.index"),
+        Some(0),
+        "the syncfs covered the index entries"
+    );
+    let state = read_state(&part).await.unwrap().unwrap();
+    assert_eq!(
+        state.recovery_point, 16,
+        "the recovery point follows the mark"
+    );
+    assert_eq!(
+        dirty_file_pages(&part, "partition.state"),
+        Some(1),
+        "the state write is left to the next syncfs (no fdatasync of its own)"
+    );
+
+    // The next tick's syncfs covers it; then a new in-place write may wait again.
+    log.append(batch(2, 100, 16), false, 0).await.unwrap();
+    let mark = log.filesystem_sync_mark(now + 100);
+    filesystem.sync().await.unwrap();
+    log.flush_after_filesystem_sync(now + 100, mark)
+        .await
+        .unwrap();
+    assert_eq!(dirty_file_pages(&part, "partition.state"), Some(0));
+
+    // Two ticks' flushes overlapping: the second's syncfs starts before the first's state
+    // write, so it cannot cover it; the second state write then fdatasyncs (both).
+    log.append(batch(2, 100, 18), false, 0).await.unwrap();
+    let first = log.filesystem_sync_mark(now + 1_100);
+    filesystem.sync().await.unwrap();
+    log.append(batch(2, 100, 20), false, 0).await.unwrap();
+    let second = log.filesystem_sync_mark(now + 2_100);
+    filesystem.sync().await.unwrap();
+    log.flush_after_filesystem_sync(now + 1_100, first)
+        .await
+        .unwrap();
+    assert_eq!(dirty_file_pages(&part, "partition.state"), Some(1));
+    log.flush_after_filesystem_sync(now + 2_100, second)
+        .await
+        .unwrap();
+    assert_eq!(
+        dirty_file_pages(&part, "partition.state"),
+        Some(0),
+        "a state write after an uncovered one is made durable"
+    );
+    let state = read_state(&part).await.unwrap().unwrap();
+    assert_eq!(state.recovery_point, 22);
 }
 
 /// Decision 0026: with a background flush configured, write-back of a segment's written
