@@ -10,7 +10,7 @@ CPU-seconds per GB.
 
 Usage (with the Python that has confluent-kafka, e.g. .venv/bin/python):
        perf/cluster_ab.py --arm base=/tmp/sluice-base --arm new=target/release/sluice
-                                        [--arm NAME=BIN[,CONFIG]] [--turns 3] [--duration 8] [--out F]
+                                        [--arm NAME=BIN[,CONFIG[,SERVE_ARG...]]] [--turns 3] [--duration 8] [--out F]
 Prints one row per run and the medians per arm as Markdown.
 """
 
@@ -37,13 +37,14 @@ def floor(tool, mode, chunk, workdir):
     return float(fields[f"{side}_cpu_s_per_gb"])
 
 
-def run_arm(binary, config, duration, workdir):
+def run_arm(binary, config, duration, workdir, serve_args=()):
     with tempfile.NamedTemporaryFile(suffix=".json", dir=workdir) as out:
         cmd = [sys.executable, str(ROOT / "perf" / "cluster_bench.py"), "--sluice", binary,
                "--rounds", "1", "--duration", str(duration), "--e2e-duration", str(duration),
                "--workdir", workdir, "--out", out.name]
         if config:
             cmd += ["--config", config]
+        cmd += [f"--serve-arg={a}" for a in serve_args]
         res = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
         if res.returncode != 0:
             raise RuntimeError(f"{' '.join(cmd)}: {res.stderr.strip()}")
@@ -69,7 +70,8 @@ def run_arm(binary, config, duration, workdir):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--arm", action="append", required=True, help="NAME=BIN[,CONFIG]")
+    ap.add_argument("--arm", action="append", required=True,
+                    help="NAME=BIN[,CONFIG[,SERVE_ARG...]] (CONFIG may be empty)")
     ap.add_argument("--turns", type=int, default=3)
     ap.add_argument("--duration", type=int, default=8)
     ap.add_argument("--workdir", default=tempfile.gettempdir())
@@ -78,8 +80,9 @@ def main():
     arms = []
     for a in args.arm:
         name, rest = a.split("=", 1)
-        binary, _, config = rest.partition(",")
-        arms.append((name, binary, config or None))
+        binary, *extra = rest.split(",")
+        config = extra[0] if extra else ""
+        arms.append((name, binary, config or None, extra[1:]))
 
     tool = pathlib.Path(args.workdir) / "replication_floor_ab"
     subprocess.run(["cc", "-O2", "-o", str(tool), str(ROOT / "perf" / "replication_floor.c")],
@@ -93,8 +96,8 @@ def main():
                      "f/c": fl / fc})
         print(f"turn {turn} floor: follower {fl:.3f} consumer {fc:.3f} ({fl / fc:.2f}x)",
               file=sys.stderr)
-        for name, binary, config in arms:
-            r = run_arm(binary, config, args.duration, args.workdir)
+        for name, binary, config, serve_args in arms:
+            r = run_arm(binary, config, args.duration, args.workdir, serve_args)
             r.update({"arm": name, "turn": turn})
             rows.append(r)
             print(f"turn {turn} {name}: " + " ".join(f"{c}={r[c]:.2f}" for c in cols),

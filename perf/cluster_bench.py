@@ -17,7 +17,7 @@ two produce runs so that a noisy box hurts both alike:
     latency percentiles.
 
 Usage: perf/cluster_bench.py [--sluice target/release/sluice] [--rounds 2] [--duration 10]
-                             [--config node.toml]
+                             [--config node.toml] [--serve-arg=--no-pin-shards]
 --config passes one TOML file to every node's `sluice serve --config` (e.g. `[log]
 write_inline_max_bytes = 0` to A/B a broker setting with one binary).
 Prints a Markdown table (medians over rounds) and writes the raw reports as JSON with --out.
@@ -73,7 +73,7 @@ def cpu_seconds(pid):
 
 
 class Cluster:
-    def __init__(self, sluice, nodes, workdir, config=None):
+    def __init__(self, sluice, nodes, workdir, config=None, node_cores=None, serve_args=()):
         self.sluice = sluice
         self.dir = pathlib.Path(tempfile.mkdtemp(prefix="sluice-cluster-bench-", dir=workdir))
         self.kafka = [free_port() for _ in range(nodes)]
@@ -89,10 +89,12 @@ class Cluster:
                 str(sluice), "serve", "--data-dir", str(node_dir / "data"),
                 "--listen", f"127.0.0.1:{self.kafka[i]}",
                 "--admin-listen", f"127.0.0.1:{self.admin[i]}",
-                "--cores", "1", "--node-id", str(i + 1),
+                "--cores", node_cores[i % len(node_cores)] if node_cores else "1",
+                "--node-id", str(i + 1),
                 "--controller-quorum-voters", voters,
                 "--controller-listen", f"127.0.0.1:{self.controller[i]}",
                 *(["--config", str(config)] if config else []),
+                *serve_args,
             ], stdout=log, stderr=subprocess.STDOUT))
 
     def wait_ready(self):
@@ -192,13 +194,17 @@ def main():
     ap.add_argument("--workdir", default=tempfile.gettempdir())
     ap.add_argument("--out", help="write every report to this JSON file")
     ap.add_argument("--config", help="a TOML file every node's `sluice serve` reads")
+    ap.add_argument("--serve-arg", action="append", default=[],
+                    help="an extra `sluice serve` argument for every node, e.g. "
+                         "--serve-arg=--no-pin-shards (as `sluice cluster local` starts them)")
     args = ap.parse_args()
 
     rows = {"rf1-acks1": [], "rf3-acks-all": [], "follower": [], "follower-switches": [],
             "consume": [], "e2e": []}
     raw = []
     common = ["--record-size", "1024", "--batch-size", "16384", "--max-in-flight", "5"]
-    cluster = Cluster(pathlib.Path(args.sluice), 3, args.workdir, args.config)
+    cluster = Cluster(pathlib.Path(args.sluice), 3, args.workdir, args.config,
+                      serve_args=args.serve_arg)
     try:
         cluster.wait_ready()
         for rnd in range(args.rounds):

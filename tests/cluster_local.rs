@@ -34,16 +34,17 @@ impl Drop for Reaper {
     }
 }
 
-#[test]
-fn a_sigterm_to_the_command_stops_every_node_cleanly() {
-    let dir = tempfile::tempdir().expect("temp dir");
+/// Starts `sluice cluster local --nodes 3 --cores 1` and waits until every node answers
+/// Metadata with three brokers. Returns the command, the nodes' pids and the reaper that
+/// kills whatever is left when the test ends.
+fn start_local_cluster(dir: &std::path::Path) -> (std::process::Child, Vec<i32>, Reaper) {
     // The nodes use base, base+100 and base+200 onwards.
     let base = support::free_port().min(u16::MAX - 300);
     let mut command = Command::new(support::sluice_bin())
         .args(["cluster", "local", "--nodes", "3", "--cores", "1"])
         .args(["--base-port", &base.to_string()])
         .arg("--dir")
-        .arg(dir.path())
+        .arg(dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -62,7 +63,7 @@ fn a_sigterm_to_the_command_stops_every_node_cleanly() {
             break;
         }
     }
-    let _reaper = Reaper(pids.iter().copied().chain([command.id() as i32]).collect());
+    let reaper = Reaper(pids.iter().copied().chain([command.id() as i32]).collect());
     assert_eq!(pids.len(), 3, "three nodes announced: {pids:?}");
     // Every node answers Metadata with three brokers: the cluster formed.
     let bootstrap: Vec<String> = (0..3).map(|i| format!("127.0.0.1:{}", base + i)).collect();
@@ -84,6 +85,56 @@ fn a_sigterm_to_the_command_stops_every_node_cleanly() {
             Err(format!("brokers seen by each node: {counts:?}"))
         }
     });
+    (command, pids, reaper)
+}
+
+/// `Cpus_allowed_list` of a process (tid = pid) or of one of its threads.
+fn cpus_allowed(pid: i32, tid: i32) -> String {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/status"))
+        .expect("read a thread's status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .map(|v| v.trim().to_string())
+        .expect("Cpus_allowed_list in /proc status")
+}
+
+/// The thread ids of a process whose name starts with `prefix`.
+fn threads_named(pid: i32, prefix: &str) -> Vec<i32> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("list a node's threads");
+    tasks
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|tid| {
+            std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm"))
+                .is_ok_and(|comm| comm.starts_with(prefix))
+        })
+        .collect()
+}
+
+#[test]
+fn a_local_clusters_nodes_leave_their_shards_to_the_kernel() {
+    // Pinned, every node's only shard went to core 0 (`--cores 1` is cores 0..1): three
+    // brokers queued on one core while the other idled (decision 0012, session 22).
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (mut command, pids, _reaper) = start_local_cluster(dir.path());
+    for pid in &pids {
+        let process = cpus_allowed(*pid, *pid);
+        let shards = threads_named(*pid, "sluice-shard-");
+        assert_eq!(shards.len(), 1, "node {pid} runs one shard: {shards:?}");
+        assert_eq!(
+            cpus_allowed(*pid, shards[0]),
+            process,
+            "node {pid}'s shard may run on every core the node may"
+        );
+    }
+    let _ = command.kill();
+    let _ = command.wait();
+}
+
+#[test]
+fn a_sigterm_to_the_command_stops_every_node_cleanly() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (mut command, pids, _reaper) = start_local_cluster(dir.path());
 
     // SAFETY: kill(2) on the child's pid with SIGTERM.
     unsafe {

@@ -111,6 +111,9 @@ fn local(nodes: u16, dir: &std::path::Path, base: u16, cores: &str) -> Result<()
                 &format!("127.0.0.1:{}", port(base, 200 + i)?),
             ])
             .args(["--cores", cores])
+            // Every node of a local cluster shares this host: pinned, each node's first
+            // shard would sit on core 0 behind the others (decision 0012, session 22).
+            .arg("--no-pin-shards")
             .args(["--node-id", &(i + 1).to_string()])
             .args(["--controller-quorum-voters", &voters])
             .args([

@@ -33,6 +33,9 @@ pub fn load_config(args: &ServeArgs) -> Result<BrokerConfig, String> {
     if let Some(cores) = &args.cores {
         config.cores = cores.clone();
     }
+    if args.no_pin_shards {
+        config.pin_shards = false;
+    }
     if let Some(node_id) = args.node_id {
         config.node_id = node_id;
     }

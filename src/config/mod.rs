@@ -174,6 +174,12 @@ pub struct BrokerConfig {
     pub console_read_only: bool,
     /// Which cores run shards: "all", a count, or a list such as "0,2-3".
     pub cores: String,
+    /// Whether each shard thread is pinned to its core (the default). Off, the shards are
+    /// plain threads the kernel places: for several brokers sharing one host (a local
+    /// cluster, `sluice cluster local`), where every broker's first shard would otherwise be
+    /// pinned to the same core and queue behind the others while the rest of the box idles
+    /// (Seastar's `--overprovisioned`; measured in decision 0012, session 22).
+    pub pin_shards: bool,
     pub node_id: i32,
     /// Cluster mode (KRaft combined mode): the metadata quorum, `id@host:port,...`. Unset:
     /// a single node with no quorum.
@@ -300,6 +306,7 @@ impl Default for BrokerConfig {
             admin_listen: SocketAddr::from(([127, 0, 0, 1], 9644)),
             console_read_only: false,
             cores: "all".to_string(),
+            pin_shards: true,
             node_id: 0,
             controller_quorum_voters: None,
             controller_listen: None,

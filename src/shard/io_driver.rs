@@ -103,7 +103,7 @@ fn refusal_cause(error: &std::io::Error) -> String {
     format!("{why}: {error}")
 }
 
-/// The shard's runtime on `driver`, pinned to `core`.
+/// The shard's runtime on `driver`, pinned to `core` (None: not pinned, `pin_shards = false`).
 ///
 /// On io_uring only this thread submits to the ring (SINGLE_ISSUER), so the kernel may hold
 /// completion work until the thread next waits for completions (DEFER_TASKRUN) instead of
@@ -115,7 +115,7 @@ fn refusal_cause(error: &std::io::Error) -> String {
 pub fn build_runtime(
     driver: IoDriver,
     ring_entries: u32,
-    core: usize,
+    core: Option<usize>,
 ) -> std::io::Result<compio::runtime::Runtime> {
     let build = |deferred: bool| {
         let mut proactor = compio::driver::ProactorBuilder::new();
@@ -127,14 +127,15 @@ pub fn build_runtime(
         }
         compio::runtime::RuntimeBuilder::new()
             .with_proactor(proactor)
-            .thread_affinity(HashSet::from([core]))
+            // An empty set leaves the thread where the kernel puts it.
+            .thread_affinity(core.into_iter().collect::<HashSet<usize>>())
             .build()
     };
     if driver == IoDriver::Polling {
         return build(false);
     }
     build(true).or_else(|e| {
-        tracing::warn!(core, error = %e, "io_uring DEFER_TASKRUN unavailable; using a plain ring");
+        tracing::warn!(core = ?core, error = %e, "io_uring DEFER_TASKRUN unavailable; using a plain ring");
         build(false)
     })
 }
@@ -157,7 +158,7 @@ mod tests {
 
     #[test]
     fn a_polling_runtime_runs_timers_and_reports_itself() {
-        let runtime = build_runtime(IoDriver::Polling, 64, 0).expect("polling runtime");
+        let runtime = build_runtime(IoDriver::Polling, 64, Some(0)).expect("polling runtime");
         assert!(runtime.driver_type().is_polling());
         let polling_inside = runtime.block_on(async {
             compio::time::sleep(std::time::Duration::from_millis(5)).await;

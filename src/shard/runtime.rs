@@ -278,8 +278,11 @@ struct ShardStart {
 }
 
 fn run_shard_thread(start: ShardStart) {
-    let runtime =
-        super::io_driver::build_runtime(start.io_driver, start.config.ring_entries, start.core);
+    let runtime = super::io_driver::build_runtime(
+        start.io_driver,
+        start.config.ring_entries,
+        start.config.pin_shards.then_some(start.core),
+    );
     let runtime = match runtime {
         Ok(rt) => rt,
         Err(source) => {
