@@ -37,14 +37,15 @@ def floor(tool, mode, chunk, workdir):
     return float(fields[f"{side}_cpu_s_per_gb"])
 
 
-def run_arm(binary, config, duration, workdir, serve_args=()):
+def run_arm(binary, config, duration, workdir, serve_args=None):
     with tempfile.NamedTemporaryFile(suffix=".json", dir=workdir) as out:
         cmd = [sys.executable, str(ROOT / "perf" / "cluster_bench.py"), "--sluice", binary,
                "--rounds", "1", "--duration", str(duration), "--e2e-duration", str(duration),
                "--workdir", workdir, "--out", out.name]
         if config:
             cmd += ["--config", config]
-        cmd += [f"--serve-arg={a}" for a in serve_args]
+        if serve_args is not None:  # else the nodes run as `sluice cluster local` starts them
+            cmd += [f"--serve-arg={a}" for a in serve_args] or ["--serve-arg="]
         res = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
         if res.returncode != 0:
             raise RuntimeError(f"{' '.join(cmd)}: {res.stderr.strip()}")
@@ -71,7 +72,8 @@ def run_arm(binary, config, duration, workdir, serve_args=()):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--arm", action="append", required=True,
-                    help="NAME=BIN[,CONFIG[,SERVE_ARG...]] (CONFIG may be empty)")
+                    help="NAME=BIN[,CONFIG[,SERVE_ARG...]] (CONFIG may be empty; SERVE_ARGs "
+                         "replace `sluice cluster local`'s, '-' for none)")
     ap.add_argument("--turns", type=int, default=3)
     ap.add_argument("--duration", type=int, default=8)
     ap.add_argument("--workdir", default=tempfile.gettempdir())
@@ -82,7 +84,9 @@ def main():
         name, rest = a.split("=", 1)
         binary, *extra = rest.split(",")
         config = extra[0] if extra else ""
-        arms.append((name, binary, config or None, extra[1:]))
+        # SERVE_ARGs replace what `sluice cluster local` adds; a lone "-" means none.
+        serve_args = None if len(extra) < 2 else [a for a in extra[1:] if a != "-"]
+        arms.append((name, binary, config or None, serve_args))
 
     tool = pathlib.Path(args.workdir) / "replication_floor_ab"
     subprocess.run(["cc", "-O2", "-o", str(tool), str(ROOT / "perf" / "replication_floor.c")],

@@ -17,9 +17,12 @@ two produce runs so that a noisy box hurts both alike:
     latency percentiles.
 
 Usage: perf/cluster_bench.py [--sluice target/release/sluice] [--rounds 2] [--duration 10]
-                             [--config node.toml] [--serve-arg=--no-pin-shards]
+                             [--config node.toml] [--serve-arg=ARG ...]
 --config passes one TOML file to every node's `sluice serve --config` (e.g. `[log]
-write_inline_max_bytes = 0` to A/B a broker setting with one binary).
+write_inline_max_bytes = 0` to A/B a broker setting with one binary). The nodes get the
+arguments `sluice cluster local` of that binary gives them (`--no-pin-shards` since session
+22: three one-shard nodes pinned to core 0 queued behind each other); --serve-arg replaces
+them (`--serve-arg=` alone: none, i.e. pinned).
 Prints a Markdown table (medians over rounds) and writes the raw reports as JSON with --out.
 """
 
@@ -64,6 +67,15 @@ def context_switches(pid):
     return total
 
 
+def local_cluster_serve_args(sluice):
+    """The `sluice serve` arguments `sluice cluster local` of this binary adds for sharing one
+    host: `--no-pin-shards` where the binary has it (session 22); older binaries pinned
+    every node's shard to core 0, and the bench then measures them as they ran."""
+    res = subprocess.run([str(sluice), "serve", "--help"], capture_output=True, text=True,
+                         timeout=30)
+    return ["--no-pin-shards"] if "--no-pin-shards" in res.stdout else []
+
+
 def cpu_seconds(pid):
     """utime + stime of a process (all its threads), from /proc/PID/stat."""
     with open(f"/proc/{pid}/stat") as f:
@@ -73,7 +85,9 @@ def cpu_seconds(pid):
 
 
 class Cluster:
-    def __init__(self, sluice, nodes, workdir, config=None, node_cores=None, serve_args=()):
+    def __init__(self, sluice, nodes, workdir, config=None, node_cores=None, serve_args=None):
+        if serve_args is None:
+            serve_args = local_cluster_serve_args(sluice)
         self.sluice = sluice
         self.dir = pathlib.Path(tempfile.mkdtemp(prefix="sluice-cluster-bench-", dir=workdir))
         self.kafka = [free_port() for _ in range(nodes)]
@@ -194,17 +208,18 @@ def main():
     ap.add_argument("--workdir", default=tempfile.gettempdir())
     ap.add_argument("--out", help="write every report to this JSON file")
     ap.add_argument("--config", help="a TOML file every node's `sluice serve` reads")
-    ap.add_argument("--serve-arg", action="append", default=[],
-                    help="an extra `sluice serve` argument for every node, e.g. "
-                         "--serve-arg=--no-pin-shards (as `sluice cluster local` starts them)")
+    ap.add_argument("--serve-arg", action="append",
+                    help="extra `sluice serve` arguments for every node instead of those "
+                         "`sluice cluster local` adds (--serve-arg= for none: pinned shards)")
     args = ap.parse_args()
 
     rows = {"rf1-acks1": [], "rf3-acks-all": [], "follower": [], "follower-switches": [],
             "consume": [], "e2e": []}
     raw = []
     common = ["--record-size", "1024", "--batch-size", "16384", "--max-in-flight", "5"]
+    serve_args = None if args.serve_arg is None else [a for a in args.serve_arg if a]
     cluster = Cluster(pathlib.Path(args.sluice), 3, args.workdir, args.config,
-                      serve_args=args.serve_arg)
+                      serve_args=serve_args)
     try:
         cluster.wait_ready()
         for rnd in range(args.rounds):

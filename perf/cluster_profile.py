@@ -54,13 +54,17 @@ def main():
     ap.add_argument("--out", default=str(pathlib.Path(tempfile.gettempdir()) / "repl"))
     ap.add_argument("--no-perf", action="store_true", help="only the counts, no perf record")
     ap.add_argument("--config", help="a TOML file every node's `sluice serve` reads")
+    ap.add_argument("--serve-arg", action="append",
+                    help="`sluice serve` arguments instead of those `sluice cluster local` adds")
     ap.add_argument("--switches", action="store_true",
                     help="count context switches per round by thread instead of profiling")
     args = ap.parse_args()
     if args.seconds <= PERF_START_DELAY_S + 2:
         ap.error(f"--seconds must be above {PERF_START_DELAY_S + 2}")
 
-    cluster = cb.Cluster(pathlib.Path(args.sluice), 3, tempfile.gettempdir(), args.config)
+    cluster = cb.Cluster(pathlib.Path(args.sluice), 3, tempfile.gettempdir(), args.config,
+                         serve_args=None if args.serve_arg is None
+                         else [a for a in args.serve_arg if a])
     try:
         cluster.wait_ready()
         cb.create_topic(cluster, "repl", 3, ["min.insync.replicas=2", "sluice.durability=none"])

@@ -185,7 +185,8 @@ COLS = ["leader_node", "rf1_mb_per_s", "mb_per_s", "ratio", "p50", "p99", "box_c
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--sluice", action="append", required=True,
-                    help="NAME=BIN[,CONFIG[,SERVE_ARG...]] (CONFIG may be empty)")
+                    help="NAME=BIN[,CONFIG[,SERVE_ARG...]] (CONFIG may be empty; SERVE_ARGs "
+                         "replace `sluice cluster local`'s, '-' for none)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--duration", type=int, default=10)
     ap.add_argument("--workdir", default=tempfile.gettempdir())
@@ -196,7 +197,8 @@ def main():
         name, _, rest = a.partition("=")
         binary, *extra = rest.split(",")
         config = extra[0] if extra else ""
-        arms.append((name, binary, config or None, extra[1:]))
+        serve_args = None if len(extra) < 2 else [a for a in extra[1:] if a != "-"]
+        arms.append((name, binary, config or None, serve_args))
     rows = []
     for rnd in range(args.rounds):
         for name, binary, config, serve_args in arms:
