@@ -617,6 +617,16 @@ mod tests {
     }
 
     #[test]
+    fn shards_are_pinned_unless_told_not_to() {
+        assert!(BrokerConfig::from_toml("").unwrap().pin_shards);
+        assert!(
+            !BrokerConfig::from_toml("pin_shards = false")
+                .unwrap()
+                .pin_shards
+        );
+    }
+
+    #[test]
     fn nested_log_section_is_read() {
         let cfg = BrokerConfig::from_toml("[log]\nsegment_bytes = 1048576\n").unwrap();
         assert_eq!(cfg.log.segment_bytes, 1_048_576);

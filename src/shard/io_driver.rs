@@ -168,6 +168,39 @@ mod tests {
         assert!(!current_is_polling(), "no runtime outside block_on");
     }
 
+    /// The cores this thread may run on, from sched_getaffinity(2).
+    fn allowed_cores() -> Vec<usize> {
+        // SAFETY: a zeroed cpu_set_t is a valid empty set; the call fills it for this thread.
+        let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+        let size = std::mem::size_of::<libc::cpu_set_t>();
+        // SAFETY: `set` is a live cpu_set_t of `size` bytes.
+        let rc = unsafe { libc::sched_getaffinity(0, size, &mut set) };
+        assert_eq!(rc, 0, "sched_getaffinity");
+        // SAFETY: CPU_ISSET reads within the set for ids below CPU_SETSIZE.
+        (0..libc::CPU_SETSIZE as usize)
+            .filter(|c| unsafe { libc::CPU_ISSET(*c, &set) })
+            .collect()
+    }
+
+    #[test]
+    fn an_unpinned_runtime_leaves_the_thread_where_it_may_run() {
+        // On its own thread: pinning would change the test harness's thread otherwise.
+        std::thread::spawn(|| {
+            let before = allowed_cores();
+            let _unpinned = build_runtime(IoDriver::Polling, 64, None).expect("runtime");
+            assert_eq!(allowed_cores(), before, "pin_shards = false pins nothing");
+            let first = before[0];
+            let _pinned = build_runtime(IoDriver::Polling, 64, Some(first)).expect("runtime");
+            assert_eq!(
+                allowed_cores(),
+                vec![first],
+                "a pinned shard runs on its core"
+            );
+        })
+        .join()
+        .expect("the test thread");
+    }
+
     #[test]
     fn causes_name_the_refusal() {
         let eperm = std::io::Error::from_raw_os_error(libc::EPERM);
