@@ -79,7 +79,7 @@ pub struct ServeArgs {
     /// Cores to run shards on: "all", a count, or a list like "0,2-3".
     #[arg(long)]
     pub cores: Option<String>,
-    /// Leave the shard threads unpinned (`pin_shards = false`): several brokers on one host.
+    /// Leave the shard threads to the kernel (`shard_affinity = "unpinned"`): several brokers on one host.
     #[arg(long)]
     pub no_pin_shards: bool,
     /// This node's id (Kafka's `node.id`); in cluster mode one of the quorum voters.

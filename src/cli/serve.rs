@@ -34,7 +34,7 @@ pub fn load_config(args: &ServeArgs) -> Result<BrokerConfig, String> {
         config.cores = cores.clone();
     }
     if args.no_pin_shards {
-        config.pin_shards = false;
+        config.shard_affinity = crate::config::ShardAffinity::Unpinned;
     }
     if let Some(node_id) = args.node_id {
         config.node_id = node_id;

@@ -103,6 +103,23 @@ impl IoDriverChoice {
     }
 }
 
+/// The `shard_affinity` setting: where each shard's thread may run (issue 22, decision 0031).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ShardAffinity {
+    /// Each shard's thread is pinned to its own core of `cores` (thread-per-core proper).
+    Core,
+    /// Every shard's thread may run on any core of `cores`: a shard whose core is held by a
+    /// kernel thread or another process moves to a free one instead of waiting for it.
+    Shared,
+    /// No affinity at all: the kernel places the shard threads on any core of the host. For
+    /// several brokers sharing one host (`sluice cluster local`, `--no-pin-shards`), where
+    /// every broker's first shard would otherwise be pinned to the same core and queue behind
+    /// the others while the rest of the box idles (Seastar's `--overprovisioned`; decision
+    /// 0012, session 22).
+    Unpinned,
+}
+
 /// The `authorizer` setting: Kafka's `authorizer.class.name`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -174,12 +191,9 @@ pub struct BrokerConfig {
     pub console_read_only: bool,
     /// Which cores run shards: "all", a count, or a list such as "0,2-3".
     pub cores: String,
-    /// Whether each shard thread is pinned to its core (the default). Off, the shards are
-    /// plain threads the kernel places: for several brokers sharing one host (a local
-    /// cluster, `sluice cluster local`), where every broker's first shard would otherwise be
-    /// pinned to the same core and queue behind the others while the rest of the box idles
-    /// (Seastar's `--overprovisioned`; measured in decision 0012, session 22).
-    pub pin_shards: bool,
+    /// Each shard pinned to its core ("core", the default), free to run on any of `cores`
+    /// ("shared"), or left to the kernel ("unpinned"); see `ShardAffinity`.
+    pub shard_affinity: ShardAffinity,
     pub node_id: i32,
     /// Cluster mode (KRaft combined mode): the metadata quorum, `id@host:port,...`. Unset:
     /// a single node with no quorum.
@@ -306,7 +320,7 @@ impl Default for BrokerConfig {
             admin_listen: SocketAddr::from(([127, 0, 0, 1], 9644)),
             console_read_only: false,
             cores: "all".to_string(),
-            pin_shards: true,
+            shard_affinity: ShardAffinity::Core,
             node_id: 0,
             controller_quorum_voters: None,
             controller_listen: None,
@@ -618,12 +632,13 @@ mod tests {
 
     #[test]
     fn shards_are_pinned_unless_told_not_to() {
-        assert!(BrokerConfig::from_toml("").unwrap().pin_shards);
-        assert!(
-            !BrokerConfig::from_toml("pin_shards = false")
-                .unwrap()
-                .pin_shards
+        let affinity = |toml: &str| BrokerConfig::from_toml(toml).map(|c| c.shard_affinity);
+        assert_eq!(affinity("").unwrap(), ShardAffinity::Core);
+        assert_eq!(
+            affinity("shard_affinity = \"unpinned\"").unwrap(),
+            ShardAffinity::Unpinned
         );
+        assert!(affinity("shard_affinity = \"everywhere\"").is_err());
     }
 
     #[test]

@@ -319,7 +319,8 @@ mod tests {
         regions: &[(u64, u32)],
     ) -> Option<Vec<u8>> {
         use std::io::Read;
-        let runtime = crate::shard::io_driver::build_runtime(driver, 64, Some(0)).ok()?;
+        let runtime =
+            crate::shard::io_driver::build_runtime(driver, 64, &Default::default()).ok()?;
         let fd = Arc::new(std::os::fd::OwnedFd::from(file.try_clone().unwrap()));
         let regions: Vec<crate::storage::FileRegion> = regions
             .iter()
@@ -424,8 +425,15 @@ mod tests {
             position: 100,
             len: 4000,
         };
-        let Ok(runtime) = crate::shard::io_driver::build_runtime(IoDriver::IoUring, 64, Some(0))
-            .or_else(|_| crate::shard::io_driver::build_runtime(IoDriver::Polling, 64, Some(0)))
+        let Ok(runtime) =
+            crate::shard::io_driver::build_runtime(IoDriver::IoUring, 64, &Default::default())
+                .or_else(|_| {
+                    crate::shard::io_driver::build_runtime(
+                        IoDriver::Polling,
+                        64,
+                        &Default::default(),
+                    )
+                })
         else {
             panic!("no runtime");
         };

@@ -103,7 +103,7 @@ fn refusal_cause(error: &std::io::Error) -> String {
     format!("{why}: {error}")
 }
 
-/// The shard's runtime on `driver`, pinned to `core` (None: not pinned, `pin_shards = false`).
+/// The shard's runtime on `driver`, its thread allowed on `cpus` only (empty: anywhere).
 ///
 /// On io_uring only this thread submits to the ring (SINGLE_ISSUER), so the kernel may hold
 /// completion work until the thread next waits for completions (DEFER_TASKRUN) instead of
@@ -115,7 +115,7 @@ fn refusal_cause(error: &std::io::Error) -> String {
 pub fn build_runtime(
     driver: IoDriver,
     ring_entries: u32,
-    core: Option<usize>,
+    cpus: &HashSet<usize>,
 ) -> std::io::Result<compio::runtime::Runtime> {
     let build = |deferred: bool| {
         let mut proactor = compio::driver::ProactorBuilder::new();
@@ -127,15 +127,14 @@ pub fn build_runtime(
         }
         compio::runtime::RuntimeBuilder::new()
             .with_proactor(proactor)
-            // An empty set leaves the thread where the kernel puts it.
-            .thread_affinity(core.into_iter().collect::<HashSet<usize>>())
+            .thread_affinity(cpus.clone())
             .build()
     };
     if driver == IoDriver::Polling {
         return build(false);
     }
     build(true).or_else(|e| {
-        tracing::warn!(core = ?core, error = %e, "io_uring DEFER_TASKRUN unavailable; using a plain ring");
+        tracing::warn!(cpus = ?cpus, error = %e, "io_uring DEFER_TASKRUN unavailable; using a plain ring");
         build(false)
     })
 }
@@ -158,7 +157,8 @@ mod tests {
 
     #[test]
     fn a_polling_runtime_runs_timers_and_reports_itself() {
-        let runtime = build_runtime(IoDriver::Polling, 64, Some(0)).expect("polling runtime");
+        let runtime =
+            build_runtime(IoDriver::Polling, 64, &HashSet::new()).expect("polling runtime");
         assert!(runtime.driver_type().is_polling());
         let polling_inside = runtime.block_on(async {
             compio::time::sleep(std::time::Duration::from_millis(5)).await;
@@ -187,10 +187,11 @@ mod tests {
         // On its own thread: pinning would change the test harness's thread otherwise.
         std::thread::spawn(|| {
             let before = allowed_cores();
-            let _unpinned = build_runtime(IoDriver::Polling, 64, None).expect("runtime");
-            assert_eq!(allowed_cores(), before, "pin_shards = false pins nothing");
+            let _unpinned = build_runtime(IoDriver::Polling, 64, &HashSet::new()).expect("runtime");
+            assert_eq!(allowed_cores(), before, "shard_affinity = unpinned pins nothing");
             let first = before[0];
-            let _pinned = build_runtime(IoDriver::Polling, 64, Some(first)).expect("runtime");
+            let _pinned =
+                build_runtime(IoDriver::Polling, 64, &HashSet::from([first])).expect("runtime");
             assert_eq!(
                 allowed_cores(),
                 vec![first],

@@ -11,10 +11,11 @@ use super::listeners::{ShardListeners, bind_listeners, start_listening};
 use super::outbox::Outbox;
 pub use super::start_error::StartError;
 use super::{PartitionTable, SHARD_CHANNEL_CAPACITY, Shard, ShardMail, ShardTask};
-use crate::config::BrokerConfig;
+use crate::config::{BrokerConfig, ShardAffinity};
 use crate::metadata::{MetadataView, MetadataWriter};
 use crate::security::tls::TlsAcceptor;
 use std::cell::Cell;
+use std::collections::HashSet;
 use std::path::Path;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -151,6 +152,7 @@ pub fn start_broker(config: BrokerConfig) -> Result<BrokerHandle, StartError> {
         let ctx = ShardStart {
             id,
             core,
+            cpus: shard_cpus(config.shard_affinity, core, &cores),
             config: config.clone(),
             peers: senders.clone(),
             metadata: view.clone(),
@@ -257,6 +259,8 @@ fn wait_until_every_shard_is_ready(
 struct ShardStart {
     id: usize,
     core: usize,
+    /// Where the shard's thread may run (`shard_affinity`).
+    cpus: HashSet<usize>,
     config: Arc<BrokerConfig>,
     peers: Arc<[flume::Sender<ShardMail>]>,
     metadata: MetadataView,
@@ -277,12 +281,21 @@ struct ShardStart {
     serve_gate: futures_channel::oneshot::Receiver<()>,
 }
 
+/// The cores a shard's thread may run on: its own (`core`), every core that runs shards
+/// (`shared`: on a box shared with clients and kernel threads, a shard whose core is taken
+/// runs on another instead of waiting behind it; decision 0031), or none named (`unpinned`:
+/// the kernel places it anywhere, for several brokers on one host; decision 0012).
+fn shard_cpus(affinity: ShardAffinity, core: usize, cores: &[usize]) -> HashSet<usize> {
+    match affinity {
+        ShardAffinity::Core => HashSet::from([core]),
+        ShardAffinity::Shared => cores.iter().copied().collect(),
+        ShardAffinity::Unpinned => HashSet::new(),
+    }
+}
+
 fn run_shard_thread(start: ShardStart) {
-    let runtime = super::io_driver::build_runtime(
-        start.io_driver,
-        start.config.ring_entries,
-        start.config.pin_shards.then_some(start.core),
-    );
+    let runtime =
+        super::io_driver::build_runtime(start.io_driver, start.config.ring_entries, &start.cpus);
     let runtime = match runtime {
         Ok(rt) => rt,
         Err(source) => {

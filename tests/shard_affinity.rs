@@ -1,0 +1,119 @@
+//! `shard_affinity` (decision 0031): where the shards' threads may run, read back from the
+//! kernel (`Cpus_allowed_list` of each `sluice-shard-N` thread in /proc). "core", the
+//! default, pins each shard to its own core; "shared" lets every shard run on any core of
+//! `cores`, so a shard whose core a kernel thread or another process holds can move.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+use support::Broker;
+
+/// How long the broker may take to name its shard threads after it accepts connections.
+const THREADS_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The cores a `Cpus_allowed_list` line names ("0-1,3").
+fn parse_cpu_list(text: &str) -> BTreeSet<usize> {
+    let mut cpus = BTreeSet::new();
+    for item in text.trim().split(',').filter(|s| !s.is_empty()) {
+        let (a, b) = item.split_once('-').unwrap_or((item, item));
+        let (a, b): (usize, usize) = (a.parse().expect("cpu id"), b.parse().expect("cpu id"));
+        cpus.extend(a..=b);
+    }
+    cpus
+}
+
+/// Each shard thread's name and the cores it may run on, once all `shards` threads exist.
+fn shard_threads(pid: u32, shards: usize) -> Vec<(String, BTreeSet<usize>)> {
+    let deadline = Instant::now() + THREADS_TIMEOUT;
+    loop {
+        let mut found = Vec::new();
+        for task in std::fs::read_dir(format!("/proc/{pid}/task")).expect("task dir") {
+            let dir = task.expect("task entry").path();
+            let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+            if !comm.starts_with("sluice-shard-") {
+                continue;
+            }
+            let status = std::fs::read_to_string(dir.join("status")).unwrap_or_default();
+            let Some(list) = status
+                .lines()
+                .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+            else {
+                continue;
+            };
+            found.push((comm.trim().to_string(), parse_cpu_list(list)));
+        }
+        if found.len() == shards || Instant::now() > deadline {
+            found.sort();
+            return found;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Two shards on cores 0 and 1, or `None` on a machine with one core (nothing to observe).
+fn two_cores() -> Option<()> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cores < 2 {
+        eprintln!("shard_affinity: skipped, this machine has {cores} core(s)");
+        return None;
+    }
+    Some(())
+}
+
+#[test]
+fn by_default_each_shard_is_pinned_to_its_own_core() {
+    if two_cores().is_none() {
+        return;
+    }
+    let broker = Broker::start_with(&["--cores", "0,1"]);
+    let threads = shard_threads(broker.pid().expect("running"), 2);
+    assert_eq!(
+        threads,
+        vec![
+            ("sluice-shard-0".to_string(), BTreeSet::from([0])),
+            ("sluice-shard-1".to_string(), BTreeSet::from([1])),
+        ],
+        "{}",
+        broker.diagnostics()
+    );
+}
+
+#[test]
+fn shared_affinity_lets_every_shard_run_on_every_configured_core() {
+    if two_cores().is_none() {
+        return;
+    }
+    let broker = Broker::start_with_config("shard_affinity = \"shared\"\n", &["--cores", "0,1"]);
+    let threads = shard_threads(broker.pid().expect("running"), 2);
+    assert_eq!(
+        threads,
+        vec![
+            ("sluice-shard-0".to_string(), BTreeSet::from([0, 1])),
+            ("sluice-shard-1".to_string(), BTreeSet::from([0, 1])),
+        ],
+        "{}",
+        broker.diagnostics()
+    );
+}
+
+#[test]
+fn an_unknown_shard_affinity_is_refused_at_start() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("sluice.toml");
+    std::fs::write(&config, "shard_affinity = \"numa\"\n").expect("write config");
+    let out = std::process::Command::new(support::sluice_bin())
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .expect("run sluice");
+    assert!(!out.status.success(), "a bad shard_affinity must not start");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("`core` or `shared`"),
+        "names the accepted values: {stderr}"
+    );
+}
