@@ -113,7 +113,7 @@ fn an_unknown_shard_affinity_is_refused_at_start() {
     assert!(!out.status.success(), "a bad shard_affinity must not start");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("`core` or `shared`"),
+        stderr.contains("`core`, `shared`, `unpinned`"),
         "names the accepted values: {stderr}"
     );
 }

@@ -188,7 +188,11 @@ mod tests {
         std::thread::spawn(|| {
             let before = allowed_cores();
             let _unpinned = build_runtime(IoDriver::Polling, 64, &HashSet::new()).expect("runtime");
-            assert_eq!(allowed_cores(), before, "shard_affinity = unpinned pins nothing");
+            assert_eq!(
+                allowed_cores(),
+                before,
+                "shard_affinity = unpinned pins nothing"
+            );
             let first = before[0];
             let _pinned =
                 build_runtime(IoDriver::Polling, 64, &HashSet::from([first])).expect("runtime");
