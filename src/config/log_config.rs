@@ -188,6 +188,17 @@ pub const DEFAULT_WRITE_BEHIND_BYTES: u32 = 1024 * 1024;
 pub const WRITE_BEHIND_MIN_BYTES: u32 = 64 * 1024;
 /// The largest `write_behind_bytes` accepted (a segment's default size).
 pub const WRITE_BEHIND_MAX_BYTES: u32 = 1024 * 1024 * 1024;
+/// `[log] drop_behind_bytes` default: a partition's newest 1 GiB stays in the page cache for
+/// tailing and catch-up consumers; older pages are dropped once written back
+/// (`storage::write_behind`, decision 0026, session 22), so new appends reuse them instead
+/// of making the kernel reclaim or compact memory, or fault in fresh pages.
+pub const DEFAULT_DROP_BEHIND_BYTES: u64 = 1024 * 1024 * 1024;
+/// The smallest non-zero `drop_behind_bytes` accepted: the kernel skips pages still dirty
+/// or under write-back, and the newest MiB or so (`write_behind_bytes`) always are.
+pub const DROP_BEHIND_MIN_BYTES: u64 = 1024 * 1024;
+/// The largest `drop_behind_bytes` accepted (1 TiB: more than any page cache; a value
+/// meant as "never" is 0).
+pub const DROP_BEHIND_MAX_BYTES: u64 = 1 << 40;
 /// Kafka's `log.cleaner.backoff.ms` default.
 pub const DEFAULT_CLEANER_BACKOFF_MS: u64 = 15_000;
 
@@ -274,6 +285,11 @@ pub struct LogConfig {
     /// little to write; 0 leaves all of it to the flush (decision 0026). Only for topics
     /// with a background flush (`flush.ms` >= 0).
     pub write_behind_bytes: u32,
+    /// `[log] drop_behind_bytes` (broker-wide, not a topic config): pages of a partition's
+    /// log more than this many bytes behind its written end are dropped from the page cache
+    /// (`POSIX_FADV_DONTNEED`) as write-behind goes on; 0 leaves them to the kernel's
+    /// reclaim. Only where write-behind runs (decision 0026, session 22).
+    pub drop_behind_bytes: u64,
     /// Every other Kafka topic config: validated and stored, not acted on (see
     /// `topic_config_spec::has_no_effect_here`). Keyed by Kafka name; absent means default.
     #[serde(skip)]
@@ -324,6 +340,7 @@ impl Default for LogConfig {
             replica_write_inline_max_bytes: DEFAULT_REPLICA_WRITE_INLINE_MAX_BYTES,
             flush_syncfs_min_partitions: DEFAULT_FLUSH_SYNCFS_MIN_PARTITIONS,
             write_behind_bytes: DEFAULT_WRITE_BEHIND_BYTES,
+            drop_behind_bytes: DEFAULT_DROP_BEHIND_BYTES,
             stored_only: BTreeMap::new(),
         }
     }
@@ -546,6 +563,15 @@ impl LogConfig {
                 format!(
                     "Value must be 0 or in [{WRITE_BEHIND_MIN_BYTES}, {WRITE_BEHIND_MAX_BYTES}]"
                 ),
+            ));
+        }
+        if self.drop_behind_bytes != 0
+            && !(DROP_BEHIND_MIN_BYTES..=DROP_BEHIND_MAX_BYTES).contains(&self.drop_behind_bytes)
+        {
+            return Err(invalid(
+                "drop_behind_bytes",
+                &self.drop_behind_bytes.to_string(),
+                format!("Value must be 0 or in [{DROP_BEHIND_MIN_BYTES}, {DROP_BEHIND_MAX_BYTES}]"),
             ));
         }
         if self.delivery_delay_ms > self.delivery_delay_max_ms {

@@ -101,3 +101,26 @@ fn write_behind_bytes_is_off_or_within_its_bounds() {
         assert!(err.to_string().contains("write_behind_bytes"), "{err}");
     }
 }
+
+#[test]
+fn drop_behind_bytes_is_off_or_within_its_bounds() {
+    let with = |n| {
+        LogConfig {
+            drop_behind_bytes: n,
+            ..LogConfig::default()
+        }
+        .validate()
+    };
+    for ok in [
+        0,
+        DROP_BEHIND_MIN_BYTES,
+        DEFAULT_DROP_BEHIND_BYTES,
+        DROP_BEHIND_MAX_BYTES,
+    ] {
+        assert_eq!(with(ok), Ok(()), "{ok}");
+    }
+    for bad in [1, DROP_BEHIND_MIN_BYTES - 1, DROP_BEHIND_MAX_BYTES + 1] {
+        let err = with(bad).unwrap_err();
+        assert!(err.to_string().contains("drop_behind_bytes"), "{err}");
+    }
+}

@@ -16,8 +16,9 @@ pub mod topic_config_spec;
 
 pub use cores::{CoreSpec, CoreSpecError};
 pub use log_config::{
-    CleanupPolicy, CompressionType, DEFAULT_INDEX_INTERVAL_BYTES, Durability, LogConfig,
-    TimestampType, TopicConfigError, WRITE_INLINE_MAX_BYTES_LIMIT, topic_config_keys,
+    CleanupPolicy, CompressionType, DEFAULT_INDEX_INTERVAL_BYTES, DROP_BEHIND_MIN_BYTES,
+    Durability, LogConfig, TimestampType, TopicConfigError, WRITE_INLINE_MAX_BYTES_LIMIT,
+    topic_config_keys,
 };
 
 use serde::Deserialize;

@@ -49,6 +49,13 @@ pub fn dirty_pages(fd: RawFd, position: u64, len: u64) -> Option<u64> {
     cachestat(fd, position, len).map(|(stat, _)| stat.nr_dirty)
 }
 
+/// How many pages holding `len` bytes from `position` of `fd` are in the page cache;
+/// `None` when `len` is 0 or the kernel cannot tell.
+#[cfg(test)]
+pub fn cached_pages(fd: RawFd, position: u64, len: u64) -> Option<u64> {
+    cachestat(fd, position, len).map(|(stat, _)| stat.nr_cache)
+}
+
 /// `cachestat` of the pages holding `len` bytes from `position`, with their count.
 fn cachestat(fd: RawFd, position: u64, len: u64) -> Option<(Cachestat, u64)> {
     if len == 0 || UNSUPPORTED.load(Ordering::Relaxed) {

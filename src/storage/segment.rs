@@ -173,7 +173,7 @@ impl Segment {
             index_sync: SyncCount::default(),
             crc_verified_bytes: Cell::new(0),
             appended_from: Cell::new(size),
-            write_behind: WriteBehind::default(),
+            write_behind: WriteBehind::opened_with(size),
         })
     }
 

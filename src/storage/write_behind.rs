@@ -11,12 +11,23 @@
 //! `write_behind_bytes` pieces, each allocation and submission is short and the work is
 //! spread over the interval.
 //!
+//! Drop-behind (`[log] drop_behind_bytes`, session 22): with each range started, the pages
+//! of the partition's log more than that many bytes behind its written end are dropped from
+//! the page cache (`POSIX_FADV_DONTNEED`; the kernel skips any still dirty or under
+//! write-back). A producer writing faster than the page cache is reclaimed otherwise made
+//! every new page cost the broker's copy thread a page allocation with direct reclaim and
+//! compaction, or on this VM a fresh page the host had to fault in; the dropped pages are
+//! reused at once instead. The newest `drop_behind_bytes` stay cached for tailing and
+//! catch-up consumers; a consumer further behind reads from the disk (cold reads go
+//! through io_uring, never the shard's thread).
+//!
 //! Durability is unchanged: nothing here waits for the data or counts it synced; the
 //! fdatasync of the flush or group commit is still what makes it durable, and a write-back
 //! error is recorded on the file and reported by that fdatasync. Must not await in the
 //! writer's path; at most one range per segment is in flight.
 
 use std::cell::Cell;
+use std::os::fd::OwnedFd;
 use std::rc::Rc;
 
 use super::log::PartitionLog;
@@ -33,9 +44,47 @@ pub struct WriteBehind {
     started_to: Cell<u64>,
     /// A `sync_file_range` of this segment is running on the blocking pool.
     in_flight: Cell<bool>,
+    /// Bytes from the start of the file whose pages drop-behind has dropped, or left to
+    /// the kernel: what the file held when this process opened it (`opened_with`).
+    dropped_to: Cell<u64>,
+}
+
+/// A range of a segment's log file to drop from the page cache, with its own descriptor.
+struct DropRange {
+    file: OwnedFd,
+    from: u64,
+    to: u64,
 }
 
 impl WriteBehind {
+    /// The progress of a segment whose file holds `size_bytes` when opened: drop-behind
+    /// leaves those pages to the kernel (they may not be cached, and walking every old
+    /// segment after a restart would open them all).
+    pub(super) fn opened_with(size_bytes: u64) -> WriteBehind {
+        WriteBehind {
+            dropped_to: Cell::new(size_bytes),
+            ..WriteBehind::default()
+        }
+    }
+
+    /// The whole pages of `[dropped_to, keep_from)` to drop, given that the segment's
+    /// written bytes end at `written_end` and everything from `keep_from` on stays cached;
+    /// records them as dropped. `None` when there are none.
+    fn drop_due(&self, written_end: u64, keep_from: u64) -> Option<(u64, u64)> {
+        if written_end < self.dropped_to.get() {
+            // The file was cut back: count from its new end.
+            self.dropped_to.set(written_end);
+        }
+        let to = keep_from.min(written_end);
+        let to = to - to % PAGE_BYTES;
+        let from = self.dropped_to.get();
+        if to <= from {
+            return None;
+        }
+        self.dropped_to.set(to);
+        Some((from, to))
+    }
+
     /// The range `[from, to)` to start write-back for when the segment's written bytes
     /// end at `written_end`, or `None` while less than `threshold_bytes` of whole pages
     /// wait, a range is still in flight, or write-behind is off (`threshold_bytes` 0).
@@ -75,13 +124,15 @@ impl PartitionLog {
         };
         segment.write_behind.in_flight.set(true);
         segment.write_behind.started_to.set(to);
+        let drops = self.due_drops();
         let segment = Rc::clone(segment);
         // Detached: the writer never waits for write-back. The segment's `in_flight` keeps
         // one range per segment at a time; a range that finds the file gone (deleted,
         // truncated) just has nothing to write.
         compio::runtime::spawn(async move {
+            let drops = open_drop_ranges(drops).await;
             if let Ok(file) = segment.files.log().await {
-                let started = start_write_back(file, from, to).await;
+                let started = start_write_back(file, from, to, drops).await;
                 if let Err(e) = started {
                     // The fdatasync that makes these bytes durable reports a write-back
                     // error on the file; this only failed to start early.
@@ -92,6 +143,74 @@ impl PartitionLog {
         })
         .detach();
     }
+
+    /// Walking back from the written end over the partition's segments, newest first:
+    /// the first `drop_behind_bytes` stay cached, the pages before them not dropped yet are
+    /// due. Stops at the first segment dropped whole: every older one was dropped whole
+    /// when this walk last reached it (or was on disk before this process opened it).
+    fn due_drops(&self) -> Vec<(Rc<Segment>, u64, u64)> {
+        let keep_bytes = self.config.borrow().drop_behind_bytes;
+        let mut drops = Vec::new();
+        if keep_bytes == 0 {
+            return drops;
+        }
+        let mut keep = keep_bytes;
+        for segment in self.segments.borrow().iter().rev() {
+            let end = segment.visible_bytes.get();
+            if keep == 0 && segment.write_behind.dropped_to.get() >= end {
+                break;
+            }
+            let keep_from = end.saturating_sub(keep);
+            keep = keep.saturating_sub(end);
+            if let Some((from, to)) = segment.write_behind.drop_due(end, keep_from) {
+                drops.push((Rc::clone(segment), from, to));
+            }
+        }
+        drops
+    }
+}
+
+/// A descriptor of its own for each range to drop (the segment's file, reopened if the
+/// open-file budget closed it); a segment whose file is gone (deleted) has nothing to drop.
+async fn open_drop_ranges(drops: Vec<(Rc<Segment>, u64, u64)>) -> Vec<DropRange> {
+    use std::os::fd::AsFd;
+    let mut ranges = Vec::with_capacity(drops.len());
+    for (segment, from, to) in drops {
+        let Ok(file) = segment.files.log().await else {
+            continue;
+        };
+        if let Ok(file) = file.as_fd().try_clone_to_owned() {
+            ranges.push(DropRange { file, from, to });
+        }
+    }
+    ranges
+}
+
+/// `POSIX_FADV_DONTNEED` of each range: the kernel drops its clean pages from the page
+/// cache and skips dirty, under-write-back and mapped ones (nothing is lost: a later read
+/// comes from the disk). A failure only leaves the pages to the kernel's reclaim.
+fn drop_cached(ranges: &[DropRange]) {
+    use std::os::fd::AsRawFd;
+    for range in ranges {
+        let (Ok(offset), Ok(len)) = (
+            libc::off64_t::try_from(range.from),
+            libc::off64_t::try_from(range.to - range.from),
+        ) else {
+            continue;
+        };
+        // SAFETY: the descriptor is open for the call; the kernel reads no user memory.
+        let rc = unsafe {
+            libc::posix_fadvise64(
+                range.file.as_raw_fd(),
+                offset,
+                len,
+                libc::POSIX_FADV_DONTNEED,
+            )
+        };
+        if rc != 0 {
+            tracing::debug!(error = %std::io::Error::from_raw_os_error(rc), "drop-behind failed");
+        }
+    }
 }
 
 /// `sync_file_range(SYNC_FILE_RANGE_WRITE)` of `[from, to)` on a blocking-pool thread: it
@@ -99,8 +218,14 @@ impl PartitionLog {
 /// block device's queue, so not on the shard's thread. Waits for nothing to reach the disk.
 /// `SYNC_FILE_RANGE_WRITE` alone, never `WAIT_AFTER`: waiting would consume the file's
 /// write-back error (its errseq) here, where nothing takes the partition offline, instead
-/// of in the fdatasync that must report it.
-async fn start_write_back(file: compio::fs::File, from: u64, to: u64) -> std::io::Result<()> {
+/// of in the fdatasync that must report it. Then drops `drops` from the page cache, on the
+/// same thread (one hand-off for both).
+async fn start_write_back(
+    file: compio::fs::File,
+    from: u64,
+    to: u64,
+    drops: Vec<DropRange>,
+) -> std::io::Result<()> {
     use std::os::fd::{AsFd, AsRawFd};
     // A descriptor of its own for the pool thread (the same open file, so a write-back
     // error lands where the segment's fdatasync looks for it).
@@ -118,6 +243,7 @@ async fn start_write_back(file: compio::fs::File, from: u64, to: u64) -> std::io
             libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE)
         };
         if r == 0 {
+            drop_cached(&drops);
             return Ok(());
         }
         let error = std::io::Error::last_os_error();
@@ -155,5 +281,29 @@ mod tests {
             wb.due((1 << 20) + 4096, 1 << 20),
             Some((4096, (1 << 20) + 4096))
         );
+    }
+
+    #[test]
+    fn a_drop_takes_whole_pages_before_the_window_once() {
+        let wb = WriteBehind::default();
+        assert_eq!(wb.drop_due(1 << 20, 0), None, "all of it in the window");
+        assert_eq!(wb.drop_due(1 << 20, 4095), None, "less than a page");
+        assert_eq!(wb.drop_due(1 << 20, 8192 + 100), Some((0, 8192)));
+        assert_eq!(wb.drop_due(1 << 20, 8192 + 200), None, "dropped already");
+        assert_eq!(
+            wb.drop_due(3 << 20, 3 << 20),
+            Some((8192, 3 << 20)),
+            "a segment wholly behind the window goes whole"
+        );
+        // A cut below what was dropped (disk full, a follower) counts from the new end.
+        assert_eq!(wb.drop_due(4096, 4096), None);
+        assert_eq!(wb.drop_due(3 << 20, 2 << 20), Some((4096, 2 << 20)));
+        let opened = WriteBehind::opened_with(1 << 20);
+        assert_eq!(
+            opened.drop_due(1 << 20, 1 << 20),
+            None,
+            "what the file held when opened is left to the kernel"
+        );
+        assert_eq!(opened.drop_due(2 << 20, 2 << 20), Some((1 << 20, 2 << 20)));
     }
 }

@@ -496,3 +496,72 @@ async fn write_back_starts_every_write_behind_bytes_before_any_flush() {
         log.close().await.unwrap();
     }
 }
+
+/// Decision 0026, session 22: as write-behind goes on, the pages of the partition's log
+/// more than `drop_behind_bytes` behind its written end are dropped from the page cache,
+/// across segments (the newest stay cached for consumers); with `drop_behind_bytes` = 0
+/// they stay until the kernel reclaims them.
+#[compio::test]
+async fn pages_behind_the_drop_behind_window_leave_the_page_cache() {
+    use crate::config::DROP_BEHIND_MIN_BYTES;
+    use crate::storage::page_cache::cached_pages;
+    use std::os::fd::AsRawFd;
+    use std::time::{Duration, Instant};
+    const SEGMENT: u64 = 512 * 1024;
+    for drop_behind_bytes in [DROP_BEHIND_MIN_BYTES, 0] {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig {
+            segment_bytes: SEGMENT,
+            write_behind_bytes: 64 * 1024,
+            drop_behind_bytes,
+            flush_ms: 3_600_000,
+            ..LogConfig::default()
+        };
+        let log = open(dir.path(), config).await.unwrap();
+        // About 16 KiB a batch. First 900 KiB, less than the window: two segments, nothing
+        // due; a durable append then makes them clean (the kernel skips dirty pages).
+        for i in 0..56 {
+            log.append(batch(16, 1000, i), false, 0).await.unwrap();
+        }
+        log.append(batch(16, 1000, 56), true, 0).await.unwrap();
+        let first = dir.path().join("t-0").join("00000000000000000000.log");
+        let file = std::fs::File::open(&first).unwrap();
+        let cached = || cached_pages(file.as_raw_fd(), 0, SEGMENT);
+        let Some(before) = cached() else {
+            // No cachestat on this kernel: nothing to observe.
+            log.close().await.unwrap();
+            return;
+        };
+        assert!(
+            before > 0,
+            "the first segment was written through the page cache"
+        );
+        // Then 1.5 MiB more: the window's start passes the whole first segment.
+        for i in 57..153 {
+            log.append(batch(16, 1000, i), false, 0).await.unwrap();
+        }
+        // The drop runs on a pool thread: wait for it, with a bound far above what it
+        // takes (a correctness check, not a speed one).
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut left = cached().unwrap_or(0);
+        while drop_behind_bytes > 0 && left > 0 && Instant::now() < deadline {
+            compio::time::sleep(Duration::from_millis(20)).await;
+            left = cached().unwrap_or(0);
+        }
+        if drop_behind_bytes > 0 {
+            assert_eq!(left, 0, "the first segment's pages were dropped");
+        } else {
+            assert!(
+                left * 2 > before,
+                "off: {left} of {before} pages still cached"
+            );
+        }
+        // The newest bytes stay cached (the window), whatever the setting.
+        let active = log.active_segment();
+        let newest = std::fs::File::open(&active.log_path).unwrap();
+        let end = active.visible_bytes.get();
+        let tail = cached_pages(newest.as_raw_fd(), end - 64 * 1024, 64 * 1024).unwrap_or(0);
+        assert!(tail > 0, "the newest 64 KiB are cached");
+        log.close().await.unwrap();
+    }
+}
