@@ -67,7 +67,8 @@ impl WriteBehind {
         }
     }
 
-    /// The whole pages of `[dropped_to, keep_from)` to drop, given that the segment's
+    /// The pages of `[dropped_to, keep_from)` to drop (whole ones, or all of a segment
+    /// behind the window), given that the segment's
     /// written bytes end at `written_end` and everything from `keep_from` on stays cached;
     /// records them as dropped. `None` when there are none.
     fn drop_due(&self, written_end: u64, keep_from: u64) -> Option<(u64, u64)> {
@@ -75,8 +76,13 @@ impl WriteBehind {
             // The file was cut back: count from its new end.
             self.dropped_to.set(written_end);
         }
-        let to = keep_from.min(written_end);
-        let to = to - to % PAGE_BYTES;
+        // A segment wholly behind the window is complete (only the active segment takes
+        // appends, and it holds the window's start): its partial last page goes too.
+        let to = if keep_from >= written_end {
+            written_end
+        } else {
+            keep_from - keep_from % PAGE_BYTES
+        };
         let from = self.dropped_to.get();
         if to <= from {
             return None;
@@ -290,6 +296,12 @@ mod tests {
         assert_eq!(wb.drop_due(1 << 20, 4095), None, "less than a page");
         assert_eq!(wb.drop_due(1 << 20, 8192 + 100), Some((0, 8192)));
         assert_eq!(wb.drop_due(1 << 20, 8192 + 200), None, "dropped already");
+        assert_eq!(
+            wb.drop_due(8192 + 100, 8192 + 100),
+            Some((8192, 8192 + 100)),
+            "a segment behind the window goes with its partial last page"
+        );
+        wb.dropped_to.set(8192);
         assert_eq!(
             wb.drop_due(3 << 20, 3 << 20),
             Some((8192, 3 << 20)),
