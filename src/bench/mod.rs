@@ -8,9 +8,10 @@
 //!
 //! Files: `workers` (producer and consumer threads), `timeline` (per-interval sampling),
 //! `report` (turning measurements into the `Report`), `batch` and `stats` (encoding and
-//! latency recording). This file owns the configuration and the order of a run.
+//! latency recording), `slow_log` (`--slow-log`: the timeline of slow e2e records). This file owns the configuration and the order of a run.
 
 pub mod batch;
+pub mod slow_log;
 pub mod stats;
 pub mod workers;
 
@@ -84,6 +85,8 @@ pub struct BenchConfig {
     pub topic_configs: Vec<(String, String)>,
     /// `--security-protocol` and its TLS / SASL settings, for every connection.
     pub connection: crate::client::ConnectionConfig,
+    /// e2e: where to write the timeline of each slow record (`slow_log`).
+    pub slow_log: Option<std::path::PathBuf>,
 }
 
 impl BenchConfig {
@@ -157,7 +160,13 @@ fn split(total: u64, parts: u32, index: u32) -> u64 {
 pub fn run(config: &BenchConfig) -> Result<Report, String> {
     validate(config)?;
     prepare_topic(config)?;
-    let counters = Arc::new(Counters::default());
+    let counters = Arc::new(Counters {
+        slow_log: config
+            .slow_log
+            .as_ref()
+            .map(|_| slow_log::SlowLog::default()),
+        ..Counters::default()
+    });
     // Consumers' starting points are fixed before any producer starts.
     let consumer_plans = if config.mode != Mode::Produce {
         plan_consumers(config)?
@@ -174,6 +183,7 @@ pub fn run(config: &BenchConfig) -> Result<Report, String> {
     let harness_cpu0 = stats::own_cpu_seconds();
     let start_unix_s = batch::now_ms() as f64 / 1000.0;
     let start = Instant::now();
+    let start_monotonic_ns = slow_log::monotonic_now_ns();
     let deadline = config.duration.map(|d| start + d);
     let consumer_threads = spawn_consumers(config, consumer_plans, start, deadline, &counters);
     let producer_threads = if config.mode != Mode::Consume {
@@ -192,6 +202,9 @@ pub fn run(config: &BenchConfig) -> Result<Report, String> {
     let elapsed = start.elapsed().as_secs_f64();
     let harness_cpu = stats::own_cpu_seconds() - harness_cpu0;
     let (recorder, errors) = join_workers(config, start, producer_threads, consumer_threads)?;
+    if let (Some(path), Some(log)) = (&config.slow_log, &counters.slow_log) {
+        log.write(path, start_monotonic_ns)?;
+    }
     Report::assemble(
         config,
         Measured {
@@ -378,6 +391,9 @@ fn validate(config: &BenchConfig) -> Result<(), String> {
             "e2e stamps the send time in each value: records must be at least {} bytes",
             batch::SEND_TIME_BYTES
         ));
+    }
+    if config.slow_log.is_some() && config.mode != Mode::E2e {
+        return Err("--slow-log is for e2e runs (it times records end to end)".to_string());
     }
     if config.mode == Mode::E2e && config.acks == Acks::None {
         // Fine: e2e latency is measured at the consumer.

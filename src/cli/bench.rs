@@ -117,6 +117,11 @@ pub struct CommonArgs {
     /// Write latencies as an HdrHistogram interval log (one histogram per second, µs).
     #[arg(long)]
     pub hdr_log: Option<PathBuf>,
+    /// e2e: write every record at least 1 ms late with its timeline (intended send, batch
+    /// written, fetch sent, answer read; µs since the start, which is given on
+    /// CLOCK_MONOTONIC as `perf record -k mono` prints), to tell harness from broker.
+    #[arg(long)]
+    pub slow_log: Option<PathBuf>,
 }
 
 fn parse_acks(s: &str) -> Result<Acks, String> {
@@ -192,6 +197,7 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
         },
         broker_pid: a.broker_pid,
         topic_configs: a.topic_configs,
+        slow_log: a.slow_log,
     };
     let report = bench::run(&config)?;
     if let Some(path) = &a.hdr_log {

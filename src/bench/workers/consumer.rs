@@ -7,6 +7,7 @@
 use super::Counters;
 use super::WorkerResult;
 use crate::bench::batch::summarize_fetched;
+use crate::bench::slow_log::SlowRecord;
 use crate::bench::stats::Recorder;
 use crate::bench::{BenchConfig, Mode};
 use crate::client::{Client, ClientError, ConsumerConfig};
@@ -124,6 +125,13 @@ fn finished(
     Ok(false)
 }
 
+/// When one fetch was sent and its answer read.
+#[derive(Clone, Copy)]
+struct AnswerTimes {
+    sent_at: Instant,
+    received_at: Instant,
+}
+
 /// One round of fetches: what it needs besides the client, the positions and the recorder.
 struct FetchRound<'a> {
     plan: &'a ConsumerPlan,
@@ -163,7 +171,11 @@ impl FetchRound<'_> {
                 recorder.record_n(received_at, received_at - sent_at, 1);
             }
             let parts = by_leader.get_mut(&leader).ok_or("unknown leader")?;
-            consumed += self.apply(&response, parts, received_at, recorder)?;
+            let times = AnswerTimes {
+                sent_at,
+                received_at,
+            };
+            consumed += self.apply(&response, parts, times, recorder)?;
         }
         Ok(consumed)
     }
@@ -173,13 +185,13 @@ impl FetchRound<'_> {
         &self,
         response: &FetchResponse,
         parts: &mut LeaderParts,
-        received_at: Instant,
+        times: AnswerTimes,
         recorder: &mut Recorder,
     ) -> Result<u64, String> {
         let mut consumed = 0;
         for topic in &response.responses {
             for pd in &topic.partitions {
-                consumed += self.apply_partition(pd, parts, received_at, recorder)?;
+                consumed += self.apply_partition(pd, parts, times, recorder)?;
             }
         }
         Ok(consumed)
@@ -189,9 +201,10 @@ impl FetchRound<'_> {
         &self,
         pd: &PartitionData,
         parts: &mut LeaderParts,
-        received_at: Instant,
+        times: AnswerTimes,
         recorder: &mut Recorder,
     ) -> Result<u64, String> {
+        let received_at = times.received_at;
         if let Some(err) = ClientError::from_code(
             pd.error_code,
             format!("fetch partition {}", pd.partition_index),
@@ -206,9 +219,21 @@ impl FetchRound<'_> {
             return Ok(0);
         };
         let now_ns = received_at.saturating_duration_since(self.start).as_nanos() as u64;
+        let fetch_sent_ns = times
+            .sent_at
+            .saturating_duration_since(self.start)
+            .as_nanos() as u64;
+        let slow_log = self.counters.slow_log.as_ref();
         let summary = summarize_fetched(records, entry.1, self.e2e, |sent_ns| {
             let latency = Duration::from_nanos(now_ns.saturating_sub(sent_ns));
             recorder.record_n(received_at, latency, 1);
+            if let Some(log) = slow_log {
+                log.note_record(SlowRecord {
+                    intended_ns: sent_ns,
+                    fetch_sent_ns,
+                    received_ns: now_ns,
+                });
+            }
         })?;
         if let Some(next) = summary.next_offset {
             entry.1 = entry.1.max(next);

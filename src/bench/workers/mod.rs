@@ -47,6 +47,8 @@ pub struct Counters {
     pub producers_done: AtomicBool,
     /// Set to stop everybody early (a fatal error).
     pub abort: AtomicBool,
+    /// `--slow-log`: batch sends and slow records, noted as they happen.
+    pub slow_log: Option<super::slow_log::SlowLog>,
 }
 
 /// What a worker reports when it stops.

@@ -12,6 +12,7 @@ use super::raw::init_producer_id;
 use super::txn::TxnSession;
 use super::{Counters, WorkerResult, count_produced};
 use crate::bench::batch::{BatchTemplate, ProducerIdentity, RecordSize, TemplateSpec, now_ms};
+use crate::bench::slow_log::BatchSend;
 use crate::bench::stats::Recorder;
 use crate::bench::{BenchConfig, Mode};
 use crate::client::{Acks, Client, Compression, produce_request};
@@ -161,6 +162,12 @@ fn produce_loop(
         if let Err(e) = conn.send(&request, in_flight) {
             result = Err(e);
             break;
+        }
+        if let (Some(log), Some(intended)) = (&counters.slow_log, batch.intended_first) {
+            log.note_send(BatchSend {
+                intended_ns: intended.saturating_duration_since(start).as_nanos() as u64,
+                sent_ns: start.elapsed().as_nanos() as u64,
+            });
         }
         if acks_none {
             count_produced(counters, count, batch.payload_bytes, batch.batch_bytes);
