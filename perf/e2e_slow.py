@@ -2,8 +2,9 @@
 """Summarises a `sluice bench e2e --slow-log` file: groups slow records into stalls (records
 less than 2 ms apart in intended send time), and says for each stall's worst record where
 its time went: `send` (the harness's producer wrote its batch late), `fetch` (sent on time,
-answered or read late). Prints the stalls at least --min-ms long and the counts of records
-over --min-ms by cause, and the start of each stall on CLOCK_MONOTONIC, to look up in
+answered or read late). Prints the stalls at least --min-ms long, the counts of records
+over --min-ms by cause, how many were answered --min-ms or more after their batch was written
+although the consumer's fetch was already waiting (the broker's own share), and the start of each stall on CLOCK_MONOTONIC, to look up in
 `perf sched timehist` of a `perf sched record -k mono` taken during the run.
 
     perf/e2e_slow.py RUN.slow.log [--min-ms 3]
@@ -46,8 +47,13 @@ def main():
         if latency >= min_us:
             late_send = sent is not None and sent - intended > latency / 2
             by_cause["send" if late_send else "fetch"] += 1
+    # The broker's share: records answered long after their batch was written although the
+    # consumer's fetch was already waiting for them (its long poll should answer at once).
+    waited = sum(1 for intended, sent, fetch_sent, received, _ in rows
+                 if sent is not None and fetch_sent <= sent and received - sent >= min_us)
     print(f"{len(rows)} records >= 1 ms in {len(stalls)} stalls; records >= {args.min_ms} ms "
-          f"by cause: {by_cause}")
+          f"by cause: {by_cause}; answered >= {args.min_ms} ms after their batch was written "
+          f"to a fetch already waiting: {waited}")
     print("start_s   monotonic_s        worst_ms  records  batch_sent+ms  fetch_sent+ms  "
           "received+ms  cause")
     for stall in stalls:

@@ -98,7 +98,10 @@ fn produce_consume_and_e2e_account_for_every_record() {
         "payload {payload} outside what 3000 records of 100-300 B with short keys can hold"
     );
 
-    // e2e at a fixed rate: everything sent arrives, every arrival has a latency.
+    // e2e at a fixed rate: everything sent arrives, every arrival has a latency; the slow
+    // log holds only records at least 1 ms late, each with its batch's send time.
+    let slow = dir.path().join("e2e.slow.log");
+    let slow_arg = slow.to_str().expect("utf-8 path");
     let r = bench(
         &bootstrap,
         &[
@@ -111,8 +114,26 @@ fn produce_consume_and_e2e_account_for_every_record() {
             "1s",
             "--acks",
             "1",
+            "--slow-log",
+            slow_arg,
         ],
     );
+    let log = std::fs::read_to_string(&slow).expect("slow log");
+    assert!(log.contains("# start_monotonic_ns "), "{log}");
+    for line in log.lines().filter(|l| !l.starts_with('#')) {
+        let fields: Vec<&str> = line.split(' ').collect();
+        assert_eq!(fields.len(), 5, "{line}");
+        let number = |i: usize| fields[i].parse::<f64>().unwrap_or(-1.0);
+        assert!(
+            number(4) >= 1000.0,
+            "a record under 1 ms was logged: {line}"
+        );
+        assert!(
+            number(1) >= number(0),
+            "batch written before it was due: {line}"
+        );
+        assert!((number(3) - number(0) - number(4)).abs() < 1.0, "{line}");
+    }
     // How many get sent in 1 s depends on the machine; that all of them arrive does not.
     let produced = r["produced"]["records"].as_u64().unwrap_or(0);
     assert!(produced > 0, "{r}");
