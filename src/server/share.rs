@@ -159,7 +159,48 @@ fn share_error(e: &ShareError) -> ResponseError {
         {
             ResponseError::NotLeaderOrFollower
         }
+        // A reset of the group (AlterShareGroupOffsets, DeleteShareGroupOffsets,
+        // DeleteGroups) raised its state epoch while this write was in flight: refused at
+        // apply, as Kafka's share coordinator refuses a stale WriteShareGroupState. Kafka's
+        // SharePartition turns that into FencedStateEpochException and the share-partition
+        // manager answers the partition with it (`Errors.forException`): FENCED_STATE_EPOCH,
+        // not a timeout the client would retry the same way. The leader's memory already
+        // holds the reset state (decision 0025), so nothing is reloaded here.
+        ShareError::Replication(e) if e.code == ResponseError::FencedStateEpoch.code() => {
+            ResponseError::FencedStateEpoch
+        }
         ShareError::Replication(_) => ResponseError::RequestTimedOut,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::partition::share::replicated::ReplicationError;
+
+    fn refused(code: ResponseError) -> ShareError {
+        ShareError::Replication(ReplicationError {
+            code: code.code(),
+            message: "refused at apply".into(),
+        })
+    }
+
+    #[test]
+    fn a_write_fenced_by_a_reset_answers_fenced_state_epoch() {
+        assert_eq!(
+            share_error(&refused(ResponseError::FencedStateEpoch)),
+            ResponseError::FencedStateEpoch
+        );
+        // The others as before: a deposed leader sends the client to the new one, and no
+        // quorum in time is worth a retry.
+        assert_eq!(
+            share_error(&refused(ResponseError::FencedLeaderEpoch)),
+            ResponseError::NotLeaderOrFollower
+        );
+        assert_eq!(
+            share_error(&refused(ResponseError::RequestTimedOut)),
+            ResponseError::RequestTimedOut
+        );
     }
 }
 
