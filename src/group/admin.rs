@@ -126,7 +126,7 @@ impl GroupCoordinator {
     /// DeleteGroups for one group: GROUP_ID_NOT_FOUND, NON_EMPTY_GROUP, or its offsets are
     /// durably deleted and the group forgotten.
     pub async fn delete_group(&self, group_id: &str, now: Instant) -> i16 {
-        if let Some(code) = self.delete_share_group(group_id) {
+        if let Some(code) = self.delete_share_group(group_id, now).await {
             return code;
         }
         if let Err(e) = self.check_coordinator(group_id) {

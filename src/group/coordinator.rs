@@ -181,6 +181,7 @@ impl GroupCoordinator {
         drop(groups);
         self.store_memberships(None);
         self.tick_share_groups(now);
+        self.store_share_memberships();
     }
 
     /// Completed rebalances per group since this shard started (for metrics).

@@ -50,7 +50,10 @@ impl GroupCoordinator {
             .coordinator_epoch(group_id)
             .ok_or(ResponseError::NotCoordinator)?;
         let stored_memberships = self.inner.stored_memberships.borrow();
-        let stored = stored_memberships.get(group_id);
+        // A share group's record is `share_membership`'s to load (one id, one group type).
+        let stored = stored_memberships
+            .get(group_id)
+            .filter(|s| s.share.is_none());
         let group = match groups.get_mut(group_id) {
             Some(g) if g.coordinator_epoch == Some(epoch) => return Ok(Some(epoch)),
             Some(g) => g,
@@ -85,29 +88,35 @@ impl GroupCoordinator {
         let Some(replicator) = self.replicator() else {
             return;
         };
-        let due: Vec<String> = {
+        // (group, is a share group)
+        let due: Vec<(String, bool)> = {
             let stored = self.inner.stored_memberships.borrow();
             let groups = self.inner.groups.borrow();
+            let share_groups = self.inner.share_groups.borrow();
             stored
                 .groups_to_load()
-                .filter(|id| {
-                    replicator.coordinator_epoch(id).is_some_and(|epoch| {
-                        groups
-                            .get(*id)
-                            .is_none_or(|g| g.coordinator_epoch != Some(epoch))
-                    })
+                .filter_map(|(id, m)| {
+                    let epoch = replicator.coordinator_epoch(id)?;
+                    let loaded = if m.share.is_some() {
+                        share_groups.get(id).map(|g| g.coordinator_epoch)
+                    } else {
+                        groups.get(id).map(|g| g.coordinator_epoch)
+                    };
+                    (loaded != Some(Some(epoch))).then(|| (id.clone(), m.share.is_some()))
                 })
-                .cloned()
                 .collect()
         };
         if due.is_empty() {
             return;
         }
-        let mut groups = self.inner.groups.borrow_mut();
-        for group_id in due {
+        for (group_id, share) in due {
             // Only this broker's slots were selected: NOT_COORDINATOR cannot come back,
             // and an unnameable id is kept out of the table by `take_over` itself.
-            let _ = self.take_over(&mut groups, &group_id, now);
+            if share {
+                let _ = self.take_over_share(&group_id, now);
+            } else {
+                let _ = self.take_over(&mut self.inner.groups.borrow_mut(), &group_id, now);
+            }
         }
     }
 
@@ -187,26 +196,9 @@ impl GroupCoordinator {
                 continue;
             }
             group.stored_mark = Some(mark);
-            // Numbered as it is taken: of two snapshots of the group that commit in the
-            // other order, every node keeps this later one (`StoredMemberships::apply`).
-            let sequence = self.inner.membership_sequence.get() + 1;
-            self.inner.membership_sequence.set(sequence);
-            let mut membership = membership;
-            membership.version = MembershipVersion {
-                coordinator_epoch: epoch,
-                applied_index: replicator.applied_index(),
-                sequence,
-            };
-            let bytes = membership.encoded_len();
-            if bytes > MAX_GROUP_MEMBERSHIP_BYTES {
-                tracing::warn!(
-                    group = %group.id,
-                    bytes,
-                    limit = MAX_GROUP_MEMBERSHIP_BYTES,
-                    "group membership too large to replicate: a coordinator move will rebalance it"
-                );
+            let Some(membership) = self.numbered(&*replicator, &group.id, epoch, membership) else {
                 continue;
-            }
+            };
             to_store.push((group.id.clone(), epoch, membership));
         }
         drop(groups);
@@ -217,6 +209,37 @@ impl GroupCoordinator {
                 (group_id, write)
             })
             .collect()
+    }
+
+    /// `membership` numbered as the next snapshot this shard takes under slot `epoch`, or
+    /// None (with a warning) when it is too large to replicate. Numbered as it is taken:
+    /// of two snapshots of a group that commit in the other order, every node keeps this
+    /// later one (`StoredMemberships::apply`).
+    pub(super) fn numbered(
+        &self,
+        replicator: &dyn super::replicated::OffsetsReplicator,
+        group_id: &str,
+        epoch: i32,
+        mut membership: GroupMembership,
+    ) -> Option<GroupMembership> {
+        let sequence = self.inner.membership_sequence.get() + 1;
+        self.inner.membership_sequence.set(sequence);
+        membership.version = MembershipVersion {
+            coordinator_epoch: epoch,
+            applied_index: replicator.applied_index(),
+            sequence,
+        };
+        let bytes = membership.encoded_len();
+        if bytes > MAX_GROUP_MEMBERSHIP_BYTES {
+            tracing::warn!(
+                group = %group_id,
+                bytes,
+                limit = MAX_GROUP_MEMBERSHIP_BYTES,
+                "group membership too large to replicate: a coordinator move will start it over"
+            );
+            return None;
+        }
+        Some(membership)
     }
 
     /// Applies a committed `GroupMembership` record (every node, in log order): the

@@ -34,6 +34,7 @@
 //!   (a proposal verified before the marker cannot land after it);
 //! - `share_protocol`: KIP-932 share groups — ShareGroupHeartbeat / ShareGroupDescribe and
 //!   share sessions (per-group logic in `share`; records' state is `partition::share`);
+//!   `share_membership`: cluster mode's stored share groups (decision 0028);
 //! - `admin`: ListGroups / DescribeGroups / DeleteGroups; `find_coordinator`: FindCoordinator.
 //!
 //! Owns: group membership, rebalances, committed offsets and their files.
@@ -53,6 +54,7 @@ mod offset_log_writer;
 mod offsets;
 mod replicated;
 pub mod share;
+mod share_membership;
 mod share_protocol;
 mod state;
 #[cfg(test)]

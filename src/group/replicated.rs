@@ -44,6 +44,9 @@ pub trait OffsetsReplicator {
     /// The index of the last metadata log entry this node applied (what numbers a
     /// membership snapshot, `MembershipVersion`).
     fn applied_index(&self) -> u64;
+    /// The finalized metadata format level (decision 0027): which records may be written
+    /// (a share group's membership from level 4).
+    fn format_level(&self) -> i16;
     /// Proposes `group_id`'s classic membership as this node stored it under slot epoch
     /// `epoch`; resolves once committed and applied here, or with the error.
     fn store_membership(

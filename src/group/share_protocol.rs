@@ -19,6 +19,13 @@ use super::share::sessions::{MAX_LEADER_SHARE_SESSION_GROUPS, SessionPartition, 
 use super::share::{ShareGroup, ShareHeartbeat, ShareTimeouts};
 use super::wire::sb;
 
+fn refuse(code: ResponseError, message: &str) -> ShareGroupHeartbeatResponse {
+    ShareGroupHeartbeatResponse::default()
+        .with_error_code(code.code())
+        .with_error_message(Some(sb(message)))
+        .with_member_epoch(-1)
+}
+
 impl GroupCoordinator {
     /// Whether a classic or consumer group already uses this id (one id, one group type).
     fn is_other_group_type(&self, group_id: &str) -> bool {
@@ -33,8 +40,10 @@ impl GroupCoordinator {
         self.inner.share_groups.borrow().contains_key(group_id)
     }
 
-    /// ShareGroupHeartbeat: join, heartbeat or leave (see `share::heartbeat`).
-    pub fn share_heartbeat(
+    /// ShareGroupHeartbeat: join, heartbeat or leave (see `share::heartbeat`). In cluster
+    /// mode only at the group's coordinator, and a change of the group is answered once
+    /// the metadata log has it (decision 0028), as Kafka's once its records are appended.
+    pub async fn share_heartbeat(
         &self,
         group_id: &str,
         request: ShareHeartbeat<'_>,
@@ -42,12 +51,24 @@ impl GroupCoordinator {
         timeouts: ShareTimeouts,
         now: Instant,
     ) -> ShareGroupHeartbeatResponse {
-        let refuse = |code: ResponseError, message: &str| {
-            ShareGroupHeartbeatResponse::default()
-                .with_error_code(code.code())
-                .with_error_message(Some(sb(message)))
-                .with_member_epoch(-1)
-        };
+        let response = self.share_heartbeat_in_memory(group_id, request, topics, timeouts, now);
+        if response.error_code != 0 {
+            return response;
+        }
+        match self.store_share_membership_now(group_id).await {
+            Ok(()) => response,
+            Err(code) => refuse(code, "the share group's change was not stored"),
+        }
+    }
+
+    fn share_heartbeat_in_memory(
+        &self,
+        group_id: &str,
+        request: ShareHeartbeat<'_>,
+        topics: &TopicsView,
+        timeouts: ShareTimeouts,
+        now: Instant,
+    ) -> ShareGroupHeartbeatResponse {
         if group_id.is_empty() || offset_log::escape_group_id(group_id).is_none() {
             return refuse(ResponseError::InvalidGroupId, "invalid group id");
         }
@@ -57,6 +78,12 @@ impl GroupCoordinator {
                 "the group is not a share group",
             );
         }
+        // Cluster mode: the coordinator only (Kafka: NOT_COORDINATOR), the group loaded
+        // from the metadata log if it came here with a coordinator move.
+        let coordinator_epoch = match self.take_over_share(group_id, now) {
+            Ok(epoch) => epoch,
+            Err(code) => return refuse(code, "this broker does not coordinate the group"),
+        };
         let mut share_groups = self.inner.share_groups.borrow_mut();
         if !share_groups.contains_key(group_id) {
             if request.member_epoch != 0 {
@@ -66,7 +93,10 @@ impl GroupCoordinator {
             if total >= MAX_GROUPS_PER_SHARD {
                 return refuse(ResponseError::CoordinatorNotAvailable, "too many groups");
             }
-            share_groups.insert(group_id.to_string(), ShareGroup::default());
+            let mut group = ShareGroup::default();
+            group.coordinator_epoch = coordinator_epoch;
+            group.sessions = self.adopt_leader_sessions(group_id);
+            share_groups.insert(group_id.to_string(), group);
         }
         let Some(group) = share_groups.get_mut(group_id) else {
             return refuse(ResponseError::CoordinatorNotAvailable, "group vanished");
@@ -74,12 +104,22 @@ impl GroupCoordinator {
         group.heartbeat(request, topics, timeouts, now)
     }
 
-    /// ShareGroupDescribe for one group: GROUP_ID_NOT_FOUND unless it is a share group.
-    pub fn share_group_describe(&self, group_id: &str, topics: &TopicsView) -> DescribedGroup {
+    /// ShareGroupDescribe for one group: GROUP_ID_NOT_FOUND unless it is a share group
+    /// (cluster mode: NOT_COORDINATOR unless this broker coordinates it, which loads it
+    /// first if it came here with a coordinator move).
+    pub fn share_group_describe(
+        &self,
+        group_id: &str,
+        topics: &TopicsView,
+        now: Instant,
+    ) -> DescribedGroup {
+        let described = DescribedGroup::default().with_group_id(GroupId(sb(group_id)));
+        if let Err(code) = self.take_over_share(group_id, now) {
+            return described.with_error_code(code.code());
+        }
         match self.inner.share_groups.borrow().get(group_id) {
             Some(g) => g.describe(group_id, topics),
-            None => DescribedGroup::default()
-                .with_group_id(GroupId(sb(group_id)))
+            None => described
                 .with_error_code(ResponseError::GroupIdNotFound.code())
                 .with_error_message(Some(sb(&format!("Group {group_id} not found.")))),
         }
@@ -95,6 +135,8 @@ impl GroupCoordinator {
         if update.any_member {
             return self.leader_session_update(group_id, update);
         }
+        // Its coordinator now: a group that came with a coordinator move is loaded first.
+        let _ = self.take_over_share(group_id, update.now);
         let mut share_groups = self.inner.share_groups.borrow_mut();
         let Some(group) = share_groups.get_mut(group_id) else {
             return Err(if update.epoch == 0 {
@@ -187,6 +229,8 @@ impl GroupCoordinator {
             .borrow()
             .iter()
             .filter(|(_, g)| states.is_empty() || states.contains(&g.state_name().to_lowercase()))
+            // Cluster mode: only the groups this broker coordinates, as for the others.
+            .filter(|(id, _)| self.check_coordinator(id).is_ok())
             .map(|(id, g)| {
                 ListedGroup::default()
                     .with_group_id(GroupId(sb(id)))
@@ -198,15 +242,27 @@ impl GroupCoordinator {
     }
 
     /// DeleteGroups for a share group: None when `group_id` is not one; NON_EMPTY_GROUP
-    /// while it has members. Its share-partition state is dropped by the caller.
-    pub fn delete_share_group(&self, group_id: &str) -> Option<i16> {
-        let mut share_groups = self.inner.share_groups.borrow_mut();
-        let g = share_groups.get(group_id)?;
-        if g.has_members() {
+    /// while it has members; in cluster mode NOT_COORDINATOR elsewhere, and the group's
+    /// tombstone is stored before it goes (`forget_share_group`). Its share-partition
+    /// state is dropped by the caller.
+    pub async fn delete_share_group(&self, group_id: &str, now: Instant) -> Option<i16> {
+        let taken_over = self.take_over_share(group_id, now);
+        let has_members = self
+            .inner
+            .share_groups
+            .borrow()
+            .get(group_id)?
+            .has_members();
+        if let Err(code) = taken_over {
+            return Some(code.code());
+        }
+        if has_members {
             return Some(ResponseError::NonEmptyGroup.code());
         }
-        share_groups.remove(group_id);
-        Some(0)
+        Some(match self.forget_share_group(group_id).await {
+            Ok(()) => 0,
+            Err(code) => code.code(),
+        })
     }
 
     /// AlterShareGroupOffsets / DeleteShareGroupOffsets: whether the group's start offsets
@@ -217,10 +273,14 @@ impl GroupCoordinator {
         &self,
         group_id: &str,
         must_exist: bool,
+        now: Instant,
     ) -> Result<(), ResponseError> {
         if group_id.is_empty() || offset_log::escape_group_id(group_id).is_none() {
             return Err(ResponseError::InvalidGroupId);
         }
+        // Cluster mode: a group that came with a coordinator move is loaded first (the
+        // reset itself is refused at apply unless this broker coordinates the group).
+        let _ = self.take_over_share(group_id, now);
         if self.is_other_group_type(group_id) {
             return Err(ResponseError::GroupIdNotFound);
         }

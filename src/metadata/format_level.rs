@@ -21,7 +21,7 @@ pub const FEATURE: &str = "sluice.metadata.version";
 /// no `FinalizeFeature` record is at, and what a registration without a range supports.
 pub const LEGACY_LEVEL: i16 = 1;
 /// The highest level this binary reads and writes.
-pub const CURRENT_LEVEL: i16 = 3;
+pub const CURRENT_LEVEL: i16 = 4;
 
 /// What each level added, for `sluice cluster features` and the decision record.
 pub const LEVELS: &[(i16, &str)] = &[
@@ -34,6 +34,10 @@ pub const LEVELS: &[(i16, &str)] = &[
         3,
         "ShareStateReset: share-group offset resets and deletes at every partition leader",
     ),
+    (
+        4,
+        "GroupMembership with a share group: share groups outlive their coordinator",
+    ),
 ];
 
 /// The level that introduced `record`'s kind (or a field it carries): a node finalized
@@ -45,6 +49,10 @@ pub fn required_level(record: &MetadataRecord) -> i16 {
         // session 21, ShareState's epoch and GroupMembership's number, are optional JSON
         // an older node ignores, applying in log order as it always did: not gated.)
         MetadataRecord::ShareStateReset(_) => 3,
+        // A field, but not one an older node may ignore: it would read the record as an
+        // emptied group (no classic or KIP-848 members) and keep a tombstone, so a
+        // level-3 successor would not know the share group (decision 0028).
+        MetadataRecord::GroupMembership { membership, .. } if membership.share.is_some() => 4,
         _ => LEGACY_LEVEL,
     }
 }

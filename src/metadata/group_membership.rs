@@ -54,6 +54,11 @@ pub struct GroupMembership {
     /// before such groups were stored, and for classic groups.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consumer: Option<ConsumerMembership>,
+    /// A share group's state (KIP-932, decision 0028): present while the group exists,
+    /// members or not, as Kafka keeps a share group's records until it is deleted; absent
+    /// in records of other groups and before format level 4 (`format_level`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub share: Option<ShareMembership>,
     /// Where this snapshot stands among the group's records (`StoredMemberships::apply`
     /// keeps the newest); unset in records written before records were numbered.
     #[serde(default)]
@@ -122,10 +127,41 @@ pub struct ConsumerMemberRecord {
     pub target: TopicPartitionsRecord,
 }
 
+/// A share group as Kafka's coordinator keeps it in `__consumer_offsets`: the group epoch
+/// (ShareGroupMetadata), the target assignment and its epoch (ShareGroupTargetAssignment*),
+/// the partition counts it was computed with, and each member (ShareGroupMemberMetadata,
+/// ShareGroupCurrentMemberAssignment).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ShareMembership {
+    pub group_epoch: i32,
+    pub assignment_epoch: i32,
+    /// Subscribed topic -> its partition count when the target was computed.
+    pub topics_seen: Vec<(String, i32)>,
+    pub members: Vec<ShareMemberRecord>,
+}
+
+/// One share-group member.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ShareMemberRecord {
+    pub member_id: String,
+    pub rack_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub member_epoch: i32,
+    pub subscribed: Vec<String>,
+    /// What the member was last told it is assigned.
+    pub assigned: TopicPartitionsRecord,
+    /// What the assignor gives it.
+    pub target: TopicPartitionsRecord,
+}
+
 impl GroupMembership {
-    /// Nothing to load: no classic and no KIP-848 members.
+    /// Nothing to load: no classic and no KIP-848 members, and no share group (which
+    /// exists, Empty, without members until it is deleted).
     pub fn is_empty(&self) -> bool {
-        self.members.is_empty() && self.consumer.as_ref().is_none_or(|c| c.members.is_empty())
+        self.members.is_empty()
+            && self.consumer.as_ref().is_none_or(|c| c.members.is_empty())
+            && self.share.is_none()
     }
 
     /// The JSON size the record's membership takes (what `MAX_GROUP_MEMBERSHIP_BYTES`
@@ -173,12 +209,9 @@ impl StoredMemberships {
         self.groups.get(group).filter(|m| !m.is_empty())
     }
 
-    /// The groups that have members to load.
-    pub fn groups_to_load(&self) -> impl Iterator<Item = &String> {
-        self.groups
-            .iter()
-            .filter(|(_, m)| !m.is_empty())
-            .map(|(g, _)| g)
+    /// The groups that have something to load (members, or a share group), with it.
+    pub fn groups_to_load(&self) -> impl Iterator<Item = (&String, &GroupMembership)> {
+        self.groups.iter().filter(|(_, m)| !m.is_empty())
     }
 
     /// Applies a committed record of `group` (every node, in log order): it replaces the

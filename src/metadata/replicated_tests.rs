@@ -410,6 +410,7 @@ pub(crate) fn membership(
             assignment: String::new(),
         }],
         consumer: None,
+        share: None,
         version: Default::default(),
     }
 }

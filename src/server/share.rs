@@ -432,7 +432,8 @@ pub async fn offsets_changeable(
     let checked = ctx
         .shard
         .invoke_on(owner, move |s| async move {
-            s.groups.share_offsets_changeable(&group, must_exist)
+            s.groups
+                .share_offsets_changeable(&group, must_exist, Instant::now())
         })
         .await
         .unwrap_or(Err(ResponseError::CoordinatorNotAvailable));

@@ -104,6 +104,16 @@ impl OffsetsReplicator for ClusterOffsets {
             .map_or(0, |c| c.applied_index)
     }
 
+    fn format_level(&self) -> i16 {
+        self.metadata
+            .load()
+            .cluster
+            .as_deref()
+            .map_or(crate::metadata::format_level::LEGACY_LEVEL, |c| {
+                c.format_level()
+            })
+    }
+
     fn store_membership(
         &self,
         group_id: String,

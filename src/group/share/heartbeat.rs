@@ -163,7 +163,9 @@ impl ShareGroup {
                     client_id: String::new(),
                     client_host: String::new(),
                     member_epoch: 0,
-                    subscribed: Default::default(),
+                    // Subscribed as it joins: one new group epoch for the new member and
+                    // its subscription, as Kafka's (a new group's first member gets 1).
+                    subscribed: names.iter().cloned().collect(),
                     assigned: Partitions::new(),
                     session_deadline: now,
                 },

@@ -11,6 +11,7 @@
 mod assignor;
 mod heartbeat;
 pub mod sessions;
+mod stored;
 #[cfg(test)]
 mod tests;
 
@@ -65,6 +66,12 @@ pub struct ShareGroup {
     topics_seen: BTreeMap<String, i32>,
     /// The share sessions (ShareFetch / ShareAcknowledge) of this group's members.
     pub sessions: ShareSessions,
+    /// Cluster mode: the coordinator slot's epoch this group was created or loaded under
+    /// (decision 0028); another epoch means it is from an earlier time this broker
+    /// coordinated it, and the stored one replaces it.
+    pub coordinator_epoch: Option<i32>,
+    /// Cluster mode: the fingerprint of the state last proposed to the metadata log.
+    pub stored_mark: Option<u64>,
 }
 
 impl ShareGroup {

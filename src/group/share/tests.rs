@@ -51,6 +51,21 @@ fn every_member_of_a_one_partition_topic_gets_that_partition() {
 }
 
 #[test]
+fn each_joining_member_bumps_the_group_epoch_once() {
+    let (mut g, t, now) = (ShareGroup::default(), topics(), Instant::now());
+    let timeouts = ShareTimeouts::default();
+    let first = g.heartbeat(beat("m1", 0, Some(&["one"])), &t, timeouts, now);
+    assert_eq!((first.error_code, first.member_epoch), (0, 1), "{first:?}");
+    let second = g.heartbeat(beat("m2", 0, Some(&["one"])), &t, timeouts, now);
+    assert_eq!(
+        (second.error_code, second.member_epoch),
+        (0, 2),
+        "{second:?}"
+    );
+    assert_eq!((g.group_epoch, g.assignment_epoch), (2, 2));
+}
+
+#[test]
 fn epochs_fence_and_leave() {
     let (mut g, t, now) = (ShareGroup::default(), topics(), Instant::now());
     let timeouts = ShareTimeouts::default();

@@ -35,6 +35,7 @@ impl Group {
                 leader: String::new(),
                 members: Vec::new(),
                 consumer: Some(consumer),
+                share: None,
                 version: MembershipVersion::default(),
             });
         }
@@ -63,6 +64,7 @@ impl Group {
                     })
                     .collect(),
                 consumer: None,
+                share: None,
                 version: MembershipVersion::default(),
             });
         }
@@ -73,6 +75,7 @@ impl Group {
             leader: String::new(),
             members: Vec::new(),
             consumer: None,
+            share: None,
             version: MembershipVersion::default(),
         })
     }
@@ -89,6 +92,7 @@ impl Group {
             leader,
             members,
             consumer,
+            share,
             version: _,
         } = membership;
         let mut hasher = DefaultHasher::new();
@@ -99,6 +103,7 @@ impl Group {
             leader,
             members,
             consumer,
+            share,
         )
             .hash(&mut hasher);
         hasher.finish()

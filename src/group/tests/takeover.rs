@@ -26,6 +26,8 @@ pub(super) struct FakeSlot {
     pub(super) applied_index: Cell<u64>,
     /// When set, the next membership write commits only once this resolves.
     hold: RefCell<Option<oneshot::Receiver<()>>>,
+    /// The finalized format level; unset: this binary's newest.
+    pub(super) level: Cell<Option<i16>>,
 }
 
 impl OffsetsReplicator for FakeSlot {
@@ -43,6 +45,12 @@ impl OffsetsReplicator for FakeSlot {
 
     fn applied_index(&self) -> u64 {
         self.applied_index.get()
+    }
+
+    fn format_level(&self) -> i16 {
+        self.level
+            .get()
+            .unwrap_or(crate::metadata::format_level::CURRENT_LEVEL)
     }
 
     fn store_membership(

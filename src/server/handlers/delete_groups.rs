@@ -77,7 +77,9 @@ async fn drop_share_states_first(ctx: &RequestContext<'_>, owner: usize, group: 
     let empty_share_group = ctx
         .shard
         .invoke_on(owner, move |s| async move {
-            s.groups.share_offsets_changeable(&name, true).is_ok()
+            s.groups
+                .share_offsets_changeable(&name, true, Instant::now())
+                .is_ok()
         })
         .await
         .unwrap_or(false);

@@ -26,7 +26,8 @@ pub async fn handle(
             }
             ctx.shard
                 .invoke_on(owner, move |s| async move {
-                    s.groups.share_group_describe(&name, &topics)
+                    s.groups
+                        .share_group_describe(&name, &topics, std::time::Instant::now())
                 })
                 .await
                 .unwrap_or_else(|_| {

@@ -52,13 +52,15 @@ pub async fn handle(
                 client_id: &client.client_id,
                 client_host: &client.client_host,
             };
-            s.groups.share_heartbeat(
-                &request.group_id.0,
-                heartbeat,
-                &topics,
-                ShareTimeouts::default(),
-                Instant::now(),
-            )
+            s.groups
+                .share_heartbeat(
+                    &request.group_id.0,
+                    heartbeat,
+                    &topics,
+                    ShareTimeouts::default(),
+                    Instant::now(),
+                )
+                .await
         })
         .await
         .unwrap_or_else(|_| {
