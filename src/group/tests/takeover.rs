@@ -17,7 +17,7 @@ use crate::metadata::group_offsets::OffsetChange;
 #[derive(Default)]
 pub(super) struct FakeSlot {
     pub(super) epoch: Cell<Option<i32>>,
-    stored: RefCell<Vec<(String, i32, GroupMembership)>>,
+    pub(super) stored: RefCell<Vec<(String, i32, GroupMembership)>>,
     /// Transactional changes proposed, in order (the test applies them as the log would).
     pub(super) proposed: RefCell<Vec<(String, Vec<OffsetChange>)>>,
     /// The error code every membership write fails with (e.g. no quorum), if any.
