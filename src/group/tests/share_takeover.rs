@@ -119,7 +119,6 @@ fn below_format_level_four_share_groups_are_not_stored() {
         // Once the cluster is finalized at 4, the tick stores the group.
         old_slot.level.set(None);
         old.c.tick(old.at(20));
-        compio::runtime::spawn(async {}).await;
         let stored = old_slot.stored.borrow();
         assert_eq!(stored.len(), 1);
         assert!(stored[0].2.share.is_some());
