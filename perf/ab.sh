@@ -31,9 +31,8 @@ steal_ticks() {
   awk '/^cpu / { print $9; exit }' /proc/stat
 }
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
+# shellcheck source=perf/broker_lib.sh
+source "$(dirname "$0")/broker_lib.sh"
 
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
@@ -47,10 +46,7 @@ for round in $(seq 1 "$ROUNDS"); do
     "$bin" serve --data-dir "$data" --listen "127.0.0.1:$port" \
       --admin-listen "127.0.0.1:$admin" > "$WORK/broker.log" 2>&1 &
     pid=$!
-    for _ in $(seq 1 100); do
-      (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
-      sleep 0.1
-    done
+    wait_for_port "$port" || true
     if [[ -n "${AB_PRELOAD:-}" ]]; then
       # shellcheck disable=SC2086 # AB_PRELOAD is a list of bench arguments
       "$bin" bench $AB_PRELOAD --bootstrap-server "127.0.0.1:$port" > "$WORK/preload.log" 2>&1 ||

@@ -15,6 +15,8 @@
 # and the client is not: whether they share a core decides most of a run's MB/s (session 21,
 # decision 0001), so an unpinned A/B needs rounds enough to see both placements.
 set -u
+# shellcheck source=perf/broker_lib.sh
+source "$(dirname "$0")/broker_lib.sh"
 ROUNDS=${1:?usage: perf/fetch_tail.sh ROUNDS BIN...}
 shift
 BINS=("$@")
@@ -40,7 +42,7 @@ for r in $(seq 1 "$ROUNDS"); do
       "$bin" serve --data-dir "$d/data" --listen 127.0.0.1:$port --advertised-listener 127.0.0.1:$port \
         --admin-listen 127.0.0.1:$aport > "$d/broker.log" 2>&1 & pid=$!
     fi
-    for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
+    wait_for_port "$port" || true
     sleep 0.5 # as perf/compare.py: let it finish starting (metadata, shards)
     "$HARNESS" bench produce --bootstrap-server 127.0.0.1:$port --topic t --record-size 1024 \
       --records "$PRELOAD_RECORDS" --acks 1 --partitions 1 --batch-size 16384 --max-in-flight 5 > "$d/preload.log" 2>&1

@@ -10,10 +10,12 @@
 #
 # Needs `perf` with tracepoint access.
 BIN=$1; N=${2:-200000}
+# shellcheck source=perf/broker_lib.sh
+source "$(dirname "$0")/broker_lib.sh"
 D=$(mktemp -d); P=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'); A=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 $BIN serve --data-dir $D/data --listen 127.0.0.1:$P --admin-listen 127.0.0.1:$A > $D/log 2>&1 &
 PID=$!
-for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$P") 2>/dev/null && break; sleep 0.1; done
+wait_for_port "$P" || true
 $BIN bench produce --acks 1 --records 20000 --record-size 1024 --batch-size 16384 --bootstrap-server 127.0.0.1:$P > /dev/null 2>&1
 perf stat -e task-clock,context-switches,raw_syscalls:sys_enter,io_uring:io_uring_submit_req,io_uring:io_uring_queue_async_work,io_uring:io_uring_poll_arm,syscalls:sys_enter_fdatasync,syscalls:sys_enter_clock_gettime,page-faults -p $PID -o $D/stat -- sleep 1000 &
 SP=$!

@@ -17,7 +17,8 @@ shift 2 || shift $#
 [[ "${1:-}" == "--" ]] && shift
 D=$(mktemp -d)
 trap '[[ -n "${KEEP:-}" ]] || rm -rf "$D"' EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# shellcheck source=perf/broker_lib.sh
+source "$(dirname "$0")/broker_lib.sh"
 P=$(free_port); A=$(free_port)
 valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$D/cg.out" \
   "$BIN" serve --cores 1 --data-dir "$D/data" --listen "127.0.0.1:$P" --admin-listen "127.0.0.1:$A" \

@@ -14,7 +14,8 @@ BIN="$PWD/target/release/sluice"
 WORK="$(mktemp -d)"
 trap 'pkill -P $$ 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# shellcheck source=perf/broker_lib.sh
+source "$(dirname "$0")/broker_lib.sh"
 
 run_once() { # $1 = true|false
     local enabled="$1" port admin dir pid mbps

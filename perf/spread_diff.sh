@@ -17,9 +17,8 @@ SPREAD="${3:-1000}"
 RECORDS="${4:-400000}"
 FETCH_MAX_BYTES=$((50 * 1024 * 1024))
 mkdir -p "$OUT"
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
+# shellcheck source=perf/broker_lib.sh
+source "$(dirname "$0")/broker_lib.sh"
 pid=""
 WORK=""
 cleanup() {
@@ -54,10 +53,7 @@ for parts in 1 "$SPREAD"; do
   "$BIN" serve --data-dir "$WORK/data" --listen "127.0.0.1:$port" \
     --admin-listen "127.0.0.1:$admin" > "$WORK/broker.log" 2>&1 &
   pid=$!
-  for _ in $(seq 1 100); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
-    sleep 0.1
-  done
+  wait_for_port "$port" || true
   common=(--topic spread --partitions "$parts" --record-size 1024
     --bootstrap-server "127.0.0.1:$port" --broker-pid "$pid" --json)
   "$BIN" bench produce "${common[@]}" --records $((32 * parts)) --acks 1 --batch-size 16384 \

@@ -11,19 +11,15 @@ BIN="${1:?usage: perf/spread_profile.sh BIN CONFIG_TOML OUT_PREFIX [PARTITIONS]}
 CONF="${2:?usage: perf/spread_profile.sh BIN CONFIG_TOML OUT_PREFIX [PARTITIONS]}"
 OUT="${3:?usage: perf/spread_profile.sh BIN CONFIG_TOML OUT_PREFIX [PARTITIONS]}"
 PARTITIONS="${4:-1000}"
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
+# shellcheck source=perf/broker_lib.sh
+source "$(dirname "$0")/broker_lib.sh"
 WORK="$(mktemp -d)"
 port="$(free_port)"; admin="$(free_port)"
 "$BIN" serve --data-dir "$WORK/data" --listen "127.0.0.1:$port" --admin-listen "127.0.0.1:$admin" \
   --config "$CONF" > "$WORK/broker.log" 2>&1 &
 pid=$!
 trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$WORK"' EXIT
-for _ in $(seq 1 100); do
-  (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
-  sleep 0.1
-done
+wait_for_port "$port" || true
 common=(--topic spread --partitions "$PARTITIONS" --record-size 1024 --acks 1 --batch-size 16384
   --keys 0 --bootstrap-server "127.0.0.1:$port")
 "$BIN" bench produce "${common[@]}" --records $((32 * PARTITIONS)) > /dev/null

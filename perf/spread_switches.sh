@@ -12,19 +12,15 @@ set -euo pipefail
 BIN="${1:?usage: perf/spread_switches.sh BIN [PARTITIONS] [RECORDS]}"
 PARTITIONS="${2:-1000}"
 RECORDS="${3:-200000}"
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
+# shellcheck source=perf/broker_lib.sh
+source "$(dirname "$0")/broker_lib.sh"
 WORK="$(mktemp -d)"
 port="$(free_port)"; admin="$(free_port)"
 "$BIN" serve --data-dir "$WORK/data" --listen "127.0.0.1:$port" --admin-listen "127.0.0.1:$admin" \
   > "$WORK/broker.log" 2>&1 &
 pid=$!
 trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$WORK"' EXIT
-for _ in $(seq 1 100); do
-  (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
-  sleep 0.1
-done
+wait_for_port "$port" || true
 # Per thread kind (sluice-shard-N, iou-wrk-*, other): voluntary + involuntary switches.
 switches() {
   for status in /proc/"$pid"/task/*/status; do

@@ -20,9 +20,8 @@ shift 2
 [[ "${1:-}" == "--" ]] && shift
 [[ $# -gt 0 ]] || { echo "perf/tls_ab.sh: no bench arguments after --" >&2; exit 2; }
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
+# shellcheck source=perf/broker_lib.sh
+source "$(dirname "$0")/broker_lib.sh"
 
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
@@ -49,10 +48,7 @@ TOML
     "$BIN" serve --config "$WORK/sluice.toml" --data-dir "$data" \
       --admin-listen "127.0.0.1:$admin" > "$WORK/broker.log" 2>&1 &
     pid=$!
-    for _ in $(seq 1 100); do
-      (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
-      sleep 0.1
-    done
+    wait_for_port "$port" || true
     if [[ -n "${AB_PRELOAD:-}" ]]; then
       # shellcheck disable=SC2086 # AB_PRELOAD is a list of bench arguments
       "$BIN" bench $AB_PRELOAD --bootstrap-server "127.0.0.1:$port" > "$WORK/preload.log" 2>&1 ||

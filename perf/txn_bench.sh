@@ -15,9 +15,8 @@ DURATION="${3:-6s}"
 PRODUCE=(produce --acks all --duration "$DURATION" --record-size 1024 --batch-size 16384)
 CONSUME_RECORDS=400000
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
+# shellcheck source=perf/broker_lib.sh
+source "$(dirname "$0")/broker_lib.sh"
 
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
