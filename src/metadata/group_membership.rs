@@ -12,7 +12,7 @@
 use super::MetadataError;
 use super::replicated::ClusterState;
 use serde::{Deserialize, Serialize};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 /// Largest encoded membership of one group a record may carry (members' metadata and
 /// assignments, base64 in JSON). A larger group is not replicated: it works on its
@@ -92,6 +92,27 @@ impl MembershipVersion {
 
 /// topic name -> partitions, in order.
 pub type TopicPartitionsRecord = Vec<(String, Vec<i32>)>;
+
+/// A group's topic -> partitions map as a record carries it (topics and partitions in order).
+pub fn partitions_to_record(partitions: &BTreeMap<String, BTreeSet<i32>>) -> TopicPartitionsRecord {
+    partitions
+        .iter()
+        .map(|(topic, ps)| (topic.clone(), ps.iter().copied().collect()))
+        .collect()
+}
+
+/// The map back from a record; a topic with no partitions is left out.
+pub fn partitions_from_record(record: &TopicPartitionsRecord) -> BTreeMap<String, BTreeSet<i32>> {
+    let mut out = BTreeMap::<String, BTreeSet<i32>>::new();
+    for (topic, ps) in record {
+        if !ps.is_empty() {
+            out.entry(topic.clone())
+                .or_default()
+                .extend(ps.iter().copied());
+        }
+    }
+    out
+}
 
 /// A KIP-848 group as Kafka's coordinator keeps it in `__consumer_offsets`: the group epoch
 /// (ConsumerGroupMetadata), the target assignment and its epoch

@@ -10,26 +10,11 @@
 
 use std::time::{Duration, Instant};
 
-use super::{ConsumerGroup, ConsumerMember, Partitions};
+use super::{ConsumerGroup, ConsumerMember};
 use crate::metadata::group_membership::{
-    ConsumerMemberRecord, ConsumerMembership, TopicPartitionsRecord,
+    ConsumerMemberRecord, ConsumerMembership, partitions_from_record as from_record,
+    partitions_to_record as to_record,
 };
-
-fn to_record(p: &Partitions) -> TopicPartitionsRecord {
-    p.iter()
-        .map(|(t, ps)| (t.clone(), ps.iter().copied().collect()))
-        .collect()
-}
-
-fn from_record(r: &TopicPartitionsRecord) -> Partitions {
-    let mut out = Partitions::new();
-    for (t, ps) in r {
-        if !ps.is_empty() {
-            out.entry(t.clone()).or_default().extend(ps.iter().copied());
-        }
-    }
-    out
-}
 
 impl ConsumerGroup {
     /// What the metadata log keeps of this group; `None` without members (an emptied

@@ -11,26 +11,11 @@ use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::time::{Duration, Instant};
 
-use super::{Partitions, ShareGroup, ShareMember, ShareSessions};
+use super::{ShareGroup, ShareMember, ShareSessions};
 use crate::metadata::group_membership::{
-    ShareMemberRecord, ShareMembership, TopicPartitionsRecord,
+    ShareMemberRecord, ShareMembership, partitions_from_record as from_record,
+    partitions_to_record as to_record,
 };
-
-fn to_record(p: &Partitions) -> TopicPartitionsRecord {
-    p.iter()
-        .map(|(t, ps)| (t.clone(), ps.iter().copied().collect()))
-        .collect()
-}
-
-fn from_record(r: &TopicPartitionsRecord) -> Partitions {
-    let mut out = Partitions::new();
-    for (t, ps) in r {
-        if !ps.is_empty() {
-            out.entry(t.clone()).or_default().extend(ps.iter().copied());
-        }
-    }
-    out
-}
 
 impl ShareGroup {
     /// What the metadata log keeps of this group: all of it but the sessions (they live
