@@ -94,6 +94,12 @@ impl WriteBehind {
     /// The range `[from, to)` to start write-back for when the segment's written bytes
     /// end at `written_end`, or `None` while less than `threshold_bytes` of whole pages
     /// wait, a range is still in flight, or write-behind is off (`threshold_bytes` 0).
+    /// Whether a range of this segment is being started now (tests wait for it to end).
+    #[cfg(test)]
+    pub(super) fn in_flight(&self) -> bool {
+        self.in_flight.get()
+    }
+
     fn due(&self, written_end: u64, threshold_bytes: u64) -> Option<(u64, u64)> {
         if threshold_bytes == 0 || self.in_flight.get() {
             return None;

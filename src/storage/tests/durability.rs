@@ -463,7 +463,15 @@ async fn write_back_starts_every_write_behind_bytes_before_any_flush() {
         };
         let log = open(dir.path(), config).await.unwrap();
         // 16 batches of 16 records of 1,000 bytes: about 260 KiB, four ranges' worth.
+        // One range per segment runs at a time and a range due meanwhile waits for the next
+        // append, so each append waits for the running range to end: on a loaded machine
+        // the pool thread can be slower than the appends, and the last ranges would then
+        // wait for appends that never come (seen once at load 12).
+        let range_deadline = Instant::now() + Duration::from_secs(20);
         for i in 0..16 {
+            while log.active_segment().write_behind.in_flight() && Instant::now() < range_deadline {
+                compio::time::sleep(Duration::from_millis(5)).await;
+            }
             log.append(batch(16, 1000, i), false, 0).await.unwrap();
         }
         let path = dir.path().join("t-0").join("00000000000000000000.log");
