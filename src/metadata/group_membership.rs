@@ -119,13 +119,18 @@ pub fn partitions_from_record(record: &TopicPartitionsRecord) -> BTreeMap<String
 /// (ConsumerGroupTargetAssignmentMember / -Metadata), the partition counts it was computed
 /// with (ConsumerGroupPartitionMetadata) and each member (ConsumerGroupMemberMetadata,
 /// ConsumerGroupCurrentMemberAssignment).
+pub type ConsumerMembership = EpochMembership<ConsumerMemberRecord>;
+
+/// What a KIP-848 consumer group and a KIP-932 share group store alike: the group epoch,
+/// the target assignment's epoch, the partition counts it was computed with, and the
+/// members (of the group type's record `M`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct ConsumerMembership {
+pub struct EpochMembership<M> {
     pub group_epoch: i32,
     pub assignment_epoch: i32,
     /// Subscribed topic -> its partition count when the target was computed.
     pub topics_seen: Vec<(String, i32)>,
-    pub members: Vec<ConsumerMemberRecord>,
+    pub members: Vec<M>,
 }
 
 /// One KIP-848 member.
@@ -152,14 +157,7 @@ pub struct ConsumerMemberRecord {
 /// (ShareGroupMetadata), the target assignment and its epoch (ShareGroupTargetAssignment*),
 /// the partition counts it was computed with, and each member (ShareGroupMemberMetadata,
 /// ShareGroupCurrentMemberAssignment).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct ShareMembership {
-    pub group_epoch: i32,
-    pub assignment_epoch: i32,
-    /// Subscribed topic -> its partition count when the target was computed.
-    pub topics_seen: Vec<(String, i32)>,
-    pub members: Vec<ShareMemberRecord>,
-}
+pub type ShareMembership = EpochMembership<ShareMemberRecord>;
 
 /// One share-group member.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
