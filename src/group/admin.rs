@@ -64,13 +64,19 @@ impl GroupCoordinator {
     }
 
     /// One group for DescribeGroups. Unknown groups are "Dead" with no error, as in Kafka.
-    /// In cluster mode a group taken over and not loaded yet is loaded first.
+    /// In cluster mode a group taken over and not loaded yet is loaded first, and a broker
+    /// that does not coordinate the group answers NOT_COORDINATOR.
     pub fn describe_group(&self, group_id: &str, version: i16, now: Instant) -> DescribedGroup {
         self.take_over_for_read(group_id, now);
         let groups = self.inner.groups.borrow();
         let described = DescribedGroup::default()
             .with_error_code(0)
             .with_group_id(GroupId(sb(group_id)));
+        // Cluster mode: only the coordinator describes a group, as Kafka's brokers do (the
+        // others hold its offsets, and a broker that lost its slot holds nothing more).
+        if let Err(e) = self.check_coordinator(group_id) {
+            return described.with_error_code(e.code());
+        }
         let Some(g) = groups.get(group_id) else {
             // KIP-1043: v6+ reports an unknown group as an error instead of a Dead group.
             if version >= 6 {

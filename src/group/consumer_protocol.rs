@@ -123,7 +123,8 @@ impl GroupCoordinator {
     }
 
     /// ConsumerGroupDescribe for one group: GROUP_ID_NOT_FOUND for unknown or classic groups.
-    /// In cluster mode a group taken over and not loaded yet is loaded first.
+    /// In cluster mode a group taken over and not loaded yet is loaded first, and a broker
+    /// that does not coordinate the group answers NOT_COORDINATOR (as ShareGroupDescribe).
     pub fn consumer_group_describe(
         &self,
         group_id: &str,
@@ -131,6 +132,12 @@ impl GroupCoordinator {
         now: Instant,
     ) -> DescribedGroup {
         self.take_over_for_read(group_id, now);
+        if let Err(e) = self.check_coordinator(group_id) {
+            return DescribedGroup::default()
+                .with_group_id(GroupId(sb(group_id)))
+                .with_error_code(e.code())
+                .with_error_message(Some(sb("this broker does not coordinate the group")));
+        }
         let groups = self.inner.groups.borrow();
         match groups.get(group_id) {
             Some(g) if g.members.is_empty() && g.state == GroupState::Empty => {

@@ -170,8 +170,10 @@ impl GroupCoordinator {
     pub fn tick(&self, now: Instant) {
         let wall = self.wall_ms(now);
         let timings = self.inner.timings;
-        // Cluster mode: groups whose slot moved here are loaded now, not at their first
-        // request (decision 0024).
+        // Cluster mode: groups whose slot moved away are let go of first (their timers
+        // must not fire here), then groups whose slot moved here are loaded now, not at
+        // their first request (decision 0024).
+        self.unload_resigned(now);
         self.take_over_stored(now);
         let mut groups = self.inner.groups.borrow_mut();
         for g in groups.values_mut() {

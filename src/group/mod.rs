@@ -35,6 +35,7 @@
 //! - `share_protocol`: KIP-932 share groups — ShareGroupHeartbeat / ShareGroupDescribe and
 //!   share sessions (per-group logic in `share`; records' state is `partition::share`);
 //!   `share_membership`: cluster mode's stored share groups (decision 0028);
+//! - `resign`: cluster mode, unloading the groups whose coordinator slot moved away;
 //! - `admin`: ListGroups / DescribeGroups / DeleteGroups; `find_coordinator`: FindCoordinator.
 //!
 //! Owns: group membership, rebalances, committed offsets and their files.
@@ -53,6 +54,7 @@ pub mod offset_log;
 mod offset_log_writer;
 mod offsets;
 mod replicated;
+mod resign;
 pub mod share;
 mod share_membership;
 mod share_protocol;

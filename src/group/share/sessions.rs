@@ -149,6 +149,17 @@ impl ShareSessions {
         });
     }
 
+    /// Takes `other`'s sessions in, for members without one here, up to
+    /// `MAX_SHARE_SESSIONS_PER_GROUP` (a member past it opens a new session).
+    pub fn absorb(&mut self, other: ShareSessions) {
+        for (member, session) in other.sessions {
+            if self.sessions.len() >= MAX_SHARE_SESSIONS_PER_GROUP {
+                return;
+            }
+            self.sessions.entry(member).or_insert(session);
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.sessions.len()
     }

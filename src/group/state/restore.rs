@@ -15,8 +15,10 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
+use kafka_protocol::ResponseError;
 
-use super::{Group, GroupState, Member};
+use super::super::consumer::ConsumerGroup;
+use super::{Group, GroupState, Member, join_error, sync_error};
 use crate::metadata::group_membership::{GroupMembership, MemberRecord, MembershipVersion};
 
 impl Group {
@@ -107,6 +109,36 @@ impl Group {
         )
             .hash(&mut hasher);
         hasher.finish()
+    }
+
+    /// This broker no longer coordinates the group (its slot moved to another broker while
+    /// this one stayed up): as Kafka's `onGroupUnloaded`, every member parked in JoinGroup
+    /// or SyncGroup is answered NOT_COORDINATOR now (its client asks FindCoordinator and
+    /// goes to the new coordinator) instead of at the rebalance timeout, and the membership,
+    /// its timers and the KIP-848 state go, so no timer fires on it here and nothing of it is
+    /// stored or shown again. Committed offsets stay: every node applies them (0018). A
+    /// group with nothing else left is forgotten by the caller's tick (`is_forgettable`).
+    pub fn unload_membership(&mut self, now: Instant) {
+        for (id, m) in &mut self.members {
+            if let Some(w) = m.join_waiter.take() {
+                let _ = w.tx.send(join_error(ResponseError::NotCoordinator, id));
+            }
+            if let Some(w) = m.sync_waiter.take() {
+                let _ = w.tx.send(sync_error(ResponseError::NotCoordinator));
+            }
+        }
+        self.load_membership(None, now);
+        // A KIP-848 group's epochs go too (a later take-over loads them from the store);
+        // its rebalance count is a metric of this broker and stays.
+        let rebalances_total = self.consumer.rebalances_total;
+        self.consumer = ConsumerGroup::default();
+        self.consumer.rebalances_total = rebalances_total;
+        self.generation = 0;
+        self.protocol_type = None;
+        self.protocol_name = None;
+        self.empty_since_ms = None;
+        self.coordinator_epoch = None;
+        self.stored_mark = None;
     }
 
     /// Drops the membership this broker held from an earlier time it coordinated the group

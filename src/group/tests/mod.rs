@@ -7,6 +7,7 @@
 mod admin;
 mod classic;
 mod offsets;
+mod resign;
 mod share_takeover;
 mod takeover;
 mod txn_cluster;

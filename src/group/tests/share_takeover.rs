@@ -10,7 +10,12 @@ use super::takeover::clustered;
 use super::*;
 use crate::group::share::{ShareHeartbeat, ShareTimeouts};
 
-fn share_beat(h: &Harness, member: &str, epoch: i32, at_ms: u64) -> ShareGroupHeartbeatResponse {
+pub(super) fn share_beat(
+    h: &Harness,
+    member: &str,
+    epoch: i32,
+    at_ms: u64,
+) -> ShareGroupHeartbeatResponse {
     let topics =
         std::collections::HashMap::from([("t".to_string(), (uuid::Uuid::from_u128(7), 2))]);
     let subscribed = (epoch == 0).then(|| vec!["t".to_string()]);

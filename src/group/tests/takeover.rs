@@ -159,7 +159,7 @@ fn the_next_coordinator_loads_the_stable_group_and_its_members_keep_their_genera
 }
 
 /// A KIP-848 heartbeat of `member` at `epoch` owning `owned` partitions of topic "t".
-fn beat(
+pub(super) fn beat(
     h: &Harness,
     member: &str,
     epoch: i32,
