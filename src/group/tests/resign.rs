@@ -52,6 +52,33 @@ fn a_parked_join_is_answered_not_coordinator_when_the_slot_moves_away() {
 }
 
 #[test]
+fn a_parked_sync_is_answered_not_coordinator_when_the_slot_moves_away() {
+    run(async {
+        let (h, slot) = clustered(Some(1));
+        let (first, p1) = h.join_new("g", 0);
+        let (second, p2) = h.join_new("g", 0);
+        let (mut r1, mut r2) = (waiting(p1), waiting(p2));
+        h.c.tick(h.at(3_000));
+        h.c.tick(h.at(6_000));
+        let joined = answered(&mut r1).expect("join complete");
+        assert!(answered(&mut r2).is_some(), "join complete");
+        let follower = if joined.leader.as_str() == first {
+            second
+        } else {
+            first
+        };
+        // The follower's SyncGroup waits for the leader's assignment.
+        let mut parked = waiting(h.sync("g", &follower, joined.generation_id, &[], 6_100));
+
+        slot.epoch.set(None);
+        h.c.tick(h.at(6_200));
+        let answer = answered(&mut parked).expect("answered at the tick");
+        assert_eq!(answer.error_code, ResponseError::NotCoordinator.code());
+        assert_eq!(h.c.group_state("g"), None);
+    });
+}
+
+#[test]
 fn a_consumer_protocol_group_is_let_go_of_and_its_offsets_stay() {
     run(async {
         let (h, slot) = clustered(Some(1));
