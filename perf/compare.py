@@ -166,7 +166,23 @@ def run_bench(mode, bootstrap, topic, table, extra, timeout):
     return cmd, res
 
 
-def run_one(scenario, broker_kind, tansu, outdir, workdir):
+def late_to_waiting_fetch(slow_log, min_ms=3.0):
+    """Records of an e2e slow log read >= min_ms after their batch was written although the
+    fetch that brought them was sent before (perf/e2e_slow.py's count): the broker's answer
+    or the harness's consumer thread was late; perf/e2e_stages.py tells which."""
+    n = 0
+    with open(slow_log) as f:
+        for line in f:
+            if line.startswith("#") or not line.strip():
+                continue
+            _, sent, fetch_sent, received, _ = line.split()
+            if sent != "-" and float(fetch_sent) <= float(sent) \
+                    and float(received) - float(sent) >= min_ms * 1000:
+                n += 1
+    return n
+
+
+def run_one(scenario, broker_kind, tansu, outdir, workdir, rnd=1, slow_log=False):
     name = scenario["name"]
     log_path = outdir / f"{name}.{broker_kind}.broker.log"
     broker = Broker(broker_kind, tansu, workdir, log_path)
@@ -182,6 +198,9 @@ def run_one(scenario, broker_kind, tansu, outdir, workdir):
                 return result
         hdr = outdir / f"{name}.{broker_kind}.hlog"
         extra = ["--json", "--broker-pid", str(broker.proc.pid), "--hdr-log", str(hdr)]
+        slow = outdir / f"{name}.{broker_kind}.r{rnd}.slow.log"
+        if slow_log and scenario["mode"] == "e2e":
+            extra += ["--slow-log", str(slow)]
         steal_before, result["load_average"] = steal_seconds(), load_average()
         cmd, res = run_bench(scenario["mode"], broker.bootstrap, topic, scenario["bench"], extra,
                              BENCH_TIMEOUT_S)
@@ -197,6 +216,8 @@ def run_one(scenario, broker_kind, tansu, outdir, workdir):
             result["error"] = res.stderr.strip() or "bench failed"
         if broker.proc.poll() is not None:
             result["error"] = f"broker exited with {broker.proc.returncode} during the run"
+        if slow_log and scenario["mode"] == "e2e" and slow.exists():
+            result["late_to_waiting_fetch"] = late_to_waiting_fetch(slow)
     finally:
         broker.stop()
     return result
@@ -227,6 +248,7 @@ def row(result):
         "error": result.get("error"),
         "load_average": result.get("load_average"),
         "steal_s": result.get("steal_s"),
+        "late_to_waiting_fetch": result.get("late_to_waiting_fetch"),
     }
 
 
@@ -238,7 +260,7 @@ def median(values):
     return vals[mid] if len(vals) % 2 else (vals[mid - 1] + vals[mid]) / 2
 
 
-MEDIAN_KEYS = ("mb_per_s", "p99", "p999", "broker_cpu_per_gb")
+MEDIAN_KEYS = ("mb_per_s", "p99", "p999", "broker_cpu_per_gb", "late_to_waiting_fetch")
 
 
 def medians(results):
@@ -257,13 +279,14 @@ def medians(results):
 
 def median_table(results):
     med = medians(results)
-    lines = ["| scenario | broker | rounds | latency | MB/s | p99 ms | p99.9 ms | broker CPU-s/GB |",
-             "|---|---|---:|---|---:|---:|---:|---:|"]
+    lines = ["| scenario | broker | rounds | latency | MB/s | p99 ms | p99.9 ms | broker CPU-s/GB "
+             "| late to a waiting fetch |",
+             "|---|---|---:|---|---:|---:|---:|---:|---:|"]
     for sc, by_broker in med.items():
         for b, m in by_broker.items():
             lines.append(f"| {sc} | {b} | {m['rounds']} | {m['kind']} | {fmt(m['mb_per_s'], 1)} | "
                          f"{fmt(m['p99'], 3)} | {fmt(m['p999'], 3)} | "
-                         f"{fmt(m['broker_cpu_per_gb'], 3)} |")
+                         f"{fmt(m['broker_cpu_per_gb'], 3)} | {fmt(m['late_to_waiting_fetch'], 0)} |")
     return "\nMedians over rounds:\n\n" + "\n".join(lines) + "\n"
 
 
@@ -425,6 +448,10 @@ def main():
     ap.add_argument("--sluice-bin", action="append", default=[], metavar="NAME=PATH",
                     help="a broker NAME (for --brokers) served by the Sluice binary at PATH, "
                          "e.g. main=/tmp/sluice-main to run two builds in one sitting")
+    ap.add_argument("--slow-log", action="store_true",
+                    help="e2e scenarios: keep each run's `--slow-log` (NAME.BROKER.rROUND.slow.log) "
+                         "and report its records read >= 3 ms after their batch was written to "
+                         "a fetch already waiting (perf/e2e_slow.py)")
     args = ap.parse_args()
     for spec in args.sluice_bin:
         name, sep, path = spec.partition("=")
@@ -453,11 +480,13 @@ def main():
             turn += 1
             for b in order:
                 print(f"[round {rnd + 1}] {sc['name']} on {b} ...", file=sys.stderr, flush=True)
-                res = run_one(sc, b, tansu, outdir, args.workdir)
+                res = run_one(sc, b, tansu, outdir, args.workdir, rnd + 1, args.slow_log)
                 res["round"] = rnd + 1
                 x = row(res)
-                print(f"    {fmt(x['mb_per_s'], 1)} MB/s p99 {fmt(x['p99'], 3)} ms broker "
-                      f"{fmt(x['broker_cpu_per_gb'], 3)} CPU-s/GB"
+                late = x["late_to_waiting_fetch"]
+                print(f"    {fmt(x['mb_per_s'], 1)} MB/s p99 {fmt(x['p99'], 3)} ms p99.9 "
+                      f"{fmt(x['p999'], 3)} ms broker {fmt(x['broker_cpu_per_gb'], 3)} CPU-s/GB"
+                      + (f" late-to-waiting-fetch {late}" if late is not None else "")
                       + (f"  ERROR {x['error']}" if x["error"] else ""),
                       file=sys.stderr, flush=True)
                 results.append(res)

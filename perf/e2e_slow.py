@@ -4,8 +4,11 @@ less than 2 ms apart in intended send time), and says for each stall's worst rec
 its time went: `send` (the harness's producer wrote its batch late), `fetch` (sent on time,
 answered or read late). Prints the stalls at least --min-ms long, the counts of records
 over --min-ms by cause, how many were answered --min-ms or more after their batch was written
-although the consumer's fetch was already waiting (the broker's own share), and the start of each stall on CLOCK_MONOTONIC, to look up in
-`perf sched timehist` of a `perf sched record -k mono` taken during the run.
+although the consumer's fetch was already waiting, and the start of each stall on
+CLOCK_MONOTONIC, to look up in `perf sched timehist` of a `perf sched record -k mono` taken
+during the run. That count is not the broker's share alone: it also holds records the broker
+answered at once but the harness's consumer thread read late, waiting for a CPU (session 23:
+most of them); `perf/e2e_stages.py` splits the two with a scheduler trace.
 
     perf/e2e_slow.py RUN.slow.log [--min-ms 3]
 """
@@ -47,8 +50,9 @@ def main():
         if latency >= min_us:
             late_send = sent is not None and sent - intended > latency / 2
             by_cause["send" if late_send else "fetch"] += 1
-    # The broker's share: records answered long after their batch was written although the
-    # consumer's fetch was already waiting for them (its long poll should answer at once).
+    # Records read long after their batch was written although the consumer's fetch was
+    # already waiting for them (its long poll should answer at once): the broker answered
+    # late, or the consumer thread ran late (perf/e2e_stages.py tells them apart).
     waited = sum(1 for intended, sent, fetch_sent, received, _ in rows
                  if sent is not None and fetch_sent <= sent and received - sent >= min_us)
     print(f"{len(rows)} records >= 1 ms in {len(stalls)} stalls; records >= {args.min_ms} ms "
