@@ -27,7 +27,8 @@ cleanup() {
 }
 trap cleanup EXIT
 # record NAME CMD...: perf record of the broker while CMD runs; the harness's JSON summary
-# heads NAME.txt.
+# heads NAME.txt. The `head`s drain the rest of their input: under pipefail a grep killed by
+# SIGPIPE ended the whole script after a long report (session 23).
 record() {
   local name="$1"; shift
   perf record -F 999 -g -p "$pid" -o "$OUT/$name.data" 2>/dev/null &
@@ -44,7 +45,7 @@ print(f"{side['mb_per_s']:.1f} MB/s, broker {(r.get('broker') or {}).get('cpu_s_
       f"CPU-s/GB, harness {r['harness_cpu_s_per_gb']:.2f} CPU-s/GB, load {os.getloadavg()[0]:.1f}")
 EOF
   perf report -i "$OUT/$name.data" --stdio --no-children --percent-limit 0.5 \
-    --sort dso,symbol 2>/dev/null | grep '%' | grep -v '^#' | head -60 >> "$OUT/$name.txt"
+    --sort dso,symbol 2>/dev/null | grep '%' | grep -v '^#' | { head -60; cat > /dev/null; } >> "$OUT/$name.txt"
   head -1 "$OUT/$name.txt"
 }
 for parts in 1 "$SPREAD"; do
@@ -70,6 +71,6 @@ for parts in 1 "$SPREAD"; do
 done
 for side in produce fetch; do
   perf diff "$OUT/$side-1.data" "$OUT/$side-$SPREAD.data" --sort dso,symbol 2>/dev/null \
-    | grep -v '^#' | grep '%' | head -80 > "$OUT/diff-$side.txt"
+    | grep -v '^#' | grep '%' | { head -80; cat > /dev/null; } > "$OUT/diff-$side.txt"
 done
 echo "profiles and diffs in $OUT"

@@ -17,6 +17,7 @@ pub mod hw_checkpoint;
 pub mod le_reader;
 pub mod leader_epochs;
 pub mod log;
+mod lookup;
 pub mod notify;
 pub mod offset_index;
 pub mod open_files;

@@ -7,7 +7,8 @@ pub const OFFSET_INDEX_ENTRY_BYTES: usize = 8;
 
 #[derive(Debug, Default, Clone)]
 pub struct OffsetIndex {
-    /// (relative offset of a batch's base offset, byte position of that batch).
+    /// (relative offset of a batch's last offset, as Kafka keys them, byte position of that
+    /// batch).
     entries: Vec<(u32, u32)>,
     /// Entries already written to the file.
     pub(crate) persisted: usize,
@@ -50,6 +51,13 @@ impl OffsetIndex {
         } else {
             self.entries[idx - 1]
         }
+    }
+
+    /// The first entry whose offset is >= `relative_offset`: the first indexed batch that
+    /// can hold it (entries are keyed by a batch's last offset).
+    pub fn ceiling(&self, relative_offset: u32) -> Option<(u32, u32)> {
+        let idx = self.entries.partition_point(|&(o, _)| o < relative_offset);
+        self.entries.get(idx).copied()
     }
 
     /// The last entry with position <= `position` (a batch boundary at or before it).
@@ -117,6 +125,10 @@ mod tests {
         assert_eq!(i.lookup(25), (20, 8000));
         assert_eq!(i.floor_position(7999), Some((10, 4000)));
         assert_eq!(i.floor_position(10), None);
+        assert_eq!(i.ceiling(0), Some((10, 4000)));
+        assert_eq!(i.ceiling(10), Some((10, 4000)));
+        assert_eq!(i.ceiling(11), Some((20, 8000)));
+        assert_eq!(i.ceiling(21), None);
     }
 
     #[test]

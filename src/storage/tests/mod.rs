@@ -6,6 +6,7 @@ mod close;
 mod compaction;
 mod durability;
 mod follower;
+mod lookup;
 mod read;
 mod recovery;
 mod retention;
