@@ -12,6 +12,7 @@ pub mod inter_broker;
 pub mod listeners;
 mod log_config;
 pub mod quorum;
+mod shard_threads;
 pub mod topic_config_spec;
 
 pub use cores::{CoreSpec, CoreSpecError};
@@ -20,6 +21,7 @@ pub use log_config::{
     Durability, LogConfig, TimestampType, TopicConfigError, WRITE_INLINE_MAX_BYTES_LIMIT,
     topic_config_keys,
 };
+pub use shard_threads::{DEFAULT_SHARD_NICE, SHARD_NICE_MAX, SHARD_NICE_MIN, ShardAffinity};
 
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -104,23 +106,6 @@ impl IoDriverChoice {
     }
 }
 
-/// The `shard_affinity` setting: where each shard's thread may run (issue 22, decision 0031).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ShardAffinity {
-    /// Each shard's thread is pinned to its own core of `cores` (thread-per-core proper).
-    Core,
-    /// Every shard's thread may run on any core of `cores`: a shard whose core is held by a
-    /// kernel thread or another process moves to a free one instead of waiting for it.
-    Shared,
-    /// No affinity at all: the kernel places the shard threads on any core of the host. For
-    /// several brokers sharing one host (`sluice cluster local`, `--no-pin-shards`), where
-    /// every broker's first shard would otherwise be pinned to the same core and queue behind
-    /// the others while the rest of the box idles (Seastar's `--overprovisioned`; decision
-    /// 0012, session 22).
-    Unpinned,
-}
-
 /// The `authorizer` setting: Kafka's `authorizer.class.name`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -195,6 +180,9 @@ pub struct BrokerConfig {
     /// Each shard pinned to its core ("core", the default), free to run on any of `cores`
     /// ("shared"), or left to the kernel ("unpinned"); see `ShardAffinity`.
     pub shard_affinity: ShardAffinity,
+    /// The nice value of the shard threads (and of the io-wq and pool threads they start);
+    /// see `shard_threads::DEFAULT_SHARD_NICE`. 0 leaves the inherited priority.
+    pub shard_nice: i32,
     pub node_id: i32,
     /// Cluster mode (KRaft combined mode): the metadata quorum, `id@host:port,...`. Unset:
     /// a single node with no quorum.
@@ -322,6 +310,7 @@ impl Default for BrokerConfig {
             console_read_only: false,
             cores: "all".to_string(),
             shard_affinity: ShardAffinity::Core,
+            shard_nice: DEFAULT_SHARD_NICE,
             node_id: 0,
             controller_quorum_voters: None,
             controller_listen: None,
@@ -386,6 +375,7 @@ impl BrokerConfig {
     /// Checks cross-field constraints; called once after every override is applied.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.core_spec()?;
+        shard_threads::validate_nice(self.shard_nice)?;
         if self.default_partitions < 1 {
             return Err(ConfigError::Invalid {
                 key: "default_partitions",

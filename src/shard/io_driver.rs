@@ -139,6 +139,20 @@ pub fn build_runtime(
     })
 }
 
+/// Sets the calling thread's nice value (`shard_nice`). Called on the shard's thread before
+/// it starts any other: the io-wq workers its ring creates and its blocking-pool threads
+/// inherit it, so the writes a shard hands off run at the shard's priority too.
+pub fn set_thread_nice(nice: i32) -> std::io::Result<()> {
+    // SAFETY: setpriority has no memory preconditions; on Linux, PRIO_PROCESS with who = 0
+    // names the calling thread only (nice values are per thread).
+    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
 /// True when the runtime this thread runs on uses the polling driver (false outside one).
 pub fn current_is_polling() -> bool {
     compio::runtime::Runtime::try_with_current(|runtime| runtime.driver_type().is_polling())
@@ -204,6 +218,22 @@ mod tests {
         })
         .join()
         .expect("the test thread");
+    }
+
+    #[test]
+    fn the_nice_value_is_set_on_the_calling_thread_only() {
+        // SAFETY: getpriority reads; errno is not consulted (nice 0..=19 here).
+        let nice_of_this_thread = || unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
+        let before = nice_of_this_thread();
+        let inside = std::thread::spawn(move || {
+            // Raising the value needs no privilege; lowering it would.
+            set_thread_nice(before + 3).expect("raise nice");
+            nice_of_this_thread()
+        })
+        .join()
+        .expect("the test thread");
+        assert_eq!(inside, before + 3);
+        assert_eq!(nice_of_this_thread(), before, "other threads keep theirs");
     }
 
     #[test]

@@ -307,6 +307,7 @@ fn run_shard_thread(start: ShardStart) {
             return;
         }
     };
+    apply_shard_nice(start.id, start.config.shard_nice);
     // Created here, on the shard's thread: the loop flushes it once per turn.
     let outbox = Rc::new(Outbox::new(start.peers.clone()));
     block_on_batched(
@@ -314,6 +315,19 @@ fn run_shard_thread(start: ShardStart) {
         || outbox.flush(),
         shard_main(start, outbox.clone()),
     );
+}
+
+/// `shard_nice` on this shard's thread (decision 0031). Without the privilege to lower it
+/// (CAP_SYS_NICE or RLIMIT_NICE) the shard runs at the inherited priority: a slower tail,
+/// not a reason to refuse to start.
+fn apply_shard_nice(shard: usize, nice: i32) {
+    if nice == 0 {
+        return;
+    }
+    if let Err(e) = super::io_driver::set_thread_nice(nice) {
+        tracing::warn!(shard, nice, error = %e,
+            "shard_nice not applied (lowering it needs CAP_SYS_NICE or LimitNICE=); the shard runs at the inherited priority");
+    }
 }
 
 /// Executor ticks a shard may run back to back, while tasks keep waking one another, before

@@ -1,0 +1,80 @@
+//! `shard_nice` (decision 0031, session 23): the shard threads' nice value, read back from
+//! the kernel (field 19 of /proc/PID/task/TID/stat for each `sluice-shard-N` thread).
+
+mod support;
+
+use std::time::{Duration, Instant};
+use support::Broker;
+
+/// How long the broker may take to name its shard threads after it accepts connections.
+const THREADS_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The nice value in a /proc stat line (the fields after the command's closing parenthesis:
+/// state is field 3, nice field 19).
+fn nice_of(stat: &str) -> Option<i32> {
+    let rest = &stat[stat.rfind(')')? + 2..];
+    rest.split_whitespace().nth(19 - 3)?.parse().ok()
+}
+
+/// (thread name, nice) of every thread whose name starts with `prefix`, once `want` exist.
+fn threads_nice(pid: u32, prefix: &str, want: usize) -> Vec<(String, i32)> {
+    let deadline = Instant::now() + THREADS_TIMEOUT;
+    loop {
+        let mut found = Vec::new();
+        for task in std::fs::read_dir(format!("/proc/{pid}/task")).expect("task dir") {
+            let dir = task.expect("task entry").path();
+            let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+            if !comm.starts_with(prefix) {
+                continue;
+            }
+            let stat = std::fs::read_to_string(dir.join("stat")).unwrap_or_default();
+            if let Some(nice) = nice_of(&stat) {
+                found.push((comm.trim().to_string(), nice));
+            }
+        }
+        if found.len() >= want || Instant::now() > deadline {
+            found.sort();
+            return found;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn the_shard_threads_run_at_shard_nice_and_the_rest_of_the_process_does_not() {
+    // A raised value (lower priority) needs no privilege, so this runs as any user.
+    let broker = Broker::start_with_config("shard_nice = 7\n", &["--cores", "2"]);
+    let pid = broker.pid().expect("running");
+    let shards = threads_nice(pid, "sluice-shard-", 2);
+    assert!(shards.len() >= 2, "{shards:?} {}", broker.diagnostics());
+    assert!(
+        shards.iter().all(|(_, nice)| *nice == 7),
+        "every shard thread at nice 7: {shards:?}"
+    );
+    // The broker inherits this test's priority (the suite may run under `nice`).
+    let ours = std::fs::read_to_string("/proc/self/stat").expect("own stat");
+    let main = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    assert_eq!(
+        nice_of(&main),
+        nice_of(&ours),
+        "the main thread keeps its priority"
+    );
+}
+
+#[test]
+fn a_nice_value_out_of_range_is_refused_at_start() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("sluice.toml");
+    std::fs::write(&config, "shard_nice = -21\n").expect("write config");
+    let out = std::process::Command::new(support::sluice_bin())
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .expect("run sluice");
+    assert!(!out.status.success(), "shard_nice = -21 must not start");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("shard_nice"), "names the key: {stderr}");
+}
