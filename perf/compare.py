@@ -472,12 +472,12 @@ def main():
         sc.setdefault("name", pathlib.Path(path).stem)
         scenarios.append(sc)
     results = []
-    turn = 0
     for rnd in range(args.rounds):
-        for sc in scenarios:
-            # Alternate which broker goes first, so neither always gets the warmer machine.
-            order = brokers if turn % 2 == 0 else list(reversed(brokers))
-            turn += 1
+        for si, sc in enumerate(scenarios):
+            # Alternate which broker goes first, so neither always gets the warmer machine:
+            # between scenarios and, for each scenario, between rounds (a counter over all
+            # runs gave every scenario the same order each round when their number was even).
+            order = brokers if (rnd + si) % 2 == 0 else list(reversed(brokers))
             for b in order:
                 print(f"[round {rnd + 1}] {sc['name']} on {b} ...", file=sys.stderr, flush=True)
                 res = run_one(sc, b, tansu, outdir, args.workdir, rnd + 1, args.slow_log)
