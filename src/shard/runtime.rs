@@ -320,13 +320,19 @@ fn run_shard_thread(start: ShardStart) {
 /// `shard_nice` on this shard's thread (decision 0031). Without the privilege to lower it
 /// (CAP_SYS_NICE or RLIMIT_NICE) the shard runs at the inherited priority: a slower tail,
 /// not a reason to refuse to start.
+///
+/// Every shard meets the same missing privilege, so only the first says so: the default
+/// (-5) is not an error for an unprivileged broker, and one line per shard would be noise.
 fn apply_shard_nice(shard: usize, nice: i32) {
+    static NICE_WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
     if nice == 0 {
         return;
     }
-    if let Err(e) = super::io_driver::set_thread_nice(nice) {
+    if let Err(e) = super::io_driver::set_thread_nice(nice)
+        && !NICE_WARNED.swap(true, std::sync::atomic::Ordering::Relaxed)
+    {
         tracing::warn!(shard, nice, error = %e,
-            "shard_nice not applied (lowering it needs CAP_SYS_NICE or LimitNICE=); the shard runs at the inherited priority");
+            "shard_nice not applied (lowering it needs CAP_SYS_NICE or LimitNICE=); the shards run at the inherited priority");
     }
 }
 
