@@ -99,19 +99,8 @@ fn shared_affinity_lets_every_shard_run_on_every_configured_core() {
 
 #[test]
 fn an_unknown_shard_affinity_is_refused_at_start() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let config = dir.path().join("sluice.toml");
-    std::fs::write(&config, "shard_affinity = \"numa\"\n").expect("write config");
-    let out = std::process::Command::new(support::sluice_bin())
-        .arg("serve")
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .arg("--config")
-        .arg(&config)
-        .output()
-        .expect("run sluice");
-    assert!(!out.status.success(), "a bad shard_affinity must not start");
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (started, stderr) = support::serve_with_bad_config("shard_affinity = \"numa\"\n");
+    assert!(!started, "a bad shard_affinity must not start");
     assert!(
         stderr.contains("`core`, `shared`, `unpinned`"),
         "names the accepted values: {stderr}"

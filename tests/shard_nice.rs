@@ -63,18 +63,7 @@ fn the_shard_threads_run_at_shard_nice_and_the_rest_of_the_process_does_not() {
 
 #[test]
 fn a_nice_value_out_of_range_is_refused_at_start() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let config = dir.path().join("sluice.toml");
-    std::fs::write(&config, "shard_nice = -21\n").expect("write config");
-    let out = std::process::Command::new(support::sluice_bin())
-        .arg("serve")
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .arg("--config")
-        .arg(&config)
-        .output()
-        .expect("run sluice");
-    assert!(!out.status.success(), "shard_nice = -21 must not start");
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (started, stderr) = support::serve_with_bad_config("shard_nice = -21\n");
+    assert!(!started, "shard_nice = -21 must not start");
     assert!(stderr.contains("shard_nice"), "names the key: {stderr}");
 }

@@ -399,6 +399,47 @@ impl Drop for Broker {
     }
 }
 
+/// Runs `sluice serve` with `config` as its config file on a fresh data dir, for a config
+/// the broker must refuse: returns (started anyway, stderr). A broker still running after
+/// `REFUSAL_WAIT` accepted the config: it is killed and reported as started, so a broken
+/// check fails the test instead of hanging it.
+pub fn serve_with_bad_config(config: &str) -> (bool, String) {
+    const REFUSAL_WAIT: Duration = Duration::from_secs(20);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("sluice.toml");
+    std::fs::write(&path, config).expect("write config");
+    let stderr_path = dir.path().join("stderr.log");
+    let stderr_file = std::fs::File::create(&stderr_path).expect("stderr file");
+    let mut child = Command::new(sluice_bin())
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{}", free_port()))
+        .arg("--admin-listen")
+        .arg(format!("127.0.0.1:{}", free_port()))
+        .arg("--config")
+        .arg(&path)
+        .stdout(Stdio::null())
+        .stderr(stderr_file)
+        .spawn()
+        .expect("run sluice");
+    let deadline = Instant::now() + REFUSAL_WAIT;
+    let started = loop {
+        match child.try_wait().expect("wait for sluice") {
+            Some(status) => break status.success(),
+            None if Instant::now() >= deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break true;
+            }
+            None => std::thread::sleep(Duration::from_millis(50)),
+        }
+    };
+    let stderr = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+    (started, stderr)
+}
+
 /// Runs `sluice <args>` as a client against `bootstrap` and returns (exit ok, stdout, stderr).
 pub fn sluice_cli(bootstrap: &str, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
     use std::io::Write;
