@@ -16,3 +16,16 @@ wait_for_port() {
   done
   return 1
 }
+
+# spawn_broker BIN WORK [ARGS...]: starts `BIN serve` on a fresh data dir under WORK, with
+# free ports (sets `port`, `admin` and `pid`), its output in WORK/broker.log, and waits
+# until it listens (a broker that never does is left for the caller's run to report).
+spawn_broker() {
+  local bin="$1" work="$2"
+  shift 2
+  port="$(free_port)"; admin="$(free_port)"
+  "$bin" serve --data-dir "$work/data" --listen "127.0.0.1:$port" \
+    --admin-listen "127.0.0.1:$admin" "$@" > "$work/broker.log" 2>&1 &
+  pid=$!
+  wait_for_port "$port" || true
+}

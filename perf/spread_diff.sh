@@ -50,11 +50,7 @@ EOF
 }
 for parts in 1 "$SPREAD"; do
   WORK="$(mktemp -d)"
-  port="$(free_port)"; admin="$(free_port)"
-  "$BIN" serve --data-dir "$WORK/data" --listen "127.0.0.1:$port" \
-    --admin-listen "127.0.0.1:$admin" > "$WORK/broker.log" 2>&1 &
-  pid=$!
-  wait_for_port "$port" || true
+  spawn_broker "$BIN" "$WORK"
   common=(--topic spread --partitions "$parts" --record-size 1024
     --bootstrap-server "127.0.0.1:$port" --broker-pid "$pid" --json)
   "$BIN" bench produce "${common[@]}" --records $((32 * parts)) --acks 1 --batch-size 16384 \

@@ -14,12 +14,9 @@ PARTITIONS="${4:-1000}"
 # shellcheck source=perf/broker_lib.sh
 source "$(dirname "$0")/broker_lib.sh"
 WORK="$(mktemp -d)"
-port="$(free_port)"; admin="$(free_port)"
-"$BIN" serve --data-dir "$WORK/data" --listen "127.0.0.1:$port" --admin-listen "127.0.0.1:$admin" \
-  --config "$CONF" > "$WORK/broker.log" 2>&1 &
-pid=$!
+pid=""
 trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$WORK"' EXIT
-wait_for_port "$port" || true
+spawn_broker "$BIN" "$WORK" --config "$CONF"
 common=(--topic spread --partitions "$PARTITIONS" --record-size 1024 --acks 1 --batch-size 16384
   --keys 0 --bootstrap-server "127.0.0.1:$port")
 "$BIN" bench produce "${common[@]}" --records $((32 * PARTITIONS)) > /dev/null

@@ -16,12 +16,9 @@ READ_OPCODE=22
 # shellcheck source=perf/broker_lib.sh
 source "$(dirname "$0")/broker_lib.sh"
 WORK="$(mktemp -d)"
-port="$(free_port)"; admin="$(free_port)"
-"$BIN" serve --data-dir "$WORK/data" --listen "127.0.0.1:$port" --admin-listen "127.0.0.1:$admin" \
-  > "$WORK/broker.log" 2>&1 &
-pid=$!
+pid=""
 trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$WORK"' EXIT
-wait_for_port "$port" || true
+spawn_broker "$BIN" "$WORK"
 common=(--topic spread --partitions "$PARTITIONS" --record-size 1024
   --bootstrap-server "127.0.0.1:$port" --broker-pid "$pid" --json)
 "$BIN" bench produce "${common[@]}" --records "$RECORDS" --acks 1 --batch-size 16384 \

@@ -15,12 +15,9 @@ RECORDS="${3:-200000}"
 # shellcheck source=perf/broker_lib.sh
 source "$(dirname "$0")/broker_lib.sh"
 WORK="$(mktemp -d)"
-port="$(free_port)"; admin="$(free_port)"
-"$BIN" serve --data-dir "$WORK/data" --listen "127.0.0.1:$port" --admin-listen "127.0.0.1:$admin" \
-  > "$WORK/broker.log" 2>&1 &
-pid=$!
+pid=""
 trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$WORK"' EXIT
-wait_for_port "$port" || true
+spawn_broker "$BIN" "$WORK"
 # Per thread kind (sluice-shard-N, iou-wrk-*, other): voluntary + involuntary switches.
 switches() {
   for status in /proc/"$pid"/task/*/status; do
