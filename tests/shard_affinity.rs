@@ -6,11 +6,7 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
 use support::Broker;
-
-/// How long the broker may take to name its shard threads after it accepts connections.
-const THREADS_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// The cores a `Cpus_allowed_list` line names ("0-1,3").
 fn parse_cpu_list(text: &str) -> BTreeSet<usize> {
@@ -25,30 +21,13 @@ fn parse_cpu_list(text: &str) -> BTreeSet<usize> {
 
 /// Each shard thread's name and the cores it may run on, once all `shards` threads exist.
 fn shard_threads(pid: u32, shards: usize) -> Vec<(String, BTreeSet<usize>)> {
-    let deadline = Instant::now() + THREADS_TIMEOUT;
-    loop {
-        let mut found = Vec::new();
-        for task in std::fs::read_dir(format!("/proc/{pid}/task")).expect("task dir") {
-            let dir = task.expect("task entry").path();
-            let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
-            if !comm.starts_with("sluice-shard-") {
-                continue;
-            }
-            let status = std::fs::read_to_string(dir.join("status")).unwrap_or_default();
-            let Some(list) = status
-                .lines()
-                .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
-            else {
-                continue;
-            };
-            found.push((comm.trim().to_string(), parse_cpu_list(list)));
-        }
-        if found.len() == shards || Instant::now() > deadline {
-            found.sort();
-            return found;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    support::shard_threads(pid, shards, |dir| {
+        let status = std::fs::read_to_string(dir.join("status")).ok()?;
+        let list = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))?;
+        Some(parse_cpu_list(list))
+    })
 }
 
 /// Two shards on cores 0 and 1, or `None` on a machine with one core (nothing to observe).

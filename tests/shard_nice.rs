@@ -3,11 +3,7 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
 use support::Broker;
-
-/// How long the broker may take to name its shard threads after it accepts connections.
-const THREADS_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// The nice value in a /proc stat line (the fields after the command's closing parenthesis:
 /// state is field 3, nice field 19).
@@ -16,36 +12,14 @@ fn nice_of(stat: &str) -> Option<i32> {
     rest.split_whitespace().nth(19 - 3)?.parse().ok()
 }
 
-/// (thread name, nice) of every thread whose name starts with `prefix`, once `want` exist.
-fn threads_nice(pid: u32, prefix: &str, want: usize) -> Vec<(String, i32)> {
-    let deadline = Instant::now() + THREADS_TIMEOUT;
-    loop {
-        let mut found = Vec::new();
-        for task in std::fs::read_dir(format!("/proc/{pid}/task")).expect("task dir") {
-            let dir = task.expect("task entry").path();
-            let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
-            if !comm.starts_with(prefix) {
-                continue;
-            }
-            let stat = std::fs::read_to_string(dir.join("stat")).unwrap_or_default();
-            if let Some(nice) = nice_of(&stat) {
-                found.push((comm.trim().to_string(), nice));
-            }
-        }
-        if found.len() >= want || Instant::now() > deadline {
-            found.sort();
-            return found;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn the_shard_threads_run_at_shard_nice_and_the_rest_of_the_process_does_not() {
     // A raised value (lower priority) needs no privilege, so this runs as any user.
     let broker = Broker::start_with_config("shard_nice = 7\n", &["--cores", "2"]);
     let pid = broker.pid().expect("running");
-    let shards = threads_nice(pid, "sluice-shard-", 2);
+    let shards = support::shard_threads(pid, 2, |dir| {
+        nice_of(&std::fs::read_to_string(dir.join("stat")).ok()?)
+    });
     assert!(shards.len() >= 2, "{shards:?} {}", broker.diagnostics());
     assert!(
         shards.iter().all(|(_, nice)| *nice == 7),

@@ -399,6 +399,38 @@ impl Drop for Broker {
     }
 }
 
+/// How long a broker may take to name its shard threads after it accepts connections.
+const SHARD_THREADS_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// (thread name, `read(its /proc task dir)`) for every `sluice-shard-N` thread of `pid`,
+/// sorted, once `want` of them answer `read` (or after `SHARD_THREADS_TIMEOUT` with what
+/// there is, for the caller to report).
+pub fn shard_threads<T: Ord>(
+    pid: u32,
+    want: usize,
+    read: impl Fn(&Path) -> Option<T>,
+) -> Vec<(String, T)> {
+    let deadline = Instant::now() + SHARD_THREADS_TIMEOUT;
+    loop {
+        let mut found = Vec::new();
+        for task in std::fs::read_dir(format!("/proc/{pid}/task")).expect("task dir") {
+            let dir = task.expect("task entry").path();
+            let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+            if !comm.starts_with("sluice-shard-") {
+                continue;
+            }
+            if let Some(value) = read(&dir) {
+                found.push((comm.trim().to_string(), value));
+            }
+        }
+        if found.len() >= want || Instant::now() > deadline {
+            found.sort();
+            return found;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Runs `sluice serve` with `config` as its config file on a fresh data dir, for a config
 /// the broker must refuse: returns (started anyway, stderr). A broker still running after
 /// `REFUSAL_WAIT` accepted the config: it is killed and reported as started, so a broken
