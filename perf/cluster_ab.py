@@ -23,6 +23,8 @@ import subprocess
 import sys
 import tempfile
 
+import cluster_bench as cb
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 FLOOR_MIB = 1024
 FLOOR_FOLLOWER_CHUNK = 32 * 1024
@@ -79,14 +81,7 @@ def main():
     ap.add_argument("--workdir", default=tempfile.gettempdir())
     ap.add_argument("--out")
     args = ap.parse_args()
-    arms = []
-    for a in args.arm:
-        name, rest = a.split("=", 1)
-        binary, *extra = rest.split(",")
-        config = extra[0] if extra else ""
-        # SERVE_ARGs replace what `sluice cluster local` adds; a lone "-" means none.
-        serve_args = None if len(extra) < 2 else [a for a in extra[1:] if a != "-"]
-        arms.append((name, binary, config or None, serve_args))
+    arms = [cb.parse_arm(a) for a in args.arm]
 
     tool = pathlib.Path(args.workdir) / "replication_floor_ab"
     subprocess.run(["cc", "-O2", "-o", str(tool), str(ROOT / "perf" / "replication_floor.c")],

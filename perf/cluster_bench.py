@@ -76,6 +76,17 @@ def local_cluster_serve_args(sluice):
     return ["--no-pin-shards"] if "--no-pin-shards" in res.stdout else []
 
 
+def parse_arm(spec):
+    """An A/B arm given as NAME=BIN[,CONFIG[,SERVE_ARG...]]: (name, binary, config or None,
+    serve_args or None). SERVE_ARGs replace what `sluice cluster local` adds; a lone "-"
+    means none."""
+    name, _, rest = spec.partition("=")
+    binary, *extra = rest.split(",")
+    config = extra[0] if extra else ""
+    serve_args = None if len(extra) < 2 else [a for a in extra[1:] if a != "-"]
+    return name, binary, config or None, serve_args
+
+
 def cpu_seconds(pid):
     """utime + stime of a process (all its threads), from /proc/PID/stat."""
     with open(f"/proc/{pid}/stat") as f:

@@ -192,13 +192,7 @@ def main():
     ap.add_argument("--workdir", default=tempfile.gettempdir())
     ap.add_argument("--node-cores", help="each node's --cores, ';'-separated, e.g. '0-0;1-1'")
     args = ap.parse_args()
-    arms = []
-    for a in args.sluice:
-        name, _, rest = a.partition("=")
-        binary, *extra = rest.split(",")
-        config = extra[0] if extra else ""
-        serve_args = None if len(extra) < 2 else [a for a in extra[1:] if a != "-"]
-        arms.append((name, binary, config or None, serve_args))
+    arms = [cb.parse_arm(a) for a in args.sluice]
     rows = []
     for rnd in range(args.rounds):
         for name, binary, config, serve_args in arms:
