@@ -4,7 +4,9 @@
 # harness's slow log and a whole-box `perf record -k mono` of scheduler and io_uring
 # tracepoints, then the split of every slow record by perf/e2e_stages.py (session 23).
 # OUTDIR gets slow.log, perf.data (large: delete it once read), script.txt, stages.txt.
-# The bench client is SLUICE_BENCH (default target/release/sluice). Run it alone on the box
+# The bench client is SLUICE_BENCH (default target/release/sluice); HARNESS_SCHED=fifo runs it
+# SCHED_FIFO at priority 1 as `compare.py --harness-sched fifo` does (session 24), default
+# plain (other). Run it alone on the box
 # (`flock /tmp/turn.lock flock /tmp/box.lock`): it is a tail-latency measurement.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -29,8 +31,15 @@ timeout $((secs + 60)) perf record -k mono -o "$out/perf.data" -a -e \
   > "$out/perf.out" 2>&1 &
 recorder=$!
 sleep 1
-# The harness is started directly (no `timeout` wrapper) so its pid is the one we know.
-"$bench" bench e2e --bootstrap-server "127.0.0.1:$port" --topic perf-e2e --record-size 1024 \
+# The harness is started directly (no `timeout` wrapper) so its pid is the one we know; `chrt`
+# execs it, so the pid stays the harness's.
+sched=()
+case "${HARNESS_SCHED:-other}" in
+  other) ;;
+  fifo) sched=(chrt -f 1) ;;
+  *) echo "HARNESS_SCHED: want other or fifo" >&2; exit 2 ;;
+esac
+"${sched[@]}" "$bench" bench e2e --bootstrap-server "127.0.0.1:$port" --topic perf-e2e --record-size 1024 \
   --rate 5000 --duration "${secs}s" --acks 1 --partitions 1 --linger-ms 0 \
   --fetch-max-wait-ms 500 --json --broker-pid "$broker" --slow-log "$out/slow.log" \
   > "$out/bench.json" 2> "$out/bench.err" &
