@@ -522,6 +522,10 @@ def main():
             harness_prefix(sc.get("harness-sched", "other"))
         except ValueError as e:
             sys.exit(f"{path}: harness-sched: {e}")
+        # A real-time harness that runs flat out would take the broker's CPU away: only the
+        # fixed-rate e2e harness, which sleeps between records, may be run SCHED_FIFO.
+        if sc.get("harness-sched", "other").startswith("fifo") and sc.get("mode") != "e2e":
+            sys.exit(f"{path}: harness-sched fifo is for e2e scenarios only")
         scenarios.append(sc)
     results = []
     for rnd in range(args.rounds):
