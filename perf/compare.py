@@ -350,9 +350,12 @@ def table(results, baseline):
             )
     out = "\n".join(lines) + "\n" + median_table(results)
     for name, by_broker in medians(results).items():
-        s = by_broker.get("sluice")
         for peer, p in by_broker.items():
-            if peer == "sluice" or not s:
+            # A peer is compared with Sluice run under the same harness scheduling
+            # (`crabka@fifo` with `sluice@fifo`), never across it.
+            kind, at, sched = peer.partition("@")
+            s = by_broker.get("sluice" + at + sched)
+            if kind == "sluice" or not s:
                 continue
 
             def ratio(a, b):
