@@ -9,6 +9,7 @@
 use super::connection_state::ConnectionState;
 use super::dispatch;
 use super::file_send::{SplicePipe, socket_status_flags, write_all, write_chunks};
+use super::request_reader::{InFlight, ReadLimits, ReadRequest, ReaderExit, read_requests};
 use super::response::Reply;
 use super::sasl::SaslSession;
 use super::sasl_gate::SaslGate;
@@ -25,15 +26,9 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
 
-/// A connection with nothing else in flight may always read one request up to this size,
-/// even when the shard's request-memory budget is spent: clients keep getting metadata,
-/// heartbeats and small fetches answered while big produce frames wait. The memory this
-/// allows is bounded by `max_connections` × this.
-pub const SMALL_REQUEST_ALLOWANCE_BYTES: usize = 64 * 1024;
-
 /// A connection on its way to another shard, taken at a frame boundary with nothing in
 /// flight: the socket (a duplicate descriptor, so the old shard's ring can close its own),
-/// the bytes of the next size prefix already read, the connection state, and on SSL and
+/// the bytes read past the last request taken (the start of the next frames), the connection state, and on SSL and
 /// SASL_SSL listeners the TLS session (its keys and what it has buffered).
 pub struct Handover {
     pub socket: socket2::Socket,
@@ -196,41 +191,6 @@ struct Staying {
     state: ConnectionState,
 }
 
-/// How the reader stopped.
-enum ReaderExit {
-    /// The socket closed, a frame was invalid, shutdown began, or the dispatcher went away.
-    Closed,
-    /// Asked to pause: stopped at a frame boundary with these bytes of the next size
-    /// prefix already read.
-    Paused { prefix: Vec<u8> },
-}
-
-/// A request read off the socket, waiting for its turn: its bytes, the memory it holds,
-/// and when it was read (for the queue-wait metric).
-struct ReadRequest {
-    body: Vec<u8>,
-    _memory: MemoryPermit,
-    _in_flight: InFlight,
-    read_at: std::time::Instant,
-}
-
-/// Counts a request in the in-flight gauge from the moment it is read until it is answered
-/// or dropped with its connection.
-struct InFlight(Rc<crate::metrics::ShardMetrics>);
-
-impl InFlight {
-    fn new(metrics: &Rc<crate::metrics::ShardMetrics>) -> InFlight {
-        metrics.in_flight_add(1);
-        InFlight(metrics.clone())
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.in_flight_add(-1);
-    }
-}
-
 /// Ready answers the writer may send with one vectored write. On loopback every send also
 /// delivers to, and wakes, the client, so pipelined answers that complete together (one
 /// group commit, one coalesced file write) go out in one send.
@@ -374,13 +334,13 @@ async fn serve_one(
 ) -> Outgoing {
     let ReadRequest {
         body,
-        _memory: memory,
-        _in_flight: in_flight,
+        memory,
+        in_flight,
         read_at,
     } = request;
     let api_key = i16::from_be_bytes([body[0], body[1]]);
     let started = std::time::Instant::now();
-    let reply = dispatch::dispatch(shard, state, bytes::Bytes::from(body)).await;
+    let reply = dispatch::dispatch(shard, state, body).await;
     Outgoing {
         reply,
         answered: Answered {
@@ -597,100 +557,5 @@ async fn authentication_overdue(
     match gate.and_then(|gate| gate.deadline(state)) {
         Some(deadline) => shard.timer.sleep_until(deadline).await,
         None => std::future::pending().await,
-    }
-}
-
-/// What the reader starts with: the bytes of a size prefix carried over from another shard,
-/// and the largest frame it accepts (lowered by the SASL gate until authentication).
-struct ReadLimits {
-    carried: Vec<u8>,
-    frame_limit: Rc<Cell<usize>>,
-}
-
-/// Bytes of the size prefix in front of every request frame.
-const FRAME_SIZE_BYTES: usize = 4;
-
-/// Reads frames until the socket closes, a frame is invalid, shutdown begins, or the
-/// connection stops taking them. Each body first takes its size from the shard's request
-/// memory budget: when that is spent, this stops reading the socket (backpressure).
-///
-/// A body's read may also take the next frame's size prefix, when the client has already
-/// sent it (pipelined requests): one receive per request instead of two. Only those few
-/// prefix bytes are ever carried over; record bytes are read once, into their own buffer.
-///
-/// When `pause` is set it stops at the next frame boundary and returns the prefix bytes it
-/// already holds, so the connection can move to another shard without losing a byte.
-async fn read_requests(
-    shard: Rc<Shard>,
-    mut stream: Transport,
-    tx: flume::Sender<ReadRequest>,
-    pause: Rc<Cell<bool>>,
-    limits: ReadLimits,
-) -> ReaderExit {
-    let ReadLimits {
-        carried,
-        frame_limit,
-    } = limits;
-    // Exactly a size prefix of capacity: a prefix read never takes a body's bytes.
-    let mut prefix: Vec<u8> = Vec::with_capacity(FRAME_SIZE_BYTES);
-    prefix.extend_from_slice(&carried[..carried.len().min(FRAME_SIZE_BYTES)]);
-    loop {
-        if pause.get() {
-            return ReaderExit::Paused { prefix };
-        }
-        // Wait for the rest of the next frame's size; an idle connection closes at shutdown.
-        while prefix.len() < FRAME_SIZE_BYTES {
-            let read = {
-                let mut stop = shard.shutdown_signal().fuse();
-                let mut read = std::pin::pin!(stream.append(prefix).fuse());
-                futures_util::select! {
-                    _ = stop => return ReaderExit::Closed,
-                    r = read => r,
-                }
-            };
-            let BufResult(result, back) = read;
-            prefix = back;
-            if !matches!(result, Ok(n) if n > 0) {
-                return ReaderExit::Closed;
-            }
-        }
-        let size = i32::from_be_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]);
-        prefix.clear();
-        if size < 8 || size as usize > frame_limit.get() {
-            tracing::debug!(shard = shard.id, size, "closing connection: bad frame size");
-            return ReaderExit::Closed;
-        }
-        let size = size as usize;
-        // The channel holds what is read but not yet answered (the one being served has
-        // left it): with nothing queued, a small request skips the budget.
-        let memory = if size <= SMALL_REQUEST_ALLOWANCE_BYTES && tx.is_empty() {
-            shard.request_memory.unmetered()
-        } else {
-            shard.request_memory.acquire(size as u64).await
-        };
-        let mut body = Vec::with_capacity(size + FRAME_SIZE_BYTES);
-        while body.len() < size {
-            let BufResult(result, back) = stream.append(body).await;
-            body = back;
-            if !matches!(result, Ok(n) if n > 0) {
-                return ReaderExit::Closed;
-            }
-        }
-        // `with_capacity` is exact, so at most one size prefix can have come along.
-        assert!(
-            body.len() - size <= FRAME_SIZE_BYTES,
-            "read past the next size prefix"
-        );
-        prefix.extend_from_slice(&body[size..]);
-        body.truncate(size);
-        let request = ReadRequest {
-            body,
-            _memory: memory,
-            _in_flight: InFlight::new(&shard.metrics),
-            read_at: std::time::Instant::now(),
-        };
-        if tx.send_async(request).await.is_err() {
-            return ReaderExit::Closed;
-        }
     }
 }

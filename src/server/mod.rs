@@ -25,6 +25,7 @@ pub mod quota;
 pub mod refusals;
 pub mod registry;
 mod request_quota;
+mod request_reader;
 pub mod response;
 mod routing;
 pub mod sasl;

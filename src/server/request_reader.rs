@@ -1,0 +1,206 @@
+//! A connection's reader: request frames off the socket, several per receive.
+//!
+//! A receive asks for the rest of the frame being completed and, when that frame is small,
+//! for up to `READ_AHEAD_BYTES` in all: pipelined requests that arrived together (a
+//! producer's next batches after one acks=all answer completed several) come out of one
+//! receive and reach the dispatcher together, in order. Then the requests of one receive
+//! are all dispatched in the same loop turn, before the parked replica fetches their
+//! appends woke are read (decision 0012, session 24), and one replica fetch answer carries
+//! them all. The received bytes are handed out as slices of one buffer (`Bytes`): record
+//! bytes are still read once; only a partial frame left at the end of a receive is copied
+//! to the next receive's buffer (at most `READ_AHEAD_BYTES`; a frame larger than that is
+//! read into a buffer of exactly its size, never past it).
+//!
+//! Owns: framing (the size prefix, the frame-size limit), the request memory taken per frame
+//! (backpressure: a frame that does not fit the shard's budget stops the reading), pausing
+//! at a frame boundary for a move. Must not: look into a request beyond its API key's bytes
+//! (the dispatcher's), answer anything.
+
+use super::transport::Transport;
+use crate::shard::Shard;
+use crate::shard::budget::MemoryPermit;
+use bytes::Bytes;
+use compio::BufResult;
+use futures_util::FutureExt;
+use std::cell::Cell;
+use std::rc::Rc;
+
+/// A connection with nothing else in flight may always read one request up to this size,
+/// even when the shard's request-memory budget is spent: clients keep getting metadata,
+/// heartbeats and small fetches answered while big produce frames wait. The memory this
+/// allows is bounded by `max_connections` × this.
+pub const SMALL_REQUEST_ALLOWANCE_BYTES: usize = 64 * 1024;
+
+/// The most one receive asks for when the frame it completes is smaller: room for the
+/// requests a pipelining client sent behind it (five 16 KiB produce requests are ~82 KiB).
+/// Per connection, only while a receive is pending or its frames are queued; bytes beyond
+/// the frames' own sizes are not taken from the request-memory budget, so the memory this
+/// allows outside it is bounded by `max_connections` × this.
+pub const READ_AHEAD_BYTES: usize = 128 * 1024;
+
+/// Bytes of the size prefix in front of every request frame.
+pub const FRAME_SIZE_BYTES: usize = 4;
+
+/// How the reader stopped.
+pub enum ReaderExit {
+    /// The socket closed, a frame was invalid, shutdown began, or the dispatcher went away.
+    Closed,
+    /// Asked to pause: stopped at a frame boundary with these bytes already read (the start
+    /// of the next frames, possibly whole ones).
+    Paused { prefix: Vec<u8> },
+}
+
+/// A request read off the socket, waiting for its turn: its bytes (at least
+/// `MIN_FRAME_BYTES`), the memory it holds, and when it was read (for the queue-wait
+/// metric).
+pub struct ReadRequest {
+    pub body: Bytes,
+    pub memory: MemoryPermit,
+    pub in_flight: InFlight,
+    pub read_at: std::time::Instant,
+}
+
+/// The smallest frame accepted: a request header's API key, version and correlation id.
+const MIN_FRAME_BYTES: usize = 8;
+
+/// Counts a request in the in-flight gauge from the moment it is read until it is answered
+/// or dropped with its connection.
+pub struct InFlight(Rc<crate::metrics::ShardMetrics>);
+
+impl InFlight {
+    fn new(metrics: &Rc<crate::metrics::ShardMetrics>) -> InFlight {
+        metrics.in_flight_add(1);
+        InFlight(metrics.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight_add(-1);
+    }
+}
+
+/// What the reader starts with: the bytes carried over from another shard (read there past
+/// the last request it took), and the largest frame it accepts (lowered by the SASL gate
+/// until authentication).
+pub struct ReadLimits {
+    pub carried: Vec<u8>,
+    pub frame_limit: Rc<Cell<usize>>,
+}
+
+/// Reads frames until the socket closes, a frame is invalid, shutdown begins, or the
+/// connection stops taking them. Each frame first takes its size from the shard's request
+/// memory budget: when that is spent, this stops reading the socket (backpressure).
+///
+/// When `pause` is set it stops at the next frame boundary and returns the bytes it already
+/// holds, so the connection can move to another shard without losing a byte.
+pub async fn read_requests(
+    shard: Rc<Shard>,
+    mut stream: Transport,
+    tx: flume::Sender<ReadRequest>,
+    pause: Rc<Cell<bool>>,
+    limits: ReadLimits,
+) -> ReaderExit {
+    let ReadLimits {
+        carried,
+        frame_limit,
+    } = limits;
+    // Received bytes not yet handed out; they always start at a frame boundary.
+    let mut held = Bytes::from(carried);
+    loop {
+        if pause.get() {
+            return ReaderExit::Paused {
+                prefix: held.to_vec(),
+            };
+        }
+        if held.len() < FRAME_SIZE_BYTES {
+            // Wait for the next frame's size; an idle connection closes at shutdown.
+            let received = {
+                let mut stop = shard.shutdown_signal().fuse();
+                let mut read = std::pin::pin!(receive(&mut stream, held, FRAME_SIZE_BYTES).fuse());
+                futures_util::select! {
+                    _ = stop => return ReaderExit::Closed,
+                    r = read => r,
+                }
+            };
+            match received {
+                Some(more) => held = more,
+                None => return ReaderExit::Closed,
+            }
+            continue;
+        }
+        let Some(size) = frame_size(&held, frame_limit.get()) else {
+            tracing::debug!(shard = shard.id, "closing connection: bad frame size");
+            return ReaderExit::Closed;
+        };
+        // The channel holds what is read but not yet answered (the one being served has
+        // left it): with nothing queued, a small request skips the budget.
+        let memory = if size <= SMALL_REQUEST_ALLOWANCE_BYTES && tx.is_empty() {
+            shard.request_memory.unmetered()
+        } else {
+            shard.request_memory.acquire(size as u64).await
+        };
+        let frame_end = FRAME_SIZE_BYTES + size;
+        if held.len() < frame_end {
+            match receive(&mut stream, held, frame_end).await {
+                Some(more) => held = more,
+                None => return ReaderExit::Closed,
+            }
+        }
+        let mut frame = held.split_to(frame_end);
+        let request = ReadRequest {
+            body: frame.split_off(FRAME_SIZE_BYTES),
+            memory,
+            in_flight: InFlight::new(&shard.metrics),
+            read_at: std::time::Instant::now(),
+        };
+        if tx.send_async(request).await.is_err() {
+            return ReaderExit::Closed;
+        }
+    }
+}
+
+/// The size of the frame at the start of `held` (which holds its size prefix), if it is
+/// one this connection accepts: at least `MIN_FRAME_BYTES`, at most `frame_limit`.
+fn frame_size(held: &[u8], frame_limit: usize) -> Option<usize> {
+    let size = i32::from_be_bytes([held[0], held[1], held[2], held[3]]);
+    let size = usize::try_from(size).ok()?;
+    (MIN_FRAME_BYTES..=frame_limit)
+        .contains(&size)
+        .then_some(size)
+}
+
+/// Receives until at least `needed` bytes are held, `held` first. The buffer asks for
+/// `READ_AHEAD_BYTES` when `needed` is smaller (pipelined frames come along), else for
+/// exactly `needed`, so a large frame's receive never takes the next frame's bytes and a
+/// partial frame copied here is at most one read-ahead. `None`: the peer closed or the
+/// receive failed.
+async fn receive(stream: &mut Transport, held: Bytes, needed: usize) -> Option<Bytes> {
+    let mut buffer = Vec::with_capacity(needed.max(READ_AHEAD_BYTES));
+    buffer.extend_from_slice(&held);
+    drop(held);
+    while buffer.len() < needed {
+        let BufResult(result, back) = stream.append(buffer).await;
+        buffer = back;
+        if !matches!(result, Ok(n) if n > 0) {
+            return None;
+        }
+    }
+    Some(Bytes::from(buffer))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_frame_size_outside_the_limits_is_refused() {
+        let prefix = |size: i32| size.to_be_bytes();
+        assert_eq!(frame_size(&prefix(8), 100), Some(8));
+        assert_eq!(frame_size(&prefix(100), 100), Some(100));
+        assert_eq!(frame_size(&prefix(7), 100), None);
+        assert_eq!(frame_size(&prefix(101), 100), None);
+        assert_eq!(frame_size(&prefix(-1), 100), None);
+        assert_eq!(frame_size(&prefix(i32::MIN), 100), None);
+    }
+}
