@@ -34,17 +34,29 @@ PERF_FREQUENCY_HZ = 299
 PERF_START_DELAY_S = 2
 
 
-def fetch_requests(admin_port):
-    """The broker's Fetch requests so far (its request-duration histogram's count)."""
+def request_counts(admin_port):
+    """(Fetch requests, all requests, request receives) the broker counted so far: its
+    request-duration histograms' counts and `sluice_request_receives_total` (None before
+    session 24's binaries, which do not count receives)."""
     url = f"http://127.0.0.1:{admin_port}/metrics"
     with urllib.request.urlopen(url, timeout=5) as r:
         text = r.read().decode()
-    total = 0.0
+    fetches = requests = 0.0
+    receives = None
     for line in text.splitlines():
-        if (line.startswith("sluice_request_duration_seconds_count")
-                and 'api="Fetch"' in line and 'stage="total"' in line):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
+        if line.startswith("sluice_request_duration_seconds_count") and 'stage="total"' in line:
+            count = float(line.rsplit(" ", 1)[1])
+            requests += count
+            if 'api="Fetch"' in line:
+                fetches += count
+        elif line.startswith("sluice_request_receives_total"):
+            receives = (receives or 0.0) + float(line.rsplit(" ", 1)[1])
+    return fetches, requests, receives
+
+
+def fetch_requests(admin_port):
+    """The broker's Fetch requests so far (its request-duration histogram's count)."""
+    return request_counts(admin_port)[0]
 
 
 def main():
@@ -70,6 +82,7 @@ def main():
         cb.create_topic(cluster, "repl", 3, ["min.insync.replicas=2", "sluice.durability=none"])
         leader, replicas, _ = cb.leader_and_replicas(cluster, "repl")
         followers = [n for n in replicas if n != leader]
+        _, requests_before, receives_before = request_counts(cluster.admin[leader - 1])
         fetches_before = fetch_requests(cluster.admin[leader - 1])
         cpu_before = {n: cb.cpu_seconds(cluster.pid_of_node(n)) for n in replicas}
         bench = subprocess.Popen([
@@ -111,6 +124,11 @@ def main():
               + f"; {per_follower / (gb * 1e3):.1f} replica fetches per MB per follower, "
               f"{gb * 1e9 / max(per_follower, 1) / 1024:.1f} KiB per fetch; "
               f"load average {os.getloadavg()[0]:.2f}")
+        _, requests_after, receives_after = request_counts(cluster.admin[leader - 1])
+        if receives_after is not None:
+            per_receive = ((requests_after - requests_before)
+                           / max(receives_after - receives_before, 1))
+            print(f"leader: {per_receive:.2f} requests per receive")
         if args.switches:
             roles = {cluster.pid_of_node(leader): "leader"}
             for i, n in enumerate(followers):

@@ -169,6 +169,9 @@ pub struct ShardSnapshot {
     pub fetch_sends_cached: u64,
     pub fetch_sends_splice: u64,
     pub requests_in_flight: i64,
+    /// Socket receives the connection readers made for request bytes (over TLS: reads of
+    /// plaintext); against the request count, how many requests one receive carries.
+    pub request_receives: u64,
     pub append: LatencyHistogram,
     pub fsync: LatencyHistogram,
     pub syncfs: LatencyHistogram,
@@ -206,6 +209,7 @@ pub struct ShardMetrics {
     fetch_sends_cached: Cell<u64>,
     fetch_sends_splice: Cell<u64>,
     in_flight: Cell<i64>,
+    request_receives: Cell<u64>,
     append: RefCell<LatencyHistogram>,
     fsync: RefCell<LatencyHistogram>,
     syncfs: RefCell<LatencyHistogram>,
@@ -240,6 +244,7 @@ impl ShardMetrics {
             fetch_sends_cached: Cell::new(0),
             fetch_sends_splice: Cell::new(0),
             in_flight: Cell::new(0),
+            request_receives: Cell::new(0),
             append: RefCell::new(LatencyHistogram::new()),
             fsync: RefCell::new(LatencyHistogram::new()),
             syncfs: RefCell::new(LatencyHistogram::new()),
@@ -347,6 +352,13 @@ impl ShardMetrics {
     /// +1 when a request is decoded, -1 when its response is written (or dropped).
     pub fn in_flight_add(&self, delta: i64) {
         self.in_flight.set(self.in_flight.get() + delta);
+    }
+
+    /// One receive of request bytes by a connection reader.
+    pub fn record_request_receive(&self) {
+        if self.enabled {
+            self.request_receives.set(self.request_receives.get() + 1);
+        }
     }
 
     /// One fdatasync of a segment (a group commit counts once).
@@ -552,6 +564,7 @@ impl ShardMetrics {
             fetch_sends_cached: self.fetch_sends_cached.get(),
             fetch_sends_splice: self.fetch_sends_splice.get(),
             requests_in_flight: self.in_flight.get(),
+            request_receives: self.request_receives.get(),
             append: self.append.borrow().clone(),
             fsync: self.fsync.borrow().clone(),
             syncfs: self.syncfs.borrow().clone(),

@@ -81,6 +81,18 @@ pub(super) fn write_connections(out: &mut Out, snapshots: &[ShardSnapshot]) {
             s.requests_in_flight as f64,
         );
     }
+    out.family(
+        "sluice_request_receives_total",
+        "counter",
+        "Socket receives connection readers made for request bytes, by shard (several pipelined requests can arrive in one).",
+    );
+    for s in snapshots {
+        out.sample(
+            "sluice_request_receives_total",
+            &[("shard", &s.shard_id.to_string())],
+            s.request_receives as f64,
+        );
+    }
 }
 
 /// Event-loop busy ratio and time, idle time, ring depth, and series dropped.
