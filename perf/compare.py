@@ -65,6 +65,13 @@ def harness_prefix(spec):
     raise ValueError(f"harness scheduling {spec!r}: want other, fifo[:PRIO] or nice:N")
 
 
+def fixed_rate(sc):
+    """Whether a scenario's harness sleeps between records (e2e, or any mode with a `rate`),
+    the only kind that may run SCHED_FIFO: a real-time harness running flat out would take
+    the broker's CPU away."""
+    return sc.get("mode") == "e2e" or "rate" in sc.get("bench", {})
+
+
 def arm_label(broker_kind, sched):
     """The name a run's figures are grouped under: the broker, and the harness's scheduling
     when it is not the plain `other`, so one sitting can alternate both."""
@@ -493,7 +500,8 @@ def main():
                          "and report its records read >= 3 ms after their batch was written to "
                          "a fetch already waiting (perf/e2e_slow.py)")
     ap.add_argument("--harness-sched", metavar="SPEC[,SPEC...]",
-                    help="how the harness of e2e scenarios is scheduled: other (plain), "
+                    help="how the harness of fixed-rate scenarios (e2e, or a `rate`) is "
+                         "scheduled: other (plain), "
                          "fifo[:PRIO] (SCHED_FIFO, `chrt`), nice:N; a list takes turns by round, e.g. "
                          "other,fifo alternates the two. Default: each scenario's "
                          "`harness-sched` key, else other. Other modes always use their key")
@@ -525,10 +533,8 @@ def main():
             harness_prefix(sc.get("harness-sched", "other"))
         except ValueError as e:
             sys.exit(f"{path}: harness-sched: {e}")
-        # A real-time harness that runs flat out would take the broker's CPU away: only the
-        # fixed-rate e2e harness, which sleeps between records, may be run SCHED_FIFO.
-        if sc.get("harness-sched", "other").startswith("fifo") and sc.get("mode") != "e2e":
-            sys.exit(f"{path}: harness-sched fifo is for e2e scenarios only")
+        if sc.get("harness-sched", "other").startswith("fifo") and not fixed_rate(sc):
+            sys.exit(f"{path}: harness-sched fifo is for fixed-rate scenarios only")
         scenarios.append(sc)
     results = []
     for rnd in range(args.rounds):
@@ -538,7 +544,7 @@ def main():
             # runs gave every scenario the same order each round when their number was even).
             order = brokers if (rnd + si) % 2 == 0 else list(reversed(brokers))
             sched = sc.get("harness-sched", "other")
-            if cli_sched and sc["mode"] == "e2e":
+            if cli_sched and fixed_rate(sc):
                 sched = cli_sched[rnd % len(cli_sched)]
             for b in order:
                 print(f"[round {rnd + 1}] {sc['name']} on {b} (harness {sched}) ...",
