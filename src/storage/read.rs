@@ -201,22 +201,23 @@ impl PartitionLog {
         let Some(segment) = self.segment_for(fetch_offset) else {
             return Ok((empty, None));
         };
-        let Some((header, position)) = segment.find_batch(fetch_offset).await? else {
+        let Some(first) = segment.find_batch_span(fetch_offset).await? else {
             return Ok((empty, None));
         };
-        let first_end = position + header.size_bytes() as u64;
+        let position = first.position;
+        let first_end = position + first.size_bytes;
         let mut limit = (position + max_bytes as u64).max(first_end);
         if end_offset < written_end && end_offset < segment.next_offset.get() {
             // The bound falls in this segment: stop at the batch that starts there.
-            if let Some((_, bound_position)) = segment.find_batch(end_offset).await? {
-                limit = limit.min(bound_position);
+            if let Some(bound) = segment.find_batch_span(end_offset).await? {
+                limit = limit.min(bound.position);
             }
             if limit < first_end {
                 return Ok((empty, None));
             }
         }
         let (end, next_offset) = segment
-            .boundary_at_or_before(first_end, limit, header.last_offset() + 1, written_end)
+            .boundary_at_or_before(first_end, limit, first.last_offset + 1, written_end)
             .await?;
         // Data trusted from disk (clean shutdown, or before the recovery point) is CRC-checked
         // once before its first read; damage takes the partition offline, never to a client.
@@ -229,7 +230,7 @@ impl PartitionLog {
             return Err(e);
         }
         let len = end - position;
-        let only_an_empty_batch = header.record_count == 0 && end == first_end;
+        let only_an_empty_batch = !first.has_records && end == first_end;
         let after_empty = (only_an_empty_batch && next_offset < written_end.min(end_offset))
             .then_some(next_offset);
         let fd = segment.files.shared_log_fd().await?;
@@ -243,7 +244,7 @@ impl PartitionLog {
             written_end_offset: written_end,
             log_start_offset: self.offsets.log_start_offset.get(),
             total_bytes: len,
-            record_count: (next_offset - header.base_offset).max(0) as u64,
+            record_count: (next_offset - first.base_offset).max(0) as u64,
             next_offset,
         };
         Ok((slice, after_empty))

@@ -65,6 +65,14 @@ pub struct Segment {
     pub offset_index: RefCell<OffsetIndex>,
     pub time_index: RefCell<TimeIndex>,
     bytes_since_index_entry: Cell<u64>,
+    /// The batch `record_batch` saw last, from the header it was given: the segment's last
+    /// batch (its size answers a fetch of the active segment's tail from memory), and what
+    /// proves the next indexed batch follows an indexed one. Cleared wherever the segment's
+    /// end moves back.
+    last_batch: Cell<Option<RecordedBatch>>,
+    /// Log reads made by fetch lookups (header reads, walks): a fetch served from the index
+    /// in memory makes none (tests count them).
+    pub lookup_reads: Cell<u64>,
     /// When the segment received its first batch (for segment.ms); -1 while empty.
     pub first_append_ms: Cell<i64>,
     /// Writes made to the log file, counted; `synced_writes` is the count the last
@@ -83,6 +91,14 @@ pub struct Segment {
     pub appended_from: Cell<u64>,
     /// How far write-back of the written bytes has been started (`write_behind`).
     pub(super) write_behind: WriteBehind,
+}
+
+/// What `record_batch` keeps of the batch it saw last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct RecordedBatch {
+    position: u64,
+    size_bytes: u64,
+    last_offset: i64,
 }
 
 /// A whole (small) file, or `None` when it does not exist.
@@ -171,6 +187,8 @@ impl Segment {
             offset_index: RefCell::new(OffsetIndex::default()),
             time_index: RefCell::new(TimeIndex::default()),
             bytes_since_index_entry: Cell::new(0),
+            last_batch: Cell::new(None),
+            lookup_reads: Cell::new(0),
             first_append_ms: Cell::new(-1),
             writes: Cell::new(0),
             synced_writes: Cell::new(0),
@@ -229,9 +247,33 @@ impl Segment {
             self.max_timestamp.set(header.max_timestamp);
             self.offset_of_max_timestamp.set(header.last_offset());
         }
+        let previous = self.last_batch.replace(Some(RecordedBatch {
+            position,
+            size_bytes: size,
+            last_offset: header.last_offset(),
+        }));
+        if position == 0 && header.base_offset == self.base_offset && header.record_count > 0 {
+            let rel = (header.last_offset() - self.base_offset) as u32;
+            self.offset_index.borrow_mut().set_first_batch(rel);
+        }
         if self.bytes_since_index_entry.get() > index_interval_bytes as u64 {
             let rel = (header.last_offset() - self.base_offset) as u32;
-            self.offset_index.borrow_mut().append(rel, position as u32);
+            let mut index = self.offset_index.borrow_mut();
+            // The bit is set only on what this call can see: the batch recorded just before
+            // is the last entry's batch (or the segment's first), ends here, and this one starts at the next offset
+            // (the cleaner leaves offset gaps) with records (an empty batch changes how a
+            // fetch treats it).
+            let follows = previous
+                .zip(index.previous_for_next())
+                .is_some_and(|(p, (o, at))| {
+                    p.position == u64::from(at)
+                        && p.last_offset == self.base_offset + i64::from(o)
+                        && p.position + p.size_bytes == position
+                        && header.base_offset == p.last_offset + 1
+                        && header.record_count > 0
+                });
+            index.append_following(rel, position as u32, follows);
+            drop(index);
             // Entries name the batch holding the max (as Kafka's do), so a reopened segment
             // knows where its max timestamp is.
             let rel_of_max = (self.offset_of_max_timestamp.get() - self.base_offset) as u32;
@@ -255,6 +297,16 @@ impl Segment {
         *self.offset_index.borrow_mut() = OffsetIndex::default();
         *self.time_index.borrow_mut() = TimeIndex::default();
         self.bytes_since_index_entry.set(0);
+        self.last_batch.set(None);
+    }
+
+    /// The segment's last batch as (position, bytes) when `record_batch` saw it: what the
+    /// index's last entry needs to answer from memory.
+    pub fn last_batch(&self) -> Option<(u64, u64)> {
+        self.last_batch
+            .get()
+            .filter(|b| b.position + b.size_bytes == self.size_bytes.get())
+            .map(|b| (b.position, b.size_bytes))
     }
 
     /// Sealing (roll / close): a final time index entry with the segment's max timestamp so
@@ -428,6 +480,7 @@ impl Segment {
         self.offset_index
             .borrow_mut()
             .truncate_to_position(position as u32);
+        self.last_batch.set(None);
         self.size_bytes.set(position);
         self.visible_bytes.set(position);
         self.appended_from

@@ -18,7 +18,7 @@ use crate::storage::batch::BatchHeader;
 use crate::storage::cleaner::{CleanerBudget, IoThrottle};
 use crate::storage::log::PartitionLog;
 
-fn compact_config() -> LogConfig {
+pub(super) fn compact_config() -> LogConfig {
     let mut config = LogConfig {
         segment_bytes: 4096,
         index_interval_bytes: 256,
@@ -31,7 +31,7 @@ fn compact_config() -> LogConfig {
     config
 }
 
-fn throttle(io_max_bytes_per_second: u64) -> IoThrottle {
+pub(super) fn throttle(io_max_bytes_per_second: u64) -> IoThrottle {
     IoThrottle::new(CleanerBudget {
         io_max_bytes_per_second,
         dedupe_buffer_bytes: 1 << 20,
@@ -42,7 +42,11 @@ fn throttle(io_max_bytes_per_second: u64) -> IoThrottle {
 }
 
 /// One batch of (key, value) records, timestamps `ts`.
-fn keyed(records: &[(String, Option<String>)], ts: i64, compression: Compression) -> BytesMut {
+pub(super) fn keyed(
+    records: &[(String, Option<String>)],
+    ts: i64,
+    compression: Compression,
+) -> BytesMut {
     let records: Vec<Record> = records
         .iter()
         .enumerate()
@@ -122,7 +126,7 @@ async fn produce_versions(log: &PartitionLog, keys: usize, versions: usize, ts: 
 
 /// Seals the active segment (an append of a marker batch after a roll) and syncs, so all
 /// data before it is cleanable.
-async fn seal_and_flush(log: &PartitionLog, ts: i64) {
+pub(super) async fn seal_and_flush(log: &PartitionLog, ts: i64) {
     log.enforce_retention(ts + 1).await.unwrap();
     log.append(
         keyed(
