@@ -238,7 +238,7 @@ async fn fetches_of_batches_this_process_appended_read_no_headers() {
     let log = open(dir.path(), small_config()).await.unwrap();
     let mut model = Vec::new();
     for i in 0..40 {
-        let b = batch(1 + (i % 3) as i32, 300, 1000 + i as i64);
+        let b = batch(1 + i % 3, 300, 1000 + i64::from(i));
         let size = b.len() as u64;
         let out = log.append(b, false, 0).await.unwrap();
         model.push((out.base_offset, out.last_offset, size));
