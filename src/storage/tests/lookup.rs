@@ -297,3 +297,27 @@ async fn reads_after_compaction_match_the_files() {
     );
     check_reads_over(&log, &model, 2, &empty).await;
 }
+
+/// A follower copies a compacted leader's batches as they are, offset gaps included: the
+/// batch after a gap must not claim to start at the offset after the previous one.
+#[compio::test]
+async fn a_batch_after_an_offset_gap_does_not_follow_its_predecessor() {
+    let dir = tempfile::tempdir().unwrap();
+    let segment = crate::storage::segment::Segment::create(dir.path(), 100)
+        .await
+        .unwrap();
+    let mut position = 0u64;
+    // Bases 100, 101, 102, then 110 after a gap, then 111: each batch above the interval.
+    for base in [100i64, 101, 102, 110, 111] {
+        let mut b = crate::storage::batch::build_test_batch(1, 300, 1000, None);
+        crate::storage::batch::patch_base_offset(&mut b, base);
+        let h = BatchHeader::parse_stored_at(&b, 0).unwrap();
+        segment.record_batch(&h, position, 256);
+        position += h.size_bytes() as u64;
+    }
+    let index = segment.offset_index.borrow();
+    let bits: Vec<bool> = (0..index.len())
+        .map(|i| index.follows_previous(i))
+        .collect();
+    assert_eq!(bits, [true, true, false, true], "{:?}", index.entries());
+}
