@@ -1,16 +1,17 @@
 //! A connection's reader: request frames off the socket, several small ones per receive.
 //!
-//! Every receive asks for the rest of the frame being completed plus `READ_AHEAD_BYTES`: a
-//! small request comes whole in one receive (a follower's fetch used to take two, its size
-//! prefix and then its body), small requests a client pipelined come out of one receive,
-//! and the next frame's size prefix comes along with a large one. Frames are handed out as
-//! slices of the received buffer (`Bytes`), so record bytes are read once; only bytes
-//! received past a frame are copied, at most `READ_AHEAD_BYTES` at a time: the start of a
-//! large frame into a buffer of its exact size, and what follows a large frame into a
-//! buffer of its own, so a large frame (a produce request) owns its allocation alone and
-//! the log patches its batch in place without a copy (a produce request sharing a buffer
-//! with other requests is copied whole by `BytesMut::from`: 128 KiB of read-ahead cost
-//! single-node 16 KiB produce 14 % in session 24, decision 0012).
+//! Every receive asks for the rest of the frame being completed plus `READ_AHEAD_BYTES`
+//! (behind a small frame) or the next size prefix only (behind a large one): a small
+//! request comes whole in one receive (a follower's fetch used to take two, its size prefix
+//! and then its body), small requests a client pipelined come out of one receive, and a
+//! pipelined large one takes one receive, its body with the next frame's size. Frames are
+//! handed out as slices of the received buffer (`Bytes`), so record bytes are read once;
+//! only bytes received past a frame are copied, at most `READ_AHEAD_BYTES` at a time: the
+//! start of a large frame into a buffer of its exact size, and the next size prefix behind
+//! a large frame into a buffer of its own, so a large frame (a produce request) owns its
+//! allocation alone and the log patches its batch in place without a copy (a produce
+//! request sharing a buffer with other requests is copied whole by `BytesMut::from`: 128
+//! KiB of read-ahead cost single-node 16 KiB produce 14 % in session 24, decision 0012).
 //!
 //! Owns: framing (the size prefix, the frame-size limit), the request memory taken per frame
 //! (backpressure: a frame that does not fit the shard's budget stops the reading), pausing
@@ -178,14 +179,22 @@ fn frame_size(held: &[u8], frame_limit: usize) -> Option<usize> {
 }
 
 /// Receives until at least `needed` bytes are held, `held` first, into a buffer of
-/// `needed + READ_AHEAD_BYTES`. `None`: the peer closed or the receive failed.
+/// `needed` plus the read-ahead: `READ_AHEAD_BYTES` behind a small frame, only the next size
+/// prefix behind a large one (what lands past a large frame is copied, so a pipelined
+/// produce request takes one receive, its body and the next size, and no copy of record
+/// bytes). `None`: the peer closed or the receive failed.
 async fn receive(
     shard: &Shard,
     stream: &mut Transport,
     held: Bytes,
     needed: usize,
 ) -> Option<Bytes> {
-    let mut buffer = Vec::with_capacity(needed + READ_AHEAD_BYTES);
+    let ahead = if needed > READ_AHEAD_BYTES {
+        FRAME_SIZE_BYTES
+    } else {
+        READ_AHEAD_BYTES
+    };
+    let mut buffer = Vec::with_capacity(needed + ahead);
     buffer.extend_from_slice(&held);
     drop(held);
     while buffer.len() < needed {
