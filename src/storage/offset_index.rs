@@ -61,8 +61,10 @@ impl OffsetIndex {
         let i = self.entries.len();
         self.entries.push((relative_offset, position));
         if follows && (i > 0 || self.first_batch_last.is_some()) {
+            // Entries loaded from a file carry no bits, so the words up to this entry's
+            // may all be missing (a restarted segment with more than 64 entries).
             if self.follows_previous.len() <= i / 64 {
-                self.follows_previous.push(0);
+                self.follows_previous.resize(i / 64 + 1, 0);
             }
             self.follows_previous[i / 64] |= 1 << (i % 64);
         }
@@ -309,11 +311,18 @@ mod tests {
         );
         let mut buf = Vec::new();
         i.encode_from(0, &mut buf);
-        let d = OffsetIndex::decode(&buf, 10_000).unwrap();
+        let mut d = OffsetIndex::decode(&buf, 10_000).unwrap();
         assert!(
             (0..d.len()).all(|n| !d.follows_previous(n)),
             "a file proves nothing"
         );
+        // Appended after a reopen past the 64th entry: the bit words of the loaded entries
+        // are missing, not only the last one (a restarted replica panicked here).
+        let loaded = d.len();
+        assert!(loaded > 64);
+        d.append_following(900, 6800, true);
+        assert!(d.follows_previous(loaded));
+        assert!((0..loaded).all(|n| !d.follows_previous(n)));
     }
 
     #[test]
