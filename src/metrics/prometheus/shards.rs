@@ -7,20 +7,31 @@
 use super::text::Out;
 use crate::metrics::ShardSnapshot;
 
+/// A family with one sample per shard, labelled `shard`: the shape of most families here.
+pub(super) fn per_shard(
+    out: &mut Out,
+    name: &str,
+    kind: &str,
+    help: &str,
+    snapshots: &[ShardSnapshot],
+    value: impl Fn(&ShardSnapshot) -> f64,
+) {
+    out.family(name, kind, help);
+    for s in snapshots {
+        out.sample(name, &[("shard", &s.shard_id.to_string())], value(s));
+    }
+}
+
 /// Connections, fetch file sends and requests in flight.
 pub(super) fn write_connections(out: &mut Out, snapshots: &[ShardSnapshot]) {
-    out.family(
+    per_shard(
+        out,
         "sluice_connections",
         "gauge",
         "Open client connections, by shard.",
+        snapshots,
+        |s| s.connections as f64,
     );
-    for s in snapshots {
-        out.sample(
-            "sluice_connections",
-            &[("shard", &s.shard_id.to_string())],
-            s.connections as f64,
-        );
-    }
     out.family(
         "sluice_connections_accepted_total",
         "counter",
@@ -34,18 +45,14 @@ pub(super) fn write_connections(out: &mut Out, snapshots: &[ShardSnapshot]) {
             .map(|s| s.connections_accepted)
             .sum::<u64>() as f64,
     );
-    out.family(
+    per_shard(
+        out,
         "sluice_connections_moved_total",
         "counter",
         "Connections moved to the shard that owns their partitions, by receiving shard.",
+        snapshots,
+        |s| s.connections_moved_in as f64,
     );
-    for s in snapshots {
-        out.sample(
-            "sluice_connections_moved_total",
-            &[("shard", &s.shard_id.to_string())],
-            s.connections_moved_in as f64,
-        );
-    }
     out.family(
         "sluice_fetch_file_sends_total",
         "counter",
@@ -69,30 +76,22 @@ pub(super) fn write_connections(out: &mut Out, snapshots: &[ShardSnapshot]) {
             count as f64,
         );
     }
-    out.family(
+    per_shard(
+        out,
         "sluice_requests_in_flight",
         "gauge",
         "Requests decoded but not yet answered, by shard.",
+        snapshots,
+        |s| s.requests_in_flight as f64,
     );
-    for s in snapshots {
-        out.sample(
-            "sluice_requests_in_flight",
-            &[("shard", &s.shard_id.to_string())],
-            s.requests_in_flight as f64,
-        );
-    }
-    out.family(
+    per_shard(
+        out,
         "sluice_request_receives_total",
         "counter",
         "Socket receives connection readers made for request bytes, by shard (several pipelined requests can arrive in one).",
+        snapshots,
+        |s| s.request_receives as f64,
     );
-    for s in snapshots {
-        out.sample(
-            "sluice_request_receives_total",
-            &[("shard", &s.shard_id.to_string())],
-            s.request_receives as f64,
-        );
-    }
 }
 
 /// Event-loop busy ratio and time, idle time, ring depth, and series dropped.
@@ -111,54 +110,38 @@ pub(super) fn write_event_loops(out: &mut Out, snapshots: &[ShardSnapshot]) {
             );
         }
     }
-    out.family(
+    per_shard(
+        out,
         "sluice_shard_busy_seconds_total",
         "counter",
         "Time the shard's event loop ran tasks.",
+        snapshots,
+        |s| s.busy_ns_total as f64 / 1e9,
     );
-    for s in snapshots {
-        out.sample(
-            "sluice_shard_busy_seconds_total",
-            &[("shard", &s.shard_id.to_string())],
-            s.busy_ns_total as f64 / 1e9,
-        );
-    }
-    out.family(
+    per_shard(
+        out,
         "sluice_shard_idle_seconds_total",
         "counter",
         "Time the shard's event loop waited for completions.",
+        snapshots,
+        |s| s.idle_ns_total as f64 / 1e9,
     );
-    for s in snapshots {
-        out.sample(
-            "sluice_shard_idle_seconds_total",
-            &[("shard", &s.shard_id.to_string())],
-            s.idle_ns_total as f64 / 1e9,
-        );
-    }
-    out.family(
+    per_shard(
+        out,
         "sluice_shard_open_transactions",
         "gauge",
         "Transactions open on the transactional ids the shard coordinates.",
+        snapshots,
+        |s| s.open_transactions as f64,
     );
-    for s in snapshots {
-        out.sample(
-            "sluice_shard_open_transactions",
-            &[("shard", &s.shard_id.to_string())],
-            s.open_transactions as f64,
-        );
-    }
-    out.family(
+    per_shard(
+        out,
         "sluice_shard_ring_depth",
         "gauge",
         "io_uring submissions in flight on the shard's ring.",
+        snapshots,
+        |s| s.ring_depth as f64,
     );
-    for s in snapshots {
-        out.sample(
-            "sluice_shard_ring_depth",
-            &[("shard", &s.shard_id.to_string())],
-            s.ring_depth as f64,
-        );
-    }
     out.family(
         "sluice_metrics_series_dropped_total",
         "counter",
@@ -198,10 +181,7 @@ pub(super) fn write_storage_health(out: &mut Out, snapshots: &[ShardSnapshot]) {
         ),
     ];
     for (name, help, value) in gauges {
-        out.family(name, "gauge", help);
-        for s in snapshots {
-            out.sample(name, &[("shard", &s.shard_id.to_string())], value(s) as f64);
-        }
+        per_shard(out, name, "gauge", help, snapshots, |s| value(s) as f64);
     }
     let counters: [StorageSeries; 2] = [
         (
