@@ -23,16 +23,6 @@ pub struct LocalCluster {
     pub voters: String,
 }
 
-/// With `SLUICE_TEST_KEEP_DIRS` set, a node's directory (its data and `broker.log`) outlives
-/// the test, its path printed: a flaky run's broker logs can be read afterwards.
-fn keep_for_diagnosis(temp: tempfile::TempDir, node: usize) -> Option<tempfile::TempDir> {
-    if std::env::var_os("SLUICE_TEST_KEEP_DIRS").is_none() {
-        return Some(temp);
-    }
-    eprintln!("node {node} keeps its directory {}", temp.keep().display());
-    None
-}
-
 impl LocalCluster {
     /// Starts `count` nodes; returns once each listens for Kafka clients (the quorum may
     /// still be electing: see `wait_until_formed`).
@@ -120,7 +110,7 @@ impl LocalCluster {
                 admin_port,
                 data_dir: temp.path().join("data"),
                 log_path: Some(temp.path().join("broker.log")),
-                _temp: keep_for_diagnosis(temp, i + 1),
+                _temp: super::keep_for_diagnosis(temp, &format!("node {}", i + 1)),
                 extra_args: vec![
                     "--config".into(),
                     config.display().to_string(),

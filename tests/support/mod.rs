@@ -38,6 +38,17 @@ pub fn sluice_bin() -> PathBuf {
 /// could not bind it again.
 const TEST_PORT_RANGE: std::ops::Range<u16> = 20_000..32_000;
 
+/// With `SLUICE_TEST_KEEP_DIRS` set, a broker's directory (its data and `broker.log`)
+/// outlives the test, its path printed with `label`: a flaky run's broker log can be read
+/// afterwards (a reset on a first connect, a node that panicked).
+pub fn keep_for_diagnosis(temp: tempfile::TempDir, label: &str) -> Option<tempfile::TempDir> {
+    if std::env::var_os("SLUICE_TEST_KEEP_DIRS").is_none() {
+        return Some(temp);
+    }
+    eprintln!("{label} keeps its directory {}", temp.keep().display());
+    None
+}
+
 /// A loopback port nobody is listening on right now, outside the ephemeral range.
 pub fn free_port() -> u16 {
     use std::sync::atomic::{AtomicU16, Ordering};
@@ -124,6 +135,7 @@ impl Broker {
     ) -> Broker {
         // The broker's own output goes next to its data, so a failing test can show it.
         let log_path = temp.as_ref().map(|t| t.path().join("broker.log"));
+        let temp = temp.and_then(|t| keep_for_diagnosis(t, "broker"));
         let mut broker = Broker {
             child: None,
             port: free_port(),
