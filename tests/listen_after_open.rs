@@ -4,6 +4,11 @@
 //! crash recovered) their partitions, or reset if start-up then failed. Now a connect is
 //! refused until every shard has opened its partitions, and the first connection the port
 //! accepts is served at once.
+//!
+//! Session 25: a port that does not listen yet is still taken. A second broker started on
+//! the same address while the first was opening its partitions found the port silent and
+//! joined it through SO_REUSEPORT: both ran, and the kernel split the port's connections
+//! between them. Now the later one refuses to start.
 
 mod support;
 
@@ -49,8 +54,9 @@ fn create_topics(broker: &Broker) {
     }
 }
 
-#[test]
-fn the_port_accepts_only_once_every_shard_serves_and_answers_at_once() {
+/// A broker with `TOPICS` × `PARTITIONS_PER_TOPIC` partitions, stopped cleanly: its next
+/// start takes a while to open them.
+fn stopped_broker_with_many_partitions() -> Broker {
     let cores = SHARDS.to_string();
     let mut broker = Broker::start_with(&["--cores", &cores]);
     create_topics(&broker);
@@ -59,27 +65,47 @@ fn the_port_accepts_only_once_every_shard_serves_and_answers_at_once() {
         "clean stop\n{}",
         broker.diagnostics()
     );
+    broker
+}
 
-    // Restart by hand (`Broker::spawn` would itself wait for the port), logging to a fresh
-    // file so the "shard ready" lines counted are this start's.
-    let log_path = broker.data_dir.with_file_name("restart.log");
-    let log = std::fs::File::create(&log_path).expect("restart log");
-    let child = Command::new(support::sluice_bin())
+/// Starts `sluice serve` by hand (`Broker::spawn` would itself wait for the port) on
+/// `data_dir`, the Kafka port `port`, logging to `log_path`.
+fn spawn_serve(
+    data_dir: &std::path::Path,
+    port: u16,
+    admin_port: u16,
+    log_path: &std::path::Path,
+) -> std::process::Child {
+    let log = std::fs::File::create(log_path).expect("broker log");
+    Command::new(support::sluice_bin())
         .arg("serve")
         .arg("--data-dir")
-        .arg(&broker.data_dir)
+        .arg(data_dir)
         .arg("--listen")
-        .arg(format!("127.0.0.1:{}", broker.port))
+        .arg(format!("127.0.0.1:{port}"))
         .arg("--admin-listen")
-        .arg(format!("127.0.0.1:{}", broker.admin_port))
-        .args(["--cores", &cores])
+        .arg(format!("127.0.0.1:{admin_port}"))
+        .args(["--cores", &SHARDS.to_string()])
         .env_remove("NOTIFY_SOCKET")
         .stdin(Stdio::null())
         .stdout(log.try_clone().expect("log"))
         .stderr(log)
         .spawn()
-        .expect("spawn sluice serve");
-    broker.child = Some(child);
+        .expect("spawn sluice serve")
+}
+
+#[test]
+fn the_port_accepts_only_once_every_shard_serves_and_answers_at_once() {
+    let mut broker = stopped_broker_with_many_partitions();
+    // Restart by hand, logging to a fresh file so the "shard ready" lines counted are this
+    // start's.
+    let log_path = broker.data_dir.with_file_name("restart.log");
+    broker.child = Some(spawn_serve(
+        &broker.data_dir,
+        broker.port,
+        broker.admin_port,
+        &log_path,
+    ));
     let restart_log = || std::fs::read_to_string(&log_path).unwrap_or_default();
 
     // Connect the instant the port accepts.
@@ -125,4 +151,89 @@ fn the_port_accepts_only_once_every_shard_serves_and_answers_at_once() {
         versions.api_keys.iter().any(|k| k.api_key == 18),
         "ApiVersions lists itself"
     );
+}
+
+/// How long one of two brokers on one port gets to refuse (before the claim, both ran).
+const SECOND_START_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[test]
+fn a_second_broker_on_a_port_still_opening_its_partitions_refuses_to_start() {
+    let mut first = stopped_broker_with_many_partitions();
+    let first_log = first.data_dir.with_file_name("first.log");
+    first.child = Some(spawn_serve(
+        &first.data_dir,
+        first.port,
+        first.admin_port,
+        &first_log,
+    ));
+    // The first broker binds its port, then opens 2,000 partitions (its port does not
+    // listen meanwhile). A second one, with a data directory of its own, on the same port:
+    std::thread::sleep(Duration::from_millis(200));
+    let second_dir = tempfile::tempdir().expect("temp dir");
+    let second_log = second_dir.path().join("second.log");
+    let second_admin_port = support::free_port();
+    let mut second = Some(spawn_serve(
+        &second_dir.path().join("data"),
+        first.port,
+        second_admin_port,
+        &second_log,
+    ));
+    let read = |path: &std::path::Path| std::fs::read_to_string(path).unwrap_or_default();
+    let both_logs = || {
+        format!(
+            "first:\n{}\nsecond:\n{}",
+            read(&first_log),
+            read(&second_log)
+        )
+    };
+    // Exactly one refuses: normally the second; the first, if the second bound before it on a
+    // slow box. Either way with the reason, and the other one serves the port.
+    let deadline = Instant::now() + SECOND_START_TIMEOUT;
+    let refused_log = loop {
+        if let Some(Ok(Some(status))) = second.as_mut().map(|c| c.try_wait()) {
+            assert!(!status.success(), "the second broker's exit: {status}");
+            break second_log.clone();
+        }
+        if let Some(Ok(Some(status))) = first.child.as_mut().map(|c| c.try_wait()) {
+            assert!(!status.success(), "the first broker's exit: {status}");
+            first.child = second.take();
+            first.admin_port = second_admin_port;
+            break first_log.clone();
+        }
+        if Instant::now() >= deadline {
+            if let Some(mut child) = second.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            panic!("two brokers started on one port\n{}", both_logs());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(
+        read(&refused_log).contains("listening on this address or starting up on it"),
+        "the refused broker says why\n{}",
+        both_logs()
+    );
+    // The other one was not disturbed: it serves the port once its partitions are open.
+    let deadline = Instant::now() + RESTART_TIMEOUT;
+    let mut conn = loop {
+        match RawConn::connect_with(&first.bootstrap(), "listen-after-open", IO_TIMEOUT) {
+            Ok(conn) => break conn,
+            Err(e) => {
+                if let Some(Ok(Some(status))) = first.child.as_mut().map(|c| c.try_wait()) {
+                    panic!("the remaining broker exited: {status}\n{}", both_logs());
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "never served: {e}\n{}",
+                    both_logs()
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    };
+    let versions = conn
+        .try_call(&ApiVersionsRequest::default(), 3)
+        .unwrap_or_else(|e| panic!("ApiVersions: {e}\n{}", both_logs()));
+    assert_eq!(versions.error_code, 0);
 }

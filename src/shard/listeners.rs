@@ -63,6 +63,40 @@ fn probe_exclusive(addr: std::net::SocketAddr) -> Result<(), StartError> {
     Ok(())
 }
 
+/// A listener address claimed by this process for its lifetime: an abstract Unix socket
+/// named after the address, which the kernel frees the moment the process exits (no file
+/// to clean up after a SIGKILL) and which is scoped to the network namespace, as ports are.
+///
+/// Why: `probe_exclusive` finds only a listener that already accepts, and the broker's own
+/// socket does not listen until its partitions are open (seconds on a big data directory).
+/// A second broker started on the same address in that window found the port silent, and
+/// its SO_REUSEPORT bind then joined the first broker's sockets: both started, and the
+/// kernel split the port's connections between two brokers with different data. Kafka
+/// refuses such a start ("address already in use"); with the claim, so does Sluice.
+pub(super) struct AddressClaim {
+    _socket: std::os::unix::net::UnixDatagram,
+}
+
+fn claim_address(addr: std::net::SocketAddr) -> Result<Option<AddressClaim>, StartError> {
+    use std::os::linux::net::SocketAddrExt;
+    // Port 0 asks the kernel for a port of its own: nothing to share.
+    if addr.port() == 0 {
+        return Ok(None);
+    }
+    let fail = |source| StartError::Listen { addr, source };
+    let name = format!("sluice-listener/{addr}");
+    let unix_addr =
+        std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).map_err(fail)?;
+    match std::os::unix::net::UnixDatagram::bind_addr(&unix_addr) {
+        Ok(socket) => Ok(Some(AddressClaim { _socket: socket })),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => Err(fail(std::io::Error::new(
+            std::io::ErrorKind::AddrInUse,
+            "another sluice process is listening on this address or starting up on it",
+        ))),
+        Err(e) => Err(fail(e)),
+    }
+}
+
 /// A bound, not yet listening, socket (see `start_listening`).
 fn bind_reuseport(addr: std::net::SocketAddr) -> Result<TcpListener, StartError> {
     use socket2::{Domain, Protocol, Socket, Type};
@@ -97,11 +131,10 @@ fn tls_acceptor(
 /// Every configured listener bound once per shard (SO_REUSEPORT), before any thread
 /// starts, so a busy port is a clean error; with a duplicate of each socket for
 /// `start_listening` (the shards own the originals).
-#[allow(clippy::type_complexity)]
 pub(super) fn bind_listeners(
     config: &BrokerConfig,
     shards: usize,
-) -> Result<(Vec<ShardListeners>, Vec<ToListen>, Option<Arc<TlsAcceptor>>), StartError> {
+) -> Result<BoundListeners, StartError> {
     let specs: Vec<Arc<ListenerSpec>> = config
         .listener_specs()
         .map_err(|e| StartError::Config(e.to_string()))?
@@ -109,9 +142,12 @@ pub(super) fn bind_listeners(
         .map(Arc::new)
         .collect();
     let tls = tls_acceptor(config, &specs)?;
-    // SO_REUSEPORT would let a second broker silently share a port another process holds;
-    // a plain bind first turns that into a clean "address in use" error.
+    // SO_REUSEPORT would let a second broker silently share a port another process holds:
+    // claim each address against other Sluice processes (listening or still starting), then
+    // check that nothing else already accepts on it.
+    let mut claims = Vec::with_capacity(specs.len());
     for spec in &specs {
+        claims.extend(claim_address(spec.bind)?);
         probe_exclusive(spec.bind)?;
     }
     // Bind every listener of every shard before starting any thread, so a busy port is a
@@ -135,7 +171,22 @@ pub(super) fn bind_listeners(
         }
         listeners.push(shard_listeners);
     }
-    Ok((listeners, to_listen, tls))
+    Ok(BoundListeners {
+        per_shard: listeners,
+        to_listen,
+        tls,
+        claims,
+    })
+}
+
+/// What `bind_listeners` hands start-up: each shard's sockets, their duplicates to put in
+/// the listening state, the shared TLS context, and the address claims the broker holds
+/// until it exits.
+pub(super) struct BoundListeners {
+    pub per_shard: Vec<ShardListeners>,
+    pub to_listen: Vec<ToListen>,
+    pub tls: Option<Arc<TlsAcceptor>>,
+    pub claims: Vec<AddressClaim>,
 }
 
 /// A duplicate descriptor of one shard's bound socket, kept by the main thread until every

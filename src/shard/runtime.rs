@@ -7,7 +7,9 @@
 //! connection finish the request it is serving, flushes and closes its logs cleanly.
 
 use super::io_driver::IoDriver;
-use super::listeners::{ShardListeners, bind_listeners, start_listening};
+use super::listeners::{
+    AddressClaim, BoundListeners, ShardListeners, bind_listeners, start_listening,
+};
 use super::outbox::Outbox;
 pub use super::start_error::StartError;
 use super::{PartitionTable, SHARD_CHANNEL_CAPACITY, Shard, ShardMail, ShardTask};
@@ -43,6 +45,8 @@ pub struct BrokerHandle {
     /// With SSL or SASL_SSL listeners: their TLS context, reloaded on SIGHUP.
     pub tls: Option<Arc<TlsAcceptor>>,
     _data_dir_lock: std::fs::File,
+    /// Each listener's address, held against other Sluice processes until this one exits.
+    _listener_claims: Vec<AddressClaim>,
 }
 
 impl BrokerHandle {
@@ -121,7 +125,12 @@ pub fn start_broker(config: BrokerConfig) -> Result<BrokerHandle, StartError> {
     let cluster_handle = cluster.as_ref().map(|c| c.handle.clone());
     let mut committed = cluster.map(|c| c.inputs);
 
-    let (listeners, to_listen, tls) = bind_listeners(&config, cores.len())?;
+    let BoundListeners {
+        per_shard: listeners,
+        to_listen,
+        tls,
+        claims: listener_claims,
+    } = bind_listeners(&config, cores.len())?;
     // Read once, before any shard runs (each takes its own partitions' entries).
     let high_watermarks = Arc::new(match cluster_handle {
         Some(_) => crate::storage::hw_checkpoint::load_all(&config.data_dir, cores.len()),
@@ -187,6 +196,7 @@ pub fn start_broker(config: BrokerConfig) -> Result<BrokerHandle, StartError> {
         cluster: cluster_handle,
         tls,
         _data_dir_lock: lock,
+        _listener_claims: listener_claims,
     };
     // Every partition of every shard is open: only now do the sockets listen (before, a
     // connect is refused and clients retry; a connection the kernel queued would wait
