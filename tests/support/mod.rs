@@ -38,6 +38,9 @@ pub fn sluice_bin() -> PathBuf {
 /// could not bind it again.
 const TEST_PORT_RANGE: std::ops::Range<u16> = 20_000..32_000;
 
+/// What a broker logs when another broker holds (or is starting up on) its address.
+const PORT_CLAIMED_BY_ANOTHER_BROKER: &str = "listening on this address or starting up on it";
+
 /// With `SLUICE_TEST_KEEP_DIRS` set, a broker's directory (its data and `broker.log`)
 /// outlives the test, its path printed with `label`: a flaky run's broker log can be read
 /// afterwards (a reset on a first connect, a node that panicked).
@@ -305,22 +308,49 @@ impl Broker {
                 });
             }
         }
+        // Where this start's lines begin in a log that earlier starts appended to.
+        let log_start = self
+            .log_path
+            .as_ref()
+            .and_then(|path| std::fs::metadata(path).ok())
+            .map_or(0, |m| m.len() as usize);
         let child = cmd.spawn().expect("spawn sluice serve");
         self.child = Some(child);
-        self.wait_until_listening();
+        if !self.wait_until_listening(log_start) {
+            // Another test process's broker claimed the port between `free_port` and this
+            // broker's bind (the broker refuses to share a port): take another one.
+            self.port = free_port();
+            self.spawn();
+        }
     }
 
-    fn wait_until_listening(&mut self) {
+    /// True once the port accepts; false when the broker stopped because another broker
+    /// holds its port (only a `--listen` port is retried: a config file names its own).
+    fn wait_until_listening(&mut self, log_start: usize) -> bool {
         let addr: SocketAddr = self.bootstrap().parse().expect("addr");
         let deadline = Instant::now() + BROKER_LISTEN_TIMEOUT;
         loop {
             if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-                return;
+                return true;
             }
             if let Some(child) = self.child.as_mut()
                 && let Ok(Some(status)) = child.try_wait()
             {
-                panic!("sluice serve exited before listening: {status}");
+                let log = self
+                    .log_path
+                    .as_ref()
+                    .and_then(|path| std::fs::read(path).ok())
+                    .map(|bytes| {
+                        String::from_utf8_lossy(bytes.get(log_start..).unwrap_or(&[])).into_owned()
+                    })
+                    .unwrap_or_default();
+                if self.sasl_port.is_none()
+                    && self.netns.is_none()
+                    && log.contains(PORT_CLAIMED_BY_ANOTHER_BROKER)
+                {
+                    return false;
+                }
+                panic!("sluice serve exited before listening: {status}\n{log}");
             }
             assert!(
                 Instant::now() < deadline,
