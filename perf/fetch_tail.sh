@@ -11,6 +11,13 @@
 # the scenario's read lasts under a second, so its p99.9 is the worst one or two of ~1,000
 # fetches; a larger preload gives the tail more samples.
 #
+# FLOOR=1 adds a floor row to every round, right after the brokers: `perf/replication_floor.c`
+# in fetch mode: one 64-byte request per 1 MiB answer spliced from the page cache through a
+# 1 MiB pipe (as Sluice sends it)
+# over loopback TCP, as many round trips as the read's fetches (no broker, no Kafka framing,
+# no record decoding). Its p99.9 is what this box's scheduling allows a 1 MiB round trip in
+# that sitting: the catch-up p99.9 line (1.5 ms, issue 22) cannot be met below it.
+#
 # CLIENT_CORE pins the consumer (taskset) to one core. The owning shard is pinned to its core
 # and the client is not: whether they share a core decides most of a run's MB/s (session 21,
 # decision 0001), so an unpinned A/B needs rounds enough to see both placements.
@@ -25,6 +32,12 @@ if [[ -z "${HARNESS:-}" ]]; then
 fi
 : "${HARNESS:?set HARNESS to a sluice binary}"
 PRELOAD_RECORDS=${PRELOAD_RECORDS:-1000000}
+if [[ -n "${FLOOR:-}" ]]; then
+  floor_tool=$(mktemp /tmp/fetch-floor-XXXX)
+  cc -O2 -o "$floor_tool" "$(dirname "$0")/replication_floor.c" || exit 1
+  # The read's size in MiB: records × (1 KiB + ~70 bytes of batch overhead per 16 records).
+  floor_mib=$(( PRELOAD_RECORDS * 1024 / 1048576 ))
+fi
 for r in $(seq 1 "$ROUNDS"); do
   order=("${BINS[@]}")
   if (( r % 2 == 0 )); then
@@ -62,4 +75,11 @@ print(round(t['mb_per_s'],1), l.get('p50_ms'), l['p99_ms'], l['p999_ms'], l.get(
     echo "round $r $(basename "$bin")${CLIENT_CORE:+ client-core $CLIENT_CORE}: MB/s $mbs rtt p50/p99/p99.9/max $p50/$p99/$p999/$max ms CPU-s/GB $cpu load $load dirty ${dirty}MB | per-second max $maxes| $stages"
     [[ -n "${KEEP:-}" ]] || rm -rf "$d"
   done
+  if [[ -n "${FLOOR:-}" ]]; then
+    d=$(mktemp -d /tmp/fetchfloor-XXXX)
+    load=$(cut -d' ' -f1 /proc/loadavg)
+    echo "round $r floor (1 MiB spliced round trips, no broker): $("$floor_tool" fetch "$d" "$floor_mib" 1048576 -r | tr '\n' ' ')load $load"
+    rm -rf "$d"
+  fi
 done
+if [[ -n "${FLOOR:-}" ]]; then rm -f "$floor_tool"; fi

@@ -12,10 +12,19 @@
  *             leader's floor of serving a consumer.
  *
  * Each side's CPU is its own process's utime + stime (getrusage), so the two are not mixed.
+ *   fetch:    as consumer, but the sender moves each chunk file → pipe → socket with splice()
+ *             through a pipe of the chunk's size (up to 1 MiB, fs.pipe-max-size), as
+ *             Sluice's fetch path does (decision 0001, session 21).
+ *
+ * With -r the receiver also times each round (request written to answer read whole) and
+ * prints its p50, p99, p99.9 and max: in consumer mode with 1 MiB chunks that is the floor
+ * of a catch-up fetch's round trip on this box (issue 22: the catch-up p99.9 line), in the
+ * same sitting as the broker's (`FLOOR=1 perf/fetch_tail.sh`).
  *
  *   cc -O2 -o /tmp/replication_floor perf/replication_floor.c
  *   /tmp/replication_floor follower DIR MIB CHUNK_BYTES [-r]
  *   /tmp/replication_floor consumer DIR MIB CHUNK_BYTES [-r]
+ *   /tmp/replication_floor fetch DIR MIB CHUNK_BYTES [-r]
  * prints one line: mode, chunk, MB/s, CPU-s per GB of the receiver and of the sender.
  */
 #define _GNU_SOURCE
@@ -57,6 +66,19 @@ static double now_seconds(void) {
     return t.tv_sec + t.tv_nsec / 1e9;
 }
 
+static int compare_doubles(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* The value below which `share` of the sorted `n` values lie (nearest rank). */
+static double quantile(const double *sorted, long long n, double share) {
+    long long rank = (long long)(share * (double)n + 0.999999);
+    if (rank < 1) rank = 1;
+    if (rank > n) rank = n;
+    return sorted[rank - 1];
+}
+
 static void read_full(int fd, char *buf, size_t len) {
     size_t got = 0;
     while (got < len) {
@@ -96,6 +118,22 @@ static void sendfile_full(int sock, int file, off_t at, size_t len) {
     }
 }
 
+/* Moves `len` bytes of `file` from `at` to `sock` through `pipe` (file → pipe → socket). */
+static void splice_full(int sock, int file, const int pipe[2], off_t at, size_t len) {
+    while (len > 0) {
+        ssize_t in = splice(file, &at, pipe[1], NULL, len, SPLICE_F_MOVE);
+        if (in < 0 && errno == EINTR) continue;
+        if (in <= 0) die("splice in");
+        len -= (size_t)in;
+        while (in > 0) {
+            ssize_t out = splice(pipe[0], NULL, sock, NULL, (size_t)in, SPLICE_F_MOVE);
+            if (out < 0 && errno == EINTR) continue;
+            if (out <= 0) die("splice out");
+            in -= out;
+        }
+    }
+}
+
 /* Opens a listening socket on an ephemeral loopback port; returns it, the port in *port. */
 static int listen_loopback(int *port) {
     int s = socket(AF_INET, SOCK_STREAM, 0);
@@ -123,12 +161,13 @@ static int connect_loopback(int port) {
 
 int main(int argc, char **argv) {
     if (argc < 5) {
-        fprintf(stderr, "usage: %s follower|consumer DIR MIB CHUNK_BYTES [-r]\n", argv[0]);
+        fprintf(stderr, "usage: %s follower|consumer|fetch DIR MIB CHUNK_BYTES [-r]\n", argv[0]);
         return 2;
     }
     int follower = strcmp(argv[1], "follower") == 0;
-    if (!follower && strcmp(argv[1], "consumer") != 0) {
-        fprintf(stderr, "mode must be follower or consumer\n");
+    int spliced = strcmp(argv[1], "fetch") == 0;
+    if (!follower && !spliced && strcmp(argv[1], "consumer") != 0) {
+        fprintf(stderr, "mode must be follower, consumer or fetch\n");
         return 2;
     }
     const char *dir = argv[2];
@@ -168,11 +207,19 @@ int main(int argc, char **argv) {
         int one = 1;
         setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         char request[REQUEST_BYTES];
+        int pipe_of_chunk[2];
+        if (spliced) {
+            if (pipe(pipe_of_chunk) != 0) die("pipe");
+            /* Best effort: an unprivileged pipe may be refused above fs.pipe-max-size. */
+            fcntl(pipe_of_chunk[1], F_SETPIPE_SZ, (int)chunk);
+        }
         double cpu0 = cpu_seconds();
         for (long long i = 0; i < count; i++) {
             if (rounds) read_full(s, request, sizeof request);
             if (follower)
                 write_full(s, buf, (size_t)chunk);
+            else if (spliced)
+                splice_full(s, file, pipe_of_chunk, i * chunk, (size_t)chunk);
             else
                 sendfile_full(s, file, i * chunk, (size_t)chunk);
         }
@@ -185,11 +232,15 @@ int main(int argc, char **argv) {
     int s = connect_loopback(port);
     char request[REQUEST_BYTES];
     memset(request, 'q', sizeof request);
+    double *round_ms = rounds ? malloc(sizeof(double) * (size_t)count) : NULL;
+    if (rounds && !round_ms) die("malloc");
     double cpu0 = cpu_seconds();
     double t0 = now_seconds();
     for (long long i = 0; i < count; i++) {
+        double started = rounds ? now_seconds() : 0;
         if (rounds) write_full(s, request, sizeof request);
         read_full(s, buf, (size_t)chunk);
+        if (rounds) round_ms[i] = (now_seconds() - started) * 1e3;
         if (follower) pwrite_full(file, buf, (size_t)chunk, i * chunk);
     }
     double elapsed = now_seconds() - t0;
@@ -200,7 +251,13 @@ int main(int argc, char **argv) {
     waitpid(child, &status, 0);
     double gb = total / 1e9;
     printf("%s chunk=%ld rounds=%s MB/s=%.1f receiver_cpu_s_per_gb=%.3f sender_cpu_s_per_gb=%.3f\n",
-           follower ? "follower(recv+pwrite)" : "consumer(sendfile)", chunk, rounds ? "yes" : "no",
+           follower ? "follower(recv+pwrite)" : spliced ? "fetch(splice)" : "consumer(sendfile)", chunk, rounds ? "yes" : "no",
            total / 1e6 / elapsed, cpu / gb, sender_cpu / gb);
+    if (rounds) {
+        qsort(round_ms, (size_t)count, sizeof(double), compare_doubles);
+        printf("round_trips=%lld p50_ms=%.3f p99_ms=%.3f p99.9_ms=%.3f max_ms=%.3f\n", count,
+               quantile(round_ms, count, 0.5), quantile(round_ms, count, 0.99),
+               quantile(round_ms, count, 0.999), round_ms[count - 1]);
+    }
     return 0;
 }
