@@ -6,12 +6,22 @@ only Sluice does well), the ranking or the ratio would differ between the two cl
 Each (client, broker) pair gets a fresh broker. Reports payload MB/s, broker CPU-s/GB and
 client CPU-s/GB. Run with the perf venv's python (perf/compare.sh creates it):
   $VENV/bin/python perf/librdkafka_check.py [--records 200000] [--acks all]
+      [--partitions 4 --keys 1000] [--brokers sluice,crabka] [--rounds 3]
+
+--partitions/--keys (issue 22, session 25) cross-check the keyed row
+(perf/scenarios/produce-1k-4p-keyed-acks-1.toml): `sluice bench` sends one partition per
+Produce request, round-robin, so on a two-shard broker every other request crosses to the
+other shard; librdkafka, like the Java client, drains every partition's ready batch for a
+broker into one request. Whether the keyed row's CPU ratio holds for a real client is what
+this shows. librdkafka's partitioner hashes the same 1,000 keys over the partitions.
+--rounds repeats the whole set, alternating the broker order, and prints per-pair medians.
 """
 
 import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -37,12 +47,12 @@ def own_cpu():
     return r.ru_utime + r.ru_stime
 
 
-def librdkafka_produce(bootstrap, topic, records, size, acks, broker_pid):
+def librdkafka_produce(bootstrap, topic, records, size, acks, broker_pid, partitions, keys):
     from confluent_kafka import Producer
     from confluent_kafka.admin import AdminClient, NewTopic
 
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    fut = admin.create_topics([NewTopic(topic, 1, 1)])[topic]
+    fut = admin.create_topics([NewTopic(topic, partitions, 1)])[topic]
     try:
         fut.result(10)
     except Exception as e:  # already exists is fine
@@ -56,11 +66,16 @@ def librdkafka_produce(bootstrap, topic, records, size, acks, broker_pid):
         "batch.size": BATCH_BYTES,
         "max.in.flight.requests.per.connection": IN_FLIGHT,
         "enable.idempotence": False,
+        # As the Java client (and `sluice bench --keys`): murmur2 of the key.
+        "partitioner": "murmur2_random",
         "compression.type": "none",
         "queue.buffering.max.messages": 1_000_000,
         "queue.buffering.max.kbytes": 1_048_576,
     })
     value = (b"ABCDEFGHIJKLMNOPQRSTUVWXYZ" * (size // 26 + 1))[:size]
+    # Keys as `sluice bench --keys` makes them: key-0 .. key-(keys-1), cycled; without keys
+    # every record goes to partition 0.
+    key_list = [f"key-{k}".encode() for k in range(keys)] if keys else None
     failures = [0]
 
     def on_delivery(err, _msg):
@@ -71,10 +86,13 @@ def librdkafka_produce(bootstrap, topic, records, size, acks, broker_pid):
     p.produce(topic, value, partition=0, on_delivery=on_delivery)
     p.flush(10)
     cpu0, bcpu0, t0 = own_cpu(), proc_cpu(broker_pid), time.time()
-    for _ in range(records):
+    for i in range(records):
         while True:
             try:
-                p.produce(topic, value, partition=0, on_delivery=on_delivery)
+                if key_list:
+                    p.produce(topic, value, key=key_list[i % keys], on_delivery=on_delivery)
+                else:
+                    p.produce(topic, value, partition=0, on_delivery=on_delivery)
                 break
             except BufferError:
                 p.poll(0.001)
@@ -92,11 +110,13 @@ def librdkafka_produce(bootstrap, topic, records, size, acks, broker_pid):
     }
 
 
-def sluice_bench_produce(bootstrap, topic, records, size, acks, broker_pid):
+def sluice_bench_produce(bootstrap, topic, records, size, acks, broker_pid, partitions, keys):
     cmd = [str(compare.SLUICE), "bench", "produce", "--bootstrap-server", bootstrap,
            "--topic", topic, "--records", str(records), "--record-size", str(size),
            "--acks", acks, "--batch-size", str(BATCH_BYTES), "--max-in-flight", str(IN_FLIGHT),
-           "--broker-pid", str(broker_pid), "--json"]
+           "--partitions", str(partitions), "--broker-pid", str(broker_pid), "--json"]
+    if keys:
+        cmd += ["--keys", str(keys)]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     if res.returncode != 0:
         raise RuntimeError(f"sluice bench failed: {res.stderr.strip()}")
@@ -116,36 +136,53 @@ def main():
     ap.add_argument("--records", type=int, default=200_000)
     ap.add_argument("--size", type=int, default=1024)
     ap.add_argument("--acks", default="all")
+    ap.add_argument("--partitions", type=int, default=1)
+    ap.add_argument("--keys", type=int, default=0)
+    ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--brokers", default="sluice,tansu")
     ap.add_argument("--out", help="write the JSON here too")
     args = ap.parse_args()
-    tansu = compare.find_tansu(None)
+    kinds = [b for b in args.brokers.split(",") if b]
+    tansu = compare.find_tansu(None) if "tansu" in kinds else None
     rows = []
     workdir = os.environ.get("TMPDIR", "/tmp")
-    for broker_kind in [b for b in args.brokers.split(",") if b]:
-        for fn in (sluice_bench_produce, librdkafka_produce):
-            log = tempfile.NamedTemporaryFile(prefix=f"{broker_kind}-", suffix=".log",
-                                              delete=False)
-            broker = compare.Broker(broker_kind, tansu, workdir, log.name)
-            try:
-                r = fn(broker.bootstrap, "xcheck", args.records, args.size, args.acks,
-                       broker.proc.pid)
-            finally:
-                broker.stop()
-            r["broker"] = broker_kind
-            rows.append(r)
-            print(f"{broker_kind:6} {r['client']:30} {r['mb_per_s']:8.1f} MB/s  broker "
-                  f"{r['broker_cpu_s_per_gb']:.3f} CPU-s/GB  client "
-                  f"{r['client_cpu_s_per_gb']:.3f} CPU-s/GB  failures {r['failures']}",
-                  file=sys.stderr, flush=True)
+    for round_no in range(args.rounds):
+        order = kinds if round_no % 2 == 0 else list(reversed(kinds))
+        for broker_kind in order:
+            for fn in (sluice_bench_produce, librdkafka_produce):
+                log = tempfile.NamedTemporaryFile(prefix=f"{broker_kind}-", suffix=".log",
+                                                  delete=False)
+                broker = compare.Broker(broker_kind, tansu, workdir, log.name)
+                try:
+                    r = fn(broker.bootstrap, "xcheck", args.records, args.size, args.acks,
+                           broker.proc.pid, args.partitions, args.keys)
+                finally:
+                    broker.stop()
+                r["broker"] = broker_kind
+                r["round"] = round_no + 1
+                r["load"] = os.getloadavg()[0]
+                rows.append(r)
+                print(f"round {round_no + 1} {broker_kind:6} {r['client']:30} "
+                      f"{r['mb_per_s']:8.1f} MB/s  broker {r['broker_cpu_s_per_gb']:.3f} "
+                      f"CPU-s/GB  client {r['client_cpu_s_per_gb']:.3f} CPU-s/GB  failures "
+                      f"{r['failures']}  load {r['load']:.2f}", file=sys.stderr, flush=True)
     md = ["| broker | client | MB/s | records/s | broker CPU-s/GB | client CPU-s/GB |",
           "|---|---|---:|---:|---:|---:|"]
-    for r in rows:
-        md.append(f"| {r['broker']} | {r['client']} | {r['mb_per_s']:.1f} | "
-                  f"{r['records_per_s']:.0f} | {r['broker_cpu_s_per_gb']:.3f} | "
-                  f"{r['client_cpu_s_per_gb']:.3f} |")
+    for kind in kinds:
+        for client in ("sluice bench", "confluent-kafka (librdkafka)"):
+            mine = [r for r in rows if r["broker"] == kind and r["client"] == client]
+            if not mine:
+                continue
+            def med(key):
+                return statistics.median(r[key] for r in mine)
+            each = ", ".join(f"{r['broker_cpu_s_per_gb']:.2f}" for r in mine)
+            md.append(f"| {kind} | {client} | {med('mb_per_s'):.1f} | "
+                      f"{med('records_per_s'):.0f} | {med('broker_cpu_s_per_gb'):.3f} "
+                      f"({each}) | {med('client_cpu_s_per_gb'):.3f} |")
     print(f"{args.records} records of {args.size} B, acks={args.acks}, batch {BATCH_BYTES} B, "
-          f"linger {LINGER_MS} ms, {IN_FLIGHT} in flight, 1 partition\n")
+          f"linger {LINGER_MS} ms, {IN_FLIGHT} in flight, {args.partitions} partition(s), "
+          f"{args.keys or 'null'} keys, medians of {args.rounds} round(s) (each round's broker "
+          f"CPU-s/GB in brackets)\n")
     print("\n".join(md))
     if args.out:
         with open(args.out, "w") as f:
