@@ -32,6 +32,7 @@ mod replication;
 mod runtime;
 pub mod security_changes;
 pub mod sequences;
+mod shard_loop;
 mod share_state;
 pub use share_state::propose_reset as propose_share_state_reset;
 mod shutdown;

@@ -11,6 +11,7 @@ use super::listeners::{
     AddressClaim, BoundListeners, ShardListeners, bind_listeners, start_listening,
 };
 use super::outbox::Outbox;
+use super::shard_loop::block_on_batched;
 pub use super::start_error::StartError;
 use super::{PartitionTable, SHARD_CHANNEL_CAPACITY, Shard, ShardMail, ShardTask};
 use crate::config::{BrokerConfig, ShardAffinity};
@@ -112,16 +113,43 @@ fn lock_data_dir(dir: &Path) -> Result<std::fs::File, StartError> {
     Ok(file)
 }
 
+/// The metadata store (single-node file or cluster log) of the data directory.
+fn open_metadata(
+    config: &BrokerConfig,
+) -> Result<
+    (
+        MetadataWriter,
+        MetadataView,
+        Option<super::cluster_apply::ClusterParts>,
+    ),
+    StartError,
+> {
+    super::cluster_apply::open_metadata(config).map_err(|e| StartError::DataDir {
+        path: config.data_dir.display().to_string(),
+        message: e,
+    })
+}
+
+/// One bounded mail channel per shard: the senders every shard shares, the receivers each
+/// shard takes its own of.
+fn shard_channels(
+    shards: usize,
+) -> (
+    Arc<[flume::Sender<ShardMail>]>,
+    Vec<flume::Receiver<ShardMail>>,
+) {
+    let (senders, receivers): (Vec<_>, Vec<_>) = (0..shards)
+        .map(|_| flume::bounded::<ShardMail>(SHARD_CHANNEL_CAPACITY))
+        .unzip();
+    (senders.into(), receivers)
+}
+
 /// Starts every shard and returns once all of them have recovered and are listening.
 pub fn start_broker(config: BrokerConfig) -> Result<BrokerHandle, StartError> {
     let (cores, io_driver) = cores_and_driver(&config)?;
     super::descriptors::raise_open_file_limit();
     let lock = lock_data_dir(&config.data_dir)?;
-    let (writer, view, cluster) =
-        super::cluster_apply::open_metadata(&config).map_err(|e| StartError::DataDir {
-            path: config.data_dir.display().to_string(),
-            message: e,
-        })?;
+    let (writer, view, cluster) = open_metadata(&config)?;
     let cluster_handle = cluster.as_ref().map(|c| c.handle.clone());
     let mut committed = cluster.map(|c| c.inputs);
 
@@ -137,11 +165,7 @@ pub fn start_broker(config: BrokerConfig) -> Result<BrokerHandle, StartError> {
         None => Default::default(),
     });
 
-    let (senders, receivers): (Vec<_>, Vec<_>) = cores
-        .iter()
-        .map(|_| flume::bounded::<ShardMail>(SHARD_CHANNEL_CAPACITY))
-        .unzip();
-    let senders: Arc<[flume::Sender<ShardMail>]> = senders.into();
+    let (senders, receivers) = shard_channels(cores.len());
     let heartbeats = crate::admin::systemd::Heartbeats::new(cores.len());
     let config = Arc::new(config);
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<usize, StartError>>();
@@ -344,60 +368,6 @@ fn apply_shard_nice(shard: usize, nice: i32) {
         tracing::warn!(shard, nice, error = %e,
             "shard_nice not applied (lowering it needs CAP_SYS_NICE or LimitNICE=); the shards run at the inherited priority");
     }
-}
-
-/// Executor ticks a shard may run back to back, while tasks keep waking one another, before
-/// it enters the kernel to submit and reap ring operations. Bounded so that a chain of
-/// wake-ups cannot hold back the ring for long (each tick runs at most 61 tasks).
-const LOCAL_TICKS_BEFORE_POLL: u32 = 4;
-
-/// `Runtime::block_on`, except that tasks woken by other tasks run before the ring is polled.
-///
-/// compio's loop polls the ring (an `io_uring_enter` with a zero timeout) after every tick
-/// that leaves a task ready, and a task woken by the last task of a tick always does. So a
-/// request handed from the reader to the dispatcher to the writer paid one system call per
-/// hand-off, with nothing to submit or reap: 53 % of a shard's `io_uring_enter` calls in a
-/// tailing-consumer run (e2e at 5,000 records/s). Here up to `LOCAL_TICKS_BEFORE_POLL` ticks
-/// run first. Measured in one sitting (decision 0001, session-5 addendum): on e2e, 26 % fewer
-/// `io_uring_enter` calls and 9 % less broker CPU; on acks=all with fsync, less CPU in 6 of
-/// 6 A/B pairs and more throughput in 5; max-throughput produce unchanged within noise.
-///
-/// `end_turn` runs once per turn, after the ticks and before the ring is polled: it flushes
-/// the shard's outbox (decision 0023) and returns the longest the poll may then sleep.
-///
-/// A panic is not caught here: the broker's panic hook aborts the process (`cli/serve.rs`).
-pub(super) fn block_on_batched<F: std::future::Future>(
-    runtime: &compio::runtime::Runtime,
-    mut end_turn: impl FnMut() -> Option<std::time::Duration>,
-    future: F,
-) -> F::Output {
-    use std::task::{Context, Poll};
-    runtime.enter(|| {
-        let waker = runtime.waker();
-        let mut cx = Context::from_waker(&waker);
-        let mut future = std::pin::pin!(future);
-        loop {
-            if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
-                runtime.run();
-                end_turn();
-                return output;
-            }
-            let mut more = runtime.run();
-            let mut ticks = 1;
-            while more && ticks < LOCAL_TICKS_BEFORE_POLL {
-                more = runtime.run();
-                ticks += 1;
-            }
-            let sleep_max = end_turn();
-            if more {
-                runtime.poll_with(Some(std::time::Duration::ZERO));
-            } else if sleep_max.is_some() {
-                runtime.poll_with(sleep_max);
-            } else {
-                runtime.poll();
-            }
-        }
-    })
 }
 
 /// What a shard keeps outside its partitions, opened before them: consumer groups,

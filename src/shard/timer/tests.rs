@@ -250,11 +250,9 @@ fn a_million_entries_each_fire_once_at_or_after_their_deadline() {
 /// Runs `test` on a fresh ring under the shard's own loop, with a started timer.
 fn on_shard_loop<F: Future>(test: impl FnOnce(Timer) -> F) -> F::Output {
     let runtime = compio::runtime::Runtime::new().expect("runtime");
-    crate::shard::runtime::block_on_batched(
-        &runtime,
-        || None,
-        async move { test(Timer::start()).await },
-    )
+    crate::shard::shard_loop::block_on_batched(&runtime, || None, async move {
+        test(Timer::start()).await
+    })
 }
 
 /// Fails (instead of hanging the suite) if `future` never completes. Generous on purpose.
@@ -395,7 +393,7 @@ fn reset_moves_a_deadline_earlier_and_later() {
 #[test]
 fn sleeps_beyond_the_limit_fall_back_to_their_own_timer() {
     let runtime = compio::runtime::Runtime::new().expect("runtime");
-    crate::shard::runtime::block_on_batched(&runtime, || None, async {
+    crate::shard::shard_loop::block_on_batched(&runtime, || None, async {
         let timer = Timer::start_with_capacity(1);
         let first = timer.sleep(Duration::from_millis(2));
         let second = timer.sleep(Duration::from_millis(2));
