@@ -35,7 +35,10 @@ pub const INLINE_WRITE_MAX_IOVECS: usize = 64;
 /// worker copies, and the copy runs on the other core while the shard goes on receiving
 /// (decision 0012, session 13). A partition written now and then (a producer spreading its
 /// batches over many partitions) gets nothing from the worker but a hand-off and two
-/// context switches per batch (decision 0005, session 20).
+/// context switches per batch (decision 0005, session 20), and so does a fixed-rate
+/// producer's partition (a 16 KiB batch every ~320 µs at 50 MB/s), where the worker's copy
+/// overlaps nothing; one partition at full speed writes every ~40 µs (decision 0026,
+/// session 25; 1 ms before, which no fixed-rate partition above 16 MB/s met).
 pub const INLINE_WRITE_MIN_GAP_US: u64 = 150;
 /// An inline write that slept (a voluntary context switch of the shard's thread) and took
 /// longer than this blocked the shard on the page cache (dirty-page throttling, reclaim):
