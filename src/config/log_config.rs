@@ -156,11 +156,13 @@ pub const DEFAULT_CLEANER_DEDUPE_BUFFER_BYTES: u64 = 32 * 1024 * 1024;
 pub const MIN_CLEANER_DEDUPE_BUFFER_BYTES: u64 = 32 * 1024;
 /// `[log] write_inline_max_bytes` default: 0, every client write run through io_uring.
 /// Set (20 KiB: one full 16 KiB producer batch with its overhead, not two), a run to a
-/// partition not written back to back (`storage::writer::INLINE_WRITE_MIN_GAP_US`) is
-/// copied on the shard's thread. Measured in decision 0005, session 20: over 1,000
-/// partitions it cut the shards' and io-wq workers' context switches per MB by a third,
-/// but neither throughput nor CPU per GB moved beyond this shared box's noise, and one busy
-/// partition measured slightly worse in the same sitting, so it is not the default.
+/// partition not written back to back (`storage::writer::INLINE_WRITE_MIN_GAP_US`) and
+/// with no write-back of its own running is copied on the shard's thread. Measured in
+/// decision 0005, session 20: over 1,000 partitions it cut the shards' and io-wq workers'
+/// context switches per MB by a third, without a CPU or throughput change beyond this
+/// shared box's noise. Session 25 (decision 0026): at a fixed 50,000 records/s it cut
+/// broker CPU per GB 18 %, but keyed produce lost 8 % MB/s and the fixed-rate p99.9 rose,
+/// so it is still not the default.
 /// Session 13's 64 KiB, inline whatever the partition's rate, cost one-partition produce
 /// 2-15 % (the io-wq worker's copy overlaps the shard's next receive).
 pub const DEFAULT_WRITE_INLINE_MAX_BYTES: u32 = 0;

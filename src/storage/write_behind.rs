@@ -44,6 +44,10 @@ pub struct WriteBehind {
     started_to: Cell<u64>,
     /// A `sync_file_range` of this segment is running on the blocking pool.
     in_flight: Cell<bool>,
+    /// Ranges started whose write-back may still run (`wait_write_back` has not returned):
+    /// while it does, ext4's block allocation and unwritten-extent conversion hold the
+    /// inode's `i_data_sem`, which an append's copy into the page cache also takes.
+    writing_back: Cell<u32>,
     /// Bytes from the start of the file whose pages drop-behind has dropped, or left to
     /// the kernel: what the file held when this process opened it (`opened_with`).
     dropped_to: Cell<u64>,
@@ -100,6 +104,20 @@ impl WriteBehind {
         self.in_flight.get()
     }
 
+    /// Marks write-back as running (or not) without starting any: tests of the inline
+    /// writer's choice.
+    #[cfg(test)]
+    pub(super) fn set_writing_back(&self, running: bool) {
+        self.writing_back.set(u32::from(running));
+    }
+
+    /// Whether write-back started here may still be running on this segment's file: an
+    /// append written on the shard's thread now could wait for the inode's lock for as
+    /// long as the write-back's holder runs (decision 0026, session 25).
+    pub(super) fn writing_back(&self) -> bool {
+        self.writing_back.get() > 0
+    }
+
     fn due(&self, written_end: u64, threshold_bytes: u64) -> Option<(u64, u64)> {
         if threshold_bytes == 0 || self.in_flight.get() {
             return None;
@@ -121,12 +139,17 @@ impl PartitionLog {
     /// once), nor with `flush.ms` = -1 (no background flush to shorten: the kernel's own
     /// write-back runs, as in Kafka).
     pub(super) fn start_write_behind(&self, segment: &Rc<Segment>, end_position: u64) {
-        let threshold = {
+        let (threshold, watch) = {
             let config = self.config.borrow();
             if config.flush_ms < 0 {
                 return;
             }
-            u64::from(config.write_behind_bytes)
+            // Only an inline writer needs to know when the write-back ends: a partition
+            // that may write inline, not one written back to back.
+            (
+                u64::from(config.write_behind_bytes),
+                config.write_inline_max_bytes > 0 && self.writer.last_run_quiet.get(),
+            )
         };
         if self.writer.durable_requested.get() > self.offsets.durable_offset.get() {
             return;
@@ -136,6 +159,9 @@ impl PartitionLog {
         };
         segment.write_behind.in_flight.set(true);
         segment.write_behind.started_to.set(to);
+        let wb = &segment.write_behind;
+        wb.writing_back
+            .set(wb.writing_back.get() + u32::from(watch));
         let drops = self.due_drops();
         let segment = Rc::clone(segment);
         // Detached: the writer never waits for write-back. The segment's `in_flight` keeps
@@ -152,6 +178,13 @@ impl PartitionLog {
                 }
             }
             segment.write_behind.in_flight.set(false);
+            if watch {
+                // The next range may start meanwhile (`in_flight` is clear); only the
+                // inline writer waits for this count to fall.
+                wait_write_back(segment.log_path.clone(), to).await;
+                let wb = &segment.write_behind;
+                wb.writing_back.set(wb.writing_back.get().saturating_sub(1));
+            }
         })
         .detach();
     }
@@ -266,6 +299,47 @@ async fn start_write_back(
     compio::runtime::spawn_blocking(run)
         .await
         .unwrap_or_else(|_| Err(std::io::Error::other("write-behind thread panicked")))
+}
+
+/// Waits on a blocking-pool thread until the write-back of the range ending at `to` of the
+/// file at `path` has ended (`SYNC_FILE_RANGE_WAIT_AFTER`): ext4 ends a page's write-back
+/// after converting its unwritten extent, the last step that takes the inode's
+/// `i_data_sem`. Only the range's last page is waited for: its pages go out in order, and
+/// a wait on all of them sleeps once per completed bio (a context switch each, 27 more
+/// per MB at 16 KiB max throughput, session 25).
+/// Through a descriptor of its own, opened here: a wait consumes the write-back error it
+/// sees for its own open file only, and the segment's fdatasync must still report it
+/// (`start_write_back`). A file gone (deleted, closed for good) has nothing to wait for.
+async fn wait_write_back(path: std::path::PathBuf, to: u64) {
+    use std::os::fd::AsRawFd;
+    let last_page = to.saturating_sub(PAGE_BYTES);
+    let (Ok(offset), Ok(len)) = (
+        libc::off64_t::try_from(last_page),
+        libc::off64_t::try_from(to - last_page),
+    ) else {
+        return;
+    };
+    let run = move || {
+        let Ok(file) = std::fs::File::open(&path) else {
+            return;
+        };
+        loop {
+            // SAFETY: `file` stays open for the call; the kernel reads no user memory.
+            let r = unsafe {
+                libc::sync_file_range(
+                    file.as_raw_fd(),
+                    offset,
+                    len,
+                    libc::SYNC_FILE_RANGE_WAIT_AFTER,
+                )
+            };
+            if r == 0 || std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+                return;
+            }
+        }
+    };
+    // A panicked pool thread only ends the wait early.
+    let _ = compio::runtime::spawn_blocking(run).await;
 }
 
 #[cfg(test)]

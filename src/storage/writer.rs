@@ -35,8 +35,11 @@ pub const INLINE_WRITE_MAX_IOVECS: usize = 64;
 /// worker copies, and the copy runs on the other core while the shard goes on receiving
 /// (decision 0012, session 13). A partition written now and then (a producer spreading its
 /// batches over many partitions) gets nothing from the worker but a hand-off and two
-/// context switches per batch (decision 0005, session 20).
-pub const INLINE_WRITE_MIN_GAP_US: u64 = 1_000;
+/// context switches per batch (decision 0005, session 20), and so does a fixed-rate
+/// producer's partition (a 16 KiB batch every ~320 µs at 50 MB/s), where the worker's copy
+/// overlaps nothing; one partition at full speed writes every ~40 µs (decision 0026,
+/// session 25; 1 ms before, which no fixed-rate partition above 16 MB/s met).
+pub const INLINE_WRITE_MIN_GAP_US: u64 = 150;
 /// An inline write that slept (a voluntary context switch of the shard's thread) and took
 /// longer than this blocked the shard on the page cache (dirty-page throttling, reclaim):
 /// a copy of a few KiB takes microseconds. The `RWF_NOWAIT` check that would refuse such a
@@ -130,6 +133,13 @@ pub(super) struct WriterState {
     pub(super) inline_writes: Cell<u64>,
     /// When the last write run ended (see `INLINE_WRITE_MIN_GAP_US`).
     pub(super) last_run_end: Cell<Option<Instant>>,
+    /// The last run's partition was not written back to back (`INLINE_WRITE_MIN_GAP_US`):
+    /// only then does write-behind watch its ranges' write-back end (`write_behind.rs`),
+    /// a thread hand-off per range a busy partition's io-wq writes do not need.
+    pub(super) last_run_quiet: Cell<bool>,
+    /// An fdatasync of one of the log's segments is running (group commit, background
+    /// flush): its write-back holds the inode's lock an inline write would wait for.
+    pub(super) syncing: Cell<bool>,
     /// Told the duration (ns) of every segment fdatasync: the shard's metrics hook.
     pub(super) sync_observer: RefCell<Option<SyncObserver>>,
 }
@@ -321,16 +331,28 @@ impl PartitionLog {
     /// Whether a run of `len` bytes in `iovecs` buffers is written on this thread: small
     /// enough for its setting, no stalled inline write on this shard lately, and (a client
     /// append on a leader alone in its ISR) the partition not written back to back.
-    fn write_inline(&self, len: u64, iovecs: usize, replicated: bool, now: Instant) -> bool {
-        let quiet = || {
-            self.writer.last_run_end.get().is_none_or(|end| {
-                now.duration_since(end) >= std::time::Duration::from_micros(INLINE_WRITE_MIN_GAP_US)
-            })
-        };
+    fn write_inline(
+        &self,
+        segment: &Segment,
+        len: u64,
+        iovecs: usize,
+        replicated: bool,
+        now: Instant,
+    ) -> bool {
+        let quiet = self.writer.last_run_end.get().is_none_or(|end| {
+            now.duration_since(end) >= std::time::Duration::from_micros(INLINE_WRITE_MIN_GAP_US)
+        });
+        self.writer.last_run_quiet.set(quiet);
         len <= u64::from(self.inline_max_bytes(replicated))
             && iovecs <= INLINE_WRITE_MAX_IOVECS
             && inline_allowed(now)
-            && (replicated || quiet())
+            && (replicated || (quiet && !self.writing_back(segment)))
+    }
+
+    /// Whether write-back of this log may hold the segment's inode lock now: a range
+    /// write-behind started has not finished, or an fdatasync runs.
+    fn writing_back(&self, segment: &Segment) -> bool {
+        segment.write_behind.writing_back() || self.writer.syncing.get()
     }
 
     /// One writev of `iov` at `position`, then the written end moves to `end_offset`.
@@ -352,7 +374,13 @@ impl PartitionLog {
         );
         let mut file = segment.files.log().await?;
         let started = Instant::now();
-        let r = if self.write_inline(end_position - position, iov.len(), replicated, started) {
+        let r = if self.write_inline(
+            segment,
+            end_position - position,
+            iov.len(),
+            replicated,
+            started,
+        ) {
             // A small run is copied into the page cache on this thread: through io_uring
             // ext4 punts a buffered write to an io-wq worker, a thread wake-up per append
             // that costs more than the copy (decisions 0012, session 13, and 0005, session
@@ -431,7 +459,10 @@ impl PartitionLog {
         }
         self.ensure_dir_durable().await?;
         let started = Instant::now();
-        segment.sync_log().await?;
+        self.writer.syncing.set(true);
+        let synced = segment.sync_log().await;
+        self.writer.syncing.set(false);
+        synced?;
         self.writer.fdatasyncs.set(self.writer.fdatasyncs.get() + 1);
         if let Some(observer) = self.writer.sync_observer.borrow().as_ref() {
             observer(started.elapsed().as_nanos() as u64);

@@ -202,6 +202,83 @@ async fn a_quiet_partitions_batch_is_written_inline_a_busy_ones_through_io_uring
     log.close().await.unwrap();
 }
 
+/// Decision 0026, session 25: a quiet partition's small run is not written inline while
+/// write-back of its own log may run (a write-behind range not yet ended, an fdatasync):
+/// ext4's allocation and extent conversion hold the inode's `i_data_sem`, which the copy
+/// also takes, and the shard waited for it up to 40 ms. Once it ends, inline again.
+#[compio::test]
+async fn a_quiet_partition_writes_through_io_uring_while_its_write_back_runs() {
+    use crate::storage::writer::INLINE_WRITE_MIN_GAP_US;
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        write_inline_max_bytes: 20 * 1024,
+        ..LogConfig::default()
+    };
+    let log = open(dir.path(), config).await.unwrap();
+    let gap = std::time::Duration::from_micros(2 * INLINE_WRITE_MIN_GAP_US);
+    let one = || batch(16, 1000, 1000);
+    log.append(one(), false, 0).await.unwrap();
+    assert_eq!(log.inline_write_count(), 1, "quiet, no write-back: inline");
+    log.active_segment().write_behind.set_writing_back(true);
+    compio::time::sleep(gap).await;
+    log.append(one(), false, 0).await.unwrap();
+    assert_eq!(
+        log.inline_write_count(),
+        1,
+        "write-behind range running: io_uring"
+    );
+    log.active_segment().write_behind.set_writing_back(false);
+    log.writer.syncing.set(true);
+    compio::time::sleep(gap).await;
+    log.append(one(), false, 0).await.unwrap();
+    assert_eq!(
+        log.inline_write_count(),
+        1,
+        "an fdatasync running: io_uring"
+    );
+    log.writer.syncing.set(false);
+    compio::time::sleep(gap).await;
+    log.append(one(), false, 0).await.unwrap();
+    assert_eq!(log.inline_write_count(), 2, "write-back over: inline again");
+    log.close().await.unwrap();
+}
+
+/// The write-back a quiet partition's write-behind starts is watched to its end: the
+/// partition is not left on io_uring for good (a wait that never ended would keep it
+/// there), and the data is all written.
+#[compio::test]
+async fn a_watched_write_behind_range_ends_and_inline_writes_resume() {
+    use crate::storage::writer::INLINE_WRITE_MIN_GAP_US;
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        write_inline_max_bytes: 20 * 1024,
+        write_behind_bytes: 64 * 1024,
+        ..LogConfig::default()
+    };
+    let log = open(dir.path(), config).await.unwrap();
+    let gap = std::time::Duration::from_micros(2 * INLINE_WRITE_MIN_GAP_US);
+    // 12 quiet 16 KiB batches: about 200 KiB, three 64 KiB write-behind ranges.
+    for _ in 0..12 {
+        log.append(batch(16, 1000, 1000), false, 0).await.unwrap();
+        compio::time::sleep(gap).await;
+    }
+    let segment = log.active_segment();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while segment.write_behind.writing_back() || segment.write_behind.in_flight() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "write-back not seen to end"
+        );
+        compio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let before = log.inline_write_count();
+    compio::time::sleep(gap).await;
+    log.append(batch(16, 1000, 1000), false, 0).await.unwrap();
+    assert_eq!(log.inline_write_count(), before + 1, "inline again");
+    assert_eq!(log.written_end_offset(), 13 * 16);
+    log.close().await.unwrap();
+}
+
 /// Appends written inline (`pwritev` on the shard's thread) and through io_uring leave the
 /// same bytes on disk, across rolls and with appends queued together into one run.
 #[compio::test]
