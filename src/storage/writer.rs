@@ -459,9 +459,12 @@ impl PartitionLog {
         }
         self.ensure_dir_durable().await?;
         let started = Instant::now();
-        self.writer.syncing.set(true);
-        let synced = segment.sync_log().await;
-        self.writer.syncing.set(false);
+        let synced = {
+            // Cleared on drop too: a sync whose future is dropped (shutdown) must not leave
+            // the partition off the inline path for good.
+            let _syncing = FlagWhile::set(&self.writer.syncing);
+            segment.sync_log().await
+        };
         synced?;
         self.writer.fdatasyncs.set(self.writer.fdatasyncs.get() + 1);
         if let Some(observer) = self.writer.sync_observer.borrow().as_ref() {
@@ -627,6 +630,23 @@ fn pwritev_all(fd: RawFd, bufs: &[BytesMut], mut position: u64) -> std::io::Resu
             slot.iov_base = unsafe { slot.iov_base.cast::<u8>().add(written) }.cast();
             slot.iov_len -= written;
         }
+    }
+}
+
+/// Sets a flag for as long as it lives, and clears it when dropped (also when the future
+/// holding it is dropped mid-await).
+struct FlagWhile<'a>(&'a Cell<bool>);
+
+impl<'a> FlagWhile<'a> {
+    fn set(flag: &'a Cell<bool>) -> Self {
+        flag.set(true);
+        FlagWhile(flag)
+    }
+}
+
+impl Drop for FlagWhile<'_> {
+    fn drop(&mut self) {
+        self.0.set(false);
     }
 }
 
