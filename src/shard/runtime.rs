@@ -391,10 +391,17 @@ pub(super) fn block_on_batched<F: std::future::Future>(
             let sleep_max = end_turn();
             if more {
                 runtime.poll_with(Some(std::time::Duration::ZERO));
-            } else if sleep_max.is_some() {
-                runtime.poll_with(sleep_max);
             } else {
-                runtime.poll();
+                let slept_from = crate::metrics::stage_trace::enabled()
+                    .then(crate::metrics::stage_trace::now_ns);
+                match sleep_max {
+                    Some(_) => runtime.poll_with(sleep_max),
+                    None => runtime.poll(),
+                }
+                if let Some(from) = slept_from {
+                    let ns = crate::metrics::stage_trace::now_ns() - from;
+                    crate::metrics::stage_trace::mark("sl", 0, from, ns, 0);
+                }
             }
         }
     })
@@ -587,6 +594,7 @@ async fn maintenance(shard: Rc<Shard>) {
         }
         // Only ticks while this shard's loop runs: a stuck shard stops the watchdog pings.
         shard.heartbeat.tick();
+        crate::metrics::stage_trace::flush();
         let (busy_ns, idle_ns) = loop_sampler.sample();
         shard.metrics.record_loop(busy_ns, idle_ns);
         group_metrics
