@@ -74,6 +74,17 @@ pub fn flush() {
     });
 }
 
+/// Runs `wait` (the shard loop's ring wait, which may sleep) and, with marks on, marks it
+/// `sl` with its start and its length: `round_stages.py` counts the wake-ups in a stage.
+pub fn timed_wait(wait: impl FnOnce()) {
+    if !enabled() {
+        return wait();
+    }
+    let from = now_ns();
+    wait();
+    mark("sl", 0, from, now_ns() - from, 0);
+}
+
 /// A partition's key in the marks: a hash of its topic and index.
 pub fn key(topic: &str, partition: i32) -> u64 {
     use std::hash::{Hash, Hasher};

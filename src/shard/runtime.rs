@@ -392,16 +392,11 @@ pub(super) fn block_on_batched<F: std::future::Future>(
             if more {
                 runtime.poll_with(Some(std::time::Duration::ZERO));
             } else {
-                let slept_from = crate::metrics::stage_trace::enabled()
-                    .then(crate::metrics::stage_trace::now_ns);
-                match sleep_max {
+                // A wait that may sleep: marked under SLUICE_STAGE_TRACE (a wake-up).
+                crate::metrics::stage_trace::timed_wait(|| match sleep_max {
                     Some(_) => runtime.poll_with(sleep_max),
                     None => runtime.poll(),
-                }
-                if let Some(from) = slept_from {
-                    let ns = crate::metrics::stage_trace::now_ns() - from;
-                    crate::metrics::stage_trace::mark("sl", 0, from, ns, 0);
-                }
+                });
             }
         }
     })
