@@ -210,6 +210,44 @@ fn pipelined_produce_requests_keep_their_order_and_their_bytes() {
     }
 }
 
+/// Produce requests of this many value bytes, one in flight at a time, in the test after.
+const ONE_AT_A_TIME_VALUE_BYTES: usize = 16 * 1024;
+
+#[test]
+fn a_large_request_sent_whole_after_one_as_large_takes_one_receive() {
+    // A producer with one request in flight: the reader waits for each next frame with
+    // nothing held. Asking only for the size prefix and 1 KiB, a 16 KiB request took two
+    // receives (two turns of the shard's loop); asking for the previous frame's size, the
+    // next as large comes whole in one (session 25). The first takes two: nothing to go by.
+    let broker = Broker::start_with(&["--cores", "1"]);
+    let mut conn = RawConn::connect(&broker.bootstrap()).expect("connect");
+    conn.create_topic("one-at-a-time", 1, &[])
+        .expect("create topic");
+    for i in 0..4 {
+        let values = [vec![i as u8; ONE_AT_A_TIME_VALUE_BYTES]];
+        let request = produce_request("one-at-a-time", 0, batch(&values, None, 1), 1);
+        let correlation_id = 500 + i;
+        let frame = encode_request(&request, PRODUCE_VERSION, correlation_id, DEFAULT_CLIENT_ID)
+            .expect("encode produce");
+        let before = request_receives(&broker);
+        conn.send_raw(&frame).expect("send produce");
+        let answer = conn
+            .receive::<ProduceRequest>(PRODUCE_VERSION, correlation_id)
+            .unwrap_or_else(|e| panic!("produce answer {i}: {e}"));
+        let p = &answer.responses[0].partition_responses[0];
+        assert_eq!((p.error_code, p.base_offset), (0, i as i64), "produce {i}");
+        // Counted when asked for: the pending receive for the next frame is counted too,
+        // as in the small-request test, so one per request.
+        let receives = request_receives(&broker) - before;
+        if i > 0 {
+            assert_eq!(
+                receives, 1.0,
+                "receives for produce {i}, as large as the one before"
+            );
+        }
+    }
+}
+
 #[test]
 fn an_oversized_frame_behind_good_ones_closes_after_answering_them() {
     let broker = Broker::start_with_config(

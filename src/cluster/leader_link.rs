@@ -257,11 +257,16 @@ impl LeaderLink {
         let mut buffer: Vec<u8> = Vec::with_capacity(RECEIVE_BUFFER_START_BYTES);
         let mut wanted = 4usize;
         let mut length_known = false;
+        let mut receives = 0i64;
         loop {
             while buffer.len() < wanted {
                 buffer.reserve(wanted - buffer.len());
                 let BufResult(read, filled) = self.stream.append(buffer).await;
                 buffer = filled;
+                receives += 1;
+                if receives == 1 {
+                    crate::metrics::stage_trace::mark("f1", 0, buffer.len() as i64, 0, 0);
+                }
                 match read {
                     Ok(0) => return Err("the leader closed the connection".into()),
                     Ok(_) => {}
@@ -290,6 +295,7 @@ impl LeaderLink {
                 buffer.len() - wanted
             ));
         }
+        crate::metrics::stage_trace::mark("fn", 0, receives, buffer.len() as i64, 0);
         let mut frame = Bytes::from(buffer);
         frame.advance(4);
         Ok(frame)

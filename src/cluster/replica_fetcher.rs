@@ -254,7 +254,9 @@ impl<A: Appender> Fetcher<A> {
             return Ok(false);
         };
         let version = link.fetch_version;
+        crate::metrics::stage_trace::mark("fq", 0, self.leader as i64, 0, 0);
         let response = link.call(&request, version).await?;
+        crate::metrics::stage_trace::mark("fv", 0, self.leader as i64, 0, 0);
         // A refused partition stays in the session and is answered at once on every
         // fetch: back off rather than spin until metadata moves it.
         let refused = self.take_answer(response).await?;
@@ -438,6 +440,11 @@ impl<A: Appender> Fetcher<A> {
         for (key, position) in keys.into_iter().zip(positions) {
             match position {
                 Some(end) => {
+                    if crate::metrics::stage_trace::enabled() {
+                        let k = crate::metrics::stage_trace::key(&key.0, key.1);
+                        let end_offset = end.log_end_offset;
+                        crate::metrics::stage_trace::mark("fw", k, end_offset, 0, 0);
+                    }
                     let position = FetchPosition {
                         fetch_offset: end.log_end_offset,
                         log_start_offset: end.log_start_offset,

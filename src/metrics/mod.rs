@@ -13,6 +13,7 @@ mod histogram;
 mod loop_sampler;
 mod prometheus;
 pub mod share;
+pub mod stage_trace;
 
 pub use api_names::{API_NAMES, UNKNOWN_API_NAME, api_name};
 pub use histogram::{

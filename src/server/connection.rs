@@ -222,6 +222,14 @@ impl Answered {
             (self.handled - self.started).as_nanos() as u64,
             self.read_at.elapsed().as_nanos() as u64,
         );
+        if crate::metrics::stage_trace::enabled() {
+            let now = crate::metrics::stage_trace::now_ns();
+            let ns = |at: std::time::Instant| now - at.elapsed().as_nanos() as i64;
+            let (read, started) = (ns(self.read_at), ns(self.started));
+            let handled = ns(self.handled);
+            let key = self.api_key as u64;
+            crate::metrics::stage_trace::mark("rs", key, read, started, handled);
+        }
     }
 }
 

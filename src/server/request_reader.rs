@@ -40,6 +40,14 @@ pub const SMALL_REQUEST_ALLOWANCE_BYTES: usize = 64 * 1024;
 /// pending or its frames are queued.
 pub const READ_AHEAD_BYTES: usize = 1024;
 
+/// At most this many bytes a receive that waits for a new frame asks for when the
+/// connection's previous frame was larger than `READ_AHEAD_BYTES` (it asks for that frame's
+/// size: a producer's next request is usually as large, and comes whole in one receive
+/// instead of two, the size prefix with 1 KiB and then the rest, each a turn of the shard's
+/// loop; session 25, decision 0012). Bounded by the small-request allowance, the memory a
+/// connection may already hold without the budget.
+pub const NEXT_FRAME_GUESS_MAX_BYTES: usize = SMALL_REQUEST_ALLOWANCE_BYTES;
+
 /// Bytes of the size prefix in front of every request frame.
 pub const FRAME_SIZE_BYTES: usize = 4;
 
@@ -109,6 +117,9 @@ pub async fn read_requests(
     } = limits;
     // Received bytes not yet handed out; they always start at a frame boundary.
     let mut held = Bytes::from(carried);
+    // What a receive for a new frame asks for beyond its size prefix: the previous frame's
+    // size (see `NEXT_FRAME_GUESS_MAX_BYTES`).
+    let mut next_guess = READ_AHEAD_BYTES;
     loop {
         if pause.get() {
             return ReaderExit::Paused {
@@ -119,8 +130,9 @@ pub async fn read_requests(
             // Wait for the next frame's size; an idle connection closes at shutdown.
             let received = {
                 let mut stop = shard.shutdown_signal().fuse();
-                let mut read =
-                    std::pin::pin!(receive(&shard, &mut stream, held, FRAME_SIZE_BYTES).fuse());
+                let mut read = std::pin::pin!(
+                    receive(&shard, &mut stream, held, FRAME_SIZE_BYTES, next_guess).fuse()
+                );
                 futures_util::select! {
                     _ = stop => return ReaderExit::Closed,
                     r = read => r,
@@ -145,11 +157,12 @@ pub async fn read_requests(
         };
         let frame_end = FRAME_SIZE_BYTES + size;
         if held.len() < frame_end {
-            match receive(&shard, &mut stream, held, frame_end).await {
+            match receive(&shard, &mut stream, held, frame_end, 0).await {
                 Some(more) => held = more,
                 None => return ReaderExit::Closed,
             }
         }
+        next_guess = size.clamp(READ_AHEAD_BYTES, NEXT_FRAME_GUESS_MAX_BYTES);
         let mut frame = held.split_to(frame_end);
         if frame_end > READ_AHEAD_BYTES && !held.is_empty() {
             // The read-ahead behind a large frame goes to a buffer of its own, so the
@@ -182,14 +195,19 @@ fn frame_size(held: &[u8], frame_limit: usize) -> Option<usize> {
 /// `needed` plus the read-ahead: `READ_AHEAD_BYTES` behind a small frame, only the next size
 /// prefix behind a large one (what lands past a large frame is copied, so a pipelined
 /// produce request takes one receive, its body and the next size, and no copy of record
-/// bytes). `None`: the peer closed or the receive failed.
+/// bytes). A receive for a new frame's size prefix asks for `next_guess` past it instead
+/// (the previous frame's size, at least `READ_AHEAD_BYTES`). `None`: the peer closed or the
+/// receive failed.
 async fn receive(
     shard: &Shard,
     stream: &mut Transport,
     held: Bytes,
     needed: usize,
+    next_guess: usize,
 ) -> Option<Bytes> {
-    let ahead = if needed > READ_AHEAD_BYTES {
+    let ahead = if needed == FRAME_SIZE_BYTES {
+        next_guess.max(READ_AHEAD_BYTES)
+    } else if needed > READ_AHEAD_BYTES {
         FRAME_SIZE_BYTES
     } else {
         READ_AHEAD_BYTES

@@ -557,6 +557,7 @@ async fn maintenance(shard: Rc<Shard>) {
         }
         // Only ticks while this shard's loop runs: a stuck shard stops the watchdog pings.
         shard.heartbeat.tick();
+        crate::metrics::stage_trace::flush();
         let (busy_ns, idle_ns) = loop_sampler.sample();
         shard.metrics.record_loop(busy_ns, idle_ns);
         group_metrics

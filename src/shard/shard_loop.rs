@@ -49,10 +49,12 @@ pub(super) fn block_on_batched<F: std::future::Future>(
             let sleep_max = end_turn();
             if more {
                 runtime.poll_with(Some(std::time::Duration::ZERO));
-            } else if sleep_max.is_some() {
-                runtime.poll_with(sleep_max);
             } else {
-                runtime.poll();
+                // A wait that may sleep: marked under SLUICE_STAGE_TRACE (a wake-up).
+                crate::metrics::stage_trace::timed_wait(|| match sleep_max {
+                    Some(_) => runtime.poll_with(sleep_max),
+                    None => runtime.poll(),
+                });
             }
         }
     })

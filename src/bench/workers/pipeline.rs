@@ -204,6 +204,8 @@ impl PipelinedConnection {
             .map_err(|e| format!("encode produce v{}: {e}", self.version))?;
         let len = (self.write_buf.len() - 4) as i32;
         self.write_buf[..4].copy_from_slice(&len.to_be_bytes());
+        // After the window wait: the request's own send.
+        crate::metrics::stage_trace::mark("cs", 0, correlation_id as i64, 0, 0);
         self.stream
             .write_all(&self.write_buf)
             .map_err(|e| format!("send produce: {e}"))
@@ -244,6 +246,7 @@ fn read_answers(
             .read_exact(&mut body)
             .map_err(|e| format!("read: {e}"))?;
         let acked_at = Instant::now();
+        crate::metrics::stage_trace::mark("ca", 0, batch.partition as i64, 0, 0);
         let mut body = Bytes::from(body);
         let header = ResponseHeader::decode(&mut body, header_version)
             .map_err(|e| format!("decode answer header: {e}"))?;

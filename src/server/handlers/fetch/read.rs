@@ -163,6 +163,12 @@ async fn read_for_follower(
         Err(refused) => return refused,
     };
     let progress = p.fetch_progress(true);
+    let traced = crate::metrics::stage_trace::enabled()
+        .then(|| crate::metrics::stage_trace::key(topic, partition));
+    if let Some(key) = traced {
+        let hw = p.high_watermark();
+        crate::metrics::stage_trace::mark("fi", key, follower.id as i64, offset, hw);
+    }
     let read = p
         .read_for_follower(
             follower.id,
@@ -172,6 +178,10 @@ async fn read_for_follower(
             crate::shard::now_ms(),
         )
         .await;
+    if let (Some(key), Some(Ok(slice))) = (traced, &read) {
+        let (bytes, next) = (slice.bytes as i64, slice.next_offset);
+        crate::metrics::stage_trace::mark("fr", key, follower.id as i64, bytes, next);
+    }
     match read {
         // Not one of this partition's replicas (or it has none here): Kafka's answer.
         None => PartitionRead::error(ResponseError::NotLeaderOrFollower.code()),

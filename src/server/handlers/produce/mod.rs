@@ -436,18 +436,28 @@ async fn append_one(
     // when several partitions share it, `BytesMut::from` makes the one copy.
     let records = BytesMut::from(a.records);
     let started = std::time::Instant::now();
+    let traced = crate::metrics::stage_trace::enabled().then(|| {
+        let key = crate::metrics::stage_trace::key(&a.topic, a.partition);
+        (key, crate::metrics::stage_trace::now_ns())
+    });
     let appended = partition
         .append(records, a.record_count, a.acks, now, on_dispatched)
         .await;
     shard
         .metrics
         .record_append(started.elapsed().as_nanos() as u64);
+    if let (Some((key, from)), Ok(outcome)) = (traced, &appended) {
+        crate::metrics::stage_trace::mark("pw", key, outcome.last_offset + 1, from, 0);
+    }
     if let Ok(outcome) = &appended
         && a.acks == ACKS_ALL
         && let Err(code) =
             replicated(shard, &partition, outcome.last_offset + 1, a.replication_timeout_ms).await
     {
         return partition_error(a.topic_index, a.partition, code, None);
+    }
+    if let (Some((key, _)), Ok(outcome)) = (traced, &appended) {
+        crate::metrics::stage_trace::mark("pa", key, outcome.last_offset + 1, 0, 0);
     }
     match appended {
         // A retried duplicate answers with the original offsets, like a new append.
