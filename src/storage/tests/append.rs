@@ -154,6 +154,27 @@ async fn idempotent_producer_duplicates_gaps_and_fencing() {
     );
 }
 
+/// A log on `config` with `write_inline_max_bytes` at 20 KiB (one 16 KiB producer batch with
+/// its overhead), and a pause long enough for its next append to count as quiet.
+async fn open_inline(
+    dir: &std::path::Path,
+    config: LogConfig,
+) -> (
+    std::rc::Rc<crate::storage::PartitionLog>,
+    std::time::Duration,
+) {
+    use crate::storage::writer::INLINE_WRITE_MIN_GAP_US;
+    let config = LogConfig {
+        write_inline_max_bytes: 20 * 1024,
+        ..config
+    };
+    let log = open(dir, config).await.unwrap();
+    (
+        log,
+        std::time::Duration::from_micros(2 * INLINE_WRITE_MIN_GAP_US),
+    )
+}
+
 /// Decision 0005, session 20: with `write_inline_max_bytes` at 20 KiB, a client append's
 /// run of one 16 KiB batch to a partition not written in the last `INLINE_WRITE_MIN_GAP_US`
 /// (a producer spreading its batches over many partitions) is copied on the shard's thread;
@@ -161,14 +182,8 @@ async fn idempotent_producer_duplicates_gaps_and_fencing() {
 /// shard's next receive, and so does a run of several batches, beyond the setting.
 #[compio::test]
 async fn a_quiet_partitions_batch_is_written_inline_a_busy_ones_through_io_uring() {
-    use crate::storage::writer::INLINE_WRITE_MIN_GAP_US;
     let dir = tempfile::tempdir().unwrap();
-    let config = LogConfig {
-        write_inline_max_bytes: 20 * 1024,
-        ..LogConfig::default()
-    };
-    let log = open(dir.path(), config).await.unwrap();
-    let gap = std::time::Duration::from_micros(2 * INLINE_WRITE_MIN_GAP_US);
+    let (log, gap) = open_inline(dir.path(), LogConfig::default()).await;
     // 16 records of 1 KiB: what a producer with Kafka's default batch.size sends.
     let one = || batch(16, 1000, 1000);
     log.append(one(), false, 0).await.unwrap();
@@ -208,14 +223,8 @@ async fn a_quiet_partitions_batch_is_written_inline_a_busy_ones_through_io_uring
 /// also takes, and the shard waited for it up to 40 ms. Once it ends, inline again.
 #[compio::test]
 async fn a_quiet_partition_writes_through_io_uring_while_its_write_back_runs() {
-    use crate::storage::writer::INLINE_WRITE_MIN_GAP_US;
     let dir = tempfile::tempdir().unwrap();
-    let config = LogConfig {
-        write_inline_max_bytes: 20 * 1024,
-        ..LogConfig::default()
-    };
-    let log = open(dir.path(), config).await.unwrap();
-    let gap = std::time::Duration::from_micros(2 * INLINE_WRITE_MIN_GAP_US);
+    let (log, gap) = open_inline(dir.path(), LogConfig::default()).await;
     let one = || batch(16, 1000, 1000);
     log.append(one(), false, 0).await.unwrap();
     assert_eq!(log.inline_write_count(), 1, "quiet, no write-back: inline");
@@ -248,15 +257,12 @@ async fn a_quiet_partition_writes_through_io_uring_while_its_write_back_runs() {
 /// there), and the data is all written.
 #[compio::test]
 async fn a_watched_write_behind_range_ends_and_inline_writes_resume() {
-    use crate::storage::writer::INLINE_WRITE_MIN_GAP_US;
     let dir = tempfile::tempdir().unwrap();
     let config = LogConfig {
-        write_inline_max_bytes: 20 * 1024,
         write_behind_bytes: 64 * 1024,
         ..LogConfig::default()
     };
-    let log = open(dir.path(), config).await.unwrap();
-    let gap = std::time::Duration::from_micros(2 * INLINE_WRITE_MIN_GAP_US);
+    let (log, gap) = open_inline(dir.path(), config).await;
     // 12 quiet 16 KiB batches: about 200 KiB, three 64 KiB write-behind ranges.
     for _ in 0..12 {
         log.append(batch(16, 1000, 1000), false, 0).await.unwrap();
