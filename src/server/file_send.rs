@@ -43,42 +43,91 @@ pub(super) async fn write_chunks(
     };
     // Every region cached (the usual case: consumers near the tail, replicas, a catch-up
     // read of recent data): the whole answer from this thread, no ring round trip.
-    if let Some(flags) = socket_flags
-        && chunks.iter().all(|c| match c {
+    // Otherwise the cached pieces still go from this thread, gathered run by run, and only
+    // the regions that may need the disk take an io-wq worker: a Fetch over 1,000
+    // partitions with a few pages evicted here and there (write-back, reclaim) paid a ring
+    // send per piece and a worker per region for all of them (issue 19, session 26).
+    send_pieces(stream, pipe, socket_flags, &chunks, |cached| {
+        shard.metrics.fetch_file_sent(cached)
+    })
+    .await
+}
+
+/// `write_chunks` without the shard: `file_sent` is told, per region, whether it went from
+/// the page cache on this thread (`true`) or to a worker.
+async fn send_pieces(
+    stream: &mut TcpStream,
+    pipe: &mut Option<SplicePipe>,
+    socket_flags: Option<libc::c_int>,
+    chunks: &[Chunk],
+    file_sent: impl Fn(bool),
+) -> std::io::Result<()> {
+    let Some(flags) = socket_flags else {
+        return write_chunks_through_ring(stream, pipe, chunks, file_sent).await;
+    };
+    let cached: Vec<bool> = chunks
+        .iter()
+        .map(|c| match c {
             Chunk::Inline(_) => true,
             Chunk::File(region) => region.is_fully_cached(),
         })
-    {
-        for chunk in &chunks {
-            if matches!(chunk, Chunk::File(_)) {
-                shard.metrics.fetch_file_sent(true);
-            }
+        .collect();
+    let mut run_start = 0;
+    for (i, chunk) in chunks.iter().enumerate() {
+        let Chunk::File(region) = chunk else {
+            continue;
+        };
+        file_sent(cached[i]);
+        if cached[i] {
+            continue;
         }
-        return cached::send_cached(stream, flags, &chunks, pipe).await;
+        if run_start < i {
+            cached::send_cached(stream, flags, &chunks[run_start..i], pipe).await?;
+        }
+        // `send_cached` left the pipe empty, as the worker's splice needs it.
+        splice_on_worker(stream, pipe, region).await?;
+        run_start = i + 1;
     }
+    if run_start < chunks.len() {
+        cached::send_cached(stream, flags, &chunks[run_start..], pipe).await?;
+    }
+    Ok(())
+}
+
+/// Without the socket's flags (the direct sends need them) every piece goes through the
+/// ring: inline bytes with its send, regions spliced on a worker.
+async fn write_chunks_through_ring(
+    stream: &mut TcpStream,
+    pipe: &mut Option<SplicePipe>,
+    chunks: &[Chunk],
+    file_sent: impl Fn(bool),
+) -> std::io::Result<()> {
     for chunk in chunks {
         match chunk {
-            Chunk::Inline(bytes) => write_all(stream, bytes).await?,
-            Chunk::File(region)
-                if let Some(flags) = socket_flags
-                    && region.is_fully_cached() =>
-            {
-                shard.metrics.fetch_file_sent(true);
-                let chunk = [Chunk::File(region)];
-                cached::send_cached(stream, flags, &chunk, pipe).await?
-            }
+            Chunk::Inline(bytes) => write_all(stream, bytes.clone()).await?,
             Chunk::File(region) => {
-                shard.metrics.fetch_file_sent(false);
-                if pipe.is_none() {
-                    *pipe = Some(SplicePipe::new()?);
-                }
-                if let Some(p) = pipe.as_ref() {
-                    p.splice_region(stream, &region).await?;
-                }
+                file_sent(false);
+                splice_on_worker(stream, pipe, region).await?;
             }
         }
     }
     Ok(())
+}
+
+/// One region file → pipe → socket through the ring's splice (an io-wq worker), for a
+/// region that may need the disk. The pipe must be empty.
+async fn splice_on_worker(
+    stream: &TcpStream,
+    pipe: &mut Option<SplicePipe>,
+    region: &crate::storage::FileRegion,
+) -> std::io::Result<()> {
+    if pipe.is_none() {
+        *pipe = Some(SplicePipe::new()?);
+    }
+    match pipe.as_ref() {
+        Some(p) => p.splice_region(stream, region).await,
+        None => Err(std::io::Error::other("no splice pipe")),
+    }
 }
 
 /// TCP_CORK on a socket for as long as this lives; dropping it uncorks, which pushes what
@@ -196,6 +245,13 @@ impl SplicePipe {
         // SAFETY: fcntl on a descriptor we own.
         unsafe {
             libc::fcntl(fds[1], libc::F_SETPIPE_SZ, SPLICE_PIPE_BYTES);
+        }
+        // The write end never waits: the shard thread gathers an answer's framing into the
+        // pipe with write(2) and must get EAGAIN from a full pipe (`cached.rs`). The other
+        // paths only ever fill an empty pipe, which does not block either way.
+        // SAFETY: fcntl on a descriptor we own; no memory is passed.
+        if unsafe { libc::fcntl(fds[1], libc::F_SETFL, libc::O_NONBLOCK) } < 0 {
+            return Err(std::io::Error::last_os_error());
         }
         Ok(SplicePipe {
             read_end: Rc::new(read_end),
@@ -409,8 +465,10 @@ mod tests {
     }
 
     /// A fetch answer's head, record region and tail, sent as `write_chunks` sends a cached
-    /// answer (send, splice, send) on a TCP_NODELAY socket: one data segment while
-    /// `Corked` lives, where each piece was a segment (a wake-up of the peer) of its own.
+    /// answer on a TCP_NODELAY socket: one data segment, corked or not, since the pieces
+    /// are gathered in the pipe and leave in one splice (each piece was a segment, a
+    /// wake-up of the peer, of its own before session 26); uncorked, the answer's end is
+    /// pushed at once, not held back as if more followed.
     #[test]
     fn a_corked_answer_in_pieces_leaves_as_one_segment() {
         use crate::shard::io_driver::IoDriver;
@@ -473,11 +531,178 @@ mod tests {
             assert_eq!(received, 90 + 4000 + 12);
             segments.push(sent);
         }
-        assert_eq!(segments[1], 1, "corked: one segment ({segments:?})");
-        assert!(
-            segments[0] >= 2,
-            "uncorked: a segment per piece ({segments:?})"
+        assert_eq!(segments, [1, 1], "one segment, uncorked and corked");
+    }
+
+    /// An answer of more pieces than the pipe holds (framing before each of 600 regions,
+    /// about 1,200 pipe buffers against 256): the pipe is drained whenever it fills, and the
+    /// peer gets every byte in order.
+    #[test]
+    fn an_answer_larger_than_the_pipe_arrives_whole_and_in_order() {
+        use crate::shard::io_driver::IoDriver;
+        use std::io::{Read, Write};
+        let dir = tempfile::tempdir().unwrap();
+        let mut file = std::fs::File::create(dir.path().join("segment.log")).unwrap();
+        let content: Vec<u8> = (0..3 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+        file.write_all(&content).unwrap();
+        let file = std::fs::File::open(dir.path().join("segment.log")).unwrap();
+        let fd = Arc::new(std::os::fd::OwnedFd::from(file));
+        let mut chunks = Vec::new();
+        let mut want = Vec::new();
+        for i in 0..600u32 {
+            let head: Vec<u8> = (0..(i % 97) + 1).map(|b| (b as u8) ^ (i as u8)).collect();
+            want.extend_from_slice(&head);
+            chunks.push(Chunk::Inline(bytes::Bytes::from(head)));
+            // Unaligned regions of 3-9 pages: several pipe buffers each.
+            let (position, len) = (u64::from(i) * 5003 + 17, 12_000 + (i % 7) * 4096);
+            want.extend_from_slice(&content[position as usize..][..len as usize]);
+            chunks.push(Chunk::File(crate::storage::FileRegion {
+                fd: fd.clone(),
+                path: std::sync::Arc::from(std::path::Path::new("segment.log")),
+                position,
+                len,
+            }));
+        }
+        chunks.push(Chunk::Inline(bytes::Bytes::from_static(b"tail")));
+        want.extend_from_slice(b"tail");
+        let runtime =
+            crate::shard::io_driver::build_runtime(IoDriver::IoUring, 64, &Default::default())
+                .or_else(|_| {
+                    crate::shard::io_driver::build_runtime(
+                        IoDriver::Polling,
+                        64,
+                        &Default::default(),
+                    )
+                })
+                .expect("a runtime");
+        let got = runtime.block_on(async move {
+            let listener = compio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            // A slow reader, so the socket fills too and the drains wait for it.
+            let reader = std::thread::spawn(move || {
+                let mut peer = std::net::TcpStream::connect(addr).unwrap();
+                std::thread::sleep(std::time::Duration::from_millis(50));
+                let mut got = Vec::new();
+                peer.read_to_end(&mut got).unwrap();
+                got
+            });
+            let (stream, _) = listener.accept().await.unwrap();
+            let flags = socket_status_flags(&stream).unwrap();
+            let mut pipe = None;
+            cached::send_cached(&stream, flags, &chunks, &mut pipe)
+                .await
+                .unwrap();
+            assert_eq!(
+                status_flags(stream.as_raw_fd()),
+                flags,
+                "socket flags restored"
+            );
+            drop(stream);
+            reader.join().unwrap()
+        });
+        assert_eq!(got.len(), want.len());
+        assert!(got == want, "bytes differ");
+    }
+
+    /// An answer whose regions are cached but one (its pages dropped from the page cache):
+    /// the cached pieces go from this thread and only that region takes the worker's
+    /// splice, and the peer gets every byte in order.
+    #[test]
+    fn an_answer_with_one_evicted_region_sends_only_that_region_through_a_worker() {
+        use crate::shard::io_driver::IoDriver;
+        use std::io::{Read, Write};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("segment.log");
+        let mut file = std::fs::File::create(&path).unwrap();
+        let content: Vec<u8> = (0..1024 * 1024u32).map(|i| (i % 253) as u8).collect();
+        file.write_all(&content).unwrap();
+        file.sync_all().unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        let fd = Arc::new(std::os::fd::OwnedFd::from(file));
+        let region = |position: u64, len: u32| crate::storage::FileRegion {
+            fd: fd.clone(),
+            path: std::sync::Arc::from(std::path::Path::new("segment.log")),
+            position,
+            len,
+        };
+        // Everything dropped from the page cache (clean after the sync), then only the two
+        // cached regions read back in, without readahead: the middle one stays on disk.
+        let (evicted_at, evicted_len) = (512 * 1024u64, 64 * 1024u32);
+        // SAFETY: posix_fadvise on a descriptor the test owns; no memory is passed.
+        unsafe {
+            libc::posix_fadvise(fd.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED);
+            libc::posix_fadvise(fd.as_raw_fd(), 0, 0, libc::POSIX_FADV_RANDOM);
+        }
+        for (position, len) in [(1000u64, 20_000usize), (700_000, 30_000)] {
+            let mut buf = vec![0u8; len];
+            // SAFETY: pread into a live buffer of `len` bytes on a descriptor the test owns.
+            let n = unsafe {
+                libc::pread(
+                    fd.as_raw_fd(),
+                    buf.as_mut_ptr().cast(),
+                    len,
+                    position as libc::off_t,
+                )
+            };
+            assert_eq!(n, len as isize);
+        }
+        let (cached_one, evicted, cached_two) = (
+            region(1000, 20_000),
+            region(evicted_at, evicted_len),
+            region(700_000, 30_000),
         );
+        if !cached_one.is_fully_cached() || evicted.is_fully_cached() {
+            return; // no cachestat here, or the kernel kept the pages: nothing to show
+        }
+        let chunks = vec![
+            Chunk::Inline(bytes::Bytes::from_static(b"head")),
+            Chunk::File(cached_one),
+            Chunk::Inline(bytes::Bytes::from_static(b"between")),
+            Chunk::File(evicted),
+            Chunk::Inline(bytes::Bytes::from_static(b"and")),
+            Chunk::File(cached_two),
+            Chunk::Inline(bytes::Bytes::from_static(b"tail")),
+        ];
+        let mut want = b"head".to_vec();
+        want.extend_from_slice(&content[1000..21_000]);
+        want.extend_from_slice(b"between");
+        want.extend_from_slice(&content[evicted_at as usize..][..evicted_len as usize]);
+        want.extend_from_slice(b"and");
+        want.extend_from_slice(&content[700_000..730_000]);
+        want.extend_from_slice(b"tail");
+        let Ok(runtime) =
+            crate::shard::io_driver::build_runtime(IoDriver::IoUring, 64, &Default::default())
+        else {
+            return;
+        };
+        let sent = std::cell::RefCell::new(Vec::new());
+        let got = runtime.block_on(async {
+            let listener = compio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let reader = std::thread::spawn(move || {
+                let mut peer = std::net::TcpStream::connect(addr).unwrap();
+                let mut got = Vec::new();
+                peer.read_to_end(&mut got).unwrap();
+                got
+            });
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let flags = socket_status_flags(&stream).unwrap();
+            let mut pipe = None;
+            send_pieces(&mut stream, &mut pipe, Some(flags), &chunks, |cached| {
+                sent.borrow_mut().push(cached)
+            })
+            .await
+            .unwrap();
+            drop(stream);
+            reader.join().unwrap()
+        });
+        assert_eq!(
+            *sent.borrow(),
+            [true, false, true],
+            "only the evicted region on a worker"
+        );
+        assert_eq!(got.len(), want.len());
+        assert!(got == want, "bytes differ");
     }
 
     #[test]
