@@ -43,6 +43,37 @@ pub fn is_fully_cached(fd: RawFd, position: u64, len: u64) -> bool {
     cachestat(fd, position, len).is_some_and(|(stat, pages)| stat.nr_cache >= pages)
 }
 
+/// The part of `[position, position + len)` that lies inside the file (`fstat`), when any
+/// of its pages is missing from the page cache: what a read of it would take from the
+/// disk. `None` when it is all cached, past the end, or the kernel cannot tell.
+pub fn missing_within_file(fd: RawFd, position: u64, len: u64) -> Option<(u64, u64)> {
+    // SAFETY: an all-zero stat is valid, and fstat only writes the struct we pass.
+    let mut stat: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fstat on a descriptor the caller keeps open, into `stat`.
+    if unsafe { libc::fstat(fd, &mut stat) } != 0 {
+        return None;
+    }
+    let end = (position.saturating_add(len)).min(u64::try_from(stat.st_size).ok()?);
+    if end <= position || UNSUPPORTED.load(Ordering::Relaxed) {
+        return None;
+    }
+    let (stat, pages) = cachestat(fd, position, end - position)?;
+    (stat.nr_cache < pages).then_some((position, end - position))
+}
+
+/// Asks the kernel to read `[position, position + len)` of `fd` into the page cache
+/// (`POSIX_FADV_WILLNEED`): it starts the reads and returns. May wait for the block
+/// layer's queue or the inode's extent lock, so never on a shard's thread.
+pub fn will_need(fd: RawFd, position: u64, len: u64) {
+    let (Ok(offset), Ok(len)) = (libc::off_t::try_from(position), libc::off_t::try_from(len))
+    else {
+        return;
+    };
+    // SAFETY: posix_fadvise on a descriptor the caller keeps open; no memory is passed.
+    // A failure only leaves the pages to be read when they are fetched.
+    unsafe { libc::posix_fadvise(fd, offset, len, libc::POSIX_FADV_WILLNEED) };
+}
+
 /// How many pages holding `len` bytes from `position` of `fd` are dirty (written, no
 /// write-back started); `None` when `len` is 0 or the kernel cannot tell.
 pub fn dirty_pages(fd: RawFd, position: u64, len: u64) -> Option<u64> {
@@ -126,6 +157,40 @@ mod tests {
             "range runs past the end"
         );
         assert!(!is_fully_cached(fd, 0, 0));
+    }
+
+    #[test]
+    fn a_range_read_ahead_after_eviction_comes_back_and_the_end_of_file_bounds_it() {
+        let Some((_dir, file)) = written_file(256 * 1024) else {
+            return;
+        };
+        let fd = file.as_raw_fd();
+        assert_eq!(
+            missing_within_file(fd, 0, 1 << 20),
+            None,
+            "written: all cached"
+        );
+        assert_eq!(
+            missing_within_file(fd, 256 * 1024, 4096),
+            None,
+            "past the end"
+        );
+        // SAFETY: posix_fadvise on a descriptor we own.
+        unsafe { libc::posix_fadvise(fd, 0, 0, libc::POSIX_FADV_DONTNEED) };
+        assert_eq!(
+            missing_within_file(fd, 64 * 1024, 1 << 20),
+            Some((64 * 1024, 192 * 1024)),
+            "missing, up to the end of the file"
+        );
+        will_need(fd, 64 * 1024, 192 * 1024);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while missing_within_file(fd, 64 * 1024, 192 * 1024).is_some() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "read ahead within 5 s"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
     }
 
     #[test]

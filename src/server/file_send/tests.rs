@@ -349,3 +349,55 @@ fn the_socket_is_non_blocking_only_while_the_guard_lives() {
     }
     assert_eq!(status_flags(fd), before, "flags restored");
 }
+
+/// A long region (a reader catching up) whose following bytes were evicted: they are read
+/// back into the page cache before the next fetch asks; a short region reads nothing ahead.
+#[test]
+fn the_bytes_after_a_long_region_are_read_ahead_when_evicted() {
+    use crate::shard::io_driver::IoDriver;
+    use crate::storage::page_cache::missing_within_file;
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("segment.log");
+    let mut file = std::fs::File::create(&path).unwrap();
+    file.write_all(&vec![5u8; 3 * 1024 * 1024]).unwrap();
+    file.sync_all().unwrap();
+    let fd = Arc::new(std::os::fd::OwnedFd::from(file));
+    // SAFETY: posix_fadvise on a descriptor the test owns; no memory is passed.
+    unsafe { libc::posix_fadvise(fd.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    let long = READ_AHEAD_MIN_REGION_BYTES;
+    let ahead = u64::from(long) * READ_AHEAD_REGIONS;
+    if missing_within_file(fd.as_raw_fd(), u64::from(long), ahead).is_none() {
+        return; // no cachestat here, or the kernel kept the pages: nothing to show
+    }
+    let region = |position: u64, len: u32| {
+        Chunk::File(crate::storage::FileRegion {
+            fd: fd.clone(),
+            path: std::sync::Arc::from(std::path::Path::new("segment.log")),
+            position,
+            len,
+        })
+    };
+    let runtime =
+        crate::shard::io_driver::build_runtime(IoDriver::IoUring, 64, &Default::default())
+            .or_else(|_| {
+                crate::shard::io_driver::build_runtime(IoDriver::Polling, 64, &Default::default())
+            })
+            .expect("a runtime");
+    let short_end = 2 * 1024 * 1024u64;
+    runtime.block_on(async {
+        read_ahead_of(&[region(short_end - 4096, 4096), region(0, long)]);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while missing_within_file(fd.as_raw_fd(), u64::from(long), ahead).is_some() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "read ahead within 5 s"
+            );
+            compio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+    });
+    assert!(
+        missing_within_file(fd.as_raw_fd(), short_end, 64 * 1024).is_some(),
+        "nothing read ahead after a short region"
+    );
+}
