@@ -8,25 +8,54 @@ fn status_flags(fd: std::os::fd::RawFd) -> libc::c_int {
     unsafe { libc::fcntl(fd, libc::F_GETFL) }
 }
 
-/// Sends `regions` of `file` over a loopback connection (alternately spliced on a worker
+/// A synced segment file of `len` patterned bytes in `dir`, opened for reading: its
+/// descriptor and content.
+fn patterned_segment(dir: &std::path::Path, len: u32) -> (Arc<std::os::fd::OwnedFd>, Vec<u8>) {
+    use std::io::Write;
+    let path = dir.join("segment.log");
+    let content: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+    let mut file = std::fs::File::create(&path).unwrap();
+    file.write_all(&content).unwrap();
+    file.sync_all().unwrap();
+    let file = std::fs::File::open(&path).unwrap();
+    (Arc::new(std::os::fd::OwnedFd::from(file)), content)
+}
+
+/// `len` bytes at `position` of the segment file `fd`.
+fn region_of(
+    fd: &Arc<std::os::fd::OwnedFd>,
+    position: u64,
+    len: u32,
+) -> crate::storage::FileRegion {
+    crate::storage::FileRegion {
+        fd: fd.clone(),
+        path: std::sync::Arc::from(std::path::Path::new("segment.log")),
+        position,
+        len,
+    }
+}
+
+/// A runtime on io_uring, or on the polling driver where io_uring is refused.
+fn any_runtime() -> compio::runtime::Runtime {
+    use crate::shard::io_driver::{IoDriver, build_runtime};
+    build_runtime(IoDriver::IoUring, 64, &Default::default())
+        .or_else(|_| build_runtime(IoDriver::Polling, 64, &Default::default()))
+        .expect("a runtime")
+}
+
+/// Sends `regions` of the segment file `fd` over a loopback connection (alternately spliced on a worker
 /// and from this thread, `cached`) on a runtime with `driver`; returns what the peer
 /// received.
 fn send_regions_on(
     driver: crate::shard::io_driver::IoDriver,
-    file: &std::fs::File,
+    fd: &Arc<std::os::fd::OwnedFd>,
     regions: &[(u64, u32)],
 ) -> Option<Vec<u8>> {
     use std::io::Read;
     let runtime = crate::shard::io_driver::build_runtime(driver, 64, &Default::default()).ok()?;
-    let fd = Arc::new(std::os::fd::OwnedFd::from(file.try_clone().unwrap()));
     let regions: Vec<crate::storage::FileRegion> = regions
         .iter()
-        .map(|&(position, len)| crate::storage::FileRegion {
-            fd: fd.clone(),
-            path: std::sync::Arc::from(std::path::Path::new("segment.log")),
-            position,
-            len,
-        })
+        .map(|&(position, len)| region_of(fd, position, len))
         .collect();
     runtime.block_on(async {
         let listener = compio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -62,12 +91,8 @@ fn send_regions_on(
 #[test]
 fn file_regions_arrive_intact_on_both_drivers() {
     use crate::shard::io_driver::IoDriver;
-    use std::io::Write;
     let dir = tempfile::tempdir().unwrap();
-    let mut file = std::fs::File::create(dir.path().join("segment.log")).unwrap();
-    let content: Vec<u8> = (0..3 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
-    file.write_all(&content).unwrap();
-    let file = std::fs::File::open(dir.path().join("segment.log")).unwrap();
+    let (fd, content) = patterned_segment(dir.path(), 3 * 1024 * 1024);
     // The first two regions are larger than the pipe, so each path takes several rounds.
     let regions = [
         (4113u64, 1_600_000u32),
@@ -78,10 +103,10 @@ fn file_regions_arrive_intact_on_both_drivers() {
         .iter()
         .flat_map(|&(p, l)| content[p as usize..p as usize + l as usize].to_vec())
         .collect();
-    let polled = send_regions_on(IoDriver::Polling, &file, &regions).expect("polling runtime");
+    let polled = send_regions_on(IoDriver::Polling, &fd, &regions).expect("polling runtime");
     assert_eq!(polled.len(), want.len());
     assert!(polled == want, "polling driver bytes differ");
-    if let Some(uring) = send_regions_on(IoDriver::IoUring, &file, &regions) {
+    if let Some(uring) = send_regions_on(IoDriver::IoUring, &fd, &regions) {
         assert!(uring == want, "io_uring driver bytes differ");
     }
 }
@@ -112,25 +137,13 @@ fn data_segments_sent(fd: std::os::fd::RawFd) -> u32 {
 /// pushed at once, not held back as if more followed.
 #[test]
 fn a_corked_answer_in_pieces_leaves_as_one_segment() {
-    use crate::shard::io_driver::IoDriver;
     use std::io::{Read, Write};
     let dir = tempfile::tempdir().unwrap();
     let mut file = std::fs::File::create(dir.path().join("segment.log")).unwrap();
     file.write_all(&[7u8; 8192]).unwrap();
     let file = std::fs::File::open(dir.path().join("segment.log")).unwrap();
-    let region = crate::storage::FileRegion {
-        fd: Arc::new(std::os::fd::OwnedFd::from(file)),
-        path: std::sync::Arc::from(std::path::Path::new("segment.log")),
-        position: 100,
-        len: 4000,
-    };
-    let Ok(runtime) =
-        crate::shard::io_driver::build_runtime(IoDriver::IoUring, 64, &Default::default()).or_else(
-            |_| crate::shard::io_driver::build_runtime(IoDriver::Polling, 64, &Default::default()),
-        )
-    else {
-        panic!("no runtime");
-    };
+    let region = region_of(&Arc::new(std::os::fd::OwnedFd::from(file)), 100, 4000);
+    let runtime = any_runtime();
     let mut segments = Vec::new();
     for corked in [false, true] {
         let region = region.clone();
@@ -175,14 +188,9 @@ fn a_corked_answer_in_pieces_leaves_as_one_segment() {
 /// peer gets every byte in order.
 #[test]
 fn an_answer_larger_than_the_pipe_arrives_whole_and_in_order() {
-    use crate::shard::io_driver::IoDriver;
-    use std::io::{Read, Write};
+    use std::io::Read;
     let dir = tempfile::tempdir().unwrap();
-    let mut file = std::fs::File::create(dir.path().join("segment.log")).unwrap();
-    let content: Vec<u8> = (0..3 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
-    file.write_all(&content).unwrap();
-    let file = std::fs::File::open(dir.path().join("segment.log")).unwrap();
-    let fd = Arc::new(std::os::fd::OwnedFd::from(file));
+    let (fd, content) = patterned_segment(dir.path(), 3 * 1024 * 1024);
     let mut chunks = Vec::new();
     let mut want = Vec::new();
     for i in 0..600u32 {
@@ -192,21 +200,11 @@ fn an_answer_larger_than_the_pipe_arrives_whole_and_in_order() {
         // Unaligned regions of 3-9 pages: several pipe buffers each.
         let (position, len) = (u64::from(i) * 5003 + 17, 12_000 + (i % 7) * 4096);
         want.extend_from_slice(&content[position as usize..][..len as usize]);
-        chunks.push(Chunk::File(crate::storage::FileRegion {
-            fd: fd.clone(),
-            path: std::sync::Arc::from(std::path::Path::new("segment.log")),
-            position,
-            len,
-        }));
+        chunks.push(Chunk::File(region_of(&fd, position, len)));
     }
     chunks.push(Chunk::Inline(bytes::Bytes::from_static(b"tail")));
     want.extend_from_slice(b"tail");
-    let runtime =
-        crate::shard::io_driver::build_runtime(IoDriver::IoUring, 64, &Default::default())
-            .or_else(|_| {
-                crate::shard::io_driver::build_runtime(IoDriver::Polling, 64, &Default::default())
-            })
-            .expect("a runtime");
+    let runtime = any_runtime();
     let got = runtime.block_on(async move {
         let listener = compio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -241,22 +239,10 @@ fn an_answer_larger_than_the_pipe_arrives_whole_and_in_order() {
 /// splice, and the peer gets every byte in order.
 #[test]
 fn an_answer_with_one_evicted_region_sends_only_that_region_through_a_worker() {
-    use crate::shard::io_driver::IoDriver;
-    use std::io::{Read, Write};
+    use std::io::Read;
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("segment.log");
-    let mut file = std::fs::File::create(&path).unwrap();
-    let content: Vec<u8> = (0..1024 * 1024u32).map(|i| (i % 253) as u8).collect();
-    file.write_all(&content).unwrap();
-    file.sync_all().unwrap();
-    let file = std::fs::File::open(&path).unwrap();
-    let fd = Arc::new(std::os::fd::OwnedFd::from(file));
-    let region = |position: u64, len: u32| crate::storage::FileRegion {
-        fd: fd.clone(),
-        path: std::sync::Arc::from(std::path::Path::new("segment.log")),
-        position,
-        len,
-    };
+    let (fd, content) = patterned_segment(dir.path(), 1024 * 1024);
+    let region = |position, len| region_of(&fd, position, len);
     // Everything dropped from the page cache (clean after the sync), then only the two
     // cached regions read back in, without readahead: the middle one stays on disk.
     let (evicted_at, evicted_len) = (512 * 1024u64, 64 * 1024u32);
@@ -302,11 +288,7 @@ fn an_answer_with_one_evicted_region_sends_only_that_region_through_a_worker() {
     want.extend_from_slice(b"and");
     want.extend_from_slice(&content[700_000..730_000]);
     want.extend_from_slice(b"tail");
-    let Ok(runtime) =
-        crate::shard::io_driver::build_runtime(IoDriver::IoUring, 64, &Default::default())
-    else {
-        return;
-    };
+    let runtime = any_runtime();
     let sent = std::cell::RefCell::new(Vec::new());
     let got = runtime.block_on(async {
         let listener = compio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -354,15 +336,9 @@ fn the_socket_is_non_blocking_only_while_the_guard_lives() {
 /// back into the page cache before the next fetch asks; a short region reads nothing ahead.
 #[test]
 fn the_bytes_after_a_long_region_are_read_ahead_when_evicted() {
-    use crate::shard::io_driver::IoDriver;
     use crate::storage::page_cache::missing_within_file;
-    use std::io::Write;
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("segment.log");
-    let mut file = std::fs::File::create(&path).unwrap();
-    file.write_all(&vec![5u8; 3 * 1024 * 1024]).unwrap();
-    file.sync_all().unwrap();
-    let fd = Arc::new(std::os::fd::OwnedFd::from(file));
+    let (fd, _) = patterned_segment(dir.path(), 3 * 1024 * 1024);
     // SAFETY: posix_fadvise on a descriptor the test owns; no memory is passed.
     unsafe { libc::posix_fadvise(fd.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
     let long = READ_AHEAD_MIN_REGION_BYTES;
@@ -370,20 +346,8 @@ fn the_bytes_after_a_long_region_are_read_ahead_when_evicted() {
     if missing_within_file(fd.as_raw_fd(), u64::from(long), ahead).is_none() {
         return; // no cachestat here, or the kernel kept the pages: nothing to show
     }
-    let region = |position: u64, len: u32| {
-        Chunk::File(crate::storage::FileRegion {
-            fd: fd.clone(),
-            path: std::sync::Arc::from(std::path::Path::new("segment.log")),
-            position,
-            len,
-        })
-    };
-    let runtime =
-        crate::shard::io_driver::build_runtime(IoDriver::IoUring, 64, &Default::default())
-            .or_else(|_| {
-                crate::shard::io_driver::build_runtime(IoDriver::Polling, 64, &Default::default())
-            })
-            .expect("a runtime");
+    let region = |position, len| Chunk::File(region_of(&fd, position, len));
+    let runtime = any_runtime();
     let short_end = 2 * 1024 * 1024u64;
     runtime.block_on(async {
         read_ahead_of(&[region(short_end - 4096, 4096), region(0, long)]);
