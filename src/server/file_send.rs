@@ -41,12 +41,6 @@ pub(super) async fn write_chunks(
     } else {
         None
     };
-    // Every region cached (the usual case: consumers near the tail, replicas, a catch-up
-    // read of recent data): the whole answer from this thread, no ring round trip.
-    // Otherwise the cached pieces still go from this thread, gathered run by run, and only
-    // the regions that may need the disk take an io-wq worker: a Fetch over 1,000
-    // partitions with a few pages evicted here and there (write-back, reclaim) paid a ring
-    // send per piece and a worker per region for all of them (issue 19, session 26).
     read_ahead_of(&chunks);
     send_pieces(stream, pipe, socket_flags, &chunks, |cached| {
         shard.metrics.fetch_file_sent(cached)
@@ -95,6 +89,13 @@ fn read_ahead_of(chunks: &[Chunk]) {
 
 /// `write_chunks` without the shard: `file_sent` is told, per region, whether it went from
 /// the page cache on this thread (`true`) or to a worker.
+///
+/// Every region cached (the usual case: consumers near the tail, replicas, a catch-up read
+/// of recent data): the whole answer from this thread, no ring round trip. Otherwise the
+/// cached pieces still go from this thread, gathered run by run, and only the regions that
+/// may need the disk take an io-wq worker: a Fetch over 1,000 partitions with a few pages
+/// evicted here and there (reclaim) paid a ring send per piece and a worker per region for
+/// all of them (issue 19, session 26).
 async fn send_pieces(
     stream: &mut TcpStream,
     pipe: &mut Option<SplicePipe>,
@@ -105,20 +106,14 @@ async fn send_pieces(
     let Some(flags) = socket_flags else {
         return write_chunks_through_ring(stream, pipe, chunks, file_sent).await;
     };
-    let cached: Vec<bool> = chunks
-        .iter()
-        .map(|c| match c {
-            Chunk::Inline(_) => true,
-            Chunk::File(region) => region.is_fully_cached(),
-        })
-        .collect();
     let mut run_start = 0;
     for (i, chunk) in chunks.iter().enumerate() {
         let Chunk::File(region) = chunk else {
             continue;
         };
-        file_sent(cached[i]);
-        if cached[i] {
+        let cached = region.is_fully_cached();
+        file_sent(cached);
+        if cached {
             continue;
         }
         if run_start < i {
