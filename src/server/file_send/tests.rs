@@ -43,6 +43,25 @@ fn any_runtime() -> compio::runtime::Runtime {
         .expect("a runtime")
 }
 
+/// A loopback connection: this side's accepted stream, and a thread on the other side that
+/// waits `delay`, then reads everything until the stream closes.
+async fn loopback_reader(
+    delay: std::time::Duration,
+) -> (compio::net::TcpStream, std::thread::JoinHandle<Vec<u8>>) {
+    use std::io::Read;
+    let listener = compio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut peer = std::net::TcpStream::connect(addr).unwrap();
+        std::thread::sleep(delay);
+        let mut got = Vec::new();
+        peer.read_to_end(&mut got).unwrap();
+        got
+    });
+    let (stream, _) = listener.accept().await.unwrap();
+    (stream, reader)
+}
+
 /// Sends `regions` of the segment file `fd` over a loopback connection (alternately spliced on a worker
 /// and from this thread, `cached`) on a runtime with `driver`; returns what the peer
 /// received.
@@ -51,22 +70,13 @@ fn send_regions_on(
     fd: &Arc<std::os::fd::OwnedFd>,
     regions: &[(u64, u32)],
 ) -> Option<Vec<u8>> {
-    use std::io::Read;
     let runtime = crate::shard::io_driver::build_runtime(driver, 64, &Default::default()).ok()?;
     let regions: Vec<crate::storage::FileRegion> = regions
         .iter()
         .map(|&(position, len)| region_of(fd, position, len))
         .collect();
     runtime.block_on(async {
-        let listener = compio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let reader = std::thread::spawn(move || {
-            let mut peer = std::net::TcpStream::connect(addr).unwrap();
-            let mut got = Vec::new();
-            peer.read_to_end(&mut got).unwrap();
-            got
-        });
-        let (stream, _) = listener.accept().await.unwrap();
+        let (stream, reader) = loopback_reader(std::time::Duration::ZERO).await;
         // One pipe for both paths, as on a connection: each leaves it empty.
         let mut pipe = Some(SplicePipe::new().unwrap());
         let flags = socket_status_flags(&stream).unwrap();
@@ -137,7 +147,7 @@ fn data_segments_sent(fd: std::os::fd::RawFd) -> u32 {
 /// pushed at once, not held back as if more followed.
 #[test]
 fn a_corked_answer_in_pieces_leaves_as_one_segment() {
-    use std::io::{Read, Write};
+    use std::io::Write;
     let dir = tempfile::tempdir().unwrap();
     let mut file = std::fs::File::create(dir.path().join("segment.log")).unwrap();
     file.write_all(&[7u8; 8192]).unwrap();
@@ -148,15 +158,7 @@ fn a_corked_answer_in_pieces_leaves_as_one_segment() {
     for corked in [false, true] {
         let region = region.clone();
         let (sent, received) = runtime.block_on(async move {
-            let listener = compio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let addr = listener.local_addr().unwrap();
-            let reader = std::thread::spawn(move || {
-                let mut peer = std::net::TcpStream::connect(addr).unwrap();
-                let mut got = Vec::new();
-                peer.read_to_end(&mut got).unwrap();
-                got.len()
-            });
-            let (stream, _) = listener.accept().await.unwrap();
+            let (stream, reader) = loopback_reader(std::time::Duration::ZERO).await;
             stream.set_nodelay(true).unwrap();
             let flags = socket_status_flags(&stream).unwrap();
             let fd = stream.as_raw_fd();
@@ -175,7 +177,7 @@ fn a_corked_answer_in_pieces_leaves_as_one_segment() {
             }
             let sent = data_segments_sent(fd) - before;
             drop(stream);
-            (sent, reader.join().unwrap())
+            (sent, reader.join().unwrap().len())
         });
         assert_eq!(received, 90 + 4000 + 12);
         segments.push(sent);
@@ -188,7 +190,6 @@ fn a_corked_answer_in_pieces_leaves_as_one_segment() {
 /// peer gets every byte in order.
 #[test]
 fn an_answer_larger_than_the_pipe_arrives_whole_and_in_order() {
-    use std::io::Read;
     let dir = tempfile::tempdir().unwrap();
     let (fd, content) = patterned_segment(dir.path(), 3 * 1024 * 1024);
     let mut chunks = Vec::new();
@@ -206,17 +207,8 @@ fn an_answer_larger_than_the_pipe_arrives_whole_and_in_order() {
     want.extend_from_slice(b"tail");
     let runtime = any_runtime();
     let got = runtime.block_on(async move {
-        let listener = compio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
         // A slow reader, so the socket fills too and the drains wait for it.
-        let reader = std::thread::spawn(move || {
-            let mut peer = std::net::TcpStream::connect(addr).unwrap();
-            std::thread::sleep(std::time::Duration::from_millis(50));
-            let mut got = Vec::new();
-            peer.read_to_end(&mut got).unwrap();
-            got
-        });
-        let (stream, _) = listener.accept().await.unwrap();
+        let (stream, reader) = loopback_reader(std::time::Duration::from_millis(50)).await;
         let flags = socket_status_flags(&stream).unwrap();
         let mut pipe = None;
         cached::send_cached(&stream, flags, &chunks, &mut pipe)
@@ -239,7 +231,6 @@ fn an_answer_larger_than_the_pipe_arrives_whole_and_in_order() {
 /// splice, and the peer gets every byte in order.
 #[test]
 fn an_answer_with_one_evicted_region_sends_only_that_region_through_a_worker() {
-    use std::io::Read;
     let dir = tempfile::tempdir().unwrap();
     let (fd, content) = patterned_segment(dir.path(), 1024 * 1024);
     let region = |position, len| region_of(&fd, position, len);
@@ -291,15 +282,7 @@ fn an_answer_with_one_evicted_region_sends_only_that_region_through_a_worker() {
     let runtime = any_runtime();
     let sent = std::cell::RefCell::new(Vec::new());
     let got = runtime.block_on(async {
-        let listener = compio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let reader = std::thread::spawn(move || {
-            let mut peer = std::net::TcpStream::connect(addr).unwrap();
-            let mut got = Vec::new();
-            peer.read_to_end(&mut got).unwrap();
-            got
-        });
-        let (mut stream, _) = listener.accept().await.unwrap();
+        let (mut stream, reader) = loopback_reader(std::time::Duration::ZERO).await;
         let flags = socket_status_flags(&stream).unwrap();
         let mut pipe = None;
         send_pieces(&mut stream, &mut pipe, Some(flags), &chunks, |cached| {
