@@ -54,9 +54,10 @@ pub fn missing_within_file(fd: RawFd, position: u64, len: u64) -> Option<(u64, u
         return None;
     }
     let end = (position.saturating_add(len)).min(u64::try_from(stat.st_size).ok()?);
-    if end <= position || UNSUPPORTED.load(Ordering::Relaxed) {
+    if end <= position {
         return None;
     }
+    // `cachestat` answers None where the kernel cannot tell.
     let (stat, pages) = cachestat(fd, position, end - position)?;
     (stat.nr_cache < pages).then_some((position, end - position))
 }
