@@ -3,6 +3,10 @@
 //! give — the minimum log end offset over the ISR, never moving back. Consumers read below
 //! it; an acks=all append completes when it passes the append (`Partition::wait_replicated`).
 //! Lives on the partition's shard like the rest of the partition: `Cell`s, no locks.
+//! While an ISR change this leader proposed is undecided, the high watermark counts the
+//! followers it would add (Kafka's "maximal ISR", KIP-497): a follower admitted with the
+//! log end it had when proposed must still hold every record acknowledged meanwhile, or
+//! electing it (a reassignment's completion, a failover) loses them.
 //! Must not: decide ISR membership changes on its own (the metadata log does) or know about
 //! requests.
 
@@ -29,11 +33,25 @@ struct FollowerProgress {
     previous_fetch_ms: i64,
 }
 
+/// An ISR change this leader proposed to the metadata log, not yet known to be decided.
+#[derive(Debug, Clone)]
+struct ProposedIsr {
+    /// The partition epoch it was proposed at: it is decided once the set holds a newer one
+    /// (its own or another change applied), or refused at that epoch.
+    partition_epoch: i32,
+    /// The proposed ISR, the leader first.
+    isr: Vec<i32>,
+}
+
 /// The replicas of a partition this node leads, other than itself.
 pub struct ReplicaSet {
     followers: RefCell<Vec<FollowerProgress>>,
-    /// Followers in the ISR (the leader always is).
+    /// Followers in the ISR (the leader always is), as the metadata log last applied it.
     in_sync: RefCell<Vec<i32>>,
+    /// The partition epoch of that ISR.
+    isr_epoch: Cell<i32>,
+    /// The change in flight, if any: its followers count toward the high watermark.
+    proposed: RefCell<Option<ProposedIsr>>,
     /// Kafka's `min.insync.replicas`, the leader included.
     min_insync_replicas: Cell<usize>,
     high_watermark: Cell<i64>,
@@ -48,10 +66,12 @@ pub struct ReplicaSet {
 
 impl ReplicaSet {
     /// `followers`: the other replicas; `in_sync`: those of them in the ISR the metadata
-    /// log holds; `high_watermark`: where it starts. Lag is counted from `now_ms`.
+    /// log holds at `isr_epoch` (its partition epoch); `high_watermark`: where it starts.
+    /// Lag is counted from `now_ms`.
     pub fn new(
         followers: &[i32],
         in_sync: &[i32],
+        isr_epoch: i32,
         min_insync_replicas: usize,
         high_watermark: i64,
         now_ms: i64,
@@ -77,6 +97,8 @@ impl ReplicaSet {
                     .filter(|id| followers.contains(id))
                     .collect(),
             ),
+            isr_epoch: Cell::new(isr_epoch),
+            proposed: RefCell::new(None),
             min_insync_replicas: Cell::new(min_insync_replicas.max(1)),
             high_watermark: Cell::new(high_watermark),
             moved: Rc::new(Event::default()),
@@ -116,17 +138,22 @@ impl ReplicaSet {
     }
 
     /// The high watermark with the leader's own log written up to `leader_end`: the
-    /// smallest log end over the ISR, never below what it was.
+    /// smallest log end over the ISR and the followers a proposed change would add, never
+    /// below what it was.
     pub fn high_watermark(&self, leader_end: i64) -> i64 {
         if self.deposed.get() {
             return self.high_watermark.get();
         }
         let in_sync = self.in_sync.borrow();
+        let proposed = self.proposed.borrow();
+        let counts = |id: i32| {
+            in_sync.contains(&id) || proposed.as_ref().is_some_and(|p| p.isr.contains(&id))
+        };
         let lowest = self
             .followers
             .borrow()
             .iter()
-            .filter(|f| in_sync.contains(&f.id))
+            .filter(|f| counts(f.id))
             .map(|f| f.log_end_offset)
             .fold(leader_end, i64::min);
         let high_watermark = lowest.max(self.high_watermark.get());
@@ -195,15 +222,75 @@ impl ReplicaSet {
         self.in_sync
             .borrow_mut()
             .retain(|id| followers.contains(id));
+        if let Some(proposed) = self.proposed.borrow_mut().as_mut() {
+            proposed.isr.retain(|id| followers.contains(id));
+        }
         self.moved.notify();
         self.starts_moved.notify();
     }
 
-    /// The followers in the ISR (the metadata log applied an AlterPartition): wakes the
-    /// waiters, since the high watermark or the acks=all answer may change with it.
-    pub fn set_in_sync(&self, followers_in_sync: &[i32]) {
+    /// The followers in the ISR at partition epoch `isr_epoch` (the metadata log applied a
+    /// change): a proposal made at an older epoch is decided now. Wakes the waiters, since
+    /// the high watermark or the acks=all answer may change with it.
+    pub fn set_in_sync(&self, followers_in_sync: &[i32], isr_epoch: i32) {
         *self.in_sync.borrow_mut() = followers_in_sync.to_vec();
+        self.isr_epoch.set(self.isr_epoch.get().max(isr_epoch));
+        let mut proposed = self.proposed.borrow_mut();
+        if proposed
+            .as_ref()
+            .is_some_and(|p| p.partition_epoch < self.isr_epoch.get())
+        {
+            *proposed = None;
+        }
         self.moved.notify();
+    }
+
+    /// The partition epoch of the ISR this set holds.
+    pub fn isr_epoch(&self) -> i32 {
+        self.isr_epoch.get()
+    }
+
+    /// The ISR change to propose now at partition epoch `partition_epoch`, the leader
+    /// first, recorded as in flight: the one still undecided if there is one (a proposal
+    /// whose answer was lost is proposed again, never replaced, as Kafka keeps one
+    /// AlterPartition in flight per partition), else `wanted_isr`'s. `None`: nothing to
+    /// propose, or this set has not applied `partition_epoch` yet (it would propose from
+    /// an older ISR).
+    pub fn isr_to_propose(
+        &self,
+        leader: i32,
+        leader_end: i64,
+        partition_epoch: i32,
+        now_ms: i64,
+        lag_max_ms: i64,
+    ) -> Option<Vec<i32>> {
+        if partition_epoch != self.isr_epoch.get() {
+            return None;
+        }
+        if let Some(p) = self.proposed.borrow().as_ref() {
+            return Some(p.isr.clone());
+        }
+        let isr = self.wanted_isr(leader, leader_end, now_ms, lag_max_ms)?;
+        *self.proposed.borrow_mut() = Some(ProposedIsr {
+            partition_epoch,
+            isr: isr.clone(),
+        });
+        Some(isr)
+    }
+
+    /// The metadata log refused the change proposed at `partition_epoch` while still at
+    /// that epoch: it was not applied, and never will be; the ISR as applied is the
+    /// whole truth again. (A refusal because the epoch moved on proves nothing about an
+    /// earlier copy of the proposal: that one waits for the newer epoch to be applied.)
+    pub fn proposal_refused(&self, partition_epoch: i32) {
+        let mut proposed = self.proposed.borrow_mut();
+        if proposed
+            .as_ref()
+            .is_some_and(|p| p.partition_epoch == partition_epoch)
+        {
+            *proposed = None;
+            self.moved.notify();
+        }
     }
 
     /// The ISR the leader should propose (Kafka's `maybeShrinkIsr` / `maybeExpandIsr`), the
@@ -268,7 +355,7 @@ mod tests {
 
     #[test]
     fn the_high_watermark_is_the_lowest_log_end_in_sync_and_never_moves_back() {
-        let set = ReplicaSet::new(&[2, 3], &[2, 3], 2, 0, 0);
+        let set = ReplicaSet::new(&[2, 3], &[2, 3], 0, 2, 0, 0);
         assert_eq!(set.high_watermark(10), 0);
         assert!(set.record_fetch(2, 6, 0, 10, 1));
         assert_eq!(set.high_watermark(10), 0, "follower 3 has nothing yet");
@@ -285,7 +372,7 @@ mod tests {
 
     #[test]
     fn a_follower_lagging_too_long_leaves_the_isr_and_comes_back_once_caught_up() {
-        let set = ReplicaSet::new(&[2, 3], &[2, 3], 2, 0, 0);
+        let set = ReplicaSet::new(&[2, 3], &[2, 3], 0, 2, 0, 0);
         set.record_fetch(2, 10, 0, 10, 100);
         set.record_fetch(3, 10, 0, 10, 100);
         assert_eq!(set.wanted_isr(1, 10, 200, 1_000), None);
@@ -295,7 +382,7 @@ mod tests {
         set.record_fetch(2, 20, 0, 30, 1_100);
         set.record_fetch(2, 30, 0, 40, 1_600);
         assert_eq!(set.wanted_isr(1, 40, 1_700, 1_000), Some(vec![1, 2]));
-        set.set_in_sync(&[2]);
+        set.set_in_sync(&[2], 1);
         assert_eq!(set.in_sync_count(), 2);
         assert_eq!(set.high_watermark(40), 30, "the ISR without 3 moves it");
         // 3 comes back, reaches the high watermark: it rejoins.
@@ -305,7 +392,7 @@ mod tests {
 
     #[test]
     fn a_replica_added_by_a_reassignment_joins_the_isr_only_once_caught_up() {
-        let set = ReplicaSet::new(&[2], &[2], 1, 10, 0);
+        let set = ReplicaSet::new(&[2], &[2], 0, 1, 10, 0);
         set.record_fetch(2, 10, 0, 10, 100);
         set.set_followers(&[2, 3], 100);
         assert!(set.has_follower(3));
@@ -319,14 +406,65 @@ mod tests {
         assert_eq!(set.wanted_isr(1, 10, 200, 1_000), None, "3 is behind");
         set.record_fetch(3, 10, 0, 10, 300);
         assert_eq!(set.wanted_isr(1, 10, 300, 1_000), Some(vec![1, 2, 3]));
-        set.set_in_sync(&[2, 3]);
+        set.set_in_sync(&[2, 3], 1);
         set.set_followers(&[3], 400);
         assert!(!set.has_follower(2));
         assert_eq!(set.in_sync_count(), 2, "2 left the ISR with the replicas");
     }
+    /// The CI failure of 2026-12-06 (a reassignment lost an acknowledged record): follower
+    /// 2 was proposed into the ISR at the high watermark it had reached; a record appended
+    /// before the change applied was acknowledged by the leader alone; the change applied,
+    /// 2 was elected with one record less. While a change is in flight its followers hold
+    /// the high watermark.
+    #[test]
+    fn a_follower_proposed_into_the_isr_holds_the_high_watermark_until_decided() {
+        let set = ReplicaSet::new(&[2], &[], 5, 1, 249, 0);
+        set.record_fetch(2, 249, 0, 249, 100);
+        assert_eq!(
+            set.isr_to_propose(1, 249, 4, 100, 1_000),
+            None,
+            "the set has not applied epoch 4 yet"
+        );
+        assert_eq!(set.isr_to_propose(1, 249, 5, 100, 1_000), Some(vec![1, 2]));
+        // The leader appends offset 249; alone in the applied ISR it would be acknowledged.
+        assert_eq!(set.high_watermark(250), 249, "2 is proposed: it counts");
+        assert_eq!(
+            set.isr_to_propose(1, 250, 5, 200, 1_000),
+            Some(vec![1, 2]),
+            "an undecided change is proposed again, not replaced"
+        );
+        set.record_fetch(2, 250, 0, 250, 300);
+        assert_eq!(set.high_watermark(250), 250);
+
+        // Refused while the epoch stands: the applied ISR is the whole truth again.
+        set.record_fetch(2, 250, 0, 260, 400);
+        assert_eq!(set.high_watermark(260), 250);
+        set.proposal_refused(4);
+        assert_eq!(
+            set.high_watermark(260),
+            250,
+            "a refusal at another epoch: still held"
+        );
+        set.proposal_refused(5);
+        assert_eq!(set.high_watermark(260), 260, "the leader alone again");
+
+        // Applied (a newer epoch): the ISR holds it from then on, nothing in flight.
+        assert_eq!(
+            set.isr_to_propose(1, 260, 5, 500, 1_000),
+            None,
+            "2 is behind"
+        );
+        set.record_fetch(2, 260, 0, 260, 600);
+        assert_eq!(set.isr_to_propose(1, 260, 5, 600, 1_000), Some(vec![1, 2]));
+        set.set_in_sync(&[2], 6);
+        assert_eq!(set.isr_epoch(), 6);
+        assert_eq!(set.isr_to_propose(1, 260, 6, 700, 1_000), None);
+        assert_eq!(set.high_watermark(270), 260);
+    }
+
     #[test]
     fn the_low_watermark_is_the_lowest_log_start_over_live_replicas() {
-        let set = ReplicaSet::new(&[2, 3], &[2, 3], 2, 0, 0);
+        let set = ReplicaSet::new(&[2, 3], &[2, 3], 0, 2, 0, 0);
         assert_eq!(
             set.low_watermark(5, |_| true),
             -1,

@@ -89,7 +89,7 @@ pub(super) async fn take_role(s: &Rc<Shard>, topic: &str, partition: i32) {
                 // A reassignment may have added or removed followers.
                 set.set_followers(&followers, super::now_ms());
                 let in_sync: Vec<i32> = isr.iter().copied().filter(|&r| r != node).collect();
-                set.set_in_sync(&in_sync);
+                set.set_in_sync(&in_sync, cluster.partition_epoch(topic, partition));
             }
             None if !followers.is_empty() => {
                 // A one-replica partition being given replicas: from now on its high

@@ -244,6 +244,7 @@ pub(super) fn replica_set_for(
     Some(ReplicaSet::new(
         &followers,
         &isr,
+        cluster.partition_epoch(topic, partition),
         min_insync,
         high_watermark,
         now,

@@ -261,9 +261,10 @@ pub(super) async fn isr_loop(shard: Rc<Shard>) {
         .await;
 }
 
-/// On one shard: an AlterPartition for each led partition whose ISR should change. A change
-/// already proposed but not yet applied is proposed again with the same epoch and refused
-/// at apply (stale epoch): harmless.
+/// On one shard: an AlterPartition for each led partition whose ISR should change. One
+/// change per partition is in flight at a time (`ReplicaSet::isr_to_propose`); one whose
+/// answer was lost (a timeout, a controller change) is proposed again, and refused at
+/// apply (stale epoch) if its first copy was applied after all: harmless.
 async fn propose_isr_changes(shard: Rc<Shard>) {
     let Some(cluster) = shard.cluster.clone() else {
         return;
@@ -271,27 +272,42 @@ async fn propose_isr_changes(shard: Rc<Shard>) {
     let lag_max_ms = i64::try_from(shard.config.replica_lag_time_max_ms).unwrap_or(i64::MAX);
     let now = super::now_ms();
     let node = shard.config.node_id;
-    let snapshot = shard.metadata.load_full();
-    let Some(state) = snapshot.cluster.as_deref() else {
-        return;
-    };
     for (topic, partition, p) in shard.partitions.all_online() {
         let Some(set) = p.replicas() else {
             continue;
         };
-        let Some(isr) = set.wanted_isr(node, p.log_end_offset(), now, lag_max_ms) else {
+        let partition_epoch = match shard.metadata.load().cluster.as_deref() {
+            Some(state) => state.partition_epoch(&topic, partition),
+            None => return,
+        };
+        let Some(isr) =
+            set.isr_to_propose(node, p.log_end_offset(), partition_epoch, now, lag_max_ms)
+        else {
             continue;
         };
         let record = MetadataRecord::AlterPartition {
-            partition_epoch: state.partition_epoch(&topic, partition),
+            partition_epoch,
             topic: topic.clone(),
             partition,
             isr: isr.clone(),
         };
         match cluster.propose(record).await {
             Ok(_) => tracing::info!(%topic, partition, ?isr, "ISR changed"),
-            Err((_, message)) => {
-                tracing::debug!(%topic, partition, %message, "ISR change not applied")
+            Err((code, message)) => {
+                // Decided and refused while the epoch stands: it will never apply. A
+                // timeout or a lost controller leaves it undecided (in flight).
+                let undecided = code == kafka_protocol::ResponseError::RequestTimedOut.code()
+                    || code == kafka_protocol::ResponseError::NotController.code();
+                let epoch_now = shard
+                    .metadata
+                    .load()
+                    .cluster
+                    .as_deref()
+                    .map(|state| state.partition_epoch(&topic, partition));
+                if !undecided && epoch_now == Some(partition_epoch) {
+                    set.proposal_refused(partition_epoch);
+                }
+                tracing::debug!(%topic, partition, code, %message, "ISR change not applied")
             }
         }
     }
