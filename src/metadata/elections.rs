@@ -9,6 +9,9 @@
 use super::MetadataError;
 use super::replicated::{Applied, ClusterState, NO_LEADER, PartitionIsr};
 
+/// Kafka's INELIGIBLE_REPLICA error code: an AlterPartition adds a replica that may not join.
+pub const INELIGIBLE_REPLICA: i16 = 107;
+
 impl ClusterState {
     /// Kafka's auto leader rebalance (`auto.leader.rebalance.enable`): partitions, at most
     /// `limit`, in name order, led by another broker than their preferred replica (the
@@ -195,6 +198,20 @@ impl super::MetadataWriter {
                 partition,
                 "ISR not of its replicas",
             ));
+        }
+        // Kafka's INELIGIBLE_REPLICA (KIP-841): a fenced broker, or one in controlled
+        // shutdown (fenced here too), does not join an ISR; it would be elected while gone.
+        let current = cluster.isr(topic, partition);
+        if let Some(ineligible) = isr
+            .iter()
+            .find(|r| !current.contains(r) && !cluster.is_live(**r))
+        {
+            return Err(MetadataError::PartitionChange {
+                code: INELIGIBLE_REPLICA,
+                message: format!(
+                    "broker {ineligible} is fenced or shutting down: not added to the ISR"
+                ),
+            });
         }
         let changed = PartitionIsr {
             isr: isr.to_vec(),

@@ -130,6 +130,14 @@ fn records_apply_the_same_way_and_images_round_trip() {
     };
     assert!(a.apply_record(10, &grow(0)).is_err());
     let epoch = cluster.partition_epoch("t", 1);
+    // A fenced (or shutting-down) broker is INELIGIBLE_REPLICA, and nothing changes.
+    a.apply_record(10, &MetadataRecord::FenceBroker { id: 2 })
+        .unwrap();
+    let refused = a.apply_record(10, &grow(epoch)).unwrap_err();
+    assert_eq!(refused.kafka_error_code(), 107, "{refused}");
+    assert_eq!(a.snapshot().cluster.as_ref().unwrap().isr("t", 1), vec![1]);
+    a.apply_record(10, &MetadataRecord::UnfenceBroker { id: 2 })
+        .unwrap();
     a.apply_record(10, &grow(epoch)).unwrap();
     let snapshot = a.snapshot();
     assert_eq!(snapshot.cluster.as_ref().unwrap().isr("t", 1), vec![1, 2]);

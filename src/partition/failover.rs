@@ -82,6 +82,11 @@ impl Partition {
         self.log.leader_epoch()
     }
 
+    /// Where this leader's epoch started (`PartitionLog::leader_epoch_start_offset`).
+    pub fn leader_epoch_start_offset(&self) -> i64 {
+        self.log.leader_epoch_start_offset()
+    }
+
     /// The newest epoch this replica's log holds batches of (-1: none recorded).
     pub fn latest_cached_epoch(&self) -> i32 {
         self.log.latest_cached_epoch()

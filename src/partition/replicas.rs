@@ -33,6 +33,17 @@ struct FollowerProgress {
     previous_fetch_ms: i64,
 }
 
+/// Where the leader stands when it decides its ISR.
+#[derive(Debug, Clone, Copy)]
+pub struct LeaderPosition {
+    /// Its broker id (the ISR lists it first).
+    pub id: i32,
+    /// Its log end.
+    pub log_end: i64,
+    /// Where its leader epoch started (`Partition::leader_epoch_start_offset`).
+    pub epoch_start: i64,
+}
+
 /// An ISR change this leader proposed to the metadata log, not yet known to be decided.
 #[derive(Debug, Clone)]
 struct ProposedIsr {
@@ -258,11 +269,11 @@ impl ReplicaSet {
     /// an older ISR).
     pub fn isr_to_propose(
         &self,
-        leader: i32,
-        leader_end: i64,
+        leader: LeaderPosition,
         partition_epoch: i32,
         now_ms: i64,
         lag_max_ms: i64,
+        eligible: impl Fn(i32) -> bool,
     ) -> Option<Vec<i32>> {
         if partition_epoch != self.isr_epoch.get() {
             return None;
@@ -270,7 +281,7 @@ impl ReplicaSet {
         if let Some(p) = self.proposed.borrow().as_ref() {
             return Some(p.isr.clone());
         }
-        let isr = self.wanted_isr(leader, leader_end, now_ms, lag_max_ms)?;
+        let isr = self.wanted_isr(leader, now_ms, lag_max_ms, eligible)?;
         *self.proposed.borrow_mut() = Some(ProposedIsr {
             partition_epoch,
             isr: isr.clone(),
@@ -295,24 +306,30 @@ impl ReplicaSet {
 
     /// The ISR the leader should propose (Kafka's `maybeShrinkIsr` / `maybeExpandIsr`), the
     /// leader first, or `None` when it is right as it is: an in-sync follower not caught up
-    /// for `lag_max_ms` leaves; one out of it that reached the high watermark and has been
-    /// caught up within `lag_max_ms` comes back.
+    /// for `lag_max_ms` leaves; one out of it comes back when it has been caught up within
+    /// `lag_max_ms`, reached the high watermark and the start of the leader's epoch (Kafka's
+    /// `isFollowerInSync`: a new leader's high watermark may lag what the previous leader
+    /// acknowledged, and a follower short of the records before this epoch must not be
+    /// electable), and is `eligible` (not fenced, not shutting down: KIP-841).
     pub fn wanted_isr(
         &self,
-        leader: i32,
-        leader_end: i64,
+        leader: LeaderPosition,
         now_ms: i64,
         lag_max_ms: i64,
+        eligible: impl Fn(i32) -> bool,
     ) -> Option<Vec<i32>> {
-        let high_watermark = self.high_watermark(leader_end);
+        let high_watermark = self.high_watermark(leader.log_end);
         let in_sync = self.in_sync.borrow();
-        let mut wanted = vec![leader];
+        let mut wanted = vec![leader.id];
         for f in self.followers.borrow().iter() {
             let recent = now_ms - f.caught_up_ms <= lag_max_ms;
             let keep = if in_sync.contains(&f.id) {
                 recent
             } else {
-                recent && f.log_end_offset >= high_watermark
+                recent
+                    && f.log_end_offset >= high_watermark
+                    && f.log_end_offset >= leader.epoch_start
+                    && eligible(f.id)
             };
             if keep {
                 wanted.push(f.id);
@@ -353,6 +370,19 @@ impl ReplicaSet {
 mod tests {
     use super::*;
 
+    /// Leader 1 with its log written up to `log_end`, leading since the log start.
+    fn at(log_end: i64) -> LeaderPosition {
+        LeaderPosition {
+            id: 1,
+            log_end,
+            epoch_start: 0,
+        }
+    }
+
+    fn any(_: i32) -> bool {
+        true
+    }
+
     #[test]
     fn the_high_watermark_is_the_lowest_log_end_in_sync_and_never_moves_back() {
         let set = ReplicaSet::new(&[2, 3], &[2, 3], 0, 2, 0, 0);
@@ -375,19 +405,22 @@ mod tests {
         let set = ReplicaSet::new(&[2, 3], &[2, 3], 0, 2, 0, 0);
         set.record_fetch(2, 10, 0, 10, 100);
         set.record_fetch(3, 10, 0, 10, 100);
-        assert_eq!(set.wanted_isr(1, 10, 200, 1_000), None);
+        assert_eq!(set.wanted_isr(at(10), 200, 1_000, any), None);
         // Under steady appends follower 2 never reaches the moving end but keeps up with
         // where it was at its previous fetch: still caught up. Follower 3 stopped.
         set.record_fetch(2, 15, 0, 20, 600);
         set.record_fetch(2, 20, 0, 30, 1_100);
         set.record_fetch(2, 30, 0, 40, 1_600);
-        assert_eq!(set.wanted_isr(1, 40, 1_700, 1_000), Some(vec![1, 2]));
+        assert_eq!(set.wanted_isr(at(40), 1_700, 1_000, any), Some(vec![1, 2]));
         set.set_in_sync(&[2], 1);
         assert_eq!(set.in_sync_count(), 2);
         assert_eq!(set.high_watermark(40), 30, "the ISR without 3 moves it");
         // 3 comes back, reaches the high watermark: it rejoins.
         set.record_fetch(3, 40, 0, 40, 1_800);
-        assert_eq!(set.wanted_isr(1, 40, 1_800, 1_000), Some(vec![1, 2, 3]));
+        assert_eq!(
+            set.wanted_isr(at(40), 1_800, 1_000, any),
+            Some(vec![1, 2, 3])
+        );
     }
 
     #[test]
@@ -397,15 +430,15 @@ mod tests {
         set.set_followers(&[2, 3], 100);
         assert!(set.has_follower(3));
         assert_eq!(
-            set.wanted_isr(1, 10, 150, 1_000),
+            set.wanted_isr(at(10), 150, 1_000, any),
             None,
             "3 has fetched nothing"
         );
         assert_eq!(set.high_watermark(10), 10, "3 is out of the ISR: no effect");
         set.record_fetch(3, 4, 0, 10, 200);
-        assert_eq!(set.wanted_isr(1, 10, 200, 1_000), None, "3 is behind");
+        assert_eq!(set.wanted_isr(at(10), 200, 1_000, any), None, "3 is behind");
         set.record_fetch(3, 10, 0, 10, 300);
-        assert_eq!(set.wanted_isr(1, 10, 300, 1_000), Some(vec![1, 2, 3]));
+        assert_eq!(set.wanted_isr(at(10), 300, 1_000, any), Some(vec![1, 2, 3]));
         set.set_in_sync(&[2, 3], 1);
         set.set_followers(&[3], 400);
         assert!(!set.has_follower(2));
@@ -421,15 +454,18 @@ mod tests {
         let set = ReplicaSet::new(&[2], &[], 5, 1, 249, 0);
         set.record_fetch(2, 249, 0, 249, 100);
         assert_eq!(
-            set.isr_to_propose(1, 249, 4, 100, 1_000),
+            set.isr_to_propose(at(249), 4, 100, 1_000, any),
             None,
             "the set has not applied epoch 4 yet"
         );
-        assert_eq!(set.isr_to_propose(1, 249, 5, 100, 1_000), Some(vec![1, 2]));
+        assert_eq!(
+            set.isr_to_propose(at(249), 5, 100, 1_000, any),
+            Some(vec![1, 2])
+        );
         // The leader appends offset 249; alone in the applied ISR it would be acknowledged.
         assert_eq!(set.high_watermark(250), 249, "2 is proposed: it counts");
         assert_eq!(
-            set.isr_to_propose(1, 250, 5, 200, 1_000),
+            set.isr_to_propose(at(250), 5, 200, 1_000, any),
             Some(vec![1, 2]),
             "an undecided change is proposed again, not replaced"
         );
@@ -450,16 +486,58 @@ mod tests {
 
         // Applied (a newer epoch): the ISR holds it from then on, nothing in flight.
         assert_eq!(
-            set.isr_to_propose(1, 260, 5, 500, 1_000),
+            set.isr_to_propose(at(260), 5, 500, 1_000, any),
             None,
             "2 is behind"
         );
         set.record_fetch(2, 260, 0, 260, 600);
-        assert_eq!(set.isr_to_propose(1, 260, 5, 600, 1_000), Some(vec![1, 2]));
+        assert_eq!(
+            set.isr_to_propose(at(260), 5, 600, 1_000, any),
+            Some(vec![1, 2])
+        );
         set.set_in_sync(&[2], 6);
         assert_eq!(set.isr_epoch(), 6);
-        assert_eq!(set.isr_to_propose(1, 260, 6, 700, 1_000), None);
+        assert_eq!(set.isr_to_propose(at(260), 6, 700, 1_000, any), None);
         assert_eq!(set.high_watermark(270), 260);
+    }
+
+    /// After a failover the new leader's high watermark (what it knew as a follower) may
+    /// lag what the old leader acknowledged: a follower that reached it but not the start
+    /// of the new epoch lacks acknowledged records and must not become electable.
+    #[test]
+    fn a_follower_rejoins_only_past_the_leaders_epoch_start_and_when_eligible() {
+        let set = ReplicaSet::new(&[2, 3], &[3], 7, 1, 90, 0);
+        let leader = LeaderPosition {
+            id: 1,
+            log_end: 100,
+            epoch_start: 100,
+        };
+        set.record_fetch(3, 100, 0, 100, 10);
+        set.record_fetch(2, 92, 0, 100, 10);
+        assert_eq!(set.high_watermark(100), 100);
+        let fresh = ReplicaSet::new(&[2, 3], &[3], 7, 1, 90, 0);
+        fresh.record_fetch(2, 92, 0, 100, 10);
+        assert_eq!(
+            fresh.wanted_isr(leader, 20, 1_000, any),
+            None,
+            "2 is past the high watermark it knows (90) but short of the epoch start"
+        );
+        fresh.record_fetch(2, 100, 0, 100, 30);
+        assert_eq!(
+            fresh.wanted_isr(leader, 40, 1_000, any),
+            Some(vec![1, 2, 3])
+        );
+        assert_eq!(
+            fresh.wanted_isr(leader, 40, 1_000, |id| id != 2),
+            None,
+            "fenced or shutting down: not added"
+        );
+        set.record_fetch(2, 100, 0, 100, 30);
+        assert_eq!(
+            set.wanted_isr(leader, 40, 1_000, |id| id != 3),
+            Some(vec![1, 2, 3]),
+            "eligibility only gates joining; the controller removes fenced members"
+        );
     }
 
     #[test]

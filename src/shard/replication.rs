@@ -15,6 +15,7 @@ use super::{PartitionSlot, Shard};
 use crate::cluster::replica_fetcher::{self, Appender, ReplicaEnd, ReplicaItem, ReplicaPosition};
 use crate::metadata::replicated::MetadataRecord;
 use crate::partition::Partition;
+use crate::partition::replicas::LeaderPosition;
 use std::rc::Rc;
 
 /// Starts this shard's replica fetchers, one per other voter (every broker is a voter in
@@ -276,12 +277,18 @@ async fn propose_isr_changes(shard: Rc<Shard>) {
         let Some(set) = p.replicas() else {
             continue;
         };
-        let partition_epoch = match shard.metadata.load().cluster.as_deref() {
-            Some(state) => state.partition_epoch(&topic, partition),
-            None => return,
+        let snapshot = shard.metadata.load_full();
+        let Some(state) = snapshot.cluster.as_deref() else {
+            return;
         };
-        let Some(isr) =
-            set.isr_to_propose(node, p.log_end_offset(), partition_epoch, now, lag_max_ms)
+        let partition_epoch = state.partition_epoch(&topic, partition);
+        let leader = LeaderPosition {
+            id: node,
+            log_end: p.log_end_offset(),
+            epoch_start: p.leader_epoch_start_offset(),
+        };
+        let eligible = |id| state.is_live(id);
+        let Some(isr) = set.isr_to_propose(leader, partition_epoch, now, lag_max_ms, eligible)
         else {
             continue;
         };

@@ -47,6 +47,16 @@ impl LeaderEpochCache {
         true
     }
 
+    /// Where `epoch` (or the newest epoch before it) started; `None` for the implicit epoch
+    /// 0, which starts at the log start.
+    pub fn start_offset_of(&self, epoch: i32) -> Option<i64> {
+        self.entries
+            .iter()
+            .rev()
+            .find(|e| e.0 <= epoch)
+            .map(|e| e.1)
+    }
+
     /// Kafka's `endOffsetFor`: the largest epoch at most `requested` and the offset where
     /// it ended (the start of the next epoch, or `log_end` for the latest).
     pub fn end_offset_for(&self, requested: i32, log_end: i64) -> (i32, i64) {
@@ -131,6 +141,17 @@ impl PartitionLog {
         Ok(())
     }
 
+    /// Where the epoch this log is led in started (Kafka's `leaderEpochStartOffset`): a
+    /// follower joins the ISR only once it holds everything before it (it has every record
+    /// of the earlier epochs this leader kept, some of which may have been acknowledged by
+    /// the previous leader beyond the high watermark this one knows).
+    pub fn leader_epoch_start_offset(&self) -> i64 {
+        self.epochs
+            .borrow()
+            .start_offset_of(self.leader_epoch.get())
+            .unwrap_or_else(|| self.log_start_offset())
+    }
+
     /// OffsetForLeaderEpoch's answer for `requested` on this log.
     pub fn end_offset_for_epoch(&self, requested: i32) -> (i32, i64) {
         self.epochs
@@ -172,6 +193,15 @@ mod tests {
         assert!(c.assign(3, 40));
         assert!(!c.assign(2, 50), "older than the latest");
         assert_eq!(c.end_offset_for(3, 90), (3, 90));
+        assert_eq!(
+            c.start_offset_of(0),
+            None,
+            "epoch 0 starts at the log start"
+        );
+        assert_eq!(c.start_offset_of(1), Some(0));
+        assert_eq!(c.start_offset_of(2), Some(0), "no epoch 2: epoch 1 goes on");
+        assert_eq!(c.start_offset_of(3), Some(40));
+        assert_eq!(c.start_offset_of(7), Some(40));
         assert_eq!(c.end_offset_for(1, 90), (1, 40));
         assert_eq!(c.end_offset_for(2, 90), (1, 40), "the floor epoch");
         assert_eq!(c.end_offset_for(0, 90), (0, 0), "older than any");
