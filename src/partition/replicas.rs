@@ -31,6 +31,36 @@ struct FollowerProgress {
     /// `lastFetchLeaderLogEndOffset` rule).
     previous_fetch_leader_end: i64,
     previous_fetch_ms: i64,
+    /// `caught_up_ms` comes from its fetches (not from when the leader started counting).
+    caught_up_by_fetch: bool,
+    /// Out of the ISR but caught up by its fetches within the lag bound, and eligible: the
+    /// high watermark waits for it (Kafka's `shouldWaitForReplicaToJoinIsr`). Without it,
+    /// under a steady stream of appends the high watermark runs at the leader's end, a
+    /// follower a round behind never reaches it, and never rejoins the ISR.
+    waited_for: bool,
+    /// Not fenced nor shutting down, as of the last ISR round (`wanted_isr`).
+    eligible: bool,
+}
+
+impl FollowerProgress {
+    fn new(id: i32, now_ms: i64) -> FollowerProgress {
+        FollowerProgress {
+            id,
+            log_end_offset: -1,
+            log_start_offset: -1,
+            caught_up_ms: now_ms,
+            previous_fetch_leader_end: i64::MAX,
+            previous_fetch_ms: now_ms,
+            caught_up_by_fetch: false,
+            waited_for: false,
+            eligible: true,
+        }
+    }
+
+    /// Whether the high watermark waits for it while it is out of the ISR, at `now_ms`.
+    fn joining(&self, now_ms: i64, lag_max_ms: i64) -> bool {
+        self.caught_up_by_fetch && now_ms - self.caught_up_ms <= lag_max_ms
+    }
 }
 
 /// Where the leader stands when it decides its ISR.
@@ -73,12 +103,15 @@ pub struct ReplicaSet {
     starts_moved: Rc<Event>,
     /// A newer leader epoch took the partition from this node: no wait may complete.
     deposed: Cell<bool>,
+    /// `replica.lag.time.max.ms`: how long a follower counts as caught up after its fetch
+    /// last showed it so.
+    lag_max_ms: i64,
 }
 
 impl ReplicaSet {
     /// `followers`: the other replicas; `in_sync`: those of them in the ISR the metadata
     /// log holds at `isr_epoch` (its partition epoch); `high_watermark`: where it starts.
-    /// Lag is counted from `now_ms`.
+    /// Lag is counted from `now_ms`, up to `lag_max_ms` (`replica.lag.time.max.ms`).
     pub fn new(
         followers: &[i32],
         in_sync: &[i32],
@@ -86,19 +119,13 @@ impl ReplicaSet {
         min_insync_replicas: usize,
         high_watermark: i64,
         now_ms: i64,
+        lag_max_ms: i64,
     ) -> ReplicaSet {
         ReplicaSet {
             followers: RefCell::new(
                 followers
                     .iter()
-                    .map(|&id| FollowerProgress {
-                        id,
-                        log_end_offset: -1,
-                        log_start_offset: -1,
-                        caught_up_ms: now_ms,
-                        previous_fetch_leader_end: i64::MAX,
-                        previous_fetch_ms: now_ms,
-                    })
+                    .map(|&id| FollowerProgress::new(id, now_ms))
                     .collect(),
             ),
             in_sync: RefCell::new(
@@ -115,6 +142,7 @@ impl ReplicaSet {
             moved: Rc::new(Event::default()),
             starts_moved: Rc::new(Event::default()),
             deposed: Cell::new(false),
+            lag_max_ms,
         }
     }
 
@@ -149,22 +177,24 @@ impl ReplicaSet {
     }
 
     /// The high watermark with the leader's own log written up to `leader_end`: the
-    /// smallest log end over the ISR and the followers a proposed change would add, never
-    /// below what it was.
+    /// smallest log end over the ISR, the followers a proposed change would add and those
+    /// about to join (caught up, out of the ISR), never below what it was.
     pub fn high_watermark(&self, leader_end: i64) -> i64 {
         if self.deposed.get() {
             return self.high_watermark.get();
         }
         let in_sync = self.in_sync.borrow();
         let proposed = self.proposed.borrow();
-        let counts = |id: i32| {
-            in_sync.contains(&id) || proposed.as_ref().is_some_and(|p| p.isr.contains(&id))
+        let counts = |f: &FollowerProgress| {
+            f.waited_for
+                || in_sync.contains(&f.id)
+                || proposed.as_ref().is_some_and(|p| p.isr.contains(&f.id))
         };
         let lowest = self
             .followers
             .borrow()
             .iter()
-            .filter(|f| counts(f.id))
+            .filter(|f| counts(f))
             .map(|f| f.log_end_offset)
             .fold(leader_end, i64::min);
         let high_watermark = lowest.max(self.high_watermark.get());
@@ -197,11 +227,16 @@ impl ReplicaSet {
             f.log_end_offset = fetch_offset.min(leader_end);
             if fetch_offset >= leader_end {
                 f.caught_up_ms = now_ms;
+                f.caught_up_by_fetch = true;
             } else if fetch_offset >= f.previous_fetch_leader_end {
                 f.caught_up_ms = f.caught_up_ms.max(f.previous_fetch_ms);
+                f.caught_up_by_fetch = true;
             }
             f.previous_fetch_leader_end = leader_end;
             f.previous_fetch_ms = now_ms;
+            // Eligibility is re-checked by `wanted_isr` every ISR round; between rounds a
+            // fetching follower counts as eligible (a fenced broker does not fetch for long).
+            f.waited_for = f.eligible && f.joining(now_ms, self.lag_max_ms);
         }
         let before = self.high_watermark.get();
         if self.high_watermark(leader_end) != before {
@@ -219,14 +254,7 @@ impl ReplicaSet {
             current.retain(|f| followers.contains(&f.id));
             for &id in followers {
                 if !current.iter().any(|f| f.id == id) {
-                    current.push(FollowerProgress {
-                        id,
-                        log_end_offset: -1,
-                        log_start_offset: -1,
-                        caught_up_ms: now_ms,
-                        previous_fetch_leader_end: i64::MAX,
-                        previous_fetch_ms: now_ms,
-                    });
+                    current.push(FollowerProgress::new(id, now_ms));
                 }
             }
         }
@@ -318,7 +346,16 @@ impl ReplicaSet {
         lag_max_ms: i64,
         eligible: impl Fn(i32) -> bool,
     ) -> Option<Vec<i32>> {
+        for f in self.followers.borrow_mut().iter_mut() {
+            f.eligible = eligible(f.id);
+            f.waited_for = f.eligible && f.joining(now_ms, lag_max_ms);
+        }
+        let before = self.high_watermark.get();
         let high_watermark = self.high_watermark(leader.log_end);
+        if high_watermark != before {
+            // A follower no longer waited for (fallen behind, or fenced) held it back.
+            self.moved.notify();
+        }
         let in_sync = self.in_sync.borrow();
         let mut wanted = vec![leader.id];
         for f in self.followers.borrow().iter() {
@@ -329,7 +366,7 @@ impl ReplicaSet {
                 recent
                     && f.log_end_offset >= high_watermark
                     && f.log_end_offset >= leader.epoch_start
-                    && eligible(f.id)
+                    && f.eligible
             };
             if keep {
                 wanted.push(f.id);
@@ -385,7 +422,7 @@ mod tests {
 
     #[test]
     fn the_high_watermark_is_the_lowest_log_end_in_sync_and_never_moves_back() {
-        let set = ReplicaSet::new(&[2, 3], &[2, 3], 0, 2, 0, 0);
+        let set = ReplicaSet::new(&[2, 3], &[2, 3], 0, 2, 0, 0, 1_000);
         assert_eq!(set.high_watermark(10), 0);
         assert!(set.record_fetch(2, 6, 0, 10, 1));
         assert_eq!(set.high_watermark(10), 0, "follower 3 has nothing yet");
@@ -402,7 +439,7 @@ mod tests {
 
     #[test]
     fn a_follower_lagging_too_long_leaves_the_isr_and_comes_back_once_caught_up() {
-        let set = ReplicaSet::new(&[2, 3], &[2, 3], 0, 2, 0, 0);
+        let set = ReplicaSet::new(&[2, 3], &[2, 3], 0, 2, 0, 0, 1_000);
         set.record_fetch(2, 10, 0, 10, 100);
         set.record_fetch(3, 10, 0, 10, 100);
         assert_eq!(set.wanted_isr(at(10), 200, 1_000, any), None);
@@ -425,7 +462,7 @@ mod tests {
 
     #[test]
     fn a_replica_added_by_a_reassignment_joins_the_isr_only_once_caught_up() {
-        let set = ReplicaSet::new(&[2], &[2], 0, 1, 10, 0);
+        let set = ReplicaSet::new(&[2], &[2], 0, 1, 10, 0, 1_000);
         set.record_fetch(2, 10, 0, 10, 100);
         set.set_followers(&[2, 3], 100);
         assert!(set.has_follower(3));
@@ -446,59 +483,88 @@ mod tests {
     }
     /// The CI failure of 2026-12-06 (a reassignment lost an acknowledged record): follower
     /// 2 was proposed into the ISR at the high watermark it had reached; a record appended
-    /// before the change applied was acknowledged by the leader alone; the change applied,
-    /// 2 was elected with one record less. While a change is in flight its followers hold
-    /// the high watermark.
+    /// before the change applied was acknowledged without it; the change applied, 2 was
+    /// elected with one record less. While a change is in flight its followers hold the
+    /// high watermark; and a follower caught up by its fetches is waited for while it is
+    /// about to join (Kafka's `shouldWaitForReplicaToJoinIsr`).
     #[test]
     fn a_follower_proposed_into_the_isr_holds_the_high_watermark_until_decided() {
-        let set = ReplicaSet::new(&[2], &[], 5, 1, 249, 0);
-        set.record_fetch(2, 249, 0, 249, 100);
+        let set = ReplicaSet::new(&[2, 3], &[3], 5, 1, 249, 0, 1_000);
+        set.record_fetch(3, 249, 0, 260, 100);
+        // 2 is out of the ISR, at the high watermark, never caught up by its fetches.
+        set.record_fetch(2, 249, 0, 260, 100);
+        assert_eq!(set.high_watermark(260), 249);
         assert_eq!(
-            set.isr_to_propose(at(249), 4, 100, 1_000, any),
+            set.isr_to_propose(at(260), 4, 100, 1_000, any),
             None,
             "the set has not applied epoch 4 yet"
         );
         assert_eq!(
-            set.isr_to_propose(at(249), 5, 100, 1_000, any),
-            Some(vec![1, 2])
+            set.isr_to_propose(at(260), 5, 100, 1_000, any),
+            Some(vec![1, 2, 3])
         );
-        // The leader appends offset 249; alone in the applied ISR it would be acknowledged.
-        assert_eq!(set.high_watermark(250), 249, "2 is proposed: it counts");
+        set.record_fetch(3, 260, 0, 260, 200);
+        assert_eq!(set.high_watermark(260), 249, "2 is proposed: it counts");
         assert_eq!(
-            set.isr_to_propose(at(250), 5, 200, 1_000, any),
-            Some(vec![1, 2]),
+            set.isr_to_propose(at(260), 5, 200, 1_000, any),
+            Some(vec![1, 2, 3]),
             "an undecided change is proposed again, not replaced"
         );
-        set.record_fetch(2, 250, 0, 250, 300);
-        assert_eq!(set.high_watermark(250), 250);
+        set.record_fetch(2, 255, 0, 260, 300);
+        assert_eq!(set.high_watermark(260), 255);
 
         // Refused while the epoch stands: the applied ISR is the whole truth again.
-        set.record_fetch(2, 250, 0, 260, 400);
-        assert_eq!(set.high_watermark(260), 250);
         set.proposal_refused(4);
         assert_eq!(
             set.high_watermark(260),
-            250,
+            255,
             "a refusal at another epoch: still held"
         );
         set.proposal_refused(5);
-        assert_eq!(set.high_watermark(260), 260, "the leader alone again");
+        assert_eq!(set.high_watermark(260), 260, "3 alone in sync again");
 
-        // Applied (a newer epoch): the ISR holds it from then on, nothing in flight.
+        // Caught up by its fetches (it reached where the leader was at its previous one),
+        // 2 is waited for while it is about to join, and no longer once it fell behind.
+        set.record_fetch(2, 260, 0, 270, 400);
+        set.record_fetch(3, 270, 0, 270, 400);
+        assert_eq!(set.high_watermark(270), 260, "about to join: waited for");
         assert_eq!(
-            set.isr_to_propose(at(260), 5, 500, 1_000, any),
+            set.isr_to_propose(at(270), 5, 1_400, 1_000, any),
             None,
             "2 is behind"
         );
-        set.record_fetch(2, 260, 0, 260, 600);
+        assert_eq!(set.high_watermark(270), 270, "behind past the lag bound");
+
+        // Applied (a newer epoch): the ISR holds it from then on, nothing in flight.
+        set.record_fetch(2, 270, 0, 270, 1_500);
+        set.record_fetch(3, 270, 0, 270, 1_500);
         assert_eq!(
-            set.isr_to_propose(at(260), 5, 600, 1_000, any),
+            set.isr_to_propose(at(270), 5, 1_500, 1_000, any),
+            Some(vec![1, 2, 3])
+        );
+        set.set_in_sync(&[2, 3], 6);
+        assert_eq!(set.isr_epoch(), 6);
+        assert_eq!(set.isr_to_propose(at(270), 6, 1_600, 1_000, any), None);
+        assert_eq!(set.high_watermark(280), 270);
+    }
+
+    /// Under a steady stream of appends a follower out of the ISR is always a round behind
+    /// the leader's end; were the high watermark the leader's end, it would never reach it
+    /// and never rejoin. Waited for once caught up, it does.
+    #[test]
+    fn a_caught_up_follower_rejoins_under_a_steady_stream_of_appends() {
+        let set = ReplicaSet::new(&[2], &[], 0, 1, 0, 0, 1_000);
+        let mut leader_end = 0;
+        for round in 1..=20 {
+            let fetched = leader_end;
+            leader_end += 10;
+            set.record_fetch(2, fetched, 0, leader_end, round * 10);
+        }
+        assert_eq!(set.high_watermark(leader_end), leader_end - 10);
+        assert_eq!(
+            set.isr_to_propose(at(leader_end), 0, 210, 1_000, any),
             Some(vec![1, 2])
         );
-        set.set_in_sync(&[2], 6);
-        assert_eq!(set.isr_epoch(), 6);
-        assert_eq!(set.isr_to_propose(at(260), 6, 700, 1_000, any), None);
-        assert_eq!(set.high_watermark(270), 260);
     }
 
     /// After a failover the new leader's high watermark (what it knew as a follower) may
@@ -506,7 +572,7 @@ mod tests {
     /// of the new epoch lacks acknowledged records and must not become electable.
     #[test]
     fn a_follower_rejoins_only_past_the_leaders_epoch_start_and_when_eligible() {
-        let set = ReplicaSet::new(&[2, 3], &[3], 7, 1, 90, 0);
+        let set = ReplicaSet::new(&[2, 3], &[3], 7, 1, 90, 0, 1_000);
         let leader = LeaderPosition {
             id: 1,
             log_end: 100,
@@ -515,7 +581,7 @@ mod tests {
         set.record_fetch(3, 100, 0, 100, 10);
         set.record_fetch(2, 92, 0, 100, 10);
         assert_eq!(set.high_watermark(100), 100);
-        let fresh = ReplicaSet::new(&[2, 3], &[3], 7, 1, 90, 0);
+        let fresh = ReplicaSet::new(&[2, 3], &[3], 7, 1, 90, 0, 1_000);
         fresh.record_fetch(2, 92, 0, 100, 10);
         assert_eq!(
             fresh.wanted_isr(leader, 20, 1_000, any),
@@ -542,7 +608,7 @@ mod tests {
 
     #[test]
     fn the_low_watermark_is_the_lowest_log_start_over_live_replicas() {
-        let set = ReplicaSet::new(&[2, 3], &[2, 3], 0, 2, 0, 0);
+        let set = ReplicaSet::new(&[2, 3], &[2, 3], 0, 2, 0, 0, 1_000);
         assert_eq!(
             set.low_watermark(5, |_| true),
             -1,

@@ -171,7 +171,7 @@ async fn append_acks_all(partition: &Partition) {
 async fn a_leader_with_in_sync_followers_writes_its_appends_inline() {
     let dir = tempfile::tempdir().unwrap();
     let (partition, _) = open(dir.path(), LogConfig::default()).await;
-    let set = super::replicas::ReplicaSet::new(&[2, 3], &[2, 3], 0, 2, 0, 0);
+    let set = super::replicas::ReplicaSet::new(&[2, 3], &[2, 3], 0, 2, 0, 0, 1_000);
     let partition = partition.with_replicas(set);
     append_acks_all(&partition).await;
     assert_eq!(
@@ -298,7 +298,7 @@ async fn high_watermarks_are_restored_learned_and_kept_across_a_demotion() {
         .append(batch(10, 8, 0), 10, ACKS_LEADER, 0, || {})
         .await
         .unwrap();
-    let set = super::replicas::ReplicaSet::new(&[2, 3], &[2, 3], 0, 2, 0, 0);
+    let set = super::replicas::ReplicaSet::new(&[2, 3], &[2, 3], 0, 2, 0, 0, 1_000);
     let leader = fresh.successor(Some(set));
     let set = leader.replicas().unwrap();
     set.record_fetch(2, 6, 0, 10, 1);

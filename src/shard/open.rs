@@ -248,6 +248,7 @@ pub(super) fn replica_set_for(
         min_insync,
         high_watermark,
         now,
+        i64::try_from(shard.config.replica_lag_time_max_ms).unwrap_or(i64::MAX),
     ))
 }
 
