@@ -34,7 +34,9 @@ struct FollowerProgress {
     /// `caught_up_ms` comes from its fetches (not from when the leader started counting).
     caught_up_by_fetch: bool,
     /// Out of the ISR but caught up by its fetches within the lag bound, and eligible: the
-    /// high watermark waits for it (Kafka's `shouldWaitForReplicaToJoinIsr`). Without it,
+    /// high watermark waits for it (Kafka's `shouldWaitForReplicaToJoinIsr`). Kept, not
+    /// derived when read: the high watermark is read without a clock, so this is settled
+    /// at each of its fetches and at each ISR round (`wanted_isr`). Without it,
     /// under a steady stream of appends the high watermark runs at the leader's end, a
     /// follower a round behind never reaches it, and never rejoins the ISR.
     waited_for: bool,
