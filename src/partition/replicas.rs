@@ -302,7 +302,6 @@ impl ReplicaSet {
         leader: LeaderPosition,
         partition_epoch: i32,
         now_ms: i64,
-        lag_max_ms: i64,
         eligible: impl Fn(i32) -> bool,
     ) -> Option<Vec<i32>> {
         if partition_epoch != self.isr_epoch.get() {
@@ -311,7 +310,7 @@ impl ReplicaSet {
         if let Some(p) = self.proposed.borrow().as_ref() {
             return Some(p.isr.clone());
         }
-        let isr = self.wanted_isr(leader, now_ms, lag_max_ms, eligible)?;
+        let isr = self.wanted_isr(leader, now_ms, eligible)?;
         *self.proposed.borrow_mut() = Some(ProposedIsr {
             partition_epoch,
             isr: isr.clone(),
@@ -345,9 +344,9 @@ impl ReplicaSet {
         &self,
         leader: LeaderPosition,
         now_ms: i64,
-        lag_max_ms: i64,
         eligible: impl Fn(i32) -> bool,
     ) -> Option<Vec<i32>> {
+        let lag_max_ms = self.lag_max_ms;
         for f in self.followers.borrow_mut().iter_mut() {
             f.eligible = eligible(f.id);
             f.waited_for = f.eligible && f.joining(now_ms, lag_max_ms);
@@ -444,22 +443,19 @@ mod tests {
         let set = ReplicaSet::new(&[2, 3], &[2, 3], 0, 2, 0, 0, 1_000);
         set.record_fetch(2, 10, 0, 10, 100);
         set.record_fetch(3, 10, 0, 10, 100);
-        assert_eq!(set.wanted_isr(at(10), 200, 1_000, any), None);
+        assert_eq!(set.wanted_isr(at(10), 200, any), None);
         // Under steady appends follower 2 never reaches the moving end but keeps up with
         // where it was at its previous fetch: still caught up. Follower 3 stopped.
         set.record_fetch(2, 15, 0, 20, 600);
         set.record_fetch(2, 20, 0, 30, 1_100);
         set.record_fetch(2, 30, 0, 40, 1_600);
-        assert_eq!(set.wanted_isr(at(40), 1_700, 1_000, any), Some(vec![1, 2]));
+        assert_eq!(set.wanted_isr(at(40), 1_700, any), Some(vec![1, 2]));
         set.set_in_sync(&[2], 1);
         assert_eq!(set.in_sync_count(), 2);
         assert_eq!(set.high_watermark(40), 30, "the ISR without 3 moves it");
         // 3 comes back, reaches the high watermark: it rejoins.
         set.record_fetch(3, 40, 0, 40, 1_800);
-        assert_eq!(
-            set.wanted_isr(at(40), 1_800, 1_000, any),
-            Some(vec![1, 2, 3])
-        );
+        assert_eq!(set.wanted_isr(at(40), 1_800, any), Some(vec![1, 2, 3]));
     }
 
     #[test]
@@ -469,15 +465,15 @@ mod tests {
         set.set_followers(&[2, 3], 100);
         assert!(set.has_follower(3));
         assert_eq!(
-            set.wanted_isr(at(10), 150, 1_000, any),
+            set.wanted_isr(at(10), 150, any),
             None,
             "3 has fetched nothing"
         );
         assert_eq!(set.high_watermark(10), 10, "3 is out of the ISR: no effect");
         set.record_fetch(3, 4, 0, 10, 200);
-        assert_eq!(set.wanted_isr(at(10), 200, 1_000, any), None, "3 is behind");
+        assert_eq!(set.wanted_isr(at(10), 200, any), None, "3 is behind");
         set.record_fetch(3, 10, 0, 10, 300);
-        assert_eq!(set.wanted_isr(at(10), 300, 1_000, any), Some(vec![1, 2, 3]));
+        assert_eq!(set.wanted_isr(at(10), 300, any), Some(vec![1, 2, 3]));
         set.set_in_sync(&[2, 3], 1);
         set.set_followers(&[3], 400);
         assert!(!set.has_follower(2));
@@ -497,18 +493,18 @@ mod tests {
         set.record_fetch(2, 249, 0, 260, 100);
         assert_eq!(set.high_watermark(260), 249);
         assert_eq!(
-            set.isr_to_propose(at(260), 4, 100, 1_000, any),
+            set.isr_to_propose(at(260), 4, 100, any),
             None,
             "the set has not applied epoch 4 yet"
         );
         assert_eq!(
-            set.isr_to_propose(at(260), 5, 100, 1_000, any),
+            set.isr_to_propose(at(260), 5, 100, any),
             Some(vec![1, 2, 3])
         );
         set.record_fetch(3, 260, 0, 260, 200);
         assert_eq!(set.high_watermark(260), 249, "2 is proposed: it counts");
         assert_eq!(
-            set.isr_to_propose(at(260), 5, 200, 1_000, any),
+            set.isr_to_propose(at(260), 5, 200, any),
             Some(vec![1, 2, 3]),
             "an undecided change is proposed again, not replaced"
         );
@@ -531,7 +527,7 @@ mod tests {
         set.record_fetch(3, 270, 0, 270, 400);
         assert_eq!(set.high_watermark(270), 260, "about to join: waited for");
         assert_eq!(
-            set.isr_to_propose(at(270), 5, 1_400, 1_000, any),
+            set.isr_to_propose(at(270), 5, 1_400, any),
             None,
             "2 is behind"
         );
@@ -541,12 +537,12 @@ mod tests {
         set.record_fetch(2, 270, 0, 270, 1_500);
         set.record_fetch(3, 270, 0, 270, 1_500);
         assert_eq!(
-            set.isr_to_propose(at(270), 5, 1_500, 1_000, any),
+            set.isr_to_propose(at(270), 5, 1_500, any),
             Some(vec![1, 2, 3])
         );
         set.set_in_sync(&[2, 3], 6);
         assert_eq!(set.isr_epoch(), 6);
-        assert_eq!(set.isr_to_propose(at(270), 6, 1_600, 1_000, any), None);
+        assert_eq!(set.isr_to_propose(at(270), 6, 1_600, any), None);
         assert_eq!(set.high_watermark(280), 270);
     }
 
@@ -564,7 +560,7 @@ mod tests {
         }
         assert_eq!(set.high_watermark(leader_end), leader_end - 10);
         assert_eq!(
-            set.isr_to_propose(at(leader_end), 0, 210, 1_000, any),
+            set.isr_to_propose(at(leader_end), 0, 210, any),
             Some(vec![1, 2])
         );
     }
@@ -586,23 +582,20 @@ mod tests {
         let fresh = ReplicaSet::new(&[2, 3], &[3], 7, 1, 90, 0, 1_000);
         fresh.record_fetch(2, 92, 0, 100, 10);
         assert_eq!(
-            fresh.wanted_isr(leader, 20, 1_000, any),
+            fresh.wanted_isr(leader, 20, any),
             None,
             "2 is past the high watermark it knows (90) but short of the epoch start"
         );
         fresh.record_fetch(2, 100, 0, 100, 30);
+        assert_eq!(fresh.wanted_isr(leader, 40, any), Some(vec![1, 2, 3]));
         assert_eq!(
-            fresh.wanted_isr(leader, 40, 1_000, any),
-            Some(vec![1, 2, 3])
-        );
-        assert_eq!(
-            fresh.wanted_isr(leader, 40, 1_000, |id| id != 2),
+            fresh.wanted_isr(leader, 40, |id| id != 2),
             None,
             "fenced or shutting down: not added"
         );
         set.record_fetch(2, 100, 0, 100, 30);
         assert_eq!(
-            set.wanted_isr(leader, 40, 1_000, |id| id != 3),
+            set.wanted_isr(leader, 40, |id| id != 3),
             Some(vec![1, 2, 3]),
             "eligibility only gates joining; the controller removes fenced members"
         );

@@ -270,7 +270,6 @@ async fn propose_isr_changes(shard: Rc<Shard>) {
     let Some(cluster) = shard.cluster.clone() else {
         return;
     };
-    let lag_max_ms = i64::try_from(shard.config.replica_lag_time_max_ms).unwrap_or(i64::MAX);
     let now = super::now_ms();
     let node = shard.config.node_id;
     for (topic, partition, p) in shard.partitions.all_online() {
@@ -288,8 +287,7 @@ async fn propose_isr_changes(shard: Rc<Shard>) {
             epoch_start: p.leader_epoch_start_offset(),
         };
         let eligible = |id| state.is_live(id);
-        let Some(isr) = set.isr_to_propose(leader, partition_epoch, now, lag_max_ms, eligible)
-        else {
+        let Some(isr) = set.isr_to_propose(leader, partition_epoch, now, eligible) else {
             continue;
         };
         let record = MetadataRecord::AlterPartition {
