@@ -270,12 +270,14 @@ async fn propose_isr_changes(shard: Rc<Shard>) {
     let Some(cluster) = shard.cluster.clone() else {
         return;
     };
-    let now = super::now_ms();
     let node = shard.config.node_id;
     for (topic, partition, p) in shard.partitions.all_online() {
         let Some(set) = p.replicas() else {
             continue;
         };
+        // Read per partition: a proposal before this one may have waited for the controller
+        // (up to its timeout), and a clock read before it would understate every lag after.
+        let now = super::now_ms();
         let snapshot = shard.metadata.load_full();
         let Some(state) = snapshot.cluster.as_deref() else {
             return;
