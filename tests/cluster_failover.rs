@@ -21,7 +21,7 @@ mod support;
 
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use support::cluster::{LocalCluster, find_coordinator, metadata};
+use support::cluster::{LocalCluster, find_coordinator};
 use support::real_clients_skipped;
 use support::script_producer::{
     ScriptProcess, ScriptProducer, check_read_back, parse_acks, read_back,
@@ -47,52 +47,6 @@ fn wall_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
-}
-
-/// (leader, leader epoch, ISR) of partition 0: the newest view (highest leader epoch, then
-/// partition state as the node that knows it says) over the running nodes. A node that just
-/// restarted replays the metadata log and answers from an older state for a moment.
-fn partition_state(cluster: &LocalCluster, topic: &str) -> Option<(i32, i32, Vec<i32>)> {
-    let views = cluster.running_ids().into_iter().filter_map(|id| {
-        let response = metadata(cluster.node(id), Some(&[topic])).ok()?;
-        let t = response.topics.first().filter(|t| t.error_code == 0)?;
-        let p = t.partitions.iter().find(|p| p.partition_index == 0)?;
-        let mut isr: Vec<i32> = p.isr_nodes.iter().map(|b| b.0).collect();
-        isr.sort();
-        Some((p.leader_id.0, p.leader_epoch, isr))
-    });
-    let views: Vec<(i32, i32, Vec<i32>)> = views.collect();
-    let newest = views.iter().map(|v| v.1).max()?;
-    // Among the newest, the smallest ISR: a node that has not applied the latest ISR
-    // change yet must not make a shrunk ISR look full.
-    views
-        .into_iter()
-        .filter(|v| v.1 == newest)
-        .min_by_key(|v| v.2.len())
-}
-
-fn wait_for(
-    cluster: &LocalCluster,
-    topic: &str,
-    within: Duration,
-    what: &str,
-    ok: impl Fn(i32, i32, &[i32]) -> bool,
-) -> (i32, i32, Vec<i32>) {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some((leader, epoch, isr)) = partition_state(cluster, topic)
-            && ok(leader, epoch, &isr)
-        {
-            return (leader, epoch, isr);
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what} not seen within {within:?}: {:?}\n{}",
-            partition_state(cluster, topic),
-            cluster.diagnostics()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// One partition, replication factor 3, min.insync.replicas=2.
@@ -262,12 +216,12 @@ fn killing_the_leader_again_and_again_loses_no_acknowledged_record() {
     cluster.wait_until_formed(3);
     let topic = "failover";
     create_replicated_topic(&cluster, topic);
-    wait_for(&cluster, topic, REJOIN_WAIT, "a leader", |l, _, isr| {
+    cluster.wait_for_partition(topic, REJOIN_WAIT, "a leader", |l, _, isr| {
         l > 0 && isr.len() == 3
     });
     let producer = ScriptProducer::start(&python, None, &cluster.bootstrap(), topic, 0);
     producer.wait_acks(200, FAILOVER_WAIT, &cluster);
-    let (first_leader, _, _) = partition_state(&cluster, topic).expect("a leader");
+    let (first_leader, _, _) = cluster.partition_state(topic).expect("a leader");
     let group = group_coordinated_by(&cluster, first_leader);
     let mut consumer = GroupConsumer::start(&python, &cluster.bootstrap(), topic, &group);
     consumer.wait_commit(100, FAILOVER_WAIT, &cluster);
@@ -275,7 +229,7 @@ fn killing_the_leader_again_and_again_loses_no_acknowledged_record() {
     let (mut seen_offset, mut coordinator_kills) = (-1i64, 0);
     for trial in 0..trials() {
         let (leader, epoch, _) =
-            wait_for(&cluster, topic, REJOIN_WAIT, "a full ISR", |l, _, isr| {
+            cluster.wait_for_partition(topic, REJOIN_WAIT, "a full ISR", |l, _, isr| {
                 l > 0 && isr.len() == 3
             });
         let acked_before = producer.acks().len();
@@ -308,7 +262,7 @@ fn killing_the_leader_again_and_again_loses_no_acknowledged_record() {
         let failover_ms = recovered_at - killed_at;
         failovers.push(failover_ms);
         let (new_leader, new_epoch, _) =
-            wait_for(&cluster, topic, FAILOVER_WAIT, "a new leader", |l, e, _| {
+            cluster.wait_for_partition(topic, FAILOVER_WAIT, "a new leader", |l, e, _| {
                 l > 0 && l != leader && e > epoch
             });
         let (serving, offset) = cluster.settled_coordinator(&group, topic, None, FAILOVER_WAIT);
@@ -328,13 +282,9 @@ fn killing_the_leader_again_and_again_loses_no_acknowledged_record() {
         cluster.node_mut(leader).spawn();
     }
     // The last one killed rejoins too (it truncated and caught up).
-    wait_for(
-        &cluster,
-        topic,
-        REJOIN_WAIT,
-        "a full ISR at the end",
-        |l, _, isr| l > 0 && isr.len() == 3,
-    );
+    cluster.wait_for_partition(topic, REJOIN_WAIT, "a full ISR at the end", |l, _, isr| {
+        l > 0 && isr.len() == 3
+    });
     // The group goes on after the last kill (it may be between two rebalances right now).
     consumer.wait_commit(seen_offset + 1, FAILOVER_WAIT, &cluster);
     let lines = producer.stop();
@@ -386,9 +336,10 @@ fn sigterm_moves_leadership_before_the_broker_stops() {
     cluster.wait_until_formed(3);
     let topic = "controlled";
     create_replicated_topic(&cluster, topic);
-    let (leader, epoch, _) = wait_for(&cluster, topic, REJOIN_WAIT, "a full ISR", |l, _, isr| {
-        l > 0 && isr.len() == 3
-    });
+    let (leader, epoch, _) =
+        cluster.wait_for_partition(topic, REJOIN_WAIT, "a full ISR", |l, _, isr| {
+            l > 0 && isr.len() == 3
+        });
     let producer = ScriptProducer::start(&python, None, &cluster.bootstrap(), topic, 0);
     producer.wait_acks(200, FAILOVER_WAIT, &cluster);
     let acked_before = producer.acks().len();
@@ -409,7 +360,7 @@ fn sigterm_moves_leadership_before_the_broker_stops() {
         "no controlled shutdown in node {leader}'s log:\n{log}"
     );
     let (new_leader, new_epoch, _) =
-        wait_for(&cluster, topic, FAILOVER_WAIT, "a new leader", |l, e, _| {
+        cluster.wait_for_partition(topic, FAILOVER_WAIT, "a new leader", |l, e, _| {
             l > 0 && l != leader && e > epoch
         });
     producer.wait_acks(acked_before + 200, FAILOVER_WAIT, &cluster);
@@ -421,8 +372,7 @@ fn sigterm_moves_leadership_before_the_broker_stops() {
         errors.iter().take(3).collect::<Vec<_>>()
     );
     cluster.node_mut(leader).spawn();
-    wait_for(
-        &cluster,
+    cluster.wait_for_partition(
         topic,
         REJOIN_WAIT,
         "the stopped broker back in the ISR",

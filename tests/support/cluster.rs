@@ -199,6 +199,54 @@ impl LocalCluster {
         }
     }
 
+    /// (leader, leader epoch, ISR sorted) of `topic`'s partition 0: the newest view (highest
+    /// leader epoch, then the smallest ISR among those) over the running nodes. A node that
+    /// just restarted replays the metadata log and answers from an older state for a
+    /// moment, and one that has not applied the latest ISR change yet must not make a
+    /// shrunk ISR look full.
+    pub fn partition_state(&self, topic: &str) -> Option<(i32, i32, Vec<i32>)> {
+        let views = self.running_ids().into_iter().filter_map(|id| {
+            let response = metadata(self.node(id), Some(&[topic])).ok()?;
+            let t = response.topics.first().filter(|t| t.error_code == 0)?;
+            let p = t.partitions.iter().find(|p| p.partition_index == 0)?;
+            let mut isr: Vec<i32> = p.isr_nodes.iter().map(|b| b.0).collect();
+            isr.sort();
+            Some((p.leader_id.0, p.leader_epoch, isr))
+        });
+        let views: Vec<(i32, i32, Vec<i32>)> = views.collect();
+        let newest = views.iter().map(|v| v.1).max()?;
+        views
+            .into_iter()
+            .filter(|v| v.1 == newest)
+            .min_by_key(|v| v.2.len())
+    }
+
+    /// Waits until `partition_state` satisfies `ok(leader, epoch, isr)`, asserting it does
+    /// within `within` (`what` names it in the failure).
+    pub fn wait_for_partition(
+        &self,
+        topic: &str,
+        within: Duration,
+        what: &str,
+        ok: impl Fn(i32, i32, &[i32]) -> bool,
+    ) -> (i32, i32, Vec<i32>) {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some((leader, epoch, isr)) = self.partition_state(topic)
+                && ok(leader, epoch, &isr)
+            {
+                return (leader, epoch, isr);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what} not seen within {within:?}: {:?}\n{}",
+                self.partition_state(topic),
+                self.diagnostics()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Creates `topic` through node 1 with `partitions` partitions, RF 3 and
     /// min.insync.replicas 2 (the issue-17 set-up: acks=all goes on with one replica down),
     /// asserts CreateTopics succeeded and waits until every running node knows it.

@@ -1,0 +1,168 @@
+//! Random faults on any node (issue 17: "never loses an acknowledged record"): 3 nodes on
+//! 127.0.0.1, every one a voter and a broker, an RF=3 topic with min.insync.replicas=2 and
+//! an idempotent acks=all confluent-kafka producer writing all along. Where
+//! `cluster_failover` kills the partition's leader, this test draws each fault at random
+//! from a seeded generator: any node SIGKILLed and restarted, any node paused (SIGSTOP)
+//! for less or more than `replica.lag.time.max.ms`, the leader paused long enough to be
+//! replaced and then resumed (a deposed leader that wakes up with requests in hand), the
+//! leader killed while a follower is paused (the partition below min.insync.replicas for
+//! a while), the quorum's controller killed. After each fault the cluster must heal (all
+//! three in the ISR) and acknowledged produces go on; at the end everything is read back:
+//! no acknowledged record lost, none twice, offsets gap-free, each acknowledged record at
+//! the offset its acknowledgement named, and no delivery the client gave up on.
+//!
+//! 8 faults by default, 60 with SLUICE_LONG_TESTS=1; the seed is printed, and
+//! SLUICE_CHAOS_SEED=N replays one run's faults. Needs confluent-kafka
+//! (`SLUICE_TEST_PYTHON` or `<repo>/.venv`); `SLUICE_SKIP_REAL_CLIENTS=1` skips it loudly.
+
+mod support;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use support::cluster::{LocalCluster, controller_of};
+use support::real_clients_skipped;
+use support::script_producer::{ScriptProducer, check_read_back, parse_acks, read_back};
+
+/// Generous bounds for a loaded 2-core box: these are waits, not speed assertions.
+const HEAL_WAIT: Duration = Duration::from_secs(90);
+/// The lag bound the test runs with (as `cluster_failover`): a pause longer than this takes
+/// the paused node out of the ISR, a shorter one need not.
+const LAG_MAX_MS: u64 = 6000;
+const CONFIG: &str = "replica_lag_time_max_ms = 6000\n";
+/// Acknowledged produces after each fault before the next: the cluster works again, not
+/// only looks healed.
+const ACKS_BETWEEN_FAULTS: usize = 50;
+
+fn faults() -> usize {
+    if std::env::var("SLUICE_LONG_TESTS").as_deref() == Ok("1") {
+        60
+    } else {
+        8
+    }
+}
+
+fn seed() -> u64 {
+    std::env::var("SLUICE_CHAOS_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64)
+        })
+}
+
+fn ms(rng: &mut StdRng, range: std::ops::Range<u64>) -> Duration {
+    Duration::from_millis(rng.random_range(range))
+}
+
+/// One fault, chosen and done; returns what it did, for the log and a failure message.
+fn inject(cluster: &mut LocalCluster, rng: &mut StdRng, leader: i32) -> String {
+    let other = |rng: &mut StdRng, not: i32| {
+        let ids: Vec<i32> = (1..=3).filter(|id| *id != not).collect();
+        ids[rng.random_range(0..ids.len())]
+    };
+    match rng.random_range(0..5) {
+        0 => {
+            let node = rng.random_range(1..=3);
+            let down = ms(rng, 0..3000);
+            cluster.node_mut(node).kill();
+            std::thread::sleep(down);
+            cluster.node_mut(node).spawn();
+            format!("killed node {node} (leader {leader}) for {down:?}")
+        }
+        1 => {
+            let node = rng.random_range(1..=3);
+            let paused = ms(rng, 500..LAG_MAX_MS + 3000);
+            cluster.node(node).stop_and_wait();
+            std::thread::sleep(paused);
+            cluster.node(node).signal("-CONT");
+            format!("paused node {node} (leader {leader}) for {paused:?}")
+        }
+        2 => {
+            // Long enough for its session to lapse and another replica to lead; when it
+            // resumes it still holds the produce requests it had read.
+            let paused = ms(rng, LAG_MAX_MS + 1000..LAG_MAX_MS + 6000);
+            cluster.node(leader).stop_and_wait();
+            std::thread::sleep(paused);
+            cluster.node(leader).signal("-CONT");
+            format!("paused leader {leader} for {paused:?}")
+        }
+        3 => {
+            let follower = other(rng, leader);
+            let (down, paused) = (ms(rng, 0..2000), ms(rng, 1000..5000));
+            cluster.node(follower).stop_and_wait();
+            cluster.node_mut(leader).kill();
+            std::thread::sleep(down);
+            cluster.node_mut(leader).spawn();
+            std::thread::sleep(paused.saturating_sub(down));
+            cluster.node(follower).signal("-CONT");
+            format!(
+                "killed leader {leader} for {down:?} with follower {follower} paused for {paused:?}"
+            )
+        }
+        _ => {
+            let asked = other(rng, 0);
+            let Ok(controller) = controller_of(cluster.node(asked)) else {
+                return format!("no controller known to node {asked}: no fault");
+            };
+            if !(1..=3).contains(&controller) {
+                return format!("node {asked} names controller {controller}: no fault");
+            }
+            let down = ms(rng, 0..2000);
+            cluster.node_mut(controller).kill();
+            std::thread::sleep(down);
+            cluster.node_mut(controller).spawn();
+            format!("killed controller {controller} (leader {leader}) for {down:?}")
+        }
+    }
+}
+
+#[test]
+fn random_faults_on_any_node_lose_no_acknowledged_record() {
+    let test = "random_faults_on_any_node_lose_no_acknowledged_record";
+    if real_clients_skipped(test) {
+        return;
+    }
+    let seed = seed();
+    eprintln!("{test}: seed {seed} (SLUICE_CHAOS_SEED={seed} replays these faults)");
+    let mut rng = StdRng::seed_from_u64(seed);
+    let python = support::client_python("confluent_kafka");
+    let mut cluster = LocalCluster::start_with_config(3, CONFIG);
+    cluster.wait_until_formed(3);
+    let topic = "chaos";
+    cluster.create_replicated_topic(topic, 1, HEAL_WAIT);
+    let healed = |l: i32, _: i32, isr: &[i32]| l > 0 && isr.len() == 3;
+    cluster.wait_for_partition(topic, HEAL_WAIT, "a full ISR", healed);
+    let producer = ScriptProducer::start(&python, None, &cluster.bootstrap(), topic, 0);
+    producer.wait_acks(ACKS_BETWEEN_FAULTS, HEAL_WAIT, &cluster);
+    let mut done = Vec::new();
+    for fault in 0..faults() {
+        let (leader, epoch, _) = cluster.wait_for_partition(topic, HEAL_WAIT, "a full ISR", healed);
+        let what = inject(&mut cluster, &mut rng, leader);
+        eprintln!("fault {fault} (leader {leader}, epoch {epoch}): {what}");
+        done.push(what);
+        let what_so_far = format!("seed {seed}, faults so far: {done:#?}");
+        cluster.wait_for_partition(topic, HEAL_WAIT, &what_so_far, healed);
+        let acked = producer.acks().len();
+        producer.wait_acks(acked + ACKS_BETWEEN_FAULTS, HEAL_WAIT, &cluster);
+    }
+    let lines = producer.stop();
+    let acks = parse_acks(&lines);
+    let errors: Vec<&String> = lines.iter().filter(|l| l.starts_with("err ")).collect();
+    assert!(
+        errors.is_empty(),
+        "seed {seed}: {} produce errors, the first: {:?}; faults: {done:#?}",
+        errors.len(),
+        errors.iter().take(3).collect::<Vec<_>>()
+    );
+    let records = read_back(&python, &cluster.bootstrap(), topic);
+    eprintln!(
+        "seed {seed}: {} faults, {} records acknowledged, {} read back",
+        done.len(),
+        acks.len(),
+        records.len()
+    );
+    check_read_back(&records, &acks);
+}
