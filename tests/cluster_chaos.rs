@@ -166,3 +166,51 @@ fn random_faults_on_any_node_lose_no_acknowledged_record() {
     );
     check_read_back(&records, &acks);
 }
+
+/// A leader SIGKILLed and started again before its broker session lapses (here 20 s) must
+/// not lead on in the epoch it led before: its log may have lost what its page cache held
+/// (a machine crash), and followers holding more could not tell by leader epochs. Its new
+/// start's registration ends those leaderships (Kafka 4's unclean-shutdown handling): the
+/// partition gets a new leader epoch, the broker catches up and rejoins the ISR, and no
+/// acknowledged record is lost.
+#[test]
+fn a_leader_restarted_before_its_session_lapses_leads_nothing_in_its_old_epoch() {
+    let test = "a_leader_restarted_before_its_session_lapses_leads_nothing_in_its_old_epoch";
+    if real_clients_skipped(test) {
+        return;
+    }
+    let python = support::client_python("confluent_kafka");
+    let config = format!("{CONFIG}broker_session_timeout_ms = 20000\n");
+    let mut cluster = LocalCluster::start_with_config(3, &config);
+    cluster.wait_until_formed(3);
+    let topic = "restarted";
+    cluster.create_replicated_topic(topic, 1, HEAL_WAIT);
+    let healed = |l: i32, _: i32, isr: &[i32]| l > 0 && isr.len() == 3;
+    let (leader, epoch, _) = cluster.wait_for_partition(topic, HEAL_WAIT, "a full ISR", healed);
+    let producer = ScriptProducer::start(&python, None, &cluster.bootstrap(), topic, 0);
+    producer.wait_acks(ACKS_BETWEEN_FAULTS, HEAL_WAIT, &cluster);
+    cluster.node_mut(leader).kill();
+    cluster.node_mut(leader).spawn();
+    let (new_leader, new_epoch, _) = cluster.wait_for_partition(
+        topic,
+        HEAL_WAIT,
+        "a new leader epoch after the restart",
+        |l, e, _| l > 0 && e > epoch,
+    );
+    cluster.wait_for_partition(
+        topic,
+        HEAL_WAIT,
+        "the restarted broker back in the ISR",
+        healed,
+    );
+    let acked = producer.acks().len();
+    producer.wait_acks(acked + ACKS_BETWEEN_FAULTS, HEAL_WAIT, &cluster);
+    let lines = producer.stop();
+    let acks = parse_acks(&lines);
+    check_read_back(&read_back(&python, &cluster.bootstrap(), topic), &acks);
+    eprintln!(
+        "leader {leader} (epoch {epoch}) restarted: {new_leader} leads in epoch {new_epoch}; \
+         {} records acknowledged",
+        acks.len()
+    );
+}

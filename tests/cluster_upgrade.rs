@@ -19,7 +19,7 @@ use support::wire::RawConn;
 const FEATURE: &str = "sluice.metadata.version";
 const INVALID_UPDATE_VERSION: i16 = 95;
 /// The newest level this binary reads (`CURRENT_LEVEL` in src/metadata/format_level.rs).
-const NEWEST: i16 = 4;
+const NEWEST: i16 = 5;
 const OLD_BINARY: &str = "upgrade_test_max_metadata_format_level = 1";
 /// How long an applied change may take to reach every node, and a restarted node to
 /// register, on a loaded 2-core box.

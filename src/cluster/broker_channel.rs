@@ -174,6 +174,7 @@ mod tests {
                 epoch: 1,
                 endpoints: Vec::new(),
                 format_levels: Default::default(),
+                incarnation: None,
             },
         );
         cluster

@@ -102,6 +102,13 @@ pub struct ClusterHandle {
     pub format_level: AtomicI16,
     /// Kafka's `follower.replication.throttled.rate` over every shard's replica fetchers.
     pub follower_throttle: throttle::ReplicaThrottle,
+    /// This start of the process, as its registration names it (random, like Kafka's
+    /// incarnation id): a registration with another one is a later or earlier start.
+    pub incarnation: u64,
+    /// Set once this start's registration is applied here. Until then the node serves no
+    /// partition as its leader (`Shard::led`): its metadata may still name it leader in an
+    /// epoch begun before it stopped, which its registration is what ends.
+    pub registered_since_start: AtomicBool,
 }
 
 fn not_controller(message: &str) -> (i16, String) {
@@ -286,6 +293,8 @@ pub fn start(
         caught_up_since_start: AtomicBool::new(false),
         format_level: AtomicI16::new(crate::metadata::format_level::LEGACY_LEVEL),
         follower_throttle: throttle::ReplicaThrottle::new(start.follower_throttled_rate),
+        incarnation: rand::random(),
+        registered_since_start: AtomicBool::new(false),
     });
     Ok((handle, committed_rx))
 }

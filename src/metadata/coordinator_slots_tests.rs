@@ -16,6 +16,7 @@ fn cluster(ids: &[i32]) -> ClusterState {
                 epoch: 0,
                 endpoints: Vec::new(),
                 format_levels: Default::default(),
+                incarnation: None,
             },
         );
         state.place_slots_after_registration(true);

@@ -21,7 +21,10 @@ pub const FEATURE: &str = "sluice.metadata.version";
 /// no `FinalizeFeature` record is at, and what a registration without a range supports.
 pub const LEGACY_LEVEL: i16 = 1;
 /// The highest level this binary reads and writes.
-pub const CURRENT_LEVEL: i16 = 4;
+pub const CURRENT_LEVEL: i16 = 5;
+/// The level from which a registration names its process start (`RegisterBroker`'s
+/// `incarnation`).
+pub const INCARNATION_LEVEL: i16 = 5;
 
 /// What each level added, for `sluice cluster features` and the decision record.
 pub const LEVELS: &[(i16, &str)] = &[
@@ -38,6 +41,10 @@ pub const LEVELS: &[(i16, &str)] = &[
         4,
         "GroupMembership with a share group: share groups outlive their coordinator",
     ),
+    (
+        5,
+        "RegisterBroker with an incarnation: a broker back from an unclean stop leads nothing in its old epochs",
+    ),
 ];
 
 /// The level that introduced `record`'s kind (or a field it carries): a node finalized
@@ -53,6 +60,12 @@ pub fn required_level(record: &MetadataRecord) -> i16 {
         // emptied group (no classic or KIP-848 members) and keep a tombstone, so a
         // level-3 successor would not know the share group (decision 0028).
         MetadataRecord::GroupMembership { membership, .. } if membership.share.is_some() => 4,
+        // A field an older node would ignore, applying the registration without the
+        // unclean-restart elections: its partition state would differ from the others'.
+        MetadataRecord::RegisterBroker {
+            incarnation: Some(_),
+            ..
+        } => INCARNATION_LEVEL,
         _ => LEGACY_LEVEL,
     }
 }

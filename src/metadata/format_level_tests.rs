@@ -16,6 +16,7 @@ fn register(id: i32, max: i16) -> MetadataRecord {
         port: 9000 + id,
         endpoints: Vec::new(),
         format_levels: LevelRange { min: 1, max },
+        incarnation: None,
     }
 }
 

@@ -450,6 +450,7 @@ mod tests {
                 epoch: 0,
                 endpoints: Vec::new(),
                 format_levels: Default::default(),
+                incarnation: None,
             },
         );
         let (broker, epoch) = cluster.coordinator_with_epoch("g").expect("a coordinator");

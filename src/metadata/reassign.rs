@@ -337,6 +337,7 @@ mod tests {
                     epoch: 0,
                     endpoints: Vec::new(),
                     format_levels: Default::default(),
+                    incarnation: None,
                 },
             );
         }

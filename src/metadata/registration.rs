@@ -39,6 +39,10 @@ pub struct RegisteredBroker {
     /// registration has none: level 1 only).
     #[serde(default)]
     pub format_levels: super::format_level::LevelRange,
+    /// The process start that registered it (`MetadataRecord::RegisterBroker`); `None` in
+    /// registrations below format level 5.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incarnation: Option<u64>,
 }
 
 impl RegisteredBroker {
@@ -82,6 +86,15 @@ impl super::MetadataWriter {
     /// RegisterBroker: a new epoch for the broker, live again; partitions left without a
     /// leader it was in sync for get it back, and the coordinator slots are placed
     /// (`coordinator_slots`: a new broker id takes its share, a returning one does not).
+    ///
+    /// A new start (`incarnation`) of a broker whose previous start is still registered and
+    /// unfenced stopped uncleanly and came back before its session lapsed (Kafka 4's
+    /// unclean-shutdown handling, KIP-966): it is first taken out of every ISR and
+    /// leadership as if fenced, so each partition it led gets a new leader epoch. Without
+    /// that it would lead on in the old epoch with whatever its log kept (a machine that
+    /// lost its page cache, or a torn tail recovery cut), and a follower holding records
+    /// it lost could not tell by leader epochs: it would truncate acknowledged records
+    /// away. Where it was the last replica in sync it is elected again, in a new epoch.
     pub(super) fn apply_register_broker(
         &self,
         id: i32,
@@ -89,11 +102,22 @@ impl super::MetadataWriter {
         port: i32,
         endpoints: &[ListenerEndpoint],
         format_levels: super::format_level::LevelRange,
+        incarnation: Option<u64>,
     ) -> Result<super::replicated::Applied, super::MetadataError> {
         let mut cluster = self.cluster_state();
         cluster.check_registration(id, format_levels)?;
         cluster.note_registration_for_bootstrap(format_levels);
-        let known = cluster.brokers.get(&id).map(|b| b.epoch);
+        let previous = cluster.brokers.get(&id);
+        let known = previous.map(|b| b.epoch);
+        let unclean_restart = incarnation.is_some()
+            && previous.is_some_and(|b| !b.fenced && b.incarnation != incarnation);
+        let mut changed = Vec::new();
+        if unclean_restart {
+            changed = cluster.elect_without(id);
+            for (topic, p) in &changed {
+                cluster.maybe_complete_reassignment(topic, *p);
+            }
+        }
         let broker = RegisteredBroker {
             id,
             host: host.to_string(),
@@ -106,9 +130,14 @@ impl super::MetadataWriter {
                 .cloned()
                 .collect(),
             format_levels,
+            incarnation,
         };
         cluster.brokers.insert(id, broker);
-        let changed = cluster.elect_returning(id);
+        for returned in cluster.elect_returning(id) {
+            if !changed.contains(&returned) {
+                changed.push(returned);
+            }
+        }
         cluster.place_slots_after_registration(known.is_none());
         self.publish_cluster(cluster)?;
         Ok(super::replicated::Applied::Partitions(changed))
@@ -164,6 +193,7 @@ mod tests {
             epoch: 0,
             endpoints: vec![endpoint("PLAINTEXT", 1), endpoint("EXTERNAL", 2)],
             format_levels: Default::default(),
+            incarnation: None,
         };
         assert_eq!(broker.endpoint(Some("EXTERNAL")), Some(("h", 2)));
         assert_eq!(broker.endpoint(Some("OTHER")), None);
@@ -172,5 +202,96 @@ mod tests {
         let old = r#"{"id":1,"host":"h","port":7,"fenced":false,"epoch":0}"#;
         broker = serde_json::from_str(old).unwrap();
         assert_eq!(broker.endpoint(Some("EXTERNAL")), Some(("h", 7)));
+    }
+
+    /// A broker killed and started again before its session lapsed: its new registration
+    /// ends its leaderships (new leader epochs), as Kafka 4 does for an unclean shutdown.
+    #[test]
+    fn a_new_start_of_a_broker_still_registered_gives_up_its_old_leaderships() {
+        use crate::metadata::format_level::{CURRENT_LEVEL, FEATURE, LevelRange};
+        use crate::metadata::replicated::MetadataRecord;
+        let dir = tempfile::tempdir().unwrap();
+        let (writer, _view) = crate::metadata::MetadataWriter::open_replicated(
+            dir.path(),
+            crate::config::LogConfig::default(),
+            "c".into(),
+        )
+        .unwrap();
+        let register = |id: i32, incarnation: Option<u64>| MetadataRecord::RegisterBroker {
+            id,
+            host: "127.0.0.1".into(),
+            port: 9000 + id,
+            endpoints: Vec::new(),
+            format_levels: LevelRange {
+                min: 1,
+                max: CURRENT_LEVEL,
+            },
+            incarnation,
+        };
+        let mut index = 0..;
+        let mut apply = |record: &MetadataRecord| {
+            writer
+                .apply_record(index.next().unwrap(), record)
+                .map(|_| writer.cluster_state())
+        };
+        // Below level 5 a registration may not name its start.
+        let early = apply(&register(1, Some(1))).unwrap_err();
+        assert_eq!(early.kafka_error_code(), 35, "{early}");
+        for id in 1..=3 {
+            apply(&register(id, None)).unwrap();
+        }
+        let finalize = MetadataRecord::FinalizeFeature {
+            name: FEATURE.into(),
+            level: CURRENT_LEVEL,
+        };
+        apply(&finalize).unwrap();
+        let create = |name: &str, replicas: Vec<i32>| MetadataRecord::CreateTopic {
+            name: name.into(),
+            id: uuid::Uuid::new_v4(),
+            replicas: vec![replicas],
+            overrides: Default::default(),
+        };
+        apply(&create("t", vec![1, 2, 3])).unwrap();
+        let state = apply(&create("solo", vec![1])).unwrap();
+        let (t_epoch, solo_epoch) = (state.leader_epoch("t", 0), state.leader_epoch("solo", 0));
+        assert_eq!(state.leader("t", 0), Some(1));
+
+        // Broker 1's next start registers while its last one is still unfenced.
+        let state = apply(&register(1, Some(7))).unwrap();
+        assert_eq!(
+            state.leader("t", 0),
+            Some(2),
+            "led by the next replica in sync"
+        );
+        assert_eq!(
+            state.isr("t", 0),
+            vec![2, 3],
+            "out of the ISR until it catches up"
+        );
+        assert!(state.leader_epoch("t", 0) > t_epoch);
+        assert_eq!(
+            state.leader("solo", 0),
+            Some(1),
+            "the last replica in sync again"
+        );
+        assert!(
+            state.leader_epoch("solo", 0) > solo_epoch,
+            "but in a new epoch"
+        );
+        let (t_epoch, solo_epoch) = (state.leader_epoch("t", 0), state.leader_epoch("solo", 0));
+
+        // The same start registering again (a retried proposal) changes nothing.
+        let state = apply(&register(1, Some(7))).unwrap();
+        assert_eq!(state.leader("t", 0), Some(2));
+        assert_eq!(state.leader_epoch("t", 0), t_epoch);
+        assert_eq!(state.leader_epoch("solo", 0), solo_epoch);
+
+        // A broker fenced first (its session lapsed) returns as before: nothing to end.
+        let fenced = apply(&MetadataRecord::FenceBroker { id: 2 }).unwrap();
+        assert_eq!(fenced.leader("t", 0), Some(3));
+        let t_epoch = fenced.leader_epoch("t", 0);
+        let state = apply(&register(2, Some(9))).unwrap();
+        assert_eq!(state.leader("t", 0), Some(3));
+        assert_eq!(state.leader_epoch("t", 0), t_epoch);
     }
 }

@@ -201,6 +201,11 @@ pub enum MetadataRecord {
         endpoints: Vec<ListenerEndpoint>,
         #[serde(default)]
         format_levels: super::format_level::LevelRange,
+        /// This start of the broker's process (random per start; level 5, absent before):
+        /// a registration from a new start while the previous one is still registered and
+        /// unfenced means that one stopped uncleanly (`apply_register_broker`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        incarnation: Option<u64>,
     },
     /// Heartbeats stopped: the broker is fenced, its partitions get new leaders from their
     /// ISRs and it leaves every ISR (Kafka's fencing with its PartitionChangeRecords,
@@ -524,7 +529,15 @@ impl MetadataWriter {
                 port,
                 endpoints,
                 format_levels,
-            } => self.apply_register_broker(*id, host, *port, endpoints, *format_levels),
+                incarnation,
+            } => self.apply_register_broker(
+                *id,
+                host,
+                *port,
+                endpoints,
+                *format_levels,
+                *incarnation,
+            ),
             MetadataRecord::FinalizeFeature { name, level } => {
                 self.apply_finalize_feature(index, name, *level)
             }

@@ -35,6 +35,7 @@ pub(crate) fn register_brokers(writer: &MetadataWriter, ids: &[i32], first_index
             port: 9000 + id,
             endpoints: Vec::new(),
             format_levels: Default::default(),
+            incarnation: None,
         };
         writer.apply_record(index, &register).unwrap();
     }
@@ -56,6 +57,7 @@ fn records_apply_the_same_way_and_images_round_trip() {
         port: 9000 + id,
         endpoints: Vec::new(),
         format_levels: Default::default(),
+        incarnation: None,
     };
     a.apply_record(1, &register(1)).unwrap();
     a.apply_record(2, &register(2)).unwrap();
@@ -254,6 +256,7 @@ fn security_records_apply_through_the_log_and_travel_in_images() {
             port: 9001,
             endpoints: Vec::new(),
             format_levels: Default::default(),
+            incarnation: None,
         },
     )
     .unwrap();
@@ -373,6 +376,7 @@ fn registrations_carry_endpoints_and_older_records_still_load() {
         port: 10,
         endpoints: vec![endpoint],
         format_levels: Default::default(),
+        incarnation: None,
     };
     a.apply_record(2, &register).unwrap();
     let snapshot = a.snapshot();
@@ -489,6 +493,7 @@ fn memberships_apply_only_from_the_slot_holder_at_its_epoch_and_travel_in_images
         port: 9000 + holder,
         endpoints: Vec::new(),
         format_levels: Default::default(),
+        incarnation: None,
     };
     a.apply_record(12, &register).unwrap();
     let after = a

@@ -24,6 +24,7 @@ fn writer_with_topic(ids: &[i32]) -> (tempfile::TempDir, MetadataWriter) {
                 min: LEGACY_LEVEL,
                 max: CURRENT_LEVEL,
             },
+            incarnation: None,
         };
         writer.apply_record(index, &register).unwrap();
     }

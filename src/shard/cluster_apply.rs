@@ -15,6 +15,7 @@ use crate::metadata::{MetadataView, MetadataWriter};
 use futures_util::FutureExt;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 /// Applied entries between two snapshots of the state (each snapshot compacts the log).
@@ -360,17 +361,25 @@ pub(super) async fn registration_loop(shard: Rc<Shard>) {
             .cluster
             .as_ref()
             .and_then(|c| c.brokers.get(&cluster.node_id).cloned());
-        // A fenced registration (a controlled shutdown before this start, or heartbeats
-        // lost) is renewed: Kafka's broker registers again at every start and is unfenced
-        // by its heartbeats. Not while this node is leaving.
-        let leaving = cluster.leaving.load(std::sync::atomic::Ordering::Relaxed);
+        // Kafka's broker registers at every start: a registration left by an earlier start
+        // is not this one's (`apply_register_broker` ends that start's leaderships when it
+        // stopped uncleanly). A fenced registration (heartbeats lost) is renewed. Not while
+        // this node is leaving.
+        let leaving = cluster.leaving.load(Ordering::Relaxed);
+        let registered_since_start = cluster.registered_since_start.load(Ordering::Acquire);
         let current = leaving
             || registered.is_some_and(|b| {
+                let this_start = match b.incarnation {
+                    Some(incarnation) => incarnation == cluster.incarnation,
+                    // Below format level 5 registrations carry none.
+                    None => registered_since_start,
+                };
                 b.host == host
                     && b.port == port
                     && b.endpoints == endpoints
                     && b.format_levels == format_levels
                     && !b.fenced
+                    && this_start
             });
         if current {
             refill_producer_ids(&shard, &cluster).await;
@@ -383,10 +392,18 @@ pub(super) async fn registration_loop(shard: Rc<Shard>) {
                 port,
                 endpoints: endpoints.clone(),
                 format_levels,
+                incarnation: (cluster.format_level.load(Ordering::Acquire)
+                    >= format_level::INCARNATION_LEVEL)
+                    .then_some(cluster.incarnation),
             };
             match cluster.propose(record).await {
                 Err((code, message)) if code == UNSUPPORTED_VERSION => refused_exit(&message),
                 Ok(_) => {
+                    // Applied here (and acted on): the leaderships this node still holds
+                    // are this start's to serve.
+                    cluster
+                        .registered_since_start
+                        .store(true, Ordering::Release);
                     tracing::info!(node_id = cluster.node_id, %host, port, "broker registered");
                     refill_producer_ids(&shard, &cluster).await;
                     interval

@@ -222,6 +222,21 @@ impl Shard {
         !cluster.caught_up(applied)
     }
 
+    /// The slot of a partition this shard leads and may serve: `Missing` (answered
+    /// NOT_LEADER_OR_FOLLOWER) for every one until this start's registration is applied in
+    /// cluster mode (`ClusterHandle::registered_since_start`).
+    pub fn led(&self, topic: &str, partition: i32) -> Lookup {
+        let registered = self.cluster.as_deref().is_none_or(|c| {
+            c.registered_since_start
+                .load(std::sync::atomic::Ordering::Acquire)
+        });
+        if registered {
+            self.partitions.get(topic, partition)
+        } else {
+            Lookup::Missing
+        }
+    }
+
     /// The partition this shard leads and serves, or the Kafka error a client request for
     /// it answers: KAFKA_STORAGE_ERROR when offline; NOT_LEADER_OR_FOLLOWER when metadata
     /// knows it but it is not led here (cluster mode: another broker leads it, or this one
@@ -233,7 +248,7 @@ impl Shard {
         partition: i32,
     ) -> Result<Rc<crate::partition::Partition>, kafka_protocol::ResponseError> {
         use kafka_protocol::ResponseError;
-        match self.partitions.get(topic, partition) {
+        match self.led(topic, partition) {
             Lookup::Online(p) => Ok(p),
             Lookup::Offline(_) => Err(ResponseError::KafkaStorageError),
             Lookup::Missing => {

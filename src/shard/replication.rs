@@ -270,6 +270,14 @@ async fn propose_isr_changes(shard: Rc<Shard>) {
     let Some(cluster) = shard.cluster.clone() else {
         return;
     };
+    // Before this start's registration applies, what this node leads may be an earlier
+    // start's leaderships, which that registration ends: they change nothing (`Shard::led`).
+    if !cluster
+        .registered_since_start
+        .load(std::sync::atomic::Ordering::Acquire)
+    {
+        return;
+    }
     let node = shard.config.node_id;
     for (topic, partition, p) in shard.partitions.all_online() {
         let Some(set) = p.replicas() else {

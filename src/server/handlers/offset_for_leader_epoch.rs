@@ -53,7 +53,7 @@ pub async fn handle(
                 let owner = shard.owner_of_partition(&name, partition);
                 let end = shard
                     .invoke_on(owner, move |s| async move {
-                        let led = match s.partitions.get(&name, partition) {
+                        let led = match s.led(&name, partition) {
                             Lookup::Online(p) => p,
                             Lookup::Offline(_) => return Err(ResponseError::KafkaStorageError.code()),
                             // A follower or a non-replica: only leaders answer.

@@ -125,7 +125,7 @@ async fn write_one(
     coordinator_epoch: i32,
     now_ms: i64,
 ) -> i16 {
-    match shard.partitions.get(topic, partition) {
+    match shard.led(topic, partition) {
         Lookup::Online(p) => match p
             .write_txn_marker(producer_id, epoch, commit, coordinator_epoch, now_ms)
             .await

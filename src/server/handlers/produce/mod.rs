@@ -403,7 +403,7 @@ async fn append_one(
     now: i64,
     on_dispatched: impl FnOnce(),
 ) -> Appended {
-    let partition = match shard.partitions.get(&a.topic, a.partition) {
+    let partition = match shard.led(&a.topic, a.partition) {
         Lookup::Online(partition) => partition,
         Lookup::Offline(why) => {
             return partition_error(
