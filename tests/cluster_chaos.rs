@@ -214,3 +214,57 @@ fn a_leader_restarted_before_its_session_lapses_leads_nothing_in_its_old_epoch()
         acks.len()
     );
 }
+
+/// A clean stop of the whole cluster (SIGTERM to each node in turn): the last node's
+/// controlled shutdown cannot commit (its quorum went first), so its registration stays
+/// unfenced, but it closed every log whole and left a clean-stop mark; its next start
+/// names that stop, so the quorum does not count it as a crash: the partitions it led keep
+/// their leader epoch (Kafka's clean-shutdown file). Every acknowledged record is there.
+#[test]
+fn a_clean_stop_of_the_whole_cluster_keeps_the_last_leaders_epoch() {
+    let test = "a_clean_stop_of_the_whole_cluster_keeps_the_last_leaders_epoch";
+    if real_clients_skipped(test) {
+        return;
+    }
+    let python = support::client_python("confluent_kafka");
+    let mut cluster = LocalCluster::start_with_config(3, CONFIG);
+    cluster.wait_until_formed(3);
+    let topic = "stopped";
+    cluster.create_replicated_topic(topic, 1, HEAL_WAIT);
+    let healed = |l: i32, _: i32, isr: &[i32]| l > 0 && isr.len() == 3;
+    let (leader, _, _) = cluster.wait_for_partition(topic, HEAL_WAIT, "a full ISR", healed);
+    let producer = ScriptProducer::start(&python, None, &cluster.bootstrap(), topic, 0);
+    producer.wait_acks(ACKS_BETWEEN_FAULTS, HEAL_WAIT, &cluster);
+    let acks = parse_acks(&producer.stop());
+    // The leader last: the two others' controlled shutdowns move nothing to it that it
+    // does not lead already, and its own cannot commit.
+    let order: Vec<i32> = (1..=3).filter(|id| *id != leader).chain([leader]).collect();
+    let mut last_state = None;
+    for &id in &order {
+        if id == leader {
+            last_state = cluster.partition_state(topic);
+        }
+        let status = cluster.node_mut(id).terminate();
+        assert!(status.is_some_and(|s| s.success()), "node {id}: {status:?}");
+    }
+    let (last_leader, last_epoch, last_isr) = last_state.expect("the last node's view");
+    assert_eq!(last_leader, leader, "ISR {last_isr:?}");
+    let mark = cluster
+        .node(leader)
+        .data_dir
+        .join("meta")
+        .join("clean-stop");
+    assert!(mark.exists(), "the last node left its clean-stop mark");
+    for id in order {
+        cluster.node_mut(id).spawn();
+    }
+    let (now_leader, now_epoch, _) =
+        cluster.wait_for_partition(topic, HEAL_WAIT, "a full ISR after the restart", healed);
+    assert_eq!(
+        (now_leader, now_epoch),
+        (leader, last_epoch),
+        "the leader and epoch before the stop"
+    );
+    assert!(!mark.exists(), "the start took the mark");
+    check_read_back(&read_back(&python, &cluster.bootstrap(), topic), &acks);
+}

@@ -12,6 +12,7 @@
 //! Must not: apply records or touch partitions (shard layer), or run on a single node.
 
 pub mod broker_channel;
+pub mod clean_stop;
 pub mod controller;
 mod leader_link;
 mod link_stream;
@@ -109,6 +110,13 @@ pub struct ClusterHandle {
     /// partition as its leader (`Shard::led`): its metadata may still name it leader in an
     /// epoch begun before it stopped, which its registration is what ends.
     pub registered_since_start: AtomicBool,
+    /// The broker epoch this node's last start stopped cleanly at (`clean_stop::take`),
+    /// named in this start's registration.
+    pub clean_stop_epoch: Option<i64>,
+    /// Set by a shard that could not close a partition cleanly or holds one offline: this
+    /// stop writes no clean-stop mark.
+    pub unclean_stop: AtomicBool,
+    data_dir: std::path::PathBuf,
 }
 
 fn not_controller(message: &str) -> (i16, String) {
@@ -194,6 +202,19 @@ impl ClusterHandle {
     pub fn shutdown(&self) {
         self.replication_stop.store(true, Ordering::Relaxed);
         let _ = self.events.send(controller::ControllerEvent::Shutdown);
+    }
+
+    /// After every shard stopped: the clean-stop mark at `broker_epoch` (this node's
+    /// registration as last applied here), unless a shard reported a partition not closed
+    /// cleanly.
+    pub fn mark_clean_stop(&self, broker_epoch: i64) {
+        if self.unclean_stop.load(Ordering::Acquire) {
+            tracing::warn!("a partition did not close cleanly: no clean-stop mark");
+            return;
+        }
+        if let Err(e) = clean_stop::write(&self.data_dir, broker_epoch) {
+            tracing::warn!(error = %e, "clean-stop mark not written: the next start counts as after a crash");
+        }
     }
 }
 
@@ -295,6 +316,9 @@ pub fn start(
         follower_throttle: throttle::ReplicaThrottle::new(start.follower_throttled_rate),
         incarnation: rand::random(),
         registered_since_start: AtomicBool::new(false),
+        clean_stop_epoch: clean_stop::take(&start.data_dir),
+        unclean_stop: AtomicBool::new(false),
+        data_dir: start.data_dir,
     });
     Ok((handle, committed_rx))
 }

@@ -17,6 +17,7 @@ fn register(id: i32, max: i16) -> MetadataRecord {
         endpoints: Vec::new(),
         format_levels: LevelRange { min: 1, max },
         incarnation: None,
+        previous_epoch: None,
     }
 }
 

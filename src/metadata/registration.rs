@@ -82,14 +82,24 @@ impl super::replicated::ClusterState {
     }
 }
 
+/// Which start of its process a registration comes from, and the broker epoch of the
+/// registration it takes over cleanly (`MetadataRecord::RegisterBroker`; both `None` below
+/// format level 5).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Incarnations {
+    pub this: Option<u64>,
+    pub previous_epoch: Option<i64>,
+}
+
 impl super::MetadataWriter {
     /// RegisterBroker: a new epoch for the broker, live again; partitions left without a
     /// leader it was in sync for get it back, and the coordinator slots are placed
     /// (`coordinator_slots`: a new broker id takes its share, a returning one does not).
     ///
-    /// A new start (`incarnation`) of a broker whose previous start is still registered and
-    /// unfenced stopped uncleanly and came back before its session lapsed (Kafka 4's
-    /// unclean-shutdown handling, KIP-966): it is first taken out of every ISR and
+    /// A new start (`incarnations.this`) of a broker whose previous start is still registered
+    /// and unfenced, and is not taken over cleanly (`incarnations.previous_epoch` does not
+    /// name its epoch: no clean-stop mark), crashed and came back before its session lapsed, or with the
+    /// whole cluster (Kafka 4's unclean-shutdown handling, KIP-966): it is first taken out of every ISR and
     /// leadership as if fenced, so each partition it led gets a new leader epoch. Without
     /// that it would lead on in the old epoch with whatever its log kept (a machine that
     /// lost its page cache, or a torn tail recovery cut), and a follower holding records
@@ -102,15 +112,19 @@ impl super::MetadataWriter {
         port: i32,
         endpoints: &[ListenerEndpoint],
         format_levels: super::format_level::LevelRange,
-        incarnation: Option<u64>,
+        incarnations: Incarnations,
     ) -> Result<super::replicated::Applied, super::MetadataError> {
         let mut cluster = self.cluster_state();
         cluster.check_registration(id, format_levels)?;
         cluster.note_registration_for_bootstrap(format_levels);
         let previous = cluster.brokers.get(&id);
         let known = previous.map(|b| b.epoch);
+        let incarnation = incarnations.this;
         let unclean_restart = incarnation.is_some()
-            && previous.is_some_and(|b| !b.fenced && b.incarnation != incarnation);
+            && previous.is_some_and(|b| {
+                let taken_over_cleanly = incarnations.previous_epoch == Some(b.epoch);
+                !b.fenced && b.incarnation != incarnation && !taken_over_cleanly
+            });
         let mut changed = Vec::new();
         if unclean_restart {
             changed = cluster.elect_without(id);
@@ -217,16 +231,19 @@ mod tests {
             "c".into(),
         )
         .unwrap();
-        let register = |id: i32, incarnation: Option<u64>| MetadataRecord::RegisterBroker {
-            id,
-            host: "127.0.0.1".into(),
-            port: 9000 + id,
-            endpoints: Vec::new(),
-            format_levels: LevelRange {
-                min: 1,
-                max: CURRENT_LEVEL,
-            },
-            incarnation,
+        let register = |id: i32, incarnation: Option<u64>, previous_epoch: Option<i64>| {
+            MetadataRecord::RegisterBroker {
+                id,
+                host: "127.0.0.1".into(),
+                port: 9000 + id,
+                endpoints: Vec::new(),
+                format_levels: LevelRange {
+                    min: 1,
+                    max: CURRENT_LEVEL,
+                },
+                incarnation,
+                previous_epoch,
+            }
         };
         let mut index = 0..;
         let mut apply = |record: &MetadataRecord| {
@@ -235,10 +252,10 @@ mod tests {
                 .map(|_| writer.cluster_state())
         };
         // Below level 5 a registration may not name its start.
-        let early = apply(&register(1, Some(1))).unwrap_err();
+        let early = apply(&register(1, Some(1), None)).unwrap_err();
         assert_eq!(early.kafka_error_code(), 35, "{early}");
         for id in 1..=3 {
-            apply(&register(id, None)).unwrap();
+            apply(&register(id, None, None)).unwrap();
         }
         let finalize = MetadataRecord::FinalizeFeature {
             name: FEATURE.into(),
@@ -257,7 +274,7 @@ mod tests {
         assert_eq!(state.leader("t", 0), Some(1));
 
         // Broker 1's next start registers while its last one is still unfenced.
-        let state = apply(&register(1, Some(7))).unwrap();
+        let state = apply(&register(1, Some(7), None)).unwrap();
         assert_eq!(
             state.leader("t", 0),
             Some(2),
@@ -281,7 +298,7 @@ mod tests {
         let (t_epoch, solo_epoch) = (state.leader_epoch("t", 0), state.leader_epoch("solo", 0));
 
         // The same start registering again (a retried proposal) changes nothing.
-        let state = apply(&register(1, Some(7))).unwrap();
+        let state = apply(&register(1, Some(7), None)).unwrap();
         assert_eq!(state.leader("t", 0), Some(2));
         assert_eq!(state.leader_epoch("t", 0), t_epoch);
         assert_eq!(state.leader_epoch("solo", 0), solo_epoch);
@@ -290,8 +307,29 @@ mod tests {
         let fenced = apply(&MetadataRecord::FenceBroker { id: 2 }).unwrap();
         assert_eq!(fenced.leader("t", 0), Some(3));
         let t_epoch = fenced.leader_epoch("t", 0);
-        let state = apply(&register(2, Some(9))).unwrap();
+        let state = apply(&register(2, Some(9), None)).unwrap();
         assert_eq!(state.leader("t", 0), Some(3));
         assert_eq!(state.leader_epoch("t", 0), t_epoch);
+
+        // A start after a clean stop (its logs closed whole) names the epoch it stopped
+        // registered at: broker 1 leads on where it led, in the same epoch.
+        let solo_epoch = state.leader_epoch("solo", 0);
+        let stopped_at = state.brokers[&1].epoch;
+        let state = apply(&register(1, Some(12), Some(stopped_at))).unwrap();
+        assert_eq!(state.leader("solo", 0), Some(1));
+        assert_eq!(
+            state.leader_epoch("solo", 0),
+            solo_epoch,
+            "a clean stop keeps it"
+        );
+        // A running broker first naming its incarnation names its own epoch: nothing ends.
+        let (t_epoch, own) = (state.leader_epoch("t", 0), state.brokers[&3].epoch);
+        let state = apply(&register(3, Some(14), Some(own))).unwrap();
+        assert_eq!(state.leader("t", 0), Some(3));
+        assert_eq!(state.leader_epoch("t", 0), t_epoch);
+        // Naming an older epoch is no clean stop of this start.
+        let state = apply(&register(1, Some(13), Some(stopped_at))).unwrap();
+        assert_eq!(state.leader("solo", 0), Some(1));
+        assert!(state.leader_epoch("solo", 0) > solo_epoch);
     }
 }

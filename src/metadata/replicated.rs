@@ -206,6 +206,12 @@ pub enum MetadataRecord {
         /// unfenced means that one stopped uncleanly (`apply_register_broker`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         incarnation: Option<u64>,
+        /// The broker epoch of the registration this one takes over cleanly (Kafka's
+        /// `PreviousBrokerEpoch`): the same process's own, when it first names its
+        /// incarnation, or the one of a start that stopped cleanly (`cluster::clean_stop`:
+        /// its logs were closed whole), so its leaderships may stand.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        previous_epoch: Option<i64>,
     },
     /// Heartbeats stopped: the broker is fenced, its partitions get new leaders from their
     /// ISRs and it leaves every ISR (Kafka's fencing with its PartitionChangeRecords,
@@ -530,13 +536,17 @@ impl MetadataWriter {
                 endpoints,
                 format_levels,
                 incarnation,
+                previous_epoch,
             } => self.apply_register_broker(
                 *id,
                 host,
                 *port,
                 endpoints,
                 *format_levels,
-                *incarnation,
+                super::registration::Incarnations {
+                    this: *incarnation,
+                    previous_epoch: *previous_epoch,
+                },
             ),
             MetadataRecord::FinalizeFeature { name, level } => {
                 self.apply_finalize_feature(index, name, *level)

@@ -36,6 +36,7 @@ pub(crate) fn register_brokers(writer: &MetadataWriter, ids: &[i32], first_index
             endpoints: Vec::new(),
             format_levels: Default::default(),
             incarnation: None,
+            previous_epoch: None,
         };
         writer.apply_record(index, &register).unwrap();
     }
@@ -58,6 +59,7 @@ fn records_apply_the_same_way_and_images_round_trip() {
         endpoints: Vec::new(),
         format_levels: Default::default(),
         incarnation: None,
+        previous_epoch: None,
     };
     a.apply_record(1, &register(1)).unwrap();
     a.apply_record(2, &register(2)).unwrap();
@@ -257,6 +259,7 @@ fn security_records_apply_through_the_log_and_travel_in_images() {
             endpoints: Vec::new(),
             format_levels: Default::default(),
             incarnation: None,
+            previous_epoch: None,
         },
     )
     .unwrap();
@@ -377,6 +380,7 @@ fn registrations_carry_endpoints_and_older_records_still_load() {
         endpoints: vec![endpoint],
         format_levels: Default::default(),
         incarnation: None,
+        previous_epoch: None,
     };
     a.apply_record(2, &register).unwrap();
     let snapshot = a.snapshot();
@@ -494,6 +498,7 @@ fn memberships_apply_only_from_the_slot_holder_at_its_epoch_and_travel_in_images
         endpoints: Vec::new(),
         format_levels: Default::default(),
         incarnation: None,
+        previous_epoch: None,
     };
     a.apply_record(12, &register).unwrap();
     let after = a

@@ -25,6 +25,7 @@ fn writer_with_topic(ids: &[i32]) -> (tempfile::TempDir, MetadataWriter) {
                 max: CURRENT_LEVEL,
             },
             incarnation: None,
+            previous_epoch: None,
         };
         writer.apply_record(index, &register).unwrap();
     }

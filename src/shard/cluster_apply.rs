@@ -367,12 +367,14 @@ pub(super) async fn registration_loop(shard: Rc<Shard>) {
         // this node is leaving.
         let leaving = cluster.leaving.load(Ordering::Relaxed);
         let registered_since_start = cluster.registered_since_start.load(Ordering::Acquire);
+        let named = cluster.format_level.load(Ordering::Acquire) >= format_level::INCARNATION_LEVEL;
         let current = leaving
-            || registered.is_some_and(|b| {
+            || registered.as_ref().is_some_and(|b| {
                 let this_start = match b.incarnation {
                     Some(incarnation) => incarnation == cluster.incarnation,
-                    // Below format level 5 registrations carry none.
-                    None => registered_since_start,
+                    // Registered by this start below format level 5: once the level allows,
+                    // registered again to name its incarnation.
+                    None => registered_since_start && !named,
                 };
                 b.host == host
                     && b.port == port
@@ -386,15 +388,23 @@ pub(super) async fn registration_loop(shard: Rc<Shard>) {
             bootstrap_format_level(&shard, &cluster).await;
         }
         let wait = if !current && cluster.leader().is_some() {
+            // The registration taken over cleanly: this start's own (naming its incarnation
+            // at last), or the one the last start stopped cleanly at (its clean-stop mark).
+            let previous_epoch = if registered_since_start {
+                registered
+                    .filter(|b| b.incarnation.is_none())
+                    .map(|b| b.epoch)
+            } else {
+                cluster.clean_stop_epoch
+            };
             let record = MetadataRecord::RegisterBroker {
                 id: cluster.node_id,
                 host: host.clone(),
                 port,
                 endpoints: endpoints.clone(),
                 format_levels,
-                incarnation: (cluster.format_level.load(Ordering::Acquire)
-                    >= format_level::INCARNATION_LEVEL)
-                    .then_some(cluster.incarnation),
+                incarnation: named.then_some(cluster.incarnation),
+                previous_epoch: previous_epoch.filter(|_| named),
             };
             match cluster.propose(record).await {
                 Err((code, message)) if code == UNSUPPORTED_VERSION => refused_exit(&message),

@@ -66,10 +66,19 @@ impl BrokerHandle {
             });
             let _ = sender.send(task.into());
         }
+        let mut stopped = true;
         for thread in self.threads {
-            let _ = thread.join();
+            stopped &= thread.join().is_ok();
         }
         if let Some(cluster) = &self.cluster {
+            let snapshot = self.metadata.load();
+            let registered = snapshot
+                .cluster
+                .as_ref()
+                .and_then(|c| c.brokers.get(&cluster.node_id));
+            if let Some(broker) = registered.filter(|_| stopped) {
+                cluster.mark_clean_stop(broker.epoch);
+            }
             cluster.shutdown();
         }
     }
@@ -613,14 +622,27 @@ async fn maintenance(shard: Rc<Shard>) {
 /// partitions; each also holds a few descriptors while it runs.
 pub const MAX_CONCURRENT_CLOSES: usize = 32;
 
+/// Closes every partition; in cluster mode a failed close or an offline partition (whose
+/// log may not hold what it acknowledged) keeps the node from marking its stop clean.
 async fn close_partitions(shard: &Rc<Shard>) {
     use futures_util::StreamExt;
     let mut logs = shard.partitions.all_online();
     logs.extend(shard.followers.all_online());
+    let unclean = |shard: &Shard| {
+        if let Some(cluster) = &shard.cluster {
+            cluster
+                .unclean_stop
+                .store(true, std::sync::atomic::Ordering::Release);
+        }
+    };
+    if !shard.partitions.offline().is_empty() || !shard.followers.offline().is_empty() {
+        unclean(shard);
+    }
     futures_util::stream::iter(logs)
         .for_each_concurrent(MAX_CONCURRENT_CLOSES, |(topic, partition, p)| async move {
             if let Err(e) = p.close().await {
                 tracing::error!(topic, partition, error = %e, "close failed");
+                unclean(shard);
             }
         })
         .await;
