@@ -209,7 +209,7 @@ pub async fn release_member(shard: &Rc<Shard>, at: SharePartitionRef) {
     let owner = shard.owner_of_partition(&at.topic, at.partition);
     let _ = shard
         .invoke_on(owner, move |s| async move {
-            if let Lookup::Online(p) = s.partitions.get(&at.topic, at.partition) {
+            if let Lookup::Online(p) = s.led(&at.topic, at.partition) {
                 // A failed write leaves the records released in memory; the next write of
                 // this group's state (any acknowledgement) carries them.
                 let _ = p

@@ -127,7 +127,7 @@ pub fn forward_dead_letters(
 async fn forward(shard: &Rc<Shard>, topic: &str, partition: i32, group: &str) {
     let mut failures = 0u32;
     while failures < ATTEMPTS_MAX && !shard.shutting_down.get() {
-        let Lookup::Online(p) = shard.partitions.get(topic, partition) else {
+        let Lookup::Online(p) = shard.led(topic, partition) else {
             return;
         };
         let target = resolve_target(shard, group, partition).await;
@@ -336,7 +336,7 @@ async fn append(
     let owner = shard.owner_of_partition(&target.topic, target.partition);
     let (dlq_topic, dlq_partition) = (target.topic.clone(), target.partition);
     let call = shard.invoke_on(owner, move |s| async move {
-        let p = match s.partitions.get(&dlq_topic, dlq_partition) {
+        let p = match s.led(&dlq_topic, dlq_partition) {
             Lookup::Online(p) => p,
             Lookup::Offline(why) => return Err(why),
             Lookup::Missing => return Err("dead-letter partition not open".to_string()),

@@ -343,7 +343,7 @@ pub(super) async fn write_marker(
     epoch: i16,
     commit: bool,
 ) -> Result<(), String> {
-    match shard.partitions.get(topic, partition) {
+    match shard.led(topic, partition) {
         Lookup::Online(p) => p
             .write_txn_marker(producer_id, epoch, commit, COORDINATOR_EPOCH, now_ms())
             .await

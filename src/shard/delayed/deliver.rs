@@ -597,7 +597,7 @@ async fn append_on_owner(
 ) -> Appended {
     let (shard_id, last_sequence) = delivery;
     let producer_id = DELIVERY_PRODUCER_ID_BASE + shard_id as i64;
-    match shard.partitions.get(topic, partition) {
+    match shard.led(topic, partition) {
         Lookup::Online(p)
             if p.producer_states().iter().any(|state| {
                 state.producer_id == producer_id
