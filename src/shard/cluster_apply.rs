@@ -9,6 +9,7 @@ use super::Shard;
 use crate::cluster::{ClusterHandle, Committed};
 use crate::config::BrokerConfig;
 use crate::metadata::format_level::{self, LevelRange};
+use crate::metadata::registration::RegisteredBroker;
 use crate::metadata::replicated::{Applied, ListenerEndpoint, MetadataRecord, Proposal};
 use crate::metadata::replicated_image::ShardImages;
 use crate::metadata::{MetadataView, MetadataWriter};
@@ -139,6 +140,13 @@ pub(super) async fn apply_loop(shard: Rc<Shard>, committed: flume::Receiver<Comm
                     Ok(applied) => act_on(&shard, applied, &before).await,
                     Err(e) => Err(e),
                 };
+                // Applied and acted on (the leaderships it ended are deposed): this start may
+                // serve. Here rather than where it was proposed, which may have timed out.
+                if result.is_ok() && registers_this_start(&proposal.record, &cluster) {
+                    cluster
+                        .registered_since_start
+                        .store(true, Ordering::Release);
+                }
                 if proposal.origin == cluster.node_id && proposal.sequence != 0 {
                     cluster.complete(proposal.sequence, result);
                 }
@@ -180,6 +188,12 @@ pub(super) async fn apply_loop(shard: Rc<Shard>, committed: flume::Receiver<Comm
             ),
         }
     }
+}
+
+/// Whether `record` is this start's own registration (one naming its incarnation).
+fn registers_this_start(record: &MetadataRecord, cluster: &ClusterHandle) -> bool {
+    matches!(record, MetadataRecord::RegisterBroker { id, incarnation: Some(incarnation), .. }
+        if *id == cluster.node_id && *incarnation == cluster.incarnation)
 }
 
 /// Hands the applied finalized format level to `ClusterHandle::propose` (decision 0027),
@@ -343,16 +357,21 @@ pub(super) async fn registration_loop(shard: Rc<Shard>) {
         return;
     };
     let interval = Duration::from_millis(shard.config.broker_heartbeat_interval_ms);
-    let (host, port, endpoints) = match registered_endpoints(&shard.config) {
-        Ok(registration) => registration,
+    let own = match registered_endpoints(&shard.config) {
+        Ok((host, port, endpoints)) => OwnRegistration {
+            host,
+            port,
+            endpoints,
+            format_levels: LevelRange::of_this_node(
+                shard.config.upgrade_test_max_metadata_format_level,
+            ),
+        },
         Err(e) => {
             // Checked at start-up (`BrokerConfig::validate`): not reached with a loaded config.
             tracing::error!(error = %e, "broker not registered: its listeners do not resolve");
             return;
         }
     };
-    let format_levels =
-        LevelRange::of_this_node(shard.config.upgrade_test_max_metadata_format_level);
     let mut stop = shard.shutdown_signal().fuse();
     while !shard.shutting_down.get() {
         let registered = shard
@@ -361,52 +380,15 @@ pub(super) async fn registration_loop(shard: Rc<Shard>) {
             .cluster
             .as_ref()
             .and_then(|c| c.brokers.get(&cluster.node_id).cloned());
-        // Kafka's broker registers at every start: a registration left by an earlier start
-        // is not this one's (`apply_register_broker` ends that start's leaderships when it
-        // stopped uncleanly). A fenced registration (heartbeats lost) is renewed. Not while
-        // this node is leaving.
-        let leaving = cluster.leaving.load(Ordering::Relaxed);
-        let registered_since_start = cluster.registered_since_start.load(Ordering::Acquire);
-        let named = cluster.format_level.load(Ordering::Acquire) >= format_level::INCARNATION_LEVEL;
-        let current = leaving
-            || registered.as_ref().is_some_and(|b| {
-                let this_start = match b.incarnation {
-                    Some(incarnation) => incarnation == cluster.incarnation,
-                    // Registered by this start below format level 5: once the level allows,
-                    // registered again to name its incarnation.
-                    None => registered_since_start && !named,
-                };
-                b.host == host
-                    && b.port == port
-                    && b.endpoints == endpoints
-                    && b.format_levels == format_levels
-                    && !b.fenced
-                    && this_start
-            });
+        // Not while this node is leaving.
+        let current = cluster.leaving.load(Ordering::Relaxed)
+            || own.is_current(registered.as_ref(), &cluster);
         if current {
             refill_producer_ids(&shard, &cluster).await;
             bootstrap_format_level(&shard, &cluster).await;
         }
         let wait = if !current && cluster.leader().is_some() {
-            // The registration taken over cleanly: this start's own (naming its incarnation
-            // at last), or the one the last start stopped cleanly at (its clean-stop mark).
-            let previous_epoch = if registered_since_start {
-                registered
-                    .filter(|b| b.incarnation.is_none())
-                    .map(|b| b.epoch)
-            } else {
-                cluster.clean_stop_epoch
-            };
-            let record = MetadataRecord::RegisterBroker {
-                id: cluster.node_id,
-                host: host.clone(),
-                port,
-                endpoints: endpoints.clone(),
-                format_levels,
-                incarnation: named.then_some(cluster.incarnation),
-                previous_epoch: previous_epoch.filter(|_| named),
-            };
-            match cluster.propose(record).await {
+            match cluster.propose(own.record(registered, &cluster)).await {
                 Err((code, message)) if code == UNSUPPORTED_VERSION => refused_exit(&message),
                 Ok(_) => {
                     // Applied here (and acted on): the leaderships this node still holds
@@ -414,6 +396,7 @@ pub(super) async fn registration_loop(shard: Rc<Shard>) {
                     cluster
                         .registered_since_start
                         .store(true, Ordering::Release);
+                    let (host, port) = (&own.host, own.port);
                     tracing::info!(node_id = cluster.node_id, %host, port, "broker registered");
                     refill_producer_ids(&shard, &cluster).await;
                     interval
@@ -437,6 +420,70 @@ pub(super) async fn registration_loop(shard: Rc<Shard>) {
             _ = tick => {},
         }
     }
+}
+
+/// What this node registers: its advertised listeners and the format levels it reads.
+struct OwnRegistration {
+    host: String,
+    port: i32,
+    endpoints: Vec<ListenerEndpoint>,
+    format_levels: LevelRange,
+}
+
+impl OwnRegistration {
+    /// Whether the applied `registered` is this start's, as it would register now. Kafka's
+    /// broker registers at every start: a registration left by an earlier start is not this
+    /// one's (`apply_register_broker` ends that start's leaderships if it crashed). A fenced
+    /// registration (heartbeats lost) is renewed.
+    fn is_current(&self, registered: Option<&RegisteredBroker>, cluster: &ClusterHandle) -> bool {
+        let registered_since_start = cluster.registered_since_start.load(Ordering::Acquire);
+        registered.is_some_and(|b| {
+            let this_start = match b.incarnation {
+                Some(incarnation) => incarnation == cluster.incarnation,
+                // Registered by this start below format level 5: once the level allows,
+                // registered again to name its incarnation.
+                None => registered_since_start && !names_incarnation(cluster),
+            };
+            b.host == self.host
+                && b.port == self.port
+                && b.endpoints == self.endpoints
+                && b.format_levels == self.format_levels
+                && !b.fenced
+                && this_start
+        })
+    }
+
+    /// The registration to propose, `registered` being the applied one.
+    fn record(
+        &self,
+        registered: Option<RegisteredBroker>,
+        cluster: &ClusterHandle,
+    ) -> MetadataRecord {
+        let named = names_incarnation(cluster);
+        // The registration taken over cleanly: this start's own (naming its incarnation at
+        // last), or the one the last start stopped cleanly at (its clean-stop mark).
+        let previous_epoch = if cluster.registered_since_start.load(Ordering::Acquire) {
+            registered
+                .filter(|b| b.incarnation.is_none())
+                .map(|b| b.epoch)
+        } else {
+            cluster.clean_stop_epoch
+        };
+        MetadataRecord::RegisterBroker {
+            id: cluster.node_id,
+            host: self.host.clone(),
+            port: self.port,
+            endpoints: self.endpoints.clone(),
+            format_levels: self.format_levels,
+            incarnation: named.then_some(cluster.incarnation),
+            previous_epoch: previous_epoch.filter(|_| named),
+        }
+    }
+}
+
+/// Whether the finalized format level lets a registration name its start.
+fn names_incarnation(cluster: &ClusterHandle) -> bool {
+    cluster.format_level.load(Ordering::Acquire) >= format_level::INCARNATION_LEVEL
 }
 
 /// On the quorum leader of a fresh cluster: finalize the level every voter reads once all
