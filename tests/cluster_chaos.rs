@@ -12,7 +12,10 @@
 //! the offset its acknowledgement named, and no delivery the client gave up on.
 //!
 //! 8 faults by default, 60 with SLUICE_LONG_TESTS=1; the seed is printed, and
-//! SLUICE_CHAOS_SEED=N replays one run's faults. Needs confluent-kafka
+//! SLUICE_CHAOS_SEED=N replays one run's faults. Two fixed cases beside it (decision 0012,
+//! "A restart ends the leaderships of the last start"): a leader restarted before its
+//! session lapses leads nothing in its old epoch; a cluster stopped whole and cleanly keeps
+//! its last leader's epoch. Needs confluent-kafka
 //! (`SLUICE_TEST_PYTHON` or `<repo>/.venv`); `SLUICE_SKIP_REAL_CLIENTS=1` skips it loudly.
 
 mod support;
