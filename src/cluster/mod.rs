@@ -205,9 +205,15 @@ impl ClusterHandle {
     }
 
     /// After every shard stopped: the clean-stop mark at `broker_epoch` (this node's
-    /// registration as last applied here), unless a shard reported a partition not closed
-    /// cleanly.
+    /// registration as last applied here), unless this start never registered or a shard
+    /// reported a partition not closed cleanly.
     pub fn mark_clean_stop(&self, broker_epoch: i64) {
+        // A start that never registered holds the last start's epoch, which may have ended
+        // in a crash: vouching for it would let the next start skip that crash's elections.
+        if !self.registered_since_start.load(Ordering::Acquire) {
+            tracing::info!("this start never registered: no clean-stop mark");
+            return;
+        }
         if self.unclean_stop.load(Ordering::Acquire) {
             tracing::warn!("a partition did not close cleanly: no clean-stop mark");
             return;
