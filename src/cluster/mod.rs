@@ -110,9 +110,9 @@ pub struct ClusterHandle {
     /// partition as its leader (`Shard::led`): its metadata may still name it leader in an
     /// epoch begun before it stopped, which its registration is what ends.
     pub registered_since_start: AtomicBool,
-    /// The broker epoch this node's last start stopped cleanly at (`clean_stop::take`),
-    /// named in this start's registration.
-    pub clean_stop_epoch: Option<i64>,
+    /// The last start's clean stop (`clean_stop::take`), named in this start's
+    /// registration.
+    pub clean_stop: Option<clean_stop::Mark>,
     /// Set by a shard that could not close a partition cleanly or holds one offline: this
     /// stop writes no clean-stop mark.
     pub unclean_stop: AtomicBool,
@@ -218,7 +218,11 @@ impl ClusterHandle {
             tracing::warn!("a partition did not close cleanly: no clean-stop mark");
             return;
         }
-        if let Err(e) = clean_stop::write(&self.data_dir, broker_epoch) {
+        let mark = clean_stop::Mark {
+            epoch: broker_epoch,
+            incarnation: self.incarnation,
+        };
+        if let Err(e) = clean_stop::write(&self.data_dir, mark) {
             tracing::warn!(error = %e, "clean-stop mark not written: the next start counts as after a crash");
         }
     }
@@ -322,7 +326,7 @@ pub fn start(
         follower_throttle: throttle::ReplicaThrottle::new(start.follower_throttled_rate),
         incarnation: rand::random(),
         registered_since_start: AtomicBool::new(false),
-        clean_stop_epoch: clean_stop::take(&start.data_dir),
+        clean_stop: clean_stop::take(&start.data_dir),
         unclean_stop: AtomicBool::new(false),
         data_dir: start.data_dir,
     });

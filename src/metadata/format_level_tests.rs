@@ -18,6 +18,7 @@ fn register(id: i32, max: i16) -> MetadataRecord {
         format_levels: LevelRange { min: 1, max },
         incarnation: None,
         previous_epoch: None,
+        previous_incarnation: None,
     }
 }
 

@@ -82,6 +82,9 @@ impl super::replicated::ClusterState {
     }
 }
 
+/// What the log says when a broker registers again without a clean stop (tests read it).
+pub const UNCLEAN_RESTART: &str = "broker restarted without a clean stop";
+
 /// Which start of its process a registration comes from, and the broker epoch of the
 /// registration it takes over cleanly (`MetadataRecord::RegisterBroker`; both `None` below
 /// format level 5).
@@ -89,6 +92,8 @@ impl super::replicated::ClusterState {
 pub struct Incarnations {
     pub this: Option<u64>,
     pub previous_epoch: Option<i64>,
+    /// The start that stopped cleanly, when this one follows a clean stop.
+    pub previous_incarnation: Option<u64>,
 }
 
 impl super::MetadataWriter {
@@ -122,11 +127,17 @@ impl super::MetadataWriter {
         let incarnation = incarnations.this;
         let unclean_restart = incarnation.is_some()
             && previous.is_some_and(|b| {
-                let taken_over_cleanly = incarnations.previous_epoch == Some(b.epoch);
+                let taken_over_cleanly = incarnations.previous_epoch == Some(b.epoch)
+                    || (b.incarnation.is_some()
+                        && b.incarnation == incarnations.previous_incarnation);
                 !b.fenced && b.incarnation != incarnation && !taken_over_cleanly
             });
         let mut changed = Vec::new();
         if unclean_restart {
+            tracing::warn!(
+                broker = id,
+                "{UNCLEAN_RESTART}: its leaderships end and it leaves the ISRs until it catches up"
+            );
             changed = cluster.elect_without(id);
             for (topic, p) in &changed {
                 cluster.maybe_complete_reassignment(topic, *p);
@@ -243,6 +254,7 @@ mod tests {
                 },
                 incarnation,
                 previous_epoch,
+                previous_incarnation: None,
             }
         };
         let mut index = 0..;
@@ -331,5 +343,18 @@ mod tests {
         let state = apply(&register(1, Some(13), Some(stopped_at))).unwrap();
         assert_eq!(state.leader("solo", 0), Some(1));
         assert!(state.leader_epoch("solo", 0) > solo_epoch);
+        // A clean stop whose own last registration committed after it last applied one:
+        // the epoch it names is stale, its incarnation (13) is the registered one.
+        let solo_epoch = state.leader_epoch("solo", 0);
+        let mut after_clean_stop = register(1, Some(15), Some(stopped_at));
+        if let MetadataRecord::RegisterBroker {
+            previous_incarnation,
+            ..
+        } = &mut after_clean_stop
+        {
+            *previous_incarnation = Some(13);
+        }
+        let state = apply(&after_clean_stop).unwrap();
+        assert_eq!(state.leader_epoch("solo", 0), solo_epoch);
     }
 }

@@ -212,6 +212,10 @@ pub enum MetadataRecord {
         /// its logs were closed whole), so its leaderships may stand.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         previous_epoch: Option<i64>,
+        /// The incarnation of the start that stopped cleanly: its own registration may have
+        /// committed after it last applied one, and still names it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        previous_incarnation: Option<u64>,
     },
     /// Heartbeats stopped: the broker is fenced, its partitions get new leaders from their
     /// ISRs and it leaves every ISR (Kafka's fencing with its PartitionChangeRecords,
@@ -537,6 +541,7 @@ impl MetadataWriter {
                 format_levels,
                 incarnation,
                 previous_epoch,
+                previous_incarnation,
             } => self.apply_register_broker(
                 *id,
                 host,
@@ -546,6 +551,7 @@ impl MetadataWriter {
                 super::registration::Incarnations {
                     this: *incarnation,
                     previous_epoch: *previous_epoch,
+                    previous_incarnation: *previous_incarnation,
                 },
             ),
             MetadataRecord::FinalizeFeature { name, level } => {

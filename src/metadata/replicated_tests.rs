@@ -37,6 +37,7 @@ pub(crate) fn register_brokers(writer: &MetadataWriter, ids: &[i32], first_index
             format_levels: Default::default(),
             incarnation: None,
             previous_epoch: None,
+            previous_incarnation: None,
         };
         writer.apply_record(index, &register).unwrap();
     }
@@ -60,6 +61,7 @@ fn records_apply_the_same_way_and_images_round_trip() {
         format_levels: Default::default(),
         incarnation: None,
         previous_epoch: None,
+        previous_incarnation: None,
     };
     a.apply_record(1, &register(1)).unwrap();
     a.apply_record(2, &register(2)).unwrap();
@@ -260,6 +262,7 @@ fn security_records_apply_through_the_log_and_travel_in_images() {
             format_levels: Default::default(),
             incarnation: None,
             previous_epoch: None,
+            previous_incarnation: None,
         },
     )
     .unwrap();
@@ -381,6 +384,7 @@ fn registrations_carry_endpoints_and_older_records_still_load() {
         format_levels: Default::default(),
         incarnation: None,
         previous_epoch: None,
+        previous_incarnation: None,
     };
     a.apply_record(2, &register).unwrap();
     let snapshot = a.snapshot();
@@ -499,6 +503,7 @@ fn memberships_apply_only_from_the_slot_holder_at_its_epoch_and_travel_in_images
         format_levels: Default::default(),
         incarnation: None,
         previous_epoch: None,
+        previous_incarnation: None,
     };
     a.apply_record(12, &register).unwrap();
     let after = a

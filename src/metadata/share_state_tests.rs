@@ -26,6 +26,7 @@ fn writer_with_topic(ids: &[i32]) -> (tempfile::TempDir, MetadataWriter) {
             },
             incarnation: None,
             previous_epoch: None,
+            previous_incarnation: None,
         };
         writer.apply_record(index, &register).unwrap();
     }

@@ -462,13 +462,14 @@ impl OwnRegistration {
         let named = names_incarnation(cluster);
         // The registration taken over cleanly: this start's own (naming its incarnation at
         // last), or the one the last start stopped cleanly at (its clean-stop mark).
-        let previous_epoch = if cluster.registered_since_start.load(Ordering::Acquire) {
-            registered
-                .filter(|b| b.incarnation.is_none())
-                .map(|b| b.epoch)
-        } else {
-            cluster.clean_stop_epoch
-        };
+        let (previous_epoch, previous_incarnation) =
+            if cluster.registered_since_start.load(Ordering::Acquire) {
+                let own = registered.filter(|b| b.incarnation.is_none());
+                (own.map(|b| b.epoch), None)
+            } else {
+                let mark = cluster.clean_stop;
+                (mark.map(|m| m.epoch), mark.map(|m| m.incarnation))
+            };
         MetadataRecord::RegisterBroker {
             id: cluster.node_id,
             host: self.host.clone(),
@@ -477,6 +478,7 @@ impl OwnRegistration {
             format_levels: self.format_levels,
             incarnation: named.then_some(cluster.incarnation),
             previous_epoch: previous_epoch.filter(|_| named),
+            previous_incarnation: previous_incarnation.filter(|_| named),
         }
     }
 }
