@@ -14,8 +14,8 @@
 //! 8 faults by default, 60 with SLUICE_LONG_TESTS=1; the seed is printed, and
 //! SLUICE_CHAOS_SEED=N replays one run's faults. Two fixed cases beside it (decision 0012,
 //! "A restart ends the leaderships of the last start"): a leader restarted before its
-//! session lapses leads nothing in its old epoch; a cluster stopped whole and cleanly keeps
-//! its last leader's epoch. Needs confluent-kafka
+//! session lapses leads nothing in its old epoch; a cluster stopped whole and cleanly is not
+//! taken for one back from a crash. Needs confluent-kafka
 //! (`SLUICE_TEST_PYTHON` or `<repo>/.venv`); `SLUICE_SKIP_REAL_CLIENTS=1` skips it loudly.
 
 mod support;
@@ -272,12 +272,12 @@ fn a_leader_restarted_before_its_session_lapses_leads_nothing_in_its_old_epoch()
 
 /// A clean stop of the whole cluster (SIGTERM to each node in turn): the last node's
 /// controlled shutdown cannot commit (its quorum went first), so its registration stays
-/// unfenced, but it closed every log whole and left a clean-stop mark; its next start
-/// names that stop, so the quorum does not count it as a crash: the partitions it led keep
-/// their leader epoch (Kafka's clean-shutdown file). Every acknowledged record is there.
+/// unfenced, but it closed every log whole and left a clean-stop mark; its next start names
+/// that stop, so no node treats it as back from a crash (Kafka's clean-shutdown file): it
+/// leads again and keeps its place in the ISRs. Every acknowledged record is there.
 #[test]
-fn a_clean_stop_of_the_whole_cluster_keeps_the_last_leaders_epoch() {
-    let test = "a_clean_stop_of_the_whole_cluster_keeps_the_last_leaders_epoch";
+fn a_clean_stop_of_the_whole_cluster_is_not_taken_for_a_crash() {
+    let test = "a_clean_stop_of_the_whole_cluster_is_not_taken_for_a_crash";
     let topic = "stopped";
     // Restarted nodes on a loaded box may take seconds to heartbeat: a lapsed session would
     // fence the leader (a new epoch for a reason this test is not about).
