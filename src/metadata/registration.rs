@@ -85,14 +85,17 @@ impl super::replicated::ClusterState {
 /// What the log says when a broker registers again without a clean stop (tests read it).
 pub const UNCLEAN_RESTART: &str = "broker restarted without a clean stop";
 
-/// Which start of its process a registration comes from, and the broker epoch of the
-/// registration it takes over cleanly (`MetadataRecord::RegisterBroker`; both `None` below
-/// format level 5).
+/// Which start of its process a registration comes from, and the registration it takes
+/// over cleanly (`MetadataRecord::RegisterBroker`; all `None` below format level 5).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Incarnations {
     pub this: Option<u64>,
+    /// The broker epoch taken over: the same process's own registration, when it first
+    /// names its incarnation, or the one a start that stopped cleanly knew itself
+    /// registered at (`cluster::clean_stop`: its logs were closed whole).
     pub previous_epoch: Option<i64>,
-    /// The start that stopped cleanly, when this one follows a clean stop.
+    /// The start that stopped cleanly: its own last registration may have committed after
+    /// it last applied one, and names it.
     pub previous_incarnation: Option<u64>,
 }
 

@@ -202,18 +202,14 @@ pub enum MetadataRecord {
         #[serde(default)]
         format_levels: super::format_level::LevelRange,
         /// This start of the broker's process (random per start; level 5, absent before):
-        /// a registration from a new start while the previous one is still registered and
-        /// unfenced means that one stopped uncleanly (`apply_register_broker`).
+        /// see `apply_register_broker` for what a new one ends.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         incarnation: Option<u64>,
         /// The broker epoch of the registration this one takes over cleanly (Kafka's
-        /// `PreviousBrokerEpoch`): the same process's own, when it first names its
-        /// incarnation, or the one of a start that stopped cleanly (`cluster::clean_stop`:
-        /// its logs were closed whole), so its leaderships may stand.
+        /// `PreviousBrokerEpoch`; `registration::Incarnations`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         previous_epoch: Option<i64>,
-        /// The incarnation of the start that stopped cleanly: its own registration may have
-        /// committed after it last applied one, and still names it.
+        /// The incarnation of the start that stopped cleanly (`cluster::clean_stop`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         previous_incarnation: Option<u64>,
     },
