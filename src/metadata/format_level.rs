@@ -43,7 +43,7 @@ pub const LEVELS: &[(i16, &str)] = &[
     ),
     (
         5,
-        "RegisterBroker with an incarnation: a broker back from an unclean stop leads nothing in its old epochs",
+        "RegisterBroker with an incarnation: a broker back from an unclean stop leads nothing in its old epochs; ControlledShutdown with the broker epoch",
     ),
 ];
 
@@ -65,7 +65,8 @@ pub fn required_level(record: &MetadataRecord) -> i16 {
         MetadataRecord::RegisterBroker {
             incarnation: Some(_),
             ..
-        } => INCARNATION_LEVEL,
+        }
+        | MetadataRecord::ControlledShutdown { epoch: Some(_), .. } => INCARNATION_LEVEL,
         _ => LEGACY_LEVEL,
     }
 }

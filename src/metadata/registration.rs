@@ -171,6 +171,27 @@ impl super::MetadataWriter {
         Ok(super::replicated::Applied::Partitions(changed))
     }
 
+    /// A controlled shutdown: fencing, unless it names a broker epoch a later registration
+    /// replaced (proposed before the quorum went, committed after the broker started
+    /// again: Kafka refuses a stale broker epoch the same way).
+    pub(super) fn apply_controlled_shutdown(
+        &self,
+        id: i32,
+        epoch: Option<i64>,
+    ) -> Result<super::replicated::Applied, super::MetadataError> {
+        let current = self.cluster_state().brokers.get(&id).map(|b| b.epoch);
+        if epoch.is_some_and(|e| Some(e) != current) {
+            tracing::info!(
+                broker = id,
+                ?epoch,
+                ?current,
+                "stale controlled shutdown ignored"
+            );
+            return Ok(super::replicated::Applied::Brokers);
+        }
+        self.apply_fencing(id, true)
+    }
+
     /// Fencing or a controlled shutdown (`fenced`), or an unfence: the elections of
     /// `elections`, and a fenced broker's coordinator slots move to live brokers (an
     /// unfenced one only takes slots no live broker held).
@@ -359,5 +380,17 @@ mod tests {
         }
         let state = apply(&after_clean_stop).unwrap();
         assert_eq!(state.leader_epoch("solo", 0), solo_epoch);
+
+        // A controlled shutdown of an earlier registration, committed late, is stale.
+        let stale = state.brokers[&1].epoch - 1;
+        let shutdown = |epoch| MetadataRecord::ControlledShutdown { id: 1, epoch };
+        let state = apply(&shutdown(Some(stale))).unwrap();
+        assert!(!state.brokers[&1].fenced, "stale: ignored");
+        let current = state.brokers[&1].epoch;
+        let state = apply(&shutdown(Some(current))).unwrap();
+        assert!(
+            state.brokers[&1].fenced,
+            "the current registration's: applied"
+        );
     }
 }

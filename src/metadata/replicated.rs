@@ -219,10 +219,12 @@ pub enum MetadataRecord {
     FenceBroker {
         id: i32,
     },
-    /// SIGTERM (Kafka's BrokerHeartbeat `wantShutDown`): as fencing, asked by the broker
-    /// itself so its leaderships move before it stops.
+    /// SIGTERM (Kafka's BrokerHeartbeat `wantShutDown`): fencing asked by the broker itself;
+    /// `epoch` (level 5): its registration's, stale once a later start registers.
     ControlledShutdown {
         id: i32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        epoch: Option<i64>,
     },
     UnfenceBroker {
         id: i32,
@@ -553,8 +555,9 @@ impl MetadataWriter {
             MetadataRecord::FinalizeFeature { name, level } => {
                 self.apply_finalize_feature(index, name, *level)
             }
-            MetadataRecord::FenceBroker { id } | MetadataRecord::ControlledShutdown { id } => {
-                self.apply_fencing(*id, true)
+            MetadataRecord::FenceBroker { id } => self.apply_fencing(*id, true),
+            MetadataRecord::ControlledShutdown { id, epoch } => {
+                self.apply_controlled_shutdown(*id, *epoch)
             }
             MetadataRecord::UnfenceBroker { id } => self.apply_fencing(*id, false),
             MetadataRecord::RebalanceCoordinators => {

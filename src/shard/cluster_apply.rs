@@ -554,8 +554,15 @@ async fn controlled_shutdown(shard: &Rc<Shard>) {
     cluster
         .leaving
         .store(true, std::sync::atomic::Ordering::Relaxed);
+    let registered = shard
+        .metadata
+        .load()
+        .cluster
+        .as_ref()
+        .and_then(|c| c.brokers.get(&cluster.node_id).map(|b| b.epoch));
     let record = MetadataRecord::ControlledShutdown {
         id: cluster.node_id,
+        epoch: registered.filter(|_| names_incarnation(&cluster)),
     };
     match cluster.propose(record).await {
         Ok(_) => tracing::info!(
