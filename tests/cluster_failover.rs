@@ -19,6 +19,7 @@
 
 mod support;
 
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use support::cluster::{LocalCluster, find_coordinator};
@@ -66,18 +67,67 @@ fn create_replicated_topic(cluster: &LocalCluster, name: &str) {
 /// The committing consumer group (`cluster_failover.py consume`).
 struct GroupConsumer {
     script: ScriptProcess,
+    /// librdkafka's debug trace (`--client-debug`), in a directory kept with
+    /// `SLUICE_TEST_KEEP_DIRS`.
+    trace: PathBuf,
+    _trace_dir: Option<tempfile::TempDir>,
 }
+
+/// The trace lines a stuck group's report quotes (the newest): librdkafka's group state
+/// changes and coordinator queries, its broker handles coming and going, and what each
+/// Metadata answer listed.
+const TRACE_LINES_QUOTED: usize = 120;
+const TRACE_FACILITIES: [&str; 14] = [
+    "CGRPSTATE",
+    "CGRPJOINSTATE",
+    "CGRPQUERY",
+    "CGRPCOORD",
+    "COORD ",
+    "COORDSET",
+    "COORDCLEAR",
+    "Sending TERMINATE",
+    "Decommissioning",
+    "cluster connection",
+    "no usable",
+    "Broker changed state",
+    " brokers, ",
+    "REQERR",
+];
 
 impl GroupConsumer {
     fn start(python: &std::path::Path, bootstrap: &str, topic: &str, group: &str) -> Self {
+        let dir = tempfile::tempdir().expect("a directory for the client's trace");
+        let trace = dir.path().join("librdkafka-debug.log");
         let mut command = Command::new(python);
         command
             .args(["cluster_failover.py", "consume", "--bootstrap", bootstrap])
             .args(["--topic", topic, "--group", group, "--commit-ms", "200"])
-            .args(["--status-ms", "1000"]);
+            .args(["--status-ms", "1000"])
+            .arg("--client-debug")
+            .arg(&trace);
         GroupConsumer {
             script: ScriptProcess::start(command),
+            trace,
+            _trace_dir: support::keep_for_diagnosis(dir, "the group's librdkafka trace"),
         }
+    }
+
+    /// The newest lines of librdkafka's trace that say where the group is stuck.
+    fn trace_tail(&self) -> String {
+        let Ok(text) = std::fs::read_to_string(&self.trace) else {
+            return format!("no librdkafka trace at {}", self.trace.display());
+        };
+        let picked: Vec<&str> = text
+            .lines()
+            .rev()
+            .filter(|l| TRACE_FACILITIES.iter().any(|f| l.contains(f)))
+            .take(TRACE_LINES_QUOTED)
+            .collect();
+        let oldest_first: Vec<&str> = picked.into_iter().rev().collect();
+        format!(
+            "librdkafka's trace, its last {TRACE_LINES_QUOTED} telling lines:\n  {}",
+            oldest_first.join("\n  ")
+        )
     }
 
     /// The last commit the group acknowledged (-1: none yet).
@@ -92,9 +142,10 @@ impl GroupConsumer {
                 // A copy: panicking while holding the lines' lock would poison it.
                 let lines = self.script.lines().clone();
                 panic!(
-                    "no commit of {at_least} within {within:?}\n{}\n{}\n{}",
+                    "no commit of {at_least} within {within:?}\n{}\n{}\n{}\n{}",
                     self.script.liveness(),
                     group_report(&lines),
+                    self.trace_tail(),
                     cluster.diagnostics()
                 );
             }

@@ -12,6 +12,7 @@ consume: a committing consumer group member (tests/cluster_offsets.rs and the fa
 
 import argparse
 import json
+import logging
 import sys
 import threading
 import time
@@ -134,7 +135,9 @@ def consume(args):
     once it is acknowledged ("commit-err <offset> <error>" when refused). Commits are
     asynchronous (answered through poll), so a rebalance is never blocked behind a commit
     waiting for the coordinator. With --status-ms, prints librdkafka's view as
-    "status ..." lines (see status_line) and its errors as "client-error ...". Stops after --count records or at a line on stdin,
+    "status ..." lines (see status_line) and its errors as "client-error ...". With
+    --client-debug, librdkafka's debug trace (group, broker handles, metadata) goes to that
+    file. Stops after --count records or at a line on stdin,
     commits, closes, then prints "done <count>"."""
     state = {"assigned": False, "committed": None}
 
@@ -153,6 +156,15 @@ def consume(args):
         config["statistics.interval.ms"] = args.status_ms
         config["stats_cb"] = lambda raw: out(status_line(raw, args.topic))
         config["error_cb"] = lambda err: out(f"client-error {err}")
+    if args.client_debug:
+        # librdkafka's own trace of the group, broker handles and metadata, to a file: a
+        # group stuck with every broker up says why only here (the stderr log is terse).
+        trace = logging.getLogger("librdkafka")
+        trace.addHandler(logging.FileHandler(args.client_debug))
+        trace.setLevel(logging.DEBUG)
+        trace.propagate = False
+        config["debug"] = "cgrp,broker,metadata"
+        config["logger"] = trace
     consumer = Consumer(
         {
             **config,
@@ -248,6 +260,7 @@ def main():
     parser.add_argument("--commit-ms", type=int, default=200)
     parser.add_argument("--print-records", action="store_true")
     parser.add_argument("--status-ms", type=int, default=0, help="consume: status period")
+    parser.add_argument("--client-debug", help="consume: librdkafka's debug trace to this file")
     parser.add_argument("--first", type=int, default=0, help="the first value produced")
     args = parser.parse_args()
     modes = {"produce": produce, "verify": verify, "consume": consume, "fill": fill}
