@@ -1,7 +1,8 @@
 //! FindCoordinator (v0–v6, batched `coordinator_keys` from v4; v6's share-group keys are
 //! INVALID_REQUEST: no share groups here): on a single node this broker coordinates every
-//! group and transactional id (the owning shard is reached internally); in cluster mode a
-//! stable choice among the live brokers (`cluster_view::coordinator_seen_from`). No shard hop.
+//! group and transactional id (the owning shard is reached internally); in cluster mode the
+//! key's slot holder, COORDINATOR_NOT_AVAILABLE while there is none or this node has not
+//! caught up since it started (`cluster_view::coordinator_seen_from`). No shard hop.
 
 use crate::group;
 use crate::server::cluster_view::coordinator_seen_from;
