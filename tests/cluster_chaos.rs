@@ -311,10 +311,10 @@ fn a_clean_stop_of_the_whole_cluster_is_not_taken_for_a_crash() {
         .join("meta")
         .join("clean-stop");
     assert!(mark.exists(), "the last node left its clean-stop mark");
-    // The leader first, so it heartbeats as soon as the others form a quorum.
-    for id in order.into_iter().rev() {
-        cluster.node_mut(id).spawn();
-    }
+    // The leader first, so it heartbeats as soon as the others form a quorum. All three
+    // before any is waited for: a node listens only once it caught up with a quorum.
+    let restart: Vec<i32> = order.into_iter().rev().collect();
+    cluster.start_nodes(&restart);
     let (now_leader, now_epoch, _) =
         cluster.wait_for_partition(topic, HEAL_WAIT, "a full ISR after the restart", healed);
     // Its stop was clean: no node treats its start as one after a crash. (Its leaderships

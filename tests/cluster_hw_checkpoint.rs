@@ -4,10 +4,11 @@
 //! shutdown, and a restarted broker starts each partition's high watermark from it. 3 nodes
 //! on 127.0.0.1, one core each, an RF=3 topic with 20 records written with acks=all:
 //! - the whole cluster crashes (SIGKILL, so every ISR stays full); the leader, restarted
-//!   alone, serves nothing: without a quorum it cannot register this start, and until it
-//!   has, the leaderships its metadata names are its last start's (decision 0012, "A
-//!   restart ends the leaderships of the last start"); once the rest rejoin, the
-//!   partition's leader, in a new epoch, serves all 20 at once;
+//!   alone, serves nothing: without a quorum it can neither catch up (it listens only
+//!   after) nor register this start, and until it has, the leaderships its metadata names
+//!   are its last start's (decision 0012, "A restart ends the leaderships of the last
+//!   start"); once the rest rejoin, the partition's leader, in a new epoch, serves all 20
+//!   at once;
 //! - the followers learn the high watermark from fetch answers without records too (their
 //!   checkpoints reach 20 while idle); when the leader crashes and stays down, the follower
 //!   promoted serves all 20 records from its first answer as leader;
@@ -26,8 +27,8 @@ use support::cluster::{LocalCluster, leaders, metadata};
 use support::wire::{RawConn, encode_batch, plain_record, produce_request, topic_name};
 
 const TOPIC: &str = "checkpointed";
-/// Kafka's NOT_LEADER_OR_FOLLOWER.
-const NOT_LEADER_OR_FOLLOWER: i16 = 6;
+/// What every shard of a start logs once its partitions are open.
+const SHARD_READY: &str = "shard ready";
 const RECORDS: usize = 20;
 /// Generous bounds for a loaded 2-core box: waits, not speed assertions.
 const WAIT: Duration = Duration::from_secs(60);
@@ -159,26 +160,27 @@ fn a_leader_restarted_alone_after_the_whole_cluster_crashed_serves_nothing_until
     for id in 1..=3 {
         cluster.node_mut(id).kill();
     }
-    cluster.node_mut(leader).spawn();
-    // Alone it has no quorum to register with: it answers, but not as the leader.
-    let not_leader = format!("fetch error {NOT_LEADER_OR_FOLLOWER}");
+    let log_start = cluster.node_mut(leader).spawn_unwaited();
+    // Alone it has no quorum to catch up and register with: its partitions open, but its
+    // port takes no connection.
     support::wait_until(WAIT, Duration::from_millis(50), || {
-        match fetch_all(&cluster, leader) {
-            Err(e) if e == not_leader => Ok(()),
-            other => Err(format!("the lone restarted leader answered {other:?}")),
+        let node = cluster.node(leader);
+        match node.log_since(log_start).contains(SHARD_READY) {
+            true => Ok(()),
+            false => Err(format!(
+                "the restart did not open its partitions\n{}",
+                node.diagnostics()
+            )),
         }
     });
-    std::thread::sleep(IDLE_ANSWER_WAIT);
-    assert_eq!(
-        fetch_all(&cluster, leader),
-        Err(not_leader),
-        "still alone, still not serving"
-    );
+    cluster
+        .node_mut(leader)
+        .assert_refuses_connections_for(IDLE_ANSWER_WAIT, "alone, the restarted leader served");
 
     // The others come back: the cluster goes on from there.
-    for id in (1..=3).filter(|&id| id != leader) {
-        cluster.node_mut(id).spawn();
-    }
+    let others: Vec<i32> = (1..=3).filter(|&id| id != leader).collect();
+    cluster.start_nodes(&others);
+    cluster.node_mut(leader).wait_until_serving(log_start);
     cluster.wait_until_formed(3);
     support::wait_until(WAIT, Duration::from_millis(100), || {
         let now_leader = leaders(cluster.node(leader), TOPIC).first().copied();

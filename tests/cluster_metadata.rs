@@ -500,3 +500,38 @@ fn the_quorum_survives_its_leader_killed_again_and_again() {
         elections[elections.len() - 1]
     );
 }
+
+/// A node that cannot reach its quorum waits for it without listening, as a Kafka broker
+/// waits for its first catch-up before it opens its listeners. Signals still reach it: a
+/// SIGTERM then stops it cleanly (exit 0) within the controlled shutdown's bound, instead
+/// of leaving it deaf until a quorum forms.
+#[test]
+fn a_node_waiting_for_its_quorum_stops_cleanly_on_sigterm() {
+    const STOP_WITHIN: Duration = Duration::from_secs(15);
+    let mut cluster = LocalCluster::start(3);
+    cluster.wait_until_formed(3);
+    for id in 1..=3 {
+        cluster.node_mut(id).kill();
+    }
+    let node = cluster.node_mut(1);
+    let log_start = node.spawn_unwaited();
+    support::wait_until(
+        Duration::from_secs(60),
+        Duration::from_millis(50),
+        || match node.log_since(log_start).contains("shard ready") {
+            true => Ok(()),
+            false => Err(format!("partitions not opened\n{}", node.diagnostics())),
+        },
+    );
+    node.assert_refuses_connections_for(Duration::from_secs(1), "listened without a quorum");
+    let began = Instant::now();
+    let status = node.terminate();
+    assert!(
+        status.is_some_and(|s| s.success()) && began.elapsed() < STOP_WITHIN,
+        "{status:?} after {:?}\n{}",
+        began.elapsed(),
+        node.diagnostics()
+    );
+    let log = node.log_since(log_start);
+    assert!(log.contains("stopped cleanly before serving"), "{log}");
+}

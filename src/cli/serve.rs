@@ -177,6 +177,25 @@ pub(super) fn wait_for_signal(set: &libc::sigset_t) -> i32 {
     signal
 }
 
+/// Whether a SIGTERM or SIGINT arrived within `timeout` (taken: the process then stops).
+/// For start-up waits that may last (a cluster node waiting for its quorum); a SIGHUP
+/// stays pending for the main loop.
+fn stop_signal_within(timeout: std::time::Duration) -> bool {
+    // SAFETY: plain libc signal-set calls on a zeroed, then initialised, sigset; the
+    // signals are blocked on every thread (`block_signals`), so sigtimedwait takes them.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        let wait = libc::timespec {
+            tv_sec: timeout.as_secs() as libc::time_t,
+            tv_nsec: timeout.subsec_nanos() as libc::c_long,
+        };
+        libc::sigtimedwait(&set, std::ptr::null_mut(), &wait) > 0
+    }
+}
+
 pub fn run(args: ServeArgs) -> Result<(), String> {
     let began = std::time::Instant::now();
     // First of all: a SIGTERM that arrives while the config loads must wait for the shutdown
@@ -206,7 +225,15 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
     let admin = crate::admin::spawn_admin_server(config.admin_listen, observer.clone())
         .map_err(|e| e.to_string())?;
     crate::admin::systemd::notify_status("recovering partitions");
-    let broker = crate::shard::start_broker(config).map_err(|e| e.to_string())?;
+    let broker = match crate::shard::start_broker(config, &stop_signal_within) {
+        Ok(broker) => broker,
+        Err(crate::shard::StartError::StoppedBeforeServing) => {
+            admin.shutdown();
+            tracing::info!("stopped cleanly before serving (no metadata quorum reached)");
+            return Ok(());
+        }
+        Err(e) => return Err(e.to_string()),
+    };
     observer.attach(
         broker.shard_senders(),
         broker.cores.clone(),

@@ -173,11 +173,11 @@ pub fn partition_replicas(
 /// client reaches it: on a single node this one; in cluster mode the broker holding the
 /// key's coordinator slot in the replicated state (decision 0024), so every broker gives the
 /// same answer and it moves only when that broker is fenced. `None` (Kafka answers
-/// COORDINATOR_NOT_AVAILABLE, which clients retry) when no live broker holds the slot,
-/// when that broker has no endpoint on the request's listener, and on a node that has not
-/// caught up since it started: its state is the one it stopped with, whose coordinator
-/// may since have moved (a Kafka broker takes no request before its first catch-up), and
-/// naming it sends the client into NOT_COORDINATOR answers until the session times out.
+/// COORDINATOR_NOT_AVAILABLE, which clients retry) when no live broker holds the slot
+/// (naming this node instead sent the client into NOT_COORDINATOR answers until its session
+/// timed out) and when that broker has no endpoint on the request's listener. A restarted
+/// node's state may be the one it stopped with only before its first catch-up, when it
+/// does not listen yet (`shard::runtime::wait_for_first_catch_up`).
 pub fn coordinator_seen_from(
     ctx: &RequestContext<'_>,
     snapshot: &MetadataSnapshot,
@@ -186,7 +186,6 @@ pub fn coordinator_seen_from(
     let brokers = brokers_seen_from(ctx, snapshot);
     match snapshot.cluster.as_deref() {
         None => brokers.into_iter().next(),
-        Some(_) if !ctx.shard.caught_up_since_start() => None,
         Some(cluster) => {
             let id = cluster.coordinator(key)?;
             brokers.into_iter().find(|b| b.id == id)

@@ -24,9 +24,6 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-/// Between two tries of the start-up `CatchUp` proposal (no quorum leader yet).
-const CATCH_UP_RETRY: Duration = Duration::from_millis(100);
-
 /// Gives this shard's group coordinator the metadata log, in cluster mode (start-up); on
 /// shard 0 also starts the catch-up that lets this node coordinate groups.
 pub(super) fn replicate_if_clustered(shard: &Rc<Shard>) {
@@ -36,25 +33,9 @@ pub(super) fn replicate_if_clustered(shard: &Rc<Shard>) {
             metadata: shard.metadata.clone(),
         }));
         if shard.id == 0 {
-            compio::runtime::spawn(catch_up(shard.clone(), cluster.clone())).detach();
+            compio::runtime::spawn(super::catch_up::catch_up(shard.clone(), cluster.clone()))
+                .detach();
         }
-    }
-}
-
-/// Proposes a `CatchUp` record until one is applied here. Before that, a restarted node's
-/// state may be an old one in which it coordinated groups it no longer does, with offsets
-/// older than the ones acknowledged since: it must not serve them.
-async fn catch_up(shard: Rc<Shard>, cluster: Arc<ClusterHandle>) {
-    while !shard.shutting_down.get() {
-        let record = MetadataRecord::CatchUp {
-            node: cluster.node_id,
-        };
-        if cluster.leader().is_some() && cluster.propose(record).await.is_ok() {
-            cluster.caught_up_since_start.store(true, Ordering::Release);
-            tracing::info!(node_id = cluster.node_id, "caught up with the metadata log");
-            return;
-        }
-        shard.timer.sleep(CATCH_UP_RETRY).await;
     }
 }
 

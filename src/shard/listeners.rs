@@ -1,8 +1,9 @@
 //! The Kafka listeners' sockets: one SO_REUSEPORT socket per configured listener per shard,
 //! bound before any shard thread starts (a busy port is a clean start-up error) and put in
-//! the listening state only once every shard has opened its partitions (`start_listening`),
-//! so the port refuses connections while the broker recovers instead of accepting ones that
-//! no shard answers yet.
+//! the listening state only once every shard has opened its partitions and, in cluster
+//! mode, the node has caught up with the metadata quorum (`listen_once_ready`), so the port
+//! refuses connections while the broker recovers instead of accepting ones that no shard
+//! answers yet, or answering from the state it stopped with.
 //!
 //! Must not: accept connections (the shards do, in `server::serve`).
 
@@ -198,7 +199,7 @@ pub(super) struct ToListen {
 
 /// Puts every shard's socket in the listening state (the duplicates share the socket with
 /// the shards' descriptors); the caller drops the duplicates afterwards.
-pub(super) fn start_listening(sockets: &[ToListen]) -> Result<(), StartError> {
+fn start_listening(sockets: &[ToListen]) -> Result<(), StartError> {
     for s in sockets {
         socket2::SockRef::from(&s.socket)
             .listen(LISTEN_BACKLOG)
@@ -206,6 +207,43 @@ pub(super) fn start_listening(sockets: &[ToListen]) -> Result<(), StartError> {
                 addr: s.addr,
                 source,
             })?;
+    }
+    Ok(())
+}
+
+/// Every partition of every shard is open (and in cluster mode this node has caught up
+/// with the metadata quorum): only now do the sockets listen (before, a connect is refused
+/// and clients retry; a connection the kernel queued would wait unanswered through
+/// recovery, or be reset if start-up failed) and the shards serve, or a request for a
+/// partition another shard is still recovering would be refused.
+pub(super) fn listen_once_ready(
+    shards: usize,
+    cluster: Option<&crate::cluster::ClusterHandle>,
+    ready_rx: &std::sync::mpsc::Receiver<Result<usize, StartError>>,
+    to_listen: &[ToListen],
+    stop_requested: &dyn Fn(std::time::Duration) -> bool,
+) -> Result<(), StartError> {
+    wait_until_every_shard_is_ready(shards, ready_rx)?;
+    if let Some(cluster) = cluster {
+        super::catch_up::wait_for_first_catch_up(cluster, stop_requested)?;
+    }
+    start_listening(to_listen)
+}
+
+/// Waits for every shard to report its partitions open (or the first failure).
+fn wait_until_every_shard_is_ready(
+    shards: usize,
+    ready_rx: &std::sync::mpsc::Receiver<Result<usize, StartError>>,
+) -> Result<(), StartError> {
+    for _ in 0..shards {
+        match ready_rx.recv() {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(e),
+            Err(_) => {
+                let exited = "a shard thread exited during start-up";
+                return Err(StartError::Shard(0, exited.into()));
+            }
+        }
     }
     Ok(())
 }

@@ -8,6 +8,7 @@
 
 mod background_flush;
 pub mod budget;
+mod catch_up;
 mod cleaner;
 mod cluster_apply;
 pub mod cluster_topics;
@@ -220,17 +221,6 @@ impl Shard {
             .as_ref()
             .map_or(0, |c| c.applied_index);
         !cluster.caught_up(applied)
-    }
-
-    /// Whether this node's metadata is no older than the cluster's was when it started:
-    /// always on a single node; in cluster mode once this start's `CatchUp` record is
-    /// applied (`ClusterHandle::caught_up_since_start`). Before it, a restarted node still
-    /// holds the state it stopped with.
-    pub fn caught_up_since_start(&self) -> bool {
-        self.cluster.as_deref().is_none_or(|c| {
-            c.caught_up_since_start
-                .load(std::sync::atomic::Ordering::Acquire)
-        })
     }
 
     /// The slot of a partition this shard leads and may serve: `Missing` (answered

@@ -3,12 +3,13 @@
 //! Start-up order: lock the data directory, load metadata, bind one SO_REUSEPORT socket
 //! per shard (so a busy port fails before any thread starts), start the threads (each pins
 //! itself, builds its io_uring ring or polling driver, opens and recovers its partitions),
-//! wait until every shard reports ready, and only then listen and let the shards accept. Shutdown: every shard stops accepting, lets each
-//! connection finish the request it is serving, flushes and closes its logs cleanly.
+//! wait until every shard reports ready (in cluster mode, also until this node caught up
+//! with the metadata quorum), and only then listen and let the shards accept. Shutdown:
+//! stop accepting, finish each connection's request in progress, close the logs cleanly.
 
 use super::io_driver::IoDriver;
 use super::listeners::{
-    AddressClaim, BoundListeners, ShardListeners, bind_listeners, start_listening,
+    AddressClaim, BoundListeners, ShardListeners, bind_listeners, listen_once_ready,
 };
 use super::outbox::Outbox;
 use super::shard_loop::block_on_batched;
@@ -23,16 +24,17 @@ use std::path::Path;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 /// Bytes of locked memory one io_uring entry costs (SQE 64 B + two CQEs 16 B each), used to
 /// check the rings fit the memlock budget before the kernel refuses them.
 const RING_BYTES_PER_ENTRY: u64 = 64 + 2 * 16;
 
-/// The running broker, as seen from the main thread.
 /// Longest a SIGTERM in cluster mode waits for the quorum to move this node's leaderships
 /// (Kafka retries its ControlledShutdown for about as long by default).
-pub const CONTROLLED_SHUTDOWN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+pub const CONTROLLED_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The running broker, as seen from the main thread.
 pub struct BrokerHandle {
     threads: Vec<JoinHandle<()>>,
     senders: Arc<[flume::Sender<ShardMail>]>,
@@ -153,8 +155,13 @@ fn shard_channels(
     (senders.into(), receivers)
 }
 
-/// Starts every shard and returns once all of them have recovered and are listening.
-pub fn start_broker(config: BrokerConfig) -> Result<BrokerHandle, StartError> {
+/// Starts every shard and returns once all of them have recovered and are listening (in
+/// cluster mode, once this node has also caught up with the metadata quorum, asking
+/// `stop_requested` meanwhile whether to give up: `StartError::StoppedBeforeServing`).
+pub fn start_broker(
+    config: BrokerConfig,
+    stop_requested: &dyn Fn(Duration) -> bool,
+) -> Result<BrokerHandle, StartError> {
     let (cores, io_driver) = cores_and_driver(&config)?;
     super::descriptors::raise_open_file_limit();
     let lock = lock_data_dir(&config.data_dir)?;
@@ -231,12 +238,14 @@ pub fn start_broker(config: BrokerConfig) -> Result<BrokerHandle, StartError> {
         _data_dir_lock: lock,
         _listener_claims: listener_claims,
     };
-    // Every partition of every shard is open: only now do the sockets listen (before, a
-    // connect is refused and clients retry; a connection the kernel queued would wait
-    // unanswered through recovery, or be reset if start-up failed) and the shards serve,
-    // or a request for a partition another shard is still recovering would be refused.
-    let started = wait_until_every_shard_is_ready(&handle, &ready_rx)
-        .and_then(|()| start_listening(&to_listen));
+    let cluster = handle.cluster.as_deref();
+    let started = listen_once_ready(
+        handle.shard_count(),
+        cluster,
+        &ready_rx,
+        &to_listen,
+        stop_requested,
+    );
     drop(to_listen);
     if let Err(e) = started {
         // Closed gates first: shards waiting at theirs then close down instead of serving.
@@ -277,26 +286,6 @@ fn cores_and_driver(config: &BrokerConfig) -> Result<(Vec<usize>, IoDriver), Sta
         )));
     }
     Ok((cores, driver))
-}
-
-/// Waits for every shard to report its partitions open (or the first failure).
-fn wait_until_every_shard_is_ready(
-    handle: &BrokerHandle,
-    ready_rx: &std::sync::mpsc::Receiver<Result<usize, StartError>>,
-) -> Result<(), StartError> {
-    for _ in 0..handle.shard_count() {
-        match ready_rx.recv() {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => return Err(e),
-            Err(_) => {
-                return Err(StartError::Shard(
-                    0,
-                    "a shard thread exited during start-up".into(),
-                ));
-            }
-        }
-    }
-    Ok(())
 }
 
 struct ShardStart {
@@ -535,11 +524,11 @@ async fn shard_main(start: ShardStart, outbox: Rc<Outbox>) {
 /// stable offset) are copied into the metrics; a partition flushed in between publishes its
 /// own at once. Scrapes come every few seconds at most: more often would only cost the
 /// shard a walk over all its partitions.
-pub const STORAGE_METRICS_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+pub const STORAGE_METRICS_EVERY: Duration = Duration::from_secs(1);
 
 /// How often a shard wakes for background work (heartbeat, background flush checks). A
 /// sleep on the shard's timer, like every other deadline on the shard.
-pub const MAINTENANCE_TICK: std::time::Duration = std::time::Duration::from_millis(100);
+pub const MAINTENANCE_TICK: Duration = Duration::from_millis(100);
 
 /// Background work of one shard: the watchdog heartbeat, the background flush
 /// (`flush.ms` / `flush.messages`) and retention. Runs until shutdown, which ends it at once
@@ -549,7 +538,7 @@ async fn maintenance(shard: Rc<Shard>) {
     // One shutdown receiver for the whole loop (each `shutdown_signal` call registers one).
     let mut stop = shard.shutdown_signal().fuse();
     let retention_every =
-        std::time::Duration::from_millis(shard.config.log_retention_check_interval_ms.max(100));
+        Duration::from_millis(shard.config.log_retention_check_interval_ms.max(100));
     let mut last_retention = std::time::Instant::now();
     let mut last_storage_metrics = std::time::Instant::now();
     let mut loop_sampler = crate::metrics::LoopSampler::new();
@@ -675,7 +664,7 @@ mod tests {
                 rx = next_rx;
             }
             first_tx.send_async(0).await.unwrap();
-            compio::time::sleep(std::time::Duration::from_millis(5)).await;
+            compio::time::sleep(Duration::from_millis(5)).await;
             let file = compio::fs::File::open(&path).await.unwrap();
             let compio::BufResult(r, buf) =
                 compio::io::AsyncReadAtExt::read_exact_at(&file, Vec::with_capacity(4), 0).await;

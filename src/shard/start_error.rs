@@ -24,4 +24,8 @@ pub enum StartError {
     },
     #[error("shard {0} failed to start: {1}")]
     Shard(usize, String),
+    /// Told to stop (SIGTERM, SIGINT) while waiting for the metadata quorum: a clean stop,
+    /// not a failure.
+    #[error("stopped before serving: the metadata quorum was not reached")]
+    StoppedBeforeServing,
 }

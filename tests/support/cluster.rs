@@ -33,6 +33,22 @@ impl LocalCluster {
     /// Starts `count` nodes, each with a config file holding `toml` (e.g. shorter broker
     /// session timeouts).
     pub fn start_with_config(count: usize, toml: &str) -> LocalCluster {
+        let mut cluster = Self::unstarted(count, toml);
+        cluster.start_nodes(&(1..=count as i32).collect::<Vec<_>>());
+        cluster
+    }
+
+    /// Starts the processes of `start_with_config` and returns at once, for a cluster whose
+    /// nodes may never form a quorum, so never listen (a node listens once it caught up).
+    pub fn start_unwaited_with_config(count: usize, toml: &str) -> LocalCluster {
+        let mut cluster = Self::unstarted(count, toml);
+        for node in &mut cluster.nodes {
+            node.spawn_unwaited();
+        }
+        cluster
+    }
+
+    fn unstarted(count: usize, toml: &str) -> LocalCluster {
         let places = (0..count)
             .map(|_| {
                 (
@@ -44,7 +60,7 @@ impl LocalCluster {
                 )
             })
             .collect();
-        Self::start_at(places, &|_| toml.to_string(), false)
+        Self::at(places, &|_| toml.to_string(), false)
     }
 
     /// Starts `count` nodes that declare named listeners: `NAME://127.0.0.1:<free port>`
@@ -84,10 +100,21 @@ impl LocalCluster {
         Self::start_at(places, &|_| toml.to_string(), false)
     }
 
-    /// One node per `(host, namespace, kafka port, admin port, controller port)`, node `i`'s
-    /// config file holding `toml(i)`; `declares_listeners`: it names its listeners itself
-    /// (no `--listen`).
+    /// `at`'s nodes, started; returns once each listens.
     fn start_at(
+        places: Vec<(String, Option<String>, u16, u16, u16)>,
+        toml: &dyn Fn(usize) -> String,
+        declares_listeners: bool,
+    ) -> LocalCluster {
+        let mut cluster = Self::at(places, toml, declares_listeners);
+        cluster.start_nodes(&(1..=cluster.nodes.len() as i32).collect::<Vec<_>>());
+        cluster
+    }
+
+    /// One node per `(host, namespace, kafka port, admin port, controller port)`, node `i`'s
+    /// config file holding `toml(i)`, none started; `declares_listeners`: it names its
+    /// listeners itself (no `--listen`).
+    fn at(
         places: Vec<(String, Option<String>, u16, u16, u16)>,
         toml: &dyn Fn(usize) -> String,
         declares_listeners: bool,
@@ -104,7 +131,7 @@ impl LocalCluster {
             let temp = tempfile::tempdir().expect("temp dir");
             let config = temp.path().join("sluice.toml");
             std::fs::write(&config, toml(i)).expect("write the node's config file");
-            let mut broker = Broker {
+            let broker = Broker {
                 child: None,
                 port: kafka_port,
                 admin_port,
@@ -130,10 +157,22 @@ impl LocalCluster {
                 host: host.clone(),
                 netns: netns.clone(),
             };
-            broker.spawn();
             nodes.push(broker);
         }
         LocalCluster { nodes, voters }
+    }
+
+    /// Starts the nodes `ids` (stopped ones, on their data directories) together and waits
+    /// until each listens: a node listens only once it has caught up with its metadata
+    /// quorum, which may need the others.
+    pub fn start_nodes(&mut self, ids: &[i32]) {
+        let log_starts: Vec<usize> = ids
+            .iter()
+            .map(|id| self.node_mut(*id).spawn_unwaited())
+            .collect();
+        for (id, log_start) in ids.iter().zip(log_starts) {
+            self.node_mut(*id).wait_until_serving(log_start);
+        }
     }
 
     pub fn node(&self, id: i32) -> &Broker {

@@ -260,8 +260,28 @@ impl Broker {
         format!("http://{}:{}", self.host, self.admin_port)
     }
 
-    /// (Re)starts the process on the same ports and data directory.
+    /// (Re)starts the process on the same ports and data directory and waits until its
+    /// Kafka port listens. A cluster node listens only once it has caught up with its
+    /// metadata quorum: start nodes that need each other with `spawn_unwaited` first.
     pub fn spawn(&mut self) {
+        let log_start = self.spawn_unwaited();
+        self.wait_until_serving(log_start);
+    }
+
+    /// Waits until the process `spawn_unwaited` started (its log from `log_start`) listens;
+    /// if another test's broker took its port meanwhile, starts it again on another one.
+    pub fn wait_until_serving(&mut self, log_start: usize) {
+        if !self.wait_until_listening(log_start) {
+            // Another test process's broker claimed the port between `free_port` and this
+            // broker's bind (the broker refuses to share a port): take another one.
+            self.port = free_port();
+            self.spawn();
+        }
+    }
+
+    /// (Re)starts the process on the same ports and data directory and returns at once,
+    /// with where this start's lines begin in its log (for `wait_until_serving`).
+    pub fn spawn_unwaited(&mut self) -> usize {
         let mut cmd = match &self.netns {
             // `ip netns exec` execs the broker in place: the child's pid is the broker's.
             Some(namespace) => {
@@ -316,12 +336,7 @@ impl Broker {
             .map_or(0, |m| m.len() as usize);
         let child = cmd.spawn().expect("spawn sluice serve");
         self.child = Some(child);
-        if !self.wait_until_listening(log_start) {
-            // Another test process's broker claimed the port between `free_port` and this
-            // broker's bind (the broker refuses to share a port): take another one.
-            self.port = free_port();
-            self.spawn();
-        }
+        log_start
     }
 
     /// True once the port accepts; false when the broker stopped because another broker
@@ -336,14 +351,7 @@ impl Broker {
             if let Some(child) = self.child.as_mut()
                 && let Ok(Some(status)) = child.try_wait()
             {
-                let log = self
-                    .log_path
-                    .as_ref()
-                    .and_then(|path| std::fs::read(path).ok())
-                    .map(|bytes| {
-                        String::from_utf8_lossy(bytes.get(log_start..).unwrap_or(&[])).into_owned()
-                    })
-                    .unwrap_or_default();
+                let log = self.log_since(log_start);
                 if self.sasl_port.is_none()
                     && self.netns.is_none()
                     && log.contains(PORT_CLAIMED_BY_ANOTHER_BROKER)
@@ -358,6 +366,39 @@ impl Broker {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// What this process's start (its log from `log_start`, see `spawn_unwaited`) printed.
+    pub fn log_since(&self, log_start: usize) -> String {
+        self.log_path
+            .as_ref()
+            .and_then(|path| std::fs::read(path).ok())
+            .map(|bytes| {
+                String::from_utf8_lossy(bytes.get(log_start..).unwrap_or(&[])).into_owned()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Asserts that the running process refuses connections on its Kafka port for all of
+    /// `period` (checked every 100 ms), and is still running at its end.
+    pub fn assert_refuses_connections_for(&mut self, period: Duration, why: &str) {
+        let addr: SocketAddr = self.bootstrap().parse().expect("addr");
+        let until = Instant::now() + period;
+        while Instant::now() < until {
+            match TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {}
+                other => panic!(
+                    "{why}: a connect to {addr} gave {other:?}\n{}",
+                    self.diagnostics()
+                ),
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let running = self
+            .child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)));
+        assert!(running, "{why}: the broker exited\n{}", self.diagnostics());
     }
 
     /// SIGKILL, as a crash would.
