@@ -62,6 +62,23 @@ pub struct ReplicaItem {
     /// DeleteRecords while the replica was away): the shard empties the log and starts it
     /// there (Kafka's `truncateFullyAndStartAt`).
     pub reset_to: Option<i64>,
+    /// Who answered, for an item carrying a leader's answer (None: a position query).
+    pub source: Option<AnswerSource>,
+}
+
+/// Where and when a leader's answer was asked for. The shard applies it only while the
+/// partition still has that leader in that leader epoch and, for records, its log still
+/// ends at the fetch offset asked for (Kafka's fetcher checks the same before it appends):
+/// an answer that was in flight while leadership moved (a paused leader answering its
+/// parked fetches on resuming, with batches its successor never had) or while another
+/// fetcher truncated or extended the log would otherwise be appended after a gap, or over
+/// records of the new leader, leaving a hole or a divergent record in the replica.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AnswerSource {
+    pub leader: i32,
+    pub leader_epoch: i32,
+    /// The log end the fetch asked from (records only).
+    pub fetch_offset: Option<i64>,
 }
 
 impl ReplicaItem {
@@ -74,13 +91,16 @@ impl ReplicaItem {
             log_start_offset: -1,
             truncate: None,
             reset_to: None,
+            source: None,
         }
     }
 }
 
 /// A follower partition's log end and newest leader epoch after the shard applied its
 /// item; `None` when this node does not hold it as a follower (not opened yet, offline,
-/// or no longer a follower).
+/// or no longer a follower), or when the item was a stale answer (`AnswerSource`): the
+/// fetcher then forgets the partition, and follows it again, if it still does, from an
+/// OffsetForLeaderEpoch check.
 pub type ReplicaPosition = Option<ReplicaEnd>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -254,12 +274,14 @@ impl<A: Appender> Fetcher<A> {
             return Ok(false);
         };
         let version = link.fetch_version;
+        // The metadata the request's partitions were chosen under (`refresh_followed`).
+        let asked_under = self.seen.clone();
         crate::metrics::stage_trace::mark("fq", 0, self.leader as i64, 0, 0);
         let response = link.call(&request, version).await?;
         crate::metrics::stage_trace::mark("fv", 0, self.leader as i64, 0, 0);
         // A refused partition stays in the session and is answered at once on every
         // fetch: back off rather than spin until metadata moves it.
-        let refused = self.take_answer(response).await?;
+        let refused = self.take_answer(response, asked_under.as_deref()).await?;
         Ok(!refused)
     }
 
@@ -385,9 +407,24 @@ impl<A: Appender> Fetcher<A> {
     /// Appends the answer's records on this shard and moves each fetch offset to the new
     /// log end; advances or resets the session. Returns whether the leader refused a
     /// partition (or the whole fetch).
-    async fn take_answer(&mut self, response: FetchResponse) -> Result<bool, String> {
+    async fn take_answer(
+        &mut self,
+        response: FetchResponse,
+        asked_under: Option<&MetadataSnapshot>,
+    ) -> Result<bool, String> {
         let Some(answer) = self.read_answer(response)? else {
             return Ok(false);
+        };
+        let source = |topic: &str, partition: i32, with_offset: bool| {
+            let key = (topic.to_string(), partition);
+            let epoch = asked_under.and_then(|s| s.cluster.as_deref());
+            Some(AnswerSource {
+                leader: self.leader,
+                leader_epoch: epoch.map_or(-1, |c| c.leader_epoch(topic, partition)),
+                fetch_offset: with_offset
+                    .then(|| self.offsets.get(&key).map(|p| p.fetch_offset))
+                    .flatten(),
+            })
         };
         // The decoded response is gone: each partition's records are the only views left
         // of the received frame, so the log takes the first of them without a copy, and
@@ -400,6 +437,7 @@ impl<A: Appender> Fetcher<A> {
                 .try_into_mut()
                 .unwrap_or_else(|shared| BytesMut::from(&shared[..]));
             items.push(ReplicaItem {
+                source: source(&raw.topic, raw.partition, true),
                 topic: raw.topic,
                 partition: raw.partition,
                 records: Some(records),
@@ -412,6 +450,7 @@ impl<A: Appender> Fetcher<A> {
         for ((topic, partition), leader_start) in answer.behind_log_start {
             items.push(ReplicaItem {
                 reset_to: Some(leader_start),
+                source: source(&topic, partition, false),
                 ..ReplicaItem::position_query(&topic, partition)
             });
         }
@@ -419,6 +458,7 @@ impl<A: Appender> Fetcher<A> {
             items.push(ReplicaItem {
                 log_start_offset: leader_start.unwrap_or(-1),
                 high_watermark,
+                source: source(&topic, partition, false),
                 ..ReplicaItem::position_query(&topic, partition)
             });
         }
@@ -585,12 +625,18 @@ impl<A: Appender> Fetcher<A> {
                 }
             }
         }
+        let asked_under = self.seen.as_deref().and_then(|s| s.cluster.as_deref());
         let items: Vec<ReplicaItem> = unchecked
             .iter()
             .filter_map(|(key, _)| {
                 let answer = answers.get(key)?;
                 Some(ReplicaItem {
                     truncate: Some(*answer),
+                    source: Some(AnswerSource {
+                        leader: self.leader,
+                        leader_epoch: asked_under.map_or(-1, |c| c.leader_epoch(&key.0, key.1)),
+                        fetch_offset: None,
+                    }),
                     ..ReplicaItem::position_query(&key.0, key.1)
                 })
             })

@@ -12,7 +12,9 @@
 //! Must not: speak the wire protocol (the fetchers do) or decide who leads (metadata does).
 
 use super::{PartitionSlot, Shard};
-use crate::cluster::replica_fetcher::{self, Appender, ReplicaEnd, ReplicaItem, ReplicaPosition};
+use crate::cluster::replica_fetcher::{
+    self, AnswerSource, Appender, ReplicaEnd, ReplicaItem, ReplicaPosition,
+};
 use crate::metadata::replicated::MetadataRecord;
 use crate::partition::Partition;
 use crate::partition::replicas::LeaderPosition;
@@ -101,6 +103,11 @@ async fn apply_item(shard: &Rc<Shard>, item: ReplicaItem) -> ReplicaPosition {
     else {
         return None;
     };
+    if let Some(source) = item.source
+        && !answer_is_current(shard, &item, &source, partition.log_end_offset())
+    {
+        return None;
+    }
     if let Some((leader_epoch, leader_end)) = item.truncate {
         partition = truncate(
             shard,
@@ -148,6 +155,38 @@ async fn apply_item(shard: &Rc<Shard>, item: ReplicaItem) -> ReplicaPosition {
             Some(end_of(&partition))
         }
     }
+}
+
+/// Whether a leader's answer may still change this follower (`AnswerSource`): the
+/// partition's leader and leader epoch are still the ones it was asked under, and records
+/// start where the log ends now. A stale one is dropped, and logged: it was in flight while
+/// leadership moved or another fetcher changed the log.
+fn answer_is_current(
+    shard: &Shard,
+    item: &ReplicaItem,
+    source: &AnswerSource,
+    log_end: i64,
+) -> bool {
+    let snapshot = shard.metadata.load();
+    let now = snapshot.cluster.as_deref().map(|c| {
+        let leader = c.leader(&item.topic, item.partition);
+        (leader, c.leader_epoch(&item.topic, item.partition))
+    });
+    let same_leader = now == Some((Some(source.leader), source.leader_epoch));
+    let same_end = source.fetch_offset.is_none_or(|asked| asked == log_end);
+    if !(same_leader && same_end) {
+        tracing::info!(
+            topic = %item.topic,
+            partition = item.partition,
+            from_leader = source.leader,
+            asked_in_epoch = source.leader_epoch,
+            asked_from = ?source.fetch_offset,
+            now = ?now,
+            log_end,
+            "a stale answer from a leader dropped; the partition is checked again"
+        );
+    }
+    same_leader && same_end
 }
 
 fn end_of(partition: &crate::partition::Partition) -> ReplicaEnd {
