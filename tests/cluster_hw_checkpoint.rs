@@ -163,16 +163,9 @@ fn a_leader_restarted_alone_after_the_whole_cluster_crashed_serves_nothing_until
     let log_start = cluster.node_mut(leader).spawn_unwaited();
     // Alone it has no quorum to catch up and register with: its partitions open, but its
     // port takes no connection.
-    support::wait_until(WAIT, Duration::from_millis(50), || {
-        let node = cluster.node(leader);
-        match node.log_since(log_start).contains(SHARD_READY) {
-            true => Ok(()),
-            false => Err(format!(
-                "the restart did not open its partitions\n{}",
-                node.diagnostics()
-            )),
-        }
-    });
+    cluster
+        .node(leader)
+        .wait_until_logged(log_start, SHARD_READY, WAIT);
     cluster
         .node_mut(leader)
         .assert_refuses_connections_for(IDLE_ANSWER_WAIT, "alone, the restarted leader served");

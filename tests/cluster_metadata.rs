@@ -515,14 +515,7 @@ fn a_node_waiting_for_its_quorum_stops_cleanly_on_sigterm() {
     }
     let node = cluster.node_mut(1);
     let log_start = node.spawn_unwaited();
-    support::wait_until(
-        Duration::from_secs(60),
-        Duration::from_millis(50),
-        || match node.log_since(log_start).contains("shard ready") {
-            true => Ok(()),
-            false => Err(format!("partitions not opened\n{}", node.diagnostics())),
-        },
-    );
+    node.wait_until_logged(log_start, "shard ready", Duration::from_secs(60));
     node.assert_refuses_connections_for(Duration::from_secs(1), "listened without a quorum");
     let began = Instant::now();
     let status = node.terminate();

@@ -236,16 +236,9 @@ fn a_restarted_broker_takes_no_connection_before_it_caught_up() {
     }
 
     let log_start = cluster.node_mut(coordinator).spawn_unwaited();
-    support::wait_until(WAIT, Duration::from_millis(50), || {
-        let node = cluster.node(coordinator);
-        match node.log_since(log_start).contains(SHARD_READY) {
-            true => Ok(()),
-            false => Err(format!(
-                "the restart did not open its partitions\n{}",
-                node.diagnostics()
-            )),
-        }
-    });
+    cluster
+        .node(coordinator)
+        .wait_until_logged(log_start, SHARD_READY, WAIT);
     cluster
         .node_mut(coordinator)
         .assert_refuses_connections_for(

@@ -379,6 +379,16 @@ impl Broker {
             .unwrap_or_default()
     }
 
+    /// Waits until this start (its log from `log_start`) has printed `line`.
+    pub fn wait_until_logged(&self, log_start: usize, line: &str, within: Duration) {
+        wait_until(within, Duration::from_millis(50), || {
+            match self.log_since(log_start).contains(line) {
+                true => Ok(()),
+                false => Err(format!("{line:?} not logged\n{}", self.diagnostics())),
+            }
+        });
+    }
+
     /// Asserts that the running process refuses connections on its Kafka port for all of
     /// `period` (checked every 100 ms), and is still running at its end.
     pub fn assert_refuses_connections_for(&mut self, period: Duration, why: &str) {
