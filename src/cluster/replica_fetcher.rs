@@ -415,15 +415,12 @@ impl<A: Appender> Fetcher<A> {
         let Some(answer) = self.read_answer(response)? else {
             return Ok(false);
         };
-        let source = |topic: &str, partition: i32, with_offset: bool| {
-            let key = (topic.to_string(), partition);
-            let epoch = asked_under.and_then(|s| s.cluster.as_deref());
+        let epochs = asked_under.and_then(|s| s.cluster.as_deref());
+        let source = |topic: &str, partition: i32, fetch_offset: Option<i64>| {
             Some(AnswerSource {
                 leader: self.leader,
-                leader_epoch: epoch.map_or(-1, |c| c.leader_epoch(topic, partition)),
-                fetch_offset: with_offset
-                    .then(|| self.offsets.get(&key).map(|p| p.fetch_offset))
-                    .flatten(),
+                leader_epoch: epochs.map_or(-1, |c| c.leader_epoch(topic, partition)),
+                fetch_offset,
             })
         };
         // The decoded response is gone: each partition's records are the only views left
@@ -436,10 +433,13 @@ impl<A: Appender> Fetcher<A> {
                 .records
                 .try_into_mut()
                 .unwrap_or_else(|shared| BytesMut::from(&shared[..]));
+            // The key moves into the item: no copy of the topic name per answer.
+            let key = (raw.topic, raw.partition);
+            let asked_from = self.offsets.get(&key).map(|p| p.fetch_offset);
             items.push(ReplicaItem {
-                source: source(&raw.topic, raw.partition, true),
-                topic: raw.topic,
-                partition: raw.partition,
+                source: source(&key.0, key.1, asked_from),
+                topic: key.0,
+                partition: key.1,
                 records: Some(records),
                 high_watermark: raw.high_watermark,
                 log_start_offset: raw.log_start_offset,
@@ -450,7 +450,7 @@ impl<A: Appender> Fetcher<A> {
         for ((topic, partition), leader_start) in answer.behind_log_start {
             items.push(ReplicaItem {
                 reset_to: Some(leader_start),
-                source: source(&topic, partition, false),
+                source: source(&topic, partition, None),
                 ..ReplicaItem::position_query(&topic, partition)
             });
         }
@@ -458,7 +458,7 @@ impl<A: Appender> Fetcher<A> {
             items.push(ReplicaItem {
                 log_start_offset: leader_start.unwrap_or(-1),
                 high_watermark,
-                source: source(&topic, partition, false),
+                source: source(&topic, partition, None),
                 ..ReplicaItem::position_query(&topic, partition)
             });
         }
