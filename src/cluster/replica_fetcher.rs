@@ -31,6 +31,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+mod failures;
+#[cfg(test)]
+mod tests;
+
+use failures::FailureLog;
+
 /// Kafka's `replica.fetch.wait.max.ms`: how long the leader may hold a fetch with no new data.
 pub const REPLICA_FETCH_WAIT_MAX_MS: i32 = 500;
 /// Kafka's `replica.fetch.max.bytes`: per partition, per fetch (the first batch always whole).
@@ -111,13 +117,24 @@ pub struct ReplicaEnd {
     pub latest_epoch: i32,
 }
 
-/// What the next fetch asks for one partition: where to read from, and the follower's
-/// own log start (the leader's DeleteRecords is done when every live replica's passed it).
+/// What the next fetch asks for one partition: where to read from, the follower's own log
+/// start (the leader's DeleteRecords is done when every live replica's passed it), and the
+/// leader epoch the position was checked under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct FetchPosition {
     fetch_offset: i64,
     log_start_offset: i64,
+    /// Sent as the fetch's `current_leader_epoch` (KIP-320), so a leader whose epoch is
+    /// another refuses the fetch itself (FENCED_LEADER_EPOCH or UNKNOWN_LEADER_EPOCH). A
+    /// new epoch in the metadata, even of the same leader, drops the position: the
+    /// partition is checked again (OffsetForLeaderEpoch, KIP-101) before it is fetched, as
+    /// Kafka's follower does on every leader epoch change; the leader may have lost and
+    /// regained leadership while this replica kept a tail it never had.
+    leader_epoch: i32,
 }
+
+/// Fetch v9 brought `current_leader_epoch`; older versions send -1 (not checked).
+const FETCH_LEADER_EPOCH_VERSION: i16 = 9;
 
 /// What a fetcher needs from the shard it runs on.
 pub trait Appender {
@@ -168,41 +185,6 @@ pub async fn run<A: Appender>(
                 compio::time::sleep(failures.backoff()).await;
             }
         }
-    }
-}
-
-/// Failures in a row and what was last logged: the back-off grows with them, and one
-/// failure repeated (a refused login, a missing listener) is logged at warn once per
-/// `REPLICA_FAILURE_LOG_INTERVAL`, not once per attempt.
-#[derive(Default)]
-struct FailureLog {
-    in_a_row: u32,
-    last_warned: Option<(String, std::time::Instant)>,
-}
-
-impl FailureLog {
-    fn note(&mut self, leader: i32, message: &str) {
-        self.in_a_row = self.in_a_row.saturating_add(1);
-        let repeated = self.last_warned.as_ref().is_some_and(|(last, at)| {
-            last == message && at.elapsed() < REPLICA_FAILURE_LOG_INTERVAL
-        });
-        // A dropped connection once in a while is routine (a leader restarting): warn only
-        // when it keeps failing.
-        if self.in_a_row < 3 || repeated {
-            tracing::debug!(leader, %message, "replica fetch failed");
-            return;
-        }
-        tracing::warn!(leader, %message, failures = self.in_a_row, "replica fetch keeps failing");
-        self.last_warned = Some((message.to_string(), std::time::Instant::now()));
-    }
-
-    /// `REPLICA_FETCH_BACKOFF`, doubled per failure in a row, at most
-    /// `REPLICA_RECONNECT_BACKOFF_MAX`.
-    fn backoff(&self) -> Duration {
-        let doublings = self.in_a_row.saturating_sub(1).min(16);
-        REPLICA_FETCH_BACKOFF
-            .saturating_mul(1 << doublings)
-            .min(REPLICA_RECONNECT_BACKOFF_MAX)
     }
 }
 
@@ -269,11 +251,13 @@ impl<A: Appender> Fetcher<A> {
         if self.offsets.is_empty() {
             return Ok(false);
         }
-        let request = self.next_request();
+        let Some(version) = self.link.as_ref().map(|link| link.fetch_version) else {
+            return Ok(false);
+        };
+        let request = self.next_request(version);
         let Some(link) = self.link.as_mut() else {
             return Ok(false);
         };
-        let version = link.fetch_version;
         // The metadata the request's partitions were chosen under (`refresh_followed`).
         let asked_under = self.seen.clone();
         crate::metrics::stage_trace::mark("fq", 0, self.leader as i64, 0, 0);
@@ -322,6 +306,9 @@ impl<A: Appender> Fetcher<A> {
                 .into_iter()
                 .filter(|(topic, partition)| appender.owns(topic, *partition))
                 .collect();
+            self.offsets.retain(|(topic, partition), p| {
+                cluster.leader_epoch(topic, *partition) == p.leader_epoch
+            });
             self.seen = Some(snapshot.clone());
         }
         let followed = &self.followed;
@@ -350,8 +337,9 @@ impl<A: Appender> Fetcher<A> {
         Ok(Some(address))
     }
 
-    fn next_request(&mut self) -> FetchRequest {
+    fn next_request(&mut self, version: i16) -> FetchRequest {
         let full = self.session.epoch == 0;
+        let sends_epoch = version >= FETCH_LEADER_EPOCH_VERSION;
         let mut topics: Vec<FetchTopic> = Vec::new();
         for (key, position) in &self.offsets {
             if !full && self.session.sent.get(key) == Some(position) {
@@ -360,6 +348,11 @@ impl<A: Appender> Fetcher<A> {
             let (topic, partition) = key;
             let wanted = FetchPartition::default()
                 .with_partition(*partition)
+                .with_current_leader_epoch(if sends_epoch {
+                    position.leader_epoch
+                } else {
+                    -1
+                })
                 .with_fetch_offset(position.fetch_offset)
                 .with_log_start_offset(position.log_start_offset)
                 .with_partition_max_bytes(REPLICA_FETCH_PARTITION_MAX_BYTES);
@@ -472,12 +465,17 @@ impl<A: Appender> Fetcher<A> {
     /// Has the shard apply `items` and moves each partition's fetch offset to its new log
     /// end; a partition the shard no longer holds as a follower is dropped from `offsets`.
     async fn apply_and_advance(&mut self, items: Vec<ReplicaItem>) {
-        let keys: Vec<PartitionKey> = items
+        // Every item here carries a leader's answer: its source names the epoch it was
+        // asked under, which the new position keeps.
+        let keys: Vec<(PartitionKey, i32)> = items
             .iter()
-            .map(|i| (i.topic.clone(), i.partition))
+            .map(|i| {
+                let epoch = i.source.map_or(-1, |s| s.leader_epoch);
+                ((i.topic.clone(), i.partition), epoch)
+            })
             .collect();
         let positions = self.appender.apply(items).await;
-        for (key, position) in keys.into_iter().zip(positions) {
+        for ((key, leader_epoch), position) in keys.into_iter().zip(positions) {
             match position {
                 Some(end) => {
                     if crate::metrics::stage_trace::enabled() {
@@ -488,6 +486,7 @@ impl<A: Appender> Fetcher<A> {
                     let position = FetchPosition {
                         fetch_offset: end.log_end_offset,
                         log_start_offset: end.log_start_offset,
+                        leader_epoch,
                     };
                     self.offsets.insert(key, position);
                 }
@@ -591,11 +590,15 @@ impl<A: Appender> Fetcher<A> {
     /// it does not know) is checked again at the next round.
     async fn truncate_unchecked(&mut self) -> Result<(), String> {
         let unchecked = std::mem::take(&mut self.unchecked);
+        let asked_under = self.seen.as_deref().and_then(|s| s.cluster.as_deref());
+        let epoch_of = |topic: &str, partition: i32| {
+            asked_under.map_or(-1, |c| c.leader_epoch(topic, partition))
+        };
         let mut topics: Vec<OffsetForLeaderTopic> = Vec::new();
         for ((topic, partition), end) in &unchecked {
             let wanted = OffsetForLeaderPartition::default()
                 .with_partition(*partition)
-                .with_current_leader_epoch(-1)
+                .with_current_leader_epoch(epoch_of(topic, *partition))
                 .with_leader_epoch(end.latest_epoch);
             match topics.last_mut() {
                 Some(last) if last.topic.0.as_str() == topic => last.partitions.push(wanted),
@@ -625,7 +628,6 @@ impl<A: Appender> Fetcher<A> {
                 }
             }
         }
-        let asked_under = self.seen.as_deref().and_then(|s| s.cluster.as_deref());
         let items: Vec<ReplicaItem> = unchecked
             .iter()
             .filter_map(|(key, _)| {
@@ -634,7 +636,7 @@ impl<A: Appender> Fetcher<A> {
                     truncate: Some(*answer),
                     source: Some(AnswerSource {
                         leader: self.leader,
-                        leader_epoch: asked_under.map_or(-1, |c| c.leader_epoch(&key.0, key.1)),
+                        leader_epoch: epoch_of(&key.0, key.1),
                         fetch_offset: None,
                     }),
                     ..ReplicaItem::position_query(&key.0, key.1)
