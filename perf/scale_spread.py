@@ -5,7 +5,7 @@ throughput"), as same-run ratios.
 
 Both sides send exactly the same thing: RECORDS records of 1 KiB with null keys (so no key
 decides a partition and every batch is full), in full 16 KiB batches (16 records a batch,
-one batch per Produce request, 5 requests in flight, acks=1), one producer. The only
+one batch per Produce request by default, 5 requests in flight, acks=1), one producer. The only
 difference is the partition each batch goes to: always partition 0, or round-robin over
 SPREAD partitions (so each of the 1,000 partitions receives RECORDS/1000 records in full
 batches). The harness encodes the same 8 batch templates either way (unkeyed partitions
@@ -21,6 +21,13 @@ medians and the ratio of the medians are printed, with each round's ratio.
 
   .venv/bin/python perf/scale_spread.py target/release/sluice [--spread 1000] [--rounds 3]
       [--records 200000] [--bench-binary OTHER] [--config LABEL=FILE ...] [--crabka PATH]
+      [--partitions-per-request N]
+
+--partitions-per-request (default 1) is the measured produce's request shape. 1 is
+librdkafka's (confluent-kafka, kcat): one partition's batch per Produce request. 0 is the
+Java producer's: its sender drains one ready batch of every partition a broker leads into
+one request, up to max.request.size (1 MiB, ~61 full 16 KiB batches). One partition is the
+same either way (a request takes one batch per partition), so only the spread side changes.
 
 --bench-binary runs `sluice bench` from another build (to A/B a broker with one harness).
 --crabka PATH runs the same rounds against Crabka 0.3.8 (`crabka-peer`, started as
@@ -91,7 +98,8 @@ class Crabka:
         return f"127.0.0.1:{self.port}"
 
 
-def run(binary, bench_binary, work, partitions, records, config_file=None, crabka=None):
+def run(binary, bench_binary, work, partitions, records, config_file=None, crabka=None,
+        per_request=1):
     """The produce and the consume `sluice bench` JSON reports, on a fresh broker (started
     with `--config config_file` when one is given; Crabka at path `crabka` if given)."""
     data = os.path.join(work, f"spread-{partitions}")
@@ -116,7 +124,8 @@ def run(binary, bench_binary, work, partitions, records, config_file=None, crabk
                    check=True)
     time.sleep(WARMUP_SETTLE_S)
     produce = subprocess.run([bench_binary, "bench", "produce", *common, "--acks", "1",
-                              "--batch-size", "16384", "--keys", "0"],
+                              "--batch-size", "16384", "--keys", "0",
+                              "--partitions-per-request", str(per_request)],
                              capture_output=True, text=True)
     consume = subprocess.run([bench_binary, "bench", "consume", *common,
                               "--fetch-max-bytes", str(FETCH_MAX_BYTES),
@@ -180,6 +189,8 @@ def main():
     parser.add_argument("--bench-binary")
     parser.add_argument("--crabka", metavar="PATH",
                         help="measure Crabka 0.3.8 (crabka-peer) instead of BINARY's broker")
+    parser.add_argument("--partitions-per-request", type=int, default=1,
+                        help="the produce's request shape: 1 librdkafka's, 0 the Java producer's")
     parser.add_argument("--config", action="append", metavar="LABEL=FILE",
                         help="broker config file to A/B (repeatable)")
     args = parser.parse_args()
@@ -192,7 +203,8 @@ def main():
             for label, config_file in configs:
                 for partitions in (1, args.spread):
                     produced, consumed = run(args.binary, bench_binary, work, partitions,
-                                             args.records, config_file, args.crabka)
+                                             args.records, config_file, args.crabka,
+                                             args.partitions_per_request)
                     row = (*summary(produced, "produced"), *summary(consumed, "consumed"))
                     rows[label][partitions].append(row)
                     tag = f"{label} " if label else ""

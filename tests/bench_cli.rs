@@ -210,3 +210,51 @@ fn transactional_produce_commits_every_record() {
         ]
     );
 }
+
+/// `--partitions-per-request 0` is the Java producer's request shape: one Produce request
+/// carries a batch of each of several partitions, as many as `--max-request-size` allows;
+/// 1 (the default, librdkafka's shape) sends each batch on its own. Every record lands
+/// either way.
+#[test]
+fn produce_requests_carry_several_partitions_up_to_the_size_cap() {
+    let broker = support::Broker::start();
+    let bootstrap = broker.bootstrap();
+    let produce_requests = || {
+        let text = support::scrape_metrics(broker.admin_port);
+        let series = "sluice_request_duration_seconds_count{api=\"Produce\",stage=\"total\"}";
+        support::metric_sample(&text, series).unwrap_or(0.0) as u64
+    };
+    // 2,000 records of 1 KiB in batches of 4 (~4.2 KiB each): 500 batches over 20
+    // partitions. A 20,000-byte cap holds four such batches, not five.
+    let produce = |topic: &str, per_request: &str| {
+        let before = produce_requests();
+        let r = bench(
+            &bootstrap,
+            &[
+                "produce",
+                "--topic",
+                topic,
+                "--partitions",
+                "20",
+                "--records",
+                "2000",
+                "--record-size",
+                "1024",
+                "--batch-size",
+                "4096",
+                "--idempotence",
+                "--partitions-per-request",
+                per_request,
+                "--max-request-size",
+                "20000",
+            ],
+        );
+        assert_eq!(r["produced"]["records"], 2000, "{r}");
+        assert_eq!(r["errors"].as_array().map(Vec::len), Some(0), "{r}");
+        let ends = log_end_offsets(&bootstrap, topic, 20);
+        assert_eq!(ends, vec![100; 20], "each partition got its 25 batches");
+        produce_requests() - before
+    };
+    assert_eq!(produce("one-each", "1"), 500, "one batch per request");
+    assert_eq!(produce("drained", "0"), 125, "four batches per request");
+}

@@ -73,6 +73,11 @@ pub struct BenchConfig {
     /// Most time a record waits for its batch to fill in fixed-rate mode.
     pub linger: Duration,
     pub max_in_flight: usize,
+    /// Max-throughput mode: batches of distinct partitions of one leader per request (0: as
+    /// many as `max_request_bytes` allows).
+    pub partitions_per_request: usize,
+    /// The size a request may not outgrow by taking another batch.
+    pub max_request_bytes: usize,
     pub idempotence: bool,
     /// Transactional producers (`<id>-<producer index>`), committing every
     /// `transaction_duration`; implies idempotence.

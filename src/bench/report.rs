@@ -48,6 +48,8 @@ pub struct Report {
     pub compression: String,
     pub batch_bytes: usize,
     pub max_in_flight: usize,
+    /// 0: as many as the request size cap allows (the Java producer's drain).
+    pub partitions_per_request: usize,
     pub idempotence: bool,
     pub fetch_max_wait_ms: i32,
     pub elapsed_s: f64,
@@ -172,6 +174,7 @@ impl Report {
             compression: format!("{:?}", config.compression).to_lowercase(),
             batch_bytes: config.batch_bytes,
             max_in_flight: config.max_in_flight,
+            partitions_per_request: config.partitions_per_request,
             idempotence: config.idempotence,
             fetch_max_wait_ms: config.fetch.max_wait_ms,
             elapsed_s: elapsed,
@@ -195,7 +198,7 @@ impl Report {
         let _ = writeln!(
             s,
             "{:?} on {} topic {} ({} partitions), records {:?}, acks {}, compression {}, \
-             batch {} B, in flight {}{}",
+             batch {} B, in flight {}, partitions per request {}{}",
             self.mode,
             self.bootstrap,
             self.topic,
@@ -205,6 +208,10 @@ impl Report {
             self.compression,
             self.batch_bytes,
             self.max_in_flight,
+            match self.partitions_per_request {
+                0 => "up to the size cap".to_string(),
+                n => n.to_string(),
+            },
             if self.idempotence { ", idempotent" } else { "" }
         );
         let _ = writeln!(s, "elapsed        {:.2} s", self.elapsed_s);

@@ -16,6 +16,12 @@ const BENCH_BATCH_BYTES_DEFAULT: usize = 16 * 1024;
 const BENCH_LINGER_MS_DEFAULT: u64 = 5;
 /// Default Produce requests in flight per connection (Java default is 5).
 const BENCH_MAX_IN_FLIGHT_DEFAULT: usize = 5;
+/// Default partitions one Produce request carries: librdkafka's shape (it sends one
+/// partition's batch per ProduceRequest); the Java producer drains every ready partition
+/// of a broker into one request, which `--partitions-per-request` models.
+const BENCH_PARTITIONS_PER_REQUEST_DEFAULT: usize = 1;
+/// Default cap of a Produce request's size (Java producer `max.request.size`).
+const BENCH_MAX_REQUEST_BYTES_DEFAULT: usize = 1024 * 1024;
 /// How long a benchmark transaction stays open (issue 16's "a commit every 100 ms").
 const BENCH_TRANSACTION_DURATION_MS_DEFAULT: u64 = 100;
 
@@ -80,6 +86,16 @@ pub struct CommonArgs {
     /// Produce requests outstanding per connection.
     #[arg(long, default_value_t = BENCH_MAX_IN_FLIGHT_DEFAULT)]
     pub max_in_flight: usize,
+    /// Max-throughput mode: batches of distinct partitions with the same leader one Produce
+    /// request carries (1: one batch per request, as librdkafka; 0: as many as
+    /// --max-request-size allows, as the Java producer's drain). A fixed --rate always
+    /// sends each batch on its own.
+    #[arg(long, default_value_t = BENCH_PARTITIONS_PER_REQUEST_DEFAULT)]
+    pub partitions_per_request: usize,
+    /// With --partitions-per-request: no batch joins a request that would grow past this
+    /// many bytes (Java `max.request.size`).
+    #[arg(long, default_value_t = BENCH_MAX_REQUEST_BYTES_DEFAULT)]
+    pub max_request_size: usize,
     /// Idempotent producer: InitProducerId, then sequence numbers per partition.
     #[arg(long)]
     pub idempotence: bool,
@@ -183,6 +199,8 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
         batch_bytes: a.batch_size.max(1),
         linger: Duration::from_millis(a.linger_ms),
         max_in_flight: a.max_in_flight.max(1),
+        partitions_per_request: a.partitions_per_request,
+        max_request_bytes: a.max_request_size.max(1),
         idempotence: a.idempotence,
         transactional_id: a.transactional_id,
         transaction_duration: Duration::from_millis(a.transaction_duration_ms.max(1)),

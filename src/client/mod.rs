@@ -32,6 +32,6 @@ pub use kafka_protocol::records::Compression;
 pub use partitioner::{NullKeyStrategy, Partitioner, murmur2, partition_for_key};
 pub use producer::{
     Acks, DeliveryFailure, FlushReport, Producer, ProducerConfig, ProducerRecord, encode_batch,
-    parse_compression, produce_request,
+    parse_compression, produce_request, produce_request_of,
 };
 pub use sasl::SaslConfig;

@@ -640,16 +640,31 @@ pub fn produce_request(
     acks: Acks,
     timeout_ms: i32,
 ) -> ProduceRequest {
+    produce_request_of(topic, vec![(partition, batch)], acks, timeout_ms)
+}
+
+/// A Produce request carrying one pre-encoded batch for each of `batches`' partitions (a
+/// partition appears once: Kafka takes one batch per partition into a request).
+pub fn produce_request_of(
+    topic: &str,
+    batches: Vec<(i32, Bytes)>,
+    acks: Acks,
+    timeout_ms: i32,
+) -> ProduceRequest {
+    let partitions = batches
+        .into_iter()
+        .map(|(partition, batch)| {
+            PartitionProduceData::default()
+                .with_index(partition)
+                .with_records(Some(batch))
+        })
+        .collect();
     ProduceRequest::default()
         .with_acks(acks.wire())
         .with_timeout_ms(timeout_ms)
         .with_topic_data(vec![
             TopicProduceData::default()
                 .with_name(TopicName(StrBytes::from_string(topic.to_string())))
-                .with_partition_data(vec![
-                    PartitionProduceData::default()
-                        .with_index(partition)
-                        .with_records(Some(batch)),
-                ]),
+                .with_partition_data(partitions),
         ])
 }

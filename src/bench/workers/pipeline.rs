@@ -262,7 +262,7 @@ fn read_answers(
             for p in &topic.partition_responses {
                 if let Some(err) = ClientError::from_code(
                     p.error_code,
-                    format!("produce to partition {}", batch.partition),
+                    format!("produce to partition {}", p.index),
                     p.error_message.as_deref(),
                 ) {
                     return Err(err.to_string());

@@ -15,7 +15,7 @@ use crate::bench::batch::{BatchTemplate, ProducerIdentity, RecordSize, TemplateS
 use crate::bench::slow_log::BatchSend;
 use crate::bench::stats::Recorder;
 use crate::bench::{BenchConfig, Mode};
-use crate::client::{Acks, Client, Compression, produce_request};
+use crate::client::{Acks, Client, Compression, produce_request_of};
 use bytes::Bytes;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -105,8 +105,18 @@ fn produce_loop(
         linger: config.linger,
         deadline: plan.deadline,
     });
+    // A fixed rate sends each batch when it is due, on its own; at max throughput a
+    // request takes up to `partitions_per_request` batches of one leader's partitions.
+    let per_request = match config.partitions_per_request {
+        _ if pace.is_some() => 1,
+        0 => usize::MAX,
+        n => n,
+    };
+    let groups = leader_groups(&plan.partitions, &leaders);
+    let mut cursors = vec![0usize; groups.len()];
     let mut sent_records: u64 = 0;
     let mut batch_no: usize = 0;
+    let mut request_no: usize = 0;
     let mut result = Ok(());
     let mut txn_opened_at = Instant::now();
     loop {
@@ -123,56 +133,76 @@ fn produce_loop(
             result = Err(e);
             break;
         }
-        let remaining = plan.records.map_or(u64::MAX, |n| n - sent_records);
-        let partition = plan.partitions[batch_no % plan.partitions.len()];
-        let leader = leaders[&partition];
+        let group = request_no % groups.len();
+        request_no += 1;
+        let (leader, partitions) = &groups[group];
         let conn = connections
-            .get_mut(&leader)
+            .get_mut(leader)
             .ok_or("no connection for leader")?;
-        let count = match &pace {
+        let remaining = plan.records.map_or(u64::MAX, |n| n - sent_records);
+        let first_count = match &pace {
             None => (full as u64).min(remaining) as usize,
             Some(pace) => match pace.next_batch(conn, &counters.abort, sent_records, remaining) {
                 Some(count) => count,
                 None => break,
             },
         };
-        batch_no += 1;
-        let batch = batches.prepare(plan, start, partition, count, sent_records, batch_no)?;
-        let mut request = produce_request(
-            &plan.topic,
-            partition,
-            batch.bytes,
-            config.acks,
-            config.produce_timeout_ms,
-        );
+        let mut carried = Vec::with_capacity(per_request.min(partitions.len()));
+        let mut in_flight = InFlightBatch {
+            correlation_id: 0,
+            sent_at: Instant::now(),
+            intended_first: None,
+            records: 0,
+            payload_bytes: 0,
+            batch_bytes: 0,
+            partition: partitions[cursors[group] % partitions.len()],
+        };
+        // Distinct partitions only: Kafka takes one batch per partition into a request.
+        while carried.len() < per_request.min(partitions.len()) {
+            let count = if carried.is_empty() {
+                first_count
+            } else {
+                let left = plan.records.map_or(u64::MAX, |n| n - sent_records);
+                let next_bytes = in_flight.batch_bytes / carried.len();
+                if left == 0 || in_flight.batch_bytes + next_bytes > config.max_request_bytes {
+                    break;
+                }
+                (full as u64).min(left) as usize
+            };
+            let partition = partitions[cursors[group] % partitions.len()];
+            cursors[group] += 1;
+            batch_no += 1;
+            let batch = batches.prepare(plan, start, partition, count, sent_records, batch_no)?;
+            if carried.is_empty() {
+                in_flight.intended_first = batch.intended_first;
+            }
+            in_flight.records += count;
+            in_flight.payload_bytes += batch.payload_bytes;
+            in_flight.batch_bytes += batch.batch_bytes;
+            if acks_none {
+                count_produced(counters, count, batch.payload_bytes, batch.batch_bytes);
+            }
+            sent_records += count as u64;
+            carried.push((partition, batch.bytes));
+        }
+        let mut request =
+            produce_request_of(&plan.topic, carried, config.acks, config.produce_timeout_ms);
         if let Some(prefix) = &config.transactional_id {
             request.transactional_id = Some(kafka_protocol::messages::TransactionalId(
                 kafka_protocol::protocol::StrBytes::from_string(format!("{prefix}-{}", plan.index)),
             ));
         }
-        let in_flight = (!acks_none).then(|| InFlightBatch {
-            correlation_id: 0,
-            sent_at: Instant::now(),
-            intended_first: batch.intended_first,
-            records: count,
-            payload_bytes: batch.payload_bytes,
-            batch_bytes: batch.batch_bytes,
-            partition,
-        });
-        if let Err(e) = conn.send(&request, in_flight) {
+        let intended_first = in_flight.intended_first;
+        if let Err(e) = conn.send(&request, (!acks_none).then_some(in_flight)) {
             result = Err(e);
             break;
         }
-        if let (Some(log), Some(intended)) = (&counters.slow_log, batch.intended_first) {
+        if let (Some(log), Some(intended)) = (&counters.slow_log, intended_first) {
             log.note_send(BatchSend {
                 intended_ns: intended.saturating_duration_since(start).as_nanos() as u64,
                 sent_ns: start.elapsed().as_nanos() as u64,
             });
         }
-        if acks_none {
-            count_produced(counters, count, batch.payload_bytes, batch.batch_bytes);
-        }
-        sent_records += count as u64;
     }
     // The last transaction commits once its batches are answered.
     if let Some(session) = &mut txn
@@ -209,6 +239,18 @@ fn cycle_transaction(
         *opened_at = Instant::now();
     }
     Ok(())
+}
+
+/// The producer's partitions by leader, each list in the producer's order (leaders in
+/// id order): requests take turns over the leaders, and each leader's partitions in turn.
+fn leader_groups(partitions: &[i32], leaders: &BTreeMap<i32, i32>) -> Vec<(i32, Vec<i32>)> {
+    let mut groups: BTreeMap<i32, Vec<i32>> = BTreeMap::new();
+    for p in partitions {
+        if let Some(leader) = leaders.get(p) {
+            groups.entry(*leader).or_default().push(*p);
+        }
+    }
+    groups.into_iter().collect()
 }
 
 /// One pipelined connection per distinct leader of the producer's partitions.
