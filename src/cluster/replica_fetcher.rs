@@ -104,9 +104,9 @@ impl ReplicaItem {
 
 /// A follower partition's log end and newest leader epoch after the shard applied its
 /// item; `None` when this node does not hold it as a follower (not opened yet, offline,
-/// or no longer a follower), or when the item was a stale answer (`AnswerSource`): the
-/// fetcher then forgets the partition, and follows it again, if it still does, from an
-/// OffsetForLeaderEpoch check.
+/// or no longer a follower), when the item was a stale answer (`AnswerSource`), or when
+/// its truncation needs another round (KIP-279): the fetcher then forgets the partition,
+/// and follows it again, if it still does, from an OffsetForLeaderEpoch check.
 pub type ReplicaPosition = Option<ReplicaEnd>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

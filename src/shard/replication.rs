@@ -109,7 +109,7 @@ async fn apply_item(shard: &Rc<Shard>, item: ReplicaItem) -> ReplicaPosition {
         return None;
     }
     if let Some((leader_epoch, leader_end)) = item.truncate {
-        partition = truncate(
+        let (truncated, complete) = truncate(
             shard,
             &item.topic,
             item.partition,
@@ -117,7 +117,13 @@ async fn apply_item(shard: &Rc<Shard>, item: ReplicaItem) -> ReplicaPosition {
             leader_epoch,
             leader_end,
         )
-        .await?;
+        .await;
+        partition = truncated?;
+        if !complete {
+            // KIP-279: the fetcher forgets the partition and checks it again, with the
+            // newest epoch the cut log has now, before it fetches.
+            return None;
+        }
     }
     if let Some(leader_start) = item.reset_to {
         partition = reset(shard, &item.topic, item.partition, partition, leader_start).await?;
@@ -198,10 +204,10 @@ fn end_of(partition: &crate::partition::Partition) -> ReplicaEnd {
 }
 
 /// KIP-101/279 on the follower: the leader says its log holds epoch `leader_epoch` up to
-/// `leader_end`. If that is the epoch we asked about, our log is good up to `leader_end`;
-/// if it is an older one, up to where that epoch ends in ours too. Anything past is a
-/// divergent tail (appended by a deposed leader, never acknowledged at acks=all) and is
-/// truncated before the next fetch. Returns the (reopened) follower.
+/// `leader_end`. Anything of ours past the point where both logs agree is a divergent tail
+/// (appended by a deposed leader, never acknowledged at acks=all) and is truncated before
+/// the next fetch (`truncation_target`). Returns the (reopened) follower, and whether the
+/// check is complete: false when another round must follow (KIP-279).
 async fn truncate(
     shard: &Rc<Shard>,
     topic: &str,
@@ -209,22 +215,17 @@ async fn truncate(
     follower: Rc<Partition>,
     leader_epoch: i32,
     leader_end: i64,
-) -> Option<Rc<Partition>> {
+) -> (Option<Rc<Partition>>, bool) {
     if leader_epoch < 0 || leader_end < 0 {
         // The leader knows none of our epochs: nothing to compare; fetch from our end.
-        return Some(follower);
+        return (Some(follower), true);
     }
-    // Kafka's `getOffsetTruncationState`: an epoch we never had ends where our floor
-    // epoch ends (the next check, after the next leader change, goes further if needed).
-    let (ours, our_end) = follower.end_offset_for_epoch(leader_epoch);
+    let ours = follower.end_offset_for_epoch(leader_epoch);
     let log_end = follower.log_end_offset();
-    let target = match (ours == leader_epoch, our_end >= 0) {
-        (true, true) => leader_end.min(our_end).min(log_end),
-        (false, true) => our_end.min(log_end),
-        (_, false) => leader_end.min(log_end),
-    };
-    if target >= follower.log_end_offset() {
-        return Some(follower);
+    let (target, complete) = truncation_target(ours, log_end, (leader_epoch, leader_end));
+    if target >= log_end {
+        // Nothing to cut, so a new round would ask the same again: fetch from our end.
+        return (Some(follower), true);
     }
     tracing::info!(
         topic,
@@ -232,10 +233,29 @@ async fn truncate(
         from = follower.log_end_offset(),
         to = target,
         leader_epoch,
+        check_again = !complete,
         "truncating a divergent tail"
     );
     let outcome = follower.truncate_to(target).await;
-    replace_follower(shard, topic, partition, outcome)
+    (replace_follower(shard, topic, partition, outcome), complete)
+}
+
+/// Kafka's `getOffsetTruncationState`: where a follower whose log ends at `log_end` cuts it,
+/// given `ours` = (its newest epoch at or below the leader's answered epoch, where that
+/// epoch ends in its log; -1 end: none) and the leader's answer (epoch, end offset) for the
+/// follower's newest epoch; and whether the check is complete. The same epoch on both
+/// sides: the logs agree up to where the shorter one ends it, complete. An epoch the
+/// follower never had: both logs agree at most up to where the follower's older epoch and
+/// the leader's answered one end, and maybe less (the older epoch may have diverged inside
+/// too), so the follower asks again with the newest epoch of its cut log (KIP-279's
+/// repeated rounds). No epoch of ours at or below it: the leader's end, complete.
+fn truncation_target(ours: (i32, i64), log_end: i64, leader: (i32, i64)) -> (i64, bool) {
+    let ((our_epoch, our_end), (leader_epoch, leader_end)) = (ours, leader);
+    if our_end < 0 {
+        return (leader_end.min(log_end), true);
+    }
+    let target = our_end.min(leader_end).min(log_end);
+    (target, our_epoch == leader_epoch)
 }
 
 /// A follower whose log end is below its leader's log start (the leader's retention or
@@ -364,5 +384,37 @@ async fn propose_isr_changes(shard: Rc<Shard>) {
                 tracing::debug!(%topic, partition, code, %message, "ISR change not applied")
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::truncation_target;
+
+    #[test]
+    fn the_same_epoch_on_both_sides_completes_the_check() {
+        // Ours: epoch 3 from 100 to the end at 150; the leader's epoch 3 ends at 120.
+        assert_eq!(truncation_target((3, 150), 150, (3, 120)), (120, true));
+        // The leader's epoch 3 goes on past ours: nothing to cut.
+        assert_eq!(truncation_target((3, 150), 150, (3, 200)), (150, true));
+    }
+
+    #[test]
+    fn an_epoch_the_follower_never_had_asks_again_after_the_cut() {
+        // KIP-279's case. Follower: epoch 1 over 0..100, epoch 3 over 100..150. Leader:
+        // epoch 1 over 0..50, epoch 2 over 50..70, epoch 4 from 70. Asked for epoch 3,
+        // the leader answers epoch 2 ending at 70; the follower's newest epoch at or below
+        // 2 is 1, ending at 100 in its log.
+        let first = truncation_target((1, 100), 150, (2, 70));
+        assert_eq!(first, (70, false), "cut to 70 and ask again");
+        // Asked again for epoch 1 (its newest now), the leader answers epoch 1 ending at
+        // 50: the follower's 50..70 were its own epoch 1, never the leader's.
+        assert_eq!(truncation_target((1, 70), 70, (1, 50)), (50, true));
+    }
+
+    #[test]
+    fn no_epoch_of_ours_at_or_below_the_answer_takes_the_leaders_end() {
+        assert_eq!(truncation_target((-1, -1), 150, (2, 70)), (70, true));
+        assert_eq!(truncation_target((-1, -1), 40, (2, 70)), (40, true));
     }
 }
