@@ -156,20 +156,7 @@ pub async fn run<A: Appender>(
     appender: A,
     stop: Arc<AtomicBool>,
 ) {
-    let mut fetcher = Fetcher {
-        node_id,
-        leader,
-        security,
-        metadata,
-        appender,
-        link: None,
-        session: Session::default(),
-        offsets: BTreeMap::new(),
-        seen: None,
-        followed: Vec::new(),
-        unchecked: Vec::new(),
-        leader_starts: BTreeMap::new(),
-    };
+    let mut fetcher = Fetcher::new(node_id, leader, security, metadata, appender);
     let mut failures = FailureLog::default();
     while !stop.load(Ordering::Relaxed) && !fetcher.appender.stopping() {
         match fetcher.round().await {
@@ -232,6 +219,30 @@ struct Fetcher<A> {
 }
 
 impl<A: Appender> Fetcher<A> {
+    /// A fetcher following nothing yet, with no link to its leader.
+    fn new(
+        node_id: i32,
+        leader: i32,
+        security: Arc<InterBrokerSecurity>,
+        metadata: MetadataView,
+        appender: A,
+    ) -> Fetcher<A> {
+        Fetcher {
+            node_id,
+            leader,
+            security,
+            metadata,
+            appender,
+            link: None,
+            session: Session::default(),
+            offsets: BTreeMap::new(),
+            seen: None,
+            followed: Vec::new(),
+            unchecked: Vec::new(),
+            leader_starts: BTreeMap::new(),
+        }
+    }
+
     /// One fetch and its append. `Ok(false)`: nothing to fetch from this leader now.
     async fn round(&mut self) -> Result<bool, String> {
         let Some((host, port)) = self.refresh_followed().await? else {

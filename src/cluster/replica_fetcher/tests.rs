@@ -79,25 +79,13 @@ fn snapshot(leader: i32, leader_epoch: i32) -> Arc<MetadataSnapshot> {
 }
 
 fn fetcher(shard: &FakeShard, view: MetadataView) -> Fetcher<&FakeShard> {
-    Fetcher {
-        node_id: 3,
-        leader: 1,
-        security: Arc::new(InterBrokerSecurity {
-            listener: "PLAINTEXT".into(),
-            protocol: SecurityProtocol::Plaintext,
-            tls: None,
-            sasl: None,
-        }),
-        metadata: view,
-        appender: shard,
-        link: None,
-        session: Session::default(),
-        offsets: BTreeMap::new(),
-        seen: None,
-        followed: Vec::new(),
-        unchecked: Vec::new(),
-        leader_starts: BTreeMap::new(),
-    }
+    let security = Arc::new(InterBrokerSecurity {
+        listener: "PLAINTEXT".into(),
+        protocol: SecurityProtocol::Plaintext,
+        tls: None,
+        sasl: None,
+    });
+    Fetcher::new(3, 1, security, view, shard)
 }
 
 /// The (current_leader_epoch, fetch_offset) each fetch names for partition `t`-0.
