@@ -21,13 +21,16 @@ medians and the ratio of the medians are printed, with each round's ratio.
 
   .venv/bin/python perf/scale_spread.py target/release/sluice [--spread 1000] [--rounds 3]
       [--records 200000] [--bench-binary OTHER] [--config LABEL=FILE ...] [--crabka PATH]
-      [--partitions-per-request N]
+      [--partitions-per-request N] [--max-in-flight N]
 
 --partitions-per-request (default 1) is the measured produce's request shape. 1 is
 librdkafka's (confluent-kafka, kcat): one partition's batch per Produce request. 0 is the
 Java producer's: its sender drains one ready batch of every partition a broker leads into
 one request, up to max.request.size (1 MiB, ~61 full 16 KiB batches). One partition is the
 same either way (a request takes one batch per partition), so only the spread side changes.
+--max-in-flight (default 5, the Java producer's and an idempotent librdkafka producer's) is
+the requests outstanding on the connection, both sides; librdkafka without idempotence
+allows 1,000,000.
 
 --bench-binary runs `sluice bench` from another build (to A/B a broker with one harness).
 --crabka PATH runs the same rounds against Crabka 0.3.8 (`crabka-peer`, started as
@@ -99,7 +102,7 @@ class Crabka:
 
 
 def run(binary, bench_binary, work, partitions, records, config_file=None, crabka=None,
-        per_request=1):
+        per_request=1, in_flight=5):
     """The produce and the consume `sluice bench` JSON reports, on a fresh broker (started
     with `--config config_file` when one is given; Crabka at path `crabka` if given)."""
     data = os.path.join(work, f"spread-{partitions}")
@@ -125,7 +128,8 @@ def run(binary, bench_binary, work, partitions, records, config_file=None, crabk
     time.sleep(WARMUP_SETTLE_S)
     produce = subprocess.run([bench_binary, "bench", "produce", *common, "--acks", "1",
                               "--batch-size", "16384", "--keys", "0",
-                              "--partitions-per-request", str(per_request)],
+                              "--partitions-per-request", str(per_request),
+                              "--max-in-flight", str(in_flight)],
                              capture_output=True, text=True)
     consume = subprocess.run([bench_binary, "bench", "consume", *common,
                               "--fetch-max-bytes", str(FETCH_MAX_BYTES),
@@ -191,6 +195,8 @@ def main():
                         help="measure Crabka 0.3.8 (crabka-peer) instead of BINARY's broker")
     parser.add_argument("--partitions-per-request", type=int, default=1,
                         help="the produce's request shape: 1 librdkafka's, 0 the Java producer's")
+    parser.add_argument("--max-in-flight", type=int, default=5,
+                        help="produce requests outstanding (both sides)")
     parser.add_argument("--config", action="append", metavar="LABEL=FILE",
                         help="broker config file to A/B (repeatable)")
     args = parser.parse_args()
@@ -204,7 +210,8 @@ def main():
                 for partitions in (1, args.spread):
                     produced, consumed = run(args.binary, bench_binary, work, partitions,
                                              args.records, config_file, args.crabka,
-                                             args.partitions_per_request)
+                                             args.partitions_per_request,
+                                             args.max_in_flight)
                     row = (*summary(produced, "produced"), *summary(consumed, "consumed"))
                     rows[label][partitions].append(row)
                     tag = f"{label} " if label else ""
