@@ -113,6 +113,9 @@ fn produce_loop(
         n => n,
     };
     let groups = leader_groups(&plan.partitions, &leaders);
+    if groups.is_empty() {
+        return Err("no partition to produce to".to_string());
+    }
     let mut cursors = vec![0usize; groups.len()];
     let mut sent_records: u64 = 0;
     let mut batch_no: usize = 0;
@@ -193,6 +196,8 @@ fn produce_loop(
             ));
         }
         let intended_first = in_flight.intended_first;
+        // Latency is measured from here, the wait for a window slot included (as always).
+        in_flight.sent_at = Instant::now();
         if let Err(e) = conn.send(&request, (!acks_none).then_some(in_flight)) {
             result = Err(e);
             break;
