@@ -231,14 +231,32 @@ fn more_partitions_than_descriptors_stay_writable_and_readable_across_a_restart(
     produce_round(&mut conn, topics, 1, 0);
     fetch_round(&mut conn, topics, 1, 0);
 
-    let text = metrics(&broker);
-    let open = sum_over_shards(&text, "sluice_open_files");
+    let mut text = metrics(&broker);
     let budget = sum_over_shards(&text, "sluice_open_file_limit");
     assert!(
         budget > 0.0 && budget < limit as f64,
         "budget {budget} under {limit}\n{text}"
     );
-    assert!(open <= budget, "{open} segment files open, budget {budget}");
+    // Right after the rounds the budget may be over by the index files of segments being
+    // written while its share of evicted files is still being synced before they close
+    // (`storage::open_files`: an index open does not wait for those syncs, so an append
+    // never waits for another partition's fdatasync); the syncs end and it is back within.
+    let first = sum_over_shards(&text, "sluice_open_files");
+    assert!(
+        first < limit as f64,
+        "{first} segment files open, limit {limit}"
+    );
+    let settle_by = Instant::now() + Duration::from_secs(10);
+    let mut open = first;
+    while open > budget && Instant::now() < settle_by {
+        std::thread::sleep(Duration::from_millis(100));
+        text = metrics(&broker);
+        open = sum_over_shards(&text, "sluice_open_files");
+    }
+    assert!(
+        open <= budget,
+        "{open} segment files open 10 s after the rounds (first {first}), budget {budget}"
+    );
     let evictions = support::metric_sample(&text, "sluice_open_file_evictions_total");
     assert!(
         evictions.is_some_and(|e| e >= (partitions as f64) / 2.0),
