@@ -17,25 +17,24 @@ use crate::config::inter_broker::InterBrokerSecurity;
 use crate::metadata::{MetadataSnapshot, MetadataView};
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::ResponseError;
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ForgottenTopic};
 use kafka_protocol::messages::offset_for_leader_epoch_request::{
     OffsetForLeaderPartition, OffsetForLeaderTopic,
 };
-use kafka_protocol::messages::{
-    BrokerId, FetchRequest, FetchResponse, OffsetForLeaderEpochRequest, TopicName,
-};
+use kafka_protocol::messages::{BrokerId, FetchResponse, OffsetForLeaderEpochRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 mod failures;
+mod session;
 #[cfg(test)]
 mod tests;
 
 use failures::FailureLog;
+use session::{Delayed, Session, next_epoch};
 
 /// Kafka's `replica.fetch.wait.max.ms`: how long the leader may hold a fetch with no new data.
 pub const REPLICA_FETCH_WAIT_MAX_MS: i32 = 500;
@@ -177,23 +176,6 @@ pub async fn run<A: Appender>(
 
 type PartitionKey = (String, i32);
 
-/// KIP-227 from the client's side: a full fetch opens the session, later fetches name only
-/// the partitions whose fetch offset moved (and forget the ones no longer followed).
-#[derive(Default)]
-struct Session {
-    id: i32,
-    /// 0: the next fetch is a full one (opening a session).
-    epoch: i32,
-    /// The fetch offset and log start the leader's session holds for each partition.
-    sent: BTreeMap<PartitionKey, FetchPosition>,
-}
-
-impl Session {
-    fn reset(&mut self) {
-        *self = Session::default();
-    }
-}
-
 struct Fetcher<A> {
     node_id: i32,
     leader: i32,
@@ -203,6 +185,8 @@ struct Fetcher<A> {
     appender: A,
     link: Option<LeaderLink>,
     session: Session,
+    /// Partitions the leader refused, left out of fetches until their backoff ends.
+    delayed: Delayed,
     /// Followed partitions from this leader and the next offset to fetch.
     offsets: BTreeMap<PartitionKey, FetchPosition>,
     /// The metadata snapshot `followed` was computed from (recomputed only when it changes:
@@ -235,6 +219,7 @@ impl<A: Appender> Fetcher<A> {
             appender,
             link: None,
             session: Session::default(),
+            delayed: Delayed::default(),
             offsets: BTreeMap::new(),
             seen: None,
             followed: Vec::new(),
@@ -259,7 +244,8 @@ impl<A: Appender> Fetcher<A> {
         if !self.unchecked.is_empty() {
             self.truncate_unchecked().await?;
         }
-        if self.offsets.is_empty() {
+        self.delayed.expire(Instant::now());
+        if !self.has_fetchable() {
             return Ok(false);
         }
         let Some(version) = self.link.as_ref().map(|link| link.fetch_version) else {
@@ -274,10 +260,12 @@ impl<A: Appender> Fetcher<A> {
         crate::metrics::stage_trace::mark("fq", 0, self.leader as i64, 0, 0);
         let response = link.call(&request, version).await?;
         crate::metrics::stage_trace::mark("fv", 0, self.leader as i64, 0, 0);
-        // A refused partition stays in the session and is answered at once on every
-        // fetch: back off rather than spin until metadata moves it.
+        // A refused partition would be answered at once on every fetch: it sits out the
+        // backoff, out of the session, while the others go on (`session`).
         let refused = self.take_answer(response, asked_under.as_deref()).await?;
-        Ok(!refused)
+        self.delayed
+            .delay(refused, Instant::now() + REPLICA_FETCH_BACKOFF);
+        Ok(true)
     }
 
     /// Brings `offsets` in line with the metadata: partitions of this shard newly followed
@@ -327,6 +315,8 @@ impl<A: Appender> Fetcher<A> {
             .retain(|key, _| followed.binary_search(key).is_ok());
         self.leader_starts
             .retain(|key, _| followed.binary_search(key).is_ok());
+        self.delayed
+            .retain(|key| followed.binary_search(key).is_ok());
         self.unchecked.clear();
         let new: Vec<PartitionKey> = followed
             .iter()
@@ -348,76 +338,15 @@ impl<A: Appender> Fetcher<A> {
         Ok(Some(address))
     }
 
-    fn next_request(&mut self, version: i16) -> FetchRequest {
-        let full = self.session.epoch == 0;
-        let sends_epoch = version >= FETCH_LEADER_EPOCH_VERSION;
-        let mut topics: Vec<FetchTopic> = Vec::new();
-        for (key, position) in &self.offsets {
-            if !full && self.session.sent.get(key) == Some(position) {
-                continue;
-            }
-            let (topic, partition) = key;
-            let wanted = FetchPartition::default()
-                .with_partition(*partition)
-                .with_current_leader_epoch(if sends_epoch {
-                    position.leader_epoch
-                } else {
-                    -1
-                })
-                .with_fetch_offset(position.fetch_offset)
-                .with_log_start_offset(position.log_start_offset)
-                .with_partition_max_bytes(REPLICA_FETCH_PARTITION_MAX_BYTES);
-            match topics.last_mut() {
-                Some(last) if last.topic.0.as_str() == topic => last.partitions.push(wanted),
-                _ => topics.push(
-                    FetchTopic::default()
-                        .with_topic(TopicName(StrBytes::from_string(topic.clone())))
-                        .with_partitions(vec![wanted]),
-                ),
-            }
-        }
-        let mut forgotten: Vec<ForgottenTopic> = Vec::new();
-        if !full {
-            for key in self.session.sent.keys() {
-                if self.offsets.contains_key(key) {
-                    continue;
-                }
-                let (topic, partition) = key;
-                match forgotten.last_mut() {
-                    Some(last) if last.topic.0.as_str() == topic => {
-                        last.partitions.push(*partition)
-                    }
-                    _ => forgotten.push(
-                        ForgottenTopic::default()
-                            .with_topic(TopicName(StrBytes::from_string(topic.clone())))
-                            .with_partitions(vec![*partition]),
-                    ),
-                }
-            }
-        }
-        self.session.sent.clone_from(&self.offsets);
-        FetchRequest::default()
-            .with_replica_id(BrokerId(self.node_id))
-            .with_max_wait_ms(REPLICA_FETCH_WAIT_MAX_MS)
-            .with_min_bytes(1)
-            .with_max_bytes(REPLICA_FETCH_RESPONSE_MAX_BYTES)
-            .with_isolation_level(0)
-            .with_session_id(self.session.id)
-            .with_session_epoch(self.session.epoch)
-            .with_topics(topics)
-            .with_forgotten_topics_data(forgotten)
-    }
-
     /// Appends the answer's records on this shard and moves each fetch offset to the new
-    /// log end; advances or resets the session. Returns whether the leader refused a
-    /// partition (or the whole fetch).
+    /// log end; advances or resets the session. Returns the partitions the leader refused.
     async fn take_answer(
         &mut self,
         response: FetchResponse,
         asked_under: Option<&MetadataSnapshot>,
-    ) -> Result<bool, String> {
+    ) -> Result<Vec<PartitionKey>, String> {
         let Some(answer) = self.read_answer(response)? else {
-            return Ok(false);
+            return Ok(Vec::new());
         };
         let epochs = asked_under.and_then(|s| s.cluster.as_deref());
         let source = |topic: &str, partition: i32, fetch_offset: Option<i64>| {
@@ -539,7 +468,7 @@ impl<A: Appender> Fetcher<A> {
             carrying: Vec::new(),
             behind_log_start: Vec::new(),
             idle: Vec::new(),
-            refused: false,
+            refused: Vec::new(),
         };
         for topic in response.responses {
             let name = topic.topic.0.to_string();
@@ -564,7 +493,7 @@ impl<A: Appender> Fetcher<A> {
                     self.offsets.remove(&key);
                 }
                 if p.error_code != 0 {
-                    answer.refused = true;
+                    answer.refused.push(key);
                     tracing::debug!(leader = self.leader, topic = %name, partition = p.partition_index, error = p.error_code, "replica fetch refused");
                     continue;
                 }
@@ -676,10 +605,6 @@ struct Answer {
     /// Partitions answered without records: the leader's log start when it moved, and
     /// its high watermark.
     idle: Vec<(PartitionKey, Option<i64>, i64)>,
-    refused: bool,
-}
-
-/// KIP-227: session epochs run 1..=i32::MAX and wrap to 1.
-fn next_epoch(epoch: i32) -> i32 {
-    if epoch == i32::MAX { 1 } else { epoch + 1 }
+    /// Partitions answered with an error.
+    refused: Vec<PartitionKey>,
 }

@@ -7,6 +7,8 @@ use crate::metadata::MetadataSnapshot;
 use crate::metadata::registration::RegisteredBroker;
 use crate::metadata::replicated::{ClusterState, PartitionIsr};
 use arc_swap::ArcSwap;
+use kafka_protocol::messages::FetchRequest;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use std::cell::RefCell;
 use std::collections::HashMap;
 
@@ -172,4 +174,92 @@ fn a_new_leader_epoch_of_the_same_leader_has_the_partition_checked_again() {
     runtime.block_on(fetcher.refresh_followed()).unwrap();
     assert_eq!(fetcher.offsets.len(), 1);
     assert!(fetcher.unchecked.is_empty());
+}
+
+/// The partitions a fetch names, and those it asks the leader's session to forget.
+fn named_and_forgotten(request: &FetchRequest) -> (Vec<PartitionKey>, Vec<PartitionKey>) {
+    let named = request
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .map(|p| (t.topic.0.to_string(), p.partition))
+        })
+        .collect();
+    let forgotten = request
+        .forgotten_topics_data
+        .iter()
+        .flat_map(|t| t.partitions.iter().map(|p| (t.topic.0.to_string(), *p)))
+        .collect();
+    (named, forgotten)
+}
+
+#[test]
+fn a_refused_partition_sits_out_its_backoff_while_the_others_are_fetched() {
+    let shard = FakeShard::default();
+    let view: MetadataView = Arc::new(ArcSwap::new(snapshot(1, 4)));
+    let mut fetcher = fetcher(&shard, view);
+    let position = FetchPosition {
+        fetch_offset: 10,
+        log_start_offset: 0,
+        leader_epoch: 4,
+    };
+    let (deleted, busy) = (("gone".to_string(), 0), ("t".to_string(), 0));
+    fetcher.offsets.insert(deleted.clone(), position);
+    fetcher.offsets.insert(busy.clone(), position);
+    let (named, _) = named_and_forgotten(&fetcher.next_request(12));
+    assert_eq!(
+        named,
+        vec![deleted.clone(), busy.clone()],
+        "a full fetch names both"
+    );
+
+    // The leader has deleted `gone` (its metadata got there first) and has nothing new on `t`.
+    let partition = |index, error_code| {
+        PartitionData::default()
+            .with_partition_index(index)
+            .with_error_code(error_code)
+            .with_high_watermark(10)
+    };
+    let response = FetchResponse::default()
+        .with_session_id(7)
+        .with_responses(vec![
+            FetchableTopicResponse::default()
+                .with_topic(TopicName(StrBytes::from_static_str("gone")))
+                .with_partitions(vec![partition(
+                    0,
+                    ResponseError::UnknownTopicOrPartition.code(),
+                )]),
+            FetchableTopicResponse::default()
+                .with_topic(TopicName(StrBytes::from_static_str("t")))
+                .with_partitions(vec![partition(0, 0)]),
+        ]);
+    let runtime = compio::runtime::Runtime::new().unwrap();
+    let refused = runtime
+        .block_on(fetcher.take_answer(response, None))
+        .unwrap();
+    assert_eq!(refused, vec![deleted.clone()]);
+    let now = Instant::now();
+    fetcher.delayed.delay(refused, now + REPLICA_FETCH_BACKOFF);
+
+    // `t` goes on being fetched at once; `gone` is left out of the session meanwhile.
+    assert!(
+        fetcher.has_fetchable(),
+        "the round does not pause for `gone`"
+    );
+    let (named, forgotten) = named_and_forgotten(&fetcher.next_request(12));
+    assert!(!named.contains(&deleted), "{named:?}");
+    assert_eq!(forgotten, vec![deleted.clone()]);
+
+    // After the backoff it is asked for again (and refused again while the leader says so).
+    fetcher.delayed.expire(now + REPLICA_FETCH_BACKOFF);
+    let (named, _) = named_and_forgotten(&fetcher.next_request(12));
+    assert_eq!(named, vec![deleted.clone()]);
+
+    // With every partition refused there is nothing to fetch: the round waits the backoff.
+    fetcher
+        .delayed
+        .delay(vec![deleted, busy], now + REPLICA_FETCH_BACKOFF);
+    assert!(!fetcher.has_fetchable());
 }
