@@ -678,9 +678,15 @@ impl PartitionLog {
         self.wait_writer_idle().await;
         let dir = self.dir.clone();
         let entries = std::fs::read_dir(&dir).map_err(|e| StorageError::io(&dir, e))?;
-        for entry in entries {
-            let entry = entry.map_err(|e| StorageError::io(&dir, e))?;
-            let path = entry.path();
+        let paths = entries
+            .map(|entry| {
+                entry
+                    .map(|e| e.path())
+                    .map_err(|e| StorageError::io(&dir, e))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let held = super::evict::hold(&paths);
+        for path in paths {
             compio::fs::remove_file(&path)
                 .await
                 .map_err(|e| StorageError::io(&path, e))?;
@@ -691,6 +697,7 @@ impl PartitionLog {
         if let Some(parent) = dir.parent() {
             super::state::sync_dir(parent).await?;
         }
+        super::evict::release_later(held).await;
         Ok(())
     }
 }

@@ -9,6 +9,7 @@ pub mod cleaner;
 pub mod codec;
 pub mod control;
 pub mod error;
+mod evict;
 pub mod filesystem;
 pub mod filesystem_sync;
 mod follower_append;

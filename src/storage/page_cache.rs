@@ -83,7 +83,6 @@ pub fn dirty_pages(fd: RawFd, position: u64, len: u64) -> Option<u64> {
 
 /// How many pages holding `len` bytes from `position` of `fd` are in the page cache;
 /// `None` when `len` is 0 or the kernel cannot tell.
-#[cfg(test)]
 pub fn cached_pages(fd: RawFd, position: u64, len: u64) -> Option<u64> {
     cachestat(fd, position, len).map(|(stat, _)| stat.nr_cache)
 }

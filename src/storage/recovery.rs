@@ -544,6 +544,9 @@ async fn remove_temp_files(dir: &Path) -> Result<(), StorageError> {
 
 /// Unlinks a segment's three files (missing index files are fine).
 pub(super) async fn remove_segment_files(seg: &Segment) -> Result<(), StorageError> {
+    // Its cached pages are freed in the background, not in the shard's last close
+    // (`storage::evict`).
+    let held = super::evict::hold(&[&seg.log_path]);
     for path in [&seg.log_path, &seg.index_path, &seg.time_index_path] {
         match compio::fs::remove_file(path).await {
             Ok(()) => {}
@@ -551,5 +554,6 @@ pub(super) async fn remove_segment_files(seg: &Segment) -> Result<(), StorageErr
             Err(e) => return Err(StorageError::io(path, e)),
         }
     }
+    super::evict::release_later(held).await;
     Ok(())
 }
