@@ -33,6 +33,8 @@ use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::time::Duration;
 
+use super::error::StorageError;
+
 /// Pages dropped per `posix_fadvise` call.
 const DROP_CHUNK_BYTES: u64 = 1 << 20;
 /// Pause after a chunk that held cached pages: at most ~100 MiB/s of freed page cache per
@@ -54,6 +56,34 @@ pub(super) fn hold(paths: &[impl AsRef<Path>]) -> Vec<HeldFile> {
         .filter(|p| p.extension().is_some_and(|x| x == "log"))
         .filter_map(|p| File::open(p).ok().map(HeldFile))
         .collect()
+}
+
+/// Removes a stopped log's directory (DeleteTopics, a replica moved away): holds its log
+/// files, unlinks every file and the directory, syncs the parent, then hands the held files
+/// to the background task.
+pub(super) async fn remove_log_dir(dir: &Path) -> Result<(), StorageError> {
+    let entries = std::fs::read_dir(dir).map_err(|e| StorageError::io(dir, e))?;
+    let paths = entries
+        .map(|entry| {
+            entry
+                .map(|e| e.path())
+                .map_err(|e| StorageError::io(dir, e))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let held = hold(&paths);
+    for path in paths {
+        compio::fs::remove_file(&path)
+            .await
+            .map_err(|e| StorageError::io(&path, e))?;
+    }
+    compio::fs::remove_dir(dir)
+        .await
+        .map_err(|e| StorageError::io(dir, e))?;
+    if let Some(parent) = dir.parent() {
+        super::state::sync_dir(parent).await?;
+    }
+    release_later(held).await;
+    Ok(())
 }
 
 #[derive(Default)]

@@ -676,28 +676,6 @@ impl PartitionLog {
         self.closed.set(true);
         drop(guard);
         self.wait_writer_idle().await;
-        let dir = self.dir.clone();
-        let entries = std::fs::read_dir(&dir).map_err(|e| StorageError::io(&dir, e))?;
-        let paths = entries
-            .map(|entry| {
-                entry
-                    .map(|e| e.path())
-                    .map_err(|e| StorageError::io(&dir, e))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let held = super::evict::hold(&paths);
-        for path in paths {
-            compio::fs::remove_file(&path)
-                .await
-                .map_err(|e| StorageError::io(&path, e))?;
-        }
-        compio::fs::remove_dir(&dir)
-            .await
-            .map_err(|e| StorageError::io(&dir, e))?;
-        if let Some(parent) = dir.parent() {
-            super::state::sync_dir(parent).await?;
-        }
-        super::evict::release_later(held).await;
-        Ok(())
+        super::evict::remove_log_dir(&self.dir).await
     }
 }
