@@ -41,7 +41,7 @@ const DROP_CHUNK_BYTES: u64 = 1 << 20;
 /// shard, the pace the measurement above left invisible to other partitions' traffic.
 const DROP_CHUNK_PAUSE: Duration = Duration::from_millis(10);
 /// Files waiting for their pages to be dropped, per shard.
-pub const HELD_FILES_MAX: usize = 256;
+const HELD_FILES_MAX: usize = 256;
 
 /// A deleted log file still open, so its last close happens where its pages are freed.
 pub(super) struct HeldFile(File);
@@ -71,19 +71,24 @@ pub(super) async fn remove_log_dir(dir: &Path) -> Result<(), StorageError> {
         })
         .collect::<Result<Vec<_>, _>>()?;
     let held = hold(&paths);
-    for path in paths {
-        compio::fs::remove_file(&path)
+    let removed = async {
+        for path in paths {
+            compio::fs::remove_file(&path)
+                .await
+                .map_err(|e| StorageError::io(&path, e))?;
+        }
+        compio::fs::remove_dir(dir)
             .await
-            .map_err(|e| StorageError::io(&path, e))?;
+            .map_err(|e| StorageError::io(dir, e))?;
+        match dir.parent() {
+            Some(parent) => super::state::sync_dir(parent).await,
+            None => Ok(()),
+        }
     }
-    compio::fs::remove_dir(dir)
-        .await
-        .map_err(|e| StorageError::io(dir, e))?;
-    if let Some(parent) = dir.parent() {
-        super::state::sync_dir(parent).await?;
-    }
+    .await;
+    // Also after a failed unlink: the files already unlinked must not close on the shard.
     release_later(held).await;
-    Ok(())
+    removed
 }
 
 #[derive(Default)]

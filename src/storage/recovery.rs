@@ -547,13 +547,17 @@ pub(super) async fn remove_segment_files(seg: &Segment) -> Result<(), StorageErr
     // Its cached pages are freed in the background, not in the shard's last close
     // (`storage::evict`).
     let held = super::evict::hold(&[&seg.log_path]);
+    let mut removed = Ok(());
     for path in [&seg.log_path, &seg.index_path, &seg.time_index_path] {
         match compio::fs::remove_file(path).await {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(StorageError::io(path, e)),
+            Err(e) => {
+                removed = Err(StorageError::io(path, e));
+                break;
+            }
         }
     }
     super::evict::release_later(held).await;
-    Ok(())
+    removed
 }
