@@ -36,9 +36,10 @@ impl FileRegion {
         self.fd.as_raw_fd()
     }
 
-    /// Every page of the region is in the page cache, so reading it cannot wait on the disk.
+    /// Every page of the region is in the page cache and none probed is still being read,
+    /// so reading it does not wait on the disk (`page_cache::readable_without_io`).
     pub fn is_fully_cached(&self) -> bool {
-        super::page_cache::is_fully_cached(self.raw_fd(), self.position, u64::from(self.len))
+        super::page_cache::readable_without_io(self.raw_fd(), self.position, u64::from(self.len))
     }
 
     /// Copies the region into memory through io_uring (tests, tools, non-splice fallbacks).
