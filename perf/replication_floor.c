@@ -15,6 +15,14 @@
  *   fetch:    as consumer, but the sender moves each chunk file → pipe → socket with splice()
  *             through a pipe of the chunk's size (up to 1 MiB, fs.pipe-max-size), as
  *             Sluice's fetch path does (decision 0001, session 21).
+ *   replica:  a follower fed as a leader feeds it: the sender splices each chunk from a file
+ *             written first (as `fetch`), the receiver reads it and pwrite()s it at the end
+ *             of a second file (as `follower`).
+ *   replica-splice: as replica, but the receiver moves each answer socket → pipe → file
+ *             with splice(), so the bytes are copied once (into its page cache) instead of
+ *             twice (socket → buffer, buffer → page cache). With -c it then checks a CRC-32C
+ *             over the written bytes through a read-only mapping of its file, as a follower
+ *             must check each batch's CRC without a buffer of its own.
  *
  * With -r the receiver also times each round (request written to answer read whole) and
  * prints its p50, p99, p99.9 and max: in consumer mode with 1 MiB chunks that is the floor
@@ -36,6 +44,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
@@ -134,6 +143,36 @@ static void splice_full(int sock, int file, const int pipe[2], off_t at, size_t 
     }
 }
 
+/* Moves `len` bytes from `sock` to `file` at `at` through `pipe` (socket → pipe → file). */
+static void splice_receive(int sock, int file, const int pipe[2], off_t at, size_t len) {
+    while (len > 0) {
+        ssize_t in = splice(sock, NULL, pipe[1], NULL, len, SPLICE_F_MOVE);
+        if (in < 0 && errno == EINTR) continue;
+        if (in <= 0) die("splice receive");
+        len -= (size_t)in;
+        while (in > 0) {
+            ssize_t out = splice(pipe[0], NULL, file, &at, (size_t)in, SPLICE_F_MOVE);
+            if (out < 0 && errno == EINTR) continue;
+            if (out <= 0) die("splice to file");
+            in -= out;
+        }
+    }
+}
+
+/* CRC-32C (Castagnoli) with the SSE4.2 instruction, 8 bytes a step, as crc32c crates do. */
+__attribute__((target("sse4.2"))) static unsigned crc32c(const unsigned char *p, size_t len) {
+    unsigned long long crc = 0xffffffffu;
+    while (len >= 8) {
+        unsigned long long v;
+        memcpy(&v, p, 8);
+        crc = __builtin_ia32_crc32di(crc, v);
+        p += 8;
+        len -= 8;
+    }
+    while (len-- > 0) crc = __builtin_ia32_crc32qi((unsigned)crc, *p++);
+    return (unsigned)crc ^ 0xffffffffu;
+}
+
 /* Opens a listening socket on an ephemeral loopback port; returns it, the port in *port. */
 static int listen_loopback(int *port) {
     int s = socket(AF_INET, SOCK_STREAM, 0);
@@ -161,19 +200,27 @@ static int connect_loopback(int port) {
 
 int main(int argc, char **argv) {
     if (argc < 5) {
-        fprintf(stderr, "usage: %s follower|consumer|fetch DIR MIB CHUNK_BYTES [-r]\n", argv[0]);
+        fprintf(stderr, "usage: %s follower|consumer|fetch|replica|replica-splice DIR MIB CHUNK_BYTES [-r] [-c]\n", argv[0]);
         return 2;
     }
-    int follower = strcmp(argv[1], "follower") == 0;
-    int spliced = strcmp(argv[1], "fetch") == 0;
+    int replica_splice = strcmp(argv[1], "replica-splice") == 0;
+    int replica = replica_splice || strcmp(argv[1], "replica") == 0;
+    /* follower: the receiver writes; spliced: the sender splices from its file. */
+    int follower = replica || strcmp(argv[1], "follower") == 0;
+    int spliced = replica || strcmp(argv[1], "fetch") == 0;
     if (!follower && !spliced && strcmp(argv[1], "consumer") != 0) {
-        fprintf(stderr, "mode must be follower, consumer or fetch\n");
+        fprintf(stderr, "mode must be follower, consumer, fetch, replica or replica-splice\n");
         return 2;
     }
     const char *dir = argv[2];
     long mib = atol(argv[3]);
     long chunk = atol(argv[4]);
-    int rounds = argc > 5 && strcmp(argv[5], "-r") == 0;
+    int rounds = 0, check_crc = 0, populate = 0;
+    for (int a = 5; a < argc; a++) {
+        if (strcmp(argv[a], "-r") == 0) rounds = 1;
+        else if (strcmp(argv[a], "-c") == 0) check_crc = 1;
+        else if (strcmp(argv[a], "-p") == 0) check_crc = populate = 1;
+    }
     if (mib <= 0 || mib > (1 << 16) || chunk <= 0 || chunk > CHUNK_BYTES_MAX) {
         fprintf(stderr, "MIB in 1..65536, CHUNK_BYTES in 1..%d\n", CHUNK_BYTES_MAX);
         return 2;
@@ -190,8 +237,31 @@ int main(int argc, char **argv) {
     char *buf = malloc((size_t)chunk);
     if (!buf) die("malloc");
     memset(buf, 'x', (size_t)chunk);
-    if (!follower) /* the consumer's source: written (page cache) before the clock starts */
+    if (spliced) /* the sender's source: written (page cache) before the clock starts */
         for (long long i = 0; i < count; i++) pwrite_full(file, buf, (size_t)chunk, i * chunk);
+    else if (!follower)
+        for (long long i = 0; i < count; i++) pwrite_full(file, buf, (size_t)chunk, i * chunk);
+    /* Where the receiver writes: its own file when the sender reads `file`. */
+    int written = file;
+    if (replica) {
+        snprintf(path, sizeof path, "%s/replication_floor.%d.replica", dir, (int)getpid());
+        written = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+        if (written < 0) die("open replica");
+        unlink(path);
+    }
+    const unsigned char *mapped = NULL;
+    if (check_crc && replica_splice) {
+        /* Sized first so the mapping may cover it; the pages come as the receiver writes. */
+        if (ftruncate(written, total) != 0) die("ftruncate");
+        mapped = mmap(NULL, (size_t)total, PROT_READ, MAP_SHARED, written, 0);
+        if (mapped == MAP_FAILED) die("mmap");
+    }
+    int receive_pipe[2];
+    if (replica_splice) {
+        if (pipe(receive_pipe) != 0) die("pipe");
+        fcntl(receive_pipe[1], F_SETPIPE_SZ, (int)chunk);
+    }
+    unsigned crc_sink = 0;
 
     int port;
     int listener = listen_loopback(&port);
@@ -239,9 +309,21 @@ int main(int argc, char **argv) {
     for (long long i = 0; i < count; i++) {
         double started = rounds ? now_seconds() : 0;
         if (rounds) write_full(s, request, sizeof request);
-        read_full(s, buf, (size_t)chunk);
+        if (replica_splice) {
+            splice_receive(s, written, receive_pipe, i * chunk, (size_t)chunk);
+        } else {
+            read_full(s, buf, (size_t)chunk);
+            if (follower) pwrite_full(written, buf, (size_t)chunk, i * chunk);
+        }
+        if (check_crc && !replica_splice) {
+            /* The received buffer is still in the cache: checked there, as Sluice does. */
+            crc_sink ^= crc32c((const unsigned char *)buf, (size_t)chunk);
+        } else if (check_crc) {
+            /* Map the chunk's pages in one call (5.14+) rather than a fault per page run. */
+            if (populate) madvise((void *)(mapped + i * chunk), (size_t)chunk, 22 /* MADV_POPULATE_READ */);
+            crc_sink ^= crc32c(mapped + i * chunk, (size_t)chunk);
+        }
         if (rounds) round_ms[i] = (now_seconds() - started) * 1e3;
-        if (follower) pwrite_full(file, buf, (size_t)chunk, i * chunk);
     }
     double elapsed = now_seconds() - t0;
     double cpu = cpu_seconds() - cpu0;
@@ -250,8 +332,14 @@ int main(int argc, char **argv) {
     int status;
     waitpid(child, &status, 0);
     double gb = total / 1e9;
+    if (check_crc) printf("crc_xor=%08x ", crc_sink);
     printf("%s chunk=%ld rounds=%s MB/s=%.1f receiver_cpu_s_per_gb=%.3f sender_cpu_s_per_gb=%.3f\n",
-           follower ? "follower(recv+pwrite)" : spliced ? "fetch(splice)" : "consumer(sendfile)", chunk, rounds ? "yes" : "no",
+           replica_splice ? "replica(splice->pipe->file)"
+           : replica      ? "replica(recv+pwrite)"
+           : follower     ? "follower(recv+pwrite)"
+           : spliced      ? "fetch(splice)"
+                          : "consumer(sendfile)",
+           chunk, rounds ? "yes" : "no",
            total / 1e6 / elapsed, cpu / gb, sender_cpu / gb);
     if (rounds) {
         qsort(round_ms, (size_t)count, sizeof(double), compare_doubles);
