@@ -111,7 +111,7 @@ async fn send_pieces(
         let Chunk::File(region) = chunk else {
             continue;
         };
-        let cached = region.is_fully_cached();
+        let cached = region.is_readable_without_io();
         file_sent(cached);
         if cached {
             continue;

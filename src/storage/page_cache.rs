@@ -8,8 +8,8 @@
 //! `cachestat` counts a page that is being read from the disk (read-ahead started, not yet
 //! up to date) as cached: a splice of it sleeps until the read ends. A 3 GB catch-up read
 //! (2 GB of it past drop-behind's window, read ahead by `will_need` and the kernel) put the
-//! shard thread to sleep in `filemap_splice_read` 56 times in 2,978 answers (session 33),
-//! each a stall of every other connection of the shard. `readable_without_io` adds probes
+//! shard thread to sleep in `filemap_splice_read` 15-189 times in 2,978 answers (session
+//! 33), each a stall of every other connection of the shard. `readable_without_io` adds probes
 //! that refuse such pages: a one-byte `preadv2(RWF_NOWAIT)` answers EAGAIN for a page that
 //! is not up to date, without waiting.
 

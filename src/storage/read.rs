@@ -38,7 +38,7 @@ impl FileRegion {
 
     /// Every page of the region is in the page cache and none probed is still being read,
     /// so reading it does not wait on the disk (`page_cache::readable_without_io`).
-    pub fn is_fully_cached(&self) -> bool {
+    pub fn is_readable_without_io(&self) -> bool {
         super::page_cache::readable_without_io(self.raw_fd(), self.position, u64::from(self.len))
     }
 
