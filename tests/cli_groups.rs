@@ -124,6 +124,40 @@ fn group_describe_shows_lag_per_partition_and_in_total() {
 }
 
 #[test]
+fn group_describe_names_each_partitions_consumer_host_and_client_id() {
+    let t = target();
+    let (topic, group) = ("owned", "owner-group");
+    t.create_topic(topic, 1, &[]);
+    t.produce(topic, 0, 3);
+    let mut client = Client::connect(&t.bootstrap).expect("client");
+    let member = GroupMember::join(&mut client, GroupConfig::new(group), &[topic.to_string()])
+        .expect("join");
+    let out = t.ok(&["group", "describe", group], None);
+    let header = out
+        .lines()
+        .find(|l| l.starts_with("TOPIC\t"))
+        .unwrap_or_else(|| panic!("no table header in:\n{out}"));
+    assert!(
+        header.ends_with("\tCONSUMER-ID\tHOST\tCLIENT-ID"),
+        "kafka-consumer-groups' last columns: {header}"
+    );
+    let row: Vec<&str> = out
+        .lines()
+        .find(|l| l.starts_with("owned\t0\t"))
+        .unwrap_or_else(|| panic!("no row for partition 0 in:\n{out}"))
+        .split('\t')
+        .collect();
+    // The member's id, its address as Kafka writes it (a slash, then the IP) and the
+    // client id its requests carry.
+    assert_eq!(
+        &row[5..],
+        [member.member_id(), "/127.0.0.1", "sluice-cli"],
+        "{out}"
+    );
+    member.leave(&mut client).expect("leave");
+}
+
+#[test]
 fn reset_offsets_every_mode_dry_run_and_refusal_while_members_are_active() {
     let t = target();
     let (topic, group) = ("resettable", "reset-group");

@@ -309,12 +309,14 @@ fn describe(client: &mut Client, group: &str) -> Result<(), String> {
         described.protocol,
         described.members.len()
     );
-    // Who owns each partition right now.
+    // Who owns each partition right now: its consumer id, host and client id, the last
+    // three columns of kafka-consumer-groups --describe.
     let mut owner: BTreeMap<(String, i32), String> = BTreeMap::new();
     for m in &described.members {
+        let who = format!("{}\t{}\t{}", m.member_id, m.client_host, m.client_id);
         for (topic, partitions) in &m.assignment {
             for p in partitions {
-                owner.insert((topic.clone(), *p), m.member_id.clone());
+                owner.insert((topic.clone(), *p), who.clone());
             }
         }
     }
@@ -333,7 +335,7 @@ fn describe(client: &mut Client, group: &str) -> Result<(), String> {
             }
         }
     }
-    println!("TOPIC\tPARTITION\tCURRENT-OFFSET\tLOG-END-OFFSET\tLAG\tCONSUMER-ID");
+    println!("TOPIC\tPARTITION\tCURRENT-OFFSET\tLOG-END-OFFSET\tLAG\tCONSUMER-ID\tHOST\tCLIENT-ID");
     let mut total_lag: i64 = 0;
     for ((topic, partition), offset) in rows {
         let end = client
@@ -354,7 +356,7 @@ fn describe(client: &mut Client, group: &str) -> Result<(), String> {
             end.map_or("-".to_string(), |o| o.to_string()),
             owner
                 .get(&(topic.clone(), partition))
-                .map_or("-", String::as_str)
+                .map_or("-\t-\t-", String::as_str)
         );
     }
     // Partitions without a committed offset have no lag to add.

@@ -4,6 +4,7 @@
 
 use super::connection_state::ConnectionState;
 use super::response::{Reply, encode_frame};
+use crate::group::ClientInfo;
 use crate::shard::Shard;
 use kafka_protocol::messages::ApiKey;
 use kafka_protocol::protocol::Encodable;
@@ -29,6 +30,19 @@ impl RequestContext<'_> {
         match &self.connection.borrow().listener {
             Some(listener) => (listener.advertised_host.clone(), listener.advertised_port),
             None => self.shard.config.advertised_address(),
+        }
+    }
+
+    /// Who sent the request, as group descriptions show a member: its client id and, as
+    /// Kafka writes it, `/` and the peer's address (empty if the socket could not say).
+    pub fn client_info(&self) -> ClientInfo {
+        ClientInfo {
+            client_id: self.client_id.clone().unwrap_or_default(),
+            client_host: self
+                .connection
+                .borrow()
+                .peer_ip
+                .map_or_else(String::new, |ip| format!("/{ip}")),
         }
     }
 

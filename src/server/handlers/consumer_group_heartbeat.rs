@@ -3,7 +3,6 @@
 //! and name them by topic id (`server::views::topics_view`).
 
 use crate::config::group_config::GroupTimeouts;
-use crate::group::ClientInfo;
 use crate::group::consumer::DEFAULT_TIMEOUTS;
 use crate::server::access::permitted;
 use crate::server::authorization::ResourceType;
@@ -17,10 +16,7 @@ pub async fn handle(
     ctx: &RequestContext<'_>,
     request: ConsumerGroupHeartbeatRequest,
 ) -> ConsumerGroupHeartbeatResponse {
-    let client = ClientInfo {
-        client_id: ctx.client_id.clone().unwrap_or_default(),
-        client_host: String::new(),
-    };
+    let client = ctx.client_info();
     if !permitted(ctx, ResourceType::Group, &request.group_id.0) {
         return ConsumerGroupHeartbeatResponse::default()
             .with_error_code(ResponseError::GroupAuthorizationFailed.code())

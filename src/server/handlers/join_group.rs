@@ -1,7 +1,6 @@
 //! JoinGroup: forwarded to the shard that owns the group. The answer usually waits for the
 //! join phase to complete (all members rejoined, the initial delay or the rebalance timeout).
 
-use crate::group::ClientInfo;
 use crate::server::access::permitted;
 use crate::server::authorization::ResourceType;
 use crate::server::context::RequestContext;
@@ -12,11 +11,7 @@ use std::time::Instant;
 
 pub async fn handle(ctx: &RequestContext<'_>, request: JoinGroupRequest) -> JoinGroupResponse {
     let version = ctx.version;
-    let client = ClientInfo {
-        client_id: ctx.client_id.clone().unwrap_or_default(),
-        // TODO(lead): the peer address ("/ip") once RequestContext carries it.
-        client_host: String::new(),
-    };
+    let client = ctx.client_info();
     let member_id = request.member_id.clone();
     if !permitted(ctx, ResourceType::Group, &request.group_id.0) {
         let protocol_name = (version < 7).then(StrBytes::default);

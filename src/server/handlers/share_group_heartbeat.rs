@@ -1,7 +1,6 @@
 //! ShareGroupHeartbeat (KIP-932, v1): forwarded to the shard that owns the group, with the
 //! cluster's topics so the coordinator can assign partitions and name them by topic id.
 
-use crate::group::ClientInfo;
 use crate::group::share::{ShareHeartbeat, ShareTimeouts};
 use crate::server::access::permitted;
 use crate::server::authorization::ResourceType;
@@ -33,10 +32,7 @@ pub async fn handle(
             .with_error_code(code.code())
             .with_member_epoch(-1);
     }
-    let client = ClientInfo {
-        client_id: ctx.client_id.clone().unwrap_or_default(),
-        client_host: String::new(),
-    };
+    let client = ctx.client_info();
     let topics = topics_view(ctx.shard);
     let owner = ctx.shard.owner_of_group(&request.group_id.0);
     ctx.shard
