@@ -221,6 +221,30 @@ fn partition_counters_match_the_traffic_and_metrics_parse() {
         }
     }
 
+    // The storage gauges are read from the logs at the scrape itself: each partition's log
+    // end is the records it took, at once, with no timer to wait for.
+    let (_, scraped) = http_get(broker.admin_port, "/metrics");
+    for (partition, traffic) in &expected {
+        let (topic_label, partition_label) = (
+            format!("topic=\"{TOPIC}\""),
+            format!("partition=\"{partition}\""),
+        );
+        let log_end = scraped
+            .lines()
+            .find(|l| {
+                l.starts_with("sluice_partition_log_end_offset{")
+                    && l.contains(&topic_label)
+                    && l.contains(&partition_label)
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<f64>().ok());
+        assert_eq!(
+            log_end,
+            Some(traffic.records_in),
+            "partition {partition}'s log end in the first scrape after producing"
+        );
+    }
+
     // Consume everything back; count exactly what the broker sent.
     let fetch_version = client.version::<FetchRequest>(12, 4);
     for partition in 0..PARTITIONS {

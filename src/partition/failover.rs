@@ -78,6 +78,11 @@ impl Partition {
         self.log.is_closed()
     }
 
+    /// Whether `log` is this partition's log (not one a truncation replaced).
+    pub fn serves_log(&self, log: &crate::storage::PartitionLog) -> bool {
+        std::ptr::eq(Rc::as_ptr(&self.log), log)
+    }
+
     pub fn leader_epoch(&self) -> i32 {
         self.log.leader_epoch()
     }

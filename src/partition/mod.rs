@@ -520,12 +520,6 @@ impl Partition {
         self.log.flush_after_filesystem_sync(now_ms, mark).await
     }
 
-    /// Whether the maintenance tick has a background flush (or an error) for this
-    /// partition: a check with no I/O (`PartitionLog::background_flush_due`).
-    pub fn background_flush_due(&self, now_ms: i64) -> bool {
-        self.log.background_flush_due(now_ms)
-    }
-
     /// Retention by time and size, and time-based rolling. Returns segments deleted.
     pub async fn enforce_retention(&self, now_ms: i64) -> Result<usize, StorageError> {
         let deleted = self.log.enforce_retention(now_ms).await?;

@@ -3,11 +3,74 @@
 //! at once (`[log] flush_syncfs_min_partitions`), one `syncfs` of the data directory's
 //! filesystem replaces their fdatasyncs (decision 0020, `storage::filesystem_sync`).
 
-use std::rc::Rc;
+use std::cell::RefCell;
+use std::rc::{Rc, Weak};
 
 use super::Shard;
+use super::table::Lookup;
 use crate::partition::Partition;
 use crate::storage::filesystem_sync::{FilesystemSync, FilesystemSyncMark};
+use crate::storage::{FlushWatch, PartitionLog};
+
+/// A log that told the shard it has background-flush work, with the partition it serves.
+pub struct FlushCandidate {
+    /// Shared with the hook: telling the shard allocates nothing but the list's slot.
+    topic: Rc<str>,
+    partition: i32,
+    log: Weak<PartitionLog>,
+}
+
+/// The logs with background-flush work, as their hooks told (`storage::flush_watch`).
+pub type FlushCandidates = Rc<RefCell<Vec<FlushCandidate>>>;
+
+/// The hook `open` installs on the log of `topic` / `partition`.
+pub fn watch(candidates: &FlushCandidates, topic: &str, partition: i32) -> FlushWatch {
+    let candidates = Rc::clone(candidates);
+    let topic: Rc<str> = Rc::from(topic);
+    Rc::new(move |log| {
+        candidates.borrow_mut().push(FlushCandidate {
+            topic: Rc::clone(&topic),
+            partition,
+            log,
+        })
+    })
+}
+
+/// The partitions whose background flush is due at `now`, among the logs that told the
+/// shard they have work. A log with nothing left to flush is let go (its next write tells
+/// the shard again), so a tick costs the partitions written since their last flush, not
+/// every partition the shard holds: scanning 100,000 idle ones ten times a second kept a
+/// quarter of a core busy (perf/RESULTS.md, session 34). A log whose partition is not in
+/// either table just now (it is changing tables) is looked at again next tick.
+pub fn due(shard: &Shard, now: i64) -> Vec<(String, i32, Rc<Partition>)> {
+    let told = std::mem::take(&mut *shard.flush_candidates.borrow_mut());
+    let mut kept = Vec::with_capacity(told.len());
+    let mut due = Vec::new();
+    for candidate in told {
+        let Some(log) = candidate.log.upgrade() else {
+            continue;
+        };
+        if !log.keep_flush_watch() {
+            continue;
+        }
+        if log.background_flush_due(now) {
+            let (topic, partition) = (&*candidate.topic, candidate.partition);
+            let serving = match shard.partitions.get(topic, partition) {
+                Lookup::Online(p) => Some(p),
+                _ => match shard.followers.get(topic, partition) {
+                    Lookup::Online(p) => Some(p),
+                    _ => None,
+                },
+            };
+            if let Some(p) = serving.filter(|p| p.serves_log(&log)) {
+                due.push((topic.to_string(), partition, p));
+            }
+        }
+        kept.push(candidate);
+    }
+    shard.flush_candidates.borrow_mut().extend(kept);
+    due
+}
 
 /// Background flushes (`flush.ms`, `flush.messages`) a shard runs at once. One at a time,
 /// 1,000 active partitions paid 1,000 fdatasyncs in a row every tick, each waiting for its
@@ -106,7 +169,6 @@ async fn flush_each<'a>(
                         super::open::take_offline(shard, topic, *partition, e.to_string()).await;
                     }
                 }
-                p.publish_storage_metrics();
             },
         )
         .await;

@@ -116,9 +116,10 @@ pub fn share_series(shard: &Shard) -> ShareSeries {
             .collect(),
         ..ShareSeries::default()
     };
-    for (topic, partition, p) in shard.partitions.all_online() {
+    // In place: a partition no share group reads costs no copy of its name.
+    shard.partitions.for_each_online(|topic, partition, p| {
         let Ok(counts) = p.share_counts() else {
-            continue;
+            return;
         };
         let high_watermark = p.high_watermark();
         for (group, c) in counts {
@@ -129,7 +130,7 @@ pub fn share_series(shard: &Shard) -> ShareSeries {
             series.partitions.push(SharePartitionSeries {
                 fetches_waiting: p.share_fetches_waiting(&group) as u64,
                 group,
-                topic: topic.clone(),
+                topic: topic.to_string(),
                 partition,
                 available: c.available,
                 acquired: c.acquired,
@@ -140,26 +141,26 @@ pub fn share_series(shard: &Shard) -> ShareSeries {
                 lag: (high_watermark - c.start_offset).max(0),
             });
         }
-    }
+    });
     series
 }
 
 /// (group, topic, partition, lag) of every share group on the partitions this shard owns.
 fn share_lags(shard: &Shard) -> Vec<(String, String, i32, i64)> {
     let mut out = Vec::new();
-    for (topic, partition, p) in shard.partitions.all_online() {
+    shard.partitions.for_each_online(|topic, partition, p| {
         let Ok(counts) = p.share_counts() else {
-            continue;
+            return;
         };
         let high_watermark = p.high_watermark();
         for (group, c) in counts {
             out.push((
                 group,
-                topic.clone(),
+                topic.to_string(),
                 partition,
                 (high_watermark - c.start_offset).max(0),
             ));
         }
-    }
+    });
     out
 }

@@ -92,6 +92,9 @@ pub struct Shard {
     /// (`replication`); never served to clients, so a lookup in `partitions` misses them
     /// and answers NOT_LEADER_OR_FOLLOWER.
     pub followers: PartitionTable,
+    /// The logs (of either table) with background-flush work, as their hooks told: what
+    /// the maintenance tick looks at (`background_flush::due`).
+    pub flush_candidates: background_flush::FlushCandidates,
     /// Cluster mode, at start-up: the checkpointed high watermarks of the partitions this
     /// shard owns, each taken when its partition opens (`hw_checkpoint`).
     checkpointed_high_watermarks: std::cell::RefCell<crate::storage::hw_checkpoint::HighWatermarks>,

@@ -188,6 +188,8 @@ fn install(
         Ok(log) => {
             let metrics = shard.metrics.clone();
             log.observe_syncs(Rc::new(move |ns| metrics.record_fsync(ns)));
+            let watch = super::background_flush::watch(&shard.flush_candidates, topic, partition);
+            log.watch_flushes(watch);
             let metrics = shard.metrics.partition(topic, partition);
             let p = Partition::new(log, metrics);
             // A checkpoint's high watermark (a restart in cluster mode): a leader's

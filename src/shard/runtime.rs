@@ -451,6 +451,7 @@ async fn shard_main(start: ShardStart, outbox: Rc<Outbox>) {
         cluster: start.cluster,
         partitions: PartitionTable::default(),
         followers: PartitionTable::default(),
+        flush_candidates: Default::default(),
         checkpointed_high_watermarks: std::cell::RefCell::new(high_watermarks),
         groups,
         txns,
@@ -520,12 +521,6 @@ async fn shard_main(start: ShardStart, outbox: Rc<Outbox>) {
     tracing::info!(shard = shard.id, "shard stopped");
 }
 
-/// How often every partition's storage gauges (segments, size, log start and end, last
-/// stable offset) are copied into the metrics; a partition flushed in between publishes its
-/// own at once. Scrapes come every few seconds at most: more often would only cost the
-/// shard a walk over all its partitions.
-pub const STORAGE_METRICS_EVERY: Duration = Duration::from_secs(1);
-
 /// How often a shard wakes for background work (heartbeat, background flush checks). A
 /// sleep on the shard's timer, like every other deadline on the shard.
 pub const MAINTENANCE_TICK: Duration = Duration::from_millis(100);
@@ -540,7 +535,6 @@ async fn maintenance(shard: Rc<Shard>) {
     let retention_every =
         Duration::from_millis(shard.config.log_retention_check_interval_ms.max(100));
     let mut last_retention = std::time::Instant::now();
-    let mut last_storage_metrics = std::time::Instant::now();
     let mut loop_sampler = crate::metrics::LoopSampler::new();
     let mut group_metrics = super::group_metrics::GroupMetricsState::default();
     // Kept open for the shard's life: `syncfs` reports write-back errors only to
@@ -562,21 +556,13 @@ async fn maintenance(shard: Rc<Shard>) {
             .maybe_refresh(&shard, std::time::Instant::now())
             .await;
         let now = super::now_ms();
-        // Only the partitions with a flush due are copied out: an idle partition costs the
-        // tick one check in place, not a clone of its name and a task.
-        let due = |p: &crate::partition::Partition| p.background_flush_due(now);
-        let mut flushing = shard.partitions.online_where(due);
-        flushing.extend(shard.followers.online_where(due));
+        // Only the logs written since their last flush are looked at: an idle partition
+        // costs the tick nothing.
+        let flushing = super::background_flush::due(&shard, now);
         super::background_flush::run(&shard, &flushing, now, filesystem_sync.as_ref()).await;
         // Shutdown closes the logs (with a final flush): no background work after that.
         if shard.shutting_down.get() {
             return;
-        }
-        if last_storage_metrics.elapsed() >= STORAGE_METRICS_EVERY {
-            last_storage_metrics = std::time::Instant::now();
-            let publish = |p: &crate::partition::Partition| p.publish_storage_metrics();
-            shard.partitions.for_each_online(publish);
-            shard.followers.for_each_online(publish);
         }
         if last_retention.elapsed() >= retention_every {
             last_retention = std::time::Instant::now();

@@ -70,23 +70,11 @@ impl PartitionTable {
 
     /// Every online partition, cloned out so callers may await on them.
     pub fn all_online(&self) -> Vec<(String, i32, Rc<Partition>)> {
-        self.online_where(|_| true)
-    }
-
-    /// Online partitions for which `wanted` holds, cloned out: the maintenance tick's cheap
-    /// per-partition check runs in place, so a table of tens of thousands of idle
-    /// partitions costs no copy (and no allocation) per tick, only the few it keeps.
-    pub fn online_where(
-        &self,
-        mut wanted: impl FnMut(&Partition) -> bool,
-    ) -> Vec<(String, i32, Rc<Partition>)> {
         let topics = self.topics.borrow();
         let mut out = Vec::new();
         for (topic, parts) in topics.iter() {
             for (p, slot) in parts {
-                if let PartitionSlot::Online(partition) = slot
-                    && wanted(partition)
-                {
+                if let PartitionSlot::Online(partition) = slot {
                     out.push((topic.clone(), *p, Rc::clone(partition)));
                 }
             }
@@ -94,12 +82,13 @@ impl PartitionTable {
         out
     }
 
-    /// Calls `visit` on every online partition in place (it must not reach the table).
-    pub fn for_each_online(&self, mut visit: impl FnMut(&Partition)) {
-        for parts in self.topics.borrow().values() {
-            for slot in parts.values() {
+    /// Calls `visit` with every online partition and its name, in place: nothing is cloned
+    /// for the partitions it passes over (`visit` must not reach the table).
+    pub fn for_each_online(&self, mut visit: impl FnMut(&str, i32, &Rc<Partition>)) {
+        for (topic, parts) in self.topics.borrow().iter() {
+            for (p, slot) in parts {
                 if let PartitionSlot::Online(partition) = slot {
-                    visit(partition);
+                    visit(topic, *p, partition);
                 }
             }
         }

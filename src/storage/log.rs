@@ -97,6 +97,10 @@ pub(super) struct FlushState {
     pub(super) last_flush_ms: Cell<i64>,
     /// When a background flush last rewrote the state file (see `RECOVERY_POINT_PERSIST_MS`).
     pub(super) last_state_persist_ms: Cell<i64>,
+    /// The shard's hook for logs with background-flush work, and whether it was told of
+    /// this one and has not let it go since (`flush_watch`).
+    pub(super) watch: RefCell<Option<super::flush_watch::FlushWatch>>,
+    pub(super) watched: Cell<bool>,
     /// (active segment base, its size) when the last producer snapshot was taken by a flush
     /// (see `PRODUCER_SNAPSHOT_INTERVAL_BYTES`); a roll takes its own.
     pub(super) producer_snapshot_at: Cell<(i64, u64)>,
@@ -617,7 +621,7 @@ impl PartitionLog {
 
     /// Whether `flush_if_due` would flush now (`flush.messages` / `flush.ms` reached, with
     /// something unflushed), or has an error to report (the log went offline): a check with
-    /// no I/O, cheap enough to run on every partition of a shard each maintenance tick.
+    /// no I/O, run each maintenance tick on the logs with flush work (`flush_watch`).
     pub fn background_flush_due(&self, now_ms: i64) -> bool {
         self.offline.borrow().is_some() || (!self.closed.get() && self.flush_due(now_ms))
     }

@@ -12,6 +12,7 @@ pub mod error;
 mod evict;
 pub mod filesystem;
 pub mod filesystem_sync;
+mod flush_watch;
 mod follower_append;
 pub mod frames;
 pub mod hw_checkpoint;
@@ -45,6 +46,7 @@ pub use batch::{
     BatchError, BatchHeader, BatchSummary, RECORD_BATCH_HEADER_BYTES, validate_batches,
 };
 pub use error::StorageError;
+pub use flush_watch::FlushWatch;
 pub use log::{AppendOutcome, FileRegion, PartitionLog, ReadSlice, SyncObserver};
 /// The log's single-thread wake-up, also used by the partition's share-state waiters.
 pub use notify::Event;

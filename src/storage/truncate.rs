@@ -128,6 +128,11 @@ impl PartitionLog {
             )
         });
         log.recover().await?;
+        // The shard's hooks follow the log to its new object.
+        *log.writer.sync_observer.borrow_mut() = self.writer.sync_observer.borrow().clone();
+        if let Some(watch) = self.flush_watch() {
+            log.watch_flushes(watch);
+        }
         Ok(log)
     }
 }

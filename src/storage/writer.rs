@@ -170,6 +170,7 @@ impl PartitionLog {
         if durable {
             self.writer.durable_requested.set(end_offset);
         }
+        self.note_flush_work();
         self.writer.queue.borrow_mut().push_back(WriteItem::Write {
             segment,
             position,

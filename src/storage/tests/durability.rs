@@ -573,3 +573,58 @@ async fn pages_behind_the_drop_behind_window_leave_the_page_cache() {
         log.close().await.unwrap();
     }
 }
+
+/// Issue 19 (session 34): the shard's maintenance tick looks only at the logs that told it
+/// of flush work. A log tells its hook when its first write after a clean state is queued,
+/// stays watched while records or its recovery point are unsynced, is let go once a flush
+/// made everything durable and persisted, tells again at its next write, and a truncation's
+/// reopened log keeps the hook and tells it.
+#[compio::test]
+async fn a_log_tells_its_flush_watch_once_per_stretch_of_unsynced_writes() {
+    use std::cell::Cell;
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        flush_ms: 100,
+        ..LogConfig::default()
+    };
+    let log = open(dir.path(), config).await.unwrap();
+    let told = Rc::new(Cell::new(0));
+    let counter = Rc::clone(&told);
+    log.watch_flushes(Rc::new(move |_| counter.set(counter.get() + 1)));
+    assert_eq!(
+        told.get(),
+        1,
+        "told at install: the open may have left work"
+    );
+    assert!(!log.keep_flush_watch(), "an empty log has nothing to flush");
+    log.append(batch(3, 10, 0), false, 0).await.unwrap();
+    log.append(batch(2, 10, 3), false, 0).await.unwrap();
+    assert_eq!(told.get(), 2, "told at the first write only");
+    assert!(log.keep_flush_watch(), "records not synced yet");
+    assert!(log.keep_flush_watch(), "asking again does not let it go");
+    let later = wall_clock_ms() + 10_000;
+    log.flush_if_due(later).await.unwrap();
+    assert_eq!(log.durable_offset(), 5);
+    assert!(
+        !log.keep_flush_watch(),
+        "synced, recovery point persisted: let go"
+    );
+    log.append(batch(1, 10, 5), false, 0).await.unwrap();
+    assert_eq!(told.get(), 3, "a write after being let go tells again");
+    log.become_leader(1).await.unwrap();
+    let log = log.truncate_to(3).await.unwrap();
+    assert_eq!(
+        told.get(),
+        4,
+        "the reopened log keeps the hook and tells it"
+    );
+    let watched_after_reopen = log.keep_flush_watch();
+    log.append(batch(1, 10, 6), false, 0).await.unwrap();
+    let expected = if watched_after_reopen { 4 } else { 5 };
+    assert_eq!(
+        told.get(),
+        expected,
+        "told once per stretch on the new log too"
+    );
+    assert!(log.keep_flush_watch(), "its write is not synced yet");
+}
