@@ -118,9 +118,10 @@ pub fn share_series(shard: &Shard) -> ShareSeries {
     };
     // In place: a partition no share group reads costs no copy of its name.
     shard.partitions.for_each_online(|topic, partition, p| {
-        let Ok(counts) = p.share_counts() else {
+        let counts = p.share_counts_in_memory();
+        if counts.is_empty() {
             return;
-        };
+        }
         let high_watermark = p.high_watermark();
         for (group, c) in counts {
             if series.partitions.len() >= MAX_SHARE_SERIES_PER_SHARD {
@@ -149,9 +150,10 @@ pub fn share_series(shard: &Shard) -> ShareSeries {
 fn share_lags(shard: &Shard) -> Vec<(String, String, i32, i64)> {
     let mut out = Vec::new();
     shard.partitions.for_each_online(|topic, partition, p| {
-        let Ok(counts) = p.share_counts() else {
+        let counts = p.share_counts_in_memory();
+        if counts.is_empty() {
             return;
-        };
+        }
         let high_watermark = p.high_watermark();
         for (group, c) in counts {
             out.push((
