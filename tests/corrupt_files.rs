@@ -350,16 +350,22 @@ fn flipped_byte_before_the_recovery_point_refuses_the_partition_at_its_first_rea
     f.mark_unclean(f.acked[0].len() as i64);
     f.restart();
     let mut conn = RawConn::connect(&f.broker.bootstrap()).expect("connect");
+    // Open, and read its first (undamaged) segment, before a few maintenance ticks pass:
+    // the partition has nothing to flush, so the background flush no longer watches it
+    // when the damage is found.
     let deadline = std::time::Instant::now() + PARTITION_OPEN_TIMEOUT;
-    let code = loop {
-        let (code, ..) = conn
-            .fetch(TOPIC, VICTIM, base_of(last), 1024)
-            .expect("fetch the damaged segment");
+    loop {
+        let (code, ..) = conn.fetch(TOPIC, VICTIM, 0, 1024).expect("fetch offset 0");
         if code != ERROR_NOT_LEADER_OR_FOLLOWER || std::time::Instant::now() > deadline {
-            break code;
+            assert_eq!(code, 0, "the first segment is undamaged");
+            break;
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
-    };
+    }
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let (code, ..) = conn
+        .fetch(TOPIC, VICTIM, base_of(last), 1024)
+        .expect("fetch the damaged segment");
     assert_eq!(
         code, ERROR_KAFKA_STORAGE,
         "the first read of damaged data must refuse it"
@@ -368,6 +374,25 @@ fn flipped_byte_before_the_recovery_point_refuses_the_partition_at_its_first_rea
         check(&mut f, last),
         Outcome::Refused,
         "corruption before the recovery point must take the partition offline"
+    );
+    // The read that found the damage (on a partition with nothing to flush) takes it out
+    // of service: listed offline, as Metadata and /v1/status report it.
+    support::wait_until(
+        PARTITION_OPEN_TIMEOUT,
+        std::time::Duration::from_millis(100),
+        || {
+            let metrics = support::scrape_metrics(f.broker.admin_port);
+            let offline: f64 = metrics
+                .lines()
+                .filter(|l| l.starts_with("sluice_offline_partitions{"))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum();
+            if offline == 1.0 {
+                Ok(())
+            } else {
+                Err(format!("offline partitions listed: {offline}"))
+            }
+        },
     );
 }
 

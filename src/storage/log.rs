@@ -300,6 +300,9 @@ impl PartitionLog {
         self.writer.queue.borrow_mut().clear();
         self.writer.written_advanced.notify();
         self.writer.synced.notify();
+        // The shard's next tick reports it and lists the partition offline, even when the
+        // damage was found by a read of a partition with nothing to flush (`flush_watch`).
+        self.note_flush_work();
     }
 
     pub(super) fn active_segment(&self) -> Rc<Segment> {
