@@ -70,15 +70,10 @@ impl PartitionTable {
 
     /// Every online partition, cloned out so callers may await on them.
     pub fn all_online(&self) -> Vec<(String, i32, Rc<Partition>)> {
-        let topics = self.topics.borrow();
         let mut out = Vec::new();
-        for (topic, parts) in topics.iter() {
-            for (p, slot) in parts {
-                if let PartitionSlot::Online(partition) = slot {
-                    out.push((topic.clone(), *p, Rc::clone(partition)));
-                }
-            }
-        }
+        self.for_each_online(|topic, p, partition| {
+            out.push((topic.to_string(), p, Rc::clone(partition)))
+        });
         out
     }
 
